@@ -1,0 +1,41 @@
+# Paddock — see README.md. Every target works from a fresh clone.
+GO        ?= go
+BIN       ?= bin/paddock
+DATA      ?= $(HOME)/.cache/paddock
+GOBIN_DIR := $(CURDIR)/bin/tools
+PROTOC_GEN_GO_VERSION      := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
+
+.PHONY: build test run proto lint bench clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/paddock
+
+# The whole suite, as CI runs it (.ci/run calls exactly this). Tests that need
+# root, Bazel, runc or bubblewrap skip themselves where those are absent.
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 25m ./...
+
+# Build and start the whole farm on this machine, data under $(DATA).
+run: build
+	$(BIN) up --data $(DATA)
+
+# Regenerate the committed Go code of our own protos in api/.
+proto:
+	GOBIN=$(GOBIN_DIR) $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	GOBIN=$(GOBIN_DIR) $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	cd api && for p in $$(find . -name '*.proto'); do \
+	  PATH=$(GOBIN_DIR):$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative \
+	    --go-grpc_out=. --go-grpc_opt=paths=source_relative $$p || exit 1; done
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+# Go benchmarks of every package (figures go in docs/benchmarks.md).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,24 @@
+package main
+
+import (
+	"context"
+	"errors"
+)
+
+// These roles arrive with the worker/runner and bench issues.
+
+func runUp(ctx context.Context, args []string) error {
+	return errors.New("not implemented yet (issue: worker, runner and paddock up)")
+}
+
+func runWorker(ctx context.Context, args []string) error {
+	return errors.New("not implemented yet (issue: worker, runner and paddock up)")
+}
+
+func runRunner(ctx context.Context, args []string) error {
+	return errors.New("not implemented yet (issue: worker, runner and paddock up)")
+}
+
+func runBench(ctx context.Context, args []string) error {
+	return errors.New("not implemented yet (issue: paddock bench)")
+}

@@ -1,0 +1,149 @@
+package digest
+
+import (
+	"strconv"
+	"strings"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// ResourceName is a parsed ByteStream resource name for a CAS blob.
+type ResourceName struct {
+	// InstanceName may contain slashes; it is empty for the default instance.
+	InstanceName string
+	// UploadID is the {uuid} segment of a write; empty for reads.
+	UploadID string
+	// Compressor is IDENTITY for blobs/, or the compressor of compressed-blobs/.
+	Compressor repb.Compressor_Value
+	// Digest is of the uncompressed blob.
+	Digest Digest
+}
+
+// reserved are the segments the spec forbids in an instance name, because
+// they start the part of a resource name that follows it.
+var reserved = map[string]bool{
+	"blobs": true, "uploads": true, "actions": true, "actionResults": true,
+	"operations": true, "capabilities": true, "compressed-blobs": true,
+}
+
+// ParseReadResourceName parses
+// `{instance}/blobs/{digest_function/}{hash}/{size}` and
+// `{instance}/compressed-blobs/{compressor}/{digest_function/}{hash}/{size}`.
+func ParseReadResourceName(name string) (ResourceName, error) {
+	return parseResourceName(name, false)
+}
+
+// ParseWriteResourceName parses
+// `{instance}/uploads/{uuid}/blobs/{digest_function/}{hash}/{size}{/metadata}`
+// and the compressed-blobs form.
+func ParseWriteResourceName(name string) (ResourceName, error) {
+	return parseResourceName(name, true)
+}
+
+func badName(name, why string) error {
+	return status.Errorf(codes.InvalidArgument, "resource_name %q: %s", trunc(name), why)
+}
+
+func parseResourceName(name string, write bool) (ResourceName, error) {
+	if name == "" {
+		return ResourceName{}, badName(name, "is empty")
+	}
+	segs := strings.Split(name, "/")
+	for _, s := range segs {
+		switch s {
+		case "":
+			return ResourceName{}, badName(name, "has an empty path segment")
+		case ".", "..":
+			return ResourceName{}, badName(name, "has a '.' or '..' segment")
+		}
+	}
+	var rn ResourceName
+	i := 0
+	for i < len(segs) && !reserved[segs[i]] {
+		i++
+	}
+	if i == len(segs) {
+		if write {
+			return ResourceName{}, badName(name, "has no uploads/{uuid}/blobs/ part")
+		}
+		return ResourceName{}, badName(name, "has no blobs/ or compressed-blobs/ part")
+	}
+	rn.InstanceName = strings.Join(segs[:i], "/")
+	rest := segs[i:]
+	if write {
+		if rest[0] != "uploads" || len(rest) < 2 {
+			return ResourceName{}, badName(name, "a write needs {instance}/uploads/{uuid}/blobs/...")
+		}
+		rn.UploadID = rest[1]
+		rest = rest[2:]
+	}
+	if len(rest) == 0 {
+		return ResourceName{}, badName(name, "ends before blobs/")
+	}
+	switch rest[0] {
+	case "blobs":
+		rn.Compressor = repb.Compressor_IDENTITY
+		rest = rest[1:]
+	case "compressed-blobs":
+		if len(rest) < 2 {
+			return ResourceName{}, badName(name, "compressed-blobs/ needs a compressor")
+		}
+		c, ok := repb.Compressor_Value_value[strings.ToUpper(rest[1])]
+		if !ok || c == int32(repb.Compressor_IDENTITY) || rest[1] != strings.ToLower(rest[1]) {
+			return ResourceName{}, badName(name, "unknown compressor "+strconv.Quote(rest[1]))
+		}
+		rn.Compressor = repb.Compressor_Value(c)
+		rest = rest[2:]
+	default:
+		return ResourceName{}, badName(name, "expected blobs/ or compressed-blobs/ after the instance name")
+	}
+	fn := repb.DigestFunction_UNKNOWN
+	if len(rest) > 0 {
+		if v, ok := repb.DigestFunction_Value_value[strings.ToUpper(rest[0])]; ok && rest[0] == strings.ToLower(rest[0]) {
+			fn = repb.DigestFunction_Value(v)
+			rest = rest[1:]
+		}
+	}
+	if len(rest) < 2 {
+		return ResourceName{}, badName(name, "needs {hash}/{size}")
+	}
+	// Writes may carry optional metadata after the size; reads may not.
+	if !write && len(rest) > 2 {
+		return ResourceName{}, badName(name, "has segments after {size}")
+	}
+	size, err := strconv.ParseInt(rest[1], 10, 64)
+	if err != nil || rest[1] != strconv.FormatInt(size, 10) {
+		return ResourceName{}, badName(name, "size "+strconv.Quote(rest[1])+" is not a decimal integer")
+	}
+	d, err := New(fn, rest[0], size)
+	if err != nil {
+		return ResourceName{}, badName(name, status.Convert(err).Message())
+	}
+	rn.Digest = d
+	return rn, nil
+}
+
+// String renders the resource name for a read (UploadID empty) or a write.
+func (rn ResourceName) String() string {
+	var b strings.Builder
+	if rn.InstanceName != "" {
+		b.WriteString(rn.InstanceName)
+		b.WriteByte('/')
+	}
+	if rn.UploadID != "" {
+		b.WriteString("uploads/")
+		b.WriteString(rn.UploadID)
+		b.WriteByte('/')
+	}
+	if rn.Compressor == repb.Compressor_IDENTITY {
+		b.WriteString("blobs/")
+	} else {
+		b.WriteString("compressed-blobs/")
+		b.WriteString(strings.ToLower(rn.Compressor.String()))
+		b.WriteByte('/')
+	}
+	b.WriteString(rn.Digest.String())
+	return b.String()
+}
