@@ -2,18 +2,118 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/storage"
 )
 
 func runStorage(ctx context.Context, args []string) error {
-	return errors.New("not implemented yet")
+	fs := flag.NewFlagSet("storage", flag.ContinueOnError)
+	configPath := fs.String("config", "", "YAML config file (see configs/storage.yaml)")
+	listen := fs.String("listen", "", "override the config's listen address")
+	dir := fs.String("dir", "", "override the config's data directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg := configs.DefaultStorage()
+	if *configPath != "" {
+		if err := configs.Load(*configPath, &cfg); err != nil {
+			return err
+		}
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	if *dir != "" {
+		cfg.Dir = *dir
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	cas, ac, closeStores, err := openStorage(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer closeStores()
+	srv := storage.NewServer(storage.ServerOptions{
+		CAS: cas, AC: ac,
+		MaxBatchTotalSizeBytes: int64(cfg.MaxBatchTotalSizeBytes),
+		MaxInlineBytes:         int64(cfg.MaxInlineBytes),
+		UploadIdleTimeout:      cfg.UploadIdleTimeout,
+		Logger:                 logger,
+	})
+	defer srv.Close()
+	g := grpc.NewServer(srv.GRPCServerOptions()...)
+	srv.Register(g)
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	logger.Info("storage serving", "address", lis.Addr().String(), "dir", cfg.Dir, "remote", cfg.Remote.Endpoint)
+	// Tests and scripts read the address from this line on stdout.
+	fmt.Printf("paddock storage listening on %s\n", lis.Addr())
+	return serveUntilDone(ctx, g, lis)
+}
+
+// openStorage builds the configured backend: the local disk, or a remote
+// REv2 endpoint when cfg.Remote.Endpoint is set.
+func openStorage(ctx context.Context, cfg configs.Storage, logger *slog.Logger) (storage.BlobStore, storage.ActionCache, func(), error) {
+	if cfg.Remote.Endpoint != "" {
+		conn, err := dialStorage(cfg.Remote.Endpoint)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		return storage.NewRemoteBlobStore(conn, storage.RemoteOptions{InstanceName: cfg.Remote.InstanceName}),
+			storage.NewRemoteActionCache(conn), func() { conn.Close() }, nil
+	}
+	cas, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: cfg.Dir, MaxBytes: int64(cfg.MaxBytes), Logger: logger})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ac, err := storage.NewDiskActionCache(cfg.Dir, logger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cas, ac, func() {}, nil
 }
 
 // openRemoteStorage connects to the REv2 storage endpoint addr and returns
 // the CAS and action cache over it, and a function that closes the
 // connection. The scheduler and worker roles use it.
 func openRemoteStorage(ctx context.Context, addr string) (storage.BlobStore, storage.ActionCache, func(), error) {
-	return nil, nil, nil, errors.New("remote storage: not implemented yet")
+	conn, err := dialStorage(addr)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return storage.NewRemoteBlobStore(conn, storage.RemoteOptions{}), storage.NewRemoteActionCache(conn), func() { conn.Close() }, nil
+}
+
+func dialStorage(addr string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+	if err != nil {
+		return nil, fmt.Errorf("dial storage %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// serveUntilDone serves g on lis until ctx is cancelled, then stops
+// gracefully.
+func serveUntilDone(ctx context.Context, g *grpc.Server, lis net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		g.GracefulStop()
+		return nil
+	}
 }

@@ -1,0 +1,47 @@
+package configs
+
+import "time"
+
+// Storage configures `paddock storage`, and the storage part of `paddock up`.
+type Storage struct {
+	// Listen is the gRPC address to serve CAS, Action Cache, ByteStream and
+	// Capabilities on.
+	Listen string `yaml:"listen"`
+	// Dir holds the blobs and action cache entries of the disk backend.
+	Dir string `yaml:"dir"`
+	// MaxBytes bounds the CAS on disk; least recently used blobs are evicted
+	// past it. 0 means unbounded.
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	// MaxBatchTotalSizeBytes is advertised to clients and enforced on the
+	// batch RPCs; larger transfers go through ByteStream.
+	MaxBatchTotalSizeBytes ByteSize `yaml:"max_batch_total_size_bytes"`
+	// MaxInlineBytes bounds the stdout, stderr and output file contents that
+	// GetActionResult inlines on request.
+	MaxInlineBytes ByteSize `yaml:"max_inline_bytes"`
+	// UploadIdleTimeout is how long an interrupted ByteStream upload is kept
+	// for the client to resume.
+	UploadIdleTimeout time.Duration `yaml:"upload_idle_timeout"`
+	// Remote, when its endpoint is set, replaces the disk backend: this
+	// server then fronts another REv2 storage endpoint.
+	Remote RemoteStorage `yaml:"remote"`
+}
+
+// RemoteStorage names another REv2 endpoint to use as the backend.
+type RemoteStorage struct {
+	// Endpoint is host:port of the remote REv2 server (plain gRPC).
+	Endpoint string `yaml:"endpoint"`
+	// InstanceName is used for CAS requests to the remote.
+	InstanceName string `yaml:"instance_name"`
+}
+
+// DefaultStorage returns the defaults that a config file overrides.
+func DefaultStorage() Storage {
+	return Storage{
+		Listen:                 "127.0.0.1:8980",
+		Dir:                    "/var/lib/paddock/storage",
+		MaxBytes:               10 << 30,
+		MaxBatchTotalSizeBytes: 4 << 20,
+		MaxInlineBytes:         1 << 20,
+		UploadIdleTimeout:      time.Minute,
+	}
+}

@@ -1,0 +1,147 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
+)
+
+// actionCacheServer implements ActionCache over an ActionCache and the CAS:
+// results are only returned when complete (every referenced blob present),
+// and requested contents are inlined within MaxInlineBytes.
+type actionCacheServer struct {
+	repb.UnimplementedActionCacheServer
+	opts *ServerOptions
+}
+
+func (s *actionCacheServer) GetActionResult(ctx context.Context, req *repb.GetActionResultRequest) (*repb.ActionResult, error) {
+	fn, err := digest.CheckFunction(req.DigestFunction)
+	if err != nil {
+		return nil, err
+	}
+	d, err := digest.FromProto(fn, req.ActionDigest, "action_digest")
+	if err != nil {
+		return nil, err
+	}
+	result, err := s.opts.AC.Get(ctx, req.InstanceName, d)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckComplete(ctx, s.opts.CAS, fn, result); err != nil {
+		if status.Code(err) == codes.NotFound {
+			return nil, status.Errorf(codes.NotFound, "action %s: cached result is incomplete, execute it again: %s", d, status.Convert(err).Message())
+		}
+		return nil, err
+	}
+	if err := s.inline(ctx, fn, req, result); err != nil {
+		return nil, err
+	}
+	return result, nil
+}
+
+// inline fills in the contents the client asked for, in the order stdout,
+// stderr, output files, while they fit in MaxInlineBytes together. What does
+// not fit is left for the client to fetch by digest, as the spec allows.
+func (s *actionCacheServer) inline(ctx context.Context, fn digest.Function, req *repb.GetActionResultRequest, result *repb.ActionResult) error {
+	budget := s.opts.MaxInlineBytes
+	fetch := func(pd *repb.Digest) ([]byte, bool, error) {
+		if pd == nil || pd.SizeBytes > budget {
+			return nil, false, nil
+		}
+		d, err := digest.FromProto(fn, pd, "result digest")
+		if err != nil {
+			return nil, false, err
+		}
+		b, err := GetBytes(ctx, s.opts.CAS, d, budget)
+		if err != nil {
+			return nil, false, fmt.Errorf("inline %s: %w", d, err)
+		}
+		budget -= int64(len(b))
+		return b, true, nil
+	}
+	if req.InlineStdout && len(result.StdoutRaw) == 0 {
+		if b, ok, err := fetch(result.StdoutDigest); err != nil {
+			return err
+		} else if ok {
+			result.StdoutRaw = b
+		}
+	}
+	if req.InlineStderr && len(result.StderrRaw) == 0 {
+		if b, ok, err := fetch(result.StderrDigest); err != nil {
+			return err
+		} else if ok {
+			result.StderrRaw = b
+		}
+	}
+	want := map[string]bool{}
+	for _, p := range req.InlineOutputFiles {
+		want[p] = true
+	}
+	for _, f := range result.OutputFiles {
+		if !want[f.Path] || len(f.Contents) > 0 {
+			continue
+		}
+		if b, ok, err := fetch(f.Digest); err != nil {
+			return err
+		} else if ok {
+			f.Contents = b
+		}
+	}
+	return nil
+}
+
+func (s *actionCacheServer) UpdateActionResult(ctx context.Context, req *repb.UpdateActionResultRequest) (*repb.ActionResult, error) {
+	fn, err := digest.CheckFunction(req.DigestFunction)
+	if err != nil {
+		return nil, err
+	}
+	d, err := digest.FromProto(fn, req.ActionDigest, "action_digest")
+	if err != nil {
+		return nil, err
+	}
+	if req.ActionResult == nil {
+		return nil, status.Error(codes.InvalidArgument, "action_result is missing")
+	}
+	if err := ValidateActionResult(fn, req.ActionResult); err != nil {
+		return nil, err
+	}
+	if err := s.opts.AC.Put(ctx, req.InstanceName, d, req.ActionResult); err != nil {
+		return nil, fmt.Errorf("update action result %s: %w", d, err)
+	}
+	return req.ActionResult, nil
+}
+
+// ValidateActionResult checks every digest and path in r, so that a
+// malformed result is refused when written rather than served later.
+// Errors are INVALID_ARGUMENT naming the field.
+func ValidateActionResult(fn digest.Function, r *repb.ActionResult) error {
+	check := func(pd *repb.Digest, field string, required bool) error {
+		if pd == nil && !required {
+			return nil
+		}
+		_, err := digest.FromProto(fn, pd, "action_result."+field)
+		return err
+	}
+	for i, f := range r.OutputFiles {
+		if f.Path == "" {
+			return status.Errorf(codes.InvalidArgument, "action_result.output_files[%d].path is empty", i)
+		}
+		if err := check(f.Digest, fmt.Sprintf("output_files[%d].digest", i), true); err != nil {
+			return err
+		}
+	}
+	for i, dir := range r.OutputDirectories {
+		if err := check(dir.TreeDigest, fmt.Sprintf("output_directories[%d].tree_digest", i), true); err != nil {
+			return err
+		}
+	}
+	if err := check(r.StdoutDigest, "stdout_digest", false); err != nil {
+		return err
+	}
+	return check(r.StderrDigest, "stderr_digest", false)
+}

@@ -1,0 +1,363 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/klauspost/compress/zstd"
+	"google.golang.org/genproto/googleapis/bytestream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
+)
+
+// byteStreamServer implements google.bytestream.ByteStream for CAS blobs.
+//
+// A Write streams into BlobStore.Put through a pipe, so a blob of any size
+// is never held in memory. Uncompressed uploads are resumable: when a stream
+// breaks before finish_write, its upload (the pipe and the Put behind it)
+// is kept, keyed by resource name, for UploadIdleTimeout; QueryWriteStatus
+// reports how much was committed and a new Write from that offset goes on.
+// Compressed uploads are not resumable (their offsets mix compressed and
+// uncompressed sizes) and are dropped when their stream breaks.
+type byteStreamServer struct {
+	bytestream.UnimplementedByteStreamServer
+	opts *ServerOptions
+
+	mu      sync.Mutex
+	uploads map[string]*upload
+}
+
+// upload is one blob being written through Put. Only the stream holding
+// busy may write to it.
+type upload struct {
+	name   string
+	d      digest.Digest
+	busy   sync.Mutex
+	pw     *io.PipeWriter
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Put has returned
+	err    error         // Put's result, valid after done
+	idle   *time.Timer   // aborts the upload if nobody resumes it
+
+	committed int64 // bytes accepted from the client (compressed bytes for compressed uploads)
+}
+
+func newByteStreamServer(opts *ServerOptions) *byteStreamServer {
+	return &byteStreamServer{opts: opts, uploads: map[string]*upload{}}
+}
+
+var errUploadAborted = errors.New("upload aborted")
+
+func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.ByteStream_ReadServer) error {
+	rn, err := digest.ParseReadResourceName(req.ResourceName)
+	if err != nil {
+		return err
+	}
+	d := rn.Digest
+	switch {
+	case req.ReadOffset < 0:
+		return status.Errorf(codes.InvalidArgument, "read_offset %d is negative", req.ReadOffset)
+	case req.ReadLimit < 0:
+		return status.Errorf(codes.InvalidArgument, "read_limit %d is negative", req.ReadLimit)
+	case req.ReadOffset > d.SizeBytes():
+		return status.Errorf(codes.OutOfRange, "read_offset %d is past the end of %s", req.ReadOffset, d)
+	case rn.Compressor != repb.Compressor_IDENTITY && req.ReadLimit != 0:
+		return status.Errorf(codes.InvalidArgument, "read_limit must be 0 when reading compressed-blobs/, got %d", req.ReadLimit)
+	}
+	r, err := s.opts.CAS.Get(stream.Context(), d, req.ReadOffset)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	send := &chunkSender{send: func(b []byte) error { return stream.Send(&bytestream.ReadResponse{Data: b}) }}
+	if rn.Compressor == repb.Compressor_ZSTD {
+		enc, err := zstd.NewWriter(send, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			return fmt.Errorf("zstd encoder: %w", err)
+		}
+		if _, err := io.Copy(enc, r); err != nil {
+			enc.Close()
+			return err
+		}
+		if err := enc.Close(); err != nil {
+			return err
+		}
+		return send.flush()
+	}
+	if req.ReadLimit > 0 {
+		r = struct {
+			io.Reader
+			io.Closer
+		}{io.LimitReader(r, req.ReadLimit), r}
+	}
+	if _, err := io.Copy(send, r); err != nil {
+		return err
+	}
+	return send.flush()
+}
+
+// chunkSender batches writes into messages of streamChunkBytes.
+type chunkSender struct {
+	send func([]byte) error
+	buf  []byte
+}
+
+func (c *chunkSender) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		if c.buf == nil {
+			c.buf = make([]byte, 0, streamChunkBytes)
+		}
+		m := min(len(p), streamChunkBytes-len(c.buf))
+		c.buf = append(c.buf, p[:m]...)
+		p = p[m:]
+		if len(c.buf) == streamChunkBytes {
+			if err := c.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (c *chunkSender) flush() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	err := c.send(c.buf)
+	c.buf = c.buf[:0]
+	return err
+}
+
+func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error {
+	req, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	rn, err := digest.ParseWriteResourceName(req.ResourceName)
+	if err != nil {
+		return err
+	}
+	d := rn.Digest
+	compressed := rn.Compressor != repb.Compressor_IDENTITY
+	complete := func() error {
+		size := d.SizeBytes()
+		if compressed {
+			size = -1 // the spec's answer for a compressed upload cut short
+		}
+		return stream.SendAndClose(&bytestream.WriteResponse{CommittedSize: size})
+	}
+	// A blob that is already stored completes at once, as the spec allows.
+	if missing, err := s.opts.CAS.FindMissing(stream.Context(), []digest.Digest{d}); err != nil {
+		return err
+	} else if len(missing) == 0 {
+		return complete()
+	}
+	if compressed && req.WriteOffset != 0 {
+		return status.Errorf(codes.InvalidArgument, "write_offset %d: compressed uploads cannot be resumed; start at 0", req.WriteOffset)
+	}
+	u, err := s.acquire(req.ResourceName, rn, req.WriteOffset)
+	if err != nil {
+		return err
+	}
+	defer u.busy.Unlock()
+	if compressed {
+		// Compressed bytes go into a second pipe; a decoder turns them into
+		// the bytes Put verifies and stores.
+		toPut := u.pw
+		pr, pw := io.Pipe()
+		dec, err := zstd.NewReader(pr, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
+		if err != nil {
+			s.abort(u, err)
+			return fmt.Errorf("zstd decoder: %w", err)
+		}
+		defer dec.Close()
+		go func() {
+			_, err := io.Copy(toPut, dec)
+			toPut.CloseWithError(err)
+			// If Put stopped early, unblock the stream's writes too.
+			pr.CloseWithError(errors.Join(err, errUploadAborted))
+		}()
+		u.pw = pw
+	}
+	first := true
+	for {
+		if !first {
+			if req, err = stream.Recv(); err != nil {
+				if err == io.EOF {
+					err = status.Errorf(codes.InvalidArgument, "stream ended at %d bytes without finish_write", u.committed)
+					s.abort(u, err)
+					return err
+				}
+				// The client went away: keep an uncompressed upload for a
+				// resuming Write, drop a compressed one.
+				if compressed {
+					s.abort(u, err)
+				} else {
+					s.park(u)
+				}
+				return err
+			}
+			if req.ResourceName != "" && req.ResourceName != u.name {
+				err := status.Errorf(codes.InvalidArgument, "resource_name %q differs from the stream's first %q", req.ResourceName, u.name)
+				s.abort(u, err)
+				return err
+			}
+		}
+		first = false
+		// For compressed uploads the spec makes each offset the first one
+		// (0 here) plus the compressed bytes sent so far: committed too.
+		if req.WriteOffset != u.committed {
+			// Parked, not aborted: the committed prefix is still good.
+			s.park(u)
+			return status.Errorf(codes.InvalidArgument, "write_offset %d, but %d bytes are committed; resume from there", req.WriteOffset, u.committed)
+		}
+		if !compressed && u.committed+int64(len(req.Data)) > d.SizeBytes() {
+			err := status.Errorf(codes.InvalidArgument, "data goes past size_bytes %d of %s", d.SizeBytes(), d)
+			s.abort(u, err)
+			return err
+		}
+		if _, err := u.pw.Write(req.Data); err != nil {
+			<-u.done
+			s.remove(u)
+			if u.err == nil { // stored meanwhile by another client
+				return complete()
+			}
+			return u.err
+		}
+		u.committed += int64(len(req.Data))
+		if req.FinishWrite {
+			if !compressed && u.committed != d.SizeBytes() {
+				err := status.Errorf(codes.InvalidArgument, "finish_write at %d bytes, but size_bytes is %d", u.committed, d.SizeBytes())
+				s.abort(u, err)
+				return err
+			}
+			u.pw.Close()
+			<-u.done
+			s.remove(u)
+			if u.err != nil {
+				return u.err
+			}
+			if compressed {
+				return stream.SendAndClose(&bytestream.WriteResponse{CommittedSize: u.committed})
+			}
+			return complete()
+		}
+	}
+}
+
+// acquire returns the upload for name, starting one if none is parked, and
+// holds its busy lock. A parked upload is resumed unless the client starts
+// again from offset 0, which restarts it.
+func (s *byteStreamServer) acquire(name string, rn digest.ResourceName, offset int64) (*upload, error) {
+	s.mu.Lock()
+	u, ok := s.uploads[name]
+	if ok {
+		if !u.busy.TryLock() {
+			s.mu.Unlock()
+			return nil, status.Errorf(codes.FailedPrecondition, "resource_name %q is being written by another stream", name)
+		}
+		if u.idle != nil {
+			u.idle.Stop()
+		}
+		if offset != 0 || u.committed == 0 {
+			s.mu.Unlock()
+			return u, nil
+		}
+		s.mu.Unlock()
+		s.abort(u, errUploadAborted)
+		u.busy.Unlock()
+		s.mu.Lock()
+	}
+	defer s.mu.Unlock()
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	u = &upload{name: name, d: rn.Digest, pw: pw, cancel: cancel, done: make(chan struct{})}
+	u.busy.Lock()
+	go func() {
+		u.err = s.opts.CAS.Put(ctx, rn.Digest, pr)
+		pr.CloseWithError(errUploadAborted)
+		close(u.done)
+	}()
+	// Compressed uploads are never parked, so they need no entry.
+	if rn.Compressor == repb.Compressor_IDENTITY {
+		s.uploads[name] = u
+	}
+	return u, nil
+}
+
+// park keeps u for a resuming Write, until UploadIdleTimeout passes.
+func (s *byteStreamServer) park(u *upload) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u.idle = time.AfterFunc(s.opts.UploadIdleTimeout, func() {
+		// A stream that resumed the upload meanwhile holds busy.
+		if u.busy.TryLock() {
+			s.abort(u, errUploadAborted)
+			u.busy.Unlock()
+		}
+	})
+}
+
+// abort ends u's Put with err (so nothing is stored) and forgets it.
+func (s *byteStreamServer) abort(u *upload, err error) {
+	u.pw.CloseWithError(err)
+	u.cancel()
+	<-u.done
+	s.remove(u)
+}
+
+func (s *byteStreamServer) remove(u *upload) {
+	s.mu.Lock()
+	if s.uploads[u.name] == u {
+		delete(s.uploads, u.name)
+	}
+	s.mu.Unlock()
+}
+
+func (s *byteStreamServer) QueryWriteStatus(ctx context.Context, req *bytestream.QueryWriteStatusRequest) (*bytestream.QueryWriteStatusResponse, error) {
+	rn, err := digest.ParseWriteResourceName(req.ResourceName)
+	if err != nil {
+		return nil, err
+	}
+	if missing, err := s.opts.CAS.FindMissing(ctx, []digest.Digest{rn.Digest}); err != nil {
+		return nil, err
+	} else if len(missing) == 0 {
+		return &bytestream.QueryWriteStatusResponse{CommittedSize: rn.Digest.SizeBytes(), Complete: true}, nil
+	}
+	s.mu.Lock()
+	u, ok := s.uploads[req.ResourceName]
+	s.mu.Unlock()
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "resource_name %q: no upload in progress", req.ResourceName)
+	}
+	// Wait for a stream still writing to finish its message, so the answer
+	// is a size the client can resume from.
+	u.busy.Lock()
+	committed := u.committed
+	u.busy.Unlock()
+	return &bytestream.QueryWriteStatusResponse{CommittedSize: committed}, nil
+}
+
+// close aborts every parked upload.
+func (s *byteStreamServer) close() {
+	s.mu.Lock()
+	var all []*upload
+	for _, u := range s.uploads {
+		all = append(all, u)
+	}
+	s.mu.Unlock()
+	for _, u := range all {
+		if u.busy.TryLock() {
+			s.abort(u, errUploadAborted)
+			u.busy.Unlock()
+		}
+	}
+}

@@ -1,0 +1,37 @@
+package storage
+
+import (
+	"context"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	smpb "github.com/bazelbuild/remote-apis/build/bazel/semver"
+
+	"github.com/paddock-build/paddock/digest"
+)
+
+// capabilitiesServer answers GetCapabilities. low_api_version is 2.0 so that
+// Bazel 2.x–4.x, which speak only REv2 2.0, are accepted; high_api_version is
+// 2.13, the newest the generated code describes (its optional blob
+// splitting and splicing are advertised as unsupported).
+type capabilitiesServer struct {
+	repb.UnimplementedCapabilitiesServer
+	opts *ServerOptions
+}
+
+func (s *capabilitiesServer) GetCapabilities(ctx context.Context, req *repb.GetCapabilitiesRequest) (*repb.ServerCapabilities, error) {
+	return &repb.ServerCapabilities{
+		CacheCapabilities: &repb.CacheCapabilities{
+			DigestFunctions: append([]repb.DigestFunction_Value(nil), digest.Supported...),
+			ActionCacheUpdateCapabilities: &repb.ActionCacheUpdateCapabilities{
+				UpdateEnabled: true,
+			},
+			MaxBatchTotalSizeBytes:          s.opts.MaxBatchTotalSizeBytes,
+			SymlinkAbsolutePathStrategy:     repb.SymlinkAbsolutePathStrategy_DISALLOWED,
+			SupportedCompressors:            []repb.Compressor_Value{repb.Compressor_ZSTD},
+			SupportedBatchUpdateCompressors: []repb.Compressor_Value{repb.Compressor_ZSTD},
+		},
+		ExecutionCapabilities: s.opts.Execution,
+		LowApiVersion:         &smpb.SemVer{Major: 2, Minor: 0},
+		HighApiVersion:        &smpb.SemVer{Major: 2, Minor: 13},
+	}, nil
+}

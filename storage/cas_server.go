@@ -1,0 +1,251 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"strconv"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"golang.org/x/sync/errgroup"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/paddock-build/paddock/digest"
+)
+
+// casServer implements ContentAddressableStorage over a BlobStore.
+type casServer struct {
+	repb.UnimplementedContentAddressableStorageServer
+	opts *ServerOptions
+}
+
+// batchParallelism is how many blobs of one batch are stored or read at once.
+const batchParallelism = 8
+
+func (s *casServer) FindMissingBlobs(ctx context.Context, req *repb.FindMissingBlobsRequest) (*repb.FindMissingBlobsResponse, error) {
+	fn, err := digest.CheckFunction(req.DigestFunction)
+	if err != nil {
+		return nil, err
+	}
+	ds := make([]digest.Digest, len(req.BlobDigests))
+	for i, pd := range req.BlobDigests {
+		if ds[i], err = digest.FromProto(fn, pd, fmt.Sprintf("blob_digests[%d]", i)); err != nil {
+			return nil, err
+		}
+	}
+	missing, err := s.opts.CAS.FindMissing(ctx, ds)
+	if err != nil {
+		return nil, fmt.Errorf("find missing blobs: %w", err)
+	}
+	resp := &repb.FindMissingBlobsResponse{MissingBlobDigests: make([]*repb.Digest, len(missing))}
+	for i, d := range missing {
+		resp.MissingBlobDigests[i] = d.Proto()
+	}
+	return resp, nil
+}
+
+func (s *casServer) BatchUpdateBlobs(ctx context.Context, req *repb.BatchUpdateBlobsRequest) (*repb.BatchUpdateBlobsResponse, error) {
+	fn, err := digest.CheckFunction(req.DigestFunction)
+	if err != nil {
+		return nil, err
+	}
+	var total int64
+	for _, r := range req.Requests {
+		total += int64(len(r.Data))
+	}
+	if total > s.opts.MaxBatchTotalSizeBytes {
+		return nil, status.Errorf(codes.InvalidArgument, "requests: %d bytes in total, more than max_batch_total_size_bytes %d; use ByteStream for large blobs", total, s.opts.MaxBatchTotalSizeBytes)
+	}
+	resp := &repb.BatchUpdateBlobsResponse{Responses: make([]*repb.BatchUpdateBlobsResponse_Response, len(req.Requests))}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(batchParallelism)
+	for i, r := range req.Requests {
+		resp.Responses[i] = &repb.BatchUpdateBlobsResponse_Response{Digest: r.Digest}
+		g.Go(func() error {
+			resp.Responses[i].Status = statusProto(s.updateOne(gctx, fn, i, r))
+			return nil
+		})
+	}
+	g.Wait()
+	return resp, nil
+}
+
+func (s *casServer) updateOne(ctx context.Context, fn digest.Function, i int, r *repb.BatchUpdateBlobsRequest_Request) error {
+	field := fmt.Sprintf("requests[%d].digest", i)
+	d, err := digest.FromProto(fn, r.Digest, field)
+	if err != nil {
+		return err
+	}
+	data := r.Data
+	switch r.Compressor {
+	case repb.Compressor_IDENTITY:
+	case repb.Compressor_ZSTD:
+		_, dec := zstdCodecs()
+		if data, err = dec.DecodeAll(r.Data, make([]byte, 0, d.SizeBytes())); err != nil {
+			return status.Errorf(codes.InvalidArgument, "requests[%d].data: not valid zstd: %v", i, err)
+		}
+	default:
+		return status.Errorf(codes.InvalidArgument, "requests[%d].compressor: %s is not supported", i, r.Compressor)
+	}
+	if int64(len(data)) != d.SizeBytes() {
+		return status.Errorf(codes.InvalidArgument, "requests[%d].data: %d bytes, but %s says %d", i, len(data), field, d.SizeBytes())
+	}
+	if got := digest.FromBytes(d.Function(), data); got != d {
+		return status.Errorf(codes.InvalidArgument, "requests[%d].data: hashes to %s, not %s", i, got.Hash(), d.Hash())
+	}
+	return s.opts.CAS.Put(ctx, d, bytes.NewReader(data))
+}
+
+func (s *casServer) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobsRequest) (*repb.BatchReadBlobsResponse, error) {
+	fn, err := digest.CheckFunction(req.DigestFunction)
+	if err != nil {
+		return nil, err
+	}
+	ds := make([]digest.Digest, len(req.Digests))
+	var total int64
+	for i, pd := range req.Digests {
+		if ds[i], err = digest.FromProto(fn, pd, fmt.Sprintf("digests[%d]", i)); err != nil {
+			return nil, err
+		}
+		total += ds[i].SizeBytes()
+	}
+	if total > s.opts.MaxBatchTotalSizeBytes {
+		return nil, status.Errorf(codes.InvalidArgument, "digests: %d bytes in total, more than max_batch_total_size_bytes %d; use ByteStream for large blobs", total, s.opts.MaxBatchTotalSizeBytes)
+	}
+	zstdOK := false
+	for _, c := range req.AcceptableCompressors {
+		zstdOK = zstdOK || c == repb.Compressor_ZSTD
+	}
+	resp := &repb.BatchReadBlobsResponse{Responses: make([]*repb.BatchReadBlobsResponse_Response, len(ds))}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(batchParallelism)
+	for i, d := range ds {
+		out := &repb.BatchReadBlobsResponse_Response{Digest: req.Digests[i]}
+		resp.Responses[i] = out
+		g.Go(func() error {
+			data, err := GetBytes(gctx, s.opts.CAS, d, d.SizeBytes())
+			if err != nil {
+				out.Status = statusProto(err)
+				return nil
+			}
+			out.Data = data
+			// Compress only where it pays: small blobs cost more to
+			// compress than they save on the wire.
+			if zstdOK && len(data) >= 1024 {
+				enc, _ := zstdCodecs()
+				if c := enc.EncodeAll(data, nil); len(c) < len(data)*9/10 {
+					out.Data, out.Compressor = c, repb.Compressor_ZSTD
+				}
+			}
+			out.Status = &rpcstatus.Status{}
+			return nil
+		})
+	}
+	g.Wait()
+	return resp, nil
+}
+
+// defaultTreePageSize is how many directories one GetTree response carries
+// when the client sets no page_size; responses also stop short of
+// streamChunkBytes.
+const defaultTreePageSize = 10000
+
+// GetTree walks the tree breadth first, skipping directories already seen
+// and ones missing from the CAS (as the spec asks). A page token is the
+// position in that walk, which is deterministic for a given root, so a
+// client can resume from any response's next_page_token.
+func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddressableStorage_GetTreeServer) error {
+	ctx := stream.Context()
+	fn, err := digest.CheckFunction(req.DigestFunction)
+	if err != nil {
+		return err
+	}
+	root, err := digest.FromProto(fn, req.RootDigest, "root_digest")
+	if err != nil {
+		return err
+	}
+	if req.PageSize < 0 {
+		return status.Errorf(codes.InvalidArgument, "page_size %d is negative", req.PageSize)
+	}
+	pageSize := int(req.PageSize)
+	if pageSize == 0 {
+		pageSize = defaultTreePageSize
+	}
+	skip := 0
+	if req.PageToken != "" {
+		b, err := base64.RawURLEncoding.DecodeString(req.PageToken)
+		n, err2 := strconv.Atoi(string(b))
+		if err != nil || err2 != nil || n < 0 {
+			return status.Errorf(codes.InvalidArgument, "page_token %q was not issued by this server", req.PageToken)
+		}
+		skip = n
+	}
+	rootDir := &repb.Directory{}
+	if err := GetProto(ctx, s.opts.CAS, root, rootDir, maxTreeBytes); err != nil {
+		if status.Code(err) == codes.NotFound {
+			return status.Errorf(codes.NotFound, "root_digest %s: directory not found", root)
+		}
+		return err
+	}
+	seen := map[digest.Digest]bool{root: true}
+	queue := []*repb.Directory{rootDir}
+	pos := 0 // index in the walk of queue[0]
+	var page []*repb.Directory
+	pageBytes := 0
+	flush := func(next int, last bool) error {
+		r := &repb.GetTreeResponse{Directories: page}
+		if !last {
+			r.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(next)))
+		}
+		page, pageBytes = nil, 0
+		return stream.Send(r)
+	}
+	for len(queue) > 0 {
+		dir := queue[0]
+		queue = queue[1:]
+		for i, sub := range dir.Directories {
+			d, err := digest.FromProto(fn, sub.Digest, fmt.Sprintf("directory %q subdirectory[%d]", sub.Name, i))
+			if err != nil {
+				return status.Errorf(codes.InvalidArgument, "tree %s: %s", root, status.Convert(err).Message())
+			}
+			if seen[d] {
+				continue
+			}
+			seen[d] = true
+			child := &repb.Directory{}
+			if err := GetProto(ctx, s.opts.CAS, d, child, maxTreeBytes); err != nil {
+				if status.Code(err) == codes.NotFound {
+					continue
+				}
+				return err
+			}
+			queue = append(queue, child)
+		}
+		if pos >= skip {
+			size := proto.Size(dir)
+			if len(page) > 0 && (len(page) >= pageSize || pageBytes+size > streamChunkBytes) {
+				if err := flush(pos, false); err != nil {
+					return err
+				}
+			}
+			page = append(page, dir)
+			pageBytes += size
+		}
+		pos++
+	}
+	// The last response ends the stream without a token; it is empty only
+	// when the token pointed past the end of the walk.
+	return flush(pos, true)
+}
+
+// statusProto turns an error into a google.rpc.Status for per-entry results.
+func statusProto(err error) *rpcstatus.Status {
+	if err == nil {
+		return &rpcstatus.Status{}
+	}
+	return status.Convert(err).Proto()
+}

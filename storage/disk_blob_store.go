@@ -1,0 +1,430 @@
+package storage
+
+import (
+	"container/list"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
+)
+
+// DiskOptions configures a DiskBlobStore.
+type DiskOptions struct {
+	// Dir holds the blobs (Dir/cas/<function>/<2 hex>/<hash>) and in-flight
+	// writes (Dir/tmp). It is created if missing.
+	Dir string
+	// MaxBytes bounds the total size of stored blobs; the least recently used
+	// are evicted past it. Zero means no bound.
+	MaxBytes int64
+	// Logger receives corruption and eviction reports; nil discards them.
+	Logger *slog.Logger
+}
+
+// DiskBlobStore is the embedded CAS: one read-only file per blob, named by
+// its hash under a directory per digest function, sharded by the first two
+// hex characters.
+//
+// Invariants: a file under cas/ always has the bytes its name says (it is
+// written under tmp/, verified, then renamed into place, so a crash leaves
+// at most a stray file in tmp/, which start-up removes); the in-memory index
+// matches the files under cas/ (both change under mu); the sum of indexed
+// sizes stays within MaxBytes after every Put. Bytes are verified again on
+// every read, and a file found corrupt is removed, never served whole.
+//
+// Files are 0444 so that the worker can hard-link them into input roots that
+// sandboxed actions cannot modify.
+type DiskBlobStore struct {
+	dir, casDir, tmpDir string
+	maxBytes            int64
+	log                 *slog.Logger
+	now                 func() time.Time
+
+	mu      sync.Mutex
+	index   map[digest.Digest]*list.Element // of *diskEntry
+	lru     *list.List                      // front = most recently used
+	used    int64
+	evicted int64
+}
+
+type diskEntry struct {
+	d       digest.Digest
+	touched time.Time // last access recorded on disk as mtime
+}
+
+// touchInterval is how stale a blob's on-disk mtime may get before an access
+// refreshes it; mtimes order the LRU when the index is rebuilt at start-up.
+const touchInterval = 10 * time.Minute
+
+// NewDiskBlobStore opens (or creates) the store under opts.Dir, removes
+// leftovers of interrupted writes and rebuilds the index from the files,
+// least recently modified first in eviction order.
+func NewDiskBlobStore(opts DiskOptions) (*DiskBlobStore, error) {
+	s := &DiskBlobStore{
+		dir:      opts.Dir,
+		casDir:   filepath.Join(opts.Dir, "cas"),
+		tmpDir:   filepath.Join(opts.Dir, "tmp"),
+		maxBytes: opts.MaxBytes,
+		log:      opts.Logger,
+		now:      time.Now,
+		index:    map[digest.Digest]*list.Element{},
+		lru:      list.New(),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.RemoveAll(s.tmpDir); err != nil {
+		return nil, fmt.Errorf("clear interrupted writes: %w", err)
+	}
+	for _, d := range []string{s.casDir, s.tmpDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("create storage directory: %w", err)
+		}
+	}
+	if err := s.rebuild(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.evictLocked()
+	s.mu.Unlock()
+	return s, nil
+}
+
+// rebuild scans cas/ into the index. Files whose names are not valid hashes
+// are stray and removed; their size comes from stat.
+func (s *DiskBlobStore) rebuild() error {
+	type found struct {
+		d     digest.Digest
+		mtime time.Time
+	}
+	var all []found
+	for _, fn := range digest.Supported {
+		root := filepath.Join(s.casDir, strings.ToLower(fn.String()))
+		err := filepath.WalkDir(root, func(path string, de fs.DirEntry, err error) error {
+			if err != nil {
+				if errors.Is(err, fs.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			if de.IsDir() {
+				return nil
+			}
+			info, err := de.Info()
+			if err != nil {
+				return err
+			}
+			d, err := digest.New(fn, de.Name(), info.Size())
+			if err != nil || !info.Mode().IsRegular() || filepath.Base(filepath.Dir(path)) != de.Name()[:2] {
+				s.log.Warn("removing stray file from CAS", "path", path)
+				return os.Remove(path)
+			}
+			all = append(all, found{d, info.ModTime()})
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("scan %s: %w", root, err)
+		}
+	}
+	// Oldest first, each pushed to the front: the newest ends up in front.
+	slices.SortFunc(all, func(a, b found) int { return a.mtime.Compare(b.mtime) })
+	for _, f := range all {
+		s.index[f.d] = s.lru.PushFront(&diskEntry{d: f.d, touched: f.mtime})
+		s.used += f.d.SizeBytes()
+	}
+	return nil
+}
+
+func (s *DiskBlobStore) path(d digest.Digest) string {
+	h := d.Hash()
+	return filepath.Join(s.casDir, strings.ToLower(d.Function().String()), h[:2], h)
+}
+
+// Path returns the file holding d, for callers on the same machine that
+// hard-link blobs (the worker's input roots). The file is read-only; it may
+// be evicted at any time, after which existing links still work.
+func (s *DiskBlobStore) Path(d digest.Digest) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.index[d]; !ok {
+		return "", false
+	}
+	return s.path(d), true
+}
+
+// FindMissing implements BlobStore. Blobs found count as used, so that a
+// client that checks before Execute does not see them evicted right after.
+func (s *DiskBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]digest.Digest, error) {
+	var missing []digest.Digest
+	var touch []digest.Digest
+	now := s.now()
+	s.mu.Lock()
+	for _, d := range ds {
+		e, ok := s.index[d]
+		if !ok {
+			if !d.IsEmpty() {
+				missing = append(missing, d)
+			}
+			continue
+		}
+		if s.useLocked(e, now) {
+			touch = append(touch, d)
+		}
+	}
+	s.mu.Unlock()
+	s.touch(touch, now)
+	return missing, nil
+}
+
+// useLocked moves e to the front and reports whether its mtime needs a
+// refresh on disk.
+func (s *DiskBlobStore) useLocked(e *list.Element, now time.Time) bool {
+	s.lru.MoveToFront(e)
+	de := e.Value.(*diskEntry)
+	if now.Sub(de.touched) < touchInterval {
+		return false
+	}
+	de.touched = now
+	return true
+}
+
+func (s *DiskBlobStore) touch(ds []digest.Digest, now time.Time) {
+	for _, d := range ds {
+		// Best effort: a lost mtime only makes the order after a restart
+		// slightly less accurate.
+		_ = os.Chtimes(s.path(d), now, now)
+	}
+}
+
+// Get implements BlobStore.
+func (s *DiskBlobStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
+	if offset < 0 || offset > d.SizeBytes() {
+		return nil, status.Errorf(codes.OutOfRange, "offset %d is outside blob %s", offset, d)
+	}
+	if d.IsEmpty() {
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	now := s.now()
+	s.mu.Lock()
+	e, ok := s.index[d]
+	var needTouch bool
+	if ok {
+		needTouch = s.useLocked(e, now)
+	}
+	s.mu.Unlock()
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "blob %s not found", d)
+	}
+	if needTouch {
+		s.touch([]digest.Digest{d}, now)
+	}
+	f, err := os.Open(s.path(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		s.forget(d, "file vanished")
+		return nil, status.Errorf(codes.NotFound, "blob %s not found", d)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open blob %s: %w", d, err)
+	}
+	if info, err := f.Stat(); err != nil || info.Size() != d.SizeBytes() {
+		f.Close()
+		s.corrupt(d, "file size differs from digest")
+		return nil, status.Errorf(codes.NotFound, "blob %s not found (stored copy was corrupt and has been removed)", d)
+	}
+	return newVerifyingReader(f, d, offset, func() { s.corrupt(d, "bytes do not match digest") })
+}
+
+// corrupt removes a blob found damaged on read, and says so in the log.
+func (s *DiskBlobStore) corrupt(d digest.Digest, why string) {
+	s.log.Error("CAS blob corrupt on disk; removed", "digest", d.String(), "reason", why)
+	s.forget(d, why)
+}
+
+func (s *DiskBlobStore) forget(d digest.Digest, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.index[d]; ok {
+		s.lru.Remove(e)
+		delete(s.index, d)
+		s.used -= d.SizeBytes()
+		_ = os.Remove(s.path(d))
+	}
+}
+
+// Put implements BlobStore.
+func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) error {
+	if d.IsEmpty() {
+		return nil
+	}
+	if s.maxBytes > 0 && d.SizeBytes() > s.maxBytes {
+		return status.Errorf(codes.ResourceExhausted, "blob %s is larger than the whole CAS (%d bytes)", d, s.maxBytes)
+	}
+	s.mu.Lock()
+	_, exists := s.index[d]
+	s.mu.Unlock()
+	if exists {
+		return nil
+	}
+	tmp, err := os.CreateTemp(s.tmpDir, d.Hash()[:16]+"-*")
+	if err != nil {
+		return fmt.Errorf("write blob %s: %w", d, err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	h := d.NewHasher()
+	n, err := copyContext(ctx, io.MultiWriter(tmp, h), io.LimitReader(r, d.SizeBytes()+1))
+	if err != nil {
+		return fmt.Errorf("write blob %s: %w", d, err)
+	}
+	if n != d.SizeBytes() {
+		return status.Errorf(codes.InvalidArgument, "blob %s: got %d bytes, digest says %d", d, n, d.SizeBytes())
+	}
+	if got := hexSum(h); got != d.Hash() {
+		return status.Errorf(codes.InvalidArgument, "blob %s: data hashes to %s", d, got)
+	}
+	if err := tmp.Chmod(0o444); err != nil {
+		return fmt.Errorf("write blob %s: %w", d, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write blob %s: %w", d, err)
+	}
+	final := s.path(d)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.index[d]; ok { // a concurrent writer won
+		return nil
+	}
+	if err := os.Rename(tmp.Name(), final); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+			return fmt.Errorf("write blob %s: %w", d, err)
+		}
+		err = os.Rename(tmp.Name(), final)
+		if err != nil {
+			return fmt.Errorf("write blob %s: %w", d, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("write blob %s: %w", d, err)
+	}
+	committed = true
+	s.index[d] = s.lru.PushFront(&diskEntry{d: d, touched: s.now()})
+	s.used += d.SizeBytes()
+	s.evictLocked()
+	return nil
+}
+
+// evictLocked removes least recently used blobs until the store fits.
+func (s *DiskBlobStore) evictLocked() {
+	for s.maxBytes > 0 && s.used > s.maxBytes {
+		e := s.lru.Back()
+		if e == nil {
+			return
+		}
+		d := e.Value.(*diskEntry).d
+		s.lru.Remove(e)
+		delete(s.index, d)
+		s.used -= d.SizeBytes()
+		s.evicted++
+		if err := os.Remove(s.path(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.log.Warn("evict CAS blob", "digest", d.String(), "error", err)
+		}
+	}
+}
+
+// Stats reports the bytes stored, the number of blobs and how many were
+// evicted since start.
+func (s *DiskBlobStore) Stats() (usedBytes int64, blobs int, evicted int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.used, len(s.index), s.evicted
+}
+
+// verifyingReader hashes a blob from its first byte while serving bytes from
+// offset on, and turns the final io.EOF into DATA_LOSS if the hash is wrong.
+type verifyingReader struct {
+	f       *os.File
+	d       digest.Digest
+	h       hash.Hash
+	onBad   func()
+	done    bool
+	lastErr error
+}
+
+func newVerifyingReader(f *os.File, d digest.Digest, offset int64, onBad func()) (io.ReadCloser, error) {
+	v := &verifyingReader{f: f, d: d, h: d.NewHasher(), onBad: onBad}
+	if offset > 0 {
+		if _, err := io.CopyN(v.h, f, offset); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("read blob %s: %w", d, err)
+		}
+	}
+	return v, nil
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	if v.done {
+		return 0, v.lastErr
+	}
+	n, err := v.f.Read(p)
+	v.h.Write(p[:n])
+	if err == io.EOF {
+		v.done = true
+		v.lastErr = io.EOF
+		if hexSum(v.h) != v.d.Hash() {
+			v.onBad()
+			v.lastErr = status.Errorf(codes.DataLoss, "blob %s is corrupt in storage and has been removed; upload it again", v.d)
+			// Withhold the last bytes read so that a corrupt blob is never
+			// delivered whole.
+			return 0, v.lastErr
+		}
+	}
+	return n, err
+}
+
+func (v *verifyingReader) Close() error { return v.f.Close() }
+
+// copyContext is io.Copy that stops when ctx is done.
+func copyContext(ctx context.Context, dst io.Writer, src io.Reader) (int64, error) {
+	buf := make([]byte, 256<<10)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		m, err := src.Read(buf)
+		if m > 0 {
+			if _, werr := dst.Write(buf[:m]); werr != nil {
+				return n, werr
+			}
+			n += int64(m)
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
+
+var _ BlobStore = (*DiskBlobStore)(nil)

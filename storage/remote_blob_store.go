@@ -1,0 +1,276 @@
+package storage
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"hash"
+	"io"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/google/uuid"
+	"google.golang.org/genproto/googleapis/bytestream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
+)
+
+// RemoteOptions configures the remote backends.
+type RemoteOptions struct {
+	// InstanceName is used for every CAS request to the remote endpoint.
+	InstanceName string
+	// MaxBatchBytes is the largest blob moved with the batch RPCs rather
+	// than ByteStream, and the budget of one batch. Default 1 MiB; keep it
+	// at or below the remote's max_batch_total_size_bytes.
+	MaxBatchBytes int64
+}
+
+// RemoteBlobStore is a BlobStore over another REv2 endpoint's CAS and
+// ByteStream services, so that workers and schedulers on other machines,
+// or operators with an existing cache cluster, can use it. Small blobs move
+// with the batch RPCs, large ones with ByteStream.
+type RemoteBlobStore struct {
+	cas  repb.ContentAddressableStorageClient
+	bs   bytestream.ByteStreamClient
+	opts RemoteOptions
+}
+
+// findMissingChunk bounds the digests of one FindMissingBlobs request.
+const findMissingChunk = 10000
+
+// NewRemoteBlobStore returns a BlobStore that talks to conn.
+func NewRemoteBlobStore(conn grpc.ClientConnInterface, opts RemoteOptions) *RemoteBlobStore {
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = 1 << 20
+	}
+	return &RemoteBlobStore{
+		cas:  repb.NewContentAddressableStorageClient(conn),
+		bs:   bytestream.NewByteStreamClient(conn),
+		opts: opts,
+	}
+}
+
+// FindMissing implements BlobStore.
+func (s *RemoteBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]digest.Digest, error) {
+	byProto := map[digest.Digest]bool{}
+	var missing []digest.Digest
+	for start := 0; start < len(ds); start += findMissingChunk {
+		chunk := ds[start:min(len(ds), start+findMissingChunk)]
+		// One request per digest function, as the RPC carries one.
+		for fn, group := range groupByFunction(chunk) {
+			req := &repb.FindMissingBlobsRequest{InstanceName: s.opts.InstanceName, DigestFunction: fn}
+			for _, d := range group {
+				req.BlobDigests = append(req.BlobDigests, d.Proto())
+			}
+			resp, err := s.cas.FindMissingBlobs(ctx, req)
+			if err != nil {
+				return nil, fmt.Errorf("remote FindMissingBlobs: %w", err)
+			}
+			for _, pd := range resp.MissingBlobDigests {
+				d, err := digest.New(fn, pd.Hash, pd.SizeBytes)
+				if err != nil {
+					return nil, fmt.Errorf("remote FindMissingBlobs answered a bad digest: %w", err)
+				}
+				byProto[d] = true
+			}
+		}
+	}
+	for _, d := range ds {
+		if byProto[d] {
+			missing = append(missing, d)
+		}
+	}
+	return missing, nil
+}
+
+func groupByFunction(ds []digest.Digest) map[digest.Function][]digest.Digest {
+	out := map[digest.Function][]digest.Digest{}
+	for _, d := range ds {
+		out[d.Function()] = append(out[d.Function()], d)
+	}
+	return out
+}
+
+// Get implements BlobStore. Whole reads are verified against d.
+func (s *RemoteBlobStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
+	if offset < 0 || offset > d.SizeBytes() {
+		return nil, status.Errorf(codes.OutOfRange, "offset %d is outside blob %s", offset, d)
+	}
+	if d.IsEmpty() {
+		return io.NopCloser(bytes.NewReader(nil)), nil
+	}
+	if d.SizeBytes() <= s.opts.MaxBatchBytes {
+		resp, err := s.cas.BatchReadBlobs(ctx, &repb.BatchReadBlobsRequest{
+			InstanceName: s.opts.InstanceName, Digests: []*repb.Digest{d.Proto()}, DigestFunction: d.Function(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("remote BatchReadBlobs %s: %w", d, err)
+		}
+		if len(resp.Responses) != 1 {
+			return nil, status.Errorf(codes.Internal, "remote BatchReadBlobs answered %d responses for 1 digest", len(resp.Responses))
+		}
+		r := resp.Responses[0]
+		if err := status.FromProto(r.Status).Err(); err != nil {
+			return nil, err
+		}
+		if got := digest.FromBytes(d.Function(), r.Data); got != d {
+			return nil, status.Errorf(codes.DataLoss, "remote returned bytes hashing to %s for %s", got, d)
+		}
+		return io.NopCloser(bytes.NewReader(r.Data[offset:])), nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stream, err := s.bs.Read(ctx, &bytestream.ReadRequest{
+		ResourceName: digest.ResourceName{InstanceName: s.opts.InstanceName, Digest: d}.String(),
+		ReadOffset:   offset,
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("remote ByteStream.Read %s: %w", d, err)
+	}
+	// Read the first message now so that NOT_FOUND surfaces from Get.
+	first, err := stream.Recv()
+	if err != nil && err != io.EOF {
+		cancel()
+		return nil, err
+	}
+	r := &remoteReader{stream: stream, cancel: cancel, d: d, left: d.SizeBytes() - offset}
+	if offset == 0 {
+		r.h = d.NewHasher()
+	}
+	if first != nil {
+		r.buf = first.Data
+		r.hashed(first.Data)
+	} else {
+		r.eof = true
+	}
+	return r, nil
+}
+
+// remoteReader adapts a ByteStream read to io.Reader, checking the length
+// and (for whole reads) the hash before it reports io.EOF.
+type remoteReader struct {
+	stream bytestream.ByteStream_ReadClient
+	cancel context.CancelFunc
+	d      digest.Digest
+	h      hash.Hash
+	buf  []byte
+	left int64
+	eof  bool
+}
+
+func (r *remoteReader) hashed(b []byte) {
+	if r.h != nil {
+		r.h.Write(b)
+	}
+}
+
+func (r *remoteReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 && !r.eof {
+		msg, err := r.stream.Recv()
+		if err == io.EOF {
+			r.eof = true
+			break
+		}
+		if err != nil {
+			return 0, err
+		}
+		r.buf = msg.Data
+		r.hashed(msg.Data)
+	}
+	if len(r.buf) == 0 {
+		if r.left != 0 {
+			return 0, status.Errorf(codes.DataLoss, "remote stream of %s ended %d bytes short", r.d, r.left)
+		}
+		if r.h != nil && hexSum(r.h) != r.d.Hash() {
+			return 0, status.Errorf(codes.DataLoss, "remote returned bytes that do not match %s", r.d)
+		}
+		return 0, io.EOF
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	r.left -= int64(n)
+	if r.left < 0 {
+		return 0, status.Errorf(codes.DataLoss, "remote stream of %s is longer than its size", r.d)
+	}
+	return n, nil
+}
+
+func (r *remoteReader) Close() error {
+	r.cancel()
+	return nil
+}
+
+// Put implements BlobStore.
+func (s *RemoteBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) error {
+	if d.IsEmpty() {
+		return nil
+	}
+	if d.SizeBytes() <= s.opts.MaxBatchBytes {
+		data, err := io.ReadAll(io.LimitReader(r, d.SizeBytes()+1))
+		if err != nil {
+			return err
+		}
+		if got := digest.FromBytes(d.Function(), data); got != d {
+			return status.Errorf(codes.InvalidArgument, "data hash to %s, not %s", got, d)
+		}
+		resp, err := s.cas.BatchUpdateBlobs(ctx, &repb.BatchUpdateBlobsRequest{
+			InstanceName:   s.opts.InstanceName,
+			Requests:       []*repb.BatchUpdateBlobsRequest_Request{{Digest: d.Proto(), Data: data}},
+			DigestFunction: d.Function(),
+		})
+		if err != nil {
+			return fmt.Errorf("remote BatchUpdateBlobs %s: %w", d, err)
+		}
+		if len(resp.Responses) != 1 {
+			return status.Errorf(codes.Internal, "remote BatchUpdateBlobs answered %d responses for 1 blob", len(resp.Responses))
+		}
+		return status.FromProto(resp.Responses[0].Status).Err()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := s.bs.Write(ctx)
+	if err != nil {
+		return fmt.Errorf("remote ByteStream.Write %s: %w", d, err)
+	}
+	name := digest.ResourceName{InstanceName: s.opts.InstanceName, UploadID: uuid.NewString(), Digest: d}.String()
+	buf := make([]byte, streamChunkBytes)
+	var off int64
+	for {
+		n, rerr := io.ReadFull(r, buf)
+		if rerr != nil && rerr != io.EOF && rerr != io.ErrUnexpectedEOF {
+			return rerr
+		}
+		if off+int64(n) > d.SizeBytes() {
+			return status.Errorf(codes.InvalidArgument, "blob %s: more bytes than its size", d)
+		}
+		last := off+int64(n) == d.SizeBytes()
+		if !last && n < len(buf) {
+			return status.Errorf(codes.InvalidArgument, "blob %s: got %d bytes, digest says %d", d, off+int64(n), d.SizeBytes())
+		}
+		req := &bytestream.WriteRequest{WriteOffset: off, Data: buf[:n], FinishWrite: last}
+		if off == 0 {
+			req.ResourceName = name
+		}
+		if err := stream.Send(req); err != nil {
+			// io.EOF: the server ended the stream (blob already present,
+			// or an error); CloseAndRecv says which.
+			break
+		}
+		off += int64(n)
+		if last {
+			break
+		}
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return fmt.Errorf("remote ByteStream.Write %s: %w", d, err)
+	}
+	if resp.CommittedSize != d.SizeBytes() && resp.CommittedSize != -1 {
+		return status.Errorf(codes.DataLoss, "remote committed %d bytes of %s", resp.CommittedSize, d)
+	}
+	return nil
+}
+
+var _ BlobStore = (*RemoteBlobStore)(nil)

@@ -1,0 +1,96 @@
+package storage
+
+import (
+	"log/slog"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/genproto/googleapis/bytestream"
+	"google.golang.org/grpc"
+)
+
+// ServerOptions configures the storage services. Zero values take the
+// defaults named on each field.
+type ServerOptions struct {
+	CAS BlobStore
+	AC  ActionCache
+	// MaxBatchTotalSizeBytes is advertised in Capabilities and enforced on
+	// BatchUpdateBlobs and BatchReadBlobs. Default 4 MiB; the gRPC server's
+	// MaxRecvMsgSize must leave room for it (see GRPCServerOptions).
+	MaxBatchTotalSizeBytes int64
+	// MaxInlineBytes bounds what GetActionResult inlines (stdout, stderr and
+	// output files together). Default 1 MiB.
+	MaxInlineBytes int64
+	// UploadIdleTimeout is how long an interrupted ByteStream upload is kept
+	// for the client to resume it. Default 1 minute.
+	UploadIdleTimeout time.Duration
+	// Execution, when set, is advertised in Capabilities (the scheduler
+	// shares this endpoint in `paddock up`).
+	Execution *repb.ExecutionCapabilities
+	Logger    *slog.Logger
+}
+
+const (
+	defaultMaxBatchBytes  = 4 << 20
+	defaultMaxInlineBytes = 1 << 20
+	// grpcOverheadBytes is what a batch request may carry beyond its blob
+	// bytes: digests, framing and field tags.
+	grpcOverheadBytes = 1 << 20
+	// streamChunkBytes is the size of ByteStream read responses and of the
+	// messages GetTree and remote clients send.
+	streamChunkBytes = 1 << 20
+)
+
+// Server holds the four storage services. Register them with Register.
+type Server struct {
+	opts ServerOptions
+	cas  *casServer
+	bs   *byteStreamServer
+	ac   *actionCacheServer
+	caps *capabilitiesServer
+}
+
+// NewServer validates opts and builds the services.
+func NewServer(opts ServerOptions) *Server {
+	if opts.MaxBatchTotalSizeBytes <= 0 {
+		opts.MaxBatchTotalSizeBytes = defaultMaxBatchBytes
+	}
+	if opts.MaxInlineBytes <= 0 {
+		opts.MaxInlineBytes = defaultMaxInlineBytes
+	}
+	if opts.UploadIdleTimeout <= 0 {
+		opts.UploadIdleTimeout = time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		opts: opts,
+		cas:  &casServer{opts: &opts},
+		bs:   newByteStreamServer(&opts),
+		ac:   &actionCacheServer{opts: &opts},
+		caps: &capabilitiesServer{opts: &opts},
+	}
+}
+
+// Register adds Capabilities, ContentAddressableStorage, ByteStream and
+// ActionCache to s.
+func (s *Server) Register(g *grpc.Server) {
+	repb.RegisterCapabilitiesServer(g, s.caps)
+	repb.RegisterContentAddressableStorageServer(g, s.cas)
+	repb.RegisterActionCacheServer(g, s.ac)
+	bytestream.RegisterByteStreamServer(g, s.bs)
+}
+
+// GRPCServerOptions returns the grpc.ServerOptions the storage services need:
+// a receive limit that admits a full batch plus overhead (larger messages
+// are refused by gRPC with RESOURCE_EXHAUSTED before they reach a handler).
+func (s *Server) GRPCServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(int(s.opts.MaxBatchTotalSizeBytes + grpcOverheadBytes)),
+		grpc.MaxSendMsgSize(int(s.opts.MaxBatchTotalSizeBytes + grpcOverheadBytes)),
+	}
+}
+
+// Close aborts uploads kept for resumption.
+func (s *Server) Close() { s.bs.close() }
