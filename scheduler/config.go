@@ -1,0 +1,77 @@
+package scheduler
+
+import "time"
+
+// Config is the scheduler's configuration file section. Every field has a
+// default (DefaultConfig); a zero value in code means "use the default" only
+// where a field says so.
+type Config struct {
+	// MaxActionTimeout is the longest Action.timeout a client may ask for;
+	// a longer one is refused with INVALID_ARGUMENT. Default 1h.
+	MaxActionTimeout time.Duration `yaml:"max_action_timeout"`
+	// DefaultActionTimeout is given to the worker for actions without a
+	// timeout. Default 15m.
+	DefaultActionTimeout time.Duration `yaml:"default_action_timeout"`
+	// LeaseDuration is how long a worker may stay silent (no heartbeat, no
+	// message) before it is considered lost and its actions are requeued.
+	// Default 30s.
+	LeaseDuration time.Duration `yaml:"lease_duration"`
+	// HeartbeatInterval is how often workers are told to send a heartbeat;
+	// keep it well below LeaseDuration. Default 10s.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// MaxRetries is how many times an action whose worker was lost is
+	// queued again; after that it completes with UNAVAILABLE, so an action
+	// that kills its workers is not retried forever. Default 3.
+	MaxRetries int `yaml:"max_retries"`
+	// MaxQueuedPerInstance bounds the queued (not yet running) executions
+	// of one instance name; Execute beyond it fails with RESOURCE_EXHAUSTED.
+	// Default 1,000,000.
+	MaxQueuedPerInstance int `yaml:"max_queued_per_instance"`
+	// CompletedRetention is how long a completed operation stays known for
+	// WaitExecution, GetOperation and ListOperations. Default 10m.
+	CompletedRetention time.Duration `yaml:"completed_retention"`
+	// TickInterval is how often leases and retention are checked. Default 1s.
+	TickInterval time.Duration `yaml:"tick_interval"`
+	// RoutingProperties are platform property names, beyond OSFamily, ISA,
+	// Arch and Pool, that select a queue (workers must offer them). Default
+	// none.
+	RoutingProperties []string `yaml:"routing_properties"`
+	// ExecutionProperties are platform property names, beyond the RBE ones
+	// (container-image, docker*, Estimated*, InputRootAbsolutePath), that are
+	// accepted and passed to the worker without splitting queues. Default
+	// none.
+	ExecutionProperties []string `yaml:"execution_properties"`
+}
+
+// DefaultConfig returns the defaults documented on Config.
+func DefaultConfig() Config {
+	return Config{
+		MaxActionTimeout:     time.Hour,
+		DefaultActionTimeout: 15 * time.Minute,
+		LeaseDuration:        30 * time.Second,
+		HeartbeatInterval:    10 * time.Second,
+		MaxRetries:           3,
+		MaxQueuedPerInstance: 1_000_000,
+		CompletedRetention:   10 * time.Minute,
+		TickInterval:         time.Second,
+	}
+}
+
+// builtinRoutingProperties select a queue (ARCHITECTURE §11).
+var builtinRoutingProperties = []string{"OSFamily", "ISA", "Arch", "Pool"}
+
+// builtinExecutionProperties shape the sandbox and travel with the action
+// (ARCHITECTURE §11). Names are matched exactly.
+var builtinExecutionProperties = []string{
+	"container-image",
+	"dockerNetwork",
+	"dockerRunAsRoot",
+	"dockerUser",
+	"dockerPrivileged",
+	"dockerShmSize",
+	"dockerAddCapabilities",
+	"dockerDropCapabilities",
+	"EstimatedCPU",
+	"EstimatedMemory",
+	"InputRootAbsolutePath",
+}

@@ -1,0 +1,363 @@
+package scheduler
+
+import (
+	"fmt"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/digest"
+)
+
+// core is the scheduler's decision logic: a state machine with no locks,
+// goroutines or I/O. Each method takes the current time and an event, changes
+// the state, and records what must happen outside (effects), which the
+// caller collects with takeEffects. The caller serialises all calls.
+type core struct {
+	cfg               Config
+	ops               map[string]*operation
+	execs             map[string]*execution // live (queued or executing, not cancelled)
+	inflight          map[dedupKey]*execution
+	queues            map[string]*queue
+	workers           map[string]*worker
+	queuedPerInstance map[string]int
+	completed         []*operation // completion order, for retention
+	fx                effects
+}
+
+// effects are the decisions of the core that its caller carries out.
+type effects struct {
+	// dispatch sends an assignment to a worker's current session.
+	dispatch []workerMessage
+	// published names operations whose state changed (watchers wake up).
+	published []string
+	// idle names draining workers that became idle (or were lost).
+	idle []string
+}
+
+// workerMessage is a message for a worker's current session.
+type workerMessage struct {
+	worker string
+	msg    *workerpb.SchedulerMessage
+}
+
+// submission is a validated Execute request as the core needs it.
+type submission struct {
+	name       string
+	instance   string
+	action     digest.Digest
+	cacheable  bool
+	priority   int32
+	invocation string
+	queueKey   string
+	routing    []*workerpb.Property
+	task       *workerpb.Assignment
+}
+
+// registration is a worker's Register message, as the core needs it.
+type registration struct {
+	id        string
+	platform  []*workerpb.Property
+	capacity  int
+	instances []string
+	labels    map[string]string
+	running   []*workerpb.InHand
+}
+
+func newCore(cfg Config) *core {
+	return &core{
+		cfg:               cfg,
+		ops:               map[string]*operation{},
+		execs:             map[string]*execution{},
+		inflight:          map[dedupKey]*execution{},
+		queues:            map[string]*queue{},
+		workers:           map[string]*worker{},
+		queuedPerInstance: map[string]int{},
+	}
+}
+
+func (c *core) takeEffects() effects {
+	fx := c.fx
+	c.fx = effects{}
+	return fx
+}
+
+// Execute starts an operation: joins an identical cacheable execution in
+// flight, or queues a new one. Fails with RESOURCE_EXHAUSTED when the
+// instance has too many queued executions.
+func (c *core) Execute(now time.Time, s submission) (*operation, error) {
+	op := &operation{name: s.name, instance: s.instance, action: s.action, queuedAt: now}
+	key := dedupKey{s.instance, s.action}
+	if s.cacheable {
+		if e := c.inflight[key]; e != nil {
+			op.exec = e
+			op.queuedAt = e.queuedAt
+			e.waiters = append(e.waiters, op)
+			c.ops[op.name] = op
+			return op, nil
+		}
+	}
+	if max := c.cfg.MaxQueuedPerInstance; max > 0 && c.queuedPerInstance[s.instance] >= max {
+		return nil, status.Errorf(codes.ResourceExhausted, "instance %q already has %d queued actions, the configured maximum (max_queued_per_instance)", s.instance, max)
+	}
+	e := &execution{
+		id:         s.name,
+		key:        key,
+		cacheable:  s.cacheable,
+		task:       s.task,
+		invocation: s.invocation,
+		priority:   s.priority,
+		queuedAt:   now,
+		waiters:    []*operation{op},
+	}
+	e.task.QueuedTimestamp = timestamppb.New(now)
+	op.exec = e
+	c.ops[op.name] = op
+	c.execs[e.id] = e
+	if s.cacheable {
+		c.inflight[key] = e
+	}
+	e.queue = c.queue(s.queueKey, s.instance, s.routing)
+	c.enqueue(e, false)
+	c.pumpQueue(now, e.queue)
+	return op, nil
+}
+
+// AddCompleted records an operation that completed without running (an
+// action cache hit), so WaitExecution and GetOperation know it.
+func (c *core) AddCompleted(now time.Time, name, instance string, action digest.Digest, resp *repb.ExecuteResponse) *operation {
+	op := &operation{name: name, instance: instance, action: action, queuedAt: now}
+	c.ops[name] = op
+	c.completeOp(now, op, resp)
+	return op
+}
+
+// Operation returns an operation's current state.
+func (c *core) Operation(name string) (opView, bool) {
+	op := c.ops[name]
+	if op == nil {
+		return opView{}, false
+	}
+	return op.view(), true
+}
+
+// Cancel completes an operation with CANCELLED. Its execution is stopped
+// (dequeued, or killed on its worker) only if no other operation waits for
+// it. Cancelling a completed operation does nothing.
+func (c *core) Cancel(now time.Time, name string) error {
+	op := c.ops[name]
+	if op == nil {
+		return status.Errorf(codes.NotFound, "operation %q not found", name)
+	}
+	if op.done {
+		return nil
+	}
+	e := op.exec
+	e.detach(op)
+	c.completeOp(now, op, &repb.ExecuteResponse{Status: &rpcstatus.Status{
+		Code: int32(code.Code_CANCELLED), Message: "operation cancelled by CancelOperation"}})
+	if len(e.waiters) == 0 {
+		c.abandon(e, "cancelled by CancelOperation")
+	}
+	return nil
+}
+
+// Delete forgets an operation. It does not cancel the execution: per the
+// Operations API, the client is merely no longer interested.
+func (c *core) Delete(now time.Time, name string) error {
+	op := c.ops[name]
+	if op == nil {
+		return status.Errorf(codes.NotFound, "operation %q not found", name)
+	}
+	if e := op.exec; e != nil {
+		e.detach(op)
+	}
+	delete(c.ops, name)
+	c.fx.published = append(c.fx.published, name)
+	return nil
+}
+
+// abandon stops an execution nobody waits for any more.
+func (c *core) abandon(e *execution, why string) {
+	delete(c.execs, e.id)
+	if c.inflight[e.key] == e {
+		delete(c.inflight, e.key)
+	}
+	switch e.stage {
+	case repb.ExecutionStage_QUEUED:
+		e.queue.remove(e)
+		c.queuedPerInstance[e.queue.instance]--
+		e.stage = repb.ExecutionStage_COMPLETED
+	case repb.ExecutionStage_EXECUTING:
+		// It keeps its worker's slot until the worker reports it.
+		e.cancelled = true
+		c.send(e.worker.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{
+			Cancel: &workerpb.Cancel{OperationName: e.id, Reason: why}}})
+	}
+}
+
+// Tick expires worker leases and completed operations.
+func (c *core) Tick(now time.Time) {
+	for _, w := range c.workers {
+		if now.Sub(w.lastSeen) >= c.cfg.LeaseDuration {
+			c.lose(now, w, fmt.Sprintf("worker %q sent nothing for %s", w.id, now.Sub(w.lastSeen)))
+		}
+	}
+	i := 0
+	for ; i < len(c.completed); i++ {
+		op := c.completed[i]
+		if now.Sub(op.completedAt) < c.cfg.CompletedRetention {
+			break
+		}
+		if c.ops[op.name] == op {
+			delete(c.ops, op.name)
+			c.fx.published = append(c.fx.published, op.name)
+		}
+		c.completed[i] = nil
+	}
+	c.completed = c.completed[i:]
+}
+
+func (c *core) queue(key, instance string, routing []*workerpb.Property) *queue {
+	q := c.queues[key]
+	if q == nil {
+		q = &queue{key: key, instance: instance, routing: routing}
+		c.queues[key] = q
+		for _, w := range c.workers {
+			if w.serves(q) {
+				q.workers = append(q.workers, w)
+				w.queues = append(w.queues, q)
+			}
+		}
+	}
+	return q
+}
+
+func (c *core) enqueue(e *execution, front bool) {
+	e.stage = repb.ExecutionStage_QUEUED
+	e.worker = nil
+	e.queue.push(e, front)
+	c.queuedPerInstance[e.queue.instance]++
+}
+
+// pumpQueue gives q's executions to the workers serving it while they have
+// room.
+func (c *core) pumpQueue(now time.Time, q *queue) {
+	n := len(q.workers)
+	for i := 0; i < n && q.size > 0; i++ {
+		w := q.workers[(q.rr+i)%n]
+		c.pumpWorker(now, w)
+	}
+	if n > 0 {
+		q.rr = (q.rr + 1) % n
+	}
+}
+
+// pumpWorker fills a worker's free slots from the queues it serves.
+func (c *core) pumpWorker(now time.Time, w *worker) {
+	for w.canTake() {
+		q := w.bestQueue()
+		if q == nil {
+			return
+		}
+		e := q.pop()
+		if e == nil {
+			return
+		}
+		c.queuedPerInstance[q.instance]--
+		c.assign(now, w, e)
+	}
+}
+
+func (c *core) assign(now time.Time, w *worker, e *execution) {
+	e.stage = repb.ExecutionStage_EXECUTING
+	e.worker = w
+	e.attempt++
+	e.startedAt = now
+	w.running[e.id] = e
+	t := e.task
+	a := &workerpb.Assignment{
+		OperationName:   e.id,
+		Attempt:         e.attempt,
+		InstanceName:    t.InstanceName,
+		DigestFunction:  t.DigestFunction,
+		ActionDigest:    t.ActionDigest,
+		CommandDigest:   t.CommandDigest,
+		InputRootDigest: t.InputRootDigest,
+		Platform:        t.Platform,
+		Timeout:         t.Timeout,
+		QueuedTimestamp: t.QueuedTimestamp,
+		DoNotCache:      t.DoNotCache,
+		RequestMetadata: t.RequestMetadata,
+	}
+	c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: a}})
+	c.publish(e)
+}
+
+func (c *core) send(worker string, m *workerpb.SchedulerMessage) {
+	c.fx.dispatch = append(c.fx.dispatch, workerMessage{worker: worker, msg: m})
+}
+
+func (c *core) publish(e *execution) {
+	for _, op := range e.waiters {
+		c.fx.published = append(c.fx.published, op.name)
+	}
+}
+
+// finish completes an execution and every operation waiting for it.
+func (c *core) finish(now time.Time, e *execution, resp *repb.ExecuteResponse) {
+	delete(c.execs, e.id)
+	if c.inflight[e.key] == e {
+		delete(c.inflight, e.key)
+	}
+	e.stage = repb.ExecutionStage_COMPLETED
+	for _, op := range e.waiters {
+		op.exec = nil
+		if e.worker != nil {
+			op.worker, op.startedAt = e.worker.id, e.startedAt
+		}
+		c.completeOp(now, op, resp)
+	}
+	e.waiters = nil
+}
+
+func (c *core) completeOp(now time.Time, op *operation, resp *repb.ExecuteResponse) {
+	op.done = true
+	op.exec = nil
+	op.response = resp
+	op.completedAt = now
+	c.completed = append(c.completed, op)
+	c.fx.published = append(c.fx.published, op.name)
+}
+
+// requeueLost puts back an execution whose worker was lost, or completes it
+// with UNAVAILABLE once it has been retried MaxRetries times.
+func (c *core) requeueLost(now time.Time, e *execution, why string) {
+	e.worker = nil
+	e.retries++
+	if e.retries > c.cfg.MaxRetries {
+		c.finish(now, e, &repb.ExecuteResponse{Status: &rpcstatus.Status{
+			Code: int32(code.Code_UNAVAILABLE),
+			Message: fmt.Sprintf("action %s lost its worker %d times, the last because %s; not retrying it (max_retries %d)",
+				e.key.action, e.retries, why, c.cfg.MaxRetries)}})
+		return
+	}
+	c.enqueue(e, true)
+	c.publish(e)
+	c.pumpQueue(now, e.queue)
+}
+
+// durationOrNil is a helper for Registered.
+func durationOrNil(d time.Duration) *durationpb.Duration {
+	if d <= 0 {
+		return nil
+	}
+	return durationpb.New(d)
+}

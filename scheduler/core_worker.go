@@ -1,0 +1,194 @@
+package scheduler
+
+import (
+	"fmt"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+)
+
+// This file holds the core's worker events: connect, heartbeat, result,
+// give back, disconnect, drain, lease loss.
+
+// Connect (re)registers a worker and returns its session generation, which
+// later events of that session carry so a stale session cannot act for a
+// newer one. Actions the worker holds are reconciled: the ones the core
+// still wants it to run are kept; it is told to cancel the rest; the ones
+// the core thought it ran but it does not hold are requeued as lost.
+func (c *core) Connect(now time.Time, r registration) uint64 {
+	w := c.workers[r.id]
+	if w == nil {
+		w = &worker{id: r.id, running: map[string]*execution{}}
+		c.workers[r.id] = w
+	}
+	w.gen++
+	w.connected = true
+	w.lastSeen = now
+	w.capacity = r.capacity
+	w.instances = r.instances
+	w.labels = r.labels
+	w.platform = r.platform
+	w.props = map[string]bool{}
+	for _, p := range r.platform {
+		w.props[propKey(p.Name, p.Value)] = true
+	}
+	c.unlinkQueues(w)
+	for _, q := range c.queues {
+		if w.serves(q) {
+			q.workers = append(q.workers, w)
+			w.queues = append(w.queues, q)
+		}
+	}
+
+	inHand := map[string]bool{}
+	for _, h := range r.running {
+		inHand[h.OperationName] = true
+		e := w.running[h.OperationName]
+		if e == nil || e.attempt != h.Attempt || e.cancelled {
+			c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{Cancel: &workerpb.Cancel{
+				OperationName: h.OperationName, Reason: "the scheduler no longer wants this action from this worker"}}})
+		}
+	}
+	var lost []*execution
+	for id, e := range w.running {
+		if !inHand[id] {
+			delete(w.running, id)
+			if !e.cancelled {
+				lost = append(lost, e)
+			}
+		}
+	}
+	for _, e := range lost {
+		c.requeueLost(now, e, fmt.Sprintf("worker %q reconnected without it", w.id))
+	}
+	if w.draining {
+		c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Drain{Drain: &workerpb.Drain{}}})
+	}
+	c.pumpWorker(now, w)
+	return w.gen
+}
+
+func (c *core) unlinkQueues(w *worker) {
+	for _, q := range w.queues {
+		for i, qw := range q.workers {
+			if qw == w {
+				q.workers = append(q.workers[:i], q.workers[i+1:]...)
+				break
+			}
+		}
+	}
+	w.queues = nil
+}
+
+// session returns the worker if gen is its current session.
+func (c *core) session(id string, gen uint64) *worker {
+	w := c.workers[id]
+	if w == nil || w.gen != gen {
+		return nil
+	}
+	return w
+}
+
+// Heartbeat extends a worker's lease. Every message counts as one.
+func (c *core) Heartbeat(now time.Time, id string, gen uint64) {
+	if w := c.session(id, gen); w != nil {
+		w.lastSeen = now
+	}
+}
+
+// Disconnect notes that a session's stream ended. The worker's lease runs
+// on: it may reconnect and finish what it holds.
+func (c *core) Disconnect(now time.Time, id string, gen uint64) {
+	if w := c.session(id, gen); w != nil {
+		w.connected = false
+	}
+}
+
+// Result completes the execution a worker reports, unless the report is
+// stale (another attempt, another worker, or the execution was cancelled).
+func (c *core) Result(now time.Time, id string, gen uint64, name string, attempt int32, resp *repb.ExecuteResponse) {
+	w := c.session(id, gen)
+	if w == nil {
+		return
+	}
+	w.lastSeen = now
+	e := w.running[name]
+	if e == nil || e.attempt != attempt {
+		return
+	}
+	delete(w.running, name)
+	if !e.cancelled {
+		c.finish(now, e, resp)
+	}
+	c.freed(now, w)
+}
+
+// GiveBack requeues an execution the worker will not finish, without
+// counting a retry.
+func (c *core) GiveBack(now time.Time, id string, gen uint64, name string, attempt int32) {
+	w := c.session(id, gen)
+	if w == nil {
+		return
+	}
+	w.lastSeen = now
+	e := w.running[name]
+	if e == nil || e.attempt != attempt {
+		return
+	}
+	delete(w.running, name)
+	if !e.cancelled {
+		c.enqueue(e, true)
+		c.publish(e)
+		c.pumpQueue(now, e.queue)
+	}
+	c.freed(now, w)
+}
+
+func (c *core) freed(now time.Time, w *worker) {
+	if w.draining && len(w.running) == 0 {
+		c.fx.idle = append(c.fx.idle, w.id)
+	}
+	c.pumpWorker(now, w)
+}
+
+// Drain stops giving work to a worker and returns how many actions it still
+// runs.
+func (c *core) Drain(now time.Time, id string) (int, error) {
+	w := c.workers[id]
+	if w == nil {
+		return 0, status.Errorf(codes.NotFound, "worker %q is not known to this scheduler", id)
+	}
+	if !w.draining {
+		w.draining = true
+		c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Drain{Drain: &workerpb.Drain{}}})
+	}
+	return len(w.running), nil
+}
+
+// lose forgets a worker whose lease expired and requeues its executions.
+func (c *core) lose(now time.Time, w *worker, why string) {
+	delete(c.workers, w.id)
+	c.unlinkQueues(w)
+	if w.draining {
+		c.fx.idle = append(c.fx.idle, w.id)
+	}
+	for _, e := range w.running {
+		if !e.cancelled {
+			c.requeueLost(now, e, why)
+		}
+	}
+	w.running = nil
+}
+
+// Workers describes the known workers.
+func (c *core) Workers() []*workerpb.WorkerInfo {
+	out := make([]*workerpb.WorkerInfo, 0, len(c.workers))
+	for _, w := range c.workers {
+		out = append(out, workerInfo(w))
+	}
+	return out
+}

@@ -1,0 +1,26 @@
+// Package scheduler queues REv2 actions and hands them to workers.
+//
+// Lifecycle of an action. A client calls Execute. The Execution service
+// looks the action up in the action cache (unless skip_cache_lookup) and
+// answers at once on a complete hit. Otherwise it loads and validates the
+// Action and Command from the CAS, works out the platform (Action.platform,
+// or Command.platform for REv2 2.0 clients) and splits it into routing
+// properties, which pick a queue, and execution properties, which travel with
+// the action. The request then enters the core: an identical cacheable
+// action already in flight is joined (deduplication); otherwise a new
+// execution is queued under its priority and its client's invocation id.
+// Workers connect over the worker protocol (api/workerpb), get executions
+// as their slots free up, heartbeat, and report an ExecuteResponse; every
+// operation waiting for the execution completes with it. A worker that stops
+// heartbeating loses its lease, and its executions are requeued a bounded
+// number of times.
+//
+// Structure. core is a pure state machine: events (execute, cancel, worker
+// connected, result, clock tick...) and the current time go in, decisions
+// (dispatch this to that worker, cancel that, this operation changed) come
+// out as effects. It has no goroutines, locks or I/O, so tests drive it with
+// a fake clock. Scheduler wraps the core with a mutex, performs its effects
+// (worker outboxes, operation watchers) and holds the storage handles; the
+// gRPC services (Execution, Operations, WorkerService, AdminService) are thin
+// edges over Scheduler.
+package scheduler

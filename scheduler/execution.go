@@ -1,0 +1,53 @@
+package scheduler
+
+import (
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/digest"
+)
+
+// dedupKey identifies executions that may be shared: same instance, same
+// action digest (the digest covers the command, inputs, platform and salt).
+type dedupKey struct {
+	instance string
+	action   digest.Digest
+}
+
+// execution is one run of an action, shared by every operation waiting for
+// it (deduplication). Owned by core; never touched outside its lock.
+type execution struct {
+	id         string // name of the first operation; the worker protocol's operation_name
+	key        dedupKey
+	cacheable  bool
+	task       *workerpb.Assignment // template; name and attempt are set at dispatch
+	invocation string
+	priority   int32
+	queue      *queue
+
+	// Queue membership: bucket is non-nil while queued; qgen invalidates
+	// stale queue entries.
+	bucket *bucket
+	qgen   uint32
+
+	stage     repb.ExecutionStage_Value
+	worker    *worker // while EXECUTING
+	attempt   int32   // dispatches so far
+	retries   int     // requeues after a lost worker
+	cancelled bool    // nobody waits any more; being killed on its worker
+	waiters   []*operation
+	queuedAt  time.Time
+	startedAt time.Time
+}
+
+func (e *execution) detach(op *operation) {
+	for i, w := range e.waiters {
+		if w == op {
+			e.waiters = append(e.waiters[:i], e.waiters[i+1:]...)
+			break
+		}
+	}
+	op.exec = nil
+}

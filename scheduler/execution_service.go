@@ -1,0 +1,208 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"cloud.google.com/go/longrunning/autogen/longrunningpb"
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// requestMetadataHeader carries a serialized RequestMetadata (REv2).
+const requestMetadataHeader = "build.bazel.remote.execution.v2.requestmetadata-bin"
+
+// maxMessageBytes bounds the Action and Command read from the CAS.
+const maxMessageBytes = 16 << 20
+
+// executionService is the gRPC edge of the REv2 Execution service.
+type executionService struct {
+	repb.UnimplementedExecutionServer
+	s *Scheduler
+}
+
+func (x *executionService) Execute(req *repb.ExecuteRequest, stream repb.Execution_ExecuteServer) error {
+	ctx := stream.Context()
+	name, err := x.s.submit(ctx, req)
+	if err != nil {
+		return err
+	}
+	return x.s.follow(ctx, name, func(v opView) error { return stream.Send(toOperation(v)) })
+}
+
+func (x *executionService) WaitExecution(req *repb.WaitExecutionRequest, stream repb.Execution_WaitExecutionServer) error {
+	return x.s.follow(stream.Context(), req.Name, func(v opView) error { return stream.Send(toOperation(v)) })
+}
+
+// submit validates an ExecuteRequest, answers it from the action cache if
+// it can, and otherwise hands it to the core. It returns the operation name.
+func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (string, error) {
+	fn, err := digest.CheckFunction(req.DigestFunction)
+	if err != nil {
+		return "", err
+	}
+	ad, err := digest.FromProto(fn, req.ActionDigest, "action_digest")
+	if err != nil {
+		return "", err
+	}
+	fn = ad.Function()
+	instance := req.InstanceName
+	name := "operations/" + s.newID()
+
+	if !req.SkipCacheLookup {
+		if res, err := s.ac.Get(ctx, instance, ad); err == nil && storage.CheckComplete(ctx, s.cas, fn, res) == nil {
+			s.mu.Lock()
+			s.core.AddCompleted(s.clock.Now(), name, instance, ad, &repb.ExecuteResponse{
+				Result: res, CachedResult: true, Status: nil})
+			s.apply()
+			s.mu.Unlock()
+			return name, nil
+		}
+	}
+
+	if err := s.requirePresent(ctx, []digest.Digest{ad}, []string{"action_digest"}); err != nil {
+		return "", err
+	}
+	action := &repb.Action{}
+	if err := storage.GetProto(ctx, s.cas, ad, action, maxMessageBytes); err != nil {
+		return "", prefix(err, "action_digest")
+	}
+	cd, rd, timeout, err := checkAction(fn, action, s.cfg.MaxActionTimeout, s.cfg.DefaultActionTimeout)
+	if err != nil {
+		return "", err
+	}
+	if err := s.requirePresent(ctx, []digest.Digest{cd, rd}, []string{"action.command_digest", "action.input_root_digest"}); err != nil {
+		return "", err
+	}
+	command := &repb.Command{}
+	if err := storage.GetProto(ctx, s.cas, cd, command, maxMessageBytes); err != nil {
+		return "", prefix(err, "action.command_digest")
+	}
+	if err := checkCommand(command); err != nil {
+		return "", err
+	}
+	platform, field := effectivePlatform(action, command)
+	if err := checkPlatform(platform, field, s.known); err != nil {
+		return "", err
+	}
+	queueKey, routing := routingOf(instance, platform, s.route)
+	rawMeta, invocation := requestMetadata(ctx)
+
+	sub := submission{
+		name:       name,
+		instance:   instance,
+		action:     ad,
+		cacheable:  !action.DoNotCache,
+		priority:   req.GetExecutionPolicy().GetPriority(),
+		invocation: invocation,
+		queueKey:   queueKey,
+		routing:    routing,
+		task: &workerpb.Assignment{
+			InstanceName:    instance,
+			DigestFunction:  int32(fn),
+			ActionDigest:    &workerpb.Digest{Hash: ad.Hash(), SizeBytes: ad.SizeBytes()},
+			CommandDigest:   &workerpb.Digest{Hash: cd.Hash(), SizeBytes: cd.SizeBytes()},
+			InputRootDigest: &workerpb.Digest{Hash: rd.Hash(), SizeBytes: rd.SizeBytes()},
+			Platform:        workerProperties(platform),
+			Timeout:         durationpb.New(timeout),
+			DoNotCache:      action.DoNotCache,
+			RequestMetadata: rawMeta,
+		},
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.core.Execute(s.clock.Now(), sub); err != nil {
+		return "", err
+	}
+	s.apply()
+	return name, nil
+}
+
+// requirePresent fails with FAILED_PRECONDITION and a PreconditionFailure
+// naming every missing blob, as REv2 asks of Execute.
+func (s *Scheduler) requirePresent(ctx context.Context, ds []digest.Digest, fields []string) error {
+	missing, err := s.cas.FindMissing(ctx, ds)
+	if err != nil {
+		return prefix(err, "find missing "+strings.Join(fields, ", "))
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	pf := &errdetails.PreconditionFailure{}
+	var msgs []string
+	for _, m := range missing {
+		f := "blob"
+		for i, d := range ds {
+			if d == m {
+				f = fields[i]
+			}
+		}
+		pf.Violations = append(pf.Violations, &errdetails.PreconditionFailure_Violation{
+			Type: "MISSING", Subject: "blobs/" + m.String(), Description: f + " is not in the CAS"})
+		msgs = append(msgs, fmt.Sprintf("%s: blob %s is missing", f, m))
+	}
+	st := status.New(codes.FailedPrecondition, strings.Join(msgs, "; "))
+	if st2, err := st.WithDetails(pf); err == nil {
+		st = st2
+	}
+	return st.Err()
+}
+
+func prefix(err error, what string) error {
+	st := status.Convert(err)
+	return status.Errorf(st.Code(), "%s: %s", what, st.Message())
+}
+
+// requestMetadata returns the raw RequestMetadata header and its
+// tool_invocation_id ("" when absent or unreadable).
+func requestMetadata(ctx context.Context) ([]byte, string) {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return nil, ""
+	}
+	vals := md.Get(requestMetadataHeader)
+	if len(vals) == 0 {
+		return nil, ""
+	}
+	raw := []byte(vals[0])
+	rm := &repb.RequestMetadata{}
+	if proto.Unmarshal(raw, rm) != nil {
+		return nil, ""
+	}
+	return raw, rm.ToolInvocationId
+}
+
+// toOperation renders an operation for clients.
+func toOperation(v opView) *longrunningpb.Operation {
+	md := &repb.ExecuteOperationMetadata{
+		Stage:          v.stage,
+		ActionDigest:   v.action.Proto(),
+		DigestFunction: v.action.Function(),
+		PartialExecutionMetadata: &repb.ExecutedActionMetadata{
+			Worker:          v.worker,
+			QueuedTimestamp: timestamppb.New(v.queuedAt),
+		},
+	}
+	if !v.startedAt.IsZero() {
+		md.PartialExecutionMetadata.WorkerStartTimestamp = timestamppb.New(v.startedAt)
+	}
+	op := &longrunningpb.Operation{Name: v.name, Done: v.done}
+	op.Metadata, _ = anypb.New(md)
+	if v.done {
+		resp, _ := anypb.New(v.response)
+		op.Result = &longrunningpb.Operation_Response{Response: resp}
+	}
+	return op
+}

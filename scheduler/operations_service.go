@@ -1,0 +1,146 @@
+package scheduler
+
+import (
+	"context"
+	"sort"
+	"strings"
+
+	"cloud.google.com/go/longrunning/autogen/longrunningpb"
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// operationsService is the gRPC edge of google.longrunning.Operations over
+// the scheduler's operations.
+type operationsService struct {
+	longrunningpb.UnimplementedOperationsServer
+	s *Scheduler
+}
+
+func (o *operationsService) GetOperation(ctx context.Context, req *longrunningpb.GetOperationRequest) (*longrunningpb.Operation, error) {
+	o.s.mu.Lock()
+	v, ok := o.s.core.Operation(req.Name)
+	o.s.mu.Unlock()
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "operation %q not found", req.Name)
+	}
+	return toOperation(v), nil
+}
+
+// ListOperations lists operations in name order. The filter is a
+// conjunction ("AND") of terms stage=QUEUED|EXECUTING|COMPLETED and
+// instance=NAME (instance="" for the default instance).
+func (o *operationsService) ListOperations(ctx context.Context, req *longrunningpb.ListOperationsRequest) (*longrunningpb.ListOperationsResponse, error) {
+	f, err := parseFilter(req.Filter)
+	if err != nil {
+		return nil, err
+	}
+	size := int(req.PageSize)
+	if size <= 0 || size > 1000 {
+		size = 1000
+	}
+	o.s.mu.Lock()
+	var views []opView
+	for _, op := range o.s.core.ops {
+		if op.name <= req.PageToken {
+			continue
+		}
+		v := op.view()
+		if f.match(v) {
+			views = append(views, v)
+		}
+	}
+	o.s.mu.Unlock()
+	sort.Slice(views, func(i, j int) bool { return views[i].name < views[j].name })
+	resp := &longrunningpb.ListOperationsResponse{}
+	if len(views) > size {
+		views = views[:size]
+		resp.NextPageToken = views[size-1].name
+	}
+	for _, v := range views {
+		resp.Operations = append(resp.Operations, toOperation(v))
+	}
+	return resp, nil
+}
+
+func (o *operationsService) DeleteOperation(ctx context.Context, req *longrunningpb.DeleteOperationRequest) (*emptypb.Empty, error) {
+	o.s.mu.Lock()
+	defer o.s.mu.Unlock()
+	if err := o.s.core.Delete(o.s.clock.Now(), req.Name); err != nil {
+		return nil, err
+	}
+	o.s.apply()
+	return &emptypb.Empty{}, nil
+}
+
+func (o *operationsService) CancelOperation(ctx context.Context, req *longrunningpb.CancelOperationRequest) (*emptypb.Empty, error) {
+	o.s.mu.Lock()
+	defer o.s.mu.Unlock()
+	if err := o.s.core.Cancel(o.s.clock.Now(), req.Name); err != nil {
+		return nil, err
+	}
+	o.s.apply()
+	return &emptypb.Empty{}, nil
+}
+
+// WaitOperation waits until the operation is done, the request's timeout
+// passes or the call's deadline, and returns its latest state.
+func (o *operationsService) WaitOperation(ctx context.Context, req *longrunningpb.WaitOperationRequest) (*longrunningpb.Operation, error) {
+	if req.Timeout != nil {
+		if err := req.Timeout.CheckValid(); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "timeout: %v", err)
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, req.Timeout.AsDuration())
+		defer cancel()
+	}
+	v, err := o.s.wait(ctx, req.Name)
+	if err != nil {
+		return nil, err
+	}
+	return toOperation(v), nil
+}
+
+type opFilter struct {
+	stage    repb.ExecutionStage_Value
+	instance *string
+}
+
+func parseFilter(s string) (opFilter, error) {
+	var f opFilter
+	if strings.TrimSpace(s) == "" {
+		return f, nil
+	}
+	for _, term := range strings.Split(s, " AND ") {
+		k, v, ok := strings.Cut(strings.TrimSpace(term), "=")
+		if !ok {
+			return f, status.Errorf(codes.InvalidArgument, "filter: term %q is not key=value", term)
+		}
+		v = strings.Trim(strings.TrimSpace(v), `"`)
+		switch strings.TrimSpace(k) {
+		case "stage":
+			st, ok := repb.ExecutionStage_Value_value[strings.ToUpper(v)]
+			if !ok || st == 0 {
+				return f, status.Errorf(codes.InvalidArgument, "filter: stage %q is not QUEUED, EXECUTING or COMPLETED", v)
+			}
+			f.stage = repb.ExecutionStage_Value(st)
+		case "instance":
+			f.instance = &v
+		default:
+			return f, status.Errorf(codes.InvalidArgument, "filter: unknown key %q (stage, instance)", k)
+		}
+	}
+	return f, nil
+}
+
+func (f opFilter) match(v opView) bool {
+	if f.stage != 0 && v.stage != f.stage {
+		return false
+	}
+	if f.instance != nil && v.instance != *f.instance {
+		return false
+	}
+	return true
+}

@@ -1,0 +1,158 @@
+package scheduler
+
+import (
+	"sort"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+)
+
+// queue holds the queued executions of one (instance name, routing
+// properties) pair. Lower priority numbers go first (REv2: lower number,
+// higher priority); within one priority, invocations (tool_invocation_id)
+// take turns, so one large build cannot starve a small one; within one
+// invocation, first in first out.
+//
+// Removal is lazy: a removed execution's entry stays in its FIFO until it
+// reaches the head, where pop recognises it by a stale generation. The
+// counters (size) are exact at all times.
+type queue struct {
+	key      string
+	instance string
+	routing  []*workerpb.Property
+	buckets  []*bucket // ascending priority; emptied buckets are dropped lazily
+	size     int
+	workers  []*worker // workers whose platform serves this queue
+	rr       int       // where the next pump starts in workers
+}
+
+// bucket is one priority level of a queue.
+type bucket struct {
+	priority int32
+	size     int
+	byInv    map[string]*invocationFIFO
+	ring     []*invocationFIFO // round-robin order
+	next     int
+}
+
+// invocationFIFO is the queued executions of one invocation at one priority.
+type invocationFIFO struct {
+	id      string
+	entries []queueEntry
+	head    int
+}
+
+type queueEntry struct {
+	e   *execution
+	gen uint32
+}
+
+func (q *queue) push(e *execution, front bool) {
+	b := q.bucketFor(e.priority)
+	f := b.byInv[e.invocation]
+	if f == nil {
+		f = &invocationFIFO{id: e.invocation}
+		b.byInv[e.invocation] = f
+		b.ring = append(b.ring, f)
+	}
+	ent := queueEntry{e: e, gen: e.qgen}
+	if front {
+		if f.head > 0 {
+			f.head--
+			f.entries[f.head] = ent
+		} else {
+			f.entries = append([]queueEntry{ent}, f.entries...)
+		}
+	} else {
+		f.entries = append(f.entries, ent)
+	}
+	b.size++
+	q.size++
+	e.bucket = b
+}
+
+func (q *queue) bucketFor(p int32) *bucket {
+	i := sort.Search(len(q.buckets), func(i int) bool { return q.buckets[i].priority >= p })
+	if i < len(q.buckets) && q.buckets[i].priority == p {
+		return q.buckets[i]
+	}
+	b := &bucket{priority: p, byInv: map[string]*invocationFIFO{}}
+	q.buckets = append(q.buckets, nil)
+	copy(q.buckets[i+1:], q.buckets[i:])
+	q.buckets[i] = b
+	return b
+}
+
+// remove takes a queued execution out (it was cancelled).
+func (q *queue) remove(e *execution) {
+	e.qgen++
+	e.bucket.size--
+	e.bucket = nil
+	q.size--
+}
+
+// best returns the priority of the execution pop would return.
+func (q *queue) best() (int32, bool) {
+	q.dropEmptyBuckets()
+	if len(q.buckets) == 0 {
+		return 0, false
+	}
+	return q.buckets[0].priority, true
+}
+
+func (q *queue) dropEmptyBuckets() {
+	for len(q.buckets) > 0 && q.buckets[0].size == 0 {
+		q.buckets[0] = nil
+		q.buckets = q.buckets[1:]
+	}
+}
+
+// pop removes and returns the next execution, or nil.
+func (q *queue) pop() *execution {
+	q.dropEmptyBuckets()
+	if len(q.buckets) == 0 {
+		return nil
+	}
+	e := q.buckets[0].pop()
+	if e != nil {
+		q.size--
+		e.qgen++
+		e.bucket = nil
+	}
+	return e
+}
+
+func (b *bucket) pop() *execution {
+	for len(b.ring) > 0 {
+		if b.next >= len(b.ring) {
+			b.next = 0
+		}
+		f := b.ring[b.next]
+		if e := f.pop(); e != nil {
+			b.next++
+			b.size--
+			return e
+		}
+		delete(b.byInv, f.id)
+		b.ring = append(b.ring[:b.next], b.ring[b.next+1:]...)
+	}
+	return nil
+}
+
+func (f *invocationFIFO) pop() *execution {
+	for f.head < len(f.entries) {
+		ent := f.entries[f.head]
+		f.entries[f.head] = queueEntry{}
+		f.head++
+		if ent.gen == ent.e.qgen && ent.e.bucket != nil {
+			if f.head > 1024 && f.head*2 > len(f.entries) {
+				n := copy(f.entries, f.entries[f.head:])
+				f.entries = f.entries[:n]
+				f.head = 0
+			}
+			return ent.e
+		}
+	}
+	f.entries = f.entries[:0]
+	f.head = 0
+	return nil
+}

@@ -1,0 +1,291 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"cloud.google.com/go/longrunning/autogen/longrunningpb"
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// Clock tells the time. Tests inject a fake one and call Scheduler.Tick.
+type Clock interface {
+	Now() time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// Options are what New needs: the configuration and the collaborators.
+type Options struct {
+	Config
+	// BlobStore is the CAS the Action and Command are read from. Required.
+	BlobStore storage.BlobStore
+	// ActionCache is consulted before executing. Required.
+	ActionCache storage.ActionCache
+	// Clock defaults to the real clock.
+	Clock Clock
+	// NewID returns a unique id for an operation name; defaults to a random
+	// UUID.
+	NewID func() string
+}
+
+// Scheduler is the scheduler: the core under a mutex, plus the side effects
+// (worker sessions, operation watchers, drain waiters) and storage. Safe for
+// concurrent use. Create it with New, serve it with Register, stop it with
+// Close.
+type Scheduler struct {
+	cfg   Config
+	cas   storage.BlobStore
+	ac    storage.ActionCache
+	clock Clock
+	newID func() string
+
+	known map[string]bool // platform property names accepted
+	route map[string]bool // platform property names that select a queue
+
+	mu           sync.Mutex
+	core         *core
+	watchers     map[string]chan struct{} // closed when the operation changes
+	sessions     map[string]*session      // current session of each worker
+	drainWaiters map[string][]chan struct{}
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	ticker   sync.WaitGroup
+}
+
+// New returns a scheduler and starts its clock ticks (leases, retention)
+// every TickInterval. Zero fields of Config take their defaults.
+func New(opts Options) (*Scheduler, error) {
+	if opts.BlobStore == nil || opts.ActionCache == nil {
+		return nil, errors.New("scheduler: BlobStore and ActionCache are required")
+	}
+	cfg := opts.Config
+	def := DefaultConfig()
+	if cfg.MaxActionTimeout <= 0 {
+		cfg.MaxActionTimeout = def.MaxActionTimeout
+	}
+	if cfg.DefaultActionTimeout <= 0 {
+		cfg.DefaultActionTimeout = def.DefaultActionTimeout
+	}
+	if cfg.DefaultActionTimeout > cfg.MaxActionTimeout {
+		cfg.DefaultActionTimeout = cfg.MaxActionTimeout
+	}
+	if cfg.LeaseDuration <= 0 {
+		cfg.LeaseDuration = def.LeaseDuration
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = def.HeartbeatInterval
+	}
+	if cfg.HeartbeatInterval >= cfg.LeaseDuration {
+		return nil, errors.New("scheduler: heartbeat_interval must be shorter than lease_duration")
+	}
+	if cfg.MaxRetries < 0 {
+		return nil, errors.New("scheduler: max_retries must not be negative")
+	}
+	if cfg.MaxQueuedPerInstance <= 0 {
+		cfg.MaxQueuedPerInstance = def.MaxQueuedPerInstance
+	}
+	if cfg.CompletedRetention <= 0 {
+		cfg.CompletedRetention = def.CompletedRetention
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = def.TickInterval
+	}
+	s := &Scheduler{
+		cfg:          cfg,
+		cas:          opts.BlobStore,
+		ac:           opts.ActionCache,
+		clock:        opts.Clock,
+		newID:        opts.NewID,
+		known:        map[string]bool{},
+		route:        map[string]bool{},
+		core:         newCore(cfg),
+		watchers:     map[string]chan struct{}{},
+		sessions:     map[string]*session{},
+		drainWaiters: map[string][]chan struct{}{},
+		stop:         make(chan struct{}),
+	}
+	if s.clock == nil {
+		s.clock = realClock{}
+	}
+	if s.newID == nil {
+		s.newID = uuid.NewString
+	}
+	for _, n := range append(builtinRoutingProperties, cfg.RoutingProperties...) {
+		s.known[n], s.route[n] = true, true
+	}
+	for _, n := range append(builtinExecutionProperties, cfg.ExecutionProperties...) {
+		s.known[n] = true
+	}
+	s.ticker.Add(1)
+	go s.tickLoop()
+	return s, nil
+}
+
+// Register adds the Execution, Operations, WorkerService and AdminService
+// services to srv.
+func (s *Scheduler) Register(srv *grpc.Server) {
+	repb.RegisterExecutionServer(srv, &executionService{s: s})
+	longrunningpb.RegisterOperationsServer(srv, &operationsService{s: s})
+	workerpb.RegisterWorkerServiceServer(srv, &workerService{s: s})
+	workerpb.RegisterAdminServiceServer(srv, &adminService{s: s})
+}
+
+// Close stops the clock ticks and ends every worker session.
+func (s *Scheduler) Close() {
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.ticker.Wait()
+	s.mu.Lock()
+	for _, sess := range s.sessions {
+		sess.end()
+	}
+	s.mu.Unlock()
+}
+
+func (s *Scheduler) tickLoop() {
+	defer s.ticker.Done()
+	t := time.NewTicker(s.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			s.Tick()
+		}
+	}
+}
+
+// Tick lets the scheduler act on the passage of time (lease expiry,
+// retention). It runs every TickInterval; tests with a fake clock call it.
+func (s *Scheduler) Tick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.core.Tick(s.clock.Now())
+	s.apply()
+}
+
+// apply carries out the core's effects. Called with s.mu held; nothing in
+// it blocks.
+func (s *Scheduler) apply() {
+	fx := s.core.takeEffects()
+	for _, d := range fx.dispatch {
+		if sess := s.sessions[d.worker]; sess != nil {
+			sess.push(d.msg)
+		}
+	}
+	for _, name := range fx.published {
+		if ch := s.watchers[name]; ch != nil {
+			close(ch)
+			delete(s.watchers, name)
+		}
+	}
+	for _, id := range fx.idle {
+		for _, ch := range s.drainWaiters[id] {
+			close(ch)
+		}
+		delete(s.drainWaiters, id)
+	}
+}
+
+// watch returns an operation's state and a channel closed at its next
+// change.
+func (s *Scheduler) watch(name string) (opView, <-chan struct{}, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.core.Operation(name)
+	if !ok {
+		return v, nil, false
+	}
+	ch := s.watchers[name]
+	if ch == nil {
+		ch = make(chan struct{})
+		s.watchers[name] = ch
+	}
+	return v, ch, true
+}
+
+// follow calls send with the operation's state now and at every stage
+// change, until it is done. NOT_FOUND if the operation is unknown.
+func (s *Scheduler) follow(ctx context.Context, name string, send func(opView) error) error {
+	first := true
+	var last repb.ExecutionStage_Value
+	for {
+		v, ch, ok := s.watch(name)
+		if !ok {
+			return status.Errorf(codes.NotFound, "operation %q not found: it finished too long ago, was deleted, or the scheduler restarted; Execute the action again", name)
+		}
+		if first || v.stage != last || v.done {
+			if err := send(v); err != nil {
+				return err
+			}
+			first, last = false, v.stage
+		}
+		if v.done {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+}
+
+// wait blocks until the operation is done or ctx ends, and returns its state.
+func (s *Scheduler) wait(ctx context.Context, name string) (opView, error) {
+	for {
+		v, ch, ok := s.watch(name)
+		if !ok {
+			return v, status.Errorf(codes.NotFound, "operation %q not found", name)
+		}
+		if v.done {
+			return v, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return v, nil
+		}
+	}
+}
+
+// Drain stops giving work to a worker. With wait, it returns once the
+// worker runs nothing (or ctx ends). It returns the number of actions the
+// worker still runs.
+func (s *Scheduler) Drain(ctx context.Context, workerID string, wait bool) (int, error) {
+	s.mu.Lock()
+	n, err := s.core.Drain(s.clock.Now(), workerID)
+	s.apply()
+	if err != nil || !wait || n == 0 {
+		s.mu.Unlock()
+		return n, err
+	}
+	ch := make(chan struct{})
+	s.drainWaiters[workerID] = append(s.drainWaiters[workerID], ch)
+	s.mu.Unlock()
+	select {
+	case <-ch:
+		return 0, nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if w := s.core.workers[workerID]; w != nil {
+			return len(w.running), nil
+		}
+		return 0, nil
+	}
+}

@@ -1,0 +1,76 @@
+package scheduler
+
+import (
+	"time"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+)
+
+// worker is the scheduler's view of one worker, across its reconnects.
+// Owned by core. It is forgotten when its lease expires.
+type worker struct {
+	id        string
+	platform  []*workerpb.Property
+	props     map[string]bool // name + "\x00" + value
+	instances []string        // empty: all
+	capacity  int
+	labels    map[string]string
+	running   map[string]*execution // by execution id
+	gen       uint64                // session generation; bumps on every Register
+	connected bool
+	draining  bool
+	lastSeen  time.Time
+	queues    []*queue // queues this worker serves
+	rr        int      // tie-break rotation between queues of equal priority
+}
+
+func propKey(name, value string) string { return name + "\x00" + value }
+
+// serves reports whether the worker may run q's executions: it serves q's
+// instance and offers every routing property of q.
+func (w *worker) serves(q *queue) bool {
+	if len(w.instances) > 0 {
+		ok := false
+		for _, in := range w.instances {
+			if in == q.instance {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	for _, p := range q.routing {
+		if !w.props[propKey(p.Name, p.Value)] {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *worker) canTake() bool {
+	return w.connected && !w.draining && len(w.running) < w.capacity
+}
+
+// bestQueue is the queue whose next execution has the best priority; ties
+// rotate so equal queues share the worker.
+func (w *worker) bestQueue() *queue {
+	var best *queue
+	var bestP int32
+	n := len(w.queues)
+	for i := 0; i < n; i++ {
+		q := w.queues[(w.rr+i)%n]
+		if q.size == 0 {
+			continue
+		}
+		p, ok := q.best()
+		if ok && (best == nil || p < bestP) {
+			best, bestP = q, p
+		}
+	}
+	if n > 1 {
+		w.rr = (w.rr + 1) % n
+	}
+	return best
+}
