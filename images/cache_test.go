@@ -1,0 +1,422 @@
+package images
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/compression"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// checkBusyboxRootfs asserts what busyboxImage must look like once
+// flattened: busybox runs, the whiteout and opaque directory took effect,
+// and the config came through without the entrypoint.
+func checkBusyboxRootfs(t *testing.T, rf *Rootfs, marker string) {
+	t.Helper()
+	p := rf.Path
+	out, err := exec.Command(filepath.Join(p, "bin/busybox"), "echo", "hello").Output()
+	if err != nil || string(out) != "hello\n" {
+		t.Errorf("busybox from rootfs: %q, %v", out, err)
+	}
+	if target, err := os.Readlink(filepath.Join(p, "bin/sh")); err != nil || target != "busybox" {
+		t.Errorf("bin/sh -> %q, %v", target, err)
+	}
+	if _, err := os.Lstat(filepath.Join(p, "etc/passwd")); !os.IsNotExist(err) {
+		t.Errorf("etc/passwd should be whited out: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(p, "opt/old/a.txt")); !os.IsNotExist(err) {
+		t.Errorf("opt/old/a.txt should be hidden by the opaque directory: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(p, "opt/old/new.txt")); err != nil || string(b) != "upper" {
+		t.Errorf("opt/old/new.txt = %q, %v", b, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(p, "etc/marker")); err != nil || string(b) != marker {
+		t.Errorf("etc/marker = %q, %v; want %q", b, err, marker)
+	}
+	want := ImageConfig{Env: []string{"PATH=/bin", "LANG=C"}, WorkingDir: "/work", User: "1000:1000"}
+	if !reflect.DeepEqual(rf.Config, want) {
+		t.Errorf("config = %+v, want %+v", rf.Config, want)
+	}
+}
+
+func TestPullByTagAndDigest(t *testing.T) {
+	r := newTestRegistry(t)
+	digest := r.push(t, "tools/bb:1", busyboxImage(t, "one"))
+	c := newTestCache(t, t.TempDir(), r, nil)
+	ctx := context.Background()
+
+	byTag, err := c.Rootfs(ctx, r.ref(t, "tools/bb:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer byTag.Release()
+	if byTag.Digest != digest {
+		t.Errorf("digest %s, want %s", byTag.Digest, digest)
+	}
+	checkBusyboxRootfs(t, byTag, "one")
+
+	before := r.totalRequests()
+	byDigest, err := c.Rootfs(ctx, r.ref(t, "tools/bb@"+digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer byDigest.Release()
+	if byDigest.Path != byTag.Path {
+		t.Errorf("digest and tag gave different trees: %s, %s", byDigest.Path, byTag.Path)
+	}
+	if n := r.totalRequests() - before; n != 0 {
+		t.Errorf("a cached digest reference made %d registry requests", n)
+	}
+	if !strings.HasPrefix(byTag.Path, c.opts.Dir) {
+		t.Errorf("rootfs %s outside the cache", byTag.Path)
+	}
+}
+
+func TestPullVerifiesDigest(t *testing.T) {
+	r := newTestRegistry(t)
+	r.push(t, "tools/bb:1", busyboxImage(t, "one"))
+	c := newTestCache(t, t.TempDir(), r, nil)
+	wrong := "sha256:" + strings.Repeat("0", 64)
+	_, err := c.Rootfs(context.Background(), r.ref(t, "tools/bb@"+wrong))
+	if err == nil {
+		t.Fatal("pull of an unknown digest succeeded")
+	}
+}
+
+func TestMultiPlatformIndex(t *testing.T) {
+	r := newTestRegistry(t)
+	mk := func(p string) v1.Image {
+		return imageOf(t, p, v1.Config{}, layerOf(t, compression.GZip, file("platform", p, 0o644)))
+	}
+	idx := mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: mk("linux/arm64"), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}},
+		mutate.IndexAddendum{Add: mk("linux/amd64"), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+	)
+	idxDigest := r.pushIndex(t, "multi:latest", idx)
+
+	for _, p := range []string{"linux/amd64", "linux/arm64"} {
+		c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.Platform = p })
+		for _, ref := range []string{"multi:latest", "multi@" + idxDigest} {
+			rf, err := c.Rootfs(context.Background(), r.ref(t, ref))
+			if err != nil {
+				t.Fatalf("%s %s: %v", p, ref, err)
+			}
+			if b, _ := os.ReadFile(filepath.Join(rf.Path, "platform")); string(b) != p {
+				t.Errorf("%s %s: got image for %q", p, ref, b)
+			}
+			if rf.Digest == idxDigest {
+				t.Errorf("rootfs digest is the index's, want the platform manifest's")
+			}
+			rf.Release()
+		}
+		// The index digest is now pinned to the platform's manifest: no I/O.
+		before := r.totalRequests()
+		rf, err := c.Rootfs(context.Background(), r.ref(t, "multi@"+idxDigest))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rf.Release()
+		if n := r.totalRequests() - before; n != 0 {
+			t.Errorf("%s: cached index digest made %d requests", p, n)
+		}
+	}
+
+	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.Platform = "linux/s390x" })
+	_, err := c.Rootfs(context.Background(), r.ref(t, "multi:latest"))
+	if err == nil || !strings.Contains(err.Error(), "linux/s390x") || !strings.Contains(err.Error(), "linux/arm64") {
+		t.Errorf("missing platform: %v", err)
+	}
+}
+
+func TestRegistryCredentials(t *testing.T) {
+	r := newTestRegistry(t)
+	r.requireAuth("alice", "s3cret")
+	r.push(t, "private:1", busyboxImage(t, "private"))
+	ref := r.ref(t, "private:1")
+
+	for name, mod := range map[string]func(*Options){
+		"worker config": func(o *Options) { o.Registries = map[string]Credentials{r.Host: {Username: "alice", Password: "s3cret"}} },
+		"docker config": func(o *Options) { o.DockerConfig = dockerConfigFile(t, r.Host, "alice", "s3cret") },
+	} {
+		c := newTestCache(t, t.TempDir(), r, mod)
+		rf, err := c.Rootfs(context.Background(), ref)
+		if err != nil {
+			t.Errorf("%s: right credentials refused: %v", name, err)
+			continue
+		}
+		checkBusyboxRootfs(t, rf, "private")
+		rf.Release()
+	}
+	for name, mod := range map[string]func(*Options){
+		"wrong password": func(o *Options) { o.Registries = map[string]Credentials{r.Host: {Username: "alice", Password: "nope"}} },
+		"none":           nil,
+	} {
+		c := newTestCache(t, t.TempDir(), r, mod)
+		if _, err := c.Rootfs(context.Background(), ref); err == nil || !strings.Contains(err.Error(), "UNAUTHORIZED") {
+			t.Errorf("%s: want an UNAUTHORIZED error, got %v", name, err)
+		}
+	}
+}
+
+func TestPlainHTTPOnlyWhenConfigured(t *testing.T) {
+	r := newTestRegistry(t)
+	r.push(t, "bb:1", busyboxImage(t, "x"))
+	c := newTestCache(t, t.TempDir(), nil, nil) // r.Host not in Insecure
+	before := r.totalRequests()
+	_, err := c.Rootfs(context.Background(), r.ref(t, "bb:1"))
+	if err == nil || !strings.Contains(err.Error(), "plain HTTP") {
+		t.Fatalf("want plain HTTP refused, got %v", err)
+	}
+	if n := r.totalRequests() - before; n != 0 {
+		t.Errorf("%d requests reached the registry over HTTP", n)
+	}
+}
+
+func TestRetriesTransientErrors(t *testing.T) {
+	r := newTestRegistry(t)
+	r.push(t, "bb:1", busyboxImage(t, "retry"))
+	r.mu.Lock()
+	r.fail503 = 2
+	r.mu.Unlock()
+	c := newTestCache(t, t.TempDir(), r, nil)
+	rf, err := c.Rootfs(context.Background(), r.ref(t, "bb:1"))
+	if err != nil {
+		t.Fatalf("pull with two 503s: %v", err)
+	}
+	rf.Release()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail503 != 0 {
+		t.Errorf("the registry's 503s were not hit (%d left)", r.fail503)
+	}
+}
+
+func TestConcurrentPullsDownloadOnce(t *testing.T) {
+	r := newTestRegistry(t)
+	r.push(t, "bb:1", busyboxImage(t, "conc"))
+	base, _ := r.counts()
+	reg := prometheus.NewRegistry()
+	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.Metrics = reg })
+
+	const n = 8
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	results := make([]*Rootfs, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			results[i], errs[i] = c.Rootfs(context.Background(), r.ref(t, "bb:1"))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		if results[i].Path != results[0].Path {
+			t.Errorf("caller %d got %s, caller 0 %s", i, results[i].Path, results[0].Path)
+		}
+		defer results[i].Release()
+	}
+	blobs, _ := r.counts()
+	fetched := 0
+	for p, k := range blobs {
+		k -= base[p]
+		if k > 1 {
+			t.Errorf("blob %s downloaded %d times", p, k)
+		}
+		fetched += k
+	}
+	if fetched != 3 { // config and two layers
+		t.Errorf("%d blobs downloaded, want 3", fetched)
+	}
+	if got := metricValue(t, reg, "paddock_images_layers_unpacked_total"); got != 2 {
+		t.Errorf("layers unpacked metric = %v, want 2", got)
+	}
+	if got := metricValue(t, reg, "paddock_images_pulls_total", "result", "ok"); got != 1 {
+		t.Errorf("pulls ok metric = %v, want 1", got)
+	}
+	if got := metricValue(t, reg, "paddock_images_in_use"); got != 1 {
+		t.Errorf("images in use = %v, want 1", got)
+	}
+	if got := metricValue(t, reg, "paddock_images_pulled_bytes_total"); got < float64(len(busybox(t)))/4 {
+		t.Errorf("pulled bytes = %v, implausibly small", got)
+	}
+}
+
+func TestWarmRestartDownloadsNothing(t *testing.T) {
+	r := newTestRegistry(t)
+	digest := r.push(t, "bb:1", busyboxImage(t, "warm"))
+	dir := t.TempDir()
+	c := newTestCache(t, dir, r, nil)
+	rf, err := c.Rootfs(context.Background(), r.ref(t, "bb:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rf.Release()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Debris a crash mid-unpack would leave, and a layer directory that was
+	// never completed.
+	if err := os.MkdirAll(filepath.Join(dir, "tmp/work-123/root/bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bogus := filepath.Join(dir, "layers", strings.Repeat("e", 64))
+	if err := os.MkdirAll(filepath.Join(bogus, "root"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	before := r.totalRequests()
+	c2 := newTestCache(t, dir, r, nil)
+	for _, ref := range []string{"bb:1", "bb@" + digest} {
+		rf, err := c2.Rootfs(context.Background(), r.ref(t, ref))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkBusyboxRootfs(t, rf, "warm")
+		rf.Release()
+	}
+	if n := r.totalRequests() - before; n != 0 {
+		t.Errorf("warm restart made %d registry requests", n)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(ents) != 0 {
+		t.Errorf("tmp not cleared at start: %v", ents)
+	}
+	if _, err := os.Stat(bogus); !os.IsNotExist(err) {
+		t.Errorf("incomplete layer directory kept: %v", err)
+	}
+}
+
+func TestOneCachePerDirectory(t *testing.T) {
+	dir := t.TempDir()
+	newTestCache(t, dir, nil, nil)
+	if _, err := New(Options{Dir: dir}); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second cache on one directory: %v", err)
+	}
+}
+
+// fakeClock is a settable clock for tag refresh.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (f *fakeClock) Now() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }
+func (f *fakeClock) Add(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = f.now.Add(d)
+}
+
+func TestTagsRefreshAfterInterval(t *testing.T) {
+	r := newTestRegistry(t)
+	d1 := r.push(t, "bb:stable", busyboxImage(t, "v1"))
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.Now = clock.Now; o.RefreshTags = time.Minute })
+	get := func() *Rootfs {
+		t.Helper()
+		rf, err := c.Rootfs(context.Background(), r.ref(t, "bb:stable"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rf.Release()
+		return rf
+	}
+	if rf := get(); rf.Digest != d1 {
+		t.Fatalf("first pull %s, want %s", rf.Digest, d1)
+	}
+	d2 := r.push(t, "bb:stable", busyboxImage(t, "v2"))
+	clock.Add(59 * time.Second)
+	_, m := r.counts()
+	if rf := get(); rf.Digest != d1 {
+		t.Errorf("tag re-resolved before the interval: %s", rf.Digest)
+	}
+	if _, m2 := r.counts(); m2 != m {
+		t.Errorf("fresh tag asked the registry")
+	}
+	clock.Add(2 * time.Second)
+	rf := get()
+	if rf.Digest != d2 {
+		t.Errorf("tag not re-resolved after the interval: %s, want %s", rf.Digest, d2)
+	}
+	checkBusyboxRootfs(t, rf, "v2")
+
+	// Registry gone: a stale tag keeps its last resolution.
+	r.srv.Close()
+	clock.Add(time.Hour)
+	if rf := get(); rf.Digest != d2 {
+		t.Errorf("stale tag with registry down: %s, want %s", rf.Digest, d2)
+	}
+}
+
+func TestEvictionOfUnusedImages(t *testing.T) {
+	r := newTestRegistry(t)
+	mk := func(tag string) string {
+		// ~1 MB of distinct content per image.
+		return r.push(t, "e:"+tag, imageOf(t, "linux/amd64", v1.Config{},
+			layerOf(t, compression.GZip, file("data", strings.Repeat(tag, 1<<20/len(tag)), 0o644))))
+	}
+	a, b, cc := mk("aaaa"), mk("bbbb"), mk("cccc")
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	reg := prometheus.NewRegistry()
+	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.MaxBytes = 2<<20 + 1000; o.Now = clock.Now; o.Metrics = reg })
+	get := func(tag string) *Rootfs {
+		t.Helper()
+		clock.Add(time.Second)
+		rf, err := c.Rootfs(context.Background(), r.ref(t, "e:"+tag))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rf
+	}
+	exists := func(d string) bool {
+		_, err := os.Stat(c.store.imageDir(d))
+		return err == nil
+	}
+	ra := get("aaaa")
+	rb := get("bbbb")
+	rb.Release()
+	ra.Release() // a is now the most recently used... by hold time, b by last use order
+	rc := get("cccc")
+	defer rc.Release()
+	if exists(a) == exists(b) || exists(a) {
+		t.Errorf("want the least recently used image (a) evicted: a=%v b=%v", exists(a), exists(b))
+	}
+	if !exists(cc) {
+		t.Error("the image just pulled was evicted")
+	}
+	// Held images are never evicted, even over the bound.
+	rb2 := get("bbbb")
+	defer rb2.Release()
+	ra2 := get("aaaa")
+	defer ra2.Release()
+	for _, d := range []string{a, b, cc} {
+		if !exists(d) {
+			t.Errorf("held image %s evicted", d)
+		}
+	}
+	if got := metricValue(t, reg, "paddock_images_evictions_total"); got != 1 {
+		t.Errorf("evictions = %v, want 1", got)
+	}
+	c.mu.Lock()
+	layersLeft := len(c.layers)
+	c.mu.Unlock()
+	if layersLeft != 3 {
+		t.Errorf("%d layers cached, want 3", layersLeft)
+	}
+}

@@ -1,0 +1,39 @@
+// Package images turns a build action's container-image platform value into
+// a read-only root filesystem for its sandbox. It knows nothing of REv2:
+// the runner hands it a string and gets a directory back.
+//
+// Lifecycle:
+//
+//  1. ParseReference reads the platform value
+//     (docker://REGISTRY/REPO[:TAG][@sha256:DIGEST]); "" and "none" mean no
+//     image, and the runner uses the host's root.
+//  2. New opens the cache directory, discards half-finished work a crash
+//     left in tmp/, and indexes the layers, images and tag resolutions a
+//     previous process completed (see store for the layout).
+//  3. Cache.Rootfs resolves the reference: a digest is final, a tag is
+//     trusted for Options.RefreshTags and then asked of the registry again.
+//     A cached image costs a map lookup. Otherwise the manifest is fetched
+//     (picking the worker's platform from an index), each missing layer is
+//     streamed, verified against its diffID and unpacked safely (unpacker)
+//     into its own directory keyed by diffID, shared between images, and
+//     the layers are flattened (flatten) into one tree of hard links keyed
+//     by manifest digest. Everything is built under tmp/ and renamed into
+//     place. Concurrent requests for one reference, image or layer share
+//     one piece of work.
+//  4. The returned Rootfs holds the image: its Path is bind-mounted
+//     read-only by the sandbox, and its Config (Env, WorkingDir, User) is
+//     merged by the runner. Release drops the hold.
+//  5. When the cache grows past Options.MaxBytes, images no Rootfs holds
+//     are evicted least recently used first, then layers no image uses.
+//
+// Cache.Load imports an OCI layout or a `docker save` tarball through the
+// same path, for farms without registry access.
+//
+// Why a flattened tree rather than overlayfs: measured here (see the
+// benchmarks in rootfs_bench_test.go), an overlay mount plus unmount per
+// action costs far more than taking a hold on a shared tree, which is a
+// mutex and a counter; the flattened tree is built once per image, needs
+// no mount privileges in the runner and no cleanup after a crash, and is
+// shared safely because its files are owned by a uid the sandbox does not
+// map and carry no write bits for group or other.
+package images

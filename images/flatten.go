@@ -1,0 +1,129 @@
+package images
+
+import (
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// flatLayer is one unpacked layer as the flattener sees it.
+type flatLayer struct {
+	root string // the layer's own tree
+	meta *layerMeta
+}
+
+// flatten composes layers, lowest first, into the empty directory dst with
+// the semantics of overlayfs: a layer's opaque directories and whiteouts
+// first remove what the layers below put there, then its entries are
+// merged in — directories are created (an upper directory replaces a lower
+// non-directory), everything else is hard-linked from the layer's tree, so
+// the rootfs costs inodes for its directories and nothing for its files.
+//
+// The layer trees are the cache's own, immutable once published, but their
+// symlinks come from the image: no path in dst is ever resolved through a
+// symlink (see tree), so a symlink from one layer cannot redirect a file of
+// a later layer outside dst.
+func flatten(dst string, layers []flatLayer) error {
+	t, err := openTree(dst)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	for _, l := range layers {
+		if err := flattenLayer(t, l); err != nil {
+			return fmt.Errorf("layer %s: %w", l.meta.DiffID, err)
+		}
+	}
+	return nil
+}
+
+func flattenLayer(t *tree, l flatLayer) error {
+	for _, d := range l.meta.Opaque {
+		if err := clearIn(t, d); err != nil {
+			return fmt.Errorf("opaque directory %q: %w", d, err)
+		}
+	}
+	for _, w := range l.meta.Whiteouts {
+		pfd, base, err := t.parent(w, false)
+		if err != nil {
+			continue // the parent is absent or not a directory below: nothing to hide
+		}
+		err = removeAt(pfd, base)
+		unix.Close(pfd)
+		if err != nil {
+			return fmt.Errorf("whiteout %q: %w", w, err)
+		}
+	}
+	return filepath.WalkDir(l.root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(l.root, p)
+		if err != nil || rel == "." {
+			return err
+		}
+		if err := mergeEntry(t, p, rel, d); err != nil {
+			return fmt.Errorf("entry %q: %w", rel, err)
+		}
+		return nil
+	})
+}
+
+func mergeEntry(t *tree, src, rel string, d fs.DirEntry) error {
+	pfd, base, err := t.parent(rel, false)
+	if err != nil {
+		return parentError(err)
+	}
+	defer unix.Close(pfd)
+	st, ok, err := lstatAt(pfd, base)
+	if err != nil {
+		return err
+	}
+	if d.IsDir() {
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		mode := uint32(info.Sys().(*syscall.Stat_t).Mode) & 0o7777
+		if ok && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			if err := unix.Unlinkat(pfd, base, 0); err != nil {
+				return err
+			}
+			ok = false
+		}
+		if !ok {
+			if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+				return err
+			}
+		}
+		// The upper layer's directory attributes win, as in overlayfs.
+		return unix.Fchmodat(pfd, base, mode, 0)
+	}
+	if ok {
+		if err := removeAt(pfd, base); err != nil {
+			return err
+		}
+	}
+	// linkat without AT_SYMLINK_FOLLOW links a symlink itself.
+	return unix.Linkat(unix.AT_FDCWD, src, pfd, base, 0)
+}
+
+// clearIn empties the directory rel of t, if it is one.
+func clearIn(t *tree, rel string) error {
+	if rel == "." {
+		return clearDirAt(t.fd, ".")
+	}
+	pfd, base, err := t.parent(rel, false)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(pfd)
+	st, ok, err := lstatAt(pfd, base)
+	if err != nil || !ok || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return err
+	}
+	return clearDirAt(pfd, base)
+}

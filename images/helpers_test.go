@@ -1,0 +1,342 @@
+package images
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/base64"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/compression"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// testRegistry is go-containerregistry's in-process registry on loopback,
+// wrapped to count requests and optionally demand basic auth or fail.
+type testRegistry struct {
+	Host string
+	srv  *httptest.Server
+
+	mu        sync.Mutex
+	blobGets  map[string]int // path → GET count
+	manifests int            // GET/HEAD of manifests
+	user      string
+	pass      string
+	fail503   int // fail this many blob GETs with 503 first
+}
+
+func newTestRegistry(t testing.TB) *testRegistry {
+	r := &testRegistry{blobGets: map[string]int{}}
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		if r.user != "" {
+			u, p, ok := req.BasicAuth()
+			if !ok || u != r.user || p != r.pass {
+				r.mu.Unlock()
+				w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
+				http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}`, http.StatusUnauthorized)
+				return
+			}
+		}
+		isBlobGet := req.Method == http.MethodGet && strings.Contains(req.URL.Path, "/blobs/sha256:")
+		if isBlobGet && r.fail503 > 0 {
+			r.fail503--
+			r.mu.Unlock()
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
+		if isBlobGet {
+			r.blobGets[req.URL.Path]++
+		}
+		if strings.Contains(req.URL.Path, "/manifests/") && req.Method != http.MethodPut {
+			r.manifests++
+		}
+		r.mu.Unlock()
+		reg.ServeHTTP(w, req)
+	}))
+	t.Cleanup(r.srv.Close)
+	r.Host = strings.TrimPrefix(r.srv.URL, "http://")
+	return r
+}
+
+// requireAuth makes the registry demand these basic-auth credentials.
+func (r *testRegistry) requireAuth(user, pass string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.user, r.pass = user, pass
+}
+
+// counts returns the blob GET counts and manifest requests so far.
+func (r *testRegistry) counts() (map[string]int, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := map[string]int{}
+	for k, v := range r.blobGets {
+		m[k] = v
+	}
+	return m, r.manifests
+}
+
+func (r *testRegistry) totalRequests() int {
+	b, m := r.counts()
+	n := m
+	for _, v := range b {
+		n += v
+	}
+	return n
+}
+
+func (r *testRegistry) remoteOpts() []remote.Option {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.user == "" {
+		return nil
+	}
+	return []remote.Option{remote.WithAuth(&authn.Basic{Username: r.user, Password: r.pass})}
+}
+
+// push writes img to repo:tag and returns its manifest digest.
+func (r *testRegistry) push(t testing.TB, repoTag string, img v1.Image) string {
+	t.Helper()
+	ref, err := name.ParseReference(r.Host + "/" + repoTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, r.remoteOpts()...); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
+func (r *testRegistry) pushIndex(t testing.TB, repoTag string, idx v1.ImageIndex) string {
+	t.Helper()
+	ref, err := name.ParseReference(r.Host + "/" + repoTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(ref, idx, r.remoteOpts()...); err != nil {
+		t.Fatalf("push %s: %v", ref, err)
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
+
+// ref parses a docker:// reference into this registry.
+func (r *testRegistry) ref(t testing.TB, repo string) Reference {
+	t.Helper()
+	ref, none, err := ParseReference("docker://" + r.Host + "/" + repo)
+	if err != nil || none {
+		t.Fatalf("ParseReference(%s): %v", repo, err)
+	}
+	return ref
+}
+
+// entry is one tar entry of a test layer.
+type entry struct {
+	name     string
+	typ      byte
+	mode     int64
+	body     string
+	linkname string
+	uid      int
+}
+
+func file(name, body string, mode int64) entry {
+	return entry{name: name, typ: tar.TypeReg, mode: mode, body: body}
+}
+func dir(name string) entry { return entry{name: name, typ: tar.TypeDir, mode: 0o755} }
+func symlink(name, target string) entry {
+	return entry{name: name, typ: tar.TypeSymlink, mode: 0o777, linkname: target}
+}
+func hardlink(name, target string) entry {
+	return entry{name: name, typ: tar.TypeLink, mode: 0o644, linkname: target}
+}
+
+func tarBytes(t testing.TB, entries ...entry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Linkname: e.linkname,
+			Size: int64(len(e.body)), Uid: e.uid, ModTime: time.Unix(1700000000, 0), Format: tar.FormatPAX}
+		if e.typ != tar.TypeReg {
+			h.Size = 0
+		}
+		if e.typ == tar.TypeChar {
+			h.Devmajor, h.Devminor = 1, 3
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if h.Size > 0 {
+			if _, err := tw.Write([]byte(e.body)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func layerOf(t testing.TB, comp compression.Compression, entries ...entry) v1.Layer {
+	t.Helper()
+	b := tarBytes(t, entries...)
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}, tarball.WithCompression(comp), tarball.WithCompressedCaching)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func imageOf(t testing.TB, platform string, cfg v1.Config, layers ...v1.Layer) v1.Image {
+	t.Helper()
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := v1.ParsePlatform(platform)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture, cf.Variant = p.OS, p.Architecture, p.Variant
+	cf.Config = cfg
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+const busyboxPath = "/bin/busybox"
+
+// busybox returns Debian's static busybox, or skips the test.
+func busybox(t testing.TB) []byte {
+	t.Helper()
+	b, err := os.ReadFile(busyboxPath)
+	if err != nil {
+		t.Skipf("needs a static busybox at %s (apt-get install busybox-static): %v", busyboxPath, err)
+	}
+	return b
+}
+
+// busyboxImage is the two-layer image most tests use: busybox and a few
+// files (gzip), then a layer (zstd) with a whiteout and an opaque directory.
+func busyboxImage(t testing.TB, marker string) v1.Image {
+	bb := busybox(t)
+	base := layerOf(t, compression.GZip,
+		dir("bin"), file("bin/busybox", string(bb), 0o755), symlink("bin/sh", "busybox"),
+		dir("etc"), file("etc/passwd", "root:x:0:0::/root:/bin/sh\n", 0o644),
+		file("etc/marker", marker, 0o644),
+		dir("opt"), dir("opt/old"), file("opt/old/a.txt", "lower", 0o644),
+		entry{name: "home/user/file", typ: tar.TypeReg, mode: 0o640, body: "mine", uid: 1000},
+	)
+	top := layerOf(t, compression.ZStd,
+		dir("etc"), file("etc/.wh.passwd", "", 0o644),
+		dir("opt/old"), file("opt/old/.wh..wh..opq", "", 0o644), file("opt/old/new.txt", "upper", 0o644),
+	)
+	return imageOf(t, "linux/amd64", v1.Config{Env: []string{"PATH=/bin", "LANG=C"}, WorkingDir: "/work", User: "1000:1000",
+		Entrypoint: []string{"/bin/ignored"}}, base, top)
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// newTestCache opens a cache in dir that may use r over plain HTTP.
+func newTestCache(t testing.TB, dir string, r *testRegistry, mod func(*Options)) *Cache {
+	t.Helper()
+	o := Options{Dir: dir, Platform: "linux/amd64", Logger: testLogger(t)}
+	if r != nil {
+		o.Insecure = []string{r.Host}
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	c, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func dockerConfigFile(t testing.TB, host, user, pass string) string {
+	p := t.TempDir() + "/config.json"
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
+	if err := os.WriteFile(p, []byte(`{"auths":{"`+host+`":{"auth":"`+auth+`"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// metricValue reads a counter or gauge from the registry, 0 if absent.
+// labels are name=value pairs that must all match.
+func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range f.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
+				}
+				if !found {
+					continue metric
+				}
+			}
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}

@@ -1,0 +1,115 @@
+package images
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Options configure a Cache. Only Dir is required.
+type Options struct {
+	// Dir holds the cache. Layers and rootfs trees must share one
+	// filesystem (rootfs trees are hard links into layers), and every
+	// ancestor of Dir must be searchable (x) by the sandbox's unprivileged
+	// uid, which bind-mounts rootfs trees from below it. One Cache owns a
+	// directory at a time (enforced with a lock file).
+	Dir string
+	// Platform is picked from multi-platform indexes, as "os/arch[/variant]".
+	// Empty means linux and the architecture this binary runs on.
+	Platform string
+	// Registries holds credentials per registry host ("gcr.io",
+	// "127.0.0.1:5000"). They take precedence over DockerConfig.
+	Registries map[string]Credentials
+	// DockerConfig is the path of a Docker config.json whose "auths"
+	// entries supply credentials. Empty means none; credential helpers
+	// are not run.
+	DockerConfig string
+	// Insecure lists registry hosts that may be reached over plain HTTP.
+	// Every other registry is HTTPS only, loopback included.
+	Insecure []string
+	// RefreshTags is how long a tag's resolution to a digest is trusted
+	// before the registry is asked again. Zero means 5 minutes. Digest
+	// references are never re-resolved.
+	RefreshTags time.Duration
+	// MaxBytes bounds the unpacked size of the cached layers. Images that
+	// no Rootfs holds are evicted, least recently used first, when the
+	// cache grows past it. Zero means unbounded.
+	MaxBytes int64
+	// KeepSetuid keeps setuid and setgid bits from layers. Off by default:
+	// cached files belong to the runner's user (often root) and sit on the
+	// host, where a setuid bit would be a host privilege.
+	KeepSetuid bool
+	// PullTimeout bounds one pull (all layers). Zero means 30 minutes.
+	PullTimeout time.Duration
+	// Transport is the base HTTP transport; nil means one with dial,
+	// TLS and response-header timeouts. Plain-HTTP requests to hosts not
+	// in Insecure are refused whatever the transport.
+	Transport http.RoundTripper
+	// Logger receives pull progress; nil discards it.
+	Logger *slog.Logger
+	// Metrics, if set, receives the cache's collectors.
+	Metrics *prometheus.Registry
+	// Now is the clock used for tag refresh and eviction order; nil means
+	// time.Now.
+	Now func() time.Time
+}
+
+// Credentials authenticate to one registry: a username and password, or
+// an identity (refresh) token.
+type Credentials struct {
+	Username      string
+	Password      string
+	IdentityToken string
+}
+
+// withDefaults validates o and fills in its defaults.
+func (o Options) withDefaults() (Options, v1.Platform, error) {
+	if o.Dir == "" {
+		return o, v1.Platform{}, errors.New("images: Options.Dir is required")
+	}
+	if o.Platform == "" {
+		o.Platform = "linux/" + runtime.GOARCH
+	}
+	p, err := v1.ParsePlatform(o.Platform)
+	if err != nil || p.OS == "" || p.Architecture == "" {
+		return o, v1.Platform{}, fmt.Errorf("images: platform %q: want os/arch[/variant]", o.Platform)
+	}
+	if o.RefreshTags == 0 {
+		o.RefreshTags = 5 * time.Minute
+	}
+	if o.PullTimeout == 0 {
+		o.PullTimeout = 30 * time.Minute
+	}
+	if o.Transport == nil {
+		o.Transport = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConnsPerHost:   16,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: 60 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	for _, h := range o.Insecure {
+		if h == "" || strings.Contains(h, "/") {
+			return o, v1.Platform{}, fmt.Errorf("images: insecure registry %q: want host[:port]", h)
+		}
+	}
+	return o, *p, nil
+}

@@ -1,0 +1,119 @@
+package images
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// puller talks to registries. It turns a Reference into a v1.Image and its
+// manifest digest; the layers are fetched lazily when the cache reads them.
+// go-containerregistry verifies the manifest against a digest reference and
+// every blob against its digest; the cache checks each layer's diffID.
+type puller struct {
+	insecure map[string]bool
+	platform v1.Platform
+	remote   []remote.Option
+}
+
+func newPuller(o Options, platform v1.Platform) (*puller, error) {
+	keys, err := newKeychain(o.Registries, o.DockerConfig)
+	if err != nil {
+		return nil, err
+	}
+	insecure := map[string]bool{}
+	for _, h := range o.Insecure {
+		insecure[h] = true
+	}
+	return &puller{
+		insecure: insecure,
+		platform: platform,
+		remote: []remote.Option{
+			remote.WithTransport(&httpGuard{next: o.Transport, insecure: insecure}),
+			remote.WithAuthFromKeychain(keys),
+			remote.WithPlatform(platform),
+			remote.WithUserAgent("paddock"),
+			remote.WithRetryBackoff(remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 4}),
+			remote.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests,
+				http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout),
+		},
+	}, nil
+}
+
+// nameRef converts to go-containerregistry's reference. A digest wins over
+// a tag when both are given.
+func (p *puller) nameRef(ref Reference) (name.Reference, error) {
+	var opts []name.Option
+	if p.insecure[ref.Registry] {
+		opts = append(opts, name.Insecure)
+	}
+	repo := ref.Registry + "/" + ref.Repository
+	if ref.Digest != "" {
+		return name.NewDigest(repo+"@"+ref.Digest, opts...)
+	}
+	return name.NewTag(repo+":"+ref.Tag, opts...)
+}
+
+// fetch resolves ref to an image for the cache's platform.
+func (p *puller) fetch(ctx context.Context, ref Reference) (v1.Image, string, error) {
+	nr, err := p.nameRef(ref)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", ref, err)
+	}
+	desc, err := remote.Get(nr, append(p.remote, remote.WithContext(ctx))...)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", ref, err)
+	}
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", ref, err)
+		}
+		img, d, err := selectPlatform(idx, p.platform)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", ref, err)
+		}
+		return img, d, nil
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", ref, err)
+	}
+	return img, desc.Digest.String(), nil
+}
+
+// selectPlatform picks the image for want from an index.
+func selectPlatform(idx v1.ImageIndex, want v1.Platform) (v1.Image, string, error) {
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, "", err
+	}
+	var have []string
+	for _, d := range m.Manifests {
+		if !d.MediaType.IsImage() || d.Platform == nil {
+			continue
+		}
+		if d.Platform.Satisfies(want) {
+			img, err := idx.Image(d.Digest)
+			if err != nil {
+				return nil, "", err
+			}
+			return img, d.Digest.String(), nil
+		}
+		have = append(have, d.Platform.String())
+	}
+	return nil, "", fmt.Errorf("no image for platform %s in index (has: %s)", want.String(), strings.Join(have, ", "))
+}
+
+func sha256Hex(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}

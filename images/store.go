@@ -1,0 +1,210 @@
+package images
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// store is the cache's on-disk layout. Everything is published by renaming
+// a finished directory or file out of tmp/, so a crash leaves either the
+// old state or the new one plus debris in tmp/, which open clears:
+//
+//	DIR/lock                          flock held by the owning process
+//	DIR/tmp/                          work in progress, emptied at start
+//	DIR/layers/<hex diffID>/root/     a layer's own files
+//	DIR/layers/<hex diffID>/layer.json layerMeta
+//	DIR/images/<hex manifest>/rootfs/ the flattened tree, hard links into layers
+//	DIR/images/<hex manifest>/image.json imageRecord
+//	DIR/refs/<sha256 of key>.json     refRecord: a reference's resolution
+//
+// Directories are 0755 so that the sandbox's unprivileged uid can reach
+// rootfs trees to bind-mount them.
+type store struct {
+	dir  string
+	lock *os.File
+}
+
+// imageRecord describes a cached image.
+type imageRecord struct {
+	Digest string      `json:"digest"` // manifest digest
+	Layers []string    `json:"layers"` // diffIDs, lowest first
+	Config ImageConfig `json:"config"`
+}
+
+// refRecord remembers what a reference resolved to. Key is the tag
+// reference (registry/repo:tag) or, for a digest that named an index, that
+// digest; the latter never expires.
+type refRecord struct {
+	Key        string    `json:"key"`
+	Digest     string    `json:"digest"`
+	ResolvedAt time.Time `json:"resolvedAt"`
+}
+
+func openStore(dir string) (*store, error) {
+	for _, d := range []string{dir, filepath.Join(dir, "layers"), filepath.Join(dir, "images"), filepath.Join(dir, "refs")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	lock, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("image cache %s is in use by another process: %w", dir, err)
+	}
+	s := &store{dir: dir, lock: lock}
+	// Half-finished unpacks and deletions from a previous run.
+	if err := os.RemoveAll(s.tmp()); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	if err := os.Mkdir(s.tmp(), 0o755); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *store) close() error { return s.lock.Close() }
+
+func (s *store) tmp() string { return filepath.Join(s.dir, "tmp") }
+
+func hexOf(digest string) string { return strings.TrimPrefix(digest, "sha256:") }
+
+func (s *store) layerDir(diffID string) string {
+	return filepath.Join(s.dir, "layers", hexOf(diffID))
+}
+
+func (s *store) imageDir(digest string) string {
+	return filepath.Join(s.dir, "images", hexOf(digest))
+}
+
+func (s *store) newTemp() (string, error) { return os.MkdirTemp(s.tmp(), "work-") }
+
+// publish renames the finished directory tmp to final. If final already
+// exists the work was done twice; the existing copy wins.
+func (s *store) publish(tmp, final string) error {
+	err := os.Rename(tmp, final)
+	if err != nil && (errors.Is(err, fs.ErrExist) || errors.Is(err, unix.ENOTEMPTY)) {
+		return os.RemoveAll(tmp)
+	}
+	return err
+}
+
+// discard moves dir into tmp/ (instant, so it can be done under the cache's
+// lock) and returns where it went, for removal later.
+func (s *store) discard(dir string) (string, error) {
+	t, err := os.MkdirTemp(s.tmp(), "trash-")
+	if err != nil {
+		return "", err
+	}
+	to := filepath.Join(t, "x")
+	if err := os.Rename(dir, to); err != nil {
+		return t, err
+	}
+	return t, nil
+}
+
+func (s *store) refPath(key string) string {
+	return filepath.Join(s.dir, "refs", sha256Hex(key)+".json")
+}
+
+func (s *store) writeRef(r refRecord) error {
+	return writeJSONAtomic(s, s.refPath(r.Key), r)
+}
+
+// writeJSONAtomic writes v to path through a temporary file and a rename.
+func writeJSONAtomic(s *store, path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(s.tmp(), "json-")
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(f.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+	return err
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// scan reads what a previous run left. Entries that cannot be read are
+// removed: everything in the cache can be fetched again.
+func (s *store) scan() (layers map[string]*layerMeta, images map[string]imageRecord, refs map[string]refRecord, mtimes map[string]time.Time, err error) {
+	layers, images, refs, mtimes = map[string]*layerMeta{}, map[string]imageRecord{}, map[string]refRecord{}, map[string]time.Time{}
+	ents, err := os.ReadDir(filepath.Join(s.dir, "layers"))
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	for _, e := range ents {
+		p := filepath.Join(s.dir, "layers", e.Name())
+		var m layerMeta
+		if err := readJSON(filepath.Join(p, "layer.json"), &m); err != nil || hexOf(m.DiffID) != e.Name() {
+			os.RemoveAll(p)
+			continue
+		}
+		layers[m.DiffID] = &m
+	}
+	ents, err = os.ReadDir(filepath.Join(s.dir, "images"))
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	for _, e := range ents {
+		p := filepath.Join(s.dir, "images", e.Name())
+		var r imageRecord
+		ok := readJSON(filepath.Join(p, "image.json"), &r) == nil && hexOf(r.Digest) == e.Name()
+		for _, l := range r.Layers {
+			ok = ok && layers[l] != nil
+		}
+		info, err := os.Stat(filepath.Join(p, "image.json"))
+		if !ok || err != nil {
+			os.RemoveAll(p)
+			continue
+		}
+		images[r.Digest] = r
+		mtimes[r.Digest] = info.ModTime()
+	}
+	ents, err = os.ReadDir(filepath.Join(s.dir, "refs"))
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	for _, e := range ents {
+		p := filepath.Join(s.dir, "refs", e.Name())
+		var r refRecord
+		if err := readJSON(p, &r); err != nil || r.Key == "" {
+			os.Remove(p)
+			continue
+		}
+		refs[r.Key] = r
+	}
+	return layers, images, refs, mtimes, nil
+}

@@ -1,0 +1,179 @@
+package images
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// tree is a directory that the unpacker and the flattener write into. Every
+// name handed to it is resolved beneath the directory with openat2
+// RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, and every final component is created or
+// removed with an *at call on the parent's descriptor, so no symlink — whether
+// it came from the image or was planted by a racing process — is ever followed
+// and nothing outside the directory can be touched.
+//
+// A tree is used by one goroutine at a time.
+type tree struct {
+	dir string
+	fd  int // O_PATH descriptor of dir
+}
+
+func openTree(dir string) (*tree, error) {
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	return &tree{dir: dir, fd: fd}, nil
+}
+
+func (t *tree) Close() error { return unix.Close(t.fd) }
+
+// cleanName turns an archive entry name into a relative path inside the tree.
+// A leading "/" or "./" is neutralised (the name is taken relative to the
+// root, as every image tool does), but a name that climbs out with ".." is
+// refused: no legitimate layer contains one, and silently clamping it would
+// hide an attack.
+func cleanName(name string) (string, error) {
+	n := strings.TrimLeft(name, "/")
+	if n == "" {
+		return ".", nil
+	}
+	for _, c := range strings.Split(n, "/") {
+		if c == ".." {
+			return "", fmt.Errorf("entry %q: path escapes the layer root", name)
+		}
+	}
+	n = path.Clean(n)
+	if strings.ContainsRune(n, 0) {
+		return "", fmt.Errorf("entry %q: NUL in name", name)
+	}
+	return n, nil
+}
+
+// openDir returns an O_PATH descriptor of the directory rel (already cleaned)
+// inside the tree. It fails if any component is a symlink or not a directory.
+func (t *tree) openDir(rel string) (int, error) {
+	if rel == "." || rel == "" {
+		return unix.Dup(t.fd)
+	}
+	how := unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC | unix.O_NOFOLLOW,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+	}
+	for {
+		fd, err := unix.Openat2(t.fd, rel, &how)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		if err != nil {
+			return -1, err
+		}
+		return fd, nil
+	}
+}
+
+// parent opens the directory that holds rel and returns it with rel's last
+// component. With create set, missing parent directories are made (mode
+// 0755): a layer may name a file without naming its directory first.
+func (t *tree) parent(rel string, create bool) (int, string, error) {
+	dir, base := path.Split(rel)
+	dir = strings.TrimSuffix(dir, "/")
+	if base == "" || base == "." || base == ".." {
+		return -1, "", fmt.Errorf("invalid name %q", rel)
+	}
+	fd, err := t.openDir(dir)
+	if errors.Is(err, unix.ENOENT) && create {
+		if err = t.mkdirAll(dir); err == nil {
+			fd, err = t.openDir(dir)
+		}
+	}
+	if err != nil {
+		return -1, "", err
+	}
+	return fd, base, nil
+}
+
+// mkdirAll creates rel and its parents as plain directories, refusing to
+// pass through anything that is not a directory.
+func (t *tree) mkdirAll(rel string) error {
+	if rel == "." || rel == "" {
+		return nil
+	}
+	fd, err := unix.Dup(t.fd)
+	if err != nil {
+		return err
+	}
+	for _, c := range strings.Split(rel, "/") {
+		err := unix.Mkdirat(fd, c, 0o755)
+		if err != nil && err != unix.EEXIST {
+			unix.Close(fd)
+			return err
+		}
+		next, err := unix.Openat2(fd, c, &unix.OpenHow{
+			Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC | unix.O_NOFOLLOW,
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+		})
+		unix.Close(fd)
+		if err != nil {
+			return err // ENOTDIR or ELOOP: c exists and is not a directory
+		}
+		fd = next
+	}
+	return unix.Close(fd)
+}
+
+// lstat reports what is at base inside the directory dirfd, or ok=false.
+func lstatAt(dirfd int, base string) (st unix.Stat_t, ok bool, err error) {
+	err = unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if err == unix.ENOENT {
+		return st, false, nil
+	}
+	return st, err == nil, err
+}
+
+// removeAt removes base inside dirfd, recursively if it is a directory,
+// never following symlinks. A missing entry is not an error.
+func removeAt(dirfd int, base string) error {
+	err := unix.Unlinkat(dirfd, base, 0)
+	if err == nil || err == unix.ENOENT {
+		return nil
+	}
+	if err != unix.EISDIR && err != unix.EPERM {
+		return err
+	}
+	if err := clearDirAt(dirfd, base); err != nil {
+		return err
+	}
+	err = unix.Unlinkat(dirfd, base, unix.AT_REMOVEDIR)
+	if err == unix.ENOENT {
+		return nil
+	}
+	return err
+}
+
+// clearDirAt removes everything inside the directory base of dirfd.
+func clearDirAt(dirfd int, base string) error {
+	fd, err := unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), base)
+	defer f.Close()
+	// Read every name before removing any: deleting while iterating a
+	// directory stream may skip entries.
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := removeAt(fd, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}

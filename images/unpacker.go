@@ -1,0 +1,278 @@
+package images
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Whiteout names from the OCI image-spec layer format.
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutOpaque = ".wh..wh..opq"
+)
+
+// layerMeta is what unpacking a layer records beside its tree. The tree
+// itself holds only the layer's own files; the whiteouts and opaque
+// directories, which delete things from lower layers, are kept here and
+// applied when the layers are flattened into an image's rootfs.
+type layerMeta struct {
+	DiffID string `json:"diffID"`
+	// Size is the total size of the layer's regular files, the unit of the
+	// cache's size budget.
+	Size int64 `json:"size"`
+	// Whiteouts are paths removed from the layers below.
+	Whiteouts []string `json:"whiteouts,omitempty"`
+	// Opaque are directories whose contents in the layers below are hidden.
+	Opaque []string `json:"opaque,omitempty"`
+	// Owners records "uid:gid" for entries not owned by 0:0. Files on disk
+	// belong to the runner's user: ownership inside the sandbox's user
+	// namespace cannot be honoured for a shared read-only tree, so it is
+	// kept for reference only.
+	Owners map[string]string `json:"owners,omitempty"`
+	// Skipped names device nodes and FIFOs, which are never created.
+	Skipped []string `json:"skipped,omitempty"`
+}
+
+// unpacker extracts one layer tarball into an empty directory, treating
+// every entry name and link target as hostile. It refuses, with an error
+// naming the entry, anything that would reach outside the directory: a name
+// with "..", a file or directory below a symlink, a hard link to a path
+// outside the layer, a whiteout naming an outside path. Absolute names are
+// taken relative to the root. Device nodes and FIFOs are skipped (an
+// unprivileged sandbox has no use for them and they are a cross-sandbox
+// channel in a shared tree). Setuid and setgid bits are stripped unless
+// keepSetuid is set, and group/other write bits always are: the tree is
+// shared read-only between sandboxes.
+type unpacker struct {
+	keepSetuid bool
+	logger     *slog.Logger
+}
+
+// dirAttr is applied to a directory after its contents are written, so a
+// read-only directory does not stop its own extraction and its mtime is not
+// disturbed by its children.
+type dirAttr struct {
+	name  string
+	mode  uint32
+	mtime unix.Timespec
+}
+
+func (u *unpacker) unpack(r io.Reader, dst string) (*layerMeta, error) {
+	t, err := openTree(dst)
+	if err != nil {
+		return nil, err
+	}
+	defer t.Close()
+	meta := &layerMeta{}
+	var dirs []dirAttr
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read layer: %w", err)
+		}
+		if err := u.entry(t, tr, hdr, meta, &dirs); err != nil {
+			return nil, fmt.Errorf("entry %q: %w", hdr.Name, err)
+		}
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		d := dirs[i]
+		if err := setAttrs(t, d.name, d.mode, d.mtime); err != nil {
+			return nil, fmt.Errorf("entry %q: %w", d.name, err)
+		}
+	}
+	return meta, nil
+}
+
+func (u *unpacker) entry(t *tree, tr *tar.Reader, hdr *tar.Header, meta *layerMeta, dirs *[]dirAttr) error {
+	if hdr.Typeflag == tar.TypeXGlobalHeader {
+		return nil
+	}
+	name, err := cleanName(hdr.Name)
+	if err != nil {
+		return err
+	}
+	if name == "." {
+		return nil // the layer root itself: its attributes are the cache's
+	}
+	dir, base := path.Split(name)
+	dir = path.Clean(dir)
+	if strings.HasPrefix(base, whiteoutPrefix) {
+		if base == whiteoutOpaque {
+			meta.Opaque = append(meta.Opaque, dir)
+			return nil
+		}
+		target := strings.TrimPrefix(base, whiteoutPrefix)
+		if target == "" || target == "." || target == ".." || strings.HasPrefix(target, whiteoutPrefix) {
+			return errors.New("whiteout names no entry")
+		}
+		meta.Whiteouts = append(meta.Whiteouts, path.Join(dir, target))
+		return nil
+	}
+	if hdr.Uid != 0 || hdr.Gid != 0 {
+		if meta.Owners == nil {
+			meta.Owners = map[string]string{}
+		}
+		meta.Owners[name] = fmt.Sprintf("%d:%d", hdr.Uid, hdr.Gid)
+	}
+	mtime := unix.NsecToTimespec(hdr.ModTime.UnixNano())
+	switch hdr.Typeflag {
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		meta.Skipped = append(meta.Skipped, name)
+		u.logger.Debug("layer entry skipped", "entry", hdr.Name, "type", string(hdr.Typeflag))
+		return nil
+	case tar.TypeDir:
+		if err := u.mkdir(t, name); err != nil {
+			return err
+		}
+		*dirs = append(*dirs, dirAttr{name: name, mode: u.mode(hdr.Mode) | 0o700, mtime: mtime})
+		return nil
+	}
+	pfd, base, err := t.parent(name, true)
+	if err != nil {
+		return parentError(err)
+	}
+	defer unix.Close(pfd)
+	if err := removeAt(pfd, base); err != nil {
+		return err
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeRegA:
+		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return err
+		}
+		f := os.NewFile(uintptr(fd), name)
+		n, err := io.Copy(f, tr)
+		if err == nil {
+			err = f.Chmod(os.FileMode(u.mode(hdr.Mode)) | modeExtra(u.mode(hdr.Mode)))
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		meta.Size += n
+	case tar.TypeSymlink:
+		// The target is only data: it is never resolved here, and the
+		// flattener never follows it either.
+		if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+			return err
+		}
+	case tar.TypeLink:
+		target, err := cleanName(hdr.Linkname)
+		if err != nil {
+			return fmt.Errorf("hard link target: %w", err)
+		}
+		tfd, tbase, err := t.parent(target, false)
+		if err != nil {
+			return fmt.Errorf("hard link target %q: %w", hdr.Linkname, parentError(err))
+		}
+		defer unix.Close(tfd)
+		st, ok, err := lstatAt(tfd, tbase)
+		if err != nil {
+			return err
+		}
+		if !ok || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			return fmt.Errorf("hard link target %q is not an earlier file of this layer", hdr.Linkname)
+		}
+		return unix.Linkat(tfd, tbase, pfd, base, 0)
+	default:
+		u.logger.Debug("layer entry of unknown type skipped", "entry", hdr.Name, "type", string(hdr.Typeflag))
+		meta.Skipped = append(meta.Skipped, name)
+		return nil
+	}
+	return unix.UtimesNanoAt(pfd, base, []unix.Timespec{mtime, mtime}, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// mkdir makes the directory name, replacing a non-directory of the same
+// name written earlier in the layer.
+func (u *unpacker) mkdir(t *tree, name string) error {
+	pfd, base, err := t.parent(name, true)
+	if err != nil {
+		return parentError(err)
+	}
+	defer unix.Close(pfd)
+	st, ok, err := lstatAt(pfd, base)
+	if err != nil {
+		return err
+	}
+	if ok && st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return nil
+	}
+	if ok {
+		if err := unix.Unlinkat(pfd, base, 0); err != nil {
+			return err
+		}
+	}
+	return unix.Mkdirat(pfd, base, 0o700)
+}
+
+// mode is the permission bits an entry gets on disk.
+func (u *unpacker) mode(m int64) uint32 {
+	p := uint32(m) & 0o7777 &^ 0o022
+	if !u.keepSetuid {
+		p &^= unix.S_ISUID | unix.S_ISGID
+	}
+	return p
+}
+
+// modeExtra converts the setuid, setgid and sticky bits of a unix mode to
+// their os.FileMode flags.
+func modeExtra(p uint32) os.FileMode {
+	var m os.FileMode
+	if p&unix.S_ISUID != 0 {
+		m |= os.ModeSetuid
+	}
+	if p&unix.S_ISGID != 0 {
+		m |= os.ModeSetgid
+	}
+	if p&unix.S_ISVTX != 0 {
+		m |= os.ModeSticky
+	}
+	return m
+}
+
+// setAttrs sets a directory's final mode and mtime. A directory that a
+// later entry replaced with something else is left alone; chmod is only
+// issued on something lstat has just shown to be a directory, in a parent
+// reached without symlinks, and nothing else writes to the tree meanwhile.
+func setAttrs(t *tree, name string, mode uint32, mtime unix.Timespec) error {
+	pfd, base, err := t.parent(name, false)
+	if err != nil {
+		return nil // a later entry replaced a parent: nothing to set
+	}
+	defer unix.Close(pfd)
+	st, ok, err := lstatAt(pfd, base)
+	if err != nil || !ok || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return err
+	}
+	if err := unix.Fchmodat(pfd, base, mode, 0); err != nil {
+		return err
+	}
+	return unix.UtimesNanoAt(pfd, base, []unix.Timespec{mtime, mtime}, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// parentError explains the errors openat2 gives when a path would pass
+// through a symlink or a non-directory.
+func parentError(err error) error {
+	switch {
+	case errors.Is(err, unix.ELOOP), errors.Is(err, unix.EXDEV):
+		return fmt.Errorf("path passes through a symlink: %w", err)
+	case errors.Is(err, unix.ENOTDIR):
+		return fmt.Errorf("path passes through a non-directory: %w", err)
+	}
+	return err
+}
