@@ -145,7 +145,9 @@ func TestRegistryCredentials(t *testing.T) {
 	ref := r.ref(t, "private:1")
 
 	for name, mod := range map[string]func(*Options){
-		"worker config": func(o *Options) { o.Registries = map[string]Credentials{r.Host: {Username: "alice", Password: "s3cret"}} },
+		"worker config": func(o *Options) {
+			o.Registries = map[string]Credentials{r.Host: {Username: "alice", Password: "s3cret"}}
+		},
 		"docker config": func(o *Options) { o.DockerConfig = dockerConfigFile(t, r.Host, "alice", "s3cret") },
 	} {
 		c := newTestCache(t, t.TempDir(), r, mod)

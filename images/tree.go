@@ -45,12 +45,12 @@ func cleanName(name string) (string, error) {
 	}
 	for _, c := range strings.Split(n, "/") {
 		if c == ".." {
-			return "", fmt.Errorf("entry %q: path escapes the layer root", name)
+			return "", fmt.Errorf("%q climbs out of the layer root with \"..\"", name)
 		}
 	}
 	n = path.Clean(n)
 	if strings.ContainsRune(n, 0) {
-		return "", fmt.Errorf("entry %q: NUL in name", name)
+		return "", fmt.Errorf("%q: NUL in name", name)
 	}
 	return n, nil
 }
