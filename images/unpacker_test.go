@@ -203,6 +203,7 @@ func TestMaliciousImageRefusedThroughTheCache(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"../../x"`) {
 		t.Fatalf("want an error naming ../../x, got %v", err)
 	}
+	t.Logf("refused: %v", err)
 	assertOutsideUntouched(t, parent)
 	if ents, _ := os.ReadDir(filepath.Join(cacheDir, "tmp")); len(ents) != 0 {
 		t.Errorf("failed unpack left %d entries in tmp", len(ents))
