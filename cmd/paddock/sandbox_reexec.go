@@ -1,5 +1,7 @@
 package main
 
+import "github.com/paddock-build/paddock/sandbox"
+
 // sandboxReexec hands control to the sandbox package when this process was
-// started as a sandbox spawner or init. Replaced when the sandbox lands.
-func sandboxReexec() bool { return false }
+// started as a sandbox spawner or init.
+func sandboxReexec() bool { return sandbox.Reexec() }

@@ -1,0 +1,120 @@
+package sandbox
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// capNames maps runtime-spec capability names to numbers. It is a constant
+// table, never written.
+var capNames = map[string]uint{
+	"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3,
+	"CAP_FSETID": 4, "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8,
+	"CAP_LINUX_IMMUTABLE": 9, "CAP_NET_BIND_SERVICE": 10, "CAP_NET_BROADCAST": 11,
+	"CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_IPC_LOCK": 14, "CAP_IPC_OWNER": 15,
+	"CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17, "CAP_SYS_CHROOT": 18, "CAP_SYS_PTRACE": 19,
+	"CAP_SYS_PACCT": 20, "CAP_SYS_ADMIN": 21, "CAP_SYS_BOOT": 22, "CAP_SYS_NICE": 23,
+	"CAP_SYS_RESOURCE": 24, "CAP_SYS_TIME": 25, "CAP_SYS_TTY_CONFIG": 26, "CAP_MKNOD": 27,
+	"CAP_LEASE": 28, "CAP_AUDIT_WRITE": 29, "CAP_AUDIT_CONTROL": 30, "CAP_SETFCAP": 31,
+	"CAP_MAC_OVERRIDE": 32, "CAP_MAC_ADMIN": 33, "CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35,
+	"CAP_BLOCK_SUSPEND": 36, "CAP_AUDIT_READ": 37, "CAP_PERFMON": 38, "CAP_BPF": 39,
+	"CAP_CHECKPOINT_RESTORE": 40,
+}
+
+// capSets holds the spec's capability sets as bit masks.
+type capSets struct {
+	Bounding, Effective, Permitted, Inheritable, Ambient uint64
+}
+
+// capabilityMask converts a spec's capability names to masks. A nil spec
+// section means no capabilities at all.
+func capabilityMask(c *specs.LinuxCapabilities) (capSets, error) {
+	var s capSets
+	if c == nil {
+		return s, nil
+	}
+	for _, set := range []struct {
+		names []string
+		mask  *uint64
+	}{
+		{c.Bounding, &s.Bounding}, {c.Effective, &s.Effective}, {c.Permitted, &s.Permitted},
+		{c.Inheritable, &s.Inheritable}, {c.Ambient, &s.Ambient},
+	} {
+		for _, n := range set.names {
+			bit, ok := capNames[strings.ToUpper(n)]
+			if !ok {
+				return s, fmt.Errorf("unknown capability %q", n)
+			}
+			*set.mask |= 1 << bit
+		}
+	}
+	return s, nil
+}
+
+// lastCap returns the highest capability number the kernel knows.
+func lastCap() uint {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err != nil {
+		return 40
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 40
+	}
+	return uint(n)
+}
+
+// applyCapabilities sets the calling thread's bounding and inheritable sets
+// to the spec's, leaving its effective and permitted sets (the init still
+// needs CAP_SETUID and friends to start the command). A command started as
+// container root then gets exactly the bounding set; one started as another
+// user gets the ambient set. Must run on the thread that forks the command.
+func applyCapabilities(s capSets) error {
+	for c := uint(0); c <= lastCap(); c++ {
+		if s.Bounding&(1<<c) != 0 {
+			continue
+		}
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+			return fmt.Errorf("drop bounding capability %d: %w", c, err)
+		}
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capget: %w", err)
+	}
+	data[0].Inheritable = uint32(s.Inheritable)
+	data[1].Inheritable = uint32(s.Inheritable >> 32)
+	// Ambient capabilities must be permitted and inheritable; the command
+	// raises them itself (SysProcAttr.AmbientCaps) after changing user.
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capset: %w", err)
+	}
+	return nil
+}
+
+// ambientList returns the ambient capability numbers of s.
+func ambientList(s capSets) []uintptr {
+	var out []uintptr
+	for c := uint(0); c < 64; c++ {
+		if s.Ambient&(1<<c) != 0 {
+			out = append(out, uintptr(c))
+		}
+	}
+	return out
+}
+
+// rlimitNames maps runtime-spec rlimit names to resource numbers. Constant.
+var rlimitNames = map[string]int{
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
+	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
+	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE,
+	"RLIMIT_NICE": unix.RLIMIT_NICE, "RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC,
+	"RLIMIT_RSS": unix.RLIMIT_RSS, "RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME,
+	"RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING, "RLIMIT_STACK": unix.RLIMIT_STACK,
+}

@@ -1,0 +1,243 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// CgroupStats are the figures read from a sandbox's cgroup just before it is
+// removed. Zero means the kernel did not offer the figure.
+type CgroupStats struct {
+	MemoryPeakBytes uint64        // v1 memory.max_usage_in_bytes, v2 memory.peak
+	CPUTime         time.Duration // v1 cpuacct.usage, v2 cpu.stat usage_usec
+	PidsPeak        uint64        // pids.peak where the kernel has it
+	PidsLimitHits   uint64        // forks refused by the pids limit (pids.events max)
+	OOMKills        uint64        // v1 memory.oom_control oom_kill, v2 memory.events oom_kill
+}
+
+// sandboxCgroup is one sandbox's cgroup. There are two implementations, for
+// the v1 (legacy and hybrid hosts) and v2 (unified) hierarchies.
+type sandboxCgroup interface {
+	addProc(pid int) error
+	stats() CgroupStats
+	// killAll SIGKILLs every process left in the cgroup.
+	killAll()
+	// remove deletes the cgroup, which must be empty.
+	remove() error
+}
+
+// cgroupRoot is where the hierarchies are mounted.
+const cgroupRoot = "/sys/fs/cgroup"
+
+// v1Subsystems are the v1 controllers a sandbox uses. Constant.
+var v1Subsystems = []string{"memory", "pids", "cpu", "cpuacct"}
+
+// newSandboxCgroup creates parent/name with the limits of res, using v2 when
+// the host is unified and v1 otherwise (hybrid hosts keep their controllers
+// in v1).
+func newSandboxCgroup(parent, name string, res *specs.LinuxResources) (sandboxCgroup, error) {
+	if res == nil {
+		res = &specs.LinuxResources{}
+	}
+	group := "/" + parent + "/" + name
+	if cgroups.Mode() == cgroups.Unified {
+		r := cgroup2.ToResources(res)
+		m, err := cgroup2.NewManager(cgroupRoot, group, r)
+		if err != nil {
+			return nil, fmt.Errorf("create cgroup %s: %w", group, err)
+		}
+		// Always enable the controllers whose figures we report.
+		_ = m.ToggleControllers([]string{"memory", "pids", "cpu"}, cgroup2.Enable)
+		return &cgroupV2{m: m, path: filepath.Join(cgroupRoot, group)}, nil
+	}
+	hier := func() ([]cgroup1.Subsystem, error) {
+		return []cgroup1.Subsystem{
+			cgroup1.NewMemory(cgroupRoot), cgroup1.NewPids(cgroupRoot),
+			cgroup1.NewCpu(cgroupRoot), cgroup1.NewCpuacct(cgroupRoot),
+		}, nil
+	}
+	cg, err := cgroup1.New(cgroup1.StaticPath(group), res, cgroup1.WithHierarchy(hier))
+	if err != nil {
+		return nil, fmt.Errorf("create cgroup %s: %w", group, err)
+	}
+	return &cgroupV1{cg: cg, group: group}, nil
+}
+
+type cgroupV1 struct {
+	cg    cgroup1.Cgroup
+	group string
+}
+
+func (c *cgroupV1) path(sub, file string) string {
+	return filepath.Join(cgroupRoot, sub, c.group, file)
+}
+
+func (c *cgroupV1) addProc(pid int) error {
+	return c.cg.AddProc(uint64(pid))
+}
+
+func (c *cgroupV1) stats() CgroupStats {
+	var s CgroupStats
+	s.MemoryPeakBytes = readUintFile(c.path("memory", "memory.max_usage_in_bytes"))
+	s.OOMKills = readKeyedFile(c.path("memory", "memory.oom_control"), "oom_kill")
+	s.CPUTime = time.Duration(readUintFile(c.path("cpuacct", "cpuacct.usage")))
+	s.PidsPeak = readUintFile(c.path("pids", "pids.peak"))
+	s.PidsLimitHits = readKeyedFile(c.path("pids", "pids.events"), "max")
+	return s
+}
+
+func (c *cgroupV1) killAll() {
+	killProcsFile(c.path("pids", "cgroup.procs"))
+}
+
+func (c *cgroupV1) remove() error {
+	return c.cg.Delete()
+}
+
+type cgroupV2 struct {
+	m    *cgroup2.Manager
+	path string
+}
+
+func (c *cgroupV2) addProc(pid int) error { return c.m.AddProc(uint64(pid)) }
+
+func (c *cgroupV2) stats() CgroupStats {
+	var s CgroupStats
+	s.MemoryPeakBytes = readUintFile(filepath.Join(c.path, "memory.peak"))
+	s.OOMKills = readKeyedFile(filepath.Join(c.path, "memory.events"), "oom_kill")
+	s.CPUTime = time.Duration(readKeyedFile(filepath.Join(c.path, "cpu.stat"), "usage_usec")) * time.Microsecond
+	s.PidsPeak = readUintFile(filepath.Join(c.path, "pids.peak"))
+	s.PidsLimitHits = readKeyedFile(filepath.Join(c.path, "pids.events"), "max")
+	return s
+}
+
+func (c *cgroupV2) killAll() {
+	if err := os.WriteFile(filepath.Join(c.path, "cgroup.kill"), []byte("1"), 0); err != nil {
+		killProcsFile(filepath.Join(c.path, "cgroup.procs"))
+	}
+}
+
+func (c *cgroupV2) remove() error { return c.m.Delete() }
+
+// cleanStaleCgroups removes the sandbox cgroups under parent whose spawner
+// (the pid before the dash in the name) is gone: leftovers of a runner that
+// crashed. Processes still in them are killed first.
+func cleanStaleCgroups(parent string) error {
+	var dirs []string // parent directories to scan
+	if cgroups.Mode() == cgroups.Unified {
+		dirs = []string{filepath.Join(cgroupRoot, parent)}
+	} else {
+		for _, sub := range v1Subsystems {
+			dirs = append(dirs, filepath.Join(cgroupRoot, sub, parent))
+		}
+	}
+	var errs []error
+	for _, d := range dirs {
+		ents, err := os.ReadDir(d)
+		if err != nil {
+			if !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		for _, e := range ents {
+			if !e.IsDir() || !staleName(e.Name()) {
+				continue
+			}
+			p := filepath.Join(d, e.Name())
+			if err := removeCgroupDir(p); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// staleName reports whether a sandbox cgroup name "<spawner pid>-<seq>"
+// belongs to a spawner that no longer runs.
+func staleName(name string) bool {
+	pidStr, _, ok := strings.Cut(name, "-")
+	if !ok {
+		return false
+	}
+	pid, err := strconv.Atoi(pidStr)
+	if err != nil || pid <= 0 {
+		return false
+	}
+	return !isSpawner(pid)
+}
+
+// isSpawner reports whether pid is a live sandbox spawner.
+func isSpawner(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	arg0, _, _ := strings.Cut(string(b), "\x00")
+	return arg0 == spawnerArg0
+}
+
+// removeCgroupDir kills what is left in a cgroup directory and removes it,
+// polling until the killed processes are gone.
+func removeCgroupDir(p string) error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		killProcsFile(filepath.Join(p, "cgroup.procs"))
+		err := os.Remove(p)
+		if err == nil || errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("remove stale cgroup %s: %w", p, err)
+		}
+		time.Sleep(10 * time.Millisecond) // poll: the kernel empties the cgroup asynchronously
+	}
+}
+
+func killProcsFile(procs string) {
+	b, err := os.ReadFile(procs)
+	if err != nil {
+		return
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+func readUintFile(p string) uint64 {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0
+	}
+	v, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return v
+}
+
+// readKeyedFile reads the value of key from a "key value" per line file.
+func readKeyedFile(p, key string) uint64 {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, " ")
+		if ok && k == key {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}

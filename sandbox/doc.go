@@ -1,0 +1,38 @@
+// Package sandbox runs a command described by an OCI runtime-spec bundle
+// (config.json and a rootfs) in fresh Linux namespaces with cgroup limits,
+// and reports how it ended. It knows nothing of REv2: the runner turns an
+// action into a bundle and a Request, and a Result back into an
+// ActionResult.
+//
+// # Lifecycle
+//
+// main calls Reexec first: this binary is re-executed for two roles. New
+// removes stale sandbox cgroups left by a crashed runner and starts the
+// spawner, a small long-lived child process. Each Launcher.Run sends the
+// bundle to the spawner, which creates a cgroup from linux.resources (v1 or
+// v2, via github.com/containerd/cgroups/v3) and clones an init into new
+// user, mount, pid, ipc, uts and (unless the spec keeps the host's) network
+// namespaces, with the spec's uid/gid mappings (host id 0 is refused). The
+// init builds the mount tree (read-only rootfs, bind mounts, /proc, a
+// minimal /dev, tmpfs, masked and read-only paths; destinations resolved
+// inside the rootfs without following symlinks), pivot_roots, sets the
+// hostname, rlimits, no_new_privs, capabilities and a seccomp filter, and
+// forks the command as pid 2 while it stays pid 1 to reap. When the command
+// exits, the init kills and reaps everything left and reports; the pid
+// namespace, mounts and cgroup go with it. Timeouts and cancellation send
+// SIGTERM to the whole sandbox and SIGKILL after a grace period.
+//
+// Cloning from the spawner rather than the caller matters: with
+// CLONE_NEWUSER Go forks rather than vforks, which costs tens of
+// milliseconds from a process with a large heap (the runner's).
+//
+// Options.Runtime selects an external OCI runtime (runc, crun, runsc)
+// instead, for the same bundles.
+//
+// # Concurrency
+//
+// A Launcher is safe for concurrent use; each Run is independent. All
+// sandboxes of a Launcher share its spawner; the runner should give
+// concurrent sandboxes distinct id mappings if they must not share files
+// they create.
+package sandbox

@@ -1,0 +1,339 @@
+// Command probe runs inside a sandbox in the sandbox package's tests and
+// reports, as JSON on stdout, what it can see and what it can do. It is
+// built static (CGO_ENABLED=0) by the tests.
+//
+//	probe posture                 capabilities, namespaces, ids, fds, ...
+//	probe escape HOSTPID BINARY   escape attempts, each with its errno
+//	probe net PORT                connect to host 127.0.0.1:PORT; lo inside
+//	probe hog MIB                 allocate and touch MIB MiB
+//	probe spin                    burn CPU forever
+//	probe write N                 write N bytes to stdout
+//	probe exit CODE               print to stdout and stderr, exit CODE
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: probe MODE ...")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "posture":
+		emit(posture())
+	case "escape":
+		emit(escapes(os.Args[2], os.Args[3]))
+	case "net":
+		emit(network(os.Args[2]))
+	case "hog":
+		n, _ := strconv.Atoi(os.Args[2])
+		var chunks [][]byte
+		for i := 0; i < n; i++ {
+			b := make([]byte, 1<<20)
+			for j := 0; j < len(b); j += 4096 {
+				b[j] = 1
+			}
+			chunks = append(chunks, b)
+		}
+		fmt.Println(len(chunks))
+	case "spin":
+		for {
+		}
+	case "write":
+		n, _ := strconv.Atoi(os.Args[2])
+		buf := make([]byte, 4096)
+		for i := range buf {
+			buf[i] = 'x'
+		}
+		for n > 0 {
+			k := min(n, len(buf))
+			os.Stdout.Write(buf[:k])
+			n -= k
+		}
+	case "exit":
+		code, _ := strconv.Atoi(os.Args[2])
+		fmt.Println("to stdout")
+		fmt.Fprintln(os.Stderr, "to stderr")
+		os.Exit(code)
+	default:
+		fmt.Fprintln(os.Stderr, "unknown mode", os.Args[1])
+		os.Exit(2)
+	}
+}
+
+func emit(v any) {
+	if err := json.NewEncoder(os.Stdout).Encode(v); err != nil {
+		os.Exit(3)
+	}
+}
+
+// Posture is what the sandbox looks like from inside.
+type Posture struct {
+	Status     map[string]string // selected /proc/self/status lines
+	Namespaces map[string]string // name -> "type:[inode]"
+	UIDMap     string
+	GIDMap     string
+	UID, GID   int
+	Groups     []int
+	FDs        []int
+	Hostname   string
+	Cwd        string
+	Env        []string
+	Pid        int
+	Mounts     string
+}
+
+func posture() Posture {
+	var p Posture
+	p.Status = map[string]string{}
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp":
+			p.Status[k] = strings.TrimSpace(v)
+		}
+	}
+	p.Namespaces = map[string]string{}
+	for _, ns := range []string{"user", "mnt", "pid", "ipc", "uts", "net", "cgroup"} {
+		l, err := os.Readlink("/proc/self/ns/" + ns)
+		if err != nil {
+			l = "error: " + err.Error()
+		}
+		p.Namespaces[ns] = l
+	}
+	u, _ := os.ReadFile("/proc/self/uid_map")
+	g, _ := os.ReadFile("/proc/self/gid_map")
+	p.UIDMap, p.GIDMap = strings.TrimSpace(string(u)), strings.TrimSpace(string(g))
+	p.UID, p.GID = os.Getuid(), os.Getgid()
+	p.Groups, _ = os.Getgroups()
+	p.FDs = openFDs()
+	p.Hostname, _ = os.Hostname()
+	p.Cwd, _ = os.Getwd()
+	p.Env = os.Environ()
+	p.Pid = os.Getpid()
+	m, _ := os.ReadFile("/proc/self/mountinfo")
+	p.Mounts = string(m)
+	return p
+}
+
+// openFDs lists the descriptors open before the probe opened any of its own
+// (Go's runtime may hold an epoll fd etc. only after the first file use,
+// so read the directory with a raw getdents on a descriptor we exclude).
+func openFDs() []int {
+	dfd, err := unix.Open("/proc/self/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(dfd)
+	buf := make([]byte, 8192)
+	var fds []int
+	for {
+		n, err := unix.Getdents(dfd, buf)
+		if err != nil || n <= 0 {
+			break
+		}
+		_, _, names := unix.ParseDirent(buf[:n], -1, nil)
+		for _, name := range names {
+			fd, err := strconv.Atoi(name)
+			if err == nil && fd != dfd {
+				fds = append(fds, fd)
+			}
+		}
+	}
+	return fds
+}
+
+// Attempt is one escape attempt; Err is empty when it succeeded.
+type Attempt struct {
+	Name  string
+	Err   string
+	Errno int
+}
+
+func attempt(name string, err error) Attempt {
+	a := Attempt{Name: name}
+	if err != nil {
+		a.Err = err.Error()
+		if e, ok := err.(syscall.Errno); ok {
+			a.Errno = int(e)
+		} else if pe, ok := err.(*os.PathError); ok {
+			if e, ok := pe.Err.(syscall.Errno); ok {
+				a.Errno = int(e)
+			}
+		}
+	}
+	return a
+}
+
+func errnoErr(e syscall.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+func writeFile(p string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.Write([]byte("x"))
+	return err
+}
+
+func escapes(hostPid, binary string) []Attempt {
+	var out []Attempt
+	pid, _ := strconv.Atoi(hostPid)
+	for _, p := range []string{"/proc/1/exe", "/proc/self/exe", binary} {
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+		if err == nil {
+			f.Close()
+		}
+		out = append(out, attempt("open-write "+p, err))
+	}
+	for fd := 0; fd < 3; fd++ {
+		out = append(out, attempt(fmt.Sprintf("chdir /proc/self/fd/%d", fd), unix.Chdir(fmt.Sprintf("/proc/self/fd/%d", fd))))
+	}
+	out = append(out, attempt("chdir /proc/1/root", unix.Chdir("/proc/1/root")))
+	out = append(out, attempt("write core_pattern", writeFile("/proc/sys/kernel/core_pattern")))
+	out = append(out, attempt("write sysrq-trigger", writeFile("/proc/sysrq-trigger")))
+	out = append(out, attempt("create /paddock-escape", func() error {
+		f, err := os.Create("/paddock-escape")
+		if err == nil {
+			f.Close()
+		}
+		return err
+	}()))
+	out = append(out, attempt("tiocsti", tiocsti()))
+	out = append(out, attempt("unshare user", unix.Unshare(unix.CLONE_NEWUSER)))
+	out = append(out, attempt("unshare mount", unix.Unshare(unix.CLONE_NEWNS)))
+	out = append(out, attempt("clone newuser", func() error {
+		r, _, e := syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(unix.CLONE_NEWUSER|syscall.SIGCHLD), 0, 0, 0, 0, 0)
+		if e == 0 && r == 0 {
+			syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+		}
+		if e == 0 {
+			var ws syscall.WaitStatus
+			syscall.Wait4(int(r), &ws, 0, nil)
+		}
+		return errnoErr(e)
+	}()))
+	out = append(out, attempt("mount tmpfs", unix.Mount("tmpfs", "/tmp", "tmpfs", 0, "")))
+	out = append(out, attempt("umount /proc", unix.Unmount("/proc", unix.MNT_DETACH)))
+	out = append(out, attempt("bpf map create", func() error {
+		attr := [48]byte{}
+		*(*uint32)(unsafe.Pointer(&attr[0])) = 2  // BPF_MAP_TYPE_ARRAY
+		*(*uint32)(unsafe.Pointer(&attr[4])) = 4  // key size
+		*(*uint32)(unsafe.Pointer(&attr[8])) = 4  // value size
+		*(*uint32)(unsafe.Pointer(&attr[12])) = 1 // max entries
+		r, _, e := syscall.Syscall(unix.SYS_BPF, 0, uintptr(unsafe.Pointer(&attr[0])), uintptr(len(attr)))
+		if e == 0 {
+			unix.Close(int(r))
+		}
+		return errnoErr(e)
+	}()))
+	out = append(out, attempt("keyctl join session", func() error {
+		_, _, e := syscall.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0)
+		return errnoErr(e)
+	}()))
+	out = append(out, attempt("ptrace attach pid 1", unix.PtraceAttach(1)))
+	out = append(out, attempt(fmt.Sprintf("ptrace attach host pid %d", pid), unix.PtraceAttach(pid)))
+	out = append(out, attempt("setns /proc/1/ns/mnt", func() error {
+		fd, err := unix.Open("/proc/1/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		return unix.Setns(fd, unix.CLONE_NEWNS)
+	}()))
+	return out
+}
+
+// tiocsti makes a fresh pty its controlling terminal and tries to push a
+// character into its input queue, which the kernel would allow (the pty
+// is ours, legacy_tiocsti=1) unless seccomp refuses the ioctl.
+func tiocsti() error {
+	ptmx, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open ptmx: %w", err)
+	}
+	defer unix.Close(ptmx)
+	if err := unix.IoctlSetPointerInt(ptmx, unix.TIOCSPTLCK, 0); err != nil {
+		return fmt.Errorf("unlockpt: %w", err)
+	}
+	n, err := unix.IoctlGetInt(ptmx, unix.TIOCGPTN)
+	if err != nil {
+		return fmt.Errorf("ptsname: %w", err)
+	}
+	pts, err := unix.Open(fmt.Sprintf("/dev/pts/%d", n), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open pts: %w", err)
+	}
+	defer unix.Close(pts)
+	if err := unix.IoctlSetInt(pts, unix.TIOCSCTTY, 0); err != nil {
+		return fmt.Errorf("TIOCSCTTY: %w", err)
+	}
+	c := byte('x')
+	_, _, e := syscall.Syscall(syscall.SYS_IOCTL, uintptr(pts), unix.TIOCSTI, uintptr(unsafe.Pointer(&c)))
+	return errnoErr(e)
+}
+
+// NetResult is what the network probe saw.
+type NetResult struct {
+	HostConnect string // error connecting to the host's listener ("" = connected)
+	LoopbackOK  bool
+	LoopbackErr string
+	Interfaces  []string
+}
+
+func network(port string) NetResult {
+	var r NetResult
+	c, err := net.Dial("tcp", "127.0.0.1:"+port)
+	if err == nil {
+		c.Close()
+	} else {
+		r.HostConnect = err.Error()
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		r.LoopbackErr = err.Error()
+	} else {
+		go func() {
+			if c, err := ln.Accept(); err == nil {
+				c.Write([]byte("ok"))
+				c.Close()
+			}
+		}()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			r.LoopbackErr = err.Error()
+		} else {
+			buf := make([]byte, 2)
+			n, _ := c.Read(buf)
+			r.LoopbackOK = string(buf[:n]) == "ok"
+			c.Close()
+		}
+		ln.Close()
+	}
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		r.Interfaces = append(r.Interfaces, i.Name+" "+i.Flags.String())
+	}
+	return r
+}

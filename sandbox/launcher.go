@@ -1,0 +1,128 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Options configure a Launcher. The zero value is the native launcher with
+// defaults. A config file embeds this struct.
+type Options struct {
+	// Runtime is the path of an external OCI runtime (runc, crun, runsc)
+	// to run bundles with. Empty selects the native launcher.
+	Runtime string `yaml:"runtime"`
+	// RuntimeArgs are global flags put before the runtime's subcommand,
+	// e.g. ["--systemd-cgroup"] or runsc's ["--network=none"].
+	RuntimeArgs []string `yaml:"runtime_args"`
+	// RuntimeRoot is the runtime's state directory (its --root flag).
+	// Default: /run/paddock-<runtime name>.
+	RuntimeRoot string `yaml:"runtime_root"`
+	// CgroupParent is the cgroup (relative to each hierarchy's root) under
+	// which the native launcher creates one cgroup per sandbox. Stale
+	// sandbox cgroups under it are removed by New. Default "paddock-sandbox".
+	CgroupParent string `yaml:"cgroup_parent"`
+	// KillGrace is how long a sandbox has between SIGTERM (timeout or
+	// cancellation) and SIGKILL. Default 2s.
+	KillGrace time.Duration `yaml:"kill_grace"`
+	// OutputLimit caps each of stdout and stderr, in bytes, when a Request
+	// sets none. Default 64 MiB.
+	OutputLimit int64 `yaml:"output_limit"`
+	// Executable is the binary re-executed as the spawner (it must call
+	// Reexec first thing in main). Default: this process's own executable.
+	Executable string `yaml:"executable"`
+}
+
+const (
+	defaultCgroupParent = "paddock-sandbox"
+	defaultKillGrace    = 2 * time.Second
+	defaultOutputLimit  = 64 << 20
+)
+
+func (o Options) withDefaults() Options {
+	if o.CgroupParent == "" {
+		o.CgroupParent = defaultCgroupParent
+	}
+	if o.KillGrace <= 0 {
+		o.KillGrace = defaultKillGrace
+	}
+	if o.OutputLimit <= 0 {
+		o.OutputLimit = defaultOutputLimit
+	}
+	if o.Executable == "" {
+		o.Executable = "/proc/self/exe"
+	}
+	return o
+}
+
+// Request is one command to run.
+type Request struct {
+	// Bundle is an OCI bundle directory: config.json (runtime-spec) and the
+	// rootfs it names. The native launcher needs the bundle, the rootfs and
+	// bind-mount sources to be reachable (search permission on every parent)
+	// by the host uid that container root maps to.
+	Bundle string
+	// Stdout and Stderr are files to create (or truncate) for the
+	// command's output; empty discards it.
+	Stdout, Stderr string
+	// OutputLimit caps each stream in bytes; 0 uses Options.OutputLimit.
+	OutputLimit int64
+	// Timeout, if positive, terminates the sandbox after that long
+	// (SIGTERM, then SIGKILL after Options.KillGrace); Result.TimedOut.
+	Timeout time.Duration
+}
+
+// backend runs bundles. There are two: the native launcher (nativeBackend)
+// and an external OCI runtime (ociRuntime).
+type backend interface {
+	run(ctx context.Context, req Request) (*Result, error)
+	close() error
+}
+
+// Launcher runs sandboxes. It is safe for concurrent use; Close it when done.
+type Launcher struct {
+	opts Options
+	b    backend
+}
+
+// New returns a Launcher. For the native launcher it removes stale cgroups
+// left under Options.CgroupParent by a spawner that is gone, and starts the
+// spawner process.
+func New(opts Options) (*Launcher, error) {
+	opts = opts.withDefaults()
+	l := &Launcher{opts: opts}
+	if opts.Runtime != "" {
+		b, err := newOCIRuntime(opts)
+		if err != nil {
+			return nil, err
+		}
+		l.b = b
+		return l, nil
+	}
+	if err := cleanStaleCgroups(opts.CgroupParent); err != nil {
+		return nil, fmt.Errorf("clean stale sandbox cgroups: %w", err)
+	}
+	b, err := newNativeBackend(opts)
+	if err != nil {
+		return nil, err
+	}
+	l.b = b
+	return l, nil
+}
+
+// Run runs req to completion. ctx cancellation terminates the sandbox like
+// a timeout (Result.Canceled) and Run still returns its Result. Errors are
+// for sandboxes that could not be set up or run at all.
+func (l *Launcher) Run(ctx context.Context, req Request) (*Result, error) {
+	if req.Bundle == "" {
+		return nil, errors.New("sandbox: request has no bundle")
+	}
+	if req.OutputLimit <= 0 {
+		req.OutputLimit = l.opts.OutputLimit
+	}
+	return l.b.run(ctx, req)
+}
+
+// Close stops the spawner (killing any sandbox still running).
+func (l *Launcher) Close() error { return l.b.close() }

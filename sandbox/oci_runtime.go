@@ -1,0 +1,124 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// ociRuntime runs bundles with an external OCI runtime binary:
+// `<runtime> [args] --root DIR run --bundle BUNDLE ID`. The runtime creates
+// the namespaces and cgroups itself, so Result.Cgroup and OOMKilled are not
+// filled in, and Usage is the runtime process's own reaped tree as far as
+// the runtime reaps its container (runc does). Debian 12's crun refuses a
+// cgroup-hybrid host such as the one these tests run on; runc works.
+type ociRuntime struct {
+	opts Options
+	root string
+	seq  atomic.Uint64
+}
+
+func newOCIRuntime(opts Options) (*ociRuntime, error) {
+	if _, err := os.Stat(opts.Runtime); err != nil {
+		return nil, fmt.Errorf("oci runtime: %w", err)
+	}
+	root := opts.RuntimeRoot
+	if root == "" {
+		root = "/run/paddock-" + filepath.Base(opts.Runtime)
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("oci runtime state dir: %w", err)
+	}
+	return &ociRuntime{opts: opts, root: root}, nil
+}
+
+func (o *ociRuntime) command(args ...string) *exec.Cmd {
+	all := append(append([]string{}, o.opts.RuntimeArgs...), "--root", o.root)
+	return exec.Command(o.opts.Runtime, append(all, args...)...)
+}
+
+func (o *ociRuntime) run(ctx context.Context, req Request) (*Result, error) {
+	bundle, err := filepath.Abs(req.Bundle)
+	if err != nil {
+		return nil, err
+	}
+	id := fmt.Sprintf("paddock-%d-%d", os.Getpid(), o.seq.Add(1))
+	stdout, err := newOutputCapture(req.Stdout, req.OutputLimit)
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := newOutputCapture(req.Stderr, req.OutputLimit)
+	if err != nil {
+		stdout.abort()
+		return nil, err
+	}
+	cmd := o.command("run", "--bundle", bundle, id)
+	cmd.Stdout, cmd.Stderr = stdout.w, stderr.w
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		stdout.abort()
+		stderr.abort()
+		return nil, fmt.Errorf("start %s: %w", o.opts.Runtime, err)
+	}
+	stdout.start()
+	stderr.start()
+	defer func() { _ = o.command("delete", "--force", id).Run() }()
+
+	waitDone := make(chan error, 1)
+	go func() { waitDone <- cmd.Wait() }()
+	res := &Result{}
+	var timeout, grace <-chan time.Time
+	if req.Timeout > 0 {
+		t := time.NewTimer(req.Timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	cancel := ctx.Done()
+	terminate := func() {
+		_ = o.command("kill", "--all", id, "TERM").Run()
+		grace = time.After(o.opts.KillGrace)
+		timeout, cancel = nil, nil
+	}
+wait:
+	for {
+		select {
+		case <-waitDone:
+			break wait
+		case <-timeout:
+			res.TimedOut = true
+			terminate()
+		case <-cancel:
+			res.Canceled = true
+			terminate()
+		case <-grace:
+			res.Killed = true
+			grace = nil
+			_ = o.command("kill", "--all", id, "KILL").Run()
+		}
+	}
+	res.WallTime = time.Since(start)
+	res.Stdout = stdout.wait()
+	res.Stderr = stderr.wait()
+	ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	switch {
+	case ws.Signaled():
+		res.ExitCode, res.Signal = -1, ws.Signal()
+	case ws.ExitStatus() > 128 && ws.ExitStatus() < 128+65:
+		// runc reports a container killed by signal N as 128+N.
+		res.ExitCode, res.Signal = -1, syscall.Signal(ws.ExitStatus()-128)
+	default:
+		res.ExitCode = ws.ExitStatus()
+	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		res.Usage = usageFromSyscallRusage(ru)
+	}
+	return res, nil
+}
+
+func (o *ociRuntime) close() error { return nil }

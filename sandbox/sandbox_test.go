@@ -1,0 +1,212 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// testIDBase is the host uid/gid container root maps to in tests.
+const testIDBase = 300000
+
+// testCgroupParent keeps the tests' cgroups apart from a real runner's.
+const testCgroupParent = "paddock-sandbox-test"
+
+// testRootfs is a minimal rootfs built once by TestMain: a static probe and
+// a static busybox in /bin, and empty mount points. Its parents are
+// world-searchable so the sandbox's mapped root can reach it.
+var testRootfs string
+
+// probeHostPath is the probe binary's host path (inside testRootfs), usable
+// with the host's "/" as rootfs.
+var probeHostPath string
+
+func TestMain(m *testing.M) {
+	if Reexec() {
+		return
+	}
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	// Not under /tmp: sandboxes with the host root as rootfs get a fresh
+	// tmpfs there, and must still see the probe.
+	dir, err := os.MkdirTemp("/var/tmp", "paddock-sandbox-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if err := buildTestRootfs(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "build test rootfs:", err)
+		return 1
+	}
+	testRootfs = filepath.Join(dir, "rootfs")
+	probeHostPath = filepath.Join(testRootfs, "bin", "probe")
+	return m.Run()
+}
+
+func buildTestRootfs(dir string) error {
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	root := filepath.Join(dir, "rootfs")
+	for _, d := range []string{"bin", "proc", "dev", "tmp", "work", "etc"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return err
+		}
+	}
+	cmd := exec.Command("go", "build", "-o", filepath.Join(root, "bin", "probe"), "./internal/probe")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("build probe: %w", err)
+	}
+	src, err := os.Open("/bin/busybox")
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(filepath.Join(root, "bin", "busybox"), os.O_WRONLY|os.O_CREATE, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		return err
+	}
+	if err := dst.Close(); err != nil {
+		return err
+	}
+	for _, applet := range []string{"sh", "true", "sleep", "setsid"} {
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", applet)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// requireRoot skips tests that need real namespaces and cgroups.
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (namespaces, cgroups); CI runs as root")
+	}
+}
+
+func newTestLauncher(t testing.TB, opts Options) *Launcher {
+	t.Helper()
+	requireRoot(t)
+	if opts.CgroupParent == "" {
+		opts.CgroupParent = testCgroupParent
+	}
+	l, err := New(opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// testSpec is DefaultSpec over the test rootfs, with a pids limit.
+func testSpec(args ...string) *specs.Spec {
+	s := DefaultSpec(testRootfs, testIDBase, args...)
+	limit := int64(256)
+	s.Linux.Resources.Pids = &specs.LinuxPids{Limit: &limit}
+	return s
+}
+
+// writeBundle writes spec into a fresh world-searchable bundle directory.
+func writeBundle(t testing.TB, spec *specs.Spec) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for p := filepath.Dir(dir); p != os.TempDir() && p != "/"; p = filepath.Dir(p) {
+		_ = os.Chmod(p, 0o755) // t.TempDir's parents are 0700
+	}
+	data, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// runOutput is a finished sandbox with its output read back.
+type runOutput struct {
+	*Result
+	stdout, stderr string
+}
+
+// runSpec runs spec with req's other fields and returns the result and the
+// captured output.
+func runSpec(t testing.TB, l *Launcher, spec *specs.Spec, req Request) runOutput {
+	t.Helper()
+	out, err := tryRunSpec(t, l, spec, req)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	return out
+}
+
+func tryRunSpec(t testing.TB, l *Launcher, spec *specs.Spec, req Request) (runOutput, error) {
+	t.Helper()
+	bundle := writeBundle(t, spec)
+	req.Bundle = bundle
+	req.Stdout = filepath.Join(bundle, "stdout")
+	req.Stderr = filepath.Join(bundle, "stderr")
+	res, err := l.Run(context.Background(), req)
+	if err != nil {
+		return runOutput{}, err
+	}
+	o, _ := os.ReadFile(req.Stdout)
+	e, _ := os.ReadFile(req.Stderr)
+	return runOutput{Result: res, stdout: string(o), stderr: string(e)}, nil
+}
+
+// decodeJSON parses the probe's output into v.
+func decodeJSON(t testing.TB, out runOutput, v any) {
+	t.Helper()
+	if err := json.Unmarshal([]byte(out.stdout), v); err != nil {
+		t.Fatalf("probe output %q (stderr %q, result %+v): %v", out.stdout, out.stderr, out.Result, err)
+	}
+}
+
+// sandboxProcesses lists host processes running as a uid in the tests'
+// mapped range: every process of every test sandbox, and nothing else.
+func sandboxProcesses(t testing.TB) []string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
+				var uid int
+				fmt.Sscan(f[1], &uid)
+				if uid >= testIDBase && uid < testIDBase+DefaultIDRange {
+					cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+					out = append(out, e.Name()+" "+strings.ReplaceAll(string(cmd), "\x00", " "))
+				}
+			}
+		}
+	}
+	return out
+}
