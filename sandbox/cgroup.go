@@ -164,6 +164,18 @@ func cleanStaleCgroups(parent string) error {
 	return errors.Join(errs...)
 }
 
+// removeCgroupParent removes parent's directories if they are empty (other
+// launchers may still use them; then it is left alone).
+func removeCgroupParent(parent string) {
+	if cgroups.Mode() == cgroups.Unified {
+		_ = os.Remove(filepath.Join(cgroupRoot, parent))
+		return
+	}
+	for _, sub := range v1Subsystems {
+		_ = os.Remove(filepath.Join(cgroupRoot, sub, parent))
+	}
+}
+
 // staleName reports whether a sandbox cgroup name "<spawner pid>-<seq>"
 // belongs to a spawner that no longer runs.
 func staleName(name string) bool {

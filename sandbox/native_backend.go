@@ -132,5 +132,6 @@ func (b *nativeBackend) run(ctx context.Context, req Request) (*Result, error) {
 func (b *nativeBackend) close() error {
 	err := b.in.Close()
 	<-b.done
+	removeCgroupParent(b.opts.CgroupParent)
 	return err
 }

@@ -186,7 +186,7 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (*Result, error)
 			// container root (a mapped host uid) before exec, or the
 			// exec would drop every capability.
 			Credential: &syscall.Credential{Uid: 0, Gid: 0},
-			Pdeathsig:                  syscall.SIGKILL,
+			Pdeathsig:  syscall.SIGKILL,
 		},
 	}
 	start := time.Now()

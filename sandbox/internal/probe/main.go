@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
@@ -25,14 +26,20 @@ import (
 )
 
 func main() {
+	// List descriptors before the Go runtime opens its own (netpoll).
+	fds := openFDs()
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: probe MODE ...")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
 	case "posture":
-		emit(posture())
+		p := posture()
+		p.FDs = fds
+		emit(p)
 	case "escape":
+		// The pty made our controlling terminal hangs up when closed.
+		signal.Ignore(syscall.SIGHUP)
 		emit(escapes(os.Args[2], os.Args[3]))
 	case "net":
 		emit(network(os.Args[2]))
@@ -121,7 +128,6 @@ func posture() Posture {
 	p.UIDMap, p.GIDMap = strings.TrimSpace(string(u)), strings.TrimSpace(string(g))
 	p.UID, p.GID = os.Getuid(), os.Getgid()
 	p.Groups, _ = os.Getgroups()
-	p.FDs = openFDs()
 	p.Hostname, _ = os.Hostname()
 	p.Cwd, _ = os.Getwd()
 	p.Env = os.Environ()
@@ -254,8 +260,8 @@ func escapes(hostPid, binary string) []Attempt {
 	}()))
 	out = append(out, attempt("ptrace attach pid 1", unix.PtraceAttach(1)))
 	out = append(out, attempt(fmt.Sprintf("ptrace attach host pid %d", pid), unix.PtraceAttach(pid)))
-	out = append(out, attempt("setns /proc/1/ns/mnt", func() error {
-		fd, err := unix.Open("/proc/1/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	out = append(out, attempt("setns own mnt ns", func() error {
+		fd, err := unix.Open("/proc/self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,148 @@
+package sandbox
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+type probeAttempt struct {
+	Name  string
+	Err   string
+	Errno int
+}
+
+func fileHash(t *testing.T, p string) [32]byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(b)
+}
+
+// TestEscapesFail: from inside, none of the classic escapes work, and the
+// host is unchanged afterwards: the launcher's binary (reached through
+// /proc/1/exe or by path), inherited descriptors, /proc/sys and
+// sysrq-trigger, TIOCSTI, nested user namespaces, mount, bpf, keyctl, ptrace
+// and setns.
+func TestEscapesFail(t *testing.T) {
+	l := newTestLauncher(t, Options{})
+	// A stand-in for the runner's binary, reachable by path from a sandbox
+	// that has the host's root as rootfs.
+	runnerBin := filepath.Join(filepath.Dir(testRootfs), "runner-binary")
+	if err := os.WriteFile(runnerBin, []byte("#!/bin/sh\necho runner\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	selfHash, runnerHash := fileHash(t, self), fileHash(t, runnerBin)
+	corePattern, _ := os.ReadFile("/proc/sys/kernel/core_pattern")
+
+	// Each of these must be refused by the seccomp filter itself (EPERM),
+	// not merely by some other layer.
+	seccompDenied := []string{"tiocsti", "unshare user", "unshare mount", "clone newuser",
+		"mount tmpfs", "umount /proc", "bpf map create", "keyctl join session",
+		"ptrace attach pid 1", "ptrace attach host pid", "setns own mnt ns"}
+
+	for _, tc := range []struct{ name, rootfs, probe, bin string }{
+		{"host root", "/", probeHostPath, runnerBin},
+		{"image rootfs", testRootfs, "/bin/probe", "/bin/busybox"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := DefaultSpec(tc.rootfs, testIDBase, tc.probe, "escape", fmt.Sprint(os.Getpid()), tc.bin)
+			out := runSpec(t, l, spec, Request{})
+			var attempts []probeAttempt
+			decodeJSON(t, out, &attempts)
+			if len(attempts) < 20 {
+				t.Fatalf("only %d attempts reported", len(attempts))
+			}
+			for _, a := range attempts {
+				if a.Err == "" {
+					t.Errorf("escape %q succeeded", a.Name)
+					continue
+				}
+				for _, d := range seccompDenied {
+					if strings.HasPrefix(a.Name, d) && syscall.Errno(a.Errno) != syscall.EPERM {
+						t.Errorf("%s: %s (errno %d), want EPERM from seccomp", a.Name, a.Err, a.Errno)
+					}
+				}
+				t.Logf("%-40s %s", a.Name, a.Err)
+			}
+		})
+	}
+	if fileHash(t, self) != selfHash || fileHash(t, runnerBin) != runnerHash {
+		t.Error("a launcher binary changed on the host")
+	}
+	if now, _ := os.ReadFile("/proc/sys/kernel/core_pattern"); !bytes.Equal(now, corePattern) {
+		t.Errorf("core_pattern changed: %q -> %q", corePattern, now)
+	}
+	for _, p := range []string{"/paddock-escape", filepath.Join(testRootfs, "paddock-escape")} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s was created on the host", p)
+			os.Remove(p)
+		}
+	}
+}
+
+// TestSymlinkDestinationsRefused: a rootfs whose /proc, /dev or a bind
+// mount's destination is a symlink (here pointing at a host directory) is
+// refused at set-up; nothing is mounted over the symlink's target.
+func TestSymlinkDestinationsRefused(t *testing.T) {
+	l := newTestLauncher(t, Options{})
+	for _, dest := range []string{"/proc", "/dev", "/work"} {
+		t.Run(strings.TrimPrefix(dest, "/"), func(t *testing.T) {
+			base := t.TempDir()
+			os.Chmod(base, 0o755)
+			target := filepath.Join(base, "host-target")
+			if err := os.Mkdir(target, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			rootfs := filepath.Join(base, "rootfs")
+			for _, d := range []string{"bin", "proc", "dev", "tmp", "work"} {
+				if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Absolute and ../-laden: either would leave the rootfs if
+			// followed naively.
+			os.Remove(filepath.Join(rootfs, dest))
+			if err := os.Symlink("../../../../../../.."+target, filepath.Join(rootfs, dest)); err != nil {
+				t.Fatal(err)
+			}
+			spec := DefaultSpec(rootfs, testIDBase, "/bin/true")
+			input := t.TempDir()
+			os.Chmod(input, 0o755)
+			spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/work", Type: "bind", Source: input, Options: []string{"rbind", "rw"}})
+			mountsBefore := countMounts(t)
+			_, err := tryRunSpec(t, l, spec, Request{})
+			if err == nil || !strings.Contains(err.Error(), "symlink") {
+				t.Fatalf("Run error = %v, want a refused symlink", err)
+			}
+			if ents, _ := os.ReadDir(target); len(ents) != 0 {
+				t.Errorf("symlink target on the host was written: %v", ents)
+			}
+			if n := countMounts(t); n != mountsBefore {
+				t.Errorf("host mount count %d -> %d", mountsBefore, n)
+			}
+		})
+	}
+}
+
+func countMounts(t testing.TB) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bytes.Count(b, []byte("\n"))
+}
