@@ -153,4 +153,3 @@ func workerInfo(w *worker) *workerpb.WorkerInfo {
 		LastSeen:    timestamppb.New(w.lastSeen),
 	}
 }
-
