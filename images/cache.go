@@ -101,8 +101,29 @@ func New(o Options) (*Cache, error) {
 		}
 	}
 	m.cachedBytes.Set(float64(c.bytes))
+	if d := unsearchableAncestor(o.Dir); d != "" {
+		c.log.Warn("image cache: sandboxes running as an unprivileged uid cannot reach rootfs trees; make the directory searchable (chmod o+x)",
+			"dir", d)
+	}
 	c.log.Info("image cache opened", "dir", o.Dir, "images", len(c.images), "layers", len(c.layers), "bytes", c.bytes)
 	return c, nil
+}
+
+// unsearchableAncestor returns the first of dir and its ancestors that
+// other users cannot search, or "".
+func unsearchableAncestor(dir string) string {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return ""
+	}
+	for d := abs; ; d = filepath.Dir(d) {
+		if st, err := os.Stat(d); err == nil && st.Mode().Perm()&0o001 == 0 {
+			return d
+		}
+		if d == filepath.Dir(d) {
+			return ""
+		}
+	}
 }
 
 // Close releases the cache directory. Rootfs trees already handed out stay
@@ -335,6 +356,14 @@ func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, rem
 	c.pin(diffIDs, 1)
 	defer c.pin(diffIDs, -1)
 
+	var total int64
+	for _, l := range layers {
+		if n, err := l.Size(); err == nil {
+			total += n
+		}
+	}
+	c.log.Info("unpacking image", "image", digest, "layers", len(layers), "compressedBytes", total)
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(3)
 	metas := make([]*layerMeta, len(layers))
@@ -344,7 +373,9 @@ func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, rem
 			if err != nil {
 				return fmt.Errorf("layer %d/%d %s: %w", i+1, len(layers), diffIDs[i], err)
 			}
-			c.log.Info("image layer ready", "image", digest, "layer", i+1, "layers", len(layers), "diffID", diffIDs[i], "bytes", m.Size)
+			n, _ := l.Size()
+			c.log.Info("image layer ready", "image", digest, "layer", i+1, "layers", len(layers),
+				"diffID", diffIDs[i], "compressedBytes", n, "unpackedBytes", m.Size)
 			metas[i] = m
 			return nil
 		})

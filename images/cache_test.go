@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -52,7 +53,12 @@ func checkBusyboxRootfs(t *testing.T, rf *Rootfs, marker string) {
 func TestPullByTagAndDigest(t *testing.T) {
 	r := newTestRegistry(t)
 	digest := r.push(t, "tools/bb:1", busyboxImage(t, "one"))
-	c := newTestCache(t, t.TempDir(), r, nil)
+	dir := t.TempDir()
+	// As on a worker, every ancestor of the cache is searchable by others.
+	if err := os.Chmod(filepath.Dir(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := newTestCache(t, dir, r, nil)
 	ctx := context.Background()
 
 	byTag, err := c.Rootfs(ctx, r.ref(t, "tools/bb:1"))
@@ -79,6 +85,34 @@ func TestPullByTagAndDigest(t *testing.T) {
 	}
 	if !strings.HasPrefix(byTag.Path, c.opts.Dir) {
 		t.Errorf("rootfs %s outside the cache", byTag.Path)
+	}
+	checkReadableByUnmappedUID(t, byTag)
+}
+
+// checkReadableByUnmappedUID runs busybox from the rootfs as an
+// unprivileged uid, as the sandbox's user namespace root is on the host:
+// the tree must be reachable and its world-readable files readable, and
+// nothing in it writable.
+func checkReadableByUnmappedUID(t *testing.T, rf *Rootfs) {
+	t.Helper()
+	requireRoot(t)
+	const nobody = 65534
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command(filepath.Join(rf.Path, "bin/busybox"), args...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run("cat", filepath.Join(rf.Path, "etc/marker")); err != nil {
+		t.Errorf("uid %d cannot read the rootfs: %v: %s", nobody, err, out)
+	}
+	for _, p := range []string{"etc/marker", "etc/new", "opt/old/x"} {
+		if out, err := run("touch", filepath.Join(rf.Path, p)); err == nil {
+			t.Errorf("uid %d could write %s: %s", nobody, p, out)
+		}
+	}
+	if _, err := run("cat", filepath.Join(rf.Path, "home/user/file")); err == nil {
+		t.Errorf("a file the image made unreadable (0640) was readable by uid %d", nobody)
 	}
 }
 

@@ -89,7 +89,16 @@ func (s *store) imageDir(digest string) string {
 	return filepath.Join(s.dir, "images", hexOf(digest))
 }
 
-func (s *store) newTemp() (string, error) { return os.MkdirTemp(s.tmp(), "work-") }
+// newTemp makes a work directory. It becomes a layer or image directory
+// by rename, so it gets the cache's 0755, not MkdirTemp's 0700: the
+// sandbox uid must be able to reach rootfs trees below it.
+func (s *store) newTemp() (string, error) {
+	d, err := os.MkdirTemp(s.tmp(), "work-")
+	if err == nil {
+		err = os.Chmod(d, 0o755)
+	}
+	return d, err
+}
 
 // publish renames the finished directory tmp to final. If final already
 // exists the work was done twice; the existing copy wins.
