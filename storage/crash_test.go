@@ -320,17 +320,22 @@ func newWriteHold(at int64) *writeHold {
 	return &writeHold{at: at, reached: make(chan struct{}), release: make(chan struct{})}
 }
 
-// upload writes b over ByteStream in 1 MiB messages, pausing at hold if it
-// is not nil. It returns nil only if the server acknowledged the whole blob.
+// upload writes b over ByteStream (see uploadStream).
 func (p *storageProcess) upload(ctx context.Context, b seededBlob, hold *writeHold) error {
+	return uploadStream(ctx, p.bs, b.d, b.reader(), hold)
+}
+
+// uploadStream writes d, whose bytes r yields, over ByteStream in 1 MiB
+// messages, pausing at hold if it is not nil. It returns nil only if the
+// server acknowledged the whole blob.
+func uploadStream(ctx context.Context, bs bytestream.ByteStreamClient, d digest.Digest, r io.Reader, hold *writeHold) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := p.bs.Write(ctx)
+	stream, err := bs.Write(ctx)
 	if err != nil {
 		return err
 	}
-	name := fmt.Sprintf("uploads/%s/blobs/%s/%d", uuid.NewString(), b.d.Hash(), b.d.SizeBytes())
-	r := b.reader()
+	name := fmt.Sprintf("uploads/%s/blobs/%s/%d", uuid.NewString(), d.Hash(), d.SizeBytes())
 	buf := make([]byte, 1<<20)
 	var off int64
 	for {
@@ -338,11 +343,11 @@ func (p *storageProcess) upload(ctx context.Context, b seededBlob, hold *writeHo
 			close(hold.reached)
 			<-hold.release
 		}
-		n, err := io.ReadFull(r, buf[:min(int64(len(buf)), b.d.SizeBytes()-off)])
+		n, err := io.ReadFull(r, buf[:min(int64(len(buf)), d.SizeBytes()-off)])
 		if err != nil {
 			return err
 		}
-		last := off+int64(n) == b.d.SizeBytes()
+		last := off+int64(n) == d.SizeBytes()
 		req := &bytestream.WriteRequest{WriteOffset: off, Data: buf[:n], FinishWrite: last}
 		if off == 0 {
 			req.ResourceName = name
@@ -359,8 +364,8 @@ func (p *storageProcess) upload(ctx context.Context, b seededBlob, hold *writeHo
 	if err != nil {
 		return err
 	}
-	if resp.CommittedSize != b.d.SizeBytes() {
-		return fmt.Errorf("write %s: committed_size %d", b.d, resp.CommittedSize)
+	if resp.CommittedSize != d.SizeBytes() {
+		return fmt.Errorf("write %s: committed_size %d", d, resp.CommittedSize)
 	}
 	return nil
 }
@@ -399,7 +404,13 @@ func (p *storageProcess) checkBlobs(t testing.TB, blobs []seededBlob) map[digest
 
 // readDigest reads d over ByteStream and returns the digest of what came.
 func (p *storageProcess) readDigest(ctx context.Context, d digest.Digest) (digest.Digest, error) {
-	stream, err := p.bs.Read(ctx, &bytestream.ReadRequest{ResourceName: fmt.Sprintf("blobs/%s/%d", d.Hash(), d.SizeBytes())})
+	return readStreamDigest(ctx, p.bs, d)
+}
+
+// readStreamDigest reads d over ByteStream and returns the digest of what
+// came.
+func readStreamDigest(ctx context.Context, bs bytestream.ByteStreamClient, d digest.Digest) (digest.Digest, error) {
+	stream, err := bs.Read(ctx, &bytestream.ReadRequest{ResourceName: fmt.Sprintf("blobs/%s/%d", d.Hash(), d.SizeBytes())})
 	if err != nil {
 		return digest.Digest{}, err
 	}

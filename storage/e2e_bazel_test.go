@@ -49,7 +49,7 @@ func TestBazelRemoteCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	ac := &countingActionCache{ActionCache: diskAC}
-	addr := bazelStartStorage(t, storage.ServerOptions{CAS: cas, AC: ac})
+	addr := serveLoopback(t, storage.ServerOptions{CAS: cas, AC: ac})
 
 	ws := filepath.Join(t.TempDir(), "ws")
 	if err := os.CopyFS(ws, os.DirFS("testdata/bazel")); err != nil {
@@ -147,9 +147,9 @@ func (c *countingActionCache) Put(ctx context.Context, instance string, action d
 	return err
 }
 
-// bazelStartStorage serves opts on a loopback port until the test ends and
+// serveLoopback serves opts on a loopback port until the test ends and
 // returns its address.
-func bazelStartStorage(t *testing.T, opts storage.ServerOptions) string {
+func serveLoopback(t testing.TB, opts storage.ServerOptions) string {
 	t.Helper()
 	srv := storage.NewServer(opts)
 	g := grpc.NewServer(srv.GRPCServerOptions()...)
