@@ -438,4 +438,3 @@ func TestGiveBackRequeuesWithoutCountingARetry(t *testing.T) {
 		t.Fatalf("after give-back: %v done=%v, want attempt 2 dispatched", got, op.done)
 	}
 }
-

@@ -45,15 +45,21 @@ type heldAction struct {
 
 func startTestWorker(t *testing.T, addr, id string, concurrency int, run func(context.Context, *workerpb.Assignment) *repb.ExecuteResponse, platform ...*workerpb.Property) *testWorker {
 	t.Helper()
-	w := &testWorker{id: id, concurrency: concurrency, run: run, platform: platform, inHand: map[string]*heldAction{}, changed: make(chan struct{})}
+	w, stop := runTestWorker(addr, id, concurrency, run, platform...)
+	t.Cleanup(stop)
+	return w
+}
+
+// runTestWorker starts a worker; stop ends it.
+func runTestWorker(addr, id string, concurrency int, run func(context.Context, *workerpb.Assignment) *repb.ExecuteResponse, platform ...*workerpb.Property) (w *testWorker, stop func()) {
+	w = &testWorker{id: id, concurrency: concurrency, run: run, platform: platform, inHand: map[string]*heldAction{}, changed: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		w.loop(ctx, addr)
 	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return w
+	return w, func() { cancel(); <-done }
 }
 
 func (w *testWorker) notify() {

@@ -1,0 +1,123 @@
+package scheduler
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+)
+
+// The test binary doubles as a worker process: with these variables set,
+// TestMain runs a worker that announces each action on stdout and never
+// finishes it, so a test can SIGKILL it mid-action.
+const (
+	envWorkerAddr = "PADDOCK_SCHEDULER_TEST_WORKER_ADDR"
+	envWorkerID   = "PADDOCK_SCHEDULER_TEST_WORKER_ID"
+)
+
+func TestMain(m *testing.M) {
+	if addr := os.Getenv(envWorkerAddr); addr != "" {
+		runTestWorker(addr, os.Getenv(envWorkerID), 1, func(ctx context.Context, a *workerpb.Assignment) *repb.ExecuteResponse {
+			fmt.Printf("RUNNING %s %d\n", a.OperationName, a.Attempt)
+			<-ctx.Done()
+			return nil
+		})
+		select {} // until killed
+	}
+	os.Exit(m.Run())
+}
+
+func TestWorkerKilledMidActionCompletesOnAnotherWorker(t *testing.T) {
+	f := startFarm(t, testConfig(), "", nil, nil)
+	ctx := ctxTimeout(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envWorkerAddr+"="+f.addr, envWorkerID+"=victim")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+
+	d := f.action(t, "victim", nil)
+	done := make(chan error, 1)
+	var resp *repb.ExecuteResponse
+	go func() {
+		ops, err := collect(must(f.exec.Execute(ctx, executeRequest(d))))
+		if err == nil {
+			resp = responseOf(t, ops[len(ops)-1])
+		}
+		done <- err
+	}()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "RUNNING operations/") {
+		t.Fatalf("worker process said %q, %v; want RUNNING", line, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+
+	survivor := startTestWorker(t, f.addr, "survivor", 1, okRun("survivor"))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if resp.Status.GetCode() != 0 || resp.Result.GetExecutionMetadata().GetWorker() != "survivor" {
+		t.Fatalf("response %v, want success on survivor", resp)
+	}
+	survivor.mu.Lock()
+	defer survivor.mu.Unlock()
+	if a := survivor.assigned[0]; a.Attempt != 2 || !strings.Contains(line, a.OperationName) {
+		t.Fatalf("survivor got %s attempt %d, want the killed worker's action as attempt 2", a.OperationName, a.Attempt)
+	}
+}
+
+func TestSchedulerRestart(t *testing.T) {
+	cfg := testConfig()
+	first := startFarm(t, cfg, "", nil, nil)
+	ctx := ctxTimeout(t)
+	g := newGate()
+	w := startTestWorker(t, first.addr, "w", 1, g.run("w"))
+	d := first.action(t, "restart", nil)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	op, err := must(first.exec.Execute(sctx, executeRequest(d))).Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.waitFor(t, "the action", func() bool { return w.inHand[op.Name] != nil })
+
+	first.stop()
+	second := startFarm(t, cfg, first.addr, first.cas, first.ac)
+	// The worker reconnects by itself, holding the action the new
+	// scheduler never heard of; it is told to drop it.
+	w.waitFor(t, "reconnect and cancel", func() bool {
+		return w.connects >= 2 && len(w.cancelled) == 1 && w.cancelled[0] == op.Name && w.inHand[op.Name] == nil
+	})
+	_, err = collect(must(second.exec.WaitExecution(ctx, &repb.WaitExecutionRequest{Name: op.Name})))
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("WaitExecution after restart: %v, want NOT_FOUND", err)
+	}
+	// The client executes again and the reconnected worker runs it.
+	close(g.release)
+	ops, err := collect(must(second.exec.Execute(ctx, executeRequest(d))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := responseOf(t, ops[len(ops)-1]); resp.Result.GetExitCode() != 3 || resp.Result.GetExecutionMetadata().GetWorker() != "w" {
+		t.Fatalf("re-Execute response %v, want the worker's result", resp)
+	}
+}
