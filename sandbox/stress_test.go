@@ -1,0 +1,113 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// leakSnapshot is what a sandbox could leak, in the runner and on the host.
+type leakSnapshot struct {
+	hostMounts      int // mounts in the runner's (the host's) namespace
+	runnerFDs       int
+	spawnerFDs      int
+	spawnerChildren string
+	cgroups         []string // sandbox cgroups under the test parent
+	sandboxProcs    []string // host processes running as a mapped uid
+}
+
+func takeLeakSnapshot(t *testing.T, l *Launcher) leakSnapshot {
+	t.Helper()
+	s := leakSnapshot{hostMounts: countMounts(t), runnerFDs: countDir(t, "/proc/self/fd")}
+	spawner := l.b.(*nativeBackend).cmd.Process.Pid
+	s.spawnerFDs = countDir(t, fmt.Sprintf("/proc/%d/fd", spawner))
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", spawner))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", spawner, task.Name()))
+		s.spawnerChildren += strings.TrimSpace(string(b))
+	}
+	for _, sub := range v1Subsystems {
+		ents, _ := os.ReadDir(filepath.Join(cgroupRoot, sub, testCgroupParent))
+		for _, e := range ents {
+			if e.IsDir() {
+				s.cgroups = append(s.cgroups, sub+"/"+e.Name())
+			}
+		}
+	}
+	s.sandboxProcs = sandboxProcesses(t)
+	return s
+}
+
+func countDir(t *testing.T, p string) int {
+	t.Helper()
+	ents, err := os.ReadDir(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// TestStressNoLeaks runs 2,000 sandboxes, four at a time, and checks that
+// nothing is left: no extra mounts on the host, no sandbox cgroups, no
+// sandbox processes, no children of the spawner, no extra descriptors in
+// the runner or the spawner.
+func TestStressNoLeaks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stress test skipped in -short mode")
+	}
+	l := newTestLauncher(t, Options{})
+	bundle := writeBundle(t, testSpec("/bin/true"))
+	run := func() {
+		res, err := l.Run(context.Background(), Request{Bundle: bundle})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if res.ExitCode != 0 {
+			t.Errorf("exit %d signal %v", res.ExitCode, res.Signal)
+		}
+	}
+	run() // warm up: the spawner's and our own lazily opened descriptors
+	before := takeLeakSnapshot(t, l)
+	const total, parallel = 2000, 4
+	start := time.Now()
+	var wg sync.WaitGroup
+	work := make(chan struct{})
+	for i := 0; i < parallel; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range work {
+				run()
+			}
+		}()
+	}
+	for i := 0; i < total && !t.Failed(); i++ {
+		work <- struct{}{}
+	}
+	close(work)
+	wg.Wait()
+	elapsed := time.Since(start)
+	t.Logf("%d sandboxes in %v (%v each, %d at a time)", total, elapsed, elapsed/total, parallel)
+	after := takeLeakSnapshot(t, l)
+	if after.hostMounts != before.hostMounts {
+		t.Errorf("host mounts %d -> %d", before.hostMounts, after.hostMounts)
+	}
+	if after.runnerFDs != before.runnerFDs || after.spawnerFDs != before.spawnerFDs {
+		t.Errorf("fds: runner %d -> %d, spawner %d -> %d", before.runnerFDs, after.runnerFDs, before.spawnerFDs, after.spawnerFDs)
+	}
+	if after.spawnerChildren != "" {
+		t.Errorf("spawner still has children: %s", after.spawnerChildren)
+	}
+	if len(after.cgroups) != 0 {
+		t.Errorf("sandbox cgroups left: %v", after.cgroups)
+	}
+	if len(after.sandboxProcs) != 0 {
+		t.Errorf("sandbox processes left: %v", after.sandboxProcs)
+	}
+}
