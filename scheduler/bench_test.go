@@ -1,0 +1,155 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+const benchActions = 100_000
+
+func benchScheduler(b *testing.B) *Scheduler {
+	cfg := DefaultConfig()
+	cfg.TickInterval = time.Hour
+	s, err := New(Options{Config: cfg, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(s.Close)
+	return s
+}
+
+// benchSubmission is what submit hands the core for a trivial action after
+// validation: fresh digests, a platform and a timeout.
+func benchSubmission(i int) submission {
+	ad := digest.FromBytes(repb.DigestFunction_SHA256, []byte(fmt.Sprintf("action %d", i)))
+	cd := digest.FromBytes(repb.DigestFunction_SHA256, []byte(fmt.Sprintf("command %d", i)))
+	rd := digest.Empty(repb.DigestFunction_SHA256)
+	return submission{
+		name:       fmt.Sprintf("operations/%08d-0000-0000-0000-000000000000", i),
+		action:     ad,
+		cacheable:  true,
+		invocation: fmt.Sprintf("invocation-%d", i%10),
+		queueKey:   "\x00OSFamily=linux",
+		routing:    []*workerpb.Property{linux},
+		task: &workerpb.Assignment{
+			DigestFunction:  int32(repb.DigestFunction_SHA256),
+			ActionDigest:    &workerpb.Digest{Hash: ad.Hash(), SizeBytes: ad.SizeBytes()},
+			CommandDigest:   &workerpb.Digest{Hash: cd.Hash(), SizeBytes: cd.SizeBytes()},
+			InputRootDigest: &workerpb.Digest{Hash: rd.Hash(), SizeBytes: rd.SizeBytes()},
+			Platform:        []*workerpb.Property{linux},
+			Timeout:         durationpb.New(15 * time.Minute),
+		},
+	}
+}
+
+func benchEnqueue(b *testing.B, s *Scheduler, subs []submission) {
+	for _, sub := range subs {
+		s.mu.Lock()
+		_, err := s.core.Execute(s.clock.Now(), sub)
+		s.apply()
+		s.mu.Unlock()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDispatch queues 100,000 trivial actions, then lets in-process
+// workers (4 × concurrency 16) speak the worker protocol's session API
+// (assignment out, serialized ExecuteResponse back) until all are done.
+// It reports dispatched actions per second (assign + result + completion).
+func BenchmarkDispatch(b *testing.B) {
+	result, _ := proto.Marshal(&repb.ExecuteResponse{Result: &repb.ActionResult{ExitCode: 0}})
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		s := benchScheduler(b)
+		subs := make([]submission, benchActions)
+		for j := range subs {
+			subs[j] = benchSubmission(j)
+		}
+		benchEnqueue(b, s, subs)
+		b.StartTimer()
+		start := time.Now()
+		var done atomic.Int64
+		allDone := make(chan struct{})
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for w := 0; w < 4; w++ {
+			sess, err := s.connectWorker(&workerpb.Register{WorkerId: fmt.Sprint("w", w), Concurrency: 16, Platform: []*workerpb.Property{linux}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					ms, err := sess.next(ctx)
+					if err != nil {
+						return
+					}
+					for _, m := range ms {
+						a := m.GetAssignment()
+						if a == nil {
+							continue
+						}
+						sess.handle(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Result{Result: &workerpb.Result{
+							OperationName: a.OperationName, Attempt: a.Attempt, ExecuteResponse: result}}})
+						if done.Add(1) == benchActions {
+							close(allDone)
+						}
+					}
+				}
+			}()
+		}
+		<-allDone
+		total += time.Since(start)
+		b.StopTimer()
+		cancel()
+		wg.Wait()
+		s.mu.Lock()
+		if n := len(s.core.execs); n != 0 {
+			b.Fatalf("%d executions left", n)
+		}
+		s.mu.Unlock()
+	}
+	b.ReportMetric(float64(benchActions*b.N)/total.Seconds(), "actions/s")
+}
+
+// BenchmarkQueuedOperationMemory reports the heap held per queued operation
+// (operation, execution, queue entry and the worker assignment template).
+func BenchmarkQueuedOperationMemory(b *testing.B) {
+	var perOp float64
+	for i := 0; i < b.N; i++ {
+		s := benchScheduler(b)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for j := 0; j < benchActions; j++ {
+			s.mu.Lock()
+			if _, err := s.core.Execute(s.clock.Now(), benchSubmission(j)); err != nil {
+				b.Fatal(err)
+			}
+			s.apply()
+			s.mu.Unlock()
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perOp = float64(after.HeapAlloc-before.HeapAlloc) / benchActions
+		runtime.KeepAlive(s)
+	}
+	b.ReportMetric(perOp, "heap-B/queued-op")
+}
