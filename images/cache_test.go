@@ -2,6 +2,7 @@ package images
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -391,6 +392,13 @@ func TestTagsRefreshAfterInterval(t *testing.T) {
 		t.Errorf("tag not re-resolved after the interval: %s, want %s", rf.Digest, d2)
 	}
 	checkBusyboxRootfs(t, rf, "v2")
+	// v1 and v2 share their top layer: it was downloaded once.
+	blobs, _ := r.counts()
+	for p, n := range blobs {
+		if n > 1 {
+			t.Errorf("blob %s downloaded %d times", p, n)
+		}
+	}
 
 	// Registry gone: a stale tag keeps its last resolution.
 	r.srv.Close()
@@ -454,5 +462,52 @@ func TestEvictionOfUnusedImages(t *testing.T) {
 	c.mu.Unlock()
 	if layersLeft != 3 {
 		t.Errorf("%d layers cached, want 3", layersLeft)
+	}
+}
+
+func TestPullTimeout(t *testing.T) {
+	r := newTestRegistry(t)
+	r.push(t, "bb:1", busyboxImage(t, "slow"))
+	_, release := r.stallBlobs()
+	defer release()
+	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.PullTimeout = 200 * time.Millisecond })
+	_, err := c.Rootfs(context.Background(), r.ref(t, "bb:1"))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want the pull to time out, got %v", err)
+	}
+}
+
+// A caller that gives up does not cancel the pull others are waiting for
+// (or will wait for): the next caller gets the image without downloading
+// anything twice.
+func TestCancelledCallerDoesNotCancelSharedPull(t *testing.T) {
+	r := newTestRegistry(t)
+	r.push(t, "bb:1", busyboxImage(t, "cancel"))
+	base, _ := r.counts()
+	stalled, release := r.stallBlobs()
+	c := newTestCache(t, t.TempDir(), r, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Rootfs(ctx, r.ref(t, "bb:1"))
+		errc <- err
+	}()
+	<-stalled
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled caller: %v", err)
+	}
+	release()
+	rf, err := c.Rootfs(context.Background(), r.ref(t, "bb:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rf.Release()
+	checkBusyboxRootfs(t, rf, "cancel")
+	blobs, _ := r.counts()
+	for p, n := range blobs {
+		if n-base[p] > 1 {
+			t.Errorf("blob %s downloaded %d times", p, n-base[p])
+		}
 	}
 }

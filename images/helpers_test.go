@@ -39,6 +39,10 @@ type testRegistry struct {
 	user      string
 	pass      string
 	fail503   int // fail this many blob GETs with 503 first
+	// While stall is non-nil, blob GETs signal stalled and then wait for
+	// stall to close or the request to end.
+	stall   chan struct{}
+	stalled chan struct{}
 }
 
 func newTestRegistry(t testing.TB) *testRegistry {
@@ -62,6 +66,20 @@ func newTestRegistry(t testing.TB) *testRegistry {
 			http.Error(w, "try again", http.StatusServiceUnavailable)
 			return
 		}
+		if isBlobGet && r.stall != nil {
+			stall, stalled := r.stall, r.stalled
+			r.mu.Unlock()
+			select {
+			case stalled <- struct{}{}:
+			default:
+			}
+			select {
+			case <-stall:
+			case <-req.Context().Done():
+				return
+			}
+			r.mu.Lock()
+		}
 		if isBlobGet {
 			r.blobGets[req.URL.Path]++
 		}
@@ -74,6 +92,23 @@ func newTestRegistry(t testing.TB) *testRegistry {
 	t.Cleanup(r.srv.Close)
 	r.Host = strings.TrimPrefix(r.srv.URL, "http://")
 	return r
+}
+
+// stallBlobs makes blob downloads hang until the returned function is
+// called; the channel receives when a download is hanging.
+func (r *testRegistry) stallBlobs() (<-chan struct{}, func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stall, r.stalled = make(chan struct{}), make(chan struct{}, 1)
+	stall := r.stall
+	return r.stalled, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.stall != nil {
+			close(stall)
+			r.stall = nil
+		}
+	}
 }
 
 // requireAuth makes the registry demand these basic-auth credentials.
