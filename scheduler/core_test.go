@@ -438,3 +438,17 @@ func TestGiveBackRequeuesWithoutCountingARetry(t *testing.T) {
 		t.Fatalf("after give-back: %v done=%v, want attempt 2 dispatched", got, op.done)
 	}
 }
+
+func TestDoNotCacheActionsAreNotDeduplicated(t *testing.T) {
+	h := newHarness(t, nil)
+	for _, name := range []string{"op1", "op2"} {
+		if _, err := h.c.Execute(h.now, submission{name: name, action: actionDigest("same"), cacheable: false, task: &workerpb.Assignment{}}); err != nil {
+			t.Fatal(err)
+		}
+		h.collect()
+	}
+	h.connect("w", 2, nil)
+	if got := h.assignments(); len(got) != 2 {
+		t.Fatalf("do_not_cache actions dispatched %v, want two separate executions", got)
+	}
+}

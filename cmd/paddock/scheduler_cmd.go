@@ -3,8 +3,118 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/configs"
+	"github.com/paddock-build/paddock/scheduler"
 )
 
+const schedulerUsage = `usage:
+  paddock scheduler --listen ADDR --storage ADDR [--config FILE]
+  paddock scheduler drain --scheduler ADDR --worker ID [--wait]
+`
+
+// runScheduler serves the Execution and Operations APIs and the worker
+// protocol, or runs the drain admin command.
 func runScheduler(ctx context.Context, args []string) error {
-	return errors.New("not implemented yet (issue: scheduler)")
+	if len(args) > 0 && args[0] == "drain" {
+		return runSchedulerDrain(ctx, args[1:])
+	}
+	fs := flag.NewFlagSet("scheduler", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, schedulerUsage); fs.PrintDefaults() }
+	listen := fs.String("listen", "localhost:8981", "address to serve Execution, Operations and the worker protocol on")
+	storageAddr := fs.String("storage", "", "address of the REv2 storage (CAS and action cache); required")
+	configPath := fs.String("config", "", "YAML scheduler config file; defaults apply without it")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *storageAddr == "" {
+		fs.Usage()
+		return errors.New("--storage is required")
+	}
+	cfg := scheduler.DefaultConfig()
+	if *configPath != "" {
+		if err := configs.Load(*configPath, &cfg); err != nil {
+			return err
+		}
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	cas, ac, closeStorage, err := openRemoteStorage(ctx, *storageAddr)
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
+	s, err := scheduler.New(scheduler.Options{Config: cfg, BlobStore: cas, ActionCache: ac})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	g := grpc.NewServer()
+	s.Register(g)
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	logger.Info("scheduler serving", "address", lis.Addr().String(), "storage", *storageAddr)
+	// Tests and scripts read the address from this line on stdout.
+	fmt.Printf("paddock scheduler listening on %s\n", lis.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- g.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// Worker streams and Execute streams never end by themselves: end the
+	// worker sessions, give unary calls a moment, then cut the rest.
+	s.Close()
+	stopped := make(chan struct{})
+	go func() { g.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		g.Stop()
+	}
+	return nil
+}
+
+// runSchedulerDrain asks a scheduler to stop giving work to a worker, and
+// with --wait waits until the worker is idle.
+func runSchedulerDrain(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("scheduler drain", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, schedulerUsage); fs.PrintDefaults() }
+	addr := fs.String("scheduler", "localhost:8981", "scheduler address")
+	id := fs.String("worker", "", "id of the worker to drain; required")
+	wait := fs.Bool("wait", false, "return only when the worker runs nothing")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *id == "" {
+		fs.Usage()
+		return errors.New("--worker is required")
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("dial scheduler %s: %w", *addr, err)
+	}
+	defer conn.Close()
+	resp, err := workerpb.NewAdminServiceClient(conn).DrainWorker(ctx, &workerpb.DrainWorkerRequest{WorkerId: *id, Wait: *wait})
+	if err != nil {
+		return fmt.Errorf("drain worker %q: %w", *id, err)
+	}
+	if resp.Idle {
+		fmt.Printf("worker %s drained and idle\n", resp.WorkerId)
+	} else {
+		fmt.Printf("worker %s draining, %d action(s) still running\n", resp.WorkerId, resp.Running)
+	}
+	return nil
 }
