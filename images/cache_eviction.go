@@ -1,0 +1,68 @@
+package images
+
+import (
+	"errors"
+	"os"
+	"time"
+)
+
+// evictLocked removes least recently used images that nothing holds, and
+// then layers that no image uses, until the cache is within MaxBytes. The
+// directories are moved aside under mu; the caller deletes the returned
+// paths after unlocking.
+func (c *Cache) evictLocked() []string {
+	if c.opts.MaxBytes <= 0 || c.bytes <= c.opts.MaxBytes {
+		return nil
+	}
+	var trash []string
+	discard := func(dir string) {
+		t, err := c.store.discard(dir)
+		if t != "" {
+			trash = append(trash, t)
+		}
+		if err != nil {
+			c.log.Error("image cache: evict", "dir", dir, "err", err)
+		}
+	}
+	dropUnusedLayers := func() {
+		for d, e := range c.layers {
+			if e.users == 0 && e.pins == 0 && e.meta != nil {
+				delete(c.layers, d)
+				c.bytes -= e.meta.Size
+				discard(c.store.layerDir(d))
+			}
+		}
+	}
+	dropUnusedLayers()
+	for c.bytes > c.opts.MaxBytes {
+		var victim string
+		var oldest time.Time
+		for d, img := range c.images {
+			if img.holds == 0 && (victim == "" || img.lastUse.Before(oldest)) {
+				victim, oldest = d, img.lastUse
+			}
+		}
+		if victim == "" {
+			break // everything left is in use
+		}
+		img := c.images[victim]
+		delete(c.images, victim)
+		for _, l := range img.rec.Layers {
+			c.layers[l].users--
+		}
+		discard(c.store.imageDir(victim))
+		c.metrics.evictions.Inc()
+		c.log.Info("image evicted", "digest", victim)
+		dropUnusedLayers()
+	}
+	c.metrics.cachedBytes.Set(float64(c.bytes))
+	return trash
+}
+
+func (c *Cache) removeTrash(paths []string) {
+	for _, p := range paths {
+		if err := os.RemoveAll(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			c.log.Error("image cache: remove evicted files", "path", p, "err", err)
+		}
+	}
+}

@@ -1,0 +1,132 @@
+package images
+
+import (
+	"context"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/compression"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// fakeClock is a settable clock for tag refresh.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (f *fakeClock) Now() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }
+func (f *fakeClock) Add(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = f.now.Add(d)
+}
+
+func TestTagsRefreshAfterInterval(t *testing.T) {
+	r := newTestRegistry(t)
+	d1 := r.push(t, "bb:stable", busyboxImage(t, "v1"))
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.Now = clock.Now; o.RefreshTags = time.Minute })
+	get := func() *Rootfs {
+		t.Helper()
+		rf, err := c.Rootfs(context.Background(), r.ref(t, "bb:stable"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rf.Release()
+		return rf
+	}
+	if rf := get(); rf.Digest != d1 {
+		t.Fatalf("first pull %s, want %s", rf.Digest, d1)
+	}
+	d2 := r.push(t, "bb:stable", busyboxImage(t, "v2"))
+	clock.Add(59 * time.Second)
+	_, m := r.counts()
+	if rf := get(); rf.Digest != d1 {
+		t.Errorf("tag re-resolved before the interval: %s", rf.Digest)
+	}
+	if _, m2 := r.counts(); m2 != m {
+		t.Errorf("fresh tag asked the registry")
+	}
+	clock.Add(2 * time.Second)
+	rf := get()
+	if rf.Digest != d2 {
+		t.Errorf("tag not re-resolved after the interval: %s, want %s", rf.Digest, d2)
+	}
+	checkBusyboxRootfs(t, rf, "v2")
+	// v1 and v2 share their top layer: it was downloaded once.
+	blobs, _ := r.counts()
+	for p, n := range blobs {
+		if n > 1 {
+			t.Errorf("blob %s downloaded %d times", p, n)
+		}
+	}
+
+	// Registry gone: a stale tag keeps its last resolution.
+	r.srv.Close()
+	clock.Add(time.Hour)
+	if rf := get(); rf.Digest != d2 {
+		t.Errorf("stale tag with registry down: %s, want %s", rf.Digest, d2)
+	}
+}
+
+func TestEvictionOfUnusedImages(t *testing.T) {
+	r := newTestRegistry(t)
+	mk := func(tag string) string {
+		// ~1 MB of distinct content per image.
+		return r.push(t, "e:"+tag, imageOf(t, "linux/amd64", v1.Config{},
+			layerOf(t, compression.GZip, file("data", strings.Repeat(tag, 1<<20/len(tag)), 0o644))))
+	}
+	a, b, cc := mk("aaaa"), mk("bbbb"), mk("cccc")
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	reg := prometheus.NewRegistry()
+	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.MaxBytes = 2<<20 + 1000; o.Now = clock.Now; o.Metrics = reg })
+	get := func(tag string) *Rootfs {
+		t.Helper()
+		clock.Add(time.Second)
+		rf, err := c.Rootfs(context.Background(), r.ref(t, "e:"+tag))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rf
+	}
+	exists := func(d string) bool {
+		_, err := os.Stat(c.store.imageDir(d))
+		return err == nil
+	}
+	ra := get("aaaa")
+	rb := get("bbbb")
+	rb.Release()
+	ra.Release() // a is now the most recently used... by hold time, b by last use order
+	rc := get("cccc")
+	defer rc.Release()
+	if exists(a) == exists(b) || exists(a) {
+		t.Errorf("want the least recently used image (a) evicted: a=%v b=%v", exists(a), exists(b))
+	}
+	if !exists(cc) {
+		t.Error("the image just pulled was evicted")
+	}
+	// Held images are never evicted, even over the bound.
+	rb2 := get("bbbb")
+	defer rb2.Release()
+	ra2 := get("aaaa")
+	defer ra2.Release()
+	for _, d := range []string{a, b, cc} {
+		if !exists(d) {
+			t.Errorf("held image %s evicted", d)
+		}
+	}
+	if got := metricValue(t, reg, "paddock_images_evictions_total"); got != 1 {
+		t.Errorf("evictions = %v, want 1", got)
+	}
+	c.mu.Lock()
+	layersLeft := len(c.layers)
+	c.mu.Unlock()
+	if layersLeft != 3 {
+		t.Errorf("%d layers cached, want 3", layersLeft)
+	}
+}

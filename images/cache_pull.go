@@ -1,0 +1,309 @@
+package images
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
+)
+
+// fetch resolves ref at the registry and makes sure its image is cached,
+// returning the manifest digest. Concurrent calls for one reference share
+// one fetch, which is not cancelled when one of its callers gives up.
+func (c *Cache) fetch(ctx context.Context, ref Reference) (string, error) {
+	ch := c.flights.DoChan("ref "+ref.String(), func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.PullTimeout)
+		defer cancel()
+		return c.pull(ctx, ref)
+	})
+	select {
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return "", r.Err
+		}
+		return r.Val.(string), nil
+	}
+}
+
+func (c *Cache) pull(ctx context.Context, ref Reference) (string, error) {
+	start := time.Now()
+	c.mu.Lock()
+	if ref.Pinned() {
+		if d, ok := c.resolvedLocked(ref); ok && c.images[d] != nil {
+			c.mu.Unlock()
+			return d, nil
+		}
+	}
+	stale, hadStale := c.refs[tagKey(ref)]
+	c.mu.Unlock()
+
+	img, digest, err := c.puller.fetch(ctx, ref)
+	if err != nil {
+		c.metrics.pulls.WithLabelValues("error").Inc()
+		if !ref.Pinned() && hadStale && c.hasImage(stale.Digest) {
+			// The registry is unreachable (or refuses): keep using what the
+			// tag last meant, and try the registry again after another
+			// interval rather than on every action.
+			c.log.Warn("image tag refresh failed; using cached resolution", "ref", ref.String(), "digest", stale.Digest, "err", err)
+			c.mu.Lock()
+			stale.ResolvedAt = c.opts.Now()
+			c.refs[stale.Key] = stale
+			c.mu.Unlock()
+			return stale.Digest, nil
+		}
+		return "", err
+	}
+	if !c.hasImage(digest) {
+		c.log.Info("pulling image", "ref", ref.String(), "digest", digest)
+		if err := c.ensureImage(ctx, img, digest, true); err != nil {
+			c.metrics.pulls.WithLabelValues("error").Inc()
+			return "", fmt.Errorf("%s: %w", ref, err)
+		}
+		c.log.Info("image pulled", "ref", ref.String(), "digest", digest, "seconds", time.Since(start).Seconds())
+		c.metrics.pullSeconds.Observe(time.Since(start).Seconds())
+	}
+	c.metrics.pulls.WithLabelValues("ok").Inc()
+	switch {
+	case !ref.Pinned():
+		err = c.recordRef(refRecord{Key: tagKey(ref), Digest: digest, ResolvedAt: c.opts.Now()})
+	case ref.Digest != digest:
+		err = c.recordRef(refRecord{Key: ref.Digest, Digest: digest, ResolvedAt: c.opts.Now()})
+	}
+	return digest, err
+}
+
+func (c *Cache) hasImage(digest string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.images[digest] != nil
+}
+
+func (c *Cache) recordRef(r refRecord) error {
+	c.mu.Lock()
+	c.refs[r.Key] = r
+	c.mu.Unlock()
+	if err := c.store.writeRef(r); err != nil {
+		return fmt.Errorf("record %s: %w", r.Key, err)
+	}
+	return nil
+}
+
+// ensureImage unpacks img's layers (those not yet cached) and flattens them
+// into the image's rootfs. remote says whether layers come from a registry,
+// for the byte counts.
+func (c *Cache) ensureImage(ctx context.Context, img v1.Image, digest string, remote bool) error {
+	if !digestPattern.MatchString(digest) {
+		return fmt.Errorf("unsupported manifest digest %q", digest)
+	}
+	_, err, _ := c.flights.Do("image "+digest, func() (any, error) {
+		if c.hasImage(digest) {
+			return nil, nil
+		}
+		return nil, c.buildImage(ctx, img, digest, remote)
+	})
+	return err
+}
+
+func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, remote bool) error {
+	cfg, err := img.ConfigFile()
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if cfg.OS != "" && cfg.OS != "linux" {
+		return fmt.Errorf("image is for %s, not linux", cfg.OS)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return fmt.Errorf("layers: %w", err)
+	}
+	diffIDs := make([]string, len(layers))
+	for i, l := range layers {
+		h, err := l.DiffID()
+		if err != nil {
+			return fmt.Errorf("layer %d: %w", i, err)
+		}
+		diffIDs[i] = h.String()
+		if !digestPattern.MatchString(diffIDs[i]) {
+			return fmt.Errorf("layer %d: unsupported diffID %q", i, diffIDs[i])
+		}
+	}
+	c.pin(diffIDs, 1)
+	defer c.pin(diffIDs, -1)
+
+	var total int64
+	for _, l := range layers {
+		if n, err := l.Size(); err == nil {
+			total += n
+		}
+	}
+	c.log.Info("unpacking image", "image", digest, "layers", len(layers), "compressedBytes", total)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(3)
+	metas := make([]*layerMeta, len(layers))
+	for i, l := range layers {
+		g.Go(func() error {
+			m, err := c.ensureLayer(gctx, l, diffIDs[i], remote)
+			if err != nil {
+				return fmt.Errorf("layer %d/%d %s: %w", i+1, len(layers), diffIDs[i], err)
+			}
+			n, _ := l.Size()
+			c.log.Info("image layer ready", "image", digest, "layer", i+1, "layers", len(layers),
+				"diffID", diffIDs[i], "compressedBytes", n, "unpackedBytes", m.Size)
+			metas[i] = m
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+
+	tmp, err := c.store.newTemp()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp) // after a successful publish, nothing is left there
+	rootfs := filepath.Join(tmp, "rootfs")
+	if err := os.Mkdir(rootfs, 0o755); err != nil {
+		return err
+	}
+	flat := make([]flatLayer, len(metas))
+	for i, m := range metas {
+		flat[i] = flatLayer{root: filepath.Join(c.store.layerDir(m.DiffID), "root"), meta: m}
+	}
+	if err := flatten(rootfs, flat); err != nil {
+		return err
+	}
+	rec := imageRecord{Digest: digest, Layers: diffIDs, Config: ImageConfig{
+		Env: cfg.Config.Env, WorkingDir: cfg.Config.WorkingDir, User: cfg.Config.User,
+	}}
+	if err := writeJSONAtomic(c.store, filepath.Join(tmp, "image.json"), rec); err != nil {
+		return err
+	}
+	if err := c.store.publish(tmp, c.store.imageDir(digest)); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if c.images[digest] == nil {
+		c.images[digest] = &imageEntry{rec: rec, lastUse: c.opts.Now()}
+		for _, l := range diffIDs {
+			c.layers[l].users++
+		}
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// pin protects layers from eviction while an image is assembled from them.
+func (c *Cache) pin(diffIDs []string, delta int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, d := range diffIDs {
+		e := c.layers[d]
+		if e == nil {
+			e = &layerEntry{}
+			c.layers[d] = e
+		}
+		e.pins += delta
+		if e.pins == 0 && e.meta == nil {
+			delete(c.layers, d) // never unpacked (the pull failed)
+		}
+	}
+}
+
+// ensureLayer unpacks one layer into the cache unless it is there already.
+func (c *Cache) ensureLayer(ctx context.Context, l v1.Layer, diffID string, remote bool) (*layerMeta, error) {
+	v, err, _ := c.flights.Do("layer "+diffID, func() (any, error) {
+		c.mu.Lock()
+		e := c.layers[diffID]
+		c.mu.Unlock()
+		if e != nil && e.meta != nil {
+			return e.meta, nil
+		}
+		return c.unpackLayer(ctx, l, diffID, remote)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*layerMeta), nil
+}
+
+func (c *Cache) unpackLayer(ctx context.Context, l v1.Layer, diffID string, remote bool) (*layerMeta, error) {
+	tmp, err := c.store.newTemp()
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	root := filepath.Join(tmp, "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		return nil, err
+	}
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	// Reading stops with the context: the HTTP body is bound to it.
+	h := sha256.New()
+	r := io.TeeReader(&ctxReader{ctx: ctx, r: rc}, h)
+	meta, err := c.unpacker.unpack(r, root)
+	if err != nil {
+		return nil, err
+	}
+	// Read to the end: the tar's trailing padding belongs to the diffID,
+	// and the compressed stream's digest is checked at EOF.
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return nil, err
+	}
+	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffID {
+		return nil, fmt.Errorf("content has diffID %s, the image config says %s", got, diffID)
+	}
+	meta.DiffID = diffID
+	if err := writeJSONAtomic(c.store, filepath.Join(tmp, "layer.json"), meta); err != nil {
+		return nil, err
+	}
+	if err := c.store.publish(tmp, c.store.layerDir(diffID)); err != nil {
+		return nil, err
+	}
+	if remote {
+		if n, err := l.Size(); err == nil {
+			c.metrics.pulledBytes.Add(float64(n))
+		}
+	}
+	c.metrics.layers.Inc()
+	c.mu.Lock()
+	e := c.layers[diffID]
+	if e == nil {
+		e = &layerEntry{}
+		c.layers[diffID] = e
+	}
+	if e.meta == nil {
+		e.meta = meta
+		c.bytes += meta.Size
+		c.metrics.cachedBytes.Set(float64(c.bytes))
+	}
+	c.mu.Unlock()
+	return meta, nil
+}
+
+// ctxReader stops a read loop when its context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r *ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}
