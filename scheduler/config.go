@@ -16,6 +16,10 @@ type Config struct {
 	// message) before it is considered lost and its actions are requeued.
 	// Default 30s.
 	LeaseDuration time.Duration `yaml:"lease_duration"`
+	// ReconnectGrace is how long a worker whose stream broke (connection
+	// lost, process killed) may take to reconnect before its actions are
+	// requeued; at most LeaseDuration. Default 10s.
+	ReconnectGrace time.Duration `yaml:"reconnect_grace"`
 	// HeartbeatInterval is how often workers are told to send a heartbeat;
 	// keep it well below LeaseDuration. Default 10s.
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
@@ -28,7 +32,10 @@ type Config struct {
 	// Default 1,000,000.
 	MaxQueuedPerInstance int `yaml:"max_queued_per_instance"`
 	// CompletedRetention is how long a completed operation stays known for
-	// WaitExecution, GetOperation and ListOperations. Default 10m.
+	// WaitExecution, GetOperation and ListOperations (cache hits included).
+	// Clients call WaitExecution soon after a broken stream, and every
+	// retained operation holds its ExecuteResponse in memory, so keep it
+	// short. Default 1m.
 	CompletedRetention time.Duration `yaml:"completed_retention"`
 	// TickInterval is how often leases and retention are checked. Default 1s.
 	TickInterval time.Duration `yaml:"tick_interval"`
@@ -49,10 +56,11 @@ func DefaultConfig() Config {
 		MaxActionTimeout:     time.Hour,
 		DefaultActionTimeout: 15 * time.Minute,
 		LeaseDuration:        30 * time.Second,
+		ReconnectGrace:       10 * time.Second,
 		HeartbeatInterval:    10 * time.Second,
 		MaxRetries:           3,
 		MaxQueuedPerInstance: 1_000_000,
-		CompletedRetention:   10 * time.Minute,
+		CompletedRetention:   time.Minute,
 		TickInterval:         time.Second,
 	}
 }

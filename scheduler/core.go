@@ -206,8 +206,11 @@ func (c *core) abandon(e *execution, why string) {
 // Tick expires worker leases and completed operations.
 func (c *core) Tick(now time.Time) {
 	for _, w := range c.workers {
-		if now.Sub(w.lastSeen) >= c.cfg.LeaseDuration {
+		switch {
+		case now.Sub(w.lastSeen) >= c.cfg.LeaseDuration:
 			c.lose(now, w, fmt.Sprintf("worker %q sent nothing for %s", w.id, now.Sub(w.lastSeen)))
+		case !w.connected && now.Sub(w.lostConn) >= c.cfg.ReconnectGrace:
+			c.lose(now, w, fmt.Sprintf("worker %q lost its connection and did not reconnect within %s", w.id, c.cfg.ReconnectGrace))
 		}
 	}
 	i := 0

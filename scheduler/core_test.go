@@ -47,6 +47,7 @@ type harness struct {
 func newHarness(t *testing.T, mod func(*Config)) *harness {
 	cfg := DefaultConfig()
 	cfg.LeaseDuration = 30 * time.Second
+	cfg.ReconnectGrace = 10 * time.Second
 	cfg.MaxRetries = 2
 	if mod != nil {
 		mod(&cfg)
@@ -372,7 +373,7 @@ func TestReconnectReconcilesActionsInHand(t *testing.T) {
 	dropped := h.execute("dropped", "d", "", 0)
 	h.assignments()
 	h.c.Disconnect(h.now, "w", h.gens["w"])
-	h.advance(10 * time.Second)
+	h.advance(5 * time.Second) // within the reconnect grace
 	// The worker comes back holding "kept" and an action this scheduler
 	// never gave it; it lost "dropped".
 	h.connect("w", 2, []*workerpb.InHand{{OperationName: "kept", Attempt: 1}, {OperationName: "stranger", Attempt: 1}})
@@ -450,5 +451,27 @@ func TestDoNotCacheActionsAreNotDeduplicated(t *testing.T) {
 	h.connect("w", 2, nil)
 	if got := h.assignments(); len(got) != 2 {
 		t.Fatalf("do_not_cache actions dispatched %v, want two separate executions", got)
+	}
+}
+
+func TestLostConnectionRequeuesAfterReconnectGrace(t *testing.T) {
+	h := newHarness(t, nil)
+	h.connect("a", 1, nil)
+	h.connect("b", 1, nil)
+	h.execute("op", "x", "", 0)
+	first := h.assignments()[0]
+	h.c.Disconnect(h.now, first.worker, h.gens[first.worker])
+	other := "a"
+	if first.worker == "a" {
+		other = "b"
+	}
+	h.advance(9 * time.Second)
+	if got := h.assignments(); len(got) != 0 {
+		t.Fatalf("requeued %v within the reconnect grace", got)
+	}
+	h.heartbeat(other)
+	h.advance(time.Second)
+	if got := h.assignments(); len(got) != 1 || got[0] != (sentAssignment{other, "op", 2}) {
+		t.Fatalf("after the grace: %v, want op attempt 2 on %s (well before the 30s lease)", got, other)
 	}
 }

@@ -100,11 +100,12 @@ func (c *core) Heartbeat(now time.Time, id string, gen uint64) {
 	}
 }
 
-// Disconnect notes that a session's stream ended. The worker's lease runs
-// on: it may reconnect and finish what it holds.
+// Disconnect notes that a session's stream ended. The worker may reconnect
+// within ReconnectGrace (and its lease) and finish what it holds.
 func (c *core) Disconnect(now time.Time, id string, gen uint64) {
 	if w := c.session(id, gen); w != nil {
 		w.connected = false
+		w.lostConn = now
 	}
 }
 

@@ -86,6 +86,12 @@ func New(opts Options) (*Scheduler, error) {
 	if cfg.LeaseDuration <= 0 {
 		cfg.LeaseDuration = def.LeaseDuration
 	}
+	if cfg.ReconnectGrace <= 0 {
+		cfg.ReconnectGrace = def.ReconnectGrace
+	}
+	if cfg.ReconnectGrace > cfg.LeaseDuration {
+		cfg.ReconnectGrace = cfg.LeaseDuration
+	}
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = def.HeartbeatInterval
 	}

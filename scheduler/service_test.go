@@ -42,7 +42,8 @@ type farm struct {
 
 func testConfig() Config {
 	cfg := DefaultConfig()
-	cfg.LeaseDuration = 2 * time.Second
+	cfg.LeaseDuration = 5 * time.Second
+	cfg.ReconnectGrace = time.Second
 	cfg.HeartbeatInterval = 100 * time.Millisecond
 	cfg.TickInterval = 50 * time.Millisecond
 	cfg.MaxRetries = 2

@@ -20,8 +20,9 @@ type worker struct {
 	connected bool
 	draining  bool
 	lastSeen  time.Time
-	queues    []*queue // queues this worker serves
-	rr        int      // tie-break rotation between queues of equal priority
+	lostConn  time.Time // when its stream ended, while !connected
+	queues    []*queue  // queues this worker serves
+	rr        int       // tie-break rotation between queues of equal priority
 }
 
 func propKey(name, value string) string { return name + "\x00" + value }
