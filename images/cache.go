@@ -80,7 +80,7 @@ func New(o Options) (*Cache, error) {
 		metrics:  m,
 		store:    s,
 		puller:   p,
-		unpacker: &unpacker{keepSetuid: o.KeepSetuid, logger: o.Logger},
+		unpacker: &unpacker{keepSetuid: o.KeepSetuid, limit: o.MaxBytes, logger: o.Logger},
 		images:   map[string]*imageEntry{},
 		layers:   map[string]*layerEntry{},
 		refs:     refs,

@@ -101,7 +101,7 @@ func TestEvictionOfUnusedImages(t *testing.T) {
 	ra := get("aaaa")
 	rb := get("bbbb")
 	rb.Release()
-	ra.Release() // a is now the most recently used... by hold time, b by last use order
+	ra.Release() // use is counted from the hold: a stays the least recently used
 	rc := get("cccc")
 	defer rc.Release()
 	if exists(a) == exists(b) || exists(a) {

@@ -53,7 +53,10 @@ type layerMeta struct {
 // shared read-only between sandboxes.
 type unpacker struct {
 	keepSetuid bool
-	logger     *slog.Logger
+	// limit, if positive, bounds a layer's unpacked size, so a hostile
+	// layer cannot fill the disk beyond the cache's own bound.
+	limit  int64
+	logger *slog.Logger
 }
 
 // dirAttr is applied to a directory after its contents are written, so a
@@ -154,7 +157,12 @@ func (u *unpacker) entry(t *tree, tr *tar.Reader, hdr *tar.Header, meta *layerMe
 			return err
 		}
 		f := os.NewFile(uintptr(fd), name)
-		n, err := io.Copy(f, tr)
+		var n int64
+		if u.limit > 0 && meta.Size+hdr.Size > u.limit {
+			err = fmt.Errorf("layer unpacks to more than the cache bound of %d bytes", u.limit)
+		} else {
+			n, err = io.Copy(f, tr)
+		}
 		if err == nil {
 			err = f.Chmod(os.FileMode(u.mode(hdr.Mode)) | modeExtra(u.mode(hdr.Mode)))
 		}

@@ -255,3 +255,17 @@ type layerDiffID struct {
 }
 
 func (l *layerDiffID) DiffID() (v1.Hash, error) { return l.diffID, nil }
+
+func TestUnpackRefusesLayerLargerThanTheBound(t *testing.T) {
+	parent, cacheDir := hostileSetup(t)
+	root := filepath.Join(cacheDir, "root")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	u := &unpacker{limit: 1000, logger: testLogger(t)}
+	_, err := u.unpack(bytes.NewReader(tarBytes(t, file("small", "x", 0o644), file("big", strings.Repeat("x", 1000), 0o644))), root)
+	if err == nil || !strings.Contains(err.Error(), `"big"`) {
+		t.Fatalf("want the oversized entry refused, got %v", err)
+	}
+	assertOutsideUntouched(t, parent)
+}
