@@ -58,6 +58,20 @@ func TestTagsRefreshAfterInterval(t *testing.T) {
 		t.Errorf("tag not re-resolved after the interval: %s, want %s", rf.Digest, d2)
 	}
 	checkBusyboxRootfs(t, rf, "v2")
+	// Due again, unchanged: one HEAD request, no manifest download.
+	clock.Add(2 * time.Minute)
+	r.mu.Lock()
+	gets, all := r.manifestGets, r.manifests
+	r.mu.Unlock()
+	if rf := get(); rf.Digest != d2 {
+		t.Errorf("unchanged tag resolved to %s, want %s", rf.Digest, d2)
+	}
+	r.mu.Lock()
+	if r.manifestGets != gets || r.manifests != all+1 {
+		t.Errorf("refresh of an unchanged tag: %d manifest GETs, %d requests; want 0 and 1 HEAD",
+			r.manifestGets-gets, r.manifests-all)
+	}
+	r.mu.Unlock()
 	// v1 and v2 share their top layer: it was downloaded once.
 	blobs, _ := r.counts()
 	for p, n := range blobs {

@@ -46,7 +46,17 @@ func (c *Cache) pull(ctx context.Context, ref Reference) (string, error) {
 	stale, hadStale := c.refs[tagKey(ref)]
 	c.mu.Unlock()
 
-	img, digest, err := c.puller.fetch(ctx, ref)
+	if !ref.Pinned() && hadStale {
+		// A tag due for a refresh usually still names what it named: ask
+		// with a HEAD request before fetching anything.
+		if d, err := c.puller.head(ctx, ref); err == nil {
+			if m, ok := c.cachedManifest(d); ok {
+				c.metrics.pulls.WithLabelValues("ok").Inc()
+				return m, c.recordRef(refRecord{Key: tagKey(ref), Digest: m, ResolvedAt: c.opts.Now()})
+			}
+		}
+	}
+	f, err := c.puller.fetch(ctx, ref)
 	if err != nil {
 		c.metrics.pulls.WithLabelValues("error").Inc()
 		if !ref.Pinned() && hadStale && c.hasImage(stale.Digest) {
@@ -62,23 +72,39 @@ func (c *Cache) pull(ctx context.Context, ref Reference) (string, error) {
 		}
 		return "", err
 	}
-	if !c.hasImage(digest) {
-		c.log.Info("pulling image", "ref", ref.String(), "digest", digest)
-		if err := c.ensureImage(ctx, img, digest, true); err != nil {
+	if !c.hasImage(f.digest) {
+		c.log.Info("pulling image", "ref", ref.String(), "digest", f.digest)
+		if err := c.ensureImage(ctx, f.img, f.digest, true); err != nil {
 			c.metrics.pulls.WithLabelValues("error").Inc()
 			return "", fmt.Errorf("%s: %w", ref, err)
 		}
-		c.log.Info("image pulled", "ref", ref.String(), "digest", digest, "seconds", time.Since(start).Seconds())
+		c.log.Info("image pulled", "ref", ref.String(), "digest", f.digest, "seconds", time.Since(start).Seconds())
 		c.metrics.pullSeconds.Observe(time.Since(start).Seconds())
 	}
 	c.metrics.pulls.WithLabelValues("ok").Inc()
-	switch {
-	case !ref.Pinned():
-		err = c.recordRef(refRecord{Key: tagKey(ref), Digest: digest, ResolvedAt: c.opts.Now()})
-	case ref.Digest != digest:
-		err = c.recordRef(refRecord{Key: ref.Digest, Digest: digest, ResolvedAt: c.opts.Now()})
+	if f.index != "" {
+		// What an index digest picks for this platform never changes.
+		if err := c.recordRef(refRecord{Key: f.index, Digest: f.digest, ResolvedAt: c.opts.Now()}); err != nil {
+			return "", err
+		}
 	}
-	return digest, err
+	if !ref.Pinned() {
+		if err := c.recordRef(refRecord{Key: tagKey(ref), Digest: f.digest, ResolvedAt: c.opts.Now()}); err != nil {
+			return "", err
+		}
+	}
+	return f.digest, nil
+}
+
+// cachedManifest maps a digest a registry reported — an image manifest, or
+// an index whose platform pick is recorded — to a cached image.
+func (c *Cache) cachedManifest(d string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r, ok := c.refs[d]; ok {
+		d = r.Digest
+	}
+	return d, c.images[d] != nil
 }
 
 func (c *Cache) hasImage(digest string) bool {

@@ -33,12 +33,13 @@ type testRegistry struct {
 	Host string
 	srv  *httptest.Server
 
-	mu        sync.Mutex
-	blobGets  map[string]int // path → GET count
-	manifests int            // GET/HEAD of manifests
-	user      string
-	pass      string
-	fail503   int // fail this many blob GETs with 503 first
+	mu           sync.Mutex
+	blobGets     map[string]int // path → GET count
+	manifests    int            // GET/HEAD of manifests
+	manifestGets int
+	user         string
+	pass         string
+	fail503      int // fail this many blob GETs with 503 first
 	// While stall is non-nil, blob GETs signal stalled and then wait for
 	// stall to close or the request to end.
 	stall   chan struct{}
@@ -85,6 +86,9 @@ func newTestRegistry(t testing.TB) *testRegistry {
 		}
 		if strings.Contains(req.URL.Path, "/manifests/") && req.Method != http.MethodPut {
 			r.manifests++
+			if req.Method == http.MethodGet {
+				r.manifestGets++
+			}
 		}
 		r.mu.Unlock()
 		reg.ServeHTTP(w, req)

@@ -62,32 +62,54 @@ func (p *puller) nameRef(ref Reference) (name.Reference, error) {
 	return name.NewTag(repo+":"+ref.Tag, opts...)
 }
 
+// fetched is what a registry said a reference names.
+type fetched struct {
+	img    v1.Image
+	digest string // the image manifest's digest
+	index  string // the digest of the index it was picked from, or ""
+}
+
 // fetch resolves ref to an image for the cache's platform.
-func (p *puller) fetch(ctx context.Context, ref Reference) (v1.Image, string, error) {
+func (p *puller) fetch(ctx context.Context, ref Reference) (fetched, error) {
 	nr, err := p.nameRef(ref)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", ref, err)
+		return fetched{}, fmt.Errorf("%s: %w", ref, err)
 	}
 	desc, err := remote.Get(nr, append(p.remote, remote.WithContext(ctx))...)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", ref, err)
+		return fetched{}, fmt.Errorf("%s: %w", ref, err)
 	}
 	if desc.MediaType.IsIndex() {
 		idx, err := desc.ImageIndex()
 		if err != nil {
-			return nil, "", fmt.Errorf("%s: %w", ref, err)
+			return fetched{}, fmt.Errorf("%s: %w", ref, err)
 		}
 		img, d, err := selectPlatform(idx, p.platform)
 		if err != nil {
-			return nil, "", fmt.Errorf("%s: %w", ref, err)
+			return fetched{}, fmt.Errorf("%s: %w", ref, err)
 		}
-		return img, d, nil
+		return fetched{img: img, digest: d, index: desc.Digest.String()}, nil
 	}
 	img, err := desc.Image()
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", ref, err)
+		return fetched{}, fmt.Errorf("%s: %w", ref, err)
 	}
-	return img, desc.Digest.String(), nil
+	return fetched{img: img, digest: desc.Digest.String()}, nil
+}
+
+// head asks only for the digest a tag names now: a HEAD request, cheaper
+// than fetching the manifest and not counted by registries that rate-limit
+// manifest downloads.
+func (p *puller) head(ctx context.Context, ref Reference) (string, error) {
+	nr, err := p.nameRef(ref)
+	if err != nil {
+		return "", err
+	}
+	d, err := remote.Head(nr, append(p.remote, remote.WithContext(ctx))...)
+	if err != nil {
+		return "", err
+	}
+	return d.Digest.String(), nil
 }
 
 // selectPlatform picks the image for want from an index.
