@@ -98,14 +98,14 @@ func TestSchedulerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.waitFor(t, "the action", func() bool { return w.inHand[op.Name] != nil })
+	w.waitFor(t, "the action", func() bool { return w.c.Holding(op.Name) })
 
 	first.stop()
 	second := startFarm(t, cfg, first.addr, first.cas, first.ac)
 	// The worker reconnects by itself, holding the action the new
 	// scheduler never heard of; it is told to drop it.
 	w.waitFor(t, "reconnect and cancel", func() bool {
-		return w.connects >= 2 && len(w.cancelled) == 1 && w.cancelled[0] == op.Name && w.inHand[op.Name] == nil
+		return w.connects >= 2 && len(w.cancelled) == 1 && w.cancelled[0] == op.Name && !w.c.Holding(op.Name)
 	})
 	_, err = collect(must(second.exec.WaitExecution(ctx, &repb.WaitExecutionRequest{Name: op.Name})))
 	if status.Code(err) != codes.NotFound {

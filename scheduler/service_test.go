@@ -495,7 +495,7 @@ func TestOperationsService(t *testing.T) {
 	if _, err := f.ops.CancelOperation(ctx, &longrunningpb.CancelOperationRequest{Name: running}); err != nil {
 		t.Fatal(err)
 	}
-	w.waitFor(t, "the cancel", func() bool { return len(w.cancelled) == 1 && w.cancelled[0] == running && w.inHand[running] == nil })
+	w.waitFor(t, "the cancel", func() bool { return len(w.cancelled) == 1 && w.cancelled[0] == running && !w.c.Holding(running) })
 	op, err = f.ops.WaitOperation(ctx, &longrunningpb.WaitOperationRequest{Name: running})
 	if err != nil {
 		t.Fatal(err)
@@ -577,7 +577,7 @@ func TestDrainWorkerOverGRPC(t *testing.T) {
 	defer cancel()
 	must(f.exec.Execute(sctx, executeRequest(f.action(t, "1", nil))))
 	must(f.exec.Execute(sctx, executeRequest(f.action(t, "2", nil))))
-	w.waitFor(t, "an action", func() bool { return len(w.inHand) == 1 })
+	w.waitFor(t, "an action", func() bool { return len(w.c.Held()) == 1 })
 	resp, err := f.admin.DrainWorker(ctx, &workerpb.DrainWorkerRequest{WorkerId: "w"})
 	if err != nil || resp.Idle || resp.Running != 1 {
 		t.Fatalf("DrainWorker = %v, %v; want 1 running", resp, err)
