@@ -57,10 +57,7 @@ func New(o Options) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(o.Metrics)
-	if err != nil {
-		return nil, fmt.Errorf("images: metrics: %w", err)
-	}
+	m := newMetrics()
 	p, err := newPuller(o, platform)
 	if err != nil {
 		return nil, fmt.Errorf("images: %w", err)
@@ -96,6 +93,12 @@ func New(o Options) (*Cache, error) {
 		}
 	}
 	m.cachedBytes.Set(float64(c.bytes))
+	if o.Metrics != nil {
+		if err := m.register(o.Metrics); err != nil {
+			s.close()
+			return nil, fmt.Errorf("images: metrics: %w", err)
+		}
+	}
 	if d := unsearchableAncestor(o.Dir); d != "" {
 		c.log.Warn("image cache: sandboxes running as an unprivileged uid cannot reach rootfs trees; make the directory searchable (chmod o+x)",
 			"dir", d)

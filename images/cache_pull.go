@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -278,9 +279,8 @@ func (c *Cache) unpackLayer(ctx context.Context, l v1.Layer, diffID string, remo
 		return nil, err
 	}
 	defer rc.Close()
-	// Reading stops with the context: the HTTP body is bound to it.
 	h := sha256.New()
-	r := io.TeeReader(&ctxReader{ctx: ctx, r: rc}, h)
+	r := io.TeeReader(&progressReader{ctx: ctx, r: rc, log: c.log, diffID: diffID}, h)
 	meta, err := c.unpacker.unpack(r, root)
 	if err != nil {
 		return nil, err
@@ -321,15 +321,27 @@ func (c *Cache) unpackLayer(ctx context.Context, l v1.Layer, diffID string, remo
 	return meta, nil
 }
 
-// ctxReader stops a read loop when its context ends.
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
+// progressReader stops a read loop when its context ends (a registry
+// download is bound to the context too, a loaded file is not), and logs
+// the progress of large layers.
+type progressReader struct {
+	ctx    context.Context
+	r      io.Reader
+	log    *slog.Logger
+	diffID string
+	n      int64
 }
 
-func (r *ctxReader) Read(p []byte) (int, error) {
+const progressEvery = 256 << 20
+
+func (r *progressReader) Read(p []byte) (int, error) {
 	if err := r.ctx.Err(); err != nil {
 		return 0, err
 	}
-	return r.r.Read(p)
+	n, err := r.r.Read(p)
+	if r.n/progressEvery != (r.n+int64(n))/progressEvery {
+		r.log.Info("image layer progress", "diffID", r.diffID, "unpackedBytes", r.n+int64(n))
+	}
+	r.n += int64(n)
+	return n, err
 }

@@ -3,8 +3,8 @@ package images
 import "github.com/prometheus/client_golang/prometheus"
 
 // metrics are the cache's Prometheus collectors. They always exist, so the
-// code never checks for nil; they are registered only when Options.Metrics
-// names a registry.
+// code never checks for nil; they are registered (once New has succeeded)
+// only when Options.Metrics names a registry.
 type metrics struct {
 	lookups     *prometheus.CounterVec // result: hit, miss
 	pulls       *prometheus.CounterVec // result: ok, error
@@ -16,7 +16,7 @@ type metrics struct {
 	imagesInUse prometheus.Gauge
 }
 
-func newMetrics(reg *prometheus.Registry) (*metrics, error) {
+func newMetrics() *metrics {
 	m := &metrics{
 		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paddock_images_lookups_total",
@@ -52,12 +52,14 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 			Help: "Images held by at least one Rootfs.",
 		}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.lookups, m.pulls, m.pullSeconds, m.pulledBytes, m.layers, m.evictions, m.cachedBytes, m.imagesInUse} {
-			if err := reg.Register(c); err != nil {
-				return nil, err
-			}
+	return m
+}
+
+func (m *metrics) register(reg *prometheus.Registry) error {
+	for _, c := range []prometheus.Collector{m.lookups, m.pulls, m.pullSeconds, m.pulledBytes, m.layers, m.evictions, m.cachedBytes, m.imagesInUse} {
+		if err := reg.Register(c); err != nil {
+			return err
 		}
 	}
-	return m, nil
+	return nil
 }
