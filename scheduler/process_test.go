@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 
+	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -119,5 +120,42 @@ func TestSchedulerRestart(t *testing.T) {
 	}
 	if resp := responseOf(t, ops[len(ops)-1]); resp.Result.GetExitCode() != 3 || resp.Result.GetExecutionMetadata().GetWorker() != "w" {
 		t.Fatalf("re-Execute response %v, want the worker's result", resp)
+	}
+}
+
+func TestWorkerReconnectKeepsActionInHand(t *testing.T) {
+	f := startFarm(t, testConfig(), "", nil, nil)
+	ctx := ctxTimeout(t)
+	g := newGate()
+	w := startTestWorker(t, f.addr, "w", 1, g.run("w"))
+	done := make(chan []*longrunningpb.Operation, 1)
+	d := f.action(t, "in-hand", nil)
+	go func() {
+		ops, err := collect(must(f.exec.Execute(ctx, executeRequest(d))))
+		if err != nil {
+			t.Error(err)
+		}
+		done <- ops
+	}()
+	w.waitFor(t, "the action", func() bool { return len(w.assigned) == 1 })
+	// Cut the worker's stream from the scheduler's side; it reconnects
+	// holding the action, and the scheduler lets it finish.
+	f.s.mu.Lock()
+	f.s.sessions["w"].end()
+	f.s.mu.Unlock()
+	w.waitFor(t, "the reconnect", func() bool { return w.connects == 2 })
+	close(g.release)
+	ops := <-done
+	if resp := responseOf(t, ops[len(ops)-1]); resp.Result.GetExitCode() != 3 {
+		t.Fatalf("response %v, want the held action's result", resp)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.assigned) != 1 || len(w.cancelled) != 0 {
+		t.Fatalf("assigned %d, cancelled %v: want the action kept, not redone", len(w.assigned), w.cancelled)
+	}
+	list, err := f.admin.ListWorkers(ctx, &workerpb.ListWorkersRequest{})
+	if err != nil || len(list.Workers) != 1 || !list.Workers[0].Connected || list.Workers[0].WorkerId != "w" {
+		t.Fatalf("ListWorkers = %v, %v", list, err)
 	}
 }

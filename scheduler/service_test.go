@@ -344,6 +344,26 @@ func TestExecuteValidation(t *testing.T) {
 		{"negative timeout", func() *repb.ExecuteRequest {
 			return executeRequest(f.action(t, "t2", func(a *repb.Action, c *repb.Command) { a.Timeout = durationpb.New(-time.Second) }))
 		}, codes.InvalidArgument, "action.timeout", nil},
+		{"malformed command digest", func() *repb.ExecuteRequest {
+			return executeRequest(f.put(t, &repb.Action{CommandDigest: &repb.Digest{Hash: "xyz", SizeBytes: 1}, InputRootDigest: missingRoot.Proto()}))
+		}, codes.InvalidArgument, "action.command_digest", nil},
+		{"empty program", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "a0", func(a *repb.Action, c *repb.Command) { c.Arguments = []string{"", "x"} }))
+		}, codes.InvalidArgument, "command.arguments[0]", nil},
+		{"empty output path", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "o0", func(a *repb.Action, c *repb.Command) { c.OutputPaths = []string{""} }))
+		}, codes.InvalidArgument, "command.output_paths[0]", nil},
+		{"environment variable without a name", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "e0", func(a *repb.Action, c *repb.Command) {
+				c.EnvironmentVariables = []*repb.Command_EnvironmentVariable{{Name: "", Value: "x"}}
+			}))
+		}, codes.InvalidArgument, "command.environment_variables[0]", nil},
+		{"platform property without a name", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "p0", func(a *repb.Action, c *repb.Command) { a.Platform = props("", "x") }))
+		}, codes.InvalidArgument, "action.platform.properties[0]", nil},
+		{"platform values of one name unsorted", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "p3", func(a *repb.Action, c *repb.Command) { a.Platform = props("Pool", "b", "Pool", "a") }))
+		}, codes.InvalidArgument, "action.platform.properties[1]", nil},
 		{"no arguments", func() *repb.ExecuteRequest {
 			return executeRequest(f.action(t, "a", func(a *repb.Action, c *repb.Command) { c.Arguments = nil }))
 		}, codes.InvalidArgument, "command.arguments", nil},
@@ -600,5 +620,42 @@ func TestDrainWorkerOverGRPC(t *testing.T) {
 	}
 	if _, err := f.admin.DrainWorker(ctx, &workerpb.DrainWorkerRequest{WorkerId: "ghost"}); status.Code(err) != codes.NotFound {
 		t.Fatalf("draining an unknown worker: %v, want NOT_FOUND", err)
+	}
+}
+
+func TestWorkerRegisterValidation(t *testing.T) {
+	f := startFarm(t, testConfig(), "", nil, nil)
+	ctx := ctxTimeout(t)
+	conn, err := grpc.NewClient("passthrough:///"+f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := workerpb.NewWorkerServiceClient(conn)
+	cases := []struct {
+		name  string
+		first *workerpb.WorkerMessage
+		field string
+	}{
+		{"heartbeat first", &workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Heartbeat{Heartbeat: &workerpb.Heartbeat{}}}, "register"},
+		{"no worker id", &workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Register{Register: &workerpb.Register{Concurrency: 1}}}, "register.worker_id"},
+		{"no concurrency", &workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Register{Register: &workerpb.Register{WorkerId: "w"}}}, "register.concurrency"},
+		{"unnamed property", &workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Register{Register: &workerpb.Register{
+			WorkerId: "w", Concurrency: 1, Platform: []*workerpb.Property{{Value: "x"}}}}}, "register.platform[0]"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			stream, err := client.Connect(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := stream.Send(tc.first); err != nil {
+				t.Fatal(err)
+			}
+			_, err = stream.Recv()
+			if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), tc.field) {
+				t.Fatalf("got %v %q, want INVALID_ARGUMENT naming %s", st.Code(), st.Message(), tc.field)
+			}
+		})
 	}
 }
