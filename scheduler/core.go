@@ -40,6 +40,9 @@ type effects struct {
 	published []string
 	// idle names draining workers that became idle (or were lost).
 	idle []string
+	// hangUp names workers whose session must end: they were declared lost
+	// while their stream was still open, and must register again.
+	hangUp []string
 }
 
 // workerMessage is a message for a worker's current session.
@@ -101,6 +104,14 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 			op.queuedAt = e.queuedAt
 			e.waiters = append(e.waiters, op)
 			c.ops[op.name] = op
+			if e.stage == repb.ExecutionStage_QUEUED && s.priority < e.priority {
+				// The most urgent waiter decides the priority.
+				e.queue.remove(e)
+				c.queuedPerInstance[e.queue.instance]--
+				e.priority = s.priority
+				c.enqueue(e, false)
+				c.pumpQueue(now, e.queue)
+			}
 			return op, nil
 		}
 	}

@@ -35,13 +35,14 @@ func (f *fakeClock) Advance(d time.Duration) {
 
 // harness drives a core with a fake time and collects its effects.
 type harness struct {
-	t     *testing.T
-	c     *core
-	now   time.Time
-	gens  map[string]uint64
-	sent  []workerMessage // every message sent to a worker, in order
-	idle  []string
-	taken int // sent[:taken] were returned by assignments()
+	t      *testing.T
+	c      *core
+	now    time.Time
+	gens   map[string]uint64
+	sent   []workerMessage // every message sent to a worker, in order
+	idle   []string
+	hungUp []string
+	taken  int // sent[:taken] were returned by assignments()
 }
 
 func newHarness(t *testing.T, mod func(*Config)) *harness {
@@ -59,6 +60,7 @@ func (h *harness) collect() {
 	fx := h.c.takeEffects()
 	h.sent = append(h.sent, fx.dispatch...)
 	h.idle = append(h.idle, fx.idle...)
+	h.hungUp = append(h.hungUp, fx.hangUp...)
 }
 
 func actionDigest(key string) digest.Digest {
@@ -473,5 +475,36 @@ func TestLostConnectionRequeuesAfterReconnectGrace(t *testing.T) {
 	h.advance(time.Second)
 	if got := h.assignments(); len(got) != 1 || got[0] != (sentAssignment{other, "op", 2}) {
 		t.Fatalf("after the grace: %v, want op attempt 2 on %s (well before the 30s lease)", got, other)
+	}
+}
+
+func TestDedupJoinerRaisesPriority(t *testing.T) {
+	h := newHarness(t, nil)
+	h.execute("low", "shared", "i", 10)
+	h.execute("mid", "other", "i", 5)
+	h.execute("urgent", "shared", "j", 0) // joins "low", more urgent
+	h.connect("w", 1, nil)
+	if got := h.assignments(); len(got) != 1 || got[0].name != "low" {
+		t.Fatalf("first dispatch %v, want the shared execution (now priority 0)", got)
+	}
+}
+
+func TestSilentButConnectedWorkerIsHungUp(t *testing.T) {
+	h := newHarness(t, nil)
+	h.connect("w", 1, nil)
+	h.execute("op", "x", "", 0)
+	h.assignments()
+	h.advance(30 * time.Second) // connected, but no heartbeat
+	if len(h.hungUp) != 1 || h.hungUp[0] != "w" {
+		t.Fatalf("hung up %v, want [w] so it registers again", h.hungUp)
+	}
+	// It registers again still holding the action, which was requeued
+	// meanwhile: told to cancel it, and given the action afresh.
+	h.connect("w", 1, []*workerpb.InHand{{OperationName: "op", Attempt: 1}})
+	if c := h.cancels("w"); len(c) != 1 {
+		t.Fatalf("cancels %v, want the stale attempt cancelled", c)
+	}
+	if got := h.assignments(); len(got) != 1 || got[0].attempt != 2 {
+		t.Fatalf("dispatch %v, want attempt 2", got)
 	}
 }

@@ -174,6 +174,9 @@ func (c *core) Drain(now time.Time, id string) (int, error) {
 func (c *core) lose(now time.Time, w *worker, why string) {
 	delete(c.workers, w.id)
 	c.unlinkQueues(w)
+	if w.connected {
+		c.fx.hangUp = append(c.fx.hangUp, w.id)
+	}
 	if w.draining {
 		c.fx.idle = append(c.fx.idle, w.id)
 	}

@@ -199,6 +199,12 @@ func (s *Scheduler) apply() {
 			delete(s.watchers, name)
 		}
 	}
+	for _, id := range fx.hangUp {
+		if sess := s.sessions[id]; sess != nil {
+			sess.end()
+			delete(s.sessions, id)
+		}
+	}
 	for _, id := range fx.idle {
 		for _, ch := range s.drainWaiters[id] {
 			close(ch)
