@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -152,4 +154,61 @@ func BenchmarkQueuedOperationMemory(b *testing.B) {
 		runtime.KeepAlive(s)
 	}
 	b.ReportMetric(perOp, "heap-B/queued-op")
+}
+
+// BenchmarkDispatchGRPC is BenchmarkDispatch with the workers on the other
+// side of real gRPC streams on loopback (workerclient, 4 × concurrency 16),
+// so it includes protobuf and HTTP/2 costs on both sides.
+func BenchmarkDispatchGRPC(b *testing.B) {
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := benchScheduler(b)
+		srv := grpc.NewServer()
+		s.Register(srv)
+		go srv.Serve(lis)
+		subs := make([]submission, benchActions)
+		for j := range subs {
+			subs[j] = benchSubmission(j)
+		}
+		benchEnqueue(b, s, subs)
+		var done atomic.Int64
+		allDone := make(chan struct{})
+		handler := func(ctx context.Context, a *workerpb.Assignment) *repb.ExecuteResponse {
+			if done.Add(1) == benchActions {
+				close(allDone)
+			}
+			return &repb.ExecuteResponse{Result: &repb.ActionResult{}}
+		}
+		b.StartTimer()
+		start := time.Now()
+		var stops []func()
+		for w := 0; w < 4; w++ {
+			_, stop := runTestWorker(lis.Addr().String(), fmt.Sprint("w", w), 16, handler, linux)
+			stops = append(stops, stop)
+		}
+		<-allDone
+		// The last results are on their way; wait until the core saw them.
+		for {
+			s.mu.Lock()
+			n := len(s.core.execs)
+			s.mu.Unlock()
+			if n == 0 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		total += time.Since(start)
+		b.StopTimer()
+		for _, stop := range stops {
+			stop()
+		}
+		s.Close()
+		srv.Stop()
+	}
+	b.ReportMetric(float64(benchActions*b.N)/total.Seconds(), "actions/s")
 }
