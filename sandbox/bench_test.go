@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"os/exec"
 	"runtime"
+	"sort"
 	"testing"
+	"time"
 )
 
 // BenchmarkStartTrue measures start+exit of a static `true` (busybox) in a
@@ -57,6 +59,75 @@ func BenchmarkStartTrue(b *testing.B) {
 	})
 }
 
+// BenchmarkStartTrueInterleaved runs one start+exit of each contender per
+// iteration, in turn, so that all see the same machine load (the test
+// machine is shared), and reports the median of each in ms.
+//
+//	go test ./sandbox -run '^$' -bench StartTrueInterleaved -benchtime 200x
+func BenchmarkStartTrueInterleaved(b *testing.B) {
+	requireRoot(b)
+	bwrap, err := exec.LookPath("bwrap")
+	if err != nil {
+		b.Skip("bwrap not installed")
+	}
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		b.Skip("runc not installed")
+	}
+	bundle := writeBundle(b, testSpec("/bin/true"))
+	native := newTestLauncher(b, Options{})
+	external := newTestLauncher(b, Options{Runtime: runc, RuntimeRoot: b.TempDir()})
+	bwrapArgs := []string{"--unshare-user", "--uid", "0", "--gid", "0", "--unshare-pid",
+		"--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup",
+		"--ro-bind", testRootfs, "/", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+		"--die-with-parent", "/bin/true"}
+	contenders := []struct {
+		name string
+		run  func() error
+	}{
+		{"native", func() error { return runOK(native, bundle) }},
+		{"bwrap", func() error { return exec.Command(bwrap, bwrapArgs...).Run() }},
+		{"runc", func() error { return runOK(external, bundle) }},
+	}
+	times := make([][]time.Duration, len(contenders))
+	for _, c := range contenders { // warm up
+		if err := c.run(); err != nil {
+			b.Fatalf("%s: %v", c.name, err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j, c := range contenders {
+			start := time.Now()
+			if err := c.run(); err != nil {
+				b.Fatalf("%s: %v", c.name, err)
+			}
+			times[j] = append(times[j], time.Since(start))
+		}
+	}
+	b.StopTimer()
+	for j, c := range contenders {
+		b.ReportMetric(float64(median(times[j]))/1e6, c.name+"-ms")
+	}
+}
+
+func runOK(l *Launcher, bundle string) error {
+	res, err := l.Run(context.Background(), Request{Bundle: bundle})
+	if err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return fmt.Errorf("exit %d signal %v", res.ExitCode, res.Signal)
+	}
+	return nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[len(s)/2]
+}
+
 func benchRun(b *testing.B, l *Launcher, bundle string) {
 	b.Helper()
 	req := Request{Bundle: bundle}
@@ -76,4 +147,3 @@ func benchRun(b *testing.B, l *Launcher, bundle string) {
 		}
 	}
 }
-

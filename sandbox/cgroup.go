@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,6 +16,7 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // CgroupStats are the figures read from a sandbox's cgroup just before it is
@@ -29,7 +32,10 @@ type CgroupStats struct {
 // sandboxCgroup is one sandbox's cgroup. There are two implementations, for
 // the v1 (legacy and hybrid hosts) and v2 (unified) hierarchies.
 type sandboxCgroup interface {
-	addProc(pid int) error
+	// start starts cmd so that it is born inside the cgroup: nothing it
+	// does runs outside, and no process has to be migrated (on v1 that
+	// costs an RCU grace period, several milliseconds).
+	start(newCmd func() *exec.Cmd) (*exec.Cmd, error)
 	stats() CgroupStats
 	// killAll SIGKILLs every process left in the cgroup.
 	killAll()
@@ -83,8 +89,72 @@ func (c *cgroupV1) path(sub, file string) string {
 	return filepath.Join(cgroupRoot, sub, c.group, file)
 }
 
-func (c *cgroupV1) addProc(pid int) error {
-	return c.cg.AddProc(uint64(pid))
+// start moves the calling OS thread (only it: migrating oneself through the
+// "tasks" file skips the global lock that migrating a process needs) into
+// the cgroup, forks cmd from it, and moves the thread back.
+func (c *cgroupV1) start(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
+	runtime.LockOSThread()
+	orig, err := threadCgroupsV1()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, err
+	}
+	move := func(group func(sub string) string) error {
+		for _, sub := range v1Subsystems {
+			if err := os.WriteFile(filepath.Join(cgroupRoot, sub, group(sub), "tasks"), []byte("0"), 0); err != nil {
+				return fmt.Errorf("move thread to %s cgroup: %w", sub, err)
+			}
+		}
+		return nil
+	}
+	back := func(sub string) string { return orig[sub] }
+	if err := move(func(string) string { return c.group }); err != nil {
+		if move(back) == nil {
+			runtime.UnlockOSThread()
+		}
+		return nil, err
+	}
+	cmd := newCmd()
+	startErr := cmd.Start()
+	if err := move(back); err != nil {
+		// The thread stays locked and dies with this goroutine. A child's
+		// parent-death signal fires when that thread exits, so the child
+		// cannot be kept either.
+		if startErr == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		return nil, err
+	}
+	runtime.UnlockOSThread()
+	if startErr != nil {
+		return nil, startErr
+	}
+	return cmd, nil
+}
+
+// threadCgroupsV1 returns the calling thread's v1 cgroup per controller.
+func threadCgroupsV1() (map[string]string, error) {
+	b, err := os.ReadFile("/proc/thread-self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		for _, ctrl := range strings.Split(f[1], ",") {
+			out[ctrl] = f[2]
+		}
+	}
+	for _, sub := range v1Subsystems {
+		if _, ok := out[sub]; !ok {
+			return nil, fmt.Errorf("no v1 %s cgroup in /proc/thread-self/cgroup", sub)
+		}
+	}
+	return out, nil
 }
 
 func (c *cgroupV1) stats() CgroupStats {
@@ -110,7 +180,31 @@ type cgroupV2 struct {
 	path string
 }
 
-func (c *cgroupV2) addProc(pid int) error { return c.m.AddProc(uint64(pid)) }
+// start forks cmd straight into the cgroup with clone3(CLONE_INTO_CGROUP),
+// or, on kernels without it, starts it and migrates it before it runs any
+// of the sandbox's code (the init waits for the spawner's go-ahead).
+func (c *cgroupV2) start(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
+	fd, err := unix.Open(c.path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open cgroup: %w", err)
+	}
+	defer unix.Close(fd)
+	cmd := newCmd()
+	cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+	if err := cmd.Start(); err == nil {
+		return cmd, nil
+	}
+	cmd = newCmd()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	if err := c.m.AddProc(uint64(cmd.Process.Pid)); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("add init to cgroup: %w", err)
+	}
+	return cmd, nil
+}
 
 func (c *cgroupV2) stats() CgroupStats {
 	var s CgroupStats

@@ -19,8 +19,9 @@ import (
 // new user, mount, pid, ipc, uts and (usually) network namespaces. It runs
 // as pid 1 of the sandbox, on one locked OS thread:
 //
-//  1. read its initConfig from fd 3 (the spawner writes it only after
-//     putting the init into the sandbox's cgroup, so nothing escapes it);
+//  1. read its initConfig from fd 3 (a JSON value; the spawner closes the
+//     pipe only once the init is in the sandbox's cgroup, and the init waits
+//     for that before starting the command, so nothing escapes the cgroup);
 //  2. build the mount tree and pivot_root into it (rootfsBuilder);
 //  3. hostname, loopback up, a fresh cgroup namespace rooted at its cgroup,
 //     rlimits, umask;
@@ -71,14 +72,10 @@ func runInit() int {
 
 func initSandbox() (*initStatus, error) {
 	cfgFile := os.NewFile(initConfigFd, "config")
-	data, err := io.ReadAll(cfgFile)
-	cfgFile.Close()
-	if err != nil {
-		return nil, fmt.Errorf("read init config: %w", err)
-	}
+	defer cfgFile.Close()
 	var cfg initConfig
-	if err := json.Unmarshal(data, &cfg); err != nil {
-		return nil, fmt.Errorf("parse init config: %w", err)
+	if err := json.NewDecoder(cfgFile).Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("read init config: %w", err)
 	}
 	spec := cfg.Spec
 	caps, err := capabilityMask(spec.Process.Capabilities)
@@ -103,6 +100,10 @@ func initSandbox() (*initStatus, error) {
 		if err := loopbackUp(); err != nil {
 			return nil, err
 		}
+	}
+	// Wait until the spawner has put us into the sandbox's cgroup.
+	if _, err := io.Copy(io.Discard, cfgFile); err != nil {
+		return nil, fmt.Errorf("wait for cgroup: %w", err)
 	}
 	if hasNamespace(spec, specs.CgroupNamespace) {
 		// Now that the spawner has moved us into the sandbox's cgroup,

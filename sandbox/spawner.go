@@ -169,28 +169,30 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (*Result, error)
 			flags |= syscall.CLONE_NEWNET
 		}
 	}
-	cmd := &exec.Cmd{
-		Path:       "/proc/self/exe",
-		Args:       []string{initArg0},
-		Env:        []string{roleEnv + "=" + roleInit},
-		Stdin:      devNull,
-		Stdout:     stdout.w,
-		Stderr:     stderr.w,
-		ExtraFiles: []*os.File{cfgR, statW},
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags:                 flags,
-			UidMappings:                idMaps(spec.Linux.UIDMappings),
-			GidMappings:                idMaps(spec.Linux.GIDMappings),
-			GidMappingsEnableSetgroups: true,
-			// The child still has host uid 0, which is unmapped: become
-			// container root (a mapped host uid) before exec, or the
-			// exec would drop every capability.
-			Credential: &syscall.Credential{Uid: 0, Gid: 0},
-			Pdeathsig:  syscall.SIGKILL,
-		},
+	newCmd := func() *exec.Cmd {
+		return &exec.Cmd{
+			Path:       "/proc/self/exe",
+			Args:       []string{initArg0},
+			Env:        []string{roleEnv + "=" + roleInit},
+			Stdin:      devNull,
+			Stdout:     stdout.w,
+			Stderr:     stderr.w,
+			ExtraFiles: []*os.File{cfgR, statW},
+			SysProcAttr: &syscall.SysProcAttr{
+				Cloneflags:                 flags,
+				UidMappings:                idMaps(spec.Linux.UIDMappings),
+				GidMappings:                idMaps(spec.Linux.GIDMappings),
+				GidMappingsEnableSetgroups: true,
+				// The child still has host uid 0, which is unmapped:
+				// become container root (a mapped host uid) before
+				// exec, or the exec would drop every capability.
+				Credential: &syscall.Credential{Uid: 0, Gid: 0},
+				Pdeathsig:  syscall.SIGKILL,
+			},
+		}
 	}
 	start := time.Now()
-	err = cmd.Start()
+	cmd, err := cg.start(newCmd)
 	cfgR.Close()
 	statW.Close()
 	if err != nil {
@@ -202,15 +204,9 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (*Result, error)
 	stderr.start()
 	pid := cmd.Process.Pid
 	waitDone := make(chan error, 1)
-	if err := cg.addProc(pid); err != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		stdout.wait()
-		stderr.wait()
-		return nil, fmt.Errorf("add init to cgroup: %w", err)
-	}
 	cfg, _ := json.Marshal(initConfig{Spec: spec, Bundle: b.dir, Rootfs: b.rootfs, Network: network})
 	_, _ = cfgW.Write(cfg)
+	// End of the config: the init may start the command.
 	cfgW.Close()
 
 	var statusData []byte
