@@ -3,6 +3,7 @@ package images
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,10 +34,10 @@ func checkBusyboxRootfs(t *testing.T, rf *Rootfs, marker string) {
 	if target, err := os.Readlink(filepath.Join(p, "bin/sh")); err != nil || target != "busybox" {
 		t.Errorf("bin/sh -> %q, %v", target, err)
 	}
-	if _, err := os.Lstat(filepath.Join(p, "etc/passwd")); !os.IsNotExist(err) {
+	if _, err := os.Lstat(filepath.Join(p, "etc/passwd")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("etc/passwd should be whited out: %v", err)
 	}
-	if _, err := os.Lstat(filepath.Join(p, "opt/old/a.txt")); !os.IsNotExist(err) {
+	if _, err := os.Lstat(filepath.Join(p, "opt/old/a.txt")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("opt/old/a.txt should be hidden by the opaque directory: %v", err)
 	}
 	if b, err := os.ReadFile(filepath.Join(p, "opt/old/new.txt")); err != nil || string(b) != "upper" {
@@ -334,7 +335,7 @@ func TestWarmRestartDownloadsNothing(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(ents) != 0 {
 		t.Errorf("tmp not cleared at start: %v", ents)
 	}
-	if _, err := os.Stat(bogus); !os.IsNotExist(err) {
+	if _, err := os.Stat(bogus); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("incomplete layer directory kept: %v", err)
 	}
 }

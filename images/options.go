@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -75,6 +76,11 @@ func (o Options) withDefaults() (Options, v1.Platform, error) {
 	if o.Dir == "" {
 		return o, v1.Platform{}, errors.New("images: Options.Dir is required")
 	}
+	dir, err := filepath.Abs(o.Dir) // Rootfs paths are handed to another process
+	if err != nil {
+		return o, v1.Platform{}, fmt.Errorf("images: %w", err)
+	}
+	o.Dir = dir
 	if o.Platform == "" {
 		o.Platform = "linux/" + runtime.GOARCH
 	}
