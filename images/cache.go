@@ -42,6 +42,9 @@ type imageEntry struct {
 	rec     imageRecord
 	holds   int // live Rootfs values
 	lastUse time.Time
+	// mountPoints is set once Options.MountPoints were made in the tree by
+	// this process (the option may have changed since the tree was built).
+	mountPoints bool
 }
 
 type layerEntry struct {
@@ -207,6 +210,15 @@ func (c *Cache) holdLocked(digest string) *Rootfs {
 	img, ok := c.images[digest]
 	if !ok {
 		return nil
+	}
+	if !img.mountPoints {
+		root := filepath.Join(c.store.imageDir(digest), "rootfs")
+		for _, p := range c.opts.MountPoints {
+			if err := mkdirMountPoint(root, p); err != nil {
+				c.log.Warn("image has no usable mount point", "image", digest, "path", p, "err", err)
+			}
+		}
+		img.mountPoints = true
 	}
 	if img.holds == 0 {
 		c.metrics.imagesInUse.Inc()

@@ -394,3 +394,34 @@ func TestCancelledCallerDoesNotCancelSharedPull(t *testing.T) {
 		}
 	}
 }
+
+func TestMountPoints(t *testing.T) {
+	r := newTestRegistry(t)
+	parent, cacheDir := hostileSetup(t)
+	r.push(t, "mp:1", imageOf(t, "linux/amd64", v1.Config{}, layerOf(t, compression.GZip,
+		dir("proc"), symlink("tmp", filepath.Join(parent, "outside")), file("sys", "not a dir", 0o644))))
+	c := newTestCache(t, cacheDir, r, nil)
+	rf, err := c.Rootfs(context.Background(), r.ref(t, "mp:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rf.Release()
+	if st, err := os.Lstat(filepath.Join(rf.Path, "dev")); err != nil || !st.IsDir() {
+		t.Errorf("missing mount point /dev not made: %v", err)
+	}
+	if st, err := os.Lstat(filepath.Join(rf.Path, "tmp")); err != nil || st.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("/tmp symlink from the image should be left alone: %v", err)
+	}
+	if err := rf.MkdirMountPoint("/b/f/work"); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(filepath.Join(rf.Path, "b/f/work")); err != nil || !st.IsDir() || st.Mode().Perm() != 0o755 {
+		t.Errorf("action mount point: %v, %v", st, err)
+	}
+	for _, p := range []string{"/tmp/x", "/sys/x", "/../../x"} {
+		if err := rf.MkdirMountPoint(p); err == nil {
+			t.Errorf("MkdirMountPoint(%s) accepted", p)
+		}
+	}
+	assertOutsideUntouched(t, parent)
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -48,6 +49,11 @@ type Options struct {
 	// cached files belong to the runner's user (often root) and sit on the
 	// host, where a setuid bit would be a host privilege.
 	KeepSetuid bool
+	// MountPoints are directories the sandbox mounts over (its rootfs is
+	// read-only, so it cannot create them). Each is made, empty, in every
+	// rootfs that lacks it; nil means /proc, /dev, /sys and /tmp. An
+	// action-specific one can be added with Rootfs.MkdirMountPoint.
+	MountPoints []string
 	// PullTimeout bounds one pull (all layers). Zero means 30 minutes.
 	PullTimeout time.Duration
 	// Transport is the base HTTP transport; nil means one with dial,
@@ -104,6 +110,14 @@ func (o Options) withDefaults() (Options, v1.Platform, error) {
 			TLSHandshakeTimeout:   10 * time.Second,
 			ResponseHeaderTimeout: 60 * time.Second,
 			ExpectContinueTimeout: time.Second,
+		}
+	}
+	if o.MountPoints == nil {
+		o.MountPoints = []string{"/proc", "/dev", "/sys", "/tmp"}
+	}
+	for _, p := range o.MountPoints {
+		if !path.IsAbs(p) || path.Clean(p) != p || p == "/" {
+			return o, v1.Platform{}, fmt.Errorf("images: mount point %q: want a clean absolute path", p)
 		}
 	}
 	if o.Logger == nil {

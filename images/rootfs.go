@@ -29,5 +29,14 @@ type Rootfs struct {
 	release func()
 }
 
+// MkdirMountPoint makes an empty directory at p (an absolute path inside
+// the rootfs) if the image lacks it, for an action-specific mount such as
+// its input root. The directory stays in the shared tree, where an empty
+// directory is harmless to other actions. It refuses paths through
+// symlinks or non-directories. Safe for concurrent use.
+func (r *Rootfs) MkdirMountPoint(p string) error {
+	return mkdirMountPoint(r.Path, p)
+}
+
 // Release ends this hold on the image.
 func (r *Rootfs) Release() { r.once.Do(r.release) }

@@ -177,3 +177,22 @@ func clearDirAt(dirfd int, base string) error {
 	}
 	return nil
 }
+
+// mkdirMountPoint makes the directory p (absolute, as seen in the sandbox)
+// inside the tree at root, with its parents, unless it exists. It fails
+// rather than pass through a symlink or a non-directory.
+func mkdirMountPoint(root, p string) error {
+	rel, err := cleanName(p)
+	if err != nil {
+		return err
+	}
+	t, err := openTree(root)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	if err := t.mkdirAll(rel); err != nil {
+		return fmt.Errorf("mount point %s: %w", p, parentError(err))
+	}
+	return nil
+}
