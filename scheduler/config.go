@@ -37,6 +37,10 @@ type Config struct {
 	// retained operation holds its ExecuteResponse in memory, so keep it
 	// short. Default 1m.
 	CompletedRetention time.Duration `yaml:"completed_retention"`
+	// ExecuteUpdateInterval is how often an Execute or WaitExecution stream
+	// repeats the operation's state while nothing changes, so proxies and
+	// load balancers do not cut a stream idle for a long action. Default 1m.
+	ExecuteUpdateInterval time.Duration `yaml:"execute_update_interval"`
 	// TickInterval is how often leases and retention are checked. Default 1s.
 	TickInterval time.Duration `yaml:"tick_interval"`
 	// RoutingProperties are platform property names, beyond OSFamily, ISA,
@@ -53,15 +57,16 @@ type Config struct {
 // DefaultConfig returns the defaults documented on Config.
 func DefaultConfig() Config {
 	return Config{
-		MaxActionTimeout:     time.Hour,
-		DefaultActionTimeout: 15 * time.Minute,
-		LeaseDuration:        30 * time.Second,
-		ReconnectGrace:       10 * time.Second,
-		HeartbeatInterval:    10 * time.Second,
-		MaxRetries:           3,
-		MaxQueuedPerInstance: 1_000_000,
-		CompletedRetention:   time.Minute,
-		TickInterval:         time.Second,
+		MaxActionTimeout:      time.Hour,
+		DefaultActionTimeout:  15 * time.Minute,
+		LeaseDuration:         30 * time.Second,
+		ReconnectGrace:        10 * time.Second,
+		HeartbeatInterval:     10 * time.Second,
+		MaxRetries:            3,
+		MaxQueuedPerInstance:  1_000_000,
+		CompletedRetention:    time.Minute,
+		ExecuteUpdateInterval: time.Minute,
+		TickInterval:          time.Second,
 	}
 }
 

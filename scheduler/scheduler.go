@@ -107,6 +107,9 @@ func New(opts Options) (*Scheduler, error) {
 	if cfg.CompletedRetention <= 0 {
 		cfg.CompletedRetention = def.CompletedRetention
 	}
+	if cfg.ExecuteUpdateInterval <= 0 {
+		cfg.ExecuteUpdateInterval = def.ExecuteUpdateInterval
+	}
 	if cfg.TickInterval <= 0 {
 		cfg.TickInterval = def.TickInterval
 	}
@@ -230,27 +233,32 @@ func (s *Scheduler) watch(name string) (opView, <-chan struct{}, bool) {
 	return v, ch, true
 }
 
-// follow calls send with the operation's state now and at every stage
-// change, until it is done. NOT_FOUND if the operation is unknown.
+// follow calls send with the operation's state now, at every stage change
+// and every ExecuteUpdateInterval, until it is done. NOT_FOUND if the
+// operation is unknown.
 func (s *Scheduler) follow(ctx context.Context, name string, send func(opView) error) error {
-	first := true
+	first, again := true, false
 	var last repb.ExecutionStage_Value
+	keepalive := time.NewTicker(s.cfg.ExecuteUpdateInterval)
+	defer keepalive.Stop()
 	for {
 		v, ch, ok := s.watch(name)
 		if !ok {
 			return status.Errorf(codes.NotFound, "operation %q not found: it finished too long ago, was deleted, or the scheduler restarted; Execute the action again", name)
 		}
-		if first || v.stage != last || v.done {
+		if first || again || v.stage != last || v.done {
 			if err := send(v); err != nil {
 				return err
 			}
-			first, last = false, v.stage
+			first, again, last = false, false, v.stage
 		}
 		if v.done {
 			return nil
 		}
 		select {
 		case <-ch:
+		case <-keepalive.C:
+			again = true
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		}

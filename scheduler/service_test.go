@@ -659,3 +659,19 @@ func TestWorkerRegisterValidation(t *testing.T) {
 		})
 	}
 }
+
+func TestExecuteStreamRepeatsStateWhileIdle(t *testing.T) {
+	cfg := testConfig()
+	cfg.ExecuteUpdateInterval = 10 * time.Millisecond
+	f := startFarm(t, cfg, "", nil, nil)
+	stream := must(f.exec.Execute(ctxTimeout(t), executeRequest(f.action(t, "idle", nil))))
+	for i := 0; i < 3; i++ {
+		op, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if op.Done || metadataOf(t, op).Stage != repb.ExecutionStage_QUEUED {
+			t.Fatalf("update %d: %v, want the unchanged QUEUED state", i, op)
+		}
+	}
+}
