@@ -88,7 +88,20 @@ func TestPullByTagAndDigest(t *testing.T) {
 	if !strings.HasPrefix(byTag.Path, c.opts.Dir) {
 		t.Errorf("rootfs %s outside the cache", byTag.Path)
 	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(ents) != 0 {
+		t.Errorf("a successful pull left %d entries in tmp", len(ents))
+	}
 	checkReadableByUnmappedUID(t, byTag)
+
+	// Release is idempotent: a second call does not drop another hold.
+	byDigest.Release()
+	byDigest.Release()
+	c.mu.Lock()
+	holds := c.images[digest].holds
+	c.mu.Unlock()
+	if holds != 1 {
+		t.Errorf("holds = %d after releasing one of two Rootfs twice, want 1", holds)
+	}
 }
 
 // checkReadableByUnmappedUID runs busybox from the rootfs as an
