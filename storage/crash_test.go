@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -125,8 +126,8 @@ func TestCrashDuringLargeWrites(t *testing.T) {
 
 	p = startStorageProcess(t, dir)
 	checkNoLeftovers(t, dir)
-	present = p.checkBlobs(t, append(append(round1, complete...), inFlight...))
-	for _, b := range append(round1, complete...) {
+	present = p.checkBlobs(t, slices.Concat(round1, complete, inFlight))
+	for _, b := range slices.Concat(round1, complete) {
 		if !present[b.d] {
 			t.Errorf("blob %s was stored before the second kill but is missing after restart", b.d)
 		}
@@ -341,7 +342,11 @@ func uploadStream(ctx context.Context, bs bytestream.ByteStreamClient, d digest.
 	for {
 		if hold != nil && off == hold.at {
 			close(hold.reached)
-			<-hold.release
+			select {
+			case <-hold.release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 		n, err := io.ReadFull(r, buf[:min(int64(len(buf)), d.SizeBytes()-off)])
 		if err != nil {
