@@ -13,7 +13,6 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/digest"
@@ -46,13 +45,11 @@ func benchSubmission(i int) submission {
 		invocation: fmt.Sprintf("invocation-%d", i%10),
 		queueKey:   "\x00OSFamily=linux",
 		routing:    []*workerpb.Property{linux},
-		task: &workerpb.Assignment{
-			DigestFunction:  int32(repb.DigestFunction_SHA256),
-			ActionDigest:    &workerpb.Digest{Hash: ad.Hash(), SizeBytes: ad.SizeBytes()},
-			CommandDigest:   &workerpb.Digest{Hash: cd.Hash(), SizeBytes: cd.SizeBytes()},
-			InputRootDigest: &workerpb.Digest{Hash: rd.Hash(), SizeBytes: rd.SizeBytes()},
-			Platform:        []*workerpb.Property{linux},
-			Timeout:         durationpb.New(15 * time.Minute),
+		spec: actionSpec{
+			command:   cd,
+			inputRoot: rd,
+			platform:  []*workerpb.Property{linux},
+			timeout:   15 * time.Minute,
 		},
 	}
 }

@@ -61,7 +61,7 @@ type submission struct {
 	invocation string
 	queueKey   string
 	routing    []*workerpb.Property
-	task       *workerpb.Assignment
+	spec       actionSpec
 }
 
 // registration is a worker's Register message, as the core needs it.
@@ -122,13 +122,12 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 		id:         s.name,
 		key:        key,
 		cacheable:  s.cacheable,
-		task:       s.task,
+		spec:       s.spec,
 		invocation: s.invocation,
 		priority:   s.priority,
 		queuedAt:   now,
 		waiters:    []*operation{op},
 	}
-	e.task.QueuedTimestamp = timestamppb.New(now)
 	op.exec = e
 	c.ops[op.name] = op
 	c.execs[e.id] = e
@@ -296,20 +295,19 @@ func (c *core) assign(now time.Time, w *worker, e *execution) {
 	e.attempt++
 	e.startedAt = now
 	w.running[e.id] = e
-	t := e.task
 	a := &workerpb.Assignment{
 		OperationName:   e.id,
 		Attempt:         e.attempt,
-		InstanceName:    t.InstanceName,
-		DigestFunction:  t.DigestFunction,
-		ActionDigest:    t.ActionDigest,
-		CommandDigest:   t.CommandDigest,
-		InputRootDigest: t.InputRootDigest,
-		Platform:        t.Platform,
-		Timeout:         t.Timeout,
-		QueuedTimestamp: t.QueuedTimestamp,
-		DoNotCache:      t.DoNotCache,
-		RequestMetadata: t.RequestMetadata,
+		InstanceName:    e.key.instance,
+		DigestFunction:  int32(e.key.action.Function()),
+		ActionDigest:    protoDigest(e.key.action),
+		CommandDigest:   protoDigest(e.spec.command),
+		InputRootDigest: protoDigest(e.spec.inputRoot),
+		Platform:        e.spec.platform,
+		Timeout:         durationpb.New(e.spec.timeout),
+		QueuedTimestamp: timestamppb.New(e.queuedAt),
+		DoNotCache:      e.spec.doNotCache,
+		RequestMetadata: e.spec.requestMetadata,
 	}
 	c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: a}})
 	c.publish(e)

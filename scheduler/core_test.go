@@ -77,7 +77,7 @@ func (h *harness) execute(name, key, invocation string, priority int32, routing 
 	}
 	op, err := h.c.Execute(h.now, submission{
 		name: name, action: actionDigest(key), cacheable: true, priority: priority,
-		invocation: invocation, queueKey: qk, routing: routing, task: &workerpb.Assignment{},
+		invocation: invocation, queueKey: qk, routing: routing,
 	})
 	if err != nil {
 		h.t.Fatalf("execute %s: %v", name, err)
@@ -270,7 +270,7 @@ func TestCancelRunningActionKillsItOnItsWorker(t *testing.T) {
 func TestCancelQueuedActionLeavesQueue(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.MaxQueuedPerInstance = 1 })
 	h.execute("op1", "x", "", 0)
-	if _, err := h.c.Execute(h.now, submission{name: "op2", action: actionDigest("y"), cacheable: true, task: &workerpb.Assignment{}}); err == nil {
+	if _, err := h.c.Execute(h.now, submission{name: "op2", action: actionDigest("y"), cacheable: true}); err == nil {
 		t.Fatal("second queued action accepted beyond max_queued_per_instance 1")
 	}
 	if err := h.c.Cancel(h.now, "op1"); err != nil {
@@ -445,7 +445,7 @@ func TestGiveBackRequeuesWithoutCountingARetry(t *testing.T) {
 func TestDoNotCacheActionsAreNotDeduplicated(t *testing.T) {
 	h := newHarness(t, nil)
 	for _, name := range []string{"op1", "op2"} {
-		if _, err := h.c.Execute(h.now, submission{name: name, action: actionDigest("same"), cacheable: false, task: &workerpb.Assignment{}}); err != nil {
+		if _, err := h.c.Execute(h.now, submission{name: name, action: actionDigest("same"), cacheable: false}); err != nil {
 			t.Fatal(err)
 		}
 		h.collect()

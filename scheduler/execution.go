@@ -22,7 +22,7 @@ type execution struct {
 	id         string // name of the first operation; the worker protocol's operation_name
 	key        dedupKey
 	cacheable  bool
-	task       *workerpb.Assignment // template; name and attempt are set at dispatch
+	spec       actionSpec
 	invocation string
 	priority   int32
 	queue      *queue
@@ -40,6 +40,22 @@ type execution struct {
 	waiters   []*operation
 	queuedAt  time.Time
 	startedAt time.Time
+}
+
+// actionSpec is what a worker needs to run an action, beyond its digest.
+// Kept compact (no protos) because every queued execution holds one; the
+// Assignment message is built at dispatch.
+type actionSpec struct {
+	command         digest.Digest
+	inputRoot       digest.Digest
+	platform        []*workerpb.Property // effective platform, sorted; read-only
+	timeout         time.Duration
+	doNotCache      bool
+	requestMetadata []byte
+}
+
+func protoDigest(d digest.Digest) *workerpb.Digest {
+	return &workerpb.Digest{Hash: d.Hash(), SizeBytes: d.SizeBytes()}
 }
 
 func (e *execution) detach(op *operation) {

@@ -13,10 +13,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/storage"
 )
@@ -109,16 +107,13 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 		invocation: invocation,
 		queueKey:   queueKey,
 		routing:    routing,
-		task: &workerpb.Assignment{
-			InstanceName:    instance,
-			DigestFunction:  int32(fn),
-			ActionDigest:    &workerpb.Digest{Hash: ad.Hash(), SizeBytes: ad.SizeBytes()},
-			CommandDigest:   &workerpb.Digest{Hash: cd.Hash(), SizeBytes: cd.SizeBytes()},
-			InputRootDigest: &workerpb.Digest{Hash: rd.Hash(), SizeBytes: rd.SizeBytes()},
-			Platform:        workerProperties(platform),
-			Timeout:         durationpb.New(timeout),
-			DoNotCache:      action.DoNotCache,
-			RequestMetadata: rawMeta,
+		spec: actionSpec{
+			command:         cd,
+			inputRoot:       rd,
+			platform:        workerProperties(platform),
+			timeout:         timeout,
+			doNotCache:      action.DoNotCache,
+			requestMetadata: rawMeta,
 		},
 	}
 	s.mu.Lock()
