@@ -10,8 +10,9 @@
 // storage itself, runs the command, uploads the outputs, writes the action
 // cache (unless do_not_cache), and sends Result with the ExecuteResponse.
 // While connected it sends Heartbeat at least every heartbeat_interval; if
-// the scheduler hears nothing for lease_duration, it considers the worker
-// lost and requeues its actions elsewhere. The scheduler may send Cancel
+// the scheduler hears nothing for lease_duration, or the stream stays broken
+// for the scheduler's reconnect_grace, it considers the worker lost and
+// requeues its actions elsewhere (a bounded number of times). The scheduler may send Cancel
 // (CancelOperation by a client, or an action the worker holds that it no
 // longer wants): the worker kills the action and sends Result or GiveBack
 // for it (either frees the slot; the scheduler ignores the payload).
