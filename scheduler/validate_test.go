@@ -1,0 +1,193 @@
+package scheduler
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/digest"
+)
+
+// Bad input: every check names the offending field in its message.
+
+func TestExecuteValidation(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxActionTimeout = time.Hour
+	cfg.MaxQueuedPerInstance = 1
+	f := startFarm(t, cfg, "", nil, nil)
+	ctx := ctxTimeout(t)
+	missingCmd := digest.FromBytes(repb.DigestFunction_SHA256, []byte("no such command"))
+	missingRoot := digest.FromBytes(repb.DigestFunction_SHA256, []byte("no such root"))
+	props := func(kv ...string) *repb.Platform {
+		p := &repb.Platform{}
+		for i := 0; i < len(kv); i += 2 {
+			p.Properties = append(p.Properties, &repb.Platform_Property{Name: kv[i], Value: kv[i+1]})
+		}
+		return p
+	}
+	cases := []struct {
+		name    string
+		req     func() *repb.ExecuteRequest
+		code    codes.Code
+		field   string
+		missing []string // PreconditionFailure subjects
+	}{
+		{"no action digest", func() *repb.ExecuteRequest { return &repb.ExecuteRequest{} }, codes.InvalidArgument, "action_digest", nil},
+		{"bad digest function", func() *repb.ExecuteRequest {
+			return &repb.ExecuteRequest{ActionDigest: missingCmd.Proto(), DigestFunction: 99}
+		}, codes.InvalidArgument, "digest_function", nil},
+		{"action missing", func() *repb.ExecuteRequest { return executeRequest(missingCmd) },
+			codes.FailedPrecondition, "action_digest", []string{"blobs/" + missingCmd.String()}},
+		{"command and input root missing", func() *repb.ExecuteRequest {
+			return executeRequest(f.put(t, &repb.Action{CommandDigest: missingCmd.Proto(), InputRootDigest: missingRoot.Proto()}))
+		}, codes.FailedPrecondition, "action.command_digest", []string{"blobs/" + missingCmd.String(), "blobs/" + missingRoot.String()}},
+		{"no input root digest", func() *repb.ExecuteRequest {
+			return executeRequest(f.put(t, &repb.Action{CommandDigest: missingCmd.Proto()}))
+		}, codes.InvalidArgument, "action.input_root_digest", nil},
+		{"timeout above maximum", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "t", func(a *repb.Action, c *repb.Command) { a.Timeout = durationpb.New(2 * time.Hour) }))
+		}, codes.InvalidArgument, "action.timeout", nil},
+		{"negative timeout", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "t2", func(a *repb.Action, c *repb.Command) { a.Timeout = durationpb.New(-time.Second) }))
+		}, codes.InvalidArgument, "action.timeout", nil},
+		{"malformed command digest", func() *repb.ExecuteRequest {
+			return executeRequest(f.put(t, &repb.Action{CommandDigest: &repb.Digest{Hash: "xyz", SizeBytes: 1}, InputRootDigest: missingRoot.Proto()}))
+		}, codes.InvalidArgument, "action.command_digest", nil},
+		{"empty program", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "a0", func(a *repb.Action, c *repb.Command) { c.Arguments = []string{"", "x"} }))
+		}, codes.InvalidArgument, "command.arguments[0]", nil},
+		{"empty output path", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "o0", func(a *repb.Action, c *repb.Command) { c.OutputPaths = []string{""} }))
+		}, codes.InvalidArgument, "command.output_paths[0]", nil},
+		{"environment variable without a name", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "e0", func(a *repb.Action, c *repb.Command) {
+				c.EnvironmentVariables = []*repb.Command_EnvironmentVariable{{Name: "", Value: "x"}}
+			}))
+		}, codes.InvalidArgument, "command.environment_variables[0]", nil},
+		{"platform property without a name", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "p0", func(a *repb.Action, c *repb.Command) { a.Platform = props("", "x") }))
+		}, codes.InvalidArgument, "action.platform.properties[0]", nil},
+		{"platform values of one name unsorted", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "p3", func(a *repb.Action, c *repb.Command) { a.Platform = props("Pool", "b", "Pool", "a") }))
+		}, codes.InvalidArgument, "action.platform.properties[1]", nil},
+		{"no arguments", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "a", func(a *repb.Action, c *repb.Command) { c.Arguments = nil }))
+		}, codes.InvalidArgument, "command.arguments", nil},
+		{"absolute output path", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "o1", func(a *repb.Action, c *repb.Command) { c.OutputPaths = []string{"ok", "/etc/passwd"} }))
+		}, codes.InvalidArgument, "command.output_paths[1]", nil},
+		{"escaping output path", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "o2", func(a *repb.Action, c *repb.Command) { c.OutputPaths = []string{"a/../../x"} }))
+		}, codes.InvalidArgument, "command.output_paths[0]", nil},
+		{"output path escaping through the working directory", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "o3", func(a *repb.Action, c *repb.Command) {
+				c.WorkingDirectory = "sub"
+				c.OutputPaths = []string{"../../x"}
+			}))
+		}, codes.InvalidArgument, "command.output_paths[0]", nil},
+		{"escaping output file (REv2 2.0)", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "o4", func(a *repb.Action, c *repb.Command) { c.OutputPaths, c.OutputFiles = nil, []string{"../x"} }))
+		}, codes.InvalidArgument, "command.output_files[0]", nil},
+		{"absolute output directory (REv2 2.0)", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "o5", func(a *repb.Action, c *repb.Command) { c.OutputPaths, c.OutputDirectories = nil, []string{"/tmp"} }))
+		}, codes.InvalidArgument, "command.output_directories[0]", nil},
+		{"absolute working directory", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "w1", func(a *repb.Action, c *repb.Command) { c.WorkingDirectory = "/src" }))
+		}, codes.InvalidArgument, "command.working_directory", nil},
+		{"escaping working directory", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "w2", func(a *repb.Action, c *repb.Command) { c.WorkingDirectory = "a/../.." }))
+		}, codes.InvalidArgument, "command.working_directory", nil},
+		{"unsorted action platform", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "p1", func(a *repb.Action, c *repb.Command) { a.Platform = props("Pool", "x", "OSFamily", "linux") }))
+		}, codes.InvalidArgument, "action.platform.properties[1]", nil},
+		{"unknown property in command platform (REv2 2.0)", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "p2", func(a *repb.Action, c *repb.Command) { c.Platform = props("OSFamily", "linux", "gpu", "yes") }))
+		}, codes.InvalidArgument, "command.platform.properties[1]", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := collect(must(f.exec.Execute(ctx, tc.req())))
+			st := status.Convert(err)
+			if st.Code() != tc.code || !strings.Contains(st.Message(), tc.field) {
+				t.Fatalf("got %v %q, want %v naming %s", st.Code(), st.Message(), tc.code, tc.field)
+			}
+			if tc.missing != nil {
+				var subjects []string
+				for _, d := range st.Details() {
+					if pf, ok := d.(*errdetails.PreconditionFailure); ok {
+						for _, v := range pf.Violations {
+							if v.Type != "MISSING" {
+								t.Errorf("violation type %q, want MISSING", v.Type)
+							}
+							subjects = append(subjects, v.Subject)
+						}
+					}
+				}
+				if strings.Join(subjects, ",") != strings.Join(tc.missing, ",") {
+					t.Fatalf("missing subjects %v, want %v", subjects, tc.missing)
+				}
+			}
+		})
+	}
+
+	// An operator-declared property is accepted (testConfig declares
+	// team-label), and the queue limit answers RESOURCE_EXHAUSTED.
+	ok := f.action(t, "declared", func(a *repb.Action, c *repb.Command) { a.Platform = props("OSFamily", "linux", "team-label", "x") })
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream := must(f.exec.Execute(sctx, executeRequest(ok)))
+	if _, err := stream.Recv(); err != nil {
+		t.Fatalf("declared execution property refused: %v", err)
+	}
+	_, err := collect(must(f.exec.Execute(ctx, executeRequest(f.action(t, "second", nil)))))
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "max_queued_per_instance") {
+		t.Fatalf("over the queue limit: %v, want RESOURCE_EXHAUSTED naming max_queued_per_instance", err)
+	}
+}
+
+func TestWorkerRegisterValidation(t *testing.T) {
+	f := startFarm(t, testConfig(), "", nil, nil)
+	ctx := ctxTimeout(t)
+	conn, err := grpc.NewClient("passthrough:///"+f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := workerpb.NewWorkerServiceClient(conn)
+	cases := []struct {
+		name  string
+		first *workerpb.WorkerMessage
+		field string
+	}{
+		{"heartbeat first", &workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Heartbeat{Heartbeat: &workerpb.Heartbeat{}}}, "register"},
+		{"no worker id", &workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Register{Register: &workerpb.Register{Concurrency: 1}}}, "register.worker_id"},
+		{"no concurrency", &workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Register{Register: &workerpb.Register{WorkerId: "w"}}}, "register.concurrency"},
+		{"unnamed property", &workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Register{Register: &workerpb.Register{
+			WorkerId: "w", Concurrency: 1, Platform: []*workerpb.Property{{Value: "x"}}}}}, "register.platform[0]"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			stream, err := client.Connect(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := stream.Send(tc.first); err != nil {
+				t.Fatal(err)
+			}
+			_, err = stream.Recv()
+			if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), tc.field) {
+				t.Fatalf("got %v %q, want INVALID_ARGUMENT naming %s", st.Code(), st.Message(), tc.field)
+			}
+		})
+	}
+}
