@@ -36,6 +36,9 @@ type sandboxCgroup interface {
 	// does runs outside, and no process has to be migrated (on v1 that
 	// costs an RCU grace period, several milliseconds).
 	start(newCmd func() *exec.Cmd) (*exec.Cmd, error)
+	// update applies the limits of res (the cgroup is created without
+	// any while its init waits for work).
+	update(res *specs.LinuxResources) error
 	stats() CgroupStats
 	// killAll SIGKILLs every process left in the cgroup.
 	killAll()
@@ -157,6 +160,13 @@ func threadCgroupsV1() (map[string]string, error) {
 	return out, nil
 }
 
+func (c *cgroupV1) update(res *specs.LinuxResources) error {
+	if res == nil {
+		return nil
+	}
+	return c.cg.Update(res)
+}
+
 func (c *cgroupV1) stats() CgroupStats {
 	var s CgroupStats
 	s.MemoryPeakBytes = readUintFile(c.path("memory", "memory.max_usage_in_bytes"))
@@ -204,6 +214,13 @@ func (c *cgroupV2) start(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
 		return nil, fmt.Errorf("add init to cgroup: %w", err)
 	}
 	return cmd, nil
+}
+
+func (c *cgroupV2) update(res *specs.LinuxResources) error {
+	if res == nil {
+		return nil
+	}
+	return c.m.Update(cgroup2.ToResources(res))
 }
 
 func (c *cgroupV2) stats() CgroupStats {

@@ -48,13 +48,23 @@ func (o *ociRuntime) run(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	id := fmt.Sprintf("paddock-%d-%d", os.Getpid(), o.seq.Add(1))
-	stdout, err := newOutputCapture(req.Stdout, req.OutputLimit)
+	stdout, err := newOutputCapture()
 	if err != nil {
 		return nil, err
 	}
-	stderr, err := newOutputCapture(req.Stderr, req.OutputLimit)
+	stderr, err := newOutputCapture()
 	if err != nil {
 		stdout.abort()
+		return nil, err
+	}
+	if err := stdout.open(req.Stdout, req.OutputLimit); err != nil {
+		stdout.abort()
+		stderr.abort()
+		return nil, err
+	}
+	if err := stderr.open(req.Stderr, req.OutputLimit); err != nil {
+		stdout.abort()
+		stderr.abort()
 		return nil, err
 	}
 	cmd := o.command("run", "--bundle", bundle, id)

@@ -8,41 +8,51 @@ import (
 
 // outputCapture reads one stream of a sandbox from a pipe into a file,
 // keeping at most limit bytes and discarding (but draining) the rest, so a
-// chatty command is neither blocked nor able to fill the disk.
+// chatty command is neither blocked nor able to fill the disk. The pipe
+// exists before the destination is known: a pre-started init holds its
+// write end while it waits for work.
 type outputCapture struct {
 	r     *os.File // read end, owned
-	w     *os.File // write end, handed to the sandbox then closed by start
+	w     *os.File // write end, handed to the sandbox, then closed here
 	dst   *os.File // destination, nil = discard; owned
 	limit int64
 	done  chan OutputStats
 }
 
-// newOutputCapture opens dest (created or truncated; "" = discard) and a
-// pipe whose write end the sandbox gets as stdout or stderr.
-func newOutputCapture(dest string, limit int64) (*outputCapture, error) {
-	c := &outputCapture{limit: limit, done: make(chan OutputStats, 1)}
-	if dest != "" {
-		f, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("open output %s: %w", dest, err)
-		}
-		c.dst = f
-	}
+func newOutputCapture() (*outputCapture, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
-		if c.dst != nil {
-			c.dst.Close()
-		}
 		return nil, err
 	}
-	c.r, c.w = r, w
-	return c, nil
+	return &outputCapture{r: r, w: w, done: make(chan OutputStats, 1)}, nil
 }
 
-// start begins copying; call after the sandbox has its copy of the write
-// end. The copy ends when every process holding the write end is gone.
+// open sets the destination: dest is created or truncated ("" = discard).
+func (c *outputCapture) open(dest string, limit int64) error {
+	c.limit = limit
+	if dest == "" {
+		return nil
+	}
+	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("open output %s: %w", dest, err)
+	}
+	c.dst = f
+	return nil
+}
+
+// handedOver closes our copy of the write end once the sandbox has its own,
+// so that the copy ends when every process holding it is gone.
+func (c *outputCapture) handedOver() {
+	if c.w != nil {
+		c.w.Close()
+		c.w = nil
+	}
+}
+
+// start begins copying.
 func (c *outputCapture) start() {
-	c.w.Close()
+	c.handedOver()
 	go func() {
 		var st OutputStats
 		buf := make([]byte, 32*1024)
@@ -56,7 +66,7 @@ func (c *outputCapture) start() {
 				}
 				if keep > 0 && c.dst != nil {
 					if _, werr := c.dst.Write(buf[:keep]); werr != nil {
-						// A full disk is the same as hitting the cap.
+						// A full disk counts as hitting the cap.
 						st.Truncated = true
 						keep = 0
 						c.limit = st.Bytes
@@ -77,9 +87,9 @@ func (c *outputCapture) start() {
 	}()
 }
 
-// abort releases everything when the sandbox never started.
+// abort releases everything when the copy never started.
 func (c *outputCapture) abort() {
-	c.w.Close()
+	c.handedOver()
 	c.r.Close()
 	if c.dst != nil {
 		c.dst.Close()

@@ -184,14 +184,68 @@ func decodeJSON(t testing.TB, out runOutput, v any) {
 }
 
 // sandboxProcesses lists host processes running as a uid in the tests'
-// mapped range: every process of every test sandbox, and nothing else.
+// mapped range: every process of every test sandbox, and nothing else,
+// except the idle inits spawners keep warm (see warmInits).
 func sandboxProcesses(t testing.TB) []string {
+	t.Helper()
+	var out []string
+	for _, p := range mappedProcesses(t) {
+		if !isWarmInit(p.pid) {
+			out = append(out, p.desc)
+		}
+	}
+	return out
+}
+
+// warmInits counts the idle inits kept by spawners.
+func warmInits(t testing.TB) int {
+	t.Helper()
+	n := 0
+	for _, p := range mappedProcesses(t) {
+		if isWarmInit(p.pid) {
+			n++
+		}
+	}
+	return n
+}
+
+// isWarmInit: an init (by argv[0]) that a spawner started and that has no
+// children, i.e. has not been given a command.
+func isWarmInit(pid int) bool {
+	cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if string(cmd) != initArg0+"\x00" {
+		return false
+	}
+	stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	var ppid int
+	if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
+		fmt.Sscan(string(stat[i+2:]), new(string), &ppid)
+	}
+	if !isSpawner(ppid) {
+		return false
+	}
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
+		if strings.TrimSpace(string(b)) != "" {
+			return false
+		}
+	}
+	return true
+}
+
+type mappedProcess struct {
+	pid  int
+	desc string
+}
+
+func mappedProcesses(t testing.TB) []mappedProcess {
 	t.Helper()
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
+	var out []mappedProcess
 	for _, e := range ents {
 		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
 		if err != nil {
@@ -203,7 +257,9 @@ func sandboxProcesses(t testing.TB) []string {
 				fmt.Sscan(f[1], &uid)
 				if uid >= testIDBase && uid < testIDBase+DefaultIDRange {
 					cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-					out = append(out, e.Name()+" "+strings.ReplaceAll(string(cmd), "\x00", " "))
+					var pid int
+					fmt.Sscan(e.Name(), &pid)
+					out = append(out, mappedProcess{pid, e.Name() + " " + strings.ReplaceAll(string(cmd), "\x00", " ")})
 				}
 			}
 		}

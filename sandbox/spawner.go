@@ -22,6 +22,13 @@ import (
 // spawnRequests as JSON lines on stdin and answers spawnResponses on
 // stdout; requests run concurrently. When stdin closes (the launcher exited
 // or closed it), it kills every sandbox, cleans up and exits.
+//
+// To take the fork, the exec of this binary and the Go runtime's start-up
+// off each sandbox's critical path, the spawner keeps one init started
+// ahead ("warm") for the namespaces and id mappings it last ran with: in its
+// own fresh cgroup without limits, waiting for its config. A Run takes it,
+// applies the spec's limits to its cgroup and hands it the config; a new
+// one is started in the background.
 
 type spawnRequest struct {
 	Op           string // "run" or "cancel"
@@ -42,12 +49,16 @@ type spawnResponse struct {
 }
 
 type spawner struct {
-	out     *json.Encoder
-	outMu   sync.Mutex
-	seq     atomic.Uint64
-	mu      sync.Mutex
-	running map[uint64]*spawnedSandbox
-	wg      sync.WaitGroup
+	out   *json.Encoder
+	outMu sync.Mutex
+	seq   atomic.Uint64
+	wg    sync.WaitGroup
+
+	mu        sync.Mutex // guards the fields below
+	running   map[uint64]*spawnedSandbox
+	warm      map[string]*startedInit
+	refilling map[string]bool
+	closed    bool
 }
 
 type spawnedSandbox struct {
@@ -58,7 +69,12 @@ type spawnedSandbox struct {
 func (s *spawnedSandbox) stop() { s.once.Do(func() { close(s.cancel) }) }
 
 func runSpawner() int {
-	s := &spawner{out: json.NewEncoder(os.Stdout), running: map[uint64]*spawnedSandbox{}}
+	s := &spawner{
+		out:       json.NewEncoder(os.Stdout),
+		running:   map[uint64]*spawnedSandbox{},
+		warm:      map[string]*startedInit{},
+		refilling: map[string]bool{},
+	}
 	in := json.NewDecoder(bufio.NewReader(os.Stdin))
 	for {
 		var req spawnRequest
@@ -77,7 +93,7 @@ func runSpawner() int {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				res, err := s.run(req, sb.cancel)
+				res, cleanup, err := s.run(req, sb.cancel)
 				s.mu.Lock()
 				delete(s.running, req.ID)
 				s.mu.Unlock()
@@ -88,6 +104,8 @@ func runSpawner() int {
 				s.outMu.Lock()
 				_ = s.out.Encode(resp)
 				s.outMu.Unlock()
+				// Removing the cgroup is not the caller's business.
+				cleanup()
 			}()
 		case "cancel":
 			s.mu.Lock()
@@ -99,65 +117,33 @@ func runSpawner() int {
 	}
 	// The launcher is gone: nothing may outlive it.
 	s.mu.Lock()
+	s.closed = true
 	for _, sb := range s.running {
 		sb.stop()
 	}
+	warm := s.warm
+	s.warm = nil
 	s.mu.Unlock()
+	for _, w := range warm {
+		w.discard()
+	}
 	s.wg.Wait()
 	return 0
 }
 
-// run runs one sandbox to its end.
-func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (*Result, error) {
-	b, err := loadBundle(req.Bundle)
-	if err != nil {
-		return nil, err
-	}
-	spec := b.spec
-	name := fmt.Sprintf("%d-%d", os.Getpid(), s.seq.Add(1))
-	cg, err := newSandboxCgroup(req.CgroupParent, name, spec.Linux.Resources)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		cg.killAll()
-		if err := cg.remove(); err != nil {
-			fmt.Fprintf(os.Stderr, "sandbox spawner: %v\n", err)
-		}
-	}()
+// initParams are what an init is cloned with; inits are interchangeable
+// between specs with the same params.
+type initParams struct {
+	flags        uintptr
+	uids, gids   []specs.LinuxIDMapping
+	cgroupParent string
+}
 
-	stdout, err := newOutputCapture(req.Stdout, req.OutputLimit)
-	if err != nil {
-		return nil, err
-	}
-	stderr, err := newOutputCapture(req.Stderr, req.OutputLimit)
-	if err != nil {
-		stdout.abort()
-		return nil, err
-	}
-	cfgR, cfgW, err := os.Pipe()
-	if err != nil {
-		stdout.abort()
-		stderr.abort()
-		return nil, err
-	}
-	statR, statW, err := os.Pipe()
-	if err != nil {
-		stdout.abort()
-		stderr.abort()
-		cfgR.Close()
-		cfgW.Close()
-		return nil, err
-	}
-	defer statR.Close()
-	defer cfgW.Close()
-	devNull, err := os.Open(os.DevNull)
-	if err != nil {
-		return nil, err
-	}
-	defer devNull.Close()
+func (p initParams) key() string {
+	return fmt.Sprintf("%x %v %v %s", p.flags, p.uids, p.gids, p.cgroupParent)
+}
 
-	network := hasNamespace(spec, specs.NetworkNamespace)
+func paramsFor(spec *specs.Spec, cgroupParent string) initParams {
 	flags := uintptr(syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID)
 	for _, ns := range spec.Linux.Namespaces {
 		switch ns.Type {
@@ -169,6 +155,67 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (*Result, error)
 			flags |= syscall.CLONE_NEWNET
 		}
 	}
+	return initParams{flags: flags, uids: spec.Linux.UIDMappings, gids: spec.Linux.GIDMappings, cgroupParent: cgroupParent}
+}
+
+// startedInit is an init process waiting for its config, in its own cgroup.
+type startedInit struct {
+	cg             sandboxCgroup
+	pid            int
+	proc           *os.Process
+	cfgW, statR    *os.File
+	stdout, stderr *outputCapture
+	exited         chan struct{} // closed when the init has been reaped
+	state          *os.ProcessState
+}
+
+// startInit clones a new init with p, born inside a fresh cgroup.
+func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
+	name := fmt.Sprintf("%d-%d", os.Getpid(), s.seq.Add(1))
+	cg, err := newSandboxCgroup(p.cgroupParent, name, nil)
+	if err != nil {
+		return nil, err
+	}
+	var files []*os.File // ours, closed on failure
+	var stdout, stderr *outputCapture
+	defer func() {
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			if stdout != nil {
+				stdout.abort()
+			}
+			if stderr != nil {
+				stderr.abort()
+			}
+			cg.killAll()
+			_ = cg.remove()
+		}
+	}()
+	if stdout, err = newOutputCapture(); err != nil {
+		return nil, err
+	}
+	if stderr, err = newOutputCapture(); err != nil {
+		return nil, err
+	}
+	cfgR, cfgW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	files = append(files, cfgW)
+	defer cfgR.Close()
+	statR, statW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	files = append(files, statR)
+	defer statW.Close()
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, err
+	}
+	defer devNull.Close()
 	newCmd := func() *exec.Cmd {
 		return &exec.Cmd{
 			Path:       "/proc/self/exe",
@@ -179,9 +226,9 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (*Result, error)
 			Stderr:     stderr.w,
 			ExtraFiles: []*os.File{cfgR, statW},
 			SysProcAttr: &syscall.SysProcAttr{
-				Cloneflags:                 flags,
-				UidMappings:                idMaps(spec.Linux.UIDMappings),
-				GidMappings:                idMaps(spec.Linux.GIDMappings),
+				Cloneflags:                 p.flags,
+				UidMappings:                idMaps(p.uids),
+				GidMappings:                idMaps(p.gids),
 				GidMappingsEnableSetgroups: true,
 				// The child still has host uid 0, which is unmapped:
 				// become container root (a mapped host uid) before
@@ -191,31 +238,138 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (*Result, error)
 			},
 		}
 	}
-	start := time.Now()
 	cmd, err := cg.start(newCmd)
-	cfgR.Close()
-	statW.Close()
 	if err != nil {
-		stdout.abort()
-		stderr.abort()
 		return nil, fmt.Errorf("start sandbox init: %w", err)
 	}
-	stdout.start()
-	stderr.start()
-	pid := cmd.Process.Pid
-	waitDone := make(chan error, 1)
-	cfg, _ := json.Marshal(initConfig{Spec: spec, Bundle: b.dir, Rootfs: b.rootfs, Network: network})
-	_, _ = cfgW.Write(cfg)
-	// End of the config: the init may start the command.
-	cfgW.Close()
+	stdout.handedOver()
+	stderr.handedOver()
+	w := &startedInit{
+		cg: cg, pid: cmd.Process.Pid, proc: cmd.Process, cfgW: cfgW, statR: statR,
+		stdout: stdout, stderr: stderr, exited: make(chan struct{}),
+	}
+	go func() {
+		_ = cmd.Wait()
+		w.state = cmd.ProcessState
+		close(w.exited)
+	}()
+	return w, nil
+}
 
+// discard kills an init that never got work and releases what it holds.
+func (w *startedInit) discard() {
+	_ = w.proc.Kill()
+	<-w.exited
+	w.cfgW.Close()
+	w.statR.Close()
+	w.stdout.abort()
+	w.stderr.abort()
+	w.cg.killAll()
+	_ = w.cg.remove()
+}
+
+// takeWarm returns the warm init for key, if there is a live one.
+func (s *spawner) takeWarm(key string) *startedInit {
+	s.mu.Lock()
+	w := s.warm[key]
+	delete(s.warm, key)
+	s.mu.Unlock()
+	if w == nil {
+		return nil
+	}
+	select {
+	case <-w.exited:
+		w.discard()
+		return nil
+	default:
+		return w
+	}
+}
+
+// refill starts a warm init for p unless there is one (or one is being
+// started); inits for other params are discarded, so only the current
+// kind of sandbox is kept warm.
+func (s *spawner) refill(p initParams) {
+	key := p.key()
+	s.mu.Lock()
+	if s.closed || s.refilling[key] || s.warm[key] != nil {
+		s.mu.Unlock()
+		return
+	}
+	s.refilling[key] = true
+	var old []*startedInit
+	for k, w := range s.warm {
+		old = append(old, w)
+		delete(s.warm, k)
+	}
+	s.mu.Unlock()
+	for _, w := range old {
+		w.discard()
+	}
+	w, err := s.startInit(p)
+	s.mu.Lock()
+	delete(s.refilling, key)
+	if err != nil || s.closed {
+		s.mu.Unlock()
+		if w != nil {
+			w.discard()
+		}
+		return
+	}
+	s.warm[key] = w
+	s.mu.Unlock()
+}
+
+// run runs one sandbox to its end. cleanup, always non-nil, removes what is
+// left (the cgroup) and may run after the result has been sent.
+func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (*Result, func(), error) {
+	nop := func() {}
+	b, err := loadBundle(req.Bundle)
+	if err != nil {
+		return nil, nop, err
+	}
+	spec := b.spec
+	p := paramsFor(spec, req.CgroupParent)
+	w := s.takeWarm(p.key())
+	if w == nil {
+		if w, err = s.startInit(p); err != nil {
+			return nil, nop, err
+		}
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.refill(p)
+	}()
+	fail := func(err error) (*Result, func(), error) {
+		w.discard()
+		return nil, nop, err
+	}
+	if err := w.cg.update(spec.Linux.Resources); err != nil {
+		return fail(fmt.Errorf("set cgroup limits: %w", err))
+	}
+	if err := w.stdout.open(req.Stdout, req.OutputLimit); err != nil {
+		return fail(err)
+	}
+	if err := w.stderr.open(req.Stderr, req.OutputLimit); err != nil {
+		return fail(err)
+	}
+
+	start := time.Now()
+	w.stdout.start()
+	w.stderr.start()
+	cfg, _ := json.Marshal(initConfig{Spec: spec, Bundle: b.dir, Rootfs: b.rootfs,
+		Network: p.flags&syscall.CLONE_NEWNET != 0})
+	_, _ = w.cfgW.Write(cfg)
+	// End of the config: the init may go on.
+	w.cfgW.Close()
 	var statusData []byte
 	statusDone := make(chan struct{})
 	go func() {
-		statusData, _ = io.ReadAll(statR)
+		statusData, _ = io.ReadAll(w.statR)
+		w.statR.Close()
 		close(statusDone)
 	}()
-	go func() { waitDone <- cmd.Wait() }()
 
 	res := &Result{}
 	var timeout, grace <-chan time.Time
@@ -225,15 +379,14 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (*Result, error)
 		timeout = t.C
 	}
 	terminate := func() {
-		_ = syscall.Kill(pid, syscall.SIGTERM)
-		g := time.NewTimer(req.KillGrace)
-		grace = g.C
+		_ = syscall.Kill(w.pid, syscall.SIGTERM)
+		grace = time.After(req.KillGrace)
 		timeout, cancel = nil, nil
 	}
 wait:
 	for {
 		select {
-		case <-waitDone:
+		case <-w.exited:
 			break wait
 		case <-timeout:
 			res.TimedOut = true
@@ -244,34 +397,40 @@ wait:
 		case <-grace:
 			res.Killed = true
 			grace = nil
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+			_ = syscall.Kill(w.pid, syscall.SIGKILL)
 		}
 	}
 	res.WallTime = time.Since(start)
 	<-statusDone
-	res.Stdout = stdout.wait()
-	res.Stderr = stderr.wait()
-	res.Cgroup = cg.stats()
+	res.Stdout = w.stdout.wait()
+	res.Stderr = w.stderr.wait()
+	res.Cgroup = w.cg.stats()
 	res.OOMKilled = res.Cgroup.OOMKills > 0
+	cleanup := func() {
+		w.cg.killAll()
+		if err := w.cg.remove(); err != nil {
+			fmt.Fprintf(os.Stderr, "sandbox spawner: %v\n", err)
+		}
+	}
 
 	var st initStatus
 	if len(statusData) > 0 && json.Unmarshal(statusData, &st) == nil {
 		if st.Error != "" {
-			return nil, fmt.Errorf("sandbox setup: %s", st.Error)
+			return nil, cleanup, fmt.Errorf("sandbox setup: %s", st.Error)
 		}
 		res.ExitCode, res.Signal, res.Usage = st.ExitCode, syscall.Signal(st.Signal), st.Usage
-		return res, nil
+		return res, cleanup, nil
 	}
 	// The init died before reporting (SIGKILLed after the grace period, or
 	// OOM-killed itself): the command counts as killed by that signal.
 	res.ExitCode, res.Signal = -1, syscall.SIGKILL
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+	if ws, ok := w.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		res.Signal = ws.Signal()
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+	if ru, ok := w.state.SysUsage().(*syscall.Rusage); ok {
 		res.Usage = usageFromSyscallRusage(ru)
 	}
-	return res, nil
+	return res, cleanup, nil
 }
 
 func idMaps(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {
