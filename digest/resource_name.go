@@ -1,6 +1,7 @@
 package digest
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 
@@ -8,6 +9,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
+
+// SupportedCompressors are the compressors Paddock accepts in
+// compressed-blobs/ resource names and batch requests.
+var SupportedCompressors = []repb.Compressor_Value{repb.Compressor_ZSTD}
 
 // ResourceName is a parsed ByteStream resource name for a CAS blob.
 type ResourceName struct {
@@ -91,8 +96,8 @@ func parseResourceName(name string, write bool) (ResourceName, error) {
 			return ResourceName{}, badName(name, "compressed-blobs/ needs a compressor")
 		}
 		c, ok := repb.Compressor_Value_value[strings.ToUpper(rest[1])]
-		if !ok || c == int32(repb.Compressor_IDENTITY) || rest[1] != strings.ToLower(rest[1]) {
-			return ResourceName{}, badName(name, "unknown compressor "+strconv.Quote(rest[1]))
+		if !ok || rest[1] != strings.ToLower(rest[1]) || !slices.Contains(SupportedCompressors, repb.Compressor_Value(c)) {
+			return ResourceName{}, badName(name, "unsupported compressor "+strconv.Quote(rest[1])+" (supported: zstd)")
 		}
 		rn.Compressor = repb.Compressor_Value(c)
 		rest = rest[2:]

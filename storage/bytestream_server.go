@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -46,7 +47,10 @@ type upload struct {
 	err    error         // Put's result, valid after done
 	idle   *time.Timer   // aborts the upload if nobody resumes it
 
-	committed int64 // bytes accepted from the client (compressed bytes for compressed uploads)
+	// committed counts bytes accepted from the client (compressed bytes for
+	// compressed uploads), i.e. handed to Put; QueryWriteStatus reads it
+	// while a stream may be writing.
+	committed atomic.Int64
 }
 
 func newByteStreamServer(opts *ServerOptions) *byteStreamServer {
@@ -192,7 +196,7 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 		if !first {
 			if req, err = stream.Recv(); err != nil {
 				if err == io.EOF {
-					err = status.Errorf(codes.InvalidArgument, "stream ended at %d bytes without finish_write", u.committed)
+					err = status.Errorf(codes.InvalidArgument, "stream ended at %d bytes without finish_write", u.committed.Load())
 					s.abort(u, err)
 					return err
 				}
@@ -214,12 +218,12 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 		first = false
 		// For compressed uploads the spec makes each offset the first one
 		// (0 here) plus the compressed bytes sent so far: committed too.
-		if req.WriteOffset != u.committed {
+		if req.WriteOffset != u.committed.Load() {
 			// Parked, not aborted: the committed prefix is still good.
 			s.park(u)
-			return status.Errorf(codes.InvalidArgument, "write_offset %d, but %d bytes are committed; resume from there", req.WriteOffset, u.committed)
+			return status.Errorf(codes.InvalidArgument, "write_offset %d, but %d bytes are committed; resume from there", req.WriteOffset, u.committed.Load())
 		}
-		if !compressed && u.committed+int64(len(req.Data)) > d.SizeBytes() {
+		if !compressed && u.committed.Load()+int64(len(req.Data)) > d.SizeBytes() {
 			err := status.Errorf(codes.InvalidArgument, "data goes past size_bytes %d of %s", d.SizeBytes(), d)
 			s.abort(u, err)
 			return err
@@ -232,10 +236,10 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 			}
 			return u.err
 		}
-		u.committed += int64(len(req.Data))
+		u.committed.Add(int64(len(req.Data)))
 		if req.FinishWrite {
-			if !compressed && u.committed != d.SizeBytes() {
-				err := status.Errorf(codes.InvalidArgument, "finish_write at %d bytes, but size_bytes is %d", u.committed, d.SizeBytes())
+			if !compressed && u.committed.Load() != d.SizeBytes() {
+				err := status.Errorf(codes.InvalidArgument, "finish_write at %d bytes, but size_bytes is %d", u.committed.Load(), d.SizeBytes())
 				s.abort(u, err)
 				return err
 			}
@@ -246,7 +250,7 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 				return u.err
 			}
 			if compressed {
-				return stream.SendAndClose(&bytestream.WriteResponse{CommittedSize: u.committed})
+				return stream.SendAndClose(&bytestream.WriteResponse{CommittedSize: u.committed.Load()})
 			}
 			return complete()
 		}
@@ -267,7 +271,7 @@ func (s *byteStreamServer) acquire(name string, rn digest.ResourceName, offset i
 		if u.idle != nil {
 			u.idle.Stop()
 		}
-		if offset != 0 || u.committed == 0 {
+		if offset != 0 || u.committed.Load() == 0 {
 			s.mu.Unlock()
 			return u, nil
 		}
@@ -338,12 +342,7 @@ func (s *byteStreamServer) QueryWriteStatus(ctx context.Context, req *bytestream
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "resource_name %q: no upload in progress", req.ResourceName)
 	}
-	// Wait for a stream still writing to finish its message, so the answer
-	// is a size the client can resume from.
-	u.busy.Lock()
-	committed := u.committed
-	u.busy.Unlock()
-	return &bytestream.QueryWriteStatusResponse{CommittedSize: committed}, nil
+	return &bytestream.QueryWriteStatusResponse{CommittedSize: u.committed.Load()}, nil
 }
 
 // close aborts every parked upload.

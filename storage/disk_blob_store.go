@@ -54,12 +54,22 @@ type DiskBlobStore struct {
 	log                 *slog.Logger
 	now                 func() time.Time
 
-	mu      sync.Mutex
-	index   map[digest.Digest]*list.Element // of *diskEntry
-	lru     *list.List                      // front = most recently used
+	mu    sync.Mutex
+	index map[blobKey]*list.Element // of *diskEntry; one per file
+
+	lru     *list.List // front = most recently used
 	used    int64
 	evicted int64
 }
+
+// blobKey names a file: sizes are not part of it, so that one file can
+// never be indexed twice under digests of different sizes.
+type blobKey struct {
+	fn   digest.Function
+	hash string
+}
+
+func keyOf(d digest.Digest) blobKey { return blobKey{d.Function(), d.Hash()} }
 
 type diskEntry struct {
 	d       digest.Digest
@@ -81,7 +91,7 @@ func NewDiskBlobStore(opts DiskOptions) (*DiskBlobStore, error) {
 		maxBytes: opts.MaxBytes,
 		log:      opts.Logger,
 		now:      time.Now,
-		index:    map[digest.Digest]*list.Element{},
+		index:    map[blobKey]*list.Element{},
 		lru:      list.New(),
 	}
 	if s.log == nil {
@@ -129,7 +139,11 @@ func (s *DiskBlobStore) rebuild() error {
 				return err
 			}
 			d, err := digest.New(fn, de.Name(), info.Size())
-			if err != nil || !info.Mode().IsRegular() || filepath.Base(filepath.Dir(path)) != de.Name()[:2] {
+			// Blobs are not fsynced (a killed process cannot expose a partial
+			// file, thanks to the rename), so after a power loss a file may
+			// be empty under a non-empty hash: drop it. Other damage is
+			// caught by the hash check on read.
+			if err != nil || !info.Mode().IsRegular() || filepath.Base(filepath.Dir(path)) != de.Name()[:2] || (info.Size() == 0 && !d.IsEmpty()) {
 				s.log.Warn("removing stray file from CAS", "path", path)
 				return os.Remove(path)
 			}
@@ -143,10 +157,20 @@ func (s *DiskBlobStore) rebuild() error {
 	// Oldest first, each pushed to the front: the newest ends up in front.
 	slices.SortFunc(all, func(a, b found) int { return a.mtime.Compare(b.mtime) })
 	for _, f := range all {
-		s.index[f.d] = s.lru.PushFront(&diskEntry{d: f.d, touched: f.mtime})
+		s.index[keyOf(f.d)] = s.lru.PushFront(&diskEntry{d: f.d, touched: f.mtime})
 		s.used += f.d.SizeBytes()
 	}
 	return nil
+}
+
+// lookupLocked finds d's entry; a file of the same hash but another size
+// does not count.
+func (s *DiskBlobStore) lookupLocked(d digest.Digest) (*list.Element, bool) {
+	e, ok := s.index[keyOf(d)]
+	if !ok || e.Value.(*diskEntry).d != d {
+		return nil, false
+	}
+	return e, true
 }
 
 func (s *DiskBlobStore) path(d digest.Digest) string {
@@ -160,7 +184,7 @@ func (s *DiskBlobStore) path(d digest.Digest) string {
 func (s *DiskBlobStore) Path(d digest.Digest) (string, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.index[d]; !ok {
+	if _, ok := s.lookupLocked(d); !ok {
 		return "", false
 	}
 	return s.path(d), true
@@ -174,7 +198,7 @@ func (s *DiskBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]
 	now := s.now()
 	s.mu.Lock()
 	for _, d := range ds {
-		e, ok := s.index[d]
+		e, ok := s.lookupLocked(d)
 		if !ok {
 			if !d.IsEmpty() {
 				missing = append(missing, d)
@@ -220,7 +244,7 @@ func (s *DiskBlobStore) Get(ctx context.Context, d digest.Digest, offset int64) 
 	}
 	now := s.now()
 	s.mu.Lock()
-	e, ok := s.index[d]
+	e, ok := s.lookupLocked(d)
 	var needTouch bool
 	if ok {
 		needTouch = s.useLocked(e, now)
@@ -257,9 +281,9 @@ func (s *DiskBlobStore) corrupt(d digest.Digest, why string) {
 func (s *DiskBlobStore) forget(d digest.Digest, why string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.index[d]; ok {
+	if e, ok := s.lookupLocked(d); ok {
 		s.lru.Remove(e)
-		delete(s.index, d)
+		delete(s.index, keyOf(d))
 		s.used -= d.SizeBytes()
 		_ = os.Remove(s.path(d))
 	}
@@ -274,7 +298,7 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 		return status.Errorf(codes.ResourceExhausted, "blob %s is larger than the whole CAS (%d bytes)", d, s.maxBytes)
 	}
 	s.mu.Lock()
-	_, exists := s.index[d]
+	_, exists := s.lookupLocked(d)
 	s.mu.Unlock()
 	if exists {
 		return nil
@@ -310,8 +334,14 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	final := s.path(d)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.index[d]; ok { // a concurrent writer won
+	if _, ok := s.lookupLocked(d); ok { // a concurrent writer won
 		return nil
+	}
+	// A file of this hash with the wrong size (damaged by a power loss,
+	// say) is about to be replaced: forget it.
+	if e, ok := s.index[keyOf(d)]; ok {
+		s.lru.Remove(e)
+		s.used -= e.Value.(*diskEntry).d.SizeBytes()
 	}
 	if err := os.Rename(tmp.Name(), final); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
@@ -325,7 +355,7 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 		return fmt.Errorf("write blob %s: %w", d, err)
 	}
 	committed = true
-	s.index[d] = s.lru.PushFront(&diskEntry{d: d, touched: s.now()})
+	s.index[keyOf(d)] = s.lru.PushFront(&diskEntry{d: d, touched: s.now()})
 	s.used += d.SizeBytes()
 	s.evictLocked()
 	return nil
@@ -340,7 +370,7 @@ func (s *DiskBlobStore) evictLocked() {
 		}
 		d := e.Value.(*diskEntry).d
 		s.lru.Remove(e)
-		delete(s.index, d)
+		delete(s.index, keyOf(d))
 		s.used -= d.SizeBytes()
 		s.evicted++
 		if err := os.Remove(s.path(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -358,45 +388,65 @@ func (s *DiskBlobStore) Stats() (usedBytes int64, blobs int, evicted int64) {
 }
 
 // verifyingReader hashes a blob from its first byte while serving bytes from
-// offset on, and turns the final io.EOF into DATA_LOSS if the hash is wrong.
+// offset on. The read that reaches the blob's end checks the hash before it
+// returns its bytes, and on a mismatch returns DATA_LOSS instead, so a
+// corrupt blob is never delivered whole.
 type verifyingReader struct {
 	f       *os.File
 	d       digest.Digest
 	h       hash.Hash
+	left    int64 // bytes not yet read from f
 	onBad   func()
-	done    bool
 	lastErr error
 }
 
 func newVerifyingReader(f *os.File, d digest.Digest, offset int64, onBad func()) (io.ReadCloser, error) {
-	v := &verifyingReader{f: f, d: d, h: d.NewHasher(), onBad: onBad}
+	v := &verifyingReader{f: f, d: d, h: d.NewHasher(), left: d.SizeBytes(), onBad: onBad}
 	if offset > 0 {
 		if _, err := io.CopyN(v.h, f, offset); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("read blob %s: %w", d, err)
 		}
+		v.left -= offset
+	}
+	if v.left == 0 {
+		v.finish()
 	}
 	return v, nil
 }
 
 func (v *verifyingReader) Read(p []byte) (int, error) {
-	if v.done {
+	if v.lastErr != nil {
 		return 0, v.lastErr
+	}
+	if int64(len(p)) > v.left {
+		p = p[:v.left]
 	}
 	n, err := v.f.Read(p)
 	v.h.Write(p[:n])
-	if err == io.EOF {
-		v.done = true
-		v.lastErr = io.EOF
-		if hexSum(v.h) != v.d.Hash() {
-			v.onBad()
-			v.lastErr = status.Errorf(codes.DataLoss, "blob %s is corrupt in storage and has been removed; upload it again", v.d)
-			// Withhold the last bytes read so that a corrupt blob is never
-			// delivered whole.
+	v.left -= int64(n)
+	if v.left == 0 {
+		if v.finish(); v.lastErr != io.EOF {
 			return 0, v.lastErr
 		}
+		return n, nil
+	}
+	if err == io.EOF {
+		// The size was checked at open: the file shrank under us.
+		v.onBad()
+		v.lastErr = status.Errorf(codes.DataLoss, "blob %s was truncated in storage and has been removed", v.d)
+		return 0, v.lastErr
 	}
 	return n, err
+}
+
+// finish checks the hash once every byte has been read.
+func (v *verifyingReader) finish() {
+	v.lastErr = io.EOF
+	if hexSum(v.h) != v.d.Hash() {
+		v.onBad()
+		v.lastErr = status.Errorf(codes.DataLoss, "blob %s is corrupt in storage and has been removed; upload it again", v.d)
+	}
 }
 
 func (v *verifyingReader) Close() error { return v.f.Close() }

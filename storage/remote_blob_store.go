@@ -155,9 +155,9 @@ type remoteReader struct {
 	cancel context.CancelFunc
 	d      digest.Digest
 	h      hash.Hash
-	buf  []byte
-	left int64
-	eof  bool
+	buf    []byte
+	left   int64
+	eof    bool
 }
 
 func (r *remoteReader) hashed(b []byte) {

@@ -1,0 +1,300 @@
+package storage_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/klauspost/compress/zstd"
+	"google.golang.org/genproto/googleapis/bytestream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+func randData(t *testing.T, n int) ([]byte, digest.Digest) {
+	t.Helper()
+	b := make([]byte, n)
+	rand.Read(b)
+	return b, digest.FromBytes(repb.DigestFunction_SHA256, b)
+}
+
+func readName(d digest.Digest) string { return "inst/blobs/" + d.String() }
+func writeName(d digest.Digest) string {
+	return "inst/uploads/0b7ab4a4-2c4f-4d0b-9d59-2a2b7f0f7c11/blobs/" + d.String()
+}
+
+// write sends reqs on one Write stream and returns the response or error.
+func write(t *testing.T, ts *testServer, reqs ...*bytestream.WriteRequest) (*bytestream.WriteResponse, error) {
+	t.Helper()
+	stream, err := ts.bs.Write(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range reqs {
+		if err := stream.Send(r); err != nil {
+			break // the server closed early; CloseAndRecv says why
+		}
+	}
+	return stream.CloseAndRecv()
+}
+
+func read(ts *testServer, req *bytestream.ReadRequest) ([]byte, error) {
+	stream, err := ts.bs.Read(context.Background(), req)
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, r.Data...)
+	}
+}
+
+func TestByteStreamWriteAndRead(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{})
+	data, d := randData(t, 3<<20+17)
+	resp, err := write(t, ts,
+		&bytestream.WriteRequest{ResourceName: writeName(d), Data: data[:1<<20]},
+		&bytestream.WriteRequest{WriteOffset: 1 << 20, Data: data[1<<20 : 2<<20]},
+		&bytestream.WriteRequest{WriteOffset: 2 << 20, Data: data[2<<20:], FinishWrite: true})
+	if err != nil || resp.CommittedSize != d.SizeBytes() {
+		t.Fatalf("write: %v, %v", resp, err)
+	}
+	got, err := read(ts, &bytestream.ReadRequest{ResourceName: readName(d)})
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back %d bytes, %v", len(got), err)
+	}
+	got, err = read(ts, &bytestream.ReadRequest{ResourceName: readName(d), ReadOffset: 1000, ReadLimit: 5000})
+	if err != nil || !bytes.Equal(got, data[1000:6000]) {
+		t.Fatalf("offset/limit read: %d bytes, %v", len(got), err)
+	}
+	got, err = read(ts, &bytestream.ReadRequest{ResourceName: readName(d), ReadOffset: d.SizeBytes()})
+	if err != nil || len(got) != 0 {
+		t.Fatalf("read at the end: %d bytes, %v", len(got), err)
+	}
+}
+
+func TestByteStreamCompressed(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{})
+	data := bytes.Repeat([]byte("zstd round trip "), 200000)
+	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
+	enc, _ := zstd.NewWriter(nil)
+	z := enc.EncodeAll(data, nil)
+	name := "uploads/6f1e1a52-9c55-4c57-8f2b-3c1b1f7a1e01/compressed-blobs/zstd/" + d.String()
+	half := len(z) / 2
+	resp, err := write(t, ts,
+		&bytestream.WriteRequest{ResourceName: name, Data: z[:half]},
+		&bytestream.WriteRequest{WriteOffset: int64(half), Data: z[half:], FinishWrite: true})
+	if err != nil {
+		t.Fatalf("compressed write: %v", err)
+	}
+	if resp.CommittedSize != int64(len(z)) {
+		t.Fatalf("committed_size %d, want %d", resp.CommittedSize, len(z))
+	}
+	// A second upload of the same blob completes at once with -1.
+	resp, err = write(t, ts, &bytestream.WriteRequest{ResourceName: name, Data: z[:10]})
+	if err != nil || resp.CommittedSize != -1 {
+		t.Fatalf("repeat compressed write: %v, %v; want committed_size -1", resp, err)
+	}
+	zr, err := read(ts, &bytestream.ReadRequest{ResourceName: "compressed-blobs/zstd/" + d.String(), ReadOffset: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec, _ := zstd.NewReader(nil)
+	got, err := dec.DecodeAll(zr, nil)
+	if err != nil || !bytes.Equal(got, data[5:]) {
+		t.Fatalf("compressed read does not decode to the blob from offset 5: %v", err)
+	}
+
+	// Compressed data that decodes to the wrong bytes is refused.
+	other := enc.EncodeAll([]byte("something else entirely"), nil)
+	wd := sha("what the name claims")
+	_, err = write(t, ts, &bytestream.WriteRequest{ResourceName: "uploads/u1/compressed-blobs/zstd/" + wd.String(), Data: other, FinishWrite: true})
+	wantStatus(t, err, codes.InvalidArgument)
+	if m := missing(t, ts.disk, wd); !m[wd] {
+		t.Fatal("mismatched compressed upload was stored")
+	}
+}
+
+func TestByteStreamWriteOfExistingBlobCompletesEarly(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{})
+	data, d := randData(t, 1<<20)
+	ts.disk.Put(context.Background(), d, bytes.NewReader(data))
+	resp, err := write(t, ts, &bytestream.WriteRequest{ResourceName: writeName(d), Data: data[:100]})
+	if err != nil || resp.CommittedSize != d.SizeBytes() {
+		t.Fatalf("write of existing blob: %v, %v; want committed_size %d", resp, err, d.SizeBytes())
+	}
+}
+
+func TestByteStreamBadWrites(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{})
+	data, d := randData(t, 1000)
+	for name, tc := range map[string]struct {
+		reqs []*bytestream.WriteRequest
+		want string
+	}{
+		"no data for a non-empty blob": {[]*bytestream.WriteRequest{{ResourceName: writeName(sha("other")), FinishWrite: true}}, "finish_write"},
+		"more bytes than size": {[]*bytestream.WriteRequest{
+			{ResourceName: writeName(d), Data: data},
+			{WriteOffset: 1000, Data: []byte("extra")},
+		}, "size_bytes"},
+		"finish_write early": {[]*bytestream.WriteRequest{{ResourceName: writeName(d), Data: data[:500], FinishWrite: true}}, "finish_write"},
+		"offset gap": {[]*bytestream.WriteRequest{
+			{ResourceName: writeName(d), Data: data[:100]},
+			{WriteOffset: 200, Data: data[200:]},
+		}, "write_offset"},
+		"no finish_write":       {[]*bytestream.WriteRequest{{ResourceName: writeName(d), Data: data}}, "finish_write"},
+		"dot-dot":               {[]*bytestream.WriteRequest{{ResourceName: "a/../uploads/u/blobs/" + d.String(), Data: data, FinishWrite: true}}, "'..'"},
+		"double slash":          {[]*bytestream.WriteRequest{{ResourceName: "a//uploads/u/blobs/" + d.String(), Data: data, FinishWrite: true}}, "empty path segment"},
+		"unknown compressor":    {[]*bytestream.WriteRequest{{ResourceName: "uploads/u/compressed-blobs/lzma/" + d.String(), Data: data, FinishWrite: true}}, "compressor"},
+		"read name for a write": {[]*bytestream.WriteRequest{{ResourceName: readName(d), Data: data, FinishWrite: true}}, "uploads"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := write(t, ts, tc.reqs...)
+			wantStatus(t, err, codes.InvalidArgument, tc.want)
+		})
+	}
+	// A blob whose bytes do not hash to its name.
+	wrong := sha("the bytes the name promises, 30")
+	_, err := write(t, ts, &bytestream.WriteRequest{ResourceName: writeName(wrong), Data: []byte("other bytes of the same len 31"), FinishWrite: true})
+	wantStatus(t, err, codes.InvalidArgument)
+	if m := missing(t, ts.disk, d, wrong); !m[d] || !m[wrong] {
+		t.Fatalf("a failed write left a blob visible: %v", m)
+	}
+}
+
+func TestByteStreamBadReads(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{})
+	d := putString(t, ts.disk, "readable")
+	for name, tc := range map[string]struct {
+		req  *bytestream.ReadRequest
+		code codes.Code
+		want string
+	}{
+		"missing blob":           {&bytestream.ReadRequest{ResourceName: readName(sha("absent"))}, codes.NotFound, ""},
+		"offset past the end":    {&bytestream.ReadRequest{ResourceName: readName(d), ReadOffset: 9}, codes.OutOfRange, "read_offset"},
+		"negative offset":        {&bytestream.ReadRequest{ResourceName: readName(d), ReadOffset: -1}, codes.InvalidArgument, "read_offset"},
+		"negative limit":         {&bytestream.ReadRequest{ResourceName: readName(d), ReadLimit: -1}, codes.InvalidArgument, "read_limit"},
+		"limit on a compressed":  {&bytestream.ReadRequest{ResourceName: "compressed-blobs/zstd/" + d.String(), ReadLimit: 3}, codes.InvalidArgument, "read_limit"},
+		"dot-dot":                {&bytestream.ReadRequest{ResourceName: "../blobs/" + d.String()}, codes.InvalidArgument, "'..'"},
+		"double slash":           {&bytestream.ReadRequest{ResourceName: "x//blobs/" + d.String()}, codes.InvalidArgument, "empty path segment"},
+		"unknown compressor":     {&bytestream.ReadRequest{ResourceName: "compressed-blobs/gzip/" + d.String()}, codes.InvalidArgument, "compressor"},
+		"identity as compressor": {&bytestream.ReadRequest{ResourceName: "compressed-blobs/identity/" + d.String()}, codes.InvalidArgument, "compressor"},
+		"malformed size":         {&bytestream.ReadRequest{ResourceName: "blobs/" + d.Hash() + "/-8"}, codes.InvalidArgument, "size"},
+		"uppercase hash":         {&bytestream.ReadRequest{ResourceName: "blobs/" + "A" + d.Hash()[1:] + "/8"}, codes.InvalidArgument, "hexadecimal"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := read(ts, tc.req)
+			wantStatus(t, err, tc.code, tc.want)
+		})
+	}
+}
+
+func TestByteStreamResumableWrite(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{UploadIdleTimeout: time.Minute})
+	data, d := randData(t, 2<<20)
+	name := writeName(d)
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := ts.bs.Write(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&bytestream.WriteRequest{ResourceName: name, Data: data[:1<<20]}); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the server has committed the first half, then drop the stream.
+	deadline := time.Now().Add(10 * time.Second)
+	var committed int64
+	for committed != 1<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("QueryWriteStatus never reported the first MiB (last %d)", committed)
+		}
+		st, err := ts.bs.QueryWriteStatus(context.Background(), &bytestream.QueryWriteStatusRequest{ResourceName: name})
+		if err == nil {
+			committed = st.CommittedSize
+			if st.Complete {
+				t.Fatal("upload reported complete half-way")
+			}
+		}
+	}
+	cancel()
+	// Once the server has seen the stream end the upload is parked with
+	// its committed size; resume from there on a new stream.
+	var st *bytestream.QueryWriteStatusResponse
+	for {
+		if time.Now().After(deadline) {
+			t.Fatal("upload not parked after the stream broke")
+		}
+		st, err = ts.bs.QueryWriteStatus(context.Background(), &bytestream.QueryWriteStatusRequest{ResourceName: name})
+		if err != nil {
+			t.Fatalf("QueryWriteStatus after the break: %v", err)
+		}
+		resp, err := write(t, ts, &bytestream.WriteRequest{ResourceName: name, WriteOffset: st.CommittedSize, Data: data[st.CommittedSize:], FinishWrite: true})
+		if status.Code(err) == codes.FailedPrecondition {
+			continue // the old stream still holds it
+		}
+		if err != nil || resp.CommittedSize != d.SizeBytes() {
+			t.Fatalf("resumed write: %v, %v", resp, err)
+		}
+		break
+	}
+	if st.CommittedSize != 1<<20 {
+		t.Fatalf("resumed from %d, want %d", st.CommittedSize, 1<<20)
+	}
+	got, err := read(ts, &bytestream.ReadRequest{ResourceName: readName(d)})
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read after resumed write: %v", err)
+	}
+	st, err = ts.bs.QueryWriteStatus(context.Background(), &bytestream.QueryWriteStatusRequest{ResourceName: name})
+	if err != nil || !st.Complete || st.CommittedSize != d.SizeBytes() {
+		t.Fatalf("QueryWriteStatus after completion: %v, %v", st, err)
+	}
+	_, err = ts.bs.QueryWriteStatus(context.Background(), &bytestream.QueryWriteStatusRequest{ResourceName: writeName(sha("never uploaded"))})
+	wantStatus(t, err, codes.NotFound)
+}
+
+func TestByteStreamAbandonedUploadStoresNothing(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{UploadIdleTimeout: time.Millisecond})
+	data, d := randData(t, 1<<20)
+	name := writeName(d)
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, _ := ts.bs.Write(ctx)
+	stream.Send(&bytestream.WriteRequest{ResourceName: name, Data: data[:1000]})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := ts.bs.QueryWriteStatus(context.Background(), &bytestream.QueryWriteStatusRequest{ResourceName: name})
+		if err == nil && st.CommittedSize == 1000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("upload never reached the server: %v", err)
+		}
+	}
+	cancel()
+	for {
+		_, err := ts.bs.QueryWriteStatus(context.Background(), &bytestream.QueryWriteStatusRequest{ResourceName: name})
+		if status.Code(err) == codes.NotFound {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("abandoned upload never dropped: %v", err)
+		}
+	}
+	if m := missing(t, ts.disk, d); !m[d] {
+		t.Fatal("abandoned upload stored a blob")
+	}
+}

@@ -1,0 +1,213 @@
+package storage_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+	"github.com/paddock-build/paddock/storage/storagetest"
+)
+
+func sha(data string) digest.Digest {
+	return digest.FromBytes(repb.DigestFunction_SHA256, []byte(data))
+}
+
+func putString(t *testing.T, s storage.BlobStore, data string) digest.Digest {
+	t.Helper()
+	d := sha(data)
+	if err := s.Put(context.Background(), d, strings.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func missing(t *testing.T, s storage.BlobStore, ds ...digest.Digest) map[digest.Digest]bool {
+	t.Helper()
+	m, err := s.FindMissing(context.Background(), ds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[digest.Digest]bool{}
+	for _, d := range m {
+		out[d] = true
+	}
+	return out
+}
+
+func TestDiskEvictsLeastRecentlyUsed(t *testing.T) {
+	s := newDisk(t, t.TempDir(), 30)
+	a := putString(t, s, "aaaaaaaaaa") // 10 bytes each
+	b := putString(t, s, "bbbbbbbbbb")
+	c := putString(t, s, "cccccccccc")
+	// Touch a, so b is now the least recently used.
+	missing(t, s, a)
+	d := putString(t, s, "dddddddddd")
+	m := missing(t, s, a, b, c, d)
+	if !m[b] || m[a] || m[c] || m[d] {
+		t.Fatalf("after eviction missing = %v; want only b (%s)", m, b)
+	}
+	used, n, evicted := s.Stats()
+	if used != 30 || n != 3 || evicted != 1 {
+		t.Fatalf("Stats = %d bytes, %d blobs, %d evicted; want 30, 3, 1", used, n, evicted)
+	}
+}
+
+func TestDiskRefusesBlobLargerThanStore(t *testing.T) {
+	s := newDisk(t, t.TempDir(), 5)
+	err := s.Put(context.Background(), sha("too large"), strings.NewReader("too large"))
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("got %v, want RESOURCE_EXHAUSTED", err)
+	}
+}
+
+func TestDiskRebuildsIndexAtStartup(t *testing.T) {
+	dir := t.TempDir()
+	s := newDisk(t, dir, 0)
+	a := putString(t, s, "kept across restarts")
+	// Leftovers of a write killed half-way, and a stray file in the CAS tree.
+	os.WriteFile(filepath.Join(dir, "tmp", "half-written"), []byte("partial"), 0o644)
+	os.WriteFile(filepath.Join(dir, "cas", "sha256", "zz-not-a-blob"), []byte("x"), 0o644)
+
+	s2 := newDisk(t, dir, 0)
+	if m := missing(t, s2, a); m[a] {
+		t.Fatal("blob lost across restart")
+	}
+	if got, err := storagetest.ReadAll(t, s2, a, 0); err != nil || string(got) != "kept across restarts" {
+		t.Fatalf("read after restart: %q, %v", got, err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(entries) != 0 {
+		t.Fatalf("tmp/ not cleared at start-up: %v", entries)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cas", "sha256", "zz-not-a-blob")); !os.IsNotExist(err) {
+		t.Fatalf("stray file kept: %v", err)
+	}
+	if used, n, _ := s2.Stats(); used != a.SizeBytes() || n != 1 {
+		t.Fatalf("rebuilt index has %d bytes in %d blobs", used, n)
+	}
+}
+
+func TestDiskRestartEvictsToNewBound(t *testing.T) {
+	dir := t.TempDir()
+	s := newDisk(t, dir, 0)
+	for _, x := range []string{"0123456789", "abcdefghij", "ABCDEFGHIJ"} {
+		putString(t, s, x)
+	}
+	s2 := newDisk(t, dir, 20)
+	if used, n, _ := s2.Stats(); used > 20 || n != 2 {
+		t.Fatalf("after restart with a smaller bound: %d bytes in %d blobs", used, n)
+	}
+}
+
+func corruptFile(t *testing.T, dir string, d digest.Digest, mutate func([]byte) []byte) {
+	t.Helper()
+	p := filepath.Join(dir, "cas", "sha256", d.Hash()[:2], d.Hash())
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(p, 0o644)
+	if err := os.WriteFile(p, mutate(b), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDiskCorruptBlobIsNeverServed(t *testing.T) {
+	dir := t.TempDir()
+	s := newDisk(t, dir, 0)
+	data := bytes.Repeat([]byte("payload "), 100000)
+	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
+	if err := s.Put(context.Background(), d, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	corruptFile(t, dir, d, func(b []byte) []byte { b[len(b)-1] ^= 1; return b })
+
+	r, err := s.Get(context.Background(), d, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(r)
+	r.Close()
+	if status.Code(err) != codes.DataLoss {
+		t.Fatalf("read of a corrupt blob ended with %v, want DATA_LOSS", err)
+	}
+	if len(got) >= len(data) {
+		t.Fatalf("corrupt blob delivered whole (%d bytes)", len(got))
+	}
+	if m := missing(t, s, d); !m[d] {
+		t.Fatal("corrupt blob still reported present")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cas", "sha256", d.Hash()[:2], d.Hash())); !os.IsNotExist(err) {
+		t.Fatal("corrupt file not removed")
+	}
+}
+
+func TestDiskTruncatedBlobIsNotFound(t *testing.T) {
+	dir := t.TempDir()
+	s := newDisk(t, dir, 0)
+	d := putString(t, s, "a blob that will be truncated")
+	corruptFile(t, dir, d, func(b []byte) []byte { return b[:5] })
+	_, err := s.Get(context.Background(), d, 0)
+	if status.Code(err) != codes.NotFound {
+		t.Fatalf("Get of a truncated blob: %v, want NOT_FOUND", err)
+	}
+	if m := missing(t, s, d); !m[d] {
+		t.Fatal("truncated blob still reported present")
+	}
+}
+
+func TestDiskBlobsAreReadOnlyFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := newDisk(t, dir, 0)
+	d := putString(t, s, "hard-linkable")
+	p, ok := s.Path(d)
+	if !ok {
+		t.Fatal("Path of a stored blob not found")
+	}
+	info, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o444 {
+		t.Fatalf("blob file mode %v, want 0444", info.Mode().Perm())
+	}
+}
+
+// After a power loss a blob file may survive truncated under its name. It
+// must not be served, and a new upload must replace it without leaving two
+// index entries for one file.
+func TestDiskReplacesTruncatedFileAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	s := newDisk(t, dir, 0)
+	data := "the whole blob, before the power went"
+	d := putString(t, s, data)
+	corruptFile(t, dir, d, func(b []byte) []byte { return b[:7] })
+
+	s2 := newDisk(t, dir, 0)
+	if m := missing(t, s2, d); !m[d] {
+		t.Fatal("truncated blob reported present after restart")
+	}
+	putString(t, s2, data)
+	used, n, _ := s2.Stats()
+	if n != 1 || used != d.SizeBytes() {
+		t.Fatalf("after re-upload: %d blobs, %d bytes; want 1 blob of %d", n, used, d.SizeBytes())
+	}
+	if got, err := storagetest.ReadAll(t, s2, d, 0); err != nil || string(got) != data {
+		t.Fatalf("read after re-upload: %q, %v", got, err)
+	}
+	// An empty file under a non-empty hash is dropped at start-up.
+	corruptFile(t, dir, d, func(b []byte) []byte { return nil })
+	s3 := newDisk(t, dir, 0)
+	if _, n, _ := s3.Stats(); n != 0 {
+		t.Fatalf("empty file indexed at start-up (%d blobs)", n)
+	}
+}

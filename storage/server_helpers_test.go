@@ -1,0 +1,76 @@
+package storage_test
+
+import (
+	"net"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/genproto/googleapis/bytestream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/paddock-build/paddock/storage"
+)
+
+// testServer is a storage server on loopback with a disk backend, and a
+// client connection to it.
+type testServer struct {
+	dir  string
+	disk *storage.DiskBlobStore
+	ac   storage.ActionCache
+	conn *grpc.ClientConn
+	cas  repb.ContentAddressableStorageClient
+	bs   bytestream.ByteStreamClient
+	acc  repb.ActionCacheClient
+	caps repb.CapabilitiesClient
+}
+
+func newDisk(t testing.TB, dir string, maxBytes int64) *storage.DiskBlobStore {
+	t.Helper()
+	s, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: dir, MaxBytes: maxBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// startServer starts the services over a fresh disk store unless opts
+// names stores, and returns clients of them.
+func startServer(t testing.TB, opts storage.ServerOptions) *testServer {
+	t.Helper()
+	ts := &testServer{dir: t.TempDir()}
+	if opts.CAS == nil {
+		ts.disk = newDisk(t, ts.dir, 0)
+		opts.CAS = ts.disk
+	}
+	if opts.AC == nil {
+		ac, err := storage.NewDiskActionCache(ts.dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.AC = ac
+	}
+	ts.ac = opts.AC
+	srv := storage.NewServer(opts)
+	g := grpc.NewServer(srv.GRPCServerOptions()...)
+	srv.Register(g)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(lis)
+	t.Cleanup(func() { g.Stop(); srv.Close() })
+	conn, err := grpc.NewClient(lis.Addr().String(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ts.conn = conn
+	ts.cas = repb.NewContentAddressableStorageClient(conn)
+	ts.bs = bytestream.NewByteStreamClient(conn)
+	ts.acc = repb.NewActionCacheClient(conn)
+	ts.caps = repb.NewCapabilitiesClient(conn)
+	return ts
+}
