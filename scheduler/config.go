@@ -23,6 +23,12 @@ type Config struct {
 	// HeartbeatInterval is how often workers are told to send a heartbeat;
 	// keep it well below LeaseDuration. Default 10s.
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// TimeoutGrace is how long past an action's timeout the scheduler waits
+	// for its worker's result (input fetch and output upload take time too)
+	// before it completes the operation with DEADLINE_EXCEEDED and cancels
+	// the action on the worker, so a stuck worker that still heartbeats
+	// cannot hold a client forever. Default 5m.
+	TimeoutGrace time.Duration `yaml:"timeout_grace"`
 	// MaxRetries is how many times an action whose worker was lost is
 	// queued again; after that it completes with UNAVAILABLE, so an action
 	// that kills its workers is not retried forever. Default 3.

@@ -213,7 +213,7 @@ func (c *core) abandon(e *execution, why string) {
 	}
 }
 
-// Tick expires worker leases and completed operations.
+// Tick expires worker leases, overdue executions and completed operations.
 func (c *core) Tick(now time.Time) {
 	for _, w := range c.workers {
 		switch {
@@ -222,6 +222,22 @@ func (c *core) Tick(now time.Time) {
 		case !w.connected && now.Sub(w.lostConn) >= c.cfg.ReconnectGrace:
 			c.lose(now, w, fmt.Sprintf("worker %q lost its connection and did not reconnect within %s", w.id, c.cfg.ReconnectGrace))
 		}
+	}
+	var overdue []*execution
+	for _, w := range c.workers {
+		for _, e := range w.running {
+			if !e.cancelled && e.spec.timeout > 0 && now.Sub(e.startedAt) >= e.spec.timeout+c.cfg.TimeoutGrace {
+				overdue = append(overdue, e)
+			}
+		}
+	}
+	for _, e := range overdue {
+		why := fmt.Sprintf("worker %q did not report the action within its timeout %s plus timeout_grace %s", e.worker.id, e.spec.timeout, c.cfg.TimeoutGrace)
+		c.finish(now, e, &repb.ExecuteResponse{Status: &rpcstatus.Status{Code: int32(code.Code_DEADLINE_EXCEEDED), Message: why}})
+		// It keeps its worker's slot until the worker reports it.
+		e.cancelled = true
+		c.send(e.worker.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{
+			Cancel: &workerpb.Cancel{OperationName: e.id, Reason: why}}})
 	}
 	i := 0
 	for ; i < len(c.completed); i++ {

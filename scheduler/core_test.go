@@ -508,3 +508,36 @@ func TestSilentButConnectedWorkerIsHungUp(t *testing.T) {
 		t.Fatalf("dispatch %v, want attempt 2", got)
 	}
 }
+
+func TestOverdueExecutionCompletesWithDeadlineExceeded(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.TimeoutGrace = time.Minute })
+	h.connect("w", 1, nil)
+	op, err := h.c.Execute(h.now, submission{name: "op", action: actionDigest("slow"), cacheable: true, spec: actionSpec{timeout: 10 * time.Minute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.collect()
+	h.execute("next", "n", "", 0)
+	for elapsed := time.Duration(0); elapsed < 10*time.Minute; elapsed += 20 * time.Second {
+		h.advance(20 * time.Second)
+		h.heartbeat("w") // the worker is alive, but never reports
+	}
+	if op.done {
+		t.Fatal("completed before timeout + grace")
+	}
+	for i := 0; i < 3; i++ {
+		h.advance(20 * time.Second)
+		h.heartbeat("w")
+	}
+	if !op.done || statusCode(op) != code.Code_DEADLINE_EXCEEDED {
+		t.Fatalf("op: done %v status %v, want DEADLINE_EXCEEDED", op.done, op.response.GetStatus())
+	}
+	if c := h.cancels("w"); len(c) != 1 || c[0] != "op" {
+		t.Fatalf("cancels %v, want [op]", c)
+	}
+	h.assignments()
+	h.result("w", "op", 1, 0) // the kill is confirmed: the slot frees
+	if got := h.assignments(); len(got) != 1 || got[0].name != "next" {
+		t.Fatalf("after the kill: %v, want next", got)
+	}
+}

@@ -98,6 +98,9 @@ func New(opts Options) (*Scheduler, error) {
 	if cfg.HeartbeatInterval >= cfg.LeaseDuration {
 		return nil, errors.New("scheduler: heartbeat_interval must be shorter than lease_duration")
 	}
+	if cfg.TimeoutGrace <= 0 {
+		cfg.TimeoutGrace = def.TimeoutGrace
+	}
 	if cfg.MaxRetries < 0 {
 		return nil, errors.New("scheduler: max_retries must not be negative")
 	}
