@@ -1,0 +1,136 @@
+package workerclient
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+)
+
+// scriptedScheduler hands each Connect stream to the test.
+type scriptedScheduler struct {
+	workerpb.UnimplementedWorkerServiceServer
+	streams chan workerpb.WorkerService_ConnectServer
+}
+
+func (s *scriptedScheduler) Connect(stream workerpb.WorkerService_ConnectServer) error {
+	done := make(chan struct{})
+	s.streams <- &endingStream{stream, done}
+	<-done
+	return nil
+}
+
+// endingStream lets the test end a server stream by calling end.
+type endingStream struct {
+	workerpb.WorkerService_ConnectServer
+	done chan struct{}
+}
+
+func (e *endingStream) end() { close(e.done) }
+
+func TestResultFinishedWhileDisconnectedIsSentAfterReRegister(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sched := &scriptedScheduler{streams: make(chan workerpb.WorkerService_ConnectServer)}
+	srv := grpc.NewServer()
+	workerpb.RegisterWorkerServiceServer(srv, sched)
+	go srv.Serve(lis)
+	defer srv.Stop()
+	conn, err := grpc.NewClient("passthrough:///"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	release := make(chan struct{})
+	finished := make(chan struct{})
+	c, err := New(Options{
+		Conn:           conn,
+		Register:       &workerpb.Register{WorkerId: "w", Concurrency: 1},
+		ReconnectDelay: time.Millisecond,
+		Handler: func(ctx context.Context, a *workerpb.Assignment) *repb.ExecuteResponse {
+			<-release
+			defer close(finished)
+			return &repb.ExecuteResponse{Result: &repb.ActionResult{ExitCode: 42}}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	runDone := make(chan error, 1)
+	go func() { runDone <- c.Run(ctx) }()
+
+	recvRegister := func(s workerpb.WorkerService_ConnectServer) *workerpb.Register {
+		m, err := s.Recv()
+		if err != nil || m.GetRegister() == nil {
+			t.Fatalf("first message %v, %v; want register", m, err)
+		}
+		return m.GetRegister()
+	}
+	first := <-sched.streams
+	recvRegister(first)
+	first.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
+	first.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: &workerpb.Assignment{OperationName: "op", Attempt: 3}}})
+	deadline := time.Now().Add(20 * time.Second)
+	for !c.Holding("op") {
+		if time.Now().After(deadline) {
+			t.Fatal("assignment never held")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	first.(*endingStream).end()
+
+	// The action finishes while the worker is between streams (the
+	// scheduler has not answered its Register yet).
+	second := <-sched.streams
+	reg := recvRegister(second)
+	if len(reg.Running) != 1 || reg.Running[0].OperationName != "op" || reg.Running[0].Attempt != 3 {
+		t.Fatalf("re-register lists %v, want op attempt 3 in hand", reg.Running)
+	}
+	close(release)
+	<-finished
+	second.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
+	for {
+		m, err := second.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := m.GetResult(); r != nil {
+			resp := &repb.ExecuteResponse{}
+			if err := proto.Unmarshal(r.ExecuteResponse, resp); err != nil || r.OperationName != "op" || r.Attempt != 3 || resp.Result.GetExitCode() != 42 {
+				t.Fatalf("result %v (%v), want op attempt 3 exit 42", r, err)
+			}
+			break
+		}
+	}
+	cancel()
+	second.(*endingStream).end()
+	<-runDone
+	if c.Holding("op") {
+		t.Fatal("delivered result still held")
+	}
+}
+
+func TestNewRequiresWhatTheProtocolNeeds(t *testing.T) {
+	h := func(context.Context, *workerpb.Assignment) *repb.ExecuteResponse { return nil }
+	for _, o := range []Options{
+		{Register: &workerpb.Register{WorkerId: "w", Concurrency: 1}, Handler: h},
+		{Conn: &grpc.ClientConn{}, Register: &workerpb.Register{Concurrency: 1}, Handler: h},
+		{Conn: &grpc.ClientConn{}, Register: &workerpb.Register{WorkerId: "w"}, Handler: h},
+	} {
+		if _, err := New(o); err == nil {
+			t.Errorf("New(%+v) succeeded", o)
+		}
+	}
+}
