@@ -191,3 +191,24 @@ func TestWorkerRegisterValidation(t *testing.T) {
 		})
 	}
 }
+
+func TestExecutionPropertiesDoNotSplitQueues(t *testing.T) {
+	route := map[string]bool{"OSFamily": true, "Pool": true}
+	platform := func(kv ...string) *repb.Platform {
+		p := &repb.Platform{}
+		for i := 0; i < len(kv); i += 2 {
+			p.Properties = append(p.Properties, &repb.Platform_Property{Name: kv[i], Value: kv[i+1]})
+		}
+		return p
+	}
+	a, routing := routingOf("main", platform("OSFamily", "linux", "container-image", "docker://a", "dockerNetwork", "standard"), route)
+	b, _ := routingOf("main", platform("EstimatedCPU", "4", "OSFamily", "linux", "container-image", "docker://b"), route)
+	if a != b || len(routing) != 1 || routing[0].Name != "OSFamily" {
+		t.Fatalf("queue keys %q vs %q (routing %v): execution properties split the queue", a, b, routing)
+	}
+	c, _ := routingOf("main", platform("OSFamily", "linux", "Pool", "big"), route)
+	d, _ := routingOf("other", platform("OSFamily", "linux"), route)
+	if c == a || d == a {
+		t.Fatal("a routing property or another instance shares a queue")
+	}
+}
