@@ -70,12 +70,12 @@ func lastCap() uint {
 }
 
 // applyCapabilities sets the calling thread's bounding and inheritable sets
-// to the spec's, leaving its effective and permitted sets (the init still
+// to the spec's (last is lastCap()), leaving its effective and permitted sets (the init still
 // needs CAP_SETUID and friends to start the command). A command started as
 // container root then gets exactly the bounding set; one started as another
 // user gets the ambient set. Must run on the thread that forks the command.
-func applyCapabilities(s capSets) error {
-	for c := uint(0); c <= lastCap(); c++ {
+func applyCapabilities(s capSets, last uint) error {
+	for c := uint(0); c <= last; c++ {
 		if s.Bounding&(1<<c) != 0 {
 			continue
 		}

@@ -71,6 +71,14 @@ func runInit() int {
 }
 
 func initSandbox() (*initStatus, error) {
+	// Spec-independent work first: a warm init does it while it waits.
+	last := lastCap()
+	filter, err := defaultSeccompFilter()
+	if err != nil {
+		return nil, err
+	}
+	warmUpJSON()
+
 	cfgFile := os.NewFile(initConfigFd, "config")
 	defer cfgFile.Close()
 	var cfg initConfig
@@ -79,10 +87,6 @@ func initSandbox() (*initStatus, error) {
 	}
 	spec := cfg.Spec
 	caps, err := capabilityMask(spec.Process.Capabilities)
-	if err != nil {
-		return nil, err
-	}
-	filter, err := defaultSeccompFilter()
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +141,7 @@ func initSandbox() (*initStatus, error) {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return nil, fmt.Errorf("dumpable: %w", err)
 	}
-	if err := applyCapabilities(caps); err != nil {
+	if err := applyCapabilities(caps, last); err != nil {
 		return nil, err
 	}
 	if err := loadSeccomp(filter); err != nil {
@@ -208,6 +212,21 @@ func initSandbox() (*initStatus, error) {
 		st.Usage = usageFromRusage(&ru)
 	}
 	return st, nil
+}
+
+// warmUpJSON decodes a typical config once, so that encoding/json has
+// built its decoders for the spec's types before the real one arrives.
+func warmUpJSON() {
+	spec := DefaultSpec("/", 1, "true")
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/work", Type: "bind", Source: "/", Options: []string{"rbind"}})
+	limit := int64(1)
+	spec.Linux.Resources.Pids = &specs.LinuxPids{Limit: &limit}
+	spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &limit}
+	data, err := json.Marshal(initConfig{Spec: spec})
+	if err == nil {
+		var cfg initConfig
+		_ = json.Unmarshal(data, &cfg)
+	}
 }
 
 func hasNamespace(s *specs.Spec, t specs.LinuxNamespaceType) bool {
