@@ -3,6 +3,8 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"runtime"
 	"sync"
@@ -24,7 +26,8 @@ const benchActions = 100_000
 func benchScheduler(b *testing.B) *Scheduler {
 	cfg := DefaultConfig()
 	cfg.TickInterval = time.Hour
-	s, err := New(Options{Config: cfg, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache()})
+	s, err := New(Options{Config: cfg, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache(),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}

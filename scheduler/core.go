@@ -43,6 +43,8 @@ type effects struct {
 	// hangUp names workers whose session must end: they were declared lost
 	// while their stream was still open, and must register again.
 	hangUp []string
+	// notes are notable decisions, for the operator's log.
+	notes []string
 }
 
 // workerMessage is a message for a worker's current session.
@@ -233,6 +235,7 @@ func (c *core) Tick(now time.Time) {
 	}
 	for _, e := range overdue {
 		why := fmt.Sprintf("worker %q did not report the action within its timeout %s plus timeout_grace %s", e.worker.id, e.spec.timeout, c.cfg.TimeoutGrace)
+		c.note("action %s (%s): %s; completed with DEADLINE_EXCEEDED", e.key.action, e.id, why)
 		c.finish(now, e, &repb.ExecuteResponse{Status: &rpcstatus.Status{Code: int32(code.Code_DEADLINE_EXCEEDED), Message: why}})
 		// It keeps its worker's slot until the worker reports it.
 		e.cancelled = true
@@ -371,15 +374,21 @@ func (c *core) requeueLost(now time.Time, e *execution, why string) {
 	e.worker = nil
 	e.retries++
 	if e.retries > c.cfg.MaxRetries {
+		c.note("action %s (%s): %s; retried %d times, completed with UNAVAILABLE", e.key.action, e.id, why, c.cfg.MaxRetries)
 		c.finish(now, e, &repb.ExecuteResponse{Status: &rpcstatus.Status{
 			Code: int32(code.Code_UNAVAILABLE),
 			Message: fmt.Sprintf("action %s lost its worker %d times, the last because %s; not retrying it (max_retries %d)",
 				e.key.action, e.retries, why, c.cfg.MaxRetries)}})
 		return
 	}
+	c.note("action %s (%s): %s; requeued (retry %d of %d)", e.key.action, e.id, why, e.retries, c.cfg.MaxRetries)
 	c.enqueue(e, true)
 	c.publish(e)
 	c.pumpQueue(now, e.queue)
+}
+
+func (c *core) note(format string, args ...any) {
+	c.fx.notes = append(c.fx.notes, fmt.Sprintf(format, args...))
 }
 
 // durationOrNil is a helper for Registered.

@@ -172,6 +172,7 @@ func (c *core) Drain(now time.Time, id string) (int, error) {
 
 // lose forgets a worker whose lease expired and requeues its executions.
 func (c *core) lose(now time.Time, w *worker, why string) {
+	c.note("%s: worker lost with %d action(s)", why, len(w.running))
 	delete(c.workers, w.id)
 	c.unlinkQueues(w)
 	if w.connected {

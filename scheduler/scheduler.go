@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -36,6 +37,9 @@ type Options struct {
 	ActionCache storage.ActionCache
 	// Clock defaults to the real clock.
 	Clock Clock
+	// Logger receives notable decisions (workers lost, actions requeued or
+	// given up) and worker connections. Defaults to slog.Default().
+	Logger *slog.Logger
 	// NewID returns a unique id for an operation name; defaults to a random
 	// UUID.
 	NewID func() string
@@ -51,6 +55,7 @@ type Scheduler struct {
 	ac    storage.ActionCache
 	clock Clock
 	newID func() string
+	log   *slog.Logger
 
 	known map[string]bool // platform property names accepted
 	route map[string]bool // platform property names that select a queue
@@ -133,6 +138,10 @@ func New(opts Options) (*Scheduler, error) {
 	if s.clock == nil {
 		s.clock = realClock{}
 	}
+	s.log = opts.Logger
+	if s.log == nil {
+		s.log = slog.Default()
+	}
 	if s.newID == nil {
 		s.newID = uuid.NewString
 	}
@@ -194,6 +203,9 @@ func (s *Scheduler) Tick() {
 // it blocks.
 func (s *Scheduler) apply() {
 	fx := s.core.takeEffects()
+	for _, n := range fx.notes {
+		s.log.Info("scheduler: " + n)
+	}
 	for _, d := range fx.dispatch {
 		if sess := s.sessions[d.worker]; sess != nil {
 			sess.push(d.msg)

@@ -94,6 +94,8 @@ func (s *Scheduler) connectWorker(reg *workerpb.Register) (*session, error) {
 		labels:    reg.Labels,
 		running:   reg.Running,
 	})
+	s.log.Info("scheduler: worker connected", "worker", reg.WorkerId, "generation", sess.gen,
+		"concurrency", reg.Concurrency, "in_hand", len(reg.Running))
 	s.apply()
 	return sess, nil
 }
@@ -134,6 +136,7 @@ func (sess *session) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.core.Disconnect(s.clock.Now(), sess.workerID, sess.gen)
+	s.log.Info("scheduler: worker stream ended", "worker", sess.workerID, "generation", sess.gen)
 	if s.sessions[sess.workerID] == sess {
 		delete(s.sessions, sess.workerID)
 	}

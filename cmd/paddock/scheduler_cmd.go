@@ -53,7 +53,7 @@ func runScheduler(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeStorage()
-	s, err := scheduler.New(scheduler.Options{Config: cfg, BlobStore: cas, ActionCache: ac})
+	s, err := scheduler.New(scheduler.Options{Config: cfg, BlobStore: cas, ActionCache: ac, Logger: logger})
 	if err != nil {
 		return err
 	}
