@@ -55,10 +55,26 @@ type spawner struct {
 	wg    sync.WaitGroup
 
 	mu        sync.Mutex // guards the fields below
-	running   map[uint64]*spawnedSandbox
-	warm      map[string]*startedInit
-	refilling map[string]bool
-	closed    bool
+	running map[uint64]*spawnedSandbox
+	warm    map[string]*warmSlot // at most one, for the latest params
+	closed  bool
+}
+
+// warmSlot is an init being started ahead; ready is closed once w or err
+// is set. A Run claims the slot even before it is ready: waiting for an
+// init already half started beats starting a second one.
+type warmSlot struct {
+	ready chan struct{}
+	w     *startedInit
+	err   error
+}
+
+// release discards the slot's init once it is ready.
+func (ws *warmSlot) release() {
+	<-ws.ready
+	if ws.w != nil {
+		ws.w.discard()
+	}
 }
 
 type spawnedSandbox struct {
@@ -71,9 +87,8 @@ func (s *spawnedSandbox) stop() { s.once.Do(func() { close(s.cancel) }) }
 func runSpawner() int {
 	s := &spawner{
 		out:       json.NewEncoder(os.Stdout),
-		running:   map[uint64]*spawnedSandbox{},
-		warm:      map[string]*startedInit{},
-		refilling: map[string]bool{},
+		running: map[uint64]*spawnedSandbox{},
+		warm:    map[string]*warmSlot{},
 	}
 	in := json.NewDecoder(bufio.NewReader(os.Stdin))
 	for {
@@ -124,8 +139,8 @@ func runSpawner() int {
 	warm := s.warm
 	s.warm = nil
 	s.mu.Unlock()
-	for _, w := range warm {
-		w.discard()
+	for _, ws := range warm {
+		ws.release()
 	}
 	s.wg.Wait()
 	return 0
@@ -268,56 +283,51 @@ func (w *startedInit) discard() {
 	_ = w.cg.remove()
 }
 
-// takeWarm returns the warm init for key, if there is a live one.
+// takeWarm returns the warm init for key, waiting for it if it is still
+// starting, or nil if there is none (or it failed or died).
 func (s *spawner) takeWarm(key string) *startedInit {
 	s.mu.Lock()
-	w := s.warm[key]
+	ws := s.warm[key]
 	delete(s.warm, key)
 	s.mu.Unlock()
-	if w == nil {
+	if ws == nil {
+		return nil
+	}
+	<-ws.ready
+	if ws.w == nil {
 		return nil
 	}
 	select {
-	case <-w.exited:
-		w.discard()
+	case <-ws.w.exited:
+		ws.w.discard()
 		return nil
 	default:
-		return w
+		return ws.w
 	}
 }
 
-// refill starts a warm init for p unless there is one (or one is being
-// started); inits for other params are discarded, so only the current
-// kind of sandbox is kept warm.
+// refill starts a warm init for p unless one is there or starting. Inits
+// for other params are discarded: only the latest kind is kept warm.
 func (s *spawner) refill(p initParams) {
 	key := p.key()
 	s.mu.Lock()
-	if s.closed || s.refilling[key] || s.warm[key] != nil {
+	if s.closed || s.warm[key] != nil {
 		s.mu.Unlock()
 		return
 	}
-	s.refilling[key] = true
-	var old []*startedInit
-	for k, w := range s.warm {
-		old = append(old, w)
+	var old []*warmSlot
+	for k, ws := range s.warm {
+		old = append(old, ws)
 		delete(s.warm, k)
 	}
+	ws := &warmSlot{ready: make(chan struct{})}
+	s.warm[key] = ws
 	s.mu.Unlock()
-	for _, w := range old {
-		w.discard()
+	for _, o := range old {
+		o.release()
 	}
-	w, err := s.startInit(p)
-	s.mu.Lock()
-	delete(s.refilling, key)
-	if err != nil || s.closed {
-		s.mu.Unlock()
-		if w != nil {
-			w.discard()
-		}
-		return
-	}
-	s.warm[key] = w
-	s.mu.Unlock()
+	ws.w, ws.err = s.startInit(p)
+	close(ws.ready)
 }
 
 // run runs one sandbox to its end. cleanup, always non-nil, removes what is
