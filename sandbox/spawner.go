@@ -54,7 +54,7 @@ type spawner struct {
 	seq   atomic.Uint64
 	wg    sync.WaitGroup
 
-	mu        sync.Mutex // guards the fields below
+	mu      sync.Mutex // guards the fields below
 	running map[uint64]*spawnedSandbox
 	warm    map[string]*warmSlot // at most one, for the latest params
 	closed  bool
@@ -86,7 +86,7 @@ func (s *spawnedSandbox) stop() { s.once.Do(func() { close(s.cancel) }) }
 
 func runSpawner() int {
 	s := &spawner{
-		out:       json.NewEncoder(os.Stdout),
+		out:     json.NewEncoder(os.Stdout),
 		running: map[uint64]*spawnedSandbox{},
 		warm:    map[string]*warmSlot{},
 	}
