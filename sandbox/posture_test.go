@@ -99,11 +99,21 @@ func TestPosture(t *testing.T) {
 				t.Errorf("cwd %q hostname %q pid %d", p.Cwd, p.Hostname, p.Pid)
 			}
 			if tc.rootfs == "/" {
-				// The host root is there, read-only, with a fresh /proc.
+				// The host root is there, read-only, with fresh
+				// /proc, /tmp and /run over it.
+				fresh := map[string]string{}
 				for _, line := range strings.Split(p.Mounts, "\n") {
 					f := strings.Fields(line)
-					if len(f) > 5 && f[4] == "/" && !strings.Contains(f[5], "ro") {
+					if len(f) > 5 && f[4] == "/" && !strings.HasPrefix(f[5], "ro") {
 						t.Errorf("root mount not read-only: %s", line)
+					}
+					if _, after, ok := strings.Cut(line, " - "); ok && len(f) > 4 {
+						fresh[f[4]] = strings.Fields(after)[0]
+					}
+				}
+				for mp, fs := range map[string]string{"/proc": "proc", "/tmp": "tmpfs", "/run": "tmpfs", "/dev": "tmpfs"} {
+					if fresh[mp] != fs {
+						t.Errorf("%s is %q inside, want a fresh %s", mp, fresh[mp], fs)
 					}
 				}
 			}

@@ -23,13 +23,14 @@ const DefaultIDRange = 65536
 // /tmp, the masked and read-only paths runc uses, a default capability set and
 // no_new_privs. Both the native launcher and runc accept it. Callers adjust
 // the result (env, cwd, bind mounts, resources) before writing the bundle.
+// With the host's root, /run is covered by an empty tmpfs too.
 func DefaultSpec(rootfs string, hostIDBase uint32, args ...string) *specs.Spec {
 	caps := []string{
 		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
 		"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
 		"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 	}
-	return &specs.Spec{
+	spec := &specs.Spec{
 		Version: specs.Version,
 		Process: &specs.Process{
 			Args: args,
@@ -73,6 +74,13 @@ func DefaultSpec(rootfs string, hostIDBase uint32, args ...string) *specs.Spec {
 			},
 		},
 	}
+	if path.Clean(rootfs) == "/" {
+		// The host's /run holds world-writable sockets (journald, D-Bus)
+		// that a read-only mount does not protect.
+		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/run", Type: "tmpfs", Source: "tmpfs",
+			Options: []string{"nosuid", "nodev", "mode=755"}})
+	}
+	return spec
 }
 
 // HostID returns the host id that container id maps to under mappings
@@ -129,6 +137,12 @@ func validateSpec(s *specs.Spec) error {
 	}
 	if s.Linux == nil {
 		return errors.New("spec has no linux section")
+	}
+	if s.Process.Terminal {
+		return errors.New("process.terminal is not supported")
+	}
+	if s.Hooks != nil {
+		return errors.New("hooks are not supported")
 	}
 	if !path.IsAbs(s.Process.Cwd) {
 		return fmt.Errorf("process cwd %q is not absolute", s.Process.Cwd)
