@@ -27,6 +27,7 @@ func (c *core) Connect(now time.Time, r registration) uint64 {
 	}
 	w.gen++
 	w.connected = true
+	w.leaving = false
 	w.lastSeen = now
 	w.capacity = r.capacity
 	w.instances = r.instances
@@ -98,6 +99,18 @@ func (c *core) Heartbeat(now time.Time, id string, gen uint64) {
 	if w := c.session(id, gen); w != nil {
 		w.lastSeen = now
 	}
+}
+
+// Leave stops giving work to a worker that is shutting down, and answers
+// with Drain so it knows every earlier assignment has reached it.
+func (c *core) Leave(now time.Time, id string, gen uint64) {
+	w := c.session(id, gen)
+	if w == nil {
+		return
+	}
+	w.lastSeen = now
+	w.leaving = true
+	c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Drain{Drain: &workerpb.Drain{}}})
 }
 
 // Disconnect notes that a session's stream ended. The worker may reconnect

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/digest"
 )
 
 // The test binary doubles as a worker process: with these variables set,
@@ -157,5 +158,43 @@ func TestWorkerReconnectKeepsActionInHand(t *testing.T) {
 	list, err := f.admin.ListWorkers(ctx, &workerpb.ListWorkersRequest{})
 	if err != nil || len(list.Workers) != 1 || !list.Workers[0].Connected || list.Workers[0].WorkerId != "w" {
 		t.Fatalf("ListWorkers = %v, %v", list, err)
+	}
+}
+
+func TestWorkerShutdownGivesActionsBack(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxRetries = 0 // a lost action would fail at once: giving back must not count
+	f := startFarm(t, cfg, "", nil, nil)
+	ctx := ctxTimeout(t)
+	leaving, stop := runTestWorker(f.addr, "leaving", 2, blockRun)
+	defer stop()
+	d1, d2 := f.action(t, "give-back-1", nil), f.action(t, "give-back-2", nil)
+	results := make(chan *repb.ExecuteResponse, 2)
+	for _, d := range []digest.Digest{d1, d2} {
+		go func() {
+			ops, err := collect(must(f.exec.Execute(ctx, executeRequest(d))))
+			if err != nil {
+				t.Error(err)
+				results <- nil
+				return
+			}
+			results <- responseOf(t, ops[len(ops)-1])
+		}()
+	}
+	leaving.waitFor(t, "both actions", func() bool { return len(leaving.assigned) == 2 })
+	stop() // Leaving, Drain, GiveBack ×2, close
+	stayer := startTestWorker(t, f.addr, "stayer", 2, okRun("stayer"))
+	for i := 0; i < 2; i++ {
+		resp := <-results
+		if resp.GetStatus().GetCode() != 0 || resp.GetResult().GetExecutionMetadata().GetWorker() != "stayer" {
+			t.Fatalf("response %v, want success on stayer", resp)
+		}
+	}
+	stayer.mu.Lock()
+	defer stayer.mu.Unlock()
+	for _, a := range stayer.assigned {
+		if a.Attempt != 2 {
+			t.Fatalf("stayer got %s attempt %d, want attempt 2 (given back once)", a.OperationName, a.Attempt)
+		}
 	}
 }

@@ -121,6 +121,8 @@ func (sess *session) handle(m *workerpb.WorkerMessage) error {
 		s.core.Result(now, sess.workerID, sess.gen, k.Result.OperationName, k.Result.Attempt, resp)
 	case *workerpb.WorkerMessage_GiveBack:
 		s.core.GiveBack(now, sess.workerID, sess.gen, k.GiveBack.OperationName, k.GiveBack.Attempt)
+	case *workerpb.WorkerMessage_Leaving:
+		s.core.Leave(now, sess.workerID, sess.gen)
 	case *workerpb.WorkerMessage_Register:
 		return status.Error(codes.InvalidArgument, "register: only the first message of a stream may be a register")
 	default:

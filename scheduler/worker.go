@@ -18,7 +18,8 @@ type worker struct {
 	running   map[string]*execution // by execution id
 	gen       uint64                // session generation; bumps on every Register
 	connected bool
-	draining  bool
+	draining  bool // an operator drained it: no new work, across reconnects
+	leaving   bool // this session said Leaving: no new work until it registers again
 	lastSeen  time.Time
 	lostConn  time.Time // when its stream ended, while !connected
 	queues    []*queue  // queues this worker serves
@@ -51,7 +52,7 @@ func (w *worker) serves(q *queue) bool {
 }
 
 func (w *worker) canTake() bool {
-	return w.connected && !w.draining && len(w.running) < w.capacity
+	return w.connected && !w.draining && !w.leaving && len(w.running) < w.capacity
 }
 
 // bestQueue is the queue whose next execution has the best priority; ties

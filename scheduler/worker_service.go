@@ -2,6 +2,8 @@ package scheduler
 
 import (
 	"context"
+	"errors"
+	"io"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -53,6 +55,9 @@ func (w *workerService) Connect(stream workerpb.WorkerService_ConnectServer) err
 		if err != nil {
 			select {
 			case rerr := <-recvErr:
+				if errors.Is(rerr, io.EOF) {
+					return nil // the worker closed its side: a clean goodbye
+				}
 				return rerr
 			default:
 				return err

@@ -170,6 +170,7 @@ type WorkerMessage struct {
 	//	*WorkerMessage_Heartbeat
 	//	*WorkerMessage_Result
 	//	*WorkerMessage_GiveBack
+	//	*WorkerMessage_Leaving
 	Kind          isWorkerMessage_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -248,6 +249,15 @@ func (x *WorkerMessage) GetGiveBack() *GiveBack {
 	return nil
 }
 
+func (x *WorkerMessage) GetLeaving() *Leaving {
+	if x != nil {
+		if x, ok := x.Kind.(*WorkerMessage_Leaving); ok {
+			return x.Leaving
+		}
+	}
+	return nil
+}
+
 type isWorkerMessage_Kind interface {
 	isWorkerMessage_Kind()
 }
@@ -268,6 +278,10 @@ type WorkerMessage_GiveBack struct {
 	GiveBack *GiveBack `protobuf:"bytes,4,opt,name=give_back,json=giveBack,proto3,oneof"`
 }
 
+type WorkerMessage_Leaving struct {
+	Leaving *Leaving `protobuf:"bytes,5,opt,name=leaving,proto3,oneof"`
+}
+
 func (*WorkerMessage_Register) isWorkerMessage_Kind() {}
 
 func (*WorkerMessage_Heartbeat) isWorkerMessage_Kind() {}
@@ -275,6 +289,8 @@ func (*WorkerMessage_Heartbeat) isWorkerMessage_Kind() {}
 func (*WorkerMessage_Result) isWorkerMessage_Kind() {}
 
 func (*WorkerMessage_GiveBack) isWorkerMessage_Kind() {}
+
+func (*WorkerMessage_Leaving) isWorkerMessage_Kind() {}
 
 // SchedulerMessage is everything the scheduler sends, one kind per message.
 type SchedulerMessage struct {
@@ -711,6 +727,48 @@ func (x *GiveBack) GetReason() string {
 	return ""
 }
 
+// Leaving says the worker is shutting down. The scheduler sends it no more
+// assignments on this stream and answers with Drain; every Assignment sent
+// before that Drain has then arrived, so the worker sends GiveBack (or
+// Result) for everything it holds, and closes the stream. The scheduler
+// requeues what is given back without counting a retry, so a worker can be
+// stopped at any time without failing or delaying a client.
+type Leaving struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Leaving) Reset() {
+	*x = Leaving{}
+	mi := &file_workerpb_worker_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Leaving) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Leaving) ProtoMessage() {}
+
+func (x *Leaving) ProtoReflect() protoreflect.Message {
+	mi := &file_workerpb_worker_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Leaving.ProtoReflect.Descriptor instead.
+func (*Leaving) Descriptor() ([]byte, []int) {
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{9}
+}
+
 // Registered accepts a Register.
 type Registered struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -725,7 +783,7 @@ type Registered struct {
 
 func (x *Registered) Reset() {
 	*x = Registered{}
-	mi := &file_workerpb_worker_proto_msgTypes[9]
+	mi := &file_workerpb_worker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +795,7 @@ func (x *Registered) String() string {
 func (*Registered) ProtoMessage() {}
 
 func (x *Registered) ProtoReflect() protoreflect.Message {
-	mi := &file_workerpb_worker_proto_msgTypes[9]
+	mi := &file_workerpb_worker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +808,7 @@ func (x *Registered) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Registered.ProtoReflect.Descriptor instead.
 func (*Registered) Descriptor() ([]byte, []int) {
-	return file_workerpb_worker_proto_rawDescGZIP(), []int{9}
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Registered) GetLeaseDuration() *durationpb.Duration {
@@ -805,7 +863,7 @@ type Assignment struct {
 
 func (x *Assignment) Reset() {
 	*x = Assignment{}
-	mi := &file_workerpb_worker_proto_msgTypes[10]
+	mi := &file_workerpb_worker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +875,7 @@ func (x *Assignment) String() string {
 func (*Assignment) ProtoMessage() {}
 
 func (x *Assignment) ProtoReflect() protoreflect.Message {
-	mi := &file_workerpb_worker_proto_msgTypes[10]
+	mi := &file_workerpb_worker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +888,7 @@ func (x *Assignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assignment.ProtoReflect.Descriptor instead.
 func (*Assignment) Descriptor() ([]byte, []int) {
-	return file_workerpb_worker_proto_rawDescGZIP(), []int{10}
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Assignment) GetOperationName() string {
@@ -930,7 +988,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_workerpb_worker_proto_msgTypes[11]
+	mi := &file_workerpb_worker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -942,7 +1000,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_workerpb_worker_proto_msgTypes[11]
+	mi := &file_workerpb_worker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -955,7 +1013,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_workerpb_worker_proto_rawDescGZIP(), []int{11}
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Cancel) GetOperationName() string {
@@ -972,8 +1030,9 @@ func (x *Cancel) GetReason() string {
 	return ""
 }
 
-// Drain tells the worker it will get no more actions (an operator drained
-// it). It may exit once it has reported everything it holds.
+// Drain tells the worker it will get no more actions on this stream: an
+// operator drained it (it may exit once it has reported everything it
+// holds), or it is the answer to Leaving.
 type Drain struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -982,7 +1041,7 @@ type Drain struct {
 
 func (x *Drain) Reset() {
 	*x = Drain{}
-	mi := &file_workerpb_worker_proto_msgTypes[12]
+	mi := &file_workerpb_worker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -994,7 +1053,7 @@ func (x *Drain) String() string {
 func (*Drain) ProtoMessage() {}
 
 func (x *Drain) ProtoReflect() protoreflect.Message {
-	mi := &file_workerpb_worker_proto_msgTypes[12]
+	mi := &file_workerpb_worker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1007,7 +1066,7 @@ func (x *Drain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Drain.ProtoReflect.Descriptor instead.
 func (*Drain) Descriptor() ([]byte, []int) {
-	return file_workerpb_worker_proto_rawDescGZIP(), []int{12}
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{13}
 }
 
 type DrainWorkerRequest struct {
@@ -1021,7 +1080,7 @@ type DrainWorkerRequest struct {
 
 func (x *DrainWorkerRequest) Reset() {
 	*x = DrainWorkerRequest{}
-	mi := &file_workerpb_worker_proto_msgTypes[13]
+	mi := &file_workerpb_worker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1092,7 @@ func (x *DrainWorkerRequest) String() string {
 func (*DrainWorkerRequest) ProtoMessage() {}
 
 func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_workerpb_worker_proto_msgTypes[13]
+	mi := &file_workerpb_worker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1105,7 @@ func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*DrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_workerpb_worker_proto_rawDescGZIP(), []int{13}
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DrainWorkerRequest) GetWorkerId() string {
@@ -1076,7 +1135,7 @@ type DrainWorkerResponse struct {
 
 func (x *DrainWorkerResponse) Reset() {
 	*x = DrainWorkerResponse{}
-	mi := &file_workerpb_worker_proto_msgTypes[14]
+	mi := &file_workerpb_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1147,7 @@ func (x *DrainWorkerResponse) String() string {
 func (*DrainWorkerResponse) ProtoMessage() {}
 
 func (x *DrainWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_workerpb_worker_proto_msgTypes[14]
+	mi := &file_workerpb_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1160,7 @@ func (x *DrainWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerResponse.ProtoReflect.Descriptor instead.
 func (*DrainWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_workerpb_worker_proto_rawDescGZIP(), []int{14}
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DrainWorkerResponse) GetWorkerId() string {
@@ -1133,7 +1192,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_workerpb_worker_proto_msgTypes[15]
+	mi := &file_workerpb_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1204,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_workerpb_worker_proto_msgTypes[15]
+	mi := &file_workerpb_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1217,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_workerpb_worker_proto_rawDescGZIP(), []int{15}
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{16}
 }
 
 type ListWorkersResponse struct {
@@ -1170,7 +1229,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_workerpb_worker_proto_msgTypes[16]
+	mi := &file_workerpb_worker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1241,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_workerpb_worker_proto_msgTypes[16]
+	mi := &file_workerpb_worker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1254,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_workerpb_worker_proto_rawDescGZIP(), []int{16}
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*WorkerInfo {
@@ -1221,7 +1280,7 @@ type WorkerInfo struct {
 
 func (x *WorkerInfo) Reset() {
 	*x = WorkerInfo{}
-	mi := &file_workerpb_worker_proto_msgTypes[17]
+	mi := &file_workerpb_worker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1292,7 @@ func (x *WorkerInfo) String() string {
 func (*WorkerInfo) ProtoMessage() {}
 
 func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_workerpb_worker_proto_msgTypes[17]
+	mi := &file_workerpb_worker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1305,7 @@ func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerInfo.ProtoReflect.Descriptor instead.
 func (*WorkerInfo) Descriptor() ([]byte, []int) {
-	return file_workerpb_worker_proto_rawDescGZIP(), []int{17}
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WorkerInfo) GetWorkerId() string {
@@ -1316,12 +1375,13 @@ const file_workerpb_worker_proto_rawDesc = "" +
 	"size_bytes\x18\x02 \x01(\x03R\tsizeBytes\"4\n" +
 	"\bProperty\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\x81\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xb9\x02\n" +
 	"\rWorkerMessage\x129\n" +
 	"\bregister\x18\x01 \x01(\v2\x1b.paddock.worker.v1.RegisterH\x00R\bregister\x12<\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x1c.paddock.worker.v1.HeartbeatH\x00R\theartbeat\x123\n" +
 	"\x06result\x18\x03 \x01(\v2\x19.paddock.worker.v1.ResultH\x00R\x06result\x12:\n" +
-	"\tgive_back\x18\x04 \x01(\v2\x1b.paddock.worker.v1.GiveBackH\x00R\bgiveBackB\x06\n" +
+	"\tgive_back\x18\x04 \x01(\v2\x1b.paddock.worker.v1.GiveBackH\x00R\bgiveBack\x126\n" +
+	"\aleaving\x18\x05 \x01(\v2\x1a.paddock.worker.v1.LeavingH\x00R\aleavingB\x06\n" +
 	"\x04kind\"\x83\x02\n" +
 	"\x10SchedulerMessage\x12?\n" +
 	"\n" +
@@ -1354,7 +1414,8 @@ const file_workerpb_worker_proto_rawDesc = "" +
 	"\bGiveBack\x12%\n" +
 	"\x0eoperation_name\x18\x01 \x01(\tR\roperationName\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x98\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\t\n" +
+	"\aLeaving\"\x98\x01\n" +
 	"\n" +
 	"Registered\x12@\n" +
 	"\x0elease_duration\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\x12H\n" +
@@ -1420,7 +1481,7 @@ func file_workerpb_worker_proto_rawDescGZIP() []byte {
 	return file_workerpb_worker_proto_rawDescData
 }
 
-var file_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_workerpb_worker_proto_goTypes = []any{
 	(*Digest)(nil),                // 0: paddock.worker.v1.Digest
 	(*Property)(nil),              // 1: paddock.worker.v1.Property
@@ -1431,55 +1492,57 @@ var file_workerpb_worker_proto_goTypes = []any{
 	(*Heartbeat)(nil),             // 6: paddock.worker.v1.Heartbeat
 	(*Result)(nil),                // 7: paddock.worker.v1.Result
 	(*GiveBack)(nil),              // 8: paddock.worker.v1.GiveBack
-	(*Registered)(nil),            // 9: paddock.worker.v1.Registered
-	(*Assignment)(nil),            // 10: paddock.worker.v1.Assignment
-	(*Cancel)(nil),                // 11: paddock.worker.v1.Cancel
-	(*Drain)(nil),                 // 12: paddock.worker.v1.Drain
-	(*DrainWorkerRequest)(nil),    // 13: paddock.worker.v1.DrainWorkerRequest
-	(*DrainWorkerResponse)(nil),   // 14: paddock.worker.v1.DrainWorkerResponse
-	(*ListWorkersRequest)(nil),    // 15: paddock.worker.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),   // 16: paddock.worker.v1.ListWorkersResponse
-	(*WorkerInfo)(nil),            // 17: paddock.worker.v1.WorkerInfo
-	nil,                           // 18: paddock.worker.v1.Register.LabelsEntry
-	nil,                           // 19: paddock.worker.v1.WorkerInfo.LabelsEntry
-	(*durationpb.Duration)(nil),   // 20: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*Leaving)(nil),               // 9: paddock.worker.v1.Leaving
+	(*Registered)(nil),            // 10: paddock.worker.v1.Registered
+	(*Assignment)(nil),            // 11: paddock.worker.v1.Assignment
+	(*Cancel)(nil),                // 12: paddock.worker.v1.Cancel
+	(*Drain)(nil),                 // 13: paddock.worker.v1.Drain
+	(*DrainWorkerRequest)(nil),    // 14: paddock.worker.v1.DrainWorkerRequest
+	(*DrainWorkerResponse)(nil),   // 15: paddock.worker.v1.DrainWorkerResponse
+	(*ListWorkersRequest)(nil),    // 16: paddock.worker.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),   // 17: paddock.worker.v1.ListWorkersResponse
+	(*WorkerInfo)(nil),            // 18: paddock.worker.v1.WorkerInfo
+	nil,                           // 19: paddock.worker.v1.Register.LabelsEntry
+	nil,                           // 20: paddock.worker.v1.WorkerInfo.LabelsEntry
+	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
 }
 var file_workerpb_worker_proto_depIdxs = []int32{
 	4,  // 0: paddock.worker.v1.WorkerMessage.register:type_name -> paddock.worker.v1.Register
 	6,  // 1: paddock.worker.v1.WorkerMessage.heartbeat:type_name -> paddock.worker.v1.Heartbeat
 	7,  // 2: paddock.worker.v1.WorkerMessage.result:type_name -> paddock.worker.v1.Result
 	8,  // 3: paddock.worker.v1.WorkerMessage.give_back:type_name -> paddock.worker.v1.GiveBack
-	9,  // 4: paddock.worker.v1.SchedulerMessage.registered:type_name -> paddock.worker.v1.Registered
-	10, // 5: paddock.worker.v1.SchedulerMessage.assignment:type_name -> paddock.worker.v1.Assignment
-	11, // 6: paddock.worker.v1.SchedulerMessage.cancel:type_name -> paddock.worker.v1.Cancel
-	12, // 7: paddock.worker.v1.SchedulerMessage.drain:type_name -> paddock.worker.v1.Drain
-	1,  // 8: paddock.worker.v1.Register.platform:type_name -> paddock.worker.v1.Property
-	18, // 9: paddock.worker.v1.Register.labels:type_name -> paddock.worker.v1.Register.LabelsEntry
-	5,  // 10: paddock.worker.v1.Register.running:type_name -> paddock.worker.v1.InHand
-	20, // 11: paddock.worker.v1.Registered.lease_duration:type_name -> google.protobuf.Duration
-	20, // 12: paddock.worker.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	0,  // 13: paddock.worker.v1.Assignment.action_digest:type_name -> paddock.worker.v1.Digest
-	0,  // 14: paddock.worker.v1.Assignment.command_digest:type_name -> paddock.worker.v1.Digest
-	0,  // 15: paddock.worker.v1.Assignment.input_root_digest:type_name -> paddock.worker.v1.Digest
-	1,  // 16: paddock.worker.v1.Assignment.platform:type_name -> paddock.worker.v1.Property
-	20, // 17: paddock.worker.v1.Assignment.timeout:type_name -> google.protobuf.Duration
-	21, // 18: paddock.worker.v1.Assignment.queued_timestamp:type_name -> google.protobuf.Timestamp
-	17, // 19: paddock.worker.v1.ListWorkersResponse.workers:type_name -> paddock.worker.v1.WorkerInfo
-	1,  // 20: paddock.worker.v1.WorkerInfo.platform:type_name -> paddock.worker.v1.Property
-	19, // 21: paddock.worker.v1.WorkerInfo.labels:type_name -> paddock.worker.v1.WorkerInfo.LabelsEntry
-	21, // 22: paddock.worker.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
-	2,  // 23: paddock.worker.v1.WorkerService.Connect:input_type -> paddock.worker.v1.WorkerMessage
-	13, // 24: paddock.worker.v1.AdminService.DrainWorker:input_type -> paddock.worker.v1.DrainWorkerRequest
-	15, // 25: paddock.worker.v1.AdminService.ListWorkers:input_type -> paddock.worker.v1.ListWorkersRequest
-	3,  // 26: paddock.worker.v1.WorkerService.Connect:output_type -> paddock.worker.v1.SchedulerMessage
-	14, // 27: paddock.worker.v1.AdminService.DrainWorker:output_type -> paddock.worker.v1.DrainWorkerResponse
-	16, // 28: paddock.worker.v1.AdminService.ListWorkers:output_type -> paddock.worker.v1.ListWorkersResponse
-	26, // [26:29] is the sub-list for method output_type
-	23, // [23:26] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	9,  // 4: paddock.worker.v1.WorkerMessage.leaving:type_name -> paddock.worker.v1.Leaving
+	10, // 5: paddock.worker.v1.SchedulerMessage.registered:type_name -> paddock.worker.v1.Registered
+	11, // 6: paddock.worker.v1.SchedulerMessage.assignment:type_name -> paddock.worker.v1.Assignment
+	12, // 7: paddock.worker.v1.SchedulerMessage.cancel:type_name -> paddock.worker.v1.Cancel
+	13, // 8: paddock.worker.v1.SchedulerMessage.drain:type_name -> paddock.worker.v1.Drain
+	1,  // 9: paddock.worker.v1.Register.platform:type_name -> paddock.worker.v1.Property
+	19, // 10: paddock.worker.v1.Register.labels:type_name -> paddock.worker.v1.Register.LabelsEntry
+	5,  // 11: paddock.worker.v1.Register.running:type_name -> paddock.worker.v1.InHand
+	21, // 12: paddock.worker.v1.Registered.lease_duration:type_name -> google.protobuf.Duration
+	21, // 13: paddock.worker.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	0,  // 14: paddock.worker.v1.Assignment.action_digest:type_name -> paddock.worker.v1.Digest
+	0,  // 15: paddock.worker.v1.Assignment.command_digest:type_name -> paddock.worker.v1.Digest
+	0,  // 16: paddock.worker.v1.Assignment.input_root_digest:type_name -> paddock.worker.v1.Digest
+	1,  // 17: paddock.worker.v1.Assignment.platform:type_name -> paddock.worker.v1.Property
+	21, // 18: paddock.worker.v1.Assignment.timeout:type_name -> google.protobuf.Duration
+	22, // 19: paddock.worker.v1.Assignment.queued_timestamp:type_name -> google.protobuf.Timestamp
+	18, // 20: paddock.worker.v1.ListWorkersResponse.workers:type_name -> paddock.worker.v1.WorkerInfo
+	1,  // 21: paddock.worker.v1.WorkerInfo.platform:type_name -> paddock.worker.v1.Property
+	20, // 22: paddock.worker.v1.WorkerInfo.labels:type_name -> paddock.worker.v1.WorkerInfo.LabelsEntry
+	22, // 23: paddock.worker.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
+	2,  // 24: paddock.worker.v1.WorkerService.Connect:input_type -> paddock.worker.v1.WorkerMessage
+	14, // 25: paddock.worker.v1.AdminService.DrainWorker:input_type -> paddock.worker.v1.DrainWorkerRequest
+	16, // 26: paddock.worker.v1.AdminService.ListWorkers:input_type -> paddock.worker.v1.ListWorkersRequest
+	3,  // 27: paddock.worker.v1.WorkerService.Connect:output_type -> paddock.worker.v1.SchedulerMessage
+	15, // 28: paddock.worker.v1.AdminService.DrainWorker:output_type -> paddock.worker.v1.DrainWorkerResponse
+	17, // 29: paddock.worker.v1.AdminService.ListWorkers:output_type -> paddock.worker.v1.ListWorkersResponse
+	27, // [27:30] is the sub-list for method output_type
+	24, // [24:27] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_workerpb_worker_proto_init() }
@@ -1492,6 +1555,7 @@ func file_workerpb_worker_proto_init() {
 		(*WorkerMessage_Heartbeat)(nil),
 		(*WorkerMessage_Result)(nil),
 		(*WorkerMessage_GiveBack)(nil),
+		(*WorkerMessage_Leaving)(nil),
 	}
 	file_workerpb_worker_proto_msgTypes[3].OneofWrappers = []any{
 		(*SchedulerMessage_Registered)(nil),
@@ -1505,7 +1569,7 @@ func file_workerpb_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_workerpb_worker_proto_rawDesc), len(file_workerpb_worker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -53,7 +53,9 @@ type Client struct {
 	stream   workerpb.WorkerService_ConnectClient // nil while disconnected
 	held     map[string]*heldAction
 	draining bool
+	leaving  bool // this session sent Leaving
 	handlers sync.WaitGroup
+	hctx     context.Context // parent of every handler's context; ends after Run
 }
 
 // heldAction is an action the worker holds: running, or finished with a
@@ -80,7 +82,17 @@ func New(opts Options) (*Client, error) {
 
 // Run works until ctx ends, reconnecting whenever the stream breaks. On
 // return, every handler has been cancelled and has returned.
+//
+// When ctx ends while connected, the client gives back every action it
+// holds (GiveBack, which the scheduler requeues without counting a retry)
+// and closes the stream before it cancels the handlers, so stopping a
+// worker never fails or delays a client's action.
 func (c *Client) Run(ctx context.Context) error {
+	hctx, hcancel := context.WithCancel(context.Background())
+	defer hcancel()
+	c.mu.Lock()
+	c.hctx = hctx
+	c.mu.Unlock()
 	for ctx.Err() == nil {
 		c.session(ctx)
 		select {
@@ -89,14 +101,33 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 	}
 	c.mu.Lock()
-	for _, h := range c.held {
+	for name, h := range c.held {
 		if h.cancel != nil {
 			h.cancel()
 		}
+		delete(c.held, name)
 	}
 	c.mu.Unlock()
+	hcancel()
 	c.handlers.Wait()
 	return ctx.Err()
+}
+
+// giveBackLocked returns every held action to the scheduler and forgets it;
+// the handlers' eventual results are then dropped.
+func (c *Client) giveBackLocked(reason string) {
+	for name, h := range c.held {
+		if h.result != nil {
+			c.sendLocked(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Result{Result: h.result}})
+		} else {
+			c.sendLocked(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_GiveBack{GiveBack: &workerpb.GiveBack{
+				OperationName: name, Attempt: h.attempt, Reason: reason}}})
+		}
+		if h.cancel != nil {
+			h.cancel()
+		}
+		delete(c.held, name)
+	}
 }
 
 // Holding reports whether the worker holds the named action.
@@ -132,10 +163,39 @@ func (c *Client) Draining() bool {
 	return c.draining
 }
 
-// session runs one stream until it breaks.
+// session runs one stream until it breaks, or until ctx ends and the
+// held actions have been given back.
 func (c *Client) session(ctx context.Context) {
-	sctx, cancel := context.WithCancel(ctx)
+	// The stream outlives ctx by the time it takes to give actions back.
+	sctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	established := make(chan struct{}) // closed once Registered arrived
+	ended := make(chan struct{})
+	defer close(ended)
+	go func() {
+		select {
+		case <-ended:
+			return
+		case <-ctx.Done():
+		}
+		select {
+		case <-established:
+		default:
+			cancel()
+			return
+		}
+		// Leaving; the scheduler answers Drain once no assignment can
+		// follow, and the receive loop then gives everything back.
+		c.mu.Lock()
+		c.leaving = true
+		c.sendLocked(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Leaving{Leaving: &workerpb.Leaving{}}})
+		c.mu.Unlock()
+		select { // the scheduler ends the stream once it read everything
+		case <-ended:
+		case <-time.After(5 * time.Second):
+			cancel()
+		}
+	}()
 	stream, err := c.client.Connect(sctx, grpc.WaitForReady(true))
 	if err != nil {
 		return
@@ -159,12 +219,14 @@ func (c *Client) session(ctx context.Context) {
 		}
 	}
 	c.mu.Unlock()
+	close(established)
 	if c.opts.OnMessage != nil {
 		c.opts.OnMessage(first)
 	}
 	defer func() {
 		c.mu.Lock()
 		c.stream = nil
+		c.leaving = false
 		c.mu.Unlock()
 	}()
 	interval := first.GetRegistered().GetHeartbeatInterval().AsDuration()
@@ -181,7 +243,7 @@ func (c *Client) session(ctx context.Context) {
 		switch k := m.Kind.(type) {
 		case *workerpb.SchedulerMessage_Assignment:
 			a := k.Assignment
-			actx, acancel := context.WithCancel(ctx)
+			actx, acancel := context.WithCancel(c.hctx)
 			c.held[a.OperationName] = &heldAction{attempt: a.Attempt, cancel: acancel}
 			c.handlers.Add(1)
 			go c.execute(actx, acancel, a)
@@ -190,7 +252,12 @@ func (c *Client) session(ctx context.Context) {
 				h.cancel()
 			}
 		case *workerpb.SchedulerMessage_Drain:
-			c.draining = true
+			if c.leaving {
+				c.giveBackLocked("worker shutting down")
+				c.stream.CloseSend()
+			} else {
+				c.draining = true
+			}
 		}
 		c.mu.Unlock()
 		if c.opts.OnMessage != nil {
