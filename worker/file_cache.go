@@ -1,0 +1,245 @@
+package worker
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sync/singleflight"
+	"golang.org/x/sys/unix"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// LocalBlobs is implemented by a CAS on this machine's disk
+// (storage.DiskBlobStore): its files can be hard-linked directly.
+type LocalBlobs interface {
+	Path(d digest.Digest) (string, bool)
+}
+
+// FileCacheOptions configures a FileCache.
+type FileCacheOptions struct {
+	// Dir holds the cached files. It must be on the same filesystem as the
+	// build directories (hard links cannot cross filesystems; the cache then
+	// falls back to copies).
+	Dir string
+	// MaxBytes bounds the cache; least recently used files are removed past
+	// it (input roots that link them keep their links). 0: unbounded.
+	MaxBytes int64
+	// CAS is where missing files are fetched from.
+	CAS storage.BlobStore
+	// Local, if set, is a CAS on this filesystem whose (read-only) files are
+	// linked directly: in `paddock up` the file cache is the CAS directory,
+	// so a non-executable input is never copied. Executable files still get
+	// their own 0555 copy here, since a hard link shares the mode.
+	Local LocalBlobs
+}
+
+// FileCache holds one read-only file per (digest, executable bit), owned by
+// the worker's user (root), which the sandboxed actions do not have: an
+// action can unlink a hard link in its input root but never change the
+// cached bytes. Files are written to Dir/tmp and renamed into place.
+// FileCache is safe for concurrent use; concurrent requests for one file
+// fetch it once.
+type FileCache struct {
+	opts    FileCacheOptions
+	tmpDir  string
+	fetches singleflight.Group
+
+	mu      sync.Mutex
+	entries map[cacheKey]*list.Element // of *cacheEntry
+	lru     *list.List
+	used    int64
+}
+
+type cacheKey struct {
+	d    digest.Digest
+	exec bool
+}
+
+type cacheEntry struct {
+	key  cacheKey
+	path string
+}
+
+// NewFileCache empties opts.Dir (a worker restart starts with a clean
+// cache: entries are cheap to fetch again and the index lives in memory)
+// and returns the cache.
+func NewFileCache(opts FileCacheOptions) (*FileCache, error) {
+	if err := os.RemoveAll(opts.Dir); err != nil {
+		return nil, fmt.Errorf("clear file cache: %w", err)
+	}
+	c := &FileCache{opts: opts, tmpDir: filepath.Join(opts.Dir, "tmp"), entries: map[cacheKey]*list.Element{}, lru: list.New()}
+	if err := os.MkdirAll(c.tmpDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create file cache: %w", err)
+	}
+	return c, nil
+}
+
+// Link makes dst a hard link to the cached copy of d (fetching it first
+// if needed), with mode 0555 if exec and 0444 otherwise. dst must not exist.
+func (c *FileCache) Link(ctx context.Context, d digest.Digest, exec bool, dst string) error {
+	if !exec && c.opts.Local != nil {
+		if p, ok := c.opts.Local.Path(d); ok {
+			if err := os.Link(p, dst); err == nil {
+				return nil
+			}
+			// Evicted meanwhile, or another filesystem: use our own copy.
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		p, err := c.ensure(ctx, cacheKey{d, exec})
+		if err != nil {
+			return err
+		}
+		err = os.Link(p, dst)
+		switch {
+		case err == nil:
+			return nil
+		case errors.Is(err, fs.ErrNotExist) && attempt == 0:
+			c.forget(cacheKey{d, exec}) // evicted between ensure and link
+			continue
+		case errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EMLINK):
+			return copyFile(p, dst)
+		default:
+			return fmt.Errorf("link input %s: %w", d, err)
+		}
+	}
+}
+
+// ensure returns the path of the cached file for k, fetching it if needed.
+func (c *FileCache) ensure(ctx context.Context, k cacheKey) (string, error) {
+	c.mu.Lock()
+	if e, ok := c.entries[k]; ok {
+		c.lru.MoveToFront(e)
+		c.mu.Unlock()
+		return e.Value.(*cacheEntry).path, nil
+	}
+	c.mu.Unlock()
+	name := k.d.Hash() + "-" + strconv.FormatInt(k.d.SizeBytes(), 10)
+	if k.exec {
+		name += "-x"
+	}
+	v, err, _ := c.fetches.Do(name, func() (any, error) {
+		p := filepath.Join(c.opts.Dir, name[:2], name)
+		if err := c.fetch(ctx, k, p); err != nil {
+			return "", err
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if _, ok := c.entries[k]; !ok {
+			c.entries[k] = c.lru.PushFront(&cacheEntry{key: k, path: p})
+			c.used += k.d.SizeBytes()
+			c.evictLocked()
+		}
+		return p, nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return v.(string), nil
+}
+
+// fetch writes d's bytes to p, read-only.
+func (c *FileCache) fetch(ctx context.Context, k cacheKey, p string) error {
+	var src io.ReadCloser
+	if c.opts.Local != nil {
+		if lp, ok := c.opts.Local.Path(k.d); ok {
+			if f, err := os.Open(lp); err == nil {
+				src = f
+			}
+		}
+	}
+	if src == nil {
+		r, err := c.opts.CAS.Get(ctx, k.d, 0)
+		if err != nil {
+			return err
+		}
+		src = r
+	}
+	defer src.Close()
+	tmp, err := os.CreateTemp(c.tmpDir, "f-*")
+	if err != nil {
+		return fmt.Errorf("cache input %s: %w", k.d, err)
+	}
+	defer os.Remove(tmp.Name())
+	h := k.d.NewHasher()
+	n, err := io.Copy(io.MultiWriter(tmp, h), src)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("cache input %s: %w", k.d, err)
+	}
+	if n != k.d.SizeBytes() || fmt.Sprintf("%x", h.Sum(nil)) != k.d.Hash() {
+		return fmt.Errorf("cache input %s: fetched bytes do not match the digest", k.d)
+	}
+	mode := os.FileMode(0o444)
+	if k.exec {
+		mode = 0o555
+	}
+	if err := os.Chmod(tmp.Name(), mode); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), p)
+}
+
+func (c *FileCache) forget(k cacheKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[k]; ok {
+		c.lru.Remove(e)
+		delete(c.entries, k)
+		c.used -= k.d.SizeBytes()
+	}
+}
+
+func (c *FileCache) evictLocked() {
+	for c.opts.MaxBytes > 0 && c.used > c.opts.MaxBytes && c.lru.Len() > 1 {
+		e := c.lru.Back()
+		ce := e.Value.(*cacheEntry)
+		c.lru.Remove(e)
+		delete(c.entries, ce.key)
+		c.used -= ce.key.d.SizeBytes()
+		os.Remove(ce.path)
+	}
+}
+
+// Stats reports the bytes and files cached.
+func (c *FileCache) Stats() (bytes int64, files int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.used, len(c.entries)
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	info, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, info.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

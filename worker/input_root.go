@@ -1,0 +1,187 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// maxDirectoryBytes bounds one Directory proto read from the CAS.
+const maxDirectoryBytes = 16 << 20
+
+// directoryCache keeps parsed Directory protos by digest: build after build
+// reuses most of a tree, so most directories are never fetched twice.
+type directoryCache struct {
+	mu    sync.Mutex
+	dirs  map[digest.Digest]*repb.Directory
+	limit int
+}
+
+func newDirectoryCache(limit int) *directoryCache {
+	return &directoryCache{dirs: map[digest.Digest]*repb.Directory{}, limit: limit}
+}
+
+func (c *directoryCache) get(ctx context.Context, cas storage.BlobStore, d digest.Digest) (*repb.Directory, error) {
+	c.mu.Lock()
+	dir, ok := c.dirs[d]
+	c.mu.Unlock()
+	if ok {
+		return dir, nil
+	}
+	dir = &repb.Directory{}
+	if err := storage.GetProto(ctx, cas, d, dir, maxDirectoryBytes); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if len(c.dirs) >= c.limit {
+		clear(c.dirs) // crude but bounded; refilled by the next builds
+	}
+	c.dirs[d] = dir
+	c.mu.Unlock()
+	return dir, nil
+}
+
+// inputRootBuilder materialises an input root: directories created with
+// mode 0755, files hard-linked from the FileCache, symlinks created as
+// given (never followed by the worker).
+type inputRootBuilder struct {
+	cas         storage.BlobStore
+	files       *FileCache
+	dirs        *directoryCache
+	parallelism int
+}
+
+type fileJob struct {
+	d    digest.Digest
+	exec bool
+	path string
+}
+
+// build creates the tree of root under dst (an existing empty directory).
+// Blobs missing from the CAS make it fail with FAILED_PRECONDITION and a
+// PreconditionFailure listing each as MISSING, as the spec asks.
+func (b *inputRootBuilder) build(ctx context.Context, fn digest.Function, root digest.Digest, dst string) (files int, err error) {
+	var jobs []fileJob
+	var missing []digest.Digest
+	type item struct {
+		d    digest.Digest
+		path string
+	}
+	queue := []item{{root, dst}}
+	for len(queue) > 0 {
+		it := queue[0]
+		queue = queue[1:]
+		dir, err := b.dirs.get(ctx, b.cas, it.d)
+		if status.Code(err) == codes.NotFound {
+			missing = append(missing, it.d)
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("fetch input directory %s: %w", it.d, err)
+		}
+		rel := func(name string) string {
+			r, _ := filepath.Rel(dst, filepath.Join(it.path, name))
+			return r
+		}
+		for _, f := range dir.Files {
+			if err := checkName(f.Name); err != nil {
+				return 0, status.Errorf(codes.InvalidArgument, "input root: file %q: %v", rel(f.Name), err)
+			}
+			d, err := digest.FromProto(fn, f.Digest, "input file "+rel(f.Name))
+			if err != nil {
+				return 0, err
+			}
+			jobs = append(jobs, fileJob{d, f.IsExecutable, filepath.Join(it.path, f.Name)})
+		}
+		for _, s := range dir.Symlinks {
+			if err := checkName(s.Name); err != nil {
+				return 0, status.Errorf(codes.InvalidArgument, "input root: symlink %q: %v", rel(s.Name), err)
+			}
+			if s.Target == "" {
+				return 0, status.Errorf(codes.InvalidArgument, "input root: symlink %q has an empty target", rel(s.Name))
+			}
+			if err := os.Symlink(s.Target, filepath.Join(it.path, s.Name)); err != nil {
+				return 0, status.Errorf(codes.InvalidArgument, "input root: symlink %q: %v", rel(s.Name), err)
+			}
+		}
+		for _, sub := range dir.Directories {
+			if err := checkName(sub.Name); err != nil {
+				return 0, status.Errorf(codes.InvalidArgument, "input root: directory %q: %v", rel(sub.Name), err)
+			}
+			d, err := digest.FromProto(fn, sub.Digest, "input directory "+rel(sub.Name))
+			if err != nil {
+				return 0, err
+			}
+			p := filepath.Join(it.path, sub.Name)
+			if err := os.Mkdir(p, 0o755); err != nil {
+				return 0, status.Errorf(codes.InvalidArgument, "input root: directory %q: %v", rel(sub.Name), err)
+			}
+			queue = append(queue, item{d, p})
+		}
+	}
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(b.parallelism)
+	for _, j := range jobs {
+		g.Go(func() error {
+			err := b.files.Link(gctx, j.d, j.exec, j.path)
+			if status.Code(err) == codes.NotFound {
+				mu.Lock()
+				missing = append(missing, j.d)
+				mu.Unlock()
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("input file %s: %w", j.path, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	if len(missing) > 0 {
+		return 0, missingBlobs(missing)
+	}
+	return len(jobs), nil
+}
+
+// missingBlobs is the FAILED_PRECONDITION the spec prescribes for inputs
+// missing from the CAS, so that the client uploads them and retries.
+func missingBlobs(ds []digest.Digest) error {
+	pf := &errdetails.PreconditionFailure{}
+	seen := map[digest.Digest]bool{}
+	for _, d := range ds {
+		if !seen[d] {
+			seen[d] = true
+			pf.Violations = append(pf.Violations, &errdetails.PreconditionFailure_Violation{
+				Type: "MISSING", Subject: "blobs/" + d.String(),
+			})
+		}
+	}
+	st, _ := status.New(codes.FailedPrecondition, fmt.Sprintf("%d input blob(s) missing from the CAS, e.g. %s", len(pf.Violations), ds[0])).WithDetails(pf)
+	return st.Err()
+}
+
+// checkName refuses names that are not a single path component.
+func checkName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return fmt.Errorf("not a valid name")
+	case strings.ContainsRune(name, '/') || strings.ContainsRune(name, 0):
+		return fmt.Errorf("name contains '/' or NUL")
+	}
+	return nil
+}

@@ -1,0 +1,285 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"slices"
+	"strings"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// outputCollector reads an action's outputs from its input root and uploads
+// them. Every path is resolved from a descriptor of the input root with
+// openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) and every entry is examined
+// with fstatat(AT_SYMLINK_NOFOLLOW): a symlink the action left (or swapped
+// in) is recorded as a symlink and never followed, so the worker cannot be
+// made to read, or upload, a file outside the input root.
+type outputCollector struct {
+	cas    storage.BlobStore
+	fn     digest.Function
+	rootFd int
+}
+
+// collect fills result's outputs for cmd, whose paths are relative to its
+// working directory. Outputs that do not exist are left out.
+func (c *outputCollector) collect(ctx context.Context, cmd *repb.Command, result *repb.ActionResult) error {
+	rel := func(p string) string { return path.Join(cmd.WorkingDirectory, p) }
+	if len(cmd.OutputPaths) > 0 { // REv2 2.1+
+		for _, p := range cmd.OutputPaths {
+			if err := c.collectPath(ctx, p, rel(p), kindAny, result, false); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, p := range cmd.OutputFiles { // REv2 2.0
+		if err := c.collectPath(ctx, p, rel(p), kindFile, result, true); err != nil {
+			return err
+		}
+	}
+	for _, p := range cmd.OutputDirectories {
+		if err := c.collectPath(ctx, p, rel(p), kindDir, result, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type outputKind int
+
+const (
+	kindAny outputKind = iota
+	kindFile
+	kindDir
+)
+
+// openBeneath opens dir (relative to the root; "." for the root itself)
+// without following any symlink on the way.
+func (c *outputCollector) openBeneath(dir string) (int, error) {
+	return unix.Openat2(c.rootFd, dir, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+}
+
+func (c *outputCollector) collectPath(ctx context.Context, declared, rel string, kind outputKind, result *repb.ActionResult, legacy bool) error {
+	parent, base := path.Split(rel)
+	if parent == "" {
+		parent = "."
+	}
+	pfd, err := c.openBeneath(strings.TrimSuffix(parent, "/"))
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EXDEV) {
+		// Absent, or reachable only through a symlink: not collected.
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("output %q: %w", declared, err)
+	}
+	defer unix.Close(pfd)
+	var st unix.Stat_t
+	if err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW); errors.Is(err, unix.ENOENT) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("output %q: %w", declared, err)
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		target, err := readlinkat(pfd, base)
+		if err != nil {
+			return fmt.Errorf("output %q: %w", declared, err)
+		}
+		if err := checkSymlinkTarget(declared, target); err != nil {
+			return err
+		}
+		link := &repb.OutputSymlink{Path: declared, Target: target}
+		if legacy {
+			if kind == kindDir {
+				result.OutputDirectorySymlinks = append(result.OutputDirectorySymlinks, link)
+			} else {
+				result.OutputFileSymlinks = append(result.OutputFileSymlinks, link)
+			}
+		} else {
+			result.OutputSymlinks = append(result.OutputSymlinks, link)
+		}
+	case unix.S_IFREG:
+		if kind == kindDir {
+			return status.Errorf(codes.FailedPrecondition, "output directory %q is a regular file", declared)
+		}
+		d, err := c.uploadFile(ctx, pfd, base)
+		if err != nil {
+			return fmt.Errorf("output %q: %w", declared, err)
+		}
+		result.OutputFiles = append(result.OutputFiles, &repb.OutputFile{Path: declared, Digest: d.Proto(), IsExecutable: st.Mode&0o111 != 0})
+	case unix.S_IFDIR:
+		if kind == kindFile {
+			return status.Errorf(codes.FailedPrecondition, "output file %q is a directory", declared)
+		}
+		fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("output %q: %w", declared, err)
+		}
+		tree := &repb.Tree{}
+		seen := map[digest.Digest]bool{}
+		root, err := c.directory(ctx, fd, declared, tree, seen)
+		if err != nil {
+			return err
+		}
+		tree.Root = root
+		td, err := c.uploadProto(ctx, tree)
+		if err != nil {
+			return fmt.Errorf("output %q: %w", declared, err)
+		}
+		result.OutputDirectories = append(result.OutputDirectories, &repb.OutputDirectory{Path: declared, TreeDigest: td.Proto()})
+	default:
+		return status.Errorf(codes.FailedPrecondition, "output %q is neither a file, a directory nor a symlink", declared)
+	}
+	return nil
+}
+
+// checkSymlinkTarget enforces the symlink_absolute_path_strategy DISALLOWED
+// that storage advertises. A relative target that climbs out of the input
+// root is reported as it is: it is only a string, never followed here.
+func checkSymlinkTarget(p, target string) error {
+	if target == "" || strings.HasPrefix(target, "/") {
+		return status.Errorf(codes.FailedPrecondition, "output symlink %q has target %q: absolute symlink targets are not allowed (symlink_absolute_path_strategy DISALLOWED)", p, target)
+	}
+	return nil
+}
+
+// directory builds the Directory proto of the open directory fd (and
+// closes it), appending new descendants to tree.Children and uploading
+// their files.
+func (c *outputCollector) directory(ctx context.Context, fd int, where string, tree *repb.Tree, seen map[digest.Digest]bool) (*repb.Directory, error) {
+	f := os.NewFile(uintptr(fd), where)
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("output %q: %w", where, err)
+	}
+	slices.Sort(names)
+	dir := &repb.Directory{}
+	for _, name := range names {
+		p := path.Join(where, name)
+		var st unix.Stat_t
+		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return nil, fmt.Errorf("output %q: %w", p, err)
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			d, err := c.uploadFile(ctx, fd, name)
+			if err != nil {
+				return nil, fmt.Errorf("output %q: %w", p, err)
+			}
+			dir.Files = append(dir.Files, &repb.FileNode{Name: name, Digest: d.Proto(), IsExecutable: st.Mode&0o111 != 0})
+		case unix.S_IFLNK:
+			target, err := readlinkat(fd, name)
+			if err != nil {
+				return nil, fmt.Errorf("output %q: %w", p, err)
+			}
+			if err := checkSymlinkTarget(p, target); err != nil {
+				return nil, err
+			}
+			dir.Symlinks = append(dir.Symlinks, &repb.SymlinkNode{Name: name, Target: target})
+		case unix.S_IFDIR:
+			sub, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return nil, fmt.Errorf("output %q: %w", p, err)
+			}
+			child, err := c.directory(ctx, sub, p, tree, seen)
+			if err != nil {
+				return nil, err
+			}
+			b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(child)
+			d := digest.FromBytes(c.fn, b)
+			if !seen[d] {
+				seen[d] = true
+				tree.Children = append(tree.Children, child)
+			}
+			dir.Directories = append(dir.Directories, &repb.DirectoryNode{Name: name, Digest: d.Proto()})
+		default:
+			// Sockets, FIFOs and devices have no REv2 form; leave them out.
+		}
+	}
+	return dir, nil
+}
+
+// smallFile is the size below which an output is read once into memory
+// rather than read twice (hash, then upload).
+const smallFile = 1 << 20
+
+// uploadFile uploads the regular file name in directory dirFd.
+func (c *outputCollector) uploadFile(ctx context.Context, dirFd int, name string) (digest.Digest, error) {
+	fd, err := unix.Openat(dirFd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return digest.Digest{}, err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return digest.Digest{}, err
+	}
+	if !info.Mode().IsRegular() {
+		return digest.Digest{}, fmt.Errorf("not a regular file")
+	}
+	if info.Size() <= smallFile {
+		b, err := io.ReadAll(f)
+		if err != nil {
+			return digest.Digest{}, err
+		}
+		return c.uploadBytes(ctx, b)
+	}
+	d, err := digest.FromReader(c.fn, f)
+	if err != nil {
+		return digest.Digest{}, err
+	}
+	if missing, err := c.cas.FindMissing(ctx, []digest.Digest{d}); err != nil {
+		return digest.Digest{}, err
+	} else if len(missing) == 0 {
+		return d, nil
+	}
+	if err := c.cas.Put(ctx, d, io.NewSectionReader(f, 0, d.SizeBytes())); err != nil {
+		return digest.Digest{}, err
+	}
+	return d, nil
+}
+
+func (c *outputCollector) uploadBytes(ctx context.Context, b []byte) (digest.Digest, error) {
+	d := digest.FromBytes(c.fn, b)
+	if missing, err := c.cas.FindMissing(ctx, []digest.Digest{d}); err != nil {
+		return digest.Digest{}, err
+	} else if len(missing) == 0 {
+		return d, nil
+	}
+	return d, c.cas.Put(ctx, d, bytes.NewReader(b))
+}
+
+func (c *outputCollector) uploadProto(ctx context.Context, m proto.Message) (digest.Digest, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return digest.Digest{}, err
+	}
+	return c.uploadBytes(ctx, b)
+}
+
+func readlinkat(dirFd int, name string) (string, error) {
+	buf := make([]byte, 4096)
+	n, err := unix.Readlinkat(dirFd, name, buf)
+	if err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}

@@ -1,0 +1,335 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+	"github.com/paddock-build/paddock/storage/storagetest"
+	"github.com/paddock-build/paddock/worker"
+)
+
+const sha256 = repb.DigestFunction_SHA256
+
+type harness struct {
+	t      *testing.T
+	dir    string
+	cas    *storage.DiskBlobStore
+	ac     *storage.MemoryActionCache
+	files  *worker.FileCache
+	runner *execRunner
+	w      *worker.Worker
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	h := &harness{t: t, dir: t.TempDir(), ac: storage.NewMemoryActionCache(), runner: &execRunner{}}
+	var err error
+	if h.cas, err = storage.NewDiskBlobStore(storage.DiskOptions{Dir: filepath.Join(h.dir, "cas")}); err != nil {
+		t.Fatal(err)
+	}
+	if h.files, err = worker.NewFileCache(worker.FileCacheOptions{Dir: filepath.Join(h.dir, "files"), CAS: h.cas, Local: h.cas}); err != nil {
+		t.Fatal(err)
+	}
+	h.w, err = worker.New(worker.Options{
+		ID: "w1", CAS: h.cas, AC: h.ac, Files: h.files, Runner: h.runner, BuildDir: filepath.Join(h.dir, "builds"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func (h *harness) put(data []byte) digest.Digest {
+	d := digest.FromBytes(sha256, data)
+	if err := h.cas.Put(context.Background(), d, bytes.NewReader(data)); err != nil {
+		h.t.Fatal(err)
+	}
+	return d
+}
+
+func (h *harness) putProto(m proto.Message) digest.Digest {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	return h.put(b)
+}
+
+// action stores cmd and an Action over root and returns an assignment.
+func (h *harness) action(cmd *repb.Command, root *repb.Directory, doNotCache bool) *workerpb.Assignment {
+	cd := h.putProto(cmd)
+	rd := h.putProto(root)
+	ad := h.putProto(&repb.Action{CommandDigest: cd.Proto(), InputRootDigest: rd.Proto(), DoNotCache: doNotCache})
+	return &workerpb.Assignment{
+		OperationName: "operations/test-" + ad.Hash()[:8], InstanceName: "main", DigestFunction: int32(sha256),
+		ActionDigest: &workerpb.Digest{Hash: ad.Hash(), SizeBytes: ad.SizeBytes()},
+	}
+}
+
+func actionDigest(a *workerpb.Assignment) digest.Digest {
+	d, _ := digest.New(sha256, a.ActionDigest.Hash, a.ActionDigest.SizeBytes)
+	return d
+}
+
+func sh(script string, outputs ...string) *repb.Command {
+	return &repb.Command{Arguments: []string{"/bin/sh", "-c", script}, OutputPaths: outputs,
+		EnvironmentVariables: []*repb.Command_EnvironmentVariable{{Name: "PATH", Value: "/usr/bin:/bin"}}}
+}
+
+func (h *harness) read(d *repb.Digest) []byte {
+	dd, err := digest.FromProto(sha256, d, "test")
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	b, err := storagetest.ReadAll(h.t, h.cas, dd, 0)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return b
+}
+
+func ok(t *testing.T, resp *repb.ExecuteResponse) *repb.ActionResult {
+	t.Helper()
+	if resp.Status.GetCode() != 0 {
+		t.Fatalf("ExecuteResponse status %v", resp.Status)
+	}
+	return resp.Result
+}
+
+func TestInputRootIsHardLinkedAndReadOnly(t *testing.T) {
+	h := newHarness(t)
+	data := h.put([]byte("input data\n"))
+	tool := h.put([]byte("#!/bin/sh\necho tool ran\n"))
+	sub := h.putProto(&repb.Directory{Files: []*repb.FileNode{{Name: "tool.sh", Digest: tool.Proto(), IsExecutable: true}}})
+	root := &repb.Directory{
+		Files:       []*repb.FileNode{{Name: "data.txt", Digest: data.Proto()}},
+		Directories: []*repb.DirectoryNode{{Name: "bin", Digest: sub.Proto()}},
+		Symlinks:    []*repb.SymlinkNode{{Name: "link", Target: "data.txt"}},
+	}
+	var inodes []uint64
+	var modes []os.FileMode
+	h.runner.before = func(r string) {
+		for _, p := range []string{"data.txt", "bin/tool.sh"} {
+			info, err := os.Lstat(filepath.Join(r, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			inodes = append(inodes, info.Sys().(*syscall.Stat_t).Ino)
+			modes = append(modes, info.Mode().Perm())
+		}
+	}
+	a := h.action(sh("cat link; ./bin/tool.sh > out.txt", "out.txt"), root, false)
+	res := ok(t, h.w.Execute(context.Background(), a))
+	if got := string(h.read(res.StdoutDigest)); got != "input data\n" {
+		t.Fatalf("stdout %q", got)
+	}
+	if len(res.OutputFiles) != 1 || string(h.read(res.OutputFiles[0].Digest)) != "tool ran\n" {
+		t.Fatalf("outputs %v", res.OutputFiles)
+	}
+	casPath, _ := h.cas.Path(data)
+	casInfo, _ := os.Stat(casPath)
+	if inodes[0] != casInfo.Sys().(*syscall.Stat_t).Ino {
+		t.Error("non-executable input is not a hard link of the CAS file")
+	}
+	if modes[0] != 0o444 || modes[1] != 0o555 {
+		t.Errorf("input modes %v, want 0444 and 0555", modes)
+	}
+	if _, files := h.files.Stats(); files != 1 {
+		t.Errorf("file cache holds %d files, want 1 (the executable copy)", files)
+	}
+}
+
+func TestMissingInputsAreFailedPreconditionMissing(t *testing.T) {
+	h := newHarness(t)
+	absent := digest.FromBytes(sha256, []byte("never uploaded"))
+	absentDir := digest.FromBytes(sha256, []byte("no such directory"))
+	root := &repb.Directory{
+		Files:       []*repb.FileNode{{Name: "a", Digest: absent.Proto()}},
+		Directories: []*repb.DirectoryNode{{Name: "d", Digest: absentDir.Proto()}},
+	}
+	resp := h.w.Execute(context.Background(), h.action(sh("true"), root, false))
+	st := status.FromProto(resp.Status)
+	if st.Code() != codes.FailedPrecondition {
+		t.Fatalf("status %v, want FAILED_PRECONDITION", st)
+	}
+	var subjects []string
+	for _, d := range st.Details() {
+		if pf, ok := d.(*errdetails.PreconditionFailure); ok {
+			for _, v := range pf.Violations {
+				if v.Type != "MISSING" {
+					t.Errorf("violation type %q", v.Type)
+				}
+				subjects = append(subjects, v.Subject)
+			}
+		}
+	}
+	want := map[string]bool{"blobs/" + absent.String(): true, "blobs/" + absentDir.String(): true}
+	if len(subjects) != 2 || !want[subjects[0]] || !want[subjects[1]] {
+		t.Fatalf("violations %v, want both missing blobs", subjects)
+	}
+	if h.runner.calls != 0 {
+		t.Fatal("the command ran without its inputs")
+	}
+}
+
+func TestOutputsOfEveryKind(t *testing.T) {
+	h := newHarness(t)
+	script := `mkdir -p out/d/sub && echo f > out/file && echo x > out/exe && chmod +x out/exe &&
+echo a > out/d/a && echo b > out/d/sub/b && ln -s a out/d/rel && ln -s ../../../../etc out/d/escape &&
+ln -s file out/link && echo err >&2`
+	a := h.action(sh(script, "out/file", "out/exe", "out/d", "out/link", "out/never"), &repb.Directory{}, false)
+	res := ok(t, h.w.Execute(context.Background(), a))
+	files := map[string]*repb.OutputFile{}
+	for _, f := range res.OutputFiles {
+		files[f.Path] = f
+	}
+	if string(h.read(files["out/file"].Digest)) != "f\n" || files["out/file"].IsExecutable {
+		t.Errorf("out/file: %v", files["out/file"])
+	}
+	if !files["out/exe"].GetIsExecutable() {
+		t.Errorf("out/exe not executable: %v", files["out/exe"])
+	}
+	if len(res.OutputSymlinks) != 1 || res.OutputSymlinks[0].Target != "file" {
+		t.Errorf("symlinks %v", res.OutputSymlinks)
+	}
+	if len(res.OutputDirectories) != 1 {
+		t.Fatalf("directories %v", res.OutputDirectories)
+	}
+	tree := &repb.Tree{}
+	if err := proto.Unmarshal(h.read(res.OutputDirectories[0].TreeDigest), tree); err != nil {
+		t.Fatal(err)
+	}
+	r := tree.Root
+	if len(r.Files) != 1 || r.Files[0].Name != "a" || len(r.Directories) != 1 || len(r.Symlinks) != 2 || len(tree.Children) != 1 {
+		t.Fatalf("tree root %v, children %d", r, len(tree.Children))
+	}
+	// The escaping symlink is recorded as a string, never followed.
+	if r.Symlinks[0].Name != "escape" || r.Symlinks[0].Target != "../../../../etc" {
+		t.Errorf("escaping symlink recorded as %v", r.Symlinks[0])
+	}
+	if string(h.read(tree.Children[0].Files[0].Digest)) != "b\n" {
+		t.Error("nested file content wrong")
+	}
+	if string(h.read(res.StderrDigest)) != "err\n" {
+		t.Error("stderr not uploaded")
+	}
+	if _, err := h.ac.Get(context.Background(), "main", actionDigest(a)); err != nil {
+		t.Errorf("successful action not cached: %v", err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(h.dir, "builds")); len(entries) != 0 {
+		t.Errorf("build directory not cleaned: %v", entries)
+	}
+}
+
+func TestLegacyOutputsAndParents(t *testing.T) {
+	h := newHarness(t)
+	// REv2 2.0: output_files and output_directories; the parents must
+	// exist before the command runs (it does not create them).
+	cmd := &repb.Command{
+		Arguments:         []string{"/bin/sh", "-c", "echo hi > a/b/f && mkdir c/d && ln -s f a/b/l"},
+		WorkingDirectory:  "wd",
+		OutputFiles:       []string{"a/b/f", "a/b/l"},
+		OutputDirectories: []string{"c/d"},
+	}
+	res := ok(t, h.w.Execute(context.Background(), h.action(cmd, &repb.Directory{}, false)))
+	if res.ExitCode != 0 || len(res.OutputFiles) != 1 || res.OutputFiles[0].Path != "a/b/f" {
+		t.Fatalf("result %v", res)
+	}
+	if len(res.OutputFileSymlinks) != 1 || len(res.OutputDirectories) != 1 || res.OutputDirectories[0].Path != "c/d" {
+		t.Fatalf("legacy symlinks %v, directories %v", res.OutputFileSymlinks, res.OutputDirectories)
+	}
+}
+
+func TestAbsoluteOutputSymlinkRefused(t *testing.T) {
+	h := newHarness(t)
+	resp := h.w.Execute(context.Background(), h.action(sh("ln -s /etc/passwd out", "out"), &repb.Directory{}, false))
+	st := status.FromProto(resp.Status)
+	if st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), `"out"`) {
+		t.Fatalf("status %v, want FAILED_PRECONDITION naming the output", st)
+	}
+}
+
+func TestSymlinkInInputRootCannotRedirectOutputs(t *testing.T) {
+	h := newHarness(t)
+	outside := filepath.Join(h.dir, "outside")
+	os.Mkdir(outside, 0o755)
+	os.WriteFile(filepath.Join(outside, "secret"), []byte("host file"), 0o644)
+	// The build directory is h.dir/builds/<action>/root: ../../../outside
+	// leads out of it.
+	root := &repb.Directory{Symlinks: []*repb.SymlinkNode{{Name: "link", Target: "../../../outside"}}}
+	a := h.action(sh("true", "link/x", "link/secret"), root, false)
+	res := ok(t, h.w.Execute(context.Background(), a))
+	if entries, _ := os.ReadDir(outside); len(entries) != 1 {
+		t.Fatalf("something was created outside the input root: %v", entries)
+	}
+	if len(res.OutputFiles)+len(res.OutputDirectories)+len(res.OutputSymlinks) != 0 {
+		t.Fatalf("an output was collected through a symlink: %v", res)
+	}
+	// And a symlink the action swaps in for a declared output is recorded
+	// as a symlink: the host file's bytes never reach the CAS.
+	h.runner.before = nil
+	a = h.action(sh("ln -s "+filepath.Join(outside, "secret")+" stolen", "stolen"), &repb.Directory{}, false)
+	resp := h.w.Execute(context.Background(), a)
+	if status.FromProto(resp.Status).Code() != codes.FailedPrecondition {
+		t.Fatalf("absolute symlink output: %v", resp.Status)
+	}
+	if m, _ := h.cas.FindMissing(context.Background(), []digest.Digest{digest.FromBytes(sha256, []byte("host file"))}); len(m) != 1 {
+		t.Fatal("the host file's bytes reached the CAS")
+	}
+}
+
+func TestFailedAndUncacheableActionsAreNotCached(t *testing.T) {
+	h := newHarness(t)
+	fail := h.action(sh("exit 3"), &repb.Directory{}, false)
+	res := ok(t, h.w.Execute(context.Background(), fail))
+	if res.ExitCode != 3 {
+		t.Fatalf("exit code %d, want 3", res.ExitCode)
+	}
+	noCache := h.action(sh("echo x"), &repb.Directory{}, true)
+	ok(t, h.w.Execute(context.Background(), noCache))
+	for _, a := range []*workerpb.Assignment{fail, noCache} {
+		if _, err := h.ac.Get(context.Background(), "main", actionDigest(a)); status.Code(err) != codes.NotFound {
+			t.Errorf("action %s cached: %v", a.OperationName, err)
+		}
+	}
+}
+
+func TestRunnerFailureIsRetryable(t *testing.T) {
+	h := newHarness(t)
+	h.runner.err = errors.New("connection refused")
+	resp := h.w.Execute(context.Background(), h.action(sh("true"), &repb.Directory{}, false))
+	if status.FromProto(resp.Status).Code() != codes.Unavailable {
+		t.Fatalf("status %v, want UNAVAILABLE", resp.Status)
+	}
+}
+
+func TestExecutedActionMetadata(t *testing.T) {
+	h := newHarness(t)
+	res := ok(t, h.w.Execute(context.Background(), h.action(sh("true"), &repb.Directory{}, false)))
+	md := res.ExecutionMetadata
+	if md.Worker != "w1" {
+		t.Errorf("worker %q", md.Worker)
+	}
+	order := []string{"worker_start", "input_fetch_start", "input_fetch_completed", "execution_start", "execution_completed", "output_upload_start", "output_upload_completed", "worker_completed"}
+	stamps := []interface{ GetSeconds() int64 }{md.WorkerStartTimestamp, md.InputFetchStartTimestamp, md.InputFetchCompletedTimestamp, md.ExecutionStartTimestamp, md.ExecutionCompletedTimestamp, md.OutputUploadStartTimestamp, md.OutputUploadCompletedTimestamp, md.WorkerCompletedTimestamp}
+	for i, s := range stamps {
+		if s == nil || s.GetSeconds() == 0 {
+			t.Errorf("%s timestamp not set", order[i])
+		}
+	}
+	if md.WorkerCompletedTimestamp.AsTime().Before(md.WorkerStartTimestamp.AsTime()) {
+		t.Error("timestamps out of order")
+	}
+}
