@@ -21,6 +21,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"time"
 
@@ -46,9 +47,10 @@ type Options struct {
 	ID string
 	// Concurrency is how many actions run at once.
 	Concurrency int
-	// Platform is what the worker offers (routing properties such as
-	// OSFamily, ISA, Pool).
-	Platform map[string]string
+	// Platform is what the worker offers: routing properties such as
+	// OSFamily, ISA, Pool. A name may appear with several values (an
+	// action asking for any of them matches). Default: DefaultPlatform().
+	Platform []*workerpb.Property
 	// BuildDir holds one directory per running action. It must be on the
 	// same filesystem as the file cache.
 	BuildDir string
@@ -91,6 +93,9 @@ func New(opts Options) (*Worker, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Platform == nil {
+		opts.Platform = DefaultPlatform()
+	}
 	// Build directories from a previous run (a crash) are stale.
 	if err := os.RemoveAll(opts.BuildDir); err != nil {
 		return nil, fmt.Errorf("clear build directories: %w", err)
@@ -106,15 +111,26 @@ func New(opts Options) (*Worker, error) {
 
 // Run serves the scheduler reachable over conn until ctx ends.
 func (w *Worker) Run(ctx context.Context, conn grpc.ClientConnInterface) error {
-	reg := &workerpb.Register{WorkerId: w.opts.ID, Concurrency: int32(w.opts.Concurrency)}
-	for k, v := range w.opts.Platform {
-		reg.Platform = append(reg.Platform, &workerpb.Property{Name: k, Value: v})
-	}
+	reg := &workerpb.Register{WorkerId: w.opts.ID, Concurrency: int32(w.opts.Concurrency), Platform: w.opts.Platform}
 	c, err := workerclient.New(workerclient.Options{Conn: conn, Register: reg, Handler: w.Execute})
 	if err != nil {
 		return err
 	}
 	return c.Run(ctx)
+}
+
+// DefaultPlatform is what a worker offers unless configured: this machine's
+// OS family and ISA under the names and spellings Bazel toolchains and RBE
+// configurations use.
+func DefaultPlatform() []*workerpb.Property {
+	p := []*workerpb.Property{{Name: "OSFamily", Value: "Linux"}, {Name: "OSFamily", Value: "linux"}}
+	switch runtime.GOARCH {
+	case "amd64":
+		p = append(p, &workerpb.Property{Name: "ISA", Value: "x86-64"}, &workerpb.Property{Name: "Arch", Value: "amd64"})
+	case "arm64":
+		p = append(p, &workerpb.Property{Name: "ISA", Value: "aarch64"}, &workerpb.Property{Name: "Arch", Value: "arm64"})
+	}
+	return p
 }
 
 var unsafeChars = regexp.MustCompile(`[^A-Za-z0-9._-]`)

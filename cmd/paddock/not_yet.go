@@ -7,14 +7,6 @@ import (
 
 // These roles arrive with the worker/runner and bench issues.
 
-func runUp(ctx context.Context, args []string) error {
-	return errors.New("not implemented yet (issue: worker, runner and paddock up)")
-}
-
-func runWorker(ctx context.Context, args []string) error {
-	return errors.New("not implemented yet (issue: worker, runner and paddock up)")
-}
-
 func runRunner(ctx context.Context, args []string) error {
 	return errors.New("not implemented yet (issue: worker, runner and paddock up)")
 }

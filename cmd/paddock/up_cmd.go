@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/configs"
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/scheduler"
+	"github.com/paddock-build/paddock/storage"
+)
+
+const upUsage = `usage: paddock up [--data DIR] [--listen ADDR] [flags]
+
+Runs the whole farm on this machine: storage, scheduler and a worker in this
+process, and the runner (which starts the sandboxes; it needs root) as a child
+process. Everything lives under DIR; a restart keeps the cache. Ctrl-C stops
+it all.
+`
+
+func runUp(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, upUsage); fs.PrintDefaults() }
+	home, _ := os.UserHomeDir()
+	data := fs.String("data", filepath.Join(home, ".cache", "paddock"), "directory for all of the farm's data")
+	listen := fs.String("listen", "127.0.0.1:8980", "gRPC address for clients (REv2) and the worker protocol")
+	concurrency := fs.Int("concurrency", runtime.NumCPU(), "actions run at once")
+	casSize := fs.String("cas-size", "10GiB", "size bound of the CAS")
+	cacheSize := fs.String("file-cache-size", "2GiB", "size bound of the worker's copies of executable inputs")
+	runnerConfig := fs.String("runner-config", "", "runner config file (see configs/runner.yaml)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	casBytes, err := configs.ParseByteSize(*casSize)
+	if err != nil {
+		return fmt.Errorf("--cas-size: %w", err)
+	}
+	fileBytes, err := configs.ParseByteSize(*cacheSize)
+	if err != nil {
+		return fmt.Errorf("--file-cache-size: %w", err)
+	}
+	if err := os.MkdirAll(*data, 0o755); err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	// Storage and scheduler share one gRPC endpoint.
+	storeDir := filepath.Join(*data, "storage")
+	cas, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: storeDir, MaxBytes: int64(casBytes), Logger: logger})
+	if err != nil {
+		return err
+	}
+	ac, err := storage.NewDiskActionCache(storeDir, logger)
+	if err != nil {
+		return err
+	}
+	sched, err := scheduler.New(scheduler.Options{Config: scheduler.DefaultConfig(), BlobStore: cas, ActionCache: ac, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer sched.Close()
+	srv := storage.NewServer(storage.ServerOptions{CAS: cas, AC: ac, Logger: logger, Execution: executionCapabilities()})
+	defer srv.Close()
+	g := grpc.NewServer(srv.GRPCServerOptions()...)
+	srv.Register(g)
+	sched.Register(g)
+	lis, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	go g.Serve(lis)
+	defer g.Stop()
+
+	// The runner, supervised: restarted if it dies.
+	sock := filepath.Join(*data, "runner.sock")
+	runnerArgs := []string{"runner", "--socket", sock, "--state", filepath.Join(*data, "runner")}
+	if *runnerConfig != "" {
+		runnerArgs = append(runnerArgs, "--config", *runnerConfig)
+	}
+	runnerDone := superviseChild(ctx, logger, runnerArgs)
+	if err := waitRunnerReady(ctx, sock, 30*time.Second); err != nil {
+		return err
+	}
+
+	addr := lis.Addr().String()
+	fmt.Printf(`paddock is up: storage, scheduler and worker on %s, data in %s
+
+Use it from Bazel with:
+  --remote_executor=grpc://%s --spawn_strategy=remote --noremote_local_fallback
+or as a remote cache only:
+  --remote_cache=grpc://%s
+`, addr, *data, addr, addr)
+
+	err = serveWorker(ctx, workerSetup{
+		id: "local", dir: filepath.Join(*data, "worker"), concurrency: *concurrency, cacheBytes: int64(fileBytes),
+		schedulerAddr: addr, runnerSocket: sock, cas: cas, ac: ac, local: cas, logger: logger,
+	})
+	<-runnerDone
+	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
+		logger.Info("paddock stopped")
+		return nil
+	}
+	return err
+}
+
+// executionCapabilities is what `paddock up` advertises for execution.
+func executionCapabilities() *repb.ExecutionCapabilities {
+	return &repb.ExecutionCapabilities{
+		DigestFunction:  repb.DigestFunction_SHA256,
+		DigestFunctions: append([]repb.DigestFunction_Value(nil), digest.Supported...),
+		ExecEnabled:     true,
+		ExecutionPriorityCapabilities: &repb.PriorityCapabilities{
+			Priorities: []*repb.PriorityCapabilities_PriorityRange{{MinPriority: -1000, MaxPriority: 1000}},
+		},
+	}
+}
+
+// superviseChild runs this binary with args until ctx ends, restarting it
+// when it exits. The returned channel closes once the last child is gone.
+// The child gets SIGTERM when ctx ends (and SIGKILL if this process dies).
+func superviseChild(ctx context.Context, logger *slog.Logger, args []string) <-chan struct{} {
+	done := make(chan struct{})
+	exe, err := os.Executable()
+	if err != nil {
+		exe = "/proc/self/exe"
+	}
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			cmd := exec.Command(exe, args...)
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+			if err := cmd.Start(); err != nil {
+				logger.Error("start child", "args", args, "error", err)
+				return
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- cmd.Wait() }()
+			select {
+			case err := <-exited:
+				logger.Warn("child exited; restarting", "args", args[0], "error", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Second):
+				}
+			case <-ctx.Done():
+				cmd.Process.Signal(syscall.SIGTERM)
+				select {
+				case <-exited:
+				case <-time.After(10 * time.Second):
+					cmd.Process.Kill()
+					<-exited
+				}
+			}
+		}
+	}()
+	return done
+}
+
+// waitRunnerReady polls the runner's CheckReadiness until it answers.
+func waitRunnerReady(ctx context.Context, sock string, limit time.Duration) error {
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := runnerpb.NewRunnerClient(conn)
+	deadline := time.Now().Add(limit)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err := client.CheckReadiness(cctx, &runnerpb.CheckReadinessRequest{}, grpc.WaitForReady(true))
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("runner on %s not ready after %s: %w", sock, limit, err)
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/configs"
+	"github.com/paddock-build/paddock/storage"
+	"github.com/paddock-build/paddock/worker"
+)
+
+const workerUsage = `usage: paddock worker --scheduler ADDR --storage ADDR --runner SOCKET --dir DIR [flags]
+
+Pulls actions from the scheduler, builds their input roots under DIR (from a
+file cache on the same filesystem), runs them through the runner listening on
+SOCKET (start it with 'paddock runner'), and uploads their outputs.
+`
+
+func runWorker(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, workerUsage); fs.PrintDefaults() }
+	schedAddr := fs.String("scheduler", "", "scheduler address (host:port); required")
+	storageAddr := fs.String("storage", "", "REv2 storage address (host:port); required")
+	runnerSock := fs.String("runner", "", "UNIX socket of the runner; required")
+	dir := fs.String("dir", "", "worker directory (file cache and build directories); required")
+	id := fs.String("id", "", "worker id (default: the host name)")
+	concurrency := fs.Int("concurrency", 2, "actions run at once")
+	cacheSize := fs.String("cache-size", "10GiB", "size bound of the file cache")
+	var platform propertyFlags
+	fs.Var(&platform, "platform", "routing property NAME=VALUE this worker offers (repeatable; default: OSFamily and ISA of this machine)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *schedAddr == "" || *storageAddr == "" || *runnerSock == "" || *dir == "" {
+		fs.Usage()
+		return fmt.Errorf("--scheduler, --storage, --runner and --dir are required")
+	}
+	if *id == "" {
+		h, _ := os.Hostname()
+		*id = h
+	}
+	maxBytes, err := configs.ParseByteSize(*cacheSize)
+	if err != nil {
+		return fmt.Errorf("--cache-size: %w", err)
+	}
+	cas, ac, closeStorage, err := openRemoteStorage(ctx, *storageAddr)
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	return serveWorker(ctx, workerSetup{
+		id: *id, dir: *dir, concurrency: *concurrency, cacheBytes: int64(maxBytes),
+		platform: platform.props, schedulerAddr: *schedAddr, runnerSocket: *runnerSock,
+		cas: cas, ac: ac, logger: logger,
+	})
+}
+
+// workerSetup is what `paddock worker` and `paddock up` share.
+type workerSetup struct {
+	id, dir       string
+	concurrency   int
+	cacheBytes    int64
+	platform      []*workerpb.Property
+	schedulerAddr string
+	runnerSocket  string
+	cas           storage.BlobStore
+	ac            storage.ActionCache
+	local         worker.LocalBlobs // the CAS on this disk, in `paddock up`
+	logger        *slog.Logger
+}
+
+func serveWorker(ctx context.Context, ws workerSetup) error {
+	files, err := worker.NewFileCache(worker.FileCacheOptions{
+		Dir: filepath.Join(ws.dir, "files"), MaxBytes: ws.cacheBytes, CAS: ws.cas, Local: ws.local,
+	})
+	if err != nil {
+		return err
+	}
+	runnerConn, err := grpc.NewClient("unix://"+ws.runnerSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("runner socket %s: %w", ws.runnerSocket, err)
+	}
+	defer runnerConn.Close()
+	w, err := worker.New(worker.Options{
+		ID: ws.id, Concurrency: ws.concurrency, Platform: ws.platform,
+		BuildDir: filepath.Join(ws.dir, "builds"), CAS: ws.cas, AC: ws.ac, Files: files,
+		Runner: runnerpb.NewRunnerClient(runnerConn), Logger: ws.logger,
+	})
+	if err != nil {
+		return err
+	}
+	schedConn, err := grpc.NewClient(ws.schedulerAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("scheduler %s: %w", ws.schedulerAddr, err)
+	}
+	defer schedConn.Close()
+	ws.logger.Info("worker running", "id", ws.id, "scheduler", ws.schedulerAddr, "runner", ws.runnerSocket, "concurrency", ws.concurrency)
+	return w.Run(ctx, schedConn)
+}
+
+// propertyFlags collects repeated NAME=VALUE flags.
+type propertyFlags struct{ props []*workerpb.Property }
+
+func (p *propertyFlags) String() string { return "" }
+
+func (p *propertyFlags) Set(s string) error {
+	name, value, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return fmt.Errorf("%q is not NAME=VALUE", s)
+	}
+	p.props = append(p.props, &workerpb.Property{Name: name, Value: value})
+	return nil
+}
