@@ -9,14 +9,17 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
 )
 
 // The test binary doubles as a worker process: with these variables set,
@@ -196,5 +199,70 @@ func TestWorkerShutdownGivesActionsBack(t *testing.T) {
 		if a.Attempt != 2 {
 			t.Fatalf("stayer got %s attempt %d, want attempt 2 (given back once)", a.OperationName, a.Attempt)
 		}
+	}
+}
+
+// The Scheduler edge with an injected clock: leases run on the fake time,
+// Tick applies them, and the lost worker's still-open session is hung up.
+func TestSchedulerUsesInjectedClockForLeases(t *testing.T) {
+	clock := newFakeClock()
+	cfg := DefaultConfig()
+	cfg.TickInterval = time.Hour // only the test ticks
+	s, err := New(Options{Config: cfg, Clock: clock, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := ctxTimeout(t)
+	reg := func(id string) *session {
+		sess, err := s.connectWorker(&workerpb.Register{WorkerId: id, Concurrency: 1, Platform: []*workerpb.Property{linux}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sess
+	}
+	next := func(sess *session) *workerpb.Assignment {
+		for {
+			ms, err := sess.next(ctx)
+			if err != nil {
+				t.Fatalf("%s: %v", sess.workerID, err)
+			}
+			for _, m := range ms {
+				if a := m.GetAssignment(); a != nil {
+					return a
+				}
+			}
+		}
+	}
+	a := reg("a")
+	s.mu.Lock()
+	s.core.Execute(clock.Now(), benchSubmission(1))
+	s.apply()
+	s.mu.Unlock()
+	if got := next(a); got.Attempt != 1 {
+		t.Fatalf("a got attempt %d", got.Attempt)
+	}
+	b := reg("b")
+	clock.Advance(cfg.LeaseDuration - time.Second)
+	s.Tick()
+	b.handle(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Heartbeat{Heartbeat: &workerpb.Heartbeat{}}})
+	clock.Advance(time.Second)
+	s.Tick()
+	got := next(b)
+	if got.Attempt != 2 {
+		t.Fatalf("b got attempt %d, want 2 after a's lease expired", got.Attempt)
+	}
+	select {
+	case <-a.done:
+	default:
+		t.Fatal("the lost worker's session was not hung up")
+	}
+	resp, _ := proto.Marshal(&repb.ExecuteResponse{Result: &repb.ActionResult{ExitCode: 5}})
+	b.handle(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Result{Result: &workerpb.Result{OperationName: got.OperationName, Attempt: 2, ExecuteResponse: resp}}})
+	s.mu.Lock()
+	v, ok := s.core.Operation(got.OperationName)
+	s.mu.Unlock()
+	if !ok || !v.done || v.response.Result.GetExitCode() != 5 || v.worker != "b" {
+		t.Fatalf("operation %+v, want done on b with exit 5", v)
 	}
 }
