@@ -60,29 +60,33 @@ func BenchmarkStartTrue(b *testing.B) {
 }
 
 // BenchmarkStartTrueInterleaved runs one start+exit of each contender per
-// iteration, in turn, so that all see the same machine load (the test
-// machine is shared), and reports the median of each in ms. The second
-// sub-benchmark does the same while the caller holds a 1 GiB heap; compare
-// the native/bwrap ratios of the two.
+// iteration, in turn, so that both see the same machine load (the test
+// machine is shared), and reports the median of each in ms and their
+// ratio. bwrap-1GiB-heap does the same while the caller holds a 1 GiB
+// heap: compare its native/bwrap ratio with bwrap's.
 //
 //	go test ./sandbox -run '^$' -bench StartTrueInterleaved -benchtime 200x
 func BenchmarkStartTrueInterleaved(b *testing.B) {
 	requireRoot(b)
-	b.Run("small-heap", func(b *testing.B) { benchInterleaved(b, true) })
-	b.Run("1GiB-heap", func(b *testing.B) {
+	b.Run("bwrap", func(b *testing.B) { benchInterleaved(b, "bwrap") })
+	b.Run("bwrap-1GiB-heap", func(b *testing.B) {
 		heap := make([]byte, 1<<30)
 		for i := 0; i < len(heap); i += 4096 {
 			heap[i] = 1
 		}
-		benchInterleaved(b, false)
+		benchInterleaved(b, "bwrap")
 		runtime.KeepAlive(heap)
 	})
+	b.Run("runc", func(b *testing.B) { benchInterleaved(b, "runc") })
 }
 
-func benchInterleaved(b *testing.B, withRunc bool) {
-	bwrap, err := exec.LookPath("bwrap")
+// benchInterleaved alternates the native launcher with one other contender
+// (other work between two runs would skew the pair: runc, for one, leaves
+// asynchronous clean-up behind).
+func benchInterleaved(b *testing.B, other string) {
+	path, err := exec.LookPath(other)
 	if err != nil {
-		b.Skip("bwrap not installed")
+		b.Skip(other + " not installed")
 	}
 	bundle := writeBundle(b, testSpec("/bin/true"))
 	native := newTestLauncher(b, Options{})
@@ -95,14 +99,11 @@ func benchInterleaved(b *testing.B, withRunc bool) {
 		run  func() error
 	}{
 		{"native", func() error { return runOK(native, bundle) }},
-		{"bwrap", func() error { return exec.Command(bwrap, bwrapArgs...).Run() }},
+		{other, func() error { return exec.Command(path, bwrapArgs...).Run() }},
 	}
-	if runc, err := exec.LookPath("runc"); err == nil && withRunc {
-		external := newTestLauncher(b, Options{Runtime: runc, RuntimeRoot: b.TempDir()})
-		contenders = append(contenders, struct {
-			name string
-			run  func() error
-		}{"runc", func() error { return runOK(external, bundle) }})
+	if other == "runc" {
+		external := newTestLauncher(b, Options{Runtime: path, RuntimeRoot: b.TempDir()})
+		contenders[1].run = func() error { return runOK(external, bundle) }
 	}
 	times := make([][]time.Duration, len(contenders))
 	for _, c := range contenders { // warm up
@@ -124,7 +125,7 @@ func benchInterleaved(b *testing.B, withRunc bool) {
 	for j, c := range contenders {
 		b.ReportMetric(float64(median(times[j]))/1e6, c.name+"-ms")
 	}
-	b.ReportMetric(float64(median(times[0]))/float64(median(times[1])), "native/bwrap")
+	b.ReportMetric(float64(median(times[0]))/float64(median(times[1])), "native/"+other)
 }
 
 func runOK(l *Launcher, bundle string) error {
