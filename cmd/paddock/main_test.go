@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// binary is the paddock command built once for these tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	if sandboxReexec() {
+		return
+	}
+	dir, err := os.MkdirTemp("", "paddock-cmd-test")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "paddock")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// start runs the binary with args and returns the address it prints on
+// its "listening on" line.
+func start(t *testing.T, args ...string) (string, *exec.Cmd) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if _, addr, ok := strings.Cut(sc.Text(), " listening on "); ok {
+				lines <- addr
+				return
+			}
+		}
+		close(lines)
+	}()
+	select {
+	case addr, ok := <-lines:
+		if !ok {
+			t.Fatalf("%v exited without serving", args)
+		}
+		return addr, cmd
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%v did not start serving within a minute", args)
+	}
+	return "", nil
+}
+
+func TestStorageCommandServesFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "storage.yaml")
+	os.WriteFile(cfg, []byte("listen: 127.0.0.1:0\ndir: "+filepath.Join(dir, "data")+"\nmax_batch_total_size_bytes: 2MiB\n"), 0o644)
+	addr, cmd := start(t, "storage", "--config", cfg)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	caps, err := repb.NewCapabilitiesClient(conn).GetCapabilities(context.Background(), &repb.GetCapabilitiesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if caps.CacheCapabilities.MaxBatchTotalSizeBytes != 2<<20 {
+		t.Fatalf("config not applied: max batch %d", caps.CacheCapabilities.MaxBatchTotalSizeBytes)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "cas")); err != nil {
+		t.Fatalf("data directory not created: %v", err)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("storage did not stop cleanly on SIGINT: %v", err)
+	}
+}
+
+func TestStorageCommandRefusesUnknownConfigKeys(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "storage.yaml")
+	os.WriteFile(cfg, []byte("listen: 127.0.0.1:0\nmax_bytse: 1GiB\n"), 0o644)
+	out, err := exec.Command(binary, "storage", "--config", cfg).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "max_bytse") {
+		t.Fatalf("unknown key accepted or not named: %v\n%s", err, out)
+	}
+}
+
+func TestExampleConfigIsValidForTheCommand(t *testing.T) {
+	// configs/storage.yaml as shipped, with only the address and directory
+	// overridden by flags.
+	addr, cmd := start(t, "storage", "--config", "../../configs/storage.yaml", "--listen", "127.0.0.1:0", "--dir", t.TempDir())
+	if addr == "" {
+		t.Fatal("no address")
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	out, err := exec.Command(binary, "frobnicate").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `unknown command "frobnicate"`) {
+		t.Fatalf("%v\n%s", err, out)
+	}
+}
