@@ -1,0 +1,182 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/paddock-build/paddock/configs"
+	"github.com/paddock-build/paddock/sandbox"
+)
+
+// Config configures `paddock runner`. Load it with configs.Load over
+// DefaultConfig(); configs/runner.yaml is the documented example.
+type Config struct {
+	// Socket is the UNIX socket the runner serves on. It is created with
+	// mode 0600: only the worker's user (the runner's) may connect.
+	Socket string `yaml:"socket"`
+	// StateDir holds the runner's bundles (one directory per running
+	// action, removed when it ends and at start-up) and, by default, the
+	// image cache. It is made mode 0711: sandboxes run as unprivileged
+	// host uids that must search through it to reach their rootfs, but
+	// may not list it. It is never visible inside a sandbox.
+	StateDir string `yaml:"state_dir"`
+	// InputRootPath is where the input root is bind-mounted (read-write)
+	// inside the sandbox, and so the command's working directory is below
+	// it. The platform property InputRootAbsolutePath overrides it per
+	// action. Absolute and clean; not "/" and not under /proc, /dev or /sys.
+	InputRootPath string `yaml:"input_root_path"`
+	// DefaultTimeout applies to actions that set no timeout. 0 means none.
+	DefaultTimeout time.Duration `yaml:"default_timeout"`
+	// DefaultUser is the uid[:gid] (or user[:group], looked up in the
+	// rootfs's /etc/passwd and /etc/group) commands run as inside the
+	// sandbox when the action sets neither dockerUser nor dockerRunAsRoot
+	// and its image names no user. Ids are inside the sandbox's user
+	// namespace (0..65535); container root is an unprivileged host uid.
+	DefaultUser string `yaml:"default_user"`
+	// DefaultEnvironment holds variables added to an action's environment
+	// only when its Command does not set them. Empty by default: the
+	// environment is exactly the Command's.
+	DefaultEnvironment map[string]string `yaml:"default_environment"`
+	// MergeImageEnvironment adds an image's Env variables that the Command
+	// does not set (docker's behaviour). Off by default: the environment is
+	// exactly the Command's whatever the image.
+	MergeImageEnvironment bool `yaml:"merge_image_environment"`
+	// AllowPrivileged accepts dockerPrivileged=true: every capability (in
+	// the sandbox's user namespace, never host root) and no masked or
+	// read-only /proc paths. Off: such actions get INVALID_ARGUMENT.
+	AllowPrivileged bool `yaml:"allow_privileged"`
+	// AcceptedProperties are extra platform property names this runner
+	// accepts and ignores (routing keys of the operator's own). Any other
+	// name that is not a known routing or execution key is refused.
+	AcceptedProperties []string `yaml:"accepted_properties"`
+	// PidsLimit caps the processes and threads of one sandbox (its pids
+	// cgroup); a fork past it fails with EAGAIN and is reported as
+	// pids_limit_hit. 0 means no limit.
+	PidsLimit int64 `yaml:"pids_limit"`
+	// DefaultMemoryLimit is the memory cgroup limit of actions without
+	// EstimatedMemory. 0 means none.
+	DefaultMemoryLimit configs.ByteSize `yaml:"default_memory_limit"`
+	// DefaultCPULimit is the CPU limit (in cores, e.g. 1.5) of actions
+	// without EstimatedCPU. 0 means none.
+	DefaultCPULimit float64 `yaml:"default_cpu_limit"`
+	// MaxSandboxes is how many sandboxes may run at once. Each running
+	// sandbox gets its own host id range of 65536 uids and gids, starting
+	// at IDBase + slot*65536, so concurrent tenants cannot touch each
+	// other's files. A Run beyond it gets UNAVAILABLE.
+	MaxSandboxes int `yaml:"max_sandboxes"`
+	// IDBase is the first host uid/gid of slot 0. The ranges up to
+	// IDBase + MaxSandboxes*65536 must belong to no real user or other
+	// container engine.
+	IDBase uint32 `yaml:"id_base"`
+	// HostHiddenPaths are host paths not shown in sandboxes that use the
+	// host's root (actions without container-image). Sandboxes see the
+	// host's root read-only except these, the runner's state directory,
+	// and the parent directory of each action's input root (where the
+	// worker keeps the other actions' input roots). Add the worker's build
+	// and cache directories and the CAS here if they lie elsewhere.
+	HostHiddenPaths []string `yaml:"host_hidden_paths"`
+	// Images configures the image cache for actions with container-image.
+	Images ImagesConfig `yaml:"images"`
+	// Sandbox configures the launcher.
+	Sandbox sandbox.Options `yaml:"sandbox"`
+}
+
+// ImagesConfig configures the runner's image cache (package images).
+type ImagesConfig struct {
+	// Dir holds the cache. Empty means <state_dir>/images. Every ancestor
+	// must be searchable by unprivileged uids.
+	Dir string `yaml:"dir"`
+	// Platform picked from multi-platform images, "os/arch[/variant]";
+	// empty means linux and this machine's architecture.
+	Platform string `yaml:"platform"`
+	// Insecure lists registry hosts that may be reached over plain HTTP.
+	Insecure []string `yaml:"insecure"`
+	// DockerConfig is a Docker config.json whose "auths" supply
+	// registry credentials. Empty means none.
+	DockerConfig string `yaml:"docker_config"`
+	// RefreshTags is how long a tag's digest is trusted before the
+	// registry is asked again. 0 means 5m.
+	RefreshTags time.Duration `yaml:"refresh_tags"`
+	// MaxBytes bounds the unpacked cache; unused images are evicted past
+	// it. 0 means unbounded.
+	MaxBytes configs.ByteSize `yaml:"max_bytes"`
+}
+
+// defaultHostHiddenPaths are never shown from the host's root: kernel and
+// runtime filesystems (the sandbox mounts its own /proc, /dev, /tmp),
+// people's homes, removable and boot media, and Paddock's default data
+// directory.
+var defaultHostHiddenPaths = []string{
+	"/proc", "/sys", "/dev", "/run", "/tmp", "/boot", "/root", "/home",
+	"/mnt", "/media", "/srv", "/lost+found", "/var/lib/paddock",
+}
+
+// DefaultConfig returns the defaults a config file overrides.
+func DefaultConfig() Config {
+	return Config{
+		Socket:          "/run/paddock/runner.sock",
+		StateDir:        "/var/lib/paddock/runner",
+		InputRootPath:   "/work",
+		DefaultTimeout:  time.Hour,
+		DefaultUser:     "0:0",
+		PidsLimit:       4096,
+		MaxSandboxes:    64,
+		IDBase:          1_000_000,
+		HostHiddenPaths: append([]string(nil), defaultHostHiddenPaths...),
+	}
+}
+
+// Validate checks a config after loading.
+func (c *Config) Validate() error {
+	if !path.IsAbs(c.StateDir) {
+		return fmt.Errorf("state_dir %q: want an absolute path", c.StateDir)
+	}
+	if err := checkInputRootPath(c.InputRootPath); err != nil {
+		return fmt.Errorf("input_root_path: %w", err)
+	}
+	if c.DefaultTimeout < 0 {
+		return errors.New("default_timeout: negative")
+	}
+	if _, _, err := parseUserSpec(c.DefaultUser); err != nil {
+		return fmt.Errorf("default_user: %w", err)
+	}
+	for k := range c.DefaultEnvironment {
+		if err := checkEnvName(k); err != nil {
+			return fmt.Errorf("default_environment: %w", err)
+		}
+	}
+	if c.PidsLimit < 0 || c.DefaultMemoryLimit < 0 || c.DefaultCPULimit < 0 {
+		return errors.New("pids_limit, default_memory_limit and default_cpu_limit must not be negative")
+	}
+	if c.MaxSandboxes < 1 {
+		return errors.New("max_sandboxes: want at least 1")
+	}
+	if c.IDBase == 0 {
+		return errors.New("id_base: 0 would map container root to host root")
+	}
+	if uint64(c.IDBase)+uint64(c.MaxSandboxes)*sandbox.DefaultIDRange > 1<<32-1 {
+		return fmt.Errorf("id_base %d + max_sandboxes %d * 65536 overflows 32-bit ids", c.IDBase, c.MaxSandboxes)
+	}
+	for _, p := range c.HostHiddenPaths {
+		if !path.IsAbs(p) || path.Clean(p) != p || p == "/" {
+			return fmt.Errorf("host_hidden_paths: %q: want a clean absolute path other than /", p)
+		}
+	}
+	for _, n := range c.AcceptedProperties {
+		if n == "" || strings.TrimSpace(n) != n {
+			return fmt.Errorf("accepted_properties: %q is not a property name", n)
+		}
+	}
+	return nil
+}
+
+// imagesDir is where the image cache lives.
+func (c *Config) imagesDir() string {
+	if c.Images.Dir != "" {
+		return c.Images.Dir
+	}
+	return path.Join(c.StateDir, "images")
+}

@@ -1,0 +1,260 @@
+package runner
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// A sandbox without an image sees the host's root, read-only, so that a
+// host toolchain (/usr/bin/gcc) works as under Bazel's local sandbox. It
+// must not see everything, though: not the worker's other input roots,
+// not the CAS, not the runner's state. And the host root has no mount
+// point for the input root (/work), and is read-only.
+//
+// So the rootfs is a skeleton directory, made per action in its bundle:
+// empty directories for the sandbox's own mount points (/proc, /dev, /tmp,
+// the input root path) and for every directory on the way to a hidden
+// path, and copies of the host's symlinks (bin -> usr/bin). The spec then
+// bind-mounts every other host directory and file at those levels
+// read-only onto the skeleton — bubblewrap's method. A hidden path is
+// therefore not mounted at all (rather than covered by a mask the sandbox
+// might remove); /var/lib/paddock hidden means /var and /var/lib are
+// skeleton directories and each of their other entries a bind.
+//
+// Cost (BenchmarkHostView, 2 cores): planning and creating the skeleton
+// of this machine's root, and removing it, takes tens of microseconds; the
+// sandbox pays one bind mount per host entry, a few microseconds each.
+// Both are small next to a sandbox start (milliseconds).
+
+// entryKind is the type of a host directory entry.
+type entryKind int
+
+const (
+	kindOther entryKind = iota // sockets, devices, fifos: never shown
+	kindDir
+	kindFile
+	kindSymlink
+)
+
+// hostEntry is one entry of a host directory.
+type hostEntry struct {
+	Name   string
+	Kind   entryKind
+	Target string // symlinks only
+}
+
+// skeletonEntry is one thing to create in the skeleton, at Path (absolute
+// inside the sandbox).
+type skeletonEntry struct {
+	Path   string
+	Kind   entryKind // kindDir, kindFile (empty bind target) or kindSymlink
+	Target string
+}
+
+// hostView is a planned host rootfs: the skeleton to create (parents
+// before children) and the read-only binds of host paths onto it (source
+// and destination are the same path).
+type hostView struct {
+	Skeleton []skeletonEntry
+	Binds    []specs.Mount
+}
+
+// hostLister reads the host's directories without following symlinks.
+// osLister is the real one; tests plan over fakes.
+type hostLister interface {
+	// list returns the entries of dir.
+	list(dir string) ([]hostEntry, error)
+	// kind returns the type of p (not following a final symlink), and
+	// false if it does not exist.
+	kind(p string) (entryKind, bool)
+}
+
+// hostBindOptions are the options of every host bind.
+var hostBindOptions = []string{"rbind", "ro", "nosuid", "nodev"}
+
+// planHostView plans the host rootfs that hides hidden (host paths; ones
+// that do not exist are ignored) and has empty directories at mountPoints
+// (sandbox paths). It reads the host only through l.
+func planHostView(l hostLister, hidden, mountPoints []string) (*hostView, error) {
+	hiddenSet := map[string]bool{}
+	for _, h := range hidden {
+		hiddenSet[h] = true
+	}
+	mountSet := map[string]bool{}
+	for _, m := range mountPoints {
+		mountSet[m] = true
+	}
+	covered := func(p string) bool { // hidden or below a mount point or hidden path
+		for a := p; ; a = path.Dir(a) {
+			if hiddenSet[a] || (mountSet[a] && a != p) {
+				return true
+			}
+			if a == "/" {
+				return false
+			}
+		}
+	}
+	split := map[string]bool{"/": true}
+	addAncestors := func(p string) {
+		for a := path.Dir(p); a != "/"; a = path.Dir(a) {
+			split[a] = true
+		}
+	}
+	for _, h := range hidden {
+		if _, ok := l.kind(h); ok {
+			addAncestors(h)
+		}
+	}
+	for _, m := range mountPoints {
+		for a := path.Dir(m); a != "/"; a = path.Dir(a) {
+			if k, ok := l.kind(a); ok && k != kindDir && !covered(a) {
+				return nil, status.Errorf(codes.InvalidArgument, "mount point %s: %s is not a directory on the host root", m, a)
+			}
+		}
+		addAncestors(m)
+	}
+
+	v := &hostView{}
+	dirs := map[string]bool{}
+	for d := range split {
+		if d != "/" {
+			dirs[d] = true
+		}
+	}
+	for _, m := range mountPoints {
+		dirs[m] = true
+	}
+	var splitList []string
+	for d := range split {
+		splitList = append(splitList, d)
+	}
+	sort.Strings(splitList)
+	type planned struct {
+		p string
+		e hostEntry
+	}
+	var shown []planned
+	for _, d := range splitList {
+		if covered(d) || mountSet[d] {
+			continue
+		}
+		if k, ok := l.kind(d); !ok || k != kindDir {
+			continue // only a skeleton directory (e.g. /work's parents)
+		}
+		ents, err := l.list(d)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "list host %s: %v", d, err)
+		}
+		for _, e := range ents {
+			p := path.Join(d, e.Name)
+			if split[p] || mountSet[p] || hiddenSet[p] || e.Kind == kindOther {
+				continue
+			}
+			shown = append(shown, planned{p, e})
+		}
+	}
+	for d := range dirs {
+		v.Skeleton = append(v.Skeleton, skeletonEntry{Path: d, Kind: kindDir})
+	}
+	for _, s := range shown {
+		v.Skeleton = append(v.Skeleton, skeletonEntry{Path: s.p, Kind: s.e.Kind, Target: s.e.Target})
+		if s.e.Kind != kindSymlink {
+			v.Binds = append(v.Binds, specs.Mount{Destination: s.p, Type: "bind", Source: s.p, Options: hostBindOptions})
+		}
+	}
+	sort.Slice(v.Skeleton, func(i, j int) bool { return v.Skeleton[i].Path < v.Skeleton[j].Path })
+	sort.Slice(v.Binds, func(i, j int) bool { return v.Binds[i].Destination < v.Binds[j].Destination })
+	return v, nil
+}
+
+// create makes the skeleton under dir, which must not exist. Nothing is
+// followed: dir is the runner's own, fresh directory.
+func (v *hostView) create(dir string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return err
+	}
+	for _, e := range v.Skeleton {
+		p := filepath.Join(dir, e.Path)
+		var err error
+		switch e.Kind {
+		case kindDir:
+			err = os.Mkdir(p, 0o755)
+		case kindFile:
+			var fd int
+			fd, err = unix.Open(p, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o444)
+			if err == nil {
+				unix.Close(fd)
+			}
+		case kindSymlink:
+			err = os.Symlink(e.Target, p)
+		}
+		if err != nil {
+			return fmt.Errorf("skeleton %s: %w", e.Path, err)
+		}
+	}
+	return nil
+}
+
+// osLister is the host's filesystem.
+type osLister struct{}
+
+func (osLister) list(dir string) ([]hostEntry, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]hostEntry, 0, len(ents))
+	for _, e := range ents {
+		he := hostEntry{Name: e.Name(), Kind: kindOf(e.Type())}
+		if he.Kind == kindSymlink {
+			if he.Target, err = os.Readlink(filepath.Join(dir, e.Name())); err != nil {
+				continue // gone meanwhile
+			}
+		}
+		out = append(out, he)
+	}
+	return out, nil
+}
+
+func (osLister) kind(p string) (entryKind, bool) {
+	st, err := os.Lstat(p)
+	if err != nil {
+		return kindOther, false
+	}
+	return kindOf(st.Mode().Type()), true
+}
+
+func kindOf(t fs.FileMode) entryKind {
+	switch {
+	case t.IsDir():
+		return kindDir
+	case t.IsRegular():
+		return kindFile
+	case t&fs.ModeSymlink != 0:
+		return kindSymlink
+	}
+	return kindOther
+}
+
+// resolvedHiddenPaths returns paths plus, for each that exists through a
+// symlink somewhere, its real location, so that a hidden directory stays
+// hidden under both names' planning.
+func resolvedHiddenPaths(paths []string) []string {
+	out := append([]string(nil), paths...)
+	for _, p := range paths {
+		real, err := filepath.EvalSymlinks(p)
+		if err == nil && real != p && path.IsAbs(real) && real != "/" {
+			out = append(out, real)
+		}
+	}
+	return out
+}

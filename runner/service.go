@@ -1,0 +1,388 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/images"
+	"github.com/paddock-build/paddock/sandbox"
+)
+
+// Options configure a Service.
+type Options struct {
+	// Config is the runner's configuration; New validates it.
+	Config Config
+	// Launcher runs the sandboxes. The caller owns it and closes it after
+	// the Service is done.
+	Launcher *sandbox.Launcher
+	// Images resolves container-image values. Nil refuses actions that
+	// name an image with FAILED_PRECONDITION. The caller owns it.
+	Images *images.Cache
+	// Logger receives one line per action; nil discards.
+	Logger *slog.Logger
+	// Version is reported by CheckReadiness.
+	Version string
+	// Now is the clock for the execution timestamps; nil means time.Now.
+	Now func() time.Time
+}
+
+// Service is the Runner gRPC service: each Run turns a request into a
+// bundle, runs it in a sandbox, and reports how it ended. It is safe for
+// concurrent use; up to Config.MaxSandboxes Runs proceed at once.
+type Service struct {
+	runnerpb.UnimplementedRunnerServer
+
+	cfg      Config
+	launcher *sandbox.Launcher
+	images   *images.Cache
+	logger   *slog.Logger
+	version  string
+	now      func() time.Time
+
+	slots   *idSlots
+	bundles string   // <state>/bundles: one directory per running action
+	hidden  []string // host paths no host-root sandbox sees
+	lister  hostLister
+	seq     atomic.Uint64 // bundle name prefix, unique in this process
+}
+
+// New prepares the state directory (removing bundles a crashed runner
+// left) and returns the service.
+func New(opts Options) (*Service, error) {
+	cfg := opts.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Launcher == nil {
+		return nil, errors.New("runner: Options.Launcher is required")
+	}
+	// 0711: sandbox uids search through to their bundle's rootfs, and
+	// cannot list the other bundles.
+	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("runner: state dir: %w", err)
+	}
+	if err := os.Chmod(cfg.StateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("runner: state dir: %w", err)
+	}
+	bundles := filepath.Join(cfg.StateDir, "bundles")
+	if err := os.RemoveAll(bundles); err != nil {
+		return nil, fmt.Errorf("runner: remove stale bundles: %w", err)
+	}
+	if err := os.Mkdir(bundles, 0o711); err != nil {
+		return nil, fmt.Errorf("runner: bundles dir: %w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	hidden := append(append([]string(nil), cfg.HostHiddenPaths...), filepath.Clean(cfg.StateDir))
+	return &Service{
+		cfg: cfg, launcher: opts.Launcher, images: opts.Images, logger: opts.Logger,
+		version: opts.Version, now: opts.Now,
+		slots:   newIDSlots(cfg.IDBase, cfg.MaxSandboxes),
+		bundles: bundles,
+		hidden:  resolvedHiddenPaths(hidden),
+		lister:  osLister{},
+	}, nil
+}
+
+// Register adds the service to g.
+func (s *Service) Register(g *grpc.Server) { runnerpb.RegisterRunnerServer(g, s) }
+
+// CheckReadiness answers as soon as the service exists: New has prepared
+// the state directory and the caller has started the launcher.
+func (s *Service) CheckReadiness(context.Context, *runnerpb.CheckReadinessRequest) (*runnerpb.CheckReadinessResponse, error) {
+	return &runnerpb.CheckReadinessResponse{Version: s.version}, nil
+}
+
+// Run runs one action. Every outcome is in the response (status_code and
+// status_message); the RPC itself fails only if the call is cancelled
+// before the answer can be sent.
+func (s *Service) Run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.RunResponse, error) {
+	resp, err := s.run(ctx, req)
+	if err != nil {
+		st := status.Convert(err)
+		if ctx.Err() != nil {
+			st = status.New(codes.Canceled, "run cancelled: "+st.Message())
+		}
+		resp = &runnerpb.RunResponse{
+			StatusCode: int32(st.Code()), StatusMessage: st.Message(),
+			Cancelled: st.Code() == codes.Canceled,
+		}
+	}
+	s.logger.Info("action", "id", req.GetActionId(), "status", codes.Code(resp.StatusCode).String(),
+		"message", resp.StatusMessage, "exit", resp.ExitCode, "signal", resp.Signal,
+		"timed_out", resp.TimedOut, "oom", resp.OomKilled, "pids_limit", resp.PidsLimitHit)
+	return resp, nil
+}
+
+// run does the work of Run; errors carry gRPC codes.
+func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.RunResponse, error) {
+	if err := checkRequest(req); err != nil {
+		return nil, err
+	}
+	plat, err := parsePlatform(&s.cfg, req.GetPlatform())
+	if err != nil {
+		return nil, err
+	}
+	timeout := s.cfg.DefaultTimeout
+	if req.GetTimeout() != nil {
+		if err := req.GetTimeout().CheckValid(); err != nil || req.GetTimeout().AsDuration() < 0 {
+			return nil, status.Error(codes.InvalidArgument, "timeout: want a valid, non-negative duration")
+		}
+		if d := req.GetTimeout().AsDuration(); d > 0 {
+			timeout = d
+		}
+	}
+	irp := inputRootPath(&s.cfg, plat)
+	if err := checkWorkingDirectory(req.GetInputRoot(), req.GetWorkingDirectory()); err != nil {
+		return nil, err
+	}
+
+	slot, idBase, ok := s.slots.acquire()
+	if !ok {
+		return nil, status.Errorf(codes.Unavailable, "all %d sandbox slots are busy (max_sandboxes)", s.cfg.MaxSandboxes)
+	}
+	defer s.slots.release(slot)
+
+	bundle := filepath.Join(s.bundles, fmt.Sprintf("%d-%s", s.seq.Add(1), bundleName(req.GetActionId())))
+	if err := os.Mkdir(bundle, 0o711); err != nil {
+		return nil, status.Errorf(codes.Internal, "create bundle: %v", err)
+	}
+	defer func() {
+		if err := os.RemoveAll(bundle); err != nil {
+			s.logger.Warn("remove bundle", "dir", bundle, "error", err)
+		}
+	}()
+
+	in := specInput{Config: &s.cfg, Request: req, Platform: plat, IDBase: idBase}
+	userSpec := s.cfg.DefaultUser
+	ref, none, err := images.ParseReference(plat.Image)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "platform property %s: %v", propImage, err)
+	}
+	var db idDB
+	if !none {
+		if s.images == nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "platform property %s: this runner has no image cache", propImage)
+		}
+		rf, err := s.images.Rootfs(ctx, ref)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, status.Errorf(codes.Canceled, "pull %s: %v", plat.Image, err)
+			}
+			return nil, status.Errorf(codes.FailedPrecondition, "image %s: %v", plat.Image, err)
+		}
+		defer rf.Release()
+		if err := rf.MkdirMountPoint(irp); err != nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "image %s: input root mount point %s: %v", plat.Image, irp, err)
+		}
+		in.Rootfs, in.ImageEnv = rf.Path, rf.Config.Env
+		if rf.Config.User != "" {
+			userSpec = rf.Config.User
+		}
+		db = fileIDDB{rootfs: rf.Path}
+	} else {
+		hidden := append(append([]string(nil), s.hidden...), filepath.Dir(req.GetInputRoot()))
+		view, err := planHostView(s.lister, hidden, ownMountPoints(irp))
+		if err != nil {
+			return nil, err
+		}
+		in.Rootfs = filepath.Join(bundle, "rootfs")
+		if err := view.create(in.Rootfs); err != nil {
+			return nil, status.Errorf(codes.Internal, "host rootfs: %v", err)
+		}
+		in.HostBinds = view.Binds
+		db = fileIDDB{rootfs: "/"}
+	}
+	switch {
+	case plat.RunAsRoot:
+		userSpec = "0:0"
+	case plat.User != "":
+		userSpec = plat.User
+	}
+	if in.User, err = resolveUser(userSpec, db); err != nil {
+		if plat.User != "" {
+			return nil, status.Errorf(codes.InvalidArgument, "platform property %s: %v", propUser, err)
+		}
+		return nil, status.Errorf(codes.FailedPrecondition, "user: %v", err)
+	}
+	spec, err := buildSpec(in)
+	if err != nil {
+		return nil, err
+	}
+	hostUID, err1 := sandbox.HostID(spec.Linux.UIDMappings, in.User.UID)
+	hostGID, err2 := sandbox.HostID(spec.Linux.GIDMappings, in.User.GID)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, status.Errorf(codes.Internal, "map user: %v", err)
+	}
+	if err := chownDirectories(req.GetInputRoot(), int(hostUID), int(hostGID)); err != nil {
+		return nil, status.Errorf(codes.Internal, "make input root writable: %v", err)
+	}
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "encode spec: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600); err != nil {
+		return nil, status.Errorf(codes.Internal, "write bundle: %v", err)
+	}
+
+	start := s.now()
+	res, err := s.launcher.Run(ctx, sandbox.Request{
+		Bundle: bundle, Stdout: req.GetStdoutPath(), Stderr: req.GetStderrPath(), Timeout: timeout,
+	})
+	end := s.now()
+	if err != nil {
+		return nil, sandboxError(err)
+	}
+	return response(res, timeout, start, end), nil
+}
+
+// checkRequest validates what the worker sends besides the platform.
+func checkRequest(req *runnerpb.RunRequest) error {
+	if req.GetActionId() == "" {
+		return status.Error(codes.InvalidArgument, "action_id is empty")
+	}
+	ir := req.GetInputRoot()
+	if !path.IsAbs(ir) || path.Clean(ir) != ir {
+		return status.Errorf(codes.InvalidArgument, "input_root %q: want a clean absolute path", ir)
+	}
+	st, err := os.Lstat(ir)
+	if err != nil || !st.IsDir() {
+		return status.Errorf(codes.InvalidArgument, "input_root %q is not a directory", ir)
+	}
+	for _, p := range []string{req.GetStdoutPath(), req.GetStderrPath()} {
+		if p != "" && (!path.IsAbs(p) || path.Clean(p) != p) {
+			return status.Errorf(codes.InvalidArgument, "output path %q: want a clean absolute path", p)
+		}
+	}
+	return nil
+}
+
+// checkWorkingDirectory checks that wd is a directory inside the input
+// root (resolving symlinks as the sandbox would, without leaving it).
+func checkWorkingDirectory(inputRoot, wd string) error {
+	if err := checkRelativePath(wd); err != nil {
+		return status.Errorf(codes.InvalidArgument, "working directory %q: %v", wd, err)
+	}
+	if wd == "" {
+		return nil
+	}
+	root, err := unix.Open(inputRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "input root: %v", err)
+	}
+	defer unix.Close(root)
+	fd, err := unix.Openat2(root, wd, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "working directory %q is not a directory in the input root: %v", wd, err)
+	}
+	unix.Close(fd)
+	return nil
+}
+
+// chownDirectories gives every directory of the input root (never a file
+// or symlink, never following one) to the sandbox user's host ids, so the
+// action can create its outputs. Files stay the worker's: read-only and
+// owned by a uid the sandbox does not map, so the action can neither
+// write nor chmod them.
+func chownDirectories(root string, uid, gid int) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.Lchown(p, uid, gid)
+		}
+		return nil
+	})
+}
+
+// bundleName makes an action id safe as a directory name.
+func bundleName(id string) string {
+	b := []byte(id)
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// sandboxError maps a launcher error. The sandbox package returns plain
+// errors; the messages matched here are its: a command that cannot be
+// started is the action's fault (INVALID_ARGUMENT, as exec failures are
+// for REv2 servers), a spawner that died is retryable, the rest internal.
+func sandboxError(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "not found in PATH") || strings.HasPrefix(msg, "sandbox setup: start "):
+		return status.Errorf(codes.InvalidArgument, "cannot start the command: %v", err)
+	case strings.Contains(msg, "sandbox spawner exited"):
+		return status.Errorf(codes.Unavailable, "sandbox: %v", err)
+	}
+	return status.Errorf(codes.Internal, "sandbox: %v", err)
+}
+
+// response translates a sandbox result.
+func response(res *sandbox.Result, timeout time.Duration, start, end time.Time) *runnerpb.RunResponse {
+	resp := &runnerpb.RunResponse{
+		ExitCode:           int32(res.ExitCode),
+		Signal:             int32(res.Signal),
+		TimedOut:           res.TimedOut,
+		OomKilled:          res.OOMKilled,
+		PidsLimitHit:       res.Cgroup.PidsLimitHits > 0,
+		Cancelled:          res.Canceled,
+		StdoutTruncated:    res.Stdout.Truncated,
+		StderrTruncated:    res.Stderr.Truncated,
+		ExecutionStart:     timestamppb.New(start),
+		ExecutionCompleted: timestamppb.New(end),
+		Usage: &runnerpb.ResourceUsage{
+			UserTime:                   durationpb.New(res.Usage.UserTime),
+			SystemTime:                 durationpb.New(res.Usage.SystemTime),
+			MaxRssBytes:                res.Usage.MaxRSSBytes,
+			MinorPageFaults:            res.Usage.MinorFaults,
+			MajorPageFaults:            res.Usage.MajorFaults,
+			VoluntaryContextSwitches:   res.Usage.VoluntaryCtxSwitches,
+			InvoluntaryContextSwitches: res.Usage.InvoluntaryCtxSwitch,
+			PeakMemoryBytes:            int64(res.Cgroup.MemoryPeakBytes),
+			CgroupCpuTime:              durationpb.New(res.Cgroup.CPUTime),
+			PeakPids:                   int64(res.Cgroup.PidsPeak),
+			WallTime:                   durationpb.New(res.WallTime),
+		},
+	}
+	switch {
+	case res.Canceled:
+		resp.StatusCode, resp.StatusMessage = int32(codes.Canceled), "cancelled: the sandbox was terminated"
+	case res.TimedOut:
+		resp.StatusCode = int32(codes.DeadlineExceeded)
+		resp.StatusMessage = fmt.Sprintf("the action timed out after %s and was terminated", timeout)
+	}
+	return resp
+}
