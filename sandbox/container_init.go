@@ -29,7 +29,8 @@ import (
 //     seccomp filter, and close-on-exec on every descriptor above 2;
 //  5. fork+exec the command as the spec's user, in a new session;
 //  6. reap every process until the command exits, then SIGKILL everything
-//     left, reap it, and write an initStatus to fd 4.
+//     left, reap it, close its output pipes and write an initStatus to
+//     fd 4 (the spawner answers on that, before the init's own exit).
 //
 // When the init exits, the kernel kills anything left in the pid namespace,
 // and the mount namespace (with every mount made here) goes with it.
@@ -63,7 +64,13 @@ func runInit() int {
 	if err != nil {
 		st = &initStatus{Error: err.Error()}
 	}
+	// Every process of the sandbox is gone; dropping our copies of the
+	// output pipes and the status pipe lets the spawner answer now, while
+	// the kernel tears down the namespaces as we exit.
+	unix.Close(1)
+	unix.Close(2)
 	_ = json.NewEncoder(status).Encode(st)
+	status.Close()
 	if err != nil {
 		return 1
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -185,16 +186,24 @@ func decodeJSON(t testing.TB, out runOutput, v any) {
 
 // sandboxProcesses lists host processes running as a uid in the tests'
 // mapped range: every process of every test sandbox, and nothing else,
-// except the idle inits spawners keep warm (see warmInits).
+// except the idle inits spawners keep warm (see warmInits). A finished
+// sandbox's init may still be exiting when Run returns, so this polls for
+// a few seconds until the list is empty.
 func sandboxProcesses(t testing.TB) []string {
 	t.Helper()
-	var out []string
-	for _, p := range mappedProcesses(t) {
-		if !isWarmInit(p.pid) {
-			out = append(out, p.desc)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var out []string
+		for _, p := range mappedProcesses(t) {
+			if !isWarmInit(p.pid) {
+				out = append(out, p.desc)
+			}
 		}
+		if len(out) == 0 || time.Now().After(deadline) {
+			return out
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	return out
 }
 
 // warmInits counts the idle inits kept by spawners.

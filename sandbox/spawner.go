@@ -396,7 +396,9 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (*Result, func()
 wait:
 	for {
 		select {
-		case <-w.exited:
+		case <-statusDone:
+			// The init reported (or died): every process of the
+			// sandbox is gone.
 			break wait
 		case <-timeout:
 			res.TimedOut = true
@@ -411,12 +413,13 @@ wait:
 		}
 	}
 	res.WallTime = time.Since(start)
-	<-statusDone
 	res.Stdout = w.stdout.wait()
 	res.Stderr = w.stderr.wait()
 	res.Cgroup = w.cg.stats()
 	res.OOMKilled = res.Cgroup.OOMKills > 0
 	cleanup := func() {
+		_ = syscall.Kill(w.pid, syscall.SIGKILL) // it is exiting anyway
+		<-w.exited
 		w.cg.killAll()
 		if err := w.cg.remove(); err != nil {
 			fmt.Fprintf(os.Stderr, "sandbox spawner: %v\n", err)
@@ -433,6 +436,7 @@ wait:
 	}
 	// The init died before reporting (SIGKILLed after the grace period, or
 	// OOM-killed itself): the command counts as killed by that signal.
+	<-w.exited
 	res.ExitCode, res.Signal = -1, syscall.SIGKILL
 	if ws, ok := w.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		res.Signal = ws.Signal()

@@ -73,6 +73,11 @@ func TestStressNoLeaks(t *testing.T) {
 		}
 	}
 	run() // warm up: the spawner's and our own lazily opened descriptors
+	// Quiescent: the spawner holds exactly one warm init (and its pipes).
+	deadline := time.Now().Add(10 * time.Second)
+	for warmInits(t) != 1 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	before := takeLeakSnapshot(t, l)
 	const total, parallel = 2000, 4
 	start := time.Now()
@@ -94,10 +99,12 @@ func TestStressNoLeaks(t *testing.T) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	t.Logf("%d sandboxes in %v (%v each, %d at a time)", total, elapsed, elapsed/total, parallel)
-	// Cgroups are removed just after each result is sent: poll.
-	deadline := time.Now().Add(10 * time.Second)
+	// Cgroups are removed, and the last inits exit, just after each result
+	// is sent; the next warm init is being started: poll until quiescent.
+	deadline = time.Now().Add(10 * time.Second)
 	after := takeLeakSnapshot(t, l)
-	for len(after.cgroups) > len(v1Subsystems) && time.Now().Before(deadline) {
+	for (len(after.cgroups) > len(v1Subsystems) || after.spawnerFDs != before.spawnerFDs || warmInits(t) != 1) &&
+		time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 		after = takeLeakSnapshot(t, l)
 	}
