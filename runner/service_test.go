@@ -1,7 +1,14 @@
 package runner
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
 )
@@ -17,5 +24,106 @@ func TestEnvironmentIsExactlyTheCommands(t *testing.T) {
 	mustSucceed(t, a, resp)
 	if out, _ := a.output(t); out != "B=two words\nA=1\n" {
 		t.Errorf("environment inside = %q, want exactly the Command's", out)
+	}
+}
+
+// TestWorkingDirectoryAndExitCode: the command starts in the input root
+// path + working_directory, and its exit code is a result with status OK.
+func TestWorkingDirectoryAndExitCode(t *testing.T) {
+	e := newTestEnv(t, nil)
+	a := e.newAction(t)
+	if err := os.MkdirAll(filepath.Join(a.root, "sub/dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	req := a.request("/bin/sh", "-c", "/bin/pwd; exit 7")
+	req.WorkingDirectory = "sub/dir"
+	resp := e.run(t, req)
+	if resp.StatusCode != 0 || resp.ExitCode != 7 || resp.Signal != 0 {
+		t.Fatalf("status %d %q exit %d signal %d, want OK and exit 7", resp.StatusCode, resp.StatusMessage, resp.ExitCode, resp.Signal)
+	}
+	if out, _ := a.output(t); out != "/work/sub/dir\n" {
+		t.Errorf("pwd = %q, want /work/sub/dir", out)
+	}
+	if resp.Usage.GetWallTime().AsDuration() <= 0 || resp.Usage.GetMaxRssBytes() <= 0 || !resp.ExecutionCompleted.AsTime().After(resp.ExecutionStart.AsTime().Add(-time.Nanosecond)) {
+		t.Errorf("usage/timestamps not filled: %v", resp)
+	}
+
+	// A working directory missing from the input root is the request's fault.
+	req.WorkingDirectory = "missing"
+	if resp := e.run(t, req); codes.Code(resp.StatusCode) != codes.InvalidArgument || !strings.Contains(resp.StatusMessage, "missing") {
+		t.Errorf("missing working directory: %s %q", codes.Code(resp.StatusCode), resp.StatusMessage)
+	}
+}
+
+// TestInputRootPathOverride: InputRootAbsolutePath moves the input root
+// (and so the working directory), even to a path the host lacks.
+func TestInputRootPathOverride(t *testing.T) {
+	e := newTestEnv(t, nil)
+	a := e.newAction(t)
+	req := a.request("/bin/sh", "-c", "/bin/pwd && echo hi > made")
+	req.Platform = []*runnerpb.Property{{Name: "InputRootAbsolutePath", Value: "/b/f/w"}}
+	resp := e.run(t, req)
+	mustSucceed(t, a, resp)
+	if out, _ := a.output(t); out != "/b/f/w\n" {
+		t.Errorf("pwd = %q, want /b/f/w", out)
+	}
+	if b, err := os.ReadFile(filepath.Join(a.root, "made")); err != nil || string(b) != "hi\n" {
+		t.Errorf("output through the moved input root: %q, %v", b, err)
+	}
+}
+
+// TestOutputsAndInputs: the action creates outputs in the input root that
+// the worker side sees, owned by the sandbox user's host uid; it can
+// neither write nor chmod an input file hard-linked from the worker's
+// cache, and the cached file keeps its content, mode and inode.
+func TestOutputsAndInputs(t *testing.T) {
+	e := newTestEnv(t, nil)
+	a := e.newAction(t)
+	cacheDir := filepath.Join(e.build, "cache")
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cached := filepath.Join(cacheDir, "blob")
+	if err := os.WriteFile(cached, []byte("input bytes\n"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(a.root, "src"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(cached, filepath.Join(a.root, "src/in.txt")); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(cached)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := `cat src/in.txt
+echo overwritten > src/in.txt && echo WROTE
+echo appended >> src/in.txt && echo APPENDED
+chmod 0666 src/in.txt && echo CHMODDED
+mkdir -p out/dir && echo result > out/dir/file && echo made > src/new.txt
+exit 0`
+	resp := e.run(t, a.request("/bin/sh", "-c", script))
+	mustSucceed(t, a, resp)
+	out, stderr := a.output(t)
+	if out != "input bytes\n" {
+		t.Errorf("stdout %q (stderr %q): the input must be readable and neither writable nor chmod-able", out, stderr)
+	}
+	after, err := os.Stat(cached)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(cached); string(b) != "input bytes\n" || after.Mode() != before.Mode() ||
+		after.Sys().(*syscall.Stat_t).Ino != before.Sys().(*syscall.Stat_t).Ino || after.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("cached file changed: %q mode %v -> %v", b, before.Mode(), after.Mode())
+	}
+	for _, p := range []string{"out/dir/file", "src/new.txt"} {
+		st, err := os.Stat(filepath.Join(a.root, p))
+		if err != nil {
+			t.Fatalf("output %s not visible to the worker: %v", p, err)
+		}
+		if uid := st.Sys().(*syscall.Stat_t).Uid; uid != testIDBase {
+			t.Errorf("output %s owned by host uid %d, want %d (container root of slot 0)", p, uid, testIDBase)
+		}
 	}
 }
