@@ -11,6 +11,3 @@ func runRunner(ctx context.Context, args []string) error {
 	return errors.New("not implemented yet (issue: worker, runner and paddock up)")
 }
 
-func runBench(ctx context.Context, args []string) error {
-	return errors.New("not implemented yet (issue: paddock bench)")
-}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -36,7 +35,7 @@ func runWorker(ctx context.Context, args []string) error {
 	id := fs.String("id", "", "worker id (default: the host name)")
 	concurrency := fs.Int("concurrency", 2, "actions run at once")
 	cacheSize := fs.String("cache-size", "10GiB", "size bound of the file cache")
-	var platform propertyFlags
+	var platform pairFlags
 	fs.Var(&platform, "platform", "routing property NAME=VALUE this worker offers (repeatable; default: OSFamily and ISA of this machine)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -61,7 +60,7 @@ func runWorker(ctx context.Context, args []string) error {
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	return serveWorker(ctx, workerSetup{
 		id: *id, dir: *dir, concurrency: *concurrency, cacheBytes: int64(maxBytes),
-		platform: platform.props, schedulerAddr: *schedAddr, runnerSocket: *runnerSock,
+		platform: platform.toProperties(), schedulerAddr: *schedAddr, runnerSocket: *runnerSock,
 		cas: cas, ac: ac, logger: logger,
 	})
 }
@@ -109,16 +108,3 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	return w.Run(ctx, schedConn)
 }
 
-// propertyFlags collects repeated NAME=VALUE flags.
-type propertyFlags struct{ props []*workerpb.Property }
-
-func (p *propertyFlags) String() string { return "" }
-
-func (p *propertyFlags) Set(s string) error {
-	name, value, ok := strings.Cut(s, "=")
-	if !ok || name == "" {
-		return fmt.Errorf("%q is not NAME=VALUE", s)
-	}
-	p.props = append(p.props, &workerpb.Property{Name: name, Value: value})
-	return nil
-}

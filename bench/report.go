@@ -1,0 +1,210 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// Phases of an action's latency. "total" is what the client observed; the
+// others come from the server's ExecutedActionMetadata, when it fills it.
+const (
+	PhaseTotal     = "total"
+	PhaseQueue     = "queue"
+	PhaseInput     = "input_fetch"
+	PhaseExecution = "execution"
+	PhaseOutput    = "output_upload"
+)
+
+var phaseOrder = []string{PhaseTotal, PhaseQueue, PhaseInput, PhaseExecution, PhaseOutput}
+
+// Summary is a latency distribution, in milliseconds.
+type Summary struct {
+	P50  float64 `json:"p50_ms"`
+	P90  float64 `json:"p90_ms"`
+	P99  float64 `json:"p99_ms"`
+	Max  float64 `json:"max_ms"`
+	Mean float64 `json:"mean_ms"`
+}
+
+// Report is the outcome of one scenario.
+type Report struct {
+	Scenario string `json:"scenario"`
+	// Requested is how many operations were asked for; Completed how many
+	// finished and passed their check; Errors how many did not.
+	Requested  int     `json:"requested"`
+	Completed  int     `json:"completed"`
+	Errors     int     `json:"errors"`
+	FirstError string  `json:"first_error,omitempty"`
+	Seconds    float64 `json:"seconds"`
+	// PerSecond is completed operations per second of wall time.
+	PerSecond float64 `json:"per_second"`
+	// BytesPerSecond is set by scenarios that move data.
+	BytesPerSecond float64            `json:"bytes_per_second,omitempty"`
+	Latency        map[string]Summary `json:"latency"`
+}
+
+// Table renders reports as an aligned text table.
+func Table(reports []*Report) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-16s %7s %6s %9s %10s  %-14s %9s %9s %9s %9s\n", "scenario", "done", "errors", "per sec", "MB/s", "phase", "p50 ms", "p90 ms", "p99 ms", "max ms")
+	for _, r := range reports {
+		mbs := ""
+		if r.BytesPerSecond > 0 {
+			mbs = fmt.Sprintf("%.1f", r.BytesPerSecond/1e6)
+		}
+		first := true
+		for _, p := range phaseOrder {
+			s, ok := r.Latency[p]
+			if !ok {
+				continue
+			}
+			if first {
+				fmt.Fprintf(&b, "%-16s %7d %6d %9.1f %10s  ", r.Scenario, r.Completed, r.Errors, r.PerSecond, mbs)
+			} else {
+				fmt.Fprintf(&b, "%-16s %7s %6s %9s %10s  ", "", "", "", "", "")
+			}
+			first = false
+			fmt.Fprintf(&b, "%-14s %9.1f %9.1f %9.1f %9.1f\n", p, s.P50, s.P90, s.P99, s.Max)
+		}
+		if first {
+			fmt.Fprintf(&b, "%-16s %7d %6d %9.1f %10s\n", r.Scenario, r.Completed, r.Errors, r.PerSecond, mbs)
+		}
+		if r.FirstError != "" {
+			fmt.Fprintf(&b, "  first error: %s\n", r.FirstError)
+		}
+	}
+	return b.String()
+}
+
+// recorder collects latencies from concurrent operations.
+type recorder struct {
+	scenario string
+	want     int
+	progress io.Writer
+	start    time.Time
+
+	mu       sync.Mutex
+	phases   map[string][]time.Duration
+	errors   int
+	firstErr string
+	bytes    int64
+	stop     chan struct{}
+	stopped  chan struct{}
+}
+
+func newRecorder(scenario string, want int, progress io.Writer) *recorder {
+	r := &recorder{scenario: scenario, want: want, progress: progress, start: time.Now(), phases: map[string][]time.Duration{}, stop: make(chan struct{}), stopped: make(chan struct{})}
+	go r.showProgress()
+	return r
+}
+
+func (r *recorder) showProgress() {
+	defer close(r.stopped)
+	if r.progress == nil {
+		return
+	}
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stop:
+			fmt.Fprint(r.progress, "\r\033[K")
+			return
+		case <-t.C:
+			r.mu.Lock()
+			done := len(r.phases[PhaseTotal])
+			errs := r.errors
+			r.mu.Unlock()
+			rate := float64(done) / time.Since(r.start).Seconds()
+			fmt.Fprintf(r.progress, "\r\033[K%s: %d/%d done, %d errors, %.1f/s", r.scenario, done, r.want, errs, rate)
+		}
+	}
+}
+
+func (r *recorder) fail(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errors++
+	if r.firstErr == "" {
+		r.firstErr = err.Error()
+	}
+}
+
+func span(a, b *timestamppb.Timestamp) (time.Duration, bool) {
+	if a == nil || b == nil || a.AsTime().IsZero() || b.AsTime().IsZero() {
+		return 0, false
+	}
+	d := b.AsTime().Sub(a.AsTime())
+	return d, d >= 0
+}
+
+func (r *recorder) ok(total time.Duration, md *repb.ExecutedActionMetadata) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.phases[PhaseTotal] = append(r.phases[PhaseTotal], total)
+	if md == nil {
+		return
+	}
+	for _, p := range []struct {
+		name string
+		a, b *timestamppb.Timestamp
+	}{
+		{PhaseQueue, md.QueuedTimestamp, md.WorkerStartTimestamp},
+		{PhaseInput, md.InputFetchStartTimestamp, md.InputFetchCompletedTimestamp},
+		{PhaseExecution, md.ExecutionStartTimestamp, md.ExecutionCompletedTimestamp},
+		{PhaseOutput, md.OutputUploadStartTimestamp, md.OutputUploadCompletedTimestamp},
+	} {
+		if d, ok := span(p.a, p.b); ok {
+			r.phases[p.name] = append(r.phases[p.name], d)
+		}
+	}
+}
+
+// okBytes records one operation that moved n bytes and has no action
+// metadata.
+func (r *recorder) okBytes(total time.Duration, n int64) {
+	r.mu.Lock()
+	r.bytes += n
+	r.mu.Unlock()
+	r.ok(total, nil)
+}
+
+func summarize(ds []time.Duration) Summary {
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	at := func(q float64) float64 { return ms(ds[min(len(ds)-1, int(q*float64(len(ds))))]) }
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return Summary{P50: at(0.50), P90: at(0.90), P99: at(0.99), Max: ms(ds[len(ds)-1]), Mean: ms(sum / time.Duration(len(ds)))}
+}
+
+func (r *recorder) report() *Report {
+	close(r.stop)
+	<-r.stopped
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	secs := time.Since(r.start).Seconds()
+	rep := &Report{
+		Scenario: r.scenario, Requested: r.want, Completed: len(r.phases[PhaseTotal]),
+		Errors: r.errors, FirstError: r.firstErr, Seconds: secs, Latency: map[string]Summary{},
+	}
+	rep.PerSecond = float64(rep.Completed) / secs
+	if r.bytes > 0 {
+		rep.BytesPerSecond = float64(r.bytes) / secs
+	}
+	for p, ds := range r.phases {
+		if len(ds) > 0 {
+			rep.Latency[p] = summarize(ds)
+		}
+	}
+	return rep
+}

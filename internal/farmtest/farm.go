@@ -1,0 +1,95 @@
+package farmtest
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/scheduler"
+	"github.com/paddock-build/paddock/storage"
+	"github.com/paddock-build/paddock/worker"
+)
+
+// Farm is a running in-process farm.
+type Farm struct {
+	// Addr is the loopback gRPC endpoint of storage and scheduler.
+	Addr string
+	// Conn is a client connection to Addr.
+	Conn   *grpc.ClientConn
+	CAS    *storage.DiskBlobStore
+	AC     *storage.DiskActionCache
+	Runner *ExecRunner
+}
+
+// Options adjust a Farm.
+type Options struct {
+	// Concurrency of the worker; default 4.
+	Concurrency int
+}
+
+// Start starts a farm whose data lives in t.TempDir(); t.Cleanup stops it.
+func Start(t testing.TB, opts Options) *Farm {
+	t.Helper()
+	if opts.Concurrency == 0 {
+		opts.Concurrency = 4
+	}
+	dir := t.TempDir()
+	f := &Farm{Runner: &ExecRunner{}}
+	var err error
+	if f.CAS, err = storage.NewDiskBlobStore(storage.DiskOptions{Dir: filepath.Join(dir, "storage")}); err != nil {
+		t.Fatal(err)
+	}
+	if f.AC, err = storage.NewDiskActionCache(filepath.Join(dir, "storage"), nil); err != nil {
+		t.Fatal(err)
+	}
+	sched, err := scheduler.New(scheduler.Options{Config: scheduler.DefaultConfig(), BlobStore: f.CAS, ActionCache: f.AC, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := storage.NewServer(storage.ServerOptions{CAS: f.CAS, AC: f.AC, Execution: &repb.ExecutionCapabilities{
+		DigestFunction: repb.DigestFunction_SHA256, DigestFunctions: digest.Supported, ExecEnabled: true,
+	}})
+	g := grpc.NewServer(srv.GRPCServerOptions()...)
+	srv.Register(g)
+	sched.Register(g)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(lis)
+	f.Addr = lis.Addr().String()
+	if f.Conn, err = grpc.NewClient(f.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20))); err != nil {
+		t.Fatal(err)
+	}
+	files, err := worker.NewFileCache(worker.FileCacheOptions{Dir: filepath.Join(dir, "worker", "files"), CAS: f.CAS, Local: f.CAS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(worker.Options{
+		ID: "farmtest", Concurrency: opts.Concurrency, BuildDir: filepath.Join(dir, "worker", "builds"),
+		CAS: f.CAS, AC: f.AC, Files: files, Runner: f.Runner,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx, f.Conn) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		f.Conn.Close()
+		sched.Close()
+		g.Stop()
+		srv.Close()
+	})
+	return f
+}
