@@ -134,4 +134,3 @@ func standardSet(ctx context.Context, c *bench.Client, add func(...*bench.Report
 	}
 	return nil
 }
-

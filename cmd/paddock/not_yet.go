@@ -10,4 +10,3 @@ import (
 func runRunner(ctx context.Context, args []string) error {
 	return errors.New("not implemented yet (issue: worker, runner and paddock up)")
 }
-

@@ -107,4 +107,3 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	ws.logger.Info("worker running", "id", ws.id, "scheduler", ws.schedulerAddr, "runner", ws.runnerSocket, "concurrency", ws.concurrency)
 	return w.Run(ctx, schedConn)
 }
-
