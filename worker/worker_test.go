@@ -18,6 +18,7 @@ import (
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/farmtest"
 	"github.com/paddock-build/paddock/storage"
 	"github.com/paddock-build/paddock/storage/storagetest"
 	"github.com/paddock-build/paddock/worker"
@@ -31,13 +32,13 @@ type harness struct {
 	cas    *storage.DiskBlobStore
 	ac     *storage.MemoryActionCache
 	files  *worker.FileCache
-	runner *execRunner
+	runner *farmtest.ExecRunner
 	w      *worker.Worker
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: t.TempDir(), ac: storage.NewMemoryActionCache(), runner: &execRunner{}}
+	h := &harness{t: t, dir: t.TempDir(), ac: storage.NewMemoryActionCache(), runner: &farmtest.ExecRunner{}}
 	var err error
 	if h.cas, err = storage.NewDiskBlobStore(storage.DiskOptions{Dir: filepath.Join(h.dir, "cas")}); err != nil {
 		t.Fatal(err)
@@ -120,7 +121,7 @@ func TestInputRootIsHardLinkedAndReadOnly(t *testing.T) {
 	}
 	var inodes []uint64
 	var modes []os.FileMode
-	h.runner.before = func(r string) {
+	h.runner.Before = func(r string) {
 		for _, p := range []string{"data.txt", "bin/tool.sh"} {
 			info, err := os.Lstat(filepath.Join(r, p))
 			if err != nil {
@@ -179,7 +180,7 @@ func TestMissingInputsAreFailedPreconditionMissing(t *testing.T) {
 	if len(subjects) != 2 || !want[subjects[0]] || !want[subjects[1]] {
 		t.Fatalf("violations %v, want both missing blobs", subjects)
 	}
-	if h.runner.calls != 0 {
+	if h.runner.Calls() != 0 {
 		t.Fatal("the command ran without its inputs")
 	}
 }
@@ -279,7 +280,7 @@ func TestSymlinkInInputRootCannotRedirectOutputs(t *testing.T) {
 	}
 	// And a symlink the action swaps in for a declared output is recorded
 	// as a symlink: the host file's bytes never reach the CAS.
-	h.runner.before = nil
+	h.runner.Before = nil
 	a = h.action(sh("ln -s "+filepath.Join(outside, "secret")+" stolen", "stolen"), &repb.Directory{}, false)
 	resp := h.w.Execute(context.Background(), a)
 	if status.FromProto(resp.Status).Code() != codes.FailedPrecondition {
@@ -308,7 +309,7 @@ func TestFailedAndUncacheableActionsAreNotCached(t *testing.T) {
 
 func TestRunnerFailureIsRetryable(t *testing.T) {
 	h := newHarness(t)
-	h.runner.err = errors.New("connection refused")
+	h.runner.Err = errors.New("connection refused")
 	resp := h.w.Execute(context.Background(), h.action(sh("true"), &repb.Directory{}, false))
 	if status.FromProto(resp.Status).Code() != codes.Unavailable {
 		t.Fatalf("status %v, want UNAVAILABLE", resp.Status)
