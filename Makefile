@@ -6,7 +6,7 @@ GOBIN_DIR := $(CURDIR)/bin/tools
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 
-.PHONY: build test run proto lint bench clean
+.PHONY: build test run proto lint bench gobench clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/paddock
@@ -33,8 +33,13 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 
+# The standard `paddock bench` set against a fresh `paddock up` (needs root);
+# figures go in docs/benchmarks.md.
+bench: build
+	scripts/bench-farm.sh $(BIN)
+
 # Go benchmarks of every package (figures go in docs/benchmarks.md).
-bench:
+gobench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 clean:
