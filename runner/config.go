@@ -72,11 +72,13 @@ type Config struct {
 	// container engine.
 	IDBase uint32 `yaml:"id_base"`
 	// HostHiddenPaths are host paths not shown in sandboxes that use the
-	// host's root (actions without container-image). Sandboxes see the
-	// host's root read-only except these, the runner's state directory,
-	// and the parent directory of each action's input root (where the
-	// worker keeps the other actions' input roots). Add the worker's build
-	// and cache directories and the CAS here if they lie elsewhere.
+	// host's root (actions without container-image): they see the host's
+	// root read-only except these and the runner's state directory. The
+	// worker's build directory (or one of its ancestors) must be listed —
+	// a host-root action whose input root is not below a hidden path is
+	// refused with FAILED_PRECONDITION, as it would see the other actions'
+	// input roots — and so should the worker's file cache and the CAS.
+	// The defaults cover /tmp, /home, /root and /var/lib/paddock.
 	HostHiddenPaths []string `yaml:"host_hidden_paths"`
 	// Images configures the image cache for actions with container-image.
 	Images ImagesConfig `yaml:"images"`

@@ -67,7 +67,13 @@ type testEnv struct {
 func newTestEnv(t testing.TB, mod func(*Config)) *testEnv {
 	t.Helper()
 	requireRoot(t)
-	base := searchableTempDir(t)
+	return newTestEnvIn(t, searchableTempDir(t), mod)
+}
+
+// newTestEnvIn is newTestEnv with the state and build directories in base.
+func newTestEnvIn(t testing.TB, base string, mod func(*Config)) *testEnv {
+	t.Helper()
+	requireRoot(t)
 	cfg := DefaultConfig()
 	cfg.StateDir = filepath.Join(base, "state")
 	cfg.IDBase = testIDBase

@@ -203,8 +203,11 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 		}
 		db = fileIDDB{rootfs: rf.Path}
 	} else {
-		hidden := append(append([]string(nil), s.hidden...), filepath.Dir(req.GetInputRoot()))
-		view, err := planHostView(s.lister, hidden, ownMountPoints(irp))
+		if !s.underHidden(req.GetInputRoot()) {
+			return nil, status.Errorf(codes.FailedPrecondition,
+				"input root %s is not below any of host_hidden_paths, so a sandbox on the host's root would see the other actions' input roots: add the worker's build directory", req.GetInputRoot())
+		}
+		view, err := planHostView(s.lister, s.hidden, ownMountPoints(irp))
 		if err != nil {
 			return nil, err
 		}
@@ -256,6 +259,16 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 		return nil, sandboxError(err)
 	}
 	return response(res, timeout, start, end), nil
+}
+
+// underHidden reports whether p lies strictly below a hidden path.
+func (s *Service) underHidden(p string) bool {
+	for _, h := range s.hidden {
+		if strings.HasPrefix(p, h+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // checkRequest validates what the worker sends besides the platform.
