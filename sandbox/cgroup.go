@@ -191,8 +191,9 @@ type cgroupV2 struct {
 }
 
 // start forks cmd straight into the cgroup with clone3(CLONE_INTO_CGROUP),
-// or, on kernels without it, starts it and migrates it before it runs any
-// of the sandbox's code (the init waits for the spawner's go-ahead).
+// or, on kernels without it, starts it and migrates it; the init runs no
+// command before the spawner has sent its config, which comes later.
+// (Not exercised by the tests: their host keeps its controllers in v1.)
 func (c *cgroupV2) start(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
 	fd, err := unix.Open(c.path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
