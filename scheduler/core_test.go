@@ -8,6 +8,7 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/genproto/googleapis/rpc/code"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/digest"
@@ -184,6 +185,37 @@ func TestRetryCapCompletesWithUnavailable(t *testing.T) {
 	h.connect("w4", 1, nil)
 	if got := h.assignments(); len(got) != 0 {
 		t.Fatalf("action retried beyond the cap: %v", got)
+	}
+}
+
+// A worker that reports UNAVAILABLE without a result (its runner died) has
+// the action retried elsewhere, counting retries like a lost worker.
+func TestRetryableWorkerFailureIsRetriedUpToTheCap(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxRetries = 1 })
+	op := h.execute("op1", "flaky", "", 0)
+	unavailable := &repb.ExecuteResponse{Status: &rpcstatus.Status{Code: int32(code.Code_UNAVAILABLE), Message: "runner died"}}
+	h.connect("a", 1, nil)
+	h.assignments()
+	h.c.Result(h.now, "a", h.gens["a"], "op1", 1, unavailable)
+	h.collect()
+	if op.done {
+		t.Fatal("a retryable failure completed the operation")
+	}
+	if got := h.assignments(); len(got) != 1 || got[0] != (sentAssignment{"a", "op1", 2}) {
+		t.Fatalf("retry dispatch = %v, want attempt 2", got)
+	}
+	h.c.Result(h.now, "a", h.gens["a"], "op1", 2, unavailable)
+	h.collect()
+	if !op.done || statusCode(op) != code.Code_UNAVAILABLE {
+		t.Fatalf("after the cap: done %v status %v, want UNAVAILABLE", op.done, op.response.GetStatus())
+	}
+	// UNAVAILABLE with a result is the action's own outcome: not retried.
+	op2 := h.execute("op2", "other", "", 0)
+	h.assignments()
+	h.c.Result(h.now, "a", h.gens["a"], "op2", 1, &repb.ExecuteResponse{Status: unavailable.Status, Result: &repb.ActionResult{ExitCode: 1}})
+	h.collect()
+	if !op2.done {
+		t.Fatal("a response with a result was retried")
 	}
 }
 

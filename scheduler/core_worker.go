@@ -135,10 +135,23 @@ func (c *core) Result(now time.Time, id string, gen uint64, name string, attempt
 		return
 	}
 	delete(w.running, name)
-	if !e.cancelled {
+	switch {
+	case e.cancelled:
+	case retryable(resp):
+		// The worker could not run it through no fault of the action
+		// (its runner died, say): retry it, counting the retry, as if
+		// the worker had been lost.
+		c.requeueLost(now, e, "worker "+id+" reported: "+resp.Status.GetMessage())
+	default:
 		c.finish(now, e, resp)
 	}
 	c.freed(now, w)
+}
+
+// retryable reports whether a worker's response says the action should run
+// again elsewhere: UNAVAILABLE with no result (see docs/worker-protocol.md).
+func retryable(resp *repb.ExecuteResponse) bool {
+	return codes.Code(resp.GetStatus().GetCode()) == codes.Unavailable && resp.GetResult() == nil
 }
 
 // GiveBack requeues an execution the worker will not finish, without
