@@ -216,3 +216,39 @@ func TestStaleCgroupsRemoved(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseEndsRunningSandboxes: closing the launcher terminates sandboxes
+// still running; their Run returns, and nothing is left.
+func TestCloseEndsRunningSandboxes(t *testing.T) {
+	l := newTestLauncher(t, Options{KillGrace: 300 * time.Millisecond})
+	bundle := writeBundle(t, testSpec("/bin/sleep", "1000"))
+	type result struct {
+		res *Result
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		res, err := l.Run(context.Background(), Request{Bundle: bundle})
+		done <- result{res, err}
+	}()
+	// Wait until the command runs.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(sandboxProcessesNow(t)) < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	l.Close()
+	select {
+	case r := <-done:
+		if r.err == nil && !r.res.Canceled {
+			t.Errorf("Run after Close: %+v, want canceled or an error", r.res)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after Close")
+	}
+	if ps := sandboxProcesses(t); len(ps) != 0 {
+		t.Errorf("sandbox processes left after Close: %q", ps)
+	}
+	if n := warmInits(t); n != 0 {
+		t.Errorf("%d warm inits left after Close", n)
+	}
+}

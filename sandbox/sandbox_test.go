@@ -206,6 +206,18 @@ func sandboxProcesses(t testing.TB) []string {
 	}
 }
 
+// sandboxProcessesNow is sandboxProcesses without waiting.
+func sandboxProcessesNow(t testing.TB) []string {
+	t.Helper()
+	var out []string
+	for _, p := range mappedProcesses(t) {
+		if !isWarmInit(p.pid) {
+			out = append(out, p.desc)
+		}
+	}
+	return out
+}
+
 // warmInits counts the idle inits kept by spawners.
 func warmInits(t testing.TB) int {
 	t.Helper()
