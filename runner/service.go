@@ -176,7 +176,7 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	}()
 
 	in := specInput{Config: &s.cfg, Request: req, Platform: plat, IDBase: idBase}
-	userSpec := s.cfg.DefaultUser
+	imageUser := ""
 	ref, none, err := images.ParseReference(plat.Image)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "platform property %s: %v", propImage, err)
@@ -198,9 +198,7 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 			return nil, status.Errorf(codes.FailedPrecondition, "image %s: input root mount point %s: %v", plat.Image, irp, err)
 		}
 		in.Rootfs, in.ImageEnv = rf.Path, rf.Config.Env
-		if rf.Config.User != "" {
-			userSpec = rf.Config.User
-		}
+		imageUser = rf.Config.User
 		db = fileIDDB{rootfs: rf.Path}
 	} else {
 		if !s.underHidden(req.GetInputRoot()) {
@@ -218,17 +216,8 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 		in.HostBinds = view.Binds
 		db = fileIDDB{rootfs: "/"}
 	}
-	switch {
-	case plat.RunAsRoot:
-		userSpec = "0:0"
-	case plat.User != "":
-		userSpec = plat.User
-	}
-	if in.User, err = resolveUser(userSpec, db); err != nil {
-		if plat.User != "" {
-			return nil, status.Errorf(codes.InvalidArgument, "platform property %s: %v", propUser, err)
-		}
-		return nil, status.Errorf(codes.FailedPrecondition, "user: %v", err)
+	if in.User, err = chooseUser(&s.cfg, plat, imageUser, db); err != nil {
+		return nil, err
 	}
 	spec, err := buildSpec(in)
 	if err != nil {

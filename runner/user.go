@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/sandbox"
 )
@@ -58,6 +60,30 @@ type idDB interface {
 	// its uid and primary gid.
 	lookupUser(name string, byID bool) (uid, gid uint32, ok bool)
 	lookupGroup(name string) (gid uint32, ok bool)
+}
+
+// chooseUser decides who the command runs as: dockerRunAsRoot=true is
+// 0:0; else dockerUser; else the image's User; else Config.DefaultUser.
+// Names are looked up in db, the rootfs's /etc files.
+func chooseUser(cfg *Config, p platform, imageUser string, db idDB) (sandboxUser, error) {
+	spec, what := cfg.DefaultUser, "default_user"
+	switch {
+	case p.RunAsRoot:
+		return sandboxUser{}, nil
+	case p.User != "":
+		u, err := resolveUser(p.User, db)
+		if err != nil {
+			return sandboxUser{}, invalid(propUser, "%v", err)
+		}
+		return u, nil
+	case imageUser != "":
+		spec, what = imageUser, "the image's user"
+	}
+	u, err := resolveUser(spec, db)
+	if err != nil {
+		return sandboxUser{}, status.Errorf(codes.FailedPrecondition, "%s: %v", what, err)
+	}
+	return u, nil
 }
 
 // resolveUser turns a user spec into ids. As docker does, a user given
