@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"google.golang.org/grpc"
+
+	"github.com/paddock-build/paddock/configs"
+	"github.com/paddock-build/paddock/images"
+	"github.com/paddock-build/paddock/runner"
+	"github.com/paddock-build/paddock/sandbox"
+)
+
+// runRunner serves the Runner protocol on a UNIX socket: `paddock runner
+// [--config FILE] [--socket PATH] [--state DIR] [--hide PATH]...`. It needs
+// root (user namespaces with id ranges, cgroups, chown of input roots).
+// `paddock up` starts it as a child with the same command line, hiding its
+// data directory (worker build directories, CAS) from host-root sandboxes.
+func runRunner(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("runner", flag.ContinueOnError)
+	configPath := fs.String("config", "", "YAML config file (see configs/runner.yaml)")
+	socket := fs.String("socket", "", "override the config's socket path")
+	state := fs.String("state", "", "override the config's state directory")
+	var hide stringsFlag
+	fs.Var(&hide, "hide", "a host path to hide from actions on the host's root, in addition to the config's host_hidden_paths (repeatable; e.g. the worker's data directory)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg := runner.DefaultConfig()
+	if *configPath != "" {
+		if err := configs.Load(*configPath, &cfg); err != nil {
+			return err
+		}
+	}
+	if *socket != "" {
+		cfg.Socket = *socket
+	}
+	if *state != "" {
+		cfg.StateDir = *state
+	}
+	cfg.HostHiddenPaths = append(cfg.HostHiddenPaths, hide...)
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+
+	launcher, err := sandbox.New(cfg.Sandbox)
+	if err != nil {
+		return fmt.Errorf("start sandbox launcher: %w", err)
+	}
+	defer launcher.Close()
+	imagesDir := cfg.Images.Dir
+	if imagesDir == "" {
+		imagesDir = cfg.StateDir + "/images"
+	}
+	// The cache lives under the state directory, which New makes 0711;
+	// create it first so the images cache finds a searchable parent.
+	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
+		return err
+	}
+	cache, err := images.New(images.Options{
+		Dir: imagesDir, Platform: cfg.Images.Platform, Insecure: cfg.Images.Insecure,
+		DockerConfig: cfg.Images.DockerConfig, RefreshTags: cfg.Images.RefreshTags,
+		MaxBytes: int64(cfg.Images.MaxBytes), Logger: logger,
+	})
+	if err != nil {
+		return fmt.Errorf("image cache: %w", err)
+	}
+	defer cache.Close()
+	svc, err := runner.New(runner.Options{Config: cfg, Launcher: launcher, Images: cache, Logger: logger, Version: version})
+	if err != nil {
+		return err
+	}
+	lis, err := runner.Listen(cfg.Socket)
+	if err != nil {
+		return err
+	}
+	g := grpc.NewServer()
+	svc.Register(g)
+	logger.Info("runner serving", "socket", cfg.Socket, "state", cfg.StateDir)
+	// Scripts and `paddock up` may read the socket from this line.
+	fmt.Printf("paddock runner listening on %s\n", cfg.Socket)
+	return serveUntilDone(ctx, g, lis)
+}
+
+// stringsFlag collects a repeated flag's values, in order.
+type stringsFlag []string
+
+func (s *stringsFlag) String() string { return fmt.Sprint([]string(*s)) }
+
+func (s *stringsFlag) Set(v string) error {
+	abs, err := filepath.Abs(v)
+	if err != nil {
+		return err
+	}
+	*s = append(*s, abs)
+	return nil
+}
