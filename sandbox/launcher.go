@@ -29,6 +29,11 @@ type Options struct {
 	// OutputLimit caps each of stdout and stderr, in bytes, when a Request
 	// sets none. Default 64 MiB.
 	OutputLimit int64 `yaml:"output_limit"`
+	// WarmInits is how many sandbox inits the native launcher keeps
+	// started ahead (forked, exec'd, namespaces made, waiting for a spec),
+	// for the namespaces and id mappings of the latest Run. Each costs a
+	// few MiB. Default 2; negative disables it.
+	WarmInits int `yaml:"warm_inits"`
 	// Executable is the binary re-executed as the spawner (it must call
 	// Reexec first thing in main). Default: this process's own executable.
 	Executable string `yaml:"executable"`
@@ -38,6 +43,7 @@ const (
 	defaultCgroupParent = "paddock-sandbox"
 	defaultKillGrace    = 2 * time.Second
 	defaultOutputLimit  = 64 << 20
+	defaultWarmInits    = 2
 )
 
 func (o Options) withDefaults() Options {
@@ -49,6 +55,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.OutputLimit <= 0 {
 		o.OutputLimit = defaultOutputLimit
+	}
+	switch {
+	case o.WarmInits == 0:
+		o.WarmInits = defaultWarmInits
+	case o.WarmInits < 0:
+		o.WarmInits = 0
 	}
 	if o.Executable == "" {
 		o.Executable = "/proc/self/exe"

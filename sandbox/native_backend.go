@@ -32,7 +32,7 @@ func newNativeBackend(opts Options) (*nativeBackend, error) {
 	cmd := &exec.Cmd{
 		Path:   opts.Executable,
 		Args:   []string{spawnerArg0},
-		Env:    []string{roleEnv + "=" + roleSpawner},
+		Env:    []string{roleEnv + "=" + roleSpawner, fmt.Sprintf("%s=%d", warmEnv, opts.WarmInits)},
 		Stderr: os.Stderr,
 		// The spawner dies with us; it then kills its sandboxes.
 		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},

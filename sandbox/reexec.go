@@ -3,6 +3,7 @@ package sandbox
 import (
 	"os"
 	"runtime"
+	"strconv"
 )
 
 // The launcher re-executes its own binary for two roles, told apart by an
@@ -10,6 +11,7 @@ import (
 // environment) and argv[0].
 const (
 	roleEnv     = "PADDOCK_SANDBOX_ROLE"
+	warmEnv     = "PADDOCK_SANDBOX_WARM_INITS"
 	roleSpawner = "spawner"
 	roleInit    = "init"
 	spawnerArg0 = "paddock-sandbox-spawner"
@@ -26,7 +28,8 @@ func Reexec() bool {
 	}
 	switch {
 	case os.Getenv(roleEnv) == roleSpawner && os.Args[0] == spawnerArg0:
-		os.Exit(runSpawner())
+		depth, _ := strconv.Atoi(os.Getenv(warmEnv))
+		os.Exit(runSpawner(depth))
 	case os.Getenv(roleEnv) == roleInit && os.Args[0] == initArg0:
 		// Capabilities, no_new_privs, the cgroup namespace and seccomp are
 		// per thread: do all of it, and fork the command, on this one.

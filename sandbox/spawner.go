@@ -56,8 +56,10 @@ type spawner struct {
 
 	mu      sync.Mutex // guards the fields below
 	running map[uint64]*spawnedSandbox
-	warm    map[string]*warmSlot // at most one, for the latest params
+	warm    map[string][]*warmSlot // for the latest params only; oldest first
 	closed  bool
+
+	warmDepth int // inits kept started ahead
 }
 
 // warmSlot is an init being started ahead; ready is closed once w or err
@@ -84,11 +86,12 @@ type spawnedSandbox struct {
 
 func (s *spawnedSandbox) stop() { s.once.Do(func() { close(s.cancel) }) }
 
-func runSpawner() int {
+func runSpawner(warmDepth int) int {
 	s := &spawner{
-		out:     json.NewEncoder(os.Stdout),
-		running: map[uint64]*spawnedSandbox{},
-		warm:    map[string]*warmSlot{},
+		warmDepth: warmDepth,
+		out:       json.NewEncoder(os.Stdout),
+		running:   map[uint64]*spawnedSandbox{},
+		warm:      map[string][]*warmSlot{},
 	}
 	in := json.NewDecoder(bufio.NewReader(os.Stdin))
 	for {
@@ -139,8 +142,10 @@ func runSpawner() int {
 	warm := s.warm
 	s.warm = nil
 	s.mu.Unlock()
-	for _, ws := range warm {
-		ws.release()
+	for _, slots := range warm {
+		for _, ws := range slots {
+			ws.release()
+		}
 	}
 	s.wg.Wait()
 	return 0
@@ -283,16 +288,18 @@ func (w *startedInit) discard() {
 	_ = w.cg.remove()
 }
 
-// takeWarm returns the warm init for key, waiting for it if it is still
-// starting, or nil if there is none (or it failed or died).
+// takeWarm returns the oldest warm init for key, waiting for it if it is
+// still starting, or nil if there is none (or it failed or died).
 func (s *spawner) takeWarm(key string) *startedInit {
 	s.mu.Lock()
-	ws := s.warm[key]
-	delete(s.warm, key)
-	s.mu.Unlock()
-	if ws == nil {
+	slots := s.warm[key]
+	if len(slots) == 0 {
+		s.mu.Unlock()
 		return nil
 	}
+	ws := slots[0]
+	s.warm[key] = slots[1:]
+	s.mu.Unlock()
 	<-ws.ready
 	if ws.w == nil {
 		return nil
@@ -306,28 +313,36 @@ func (s *spawner) takeWarm(key string) *startedInit {
 	}
 }
 
-// refill starts a warm init for p unless one is there or starting. Inits
-// for other params are discarded: only the latest kind is kept warm.
+// refill starts warm inits for p until warmDepth are there or starting.
+// Inits for other params are discarded: only the latest kind is kept warm.
 func (s *spawner) refill(p initParams) {
 	key := p.key()
 	s.mu.Lock()
-	if s.closed || s.warm[key] != nil {
+	if s.closed {
 		s.mu.Unlock()
 		return
 	}
 	var old []*warmSlot
-	for k, ws := range s.warm {
-		old = append(old, ws)
-		delete(s.warm, k)
+	for k, slots := range s.warm {
+		if k != key {
+			old = append(old, slots...)
+			delete(s.warm, k)
+		}
 	}
-	ws := &warmSlot{ready: make(chan struct{})}
-	s.warm[key] = ws
+	var fresh []*warmSlot
+	for len(s.warm[key]) < s.warmDepth {
+		ws := &warmSlot{ready: make(chan struct{})}
+		s.warm[key] = append(s.warm[key], ws)
+		fresh = append(fresh, ws)
+	}
 	s.mu.Unlock()
 	for _, o := range old {
 		o.release()
 	}
-	ws.w, ws.err = s.startInit(p)
-	close(ws.ready)
+	for _, ws := range fresh {
+		ws.w, ws.err = s.startInit(p)
+		close(ws.ready)
+	}
 }
 
 // run runs one sandbox to its end. cleanup, always non-nil, removes what is
@@ -346,11 +361,6 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (*Result, func()
 			return nil, nop, err
 		}
 	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.refill(p)
-	}()
 	fail := func(err error) (*Result, func(), error) {
 		w.discard()
 		return nil, nop, err
@@ -418,6 +428,7 @@ wait:
 	res.Cgroup = w.cg.stats()
 	res.OOMKilled = res.Cgroup.OOMKills > 0
 	cleanup := func() {
+		s.refill(p)
 		_ = syscall.Kill(w.pid, syscall.SIGKILL) // it is exiting anyway
 		<-w.exited
 		w.cg.killAll()
