@@ -1,0 +1,3 @@
+#include <iostream>
+#include "greet.h"
+int main() { std::cout << Greet("paddock") << std::endl; return 0; }
