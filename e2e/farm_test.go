@@ -320,4 +320,3 @@ func waitFor(t testing.TB, what string, limit time.Duration, cond func() bool) {
 		time.Sleep(20 * time.Millisecond) // polling, with the deadline above
 	}
 }
-
