@@ -17,24 +17,26 @@
 //     it runs (idSlots);
 //  3. resolves the rootfs: the image's flattened tree from the images cache
 //     with container-image, otherwise a view of the host's root (hostView:
-//     a skeleton directory in the bundle, with the host's directories
-//     bind-mounted read-only onto it, minus hidden paths);
+//     a skeleton directory, shared by the actions with the same plan, with
+//     the host's directories bind-mounted read-only onto it, minus hidden
+//     paths);
 //  4. resolves the user (dockerRunAsRoot, dockerUser, the image's User, or
 //     Config.DefaultUser) and builds the runtime-spec (buildSpec, a pure
 //     function, golden-tested in testdata/spec);
 //  5. chowns the input root's directories to the sandbox user's host ids,
 //     leaving files read-only and owned by the worker's uid, which the
 //     sandbox does not map;
-//  6. writes config.json into the bundle, runs it with the launcher, and
-//     translates the sandbox.Result (timeout → DEADLINE_EXCEEDED,
-//     cancellation → CANCELLED, OOM kills and pids limit hits flagged,
-//     resource usage) into the RunResponse; then removes the bundle.
+//  6. writes config.json into the slot's bundle directory, runs it with the
+//     launcher, and translates the sandbox.Result (timeout →
+//     DEADLINE_EXCEEDED, cancellation → CANCELLED, OOM kills and pids limit
+//     hits flagged, resource usage) into the RunResponse; then removes the
+//     config. Bundles and skeletons left by a crash go at the next start.
 //
 // Errors go into the response's status_code/status_message; a non-zero
 // exit code is a result, not an error.
 //
 // # Concurrency
 //
-// A Service serves concurrent Runs, each in its own bundle directory and
-// id slot. It holds no lock while a sandbox runs.
+// A Service serves concurrent Runs, each in its own id slot and that
+// slot's bundle directory. It holds no lock while a sandbox runs.
 package runner

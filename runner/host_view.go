@@ -1,12 +1,15 @@
 package runner
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"sort"
+	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -20,7 +23,7 @@ import (
 // not the CAS, not the runner's state. And the host root has no mount
 // point for the input root (/work), and is read-only.
 //
-// So the rootfs is a skeleton directory, made per action in its bundle:
+// So the rootfs is a skeleton directory:
 // empty directories for the sandbox's own mount points (/proc, /dev, /tmp,
 // the input root path) and for every directory on the way to a hidden
 // path, and copies of the host's symlinks (bin -> usr/bin). The spec then
@@ -30,10 +33,12 @@ import (
 // might remove); /var/lib/paddock hidden means /var and /var/lib are
 // skeleton directories and each of their other entries a bind.
 //
-// Cost (BenchmarkHostView, 2 cores): planning and creating the skeleton
-// of this machine's root, and removing it, takes tens of microseconds; the
-// sandbox pays one bind mount per host entry, a few microseconds each.
-// Both are small next to a sandbox start (milliseconds).
+// The plan is made per action (the host's top level may change, and the
+// input root path is per action), costing a few directory reads; the
+// skeleton for a given plan is created once and shared by every sandbox
+// using that plan (skeletons): creating and removing one per action costs
+// milliseconds on a slow disk (BenchmarkHostView), while sharing is safe
+// because sandboxes mount it read-only and it belongs to host root.
 
 // entryKind is the type of a host directory entry.
 type entryKind int
@@ -174,6 +179,48 @@ func planHostView(l hostLister, hidden, mountPoints []string) (*hostView, error)
 	sort.Slice(v.Skeleton, func(i, j int) bool { return v.Skeleton[i].Path < v.Skeleton[j].Path })
 	sort.Slice(v.Binds, func(i, j int) bool { return v.Binds[i].Destination < v.Binds[j].Destination })
 	return v, nil
+}
+
+// key identifies the plan: equal keys, equal skeletons and binds.
+func (v *hostView) key() string {
+	h := sha256.New()
+	for _, e := range v.Skeleton {
+		fmt.Fprintf(h, "%d %q %q\n", e.Kind, e.Path, e.Target)
+	}
+	for _, b := range v.Binds {
+		fmt.Fprintf(h, "bind %q\n", b.Destination)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// skeletons holds the skeleton directories made so far, one per plan, in
+// dir (the state directory's rootfs/, emptied at start-up). A skeleton is
+// never removed while the runner runs: a sandbox may be using it, and there
+// is one per distinct plan (input root path and host top level), so few.
+// Safe for concurrent use.
+type skeletons struct {
+	dir   string
+	mu    sync.Mutex
+	paths map[string]string // key -> directory
+}
+
+// get returns the skeleton directory for v, creating it if needed.
+func (s *skeletons) get(v *hostView) (string, error) {
+	key := v.key()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, ok := s.paths[key]; ok {
+		return p, nil
+	}
+	p := filepath.Join(s.dir, key)
+	if err := os.RemoveAll(p); err != nil { // half-made by a failed create
+		return "", err
+	}
+	if err := v.create(p); err != nil {
+		return "", err
+	}
+	s.paths[key] = p
+	return p, nil
 }
 
 // create makes the skeleton under dir, which must not exist. Nothing is

@@ -158,9 +158,9 @@ func TestCancel(t *testing.T) {
 				t.Errorf("response %v, %v; want CANCELLED", r.resp, r.err)
 			}
 			waitFor(t, "the sandbox to be gone", func() bool { return len(slotProcesses(t)) == 0 })
-			waitFor(t, "the bundle to be removed", func() bool {
-				ents, err := os.ReadDir(filepath.Join(e.cfg.StateDir, "bundles"))
-				return err == nil && len(ents) == 0
+			waitFor(t, "the bundle's config to be removed", func() bool {
+				m, err := filepath.Glob(filepath.Join(e.cfg.StateDir, "bundles", "*", "config.json"))
+				return err == nil && len(m) == 0
 			})
 		})
 	}

@@ -10,8 +10,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -58,14 +58,14 @@ type Service struct {
 	now      func() time.Time
 
 	slots   *idSlots
-	bundles string   // <state>/bundles: one directory per running action
+	bundles string   // <state>/bundles: one directory per id slot
 	hidden  []string // host paths no host-root sandbox sees
 	lister  hostLister
-	seq     atomic.Uint64 // bundle name prefix, unique in this process
+	roots   *skeletons
 }
 
-// New prepares the state directory (removing bundles a crashed runner
-// left) and returns the service.
+// New prepares the state directory (removing the bundles and host-root
+// skeletons a previous runner left) and returns the service.
 func New(opts Options) (*Service, error) {
 	cfg := opts.Config
 	if err := cfg.Validate(); err != nil {
@@ -83,11 +83,19 @@ func New(opts Options) (*Service, error) {
 		return nil, fmt.Errorf("runner: state dir: %w", err)
 	}
 	bundles := filepath.Join(cfg.StateDir, "bundles")
-	if err := os.RemoveAll(bundles); err != nil {
-		return nil, fmt.Errorf("runner: remove stale bundles: %w", err)
+	rootfs := filepath.Join(cfg.StateDir, "rootfs")
+	for _, d := range []string{bundles, rootfs} {
+		if err := os.RemoveAll(d); err != nil {
+			return nil, fmt.Errorf("runner: remove stale %s: %w", d, err)
+		}
+		if err := os.Mkdir(d, 0o711); err != nil {
+			return nil, fmt.Errorf("runner: %w", err)
+		}
 	}
-	if err := os.Mkdir(bundles, 0o711); err != nil {
-		return nil, fmt.Errorf("runner: bundles dir: %w", err)
+	for i := 0; i < cfg.MaxSandboxes; i++ {
+		if err := os.Mkdir(filepath.Join(bundles, strconv.Itoa(i)), 0o711); err != nil {
+			return nil, fmt.Errorf("runner: %w", err)
+		}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -103,6 +111,7 @@ func New(opts Options) (*Service, error) {
 		bundles: bundles,
 		hidden:  resolvedHiddenPaths(hidden),
 		lister:  osLister{},
+		roots:   &skeletons{dir: rootfs, paths: map[string]string{}},
 	}, nil
 }
 
@@ -165,13 +174,13 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	}
 	defer s.slots.release(slot)
 
-	bundle := filepath.Join(s.bundles, fmt.Sprintf("%d-%s", s.seq.Add(1), bundleName(req.GetActionId())))
-	if err := os.Mkdir(bundle, 0o711); err != nil {
-		return nil, status.Errorf(codes.Internal, "create bundle: %v", err)
-	}
+	// The slot's bundle directory is ours until release; the config is
+	// removed when the action ends (the directory is reused).
+	bundle := filepath.Join(s.bundles, strconv.Itoa(slot))
+	config := filepath.Join(bundle, "config.json")
 	defer func() {
-		if err := os.RemoveAll(bundle); err != nil {
-			s.logger.Warn("remove bundle", "dir", bundle, "error", err)
+		if err := os.Remove(config); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.logger.Warn("remove bundle config", "path", config, "error", err)
 		}
 	}()
 
@@ -209,8 +218,7 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 		if err != nil {
 			return nil, err
 		}
-		in.Rootfs = filepath.Join(bundle, "rootfs")
-		if err := view.create(in.Rootfs); err != nil {
+		if in.Rootfs, err = s.roots.get(view); err != nil {
 			return nil, status.Errorf(codes.Internal, "host rootfs: %v", err)
 		}
 		in.HostBinds = view.Binds
@@ -235,7 +243,7 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "encode spec: %v", err)
 	}
-	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600); err != nil {
+	if err := os.WriteFile(config, data, 0o600); err != nil {
 		return nil, status.Errorf(codes.Internal, "write bundle: %v", err)
 	}
 
@@ -321,20 +329,6 @@ func chownDirectories(root string, uid, gid int) error {
 		}
 		return nil
 	})
-}
-
-// bundleName makes an action id safe as a directory name.
-func bundleName(id string) string {
-	b := []byte(id)
-	if len(b) > 64 {
-		b = b[:64]
-	}
-	for i, c := range b {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			b[i] = '_'
-		}
-	}
-	return string(b)
 }
 
 // sandboxError maps a launcher error. The sandbox package returns plain

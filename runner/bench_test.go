@@ -1,0 +1,144 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/paddock-build/paddock/sandbox"
+)
+
+// reportPercentiles adds p50 and p90 of ds (per-op latencies) to b.
+func reportPercentiles(b *testing.B, ds []time.Duration) {
+	if len(ds) == 0 {
+		return
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	b.ReportMetric(float64(ds[len(ds)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(ds[len(ds)*9/10].Microseconds())/1000, "p90-ms")
+}
+
+// BenchmarkRunTrivial is the per-action overhead of the runner: a Run of
+// /bin/true on the host's root over the UNIX socket — platform parsing,
+// the host view's skeleton, chown of the input root, bundle, sandbox
+// start and teardown, response. One action at a time.
+func BenchmarkRunTrivial(b *testing.B) {
+	e := newTestEnv(b, nil)
+	a := e.newAction(b)
+	req := a.request("/bin/true")
+	ctx := context.Background()
+	mustSucceed(b, a, e.run(b, req)) // warm up
+	ds := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		resp, err := e.client.Run(ctx, req)
+		ds = append(ds, time.Since(start))
+		if err != nil || resp.StatusCode != 0 || resp.ExitCode != 0 {
+			b.Fatalf("Run: %v %v", resp, err)
+		}
+	}
+	b.StopTimer()
+	reportPercentiles(b, ds)
+}
+
+// BenchmarkSandboxOnly runs the same bundle as BenchmarkRunTrivial
+// straight through the launcher (written once, reused): the difference to
+// BenchmarkRunTrivial is what the runner adds.
+func BenchmarkSandboxOnly(b *testing.B) {
+	e := newTestEnv(b, nil)
+	a := e.newAction(b)
+	req := a.request("/bin/true")
+	plat, err := parsePlatform(&e.cfg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	irp := inputRootPath(&e.cfg, plat)
+	view, err := planHostView(osLister{}, e.svc.hidden, ownMountPoints(irp))
+	if err != nil {
+		b.Fatal(err)
+	}
+	bundle := filepath.Join(searchableTempDir(b), "bundle")
+	if err := os.Mkdir(bundle, 0o711); err != nil {
+		b.Fatal(err)
+	}
+	in := specInput{Config: &e.cfg, Request: req, Platform: plat, IDBase: e.cfg.IDBase,
+		Rootfs: filepath.Join(bundle, "rootfs"), HostBinds: view.Binds}
+	if err := view.create(in.Rootfs); err != nil {
+		b.Fatal(err)
+	}
+	spec, err := buildSpec(in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data, _ := json.Marshal(spec)
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	l, err := sandbox.New(e.cfg.Sandbox)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	sreq := sandbox.Request{Bundle: bundle, Stdout: a.stdout, Stderr: a.stderr}
+	if _, err := l.Run(ctx, sreq); err != nil {
+		b.Fatal(err)
+	}
+	ds := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		res, err := l.Run(ctx, sreq)
+		ds = append(ds, time.Since(start))
+		if err != nil || res.ExitCode != 0 {
+			b.Fatalf("Run: %+v %v", res, err)
+		}
+	}
+	b.StopTimer()
+	reportPercentiles(b, ds)
+}
+
+// BenchmarkHostView is the runner's own cost of a host-root rootfs per
+// action on this machine. "shared" is what Run does: plan (read the host's
+// top level) and look the skeleton up. "per-action" is the alternative it
+// avoids: create the skeleton for each action and remove it afterwards.
+func BenchmarkHostView(b *testing.B) {
+	cfg := DefaultConfig()
+	mounts := ownMountPoints(cfg.InputRootPath)
+	b.Run("shared", func(b *testing.B) {
+		sk := &skeletons{dir: b.TempDir(), paths: map[string]string{}}
+		for i := 0; i < b.N; i++ {
+			v, err := planHostView(osLister{}, cfg.HostHiddenPaths, mounts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := sk.get(v); err != nil {
+				b.Fatal(err)
+			}
+			if i == 0 {
+				b.ReportMetric(float64(len(v.Binds)), "binds")
+			}
+		}
+	})
+	b.Run("per-action", func(b *testing.B) {
+		dir := b.TempDir()
+		for i := 0; i < b.N; i++ {
+			v, err := planHostView(osLister{}, cfg.HostHiddenPaths, mounts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			p := filepath.Join(dir, "rootfs")
+			if err := v.create(p); err != nil {
+				b.Fatal(err)
+			}
+			if err := os.RemoveAll(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
