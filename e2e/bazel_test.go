@@ -40,6 +40,7 @@ func TestBazelRemoteExecution(t *testing.T) {
 	out := b.run(0, "test", append(flags, "//...")...)
 	summary := processSummary(t, out)
 	remote := summary["remote"]
+	t.Logf("first build: %v", summary)
 	if remote == 0 || !onlyKinds(summary, "remote", "internal") {
 		t.Fatalf("first build: process summary %v, want only remote (and Bazel-internal) actions\n%s", summary, out)
 	}
@@ -78,6 +79,7 @@ func TestBazelRemoteExecution(t *testing.T) {
 	}
 	out = b.run(0, "test", append(flags, "//...")...)
 	summary = processSummary(t, out)
+	t.Logf("rebuild after clean: %v", summary)
 	if summary["remote cache hit"] != remote || !onlyKinds(summary, "remote cache hit", "internal") {
 		t.Errorf("rebuild after clean: process summary %v, want %d remote cache hits and nothing executed\n%s", summary, remote, out)
 	}
@@ -97,6 +99,7 @@ func TestBazelRemoteExecution(t *testing.T) {
 			t.Errorf("run %d of //:fail_test: not reported as FAILED\n%s", i+1, out)
 		}
 		summary = processSummary(t, out)
+		t.Logf("run %d of //:fail_test: %v", i+1, summary)
 		// The test, and Bazel's test.xml generation from its log.
 		if summary["remote"] != 2 || !onlyKinds(summary, "remote", "internal") {
 			t.Errorf("run %d of //:fail_test: process summary %v, want the test and its test.xml generated remotely, nothing cached\n%s", i+1, summary, out)
