@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -126,4 +127,33 @@ exit 0`
 			t.Errorf("output %s owned by host uid %d, want %d (container root of slot 0)", p, uid, testIDBase)
 		}
 	}
+}
+
+// TestStartupRemovesStaleState: bundles and skeletons a crashed runner
+// left are removed by New, and the state directory is 0711.
+func TestStartupRemovesStaleState(t *testing.T) {
+	requireRoot(t)
+	base := searchableTempDir(t)
+	state := filepath.Join(base, "state")
+	for _, f := range []string{"bundles/3/config.json", "rootfs/0123/usr/.keep"} {
+		p := filepath.Join(state, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := newTestEnvIn(t, base, nil)
+	if m, _ := filepath.Glob(filepath.Join(state, "bundles", "*", "*")); len(m) != 0 {
+		t.Errorf("stale bundle files left: %v", m)
+	}
+	if _, err := os.Stat(filepath.Join(state, "rootfs", "0123")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale skeleton left: %v", err)
+	}
+	if st, err := os.Stat(state); err != nil || st.Mode().Perm() != 0o711 {
+		t.Errorf("state dir mode %v, %v; want 0711", st.Mode(), err)
+	}
+	a := e.newAction(t)
+	mustSucceed(t, a, e.run(t, a.request("/bin/true")))
 }
