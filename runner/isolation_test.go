@@ -157,3 +157,23 @@ func TestInputRootMustBeHidden(t *testing.T) {
 		t.Errorf("status %s %q, want FAILED_PRECONDITION naming host_hidden_paths", codes.Code(resp.StatusCode), resp.StatusMessage)
 	}
 }
+
+// TestPrivilegedWhenAllowed: with allow_privileged, dockerPrivileged=true
+// runs with every capability — inside the user namespace: container root
+// is still an unprivileged host uid, so its outputs belong to that uid.
+func TestPrivilegedWhenAllowed(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.AllowPrivileged = true })
+	a := e.newAction(t)
+	req := a.request("/bin/sh", "-c", "grep CapEff /proc/self/status; touch made")
+	req.Platform = []*runnerpb.Property{{Name: "dockerPrivileged", Value: "true"}}
+	resp := e.run(t, req)
+	mustSucceed(t, a, resp)
+	out, _ := a.output(t)
+	if !strings.HasPrefix(out, "CapEff:\t000001ffffffffff") {
+		t.Errorf("privileged capabilities: %q, want all 41", out)
+	}
+	st, err := os.Stat(filepath.Join(a.root, "made"))
+	if err != nil || st.Sys().(*syscall.Stat_t).Uid != testIDBase {
+		t.Errorf("privileged output: %v; want it owned by host uid %d, not root", err, testIDBase)
+	}
+}
