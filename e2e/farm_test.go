@@ -7,6 +7,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +19,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/paddock-build/paddock/api/runnerpb"
 )
 
 // paddockBin is the binary built by TestMain, "" when the tests cannot run
@@ -74,8 +80,8 @@ type process struct {
 const processStopTimeout = 60 * time.Second
 
 // startProcess runs `paddock args...` and returns once it has printed a
-// stdout line matching ready, with ready's first submatch (an address).
-// The process is stopped when the test ends if the test has not done so.
+// stdout line matching ready, with ready's first submatch (an address);
+// with a nil ready it returns at once. The process is stopped when the test ends if the test has not done so.
 func startProcess(t testing.TB, name string, ready *regexp.Regexp, args ...string) (*process, string) {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
@@ -121,6 +127,9 @@ func startProcess(t testing.TB, name string, ready *regexp.Regexp, args ...strin
 			p.dumpLog()
 		}
 	})
+	if ready == nil {
+		return p, ""
+	}
 	deadline := time.After(2 * time.Minute)
 	for {
 		select {
@@ -175,6 +184,21 @@ func (p *process) stop(sig os.Signal) {
 	}
 }
 
+// signalAndWait sends sig and waits for the process to exit, whatever its
+// exit status; it returns the status.
+func (p *process) signalAndWait(sig os.Signal) error {
+	p.t.Helper()
+	p.cmd.Process.Signal(sig)
+	select {
+	case <-p.exited:
+	case <-time.After(processStopTimeout):
+		p.cmd.Process.Kill()
+		<-p.exited
+		p.t.Fatalf("paddock %s did not exit within %s of %v", p.name, processStopTimeout, sig)
+	}
+	return p.err
+}
+
 // kill kills the process with SIGKILL and waits for it.
 func (p *process) kill() {
 	p.cmd.Process.Kill()
@@ -201,6 +225,38 @@ func startUp(t testing.TB, data string, extra ...string) *farm {
 	args := append([]string{"up", "--data", data, "--listen", "127.0.0.1:0"}, extra...)
 	p, addr := startProcess(t, "up", upReady, args...)
 	return &farm{process: p, addr: addr, data: data}
+}
+
+// runnerPID returns the pid of the farm's runner child.
+func (f *farm) runnerPID() int {
+	f.t.Helper()
+	pids := childPIDs(f.cmd.Process.Pid, " runner ")
+	if len(pids) != 1 {
+		f.t.Fatalf("paddock up has %d runner children (%v), want 1", len(pids), pids)
+	}
+	return pids[0]
+}
+
+// waitRunnerReady waits until a runner other than the one with pid old
+// runs and answers CheckReadiness on the farm's runner socket.
+func (f *farm) waitRunnerReady(old int) {
+	f.t.Helper()
+	conn, err := grpc.NewClient("unix://"+filepath.Join(f.data, "runner.sock"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer conn.Close()
+	rc := runnerpb.NewRunnerClient(conn)
+	waitFor(f.t, "runner restarted and ready", time.Minute, func() bool {
+		pids := childPIDs(f.cmd.Process.Pid, " runner ")
+		if len(pids) != 1 || pids[0] == old {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(f.t.Context(), time.Second)
+		defer cancel()
+		_, err := rc.CheckReadiness(ctx, &runnerpb.CheckReadinessRequest{})
+		return err == nil
+	})
 }
 
 // searchableTempDir returns a new temporary directory that, like its

@@ -24,24 +24,38 @@ import (
 // reads results back. SHA-256 only.
 type client struct {
 	t    testing.TB
-	conn *grpc.ClientConn
 	cas  repb.ContentAddressableStorageClient
 	ac   repb.ActionCacheClient
 	exec repb.ExecutionClient
 }
 
+// newClient connects to a farm serving every REv2 service at addr.
 func newClient(t testing.TB, addr string) *client {
+	return newSplitClient(t, addr, addr)
+}
+
+// newSplitClient connects to storage and a scheduler at different
+// addresses.
+func newSplitClient(t testing.TB, storageAddr, schedulerAddr string) *client {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
+	dial := func(addr string) *grpc.ClientConn {
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
 	}
-	t.Cleanup(func() { conn.Close() })
+	storage := dial(storageAddr)
+	sched := storage
+	if schedulerAddr != storageAddr {
+		sched = dial(schedulerAddr)
+	}
 	return &client{
-		t: t, conn: conn,
-		cas:  repb.NewContentAddressableStorageClient(conn),
-		ac:   repb.NewActionCacheClient(conn),
-		exec: repb.NewExecutionClient(conn),
+		t:    t,
+		cas:  repb.NewContentAddressableStorageClient(storage),
+		ac:   repb.NewActionCacheClient(storage),
+		exec: repb.NewExecutionClient(sched),
 	}
 }
 
