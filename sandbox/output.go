@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 )
 
 // outputCapture reads one stream of a sandbox from a pipe into a file,
@@ -28,12 +29,13 @@ func newOutputCapture() (*outputCapture, error) {
 }
 
 // open sets the destination: dest is created or truncated ("" = discard).
+// A symlink at dest is refused rather than followed.
 func (c *outputCapture) open(dest string, limit int64) error {
 	c.limit = limit
 	if dest == "" {
 		return nil
 	}
-	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
 		return fmt.Errorf("open output %s: %w", dest, err)
 	}

@@ -238,9 +238,11 @@ func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
 	defer devNull.Close()
 	newCmd := func() *exec.Cmd {
 		return &exec.Cmd{
-			Path:       "/proc/self/exe",
-			Args:       []string{initArg0},
-			Env:        []string{roleEnv + "=" + roleInit},
+			Path: "/proc/self/exe",
+			Args: []string{initArg0},
+			// One P: the init does little at a time, and its threads
+			// count against the sandbox's pids limit.
+			Env:        []string{roleEnv + "=" + roleInit, "GOMAXPROCS=1"},
 			Stdin:      devNull,
 			Stdout:     stdout.w,
 			Stderr:     stderr.w,
