@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/images"
 )
 
 // Platform property names (shared/ARCHITECTURE.md §11), matched exactly.
@@ -42,13 +43,14 @@ var routingKeys = map[string]bool{"OSFamily": true, "ISA": true, "Arch": true, "
 // platform is an action's execution properties, parsed and validated. The
 // zero value is an action without any.
 type platform struct {
-	Image         string   // container-image value; "" or "none" = the host's root
-	HostNetwork   bool     // dockerNetwork=standard
-	RunAsRoot     bool     // dockerRunAsRoot=true
-	User          string   // dockerUser, uid[:gid] or user[:group]
-	Privileged    bool     // dockerPrivileged=true (already allowed by config)
-	ShmSize       int64    // dockerShmSize in bytes; 0 = the default
-	AddCaps       []string // CAP_ names, or "ALL"
+	Image         string            // container-image value, as given
+	ImageRef      *images.Reference // parsed Image; nil = the host's root ("", "none")
+	HostNetwork   bool              // dockerNetwork=standard
+	RunAsRoot     bool              // dockerRunAsRoot=true
+	User          string            // dockerUser, uid[:gid] or user[:group]
+	Privileged    bool              // dockerPrivileged=true (already allowed by config)
+	ShmSize       int64             // dockerShmSize in bytes; 0 = the default
+	AddCaps       []string          // CAP_ names, or "ALL"
 	DropCaps      []string
 	CPU           float64 // EstimatedCPU in cores; 0 = config default
 	Memory        int64   // EstimatedMemory in bytes; 0 = config default
@@ -81,6 +83,12 @@ func parsePlatform(cfg *Config, props []*runnerpb.Property) (platform, error) {
 		switch name {
 		case propImage:
 			p.Image = value
+			ref, none, perr := images.ParseReference(value)
+			if perr != nil {
+				err = invalid(name, "%v", perr)
+			} else if !none {
+				p.ImageRef = &ref
+			}
 		case propNetwork:
 			switch value {
 			case "off":

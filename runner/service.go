@@ -186,16 +186,12 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 
 	in := specInput{Config: &s.cfg, Request: req, Platform: plat, IDBase: idBase}
 	imageUser := ""
-	ref, none, err := images.ParseReference(plat.Image)
-	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "platform property %s: %v", propImage, err)
-	}
 	var db idDB
-	if !none {
+	if plat.ImageRef != nil {
 		if s.images == nil {
 			return nil, status.Errorf(codes.FailedPrecondition, "platform property %s: this runner has no image cache", propImage)
 		}
-		rf, err := s.images.Rootfs(ctx, ref)
+		rf, err := s.images.Rootfs(ctx, *plat.ImageRef)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil, status.Errorf(codes.Canceled, "pull %s: %v", plat.Image, err)

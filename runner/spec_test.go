@@ -88,6 +88,7 @@ var specCases = []specCase{
 	{name: "accepted_property", props: map[string]string{"gpu": "none"}, cfg: func(c *Config) { c.AcceptedProperties = []string{"gpu"} }},
 	{name: "routing_keys_ignored", props: map[string]string{"OSFamily": "Linux", "ISA": "x86-64", "Arch": "amd64", "Pool": "default"}},
 	{name: "container_image_none", props: map[string]string{"container-image": "none"}},
+	{name: "container_image_bad", props: map[string]string{"container-image": "docker://Registry/UPPER case"}},
 	{name: "property_given_twice", props: map[string]string{"dockerNetwork": "off"}, req: func(r *runnerpb.RunRequest) {
 		r.Platform = append(r.Platform, &runnerpb.Property{Name: "dockerNetwork", Value: "standard"})
 	}},
