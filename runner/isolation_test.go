@@ -177,3 +177,31 @@ func TestPrivilegedWhenAllowed(t *testing.T) {
 		t.Errorf("privileged output: %v; want it owned by host uid %d, not root", err, testIDBase)
 	}
 }
+
+// TestSlotsExhausted: beyond max_sandboxes running at once, Run answers
+// UNAVAILABLE (the worker runs fewer actions than the runner has slots);
+// the slot is free again once the running action ends.
+func TestSlotsExhausted(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.MaxSandboxes = 1 })
+	first := e.newAction(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.client.Run(ctx, first.request("/bin/sh", "-c", "touch started; exec sleep 600"))
+	}()
+	waitFor(t, "the first action to start", func() bool {
+		_, err := os.Stat(filepath.Join(first.root, "started"))
+		return err == nil
+	})
+	second := e.newAction(t)
+	if resp := e.run(t, second.request("/bin/true")); codes.Code(resp.StatusCode) != codes.Unavailable || !strings.Contains(resp.StatusMessage, "max_sandboxes") {
+		t.Errorf("second action while the only slot is busy: %s %q, want UNAVAILABLE", codes.Code(resp.StatusCode), resp.StatusMessage)
+	}
+	cancel()
+	<-done
+	waitFor(t, "the slot to be released", func() bool {
+		return codes.Code(e.run(t, second.request("/bin/true")).StatusCode) == codes.OK
+	})
+}

@@ -168,23 +168,7 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 		return nil, err
 	}
 
-	slot, idBase, ok := s.slots.acquire()
-	if !ok {
-		return nil, status.Errorf(codes.Unavailable, "all %d sandbox slots are busy (max_sandboxes)", s.cfg.MaxSandboxes)
-	}
-	defer s.slots.release(slot)
-
-	// The slot's bundle directory is ours until release; the config is
-	// removed when the action ends (the directory is reused).
-	bundle := filepath.Join(s.bundles, strconv.Itoa(slot))
-	config := filepath.Join(bundle, "config.json")
-	defer func() {
-		if err := os.Remove(config); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			s.logger.Warn("remove bundle config", "path", config, "error", err)
-		}
-	}()
-
-	in := specInput{Config: &s.cfg, Request: req, Platform: plat, IDBase: idBase}
+	in := specInput{Config: &s.cfg, Request: req, Platform: plat}
 	imageUser := ""
 	var db idDB
 	if plat.ImageRef != nil {
@@ -223,6 +207,23 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	if in.User, err = chooseUser(&s.cfg, plat, imageUser, db); err != nil {
 		return nil, err
 	}
+
+	// Taken only now: an image pull does not hold a slot.
+	slot, idBase, ok := s.slots.acquire()
+	if !ok {
+		return nil, status.Errorf(codes.Unavailable, "all %d sandbox slots are busy (max_sandboxes)", s.cfg.MaxSandboxes)
+	}
+	defer s.slots.release(slot)
+	// The slot's bundle directory is ours until release; the config is
+	// removed when the action ends (the directory is reused).
+	bundle := filepath.Join(s.bundles, strconv.Itoa(slot))
+	config := filepath.Join(bundle, "config.json")
+	defer func() {
+		if err := os.Remove(config); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.logger.Warn("remove bundle config", "path", config, "error", err)
+		}
+	}()
+	in.IDBase = idBase
 	spec, err := buildSpec(in)
 	if err != nil {
 		return nil, err
