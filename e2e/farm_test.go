@@ -84,6 +84,18 @@ const processStopTimeout = 60 * time.Second
 // with a nil ready it returns at once. The process is stopped when the test ends if the test has not done so.
 func startProcess(t testing.TB, name string, ready *regexp.Regexp, args ...string) (*process, string) {
 	t.Helper()
+	p, addr, err := tryStartProcess(t, name, ready, args...)
+	if err != nil {
+		p.dumpLog()
+		t.Fatal(err)
+	}
+	return p, addr
+}
+
+// tryStartProcess is startProcess returning an error if the process exits
+// before it is ready.
+func tryStartProcess(t testing.TB, name string, ready *regexp.Regexp, args ...string) (*process, string, error) {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -128,7 +140,7 @@ func startProcess(t testing.TB, name string, ready *regexp.Regexp, args ...strin
 		}
 	})
 	if ready == nil {
-		return p, ""
+		return p, "", nil
 	}
 	deadline := time.After(2 * time.Minute)
 	for {
@@ -136,15 +148,13 @@ func startProcess(t testing.TB, name string, ready *regexp.Regexp, args ...strin
 		case line, ok := <-p.lines:
 			if !ok {
 				<-p.exited
-				p.dumpLog()
-				t.Fatalf("paddock %s exited before it was ready: %v", strings.Join(args, " "), p.err)
+				return p, "", fmt.Errorf("paddock %s exited before it was ready: %v", strings.Join(args, " "), p.err)
 			}
 			if m := ready.FindStringSubmatch(line); m != nil {
-				return p, m[1]
+				return p, m[1], nil
 			}
 		case <-deadline:
-			p.dumpLog()
-			t.Fatalf("paddock %s printed no line matching %q within 2 minutes", strings.Join(args, " "), ready)
+			return p, "", fmt.Errorf("paddock %s printed no line matching %q within 2 minutes", strings.Join(args, " "), ready)
 		}
 	}
 }

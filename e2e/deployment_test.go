@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+)
+
+// TestUpDataUnderPrivateDirectory: `paddock up` run by root keeps its data
+// in ~/.cache/paddock by default, and root's home is mode 0700, which the
+// sandboxes' unprivileged uids cannot search. Either up refuses to start
+// and says why, or actions run anyway; what must not happen is a farm that
+// comes up and fails every action.
+func TestUpDataUnderPrivateDirectory(t *testing.T) {
+	needPaddock(t)
+	t.Skip("bug: cmd/paddock/up_cmd.go:41 defaults --data to ~/.cache/paddock (under /root, mode 0700, for root) and never checks that sandbox uids can reach it: up starts, then every action fails INTERNAL \"open mount source ...: permission denied\"")
+	private := t.TempDir() // 0700, like /root
+	if err := os.Chmod(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(private, ".cache", "paddock")
+	p, addr, err := tryStartProcess(t, "up", upReady, "up", "--data", data, "--listen", "127.0.0.1:0")
+	if err != nil {
+		if log := p.log(); !strings.Contains(log, private) {
+			t.Errorf("paddock up refused to start without naming the directory at fault:\n%s", log)
+		}
+		return
+	}
+	f := &farm{process: p, addr: addr, data: data}
+	c := newClient(t, f.addr)
+	_, stdout, _ := c.run(t.Context(), action{cmd: shell("echo ran"), doNotCache: true})
+	if stdout != "ran\n" {
+		t.Errorf("stdout %q, want %q", stdout, "ran\n")
+	}
+	f.shutdown()
+}
+
+// TestSchedulerServesCapabilities: with the roles on separate machines,
+// Bazel's --remote_executor names the scheduler (and --remote_cache the
+// storage), and Bazel first asks the executor for its capabilities.
+func TestSchedulerServesCapabilities(t *testing.T) {
+	needPaddock(t)
+	t.Skip("bug: scheduler.(*Scheduler).Register (scheduler/scheduler.go:161) registers no Capabilities service, so Bazel fails with \"Failed to query remote execution capabilities: UNIMPLEMENTED\" against `paddock scheduler`")
+	dir := searchableTempDir(t)
+	storage, storageAddr := startProcess(t, "storage", regexp.MustCompile(`^paddock storage listening on (\S+)`),
+		"storage", "--listen", "127.0.0.1:0", "--dir", filepath.Join(dir, "storage"))
+	sched, schedAddr := startProcess(t, "scheduler", regexp.MustCompile(`^paddock scheduler listening on (\S+)`),
+		"scheduler", "--listen", "127.0.0.1:0", "--storage", storageAddr)
+	caps, err := repb.NewCapabilitiesClient(dial(t, schedAddr)).GetCapabilities(t.Context(), &repb.GetCapabilitiesRequest{})
+	if err != nil {
+		t.Fatalf("GetCapabilities from paddock scheduler: %v", err)
+	}
+	if !caps.GetExecutionCapabilities().GetExecEnabled() || caps.GetLowApiVersion().GetMajor() != 2 {
+		t.Errorf("paddock scheduler's capabilities %v: want execution enabled and REv2 2.x", caps)
+	}
+	sched.stop(os.Interrupt)
+	storage.stop(os.Interrupt)
+}
