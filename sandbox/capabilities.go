@@ -88,21 +88,23 @@ func applyCapabilities(s capSets, last uint) error {
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("capget: %w", err)
 	}
-	data[0].Inheritable = uint32(s.Inheritable)
-	data[1].Inheritable = uint32(s.Inheritable >> 32)
 	// Ambient capabilities must be permitted and inheritable; the command
 	// raises them itself (SysProcAttr.AmbientCaps) after changing user.
+	inh := s.Inheritable | (s.Ambient & s.Bounding)
+	data[0].Inheritable = uint32(inh)
+	data[1].Inheritable = uint32(inh >> 32)
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("capset: %w", err)
 	}
 	return nil
 }
 
-// ambientList returns the ambient capability numbers of s.
+// ambientList returns the ambient capability numbers of s (only those in
+// the bounding set can be raised).
 func ambientList(s capSets) []uintptr {
 	var out []uintptr
 	for c := uint(0); c < 64; c++ {
-		if s.Ambient&(1<<c) != 0 {
+		if s.Ambient&s.Bounding&(1<<c) != 0 {
 			out = append(out, uintptr(c))
 		}
 	}

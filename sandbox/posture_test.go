@@ -36,12 +36,14 @@ func TestPosture(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		rootfs string
-		uid    uint32
+		rootfs  string
+		uid     uint32
+		ambient []string
 	}{
-		{"root in container", testRootfs, 0},
-		{"user 1000", testRootfs, 1000},
-		{"host root as rootfs", "/", 0},
+		{"root in container", testRootfs, 0, nil},
+		{"user 1000", testRootfs, 1000, nil},
+		{"user 1000 with an ambient capability", testRootfs, 1000, []string{"CAP_NET_BIND_SERVICE"}},
+		{"host root as rootfs", "/", 0, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			probe := "/bin/probe"
@@ -55,13 +57,20 @@ func TestPosture(t *testing.T) {
 			spec.Process.Capabilities.Bounding = []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
 			spec.Process.Capabilities.Effective = spec.Process.Capabilities.Bounding
 			spec.Process.Capabilities.Permitted = spec.Process.Capabilities.Bounding
+			spec.Process.Capabilities.Ambient = tc.ambient
 			out := runSpec(t, l, spec, Request{})
 			var p probePosture
 			decodeJSON(t, out, &p)
 
-			wantEff := "0000000000000000"
+			wantEff, wantAmb := "0000000000000000", "0000000000000000"
 			if tc.uid == 0 {
 				wantEff = fmt.Sprintf("%016x", uint64(1<<0|1<<5|1<<10))
+			}
+			if tc.ambient != nil {
+				wantEff, wantAmb = fmt.Sprintf("%016x", uint64(1<<10)), fmt.Sprintf("%016x", uint64(1<<10))
+			}
+			if p.Status["CapAmb"] != wantAmb {
+				t.Errorf("CapAmb %s, want %s", p.Status["CapAmb"], wantAmb)
 			}
 			if p.Status["CapEff"] != wantEff || p.Status["CapPrm"] != wantEff {
 				t.Errorf("CapEff %s CapPrm %s, want %s", p.Status["CapEff"], p.Status["CapPrm"], wantEff)
