@@ -61,14 +61,7 @@ func newSandboxCgroup(parent, name string, res *specs.LinuxResources) (sandboxCg
 	}
 	group := "/" + parent + "/" + name
 	if cgroups.Mode() == cgroups.Unified {
-		r := cgroup2.ToResources(res)
-		m, err := cgroup2.NewManager(cgroupRoot, group, r)
-		if err != nil {
-			return nil, fmt.Errorf("create cgroup %s: %w", group, err)
-		}
-		// Always enable the controllers whose figures we report.
-		_ = m.ToggleControllers([]string{"memory", "pids", "cpu"}, cgroup2.Enable)
-		return &cgroupV2{m: m, path: filepath.Join(cgroupRoot, group)}, nil
+		return newCgroupV2(cgroupRoot, group, res)
 	}
 	hier := func() ([]cgroup1.Subsystem, error) {
 		return []cgroup1.Subsystem{
@@ -185,6 +178,18 @@ func (c *cgroupV1) remove() error {
 	return c.cg.Delete()
 }
 
+// newCgroupV2 creates group under the v2 hierarchy mounted at mountpoint.
+func newCgroupV2(mountpoint, group string, res *specs.LinuxResources) (*cgroupV2, error) {
+	m, err := cgroup2.NewManager(mountpoint, group, cgroup2.ToResources(res))
+	if err != nil {
+		return nil, fmt.Errorf("create cgroup %s: %w", group, err)
+	}
+	// Always enable the controllers whose figures we report (where the
+	// hierarchy has them).
+	_ = m.ToggleControllers([]string{"memory", "pids", "cpu"}, cgroup2.Enable)
+	return &cgroupV2{m: m, path: filepath.Join(mountpoint, group)}, nil
+}
+
 type cgroupV2 struct {
 	m    *cgroup2.Manager
 	path string
@@ -201,6 +206,9 @@ func (c *cgroupV2) start(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
 	}
 	defer unix.Close(fd)
 	cmd := newCmd()
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
 	cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
 	if err := cmd.Start(); err == nil {
 		return cmd, nil
