@@ -75,10 +75,12 @@ func BenchmarkRunTrivialImage(b *testing.B) {
 	reportPercentiles(b, ds)
 }
 
-// BenchmarkSandboxOnly runs the same bundle as BenchmarkRunTrivial
-// straight through the launcher (written once, reused): the difference to
-// BenchmarkRunTrivial is what the runner adds.
-func BenchmarkSandboxOnly(b *testing.B) {
+// BenchmarkRunnerOverhead alternates, on one launcher, a Run through the
+// runner (as BenchmarkRunTrivial) and a launch of the same, prebuilt
+// bundle straight through the sandbox package, so both see the same
+// machine load. It reports both distributions; the difference is what the
+// runner adds (socket, parsing, host view, chown, config.json, response).
+func BenchmarkRunnerOverhead(b *testing.B) {
 	e := newTestEnv(b, nil)
 	a := e.newAction(b)
 	req := a.request("/bin/true")
@@ -86,8 +88,15 @@ func BenchmarkSandboxOnly(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	irp := inputRootPath(&e.cfg, plat)
-	view, err := planHostView(osLister{}, e.svc.hidden, ownMountPoints(irp))
+	view, err := planHostView(osLister{}, e.svc.hidden, ownMountPoints(inputRootPath(&e.cfg, plat)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	in := specInput{Config: &e.cfg, Request: req, Platform: plat, IDBase: e.cfg.IDBase, HostBinds: view.Binds}
+	if in.Rootfs, err = e.svc.roots.get(view); err != nil {
+		b.Fatal(err)
+	}
+	spec, err := buildSpec(in)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -95,41 +104,44 @@ func BenchmarkSandboxOnly(b *testing.B) {
 	if err := os.Mkdir(bundle, 0o711); err != nil {
 		b.Fatal(err)
 	}
-	in := specInput{Config: &e.cfg, Request: req, Platform: plat, IDBase: e.cfg.IDBase,
-		Rootfs: filepath.Join(bundle, "rootfs"), HostBinds: view.Binds}
-	if err := view.create(in.Rootfs); err != nil {
-		b.Fatal(err)
-	}
-	spec, err := buildSpec(in)
-	if err != nil {
-		b.Fatal(err)
-	}
 	data, _ := json.Marshal(spec)
 	if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	l, err := sandbox.New(e.cfg.Sandbox)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
 	ctx := context.Background()
 	sreq := sandbox.Request{Bundle: bundle, Stdout: a.stdout, Stderr: a.stderr}
-	if _, err := l.Run(ctx, sreq); err != nil {
-		b.Fatal(err)
+	direct := func() time.Duration {
+		start := time.Now()
+		res, err := e.svc.launcher.Run(ctx, sreq)
+		if err != nil || res.ExitCode != 0 {
+			b.Fatalf("sandbox Run: %+v %v", res, err)
+		}
+		return time.Since(start)
 	}
-	ds := make([]time.Duration, 0, b.N)
+	viaRunner := func() time.Duration {
+		start := time.Now()
+		resp, err := e.client.Run(ctx, req)
+		if err != nil || resp.StatusCode != 0 || resp.ExitCode != 0 {
+			b.Fatalf("Run: %v %v", resp, err)
+		}
+		return time.Since(start)
+	}
+	direct()
+	viaRunner()
+	var rs, ds []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		res, err := l.Run(ctx, sreq)
-		ds = append(ds, time.Since(start))
-		if err != nil || res.ExitCode != 0 {
-			b.Fatalf("Run: %+v %v", res, err)
-		}
+		rs = append(rs, viaRunner())
+		ds = append(ds, direct())
 	}
 	b.StopTimer()
-	reportPercentiles(b, ds)
+	sort.Slice(rs, func(i, j int) bool { return rs[i] < rs[j] })
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(ms(rs[len(rs)/2]), "runner-p50-ms")
+	b.ReportMetric(ms(rs[len(rs)*9/10]), "runner-p90-ms")
+	b.ReportMetric(ms(ds[len(ds)/2]), "sandbox-p50-ms")
+	b.ReportMetric(ms(ds[len(ds)*9/10]), "sandbox-p90-ms")
 }
 
 // BenchmarkHostView is the runner's own cost of a host-root rootfs per
