@@ -60,3 +60,31 @@ func TestSchedulerServesCapabilities(t *testing.T) {
 	sched.stop(os.Interrupt)
 	storage.stop(os.Interrupt)
 }
+
+// TestUpRestartKeepsCache: `paddock up` stopped with Ctrl-C and started
+// again on the same data directory still has the action cache and the CAS:
+// an action run before the restart is a cache hit after it, with its
+// output readable.
+func TestUpRestartKeepsCache(t *testing.T) {
+	f := startUp(t, "")
+	c := newClient(t, f.addr)
+	a := action{cmd: shell("echo kept > out.txt", "out.txt")}
+	d := c.prepare(t.Context(), a)
+	resp, err := c.execute(t.Context(), d, false)
+	if err != nil || resp.CachedResult || len(resp.Result.GetOutputFiles()) != 1 {
+		t.Fatalf("first Execute: %v, %v; want an executed result with one output file", resp, err)
+	}
+	f.shutdown()
+
+	f = startUp(t, f.data)
+	c = newClient(t, f.addr)
+	again, err := c.execute(t.Context(), d, false)
+	if err != nil || !again.CachedResult {
+		t.Fatalf("Execute after the restart: %v, %v; want a cache hit", again, err)
+	}
+	out := again.Result.GetOutputFiles()
+	if len(out) != 1 || out[0].Path != "out.txt" || string(c.read(t.Context(), out[0].Digest)) != "kept\n" {
+		t.Errorf("output files after the restart %v, want out.txt = \"kept\\n\"", out)
+	}
+	f.shutdown()
+}
