@@ -173,3 +173,31 @@ cat in/data.txt
 
 	f.shutdown()
 }
+
+// TestEnvironmentDefaults: the only variables a runner adds are its
+// configured default_environment (runner.Config.DefaultEnvironment, empty
+// by default), after the Command's, sorted, and only those the Command
+// does not set.
+func TestEnvironmentDefaults(t *testing.T) {
+	needPaddock(t)
+	cfg := filepath.Join(searchableTempDir(t), "runner.yaml")
+	if err := os.WriteFile(cfg, []byte("default_environment:\n  TZ: UTC\n  LANG: C.UTF-8\n  PATH: /not/this\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := startUp(t, "", "--runner-config", cfg)
+	c := newClient(t, f.addr)
+	cmd := &repb.Command{
+		Arguments: []string{"/usr/bin/env", "-0"},
+		EnvironmentVariables: []*repb.Command_EnvironmentVariable{
+			{Name: "PATH", Value: "/usr/bin:/bin"},
+			{Name: "FOO", Value: "bar"},
+		},
+	}
+	_, stdout, _ := c.run(t.Context(), action{cmd: cmd, doNotCache: true})
+	got := strings.Split(strings.TrimSuffix(stdout, "\x00"), "\x00")
+	want := []string{"PATH=/usr/bin:/bin", "FOO=bar", "LANG=C.UTF-8", "TZ=UTC"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("environment with default_environment configured:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	f.shutdown()
+}
