@@ -35,7 +35,7 @@ func TestPosture(t *testing.T) {
 		hostNS[ns], _ = os.Readlink("/proc/self/ns/" + ns)
 	}
 	for _, tc := range []struct {
-		name   string
+		name    string
 		rootfs  string
 		uid     uint32
 		ambient []string
