@@ -163,6 +163,9 @@ func (b *bazel) remoteFlags(addr string) []string {
 		"--remote_executor=grpc://" + addr,
 		"--spawn_strategy=remote",
 		"--noremote_local_fallback",
+		// Routed like an RBE platform, under an instance name of its own.
+		"--remote_instance_name=e2e",
+		"--remote_default_exec_properties=OSFamily=Linux",
 		// PATH=/bin:/usr/bin:/usr/local/bin for every action, whatever the
 		// PATH of the shell running the tests.
 		"--incompatible_strict_action_env",

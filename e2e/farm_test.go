@@ -108,8 +108,9 @@ func tryStartProcess(t testing.TB, name string, ready *regexp.Regexp, args ...st
 		t.Fatal(err)
 	}
 	// Its own process group, so that a Ctrl-C in the terminal running the
-	// tests does not reach it before the test sends its own.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// tests does not reach it before the test sends its own; killed if the
+	// test binary dies (a -timeout panic) without its cleanups.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
