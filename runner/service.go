@@ -103,7 +103,9 @@ func New(opts Options) (*Service, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	hidden := append(append([]string(nil), cfg.HostHiddenPaths...), filepath.Clean(cfg.StateDir))
+	// Besides the configured paths, host-root sandboxes never see the
+	// runner's state (bundles, skeletons) or its image cache.
+	hidden := append(append([]string(nil), cfg.HostHiddenPaths...), filepath.Clean(cfg.StateDir), filepath.Clean(cfg.imagesDir()))
 	return &Service{
 		cfg: cfg, launcher: opts.Launcher, images: opts.Images, logger: opts.Logger,
 		version: opts.Version, now: opts.Now,
@@ -255,14 +257,19 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	return response(res, timeout, start, end), nil
 }
 
-// underHidden reports whether p lies strictly below a hidden path.
+// underHidden reports whether p's real location (what host binds would
+// show) lies strictly below a hidden path.
 func (s *Service) underHidden(p string) bool {
-	for _, h := range s.hidden {
-		if strings.HasPrefix(p, h+"/") {
-			return true
+	below := func(p string) bool {
+		for _, h := range s.hidden {
+			if strings.HasPrefix(p, h+"/") {
+				return true
+			}
 		}
+		return false
 	}
-	return false
+	real, err := filepath.EvalSymlinks(p)
+	return err == nil && below(real)
 }
 
 // checkRequest validates what the worker sends besides the platform.
