@@ -73,7 +73,8 @@ type Config struct {
 	IDBase uint32 `yaml:"id_base"`
 	// HostHiddenPaths are host paths not shown in sandboxes that use the
 	// host's root (actions without container-image): they see the host's
-	// root read-only except these and the runner's state directory. The
+	// root read-only except these, the runner's state directory and its
+	// image cache. The
 	// worker's build directory (or one of its ancestors) must be listed —
 	// a host-root action whose input root is not below a hidden path is
 	// refused with FAILED_PRECONDITION, as it would see the other actions'
