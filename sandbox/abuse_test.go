@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -250,5 +251,47 @@ func TestCloseEndsRunningSandboxes(t *testing.T) {
 	}
 	if n := warmInits(t); n != 0 {
 		t.Errorf("%d warm inits left after Close", n)
+	}
+}
+
+// TestSpawnerCrashRecovered: if the spawner dies (here SIGKILLed while a
+// sandbox runs), that Run fails, its sandbox dies with it, and the next Run
+// starts a new spawner and works.
+func TestSpawnerCrashRecovered(t *testing.T) {
+	l := newTestLauncher(t, Options{})
+	bundle := writeBundle(t, testSpec("/bin/sleep", "1000"))
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.Run(context.Background(), Request{Bundle: bundle})
+		done <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(sandboxProcessesNow(t)) < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	old := l.b.(*nativeBackend).spawnerPid()
+	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("Run whose spawner was killed returned no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its spawner died")
+	}
+	runsNormally(t, l)
+	if now := l.b.(*nativeBackend).spawnerPid(); now == old {
+		t.Errorf("spawner not replaced")
+	}
+	// The dead spawner's cgroups were removed when the new one started.
+	for _, sub := range v1Subsystems {
+		ents, _ := os.ReadDir(filepath.Join(cgroupRoot, sub, testCgroupParent))
+		for _, e := range ents {
+			if e.IsDir() && strings.HasPrefix(e.Name(), fmt.Sprint(old)+"-") {
+				t.Errorf("stale cgroup %s/%s of the dead spawner", sub, e.Name())
+			}
+		}
 	}
 }

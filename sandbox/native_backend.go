@@ -14,21 +14,40 @@ import (
 )
 
 // nativeBackend talks to the spawner: requests as JSON lines on its stdin,
-// results on its stdout, matched by id.
+// results on its stdout, matched by id. If the spawner dies (a crash, an
+// OOM kill), Runs in flight fail and the next Run starts a new one.
 type nativeBackend struct {
 	opts Options
-	cmd  *exec.Cmd
-	in   io.WriteCloser
 
-	mu      sync.Mutex // guards enc, nextID, pending, err
+	mu     sync.Mutex // guards cur, nextID, closed
+	cur    *spawnerConn
+	nextID uint64
+	closed bool
+}
+
+// spawnerConn is one spawner process.
+type spawnerConn struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+
+	mu      sync.Mutex // guards enc, pending, err
 	enc     *json.Encoder
-	nextID  uint64
 	pending map[uint64]chan spawnResponse
-	err     error // set once the spawner is gone
-	done    chan struct{}
+	err     error         // set once the spawner is gone
+	done    chan struct{} // closed then
 }
 
 func newNativeBackend(opts Options) (*nativeBackend, error) {
+	b := &nativeBackend{opts: opts}
+	c, err := startSpawner(opts)
+	if err != nil {
+		return nil, err
+	}
+	b.cur = c
+	return b, nil
+}
+
+func startSpawner(opts Options) (*spawnerConn, error) {
 	cmd := &exec.Cmd{
 		Path:   opts.Executable,
 		Args:   []string{spawnerArg0},
@@ -48,72 +67,103 @@ func newNativeBackend(opts Options) (*nativeBackend, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start sandbox spawner: %w", err)
 	}
-	b := &nativeBackend{
-		opts: opts, cmd: cmd, in: in, enc: json.NewEncoder(in),
+	c := &spawnerConn{
+		cmd: cmd, in: in, enc: json.NewEncoder(in),
 		pending: map[uint64]chan spawnResponse{}, done: make(chan struct{}),
 	}
-	go b.readLoop(out)
-	return b, nil
+	go c.readLoop(out)
+	return c, nil
 }
 
-func (b *nativeBackend) readLoop(out io.Reader) {
+func (c *spawnerConn) readLoop(out io.Reader) {
 	dec := json.NewDecoder(bufio.NewReader(out))
 	for {
 		var resp spawnResponse
 		if err := dec.Decode(&resp); err != nil {
 			break
 		}
-		b.mu.Lock()
-		ch := b.pending[resp.ID]
-		delete(b.pending, resp.ID)
-		b.mu.Unlock()
+		c.mu.Lock()
+		ch := c.pending[resp.ID]
+		delete(c.pending, resp.ID)
+		c.mu.Unlock()
 		if ch != nil {
 			ch <- resp
 		}
 	}
-	werr := b.cmd.Wait()
-	b.mu.Lock()
-	b.err = fmt.Errorf("sandbox spawner exited: %v", werr)
-	for id, ch := range b.pending {
-		ch <- spawnResponse{ID: id, Error: b.err.Error()}
-		delete(b.pending, id)
+	werr := c.cmd.Wait()
+	c.mu.Lock()
+	c.err = fmt.Errorf("sandbox spawner exited: %v", werr)
+	for id, ch := range c.pending {
+		ch <- spawnResponse{ID: id, Error: c.err.Error()}
+		delete(c.pending, id)
 	}
-	b.mu.Unlock()
-	close(b.done)
+	c.mu.Unlock()
+	close(c.done)
 }
 
-func (b *nativeBackend) send(req spawnRequest) error {
+// send registers ch (if not nil) for req's answer and sends req.
+func (c *spawnerConn) send(req spawnRequest, ch chan spawnResponse) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	if ch != nil {
+		c.pending[req.ID] = ch
+	}
+	if err := c.enc.Encode(req); err != nil {
+		delete(c.pending, req.ID)
+		return fmt.Errorf("send to sandbox spawner: %w", err)
+	}
+	return nil
+}
+
+func (c *spawnerConn) dead() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// conn returns the live spawner, starting a new one if the last died.
+func (b *nativeBackend) conn() (*spawnerConn, uint64, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.err != nil {
-		return b.err
+	if b.closed {
+		return nil, 0, errors.New("sandbox launcher is closed")
 	}
-	return b.enc.Encode(req)
+	if b.cur.dead() {
+		// Its inits died with it (parent-death signal); their cgroups
+		// are stale now.
+		if err := cleanStaleCgroups(b.opts.CgroupParent); err != nil {
+			return nil, 0, fmt.Errorf("clean stale sandbox cgroups: %w", err)
+		}
+		c, err := startSpawner(b.opts)
+		if err != nil {
+			return nil, 0, err
+		}
+		b.cur = c
+	}
+	b.nextID++
+	return b.cur, b.nextID, nil
 }
 
 func (b *nativeBackend) run(ctx context.Context, req Request) (*Result, error) {
-	ch := make(chan spawnResponse, 1)
-	b.mu.Lock()
-	if b.err != nil {
-		err := b.err
-		b.mu.Unlock()
+	c, id, err := b.conn()
+	if err != nil {
 		return nil, err
 	}
-	b.nextID++
-	id := b.nextID
-	b.pending[id] = ch
-	err := b.enc.Encode(spawnRequest{
+	ch := make(chan spawnResponse, 1)
+	err = c.send(spawnRequest{
 		Op: "run", ID: id, Bundle: req.Bundle, Stdout: req.Stdout, Stderr: req.Stderr,
 		OutputLimit: req.OutputLimit, Timeout: req.Timeout, KillGrace: b.opts.KillGrace,
 		CgroupParent: b.opts.CgroupParent,
-	})
+	}, ch)
 	if err != nil {
-		delete(b.pending, id)
-		b.mu.Unlock()
-		return nil, fmt.Errorf("send to sandbox spawner: %w", err)
+		return nil, err
 	}
-	b.mu.Unlock()
-
 	cancel := ctx.Done()
 	for {
 		select {
@@ -124,14 +174,25 @@ func (b *nativeBackend) run(ctx context.Context, req Request) (*Result, error) {
 			return resp.Result, nil
 		case <-cancel:
 			cancel = nil
-			_ = b.send(spawnRequest{Op: "cancel", ID: id})
+			_ = c.send(spawnRequest{Op: "cancel", ID: id}, nil)
 		}
 	}
 }
 
+// spawnerPid is the current spawner's pid (for tests).
+func (b *nativeBackend) spawnerPid() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.cur.cmd.Process.Pid
+}
+
 func (b *nativeBackend) close() error {
-	err := b.in.Close()
-	<-b.done
+	b.mu.Lock()
+	b.closed = true
+	c := b.cur
+	b.mu.Unlock()
+	err := c.in.Close()
+	<-c.done
 	removeCgroupParent(b.opts.CgroupParent)
 	return err
 }

@@ -24,7 +24,7 @@ type leakSnapshot struct {
 func takeLeakSnapshot(t *testing.T, l *Launcher) leakSnapshot {
 	t.Helper()
 	s := leakSnapshot{hostMounts: countMounts(t), runnerFDs: countDir(t, "/proc/self/fd")}
-	spawner := l.b.(*nativeBackend).cmd.Process.Pid
+	spawner := l.b.(*nativeBackend).spawnerPid()
 	s.spawnerFDs = countDir(t, fmt.Sprintf("/proc/%d/fd", spawner))
 	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", spawner))
 	for _, task := range tasks {
