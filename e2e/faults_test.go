@@ -127,57 +127,64 @@ func TestFaults(t *testing.T) {
 		workDir := filepath.Join(dir, "worker")
 		runner, _ := startProcess(t, "runner", regexp.MustCompile(`^paddock runner listening on (\S+)`),
 			"runner", "--socket", sock, "--state", filepath.Join(dir, "runner"), "--hide", workDir)
-		workerArgs := []string{"worker", "--id", "w1", "--concurrency", "1", "--scheduler", schedAddr,
-			"--storage", storageAddr, "--runner", sock, "--dir", workDir}
-		worker, _ := startProcess(t, "worker", nil, workerArgs...)
-		admin := workerpb.NewAdminServiceClient(dial(t, schedAddr))
-		waitWorker := func(what string) {
-			waitFor(t, what, faultLimit, func() bool {
-				resp, err := admin.ListWorkers(t.Context(), &workerpb.ListWorkersRequest{})
-				return err == nil && len(resp.Workers) == 1 && resp.Workers[0].Connected && resp.Workers[0].WorkerId == "w1"
-			})
+		workerArgs := func(id string) []string {
+			return []string{"worker", "--id", id, "--concurrency", "1", "--scheduler", schedAddr,
+				"--storage", storageAddr, "--runner", sock, "--dir", workDir}
 		}
-		waitWorker("worker w1 connected")
-
+		worker, _ := startProcess(t, "worker-w1", nil, workerArgs("w1")...)
+		admin := workerpb.NewAdminServiceClient(dial(t, schedAddr))
+		waitFor(t, "worker w1 connected", faultLimit, func() bool {
+			resp, err := admin.ListWorkers(t.Context(), &workerpb.ListWorkersRequest{})
+			return err == nil && len(resp.Workers) == 1 && resp.Workers[0].Connected
+		})
 		c := newSplitClient(t, storageAddr, schedAddr)
 		g := newGate(t)
-		d := c.prepare(t.Context(), g.action())
-		done := make(chan execResult, 1)
-		go func() {
-			resp, err := c.execute(t.Context(), d, true)
-			done <- execResult{resp, err}
-		}()
 
-		// Attempt 1 runs; the worker dies under it.
-		first := g.attempt(faultLimit)
-		worker.kill()
-		checkKilled(t, first, faultLimit)
-		select {
-		case r := <-done:
-			t.Fatalf("Execute ended when the worker died, before any retry: %v, %v", r.resp, r.err)
-		default:
-		}
+		// The killed worker is replaced by the same worker restarted (as a
+		// supervisor would; it re-registers holding nothing, so the action
+		// is requeued at once), then by another worker (the action is
+		// requeued once the dead one's reconnect grace has passed).
+		for i, next := range []string{"w1", "w2"} {
+			a := g.action()
+			a.cmd.Arguments[2] += " # case " + strconv.Itoa(i) // a new action each time
+			d := c.prepare(t.Context(), a)
+			done := make(chan execResult, 1)
+			go func() {
+				resp, err := c.execute(t.Context(), d, true)
+				done <- execResult{resp, err}
+			}()
 
-		// The worker comes back (as a supervisor would restart it); the
-		// action is requeued to it and attempt 2 finishes.
-		worker, _ = startProcess(t, "worker-restarted", nil, workerArgs...)
-		second := g.attempt(faultLimit)
-		second.Write([]byte("go\n"))
-		second.Close()
-		var r execResult
-		select {
-		case r = <-done:
-		case <-time.After(faultLimit):
-			t.Fatalf("Execute did not complete within %s of the retry", faultLimit)
-		}
-		if r.err != nil || status.FromProto(r.resp.Status).Code() != codes.OK || r.resp.Result.GetExitCode() != 0 {
-			t.Fatalf("Execute after the worker was killed: %v, %v; want the retried attempt's success", r.resp, r.err)
-		}
-		if got := string(c.read(t.Context(), r.resp.Result.StdoutDigest)); got != "answer: go\n" {
-			t.Errorf("stdout of the retried action %q, want %q", got, "answer: go\n")
-		}
-		if r.resp.CachedResult {
-			t.Error("the retried action's result is marked cached")
+			// Attempt 1 runs; the worker dies under it, and so does the
+			// attempt's sandbox.
+			first := g.attempt(faultLimit)
+			worker.kill()
+			checkKilled(t, first, faultLimit)
+			select {
+			case r := <-done:
+				t.Fatalf("Execute ended when the worker died, before any retry: %v, %v", r.resp, r.err)
+			default:
+			}
+
+			// The replacement gets the action; attempt 2 finishes.
+			worker, _ = startProcess(t, "worker-"+next+"-"+strconv.Itoa(i), nil, workerArgs(next)...)
+			second := g.attempt(faultLimit)
+			second.Write([]byte("go\n"))
+			second.Close()
+			var r execResult
+			select {
+			case r = <-done:
+			case <-time.After(faultLimit):
+				t.Fatalf("Execute did not complete within %s of the retry", faultLimit)
+			}
+			if r.err != nil || status.FromProto(r.resp.Status).Code() != codes.OK || r.resp.Result.GetExitCode() != 0 {
+				t.Fatalf("Execute after the worker was killed (replaced by %s): %v, %v; want the retried attempt's success", next, r.resp, r.err)
+			}
+			if got := string(c.read(t.Context(), r.resp.Result.StdoutDigest)); got != "answer: go\n" {
+				t.Errorf("stdout of the retried action %q, want %q", got, "answer: go\n")
+			}
+			if got := r.resp.Result.GetExecutionMetadata().GetWorker(); got != next || r.resp.CachedResult {
+				t.Errorf("the retried action's result comes from worker %q (cached %v), want a fresh one from %s", got, r.resp.CachedResult, next)
+			}
 		}
 
 		// `paddock worker` exits 1 on Ctrl-C (see TestWorkerExitsCleanly);
