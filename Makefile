@@ -1,7 +1,7 @@
 # Paddock — see README.md. Every target works from a fresh clone.
 GO        ?= go
 BIN       ?= bin/paddock
-DATA      ?= $(HOME)/.cache/paddock
+DATA      ?= /var/lib/paddock
 GOBIN_DIR := $(CURDIR)/bin/tools
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0

@@ -62,6 +62,10 @@ type Options struct {
 	Files *FileCache
 	// Runner runs commands in sandboxes.
 	Runner runnerpb.RunnerClient
+	// RunnerReadyTimeout is how long an action waits for a runner that is
+	// not answering (restarting) before it is reported as retryable.
+	// Default 30s.
+	RunnerReadyTimeout time.Duration
 	// FetchParallelism bounds concurrent input file fetches per action.
 	// Default 16.
 	FetchParallelism int
@@ -83,6 +87,9 @@ func New(opts Options) (*Worker, error) {
 	}
 	if opts.Concurrency < 1 {
 		opts.Concurrency = 1
+	}
+	if opts.RunnerReadyTimeout <= 0 {
+		opts.RunnerReadyTimeout = 30 * time.Second
 	}
 	if opts.FetchParallelism < 1 {
 		opts.FetchParallelism = 16
@@ -239,8 +246,16 @@ func (w *Worker) execute(ctx context.Context, a *workerpb.Assignment, md *repb.E
 	} else if action.Timeout != nil {
 		req.Timeout = action.Timeout
 	}
+	// A runner that is restarting (it crashed, or was upgraded) gets a
+	// moment to come back before the action is given up as retryable.
+	rctx, cancel := context.WithTimeout(ctx, w.opts.RunnerReadyTimeout)
+	_, err = w.opts.Runner.CheckReadiness(rctx, &runnerpb.CheckReadinessRequest{}, grpc.WaitForReady(true))
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		return nil, status.Errorf(codes.Unavailable, "runner not ready, the action may be retried: %v", err)
+	}
 	md.ExecutionStartTimestamp = w.now()
-	run, err := w.opts.Runner.Run(ctx, req)
+	run, err := w.opts.Runner.Run(ctx, req, grpc.WaitForReady(true))
 	md.ExecutionCompletedTimestamp = w.now()
 	if err != nil {
 		if ctx.Err() != nil {

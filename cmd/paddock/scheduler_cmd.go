@@ -16,6 +16,7 @@ import (
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/scheduler"
+	"github.com/paddock-build/paddock/storage"
 )
 
 const schedulerUsage = `usage:
@@ -58,7 +59,13 @@ func runScheduler(ctx context.Context, args []string) error {
 		return err
 	}
 	defer s.Close()
-	g := grpc.NewServer()
+	// Clients point --remote_executor here, and Bazel then uses this one
+	// endpoint for the cache too: serve Capabilities and the storage
+	// services as well, in front of the storage endpoint.
+	front := storage.NewServer(storage.ServerOptions{CAS: cas, AC: ac, Logger: logger, Execution: executionCapabilities()})
+	defer front.Close()
+	g := grpc.NewServer(front.GRPCServerOptions()...)
+	front.Register(g)
 	s.Register(g)
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {

@@ -36,8 +36,7 @@ it all.
 func runUp(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, upUsage); fs.PrintDefaults() }
-	home, _ := os.UserHomeDir()
-	data := fs.String("data", filepath.Join(home, ".cache", "paddock"), "directory for all of the farm's data")
+	data := fs.String("data", defaultDataDir(), "directory for all of the farm's data")
 	listen := fs.String("listen", "127.0.0.1:8980", "gRPC address for clients (REv2) and the worker protocol")
 	concurrency := fs.Int("concurrency", runtime.NumCPU(), "actions run at once")
 	casSize := fs.String("cas-size", "10GiB", "size bound of the CAS")
@@ -55,6 +54,12 @@ func runUp(ctx context.Context, args []string) error {
 		return fmt.Errorf("--file-cache-size: %w", err)
 	}
 	if err := os.MkdirAll(*data, 0o755); err != nil {
+		return err
+	}
+	if *data, err = filepath.Abs(*data); err != nil {
+		return err
+	}
+	if err := checkSearchable(*data); err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -116,6 +121,36 @@ or as a remote cache only:
 		return nil
 	}
 	return err
+}
+
+// defaultDataDir is /var/lib/paddock for root (whose home is usually 0700,
+// which the sandboxes' unprivileged uids cannot cross) and ~/.cache/paddock
+// otherwise.
+func defaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/paddock"
+	}
+	home, _ := os.UserHomeDir()
+	return filepath.Join(home, ".cache", "paddock")
+}
+
+// checkSearchable refuses a data directory that some ancestor hides from
+// other users: the input roots under it are bind-mounted into sandboxes
+// whose uids are unprivileged, and every action would fail to mount them.
+func checkSearchable(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		info, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		if info.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("data directory %s is inside %s (mode %04o), which the sandboxes' unprivileged users cannot search; choose another --data (e.g. /var/lib/paddock) or chmod o+x %s",
+				dir, d, info.Mode().Perm(), d)
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
 }
 
 // executionCapabilities is what `paddock up` advertises for execution.

@@ -105,5 +105,9 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	}
 	defer schedConn.Close()
 	ws.logger.Info("worker running", "id", ws.id, "scheduler", ws.schedulerAddr, "runner", ws.runnerSocket, "concurrency", ws.concurrency)
-	return w.Run(ctx, schedConn)
+	err = w.Run(ctx, schedConn)
+	if ctx.Err() != nil {
+		return nil // stopped (Ctrl-C): the client gave back what it held
+	}
+	return err
 }
