@@ -202,3 +202,25 @@ func TestRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestResourceProperties: EstimatedCPU, dockerShmSize and capability
+// changes are accepted by the sandbox: /dev/shm has the asked size, the
+// capability set is the changed one, and the CPU quota does not stop the
+// command from running.
+func TestResourceProperties(t *testing.T) {
+	e := newTestEnv(t, nil)
+	a := e.newAction(t)
+	req := a.request("/bin/sh", "-c", "/bin/df -k --output=size /dev/shm | tail -n1; grep CapEff /proc/self/status")
+	req.Platform = []*runnerpb.Property{
+		{Name: "EstimatedCPU", Value: "0.5"},
+		{Name: "dockerShmSize", Value: "128m"},
+		{Name: "dockerDropCapabilities", Value: "ALL"},
+		{Name: "dockerAddCapabilities", Value: "CHOWN"},
+	}
+	resp := e.run(t, req)
+	mustSucceed(t, a, resp)
+	out, _ := a.output(t)
+	if fields := strings.Fields(out); len(fields) != 3 || fields[0] != "131072" || fields[2] != "0000000000000001" {
+		t.Errorf("inside: %q, want /dev/shm of 131072 KiB and only CAP_CHOWN (mask 1)", out)
+	}
+}
