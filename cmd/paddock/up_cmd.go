@@ -93,7 +93,9 @@ func runUp(ctx context.Context, args []string) error {
 
 	// The runner, supervised: restarted if it dies.
 	sock := filepath.Join(*data, "runner.sock")
-	runnerArgs := []string{"runner", "--socket", sock, "--state", filepath.Join(*data, "runner")}
+	// The data directory holds the CAS and every action's input root: hide
+	// it from actions that run on the host's root.
+	runnerArgs := []string{"runner", "--socket", sock, "--state", filepath.Join(*data, "runner"), "--hide", *data}
 	if *runnerConfig != "" {
 		runnerArgs = append(runnerArgs, "--config", *runnerConfig)
 	}
