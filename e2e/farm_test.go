@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -81,12 +82,13 @@ const processStopTimeout = 60 * time.Second
 
 // startProcess runs `paddock args...` and returns once it has printed a
 // stdout line matching ready, with ready's first submatch (an address);
-// with a nil ready it returns at once. The process is stopped when the test ends if the test has not done so.
+// with a nil ready it returns at once. The process is killed when the test
+// ends if the test has not stopped it, and its log is shown if the test
+// failed.
 func startProcess(t testing.TB, name string, ready *regexp.Regexp, args ...string) (*process, string) {
 	t.Helper()
 	p, addr, err := tryStartProcess(t, name, ready, args...)
 	if err != nil {
-		p.dumpLog()
 		t.Fatal(err)
 	}
 	return p, addr
@@ -286,11 +288,28 @@ func searchableTempDir(t testing.TB) string {
 }
 
 // shutdown stops the farm with SIGINT (Ctrl-C) and checks that it exits
-// cleanly and leaves none of its processes behind.
+// cleanly and leaves none of its processes, build directories or sandbox
+// bundles behind.
 func (f *farm) shutdown() {
 	f.t.Helper()
 	f.stop(os.Interrupt)
 	checkNoProcessesLeft(f.t)
+	// The worker's build directories go when their action ends; the
+	// runner keeps one bundle directory per sandbox slot, and writes an
+	// action's config.json into it only while the action runs.
+	entries, err := os.ReadDir(filepath.Join(f.data, "worker", "builds"))
+	if err != nil {
+		f.t.Errorf("after paddock up stopped: %v", err)
+	}
+	for _, e := range entries {
+		f.t.Errorf("after paddock up stopped, build directory worker/builds/%s is left behind", e.Name())
+	}
+	filepath.WalkDir(filepath.Join(f.data, "runner", "bundles"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			f.t.Errorf("after paddock up stopped, %s is left behind", p)
+		}
+		return nil
+	})
 }
 
 // checkNoProcessesLeft fails the test if any process still runs the
