@@ -131,6 +131,12 @@ func (s *Service) CheckReadiness(context.Context, *runnerpb.CheckReadinessReques
 // before the answer can be sent.
 func (s *Service) Run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.RunResponse, error) {
 	resp, err := s.run(ctx, req)
+	if vanishedMountSource(err) && ctx.Err() == nil {
+		// A host directory in the host-root view went away between the
+		// plan and the mount (a temporary directory beside the data
+		// directory, say): plan again once. Nothing ran yet.
+		resp, err = s.run(ctx, req)
+	}
 	if err != nil {
 		st := status.Convert(err)
 		if ctx.Err() != nil {
@@ -145,6 +151,13 @@ func (s *Service) Run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 		"message", resp.StatusMessage, "exit", resp.ExitCode, "signal", resp.Signal,
 		"timed_out", resp.TimedOut, "oom", resp.OomKilled, "pids_limit", resp.PidsLimitHit)
 	return resp, nil
+}
+
+// vanishedMountSource reports a sandbox set-up that failed because a bind
+// mount's source no longer exists.
+func vanishedMountSource(err error) bool {
+	msg := status.Convert(err).Message()
+	return err != nil && strings.Contains(msg, "open mount source") && strings.Contains(msg, "no such file or directory")
 }
 
 // run does the work of Run; errors carry gRPC codes.
