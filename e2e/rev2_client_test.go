@@ -25,7 +25,6 @@ import (
 type client struct {
 	t    testing.TB
 	cas  repb.ContentAddressableStorageClient
-	ac   repb.ActionCacheClient
 	exec repb.ExecutionClient
 }
 
@@ -54,7 +53,6 @@ func newSplitClient(t testing.TB, storageAddr, schedulerAddr string) *client {
 	return &client{
 		t:    t,
 		cas:  repb.NewContentAddressableStorageClient(storage),
-		ac:   repb.NewActionCacheClient(storage),
 		exec: repb.NewExecutionClient(sched),
 	}
 }
