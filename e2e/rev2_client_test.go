@@ -37,24 +37,27 @@ func newClient(t testing.TB, addr string) *client {
 // addresses.
 func newSplitClient(t testing.TB, storageAddr, schedulerAddr string) *client {
 	t.Helper()
-	dial := func(addr string) *grpc.ClientConn {
-		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		return conn
-	}
-	storage := dial(storageAddr)
+	storage := dial(t, storageAddr)
 	sched := storage
 	if schedulerAddr != storageAddr {
-		sched = dial(schedulerAddr)
+		sched = dial(t, schedulerAddr)
 	}
 	return &client{
 		t:    t,
 		cas:  repb.NewContentAddressableStorageClient(storage),
 		exec: repb.NewExecutionClient(sched),
 	}
+}
+
+// dial connects to addr until the test ends.
+func dial(t testing.TB, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 func digestOf(data []byte) *repb.Digest {
