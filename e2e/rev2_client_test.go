@@ -74,23 +74,30 @@ func marshal(t testing.TB, m proto.Message) []byte {
 	return b
 }
 
-// upload stores blobs in the CAS and returns their digests.
+// upload stores blobs in the CAS and returns their digests. Blobs go in
+// batches under gRPC's default 4 MiB message limit; a single blob must fit.
 func (c *client) upload(ctx context.Context, blobs ...[]byte) []*repb.Digest {
 	c.t.Helper()
-	req := &repb.BatchUpdateBlobsRequest{}
+	const maxBatch = 2 << 20
 	var ds []*repb.Digest
-	for _, b := range blobs {
-		d := digestOf(b)
-		ds = append(ds, d)
-		req.Requests = append(req.Requests, &repb.BatchUpdateBlobsRequest_Request{Digest: d, Data: b})
-	}
-	resp, err := c.cas.BatchUpdateBlobs(ctx, req)
-	if err != nil {
-		c.t.Fatalf("BatchUpdateBlobs: %v", err)
-	}
-	for _, r := range resp.Responses {
-		if r.Status.GetCode() != 0 {
-			c.t.Fatalf("BatchUpdateBlobs %s: %v", r.Digest.GetHash(), r.Status)
+	for len(blobs) > 0 {
+		req := &repb.BatchUpdateBlobsRequest{}
+		size := 0
+		for len(blobs) > 0 && (len(req.Requests) == 0 || size+len(blobs[0]) <= maxBatch) {
+			d := digestOf(blobs[0])
+			ds = append(ds, d)
+			req.Requests = append(req.Requests, &repb.BatchUpdateBlobsRequest_Request{Digest: d, Data: blobs[0]})
+			size += len(blobs[0])
+			blobs = blobs[1:]
+		}
+		resp, err := c.cas.BatchUpdateBlobs(ctx, req)
+		if err != nil {
+			c.t.Fatalf("BatchUpdateBlobs: %v", err)
+		}
+		for _, r := range resp.Responses {
+			if r.Status.GetCode() != 0 {
+				c.t.Fatalf("BatchUpdateBlobs %s: %v", r.Digest.GetHash(), r.Status)
+			}
 		}
 	}
 	return ds

@@ -1,0 +1,72 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+)
+
+// roles is a farm run as separate processes, as on several machines:
+// `paddock storage`, `paddock scheduler`, `paddock runner` and workers
+// started one by one, so a test can kill or replace one of them.
+type roles struct {
+	t                      testing.TB
+	storageAddr, schedAddr string
+	sock, workDir          string
+	storage, sched, runner *process
+	worker                 *process // the latest started
+	admin                  workerpb.AdminServiceClient
+}
+
+// startRoles starts storage, a scheduler and a runner under dir; workers
+// will keep their file caches and build directories in workDir. The
+// scheduler gives up on a worker whose stream broke after 2s (10s by
+// default), so tests of lost workers are quick.
+func startRoles(t testing.TB, dir, workDir string) *roles {
+	t.Helper()
+	r := &roles{t: t, sock: filepath.Join(dir, "runner.sock"), workDir: workDir}
+	r.storage, r.storageAddr = startProcess(t, "storage", regexp.MustCompile(`^paddock storage listening on (\S+)`),
+		"storage", "--listen", "127.0.0.1:0", "--dir", filepath.Join(dir, "storage"))
+	cfg := filepath.Join(dir, "scheduler.yaml")
+	if err := os.WriteFile(cfg, []byte("reconnect_grace: 2s\nlease_duration: 10s\nheartbeat_interval: 1s\ntick_interval: 100ms\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.sched, r.schedAddr = startProcess(t, "scheduler", regexp.MustCompile(`^paddock scheduler listening on (\S+)`),
+		"scheduler", "--listen", "127.0.0.1:0", "--storage", r.storageAddr, "--config", cfg)
+	r.runner, _ = startProcess(t, "runner", regexp.MustCompile(`^paddock runner listening on (\S+)`),
+		"runner", "--socket", r.sock, "--state", filepath.Join(dir, "runner"), "--hide", workDir)
+	r.admin = workerpb.NewAdminServiceClient(dial(t, r.schedAddr))
+	return r
+}
+
+// startWorker starts a worker with the given id and concurrency 1, and
+// waits until the scheduler has it connected.
+func (r *roles) startWorker(id string) *process {
+	r.t.Helper()
+	r.worker, _ = startProcess(r.t, "worker-"+id, nil, "worker", "--id", id, "--concurrency", "1",
+		"--scheduler", r.schedAddr, "--storage", r.storageAddr, "--runner", r.sock, "--dir", r.workDir)
+	waitFor(r.t, "worker "+id+" connected", faultLimit, func() bool {
+		resp, err := r.admin.ListWorkers(r.t.Context(), &workerpb.ListWorkersRequest{})
+		for _, w := range resp.GetWorkers() {
+			if err == nil && w.WorkerId == id && w.Connected {
+				return true
+			}
+		}
+		return false
+	})
+	return r.worker
+}
+
+// stop stops every role with Ctrl-C, and checks they exit cleanly and
+// leave no process behind.
+func (r *roles) stop() {
+	r.t.Helper()
+	r.worker.stop(os.Interrupt)
+	r.runner.stop(os.Interrupt)
+	r.sched.stop(os.Interrupt)
+	r.storage.stop(os.Interrupt)
+	checkNoProcessesLeft(r.t)
+}
