@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"maps"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,6 +119,67 @@ func TestBazelRemoteExecution(t *testing.T) {
 	f.shutdown()
 }
 
+// TestBazelWorkerKilled: the worker running a Bazel action is killed with
+// SIGKILL, and the build still succeeds: the scheduler requeues the action
+// to another worker. The roles run as separate processes (storage,
+// scheduler, runner, workers), and Bazel talks to the scheduler alone.
+func TestBazelWorkerKilled(t *testing.T) {
+	needPaddock(t)
+	bazel, err := exec.LookPath("bazel")
+	if err != nil {
+		t.Skip("bazel is not on PATH; install Debian's bazel-bootstrap (Bazel 4.2.3) to run the Bazel end-to-end test")
+	}
+	if testing.Short() {
+		t.Skip("Bazel builds take a minute; skipped in -short mode")
+	}
+	dir := searchableTempDir(t)
+	rs := startRoles(t, dir, filepath.Join(dir, "worker"))
+	rs.startWorker("w1")
+	g := newGate(t)
+	b := newBazel(t, bazel)
+	flags := append(b.remoteFlags(rs.schedAddr), "--action_env=GATE_PORT="+strconv.Itoa(g.lis.Addr().(*net.TCPAddr).Port), "//:gated")
+
+	type bazelResult struct {
+		out  string
+		code int
+		err  error
+	}
+	done := make(chan bazelResult, 1)
+	go func() {
+		out, code, err := b.exec("build", flags...)
+		done <- bazelResult{out, code, err}
+	}()
+	var first net.Conn
+	select {
+	case c := <-g.conns:
+		first = c
+		g.started(first, faultLimit)
+	case r := <-done:
+		t.Fatalf("bazel build ended before the action ran: exit %d, %v\n%s", r.code, r.err, r.out)
+	case <-time.After(bazelCommandTimeout):
+		t.Fatal("the gated action did not start")
+	}
+	rs.worker.kill()
+	checkKilled(t, first, faultLimit)
+	rs.startWorker("w2")
+	second := g.attempt(faultLimit)
+	second.Write([]byte("go\n"))
+	second.Close()
+
+	r := <-done
+	if r.err != nil || r.code != 0 {
+		t.Fatalf("bazel build with its worker killed: exit code %d, %v\n%s", r.code, r.err, r.out)
+	}
+	summary := processSummary(t, r.out)
+	t.Logf("build with its worker killed: %v", summary)
+	if summary["remote"] != 1 || !onlyKinds(summary, "remote", "internal") {
+		t.Errorf("process summary %v, want the one action executed remotely\n%s", summary, r.out)
+	}
+	b.checkOutputs(map[string]string{"bazel-bin/gated.txt": "go\n"})
+	b.shutdown()
+	rs.stop()
+}
+
 // onlyKinds reports whether summary has no kinds but the given ones.
 func onlyKinds(summary map[string]int, kinds ...string) bool {
 	for k := range summary {
@@ -201,21 +263,28 @@ func (b *bazel) command(ctx context.Context, args ...string) *exec.Cmd {
 // wantExit, and returns its combined output.
 func (b *bazel) run(wantExit int, command string, flags ...string) string {
 	b.t.Helper()
-	args := append([]string{command}, flags...)
-	ctx, cancel := context.WithTimeout(b.t.Context(), bazelCommandTimeout)
-	defer cancel()
-	out, err := b.command(ctx, args...).CombinedOutput()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
-		b.t.Fatalf("bazel %s: %v\n%s", strings.Join(args, " "), err, out)
+	out, code, err := b.exec(command, flags...)
+	if err != nil {
+		b.t.Fatalf("bazel %s %s: %v\n%s", command, strings.Join(flags, " "), err, out)
 	}
 	if code != wantExit {
-		b.t.Fatalf("bazel %s: exit code %d, want %d\n%s", strings.Join(args, " "), code, wantExit, out)
+		b.t.Fatalf("bazel %s %s: exit code %d, want %d\n%s", command, strings.Join(flags, " "), code, wantExit, out)
 	}
-	return string(out)
+	return out
+}
+
+// exec runs one Bazel command and returns its combined output and exit
+// code; err is for failures to run it at all. Safe to call from any
+// goroutine.
+func (b *bazel) exec(command string, flags ...string) (string, int, error) {
+	ctx, cancel := context.WithTimeout(b.t.Context(), bazelCommandTimeout)
+	defer cancel()
+	out, err := b.command(ctx, append([]string{command}, flags...)...).CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode(), nil
+	}
+	return string(out), 0, err
 }
 
 // checkOutputs reads each file (relative to the workspace) and checks that

@@ -67,15 +67,21 @@ func (g *gate) attempt(limit time.Duration) net.Conn {
 		if !ok {
 			g.t.Fatal("gate closed")
 		}
-		c.SetDeadline(time.Now().Add(limit))
-		line, err := bufio.NewReader(c).ReadString('\n')
-		if err != nil || line != "started\n" {
-			g.t.Fatalf("an attempt connected but said %q (%v)", line, err)
-		}
+		g.started(c, limit)
 		return c
 	case <-time.After(limit):
 		g.t.Fatalf("no attempt of the action connected within %s", limit)
 		return nil
+	}
+}
+
+// started reads the "started" line of an attempt that connected.
+func (g *gate) started(c net.Conn, limit time.Duration) {
+	g.t.Helper()
+	c.SetDeadline(time.Now().Add(limit))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || line != "started\n" {
+		g.t.Fatalf("an attempt connected but said %q (%v)", line, err)
 	}
 }
 
