@@ -10,10 +10,10 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 )
 
-// TestUpDataUnderPrivateDirectory: `paddock up` run by root keeps its data
-// in ~/.cache/paddock by default, and root's home is mode 0700, which the
-// sandboxes' unprivileged uids cannot search. Either up refuses to start
-// and says why, or actions run anyway; what must not happen is a farm that
+// TestUpDataUnderPrivateDirectory: `paddock up --data` inside a directory
+// the sandboxes' unprivileged uids cannot search (root's home, mode 0700,
+// where ~/.cache/paddock lies). Either up refuses to start and names the
+// directory, or actions run anyway; what must not happen is a farm that
 // comes up and fails every action.
 func TestUpDataUnderPrivateDirectory(t *testing.T) {
 	needPaddock(t)

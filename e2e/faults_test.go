@@ -106,8 +106,10 @@ type execResult struct {
 // an assertion on speed.
 const faultLimit = time.Minute
 
-// TestFaults kills parts of the farm while an action runs and checks that
-// the client still gets a correct answer.
+// TestFaults kills parts of the farm while an action runs, or runs it on a
+// worker whose disk is too small, and checks that the client still gets a
+// correct answer: the action's success after a retry, or a clear error and
+// nothing cached.
 func TestFaults(t *testing.T) {
 	needPaddock(t)
 
