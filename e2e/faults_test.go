@@ -283,7 +283,6 @@ func smallTmpfs(t testing.TB, dir, size string) string {
 // lost.
 func TestFullDiskNeverLosesOutput(t *testing.T) {
 	needPaddock(t)
-	t.Skip("bug: worker/worker.go:288-315 ignores RunResponse.stdout_truncated (sandbox/output.go:71 turns ENOSPC into truncation), so the action is OK, exit 0, empty stdout, and cached")
 	dir := searchableTempDir(t)
 	workDir := smallTmpfs(t, filepath.Join(dir, "worker"), "4m")
 	rs := startRoles(t, dir, workDir)
