@@ -277,6 +277,12 @@ func (w *Worker) execute(ctx context.Context, a *workerpb.Assignment, md *repb.E
 	default:
 		return nil, runStatus.Err()
 	}
+	truncated := run.StdoutTruncated || run.StderrTruncated
+	if truncated && diskFull(dir) {
+		// The sandbox could not write the command's output: the result
+		// would be silently wrong. Fail it, and cache nothing.
+		return nil, status.Errorf(codes.ResourceExhausted, "the worker's build directory %s is full: the action's output was lost", w.opts.BuildDir)
+	}
 	if run.Usage != nil {
 		if u, err := anypb.New(run.Usage); err == nil {
 			md.AuxiliaryMetadata = append(md.AuxiliaryMetadata, u)
@@ -312,6 +318,12 @@ func (w *Worker) execute(ctx context.Context, a *workerpb.Assignment, md *repb.E
 		resp.Message = fmt.Sprintf("action timed out after %s", req.Timeout.AsDuration())
 		return resp, nil
 	}
+	if truncated {
+		// Over the output cap: the client gets what was kept, but an
+		// incomplete result must not be served to others from the cache.
+		resp.Message = "stdout or stderr exceeded the worker's output cap and was truncated; the result was not cached"
+		return resp, nil
+	}
 	if result.ExitCode == 0 && !action.DoNotCache && !a.DoNotCache {
 		if err := w.opts.AC.Put(ctx, a.InstanceName, actionDigest, result); err != nil {
 			// The result stands; only caching it failed.
@@ -319,6 +331,13 @@ func (w *Worker) execute(ctx context.Context, a *workerpb.Assignment, md *repb.E
 		}
 	}
 	return resp, nil
+}
+
+// diskFull reports whether the filesystem holding dir has no space left for
+// an unprivileged writer.
+func diskFull(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && st.Bavail*uint64(st.Bsize) < 64<<10
 }
 
 // notFoundAsMissing turns NOT_FOUND for an Action or Command into the

@@ -307,6 +307,20 @@ func TestFailedAndUncacheableActionsAreNotCached(t *testing.T) {
 	}
 }
 
+func TestTruncatedOutputIsNotCached(t *testing.T) {
+	h := newHarness(t)
+	h.runner.Truncated = true
+	a := h.action(sh("echo lots"), &repb.Directory{}, false)
+	resp := h.w.Execute(context.Background(), a)
+	ok(t, resp)
+	if !strings.Contains(resp.Message, "truncated") {
+		t.Errorf("message %q does not say the output was truncated", resp.Message)
+	}
+	if _, err := h.ac.Get(context.Background(), "main", actionDigest(a)); status.Code(err) != codes.NotFound {
+		t.Fatalf("a result with truncated output was cached: %v", err)
+	}
+}
+
 func TestRunnerFailureIsRetryable(t *testing.T) {
 	h := newHarness(t)
 	h.runner.Err = errors.New("connection refused")

@@ -63,7 +63,7 @@ func (r *ExecRunner) Run(ctx context.Context, req *runnerpb.RunRequest, _ ...grp
 	defer stderr.Close()
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	err = cmd.Run()
-	resp := &runnerpb.RunResponse{}
+	resp := &runnerpb.RunResponse{StdoutTruncated: r.Truncated}
 	var ee *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
