@@ -29,8 +29,10 @@ type ExecRunner struct {
 	// plant files the way a hostile action would.
 	Before func(inputRoot string)
 	// Err, if set, is returned instead of running (a runner that died).
-	Err   error
-	calls atomic.Int64
+	Err error
+	// Truncated, if set, reports stdout as cut at the output cap.
+	Truncated bool
+	calls     atomic.Int64
 }
 
 // Calls is how many times Run was called.
