@@ -13,6 +13,9 @@ import (
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestIsolationThroughTheStack sends actions through `paddock up` (the
@@ -24,6 +27,7 @@ func TestIsolationThroughTheStack(t *testing.T) {
 	ctx := t.Context()
 
 	t.Run("NoHostLoopbackByDefault", func(t *testing.T) {
+		c := c.withT(t)
 		// A server on the host's loopback that counts who reaches it.
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -65,6 +69,7 @@ func TestIsolationThroughTheStack(t *testing.T) {
 	})
 
 	t.Run("InputsAreReadOnly", func(t *testing.T) {
+		c := c.withT(t)
 		content := []byte("the cached input, which no action may change\n")
 		root := tree{files: map[string]inputFile{
 			"in/data.txt": {data: content},
@@ -109,6 +114,7 @@ cat in/data.txt
 	})
 
 	t.Run("SymlinkedOutputParent", func(t *testing.T) {
+		c := c.withT(t)
 		if _, err := os.Lstat("/etc/x"); err == nil {
 			t.Skip("/etc/x exists on this host; the check needs it absent")
 		}
@@ -148,7 +154,67 @@ cat in/data.txt
 		})
 	})
 
+	t.Run("OutputSymlinksNotFollowed", func(t *testing.T) {
+		c := c.withT(t)
+		// A secret only host root can read. The worker collects outputs as
+		// host root: following an output symlink to it would upload it.
+		secret := make([]byte, 64)
+		for i := range secret {
+			secret[i] = byte(i*31 + 7)
+		}
+		secretPath := filepath.Join(t.TempDir(), "secret")
+		if err := os.WriteFile(secretPath, secret, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sd := digestOf(secret)
+		checkCAS := func(what string) {
+			resp, err := c.cas.FindMissingBlobs(ctx, &repb.FindMissingBlobsRequest{BlobDigests: []*repb.Digest{sd}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(resp.MissingBlobDigests) != 1 {
+				t.Errorf("%s: the CAS holds the bytes of %s, which the action only pointed symlinks at", what, secretPath)
+			}
+		}
+
+		// An absolute output symlink: the server disallows them
+		// (Capabilities), so the spec wants FAILED_PRECONDITION.
+		resp, err := c.execute(ctx, c.prepare(ctx, action{cmd: shell("ln -s "+secretPath+" abs", "abs"), doNotCache: true}), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := status.FromProto(resp.Status); st.Code() != codes.FailedPrecondition {
+			t.Errorf("an absolute output symlink: status %v, want FAILED_PRECONDITION (absolute symlinks are DISALLOWED)", st)
+		}
+		checkCAS("an absolute output symlink")
+
+		// Relative symlinks that leave the input root, inside an output
+		// directory: recorded as symlinks, never followed.
+		up := strings.Repeat("../", 12)
+		script := "mkdir -p dir/sub && ln -s " + up + secretPath[1:] + " dir/sub/rel && ln -s " + up + filepath.Dir(secretPath)[1:] + " dir/parent"
+		r, _, stderr := c.run(ctx, action{cmd: shell(script, "dir"), doNotCache: true})
+		if r.ExitCode != 0 || len(r.OutputDirectories) != 1 {
+			t.Fatalf("the action made its symlinks with exit code %d (%s), output directories %v", r.ExitCode, stderr, r.OutputDirectories)
+		}
+		tr := &repb.Tree{}
+		if err := proto.Unmarshal(c.read(ctx, r.OutputDirectories[0].TreeDigest), tr); err != nil {
+			t.Fatal(err)
+		}
+		symlinks := 0
+		for _, d := range append([]*repb.Directory{tr.Root}, tr.Children...) {
+			for _, f := range d.Files {
+				t.Errorf("output directory holds file %s (%s), want only directories and symlinks", f.Name, f.Digest.Hash)
+			}
+			symlinks += len(d.Symlinks)
+		}
+		if symlinks != 2 {
+			t.Errorf("output directory tree %v: want its 2 symlinks recorded as symlinks", tr)
+		}
+		checkCAS("escaping relative symlinks")
+	})
+
 	t.Run("EnvironmentIsTheCommands", func(t *testing.T) {
+		c := c.withT(t)
 		env := []*repb.Command_EnvironmentVariable{
 			{Name: "PATH", Value: "/usr/bin:/bin"},
 			{Name: "ZED", Value: "last in name, first in order"},

@@ -20,6 +20,7 @@ func TestTimeoutAndCancel(t *testing.T) {
 	ctx := t.Context()
 
 	t.Run("Timeout", func(t *testing.T) {
+		c := c.withT(t)
 		d := c.prepare(ctx, action{cmd: shell("echo partial; echo err >&2; exec sleep 600"), timeout: time.Second})
 		resp, err := c.execute(ctx, d, true)
 		if err != nil {
@@ -38,6 +39,7 @@ func TestTimeoutAndCancel(t *testing.T) {
 	})
 
 	t.Run("Cancel", func(t *testing.T) {
+		c := c.withT(t)
 		g := newGate(t)
 		d := c.prepare(ctx, g.action())
 		stream, err := c.exec.Execute(ctx, &repb.ExecuteRequest{ActionDigest: d, SkipCacheLookup: true})

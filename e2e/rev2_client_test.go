@@ -49,6 +49,13 @@ func newSplitClient(t testing.TB, storageAddr, schedulerAddr string) *client {
 	}
 }
 
+// withT returns a copy of c that reports failures to t (a subtest).
+func (c *client) withT(t testing.TB) *client {
+	cc := *c
+	cc.t = t
+	return &cc
+}
+
 // dial connects to addr until the test ends.
 func dial(t testing.TB, addr string) *grpc.ClientConn {
 	t.Helper()
