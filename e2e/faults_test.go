@@ -341,7 +341,7 @@ func TestFullDiskNeverLosesOutput(t *testing.T) {
 // unused cached inputs give way.
 func TestFileCacheMakesRoomOnFullDisk(t *testing.T) {
 	needPaddock(t)
-	t.Skip("bug: worker/file_cache.go:152 fetch does not evict on ENOSPC and New does not bound MaxBytes by the disk, so old cached inputs fill it and every later new input fails")
+	t.Skip("bug: worker/file_cache.go:152 fetch does not evict on ENOSPC and NewFileCache (:76) does not bound MaxBytes by the disk, so old cached inputs fill it and every later new input fails")
 	dir := searchableTempDir(t)
 	workDir := smallTmpfs(t, filepath.Join(dir, "worker"), "4m")
 	rs := startRoles(t, dir, workDir)
