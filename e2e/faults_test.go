@@ -269,7 +269,6 @@ func inputsLargerThanDisk(t *testing.T) (*status.Status, error) {
 // while it runs does, not UNKNOWN.
 func TestFullDiskInputsAreResourceExhausted(t *testing.T) {
 	needPaddock(t)
-	t.Skip("bug: worker/file_cache.go:171-180 and worker/input_root.go:147 wrap ENOSPC in plain errors, so the status is UNKNOWN")
 	if st, _ := inputsLargerThanDisk(t); st.Code() != codes.ResourceExhausted {
 		t.Errorf("status %v, want RESOURCE_EXHAUSTED", st)
 	}
@@ -341,7 +340,6 @@ func TestFullDiskNeverLosesOutput(t *testing.T) {
 // unused cached inputs give way.
 func TestFileCacheMakesRoomOnFullDisk(t *testing.T) {
 	needPaddock(t)
-	t.Skip("bug: worker/file_cache.go:152 fetch does not evict on ENOSPC and NewFileCache (:76) does not bound MaxBytes by the disk, so old cached inputs fill it and every later new input fails")
 	dir := searchableTempDir(t)
 	workDir := smallTmpfs(t, filepath.Join(dir, "worker"), "4m")
 	rs := startRoles(t, dir, workDir)

@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/storage"
@@ -108,9 +110,9 @@ func (c *FileCache) Link(ctx context.Context, d digest.Digest, exec bool, dst st
 			c.forget(cacheKey{d, exec}) // evicted between ensure and link
 			continue
 		case errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EMLINK):
-			return copyFile(p, dst)
+			return diskError(copyFile(p, dst))
 		default:
-			return fmt.Errorf("link input %s: %w", d, err)
+			return diskError(fmt.Errorf("link input %s: %w", d, err))
 		}
 	}
 }
@@ -130,8 +132,14 @@ func (c *FileCache) ensure(ctx context.Context, k cacheKey) (string, error) {
 	}
 	v, err, _ := c.fetches.Do(name, func() (any, error) {
 		p := filepath.Join(c.opts.Dir, name[:2], name)
-		if err := c.fetch(ctx, k, p); err != nil {
-			return "", err
+		err := c.fetch(ctx, k, p)
+		if isDiskFull(err) && c.makeRoom() {
+			// The disk is smaller than MaxBytes, or shared: give back
+			// what unused entries hold and try once more.
+			err = c.fetch(ctx, k, p)
+		}
+		if err != nil {
+			return "", diskError(err)
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -214,6 +222,39 @@ func (c *FileCache) evictLocked() {
 		c.used -= ce.key.d.SizeBytes()
 		os.Remove(ce.path)
 	}
+}
+
+// makeRoom removes the least recently used half of the entries (at least
+// one) and reports whether it removed any. Entries linked into running
+// input roots free no space until those go, so half, not one.
+func (c *FileCache) makeRoom() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := max(1, c.lru.Len()/2)
+	removed := 0
+	for ; removed < n && c.lru.Len() > 0; removed++ {
+		e := c.lru.Back()
+		ce := e.Value.(*cacheEntry)
+		c.lru.Remove(e)
+		delete(c.entries, ce.key)
+		c.used -= ce.key.d.SizeBytes()
+		os.Remove(ce.path)
+	}
+	return removed > 0
+}
+
+// isDiskFull reports ENOSPC and EDQUOT.
+func isDiskFull(err error) bool {
+	return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)
+}
+
+// diskError gives a full disk its gRPC meaning, RESOURCE_EXHAUSTED, so the
+// client is told what happened instead of UNKNOWN.
+func diskError(err error) error {
+	if isDiskFull(err) {
+		return status.Errorf(codes.ResourceExhausted, "the worker's disk is full: %v", err)
+	}
+	return err
 }
 
 // Stats reports the bytes and files cached.

@@ -2,7 +2,9 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,7 +115,7 @@ func (b *inputRootBuilder) build(ctx context.Context, fn digest.Function, root d
 				return 0, status.Errorf(codes.InvalidArgument, "input root: symlink %q has an empty target", rel(s.Name))
 			}
 			if err := os.Symlink(s.Target, filepath.Join(it.path, s.Name)); err != nil {
-				return 0, status.Errorf(codes.InvalidArgument, "input root: symlink %q: %v", rel(s.Name), err)
+				return 0, createError(err, "symlink", rel(s.Name))
 			}
 		}
 		for _, sub := range dir.Directories {
@@ -126,7 +128,7 @@ func (b *inputRootBuilder) build(ctx context.Context, fn digest.Function, root d
 			}
 			p := filepath.Join(it.path, sub.Name)
 			if err := os.Mkdir(p, 0o755); err != nil {
-				return 0, status.Errorf(codes.InvalidArgument, "input root: directory %q: %v", rel(sub.Name), err)
+				return 0, createError(err, "directory", rel(sub.Name))
 			}
 			queue = append(queue, item{d, p})
 		}
@@ -173,6 +175,18 @@ func missingBlobs(ds []digest.Digest) error {
 	}
 	st, _ := status.New(codes.FailedPrecondition, fmt.Sprintf("%d input blob(s) missing from the CAS, e.g. %s", len(pf.Violations), ds[0])).WithDetails(pf)
 	return st.Err()
+}
+
+// createError explains a failure to create an input: a name used twice in
+// one directory is the client's error, a full disk the worker's.
+func createError(err error, what, p string) error {
+	switch {
+	case errors.Is(err, fs.ErrExist):
+		return status.Errorf(codes.InvalidArgument, "input root: %s %q: the name is used twice", what, p)
+	case isDiskFull(err):
+		return status.Errorf(codes.ResourceExhausted, "input root: %s %q: the worker's disk is full", what, p)
+	}
+	return status.Errorf(codes.Internal, "input root: %s %q: %v", what, p, err)
 }
 
 // checkName refuses names that are not a single path component.

@@ -307,6 +307,20 @@ func TestFailedAndUncacheableActionsAreNotCached(t *testing.T) {
 	}
 }
 
+func TestDuplicateInputNamesAreInvalidArgument(t *testing.T) {
+	h := newHarness(t)
+	sub := h.putProto(&repb.Directory{})
+	root := &repb.Directory{
+		Directories: []*repb.DirectoryNode{{Name: "x", Digest: sub.Proto()}},
+		Symlinks:    []*repb.SymlinkNode{{Name: "x", Target: "y"}},
+	}
+	resp := h.w.Execute(context.Background(), h.action(sh("true"), root, false))
+	st := status.FromProto(resp.Status)
+	if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), `"x"`) {
+		t.Fatalf("status %v, want INVALID_ARGUMENT naming x", st)
+	}
+}
+
 func TestTruncatedOutputIsNotCached(t *testing.T) {
 	h := newHarness(t)
 	h.runner.Truncated = true
