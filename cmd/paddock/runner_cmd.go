@@ -85,7 +85,7 @@ func runRunner(ctx context.Context, args []string) error {
 	logger.Info("runner serving", "socket", cfg.Socket, "state", cfg.StateDir)
 	// Scripts and `paddock up` may read the socket from this line.
 	fmt.Printf("paddock runner listening on %s\n", cfg.Socket)
-	return serveUntilDone(ctx, g, lis)
+	return serveUntilDone(ctx, g, lis, nil)
 }
 
 // stringsFlag collects a repeated flag's values, in order.

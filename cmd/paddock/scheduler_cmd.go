@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -74,24 +73,9 @@ func runScheduler(ctx context.Context, args []string) error {
 	logger.Info("scheduler serving", "address", lis.Addr().String(), "storage", *storageAddr)
 	// Tests and scripts read the address from this line on stdout.
 	fmt.Printf("paddock scheduler listening on %s\n", lis.Addr())
-	errc := make(chan error, 1)
-	go func() { errc <- g.Serve(lis) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
 	// Worker streams and Execute streams never end by themselves: end the
-	// worker sessions, give unary calls a moment, then cut the rest.
-	s.Close()
-	stopped := make(chan struct{})
-	go func() { g.GracefulStop(); close(stopped) }()
-	select {
-	case <-stopped:
-	case <-time.After(5 * time.Second):
-		g.Stop()
-	}
-	return nil
+	// worker sessions first.
+	return serveUntilDone(ctx, g, lis, s.Close)
 }
 
 // runSchedulerDrain asks a scheduler to stop giving work to a worker, and

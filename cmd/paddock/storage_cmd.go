@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -58,7 +59,7 @@ func runStorage(ctx context.Context, args []string) error {
 	logger.Info("storage serving", "address", lis.Addr().String(), "dir", cfg.Dir, "remote", cfg.Remote.Endpoint)
 	// Tests and scripts read the address from this line on stdout.
 	fmt.Printf("paddock storage listening on %s\n", lis.Addr())
-	return serveUntilDone(ctx, g, lis)
+	return serveUntilDone(ctx, g, lis, nil)
 }
 
 // openStorage builds the configured backend: the local disk, or a remote
@@ -104,16 +105,27 @@ func dialStorage(addr string) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-// serveUntilDone serves g on lis until ctx is cancelled, then stops
-// gracefully.
-func serveUntilDone(ctx context.Context, g *grpc.Server, lis net.Listener) error {
+// serveUntilDone serves g on lis until ctx is cancelled, then runs
+// beforeStop (if any: it ends streams that never end by themselves, such as
+// worker sessions) and stops gracefully, cutting what is still open after
+// five seconds.
+func serveUntilDone(ctx context.Context, g *grpc.Server, lis net.Listener, beforeStop func()) error {
 	errc := make(chan error, 1)
 	go func() { errc <- g.Serve(lis) }()
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
-		g.GracefulStop()
-		return nil
 	}
+	if beforeStop != nil {
+		beforeStop()
+	}
+	stopped := make(chan struct{})
+	go func() { g.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		g.Stop()
+	}
+	return nil
 }
