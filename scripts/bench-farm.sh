@@ -6,6 +6,7 @@ set -euo pipefail
 bin=${1:-bin/paddock}
 shift || true
 data=$(mktemp -d)
+chmod 0711 "$data" # the sandboxes' users must reach the input roots below it
 log="$data/up.log"
 cleanup() {
   [ -n "${pid:-}" ] && kill -INT "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
