@@ -103,7 +103,7 @@ func TestStressNoLeaks(t *testing.T) {
 	// is sent; the next warm init is being started: poll until quiescent.
 	deadline = time.Now().Add(10 * time.Second)
 	after := takeLeakSnapshot(t, l)
-	for (len(after.cgroups) > defaultWarmInits*len(v1Subsystems) || after.spawnerFDs != before.spawnerFDs ||
+	for (len(after.cgroups) > defaultWarmInits*len(v1Subsystems) || after.spawnerFDs > before.spawnerFDs ||
 		warmInits(t) != defaultWarmInits) &&
 		time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
@@ -112,7 +112,9 @@ func TestStressNoLeaks(t *testing.T) {
 	if after.hostMounts != before.hostMounts {
 		t.Errorf("host mounts %d -> %d", before.hostMounts, after.hostMounts)
 	}
-	if after.runnerFDs != before.runnerFDs || after.spawnerFDs != before.spawnerFDs {
+	// More descriptors than before is a leak; fewer is not (the "before"
+	// snapshot can catch the spawner with a warm init's pipes in flight).
+	if after.runnerFDs > before.runnerFDs || after.spawnerFDs > before.spawnerFDs {
 		t.Errorf("fds: runner %d -> %d, spawner %d -> %d", before.runnerFDs, after.runnerFDs, before.spawnerFDs, after.spawnerFDs)
 	}
 	// What may remain while the launcher lives: the warm inits and their
