@@ -60,8 +60,11 @@ func TestMemoryHogOOMKilled(t *testing.T) {
 	if !out.OOMKilled || out.Signal != syscall.SIGKILL {
 		t.Errorf("OOMKilled %v signal %v, want true, SIGKILL (%+v)", out.OOMKilled, out.Signal, out.Result)
 	}
-	if out.Cgroup.MemoryPeakBytes > uint64(limit) {
-		t.Errorf("memory peak %d above limit %d", out.Cgroup.MemoryPeakBytes, limit)
+	// cgroup v1 charges in batches and can record a peak a few pages past
+	// the limit before reclaim or the OOM killer acts; far past means the
+	// limit was not applied.
+	if slack := uint64(256 << 10); out.Cgroup.MemoryPeakBytes > uint64(limit)+slack {
+		t.Errorf("memory peak %d above limit %d (+%d slack)", out.Cgroup.MemoryPeakBytes, limit, slack)
 	}
 	runsNormally(t, l)
 }
