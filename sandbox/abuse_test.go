@@ -36,8 +36,9 @@ func TestForkBombContained(t *testing.T) {
 	limit := int64(64)
 	spec.Linux.Resources.Pids.Limit = &limit
 	out := runSpec(t, l, spec, Request{Timeout: 1500 * time.Millisecond})
-	if out.WallTime > 5*time.Second {
-		t.Errorf("fork bomb ran %v despite a 1.5s timeout", out.WallTime)
+	// The top-level loop never ends by itself: only the timeout ends it.
+	if !out.TimedOut {
+		t.Errorf("fork bomb not ended by its timeout: %+v", out.Result)
 	}
 	if out.Cgroup.PidsLimitHits == 0 {
 		t.Errorf("pids limit never hit: %+v", out.Cgroup)
@@ -116,13 +117,10 @@ func TestCancel(t *testing.T) {
 func TestDaemonsGone(t *testing.T) {
 	l := newTestLauncher(t, Options{})
 	script := `trap "" HUP; setsid sleep 1001 & (sleep 1002 &) & (setsid sh -c "sleep 1003 &" &); echo started`
-	start := time.Now()
+	// Had Run waited for the sleeps, the 20s timeout would have ended it.
 	out := runSpec(t, l, testSpec("/bin/sh", "-c", script), Request{Timeout: 20 * time.Second})
 	if out.ExitCode != 0 || strings.TrimSpace(out.stdout) != "started" || out.TimedOut {
-		t.Errorf("exit %d stdout %q timed out %v", out.ExitCode, out.stdout, out.TimedOut)
-	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("Run took %v: it waited for the daemons", d)
+		t.Errorf("exit %d stdout %q timed out %v: Run waited for the daemons", out.ExitCode, out.stdout, out.TimedOut)
 	}
 	runsNormally(t, l)
 }
