@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"errors"
 	"io/fs"
 	"maps"
@@ -15,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/paddock-build/paddock/internal/bazeltest"
 )
 
 // TestBazelRemoteExecution builds and tests the workspace in testdata/ws
@@ -26,20 +27,13 @@ import (
 // executed again (not served from the cache) the next time.
 func TestBazelRemoteExecution(t *testing.T) {
 	needPaddock(t)
-	bazel, err := exec.LookPath("bazel")
-	if err != nil {
-		t.Skip("bazel is not on PATH; install Debian's bazel-bootstrap (Bazel 4.2.3) to run the Bazel end-to-end test")
-	}
-	if testing.Short() {
-		t.Skip("Bazel builds take a minute; skipped in -short mode")
-	}
+	b := newBazel(t)
 	f := startUp(t, "")
-	b := newBazel(t, bazel)
 	flags := b.remoteFlags(f.addr)
 
 	// First build: every action runs remotely.
-	out := b.run(0, "test", append(flags, "//...")...)
-	summary := processSummary(t, out)
+	out := b.Run(0, "test", append(flags, "//...")...)
+	summary := bazeltest.ProcessSummary(t, out)
 	remote := summary["remote"]
 	t.Logf("first build: %v", summary)
 	if remote == 0 || !onlyKinds(summary, "remote", "internal") {
@@ -68,18 +62,18 @@ func TestBazelRemoteExecution(t *testing.T) {
 	first := b.checkOutputs(want)
 
 	// The binary linked remotely runs here too.
-	if got, err := exec.Command(filepath.Join(b.ws, "bazel-bin", "hello")).Output(); err != nil || string(got) != "hello, paddock\n" {
+	if got, err := exec.Command(filepath.Join(b.WS, "bazel-bin", "hello")).Output(); err != nil || string(got) != "hello, paddock\n" {
 		t.Errorf("bazel-bin/hello printed %q (%v), want \"hello, paddock\\n\"", got, err)
 	}
 
 	// After `bazel clean`, the same build is all remote cache hits, with
 	// the same bytes.
-	b.run(0, "clean")
-	if _, err := os.Stat(filepath.Join(b.ws, "bazel-bin", "report.txt")); !errors.Is(err, fs.ErrNotExist) {
+	b.Run(0, "clean")
+	if _, err := os.Stat(filepath.Join(b.WS, "bazel-bin", "report.txt")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("report.txt survived bazel clean (stat: %v)", err)
 	}
-	out = b.run(0, "test", append(flags, "//...")...)
-	summary = processSummary(t, out)
+	out = b.Run(0, "test", append(flags, "//...")...)
+	summary = bazeltest.ProcessSummary(t, out)
 	t.Logf("rebuild after clean: %v", summary)
 	if summary["remote cache hit"] != remote || !onlyKinds(summary, "remote cache hit", "internal") {
 		t.Errorf("rebuild after clean: process summary %v, want %d remote cache hits and nothing executed\n%s", summary, remote, out)
@@ -95,17 +89,17 @@ func TestBazelRemoteExecution(t *testing.T) {
 	// result is never cached. Its log says something new on every run.
 	var logs []string
 	for i := range 2 {
-		out = b.run(3, "test", append(flags, "//:fail_test")...) // 3: tests failed
+		out = b.Run(3, "test", append(flags, "//:fail_test")...) // 3: tests failed
 		if !regexp.MustCompile(`(?m)^//:fail_test\s+FAILED`).MatchString(out) {
 			t.Errorf("run %d of //:fail_test: not reported as FAILED\n%s", i+1, out)
 		}
-		summary = processSummary(t, out)
+		summary = bazeltest.ProcessSummary(t, out)
 		t.Logf("run %d of //:fail_test: %v", i+1, summary)
 		// The test, and Bazel's test.xml generation from its log.
 		if summary["remote"] != 2 || !onlyKinds(summary, "remote", "internal") {
 			t.Errorf("run %d of //:fail_test: process summary %v, want the test and its test.xml generated remotely, nothing cached\n%s", i+1, summary, out)
 		}
-		log, err := os.ReadFile(filepath.Join(b.ws, "bazel-testlogs", "fail_test", "test.log"))
+		log, err := os.ReadFile(filepath.Join(b.WS, "bazel-testlogs", "fail_test", "test.log"))
 		if err != nil || !strings.Contains(string(log), "fail_test runs and fails: run ") {
 			t.Fatalf("run %d of //:fail_test: test.log %q (%v), want the test's output", i+1, log, err)
 		}
@@ -115,7 +109,7 @@ func TestBazelRemoteExecution(t *testing.T) {
 		t.Errorf("the second run of //:fail_test has the first run's log, so it was not executed again:\n%s", logs[1])
 	}
 
-	b.shutdown()
+	b.Shutdown()
 	f.shutdown()
 }
 
@@ -125,18 +119,11 @@ func TestBazelRemoteExecution(t *testing.T) {
 // scheduler, runner, workers), and Bazel talks to the scheduler alone.
 func TestBazelWorkerKilled(t *testing.T) {
 	needPaddock(t)
-	bazel, err := exec.LookPath("bazel")
-	if err != nil {
-		t.Skip("bazel is not on PATH; install Debian's bazel-bootstrap (Bazel 4.2.3) to run the Bazel end-to-end test")
-	}
-	if testing.Short() {
-		t.Skip("Bazel builds take a minute; skipped in -short mode")
-	}
+	b := newBazel(t)
 	dir := searchableTempDir(t)
 	rs := startRoles(t, dir, filepath.Join(dir, "worker"))
 	rs.startWorker("w1")
 	g := newGate(t)
-	b := newBazel(t, bazel)
 	flags := append(b.remoteFlags(rs.schedAddr), "--action_env=GATE_PORT="+strconv.Itoa(g.lis.Addr().(*net.TCPAddr).Port), "//:gated")
 
 	type bazelResult struct {
@@ -146,7 +133,7 @@ func TestBazelWorkerKilled(t *testing.T) {
 	}
 	done := make(chan bazelResult, 1)
 	go func() {
-		out, code, err := b.exec("build", flags...)
+		out, code, err := b.Exec("build", flags...)
 		done <- bazelResult{out, code, err}
 	}()
 	var first net.Conn
@@ -156,7 +143,7 @@ func TestBazelWorkerKilled(t *testing.T) {
 		g.started(first, faultLimit)
 	case r := <-done:
 		t.Fatalf("bazel build ended before the action ran: exit %d, %v\n%s", r.code, r.err, r.out)
-	case <-time.After(bazelCommandTimeout):
+	case <-time.After(bazeltest.CommandTimeout):
 		t.Fatal("the gated action did not start")
 	}
 	rs.worker.kill()
@@ -170,13 +157,13 @@ func TestBazelWorkerKilled(t *testing.T) {
 	if r.err != nil || r.code != 0 {
 		t.Fatalf("bazel build with its worker killed: exit code %d, %v\n%s", r.code, r.err, r.out)
 	}
-	summary := processSummary(t, r.out)
+	summary := bazeltest.ProcessSummary(t, r.out)
 	t.Logf("build with its worker killed: %v", summary)
 	if summary["remote"] != 1 || !onlyKinds(summary, "remote", "internal") {
 		t.Errorf("process summary %v, want the one action executed remotely\n%s", summary, r.out)
 	}
 	b.checkOutputs(map[string]string{"bazel-bin/gated.txt": "go\n"})
-	b.shutdown()
+	b.Shutdown()
 	rs.stop()
 }
 
@@ -194,27 +181,21 @@ func onlyKinds(summary map[string]int, kinds ...string) bool {
 	return true
 }
 
-// bazel runs Bazel commands in a copy of testdata/ws with a private output
-// user root, so nothing depends on (or lands in) ~/.cache/bazel.
+// bazel is a Bazel client in a copy of testdata/ws, with the offline stub
+// repositories of testdata/stubs.
 type bazel struct {
-	t                 *testing.T
-	bin, ws, userRoot string
-	stubs             string
-	shutdownOnce      bool
+	*bazeltest.Bazel
+	t     *testing.T
+	stubs string
 }
 
-func newBazel(t *testing.T, bin string) *bazel {
-	ws := filepath.Join(t.TempDir(), "ws")
-	if err := os.CopyFS(ws, os.DirFS("testdata/ws")); err != nil {
-		t.Fatal(err)
-	}
+func newBazel(t *testing.T) *bazel {
+	b := bazeltest.New(t, "testdata/ws")
 	stubs, err := filepath.Abs("testdata/stubs")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &bazel{t: t, bin: bin, ws: ws, userRoot: filepath.Join(t.TempDir(), "bazel-root"), stubs: stubs}
-	t.Cleanup(b.shutdown)
-	return b
+	return &bazel{Bazel: b, t: t, stubs: stubs}
 }
 
 // remoteFlags are the flags that make Bazel execute everything on the farm
@@ -239,61 +220,13 @@ func (b *bazel) remoteFlags(addr string) []string {
 	return flags
 }
 
-// bazelCommandTimeout bounds one Bazel command, so that a hung client fails
-// the test instead of the whole run; it is not an assertion on speed.
-const bazelCommandTimeout = 4 * time.Minute
-
-func (b *bazel) command(ctx context.Context, args ...string) *exec.Cmd {
-	startup := []string{
-		"--output_user_root=" + b.userRoot,
-		// Keep the system bazelrc: Debian's sets the install base
-		// (/usr/share/bazel) there. A user's ~/.bazelrc stays out.
-		"--nohome_rc", "--noworkspace_rc",
-		// If the test dies before its cleanup, the server still goes away.
-		"--max_idle_secs=300",
-	}
-	cmd := exec.CommandContext(ctx, b.bin, append(startup, args...)...)
-	cmd.Dir = b.ws
-	// The Bazel server outlives the client; never wait on pipes it holds.
-	cmd.WaitDelay = 10 * time.Second
-	return cmd
-}
-
-// run runs one Bazel command, fails the test unless it exits with
-// wantExit, and returns its combined output.
-func (b *bazel) run(wantExit int, command string, flags ...string) string {
-	b.t.Helper()
-	out, code, err := b.exec(command, flags...)
-	if err != nil {
-		b.t.Fatalf("bazel %s %s: %v\n%s", command, strings.Join(flags, " "), err, out)
-	}
-	if code != wantExit {
-		b.t.Fatalf("bazel %s %s: exit code %d, want %d\n%s", command, strings.Join(flags, " "), code, wantExit, out)
-	}
-	return out
-}
-
-// exec runs one Bazel command and returns its combined output and exit
-// code; err is for failures to run it at all. Safe to call from any
-// goroutine.
-func (b *bazel) exec(command string, flags ...string) (string, int, error) {
-	ctx, cancel := context.WithTimeout(b.t.Context(), bazelCommandTimeout)
-	defer cancel()
-	out, err := b.command(ctx, append([]string{command}, flags...)...).CombinedOutput()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return string(out), ee.ExitCode(), nil
-	}
-	return string(out), 0, err
-}
-
 // checkOutputs reads each file (relative to the workspace) and checks that
 // it contains the wanted text; it returns what it read.
 func (b *bazel) checkOutputs(want map[string]string) map[string]string {
 	b.t.Helper()
 	got := map[string]string{}
 	for _, name := range slices.Sorted(maps.Keys(want)) {
-		data, err := os.ReadFile(filepath.Join(b.ws, name))
+		data, err := os.ReadFile(filepath.Join(b.WS, name))
 		if err != nil {
 			b.t.Errorf("output %s: %v", name, err)
 			continue
@@ -304,54 +237,4 @@ func (b *bazel) checkOutputs(want map[string]string) map[string]string {
 		}
 	}
 	return got
-}
-
-// shutdown stops the Bazel server and makes the output user root
-// removable (Bazel leaves read-only files and directories in it).
-func (b *bazel) shutdown() {
-	if b.shutdownOnce {
-		return
-	}
-	b.shutdownOnce = true
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if out, err := b.command(ctx, "shutdown").CombinedOutput(); err != nil {
-		b.t.Errorf("bazel shutdown: %v\n%s", err, out)
-	}
-	_ = filepath.WalkDir(b.userRoot, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			_ = os.Chmod(path, 0o755)
-		}
-		return nil
-	})
-}
-
-// processSummaryRE matches Bazel's line "INFO: 4 processes: 3 remote, 1
-// internal." (Bazel 4.x; "1 process: ..." when there is one).
-var processSummaryRE = regexp.MustCompile(`(?m)^INFO: (\d+) process(?:es)?: (.*)\.$`)
-
-// processSummary parses the process summary line into counts by kind, and
-// checks they add up to the total.
-func processSummary(t *testing.T, out string) map[string]int {
-	t.Helper()
-	m := processSummaryRE.FindAllStringSubmatch(out, -1)
-	if len(m) != 1 {
-		t.Fatalf("found %d process summary lines in Bazel's output, want 1:\n%s", len(m), out)
-	}
-	total, _ := strconv.Atoi(m[0][1])
-	counts := map[string]int{}
-	sum := 0
-	for _, part := range strings.Split(m[0][2], ", ") {
-		n, kind, ok := strings.Cut(part, " ")
-		count, err := strconv.Atoi(n)
-		if !ok || err != nil {
-			t.Fatalf("cannot parse %q in process summary %q", part, m[0][0])
-		}
-		counts[kind] += count
-		sum += count
-	}
-	if sum != total {
-		t.Fatalf("process summary %q: kinds add up to %d, not %d", m[0][0], sum, total)
-	}
-	return counts
 }
