@@ -2,7 +2,6 @@ package images
 
 import (
 	"archive/tar"
-	"bytes"
 	"encoding/base64"
 	"io"
 	"log"
@@ -13,18 +12,16 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/compression"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paddock-build/paddock/images/imagetest"
 )
 
 // testRegistry is go-containerregistry's in-process registry on loopback,
@@ -194,102 +191,22 @@ func (r *testRegistry) ref(t testing.TB, repo string) Reference {
 	return ref
 }
 
-// entry is one tar entry of a test layer.
-type entry struct {
-	name     string
-	typ      byte
-	mode     int64
-	body     string
-	linkname string
-	uid      int
-}
+// The layer and image builders are shared with the runner and end-to-end
+// tests in package imagetest; these short names keep the tables readable.
+type entry = imagetest.Entry
 
-func file(name, body string, mode int64) entry {
-	return entry{name: name, typ: tar.TypeReg, mode: mode, body: body}
-}
-func dir(name string) entry { return entry{name: name, typ: tar.TypeDir, mode: 0o755} }
-func symlink(name, target string) entry {
-	return entry{name: name, typ: tar.TypeSymlink, mode: 0o777, linkname: target}
-}
-func hardlink(name, target string) entry {
-	return entry{name: name, typ: tar.TypeLink, mode: 0o644, linkname: target}
-}
+var (
+	file     = imagetest.File
+	dir      = imagetest.Dir
+	symlink  = imagetest.Symlink
+	hardlink = imagetest.Hardlink
+	tarBytes = imagetest.TarBytes
+	layerOf  = imagetest.Layer
+	imageOf  = imagetest.Image
+	busybox  = imagetest.Busybox
+)
 
-func tarBytes(t testing.TB, entries ...entry) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Linkname: e.linkname,
-			Size: int64(len(e.body)), Uid: e.uid, ModTime: time.Unix(1700000000, 0), Format: tar.FormatPAX}
-		if e.typ != tar.TypeReg {
-			h.Size = 0
-		}
-		if e.typ == tar.TypeChar {
-			h.Devmajor, h.Devminor = 1, 3
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if h.Size > 0 {
-			if _, err := tw.Write([]byte(e.body)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func layerOf(t testing.TB, comp compression.Compression, entries ...entry) v1.Layer {
-	t.Helper()
-	b := tarBytes(t, entries...)
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(b)), nil
-	}, tarball.WithCompression(comp), tarball.WithCompressedCaching)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
-
-func imageOf(t testing.TB, platform string, cfg v1.Config, layers ...v1.Layer) v1.Image {
-	t.Helper()
-	img, err := mutate.AppendLayers(empty.Image, layers...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := v1.ParsePlatform(platform)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Variant = p.OS, p.Architecture, p.Variant
-	cf.Config = cfg
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
-
-const busyboxPath = "/bin/busybox"
-
-// busybox returns Debian's static busybox, or skips the test.
-func busybox(t testing.TB) []byte {
-	t.Helper()
-	b, err := os.ReadFile(busyboxPath)
-	if err != nil {
-		t.Skipf("needs a static busybox at %s (apt-get install busybox-static): %v", busyboxPath, err)
-	}
-	return b
-}
+const busyboxPath = imagetest.BusyboxPath
 
 // busyboxImage is the two-layer image most tests use: busybox and a few
 // files (gzip), then a layer (zstd) with a whiteout and an opaque directory.
@@ -300,7 +217,7 @@ func busyboxImage(t testing.TB, marker string) v1.Image {
 		dir("etc"), file("etc/passwd", "root:x:0:0::/root:/bin/sh\n", 0o644),
 		file("etc/marker", marker, 0o644),
 		dir("opt"), dir("opt/old"), file("opt/old/a.txt", "lower", 0o644),
-		entry{name: "home/user/file", typ: tar.TypeReg, mode: 0o640, body: "mine", uid: 1000},
+		entry{Name: "home/user/file", Type: tar.TypeReg, Mode: 0o640, Body: "mine", UID: 1000},
 	)
 	top := layerOf(t, compression.ZStd,
 		dir("etc"), file("etc/.wh.passwd", "", 0o644),

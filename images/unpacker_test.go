@@ -111,13 +111,13 @@ func TestUnpackRefusesMaliciousLayers(t *testing.T) {
 func TestUnpackSkipsDevicesAndStripsSetuid(t *testing.T) {
 	parent, cacheDir := hostileSetup(t)
 	b := tarBytes(t,
-		dir("dev"), entry{name: "dev/mem", typ: tar.TypeChar, mode: 0o666},
-		entry{name: "dev/sda", typ: tar.TypeBlock, mode: 0o660},
-		entry{name: "fifo", typ: tar.TypeFifo, mode: 0o666},
+		dir("dev"), entry{Name: "dev/mem", Type: tar.TypeChar, Mode: 0o666},
+		entry{Name: "dev/sda", Type: tar.TypeBlock, Mode: 0o660},
+		entry{Name: "fifo", Type: tar.TypeFifo, Mode: 0o666},
 		file("bin/su", "setuid", 0o4755), file("bin/wall", "setgid", 0o2755),
-		file("var/tmp/world", "w", 0o666), entry{name: "tmp", typ: tar.TypeDir, mode: 0o1777},
+		file("var/tmp/world", "w", 0o666), entry{Name: "tmp", Type: tar.TypeDir, Mode: 0o1777},
 		file("/abs/name", "neutralised", 0o644), file("./dot/name", "ok", 0o644),
-		entry{name: "owned", typ: tar.TypeReg, mode: 0o644, uid: 1000, body: "x"},
+		entry{Name: "owned", Type: tar.TypeReg, Mode: 0o644, UID: 1000, Body: "x"},
 		file("a", "one", 0o644), hardlink("b", "a"),
 	)
 	root, meta, err := unpackInto(t, cacheDir, false, b)

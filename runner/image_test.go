@@ -1,106 +1,35 @@
 package runner
 
 import (
-	"archive/tar"
-	"bytes"
-	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
-	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/images/imagetest"
 )
-
-// tarEntry is one entry of a test layer (as in the images tests).
-type tarEntry struct {
-	name, body, link string
-	typ              byte
-	mode             int64
-}
-
-func layerOf(t testing.TB, entries ...tarEntry) v1.Layer {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Linkname: e.link,
-			ModTime: time.Unix(1700000000, 0), Format: tar.FormatPAX}
-		if e.typ == tar.TypeReg {
-			h.Size = int64(len(e.body))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(e.body)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	b := buf.Bytes()
-	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
-}
 
 // pushBusyboxImage serves a one-layer image with Debian's static busybox,
 // a passwd naming user "builder", Env and User set, on an in-process
 // registry on loopback, and returns its container-image value.
 func pushBusyboxImage(t testing.TB) (ref, host string) {
 	t.Helper()
-	bb, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Skipf("needs a static busybox at /bin/busybox (apt-get install busybox-static): %v", err)
-	}
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	host = strings.TrimPrefix(srv.URL, "http://")
-	layer := layerOf(t,
-		tarEntry{name: "bin", typ: tar.TypeDir, mode: 0o755},
-		tarEntry{name: "bin/busybox", typ: tar.TypeReg, mode: 0o755, body: string(bb)},
-		tarEntry{name: "bin/sh", typ: tar.TypeSymlink, mode: 0o777, link: "busybox"},
-		tarEntry{name: "etc", typ: tar.TypeDir, mode: 0o755},
-		tarEntry{name: "etc/passwd", typ: tar.TypeReg, mode: 0o644, body: "root:x:0:0::/root:/bin/sh\nbuilder:x:1500:1600::/home/builder:/bin/sh\n"},
-		tarEntry{name: "etc/image-marker", typ: tar.TypeReg, mode: 0o644, body: "from the image\n"},
+	bb := imagetest.Busybox(t)
+	host = imagetest.Serve(t)
+	layer := imagetest.Layer(t, compression.GZip,
+		imagetest.Dir("bin"),
+		imagetest.File("bin/busybox", string(bb), 0o755),
+		imagetest.Symlink("bin/sh", "busybox"),
+		imagetest.Dir("etc"),
+		imagetest.File("etc/passwd", "root:x:0:0::/root:/bin/sh\nbuilder:x:1500:1600::/home/builder:/bin/sh\n", 0o644),
+		imagetest.File("etc/image-marker", "from the image\n", 0o644),
 	)
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	cf.Config = v1.Config{Env: []string{"PATH=/bin", "IMAGE_VAR=1"}, User: "builder", WorkingDir: "/ignored"}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
-	r, err := name.ParseReference(host + "/test/bb:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img); err != nil {
-		t.Fatalf("push: %v", err)
-	}
-	return "docker://" + host + "/test/bb:1", host
+	img := imagetest.Image(t, "linux/amd64", v1.Config{Env: []string{"PATH=/bin", "IMAGE_VAR=1"}, User: "builder", WorkingDir: "/ignored"}, layer)
+	return imagetest.Push(t, host, "test/bb:1", img), host
 }
 
 // TestContainerImage: with container-image the action runs in the image's
