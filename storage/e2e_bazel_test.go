@@ -6,14 +6,12 @@ import (
 	"errors"
 	"io/fs"
 	"maps"
-	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"google.golang.org/grpc"
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/bazeltest"
@@ -39,7 +37,6 @@ func TestBazelRemoteCache(t *testing.T) {
 	}
 	ac := &countingActionCache{ActionCache: diskAC}
 	addr := serveLoopback(t, storage.ServerOptions{CAS: cas, AC: ac})
-
 
 	buildFlags := []string{
 		"--noshow_progress", "--color=no", "--curses=no",
@@ -129,23 +126,3 @@ func (c *countingActionCache) Put(ctx context.Context, instance string, action d
 	}
 	return err
 }
-
-// serveLoopback serves opts on a loopback port until the test ends and
-// returns its address.
-func serveLoopback(t testing.TB, opts storage.ServerOptions) string {
-	t.Helper()
-	srv := storage.NewServer(opts)
-	g := grpc.NewServer(srv.GRPCServerOptions()...)
-	srv.Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(lis)
-	t.Cleanup(func() {
-		g.Stop()
-		srv.Close()
-	})
-	return lis.Addr().String()
-}
-

@@ -51,16 +51,7 @@ func startServer(t testing.TB, opts storage.ServerOptions) *testServer {
 		opts.AC = ac
 	}
 	ts.ac = opts.AC
-	srv := storage.NewServer(opts)
-	g := grpc.NewServer(srv.GRPCServerOptions()...)
-	srv.Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(lis)
-	t.Cleanup(func() { g.Stop(); srv.Close() })
-	conn, err := grpc.NewClient(lis.Addr().String(),
+	conn, err := grpc.NewClient(serveLoopback(t, opts),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
 	if err != nil {
@@ -73,4 +64,23 @@ func startServer(t testing.TB, opts storage.ServerOptions) *testServer {
 	ts.acc = repb.NewActionCacheClient(conn)
 	ts.caps = repb.NewCapabilitiesClient(conn)
 	return ts
+}
+
+// serveLoopback serves opts on a loopback port until the test ends and
+// returns its address.
+func serveLoopback(t testing.TB, opts storage.ServerOptions) string {
+	t.Helper()
+	srv := storage.NewServer(opts)
+	g := grpc.NewServer(srv.GRPCServerOptions()...)
+	srv.Register(g)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(lis)
+	t.Cleanup(func() {
+		g.Stop()
+		srv.Close()
+	})
+	return lis.Addr().String()
 }
