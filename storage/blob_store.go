@@ -40,3 +40,16 @@ type BlobStore interface {
 	// Writes of the same blob may run concurrently.
 	Put(ctx context.Context, d digest.Digest, r io.Reader) error
 }
+
+// BatchGetter is implemented by stores that can read many small blobs in
+// one round trip (RemoteBlobStore, with BatchReadBlobs). The worker uses it
+// to fetch an input root's small files in a few requests instead of one
+// each.
+type BatchGetter interface {
+	// GetMany reads the blobs ds, each of at most the store's batch size.
+	// Blobs that are missing are absent from the result; every blob
+	// returned has been checked against its digest.
+	GetMany(ctx context.Context, ds []digest.Digest) (map[digest.Digest][]byte, error)
+	// MaxBatchBytes is the largest total a GetMany call may ask for.
+	MaxBatchBytes() int64
+}

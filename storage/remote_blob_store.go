@@ -202,6 +202,42 @@ func (r *remoteReader) Close() error {
 	return nil
 }
 
+// MaxBatchBytes implements BatchGetter.
+func (s *RemoteBlobStore) MaxBatchBytes() int64 { return s.opts.MaxBatchBytes }
+
+// GetMany implements BatchGetter with BatchReadBlobs (one request per
+// digest function).
+func (s *RemoteBlobStore) GetMany(ctx context.Context, ds []digest.Digest) (map[digest.Digest][]byte, error) {
+	out := make(map[digest.Digest][]byte, len(ds))
+	for fn, group := range groupByFunction(ds) {
+		req := &repb.BatchReadBlobsRequest{InstanceName: s.opts.InstanceName, DigestFunction: fn}
+		for _, d := range group {
+			req.Digests = append(req.Digests, d.Proto())
+		}
+		resp, err := s.cas.BatchReadBlobs(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("remote BatchReadBlobs of %d blobs: %w", len(group), err)
+		}
+		for _, r := range resp.Responses {
+			if status.FromProto(r.Status).Code() == codes.NotFound {
+				continue
+			}
+			if err := status.FromProto(r.Status).Err(); err != nil {
+				return nil, fmt.Errorf("remote BatchReadBlobs %s/%d: %w", r.Digest.GetHash(), r.Digest.GetSizeBytes(), err)
+			}
+			d, err := digest.FromProto(fn, r.Digest, "remote BatchReadBlobs response")
+			if err != nil {
+				return nil, err
+			}
+			if got := digest.FromBytes(fn, r.Data); got != d {
+				return nil, status.Errorf(codes.DataLoss, "remote returned bytes hashing to %s for %s", got, d)
+			}
+			out[d] = r.Data
+		}
+	}
+	return out, nil
+}
+
 // Put implements BlobStore.
 func (s *RemoteBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) error {
 	if d.IsEmpty() {
@@ -273,4 +309,7 @@ func (s *RemoteBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader)
 	return nil
 }
 
-var _ BlobStore = (*RemoteBlobStore)(nil)
+var (
+	_ BlobStore   = (*RemoteBlobStore)(nil)
+	_ BatchGetter = (*RemoteBlobStore)(nil)
+)

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
@@ -126,10 +128,7 @@ func (c *FileCache) ensure(ctx context.Context, k cacheKey) (string, error) {
 		return e.Value.(*cacheEntry).path, nil
 	}
 	c.mu.Unlock()
-	name := k.d.Hash() + "-" + strconv.FormatInt(k.d.SizeBytes(), 10)
-	if k.exec {
-		name += "-x"
-	}
+	name := entryName(k)
 	v, err, _ := c.fetches.Do(name, func() (any, error) {
 		p := filepath.Join(c.opts.Dir, name[:2], name)
 		err := c.fetch(ctx, k, p)
@@ -141,13 +140,7 @@ func (c *FileCache) ensure(ctx context.Context, k cacheKey) (string, error) {
 		if err != nil {
 			return "", diskError(err)
 		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if _, ok := c.entries[k]; !ok {
-			c.entries[k] = c.lru.PushFront(&cacheEntry{key: k, path: p})
-			c.used += k.d.SizeBytes()
-			c.evictLocked()
-		}
+		c.add(k, p)
 		return p, nil
 	})
 	if err != nil {
@@ -156,7 +149,8 @@ func (c *FileCache) ensure(ctx context.Context, k cacheKey) (string, error) {
 	return v.(string), nil
 }
 
-// fetch writes d's bytes to p, read-only.
+// fetch writes d's bytes to p, read-only, from the local CAS file if there
+// is one, else from the CAS.
 func (c *FileCache) fetch(ctx context.Context, k cacheKey, p string) error {
 	var src io.ReadCloser
 	if c.opts.Local != nil {
@@ -174,6 +168,12 @@ func (c *FileCache) fetch(ctx context.Context, k cacheKey, p string) error {
 		src = r
 	}
 	defer src.Close()
+	return c.write(k, p, src)
+}
+
+// write stores src's bytes as the entry file p, checking them against k's
+// digest; the file appears whole or not at all.
+func (c *FileCache) write(k cacheKey, p string, src io.Reader) error {
 	tmp, err := os.CreateTemp(c.tmpDir, "f-*")
 	if err != nil {
 		return fmt.Errorf("cache input %s: %w", k.d, err)
@@ -201,6 +201,94 @@ func (c *FileCache) fetch(ctx context.Context, k cacheKey, p string) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), p)
+}
+
+// entryName is the file name of k's entry.
+func entryName(k cacheKey) string {
+	name := k.d.Hash() + "-" + strconv.FormatInt(k.d.SizeBytes(), 10)
+	if k.exec {
+		name += "-x"
+	}
+	return name
+}
+
+// add records a written entry, unless a concurrent fetch did.
+func (c *FileCache) add(k cacheKey, p string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.entries[k]; !ok {
+		c.entries[k] = c.lru.PushFront(&cacheEntry{key: k, path: p})
+		c.used += k.d.SizeBytes()
+		c.evictLocked()
+	}
+}
+
+// Prefetch fetches, in batches, the small files among want that neither the
+// cache nor the local CAS holds, when the CAS can read many blobs in one
+// request (storage.BatchGetter): an input root of many small files then
+// costs a few round trips instead of one per file. Missing blobs are left
+// for Link to report. Without a BatchGetter it does nothing.
+func (c *FileCache) Prefetch(ctx context.Context, want []FileRef) error {
+	bg, ok := c.opts.CAS.(storage.BatchGetter)
+	if !ok {
+		return nil
+	}
+	limit := bg.MaxBatchBytes()
+	var batches [][]digest.Digest
+	var cur []digest.Digest
+	var size int64
+	need := map[digest.Digest][]cacheKey{}
+	c.mu.Lock()
+	for _, f := range want {
+		k := cacheKey{f.Digest, f.Executable}
+		if _, cached := c.entries[k]; cached || f.Digest.SizeBytes() > limit/4 || f.Digest.IsEmpty() {
+			continue
+		}
+		if c.opts.Local != nil {
+			if _, local := c.opts.Local.Path(f.Digest); local {
+				continue
+			}
+		}
+		if _, dup := need[f.Digest]; !dup {
+			if size+f.Digest.SizeBytes() > limit && len(cur) > 0 {
+				batches, cur, size = append(batches, cur), nil, 0
+			}
+			cur = append(cur, f.Digest)
+			size += f.Digest.SizeBytes()
+		}
+		need[f.Digest] = append(need[f.Digest], k)
+	}
+	c.mu.Unlock()
+	if len(cur) > 0 {
+		batches = append(batches, cur)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for _, batch := range batches {
+		g.Go(func() error {
+			blobs, err := bg.GetMany(gctx, batch)
+			if err != nil {
+				return err
+			}
+			for d, data := range blobs {
+				for _, k := range need[d] {
+					p := filepath.Join(c.opts.Dir, entryName(k)[:2], entryName(k))
+					if err := c.write(k, p, bytes.NewReader(data)); err != nil {
+						return diskError(err)
+					}
+					c.add(k, p)
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// FileRef names one input file: its digest and executable bit.
+type FileRef struct {
+	Digest     digest.Digest
+	Executable bool
 }
 
 func (c *FileCache) forget(k cacheKey) {

@@ -133,6 +133,13 @@ func (b *inputRootBuilder) build(ctx context.Context, fn digest.Function, root d
 			queue = append(queue, item{d, p})
 		}
 	}
+	refs := make([]FileRef, len(jobs))
+	for i, j := range jobs {
+		refs[i] = FileRef{j.d, j.exec}
+	}
+	if err := b.files.Prefetch(ctx, refs); err != nil {
+		return 0, fmt.Errorf("fetch input files: %w", err)
+	}
 	var mu sync.Mutex
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(b.parallelism)

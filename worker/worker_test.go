@@ -55,9 +55,11 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
-func (h *harness) put(data []byte) digest.Digest {
+func (h *harness) put(data []byte) digest.Digest { return h.putTo(h.cas, data) }
+
+func (h *harness) putTo(cas storage.BlobStore, data []byte) digest.Digest {
 	d := digest.FromBytes(sha256, data)
-	if err := h.cas.Put(context.Background(), d, bytes.NewReader(data)); err != nil {
+	if err := cas.Put(context.Background(), d, bytes.NewReader(data)); err != nil {
 		h.t.Fatal(err)
 	}
 	return d

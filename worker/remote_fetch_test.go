@@ -1,0 +1,100 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/paddock-build/paddock/internal/farmtest"
+	"github.com/paddock-build/paddock/storage"
+	"github.com/paddock-build/paddock/worker"
+)
+
+// countCalls counts the unary and streaming RPCs a server receives, by
+// method.
+type countCalls struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *countCalls) add(method string) {
+	c.mu.Lock()
+	c.n[method]++
+	c.mu.Unlock()
+}
+
+func (c *countCalls) get(method string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[method]
+}
+
+// A worker on another machine (remote CAS) fetches an input root of many
+// small files in a few BatchReadBlobs requests, not one request per file.
+func TestRemoteInputsAreFetchedInBatches(t *testing.T) {
+	dir := t.TempDir()
+	backing, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: filepath.Join(dir, "server")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := &countCalls{n: map[string]int{}}
+	srv := storage.NewServer(storage.ServerOptions{CAS: backing, AC: storage.NewMemoryActionCache()})
+	g := grpc.NewServer(
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			calls.add(info.FullMethod)
+			return h(ctx, req)
+		}),
+		grpc.StreamInterceptor(func(s any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			calls.add(info.FullMethod)
+			return h(s, ss)
+		}))
+	srv.Register(g)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	cas := storage.NewRemoteBlobStore(conn, storage.RemoteOptions{})
+
+	h := &harness{t: t, dir: dir, ac: storage.NewMemoryActionCache(), runner: &farmtest.ExecRunner{}}
+	root := &repb.Directory{}
+	const n = 300
+	for i := range n {
+		d := h.putTo(backing, []byte(fmt.Sprintf("small input %d\n", i)))
+		root.Files = append(root.Files, &repb.FileNode{Name: fmt.Sprintf("f%03d", i), Digest: d.Proto(), IsExecutable: i%10 == 0})
+	}
+	if h.files, err = worker.NewFileCache(worker.FileCacheOptions{Dir: filepath.Join(dir, "files"), CAS: cas}); err != nil {
+		t.Fatal(err)
+	}
+	if h.w, err = worker.New(worker.Options{ID: "remote", CAS: cas, AC: h.ac, Files: h.files, Runner: h.runner, BuildDir: filepath.Join(dir, "builds")}); err != nil {
+		t.Fatal(err)
+	}
+	h.cas = backing
+	a := h.action(sh("cat f000 f299 | wc -l"), root, false)
+	res := ok(t, h.w.Execute(context.Background(), a))
+	if got := string(h.read(res.StdoutDigest)); got != "2\n" {
+		t.Fatalf("stdout %q", got)
+	}
+	batches := calls.get("/build.bazel.remote.execution.v2.ContentAddressableStorage/BatchReadBlobs")
+	// Action, Command and the root directory are read one by one; the 300
+	// files go in batches of at most 1 MiB.
+	if batches > 6 {
+		t.Fatalf("%d BatchReadBlobs requests for %d small files: they were not batched", batches, n)
+	}
+	if reads := calls.get("/google.bytestream.ByteStream/Read"); reads != 0 {
+		t.Fatalf("%d ByteStream reads for small files", reads)
+	}
+}
