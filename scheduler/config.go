@@ -68,6 +68,7 @@ func DefaultConfig() Config {
 		LeaseDuration:         30 * time.Second,
 		ReconnectGrace:        10 * time.Second,
 		HeartbeatInterval:     10 * time.Second,
+		TimeoutGrace:          5 * time.Minute,
 		MaxRetries:            3,
 		MaxQueuedPerInstance:  1_000_000,
 		CompletedRetention:    time.Minute,

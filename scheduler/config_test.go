@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -38,5 +39,17 @@ func TestNewRejectsInconsistentConfig(t *testing.T) {
 	}
 	if _, err := New(Options{Config: DefaultConfig()}); err == nil {
 		t.Fatal("New without storage succeeded")
+	}
+}
+
+func TestExampleConfigMatchesDefaults(t *testing.T) {
+	cfg := DefaultConfig()
+	if err := configs.Load("../configs/scheduler.yaml", &cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultConfig()
+	want.RoutingProperties, want.ExecutionProperties = []string{}, []string{}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("configs/scheduler.yaml loads as %+v, want the defaults %+v", cfg, want)
 	}
 }
