@@ -36,10 +36,9 @@ func TestForkBombContained(t *testing.T) {
 	limit := int64(64)
 	spec.Linux.Resources.Pids.Limit = &limit
 	out := runSpec(t, l, spec, Request{Timeout: 1500 * time.Millisecond})
-	// The top-level loop never ends by itself: only the timeout ends it.
-	if !out.TimedOut {
-		t.Errorf("fork bomb not ended by its timeout: %+v", out.Result)
-	}
+	// How it ends (the timeout, or the shell giving up when fork fails) is
+	// incidental: what matters is that it never exceeds the limit and
+	// leaves nothing behind (runsNormally checks the host).
 	if out.Cgroup.PidsLimitHits == 0 {
 		t.Errorf("pids limit never hit: %+v", out.Cgroup)
 	}
