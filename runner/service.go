@@ -348,16 +348,14 @@ func chownDirectories(root string, uid, gid int) error {
 	})
 }
 
-// sandboxError maps a launcher error. The sandbox package returns plain
-// errors; the messages matched here are its: a command that cannot be
-// started is the action's fault (INVALID_ARGUMENT, as exec failures are
-// for REv2 servers), a spawner that died is retryable, the rest internal.
+// sandboxError maps a launcher error: a command that cannot be started is
+// the action's fault (INVALID_ARGUMENT, as exec failures are for REv2
+// servers), a spawner that died is retryable, the rest internal.
 func sandboxError(err error) error {
-	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "not found in PATH") || strings.HasPrefix(msg, "sandbox setup: start "):
+	case errors.Is(err, sandbox.ErrCommandNotStarted):
 		return status.Errorf(codes.InvalidArgument, "cannot start the command: %v", err)
-	case strings.Contains(msg, "sandbox spawner exited"):
+	case errors.Is(err, sandbox.ErrSpawnerGone):
 		return status.Errorf(codes.Unavailable, "sandbox: %v", err)
 	}
 	return status.Errorf(codes.Internal, "sandbox: %v", err)

@@ -51,10 +51,13 @@ type initConfig struct {
 // initStatus is what the init reports. Error is set when the sandbox could
 // not be set up (the command never ran).
 type initStatus struct {
-	Error    string `json:",omitempty"`
-	ExitCode int
-	Signal   int
-	Usage    Usage
+	Error string `json:",omitempty"`
+	// NotStarted: the error is the command's (not found, not executable),
+	// not the sandbox's.
+	NotStarted bool `json:",omitempty"`
+	ExitCode   int
+	Signal     int
+	Usage      Usage
 }
 
 // runInit is the init's whole life; it returns the process exit code.
@@ -62,7 +65,7 @@ func runInit() int {
 	status := os.NewFile(initStatusFd, "status")
 	st, err := initSandbox()
 	if err != nil {
-		st = &initStatus{Error: err.Error()}
+		st = &initStatus{Error: err.Error(), NotStarted: errors.Is(err, ErrCommandNotStarted)}
 	}
 	// Every process of the sandbox is gone; dropping our copies of the
 	// output pipes and the status pipe lets the spawner answer now, while
@@ -139,7 +142,7 @@ func initSandbox() (*initStatus, error) {
 	}
 	argv0, err := lookPathIn(spec.Process.Args[0], spec.Process.Env, spec.Process.Cwd)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrCommandNotStarted, err)
 	}
 
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
@@ -173,7 +176,7 @@ func initSandbox() (*initStatus, error) {
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", spec.Process.Args[0], err)
+		return nil, fmt.Errorf("%w: start %s: %w", ErrCommandNotStarted, spec.Process.Args[0], err)
 	}
 	// Forward termination requests from the spawner to every process in the
 	// sandbox (kill(-1) from pid 1 reaches all of them but us).

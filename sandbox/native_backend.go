@@ -92,9 +92,9 @@ func (c *spawnerConn) readLoop(out io.Reader) {
 	}
 	werr := c.cmd.Wait()
 	c.mu.Lock()
-	c.err = fmt.Errorf("sandbox spawner exited: %v", werr)
+	c.err = fmt.Errorf("%w: %v", ErrSpawnerGone, werr)
 	for id, ch := range c.pending {
-		ch <- spawnResponse{ID: id, Error: c.err.Error()}
+		ch <- spawnResponse{ID: id, Error: c.err.Error(), Kind: "spawner"}
 		delete(c.pending, id)
 	}
 	c.mu.Unlock()
@@ -169,7 +169,7 @@ func (b *nativeBackend) run(ctx context.Context, req Request) (*Result, error) {
 		select {
 		case resp := <-ch:
 			if resp.Error != "" {
-				return nil, errors.New(resp.Error)
+				return nil, kindError(resp.Kind, resp.Error)
 			}
 			return resp.Result, nil
 		case <-cancel:

@@ -46,6 +46,8 @@ type spawnResponse struct {
 	ID     uint64
 	Result *Result `json:",omitempty"`
 	Error  string  `json:",omitempty"`
+	// Kind names the sentinel Error wraps (errorKinds).
+	Kind string `json:",omitempty"`
 }
 
 type spawner struct {
@@ -117,7 +119,7 @@ func runSpawner(warmDepth int) int {
 				s.mu.Unlock()
 				resp := spawnResponse{ID: req.ID, Result: res}
 				if err != nil {
-					resp.Error = err.Error()
+					resp.Error, resp.Kind = err.Error(), errorKind(err)
 				}
 				s.outMu.Lock()
 				_ = s.out.Encode(resp)
@@ -442,7 +444,11 @@ wait:
 	var st initStatus
 	if len(statusData) > 0 && json.Unmarshal(statusData, &st) == nil {
 		if st.Error != "" {
-			return nil, cleanup, fmt.Errorf("sandbox setup: %s", st.Error)
+			if st.NotStarted {
+				// The message already begins with ErrCommandNotStarted's.
+				return nil, cleanup, kindError("not-started", st.Error)
+			}
+			return nil, cleanup, fmt.Errorf("%w: %s", ErrSetup, st.Error)
 		}
 		res.ExitCode, res.Signal, res.Usage = st.ExitCode, syscall.Signal(st.Signal), st.Usage
 		return res, cleanup, nil

@@ -1,0 +1,52 @@
+package sandbox
+
+import "errors"
+
+// Errors Run wraps, so that callers can tell them apart with errors.Is
+// (they cross the spawner's process boundary as a kind plus a message).
+var (
+	// ErrSetup: the sandbox could not be set up (spec, mounts, cgroup,
+	// namespaces); its command never ran.
+	ErrSetup = errors.New("sandbox setup failed")
+	// ErrCommandNotStarted: the sandbox was set up but its command could not
+	// be started (not found in PATH, not executable).
+	ErrCommandNotStarted = errors.New("the command could not be started")
+	// ErrSpawnerGone: the spawner process died; the next Run starts another.
+	ErrSpawnerGone = errors.New("sandbox spawner exited")
+)
+
+// errorKinds are the names of the sentinels on the spawner's wire.
+var errorKinds = map[string]error{
+	"setup":       ErrSetup,
+	"not-started": ErrCommandNotStarted,
+	"spawner":     ErrSpawnerGone,
+}
+
+// errorKind is the wire name of the sentinel err wraps, or "".
+func errorKind(err error) string {
+	for k, e := range errorKinds {
+		if errors.Is(err, e) {
+			return k
+		}
+	}
+	return ""
+}
+
+// kindError rebuilds an error from the spawner's reply. The message already
+// names the sentinel (it is err.Error() of the original), so only the chain
+// is restored.
+func kindError(kind, msg string) error {
+	if e, ok := errorKinds[kind]; ok {
+		return wrapped{e, msg}
+	}
+	return errors.New(msg)
+}
+
+// wrapped is an error with the message msg that unwraps to err.
+type wrapped struct {
+	err error
+	msg string
+}
+
+func (w wrapped) Error() string { return w.msg }
+func (w wrapped) Unwrap() error { return w.err }
