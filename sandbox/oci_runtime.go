@@ -80,38 +80,12 @@ func (o *ociRuntime) run(ctx context.Context, req Request) (*Result, error) {
 	stderr.start()
 	defer func() { _ = o.command("delete", "--force", id).Run() }()
 
-	waitDone := make(chan error, 1)
-	go func() { waitDone <- cmd.Wait() }()
+	waitDone := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(waitDone) }()
 	res := &Result{}
-	var timeout, grace <-chan time.Time
-	if req.Timeout > 0 {
-		t := time.NewTimer(req.Timeout)
-		defer t.Stop()
-		timeout = t.C
-	}
-	cancel := ctx.Done()
-	terminate := func() {
-		_ = o.command("kill", "--all", id, "TERM").Run()
-		grace = time.After(o.opts.KillGrace)
-		timeout, cancel = nil, nil
-	}
-wait:
-	for {
-		select {
-		case <-waitDone:
-			break wait
-		case <-timeout:
-			res.TimedOut = true
-			terminate()
-		case <-cancel:
-			res.Canceled = true
-			terminate()
-		case <-grace:
-			res.Killed = true
-			grace = nil
-			_ = o.command("kill", "--all", id, "KILL").Run()
-		}
-	}
+	awaitEnd(waitDone, req.Timeout, o.opts.KillGrace, ctx.Done(),
+		func() { _ = o.command("kill", "--all", id, "TERM").Run() },
+		func() { _ = o.command("kill", "--all", id, "KILL").Run() }, res)
 	res.WallTime = time.Since(start)
 	res.Stdout = stdout.wait()
 	res.Stderr = stderr.wait()

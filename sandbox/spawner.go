@@ -396,36 +396,11 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (*Result, func()
 	}()
 
 	res := &Result{}
-	var timeout, grace <-chan time.Time
-	if req.Timeout > 0 {
-		t := time.NewTimer(req.Timeout)
-		defer t.Stop()
-		timeout = t.C
-	}
-	terminate := func() {
-		_ = syscall.Kill(w.pid, syscall.SIGTERM)
-		grace = time.After(req.KillGrace)
-		timeout, cancel = nil, nil
-	}
-wait:
-	for {
-		select {
-		case <-statusDone:
-			// The init reported (or died): every process of the
-			// sandbox is gone.
-			break wait
-		case <-timeout:
-			res.TimedOut = true
-			terminate()
-		case <-cancel:
-			res.Canceled = true
-			terminate()
-		case <-grace:
-			res.Killed = true
-			grace = nil
-			_ = syscall.Kill(w.pid, syscall.SIGKILL)
-		}
-	}
+	// Once the init reported (or died), every process of the sandbox is
+	// gone.
+	awaitEnd(statusDone, req.Timeout, req.KillGrace, cancel,
+		func() { _ = syscall.Kill(w.pid, syscall.SIGTERM) },
+		func() { _ = syscall.Kill(w.pid, syscall.SIGKILL) }, res)
 	res.WallTime = time.Since(start)
 	res.Stdout = w.stdout.wait()
 	res.Stderr = w.stderr.wait()
