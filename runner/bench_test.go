@@ -31,20 +31,7 @@ func BenchmarkRunTrivial(b *testing.B) {
 	e := newTestEnv(b, nil)
 	a := e.newAction(b)
 	req := a.request("/bin/true")
-	ctx := context.Background()
-	mustSucceed(b, a, e.run(b, req)) // warm up
-	ds := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		start := time.Now()
-		resp, err := e.client.Run(ctx, req)
-		ds = append(ds, time.Since(start))
-		if err != nil || resp.StatusCode != 0 || resp.ExitCode != 0 {
-			b.Fatalf("Run: %v %v", resp, err)
-		}
-	}
-	b.StopTimer()
-	reportPercentiles(b, ds)
+	benchRuns(b, e, a, req)
 }
 
 // BenchmarkRunTrivialImage is BenchmarkRunTrivial in a cached image's
@@ -59,8 +46,14 @@ func BenchmarkRunTrivialImage(b *testing.B) {
 	a := e.newAction(b)
 	req := a.request("/bin/busybox", "true")
 	req.Platform = []*runnerpb.Property{{Name: "container-image", Value: ref}}
+	benchRuns(b, e, a, req)
+}
+
+// benchRuns runs req once to warm up (pull, skeleton), then b.N times over
+// the socket, and reports the latency percentiles.
+func benchRuns(b *testing.B, e *testEnv, a *action, req *runnerpb.RunRequest) {
 	ctx := context.Background()
-	mustSucceed(b, a, e.run(b, req)) // pulls the image
+	mustSucceed(b, a, e.run(b, req))
 	ds := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
