@@ -282,11 +282,18 @@ func (s *DiskBlobStore) forget(d digest.Digest, why string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e, ok := s.lookupLocked(d); ok {
-		s.lru.Remove(e)
-		delete(s.index, keyOf(d))
-		s.used -= d.SizeBytes()
+		s.dropLocked(e)
 		_ = os.Remove(s.path(d))
 	}
+}
+
+// dropLocked removes e from the index (not its file) and returns its digest.
+func (s *DiskBlobStore) dropLocked(e *list.Element) digest.Digest {
+	d := e.Value.(*diskEntry).d
+	s.lru.Remove(e)
+	delete(s.index, keyOf(d))
+	s.used -= d.SizeBytes()
+	return d
 }
 
 // Put implements BlobStore.
@@ -340,8 +347,7 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	// A file of this hash with the wrong size (damaged by a power loss,
 	// say) is about to be replaced: forget it.
 	if e, ok := s.index[keyOf(d)]; ok {
-		s.lru.Remove(e)
-		s.used -= e.Value.(*diskEntry).d.SizeBytes()
+		s.dropLocked(e)
 	}
 	if err := os.Rename(tmp.Name(), final); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
@@ -368,10 +374,7 @@ func (s *DiskBlobStore) evictLocked() {
 		if e == nil {
 			return
 		}
-		d := e.Value.(*diskEntry).d
-		s.lru.Remove(e)
-		delete(s.index, keyOf(d))
-		s.used -= d.SizeBytes()
+		d := s.dropLocked(e)
 		s.evicted++
 		if err := os.Remove(s.path(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			s.log.Warn("evict CAS blob", "digest", d.String(), "error", err)

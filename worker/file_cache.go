@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"container/list"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -187,7 +188,7 @@ func (c *FileCache) write(k cacheKey, p string, src io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("cache input %s: %w", k.d, err)
 	}
-	if n != k.d.SizeBytes() || fmt.Sprintf("%x", h.Sum(nil)) != k.d.Hash() {
+	if n != k.d.SizeBytes() || hex.EncodeToString(h.Sum(nil)) != k.d.Hash() {
 		return fmt.Errorf("cache input %s: fetched bytes do not match the digest", k.d)
 	}
 	mode := os.FileMode(0o444)
@@ -295,20 +296,22 @@ func (c *FileCache) forget(k cacheKey) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.entries[k]; ok {
-		c.lru.Remove(e)
-		delete(c.entries, k)
-		c.used -= k.d.SizeBytes()
+		c.dropLocked(e) // its file is already gone
 	}
+}
+
+// dropLocked removes e from the index and returns its file's path.
+func (c *FileCache) dropLocked(e *list.Element) string {
+	ce := e.Value.(*cacheEntry)
+	c.lru.Remove(e)
+	delete(c.entries, ce.key)
+	c.used -= ce.key.d.SizeBytes()
+	return ce.path
 }
 
 func (c *FileCache) evictLocked() {
 	for c.opts.MaxBytes > 0 && c.used > c.opts.MaxBytes && c.lru.Len() > 1 {
-		e := c.lru.Back()
-		ce := e.Value.(*cacheEntry)
-		c.lru.Remove(e)
-		delete(c.entries, ce.key)
-		c.used -= ce.key.d.SizeBytes()
-		os.Remove(ce.path)
+		os.Remove(c.dropLocked(c.lru.Back()))
 	}
 }
 
@@ -321,12 +324,7 @@ func (c *FileCache) makeRoom() bool {
 	n := max(1, c.lru.Len()/2)
 	removed := 0
 	for ; removed < n && c.lru.Len() > 0; removed++ {
-		e := c.lru.Back()
-		ce := e.Value.(*cacheEntry)
-		c.lru.Remove(e)
-		delete(c.entries, ce.key)
-		c.used -= ce.key.d.SizeBytes()
-		os.Remove(ce.path)
+		os.Remove(c.dropLocked(c.lru.Back()))
 	}
 	return removed > 0
 }
