@@ -217,8 +217,8 @@ func initSandbox() (*initStatus, error) {
 			break
 		}
 	}
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_CHILDREN, &ru); err == nil {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru); err == nil {
 		st.Usage = usageFromRusage(&ru)
 	}
 	return st, nil

@@ -100,7 +100,7 @@ func (o *ociRuntime) run(ctx context.Context, req Request) (*Result, error) {
 		res.ExitCode = ws.ExitStatus()
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		res.Usage = usageFromSyscallRusage(ru)
+		res.Usage = usageFromRusage(ru)
 	}
 	return res, nil
 }

@@ -3,8 +3,6 @@ package sandbox
 import (
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Result is what happened to one sandboxed command. A non-zero exit, a
@@ -47,19 +45,8 @@ type Usage struct {
 	InvoluntaryCtxSwitch int64
 }
 
-func usageFromRusage(r *unix.Rusage) Usage {
-	return Usage{
-		UserTime:             time.Duration(r.Utime.Nano()),
-		SystemTime:           time.Duration(r.Stime.Nano()),
-		MaxRSSBytes:          r.Maxrss * 1024,
-		MinorFaults:          r.Minflt,
-		MajorFaults:          r.Majflt,
-		VoluntaryCtxSwitches: r.Nvcsw,
-		InvoluntaryCtxSwitch: r.Nivcsw,
-	}
-}
-
-func usageFromSyscallRusage(r *syscall.Rusage) Usage {
+// usageFromRusage converts getrusage(2)/wait4(2) figures; nil is zero.
+func usageFromRusage(r *syscall.Rusage) Usage {
 	if r == nil {
 		return Usage{}
 	}

@@ -436,7 +436,7 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (*Result, func()
 		res.Signal = ws.Signal()
 	}
 	if ru, ok := w.state.SysUsage().(*syscall.Rusage); ok {
-		res.Usage = usageFromSyscallRusage(ru)
+		res.Usage = usageFromRusage(ru)
 	}
 	return res, cleanup, nil
 }
