@@ -382,6 +382,11 @@ func (c *core) requeueLost(now time.Time, e *execution, why string) {
 		return
 	}
 	c.note("action %s (%s): %s; requeued (retry %d of %d)", e.key.action, e.id, why, e.retries, c.cfg.MaxRetries)
+	c.requeue(now, e)
+}
+
+// requeue puts e back at the front of its queue and dispatches what can be.
+func (c *core) requeue(now time.Time, e *execution) {
 	c.enqueue(e, true)
 	c.publish(e)
 	c.pumpQueue(now, e.queue)

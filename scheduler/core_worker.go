@@ -125,16 +125,10 @@ func (c *core) Disconnect(now time.Time, id string, gen uint64) {
 // Result completes the execution a worker reports, unless the report is
 // stale (another attempt, another worker, or the execution was cancelled).
 func (c *core) Result(now time.Time, id string, gen uint64, name string, attempt int32, resp *repb.ExecuteResponse) {
-	w := c.session(id, gen)
-	if w == nil {
+	w, e := c.takeRunning(now, id, gen, name, attempt)
+	if e == nil {
 		return
 	}
-	w.lastSeen = now
-	e := w.running[name]
-	if e == nil || e.attempt != attempt {
-		return
-	}
-	delete(w.running, name)
 	switch {
 	case e.cancelled:
 	case retryable(resp):
@@ -157,22 +151,30 @@ func retryable(resp *repb.ExecuteResponse) bool {
 // GiveBack requeues an execution the worker will not finish, without
 // counting a retry.
 func (c *core) GiveBack(now time.Time, id string, gen uint64, name string, attempt int32) {
+	w, e := c.takeRunning(now, id, gen, name, attempt)
+	if e == nil {
+		return
+	}
+	if !e.cancelled {
+		c.requeue(now, e)
+	}
+	c.freed(now, w)
+}
+
+// takeRunning removes from a current session the execution it reports on,
+// if that report is not stale (another attempt, another worker).
+func (c *core) takeRunning(now time.Time, id string, gen uint64, name string, attempt int32) (*worker, *execution) {
 	w := c.session(id, gen)
 	if w == nil {
-		return
+		return nil, nil
 	}
 	w.lastSeen = now
 	e := w.running[name]
 	if e == nil || e.attempt != attempt {
-		return
+		return w, nil
 	}
 	delete(w.running, name)
-	if !e.cancelled {
-		c.enqueue(e, true)
-		c.publish(e)
-		c.pumpQueue(now, e.queue)
-	}
-	c.freed(now, w)
+	return w, e
 }
 
 func (c *core) freed(now time.Time, w *worker) {
