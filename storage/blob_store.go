@@ -41,15 +41,18 @@ type BlobStore interface {
 	Put(ctx context.Context, d digest.Digest, r io.Reader) error
 }
 
-// BatchGetter is implemented by stores that can read many small blobs in
-// one round trip (RemoteBlobStore, with BatchReadBlobs). The worker uses it
-// to fetch an input root's small files in a few requests instead of one
-// each.
-type BatchGetter interface {
-	// GetMany reads the blobs ds, each of at most the store's batch size.
-	// Blobs that are missing are absent from the result; every blob
-	// returned has been checked against its digest.
+// Batcher is implemented by stores that can move many small blobs in one
+// round trip (RemoteBlobStore, with BatchReadBlobs and BatchUpdateBlobs).
+// The worker uses it so that an input root or an action's outputs of many
+// small files cost a few requests instead of one each.
+type Batcher interface {
+	// GetMany reads the blobs ds, of at most MaxBatchBytes in all. Blobs
+	// that are missing are absent from the result; every blob returned has
+	// been checked against its digest.
 	GetMany(ctx context.Context, ds []digest.Digest) (map[digest.Digest][]byte, error)
-	// MaxBatchBytes is the largest total a GetMany call may ask for.
+	// PutMany stores blobs, of at most MaxBatchBytes in all; each must
+	// match its digest (INVALID_ARGUMENT otherwise).
+	PutMany(ctx context.Context, blobs map[digest.Digest][]byte) error
+	// MaxBatchBytes is the largest total of one GetMany or PutMany call.
 	MaxBatchBytes() int64
 }

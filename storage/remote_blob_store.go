@@ -202,10 +202,10 @@ func (r *remoteReader) Close() error {
 	return nil
 }
 
-// MaxBatchBytes implements BatchGetter.
+// MaxBatchBytes implements Batcher.
 func (s *RemoteBlobStore) MaxBatchBytes() int64 { return s.opts.MaxBatchBytes }
 
-// GetMany implements BatchGetter with BatchReadBlobs (one request per
+// GetMany implements Batcher with BatchReadBlobs (one request per
 // digest function).
 func (s *RemoteBlobStore) GetMany(ctx context.Context, ds []digest.Digest) (map[digest.Digest][]byte, error) {
 	out := make(map[digest.Digest][]byte, len(ds))
@@ -238,6 +238,35 @@ func (s *RemoteBlobStore) GetMany(ctx context.Context, ds []digest.Digest) (map[
 	return out, nil
 }
 
+// PutMany implements Batcher with BatchUpdateBlobs (one request per
+// digest function).
+func (s *RemoteBlobStore) PutMany(ctx context.Context, blobs map[digest.Digest][]byte) error {
+	groups := map[digest.Function]*repb.BatchUpdateBlobsRequest{}
+	for d, data := range blobs {
+		if got := digest.FromBytes(d.Function(), data); got != d {
+			return status.Errorf(codes.InvalidArgument, "data hash to %s, not %s", got, d)
+		}
+		req := groups[d.Function()]
+		if req == nil {
+			req = &repb.BatchUpdateBlobsRequest{InstanceName: s.opts.InstanceName, DigestFunction: d.Function()}
+			groups[d.Function()] = req
+		}
+		req.Requests = append(req.Requests, &repb.BatchUpdateBlobsRequest_Request{Digest: d.Proto(), Data: data})
+	}
+	for _, req := range groups {
+		resp, err := s.cas.BatchUpdateBlobs(ctx, req)
+		if err != nil {
+			return fmt.Errorf("remote BatchUpdateBlobs of %d blobs: %w", len(req.Requests), err)
+		}
+		for _, r := range resp.Responses {
+			if err := status.FromProto(r.Status).Err(); err != nil {
+				return fmt.Errorf("remote BatchUpdateBlobs %s/%d: %w", r.Digest.GetHash(), r.Digest.GetSizeBytes(), err)
+			}
+		}
+	}
+	return nil
+}
+
 // Put implements BlobStore.
 func (s *RemoteBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) error {
 	if d.IsEmpty() {
@@ -248,21 +277,7 @@ func (s *RemoteBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader)
 		if err != nil {
 			return err
 		}
-		if got := digest.FromBytes(d.Function(), data); got != d {
-			return status.Errorf(codes.InvalidArgument, "data hash to %s, not %s", got, d)
-		}
-		resp, err := s.cas.BatchUpdateBlobs(ctx, &repb.BatchUpdateBlobsRequest{
-			InstanceName:   s.opts.InstanceName,
-			Requests:       []*repb.BatchUpdateBlobsRequest_Request{{Digest: d.Proto(), Data: data}},
-			DigestFunction: d.Function(),
-		})
-		if err != nil {
-			return fmt.Errorf("remote BatchUpdateBlobs %s: %w", d, err)
-		}
-		if len(resp.Responses) != 1 {
-			return status.Errorf(codes.Internal, "remote BatchUpdateBlobs answered %d responses for 1 blob", len(resp.Responses))
-		}
-		return status.FromProto(resp.Responses[0].Status).Err()
+		return s.PutMany(ctx, map[digest.Digest][]byte{d: data})
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -310,6 +325,6 @@ func (s *RemoteBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader)
 }
 
 var (
-	_ BlobStore   = (*RemoteBlobStore)(nil)
-	_ BatchGetter = (*RemoteBlobStore)(nil)
+	_ BlobStore = (*RemoteBlobStore)(nil)
+	_ Batcher   = (*RemoteBlobStore)(nil)
 )

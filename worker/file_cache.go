@@ -226,11 +226,11 @@ func (c *FileCache) add(k cacheKey, p string) {
 
 // Prefetch fetches, in batches, the small files among want that neither the
 // cache nor the local CAS holds, when the CAS can read many blobs in one
-// request (storage.BatchGetter): an input root of many small files then
+// request (storage.Batcher): an input root of many small files then
 // costs a few round trips instead of one per file. Missing blobs are left
-// for Link to report. Without a BatchGetter it does nothing.
+// for Link to report. Without a Batcher it does nothing.
 func (c *FileCache) Prefetch(ctx context.Context, want []FileRef) error {
-	bg, ok := c.opts.CAS.(storage.BatchGetter)
+	bg, ok := c.opts.CAS.(storage.Batcher)
 	if !ok {
 		return nil
 	}

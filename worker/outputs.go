@@ -27,11 +27,23 @@ import (
 // with fstatat(AT_SYMLINK_NOFOLLOW): a symlink the action left (or swapped
 // in) is recorded as a symlink and never followed, so the worker cannot be
 // made to read, or upload, a file outside the input root.
+//
+// Small blobs (files up to smallFile, Tree protos, stdout and stderr) are
+// staged in memory and stored by flush with one FindMissing and, where the
+// CAS is a storage.Batcher, batched writes: an action's outputs of many
+// small files cost a few requests, not two each. Call flush before the
+// result is reported or cached.
 type outputCollector struct {
 	cas    storage.BlobStore
 	fn     digest.Function
 	rootFd int
+
+	staged      map[digest.Digest][]byte
+	stagedBytes int64
 }
+
+// maxStagedBytes bounds what stage holds before it flushes.
+const maxStagedBytes = 16 << 20
 
 // collect fills result's outputs for cmd, whose paths are relative to its
 // working directory. Outputs that do not exist are left out.
@@ -257,14 +269,67 @@ func (c *outputCollector) uploadFile(ctx context.Context, dirFd int, name string
 	return d, nil
 }
 
+// uploadBytes stages b for flush and returns its digest.
 func (c *outputCollector) uploadBytes(ctx context.Context, b []byte) (digest.Digest, error) {
 	d := digest.FromBytes(c.fn, b)
-	if missing, err := c.cas.FindMissing(ctx, []digest.Digest{d}); err != nil {
-		return digest.Digest{}, err
-	} else if len(missing) == 0 {
-		return d, nil
+	if c.staged == nil {
+		c.staged = map[digest.Digest][]byte{}
 	}
-	return d, c.cas.Put(ctx, d, bytes.NewReader(b))
+	if _, dup := c.staged[d]; !dup && !d.IsEmpty() {
+		c.staged[d] = b
+		c.stagedBytes += d.SizeBytes()
+	}
+	if c.stagedBytes > maxStagedBytes {
+		return d, c.flush(ctx)
+	}
+	return d, nil
+}
+
+// flush stores the staged blobs the CAS does not have yet.
+func (c *outputCollector) flush(ctx context.Context) error {
+	if len(c.staged) == 0 {
+		return nil
+	}
+	ds := make([]digest.Digest, 0, len(c.staged))
+	for d := range c.staged {
+		ds = append(ds, d)
+	}
+	missing, err := c.cas.FindMissing(ctx, ds)
+	if err != nil {
+		return fmt.Errorf("upload outputs: %w", err)
+	}
+	batcher, _ := c.cas.(storage.Batcher)
+	batch := map[digest.Digest][]byte{}
+	var size int64
+	putBatch := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := batcher.PutMany(ctx, batch)
+		batch, size = map[digest.Digest][]byte{}, 0
+		return err
+	}
+	for _, d := range missing {
+		data := c.staged[d]
+		if batcher == nil || d.SizeBytes() > batcher.MaxBatchBytes()/2 {
+			if err := c.cas.Put(ctx, d, bytes.NewReader(data)); err != nil {
+				return fmt.Errorf("upload output %s: %w", d, err)
+			}
+			continue
+		}
+		if size+d.SizeBytes() > batcher.MaxBatchBytes() {
+			if err := putBatch(); err != nil {
+				return fmt.Errorf("upload outputs: %w", err)
+			}
+		}
+		batch[d] = data
+		size += d.SizeBytes()
+	}
+	if err := putBatch(); err != nil {
+		return fmt.Errorf("upload outputs: %w", err)
+	}
+	c.staged, c.stagedBytes = nil, 0
+	return nil
 }
 
 func (c *outputCollector) uploadProto(ctx context.Context, m proto.Message) (digest.Digest, error) {

@@ -11,6 +11,7 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/internal/farmtest"
 	"github.com/paddock-build/paddock/storage"
@@ -36,9 +37,10 @@ func (c *countCalls) get(method string) int {
 	return c.n[method]
 }
 
-// A worker on another machine (remote CAS) fetches an input root of many
-// small files in a few BatchReadBlobs requests, not one request per file.
-func TestRemoteInputsAreFetchedInBatches(t *testing.T) {
+// remoteHarness is a harness whose worker uses a RemoteBlobStore over a
+// loopback storage server (disk-backed) that counts the RPCs it serves.
+func remoteHarness(t *testing.T) (*harness, *countCalls) {
+	t.Helper()
 	dir := t.TempDir()
 	backing, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: filepath.Join(dir, "server")})
 	if err != nil {
@@ -68,21 +70,27 @@ func TestRemoteInputsAreFetchedInBatches(t *testing.T) {
 	}
 	t.Cleanup(func() { conn.Close() })
 	cas := storage.NewRemoteBlobStore(conn, storage.RemoteOptions{})
-
-	h := &harness{t: t, dir: dir, ac: storage.NewMemoryActionCache(), runner: &farmtest.ExecRunner{}}
-	root := &repb.Directory{}
-	const n = 300
-	for i := range n {
-		d := h.putTo(backing, []byte(fmt.Sprintf("small input %d\n", i)))
-		root.Files = append(root.Files, &repb.FileNode{Name: fmt.Sprintf("f%03d", i), Digest: d.Proto(), IsExecutable: i%10 == 0})
-	}
+	// Blobs the test stores go straight to the server's disk (h.cas).
+	h := &harness{t: t, dir: dir, cas: backing, ac: storage.NewMemoryActionCache(), runner: &farmtest.ExecRunner{}}
 	if h.files, err = worker.NewFileCache(worker.FileCacheOptions{Dir: filepath.Join(dir, "files"), CAS: cas}); err != nil {
 		t.Fatal(err)
 	}
 	if h.w, err = worker.New(worker.Options{ID: "remote", CAS: cas, AC: h.ac, Files: h.files, Runner: h.runner, BuildDir: filepath.Join(dir, "builds")}); err != nil {
 		t.Fatal(err)
 	}
-	h.cas = backing
+	return h, calls
+}
+
+// A worker on another machine (remote CAS) fetches an input root of many
+// small files in a few BatchReadBlobs requests, not one request per file.
+func TestRemoteInputsAreFetchedInBatches(t *testing.T) {
+	h, calls := remoteHarness(t)
+	root := &repb.Directory{}
+	const n = 300
+	for i := range n {
+		d := h.put([]byte(fmt.Sprintf("small input %d\n", i)))
+		root.Files = append(root.Files, &repb.FileNode{Name: fmt.Sprintf("f%03d", i), Digest: d.Proto(), IsExecutable: i%10 == 0})
+	}
 	a := h.action(sh("cat f000 f299 | wc -l"), root, false)
 	res := ok(t, h.w.Execute(context.Background(), a))
 	if got := string(h.read(res.StdoutDigest)); got != "2\n" {
@@ -96,5 +104,25 @@ func TestRemoteInputsAreFetchedInBatches(t *testing.T) {
 	}
 	if reads := calls.get("/google.bytestream.ByteStream/Read"); reads != 0 {
 		t.Fatalf("%d ByteStream reads for small files", reads)
+	}
+}
+
+// Its outputs of many small files are stored with one FindMissingBlobs and
+// a few BatchUpdateBlobs, not two requests each.
+func TestRemoteOutputsAreUploadedInBatches(t *testing.T) {
+	h, calls := remoteHarness(t)
+	a := h.action(sh("mkdir out && for i in $(seq 200); do echo $i > out/f$i; done", "out"), &repb.Directory{}, false)
+	res := ok(t, h.w.Execute(context.Background(), a))
+	tree := &repb.Tree{}
+	if err := proto.Unmarshal(h.read(res.OutputDirectories[0].TreeDigest), tree); err != nil || len(tree.Root.Files) != 200 {
+		t.Fatalf("output tree: %v, %d files", err, len(tree.Root.GetFiles()))
+	}
+	if string(h.read(tree.Root.Files[0].Digest)) != "1\n" {
+		t.Fatal("an output file's content is wrong")
+	}
+	finds := calls.get("/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs")
+	updates := calls.get("/build.bazel.remote.execution.v2.ContentAddressableStorage/BatchUpdateBlobs")
+	if finds > 1 || updates > 2 {
+		t.Fatalf("%d FindMissingBlobs and %d BatchUpdateBlobs for 200 small outputs: not batched", finds, updates)
 	}
 }

@@ -310,6 +310,9 @@ func (w *Worker) execute(ctx context.Context, a *workerpb.Assignment, md *repb.E
 		}
 		*s.out = d.Proto()
 	}
+	if err := oc.flush(ctx); err != nil {
+		return nil, err
+	}
 	md.OutputUploadCompletedTimestamp = w.now()
 	result.ExecutionMetadata = md
 
