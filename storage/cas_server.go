@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sync/errgroup"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -21,6 +22,16 @@ import (
 type casServer struct {
 	repb.UnimplementedContentAddressableStorageServer
 	opts *ServerOptions
+	// zstd codecs are expensive to build and safe to share for whole-buffer
+	// calls (EncodeAll/DecodeAll); ByteStream builds its own per stream.
+	zenc *zstd.Encoder
+	zdec *zstd.Decoder
+}
+
+func newCASServer(opts *ServerOptions) *casServer {
+	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
+	return &casServer{opts: opts, zenc: enc, zdec: dec}
 }
 
 // batchParallelism is how many blobs of one batch are stored or read at once.
@@ -84,8 +95,7 @@ func (s *casServer) updateOne(ctx context.Context, fn digest.Function, i int, r 
 	switch r.Compressor {
 	case repb.Compressor_IDENTITY:
 	case repb.Compressor_ZSTD:
-		_, dec := zstdCodecs()
-		if data, err = dec.DecodeAll(r.Data, make([]byte, 0, d.SizeBytes())); err != nil {
+		if data, err = s.zdec.DecodeAll(r.Data, make([]byte, 0, d.SizeBytes())); err != nil {
 			return status.Errorf(codes.InvalidArgument, "requests[%d].data: not valid zstd: %v", i, err)
 		}
 	default:
@@ -136,8 +146,7 @@ func (s *casServer) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobs
 			// Compress only where it pays: small blobs cost more to
 			// compress than they save on the wire.
 			if zstdOK && len(data) >= 1024 {
-				enc, _ := zstdCodecs()
-				if c := enc.EncodeAll(data, nil); len(c) < len(data)*9/10 {
+				if c := s.zenc.EncodeAll(data, nil); len(c) < len(data)*9/10 {
 					out.Data, out.Compressor = c, repb.Compressor_ZSTD
 				}
 			}

@@ -66,7 +66,7 @@ func NewServer(opts ServerOptions) *Server {
 	}
 	return &Server{
 		opts: opts,
-		cas:  &casServer{opts: &opts},
+		cas:  newCASServer(&opts),
 		bs:   newByteStreamServer(&opts),
 		ac:   &actionCacheServer{opts: &opts},
 		caps: &capabilitiesServer{opts: &opts},
