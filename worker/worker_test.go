@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/digest"
@@ -282,7 +283,6 @@ func TestSymlinkInInputRootCannotRedirectOutputs(t *testing.T) {
 	}
 	// And a symlink the action swaps in for a declared output is recorded
 	// as a symlink: the host file's bytes never reach the CAS.
-	h.runner.Before = nil
 	a = h.action(sh("ln -s "+filepath.Join(outside, "secret")+" stolen", "stolen"), &repb.Directory{}, false)
 	resp := h.w.Execute(context.Background(), a)
 	if status.FromProto(resp.Status).Code() != codes.FailedPrecondition {
@@ -354,9 +354,9 @@ func TestExecutedActionMetadata(t *testing.T) {
 		t.Errorf("worker %q", md.Worker)
 	}
 	order := []string{"worker_start", "input_fetch_start", "input_fetch_completed", "execution_start", "execution_completed", "output_upload_start", "output_upload_completed", "worker_completed"}
-	stamps := []interface{ GetSeconds() int64 }{md.WorkerStartTimestamp, md.InputFetchStartTimestamp, md.InputFetchCompletedTimestamp, md.ExecutionStartTimestamp, md.ExecutionCompletedTimestamp, md.OutputUploadStartTimestamp, md.OutputUploadCompletedTimestamp, md.WorkerCompletedTimestamp}
+	stamps := []*timestamppb.Timestamp{md.WorkerStartTimestamp, md.InputFetchStartTimestamp, md.InputFetchCompletedTimestamp, md.ExecutionStartTimestamp, md.ExecutionCompletedTimestamp, md.OutputUploadStartTimestamp, md.OutputUploadCompletedTimestamp, md.WorkerCompletedTimestamp}
 	for i, s := range stamps {
-		if s == nil || s.GetSeconds() == 0 {
+		if s.GetSeconds() == 0 {
 			t.Errorf("%s timestamp not set", order[i])
 		}
 	}
