@@ -20,8 +20,6 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"github.com/google/uuid"
-	"google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -29,6 +27,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
 )
 
 // Options are shared by every scenario.
@@ -50,11 +49,11 @@ type Options struct {
 
 // Client is an REv2 client for the scenarios.
 type Client struct {
-	opts Options
-	cas  repb.ContentAddressableStorageClient
-	exec repb.ExecutionClient
-	bs   bytestream.ByteStreamClient
-	run  string // distinguishes this run's actions from every other's
+	opts  Options
+	cas   repb.ContentAddressableStorageClient
+	exec  repb.ExecutionClient
+	store *storage.RemoteBlobStore // blob moves: batches for small, ByteStream for large
+	run   string                   // distinguishes this run's actions from every other's
 }
 
 // NewClient returns a client over conn.
@@ -68,11 +67,11 @@ func NewClient(conn grpc.ClientConnInterface, opts Options) *Client {
 	salt := make([]byte, 8)
 	rand.Read(salt)
 	return &Client{
-		opts: opts,
-		cas:  repb.NewContentAddressableStorageClient(conn),
-		exec: repb.NewExecutionClient(conn),
-		bs:   bytestream.NewByteStreamClient(conn),
-		run:  hex.EncodeToString(salt),
+		opts:  opts,
+		cas:   repb.NewContentAddressableStorageClient(conn),
+		exec:  repb.NewExecutionClient(conn),
+		store: storage.NewRemoteBlobStore(conn, storage.RemoteOptions{InstanceName: opts.Instance, MaxBatchBytes: int64(opts.MaxBatchBytes)}),
+		run:   hex.EncodeToString(salt),
 	}
 }
 
@@ -114,120 +113,64 @@ func protoBlob(m proto.Message) blob {
 	return newBlob(b)
 }
 
-// upload stores blobs the server is missing, in batches.
+// upload stores the blobs the server is missing: small ones in batches,
+// large ones through ByteStream.
 func (c *Client) upload(ctx context.Context, blobs []blob) error {
 	ctx = c.ctx(ctx)
 	byDigest := map[digest.Digest][]byte{}
-	req := &repb.FindMissingBlobsRequest{InstanceName: c.opts.Instance}
+	var ds []digest.Digest
 	for _, b := range blobs {
 		if _, dup := byDigest[b.d]; !dup {
 			byDigest[b.d] = b.data
-			req.BlobDigests = append(req.BlobDigests, b.d.Proto())
+			ds = append(ds, b.d)
 		}
 	}
-	var missing []*repb.Digest
-	for start := 0; start < len(req.BlobDigests); start += 10000 {
-		part := &repb.FindMissingBlobsRequest{InstanceName: c.opts.Instance, BlobDigests: req.BlobDigests[start:min(len(req.BlobDigests), start+10000)]}
-		resp, err := c.cas.FindMissingBlobs(ctx, part)
-		if err != nil {
-			return fmt.Errorf("FindMissingBlobs: %w", err)
-		}
-		missing = append(missing, resp.MissingBlobDigests...)
+	missing, err := c.store.FindMissing(ctx, ds)
+	if err != nil {
+		return err
 	}
-	batch := &repb.BatchUpdateBlobsRequest{InstanceName: c.opts.Instance}
-	size := 0
+	batch := map[digest.Digest][]byte{}
+	var size int64
 	flush := func() error {
-		if len(batch.Requests) == 0 {
+		if len(batch) == 0 {
 			return nil
 		}
-		resp, err := c.cas.BatchUpdateBlobs(ctx, batch)
-		if err != nil {
-			return fmt.Errorf("BatchUpdateBlobs: %w", err)
-		}
-		for _, r := range resp.Responses {
-			if err := status.FromProto(r.Status).Err(); err != nil {
-				return fmt.Errorf("BatchUpdateBlobs %s/%d: %w", r.Digest.GetHash(), r.Digest.GetSizeBytes(), err)
-			}
-		}
-		batch = &repb.BatchUpdateBlobsRequest{InstanceName: c.opts.Instance}
-		size = 0
-		return nil
+		err := c.store.PutMany(ctx, batch)
+		batch, size = map[digest.Digest][]byte{}, 0
+		return err
 	}
-	for _, pd := range missing {
-		d, err := digest.FromProto(repb.DigestFunction_SHA256, pd, "missing digest")
-		if err != nil {
-			return err
-		}
-		data := byDigest[d]
-		if len(data) > c.opts.MaxBatchBytes/2 {
-			if err := c.write(ctx, d, data); err != nil {
+	limit := c.store.MaxBatchBytes()
+	for _, d := range missing {
+		if d.SizeBytes() > limit/2 {
+			if err := c.write(ctx, d, byDigest[d]); err != nil {
 				return err
 			}
 			continue
 		}
-		if size+len(data) > c.opts.MaxBatchBytes {
+		if size+d.SizeBytes() > limit {
 			if err := flush(); err != nil {
 				return err
 			}
 		}
-		batch.Requests = append(batch.Requests, &repb.BatchUpdateBlobsRequest_Request{Digest: pd, Data: data})
-		size += len(data)
+		batch[d] = byDigest[d]
+		size += d.SizeBytes()
 	}
 	return flush()
 }
 
-// write uploads one blob with ByteStream.
+// write uploads one blob (ByteStream for large ones).
 func (c *Client) write(ctx context.Context, d digest.Digest, data []byte) error {
-	stream, err := c.bs.Write(ctx)
-	if err != nil {
-		return err
-	}
-	name := digest.ResourceName{InstanceName: c.opts.Instance, UploadID: uuid.NewString(), Digest: d}.String()
-	const chunk = 1 << 20
-	for off := 0; off < len(data) || off == 0; off += chunk {
-		end := min(len(data), off+chunk)
-		req := &bytestream.WriteRequest{WriteOffset: int64(off), Data: data[off:end], FinishWrite: end == len(data)}
-		if off == 0 {
-			req.ResourceName = name
-		}
-		if err := stream.Send(req); err != nil {
-			break // the server ended the stream: CloseAndRecv says why
-		}
-		if end == len(data) {
-			break
-		}
-	}
-	resp, err := stream.CloseAndRecv()
-	if err != nil {
-		return fmt.Errorf("ByteStream.Write %s: %w", d, err)
-	}
-	if resp.CommittedSize != d.SizeBytes() {
-		return fmt.Errorf("ByteStream.Write %s: committed %d bytes", d, resp.CommittedSize)
-	}
-	return nil
+	return c.store.Put(c.ctx(ctx), d, bytes.NewReader(data))
 }
 
-// read downloads one blob with ByteStream and checks its digest.
+// read downloads one blob and checks its digest.
 func (c *Client) read(ctx context.Context, d digest.Digest) ([]byte, error) {
-	stream, err := c.bs.Read(c.ctx(ctx), &bytestream.ReadRequest{ResourceName: digest.ResourceName{InstanceName: c.opts.Instance, Digest: d}.String()})
+	r, err := c.store.Get(c.ctx(ctx), d, 0)
 	if err != nil {
 		return nil, err
 	}
-	var buf bytes.Buffer
-	for {
-		r, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("ByteStream.Read %s: %w", d, err)
-		}
-		buf.Write(r.Data)
-	}
-	if got := digest.FromBytes(d.Function(), buf.Bytes()); got != d {
-		return nil, fmt.Errorf("ByteStream.Read %s: got bytes hashing to %s", d, got)
-	}
-	return buf.Bytes(), nil
+	defer r.Close()
+	return io.ReadAll(r)
 }
 
 // action describes one action to run and how to check its result.
