@@ -197,21 +197,6 @@ func (p *process) stop(sig os.Signal) {
 	}
 }
 
-// signalAndWait sends sig and waits for the process to exit, whatever its
-// exit status; it returns the status.
-func (p *process) signalAndWait(sig os.Signal) error {
-	p.t.Helper()
-	p.cmd.Process.Signal(sig)
-	select {
-	case <-p.exited:
-	case <-time.After(processStopTimeout):
-		p.cmd.Process.Kill()
-		<-p.exited
-		p.t.Fatalf("paddock %s did not exit within %s of %v", p.name, processStopTimeout, sig)
-	}
-	return p.err
-}
-
 // kill kills the process with SIGKILL and waits for it.
 func (p *process) kill() {
 	p.cmd.Process.Kill()

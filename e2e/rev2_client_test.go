@@ -151,8 +151,7 @@ func (c *client) uploadTree(ctx context.Context, tr tree) *repb.Digest {
 	}
 	newNode := func() *node { return &node{dir: &repb.Directory{}, children: map[string]*node{}} }
 	root := newNode()
-	var walk func(n *node, parts []string) *node
-	walk = func(n *node, parts []string) *node {
+	walk := func(n *node, parts []string) *node {
 		for _, p := range parts {
 			child, ok := n.children[p]
 			if !ok {

@@ -206,8 +206,6 @@ var (
 	busybox  = imagetest.Busybox
 )
 
-const busyboxPath = imagetest.BusyboxPath
-
 // busyboxImage is the two-layer image most tests use: busybox and a few
 // files (gzip), then a layer (zstd) with a whiteout and an opaque directory.
 func busyboxImage(t testing.TB, marker string) v1.Image {

@@ -167,7 +167,7 @@ func benchRun(b *testing.B, l *Launcher, bundle string) {
 			b.Fatal(err)
 		}
 		if res.ExitCode != 0 {
-			b.Fatal(fmt.Sprintf("exit %d signal %v", res.ExitCode, res.Signal))
+			b.Fatalf("exit %d signal %v", res.ExitCode, res.Signal)
 		}
 	}
 	// CPU of everything the launcher started: the cost a busy farm pays.
