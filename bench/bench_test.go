@@ -3,6 +3,7 @@ package bench_test
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -12,13 +13,17 @@ import (
 
 func TestActionsCountsAreExact(t *testing.T) {
 	f := farmtest.Start(t, farmtest.Options{})
-	c := bench.NewClient(f.Conn, bench.Options{Concurrency: 4})
+	// The farm runs in this process: its process tree is this test.
+	c := bench.NewClient(f.Conn, bench.Options{Concurrency: 4, FarmPID: os.Getpid()})
 	r, err := c.Actions(context.Background(), 25)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.Requested != 25 || r.Completed != 25 || r.Errors != 0 {
 		t.Fatalf("report %+v", r)
+	}
+	if r.MachineCPU == nil || r.FarmCPU == nil || r.FarmCPU.TotalMs() <= 0 {
+		t.Errorf("CPU per action: machine %+v, farm %+v; want both, the farm's above 0", r.MachineCPU, r.FarmCPU)
 	}
 	if got := f.Runner.Calls(); got != 25 {
 		t.Fatalf("the farm ran %d actions, want 25 (salting must defeat caching and dedup)", got)
@@ -28,8 +33,13 @@ func TestActionsCountsAreExact(t *testing.T) {
 			t.Errorf("phase %s missing or inconsistent: %+v", p, s)
 		}
 	}
-	if table := bench.Table([]*bench.Report{r}); !strings.Contains(table, "execution") {
-		t.Errorf("table lacks the phases:\n%s", table)
+	if table := bench.Table([]*bench.Report{r}); !strings.Contains(table, "execution") || !strings.Contains(table, "CPU ms per op") {
+		t.Errorf("table lacks the phases or the CPU figures:\n%s", table)
+	}
+	// Without a farm pid, only the machine's figure.
+	c = bench.NewClient(f.Conn, bench.Options{Concurrency: 4})
+	if r, err = c.Actions(context.Background(), 5); err != nil || r.FarmCPU != nil || r.MachineCPU == nil {
+		t.Errorf("without FarmPID: machine %+v, farm %+v, %v; want the machine's figure only", r.MachineCPU, r.FarmCPU, err)
 	}
 }
 

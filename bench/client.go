@@ -5,7 +5,9 @@
 // every result exactly (exit code and output content, so a farm that
 // answers quickly but wrongly does not score), and returns a Report with
 // throughput and latency percentiles, split by phase where the server fills
-// ExecutedActionMetadata.
+// ExecutedActionMetadata, and the CPU time per operation of the whole
+// machine and, when the farm runs on it (Options.FarmPID), of the farm's
+// process tree, read from /proc over the run.
 package bench
 
 import (
@@ -45,6 +47,10 @@ type Options struct {
 	Progress io.Writer
 	// MaxBatchBytes bounds BatchUpdateBlobs requests; default 2 MiB.
 	MaxBatchBytes int
+	// FarmPID, if set, is the pid of the farm under test when it runs on
+	// this machine (`paddock up`): every report then has the CPU time of
+	// its process tree per operation (Report.FarmCPU).
+	FarmPID int
 }
 
 // Client is an REv2 client for the scenarios.
@@ -247,7 +253,7 @@ func (c *Client) runActions(ctx context.Context, scenario string, actions []acti
 	if err := c.upload(ctx, all); err != nil {
 		return nil, fmt.Errorf("%s: upload inputs: %w", scenario, err)
 	}
-	rec := newRecorder(scenario, len(actions), c.opts.Progress)
+	rec := c.newRecorder(scenario, len(actions))
 	work := make(chan action)
 	done := make(chan struct{})
 	for range c.opts.Concurrency {

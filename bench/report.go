@@ -48,6 +48,15 @@ type Report struct {
 	// BytesPerSecond is set by scenarios that move data.
 	BytesPerSecond float64            `json:"bytes_per_second,omitempty"`
 	Latency        map[string]Summary `json:"latency"`
+	// MachineCPU is the CPU time of the whole machine per completed
+	// operation over the scenario's run (see MachineCPU: every process,
+	// the load generator and anything else running included); nil if
+	// /proc/stat cannot be read or nothing completed.
+	MachineCPU *CPUPerOp `json:"machine_cpu_per_op,omitempty"`
+	// FarmCPU is the CPU time per completed operation of the process tree
+	// rooted at Options.FarmPID (see ProcessTreeCPU): for `paddock up`,
+	// the whole farm with every sandbox. Nil without a FarmPID.
+	FarmCPU *CPUPerOp `json:"farm_cpu_per_op,omitempty"`
 }
 
 // Table renders reports as an aligned text table.
@@ -80,6 +89,30 @@ func Table(reports []*Report) string {
 			fmt.Fprintf(&b, "  first error: %s\n", r.FirstError)
 		}
 	}
+	b.WriteString(cpuTable(reports))
+	return b.String()
+}
+
+// cpuTable renders the CPU figures of the reports that have them, as a
+// second table below the latencies.
+func cpuTable(reports []*Report) string {
+	var b strings.Builder
+	cell := func(c *CPUPerOp) string {
+		if c == nil {
+			return fmt.Sprintf("%8s %8s %8s", "-", "-", "-")
+		}
+		return fmt.Sprintf("%8.1f %8.1f %8.1f", c.UserMs, c.SystemMs, c.TotalMs())
+	}
+	for _, r := range reports {
+		if r.MachineCPU == nil && r.FarmCPU == nil {
+			continue
+		}
+		if b.Len() == 0 {
+			fmt.Fprintf(&b, "\n%-16s %-26s   %s\n", "CPU ms per op", "machine (/proc/stat)", "farm (--farm-pid tree)")
+			fmt.Fprintf(&b, "%-16s %8s %8s %8s   %8s %8s %8s\n", "scenario", "user", "system", "total", "user", "system", "total")
+		}
+		fmt.Fprintf(&b, "%-16s %s   %s\n", r.Scenario, cell(r.MachineCPU), cell(r.FarmCPU))
+	}
 	return b.String()
 }
 
@@ -89,6 +122,7 @@ type recorder struct {
 	want     int
 	progress io.Writer
 	start    time.Time
+	cpu      *cpuMeter
 
 	mu       sync.Mutex
 	phases   map[string][]time.Duration
@@ -99,8 +133,10 @@ type recorder struct {
 	stopped  chan struct{}
 }
 
-func newRecorder(scenario string, want int, progress io.Writer) *recorder {
-	r := &recorder{scenario: scenario, want: want, progress: progress, start: time.Now(), phases: map[string][]time.Duration{}, stop: make(chan struct{}), stopped: make(chan struct{})}
+// newRecorder starts the clock and the CPU meter of one scenario's run.
+func (c *Client) newRecorder(scenario string, want int) *recorder {
+	r := &recorder{scenario: scenario, want: want, progress: c.opts.Progress, start: time.Now(), cpu: startCPUMeter(c.opts.FarmPID),
+		phases: map[string][]time.Duration{}, stop: make(chan struct{}), stopped: make(chan struct{})}
 	go r.showProgress()
 	return r
 }
@@ -198,6 +234,7 @@ func (r *recorder) report() *Report {
 		Errors: r.errors, FirstError: r.firstErr, Seconds: secs, Latency: map[string]Summary{},
 	}
 	rep.PerSecond = float64(rep.Completed) / secs
+	rep.MachineCPU, rep.FarmCPU = r.cpu.perOp(rep.Completed)
 	if r.bytes > 0 {
 		rep.BytesPerSecond = float64(r.bytes) / secs
 	}

@@ -146,7 +146,7 @@ func (c *Client) CAS(ctx context.Context, n int, size int, findCalls int) ([]*Re
 		return g, gctx
 	}
 	g, gctx := group()
-	up := newRecorder("cas-upload", n, c.opts.Progress)
+	up := c.newRecorder("cas-upload", n)
 	for _, b := range blobs {
 		g.Go(func() error {
 			start := time.Now()
@@ -161,7 +161,7 @@ func (c *Client) CAS(ctx context.Context, n int, size int, findCalls int) ([]*Re
 	g.Wait()
 	upRep := up.report()
 	g, gctx = group()
-	down := newRecorder("cas-download", n, c.opts.Progress)
+	down := c.newRecorder("cas-download", n)
 	for _, b := range blobs {
 		g.Go(func() error {
 			start := time.Now()
@@ -184,7 +184,7 @@ func (c *Client) CAS(ctx context.Context, n int, size int, findCalls int) ([]*Re
 		}
 	}
 	g, gctx = group()
-	find := newRecorder("cas-findmissing", findCalls, c.opts.Progress)
+	find := c.newRecorder("cas-findmissing", findCalls)
 	for range findCalls {
 		g.Go(func() error {
 			start := time.Now()

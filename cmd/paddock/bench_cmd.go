@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -15,7 +17,8 @@ import (
 	"github.com/paddock-build/paddock/configs"
 )
 
-const benchUsage = `usage: paddock bench SCENARIO --endpoint HOST:PORT [flags]
+const benchUsage = `usage: paddock bench SCENARIO --endpoint HOST:PORT [--farm-pid PID] [flags]
+       paddock bench cpu [--farm-pid PID] -- COMMAND [ARG...]
 
 Scenarios (each speaks plain REv2, so any farm can be measured):
   actions    N unique trivial actions at concurrency C
@@ -23,6 +26,16 @@ Scenarios (each speaks plain REv2, so any farm can be measured):
   outputs    actions writing FILES files of BYTES bytes in all
   cas        ByteStream upload/download of N blobs of SIZE bytes, and FindMissingBlobs
   standard   the standard set, each bounded to well under a minute on 2 cores
+
+Every scenario also reports CPU time per operation over its run: the whole
+machine's (from /proc/stat: user+nice as user, system+irq+softirq as system;
+every process counts, this load generator included) and, with --farm-pid,
+the farm's: the process tree rooted at PID with the children it reaped (for
+paddock up: storage, scheduler, worker, runner and every sandbox).
+
+bench cpu runs COMMAND (a Bazel build, say) and then prints on stderr its
+wall time and the machine's (and the farm's) CPU time over its run, as:
+  cpu: wall_s=S machine_user_ms=MS machine_sys_ms=MS [farm_user_ms=MS farm_sys_ms=MS]
 `
 
 func runBench(ctx context.Context, args []string) error {
@@ -41,11 +54,20 @@ func runBench(ctx context.Context, args []string) error {
 	size := fs.String("size", "1KiB", "inputs: bytes per file; cas: bytes per blob")
 	total := fs.String("bytes", "10MiB", "outputs: bytes per action in all")
 	asJSON := fs.Bool("json", false, "print the reports as JSON")
+	farmPID := fs.Int("farm-pid", 0, "pid of the farm under test, when it runs on this machine (paddock up): report its process tree's CPU per operation")
 	var platform, headers pairFlags
 	fs.Var(&platform, "platform", "platform property NAME=VALUE for every action (repeatable)")
 	fs.Var(&headers, "header", "gRPC header NAME=VALUE on every call (repeatable)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	if *farmPID != 0 {
+		if _, err := bench.ProcessTreeCPU(*farmPID); err != nil {
+			return fmt.Errorf("--farm-pid: %w", err)
+		}
+	}
+	if scenario == "cpu" {
+		return benchCPU(ctx, *farmPID, fs.Args())
 	}
 	sizeB, err := configs.ParseByteSize(*size)
 	if err != nil {
@@ -61,7 +83,7 @@ func runBench(ctx context.Context, args []string) error {
 		return err
 	}
 	defer conn.Close()
-	opts := bench.Options{Instance: *instance, Platform: platform.toMap(), Headers: headers.toMap(), Concurrency: *conc}
+	opts := bench.Options{Instance: *instance, Platform: platform.toMap(), Headers: headers.toMap(), Concurrency: *conc, FarmPID: *farmPID}
 	if info, err := os.Stderr.Stat(); err == nil && info.Mode()&os.ModeCharDevice != 0 {
 		opts.Progress = os.Stderr
 	}
@@ -131,6 +153,52 @@ func standardSet(ctx context.Context, c *bench.Client, add func(...*bench.Report
 		if err := s(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// benchCPU runs a command (a Bazel build, say) and prints the CPU time the
+// machine, and the farm's process tree if farmPID is set, used during it,
+// as one line of NAME=VALUE pairs on stderr for scripts
+// (scripts/bench-bazel.sh) to read. The command's exit status is returned
+// as an error after the line is printed.
+func benchCPU(ctx context.Context, farmPID int, argv []string) error {
+	if len(argv) == 0 {
+		return fmt.Errorf("a command is required: paddock bench cpu [--farm-pid PID] -- COMMAND [ARG...]")
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	machine0, err := bench.MachineCPU()
+	if err != nil {
+		return err
+	}
+	var farm0 bench.CPUTime
+	if farmPID != 0 {
+		if farm0, err = bench.ProcessTreeCPU(farmPID); err != nil {
+			return fmt.Errorf("--farm-pid: %w", err)
+		}
+	}
+	start := time.Now()
+	runErr := cmd.Run()
+	wall := time.Since(start)
+	machine1, err := bench.MachineCPU()
+	if err != nil {
+		return err
+	}
+	ms := func(d time.Duration) int64 { return d.Milliseconds() }
+	m := machine1.Sub(machine0)
+	line := fmt.Sprintf("cpu: wall_s=%.3f machine_user_ms=%d machine_sys_ms=%d", wall.Seconds(), ms(m.User), ms(m.System))
+	if farmPID != 0 {
+		farm1, err := bench.ProcessTreeCPU(farmPID)
+		if err != nil {
+			return fmt.Errorf("--farm-pid: after the command: %w", err)
+		}
+		f := farm1.Sub(farm0)
+		line += fmt.Sprintf(" farm_user_ms=%d farm_sys_ms=%d", ms(f.User), ms(f.System))
+	}
+	fmt.Fprintln(os.Stderr, line)
+	if runErr != nil {
+		return fmt.Errorf("%s: %w", argv[0], runErr)
 	}
 	return nil
 }

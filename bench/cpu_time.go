@@ -1,0 +1,230 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// userHZ is the unit of the CPU times in /proc/stat and /proc/PID/stat
+// (USER_HZ, what sysconf(_SC_CLK_TCK) returns): 100 per second on every
+// architecture Go runs Linux on, whatever the kernel's internal HZ. One
+// tick is therefore 10 ms: figures summed over a run of hundreds of
+// operations are exact enough, a single short operation is not.
+const userHZ = 100
+
+// CPUTime is CPU time split into user and system time.
+type CPUTime struct {
+	User, System time.Duration
+}
+
+// Total is user plus system time.
+func (c CPUTime) Total() time.Duration { return c.User + c.System }
+
+// Sub returns c minus o, the CPU used between two readings.
+func (c CPUTime) Sub(o CPUTime) CPUTime {
+	return CPUTime{User: c.User - o.User, System: c.System - o.System}
+}
+
+func ticks(user, system uint64) CPUTime {
+	return CPUTime{User: time.Duration(user) * time.Second / userHZ, System: time.Duration(system) * time.Second / userHZ}
+}
+
+// MachineCPU reads the CPU time all of the machine's cores have spent
+// since boot, from the "cpu" line of /proc/stat: user is user+nice, system
+// is system+irq+softirq. Idle, iowait and steal time are not counted
+// (guest time is already part of user). Every process counts, whoever runs
+// it: on a shared machine the figure includes other people's work.
+func MachineCPU() (CPUTime, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return CPUTime{}, err
+	}
+	return parseProcStat(data)
+}
+
+// parseProcStat parses the text of /proc/stat (see MachineCPU).
+func parseProcStat(data []byte) (CPUTime, error) {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 || f[0] != "cpu" {
+			continue
+		}
+		// cpu user nice system idle iowait irq softirq [steal guest guest_nice]
+		if len(f) < 8 {
+			return CPUTime{}, fmt.Errorf("/proc/stat: short cpu line %q", sc.Text())
+		}
+		var v [7]uint64
+		for i := range v {
+			n, err := strconv.ParseUint(f[i+1], 10, 64)
+			if err != nil {
+				return CPUTime{}, fmt.Errorf("/proc/stat: cpu line %q: %w", sc.Text(), err)
+			}
+			v[i] = n
+		}
+		user, nice, system, irq, softirq := v[0], v[1], v[2], v[5], v[6]
+		return ticks(user+nice, system+irq+softirq), nil
+	}
+	return CPUTime{}, errors.New("/proc/stat: no cpu line")
+}
+
+// procStat is what ProcessTreeCPU needs from one /proc/PID/stat.
+type procStat struct {
+	ppid int
+	// user is utime+cutime, system stime+cstime, in ticks: the process's
+	// own time (all its threads) and that of the children it has reaped,
+	// which includes what those children had reaped in turn.
+	user, system uint64
+}
+
+// parsePIDStat parses the text of /proc/PID/stat. The command name (field
+// 2) is in parentheses and may itself contain spaces and parentheses, so
+// the fields are counted from the last ')'.
+func parsePIDStat(data []byte) (procStat, error) {
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return procStat{}, fmt.Errorf("stat %q: no command name", s)
+	}
+	// After ')': state(3) ppid(4) pgrp session tty_nr tpgid flags minflt
+	// cminflt majflt cmajflt utime(14) stime(15) cutime(16) cstime(17) …
+	f := strings.Fields(s[i+1:])
+	if len(f) < 15 {
+		return procStat{}, fmt.Errorf("stat %q: %d fields after the command name, want at least 15", s, len(f))
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return procStat{}, fmt.Errorf("stat %q: ppid: %w", s, err)
+	}
+	var v [4]uint64
+	for k := range v {
+		// cutime and cstime are signed in the kernel's format, never
+		// negative in practice.
+		n, err := strconv.ParseInt(f[11+k], 10, 64)
+		if err != nil || n < 0 {
+			return procStat{}, fmt.Errorf("stat %q: field %d is not a tick count", s, 14+k)
+		}
+		v[k] = uint64(n)
+	}
+	return procStat{ppid: ppid, user: v[0] + v[2], system: v[1] + v[3]}, nil
+}
+
+// treeCPU sums the CPU time of root and of every descendant in procs (by
+// pid); ok is false if root is not in procs.
+func treeCPU(procs map[int]procStat, root int) (c CPUTime, ok bool) {
+	if _, ok := procs[root]; !ok {
+		return CPUTime{}, false
+	}
+	children := map[int][]int{}
+	for pid, p := range procs {
+		if pid != root {
+			children[p.ppid] = append(children[p.ppid], pid)
+		}
+	}
+	var user, system uint64
+	for todo := []int{root}; len(todo) > 0; {
+		pid := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		user += procs[pid].user
+		system += procs[pid].system
+		todo = append(todo, children[pid]...)
+	}
+	return ticks(user, system), true
+}
+
+// ProcessTreeCPU reads the CPU time of the live process tree rooted at pid:
+// the sum over pid and its live descendants of utime+stime+cutime+cstime
+// from /proc/PID/stat. A child that has exited is counted once its parent
+// reaps it (in the parent's cutime and cstime) or, before that, as a
+// zombie; so the difference of two readings is the CPU the tree used in
+// between, including processes that started and ended in between, as long
+// as a member of the tree reaped them. For `paddock up` that is every
+// sandbox: inits are reaped by the spawner, a child of the runner, a child
+// of `paddock up`. The /proc scan is not atomic: a process reaped during
+// it may be missed or counted twice, an error of one process's CPU.
+func ProcessTreeCPU(pid int) (CPUTime, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return CPUTime{}, err
+	}
+	procs := map[int]procStat{}
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // the process exited since the listing
+		}
+		p, err := parsePIDStat(data)
+		if err != nil {
+			return CPUTime{}, err
+		}
+		procs[n] = p
+	}
+	c, ok := treeCPU(procs, pid)
+	if !ok {
+		return CPUTime{}, fmt.Errorf("process %d: no such process", pid)
+	}
+	return c, nil
+}
+
+// CPUPerOp is CPU time per completed operation, in milliseconds.
+type CPUPerOp struct {
+	UserMs   float64 `json:"user_ms"`
+	SystemMs float64 `json:"system_ms"`
+}
+
+// TotalMs is user plus system time.
+func (c CPUPerOp) TotalMs() float64 { return c.UserMs + c.SystemMs }
+
+func perOp(c CPUTime, ops int) *CPUPerOp {
+	ms := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(ops) }
+	return &CPUPerOp{UserMs: ms(c.User), SystemMs: ms(c.System)}
+}
+
+// cpuMeter measures the CPU used over one scenario's run: the machine's
+// and, if farmPID is set, the farm's process tree. A reading that fails
+// (no /proc, the farm gone) leaves that figure out of the report.
+type cpuMeter struct {
+	farmPID           int
+	machine, farm     CPUTime
+	machineOK, farmOK bool
+}
+
+func startCPUMeter(farmPID int) *cpuMeter {
+	m := &cpuMeter{farmPID: farmPID}
+	var err error
+	m.machine, err = MachineCPU()
+	m.machineOK = err == nil
+	if farmPID > 0 {
+		m.farm, err = ProcessTreeCPU(farmPID)
+		m.farmOK = err == nil
+	}
+	return m
+}
+
+// perOp returns the CPU used since the meter started, per operation; nil
+// figures for readings that failed or when ops is 0.
+func (m *cpuMeter) perOp(ops int) (machine, farm *CPUPerOp) {
+	if ops <= 0 {
+		return nil, nil
+	}
+	if c, err := MachineCPU(); err == nil && m.machineOK {
+		machine = perOp(c.Sub(m.machine), ops)
+	}
+	if m.farmOK {
+		if c, err := ProcessTreeCPU(m.farmPID); err == nil {
+			farm = perOp(c.Sub(m.farm), ops)
+		}
+	}
+	return machine, farm
+}
