@@ -26,6 +26,7 @@ func runRunner(ctx context.Context, args []string) error {
 	configPath := fs.String("config", "", "YAML config file (see configs/runner.yaml)")
 	socket := fs.String("socket", "", "override the config's socket path")
 	state := fs.String("state", "", "override the config's state directory")
+	pprofAddr := fs.String("pprof-listen", "", pprofFlagUsage)
 	var hide stringsFlag
 	fs.Var(&hide, "hide", "a host path to hide from actions on the host's root, in addition to the config's host_hidden_paths (repeatable; e.g. the worker's data directory)")
 	if err := fs.Parse(args); err != nil {
@@ -48,6 +49,11 @@ func runRunner(ctx context.Context, args []string) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if *pprofAddr != "" {
+		if _, err := startPprof(*pprofAddr, logger); err != nil {
+			return err
+		}
+	}
 
 	launcher, err := sandbox.New(cfg.Sandbox)
 	if err != nil {

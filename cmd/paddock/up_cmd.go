@@ -42,6 +42,7 @@ func runUp(ctx context.Context, args []string) error {
 	casSize := fs.String("cas-size", "10GiB", "size bound of the CAS")
 	cacheSize := fs.String("file-cache-size", "2GiB", "size bound of the worker's copies of executable inputs")
 	runnerConfig := fs.String("runner-config", "", "runner config file (see configs/runner.yaml)")
+	pprofAddr := fs.String("pprof-listen", "", pprofFlagUsage+"; the runner child then serves its own on the same host, port 0 (both addresses are logged)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,6 +64,11 @@ func runUp(ctx context.Context, args []string) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if *pprofAddr != "" {
+		if _, err := startPprof(*pprofAddr, logger); err != nil {
+			return err
+		}
+	}
 
 	// Storage and scheduler share one gRPC endpoint.
 	storeDir := filepath.Join(*data, "storage")
@@ -98,6 +104,10 @@ func runUp(ctx context.Context, args []string) error {
 	runnerArgs := []string{"runner", "--socket", sock, "--state", filepath.Join(*data, "runner"), "--hide", *data}
 	if *runnerConfig != "" {
 		runnerArgs = append(runnerArgs, "--config", *runnerConfig)
+	}
+	if *pprofAddr != "" {
+		host, _, _ := net.SplitHostPort(*pprofAddr)
+		runnerArgs = append(runnerArgs, "--pprof-listen", net.JoinHostPort(host, "0"))
 	}
 	runnerDone := superviseChild(ctx, logger, runnerArgs)
 	if err := waitRunnerReady(ctx, sock, 30*time.Second); err != nil {
