@@ -6,7 +6,7 @@ GOBIN_DIR := $(CURDIR)/bin/tools
 PROTOC_GEN_GO_VERSION      := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 
-.PHONY: build test run proto lint bench gobench clean
+.PHONY: build test run proto init lint bench gobench clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/paddock
@@ -28,6 +28,11 @@ proto:
 	cd api && for p in $$(find . -name '*.proto'); do \
 	  PATH=$(GOBIN_DIR):$$PATH protoc -I . --go_out=. --go_opt=paths=source_relative \
 	    --go-grpc_out=. --go-grpc_opt=paths=source_relative $$p || exit 1; done
+
+# Recompile the sandbox init embedded in the binary (sandbox/internal/initbin),
+# after changing sandbox/internal/initprog or initplan; committed like proto code.
+init:
+	$(GO) run ./sandbox/internal/initbin/gen
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

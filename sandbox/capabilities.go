@@ -69,48 +69,6 @@ func lastCap() uint {
 	return uint(n)
 }
 
-// applyCapabilities sets the calling thread's bounding and inheritable sets
-// to the spec's (last is lastCap()), leaving its effective and permitted sets (the init still
-// needs CAP_SETUID and friends to start the command). A command started as
-// container root then gets exactly the bounding set; one started as another
-// user gets the ambient set. Must run on the thread that forks the command.
-func applyCapabilities(s capSets, last uint) error {
-	for c := uint(0); c <= last; c++ {
-		if s.Bounding&(1<<c) != 0 {
-			continue
-		}
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
-			return fmt.Errorf("drop bounding capability %d: %w", c, err)
-		}
-	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("capget: %w", err)
-	}
-	// Ambient capabilities must be permitted and inheritable; the command
-	// raises them itself (SysProcAttr.AmbientCaps) after changing user.
-	inh := s.Inheritable | (s.Ambient & s.Bounding)
-	data[0].Inheritable = uint32(inh)
-	data[1].Inheritable = uint32(inh >> 32)
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("capset: %w", err)
-	}
-	return nil
-}
-
-// ambientList returns the ambient capability numbers of s (only those in
-// the bounding set can be raised).
-func ambientList(s capSets) []uintptr {
-	var out []uintptr
-	for c := uint(0); c < 64; c++ {
-		if s.Ambient&s.Bounding&(1<<c) != 0 {
-			out = append(out, uintptr(c))
-		}
-	}
-	return out
-}
-
 // rlimitNames maps runtime-spec rlimit names to resource numbers. Constant.
 var rlimitNames = map[string]int{
 	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,

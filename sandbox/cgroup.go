@@ -6,17 +6,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/containerd/cgroups/v3"
-	"github.com/containerd/cgroups/v3/cgroup1"
-	"github.com/containerd/cgroups/v3/cgroup2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 )
 
 // CgroupStats are the figures read from a sandbox's cgroup just before it is
@@ -36,12 +32,19 @@ type sandboxCgroup interface {
 	// does runs outside, and no process has to be migrated (on v1 that
 	// costs an RCU grace period, several milliseconds).
 	start(newCmd func() *exec.Cmd) (*exec.Cmd, error)
-	// update applies the limits of res (the cgroup is created without
-	// any while its init waits for work).
+	// update applies the limits of res, and clears those res does not
+	// set (a cgroup waits without limits for its sandbox, and may have
+	// held another before).
 	update(res *specs.LinuxResources) error
+	// stats reads the figures since the cgroup was created or reset.
 	stats() CgroupStats
 	// killAll SIGKILLs every process left in the cgroup.
 	killAll()
+	// signalAll sends sig to every process in the cgroup but except.
+	signalAll(sig syscall.Signal, except int)
+	// reset readies the cgroup for the next sandbox once the last one's
+	// processes are gone, and reports whether it may be reused.
+	reset() bool
 	// remove deletes the cgroup, which must be empty.
 	remove() error
 }
@@ -63,202 +66,8 @@ func newSandboxCgroup(parent, name string, res *specs.LinuxResources) (sandboxCg
 	if cgroups.Mode() == cgroups.Unified {
 		return newCgroupV2(cgroupRoot, group, res)
 	}
-	hier := func() ([]cgroup1.Subsystem, error) {
-		return []cgroup1.Subsystem{
-			cgroup1.NewMemory(cgroupRoot), cgroup1.NewPids(cgroupRoot),
-			cgroup1.NewCpu(cgroupRoot), cgroup1.NewCpuacct(cgroupRoot),
-		}, nil
-	}
-	cg, err := cgroup1.New(cgroup1.StaticPath(group), res, cgroup1.WithHierarchy(hier))
-	if err != nil {
-		return nil, fmt.Errorf("create cgroup %s: %w", group, err)
-	}
-	return &cgroupV1{cg: cg, group: group}, nil
+	return newCgroupV1(group, res)
 }
-
-type cgroupV1 struct {
-	cg    cgroup1.Cgroup
-	group string
-}
-
-func (c *cgroupV1) path(sub, file string) string {
-	return filepath.Join(cgroupRoot, sub, c.group, file)
-}
-
-// start moves the calling OS thread (only it: migrating oneself through the
-// "tasks" file skips the global lock that migrating a process needs) into
-// the cgroup, forks cmd from it, and moves the thread back.
-func (c *cgroupV1) start(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
-	runtime.LockOSThread()
-	orig, err := threadCgroupsV1()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	move := func(group func(sub string) string) error {
-		for _, sub := range v1Subsystems {
-			if err := os.WriteFile(filepath.Join(cgroupRoot, sub, group(sub), "tasks"), []byte("0"), 0); err != nil {
-				return fmt.Errorf("move thread to %s cgroup: %w", sub, err)
-			}
-		}
-		return nil
-	}
-	back := func(sub string) string { return orig[sub] }
-	if err := move(func(string) string { return c.group }); err != nil {
-		if move(back) == nil {
-			runtime.UnlockOSThread()
-		}
-		return nil, err
-	}
-	cmd := newCmd()
-	startErr := cmd.Start()
-	if err := move(back); err != nil {
-		// The thread stays locked and dies with this goroutine. A child's
-		// parent-death signal fires when that thread exits, so the child
-		// cannot be kept either.
-		if startErr == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-		return nil, err
-	}
-	runtime.UnlockOSThread()
-	if startErr != nil {
-		return nil, startErr
-	}
-	return cmd, nil
-}
-
-// threadCgroupsV1 returns the calling thread's v1 cgroup per controller.
-func threadCgroupsV1() (map[string]string, error) {
-	b, err := os.ReadFile("/proc/thread-self/cgroup")
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]string{}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.SplitN(line, ":", 3)
-		if len(f) != 3 {
-			continue
-		}
-		for _, ctrl := range strings.Split(f[1], ",") {
-			out[ctrl] = f[2]
-		}
-	}
-	for _, sub := range v1Subsystems {
-		if _, ok := out[sub]; !ok {
-			return nil, fmt.Errorf("no v1 %s cgroup in /proc/thread-self/cgroup", sub)
-		}
-	}
-	return out, nil
-}
-
-func (c *cgroupV1) update(res *specs.LinuxResources) error {
-	if res == nil {
-		return nil
-	}
-	return c.cg.Update(res)
-}
-
-func (c *cgroupV1) stats() CgroupStats {
-	var s CgroupStats
-	s.MemoryPeakBytes = readUintFile(c.path("memory", "memory.max_usage_in_bytes"))
-	s.OOMKills = readKeyedFile(c.path("memory", "memory.oom_control"), "oom_kill")
-	s.CPUTime = time.Duration(readUintFile(c.path("cpuacct", "cpuacct.usage")))
-	s.PidsPeak = readUintFile(c.path("pids", "pids.peak"))
-	s.PidsLimitHits = readKeyedFile(c.path("pids", "pids.events"), "max")
-	return s
-}
-
-func (c *cgroupV1) killAll() {
-	killProcsFile(c.path("pids", "cgroup.procs"))
-}
-
-// remove rmdirs the cgroup in each hierarchy. (cgroup1's Delete walks
-// every file of every hierarchy first; that was a sixth of the spawner's
-// CPU time per sandbox. The kernel refuses to remove a non-empty cgroup
-// anyway.)
-func (c *cgroupV1) remove() error {
-	var errs []error
-	for _, sub := range v1Subsystems {
-		if err := removeCgroupDir(filepath.Join(cgroupRoot, sub, c.group)); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// newCgroupV2 creates group under the v2 hierarchy mounted at mountpoint.
-func newCgroupV2(mountpoint, group string, res *specs.LinuxResources) (*cgroupV2, error) {
-	m, err := cgroup2.NewManager(mountpoint, group, cgroup2.ToResources(res))
-	if err != nil {
-		return nil, fmt.Errorf("create cgroup %s: %w", group, err)
-	}
-	// Always enable the controllers whose figures we report (where the
-	// hierarchy has them).
-	_ = m.ToggleControllers([]string{"memory", "pids", "cpu"}, cgroup2.Enable)
-	return &cgroupV2{m: m, path: filepath.Join(mountpoint, group)}, nil
-}
-
-type cgroupV2 struct {
-	m    *cgroup2.Manager
-	path string
-}
-
-// start forks cmd straight into the cgroup with clone3(CLONE_INTO_CGROUP),
-// or, on kernels without it, starts it and migrates it; the init runs no
-// command before the spawner has sent its config, which comes later.
-// (Not exercised by the tests: their host keeps its controllers in v1.)
-func (c *cgroupV2) start(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
-	fd, err := unix.Open(c.path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("open cgroup: %w", err)
-	}
-	defer unix.Close(fd)
-	cmd := newCmd()
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
-	if err := cmd.Start(); err == nil {
-		return cmd, nil
-	}
-	cmd = newCmd()
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	if err := c.m.AddProc(uint64(cmd.Process.Pid)); err != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return nil, fmt.Errorf("add init to cgroup: %w", err)
-	}
-	return cmd, nil
-}
-
-func (c *cgroupV2) update(res *specs.LinuxResources) error {
-	if res == nil {
-		return nil
-	}
-	return c.m.Update(cgroup2.ToResources(res))
-}
-
-func (c *cgroupV2) stats() CgroupStats {
-	var s CgroupStats
-	s.MemoryPeakBytes = readUintFile(filepath.Join(c.path, "memory.peak"))
-	s.OOMKills = readKeyedFile(filepath.Join(c.path, "memory.events"), "oom_kill")
-	s.CPUTime = time.Duration(readKeyedFile(filepath.Join(c.path, "cpu.stat"), "usage_usec")) * time.Microsecond
-	s.PidsPeak = readUintFile(filepath.Join(c.path, "pids.peak"))
-	s.PidsLimitHits = readKeyedFile(filepath.Join(c.path, "pids.events"), "max")
-	return s
-}
-
-func (c *cgroupV2) killAll() {
-	if err := os.WriteFile(filepath.Join(c.path, "cgroup.kill"), []byte("1"), 0); err != nil {
-		killProcsFile(filepath.Join(c.path, "cgroup.procs"))
-	}
-}
-
-func (c *cgroupV2) remove() error { return c.m.Delete() }
 
 // cleanStaleCgroups removes the sandbox cgroups under parent whose spawner
 // (the pid before the dash in the name) is gone: leftovers of a runner that
@@ -347,14 +156,18 @@ func removeCgroupDir(p string) error {
 	}
 }
 
-func killProcsFile(procs string) {
+func killProcsFile(procs string) { signalProcsFile(procs, syscall.SIGKILL, 0) }
+
+// signalProcsFile sends sig to every pid listed in a cgroup.procs file but
+// except.
+func signalProcsFile(procs string, sig syscall.Signal, except int) {
 	b, err := os.ReadFile(procs)
 	if err != nil {
 		return
 	}
 	for _, f := range strings.Fields(string(b)) {
-		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
+		if pid, err := strconv.Atoi(f); err == nil && pid > 0 && pid != except {
+			_ = syscall.Kill(pid, sig)
 		}
 	}
 }

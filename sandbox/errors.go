@@ -3,7 +3,8 @@ package sandbox
 import "errors"
 
 // Errors Run wraps, so that callers can tell them apart with errors.Is
-// (they cross the spawner's process boundary as a kind plus a message).
+// (they cross the spawner's process boundary as an errorKind plus a
+// message).
 var (
 	// ErrSetup: the sandbox could not be set up (spec, mounts, cgroup,
 	// namespaces); its command never ran.
@@ -15,28 +16,38 @@ var (
 	ErrSpawnerGone = errors.New("sandbox spawner exited")
 )
 
-// errorKinds are the names of the sentinels on the spawner's wire.
-var errorKinds = map[string]error{
-	"setup":       ErrSetup,
-	"not-started": ErrCommandNotStarted,
-	"spawner":     ErrSpawnerGone,
+// errorKind names, on the spawner's wire, the sentinel an error wraps.
+type errorKind string
+
+const (
+	kindNone        errorKind = ""
+	kindSetup       errorKind = "setup"
+	kindNotStarted  errorKind = "not-started"
+	kindSpawnerGone errorKind = "spawner"
+)
+
+// sentinels maps the kinds to their errors. Constant table.
+var sentinels = map[errorKind]error{
+	kindSetup:       ErrSetup,
+	kindNotStarted:  ErrCommandNotStarted,
+	kindSpawnerGone: ErrSpawnerGone,
 }
 
-// errorKind is the wire name of the sentinel err wraps, or "".
-func errorKind(err error) string {
-	for k, e := range errorKinds {
+// kindOf is the kind of the sentinel err wraps, or kindNone.
+func kindOf(err error) errorKind {
+	for k, e := range sentinels {
 		if errors.Is(err, e) {
 			return k
 		}
 	}
-	return ""
+	return kindNone
 }
 
 // kindError rebuilds an error from the spawner's reply. The message already
 // names the sentinel (it is err.Error() of the original), so only the chain
 // is restored.
-func kindError(kind, msg string) error {
-	if e, ok := errorKinds[kind]; ok {
+func kindError(kind errorKind, msg string) error {
+	if e, ok := sentinels[kind]; ok {
 		return wrapped{e, msg}
 	}
 	return errors.New(msg)

@@ -94,7 +94,7 @@ func (c *spawnerConn) readLoop(out io.Reader) {
 	c.mu.Lock()
 	c.err = fmt.Errorf("%w: %v", ErrSpawnerGone, werr)
 	for id, ch := range c.pending {
-		ch <- spawnResponse{ID: id, Error: c.err.Error(), Kind: "spawner"}
+		ch <- spawnResponse{ID: id, Error: c.err.Error(), Kind: kindSpawnerGone}
 		delete(c.pending, id)
 	}
 	c.mu.Unlock()
@@ -157,7 +157,7 @@ func (b *nativeBackend) run(ctx context.Context, req Request) (*Result, error) {
 	}
 	ch := make(chan spawnResponse, 1)
 	err = c.send(spawnRequest{
-		Op: "run", ID: id, Bundle: req.Bundle, Stdout: req.Stdout, Stderr: req.Stderr,
+		Op: opRun, ID: id, Bundle: req.Bundle, Stdout: req.Stdout, Stderr: req.Stderr,
 		OutputLimit: req.OutputLimit, Timeout: req.Timeout, KillGrace: b.opts.KillGrace,
 		CgroupParent: b.opts.CgroupParent,
 	}, ch)
@@ -174,7 +174,7 @@ func (b *nativeBackend) run(ctx context.Context, req Request) (*Result, error) {
 			return resp.Result, nil
 		case <-cancel:
 			cancel = nil
-			_ = c.send(spawnRequest{Op: "cancel", ID: id}, nil)
+			_ = c.send(spawnRequest{Op: opCancel, ID: id}, nil)
 		}
 	}
 }

@@ -48,23 +48,26 @@ func (o *ociRuntime) run(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	id := fmt.Sprintf("paddock-%d-%d", os.Getpid(), o.seq.Add(1))
+	outFile, err := openOutput(req.Stdout)
+	if err != nil {
+		return nil, err
+	}
+	errFile, err := openOutput(req.Stderr)
+	if err != nil {
+		closeOutput(outFile)
+		return nil, err
+	}
 	stdout, err := newOutputCapture()
 	if err != nil {
+		closeOutput(outFile)
+		closeOutput(errFile)
 		return nil, err
 	}
 	stderr, err := newOutputCapture()
 	if err != nil {
 		stdout.abort()
-		return nil, err
-	}
-	if err := stdout.open(req.Stdout, req.OutputLimit); err != nil {
-		stdout.abort()
-		stderr.abort()
-		return nil, err
-	}
-	if err := stderr.open(req.Stderr, req.OutputLimit); err != nil {
-		stdout.abort()
-		stderr.abort()
+		closeOutput(outFile)
+		closeOutput(errFile)
 		return nil, err
 	}
 	cmd := o.command("run", "--bundle", bundle, id)
@@ -74,10 +77,12 @@ func (o *ociRuntime) run(ctx context.Context, req Request) (*Result, error) {
 	if err := cmd.Start(); err != nil {
 		stdout.abort()
 		stderr.abort()
+		closeOutput(outFile)
+		closeOutput(errFile)
 		return nil, fmt.Errorf("start %s: %w", o.opts.Runtime, err)
 	}
-	stdout.start()
-	stderr.start()
+	stdout.start(outFile, req.OutputLimit)
+	stderr.start(errFile, req.OutputLimit)
 	defer func() { _ = o.command("delete", "--force", id).Run() }()
 
 	waitDone := make(chan struct{})

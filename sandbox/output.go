@@ -28,19 +28,24 @@ func newOutputCapture() (*outputCapture, error) {
 	return &outputCapture{r: r, w: w, done: make(chan OutputStats, 1)}, nil
 }
 
-// open sets the destination: dest is created or truncated ("" = discard).
-// A symlink at dest is refused rather than followed.
-func (c *outputCapture) open(dest string, limit int64) error {
-	c.limit = limit
+// openOutput creates or truncates dest for a captured stream ("" =
+// discard: nil). A symlink at dest is refused rather than followed.
+func openOutput(dest string) (*os.File, error) {
 	if dest == "" {
-		return nil
+		return nil, nil
 	}
 	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o644)
 	if err != nil {
-		return fmt.Errorf("open output %s: %w", dest, err)
+		return nil, fmt.Errorf("open output %s: %w", dest, err)
 	}
-	c.dst = f
-	return nil
+	return f, nil
+}
+
+// closeOutput closes a destination that was never handed to a capture.
+func closeOutput(f *os.File) {
+	if f != nil {
+		f.Close()
+	}
 }
 
 // handedOver closes our copy of the write end once the sandbox has its own,
@@ -52,8 +57,10 @@ func (c *outputCapture) handedOver() {
 	}
 }
 
-// start begins copying.
-func (c *outputCapture) start() {
+// start begins copying into dst (nil = discard), which it then owns,
+// keeping at most limit bytes.
+func (c *outputCapture) start(dst *os.File, limit int64) {
+	c.dst, c.limit = dst, limit
 	c.handedOver()
 	go func() {
 		var st OutputStats

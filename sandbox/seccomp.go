@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"fmt"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -145,17 +144,13 @@ func defaultSeccompFilter() ([]unix.SockFilter, error) {
 	return p.assemble()
 }
 
-// loadSeccomp installs filter on every thread of the calling process
-// (SECCOMP_FILTER_FLAG_TSYNC). no_new_privs must already be set.
-func loadSeccomp(filter []unix.SockFilter) error {
-	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
-	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER,
-		unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog)))
-	if errno != 0 {
-		return fmt.Errorf("seccomp: %w", errno)
+// seccompProgram returns filter in the kernel's struct sock_filter layout
+// (little-endian, 8 bytes per instruction), as the init's plan carries it.
+func seccompProgram(filter []unix.SockFilter) []byte {
+	out := make([]byte, 0, 8*len(filter))
+	for _, f := range filter {
+		out = append(out, byte(f.Code), byte(f.Code>>8), f.Jt, f.Jf,
+			byte(f.K), byte(f.K>>8), byte(f.K>>16), byte(f.K>>24))
 	}
-	if r != 0 {
-		return fmt.Errorf("seccomp: thread %d could not be synchronised", r)
-	}
-	return nil
+	return out
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/paddock-build/paddock/sandbox/internal/initplan"
 )
 
 // The spawner is this binary re-executed by a Launcher. It is small and
@@ -23,15 +25,31 @@ import (
 // stdout; requests run concurrently. When stdin closes (the launcher exited
 // or closed it), it kills every sandbox, cleans up and exits.
 //
-// To take the fork, the exec of this binary and the Go runtime's start-up
-// off each sandbox's critical path, the spawner keeps one init started
-// ahead ("warm") for the namespaces and id mappings it last ran with: in its
-// own fresh cgroup without limits, waiting for its config. A Run takes it,
-// applies the spec's limits to its cgroup and hands it the config; a new
+// Each sandbox's first process is the init (sandbox/internal/initprog), a
+// small program of its own that the spawner executes from a sealed memfd
+// (sealedInit): its start-up costs a fraction of re-executing this binary,
+// and nothing inside a sandbox can reach a writable copy of any host
+// binary. The spawner turns the bundle into the init's plan
+// (initplan.Plan, a pure function: planFor) and sends it on the init's
+// control pipe.
+//
+// To take the fork, the exec and the init's start-up off each sandbox's
+// critical path, the spawner keeps one init started ahead ("warm") for each
+// of the latest clone parameters (namespaces, id mappings) it ran with: in
+// its own fresh cgroup without limits, waiting for its plan. A Run takes
+// it, applies the spec's limits to its cgroup and hands it the plan; a new
 // one is started in the background.
 
+// spawnOp is the operation of a spawnRequest.
+type spawnOp string
+
+const (
+	opRun    spawnOp = "run"    // run Bundle; answered when it has ended
+	opCancel spawnOp = "cancel" // terminate the run with the same ID; no answer
+)
+
 type spawnRequest struct {
-	Op           string // "run" or "cancel"
+	Op           spawnOp
 	ID           uint64
 	Bundle       string        `json:",omitempty"`
 	Stdout       string        `json:",omitempty"`
@@ -46,22 +64,34 @@ type spawnResponse struct {
 	ID     uint64
 	Result *Result `json:",omitempty"`
 	Error  string  `json:",omitempty"`
-	// Kind names the sentinel Error wraps (errorKinds).
-	Kind string `json:",omitempty"`
+	// Kind names the sentinel Error wraps.
+	Kind errorKind `json:",omitempty"`
 }
+
+// maxWarmKinds bounds how many kinds of clone parameters have a warm init
+// at once (a runner uses one per id slot, so its concurrency).
+const maxWarmKinds = 16
 
 type spawner struct {
 	out   *json.Encoder
 	outMu sync.Mutex
 	seq   atomic.Uint64
 	wg    sync.WaitGroup
+	// initPath executes the init (a /proc/self/fd path of the memfd), or
+	// is empty with initErr saying why there is none.
+	initPath string
+	initErr  error
+	host     hostFacts
+	cgroups  *cgroupPool
 
-	mu      sync.Mutex // guards the fields below
-	running map[uint64]*spawnedSandbox
-	warm    map[string][]*warmSlot // for the latest params only; oldest first
-	closed  bool
+	mu       sync.Mutex // guards the fields below
+	running  map[uint64]*spawnedSandbox
+	warm     map[string][]*warmSlot // oldest first
+	lastUse  map[string]uint64      // per warm key, from useClock
+	useClock uint64
+	closed   bool
 
-	warmDepth int // inits kept started ahead
+	warmDepth int // inits kept started ahead per kind
 }
 
 // warmSlot is an init being started ahead; ready is closed once w or err
@@ -74,10 +104,10 @@ type warmSlot struct {
 }
 
 // release discards the slot's init once it is ready.
-func (ws *warmSlot) release() {
+func (s *spawner) release(ws *warmSlot) {
 	<-ws.ready
 	if ws.w != nil {
-		ws.w.discard()
+		s.discard(ws.w)
 	}
 }
 
@@ -94,7 +124,20 @@ func runSpawner(warmDepth int) int {
 		out:       json.NewEncoder(os.Stdout),
 		running:   map[uint64]*spawnedSandbox{},
 		warm:      map[string][]*warmSlot{},
+		lastUse:   map[string]uint64{},
 	}
+	s.cgroups = newCgroupPool(&s.seq)
+	if fd, err := sealedInit(); err != nil {
+		s.initErr = err
+	} else {
+		s.initPath = fmt.Sprintf("/proc/self/fd/%d", fd)
+	}
+	filter, err := defaultSeccompFilter()
+	if err != nil && s.initErr == nil {
+		s.initErr = err
+	}
+	s.host = hostFacts{lastCap: uint32(lastCap()), seccomp: seccompProgram(filter)}
+
 	in := json.NewDecoder(bufio.NewReader(os.Stdin))
 	for {
 		var req spawnRequest
@@ -105,7 +148,7 @@ func runSpawner(warmDepth int) int {
 			break
 		}
 		switch req.Op {
-		case "run":
+		case opRun:
 			sb := &spawnedSandbox{cancel: make(chan struct{})}
 			s.mu.Lock()
 			s.running[req.ID] = sb
@@ -113,26 +156,29 @@ func runSpawner(warmDepth int) int {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				res, cleanup, err := s.run(req, sb.cancel)
+				res, refill, err := s.run(req, sb.cancel)
 				s.mu.Lock()
 				delete(s.running, req.ID)
 				s.mu.Unlock()
 				resp := spawnResponse{ID: req.ID, Result: res}
 				if err != nil {
-					resp.Error, resp.Kind = err.Error(), errorKind(err)
+					resp.Error, resp.Kind = err.Error(), kindOf(err)
 				}
 				s.outMu.Lock()
 				_ = s.out.Encode(resp)
 				s.outMu.Unlock()
-				// Removing the cgroup is not the caller's business.
-				cleanup()
+				// Starting the next warm init is not the caller's
+				// business.
+				refill()
 			}()
-		case "cancel":
+		case opCancel:
 			s.mu.Lock()
 			if sb := s.running[req.ID]; sb != nil {
 				sb.stop()
 			}
 			s.mu.Unlock()
+		default:
+			fmt.Fprintf(os.Stderr, "sandbox spawner: unknown operation %q\n", req.Op)
 		}
 	}
 	// The launcher is gone: nothing may outlive it.
@@ -146,10 +192,11 @@ func runSpawner(warmDepth int) int {
 	s.mu.Unlock()
 	for _, slots := range warm {
 		for _, ws := range slots {
-			ws.release()
+			s.release(ws)
 		}
 	}
 	s.wg.Wait()
+	s.cgroups.close()
 	return 0
 }
 
@@ -180,21 +227,25 @@ func paramsFor(spec *specs.Spec, cgroupParent string) initParams {
 	return initParams{flags: flags, uids: spec.Linux.UIDMappings, gids: spec.Linux.GIDMappings, cgroupParent: cgroupParent}
 }
 
-// startedInit is an init process waiting for its config, in its own cgroup.
+// startedInit is an init process waiting for its plan, in its own cgroup.
 type startedInit struct {
 	cg             sandboxCgroup
+	cgParent       string
 	pid            int
 	proc           *os.Process
-	cfgW, statR    *os.File
+	ctlW, statR    *os.File
 	stdout, stderr *outputCapture
 	exited         chan struct{} // closed when the init has been reaped
 	state          *os.ProcessState
 }
 
-// startInit clones a new init with p, born inside a fresh cgroup.
+// startInit clones a new init with p, born inside a cgroup of its own
+// (from the pool: without limits and without processes).
 func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
-	name := fmt.Sprintf("%d-%d", os.Getpid(), s.seq.Add(1))
-	cg, err := newSandboxCgroup(p.cgroupParent, name, nil)
+	if s.initErr != nil {
+		return nil, s.initErr
+	}
+	cg, err := s.cgroups.get(p.cgroupParent)
 	if err != nil {
 		return nil, err
 	}
@@ -211,8 +262,7 @@ func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
 			if stderr != nil {
 				stderr.abort()
 			}
-			cg.killAll()
-			_ = cg.remove()
+			s.cgroups.put(p.cgroupParent, cg)
 		}
 	}()
 	if stdout, err = newOutputCapture(); err != nil {
@@ -221,12 +271,12 @@ func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
 	if stderr, err = newOutputCapture(); err != nil {
 		return nil, err
 	}
-	cfgR, cfgW, err := os.Pipe()
+	ctlR, ctlW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	files = append(files, cfgW)
-	defer cfgR.Close()
+	files = append(files, ctlW)
+	defer ctlR.Close()
 	statR, statW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -240,15 +290,15 @@ func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
 	defer devNull.Close()
 	newCmd := func() *exec.Cmd {
 		return &exec.Cmd{
-			Path: "/proc/self/exe",
+			Path: s.initPath,
 			Args: []string{initArg0},
 			// One P: the init does little at a time, and its threads
 			// count against the sandbox's pids limit.
-			Env:        []string{roleEnv + "=" + roleInit, "GOMAXPROCS=1"},
+			Env:        []string{"GOMAXPROCS=1"},
 			Stdin:      devNull,
 			Stdout:     stdout.w,
 			Stderr:     stderr.w,
-			ExtraFiles: []*os.File{cfgR, statW},
+			ExtraFiles: []*os.File{ctlR, statW},
 			SysProcAttr: &syscall.SysProcAttr{
 				Cloneflags:                 p.flags,
 				UidMappings:                idMaps(p.uids),
@@ -269,7 +319,7 @@ func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
 	stdout.handedOver()
 	stderr.handedOver()
 	w := &startedInit{
-		cg: cg, pid: cmd.Process.Pid, proc: cmd.Process, cfgW: cfgW, statR: statR,
+		cg: cg, cgParent: p.cgroupParent, pid: cmd.Process.Pid, proc: cmd.Process, ctlW: ctlW, statR: statR,
 		stdout: stdout, stderr: stderr, exited: make(chan struct{}),
 	}
 	go func() {
@@ -280,20 +330,20 @@ func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
 	return w, nil
 }
 
-// discard kills an init that never got work and releases what it holds.
-func (w *startedInit) discard() {
+// discard kills an init that never ran a command and releases what it
+// holds.
+func (s *spawner) discard(w *startedInit) {
 	_ = w.proc.Kill()
 	<-w.exited
-	w.cfgW.Close()
+	w.ctlW.Close()
 	w.statR.Close()
 	w.stdout.abort()
 	w.stderr.abort()
-	w.cg.killAll()
-	_ = w.cg.remove()
+	s.cgroups.put(w.cgParent, w.cg)
 }
 
 // takeWarm returns the oldest warm init for key, waiting for it if it is
-// still starting, or nil if there is none (or it failed or died).
+// still starting, or nil if there is none (or it failed).
 func (s *spawner) takeWarm(key string) *startedInit {
 	s.mu.Lock()
 	slots := s.warm[key]
@@ -305,20 +355,12 @@ func (s *spawner) takeWarm(key string) *startedInit {
 	s.warm[key] = slots[1:]
 	s.mu.Unlock()
 	<-ws.ready
-	if ws.w == nil {
-		return nil
-	}
-	select {
-	case <-ws.w.exited:
-		ws.w.discard()
-		return nil
-	default:
-		return ws.w
-	}
+	return ws.w
 }
 
 // refill starts warm inits for p until warmDepth are there or starting.
-// Inits for other params are discarded: only the latest kind is kept warm.
+// Warm inits are kept for the maxWarmKinds most recently used params; the
+// least recently used kind beyond that is discarded.
 func (s *spawner) refill(p initParams) {
 	key := p.key()
 	s.mu.Lock()
@@ -326,12 +368,19 @@ func (s *spawner) refill(p initParams) {
 		s.mu.Unlock()
 		return
 	}
+	s.useClock++
+	s.lastUse[key] = s.useClock
 	var old []*warmSlot
-	for k, slots := range s.warm {
-		if k != key {
-			old = append(old, slots...)
-			delete(s.warm, k)
+	if len(s.lastUse) > maxWarmKinds {
+		oldest, at := "", ^uint64(0)
+		for k, t := range s.lastUse {
+			if t < at {
+				oldest, at = k, t
+			}
 		}
+		old = s.warm[oldest]
+		delete(s.warm, oldest)
+		delete(s.lastUse, oldest)
 	}
 	var fresh []*warmSlot
 	for len(s.warm[key]) < s.warmDepth {
@@ -341,7 +390,7 @@ func (s *spawner) refill(p initParams) {
 	}
 	s.mu.Unlock()
 	for _, o := range old {
-		o.release()
+		s.release(o)
 	}
 	for _, ws := range fresh {
 		ws.w, ws.err = s.startInit(p)
@@ -349,44 +398,74 @@ func (s *spawner) refill(p initParams) {
 	}
 }
 
-// run runs one sandbox to its end. cleanup, always non-nil, removes what is
-// left (the cgroup) and may run after the result has been sent.
-func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (*Result, func(), error) {
+// handOver gives an init the plan: a warm one if there is one for p, with
+// res applied to its cgroup. A warm init that died while it waited (its
+// control pipe is broken) is discarded and a fresh one started instead:
+// that is not the command's doing.
+func (s *spawner) handOver(p initParams, res *specs.LinuxResources, frame []byte) (*startedInit, error) {
+	w := s.takeWarm(p.key())
+	for attempt := 0; ; attempt++ {
+		if w == nil {
+			var err error
+			if w, err = s.startInit(p); err != nil {
+				return nil, err
+			}
+		}
+		if err := w.cg.update(res); err != nil {
+			s.discard(w)
+			return nil, fmt.Errorf("set cgroup limits: %w", err)
+		}
+		_, err := w.ctlW.Write(frame)
+		if err == nil {
+			return w, nil
+		}
+		s.discard(w)
+		if attempt > 0 {
+			return nil, fmt.Errorf("send plan to sandbox init: %w", err)
+		}
+		w = nil
+	}
+}
+
+// run runs one sandbox to its end: when it returns, every process of the
+// sandbox is gone and its cgroup is back in the pool. refill, always
+// non-nil, starts the next warm init; it may run after the result has been
+// sent.
+func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (_ *Result, refill func(), _ error) {
 	nop := func() {}
+	setupErr := func(err error) (*Result, func(), error) {
+		if kindOf(err) == kindNone {
+			err = fmt.Errorf("%w: %w", ErrSetup, err)
+		}
+		return nil, nop, err
+	}
 	b, err := loadBundle(req.Bundle)
 	if err != nil {
-		return nil, nop, err
+		return setupErr(err)
 	}
-	spec := b.spec
-	p := paramsFor(spec, req.CgroupParent)
-	w := s.takeWarm(p.key())
-	if w == nil {
-		if w, err = s.startInit(p); err != nil {
-			return nil, nop, err
-		}
+	p := paramsFor(b.spec, req.CgroupParent)
+	plan, err := planFor(b, p.flags&syscall.CLONE_NEWNET != 0, s.host)
+	if err != nil {
+		return setupErr(err)
 	}
-	fail := func(err error) (*Result, func(), error) {
-		w.discard()
-		return nil, nop, err
+	stdout, err := openOutput(req.Stdout)
+	if err != nil {
+		return setupErr(err)
 	}
-	if err := w.cg.update(spec.Linux.Resources); err != nil {
-		return fail(fmt.Errorf("set cgroup limits: %w", err))
+	stderr, err := openOutput(req.Stderr)
+	if err != nil {
+		closeOutput(stdout)
+		return setupErr(err)
 	}
-	if err := w.stdout.open(req.Stdout, req.OutputLimit); err != nil {
-		return fail(err)
-	}
-	if err := w.stderr.open(req.Stderr, req.OutputLimit); err != nil {
-		return fail(err)
-	}
-
 	start := time.Now()
-	w.stdout.start()
-	w.stderr.start()
-	cfg, _ := json.Marshal(initConfig{Spec: spec, Bundle: b.dir, Rootfs: b.rootfs,
-		Network: p.flags&syscall.CLONE_NEWNET != 0})
-	_, _ = w.cfgW.Write(cfg)
-	// End of the config: the init may go on.
-	w.cfgW.Close()
+	w, err := s.handOver(p, b.spec.Linux.Resources, initplan.EncodePlan(plan))
+	if err != nil {
+		closeOutput(stdout)
+		closeOutput(stderr)
+		return setupErr(err)
+	}
+	w.stdout.start(stdout, req.OutputLimit)
+	w.stderr.start(stderr, req.OutputLimit)
 	var statusData []byte
 	statusDone := make(chan struct{})
 	go func() {
@@ -397,40 +476,54 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (*Result, func()
 
 	res := &Result{}
 	// Once the init reported (or died), every process of the sandbox is
-	// gone.
+	// gone. To terminate, the spawner signals the sandbox's processes
+	// itself (the init, pid 1 there, ignores what it has no handler for),
+	// after telling the init, which checks once it has forked the command:
+	// a termination that comes before the command exists still reaches it.
 	awaitEnd(statusDone, req.Timeout, req.KillGrace, cancel,
-		func() { _ = syscall.Kill(w.pid, syscall.SIGTERM) },
+		func() {
+			_, _ = w.ctlW.Write([]byte{initplan.Terminate})
+			w.cg.signalAll(syscall.SIGTERM, w.pid)
+		},
 		func() { _ = syscall.Kill(w.pid, syscall.SIGKILL) }, res)
 	res.WallTime = time.Since(start)
 	res.Stdout = w.stdout.wait()
 	res.Stderr = w.stderr.wait()
 	res.Cgroup = w.cg.stats()
 	res.OOMKilled = res.Cgroup.OOMKills > 0
-	cleanup := func() {
-		s.refill(p)
-		_ = syscall.Kill(w.pid, syscall.SIGKILL) // it is exiting anyway
-		<-w.exited
-		w.cg.killAll()
-		if err := w.cg.remove(); err != nil {
-			fmt.Fprintf(os.Stderr, "sandbox spawner: %v\n", err)
-		}
-	}
+	// The init exits right after reporting (or has died); the kernel then
+	// ends whatever is left in its pid namespace.
+	_ = syscall.Kill(w.pid, syscall.SIGKILL)
+	<-w.exited
+	w.ctlW.Close()
+	s.cgroups.put(w.cgParent, w.cg)
+	refill = func() { s.refill(p) }
 
-	var st initStatus
-	if len(statusData) > 0 && json.Unmarshal(statusData, &st) == nil {
+	if len(statusData) > 0 {
+		st, err := initplan.DecodeStatus(statusData)
+		if err != nil {
+			return nil, refill, fmt.Errorf("%w: sandbox init: %w", ErrSetup, err)
+		}
 		if st.Error != "" {
 			if st.NotStarted {
-				// The message already begins with ErrCommandNotStarted's.
-				return nil, cleanup, kindError("not-started", st.Error)
+				return nil, refill, fmt.Errorf("%w: %s", ErrCommandNotStarted, st.Error)
 			}
-			return nil, cleanup, fmt.Errorf("%w: %s", ErrSetup, st.Error)
+			return nil, refill, fmt.Errorf("%w: %s", ErrSetup, st.Error)
 		}
-		res.ExitCode, res.Signal, res.Usage = st.ExitCode, syscall.Signal(st.Signal), st.Usage
-		return res, cleanup, nil
+		res.ExitCode, res.Signal = int(st.ExitCode), syscall.Signal(st.Signal)
+		res.Usage = Usage{
+			UserTime:             time.Duration(st.UserNanos),
+			SystemTime:           time.Duration(st.SystemNanos),
+			MaxRSSBytes:          st.MaxRSSKiB * 1024,
+			MinorFaults:          st.MinorFaults,
+			MajorFaults:          st.MajorFaults,
+			VoluntaryCtxSwitches: st.VoluntarySwitches,
+			InvoluntaryCtxSwitch: st.InvoluntarySwitches,
+		}
+		return res, refill, nil
 	}
 	// The init died before reporting (SIGKILLed after the grace period, or
 	// OOM-killed itself): the command counts as killed by that signal.
-	<-w.exited
 	res.ExitCode, res.Signal = -1, syscall.SIGKILL
 	if ws, ok := w.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		res.Signal = ws.Signal()
@@ -438,7 +531,7 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (*Result, func()
 	if ru, ok := w.state.SysUsage().(*syscall.Rusage); ok {
 		res.Usage = usageFromRusage(ru)
 	}
-	return res, cleanup, nil
+	return res, refill, nil
 }
 
 func idMaps(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {

@@ -1,0 +1,244 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// cgroupV1 is a sandbox cgroup on a v1 (legacy or hybrid) host: one
+// directory of the same name in each of v1Subsystems' hierarchies. It is
+// written directly (a handful of files) rather than through
+// containerd/cgroups, whose generic create, update and delete touch every
+// file of every hierarchy; and it is reused by the spawner's pool, so
+// that a sandbox costs no mkdir or rmdir (and the kernel no memcg to
+// allocate, offline and free).
+type cgroupV1 struct {
+	group string
+	// applied is what update last wrote to each file (relative to the
+	// hierarchies' root), so that it writes only what changes.
+	applied map[string]string
+	// used: the cgroup has held a sandbox before; pids.peak, which v1
+	// cannot reset, covers those too.
+	used bool
+	// Counters that cannot be reset, as they were at the last reset.
+	baseOOMKills, basePidsLimitHits uint64
+}
+
+// newCgroupV1 creates group in every hierarchy, with the limits of res.
+func newCgroupV1(group string, res *specs.LinuxResources) (*cgroupV1, error) {
+	c := &cgroupV1{group: group, applied: map[string]string{}}
+	for _, sub := range v1Subsystems {
+		// cpu and cpuacct may be one hierarchy under two names.
+		if err := os.MkdirAll(filepath.Join(cgroupRoot, sub, group), 0o755); err != nil {
+			_ = c.remove()
+			return nil, fmt.Errorf("create cgroup %s: %w", group, err)
+		}
+	}
+	if err := c.update(res); err != nil {
+		_ = c.remove()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *cgroupV1) path(sub, file string) string {
+	return filepath.Join(cgroupRoot, sub, c.group, file)
+}
+
+// start moves the calling OS thread (only it: migrating oneself through the
+// "tasks" file skips the global lock that migrating a process needs) into
+// the cgroup, forks cmd from it, and moves the thread back.
+func (c *cgroupV1) start(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
+	runtime.LockOSThread()
+	orig, err := threadCgroupsV1()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, err
+	}
+	move := func(group func(sub string) string) error {
+		for _, sub := range v1Subsystems {
+			if err := os.WriteFile(filepath.Join(cgroupRoot, sub, group(sub), "tasks"), []byte("0"), 0); err != nil {
+				return fmt.Errorf("move thread to %s cgroup: %w", sub, err)
+			}
+		}
+		return nil
+	}
+	back := func(sub string) string { return orig[sub] }
+	if err := move(func(string) string { return c.group }); err != nil {
+		if move(back) == nil {
+			runtime.UnlockOSThread()
+		}
+		return nil, err
+	}
+	cmd := newCmd()
+	startErr := cmd.Start()
+	if err := move(back); err != nil {
+		// The thread stays locked and dies with this goroutine. A child's
+		// parent-death signal fires when that thread exits, so the child
+		// cannot be kept either.
+		if startErr == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		return nil, err
+	}
+	runtime.UnlockOSThread()
+	if startErr != nil {
+		return nil, startErr
+	}
+	return cmd, nil
+}
+
+// threadCgroupsV1 returns the calling thread's v1 cgroup per controller.
+func threadCgroupsV1() (map[string]string, error) {
+	b, err := os.ReadFile("/proc/thread-self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		for _, ctrl := range strings.Split(f[1], ",") {
+			out[ctrl] = f[2]
+		}
+	}
+	for _, sub := range v1Subsystems {
+		if _, ok := out[sub]; !ok {
+			return nil, fmt.Errorf("no v1 %s cgroup in /proc/thread-self/cgroup", sub)
+		}
+	}
+	return out, nil
+}
+
+// update applies res and clears every limit res does not set, so that a
+// reused cgroup carries nothing over from its last sandbox.
+func (c *cgroupV1) update(res *specs.LinuxResources) error {
+	var mem specs.LinuxMemory
+	var cpu specs.LinuxCPU
+	pids := "max"
+	if res != nil {
+		if res.Memory != nil {
+			mem = *res.Memory
+		}
+		if res.CPU != nil {
+			cpu = *res.CPU
+		}
+		if res.Pids != nil && res.Pids.Limit != nil && *res.Pids.Limit > 0 {
+			pids = strconv.FormatInt(*res.Pids.Limit, 10)
+		}
+	}
+	limit, memsw := intOr(mem.Limit, -1), intOr(mem.Swap, -1)
+	quota, period := intOr(cpu.Quota, -1), uintOr(cpu.Period, 100000)
+	shares := uintOr(cpu.Shares, 1024)
+	type write struct{ file, value string }
+	var writes []write
+	// memsw (memory+swap) may never be below the memory limit: lift it
+	// before the memory limit changes, set it last. Likewise the CPU
+	// quota around a change of period.
+	if c.applied["memory/memory.limit_in_bytes"] != limit || c.applied["memory/memory.memsw.limit_in_bytes"] != memsw {
+		writes = append(writes, write{"memory/memory.memsw.limit_in_bytes", "-1"},
+			write{"memory/memory.limit_in_bytes", limit}, write{"memory/memory.memsw.limit_in_bytes", memsw})
+	}
+	if c.applied["cpu/cpu.cfs_period_us"] != period {
+		writes = append(writes, write{"cpu/cpu.cfs_quota_us", "-1"}, write{"cpu/cpu.cfs_period_us", period})
+	}
+	writes = append(writes, write{"cpu/cpu.cfs_quota_us", quota}, write{"cpu/cpu.shares", shares},
+		write{"memory/memory.soft_limit_in_bytes", intOr(mem.Reservation, -1)}, write{"pids/pids.max", pids})
+	for _, w := range writes {
+		if c.applied[w.file] == w.value {
+			continue
+		}
+		sub, file, _ := strings.Cut(w.file, "/")
+		err := os.WriteFile(c.path(sub, file), []byte(w.value), 0)
+		if err != nil && strings.Contains(file, "memsw") && errors.Is(err, os.ErrNotExist) {
+			err = nil // no swap accounting on this kernel
+		}
+		if err != nil {
+			delete(c.applied, w.file)
+			return fmt.Errorf("set cgroup %s: %w", w.file, err)
+		}
+		c.applied[w.file] = w.value
+	}
+	return nil
+}
+
+func intOr(v *int64, def int64) string {
+	if v == nil {
+		return strconv.FormatInt(def, 10)
+	}
+	return strconv.FormatInt(*v, 10)
+}
+
+func uintOr(v *uint64, def uint64) string {
+	if v == nil || *v == 0 {
+		return strconv.FormatUint(def, 10)
+	}
+	return strconv.FormatUint(*v, 10)
+}
+
+// stats reads the figures since the last reset (or creation).
+func (c *cgroupV1) stats() CgroupStats {
+	var s CgroupStats
+	s.MemoryPeakBytes = readUintFile(c.path("memory", "memory.max_usage_in_bytes"))
+	s.OOMKills = readKeyedFile(c.path("memory", "memory.oom_control"), "oom_kill") - c.baseOOMKills
+	s.CPUTime = time.Duration(readUintFile(c.path("cpuacct", "cpuacct.usage")))
+	if !c.used {
+		s.PidsPeak = readUintFile(c.path("pids", "pids.peak"))
+	}
+	s.PidsLimitHits = readKeyedFile(c.path("pids", "pids.events"), "max") - c.basePidsLimitHits
+	return s
+}
+
+// reset readies the cgroup for another sandbox once its last one is gone:
+// no process may be left, and the figures start again from zero (the
+// memory peak from the current usage, which includes page cache the last
+// sandbox left charged here).
+func (c *cgroupV1) reset() bool {
+	if procs, err := os.ReadFile(c.path("pids", "cgroup.procs")); err != nil || len(strings.TrimSpace(string(procs))) != 0 {
+		return false
+	}
+	for _, f := range [][2]string{{"memory", "memory.max_usage_in_bytes"}, {"cpuacct", "cpuacct.usage"}} {
+		if err := os.WriteFile(c.path(f[0], f[1]), []byte("0"), 0); err != nil {
+			return false
+		}
+	}
+	c.baseOOMKills = readKeyedFile(c.path("memory", "memory.oom_control"), "oom_kill")
+	c.basePidsLimitHits = readKeyedFile(c.path("pids", "pids.events"), "max")
+	c.used = true
+	return true
+}
+
+func (c *cgroupV1) killAll() {
+	killProcsFile(c.path("pids", "cgroup.procs"))
+}
+
+func (c *cgroupV1) signalAll(sig syscall.Signal, except int) {
+	signalProcsFile(c.path("pids", "cgroup.procs"), sig, except)
+}
+
+// remove rmdirs the cgroup in each hierarchy. (cgroup1's Delete walks
+// every file of every hierarchy first; that was a sixth of the spawner's
+// CPU time per sandbox. The kernel refuses to remove a non-empty cgroup
+// anyway.)
+func (c *cgroupV1) remove() error {
+	var errs []error
+	for _, sub := range v1Subsystems {
+		if err := removeCgroupDir(filepath.Join(cgroupRoot, sub, c.group)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
