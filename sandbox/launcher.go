@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Options configure a Launcher. The zero value is the native launcher with
@@ -75,6 +77,11 @@ type Request struct {
 	// bind-mount sources to be reachable (search permission on every parent)
 	// by the host uid that container root maps to.
 	Bundle string
+	// Spec, if set, is the bundle's runtime-spec, used instead of reading
+	// Bundle/config.json: the native launcher then needs no config file
+	// (and parses no JSON); for an external runtime it is written there.
+	// Relative paths in it are still relative to Bundle.
+	Spec *specs.Spec
 	// Stdout and Stderr are files to create (or truncate) for the
 	// command's output; empty discards it.
 	Stdout, Stderr string

@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
+
+	"github.com/paddock-build/paddock/sandbox/internal/initplan"
 )
 
 // nativeBackend talks to the spawner: requests as JSON lines on its stdin,
@@ -18,6 +20,7 @@ import (
 // OOM kill), Runs in flight fail and the next Run starts a new one.
 type nativeBackend struct {
 	opts Options
+	host hostFacts // for planFor
 
 	mu     sync.Mutex // guards cur, nextID, closed
 	cur    *spawnerConn
@@ -38,7 +41,11 @@ type spawnerConn struct {
 }
 
 func newNativeBackend(opts Options) (*nativeBackend, error) {
-	b := &nativeBackend{opts: opts}
+	filter, err := defaultSeccompFilter()
+	if err != nil {
+		return nil, err
+	}
+	b := &nativeBackend{opts: opts, host: hostFacts{lastCap: uint32(lastCap()), seccomp: seccompProgram(filter)}}
 	c, err := startSpawner(opts)
 	if err != nil {
 		return nil, err
@@ -150,17 +157,43 @@ func (b *nativeBackend) conn() (*spawnerConn, uint64, error) {
 	return b.cur, b.nextID, nil
 }
 
+// spawnRequestFor plans req's sandbox: the spawner gets the init's plan,
+// the clone parameters and the cgroup limits, nothing to parse.
+func (b *nativeBackend) spawnRequestFor(req Request) (spawnRequest, error) {
+	var bun *bundle
+	var err error
+	if req.Spec != nil {
+		bun, err = bundleOf(req.Bundle, req.Spec)
+	} else {
+		bun, err = loadBundle(req.Bundle)
+	}
+	if err != nil {
+		return spawnRequest{}, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	clone := cloneParamsFor(bun.spec)
+	plan, err := planFor(bun, clone.Flags&syscall.CLONE_NEWNET != 0, b.host)
+	if err != nil {
+		return spawnRequest{}, fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	return spawnRequest{
+		Op: opRun, Plan: initplan.EncodePlan(plan), Clone: clone, Resources: bun.spec.Linux.Resources,
+		Stdout: req.Stdout, Stderr: req.Stderr, OutputLimit: req.OutputLimit, Timeout: req.Timeout,
+		KillGrace: b.opts.KillGrace, CgroupParent: b.opts.CgroupParent,
+	}, nil
+}
+
 func (b *nativeBackend) run(ctx context.Context, req Request) (*Result, error) {
+	sreq, err := b.spawnRequestFor(req)
+	if err != nil {
+		return nil, err
+	}
 	c, id, err := b.conn()
 	if err != nil {
 		return nil, err
 	}
+	sreq.ID = id
 	ch := make(chan spawnResponse, 1)
-	err = c.send(spawnRequest{
-		Op: opRun, ID: id, Bundle: req.Bundle, Stdout: req.Stdout, Stderr: req.Stderr,
-		OutputLimit: req.OutputLimit, Timeout: req.Timeout, KillGrace: b.opts.KillGrace,
-		CgroupParent: b.opts.CgroupParent,
-	}, ch)
+	err = c.send(sreq, ch)
 	if err != nil {
 		return nil, err
 	}

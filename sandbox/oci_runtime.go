@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -46,6 +47,15 @@ func (o *ociRuntime) run(ctx context.Context, req Request) (*Result, error) {
 	bundle, err := filepath.Abs(req.Bundle)
 	if err != nil {
 		return nil, err
+	}
+	if req.Spec != nil {
+		data, err := json.Marshal(req.Spec)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644); err != nil {
+			return nil, fmt.Errorf("write bundle config: %w", err)
+		}
 	}
 	id := fmt.Sprintf("paddock-%d-%d", os.Getpid(), o.seq.Add(1))
 	outFile, err := openOutput(req.Stdout)

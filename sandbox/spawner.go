@@ -29,9 +29,9 @@ import (
 // small program of its own that the spawner executes from a sealed memfd
 // (sealedInit): its start-up costs a fraction of re-executing this binary,
 // and nothing inside a sandbox can reach a writable copy of any host
-// binary. The spawner turns the bundle into the init's plan
-// (initplan.Plan, a pure function: planFor) and sends it on the init's
-// control pipe.
+// binary. The launcher has turned the bundle into the init's plan
+// (initplan.Plan, a pure function: planFor); the spawner sends it on the
+// init's control pipe.
 //
 // To take the fork, the exec and the init's start-up off each sandbox's
 // critical path, the spawner keeps one init started ahead ("warm") for each
@@ -49,15 +49,19 @@ const (
 )
 
 type spawnRequest struct {
-	Op           spawnOp
-	ID           uint64
-	Bundle       string        `json:",omitempty"`
-	Stdout       string        `json:",omitempty"`
-	Stderr       string        `json:",omitempty"`
-	OutputLimit  int64         `json:",omitempty"`
-	Timeout      time.Duration `json:",omitempty"`
-	KillGrace    time.Duration `json:",omitempty"`
-	CgroupParent string        `json:",omitempty"`
+	Op spawnOp
+	ID uint64
+	// Plan is the init's plan, framed (initplan.EncodePlan); the launcher
+	// made it from the bundle.
+	Plan         []byte                `json:",omitempty"`
+	Clone        cloneParams           `json:",omitempty"`
+	Resources    *specs.LinuxResources `json:",omitempty"`
+	Stdout       string                `json:",omitempty"`
+	Stderr       string                `json:",omitempty"`
+	OutputLimit  int64                 `json:",omitempty"`
+	Timeout      time.Duration         `json:",omitempty"`
+	KillGrace    time.Duration         `json:",omitempty"`
+	CgroupParent string                `json:",omitempty"`
 }
 
 type spawnResponse struct {
@@ -81,7 +85,6 @@ type spawner struct {
 	// is empty with initErr saying why there is none.
 	initPath string
 	initErr  error
-	host     hostFacts
 	cgroups  *cgroupPool
 
 	mu       sync.Mutex // guards the fields below
@@ -132,11 +135,6 @@ func runSpawner(warmDepth int) int {
 	} else {
 		s.initPath = fmt.Sprintf("/proc/self/fd/%d", fd)
 	}
-	filter, err := defaultSeccompFilter()
-	if err != nil && s.initErr == nil {
-		s.initErr = err
-	}
-	s.host = hostFacts{lastCap: uint32(lastCap()), seccomp: seccompProgram(filter)}
 
 	in := json.NewDecoder(bufio.NewReader(os.Stdin))
 	for {
@@ -200,19 +198,15 @@ func runSpawner(warmDepth int) int {
 	return 0
 }
 
-// initParams are what an init is cloned with; inits are interchangeable
-// between specs with the same params.
-type initParams struct {
-	flags        uintptr
-	uids, gids   []specs.LinuxIDMapping
-	cgroupParent string
+// cloneParams are what an init is cloned with: namespaces and id
+// mappings. Inits are interchangeable between specs with the same
+// cloneParams (and cgroup parent).
+type cloneParams struct {
+	Flags      uintptr
+	UIDs, GIDs []specs.LinuxIDMapping
 }
 
-func (p initParams) key() string {
-	return fmt.Sprintf("%x %v %v %s", p.flags, p.uids, p.gids, p.cgroupParent)
-}
-
-func paramsFor(spec *specs.Spec, cgroupParent string) initParams {
+func cloneParamsFor(spec *specs.Spec) cloneParams {
 	flags := uintptr(syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID)
 	for _, ns := range spec.Linux.Namespaces {
 		switch ns.Type {
@@ -224,7 +218,17 @@ func paramsFor(spec *specs.Spec, cgroupParent string) initParams {
 			flags |= syscall.CLONE_NEWNET
 		}
 	}
-	return initParams{flags: flags, uids: spec.Linux.UIDMappings, gids: spec.Linux.GIDMappings, cgroupParent: cgroupParent}
+	return cloneParams{Flags: flags, UIDs: spec.Linux.UIDMappings, GIDs: spec.Linux.GIDMappings}
+}
+
+// initParams are cloneParams in a given cgroup parent.
+type initParams struct {
+	cloneParams
+	cgroupParent string
+}
+
+func (p initParams) key() string {
+	return fmt.Sprintf("%x %v %v %s", p.Flags, p.UIDs, p.GIDs, p.cgroupParent)
 }
 
 // startedInit is an init process waiting for its plan, in its own cgroup.
@@ -300,9 +304,9 @@ func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
 			Stderr:     stderr.w,
 			ExtraFiles: []*os.File{ctlR, statW},
 			SysProcAttr: &syscall.SysProcAttr{
-				Cloneflags:                 p.flags,
-				UidMappings:                idMaps(p.uids),
-				GidMappings:                idMaps(p.gids),
+				Cloneflags:                 p.Flags,
+				UidMappings:                idMaps(p.UIDs),
+				GidMappings:                idMaps(p.GIDs),
 				GidMappingsEnableSetgroups: true,
 				// The child still has host uid 0, which is unmapped:
 				// become container root (a mapped host uid) before
@@ -439,15 +443,10 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (_ *Result, refi
 		}
 		return nil, nop, err
 	}
-	b, err := loadBundle(req.Bundle)
-	if err != nil {
-		return setupErr(err)
+	if len(req.Plan) < initplan.FrameHeader {
+		return setupErr(errors.New("the request carries no init plan"))
 	}
-	p := paramsFor(b.spec, req.CgroupParent)
-	plan, err := planFor(b, p.flags&syscall.CLONE_NEWNET != 0, s.host)
-	if err != nil {
-		return setupErr(err)
-	}
+	p := initParams{req.Clone, req.CgroupParent}
 	stdout, err := openOutput(req.Stdout)
 	if err != nil {
 		return setupErr(err)
@@ -458,7 +457,7 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (_ *Result, refi
 		return setupErr(err)
 	}
 	start := time.Now()
-	w, err := s.handOver(p, b.spec.Linux.Resources, initplan.EncodePlan(plan))
+	w, err := s.handOver(p, req.Resources, req.Plan)
 	if err != nil {
 		closeOutput(stdout)
 		closeOutput(stderr)

@@ -104,26 +104,32 @@ type bundle struct {
 
 // loadBundle reads dir/config.json and validates it for the native launcher.
 func loadBundle(dir string) (*bundle, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", dir, err)
-	}
-	data, err := os.ReadFile(filepath.Join(abs, "config.json"))
+	data, err := os.ReadFile(filepath.Join(dir, "config.json"))
 	if err != nil {
 		return nil, fmt.Errorf("read bundle config: %w", err)
 	}
 	var spec specs.Spec
 	if err := json.Unmarshal(data, &spec); err != nil {
-		return nil, fmt.Errorf("parse %s/config.json: %w", abs, err)
+		return nil, fmt.Errorf("parse %s/config.json: %w", dir, err)
 	}
-	if err := validateSpec(&spec); err != nil {
+	return bundleOf(dir, &spec)
+}
+
+// bundleOf validates spec as the bundle in dir (which relative paths in the
+// spec are relative to) for the native launcher.
+func bundleOf(dir string, spec *specs.Spec) (*bundle, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", dir, err)
+	}
+	if err := validateSpec(spec); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", abs, err)
 	}
 	rootfs := spec.Root.Path
 	if !filepath.IsAbs(rootfs) {
 		rootfs = filepath.Join(abs, rootfs)
 	}
-	return &bundle{dir: abs, spec: &spec, rootfs: filepath.Clean(rootfs)}, nil
+	return &bundle{dir: abs, spec: spec, rootfs: filepath.Clean(rootfs)}, nil
 }
 
 // validateSpec refuses specs the native launcher cannot run safely. It is
