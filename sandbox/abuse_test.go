@@ -111,6 +111,24 @@ func TestCancel(t *testing.T) {
 	runsNormally(t, l)
 }
 
+// TestCancelBeforeStart: a cancellation that comes before the command
+// exists (here: the context is done before Run) still ends it with SIGTERM
+// at once, rather than letting it run until the grace period's SIGKILL.
+func TestCancelBeforeStart(t *testing.T) {
+	l := newTestLauncher(t, Options{KillGrace: 30 * time.Second})
+	bundle := writeBundle(t, testSpec("/bin/sleep", "1000"))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err := l.Run(ctx, Request{Bundle: bundle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Canceled || res.Killed || res.Signal != syscall.SIGTERM {
+		t.Errorf("canceled %v killed %v signal %v, want true false SIGTERM", res.Canceled, res.Killed, res.Signal)
+	}
+	runsNormally(t, l)
+}
+
 // TestDaemonsGone: processes that detach (setsid, double fork, ignoring
 // SIGHUP) are all killed when the command exits; Run does not wait for them.
 func TestDaemonsGone(t *testing.T) {

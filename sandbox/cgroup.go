@@ -58,7 +58,7 @@ var v1Subsystems = []string{"memory", "pids", "cpu", "cpuacct"}
 // newSandboxCgroup creates parent/name with the limits of res, using v2 when
 // the host is unified and v1 otherwise (hybrid hosts keep their controllers
 // in v1).
-func newSandboxCgroup(parent, name string, res *specs.LinuxResources) (sandboxCgroup, error) {
+func newSandboxCgroup(parent, name string, res *specs.LinuxResources, home *cgroupHomeV1) (sandboxCgroup, error) {
 	if res == nil {
 		res = &specs.LinuxResources{}
 	}
@@ -66,7 +66,7 @@ func newSandboxCgroup(parent, name string, res *specs.LinuxResources) (sandboxCg
 	if cgroups.Mode() == cgroups.Unified {
 		return newCgroupV2(cgroupRoot, group, res)
 	}
-	return newCgroupV1(group, res)
+	return newCgroupV1(group, res, home)
 }
 
 // cleanStaleCgroups removes the sandbox cgroups under parent whose spawner
@@ -156,16 +156,15 @@ func removeCgroupDir(p string) error {
 	}
 }
 
-func killProcsFile(procs string) { signalProcsFile(procs, syscall.SIGKILL, 0) }
+func killProcsFile(procs string) {
+	b, _ := os.ReadFile(procs)
+	signalPids(b, syscall.SIGKILL, 0)
+}
 
-// signalProcsFile sends sig to every pid listed in a cgroup.procs file but
-// except.
-func signalProcsFile(procs string, sig syscall.Signal, except int) {
-	b, err := os.ReadFile(procs)
-	if err != nil {
-		return
-	}
-	for _, f := range strings.Fields(string(b)) {
+// signalPids sends sig to every pid listed in procs (a cgroup.procs file's
+// content) but except.
+func signalPids(procs []byte, sig syscall.Signal, except int) {
+	for _, f := range strings.Fields(string(procs)) {
 		if pid, err := strconv.Atoi(f); err == nil && pid > 0 && pid != except {
 			_ = syscall.Kill(pid, sig)
 		}
@@ -173,20 +172,23 @@ func signalProcsFile(procs string, sig syscall.Signal, except int) {
 }
 
 func readUintFile(p string) uint64 {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return 0
-	}
-	v, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	return v
+	b, _ := os.ReadFile(p)
+	return parseUint(b)
 }
 
 // readKeyedFile reads the value of key from a "key value" per line file.
 func readKeyedFile(p, key string) uint64 {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return 0
-	}
+	b, _ := os.ReadFile(p)
+	return parseKeyed(b, key)
+}
+
+func parseUint(b []byte) uint64 {
+	v, _ := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	return v
+}
+
+// parseKeyed returns the value of key in "key value" lines.
+func parseKeyed(b []byte, key string) uint64 {
 	for _, line := range strings.Split(string(b), "\n") {
 		k, v, ok := strings.Cut(line, " ")
 		if ok && k == key {

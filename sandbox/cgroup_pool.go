@@ -14,7 +14,8 @@ import (
 // accounting. Cgroups that cannot be reset (a process left, or a v2
 // hierarchy) are removed instead. Safe for concurrent use.
 type cgroupPool struct {
-	seq *atomic.Uint64 // names are "<spawner pid>-<seq>" (see staleName)
+	seq  *atomic.Uint64 // names are "<spawner pid>-<seq>" (see staleName)
+	home cgroupHomeV1
 
 	mu   sync.Mutex // guards idle
 	idle map[string][]sandboxCgroup
@@ -37,7 +38,7 @@ func (p *cgroupPool) get(parent string) (sandboxCgroup, error) {
 		return cg, nil
 	}
 	p.mu.Unlock()
-	return newSandboxCgroup(parent, fmt.Sprintf("%d-%d", os.Getpid(), p.seq.Add(1)), nil)
+	return newSandboxCgroup(parent, fmt.Sprintf("%d-%d", os.Getpid(), p.seq.Add(1)), nil, &p.home)
 }
 
 // put takes back a cgroup whose sandbox has ended (its init reaped).

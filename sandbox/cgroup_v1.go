@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -24,6 +25,8 @@ import (
 // allocate, offline and free).
 type cgroupV1 struct {
 	group string
+	home  *cgroupHomeV1 // where the spawner's threads live
+	files cgroupFiles
 	// applied is what update last wrote to each file (relative to the
 	// hierarchies' root), so that it writes only what changes.
 	applied map[string]string
@@ -34,9 +37,28 @@ type cgroupV1 struct {
 	baseOOMKills, basePidsLimitHits uint64
 }
 
+// cgroupHomeV1 is the v1 cgroup of the spawner's threads, which a thread
+// returns to after forking an init into a sandbox cgroup. Its files are
+// shared by every cgroupV1 of a spawner.
+type cgroupHomeV1 struct {
+	once   sync.Once
+	groups map[string]string // per subsystem
+	err    error
+	files  cgroupFiles
+}
+
+// tasks returns the path of the home "tasks" file of sub.
+func (h *cgroupHomeV1) tasks(sub string) (string, error) {
+	h.once.Do(func() { h.groups, h.err = threadCgroupsV1() })
+	if h.err != nil {
+		return "", h.err
+	}
+	return filepath.Join(cgroupRoot, sub, h.groups[sub], "tasks"), nil
+}
+
 // newCgroupV1 creates group in every hierarchy, with the limits of res.
-func newCgroupV1(group string, res *specs.LinuxResources) (*cgroupV1, error) {
-	c := &cgroupV1{group: group, applied: map[string]string{}}
+func newCgroupV1(group string, res *specs.LinuxResources, home *cgroupHomeV1) (*cgroupV1, error) {
+	c := &cgroupV1{group: group, home: home, applied: map[string]string{}}
 	for _, sub := range v1Subsystems {
 		// cpu and cpuacct may be one hierarchy under two names.
 		if err := os.MkdirAll(filepath.Join(cgroupRoot, sub, group), 0o755); err != nil {
@@ -60,29 +82,39 @@ func (c *cgroupV1) path(sub, file string) string {
 // the cgroup, forks cmd from it, and moves the thread back.
 func (c *cgroupV1) start(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
 	runtime.LockOSThread()
-	orig, err := threadCgroupsV1()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	move := func(group func(sub string) string) error {
+	toSandbox := func() error {
 		for _, sub := range v1Subsystems {
-			if err := os.WriteFile(filepath.Join(cgroupRoot, sub, group(sub), "tasks"), []byte("0"), 0); err != nil {
+			if err := c.files.write(c.path(sub, "tasks"), "0"); err != nil {
 				return fmt.Errorf("move thread to %s cgroup: %w", sub, err)
 			}
 		}
 		return nil
 	}
-	back := func(sub string) string { return orig[sub] }
-	if err := move(func(string) string { return c.group }); err != nil {
-		if move(back) == nil {
+	back := func() error {
+		for _, sub := range v1Subsystems {
+			p, err := c.home.tasks(sub)
+			if err == nil {
+				err = c.home.files.write(p, "0")
+			}
+			if err != nil {
+				return fmt.Errorf("move thread back to its %s cgroup: %w", sub, err)
+			}
+		}
+		return nil
+	}
+	if _, err := c.home.tasks(v1Subsystems[0]); err != nil {
+		runtime.UnlockOSThread()
+		return nil, err
+	}
+	if err := toSandbox(); err != nil {
+		if back() == nil {
 			runtime.UnlockOSThread()
 		}
 		return nil, err
 	}
 	cmd := newCmd()
 	startErr := cmd.Start()
-	if err := move(back); err != nil {
+	if err := back(); err != nil {
 		// The thread stays locked and dies with this goroutine. A child's
 		// parent-death signal fires when that thread exits, so the child
 		// cannot be kept either.
@@ -162,7 +194,7 @@ func (c *cgroupV1) update(res *specs.LinuxResources) error {
 			continue
 		}
 		sub, file, _ := strings.Cut(w.file, "/")
-		err := os.WriteFile(c.path(sub, file), []byte(w.value), 0)
+		err := c.files.write(c.path(sub, file), w.value)
 		if err != nil && strings.Contains(file, "memsw") && errors.Is(err, os.ErrNotExist) {
 			err = nil // no swap accounting on this kernel
 		}
@@ -192,14 +224,20 @@ func uintOr(v *uint64, def uint64) string {
 // stats reads the figures since the last reset (or creation).
 func (c *cgroupV1) stats() CgroupStats {
 	var s CgroupStats
-	s.MemoryPeakBytes = readUintFile(c.path("memory", "memory.max_usage_in_bytes"))
-	s.OOMKills = readKeyedFile(c.path("memory", "memory.oom_control"), "oom_kill") - c.baseOOMKills
-	s.CPUTime = time.Duration(readUintFile(c.path("cpuacct", "cpuacct.usage")))
+	s.MemoryPeakBytes = parseUint(c.read("memory", "memory.max_usage_in_bytes"))
+	s.OOMKills = parseKeyed(c.read("memory", "memory.oom_control"), "oom_kill") - c.baseOOMKills
+	s.CPUTime = time.Duration(parseUint(c.read("cpuacct", "cpuacct.usage")))
 	if !c.used {
-		s.PidsPeak = readUintFile(c.path("pids", "pids.peak"))
+		s.PidsPeak = parseUint(c.read("pids", "pids.peak"))
 	}
-	s.PidsLimitHits = readKeyedFile(c.path("pids", "pids.events"), "max") - c.basePidsLimitHits
+	s.PidsLimitHits = parseKeyed(c.read("pids", "pids.events"), "max") - c.basePidsLimitHits
 	return s
+}
+
+// read returns a control file's content, or nothing if it cannot be read.
+func (c *cgroupV1) read(sub, file string) []byte {
+	b, _ := c.files.read(c.path(sub, file))
+	return b
 }
 
 // reset readies the cgroup for another sandbox once its last one is gone:
@@ -207,26 +245,24 @@ func (c *cgroupV1) stats() CgroupStats {
 // memory peak from the current usage, which includes page cache the last
 // sandbox left charged here).
 func (c *cgroupV1) reset() bool {
-	if procs, err := os.ReadFile(c.path("pids", "cgroup.procs")); err != nil || len(strings.TrimSpace(string(procs))) != 0 {
+	if procs, err := c.files.read(c.path("pids", "cgroup.procs")); err != nil || len(strings.TrimSpace(string(procs))) != 0 {
 		return false
 	}
 	for _, f := range [][2]string{{"memory", "memory.max_usage_in_bytes"}, {"cpuacct", "cpuacct.usage"}} {
-		if err := os.WriteFile(c.path(f[0], f[1]), []byte("0"), 0); err != nil {
+		if err := c.files.write(c.path(f[0], f[1]), "0"); err != nil {
 			return false
 		}
 	}
-	c.baseOOMKills = readKeyedFile(c.path("memory", "memory.oom_control"), "oom_kill")
-	c.basePidsLimitHits = readKeyedFile(c.path("pids", "pids.events"), "max")
+	c.baseOOMKills = parseKeyed(c.read("memory", "memory.oom_control"), "oom_kill")
+	c.basePidsLimitHits = parseKeyed(c.read("pids", "pids.events"), "max")
 	c.used = true
 	return true
 }
 
-func (c *cgroupV1) killAll() {
-	killProcsFile(c.path("pids", "cgroup.procs"))
-}
+func (c *cgroupV1) killAll() { c.signalAll(syscall.SIGKILL, 0) }
 
 func (c *cgroupV1) signalAll(sig syscall.Signal, except int) {
-	signalProcsFile(c.path("pids", "cgroup.procs"), sig, except)
+	signalPids(c.read("pids", "cgroup.procs"), sig, except)
 }
 
 // remove rmdirs the cgroup in each hierarchy. (cgroup1's Delete walks
@@ -234,6 +270,7 @@ func (c *cgroupV1) signalAll(sig syscall.Signal, except int) {
 // CPU time per sandbox. The kernel refuses to remove a non-empty cgroup
 // anyway.)
 func (c *cgroupV1) remove() error {
+	c.files.close()
 	var errs []error
 	for _, sub := range v1Subsystems {
 		if err := removeCgroupDir(filepath.Join(cgroupRoot, sub, c.group)); err != nil {

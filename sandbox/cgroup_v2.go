@@ -84,7 +84,8 @@ func (c *cgroupV2) killAll() {
 }
 
 func (c *cgroupV2) signalAll(sig syscall.Signal, except int) {
-	signalProcsFile(filepath.Join(c.path, "cgroup.procs"), sig, except)
+	b, _ := os.ReadFile(filepath.Join(c.path, "cgroup.procs"))
+	signalPids(b, sig, except)
 }
 
 func (c *cgroupV2) remove() error { return c.m.Delete() }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,9 +14,12 @@ import (
 
 // leakSnapshot is what a sandbox could leak, in the runner and on the host.
 type leakSnapshot struct {
-	hostMounts      int // mounts in the runner's (the host's) namespace
-	runnerFDs       int
-	spawnerFDs      int
+	hostMounts int // mounts in the runner's (the host's) namespace
+	runnerFDs  int
+	spawnerFDs int // not counting the pooled cgroups' open control files
+	// strayCgroupFDs are the spawner's descriptors of cgroup files outside
+	// every sandbox cgroup that still exists.
+	strayCgroupFDs  []string
 	spawnerChildren string
 	cgroups         []string // sandbox cgroups under the test parent
 	sandboxProcs    []string // host processes running as a mapped uid
@@ -25,7 +29,6 @@ func takeLeakSnapshot(t *testing.T, l *Launcher) leakSnapshot {
 	t.Helper()
 	s := leakSnapshot{hostMounts: countMounts(t), runnerFDs: countDir(t, "/proc/self/fd")}
 	spawner := l.b.(*nativeBackend).spawnerPid()
-	s.spawnerFDs = countDir(t, fmt.Sprintf("/proc/%d/fd", spawner))
 	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", spawner))
 	for _, task := range tasks {
 		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", spawner, task.Name()))
@@ -36,6 +39,24 @@ func takeLeakSnapshot(t *testing.T, l *Launcher) leakSnapshot {
 		for _, e := range ents {
 			if e.IsDir() {
 				s.cgroups = append(s.cgroups, sub+"/"+e.Name())
+			}
+		}
+	}
+	// A pooled cgroup keeps its control files open (cgroupFiles); those
+	// are bounded by the pool, and must belong to a cgroup that exists.
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", spawner))
+	for _, fd := range fds {
+		target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", spawner, fd.Name()))
+		rel, ok := strings.CutPrefix(target, cgroupRoot+"/")
+		if !ok {
+			s.spawnerFDs++
+			continue
+		}
+		// Others are the spawner's own cgroup's (the Go runtime watches
+		// its CPU quota; threads return to its tasks files).
+		if sub, rest, _ := strings.Cut(rel, "/"+testCgroupParent+"/"); rest != "" {
+			if name, _, _ := strings.Cut(rest, "/"); !slices.Contains(s.cgroups, sub+"/"+name) {
+				s.strayCgroupFDs = append(s.strayCgroupFDs, target)
 			}
 		}
 	}
@@ -120,6 +141,9 @@ func TestStressNoLeaks(t *testing.T) {
 	// snapshot can catch the spawner with a warm init's pipes in flight).
 	if after.runnerFDs > before.runnerFDs || after.spawnerFDs > before.spawnerFDs {
 		t.Errorf("fds: runner %d -> %d, spawner %d -> %d", before.runnerFDs, after.runnerFDs, before.spawnerFDs, after.spawnerFDs)
+	}
+	if len(after.strayCgroupFDs) != 0 {
+		t.Errorf("spawner holds files of cgroups that are gone: %v", after.strayCgroupFDs)
 	}
 	// What may remain while the launcher lives: the warm inits, and the
 	// pooled cgroups.
