@@ -43,6 +43,12 @@ lint:
 bench: build
 	scripts/bench-farm.sh $(BIN)
 
+# The Bazel fan-out benchmark (e2e/testdata/fanout) against a fresh
+# `paddock up` (needs root and bazel); figures go in docs/benchmarks.md.
+.PHONY: bench-bazel
+bench-bazel: build
+	scripts/bench-bazel.sh $(BIN)
+
 # Go benchmarks of every package (figures go in docs/benchmarks.md).
 gobench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
