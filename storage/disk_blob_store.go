@@ -322,7 +322,7 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 		}
 	}()
 	h := d.NewHasher()
-	n, err := copyContext(ctx, io.MultiWriter(tmp, h), io.LimitReader(r, d.SizeBytes()+1))
+	n, err := copyContext(ctx, io.MultiWriter(tmp, h), io.LimitReader(r, d.SizeBytes()+1), d.SizeBytes()+1)
 	if err != nil {
 		return fmt.Errorf("write blob %s: %w", d, err)
 	}
@@ -454,9 +454,12 @@ func (v *verifyingReader) finish() {
 
 func (v *verifyingReader) Close() error { return v.f.Close() }
 
-// copyContext is io.Copy that stops when ctx is done.
-func copyContext(ctx context.Context, dst io.Writer, src io.Reader) (int64, error) {
-	buf := make([]byte, 256<<10)
+// copyContext is io.Copy that stops when ctx is done. Its buffer holds
+// at most 256 KiB, and no more than the max bytes src is expected to
+// yield (limit): most blobs are small (an action's stdout, a Command), and
+// a 256 KiB buffer for each was most of the farm's garbage per action.
+func copyContext(ctx context.Context, dst io.Writer, src io.Reader, limit int64) (int64, error) {
+	buf := make([]byte, min(256<<10, max(1, limit)))
 	var n int64
 	for {
 		if err := ctx.Err(); err != nil {
