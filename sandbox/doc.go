@@ -6,25 +6,42 @@
 //
 // # Lifecycle
 //
-// main calls Reexec first: this binary is re-executed for two roles. New
+// main calls Reexec first: this binary is re-executed as the spawner. New
 // removes stale sandbox cgroups left by a crashed runner and starts the
-// spawner, a small long-lived child process. The spawner clones inits into
-// new user, mount, pid, ipc, uts and (unless the spec keeps the host's)
-// network namespaces, with the spec's uid/gid mappings (host id 0 is
-// refused), each born inside its own cgroup (v1 or v2, via
-// github.com/containerd/cgroups/v3). It keeps one such init started ahead,
-// so that fork, exec and the Go runtime's start-up are off the critical
-// path. Each Launcher.Run sends the bundle to the spawner, which applies
-// linux.resources to the init's cgroup and hands it the spec. The init
-// builds the mount tree (read-only rootfs, bind mounts, /proc, a minimal
-// /dev, tmpfs, masked and read-only paths; destinations resolved inside the
-// rootfs without following symlinks), pivot_roots, sets the hostname,
-// rlimits, no_new_privs, capabilities and a seccomp filter, and forks the
-// command while it stays pid 1 to reap. When the command exits, the init
-// kills and reaps everything left and reports; the spawner answers, then
-// the init exits (its pid, mount and network namespaces go with it) and the
-// cgroup is removed. Timeouts and cancellation send SIGTERM to the whole
-// sandbox and SIGKILL after a grace period.
+// spawner, a small long-lived child process. Each Launcher.Run loads and
+// validates the bundle (or takes Request.Spec in memory) and compiles it,
+// in the caller's process, into the init's plan (planFor, a pure function:
+// every mount step, the process, its credentials, capabilities as masks,
+// rlimits, the seccomp program), which it sends to the spawner with the
+// clone parameters and cgroup limits.
+//
+// The init is a program of its own (internal/initprog), compiled and
+// embedded (internal/initbin), that links only the Go runtime, x/sys/unix
+// and the plan codec (internal/initplan): starting it costs a fraction of
+// re-executing this binary. The spawner copies it once into a memfd sealed
+// against any write (CVE-2019-5736: nothing in a sandbox can reach a
+// writable copy of any host binary) and executes it from there. It clones
+// inits into new user, mount, pid, ipc, uts and (unless the spec keeps the
+// host's) network namespaces, with the spec's uid/gid mappings (host id 0
+// is refused), each born inside a cgroup of its own (v1 or v2). It keeps
+// one init started ahead per kind of clone parameters ("warm"), so that
+// fork, exec and the Go runtime's start-up are off the critical path.
+//
+// A Run takes a warm init, applies the limits to its cgroup and writes the
+// plan on the init's control pipe. The init builds the mount tree
+// (read-only rootfs, bind mounts, /proc, a minimal /dev, tmpfs, masked and
+// read-only paths; destinations resolved inside the rootfs without
+// following symlinks), pivot_roots, sets the hostname, rlimits,
+// no_new_privs, capabilities and the seccomp filter, and forks the command
+// while it stays pid 1 to reap. When the command exits, the init kills and
+// reaps everything left and reports its status; then it exits (its pid,
+// mount and network namespaces go with it), the spawner resets the cgroup
+// and keeps it for a later sandbox (cgroupPool: no process left, figures
+// from zero, limits rewritten; v2 cgroups are removed instead), and
+// answers. Timeouts and cancellation send SIGTERM to every process of the
+// sandbox (the spawner, from the cgroup's process list, and the init once
+// it has forked the command, in case that came later) and SIGKILL to the
+// init after a grace period.
 //
 // # What of the spec is honoured
 //
@@ -41,6 +58,12 @@
 // Cloning from the spawner rather than the caller matters: with
 // CLONE_NEWUSER Go forks rather than vforks, which costs tens of
 // milliseconds from a process with a large heap (the runner's).
+//
+// The init's compiled form is committed like generated code: `make init`
+// rebuilds it after a change to internal/initprog or internal/initplan,
+// and a test fails while it is stale. Only linux/amd64 has one (the
+// seccomp filter is x86-64's); elsewhere the native launcher cannot start
+// and an external runtime must be configured.
 //
 // Options.Runtime selects an external OCI runtime (runc, crun, runsc)
 // instead, for the same bundles.
