@@ -19,7 +19,8 @@
 //     with container-image, otherwise a view of the host's root (hostView:
 //     a skeleton directory, shared by the actions with the same plan, with
 //     the host's directories bind-mounted read-only onto it, minus hidden
-//     paths);
+//     paths; hostViews keeps each plan while the host directories it was
+//     made from are unchanged);
 //  4. resolves the user (dockerRunAsRoot, dockerUser, the image's User, or
 //     Config.DefaultUser) and builds the runtime-spec (buildSpec, a pure
 //     function, golden-tested in testdata/spec);

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -33,12 +34,14 @@ import (
 // might remove); /var/lib/paddock hidden means /var and /var/lib are
 // skeleton directories and each of their other entries a bind.
 //
-// The plan is made per action (the host's top level may change, and the
-// input root path is per action), costing a few directory reads; the
-// skeleton for a given plan is created once and shared by every sandbox
-// using that plan (skeletons): creating and removing one per action costs
-// milliseconds on a slow disk (BenchmarkHostView), while sharing is safe
-// because sandboxes mount it read-only and it belongs to host root.
+// A plan costs a few directory reads, and depends on the input root path
+// and on the host's directories, which may change: hostViews keeps each
+// plan for as long as the directories it read are unchanged (one stat each
+// per action instead of reading them). The skeleton for a given plan is
+// created once and shared by every sandbox using that plan (skeletons):
+// creating and removing one per action costs milliseconds on a slow disk
+// (BenchmarkHostView), while sharing is safe because sandboxes mount it
+// read-only and it belongs to host root.
 
 // entryKind is the type of a host directory entry.
 type entryKind int
@@ -81,6 +84,9 @@ type hostLister interface {
 	// kind returns the type of p (not following a final symlink), and
 	// false if it does not exist.
 	kind(p string) (entryKind, bool)
+	// stamp identifies the current state of directory dir (following
+	// symlinks); see hostViews.
+	stamp(dir string) dirStamp
 }
 
 // hostBindOptions are the options of every host bind.
@@ -278,6 +284,17 @@ func (osLister) kind(p string) (entryKind, bool) {
 		return kindOther, false
 	}
 	return kindOf(st.Mode().Type()), true
+}
+
+func (osLister) stamp(dir string) dirStamp {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		return dirStamp{}
+	}
+	return dirStamp{
+		Exists: true, Dev: st.Dev, Ino: st.Ino,
+		Ctime: time.Unix(st.Ctim.Unix()), Mtime: time.Unix(st.Mtim.Unix()),
+	}
 }
 
 func kindOf(t fs.FileMode) entryKind {

@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path"
 	"path/filepath"
@@ -35,6 +36,29 @@ func (f fakeHost) list(dir string) ([]hostEntry, error) {
 func (f fakeHost) kind(p string) (entryKind, bool) {
 	e, ok := f[p]
 	return e.Kind, ok
+}
+
+// stamp stands for a directory's inode and ctime: a hash of its entries,
+// which changes whenever a name below it is added, removed or changed.
+func (f fakeHost) stamp(dir string) dirStamp {
+	ents, err := f.list(dir)
+	if err != nil {
+		return dirStamp{}
+	}
+	h := fnv.New64()
+	for _, e := range ents {
+		fmt.Fprintf(h, "%q %d %q\n", e.Name, e.Kind, e.Target)
+	}
+	return dirStamp{Exists: true, Ino: h.Sum64()}
+}
+
+// add adds entries as newFakeHost reads them.
+func (f fakeHost) add(spec ...string) {
+	for p, e := range newFakeHost(spec...) {
+		if p != "/" {
+			f[p] = e
+		}
+	}
 }
 
 func newFakeHost(spec ...string) fakeHost {

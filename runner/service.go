@@ -60,8 +60,8 @@ type Service struct {
 	slots   *idSlots
 	bundles string   // <state>/bundles: one directory per id slot
 	hidden  []string // host paths no host-root sandbox sees
-	lister  hostLister
 	roots   *skeletons
+	views   *hostViews
 }
 
 // New prepares the state directory (removing the bundles and host-root
@@ -105,15 +105,16 @@ func New(opts Options) (*Service, error) {
 	}
 	// Besides the configured paths, host-root sandboxes never see the
 	// runner's state (bundles, skeletons) or its image cache.
-	hidden := append(append([]string(nil), cfg.HostHiddenPaths...), filepath.Clean(cfg.StateDir), filepath.Clean(cfg.imagesDir()))
+	hidden := resolvedHiddenPaths(append(append([]string(nil), cfg.HostHiddenPaths...), filepath.Clean(cfg.StateDir), filepath.Clean(cfg.imagesDir())))
+	roots := &skeletons{dir: rootfs, paths: map[string]string{}}
 	return &Service{
 		cfg: cfg, launcher: opts.Launcher, images: opts.Images, logger: opts.Logger,
 		version: opts.Version, now: opts.Now,
 		slots:   newIDSlots(cfg.IDBase, cfg.MaxSandboxes),
 		bundles: bundles,
-		hidden:  resolvedHiddenPaths(hidden),
-		lister:  osLister{},
-		roots:   &skeletons{dir: rootfs, paths: map[string]string{}},
+		hidden:  hidden,
+		roots:   roots,
+		views:   newHostViews(osLister{}, hidden, roots, defaultMountPoints()),
 	}, nil
 }
 
@@ -133,8 +134,9 @@ func (s *Service) Run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	resp, err := s.run(ctx, req)
 	if vanishedMountSource(err) && ctx.Err() == nil {
 		// A host directory in the host-root view went away between the
-		// plan and the mount (a temporary directory beside the data
-		// directory, say): plan again once. Nothing ran yet.
+		// plan's check and the mount (a temporary directory beside the
+		// data directory, say): plan again once. Nothing ran yet.
+		s.views.forget()
 		resp, err = s.run(ctx, req)
 	}
 	if err != nil {
@@ -209,14 +211,11 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 			return nil, status.Errorf(codes.FailedPrecondition,
 				"input root %s is not below any of host_hidden_paths, so a sandbox on the host's root would see the other actions' input roots: add the worker's build directory", req.GetInputRoot())
 		}
-		view, err := planHostView(s.lister, s.hidden, ownMountPoints(irp))
+		view, rootfs, err := s.views.get(irp)
 		if err != nil {
 			return nil, err
 		}
-		if in.Rootfs, err = s.roots.get(view); err != nil {
-			return nil, status.Errorf(codes.Internal, "host rootfs: %v", err)
-		}
-		in.HostBinds = view.Binds
+		in.Rootfs, in.HostBinds = rootfs, view.Binds
 		db = fileIDDB{rootfs: "/"}
 	}
 	if in.User, err = chooseUser(&s.cfg, plat, imageUser, db); err != nil {

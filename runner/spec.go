@@ -252,9 +252,15 @@ func withSize(opts []string, size int64) []string {
 }
 
 // ownMountPoints are the sandbox paths the spec mounts filesystems on
-// (not below another of its mounts): DefaultSpec's /proc, /dev and /tmp,
-// and the input root path. A read-only rootfs must already have them.
+// (not below another of its mounts): DefaultSpec's /proc, /dev and /tmp
+// (defaultMountPoints), and the input root path. A read-only rootfs must
+// already have them.
 func ownMountPoints(irp string) []string {
+	return append(defaultMountPoints(), irp)
+}
+
+// defaultMountPoints are DefaultSpec's mount points not below another.
+func defaultMountPoints() []string {
 	var out []string
 	for _, m := range sandbox.DefaultSpec("/", 1, "true").Mounts {
 		under := false
@@ -265,5 +271,5 @@ func ownMountPoints(irp string) []string {
 			out = append(out, m.Destination)
 		}
 	}
-	return append(out, irp)
+	return out
 }

@@ -1,0 +1,162 @@
+package runner
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// countingLister counts the directory listings, i.e. the plans made.
+type countingLister struct {
+	hostLister
+	lists int
+}
+
+func (c *countingLister) list(dir string) ([]hostEntry, error) {
+	c.lists++
+	return c.hostLister.list(dir)
+}
+
+func newTestHostViews(t *testing.T, l hostLister, hidden ...string) *hostViews {
+	t.Helper()
+	return newHostViews(l, hidden, &skeletons{dir: t.TempDir(), paths: map[string]string{}}, []string{"/proc"})
+}
+
+// mustGet returns the rendered plan for irp and whether it was planned
+// (not reused).
+func mustGet(t *testing.T, c *hostViews, l *countingLister, irp string) (string, bool) {
+	t.Helper()
+	before := l.lists
+	v, rootfs, err := c.get(irp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(rootfs); err != nil {
+		t.Fatalf("skeleton: %v", err)
+	}
+	return render(v), l.lists != before
+}
+
+// TestHostViewsReuseUntilTheHostChanges: a plan is reused while nothing it
+// was made from changed, and made again as soon as the host's top level
+// gains a directory, a symlink there is retargeted, or a hidden path
+// appears (which then stays hidden), however deep below missing parents.
+func TestHostViewsReuseUntilTheHostChanges(t *testing.T) {
+	host := newFakeHost("/bin -> usr/bin", "/usr", "/etc", "/proc", "/var", "/var/lib", "/var/lib/apt")
+	l := &countingLister{hostLister: host}
+	c := newTestHostViews(t, l, "/proc", "/var/lib/paddock", "/opt/x/secret")
+
+	first, planned := mustGet(t, c, l, "/work")
+	if !planned || !strings.Contains(first+"\n", "bind /var\n") {
+		t.Fatalf("first plan (planned %v):\n%s", planned, first)
+	}
+	if again, planned := mustGet(t, c, l, "/work"); planned || again != first {
+		t.Fatalf("unchanged host: planned again %v, plan\n%s", planned, again)
+	}
+	if _, planned := mustGet(t, c, l, "/src"); !planned {
+		t.Fatal("another input root path reused /work's plan")
+	}
+
+	steps := []struct {
+		name   string
+		change func()
+		want   []string // lines the new plan has
+		absent []string // lines it must not have
+	}{
+		{"new top-level directory", func() { host.add("/data") },
+			[]string{"bind /data"}, nil},
+		{"symlink retargeted", func() { host["/bin"] = hostEntry{Name: "bin", Kind: kindSymlink, Target: "usr/sbin"} },
+			[]string{"link /bin -> usr/sbin"}, []string{"link /bin -> usr/bin"}},
+		{"hidden path appears", func() { host.add("/var/lib/paddock", "/var/lib/paddock/cas") },
+			[]string{"dir /var", "dir /var/lib", "bind /var/lib/apt"}, []string{"bind /var\n", "paddock"}},
+		{"parent of a hidden path appears", func() { host.add("/opt") },
+			[]string{"bind /opt"}, nil},
+		{"grandparent of a hidden path gains its parent", func() { host.add("/opt/x") },
+			[]string{"bind /opt"}, nil},
+		{"hidden path appears below", func() { host.add("/opt/x/secret", "/opt/x/lib") },
+			[]string{"dir /opt", "dir /opt/x", "bind /opt/x/lib"}, []string{"bind /opt\n", "secret"}},
+		{"top-level directory removed", func() { delete(host, "/data") },
+			nil, []string{"/data"}},
+	}
+	for _, s := range steps {
+		s.change()
+		got, planned := mustGet(t, c, l, "/work")
+		if !planned {
+			t.Fatalf("%s: plan reused:\n%s", s.name, got)
+		}
+		for _, w := range s.want {
+			if !strings.Contains(got+"\n", w) {
+				t.Errorf("%s: plan lacks %q:\n%s", s.name, w, got)
+			}
+		}
+		for _, a := range s.absent {
+			if strings.Contains(got+"\n", a) {
+				t.Errorf("%s: plan has %q:\n%s", s.name, a, got)
+			}
+		}
+		if again, planned := mustGet(t, c, l, "/work"); planned || again != got {
+			t.Errorf("%s: the new plan is not reused", s.name)
+		}
+	}
+}
+
+// TestHostViewsRealDirectories: the same on the real filesystem, through
+// osLister's stamps (inode and ctime): a hidden directory created after a
+// plan is not in the next sandbox's view, and a directory read just after
+// it changed is not trusted.
+func TestHostViewsRealDirectories(t *testing.T) {
+	base := t.TempDir()
+	top := filepath.Join(base, "top")
+	for _, d := range []string{"top/a", "top/b"} {
+		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hidden := filepath.Join(top, "a", "hidden")
+	l := &countingLister{hostLister: osLister{}}
+	// top is made a skeleton (a mount point below it); its entries are binds.
+	c := newTestHostViews(t, l, hidden, "/proc", "/sys", "/dev")
+	irp := filepath.Join(top, "work")
+	if err := os.Mkdir(irp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	// Just made: too fresh to be trusted, so planned every time.
+	mustGet(t, c, l, irp)
+	if _, planned := mustGet(t, c, l, irp); !planned {
+		t.Fatal("a plan read from directories changed a moment ago was reused")
+	}
+
+	// Later (the clock moved on), the plan is kept and reused.
+	time.Sleep(50 * time.Millisecond) // past the filesystem's timestamp tick
+	c.now = func() time.Time { return time.Now().Add(time.Minute) }
+	first, _ := mustGet(t, c, l, irp)
+	if !strings.Contains(first, "bind "+filepath.Join(top, "a")) {
+		t.Fatalf("plan:\n%s", first)
+	}
+	if _, planned := mustGet(t, c, l, irp); planned {
+		t.Fatal("unchanged directories: planned again")
+	}
+
+	if err := os.Mkdir(hidden, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	got, planned := mustGet(t, c, l, irp)
+	if !planned {
+		t.Fatal("hidden directory created: plan reused")
+	}
+	if strings.Contains(got+"\n", "bind "+filepath.Join(top, "a")+"\n") || strings.Contains(got, "hidden") ||
+		!strings.Contains(got, "dir "+filepath.Join(top, "a")) {
+		t.Errorf("after %s appeared, plan:\n%s", hidden, got)
+	}
+
+	// A new entry beside the input root's mount point.
+	if err := os.Mkdir(filepath.Join(top, "c"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, planned := mustGet(t, c, l, irp); !planned || !strings.Contains(got, "bind "+filepath.Join(top, "c")) {
+		t.Errorf("after %s/c appeared (planned %v), plan:\n%s", top, planned, got)
+	}
+}
