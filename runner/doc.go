@@ -27,11 +27,13 @@
 //  5. chowns the input root's directories to the sandbox user's host ids,
 //     leaving files read-only and owned by the worker's uid, which the
 //     sandbox does not map;
-//  6. writes config.json into the slot's bundle directory, runs it with the
-//     launcher, and translates the sandbox.Result (timeout →
+//  6. runs the spec with the launcher, in the slot's bundle directory (the
+//     native launcher takes the spec in memory; for an external OCI
+//     runtime config.json is written there and removed when the action
+//     ends), and translates the sandbox.Result (timeout →
 //     DEADLINE_EXCEEDED, cancellation → CANCELLED, OOM kills and pids limit
-//     hits flagged, resource usage) into the RunResponse; then removes the
-//     config. Bundles and skeletons left by a crash go at the next start.
+//     hits flagged, resource usage) into the RunResponse. Bundles and
+//     skeletons left by a crash go at the next start.
 //
 // Errors go into the response's status_code/status_message; a non-zero
 // exit code is a result, not an error.

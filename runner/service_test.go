@@ -3,6 +3,7 @@ package runner
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -156,4 +157,46 @@ func TestStartupRemovesStaleState(t *testing.T) {
 	}
 	a := e.newAction(t)
 	mustSucceed(t, a, e.run(t, a.request("/bin/true")))
+}
+
+// TestBundleConfig: the native launcher gets the spec in memory, so no
+// config.json is ever written; for an external OCI runtime (runc, if
+// installed) the runner writes it, readable by root only, while the action
+// runs, and removes it when the action ends.
+func TestBundleConfig(t *testing.T) {
+	runc, _ := exec.LookPath("runc")
+	for _, tc := range []struct{ name, runtime string }{{"native", ""}, {"runc", runc}} {
+		runtime := tc.runtime
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "runc" && runc == "" {
+				t.Skip("runc not installed")
+			}
+			e := newTestEnv(t, func(c *Config) {
+				c.Sandbox.Runtime = runtime
+				if runtime != "" {
+					c.Sandbox.RuntimeRoot = t.TempDir()
+				}
+			})
+			a := e.newAction(t)
+			done := make(chan *runnerpb.RunResponse, 1)
+			go func() { done <- e.run(t, a.request("/bin/sh", "-c", "echo started; exec sleep 2")) }()
+			waitFor(t, "the command to start", func() bool { out, _ := a.output(t); return out == "started\n" })
+			configs, _ := filepath.Glob(filepath.Join(e.cfg.StateDir, "bundles", "*", "config.json"))
+			if runtime == "" && len(configs) != 0 {
+				t.Errorf("native launcher: %v written", configs)
+			}
+			if runtime != "" {
+				if len(configs) != 1 {
+					t.Fatalf("external runtime: bundle configs %v while the action runs, want one", configs)
+				}
+				if st, err := os.Stat(configs[0]); err != nil || st.Mode().Perm() != 0o600 {
+					t.Errorf("%s: %v %v, want mode 0600", configs[0], st.Mode(), err)
+				}
+			}
+			mustSucceed(t, a, <-done)
+			if m, _ := filepath.Glob(filepath.Join(e.cfg.StateDir, "bundles", "*", "config.json")); len(m) != 0 {
+				t.Errorf("bundle configs %v left after the action", m)
+			}
+		})
+	}
 }
