@@ -97,8 +97,10 @@ func resolveUser(spec string, db idDB) (sandboxUser, error) {
 	var u sandboxUser
 	if n, err := strconv.ParseUint(user, 10, 32); err == nil {
 		u.UID = uint32(n)
-		if _, gid, ok := db.lookupUser(user, true); ok {
-			u.GID = gid
+		if group == "" { // else the group given decides: no need to read passwd
+			if _, gid, ok := db.lookupUser(user, true); ok {
+				u.GID = gid
+			}
 		}
 	} else {
 		uid, gid, ok := db.lookupUser(user, false)

@@ -1,0 +1,46 @@
+package runner
+
+import "testing"
+
+// countingIDDB counts the lookups, each of which reads a file of the
+// rootfs in the real idDB.
+type countingIDDB struct {
+	fakeIDDB
+	lookups int
+}
+
+func (c *countingIDDB) lookupUser(name string, byID bool) (uint32, uint32, bool) {
+	c.lookups++
+	return c.fakeIDDB.lookupUser(name, byID)
+}
+
+func (c *countingIDDB) lookupGroup(name string) (uint32, bool) {
+	c.lookups++
+	return c.fakeIDDB.lookupGroup(name)
+}
+
+// TestResolveUser: a user given as uid:gid needs no lookup (the default
+// user, 0:0, is resolved per action); a uid alone takes its primary group
+// from passwd, or 0; names are looked up.
+func TestResolveUser(t *testing.T) {
+	db := fakeIDDB{users: map[string][2]uint32{"root": {0, 0}, "builder": {1000, 100}}, groups: map[string]uint32{"staff": 50}}
+	for _, tc := range []struct {
+		spec    string
+		want    sandboxUser
+		lookups int
+	}{
+		{"0:0", sandboxUser{0, 0}, 0},
+		{"1000:7", sandboxUser{1000, 7}, 0},
+		{"1000", sandboxUser{1000, 100}, 1},
+		{"4242", sandboxUser{4242, 0}, 1},
+		{"builder", sandboxUser{1000, 100}, 1},
+		{"builder:staff", sandboxUser{1000, 50}, 2},
+		{"1000:staff", sandboxUser{1000, 50}, 1},
+	} {
+		c := &countingIDDB{fakeIDDB: db}
+		got, err := resolveUser(tc.spec, c)
+		if err != nil || got != tc.want || c.lookups != tc.lookups {
+			t.Errorf("resolveUser(%q) = %v, %v after %d lookups; want %v after %d", tc.spec, got, err, c.lookups, tc.want, tc.lookups)
+		}
+	}
+}
