@@ -113,7 +113,7 @@ func BenchmarkActionPath(b *testing.B) {
 	}
 	w, err := worker.New(worker.Options{
 		ID: "bench", Concurrency: 2, BuildDir: filepath.Join(dir, "worker", "builds"),
-		CAS: cas, AC: ac, Files: files, Runner: runnerpb.NewRunnerClient(runnerConn),
+		CAS: cas, AC: ac, Files: files, Runner: runnerpb.NewRunnerClient(runnerConn), RunnerConn: runnerConn,
 	})
 	if err != nil {
 		b.Fatal(err)

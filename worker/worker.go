@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -62,6 +63,10 @@ type Options struct {
 	Files *FileCache
 	// Runner runs commands in sandboxes.
 	Runner runnerpb.RunnerClient
+	// RunnerConn, if set, is Runner's connection (a *grpc.ClientConn):
+	// while it is ready, an action is sent to the runner at once, without
+	// first asking it whether it is ready (a round trip per action).
+	RunnerConn interface{ GetState() connectivity.State }
 	// RunnerReadyTimeout is how long an action waits for a runner that is
 	// not answering (restarting) before it is reported as retryable.
 	// Default 30s.
@@ -248,11 +253,13 @@ func (w *Worker) execute(ctx context.Context, a *workerpb.Assignment, md *repb.E
 	}
 	// A runner that is restarting (it crashed, or was upgraded) gets a
 	// moment to come back before the action is given up as retryable.
-	rctx, cancel := context.WithTimeout(ctx, w.opts.RunnerReadyTimeout)
-	_, err = w.opts.Runner.CheckReadiness(rctx, &runnerpb.CheckReadinessRequest{}, grpc.WaitForReady(true))
-	cancel()
-	if err != nil && ctx.Err() == nil {
-		return nil, status.Errorf(codes.Unavailable, "runner not ready, the action may be retried: %v", err)
+	if w.opts.RunnerConn == nil || w.opts.RunnerConn.GetState() != connectivity.Ready {
+		rctx, cancel := context.WithTimeout(ctx, w.opts.RunnerReadyTimeout)
+		_, err = w.opts.Runner.CheckReadiness(rctx, &runnerpb.CheckReadinessRequest{}, grpc.WaitForReady(true))
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			return nil, status.Errorf(codes.Unavailable, "runner not ready, the action may be retried: %v", err)
+		}
 	}
 	md.ExecutionStartTimestamp = w.now()
 	run, err := w.opts.Runner.Run(ctx, req, grpc.WaitForReady(true))

@@ -94,7 +94,7 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	w, err := worker.New(worker.Options{
 		ID: ws.id, Concurrency: ws.concurrency, Platform: ws.platform,
 		BuildDir: filepath.Join(ws.dir, "builds"), CAS: ws.cas, AC: ws.ac, Files: files,
-		Runner: runnerpb.NewRunnerClient(runnerConn), Logger: ws.logger,
+		Runner: runnerpb.NewRunnerClient(runnerConn), RunnerConn: runnerConn, Logger: ws.logger,
 	})
 	if err != nil {
 		return err
