@@ -82,6 +82,12 @@ type procStat struct {
 	// own time (all its threads) and that of the children it has reaped,
 	// which includes what those children had reaped in turn.
 	user, system uint64
+	// reapedUser and reapedSystem are the reaped children's part (cutime,
+	// cstime).
+	reapedUser, reapedSystem uint64
+	// name labels the process in a split by process (processName); empty
+	// from parsePIDStat.
+	name string
 }
 
 // parsePIDStat parses the text of /proc/PID/stat. The command name (field
@@ -113,14 +119,26 @@ func parsePIDStat(data []byte) (procStat, error) {
 		}
 		v[k] = uint64(n)
 	}
-	return procStat{ppid: ppid, user: v[0] + v[2], system: v[1] + v[3]}, nil
+	return procStat{ppid: ppid, user: v[0] + v[2], system: v[1] + v[3], reapedUser: v[2], reapedSystem: v[3]}, nil
 }
 
 // treeCPU sums the CPU time of root and of every descendant in procs (by
 // pid); ok is false if root is not in procs.
 func treeCPU(procs map[int]procStat, root int) (c CPUTime, ok bool) {
+	members, ok := treeMembers(procs, root)
+	var user, system uint64
+	for _, pid := range members {
+		user += procs[pid].user
+		system += procs[pid].system
+	}
+	return ticks(user, system), ok
+}
+
+// treeMembers lists root and its descendants in procs; ok is false if root
+// is not in procs.
+func treeMembers(procs map[int]procStat, root int) (members []int, ok bool) {
 	if _, ok := procs[root]; !ok {
-		return CPUTime{}, false
+		return nil, false
 	}
 	children := map[int][]int{}
 	for pid, p := range procs {
@@ -128,15 +146,47 @@ func treeCPU(procs map[int]procStat, root int) (c CPUTime, ok bool) {
 			children[p.ppid] = append(children[p.ppid], pid)
 		}
 	}
-	var user, system uint64
 	for todo := []int{root}; len(todo) > 0; {
 		pid := todo[len(todo)-1]
 		todo = todo[:len(todo)-1]
-		user += procs[pid].user
-		system += procs[pid].system
+		members = append(members, pid)
 		todo = append(todo, children[pid]...)
 	}
-	return ticks(user, system), true
+	return members, true
+}
+
+// treeCPUByProcess splits treeCPU by process name: each live process's own
+// time under its name, and the time of the children it reaped under
+// "NAME (reaped children)" (for the sandbox spawner: every sandbox).
+func treeCPUByProcess(procs map[int]procStat, root int) (map[string]CPUTime, bool) {
+	members, ok := treeMembers(procs, root)
+	out := map[string]CPUTime{}
+	add := func(name string, user, system uint64) {
+		c := ticks(user, system)
+		out[name] = CPUTime{User: out[name].User + c.User, System: out[name].System + c.System}
+	}
+	for _, pid := range members {
+		p := procs[pid]
+		add(p.name, p.user-p.reapedUser, p.system-p.reapedSystem)
+		if p.reapedUser+p.reapedSystem > 0 {
+			add(p.name+" (reaped children)", p.reapedUser, p.reapedSystem)
+		}
+	}
+	return out, ok
+}
+
+// processName labels a process by its command line: argv[0]'s base name,
+// and for paddock its subcommand ("paddock up", "paddock-sandbox-spawner").
+func processName(cmdline []byte) string {
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	if len(args) == 0 || args[0] == "" {
+		return "?"
+	}
+	name := filepath.Base(args[0])
+	if name == "paddock" && len(args) > 1 {
+		name += " " + args[1]
+	}
+	return name
 }
 
 // ProcessTreeCPU reads the CPU time of the live process tree rooted at pid:
@@ -150,9 +200,37 @@ func treeCPU(procs map[int]procStat, root int) (c CPUTime, ok bool) {
 // of `paddock up`. The /proc scan is not atomic: a process reaped during
 // it may be missed or counted twice, an error of one process's CPU.
 func ProcessTreeCPU(pid int) (CPUTime, error) {
-	entries, err := os.ReadDir("/proc")
+	procs, err := readProcs(false)
 	if err != nil {
 		return CPUTime{}, err
+	}
+	c, ok := treeCPU(procs, pid)
+	if !ok {
+		return CPUTime{}, fmt.Errorf("process %d: no such process", pid)
+	}
+	return c, nil
+}
+
+// ProcessTreeCPUByProcess is ProcessTreeCPU split by process (see
+// treeCPUByProcess).
+func ProcessTreeCPUByProcess(pid int) (map[string]CPUTime, error) {
+	procs, err := readProcs(true)
+	if err != nil {
+		return nil, err
+	}
+	c, ok := treeCPUByProcess(procs, pid)
+	if !ok {
+		return nil, fmt.Errorf("process %d: no such process", pid)
+	}
+	return c, nil
+}
+
+// readProcs reads every process's stat (and, with names, its command
+// line).
+func readProcs(names bool) (map[int]procStat, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
 	}
 	procs := map[int]procStat{}
 	for _, e := range entries {
@@ -166,15 +244,15 @@ func ProcessTreeCPU(pid int) (CPUTime, error) {
 		}
 		p, err := parsePIDStat(data)
 		if err != nil {
-			return CPUTime{}, err
+			return nil, err
+		}
+		if names {
+			cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+			p.name = processName(cmdline)
 		}
 		procs[n] = p
 	}
-	c, ok := treeCPU(procs, pid)
-	if !ok {
-		return CPUTime{}, fmt.Errorf("process %d: no such process", pid)
-	}
-	return c, nil
+	return procs, nil
 }
 
 // CPUPerOp is CPU time per completed operation, in milliseconds.
@@ -198,6 +276,7 @@ type cpuMeter struct {
 	farmPID           int
 	machine, farm     CPUTime
 	machineOK, farmOK bool
+	farmByProcess     map[string]CPUTime
 }
 
 func startCPUMeter(farmPID int) *cpuMeter {
@@ -206,25 +285,37 @@ func startCPUMeter(farmPID int) *cpuMeter {
 	m.machine, err = MachineCPU()
 	m.machineOK = err == nil
 	if farmPID > 0 {
-		m.farm, err = ProcessTreeCPU(farmPID)
+		m.farmByProcess, err = ProcessTreeCPUByProcess(farmPID)
 		m.farmOK = err == nil
+		for _, c := range m.farmByProcess {
+			m.farm.User += c.User
+			m.farm.System += c.System
+		}
 	}
 	return m
 }
 
-// perOp returns the CPU used since the meter started, per operation; nil
-// figures for readings that failed or when ops is 0.
-func (m *cpuMeter) perOp(ops int) (machine, farm *CPUPerOp) {
+// perOp returns the CPU used since the meter started, per operation, for
+// the machine, the farm, and the farm split by process; nil figures for
+// readings that failed or when ops is 0.
+func (m *cpuMeter) perOp(ops int) (machine, farm *CPUPerOp, byProcess map[string]*CPUPerOp) {
 	if ops <= 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if c, err := MachineCPU(); err == nil && m.machineOK {
 		machine = perOp(c.Sub(m.machine), ops)
 	}
 	if m.farmOK {
-		if c, err := ProcessTreeCPU(m.farmPID); err == nil {
-			farm = perOp(c.Sub(m.farm), ops)
+		if now, err := ProcessTreeCPUByProcess(m.farmPID); err == nil {
+			var total CPUTime
+			byProcess = map[string]*CPUPerOp{}
+			for name, c := range now {
+				total.User += c.User
+				total.System += c.System
+				byProcess[name] = perOp(c.Sub(m.farmByProcess[name]), ops)
+			}
+			farm = perOp(total.Sub(m.farm), ops)
 		}
 	}
-	return machine, farm
+	return machine, farm, byProcess
 }

@@ -59,10 +59,10 @@ func TestParsePIDStat(t *testing.T) {
 		wantErr    bool
 	}{{
 		name: "plain", text: "42 (paddock)" + tail,
-		want: procStat{ppid: 41, user: 11 + 33, system: 22 + 44},
+		want: procStat{ppid: 41, user: 11 + 33, system: 22 + 44, reapedUser: 33, reapedSystem: 44},
 	}, {
 		name: "command name with spaces and parentheses", text: "42 (a) b (c) d)" + tail,
-		want: procStat{ppid: 41, user: 44, system: 66},
+		want: procStat{ppid: 41, user: 44, system: 66, reapedUser: 33, reapedSystem: 44},
 	}, {
 		name: "zombie", text: "42 (sh) Z 41 42 42 0 -1 4194560 900 0 0 0 7 8 0 0 20 0 1 0 1234 0 0 0\n",
 		want: procStat{ppid: 41, user: 7, system: 8},
@@ -115,6 +115,54 @@ func TestTreeCPU(t *testing.T) {
 		}
 		if want := ticks(tc.user, tc.sys); got != want {
 			t.Errorf("treeCPU(root %d) = %+v, want %+v", tc.root, got, want)
+		}
+	}
+}
+
+func TestTreeCPUByProcess(t *testing.T) {
+	procs := map[int]procStat{
+		1:  {ppid: 0, user: 1000, system: 1000, name: "init"},
+		10: {ppid: 1, user: 1, system: 2, name: "paddock up"},
+		11: {ppid: 10, user: 10, system: 20, name: "paddock runner"},
+		12: {ppid: 11, user: 100, system: 200, reapedUser: 60, reapedSystem: 150, name: "paddock-sandbox-spawner"},
+		13: {ppid: 12, user: 3, system: 4, name: "paddock-sandbox-init"},
+		14: {ppid: 12, user: 5, system: 6, name: "paddock-sandbox-init"},
+	}
+	got, ok := treeCPUByProcess(procs, 10)
+	if !ok {
+		t.Fatal("root not found")
+	}
+	want := map[string]CPUTime{
+		"paddock up":              ticks(1, 2),
+		"paddock runner":          ticks(10, 20),
+		"paddock-sandbox-spawner": ticks(40, 50),
+		"paddock-sandbox-spawner (reaped children)": ticks(60, 150),
+		"paddock-sandbox-init":                      ticks(8, 10),
+	}
+	if len(got) != len(want) {
+		t.Errorf("split %v, want %v", got, want)
+	}
+	var sum CPUTime
+	for name, c := range want {
+		if got[name] != c {
+			t.Errorf("%s: %+v, want %+v", name, got[name], c)
+		}
+	}
+	for _, c := range got {
+		sum.User += c.User
+		sum.System += c.System
+	}
+	if total, _ := treeCPU(procs, 10); sum != total {
+		t.Errorf("split sums to %+v, tree total %+v", sum, total)
+	}
+	for cmdline, want := range map[string]string{
+		"/usr/bin/paddock\x00up\x00--data\x00/d\x00": "paddock up",
+		"paddock-sandbox-spawner\x00":                "paddock-sandbox-spawner",
+		"/bin/sh\x00-c\x00x\x00":                     "sh",
+		"":                                           "?",
+	} {
+		if got := processName([]byte(cmdline)); got != want {
+			t.Errorf("processName(%q) = %q, want %q", cmdline, got, want)
 		}
 	}
 }

@@ -57,6 +57,12 @@ type Report struct {
 	// rooted at Options.FarmPID (see ProcessTreeCPU): for `paddock up`,
 	// the whole farm with every sandbox. Nil without a FarmPID.
 	FarmCPU *CPUPerOp `json:"farm_cpu_per_op,omitempty"`
+	// FarmCPUByProcess splits FarmCPU by process name (argv[0], with
+	// paddock's subcommand), each live process's own time apart from that
+	// of the children it reaped ("NAME (reaped children)"): for `paddock
+	// up`, the farm itself, the runner, the sandbox spawner, and the
+	// sandboxes (the spawner's reaped children).
+	FarmCPUByProcess map[string]*CPUPerOp `json:"farm_cpu_by_process,omitempty"`
 }
 
 // Table renders reports as an aligned text table.
@@ -112,6 +118,16 @@ func cpuTable(reports []*Report) string {
 			fmt.Fprintf(&b, "%-16s %8s %8s %8s   %8s %8s %8s\n", "scenario", "user", "system", "total", "user", "system", "total")
 		}
 		fmt.Fprintf(&b, "%-16s %s   %s\n", r.Scenario, cell(r.MachineCPU), cell(r.FarmCPU))
+		names := make([]string, 0, len(r.FarmCPUByProcess))
+		for name, c := range r.FarmCPUByProcess {
+			if c.TotalMs() >= 0.05 {
+				names = append(names, name)
+			}
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			fmt.Fprintf(&b, "  %-41s %s\n", name, cell(r.FarmCPUByProcess[name]))
+		}
 	}
 	return b.String()
 }
@@ -234,7 +250,7 @@ func (r *recorder) report() *Report {
 		Errors: r.errors, FirstError: r.firstErr, Seconds: secs, Latency: map[string]Summary{},
 	}
 	rep.PerSecond = float64(rep.Completed) / secs
-	rep.MachineCPU, rep.FarmCPU = r.cpu.perOp(rep.Completed)
+	rep.MachineCPU, rep.FarmCPU, rep.FarmCPUByProcess = r.cpu.perOp(rep.Completed)
 	if r.bytes > 0 {
 		rep.BytesPerSecond = float64(r.bytes) / secs
 	}

@@ -89,6 +89,14 @@ for i in $(seq 0 "$runs"); do
   [ "$i" = 0 ] || cat "$farm_tmp/row" >>"$rows"
 done
 
+# The farm's CPU per action by process in the last run (paddock bench
+# cpu's cpu-process lines): where the farm's time goes.
+echo
+echo "farm CPU ms/action by process, last run:"
+grep '^cpu-process: ' "$log" | sed -E 's/^cpu-process: user_ms=([0-9]+) sys_ms=([0-9]+) name=(.*)$/\1 \2 \3/' |
+  awk -v n="$actions" '($1+$2)/n >= 0.05 { printf "  %-45s %8.1f %8.1f %9.1f\n", substr($0, index($0, $3)), $1/n, $2/n, ($1+$2)/n }'
+echo
+
 # min, median (the lower one for an even count) and max of each column
 # over the runs, each column on its own.
 for stat in min median max; do

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sort"
 	"strings"
 	"time"
 
@@ -172,9 +173,9 @@ func benchCPU(ctx context.Context, farmPID int, argv []string) error {
 	if err != nil {
 		return err
 	}
-	var farm0 bench.CPUTime
+	var farm0 map[string]bench.CPUTime
 	if farmPID != 0 {
-		if farm0, err = bench.ProcessTreeCPU(farmPID); err != nil {
+		if farm0, err = bench.ProcessTreeCPUByProcess(farmPID); err != nil {
 			return fmt.Errorf("--farm-pid: %w", err)
 		}
 	}
@@ -188,15 +189,33 @@ func benchCPU(ctx context.Context, farmPID int, argv []string) error {
 	ms := func(d time.Duration) int64 { return d.Milliseconds() }
 	m := machine1.Sub(machine0)
 	line := fmt.Sprintf("cpu: wall_s=%.3f machine_user_ms=%d machine_sys_ms=%d", wall.Seconds(), ms(m.User), ms(m.System))
+	var split []string
 	if farmPID != 0 {
-		farm1, err := bench.ProcessTreeCPU(farmPID)
+		farm1, err := bench.ProcessTreeCPUByProcess(farmPID)
 		if err != nil {
 			return fmt.Errorf("--farm-pid: after the command: %w", err)
 		}
-		f := farm1.Sub(farm0)
-		line += fmt.Sprintf(" farm_user_ms=%d farm_sys_ms=%d", ms(f.User), ms(f.System))
+		var before, after bench.CPUTime
+		for _, c := range farm0 {
+			before.User += c.User
+			before.System += c.System
+		}
+		for name, c := range farm1 {
+			after.User += c.User
+			after.System += c.System
+			used := c.Sub(farm0[name])
+			split = append(split, fmt.Sprintf("cpu-process: user_ms=%d sys_ms=%d name=%s", ms(used.User), ms(used.System), name))
+		}
+		t := after.Sub(before)
+		line += fmt.Sprintf(" farm_user_ms=%d farm_sys_ms=%d", ms(t.User), ms(t.System))
 	}
 	fmt.Fprintln(os.Stderr, line)
+	// The farm's CPU split by process (see bench.ProcessTreeCPUByProcess),
+	// one line each, after the summary line.
+	sort.Strings(split)
+	for _, l := range split {
+		fmt.Fprintln(os.Stderr, l)
+	}
 	if runErr != nil {
 		return fmt.Errorf("%s: %w", argv[0], runErr)
 	}
