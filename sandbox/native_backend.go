@@ -58,7 +58,7 @@ func startSpawner(opts Options) (*spawnerConn, error) {
 	cmd := &exec.Cmd{
 		Path:   opts.Executable,
 		Args:   []string{spawnerArg0},
-		Env:    []string{roleEnv + "=" + roleSpawner, fmt.Sprintf("%s=%d", warmEnv, opts.WarmInits)},
+		Env:    []string{roleEnv + "=" + roleSpawner, fmt.Sprintf("%s=%d", warmEnv, opts.WarmInits), "GOMAXPROCS=1"},
 		Stderr: os.Stderr,
 		// The spawner dies with us; it then kills its sandboxes.
 		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
