@@ -7,7 +7,7 @@ start_farm() {
   farm_tmp=$(mktemp -d)
   chmod 0711 "$farm_tmp" # the sandboxes' users must reach the input roots below it
   log="$farm_tmp/up.log"
-  "$bin" up --data "$farm_tmp/farm" --listen 127.0.0.1:0 >"$log" 2>&1 &
+  "$bin" up --data "$farm_tmp/farm" --listen 127.0.0.1:0 ${FARM_UP_FLAGS:-} >"$log" 2>&1 &
   farm_pid=$!
   farm_addr=""
   for _ in $(seq 1 600); do
