@@ -9,7 +9,9 @@
 // connects to the scheduler through api/workerpb/workerclient (which
 // registers, heartbeats, reconnects and delivers cancellations) and serves
 // assignments with Execute, up to Options.Concurrency at a time. Each
-// action's build directory is removed when the action ends.
+// action's build directory is removed when the action ends; with
+// Options.StreamDir, its stdout and stderr are captured in files reused
+// from one action to the next (streamFiles), emptied when it ends.
 package worker
 
 import (
@@ -55,6 +57,12 @@ type Options struct {
 	// BuildDir holds one directory per running action. It must be on the
 	// same filesystem as the file cache.
 	BuildDir string
+	// StreamDir, if set, holds the files actions' stdout and stderr are
+	// captured in: a pair per action running at once, reused (emptied)
+	// from one action to the next instead of two files made and removed
+	// in each action's build directory (see streamFiles). Like BuildDir it
+	// must be hidden from sandboxes; the worker empties it at start.
+	StreamDir string
 	// CAS and AC are the storage the worker reads inputs from and writes
 	// outputs and results to.
 	CAS storage.BlobStore
@@ -81,8 +89,9 @@ type Options struct {
 
 // Worker executes assignments. Safe for concurrent use.
 type Worker struct {
-	opts  Options
-	roots *inputRootBuilder
+	opts    Options
+	roots   *inputRootBuilder
+	streams *streamFiles // nil: stdout and stderr in the build directory
 }
 
 // New validates opts, removes stale build directories and returns a Worker.
@@ -115,10 +124,17 @@ func New(opts Options) (*Worker, error) {
 	if err := os.MkdirAll(opts.BuildDir, 0o711); err != nil {
 		return nil, fmt.Errorf("create build directory: %w", err)
 	}
-	return &Worker{
+	w := &Worker{
 		opts:  opts,
 		roots: &inputRootBuilder{cas: opts.CAS, files: opts.Files, dirs: newDirectoryCache(100000), parallelism: opts.FetchParallelism},
-	}, nil
+	}
+	if opts.StreamDir != "" {
+		var err error
+		if w.streams, err = newStreamFiles(opts.StreamDir); err != nil {
+			return nil, fmt.Errorf("stream directory: %w", err)
+		}
+	}
+	return w, nil
 }
 
 // Run serves the scheduler reachable over conn until ctx ends.
@@ -240,6 +256,12 @@ func (w *Worker) execute(ctx context.Context, a *workerpb.Assignment, md *repb.E
 		StdoutPath:       filepath.Join(dir, "stdout"),
 		StderrPath:       filepath.Join(dir, "stderr"),
 	}
+	ran := false // the Run call came back: no sandbox writes to the streams
+	if w.streams != nil {
+		p := w.streams.take()
+		defer func() { w.streams.give(p, ran) }()
+		req.StdoutPath, req.StderrPath = p.stdout, p.stderr
+	}
 	for _, e := range cmd.EnvironmentVariables {
 		req.EnvironmentVariables = append(req.EnvironmentVariables, &runnerpb.EnvironmentVariable{Name: e.Name, Value: e.Value})
 	}
@@ -264,6 +286,7 @@ func (w *Worker) execute(ctx context.Context, a *workerpb.Assignment, md *repb.E
 	md.ExecutionStartTimestamp = w.now()
 	run, err := w.opts.Runner.Run(ctx, req, grpc.WaitForReady(true))
 	md.ExecutionCompletedTimestamp = w.now()
+	ran = err == nil
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, status.Error(codes.Canceled, "action cancelled")
@@ -285,10 +308,10 @@ func (w *Worker) execute(ctx context.Context, a *workerpb.Assignment, md *repb.E
 		return nil, runStatus.Err()
 	}
 	truncated := run.StdoutTruncated || run.StderrTruncated
-	if truncated && diskFull(dir) {
+	if streams := filepath.Dir(req.StdoutPath); truncated && diskFull(streams) {
 		// The sandbox could not write the command's output: the result
 		// would be silently wrong. Fail it, and cache nothing.
-		return nil, status.Errorf(codes.ResourceExhausted, "the worker's build directory %s is full: the action's output was lost", w.opts.BuildDir)
+		return nil, status.Errorf(codes.ResourceExhausted, "the worker's directory %s is full: the action's output was lost", filepath.Dir(streams))
 	}
 	if run.Usage != nil {
 		if u, err := anypb.New(run.Usage); err == nil {
