@@ -35,10 +35,11 @@ func TestCgroupReuse(t *testing.T) {
 	}
 
 	// More memory than the hog's limit and more processes than the bomb's,
-	// under a pids limit that leftovers of the bomb would exhaust.
+	// under a pids limit that leftovers of the bomb (16 processes) would
+	// exhaust: 40 sleeps, the shell, and the init's few threads.
 	script := `/bin/probe hog 128 && i=0 && while [ $i -lt 40 ]; do sleep 1 & i=$((i+1)); done; wait; echo done`
 	next := testSpec("/bin/sh", "-c", script)
-	roomy := int64(45)
+	roomy := int64(56)
 	next.Linux.Resources.Pids.Limit = &roomy
 	out := runSpec(t, l, next, Request{Timeout: 30 * time.Second})
 	if out.ExitCode != 0 || strings.TrimSpace(out.stdout) != "128\ndone" {
