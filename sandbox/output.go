@@ -1,8 +1,10 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"syscall"
 )
@@ -64,29 +66,26 @@ func (c *outputCapture) start(dst *os.File, limit int64) {
 	c.handedOver()
 	go func() {
 		var st OutputStats
-		buf := make([]byte, 32*1024)
-		for {
-			n, err := c.r.Read(buf)
-			if n > 0 {
-				keep := int64(n)
-				if c.limit > 0 && st.Bytes+keep > c.limit {
-					keep = c.limit - st.Bytes
-					st.Truncated = true
-				}
-				if keep > 0 && c.dst != nil {
-					if _, werr := c.dst.Write(buf[:keep]); werr != nil {
-						// A full disk counts as hitting the cap.
-						st.Truncated = true
-						keep = 0
-						c.limit = st.Bytes
-					}
-				}
-				st.Bytes += keep
-				st.Discarded += int64(n) - keep
-			}
-			if err == io.EOF || err != nil {
-				break
-			}
+		// Up to the limit into the destination (the kernel splices from
+		// the pipe to the file: no copy through this process), then
+		// drain and count the rest. A write error (a full disk) counts as
+		// hitting the cap.
+		dst := io.Writer(io.Discard)
+		if c.dst != nil {
+			dst = c.dst
+		}
+		limit := c.limit
+		if limit <= 0 {
+			limit = math.MaxInt64
+		}
+		n, err := io.CopyN(dst, c.r, limit)
+		st.Bytes = n
+		if err != nil && !errors.Is(err, io.EOF) {
+			st.Truncated = true
+		}
+		if rest, _ := io.Copy(io.Discard, c.r); rest > 0 {
+			st.Truncated = true
+			st.Discarded = rest
 		}
 		c.r.Close()
 		if c.dst != nil {
