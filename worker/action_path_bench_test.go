@@ -112,7 +112,7 @@ func BenchmarkActionPath(b *testing.B) {
 		b.Fatal(err)
 	}
 	w, err := worker.New(worker.Options{
-		ID: "bench", Concurrency: 2, BuildDir: filepath.Join(dir, "worker", "builds"), StreamDir: filepath.Join(dir, "worker", "streams"),
+		ID: "bench", Concurrency: 2, BuildDir: filepath.Join(dir, "worker", "builds"), SpareDir: filepath.Join(dir, "worker", "spare"),
 		CAS: cas, AC: ac, Files: files, Runner: runnerpb.NewRunnerClient(runnerConn), RunnerConn: runnerConn,
 	})
 	if err != nil {

@@ -9,9 +9,8 @@
 // connects to the scheduler through api/workerpb/workerclient (which
 // registers, heartbeats, reconnects and delivers cancellations) and serves
 // assignments with Execute, up to Options.Concurrency at a time. Each
-// action's build directory is removed when the action ends; with
-// Options.StreamDir, its stdout and stderr are captured in files reused
-// from one action to the next (streamFiles), emptied when it ends.
+// action's build directory is removed when the action ends (with
+// Options.SpareDir, emptied and kept for a later action: buildDirs).
 package worker
 
 import (
@@ -57,12 +56,13 @@ type Options struct {
 	// BuildDir holds one directory per running action. It must be on the
 	// same filesystem as the file cache.
 	BuildDir string
-	// StreamDir, if set, holds the files actions' stdout and stderr are
-	// captured in: a pair per action running at once, reused (emptied)
-	// from one action to the next instead of two files made and removed
-	// in each action's build directory (see streamFiles). Like BuildDir it
-	// must be hidden from sandboxes; the worker empties it at start.
-	StreamDir string
+	// SpareDir, if set, keeps build directories between actions: when an
+	// action ends, its input root is removed and its stdout and stderr
+	// files emptied, and the directory moves here, to be moved back for a
+	// later action, instead of a directory and two files made and removed
+	// per action (see buildDirs). It must be on BuildDir's filesystem and,
+	// like it, hidden from sandboxes; the worker empties it at start.
+	SpareDir string
 	// CAS and AC are the storage the worker reads inputs from and writes
 	// outputs and results to.
 	CAS storage.BlobStore
@@ -89,9 +89,9 @@ type Options struct {
 
 // Worker executes assignments. Safe for concurrent use.
 type Worker struct {
-	opts    Options
-	roots   *inputRootBuilder
-	streams *streamFiles // nil: stdout and stderr in the build directory
+	opts  Options
+	roots *inputRootBuilder
+	dirs  *buildDirs
 }
 
 // New validates opts, removes stale build directories and returns a Worker.
@@ -124,17 +124,15 @@ func New(opts Options) (*Worker, error) {
 	if err := os.MkdirAll(opts.BuildDir, 0o711); err != nil {
 		return nil, fmt.Errorf("create build directory: %w", err)
 	}
-	w := &Worker{
+	dirs, err := newBuildDirs(opts.SpareDir, opts.Concurrency)
+	if err != nil {
+		return nil, fmt.Errorf("spare build directories: %w", err)
+	}
+	return &Worker{
 		opts:  opts,
 		roots: &inputRootBuilder{cas: opts.CAS, files: opts.Files, dirs: newDirectoryCache(100000), parallelism: opts.FetchParallelism},
-	}
-	if opts.StreamDir != "" {
-		var err error
-		if w.streams, err = newStreamFiles(opts.StreamDir); err != nil {
-			return nil, fmt.Errorf("stream directory: %w", err)
-		}
-	}
-	return w, nil
+		dirs:  dirs,
+	}, nil
 }
 
 // Run serves the scheduler reachable over conn until ctx ends.
@@ -174,8 +172,9 @@ func (w *Worker) Execute(ctx context.Context, a *workerpb.Assignment) *repb.Exec
 	}
 	name := unsafeChars.ReplaceAllString(a.OperationName, "_")
 	dir := filepath.Join(w.opts.BuildDir, fmt.Sprintf("%s-%d", name[max(0, len(name)-64):], a.Attempt))
-	defer os.RemoveAll(dir)
-	resp, err := w.execute(ctx, a, md, dir)
+	ran := false // set once the Run call came back: no sandbox writes in dir
+	defer func() { w.dirs.done(dir, ran) }()
+	resp, err := w.execute(ctx, a, md, dir, &ran)
 	md.WorkerCompletedTimestamp = w.now()
 	if err != nil {
 		st := status.Convert(err)
@@ -196,7 +195,7 @@ func (w *Worker) Execute(ctx context.Context, a *workerpb.Assignment) *repb.Exec
 
 func (w *Worker) now() *timestamppb.Timestamp { return timestamppb.New(w.opts.Now()) }
 
-func (w *Worker) execute(ctx context.Context, a *workerpb.Assignment, md *repb.ExecutedActionMetadata, dir string) (*repb.ExecuteResponse, error) {
+func (w *Worker) execute(ctx context.Context, a *workerpb.Assignment, md *repb.ExecutedActionMetadata, dir string, ran *bool) (*repb.ExecuteResponse, error) {
 	fn := digest.Function(a.DigestFunction)
 	protoDigest := func(d *workerpb.Digest, field string) (digest.Digest, error) {
 		if d == nil {
@@ -229,8 +228,8 @@ func (w *Worker) execute(ctx context.Context, a *workerpb.Assignment, md *repb.E
 	}
 
 	// Inputs.
-	root := filepath.Join(dir, "root")
-	if err := os.MkdirAll(root, 0o755); err != nil {
+	root, err := w.dirs.make(dir)
+	if err != nil {
 		return nil, status.Errorf(codes.Internal, "create build directory: %v", err)
 	}
 	md.InputFetchStartTimestamp = w.now()
@@ -256,12 +255,7 @@ func (w *Worker) execute(ctx context.Context, a *workerpb.Assignment, md *repb.E
 		StdoutPath:       filepath.Join(dir, "stdout"),
 		StderrPath:       filepath.Join(dir, "stderr"),
 	}
-	ran := false // the Run call came back: no sandbox writes to the streams
-	if w.streams != nil {
-		p := w.streams.take()
-		defer func() { w.streams.give(p, ran) }()
-		req.StdoutPath, req.StderrPath = p.stdout, p.stderr
-	}
+
 	for _, e := range cmd.EnvironmentVariables {
 		req.EnvironmentVariables = append(req.EnvironmentVariables, &runnerpb.EnvironmentVariable{Name: e.Name, Value: e.Value})
 	}
@@ -286,7 +280,7 @@ func (w *Worker) execute(ctx context.Context, a *workerpb.Assignment, md *repb.E
 	md.ExecutionStartTimestamp = w.now()
 	run, err := w.opts.Runner.Run(ctx, req, grpc.WaitForReady(true))
 	md.ExecutionCompletedTimestamp = w.now()
-	ran = err == nil
+	*ran = err == nil
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, status.Error(codes.Canceled, "action cancelled")
@@ -308,10 +302,10 @@ func (w *Worker) execute(ctx context.Context, a *workerpb.Assignment, md *repb.E
 		return nil, runStatus.Err()
 	}
 	truncated := run.StdoutTruncated || run.StderrTruncated
-	if streams := filepath.Dir(req.StdoutPath); truncated && diskFull(streams) {
+	if truncated && diskFull(dir) {
 		// The sandbox could not write the command's output: the result
 		// would be silently wrong. Fail it, and cache nothing.
-		return nil, status.Errorf(codes.ResourceExhausted, "the worker's directory %s is full: the action's output was lost", filepath.Dir(streams))
+		return nil, status.Errorf(codes.ResourceExhausted, "the worker's build directory %s is full: the action's output was lost", w.opts.BuildDir)
 	}
 	if run.Usage != nil {
 		if u, err := anypb.New(run.Usage); err == nil {

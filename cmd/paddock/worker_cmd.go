@@ -93,7 +93,7 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	defer runnerConn.Close()
 	w, err := worker.New(worker.Options{
 		ID: ws.id, Concurrency: ws.concurrency, Platform: ws.platform,
-		BuildDir: filepath.Join(ws.dir, "builds"), StreamDir: filepath.Join(ws.dir, "streams"), CAS: ws.cas, AC: ws.ac, Files: files,
+		BuildDir: filepath.Join(ws.dir, "builds"), SpareDir: filepath.Join(ws.dir, "spare"), CAS: ws.cas, AC: ws.ac, Files: files,
 		Runner: runnerpb.NewRunnerClient(runnerConn), RunnerConn: runnerConn, Logger: ws.logger,
 	})
 	if err != nil {

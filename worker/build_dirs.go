@@ -1,0 +1,125 @@
+package worker
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+)
+
+// buildDirs makes and disposes of the actions' build directories,
+// BuildDir/<action>: each holds the input root ("root") and the files the
+// action's stdout and stderr are captured in ("stdout", "stderr", created
+// by the runner's sandbox). Nothing else is ever in it, and only the input
+// root is shown to the sandbox.
+//
+// Without a spare directory, each is made for its action and removed when
+// the action ends. With one (Options.SpareDir), a directory whose action
+// ended is emptied instead (its input root removed, its stdout and stderr
+// truncated) and moved there, and the next action's directory is a spare
+// one moved back: per action, only the input root is made and removed,
+// not also a directory and two files. On some filesystems that is most of
+// a trivial action's filesystem work (ext4 without a journal searches past
+// every recently removed inode for each new one); a rename and a truncate
+// cost little anywhere. The input root is always new: what an action did
+// to its own root (modes, extended attributes) never reaches another.
+//
+// A directory whose Run call did not come back (cancelled, or the runner
+// failed: a sandbox may still be writing its stdout) is removed, not kept.
+// The spare directory is the worker's alone (mode 0700). Safe for
+// concurrent use.
+type buildDirs struct {
+	spare    string // "" = no recycling
+	maxSpare int
+
+	mu    sync.Mutex
+	free  []string // names in spare
+	names int      // names given out so far
+}
+
+// newBuildDirs returns the build directories' keeper; with a spare
+// directory, it empties it (a previous worker's) and keeps at most
+// maxSpare directories there.
+func newBuildDirs(spare string, maxSpare int) (*buildDirs, error) {
+	b := &buildDirs{spare: spare, maxSpare: maxSpare}
+	if spare == "" {
+		return b, nil
+	}
+	if err := os.RemoveAll(spare); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(spare, 0o700); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// make creates dir, which must not exist, with an empty directory "root"
+// in it, and returns root's path.
+func (b *buildDirs) make(dir string) (string, error) {
+	root := filepath.Join(dir, "root")
+	if name, ok := b.take(); ok {
+		if err := os.Rename(filepath.Join(b.spare, name), dir); err == nil {
+			return root, os.Mkdir(root, 0o755)
+		}
+		// Gone (removed by hand?): forget it, make a new one.
+	}
+	return root, os.MkdirAll(root, 0o755)
+}
+
+// done disposes of dir once its action ended. ran says the action's Run
+// call came back, so no sandbox writes in dir any more: dir is then
+// emptied and kept as a spare, if there is room. Otherwise it is removed.
+func (b *buildDirs) done(dir string, ran bool) {
+	name, ok := b.reserve()
+	if !ok || !ran || !empty(dir) {
+		os.RemoveAll(dir)
+		return
+	}
+	if err := os.Rename(dir, filepath.Join(b.spare, name)); err != nil {
+		os.RemoveAll(dir)
+		return
+	}
+	b.mu.Lock()
+	b.free = append(b.free, name)
+	b.mu.Unlock()
+}
+
+// empty removes dir's input root and truncates its stream files, and
+// reports whether that worked.
+func empty(dir string) bool {
+	if os.RemoveAll(filepath.Join(dir, "root")) != nil {
+		return false
+	}
+	for _, f := range []string{"stdout", "stderr"} {
+		if err := os.Truncate(filepath.Join(dir, f), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return false
+		}
+	}
+	return true
+}
+
+func (b *buildDirs) take() (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.spare == "" || len(b.free) == 0 {
+		return "", false
+	}
+	name := b.free[len(b.free)-1]
+	b.free = b.free[:len(b.free)-1]
+	return name, true
+}
+
+// reserve returns a new spare name, or false if there is no spare
+// directory or it is full.
+func (b *buildDirs) reserve() (string, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.spare == "" || len(b.free) >= b.maxSpare {
+		return "", false
+	}
+	b.names++
+	return strconv.Itoa(b.names), true
+}

@@ -1,0 +1,176 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/worker"
+)
+
+// withSpareDir replaces h's worker by one that keeps build directories
+// in h.dir/spare, and returns that directory.
+func withSpareDir(t *testing.T, h *harness) string {
+	t.Helper()
+	spare := filepath.Join(h.dir, "spare")
+	if err := os.MkdirAll(filepath.Join(spare, "stale"), 0o755); err != nil { // a previous worker's
+		t.Fatal(err)
+	}
+	var err error
+	h.w, err = worker.New(worker.Options{
+		ID: "w1", CAS: h.cas, AC: h.ac, Files: h.files, Runner: h.runner,
+		BuildDir: filepath.Join(h.dir, "builds"), SpareDir: spare, Concurrency: 4,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(spare); err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("spare directory: %v, %v; want mode 0700", st, err)
+	}
+	return spare
+}
+
+// tree lists the files below dir: relative path -> inode and size.
+func tree(t *testing.T, dir string) map[string][2]int64 {
+	t.Helper()
+	out := map[string][2]int64{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out[rel] = [2]int64{int64(info.Sys().(*syscall.Stat_t).Ino), info.Size()}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestSpareBuildDirectories: with a SpareDir, one action after another
+// uses the same build directory and stdout and stderr files, emptied in
+// between, and a new input root each time (empty, mode 0755, whatever the
+// previous action did to its own); each result has its own output, and the
+// build directory is cleaned as without.
+func TestSpareBuildDirectories(t *testing.T) {
+	h := newHarness(t)
+	spare := withSpareDir(t, h)
+	runs := 0
+	h.runner.Before = func(root string) {
+		runs++
+		st, err := os.Lstat(root)
+		if err != nil || !st.IsDir() || st.Mode().Perm() != 0o755 {
+			t.Errorf("input root %v, %v before the action; want a directory of mode 0755", st, err)
+		}
+		if ents, _ := os.ReadDir(root); len(ents) != 0 {
+			t.Errorf("input root holds %v before the action", ents)
+		}
+	}
+	var first map[string][2]int64
+	for i := range 3 {
+		want := fmt.Sprintf("action %d", i)
+		res := ok(t, h.w.Execute(context.Background(), h.action(sh("echo "+want+"; echo "+want+" >&2; echo x > left-behind; chmod 0700 ."), &repb.Directory{}, true)))
+		if got := string(h.read(res.StdoutDigest)); got != want+"\n" {
+			t.Errorf("action %d: stdout %q", i, got)
+		}
+		if got := string(h.read(res.StderrDigest)); got != want+"\n" {
+			t.Errorf("action %d: stderr %q", i, got)
+		}
+		if entries, _ := os.ReadDir(filepath.Join(h.dir, "builds")); len(entries) != 0 {
+			t.Errorf("build directory not cleaned: %v", entries)
+		}
+		ents, _ := os.ReadDir(spare)
+		if len(ents) != 1 {
+			t.Fatalf("after action %d, spare directories %v, want one", i, ents)
+		}
+		files := tree(t, filepath.Join(spare, ents[0].Name()))
+		// The directory and its emptied stdout and stderr.
+		if len(files) != 3 || files["stdout"][1] != 0 || files["stderr"][1] != 0 {
+			t.Fatalf("after action %d, the spare directory holds %v, want only empty stdout and stderr", i, files)
+		}
+		if first == nil {
+			first = files
+		} else if fmt.Sprint(files) != fmt.Sprint(first) {
+			t.Errorf("after action %d, spare directory %v, want the first action's %v (same inodes) reused", i, files, first)
+		}
+	}
+	if runs != 3 {
+		t.Fatalf("%d runs", runs)
+	}
+}
+
+// TestSpareBuildDirectoriesConcurrent: actions running at once each get
+// their own directory, and their own output; at most Concurrency are kept.
+func TestSpareBuildDirectoriesConcurrent(t *testing.T) {
+	h := newHarness(t)
+	spare := withSpareDir(t, h)
+	for round := range 2 {
+		var wg sync.WaitGroup
+		errs := make(chan error, 6)
+		for i := range 6 {
+			a := h.action(sh(fmt.Sprintf("echo %d-%d; sleep 0.2; echo %d", round, i, i)), &repb.Directory{}, true)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp := h.w.Execute(context.Background(), a)
+				if resp.Status.GetCode() != 0 {
+					errs <- fmt.Errorf("action %d: %v", i, resp.Status)
+					return
+				}
+				if got, want := string(h.read(resp.Result.StdoutDigest)), fmt.Sprintf("%d-%d\n%d\n", round, i, i); got != want {
+					errs <- fmt.Errorf("action %d: stdout %q, want %q", i, got, want)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	}
+	if ents, _ := os.ReadDir(spare); len(ents) > 4 {
+		t.Errorf("%d spare directories kept, want at most the concurrency, 4", len(ents))
+	}
+}
+
+// TestSpareBuildDirectoryDroppedAfterRunnerFailure: when the Run call
+// fails (a sandbox may still be writing), the directory is removed, not
+// kept.
+func TestSpareBuildDirectoryDroppedAfterRunnerFailure(t *testing.T) {
+	h := newHarness(t)
+	spare := withSpareDir(t, h)
+	ok(t, h.w.Execute(context.Background(), h.action(sh("echo before"), &repb.Directory{}, true)))
+	if ents, _ := os.ReadDir(spare); len(ents) != 1 {
+		t.Fatalf("spare directories %v, want one", ents)
+	}
+	h.runner.Err = errors.New("connection refused")
+	resp := h.w.Execute(context.Background(), h.action(sh("true"), &repb.Directory{}, true))
+	if status.FromProto(resp.Status).Code() != codes.Unavailable {
+		t.Fatalf("status %v, want UNAVAILABLE", resp.Status)
+	}
+	if ents, _ := os.ReadDir(spare); len(ents) != 0 {
+		t.Errorf("after a failed Run, spare directories %v are kept", ents)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(h.dir, "builds")); len(entries) != 0 {
+		t.Errorf("build directory not cleaned: %v", entries)
+	}
+	h.runner.Err = nil
+	res := ok(t, h.w.Execute(context.Background(), h.action(sh("echo after"), &repb.Directory{}, true)))
+	if got := string(h.read(res.StdoutDigest)); got != "after\n" {
+		t.Errorf("stdout %q", got)
+	}
+}
