@@ -106,7 +106,7 @@ func newTestEnvIn(t testing.TB, base string, mod func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(ServerOptions()...)
 	svc.Register(g)
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)

@@ -86,7 +86,7 @@ func runRunner(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(runner.ServerOptions()...)
 	svc.Register(g)
 	logger.Info("runner serving", "socket", cfg.Socket, "state", cfg.StateDir)
 	// Scripts and `paddock up` may read the socket from this line.

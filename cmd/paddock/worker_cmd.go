@@ -14,6 +14,7 @@ import (
 	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/configs"
+	"github.com/paddock-build/paddock/runner"
 	"github.com/paddock-build/paddock/storage"
 	"github.com/paddock-build/paddock/worker"
 )
@@ -86,7 +87,7 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	if err != nil {
 		return err
 	}
-	runnerConn, err := grpc.NewClient("unix://"+ws.runnerSocket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	runnerConn, err := grpc.NewClient("unix://"+ws.runnerSocket, runner.DialOptions()...)
 	if err != nil {
 		return fmt.Errorf("runner socket %s: %w", ws.runnerSocket, err)
 	}
