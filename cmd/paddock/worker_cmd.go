@@ -13,6 +13,7 @@ import (
 
 	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/api/workerpb/workerclient"
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/runner"
 	"github.com/paddock-build/paddock/storage"
@@ -100,7 +101,7 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	if err != nil {
 		return err
 	}
-	schedConn, err := grpc.NewClient(ws.schedulerAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	schedConn, err := grpc.NewClient(ws.schedulerAddr, append(workerclient.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		return fmt.Errorf("scheduler %s: %w", ws.schedulerAddr, err)
 	}

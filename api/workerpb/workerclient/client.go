@@ -21,6 +21,20 @@ import (
 	"github.com/paddock-build/paddock/api/workerpb"
 )
 
+// streamWindow is the flow-control window of a connection that carries
+// only the worker protocol, per stream and per connection. Set explicitly,
+// it turns off gRPC's bandwidth-delay estimation, which pings the peer
+// whenever a message arrives and no ping is outstanding: a ping and its
+// answer for every assignment. The protocol's messages are small.
+const streamWindow = 1 << 20
+
+// DialOptions are gRPC options for a connection to the scheduler that
+// carries only the worker protocol (not storage traffic), besides the
+// caller's transport credentials.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithStaticStreamWindowSize(streamWindow), grpc.WithStaticConnWindowSize(streamWindow)}
+}
+
 // Handler runs one assignment and returns its ExecuteResponse (errors during
 // the run go in its status). It must return promptly once ctx is cancelled
 // (the scheduler sent Cancel, or Run is ending); a nil response then reports
