@@ -49,13 +49,17 @@ func (o *ociRuntime) run(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	if req.Spec != nil {
+		// The runtime reads the spec from the bundle: write it there for
+		// this run only (it may hold the command's environment).
 		data, err := json.Marshal(req.Spec)
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(filepath.Join(bundle, "config.json"), data, 0o644); err != nil {
+		config := filepath.Join(bundle, "config.json")
+		if err := os.WriteFile(config, data, 0o600); err != nil {
 			return nil, fmt.Errorf("write bundle config: %w", err)
 		}
+		defer os.Remove(config)
 	}
 	id := fmt.Sprintf("paddock-%d-%d", os.Getpid(), o.seq.Add(1))
 	outFile, err := openOutput(req.Stdout)

@@ -1,7 +1,10 @@
 package sandbox
 
 import (
+	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -36,6 +39,17 @@ func TestOCIRuntimeRunc(t *testing.T) {
 		out := runSpec(t, l, testSpec("/bin/probe", "write", "100000"), Request{OutputLimit: 10})
 		if !out.Stdout.Truncated || len(out.stdout) != 10 {
 			t.Errorf("stdout %+v, %d bytes in file", out.Stdout, len(out.stdout))
+		}
+	})
+	t.Run("spec in memory", func(t *testing.T) {
+		dir := t.TempDir()
+		spec := testSpec("/bin/probe", "exit", "4")
+		res, err := l.Run(t.Context(), Request{Bundle: dir, Spec: spec})
+		if err != nil || res.ExitCode != 4 {
+			t.Fatalf("Run: %+v, %v", res, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "config.json")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("config.json written for the run was left behind: %v", err)
 		}
 	})
 	t.Run("timeout", func(t *testing.T) {
