@@ -87,7 +87,7 @@ func TestCgroupPoolRefusesBusyCgroup(t *testing.T) {
 	if cg.reset() {
 		t.Fatal("reset accepted a cgroup with a process in it")
 	}
-	pool.put(parent, cg) // kills the process and removes the cgroup
+	pool.put(parent, cg, false) // kills the process and removes the cgroup
 	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
 		t.Errorf("process in the returned cgroup: %v, want killed", err)
 	}
@@ -95,7 +95,7 @@ func TestCgroupPoolRefusesBusyCgroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.put(parent, again)
+	defer pool.put(parent, again, false)
 	if again == cg {
 		t.Error("the busy cgroup was handed out again")
 	}

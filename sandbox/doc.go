@@ -34,11 +34,11 @@
 // following symlinks), pivot_roots, sets the hostname, rlimits,
 // no_new_privs, capabilities and the seccomp filter, and forks the command
 // while it stays pid 1 to reap. When the command exits, the init kills and
-// reaps everything left and reports its status; then it exits (its pid,
-// mount and network namespaces go with it), the spawner resets the cgroup
-// and keeps it for a later sandbox (cgroupPool: no process left, figures
-// from zero, limits rewritten; v2 cgroups are removed instead), and
-// answers. Timeouts and cancellation send SIGTERM to every process of the
+// reaps everything left and reports its status, and the spawner answers.
+// The init then exits (its pid, mount and network namespaces go with it)
+// and the spawner resets its cgroup and keeps it for a later sandbox
+// (cgroupPool: no process left, figures from zero, limits rewritten; v2
+// cgroups are removed instead) before starting the next warm init. Timeouts and cancellation send SIGTERM to every process of the
 // sandbox (the spawner, from the cgroup's process list, and the init once
 // it has forked the command, in case that came later) and SIGKILL to the
 // init after a grace period.

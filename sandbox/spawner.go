@@ -266,7 +266,7 @@ func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
 			if stderr != nil {
 				stderr.abort()
 			}
-			s.cgroups.put(p.cgroupParent, cg)
+			s.cgroups.put(p.cgroupParent, cg, false)
 		}
 	}()
 	if stdout, err = newOutputCapture(); err != nil {
@@ -343,7 +343,7 @@ func (s *spawner) discard(w *startedInit) {
 	w.statR.Close()
 	w.stdout.abort()
 	w.stderr.abort()
-	s.cgroups.put(w.cgParent, w.cg)
+	s.cgroups.put(w.cgParent, w.cg, false)
 }
 
 // takeWarm returns the oldest warm init for key, waiting for it if it is
@@ -432,9 +432,9 @@ func (s *spawner) handOver(p initParams, res *specs.LinuxResources, frame []byte
 }
 
 // run runs one sandbox to its end: when it returns, every process of the
-// sandbox is gone and its cgroup is back in the pool. refill, always
-// non-nil, starts the next warm init; it may run after the result has been
-// sent.
+// sandbox but its exiting init is gone. refill, always non-nil, waits for
+// that init, gives its cgroup back to the pool and starts the next warm
+// init; it runs after the result has been sent.
 func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (_ *Result, refill func(), _ error) {
 	nop := func() {}
 	setupErr := func(err error) (*Result, func(), error) {
@@ -491,12 +491,23 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (_ *Result, refi
 	res.Cgroup = w.cg.stats()
 	res.OOMKilled = res.Cgroup.OOMKills > 0
 	// The init exits right after reporting (or has died); the kernel then
-	// ends whatever is left in its pid namespace.
-	_ = syscall.Kill(w.pid, syscall.SIGKILL)
-	<-w.exited
-	w.ctlW.Close()
-	s.cgroups.put(w.cgParent, w.cg)
-	refill = func() { s.refill(p) }
+	// tears its namespaces down. That need not delay the result: once it
+	// has reported, every other process of the sandbox is gone and its
+	// output is complete. Its cgroup is announced to the pool and put back
+	// after the exit, before the next warm init is started.
+	finish := func(expected bool) {
+		_ = syscall.Kill(w.pid, syscall.SIGKILL)
+		<-w.exited
+		w.ctlW.Close()
+		s.cgroups.put(w.cgParent, w.cg, expected)
+	}
+	if len(statusData) == 0 {
+		finish(false) // it died: w.state is read below
+		refill = func() { s.refill(p) }
+	} else {
+		s.cgroups.expect(w.cgParent)
+		refill = func() { finish(true); s.refill(p) }
+	}
 
 	if len(statusData) > 0 {
 		st, err := initplan.DecodeStatus(statusData)
