@@ -65,9 +65,11 @@ func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.B
 		return err
 	}
 	d := rn.Digest
+	// google.bytestream: a read_offset that is negative or past the end
+	// is OUT_OF_RANGE; a negative read_limit is an error of its own.
 	switch {
 	case req.ReadOffset < 0:
-		return status.Errorf(codes.InvalidArgument, "read_offset %d is negative", req.ReadOffset)
+		return status.Errorf(codes.OutOfRange, "read_offset %d is negative", req.ReadOffset)
 	case req.ReadLimit < 0:
 		return status.Errorf(codes.InvalidArgument, "read_limit %d is negative", req.ReadLimit)
 	case req.ReadOffset > d.SizeBytes():

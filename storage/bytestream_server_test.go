@@ -187,7 +187,7 @@ func TestByteStreamBadReads(t *testing.T) {
 	}{
 		"missing blob":           {&bytestream.ReadRequest{ResourceName: readName(sha("absent"))}, codes.NotFound, ""},
 		"offset past the end":    {&bytestream.ReadRequest{ResourceName: readName(d), ReadOffset: 9}, codes.OutOfRange, "read_offset"},
-		"negative offset":        {&bytestream.ReadRequest{ResourceName: readName(d), ReadOffset: -1}, codes.InvalidArgument, "read_offset"},
+		"negative offset":        {&bytestream.ReadRequest{ResourceName: readName(d), ReadOffset: -1}, codes.OutOfRange, "read_offset"},
 		"negative limit":         {&bytestream.ReadRequest{ResourceName: readName(d), ReadLimit: -1}, codes.InvalidArgument, "read_limit"},
 		"limit on a compressed":  {&bytestream.ReadRequest{ResourceName: "compressed-blobs/zstd/" + d.String(), ReadLimit: 3}, codes.InvalidArgument, "read_limit"},
 		"dot-dot":                {&bytestream.ReadRequest{ResourceName: "../blobs/" + d.String()}, codes.InvalidArgument, "'..'"},
