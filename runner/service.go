@@ -159,8 +159,7 @@ func (s *Service) Run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 // vanishedMountSource reports a sandbox set-up that failed because a bind
 // mount's source no longer exists.
 func vanishedMountSource(err error) bool {
-	msg := status.Convert(err).Message()
-	return err != nil && strings.Contains(msg, "open mount source") && strings.Contains(msg, "no such file or directory")
+	return errors.Is(err, sandbox.ErrMountSourceMissing)
 }
 
 // run does the work of Run; errors carry gRPC codes.
@@ -376,15 +375,28 @@ func chownDirectories(root string, uid, gid int) error {
 // sandboxError maps a launcher error: a command that cannot be started is
 // the action's fault (INVALID_ARGUMENT, as exec failures are for REv2
 // servers), a spawner that died is retryable, the rest internal.
+// The status keeps err as its cause (statusWithCause), so that Run can
+// still tell a vanished mount source apart.
 func sandboxError(err error) error {
+	st := status.Newf(codes.Internal, "sandbox: %v", err)
 	switch {
 	case errors.Is(err, sandbox.ErrCommandNotStarted):
-		return status.Errorf(codes.InvalidArgument, "cannot start the command: %v", err)
+		st = status.Newf(codes.InvalidArgument, "cannot start the command: %v", err)
 	case errors.Is(err, sandbox.ErrSpawnerGone):
-		return status.Errorf(codes.Unavailable, "sandbox: %v", err)
+		st = status.Newf(codes.Unavailable, "sandbox: %v", err)
 	}
-	return status.Errorf(codes.Internal, "sandbox: %v", err)
+	return statusWithCause{st, err}
 }
+
+// statusWithCause is a gRPC status that unwraps to the error it reports.
+type statusWithCause struct {
+	st    *status.Status
+	cause error
+}
+
+func (e statusWithCause) Error() string              { return e.st.Err().Error() }
+func (e statusWithCause) GRPCStatus() *status.Status { return e.st }
+func (e statusWithCause) Unwrap() error              { return e.cause }
 
 // response translates a sandbox result.
 func response(res *sandbox.Result, timeout time.Duration, start, end time.Time) *runnerpb.RunResponse {

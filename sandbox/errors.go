@@ -9,6 +9,11 @@ var (
 	// ErrSetup: the sandbox could not be set up (spec, mounts, cgroup,
 	// namespaces); its command never ran.
 	ErrSetup = errors.New("sandbox setup failed")
+	// ErrMountSourceMissing: a bind mount's source does not exist (it may
+	// have gone since the caller planned the mount: trying again with a
+	// fresh plan is safe, nothing ran). Errors wrapping it wrap ErrSetup
+	// too.
+	ErrMountSourceMissing = errors.New("a bind mount's source does not exist")
 	// ErrCommandNotStarted: the sandbox was set up but its command could not
 	// be started (not found in PATH, not executable).
 	ErrCommandNotStarted = errors.New("the command could not be started")
@@ -16,48 +21,61 @@ var (
 	ErrSpawnerGone = errors.New("sandbox spawner exited")
 )
 
-// errorKind names, on the spawner's wire, the sentinel an error wraps.
+// errorKind names, on the spawner's wire, the sentinels an error wraps.
 type errorKind string
 
 const (
 	kindNone        errorKind = ""
 	kindSetup       errorKind = "setup"
+	kindMountSource errorKind = "mount-source"
 	kindNotStarted  errorKind = "not-started"
 	kindSpawnerGone errorKind = "spawner"
 )
 
-// sentinels maps the kinds to their errors. Constant table.
-var sentinels = map[errorKind]error{
-	kindSetup:       ErrSetup,
-	kindNotStarted:  ErrCommandNotStarted,
-	kindSpawnerGone: ErrSpawnerGone,
+// kinds lists each kind with the sentinels it stands for, the most
+// specific first. Constant table.
+var kinds = []struct {
+	kind      errorKind
+	sentinels []error
+}{
+	{kindMountSource, []error{ErrSetup, ErrMountSourceMissing}},
+	{kindSetup, []error{ErrSetup}},
+	{kindNotStarted, []error{ErrCommandNotStarted}},
+	{kindSpawnerGone, []error{ErrSpawnerGone}},
 }
 
-// kindOf is the kind of the sentinel err wraps, or kindNone.
+// kindOf is the most specific kind whose sentinels err all wraps, or
+// kindNone.
 func kindOf(err error) errorKind {
-	for k, e := range sentinels {
-		if errors.Is(err, e) {
-			return k
+	for _, k := range kinds {
+		all := true
+		for _, s := range k.sentinels {
+			all = all && errors.Is(err, s)
+		}
+		if all {
+			return k.kind
 		}
 	}
 	return kindNone
 }
 
 // kindError rebuilds an error from the spawner's reply. The message already
-// names the sentinel (it is err.Error() of the original), so only the chain
-// is restored.
+// names the sentinels (it is err.Error() of the original), so only the
+// chain is restored.
 func kindError(kind errorKind, msg string) error {
-	if e, ok := sentinels[kind]; ok {
-		return wrapped{e, msg}
+	for _, k := range kinds {
+		if k.kind == kind {
+			return wrapped{k.sentinels, msg}
+		}
 	}
 	return errors.New(msg)
 }
 
-// wrapped is an error with the message msg that unwraps to err.
+// wrapped is an error with the message msg that unwraps to errs.
 type wrapped struct {
-	err error
-	msg string
+	errs []error
+	msg  string
 }
 
-func (w wrapped) Error() string { return w.msg }
-func (w wrapped) Unwrap() error { return w.err }
+func (w wrapped) Error() string   { return w.msg }
+func (w wrapped) Unwrap() []error { return w.errs }

@@ -515,8 +515,11 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (_ *Result, refi
 			return nil, refill, fmt.Errorf("%w: sandbox init: %w", ErrSetup, err)
 		}
 		if st.Error != "" {
-			if st.NotStarted {
+			switch {
+			case st.NotStarted:
 				return nil, refill, fmt.Errorf("%w: %s", ErrCommandNotStarted, st.Error)
+			case st.MissingSource:
+				return nil, refill, fmt.Errorf("%w: %w: %s", ErrSetup, ErrMountSourceMissing, st.Error)
 			}
 			return nil, refill, fmt.Errorf("%w: %s", ErrSetup, st.Error)
 		}

@@ -15,7 +15,7 @@ import (
 
 const (
 	planVersion   = 1
-	statusVersion = 1
+	statusVersion = 2
 	// MaxPlanSize bounds a plan on the wire (argv and env dominate).
 	MaxPlanSize = 64 << 20
 	// FrameHeader is the size of the length before a framed plan.
@@ -288,6 +288,7 @@ func EncodeStatus(s *Status) []byte {
 	e.b = append(e.b, statusVersion)
 	e.string(s.Error)
 	e.bool(s.NotStarted)
+	e.bool(s.MissingSource)
 	e.int(int64(s.ExitCode))
 	e.int(int64(s.Signal))
 	for _, v := range []int64{s.UserNanos, s.SystemNanos, s.MaxRSSKiB, s.MinorFaults,
@@ -304,6 +305,7 @@ func DecodeStatus(b []byte) (*Status, error) {
 	s := &Status{}
 	s.Error = d.string()
 	s.NotStarted = d.bool()
+	s.MissingSource = d.bool()
 	s.ExitCode = d.i32()
 	s.Signal = d.i32()
 	for _, v := range []*int64{&s.UserNanos, &s.SystemNanos, &s.MaxRSSKiB, &s.MinorFaults,

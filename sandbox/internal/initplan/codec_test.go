@@ -59,6 +59,7 @@ func TestStatusRoundTrip(t *testing.T) {
 		{ExitCode: -1, Signal: 9, UserNanos: 12345678, SystemNanos: 1, MaxRSSKiB: 2048, MinorFaults: 99,
 			MajorFaults: 1, VoluntarySwitches: 3, InvoluntarySwitches: 4},
 		{Error: "rootfs: mount /proc: operation not permitted", NotStarted: true},
+		{Error: "rootfs: open mount source /x: no such file or directory", MissingSource: true},
 		{ExitCode: 255},
 	} {
 		got, err := DecodeStatus(EncodeStatus(s))

@@ -94,6 +94,9 @@ type Status struct {
 	// NotStarted: the error is the command's (not found, not executable),
 	// not the sandbox's.
 	NotStarted bool
+	// MissingSource: the error is a bind mount's source that does not
+	// exist (it may have gone since the caller planned the mount).
+	MissingSource bool
 	// ExitCode is the command's exit status, -1 if a signal ended it.
 	ExitCode int32
 	// Signal is the signal that ended the command, or 0.

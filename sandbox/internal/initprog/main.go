@@ -61,7 +61,8 @@ func main() {
 	st, err := runSandbox(plan)
 	if err != nil {
 		var ns *notStarted
-		st = &initplan.Status{Error: err.Error(), NotStarted: errors.As(err, &ns)}
+		var ms *missingSource
+		st = &initplan.Status{Error: err.Error(), NotStarted: errors.As(err, &ns), MissingSource: errors.As(err, &ms)}
 	}
 	report(st)
 	if err != nil {
@@ -144,6 +145,12 @@ func (w *wrapped) Error() string { return w.msg + ": " + w.err.Error() }
 func (w *wrapped) Unwrap() error { return w.err }
 
 func wrap(msg string, err error) error { return &wrapped{msg, err} }
+
+// missingSource marks an error as a bind source that does not exist.
+type missingSource struct{ err error }
+
+func (m *missingSource) Error() string { return m.err.Error() }
+func (m *missingSource) Unwrap() error { return m.err }
 
 // notStarted marks an error as the command's own (not found, not
 // executable) rather than the sandbox's.

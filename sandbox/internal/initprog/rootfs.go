@@ -63,7 +63,11 @@ func (r *rootfsBuilder) build() error {
 		}
 		fd, err := unix.Open(src, unix.O_PATH|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return wrap("open mount source "+src, err)
+			err = wrap("open mount source "+src, err)
+			if errors.Is(err, unix.ENOENT) {
+				err = &missingSource{err}
+			}
+			return err
 		}
 		r.srcFds[src] = r.track(fd)
 	}
