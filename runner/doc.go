@@ -10,30 +10,31 @@
 // the state directory), Listen (a 0600 socket) and serves. The worker calls
 // Dial and WaitReady, then Run per action. Each Run:
 //
-//  1. parses the platform properties (parsePlatform; unknown names are
-//     INVALID_ARGUMENT unless declared in Config.AcceptedProperties,
-//     routing keys are ignored);
-//  2. takes a free id slot: a host uid/gid range of 65536 of its own while
+//  1. checks the request and parses the platform properties
+//     (parsePlatform; unknown names are INVALID_ARGUMENT unless declared in
+//     Config.AcceptedProperties, routing keys are ignored);
+//  2. resolves the rootfs: the image's flattened tree from the images
+//     cache with container-image (a pull holds no slot), otherwise a view
+//     of the host's root (hostViews: a plan kept while the host directories
+//     it was read from are unchanged, and a skeleton directory shared by
+//     the actions with the same plan, with the host's directories
+//     bind-mounted read-only onto it, minus hidden paths);
+//  3. resolves the user (dockerRunAsRoot, dockerUser, the image's User, or
+//     Config.DefaultUser);
+//  4. takes a free id slot: a host uid/gid range of 65536 of its own while
 //     it runs (idSlots);
-//  3. resolves the rootfs: the image's flattened tree from the images cache
-//     with container-image, otherwise a view of the host's root (hostView:
-//     a skeleton directory, shared by the actions with the same plan, with
-//     the host's directories bind-mounted read-only onto it, minus hidden
-//     paths; hostViews keeps each plan while the host directories it was
-//     made from are unchanged);
-//  4. resolves the user (dockerRunAsRoot, dockerUser, the image's User, or
-//     Config.DefaultUser) and builds the runtime-spec (buildSpec, a pure
-//     function, golden-tested in testdata/spec);
-//  5. chowns the input root's directories to the sandbox user's host ids,
-//     leaving files read-only and owned by the worker's uid, which the
-//     sandbox does not map;
-//  6. runs the spec with the launcher, in the slot's bundle directory (the
-//     native launcher takes the spec in memory; for an external OCI
-//     runtime config.json is written there and removed when the action
-//     ends), and translates the sandbox.Result (timeout →
-//     DEADLINE_EXCEEDED, cancellation → CANCELLED, OOM kills and pids limit
-//     hits flagged, resource usage) into the RunResponse. Bundles and
-//     skeletons left by a crash go at the next start.
+//  5. builds the runtime-spec (buildSpec, a pure function, golden-tested in
+//     testdata/spec) and chowns the input root's directories to the
+//     sandbox user's host ids, leaving files read-only and owned by the
+//     worker's uid, which the sandbox does not map;
+//  6. runs it with the launcher, handing the native launcher the spec in
+//     memory (an external runtime gets config.json in the slot's bundle
+//     directory, removed afterwards), and translates the sandbox.Result
+//     (timeout → DEADLINE_EXCEEDED, cancellation → CANCELLED, OOM kills and
+//     pids limit hits flagged, resource usage) into the RunResponse. A set-up
+//     that failed because a bind source vanished meanwhile
+//     (sandbox.ErrMountSourceMissing) is retried once with a fresh plan.
+//     Bundles and skeletons left by a crash go at the next start.
 //
 // Errors go into the response's status_code/status_message; a non-zero
 // exit code is a result, not an error.
