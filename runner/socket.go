@@ -104,15 +104,25 @@ func DialOptions() []grpc.DialOption {
 // connection is made lazily; use WaitReady to wait for the runner. Close
 // the returned Closer when done.
 func Dial(socketPath string) (runnerpb.RunnerClient, io.Closer, error) {
-	abs, err := filepath.Abs(socketPath)
+	conn, err := DialConn(socketPath)
 	if err != nil {
 		return nil, nil, err
 	}
+	return runnerpb.NewRunnerClient(conn), conn, nil
+}
+
+// DialConn is Dial for a caller that also watches the connection's state
+// (the worker skips a readiness check per action while it is ready).
+func DialConn(socketPath string) (*grpc.ClientConn, error) {
+	abs, err := filepath.Abs(socketPath)
+	if err != nil {
+		return nil, err
+	}
 	conn, err := grpc.NewClient("unix://"+abs, DialOptions()...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dial runner %s: %w", abs, err)
+		return nil, fmt.Errorf("dial runner %s: %w", abs, err)
 	}
-	return runnerpb.NewRunnerClient(conn), conn, nil
+	return conn, nil
 }
 
 // WaitReady blocks until the runner answers CheckReadiness (waiting for the

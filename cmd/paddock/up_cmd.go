@@ -16,11 +16,10 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/runner"
 	"github.com/paddock-build/paddock/scheduler"
 	"github.com/paddock-build/paddock/storage"
 )
@@ -219,27 +218,18 @@ func superviseChild(ctx context.Context, logger *slog.Logger, args []string) <-c
 	return done
 }
 
-// waitRunnerReady polls the runner's CheckReadiness until it answers.
+// waitRunnerReady waits until the runner on sock answers CheckReadiness,
+// for at most limit.
 func waitRunnerReady(ctx context.Context, sock string, limit time.Duration) error {
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	client, closer, err := runner.Dial(sock)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	client := runnerpb.NewRunnerClient(conn)
-	deadline := time.Now().Add(limit)
-	for {
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err := client.CheckReadiness(cctx, &runnerpb.CheckReadinessRequest{}, grpc.WaitForReady(true))
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("runner on %s not ready after %s: %w", sock, limit, err)
-		}
+	defer closer.Close()
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	if _, err := runner.WaitReady(ctx, client); err != nil {
+		return fmt.Errorf("runner on %s not ready after %s: %w", sock, limit, err)
 	}
+	return nil
 }

@@ -88,9 +88,9 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	if err != nil {
 		return err
 	}
-	runnerConn, err := grpc.NewClient("unix://"+ws.runnerSocket, runner.DialOptions()...)
+	runnerConn, err := runner.DialConn(ws.runnerSocket)
 	if err != nil {
-		return fmt.Errorf("runner socket %s: %w", ws.runnerSocket, err)
+		return err
 	}
 	defer runnerConn.Close()
 	w, err := worker.New(worker.Options{
