@@ -34,9 +34,10 @@ type buildDirs struct {
 	spare    string // "" = no recycling
 	maxSpare int
 
-	mu    sync.Mutex
-	free  []string // names in spare
-	names int      // names given out so far
+	mu       sync.Mutex
+	free     []string // names in spare
+	names    int      // names given out so far
+	reserved int      // names given out and not yet in free or dropped
 }
 
 // newBuildDirs returns the build directories' keeper; with a spare
@@ -74,17 +75,20 @@ func (b *buildDirs) make(dir string) (string, error) {
 // emptied and kept as a spare, if there is room. Otherwise it is removed.
 func (b *buildDirs) done(dir string, ran bool) {
 	name, ok := b.reserve()
-	if !ok || !ran || !empty(dir) {
+	if !ok {
 		os.RemoveAll(dir)
 		return
 	}
-	if err := os.Rename(dir, filepath.Join(b.spare, name)); err != nil {
-		os.RemoveAll(dir)
-		return
-	}
+	kept := ran && empty(dir) && os.Rename(dir, filepath.Join(b.spare, name)) == nil
 	b.mu.Lock()
-	b.free = append(b.free, name)
+	b.reserved--
+	if kept {
+		b.free = append(b.free, name)
+	}
 	b.mu.Unlock()
+	if !kept {
+		os.RemoveAll(dir)
+	}
 }
 
 // empty removes dir's input root and truncates its stream files, and
@@ -113,13 +117,16 @@ func (b *buildDirs) take() (string, bool) {
 }
 
 // reserve returns a new spare name, or false if there is no spare
-// directory or it is full.
+// directory or it is full; done releases the reservation.
 func (b *buildDirs) reserve() (string, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.spare == "" || len(b.free) >= b.maxSpare {
+	// Reserved places count: actions ending at once must not together
+	// keep more than maxSpare.
+	if b.spare == "" || len(b.free)+b.reserved >= b.maxSpare {
 		return "", false
 	}
+	b.reserved++
 	b.names++
 	return strconv.Itoa(b.names), true
 }
