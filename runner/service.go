@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -241,25 +239,12 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	if err := chownDirectories(req.GetInputRoot(), int(hostUID), int(hostGID)); err != nil {
 		return nil, status.Errorf(codes.Internal, "make input root writable: %v", err)
 	}
-	// The slot's bundle directory is ours until release.
+	// The slot's bundle directory is ours until release. The launcher
+	// takes the spec in memory: the native one needs no config.json at
+	// all, an external runtime gets it written there for this run only.
 	sreq := sandbox.Request{
-		Bundle: filepath.Join(s.bundles, strconv.Itoa(slot)),
+		Bundle: filepath.Join(s.bundles, strconv.Itoa(slot)), Spec: spec,
 		Stdout: req.GetStdoutPath(), Stderr: req.GetStderrPath(), Timeout: timeout,
-	}
-	if s.cfg.Sandbox.Runtime == "" {
-		// The native launcher takes the spec in memory: no config.json
-		// to encode, write, read back and remove per action.
-		sreq.Spec = spec
-	} else {
-		remove, err := writeBundleConfig(sreq.Bundle, spec)
-		if err != nil {
-			return nil, err
-		}
-		defer func() {
-			if err := remove(); err != nil {
-				s.logger.Warn("remove bundle config", "bundle", sreq.Bundle, "error", err)
-			}
-		}()
 	}
 
 	start := s.now()
@@ -269,29 +254,6 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 		return nil, sandboxError(err)
 	}
 	return response(res, timeout, start, end), nil
-}
-
-// writeBundleConfig writes spec as bundle/config.json (mode 0600), for an
-// external OCI runtime, and returns the function that removes it: the
-// bundle directory is the slot's and is reused, and the config is not left
-// behind when the action ends.
-func writeBundleConfig(bundle string, spec *specs.Spec) (remove func() error, err error) {
-	config := filepath.Join(bundle, "config.json")
-	data, err := json.Marshal(spec)
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "encode spec: %v", err)
-	}
-	remove = func() error {
-		if err := os.Remove(config); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-		return nil
-	}
-	if err := os.WriteFile(config, data, 0o600); err != nil {
-		remove()
-		return nil, status.Errorf(codes.Internal, "write bundle: %v", err)
-	}
-	return remove, nil
 }
 
 // underHidden reports whether p's real location (what host binds would

@@ -161,7 +161,7 @@ func TestStartupRemovesStaleState(t *testing.T) {
 
 // TestBundleConfig: the native launcher gets the spec in memory, so no
 // config.json is ever written; for an external OCI runtime (runc, if
-// installed) the runner writes it, readable by root only, while the action
+// installed) the launcher writes it, readable by root only, while the action
 // runs, and removes it when the action ends.
 func TestBundleConfig(t *testing.T) {
 	runc, _ := exec.LookPath("runc")
