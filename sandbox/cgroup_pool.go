@@ -18,7 +18,7 @@ import (
 // A sandbox's result is sent before its init has finished exiting (the
 // kernel tears its namespaces down meanwhile), so its cgroup comes back a
 // moment later: such a cgroup is announced (expect), and get waits for it
-// briefly rather than create another.
+// (a bounded time) rather than create another.
 type cgroupPool struct {
 	seq  *atomic.Uint64 // names are "<spawner pid>-<seq>" (see staleName)
 	home cgroupHomeV1
@@ -32,8 +32,11 @@ type cgroupPool struct {
 const (
 	// maxIdleCgroups bounds the idle cgroups kept per parent.
 	maxIdleCgroups = 64
-	// returnWait bounds how long get waits for an announced cgroup.
-	returnWait = 100 * time.Millisecond
+	// returnWait bounds how long get waits for an announced cgroup. Its
+	// init has been killed and is exiting, normally within milliseconds;
+	// the bound only matters when the kernel is slow to tear a sandbox
+	// down (a busy machine), and then reuse still beats a new cgroup.
+	returnWait = time.Second
 )
 
 func newCgroupPool(seq *atomic.Uint64) *cgroupPool {

@@ -502,49 +502,53 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (_ *Result, refi
 		s.cgroups.put(w.cgParent, w.cg, expected)
 	}
 	if len(statusData) == 0 {
-		finish(false) // it died: w.state is read below
-		refill = func() { s.refill(p) }
-	} else {
-		s.cgroups.expect(w.cgParent)
-		refill = func() { finish(true); s.refill(p) }
-	}
-
-	if len(statusData) > 0 {
-		st, err := initplan.DecodeStatus(statusData)
-		if err != nil {
-			return nil, refill, fmt.Errorf("%w: sandbox init: %w", ErrSetup, err)
+		// The init died before reporting (SIGKILLed after the grace
+		// period, or OOM-killed itself): the command counts as killed by
+		// that signal.
+		finish(false)
+		res.ExitCode, res.Signal = -1, syscall.SIGKILL
+		if ws, ok := w.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			res.Signal = ws.Signal()
 		}
-		if st.Error != "" {
-			switch {
-			case st.NotStarted:
-				return nil, refill, fmt.Errorf("%w: %s", ErrCommandNotStarted, st.Error)
-			case st.MissingSource:
-				return nil, refill, fmt.Errorf("%w: %w: %s", ErrSetup, ErrMountSourceMissing, st.Error)
-			}
-			return nil, refill, fmt.Errorf("%w: %s", ErrSetup, st.Error)
+		if ru, ok := w.state.SysUsage().(*syscall.Rusage); ok {
+			res.Usage = usageFromRusage(ru)
 		}
-		res.ExitCode, res.Signal = int(st.ExitCode), syscall.Signal(st.Signal)
-		res.Usage = Usage{
-			UserTime:             time.Duration(st.UserNanos),
-			SystemTime:           time.Duration(st.SystemNanos),
-			MaxRSSBytes:          st.MaxRSSKiB * 1024,
-			MinorFaults:          st.MinorFaults,
-			MajorFaults:          st.MajorFaults,
-			VoluntaryCtxSwitches: st.VoluntarySwitches,
-			InvoluntaryCtxSwitch: st.InvoluntarySwitches,
-		}
-		return res, refill, nil
+		return res, func() { s.refill(p) }, nil
 	}
-	// The init died before reporting (SIGKILLed after the grace period, or
-	// OOM-killed itself): the command counts as killed by that signal.
-	res.ExitCode, res.Signal = -1, syscall.SIGKILL
-	if ws, ok := w.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		res.Signal = ws.Signal()
-	}
-	if ru, ok := w.state.SysUsage().(*syscall.Rusage); ok {
-		res.Usage = usageFromRusage(ru)
+	s.cgroups.expect(w.cgParent)
+	refill = func() { finish(true); s.refill(p) }
+	if err := fromStatus(statusData, res); err != nil {
+		return nil, refill, err
 	}
 	return res, refill, nil
+}
+
+// fromStatus fills res from the init's report, or returns the error it
+// reports (the command never ran).
+func fromStatus(data []byte, res *Result) error {
+	st, err := initplan.DecodeStatus(data)
+	if err != nil {
+		return fmt.Errorf("%w: sandbox init: %w", ErrSetup, err)
+	}
+	switch {
+	case st.Error != "" && st.NotStarted:
+		return fmt.Errorf("%w: %s", ErrCommandNotStarted, st.Error)
+	case st.Error != "" && st.MissingSource:
+		return fmt.Errorf("%w: %w: %s", ErrSetup, ErrMountSourceMissing, st.Error)
+	case st.Error != "":
+		return fmt.Errorf("%w: %s", ErrSetup, st.Error)
+	}
+	res.ExitCode, res.Signal = int(st.ExitCode), syscall.Signal(st.Signal)
+	res.Usage = Usage{
+		UserTime:             time.Duration(st.UserNanos),
+		SystemTime:           time.Duration(st.SystemNanos),
+		MaxRSSBytes:          st.MaxRSSKiB * 1024,
+		MinorFaults:          st.MinorFaults,
+		MajorFaults:          st.MajorFaults,
+		VoluntaryCtxSwitches: st.VoluntarySwitches,
+		InvoluntaryCtxSwitch: st.InvoluntarySwitches,
+	}
+	return nil
 }
 
 func idMaps(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {
