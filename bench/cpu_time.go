@@ -32,6 +32,21 @@ func (c CPUTime) Sub(o CPUTime) CPUTime {
 	return CPUTime{User: c.User - o.User, System: c.System - o.System}
 }
 
+// Add returns c plus o.
+func (c CPUTime) Add(o CPUTime) CPUTime {
+	return CPUTime{User: c.User + o.User, System: c.System + o.System}
+}
+
+// Sum adds up a split by process (ProcessTreeCPUByProcess): the whole
+// tree's time.
+func Sum(byProcess map[string]CPUTime) CPUTime {
+	var t CPUTime
+	for _, c := range byProcess {
+		t = t.Add(c)
+	}
+	return t
+}
+
 func ticks(user, system uint64) CPUTime {
 	return CPUTime{User: time.Duration(user) * time.Second / userHZ, System: time.Duration(system) * time.Second / userHZ}
 }
@@ -162,8 +177,7 @@ func treeCPUByProcess(procs map[int]procStat, root int) (map[string]CPUTime, boo
 	members, ok := treeMembers(procs, root)
 	out := map[string]CPUTime{}
 	add := func(name string, user, system uint64) {
-		c := ticks(user, system)
-		out[name] = CPUTime{User: out[name].User + c.User, System: out[name].System + c.System}
+		out[name] = out[name].Add(ticks(user, system))
 	}
 	for _, pid := range members {
 		p := procs[pid]
@@ -287,10 +301,7 @@ func startCPUMeter(farmPID int) *cpuMeter {
 	if farmPID > 0 {
 		m.farmByProcess, err = ProcessTreeCPUByProcess(farmPID)
 		m.farmOK = err == nil
-		for _, c := range m.farmByProcess {
-			m.farm.User += c.User
-			m.farm.System += c.System
-		}
+		m.farm = Sum(m.farmByProcess)
 	}
 	return m
 }
@@ -307,14 +318,11 @@ func (m *cpuMeter) perOp(ops int) (machine, farm *CPUPerOp, byProcess map[string
 	}
 	if m.farmOK {
 		if now, err := ProcessTreeCPUByProcess(m.farmPID); err == nil {
-			var total CPUTime
 			byProcess = map[string]*CPUPerOp{}
 			for name, c := range now {
-				total.User += c.User
-				total.System += c.System
 				byProcess[name] = perOp(c.Sub(m.farmByProcess[name]), ops)
 			}
-			farm = perOp(total.Sub(m.farm), ops)
+			farm = perOp(Sum(now).Sub(m.farm), ops)
 		}
 	}
 	return machine, farm, byProcess

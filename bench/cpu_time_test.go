@@ -142,17 +142,12 @@ func TestTreeCPUByProcess(t *testing.T) {
 	if len(got) != len(want) {
 		t.Errorf("split %v, want %v", got, want)
 	}
-	var sum CPUTime
 	for name, c := range want {
 		if got[name] != c {
 			t.Errorf("%s: %+v, want %+v", name, got[name], c)
 		}
 	}
-	for _, c := range got {
-		sum.User += c.User
-		sum.System += c.System
-	}
-	if total, _ := treeCPU(procs, 10); sum != total {
+	if sum, total := Sum(got), func() CPUTime { c, _ := treeCPU(procs, 10); return c }(); sum != total {
 		t.Errorf("split sums to %+v, tree total %+v", sum, total)
 	}
 	for cmdline, want := range map[string]string{

@@ -195,18 +195,11 @@ func benchCPU(ctx context.Context, farmPID int, argv []string) error {
 		if err != nil {
 			return fmt.Errorf("--farm-pid: after the command: %w", err)
 		}
-		var before, after bench.CPUTime
-		for _, c := range farm0 {
-			before.User += c.User
-			before.System += c.System
-		}
 		for name, c := range farm1 {
-			after.User += c.User
-			after.System += c.System
 			used := c.Sub(farm0[name])
 			split = append(split, fmt.Sprintf("cpu-process: user_ms=%d sys_ms=%d name=%s", ms(used.User), ms(used.System), name))
 		}
-		t := after.Sub(before)
+		t := bench.Sum(farm1).Sub(bench.Sum(farm0))
 		line += fmt.Sprintf(" farm_user_ms=%d farm_sys_ms=%d", ms(t.User), ms(t.System))
 	}
 	fmt.Fprintln(os.Stderr, line)
