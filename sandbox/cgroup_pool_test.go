@@ -1,12 +1,13 @@
 package sandbox
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -106,5 +107,5 @@ func TestCgroupPoolRefusesBusyCgroup(t *testing.T) {
 
 func exists(p string) bool {
 	_, err := os.Stat(p)
-	return err == nil || !os.IsNotExist(err) && err.(*os.PathError).Err != syscall.ENOENT
+	return !errors.Is(err, fs.ErrNotExist)
 }
