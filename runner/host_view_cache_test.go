@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -130,7 +131,7 @@ func TestHostViewsRealDirectories(t *testing.T) {
 	}
 
 	// Later (the clock moved on), the plan is kept and reused.
-	time.Sleep(50 * time.Millisecond) // past the filesystem's timestamp tick
+	waitTimestampTick(t, top) // so that a change from now on shows in ctime and mtime
 	c.now = func() time.Time { return time.Now().Add(time.Minute) }
 	first, _ := mustGet(t, c, l, irp)
 	if !strings.Contains(first, "bind "+filepath.Join(top, "a")) {
@@ -158,5 +159,34 @@ func TestHostViewsRealDirectories(t *testing.T) {
 	}
 	if got, planned := mustGet(t, c, l, irp); !planned || !strings.Contains(got, "bind "+filepath.Join(top, "c")) {
 		t.Errorf("after %s/c appeared (planned %v), plan:\n%s", top, planned, got)
+	}
+}
+
+// waitTimestampTick polls, with a deadline, until the filesystem's clock
+// (the ctime it gives a freshly changed file) is past dir's ctime: the
+// timestamps of a change made afterwards then differ from dir's.
+func waitTimestampTick(t *testing.T, dir string) {
+	t.Helper()
+	var before syscall.Stat_t
+	if err := syscall.Stat(dir, &before); err != nil {
+		t.Fatal(err)
+	}
+	probe := filepath.Join(t.TempDir(), "tick")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if err := os.WriteFile(probe, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var now syscall.Stat_t
+		if err := syscall.Stat(probe, &now); err != nil {
+			t.Fatal(err)
+		}
+		if now.Ctim.Nano() > before.Ctim.Nano() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the filesystem's clock did not move past %s's ctime", dir)
+		}
+		time.Sleep(time.Millisecond) // polling, bounded by the deadline
 	}
 }

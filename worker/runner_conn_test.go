@@ -76,8 +76,13 @@ func TestRunnerConnReadySkipsReadinessCheck(t *testing.T) {
 	}
 
 	g.Stop()
-	for conn.GetState() == connectivity.Ready { // until the loss is seen
-		time.Sleep(10 * time.Millisecond)
+	// Until the loss is seen, with a deadline.
+	lossCtx, cancelLoss := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancelLoss()
+	for state := conn.GetState(); state == connectivity.Ready; state = conn.GetState() {
+		if !conn.WaitForStateChange(lossCtx, state) {
+			t.Fatal("the runner's connection still looks ready 10 s after the runner stopped")
+		}
 	}
 	start := time.Now()
 	resp := w.Execute(context.Background(), h.action(echo("four"), &repb.Directory{}, true))
