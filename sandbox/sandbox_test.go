@@ -237,12 +237,7 @@ func isWarmInit(pid int) bool {
 	if string(cmd) != initArg0+"\x00" {
 		return false
 	}
-	stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	var ppid int
-	if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
-		fmt.Sscan(string(stat[i+2:]), new(string), &ppid)
-	}
-	if !isSpawner(ppid) {
+	if !isSpawner(parentOf(pid)) {
 		return false
 	}
 	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))

@@ -18,32 +18,36 @@ import (
 func TestInitRunsFromSealedMemfd(t *testing.T) {
 	l := newTestLauncher(t, Options{})
 	runsNormally(t, l) // leaves warm inits waiting for work
-	var pid int
+	// A warm init of this launcher's spawner (others, of launchers being
+	// closed, may come and go), opened before it can go away: the
+	// descriptor then keeps its exe reachable.
+	spawner := l.b.(*nativeBackend).spawnerPid()
+	var exe, target string
+	var f *os.File
 	deadline := time.Now().Add(10 * time.Second)
-	for pid == 0 && time.Now().Before(deadline) {
+	for f == nil {
 		for _, p := range mappedProcesses(t) {
-			if isWarmInit(p.pid) {
-				pid = p.pid
+			if !isWarmInit(p.pid) || parentOf(p.pid) != spawner {
+				continue
+			}
+			exe = fmt.Sprintf("/proc/%d/exe", p.pid)
+			var err error
+			if target, err = os.Readlink(exe); err != nil {
+				continue // it went meanwhile
+			}
+			if f, err = os.Open(exe); err == nil {
+				break
 			}
 		}
-		time.Sleep(5 * time.Millisecond)
+		if f == nil && time.Now().After(deadline) {
+			t.Fatal("no warm init of this launcher found")
+		}
+		time.Sleep(5 * time.Millisecond) // polling, bounded by the deadline
 	}
-	if pid == 0 {
-		t.Fatal("no warm init found")
-	}
-	exe := fmt.Sprintf("/proc/%d/exe", pid)
-	target, err := os.Readlink(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer f.Close()
 	if !strings.HasPrefix(target, "/memfd:paddock-sandbox-init") {
 		t.Errorf("init runs from %q, want a memfd", target)
 	}
-	f, err := os.Open(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
 	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +60,7 @@ func TestInitRunsFromSealedMemfd(t *testing.T) {
 	}
 	// Host root opening it for writing: refused outright (it is being
 	// executed), or every write fails.
-	w, err := os.OpenFile(exe, os.O_WRONLY, 0)
+	w, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_WRONLY, 0)
 	if err == nil {
 		defer w.Close()
 		if _, err := w.Write([]byte("x")); !errors.Is(err, unix.EPERM) {
@@ -65,4 +69,14 @@ func TestInitRunsFromSealedMemfd(t *testing.T) {
 	} else if !errors.Is(err, unix.ETXTBSY) && !errors.Is(err, unix.EPERM) {
 		t.Errorf("open the init's memfd for writing: %v", err)
 	}
+}
+
+// parentOf returns pid's parent pid, or 0.
+func parentOf(pid int) int {
+	stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	var ppid int
+	if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
+		fmt.Sscan(string(stat[i+2:]), new(string), &ppid)
+	}
+	return ppid
 }
