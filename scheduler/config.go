@@ -76,22 +76,3 @@ func DefaultConfig() Config {
 		TickInterval:          time.Second,
 	}
 }
-
-// builtinRoutingProperties select a queue (ARCHITECTURE §11).
-var builtinRoutingProperties = []string{"OSFamily", "ISA", "Arch", "Pool"}
-
-// builtinExecutionProperties shape the sandbox and travel with the action
-// (ARCHITECTURE §11). Names are matched exactly.
-var builtinExecutionProperties = []string{
-	"container-image",
-	"dockerNetwork",
-	"dockerRunAsRoot",
-	"dockerUser",
-	"dockerPrivileged",
-	"dockerShmSize",
-	"dockerAddCapabilities",
-	"dockerDropCapabilities",
-	"EstimatedCPU",
-	"EstimatedMemory",
-	"InputRootAbsolutePath",
-}

@@ -2,13 +2,10 @@ package scheduler
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -16,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -77,10 +75,11 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 	if err := storage.GetProto(ctx, s.cas, ad, action, maxMessageBytes); err != nil {
 		return "", prefix(err, "action_digest")
 	}
-	cd, rd, timeout, err := checkAction(fn, action, s.cfg.MaxActionTimeout, s.cfg.DefaultActionTimeout)
+	ds, timeout, err := rev2.CheckAction(fn, action, s.cfg.MaxActionTimeout, s.cfg.DefaultActionTimeout)
 	if err != nil {
 		return "", err
 	}
+	cd, rd := ds.Command, ds.InputRoot
 	if err := s.requirePresent(ctx, []digest.Digest{cd, rd}, []string{"action.command_digest", "action.input_root_digest"}); err != nil {
 		return "", err
 	}
@@ -88,11 +87,11 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 	if err := storage.GetProto(ctx, s.cas, cd, command, maxMessageBytes); err != nil {
 		return "", prefix(err, "action.command_digest")
 	}
-	if err := checkCommand(command); err != nil {
+	if err := rev2.CheckCommand(command); err != nil {
 		return "", err
 	}
-	platform, field := effectivePlatform(action, command)
-	if err := checkPlatform(platform, field, s.known); err != nil {
+	platform, field := rev2.EffectivePlatform(action, command)
+	if err := rev2.CheckPlatform(platform, field, func(n string) bool { return s.known[n] }); err != nil {
 		return "", err
 	}
 	queueKey, routing := routingOf(instance, platform, s.route)
@@ -132,27 +131,19 @@ func (s *Scheduler) requirePresent(ctx context.Context, ds []digest.Digest, fiel
 	if err != nil {
 		return prefix(err, "find missing "+strings.Join(fields, ", "))
 	}
-	if len(missing) == 0 {
-		return nil
-	}
-	pf := &errdetails.PreconditionFailure{}
-	var msgs []string
-	for _, m := range missing {
-		f := "blob"
-		for i, d := range ds {
+	blobs := make([]rev2.MissingBlob, len(missing))
+	for i, m := range missing {
+		blobs[i].Digest = m
+		for j, d := range ds {
 			if d == m {
-				f = fields[i]
+				blobs[i].What = fields[j]
 			}
 		}
-		pf.Violations = append(pf.Violations, &errdetails.PreconditionFailure_Violation{
-			Type: "MISSING", Subject: "blobs/" + m.String(), Description: f + " is not in the CAS"})
-		msgs = append(msgs, fmt.Sprintf("%s: blob %s is missing", f, m))
 	}
-	st := status.New(codes.FailedPrecondition, strings.Join(msgs, "; "))
-	if st2, err := st.WithDetails(pf); err == nil {
-		st = st2
+	if len(blobs) == 0 {
+		return nil
 	}
-	return st.Err()
+	return rev2.Missing(blobs...)
 }
 
 func prefix(err error, what string) error {

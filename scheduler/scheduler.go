@@ -16,6 +16,7 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 
 	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -145,10 +146,10 @@ func New(opts Options) (*Scheduler, error) {
 	if s.newID == nil {
 		s.newID = uuid.NewString
 	}
-	for _, n := range append(builtinRoutingProperties, cfg.RoutingProperties...) {
+	for _, n := range append(rev2.RoutingProperties(), cfg.RoutingProperties...) {
 		s.known[n], s.route[n] = true, true
 	}
-	for _, n := range append(builtinExecutionProperties, cfg.ExecutionProperties...) {
+	for _, n := range append(rev2.ExecutionProperties(), cfg.ExecutionProperties...) {
 		s.known[n] = true
 	}
 	s.ticker.Add(1)

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -210,5 +211,57 @@ func TestExecutionPropertiesDoNotSplitQueues(t *testing.T) {
 	d, _ := routingOf("other", platform("OSFamily", "linux"), route)
 	if c == a || d == a {
 		t.Fatal("a routing property or another instance shares a queue")
+	}
+}
+
+// TestBadCommandsNeverReachAWorker: everything a worker would refuse is
+// refused at Execute, with INVALID_ARGUMENT naming the field, and nothing of
+// it is queued. A good action afterwards proves the worker was there all
+// along, and it is the only assignment the worker ever saw.
+func TestBadCommandsNeverReachAWorker(t *testing.T) {
+	f := startFarm(t, testConfig(), "", nil, nil)
+	w := startTestWorker(t, f.addr, "w1", 2, okRun("w1"))
+	ctx := ctxTimeout(t)
+	cmd := func(mod func(c *repb.Command)) func(*repb.Action, *repb.Command) {
+		return func(a *repb.Action, c *repb.Command) { mod(c) }
+	}
+	cases := []struct {
+		name  string
+		mod   func(*repb.Action, *repb.Command)
+		field string
+	}{
+		{"working directory pkg/", cmd(func(c *repb.Command) { c.WorkingDirectory = "pkg/" }), "command.working_directory"},
+		{"working directory /abs", cmd(func(c *repb.Command) { c.WorkingDirectory = "/abs" }), "command.working_directory"},
+		{"working directory ../x", cmd(func(c *repb.Command) { c.WorkingDirectory = "../x" }), "command.working_directory"},
+		{"output paths unsorted", cmd(func(c *repb.Command) { c.OutputPaths = []string{"b", "a"} }), "command.output_paths[1]"},
+		{"output paths duplicated", cmd(func(c *repb.Command) { c.OutputPaths = []string{"a", "a"} }), "command.output_paths[1]"},
+		{"output path absolute", cmd(func(c *repb.Command) { c.OutputPaths = []string{"/a"} }), "command.output_paths[0]"},
+		{"output path not clean", cmd(func(c *repb.Command) { c.OutputPaths = []string{"a/./b"} }), "command.output_paths[0]"},
+		{"output files unsorted (2.0)", cmd(func(c *repb.Command) { c.OutputPaths, c.OutputFiles = nil, []string{"b", "a"} }), "command.output_files[1]"},
+		{"output directories duplicated (2.0)", cmd(func(c *repb.Command) { c.OutputPaths, c.OutputDirectories = nil, []string{"d", "d"} }), "command.output_directories[1]"},
+		{"output file parent of another output (2.0)", cmd(func(c *repb.Command) { c.OutputPaths, c.OutputFiles = nil, []string{"a", "a/b"} }), "command.output_files[0]"},
+		{"unknown platform property", func(a *repb.Action, c *repb.Command) {
+			a.Platform = &repb.Platform{Properties: []*repb.Platform_Property{{Name: "gpu", Value: "yes"}}}
+		}, "action.platform.properties[0]"},
+		{"arguments over ARG_MAX", cmd(func(c *repb.Command) { c.Arguments = []string{"echo", strings.Repeat("x", 100<<10), strings.Repeat("y", 8<<20)} }), "command.arguments"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := f.action(t, fmt.Sprint("bad", i), tc.mod)
+			_, err := collect(must(f.exec.Execute(ctx, executeRequest(d))))
+			st := status.Convert(err)
+			if st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), tc.field) {
+				t.Fatalf("got %v %q, want INVALID_ARGUMENT starting with %s", st.Code(), st.Message(), tc.field)
+			}
+			if len(st.Message()) > 1000 {
+				t.Errorf("message is %d bytes; messages are bounded", len(st.Message()))
+			}
+		})
+	}
+	if _, err := collect(must(f.exec.Execute(ctx, executeRequest(f.action(t, "good", nil))))); err != nil {
+		t.Fatalf("good action: %v", err)
+	}
+	if n := w.assignedCount(); n != 1 {
+		t.Fatalf("the worker got %d assignments, want only the good action's", n)
 	}
 }

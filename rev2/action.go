@@ -1,0 +1,79 @@
+package rev2
+
+import (
+	"fmt"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+
+	"github.com/paddock-build/paddock/digest"
+)
+
+// ActionDigests are the digests an Action refers to.
+type ActionDigests struct {
+	Command, InputRoot digest.Digest
+}
+
+// CheckAction validates an Action: its command and input root digests
+// (under fn), and its timeout against the server's maximum. It returns the
+// digests and the timeout to run with: the action's, or defTimeout when it
+// gives none (the spec asks servers to impose one).
+func CheckAction(fn digest.Function, a *repb.Action, maxTimeout, defTimeout time.Duration) (ActionDigests, time.Duration, error) {
+	var ds ActionDigests
+	var err error
+	if ds.Command, err = digest.FromProto(fn, a.CommandDigest, "action.command_digest"); err != nil {
+		return ds, 0, err
+	}
+	if ds.InputRoot, err = digest.FromProto(fn, a.InputRootDigest, "action.input_root_digest"); err != nil {
+		return ds, 0, err
+	}
+	if a.Timeout == nil {
+		return ds, defTimeout, nil
+	}
+	if err := a.Timeout.CheckValid(); err != nil {
+		return ds, 0, Invalid("action.timeout", "%v", err)
+	}
+	switch t := a.Timeout.AsDuration(); {
+	case t < 0:
+		return ds, 0, Invalid("action.timeout", "%s is negative", t)
+	case t > maxTimeout:
+		// The spec: a timeout above the server's maximum MUST be rejected.
+		return ds, 0, Invalid("action.timeout", "%s is above the maximum of %s", t, maxTimeout)
+	case t > 0:
+		return ds, t, nil
+	}
+	return ds, defTimeout, nil
+}
+
+// EffectivePlatform is the action's platform, or its command's for REv2
+// 2.0 clients, which put it there; field names it for error messages.
+func EffectivePlatform(a *repb.Action, c *repb.Command) (*repb.Platform, string) {
+	if len(a.GetPlatform().GetProperties()) > 0 {
+		return a.Platform, "action.platform"
+	}
+	return c.GetPlatform(), "command.platform"
+}
+
+// CheckPlatform checks that properties are sorted by name then value (as
+// REv2 requires, so that equal platforms have equal digests) and that every
+// name is one the server knows.
+func CheckPlatform(p *repb.Platform, field string, known func(name string) bool) error {
+	props := p.GetProperties()
+	for i, pr := range props {
+		f := fmt.Sprintf("%s.properties[%d]", field, i)
+		if pr.Name == "" {
+			return Invalid(f, "name is empty")
+		}
+		if !known(pr.Name) {
+			return Invalid(f, "unknown platform property %s; the operator can declare it in routing_properties or execution_properties", Quote(pr.Name))
+		}
+		if i > 0 {
+			prev := props[i-1]
+			if prev.Name > pr.Name || prev.Name == pr.Name && prev.Value > pr.Value {
+				return Invalid(f, "%s=%s comes after %s=%s; properties must be sorted by name, then value",
+					Quote(pr.Name), Quote(pr.Value), Quote(prev.Name), Quote(prev.Value))
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,191 @@
+package rev2
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+)
+
+// MaxArgBytes bounds a command's arguments and environment together,
+// counted as execve(2) counts them (each string with its NUL, plus a
+// pointer). It is Linux's ARG_MAX under the default 8 MiB stack limit:
+// anything larger could never be started, and would not fit the worker's
+// message to its runner either, so Execute refuses it at once.
+const MaxArgBytes = 2 << 20
+
+// maxArgString is the kernel's MAX_ARG_STRLEN: no single argument or
+// environment string may be longer (NUL included).
+const maxArgString = 32 * 4096
+
+// CheckCommand validates a Command: its arguments and environment (which
+// must be startable by execve), its working directory, and its output
+// paths, which must be clean relative paths that stay inside the input
+// root, sorted and without duplicates as the spec requires. With
+// output_paths set (REv2 2.1), output_files and output_directories are
+// ignored, as the spec says.
+func CheckCommand(c *repb.Command) error {
+	if err := checkArgv(c); err != nil {
+		return err
+	}
+	wd := c.WorkingDirectory
+	if wd != "" {
+		if err := CheckRelativePath("command.working_directory", wd, ""); err != nil {
+			return err
+		}
+	}
+	if len(c.OutputPaths) > 0 {
+		return checkSorted("command.output_paths", c.OutputPaths, wd, false)
+	}
+	if err := checkSorted("command.output_files", c.OutputFiles, wd, false); err != nil {
+		return err
+	}
+	if err := checkSorted("command.output_directories", c.OutputDirectories, wd, true); err != nil {
+		return err
+	}
+	return checkOutputFileConflicts(c.OutputFiles, c.OutputDirectories)
+}
+
+// OutputPaths returns the command's outputs as paths relative to the input
+// root (working directory joined), in the form the worker creates parents
+// for and collects: output_paths, or output_files then output_directories.
+// The command must have passed CheckCommand.
+func OutputPaths(c *repb.Command) []string {
+	var out []string
+	lists := [][]string{c.OutputPaths}
+	if len(c.OutputPaths) == 0 {
+		lists = [][]string{c.OutputFiles, c.OutputDirectories}
+	}
+	for _, l := range lists {
+		for _, p := range l {
+			out = append(out, path.Join(c.WorkingDirectory, p))
+		}
+	}
+	return out
+}
+
+func checkArgv(c *repb.Command) error {
+	if len(c.Arguments) == 0 {
+		return Invalid("command.arguments", "empty; the first argument is the program to run")
+	}
+	if c.Arguments[0] == "" {
+		return Invalid("command.arguments[0]", "the program to run is empty")
+	}
+	total := 0
+	for i, a := range c.Arguments {
+		if err := checkArgString(fmt.Sprintf("command.arguments[%d]", i), a); err != nil {
+			return err
+		}
+		total += len(a) + 1 + 8
+	}
+	for i, v := range c.EnvironmentVariables {
+		f := fmt.Sprintf("command.environment_variables[%d]", i)
+		switch {
+		case v.Name == "":
+			return Invalid(f, "name is empty")
+		case strings.ContainsAny(v.Name, "=\x00"):
+			return Invalid(f, "name %s contains '=' or NUL", Quote(v.Name))
+		case i > 0 && c.EnvironmentVariables[i-1].Name >= v.Name:
+			return Invalid(f, "%s comes after %s; names must be unique and sorted", Quote(v.Name), Quote(c.EnvironmentVariables[i-1].Name))
+		}
+		if err := checkArgString(f, v.Name+"="+v.Value); err != nil {
+			return err
+		}
+		total += len(v.Name) + 1 + len(v.Value) + 1 + 8
+	}
+	if total > MaxArgBytes {
+		return Invalid("command.arguments", "%d bytes of arguments and environment, above the limit of %d (Linux's ARG_MAX); pass long argument lists in a parameter file", total, MaxArgBytes)
+	}
+	return nil
+}
+
+func checkArgString(field, s string) error {
+	if strings.IndexByte(s, 0) >= 0 {
+		return Invalid(field, "contains a NUL byte")
+	}
+	if len(s)+1 > maxArgString {
+		return Invalid(field, "%d bytes long, above the kernel's limit of %d for one argument or environment string", len(s), maxArgString-1)
+	}
+	return nil
+}
+
+// CheckRelativePath checks that p is a clean relative path (no leading or
+// trailing slash, no empty, "." or redundant components) that, taken
+// relative to directory base (itself relative to the input root), stays
+// inside the input root.
+func CheckRelativePath(field, p, base string) error {
+	switch {
+	case p == "":
+		return Invalid(field, "path is empty")
+	case strings.HasPrefix(p, "/"):
+		return Invalid(field, "%s is absolute; paths are relative to the input root", Quote(p))
+	case strings.IndexByte(p, 0) >= 0:
+		return Invalid(field, "%s contains a NUL byte", Quote(p))
+	case path.Clean(p) != p || p == ".":
+		return Invalid(field, "%s is not a clean path (no trailing slash, '.', or empty components)", Quote(p))
+	}
+	depth := 0
+	for _, part := range strings.Split(base+"/"+p, "/") {
+		switch part {
+		case "", ".":
+		case "..":
+			if depth--; depth < 0 {
+				return Invalid(field, "%s escapes the input root", Quote(p))
+			}
+		default:
+			depth++
+		}
+	}
+	return nil
+}
+
+// checkSorted checks each path of list and that the list is sorted by
+// bytes without duplicates. emptyOK allows "" (an output directory of the
+// whole working directory, which the spec allows).
+func checkSorted(field string, list []string, wd string, emptyOK bool) error {
+	for i, p := range list {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if !(emptyOK && p == "") {
+			if err := CheckRelativePath(f, p, wd); err != nil {
+				return err
+			}
+		}
+		if i > 0 {
+			switch prev := list[i-1]; {
+			case prev == p:
+				return Invalid(f, "%s is listed twice", Quote(p))
+			case prev > p:
+				return Invalid(f, "%s comes after %s; output paths must be sorted", Quote(p), Quote(prev))
+			}
+		}
+	}
+	return nil
+}
+
+// checkOutputFileConflicts enforces the spec's rules for REv2 2.0 outputs:
+// an output file is neither an output directory nor the parent of another
+// output file. Both lists are sorted.
+func checkOutputFileConflicts(files, dirs []string) error {
+	dirSet := make(map[string]bool, len(dirs))
+	for _, d := range dirs {
+		dirSet[d] = true
+	}
+	for i, f := range files {
+		field := fmt.Sprintf("command.output_files[%d]", i)
+		if dirSet[f] {
+			return Invalid(field, "%s is also an output directory", Quote(f))
+		}
+		// Sorted: a file's descendants sort right after it ("a" < "a/b"),
+		// although other names ("a-b", "a.b") may come in between.
+		for _, g := range files[i+1:] {
+			if strings.HasPrefix(g, f+"/") {
+				return Invalid(field, "output file %s is the parent of output file %s", Quote(f), Quote(g))
+			}
+			if !strings.HasPrefix(g, f) {
+				break
+			}
+		}
+	}
+	return nil
+}
