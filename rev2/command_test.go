@@ -53,8 +53,7 @@ func TestCheckCommand(t *testing.T) {
 		{"output directory duplicated", &repb.Command{Arguments: []string{"true"}, OutputDirectories: []string{"d", "d"}}, "command.output_directories[1]"},
 		{"output file parent of another", &repb.Command{Arguments: []string{"true"}, OutputFiles: []string{"a", "a-b", "a/b"}}, "command.output_files[0]"},
 		{"output file is also a directory", &repb.Command{Arguments: []string{"true"}, OutputFiles: []string{"a"}, OutputDirectories: []string{"a"}}, "command.output_files[0]"},
-		{"env unsorted", &repb.Command{Arguments: []string{"true"}, EnvironmentVariables: env("B", "1", "A", "2")}, "command.environment_variables[1]"},
-		{"env duplicated", &repb.Command{Arguments: []string{"true"}, EnvironmentVariables: env("A", "1", "A", "2")}, "command.environment_variables[1]"},
+		{"env unsorted is accepted", &repb.Command{Arguments: []string{"true"}, EnvironmentVariables: env("B", "1", "A", "2")}, ""},
 		{"env name with =", &repb.Command{Arguments: []string{"true"}, EnvironmentVariables: env("A=B", "1")}, "command.environment_variables[0]"},
 		{"env empty name", &repb.Command{Arguments: []string{"true"}, EnvironmentVariables: env("", "1")}, "command.environment_variables[0]"},
 	} {

@@ -14,31 +14,28 @@ import (
 
 	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/images"
+	"github.com/paddock-build/paddock/rev2"
 )
 
-// Platform property names (shared/ARCHITECTURE.md §11), matched exactly.
+// Platform property names, from package rev2 (shared with the scheduler).
 const (
-	propImage          = "container-image"
-	propNetwork        = "dockerNetwork"
-	propRunAsRoot      = "dockerRunAsRoot"
-	propUser           = "dockerUser"
-	propPrivileged     = "dockerPrivileged"
-	propShmSize        = "dockerShmSize"
-	propAddCaps        = "dockerAddCapabilities"
-	propDropCaps       = "dockerDropCapabilities"
-	propCPU            = "EstimatedCPU"
-	propMemory         = "EstimatedMemory"
-	propInputRootPath  = "InputRootAbsolutePath"
+	propImage          = rev2.PropContainerImage
+	propNetwork        = rev2.PropNetwork
+	propRunAsRoot      = rev2.PropRunAsRoot
+	propUser           = rev2.PropUser
+	propPrivileged     = rev2.PropPrivileged
+	propShmSize        = rev2.PropShmSize
+	propAddCaps        = rev2.PropAddCapabilities
+	propDropCaps       = rev2.PropDropCapabilities
+	propCPU            = rev2.PropEstimatedCPU
+	propMemory         = rev2.PropEstimatedMemory
+	propInputRootPath  = rev2.PropInputRootAbsPath
 	maxCPUCores        = 4096
 	cpuPeriodMicros    = 100000
 	minMemoryLimit     = 1 << 20
 	minShmSize         = 4096
 	capabilityAllValue = "ALL"
 )
-
-// routingKeys select the scheduler's queue; a runner accepts and ignores
-// them. Constant.
-var routingKeys = map[string]bool{"OSFamily": true, "ISA": true, "Arch": true, "Pool": true}
 
 // platform is an action's execution properties, parsed and validated. The
 // zero value is an action without any.
@@ -72,7 +69,7 @@ func parsePlatform(cfg *Config, props []*runnerpb.Property) (platform, error) {
 	seen := map[string]bool{}
 	for _, prop := range props {
 		name, value := prop.GetName(), prop.GetValue()
-		if routingKeys[name] || accepted[name] {
+		if rev2.IsBuiltinRouting(name) || accepted[name] {
 			continue
 		}
 		if seen[name] {

@@ -113,7 +113,7 @@ func BenchmarkActionPath(b *testing.B) {
 	}
 	w, err := worker.New(worker.Options{
 		ID: "bench", Concurrency: 2, BuildDir: filepath.Join(dir, "worker", "builds"), SpareDir: filepath.Join(dir, "worker", "spare"),
-		CAS: cas, AC: ac, Files: files, Runner: runnerpb.NewRunnerClient(runnerConn), RunnerConn: runnerConn,
+		CAS: cas, AC: ac, Files: files, Runner: worker.RunnerClient(runnerConn, 0),
 	})
 	if err != nil {
 		b.Fatal(err)

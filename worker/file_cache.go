@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/fileid"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -73,6 +74,7 @@ type cacheKey struct {
 type cacheEntry struct {
 	key  cacheKey
 	path string
+	id   fileid.ID // the file as written and hashed
 }
 
 // NewFileCache empties opts.Dir (a worker restart starts with a clean
@@ -125,23 +127,32 @@ func (c *FileCache) ensure(ctx context.Context, k cacheKey) (string, error) {
 	c.mu.Lock()
 	if e, ok := c.entries[k]; ok {
 		c.lru.MoveToFront(e)
+		ce := *e.Value.(*cacheEntry)
 		c.mu.Unlock()
-		return e.Value.(*cacheEntry).path, nil
+		// A file changed since it was written and hashed (a flipped byte,
+		// a truncation) is dropped and fetched again, never linked.
+		if id, err := fileid.Stat(ce.path); err == nil && id == ce.id {
+			return ce.path, nil
+		}
+		c.mu.Lock()
+		if e2, ok := c.entries[k]; ok && e2 == e {
+			os.Remove(c.dropLocked(e))
+		}
 	}
 	c.mu.Unlock()
 	name := entryName(k)
 	v, err, _ := c.fetches.Do(name, func() (any, error) {
 		p := filepath.Join(c.opts.Dir, name[:2], name)
-		err := c.fetch(ctx, k, p)
+		id, err := c.fetch(ctx, k, p)
 		if isDiskFull(err) && c.makeRoom() {
 			// The disk is smaller than MaxBytes, or shared: give back
 			// what unused entries hold and try once more.
-			err = c.fetch(ctx, k, p)
+			id, err = c.fetch(ctx, k, p)
 		}
 		if err != nil {
 			return "", diskError(err)
 		}
-		c.add(k, p)
+		c.add(k, p, id)
 		return p, nil
 	})
 	if err != nil {
@@ -152,7 +163,7 @@ func (c *FileCache) ensure(ctx context.Context, k cacheKey) (string, error) {
 
 // fetch writes d's bytes to p, read-only, from the local CAS file if there
 // is one, else from the CAS.
-func (c *FileCache) fetch(ctx context.Context, k cacheKey, p string) error {
+func (c *FileCache) fetch(ctx context.Context, k cacheKey, p string) (fileid.ID, error) {
 	var src io.ReadCloser
 	if c.opts.Local != nil {
 		if lp, ok := c.opts.Local.Path(k.d); ok {
@@ -164,7 +175,7 @@ func (c *FileCache) fetch(ctx context.Context, k cacheKey, p string) error {
 	if src == nil {
 		r, err := c.opts.CAS.Get(ctx, k.d, 0)
 		if err != nil {
-			return err
+			return fileid.ID{}, err
 		}
 		src = r
 	}
@@ -174,10 +185,10 @@ func (c *FileCache) fetch(ctx context.Context, k cacheKey, p string) error {
 
 // write stores src's bytes as the entry file p, checking them against k's
 // digest; the file appears whole or not at all.
-func (c *FileCache) write(k cacheKey, p string, src io.Reader) error {
+func (c *FileCache) write(k cacheKey, p string, src io.Reader) (fileid.ID, error) {
 	tmp, err := os.CreateTemp(c.tmpDir, "f-*")
 	if err != nil {
-		return fmt.Errorf("cache input %s: %w", k.d, err)
+		return fileid.ID{}, fmt.Errorf("cache input %s: %w", k.d, err)
 	}
 	defer os.Remove(tmp.Name())
 	h := k.d.NewHasher()
@@ -186,22 +197,25 @@ func (c *FileCache) write(k cacheKey, p string, src io.Reader) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("cache input %s: %w", k.d, err)
+		return fileid.ID{}, fmt.Errorf("cache input %s: %w", k.d, err)
 	}
 	if n != k.d.SizeBytes() || hex.EncodeToString(h.Sum(nil)) != k.d.Hash() {
-		return fmt.Errorf("cache input %s: fetched bytes do not match the digest", k.d)
+		return fileid.ID{}, fmt.Errorf("cache input %s: fetched bytes do not match the digest", k.d)
 	}
 	mode := os.FileMode(0o444)
 	if k.exec {
 		mode = 0o555
 	}
 	if err := os.Chmod(tmp.Name(), mode); err != nil {
-		return err
+		return fileid.ID{}, err
 	}
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
+		return fileid.ID{}, err
 	}
-	return os.Rename(tmp.Name(), p)
+	if err := os.Rename(tmp.Name(), p); err != nil {
+		return fileid.ID{}, err
+	}
+	return fileid.Stat(p)
 }
 
 // entryName is the file name of k's entry.
@@ -214,11 +228,11 @@ func entryName(k cacheKey) string {
 }
 
 // add records a written entry, unless a concurrent fetch did.
-func (c *FileCache) add(k cacheKey, p string) {
+func (c *FileCache) add(k cacheKey, p string, id fileid.ID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.entries[k]; !ok {
-		c.entries[k] = c.lru.PushFront(&cacheEntry{key: k, path: p})
+		c.entries[k] = c.lru.PushFront(&cacheEntry{key: k, path: p, id: id})
 		c.used += k.d.SizeBytes()
 		c.evictLocked()
 	}
@@ -274,10 +288,11 @@ func (c *FileCache) Prefetch(ctx context.Context, want []FileRef) error {
 			for d, data := range blobs {
 				for _, k := range need[d] {
 					p := filepath.Join(c.opts.Dir, entryName(k)[:2], entryName(k))
-					if err := c.write(k, p, bytes.NewReader(data)); err != nil {
+					id, err := c.write(k, p, bytes.NewReader(data))
+					if err != nil {
 						return diskError(err)
 					}
-					c.add(k, p)
+					c.add(k, p, id)
 				}
 			}
 			return nil

@@ -7,16 +7,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
+	"syscall"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"golang.org/x/sync/errgroup"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -97,10 +97,14 @@ func (b *inputRootBuilder) build(ctx context.Context, fn digest.Function, root d
 			r, _ := filepath.Rel(dst, filepath.Join(it.path, name))
 			return r
 		}
+		where, _ := filepath.Rel(dst, it.path)
+		if where == "." {
+			where = ""
+		}
+		if err := rev2.CheckDirectory(dir, where, rev2.RelativeSymlinksOnly); err != nil {
+			return 0, err
+		}
 		for _, f := range dir.Files {
-			if err := checkName(f.Name); err != nil {
-				return 0, status.Errorf(codes.InvalidArgument, "input root: file %q: %v", rel(f.Name), err)
-			}
 			d, err := digest.FromProto(fn, f.Digest, "input file "+rel(f.Name))
 			if err != nil {
 				return 0, err
@@ -108,20 +112,11 @@ func (b *inputRootBuilder) build(ctx context.Context, fn digest.Function, root d
 			jobs = append(jobs, fileJob{d, f.IsExecutable, filepath.Join(it.path, f.Name)})
 		}
 		for _, s := range dir.Symlinks {
-			if err := checkName(s.Name); err != nil {
-				return 0, status.Errorf(codes.InvalidArgument, "input root: symlink %q: %v", rel(s.Name), err)
-			}
-			if s.Target == "" {
-				return 0, status.Errorf(codes.InvalidArgument, "input root: symlink %q has an empty target", rel(s.Name))
-			}
 			if err := os.Symlink(s.Target, filepath.Join(it.path, s.Name)); err != nil {
 				return 0, createError(err, "symlink", rel(s.Name))
 			}
 		}
 		for _, sub := range dir.Directories {
-			if err := checkName(sub.Name); err != nil {
-				return 0, status.Errorf(codes.InvalidArgument, "input root: directory %q: %v", rel(sub.Name), err)
-			}
 			d, err := digest.FromProto(fn, sub.Digest, "input directory "+rel(sub.Name))
 			if err != nil {
 				return 0, err
@@ -162,26 +157,9 @@ func (b *inputRootBuilder) build(ctx context.Context, fn digest.Function, root d
 		return 0, err
 	}
 	if len(missing) > 0 {
-		return 0, missingBlobs(missing)
+		return 0, rev2.MissingDigests(missing)
 	}
 	return len(jobs), nil
-}
-
-// missingBlobs is the FAILED_PRECONDITION the spec prescribes for inputs
-// missing from the CAS, so that the client uploads them and retries.
-func missingBlobs(ds []digest.Digest) error {
-	pf := &errdetails.PreconditionFailure{}
-	seen := map[digest.Digest]bool{}
-	for _, d := range ds {
-		if !seen[d] {
-			seen[d] = true
-			pf.Violations = append(pf.Violations, &errdetails.PreconditionFailure_Violation{
-				Type: "MISSING", Subject: "blobs/" + d.String(),
-			})
-		}
-	}
-	st, _ := status.New(codes.FailedPrecondition, fmt.Sprintf("%d input blob(s) missing from the CAS, e.g. %s", len(pf.Violations), ds[0])).WithDetails(pf)
-	return st.Err()
 }
 
 // createError explains a failure to create an input: a name used twice in
@@ -189,20 +167,15 @@ func missingBlobs(ds []digest.Digest) error {
 func createError(err error, what, p string) error {
 	switch {
 	case errors.Is(err, fs.ErrExist):
-		return status.Errorf(codes.InvalidArgument, "input root: %s %q: the name is used twice", what, p)
+		return status.Errorf(codes.InvalidArgument, "input root: %s %s: the name is used twice", what, rev2.Quote(p))
 	case isDiskFull(err):
-		return status.Errorf(codes.ResourceExhausted, "input root: %s %q: the worker's disk is full", what, p)
+		return status.Errorf(codes.ResourceExhausted, "input root: %s %s: the worker's disk is full", what, rev2.Quote(p))
 	}
-	return status.Errorf(codes.Internal, "input root: %s %q: %v", what, p, err)
-}
-
-// checkName refuses names that are not a single path component.
-func checkName(name string) error {
-	switch {
-	case name == "" || name == "." || name == "..":
-		return fmt.Errorf("not a valid name")
-	case strings.ContainsRune(name, '/') || strings.ContainsRune(name, 0):
-		return fmt.Errorf("name contains '/' or NUL")
+	// The error's own text would name the host path of the build
+	// directory: give only the errno.
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return status.Errorf(codes.Internal, "input root: %s %s: %v", what, rev2.Quote(p), errno)
 	}
-	return nil
+	return status.Errorf(codes.Internal, "input root: %s %s: cannot create it", what, rev2.Quote(p))
 }

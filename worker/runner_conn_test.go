@@ -59,7 +59,7 @@ func TestRunnerConnReadySkipsReadinessCheck(t *testing.T) {
 	defer conn.Close()
 	w, err := worker.New(worker.Options{
 		ID: "w1", CAS: h.cas, AC: h.ac, Files: h.files, BuildDir: filepath.Join(h.dir, "builds2"),
-		Runner: runnerpb.NewRunnerClient(conn), RunnerConn: conn, RunnerReadyTimeout: 300 * time.Millisecond,
+		Runner: worker.RunnerClient(conn, 300*time.Millisecond),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -15,8 +17,10 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/farmtest"
@@ -87,7 +91,10 @@ func actionDigest(a *workerpb.Assignment) digest.Digest {
 	return d
 }
 
+// sh is a command running script, with outputs sorted as REv2 requires.
 func sh(script string, outputs ...string) *repb.Command {
+	outputs = slices.Clone(outputs)
+	slices.Sort(outputs)
 	return &repb.Command{Arguments: []string{"/bin/sh", "-c", script}, OutputPaths: outputs,
 		EnvironmentVariables: []*repb.Command_EnvironmentVariable{{Name: "PATH", Value: "/usr/bin:/bin"}}}
 }
@@ -362,5 +369,84 @@ func TestExecutedActionMetadata(t *testing.T) {
 	}
 	if md.WorkerCompletedTimestamp.AsTime().Before(md.WorkerStartTimestamp.AsTime()) {
 		t.Error("timestamps out of order")
+	}
+}
+
+// TestSandboxOutcomesAreReportedAndNotCached: an OOM kill or a pids-limit
+// hit anywhere in the sandbox is in the response's message and, as flags,
+// in the auxiliary metadata, and the result is not cached even when the
+// command exited 0; a sandbox killed outright never answers exit code -1.
+func TestSandboxOutcomesAreReportedAndNotCached(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		after    func(*runnerpb.RunResponse)
+		exitCode int32
+		message  string
+		flag     string
+	}{
+		{"partial OOM, exit 0", func(r *runnerpb.RunResponse) { r.OomKilled = true }, 0, "out of memory", "oom_killed"},
+		{"whole-sandbox OOM", func(r *runnerpb.RunResponse) { r.OomKilled, r.ExitCode, r.Signal = true, -1, 9 }, 137, "out of memory", "oom_killed"},
+		{"pids limit, exit 0", func(r *runnerpb.RunResponse) { r.PidsLimitHit = true }, 0, "limit on processes", "pids_limit_hit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			h.runner.After = tc.after
+			a := h.action(sh("true"), &repb.Directory{}, false)
+			resp := h.w.Execute(context.Background(), a)
+			res := ok(t, resp)
+			if res.ExitCode != tc.exitCode {
+				t.Errorf("exit code %d, want %d", res.ExitCode, tc.exitCode)
+			}
+			if !strings.Contains(resp.Message, tc.message) || !strings.Contains(resp.Message, "not cached") {
+				t.Errorf("message %q, want it to say %q and that the result was not cached", resp.Message, tc.message)
+			}
+			found := false
+			for _, a := range res.ExecutionMetadata.AuxiliaryMetadata {
+				s := &structpb.Struct{}
+				if a.UnmarshalTo(s) == nil && s.Fields[tc.flag].GetBoolValue() {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("auxiliary metadata %v has no %s=true", res.ExecutionMetadata.AuxiliaryMetadata, tc.flag)
+			}
+			if _, err := h.ac.Get(context.Background(), "main", actionDigest(a)); status.Code(err) != codes.NotFound {
+				t.Fatalf("the result was cached: %v", err)
+			}
+		})
+	}
+}
+
+// countingStep is an extra step: it sees every action and its outcome.
+type countingStep struct {
+	next  worker.Executor
+	exits []int32
+}
+
+func (s *countingStep) Execute(ctx context.Context, j *worker.Job) (*repb.ExecuteResponse, error) {
+	resp, err := s.next.Execute(ctx, j)
+	if err == nil && resp.Result != nil {
+		s.exits = append(s.exits, resp.Result.ExitCode)
+	}
+	return resp, err
+}
+
+// TestExtraStepSeesEveryAction: a step added through Options.Steps (as
+// metrics or a tenant check would be) wraps the chain without any other
+// step changing.
+func TestExtraStepSeesEveryAction(t *testing.T) {
+	h := newHarness(t)
+	step := &countingStep{}
+	w, err := worker.New(worker.Options{
+		ID: "w2", CAS: h.cas, AC: h.ac, Files: h.files, Runner: h.runner, BuildDir: filepath.Join(h.dir, "builds-steps"),
+		Steps: []func(worker.Executor) worker.Executor{func(next worker.Executor) worker.Executor { step.next = next; return step }},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok(t, w.Execute(context.Background(), h.action(sh("exit 0"), &repb.Directory{}, false)))
+	ok(t, w.Execute(context.Background(), h.action(sh("exit 3"), &repb.Directory{}, false)))
+	if fmt.Sprint(step.exits) != "[0 3]" {
+		t.Fatalf("the extra step saw exit codes %v, want [0 3]", step.exits)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/api/workerpb/workerclient"
 	"github.com/paddock-build/paddock/configs"
@@ -96,7 +95,7 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	w, err := worker.New(worker.Options{
 		ID: ws.id, Concurrency: ws.concurrency, Platform: ws.platform,
 		BuildDir: filepath.Join(ws.dir, "builds"), SpareDir: filepath.Join(ws.dir, "spare"), CAS: ws.cas, AC: ws.ac, Files: files,
-		Runner: runnerpb.NewRunnerClient(runnerConn), RunnerConn: runnerConn, Logger: ws.logger,
+		Runner: worker.RunnerClient(runnerConn, 0), Logger: ws.logger,
 	})
 	if err != nil {
 		return err

@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
@@ -32,14 +31,17 @@ type ExecRunner struct {
 	Err error
 	// Truncated, if set, reports stdout as cut at the output cap.
 	Truncated bool
-	calls     atomic.Int64
+	// After, if set, edits each response, e.g. to report an OOM kill the
+	// way the sandbox does.
+	After func(*runnerpb.RunResponse)
+	calls atomic.Int64
 }
 
 // Calls is how many times Run was called.
 func (r *ExecRunner) Calls() int { return int(r.calls.Load()) }
 
-// Run implements runnerpb.RunnerClient.
-func (r *ExecRunner) Run(ctx context.Context, req *runnerpb.RunRequest, _ ...grpc.CallOption) (*runnerpb.RunResponse, error) {
+// Run implements worker.Runner.
+func (r *ExecRunner) Run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.RunResponse, error) {
 	r.calls.Add(1)
 	if r.Err != nil {
 		return nil, r.Err
@@ -76,10 +78,8 @@ func (r *ExecRunner) Run(ctx context.Context, req *runnerpb.RunRequest, _ ...grp
 		resp.ExitCode = 127 // could not start: as a shell would report it
 		stderr.WriteString(err.Error())
 	}
+	if r.After != nil {
+		r.After(resp)
+	}
 	return resp, nil
-}
-
-// CheckReadiness implements runnerpb.RunnerClient.
-func (r *ExecRunner) CheckReadiness(ctx context.Context, req *runnerpb.CheckReadinessRequest, _ ...grpc.CallOption) (*runnerpb.CheckReadinessResponse, error) {
-	return &runnerpb.CheckReadinessResponse{Version: "farmtest exec runner"}, nil
 }

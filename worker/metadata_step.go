@@ -1,0 +1,46 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// metadataStep is the outermost step: it stamps the worker's start and
+// completion, turns an error from the steps inside into the
+// ExecuteResponse's status (CANCELLED when the action was cancelled), and
+// attaches the ExecutedActionMetadata to the result.
+type metadataStep struct {
+	next   Executor
+	now    func() time.Time
+	logger *slog.Logger
+}
+
+func (s *metadataStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
+	j.Metadata.WorkerStartTimestamp = timestamppb.New(s.now())
+	resp, err := s.next.Execute(ctx, j)
+	j.Metadata.WorkerCompletedTimestamp = timestamppb.New(s.now())
+	if err != nil {
+		st := status.Convert(err)
+		if ctx.Err() != nil {
+			st = status.New(codes.Canceled, "action cancelled: "+st.Message())
+		}
+		s.logger.Warn("action failed", "operation", j.Assignment.OperationName, "error", err)
+		if resp == nil {
+			resp = &repb.ExecuteResponse{}
+		}
+		resp.Status = st.Proto()
+	}
+	if resp.Result != nil {
+		resp.Result.ExecutionMetadata = j.Metadata
+	}
+	return resp, nil
+}
+
+// stamp is a step's clock reading for a metadata timestamp.
+func stamp(now func() time.Time) *timestamppb.Timestamp { return timestamppb.New(now()) }

@@ -1,0 +1,110 @@
+package worker
+
+import (
+	"context"
+	"path/filepath"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/paddock-build/paddock/api/runnerpb"
+)
+
+// runStep is the innermost step: it asks the runner to run the command in
+// the input root and turns the runner's answer into the response's status
+// and exit code. A runner that fails or is gone is UNAVAILABLE, which the
+// scheduler retries elsewhere; an action the runner refused (a bad
+// platform property, say) keeps the runner's status.
+type runStep struct {
+	runner Runner
+	now    func() time.Time
+}
+
+func (s *runStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
+	req := runRequest(j)
+	j.Request = req
+	md := j.Metadata
+	md.ExecutionStartTimestamp = stamp(s.now)
+	run, err := s.runner.Run(ctx, req)
+	md.ExecutionCompletedTimestamp = stamp(s.now)
+	j.Ran = err == nil
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, status.Error(codes.Canceled, "action cancelled")
+		}
+		// The runner itself failed (crashed, restarted): say so in a way
+		// clients treat as retryable.
+		return nil, status.Errorf(codes.Unavailable, "runner failed, the action may be retried: %v", err)
+	}
+	j.Run = run
+	if run.ExecutionStart != nil {
+		md.ExecutionStartTimestamp = run.ExecutionStart
+	}
+	if run.ExecutionCompleted != nil {
+		md.ExecutionCompletedTimestamp = run.ExecutionCompleted
+	}
+	runStatus := status.New(codes.Code(run.StatusCode), run.StatusMessage)
+	switch runStatus.Code() {
+	case codes.OK, codes.DeadlineExceeded:
+	default:
+		return nil, runStatus.Err()
+	}
+	if (run.StdoutTruncated || run.StderrTruncated) && diskFull(j.Dir) {
+		// The sandbox could not write the command's output: the result
+		// would be silently wrong. Fail it, and cache nothing.
+		return nil, status.Error(codes.ResourceExhausted, "the worker's disk is full: the action's output was lost")
+	}
+	if run.Usage != nil {
+		if u, err := anypb.New(run.Usage); err == nil {
+			md.AuxiliaryMetadata = append(md.AuxiliaryMetadata, u)
+		}
+	}
+	resp := &repb.ExecuteResponse{Result: &repb.ActionResult{ExitCode: exitCode(run)}, Status: runStatus.Proto()}
+	reportOutcome(j, run, resp)
+	return resp, nil
+}
+
+// runRequest is what the runner is asked to run for j.
+func runRequest(j *Job) *runnerpb.RunRequest {
+	cmd := j.Command
+	req := &runnerpb.RunRequest{
+		ActionId:         filepath.Base(j.Dir),
+		InputRoot:        j.Root,
+		Arguments:        cmd.Arguments,
+		WorkingDirectory: cmd.WorkingDirectory,
+		StdoutPath:       filepath.Join(j.Dir, "stdout"),
+		StderrPath:       filepath.Join(j.Dir, "stderr"),
+	}
+	for _, e := range cmd.EnvironmentVariables {
+		req.EnvironmentVariables = append(req.EnvironmentVariables, &runnerpb.EnvironmentVariable{Name: e.Name, Value: e.Value})
+	}
+	for _, p := range j.Assignment.Platform {
+		req.Platform = append(req.Platform, &runnerpb.Property{Name: p.Name, Value: p.Value})
+	}
+	if j.Assignment.Timeout != nil {
+		req.Timeout = j.Assignment.Timeout
+	} else if j.Action.Timeout != nil {
+		req.Timeout = j.Action.Timeout
+	}
+	return req
+}
+
+// exitCode is the command's exit code as clients expect it: a command
+// killed by a signal gets the shell's 128+signal, never -1.
+func exitCode(run *runnerpb.RunResponse) int32 {
+	if run.ExitCode < 0 && run.Signal > 0 {
+		return 128 + run.Signal
+	}
+	return run.ExitCode
+}
+
+// diskFull reports whether the filesystem holding dir has no space left for
+// an unprivileged writer.
+func diskFull(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && st.Bavail*uint64(st.Bsize) < 64<<10
+}
