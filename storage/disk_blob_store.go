@@ -3,10 +3,8 @@ package storage
 import (
 	"container/list"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -15,12 +13,16 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
+	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/fileid"
 )
 
 // DiskOptions configures a DiskBlobStore.
@@ -60,6 +62,9 @@ type DiskBlobStore struct {
 	lru     *list.List // front = most recently used
 	used    int64
 	evicted int64
+
+	verifying      singleflight.Group // one hash per blob at a time (disk_verify.go)
+	verifyFailures atomic.Int64
 }
 
 // blobKey names a file: sizes are not part of it, so that one file can
@@ -72,8 +77,9 @@ type blobKey struct {
 func keyOf(d digest.Digest) blobKey { return blobKey{d.Function(), d.Hash()} }
 
 type diskEntry struct {
-	d       digest.Digest
-	touched time.Time // last access recorded on disk as mtime
+	d        digest.Digest
+	touched  time.Time // last access recorded on disk as mtime
+	verified fileid.ID // the file as last hashed; zero: not since start-up
 }
 
 // touchInterval is how stale a blob's on-disk mtime may get before an access
@@ -178,18 +184,6 @@ func (s *DiskBlobStore) path(d digest.Digest) string {
 	return filepath.Join(s.casDir, strings.ToLower(d.Function().String()), h[:2], h)
 }
 
-// Path returns the file holding d, for callers on the same machine that
-// hard-link blobs (the worker's input roots). The file is read-only; it may
-// be evicted at any time, after which existing links still work.
-func (s *DiskBlobStore) Path(d digest.Digest) (string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.lookupLocked(d); !ok {
-		return "", false
-	}
-	return s.path(d), true
-}
-
 // FindMissing implements BlobStore. Blobs found count as used, so that a
 // client that checks before Execute does not see them evicted right after.
 func (s *DiskBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]digest.Digest, error) {
@@ -229,8 +223,20 @@ func (s *DiskBlobStore) useLocked(e *list.Element, now time.Time) bool {
 func (s *DiskBlobStore) touch(ds []digest.Digest, now time.Time) {
 	for _, d := range ds {
 		// Best effort: a lost mtime only makes the order after a restart
-		// slightly less accurate.
-		_ = os.Chtimes(s.path(d), now, now)
+		// slightly less accurate. A file verified just before keeps its
+		// verification across our own change of its times.
+		p := s.path(d)
+		before, err := fileid.Stat(p)
+		if os.Chtimes(p, now, now) != nil || err != nil {
+			continue
+		}
+		if after, err := fileid.Stat(p); err == nil {
+			s.mu.Lock()
+			if e, ok := s.lookupLocked(d); ok && e.Value.(*diskEntry).verified == before {
+				e.Value.(*diskEntry).verified = after
+			}
+			s.mu.Unlock()
+		}
 	}
 }
 
@@ -312,7 +318,7 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	}
 	tmp, err := os.CreateTemp(s.tmpDir, d.Hash()[:16]+"-*")
 	if err != nil {
-		return fmt.Errorf("write blob %s: %w", d, err)
+		return writeError(d, err)
 	}
 	committed := false
 	defer func() {
@@ -324,7 +330,7 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	h := d.NewHasher()
 	n, err := copyContext(ctx, io.MultiWriter(tmp, h), io.LimitReader(r, d.SizeBytes()+1), d.SizeBytes()+1)
 	if err != nil {
-		return fmt.Errorf("write blob %s: %w", d, err)
+		return writeError(d, err)
 	}
 	if n != d.SizeBytes() {
 		return status.Errorf(codes.InvalidArgument, "blob %s: got %d bytes, digest says %d", d, n, d.SizeBytes())
@@ -333,10 +339,10 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 		return status.Errorf(codes.InvalidArgument, "blob %s: data hashes to %s", d, got)
 	}
 	if err := tmp.Chmod(0o444); err != nil {
-		return fmt.Errorf("write blob %s: %w", d, err)
+		return writeError(d, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write blob %s: %w", d, err)
+		return writeError(d, err)
 	}
 	final := s.path(d)
 	s.mu.Lock()
@@ -351,20 +357,39 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	}
 	if err := os.Rename(tmp.Name(), final); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
-			return fmt.Errorf("write blob %s: %w", d, err)
+			return writeError(d, err)
 		}
 		err = os.Rename(tmp.Name(), final)
 		if err != nil {
-			return fmt.Errorf("write blob %s: %w", d, err)
+			return writeError(d, err)
 		}
 	} else if err != nil {
-		return fmt.Errorf("write blob %s: %w", d, err)
+		return writeError(d, err)
 	}
 	committed = true
-	s.index[keyOf(d)] = s.lru.PushFront(&diskEntry{d: d, touched: s.now()})
+	e := &diskEntry{d: d, touched: s.now()}
+	if id, err := fileid.Stat(final); err == nil {
+		e.verified = id // hashed on the way in
+	}
+	s.index[keyOf(d)] = s.lru.PushFront(e)
 	s.used += d.SizeBytes()
 	s.evictLocked()
 	return nil
+}
+
+// writeError is the error for a failed write of blob d. A full disk is
+// RESOURCE_EXHAUSTED, which clients may retry later; no message names a
+// host path (an *os.PathError's would); the client's own errors (a
+// broken stream, a cancelled context) pass through.
+func writeError(d digest.Digest, err error) error {
+	var errno syscall.Errno
+	switch {
+	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
+		return status.Errorf(codes.ResourceExhausted, "blob %s not stored: the CAS's disk is full", d)
+	case errors.As(err, &errno):
+		return status.Errorf(codes.Internal, "blob %s not stored: %v", d, errno)
+	}
+	return fmt.Errorf("write blob %s: %w", d, err)
 }
 
 // evictLocked removes least recently used blobs until the store fits.
@@ -389,98 +414,3 @@ func (s *DiskBlobStore) Stats() (usedBytes int64, blobs int, evicted int64) {
 	defer s.mu.Unlock()
 	return s.used, len(s.index), s.evicted
 }
-
-// verifyingReader hashes a blob from its first byte while serving bytes from
-// offset on. The read that reaches the blob's end checks the hash before it
-// returns its bytes, and on a mismatch returns DATA_LOSS instead, so a
-// corrupt blob is never delivered whole.
-type verifyingReader struct {
-	f       *os.File
-	d       digest.Digest
-	h       hash.Hash
-	left    int64 // bytes not yet read from f
-	onBad   func()
-	lastErr error
-}
-
-func newVerifyingReader(f *os.File, d digest.Digest, offset int64, onBad func()) (io.ReadCloser, error) {
-	v := &verifyingReader{f: f, d: d, h: d.NewHasher(), left: d.SizeBytes(), onBad: onBad}
-	if offset > 0 {
-		if _, err := io.CopyN(v.h, f, offset); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("read blob %s: %w", d, err)
-		}
-		v.left -= offset
-	}
-	if v.left == 0 {
-		v.finish()
-	}
-	return v, nil
-}
-
-func (v *verifyingReader) Read(p []byte) (int, error) {
-	if v.lastErr != nil {
-		return 0, v.lastErr
-	}
-	if int64(len(p)) > v.left {
-		p = p[:v.left]
-	}
-	n, err := v.f.Read(p)
-	v.h.Write(p[:n])
-	v.left -= int64(n)
-	if v.left == 0 {
-		if v.finish(); v.lastErr != io.EOF {
-			return 0, v.lastErr
-		}
-		return n, nil
-	}
-	if err == io.EOF {
-		// The size was checked at open: the file shrank under us.
-		v.onBad()
-		v.lastErr = status.Errorf(codes.DataLoss, "blob %s was truncated in storage and has been removed", v.d)
-		return 0, v.lastErr
-	}
-	return n, err
-}
-
-// finish checks the hash once every byte has been read.
-func (v *verifyingReader) finish() {
-	v.lastErr = io.EOF
-	if hexSum(v.h) != v.d.Hash() {
-		v.onBad()
-		v.lastErr = status.Errorf(codes.DataLoss, "blob %s is corrupt in storage and has been removed; upload it again", v.d)
-	}
-}
-
-func (v *verifyingReader) Close() error { return v.f.Close() }
-
-// copyContext is io.Copy that stops when ctx is done. Its buffer holds
-// at most 256 KiB, and no more than the max bytes src is expected to
-// yield (limit): most blobs are small (an action's stdout, a Command), and
-// a 256 KiB buffer for each was most of the farm's garbage per action.
-func copyContext(ctx context.Context, dst io.Writer, src io.Reader, limit int64) (int64, error) {
-	buf := make([]byte, min(256<<10, max(1, limit)))
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		m, err := src.Read(buf)
-		if m > 0 {
-			if _, werr := dst.Write(buf[:m]); werr != nil {
-				return n, werr
-			}
-			n += int64(m)
-		}
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-	}
-}
-
-func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
-
-var _ BlobStore = (*DiskBlobStore)(nil)

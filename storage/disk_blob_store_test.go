@@ -211,3 +211,64 @@ func TestDiskReplacesTruncatedFileAfterRestart(t *testing.T) {
 		t.Fatalf("empty file indexed at start-up (%d blobs)", n)
 	}
 }
+
+// TestDiskPathVerifiesBeforeUse: a file handed out by path (to be
+// hard-linked into an input root) is known good: a byte flipped or a file
+// truncated at rest, after the blob was written and used, is caught by
+// Path, the blob removed and reported missing, and a new upload works.
+func TestDiskPathVerifiesBeforeUse(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func([]byte) []byte
+	}{
+		{"flipped byte", func(b []byte) []byte { b[len(b)/2] ^= 0x20; return b }},
+		{"truncated", func(b []byte) []byte { return b[:len(b)-1] }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := newDisk(t, dir, 0)
+			d := putString(t, s, "an input file that will be damaged at rest")
+			if _, ok := s.Path(d); !ok {
+				t.Fatal("Path of a good blob: not found")
+			}
+			corruptFile(t, dir, d, tc.edit)
+			if p, ok := s.Path(d); ok {
+				t.Fatalf("Path of a damaged blob = %s, want it refused", p)
+			}
+			if m := missing(t, s, d); !m[d] {
+				t.Fatal("damaged blob still reported present")
+			}
+			if s.VerifyFailures() != 1 {
+				t.Errorf("VerifyFailures = %d, want 1", s.VerifyFailures())
+			}
+			putString(t, s, "an input file that will be damaged at rest")
+			if _, ok := s.Path(d); !ok {
+				t.Fatal("Path after a new upload: not found")
+			}
+		})
+	}
+}
+
+// TestDiskPathVerifiesAfterRestart: blobs found on disk at start-up are
+// hashed on first use, so damage done while the store was down is caught;
+// Scrub finds it without any use.
+func TestDiskPathVerifiesAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	s := newDisk(t, dir, 0)
+	a := putString(t, s, "blob a")
+	b := putString(t, s, "blob b")
+	c := putString(t, s, "blob c")
+	corruptFile(t, dir, a, func(x []byte) []byte { x[0] ^= 1; return x })
+	corruptFile(t, dir, b, func(x []byte) []byte { x[0] ^= 1; return x })
+	s2 := newDisk(t, dir, 0)
+	if _, ok := s2.Path(a); ok {
+		t.Fatal("a blob damaged while the store was down was handed out")
+	}
+	checked, corrupt := s2.Scrub(context.Background(), 0)
+	if checked != 2 || corrupt != 1 {
+		t.Fatalf("Scrub checked %d and found %d corrupt, want 2 and 1 (b)", checked, corrupt)
+	}
+	if m := missing(t, s2, a, b, c); !m[a] || !m[b] || m[c] {
+		t.Fatalf("missing after scrub = %v, want a and b only", m)
+	}
+}
