@@ -33,6 +33,7 @@ import (
 type buildDirs struct {
 	spare    string // "" = no recycling
 	maxSpare int
+	trash    *trash // where removed directories go
 
 	mu       sync.Mutex
 	free     []string // names in spare
@@ -43,14 +44,12 @@ type buildDirs struct {
 // newBuildDirs returns the build directories' keeper; with a spare
 // directory, it empties it (a previous worker's) and keeps at most
 // maxSpare directories there.
-func newBuildDirs(spare string, maxSpare int) (*buildDirs, error) {
-	b := &buildDirs{spare: spare, maxSpare: maxSpare}
+func newBuildDirs(spare string, maxSpare int, trash *trash) (*buildDirs, error) {
+	b := &buildDirs{spare: spare, maxSpare: maxSpare, trash: trash}
 	if spare == "" {
 		return b, nil
 	}
-	if err := os.RemoveAll(spare); err != nil {
-		return nil, err
-	}
+	trash.discard(spare)
 	if err := os.MkdirAll(spare, 0o700); err != nil {
 		return nil, err
 	}
@@ -76,10 +75,10 @@ func (b *buildDirs) make(dir string) (string, error) {
 func (b *buildDirs) done(dir string, ran bool) {
 	name, ok := b.reserve()
 	if !ok {
-		os.RemoveAll(dir)
+		b.trash.discard(dir)
 		return
 	}
-	kept := ran && empty(dir) && os.Rename(dir, filepath.Join(b.spare, name)) == nil
+	kept := ran && b.empty(dir) && os.Rename(dir, filepath.Join(b.spare, name)) == nil
 	b.mu.Lock()
 	b.reserved--
 	if kept {
@@ -87,16 +86,14 @@ func (b *buildDirs) done(dir string, ran bool) {
 	}
 	b.mu.Unlock()
 	if !kept {
-		os.RemoveAll(dir)
+		b.trash.discard(dir)
 	}
 }
 
-// empty removes dir's input root and truncates its stream files, and
-// reports whether that worked.
-func empty(dir string) bool {
-	if os.RemoveAll(filepath.Join(dir, "root")) != nil {
-		return false
-	}
+// empty moves dir's input root to the trash and truncates its stream
+// files, and reports whether that worked.
+func (b *buildDirs) empty(dir string) bool {
+	b.trash.discard(filepath.Join(dir, "root"))
 	for _, f := range []string{"stdout", "stderr"} {
 		if err := os.Truncate(filepath.Join(dir, f), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return false

@@ -63,6 +63,7 @@ type inputRootBuilder struct {
 	files       *FileCache
 	dirs        *directoryCache
 	parallelism int
+	limits      InputLimits
 }
 
 type fileJob struct {
@@ -75,6 +76,9 @@ type fileJob struct {
 // Blobs missing from the CAS make it fail with FAILED_PRECONDITION and a
 // PreconditionFailure listing each as MISSING, as the spec asks.
 func (b *inputRootBuilder) build(ctx context.Context, fn digest.Function, root digest.Digest, dst string) (files int, err error) {
+	if err := b.checkExpanded(ctx, fn, root); err != nil {
+		return 0, err
+	}
 	var jobs []fileJob
 	var missing []digest.Digest
 	type item struct {
@@ -83,6 +87,11 @@ func (b *inputRootBuilder) build(ctx context.Context, fn digest.Function, root d
 	}
 	queue := []item{{root, dst}}
 	for len(queue) > 0 {
+		if err := ctx.Err(); err != nil {
+			// Cancelled: stop creating at once; the build directory is
+			// removed in the background.
+			return 0, status.FromContextError(err).Err()
+		}
 		it := queue[0]
 		queue = queue[1:]
 		dir, err := b.dirs.get(ctx, b.cas, it.d)

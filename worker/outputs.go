@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -37,6 +38,9 @@ type outputCollector struct {
 	cas    storage.BlobStore
 	fn     digest.Function
 	rootFd int
+	limits OutputLimits
+
+	files, bytes int64 // counted against limits so far
 
 	staged      map[digest.Digest][]byte
 	stagedBytes int64
@@ -130,6 +134,9 @@ func (c *outputCollector) collectPath(ctx context.Context, declared, rel string,
 		if kind == kindDir {
 			return status.Errorf(codes.FailedPrecondition, "output directory %q is a regular file", declared)
 		}
+		if err := c.count(declared, st.Size); err != nil {
+			return err
+		}
 		d, err := c.uploadFile(ctx, pfd, base)
 		if err != nil {
 			return fmt.Errorf("output %q: %w", declared, err)
@@ -145,7 +152,7 @@ func (c *outputCollector) collectPath(ctx context.Context, declared, rel string,
 		}
 		tree := &repb.Tree{}
 		seen := map[digest.Digest]bool{}
-		root, err := c.directory(ctx, fd, declared, tree, seen)
+		root, err := c.directory(ctx, fd, declared, 1, tree, seen)
 		if err != nil {
 			return err
 		}
@@ -174,9 +181,17 @@ func checkSymlinkTarget(p, target string) error {
 // directory builds the Directory proto of the open directory fd (and
 // closes it), appending new descendants to tree.Children and uploading
 // their files.
-func (c *outputCollector) directory(ctx context.Context, fd int, where string, tree *repb.Tree, seen map[digest.Digest]bool) (*repb.Directory, error) {
+func (c *outputCollector) directory(ctx context.Context, fd int, where string, depth int, tree *repb.Tree, seen map[digest.Digest]bool) (*repb.Directory, error) {
 	f := os.NewFile(uintptr(fd), where)
 	defer f.Close()
+	if depth > c.limits.MaxDepth {
+		// Checked before anything below is opened: one descriptor per
+		// level, at most MaxDepth of them.
+		return nil, status.Errorf(codes.InvalidArgument, "output directory %s is deeper than the worker's limit of %d levels (max_output_depth); the result was not cached", rev2.Quote(where), c.limits.MaxDepth)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
 	names, err := f.Readdirnames(-1)
 	if err != nil {
 		return nil, fmt.Errorf("output %q: %w", where, err)
@@ -188,6 +203,9 @@ func (c *outputCollector) directory(ctx context.Context, fd int, where string, t
 		var st unix.Stat_t
 		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return nil, fmt.Errorf("output %q: %w", p, err)
+		}
+		if err := c.count(p, st.Size); err != nil {
+			return nil, err
 		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG:
@@ -210,7 +228,7 @@ func (c *outputCollector) directory(ctx context.Context, fd int, where string, t
 			if err != nil {
 				return nil, fmt.Errorf("output %q: %w", p, err)
 			}
-			child, err := c.directory(ctx, sub, p, tree, seen)
+			child, err := c.directory(ctx, sub, p, depth+1, tree, seen)
 			if err != nil {
 				return nil, err
 			}
@@ -226,6 +244,51 @@ func (c *outputCollector) directory(ctx context.Context, fd int, where string, t
 		}
 	}
 	return dir, nil
+}
+
+// OutputLimits bound what one action's outputs may be. Past a limit the
+// action fails with INVALID_ARGUMENT naming it, and nothing is cached or
+// uploaded further.
+type OutputLimits struct {
+	// MaxDepth bounds how deep an output directory's tree may be. Default
+	// 256.
+	MaxDepth int
+	// MaxFiles bounds the entries (files, directories, symlinks) in all
+	// outputs. Default 1,000,000.
+	MaxFiles int64
+	// MaxBytes bounds the total size of output files, counted by apparent
+	// size (a sparse file counts whole: it would be stored whole). Default
+	// 4 GiB.
+	MaxBytes int64
+}
+
+func (l OutputLimits) withDefaults() OutputLimits {
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = 256
+	}
+	if l.MaxFiles <= 0 {
+		l.MaxFiles = 1_000_000
+	}
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = 4 << 30
+	}
+	return l
+}
+
+// count counts one output entry of size bytes (0 for directories and
+// symlinks) against the limits.
+func (c *outputCollector) count(p string, size int64) error {
+	c.files++
+	if c.files > c.limits.MaxFiles {
+		return status.Errorf(codes.InvalidArgument, "outputs: more than %d files and directories, the worker's limit (max_output_files), at %s; the result was not cached", c.limits.MaxFiles, rev2.Quote(p))
+	}
+	if size > 0 {
+		c.bytes += size
+		if c.bytes > c.limits.MaxBytes {
+			return status.Errorf(codes.InvalidArgument, "outputs: more than %d bytes, the worker's limit (max_output_bytes), at %s (%d bytes; sparse files count by their apparent size); the result was not cached", c.limits.MaxBytes, rev2.Quote(p), size)
+		}
+	}
+	return nil
 }
 
 // smallFile is the size below which an output is read once into memory

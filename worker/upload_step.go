@@ -18,9 +18,10 @@ import (
 // stdout and stderr from the build directory and uploads them into the
 // result (outputCollector).
 type uploadStep struct {
-	next Executor
-	cas  storage.BlobStore
-	now  func() time.Time
+	next   Executor
+	cas    storage.BlobStore
+	limits OutputLimits
+	now    func() time.Time
 }
 
 func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
@@ -29,7 +30,7 @@ func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 		return resp, err
 	}
 	j.Metadata.OutputUploadStartTimestamp = stamp(s.now)
-	oc := &outputCollector{cas: s.cas, fn: j.Fn, rootFd: j.RootFd}
+	oc := &outputCollector{cas: s.cas, fn: j.Fn, rootFd: j.RootFd, limits: s.limits}
 	if err := oc.collect(ctx, j.Command, resp.Result); err != nil {
 		return nil, err
 	}

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -52,6 +53,15 @@ type Options struct {
 	// per action (see buildDirs). It must be on BuildDir's filesystem and,
 	// like it, hidden from sandboxes; the worker empties it at start.
 	SpareDir string
+	// OutputLimits bound each action's outputs (depth, files, bytes).
+	OutputLimits OutputLimits
+	// InputLimits bound each action's input root, as expanded from its
+	// Directory blobs (depth, files, bytes).
+	InputLimits InputLimits
+	// TrashDir receives build directories to be removed in the
+	// background; it must be on BuildDir's filesystem. Default: BuildDir
+	// with ".trash" appended.
+	TrashDir string
 	// CAS and AC are the storage the worker reads inputs from and writes
 	// outputs and results to.
 	CAS storage.BlobStore
@@ -78,8 +88,13 @@ type Worker struct {
 	opts  Options
 	roots *inputRootBuilder
 	dirs  *buildDirs
+	trash *trash
 	chain Executor
 }
+
+// Close stops the worker's background removal of build directories
+// (what is left is removed at the next start). Call it after Run returns.
+func (w *Worker) Close() { w.trash.close() }
 
 // New validates opts, removes stale build directories and returns a Worker.
 func New(opts Options) (*Worker, error) {
@@ -101,21 +116,29 @@ func New(opts Options) (*Worker, error) {
 	if opts.Platform == nil {
 		opts.Platform = DefaultPlatform()
 	}
-	// Build directories from a previous run (a crash) are stale.
-	if err := os.RemoveAll(opts.BuildDir); err != nil {
-		return nil, fmt.Errorf("clear build directories: %w", err)
+	if opts.TrashDir == "" {
+		opts.TrashDir = filepath.Clean(opts.BuildDir) + ".trash"
 	}
+	trash, err := newTrash(opts.TrashDir, opts.Logger)
+	if err != nil {
+		return nil, err
+	}
+	// Build directories from a previous run (a crash) are stale: they go
+	// to the trash, whatever they hold (a tree too deep for os.RemoveAll,
+	// say), and start-up does not wait for their removal.
+	trash.discard(opts.BuildDir)
 	if err := os.MkdirAll(opts.BuildDir, 0o711); err != nil {
 		return nil, fmt.Errorf("create build directory: %w", err)
 	}
-	dirs, err := newBuildDirs(opts.SpareDir, opts.Concurrency)
+	dirs, err := newBuildDirs(opts.SpareDir, opts.Concurrency, trash)
 	if err != nil {
 		return nil, fmt.Errorf("spare build directories: %w", err)
 	}
 	w := &Worker{
 		opts:  opts,
-		roots: &inputRootBuilder{cas: opts.CAS, files: opts.Files, dirs: newDirectoryCache(100000), parallelism: opts.FetchParallelism},
+		roots: &inputRootBuilder{cas: opts.CAS, files: opts.Files, dirs: newDirectoryCache(100000), parallelism: opts.FetchParallelism, limits: opts.InputLimits.withDefaults()},
 		dirs:  dirs,
+		trash: trash,
 	}
 	w.chain = w.newChain()
 	return w, nil
@@ -159,7 +182,7 @@ func (w *Worker) Execute(ctx context.Context, a *workerpb.Assignment) *repb.Exec
 func (w *Worker) newChain() Executor {
 	o := w.opts
 	var e Executor = &runStep{runner: o.Runner, now: o.Now}
-	e = &uploadStep{next: e, cas: o.CAS, now: o.Now}
+	e = &uploadStep{next: e, cas: o.CAS, limits: o.OutputLimits.withDefaults(), now: o.Now}
 	e = &cacheStep{next: e, ac: o.AC, logger: o.Logger}
 	e = &inputRootStep{next: e, roots: w.roots, now: o.Now}
 	e = &actionStep{next: e, cas: o.CAS}

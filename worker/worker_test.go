@@ -450,3 +450,79 @@ func TestExtraStepSeesEveryAction(t *testing.T) {
 		t.Fatalf("the extra step saw exit codes %v, want [0 3]", step.exits)
 	}
 }
+
+// TestInputTreeLimits: an input root is sized from its Directory blobs,
+// each reuse counted, before anything is created: a Merkle bomb (a few
+// hundred bytes of blobs, 2^30 files) and a 5,000-deep chain are refused
+// with INVALID_ARGUMENT, the runner never called.
+func TestInputTreeLimits(t *testing.T) {
+	h := newHarness(t)
+	file := h.put([]byte("x"))
+	bomb := &repb.Directory{Files: []*repb.FileNode{{Name: "a", Digest: file.Proto()}, {Name: "b", Digest: file.Proto()}}}
+	for range 29 {
+		d := h.putProto(bomb)
+		bomb = &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "a", Digest: d.Proto()}, {Name: "b", Digest: d.Proto()}}}
+	}
+	chain := &repb.Directory{}
+	for range 5000 {
+		d := h.putProto(chain)
+		chain = &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "d", Digest: d.Proto()}}}
+	}
+	for _, tc := range []struct {
+		name string
+		root *repb.Directory
+		want string
+	}{
+		{"Merkle bomb", bomb, "max_input_files"},
+		{"5,000-deep chain", chain, "max_input_depth"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := h.runner.Calls()
+			a := h.action(sh("true"), tc.root, false)
+			resp := h.w.Execute(context.Background(), a)
+			st := status.FromProto(resp.Status)
+			if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), tc.want) || len(st.Message()) > 1000 {
+				t.Fatalf("status %v, want a short INVALID_ARGUMENT naming %s", st, tc.want)
+			}
+			if h.runner.Calls() != calls {
+				t.Fatal("the runner was called")
+			}
+		})
+	}
+	// The worker goes on.
+	ok(t, h.w.Execute(context.Background(), h.action(sh("true"), &repb.Directory{}, false)))
+}
+
+// TestOutputLimits: outputs past a limit (too deep, too many bytes, a
+// sparse file counting by its apparent size) fail the action with
+// INVALID_ARGUMENT naming the limit, and nothing is cached.
+func TestOutputLimits(t *testing.T) {
+	h := newHarness(t)
+	w, err := worker.New(worker.Options{
+		ID: "w-limits", CAS: h.cas, AC: h.ac, Files: h.files, Runner: h.runner, BuildDir: filepath.Join(h.dir, "builds-limits"),
+		OutputLimits: worker.OutputLimits{MaxDepth: 20, MaxBytes: 1 << 20},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		cmd  *repb.Command
+		want string
+	}{
+		{"deep directory", sh(`p=out; for i in $(seq 30); do p=$p/d; done; mkdir -p $p`, "out"), "max_output_depth"},
+		{"sparse file", sh(`truncate -s 3G big`, "big"), "max_output_bytes"},
+		{"sparse file in a directory", sh(`mkdir out && truncate -s 3G out/big`, "out"), "max_output_bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := h.action(tc.cmd, &repb.Directory{}, false)
+			st := status.FromProto(w.Execute(context.Background(), a).Status)
+			if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), tc.want) {
+				t.Fatalf("status %v, want INVALID_ARGUMENT naming %s", st, tc.want)
+			}
+			if _, err := h.ac.Get(context.Background(), "main", actionDigest(a)); status.Code(err) != codes.NotFound {
+				t.Fatalf("the result was cached: %v", err)
+			}
+		})
+	}
+}

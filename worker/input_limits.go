@@ -1,0 +1,130 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/rev2"
+)
+
+// InputLimits bound an action's input root as its Directory blobs expand
+// it, each reuse of a digest counted again: a few kilobytes of Directory
+// blobs can describe millions of inodes (a Merkle bomb). The expanded size
+// is computed before anything is created, and a tree past a limit is
+// refused with INVALID_ARGUMENT.
+type InputLimits struct {
+	// MaxDepth bounds the nesting of directories. Default 256.
+	MaxDepth int
+	// MaxFiles bounds the entries (files, directories, symlinks).
+	// Default 2,000,000.
+	MaxFiles int64
+	// MaxBytes bounds the total size of the files. Default 64 GiB.
+	MaxBytes int64
+}
+
+func (l InputLimits) withDefaults() InputLimits {
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = 256
+	}
+	if l.MaxFiles <= 0 {
+		l.MaxFiles = 2_000_000
+	}
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = 64 << 30
+	}
+	return l
+}
+
+// treeSize is a subtree's expanded size: its entries, the bytes of its
+// files, and its height in directory levels.
+type treeSize struct {
+	files, bytes int64
+	height       int
+}
+
+// sizer computes expanded sizes, each distinct Directory once.
+type sizer struct {
+	b      *inputRootBuilder
+	fn     digest.Function
+	limits InputLimits
+	memo   map[digest.Digest]treeSize
+}
+
+// checkExpanded refuses root if its expanded tree is past b.limits.
+// Directory blobs missing from the CAS count as empty here; the build
+// reports them, with the missing files, as MISSING. Recursion is bounded
+// by MaxDepth: deeper is refused before it is descended.
+func (b *inputRootBuilder) checkExpanded(ctx context.Context, fn digest.Function, root digest.Digest) error {
+	s := &sizer{b: b, fn: fn, limits: b.limits, memo: map[digest.Digest]treeSize{}}
+	_, err := s.size(ctx, root, "", 0)
+	return err
+}
+
+func (s *sizer) size(ctx context.Context, d digest.Digest, where string, depth int) (treeSize, error) {
+	if ts, ok := s.memo[d]; ok {
+		return ts, s.check(ts, where, depth)
+	}
+	if depth > s.limits.MaxDepth {
+		return treeSize{}, s.refuse(where, fmt.Sprintf("deeper than %d levels (max_input_depth)", s.limits.MaxDepth))
+	}
+	if err := ctx.Err(); err != nil {
+		return treeSize{}, status.FromContextError(err).Err()
+	}
+	dir, err := s.b.dirs.get(ctx, s.b.cas, d)
+	if status.Code(err) == codes.NotFound {
+		return treeSize{}, nil
+	}
+	if err != nil {
+		return treeSize{}, fmt.Errorf("fetch input directory %s: %w", d, err)
+	}
+	ts := treeSize{files: int64(len(dir.Files) + len(dir.Symlinks) + len(dir.Directories))}
+	for _, f := range dir.Files {
+		ts.bytes += max(0, f.GetDigest().GetSizeBytes())
+		if ts.bytes > s.limits.MaxBytes {
+			return ts, s.refuse(where, fmt.Sprintf("more than %d bytes of files (max_input_bytes)", s.limits.MaxBytes))
+		}
+	}
+	for _, sub := range dir.Directories {
+		sd, err := digest.FromProto(s.fn, sub.Digest, "input directory "+rev2.Join(where, sub.Name))
+		if err != nil {
+			return ts, err
+		}
+		child, err := s.size(ctx, sd, rev2.Join(where, sub.Name), depth+1)
+		if err != nil {
+			return ts, err
+		}
+		ts.files += child.files
+		ts.bytes += child.bytes
+		ts.height = max(ts.height, child.height+1)
+		if err := s.check(ts, where, depth); err != nil {
+			return ts, err
+		}
+	}
+	s.memo[d] = ts
+	return ts, s.check(ts, where, depth)
+}
+
+// check refuses a subtree at depth whose size is past a limit.
+func (s *sizer) check(ts treeSize, where string, depth int) error {
+	switch {
+	case depth+ts.height > s.limits.MaxDepth:
+		return s.refuse(where, fmt.Sprintf("deeper than %d levels (max_input_depth)", s.limits.MaxDepth))
+	case ts.files > s.limits.MaxFiles:
+		return s.refuse(where, fmt.Sprintf("more than %d files and directories (max_input_files)", s.limits.MaxFiles))
+	case ts.bytes > s.limits.MaxBytes:
+		return s.refuse(where, fmt.Sprintf("more than %d bytes of files (max_input_bytes)", s.limits.MaxBytes))
+	}
+	return nil
+}
+
+func (s *sizer) refuse(where, what string) error {
+	at := ""
+	if where != "" {
+		at = " at " + rev2.Quote(where)
+	}
+	return status.Errorf(codes.InvalidArgument, "input root: expands to %s%s, past the worker's limit; nothing was created", what, at)
+}

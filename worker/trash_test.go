@@ -1,0 +1,127 @@
+package worker
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// makeDeepTree makes a chain of depth directories under dir/name, with a
+// file at the bottom and a few files on the way, by descriptor (the path
+// would be far longer than PATH_MAX).
+func makeDeepTree(t *testing.T, dir string, depth int) {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range depth {
+		if i%1000 == 0 {
+			f, err := unix.Openat(fd, "f"+strconv.Itoa(i), unix.O_CREAT|unix.O_WRONLY, 0o644)
+			if err != nil {
+				t.Fatal(err)
+			}
+			unix.Close(f)
+		}
+		if err := unix.Mkdirat(fd, "d", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		next, err := unix.Openat(fd, "d", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = next
+	}
+	unix.Close(fd)
+}
+
+// withFDLimit runs f with the soft limit on open descriptors lowered to n.
+func withFDLimit(t *testing.T, n uint64, f func()) {
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	lim := old
+	lim.Cur = n
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Setrlimit(unix.RLIMIT_NOFILE, &old)
+	f()
+}
+
+// TestRemoveTreeAnyDepthBoundedFDs: a 20,000-deep tree and a wide
+// directory are removed with the descriptor limit at 256 (os.RemoveAll
+// holds one per level).
+func TestRemoveTreeAnyDepthBoundedFDs(t *testing.T) {
+	dir := t.TempDir()
+	deep := filepath.Join(dir, "deep")
+	if err := os.Mkdir(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	makeDeepTree(t, deep, 20_000)
+	wide := filepath.Join(dir, "wide")
+	os.Mkdir(wide, 0o755)
+	for i := range 3000 {
+		os.WriteFile(filepath.Join(wide, strconv.Itoa(i)), nil, 0o000)
+	}
+	os.Chmod(wide, 0o000) // unreadable to others; the worker is root
+	withFDLimit(t, 256, func() {
+		for _, p := range []string{deep, wide} {
+			if err := removeTree(p); err != nil {
+				t.Fatalf("removeTree(%s): %v", filepath.Base(p), err)
+			}
+		}
+	})
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("left behind: %v", entries)
+	}
+}
+
+// TestStartupDiscardsDeepBuildDir: a build directory left by a crash with
+// a tree os.RemoveAll cannot remove does not stop New; it goes to the
+// trash and is removed in the background.
+func TestStartupDiscardsDeepBuildDir(t *testing.T) {
+	dir := t.TempDir()
+	builds := filepath.Join(dir, "builds")
+	stale := filepath.Join(builds, "op-1", "root")
+	if err := os.MkdirAll(stale, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	makeDeepTree(t, stale, 30_000)
+	tr, err := newTrash(filepath.Join(dir, "trash"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.close()
+	withFDLimit(t, 256, func() {
+		if err := os.RemoveAll(builds); err == nil {
+			t.Skip("os.RemoveAll managed the deep tree under a 256-descriptor limit; nothing to show")
+		}
+	})
+	start := time.Now()
+	tr.discard(builds)
+	if _, err := os.Stat(builds); !os.IsNotExist(err) {
+		t.Fatalf("the stale build directory is still in place (%v)", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Logf("discard took %s", d) // not an assertion: machines are noisy
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		entries, _ := os.ReadDir(filepath.Join(dir, "trash"))
+		if len(entries) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the trash still holds %d entries after 2 minutes", len(entries))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
