@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -113,4 +114,89 @@ func TestCorruptInputIsCaughtBeforeUse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestDeepOutputThenRestart: an action leaves a 100,000-deep directory as
+// its output. It fails with INVALID_ARGUMENT naming the depth limit and is
+// not cached, and the farm runs the next action. Killed at once (the tree
+// still in its build directories), the farm restarts on the same data,
+// comes up and runs actions, and removes the tree in the background.
+func TestDeepOutputThenRestart(t *testing.T) {
+	f := startUp(t, "")
+	c := newClient(t, f.addr)
+	ctx := t.Context()
+	cmd := &repb.Command{
+		Arguments:   []string{"/usr/bin/perl", "-e", `mkdir "out" or die; chdir "out" or die; for (1..100000) { mkdir "d" or die "$_: $!"; chdir "d" or die "$_: $!" }`},
+		OutputPaths: []string{"out"},
+	}
+	d := c.prepare(ctx, action{cmd: cmd})
+	resp, err := c.execute(ctx, d, true)
+	if err == nil {
+		err = status.ErrorProto(resp.Status)
+	}
+	checkRefused(t, f, err, codes.InvalidArgument, "max_output_depth")
+	checkNotCached(t, f, d)
+	checkFarmWorks(t, c, "after the deep output")
+
+	f.kill()
+	f2 := startUp(t, f.data)
+	checkFarmWorks(t, newClient(t, f2.addr), "after the restart")
+	trashDir := filepath.Join(f.data, "worker", "builds.trash")
+	waitFor(t, "the trash emptied", 5*time.Minute, func() bool {
+		entries, err := os.ReadDir(trashDir)
+		return err == nil && len(entries) == 0
+	})
+	f2.shutdown()
+}
+
+// TestHostileTreesAndCommands: input trees and commands a client should
+// never send are refused with INVALID_ARGUMENT naming what is wrong, and
+// nothing is cached; the farm goes on.
+func TestHostileTreesAndCommands(t *testing.T) {
+	f := startUp(t, "", "--max-output-bytes", "1GiB")
+	c := newClient(t, f.addr)
+	ctx := t.Context()
+	file := []byte("x")
+	c.upload(ctx, file)
+	fileNode := func(name string) *repb.FileNode { return &repb.FileNode{Name: name, Digest: digestOf(file)} }
+	put := func(m *repb.Directory) *repb.Digest {
+		b := marshal(t, m)
+		c.upload(ctx, b)
+		return digestOf(b)
+	}
+	bomb := &repb.Directory{Files: []*repb.FileNode{fileNode("a"), fileNode("b")}}
+	for range 30 {
+		sub := put(bomb)
+		bomb = &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "a", Digest: sub}, {Name: "b", Digest: sub}}}
+	}
+	withRoot := func(root *repb.Directory, cmd *repb.Command) *repb.Digest {
+		cb := marshal(t, cmd)
+		ab := marshal(t, &repb.Action{CommandDigest: digestOf(cb), InputRootDigest: put(root)})
+		c.upload(ctx, cb, ab)
+		return digestOf(ab)
+	}
+	plain := shell("true")
+	for _, tc := range []struct {
+		name   string
+		action *repb.Digest
+		want   string
+	}{
+		{"Merkle bomb", withRoot(bomb, plain), "max_input_files"},
+		{"duplicate names", withRoot(&repb.Directory{Files: []*repb.FileNode{fileNode("a"), fileNode("a")}}, plain), `file "a": the name is used twice`},
+		{"unsorted entries", withRoot(&repb.Directory{Files: []*repb.FileNode{fileNode("b"), fileNode("a")}}, plain), `file "a": comes after "b"`},
+		{"absolute symlink", withRoot(&repb.Directory{Symlinks: []*repb.SymlinkNode{{Name: "s", Target: "/etc/shadow"}}}, plain), "DISALLOWED"},
+		{"8 MiB argv", withRoot(&repb.Directory{}, &repb.Command{Arguments: []string{"/bin/echo", strings.Repeat("x", 100<<10), strings.Repeat("y", 8<<20)}}), "command.arguments"},
+		{"3 GiB sparse output", withRoot(&repb.Directory{}, shell("truncate -s 3G big", "big")), "max_output_bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := c.withT(t)
+			resp, err := c.execute(ctx, tc.action, true)
+			if err == nil {
+				err = status.ErrorProto(resp.Status)
+			}
+			checkRefused(t, f, err, codes.InvalidArgument, tc.want)
+			checkNotCached(t, f, tc.action)
+		})
+	}
+	checkFarmWorks(t, c, "after the hostile input")
 }

@@ -11,6 +11,7 @@ import (
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -25,6 +26,7 @@ import (
 type client struct {
 	t    testing.TB
 	cas  repb.ContentAddressableStorageClient
+	bs   bytestream.ByteStreamClient
 	exec repb.ExecutionClient
 }
 
@@ -45,6 +47,7 @@ func newSplitClient(t testing.TB, storageAddr, schedulerAddr string) *client {
 	return &client{
 		t:    t,
 		cas:  repb.NewContentAddressableStorageClient(storage),
+		bs:   bytestream.NewByteStreamClient(storage),
 		exec: repb.NewExecutionClient(sched),
 	}
 }
@@ -87,6 +90,15 @@ func (c *client) upload(ctx context.Context, blobs ...[]byte) []*repb.Digest {
 	c.t.Helper()
 	const maxBatch = 2 << 20
 	var ds []*repb.Digest
+	var small [][]byte
+	for _, b := range blobs {
+		if len(b) > maxBatch {
+			ds = append(ds, c.write(ctx, b))
+		} else {
+			small = append(small, b)
+		}
+	}
+	blobs = small
 	for len(blobs) > 0 {
 		req := &repb.BatchUpdateBlobsRequest{}
 		size := 0
@@ -108,6 +120,34 @@ func (c *client) upload(ctx context.Context, blobs ...[]byte) []*repb.Digest {
 		}
 	}
 	return ds
+}
+
+// write uploads one blob with ByteStream.Write, in 1 MiB chunks.
+func (c *client) write(ctx context.Context, b []byte) *repb.Digest {
+	c.t.Helper()
+	d := digestOf(b)
+	stream, err := c.bs.Write(ctx)
+	if err != nil {
+		c.t.Fatalf("ByteStream.Write: %v", err)
+	}
+	name := fmt.Sprintf("uploads/%d/blobs/%s/%d", time.Now().UnixNano(), d.Hash, d.SizeBytes)
+	for off := 0; ; off += 1 << 20 {
+		end := min(off+1<<20, len(b))
+		req := &bytestream.WriteRequest{WriteOffset: int64(off), Data: b[off:end], FinishWrite: end == len(b)}
+		if off == 0 {
+			req.ResourceName = name
+		}
+		if err := stream.Send(req); err != nil {
+			break // the status comes with CloseAndRecv
+		}
+		if end == len(b) {
+			break
+		}
+	}
+	if _, err := stream.CloseAndRecv(); err != nil {
+		c.t.Fatalf("ByteStream.Write %s: %v", d.Hash, err)
+	}
+	return d
 }
 
 // read returns one blob from the CAS.

@@ -28,7 +28,7 @@ type trash struct {
 	seq  atomic.Int64
 	wake chan struct{}
 	stop chan struct{}
-	done sync.WaitGroup
+	once sync.Once
 }
 
 // newTrash opens the trash directory dir (creating it) and starts its
@@ -39,7 +39,6 @@ func newTrash(dir string, log *slog.Logger) (*trash, error) {
 	}
 	t := &trash{dir: dir, log: log, wake: make(chan struct{}, 1), stop: make(chan struct{})}
 	t.seq.Store(time.Now().UnixNano())
-	t.done.Add(1)
 	go t.run()
 	t.kick()
 	return t, nil
@@ -68,14 +67,14 @@ func (t *trash) kick() {
 	}
 }
 
-// close stops the remover after the removal in progress.
+// close stops the remover at its next entry; it does not wait for the
+// removal in progress (a deep tree can take a while), which is safe: what
+// is left is removed at the next start.
 func (t *trash) close() {
-	close(t.stop)
-	t.done.Wait()
+	t.once.Do(func() { close(t.stop) })
 }
 
 func (t *trash) run() {
-	defer t.done.Done()
 	for {
 		select {
 		case <-t.stop:

@@ -42,7 +42,13 @@ func runUp(ctx context.Context, args []string) error {
 	cacheSize := fs.String("file-cache-size", "2GiB", "size bound of the worker's copies of executable inputs")
 	runnerConfig := fs.String("runner-config", "", "runner config file (see configs/runner.yaml)")
 	pprofAddr := fs.String("pprof-listen", "", pprofFlagUsage+"; the runner child then serves its own on the same host, port 0 (both addresses are logged)")
+	var lims limitFlags
+	lims.register(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	inLimits, outLimits, err := lims.limits()
+	if err != nil {
 		return err
 	}
 	casBytes, err := configs.ParseByteSize(*casSize)
@@ -125,6 +131,7 @@ or as a remote cache only:
 	err = serveWorker(ctx, workerSetup{
 		id: "local", dir: filepath.Join(*data, "worker"), concurrency: *concurrency, cacheBytes: int64(fileBytes),
 		schedulerAddr: addr, runnerSocket: sock, cas: cas, ac: ac, local: cas, logger: logger,
+		inputLimits: inLimits, outputLimits: outLimits,
 	})
 	<-runnerDone
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {

@@ -36,6 +36,8 @@ func runWorker(ctx context.Context, args []string) error {
 	id := fs.String("id", "", "worker id (default: the host name)")
 	concurrency := fs.Int("concurrency", 2, "actions run at once")
 	cacheSize := fs.String("cache-size", "10GiB", "size bound of the file cache")
+	var lims limitFlags
+	lims.register(fs)
 	var platform pairFlags
 	fs.Var(&platform, "platform", "routing property NAME=VALUE this worker offers (repeatable; default: OSFamily and ISA of this machine)")
 	if err := fs.Parse(args); err != nil {
@@ -53,6 +55,10 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--cache-size: %w", err)
 	}
+	inLimits, outLimits, err := lims.limits()
+	if err != nil {
+		return err
+	}
 	cas, ac, closeStorage, err := openRemoteStorage(ctx, *storageAddr)
 	if err != nil {
 		return err
@@ -62,7 +68,7 @@ func runWorker(ctx context.Context, args []string) error {
 	return serveWorker(ctx, workerSetup{
 		id: *id, dir: *dir, concurrency: *concurrency, cacheBytes: int64(maxBytes),
 		platform: platform.toProperties(), schedulerAddr: *schedAddr, runnerSocket: *runnerSock,
-		cas: cas, ac: ac, logger: logger,
+		cas: cas, ac: ac, logger: logger, inputLimits: inLimits, outputLimits: outLimits,
 	})
 }
 
@@ -78,6 +84,8 @@ type workerSetup struct {
 	ac            storage.ActionCache
 	local         worker.LocalBlobs // the CAS on this disk, in `paddock up`
 	logger        *slog.Logger
+	inputLimits   worker.InputLimits
+	outputLimits  worker.OutputLimits
 }
 
 func serveWorker(ctx context.Context, ws workerSetup) error {
@@ -96,6 +104,7 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 		ID: ws.id, Concurrency: ws.concurrency, Platform: ws.platform,
 		BuildDir: filepath.Join(ws.dir, "builds"), SpareDir: filepath.Join(ws.dir, "spare"), CAS: ws.cas, AC: ws.ac, Files: files,
 		Runner: worker.RunnerClient(runnerConn, 0), Logger: ws.logger,
+		InputLimits: ws.inputLimits, OutputLimits: ws.outputLimits,
 	})
 	if err != nil {
 		return err
@@ -106,6 +115,7 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	}
 	defer schedConn.Close()
 	ws.logger.Info("worker running", "id", ws.id, "scheduler", ws.schedulerAddr, "runner", ws.runnerSocket, "concurrency", ws.concurrency)
+	defer w.Close()
 	err = w.Run(ctx, schedConn)
 	if ctx.Err() != nil {
 		return nil // stopped (Ctrl-C): the client gave back what it held
