@@ -47,6 +47,13 @@ type Config struct {
 	// repeats the operation's state while nothing changes, so proxies and
 	// load balancers do not cut a stream idle for a long action. Default 1m.
 	ExecuteUpdateInterval time.Duration `yaml:"execute_update_interval"`
+	// AbandonedGrace is how long an operation may go without any client
+	// following it (an Execute or WaitExecution stream, WaitOperation, or
+	// GetOperation polls) before it is cancelled as abandoned, freeing its
+	// worker slot unless another Execute was merged onto its execution.
+	// A client whose stream broke has this long to come back with
+	// WaitExecution. Default 2m.
+	AbandonedGrace time.Duration `yaml:"abandoned_grace"`
 	// TickInterval is how often leases and retention are checked. Default 1s.
 	TickInterval time.Duration `yaml:"tick_interval"`
 	// RoutingProperties are platform property names, beyond OSFamily, ISA,
@@ -74,5 +81,6 @@ func DefaultConfig() Config {
 		CompletedRetention:    time.Minute,
 		ExecuteUpdateInterval: time.Minute,
 		TickInterval:          time.Second,
+		AbandonedGrace:        2 * time.Minute,
 	}
 }

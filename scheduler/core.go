@@ -164,6 +164,11 @@ func (c *core) Operation(name string) (opView, bool) {
 // (dequeued, or killed on its worker) only if no other operation waits for
 // it. Cancelling a completed operation does nothing.
 func (c *core) Cancel(now time.Time, name string) error {
+	return c.CancelFor(now, name, "cancelled by CancelOperation")
+}
+
+// CancelFor is Cancel with the reason given in the operation's status.
+func (c *core) CancelFor(now time.Time, name, why string) error {
 	op := c.ops[name]
 	if op == nil {
 		return status.Errorf(codes.NotFound, "operation %q not found", name)
@@ -174,9 +179,9 @@ func (c *core) Cancel(now time.Time, name string) error {
 	e := op.exec
 	e.detach(op)
 	c.completeOp(now, op, &repb.ExecuteResponse{Status: &rpcstatus.Status{
-		Code: int32(code.Code_CANCELLED), Message: "operation cancelled by CancelOperation"}})
+		Code: int32(code.Code_CANCELLED), Message: "operation " + why}})
 	if len(e.waiters) == 0 {
-		c.abandon(e, "cancelled by CancelOperation")
+		c.abandon(e, why)
 	}
 	return nil
 }

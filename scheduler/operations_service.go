@@ -22,6 +22,7 @@ type operationsService struct {
 func (o *operationsService) GetOperation(ctx context.Context, req *longrunningpb.GetOperationRequest) (*longrunningpb.Operation, error) {
 	o.s.mu.Lock()
 	v, ok := o.s.core.Operation(req.Name)
+	o.s.followers.touch(req.Name, o.s.clock.Now()) // a poll counts as following
 	o.s.mu.Unlock()
 	if !ok {
 		return nil, status.Errorf(codes.NotFound, "operation %q not found", req.Name)
@@ -71,6 +72,7 @@ func (o *operationsService) DeleteOperation(ctx context.Context, req *longrunnin
 	if err := o.s.core.Delete(o.s.clock.Now(), req.Name); err != nil {
 		return nil, err
 	}
+	o.s.followers.forget(req.Name)
 	o.s.apply()
 	return &emptypb.Empty{}, nil
 }

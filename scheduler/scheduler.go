@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -64,6 +65,7 @@ type Scheduler struct {
 	mu           sync.Mutex
 	core         *core
 	watchers     map[string]chan struct{} // closed when the operation changes
+	followers    *followers               // clients following each operation
 	sessions     map[string]*session      // current session of each worker
 	drainWaiters map[string][]chan struct{}
 
@@ -132,6 +134,7 @@ func New(opts Options) (*Scheduler, error) {
 		route:        map[string]bool{},
 		core:         newCore(cfg),
 		watchers:     map[string]chan struct{}{},
+		followers:    newFollowers(),
 		sessions:     map[string]*session{},
 		drainWaiters: map[string][]chan struct{}{},
 		stop:         make(chan struct{}),
@@ -196,7 +199,13 @@ func (s *Scheduler) tickLoop() {
 func (s *Scheduler) Tick() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.core.Tick(s.clock.Now())
+	now := s.clock.Now()
+	s.core.Tick(now)
+	for _, name := range s.followers.abandoned(now, s.cfg.AbandonedGrace) {
+		if v, ok := s.core.Operation(name); ok && !v.done {
+			s.core.CancelFor(now, name, fmt.Sprintf("abandoned: no client followed it for %s (abandoned_grace)", s.cfg.AbandonedGrace))
+		}
+	}
 	s.apply()
 }
 
@@ -253,6 +262,14 @@ func (s *Scheduler) watch(name string) (opView, <-chan struct{}, bool) {
 // and every ExecuteUpdateInterval, until it is done. NOT_FOUND if the
 // operation is unknown.
 func (s *Scheduler) follow(ctx context.Context, name string, send func(opView) error) error {
+	s.mu.Lock()
+	s.followers.attach(name)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.followers.detach(name, s.clock.Now())
+		s.mu.Unlock()
+	}()
 	first, again := true, false
 	var last repb.ExecutionStage_Value
 	keepalive := time.NewTicker(s.cfg.ExecuteUpdateInterval)
@@ -283,6 +300,14 @@ func (s *Scheduler) follow(ctx context.Context, name string, send func(opView) e
 
 // wait blocks until the operation is done or ctx ends, and returns its state.
 func (s *Scheduler) wait(ctx context.Context, name string) (opView, error) {
+	s.mu.Lock()
+	s.followers.attach(name)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.followers.detach(name, s.clock.Now())
+		s.mu.Unlock()
+	}()
 	for {
 		v, ch, ok := s.watch(name)
 		if !ok {

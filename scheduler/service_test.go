@@ -51,7 +51,7 @@ func testConfig() Config {
 
 // startFarm serves a new scheduler on addr ("" for a free port), sharing
 // cas and ac if given.
-func startFarm(t *testing.T, cfg Config, addr string, cas *storage.MemoryBlobStore, ac *storage.MemoryActionCache) *farm {
+func startFarm(t *testing.T, cfg Config, addr string, cas *storage.MemoryBlobStore, ac *storage.MemoryActionCache, clock ...Clock) *farm {
 	t.Helper()
 	if cas == nil {
 		cas, ac = storage.NewMemoryBlobStore(), storage.NewMemoryActionCache()
@@ -63,7 +63,11 @@ func startFarm(t *testing.T, cfg Config, addr string, cas *storage.MemoryBlobSto
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Options{Config: cfg, BlobStore: cas, ActionCache: ac})
+	opts := Options{Config: cfg, BlobStore: cas, ActionCache: ac}
+	if len(clock) > 0 {
+		opts.Clock = clock[0]
+	}
+	s, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,10 @@
 package scheduler
 
 import (
+	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -243,7 +245,9 @@ func TestBadCommandsNeverReachAWorker(t *testing.T) {
 		{"unknown platform property", func(a *repb.Action, c *repb.Command) {
 			a.Platform = &repb.Platform{Properties: []*repb.Platform_Property{{Name: "gpu", Value: "yes"}}}
 		}, "action.platform.properties[0]"},
-		{"arguments over ARG_MAX", cmd(func(c *repb.Command) { c.Arguments = []string{"echo", strings.Repeat("x", 100<<10), strings.Repeat("y", 8<<20)} }), "command.arguments"},
+		{"arguments over ARG_MAX", cmd(func(c *repb.Command) {
+			c.Arguments = []string{"echo", strings.Repeat("x", 100<<10), strings.Repeat("y", 8<<20)}
+		}), "command.arguments"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -263,5 +267,80 @@ func TestBadCommandsNeverReachAWorker(t *testing.T) {
 	}
 	if n := w.assignedCount(); n != 1 {
 		t.Fatalf("the worker got %d assignments, want only the good action's", n)
+	}
+}
+
+// TestAbandonedOperationIsCancelled: an operation no client follows for
+// abandoned_grace is cancelled on its worker, with a status that says so;
+// one that a second client picks up with WaitExecution within the grace
+// runs on.
+func TestAbandonedOperationIsCancelled(t *testing.T) {
+	clock := newFakeClock()
+	cfg := testConfig()
+	cfg.AbandonedGrace = time.Minute
+	cfg.TickInterval = time.Hour // only the test ticks
+	cfg.LeaseDuration = 1000 * time.Hour // the fake clock's jumps must not expire the worker's lease
+	cfg.HeartbeatInterval = 100 * time.Hour
+	f := startFarm(t, cfg, "", nil, nil, clock)
+	w := startTestWorker(t, f.addr, "w1", 2, blockRun)
+	ctx := ctxTimeout(t)
+	followed := func(name string) int {
+		f.s.mu.Lock()
+		defer f.s.mu.Unlock()
+		if _, idle := f.s.followers.idle[name]; idle {
+			return 0
+		}
+		return f.s.followers.n[name]
+	}
+	start := func(salt string) string {
+		sctx, cancel := context.WithCancel(ctx)
+		stream := must(f.exec.Execute(sctx, executeRequest(f.action(t, salt, nil))))
+		op, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.waitFor(t, salt+" assigned", func() bool {
+			return slices.ContainsFunc(w.assigned, func(a *workerpb.Assignment) bool { return a.OperationName == op.Name })
+		})
+		cancel() // the client goes away
+		w.waitFor(t, salt+" unfollowed", func() bool { return followed(op.Name) == 0 })
+		return op.Name
+	}
+	abandoned := start("abandoned")
+	kept := start("kept")
+	waiter := must(f.exec.WaitExecution(ctx, &repb.WaitExecutionRequest{Name: kept}))
+	if _, err := waiter.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	w.waitFor(t, "kept followed again", func() bool { return followed(kept) == 1 })
+
+	done := func(name string) bool { // not GetOperation: a poll counts as following
+		f.s.mu.Lock()
+		defer f.s.mu.Unlock()
+		v, _ := f.s.core.Operation(name)
+		return v.done
+	}
+	clock.Advance(cfg.AbandonedGrace - time.Second)
+	f.s.Tick()
+	if done(abandoned) {
+		t.Fatal("cancelled before the grace period ended")
+	}
+	clock.Advance(2 * time.Second)
+	f.s.Tick()
+	w.waitFor(t, "the abandoned operation cancelled on its worker", func() bool {
+		return slices.Contains(w.cancelled, abandoned)
+	})
+	op, err := f.ops.GetOperation(ctx, &longrunningpb.GetOperationRequest{Name: abandoned})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := &repb.ExecuteResponse{}
+	if !op.Done || op.GetResponse().UnmarshalTo(resp) != nil || resp.Status.GetCode() != int32(codes.Canceled) || !strings.Contains(resp.Status.GetMessage(), "abandoned") {
+		t.Fatalf("the abandoned operation is %v, want done and CANCELLED as abandoned", op)
+	}
+	clock.Advance(10 * cfg.AbandonedGrace)
+	f.s.Tick()
+	if done(kept) {
+		t.Fatal("the operation a client waits on was cancelled")
 	}
 }

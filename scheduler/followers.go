@@ -1,0 +1,66 @@
+package scheduler
+
+import (
+	"sort"
+	"time"
+)
+
+// followers counts, per operation, the clients following it (Execute and
+// WaitExecution streams, WaitOperation calls), and since when an operation
+// has had none. An operation nobody has followed for Config.AbandonedGrace
+// is abandoned: the scheduler cancels it (Scheduler.Tick), which stops its
+// execution unless another operation was merged onto it. A client that
+// lost its stream has the grace to come back with WaitExecution; one that
+// polls with GetOperation counts as following at each poll.
+//
+// Pure bookkeeping under Scheduler.mu; times come from the scheduler's
+// clock.
+type followers struct {
+	n    map[string]int
+	idle map[string]time.Time // operations nobody follows, since when
+}
+
+func newFollowers() *followers {
+	return &followers{n: map[string]int{}, idle: map[string]time.Time{}}
+}
+
+// attach counts one more follower of name.
+func (f *followers) attach(name string) {
+	f.n[name]++
+	delete(f.idle, name)
+}
+
+// detach counts one follower fewer; with none left, name is idle from now.
+func (f *followers) detach(name string, now time.Time) {
+	if f.n[name]--; f.n[name] <= 0 {
+		delete(f.n, name)
+		f.idle[name] = now
+	}
+}
+
+// touch restarts name's idle time (a poll), if it is idle.
+func (f *followers) touch(name string, now time.Time) {
+	if _, ok := f.idle[name]; ok {
+		f.idle[name] = now
+	}
+}
+
+// forget drops name (done, or deleted).
+func (f *followers) forget(name string) {
+	delete(f.n, name)
+	delete(f.idle, name)
+}
+
+// abandoned returns, sorted, the operations idle for longer than grace,
+// and forgets them.
+func (f *followers) abandoned(now time.Time, grace time.Duration) []string {
+	var out []string
+	for name, since := range f.idle {
+		if now.Sub(since) > grace {
+			out = append(out, name)
+			delete(f.idle, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
