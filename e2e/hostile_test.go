@@ -9,6 +9,7 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"golang.org/x/sys/unix"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -199,4 +200,52 @@ func TestHostileTreesAndCommands(t *testing.T) {
 		})
 	}
 	checkFarmWorks(t, c, "after the hostile input")
+}
+
+// TestFullDiskSeenByAnotherClient: with the farm's disk full (filled from
+// outside, as another tenant of the disk would), a client's uploads are
+// refused with RESOURCE_EXHAUSTED, per blob, naming no host path; once
+// space is back, the farm runs the next action normally.
+func TestFullDiskSeenByAnotherClient(t *testing.T) {
+	needPaddock(t)
+	dir := searchableTempDir(t)
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=96m,mode=0711"); err != nil {
+		t.Fatalf("mount a small tmpfs for the farm's data: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	f := startUp(t, filepath.Join(dir, "data"))
+	c := newClient(t, f.addr)
+	ctx := t.Context()
+	checkFarmWorks(t, c, "before the disk fills")
+
+	filler := filepath.Join(dir, "filler")
+	fill, err := os.Create(filler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 1<<20)
+	for {
+		if _, err := fill.Write(chunk); err != nil {
+			break // ENOSPC: full
+		}
+	}
+	fill.Close()
+
+	other := newClient(t, f.addr)
+	blob := []byte("a blob from another client, with the disk full: " + dir)
+	resp, err := other.cas.BatchUpdateBlobs(ctx, &repb.BatchUpdateBlobsRequest{Requests: []*repb.BatchUpdateBlobsRequest_Request{{Digest: digestOf(blob), Data: blob}}})
+	if err != nil {
+		t.Fatalf("BatchUpdateBlobs with the disk full: %v, want a per-blob status", err)
+	}
+	st := status.FromProto(resp.Responses[0].Status)
+	checkRefused(t, f, st.Err(), codes.ResourceExhausted, "full")
+	if strings.Contains(st.Message(), dir) {
+		t.Errorf("the message names the data directory: %q", st.Message())
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	checkFarmWorks(t, other, "after space is back")
+	f.shutdown()
 }
