@@ -12,6 +12,9 @@ type Storage struct {
 	// MaxBytes bounds the CAS on disk; least recently used blobs are evicted
 	// past it. 0 means unbounded.
 	MaxBytes ByteSize `yaml:"max_bytes"`
+	// ActionCacheMaxBytes bounds the disk action cache; least recently used
+	// entries are evicted past it. 0 means unbounded.
+	ActionCacheMaxBytes ByteSize `yaml:"action_cache_max_bytes"`
 	// MaxBatchTotalSizeBytes is advertised to clients and enforced on the
 	// batch RPCs; larger transfers go through ByteStream.
 	MaxBatchTotalSizeBytes ByteSize `yaml:"max_batch_total_size_bytes"`
@@ -40,6 +43,7 @@ func DefaultStorage() Storage {
 		Listen:                 "127.0.0.1:8980",
 		Dir:                    "/var/lib/paddock/storage",
 		MaxBytes:               10 << 30,
+		ActionCacheMaxBytes:    1 << 30,
 		MaxBatchTotalSizeBytes: 4 << 20,
 		MaxInlineBytes:         1 << 20,
 		UploadIdleTimeout:      time.Minute,

@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
-	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/paddock-build/paddock/internal/lru"
 )
 
 // Cache resolves image references to read-only rootfs trees, pulling and
@@ -31,17 +34,16 @@ type Cache struct {
 	flights  singleflight.Group
 
 	mu     sync.Mutex
-	images map[string]*imageEntry // by manifest digest
-	layers map[string]*layerEntry // by diffID
-	refs   map[string]refRecord   // by refRecord.Key
-	bytes  int64                  // sum of layer sizes
+	images *lru.Set[string, *imageEntry] // by digest, in order of use
+	layers map[string]*layerEntry        // by diffID
+	refs   map[string]refRecord          // by refRecord.Key
+	bytes  int64                         // sum of layer sizes
 	closed bool
 }
 
 type imageEntry struct {
-	rec     imageRecord
-	holds   int // live Rootfs values
-	lastUse time.Time
+	rec   imageRecord
+	holds int // live Rootfs values
 	// mountPoints is set once Options.MountPoints were made in the tree by
 	// this process (the option may have changed since the tree was built).
 	mountPoints bool
@@ -81,7 +83,7 @@ func New(o Options) (*Cache, error) {
 		store:    s,
 		puller:   p,
 		unpacker: &unpacker{keepSetuid: o.KeepSetuid, limit: o.MaxBytes, logger: o.Logger},
-		images:   map[string]*imageEntry{},
+		images:   lru.New[string, *imageEntry](),
 		layers:   map[string]*layerEntry{},
 		refs:     refs,
 	}
@@ -89,8 +91,12 @@ func New(o Options) (*Cache, error) {
 		c.layers[d] = &layerEntry{meta: meta}
 		c.bytes += meta.Size
 	}
-	for d, rec := range images {
-		c.images[d] = &imageEntry{rec: rec, lastUse: mtimes[d]}
+	// Least recently used first, so that each Put leaves the newest in
+	// front.
+	byUse := slices.SortedFunc(maps.Keys(images), func(a, b string) int { return mtimes[a].Compare(mtimes[b]) })
+	for _, d := range byUse {
+		rec := images[d]
+		c.images.Put(d, &imageEntry{rec: rec}, 0)
 		for _, l := range rec.Layers {
 			c.layers[l].users++
 		}
@@ -106,7 +112,7 @@ func New(o Options) (*Cache, error) {
 		c.log.Warn("image cache: sandboxes running as an unprivileged uid cannot reach rootfs trees; make the directory searchable (chmod o+x)",
 			"dir", d)
 	}
-	c.log.Info("image cache opened", "dir", o.Dir, "images", len(c.images), "layers", len(c.layers), "bytes", c.bytes)
+	c.log.Info("image cache opened", "dir", o.Dir, "images", c.images.Len(), "layers", len(c.layers), "bytes", c.bytes)
 	return c, nil
 }
 
@@ -183,7 +189,7 @@ func (c *Cache) Rootfs(ctx context.Context, ref Reference) (*Rootfs, error) {
 // it is known and, for a tag, fresh.
 func (c *Cache) resolvedLocked(ref Reference) (string, bool) {
 	if ref.Pinned() {
-		if _, ok := c.images[ref.Digest]; ok {
+		if _, ok := c.images.Peek(ref.Digest); ok {
 			return ref.Digest, true
 		}
 		r, ok := c.refs[ref.Digest] // the digest of an index
@@ -207,7 +213,7 @@ func tagKey(ref Reference) string {
 
 // holdLocked takes a hold on a cached image, or returns nil.
 func (c *Cache) holdLocked(digest string) *Rootfs {
-	img, ok := c.images[digest]
+	img, ok := c.images.Get(digest) // a use: the most recent now
 	if !ok {
 		return nil
 	}
@@ -224,7 +230,6 @@ func (c *Cache) holdLocked(digest string) *Rootfs {
 		c.metrics.imagesInUse.Inc()
 	}
 	img.holds++
-	img.lastUse = c.opts.Now()
 	return &Rootfs{
 		Path:    filepath.Join(c.store.imageDir(digest), "rootfs"),
 		Digest:  digest,

@@ -3,7 +3,6 @@ package images
 import (
 	"errors"
 	"os"
-	"time"
 )
 
 // evictLocked removes least recently used images that nothing holds, and
@@ -35,18 +34,11 @@ func (c *Cache) evictLocked() []string {
 	}
 	dropUnusedLayers()
 	for c.bytes > c.opts.MaxBytes {
-		var victim string
-		var oldest time.Time
-		for d, img := range c.images {
-			if img.holds == 0 && (victim == "" || img.lastUse.Before(oldest)) {
-				victim, oldest = d, img.lastUse
-			}
-		}
-		if victim == "" {
+		e, ok := c.images.PopOldest(func(_ string, img *imageEntry) bool { return img.holds > 0 })
+		if !ok {
 			break // everything left is in use
 		}
-		img := c.images[victim]
-		delete(c.images, victim)
+		victim, img := e.Key, e.Value
 		for _, l := range img.rec.Layers {
 			c.layers[l].users--
 		}

@@ -39,7 +39,7 @@ func (c *Cache) pull(ctx context.Context, ref Reference) (string, error) {
 	start := time.Now()
 	c.mu.Lock()
 	if ref.Pinned() {
-		if d, ok := c.resolvedLocked(ref); ok && c.images[d] != nil {
+		if d, ok := c.resolvedLocked(ref); ok && c.hasImageLocked(d) {
 			c.mu.Unlock()
 			return d, nil
 		}
@@ -105,13 +105,13 @@ func (c *Cache) cachedManifest(d string) (string, bool) {
 	if r, ok := c.refs[d]; ok {
 		d = r.Digest
 	}
-	return d, c.images[d] != nil
+	return d, c.hasImageLocked(d)
 }
 
 func (c *Cache) hasImage(digest string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.images[digest] != nil
+	return c.hasImageLocked(digest)
 }
 
 func (c *Cache) recordRef(r refRecord) error {
@@ -220,8 +220,8 @@ func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, rem
 		return err
 	}
 	c.mu.Lock()
-	if c.images[digest] == nil {
-		c.images[digest] = &imageEntry{rec: rec, lastUse: c.opts.Now()}
+	if !c.hasImageLocked(digest) {
+		c.images.Put(digest, &imageEntry{rec: rec}, 0)
 		for _, l := range diffIDs {
 			c.layers[l].users++
 		}
@@ -344,4 +344,10 @@ func (r *progressReader) Read(p []byte) (int, error) {
 	}
 	r.n += int64(n)
 	return n, err
+}
+
+// hasImageLocked reports whether the image digest is cached.
+func (c *Cache) hasImageLocked(digest string) bool {
+	_, ok := c.images.Peek(digest)
+	return ok
 }

@@ -97,7 +97,8 @@ func TestPullByTagAndDigest(t *testing.T) {
 	byDigest.Release()
 	byDigest.Release()
 	c.mu.Lock()
-	holds := c.images[digest].holds
+	img, _ := c.images.Peek(digest)
+	holds := img.holds
 	c.mu.Unlock()
 	if holds != 1 {
 		t.Errorf("holds = %d after releasing one of two Rootfs twice, want 1", holds)

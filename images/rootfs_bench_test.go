@@ -143,7 +143,8 @@ func BenchmarkRootfsPerAction(b *testing.B) {
 	})
 	b.Run("overlay", func(b *testing.B) {
 		requireRoot(b)
-		rec := c.images[digest].rec
+		img, _ := c.images.Peek(digest)
+		rec := img.rec
 		var lower []string
 		for i := len(rec.Layers) - 1; i >= 0; i-- {
 			lower = append(lower, filepath.Join(c.store.layerDir(rec.Layers[i]), "root"))
@@ -173,7 +174,8 @@ func BenchmarkFlatten(b *testing.B) {
 		b.Fatal(err)
 	}
 	var layers []flatLayer
-	for _, d := range c.images[digest].rec.Layers {
+	img, _ := c.images.Peek(digest)
+	for _, d := range img.rec.Layers {
 		layers = append(layers, flatLayer{root: filepath.Join(c.store.layerDir(d), "root"), meta: c.layers[d].meta})
 	}
 	layers = append(layers, flatLayer{root: filepath.Join(c.store.layerDir(meta.DiffID), "root"), meta: meta})

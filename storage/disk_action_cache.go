@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
@@ -17,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/lru"
 )
 
 // maxActionResultBytes bounds an action cache entry read from disk.
@@ -26,18 +29,34 @@ const maxActionResultBytes = 16 << 20
 // Dir/ac/<2 hex>/<key>, where key hashes both, so instance names (which may
 // hold slashes) never become paths and instances never share entries.
 // Entries are written to Dir/tmp and renamed into place, so readers see the
-// old or the new result, never a mix. Entries are small and not evicted;
-// one that no longer parses is removed and reported as NOT_FOUND.
+// old or the new result, never a mix. The entries' total size is bounded
+// (DefaultActionCacheBytes unless set): past it, the least recently read
+// or written are evicted. One that no longer parses is removed and
+// reported as NOT_FOUND.
 type DiskActionCache struct {
 	acDir, tmpDir string
+	maxBytes      int64
 	log           *slog.Logger
+	set           *lru.Set[string, struct{}] // entry keys, sized by file
 }
 
-// NewDiskActionCache opens (or creates) the action cache under dir. It may
-// share dir with a DiskBlobStore (whose start-up clears Dir/tmp: open the
-// blob store first).
+// DefaultActionCacheBytes bounds a DiskActionCache unless told otherwise:
+// results are small (a few hundred bytes), so this is millions of them.
+const DefaultActionCacheBytes = 1 << 30
+
+// NewDiskActionCache opens (or creates) the action cache under dir,
+// bounded to DefaultActionCacheBytes. It may share dir with a
+// DiskBlobStore (whose start-up clears Dir/tmp: open the blob store first).
 func NewDiskActionCache(dir string, logger *slog.Logger) (*DiskActionCache, error) {
-	c := &DiskActionCache{acDir: filepath.Join(dir, "ac"), tmpDir: filepath.Join(dir, "tmp"), log: logger}
+	return NewDiskActionCacheBounded(dir, DefaultActionCacheBytes, logger)
+}
+
+// NewDiskActionCacheBounded is NewDiskActionCache with a bound of maxBytes
+// (0: unbounded). Existing entries are indexed at start-up, least recently
+// modified first in eviction order.
+func NewDiskActionCacheBounded(dir string, maxBytes int64, logger *slog.Logger) (*DiskActionCache, error) {
+	c := &DiskActionCache{acDir: filepath.Join(dir, "ac"), tmpDir: filepath.Join(dir, "tmp"), maxBytes: maxBytes, log: logger,
+		set: lru.New[string, struct{}]()}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -46,21 +65,72 @@ func NewDiskActionCache(dir string, logger *slog.Logger) (*DiskActionCache, erro
 			return nil, fmt.Errorf("create action cache directory: %w", err)
 		}
 	}
+	if err := c.rebuild(); err != nil {
+		return nil, err
+	}
+	c.evict()
 	return c, nil
 }
 
-func (c *DiskActionCache) path(instance string, action digest.Digest) string {
+// rebuild indexes the entries on disk, oldest first.
+func (c *DiskActionCache) rebuild() error {
+	type found struct {
+		key   string
+		size  int64
+		mtime time.Time
+	}
+	var all []found
+	err := filepath.WalkDir(c.acDir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil || de.IsDir() {
+			return err
+		}
+		info, err := de.Info()
+		if err != nil {
+			return err
+		}
+		all = append(all, found{de.Name(), info.Size(), info.ModTime()})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("scan action cache: %w", err)
+	}
+	slices.SortFunc(all, func(a, b found) int { return a.mtime.Compare(b.mtime) })
+	for _, f := range all {
+		c.set.Put(f.key, struct{}{}, f.size)
+	}
+	return nil
+}
+
+// evict removes the least recently used entries past the bound.
+func (c *DiskActionCache) evict() {
+	if c.maxBytes <= 0 {
+		return
+	}
+	for _, e := range c.set.EvictOver(c.maxBytes, nil) {
+		if err := os.Remove(c.keyPath(e.Key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			c.log.Warn("evict action cache entry", "error", err)
+		}
+	}
+}
+
+// Stats reports the bytes and number of entries stored.
+func (c *DiskActionCache) Stats() (bytes int64, entries int) { return c.set.Size(), c.set.Len() }
+
+func (c *DiskActionCache) key(instance string, action digest.Digest) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%d\x00%s\x00%s/%s", len(instance), instance, action.Function(), action)
-	key := hex.EncodeToString(h.Sum(nil))
-	return filepath.Join(c.acDir, key[:2], key)
+	return hex.EncodeToString(h.Sum(nil))
 }
+
+func (c *DiskActionCache) keyPath(key string) string { return filepath.Join(c.acDir, key[:2], key) }
 
 // Get implements ActionCache.
 func (c *DiskActionCache) Get(ctx context.Context, instance string, action digest.Digest) (*repb.ActionResult, error) {
-	p := c.path(instance, action)
+	key := c.key(instance, action)
+	p := c.keyPath(key)
 	b, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
+		c.set.Remove(key)
 		return nil, status.Errorf(codes.NotFound, "no action result for %s in instance %q", action, instance)
 	}
 	if err != nil {
@@ -70,8 +140,10 @@ func (c *DiskActionCache) Get(ctx context.Context, instance string, action diges
 	if len(b) > maxActionResultBytes || proto.Unmarshal(b, r) != nil {
 		c.log.Error("action cache entry corrupt; removed", "instance", instance, "action", action.String())
 		_ = os.Remove(p)
+		c.set.Remove(key)
 		return nil, status.Errorf(codes.NotFound, "no action result for %s in instance %q", action, instance)
 	}
+	c.set.Get(key) // a read counts as a use
 	return r, nil
 }
 
@@ -84,7 +156,8 @@ func (c *DiskActionCache) Put(ctx context.Context, instance string, action diges
 	if len(b) > maxActionResultBytes {
 		return status.Errorf(codes.InvalidArgument, "action result is %d bytes, more than the %d allowed", len(b), maxActionResultBytes)
 	}
-	p := c.path(instance, action)
+	key := c.key(instance, action)
+	p := c.keyPath(key)
 	tmp, err := os.CreateTemp(c.tmpDir, "ac-*")
 	if err != nil {
 		return fmt.Errorf("write action result %s: %w", action, err)
@@ -103,6 +176,8 @@ func (c *DiskActionCache) Put(ctx context.Context, instance string, action diges
 	if err := os.Rename(tmp.Name(), p); err != nil {
 		return fmt.Errorf("write action result %s: %w", action, err)
 	}
+	c.set.Put(key, struct{}{}, int64(len(b)))
+	c.evict()
 	return nil
 }
 

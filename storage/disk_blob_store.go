@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/fileid"
+	"github.com/paddock-build/paddock/internal/lru"
 )
 
 // DiskOptions configures a DiskBlobStore.
@@ -56,11 +56,8 @@ type DiskBlobStore struct {
 	log                 *slog.Logger
 	now                 func() time.Time
 
-	mu    sync.Mutex
-	index map[blobKey]*list.Element // of *diskEntry; one per file
-
-	lru     *list.List // front = most recently used
-	used    int64
+	mu      sync.Mutex
+	set     *lru.Set[blobKey, *diskEntry] // one entry per file, sized by the blob
 	evicted int64
 
 	verifying      singleflight.Group // one hash per blob at a time (disk_verify.go)
@@ -97,8 +94,7 @@ func NewDiskBlobStore(opts DiskOptions) (*DiskBlobStore, error) {
 		maxBytes: opts.MaxBytes,
 		log:      opts.Logger,
 		now:      time.Now,
-		index:    map[blobKey]*list.Element{},
-		lru:      list.New(),
+		set:      lru.New[blobKey, *diskEntry](),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -163,17 +159,16 @@ func (s *DiskBlobStore) rebuild() error {
 	// Oldest first, each pushed to the front: the newest ends up in front.
 	slices.SortFunc(all, func(a, b found) int { return a.mtime.Compare(b.mtime) })
 	for _, f := range all {
-		s.index[keyOf(f.d)] = s.lru.PushFront(&diskEntry{d: f.d, touched: f.mtime})
-		s.used += f.d.SizeBytes()
+		s.set.Put(keyOf(f.d), &diskEntry{d: f.d, touched: f.mtime}, f.d.SizeBytes())
 	}
 	return nil
 }
 
 // lookupLocked finds d's entry; a file of the same hash but another size
 // does not count.
-func (s *DiskBlobStore) lookupLocked(d digest.Digest) (*list.Element, bool) {
-	e, ok := s.index[keyOf(d)]
-	if !ok || e.Value.(*diskEntry).d != d {
+func (s *DiskBlobStore) lookupLocked(d digest.Digest) (*diskEntry, bool) {
+	e, ok := s.set.Peek(keyOf(d))
+	if !ok || e.d != d {
 		return nil, false
 	}
 	return e, true
@@ -210,9 +205,8 @@ func (s *DiskBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]
 
 // useLocked moves e to the front and reports whether its mtime needs a
 // refresh on disk.
-func (s *DiskBlobStore) useLocked(e *list.Element, now time.Time) bool {
-	s.lru.MoveToFront(e)
-	de := e.Value.(*diskEntry)
+func (s *DiskBlobStore) useLocked(de *diskEntry, now time.Time) bool {
+	s.set.Get(keyOf(de.d))
 	if now.Sub(de.touched) < touchInterval {
 		return false
 	}
@@ -232,8 +226,8 @@ func (s *DiskBlobStore) touch(ds []digest.Digest, now time.Time) {
 		}
 		if after, err := fileid.Stat(p); err == nil {
 			s.mu.Lock()
-			if e, ok := s.lookupLocked(d); ok && e.Value.(*diskEntry).verified == before {
-				e.Value.(*diskEntry).verified = after
+			if e, ok := s.lookupLocked(d); ok && e.verified == before {
+				e.verified = after
 			}
 			s.mu.Unlock()
 		}
@@ -287,19 +281,10 @@ func (s *DiskBlobStore) corrupt(d digest.Digest, why string) {
 func (s *DiskBlobStore) forget(d digest.Digest, why string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.lookupLocked(d); ok {
-		s.dropLocked(e)
+	if _, ok := s.lookupLocked(d); ok {
+		s.set.Remove(keyOf(d))
 		_ = os.Remove(s.path(d))
 	}
-}
-
-// dropLocked removes e from the index (not its file) and returns its digest.
-func (s *DiskBlobStore) dropLocked(e *list.Element) digest.Digest {
-	d := e.Value.(*diskEntry).d
-	s.lru.Remove(e)
-	delete(s.index, keyOf(d))
-	s.used -= d.SizeBytes()
-	return d
 }
 
 // Put implements BlobStore.
@@ -352,9 +337,7 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	}
 	// A file of this hash with the wrong size (damaged by a power loss,
 	// say) is about to be replaced: forget it.
-	if e, ok := s.index[keyOf(d)]; ok {
-		s.dropLocked(e)
-	}
+	s.set.Remove(keyOf(d))
 	if err := os.Rename(tmp.Name(), final); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
 			return writeError(d, err)
@@ -371,8 +354,7 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	if id, err := fileid.Stat(final); err == nil {
 		e.verified = id // hashed on the way in
 	}
-	s.index[keyOf(d)] = s.lru.PushFront(e)
-	s.used += d.SizeBytes()
+	s.set.Put(keyOf(d), e, d.SizeBytes())
 	s.evictLocked()
 	return nil
 }
@@ -394,13 +376,12 @@ func writeError(d digest.Digest, err error) error {
 
 // evictLocked removes least recently used blobs until the store fits.
 func (s *DiskBlobStore) evictLocked() {
-	for s.maxBytes > 0 && s.used > s.maxBytes {
-		e := s.lru.Back()
-		if e == nil {
-			return
-		}
-		d := s.dropLocked(e)
+	if s.maxBytes <= 0 {
+		return
+	}
+	for _, e := range s.set.EvictOver(s.maxBytes, nil) {
 		s.evicted++
+		d := e.Value.d
 		if err := os.Remove(s.path(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			s.log.Warn("evict CAS blob", "digest", d.String(), "error", err)
 		}
@@ -412,5 +393,5 @@ func (s *DiskBlobStore) evictLocked() {
 func (s *DiskBlobStore) Stats() (usedBytes int64, blobs int, evicted int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.used, len(s.index), s.evicted
+	return s.set.Size(), s.set.Len(), s.evicted
 }

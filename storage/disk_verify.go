@@ -33,7 +33,7 @@ func (s *DiskBlobStore) Path(d digest.Digest) (string, bool) {
 	e, ok := s.lookupLocked(d)
 	var known fileid.ID
 	if ok {
-		known = e.Value.(*diskEntry).verified
+		known = e.verified
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -82,7 +82,7 @@ func (s *DiskBlobStore) verifyFile(d digest.Digest, p string, id fileid.ID) bool
 func (s *DiskBlobStore) remember(d digest.Digest, id fileid.ID) {
 	s.mu.Lock()
 	if e, ok := s.lookupLocked(d); ok {
-		e.Value.(*diskEntry).verified = id
+		e.verified = id
 	}
 	s.mu.Unlock()
 }
@@ -94,12 +94,12 @@ func (s *DiskBlobStore) VerifyFailures() int64 { return s.verifyFailures.Load() 
 // at most bytesPerSecond (0: no limit), removing corrupt ones, until done
 // or ctx ends. It returns how many blobs it checked and found corrupt.
 func (s *DiskBlobStore) Scrub(ctx context.Context, bytesPerSecond int64) (checked, corrupt int) {
-	s.mu.Lock()
-	ds := make([]digest.Digest, 0, len(s.index))
-	for _, e := range s.index {
-		ds = append(ds, e.Value.(*diskEntry).d)
+	var ds []digest.Digest
+	for _, k := range s.set.Keys() {
+		if e, ok := s.set.Peek(k); ok {
+			ds = append(ds, e.d)
+		}
 	}
-	s.mu.Unlock()
 	start, done := time.Now(), int64(0)
 	for _, d := range ds {
 		if ctx.Err() != nil {

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"bytes"
-	"container/list"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync"
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/fileid"
+	"github.com/paddock-build/paddock/internal/lru"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -59,11 +58,7 @@ type FileCache struct {
 	opts    FileCacheOptions
 	tmpDir  string
 	fetches singleflight.Group
-
-	mu      sync.Mutex
-	entries map[cacheKey]*list.Element // of *cacheEntry
-	lru     *list.List
-	used    int64
+	set     *lru.Set[cacheKey, cacheEntry] // sized by blob size
 }
 
 type cacheKey struct {
@@ -72,7 +67,6 @@ type cacheKey struct {
 }
 
 type cacheEntry struct {
-	key  cacheKey
 	path string
 	id   fileid.ID // the file as written and hashed
 }
@@ -84,7 +78,7 @@ func NewFileCache(opts FileCacheOptions) (*FileCache, error) {
 	if err := os.RemoveAll(opts.Dir); err != nil {
 		return nil, fmt.Errorf("clear file cache: %w", err)
 	}
-	c := &FileCache{opts: opts, tmpDir: filepath.Join(opts.Dir, "tmp"), entries: map[cacheKey]*list.Element{}, lru: list.New()}
+	c := &FileCache{opts: opts, tmpDir: filepath.Join(opts.Dir, "tmp"), set: lru.New[cacheKey, cacheEntry]()}
 	if err := os.MkdirAll(c.tmpDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create file cache: %w", err)
 	}
@@ -124,22 +118,17 @@ func (c *FileCache) Link(ctx context.Context, d digest.Digest, exec bool, dst st
 
 // ensure returns the path of the cached file for k, fetching it if needed.
 func (c *FileCache) ensure(ctx context.Context, k cacheKey) (string, error) {
-	c.mu.Lock()
-	if e, ok := c.entries[k]; ok {
-		c.lru.MoveToFront(e)
-		ce := *e.Value.(*cacheEntry)
-		c.mu.Unlock()
+	if ce, ok := c.set.Get(k); ok {
 		// A file changed since it was written and hashed (a flipped byte,
 		// a truncation) is dropped and fetched again, never linked.
 		if id, err := fileid.Stat(ce.path); err == nil && id == ce.id {
 			return ce.path, nil
 		}
-		c.mu.Lock()
-		if e2, ok := c.entries[k]; ok && e2 == e {
-			os.Remove(c.dropLocked(e))
+		if cur, ok := c.set.Peek(k); ok && cur == ce {
+			c.set.Remove(k)
+			os.Remove(ce.path)
 		}
 	}
-	c.mu.Unlock()
 	name := entryName(k)
 	v, err, _ := c.fetches.Do(name, func() (any, error) {
 		p := filepath.Join(c.opts.Dir, name[:2], name)
@@ -227,14 +216,17 @@ func entryName(k cacheKey) string {
 	return name
 }
 
-// add records a written entry, unless a concurrent fetch did.
+// add records a written entry, unless a concurrent fetch did, and evicts
+// least recently used entries past MaxBytes (never the one just added).
 func (c *FileCache) add(k cacheKey, p string, id fileid.ID) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.entries[k]; !ok {
-		c.entries[k] = c.lru.PushFront(&cacheEntry{key: k, path: p, id: id})
-		c.used += k.d.SizeBytes()
-		c.evictLocked()
+	if _, ok := c.set.Peek(k); ok {
+		return
+	}
+	c.set.Put(k, cacheEntry{path: p, id: id}, k.d.SizeBytes())
+	if c.opts.MaxBytes > 0 {
+		for _, e := range c.set.EvictOver(c.opts.MaxBytes, func(key cacheKey, _ cacheEntry) bool { return key == k }) {
+			os.Remove(e.Value.path)
+		}
 	}
 }
 
@@ -253,10 +245,9 @@ func (c *FileCache) Prefetch(ctx context.Context, want []FileRef) error {
 	var cur []digest.Digest
 	var size int64
 	need := map[digest.Digest][]cacheKey{}
-	c.mu.Lock()
 	for _, f := range want {
 		k := cacheKey{f.Digest, f.Executable}
-		if _, cached := c.entries[k]; cached || f.Digest.SizeBytes() > limit/4 || f.Digest.IsEmpty() {
+		if _, cached := c.set.Peek(k); cached || f.Digest.SizeBytes() > limit/4 || f.Digest.IsEmpty() {
 			continue
 		}
 		if c.opts.Local != nil {
@@ -273,7 +264,6 @@ func (c *FileCache) Prefetch(ctx context.Context, want []FileRef) error {
 		}
 		need[f.Digest] = append(need[f.Digest], k)
 	}
-	c.mu.Unlock()
 	if len(cur) > 0 {
 		batches = append(batches, cur)
 	}
@@ -308,40 +298,18 @@ type FileRef struct {
 }
 
 func (c *FileCache) forget(k cacheKey) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.entries[k]; ok {
-		c.dropLocked(e) // its file is already gone
-	}
-}
-
-// dropLocked removes e from the index and returns its file's path.
-func (c *FileCache) dropLocked(e *list.Element) string {
-	ce := e.Value.(*cacheEntry)
-	c.lru.Remove(e)
-	delete(c.entries, ce.key)
-	c.used -= ce.key.d.SizeBytes()
-	return ce.path
-}
-
-func (c *FileCache) evictLocked() {
-	for c.opts.MaxBytes > 0 && c.used > c.opts.MaxBytes && c.lru.Len() > 1 {
-		os.Remove(c.dropLocked(c.lru.Back()))
-	}
+	c.set.Remove(k) // its file is already gone
 }
 
 // makeRoom removes the least recently used half of the entries (at least
 // one) and reports whether it removed any. Entries linked into running
 // input roots free no space until those go, so half, not one.
 func (c *FileCache) makeRoom() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := max(1, c.lru.Len()/2)
-	removed := 0
-	for ; removed < n && c.lru.Len() > 0; removed++ {
-		os.Remove(c.dropLocked(c.lru.Back()))
+	removed := c.set.RemoveOldest(max(1, c.set.Len()/2))
+	for _, e := range removed {
+		os.Remove(e.Value.path)
 	}
-	return removed > 0
+	return len(removed) > 0
 }
 
 // isDiskFull reports ENOSPC and EDQUOT.
@@ -360,9 +328,7 @@ func diskError(err error) error {
 
 // Stats reports the bytes and files cached.
 func (c *FileCache) Stats() (bytes int64, files int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.used, len(c.entries)
+	return c.set.Size(), c.set.Len()
 }
 
 func copyFile(src, dst string) error {

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/lru"
 	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
 )
@@ -24,34 +25,27 @@ import (
 const maxDirectoryBytes = 16 << 20
 
 // directoryCache keeps parsed Directory protos by digest: build after build
-// reuses most of a tree, so most directories are never fetched twice.
+// reuses most of a tree, so most directories are never fetched twice. It
+// holds at most limit of them, least recently used evicted first.
 type directoryCache struct {
-	mu    sync.Mutex
-	dirs  map[digest.Digest]*repb.Directory
-	limit int
+	set   *lru.Set[digest.Digest, *repb.Directory]
+	limit int64
 }
 
 func newDirectoryCache(limit int) *directoryCache {
-	return &directoryCache{dirs: map[digest.Digest]*repb.Directory{}, limit: limit}
+	return &directoryCache{set: lru.New[digest.Digest, *repb.Directory](), limit: int64(limit)}
 }
 
 func (c *directoryCache) get(ctx context.Context, cas storage.BlobStore, d digest.Digest) (*repb.Directory, error) {
-	c.mu.Lock()
-	dir, ok := c.dirs[d]
-	c.mu.Unlock()
-	if ok {
+	if dir, ok := c.set.Get(d); ok {
 		return dir, nil
 	}
-	dir = &repb.Directory{}
+	dir := &repb.Directory{}
 	if err := storage.GetProto(ctx, cas, d, dir, maxDirectoryBytes); err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	if len(c.dirs) >= c.limit {
-		clear(c.dirs) // crude but bounded; refilled by the next builds
-	}
-	c.dirs[d] = dir
-	c.mu.Unlock()
+	c.set.Put(d, dir, 1)
+	c.set.EvictOver(c.limit, nil)
 	return dir, nil
 }
 

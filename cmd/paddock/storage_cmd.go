@@ -77,7 +77,7 @@ func openStorage(ctx context.Context, cfg configs.Storage, logger *slog.Logger) 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ac, err := storage.NewDiskActionCache(cfg.Dir, logger)
+	ac, err := storage.NewDiskActionCacheBounded(cfg.Dir, int64(cfg.ActionCacheMaxBytes), logger)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -1,0 +1,177 @@
+// Package lru is the one eviction set of Paddock's caches: the disk CAS,
+// the disk action cache, the worker's file cache, its input-root directory
+// cache and the image cache. Each keeps its own data (files, trees, protos)
+// and uses a Set for what they share: which entries exist, their sizes,
+// their order of use, and which to evict to get back within a bound.
+package lru
+
+import (
+	"container/list"
+	"sync"
+)
+
+// Entry is one member of a Set.
+type Entry[K comparable, V any] struct {
+	Key   K
+	Value V
+	Size  int64
+}
+
+// Set is a set of entries with sizes, ordered from the most to the least
+// recently used. It is safe for concurrent use; a cache that must change
+// its own state together with the set's holds its own lock around both.
+// Eviction returns the entries it removed rather than calling back, so
+// that callers delete files after their locks are released.
+type Set[K comparable, V any] struct {
+	mu    sync.Mutex
+	items map[K]*list.Element // of *Entry[K, V]
+	order *list.List          // front = most recently used
+	size  int64
+}
+
+// New returns an empty Set.
+func New[K comparable, V any]() *Set[K, V] {
+	return &Set[K, V]{items: map[K]*list.Element{}, order: list.New()}
+}
+
+// Put adds k, or replaces its value and size, as the most recently used.
+func (s *Set[K, V]) Put(k K, v V, size int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.items[k]; ok {
+		en := e.Value.(*Entry[K, V])
+		s.size += size - en.Size
+		en.Value, en.Size = v, size
+		s.order.MoveToFront(e)
+		return
+	}
+	s.items[k] = s.order.PushFront(&Entry[K, V]{k, v, size})
+	s.size += size
+}
+
+// PutOldest adds k as the least recently used (rebuilding a set from disk,
+// newest last), unless it is present.
+func (s *Set[K, V]) PutOldest(k K, v V, size int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.items[k]; ok {
+		return
+	}
+	s.items[k] = s.order.PushBack(&Entry[K, V]{k, v, size})
+	s.size += size
+}
+
+// Get returns k's value and marks it used.
+func (s *Set[K, V]) Get(k K) (V, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.items[k]
+	if !ok {
+		var zero V
+		return zero, false
+	}
+	s.order.MoveToFront(e)
+	return e.Value.(*Entry[K, V]).Value, true
+}
+
+// Peek returns k's value without marking it used.
+func (s *Set[K, V]) Peek(k K) (V, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.items[k]
+	if !ok {
+		var zero V
+		return zero, false
+	}
+	return e.Value.(*Entry[K, V]).Value, true
+}
+
+// Remove removes k and returns its value.
+func (s *Set[K, V]) Remove(k K) (V, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.items[k]
+	if !ok {
+		var zero V
+		return zero, false
+	}
+	return s.removeLocked(e).Value, true
+}
+
+func (s *Set[K, V]) removeLocked(e *list.Element) *Entry[K, V] {
+	en := e.Value.(*Entry[K, V])
+	s.order.Remove(e)
+	delete(s.items, en.Key)
+	s.size -= en.Size
+	return en
+}
+
+// Len is the number of entries.
+func (s *Set[K, V]) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.items)
+}
+
+// Size is the sum of the entries' sizes.
+func (s *Set[K, V]) Size() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.size
+}
+
+// EvictOver removes least recently used entries until the total size is
+// at most max, skipping those keep says to keep (nil keeps none: entries
+// in use, say), and returns what it removed, oldest first. With max < 0
+// nothing is removed.
+func (s *Set[K, V]) EvictOver(max int64, keep func(K, V) bool) []Entry[K, V] {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Entry[K, V]
+	for e := s.order.Back(); e != nil && max >= 0 && s.size > max; {
+		prev := e.Prev()
+		en := e.Value.(*Entry[K, V])
+		if keep == nil || !keep(en.Key, en.Value) {
+			out = append(out, *s.removeLocked(e))
+		}
+		e = prev
+	}
+	return out
+}
+
+// PopOldest removes and returns the least recently used entry that keep
+// (nil: none) does not keep, if there is one.
+func (s *Set[K, V]) PopOldest(keep func(K, V) bool) (Entry[K, V], bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for e := s.order.Back(); e != nil; e = e.Prev() {
+		en := e.Value.(*Entry[K, V])
+		if keep == nil || !keep(en.Key, en.Value) {
+			return *s.removeLocked(e), true
+		}
+	}
+	return Entry[K, V]{}, false
+}
+
+// RemoveOldest removes the n least recently used entries (fewer if there
+// are fewer) and returns them, oldest first.
+func (s *Set[K, V]) RemoveOldest(n int) []Entry[K, V] {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Entry[K, V]
+	for len(out) < n && s.order.Len() > 0 {
+		out = append(out, *s.removeLocked(s.order.Back()))
+	}
+	return out
+}
+
+// Keys returns the keys, most recently used first.
+func (s *Set[K, V]) Keys() []K {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]K, 0, len(s.items))
+	for e := s.order.Front(); e != nil; e = e.Next() {
+		out = append(out, e.Value.(*Entry[K, V]).Key)
+	}
+	return out
+}

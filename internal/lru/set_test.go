@@ -1,0 +1,115 @@
+package lru
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+)
+
+func TestEvictsLeastRecentlyUsed(t *testing.T) {
+	s := New[string, int]()
+	s.Put("a", 1, 10)
+	s.Put("b", 2, 10)
+	s.Put("c", 3, 10)
+	if _, ok := s.Get("a"); !ok { // a is now the most recent
+		t.Fatal("a missing")
+	}
+	got := s.EvictOver(20, nil)
+	if len(got) != 1 || got[0].Key != "b" || got[0].Value != 2 || got[0].Size != 10 {
+		t.Fatalf("evicted %v, want b", got)
+	}
+	if s.Size() != 20 || s.Len() != 2 {
+		t.Fatalf("size %d len %d, want 20 and 2", s.Size(), s.Len())
+	}
+	if keys := s.Keys(); !slices.Equal(keys, []string{"a", "c"}) {
+		t.Fatalf("keys %v, want [a c]", keys)
+	}
+}
+
+func TestEvictOverSkipsKept(t *testing.T) {
+	s := New[string, bool]()
+	s.Put("held", true, 10)
+	s.Put("free", false, 10)
+	s.Put("new", false, 10)
+	got := s.EvictOver(10, func(_ string, held bool) bool { return held })
+	if len(got) != 2 || got[0].Key != "free" || got[1].Key != "new" {
+		t.Fatalf("evicted %v, want free then new (held kept)", got)
+	}
+	if s.Size() != 10 {
+		t.Fatalf("size %d: only what is held may stay over the bound", s.Size())
+	}
+	if got := s.EvictOver(-1, nil); got != nil {
+		t.Fatalf("a negative bound evicted %v", got)
+	}
+}
+
+func TestPopOldestSkipsKept(t *testing.T) {
+	s := New[string, bool]()
+	s.Put("held", true, 0)
+	s.Put("a", false, 0)
+	s.Put("b", false, 0)
+	held := func(_ string, h bool) bool { return h }
+	for _, want := range []string{"a", "b"} {
+		if e, ok := s.PopOldest(held); !ok || e.Key != want {
+			t.Fatalf("PopOldest = %v %v, want %s", e, ok, want)
+		}
+	}
+	if e, ok := s.PopOldest(held); ok {
+		t.Fatalf("PopOldest = %v with only a held entry left", e)
+	}
+}
+
+func TestPutReplacesAndPeekDoesNotReorder(t *testing.T) {
+	s := New[int, string]()
+	s.Put(1, "x", 5)
+	s.Put(2, "y", 5)
+	s.Put(1, "z", 7) // replaced, and now the newest
+	if v, _ := s.Peek(1); v != "z" || s.Size() != 12 {
+		t.Fatalf("after replace: %q, size %d", v, s.Size())
+	}
+	s.Peek(2) // does not make 2 the newest
+	if got := s.RemoveOldest(1); got[0].Key != 2 {
+		t.Fatalf("RemoveOldest = %v, want 2", got)
+	}
+	s.PutOldest(3, "old", 1)
+	s.PutOldest(1, "ignored", 100) // present: unchanged
+	if keys := s.Keys(); !slices.Equal(keys, []int{1, 3}) || s.Size() != 8 {
+		t.Fatalf("keys %v size %d", keys, s.Size())
+	}
+	if v, ok := s.Remove(3); !ok || v != "old" {
+		t.Fatalf("Remove(3) = %q %v", v, ok)
+	}
+	if _, ok := s.Remove(3); ok {
+		t.Fatal("removed twice")
+	}
+}
+
+// TestConcurrentUse: many goroutines putting, getting and evicting keep
+// the set consistent (run with -race in CI's vet of races).
+func TestConcurrentUse(t *testing.T) {
+	s := New[string, int]()
+	var wg sync.WaitGroup
+	var evicted sync.Map
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				k := fmt.Sprintf("%d-%d", g, i%50)
+				s.Put(k, i, 1)
+				s.Get(fmt.Sprintf("%d-%d", (g+1)%8, i%50))
+				for _, e := range s.EvictOver(100, nil) {
+					evicted.Store(e.Key, true)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if s.Size() > 100 || int64(s.Len()) != s.Size() {
+		t.Fatalf("size %d len %d: want at most 100, one per entry", s.Size(), s.Len())
+	}
+	if len(s.Keys()) != s.Len() {
+		t.Fatal("keys and length disagree")
+	}
+}

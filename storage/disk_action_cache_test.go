@@ -1,0 +1,61 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// TestDiskActionCacheEvictsLeastRecentlyUsed: past its bound the action
+// cache drops the entries least recently read or written, also after a
+// restart (the index is rebuilt from the files).
+func TestDiskActionCacheEvictsLeastRecentlyUsed(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	result := &repb.ActionResult{StdoutRaw: make([]byte, 100)}
+	size := int64(proto.Size(result))
+	c, err := storage.NewDiskActionCacheBounded(dir, 3*size, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	action := func(i int) digest.Digest { return sha(fmt.Sprint("action ", i)) }
+	for i := range 3 {
+		if err := c.Put(ctx, "main", action(i), result); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Get(ctx, "main", action(0)); err != nil { // 0 is now the most recent
+		t.Fatal(err)
+	}
+	if err := c.Put(ctx, "main", action(3), result); err != nil {
+		t.Fatal(err)
+	}
+	present := func(c *storage.DiskActionCache, i int) bool {
+		_, err := c.Get(ctx, "main", action(i))
+		if err != nil && status.Code(err) != codes.NotFound {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	if present(c, 1) || !present(c, 0) || !present(c, 2) || !present(c, 3) {
+		t.Fatal("want 1 (least recently used) evicted, 0, 2 and 3 kept")
+	}
+	if bytes, n := c.Stats(); n != 3 || bytes != 3*size {
+		t.Fatalf("stats %d bytes, %d entries; want %d and 3", bytes, n, 3*size)
+	}
+	c2, err := storage.NewDiskActionCacheBounded(dir, 2*size, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, n := c2.Stats(); n != 2 {
+		t.Fatalf("after a restart with a smaller bound, %d entries, want 2", n)
+	}
+}
