@@ -34,9 +34,13 @@ proto:
 init:
 	$(GO) run ./sandbox/internal/initbin/gen
 
+STATICCHECK_VERSION := v0.8.2
+
+# gofmt, go vet and staticcheck (its checks: staticcheck.conf).
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 # The standard `paddock bench` set against a fresh `paddock up` (needs root);
 # figures go in docs/benchmarks.md.

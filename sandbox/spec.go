@@ -230,7 +230,7 @@ func validateDestination(p string) error {
 	}
 	for _, c := range strings.Split(p, "/") {
 		if c == ".." {
-			return errors.New("contains ..")
+			return errors.New("contains a '..' component")
 		}
 	}
 	return nil

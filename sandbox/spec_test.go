@@ -37,7 +37,7 @@ func TestValidateSpec(t *testing.T) {
 		}, "not absolute"},
 		{"dot-dot mount destination", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/work/../../etc", Type: "bind", Source: "/x"})
-		}, "contains .."},
+		}, "contains a '..' component"},
 		{"unknown capability", func(s *specs.Spec) {
 			s.Process.Capabilities.Bounding = append(s.Process.Capabilities.Bounding, "CAP_TELEPORT")
 		}, "unknown capability"},

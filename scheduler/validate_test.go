@@ -278,7 +278,7 @@ func TestAbandonedOperationIsCancelled(t *testing.T) {
 	clock := newFakeClock()
 	cfg := testConfig()
 	cfg.AbandonedGrace = time.Minute
-	cfg.TickInterval = time.Hour // only the test ticks
+	cfg.TickInterval = time.Hour         // only the test ticks
 	cfg.LeaseDuration = 1000 * time.Hour // the fake clock's jumps must not expire the worker's lease
 	cfg.HeartbeatInterval = 100 * time.Hour
 	f := startFarm(t, cfg, "", nil, nil, clock)
