@@ -196,7 +196,7 @@ func (c *Cache) resolvedLocked(ref Reference) (string, bool) {
 		return r.Digest, ok
 	}
 	r, ok := c.refs[tagKey(ref)]
-	if !ok || c.opts.Now().Sub(r.ResolvedAt) >= c.opts.RefreshTags {
+	if !ok || c.opts.Clock.Now().Sub(r.ResolvedAt) >= c.opts.RefreshTags {
 		return "", false
 	}
 	return r.Digest, true

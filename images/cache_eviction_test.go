@@ -30,7 +30,7 @@ func TestTagsRefreshAfterInterval(t *testing.T) {
 	r := newTestRegistry(t)
 	d1 := r.push(t, "bb:stable", busyboxImage(t, "v1"))
 	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
-	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.Now = clock.Now; o.RefreshTags = time.Minute })
+	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.Clock = clock; o.RefreshTags = time.Minute })
 	get := func() *Rootfs {
 		t.Helper()
 		rf, err := c.Rootfs(context.Background(), r.ref(t, "bb:stable"))
@@ -98,7 +98,7 @@ func TestEvictionOfUnusedImages(t *testing.T) {
 	a, b, cc := mk("aaaa"), mk("bbbb"), mk("cccc")
 	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
 	reg := prometheus.NewRegistry()
-	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.MaxBytes = 2<<20 + 1000; o.Now = clock.Now; o.Metrics = reg })
+	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.MaxBytes = 2<<20 + 1000; o.Clock = clock; o.Metrics = reg })
 	get := func(tag string) *Rootfs {
 		t.Helper()
 		clock.Add(time.Second)

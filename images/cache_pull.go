@@ -53,7 +53,7 @@ func (c *Cache) pull(ctx context.Context, ref Reference) (string, error) {
 		if d, err := c.puller.head(ctx, ref); err == nil {
 			if m, ok := c.cachedManifest(d); ok {
 				c.metrics.pulls.WithLabelValues("ok").Inc()
-				return m, c.recordRef(refRecord{Key: tagKey(ref), Digest: m, ResolvedAt: c.opts.Now()})
+				return m, c.recordRef(refRecord{Key: tagKey(ref), Digest: m, ResolvedAt: c.opts.Clock.Now()})
 			}
 		}
 	}
@@ -66,7 +66,7 @@ func (c *Cache) pull(ctx context.Context, ref Reference) (string, error) {
 			// interval rather than on every action.
 			c.log.Warn("image tag refresh failed; using cached resolution", "ref", ref.String(), "digest", stale.Digest, "err", err)
 			c.mu.Lock()
-			stale.ResolvedAt = c.opts.Now()
+			stale.ResolvedAt = c.opts.Clock.Now()
 			c.refs[stale.Key] = stale
 			c.mu.Unlock()
 			return stale.Digest, nil
@@ -85,12 +85,12 @@ func (c *Cache) pull(ctx context.Context, ref Reference) (string, error) {
 	c.metrics.pulls.WithLabelValues("ok").Inc()
 	if f.index != "" {
 		// What an index digest picks for this platform never changes.
-		if err := c.recordRef(refRecord{Key: f.index, Digest: f.digest, ResolvedAt: c.opts.Now()}); err != nil {
+		if err := c.recordRef(refRecord{Key: f.index, Digest: f.digest, ResolvedAt: c.opts.Clock.Now()}); err != nil {
 			return "", err
 		}
 	}
 	if !ref.Pinned() {
-		if err := c.recordRef(refRecord{Key: tagKey(ref), Digest: f.digest, ResolvedAt: c.opts.Now()}); err != nil {
+		if err := c.recordRef(refRecord{Key: tagKey(ref), Digest: f.digest, ResolvedAt: c.opts.Clock.Now()}); err != nil {
 			return "", err
 		}
 	}

@@ -91,7 +91,7 @@ func (c *Cache) loadLayout(ctx context.Context, dir string) ([]LoadedImage, erro
 			return nil, err
 		}
 		if digest != d.Digest.String() {
-			if err := c.recordRef(refRecord{Key: d.Digest.String(), Digest: digest, ResolvedAt: c.opts.Now()}); err != nil {
+			if err := c.recordRef(refRecord{Key: d.Digest.String(), Digest: digest, ResolvedAt: c.opts.Clock.Now()}); err != nil {
 				return nil, err
 			}
 		}
@@ -151,7 +151,7 @@ func (c *Cache) loadImage(ctx context.Context, img v1.Image, digest string, name
 			continue
 		}
 		ref := Reference{Registry: t.RegistryStr(), Repository: t.RepositoryStr(), Tag: t.TagStr()}
-		if err := c.recordRef(refRecord{Key: tagKey(ref), Digest: digest, ResolvedAt: c.opts.Now()}); err != nil {
+		if err := c.recordRef(refRecord{Key: tagKey(ref), Digest: digest, ResolvedAt: c.opts.Clock.Now()}); err != nil {
 			return LoadedImage{}, err
 		}
 		li.Names = append(li.Names, ref)

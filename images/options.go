@@ -14,6 +14,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paddock-build/paddock/internal/clock"
 )
 
 // Options configure a Cache. Only Dir is required.
@@ -64,9 +66,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics, if set, receives the cache's collectors.
 	Metrics *prometheus.Registry
-	// Now is the clock used for tag refresh and eviction order; nil means
-	// time.Now.
-	Now func() time.Time
+	// Clock is used for tag refresh; nil means the real clock.
+	Clock clock.Clock
 }
 
 // Credentials authenticate to one registry: a username and password, or
@@ -123,9 +124,7 @@ func (o Options) withDefaults() (Options, v1.Platform, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
+	o.Clock = clock.OrReal(o.Clock)
 	for _, h := range o.Insecure {
 		if h == "" || strings.Contains(h, "/") {
 			return o, v1.Platform{}, fmt.Errorf("images: insecure registry %q: want host[:port]", h)

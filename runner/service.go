@@ -22,6 +22,7 @@ import (
 
 	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/images"
+	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/sandbox"
 )
 
@@ -39,8 +40,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is reported by CheckReadiness.
 	Version string
-	// Now is the clock for the execution timestamps; nil means time.Now.
-	Now func() time.Time
+	// Clock is the clock for the execution timestamps; nil means the
+	// real clock.
+	Clock clock.Clock
 }
 
 // Service is the Runner gRPC service: each Run turns a request into a
@@ -54,7 +56,7 @@ type Service struct {
 	images   *images.Cache
 	logger   *slog.Logger
 	version  string
-	now      func() time.Time
+	clock    clock.Clock
 
 	slots   *idSlots
 	bundles string   // <state>/bundles: one directory per id slot
@@ -99,16 +101,14 @@ func New(opts Options) (*Service, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	opts.Clock = clock.OrReal(opts.Clock)
 	// Besides the configured paths, host-root sandboxes never see the
 	// runner's state (bundles, skeletons) or its image cache.
 	hidden := resolvedHiddenPaths(append(append([]string(nil), cfg.HostHiddenPaths...), filepath.Clean(cfg.StateDir), filepath.Clean(cfg.imagesDir())))
 	roots := &skeletons{dir: rootfs, paths: map[string]string{}}
 	return &Service{
 		cfg: cfg, launcher: opts.Launcher, images: opts.Images, logger: opts.Logger,
-		version: opts.Version, now: opts.Now,
+		version: opts.Version, clock: opts.Clock,
 		slots:   newIDSlots(cfg.IDBase, cfg.MaxSandboxes),
 		bundles: bundles,
 		hidden:  hidden,
@@ -247,9 +247,9 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 		Stdout: req.GetStdoutPath(), Stderr: req.GetStderrPath(), Timeout: timeout,
 	}
 
-	start := s.now()
+	start := s.clock.Now()
 	res, err := s.launcher.Run(ctx, sreq)
-	end := s.now()
+	end := s.clock.Now()
 	if err != nil {
 		return nil, sandboxError(err)
 	}

@@ -17,18 +17,14 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 
 	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
 )
 
-// Clock tells the time. Tests inject a fake one and call Scheduler.Tick.
-type Clock interface {
-	Now() time.Time
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
+// Clock tells the time (package internal/clock). Tests inject a fake one
+// and call Scheduler.Tick.
+type Clock = clock.Clock
 
 // Options are what New needs: the configuration and the collaborators.
 type Options struct {
@@ -140,7 +136,7 @@ func New(opts Options) (*Scheduler, error) {
 		stop:         make(chan struct{}),
 	}
 	if s.clock == nil {
-		s.clock = realClock{}
+		s.clock = clock.Real{}
 	}
 	s.log = opts.Logger
 	if s.log == nil {

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/internal/fileid"
 	"github.com/paddock-build/paddock/internal/lru"
 )
@@ -54,7 +55,7 @@ type DiskBlobStore struct {
 	dir, casDir, tmpDir string
 	maxBytes            int64
 	log                 *slog.Logger
-	now                 func() time.Time
+	clock               clock.Clock
 
 	mu      sync.Mutex
 	set     *lru.Set[blobKey, *diskEntry] // one entry per file, sized by the blob
@@ -93,7 +94,7 @@ func NewDiskBlobStore(opts DiskOptions) (*DiskBlobStore, error) {
 		tmpDir:   filepath.Join(opts.Dir, "tmp"),
 		maxBytes: opts.MaxBytes,
 		log:      opts.Logger,
-		now:      time.Now,
+		clock:    clock.Real{},
 		set:      lru.New[blobKey, *diskEntry](),
 	}
 	if s.log == nil {
@@ -184,7 +185,7 @@ func (s *DiskBlobStore) path(d digest.Digest) string {
 func (s *DiskBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]digest.Digest, error) {
 	var missing []digest.Digest
 	var touch []digest.Digest
-	now := s.now()
+	now := s.clock.Now()
 	s.mu.Lock()
 	for _, d := range ds {
 		e, ok := s.lookupLocked(d)
@@ -242,7 +243,7 @@ func (s *DiskBlobStore) Get(ctx context.Context, d digest.Digest, offset int64) 
 	if d.IsEmpty() {
 		return io.NopCloser(strings.NewReader("")), nil
 	}
-	now := s.now()
+	now := s.clock.Now()
 	s.mu.Lock()
 	e, ok := s.lookupLocked(d)
 	var needTouch bool
@@ -350,7 +351,7 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 		return writeError(d, err)
 	}
 	committed = true
-	e := &diskEntry{d: d, touched: s.now()}
+	e := &diskEntry{d: d, touched: s.clock.Now()}
 	if id, err := fileid.Stat(final); err == nil {
 		e.verified = id // hashed on the way in
 	}

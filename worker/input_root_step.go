@@ -5,13 +5,13 @@ import (
 	"errors"
 	"path"
 	"strings"
-	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/rev2"
 )
 
@@ -21,11 +21,11 @@ import (
 type inputRootStep struct {
 	next  Executor
 	roots *inputRootBuilder
-	now   func() time.Time
+	clock clock.Clock
 }
 
 func (s *inputRootStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
-	j.Metadata.InputFetchStartTimestamp = stamp(s.now)
+	j.Metadata.InputFetchStartTimestamp = stamp(s.clock)
 	if _, err := s.roots.build(ctx, j.Fn, j.InputRoot, j.Root); err != nil {
 		return nil, err
 	}
@@ -38,7 +38,7 @@ func (s *inputRootStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteRespo
 	if err := createOutputParents(rootFd, j.Command); err != nil {
 		return nil, err
 	}
-	j.Metadata.InputFetchCompletedTimestamp = stamp(s.now)
+	j.Metadata.InputFetchCompletedTimestamp = stamp(s.clock)
 	return s.next.Execute(ctx, j)
 }
 

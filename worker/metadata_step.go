@@ -3,12 +3,13 @@ package worker
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/paddock-build/paddock/internal/clock"
 )
 
 // metadataStep is the outermost step: it stamps the worker's start and
@@ -17,14 +18,14 @@ import (
 // attaches the ExecutedActionMetadata to the result.
 type metadataStep struct {
 	next   Executor
-	now    func() time.Time
+	clock  clock.Clock
 	logger *slog.Logger
 }
 
 func (s *metadataStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
-	j.Metadata.WorkerStartTimestamp = timestamppb.New(s.now())
+	j.Metadata.WorkerStartTimestamp = timestamppb.New(s.clock.Now())
 	resp, err := s.next.Execute(ctx, j)
-	j.Metadata.WorkerCompletedTimestamp = timestamppb.New(s.now())
+	j.Metadata.WorkerCompletedTimestamp = timestamppb.New(s.clock.Now())
 	if err != nil {
 		st := status.Convert(err)
 		if ctx.Err() != nil {
@@ -43,4 +44,4 @@ func (s *metadataStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteRespon
 }
 
 // stamp is a step's clock reading for a metadata timestamp.
-func stamp(now func() time.Time) *timestamppb.Timestamp { return timestamppb.New(now()) }
+func stamp(c clock.Clock) *timestamppb.Timestamp { return timestamppb.New(c.Now()) }

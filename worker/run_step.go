@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"path/filepath"
-	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"golang.org/x/sys/unix"
@@ -12,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/internal/clock"
 )
 
 // runStep is the innermost step: it asks the runner to run the command in
@@ -21,16 +21,16 @@ import (
 // platform property, say) keeps the runner's status.
 type runStep struct {
 	runner Runner
-	now    func() time.Time
+	clock  clock.Clock
 }
 
 func (s *runStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
 	req := runRequest(j)
 	j.Request = req
 	md := j.Metadata
-	md.ExecutionStartTimestamp = stamp(s.now)
+	md.ExecutionStartTimestamp = stamp(s.clock)
 	run, err := s.runner.Run(ctx, req)
-	md.ExecutionCompletedTimestamp = stamp(s.now)
+	md.ExecutionCompletedTimestamp = stamp(s.clock)
 	j.Ran = err == nil
 	if err != nil {
 		if ctx.Err() != nil {

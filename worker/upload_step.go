@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -21,7 +21,7 @@ type uploadStep struct {
 	next   Executor
 	cas    storage.BlobStore
 	limits OutputLimits
-	now    func() time.Time
+	clock  clock.Clock
 }
 
 func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
@@ -29,7 +29,7 @@ func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 	if err != nil || resp.Result == nil {
 		return resp, err
 	}
-	j.Metadata.OutputUploadStartTimestamp = stamp(s.now)
+	j.Metadata.OutputUploadStartTimestamp = stamp(s.clock)
 	oc := &outputCollector{cas: s.cas, fn: j.Fn, rootFd: j.RootFd, limits: s.limits}
 	if err := oc.collect(ctx, j.Command, resp.Result); err != nil {
 		return nil, err
@@ -51,6 +51,6 @@ func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 	if err := oc.flush(ctx); err != nil {
 		return nil, err
 	}
-	j.Metadata.OutputUploadCompletedTimestamp = stamp(s.now)
+	j.Metadata.OutputUploadCompletedTimestamp = stamp(s.clock)
 	return resp, nil
 }

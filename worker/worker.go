@@ -22,13 +22,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/api/workerpb/workerclient"
+	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -79,8 +79,8 @@ type Options struct {
 	// Default 16.
 	FetchParallelism int
 	Logger           *slog.Logger
-	// Now is the clock for metadata timestamps; default time.Now.
-	Now func() time.Time
+	// Clock is the clock for metadata timestamps; default the real one.
+	Clock clock.Clock
 }
 
 // Worker executes assignments. Safe for concurrent use.
@@ -110,9 +110,7 @@ func New(opts Options) (*Worker, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	opts.Clock = clock.OrReal(opts.Clock)
 	if opts.Platform == nil {
 		opts.Platform = DefaultPlatform()
 	}
@@ -181,14 +179,14 @@ func (w *Worker) Execute(ctx context.Context, a *workerpb.Assignment) *repb.Exec
 // newChain assembles the worker's steps (see Executor), outermost first.
 func (w *Worker) newChain() Executor {
 	o := w.opts
-	var e Executor = &runStep{runner: o.Runner, now: o.Now}
-	e = &uploadStep{next: e, cas: o.CAS, limits: o.OutputLimits.withDefaults(), now: o.Now}
+	var e Executor = &runStep{runner: o.Runner, clock: o.Clock}
+	e = &uploadStep{next: e, cas: o.CAS, limits: o.OutputLimits.withDefaults(), clock: o.Clock}
 	e = &cacheStep{next: e, ac: o.AC, logger: o.Logger}
-	e = &inputRootStep{next: e, roots: w.roots, now: o.Now}
+	e = &inputRootStep{next: e, roots: w.roots, clock: o.Clock}
 	e = &actionStep{next: e, cas: o.CAS}
 	e = &buildDirStep{next: e, base: o.BuildDir, dirs: w.dirs}
 	for i := len(o.Steps) - 1; i >= 0; i-- {
 		e = o.Steps[i](e)
 	}
-	return &metadataStep{next: e, now: o.Now, logger: o.Logger}
+	return &metadataStep{next: e, clock: o.Clock, logger: o.Logger}
 }

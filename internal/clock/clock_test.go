@@ -1,0 +1,24 @@
+package clock
+
+import (
+	"testing"
+	"time"
+)
+
+func TestFakeMovesOnlyWhenAdvanced(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := NewFake(start)
+	if !f.Now().Equal(start) {
+		t.Fatalf("Now = %v, want %v", f.Now(), start)
+	}
+	f.Advance(time.Minute)
+	if got := f.Now().Sub(start); got != time.Minute {
+		t.Fatalf("advanced by %v, want 1m", got)
+	}
+	if _, ok := OrReal(nil).(Real); !ok {
+		t.Fatal("OrReal(nil) is not the real clock")
+	}
+	if OrReal(f) != Clock(f) {
+		t.Fatal("OrReal(f) is not f")
+	}
+}
