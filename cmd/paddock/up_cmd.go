@@ -99,8 +99,19 @@ func runUp(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	go g.Serve(lis)
-	defer g.Stop()
+	// A server that stops serving (its listener failed) stops the farm,
+	// and the error is what up returns; Ctrl-C stops it gracefully.
+	ctx, stopFarm := context.WithCancel(ctx)
+	defer stopFarm()
+	served := make(chan error, 1)
+	go func() {
+		err := serveUntilDone(ctx, g, lis, nil)
+		if err != nil {
+			logger.Error("gRPC server failed; stopping the farm", "error", err)
+		}
+		stopFarm()
+		served <- err
+	}()
 
 	// The runner, supervised: restarted if it dies.
 	sock := filepath.Join(*data, "runner.sock")
@@ -133,7 +144,11 @@ or as a remote cache only:
 		schedulerAddr: addr, runnerSocket: sock, cas: cas, ac: ac, local: cas, logger: logger,
 		inputLimits: inLimits, outputLimits: outLimits,
 	})
+	stopFarm()
 	<-runnerDone
+	if serveErr := <-served; serveErr != nil {
+		return fmt.Errorf("serve %s: %w", addr, serveErr)
+	}
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
 		logger.Info("paddock stopped")
 		return nil
