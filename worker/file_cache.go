@@ -189,7 +189,7 @@ func (c *FileCache) write(k cacheKey, p string, src io.Reader) (fileid.ID, error
 		return fileid.ID{}, fmt.Errorf("cache input %s: %w", k.d, err)
 	}
 	if n != k.d.SizeBytes() || hex.EncodeToString(h.Sum(nil)) != k.d.Hash() {
-		return fileid.ID{}, fmt.Errorf("cache input %s: fetched bytes do not match the digest", k.d)
+		return fileid.ID{}, status.Errorf(codes.DataLoss, "input %s: the bytes fetched from the CAS do not match the digest", k.d)
 	}
 	mode := os.FileMode(0o444)
 	if k.exec {
@@ -319,11 +319,24 @@ func isDiskFull(err error) bool {
 
 // diskError gives a full disk its gRPC meaning, RESOURCE_EXHAUSTED, so the
 // client is told what happened instead of UNKNOWN.
+// diskError is the status of a failed file operation: RESOURCE_EXHAUSTED
+// for a full disk, INTERNAL with only the errno otherwise (the error's own
+// text names host paths); statuses pass through.
 func diskError(err error) error {
-	if isDiskFull(err) {
-		return status.Errorf(codes.ResourceExhausted, "the worker's disk is full: %v", err)
+	if err == nil {
+		return nil
 	}
-	return err
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	if isDiskFull(err) {
+		return status.Error(codes.ResourceExhausted, "the worker's disk is full")
+	}
+	var errno unix.Errno
+	if errors.As(err, &errno) {
+		return status.Errorf(codes.Internal, "file cache: %v", errno)
+	}
+	return status.Error(codes.Internal, "file cache: cannot store the file")
 }
 
 // Stats reports the bytes and files cached.

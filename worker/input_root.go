@@ -63,7 +63,8 @@ type inputRootBuilder struct {
 type fileJob struct {
 	d    digest.Digest
 	exec bool
-	path string
+	path string // where it goes
+	rel  string // the same, inside the tree, for messages
 }
 
 // build creates the tree of root under dst (an existing empty directory).
@@ -73,18 +74,39 @@ func (b *inputRootBuilder) build(ctx context.Context, fn digest.Function, root d
 	if err := b.checkExpanded(ctx, fn, root); err != nil {
 		return 0, err
 	}
+	jobs, missing, err := b.createTree(ctx, fn, root, dst)
+	if err != nil {
+		return 0, err
+	}
+	missingFiles, err := b.linkFiles(ctx, jobs)
+	if err != nil {
+		return 0, err
+	}
+	if missing = append(missing, missingFiles...); len(missing) > 0 {
+		return 0, rev2.MissingDigests(missing)
+	}
+	return len(jobs), nil
+}
+
+// treeItem is a directory of the tree still to create: its digest and the
+// path it goes to.
+type treeItem struct {
+	d    digest.Digest
+	path string
+}
+
+// createTree creates root's directories and symlinks under dst, breadth
+// first, checking each Directory (rev2), and returns the files to link and
+// the Directory blobs missing from the CAS.
+func (b *inputRootBuilder) createTree(ctx context.Context, fn digest.Function, root digest.Digest, dst string) ([]fileJob, []digest.Digest, error) {
 	var jobs []fileJob
 	var missing []digest.Digest
-	type item struct {
-		d    digest.Digest
-		path string
-	}
-	queue := []item{{root, dst}}
+	queue := []treeItem{{root, dst}}
 	for len(queue) > 0 {
 		if err := ctx.Err(); err != nil {
 			// Cancelled: stop creating at once; the build directory is
 			// removed in the background.
-			return 0, status.FromContextError(err).Err()
+			return nil, nil, status.FromContextError(err).Err()
 		}
 		it := queue[0]
 		queue = queue[1:]
@@ -94,51 +116,69 @@ func (b *inputRootBuilder) build(ctx context.Context, fn digest.Function, root d
 			continue
 		}
 		if err != nil {
-			return 0, fmt.Errorf("fetch input directory %s: %w", it.d, err)
-		}
-		rel := func(name string) string {
-			r, _ := filepath.Rel(dst, filepath.Join(it.path, name))
-			return r
+			return nil, nil, fmt.Errorf("fetch input directory %s: %w", it.d, err)
 		}
 		where, _ := filepath.Rel(dst, it.path)
 		if where == "." {
 			where = ""
 		}
-		if err := rev2.CheckDirectory(dir, where, rev2.RelativeSymlinksOnly); err != nil {
-			return 0, err
+		files, subs, err := createEntries(fn, dir, it.path, where)
+		if err != nil {
+			return nil, nil, err
 		}
-		for _, f := range dir.Files {
-			d, err := digest.FromProto(fn, f.Digest, "input file "+rel(f.Name))
-			if err != nil {
-				return 0, err
-			}
-			jobs = append(jobs, fileJob{d, f.IsExecutable, filepath.Join(it.path, f.Name)})
+		jobs = append(jobs, files...)
+		queue = append(queue, subs...)
+	}
+	return jobs, missing, nil
+}
+
+// createEntries creates the symlinks and subdirectories of dir (found at
+// where in the tree) in path, and returns its files to link and its
+// subdirectories to fill.
+func createEntries(fn digest.Function, dir *repb.Directory, path, where string) ([]fileJob, []treeItem, error) {
+	if err := rev2.CheckDirectory(dir, where, rev2.RelativeSymlinksOnly); err != nil {
+		return nil, nil, err
+	}
+	var jobs []fileJob
+	var subs []treeItem
+	for _, f := range dir.Files {
+		d, err := digest.FromProto(fn, f.Digest, "input file "+rev2.Join(where, f.Name))
+		if err != nil {
+			return nil, nil, err
 		}
-		for _, s := range dir.Symlinks {
-			if err := os.Symlink(s.Target, filepath.Join(it.path, s.Name)); err != nil {
-				return 0, createError(err, "symlink", rel(s.Name))
-			}
-		}
-		for _, sub := range dir.Directories {
-			d, err := digest.FromProto(fn, sub.Digest, "input directory "+rel(sub.Name))
-			if err != nil {
-				return 0, err
-			}
-			p := filepath.Join(it.path, sub.Name)
-			if err := os.Mkdir(p, 0o755); err != nil {
-				return 0, createError(err, "directory", rel(sub.Name))
-			}
-			queue = append(queue, item{d, p})
+		jobs = append(jobs, fileJob{d, f.IsExecutable, filepath.Join(path, f.Name), rev2.Join(where, f.Name)})
+	}
+	for _, s := range dir.Symlinks {
+		if err := os.Symlink(s.Target, filepath.Join(path, s.Name)); err != nil {
+			return nil, nil, createError(err, "symlink", rev2.Join(where, s.Name))
 		}
 	}
+	for _, sub := range dir.Directories {
+		d, err := digest.FromProto(fn, sub.Digest, "input directory "+rev2.Join(where, sub.Name))
+		if err != nil {
+			return nil, nil, err
+		}
+		p := filepath.Join(path, sub.Name)
+		if err := os.Mkdir(p, 0o755); err != nil {
+			return nil, nil, createError(err, "directory", rev2.Join(where, sub.Name))
+		}
+		subs = append(subs, treeItem{d, p})
+	}
+	return jobs, subs, nil
+}
+
+// linkFiles links the input files from the file cache, at most
+// b.parallelism at once, and returns those missing from the CAS.
+func (b *inputRootBuilder) linkFiles(ctx context.Context, jobs []fileJob) ([]digest.Digest, error) {
 	refs := make([]FileRef, len(jobs))
 	for i, j := range jobs {
 		refs[i] = FileRef{j.d, j.exec}
 	}
 	if err := b.files.Prefetch(ctx, refs); err != nil {
-		return 0, fmt.Errorf("fetch input files: %w", err)
+		return nil, fmt.Errorf("fetch input files: %w", err)
 	}
 	var mu sync.Mutex
+	var missing []digest.Digest
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(b.parallelism)
 	for _, j := range jobs {
@@ -151,18 +191,12 @@ func (b *inputRootBuilder) build(ctx context.Context, fn digest.Function, root d
 				return nil
 			}
 			if err != nil {
-				return fmt.Errorf("input file %s: %w", j.path, err)
+				return status.Errorf(status.Code(err), "input file %s: %s", rev2.Quote(j.rel), status.Convert(err).Message())
 			}
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return 0, err
-	}
-	if len(missing) > 0 {
-		return 0, rev2.MissingDigests(missing)
-	}
-	return len(jobs), nil
+	return missing, g.Wait()
 }
 
 // createError explains a failure to create an input: a name used twice in
