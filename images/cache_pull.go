@@ -152,20 +152,52 @@ func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, rem
 	if err != nil {
 		return fmt.Errorf("layers: %w", err)
 	}
+	diffIDs, err := layerDiffIDs(layers)
+	if err != nil {
+		return err
+	}
+	c.pin(diffIDs, 1)
+	defer c.pin(diffIDs, -1)
+	metas, err := c.ensureLayers(ctx, layers, diffIDs, digest, remote)
+	if err != nil {
+		return err
+	}
+	rec := imageRecord{Digest: digest, Layers: diffIDs, Config: ImageConfig{
+		Env: cfg.Config.Env, WorkingDir: cfg.Config.WorkingDir, User: cfg.Config.User,
+	}}
+	if err := c.publishImage(rec, metas); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if !c.hasImageLocked(digest) {
+		c.images.Put(digest, &imageEntry{rec: rec}, 0)
+		for _, l := range diffIDs {
+			c.layers[l].users++
+		}
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// layerDiffIDs returns the layers' diffIDs, each checked to be a digest we
+// can name a directory after.
+func layerDiffIDs(layers []v1.Layer) ([]string, error) {
 	diffIDs := make([]string, len(layers))
 	for i, l := range layers {
 		h, err := l.DiffID()
 		if err != nil {
-			return fmt.Errorf("layer %d: %w", i, err)
+			return nil, fmt.Errorf("layer %d: %w", i, err)
 		}
 		diffIDs[i] = h.String()
 		if !digestPattern.MatchString(diffIDs[i]) {
-			return fmt.Errorf("layer %d: unsupported diffID %q", i, diffIDs[i])
+			return nil, fmt.Errorf("layer %d: unsupported diffID %q", i, diffIDs[i])
 		}
 	}
-	c.pin(diffIDs, 1)
-	defer c.pin(diffIDs, -1)
+	return diffIDs, nil
+}
 
+// ensureLayers fetches and unpacks the image's layers, three at a time.
+func (c *Cache) ensureLayers(ctx context.Context, layers []v1.Layer, diffIDs []string, digest string, remote bool) ([]*layerMeta, error) {
 	var total int64
 	for _, l := range layers {
 		if n, err := l.Size(); err == nil {
@@ -173,7 +205,6 @@ func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, rem
 		}
 	}
 	c.log.Info("unpacking image", "image", digest, "layers", len(layers), "compressedBytes", total)
-
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(3)
 	metas := make([]*layerMeta, len(layers))
@@ -190,10 +221,12 @@ func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, rem
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
+	return metas, g.Wait()
+}
 
+// publishImage flattens the layers into a new image directory with its
+// record, and moves it into place.
+func (c *Cache) publishImage(rec imageRecord, metas []*layerMeta) error {
 	tmp, err := c.store.newTemp()
 	if err != nil {
 		return err
@@ -210,24 +243,10 @@ func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, rem
 	if err := flatten(rootfs, flat); err != nil {
 		return err
 	}
-	rec := imageRecord{Digest: digest, Layers: diffIDs, Config: ImageConfig{
-		Env: cfg.Config.Env, WorkingDir: cfg.Config.WorkingDir, User: cfg.Config.User,
-	}}
 	if err := writeJSONAtomic(c.store, filepath.Join(tmp, "image.json"), rec); err != nil {
 		return err
 	}
-	if err := c.store.publish(tmp, c.store.imageDir(digest)); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	if !c.hasImageLocked(digest) {
-		c.images.Put(digest, &imageEntry{rec: rec}, 0)
-		for _, l := range diffIDs {
-			c.layers[l].users++
-		}
-	}
-	c.mu.Unlock()
-	return nil
+	return c.store.publish(tmp, c.store.imageDir(rec.Digest))
 }
 
 // pin protects layers from eviction while an image is assembled from them.

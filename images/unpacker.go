@@ -98,6 +98,69 @@ func (u *unpacker) unpack(r io.Reader, dst string) (*layerMeta, error) {
 	return meta, nil
 }
 
+// whiteout records the whiteout entry base of directory dir in meta.
+func whiteout(meta *layerMeta, dir, base string) error {
+	if base == whiteoutOpaque {
+		meta.Opaque = append(meta.Opaque, dir)
+		return nil
+	}
+	target := strings.TrimPrefix(base, whiteoutPrefix)
+	if target == "" || target == "." || target == ".." || strings.HasPrefix(target, whiteoutPrefix) {
+		return errors.New("whiteout names no entry")
+	}
+	meta.Whiteouts = append(meta.Whiteouts, path.Join(dir, target))
+	return nil
+}
+
+// writeFile writes the regular file entry base of directory pfd from tr,
+// within the cache's bound, and counts it in meta.
+func (u *unpacker) writeFile(pfd int, base, name string, tr io.Reader, hdr *tar.Header, meta *layerMeta) error {
+	fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	var n int64
+	if u.limit > 0 && meta.Size+hdr.Size > u.limit {
+		err = fmt.Errorf("layer unpacks to more than the cache bound of %d bytes", u.limit)
+	} else {
+		n, err = io.Copy(f, tr)
+	}
+	if err == nil {
+		err = f.Chmod(os.FileMode(u.mode(hdr.Mode)) | modeExtra(u.mode(hdr.Mode)))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	meta.Size += n
+	return nil
+}
+
+// hardLink makes base in directory pfd a hard link to linkname, which must
+// be an earlier file of the layer (never a directory, never outside).
+func hardLink(t *tree, linkname string, pfd int, base string) error {
+	target, err := cleanName(linkname)
+	if err != nil {
+		return fmt.Errorf("hard link target: %w", err)
+	}
+	tfd, tbase, err := t.parent(target, false)
+	if err != nil {
+		return fmt.Errorf("hard link target %q: %w", linkname, parentError(err))
+	}
+	defer unix.Close(tfd)
+	st, ok, err := lstatAt(tfd, tbase)
+	if err != nil {
+		return err
+	}
+	if !ok || st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return fmt.Errorf("hard link target %q is not an earlier file of this layer", linkname)
+	}
+	return unix.Linkat(tfd, tbase, pfd, base, 0)
+}
+
 func (u *unpacker) entry(t *tree, tr *tar.Reader, hdr *tar.Header, meta *layerMeta, dirs *[]dirAttr) error {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
@@ -112,16 +175,7 @@ func (u *unpacker) entry(t *tree, tr *tar.Reader, hdr *tar.Header, meta *layerMe
 	dir, base := path.Split(name)
 	dir = path.Clean(dir)
 	if strings.HasPrefix(base, whiteoutPrefix) {
-		if base == whiteoutOpaque {
-			meta.Opaque = append(meta.Opaque, dir)
-			return nil
-		}
-		target := strings.TrimPrefix(base, whiteoutPrefix)
-		if target == "" || target == "." || target == ".." || strings.HasPrefix(target, whiteoutPrefix) {
-			return errors.New("whiteout names no entry")
-		}
-		meta.Whiteouts = append(meta.Whiteouts, path.Join(dir, target))
-		return nil
+		return whiteout(meta, dir, base)
 	}
 	if hdr.Uid != 0 || hdr.Gid != 0 {
 		if meta.Owners == nil {
@@ -152,27 +206,9 @@ func (u *unpacker) entry(t *tree, tr *tar.Reader, hdr *tar.Header, meta *layerMe
 	}
 	switch hdr.Typeflag {
 	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
-		fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		if err != nil {
+		if err := u.writeFile(pfd, base, name, tr, hdr, meta); err != nil {
 			return err
 		}
-		f := os.NewFile(uintptr(fd), name)
-		var n int64
-		if u.limit > 0 && meta.Size+hdr.Size > u.limit {
-			err = fmt.Errorf("layer unpacks to more than the cache bound of %d bytes", u.limit)
-		} else {
-			n, err = io.Copy(f, tr)
-		}
-		if err == nil {
-			err = f.Chmod(os.FileMode(u.mode(hdr.Mode)) | modeExtra(u.mode(hdr.Mode)))
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return err
-		}
-		meta.Size += n
 	case tar.TypeSymlink:
 		// The target is only data: it is never resolved here, and the
 		// flattener never follows it either.
@@ -180,23 +216,7 @@ func (u *unpacker) entry(t *tree, tr *tar.Reader, hdr *tar.Header, meta *layerMe
 			return err
 		}
 	case tar.TypeLink:
-		target, err := cleanName(hdr.Linkname)
-		if err != nil {
-			return fmt.Errorf("hard link target: %w", err)
-		}
-		tfd, tbase, err := t.parent(target, false)
-		if err != nil {
-			return fmt.Errorf("hard link target %q: %w", hdr.Linkname, parentError(err))
-		}
-		defer unix.Close(tfd)
-		st, ok, err := lstatAt(tfd, tbase)
-		if err != nil {
-			return err
-		}
-		if !ok || st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			return fmt.Errorf("hard link target %q is not an earlier file of this layer", hdr.Linkname)
-		}
-		return unix.Linkat(tfd, tbase, pfd, base, 0)
+		return hardLink(t, hdr.Linkname, pfd, base)
 	default:
 		u.logger.Debug("layer entry of unknown type skipped", "entry", hdr.Name, "type", string(hdr.Typeflag))
 		meta.Skipped = append(meta.Skipped, name)
