@@ -177,21 +177,9 @@ func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddress
 	if err != nil {
 		return err
 	}
-	if req.PageSize < 0 {
-		return status.Errorf(codes.InvalidArgument, "page_size %d is negative", req.PageSize)
-	}
-	pageSize := int(req.PageSize)
-	if pageSize == 0 {
-		pageSize = defaultTreePageSize
-	}
-	skip := 0
-	if req.PageToken != "" {
-		b, err := base64.RawURLEncoding.DecodeString(req.PageToken)
-		n, err2 := strconv.Atoi(string(b))
-		if err != nil || err2 != nil || n < 0 {
-			return status.Errorf(codes.InvalidArgument, "page_token %q was not issued by this server", req.PageToken)
-		}
-		skip = n
+	pageSize, skip, err := treePaging(req)
+	if err != nil {
+		return err
 	}
 	rootDir := &repb.Directory{}
 	if err := GetProto(ctx, s.opts.CAS, root, rootDir, maxTreeBytes); err != nil {
@@ -216,24 +204,11 @@ func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddress
 	for len(queue) > 0 {
 		dir := queue[0]
 		queue = queue[1:]
-		for i, sub := range dir.Directories {
-			d, err := digest.FromProto(fn, sub.Digest, fmt.Sprintf("directory %q subdirectory[%d]", sub.Name, i))
-			if err != nil {
-				return status.Errorf(codes.InvalidArgument, "tree %s: %s", root, status.Convert(err).Message())
-			}
-			if seen[d] {
-				continue
-			}
-			seen[d] = true
-			child := &repb.Directory{}
-			if err := GetProto(ctx, s.opts.CAS, d, child, maxTreeBytes); err != nil {
-				if status.Code(err) == codes.NotFound {
-					continue
-				}
-				return err
-			}
-			queue = append(queue, child)
+		children, err := s.newChildren(ctx, fn, root, dir, seen)
+		if err != nil {
+			return err
 		}
+		queue = append(queue, children...)
 		if pos >= skip {
 			size := proto.Size(dir)
 			if len(page) > 0 && (len(page) >= pageSize || pageBytes+size > streamChunkBytes) {
@@ -249,6 +224,52 @@ func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddress
 	// The last response ends the stream without a token; it is empty only
 	// when the token pointed past the end of the walk.
 	return flush(pos, true)
+}
+
+// treePaging reads a GetTree request's page size (0: the default) and
+// the position its page token resumes at.
+func treePaging(req *repb.GetTreeRequest) (pageSize, skip int, err error) {
+	if req.PageSize < 0 {
+		return 0, 0, status.Errorf(codes.InvalidArgument, "page_size %d is negative", req.PageSize)
+	}
+	pageSize = int(req.PageSize)
+	if pageSize == 0 {
+		pageSize = defaultTreePageSize
+	}
+	if req.PageToken != "" {
+		b, err := base64.RawURLEncoding.DecodeString(req.PageToken)
+		n, err2 := strconv.Atoi(string(b))
+		if err != nil || err2 != nil || n < 0 {
+			return 0, 0, status.Errorf(codes.InvalidArgument, "page_token %q was not issued by this server", req.PageToken)
+		}
+		skip = n
+	}
+	return pageSize, skip, nil
+}
+
+// newChildren returns dir's subdirectories not seen before in the walk of
+// root (marking them seen); missing ones are left out, as the spec allows.
+func (s *casServer) newChildren(ctx context.Context, fn digest.Function, root digest.Digest, dir *repb.Directory, seen map[digest.Digest]bool) ([]*repb.Directory, error) {
+	var out []*repb.Directory
+	for i, sub := range dir.Directories {
+		d, err := digest.FromProto(fn, sub.Digest, fmt.Sprintf("directory %q subdirectory[%d]", sub.Name, i))
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "tree %s: %s", root, status.Convert(err).Message())
+		}
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
+		child := &repb.Directory{}
+		if err := GetProto(ctx, s.opts.CAS, d, child, maxTreeBytes); err != nil {
+			if status.Code(err) == codes.NotFound {
+				continue
+			}
+			return nil, err
+		}
+		out = append(out, child)
+	}
+	return out, nil
 }
 
 // statusProto turns an error into a google.rpc.Status for per-entry results.
