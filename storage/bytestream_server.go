@@ -59,6 +59,74 @@ func newByteStreamServer(opts *ServerOptions) *byteStreamServer {
 
 var errUploadAborted = errors.New("upload aborted")
 
+// finishWrite completes an upload at finish_write: all the bytes are
+// there (for an uncompressed one), Put has stored them, and the client
+// hears the committed size.
+func (s *byteStreamServer) finishWrite(stream bytestream.ByteStream_WriteServer, u *upload, d digest.Digest, compressed bool, complete func() error) error {
+	if !compressed && u.committed.Load() != d.SizeBytes() {
+		err := status.Errorf(codes.InvalidArgument, "finish_write at %d bytes, but size_bytes is %d", u.committed.Load(), d.SizeBytes())
+		s.abort(u, err)
+		return err
+	}
+	u.pw.Close()
+	<-u.done
+	s.remove(u)
+	if u.err != nil {
+		return u.err
+	}
+	if compressed {
+		return stream.SendAndClose(&bytestream.WriteResponse{CommittedSize: u.committed.Load()})
+	}
+	return complete()
+}
+
+// decompressInto makes u's pipe take zstd-compressed bytes: a decoder
+// turns them into the bytes Put verifies and stores. Call the returned
+// func when the stream ends.
+func (s *byteStreamServer) decompressInto(u *upload) (func(), error) {
+	toPut := u.pw
+	pr, pw := io.Pipe()
+	dec, err := zstd.NewReader(pr, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
+	if err != nil {
+		s.abort(u, err)
+		return nil, fmt.Errorf("zstd decoder: %w", err)
+	}
+	go func() {
+		_, err := io.Copy(toPut, dec)
+		toPut.CloseWithError(err)
+		// If Put stopped early, unblock the stream's writes too.
+		pr.CloseWithError(errors.Join(err, errUploadAborted))
+	}()
+	u.pw = pw
+	return dec.Close, nil
+}
+
+// nextWrite receives the next request of a Write stream after the first.
+// A client that went away leaves an uncompressed upload parked for a
+// resuming Write; every other failure aborts the upload.
+func (s *byteStreamServer) nextWrite(stream bytestream.ByteStream_WriteServer, u *upload, compressed bool) (*bytestream.WriteRequest, error) {
+	req, err := stream.Recv()
+	if err == io.EOF {
+		err = status.Errorf(codes.InvalidArgument, "stream ended at %d bytes without finish_write", u.committed.Load())
+		s.abort(u, err)
+		return nil, err
+	}
+	if err != nil {
+		if compressed {
+			s.abort(u, err)
+		} else {
+			s.park(u)
+		}
+		return nil, err
+	}
+	if req.ResourceName != "" && req.ResourceName != u.name {
+		err := status.Errorf(codes.InvalidArgument, "resource_name %q differs from the stream's first %q", req.ResourceName, u.name)
+		s.abort(u, err)
+		return nil, err
+	}
+	return req, nil
+}
+
 func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.ByteStream_ReadServer) error {
 	rn, err := digest.ParseReadResourceName(req.ResourceName)
 	if err != nil {
@@ -175,45 +243,16 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 	}
 	defer u.busy.Unlock()
 	if compressed {
-		// Compressed bytes go into a second pipe; a decoder turns them into
-		// the bytes Put verifies and stores.
-		toPut := u.pw
-		pr, pw := io.Pipe()
-		dec, err := zstd.NewReader(pr, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
+		closeDecoder, err := s.decompressInto(u)
 		if err != nil {
-			s.abort(u, err)
-			return fmt.Errorf("zstd decoder: %w", err)
+			return err
 		}
-		defer dec.Close()
-		go func() {
-			_, err := io.Copy(toPut, dec)
-			toPut.CloseWithError(err)
-			// If Put stopped early, unblock the stream's writes too.
-			pr.CloseWithError(errors.Join(err, errUploadAborted))
-		}()
-		u.pw = pw
+		defer closeDecoder()
 	}
 	first := true
 	for {
 		if !first {
-			if req, err = stream.Recv(); err != nil {
-				if err == io.EOF {
-					err = status.Errorf(codes.InvalidArgument, "stream ended at %d bytes without finish_write", u.committed.Load())
-					s.abort(u, err)
-					return err
-				}
-				// The client went away: keep an uncompressed upload for a
-				// resuming Write, drop a compressed one.
-				if compressed {
-					s.abort(u, err)
-				} else {
-					s.park(u)
-				}
-				return err
-			}
-			if req.ResourceName != "" && req.ResourceName != u.name {
-				err := status.Errorf(codes.InvalidArgument, "resource_name %q differs from the stream's first %q", req.ResourceName, u.name)
-				s.abort(u, err)
+			if req, err = s.nextWrite(stream, u, compressed); err != nil {
 				return err
 			}
 		}
@@ -240,21 +279,7 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 		}
 		u.committed.Add(int64(len(req.Data)))
 		if req.FinishWrite {
-			if !compressed && u.committed.Load() != d.SizeBytes() {
-				err := status.Errorf(codes.InvalidArgument, "finish_write at %d bytes, but size_bytes is %d", u.committed.Load(), d.SizeBytes())
-				s.abort(u, err)
-				return err
-			}
-			u.pw.Close()
-			<-u.done
-			s.remove(u)
-			if u.err != nil {
-				return u.err
-			}
-			if compressed {
-				return stream.SendAndClose(&bytestream.WriteResponse{CommittedSize: u.committed.Load()})
-			}
-			return complete()
+			return s.finishWrite(stream, u, d, compressed, complete)
 		}
 	}
 }
