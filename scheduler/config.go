@@ -1,6 +1,10 @@
 package scheduler
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"time"
+)
 
 // Config is the scheduler's configuration file section. Every field has a
 // default (DefaultConfig); a zero value in code means "use the default" only
@@ -83,4 +87,38 @@ func DefaultConfig() Config {
 		TickInterval:          time.Second,
 		AbandonedGrace:        2 * time.Minute,
 	}
+}
+
+// Validate checks a Config, which starts from DefaultConfig (the one place
+// defaults are written) and may be changed by a file or a caller: every
+// duration and bound must be positive, and the ones that depend on each
+// other consistent. Errors name the config key.
+func (c Config) Validate() error {
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"max_action_timeout", c.MaxActionTimeout}, {"default_action_timeout", c.DefaultActionTimeout},
+		{"lease_duration", c.LeaseDuration}, {"reconnect_grace", c.ReconnectGrace},
+		{"heartbeat_interval", c.HeartbeatInterval}, {"timeout_grace", c.TimeoutGrace},
+		{"completed_retention", c.CompletedRetention}, {"execute_update_interval", c.ExecuteUpdateInterval},
+		{"tick_interval", c.TickInterval}, {"abandoned_grace", c.AbandonedGrace},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("scheduler: %s must be positive (got %s)", d.key, d.v)
+		}
+	}
+	switch {
+	case c.DefaultActionTimeout > c.MaxActionTimeout:
+		return errors.New("scheduler: default_action_timeout must not exceed max_action_timeout")
+	case c.ReconnectGrace > c.LeaseDuration:
+		return errors.New("scheduler: reconnect_grace must not exceed lease_duration")
+	case c.HeartbeatInterval >= c.LeaseDuration:
+		return errors.New("scheduler: heartbeat_interval must be shorter than lease_duration")
+	case c.MaxRetries < 0:
+		return errors.New("scheduler: max_retries must not be negative")
+	case c.MaxQueuedPerInstance <= 0:
+		return errors.New("scheduler: max_queued_per_instance must be positive")
+	}
+	return nil
 }

@@ -40,6 +40,13 @@ func TestNewRejectsInconsistentConfig(t *testing.T) {
 	if _, err := New(Options{Config: DefaultConfig()}); err == nil {
 		t.Fatal("New without storage succeeded")
 	}
+	// Defaults live in DefaultConfig only: New does not fill in a zero
+	// value, it refuses it, naming the key.
+	cfg = DefaultConfig()
+	cfg.LeaseDuration = 0
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "lease_duration") {
+		t.Fatalf("a zero lease_duration: %v, want an error naming it", err)
+	}
 }
 
 func TestExampleConfigMatchesDefaults(t *testing.T) {

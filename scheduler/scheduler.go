@@ -77,48 +77,8 @@ func New(opts Options) (*Scheduler, error) {
 		return nil, errors.New("scheduler: BlobStore and ActionCache are required")
 	}
 	cfg := opts.Config
-	def := DefaultConfig()
-	if cfg.MaxActionTimeout <= 0 {
-		cfg.MaxActionTimeout = def.MaxActionTimeout
-	}
-	if cfg.DefaultActionTimeout <= 0 {
-		cfg.DefaultActionTimeout = def.DefaultActionTimeout
-	}
-	if cfg.DefaultActionTimeout > cfg.MaxActionTimeout {
-		cfg.DefaultActionTimeout = cfg.MaxActionTimeout
-	}
-	if cfg.LeaseDuration <= 0 {
-		cfg.LeaseDuration = def.LeaseDuration
-	}
-	if cfg.ReconnectGrace <= 0 {
-		cfg.ReconnectGrace = def.ReconnectGrace
-	}
-	if cfg.ReconnectGrace > cfg.LeaseDuration {
-		cfg.ReconnectGrace = cfg.LeaseDuration
-	}
-	if cfg.HeartbeatInterval <= 0 {
-		cfg.HeartbeatInterval = def.HeartbeatInterval
-	}
-	if cfg.HeartbeatInterval >= cfg.LeaseDuration {
-		return nil, errors.New("scheduler: heartbeat_interval must be shorter than lease_duration")
-	}
-	if cfg.TimeoutGrace <= 0 {
-		cfg.TimeoutGrace = def.TimeoutGrace
-	}
-	if cfg.MaxRetries < 0 {
-		return nil, errors.New("scheduler: max_retries must not be negative")
-	}
-	if cfg.MaxQueuedPerInstance <= 0 {
-		cfg.MaxQueuedPerInstance = def.MaxQueuedPerInstance
-	}
-	if cfg.CompletedRetention <= 0 {
-		cfg.CompletedRetention = def.CompletedRetention
-	}
-	if cfg.ExecuteUpdateInterval <= 0 {
-		cfg.ExecuteUpdateInterval = def.ExecuteUpdateInterval
-	}
-	if cfg.TickInterval <= 0 {
-		cfg.TickInterval = def.TickInterval
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	s := &Scheduler{
 		cfg:          cfg,
@@ -237,6 +197,19 @@ func (s *Scheduler) apply() {
 	}
 }
 
+// follower counts a client following the operation name until the
+// returned func is called (see followers).
+func (s *Scheduler) follower(name string) func() {
+	s.mu.Lock()
+	s.followers.attach(name)
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		s.followers.detach(name, s.clock.Now())
+		s.mu.Unlock()
+	}
+}
+
 // watch returns an operation's state and a channel closed at its next
 // change.
 func (s *Scheduler) watch(name string) (opView, <-chan struct{}, bool) {
@@ -258,14 +231,7 @@ func (s *Scheduler) watch(name string) (opView, <-chan struct{}, bool) {
 // and every ExecuteUpdateInterval, until it is done. NOT_FOUND if the
 // operation is unknown.
 func (s *Scheduler) follow(ctx context.Context, name string, send func(opView) error) error {
-	s.mu.Lock()
-	s.followers.attach(name)
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.followers.detach(name, s.clock.Now())
-		s.mu.Unlock()
-	}()
+	defer s.follower(name)()
 	first, again := true, false
 	var last repb.ExecutionStage_Value
 	keepalive := time.NewTicker(s.cfg.ExecuteUpdateInterval)
@@ -296,14 +262,7 @@ func (s *Scheduler) follow(ctx context.Context, name string, send func(opView) e
 
 // wait blocks until the operation is done or ctx ends, and returns its state.
 func (s *Scheduler) wait(ctx context.Context, name string) (opView, error) {
-	s.mu.Lock()
-	s.followers.attach(name)
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.followers.detach(name, s.clock.Now())
-		s.mu.Unlock()
-	}()
+	defer s.follower(name)()
 	for {
 		v, ch, ok := s.watch(name)
 		if !ok {

@@ -62,7 +62,12 @@ func (s *Set[K, V]) PutOldest(k K, v V, size int64) {
 }
 
 // Get returns k's value and marks it used.
-func (s *Set[K, V]) Get(k K) (V, bool) {
+func (s *Set[K, V]) Get(k K) (V, bool) { return s.lookup(k, true) }
+
+// Peek returns k's value without marking it used.
+func (s *Set[K, V]) Peek(k K) (V, bool) { return s.lookup(k, false) }
+
+func (s *Set[K, V]) lookup(k K, use bool) (V, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.items[k]
@@ -70,18 +75,8 @@ func (s *Set[K, V]) Get(k K) (V, bool) {
 		var zero V
 		return zero, false
 	}
-	s.order.MoveToFront(e)
-	return e.Value.(*Entry[K, V]).Value, true
-}
-
-// Peek returns k's value without marking it used.
-func (s *Set[K, V]) Peek(k K) (V, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.items[k]
-	if !ok {
-		var zero V
-		return zero, false
+	if use {
+		s.order.MoveToFront(e)
 	}
 	return e.Value.(*Entry[K, V]).Value, true
 }
