@@ -63,6 +63,7 @@ type DiskBlobStore struct {
 
 	verifying      singleflight.Group // one hash per blob at a time (disk_verify.go)
 	verifyFailures atomic.Int64
+	verifyHashes   atomic.Int64
 }
 
 // blobKey names a file: sizes are not part of it, so that one file can

@@ -3,6 +3,7 @@ package storage_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -270,5 +271,33 @@ func TestDiskPathVerifiesAfterRestart(t *testing.T) {
 	}
 	if m := missing(t, s2, a, b, c); !m[a] || !m[b] || m[c] {
 		t.Fatalf("missing after scrub = %v, want a and b only", m)
+	}
+}
+
+// TestDiskPathDoesNotRehashLinkedFiles: linking a verified blob into input
+// roots (which changes the inode's ctime and link count) does not make the
+// next use hash it again; only a restart does, once.
+func TestDiskPathDoesNotRehashLinkedFiles(t *testing.T) {
+	dir := t.TempDir()
+	s := newDisk(t, dir, 0)
+	d := putString(t, s, "an input used by many actions")
+	for i := range 5 {
+		p, ok := s.Path(d)
+		if !ok {
+			t.Fatal("Path: not found")
+		}
+		if err := os.Link(p, filepath.Join(dir, fmt.Sprint("root", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.VerifyHashes(); n != 0 {
+		t.Fatalf("%d hashes for a blob written by this store and linked 5 times, want 0", n)
+	}
+	s2 := newDisk(t, dir, 0)
+	for range 3 {
+		s2.Path(d)
+	}
+	if n := s2.VerifyHashes(); n != 1 {
+		t.Fatalf("after a restart, %d hashes for 3 uses, want 1", n)
 	}
 }

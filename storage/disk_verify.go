@@ -64,6 +64,7 @@ func (s *DiskBlobStore) verifyFile(d digest.Digest, p string, id fileid.ID) bool
 		s.forget(d, "file vanished")
 		return false
 	}
+	s.verifyHashes.Add(1)
 	h := d.NewHasher()
 	n, err := io.Copy(h, f)
 	f.Close()
@@ -89,6 +90,9 @@ func (s *DiskBlobStore) remember(d digest.Digest, id fileid.ID) {
 
 // VerifyFailures is how many blobs were found corrupt before use.
 func (s *DiskBlobStore) VerifyFailures() int64 { return s.verifyFailures.Load() }
+
+// VerifyHashes is how many times Path hashed a file to verify it.
+func (s *DiskBlobStore) VerifyHashes() int64 { return s.verifyHashes.Load() }
 
 // Scrub hashes every blob not verified since start-up or changed since,
 // at most bytesPerSecond (0: no limit), removing corrupt ones, until done
