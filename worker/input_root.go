@@ -183,6 +183,9 @@ func (b *inputRootBuilder) linkFiles(ctx context.Context, jobs []fileJob) ([]dig
 	g.SetLimit(b.parallelism)
 	for _, j := range jobs {
 		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return status.FromContextError(err).Err() // cancelled: link no more
+			}
 			err := b.files.Link(gctx, j.d, j.exec, j.path)
 			if status.Code(err) == codes.NotFound {
 				mu.Lock()

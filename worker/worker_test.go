@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -524,5 +526,57 @@ func TestOutputLimits(t *testing.T) {
 				t.Fatalf("the result was cached: %v", err)
 			}
 		})
+	}
+}
+
+// cancellingCAS cancels an action when its first file is fetched, and
+// counts the fetches.
+type cancellingCAS struct {
+	storage.BlobStore
+	cancel  context.CancelFunc
+	fetches atomic.Int64
+	files   map[string]bool
+}
+
+func (c *cancellingCAS) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
+	if c.files[d.Hash()] && c.fetches.Add(1) == 1 {
+		c.cancel()
+	}
+	return c.BlobStore.Get(ctx, d, offset)
+}
+
+// TestCancelStopsMaterialisation: an action cancelled while its input root
+// is being built stops fetching and linking at once (not after its 500
+// files) and never reaches the runner.
+func TestCancelStopsMaterialisation(t *testing.T) {
+	h := newHarness(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cas := &cancellingCAS{BlobStore: h.cas, cancel: cancel, files: map[string]bool{}}
+	root := &repb.Directory{}
+	for i := range 500 {
+		d := h.put([]byte(fmt.Sprint("input ", i)))
+		cas.files[d.Hash()] = true
+		root.Files = append(root.Files, &repb.FileNode{Name: fmt.Sprintf("f%03d", i), Digest: d.Proto()})
+	}
+	files, err := worker.NewFileCache(worker.FileCacheOptions{Dir: filepath.Join(h.dir, "files-cancel"), CAS: cas})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := worker.New(worker.Options{ID: "w-cancel", CAS: cas, AC: h.ac, Files: files, Runner: h.runner,
+		BuildDir: filepath.Join(h.dir, "builds-cancel"), FetchParallelism: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := h.runner.Calls()
+	resp := w.Execute(ctx, h.action(sh("true"), root, false))
+	if st := status.FromProto(resp.Status); st.Code() != codes.Canceled {
+		t.Fatalf("status %v, want CANCELLED", st)
+	}
+	if n := cas.fetches.Load(); n > 20 {
+		t.Fatalf("%d of 500 input files fetched after the cancel, want a handful (those in flight)", n)
+	}
+	if h.runner.Calls() != calls {
+		t.Fatal("a cancelled action reached the runner")
 	}
 }
