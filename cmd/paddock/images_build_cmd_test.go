@@ -71,11 +71,11 @@ func TestImagesBuildPushPull(t *testing.T) {
 	}
 	cache := filepath.Join(dir, "cache")
 	out, err := exec.Command(binary, "images", "pull", "--cache", cache, "--insecure", host,
-		"docker://"+host+"/paddock/paddock-storage:t1").CombinedOutput()
+		"docker://"+host+"/paddock/paddock-storage:t1").Output()
 	if err != nil || child == "" || !strings.Contains(string(out), child) {
 		t.Fatalf("images pull: %v; want the %s image %s:\n%s", err, runtime.GOARCH, child, out)
 	}
-	root := regexp.MustCompile(`rootfs (\S+)`).FindStringSubmatch(string(out))
+	root := regexp.MustCompile(`(?m)^  rootfs (\S+)$`).FindStringSubmatch(string(out))
 	if root == nil {
 		t.Fatalf("images pull printed no rootfs:\n%s", out)
 	}
