@@ -7,8 +7,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/images/imagetest"
@@ -38,6 +41,10 @@ pivot_root . .host
 exec /paddock/paddock runner --config "$S/runner.yaml"
 `
 
+// runnerCapabilities are all the capabilities the runner container keeps
+// (setpriv's syntax); docs/deployment.md says why each is needed.
+const runnerCapabilities = "+sys_admin,+setuid,+setgid,+chown,+dac_override"
+
 // TestRunnerInstalledInToolchainImage: a toolchain image's rootfs (a
 // static busybox and a marker file, no paddock) gets the binary the way
 // the installer image does it (`paddock install` into a volume); the
@@ -55,7 +62,7 @@ func TestRunnerInstalledInToolchainImage(t *testing.T) {
 		}
 	}
 	writeFile(t, filepath.Join(rootfs, "bin/busybox"), string(bb), 0o755)
-	for _, applet := range []string{"sh", "cat", "ls"} {
+	for _, applet := range []string{"sh", "cat", "ls", "sleep"} {
 		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", applet)); err != nil {
 			t.Fatal(err)
 		}
@@ -70,6 +77,7 @@ func TestRunnerInstalledInToolchainImage(t *testing.T) {
 	writeFile(t, filepath.Join(shared, "runner.yaml"), "socket: "+sock+"\nstate_dir: "+filepath.Join(shared, "runner")+
 		"\nsandbox:\n  cgroup_parent: paddock-e2e-toolchain\nhost_hidden_paths: [/proc, /sys, /dev, /tmp, /paddock]\n", 0o644)
 	runner, _ := tryStartOrFail(t, "runner-in-toolchain", regexp.MustCompile(`^paddock runner listening on (\S+)`),
+		"setpriv", "--bounding-set=-all,"+runnerCapabilities, "--inh-caps=-all",
 		"unshare", "--mount", "--propagation", "private", "/bin/sh", "-ec", containerScript, "sh", rootfs, shared)
 
 	storage, storageAddr := startProcess(t, "storage", regexp.MustCompile(`^paddock storage listening on (\S+)`),
@@ -98,6 +106,14 @@ func TestRunnerInstalledInToolchainImage(t *testing.T) {
 		if name == "usr" || name == "paddock" {
 			t.Errorf("the action sees /%s (the host's, or the installed binary): ls / = %q", name, stdout)
 		}
+	}
+
+	// An action past its timeout is killed, sandbox processes of another
+	// uid included, with no CAP_KILL.
+	sleep := &repb.Command{Arguments: []string{"/bin/sleep", "600"}}
+	resp, err := c.execute(t.Context(), c.prepare(t.Context(), action{cmd: sleep, doNotCache: true, timeout: 2 * time.Second}), true)
+	if err != nil || status.FromProto(resp.GetStatus()).Code() != codes.DeadlineExceeded {
+		t.Errorf("an action past its timeout: %v, %v; want DEADLINE_EXCEEDED", resp, err)
 	}
 
 	worker.stop(os.Interrupt)
