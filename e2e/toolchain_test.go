@@ -45,6 +45,10 @@ exec /paddock/paddock runner --config "$S/runner.yaml"
 // (setpriv's syntax); docs/deployment.md says why each is needed.
 const runnerCapabilities = "+sys_admin,+setuid,+setgid,+chown,+dac_override"
 
+// workerCapabilities are all the capabilities the worker keeps, as root:
+// it reads outputs and removes directories that belong to sandbox uids.
+const workerCapabilities = "+dac_override"
+
 // TestRunnerInstalledInToolchainImage: a toolchain image's rootfs (a
 // static busybox and a marker file, no paddock) gets the binary the way
 // the installer image does it (`paddock install` into a volume); the
@@ -62,7 +66,7 @@ func TestRunnerInstalledInToolchainImage(t *testing.T) {
 		}
 	}
 	writeFile(t, filepath.Join(rootfs, "bin/busybox"), string(bb), 0o755)
-	for _, applet := range []string{"sh", "cat", "ls", "sleep"} {
+	for _, applet := range []string{"sh", "cat", "ls", "sleep", "mkdir", "chmod"} {
 		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", applet)); err != nil {
 			t.Fatal(err)
 		}
@@ -84,7 +88,8 @@ func TestRunnerInstalledInToolchainImage(t *testing.T) {
 		"storage", "--listen", "127.0.0.1:0", "--dir", filepath.Join(shared, "storage"))
 	sched, schedAddr := startProcess(t, "scheduler", regexp.MustCompile(`^paddock scheduler listening on (\S+)`),
 		"scheduler", "--listen", "127.0.0.1:0", "--storage", storageAddr)
-	worker, _ := startProcess(t, "worker", nil, "worker", "--id", "toolchain", "--concurrency", "1",
+	worker, _ := tryStartOrFail(t, "worker", nil, "setpriv", "--bounding-set=-all,"+workerCapabilities, "--inh-caps=-all",
+		paddockBin, "worker", "--id", "toolchain", "--concurrency", "1",
 		"--scheduler", schedAddr, "--storage", storageAddr, "--runner", sock, "--dir", work)
 	admin := workerpb.NewAdminServiceClient(dial(t, schedAddr))
 	waitFor(t, "worker connected", faultLimit, func() bool {
@@ -108,6 +113,16 @@ func TestRunnerInstalledInToolchainImage(t *testing.T) {
 		}
 	}
 
+	// Outputs only their owner (a sandbox uid) may read are collected.
+	private := &repb.Command{
+		Arguments:            []string{"/bin/sh", "-c", "mkdir -p out/d && echo secret > out/d/f && chmod 600 out/d/f && chmod 700 out/d out"},
+		EnvironmentVariables: []*repb.Command_EnvironmentVariable{{Name: "PATH", Value: "/bin"}},
+		OutputDirectories:    []string{"out"},
+	}
+	if res, _, stderr := c.run(t.Context(), action{cmd: private, doNotCache: true}); len(res.GetOutputDirectories()) != 1 {
+		t.Errorf("private outputs: %v, stderr %q; want the directory out", res, stderr)
+	}
+
 	// An action past its timeout is killed, sandbox processes of another
 	// uid included, with no CAP_KILL.
 	sleep := &repb.Command{Arguments: []string{"/bin/sleep", "600"}}
@@ -117,6 +132,10 @@ func TestRunnerInstalledInToolchainImage(t *testing.T) {
 	}
 
 	worker.stop(os.Interrupt)
+	// The worker removed the build directories, sandbox-owned files and all.
+	if left, _ := os.ReadDir(filepath.Join(work, "builds")); len(left) > 0 {
+		t.Errorf("build directories left behind: %v", left)
+	}
 	runner.stop(os.Interrupt)
 	sched.stop(os.Interrupt)
 	storage.stop(os.Interrupt)
