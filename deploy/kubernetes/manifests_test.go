@@ -8,11 +8,13 @@ package kubernetes
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
@@ -105,6 +107,7 @@ func TestKustomizationsRenderAndCrossReference(t *testing.T) {
 					}
 				}
 			}
+			errs = append(errs, renderedConfigsLoad(objs)...)
 			for _, err := range errs {
 				t.Error(err)
 			}
@@ -150,6 +153,40 @@ func TestAutoscalingComponent(t *testing.T) {
 	for _, err := range newWorld(objs).check() {
 		t.Error(err)
 	}
+}
+
+// renderedConfigsLoad parses the role config in each rendered
+// paddock-ROLE-config ConfigMap strictly into the role's config struct:
+// what the role will read, overlays' replacements included.
+func renderedConfigsLoad(objs []object) []error {
+	var errs []error
+	for _, o := range objs {
+		cm, ok := o.obj.(*corev1.ConfigMap)
+		if !ok {
+			continue
+		}
+		for key, data := range cm.Data {
+			var cfg any
+			switch key {
+			case "storage.yaml":
+				c := configs.DefaultStorage()
+				cfg = &c
+			case "scheduler.yaml":
+				c := scheduler.DefaultConfig()
+				cfg = &c
+			case "runner.yaml":
+				c := runner.DefaultConfig()
+				cfg = &c
+			default:
+				errs = append(errs, fmt.Errorf("%s: key %s is no role's config", o, key))
+				continue
+			}
+			if err := configs.Parse([]byte(data), cfg); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %s: %w", o, key, err))
+			}
+		}
+	}
+	return errs
 }
 
 // The role configs turned into ConfigMaps load strictly into the roles'
