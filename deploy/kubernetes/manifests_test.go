@@ -201,6 +201,8 @@ func TestRoleConfigsLoad(t *testing.T) {
 	sched := scheduler.DefaultConfig()
 	if err := configs.Load("base/config/scheduler.yaml", &sched); err != nil {
 		t.Error(err)
+	} else if err := sched.Validate(); err != nil {
+		t.Errorf("base/config/scheduler.yaml: %v", err)
 	}
 	run := runner.DefaultConfig()
 	if err := configs.Load("base/config/runner.yaml", &run); err != nil {
