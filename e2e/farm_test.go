@@ -46,6 +46,9 @@ func TestMain(m *testing.M) {
 		bin := filepath.Join(dir, "paddock")
 		build := exec.Command("go", "build", "-o", bin, "./cmd/paddock")
 		build.Dir = ".." // the module root
+		// Static, as `make build` and the images build it: the binary also
+		// runs inside test rootfs trees that have no C library.
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := build.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "go build ./cmd/paddock: %v\n%s", err, out)
 			return 1
@@ -98,12 +101,19 @@ func startProcess(t testing.TB, name string, ready *regexp.Regexp, args ...strin
 // before it is ready.
 func tryStartProcess(t testing.TB, name string, ready *regexp.Regexp, args ...string) (*process, string, error) {
 	t.Helper()
+	return tryStartExecutable(t, name, ready, paddockBin, args...)
+}
+
+// tryStartExecutable is tryStartProcess for any executable: a wrapper that
+// starts paddock in a namespace of its own, say.
+func tryStartExecutable(t testing.TB, name string, ready *regexp.Regexp, exe string, args ...string) (*process, string, error) {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(paddockBin, args...)
+	cmd := exec.Command(exe, args...)
 	cmd.Stderr = logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

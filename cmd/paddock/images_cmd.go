@@ -12,23 +12,42 @@ import (
 )
 
 const imagesUsage = `usage: paddock images load --cache DIR [--platform OS/ARCH] FILE...
+       paddock images pull --cache DIR [--platform OS/ARCH] [--insecure HOST]... IMAGE...
+       paddock images build --binary OS/ARCH=FILE... --out DIR [--push REGISTRY]
 
-FILE is an OCI image layout directory or a 'docker save' tarball. Its images
-are unpacked into the runner's image cache, so actions can name them by tag
-or digest without registry access. Stop the runner first: one process owns
-the cache at a time.
+load: FILE is an OCI image layout directory or a 'docker save' tarball. Its
+images are unpacked into the runner's image cache, so actions can name them
+by tag or digest without registry access.
+pull: IMAGE is docker://REGISTRY/REPO[:TAG][@sha256:DIGEST], as an action's
+container-image names it; it is pulled and unpacked into the cache as the
+runner does, and its digest and unpacked root printed.
+Stop the runner first: one process owns the cache at a time.
+build: the images of Paddock's roles ('paddock images build -h').
 `
 
 func runImages(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "load" {
+	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, imagesUsage)
-		return errors.New("want a subcommand: load")
+		return errors.New("want a subcommand: load, pull or build")
 	}
+	switch args[0] {
+	case "load":
+		return runImagesLoad(ctx, args[1:])
+	case "pull":
+		return runImagesPull(ctx, args[1:])
+	case "build":
+		return runImagesBuild(ctx, args[1:])
+	}
+	fmt.Fprint(os.Stderr, imagesUsage)
+	return fmt.Errorf("unknown subcommand %q: want load, pull or build", args[0])
+}
+
+func runImagesLoad(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("images load", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), imagesUsage); fs.PrintDefaults() }
 	cacheDir := fs.String("cache", "", "the runner's image cache directory (required)")
 	platform := fs.String("platform", "", "platform picked from multi-platform images (default linux/<this machine>)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *cacheDir == "" || fs.NArg() == 0 {
@@ -55,6 +74,49 @@ func runImages(ctx context.Context, args []string) error {
 				fmt.Printf("  %s\n", n)
 			}
 		}
+	}
+	return nil
+}
+
+// runImagesPull pulls images into a cache through the runner's own path
+// (images.Cache.Rootfs): the check that an image an action or a deployment
+// names can be pulled, verified and unpacked here.
+func runImagesPull(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("images pull", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), imagesUsage); fs.PrintDefaults() }
+	cacheDir := fs.String("cache", "", "the runner's image cache directory (required)")
+	platform := fs.String("platform", "", "platform picked from multi-platform images (default linux/<this machine>)")
+	var insecure stringsList
+	fs.Var(&insecure, "insecure", "registry HOST[:PORT] reachable over plain HTTP (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cacheDir == "" || fs.NArg() == 0 {
+		fs.Usage()
+		return errors.New("--cache and at least one IMAGE are required")
+	}
+	cache, err := images.New(images.Options{
+		Dir: *cacheDir, Platform: *platform, Insecure: insecure,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+	})
+	if err != nil {
+		return err
+	}
+	defer cache.Close()
+	for _, value := range fs.Args() {
+		ref, none, err := images.ParseReference(value)
+		if err == nil && none {
+			err = errors.New("names no image")
+		}
+		if err != nil {
+			return fmt.Errorf("%q: %w", value, err)
+		}
+		rootfs, err := cache.Rootfs(ctx, ref)
+		if err != nil {
+			return fmt.Errorf("pull %s: %w", ref, err)
+		}
+		fmt.Printf("%s %s\n  rootfs %s\n", ref, rootfs.Digest, rootfs.Path)
+		rootfs.Release()
 	}
 	return nil
 }

@@ -18,7 +18,8 @@ commands:
   scheduler  serve the Execution and Operations APIs and the worker protocol
   worker     pull actions from a scheduler and run them through a runner
   runner     run actions in sandboxes for a worker, on a UNIX socket
-  images     manage the container image cache (load FILE)
+  images     manage the container image cache (load, pull), build the role images (build)
+  install    copy this binary into a directory (the runner installer image)
   bench      load-generate against any REv2 endpoint
   version    print the version
 
@@ -57,6 +58,8 @@ func main() {
 		err = runImages(ctx, args)
 	case "bench":
 		err = runBench(ctx, args)
+	case "install":
+		err = runInstall(args)
 	case "version":
 		fmt.Println("paddock", version)
 	case "-h", "--help", "help":

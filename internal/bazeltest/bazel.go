@@ -29,8 +29,12 @@ type Bazel struct {
 	bin      string
 	userRoot string
 	// WS is the workspace directory (a copy of the one given to New).
-	WS   string
-	done bool
+	WS string
+	// Prefix, if set, runs every Bazel command through it: a command and
+	// its arguments, such as nsenter into a network namespace (the Bazel
+	// server the first command starts inherits it).
+	Prefix []string
+	done   bool
 }
 
 // New copies workspace into a temporary directory and returns a Bazel for
@@ -64,7 +68,8 @@ func (b *Bazel) Command(ctx context.Context, args ...string) *exec.Cmd {
 		// If the test dies before its cleanup, the server still goes away.
 		"--max_idle_secs=300",
 	}
-	cmd := exec.CommandContext(ctx, b.bin, append(startup, args...)...)
+	argv := append(append(append([]string(nil), b.Prefix...), b.bin), append(startup, args...)...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = b.WS
 	// The Bazel server outlives the client; never wait on pipes it holds.
 	cmd.WaitDelay = 10 * time.Second

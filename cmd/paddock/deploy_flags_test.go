@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/paddock-build/paddock/imagebuild"
+)
+
+// invocation is one paddock command line a deployment file runs.
+type invocation struct {
+	source string
+	args   []string // the subcommand, then its flags
+}
+
+// TestDeployFilesUseRealFlags: every paddock command line in the
+// Kubernetes manifests, the systemd units and the images' configs names a subcommand and flags
+// this binary accepts, so the deployment files cannot drift from the code.
+func TestDeployFilesUseRealFlags(t *testing.T) {
+	invs := append(kubernetesInvocations(t), systemdInvocations(t)...)
+	for _, r := range imagebuild.Roles() {
+		if r.Name != "installer" { // its Cmd is a directory
+			invs = append(invs, invocation{"the paddock-" + r.Name + " image", append(append([]string(nil), r.Entrypoint...), r.Cmd...)})
+		}
+	}
+	if len(invs) < 11 {
+		t.Fatalf("found only %d paddock command lines in deploy/: %v", len(invs), invs)
+	}
+	for _, inv := range invs {
+		out, _ := exec.Command(binary, append(inv.args, "-h")...).CombinedOutput()
+		if !strings.Contains(string(out), "flag: help requested") {
+			t.Errorf("%s: paddock %s is refused:\n%s", inv.source, strings.Join(inv.args, " "), out)
+		}
+	}
+}
+
+// kubernetesInvocations reads the containers of every workload in
+// deploy/kubernetes: paddock images (the base names them paddock-ROLE) run
+// their role's entrypoint with the container's args; other images run
+// paddock when their command is the installed /paddock/paddock. Init
+// containers (the installer: a positional directory) are not checked.
+func kubernetesInvocations(t *testing.T) []invocation {
+	t.Helper()
+	entry := map[string][]string{}
+	for _, r := range imagebuild.Roles() {
+		entry["paddock-"+r.Name] = r.Entrypoint
+	}
+	var out []invocation
+	err := filepath.WalkDir("../../deploy/kubernetes", func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Ext(p) != ".yaml" {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		for {
+			var doc struct {
+				Spec struct {
+					Template struct {
+						Spec struct {
+							Containers []struct {
+								Name, Image   string
+								Command, Args []string
+							}
+						}
+					}
+				}
+			}
+			var typeErr *yaml.TypeError
+			if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+				return nil
+			} else if err != nil && !errors.As(err, &typeErr) {
+				return err
+			} // a TypeError: not a workload (a kustomization, a role config)
+			for _, c := range doc.Spec.Template.Spec.Containers {
+				src := p + " container " + c.Name
+				switch {
+				case entry[c.Image] != nil:
+					out = append(out, invocation{src, append(append([]string(nil), entry[c.Image]...), c.Args...)})
+				case len(c.Command) > 1 && c.Command[0] == "/paddock/paddock":
+					out = append(out, invocation{src, append(append([]string(nil), c.Command[1:]...), c.Args...)})
+				}
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// systemdInvocations reads the ExecStart lines of deploy/systemd.
+func systemdInvocations(t *testing.T) []invocation {
+	t.Helper()
+	units, err := filepath.Glob("../../deploy/systemd/*.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []invocation
+	for _, u := range units {
+		data, err := os.ReadFile(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		text := strings.ReplaceAll(string(data), "\\\n", " ")
+		for _, line := range strings.Split(text, "\n") {
+			if cmd, ok := strings.CutPrefix(line, "ExecStart="); ok {
+				f := strings.Fields(cmd)
+				if len(f) < 2 || f[0] != "/usr/local/bin/paddock" {
+					t.Errorf("%s: ExecStart does not run /usr/local/bin/paddock: %q", u, cmd)
+					continue
+				}
+				out = append(out, invocation{u, f[1:]})
+			}
+		}
+	}
+	return out
+}
