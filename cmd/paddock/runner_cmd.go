@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -27,6 +26,8 @@ func runRunner(ctx context.Context, args []string) error {
 	socket := fs.String("socket", "", "override the config's socket path")
 	state := fs.String("state", "", "override the config's state directory")
 	pprofAddr := fs.String("pprof-listen", "", pprofFlagUsage)
+	httpAddr := fs.String("http-listen", "", httpListenUsage)
+	logFormat := fs.String("log-format", "text", logFormatUsage)
 	var hide stringsFlag
 	fs.Var(&hide, "hide", "a host path to hide from actions on the host's root, in addition to the config's host_hidden_paths (repeatable; e.g. the worker's data directory)")
 	if err := fs.Parse(args); err != nil {
@@ -48,7 +49,13 @@ func runRunner(ctx context.Context, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	logger, err := newLogger(os.Stderr, *logFormat)
+	if err != nil {
+		return err
+	}
+	obs := newObservability(logger)
+	runMetrics := runner.NewMetrics()
+	obs.reg.MustRegister(runMetrics.Collectors()...)
 	if *pprofAddr != "" {
 		if _, err := startPprof(*pprofAddr, logger); err != nil {
 			return err
@@ -72,7 +79,7 @@ func runRunner(ctx context.Context, args []string) error {
 	cache, err := images.New(images.Options{
 		Dir: imagesDir, Platform: cfg.Images.Platform, Insecure: cfg.Images.Insecure,
 		DockerConfig: cfg.Images.DockerConfig, RefreshTags: cfg.Images.RefreshTags,
-		MaxBytes: int64(cfg.Images.MaxBytes), Logger: logger,
+		MaxBytes: int64(cfg.Images.MaxBytes), Logger: logger, Metrics: obs.reg,
 	})
 	if err != nil {
 		return fmt.Errorf("image cache: %w", err)
@@ -86,8 +93,14 @@ func runRunner(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	g := grpc.NewServer(runner.ServerOptions()...)
+	g := obs.newGRPCServer(append(runner.ServerOptions(), grpc.ChainUnaryInterceptor(runMetrics.UnaryServerInterceptor()))...)
 	svc.Register(g)
+	obs.finish(g)
+	if *httpAddr != "" {
+		if _, err := obs.startHTTP(ctx, *httpAddr, nil); err != nil {
+			return err
+		}
+	}
 	logger.Info("runner serving", "socket", cfg.Socket, "state", cfg.StateDir)
 	// Scripts and `paddock up` may read the socket from this line.
 	fmt.Printf("paddock runner listening on %s\n", cfg.Socket)

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"google.golang.org/grpc"
 
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/digest"
@@ -44,6 +43,8 @@ func runUp(ctx context.Context, args []string) error {
 	pprofAddr := fs.String("pprof-listen", "", pprofFlagUsage+"; the runner child then serves its own on the same host, port 0 (both addresses are logged)")
 	var lims limitFlags
 	lims.register(fs)
+	httpAddr := fs.String("http-listen", "127.0.0.1:8990", httpListenUsage+"; the runner child's metrics are served here too")
+	logFormat := fs.String("log-format", "text", logFormatUsage)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -68,7 +69,10 @@ func runUp(ctx context.Context, args []string) error {
 	if err := checkSearchable(*data); err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	logger, err := newLogger(os.Stderr, *logFormat)
+	if err != nil {
+		return err
+	}
 	if *pprofAddr != "" {
 		if _, err := startPprof(*pprofAddr, logger); err != nil {
 			return err
@@ -90,11 +94,15 @@ func runUp(ctx context.Context, args []string) error {
 		return err
 	}
 	defer sched.Close()
-	srv := storage.NewServer(storage.ServerOptions{CAS: cas, AC: ac, Logger: logger, Execution: executionCapabilities()})
+	obs := newObservability(logger)
+	metered := storage.NewMeteredBlobStore(cas)
+	obs.reg.MustRegister(append(metered.Collectors(), cas.Collector(), sched.Collector())...)
+	srv := storage.NewServer(storage.ServerOptions{CAS: metered, AC: ac, Logger: logger, Execution: executionCapabilities()})
 	defer srv.Close()
-	g := grpc.NewServer(srv.GRPCServerOptions()...)
+	g := obs.newGRPCServer(srv.GRPCServerOptions()...)
 	srv.Register(g)
 	sched.Register(g)
+	obs.finish(g)
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
@@ -117,7 +125,10 @@ func runUp(ctx context.Context, args []string) error {
 	sock := filepath.Join(*data, "runner.sock")
 	// The data directory holds the CAS and every action's input root: hide
 	// it from actions that run on the host's root.
-	runnerArgs := []string{"runner", "--socket", sock, "--state", filepath.Join(*data, "runner"), "--hide", *data}
+	runnerHTTP := filepath.Join(*data, "runner-http.sock")
+	runnerArgs := []string{"runner", "--socket", sock, "--state", filepath.Join(*data, "runner"), "--hide", *data,
+		"--http-listen", "unix:" + runnerHTTP, "--log-format", *logFormat}
+	obs.gather = append(obs.gather, newChildMetrics(runnerHTTP))
 	if *runnerConfig != "" {
 		runnerArgs = append(runnerArgs, "--config", *runnerConfig)
 	}
@@ -131,18 +142,27 @@ func runUp(ctx context.Context, args []string) error {
 	}
 
 	addr := lis.Addr().String()
-	fmt.Printf(`paddock is up: storage, scheduler and worker on %s, data in %s
+	statusURL := ""
+	if *httpAddr != "" {
+		got, err := obs.startHTTP(ctx, *httpAddr, statusRoutes(sched, metered, ac, logger))
+		if err != nil {
+			return err
+		}
+		statusURL = ", status page and metrics on http://" + got + "/"
+	}
+	fmt.Printf(`paddock is up: storage, scheduler and worker on %s, data in %s%s
 
 Use it from Bazel with:
   --remote_executor=grpc://%s --spawn_strategy=remote --noremote_local_fallback
 or as a remote cache only:
   --remote_cache=grpc://%s
-`, addr, *data, addr, addr)
+`, addr, *data, statusURL, addr, addr)
 
 	err = serveWorker(ctx, workerSetup{
 		id: "local", dir: filepath.Join(*data, "worker"), concurrency: *concurrency, cacheBytes: int64(fileBytes),
 		schedulerAddr: addr, runnerSocket: sock, cas: cas, ac: ac, local: cas, logger: logger,
 		inputLimits: inLimits, outputLimits: outLimits,
+		obs: obs, healthService: workerHealthService,
 	})
 	stopFarm()
 	<-runnerDone
