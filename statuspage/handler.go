@@ -61,7 +61,7 @@ func New(opts Options) *Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	tmpl := template.Must(template.New("").Funcs(funcs).ParseFS(templateFiles, "templates/*.html"))
+	tmpl := template.Must(template.New("").ParseFS(templateFiles, "templates/*.html"))
 	return &Handler{opts: opts, tmpl: tmpl, summaries: newSummaries(opts.CAS, 10000)}
 }
 
