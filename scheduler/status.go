@@ -1,7 +1,10 @@
 package scheduler
 
 import (
+	"cmp"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -131,27 +134,26 @@ func workerState(w *worker) string {
 func (s *Scheduler) Operations(f OperationFilter) ([]OperationStatus, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// Sort small entries; build the views of the page only.
 	type entry struct {
-		op *operation
-		v  opView
+		queuedAt int64
+		op       *operation
 	}
 	sel := make([]entry, 0, len(s.core.ops))
 	for _, op := range s.core.ops {
 		if !f.Action.IsZero() && op.action != f.Action {
 			continue
 		}
-		v := op.view()
-		if f.Stage != repb.ExecutionStage_UNKNOWN && v.stage != f.Stage {
+		if f.Stage != repb.ExecutionStage_UNKNOWN && op.stage() != f.Stage {
 			continue
 		}
-		sel = append(sel, entry{op, v})
+		sel = append(sel, entry{op.queuedAt.UnixNano(), op})
 	}
-	sort.Slice(sel, func(i, j int) bool {
-		a, b := sel[i].v, sel[j].v
-		if !a.queuedAt.Equal(b.queuedAt) {
-			return a.queuedAt.After(b.queuedAt)
+	slices.SortFunc(sel, func(a, b entry) int {
+		if c := cmp.Compare(b.queuedAt, a.queuedAt); c != 0 {
+			return c
 		}
-		return a.name < b.name
+		return strings.Compare(a.op.name, b.op.name)
 	})
 	total := len(sel)
 	lo := min(max(f.Offset, 0), total)
@@ -161,7 +163,7 @@ func (s *Scheduler) Operations(f OperationFilter) ([]OperationStatus, int) {
 	}
 	out := make([]OperationStatus, 0, hi-lo)
 	for _, e := range sel[lo:hi] {
-		v := e.v
+		v := e.op.view()
 		out = append(out, OperationStatus{
 			Name: v.name, Instance: v.instance, Action: v.action, Stage: v.stage, Done: v.done,
 			Worker: v.worker, QueuedAt: v.queuedAt, StartedAt: v.startedAt, CompletedAt: e.op.completedAt,
@@ -169,4 +171,12 @@ func (s *Scheduler) Operations(f OperationFilter) ([]OperationStatus, int) {
 		})
 	}
 	return out, total
+}
+
+// stage is op.view().stage, without the copy.
+func (op *operation) stage() repb.ExecutionStage_Value {
+	if op.exec != nil && !op.done {
+		return op.exec.stage
+	}
+	return repb.ExecutionStage_COMPLETED
 }
