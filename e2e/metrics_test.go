@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -37,7 +39,7 @@ func TestMetrics(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte("pids_limit: 32\nimages:\n  insecure: [\""+host+"\"]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f, httpAddr := startUpHTTP(t, "--runner-config", cfgPath, "--concurrency", "1", "--cas-size", "4MiB")
+	f, httpAddr := startUpHTTP(t, "--runner-config", cfgPath, "--concurrency", "1", "--cas-size", "4MiB", "--log-format", "json")
 	c := newClient(t, f.addr)
 	ctx := t.Context()
 
@@ -146,5 +148,35 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("metric family %s is not served", n)
 		}
 	}
+	checkActionLog(t, f.log())
 	f.shutdown()
+}
+
+// checkActionLog checks that a JSON log has an info line per completed
+// action with its digest, stage durations and outcome.
+func checkActionLog(t *testing.T, log string) {
+	t.Helper()
+	n := 0
+	for _, line := range strings.Split(log, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil {
+			continue
+		}
+		if m["msg"] != "action completed" {
+			continue
+		}
+		n++
+		keys := []string{"action", "instance", "worker", "status"}
+		if _, ran := m["exit_code"]; ran {
+			keys = append(keys, "queued_seconds", "fetch_seconds", "run_seconds", "upload_seconds")
+		}
+		for _, k := range keys {
+			if _, ok := m[k]; !ok {
+				t.Errorf("action log line without %s: %s", k, line)
+			}
+		}
+	}
+	if n < 5 {
+		t.Errorf("%d \"action completed\" JSON log lines, want one per action (at least 5)", n)
+	}
 }
