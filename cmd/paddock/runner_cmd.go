@@ -33,21 +33,9 @@ func runRunner(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg := runner.DefaultConfig()
-	if *configPath != "" {
-		if err := configs.Load(*configPath, &cfg); err != nil {
-			return err
-		}
-	}
-	if *socket != "" {
-		cfg.Socket = *socket
-	}
-	if *state != "" {
-		cfg.StateDir = *state
-	}
-	cfg.HostHiddenPaths = append(cfg.HostHiddenPaths, hide...)
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("config: %w", err)
+	cfg, err := loadRunnerConfig(*configPath, *socket, *state, hide)
+	if err != nil {
+		return err
 	}
 	logger, err := newLogger(os.Stderr, *logFormat)
 	if err != nil {
@@ -105,6 +93,28 @@ func runRunner(ctx context.Context, args []string) error {
 	// Scripts and `paddock up` may read the socket from this line.
 	fmt.Printf("paddock runner listening on %s\n", cfg.Socket)
 	return serveUntilDone(ctx, g, lis, nil)
+}
+
+// loadRunnerConfig reads the config file (defaults without one), applies
+// the flags that override it, and validates the result.
+func loadRunnerConfig(path, socket, state string, hide []string) (runner.Config, error) {
+	cfg := runner.DefaultConfig()
+	if path != "" {
+		if err := configs.Load(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	if socket != "" {
+		cfg.Socket = socket
+	}
+	if state != "" {
+		cfg.StateDir = state
+	}
+	cfg.HostHiddenPaths = append(cfg.HostHiddenPaths, hide...)
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
 }
 
 // stringsFlag collects a repeated flag's values, in order.

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,8 +18,6 @@ import (
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/runner"
-	"github.com/paddock-build/paddock/scheduler"
-	"github.com/paddock-build/paddock/storage"
 )
 
 const upUsage = `usage: paddock up [--data DIR] [--listen ADDR] [flags]
@@ -79,76 +76,27 @@ func runUp(ctx context.Context, args []string) error {
 		}
 	}
 
-	// Storage and scheduler share one gRPC endpoint.
-	storeDir := filepath.Join(*data, "storage")
-	cas, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: storeDir, MaxBytes: int64(casBytes), Logger: logger})
+	ep, err := startUpEndpoint(*data, *listen, int64(casBytes), logger)
 	if err != nil {
 		return err
 	}
-	ac, err := storage.NewDiskActionCache(storeDir, logger)
-	if err != nil {
-		return err
-	}
-	sched, err := scheduler.New(scheduler.Options{Config: scheduler.DefaultConfig(), BlobStore: cas, ActionCache: ac, Logger: logger})
-	if err != nil {
-		return err
-	}
-	defer sched.Close()
-	obs := newObservability(logger)
-	metered := storage.NewMeteredBlobStore(cas)
-	obs.reg.MustRegister(append(metered.Collectors(), cas.Collector(), sched.Collector())...)
-	srv := storage.NewServer(storage.ServerOptions{CAS: metered, AC: ac, Logger: logger, Execution: executionCapabilities()})
-	defer srv.Close()
-	g := obs.newGRPCServer(srv.GRPCServerOptions()...)
-	srv.Register(g)
-	sched.Register(g)
-	obs.finish(g)
-	lis, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return err
-	}
+	defer ep.close()
+	obs, cas, ac := ep.obs, ep.cas, ep.ac
 	// A server that stops serving (its listener failed) stops the farm,
 	// and the error is what up returns; Ctrl-C stops it gracefully.
 	ctx, stopFarm := context.WithCancel(ctx)
 	defer stopFarm()
-	served := make(chan error, 1)
-	go func() {
-		err := serveUntilDone(ctx, g, lis, nil)
-		if err != nil {
-			logger.Error("gRPC server failed; stopping the farm", "error", err)
-		}
-		stopFarm()
-		served <- err
-	}()
+	served := ep.serve(ctx, stopFarm)
 
-	// The runner, supervised: restarted if it dies.
-	sock := filepath.Join(*data, "runner.sock")
-	// The data directory holds the CAS and every action's input root: hide
-	// it from actions that run on the host's root.
-	runnerHTTP := filepath.Join(*data, "runner-http.sock")
-	runnerArgs := []string{"runner", "--socket", sock, "--state", filepath.Join(*data, "runner"), "--hide", *data,
-		"--http-listen", "unix:" + runnerHTTP, "--log-format", *logFormat}
-	obs.gather = append(obs.gather, newChildMetrics(runnerHTTP))
-	if *runnerConfig != "" {
-		runnerArgs = append(runnerArgs, "--config", *runnerConfig)
-	}
-	if *pprofAddr != "" {
-		host, _, _ := net.SplitHostPort(*pprofAddr)
-		runnerArgs = append(runnerArgs, "--pprof-listen", net.JoinHostPort(host, "0"))
-	}
-	runnerDone := superviseChild(ctx, logger, runnerArgs)
-	if err := waitRunnerReady(ctx, sock, 30*time.Second); err != nil {
+	sock, runnerDone, err := startRunnerChild(ctx, *data, *runnerConfig, *pprofAddr, *logFormat, obs, logger)
+	if err != nil {
 		return err
 	}
 
-	addr := lis.Addr().String()
-	statusURL := ""
-	if *httpAddr != "" {
-		got, err := obs.startHTTP(ctx, *httpAddr, statusRoutes(sched, metered, ac, logger))
-		if err != nil {
-			return err
-		}
-		statusURL = ", status page and metrics on http://" + got + "/"
+	addr := ep.lis.Addr().String()
+	statusURL, err := ep.startHTTP(ctx, *httpAddr, flagSet(fs, "http-listen"))
+	if err != nil {
+		return err
 	}
 	fmt.Printf(`paddock is up: storage, scheduler and worker on %s, data in %s%s
 
@@ -274,4 +222,11 @@ func waitRunnerReady(ctx context.Context, sock string, limit time.Duration) erro
 		return fmt.Errorf("runner on %s not ready after %s: %w", sock, limit, err)
 	}
 	return nil
+}
+
+// flagSet reports whether the command line set the flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
