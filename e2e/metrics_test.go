@@ -24,10 +24,11 @@ import (
 
 // TestMetrics runs actions that end every way the farm counts (success, a
 // retry after the runner died, timeout, OOM kill, pids limit, an image
-// pulled), a corrupt upload and uploads past the CAS's size, then scrapes
-// `paddock up`'s /metrics and finds a non-zero value in every family the
-// farm promises (issue 14): scheduler, runner/sandbox, storage, images,
-// per-RPC gRPC, Go runtime and process.
+// pulled, inputs from the worker's file cache), a corrupt upload and
+// uploads past the CAS's size, then scrapes `paddock up`'s /metrics and
+// finds a non-zero value in every family the farm promises (issue 14):
+// scheduler, worker, runner/sandbox, storage, images, per-RPC gRPC, Go
+// runtime and process.
 func TestMetrics(t *testing.T) {
 	needPaddock(t)
 	bb := imagetest.Busybox(t)
@@ -83,8 +84,13 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 
-	// Actions that end every way the runner counts.
+	// Actions that end every way the runner counts; two share an
+	// executable input, which the worker's file cache fetches once.
+	tool := tree{files: map[string]inputFile{
+		"tool.sh": {data: []byte("#!/bin/sh\necho tool \"$@\"\n"), executable: true}, "data.txt": {data: []byte("input data\n")}}}
 	for _, a := range []action{
+		{cmd: shell("./tool.sh first; cat data.txt"), root: tool},
+		{cmd: shell("./tool.sh second; cat data.txt"), root: tool},
 		{cmd: shell("exec sleep 600"), timeout: time.Second},
 		{cmd: shell("dd if=/dev/zero of=/dev/null bs=256M count=1"), platform: []*repb.Platform_Property{{Name: "EstimatedMemory", Value: "32MiB"}}},
 		{cmd: shell("i=0; while [ $i -lt 100 ]; do sleep 600 & i=$((i+1)); done; exit 0")},
@@ -128,6 +134,11 @@ func TestMetrics(t *testing.T) {
 		"paddock_runner_actions_total{end=exited}", "paddock_runner_actions_total{end=timeout}",
 		"paddock_runner_actions_total{end=oom_killed}", "paddock_runner_actions_total{end=pids_limit}",
 		"paddock_runner_action_cpu_seconds_total", "paddock_runner_action_peak_memory_bytes",
+		// worker
+		"paddock_worker_stage_seconds{stage=fetch}", "paddock_worker_stage_seconds{stage=input_root}",
+		"paddock_worker_stage_seconds{stage=run}", "paddock_worker_stage_seconds{stage=upload}",
+		"paddock_worker_stage_seconds{stage=total}", "paddock_worker_input_files_linked_total",
+		"paddock_worker_file_cache_fetches_total", "paddock_worker_input_cache_hit_ratio", "paddock_worker_file_cache_bytes",
 		// storage
 		"paddock_storage_cas_stored_bytes", "paddock_storage_cas_stored_blobs", "paddock_storage_cas_evictions_total",
 		"paddock_storage_cas_bytes_total{direction=read}", "paddock_storage_cas_bytes_total{direction=write}",

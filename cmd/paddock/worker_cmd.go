@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/api/workerpb/workerclient"
 	"github.com/paddock-build/paddock/configs"
@@ -118,6 +119,8 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	if err != nil {
 		return err
 	}
+	metrics := worker.NewMetrics(files)
+	ws.obs.reg.MustRegister(metrics)
 	runnerConn, err := runner.DialConn(ws.runnerSocket)
 	if err != nil {
 		return err
@@ -126,7 +129,7 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	w, err := worker.New(worker.Options{
 		ID: ws.id, Concurrency: ws.concurrency, Platform: ws.platform,
 		BuildDir: filepath.Join(ws.dir, "builds"), SpareDir: filepath.Join(ws.dir, "spare"), CAS: ws.cas, AC: ws.ac, Files: files,
-		Runner: worker.RunnerClient(runnerConn, 0), Logger: ws.logger,
+		Runner: worker.RunnerClient(runnerConn, 0), Logger: ws.logger, Steps: []func(worker.Executor) worker.Executor{metrics.Step},
 		InputLimits: ws.inputLimits, OutputLimits: ws.outputLimits,
 	})
 	if err != nil {
