@@ -19,7 +19,9 @@ func TestMetricsStep(t *testing.T) {
 	}
 	m := NewMetrics(files)
 	t0 := time.Unix(1000, 0)
-	at := func(ms int) *timestamppb.Timestamp { return timestamppb.New(t0.Add(time.Duration(ms) * time.Millisecond)) }
+	at := func(ms int) *timestamppb.Timestamp {
+		return timestamppb.New(t0.Add(time.Duration(ms) * time.Millisecond))
+	}
 	m.now = func() time.Time { return t0.Add(100 * time.Millisecond) }
 	inner := ExecutorFunc(func(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
 		md := j.Metadata
