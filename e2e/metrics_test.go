@@ -17,6 +17,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/images/imagetest"
@@ -157,6 +158,13 @@ func TestMetrics(t *testing.T) {
 	for _, n := range []string{"paddock_images_evictions_total", "paddock_images_in_use", "paddock_storage_verification_failures_total"} {
 		if _, ok := familyValue(fams, n); !ok {
 			t.Errorf("metric family %s is not served", n)
+		}
+	}
+	// up's endpoint: the farm and its worker are healthy.
+	health := grpc_health_v1.NewHealthClient(dial(t, f.addr))
+	for _, svc := range []string{"", "paddock.worker"} {
+		if resp, err := health.Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: svc}); err != nil || resp.Status != grpc_health_v1.HealthCheckResponse_SERVING {
+			t.Errorf("health of %q on up's endpoint: %v %v, want SERVING", svc, resp, err)
 		}
 	}
 	checkActionLog(t, f.log())

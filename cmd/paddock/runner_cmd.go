@@ -92,7 +92,7 @@ func runRunner(ctx context.Context, args []string) error {
 	logger.Info("runner serving", "socket", cfg.Socket, "state", cfg.StateDir)
 	// Scripts and `paddock up` may read the socket from this line.
 	fmt.Printf("paddock runner listening on %s\n", cfg.Socket)
-	return serveUntilDone(ctx, g, lis, nil)
+	return serveUntilDone(ctx, g, lis, obs.health.Shutdown)
 }
 
 // loadRunnerConfig reads the config file (defaults without one), applies

@@ -89,7 +89,7 @@ func runScheduler(ctx context.Context, args []string) error {
 	fmt.Printf("paddock scheduler listening on %s\n", lis.Addr())
 	// Worker streams and Execute streams never end by themselves: end the
 	// worker sessions first.
-	return serveUntilDone(ctx, g, lis, s.Close)
+	return serveUntilDone(ctx, g, lis, func() { obs.health.Shutdown(); s.Close() })
 }
 
 // runSchedulerDrain asks a scheduler to stop giving work to a worker, and

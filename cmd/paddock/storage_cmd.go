@@ -78,7 +78,7 @@ func runStorage(ctx context.Context, args []string) error {
 	logger.Info("storage serving", "address", lis.Addr().String(), "dir", cfg.Dir, "remote", cfg.Remote.Endpoint)
 	// Tests and scripts read the address from this line on stdout.
 	fmt.Printf("paddock storage listening on %s\n", lis.Addr())
-	return serveUntilDone(ctx, g, lis, nil)
+	return serveUntilDone(ctx, g, lis, obs.health.Shutdown)
 }
 
 // openStorage builds the configured backend: the local disk, or a remote
@@ -125,8 +125,9 @@ func dialStorage(addr string) (*grpc.ClientConn, error) {
 }
 
 // serveUntilDone serves g on lis until ctx is cancelled, then runs
-// beforeStop (if any: it ends streams that never end by themselves, such as
-// worker sessions) and stops gracefully, cutting what is still open after
+// beforeStop (if any: it sets the health service NOT_SERVING, so probes
+// and balancers stop sending work, and ends streams that never end by
+// themselves, such as worker sessions) and stops gracefully, cutting what is still open after
 // five seconds.
 func serveUntilDone(ctx context.Context, g *grpc.Server, lis net.Listener, beforeStop func()) error {
 	errc := make(chan error, 1)
