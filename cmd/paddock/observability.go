@@ -148,7 +148,7 @@ func (o *observability) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 // listenHTTP listens on a TCP address, or on a UNIX socket (mode 0600,
-// replacing a stale one) for a path.
+// replacing a stale socket, never another file) for a path.
 func listenHTTP(addr string) (net.Listener, error) {
 	path, isUnix := strings.CutPrefix(addr, "unix:")
 	if !isUnix && !strings.HasPrefix(addr, "/") {
@@ -157,8 +157,13 @@ func listenHTTP(addr string) (net.Listener, error) {
 	if !isUnix {
 		path = addr
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, err
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
 	}
 	lis, err := net.Listen("unix", path)
 	if err != nil {

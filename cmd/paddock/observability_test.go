@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -81,5 +82,19 @@ func TestLogFormat(t *testing.T) {
 	}
 	if _, err := newLogger(&buf, "xml"); err == nil || !strings.Contains(err.Error(), "--log-format") {
 		t.Errorf("newLogger(xml) = %v, want an error naming the flag", err)
+	}
+}
+
+func TestListenHTTPKeepsOtherFiles(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "not-a-socket")
+	if err := os.WriteFile(p, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if lis, err := listenHTTP("unix:" + p); err == nil {
+		lis.Close()
+		t.Fatal("listenHTTP replaced a regular file")
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != "data" {
+		t.Errorf("the file is gone or changed: %q %v", b, err)
 	}
 }
