@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/scheduler"
 )
 
@@ -92,6 +93,11 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 			Running: ws.Running, LastSeen: age(now, ws.LastSeen) + " ago",
 		})
 	}
+	ds := make([]digest.Digest, len(ops))
+	for i, op := range ops {
+		ds[i] = op.Action
+	}
+	h.summaries.prefetch(r.Context(), ds)
 	for _, op := range ops {
 		body.Operations = append(body.Operations, h.operationRow(r, now, op))
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/storage"
@@ -55,6 +56,17 @@ func (s *summaries) get(ctx context.Context, d digest.Digest) summary {
 	s.m[d] = sum
 	s.mu.Unlock()
 	return sum
+}
+
+// prefetch loads the summaries of ds not cached yet, a few at a time, so
+// a page of rows over a remote CAS costs a few round trips, not one each.
+func (s *summaries) prefetch(ctx context.Context, ds []digest.Digest) {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for _, d := range ds {
+		g.Go(func() error { s.get(ctx, d); return nil })
+	}
+	g.Wait()
 }
 
 func (s *summaries) load(ctx context.Context, d digest.Digest) (summary, error) {
