@@ -35,7 +35,8 @@ func TestStatusPageInBrowser(t *testing.T) {
 	c := newClient(t, f.addr)
 	ctx := t.Context()
 	script := `echo "hello from the browser test"; echo "<script>document.title='pwned'</script>"`
-	d := c.prepare(ctx, action{cmd: shell(script), doNotCache: true})
+	root := tree{files: map[string]inputFile{"inputs/greeting.txt": {data: []byte("hi\n")}}}
+	d := c.prepare(ctx, action{cmd: shell(script), root: root, doNotCache: true})
 	if resp, err := c.execute(ctx, d, true); err != nil || resp.Result.GetExitCode() != 0 {
 		t.Fatalf("Execute: %v %v", resp, err)
 	}
@@ -131,6 +132,19 @@ func TestStatusPageInBrowser(t *testing.T) {
 		t.Errorf("the <script> the action printed ran in the page")
 	}
 	shots1["action.png"] = shot(chromedp.FullScreenshot(100))
+
+	// The input tree, one click away.
+	run("open the input root", chromedp.Click(`#input-root`))
+	run("wait for the tree", chromedp.WaitVisible(`#tree`))
+	if got := text(`#tree`); !strings.Contains(got, "inputs/") {
+		t.Errorf("the input root lists %q, want the directory inputs/", got)
+	}
+	run("open inputs/", chromedp.Click(`#tree a`))
+	waitFor(t, "inputs/ listing greeting.txt", faultLimit, func() bool {
+		got, err := chromedp.Run(bctx, chromedp.Text(`#tree`))
+		return err == nil && strings.Contains(got, "greeting.txt")
+	})
+	shots1["tree.png"] = shot(chromedp.FullScreenshot(100))
 	for name, b := range shots1 {
 		if err := os.WriteFile(filepath.Join(shots, name), b, 0o644); err != nil {
 			t.Fatal(err)
