@@ -34,9 +34,9 @@ type observability struct {
 	reg    *prometheus.Registry
 	rpc    *grpcprom.ServerMetrics
 	health *health.Server
-	// gather is what /metrics serves: reg, plus what a role adds (`up`
+	// gather is what /metrics serves: reg, or reg merged with more (`up`
 	// adds its runner child's metrics).
-	gather prometheus.Gatherers
+	gather prometheus.Gatherer
 	logger *slog.Logger
 }
 
@@ -49,7 +49,7 @@ func newObservability(logger *slog.Logger) *observability {
 		logger: logger,
 	}
 	o.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), o.rpc)
-	o.gather = prometheus.Gatherers{o.reg}
+	o.gather = o.reg
 	return o
 }
 

@@ -29,12 +29,35 @@ func TestHTTPListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := newObservability(slog.New(slog.DiscardHandler))
-	o.gather = append(o.gather, newChildMetrics(sock))
+	o.gather = mergeGatherers{own: o.gather, child: newChildMetrics(sock)}
 	addr, err := o.startHTTP(ctx, "127.0.0.1:0", func(mux *http.ServeMux) {
 		mux.HandleFunc("GET /extra", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "extra route") })
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Both serve gRPC health: its RPC counters exist in both processes.
+	child.finish(child.newGRPCServer())
+	o.finish(o.newGRPCServer())
+	fams, err := o.gather.Gather()
+	if err != nil {
+		t.Errorf("gather merged with the child's metrics: %v", err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "grpc_server_started_total" {
+			continue
+		}
+		n := 0
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				if l.GetName() == "grpc_method" && l.GetValue() == "Check" {
+					n++
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d series of health Check in grpc_server_started_total, want 1", n)
+		}
 	}
 	get := func(path string) (int, string) {
 		t.Helper()

@@ -20,7 +20,7 @@ func startRunnerChild(ctx context.Context, data, config, pprofAddr, logFormat st
 	// it from actions that run on the host's root.
 	args := []string{"runner", "--socket", sock, "--state", filepath.Join(data, "runner"), "--hide", data,
 		"--http-listen", "unix:" + runnerHTTP, "--log-format", logFormat}
-	obs.gather = append(obs.gather, newChildMetrics(runnerHTTP))
+	obs.gather = mergeGatherers{own: obs.gather, child: newChildMetrics(runnerHTTP)}
 	if config != "" {
 		args = append(args, "--config", config)
 	}
