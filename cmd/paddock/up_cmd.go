@@ -57,13 +57,7 @@ func runUp(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--file-cache-size: %w", err)
 	}
-	if err := os.MkdirAll(*data, 0o755); err != nil {
-		return err
-	}
-	if *data, err = filepath.Abs(*data); err != nil {
-		return err
-	}
-	if err := checkSearchable(*data); err != nil {
+	if *data, err = prepareDataDir(*data); err != nil {
 		return err
 	}
 	logger, err := newLogger(os.Stderr, *logFormat)
@@ -133,6 +127,19 @@ func defaultDataDir() string {
 	}
 	home, _ := os.UserHomeDir()
 	return filepath.Join(home, ".cache", "paddock")
+}
+
+// prepareDataDir creates the data directory, makes its path absolute and
+// checks that the sandboxes' users can reach it.
+func prepareDataDir(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	return abs, checkSearchable(abs)
 }
 
 // checkSearchable refuses a data directory that some ancestor hides from
