@@ -121,7 +121,7 @@ func (h *Handler) action(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) resultView(r *http.Request, instance string, fn digest.Function, resp *repb.ExecuteResponse) *resultView {
 	res := resp.Result
-	v := &resultView{ExitCode: res.ExitCode, Timings: timings(res.ExecutionMetadata, zeroTime, zeroTime, zeroTime)}
+	v := &resultView{ExitCode: res.ExitCode, Timings: timings(res.ExecutionMetadata, time.Time{}, time.Time{}, time.Time{})}
 	if c := codes.Code(resp.GetStatus().GetCode()); c != codes.OK {
 		v.Status = c.String() + ": " + resp.GetStatus().GetMessage()
 	}
@@ -158,10 +158,19 @@ func (h *Handler) output(r *http.Request, instance string, fn digest.Function, p
 	defer rc.Close()
 	buf := make([]byte, min(d.SizeBytes(), inlineOutputBytes))
 	n, _ := io.ReadFull(rc, buf)
-	o.Text, o.Truncated = strings.ToValidUTF8(string(buf[:n]), "\uFFFD"), d.SizeBytes() > int64(n)
-	if !utf8.ValidString(o.Text) {
-		o.Text = "(binary)"
+	o.Truncated = d.SizeBytes() > int64(n)
+	text := buf[:n]
+	if o.Truncated {
+		// The cut may split a character: only what precedes it counts.
+		for i := 0; i < utf8.UTFMax && len(text) > 0 && !utf8.Valid(text); i++ {
+			text = text[:len(text)-1]
+		}
 	}
+	if !utf8.Valid(text) {
+		o.Text = "(not text: download it)"
+		return o
+	}
+	o.Text = string(text)
 	return o
 }
 
@@ -214,6 +223,3 @@ func instanceQuery(instance, at string) string {
 	}
 	return "?" + v.Encode()
 }
-
-// zeroTime stands for a time the page does not know.
-var zeroTime time.Time

@@ -153,3 +153,14 @@ func TestActionPageAndDownloads(t *testing.T) {
 }
 
 func sizeOf(d digest.Digest) string { return d.String()[len(d.Hash())+1:] }
+
+// TestBinaryOutputIsNotShown: output that is not UTF-8 is a download only.
+func TestBinaryOutputIsNotShown(t *testing.T) {
+	f := farmtest.Start(t, farmtest.Options{})
+	srv := newServer(t, f)
+	ad := run(t, f, "/bin/sh", "-c", `printf 'ok\377\376\n'`)
+	code, body := get(t, srv.URL+"/action/"+ad.Hash()+"-"+sizeOf(ad))
+	if code != 200 || !strings.Contains(body, "(not text: download it)") || strings.Contains(body, "ok\xff") {
+		t.Errorf("action page with binary stdout: %d\n%s", code, body)
+	}
+}
