@@ -164,3 +164,27 @@ func TestBinaryOutputIsNotShown(t *testing.T) {
 		t.Errorf("action page with binary stdout: %d\n%s", code, body)
 	}
 }
+
+// TestPagination: operations come a page at a time, newest first, with
+// links to the pages around.
+func TestPagination(t *testing.T) {
+	f := farmtest.Start(t, farmtest.Options{})
+	mux := http.NewServeMux()
+	statuspage.New(statuspage.Options{Scheduler: f.Scheduler, CAS: f.CAS, AC: f.AC, PageSize: 2}).Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	for i := range 5 {
+		run(t, f, "/bin/echo", "action-"+string(rune('a'+i)))
+	}
+	_, first := get(t, srv.URL+"/")
+	if !strings.Contains(first, "Page 1 of 3") || !strings.Contains(first, `href="/?page=2" id="next"`) || strings.Contains(first, `id="prev"`) {
+		t.Errorf("first page without the right links:\n%s", first)
+	}
+	if strings.Count(first, `class="operation"`) != 2 || !strings.Contains(first, "action-e") {
+		t.Errorf("first page does not hold the 2 newest operations:\n%s", first)
+	}
+	_, last := get(t, srv.URL+"/?stage=completed&page=3")
+	if strings.Count(last, `class="operation"`) != 1 || !strings.Contains(last, "action-a") || !strings.Contains(last, `href="/?page=2&amp;stage=completed" id="prev"`) {
+		t.Errorf("last page of completed operations:\n%s", last)
+	}
+}
