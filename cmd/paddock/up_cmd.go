@@ -92,13 +92,7 @@ func runUp(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf(`paddock is up: storage, scheduler and worker on %s, data in %s%s
-
-Use it from Bazel with:
-  --remote_executor=grpc://%s --spawn_strategy=remote --noremote_local_fallback
-or as a remote cache only:
-  --remote_cache=grpc://%s
-`, addr, *data, statusURL, addr, addr)
+	printUpBanner(addr, *data, statusURL)
 
 	err = serveWorker(ctx, workerSetup{
 		id: "local", dir: filepath.Join(*data, "worker"), concurrency: *concurrency, cacheBytes: int64(fileBytes),
@@ -116,6 +110,18 @@ or as a remote cache only:
 		return nil
 	}
 	return err
+}
+
+// printUpBanner tells the user the farm is up and how to use it. Its first
+// line is also what tests and scripts wait for and read the address from.
+func printUpBanner(addr, data, statusURL string) {
+	fmt.Printf(`paddock is up: storage, scheduler and worker on %s, data in %s%s
+
+Use it from Bazel with:
+  --remote_executor=grpc://%s --spawn_strategy=remote --noremote_local_fallback
+or as a remote cache only:
+  --remote_cache=grpc://%s
+`, addr, data, statusURL, addr, addr)
 }
 
 // defaultDataDir is /var/lib/paddock for root (whose home is usually 0700,
