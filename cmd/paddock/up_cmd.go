@@ -75,14 +75,11 @@ func runUp(ctx context.Context, args []string) error {
 		return err
 	}
 	defer ep.close()
-	obs, cas, ac := ep.obs, ep.cas, ep.ac
-	// A server that stops serving (its listener failed) stops the farm,
-	// and the error is what up returns; Ctrl-C stops it gracefully.
-	ctx, stopFarm := context.WithCancel(ctx)
+	ctx, stopFarm := context.WithCancel(ctx) // ep.serve stops the farm if it fails
 	defer stopFarm()
 	served := ep.serve(ctx, stopFarm)
 
-	sock, runnerDone, err := startRunnerChild(ctx, *data, *runnerConfig, *pprofAddr, *logFormat, obs, logger)
+	sock, runnerDone, err := startRunnerChild(ctx, *data, *runnerConfig, *pprofAddr, *logFormat, ep.obs, logger)
 	if err != nil {
 		return err
 	}
@@ -96,9 +93,9 @@ func runUp(ctx context.Context, args []string) error {
 
 	err = serveWorker(ctx, workerSetup{
 		id: "local", dir: filepath.Join(*data, "worker"), concurrency: *concurrency, cacheBytes: int64(fileBytes),
-		schedulerAddr: addr, runnerSocket: sock, cas: cas, ac: ac, local: cas, logger: logger,
+		schedulerAddr: addr, runnerSocket: sock, cas: ep.cas, ac: ep.ac, local: ep.cas, logger: logger,
 		inputLimits: inLimits, outputLimits: outLimits,
-		obs: obs, healthService: workerHealthService,
+		obs: ep.obs, healthService: workerHealthService,
 	})
 	stopFarm()
 	<-runnerDone
