@@ -95,7 +95,8 @@ func New(opts Options) (*Scheduler, error) {
 		followers:    newFollowers(),
 		sessions:     map[string]*session{},
 		drainWaiters: map[string][]chan struct{}{},
-		stop:         make(chan struct{}), metrics: newMetrics(),
+		stop:         make(chan struct{}),
+		metrics:      newMetrics(),
 	}
 	if s.clock == nil {
 		s.clock = clock.Real{}
