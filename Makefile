@@ -11,9 +11,12 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 build:
 	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/paddock
 
-# The whole suite, as CI runs it (.ci/run calls exactly this). Tests that need
-# root, Bazel, runc or bubblewrap skip themselves where those are absent.
+# The whole suite, as CI runs it (.ci/run calls exactly this). As root with
+# apt-get it first installs what the tests need (scripts/install-test-deps.sh);
+# elsewhere, tests that need root, Bazel, runc, bubblewrap or Chromium skip
+# themselves where those are absent.
 test:
+	scripts/install-test-deps.sh
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
 

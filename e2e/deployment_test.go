@@ -22,7 +22,7 @@ func TestUpDataUnderPrivateDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := filepath.Join(private, ".cache", "paddock")
-	p, addr, err := tryStartProcess(t, "up", upReady, "up", "--data", data, "--listen", "127.0.0.1:0")
+	p, addr, err := tryStartProcess(t, "up", upReady, "up", "--data", data, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0")
 	if err != nil {
 		if log := p.log(); !strings.Contains(log, private) {
 			t.Errorf("paddock up refused to start without naming the directory at fault:\n%s", log)

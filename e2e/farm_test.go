@@ -230,7 +230,7 @@ func startUp(t testing.TB, data string, extra ...string) *farm {
 	if data == "" {
 		data = filepath.Join(searchableTempDir(t), "data")
 	}
-	args := append([]string{"up", "--data", data, "--listen", "127.0.0.1:0"}, extra...)
+	args := append([]string{"up", "--data", data, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"}, extra...)
 	p, addr := startProcess(t, "up", upReady, args...)
 	return &farm{process: p, addr: addr, data: data}
 }

@@ -45,6 +45,8 @@ type effects struct {
 	hangUp []string
 	// notes are notable decisions, for the operator's log.
 	notes []string
+	// retries counts executions requeued after a lost worker, for metrics.
+	retries int
 }
 
 // workerMessage is a message for a worker's current session.
@@ -387,6 +389,7 @@ func (c *core) requeueLost(now time.Time, e *execution, why string) {
 		return
 	}
 	c.note("action %s (%s): %s; requeued (retry %d of %d)", e.key.action, e.id, why, e.retries, c.cfg.MaxRetries)
+	c.fx.retries++
 	c.requeue(now, e)
 }
 

@@ -54,6 +54,8 @@ type Scheduler struct {
 	clock Clock
 	newID func() string
 	log   *slog.Logger
+	// metrics are updated under mu, as effects are applied.
+	metrics *metrics
 
 	known map[string]bool // platform property names accepted
 	route map[string]bool // platform property names that select a queue
@@ -94,6 +96,7 @@ func New(opts Options) (*Scheduler, error) {
 		sessions:     map[string]*session{},
 		drainWaiters: map[string][]chan struct{}{},
 		stop:         make(chan struct{}),
+		metrics:      newMetrics(),
 	}
 	if s.clock == nil {
 		s.clock = clock.Real{}
@@ -169,6 +172,7 @@ func (s *Scheduler) Tick() {
 // it blocks.
 func (s *Scheduler) apply() {
 	fx := s.core.takeEffects()
+	s.metrics.observe(s.clock.Now(), fx)
 	for _, n := range fx.notes {
 		s.log.Info("scheduler: " + n)
 	}

@@ -118,6 +118,7 @@ func (sess *session) handle(m *workerpb.WorkerMessage) error {
 	case *workerpb.WorkerMessage_Heartbeat:
 		s.core.Heartbeat(now, sess.workerID, sess.gen)
 	case *workerpb.WorkerMessage_Result:
+		s.logResult(sess.workerID, k.Result.OperationName, resp)
 		s.core.Result(now, sess.workerID, sess.gen, k.Result.OperationName, k.Result.Attempt, resp)
 	case *workerpb.WorkerMessage_GiveBack:
 		s.core.GiveBack(now, sess.workerID, sess.gen, k.GiveBack.OperationName, k.GiveBack.Attempt)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
@@ -59,6 +60,10 @@ type FileCache struct {
 	tmpDir  string
 	fetches singleflight.Group
 	set     *lru.Set[cacheKey, cacheEntry] // sized by blob size
+
+	// links counts Link calls and fetched the files written into the
+	// cache (from the CAS or the local CAS file): the hit ratio's terms.
+	links, fetched atomic.Int64
 }
 
 type cacheKey struct {
@@ -88,6 +93,7 @@ func NewFileCache(opts FileCacheOptions) (*FileCache, error) {
 // Link makes dst a hard link to the cached copy of d (fetching it first
 // if needed), with mode 0555 if exec and 0444 otherwise. dst must not exist.
 func (c *FileCache) Link(ctx context.Context, d digest.Digest, exec bool, dst string) error {
+	c.links.Add(1)
 	if !exec && c.opts.Local != nil {
 		if p, ok := c.opts.Local.Path(d); ok {
 			if err := os.Link(p, dst); err == nil {
@@ -219,6 +225,7 @@ func entryName(k cacheKey) string {
 // add records a written entry, unless a concurrent fetch did, and evicts
 // least recently used entries past MaxBytes (never the one just added).
 func (c *FileCache) add(k cacheKey, p string, id fileid.ID) {
+	c.fetched.Add(1)
 	if _, ok := c.set.Peek(k); ok {
 		return
 	}
@@ -338,6 +345,11 @@ func diskError(err error) error {
 	}
 	return status.Error(codes.Internal, "file cache: cannot store the file")
 }
+
+// Counts reports how many inputs were linked and how many files were
+// fetched into the cache (including ahead of time, by Prefetch), for the
+// hit ratio.
+func (c *FileCache) Counts() (links, fetched int64) { return c.links.Load(), c.fetched.Load() }
 
 // Stats reports the bytes and files cached.
 func (c *FileCache) Stats() (bytes int64, files int) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -27,28 +26,24 @@ func runRunner(ctx context.Context, args []string) error {
 	socket := fs.String("socket", "", "override the config's socket path")
 	state := fs.String("state", "", "override the config's state directory")
 	pprofAddr := fs.String("pprof-listen", "", pprofFlagUsage)
+	httpAddr := fs.String("http-listen", "", httpListenUsage)
+	logFormat := fs.String("log-format", "text", logFormatUsage)
 	var hide stringsFlag
 	fs.Var(&hide, "hide", "a host path to hide from actions on the host's root, in addition to the config's host_hidden_paths (repeatable; e.g. the worker's data directory)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg := runner.DefaultConfig()
-	if *configPath != "" {
-		if err := configs.Load(*configPath, &cfg); err != nil {
-			return err
-		}
+	cfg, err := loadRunnerConfig(*configPath, *socket, *state, hide)
+	if err != nil {
+		return err
 	}
-	if *socket != "" {
-		cfg.Socket = *socket
+	logger, err := newLogger(os.Stderr, *logFormat)
+	if err != nil {
+		return err
 	}
-	if *state != "" {
-		cfg.StateDir = *state
-	}
-	cfg.HostHiddenPaths = append(cfg.HostHiddenPaths, hide...)
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	obs := newObservability(logger)
+	runMetrics := runner.NewMetrics()
+	obs.reg.MustRegister(runMetrics.Collectors()...)
 	if *pprofAddr != "" {
 		if _, err := startPprof(*pprofAddr, logger); err != nil {
 			return err
@@ -72,7 +67,7 @@ func runRunner(ctx context.Context, args []string) error {
 	cache, err := images.New(images.Options{
 		Dir: imagesDir, Platform: cfg.Images.Platform, Insecure: cfg.Images.Insecure,
 		DockerConfig: cfg.Images.DockerConfig, RefreshTags: cfg.Images.RefreshTags,
-		MaxBytes: int64(cfg.Images.MaxBytes), Logger: logger,
+		MaxBytes: int64(cfg.Images.MaxBytes), Logger: logger, Metrics: obs.reg,
 	})
 	if err != nil {
 		return fmt.Errorf("image cache: %w", err)
@@ -86,12 +81,40 @@ func runRunner(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	g := grpc.NewServer(runner.ServerOptions()...)
+	g := obs.newGRPCServer(append(runner.ServerOptions(), grpc.ChainUnaryInterceptor(runMetrics.UnaryServerInterceptor()))...)
 	svc.Register(g)
+	obs.finish(g)
+	if *httpAddr != "" {
+		if _, err := obs.startHTTP(ctx, *httpAddr, nil); err != nil {
+			return err
+		}
+	}
 	logger.Info("runner serving", "socket", cfg.Socket, "state", cfg.StateDir)
 	// Scripts and `paddock up` may read the socket from this line.
 	fmt.Printf("paddock runner listening on %s\n", cfg.Socket)
-	return serveUntilDone(ctx, g, lis, nil)
+	return serveUntilDone(ctx, g, lis, obs.health.Shutdown)
+}
+
+// loadRunnerConfig reads the config file (defaults without one), applies
+// the flags that override it, and validates the result.
+func loadRunnerConfig(path, socket, state string, hide []string) (runner.Config, error) {
+	cfg := runner.DefaultConfig()
+	if path != "" {
+		if err := configs.Load(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	if socket != "" {
+		cfg.Socket = socket
+	}
+	if state != "" {
+		cfg.StateDir = state
+	}
+	cfg.HostHiddenPaths = append(cfg.HostHiddenPaths, hide...)
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
 }
 
 // stringsFlag collects a repeated flag's values, in order.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 
@@ -34,6 +33,8 @@ func runScheduler(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "localhost:8981", "address to serve Execution, Operations and the worker protocol on")
 	storageAddr := fs.String("storage", "", "address of the REv2 storage (CAS and action cache); required")
 	configPath := fs.String("config", "", "YAML scheduler config file; defaults apply without it")
+	httpAddr := fs.String("http-listen", "", httpListenUsage)
+	logFormat := fs.String("log-format", "text", logFormatUsage)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -47,7 +48,10 @@ func runScheduler(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	logger, err := newLogger(os.Stderr, *logFormat)
+	if err != nil {
+		return err
+	}
 	cas, ac, closeStorage, err := openRemoteStorage(ctx, *storageAddr)
 	if err != nil {
 		return err
@@ -63,9 +67,19 @@ func runScheduler(ctx context.Context, args []string) error {
 	// services as well, in front of the storage endpoint.
 	front := storage.NewServer(storage.ServerOptions{CAS: cas, AC: ac, Logger: logger, Execution: executionCapabilities()})
 	defer front.Close()
-	g := grpc.NewServer(front.GRPCServerOptions()...)
+	obs := newObservability(logger)
+	obs.reg.MustRegister(s.Collector())
+	g := obs.newGRPCServer(front.GRPCServerOptions()...)
 	front.Register(g)
 	s.Register(g)
+	obs.finish(g)
+	if *httpAddr != "" {
+		got, err := obs.startHTTP(ctx, *httpAddr, statusRoutes(s, cas, ac, logger))
+		if err != nil {
+			return err
+		}
+		fmt.Printf("paddock scheduler http listening on %s\n", got)
+	}
 	lis, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
@@ -75,7 +89,7 @@ func runScheduler(ctx context.Context, args []string) error {
 	fmt.Printf("paddock scheduler listening on %s\n", lis.Addr())
 	// Worker streams and Execute streams never end by themselves: end the
 	// worker sessions first.
-	return serveUntilDone(ctx, g, lis, s.Close)
+	return serveUntilDone(ctx, g, lis, func() { obs.health.Shutdown(); s.Close() })
 }
 
 // runSchedulerDrain asks a scheduler to stop giving work to a worker, and

@@ -21,6 +21,8 @@ func runStorage(ctx context.Context, args []string) error {
 	configPath := fs.String("config", "", "YAML config file (see configs/storage.yaml)")
 	listen := fs.String("listen", "", "override the config's listen address")
 	dir := fs.String("dir", "", "override the config's data directory")
+	httpAddr := fs.String("http-listen", "", httpListenUsage)
+	logFormat := fs.String("log-format", "text", logFormatUsage)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -36,22 +38,39 @@ func runStorage(ctx context.Context, args []string) error {
 	if *dir != "" {
 		cfg.Dir = *dir
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	logger, err := newLogger(os.Stderr, *logFormat)
+	if err != nil {
+		return err
+	}
 	cas, ac, closeStores, err := openStorage(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer closeStores()
+	obs := newObservability(logger)
+	metered := storage.NewMeteredBlobStore(cas)
+	obs.reg.MustRegister(metered.Collectors()...)
+	if disk, ok := cas.(*storage.DiskBlobStore); ok {
+		obs.reg.MustRegister(disk.Collector())
+	}
 	srv := storage.NewServer(storage.ServerOptions{
-		CAS: cas, AC: ac,
+		CAS: metered, AC: ac,
 		MaxBatchTotalSizeBytes: int64(cfg.MaxBatchTotalSizeBytes),
 		MaxInlineBytes:         int64(cfg.MaxInlineBytes),
 		UploadIdleTimeout:      cfg.UploadIdleTimeout,
 		Logger:                 logger,
 	})
 	defer srv.Close()
-	g := grpc.NewServer(srv.GRPCServerOptions()...)
+	g := obs.newGRPCServer(srv.GRPCServerOptions()...)
 	srv.Register(g)
+	obs.finish(g)
+	if *httpAddr != "" {
+		got, err := obs.startHTTP(ctx, *httpAddr, nil)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("paddock storage http listening on %s\n", got)
+	}
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
@@ -59,7 +78,7 @@ func runStorage(ctx context.Context, args []string) error {
 	logger.Info("storage serving", "address", lis.Addr().String(), "dir", cfg.Dir, "remote", cfg.Remote.Endpoint)
 	// Tests and scripts read the address from this line on stdout.
 	fmt.Printf("paddock storage listening on %s\n", lis.Addr())
-	return serveUntilDone(ctx, g, lis, nil)
+	return serveUntilDone(ctx, g, lis, obs.health.Shutdown)
 }
 
 // openStorage builds the configured backend: the local disk, or a remote
@@ -106,8 +125,9 @@ func dialStorage(addr string) (*grpc.ClientConn, error) {
 }
 
 // serveUntilDone serves g on lis until ctx is cancelled, then runs
-// beforeStop (if any: it ends streams that never end by themselves, such as
-// worker sessions) and stops gracefully, cutting what is still open after
+// beforeStop (if any: it sets the health service NOT_SERVING, so probes
+// and balancers stop sending work, and ends streams that never end by
+// themselves, such as worker sessions) and stops gracefully, cutting what is still open after
 // five seconds.
 func serveUntilDone(ctx context.Context, g *grpc.Server, lis net.Listener, beforeStop func()) error {
 	errc := make(chan error, 1)

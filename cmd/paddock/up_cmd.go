@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,13 +14,10 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"google.golang.org/grpc"
 
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/runner"
-	"github.com/paddock-build/paddock/scheduler"
-	"github.com/paddock-build/paddock/storage"
 )
 
 const upUsage = `usage: paddock up [--data DIR] [--listen ADDR] [flags]
@@ -44,6 +40,8 @@ func runUp(ctx context.Context, args []string) error {
 	pprofAddr := fs.String("pprof-listen", "", pprofFlagUsage+"; the runner child then serves its own on the same host, port 0 (both addresses are logged)")
 	var lims limitFlags
 	lims.register(fs)
+	httpAddr := fs.String("http-listen", "127.0.0.1:8990", httpListenUsage+"; the runner child's metrics are served here too")
+	logFormat := fs.String("log-format", "text", logFormatUsage)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,90 +57,45 @@ func runUp(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--file-cache-size: %w", err)
 	}
-	if err := os.MkdirAll(*data, 0o755); err != nil {
+	if *data, err = prepareDataDir(*data); err != nil {
 		return err
 	}
-	if *data, err = filepath.Abs(*data); err != nil {
+	logger, err := newLogger(os.Stderr, *logFormat)
+	if err != nil {
 		return err
 	}
-	if err := checkSearchable(*data); err != nil {
-		return err
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	if *pprofAddr != "" {
 		if _, err := startPprof(*pprofAddr, logger); err != nil {
 			return err
 		}
 	}
 
-	// Storage and scheduler share one gRPC endpoint.
-	storeDir := filepath.Join(*data, "storage")
-	cas, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: storeDir, MaxBytes: int64(casBytes), Logger: logger})
+	ep, err := startUpEndpoint(*data, *listen, int64(casBytes), logger)
 	if err != nil {
 		return err
 	}
-	ac, err := storage.NewDiskActionCache(storeDir, logger)
-	if err != nil {
-		return err
-	}
-	sched, err := scheduler.New(scheduler.Options{Config: scheduler.DefaultConfig(), BlobStore: cas, ActionCache: ac, Logger: logger})
-	if err != nil {
-		return err
-	}
-	defer sched.Close()
-	srv := storage.NewServer(storage.ServerOptions{CAS: cas, AC: ac, Logger: logger, Execution: executionCapabilities()})
-	defer srv.Close()
-	g := grpc.NewServer(srv.GRPCServerOptions()...)
-	srv.Register(g)
-	sched.Register(g)
-	lis, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return err
-	}
-	// A server that stops serving (its listener failed) stops the farm,
-	// and the error is what up returns; Ctrl-C stops it gracefully.
-	ctx, stopFarm := context.WithCancel(ctx)
+	defer ep.close()
+	ctx, stopFarm := context.WithCancel(ctx) // ep.serve stops the farm if it fails
 	defer stopFarm()
-	served := make(chan error, 1)
-	go func() {
-		err := serveUntilDone(ctx, g, lis, nil)
-		if err != nil {
-			logger.Error("gRPC server failed; stopping the farm", "error", err)
-		}
-		stopFarm()
-		served <- err
-	}()
+	served := ep.serve(ctx, stopFarm)
 
-	// The runner, supervised: restarted if it dies.
-	sock := filepath.Join(*data, "runner.sock")
-	// The data directory holds the CAS and every action's input root: hide
-	// it from actions that run on the host's root.
-	runnerArgs := []string{"runner", "--socket", sock, "--state", filepath.Join(*data, "runner"), "--hide", *data}
-	if *runnerConfig != "" {
-		runnerArgs = append(runnerArgs, "--config", *runnerConfig)
-	}
-	if *pprofAddr != "" {
-		host, _, _ := net.SplitHostPort(*pprofAddr)
-		runnerArgs = append(runnerArgs, "--pprof-listen", net.JoinHostPort(host, "0"))
-	}
-	runnerDone := superviseChild(ctx, logger, runnerArgs)
-	if err := waitRunnerReady(ctx, sock, 30*time.Second); err != nil {
+	sock, runnerDone, err := startRunnerChild(ctx, *data, *runnerConfig, *pprofAddr, *logFormat, ep.obs, logger)
+	if err != nil {
 		return err
 	}
 
-	addr := lis.Addr().String()
-	fmt.Printf(`paddock is up: storage, scheduler and worker on %s, data in %s
-
-Use it from Bazel with:
-  --remote_executor=grpc://%s --spawn_strategy=remote --noremote_local_fallback
-or as a remote cache only:
-  --remote_cache=grpc://%s
-`, addr, *data, addr, addr)
+	addr := ep.lis.Addr().String()
+	statusURL, err := ep.startHTTP(ctx, *httpAddr, flagSet(fs, "http-listen"))
+	if err != nil {
+		return err
+	}
+	printUpBanner(addr, *data, statusURL)
 
 	err = serveWorker(ctx, workerSetup{
 		id: "local", dir: filepath.Join(*data, "worker"), concurrency: *concurrency, cacheBytes: int64(fileBytes),
-		schedulerAddr: addr, runnerSocket: sock, cas: cas, ac: ac, local: cas, logger: logger,
+		schedulerAddr: addr, runnerSocket: sock, cas: ep.cas, ac: ep.ac, local: ep.cas, logger: logger,
 		inputLimits: inLimits, outputLimits: outLimits,
+		obs: ep.obs, healthService: workerHealthService,
 	})
 	stopFarm()
 	<-runnerDone
@@ -156,6 +109,18 @@ or as a remote cache only:
 	return err
 }
 
+// printUpBanner tells the user the farm is up and how to use it. Its first
+// line is also what tests and scripts wait for and read the address from.
+func printUpBanner(addr, data, statusURL string) {
+	fmt.Printf(`paddock is up: storage, scheduler and worker on %s, data in %s%s
+
+Use it from Bazel with:
+  --remote_executor=grpc://%s --spawn_strategy=remote --noremote_local_fallback
+or as a remote cache only:
+  --remote_cache=grpc://%s
+`, addr, data, statusURL, addr, addr)
+}
+
 // defaultDataDir is /var/lib/paddock for root (whose home is usually 0700,
 // which the sandboxes' unprivileged uids cannot cross) and ~/.cache/paddock
 // otherwise.
@@ -165,6 +130,19 @@ func defaultDataDir() string {
 	}
 	home, _ := os.UserHomeDir()
 	return filepath.Join(home, ".cache", "paddock")
+}
+
+// prepareDataDir creates the data directory, makes its path absolute and
+// checks that the sandboxes' users can reach it.
+func prepareDataDir(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	return abs, checkSearchable(abs)
 }
 
 // checkSearchable refuses a data directory that some ancestor hides from
@@ -254,4 +232,11 @@ func waitRunnerReady(ctx context.Context, sock string, limit time.Duration) erro
 		return fmt.Errorf("runner on %s not ready after %s: %w", sock, limit, err)
 	}
 	return nil
+}
+
+// flagSet reports whether the command line set the flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

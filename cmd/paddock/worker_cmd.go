@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/api/workerpb/workerclient"
 	"github.com/paddock-build/paddock/configs"
@@ -38,6 +39,8 @@ func runWorker(ctx context.Context, args []string) error {
 	cacheSize := fs.String("cache-size", "10GiB", "size bound of the file cache")
 	var lims limitFlags
 	lims.register(fs)
+	httpAddr := fs.String("http-listen", "", httpListenUsage)
+	logFormat := fs.String("log-format", "text", logFormatUsage)
 	var platform pairFlags
 	fs.Var(&platform, "platform", "routing property NAME=VALUE this worker offers (repeatable; default: OSFamily and ISA of this machine)")
 	if err := fs.Parse(args); err != nil {
@@ -64,11 +67,24 @@ func runWorker(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeStorage()
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	logger, err := newLogger(os.Stderr, *logFormat)
+	if err != nil {
+		return err
+	}
+	obs := newObservability(logger)
+	if *httpAddr != "" {
+		got, err := obs.startHTTP(ctx, *httpAddr, nil)
+		if err != nil {
+			return err
+		}
+		// Tests and scripts read the address from this line on stdout.
+		fmt.Printf("paddock worker http listening on %s\n", got)
+	}
 	return serveWorker(ctx, workerSetup{
 		id: *id, dir: *dir, concurrency: *concurrency, cacheBytes: int64(maxBytes),
 		platform: platform.toProperties(), schedulerAddr: *schedAddr, runnerSocket: *runnerSock,
 		cas: cas, ac: ac, logger: logger, inputLimits: inLimits, outputLimits: outLimits,
+		obs: obs, healthService: "",
 	})
 }
 
@@ -86,7 +102,15 @@ type workerSetup struct {
 	logger        *slog.Logger
 	inputLimits   worker.InputLimits
 	outputLimits  worker.OutputLimits
+	obs           *observability
+	// healthService is the health service name that follows the worker's
+	// readiness ("" for the worker role, workerHealthService in `up`).
+	healthService string
 }
+
+// workerHealthService is the gRPC health service name of the worker in
+// `paddock up`, where "" stands for the whole farm's endpoint.
+const workerHealthService = "paddock.worker"
 
 func serveWorker(ctx context.Context, ws workerSetup) error {
 	files, err := worker.NewFileCache(worker.FileCacheOptions{
@@ -95,6 +119,8 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	if err != nil {
 		return err
 	}
+	metrics := worker.NewMetrics(files)
+	ws.obs.reg.MustRegister(metrics)
 	runnerConn, err := runner.DialConn(ws.runnerSocket)
 	if err != nil {
 		return err
@@ -103,7 +129,7 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	w, err := worker.New(worker.Options{
 		ID: ws.id, Concurrency: ws.concurrency, Platform: ws.platform,
 		BuildDir: filepath.Join(ws.dir, "builds"), SpareDir: filepath.Join(ws.dir, "spare"), CAS: ws.cas, AC: ws.ac, Files: files,
-		Runner: worker.RunnerClient(runnerConn, 0), Logger: ws.logger,
+		Runner: worker.RunnerClient(runnerConn, 0), Logger: ws.logger, Steps: []func(worker.Executor) worker.Executor{metrics.Step},
 		InputLimits: ws.inputLimits, OutputLimits: ws.outputLimits,
 	})
 	if err != nil {
@@ -116,6 +142,16 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	defer schedConn.Close()
 	ws.logger.Info("worker running", "id", ws.id, "scheduler", ws.schedulerAddr, "runner", ws.runnerSocket, "concurrency", ws.concurrency)
 	defer w.Close()
+	ws.obs.setServing(ws.healthService, false)
+	probe := worker.Readiness{Runner: runnerpb.NewRunnerClient(runnerConn), RunnerConn: runnerConn, Scheduler: schedConn}
+	go probe.Run(ctx, func(ready bool, why string) {
+		ws.obs.setServing(ws.healthService, ready)
+		if ready {
+			ws.logger.Info("worker ready")
+		} else {
+			ws.logger.Warn("worker not ready", "reason", why)
+		}
+	})
 	err = w.Run(ctx, schedConn)
 	if ctx.Err() != nil {
 		return nil // stopped (Ctrl-C): the client gave back what it held

@@ -26,6 +26,8 @@ type Farm struct {
 	CAS    *storage.DiskBlobStore
 	AC     *storage.DiskActionCache
 	Runner *ExecRunner
+	// Scheduler is the farm's scheduler, for tests of what reads its state.
+	Scheduler *scheduler.Scheduler
 }
 
 // Options adjust a Farm.
@@ -53,6 +55,7 @@ func Start(t testing.TB, opts Options) *Farm {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.Scheduler = sched
 	srv := storage.NewServer(storage.ServerOptions{CAS: f.CAS, AC: f.AC, Execution: &repb.ExecutionCapabilities{
 		DigestFunction: repb.DigestFunction_SHA256, DigestFunctions: digest.Supported, ExecEnabled: true,
 	}})

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+)
+
+// httpListenUsage is the help of --http-listen, shared by the roles.
+const httpListenUsage = "serve Prometheus metrics (/metrics), health (/healthz, and gRPC health over h2c) and, for the scheduler, the status page on this address (host:port, or a UNIX socket path); off when empty"
+
+// observability is what every role serves for its operators: one
+// Prometheus registry (Go runtime, process, per-RPC gRPC metrics and the
+// role's own collectors), the gRPC health service and server reflection.
+// A role builds one, adds its collectors to reg, builds its gRPC servers
+// with newGRPCServer, calls finish on each after registering its services,
+// and serves the HTTP side with startHTTP.
+type observability struct {
+	reg    *prometheus.Registry
+	rpc    *grpcprom.ServerMetrics
+	health *health.Server
+	// gather is what /metrics serves: reg, or reg merged with more (`up`
+	// adds its runner child's metrics).
+	gather prometheus.Gatherer
+	logger *slog.Logger
+}
+
+func newObservability(logger *slog.Logger) *observability {
+	o := &observability{
+		reg: prometheus.NewRegistry(),
+		rpc: grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram(
+			grpcprom.WithHistogramBuckets(prometheus.ExponentialBuckets(0.0005, 4, 10)))),
+		health: health.NewServer(),
+		logger: logger,
+	}
+	o.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), o.rpc)
+	o.gather = o.reg
+	return o
+}
+
+// newGRPCServer returns a gRPC server with opts and the per-RPC metrics
+// interceptors. Call finish once its services are registered.
+func (o *observability) newGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
+	opts = append(opts,
+		grpc.ChainUnaryInterceptor(o.rpc.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(o.rpc.StreamServerInterceptor()))
+	return grpc.NewServer(opts...)
+}
+
+// finish adds health and reflection to g and sets every service's RPC
+// counters to zero, so that they appear in /metrics before the first call.
+func (o *observability) finish(g *grpc.Server) {
+	healthpb.RegisterHealthServer(g, o.health)
+	reflection.Register(g)
+	o.rpc.InitializeMetrics(g)
+}
+
+// setServing sets the health of service ("" is the whole role).
+func (o *observability) setServing(service string, ok bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ok {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	o.health.SetServingStatus(service, st)
+}
+
+// startHTTP serves /metrics, /healthz and the gRPC health service (HTTP/2
+// without TLS, for clients such as grpc_health_probe) on addr, plus
+// whatever routes adds, until ctx ends. addr is host:port or, when it
+// starts with "/" or "unix:", a UNIX socket path (`paddock up` reaches its
+// runner child's metrics that way). It returns the address it listens on.
+func (o *observability) startHTTP(ctx context.Context, addr string, routes func(*http.ServeMux)) (string, error) {
+	lis, err := listenHTTP(addr)
+	if err != nil {
+		return "", fmt.Errorf("--http-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(o.gather, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
+	mux.HandleFunc("GET /healthz", o.healthz)
+	if routes != nil {
+		routes(mux)
+	}
+	// The gRPC health service on the same port: the worker has no gRPC
+	// listener of its own, and probes then need one address per role.
+	hg := grpc.NewServer()
+	healthpb.RegisterHealthServer(hg, o.health)
+	reflection.Register(hg)
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+				hg.ServeHTTP(w, r)
+				return
+			}
+			mux.ServeHTTP(w, r)
+		}),
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(o.logger.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			o.logger.Warn("http listener stopped", "error", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+		hg.Stop()
+	}()
+	got := lis.Addr().String()
+	o.logger.Info("http listening", "addr", got)
+	return got, nil
+}
+
+// healthz answers 200 while the role is SERVING and 503 otherwise, for
+// probes that speak only HTTP.
+func (o *observability) healthz(w http.ResponseWriter, r *http.Request) {
+	resp, err := o.health.Check(r.Context(), &healthpb.HealthCheckRequest{Service: r.URL.Query().Get("service")})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	if resp.Status != healthpb.HealthCheckResponse_SERVING {
+		http.Error(w, resp.Status.String(), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, resp.Status.String())
+}
+
+// listenHTTP listens on a TCP address, or on a UNIX socket (mode 0600,
+// replacing a stale socket, never another file) for a path.
+func listenHTTP(addr string) (net.Listener, error) {
+	path, isUnix := strings.CutPrefix(addr, "unix:")
+	if !isUnix && !strings.HasPrefix(addr, "/") {
+		return net.Listen("tcp", addr)
+	}
+	if !isUnix {
+		path = addr
+	}
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode().Type() != os.ModeSocket {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	return lis, nil
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// TestHTTPListener: /metrics and /healthz over HTTP/1.1, the gRPC health
+// service over HTTP/2 without TLS on the same port, /healthz following the
+// health status, and a UNIX socket address; the runner child's metrics
+// are merged into /metrics without its Go and process families.
+func TestHTTPListener(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	child := newObservability(slog.New(slog.DiscardHandler))
+	sock := filepath.Join(t.TempDir(), "child.sock")
+	if _, err := child.startHTTP(ctx, "unix:"+sock, nil); err != nil {
+		t.Fatal(err)
+	}
+	o := newObservability(slog.New(slog.DiscardHandler))
+	o.gather = mergeGatherers{own: o.gather, child: newChildMetrics(sock)}
+	addr, err := o.startHTTP(ctx, "127.0.0.1:0", func(mux *http.ServeMux) {
+		mux.HandleFunc("GET /extra", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "extra route") })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both serve gRPC health: its RPC counters exist in both processes.
+	child.finish(child.newGRPCServer())
+	o.finish(o.newGRPCServer())
+	fams, err := o.gather.Gather()
+	if err != nil {
+		t.Errorf("gather merged with the child's metrics: %v", err)
+	}
+	for _, f := range fams {
+		if f.GetName() != "grpc_server_started_total" {
+			continue
+		}
+		n := 0
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				if l.GetName() == "grpc_method" && l.GetValue() == "Check" {
+					n++
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d series of health Check in grpc_server_started_total, want 1", n)
+		}
+	}
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") || strings.Count(body, "# TYPE go_goroutines ") != 1 {
+		t.Errorf("/metrics: %d, want this process's Go metrics once:\n%.400s", code, body)
+	}
+	if code, body := get("/extra"); code != 200 || body != "extra route" {
+		t.Errorf("/extra: %d %q", code, body)
+	}
+	if code, _ := get("/healthz"); code != 200 {
+		t.Errorf("/healthz while SERVING: %d, want 200", code)
+	}
+	o.setServing("", false)
+	if code, _ := get("/healthz"); code != 503 {
+		t.Errorf("/healthz while NOT_SERVING: %d, want 503", code)
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || resp.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("gRPC health on the HTTP port: %v %v, want NOT_SERVING", resp, err)
+	}
+}
+
+func TestLogFormat(t *testing.T) {
+	var buf bytes.Buffer
+	l, err := newLogger(&buf, "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Info("hello", "k", 1)
+	if !strings.HasPrefix(buf.String(), `{"time":`) || !strings.Contains(buf.String(), `"msg":"hello","k":1`) {
+		t.Errorf("json log line %q", buf.String())
+	}
+	if _, err := newLogger(&buf, "xml"); err == nil || !strings.Contains(err.Error(), "--log-format") {
+		t.Errorf("newLogger(xml) = %v, want an error naming the flag", err)
+	}
+}
+
+func TestListenHTTPKeepsOtherFiles(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "not-a-socket")
+	if err := os.WriteFile(p, []byte("data"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if lis, err := listenHTTP("unix:" + p); err == nil {
+		lis.Close()
+		t.Fatal("listenHTTP replaced a regular file")
+	}
+	if b, err := os.ReadFile(p); err != nil || string(b) != "data" {
+		t.Errorf("the file is gone or changed: %q %v", b, err)
+	}
+}

@@ -1,0 +1,160 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestStatusPageInBrowser opens `paddock up`'s status page in headless
+// Chromium (Debian's chromium package) after real actions ran: the queue,
+// worker and operation rows are there, an action's page shows its command
+// and stdout (escaped: the action prints a <script> that must not run), and
+// the page logs no console errors. A screenshot of each page is kept in a
+// temporary directory named in the test's log.
+func TestStatusPageInBrowser(t *testing.T) {
+	needPaddock(t)
+	browser := ""
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			browser = p
+			break
+		}
+	}
+	if browser == "" {
+		t.Skip("no chromium to drive (Debian: apt-get install chromium; make test installs it when run as root)")
+	}
+	f, httpAddr := startUpHTTP(t)
+	c := newClient(t, f.addr)
+	ctx := t.Context()
+	script := `echo "hello from the browser test"; echo "<script>document.title='pwned'</script>"`
+	root := tree{files: map[string]inputFile{"inputs/greeting.txt": {data: []byte("hi\n")}}}
+	d := c.prepare(ctx, action{cmd: shell(script), root: root, doNotCache: true})
+	if resp, err := c.execute(ctx, d, true); err != nil || resp.Result.GetExitCode() != 0 {
+		t.Fatalf("Execute: %v %v", resp, err)
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.Flag("headless", true))
+	actx, cancel := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancel()
+	bctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	bctx, cancel = context.WithTimeout(bctx, 2*time.Minute)
+	defer cancel()
+	// Subscribe before the first page loads, so that no message is lost.
+	messages := chromedp.Console(bctx)
+	var mu sync.Mutex
+	var consoleErrors []string
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleException {
+				mu.Lock()
+				consoleErrors = append(consoleErrors, m.String())
+				mu.Unlock()
+			}
+		}
+	}()
+
+	shots, err := os.MkdirTemp("", "paddock-status-page-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + httpAddr
+	run := func(what string, a chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(bctx, a); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(bctx, chromedp.Text(sel))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return s
+	}
+	shot := func(a chromedp.Action[[]byte]) []byte {
+		t.Helper()
+		b, err := chromedp.Run(bctx, a)
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		return b
+	}
+
+	run("open the overview", chromedp.Navigate(base+"/"))
+	for _, sel := range []string{`#queues tr.queue`, `#workers tr.worker`, `#operations tr.operation`} {
+		run("wait for "+sel, chromedp.WaitVisible(sel))
+	}
+	rows := text(`#operations`)
+	if !strings.Contains(rows, "hello from the browser test") || !strings.Contains(rows, "local") {
+		t.Errorf("the operation row does not show the action's arguments and worker:\n%s", rows)
+	}
+	if w := text(`#workers`); !strings.Contains(w, "local") {
+		t.Errorf("the worker row does not name the worker:\n%s", w)
+	}
+	href, err := chromedp.Run(bctx, chromedp.AttributeValue(`#operations tr.operation a`, "href"))
+	if err != nil || !href.Exists {
+		t.Fatalf("no link to the action page: %v", err)
+	}
+	shots1 := map[string][]byte{
+		"overview.png":   shot(chromedp.FullScreenshot(100)),
+		"queues.png":     shot(chromedp.Screenshot(`#queues`)),
+		"workers.png":    shot(chromedp.Screenshot(`#workers`)),
+		"operations.png": shot(chromedp.Screenshot(`#operations`)),
+	}
+
+	run("open the action page", chromedp.Navigate(base+href.Value))
+	run("wait for stdout", chromedp.WaitVisible(`#stdout pre`))
+	args, stdout := text(`#arguments`), text(`#stdout pre`)
+	title, err := chromedp.Run(bctx, chromedp.Title())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(args, "hello from the browser test") {
+		t.Errorf("the action page's command is %q, want the action's script", args)
+	}
+	if !strings.Contains(stdout, "hello from the browser test") || !strings.Contains(stdout, "<script>document.title='pwned'</script>") {
+		t.Errorf("the action page's stdout is %q, want what the action printed, as text", stdout)
+	}
+	if title == "pwned" {
+		t.Errorf("the <script> the action printed ran in the page")
+	}
+	shots1["action.png"] = shot(chromedp.FullScreenshot(100))
+
+	// The input tree, one click away.
+	run("open the input root", chromedp.Click(`#input-root`))
+	run("wait for the tree", chromedp.WaitVisible(`#tree`))
+	if got := text(`#tree`); !strings.Contains(got, "inputs/") {
+		t.Errorf("the input root lists %q, want the directory inputs/", got)
+	}
+	run("open inputs/", chromedp.Click(`#tree a`))
+	waitFor(t, "inputs/ listing greeting.txt", faultLimit, func() bool {
+		got, err := chromedp.Run(bctx, chromedp.Text(`#tree`))
+		return err == nil && strings.Contains(got, "greeting.txt")
+	})
+	shots1["tree.png"] = shot(chromedp.FullScreenshot(100))
+	for name, b := range shots1 {
+		if err := os.WriteFile(filepath.Join(shots, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("screenshots of the status page in %s", shots)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(consoleErrors) > 0 {
+		t.Errorf("the status page logged errors in the browser:\n%s", strings.Join(consoleErrors, "\n"))
+	}
+	f.shutdown()
+}

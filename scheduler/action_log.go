@@ -1,0 +1,52 @@
+package scheduler
+
+import (
+	"context"
+	"log/slog"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// logResult writes the operator's one info line per action a worker
+// reports: which action (digest, instance, the client's invocation id),
+// where it ran, how long each stage took and how it ended. The operation
+// name is also what the worker's own log lines carry, so one action can be
+// followed from the frontend to the worker. With
+// --log-format json each is one object a log collector can index. Called
+// under s.mu, before the core takes the result; a stale report (the
+// execution is gone) is not logged.
+func (s *Scheduler) logResult(worker, name string, resp *repb.ExecuteResponse) {
+	e := s.core.execs[name]
+	if e == nil {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("operation", name), slog.String("action", e.key.action.String()),
+		slog.String("instance", e.key.instance), slog.String("invocation", e.invocation),
+		slog.String("worker", worker), slog.Int("attempt", int(e.attempt)),
+		slog.String("status", codes.Code(resp.GetStatus().GetCode()).String()),
+	}
+	if md := (&repb.RequestMetadata{}); len(e.spec.requestMetadata) > 0 && proto.Unmarshal(e.spec.requestMetadata, md) == nil {
+		// The client's own ids (Bazel's), to find the action in its logs.
+		attrs = append(attrs, slog.String("correlated_invocations_id", md.CorrelatedInvocationsId),
+			slog.String("client_action_id", md.ActionId), slog.String("mnemonic", md.ActionMnemonic))
+	}
+	if res := resp.GetResult(); res != nil {
+		attrs = append(attrs, slog.Int("exit_code", int(res.ExitCode)))
+		md := res.ExecutionMetadata
+		stage := func(key string, from, to *timestamppb.Timestamp) {
+			if from != nil && to != nil {
+				attrs = append(attrs, slog.Float64(key, to.AsTime().Sub(from.AsTime()).Seconds()))
+			}
+		}
+		stage("queued_seconds", md.GetQueuedTimestamp(), md.GetWorkerStartTimestamp())
+		stage("fetch_seconds", md.GetInputFetchStartTimestamp(), md.GetInputFetchCompletedTimestamp())
+		stage("run_seconds", md.GetExecutionStartTimestamp(), md.GetExecutionCompletedTimestamp())
+		stage("upload_seconds", md.GetOutputUploadStartTimestamp(), md.GetOutputUploadCompletedTimestamp())
+		stage("worker_seconds", md.GetWorkerStartTimestamp(), md.GetWorkerCompletedTimestamp())
+	}
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "action completed", attrs...)
+}

@@ -1,0 +1,113 @@
+package scheduler
+
+import (
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+)
+
+// metrics are the scheduler's Prometheus collectors. The counters and the
+// histogram are updated as the core's effects are applied; the gauges
+// (queued and running actions per queue, workers by state) are read from
+// the core when scraped, so they are never out of step with it. They
+// always exist; Scheduler.Collector exposes them for registration.
+type metrics struct {
+	queueWait  *prometheus.HistogramVec // instance
+	dispatches *prometheus.CounterVec   // instance
+	retries    prometheus.Counter
+
+	queued  *prometheus.Desc
+	running *prometheus.Desc
+	workers *prometheus.Desc
+}
+
+// workerStates are the values of paddock_scheduler_workers's state label,
+// every one reported (zero included) at each scrape.
+var workerStates = []string{"idle", "busy", "draining", "leaving", "disconnected"}
+
+func newMetrics() *metrics {
+	return &metrics{
+		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "paddock_scheduler_queue_wait_seconds",
+			Help:    "Time from an execution's queueing to its dispatch to a worker, by instance name.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}, []string{"instance"}),
+		dispatches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paddock_scheduler_dispatches_total",
+			Help: "Executions handed to a worker (retries included), by instance name.",
+		}, []string{"instance"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "paddock_scheduler_retries_total",
+			Help: "Executions requeued because their worker was lost or could not run them.",
+		}),
+		queued: prometheus.NewDesc("paddock_scheduler_queued_actions",
+			"Executions waiting for a worker, by queue (instance name and routing platform).", []string{"instance", "platform"}, nil),
+		running: prometheus.NewDesc("paddock_scheduler_running_actions",
+			"Executions on a worker, by queue (instance name and routing platform).", []string{"instance", "platform"}, nil),
+		workers: prometheus.NewDesc("paddock_scheduler_workers",
+			"Known workers, by state (idle, busy, draining, leaving, disconnected).", []string{"state"}, nil),
+	}
+}
+
+// observeDispatches records the assignments among a batch of effects.
+// Called under the scheduler's lock.
+func (m *metrics) observe(now time.Time, fx effects) {
+	for _, d := range fx.dispatch {
+		a := d.msg.GetAssignment()
+		if a == nil {
+			continue
+		}
+		m.dispatches.WithLabelValues(a.InstanceName).Inc()
+		m.queueWait.WithLabelValues(a.InstanceName).Observe(now.Sub(a.QueuedTimestamp.AsTime()).Seconds())
+	}
+	m.retries.Add(float64(fx.retries))
+}
+
+// Collector returns the scheduler's Prometheus metrics, to register on the
+// role's registry.
+func (s *Scheduler) Collector() prometheus.Collector { return (*schedulerCollector)(s) }
+
+type schedulerCollector Scheduler
+
+func (c *schedulerCollector) Describe(ch chan<- *prometheus.Desc) {
+	m := c.metrics
+	m.queueWait.Describe(ch)
+	m.dispatches.Describe(ch)
+	m.retries.Describe(ch)
+	ch <- m.queued
+	ch <- m.running
+	ch <- m.workers
+}
+
+func (c *schedulerCollector) Collect(ch chan<- prometheus.Metric) {
+	s := (*Scheduler)(c)
+	m := s.metrics
+	m.queueWait.Collect(ch)
+	m.dispatches.Collect(ch)
+	m.retries.Collect(ch)
+	for _, q := range s.Queues() {
+		platform := platformString(q.Platform)
+		ch <- prometheus.MustNewConstMetric(m.queued, prometheus.GaugeValue, float64(q.Queued), q.Instance, platform)
+		ch <- prometheus.MustNewConstMetric(m.running, prometheus.GaugeValue, float64(q.Running), q.Instance, platform)
+	}
+	byState := map[string]int{}
+	for _, w := range s.Workers() {
+		byState[w.State]++
+	}
+	for _, st := range workerStates {
+		ch <- prometheus.MustNewConstMetric(m.workers, prometheus.GaugeValue, float64(byState[st]), st)
+	}
+}
+
+// platformString is a platform as NAME=VALUE pairs joined by commas, in
+// the order given (the scheduler keeps them sorted).
+func platformString(ps []*workerpb.Property) string {
+	parts := make([]string, len(ps))
+	for i, p := range ps {
+		parts[i] = p.Name + "=" + p.Value
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,133 @@
+package scheduler
+
+import (
+	"testing"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// metricValue sums the gathered series of name whose labels include
+// label=value (any series when label is "").
+func metricValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.Metric {
+			if label != "" && !hasLabel(m, label, value) {
+				continue
+			}
+			sum += m.GetGauge().GetValue() + m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return sum
+}
+
+func hasLabel(m *dto.Metric, name, value string) bool {
+	for _, l := range m.Label {
+		if l.GetName() == name && l.GetValue() == value {
+			return true
+		}
+	}
+	return false
+}
+
+// TestStatusAndMetrics: with one action running on a one-slot worker and
+// two queued, the status views and the gauges say so; once they are done,
+// the counters and the queue-wait histogram have seen three dispatches.
+func TestStatusAndMetrics(t *testing.T) {
+	f := startFarm(t, testConfig(), "", nil, nil)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(f.s.Collector())
+	g := newGate()
+	w := startTestWorker(t, f.addr, "w1", 1, g.run("w1"), linux)
+	ctx := ctxTimeout(t)
+	done := make(chan error, 3)
+	for _, salt := range []string{"a", "b", "c"} {
+		d := f.action(t, salt, func(a *repb.Action, c *repb.Command) {
+			a.Platform = &repb.Platform{Properties: []*repb.Platform_Property{{Name: "OSFamily", Value: "linux"}}}
+		})
+		stream, err := f.exec.Execute(ctx, executeRequest(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _, err := collect(stream); done <- err }()
+	}
+	w.waitFor(t, "one assignment", func() bool { return len(w.assigned) == 1 })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, n := f.s.Operations(OperationFilter{Stage: repb.ExecutionStage_QUEUED}); n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("two operations never queued")
+		}
+		time.Sleep(2 * time.Millisecond) // polling, with the deadline above
+	}
+
+	qs := f.s.Queues()
+	if len(qs) != 1 || qs[0].Queued != 2 || qs[0].Running != 1 || qs[0].OldestQueued.IsZero() || platformString(qs[0].Platform) != "OSFamily=linux" {
+		t.Errorf("Queues() = %+v, want one OSFamily=linux queue with 2 queued, 1 running and an oldest wait", qs)
+	}
+	ws := f.s.Workers()
+	if len(ws) != 1 || ws[0].ID != "w1" || ws[0].State != "busy" || ws[0].Slots != 1 || len(ws[0].Running) != 1 {
+		t.Errorf("Workers() = %+v, want w1 busy with 1 of 1 slot", ws)
+	}
+	page, total := f.s.Operations(OperationFilter{Offset: 1, Limit: 1})
+	all, _ := f.s.Operations(OperationFilter{})
+	if total != 3 || len(page) != 1 || len(all) != 3 || page[0].Name != all[1].Name {
+		t.Errorf("Operations(offset 1, limit 1) = %d of %d, want the second of 3", len(page), total)
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i].QueuedAt.After(all[i-1].QueuedAt) {
+			t.Errorf("operations not newest first: %v after %v", all[i].QueuedAt, all[i-1].QueuedAt)
+		}
+	}
+	for _, c := range []struct {
+		name, label, value string
+		want               float64
+	}{
+		{"paddock_scheduler_queued_actions", "platform", "OSFamily=linux", 2},
+		{"paddock_scheduler_running_actions", "", "", 1},
+		{"paddock_scheduler_workers", "state", "busy", 1},
+		{"paddock_scheduler_workers", "state", "idle", 0},
+		{"paddock_scheduler_dispatches_total", "", "", 1},
+	} {
+		if got := metricValue(t, reg, c.name, c.label, c.value); got != c.want {
+			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
+		}
+	}
+
+	close(g.release)
+	for range 3 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name, label, value string
+		want               float64
+	}{
+		{"paddock_scheduler_queued_actions", "", "", 0},
+		{"paddock_scheduler_dispatches_total", "", "", 3},
+		{"paddock_scheduler_queue_wait_seconds", "", "", 3},
+		{"paddock_scheduler_workers", "state", "idle", 1},
+		{"paddock_scheduler_retries_total", "", "", 0},
+	} {
+		if got := metricValue(t, reg, c.name, c.label, c.value); got != c.want {
+			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
+		}
+	}
+	if ops, _ := f.s.Operations(OperationFilter{Stage: repb.ExecutionStage_COMPLETED}); len(ops) != 3 || ops[0].Response.GetResult().GetExitCode() != 3 || ops[0].Worker != "w1" {
+		t.Errorf("completed operations %+v, want 3 with w1's result", ops)
+	}
+}

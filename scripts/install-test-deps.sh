@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs beyond Go, when it is missing: Bazel
+# (Debian's bazel-bootstrap), bubblewrap, runc, iproute2, a static busybox (it runs
+# inside test images) and Chromium (the status page's browser test). Only
+# as root on a machine with apt-get; otherwise it says what is missing and
+# the tests that need it skip themselves with a message. `make test` runs
+# it first, so the README's test command works on a fresh machine, as CI
+# (.ci/run) does.
+set -euo pipefail
+need=()
+command -v bazel >/dev/null || need+=(bazel-bootstrap)
+command -v bwrap >/dev/null || need+=(bubblewrap)
+command -v runc  >/dev/null || need+=(runc)
+dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+command -v chromium >/dev/null || need+=(chromium)
+command -v ip       >/dev/null || need+=(iproute2)  # the multi-host test's network namespaces
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+  echo "install-test-deps: missing ${need[*]} (not root with apt-get: the tests that need them will skip)" >&2
+  exit 0
+fi
+echo "install-test-deps: installing ${need[*]}" >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -1,0 +1,171 @@
+package statuspage
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/scheduler"
+)
+
+// stages are the values of the overview's stage filter.
+var stages = map[string]repb.ExecutionStage_Value{
+	"":          repb.ExecutionStage_UNKNOWN,
+	"queued":    repb.ExecutionStage_QUEUED,
+	"executing": repb.ExecutionStage_EXECUTING,
+	"completed": repb.ExecutionStage_COMPLETED,
+}
+
+type overviewBody struct {
+	Queues     []queueRow
+	Workers    []workerRow
+	Operations []operationRow
+	Stage      string
+	Total      int
+	Page, Last int
+	PrevURL    string
+	NextURL    string
+}
+
+type queueRow struct {
+	Instance, Platform string
+	Queued, Running    int
+	OldestWait         string
+}
+
+type workerRow struct {
+	ID, Platform, State string
+	Slots               int
+	Running             []string
+	LastSeen            string
+}
+
+type operationRow struct {
+	Name, Instance, Stage, Worker string
+	ActionURL, ActionDigest       string
+	Args, Platform                string
+	Timings                       string
+	ExitCode                      string
+	Status                        string
+	StdoutURL, StderrURL          string
+}
+
+// overview is the page at /: queues, workers, and a page of operations.
+func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	stageName := q.Get("stage")
+	stage, ok := stages[stageName]
+	if !ok {
+		h.fail(w, http.StatusBadRequest, fmt.Sprintf("stage %q: want queued, executing or completed", stageName))
+		return
+	}
+	pageNo := 1
+	if p := q.Get("page"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 {
+			h.fail(w, http.StatusBadRequest, fmt.Sprintf("page %q: want a number from 1", p))
+			return
+		}
+		pageNo = n
+	}
+	now := h.opts.Now()
+	s := h.opts.Scheduler
+	ops, total := s.Operations(scheduler.OperationFilter{Stage: stage, Offset: (pageNo - 1) * h.opts.PageSize, Limit: h.opts.PageSize})
+	body := overviewBody{Stage: stageName, Total: total, Page: pageNo, Last: max(1, (total+h.opts.PageSize-1)/h.opts.PageSize)}
+	for _, qs := range s.Queues() {
+		row := queueRow{Instance: qs.Instance, Platform: properties(qs.Platform), Queued: qs.Queued, Running: qs.Running}
+		if !qs.OldestQueued.IsZero() {
+			row.OldestWait = age(now, qs.OldestQueued)
+		}
+		body.Queues = append(body.Queues, row)
+	}
+	for _, ws := range s.Workers() {
+		body.Workers = append(body.Workers, workerRow{
+			ID: ws.ID, Platform: properties(ws.Platform), State: ws.State, Slots: ws.Slots,
+			Running: ws.Running, LastSeen: age(now, ws.LastSeen) + " ago",
+		})
+	}
+	ds := make([]digest.Digest, len(ops))
+	for i, op := range ops {
+		ds[i] = op.Action
+	}
+	h.summaries.prefetch(r.Context(), ds)
+	for _, op := range ops {
+		body.Operations = append(body.Operations, h.operationRow(r, now, op))
+	}
+	if pageNo > 1 {
+		body.PrevURL = pageURL(stageName, pageNo-1)
+	}
+	if pageNo < body.Last {
+		body.NextURL = pageURL(stageName, pageNo+1)
+	}
+	h.render(w, http.StatusOK, "overview.html", page{Title: "Paddock", Refresh: int(h.opts.Refresh / time.Second), Body: body})
+}
+
+func (h *Handler) operationRow(r *http.Request, now time.Time, op scheduler.OperationStatus) operationRow {
+	sum := h.summaries.get(r.Context(), op.Action)
+	row := operationRow{
+		Name: op.Name, Instance: op.Instance, Stage: strings.ToLower(op.Stage.String()), Worker: op.Worker,
+		ActionURL: actionURL(op.Instance, op.Action), ActionDigest: op.Action.String(),
+		Args: sum.Args, Platform: sum.Platform,
+	}
+	switch {
+	case op.Done:
+		row.Timings = timings(op.Response.GetResult().GetExecutionMetadata(), op.QueuedAt, op.StartedAt, op.CompletedAt)
+	case !op.StartedAt.IsZero():
+		row.Timings = "queued " + op.StartedAt.Sub(op.QueuedAt).Round(time.Millisecond).String() + ", running " + age(now, op.StartedAt)
+	default:
+		row.Timings = "queued " + age(now, op.QueuedAt)
+	}
+	if resp := op.Response; resp != nil {
+		if c := codes.Code(resp.GetStatus().GetCode()); c != codes.OK {
+			row.Status = c.String() + ": " + resp.GetStatus().GetMessage()
+		}
+		if res := resp.Result; res != nil {
+			row.ExitCode = strconv.Itoa(int(res.ExitCode))
+			if resp.CachedResult {
+				row.Status = strings.TrimPrefix(row.Status+"; cached", "; ")
+			}
+			row.StdoutURL = blobURL(op.Instance, res.StdoutDigest, op.Action.Function(), "stdout")
+			row.StderrURL = blobURL(op.Instance, res.StderrDigest, op.Action.Function(), "stderr")
+		}
+	}
+	return row
+}
+
+func pageURL(stage string, n int) string {
+	v := url.Values{}
+	if stage != "" {
+		v.Set("stage", stage)
+	}
+	v.Set("page", strconv.Itoa(n))
+	return "/?" + v.Encode()
+}
+
+func properties(ps []*workerpb.Property) string {
+	parts := make([]string, len(ps))
+	for i, p := range ps {
+		parts[i] = p.Name + "=" + p.Value
+	}
+	return strings.Join(parts, ", ")
+}
+
+// age is how long ago t was, rounded for reading.
+func age(now, t time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Second).String()
+}

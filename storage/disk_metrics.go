@@ -1,0 +1,34 @@
+package storage
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// diskCollector reports a DiskBlobStore's size and evictions from its
+// Stats at each scrape.
+type diskCollector struct {
+	s                     *DiskBlobStore
+	bytes, blobs, evicted *prometheus.Desc
+}
+
+// Collector returns the store's Prometheus metrics: bytes and blobs
+// stored, and blobs evicted since start.
+func (s *DiskBlobStore) Collector() prometheus.Collector {
+	return &diskCollector{
+		s:       s,
+		bytes:   prometheus.NewDesc("paddock_storage_cas_stored_bytes", "Bytes of the blobs in the disk CAS.", nil, nil),
+		blobs:   prometheus.NewDesc("paddock_storage_cas_stored_blobs", "Blobs in the disk CAS.", nil, nil),
+		evicted: prometheus.NewDesc("paddock_storage_cas_evictions_total", "Blobs evicted from the disk CAS to respect its size bound.", nil, nil),
+	}
+}
+
+func (c *diskCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.bytes
+	ch <- c.blobs
+	ch <- c.evicted
+}
+
+func (c *diskCollector) Collect(ch chan<- prometheus.Metric) {
+	used, blobs, evicted := c.s.Stats()
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(used))
+	ch <- prometheus.MustNewConstMetric(c.blobs, prometheus.GaugeValue, float64(blobs))
+	ch <- prometheus.MustNewConstMetric(c.evicted, prometheus.CounterValue, float64(evicted))
+}

@@ -1,0 +1,110 @@
+package storage_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+	"github.com/paddock-build/paddock/storage/storagetest"
+)
+
+// TestMeteredBlobStoreConformance: the decorator is still a BlobStore.
+func TestMeteredBlobStoreConformance(t *testing.T) {
+	storagetest.TestBlobStore(t, func(t *testing.T) storage.BlobStore {
+		return storage.NewMeteredBlobStore(storage.NewMemoryBlobStore())
+	})
+}
+
+// TestMeteredBlobStoreCounts: bytes written and read are counted, and so
+// are an upload that does not match its digest and a stored blob found
+// corrupt on read; the disk store reports its size and evictions.
+func TestMeteredBlobStoreCounts(t *testing.T) {
+	dir := t.TempDir()
+	disk, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: dir, MaxBytes: 1500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := storage.NewMeteredBlobStore(disk)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(append(m.Collectors(), disk.Collector())...)
+	ctx := context.Background()
+
+	data := bytes.Repeat([]byte("x"), 1000)
+	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
+	if err := m.Put(ctx, d, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	r, err := m.Get(ctx, d, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, r)
+	r.Close()
+	claimed := digest.FromBytes(repb.DigestFunction_SHA256, bytes.Repeat([]byte("z"), 1000))
+	if err := m.Put(ctx, claimed, bytes.NewReader(bytes.Repeat([]byte("y"), 1000))); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("Put of bytes that do not match: %v, want INVALID_ARGUMENT", err)
+	}
+	corruptFile(t, dir, d, func(b []byte) []byte { b[0] ^= 1; return b })
+	if r, err := m.Get(ctx, d, 0); err == nil {
+		_, err = io.ReadAll(r)
+		r.Close()
+		if status.Code(err) != codes.DataLoss {
+			t.Fatalf("read of a corrupt blob: %v, want DATA_LOSS", err)
+		}
+	}
+	// Two more blobs of 1000 bytes: the 1500-byte store evicts.
+	for _, b := range []string{"a", "b"} {
+		data := bytes.Repeat([]byte(b), 1000)
+		m.Put(ctx, digest.FromBytes(repb.DigestFunction_SHA256, data), bytes.NewReader(data))
+	}
+
+	want := `
+# HELP paddock_storage_verification_failures_total Blobs whose bytes did not match their digest: stored ones found corrupt on read (read), uploads refused (write).
+# TYPE paddock_storage_verification_failures_total counter
+paddock_storage_verification_failures_total{direction="read"} 1
+paddock_storage_verification_failures_total{direction="write"} 1
+# HELP paddock_storage_cas_evictions_total Blobs evicted from the disk CAS to respect its size bound.
+# TYPE paddock_storage_cas_evictions_total counter
+paddock_storage_cas_evictions_total 1
+# HELP paddock_storage_cas_stored_bytes Bytes of the blobs in the disk CAS.
+# TYPE paddock_storage_cas_stored_bytes gauge
+paddock_storage_cas_stored_bytes 1000
+`
+	if err := testutil.GatherAndCompare(reg, bytes.NewBufferString(want),
+		"paddock_storage_verification_failures_total", "paddock_storage_cas_evictions_total", "paddock_storage_cas_stored_bytes"); err != nil {
+		t.Error(err)
+	}
+	if w := seriesValue(t, reg, "paddock_storage_cas_bytes_total", "write"); w != 3000 {
+		t.Errorf("bytes written %v, want 3000 (the refused upload not counted)", w)
+	}
+	if r := seriesValue(t, reg, "paddock_storage_cas_bytes_total", "read"); r < 1000 {
+		t.Errorf("bytes read %v, want at least the 1000 of the whole read", r)
+	}
+}
+
+// seriesValue is the value of the counter name{direction=direction}.
+func seriesValue(t *testing.T, reg *prometheus.Registry, name, direction string) float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		for _, m := range f.Metric {
+			if f.GetName() == name && len(m.Label) == 1 && m.Label[0].GetValue() == direction {
+				return m.Counter.GetValue()
+			}
+		}
+	}
+	t.Fatalf("no %s{direction=%q}", name, direction)
+	return 0
+}
