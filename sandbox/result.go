@@ -20,8 +20,14 @@ type Result struct {
 	// Canceled: the caller's context was done and the sandbox was terminated.
 	Canceled bool
 	// Killed: after SIGTERM, the sandbox did not end within the grace
-	// period and was SIGKILLed.
+	// period and was SIGKILLed (frozen first, so that nothing in it could
+	// fork meanwhile).
 	Killed bool
+	// InitDied: the sandbox's init died before it reported (SIGKILLed after
+	// the grace period, or killed by the OOM killer), which ended every
+	// process of the sandbox. The command's own status is unknown; ExitCode
+	// is -1 and Signal the init's.
+	InitDied bool
 	// Usage is the rusage of every process of the sandbox (the command and
 	// everything it forked), as reaped by the sandbox's init.
 	Usage Usage

@@ -484,7 +484,10 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (_ *Result, refi
 			_, _ = w.ctlW.Write([]byte{initplan.Terminate})
 			w.cg.signalAll(syscall.SIGTERM, w.pid)
 		},
-		func() { _ = syscall.Kill(w.pid, syscall.SIGKILL) }, res)
+		// Past the grace period: freeze the whole sandbox and kill every
+		// process in it, so that a fork bomb ends as promptly as a
+		// sleeping command.
+		w.cg.killAll, res)
 	res.WallTime = time.Since(start)
 	res.Stdout = w.stdout.wait()
 	res.Stderr = w.stderr.wait()
@@ -506,6 +509,7 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (_ *Result, refi
 		// period, or OOM-killed itself): the command counts as killed by
 		// that signal.
 		finish(false)
+		res.InitDied = true
 		res.ExitCode, res.Signal = -1, syscall.SIGKILL
 		if ws, ok := w.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			res.Signal = ws.Signal()

@@ -1,0 +1,110 @@
+package sandbox
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/cgroups/v3"
+)
+
+// TestForkBombKilledAfterGrace: a fork bomb whose processes ignore SIGTERM
+// outlives the timeout's SIGTERM; after the grace period the kill path
+// (freeze the cgroup, SIGKILL everything, thaw) ends it, the result says
+// so, and nothing of it is left.
+func TestForkBombKilledAfterGrace(t *testing.T) {
+	l := newTestLauncher(t, Options{KillGrace: 500 * time.Millisecond})
+	if cgroups.Mode() != cgroups.Unified && !slices.Contains(v1Subsystems, "freezer") {
+		t.Fatalf("v1 host without the freezer among the sandbox's controllers %v", v1Subsystems)
+	}
+	// No process of the bomb dies of SIGTERM, and every one of them forks
+	// as fast as it can.
+	spec := testSpec("/bin/probe", "forkbomb")
+	limit := int64(128)
+	spec.Linux.Resources.Pids.Limit = &limit
+	out := runSpec(t, l, spec, Request{Timeout: time.Second})
+	if !out.TimedOut || !out.Killed || !out.InitDied || out.Signal != syscall.SIGKILL {
+		t.Errorf("timed out %v killed %v init died %v signal %v; want the kill path: true true true SIGKILL",
+			out.TimedOut, out.Killed, out.InitDied, out.Signal)
+	}
+	if out.Cgroup.PidsLimitHits == 0 {
+		t.Errorf("the bomb never hit the pids limit: %+v", out.Cgroup)
+	}
+	t.Logf("wall %v (timeout 1s + grace 0.5s), cgroup %+v", out.WallTime, out.Cgroup)
+	runsNormally(t, l)
+}
+
+// TestCloseRemovesEveryCgroup: after Close, no sandbox cgroup and no
+// parent cgroup is left in any hierarchy, whether the spawner exited
+// normally or had died (a Ctrl-C in a terminal once killed it, since it
+// shared the runner's process group; now it has its own).
+func TestCloseRemovesEveryCgroup(t *testing.T) {
+	requireRoot(t)
+	if cgroups.Mode() == cgroups.Unified {
+		t.Skip("checks v1 hierarchies; this host is unified")
+	}
+	for _, spawnerDies := range []bool{false, true} {
+		name := map[bool]string{false: "graceful", true: "spawner died"}[spawnerDies]
+		t.Run(name, func(t *testing.T) {
+			parent := "paddock-sandbox-close-test"
+			l, err := New(Options{CgroupParent: parent})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			pid := l.b.(*nativeBackend).spawnerPid()
+			if pg, _ := syscall.Getpgid(pid); pg == syscall.Getpgrp() {
+				t.Errorf("the spawner shares the caller's process group %d: a terminal's Ctrl-C would kill it", pg)
+			}
+			var wg sync.WaitGroup
+			for range 3 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					bundle := writeBundle(t, testSpec("/bin/true"))
+					if _, err := l.Run(context.Background(), Request{Bundle: bundle}); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			if n := countSandboxCgroups(t, parent); n == 0 {
+				t.Fatal("no sandbox cgroup while the launcher is open: the check below would prove nothing")
+			}
+			if spawnerDies {
+				if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+					t.Fatal(err)
+				}
+			}
+			l.Close()
+			for _, sub := range v1Subsystems {
+				p := filepath.Join(cgroupRoot, sub, parent)
+				if _, err := os.Stat(p); err == nil {
+					ents, _ := os.ReadDir(p)
+					t.Errorf("after Close, cgroup %s is left (%d entries)", p, len(ents))
+				}
+			}
+		})
+	}
+}
+
+// countSandboxCgroups counts the sandbox cgroups under parent, in every
+// v1 hierarchy.
+func countSandboxCgroups(t *testing.T, parent string) int {
+	t.Helper()
+	n := 0
+	for _, sub := range v1Subsystems {
+		ents, _ := os.ReadDir(filepath.Join(cgroupRoot, sub, parent))
+		for _, e := range ents {
+			if e.IsDir() {
+				n++
+			}
+		}
+	}
+	return n
+}
