@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -17,8 +18,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/images"
@@ -72,6 +71,11 @@ func New(opts Options) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		return nil, fmt.Errorf("runner: host memory: %w", err)
+	}
+	cfg = cfg.withHostLimits(int64(si.Totalram)*int64(si.Unit), runtime.NumCPU())
 	if opts.Launcher == nil {
 		return nil, errors.New("runner: Options.Launcher is required")
 	}
@@ -253,7 +257,7 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	if err != nil {
 		return nil, sandboxError(err)
 	}
-	return response(res, timeout, start, end), nil
+	return response(res, runFacts{timeout: timeout, limits: limitsOf(&s.cfg, plat), pids: s.cfg.PidsLimit}, start, end), nil
 }
 
 // underHidden reports whether p's real location (what host binds would
@@ -360,39 +364,3 @@ func (e statusWithCause) Error() string              { return e.st.Err().Error()
 func (e statusWithCause) GRPCStatus() *status.Status { return e.st }
 func (e statusWithCause) Unwrap() error              { return e.cause }
 
-// response translates a sandbox result.
-func response(res *sandbox.Result, timeout time.Duration, start, end time.Time) *runnerpb.RunResponse {
-	resp := &runnerpb.RunResponse{
-		ExitCode:           int32(res.ExitCode),
-		Signal:             int32(res.Signal),
-		TimedOut:           res.TimedOut,
-		OomKilled:          res.OOMKilled,
-		PidsLimitHit:       res.Cgroup.PidsLimitHits > 0,
-		Cancelled:          res.Canceled,
-		StdoutTruncated:    res.Stdout.Truncated,
-		StderrTruncated:    res.Stderr.Truncated,
-		ExecutionStart:     timestamppb.New(start),
-		ExecutionCompleted: timestamppb.New(end),
-		Usage: &runnerpb.ResourceUsage{
-			UserTime:                   durationpb.New(res.Usage.UserTime),
-			SystemTime:                 durationpb.New(res.Usage.SystemTime),
-			MaxRssBytes:                res.Usage.MaxRSSBytes,
-			MinorPageFaults:            res.Usage.MinorFaults,
-			MajorPageFaults:            res.Usage.MajorFaults,
-			VoluntaryContextSwitches:   res.Usage.VoluntaryCtxSwitches,
-			InvoluntaryContextSwitches: res.Usage.InvoluntaryCtxSwitch,
-			PeakMemoryBytes:            int64(res.Cgroup.MemoryPeakBytes),
-			CgroupCpuTime:              durationpb.New(res.Cgroup.CPUTime),
-			PeakPids:                   int64(res.Cgroup.PidsPeak),
-			WallTime:                   durationpb.New(res.WallTime),
-		},
-	}
-	switch {
-	case res.Canceled:
-		resp.StatusCode, resp.StatusMessage = int32(codes.Canceled), "cancelled: the sandbox was terminated"
-	case res.TimedOut:
-		resp.StatusCode = int32(codes.DeadlineExceeded)
-		resp.StatusMessage = fmt.Sprintf("the action timed out after %s and was terminated", timeout)
-	}
-	return resp
-}
