@@ -72,9 +72,11 @@ type Config struct {
 	// of DefaultMemoryLimit. 0 means the number of CPUs, the worker's
 	// default.
 	Concurrency int `yaml:"concurrency"`
-	// TmpSize bounds the tmpfs at /tmp (and, for actions on the host's
-	// root, /run). Its pages count against the action's memory limit too.
-	// 0 means the action's memory limit.
+	// TmpSize bounds the tmpfs at /tmp. Its pages count against the
+	// action's memory limit too. 0 means half the action's memory limit
+	// (as the kernel's default for a tmpfs is half the RAM), so that a
+	// full /tmp fails writes with ENOSPC rather than ending the action
+	// by the OOM killer.
 	TmpSize configs.ByteSize `yaml:"tmp_size"`
 	// MaxShmSize is the largest dockerShmSize (size of /dev/shm, 64 MiB by
 	// default) an action may ask for; beyond it the action is refused

@@ -150,7 +150,7 @@ func parsePlatform(cfg *Config, props []*runnerpb.Property) (platform, error) {
 // sandboxLimits are the memory figures of one action's sandbox, in bytes.
 type sandboxLimits struct {
 	Memory int64 // the memory cgroup's limit (0: none)
-	Tmp    int64 // size of the /tmp (and /run) tmpfs (0: the kernel's default)
+	Tmp    int64 // size of the /tmp tmpfs (0: the kernel's default)
 	Shm    int64 // size of /dev/shm (0: sandbox.DefaultSpec's)
 }
 
@@ -162,7 +162,10 @@ func limitsOf(cfg *Config, p platform) sandboxLimits {
 		l.Memory = int64(cfg.DefaultMemoryLimit)
 	}
 	if l.Tmp == 0 {
-		l.Tmp = l.Memory
+		// Half, as the kernel's own tmpfs default is half of the RAM: a
+		// full /tmp then fails writes with ENOSPC and leaves the action's
+		// processes memory to run (and to report) in.
+		l.Tmp = l.Memory / 2
 	}
 	return l
 }

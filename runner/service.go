@@ -363,4 +363,3 @@ type statusWithCause struct {
 func (e statusWithCause) Error() string              { return e.st.Err().Error() }
 func (e statusWithCause) GRPCStatus() *status.Status { return e.st }
 func (e statusWithCause) Unwrap() error              { return e.cause }
-

@@ -55,8 +55,8 @@ func inputRootPath(cfg *Config, p platform) string {
 //   - the input root is bind-mounted read-write (nosuid, nodev) at the
 //     input root path; the working directory is below it.
 //   - the rootfs is read-only, with sandbox.DefaultSpec's /proc, /dev,
-//     /dev/shm and a fresh tmpfs /tmp, each tmpfs bounded (/tmp and /run
-//     by tmp_size, the action's memory limit by default; /dev/shm by
+//     /dev/shm and a fresh tmpfs /tmp, each tmpfs bounded (/tmp by
+//     tmp_size, half the action's memory limit by default; /dev/shm by
 //     dockerShmSize); network, pid, ipc, uts, mount, user
 //     and cgroup namespaces are new, unless dockerNetwork=standard keeps the
 //     host's network.
@@ -94,7 +94,7 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		switch {
 		case m.Destination == "/dev/shm" && lim.Shm > 0:
 			m.Options = withSize(m.Options, lim.Shm)
-		case (m.Destination == "/tmp" || m.Destination == "/run") && m.Type == "tmpfs" && lim.Tmp > 0:
+		case m.Destination == "/tmp" && m.Type == "tmpfs" && lim.Tmp > 0:
 			// Without size= a tmpfs may grow to half the host's RAM;
 			// its pages count against the memory limit as well.
 			m.Options = withSize(m.Options, lim.Tmp)

@@ -1,0 +1,160 @@
+package runner
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/paddock-build/paddock/api/runnerpb"
+)
+
+// Hostile actions against the runner's limits (issue 13): each must be
+// contained by a limit, reported truthfully, and leave the runner able to
+// run the next action.
+
+const mib = 1 << 20
+
+// checkNextActionRuns runs a plain action after a hostile one, and checks
+// that nothing of the hostile one is left on the host.
+func checkNextActionRuns(t *testing.T, e *testEnv) {
+	t.Helper()
+	waitFor(t, "the sandbox's processes to be gone", func() bool { return len(slotProcesses(t)) == 0 })
+	a := e.newAction(t)
+	resp := e.run(t, a.request("/bin/sh", "-c", "echo next"))
+	mustSucceed(t, a, resp)
+	if out, _ := a.output(t); out != "next\n" || resp.StatusMessage != "" || resp.OomKilled || resp.PidsLimitHit {
+		t.Errorf("next action: stdout %q, message %q, oom %v, pids %v", out, resp.StatusMessage, resp.OomKilled, resp.PidsLimitHit)
+	}
+}
+
+// describe shows a response in failure messages.
+func describe(resp *runnerpb.RunResponse) string {
+	return fmt.Sprintf("%s %q exit %d signal %d", codes.Code(resp.StatusCode), resp.StatusMessage, resp.ExitCode, resp.Signal)
+}
+
+// TestMemoryHogUnderDefaultLimit: an action without EstimatedMemory gets
+// default_memory_limit; one allocating past it is OOM-killed, and the
+// response says so in its flag and its message, with the limit.
+func TestMemoryHogUnderDefaultLimit(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.DefaultMemoryLimit = 64 * mib })
+	a := e.newAction(t)
+	// dd's 512 MiB buffer is filled by the read from /dev/zero.
+	resp := e.run(t, a.request("/bin/dd", "if=/dev/zero", "of=/dev/null", "bs=512M", "count=1"))
+	if !resp.OomKilled || resp.ExitCode == 0 || !strings.Contains(resp.StatusMessage, "OOM killer") || !strings.Contains(resp.StatusMessage, "64 MiB") {
+		t.Errorf("%s, oom_killed %v; want the OOM kill reported with the 64 MiB limit", describe(resp), resp.OomKilled)
+	}
+	if peak := resp.Usage.GetPeakMemoryBytes(); peak > 64*mib+mib {
+		t.Errorf("peak memory %d above the 64 MiB default limit", peak)
+	}
+	checkNextActionRuns(t, e)
+}
+
+// fillScript writes MiB by MiB into path until a write fails or count MiB
+// are written, then prints how many MiB it wrote.
+func fillScript(path string, count int) string {
+	return fmt.Sprintf("n=0; while [ $n -lt %d ] && /bin/dd if=/dev/zero of=%s bs=1M count=1 seek=$n conv=notrunc status=none; do n=$((n+1)); done; echo $n", count, path)
+}
+
+// TestTmpFill: /tmp is a tmpfs bounded by tmp_size (half the memory limit
+// by default): filling it fails with ENOSPC there, its pages are charged
+// to the sandbox's memory cgroup (not to the host), and the action is
+// reported as it ended, without an OOM kill.
+func TestTmpFill(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.DefaultMemoryLimit = 128 * mib })
+	a := e.newAction(t)
+	resp := e.run(t, a.request("/bin/sh", "-c", fillScript("/tmp/fill", 1024)))
+	mustSucceed(t, a, resp)
+	out, stderr := a.output(t)
+	if strings.TrimSpace(out) != "64" || !strings.Contains(stderr, "No space left") {
+		t.Errorf("wrote %q MiB to /tmp (stderr %q), want 64 (half the 128 MiB limit) and ENOSPC", out, stderr)
+	}
+	// The tmpfs pages were charged to the sandbox: its peak covers them.
+	if peak := resp.Usage.GetPeakMemoryBytes(); peak < 64*mib || peak > 128*mib+mib {
+		t.Errorf("peak memory %d, want the 64 MiB of /tmp charged to the sandbox, within its 128 MiB", peak)
+	}
+	if resp.OomKilled {
+		t.Errorf("a full /tmp OOM-killed the action: %s", describe(resp))
+	}
+	checkNextActionRuns(t, e)
+}
+
+// TestShmFill: /dev/shm is bounded by dockerShmSize (64 MiB by default),
+// its pages count against the memory limit, and a dockerShmSize above the
+// action's memory limit is refused.
+func TestShmFill(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.DefaultMemoryLimit = 256 * mib })
+	a := e.newAction(t)
+	resp := e.run(t, a.request("/bin/sh", "-c", fillScript("/dev/shm/fill", 1024)))
+	mustSucceed(t, a, resp)
+	out, stderr := a.output(t)
+	if strings.TrimSpace(out) != "64" || !strings.Contains(stderr, "No space left") {
+		t.Errorf("wrote %q MiB to /dev/shm (stderr %q), want 64 and ENOSPC", out, stderr)
+	}
+	if peak := resp.Usage.GetPeakMemoryBytes(); peak < 64*mib {
+		t.Errorf("peak memory %d, want the 64 MiB of /dev/shm charged to the sandbox", peak)
+	}
+
+	b := e.newAction(t)
+	req := b.request("/bin/sh", "-c", "echo ran > ran")
+	req.Platform = []*runnerpb.Property{{Name: "dockerShmSize", Value: "1TiB"}}
+	resp = e.run(t, req)
+	if codes.Code(resp.StatusCode) != codes.InvalidArgument || !strings.Contains(resp.StatusMessage, "dockerShmSize") {
+		t.Errorf("dockerShmSize=1TiB: %s, want INVALID_ARGUMENT naming dockerShmSize", describe(resp))
+	}
+	checkNextActionRuns(t, e)
+}
+
+// TestPartialOOM: a child OOM-killed while the command itself exits 0 is
+// reported: OK (the command ran, exit 0), oom_killed, and a message.
+func TestPartialOOM(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.DefaultMemoryLimit = 64 * mib })
+	a := e.newAction(t)
+	resp := e.run(t, a.request("/bin/sh", "-c", "/bin/dd if=/dev/zero of=/dev/null bs=512M count=1; exit 0"))
+	if codes.Code(resp.StatusCode) != codes.OK || resp.ExitCode != 0 || !resp.OomKilled ||
+		!strings.Contains(resp.StatusMessage, "OOM killer killed 1 process") {
+		t.Errorf("%s, oom_killed %v; want OK, exit 0, the child's OOM kill flagged and described", describe(resp), resp.OomKilled)
+	}
+	checkNextActionRuns(t, e)
+}
+
+// TestWholeSandboxOOM: when the OOM killer ends the whole sandbox (here
+// memory held by a tmpfs larger than the limit, which no kill frees, so
+// that the sandbox's init goes too), the response is RESOURCE_EXHAUSTED
+// with a message, never OK with exit code -1 and no message.
+func TestWholeSandboxOOM(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.DefaultMemoryLimit = 32 * mib; c.TmpSize = 1 << 30 })
+	a := e.newAction(t)
+	resp := e.run(t, a.request("/bin/sh", "-c", "/bin/cat /dev/zero > /tmp/fill; /bin/cat /dev/zero > /tmp/fill2; exit 0"))
+	if codes.Code(resp.StatusCode) != codes.ResourceExhausted || !resp.OomKilled ||
+		!strings.Contains(resp.StatusMessage, "ran out of memory") || !strings.Contains(resp.StatusMessage, "32 MiB") {
+		t.Errorf("%s, oom_killed %v; want RESOURCE_EXHAUSTED naming the 32 MiB limit", describe(resp), resp.OomKilled)
+	}
+	checkNextActionRuns(t, e)
+}
+
+// TestForkBombKillPath: a fork bomb whose processes ignore SIGTERM, with a
+// short timeout, is ended by the kill path after the grace period (the
+// sandbox frozen, every process killed): DEADLINE_EXCEEDED, timed_out,
+// SIGKILL, the pids limit hit reported, nothing left.
+func TestForkBombKillPath(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.PidsLimit = 64 })
+	a := e.newAction(t)
+	// bash retries a failed fork and carries on; the ignored SIGTERM is
+	// inherited by every process of the bomb.
+	req := a.request("/bin/bash", "-c", `trap "" TERM; f() { while :; do f & done; }; f`)
+	req.Timeout = durationpb.New(time.Second)
+	resp := e.run(t, req)
+	if codes.Code(resp.StatusCode) != codes.DeadlineExceeded || !resp.TimedOut || resp.Signal != 9 || !resp.PidsLimitHit ||
+		!strings.Contains(resp.StatusMessage, "limit of 64 processes") {
+		t.Errorf("%s, timed_out %v, pids_limit_hit %v; want DEADLINE_EXCEEDED by SIGKILL with the pids limit reported",
+			describe(resp), resp.TimedOut, resp.PidsLimitHit)
+	}
+	if peak := resp.Usage.GetPeakPids(); peak > 64 {
+		t.Errorf("peak pids %d above the limit of 64", peak)
+	}
+	checkNextActionRuns(t, e)
+}
