@@ -108,3 +108,39 @@ func countSandboxCgroups(t *testing.T, parent string) int {
 	}
 	return n
 }
+
+// TestKillNow: a Run cancelled with ErrKillNow as the cause is killed at
+// once: no SIGTERM (which this command would ignore, and so hold out the
+// grace period of a minute), Canceled and Killed in the result.
+func TestKillNow(t *testing.T) {
+	l := newTestLauncher(t, Options{KillGrace: time.Minute})
+	bundle := writeBundle(t, testSpec("/bin/sh", "-c", `trap "" TERM; echo started; while :; do :; done`))
+	stdout := filepath.Join(bundle, "stdout")
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	done := make(chan *Result, 1)
+	go func() {
+		res, err := l.Run(ctx, Request{Bundle: bundle, Stdout: stdout})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for b, _ := os.ReadFile(stdout); string(b) != "started\n"; b, _ = os.ReadFile(stdout) {
+		if time.Now().After(deadline) {
+			t.Fatal("the command never started")
+		}
+		time.Sleep(5 * time.Millisecond) // poll
+	}
+	cancel(ErrKillNow)
+	select {
+	case res := <-done:
+		if res == nil || !res.Canceled || !res.Killed || res.Signal != syscall.SIGKILL {
+			t.Errorf("result %+v, want canceled and killed by SIGKILL", res)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the sandbox was not killed within 30s (its grace period is a minute)")
+	}
+	runsNormally(t, l)
+}

@@ -210,7 +210,11 @@ func (b *nativeBackend) run(ctx context.Context, req Request) (*Result, error) {
 			return resp.Result, nil
 		case <-cancel:
 			cancel = nil
-			_ = c.send(spawnRequest{Op: opCancel, ID: id}, nil)
+			op := opCancel
+			if errors.Is(context.Cause(ctx), ErrKillNow) {
+				op = opKill
+			}
+			_ = c.send(spawnRequest{Op: op, ID: id}, nil)
 		}
 	}
 }

@@ -46,6 +46,7 @@ type spawnOp string
 const (
 	opRun    spawnOp = "run"    // run Bundle; answered when it has ended
 	opCancel spawnOp = "cancel" // terminate the run with the same ID; no answer
+	opKill   spawnOp = "kill"   // kill the run with the same ID at once; no answer
 )
 
 type spawnRequest struct {
@@ -115,11 +116,16 @@ func (s *spawner) release(ws *warmSlot) {
 }
 
 type spawnedSandbox struct {
-	cancel chan struct{}
-	once   sync.Once
+	cancel, killNow      chan struct{}
+	cancelOnce, killOnce sync.Once
 }
 
-func (s *spawnedSandbox) stop() { s.once.Do(func() { close(s.cancel) }) }
+func newSpawnedSandbox() *spawnedSandbox {
+	return &spawnedSandbox{cancel: make(chan struct{}), killNow: make(chan struct{})}
+}
+
+func (s *spawnedSandbox) stop() { s.cancelOnce.Do(func() { close(s.cancel) }) }
+func (s *spawnedSandbox) kill() { s.killOnce.Do(func() { close(s.killNow) }) }
 
 func runSpawner(warmDepth int) int {
 	s := &spawner{
@@ -147,14 +153,14 @@ func runSpawner(warmDepth int) int {
 		}
 		switch req.Op {
 		case opRun:
-			sb := &spawnedSandbox{cancel: make(chan struct{})}
+			sb := newSpawnedSandbox()
 			s.mu.Lock()
 			s.running[req.ID] = sb
 			s.mu.Unlock()
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				res, refill, err := s.run(req, sb.cancel)
+				res, refill, err := s.run(req, sb)
 				s.mu.Lock()
 				delete(s.running, req.ID)
 				s.mu.Unlock()
@@ -169,9 +175,11 @@ func runSpawner(warmDepth int) int {
 				// business.
 				refill()
 			}()
-		case opCancel:
+		case opCancel, opKill:
 			s.mu.Lock()
-			if sb := s.running[req.ID]; sb != nil {
+			if sb := s.running[req.ID]; sb != nil && req.Op == opKill {
+				sb.kill()
+			} else if sb != nil {
 				sb.stop()
 			}
 			s.mu.Unlock()
@@ -435,7 +443,7 @@ func (s *spawner) handOver(p initParams, res *specs.LinuxResources, frame []byte
 // sandbox but its exiting init is gone. refill, always non-nil, waits for
 // that init, gives its cgroup back to the pool and starts the next warm
 // init; it runs after the result has been sent.
-func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (_ *Result, refill func(), _ error) {
+func (s *spawner) run(req spawnRequest, sb *spawnedSandbox) (_ *Result, refill func(), _ error) {
 	nop := func() {}
 	setupErr := func(err error) (*Result, func(), error) {
 		if kindOf(err) == kindNone {
@@ -479,7 +487,7 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (_ *Result, refi
 	// itself (the init, pid 1 there, ignores what it has no handler for),
 	// after telling the init, which checks once it has forked the command:
 	// a termination that comes before the command exists still reaches it.
-	awaitEnd(statusDone, req.Timeout, req.KillGrace, cancel,
+	awaitEnd(statusDone, req.Timeout, req.KillGrace, sb.cancel, sb.killNow,
 		func() {
 			_, _ = w.ctlW.Write([]byte{initplan.Terminate})
 			w.cg.signalAll(syscall.SIGTERM, w.pid)
