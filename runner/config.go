@@ -78,6 +78,13 @@ type Config struct {
 	// full /tmp fails writes with ENOSPC rather than ending the action
 	// by the OOM killer.
 	TmpSize configs.ByteSize `yaml:"tmp_size"`
+	// DiskQuota bounds the bytes of disk an action's files may take in its
+	// input root (the only place on disk it can write): any single file
+	// is stopped there by RLIMIT_FSIZE (the write fails with EFBIG, the
+	// process gets SIGXFSZ), and a sandbox whose files together take more
+	// is killed at once, found by a check every 100ms (see diskGuard), and
+	// answered RESOURCE_EXHAUSTED. 0 means no quota.
+	DiskQuota configs.ByteSize `yaml:"disk_quota"`
 	// MaxShmSize is the largest dockerShmSize (size of /dev/shm, 64 MiB by
 	// default) an action may ask for; beyond it the action is refused
 	// with INVALID_ARGUMENT. 0 means the action's memory limit.
@@ -149,6 +156,7 @@ func DefaultConfig() Config {
 		DefaultTimeout:  time.Hour,
 		DefaultUser:     "0:0",
 		PidsLimit:       4096,
+		DiskQuota:       10 << 30,
 		MaxSandboxes:    64,
 		IDBase:          1_000_000,
 		HostHiddenPaths: append([]string(nil), defaultHostHiddenPaths...),
@@ -180,7 +188,8 @@ func (c *Config) Validate() error {
 	for _, l := range []struct {
 		name string
 		v    configs.ByteSize
-	}{{"default_memory_limit", c.DefaultMemoryLimit}, {"max_memory_limit", c.MaxMemoryLimit}, {"tmp_size", c.TmpSize}, {"max_shm_size", c.MaxShmSize}} {
+	}{{"default_memory_limit", c.DefaultMemoryLimit}, {"max_memory_limit", c.MaxMemoryLimit}, {"tmp_size", c.TmpSize},
+		{"max_shm_size", c.MaxShmSize}, {"disk_quota", c.DiskQuota}} {
 		if l.v != 0 && l.v < minMemoryLimit {
 			return fmt.Errorf("%s: %d bytes; want 0 (the default) or at least 1MiB", l.name, l.v)
 		}

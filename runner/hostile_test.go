@@ -2,7 +2,11 @@ package runner
 
 import (
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -157,4 +161,63 @@ func TestForkBombKillPath(t *testing.T) {
 		t.Errorf("peak pids %d above the limit of 64", peak)
 	}
 	checkNextActionRuns(t, e)
+}
+
+// TestWorkDiskFill: the input root (/work) is bounded by disk_quota. One
+// file cannot grow past it (RLIMIT_FSIZE: the kernel refuses, SIGXFSZ);
+// many files that together pass it get the sandbox killed by the disk
+// guard, answered RESOURCE_EXHAUSTED naming the quota. Either way the
+// host disk keeps nearly all of what the action tried to take.
+func TestWorkDiskFill(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.DiskQuota = 64 * mib })
+	t.Run("one file", func(t *testing.T) {
+		a := e.newAction(t)
+		resp := e.run(t, a.request("/bin/dd", "if=/dev/zero", "of=big", "bs=1M", "count=1024"))
+		st, err := os.Stat(filepath.Join(a.root, "big"))
+		if err != nil || st.Size() != 64*mib {
+			t.Errorf("big: %v, %v; want exactly the 64 MiB quota", st, err)
+		}
+		if codes.Code(resp.StatusCode) != codes.OK || resp.Signal != int32(syscall.SIGXFSZ) || !strings.Contains(resp.StatusMessage, "disk quota of 64 MiB") {
+			t.Errorf("%s; want OK, killed by SIGXFSZ, the quota named", describe(resp))
+		}
+		checkNextActionRuns(t, e)
+	})
+	t.Run("many files", func(t *testing.T) {
+		a := e.newAction(t)
+		// 4 GiB in 1 MiB files, unless stopped.
+		script := "i=0; while [ $i -lt 4096 ]; do /bin/dd if=/dev/zero of=f$i bs=1M count=1 status=none || exit 1; i=$((i+1)); done"
+		resp := e.run(t, a.request("/bin/sh", "-c", script))
+		if codes.Code(resp.StatusCode) != codes.ResourceExhausted || !strings.Contains(resp.StatusMessage, "disk quota of 64 MiB") {
+			t.Errorf("%s; want RESOURCE_EXHAUSTED naming the 64 MiB quota", describe(resp))
+		}
+		// The guard checks every 100ms: the overshoot is what the action
+		// writes meanwhile, far below the 4 GiB it set out to write.
+		written := diskUsage(t, a.root)
+		t.Logf("the action's files took %d MiB when it was killed", written/mib)
+		if written < 64*mib || written > 1<<30 {
+			t.Errorf("the action's files take %d bytes, want past the 64 MiB quota but far below 4 GiB", written)
+		}
+		checkNextActionRuns(t, e)
+	})
+}
+
+// diskUsage sums the disk blocks of the regular files under root.
+func diskUsage(t *testing.T, root string) int64 {
+	t.Helper()
+	var total int64
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(p, &st); err != nil {
+			return err
+		}
+		total += st.Blocks * 512
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return total
 }

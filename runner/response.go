@@ -16,14 +16,18 @@ import (
 // runFacts are what the report of a run needs besides its result: the
 // limits it ran under.
 type runFacts struct {
-	timeout time.Duration
-	limits  sandboxLimits
-	pids    int64 // pids_limit; 0 = none
+	timeout   time.Duration
+	limits    sandboxLimits
+	pids      int64 // pids_limit; 0 = none
+	diskQuota int64 // disk_quota; 0 = none
+	overQuota bool  // the diskGuard killed the sandbox
 }
 
 // response translates a sandbox result. It is pure. The status says
 // whether the command's outcome is known:
 //
+//   - RESOURCE_EXHAUSTED: the sandbox's files took more than the disk
+//     quota, and it was killed;
 //   - CANCELLED, DEADLINE_EXCEEDED: the sandbox was terminated;
 //   - RESOURCE_EXHAUSTED: the OOM killer killed the sandbox's init, and so
 //     every process of it: the command's exit status is unknown;
@@ -51,6 +55,9 @@ func response(res *sandbox.Result, f runFacts, start, end time.Time) *runnerpb.R
 	}
 	var notes []string
 	switch {
+	case f.overQuota:
+		resp.StatusCode = int32(codes.ResourceExhausted)
+		notes = append(notes, fmt.Sprintf("the action's files in its input root took more than its disk quota of %s (the runner's disk_quota) and the sandbox was killed", formatBytes(f.diskQuota)))
 	case res.Canceled:
 		resp.StatusCode = int32(codes.Canceled)
 		notes = append(notes, "cancelled: the sandbox was terminated")
@@ -66,6 +73,9 @@ func response(res *sandbox.Result, f runFacts, start, end time.Time) *runnerpb.R
 	}
 	if res.OOMKilled && !(res.InitDied && resp.StatusCode == int32(codes.ResourceExhausted)) {
 		notes = append(notes, fmt.Sprintf("the kernel's OOM killer killed %d process(es) of the action (memory limit %s; /tmp and /dev/shm count against it)", res.Cgroup.OOMKills, limitText(f.limits.Memory)))
+	}
+	if isFileSizeSignal(res.Signal) {
+		notes = append(notes, fmt.Sprintf("the command was killed for growing a file past the disk quota of %s (SIGXFSZ)", limitText(f.diskQuota)))
 	}
 	if hits := res.Cgroup.PidsLimitHits; hits > 0 {
 		notes = append(notes, fmt.Sprintf("the action reached its limit of %d processes and threads: %d fork(s) failed", f.pids, hits))

@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
@@ -252,12 +251,35 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	}
 
 	start := s.clock.Now()
-	res, err := s.launcher.Run(ctx, sreq)
+	res, overQuota, err := s.runGuarded(ctx, sreq, req.GetInputRoot(), idBase)
 	end := s.clock.Now()
 	if err != nil {
 		return nil, sandboxError(err)
 	}
-	return response(res, runFacts{timeout: timeout, limits: limitsOf(&s.cfg, plat), pids: s.cfg.PidsLimit}, start, end), nil
+	return response(res, runFacts{timeout: timeout, limits: limitsOf(&s.cfg, plat), pids: s.cfg.PidsLimit,
+		diskQuota: int64(s.cfg.DiskQuota), overQuota: overQuota}, start, end), nil
+}
+
+// runGuarded runs sreq with a diskGuard on its input root (unless there
+// is no disk quota), which kills the sandbox at once past the quota;
+// overQuota says it did.
+func (s *Service) runGuarded(ctx context.Context, sreq sandbox.Request, inputRoot string, idBase uint32) (_ *sandbox.Result, overQuota bool, _ error) {
+	q := int64(s.cfg.DiskQuota)
+	if q <= 0 {
+		res, err := s.launcher.Run(ctx, sreq)
+		return res, false, err
+	}
+	runCtx, kill := context.WithCancelCause(ctx)
+	defer kill(nil)
+	g := diskGuard{root: inputRoot, quota: q, owns: func(uid uint32) bool {
+		return uid >= idBase && uint64(uid) < uint64(idBase)+sandbox.DefaultIDRange
+	}}
+	guardCtx, stopGuard := context.WithCancel(runCtx)
+	over := make(chan bool, 1)
+	go func() { over <- g.watch(guardCtx, func() { kill(sandbox.ErrKillNow) }) }()
+	res, err := s.launcher.Run(runCtx, sreq)
+	stopGuard()
+	return res, <-over, err
 }
 
 // underHidden reports whether p's real location (what host binds would

@@ -62,7 +62,8 @@ func inputRootPath(cfg *Config, p platform) string {
 //     host's network.
 //   - container ids 0..65535 map to host ids from IDBase.
 //   - the memory limit is EstimatedMemory or default_memory_limit, with
-//     memory+swap equal to it; the pids limit is pids_limit.
+//     memory+swap equal to it; the pids limit is pids_limit; RLIMIT_FSIZE
+//     is disk_quota.
 func buildSpec(in specInput) (*specs.Spec, error) {
 	req := in.Request
 	if len(req.GetArguments()) == 0 {
@@ -123,6 +124,10 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = nil, nil
 	}
 
+	if q := uint64(in.Config.DiskQuota); q > 0 {
+		// No file may outgrow the disk quota (diskGuard sees the rest).
+		s.Process.Rlimits = append(s.Process.Rlimits, specs.POSIXRlimit{Type: "RLIMIT_FSIZE", Hard: q, Soft: q})
+	}
 	res := s.Linux.Resources
 	if n := in.Config.PidsLimit; n > 0 {
 		res.Pids = &specs.LinuxPids{Limit: &n}
