@@ -17,7 +17,8 @@ import (
 )
 
 // runRunner serves the Runner protocol on a UNIX socket: `paddock runner
-// [--config FILE] [--socket PATH] [--state DIR] [--hide PATH]...`. It needs
+// [--config FILE] [--socket PATH] [--state DIR] [--concurrency N]
+// [--hide PATH]...`. It needs
 // root (user namespaces with id ranges, cgroups, chown of input roots).
 // `paddock up` starts it as a child with the same command line, hiding its
 // data directory (worker build directories, CAS) from host-root sandboxes.
@@ -27,6 +28,7 @@ func runRunner(ctx context.Context, args []string) error {
 	socket := fs.String("socket", "", "override the config's socket path")
 	state := fs.String("state", "", "override the config's state directory")
 	pprofAddr := fs.String("pprof-listen", "", pprofFlagUsage)
+	concurrency := fs.Int("concurrency", 0, "override the config's concurrency: the actions the worker runs at once, which sizes the default memory limit (host memory / concurrency)")
 	var hide stringsFlag
 	fs.Var(&hide, "hide", "a host path to hide from actions on the host's root, in addition to the config's host_hidden_paths (repeatable; e.g. the worker's data directory)")
 	if err := fs.Parse(args); err != nil {
@@ -43,6 +45,9 @@ func runRunner(ctx context.Context, args []string) error {
 	}
 	if *state != "" {
 		cfg.StateDir = *state
+	}
+	if *concurrency > 0 {
+		cfg.Concurrency = *concurrency
 	}
 	cfg.HostHiddenPaths = append(cfg.HostHiddenPaths, hide...)
 	if err := cfg.Validate(); err != nil {

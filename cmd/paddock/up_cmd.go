@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -117,7 +118,8 @@ func runUp(ctx context.Context, args []string) error {
 	sock := filepath.Join(*data, "runner.sock")
 	// The data directory holds the CAS and every action's input root: hide
 	// it from actions that run on the host's root.
-	runnerArgs := []string{"runner", "--socket", sock, "--state", filepath.Join(*data, "runner"), "--hide", *data}
+	runnerArgs := []string{"runner", "--socket", sock, "--state", filepath.Join(*data, "runner"), "--hide", *data,
+		"--concurrency", strconv.Itoa(*concurrency)}
 	if *runnerConfig != "" {
 		runnerArgs = append(runnerArgs, "--config", *runnerConfig)
 	}
