@@ -138,13 +138,19 @@ func parsePlatform(cfg *Config, props []*runnerpb.Property) (platform, error) {
 			return platform{}, err
 		}
 	}
-	if p.RunAsRoot && p.User != "" {
-		return platform{}, invalid(propUser, "conflicts with %s=true", propRunAsRoot)
-	}
-	if err := checkLimits(cfg, p); err != nil {
+	if err := checkCombination(cfg, p); err != nil {
 		return platform{}, err
 	}
 	return p, nil
+}
+
+// checkCombination refuses properties valid alone but not together, or
+// beyond the config's limits.
+func checkCombination(cfg *Config, p platform) error {
+	if p.RunAsRoot && p.User != "" {
+		return invalid(propUser, "conflicts with %s=true", propRunAsRoot)
+	}
+	return checkLimits(cfg, p)
 }
 
 // sandboxLimits are the memory figures of one action's sandbox, in bytes.

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -172,14 +173,9 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	if err != nil {
 		return nil, err
 	}
-	timeout := s.cfg.DefaultTimeout
-	if req.GetTimeout() != nil {
-		if err := req.GetTimeout().CheckValid(); err != nil || req.GetTimeout().AsDuration() < 0 {
-			return nil, status.Error(codes.InvalidArgument, "timeout: want a valid, non-negative duration")
-		}
-		if d := req.GetTimeout().AsDuration(); d > 0 {
-			timeout = d
-		}
+	timeout, err := actionTimeout(&s.cfg, req)
+	if err != nil {
+		return nil, err
 	}
 	irp := inputRootPath(&s.cfg, plat)
 	if err := checkWorkingDirectory(req.GetInputRoot(), req.GetWorkingDirectory()); err != nil {
@@ -234,13 +230,8 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	if err != nil {
 		return nil, err
 	}
-	hostUID, err1 := sandbox.HostID(spec.Linux.UIDMappings, in.User.UID)
-	hostGID, err2 := sandbox.HostID(spec.Linux.GIDMappings, in.User.GID)
-	if err := errors.Join(err1, err2); err != nil {
-		return nil, status.Errorf(codes.Internal, "map user: %v", err)
-	}
-	if err := chownDirectories(req.GetInputRoot(), int(hostUID), int(hostGID)); err != nil {
-		return nil, status.Errorf(codes.Internal, "make input root writable: %v", err)
+	if err := giveInputRoot(spec, in.User, req.GetInputRoot()); err != nil {
+		return nil, err
 	}
 	// The slot's bundle directory is ours until release. The launcher
 	// takes the spec in memory: the native one needs no config.json at
@@ -280,6 +271,34 @@ func (s *Service) runGuarded(ctx context.Context, sreq sandbox.Request, inputRoo
 	res, err := s.launcher.Run(runCtx, sreq)
 	stopGuard()
 	return res, <-over, err
+}
+
+// actionTimeout is the request's timeout, or the config's default.
+func actionTimeout(cfg *Config, req *runnerpb.RunRequest) (time.Duration, error) {
+	timeout := cfg.DefaultTimeout
+	if req.GetTimeout() != nil {
+		if err := req.GetTimeout().CheckValid(); err != nil || req.GetTimeout().AsDuration() < 0 {
+			return 0, status.Error(codes.InvalidArgument, "timeout: want a valid, non-negative duration")
+		}
+		if d := req.GetTimeout().AsDuration(); d > 0 {
+			timeout = d
+		}
+	}
+	return timeout, nil
+}
+
+// giveInputRoot chowns the input root's directories to the host ids that
+// the sandbox user maps to under spec.
+func giveInputRoot(spec *specs.Spec, user sandboxUser, inputRoot string) error {
+	hostUID, err1 := sandbox.HostID(spec.Linux.UIDMappings, user.UID)
+	hostGID, err2 := sandbox.HostID(spec.Linux.GIDMappings, user.GID)
+	if err := errors.Join(err1, err2); err != nil {
+		return status.Errorf(codes.Internal, "map user: %v", err)
+	}
+	if err := chownDirectories(inputRoot, int(hostUID), int(hostGID)); err != nil {
+		return status.Errorf(codes.Internal, "make input root writable: %v", err)
+	}
+	return nil
 }
 
 // underHidden reports whether p's real location (what host binds would

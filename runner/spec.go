@@ -124,28 +124,33 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = nil, nil
 	}
 
-	if q := uint64(in.Config.DiskQuota); q > 0 {
+	applyLimits(s, in.Config, in.Platform, lim)
+	return s, nil
+}
+
+// applyLimits sets the spec's rlimits and cgroup resources (see buildSpec).
+func applyLimits(s *specs.Spec, cfg *Config, p platform, lim sandboxLimits) {
+	if q := uint64(cfg.DiskQuota); q > 0 {
 		// No file may outgrow the disk quota (diskGuard sees the rest).
 		s.Process.Rlimits = append(s.Process.Rlimits, specs.POSIXRlimit{Type: "RLIMIT_FSIZE", Hard: q, Soft: q})
 	}
 	res := s.Linux.Resources
-	if n := in.Config.PidsLimit; n > 0 {
+	if n := cfg.PidsLimit; n > 0 {
 		res.Pids = &specs.LinuxPids{Limit: &n}
 	}
 	if mem := lim.Memory; mem > 0 {
 		swap := mem // memory+swap = memory: no swap, so the limit is real
 		res.Memory = &specs.LinuxMemory{Limit: &mem, Swap: &swap}
 	}
-	cpu := in.Platform.CPU
+	cpu := p.CPU
 	if cpu == 0 {
-		cpu = in.Config.DefaultCPULimit
+		cpu = cfg.DefaultCPULimit
 	}
 	if cpu > 0 {
 		quota := int64(cpu * cpuPeriodMicros)
 		period := uint64(cpuPeriodMicros)
 		res.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 	}
-	return s, nil
 }
 
 // environment composes the process environment (see buildSpec).

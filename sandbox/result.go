@@ -1,8 +1,11 @@
 package sandbox
 
 import (
+	"fmt"
 	"syscall"
 	"time"
+
+	"github.com/paddock-build/paddock/sandbox/internal/initplan"
 )
 
 // Result is what happened to one sandboxed command. A non-zero exit, a
@@ -76,4 +79,32 @@ type OutputStats struct {
 	Truncated bool
 	// Discarded is how many bytes beyond the limit were dropped.
 	Discarded int64
+}
+
+// fromStatus fills res from the init's report, or returns the error it
+// reports (the command never ran).
+func fromStatus(data []byte, res *Result) error {
+	st, err := initplan.DecodeStatus(data)
+	if err != nil {
+		return fmt.Errorf("%w: sandbox init: %w", ErrSetup, err)
+	}
+	switch {
+	case st.Error != "" && st.NotStarted:
+		return fmt.Errorf("%w: %s", ErrCommandNotStarted, st.Error)
+	case st.Error != "" && st.MissingSource:
+		return fmt.Errorf("%w: %w: %s", ErrSetup, ErrMountSourceMissing, st.Error)
+	case st.Error != "":
+		return fmt.Errorf("%w: %s", ErrSetup, st.Error)
+	}
+	res.ExitCode, res.Signal = int(st.ExitCode), syscall.Signal(st.Signal)
+	res.Usage = Usage{
+		UserTime:             time.Duration(st.UserNanos),
+		SystemTime:           time.Duration(st.SystemNanos),
+		MaxRSSBytes:          st.MaxRSSKiB * 1024,
+		MinorFaults:          st.MinorFaults,
+		MajorFaults:          st.MajorFaults,
+		VoluntaryCtxSwitches: st.VoluntarySwitches,
+		InvoluntaryCtxSwitch: st.InvoluntarySwitches,
+	}
+	return nil
 }

@@ -73,10 +73,6 @@ type spawnResponse struct {
 	Kind errorKind `json:",omitempty"`
 }
 
-// maxWarmKinds bounds how many kinds of clone parameters have a warm init
-// at once (a runner uses one per id slot, so its concurrency).
-const maxWarmKinds = 16
-
 type spawner struct {
 	out   *json.Encoder
 	outMu sync.Mutex
@@ -96,23 +92,6 @@ type spawner struct {
 	closed   bool
 
 	warmDepth int // inits kept started ahead per kind
-}
-
-// warmSlot is an init being started ahead; ready is closed once w or err
-// is set. A Run claims the slot even before it is ready: waiting for an
-// init already half started beats starting a second one.
-type warmSlot struct {
-	ready chan struct{}
-	w     *startedInit
-	err   error
-}
-
-// release discards the slot's init once it is ready.
-func (s *spawner) release(ws *warmSlot) {
-	<-ws.ready
-	if ws.w != nil {
-		s.discard(ws.w)
-	}
 }
 
 type spawnedSandbox struct {
@@ -342,103 +321,6 @@ func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
 	return w, nil
 }
 
-// discard kills an init that never ran a command and releases what it
-// holds.
-func (s *spawner) discard(w *startedInit) {
-	_ = w.proc.Kill()
-	<-w.exited
-	w.ctlW.Close()
-	w.statR.Close()
-	w.stdout.abort()
-	w.stderr.abort()
-	s.cgroups.put(w.cgParent, w.cg, false)
-}
-
-// takeWarm returns the oldest warm init for key, waiting for it if it is
-// still starting, or nil if there is none (or it failed).
-func (s *spawner) takeWarm(key string) *startedInit {
-	s.mu.Lock()
-	slots := s.warm[key]
-	if len(slots) == 0 {
-		s.mu.Unlock()
-		return nil
-	}
-	ws := slots[0]
-	s.warm[key] = slots[1:]
-	s.mu.Unlock()
-	<-ws.ready
-	return ws.w
-}
-
-// refill starts warm inits for p until warmDepth are there or starting.
-// Warm inits are kept for the maxWarmKinds most recently used params; the
-// least recently used kind beyond that is discarded.
-func (s *spawner) refill(p initParams) {
-	key := p.key()
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
-	s.useClock++
-	s.lastUse[key] = s.useClock
-	var old []*warmSlot
-	if len(s.lastUse) > maxWarmKinds {
-		oldest, at := "", ^uint64(0)
-		for k, t := range s.lastUse {
-			if t < at {
-				oldest, at = k, t
-			}
-		}
-		old = s.warm[oldest]
-		delete(s.warm, oldest)
-		delete(s.lastUse, oldest)
-	}
-	var fresh []*warmSlot
-	for len(s.warm[key]) < s.warmDepth {
-		ws := &warmSlot{ready: make(chan struct{})}
-		s.warm[key] = append(s.warm[key], ws)
-		fresh = append(fresh, ws)
-	}
-	s.mu.Unlock()
-	for _, o := range old {
-		s.release(o)
-	}
-	for _, ws := range fresh {
-		ws.w, ws.err = s.startInit(p)
-		close(ws.ready)
-	}
-}
-
-// handOver gives an init the plan: a warm one if there is one for p, with
-// res applied to its cgroup. A warm init that died while it waited (its
-// control pipe is broken) is discarded and a fresh one started instead:
-// that is not the command's doing.
-func (s *spawner) handOver(p initParams, res *specs.LinuxResources, frame []byte) (*startedInit, error) {
-	w := s.takeWarm(p.key())
-	for attempt := 0; ; attempt++ {
-		if w == nil {
-			var err error
-			if w, err = s.startInit(p); err != nil {
-				return nil, err
-			}
-		}
-		if err := w.cg.update(res); err != nil {
-			s.discard(w)
-			return nil, fmt.Errorf("set cgroup limits: %w", err)
-		}
-		_, err := w.ctlW.Write(frame)
-		if err == nil {
-			return w, nil
-		}
-		s.discard(w)
-		if attempt > 0 {
-			return nil, fmt.Errorf("send plan to sandbox init: %w", err)
-		}
-		w = nil
-	}
-}
-
 // run runs one sandbox to its end: when it returns, every process of the
 // sandbox but its exiting init is gone. refill, always non-nil, waits for
 // that init, gives its cgroup back to the pool and starts the next warm
@@ -513,18 +395,8 @@ func (s *spawner) run(req spawnRequest, sb *spawnedSandbox) (_ *Result, refill f
 		s.cgroups.put(w.cgParent, w.cg, expected)
 	}
 	if len(statusData) == 0 {
-		// The init died before reporting (SIGKILLed after the grace
-		// period, or OOM-killed itself): the command counts as killed by
-		// that signal.
 		finish(false)
-		res.InitDied = true
-		res.ExitCode, res.Signal = -1, syscall.SIGKILL
-		if ws, ok := w.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			res.Signal = ws.Signal()
-		}
-		if ru, ok := w.state.SysUsage().(*syscall.Rusage); ok {
-			res.Usage = usageFromRusage(ru)
-		}
+		initDied(w.state, res)
 		return res, func() { s.refill(p) }, nil
 	}
 	s.cgroups.expect(w.cgParent)
@@ -535,38 +407,24 @@ func (s *spawner) run(req spawnRequest, sb *spawnedSandbox) (_ *Result, refill f
 	return res, refill, nil
 }
 
-// fromStatus fills res from the init's report, or returns the error it
-// reports (the command never ran).
-func fromStatus(data []byte, res *Result) error {
-	st, err := initplan.DecodeStatus(data)
-	if err != nil {
-		return fmt.Errorf("%w: sandbox init: %w", ErrSetup, err)
-	}
-	switch {
-	case st.Error != "" && st.NotStarted:
-		return fmt.Errorf("%w: %s", ErrCommandNotStarted, st.Error)
-	case st.Error != "" && st.MissingSource:
-		return fmt.Errorf("%w: %w: %s", ErrSetup, ErrMountSourceMissing, st.Error)
-	case st.Error != "":
-		return fmt.Errorf("%w: %s", ErrSetup, st.Error)
-	}
-	res.ExitCode, res.Signal = int(st.ExitCode), syscall.Signal(st.Signal)
-	res.Usage = Usage{
-		UserTime:             time.Duration(st.UserNanos),
-		SystemTime:           time.Duration(st.SystemNanos),
-		MaxRSSBytes:          st.MaxRSSKiB * 1024,
-		MinorFaults:          st.MinorFaults,
-		MajorFaults:          st.MajorFaults,
-		VoluntaryCtxSwitches: st.VoluntarySwitches,
-		InvoluntaryCtxSwitch: st.InvoluntarySwitches,
-	}
-	return nil
-}
-
 func idMaps(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {
 	out := make([]syscall.SysProcIDMap, len(ms))
 	for i, m := range ms {
 		out[i] = syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)}
 	}
 	return out
+}
+
+// initDied fills res for an init that died before reporting (SIGKILLed
+// after the grace period, or OOM-killed itself): the command counts as
+// killed by the init's signal.
+func initDied(state *os.ProcessState, res *Result) {
+	res.InitDied = true
+	res.ExitCode, res.Signal = -1, syscall.SIGKILL
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		res.Signal = ws.Signal()
+	}
+	if ru, ok := state.SysUsage().(*syscall.Rusage); ok {
+		res.Usage = usageFromRusage(ru)
+	}
 }
