@@ -32,7 +32,7 @@
 //     directory, removed afterwards), while a diskGuard watches the input
 //     root and kills the sandbox past disk_quota; and translates the
 //     sandbox.Result (response: timeout → DEADLINE_EXCEEDED, cancellation →
-//     CANCELLED, a whole-sandbox OOM or the disk quota → RESOURCE_EXHAUSTED,
+//     CANCELLED, the disk quota → RESOURCE_EXHAUSTED,
 //     OOM kills and pids limit hits anywhere in the sandbox flagged and
 //     described in status_message, resource usage) into the RunResponse.
 //     The limits (memory, /tmp, /dev/shm, disk, pids) come from the

@@ -127,15 +127,16 @@ func TestPartialOOM(t *testing.T) {
 
 // TestWholeSandboxOOM: when the OOM killer ends the whole sandbox (here
 // memory held by a tmpfs larger than the limit, which no kill frees, so
-// that the sandbox's init goes too), the response is RESOURCE_EXHAUSTED
-// with a message, never OK with exit code -1 and no message.
+// that the sandbox's init goes too), the response is never OK with exit
+// code -1 and nothing more: it is the kill by SIGKILL, oom_killed, and a
+// message naming the limit and saying the command's own status is unknown.
 func TestWholeSandboxOOM(t *testing.T) {
 	e := newTestEnv(t, func(c *Config) { c.DefaultMemoryLimit = 32 * mib; c.TmpSize = 1 << 30 })
 	a := e.newAction(t)
 	resp := e.run(t, a.request("/bin/sh", "-c", "/bin/cat /dev/zero > /tmp/fill; /bin/cat /dev/zero > /tmp/fill2; exit 0"))
-	if codes.Code(resp.StatusCode) != codes.ResourceExhausted || !resp.OomKilled ||
-		!strings.Contains(resp.StatusMessage, "ran out of memory") || !strings.Contains(resp.StatusMessage, "32 MiB") {
-		t.Errorf("%s, oom_killed %v; want RESOURCE_EXHAUSTED naming the 32 MiB limit", describe(resp), resp.OomKilled)
+	if codes.Code(resp.StatusCode) != codes.OK || resp.Signal != int32(syscall.SIGKILL) || !resp.OomKilled ||
+		!strings.Contains(resp.StatusMessage, "ended the whole sandbox") || !strings.Contains(resp.StatusMessage, "32 MiB") {
+		t.Errorf("%s, oom_killed %v; want SIGKILL, oom_killed, a message naming the whole sandbox and the 32 MiB limit", describe(resp), resp.OomKilled)
 	}
 	checkNextActionRuns(t, e)
 }

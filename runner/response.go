@@ -29,10 +29,11 @@ type runFacts struct {
 //   - RESOURCE_EXHAUSTED: the sandbox's files took more than the disk
 //     quota, and it was killed;
 //   - CANCELLED, DEADLINE_EXCEEDED: the sandbox was terminated;
-//   - RESOURCE_EXHAUSTED: the OOM killer killed the sandbox's init, and so
-//     every process of it: the command's exit status is unknown;
-//   - INTERNAL: the init died otherwise before it reported;
-//   - OK: the command ran and exit_code/signal are its own.
+//   - INTERNAL: the sandbox's init died before it reported, not by the
+//     OOM killer;
+//   - OK: the command ran and exit_code/signal are its own, or the OOM
+//     killer ended the whole sandbox (its init included): then signal is
+//     SIGKILL, oom_killed is set and status_message says so.
 //
 // An OOM kill or a pids-limit hit anywhere in the sandbox (oom_killed,
 // pids_limit_hit) is also described in status_message, even with OK: a
@@ -65,13 +66,15 @@ func response(res *sandbox.Result, f runFacts, start, end time.Time) *runnerpb.R
 		resp.StatusCode = int32(codes.DeadlineExceeded)
 		notes = append(notes, fmt.Sprintf("the action timed out after %s and was terminated", f.timeout))
 	case res.InitDied && res.OOMKilled:
-		resp.StatusCode = int32(codes.ResourceExhausted)
-		notes = append(notes, fmt.Sprintf("the action ran out of memory (its limit is %s, set by EstimatedMemory or the runner's default_memory_limit; /tmp and /dev/shm count against it): the kernel's OOM killer ended the whole sandbox, so the command's exit status is unknown", limitText(f.limits.Memory)))
+		// Every process of the sandbox was killed by SIGKILL: reported as
+		// such (OK, signal 9, oom_killed) so that the worker answers the
+		// client as for any OOM-killed command, but never silently.
+		notes = append(notes, fmt.Sprintf("the action ran out of memory (its limit is %s, set by EstimatedMemory or the runner's default_memory_limit; /tmp and /dev/shm count against it): the kernel's OOM killer ended the whole sandbox, so every process of it was killed and the command's own exit status is unknown", limitText(f.limits.Memory)))
 	case res.InitDied:
 		resp.StatusCode = int32(codes.Internal)
 		notes = append(notes, fmt.Sprintf("the sandbox's init was killed (%s) before it reported: the command's exit status is unknown", res.Signal))
 	}
-	if res.OOMKilled && !(res.InitDied && resp.StatusCode == int32(codes.ResourceExhausted)) {
+	if res.OOMKilled && !res.InitDied {
 		notes = append(notes, fmt.Sprintf("the kernel's OOM killer killed %d process(es) of the action (memory limit %s; /tmp and /dev/shm count against it)", res.Cgroup.OOMKills, limitText(f.limits.Memory)))
 	}
 	if isFileSizeSignal(res.Signal) {

@@ -265,10 +265,11 @@ type RunResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// OK when the command ran (whatever its exit code). DEADLINE_EXCEEDED
 	// when it timed out (exit_code then is what the kill produced, and the
-	// output files keep what was written). RESOURCE_EXHAUSTED when the
-	// sandbox was ended by a limit before the command's status was known:
-	// the OOM killer killed the whole sandbox (oom_killed is set), or its
-	// files passed the runner's disk_quota. INVALID_ARGUMENT for a property
+	// output files keep what was written); OK too when the OOM killer ended
+	// the whole sandbox (signal 9, oom_killed, and status_message saying
+	// the command's own status is unknown). RESOURCE_EXHAUSTED when the
+	// sandbox's files passed the runner's disk_quota and it was killed.
+	// INVALID_ARGUMENT for a property
 	// the runner refuses; FAILED_PRECONDITION when the image cannot be used;
 	// CANCELLED when the call was cancelled; INTERNAL/UNAVAILABLE for
 	// failures of the runner itself (the worker may retry those elsewhere).
@@ -276,9 +277,10 @@ type RunResponse struct {
 	// needs no include path beyond protoc's own).
 	StatusCode int32 `protobuf:"varint,1,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
 	// With a status other than OK, what went wrong. With OK it may be set
-	// too: it then describes an OOM kill or pids-limit hit inside the
-	// sandbox (see oom_killed and pids_limit_hit), or a file stopped at the
-	// disk quota, which the worker passes on in ExecuteResponse.message.
+	// too: it then describes an OOM kill (of a child, the command, or the
+	// whole sandbox) or pids-limit hit inside the sandbox (see oom_killed
+	// and pids_limit_hit), or a file stopped at the disk quota, for the
+	// worker to pass on in ExecuteResponse.message.
 	StatusMessage string `protobuf:"bytes,13,opt,name=status_message,json=statusMessage,proto3" json:"status_message,omitempty"`
 	ExitCode      int32  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	// The signal that killed the command, 0 if it exited.
