@@ -139,6 +139,11 @@ func TestKillNow(t *testing.T) {
 		if res == nil || !res.Canceled || !res.Killed || res.Signal != syscall.SIGKILL {
 			t.Errorf("result %+v, want canceled and killed by SIGKILL", res)
 		}
+		// What was written before the kill is kept, though the capture
+		// no longer waits for every writer to exit.
+		if b, _ := os.ReadFile(stdout); res != nil && (res.Stdout.Bytes != 8 || string(b) != "started\n") {
+			t.Errorf("stdout %q (%+v), want the line written before the kill", b, res.Stdout)
+		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the sandbox was not killed within 30s (its grace period is a minute)")
 	}

@@ -365,20 +365,40 @@ func (s *spawner) run(req spawnRequest, sb *spawnedSandbox) (_ *Result, refill f
 
 	res := &Result{}
 	// Once the init reported (or died), every process of the sandbox is
-	// gone. To terminate, the spawner signals the sandbox's processes
-	// itself (the init, pid 1 there, ignores what it has no handler for),
-	// after telling the init, which checks once it has forked the command:
-	// a termination that comes before the command exists still reaches it.
-	awaitEnd(statusDone, req.Timeout, req.KillGrace, sb.cancel, sb.killNow,
+	// gone; once the kill path has run, every one of them is dying. To
+	// terminate, the spawner signals the sandbox's processes itself (the
+	// init, pid 1 there, ignores what it has no handler for), after telling
+	// the init, which checks once it has forked the command: a termination
+	// that comes before the command exists still reaches it.
+	ended := make(chan struct{})
+	end := sync.OnceFunc(func() { close(ended) })
+	go func() { <-statusDone; end() }()
+	awaitEnd(ended, req.Timeout, req.KillGrace, sb.cancel, sb.killNow,
 		func() {
 			_, _ = w.ctlW.Write([]byte{initplan.Terminate})
 			w.cg.signalAll(syscall.SIGTERM, w.pid)
 		},
 		// Past the grace period: freeze the whole sandbox and kill every
 		// process in it, so that a fork bomb ends as promptly as a
-		// sleeping command.
-		w.cg.killAll, res)
+		// sleeping command. The sandbox has then ended: its processes,
+		// the init among them, run no more user code, though thousands
+		// may take a while to exit.
+		func() { w.cg.killAll(); end() }, res)
 	res.WallTime = time.Since(start)
+	reported := false
+	select {
+	case <-statusDone:
+		reported = len(statusData) > 0
+	default:
+	}
+	if res.Killed {
+		// Every process of the sandbox has a SIGKILL pending and runs no
+		// more user code: what is in the pipes is all the output there
+		// will be. Their exit (thousands of them after a fork bomb) is
+		// the kernel's work, and need not delay the result.
+		w.stdout.stopAfterKill()
+		w.stderr.stopAfterKill()
+	}
 	res.Stdout = w.stdout.wait()
 	res.Stderr = w.stderr.wait()
 	res.Cgroup = w.cg.stats()
@@ -394,7 +414,14 @@ func (s *spawner) run(req spawnRequest, sb *spawnedSandbox) (_ *Result, refill f
 		w.ctlW.Close()
 		s.cgroups.put(w.cgParent, w.cg, expected)
 	}
-	if len(statusData) == 0 {
+	switch {
+	case !reported && res.Killed:
+		// The init dies of the kill path's SIGKILL; it is reaped once
+		// every process of its namespace has exited, after the result.
+		res.InitDied, res.ExitCode, res.Signal = true, -1, syscall.SIGKILL
+		s.cgroups.expect(w.cgParent)
+		return res, func() { <-statusDone; finish(true); s.refill(p) }, nil
+	case !reported:
 		finish(false)
 		initDied(w.state, res)
 		return res, func() { s.refill(p) }, nil
