@@ -82,7 +82,8 @@ type Config struct {
 	// input root (the only place on disk it can write): any single file
 	// is stopped there by RLIMIT_FSIZE (the write fails with EFBIG, the
 	// process gets SIGXFSZ), and a sandbox whose files together take more
-	// is killed at once, found by a check every 100ms (see diskGuard), and
+	// is killed at once, found by the runner's disk guard (within about
+	// 100ms of a fast fill, a second otherwise; see diskGuard), and
 	// answered RESOURCE_EXHAUSTED. 0 means no quota.
 	DiskQuota configs.ByteSize `yaml:"disk_quota"`
 	// MaxShmSize is the largest dockerShmSize (size of /dev/shm, 64 MiB by

@@ -11,9 +11,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// diskGuardInterval is how often a diskGuard checks. The overshoot past
-// the quota is at most what the action writes in one interval.
-const diskGuardInterval = 100 * time.Millisecond
+const (
+	// diskGuardInterval is how often a diskGuard checks the filesystem.
+	diskGuardInterval = 100 * time.Millisecond
+	// minWalkInterval and walkCostFactor pace the walks a diskGuard makes
+	// whatever the filesystem says: at most one a second, and never more
+	// than a twentieth of the time (5% of a core) on a large input root.
+	minWalkInterval = time.Second
+	walkCostFactor  = 20
+)
 
 // diskGuard enforces an action's disk quota on its input root, the only
 // place on disk a sandbox can write (/tmp and /dev/shm are tmpfs bounded
@@ -24,11 +30,14 @@ const diskGuardInterval = 100 * time.Millisecond
 // stops any single file at the quota exactly, and the guard kills the
 // sandbox once the files it created together take more.
 //
-// Checking is cheap while it cannot matter: one statfs per interval. Only
-// once the whole filesystem has grown by the quota since the start (less
-// what the guard has already attributed to others) does it walk the input
-// root, counting the blocks of the files the sandbox owns (its slot's host
-// ids; inputs are hard links owned by the worker and do not count).
+// It walks the input root, counting the blocks of the files the sandbox
+// owns (its slot's host ids; inputs are hard links owned by the worker and
+// do not count): at once when the whole filesystem has grown by the quota
+// since the start (less what the guard has already attributed to others;
+// one statfs per 100ms, so a fast fill is caught within about that), and
+// otherwise every second or so, since space others free on the same
+// filesystem meanwhile hides the sandbox's growth from statfs. The
+// overshoot past the quota is what the action writes before the next walk.
 type diskGuard struct {
 	root  string
 	quota int64
@@ -45,6 +54,7 @@ func (g diskGuard) watch(ctx context.Context, over func()) bool {
 	}
 	t := time.NewTicker(diskGuardInterval)
 	defer t.Stop()
+	nextWalk := time.Now().Add(minWalkInterval)
 	for {
 		select {
 		case <-ctx.Done():
@@ -52,17 +62,22 @@ func (g diskGuard) watch(ctx context.Context, over func()) bool {
 		case <-t.C:
 		}
 		used, err := fsUsedBytes(g.root)
-		if err != nil || used-base < g.quota {
-			continue // the filesystem has not grown by the quota: nor has the sandbox
+		grown := err == nil && used-base >= g.quota
+		if !grown && time.Now().Before(nextWalk) {
+			continue
 		}
+		start := time.Now()
 		mine := g.usage()
+		nextWalk = time.Now().Add(max(minWalkInterval, walkCostFactor*time.Since(start)))
 		if mine > g.quota {
 			over()
 			return true
 		}
-		// Whatever else the filesystem grew by is someone else's: check
-		// again once it has grown by the rest of the quota.
-		base = used - mine
+		if err == nil {
+			// Whatever else the filesystem grew by is someone else's:
+			// walk again once it has grown by the rest of the quota.
+			base = used - mine
+		}
 	}
 }
 

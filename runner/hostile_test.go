@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -200,6 +201,52 @@ func TestWorkDiskFill(t *testing.T) {
 		}
 		checkNextActionRuns(t, e)
 	})
+}
+
+// TestWorkDiskFillWhileSpaceIsFreed: the disk guard's statfs shortcut
+// cannot be fooled by others freeing space on the same filesystem while
+// the action writes (here a 4 GiB file deleted as the action starts, which
+// hides its first 4 GiB from statfs): its periodic walk still finds the
+// action past its quota.
+func TestWorkDiskFillWhileSpaceIsFreed(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.DiskQuota = 64 * mib })
+	other := filepath.Join(e.build, "someone-elses")
+	f, err := os.Create(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Fallocate(int(f.Fd()), 0, 0, 4<<30); err != nil {
+		f.Close()
+		t.Skipf("cannot allocate 4 GiB to free during the test: %v", err)
+	}
+	f.Close()
+	a := e.newAction(t)
+	freed := make(chan error, 1)
+	go func() {
+		deadline := time.Now().Add(time.Minute)
+		for time.Now().Before(deadline) {
+			if _, err := os.Stat(filepath.Join(a.root, "f0")); err == nil {
+				freed <- os.Remove(other)
+				return
+			}
+			time.Sleep(time.Millisecond) // poll for the action's first file
+		}
+		freed <- errors.New("the action never wrote its first file")
+	}()
+	script := "i=0; while [ $i -lt 4096 ]; do /bin/dd if=/dev/zero of=f$i bs=1M count=1 status=none || exit 1; i=$((i+1)); done"
+	resp := e.run(t, a.request("/bin/sh", "-c", script))
+	if err := <-freed; err != nil {
+		t.Fatal(err)
+	}
+	if codes.Code(resp.StatusCode) != codes.ResourceExhausted || !strings.Contains(resp.StatusMessage, "disk quota of 64 MiB") {
+		t.Errorf("%s; want RESOURCE_EXHAUSTED naming the 64 MiB quota", describe(resp))
+	}
+	written := diskUsage(t, a.root)
+	t.Logf("the action's files took %d MiB when it was killed", written/mib)
+	if written >= 4<<30 {
+		t.Errorf("the action wrote all of its %d bytes", written)
+	}
+	checkNextActionRuns(t, e)
 }
 
 // diskUsage sums the disk blocks of the regular files under root.

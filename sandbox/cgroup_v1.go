@@ -246,7 +246,7 @@ func (c *cgroupV1) read(sub, file string) []byte {
 // memory peak from the current usage, which includes page cache the last
 // sandbox left charged here).
 func (c *cgroupV1) reset() bool {
-	if procs, err := c.files.read(c.path("pids", "cgroup.procs")); err != nil || len(strings.TrimSpace(string(procs))) != 0 {
+	if procs, err := c.procs(); err != nil || len(strings.TrimSpace(string(procs))) != 0 {
 		return false
 	}
 	if slices.Contains(v1Subsystems, "freezer") {
@@ -298,7 +298,18 @@ func (c *cgroupV1) freeze() bool {
 }
 
 func (c *cgroupV1) signalAll(sig syscall.Signal, except int) {
-	signalPids(c.read("pids", "cgroup.procs"), sig, except)
+	procs, _ := c.procs()
+	signalPids(procs, sig, except)
+}
+
+// procs lists the cgroup's processes. It opens cgroup.procs afresh each
+// time, unlike the other control files (cgroupFiles): on v1 the kernel
+// keeps the list it made for an open file and serves it again to later
+// reads of that file, until a second has passed without one, so a kept
+// descriptor would see a stale list (an empty one, read at reset, would
+// hide every process of the next sandbox from a kill).
+func (c *cgroupV1) procs() ([]byte, error) {
+	return os.ReadFile(c.path("pids", "cgroup.procs"))
 }
 
 // remove rmdirs the cgroup in each hierarchy. (cgroup1's Delete walks
