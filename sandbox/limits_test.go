@@ -2,10 +2,14 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -111,9 +115,15 @@ func countSandboxCgroups(t *testing.T, parent string) int {
 
 // TestKillNow: a Run cancelled with ErrKillNow as the cause is killed at
 // once: no SIGTERM (which this command would ignore, and so hold out the
-// grace period of a minute), Canceled and Killed in the result.
+// grace period of a minute), Canceled and Killed in the result, and no
+// process of it left. The sandbox runs in a pooled cgroup reset a moment
+// before (a v1 kernel once served the kill a stale, empty process list
+// read at that reset).
 func TestKillNow(t *testing.T) {
-	l := newTestLauncher(t, Options{KillGrace: time.Minute})
+	l := newTestLauncher(t, Options{KillGrace: time.Minute, WarmInits: -1})
+	if out := runSpec(t, l, testSpec("/bin/true"), Request{}); out.ExitCode != 0 {
+		t.Fatalf("warm-up sandbox: %+v", out.Result)
+	}
 	bundle := writeBundle(t, testSpec("/bin/sh", "-c", `trap "" TERM; echo started; while :; do :; done`))
 	stdout := filepath.Join(bundle, "stdout")
 	ctx, cancel := context.WithCancelCause(context.Background())
@@ -148,4 +158,47 @@ func TestKillNow(t *testing.T) {
 		t.Fatal("the sandbox was not killed within 30s (its grace period is a minute)")
 	}
 	runsNormally(t, l)
+}
+
+// TestProcsListFresh: a v1 cgroup's process list is read afresh: a
+// process started right after a reset (which read the list while the
+// cgroup was empty) is listed, and so killed by killAll. (The kernel
+// serves a kept cgroup.procs descriptor its old list for a second.)
+func TestProcsListFresh(t *testing.T) {
+	requireRoot(t)
+	if cgroups.Mode() == cgroups.Unified {
+		t.Skip("v1 only; this host is unified")
+	}
+	parent := testCgroupParent + "-procs"
+	defer removeCgroupParent(parent)
+	pool := newCgroupPool(new(atomic.Uint64))
+	defer pool.close()
+	cg, err := pool.get(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cg.reset() {
+		t.Fatal("an empty cgroup could not be reset")
+	}
+	cmd, err := cg.start(func() *exec.Cmd { return exec.Command("sleep", "1000") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	procs, _ := cg.(*cgroupV1).procs()
+	if !strings.Contains(" "+strings.Join(strings.Fields(string(procs)), " ")+" ", fmt.Sprintf(" %d ", cmd.Process.Pid)) {
+		t.Errorf("cgroup.procs %q does not list the process %d started after the reset", procs, cmd.Process.Pid)
+	}
+	cg.killAll()
+	select {
+	case err := <-waited:
+		if err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Errorf("process after killAll: %v, want killed", err)
+		}
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("killAll did not kill the process started after the reset")
+	}
+	pool.put(parent, cg, false)
 }

@@ -382,8 +382,10 @@ func (s *spawner) run(req spawnRequest, sb *spawnedSandbox) (_ *Result, refill f
 		// process in it, so that a fork bomb ends as promptly as a
 		// sleeping command. The sandbox has then ended: its processes,
 		// the init among them, run no more user code, though thousands
-		// may take a while to exit.
-		func() { w.cg.killAll(); end() }, res)
+		// may take a while to exit. (The init's own SIGKILL would end
+		// them all too, through its pid namespace, but only once it got
+		// the CPU to exit.)
+		func() { w.cg.killAll(); _ = syscall.Kill(w.pid, syscall.SIGKILL); end() }, res)
 	res.WallTime = time.Since(start)
 	reported := false
 	select {
@@ -420,7 +422,7 @@ func (s *spawner) run(req spawnRequest, sb *spawnedSandbox) (_ *Result, refill f
 		// every process of its namespace has exited, after the result.
 		res.InitDied, res.ExitCode, res.Signal = true, -1, syscall.SIGKILL
 		s.cgroups.expect(w.cgParent)
-		return res, func() { <-statusDone; finish(true); s.refill(p) }, nil
+		return res, func() { finish(true); <-statusDone; s.refill(p) }, nil
 	case !reported:
 		finish(false)
 		initDied(w.state, res)
