@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"io/fs"
 	"path/filepath"
 	"syscall"
@@ -120,10 +119,6 @@ func fsUsedBytes(p string) (int64, error) {
 	}
 	return int64(st.Blocks-st.Bfree) * st.Bsize, nil
 }
-
-// errDiskQuota is the cause a run is cancelled with when its guard finds
-// it over the quota.
-var errDiskQuota = errors.New("disk quota exceeded")
 
 // isFileSizeSignal reports whether sig is the one the kernel sends a
 // process that grows a file past RLIMIT_FSIZE.
