@@ -177,6 +177,7 @@ func TestProcsListFresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer pool.put(parent, cg, false) // kills what is left, removes it if busy
 	if !cg.reset() {
 		t.Fatal("an empty cgroup could not be reset")
 	}
@@ -200,5 +201,4 @@ func TestProcsListFresh(t *testing.T) {
 		_ = cmd.Process.Kill()
 		t.Fatal("killAll did not kill the process started after the reset")
 	}
-	pool.put(parent, cg, false)
 }
