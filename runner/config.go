@@ -57,8 +57,39 @@ type Config struct {
 	// pids_limit_hit. 0 means no limit.
 	PidsLimit int64 `yaml:"pids_limit"`
 	// DefaultMemoryLimit is the memory cgroup limit of actions without
-	// EstimatedMemory. 0 means none.
+	// EstimatedMemory. It covers everything the action's processes use,
+	// including the pages of its /tmp, /run and /dev/shm (tmpfs pages are
+	// charged to the cgroup that writes them); nothing swaps. 0 means the
+	// host's memory divided by Concurrency, so that the actions the
+	// worker runs at once cannot together exhaust the host.
 	DefaultMemoryLimit configs.ByteSize `yaml:"default_memory_limit"`
+	// MaxMemoryLimit is the largest EstimatedMemory an action may ask
+	// for; beyond it the action is refused with INVALID_ARGUMENT. 0 means
+	// the host's memory.
+	MaxMemoryLimit configs.ByteSize `yaml:"max_memory_limit"`
+	// Concurrency is how many actions the worker runs at once (its
+	// concurrency; `paddock up` passes its own). It only sizes the default
+	// of DefaultMemoryLimit. 0 means the number of CPUs, the worker's
+	// default.
+	Concurrency int `yaml:"concurrency"`
+	// TmpSize bounds the tmpfs at /tmp. Its pages count against the
+	// action's memory limit too. 0 means half the action's memory limit
+	// (as the kernel's default for a tmpfs is half the RAM), so that a
+	// full /tmp fails writes with ENOSPC rather than ending the action
+	// by the OOM killer.
+	TmpSize configs.ByteSize `yaml:"tmp_size"`
+	// DiskQuota bounds the bytes of disk an action's files may take in its
+	// input root (the only place on disk it can write): any single file
+	// is stopped there by RLIMIT_FSIZE (the write fails with EFBIG, the
+	// process gets SIGXFSZ), and a sandbox whose files together take more
+	// is killed at once, found by the runner's disk guard (within about
+	// 100ms of a fast fill, a second otherwise; see diskGuard), and
+	// answered RESOURCE_EXHAUSTED. 0 means no quota.
+	DiskQuota configs.ByteSize `yaml:"disk_quota"`
+	// MaxShmSize is the largest dockerShmSize (size of /dev/shm, 64 MiB by
+	// default) an action may ask for; beyond it the action is refused
+	// with INVALID_ARGUMENT. 0 means the action's memory limit.
+	MaxShmSize configs.ByteSize `yaml:"max_shm_size"`
 	// DefaultCPULimit is the CPU limit (in cores, e.g. 1.5) of actions
 	// without EstimatedCPU. 0 means none.
 	DefaultCPULimit float64 `yaml:"default_cpu_limit"`
@@ -126,6 +157,7 @@ func DefaultConfig() Config {
 		DefaultTimeout:  time.Hour,
 		DefaultUser:     "0:0",
 		PidsLimit:       4096,
+		DiskQuota:       10 << 30,
 		MaxSandboxes:    64,
 		IDBase:          1_000_000,
 		HostHiddenPaths: append([]string(nil), defaultHostHiddenPaths...),
@@ -151,8 +183,20 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("default_environment: %w", err)
 		}
 	}
-	if c.PidsLimit < 0 || c.DefaultMemoryLimit < 0 || c.DefaultCPULimit < 0 {
-		return errors.New("pids_limit, default_memory_limit and default_cpu_limit must not be negative")
+	if c.PidsLimit < 0 || c.DefaultCPULimit < 0 || c.Concurrency < 0 {
+		return errors.New("pids_limit, default_cpu_limit and concurrency must not be negative")
+	}
+	for _, l := range []struct {
+		name string
+		v    configs.ByteSize
+	}{{"default_memory_limit", c.DefaultMemoryLimit}, {"max_memory_limit", c.MaxMemoryLimit}, {"tmp_size", c.TmpSize},
+		{"max_shm_size", c.MaxShmSize}, {"disk_quota", c.DiskQuota}} {
+		if l.v != 0 && l.v < minMemoryLimit {
+			return fmt.Errorf("%s: %d bytes; want 0 (the default) or at least 1MiB", l.name, l.v)
+		}
+	}
+	if c.MaxMemoryLimit != 0 && c.DefaultMemoryLimit > c.MaxMemoryLimit {
+		return fmt.Errorf("default_memory_limit %d is above max_memory_limit %d", c.DefaultMemoryLimit, c.MaxMemoryLimit)
 	}
 	if c.MaxSandboxes < 1 {
 		return errors.New("max_sandboxes: want at least 1")
@@ -174,6 +218,23 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// withHostLimits returns c with the memory defaults that depend on the
+// host resolved: hostMemory is the host's total memory in bytes, cpus its
+// number of CPUs. Pure; New calls it with the host's figures.
+func (c Config) withHostLimits(hostMemory int64, cpus int) Config {
+	if c.Concurrency == 0 {
+		c.Concurrency = max(cpus, 1)
+	}
+	if c.MaxMemoryLimit == 0 {
+		c.MaxMemoryLimit = configs.ByteSize(hostMemory)
+	}
+	if c.DefaultMemoryLimit == 0 {
+		c.DefaultMemoryLimit = configs.ByteSize(max(hostMemory/int64(c.Concurrency), minMemoryLimit))
+	}
+	c.DefaultMemoryLimit = min(c.DefaultMemoryLimit, c.MaxMemoryLimit)
+	return c
 }
 
 // imagesDir is where the image cache lives.

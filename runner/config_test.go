@@ -44,6 +44,10 @@ func TestConfigRefusals(t *testing.T) {
 		{"max_sandboxes: 70000\n", "max_sandboxes"},
 		{"host_hidden_paths: [/var/lib/../x]\n", "host_hidden_paths"},
 		{"default_environment: {\"A=B\": x}\n", "default_environment"},
+		{"tmp_size: 1KiB\n", "tmp_size"},
+		{"max_shm_size: 100\n", "max_shm_size"},
+		{"concurrency: -1\n", "concurrency"},
+		{"default_memory_limit: 2GiB\nmax_memory_limit: 1GiB\n", "max_memory_limit"},
 	} {
 		cfg := DefaultConfig()
 		err := configs.Parse([]byte(tc.yaml), &cfg)
@@ -53,5 +57,34 @@ func TestConfigRefusals(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want an error naming %s", tc.yaml, err, tc.want)
 		}
+	}
+}
+
+// TestHostLimits: the memory defaults that depend on the host.
+func TestHostLimits(t *testing.T) {
+	const gib = 1 << 30
+	for _, tc := range []struct {
+		name                 string
+		mod                  func(*Config)
+		cpus                 int
+		wantDefault, wantMax configs.ByteSize
+		wantConcurrency      int
+	}{
+		{"host memory / CPUs", nil, 4, 4 * gib, 16 * gib, 4},
+		{"host memory / concurrency", func(c *Config) { c.Concurrency = 8 }, 4, 2 * gib, 16 * gib, 8},
+		{"explicit default", func(c *Config) { c.DefaultMemoryLimit = 3 * gib }, 4, 3 * gib, 16 * gib, 4},
+		{"default capped by max", func(c *Config) { c.MaxMemoryLimit = 1 * gib }, 2, 1 * gib, 1 * gib, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			if tc.mod != nil {
+				tc.mod(&cfg)
+			}
+			got := cfg.withHostLimits(16*gib, tc.cpus)
+			if got.DefaultMemoryLimit != tc.wantDefault || got.MaxMemoryLimit != tc.wantMax || got.Concurrency != tc.wantConcurrency {
+				t.Errorf("default %d max %d concurrency %d, want %d %d %d", got.DefaultMemoryLimit, got.MaxMemoryLimit, got.Concurrency,
+					tc.wantDefault, tc.wantMax, tc.wantConcurrency)
+			}
+		})
 	}
 }

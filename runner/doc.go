@@ -29,9 +29,15 @@
 //     worker's uid, which the sandbox does not map;
 //  6. runs it with the launcher, handing the native launcher the spec in
 //     memory (an external runtime gets config.json in the slot's bundle
-//     directory, removed afterwards), and translates the sandbox.Result
-//     (timeout → DEADLINE_EXCEEDED, cancellation → CANCELLED, OOM kills and
-//     pids limit hits flagged, resource usage) into the RunResponse. A set-up
+//     directory, removed afterwards), while a diskGuard watches the input
+//     root and kills the sandbox past disk_quota; and translates the
+//     sandbox.Result (response: timeout → DEADLINE_EXCEEDED, cancellation →
+//     CANCELLED, the disk quota → RESOURCE_EXHAUSTED,
+//     OOM kills and pids limit hits anywhere in the sandbox flagged and
+//     described in status_message, resource usage) into the RunResponse.
+//     The limits (memory, /tmp, /dev/shm, disk, pids) come from the
+//     platform and the config, whose host-dependent defaults New resolves
+//     (Config.withHostLimits). A set-up
 //     that failed because a bind source vanished meanwhile
 //     (sandbox.ErrMountSourceMissing) is retried once with a fresh plan.
 //     Bundles and skeletons left by a crash go at the next start.

@@ -108,7 +108,7 @@ func TestHostViewsReuseUntilTheHostChanges(t *testing.T) {
 // plan is not in the next sandbox's view, and a directory read just after
 // it changed is not trusted.
 func TestHostViewsRealDirectories(t *testing.T) {
-	base := t.TempDir()
+	base := quietTempDir(t)
 	top := filepath.Join(base, "top")
 	for _, d := range []string{"top/a", "top/b"} {
 		if err := os.MkdirAll(filepath.Join(base, d), 0o755); err != nil {
@@ -189,4 +189,22 @@ func waitTimestampTick(t *testing.T, dir string) {
 		}
 		time.Sleep(time.Millisecond) // polling, bounded by the deadline
 	}
+}
+
+// quietTempDir is a temporary directory whose parents change rarely: the
+// package's own directory rather than /tmp, where other tests (and other
+// processes) create and remove entries all the time, which would change
+// the stamps a host view's plan is checked against.
+func quietTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp(".", "hostview-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return abs
 }

@@ -138,10 +138,78 @@ func parsePlatform(cfg *Config, props []*runnerpb.Property) (platform, error) {
 			return platform{}, err
 		}
 	}
-	if p.RunAsRoot && p.User != "" {
-		return platform{}, invalid(propUser, "conflicts with %s=true", propRunAsRoot)
+	if err := checkCombination(cfg, p); err != nil {
+		return platform{}, err
 	}
 	return p, nil
+}
+
+// checkCombination refuses properties valid alone but not together, or
+// beyond the config's limits.
+func checkCombination(cfg *Config, p platform) error {
+	if p.RunAsRoot && p.User != "" {
+		return invalid(propUser, "conflicts with %s=true", propRunAsRoot)
+	}
+	return checkLimits(cfg, p)
+}
+
+// sandboxLimits are the memory figures of one action's sandbox, in bytes.
+type sandboxLimits struct {
+	Memory int64 // the memory cgroup's limit (0: none)
+	Tmp    int64 // size of the /tmp tmpfs (0: the kernel's default)
+	Shm    int64 // size of /dev/shm (0: sandbox.DefaultSpec's)
+}
+
+// limitsOf resolves an action's limits from its platform and the config
+// (whose host-dependent defaults New has resolved). Pure.
+func limitsOf(cfg *Config, p platform) sandboxLimits {
+	l := sandboxLimits{Memory: p.Memory, Tmp: int64(cfg.TmpSize), Shm: p.ShmSize}
+	if l.Memory == 0 {
+		l.Memory = int64(cfg.DefaultMemoryLimit)
+	}
+	if l.Tmp == 0 {
+		// Half, as the kernel's own tmpfs default is half of the RAM: a
+		// full /tmp then fails writes with ENOSPC and leaves the action's
+		// processes memory to run (and to report) in.
+		l.Tmp = l.Memory / 2
+	}
+	return l
+}
+
+// checkLimits refuses an EstimatedMemory above max_memory_limit and a
+// dockerShmSize above max_shm_size (by default, above the action's memory
+// limit).
+func checkLimits(cfg *Config, p platform) error {
+	if m := int64(cfg.MaxMemoryLimit); m > 0 && p.Memory > m {
+		return invalid(propMemory, "%s is above this runner's max_memory_limit (%s)", formatBytes(p.Memory), formatBytes(m))
+	}
+	if p.ShmSize == 0 {
+		return nil
+	}
+	if m := int64(cfg.MaxShmSize); m > 0 && p.ShmSize > m {
+		return invalid(propShmSize, "%s is above this runner's max_shm_size (%s)", formatBytes(p.ShmSize), formatBytes(m))
+	}
+	if mem := limitsOf(cfg, p).Memory; cfg.MaxShmSize == 0 && mem > 0 && p.ShmSize > mem {
+		return invalid(propShmSize, "%s is above the action's memory limit (%s), which /dev/shm counts against", formatBytes(p.ShmSize), formatBytes(mem))
+	}
+	return nil
+}
+
+// formatBytes writes n in the largest binary unit that divides it, or in
+// MiB with a fraction.
+func formatBytes(n int64) string {
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.size && n%u.size == 0 {
+			return fmt.Sprintf("%d %s", n/u.size, u.name)
+		}
+	}
+	if n >= 1<<20 {
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 func parseBool(name, value string) (bool, error) {

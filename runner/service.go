@@ -9,16 +9,16 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/images"
@@ -72,6 +72,11 @@ func New(opts Options) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		return nil, fmt.Errorf("runner: host memory: %w", err)
+	}
+	cfg = cfg.withHostLimits(int64(si.Totalram)*int64(si.Unit), runtime.NumCPU())
 	if opts.Launcher == nil {
 		return nil, errors.New("runner: Options.Launcher is required")
 	}
@@ -169,14 +174,9 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	if err != nil {
 		return nil, err
 	}
-	timeout := s.cfg.DefaultTimeout
-	if req.GetTimeout() != nil {
-		if err := req.GetTimeout().CheckValid(); err != nil || req.GetTimeout().AsDuration() < 0 {
-			return nil, status.Error(codes.InvalidArgument, "timeout: want a valid, non-negative duration")
-		}
-		if d := req.GetTimeout().AsDuration(); d > 0 {
-			timeout = d
-		}
+	timeout, err := actionTimeout(&s.cfg, req)
+	if err != nil {
+		return nil, err
 	}
 	irp := inputRootPath(&s.cfg, plat)
 	if err := checkWorkingDirectory(req.GetInputRoot(), req.GetWorkingDirectory()); err != nil {
@@ -231,13 +231,8 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	if err != nil {
 		return nil, err
 	}
-	hostUID, err1 := sandbox.HostID(spec.Linux.UIDMappings, in.User.UID)
-	hostGID, err2 := sandbox.HostID(spec.Linux.GIDMappings, in.User.GID)
-	if err := errors.Join(err1, err2); err != nil {
-		return nil, status.Errorf(codes.Internal, "map user: %v", err)
-	}
-	if err := chownDirectories(req.GetInputRoot(), int(hostUID), int(hostGID)); err != nil {
-		return nil, status.Errorf(codes.Internal, "make input root writable: %v", err)
+	if err := giveInputRoot(spec, in.User, req.GetInputRoot()); err != nil {
+		return nil, err
 	}
 	// The slot's bundle directory is ours until release. The launcher
 	// takes the spec in memory: the native one needs no config.json at
@@ -248,12 +243,63 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	}
 
 	start := s.clock.Now()
-	res, err := s.launcher.Run(ctx, sreq)
+	res, overQuota, err := s.runGuarded(ctx, sreq, req.GetInputRoot(), idBase)
 	end := s.clock.Now()
 	if err != nil {
 		return nil, sandboxError(err)
 	}
-	return response(res, timeout, start, end), nil
+	return response(res, runFacts{timeout: timeout, limits: limitsOf(&s.cfg, plat), pids: s.cfg.PidsLimit,
+		diskQuota: int64(s.cfg.DiskQuota), overQuota: overQuota}, start, end), nil
+}
+
+// runGuarded runs sreq with a diskGuard on its input root (unless there
+// is no disk quota), which kills the sandbox at once past the quota;
+// overQuota says it did.
+func (s *Service) runGuarded(ctx context.Context, sreq sandbox.Request, inputRoot string, idBase uint32) (_ *sandbox.Result, overQuota bool, _ error) {
+	q := int64(s.cfg.DiskQuota)
+	if q <= 0 {
+		res, err := s.launcher.Run(ctx, sreq)
+		return res, false, err
+	}
+	runCtx, kill := context.WithCancelCause(ctx)
+	defer kill(nil)
+	g := diskGuard{root: inputRoot, quota: q, owns: func(uid uint32) bool {
+		return uid >= idBase && uint64(uid) < uint64(idBase)+sandbox.DefaultIDRange
+	}}
+	guardCtx, stopGuard := context.WithCancel(runCtx)
+	over := make(chan bool, 1)
+	go func() { over <- g.watch(guardCtx, func() { kill(sandbox.ErrKillNow) }) }()
+	res, err := s.launcher.Run(runCtx, sreq)
+	stopGuard()
+	return res, <-over, err
+}
+
+// actionTimeout is the request's timeout, or the config's default.
+func actionTimeout(cfg *Config, req *runnerpb.RunRequest) (time.Duration, error) {
+	timeout := cfg.DefaultTimeout
+	if req.GetTimeout() != nil {
+		if err := req.GetTimeout().CheckValid(); err != nil || req.GetTimeout().AsDuration() < 0 {
+			return 0, status.Error(codes.InvalidArgument, "timeout: want a valid, non-negative duration")
+		}
+		if d := req.GetTimeout().AsDuration(); d > 0 {
+			timeout = d
+		}
+	}
+	return timeout, nil
+}
+
+// giveInputRoot chowns the input root's directories to the host ids that
+// the sandbox user maps to under spec.
+func giveInputRoot(spec *specs.Spec, user sandboxUser, inputRoot string) error {
+	hostUID, err1 := sandbox.HostID(spec.Linux.UIDMappings, user.UID)
+	hostGID, err2 := sandbox.HostID(spec.Linux.GIDMappings, user.GID)
+	if err := errors.Join(err1, err2); err != nil {
+		return status.Errorf(codes.Internal, "map user: %v", err)
+	}
+	if err := chownDirectories(inputRoot, int(hostUID), int(hostGID)); err != nil {
+		return status.Errorf(codes.Internal, "make input root writable: %v", err)
+	}
+	return nil
 }
 
 // underHidden reports whether p's real location (what host binds would
@@ -359,40 +405,3 @@ type statusWithCause struct {
 func (e statusWithCause) Error() string              { return e.st.Err().Error() }
 func (e statusWithCause) GRPCStatus() *status.Status { return e.st }
 func (e statusWithCause) Unwrap() error              { return e.cause }
-
-// response translates a sandbox result.
-func response(res *sandbox.Result, timeout time.Duration, start, end time.Time) *runnerpb.RunResponse {
-	resp := &runnerpb.RunResponse{
-		ExitCode:           int32(res.ExitCode),
-		Signal:             int32(res.Signal),
-		TimedOut:           res.TimedOut,
-		OomKilled:          res.OOMKilled,
-		PidsLimitHit:       res.Cgroup.PidsLimitHits > 0,
-		Cancelled:          res.Canceled,
-		StdoutTruncated:    res.Stdout.Truncated,
-		StderrTruncated:    res.Stderr.Truncated,
-		ExecutionStart:     timestamppb.New(start),
-		ExecutionCompleted: timestamppb.New(end),
-		Usage: &runnerpb.ResourceUsage{
-			UserTime:                   durationpb.New(res.Usage.UserTime),
-			SystemTime:                 durationpb.New(res.Usage.SystemTime),
-			MaxRssBytes:                res.Usage.MaxRSSBytes,
-			MinorPageFaults:            res.Usage.MinorFaults,
-			MajorPageFaults:            res.Usage.MajorFaults,
-			VoluntaryContextSwitches:   res.Usage.VoluntaryCtxSwitches,
-			InvoluntaryContextSwitches: res.Usage.InvoluntaryCtxSwitch,
-			PeakMemoryBytes:            int64(res.Cgroup.MemoryPeakBytes),
-			CgroupCpuTime:              durationpb.New(res.Cgroup.CPUTime),
-			PeakPids:                   int64(res.Cgroup.PidsPeak),
-			WallTime:                   durationpb.New(res.WallTime),
-		},
-	}
-	switch {
-	case res.Canceled:
-		resp.StatusCode, resp.StatusMessage = int32(codes.Canceled), "cancelled: the sandbox was terminated"
-	case res.TimedOut:
-		resp.StatusCode = int32(codes.DeadlineExceeded)
-		resp.StatusMessage = fmt.Sprintf("the action timed out after %s and was terminated", timeout)
-	}
-	return resp
-}

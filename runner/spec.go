@@ -55,10 +55,15 @@ func inputRootPath(cfg *Config, p platform) string {
 //   - the input root is bind-mounted read-write (nosuid, nodev) at the
 //     input root path; the working directory is below it.
 //   - the rootfs is read-only, with sandbox.DefaultSpec's /proc, /dev,
-//     /dev/shm and a fresh tmpfs /tmp; network, pid, ipc, uts, mount, user
+//     /dev/shm and a fresh tmpfs /tmp, each tmpfs bounded (/tmp by
+//     tmp_size, half the action's memory limit by default; /dev/shm by
+//     dockerShmSize); network, pid, ipc, uts, mount, user
 //     and cgroup namespaces are new, unless dockerNetwork=standard keeps the
 //     host's network.
 //   - container ids 0..65535 map to host ids from IDBase.
+//   - the memory limit is EstimatedMemory or default_memory_limit, with
+//     memory+swap equal to it; the pids limit is pids_limit; RLIMIT_FSIZE
+//     is disk_quota.
 func buildSpec(in specInput) (*specs.Spec, error) {
 	req := in.Request
 	if len(req.GetArguments()) == 0 {
@@ -84,10 +89,16 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	s.Process.Cwd = path.Join(irp, wd)
 	s.Process.User = specs.User{UID: in.User.UID, GID: in.User.GID}
 
+	lim := limitsOf(in.Config, in.Platform)
 	mounts := append([]specs.Mount(nil), in.HostBinds...)
 	for _, m := range s.Mounts {
-		if m.Destination == "/dev/shm" && in.Platform.ShmSize > 0 {
-			m.Options = withSize(m.Options, in.Platform.ShmSize)
+		switch {
+		case m.Destination == "/dev/shm" && lim.Shm > 0:
+			m.Options = withSize(m.Options, lim.Shm)
+		case m.Destination == "/tmp" && m.Type == "tmpfs" && lim.Tmp > 0:
+			// Without size= a tmpfs may grow to half the host's RAM;
+			// its pages count against the memory limit as well.
+			m.Options = withSize(m.Options, lim.Tmp)
 		}
 		mounts = append(mounts, m)
 	}
@@ -113,28 +124,33 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = nil, nil
 	}
 
+	applyLimits(s, in.Config, in.Platform, lim)
+	return s, nil
+}
+
+// applyLimits sets the spec's rlimits and cgroup resources (see buildSpec).
+func applyLimits(s *specs.Spec, cfg *Config, p platform, lim sandboxLimits) {
+	if q := uint64(cfg.DiskQuota); q > 0 {
+		// No file may outgrow the disk quota (diskGuard sees the rest).
+		s.Process.Rlimits = append(s.Process.Rlimits, specs.POSIXRlimit{Type: "RLIMIT_FSIZE", Hard: q, Soft: q})
+	}
 	res := s.Linux.Resources
-	if n := in.Config.PidsLimit; n > 0 {
+	if n := cfg.PidsLimit; n > 0 {
 		res.Pids = &specs.LinuxPids{Limit: &n}
 	}
-	mem := in.Platform.Memory
-	if mem == 0 {
-		mem = int64(in.Config.DefaultMemoryLimit)
-	}
-	if mem > 0 {
+	if mem := lim.Memory; mem > 0 {
 		swap := mem // memory+swap = memory: no swap, so the limit is real
 		res.Memory = &specs.LinuxMemory{Limit: &mem, Swap: &swap}
 	}
-	cpu := in.Platform.CPU
+	cpu := p.CPU
 	if cpu == 0 {
-		cpu = in.Config.DefaultCPULimit
+		cpu = cfg.DefaultCPULimit
 	}
 	if cpu > 0 {
 		quota := int64(cpu * cpuPeriodMicros)
 		period := uint64(cpuPeriodMicros)
 		res.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
 	}
-	return s, nil
 }
 
 // environment composes the process environment (see buildSpec).

@@ -77,6 +77,11 @@ var specCases = []specCase{
 	{name: "estimated_cpu_bad", props: map[string]string{"EstimatedCPU": "-1"}},
 	{name: "shm_size", props: map[string]string{"dockerShmSize": "256MiB"}},
 	{name: "shm_size_tiny", props: map[string]string{"dockerShmSize": "1k"}},
+	{name: "shm_size_above_memory", props: map[string]string{"dockerShmSize": "1TiB"}},
+	{name: "shm_size_above_max", props: map[string]string{"dockerShmSize": "256MiB"}, cfg: func(c *Config) { c.MaxShmSize = 128 << 20 }},
+	{name: "shm_size_within_max", props: map[string]string{"dockerShmSize": "8GiB", "EstimatedMemory": "1GiB"}, cfg: func(c *Config) { c.MaxShmSize = 8 << 30 }},
+	{name: "memory_above_max", props: map[string]string{"EstimatedMemory": "1TiB"}},
+	{name: "tmp_size", props: map[string]string{"EstimatedMemory": "2GiB"}, cfg: func(c *Config) { c.TmpSize = 512 << 20 }},
 	{name: "capabilities_add_drop", props: map[string]string{"dockerAddCapabilities": "sys_ptrace,CAP_NET_ADMIN", "dockerDropCapabilities": "NET_RAW,MKNOD"}},
 	{name: "capabilities_drop_all_add_one", props: map[string]string{"dockerAddCapabilities": "CHOWN", "dockerDropCapabilities": "ALL"}},
 	{name: "capabilities_unknown", props: map[string]string{"dockerAddCapabilities": "CAP_FLY"}},
@@ -109,6 +114,8 @@ func goldenSpec(c specCase) []byte {
 	if c.cfg != nil {
 		c.cfg(&cfg)
 	}
+	// As New does, on a host with 16 GiB and 4 CPUs.
+	cfg = cfg.withHostLimits(16<<30, 4)
 	req := &runnerpb.RunRequest{
 		ActionId:  "operations/1234-0",
 		InputRoot: "/var/lib/paddock/build/1234-0/root",

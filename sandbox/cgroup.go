@@ -52,8 +52,25 @@ type sandboxCgroup interface {
 // cgroupRoot is where the hierarchies are mounted.
 const cgroupRoot = "/sys/fs/cgroup"
 
-// v1Subsystems are the v1 controllers a sandbox uses. Constant.
-var v1Subsystems = []string{"memory", "pids", "cpu", "cpuacct"}
+// v1Subsystems are the v1 controllers a sandbox uses: memory, pids, cpu
+// and cpuacct, and the freezer where the host has it mounted (killAll
+// freezes a sandbox before it kills it, so that a fork bomb cannot outrun
+// the kill). A fact of the host, read once; constant afterwards.
+var v1Subsystems = v1SubsystemsOf(cgroupRoot)
+
+// v1SubsystemsOf lists the v1 controllers to use under root.
+func v1SubsystemsOf(root string) []string {
+	subs := []string{"memory", "pids", "cpu", "cpuacct"}
+	if _, err := os.Stat(filepath.Join(root, "freezer", "cgroup.procs")); err == nil {
+		subs = append(subs, "freezer")
+	}
+	return subs
+}
+
+// freezeWait bounds how long killAll waits for a sandbox to freeze (a
+// process in uninterruptible sleep delays it); past it, the kill goes
+// ahead unfrozen.
+const freezeWait = time.Second
 
 // newSandboxCgroup creates parent/name with the limits of res, using v2 when
 // the host is unified and v1 otherwise (hybrid hosts keep their controllers

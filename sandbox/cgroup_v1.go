@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -245,8 +246,13 @@ func (c *cgroupV1) read(sub, file string) []byte {
 // memory peak from the current usage, which includes page cache the last
 // sandbox left charged here).
 func (c *cgroupV1) reset() bool {
-	if procs, err := c.files.read(c.path("pids", "cgroup.procs")); err != nil || len(strings.TrimSpace(string(procs))) != 0 {
+	if procs, err := c.procs(); err != nil || len(strings.TrimSpace(string(procs))) != 0 {
 		return false
+	}
+	if slices.Contains(v1Subsystems, "freezer") {
+		if b, err := c.files.read(c.path("freezer", "freezer.state")); err != nil || strings.TrimSpace(string(b)) != "THAWED" {
+			return false
+		}
 	}
 	for _, f := range [][2]string{{"memory", "memory.max_usage_in_bytes"}, {"cpuacct", "cpuacct.usage"}} {
 		if err := c.files.write(c.path(f[0], f[1]), "0"); err != nil {
@@ -259,10 +265,51 @@ func (c *cgroupV1) reset() bool {
 	return true
 }
 
-func (c *cgroupV1) killAll() { c.signalAll(syscall.SIGKILL, 0) }
+// killAll SIGKILLs every process in the cgroup. Where the freezer is
+// mounted, it freezes the cgroup first, so that no process forks between
+// the reading of the list and the kill (a fork bomb at its pids limit
+// otherwise refills what is killed, and starves the host meanwhile), and
+// thaws it after, which lets the killed processes die.
+func (c *cgroupV1) killAll() {
+	frozen := c.freeze()
+	c.signalAll(syscall.SIGKILL, 0)
+	if frozen {
+		_ = c.files.write(c.path("freezer", "freezer.state"), "THAWED")
+	}
+}
+
+// freeze freezes the cgroup and waits (at most freezeWait) until it is
+// frozen; it reports whether it has to be thawed.
+func (c *cgroupV1) freeze() bool {
+	if !slices.Contains(v1Subsystems, "freezer") {
+		return false
+	}
+	state := c.path("freezer", "freezer.state")
+	if err := c.files.write(state, "FROZEN"); err != nil {
+		return false
+	}
+	for deadline := time.Now().Add(freezeWait); time.Now().Before(deadline); {
+		if b, err := c.files.read(state); err != nil || strings.TrimSpace(string(b)) == "FROZEN" {
+			break
+		}
+		time.Sleep(time.Millisecond) // poll: the kernel freezes tasks as they reach a safe point
+	}
+	return true
+}
 
 func (c *cgroupV1) signalAll(sig syscall.Signal, except int) {
-	signalPids(c.read("pids", "cgroup.procs"), sig, except)
+	procs, _ := c.procs()
+	signalPids(procs, sig, except)
+}
+
+// procs lists the cgroup's processes. It opens cgroup.procs afresh each
+// time, unlike the other control files (cgroupFiles): on v1 the kernel
+// keeps the list it made for an open file and serves it again to later
+// reads of that file, until a second has passed without one, so a kept
+// descriptor would see a stale list (an empty one, read at reset, would
+// hide every process of the next sandbox from a kill).
+func (c *cgroupV1) procs() ([]byte, error) {
+	return os.ReadFile(c.path("pids", "cgroup.procs"))
 }
 
 // remove rmdirs the cgroup in each hierarchy. (cgroup1's Delete walks

@@ -77,9 +77,24 @@ func (c *cgroupV2) stats() CgroupStats {
 	return s
 }
 
+// killAll kills every process in the cgroup with cgroup.kill (Linux 5.14),
+// which no fork can escape; on older kernels it freezes the cgroup, kills
+// what it lists and thaws it.
 func (c *cgroupV2) killAll() {
-	if err := os.WriteFile(filepath.Join(c.path, "cgroup.kill"), []byte("1"), 0); err != nil {
-		killProcsFile(filepath.Join(c.path, "cgroup.procs"))
+	if err := os.WriteFile(filepath.Join(c.path, "cgroup.kill"), []byte("1"), 0); err == nil {
+		return
+	}
+	freeze := filepath.Join(c.path, "cgroup.freeze")
+	frozen := os.WriteFile(freeze, []byte("1"), 0) == nil
+	for deadline := time.Now().Add(freezeWait); frozen && time.Now().Before(deadline); {
+		if readKeyedFile(filepath.Join(c.path, "cgroup.events"), "frozen") == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond) // poll: tasks freeze as they reach a safe point
+	}
+	killProcsFile(filepath.Join(c.path, "cgroup.procs"))
+	if frozen {
+		_ = os.WriteFile(freeze, []byte("0"), 0)
 	}
 }
 

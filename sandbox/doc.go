@@ -40,8 +40,14 @@
 // (cgroupPool: no process left, figures from zero, limits rewritten; v2
 // cgroups are removed instead) before starting the next warm init. Timeouts and cancellation send SIGTERM to every process of the
 // sandbox (the spawner, from the cgroup's process list, and the init once
-// it has forked the command, in case that came later) and SIGKILL to the
-// init after a grace period.
+// it has forked the command, in case that came later); after a grace
+// period the kill path ends it: the cgroup is frozen (v1 freezer; v2
+// cgroup.kill, or cgroup.freeze on kernels before 5.14), every process in
+// it SIGKILLed, and the cgroup thawed, so that a fork bomb cannot refill
+// what is killed. A cancellation whose cause is ErrKillNow takes the kill
+// path at once. Close stops the spawner (which has a process group of its
+// own, so that a terminal's Ctrl-C does not kill it first) and removes
+// every sandbox cgroup it left.
 //
 // # What of the spec is honoured
 //

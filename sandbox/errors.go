@@ -19,6 +19,13 @@ var (
 	ErrCommandNotStarted = errors.New("the command could not be started")
 	// ErrSpawnerGone: the spawner process died; the next Run starts another.
 	ErrSpawnerGone = errors.New("sandbox spawner exited")
+	// ErrKillNow is not returned: a caller cancels a Run's context with it
+	// as the cause (context.WithCancelCause) to have the native launcher
+	// kill the sandbox at once (frozen, every process SIGKILLed), without
+	// SIGTERM and grace period: for a sandbox past a limit, which must not
+	// go on for the grace period. Result.Canceled and Killed are set. An
+	// external runtime treats it as a plain cancellation.
+	ErrKillNow = errors.New("sandbox killed at once")
 )
 
 // errorKind names, on the spawner's wire, the sentinels an error wraps.

@@ -60,8 +60,11 @@ func startSpawner(opts Options) (*spawnerConn, error) {
 		Args:   []string{spawnerArg0},
 		Env:    []string{roleEnv + "=" + roleSpawner, fmt.Sprintf("%s=%d", warmEnv, opts.WarmInits), "GOMAXPROCS=1"},
 		Stderr: os.Stderr,
-		// The spawner dies with us; it then kills its sandboxes.
-		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+		// The spawner dies with us; it then kills its sandboxes. It has
+		// a process group of its own: a terminal's Ctrl-C (SIGINT to the
+		// foreground group) must not kill it before its launcher closes
+		// it, or the cgroups it holds would be left behind.
+		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true},
 	}
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -207,7 +210,11 @@ func (b *nativeBackend) run(ctx context.Context, req Request) (*Result, error) {
 			return resp.Result, nil
 		case <-cancel:
 			cancel = nil
-			_ = c.send(spawnRequest{Op: opCancel, ID: id}, nil)
+			op := opCancel
+			if errors.Is(context.Cause(ctx), ErrKillNow) {
+				op = opKill
+			}
+			_ = c.send(spawnRequest{Op: op, ID: id}, nil)
 		}
 	}
 }
@@ -226,6 +233,12 @@ func (b *nativeBackend) close() error {
 	b.mu.Unlock()
 	err := c.in.Close()
 	<-c.done
+	// The spawner removes its cgroups as it exits; if it died instead
+	// (killed, crashed), they are stale now: remove them too, so that a
+	// graceful stop leaves no sandbox cgroup behind.
+	if cerr := cleanStaleCgroups(b.opts.CgroupParent); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("remove sandbox cgroups: %w", cerr))
+	}
 	removeCgroupParent(b.opts.CgroupParent)
 	return err
 }

@@ -102,7 +102,7 @@ func (o *ociRuntime) run(ctx context.Context, req Request) (*Result, error) {
 	waitDone := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(waitDone) }()
 	res := &Result{}
-	awaitEnd(waitDone, req.Timeout, o.opts.KillGrace, ctx.Done(),
+	awaitEnd(waitDone, req.Timeout, o.opts.KillGrace, ctx.Done(), nil,
 		func() { _ = o.command("kill", "--all", id, "TERM").Run() },
 		func() { _ = o.command("kill", "--all", id, "KILL").Run() }, res)
 	res.WallTime = time.Since(start)

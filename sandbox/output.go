@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"syscall"
+	"time"
 )
 
 // outputCapture reads one stream of a sandbox from a pipe into a file,
@@ -78,12 +79,13 @@ func (c *outputCapture) start(dst *os.File, limit int64) {
 		if limit <= 0 {
 			limit = math.MaxInt64
 		}
-		n, err := io.CopyN(dst, c.r, limit)
+		src := &pipeReader{f: c.r}
+		n, err := io.CopyN(dst, src, limit)
 		st.Bytes = n
 		if err != nil && !errors.Is(err, io.EOF) {
 			st.Truncated = true
 		}
-		if rest, _ := io.Copy(io.Discard, c.r); rest > 0 {
+		if rest, _ := io.Copy(io.Discard, src); rest > 0 {
 			st.Truncated = true
 			st.Discarded = rest
 		}
@@ -93,6 +95,55 @@ func (c *outputCapture) start(dst *os.File, limit int64) {
 		}
 		c.done <- st
 	}()
+}
+
+// stopAfterKill ends the copy once the pipe is empty, rather than when
+// the last process holding its write end has exited: after the kill path
+// no process of the sandbox writes again, but thousands may still be
+// exiting. (A read deadline wakes the copy; pipeReader then takes what the
+// pipe still holds without waiting.)
+func (c *outputCapture) stopAfterKill() {
+	_ = c.r.SetReadDeadline(time.Now())
+}
+
+// pipeReader reads a capture's pipe. Once the pipe's read deadline has
+// passed (stopAfterKill), it reads what the pipe still holds without
+// waiting, and then reports the end.
+type pipeReader struct {
+	f       *os.File
+	nowait  bool
+	drained bool
+}
+
+func (r *pipeReader) Read(p []byte) (int, error) {
+	if !r.nowait {
+		n, err := r.f.Read(p)
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		r.nowait = true
+		if n > 0 {
+			return n, nil
+		}
+	}
+	if r.drained {
+		return 0, io.EOF
+	}
+	rc, err := r.f.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	// Control bypasses the deadline; the descriptor is non-blocking, so
+	// an empty pipe answers EAGAIN at once.
+	n, rerr := 0, error(nil)
+	if err := rc.Control(func(fd uintptr) { n, rerr = syscall.Read(int(fd), p) }); err != nil {
+		return 0, err
+	}
+	if n <= 0 || rerr != nil {
+		r.drained = true
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 // abort releases everything when the copy never started.

@@ -1,8 +1,11 @@
 package sandbox
 
 import (
+	"fmt"
 	"syscall"
 	"time"
+
+	"github.com/paddock-build/paddock/sandbox/internal/initplan"
 )
 
 // Result is what happened to one sandboxed command. A non-zero exit, a
@@ -20,8 +23,14 @@ type Result struct {
 	// Canceled: the caller's context was done and the sandbox was terminated.
 	Canceled bool
 	// Killed: after SIGTERM, the sandbox did not end within the grace
-	// period and was SIGKILLed.
+	// period and was SIGKILLed (frozen first, so that nothing in it could
+	// fork meanwhile).
 	Killed bool
+	// InitDied: the sandbox's init died before it reported (SIGKILLed after
+	// the grace period, or killed by the OOM killer), which ended every
+	// process of the sandbox. The command's own status is unknown; ExitCode
+	// is -1 and Signal the init's.
+	InitDied bool
 	// Usage is the rusage of every process of the sandbox (the command and
 	// everything it forked), as reaped by the sandbox's init.
 	Usage Usage
@@ -70,4 +79,32 @@ type OutputStats struct {
 	Truncated bool
 	// Discarded is how many bytes beyond the limit were dropped.
 	Discarded int64
+}
+
+// fromStatus fills res from the init's report, or returns the error it
+// reports (the command never ran).
+func fromStatus(data []byte, res *Result) error {
+	st, err := initplan.DecodeStatus(data)
+	if err != nil {
+		return fmt.Errorf("%w: sandbox init: %w", ErrSetup, err)
+	}
+	switch {
+	case st.Error != "" && st.NotStarted:
+		return fmt.Errorf("%w: %s", ErrCommandNotStarted, st.Error)
+	case st.Error != "" && st.MissingSource:
+		return fmt.Errorf("%w: %w: %s", ErrSetup, ErrMountSourceMissing, st.Error)
+	case st.Error != "":
+		return fmt.Errorf("%w: %s", ErrSetup, st.Error)
+	}
+	res.ExitCode, res.Signal = int(st.ExitCode), syscall.Signal(st.Signal)
+	res.Usage = Usage{
+		UserTime:             time.Duration(st.UserNanos),
+		SystemTime:           time.Duration(st.SystemNanos),
+		MaxRSSBytes:          st.MaxRSSKiB * 1024,
+		MinorFaults:          st.MinorFaults,
+		MajorFaults:          st.MajorFaults,
+		VoluntaryCtxSwitches: st.VoluntarySwitches,
+		InvoluntaryCtxSwitch: st.InvoluntarySwitches,
+	}
+	return nil
 }

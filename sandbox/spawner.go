@@ -46,6 +46,7 @@ type spawnOp string
 const (
 	opRun    spawnOp = "run"    // run Bundle; answered when it has ended
 	opCancel spawnOp = "cancel" // terminate the run with the same ID; no answer
+	opKill   spawnOp = "kill"   // kill the run with the same ID at once; no answer
 )
 
 type spawnRequest struct {
@@ -72,10 +73,6 @@ type spawnResponse struct {
 	Kind errorKind `json:",omitempty"`
 }
 
-// maxWarmKinds bounds how many kinds of clone parameters have a warm init
-// at once (a runner uses one per id slot, so its concurrency).
-const maxWarmKinds = 16
-
 type spawner struct {
 	out   *json.Encoder
 	outMu sync.Mutex
@@ -97,29 +94,17 @@ type spawner struct {
 	warmDepth int // inits kept started ahead per kind
 }
 
-// warmSlot is an init being started ahead; ready is closed once w or err
-// is set. A Run claims the slot even before it is ready: waiting for an
-// init already half started beats starting a second one.
-type warmSlot struct {
-	ready chan struct{}
-	w     *startedInit
-	err   error
-}
-
-// release discards the slot's init once it is ready.
-func (s *spawner) release(ws *warmSlot) {
-	<-ws.ready
-	if ws.w != nil {
-		s.discard(ws.w)
-	}
-}
-
 type spawnedSandbox struct {
-	cancel chan struct{}
-	once   sync.Once
+	cancel, killNow      chan struct{}
+	cancelOnce, killOnce sync.Once
 }
 
-func (s *spawnedSandbox) stop() { s.once.Do(func() { close(s.cancel) }) }
+func newSpawnedSandbox() *spawnedSandbox {
+	return &spawnedSandbox{cancel: make(chan struct{}), killNow: make(chan struct{})}
+}
+
+func (s *spawnedSandbox) stop() { s.cancelOnce.Do(func() { close(s.cancel) }) }
+func (s *spawnedSandbox) kill() { s.killOnce.Do(func() { close(s.killNow) }) }
 
 func runSpawner(warmDepth int) int {
 	s := &spawner{
@@ -147,14 +132,14 @@ func runSpawner(warmDepth int) int {
 		}
 		switch req.Op {
 		case opRun:
-			sb := &spawnedSandbox{cancel: make(chan struct{})}
+			sb := newSpawnedSandbox()
 			s.mu.Lock()
 			s.running[req.ID] = sb
 			s.mu.Unlock()
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				res, refill, err := s.run(req, sb.cancel)
+				res, refill, err := s.run(req, sb)
 				s.mu.Lock()
 				delete(s.running, req.ID)
 				s.mu.Unlock()
@@ -169,9 +154,11 @@ func runSpawner(warmDepth int) int {
 				// business.
 				refill()
 			}()
-		case opCancel:
+		case opCancel, opKill:
 			s.mu.Lock()
-			if sb := s.running[req.ID]; sb != nil {
+			if sb := s.running[req.ID]; sb != nil && req.Op == opKill {
+				sb.kill()
+			} else if sb != nil {
 				sb.stop()
 			}
 			s.mu.Unlock()
@@ -334,108 +321,11 @@ func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
 	return w, nil
 }
 
-// discard kills an init that never ran a command and releases what it
-// holds.
-func (s *spawner) discard(w *startedInit) {
-	_ = w.proc.Kill()
-	<-w.exited
-	w.ctlW.Close()
-	w.statR.Close()
-	w.stdout.abort()
-	w.stderr.abort()
-	s.cgroups.put(w.cgParent, w.cg, false)
-}
-
-// takeWarm returns the oldest warm init for key, waiting for it if it is
-// still starting, or nil if there is none (or it failed).
-func (s *spawner) takeWarm(key string) *startedInit {
-	s.mu.Lock()
-	slots := s.warm[key]
-	if len(slots) == 0 {
-		s.mu.Unlock()
-		return nil
-	}
-	ws := slots[0]
-	s.warm[key] = slots[1:]
-	s.mu.Unlock()
-	<-ws.ready
-	return ws.w
-}
-
-// refill starts warm inits for p until warmDepth are there or starting.
-// Warm inits are kept for the maxWarmKinds most recently used params; the
-// least recently used kind beyond that is discarded.
-func (s *spawner) refill(p initParams) {
-	key := p.key()
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
-	s.useClock++
-	s.lastUse[key] = s.useClock
-	var old []*warmSlot
-	if len(s.lastUse) > maxWarmKinds {
-		oldest, at := "", ^uint64(0)
-		for k, t := range s.lastUse {
-			if t < at {
-				oldest, at = k, t
-			}
-		}
-		old = s.warm[oldest]
-		delete(s.warm, oldest)
-		delete(s.lastUse, oldest)
-	}
-	var fresh []*warmSlot
-	for len(s.warm[key]) < s.warmDepth {
-		ws := &warmSlot{ready: make(chan struct{})}
-		s.warm[key] = append(s.warm[key], ws)
-		fresh = append(fresh, ws)
-	}
-	s.mu.Unlock()
-	for _, o := range old {
-		s.release(o)
-	}
-	for _, ws := range fresh {
-		ws.w, ws.err = s.startInit(p)
-		close(ws.ready)
-	}
-}
-
-// handOver gives an init the plan: a warm one if there is one for p, with
-// res applied to its cgroup. A warm init that died while it waited (its
-// control pipe is broken) is discarded and a fresh one started instead:
-// that is not the command's doing.
-func (s *spawner) handOver(p initParams, res *specs.LinuxResources, frame []byte) (*startedInit, error) {
-	w := s.takeWarm(p.key())
-	for attempt := 0; ; attempt++ {
-		if w == nil {
-			var err error
-			if w, err = s.startInit(p); err != nil {
-				return nil, err
-			}
-		}
-		if err := w.cg.update(res); err != nil {
-			s.discard(w)
-			return nil, fmt.Errorf("set cgroup limits: %w", err)
-		}
-		_, err := w.ctlW.Write(frame)
-		if err == nil {
-			return w, nil
-		}
-		s.discard(w)
-		if attempt > 0 {
-			return nil, fmt.Errorf("send plan to sandbox init: %w", err)
-		}
-		w = nil
-	}
-}
-
 // run runs one sandbox to its end: when it returns, every process of the
 // sandbox but its exiting init is gone. refill, always non-nil, waits for
 // that init, gives its cgroup back to the pool and starts the next warm
 // init; it runs after the result has been sent.
-func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (_ *Result, refill func(), _ error) {
+func (s *spawner) run(req spawnRequest, sb *spawnedSandbox) (_ *Result, refill func(), _ error) {
 	nop := func() {}
 	setupErr := func(err error) (*Result, func(), error) {
 		if kindOf(err) == kindNone {
@@ -475,17 +365,42 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (_ *Result, refi
 
 	res := &Result{}
 	// Once the init reported (or died), every process of the sandbox is
-	// gone. To terminate, the spawner signals the sandbox's processes
-	// itself (the init, pid 1 there, ignores what it has no handler for),
-	// after telling the init, which checks once it has forked the command:
-	// a termination that comes before the command exists still reaches it.
-	awaitEnd(statusDone, req.Timeout, req.KillGrace, cancel,
+	// gone; once the kill path has run, every one of them is dying. To
+	// terminate, the spawner signals the sandbox's processes itself (the
+	// init, pid 1 there, ignores what it has no handler for), after telling
+	// the init, which checks once it has forked the command: a termination
+	// that comes before the command exists still reaches it.
+	ended := make(chan struct{})
+	end := sync.OnceFunc(func() { close(ended) })
+	go func() { <-statusDone; end() }()
+	awaitEnd(ended, req.Timeout, req.KillGrace, sb.cancel, sb.killNow,
 		func() {
 			_, _ = w.ctlW.Write([]byte{initplan.Terminate})
 			w.cg.signalAll(syscall.SIGTERM, w.pid)
 		},
-		func() { _ = syscall.Kill(w.pid, syscall.SIGKILL) }, res)
+		// Past the grace period: freeze the whole sandbox and kill every
+		// process in it, so that a fork bomb ends as promptly as a
+		// sleeping command. The sandbox has then ended: its processes,
+		// the init among them, run no more user code, though thousands
+		// may take a while to exit. (The init's own SIGKILL would end
+		// them all too, through its pid namespace, but only once it got
+		// the CPU to exit.)
+		func() { w.cg.killAll(); _ = syscall.Kill(w.pid, syscall.SIGKILL); end() }, res)
 	res.WallTime = time.Since(start)
+	reported := false
+	select {
+	case <-statusDone:
+		reported = len(statusData) > 0
+	default:
+	}
+	if res.Killed {
+		// Every process of the sandbox has a SIGKILL pending and runs no
+		// more user code: what is in the pipes is all the output there
+		// will be. Their exit (thousands of them after a fork bomb) is
+		// the kernel's work, and need not delay the result.
+		w.stdout.stopAfterKill()
+		w.stderr.stopAfterKill()
+	}
 	res.Stdout = w.stdout.wait()
 	res.Stderr = w.stderr.wait()
 	res.Cgroup = w.cg.stats()
@@ -501,18 +416,16 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (_ *Result, refi
 		w.ctlW.Close()
 		s.cgroups.put(w.cgParent, w.cg, expected)
 	}
-	if len(statusData) == 0 {
-		// The init died before reporting (SIGKILLed after the grace
-		// period, or OOM-killed itself): the command counts as killed by
-		// that signal.
+	switch {
+	case !reported && res.Killed:
+		// The init dies of the kill path's SIGKILL; it is reaped once
+		// every process of its namespace has exited, after the result.
+		res.InitDied, res.ExitCode, res.Signal = true, -1, syscall.SIGKILL
+		s.cgroups.expect(w.cgParent)
+		return res, func() { finish(true); <-statusDone; s.refill(p) }, nil
+	case !reported:
 		finish(false)
-		res.ExitCode, res.Signal = -1, syscall.SIGKILL
-		if ws, ok := w.state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			res.Signal = ws.Signal()
-		}
-		if ru, ok := w.state.SysUsage().(*syscall.Rusage); ok {
-			res.Usage = usageFromRusage(ru)
-		}
+		initDied(w.state, res)
 		return res, func() { s.refill(p) }, nil
 	}
 	s.cgroups.expect(w.cgParent)
@@ -523,38 +436,24 @@ func (s *spawner) run(req spawnRequest, cancel <-chan struct{}) (_ *Result, refi
 	return res, refill, nil
 }
 
-// fromStatus fills res from the init's report, or returns the error it
-// reports (the command never ran).
-func fromStatus(data []byte, res *Result) error {
-	st, err := initplan.DecodeStatus(data)
-	if err != nil {
-		return fmt.Errorf("%w: sandbox init: %w", ErrSetup, err)
-	}
-	switch {
-	case st.Error != "" && st.NotStarted:
-		return fmt.Errorf("%w: %s", ErrCommandNotStarted, st.Error)
-	case st.Error != "" && st.MissingSource:
-		return fmt.Errorf("%w: %w: %s", ErrSetup, ErrMountSourceMissing, st.Error)
-	case st.Error != "":
-		return fmt.Errorf("%w: %s", ErrSetup, st.Error)
-	}
-	res.ExitCode, res.Signal = int(st.ExitCode), syscall.Signal(st.Signal)
-	res.Usage = Usage{
-		UserTime:             time.Duration(st.UserNanos),
-		SystemTime:           time.Duration(st.SystemNanos),
-		MaxRSSBytes:          st.MaxRSSKiB * 1024,
-		MinorFaults:          st.MinorFaults,
-		MajorFaults:          st.MajorFaults,
-		VoluntaryCtxSwitches: st.VoluntarySwitches,
-		InvoluntaryCtxSwitch: st.InvoluntarySwitches,
-	}
-	return nil
-}
-
 func idMaps(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {
 	out := make([]syscall.SysProcIDMap, len(ms))
 	for i, m := range ms {
 		out[i] = syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)}
 	}
 	return out
+}
+
+// initDied fills res for an init that died before reporting (SIGKILLed
+// after the grace period, or OOM-killed itself): the command counts as
+// killed by the init's signal.
+func initDied(state *os.ProcessState, res *Result) {
+	res.InitDied = true
+	res.ExitCode, res.Signal = -1, syscall.SIGKILL
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		res.Signal = ws.Signal()
+	}
+	if ru, ok := state.SysUsage().(*syscall.Rusage); ok {
+		res.Usage = usageFromRusage(ru)
+	}
 }

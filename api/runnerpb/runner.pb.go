@@ -265,20 +265,35 @@ type RunResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// OK when the command ran (whatever its exit code). DEADLINE_EXCEEDED
 	// when it timed out (exit_code then is what the kill produced, and the
-	// output files keep what was written). INVALID_ARGUMENT for a property
+	// output files keep what was written); OK too when the OOM killer ended
+	// the whole sandbox (signal 9, oom_killed, and status_message saying
+	// the command's own status is unknown). RESOURCE_EXHAUSTED when the
+	// sandbox's files passed the runner's disk_quota and it was killed.
+	// INVALID_ARGUMENT for a property
 	// the runner refuses; FAILED_PRECONDITION when the image cannot be used;
 	// CANCELLED when the call was cancelled; INTERNAL/UNAVAILABLE for
 	// failures of the runner itself (the worker may retry those elsewhere).
 	// A google.rpc.Code value and its message (kept as two fields so this file
 	// needs no include path beyond protoc's own).
-	StatusCode    int32  `protobuf:"varint,1,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
+	StatusCode int32 `protobuf:"varint,1,opt,name=status_code,json=statusCode,proto3" json:"status_code,omitempty"`
+	// With a status other than OK, what went wrong. With OK it may be set
+	// too: it then describes an OOM kill (of a child, the command, or the
+	// whole sandbox) or pids-limit hit inside the sandbox (see oom_killed
+	// and pids_limit_hit), or a file stopped at the disk quota, for the
+	// worker to pass on in ExecuteResponse.message.
 	StatusMessage string `protobuf:"bytes,13,opt,name=status_message,json=statusMessage,proto3" json:"status_message,omitempty"`
 	ExitCode      int32  `protobuf:"varint,2,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
 	// The signal that killed the command, 0 if it exited.
-	Signal    int32 `protobuf:"varint,3,opt,name=signal,proto3" json:"signal,omitempty"`
-	TimedOut  bool  `protobuf:"varint,4,opt,name=timed_out,json=timedOut,proto3" json:"timed_out,omitempty"`
-	OomKilled bool  `protobuf:"varint,5,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
-	// The pids limit was reached (fork failed with EAGAIN in the sandbox).
+	Signal   int32 `protobuf:"varint,3,opt,name=signal,proto3" json:"signal,omitempty"`
+	TimedOut bool  `protobuf:"varint,4,opt,name=timed_out,json=timedOut,proto3" json:"timed_out,omitempty"`
+	// The kernel's OOM killer killed a process anywhere in the sandbox
+	// (the command, a child of it, or its init), whatever the status and
+	// exit code. A result with it set is not trustworthy (a tool may have
+	// lost a child and still exited 0): it must not be cached.
+	OomKilled bool `protobuf:"varint,5,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
+	// The pids limit was reached: a fork or clone anywhere in the sandbox
+	// failed with EAGAIN, whatever the status and exit code. Not to be
+	// cached either.
 	PidsLimitHit       bool                   `protobuf:"varint,6,opt,name=pids_limit_hit,json=pidsLimitHit,proto3" json:"pids_limit_hit,omitempty"`
 	Cancelled          bool                   `protobuf:"varint,7,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
 	StdoutTruncated    bool                   `protobuf:"varint,8,opt,name=stdout_truncated,json=stdoutTruncated,proto3" json:"stdout_truncated,omitempty"`

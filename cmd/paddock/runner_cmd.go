@@ -16,7 +16,8 @@ import (
 )
 
 // runRunner serves the Runner protocol on a UNIX socket: `paddock runner
-// [--config FILE] [--socket PATH] [--state DIR] [--hide PATH]...`. It needs
+// [--config FILE] [--socket PATH] [--state DIR] [--concurrency N]
+// [--hide PATH]...`. It needs
 // root (user namespaces with id ranges, cgroups, chown of input roots).
 // `paddock up` starts it as a child with the same command line, hiding its
 // data directory (worker build directories, CAS) from host-root sandboxes.
@@ -28,12 +29,13 @@ func runRunner(ctx context.Context, args []string) error {
 	pprofAddr := fs.String("pprof-listen", "", pprofFlagUsage)
 	httpAddr := fs.String("http-listen", "", httpListenUsage)
 	logFormat := fs.String("log-format", "text", logFormatUsage)
+	concurrency := fs.Int("concurrency", 0, "override the config's concurrency: the actions the worker runs at once, which sizes the default memory limit (host memory / concurrency)")
 	var hide stringsFlag
 	fs.Var(&hide, "hide", "a host path to hide from actions on the host's root, in addition to the config's host_hidden_paths (repeatable; e.g. the worker's data directory)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := loadRunnerConfig(*configPath, *socket, *state, hide)
+	cfg, err := loadRunnerConfig(*configPath, *socket, *state, *concurrency, hide)
 	if err != nil {
 		return err
 	}
@@ -97,7 +99,7 @@ func runRunner(ctx context.Context, args []string) error {
 
 // loadRunnerConfig reads the config file (defaults without one), applies
 // the flags that override it, and validates the result.
-func loadRunnerConfig(path, socket, state string, hide []string) (runner.Config, error) {
+func loadRunnerConfig(path, socket, state string, concurrency int, hide []string) (runner.Config, error) {
 	cfg := runner.DefaultConfig()
 	if path != "" {
 		if err := configs.Load(path, &cfg); err != nil {
@@ -109,6 +111,9 @@ func loadRunnerConfig(path, socket, state string, hide []string) (runner.Config,
 	}
 	if state != "" {
 		cfg.StateDir = state
+	}
+	if concurrency > 0 {
+		cfg.Concurrency = concurrency
 	}
 	cfg.HostHiddenPaths = append(cfg.HostHiddenPaths, hide...)
 	if err := cfg.Validate(); err != nil {

@@ -79,7 +79,7 @@ func runUp(ctx context.Context, args []string) error {
 	defer stopFarm()
 	served := ep.serve(ctx, stopFarm)
 
-	sock, runnerDone, err := startRunnerChild(ctx, *data, *runnerConfig, *pprofAddr, *logFormat, ep.obs, logger)
+	sock, runnerDone, err := startRunnerChild(ctx, *data, *runnerConfig, *pprofAddr, *logFormat, *concurrency, ep.obs, logger)
 	if err != nil {
 		return err
 	}

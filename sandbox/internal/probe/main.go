@@ -7,6 +7,7 @@
 //	probe net PORT                connect to host 127.0.0.1:PORT; lo inside
 //	probe hog MIB                 allocate and touch MIB MiB
 //	probe spin                    burn CPU forever
+//	probe forkbomb                fork forever, ignoring SIGTERM and failed forks
 //	probe write N                 write N bytes to stdout
 //	probe exit CODE               print to stdout and stderr, exit CODE
 package main
@@ -57,6 +58,14 @@ func main() {
 	case "spin":
 		//lint:ignore SA5002 the probe burns CPU on purpose, for the CPU-limit tests.
 		for {
+		}
+	case "forkbomb":
+		// Every process, parent and child alike, forks again at once;
+		// a refused fork (the pids limit) is simply tried again. A raw
+		// fork copies only this thread, which never leaves the loop.
+		signal.Ignore(syscall.SIGTERM)
+		for {
+			syscall.RawSyscall(syscall.SYS_FORK, 0, 0, 0)
 		}
 	case "write":
 		n, _ := strconv.Atoi(os.Args[2])
