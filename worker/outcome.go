@@ -36,6 +36,10 @@ func reportOutcome(j *Job, run *runnerpb.RunResponse, resp *repb.ExecuteResponse
 		notes = append(notes, "the action hit its limit on processes and threads: a fork failed")
 		j.Uncacheable = "pids limit hit"
 	}
+	// The runner's own account, with the limits, follows ours.
+	if run.StatusMessage != "" && codes.Code(run.StatusCode) == codes.OK {
+		notes = append(notes, "runner: "+run.StatusMessage)
+	}
 	if run.StdoutTruncated || run.StderrTruncated {
 		notes = append(notes, "stdout or stderr exceeded the worker's output cap and was truncated")
 		j.Uncacheable = "truncated output"
