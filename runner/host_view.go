@@ -96,44 +96,21 @@ var hostBindOptions = []string{"rbind", "ro", "nosuid", "nodev"}
 // that do not exist are ignored) and has empty directories at mountPoints
 // (sandbox paths). It reads the host only through l.
 func planHostView(l hostLister, hidden, mountPoints []string) (*hostView, error) {
-	hiddenSet := map[string]bool{}
+	vp := &viewPlanner{l: l, hidden: map[string]bool{}, mounts: map[string]bool{}}
 	for _, h := range hidden {
-		hiddenSet[h] = true
-	}
-	mountSet := map[string]bool{}
-	for _, m := range mountPoints {
-		mountSet[m] = true
-	}
-	covered := func(p string) bool { // hidden or below a mount point or hidden path
-		for a := p; ; a = path.Dir(a) {
-			if hiddenSet[a] || (mountSet[a] && a != p) {
-				return true
-			}
-			if a == "/" {
-				return false
-			}
-		}
-	}
-	split := map[string]bool{"/": true}
-	addAncestors := func(p string) {
-		for a := path.Dir(p); a != "/"; a = path.Dir(a) {
-			split[a] = true
-		}
-	}
-	for _, h := range hidden {
-		if _, ok := l.kind(h); ok {
-			addAncestors(h)
-		}
+		vp.hidden[h] = true
 	}
 	for _, m := range mountPoints {
-		for a := path.Dir(m); a != "/"; a = path.Dir(a) {
-			if k, ok := l.kind(a); ok && k != kindDir && !covered(a) {
-				return nil, status.Errorf(codes.InvalidArgument, "mount point %s: %s is not a directory on the host root", m, a)
-			}
-		}
-		addAncestors(m)
+		vp.mounts[m] = true
 	}
-
+	split, err := vp.splitDirs(hidden, mountPoints)
+	if err != nil {
+		return nil, err
+	}
+	shown, err := vp.shown(split)
+	if err != nil {
+		return nil, err
+	}
 	v := &hostView{}
 	dirs := map[string]bool{}
 	for d := range split {
@@ -143,35 +120,6 @@ func planHostView(l hostLister, hidden, mountPoints []string) (*hostView, error)
 	}
 	for _, m := range mountPoints {
 		dirs[m] = true
-	}
-	var splitList []string
-	for d := range split {
-		splitList = append(splitList, d)
-	}
-	sort.Strings(splitList)
-	type planned struct {
-		p string
-		e hostEntry
-	}
-	var shown []planned
-	for _, d := range splitList {
-		if covered(d) || mountSet[d] {
-			continue
-		}
-		if k, ok := l.kind(d); !ok || k != kindDir {
-			continue // only a skeleton directory (e.g. /work's parents)
-		}
-		ents, err := l.list(d)
-		if err != nil {
-			return nil, status.Errorf(codes.Internal, "list host %s: %v", d, err)
-		}
-		for _, e := range ents {
-			p := path.Join(d, e.Name)
-			if split[p] || mountSet[p] || hiddenSet[p] || e.Kind == kindOther {
-				continue
-			}
-			shown = append(shown, planned{p, e})
-		}
 	}
 	for d := range dirs {
 		v.Skeleton = append(v.Skeleton, skeletonEntry{Path: d, Kind: kindDir})
@@ -185,6 +133,91 @@ func planHostView(l hostLister, hidden, mountPoints []string) (*hostView, error)
 	sort.Slice(v.Skeleton, func(i, j int) bool { return v.Skeleton[i].Path < v.Skeleton[j].Path })
 	sort.Slice(v.Binds, func(i, j int) bool { return v.Binds[i].Destination < v.Binds[j].Destination })
 	return v, nil
+}
+
+// viewPlanner holds what planHostView works from: the host's listing, the
+// hidden paths and the mount points.
+type viewPlanner struct {
+	l              hostLister
+	hidden, mounts map[string]bool
+}
+
+// plannedEntry is a host entry the view shows.
+type plannedEntry struct {
+	p string
+	e hostEntry
+}
+
+// covered reports whether p is hidden, or below a mount point or a hidden
+// path.
+func (vp *viewPlanner) covered(p string) bool {
+	for a := p; ; a = path.Dir(a) {
+		if vp.hidden[a] || (vp.mounts[a] && a != p) {
+			return true
+		}
+		if a == "/" {
+			return false
+		}
+	}
+}
+
+// splitDirs returns the directories the view rebuilds as a skeleton
+// rather than binds whole: "/" and every ancestor of a hidden path or a
+// mount point. A mount point below something that is not a directory on
+// the host is refused.
+func (vp *viewPlanner) splitDirs(hidden, mountPoints []string) (map[string]bool, error) {
+	split := map[string]bool{"/": true}
+	addAncestors := func(p string) {
+		for a := path.Dir(p); a != "/"; a = path.Dir(a) {
+			split[a] = true
+		}
+	}
+	for _, h := range hidden {
+		if _, ok := vp.l.kind(h); ok {
+			addAncestors(h)
+		}
+	}
+	for _, m := range mountPoints {
+		for a := path.Dir(m); a != "/"; a = path.Dir(a) {
+			if k, ok := vp.l.kind(a); ok && k != kindDir && !vp.covered(a) {
+				return nil, status.Errorf(codes.InvalidArgument, "mount point %s: %s is not a directory on the host root", m, a)
+			}
+		}
+		addAncestors(m)
+	}
+	return split, nil
+}
+
+// shown lists the entries of the split directories that the view binds
+// (or, for symlinks, recreates): everything not hidden, not split further
+// and not a mount point.
+func (vp *viewPlanner) shown(split map[string]bool) ([]plannedEntry, error) {
+	var splitList []string
+	for d := range split {
+		splitList = append(splitList, d)
+	}
+	sort.Strings(splitList)
+	var shown []plannedEntry
+	for _, d := range splitList {
+		if vp.covered(d) || vp.mounts[d] {
+			continue
+		}
+		if k, ok := vp.l.kind(d); !ok || k != kindDir {
+			continue // only a skeleton directory (e.g. /work's parents)
+		}
+		ents, err := vp.l.list(d)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "list host %s: %v", d, err)
+		}
+		for _, e := range ents {
+			p := path.Join(d, e.Name)
+			if split[p] || vp.mounts[p] || vp.hidden[p] || e.Kind == kindOther {
+				continue
+			}
+			shown = append(shown, plannedEntry{p, e})
+		}
+	}
+	return shown, nil
 }
 
 // key identifies the plan: equal keys, equal skeletons and binds.

@@ -165,6 +165,42 @@ func vanishedMountSource(err error) bool {
 	return errors.Is(err, sandbox.ErrMountSourceMissing)
 }
 
+// resolveRootfs sets in's root filesystem: the image's (pulled if need
+// be, held until release is called) or the host view for the input root
+// path irp. It returns the image's user and the id database that user
+// names are resolved in.
+func (s *Service) resolveRootfs(ctx context.Context, req *runnerpb.RunRequest, plat platform, irp string, in *specInput) (imageUser string, db idDB, release func(), err error) {
+	release = func() {}
+	if plat.ImageRef == nil {
+		if !s.underHidden(req.GetInputRoot()) {
+			return "", nil, release, status.Errorf(codes.FailedPrecondition,
+				"input root %s is not below any of host_hidden_paths, so a sandbox on the host's root would see the other actions' input roots: add the worker's build directory", req.GetInputRoot())
+		}
+		view, rootfs, err := s.views.get(irp)
+		if err != nil {
+			return "", nil, release, err
+		}
+		in.Rootfs, in.HostBinds = rootfs, view.Binds
+		return "", fileIDDB{rootfs: "/"}, release, nil
+	}
+	if s.images == nil {
+		return "", nil, release, status.Errorf(codes.FailedPrecondition, "platform property %s: this runner has no image cache", propImage)
+	}
+	rf, err := s.images.Rootfs(ctx, *plat.ImageRef)
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", nil, release, status.Errorf(codes.Canceled, "pull %s: %v", plat.Image, err)
+		}
+		return "", nil, release, status.Errorf(codes.FailedPrecondition, "image %s: %v", plat.Image, err)
+	}
+	if err := rf.MkdirMountPoint(irp); err != nil {
+		rf.Release()
+		return "", nil, release, status.Errorf(codes.FailedPrecondition, "image %s: input root mount point %s: %v", plat.Image, irp, err)
+	}
+	in.Rootfs, in.ImageEnv = rf.Path, rf.Config.Env
+	return rf.Config.User, fileIDDB{rootfs: rf.Path}, rf.Release, nil
+}
+
 // run does the work of Run; errors carry gRPC codes.
 func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.RunResponse, error) {
 	if err := checkRequest(req); err != nil {
@@ -184,38 +220,11 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	}
 
 	in := specInput{Config: &s.cfg, Request: req, Platform: plat}
-	imageUser := ""
-	var db idDB
-	if plat.ImageRef != nil {
-		if s.images == nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "platform property %s: this runner has no image cache", propImage)
-		}
-		rf, err := s.images.Rootfs(ctx, *plat.ImageRef)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, status.Errorf(codes.Canceled, "pull %s: %v", plat.Image, err)
-			}
-			return nil, status.Errorf(codes.FailedPrecondition, "image %s: %v", plat.Image, err)
-		}
-		defer rf.Release()
-		if err := rf.MkdirMountPoint(irp); err != nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "image %s: input root mount point %s: %v", plat.Image, irp, err)
-		}
-		in.Rootfs, in.ImageEnv = rf.Path, rf.Config.Env
-		imageUser = rf.Config.User
-		db = fileIDDB{rootfs: rf.Path}
-	} else {
-		if !s.underHidden(req.GetInputRoot()) {
-			return nil, status.Errorf(codes.FailedPrecondition,
-				"input root %s is not below any of host_hidden_paths, so a sandbox on the host's root would see the other actions' input roots: add the worker's build directory", req.GetInputRoot())
-		}
-		view, rootfs, err := s.views.get(irp)
-		if err != nil {
-			return nil, err
-		}
-		in.Rootfs, in.HostBinds = rootfs, view.Binds
-		db = fileIDDB{rootfs: "/"}
+	imageUser, db, release, err := s.resolveRootfs(ctx, req, plat, irp, &in)
+	if err != nil {
+		return nil, err
 	}
+	defer release()
 	if in.User, err = chooseUser(&s.cfg, plat, imageUser, db); err != nil {
 		return nil, err
 	}

@@ -185,39 +185,6 @@ func runSpawner(warmDepth int) int {
 	return 0
 }
 
-// cloneParams are what an init is cloned with: namespaces and id
-// mappings. Inits are interchangeable between specs with the same
-// cloneParams (and cgroup parent).
-type cloneParams struct {
-	Flags      uintptr
-	UIDs, GIDs []specs.LinuxIDMapping
-}
-
-func cloneParamsFor(spec *specs.Spec) cloneParams {
-	flags := uintptr(syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID)
-	for _, ns := range spec.Linux.Namespaces {
-		switch ns.Type {
-		case specs.IPCNamespace:
-			flags |= syscall.CLONE_NEWIPC
-		case specs.UTSNamespace:
-			flags |= syscall.CLONE_NEWUTS
-		case specs.NetworkNamespace:
-			flags |= syscall.CLONE_NEWNET
-		}
-	}
-	return cloneParams{Flags: flags, UIDs: spec.Linux.UIDMappings, GIDs: spec.Linux.GIDMappings}
-}
-
-// initParams are cloneParams in a given cgroup parent.
-type initParams struct {
-	cloneParams
-	cgroupParent string
-}
-
-func (p initParams) key() string {
-	return fmt.Sprintf("%x %v %v %s", p.Flags, p.UIDs, p.GIDs, p.cgroupParent)
-}
-
 // startedInit is an init process waiting for its plan, in its own cgroup.
 type startedInit struct {
 	cg             sandboxCgroup
@@ -228,6 +195,33 @@ type startedInit struct {
 	stdout, stderr *outputCapture
 	exited         chan struct{} // closed when the init has been reaped
 	state          *os.ProcessState
+}
+
+// initCmd is the command that starts an init with p: its standard
+// streams, its control and status pipes, its namespaces and id mappings.
+func (s *spawner) initCmd(p initParams, devNull, stdout, stderr, ctlR, statW *os.File) *exec.Cmd {
+	return &exec.Cmd{
+		Path: s.initPath,
+		Args: []string{initArg0},
+		// One P: the init does little at a time, and its threads count
+		// against the sandbox's pids limit.
+		Env:        []string{"GOMAXPROCS=1"},
+		Stdin:      devNull,
+		Stdout:     stdout,
+		Stderr:     stderr,
+		ExtraFiles: []*os.File{ctlR, statW},
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags:                 p.Flags,
+			UidMappings:                idMaps(p.UIDs),
+			GidMappings:                idMaps(p.GIDs),
+			GidMappingsEnableSetgroups: true,
+			// The child still has host uid 0, which is unmapped: become
+			// container root (a mapped host uid) before exec, or the exec
+			// would drop every capability.
+			Credential: &syscall.Credential{Uid: 0, Gid: 0},
+			Pdeathsig:  syscall.SIGKILL,
+		},
+	}
 }
 
 // startInit clones a new init with p, born inside a cgroup of its own
@@ -279,30 +273,7 @@ func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
 		return nil, err
 	}
 	defer devNull.Close()
-	newCmd := func() *exec.Cmd {
-		return &exec.Cmd{
-			Path: s.initPath,
-			Args: []string{initArg0},
-			// One P: the init does little at a time, and its threads
-			// count against the sandbox's pids limit.
-			Env:        []string{"GOMAXPROCS=1"},
-			Stdin:      devNull,
-			Stdout:     stdout.w,
-			Stderr:     stderr.w,
-			ExtraFiles: []*os.File{ctlR, statW},
-			SysProcAttr: &syscall.SysProcAttr{
-				Cloneflags:                 p.Flags,
-				UidMappings:                idMaps(p.UIDs),
-				GidMappings:                idMaps(p.GIDs),
-				GidMappingsEnableSetgroups: true,
-				// The child still has host uid 0, which is unmapped:
-				// become container root (a mapped host uid) before
-				// exec, or the exec would drop every capability.
-				Credential: &syscall.Credential{Uid: 0, Gid: 0},
-				Pdeathsig:  syscall.SIGKILL,
-			},
-		}
-	}
+	newCmd := func() *exec.Cmd { return s.initCmd(p, devNull, stdout.w, stderr.w, ctlR, statW) }
 	cmd, err := cg.start(newCmd)
 	if err != nil {
 		return nil, fmt.Errorf("start sandbox init: %w", err)
@@ -337,13 +308,8 @@ func (s *spawner) run(req spawnRequest, sb *spawnedSandbox) (_ *Result, refill f
 		return setupErr(errors.New("the request carries no init plan"))
 	}
 	p := initParams{req.Clone, req.CgroupParent}
-	stdout, err := openOutput(req.Stdout)
+	stdout, stderr, err := openOutputs(req)
 	if err != nil {
-		return setupErr(err)
-	}
-	stderr, err := openOutput(req.Stderr)
-	if err != nil {
-		closeOutput(stdout)
 		return setupErr(err)
 	}
 	start := time.Now()
@@ -362,30 +328,8 @@ func (s *spawner) run(req spawnRequest, sb *spawnedSandbox) (_ *Result, refill f
 		w.statR.Close()
 		close(statusDone)
 	}()
-
 	res := &Result{}
-	// Once the init reported (or died), every process of the sandbox is
-	// gone; once the kill path has run, every one of them is dying. To
-	// terminate, the spawner signals the sandbox's processes itself (the
-	// init, pid 1 there, ignores what it has no handler for), after telling
-	// the init, which checks once it has forked the command: a termination
-	// that comes before the command exists still reaches it.
-	ended := make(chan struct{})
-	end := sync.OnceFunc(func() { close(ended) })
-	go func() { <-statusDone; end() }()
-	awaitEnd(ended, req.Timeout, req.KillGrace, sb.cancel, sb.killNow,
-		func() {
-			_, _ = w.ctlW.Write([]byte{initplan.Terminate})
-			w.cg.signalAll(syscall.SIGTERM, w.pid)
-		},
-		// Past the grace period: freeze the whole sandbox and kill every
-		// process in it, so that a fork bomb ends as promptly as a
-		// sleeping command. The sandbox has then ended: its processes,
-		// the init among them, run no more user code, though thousands
-		// may take a while to exit. (The init's own SIGKILL would end
-		// them all too, through its pid namespace, but only once it got
-		// the CPU to exit.)
-		func() { w.cg.killAll(); _ = syscall.Kill(w.pid, syscall.SIGKILL); end() }, res)
+	awaitSandbox(w, req, sb, statusDone, res)
 	res.WallTime = time.Since(start)
 	reported := false
 	select {
@@ -405,11 +349,55 @@ func (s *spawner) run(req spawnRequest, sb *spawnedSandbox) (_ *Result, refill f
 	res.Stderr = w.stderr.wait()
 	res.Cgroup = w.cg.stats()
 	res.OOMKilled = res.Cgroup.OOMKills > 0
-	// The init exits right after reporting (or has died); the kernel then
-	// tears its namespaces down. That need not delay the result: once it
-	// has reported, every other process of the sandbox is gone and its
-	// output is complete. Its cgroup is announced to the pool and put back
-	// after the exit, before the next warm init is started.
+	return s.settle(w, p, res, reported, statusDone, func() []byte { return statusData })
+}
+
+// openOutputs opens the files a sandbox's stdout and stderr go to.
+func openOutputs(req spawnRequest) (stdout, stderr *os.File, err error) {
+	if stdout, err = openOutput(req.Stdout); err != nil {
+		return nil, nil, err
+	}
+	if stderr, err = openOutput(req.Stderr); err != nil {
+		closeOutput(stdout)
+		return nil, nil, err
+	}
+	return stdout, stderr, nil
+}
+
+// awaitSandbox waits until the sandbox's init has reported (or died), or
+// ends it on timeout, cancellation or a kill request, recording how in
+// res. Once the init reported, every process of the sandbox is gone; once
+// the kill path has run, every one of them is dying. To terminate, the
+// spawner signals the sandbox's processes itself (the init, pid 1 there,
+// ignores what it has no handler for), after telling the init, which
+// checks once it has forked the command: a termination that comes before
+// the command exists still reaches it.
+func awaitSandbox(w *startedInit, req spawnRequest, sb *spawnedSandbox, statusDone <-chan struct{}, res *Result) {
+	ended := make(chan struct{})
+	end := sync.OnceFunc(func() { close(ended) })
+	go func() { <-statusDone; end() }()
+	awaitEnd(ended, req.Timeout, req.KillGrace, sb.cancel, sb.killNow,
+		func() {
+			_, _ = w.ctlW.Write([]byte{initplan.Terminate})
+			w.cg.signalAll(syscall.SIGTERM, w.pid)
+		},
+		// Past the grace period: freeze the whole sandbox and kill every
+		// process in it, so that a fork bomb ends as promptly as a
+		// sleeping command. The sandbox has then ended: its processes,
+		// the init among them, run no more user code, though thousands
+		// may take a while to exit. (The init's own SIGKILL would end
+		// them all too, through its pid namespace, but only once it got
+		// the CPU to exit.)
+		func() { w.cg.killAll(); _ = syscall.Kill(w.pid, syscall.SIGKILL); end() }, res)
+}
+
+// settle completes res from the init's report and returns what refills
+// the pool. The init exits right after reporting (or has died); the kernel
+// then tears its namespaces down. That need not delay the result: once it
+// has reported, every other process of the sandbox is gone and its output
+// is complete. Its cgroup is announced to the pool and put back after the
+// exit, before the next warm init is started.
+func (s *spawner) settle(w *startedInit, p initParams, res *Result, reported bool, statusDone <-chan struct{}, status func() []byte) (*Result, func(), error) {
 	finish := func(expected bool) {
 		_ = syscall.Kill(w.pid, syscall.SIGKILL)
 		<-w.exited
@@ -429,19 +417,11 @@ func (s *spawner) run(req spawnRequest, sb *spawnedSandbox) (_ *Result, refill f
 		return res, func() { s.refill(p) }, nil
 	}
 	s.cgroups.expect(w.cgParent)
-	refill = func() { finish(true); s.refill(p) }
-	if err := fromStatus(statusData, res); err != nil {
+	refill := func() { finish(true); s.refill(p) }
+	if err := fromStatus(status(), res); err != nil {
 		return nil, refill, err
 	}
 	return res, refill, nil
-}
-
-func idMaps(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {
-	out := make([]syscall.SysProcIDMap, len(ms))
-	for i, m := range ms {
-		out[i] = syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)}
-	}
-	return out
 }
 
 // initDied fills res for an init that died before reporting (SIGKILLed
