@@ -174,8 +174,8 @@ func TestFaults(t *testing.T) {
 	t.Run("BuildDirectoryFull", func(t *testing.T) {
 		st, cached := inputsLargerThanDisk(t)
 		t.Logf("Execute with inputs larger than the build directory's disk: %v", st)
-		if st.Code() == codes.OK || !strings.Contains(st.Message(), "no space left on device") {
-			t.Errorf("Execute with inputs larger than the build directory's disk: status %v, want an error that says the disk is full", st)
+		if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "disk is full") {
+			t.Errorf("Execute with inputs larger than the build directory's disk: status %v, want RESOURCE_EXHAUSTED saying the disk is full", st)
 		}
 		if status.Code(cached) != codes.NotFound {
 			t.Errorf("the action cache lookup for the action that could not run gave %v, want NOT_FOUND", cached)
