@@ -13,21 +13,17 @@ import (
 	"github.com/paddock-build/paddock/sandbox/internal/initplan"
 )
 
-// runSandbox sets the sandbox up as plan says, runs its command to the end
-// and returns how it ended. An error means the command never ran.
-func runSandbox(plan *initplan.Plan) (*initplan.Status, error) {
-	rb := &rootfsBuilder{plan: plan}
-	if err := rb.build(); err != nil {
-		return nil, wrap("rootfs", err)
-	}
+// setupProcess sets what the sandbox's processes inherit from the init:
+// host name, loopback, cgroup namespace, resource limits.
+func setupProcess(plan *initplan.Plan) error {
 	if plan.Hostname != "" {
 		if err := unix.Sethostname([]byte(plan.Hostname)); err != nil {
-			return nil, wrap("sethostname", err)
+			return wrap("sethostname", err)
 		}
 	}
 	if plan.LoopbackUp {
 		if err := loopbackUp(); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if plan.CgroupNS {
@@ -35,7 +31,7 @@ func runSandbox(plan *initplan.Plan) (*initplan.Status, error) {
 		// what the sandbox sees. Per thread: the command is forked from
 		// this (locked) thread.
 		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
-			return nil, wrap("unshare cgroup namespace", err)
+			return wrap("unshare cgroup namespace", err)
 		}
 	}
 	for _, rl := range plan.Rlimits {
@@ -43,47 +39,16 @@ func runSandbox(plan *initplan.Plan) (*initplan.Status, error) {
 		// syscall.Setrlimit, not unix: it also updates the RLIMIT_NOFILE
 		// value Go restores in children.
 		if err := syscall.Setrlimit(int(rl.Resource), &lim); err != nil {
-			return nil, wrap("setrlimit "+strconv.Itoa(int(rl.Resource)), err)
+			return wrap("setrlimit "+strconv.Itoa(int(rl.Resource)), err)
 		}
 	}
-	unix.Umask(int(plan.Umask))
-	argv0, err := lookPathIn(plan.Args[0], plan.Env, plan.Cwd)
-	if err != nil {
-		return nil, &notStarted{err}
-	}
+	return nil
+}
 
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return nil, wrap("no_new_privs", err)
-	}
-	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
-		return nil, wrap("dumpable", err)
-	}
-	if err := applyCapabilities(plan); err != nil {
-		return nil, err
-	}
-	if err := loadSeccomp(plan.Seccomp); err != nil {
-		return nil, err
-	}
-	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return nil, wrap("close_range", err)
-	}
-
-	pid, err := syscall.ForkExec(argv0, plan.Args, &syscall.ProcAttr{
-		Dir:   plan.Cwd,
-		Env:   plan.Env,
-		Files: []uintptr{0, 1, 2},
-		Sys: &syscall.SysProcAttr{
-			Setsid:      true,
-			Credential:  &syscall.Credential{Uid: plan.UID, Gid: plan.GID, Groups: plan.Groups},
-			AmbientCaps: ambientList(plan),
-		},
-	})
-	if err != nil {
-		return nil, &notStarted{wrap("start "+plan.Args[0], err)}
-	}
-	if terminateRequested() {
-		_ = unix.Kill(-1, unix.SIGTERM)
-	}
+// waitCommand waits for the command (pid), kills whatever it left behind
+// in the sandbox, and reports how it ended with the resources all of them
+// used.
+func waitCommand(pid int) (*initplan.Status, error) {
 	st := &initplan.Status{}
 	for {
 		var ws unix.WaitStatus
@@ -125,6 +90,61 @@ func runSandbox(plan *initplan.Plan) (*initplan.Status, error) {
 		st.MajorFaults = ru.Majflt
 		st.VoluntarySwitches = ru.Nvcsw
 		st.InvoluntarySwitches = ru.Nivcsw
+	}
+	return st, nil
+}
+
+// runSandbox sets the sandbox up as plan says, runs its command to the end
+// and returns how it ended. An error means the command never ran.
+func runSandbox(plan *initplan.Plan) (*initplan.Status, error) {
+	rb := &rootfsBuilder{plan: plan}
+	if err := rb.build(); err != nil {
+		return nil, wrap("rootfs", err)
+	}
+	if err := setupProcess(plan); err != nil {
+		return nil, err
+	}
+	unix.Umask(int(plan.Umask))
+	argv0, err := lookPathIn(plan.Args[0], plan.Env, plan.Cwd)
+	if err != nil {
+		return nil, &notStarted{err}
+	}
+
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return nil, wrap("no_new_privs", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return nil, wrap("dumpable", err)
+	}
+	if err := applyCapabilities(plan); err != nil {
+		return nil, err
+	}
+	if err := loadSeccomp(plan.Seccomp); err != nil {
+		return nil, err
+	}
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return nil, wrap("close_range", err)
+	}
+
+	pid, err := syscall.ForkExec(argv0, plan.Args, &syscall.ProcAttr{
+		Dir:   plan.Cwd,
+		Env:   plan.Env,
+		Files: []uintptr{0, 1, 2},
+		Sys: &syscall.SysProcAttr{
+			Setsid:      true,
+			Credential:  &syscall.Credential{Uid: plan.UID, Gid: plan.GID, Groups: plan.Groups},
+			AmbientCaps: ambientList(plan),
+		},
+	})
+	if err != nil {
+		return nil, &notStarted{wrap("start "+plan.Args[0], err)}
+	}
+	if terminateRequested() {
+		_ = unix.Kill(-1, unix.SIGTERM)
+	}
+	st, err := waitCommand(pid)
+	if err != nil {
+		return nil, err
 	}
 	return st, nil
 }
