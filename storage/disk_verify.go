@@ -131,3 +131,17 @@ func (s *DiskBlobStore) Scrub(ctx context.Context, bytesPerSecond int64) (checke
 	}
 	return checked, corrupt
 }
+
+// scrubLoop runs Scrub at rate a minute after start (start-up's own work
+// first), then every interval, for the life of the process, logging what
+// it found.
+func (s *DiskBlobStore) scrubLoop(rate int64, interval time.Duration) {
+	wait := time.Minute
+	for {
+		time.Sleep(wait)
+		start := time.Now()
+		checked, corrupt := s.Scrub(context.Background(), rate)
+		s.log.Info("CAS scrub done", "checked", checked, "corrupt", corrupt, "took", time.Since(start).Round(time.Second))
+		wait = interval
+	}
+}

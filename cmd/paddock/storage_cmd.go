@@ -92,7 +92,7 @@ func openStorage(ctx context.Context, cfg configs.Storage, logger *slog.Logger) 
 		return storage.NewRemoteBlobStore(conn, storage.RemoteOptions{InstanceName: cfg.Remote.InstanceName}),
 			storage.NewRemoteActionCache(conn), func() { conn.Close() }, nil
 	}
-	cas, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: cfg.Dir, MaxBytes: int64(cfg.MaxBytes), Logger: logger})
+	cas, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: cfg.Dir, MaxBytes: int64(cfg.MaxBytes), Logger: logger, ScrubBytesPerSecond: scrubRate})
 	if err != nil {
 		return nil, nil, nil, err
 	}

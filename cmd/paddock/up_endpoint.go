@@ -33,7 +33,7 @@ func startUpEndpoint(data, listen string, casBytes int64, logger *slog.Logger) (
 	ep := &upEndpoint{obs: newObservability(logger), logger: logger}
 	storeDir := filepath.Join(data, "storage")
 	var err error
-	if ep.cas, err = storage.NewDiskBlobStore(storage.DiskOptions{Dir: storeDir, MaxBytes: casBytes, Logger: logger}); err != nil {
+	if ep.cas, err = storage.NewDiskBlobStore(storage.DiskOptions{Dir: storeDir, MaxBytes: casBytes, Logger: logger, ScrubBytesPerSecond: scrubRate}); err != nil {
 		return nil, err
 	}
 	if ep.ac, err = storage.NewDiskActionCache(storeDir, logger); err != nil {
@@ -100,3 +100,7 @@ func (ep *upEndpoint) close() {
 	ep.sched.Close()
 	ep.srv.Close()
 }
+
+// scrubRate is how fast the embedded CAS re-hashes its blobs in the
+// background: slow enough to leave the disk to the actions.
+const scrubRate = 32 << 20
