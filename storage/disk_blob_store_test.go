@@ -272,6 +272,16 @@ func TestDiskPathVerifiesAfterRestart(t *testing.T) {
 	if m := missing(t, s2, a, b, c); !m[a] || !m[b] || m[c] {
 		t.Fatalf("missing after scrub = %v, want a and b only", m)
 	}
+	// A scrub hashes again what was verified before: damage that left the
+	// file's identity as it was (here, its modification time put back)
+	// is found too.
+	p := filepath.Join(dir, "cas", "sha256", c.Hash()[:2], c.Hash())
+	info, _ := os.Stat(p)
+	corruptFile(t, dir, c, func(x []byte) []byte { x[0] ^= 1; return x })
+	os.Chtimes(p, info.ModTime(), info.ModTime())
+	if _, corrupt := s2.Scrub(context.Background(), 0); corrupt != 1 {
+		t.Fatalf("a second scrub found %d corrupt, want 1 (c, damaged with its mtime restored)", corrupt)
+	}
 }
 
 // TestDiskPathDoesNotRehashLinkedFiles: linking a verified blob into input
