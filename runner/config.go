@@ -115,7 +115,7 @@ type Config struct {
 	// Images configures the image cache for actions with container-image.
 	Images ImagesConfig `yaml:"images"`
 	// Sandbox configures the launcher.
-	Sandbox sandbox.Options `yaml:"sandbox"`
+	Sandbox SandboxConfig `yaml:"sandbox"`
 }
 
 // ImagesConfig configures the runner's image cache (package images).
@@ -243,4 +243,26 @@ func (c *Config) imagesDir() string {
 		return c.Images.Dir
 	}
 	return path.Join(c.StateDir, "images")
+}
+
+// SandboxConfig is the sandbox section of the runner's config file: the
+// file form of sandbox.Options (see there for each field's meaning and
+// default).
+type SandboxConfig struct {
+	Runtime      string        `yaml:"runtime"`
+	RuntimeArgs  []string      `yaml:"runtime_args"`
+	RuntimeRoot  string        `yaml:"runtime_root"`
+	CgroupParent string        `yaml:"cgroup_parent"`
+	KillGrace    time.Duration `yaml:"kill_grace"`
+	OutputLimit  int64         `yaml:"output_limit"`
+	WarmInits    int           `yaml:"warm_inits"`
+	Executable   string        `yaml:"executable"`
+}
+
+// Options returns the launcher options the section configures.
+func (c SandboxConfig) Options() sandbox.Options {
+	return sandbox.Options{
+		Runtime: c.Runtime, RuntimeArgs: c.RuntimeArgs, RuntimeRoot: c.RuntimeRoot, CgroupParent: c.CgroupParent,
+		KillGrace: c.KillGrace, OutputLimit: c.OutputLimit, WarmInits: c.WarmInits, Executable: c.Executable,
+	}
 }

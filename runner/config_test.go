@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/paddock-build/paddock/configs"
+	"github.com/paddock-build/paddock/sandbox"
 )
 
 // TestExampleConfigLoads: configs/runner.yaml loads strictly, validates,
@@ -86,5 +87,39 @@ func TestHostLimits(t *testing.T) {
 					tc.wantDefault, tc.wantMax, tc.wantConcurrency)
 			}
 		})
+	}
+}
+
+// TestSandboxConfigMirrorsOptions: the file form of the launcher's options
+// has every field of sandbox.Options, of the same type, and carries each
+// one over.
+func TestSandboxConfigMirrorsOptions(t *testing.T) {
+	opts, file := reflect.TypeOf(sandbox.Options{}), reflect.TypeOf(SandboxConfig{})
+	if opts.NumField() != file.NumField() {
+		t.Fatalf("sandbox.Options has %d fields, SandboxConfig %d", opts.NumField(), file.NumField())
+	}
+	c := SandboxConfig{}
+	cv := reflect.ValueOf(&c).Elem()
+	for i := range opts.NumField() {
+		f := opts.Field(i)
+		g, ok := file.FieldByName(f.Name)
+		if !ok || g.Type != f.Type {
+			t.Fatalf("SandboxConfig lacks %s %s", f.Name, f.Type)
+		}
+		v := cv.FieldByName(f.Name)
+		switch v.Kind() {
+		case reflect.String:
+			v.SetString("x")
+		case reflect.Int, reflect.Int64:
+			v.SetInt(7)
+		case reflect.Slice:
+			v.Set(reflect.ValueOf([]string{"x"}))
+		}
+	}
+	got := reflect.ValueOf(c.Options())
+	for i := range opts.NumField() {
+		if !reflect.DeepEqual(got.Field(i).Interface(), cv.FieldByName(opts.Field(i).Name).Interface()) {
+			t.Errorf("Options() drops %s", opts.Field(i).Name)
+		}
 	}
 }

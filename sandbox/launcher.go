@@ -10,35 +10,36 @@ import (
 )
 
 // Options configure a Launcher. The zero value is the native launcher with
-// defaults. A config file embeds this struct.
+// defaults. They are plain Go options: the file form is the runner's
+// config (runner.SandboxConfig).
 type Options struct {
 	// Runtime is the path of an external OCI runtime (runc, crun, runsc)
 	// to run bundles with. Empty selects the native launcher.
-	Runtime string `yaml:"runtime"`
+	Runtime string
 	// RuntimeArgs are global flags put before the runtime's subcommand,
 	// e.g. ["--systemd-cgroup"] or runsc's ["--network=none"].
-	RuntimeArgs []string `yaml:"runtime_args"`
+	RuntimeArgs []string
 	// RuntimeRoot is the runtime's state directory (its --root flag).
 	// Default: /run/paddock-<runtime name>.
-	RuntimeRoot string `yaml:"runtime_root"`
+	RuntimeRoot string
 	// CgroupParent is the cgroup (relative to each hierarchy's root) under
 	// which the native launcher creates one cgroup per sandbox. Stale
 	// sandbox cgroups under it are removed by New. Default "paddock-sandbox".
-	CgroupParent string `yaml:"cgroup_parent"`
+	CgroupParent string
 	// KillGrace is how long a sandbox has between SIGTERM (timeout or
 	// cancellation) and SIGKILL. Default 2s.
-	KillGrace time.Duration `yaml:"kill_grace"`
+	KillGrace time.Duration
 	// OutputLimit caps each of stdout and stderr, in bytes, when a Request
 	// sets none. Default 64 MiB.
-	OutputLimit int64 `yaml:"output_limit"`
+	OutputLimit int64
 	// WarmInits is how many sandbox inits the native launcher keeps
 	// started ahead (forked, exec'd, namespaces made, waiting for a spec),
 	// for the namespaces and id mappings of the latest Run. Each costs a
 	// few MiB. Default 2; negative disables it.
-	WarmInits int `yaml:"warm_inits"`
+	WarmInits int
 	// Executable is the binary re-executed as the spawner (it must call
 	// Reexec first thing in main). Default: this process's own executable.
-	Executable string `yaml:"executable"`
+	Executable string
 }
 
 const (

@@ -52,7 +52,7 @@ func runRunner(ctx context.Context, args []string) error {
 		}
 	}
 
-	launcher, err := sandbox.New(cfg.Sandbox)
+	launcher, err := sandbox.New(cfg.Sandbox.Options())
 	if err != nil {
 		return fmt.Errorf("start sandbox launcher: %w", err)
 	}
