@@ -34,6 +34,12 @@ type Farm struct {
 type Options struct {
 	// Concurrency of the worker; default 4.
 	Concurrency int
+	// ServerOptions are added to the farm's gRPC server (TLS credentials,
+	// auth interceptors).
+	ServerOptions []grpc.ServerOption
+	// Dial is the worker's credentials to the farm, and Conn's; plaintext
+	// when empty.
+	Dial []grpc.DialOption
 }
 
 // Start starts a farm whose data lives in t.TempDir(); t.Cleanup stops it.
@@ -59,7 +65,7 @@ func Start(t testing.TB, opts Options) *Farm {
 	srv := storage.NewServer(storage.ServerOptions{CAS: f.CAS, AC: f.AC, Execution: &repb.ExecutionCapabilities{
 		DigestFunction: repb.DigestFunction_SHA256, DigestFunctions: digest.Supported, ExecEnabled: true,
 	}})
-	g := grpc.NewServer(srv.GRPCServerOptions()...)
+	g := grpc.NewServer(append(srv.GRPCServerOptions(), opts.ServerOptions...)...)
 	srv.Register(g)
 	sched.Register(g)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -68,8 +74,12 @@ func Start(t testing.TB, opts Options) *Farm {
 	}
 	go g.Serve(lis)
 	f.Addr = lis.Addr().String()
-	if f.Conn, err = grpc.NewClient(f.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20))); err != nil {
+	dial := opts.Dial
+	if len(dial) == 0 {
+		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	if f.Conn, err = grpc.NewClient(f.Addr, append(dial,
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))...); err != nil {
 		t.Fatal(err)
 	}
 	files, err := worker.NewFileCache(worker.FileCacheOptions{Dir: filepath.Join(dir, "worker", "files"), CAS: f.CAS, Local: f.CAS})
