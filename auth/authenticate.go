@@ -88,4 +88,3 @@ func CertificateIdentities(c *x509.Certificate) []string {
 	}
 	return append(ids, c.Subject.String())
 }
-

@@ -144,7 +144,6 @@ func wantCode(t *testing.T, err error, code codes.Code, what string, fragments .
 	}
 }
 
-
 // uploadAction stores, on instance, an Action running argv, and returns
 // its digest.
 func uploadAction(t *testing.T, conn *grpc.ClientConn, instance string, argv ...string) digest.Digest {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,3 +141,5 @@ func writeEd25519Key(t testing.TB, path string) ed25519.PrivateKey {
 	}
 	return priv
 }
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

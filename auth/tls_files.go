@@ -131,6 +131,11 @@ func ServerTLS(files TLSFiles, log *slog.Logger) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	return r.serverConfig(), nil
+}
+
+// serverConfig serves r's current material at every handshake.
+func (r *tlsReloader) serverConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
@@ -141,7 +146,7 @@ func ServerTLS(files TLSFiles, log *slog.Logger) (*tls.Config, error) {
 			}
 			return c, nil
 		},
-	}, nil
+	}
 }
 
 // ClientTLS returns the client side of files: the server is verified
