@@ -83,25 +83,29 @@ func TestBazelThroughTLS(t *testing.T) {
 	f := startUp(t, "", p.serveFlags()...)
 	targets := []string{"//:greeting", "//:shout", "//:hello", "//:hello_out"}
 
-	buildTwice := func(name string, creds ...string) {
+	buildTwice := func(name string, creds ...string) string {
 		salt := "--action_env=PADDOCK_SALT=" + rand.Text()
 		flags := append(secureFlags(b.remoteFlags(f.addr), p, creds...), salt)
+		b.Run(0, "clean")
 		out := b.Run(0, "build", append(flags, targets...)...)
 		first := bazeltest.ProcessSummary(t, out)
 		t.Logf("%s, first build: %v", name, first)
-		if first["remote"] < 4 || !onlyKinds(first, "remote", "internal") {
-			t.Errorf("%s: first build %v, want every action remote\n%s", name, first, out)
+		// The salt changes the genrules; the C++ actions may be cache hits
+		// of an earlier build.
+		if first["remote"] < 3 || !onlyKinds(first, "remote", "remote cache hit", "internal") {
+			t.Errorf("%s: first build %v, want the genrules executed remotely and nothing local\n%s", name, first, out)
 		}
 		b.Run(0, "clean")
 		out = b.Run(0, "build", append(flags, targets...)...)
 		again := bazeltest.ProcessSummary(t, out)
 		t.Logf("%s, after clean: %v", name, again)
-		if again["remote cache hit"] != first["remote"] || !onlyKinds(again, "remote cache hit", "internal") {
-			t.Errorf("%s: rebuild %v, want %d remote cache hits\n%s", name, again, first["remote"], out)
+		if want := first["remote"] + first["remote cache hit"]; again["remote cache hit"] != want || !onlyKinds(again, "remote cache hit", "internal") {
+			t.Errorf("%s: rebuild %v, want %d remote cache hits and nothing executed\n%s", name, again, want, out)
 		}
 		b.checkOutputs(map[string]string{"bazel-bin/shout.txt": "HELLO FROM PADDOCK\n", "bazel-bin/hello.txt": "hello, paddock\n"})
+		return salt
 	}
-	buildTwice("token", "--remote_header=authorization=Bearer "+p.rw)
+	salt := buildTwice("token", "--remote_header=authorization=Bearer "+p.rw)
 	buildTwice("mTLS", "--tls_client_certificate="+p.bazel.Cert, "--tls_client_key="+p.bazel.Key)
 
 	// Without credentials Bazel is refused, and says why.
@@ -114,16 +118,27 @@ func TestBazelThroughTLS(t *testing.T) {
 	// back; a fresh salt runs locally and its upload is refused cleanly.
 	ro := "--remote_header=authorization=Bearer " + p.ro
 	cacheOnly := []string{"--noshow_progress", "--color=no", "--curses=no", "--remote_cache=grpcs://" + f.addr,
-		"--remote_instance_name=e2e", "--tls_certificate=" + p.ca.Cert, ro, "--spawn_strategy=local", "--incompatible_strict_action_env"}
+		"--remote_instance_name=e2e", "--tls_certificate=" + p.ca.Cert, ro, "--spawn_strategy=local", "--incompatible_strict_action_env",
+		// The same platform as remoteFlags, so the action keys are the same.
+		"--remote_default_exec_properties=OSFamily=Linux"}
 	for _, repo := range []string{"rules_cc", "rules_java", "remote_coverage_tools"} {
 		cacheOnly = append(cacheOnly, "--override_repository="+repo+"="+filepath.Join(b.stubs, repo))
+	}
+	b.Run(0, "clean")
+	out = b.Run(0, "build", append(append(cacheOnly, salt), targets...)...)
+	hits := bazeltest.ProcessSummary(t, out)
+	t.Logf("read-only token, what the token's build cached: %v", hits)
+	if hits["remote cache hit"] < 4 || !onlyKinds(hits, "remote cache hit", "internal") {
+		t.Errorf("read-only token: %v, want only remote cache hits\n%s", hits, out)
 	}
 	b.Run(0, "clean")
 	out = b.Run(0, "build", append(cacheOnly, "--action_env=PADDOCK_SALT=read-only", "//:greeting", "//:shout")...)
 	local := bazeltest.ProcessSummary(t, out)
 	t.Logf("read-only token, new actions: %v", local)
-	if local["local"] != 2 || !strings.Contains(out, "PERMISSION_DENIED") {
-		t.Errorf("read-only token: %v, want 2 local actions and their uploads refused with PERMISSION_DENIED\n%s", local, out)
+	// Bazel 4.2.3 reports the refused uploads only as "2 errors during bulk
+	// transfer"; the build below shows nothing was written.
+	if local["local"] != 2 || !strings.Contains(out, "Writing to Remote Cache") {
+		t.Errorf("read-only token: %v, want 2 local actions and a warning that their upload failed\n%s", local, out)
 	}
 	b.checkOutputs(map[string]string{"bazel-bin/shout.txt": "HELLO FROM PADDOCK\n"})
 	b.Run(0, "clean")
