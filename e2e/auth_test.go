@@ -8,9 +8,18 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/internal/bazeltest"
 	"github.com/paddock-build/paddock/internal/testpki"
 )
@@ -148,4 +157,97 @@ func TestBazelThroughTLS(t *testing.T) {
 	}
 	b.Shutdown()
 	f.shutdown()
+}
+
+// TestRolesOverMTLS: storage, scheduler and worker as separate processes,
+// every connection between them TLS with client certificates: the worker
+// to the scheduler's worker listener and to storage, the scheduler to
+// storage. A client with a token runs an action through them.
+func TestRolesOverMTLS(t *testing.T) {
+	needPaddock(t)
+	p := newSecurePKI(t)
+	sched := p.ca.Client("scheduler", pkix.Name{CommonName: "scheduler"}, "spiffe://paddock.test/scheduler")
+	admin := rand.Text()
+	h := func(s string) string { sum := sha256.Sum256([]byte(s)); return hex.EncodeToString(sum[:]) }
+	policy := filepath.Join(p.ca.Dir, "roles.yaml")
+	if err := os.WriteFile(policy, []byte(fmt.Sprintf(`tenants:
+  - name: everyone
+    instance_prefixes: [""]
+    identities:
+      - {token_sha256: %s, permissions: [cas-read, cas-write, ac-read, execute]}
+  - name: ops
+    instance_prefixes: [ops]
+    identities:
+      - {token_sha256: %s, permissions: [admin]}
+workers:
+  - {name: worker, certificate: "spiffe://paddock.test/worker"}
+  - {name: scheduler, certificate: "spiffe://paddock.test/scheduler"}
+`, h(p.rw), h(admin))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	serve := []string{"--tls-cert", p.server.Cert, "--tls-key", p.server.Key, "--tls-client-ca", p.ca.Cert, "--auth", policy}
+	dialAs := func(pair testpki.Pair) []string {
+		return []string{"--dial-tls-ca", p.ca.Cert, "--dial-tls-cert", pair.Cert, "--dial-tls-key", pair.Key}
+	}
+	dir := searchableTempDir(t)
+	workDir := filepath.Join(dir, "worker")
+	storage, storageAddr := startProcess(t, "storage", regexp.MustCompile(`^paddock storage listening on (\S+)`),
+		append([]string{"storage", "--listen", "127.0.0.1:0", "--dir", filepath.Join(dir, "storage")}, serve...)...)
+	schedProc, workerAddr := startProcess(t, "scheduler", regexp.MustCompile(`^paddock scheduler serving workers on (\S+)`),
+		append(append([]string{"scheduler", "--listen", "127.0.0.1:0", "--worker-listen", "127.0.0.1:0", "--storage", storageAddr}, serve...), dialAs(sched)...)...)
+	schedAddr := ""
+	if m := regexp.MustCompile(`^paddock scheduler listening on (\S+)`).FindStringSubmatch(<-schedProc.lines); m != nil {
+		schedAddr = m[1]
+	} else {
+		t.Fatal("the scheduler did not print its client address")
+	}
+	runnerProc, _ := startProcess(t, "runner", regexp.MustCompile(`^paddock runner listening on (\S+)`),
+		"runner", "--socket", filepath.Join(dir, "runner.sock"), "--state", filepath.Join(dir, "runner"), "--hide", workDir)
+	workerProc, _ := startProcess(t, "worker", nil, append([]string{"worker", "--id", "w1", "--scheduler", workerAddr, "--storage", storageAddr,
+		"--runner", filepath.Join(dir, "runner.sock"), "--dir", workDir}, dialAs(p.worker)...)...)
+
+	tlsConn := func(addr, token string) *grpc.ClientConn {
+		cfg, err := auth.ClientTLS(auth.TLSFiles{CA: p.ca.Cert}, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
+			grpc.WithPerRPCCredentials(auth.NewTokenCredentials(token)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	adminClient := workerpb.NewAdminServiceClient(tlsConn(workerAddr, admin))
+	waitFor(t, "worker w1 connected over mTLS", faultLimit, func() bool {
+		resp, err := adminClient.ListWorkers(t.Context(), &workerpb.ListWorkersRequest{})
+		return err == nil && len(resp.Workers) == 1 && resp.Workers[0].Connected
+	})
+	// The client API is not served on the worker listener, nor the worker
+	// protocol on the client's.
+	ws, err := repb.NewExecutionClient(tlsConn(workerAddr, p.rw)).Execute(t.Context(), &repb.ExecuteRequest{})
+	if err == nil {
+		_, err = ws.Recv()
+	}
+	if status.Code(err) != codes.Unimplemented {
+		t.Errorf("Execute on the worker listener: %v, want UNIMPLEMENTED", err)
+	}
+	wc, err := workerpb.NewWorkerServiceClient(tlsConn(schedAddr, p.rw)).Connect(t.Context())
+	if err == nil {
+		_, err = wc.Recv()
+	}
+	if status.Code(err) != codes.Unimplemented && status.Code(err) != codes.PermissionDenied {
+		t.Errorf("the worker protocol on the client listener: %v, want it not served", err)
+	}
+	conn := tlsConn(schedAddr, p.rw)
+	c := &client{t: t, cas: repb.NewContentAddressableStorageClient(conn), exec: repb.NewExecutionClient(conn)}
+	_, stdout, _ := c.run(t.Context(), action{cmd: shell("echo through mTLS")})
+	if stdout != "through mTLS\n" {
+		t.Errorf("stdout %q, want \"through mTLS\\n\"", stdout)
+	}
+	workerProc.stop(os.Interrupt)
+	runnerProc.stop(os.Interrupt)
+	schedProc.stop(os.Interrupt)
+	storage.stop(os.Interrupt)
 }
