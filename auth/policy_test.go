@@ -143,3 +143,23 @@ func writeEd25519Key(t testing.TB, path string) ed25519.PrivateKey {
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestExamplePolicyLoads: configs/auth.yaml, the documented example, is a
+// valid policy and means what its comments say.
+func TestExamplePolicyLoads(t *testing.T) {
+	p, err := LoadPolicy("../configs/auth.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.tokens) != 3 || len(p.certs) != 4 {
+		t.Fatalf("example policy: %d tokens, %d certificates; want 3 and 4", len(p.tokens), len(p.certs))
+	}
+	w := p.certs["spiffe://example.com/paddock/worker"]
+	if w == nil || !w.Worker || w.Holds(Execute) {
+		t.Errorf("the worker identity: %+v", w)
+	}
+	rel := p.certs["spiffe://example.com/team-a/release"]
+	if rel == nil || !rel.Allowed(Execute, "team-a/x") || rel.Allowed(Execute, "team-b") || rel.Allowed(ACWrite, "team-a") {
+		t.Errorf("team-a's release identity: %+v", rel)
+	}
+}
