@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/x509/pkix"
 	"encoding/hex"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -146,7 +148,7 @@ func wantCode(t *testing.T, err error, code codes.Code, what string, fragments .
 
 // uploadAction stores, on instance, an Action running argv, and returns
 // its digest.
-func uploadAction(t *testing.T, conn *grpc.ClientConn, instance string, argv ...string) digest.Digest {
+func uploadAction(t testing.TB, conn *grpc.ClientConn, instance string, argv ...string) digest.Digest {
 	t.Helper()
 	cmd := marshal(t, &repb.Command{Arguments: argv})
 	root := marshal(t, &repb.Directory{})
@@ -170,7 +172,7 @@ func uploadAction(t *testing.T, conn *grpc.ClientConn, instance string, argv ...
 	return ad
 }
 
-func marshal(t *testing.T, m proto.Message) []byte {
+func marshal(t testing.TB, m proto.Message) []byte {
 	b, err := proto.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
@@ -200,4 +202,32 @@ func (sf *secureFarm) dialByteStream(t *testing.T, token string) bytestream.Byte
 func bsRead(instance string) *bytestream.ReadRequest {
 	e := digest.Empty(repb.DigestFunction_SHA256)
 	return &bytestream.ReadRequest{ResourceName: instance + "/blobs/" + e.Hash() + "/0"}
+}
+
+// loadTestPolicy compiles testPolicy.
+func loadTestPolicy(t testing.TB) *auth.Policy {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "auth.yaml")
+	if err := os.WriteFile(path, []byte(testPolicy()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := auth.LoadPolicy(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// insecureToken sends a bearer token without TLS: for benchmarks that
+// measure the policy and not TLS, on loopback only.
+type insecureToken string
+
+func (t insecureToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+
+func (insecureToken) RequireTransportSecurity() bool { return false }
+
+func incomingToken(token string) context.Context {
+	return metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+token))
 }
