@@ -22,8 +22,12 @@ const authorizationHeader = "authorization"
 func (p *Policy) Authenticate(ctx context.Context) (*Principal, error) {
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if vals := md.Get(authorizationHeader); len(vals) > 0 {
-			if len(vals) > 1 {
-				return nil, status.Error(codes.Unauthenticated, "more than one authorization header")
+			// The same header twice (a client that adds it at two layers)
+			// is one credential; two different ones are refused.
+			for _, v := range vals[1:] {
+				if v != vals[0] {
+					return nil, status.Error(codes.Unauthenticated, "more than one authorization header")
+				}
 			}
 			return p.authenticateToken(vals[0])
 		}

@@ -176,3 +176,25 @@ tenants:
 		}
 	})
 }
+
+// TestRepeatedHeaders: the same token twice is one credential; two
+// different ones are refused, whichever would be valid.
+func TestRepeatedHeaders(t *testing.T) {
+	p, err := compilePolicy([]byte(`tenants:
+  - name: a
+    instance_prefixes: [a]
+    identities:
+      - {token_sha256: `+goodHash+`, permissions: [cas-read]}
+`), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	twice := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer test", "authorization", "Bearer test"))
+	if _, err := p.Authenticate(twice); err != nil {
+		t.Errorf("the same token twice: %v", err)
+	}
+	two := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer test", "authorization", "Bearer other"))
+	if _, err := p.Authenticate(two); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("two different tokens: %v, want UNAUTHENTICATED", err)
+	}
+}
