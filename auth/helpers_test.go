@@ -97,7 +97,7 @@ func startSecureFarm(t *testing.T) *secureFarm {
 		t.Fatal(err)
 	}
 	opts := append(auth.NewInterceptors(policy, nil).ServerOptions(), grpc.Creds(credentials.NewTLS(stls)))
-	sf.Farm = farmtest.Start(t, farmtest.Options{ServerOptions: opts, Dial: sf.dialOpts(t, "", &sf.wcert)})
+	sf.Farm = farmtest.Start(t, farmtest.Options{ServerOptions: opts, Dial: sf.dialOpts(t, "", &sf.wcert), PartitionOf: policy.PartitionOf})
 	return sf
 }
 
@@ -150,13 +150,26 @@ func wantCode(t *testing.T, err error, code codes.Code, what string, fragments .
 // its digest.
 func uploadAction(t testing.TB, conn *grpc.ClientConn, instance string, argv ...string) digest.Digest {
 	t.Helper()
+	return uploadActionWithInput(t, conn, instance, nil, argv...)
+}
+
+// uploadActionWithInput is uploadAction with an input root holding the
+// file in.txt with input as its contents, unless input is nil.
+func uploadActionWithInput(t testing.TB, conn *grpc.ClientConn, instance string, input []byte, argv ...string) digest.Digest {
+	t.Helper()
 	cmd := marshal(t, &repb.Command{Arguments: argv})
-	root := marshal(t, &repb.Directory{})
+	dir := &repb.Directory{}
+	blobs := [][]byte{cmd}
+	if input != nil {
+		dir.Files = []*repb.FileNode{{Name: "in.txt", Digest: digest.FromBytes(repb.DigestFunction_SHA256, input).Proto()}}
+		blobs = append(blobs, input)
+	}
+	root := marshal(t, dir)
 	cmdD, rootD := digest.FromBytes(repb.DigestFunction_SHA256, cmd), digest.FromBytes(repb.DigestFunction_SHA256, root)
 	action := marshal(t, &repb.Action{CommandDigest: cmdD.Proto(), InputRootDigest: rootD.Proto()})
 	ad := digest.FromBytes(repb.DigestFunction_SHA256, action)
 	var reqs []*repb.BatchUpdateBlobsRequest_Request
-	for _, b := range [][]byte{cmd, root, action} {
+	for _, b := range append(blobs, root, action) {
 		reqs = append(reqs, &repb.BatchUpdateBlobsRequest_Request{Digest: digest.FromBytes(repb.DigestFunction_SHA256, b).Proto(), Data: b})
 	}
 	resp, err := repb.NewContentAddressableStorageClient(conn).BatchUpdateBlobs(t.Context(),
@@ -230,4 +243,11 @@ func (insecureToken) RequireTransportSecurity() bool { return false }
 
 func incomingToken(token string) context.Context {
 	return metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+token))
+}
+
+type grpcClientConn = grpc.ClientConn
+
+// bsReadOf reads d on instance.
+func bsReadOf(instance string, d digest.Digest) *bytestream.ReadRequest {
+	return &bytestream.ReadRequest{ResourceName: fmt.Sprintf("%s/blobs/%s/%d", instance, d.Hash(), d.SizeBytes())}
 }

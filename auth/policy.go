@@ -4,7 +4,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Policy is a compiled auth policy: which credential is which principal.
@@ -12,10 +15,35 @@ import (
 // *Policy means no policy: every call is allowed, as in a plain `paddock
 // up` on loopback.
 type Policy struct {
+	owners      []owner // instance prefix → partition, longest prefix first
 	tokens      map[[32]byte]*Principal
 	certs       map[string]*Principal
 	jwtSubjects map[string]*Principal
 	jwt         *jwtVerifier // nil without a jwt section
+}
+
+// owner is one tenant's instance prefix and the CAS partition it maps to.
+type owner struct {
+	prefix, partition string
+}
+
+// UnownedPartition is the partition of instance names no tenant owns:
+// only farm components reach them, and nothing of a tenant is in it.
+const UnownedPartition = "_unowned"
+
+// PartitionOf returns the CAS partition of an instance name: that of the
+// tenant owning it (by the longest matching prefix). A nil policy has one
+// partition, "".
+func (p *Policy) PartitionOf(instance string) string {
+	if p == nil {
+		return ""
+	}
+	for _, o := range p.owners {
+		if coversInstance(o.prefix, instance) {
+			return o.partition
+		}
+	}
+	return UnownedPartition
 }
 
 // Principal is an authenticated caller as the policy sees it.
@@ -112,11 +140,14 @@ func compilePolicy(b []byte, dir string) (*Policy, error) {
 	if len(pf.Tenants) == 0 && len(pf.Workers) == 0 {
 		return nil, fmt.Errorf("line %d: a policy needs tenants or workers", lineOf(root))
 	}
+	if err := p.addOwners(pf, root); err != nil {
+		return nil, err
+	}
 	seen := map[string]bool{}
 	for i, t := range pf.Tenants {
 		at := func(path ...any) int { return lineOf(root, append([]any{"tenants", i}, path...)...) }
-		if t.Name == "" || strings.Contains(t.Name, "/") {
-			return nil, fmt.Errorf("line %d: tenant %d: name must be set and contain no '/'", at("name"), i+1)
+		if !validName(t.Name) {
+			return nil, fmt.Errorf("line %d: tenant %d: name %q must be letters, digits, '.', '_' or '-', not starting with '_'", at("name"), i+1, t.Name)
 		}
 		if seen[t.Name] {
 			return nil, fmt.Errorf("line %d: tenant %q is defined twice", at("name"), t.Name)
@@ -186,5 +217,49 @@ func (p *Policy) add(id IdentityConfig, pr *Principal) error {
 		}
 		p.jwtSubjects[id.JWTSubject] = pr
 	}
+	return nil
+}
+
+// validName: tenant and partition names become directory and file names.
+func validName(s string) bool {
+	if s == "" || s[0] == '_' || s[0] == '.' {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// addOwners records every tenant's prefixes with its partition, and
+// refuses prefixes of different partitions that overlap: a tenant could
+// otherwise name an instance inside another's and land in its partition.
+func (p *Policy) addOwners(pf PolicyFile, root *yaml.Node) error {
+	type at struct{ tenant, line int }
+	where := map[string]at{}
+	for i, t := range pf.Tenants {
+		part := t.Partition
+		if part == "" {
+			part = t.Name
+		}
+		if !validName(part) {
+			return fmt.Errorf("line %d: tenant %q: partition %q must be letters, digits, '.', '_' or '-', not starting with '_'", lineOf(root, "tenants", i, "partition"), t.Name, part)
+		}
+		for j, pre := range t.InstancePrefixes {
+			line := lineOf(root, "tenants", i, "instance_prefixes", j)
+			for _, o := range p.owners {
+				if o.partition != part && (coversInstance(o.prefix, pre) || coversInstance(pre, o.prefix)) {
+					w := where[o.prefix]
+					return fmt.Errorf("line %d: tenant %q: instance prefix %q overlaps %q of tenant %q (line %d), which is in another CAS partition; give them the same partition or disjoint prefixes",
+						line, t.Name, pre, o.prefix, pf.Tenants[w.tenant].Name, w.line)
+				}
+			}
+			p.owners = append(p.owners, owner{prefix: pre, partition: part})
+			where[pre] = at{i, line}
+		}
+	}
+	slices.SortStableFunc(p.owners, func(a, b owner) int { return len(b.prefix) - len(a.prefix) })
 	return nil
 }

@@ -43,8 +43,12 @@ type TenantConfig struct {
 	// InstancePrefixes are the instance names the tenant owns: a prefix p
 	// covers p itself and every name under "p/". The empty prefix covers
 	// every instance name (a farm with one tenant).
-	InstancePrefixes []string         `yaml:"instance_prefixes"`
-	Identities       []IdentityConfig `yaml:"identities"`
+	InstancePrefixes []string `yaml:"instance_prefixes"`
+	// Partition names the tenant's CAS partition; tenants that name the
+	// same one share blobs (and hard-linked inputs). Default: the tenant's
+	// name, a partition of its own.
+	Partition  string           `yaml:"partition"`
+	Identities []IdentityConfig `yaml:"identities"`
 }
 
 // IdentityConfig is one credential. Exactly one of TokenSHA256,

@@ -163,3 +163,41 @@ func TestExamplePolicyLoads(t *testing.T) {
 		t.Errorf("team-a's release identity: %+v", rel)
 	}
 }
+
+// TestPartitionOf: an instance is in the partition of the tenant owning it
+// by the longest prefix; tenants naming one partition share it; prefixes
+// of different partitions may not overlap.
+func TestPartitionOf(t *testing.T) {
+	p, err := compilePolicy([]byte(`tenants:
+  - {name: a, instance_prefixes: [a, shared/a]}
+  - {name: b, instance_prefixes: [b], partition: common}
+  - {name: c, instance_prefixes: [c, b/c], partition: common}
+`), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for instance, want := range map[string]string{
+		"a": "a", "a/x": "a", "shared/a/y": "a", "b": "common", "b/c/d": "common", "c": "common",
+		"ab": UnownedPartition, "": UnownedPartition, "shared": UnownedPartition,
+	} {
+		if got := p.PartitionOf(instance); got != want {
+			t.Errorf("PartitionOf(%q) = %q, want %q", instance, got, want)
+		}
+	}
+	if got := (*Policy)(nil).PartitionOf("anything"); got != "" {
+		t.Errorf("no policy: PartitionOf = %q, want the one partition \"\"", got)
+	}
+	_, err = compilePolicy([]byte(`tenants:
+  - {name: a, instance_prefixes: [a]}
+  - {name: b, instance_prefixes: [b, a/b]}
+`), t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), `"a/b" overlaps "a"`) {
+		t.Errorf("overlapping prefixes of two partitions: %v, want an error naming line 3 and both prefixes", err)
+	}
+	_, err = compilePolicy([]byte(`tenants:
+  - {name: a, instance_prefixes: [a], partition: ../etc}
+`), t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "partition") {
+		t.Errorf("a partition name with a path in it: %v", err)
+	}
+}

@@ -57,6 +57,9 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 	}
 	fn = ad.Function()
 	instance := req.InstanceName
+	// The Action, Command and results are read from the instance's CAS
+	// partition.
+	ctx = storage.WithInstance(ctx, instance)
 	owner := auth.TenantOf(ctx)
 	name := "operations/" + s.newID()
 

@@ -21,6 +21,7 @@ type actionCacheServer struct {
 }
 
 func (s *actionCacheServer) GetActionResult(ctx context.Context, req *repb.GetActionResultRequest) (*repb.ActionResult, error) {
+	ctx = WithInstance(ctx, req.InstanceName)
 	fn, err := digest.CheckFunction(req.DigestFunction)
 	if err != nil {
 		return nil, err
@@ -97,6 +98,7 @@ func (s *actionCacheServer) inline(ctx context.Context, fn digest.Function, req 
 }
 
 func (s *actionCacheServer) UpdateActionResult(ctx context.Context, req *repb.UpdateActionResultRequest) (*repb.ActionResult, error) {
+	ctx = WithInstance(ctx, req.InstanceName)
 	fn, err := digest.CheckFunction(req.DigestFunction)
 	if err != nil {
 		return nil, err

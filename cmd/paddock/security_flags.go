@@ -33,27 +33,29 @@ func (s *serverSecurity) register(fs *flag.FlagSet) {
 // serverOptions loads the policy and the TLS files, refuses an exposed
 // address without them (unless --insecure), and returns the gRPC server
 // options that enforce them.
-func (s *serverSecurity) serverOptions(addr string, logger *slog.Logger) ([]grpc.ServerOption, error) {
+// The policy is returned too (nil without --auth): storage partitions
+// the CAS by it.
+func (s *serverSecurity) serverOptions(addr string, logger *slog.Logger) ([]grpc.ServerOption, *auth.Policy, error) {
 	var policy *auth.Policy
 	if s.policy != "" {
 		var err error
 		if policy, err = auth.LoadPolicy(s.policy); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	useTLS := s.tls.Cert != "" || s.tls.Key != "" || s.tls.CA != ""
 	if err := auth.CheckExposure(addr, useTLS, policy != nil, s.insecure, logger); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	opts := auth.NewInterceptors(policy, logger).ServerOptions()
 	if useTLS {
 		cfg, err := auth.ServerTLS(s.tls, logger)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg)))
 	}
-	return opts, nil
+	return opts, policy, nil
 }
 
 // dialSecurity is how a role dials another one (worker to scheduler and
