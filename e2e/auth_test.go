@@ -177,6 +177,7 @@ func TestRolesOverMTLS(t *testing.T) {
       - {token_sha256: %s, permissions: [cas-read, cas-write, ac-read, execute]}
   - name: ops
     instance_prefixes: [ops]
+    partition: everyone # "" covers "ops": one partition
     identities:
       - {token_sha256: %s, permissions: [admin]}
 workers:
