@@ -97,10 +97,16 @@ func runUp(ctx context.Context, args []string) error {
 		inputLimits: inLimits, outputLimits: outLimits,
 		obs: ep.obs, healthService: workerHealthService,
 	})
+	// A worker that stopped by itself (it could not start) is an error of
+	// up's, not a clean stop, though stopping the farm cancels ctx below.
+	workerFailed := err != nil && ctx.Err() == nil
 	stopFarm()
 	<-runnerDone
 	if serveErr := <-served; serveErr != nil {
 		return fmt.Errorf("serve %s: %w", addr, serveErr)
+	}
+	if workerFailed {
+		return fmt.Errorf("worker: %w", err)
 	}
 	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
 		logger.Info("paddock stopped")
