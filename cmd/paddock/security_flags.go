@@ -102,3 +102,17 @@ func (d *dialSecurity) dialOptions(logger *slog.Logger) ([]grpc.DialOption, erro
 	}
 	return opts, nil
 }
+
+// roleSecurity is what a role that both serves and dials needs: its
+// server options and policy for listening on addr, and its dial options.
+func roleSecurity(sec serverSecurity, dial dialSecurity, addr string, logger *slog.Logger) ([]grpc.ServerOption, *auth.Policy, []grpc.DialOption, error) {
+	dialOpts, err := dial.dialOptions(logger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	serveOpts, policy, err := sec.serverOptions(addr, logger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return serveOpts, policy, dialOpts, nil
+}
