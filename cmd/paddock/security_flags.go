@@ -22,6 +22,13 @@ type serverSecurity struct {
 	insecure bool
 }
 
+// newServerSecurity registers the flags on fs.
+func newServerSecurity(fs *flag.FlagSet) *serverSecurity {
+	s := &serverSecurity{}
+	s.register(fs)
+	return s
+}
+
 func (s *serverSecurity) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.tls.Cert, "tls-cert", "", "PEM certificate to serve TLS with (reloaded when the file changes)")
 	fs.StringVar(&s.tls.Key, "tls-key", "", "PEM private key of --tls-cert")

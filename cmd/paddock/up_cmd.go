@@ -42,8 +42,7 @@ func runUp(ctx context.Context, args []string) error {
 	lims.register(fs)
 	httpAddr := fs.String("http-listen", "127.0.0.1:8990", httpListenUsage+"; the runner child's metrics are served here too")
 	logFormat := fs.String("log-format", "text", logFormatUsage)
-	var sec serverSecurity
-	sec.register(fs)
+	sec := newServerSecurity(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -72,7 +71,7 @@ func runUp(ctx context.Context, args []string) error {
 		}
 	}
 
-	ep, err := startUpEndpoint(*data, *listen, int64(casBytes), sec, logger)
+	ep, err := startUpEndpoint(*data, *listen, int64(casBytes), *sec, logger)
 	if err != nil {
 		return err
 	}
