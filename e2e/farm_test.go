@@ -271,6 +271,18 @@ func (f *farm) waitRunnerReady(old int) {
 // parent, unprivileged uids may search (mode 0711): sandboxes run as such
 // uids and must reach their input roots below the farm's data directory.
 // t.TempDir's directories are 0700.
+// hostNetworkConfig writes a runner config that allows
+// dockerNetwork=standard (off by default), for the tests whose actions
+// reach a listener of the test on the host's loopback, and returns it.
+func hostNetworkConfig(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(searchableTempDir(t), "runner-host-network.yaml")
+	if err := os.WriteFile(path, []byte("allow_host_network: true\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func searchableTempDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()

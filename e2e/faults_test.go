@@ -183,7 +183,7 @@ func TestFaults(t *testing.T) {
 	})
 
 	t.Run("RunnerKilled", func(t *testing.T) {
-		f := startUp(t, "")
+		f := startUp(t, "", "--runner-config", hostNetworkConfig(t))
 		c := newClient(t, f.addr)
 		g := newGate(t)
 		before := f.runnerPID()

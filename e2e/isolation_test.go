@@ -22,7 +22,9 @@ import (
 // REv2 API, scheduler, worker, runner and sandbox) that try to get out of
 // their sandbox, and checks from the host that they could not.
 func TestIsolationThroughTheStack(t *testing.T) {
-	f := startUp(t, "")
+	// The host's network is allowed here to prove that the check of the
+	// default (a private network) can tell the difference.
+	f := startUp(t, "", "--runner-config", hostNetworkConfig(t))
 	c := newClient(t, f.addr)
 	ctx := t.Context()
 

@@ -37,7 +37,7 @@ func startRoles(t testing.TB, dir, workDir string) *roles {
 	r.sched, r.schedAddr = startProcess(t, "scheduler", regexp.MustCompile(`^paddock scheduler listening on (\S+)`),
 		"scheduler", "--listen", "127.0.0.1:0", "--storage", r.storageAddr, "--config", cfg)
 	r.runner, _ = startProcess(t, "runner", regexp.MustCompile(`^paddock runner listening on (\S+)`),
-		"runner", "--socket", r.sock, "--state", filepath.Join(dir, "runner"), "--hide", workDir)
+		"runner", "--socket", r.sock, "--state", filepath.Join(dir, "runner"), "--hide", workDir, "--config", hostNetworkConfig(t))
 	r.admin = workerpb.NewAdminServiceClient(dial(t, r.schedAddr))
 	return r
 }

@@ -48,6 +48,10 @@ type Config struct {
 	// the sandbox's user namespace, never host root) and no masked or
 	// read-only /proc paths. Off: such actions get INVALID_ARGUMENT.
 	AllowPrivileged bool `yaml:"allow_privileged"`
+	// AllowHostNetwork accepts dockerNetwork=standard: the sandbox shares
+	// the host's network, so it reaches the farm's own ports and anything
+	// the host can. Off: such actions get INVALID_ARGUMENT.
+	AllowHostNetwork bool `yaml:"allow_host_network"`
 	// AcceptedProperties are extra platform property names this runner
 	// accepts and ignores (routing keys of the operator's own). Any other
 	// name that is not a known routing or execution key is refused.

@@ -22,7 +22,7 @@ import (
 // TCP listener on the host's loopback is unreachable; dockerNetwork=standard
 // keeps the host's network and reaches it.
 func TestNetwork(t *testing.T) {
-	e := newTestEnv(t, nil)
+	e := newTestEnv(t, func(c *Config) { c.AllowHostNetwork = true })
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -180,6 +180,8 @@ func TestRefusals(t *testing.T) {
 		{"privileged", []*runnerpb.Property{{Name: "dockerPrivileged", Value: "true"}}, nil, codes.InvalidArgument, "dockerPrivileged"},
 		{"unknown property", []*runnerpb.Property{{Name: "dockerNetworkk", Value: "off"}}, nil, codes.InvalidArgument, "dockerNetworkk"},
 		{"bad network", []*runnerpb.Property{{Name: "dockerNetwork", Value: "bridge"}}, nil, codes.InvalidArgument, "dockerNetwork"},
+		// The host's network reaches the farm's own ports: an operator's choice.
+		{"host network by default", []*runnerpb.Property{{Name: "dockerNetwork", Value: "standard"}}, nil, codes.InvalidArgument, "allow_host_network"},
 		{"no image cache", []*runnerpb.Property{{Name: "container-image", Value: "docker://127.0.0.1:1/x:1"}}, nil, codes.FailedPrecondition, "container-image"},
 		{"missing executable", nil, func(r *runnerpb.RunRequest) { r.Arguments = []string{"/no/such/tool"} }, codes.InvalidArgument, "/no/such/tool"},
 		{"relative input root", nil, func(r *runnerpb.RunRequest) { r.InputRoot = "build/1" }, codes.InvalidArgument, "input_root"},

@@ -91,6 +91,9 @@ func parsePlatform(cfg *Config, props []*runnerpb.Property) (platform, error) {
 			case "off":
 			case "standard":
 				p.HostNetwork = true
+				if !cfg.AllowHostNetwork {
+					err = invalid(name, "the host's network (standard) is not allowed on this runner (allow_host_network is off)")
+				}
 			default:
 				err = invalid(name, "%q: want off or standard", value)
 			}

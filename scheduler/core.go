@@ -59,6 +59,7 @@ type workerMessage struct {
 type submission struct {
 	name       string
 	instance   string
+	owner      string // tenant that submitted it ("" without an auth policy)
 	action     digest.Digest
 	cacheable  bool
 	priority   int32
@@ -100,7 +101,7 @@ func (c *core) takeEffects() effects {
 // flight, or queues a new one. Fails with RESOURCE_EXHAUSTED when the
 // instance has too many queued executions.
 func (c *core) Execute(now time.Time, s submission) (*operation, error) {
-	op := &operation{name: s.name, instance: s.instance, action: s.action, queuedAt: now}
+	op := &operation{name: s.name, instance: s.instance, owner: s.owner, action: s.action, queuedAt: now}
 	key := dedupKey{s.instance, s.action}
 	if s.cacheable {
 		if e := c.inflight[key]; e != nil {
@@ -146,8 +147,8 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 
 // AddCompleted records an operation that completed without running (an
 // action cache hit), so WaitExecution and GetOperation know it.
-func (c *core) AddCompleted(now time.Time, name, instance string, action digest.Digest, resp *repb.ExecuteResponse) *operation {
-	op := &operation{name: name, instance: instance, action: action, queuedAt: now}
+func (c *core) AddCompleted(now time.Time, name, instance, owner string, action digest.Digest, resp *repb.ExecuteResponse) *operation {
+	op := &operation{name: name, instance: instance, owner: owner, action: action, queuedAt: now}
 	c.ops[name] = op
 	c.completeOp(now, op, resp)
 	return op

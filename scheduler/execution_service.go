@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
@@ -35,11 +36,12 @@ func (x *executionService) Execute(req *repb.ExecuteRequest, stream repb.Executi
 	if err != nil {
 		return err
 	}
-	return x.s.follow(ctx, name, func(v opView) error { return stream.Send(toOperation(v)) })
+	return x.s.follow(ctx, name, auth.TenantOf(ctx), func(v opView) error { return stream.Send(toOperation(v)) })
 }
 
 func (x *executionService) WaitExecution(req *repb.WaitExecutionRequest, stream repb.Execution_WaitExecutionServer) error {
-	return x.s.follow(stream.Context(), req.Name, func(v opView) error { return stream.Send(toOperation(v)) })
+	ctx := stream.Context()
+	return x.s.follow(ctx, req.Name, auth.TenantOf(ctx), func(v opView) error { return stream.Send(toOperation(v)) })
 }
 
 // submit validates an ExecuteRequest, answers it from the action cache if
@@ -55,12 +57,16 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 	}
 	fn = ad.Function()
 	instance := req.InstanceName
+	// The Action, Command and results are read from the instance's CAS
+	// partition.
+	ctx = storage.WithInstance(ctx, instance)
+	owner := auth.TenantOf(ctx)
 	name := "operations/" + s.newID()
 
 	if !req.SkipCacheLookup {
 		if res, err := s.ac.Get(ctx, instance, ad); err == nil && storage.CheckComplete(ctx, s.cas, fn, res) == nil {
 			s.mu.Lock()
-			s.core.AddCompleted(s.clock.Now(), name, instance, ad, &repb.ExecuteResponse{
+			s.core.AddCompleted(s.clock.Now(), name, instance, owner, ad, &repb.ExecuteResponse{
 				Result: res, CachedResult: true, Status: nil})
 			s.apply()
 			s.mu.Unlock()
@@ -100,6 +106,7 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 	sub := submission{
 		name:       name,
 		instance:   instance,
+		owner:      owner,
 		action:     ad,
 		cacheable:  !action.DoNotCache,
 		priority:   req.GetExecutionPolicy().GetPriority(),

@@ -13,6 +13,7 @@ import (
 type operation struct {
 	name        string
 	instance    string
+	owner       string // the tenant that created it; only it may see it
 	action      digest.Digest
 	exec        *execution // nil once done or deleted
 	queuedAt    time.Time
@@ -28,6 +29,7 @@ type operation struct {
 type opView struct {
 	name      string
 	instance  string
+	owner     string
 	action    digest.Digest
 	stage     repb.ExecutionStage_Value
 	done      bool
@@ -41,6 +43,7 @@ func (op *operation) view() opView {
 	v := opView{
 		name:      op.name,
 		instance:  op.instance,
+		owner:     op.owner,
 		action:    op.action,
 		done:      op.done,
 		response:  op.response,

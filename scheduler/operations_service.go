@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/paddock-build/paddock/auth"
 )
 
 // operationsService is the gRPC edge of google.longrunning.Operations over
@@ -24,7 +26,7 @@ func (o *operationsService) GetOperation(ctx context.Context, req *longrunningpb
 	v, ok := o.s.core.Operation(req.Name)
 	o.s.followers.touch(req.Name, o.s.clock.Now()) // a poll counts as following
 	o.s.mu.Unlock()
-	if !ok {
+	if !ok || v.owner != auth.TenantOf(ctx) {
 		return nil, status.Errorf(codes.NotFound, "operation %q not found", req.Name)
 	}
 	return toOperation(v), nil
@@ -32,7 +34,8 @@ func (o *operationsService) GetOperation(ctx context.Context, req *longrunningpb
 
 // ListOperations lists operations in name order. The filter is a
 // conjunction ("AND") of terms stage=QUEUED|EXECUTING|COMPLETED and
-// instance=NAME (instance="" for the default instance).
+// instance=NAME (instance="" for the default instance). Only the caller's
+// own operations are listed.
 func (o *operationsService) ListOperations(ctx context.Context, req *longrunningpb.ListOperationsRequest) (*longrunningpb.ListOperationsResponse, error) {
 	f, err := parseFilter(req.Filter)
 	if err != nil {
@@ -42,10 +45,11 @@ func (o *operationsService) ListOperations(ctx context.Context, req *longrunning
 	if size <= 0 || size > 1000 {
 		size = 1000
 	}
+	owner := auth.TenantOf(ctx)
 	o.s.mu.Lock()
 	var views []opView
 	for _, op := range o.s.core.ops {
-		if op.name <= req.PageToken {
+		if op.name <= req.PageToken || op.owner != owner {
 			continue
 		}
 		v := op.view()
@@ -69,6 +73,9 @@ func (o *operationsService) ListOperations(ctx context.Context, req *longrunning
 func (o *operationsService) DeleteOperation(ctx context.Context, req *longrunningpb.DeleteOperationRequest) (*emptypb.Empty, error) {
 	o.s.mu.Lock()
 	defer o.s.mu.Unlock()
+	if err := o.s.checkOwner(ctx, req.Name); err != nil {
+		return nil, err
+	}
 	if err := o.s.core.Delete(o.s.clock.Now(), req.Name); err != nil {
 		return nil, err
 	}
@@ -80,6 +87,9 @@ func (o *operationsService) DeleteOperation(ctx context.Context, req *longrunnin
 func (o *operationsService) CancelOperation(ctx context.Context, req *longrunningpb.CancelOperationRequest) (*emptypb.Empty, error) {
 	o.s.mu.Lock()
 	defer o.s.mu.Unlock()
+	if err := o.s.checkOwner(ctx, req.Name); err != nil {
+		return nil, err
+	}
 	if err := o.s.core.Cancel(o.s.clock.Now(), req.Name); err != nil {
 		return nil, err
 	}
@@ -98,11 +108,21 @@ func (o *operationsService) WaitOperation(ctx context.Context, req *longrunningp
 		ctx, cancel = context.WithTimeout(ctx, req.Timeout.AsDuration())
 		defer cancel()
 	}
-	v, err := o.s.wait(ctx, req.Name)
+	v, err := o.s.wait(ctx, req.Name, auth.TenantOf(ctx))
 	if err != nil {
 		return nil, err
 	}
 	return toOperation(v), nil
+}
+
+// checkOwner answers NOT_FOUND for an operation that does not exist or
+// belongs to another tenant than ctx's caller: the same answer, so that a
+// tenant learns nothing of others' operations. Called with s.mu held.
+func (s *Scheduler) checkOwner(ctx context.Context, name string) error {
+	if v, ok := s.core.Operation(name); !ok || v.owner != auth.TenantOf(ctx) {
+		return status.Errorf(codes.NotFound, "operation %q not found", name)
+	}
+	return nil
 }
 
 type opFilter struct {

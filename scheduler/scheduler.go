@@ -122,8 +122,20 @@ func New(opts Options) (*Scheduler, error) {
 // Register adds the Execution, Operations, WorkerService and AdminService
 // services to srv.
 func (s *Scheduler) Register(srv *grpc.Server) {
+	s.RegisterClient(srv)
+	s.RegisterInternal(srv)
+}
+
+// RegisterClient adds the client API: Execution and Operations.
+func (s *Scheduler) RegisterClient(srv *grpc.Server) {
 	repb.RegisterExecutionServer(srv, &executionService{s: s})
 	longrunningpb.RegisterOperationsServer(srv, &operationsService{s: s})
+}
+
+// RegisterInternal adds the worker protocol and the admin API, which a
+// server may keep off the clients' listener (`paddock up` serves them on a
+// local socket only).
+func (s *Scheduler) RegisterInternal(srv *grpc.Server) {
 	workerpb.RegisterWorkerServiceServer(srv, &workerService{s: s})
 	workerpb.RegisterAdminServiceServer(srv, &adminService{s: s})
 }
@@ -215,12 +227,13 @@ func (s *Scheduler) follower(name string) func() {
 }
 
 // watch returns an operation's state and a channel closed at its next
-// change.
-func (s *Scheduler) watch(name string) (opView, <-chan struct{}, bool) {
+// change. An operation of another owner is not found: a tenant cannot tell
+// whether another tenant's operation exists.
+func (s *Scheduler) watch(name, owner string) (opView, <-chan struct{}, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, ok := s.core.Operation(name)
-	if !ok {
+	if !ok || v.owner != owner {
 		return v, nil, false
 	}
 	ch := s.watchers[name]
@@ -233,15 +246,15 @@ func (s *Scheduler) watch(name string) (opView, <-chan struct{}, bool) {
 
 // follow calls send with the operation's state now, at every stage change
 // and every ExecuteUpdateInterval, until it is done. NOT_FOUND if the
-// operation is unknown.
-func (s *Scheduler) follow(ctx context.Context, name string, send func(opView) error) error {
+// operation is unknown or not owner's.
+func (s *Scheduler) follow(ctx context.Context, name, owner string, send func(opView) error) error {
 	defer s.follower(name)()
 	first, again := true, false
 	var last repb.ExecutionStage_Value
 	keepalive := time.NewTicker(s.cfg.ExecuteUpdateInterval)
 	defer keepalive.Stop()
 	for {
-		v, ch, ok := s.watch(name)
+		v, ch, ok := s.watch(name, owner)
 		if !ok {
 			return status.Errorf(codes.NotFound, "operation %q not found: it finished too long ago, was deleted, or the scheduler restarted; Execute the action again", name)
 		}
@@ -265,10 +278,10 @@ func (s *Scheduler) follow(ctx context.Context, name string, send func(opView) e
 }
 
 // wait blocks until the operation is done or ctx ends, and returns its state.
-func (s *Scheduler) wait(ctx context.Context, name string) (opView, error) {
+func (s *Scheduler) wait(ctx context.Context, name, owner string) (opView, error) {
 	defer s.follower(name)()
 	for {
-		v, ch, ok := s.watch(name)
+		v, ch, ok := s.watch(name, owner)
 		if !ok {
 			return v, status.Errorf(codes.NotFound, "operation %q not found", name)
 		}

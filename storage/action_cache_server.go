@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -20,6 +21,7 @@ type actionCacheServer struct {
 }
 
 func (s *actionCacheServer) GetActionResult(ctx context.Context, req *repb.GetActionResultRequest) (*repb.ActionResult, error) {
+	ctx = WithInstance(ctx, req.InstanceName)
 	fn, err := digest.CheckFunction(req.DigestFunction)
 	if err != nil {
 		return nil, err
@@ -96,6 +98,7 @@ func (s *actionCacheServer) inline(ctx context.Context, fn digest.Function, req 
 }
 
 func (s *actionCacheServer) UpdateActionResult(ctx context.Context, req *repb.UpdateActionResultRequest) (*repb.ActionResult, error) {
+	ctx = WithInstance(ctx, req.InstanceName)
 	fn, err := digest.CheckFunction(req.DigestFunction)
 	if err != nil {
 		return nil, err
@@ -110,10 +113,39 @@ func (s *actionCacheServer) UpdateActionResult(ctx context.Context, req *repb.Up
 	if err := ValidateActionResult(fn, req.ActionResult); err != nil {
 		return nil, err
 	}
+	if err := requireStored(ctx, s.opts.CAS, fn, d, req.ActionResult); err != nil {
+		return nil, err
+	}
 	if err := s.opts.AC.Put(ctx, req.InstanceName, d, req.ActionResult); err != nil {
 		return nil, fmt.Errorf("update action result %s: %w", d, err)
 	}
 	return req.ActionResult, nil
+}
+
+// requireStored refuses, with FAILED_PRECONDITION as REv2 asks, a result
+// whose Action or any referenced blob is not in the CAS: an entry that
+// points at nothing would be served to every client of the instance, and
+// a result for an action nobody uploaded is how a cache gets poisoned.
+func requireStored(ctx context.Context, cas BlobStore, fn digest.Function, action digest.Digest, r *repb.ActionResult) error {
+	missing, err := cas.FindMissing(ctx, []digest.Digest{action})
+	if err != nil {
+		return fmt.Errorf("find action %s: %w", action, err)
+	}
+	if len(missing) > 0 {
+		st := status.Newf(codes.FailedPrecondition, "action_digest: the Action %s is not in the CAS; upload it before its result", action)
+		if st2, err := st.WithDetails(&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{{
+			Type: "MISSING", Subject: "blobs/" + action.String(), Description: "the Action is not in the CAS"}}}); err == nil {
+			st = st2
+		}
+		return st.Err()
+	}
+	if err := CheckComplete(ctx, cas, fn, r); err != nil {
+		if status.Code(err) == codes.NotFound {
+			return status.Errorf(codes.FailedPrecondition, "action_result: %s; upload the outputs before the result", status.Convert(err).Message())
+		}
+		return err
+	}
+	return nil
 }
 
 // ValidateActionResult checks every digest and path in r, so that a

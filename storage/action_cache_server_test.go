@@ -6,6 +6,7 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/storage"
@@ -19,7 +20,7 @@ func TestActionCacheCompletenessAndInlining(t *testing.T) {
 	stderr := putString(t, ts.disk, "stderr text") // 11 bytes: over the budget left
 	dirFile := putString(t, ts.disk, "in a dir")
 	tree := putProto(t, ts.disk, &repb.Tree{Root: &repb.Directory{Files: []*repb.FileNode{{Name: "f", Digest: dirFile.Proto()}}}})
-	action := sha("action")
+	action := putString(t, ts.disk, "action")
 	result := &repb.ActionResult{
 		OutputFiles:       []*repb.OutputFile{{Path: "out/a", Digest: out.Proto()}},
 		OutputDirectories: []*repb.OutputDirectory{{Path: "out/d", TreeDigest: tree.Proto()}},
@@ -91,5 +92,32 @@ func TestUpdateActionResultValidates(t *testing.T) {
 			_, err = ts.ac.Get(ctx, "", action)
 			wantStatus(t, err, codes.NotFound)
 		})
+	}
+}
+
+// TestUpdateActionResultNeedsStoredBlobs: a result for an Action the CAS
+// does not hold, or one naming outputs it does not hold, is refused with
+// FAILED_PRECONDITION (REv2), and nothing is written.
+func TestUpdateActionResultNeedsStoredBlobs(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{})
+	ctx := context.Background()
+	out := putString(t, ts.disk, "an output")
+	stored := putString(t, ts.disk, "a stored action")
+	absent := sha("an action nobody uploaded")
+	good := &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "o", Digest: out.Proto()}}}
+	_, err := ts.acc.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{ActionDigest: absent.Proto(), ActionResult: good})
+	wantStatus(t, err, codes.FailedPrecondition, "action_digest", absent.String())
+	if len(status.Convert(err).Details()) != 1 {
+		t.Errorf("FAILED_PRECONDITION without its PreconditionFailure: %v", status.Convert(err).Details())
+	}
+	dangling := &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "o", Digest: sha("never stored").Proto()}}}
+	_, err = ts.acc.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{ActionDigest: stored.Proto(), ActionResult: dangling})
+	wantStatus(t, err, codes.FailedPrecondition, "action_result", "missing blob")
+	for _, d := range []digest.Digest{absent, stored} {
+		_, err = ts.acc.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: d.Proto()})
+		wantStatus(t, err, codes.NotFound)
+	}
+	if _, err := ts.acc.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{ActionDigest: stored.Proto(), ActionResult: good}); err != nil {
+		t.Fatalf("a complete result for a stored action: %v", err)
 	}
 }

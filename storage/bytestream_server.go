@@ -145,7 +145,7 @@ func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.B
 	case rn.Compressor != repb.Compressor_IDENTITY && req.ReadLimit != 0:
 		return status.Errorf(codes.InvalidArgument, "read_limit must be 0 when reading compressed-blobs/, got %d", req.ReadLimit)
 	}
-	r, err := s.opts.CAS.Get(stream.Context(), d, req.ReadOffset)
+	r, err := s.opts.CAS.Get(WithInstance(stream.Context(), rn.InstanceName), d, req.ReadOffset)
 	if err != nil {
 		return err
 	}
@@ -229,7 +229,7 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 		return stream.SendAndClose(&bytestream.WriteResponse{CommittedSize: size})
 	}
 	// A blob that is already stored completes at once, as the spec allows.
-	if missing, err := s.opts.CAS.FindMissing(stream.Context(), []digest.Digest{d}); err != nil {
+	if missing, err := s.opts.CAS.FindMissing(WithInstance(stream.Context(), rn.InstanceName), []digest.Digest{d}); err != nil {
 		return err
 	} else if len(missing) == 0 {
 		return complete()
@@ -309,7 +309,7 @@ func (s *byteStreamServer) acquire(name string, rn digest.ResourceName, offset i
 	}
 	defer s.mu.Unlock()
 	pr, pw := io.Pipe()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(WithInstance(context.Background(), rn.InstanceName))
 	u = &upload{name: name, d: rn.Digest, pw: pw, cancel: cancel, done: make(chan struct{})}
 	u.busy.Lock()
 	go func() {
@@ -358,7 +358,7 @@ func (s *byteStreamServer) QueryWriteStatus(ctx context.Context, req *bytestream
 	if err != nil {
 		return nil, err
 	}
-	if missing, err := s.opts.CAS.FindMissing(ctx, []digest.Digest{rn.Digest}); err != nil {
+	if missing, err := s.opts.CAS.FindMissing(WithInstance(ctx, rn.InstanceName), []digest.Digest{rn.Digest}); err != nil {
 		return nil, err
 	} else if len(missing) == 0 {
 		return &bytestream.QueryWriteStatusResponse{CommittedSize: rn.Digest.SizeBytes(), Complete: true}, nil

@@ -38,6 +38,7 @@ func newCASServer(opts *ServerOptions) *casServer {
 const batchParallelism = 8
 
 func (s *casServer) FindMissingBlobs(ctx context.Context, req *repb.FindMissingBlobsRequest) (*repb.FindMissingBlobsResponse, error) {
+	ctx = WithInstance(ctx, req.InstanceName)
 	fn, err := digest.CheckFunction(req.DigestFunction)
 	if err != nil {
 		return nil, err
@@ -60,6 +61,7 @@ func (s *casServer) FindMissingBlobs(ctx context.Context, req *repb.FindMissingB
 }
 
 func (s *casServer) BatchUpdateBlobs(ctx context.Context, req *repb.BatchUpdateBlobsRequest) (*repb.BatchUpdateBlobsResponse, error) {
+	ctx = WithInstance(ctx, req.InstanceName)
 	fn, err := digest.CheckFunction(req.DigestFunction)
 	if err != nil {
 		return nil, err
@@ -111,6 +113,7 @@ func (s *casServer) updateOne(ctx context.Context, fn digest.Function, i int, r 
 }
 
 func (s *casServer) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobsRequest) (*repb.BatchReadBlobsResponse, error) {
+	ctx = WithInstance(ctx, req.InstanceName)
 	fn, err := digest.CheckFunction(req.DigestFunction)
 	if err != nil {
 		return nil, err
@@ -168,7 +171,7 @@ const defaultTreePageSize = 10000
 // position in that walk, which is deterministic for a given root, so a
 // client can resume from any response's next_page_token.
 func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddressableStorage_GetTreeServer) error {
-	ctx := stream.Context()
+	ctx := WithInstance(stream.Context(), req.InstanceName)
 	fn, err := digest.CheckFunction(req.DigestFunction)
 	if err != nil {
 		return err

@@ -19,8 +19,14 @@ import (
 
 // RemoteOptions configures the remote backends.
 type RemoteOptions struct {
-	// InstanceName is used for every CAS request to the remote endpoint.
+	// InstanceName is used for every CAS request to the remote endpoint,
+	// unless ForwardInstance.
 	InstanceName string
+	// ForwardInstance sends the instance name of each call's context
+	// (WithInstance) instead, so that a Paddock storage with tenant
+	// partitions serves the partition of the action's instance. Workers and
+	// schedulers set it; a storage in front of another CAS does not.
+	ForwardInstance bool
 	// MaxBatchBytes is the largest blob moved with the batch RPCs rather
 	// than ByteStream, and the budget of one batch. Default 1 MiB; keep it
 	// at or below the remote's max_batch_total_size_bytes.
@@ -60,7 +66,7 @@ func (s *RemoteBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) (
 		chunk := ds[start:min(len(ds), start+findMissingChunk)]
 		// One request per digest function, as the RPC carries one.
 		for fn, group := range groupByFunction(chunk) {
-			req := &repb.FindMissingBlobsRequest{InstanceName: s.opts.InstanceName, DigestFunction: fn}
+			req := &repb.FindMissingBlobsRequest{InstanceName: s.instance(ctx), DigestFunction: fn}
 			for _, d := range group {
 				req.BlobDigests = append(req.BlobDigests, d.Proto())
 			}
@@ -103,7 +109,7 @@ func (s *RemoteBlobStore) Get(ctx context.Context, d digest.Digest, offset int64
 	}
 	if d.SizeBytes() <= s.opts.MaxBatchBytes {
 		resp, err := s.cas.BatchReadBlobs(ctx, &repb.BatchReadBlobsRequest{
-			InstanceName: s.opts.InstanceName, Digests: []*repb.Digest{d.Proto()}, DigestFunction: d.Function(),
+			InstanceName: s.instance(ctx), Digests: []*repb.Digest{d.Proto()}, DigestFunction: d.Function(),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("remote BatchReadBlobs %s: %w", d, err)
@@ -122,7 +128,7 @@ func (s *RemoteBlobStore) Get(ctx context.Context, d digest.Digest, offset int64
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	stream, err := s.bs.Read(ctx, &bytestream.ReadRequest{
-		ResourceName: digest.ResourceName{InstanceName: s.opts.InstanceName, Digest: d}.String(),
+		ResourceName: digest.ResourceName{InstanceName: s.instance(ctx), Digest: d}.String(),
 		ReadOffset:   offset,
 	})
 	if err != nil {
@@ -210,7 +216,7 @@ func (s *RemoteBlobStore) MaxBatchBytes() int64 { return s.opts.MaxBatchBytes }
 func (s *RemoteBlobStore) GetMany(ctx context.Context, ds []digest.Digest) (map[digest.Digest][]byte, error) {
 	out := make(map[digest.Digest][]byte, len(ds))
 	for fn, group := range groupByFunction(ds) {
-		req := &repb.BatchReadBlobsRequest{InstanceName: s.opts.InstanceName, DigestFunction: fn}
+		req := &repb.BatchReadBlobsRequest{InstanceName: s.instance(ctx), DigestFunction: fn}
 		for _, d := range group {
 			req.Digests = append(req.Digests, d.Proto())
 		}
@@ -248,7 +254,7 @@ func (s *RemoteBlobStore) PutMany(ctx context.Context, blobs map[digest.Digest][
 		}
 		req := groups[d.Function()]
 		if req == nil {
-			req = &repb.BatchUpdateBlobsRequest{InstanceName: s.opts.InstanceName, DigestFunction: d.Function()}
+			req = &repb.BatchUpdateBlobsRequest{InstanceName: s.instance(ctx), DigestFunction: d.Function()}
 			groups[d.Function()] = req
 		}
 		req.Requests = append(req.Requests, &repb.BatchUpdateBlobsRequest_Request{Digest: d.Proto(), Data: data})
@@ -285,7 +291,7 @@ func (s *RemoteBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader)
 	if err != nil {
 		return fmt.Errorf("remote ByteStream.Write %s: %w", d, err)
 	}
-	name := digest.ResourceName{InstanceName: s.opts.InstanceName, UploadID: uuid.NewString(), Digest: d}.String()
+	name := digest.ResourceName{InstanceName: s.instance(ctx), UploadID: uuid.NewString(), Digest: d}.String()
 	buf := make([]byte, streamChunkBytes)
 	var off int64
 	for {
@@ -328,3 +334,12 @@ var (
 	_ BlobStore = (*RemoteBlobStore)(nil)
 	_ Batcher   = (*RemoteBlobStore)(nil)
 )
+
+// instance is the instance name of ctx's calls (WithInstance), else the
+// configured one.
+func (s *RemoteBlobStore) instance(ctx context.Context) string {
+	if i, ok := InstanceFrom(ctx); ok && s.opts.ForwardInstance {
+		return i
+	}
+	return s.opts.InstanceName
+}

@@ -3,6 +3,7 @@ package worker
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -47,6 +48,12 @@ type FileCacheOptions struct {
 	// so a non-executable input is never copied. Executable files still get
 	// their own 0555 copy here, since a hard link shares the mode.
 	Local LocalBlobs
+	// PartitionOf, if set, maps an action's instance name (from the
+	// context, storage.WithInstance) to its tenant's CAS partition: each
+	// partition gets its own cached copies, so no hard link in one tenant's
+	// input root shares a file with another partition's. Local must then be
+	// nil (a shared CAS directory would be linked across partitions).
+	PartitionOf func(instance string) string
 }
 
 // FileCache holds one read-only file per (digest, executable bit), owned by
@@ -69,6 +76,7 @@ type FileCache struct {
 type cacheKey struct {
 	d    digest.Digest
 	exec bool
+	part string // CAS partition ("" unpartitioned)
 }
 
 type cacheEntry struct {
@@ -80,6 +88,9 @@ type cacheEntry struct {
 // cache: entries are cheap to fetch again and the index lives in memory)
 // and returns the cache.
 func NewFileCache(opts FileCacheOptions) (*FileCache, error) {
+	if opts.Local != nil && opts.PartitionOf != nil {
+		return nil, errors.New("file cache: Local and PartitionOf exclude each other: links from one CAS directory would cross partitions")
+	}
 	if err := os.RemoveAll(opts.Dir); err != nil {
 		return nil, fmt.Errorf("clear file cache: %w", err)
 	}
@@ -94,6 +105,7 @@ func NewFileCache(opts FileCacheOptions) (*FileCache, error) {
 // if needed), with mode 0555 if exec and 0444 otherwise. dst must not exist.
 func (c *FileCache) Link(ctx context.Context, d digest.Digest, exec bool, dst string) error {
 	c.links.Add(1)
+	part := c.partition(ctx)
 	if !exec && c.opts.Local != nil {
 		if p, ok := c.opts.Local.Path(d); ok {
 			if err := os.Link(p, dst); err == nil {
@@ -103,7 +115,7 @@ func (c *FileCache) Link(ctx context.Context, d digest.Digest, exec bool, dst st
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		p, err := c.ensure(ctx, cacheKey{d, exec})
+		p, err := c.ensure(ctx, cacheKey{d, exec, part})
 		if err != nil {
 			return err
 		}
@@ -112,7 +124,7 @@ func (c *FileCache) Link(ctx context.Context, d digest.Digest, exec bool, dst st
 		case err == nil:
 			return nil
 		case errors.Is(err, fs.ErrNotExist) && attempt == 0:
-			c.forget(cacheKey{d, exec}) // evicted between ensure and link
+			c.forget(cacheKey{d, exec, part}) // evicted between ensure and link
 			continue
 		case errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EMLINK):
 			return diskError(copyFile(p, dst))
@@ -219,7 +231,21 @@ func entryName(k cacheKey) string {
 	if k.exec {
 		name += "-x"
 	}
+	if k.part != "" {
+		// Partition names may be instance names, with slashes: a hash.
+		sum := sha256.Sum256([]byte(k.part))
+		name += "@" + hex.EncodeToString(sum[:8])
+	}
 	return name
+}
+
+// partition is the CAS partition of ctx's action; "" without PartitionOf.
+func (c *FileCache) partition(ctx context.Context) string {
+	if c.opts.PartitionOf == nil {
+		return ""
+	}
+	instance, _ := storage.InstanceFrom(ctx)
+	return c.opts.PartitionOf(instance)
 }
 
 // add records a written entry, unless a concurrent fetch did, and evicts
@@ -252,8 +278,9 @@ func (c *FileCache) Prefetch(ctx context.Context, want []FileRef) error {
 	var cur []digest.Digest
 	var size int64
 	need := map[digest.Digest][]cacheKey{}
+	part := c.partition(ctx)
 	for _, f := range want {
-		k := cacheKey{f.Digest, f.Executable}
+		k := cacheKey{f.Digest, f.Executable, part}
 		if _, cached := c.set.Peek(k); cached || f.Digest.SizeBytes() > limit/4 || f.Digest.IsEmpty() {
 			continue
 		}

@@ -172,6 +172,8 @@ func DefaultPlatform() []*workerpb.Property {
 // non-zero exit code is a result.
 func (w *Worker) Execute(ctx context.Context, a *workerpb.Assignment) *repb.ExecuteResponse {
 	j := &Job{Assignment: a, Metadata: &repb.ExecutedActionMetadata{Worker: w.opts.ID, QueuedTimestamp: a.QueuedTimestamp}}
+	// Every CAS access of the action is in its instance's partition.
+	ctx = storage.WithInstance(ctx, a.InstanceName)
 	resp, _ := w.chain.Execute(ctx, j) // metadataStep answers every error in resp
 	return resp
 }

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/configs"
@@ -35,6 +35,11 @@ func runScheduler(ctx context.Context, args []string) error {
 	configPath := fs.String("config", "", "YAML scheduler config file; defaults apply without it")
 	httpAddr := fs.String("http-listen", "", httpListenUsage)
 	logFormat := fs.String("log-format", "text", logFormatUsage)
+	workerListen := fs.String("worker-listen", "", "serve the worker protocol and the admin API on this address instead of --listen, apart from clients")
+	var sec serverSecurity
+	sec.register(fs)
+	var dial dialSecurity // to storage
+	dial.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,7 +57,11 @@ func runScheduler(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cas, ac, closeStorage, err := openRemoteStorage(ctx, *storageAddr)
+	serveOpts, _, dialOpts, err := roleSecurity(sec, dial, *listen, logger)
+	if err != nil {
+		return err
+	}
+	cas, ac, closeStorage, err := openRemoteStorage(ctx, *storageAddr, dialOpts)
 	if err != nil {
 		return err
 	}
@@ -69,10 +78,15 @@ func runScheduler(ctx context.Context, args []string) error {
 	defer front.Close()
 	obs := newObservability(logger)
 	obs.reg.MustRegister(s.Collector())
-	g := obs.newGRPCServer(front.GRPCServerOptions()...)
+	g := obs.newGRPCServer(append(front.GRPCServerOptions(), serveOpts...)...)
 	front.Register(g)
-	s.Register(g)
+	s.RegisterClient(g)
 	obs.finish(g)
+	if *workerListen == "" {
+		s.RegisterInternal(g)
+	} else if err := serveInternal(ctx, s, *workerListen, sec, logger); err != nil {
+		return err
+	}
 	if *httpAddr != "" {
 		got, err := obs.startHTTP(ctx, *httpAddr, statusRoutes(s, cas, ac, logger))
 		if err != nil {
@@ -100,6 +114,8 @@ func runSchedulerDrain(ctx context.Context, args []string) error {
 	addr := fs.String("scheduler", "localhost:8981", "scheduler address")
 	id := fs.String("worker", "", "id of the worker to drain; required")
 	wait := fs.Bool("wait", false, "return only when the worker runs nothing")
+	var dial dialSecurity
+	dial.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -107,7 +123,11 @@ func runSchedulerDrain(ctx context.Context, args []string) error {
 		fs.Usage()
 		return errors.New("--worker is required")
 	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	dialOpts, err := dial.dialOptions(slog.Default())
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(*addr, dialOpts...)
 	if err != nil {
 		return fmt.Errorf("dial scheduler %s: %w", *addr, err)
 	}
@@ -121,5 +141,28 @@ func runSchedulerDrain(ctx context.Context, args []string) error {
 	} else {
 		fmt.Printf("worker %s draining, %d action(s) still running\n", resp.WorkerId, resp.Running)
 	}
+	return nil
+}
+
+// serveInternal serves the worker protocol and the admin API on addr, with
+// the same TLS and policy as the client listener, until ctx ends.
+func serveInternal(ctx context.Context, s *scheduler.Scheduler, addr string, sec serverSecurity, logger *slog.Logger) error {
+	opts, _, err := sec.serverOptions(addr, logger)
+	if err != nil {
+		return err
+	}
+	g := grpc.NewServer(opts...)
+	s.RegisterInternal(g)
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	logger.Info("scheduler serving workers", "address", lis.Addr().String())
+	fmt.Printf("paddock scheduler serving workers on %s\n", lis.Addr())
+	go func() {
+		<-ctx.Done()
+		g.Stop()
+	}()
+	go g.Serve(lis)
 	return nil
 }

@@ -7,13 +7,16 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/storage"
+	"github.com/paddock-build/paddock/worker"
 )
 
 func runStorage(ctx context.Context, args []string) error {
@@ -23,6 +26,10 @@ func runStorage(ctx context.Context, args []string) error {
 	dir := fs.String("dir", "", "override the config's data directory")
 	httpAddr := fs.String("http-listen", "", httpListenUsage)
 	logFormat := fs.String("log-format", "text", logFormatUsage)
+	var sec serverSecurity
+	sec.register(fs)
+	var dial dialSecurity // to a remote CAS
+	dial.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -42,7 +49,11 @@ func runStorage(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cas, ac, closeStores, err := openStorage(ctx, cfg, logger)
+	serveOpts, policy, dialOpts, err := roleSecurity(sec, dial, cfg.Listen, logger)
+	if err != nil {
+		return err
+	}
+	cas, ac, closeStores, err := openStorage(ctx, cfg, dialOpts, policy, logger)
 	if err != nil {
 		return err
 	}
@@ -61,7 +72,7 @@ func runStorage(ctx context.Context, args []string) error {
 		Logger:                 logger,
 	})
 	defer srv.Close()
-	g := obs.newGRPCServer(srv.GRPCServerOptions()...)
+	g := obs.newGRPCServer(append(srv.GRPCServerOptions(), serveOpts...)...)
 	srv.Register(g)
 	obs.finish(g)
 	if *httpAddr != "" {
@@ -83,16 +94,16 @@ func runStorage(ctx context.Context, args []string) error {
 
 // openStorage builds the configured backend: the local disk, or a remote
 // REv2 endpoint when cfg.Remote.Endpoint is set.
-func openStorage(ctx context.Context, cfg configs.Storage, logger *slog.Logger) (storage.BlobStore, storage.ActionCache, func(), error) {
+func openStorage(ctx context.Context, cfg configs.Storage, dial []grpc.DialOption, policy *auth.Policy, logger *slog.Logger) (storage.BlobStore, storage.ActionCache, func(), error) {
 	if cfg.Remote.Endpoint != "" {
-		conn, err := dialStorage(cfg.Remote.Endpoint)
+		conn, err := dialStorage(cfg.Remote.Endpoint, dial)
 		if err != nil {
 			return nil, nil, nil, err
 		}
 		return storage.NewRemoteBlobStore(conn, storage.RemoteOptions{InstanceName: cfg.Remote.InstanceName}),
 			storage.NewRemoteActionCache(conn), func() { conn.Close() }, nil
 	}
-	cas, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: cfg.Dir, MaxBytes: int64(cfg.MaxBytes), Logger: logger, ScrubBytesPerSecond: scrubRate})
+	cas, _, err := openDiskCAS(cfg.Dir, int64(cfg.MaxBytes), policy, logger)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -106,18 +117,22 @@ func openStorage(ctx context.Context, cfg configs.Storage, logger *slog.Logger) 
 // openRemoteStorage connects to the REv2 storage endpoint addr and returns
 // the CAS and action cache over it, and a function that closes the
 // connection. The scheduler and worker roles use it.
-func openRemoteStorage(ctx context.Context, addr string) (storage.BlobStore, storage.ActionCache, func(), error) {
-	conn, err := dialStorage(addr)
+func openRemoteStorage(ctx context.Context, addr string, dial []grpc.DialOption) (storage.BlobStore, storage.ActionCache, func(), error) {
+	conn, err := dialStorage(addr, dial)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return storage.NewRemoteBlobStore(conn, storage.RemoteOptions{}), storage.NewRemoteActionCache(conn), func() { conn.Close() }, nil
+	return storage.NewRemoteBlobStore(conn, storage.RemoteOptions{ForwardInstance: true}), storage.NewRemoteActionCache(conn), func() { conn.Close() }, nil
 }
 
-func dialStorage(addr string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+// dialStorage connects to addr with dial's credentials (plaintext when
+// empty).
+func dialStorage(addr string, dial []grpc.DialOption) (*grpc.ClientConn, error) {
+	if len(dial) == 0 {
+		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	conn, err := grpc.NewClient(addr, append(dial,
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))...)
 	if err != nil {
 		return nil, fmt.Errorf("dial storage %s: %w", addr, err)
 	}
@@ -148,4 +163,25 @@ func serveUntilDone(ctx context.Context, g *grpc.Server, lis net.Listener, befor
 		g.Stop()
 	}
 	return nil
+}
+
+// openDiskCAS opens the CAS on disk under dir. Without a policy it is one
+// store, also returned as the local store whose files the worker of
+// `paddock up` links directly. With a policy each tenant partition gets a
+// store of its own under dir/partitions/NAME (each bounded by maxBytes),
+// and there is no local store: links from it would cross partitions.
+// (The local store is an interface, nil when absent: never a nil
+// *DiskBlobStore, which would be a non-nil LocalBlobs.)
+func openDiskCAS(dir string, maxBytes int64, policy *auth.Policy, logger *slog.Logger) (storage.BlobStore, worker.LocalBlobs, error) {
+	if policy == nil {
+		disk, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: dir, MaxBytes: maxBytes, Logger: logger, ScrubBytesPerSecond: scrubRate})
+		if err != nil {
+			return nil, nil, err
+		}
+		return disk, disk, nil
+	}
+	open := func(partition string) (storage.BlobStore, error) {
+		return storage.NewDiskBlobStore(storage.DiskOptions{Dir: filepath.Join(dir, "partitions", partition), MaxBytes: maxBytes, Logger: logger, ScrubBytesPerSecond: scrubRate})
+	}
+	return storage.NewPartitionedBlobStore(policy.PartitionOf, open), nil, nil
 }

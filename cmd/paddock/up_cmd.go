@@ -42,6 +42,7 @@ func runUp(ctx context.Context, args []string) error {
 	lims.register(fs)
 	httpAddr := fs.String("http-listen", "127.0.0.1:8990", httpListenUsage+"; the runner child's metrics are served here too")
 	logFormat := fs.String("log-format", "text", logFormatUsage)
+	sec := newServerSecurity(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -70,7 +71,7 @@ func runUp(ctx context.Context, args []string) error {
 		}
 	}
 
-	ep, err := startUpEndpoint(*data, *listen, int64(casBytes), logger)
+	ep, err := startUpEndpoint(*data, *listen, int64(casBytes), *sec, logger)
 	if err != nil {
 		return err
 	}
@@ -93,8 +94,8 @@ func runUp(ctx context.Context, args []string) error {
 
 	err = serveWorker(ctx, workerSetup{
 		id: "local", dir: filepath.Join(*data, "worker"), concurrency: *concurrency, cacheBytes: int64(fileBytes),
-		schedulerAddr: addr, runnerSocket: sock, cas: ep.cas, ac: ep.ac, local: ep.cas, logger: logger,
-		inputLimits: inLimits, outputLimits: outLimits,
+		schedulerAddr: "unix://" + filepath.Join(*data, "scheduler.sock"), runnerSocket: sock, cas: ep.cas, ac: ep.ac, local: ep.local, logger: logger,
+		inputLimits: inLimits, outputLimits: outLimits, partitionOf: partitionOf(ep.policy),
 		obs: ep.obs, healthService: workerHealthService,
 	})
 	stopFarm()

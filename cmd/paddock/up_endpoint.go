@@ -2,21 +2,27 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 
 	"google.golang.org/grpc"
 
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/scheduler"
 	"github.com/paddock-build/paddock/storage"
+	"github.com/paddock-build/paddock/worker"
 )
 
 // upEndpoint is the part of `paddock up` that serves clients: the disk
 // CAS and action cache, the scheduler, and the one gRPC endpoint serving
 // them all, with its metrics, health and reflection.
 type upEndpoint struct {
-	cas     *storage.DiskBlobStore
+	cas     storage.BlobStore // the disk CAS, or its tenant partitions
+	local   worker.LocalBlobs // the disk CAS whose files the worker links; nil when partitioned
 	ac      *storage.DiskActionCache
 	metered *storage.MeteredBlobStore // cas, as clients reach it
 	sched   *scheduler.Scheduler
@@ -25,15 +31,24 @@ type upEndpoint struct {
 	g       *grpc.Server
 	lis     net.Listener
 	logger  *slog.Logger
+	// gi serves the worker protocol and admin API on a local socket only.
+	gi     *grpc.Server
+	policy *auth.Policy // nil: every call allowed
 }
 
 // startUpEndpoint opens the stores under data and serves them and a
 // scheduler on listen.
-func startUpEndpoint(data, listen string, casBytes int64, logger *slog.Logger) (*upEndpoint, error) {
+// sec gives the TLS and auth of the client listener; with a policy the
+// CAS is partitioned by tenant.
+func startUpEndpoint(data, listen string, casBytes int64, sec serverSecurity, logger *slog.Logger) (*upEndpoint, error) {
 	ep := &upEndpoint{obs: newObservability(logger), logger: logger}
+	serveOpts, policy, err := sec.serverOptions(listen, logger)
+	if err != nil {
+		return nil, err
+	}
+	ep.policy = policy
 	storeDir := filepath.Join(data, "storage")
-	var err error
-	if ep.cas, err = storage.NewDiskBlobStore(storage.DiskOptions{Dir: storeDir, MaxBytes: casBytes, Logger: logger, ScrubBytesPerSecond: scrubRate}); err != nil {
+	if ep.cas, ep.local, err = openDiskCAS(storeDir, casBytes, policy, logger); err != nil {
 		return nil, err
 	}
 	if ep.ac, err = storage.NewDiskActionCache(storeDir, logger); err != nil {
@@ -43,12 +58,20 @@ func startUpEndpoint(data, listen string, casBytes int64, logger *slog.Logger) (
 		return nil, err
 	}
 	ep.metered = storage.NewMeteredBlobStore(ep.cas)
-	ep.obs.reg.MustRegister(append(ep.metered.Collectors(), ep.cas.Collector(), ep.sched.Collector())...)
+	ep.obs.reg.MustRegister(append(ep.metered.Collectors(), ep.sched.Collector())...)
+	if disk, ok := ep.cas.(*storage.DiskBlobStore); ok {
+		ep.obs.reg.MustRegister(disk.Collector())
+	}
 	ep.srv = storage.NewServer(storage.ServerOptions{CAS: ep.metered, AC: ep.ac, Logger: logger, Execution: executionCapabilities()})
-	ep.g = ep.obs.newGRPCServer(ep.srv.GRPCServerOptions()...)
+	ep.g = ep.obs.newGRPCServer(append(ep.srv.GRPCServerOptions(), serveOpts...)...)
 	ep.srv.Register(ep.g)
-	ep.sched.Register(ep.g)
+	ep.sched.RegisterClient(ep.g)
 	ep.obs.finish(ep.g)
+	if ep.gi, err = serveLocalInternal(ep.sched, filepath.Join(data, "scheduler.sock")); err != nil {
+		ep.sched.Close()
+		ep.srv.Close()
+		return nil, err
+	}
 	if ep.lis, err = net.Listen("tcp", listen); err != nil {
 		ep.sched.Close()
 		ep.srv.Close()
@@ -97,6 +120,7 @@ func (ep *upEndpoint) startHTTP(ctx context.Context, addr string, explicit bool)
 // server's uploads.
 func (ep *upEndpoint) close() {
 	ep.g.Stop()
+	ep.gi.Stop()
 	ep.sched.Close()
 	ep.srv.Close()
 }
@@ -104,3 +128,46 @@ func (ep *upEndpoint) close() {
 // scrubRate is how fast the embedded CAS re-hashes its blobs in the
 // background: slow enough to leave the disk to the actions.
 const scrubRate = 32 << 20
+
+// serveLocalInternal serves the worker protocol and the admin API on the
+// UNIX socket path only: no client of the TCP port, with or without
+// credentials, can register a worker or drain one.
+func serveLocalInternal(sched *scheduler.Scheduler, path string) (*grpc.Server, error) {
+	lis, err := listenUnix(path)
+	if err != nil {
+		return nil, err
+	}
+	g := grpc.NewServer()
+	sched.RegisterInternal(g)
+	go g.Serve(lis)
+	return g, nil
+}
+
+// listenUnix listens on a UNIX socket at path that only this user (root)
+// may connect to, replacing a stale socket left by a crash.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	// Connecting needs write permission, which the umask already denies
+	// to others; 0600 makes it explicit. (Not a process-wide umask change,
+	// which would race with the CAS creating files.)
+	if err := os.Chmod(path, 0o600); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	return lis, nil
+}
+
+// partitionOf is how the worker of `paddock up` keeps its file cache apart
+// per CAS partition; nil (one partition) without a policy.
+func partitionOf(policy *auth.Policy) func(string) string {
+	if policy == nil {
+		return nil
+	}
+	return policy.PartitionOf
+}

@@ -43,6 +43,9 @@ func runWorker(ctx context.Context, args []string) error {
 	logFormat := fs.String("log-format", "text", logFormatUsage)
 	var platform pairFlags
 	fs.Var(&platform, "platform", "routing property NAME=VALUE this worker offers (repeatable; default: OSFamily and ISA of this machine)")
+	var dial dialSecurity // to the scheduler and storage
+	dial.register(fs)
+	apart := fs.Bool("file-cache-per-instance", false, "keep cached input files apart per instance name, so no hard link crosses tenants' CAS partitions (for farms with an auth policy)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,15 +65,19 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cas, ac, closeStorage, err := openRemoteStorage(ctx, *storageAddr)
-	if err != nil {
-		return err
-	}
-	defer closeStorage()
 	logger, err := newLogger(os.Stderr, *logFormat)
 	if err != nil {
 		return err
 	}
+	dialOpts, err := dial.dialOptions(logger)
+	if err != nil {
+		return err
+	}
+	cas, ac, closeStorage, err := openRemoteStorage(ctx, *storageAddr, dialOpts)
+	if err != nil {
+		return err
+	}
+	defer closeStorage()
 	obs := newObservability(logger)
 	if *httpAddr != "" {
 		got, err := obs.startHTTP(ctx, *httpAddr, nil)
@@ -82,8 +89,8 @@ func runWorker(ctx context.Context, args []string) error {
 	}
 	return serveWorker(ctx, workerSetup{
 		id: *id, dir: *dir, concurrency: *concurrency, cacheBytes: int64(maxBytes),
-		platform: platform.toProperties(), schedulerAddr: *schedAddr, runnerSocket: *runnerSock,
-		cas: cas, ac: ac, logger: logger, inputLimits: inLimits, outputLimits: outLimits,
+		platform: platform.toProperties(), schedulerAddr: *schedAddr, schedulerDial: dialOpts, runnerSocket: *runnerSock,
+		cas: cas, ac: ac, logger: logger, inputLimits: inLimits, outputLimits: outLimits, partitionOf: perInstance(*apart),
 		obs: obs, healthService: "",
 	})
 }
@@ -98,7 +105,9 @@ type workerSetup struct {
 	runnerSocket  string
 	cas           storage.BlobStore
 	ac            storage.ActionCache
-	local         worker.LocalBlobs // the CAS on this disk, in `paddock up`
+	local         worker.LocalBlobs            // the CAS on this disk, in `paddock up`
+	partitionOf   func(instance string) string // file cache apart per CAS partition; nil: shared
+	schedulerDial []grpc.DialOption            // credentials to the scheduler; plaintext when empty
 	logger        *slog.Logger
 	inputLimits   worker.InputLimits
 	outputLimits  worker.OutputLimits
@@ -114,7 +123,7 @@ const workerHealthService = "paddock.worker"
 
 func serveWorker(ctx context.Context, ws workerSetup) error {
 	files, err := worker.NewFileCache(worker.FileCacheOptions{
-		Dir: filepath.Join(ws.dir, "files"), MaxBytes: ws.cacheBytes, CAS: ws.cas, Local: ws.local,
+		Dir: filepath.Join(ws.dir, "files"), MaxBytes: ws.cacheBytes, CAS: ws.cas, Local: ws.local, PartitionOf: ws.partitionOf,
 	})
 	if err != nil {
 		return err
@@ -135,7 +144,11 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	if err != nil {
 		return err
 	}
-	schedConn, err := grpc.NewClient(ws.schedulerAddr, append(workerclient.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	dial := ws.schedulerDial
+	if len(dial) == 0 {
+		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	schedConn, err := grpc.NewClient(ws.schedulerAddr, append(workerclient.DialOptions(), dial...)...)
 	if err != nil {
 		return fmt.Errorf("scheduler %s: %w", ws.schedulerAddr, err)
 	}
@@ -157,4 +170,13 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 		return nil // stopped (Ctrl-C): the client gave back what it held
 	}
 	return err
+}
+
+// perInstance keys the file cache by instance name when on: finer than the
+// storage's partitions, which a worker without the policy cannot know.
+func perInstance(on bool) func(string) string {
+	if !on {
+		return nil
+	}
+	return func(instance string) string { return "instance:" + instance }
 }

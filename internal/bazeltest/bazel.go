@@ -35,6 +35,8 @@ type Bazel struct {
 	// server the first command starts inherits it).
 	Prefix []string
 	done   bool
+	// startup are extra startup options (UseTLS).
+	startup []string
 }
 
 // New copies workspace into a temporary directory and returns a Bazel for
@@ -68,6 +70,7 @@ func (b *Bazel) Command(ctx context.Context, args ...string) *exec.Cmd {
 		// If the test dies before its cleanup, the server still goes away.
 		"--max_idle_secs=300",
 	}
+	startup = append(startup, b.startup...)
 	argv := append(append(append([]string(nil), b.Prefix...), b.bin), append(startup, args...)...)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = b.WS

@@ -22,7 +22,8 @@ type Farm struct {
 	// Addr is the loopback gRPC endpoint of storage and scheduler.
 	Addr string
 	// Conn is a client connection to Addr.
-	Conn   *grpc.ClientConn
+	Conn *grpc.ClientConn
+	// CAS is the farm's disk CAS; nil when partitioned (Options.PartitionOf).
 	CAS    *storage.DiskBlobStore
 	AC     *storage.DiskActionCache
 	Runner *ExecRunner
@@ -34,6 +35,16 @@ type Farm struct {
 type Options struct {
 	// Concurrency of the worker; default 4.
 	Concurrency int
+	// ServerOptions are added to the farm's gRPC server (TLS credentials,
+	// auth interceptors).
+	ServerOptions []grpc.ServerOption
+	// Dial is the worker's credentials to the farm, and Conn's; plaintext
+	// when empty.
+	Dial []grpc.DialOption
+	// PartitionOf, if set, partitions the CAS by it (an auth policy's), as
+	// `paddock up --auth` does: one disk store per partition, and a worker
+	// file cache kept apart per partition.
+	PartitionOf func(instance string) string
 }
 
 // Start starts a farm whose data lives in t.TempDir(); t.Cleanup stops it.
@@ -45,21 +56,30 @@ func Start(t testing.TB, opts Options) *Farm {
 	dir := t.TempDir()
 	f := &Farm{Runner: &ExecRunner{}}
 	var err error
-	if f.CAS, err = storage.NewDiskBlobStore(storage.DiskOptions{Dir: filepath.Join(dir, "storage")}); err != nil {
-		t.Fatal(err)
+	var cas storage.BlobStore
+	var local worker.LocalBlobs
+	if opts.PartitionOf == nil {
+		if f.CAS, err = storage.NewDiskBlobStore(storage.DiskOptions{Dir: filepath.Join(dir, "storage")}); err != nil {
+			t.Fatal(err)
+		}
+		cas, local = f.CAS, f.CAS
+	} else {
+		cas = storage.NewPartitionedBlobStore(opts.PartitionOf, func(p string) (storage.BlobStore, error) {
+			return storage.NewDiskBlobStore(storage.DiskOptions{Dir: filepath.Join(dir, "storage", "partitions", p)})
+		})
 	}
 	if f.AC, err = storage.NewDiskActionCache(filepath.Join(dir, "storage"), nil); err != nil {
 		t.Fatal(err)
 	}
-	sched, err := scheduler.New(scheduler.Options{Config: scheduler.DefaultConfig(), BlobStore: f.CAS, ActionCache: f.AC, Logger: slog.New(slog.DiscardHandler)})
+	sched, err := scheduler.New(scheduler.Options{Config: scheduler.DefaultConfig(), BlobStore: cas, ActionCache: f.AC, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.Scheduler = sched
-	srv := storage.NewServer(storage.ServerOptions{CAS: f.CAS, AC: f.AC, Execution: &repb.ExecutionCapabilities{
+	srv := storage.NewServer(storage.ServerOptions{CAS: cas, AC: f.AC, Execution: &repb.ExecutionCapabilities{
 		DigestFunction: repb.DigestFunction_SHA256, DigestFunctions: digest.Supported, ExecEnabled: true,
 	}})
-	g := grpc.NewServer(srv.GRPCServerOptions()...)
+	g := grpc.NewServer(append(srv.GRPCServerOptions(), opts.ServerOptions...)...)
 	srv.Register(g)
 	sched.Register(g)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -68,17 +88,21 @@ func Start(t testing.TB, opts Options) *Farm {
 	}
 	go g.Serve(lis)
 	f.Addr = lis.Addr().String()
-	if f.Conn, err = grpc.NewClient(f.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20))); err != nil {
+	dial := opts.Dial
+	if len(dial) == 0 {
+		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	if f.Conn, err = grpc.NewClient(f.Addr, append(dial,
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))...); err != nil {
 		t.Fatal(err)
 	}
-	files, err := worker.NewFileCache(worker.FileCacheOptions{Dir: filepath.Join(dir, "worker", "files"), CAS: f.CAS, Local: f.CAS})
+	files, err := worker.NewFileCache(worker.FileCacheOptions{Dir: filepath.Join(dir, "worker", "files"), CAS: cas, Local: local, PartitionOf: opts.PartitionOf})
 	if err != nil {
 		t.Fatal(err)
 	}
 	w, err := worker.New(worker.Options{
 		ID: "farmtest", Concurrency: opts.Concurrency, BuildDir: filepath.Join(dir, "worker", "builds"),
-		CAS: f.CAS, AC: f.AC, Files: files, Runner: f.Runner,
+		CAS: cas, AC: f.AC, Files: files, Runner: f.Runner,
 	})
 	if err != nil {
 		t.Fatal(err)

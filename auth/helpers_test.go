@@ -1,0 +1,253 @@
+package auth_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/genproto/googleapis/bytestream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/paddock-build/paddock/auth"
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/farmtest"
+	"github.com/paddock-build/paddock/internal/testpki"
+)
+
+// Tokens of the test policy: each names who holds it.
+const (
+	tokenA      = "team-a-token"
+	tokenAReady = "team-a-read-only"
+	tokenAWrite = "team-a-cache-writer"
+	tokenB      = "team-b-token"
+	tokenAdmin  = "ops-admin-token"
+	tokenWorker = "worker-token"
+)
+
+func hashOf(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(sum[:])
+}
+
+// testPolicy is two tenants, an admin, and workers known by token and by
+// SPIFFE ID.
+func testPolicy() string {
+	return fmt.Sprintf(`tenants:
+  - name: team-a
+    instance_prefixes: [team-a]
+    identities:
+      - {name: ci, token_sha256: %s, permissions: [cas-read, cas-write, ac-read, execute]}
+      - {name: reader, token_sha256: %s, permissions: [cas-read, ac-read]}
+      - {name: writer, token_sha256: %s, permissions: [cas-read, cas-write, ac-read, ac-write]}
+      - {name: alice, certificate: "CN=alice,O=team-a", permissions: [cas-read, cas-write, ac-read, execute]}
+  - name: team-b
+    instance_prefixes: [team-b]
+    identities:
+      - {name: ci, token_sha256: %s, permissions: [cas-read, cas-write, ac-read, execute]}
+  - name: ops
+    instance_prefixes: [ops]
+    identities:
+      - {name: admin, token_sha256: %s, permissions: [admin]}
+workers:
+  - {name: by-token, token_sha256: %s}
+  - {name: by-cert, certificate: "spiffe://farm.test/worker"}
+`, hashOf(tokenA), hashOf(tokenAReady), hashOf(tokenAWrite), hashOf(tokenB), hashOf(tokenAdmin), hashOf(tokenWorker))
+}
+
+// secureFarm is an in-process farm behind TLS and the test policy; its
+// worker connects with the worker certificate.
+type secureFarm struct {
+	*farmtest.Farm
+	ca    *testpki.CA
+	alice testpki.Pair
+	wcert testpki.Pair
+}
+
+func startSecureFarm(t *testing.T) *secureFarm {
+	t.Helper()
+	ca := testpki.NewCA(t, "farm-ca")
+	server := ca.Server("server")
+	sf := &secureFarm{ca: ca,
+		alice: ca.Client("alice", pkix.Name{CommonName: "alice", Organization: []string{"team-a"}}, ""),
+		wcert: ca.Client("worker", pkix.Name{CommonName: "worker"}, "spiffe://farm.test/worker"),
+	}
+	policyFile := filepath.Join(t.TempDir(), "auth.yaml")
+	if err := os.WriteFile(policyFile, []byte(testPolicy()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	policy, err := auth.LoadPolicy(policyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stls, err := auth.ServerTLS(auth.TLSFiles{Cert: server.Cert, Key: server.Key, CA: ca.Cert}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := append(auth.NewInterceptors(policy, nil).ServerOptions(), grpc.Creds(credentials.NewTLS(stls)))
+	sf.Farm = farmtest.Start(t, farmtest.Options{ServerOptions: opts, Dial: sf.dialOpts(t, "", &sf.wcert), PartitionOf: policy.PartitionOf})
+	return sf
+}
+
+// dialOpts are TLS options trusting the farm's CA, with a bearer token
+// and a client certificate when given.
+func (sf *secureFarm) dialOpts(t *testing.T, token string, cert *testpki.Pair) []grpc.DialOption {
+	t.Helper()
+	files := auth.TLSFiles{CA: sf.ca.Cert}
+	if cert != nil {
+		files.Cert, files.Key = cert.Cert, cert.Key
+	}
+	cfg, err := auth.ClientTLS(files, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(auth.NewTokenCredentials(token)))
+	}
+	return opts
+}
+
+// dial connects to the farm as the holder of token and/or cert.
+func (sf *secureFarm) dial(t *testing.T, token string, cert *testpki.Pair) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(sf.Addr, sf.dialOpts(t, token, cert)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// wantCode fails unless err has code and its message contains every
+// fragment.
+func wantCode(t *testing.T, err error, code codes.Code, what string, fragments ...string) {
+	t.Helper()
+	st := status.Convert(err)
+	if st.Code() != code {
+		t.Fatalf("%s: %v, want %s", what, err, code)
+	}
+	for _, f := range fragments {
+		if !strings.Contains(st.Message(), f) {
+			t.Fatalf("%s: message %q does not name %q", what, st.Message(), f)
+		}
+	}
+}
+
+// uploadAction stores, on instance, an Action running argv, and returns
+// its digest.
+func uploadAction(t testing.TB, conn *grpc.ClientConn, instance string, argv ...string) digest.Digest {
+	t.Helper()
+	return uploadActionWithInput(t, conn, instance, nil, argv...)
+}
+
+// uploadActionWithInput is uploadAction with an input root holding the
+// file in.txt with input as its contents, unless input is nil.
+func uploadActionWithInput(t testing.TB, conn *grpc.ClientConn, instance string, input []byte, argv ...string) digest.Digest {
+	t.Helper()
+	cmd := marshal(t, &repb.Command{Arguments: argv})
+	dir := &repb.Directory{}
+	blobs := [][]byte{cmd}
+	if input != nil {
+		dir.Files = []*repb.FileNode{{Name: "in.txt", Digest: digest.FromBytes(repb.DigestFunction_SHA256, input).Proto()}}
+		blobs = append(blobs, input)
+	}
+	root := marshal(t, dir)
+	cmdD, rootD := digest.FromBytes(repb.DigestFunction_SHA256, cmd), digest.FromBytes(repb.DigestFunction_SHA256, root)
+	action := marshal(t, &repb.Action{CommandDigest: cmdD.Proto(), InputRootDigest: rootD.Proto()})
+	ad := digest.FromBytes(repb.DigestFunction_SHA256, action)
+	var reqs []*repb.BatchUpdateBlobsRequest_Request
+	for _, b := range append(blobs, root, action) {
+		reqs = append(reqs, &repb.BatchUpdateBlobsRequest_Request{Digest: digest.FromBytes(repb.DigestFunction_SHA256, b).Proto(), Data: b})
+	}
+	resp, err := repb.NewContentAddressableStorageClient(conn).BatchUpdateBlobs(t.Context(),
+		&repb.BatchUpdateBlobsRequest{InstanceName: instance, Requests: reqs})
+	if err != nil {
+		t.Fatalf("upload action: %v", err)
+	}
+	for _, r := range resp.Responses {
+		if r.Status.GetCode() != 0 {
+			t.Fatalf("upload action: %v", r.Status)
+		}
+	}
+	return ad
+}
+
+func marshal(t testing.TB, m proto.Message) []byte {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// waitFor polls cond until it holds, for at most 30 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+type grpcConn = grpc.ClientConnInterface
+
+func (sf *secureFarm) dialByteStream(t *testing.T, token string) bytestream.ByteStreamClient {
+	return bytestream.NewByteStreamClient(sf.dial(t, token, nil))
+}
+
+// bsRead reads the empty blob of instance.
+func bsRead(instance string) *bytestream.ReadRequest {
+	e := digest.Empty(repb.DigestFunction_SHA256)
+	return &bytestream.ReadRequest{ResourceName: instance + "/blobs/" + e.Hash() + "/0"}
+}
+
+// loadTestPolicy compiles testPolicy.
+func loadTestPolicy(t testing.TB) *auth.Policy {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "auth.yaml")
+	if err := os.WriteFile(path, []byte(testPolicy()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := auth.LoadPolicy(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// insecureToken sends a bearer token without TLS: for benchmarks that
+// measure the policy and not TLS, on loopback only.
+type insecureToken string
+
+func (t insecureToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+
+func (insecureToken) RequireTransportSecurity() bool { return false }
+
+func incomingToken(token string) context.Context {
+	return metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+token))
+}
+
+type grpcClientConn = grpc.ClientConn
+
+// bsReadOf reads d on instance.
+func bsReadOf(instance string, d digest.Digest) *bytestream.ReadRequest {
+	return &bytestream.ReadRequest{ResourceName: fmt.Sprintf("%s/blobs/%s/%d", instance, d.Hash(), d.SizeBytes())}
+}

@@ -1,0 +1,265 @@
+package auth
+
+import (
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Policy is a compiled auth policy: which credential is which principal.
+// It is read-only after LoadPolicy and safe for concurrent use. A nil
+// *Policy means no policy: every call is allowed, as in a plain `paddock
+// up` on loopback.
+type Policy struct {
+	owners      []owner // instance prefix → partition, longest prefix first
+	tokens      map[[32]byte]*Principal
+	certs       map[string]*Principal
+	jwtSubjects map[string]*Principal
+	jwt         *jwtVerifier // nil without a jwt section
+}
+
+// owner is one tenant's instance prefix and the CAS partition it maps to.
+type owner struct {
+	prefix, partition string
+}
+
+// UnownedPartition is the partition of instance names no tenant owns:
+// only farm components reach them, and nothing of a tenant is in it.
+const UnownedPartition = "_unowned"
+
+// PartitionOf returns the CAS partition of an instance name: that of the
+// tenant owning it (by the longest matching prefix). A nil policy has one
+// partition, "".
+func (p *Policy) PartitionOf(instance string) string {
+	if p == nil {
+		return ""
+	}
+	for _, o := range p.owners {
+		if coversInstance(o.prefix, instance) {
+			return o.partition
+		}
+	}
+	return UnownedPartition
+}
+
+// Principal is an authenticated caller as the policy sees it.
+type Principal struct {
+	// Name is for logs: "tenant/identity-name" or "worker/name".
+	Name string
+	// Tenant owns the caller's operations; "" for workers.
+	Tenant string
+	// Worker is a farm component: the worker protocol and storage for
+	// every instance, nothing else.
+	Worker   bool
+	prefixes []string
+	perms    permSet
+}
+
+// Allowed reports whether p holds perm on instance.
+func (p *Principal) Allowed(perm Permission, instance string) bool {
+	if p.Worker {
+		switch perm {
+		case CASRead, CASWrite, ACRead, ACWrite:
+			return true
+		}
+		return false
+	}
+	if !p.perms.has(perm) {
+		return false
+	}
+	if perm == Admin {
+		return true
+	}
+	return p.Owns(instance)
+}
+
+// Holds reports whether p has perm on some instance name (for calls that
+// name none, such as the Operations API, which the scheduler scopes to the
+// caller's own operations).
+func (p *Principal) Holds(perm Permission) bool {
+	if p.Worker {
+		return perm == CASRead || perm == CASWrite || perm == ACRead || perm == ACWrite
+	}
+	return p.perms.has(perm)
+}
+
+// Owns reports whether instance is under one of p's prefixes.
+func (p *Principal) Owns(instance string) bool {
+	if p.Worker {
+		return true
+	}
+	for _, pre := range p.prefixes {
+		if coversInstance(pre, instance) {
+			return true
+		}
+	}
+	return false
+}
+
+// coversInstance: a prefix covers itself and the names below it, by whole
+// path segments ("team-a" does not cover "team-ab"); "" covers everything.
+func coversInstance(prefix, instance string) bool {
+	if prefix == "" || instance == prefix {
+		return true
+	}
+	return strings.HasPrefix(instance, prefix) && instance[len(prefix)] == '/'
+}
+
+// LoadPolicy reads and compiles the policy file at path. Every error names
+// the file and the line at fault: a bad policy must stop start-up, never
+// fall back to allowing everything.
+func LoadPolicy(path string) (*Policy, error) {
+	b, err := readPolicyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p, err := compilePolicy(b, filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("auth policy %s: %w", path, err)
+	}
+	return p, nil
+}
+
+// compilePolicy is LoadPolicy without the file; relative key files are
+// resolved against dir.
+func compilePolicy(b []byte, dir string) (*Policy, error) {
+	pf, root, err := parsePolicyFile(b)
+	if err != nil {
+		return nil, err
+	}
+	p := &Policy{tokens: map[[32]byte]*Principal{}, certs: map[string]*Principal{}, jwtSubjects: map[string]*Principal{}}
+	if pf.JWT.JWKS != "" || len(pf.JWT.Keys) > 0 {
+		if p.jwt, err = newJWTVerifier(pf.JWT, dir, root); err != nil {
+			return nil, err
+		}
+	}
+	if len(pf.Tenants) == 0 && len(pf.Workers) == 0 {
+		return nil, fmt.Errorf("line %d: a policy needs tenants or workers", lineOf(root))
+	}
+	if err := p.addOwners(pf, root); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for i, t := range pf.Tenants {
+		at := func(path ...any) int { return lineOf(root, append([]any{"tenants", i}, path...)...) }
+		if !validName(t.Name) {
+			return nil, fmt.Errorf("line %d: tenant %d: name %q must be letters, digits, '.', '_' or '-', not starting with '_'", at("name"), i+1, t.Name)
+		}
+		if seen[t.Name] {
+			return nil, fmt.Errorf("line %d: tenant %q is defined twice", at("name"), t.Name)
+		}
+		seen[t.Name] = true
+		if len(t.InstancePrefixes) == 0 {
+			return nil, fmt.Errorf("line %d: tenant %q has no instance_prefixes", at(), t.Name)
+		}
+		for j, id := range t.Identities {
+			pr := &Principal{Tenant: t.Name, prefixes: t.InstancePrefixes, Name: t.Name + "/" + id.Name}
+			for k, s := range id.Permissions {
+				perm, err := ParsePermission(s)
+				if err != nil {
+					return nil, fmt.Errorf("line %d: tenant %q: %w", at("identities", j, "permissions", k), t.Name, err)
+				}
+				pr.perms |= bit(perm)
+			}
+			if err := p.add(id, pr); err != nil {
+				return nil, fmt.Errorf("line %d: tenant %q: %w", at("identities", j), t.Name, err)
+			}
+		}
+	}
+	for j, id := range pf.Workers {
+		if len(id.Permissions) > 0 {
+			return nil, fmt.Errorf("line %d: workers take no permissions: they have exactly the worker's", lineOf(root, "workers", j, "permissions"))
+		}
+		if err := p.add(id, &Principal{Worker: true, Name: "worker/" + id.Name}); err != nil {
+			return nil, fmt.Errorf("line %d: worker: %w", lineOf(root, "workers", j), err)
+		}
+	}
+	return p, nil
+}
+
+// add files pr under the one credential id names.
+func (p *Policy) add(id IdentityConfig, pr *Principal) error {
+	n := 0
+	for _, s := range []string{id.TokenSHA256, id.Certificate, id.JWTSubject} {
+		if s != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return fmt.Errorf("an identity needs exactly one of token_sha256, certificate, jwt_subject")
+	}
+	switch {
+	case id.TokenSHA256 != "":
+		raw, err := hex.DecodeString(strings.TrimPrefix(id.TokenSHA256, "sha256:"))
+		if err != nil || len(raw) != 32 {
+			return fmt.Errorf("token_sha256 is not 64 hex digits (the SHA-256 of the token: printf %%s TOKEN | sha256sum)")
+		}
+		key := [32]byte(raw)
+		if p.tokens[key] != nil {
+			return fmt.Errorf("token_sha256 is given twice")
+		}
+		p.tokens[key] = pr
+	case id.Certificate != "":
+		if p.certs[id.Certificate] != nil {
+			return fmt.Errorf("certificate %q is given twice", id.Certificate)
+		}
+		p.certs[id.Certificate] = pr
+	default:
+		if p.jwt == nil {
+			return fmt.Errorf("jwt_subject %q without a jwt section (keys or jwks)", id.JWTSubject)
+		}
+		if p.jwtSubjects[id.JWTSubject] != nil {
+			return fmt.Errorf("jwt_subject %q is given twice", id.JWTSubject)
+		}
+		p.jwtSubjects[id.JWTSubject] = pr
+	}
+	return nil
+}
+
+// validName: tenant and partition names become directory and file names.
+func validName(s string) bool {
+	if s == "" || s[0] == '_' || s[0] == '.' {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// addOwners records every tenant's prefixes with its partition, and
+// refuses prefixes of different partitions that overlap: a tenant could
+// otherwise name an instance inside another's and land in its partition.
+func (p *Policy) addOwners(pf PolicyFile, root *yaml.Node) error {
+	type at struct{ tenant, line int }
+	where := map[string]at{}
+	for i, t := range pf.Tenants {
+		part := t.Partition
+		if part == "" {
+			part = t.Name
+		}
+		if !validName(part) {
+			return fmt.Errorf("line %d: tenant %q: partition %q must be letters, digits, '.', '_' or '-', not starting with '_'", lineOf(root, "tenants", i, "partition"), t.Name, part)
+		}
+		for j, pre := range t.InstancePrefixes {
+			line := lineOf(root, "tenants", i, "instance_prefixes", j)
+			for _, o := range p.owners {
+				if o.partition != part && (coversInstance(o.prefix, pre) || coversInstance(pre, o.prefix)) {
+					w := where[o.prefix]
+					return fmt.Errorf("line %d: tenant %q: instance prefix %q overlaps %q of tenant %q (line %d), which is in another CAS partition; give them the same partition or disjoint prefixes",
+						line, t.Name, pre, o.prefix, pf.Tenants[w.tenant].Name, w.line)
+				}
+			}
+			p.owners = append(p.owners, owner{prefix: pre, partition: part})
+			where[pre] = at{i, line}
+		}
+	}
+	slices.SortStableFunc(p.owners, func(a, b owner) int { return len(b.prefix) - len(a.prefix) })
+	return nil
+}

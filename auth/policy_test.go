@@ -1,0 +1,203 @@
+package auth
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const goodHash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+// TestBadPolicyNamesTheLine: every way a policy can be wrong stops loading
+// with an error naming the line at fault.
+func TestBadPolicyNamesTheLine(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "garbage.pem"), []byte("not a key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bad.jwks"), []byte(`{"keys":[{"kty":"RSA","kid":"k"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, policy string
+		want         []string
+	}{
+		{"unknown permission", `tenants:
+  - name: a
+    instance_prefixes: [a]
+    identities:
+      - token_sha256: ` + goodHash + `
+        permissions: [cas-read, cas-delete]
+`, []string{"line 6", `unknown permission "cas-delete"`}},
+		{"tenant without prefixes", `tenants:
+  - name: a
+    identities: []
+`, []string{"line 2", "no instance_prefixes"}},
+		{"malformed key file", `jwt:
+  keys:
+    - garbage.pem
+tenants:
+  - {name: a, instance_prefixes: [a]}
+`, []string{"line 3", "garbage.pem", "no PEM block"}},
+		{"malformed jwks", `jwt:
+  jwks: bad.jwks
+tenants:
+  - {name: a, instance_prefixes: [a]}
+`, []string{"line 2", "bad.jwks", "RSA"}},
+		{"unknown key", `tenants:
+  - name: a
+    instance_prefix: [a]
+`, []string{"line 3", "instance_prefix"}},
+		{"bad token hash", `tenants:
+  - name: a
+    instance_prefixes: [a]
+    identities:
+      - {token_sha256: secret, permissions: [cas-read]}
+`, []string{"line 5", "64 hex digits"}},
+		{"two credentials", `tenants:
+  - name: a
+    instance_prefixes: [a]
+    identities:
+      - {token_sha256: ` + goodHash + `, certificate: CN=x}
+`, []string{"line 5", "exactly one"}},
+		{"token twice", `tenants:
+  - name: a
+    instance_prefixes: [a]
+    identities:
+      - {token_sha256: ` + goodHash + `}
+workers:
+  - {token_sha256: ` + goodHash + `}
+`, []string{"line 7", "twice"}},
+		{"jwt subject without jwt", `tenants:
+  - name: a
+    instance_prefixes: [a]
+    identities:
+      - {jwt_subject: ci}
+`, []string{"line 5", "jwt section"}},
+		{"worker with permissions", `workers:
+  - {certificate: CN=w, permissions: [admin]}
+`, []string{"line 2", "workers take no permissions"}},
+		{"tenant twice", `tenants:
+  - {name: a, instance_prefixes: [a]}
+  - {name: a, instance_prefixes: [b]}
+`, []string{"line 3", "twice"}},
+		{"empty", "", []string{"line", "tenants or workers"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(dir, "auth.yaml")
+			if err := os.WriteFile(path, []byte(c.policy), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := LoadPolicy(path)
+			if err == nil {
+				t.Fatal("loaded a bad policy")
+			}
+			for _, w := range append(c.want, path) {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestInstancePrefixes: a prefix covers itself and names below it, by whole
+// path segments.
+func TestInstancePrefixes(t *testing.T) {
+	for _, c := range []struct {
+		prefix, instance string
+		want             bool
+	}{
+		{"a", "a", true}, {"a", "a/b", true}, {"a", "ab", false}, {"a", "", false},
+		{"a/b", "a", false}, {"a/b", "a/b/c", true}, {"", "", true}, {"", "anything", true},
+	} {
+		if got := coversInstance(c.prefix, c.instance); got != c.want {
+			t.Errorf("coversInstance(%q, %q) = %v, want %v", c.prefix, c.instance, got, c.want)
+		}
+	}
+}
+
+// writeEd25519Key writes a fresh public key as PEM and returns the private
+// key.
+func writeEd25519Key(t testing.TB, path string) ed25519.PrivateKey {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return priv
+}
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestExamplePolicyLoads: configs/auth.yaml, the documented example, is a
+// valid policy and means what its comments say.
+func TestExamplePolicyLoads(t *testing.T) {
+	p, err := LoadPolicy("../configs/auth.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.tokens) != 3 || len(p.certs) != 4 {
+		t.Fatalf("example policy: %d tokens, %d certificates; want 3 and 4", len(p.tokens), len(p.certs))
+	}
+	w := p.certs["spiffe://example.com/paddock/worker"]
+	if w == nil || !w.Worker || w.Holds(Execute) {
+		t.Errorf("the worker identity: %+v", w)
+	}
+	rel := p.certs["spiffe://example.com/team-a/release"]
+	if rel == nil || !rel.Allowed(Execute, "team-a/x") || rel.Allowed(Execute, "team-b") || rel.Allowed(ACWrite, "team-a") {
+		t.Errorf("team-a's release identity: %+v", rel)
+	}
+}
+
+// TestPartitionOf: an instance is in the partition of the tenant owning it
+// by the longest prefix; tenants naming one partition share it; prefixes
+// of different partitions may not overlap.
+func TestPartitionOf(t *testing.T) {
+	p, err := compilePolicy([]byte(`tenants:
+  - {name: a, instance_prefixes: [a, shared/a]}
+  - {name: b, instance_prefixes: [b], partition: common}
+  - {name: c, instance_prefixes: [c, b/c], partition: common}
+`), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for instance, want := range map[string]string{
+		"a": "a", "a/x": "a", "shared/a/y": "a", "b": "common", "b/c/d": "common", "c": "common",
+		"ab": UnownedPartition, "": UnownedPartition, "shared": UnownedPartition,
+	} {
+		if got := p.PartitionOf(instance); got != want {
+			t.Errorf("PartitionOf(%q) = %q, want %q", instance, got, want)
+		}
+	}
+	if got := (*Policy)(nil).PartitionOf("anything"); got != "" {
+		t.Errorf("no policy: PartitionOf = %q, want the one partition \"\"", got)
+	}
+	_, err = compilePolicy([]byte(`tenants:
+  - {name: a, instance_prefixes: [a]}
+  - {name: b, instance_prefixes: [b, a/b]}
+`), t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), `"a/b" overlaps "a"`) {
+		t.Errorf("overlapping prefixes of two partitions: %v, want an error naming line 3 and both prefixes", err)
+	}
+	_, err = compilePolicy([]byte(`tenants:
+  - {name: a, instance_prefixes: [a], partition: ../etc}
+`), t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "partition") {
+		t.Errorf("a partition name with a path in it: %v", err)
+	}
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/paddock-build/paddock/auth"
+)
+
+// serverSecurity is what a role that serves gRPC needs to serve it safely:
+// TLS files, the auth policy, and the explicit --insecure for a
+// non-loopback address without them.
+type serverSecurity struct {
+	tls      auth.TLSFiles
+	policy   string
+	insecure bool
+}
+
+// newServerSecurity registers the flags on fs.
+func newServerSecurity(fs *flag.FlagSet) *serverSecurity {
+	s := &serverSecurity{}
+	s.register(fs)
+	return s
+}
+
+func (s *serverSecurity) register(fs *flag.FlagSet) {
+	fs.StringVar(&s.tls.Cert, "tls-cert", "", "PEM certificate to serve TLS with (reloaded when the file changes)")
+	fs.StringVar(&s.tls.Key, "tls-key", "", "PEM private key of --tls-cert")
+	fs.StringVar(&s.tls.CA, "tls-client-ca", "", "PEM CA that client certificates must chain to (mTLS identities); clients without one may still send a bearer token")
+	fs.StringVar(&s.policy, "auth", "", "auth policy file (see configs/auth.yaml and docs/security.md); without it every call is allowed")
+	fs.BoolVar(&s.insecure, "insecure", false, "allow serving a non-loopback address without TLS and an auth policy (logs a warning)")
+}
+
+// serverOptions loads the policy and the TLS files, refuses an exposed
+// address without them (unless --insecure), and returns the gRPC server
+// options that enforce them.
+// The policy is returned too (nil without --auth): storage partitions
+// the CAS by it.
+func (s *serverSecurity) serverOptions(addr string, logger *slog.Logger) ([]grpc.ServerOption, *auth.Policy, error) {
+	var policy *auth.Policy
+	if s.policy != "" {
+		var err error
+		if policy, err = auth.LoadPolicy(s.policy); err != nil {
+			return nil, nil, err
+		}
+	}
+	useTLS := s.tls.Cert != "" || s.tls.Key != "" || s.tls.CA != ""
+	if err := auth.CheckExposure(addr, useTLS, policy != nil, s.insecure, logger); err != nil {
+		return nil, nil, err
+	}
+	opts := auth.NewInterceptors(policy, logger).ServerOptions()
+	if useTLS {
+		cfg, err := auth.ServerTLS(s.tls, logger)
+		if err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg)))
+	}
+	return opts, policy, nil
+}
+
+// dialSecurity is how a role dials another one (worker to scheduler and
+// storage, scheduler to storage, storage to a remote CAS): TLS with the
+// server verified against a CA, a client certificate for mTLS, and a
+// bearer token.
+type dialSecurity struct {
+	tls        auth.TLSFiles
+	useTLS     bool
+	tokenFile  string
+	serverName string
+}
+
+func (d *dialSecurity) register(fs *flag.FlagSet) {
+	fs.BoolVar(&d.useTLS, "dial-tls", false, "dial the other roles over TLS, verified against the system's roots (implied by --dial-tls-ca and --dial-tls-cert)")
+	fs.StringVar(&d.tls.CA, "dial-tls-ca", "", "PEM CA the other roles' server certificates must chain to")
+	fs.StringVar(&d.tls.Cert, "dial-tls-cert", "", "PEM client certificate presented to the other roles (mTLS)")
+	fs.StringVar(&d.tls.Key, "dial-tls-key", "", "PEM private key of --dial-tls-cert")
+	fs.StringVar(&d.tokenFile, "dial-token-file", "", "file holding a bearer token sent to the other roles (needs TLS)")
+	fs.StringVar(&d.serverName, "dial-tls-server-name", "", "name expected in the servers' certificates (default: the dialed host)")
+}
+
+// dialOptions returns the transport and per-call credentials; plaintext
+// without any of the flags.
+func (d *dialSecurity) dialOptions(logger *slog.Logger) ([]grpc.DialOption, error) {
+	useTLS := d.useTLS || d.tls.CA != "" || d.tls.Cert != "" || d.tls.Key != ""
+	if !useTLS {
+		if d.tokenFile != "" {
+			return nil, fmt.Errorf("--dial-token-file needs TLS (--dial-tls or --dial-tls-ca): a token is never sent in the clear")
+		}
+		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
+	}
+	cfg, err := auth.ClientTLS(d.tls, d.serverName, logger)
+	if err != nil {
+		return nil, err
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}
+	if d.tokenFile != "" {
+		b, err := os.ReadFile(d.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--dial-token-file: %w", err)
+		}
+		opts = append(opts, grpc.WithPerRPCCredentials(auth.NewTokenCredentials(string(b))))
+	}
+	return opts, nil
+}
+
+// roleSecurity is what a role that both serves and dials needs: its
+// server options and policy for listening on addr, and its dial options.
+func roleSecurity(sec serverSecurity, dial dialSecurity, addr string, logger *slog.Logger) ([]grpc.ServerOption, *auth.Policy, []grpc.DialOption, error) {
+	dialOpts, err := dial.dialOptions(logger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	serveOpts, policy, err := sec.serverOptions(addr, logger)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return serveOpts, policy, dialOpts, nil
+}
