@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -76,23 +75,22 @@ func runUp(ctx context.Context, args []string) error {
 		return err
 	}
 	defer ep.close()
-	ctx, stopFarm := context.WithCancel(ctx) // ep.serve stops the farm if it fails
+	farm, stopFarm := context.WithCancel(ctx) // ep.serve stops the farm if it fails
 	defer stopFarm()
-	served := ep.serve(ctx, stopFarm)
-
-	sock, runnerDone, err := startRunnerChild(ctx, *data, *runnerConfig, *pprofAddr, *logFormat, *concurrency, ep.obs, logger)
+	served := ep.serve(farm, stopFarm)
+	sock, runnerDone, err := startRunnerChild(farm, *data, *runnerConfig, *pprofAddr, *logFormat, *concurrency, ep.obs, logger)
 	if err != nil {
 		return err
 	}
 
 	addr := ep.lis.Addr().String()
-	statusURL, err := ep.startHTTP(ctx, *httpAddr, flagSet(fs, "http-listen"))
+	statusURL, err := ep.startHTTP(farm, *httpAddr, flagSet(fs, "http-listen"))
 	if err != nil {
 		return err
 	}
 	printUpBanner(addr, *data, statusURL)
 
-	err = serveWorker(ctx, workerSetup{
+	err = serveWorker(farm, workerSetup{
 		id: "local", dir: filepath.Join(*data, "worker"), concurrency: *concurrency, cacheBytes: int64(fileBytes),
 		schedulerAddr: "unix://" + filepath.Join(*data, "scheduler.sock"), runnerSocket: sock, cas: ep.cas, ac: ep.ac, local: ep.local, logger: logger,
 		inputLimits: inLimits, outputLimits: outLimits, partitionOf: partitionOf(ep.policy),
@@ -103,11 +101,11 @@ func runUp(ctx context.Context, args []string) error {
 	if serveErr := <-served; serveErr != nil {
 		return fmt.Errorf("serve %s: %w", addr, serveErr)
 	}
-	if errors.Is(err, context.Canceled) || ctx.Err() != nil {
-		logger.Info("paddock stopped")
-		return nil
+	if err != nil && ctx.Err() == nil { // the worker failed, not a stop
+		return fmt.Errorf("worker: %w", err)
 	}
-	return err
+	logger.Info("paddock stopped")
+	return nil
 }
 
 // printUpBanner tells the user the farm is up and how to use it. Its first
