@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
@@ -68,6 +69,31 @@ func TestResourceLimitsReported(t *testing.T) {
 			}
 		})
 	}
+	t.Run("fork bomb with a short timeout", func(t *testing.T) {
+		c := c.withT(t)
+		d := c.prepare(ctx, action{cmd: shell("b() { b | b & }; b; exec /bin/sleep 600"), timeout: 2 * time.Second})
+		resp, err := c.execute(ctx, d, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := status.FromProto(resp.Status); st.Code() != codes.DeadlineExceeded {
+			t.Errorf("status %v, want DEADLINE_EXCEEDED", st)
+		}
+		if r, err := ac.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: d}); status.Code(err) != codes.NotFound {
+			t.Errorf("the action cache has %v (%v), want NOT_FOUND", r, err)
+		}
+		if _, stdout, _ := c.run(ctx, action{cmd: shell("echo next")}); stdout != "next\n" {
+			t.Errorf("next action's stdout %q", stdout)
+		}
+	})
+	t.Run("/dev/shm fill", func(t *testing.T) {
+		c := c.withT(t)
+		shm := []*repb.Platform_Property{{Name: "dockerShmSize", Value: "8MiB"}}
+		_, stdout, _ := c.run(ctx, action{cmd: shell("/bin/cat /dev/zero > /dev/shm/fill 2>/dev/null; echo rc=$?; /usr/bin/du -k /dev/shm/fill"), platform: shm})
+		if !strings.HasPrefix(stdout, "rc=1\n") || !strings.HasPrefix(strings.SplitN(stdout, "\n", 2)[1], "8192\t") {
+			t.Errorf("filling an 8 MiB /dev/shm printed %q, want rc=1 (no space left) and 8192 KiB written", stdout)
+		}
+	})
 	f.shutdown()
 }
 
