@@ -33,11 +33,11 @@ func startLabFarm(t *testing.T, lab *netlab) *labFarm {
 	}
 	lab.machine("client")
 	f.storage = f.start("storage", "storage", regexp.MustCompile(`^paddock storage listening on (\S+)`),
-		"storage", "--listen", f.storageAddr, "--dir", filepath.Join(f.dir, "storage"))
+		"storage", "--listen", f.storageAddr, "--dir", filepath.Join(f.dir, "storage"), "--insecure")
 	schedCfg := filepath.Join(f.dir, "scheduler.yaml")
 	writeFile(t, schedCfg, "reconnect_grace: 2s\nlease_duration: 10s\nheartbeat_interval: 1s\ntick_interval: 100ms\n", 0o644)
 	f.sched = f.start("scheduler", "scheduler", regexp.MustCompile(`^paddock scheduler listening on (\S+)`),
-		"scheduler", "--listen", f.schedAddr, "--storage", f.storageAddr, "--config", schedCfg)
+		"scheduler", "--listen", f.schedAddr, "--storage", f.storageAddr, "--config", schedCfg, "--insecure")
 	for i, w := range f.workerNames {
 		home := filepath.Join(f.dir, w)
 		cfg := filepath.Join(home, "runner.yaml")
