@@ -38,7 +38,7 @@ func (c *core) Connect(now time.Time, r registration) uint64 {
 		w.props[propKey(p.Name, p.Value)] = true
 	}
 	c.unlinkQueues(w)
-	for _, q := range c.queues {
+	for _, q := range sortedValues(c.queues) {
 		if w.serves(q) {
 			q.workers = append(q.workers, w)
 			w.queues = append(w.queues, q)
@@ -55,9 +55,9 @@ func (c *core) Connect(now time.Time, r registration) uint64 {
 		}
 	}
 	var lost []*execution
-	for id, e := range w.running {
-		if !inHand[id] {
-			delete(w.running, id)
+	for _, e := range sortedValues(w.running) {
+		if !inHand[e.id] {
+			delete(w.running, e.id)
 			if !e.cancelled {
 				lost = append(lost, e)
 			}
@@ -209,7 +209,7 @@ func (c *core) lose(now time.Time, w *worker, why string) {
 	if w.draining {
 		c.fx.idle = append(c.fx.idle, w.id)
 	}
-	for _, e := range w.running {
+	for _, e := range sortedValues(w.running) {
 		if !e.cancelled {
 			c.requeueLost(now, e, why)
 		}
@@ -220,7 +220,7 @@ func (c *core) lose(now time.Time, w *worker, why string) {
 // Workers describes the known workers.
 func (c *core) Workers() []*workerpb.WorkerInfo {
 	out := make([]*workerpb.WorkerInfo, 0, len(c.workers))
-	for _, w := range c.workers {
+	for _, w := range sortedValues(c.workers) {
 		out = append(out, workerInfo(w))
 	}
 	return out

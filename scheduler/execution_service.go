@@ -66,11 +66,15 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 	if !req.SkipCacheLookup {
 		if res, err := s.ac.Get(ctx, instance, ad); err == nil && storage.CheckComplete(ctx, s.cas, fn, res) == nil {
 			s.mu.Lock()
+			if err := s.checkJournal(); err != nil {
+				s.mu.Unlock()
+				return "", err
+			}
 			s.core.AddCompleted(s.clock.Now(), name, instance, owner, ad, &repb.ExecuteResponse{
 				Result: res, CachedResult: true, Status: nil})
-			s.apply()
+			seq := s.apply()
 			s.mu.Unlock()
-			return name, nil
+			return name, s.waitDurable(ctx, seq)
 		}
 	}
 
@@ -123,12 +127,18 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 		},
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, err := s.core.Execute(s.clock.Now(), sub); err != nil {
+	if err := s.checkJournal(); err != nil {
+		s.mu.Unlock()
 		return "", err
 	}
-	s.apply()
-	return name, nil
+	if _, err := s.core.Execute(s.clock.Now(), sub); err != nil {
+		s.mu.Unlock()
+		return "", err
+	}
+	seq := s.apply()
+	s.mu.Unlock()
+	// The client learns the name only once a restart would keep it.
+	return name, s.waitDurable(ctx, seq)
 }
 
 // requirePresent fails with FAILED_PRECONDITION and a PreconditionFailure
