@@ -266,6 +266,11 @@ func (c *core) Tick(now time.Time) {
 		c.send(e.worker.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{
 			Cancel: &workerpb.Cancel{OperationName: e.id, Reason: why}}})
 	}
+	c.expire(now)
+}
+
+// expire forgets the completed operations older than CompletedRetention.
+func (c *core) expire(now time.Time) {
 	i := 0
 	for ; i < len(c.completed); i++ {
 		op := c.completed[i]
@@ -279,6 +284,9 @@ func (c *core) Tick(now time.Time) {
 		c.completed[i] = nil
 	}
 	c.completed = c.completed[i:]
+	if i > 0 {
+		c.record(record{kind: recExpire, at: now})
+	}
 }
 
 func (c *core) queue(key, instance string, routing []*workerpb.Property) *queue {

@@ -31,6 +31,9 @@ const (
 	// recFinish: execution name completed with resp, at; worker is the
 	// one it ran on, or empty if that worker had been lost.
 	recFinish
+	// recExpire: completed operations older than the retention at time at
+	// were forgotten.
+	recExpire
 )
 
 // record is one entry of the scheduler's journal: a change of the core's
@@ -75,6 +78,9 @@ func (c *core) replay(r record) error {
 		return c.Cancel(r.at, r.name)
 	case recDelete:
 		return c.Delete(r.at, r.name)
+	case recExpire:
+		c.expire(r.at)
+		return nil
 	}
 	e := c.execs[r.name]
 	if e == nil {
