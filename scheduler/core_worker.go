@@ -64,8 +64,17 @@ func (c *core) Connect(now time.Time, r registration) uint64 {
 		}
 	}
 	for _, e := range lost {
+		if w.restored {
+			// Dispatched just before the scheduler restarted: the
+			// assignment most likely died with the old process, through
+			// no fault of the action. Not a retry.
+			c.note("action %s (%s): worker %q came back after the scheduler restarted without it; requeued", e.key.action, e.id, w.id)
+			c.requeue(now, e)
+			continue
+		}
 		c.requeueLost(now, e, fmt.Sprintf("worker %q reconnected without it", w.id))
 	}
+	w.restored = false
 	if w.draining {
 		c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Drain{Drain: &workerpb.Drain{}}})
 	}

@@ -133,7 +133,9 @@ func (c *core) placeholder(id string) *worker {
 
 // recovered finishes a replay at time now: each worker that held actions
 // gets ReconnectGrace from now to register again and re-report them (or
-// they are requeued as lost, under MaxRetries); executions already
+// they are requeued as lost, under MaxRetries; the ones it does not hold
+// when it registers are requeued without counting a retry, since their
+// assignment most likely died with the old process); executions already
 // cancelled or completed are forgotten on it (the worker is told to cancel
 // them when it reconnects); workers holding nothing are dropped.
 func (c *core) recovered(now time.Time) {
@@ -148,7 +150,7 @@ func (c *core) recovered(now time.Time) {
 			delete(c.workers, w.id)
 			continue
 		}
-		w.connected = false
+		w.connected, w.restored = false, true
 		w.lastSeen, w.lostConn = now, now
 	}
 	c.fx = effects{}
