@@ -1,8 +1,6 @@
 package scheduler
 
 import (
-	"bytes"
-	"encoding/gob"
 	"fmt"
 	"slices"
 	"time"
@@ -193,22 +191,6 @@ func (q *queue) state() queueState {
 		qs.Buckets = append(qs.Buckets, bs)
 	}
 	return qs
-}
-
-func encodeState(st *coreState) ([]byte, error) {
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(st); err != nil {
-		return nil, fmt.Errorf("encode scheduler state: %w", err)
-	}
-	return buf.Bytes(), nil
-}
-
-func decodeState(b []byte) (*coreState, error) {
-	st := &coreState{}
-	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(st); err != nil {
-		return nil, fmt.Errorf("decode scheduler state: %w", err)
-	}
-	return st, nil
 }
 
 // equalStates compares two states, for tests and replay checks.

@@ -82,11 +82,22 @@ func (s *Scheduler) openJournal() error {
 
 // replay loads a snapshot and replays the records after it into s.core.
 func (s *Scheduler) replay(rec *journal.Recovered) error {
+	var st *coreState
 	if rec.Snapshot != nil {
-		st, err := decodeState(rec.Snapshot)
-		if err != nil {
+		var err error
+		if st, err = decodeState(rec.Snapshot); err != nil {
 			return fmt.Errorf("snapshot %d: %w", rec.SnapshotSeq, err)
 		}
+	}
+	// Most records add an operation: size the empty maps once.
+	n := len(rec.Records)
+	if st != nil {
+		n += len(st.Ops)
+	}
+	s.core.ops = make(map[string]*operation, n)
+	s.core.execs = make(map[string]*execution, n)
+	s.core.inflight = make(map[dedupKey]*execution, n)
+	if st != nil {
 		if err := s.core.restore(st); err != nil {
 			return fmt.Errorf("snapshot %d: %w", rec.SnapshotSeq, err)
 		}

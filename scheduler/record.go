@@ -59,7 +59,9 @@ type record struct {
 // record notes a durable change for the journal. The caller writes the
 // records before carrying out the effects that come with them.
 func (c *core) record(r record) {
-	c.fx.records = append(c.fx.records, r)
+	if !c.replaying { // a replayed change is in the journal already
+		c.fx.records = append(c.fx.records, r)
+	}
 }
 
 // replay applies one journal record, as the live core did when it wrote it.

@@ -192,7 +192,19 @@ func (r *recReader) bytes() []byte {
 	return p
 }
 
-func (r *recReader) str() string { return string(r.bytes()) }
+func (r *recReader) str() string {
+	n := r.uvarint()
+	if r.err != nil || n == 0 {
+		return ""
+	}
+	if uint64(len(r.b)) < n {
+		r.err = errShort
+		return ""
+	}
+	s := string(r.b[:n])
+	r.b = r.b[n:]
+	return s
+}
 
 func (r *recReader) bool() bool {
 	if r.err != nil {
