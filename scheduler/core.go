@@ -336,17 +336,23 @@ func (c *core) pumpWorker(now time.Time, w *worker) {
 			return
 		}
 		c.queuedPerInstance[q.instance]--
-		c.assign(now, w, e)
+		c.record(record{kind: recDispatch, at: now, name: e.id, worker: w.id})
+		c.start(now, w, e)
+		c.sendAssignment(w, e)
 	}
 }
 
-func (c *core) assign(now time.Time, w *worker, e *execution) {
+// start makes e, just taken from its queue, the next attempt on w.
+func (c *core) start(now time.Time, w *worker, e *execution) {
 	e.stage = repb.ExecutionStage_EXECUTING
 	e.worker = w
 	e.attempt++
 	e.startedAt = now
 	w.running[e.id] = e
-	c.record(record{kind: recDispatch, at: now, name: e.id, worker: w.id})
+	c.publish(e)
+}
+
+func (c *core) sendAssignment(w *worker, e *execution) {
 	a := &workerpb.Assignment{
 		OperationName:   e.id,
 		Attempt:         e.attempt,
@@ -362,7 +368,6 @@ func (c *core) assign(now time.Time, w *worker, e *execution) {
 		RequestMetadata: e.spec.requestMetadata,
 	}
 	c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: a}})
-	c.publish(e)
 }
 
 func (c *core) send(worker string, m *workerpb.SchedulerMessage) {

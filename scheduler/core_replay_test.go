@@ -79,6 +79,16 @@ func (sc *scenario) step() {
 				}
 			}
 		}
+		if rng.IntN(3) == 0 {
+			// A queued action this worker received before a restart
+			// that lost its dispatch: adopted.
+			for _, e := range sortedValues(c.execs) {
+				if e.stage == repb.ExecutionStage_QUEUED && rng.IntN(4) == 0 {
+					inHand = append(inHand, &workerpb.InHand{OperationName: e.id, Attempt: e.attempt + 1})
+					break
+				}
+			}
+		}
 		platform := []*workerpb.Property{linux}
 		if w != "w1" {
 			platform = append(platform, pool)
@@ -212,5 +222,27 @@ func TestRecoveredQueueDispatchesInTheSameOrder(t *testing.T) {
 	want, got := order(live.c), order(back)
 	if len(want) != 200 || fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after recovery the queue dispatches\n%v\nwant\n%v", got, want)
+	}
+}
+
+// A worker that registers holding the attempt after the last one the core
+// knows of, for a queued action, received it from a scheduler that crashed
+// before its dispatch record was written: it keeps running it.
+func TestWorkerHoldingALostDispatchAdoptsIt(t *testing.T) {
+	h := newHarness(t, nil)
+	op := h.execute("op", "a", "", 0)
+	h.connect("w", 1, []*workerpb.InHand{{OperationName: "op", Attempt: 1}})
+	if op.exec.stage != repb.ExecutionStage_EXECUTING || op.exec.worker.id != "w" || op.exec.attempt != 1 {
+		t.Fatalf("execution %+v, want attempt 1 executing on w", op.exec)
+	}
+	if a := h.assignments(); len(a) != 0 {
+		t.Fatalf("sent %v; the worker already holds it", a)
+	}
+	if c := h.cancels("w"); len(c) != 0 {
+		t.Fatalf("cancelled %v", c)
+	}
+	h.result("w", "op", 1, 0)
+	if !op.done {
+		t.Fatal("the adopted action's result did not complete the operation")
 	}
 }

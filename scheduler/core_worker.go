@@ -49,6 +49,9 @@ func (c *core) Connect(now time.Time, r registration) uint64 {
 	for _, h := range r.running {
 		inHand[h.OperationName] = true
 		e := w.running[h.OperationName]
+		if e == nil && c.adopt(now, w, h) {
+			continue
+		}
 		if e == nil || e.attempt != h.Attempt || e.cancelled {
 			c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{Cancel: &workerpb.Cancel{
 				OperationName: h.OperationName, Reason: "the scheduler no longer wants this action from this worker"}}})
@@ -80,6 +83,24 @@ func (c *core) Connect(now time.Time, r registration) uint64 {
 	}
 	c.pumpWorker(now, w)
 	return w.gen
+}
+
+// adopt takes back a queued execution that a registering worker holds as
+// the attempt after the last one the core knows of: the scheduler sent it
+// just before a restart that lost the dispatch's record (assignments go
+// out while their record is being written). The worker keeps running it,
+// as if the record had been written.
+func (c *core) adopt(now time.Time, w *worker, h *workerpb.InHand) bool {
+	e := c.execs[h.OperationName]
+	if e == nil || e.stage != repb.ExecutionStage_QUEUED || h.Attempt != e.attempt+1 {
+		return false
+	}
+	e.queue.remove(e)
+	c.queuedPerInstance[e.queue.instance]--
+	c.record(record{kind: recAdopt, at: now, name: e.id, worker: w.id})
+	c.start(now, w, e)
+	c.note("action %s (%s): worker %q holds attempt %d, whose dispatch a restart forgot; adopted", e.key.action, e.id, w.id, h.Attempt)
+	return true
 }
 
 func (c *core) unlinkQueues(w *worker) {

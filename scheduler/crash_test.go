@@ -243,17 +243,21 @@ func TestSchedulerKilledRepeatedlyLosesNoOperation(t *testing.T) {
 			t.Log(n)
 		}
 	}
-	t.Logf("%d Executes, %d kills, %d actions ran more than once (each started before a kill)", len(actions), kills, countReruns(rl))
+	all := logText(logs, true)
+	t.Logf("%d Executes, %d kills, %d actions ran more than once (each started before a kill); after restarts the scheduler adopted %d action(s) whose dispatch it had lost, and requeued %d that came back without their worker (results sent but not yet written)",
+		len(actions), kills, countReruns(rl), strings.Count(all, "adopted"), strings.Count(all, "came back after the scheduler restarted without it"))
 	if kills < 3 {
 		t.Fatalf("only %d kills happened while the clients ran: the test needs more actions to mean anything", kills)
 	}
 }
 
-func tail(logs []*bytes.Buffer) string {
+func tail(logs []*bytes.Buffer) string { return logText(logs, false) }
+
+func logText(logs []*bytes.Buffer, full bool) string {
 	var b strings.Builder
 	for i, l := range logs {
 		s := l.String()
-		if len(s) > 3000 {
+		if len(s) > 3000 && !full {
 			s = "…" + s[len(s)-3000:]
 		}
 		fmt.Fprintf(&b, "--- run %d ---\n%s", i+1, s)

@@ -17,10 +17,14 @@ import (
 const snapshotEvery = 200_000
 
 // durability is the Scheduler's journal and the effects waiting for it.
-// The core's effects are carried out only once the records behind them are
-// durable (raft's Ready pattern): a worker never gets an assignment, and a
-// client never an operation name, that a restart could forget. Fields other
-// than j are guarded by Scheduler.mu.
+// Every record is appended before the effects that come with it are
+// carried out, in order. What clients see (an operation's name, a change of
+// its state, a drained worker) waits until the records behind it are
+// durable (raft's Ready pattern), so a client never learns anything a
+// restart could forget. Messages to workers do not wait, as a raft leader
+// sends entries while it writes them: a restarted scheduler learns from the
+// workers what they hold (see hold). Fields other than j are guarded by
+// Scheduler.mu.
 type durability struct {
 	j        *journal.Journal
 	held     []heldEffects // in order of seq
@@ -133,10 +137,17 @@ func (s *Scheduler) hold(fx effects) uint64 {
 		d.last = d.j.Append(b)
 		d.since++
 	}
+	// Messages to workers go out at once, while their records are being
+	// written: a worker re-reports what it holds when it reconnects, and a
+	// restarted scheduler adopts an action whose dispatch record it lost
+	// (core.adopt). Waiting for the disk here would cap each worker slot at
+	// one action per commit. What clients and operators see waits.
+	s.carryOut(effects{dispatch: fx.dispatch, hangUp: fx.hangUp})
+	seen := effects{published: fx.published, idle: fx.idle}
 	if len(d.held) == 0 && d.durable >= d.last {
-		s.carryOut(fx)
+		s.carryOut(seen)
 	} else {
-		d.held = append(d.held, heldEffects{seq: d.last, fx: fx})
+		d.held = append(d.held, heldEffects{seq: d.last, fx: seen})
 	}
 	if d.since >= snapshotEvery && !d.snapping {
 		s.startSnapshot()

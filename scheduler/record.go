@@ -34,6 +34,9 @@ const (
 	// recExpire: completed operations older than the retention at time at
 	// were forgotten.
 	recExpire
+	// recAdopt: queued execution name was found running on worker, which
+	// had received it before a restart that lost its dispatch record.
+	recAdopt
 )
 
 // record is one entry of the scheduler's journal: a change of the core's
@@ -97,7 +100,14 @@ func (c *core) replay(r record) error {
 			return fmt.Errorf("dispatch of %q, which is not at the head of its queue", r.name)
 		}
 		c.queuedPerInstance[e.queue.instance]--
-		c.assign(r.at, c.placeholder(r.worker), e)
+		c.start(r.at, c.placeholder(r.worker), e)
+	case recAdopt:
+		if e.stage != repb.ExecutionStage_QUEUED {
+			return fmt.Errorf("adoption of %q, which is not queued", r.name)
+		}
+		e.queue.remove(e)
+		c.queuedPerInstance[e.queue.instance]--
+		c.start(r.at, c.placeholder(r.worker), e)
 	case recRequeue:
 		if e.stage != repb.ExecutionStage_EXECUTING {
 			return fmt.Errorf("requeue of %q, which is not executing", r.name)
