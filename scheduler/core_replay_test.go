@@ -56,6 +56,7 @@ func (sc *scenario) step() {
 		sub.priority = int32(rng.IntN(3))
 		sub.invocation = fmt.Sprint("inv", rng.IntN(4))
 		sub.cacheable = rng.IntN(10) > 0
+		sub.owner = fmt.Sprint("tenant-", rng.IntN(2))
 		if rng.IntN(4) == 0 {
 			sub.spec.timeout = 3 * time.Second // overdue soon
 		}
@@ -65,7 +66,7 @@ func (sc *scenario) step() {
 		c.Execute(sc.now, sub)
 	case k < 38:
 		sc.n++
-		c.AddCompleted(sc.now, fmt.Sprintf("operations/%d", sc.n), "", actionDigest("hit"), &repb.ExecuteResponse{CachedResult: true})
+		c.AddCompleted(sc.now, fmt.Sprintf("operations/%d", sc.n), "", "tenant-b", actionDigest("hit"), &repb.ExecuteResponse{CachedResult: true})
 	case k < 42:
 		c.Cancel(sc.now, opName())
 	case k < 44:

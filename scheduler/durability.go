@@ -199,7 +199,7 @@ func (s *Scheduler) waitDurable(ctx context.Context, seq uint64) error {
 		failed, ch := d.failed, d.advanced
 		s.mu.Unlock()
 		if failed != nil {
-			return status.Errorf(codes.Unavailable, "the scheduler's journal failed: %v", failed)
+			return errJournalFailed
 		}
 		select {
 		case <-ch:
@@ -213,10 +213,14 @@ func (s *Scheduler) waitDurable(ctx context.Context, seq uint64) error {
 // scheduler can no longer keep its promises. Called with s.mu held.
 func (s *Scheduler) checkJournal() error {
 	if s.dur != nil && s.dur.failed != nil {
-		return status.Errorf(codes.Unavailable, "the scheduler's journal failed: %v", s.dur.failed)
+		return errJournalFailed
 	}
 	return nil
 }
+
+// errJournalFailed is what clients get once the journal cannot be written;
+// the cause, which names paths on the scheduler's host, is in its log.
+var errJournalFailed = status.Error(codes.Unavailable, "the scheduler cannot record work: its journal failed (the operator's log says why); retry against a restarted scheduler")
 
 // startSnapshot captures the core's state under s.mu and writes it in the
 // background; the journal then drops the records it covers.

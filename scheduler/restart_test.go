@@ -1,10 +1,21 @@
 package scheduler
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+
+	"github.com/paddock-build/paddock/storage"
 )
 
 // With a journal, a restart keeps the running action (its worker
@@ -115,4 +126,114 @@ func TestRestartRequeuesActionsOfWorkersThatDoNotReturn(t *testing.T) {
 	if a := other.assigned[0]; a.OperationName != op.Name || a.Attempt != 2 {
 		t.Fatalf("other got %s attempt %d, want %s attempt 2", a.OperationName, a.Attempt, op.Name)
 	}
+}
+
+// A journal whose tail was torn (cut at a random byte) or damaged (one bit
+// flipped) recovers every operation whose record is complete, in order,
+// and says in the log what it dropped.
+func TestDamagedJournalTailKeepsCompleteRecords(t *testing.T) {
+	for _, damage := range []string{"truncate", "flip"} {
+		t.Run(damage, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := DefaultConfig()
+			cfg.JournalDir = dir
+			s := newTestScheduler(t, cfg, nil)
+			const n = 50
+			for i := 0; i < n; i++ {
+				s.mu.Lock()
+				if _, err := s.core.Execute(s.clock.Now(), benchSubmission(i)); err != nil {
+					t.Fatal(err)
+				}
+				s.apply()
+				s.mu.Unlock()
+			}
+			s.Close()
+			seg := filepath.Join(dir, fmt.Sprintf("log-%020d", 1))
+			b, err := os.ReadFile(seg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
+			pos := 8 + rng.IntN(len(b)-8) // past the segment header
+			if damage == "truncate" {
+				b = b[:pos]
+			} else {
+				b[pos] ^= 1 << rng.IntN(8)
+			}
+			if err := os.WriteFile(seg, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			logs := &bytes.Buffer{}
+			r := newTestScheduler(t, cfg, logs)
+			defer r.Close()
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			kept := len(r.core.ops)
+			for i := 0; i < n; i++ {
+				_, ok := r.core.ops[benchSubmission(i).name]
+				if ok != (i < kept) {
+					t.Fatalf("damage at byte %d: operation %d recovered %v, but %d were kept: not a prefix", pos, i, ok, kept)
+				}
+			}
+			if kept == n && damage == "flip" || !strings.Contains(logs.String(), "dropped") && kept < n {
+				t.Fatalf("damage at byte %d: kept %d of %d, log:\n%s", pos, kept, n, logs)
+			}
+			t.Logf("damage at byte %d of %d: kept %d of %d operations", pos, len(b), kept, n)
+		})
+	}
+}
+
+// A journal that cannot be trusted beyond its tail (here: a snapshot whose
+// checksum fails) stops the scheduler from starting, with the reason.
+func TestCorruptJournalRefusesToStart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.JournalDir = dir
+	s := newTestScheduler(t, cfg, nil)
+	s.mu.Lock()
+	s.core.Execute(s.clock.Now(), benchSubmission(1))
+	s.apply()
+	s.startSnapshot()
+	s.mu.Unlock()
+	s.Close()
+	snaps, _ := filepath.Glob(filepath.Join(dir, "snap-*"))
+	if len(snaps) != 1 {
+		t.Fatalf("snapshots %v", snaps)
+	}
+	b, _ := os.ReadFile(snaps[0])
+	b[len(b)-1] ^= 0x10
+	os.WriteFile(snaps[0], b, 0o600)
+	_, err := New(Options{Config: cfg, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache()})
+	if err == nil || !strings.Contains(err.Error(), "refusing to start") {
+		t.Fatalf("New on a corrupt snapshot: %v, want a refusal", err)
+	}
+}
+
+func TestBadJournalConfigIsRefused(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.JournalDir, cfg.JournalSync = t.TempDir(), "sometimes"
+	_, err := New(Options{Config: cfg, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache()})
+	if err == nil || !strings.Contains(err.Error(), "journal_sync") {
+		t.Fatalf("journal_sync: sometimes: %v, want an error naming it", err)
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o600)
+	cfg.JournalDir, cfg.JournalSync = file, "fsync"
+	if _, err := New(Options{Config: cfg, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache()}); err == nil {
+		t.Fatal("a journal_dir that is a file was accepted")
+	}
+}
+
+func newTestScheduler(t *testing.T, cfg Config, logs io.Writer) *Scheduler {
+	t.Helper()
+	if logs == nil {
+		logs = io.Discard
+	}
+	cfg.TickInterval = time.Hour
+	s, err := New(Options{Config: cfg, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache(),
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
