@@ -12,8 +12,9 @@ import (
 	"github.com/paddock-build/paddock/scheduler/journal"
 )
 
-// snapshotEvery is how many records are written between snapshots: enough
-// that snapshots are rare, few enough that replay at start-up stays short.
+// snapshotEvery is how many records are written between snapshots (at
+// least; and at least twice the live operations): enough that snapshots
+// are rare, few enough that replay at start-up stays short.
 const snapshotEvery = 200_000
 
 // durability is the Scheduler's journal and the effects waiting for it.
@@ -149,7 +150,9 @@ func (s *Scheduler) hold(fx effects) uint64 {
 	} else {
 		d.held = append(d.held, heldEffects{seq: d.last, fx: seen})
 	}
-	if d.since >= snapshotEvery && !d.snapping {
+	// Snapshots cost a pause proportional to the state: with many live
+	// operations, wait for proportionally more records.
+	if d.since >= snapshotEvery && d.since >= 2*len(s.core.ops) && !d.snapping {
 		s.startSnapshot()
 	}
 	return d.last
