@@ -3,6 +3,7 @@ package scheduler
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -37,6 +38,7 @@ type opState struct {
 	CompletedAt    int64
 	Worker         string
 	StartedAt      int64
+	resp           *repb.ExecuteResponse // until seal serialises it
 }
 
 type execState struct {
@@ -130,26 +132,27 @@ func fromPropStates(ps []propState) []*workerpb.Property {
 	return out
 }
 
-// state returns the core's durable state. Responses are serialised here,
-// so the result shares nothing mutable with the core.
+// state returns the core's durable state, ready to encode.
 func (c *core) state() (*coreState, error) {
-	st := &coreState{}
-	for _, op := range sortedValues(c.ops) {
+	st := c.capture()
+	return st, st.seal()
+}
+
+// capture copies the core's durable state; seal must be called on it
+// before it is encoded. capture is the part that needs the scheduler's
+// lock; it neither sorts nor serialises, which seal does without the lock
+// (responses are read-only once set).
+func (c *core) capture() *coreState {
+	st := &coreState{Ops: make([]opState, 0, len(c.ops)), Execs: make([]execState, 0, len(c.execs))}
+	for _, op := range c.ops {
 		os := opState{Name: op.name, Instance: op.instance, Owner: op.owner, Action: toDigestState(op.action), QueuedAt: nanos(op.queuedAt),
-			Done: op.done, CompletedAt: nanos(op.completedAt), Worker: op.worker, StartedAt: nanos(op.startedAt)}
+			Done: op.done, CompletedAt: nanos(op.completedAt), Worker: op.worker, StartedAt: nanos(op.startedAt), resp: op.response}
 		if op.exec != nil {
 			os.Exec = op.exec.id
 		}
-		if op.response != nil {
-			b, err := proto.Marshal(op.response)
-			if err != nil {
-				return nil, fmt.Errorf("operation %s: %w", op.name, err)
-			}
-			os.Response = b
-		}
 		st.Ops = append(st.Ops, os)
 	}
-	for _, e := range sortedValues(c.execs) {
+	for _, e := range c.execs {
 		es := execState{ID: e.id, Instance: e.key.instance, Action: toDigestState(e.key.action), Cacheable: e.cacheable,
 			Command: toDigestState(e.spec.command), InputRoot: toDigestState(e.spec.inputRoot),
 			Platform: toPropStates(e.spec.platform), Timeout: e.spec.timeout, DoNotCache: e.spec.doNotCache,
@@ -164,7 +167,7 @@ func (c *core) state() (*coreState, error) {
 		}
 		st.Execs = append(st.Execs, es)
 	}
-	for _, q := range sortedValues(c.queues) {
+	for _, q := range c.queues {
 		st.Queues = append(st.Queues, q.state())
 	}
 	for _, op := range c.completed {
@@ -172,7 +175,26 @@ func (c *core) state() (*coreState, error) {
 			st.Completed = append(st.Completed, op.name)
 		}
 	}
-	return st, nil
+	return st
+}
+
+// seal puts a captured state's lists in their defined order and
+// serialises the responses.
+func (st *coreState) seal() error {
+	slices.SortFunc(st.Ops, func(a, b opState) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(st.Execs, func(a, b execState) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(st.Queues, func(a, b queueState) int { return strings.Compare(a.Key, b.Key) })
+	for i := range st.Ops {
+		o := &st.Ops[i]
+		if o.resp != nil {
+			b, err := proto.Marshal(o.resp)
+			if err != nil {
+				return fmt.Errorf("operation %s: %w", o.Name, err)
+			}
+			o.Response, o.resp = b, nil
+		}
+	}
+	return nil
 }
 
 func (q *queue) state() queueState {

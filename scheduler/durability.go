@@ -225,22 +225,23 @@ func (s *Scheduler) checkJournal() error {
 // the cause, which names paths on the scheduler's host, is in its log.
 var errJournalFailed = status.Error(codes.Unavailable, "the scheduler cannot record work: its journal failed (the operator's log says why); retry against a restarted scheduler")
 
-// startSnapshot captures the core's state under s.mu and writes it in the
-// background; the journal then drops the records it covers.
+// startSnapshot copies the core's state under s.mu, and sorts, encodes and
+// writes it in the background; the journal then drops the records it
+// covers.
 func (s *Scheduler) startSnapshot() {
 	d := s.dur
-	st, err := s.core.state()
-	if err != nil {
-		s.log.Error("scheduler: snapshot not taken", "error", err)
-		return
-	}
+	st := s.core.capture()
 	seq := d.j.Rotate()
 	d.since, d.snapping = 0, true
 	d.snaps.Add(1)
 	go func() {
 		defer d.snaps.Done()
 		start := time.Now()
-		b, err := encodeState(st)
+		var b []byte
+		err := st.seal()
+		if err == nil {
+			b, err = encodeState(st)
+		}
 		if err == nil {
 			err = d.j.WriteSnapshot(seq, b)
 		}
