@@ -120,7 +120,7 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 			op.queuedAt = e.queuedAt
 			e.waiters = append(e.waiters, op)
 			c.ops[op.name] = op
-			c.record(record{kind: recExecute, at: now, sub: s})
+			c.record(record{kind: recExecute, at: now, sub: &s})
 			if e.stage == repb.ExecutionStage_QUEUED && s.priority < e.priority {
 				// The most urgent waiter decides the priority.
 				e.queue.remove(e)
@@ -153,7 +153,7 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 	}
 	e.queue = c.queue(s.queueKey, s.instance, s.routing)
 	c.enqueue(e, false)
-	c.record(record{kind: recExecute, at: now, sub: s})
+	c.record(record{kind: recExecute, at: now, sub: &s})
 	c.pumpQueue(now, e.queue)
 	return op, nil
 }

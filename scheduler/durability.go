@@ -38,6 +38,7 @@ type durability struct {
 	since    int
 	snapping bool
 	snaps    sync.WaitGroup // snapshot writers, waited for by close
+	scratch  []byte         // encoding buffer, reused
 }
 
 // close waits for a snapshot being written and closes the journal, which
@@ -128,16 +129,21 @@ func (s *Scheduler) replay(rec *journal.Recovered) error {
 // wait for before telling a client about fx. Called with s.mu held.
 func (s *Scheduler) hold(fx effects) uint64 {
 	d := s.dur
-	for _, r := range fx.records {
-		b, err := encodeRecord(r)
+	for i, r := range fx.records {
+		b, err := appendRecord(d.scratch[:0], r)
 		if err != nil {
 			// Only a response proto that cannot be marshalled gets here.
 			s.log.Error("scheduler: journal record not written", "error", err)
 			continue
 		}
+		d.scratch = b
 		d.last = d.j.Append(b)
 		d.since++
+		fx.records[i] = record{}
 	}
+	// The records are written (Append copies them): their slice serves the
+	// core's next change.
+	s.core.fx.records = fx.records[:0]
 	// Messages to workers go out at once, while their records are being
 	// written: a worker re-reports what it holds when it reconnects, and a
 	// restarted scheduler adopts an action whose dispatch record it lost

@@ -49,8 +49,8 @@ const (
 type record struct {
 	kind     recordKind
 	at       time.Time
-	name     string // operation name, or execution id for dispatch/requeue/finish
-	sub      submission
+	name     string      // operation name, or execution id for dispatch/requeue/finish
+	sub      *submission // recExecute only
 	instance string
 	owner    string // recCached: the tenant that created it
 	action   digest.Digest
@@ -74,7 +74,7 @@ func (c *core) record(r record) {
 func (c *core) replay(r record) error {
 	switch r.kind {
 	case recExecute:
-		_, err := c.Execute(r.at, r.sub)
+		_, err := c.Execute(r.at, *r.sub)
 		return err
 	case recCached:
 		c.AddCompleted(r.at, r.name, r.instance, r.owner, r.action, r.resp)

@@ -20,8 +20,11 @@ import (
 const recordVersion = 1
 
 // encodeRecord serialises r.
-func encodeRecord(r record) ([]byte, error) {
-	w := &recWriter{b: make([]byte, 0, 256)}
+func encodeRecord(r record) ([]byte, error) { return appendRecord(nil, r) }
+
+// appendRecord appends r, serialised, to buf.
+func appendRecord(buf []byte, r record) ([]byte, error) {
+	w := &recWriter{b: buf}
 	w.uvarint(recordVersion)
 	w.uvarint(uint64(r.kind))
 	w.varint(r.at.UnixNano())
@@ -41,6 +44,9 @@ func encodeRecord(r record) ([]byte, error) {
 	w.bytes(resp)
 	if r.kind == recExecute {
 		s := r.sub
+		if s == nil {
+			return nil, fmt.Errorf("execute record of %s without its submission", r.name)
+		}
 		w.str(s.name)
 		w.str(s.instance)
 		w.str(s.owner)
@@ -82,7 +88,8 @@ func decodeRecord(b []byte) (record, error) {
 		}
 	}
 	if r.kind == recExecute {
-		s := &r.sub
+		s := &submission{}
+		r.sub = s
 		s.name = rd.str()
 		s.instance = rd.str()
 		s.owner = rd.str()
