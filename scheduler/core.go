@@ -200,7 +200,7 @@ func (c *core) CancelFor(now time.Time, name, why string) error {
 	if len(e.waiters) == 0 {
 		c.abandon(e, why)
 	}
-	c.record(record{kind: recCancel, at: now, name: name})
+	c.record(record{kind: recCancel, at: now, name: name, reason: why})
 	return nil
 }
 

@@ -68,7 +68,11 @@ func (sc *scenario) step() {
 		sc.n++
 		c.AddCompleted(sc.now, fmt.Sprintf("operations/%d", sc.n), "", "tenant-b", actionDigest("hit"), &repb.ExecuteResponse{CachedResult: true})
 	case k < 42:
-		c.Cancel(sc.now, opName())
+		if rng.IntN(2) == 0 {
+			c.Cancel(sc.now, opName())
+		} else {
+			c.CancelFor(sc.now, opName(), "abandoned: no client followed it")
+		}
 	case k < 44:
 		c.Delete(sc.now, opName())
 	case k < 52:

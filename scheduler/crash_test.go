@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/api/workerpb/workerclient"
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/storage"
 )
@@ -124,27 +124,74 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	return l.w.Write(b)
 }
 
-// runLog records when each action started on a worker, and when the
-// scheduler was killed.
+// runLog records which scheduler process (its incarnation: 0 for the
+// first, then one more per restart) sent each assignment the workers got.
+// Its interceptor sees every message a worker receives: a worker stream is
+// served by the one scheduler process alive when its first message
+// arrives, since a process is started only after the previous one died.
 type runLog struct {
-	mu    sync.Mutex
-	runs  map[string][]time.Time // action hash → run starts
-	kills []time.Time
-	notes []string
+	mu          sync.Mutex
+	incarnation int
+	assigned    map[string][]int // action hash → incarnations that sent it, in order
+	notes       []string
 }
 
-func (l *runLog) started(action string) {
+func (l *runLog) restarted() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	h, _, _ := strings.Cut(action, " ")
-	l.runs[h] = append(l.runs[h], time.Now())
-	l.notes = append(l.notes, time.Now().Format(time.StampMicro)+" "+action)
+	l.incarnation++
 }
 
-func (l *runLog) killed() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.kills = append(l.kills, time.Now())
+// interceptor records, for each assignment received, the incarnation of
+// the scheduler that sent it.
+func (l *runLog) interceptor(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	cs, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &loggedStream{ClientStream: cs, l: l, incarnation: -1}, nil
+}
+
+type loggedStream struct {
+	grpc.ClientStream
+	l           *runLog
+	incarnation int
+}
+
+func (s *loggedStream) RecvMsg(m any) error {
+	if err := s.ClientStream.RecvMsg(m); err != nil {
+		return err
+	}
+	s.l.mu.Lock()
+	defer s.l.mu.Unlock()
+	if s.incarnation < 0 {
+		s.incarnation = s.l.incarnation
+	}
+	if a := m.(*workerpb.SchedulerMessage).GetAssignment(); a != nil {
+		h := a.ActionDigest.GetHash()
+		s.l.assigned[h] = append(s.l.assigned[h], s.incarnation)
+		s.l.notes = append(s.l.notes, fmt.Sprintf("%s %s attempt %d from scheduler %d", h, a.OperationName, a.Attempt, s.incarnation))
+	}
+	return nil
+}
+
+// startCrashWorker starts a workerclient worker whose assignments runLog
+// records.
+func startCrashWorker(t *testing.T, addr, id string, l *runLog, run workerclient.Handler) {
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()), fastReconnect,
+		grpc.WithStreamInterceptor(l.interceptor))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := workerclient.New(workerclient.Options{Conn: conn, Handler: run, ReconnectDelay: 20 * time.Millisecond,
+		Register: &workerpb.Register{WorkerId: id, Concurrency: 8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; conn.Close() })
 }
 
 // crashActions is how many Executes the crash test sends (the issue asks
@@ -164,7 +211,7 @@ func TestSchedulerKilledRepeatedlyLosesNoOperation(t *testing.T) {
 	defer func() { p.kill() }()
 	var logs []*bytes.Buffer
 
-	rl := &runLog{runs: map[string][]time.Time{}}
+	rl := &runLog{assigned: map[string][]int{}}
 	// The workers write the action cache as real ones do, so a client
 	// that Executes again (it never learned the name of its first
 	// operation) gets the result without a second run.
@@ -173,7 +220,6 @@ func TestSchedulerKilledRepeatedlyLosesNoOperation(t *testing.T) {
 		t.Fatal(err)
 	}
 	run := func(ctx context.Context, a *workerpb.Assignment) *repb.ExecuteResponse {
-		rl.started(a.ActionDigest.GetHash() + " " + a.OperationName + fmt.Sprint(" attempt ", a.Attempt))
 		select { // the action's own work, 2–30ms
 		case <-time.After(time.Duration(2+rand.IntN(28)) * time.Millisecond):
 		case <-ctx.Done():
@@ -186,7 +232,7 @@ func TestSchedulerKilledRepeatedlyLosesNoOperation(t *testing.T) {
 		return &repb.ExecuteResponse{Result: res}
 	}
 	for i := 0; i < 3; i++ {
-		startTestWorker(t, addr, fmt.Sprint("crash-worker-", i), 8, run)
+		startCrashWorker(t, addr, fmt.Sprint("crash-worker-", i), rl, run)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -218,9 +264,9 @@ func TestSchedulerKilledRepeatedlyLosesNoOperation(t *testing.T) {
 		case <-clientsDone:
 		case <-time.After(time.Duration(100+rand.IntN(300)) * time.Millisecond):
 			p.kill()
-			rl.killed()
 			kills++
 			logs = append(logs, p.stderr)
+			rl.restarted()
 			p = startSchedulerProcess(t, dir, addr)
 			continue
 		}
@@ -236,15 +282,12 @@ func TestSchedulerKilledRepeatedlyLosesNoOperation(t *testing.T) {
 	}
 	if !checkReruns(t, rl) {
 		t.Logf("scheduler logs:\n%s", tail(logs))
-		for _, k := range rl.kills {
-			t.Log("kill", k.Format(time.StampMicro))
-		}
 		for _, n := range rl.notes {
 			t.Log(n)
 		}
 	}
 	all := logText(logs, true)
-	t.Logf("%d Executes, %d kills, %d actions ran more than once (each started before a kill); after restarts the scheduler adopted %d action(s) whose dispatch it had lost, and requeued %d that came back without their worker (results sent but not yet written)",
+	t.Logf("%d Executes, %d kills, %d actions ran more than once (each sent again only by a later scheduler process); after restarts the scheduler adopted %d action(s) whose dispatch it had lost, and requeued %d that came back without their worker (results sent but not yet written)",
 		len(actions), kills, countReruns(rl), strings.Count(all, "adopted"), strings.Count(all, "came back after the scheduler restarted without it"))
 	if kills < 3 {
 		t.Fatalf("only %d kills happened while the clients ran: the test needs more actions to mean anything", kills)
@@ -363,25 +406,18 @@ func executeAcrossRestarts(ctx context.Context, ec repb.ExecutionClient, d diges
 	return fmt.Errorf("%s (%s): %v", name, d, ctx.Err())
 }
 
-// checkReruns fails if an action ran twice without a scheduler crash
-// between the starts of its two runs.
+// checkReruns fails if a scheduler process sent an action twice: an
+// action may run again only after the process that sent it died (its
+// worker had started it before the crash).
 func checkReruns(t *testing.T, rl *runLog) bool {
 	ok := true
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
-	for action, starts := range rl.runs {
-		sort.Slice(starts, func(i, j int) bool { return starts[i].Before(starts[j]) })
-		for i := 1; i < len(starts); i++ {
-			crashed := false
-			for _, k := range rl.kills {
-				if starts[i-1].Before(k) && k.Before(starts[i]) {
-					crashed = true
-				}
-			}
-			if !crashed {
+	for action, incs := range rl.assigned {
+		for i := 1; i < len(incs); i++ {
+			if incs[i] <= incs[i-1] {
 				ok = false
-				t.Errorf("action %s ran again at %s without a crash since its previous run started at %s",
-					action, starts[i].Format(time.StampMicro), starts[i-1].Format(time.StampMicro))
+				t.Errorf("action %s was sent again by scheduler process %d, which had sent it already (processes %v)", action, incs[i], incs)
 			}
 		}
 	}
@@ -392,8 +428,8 @@ func countReruns(rl *runLog) int {
 	rl.mu.Lock()
 	defer rl.mu.Unlock()
 	n := 0
-	for _, starts := range rl.runs {
-		if len(starts) > 1 {
+	for _, incs := range rl.assigned {
+		if len(incs) > 1 {
 			n++
 		}
 	}

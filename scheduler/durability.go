@@ -120,7 +120,13 @@ func (s *Scheduler) replay(rec *journal.Recovered) error {
 		s.core.takeEffects()
 	}
 	s.core.replaying = false
-	s.core.recovered(s.clock.Now())
+	now := s.clock.Now()
+	s.core.recovered(now)
+	for _, op := range sortedValues(s.core.ops) {
+		if !op.done {
+			s.followers.idleFrom(op.name, now)
+		}
+	}
 	return nil
 }
 

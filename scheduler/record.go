@@ -19,7 +19,8 @@ const (
 	// recCached: an Execute was answered from the action cache. name,
 	// instance, action, resp, at.
 	recCached
-	// recCancel: CancelOperation of name, at.
+	// recCancel: name was cancelled at at, for reason (CancelOperation,
+	// or abandoned by its clients).
 	recCancel
 	// recDelete: DeleteOperation of name.
 	recDelete
@@ -55,6 +56,7 @@ type record struct {
 	owner    string // recCached: the tenant that created it
 	action   digest.Digest
 	worker   string
+	reason   string // recCancel
 	retries  int
 	resp     *repb.ExecuteResponse
 }
@@ -80,7 +82,7 @@ func (c *core) replay(r record) error {
 		c.AddCompleted(r.at, r.name, r.instance, r.owner, r.action, r.resp)
 		return nil
 	case recCancel:
-		return c.Cancel(r.at, r.name)
+		return c.CancelFor(r.at, r.name, r.reason)
 	case recDelete:
 		return c.Delete(r.at, r.name)
 	case recExpire:

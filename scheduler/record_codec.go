@@ -33,6 +33,7 @@ func appendRecord(buf []byte, r record) ([]byte, error) {
 	w.str(r.owner)
 	w.digest(r.action)
 	w.str(r.worker)
+	w.str(r.reason)
 	w.uvarint(uint64(r.retries))
 	var resp []byte
 	if r.resp != nil {
@@ -80,6 +81,7 @@ func decodeRecord(b []byte) (record, error) {
 	r.owner = rd.str()
 	r.action = rd.digest()
 	r.worker = rd.str()
+	r.reason = rd.str()
 	r.retries = int(rd.uvarint())
 	if resp := rd.bytes(); resp != nil {
 		r.resp = &repb.ExecuteResponse{}
