@@ -237,3 +237,42 @@ func newTestScheduler(t *testing.T, cfg Config, logs io.Writer) *Scheduler {
 	}
 	return s
 }
+
+// An operation recovered from the journal whose client never comes back
+// (no WaitExecution) is abandoned after abandoned_grace from the restart,
+// as one whose stream broke.
+func TestRecoveredOperationWithoutClientIsAbandoned(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.JournalDir = t.TempDir()
+	cfg.TickInterval = time.Hour
+	first := newTestScheduler(t, cfg, nil)
+	first.mu.Lock()
+	first.core.Execute(first.clock.Now(), benchSubmission(1))
+	first.apply()
+	first.mu.Unlock()
+	first.Close()
+
+	clock := newFakeClock()
+	s, err := New(Options{Config: cfg, Clock: clock, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	name := benchSubmission(1).name
+	op := func() (opView, bool) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.core.Operation(name)
+	}
+	clock.Advance(cfg.AbandonedGrace - time.Second)
+	s.Tick()
+	if v, ok := op(); !ok || v.done {
+		t.Fatalf("operation %+v (found %v) before abandoned_grace, want it queued", v, ok)
+	}
+	clock.Advance(2 * time.Second)
+	s.Tick()
+	v, ok := op()
+	if !ok || !v.done || !strings.Contains(v.response.GetStatus().GetMessage(), "abandoned") {
+		t.Fatalf("operation %+v after abandoned_grace, want it cancelled as abandoned", v)
+	}
+}
