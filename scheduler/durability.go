@@ -135,6 +135,13 @@ func (s *Scheduler) replay(rec *journal.Recovered) error {
 // wait for before telling a client about fx. Called with s.mu held.
 func (s *Scheduler) hold(fx effects) uint64 {
 	d := s.dur
+	if d.failed != nil {
+		// Nothing more can be recorded: what is in flight finishes as
+		// without a journal, and new work is refused (checkJournal).
+		s.core.fx.records = fx.records[:0]
+		s.carryOut(fx)
+		return d.last
+	}
 	for i, r := range fx.records {
 		b, err := appendRecord(d.scratch[:0], r)
 		if err != nil {
@@ -182,7 +189,11 @@ func (s *Scheduler) onDurable(seq uint64, err error) {
 	if err != nil {
 		if d.failed == nil {
 			d.failed = err
-			s.log.Error("scheduler: journal failed; no more work is dispatched or accepted", "error", err)
+			s.log.Error("scheduler: journal failed; new work is refused, work in flight finishes without being recorded", "error", err)
+			for _, h := range d.held {
+				s.carryOut(h.fx)
+			}
+			d.held = nil
 			close(d.advanced)
 		}
 		return

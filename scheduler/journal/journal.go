@@ -297,7 +297,7 @@ func (j *Journal) write(b []byte) error {
 		return nil
 	}
 	if _, err := j.f.Write(b); err != nil {
-		return fmt.Errorf("write %s: %w", j.f.Name(), err)
+		return err // a *PathError: it names the segment
 	}
 	return nil
 }
