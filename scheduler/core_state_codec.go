@@ -18,6 +18,7 @@ func encodeState(st *coreState) ([]byte, error) {
 	for _, o := range st.Ops {
 		w.str(o.Name)
 		w.str(o.Instance)
+		w.str(o.Owner)
 		w.digestState(o.Action)
 		w.str(o.Exec)
 		w.varint(o.QueuedAt)
@@ -79,7 +80,7 @@ func decodeState(b []byte) (*coreState, error) {
 	st.Ops = make([]opState, r.count())
 	for i := range st.Ops {
 		o := &st.Ops[i]
-		o.Name, o.Instance, o.Action, o.Exec = r.str(), r.str(), r.digestState(), r.str()
+		o.Name, o.Instance, o.Owner, o.Action, o.Exec = r.str(), r.str(), r.str(), r.digestState(), r.str()
 		o.QueuedAt, o.Done, o.Response, o.CompletedAt = r.varint(), r.bool(), r.bytes(), r.varint()
 		o.Worker, o.StartedAt = r.str(), r.varint()
 	}
