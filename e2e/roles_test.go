@@ -19,6 +19,17 @@ type roles struct {
 	storage, sched, runner *process
 	worker                 *process // the latest started
 	admin                  workerpb.AdminServiceClient
+	schedArgs              []string // the scheduler's arguments but --listen
+}
+
+var schedReady = regexp.MustCompile(`^paddock scheduler listening on (\S+)`)
+
+// restartScheduler kills the scheduler with SIGKILL and starts it again on
+// the same address.
+func (r *roles) restartScheduler() {
+	r.t.Helper()
+	r.sched.kill()
+	r.sched, _ = startProcess(r.t, "scheduler-restarted", schedReady, append(r.schedArgs, "--listen", r.schedAddr)...)
 }
 
 // startRoles starts storage, a scheduler and a runner under dir; workers
@@ -26,16 +37,30 @@ type roles struct {
 // scheduler gives up on a worker whose stream broke after 2s (10s by
 // default), so tests of lost workers are quick.
 func startRoles(t testing.TB, dir, workDir string) *roles {
+	return startRolesWith(t, dir, workDir, "reconnect_grace: 2s\n", false)
+}
+
+// startRolesJournaled is startRoles with the scheduler keeping a journal
+// (so restartScheduler keeps its operations) and the default
+// reconnect_grace, which workers need to come back after its restart.
+func startRolesJournaled(t testing.TB, dir, workDir string) *roles {
+	return startRolesWith(t, dir, workDir, "", true)
+}
+
+func startRolesWith(t testing.TB, dir, workDir, schedConfig string, journal bool) *roles {
 	t.Helper()
 	r := &roles{t: t, sock: filepath.Join(dir, "runner.sock"), workDir: workDir}
 	r.storage, r.storageAddr = startProcess(t, "storage", regexp.MustCompile(`^paddock storage listening on (\S+)`),
 		"storage", "--listen", "127.0.0.1:0", "--dir", filepath.Join(dir, "storage"))
 	cfg := filepath.Join(dir, "scheduler.yaml")
-	if err := os.WriteFile(cfg, []byte("reconnect_grace: 2s\nlease_duration: 10s\nheartbeat_interval: 1s\ntick_interval: 100ms\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(schedConfig+"lease_duration: 10s\nheartbeat_interval: 1s\ntick_interval: 100ms\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r.sched, r.schedAddr = startProcess(t, "scheduler", regexp.MustCompile(`^paddock scheduler listening on (\S+)`),
-		"scheduler", "--listen", "127.0.0.1:0", "--storage", r.storageAddr, "--config", cfg)
+	r.schedArgs = []string{"scheduler", "--storage", r.storageAddr, "--config", cfg}
+	if journal {
+		r.schedArgs = append(r.schedArgs, "--journal-dir", filepath.Join(dir, "scheduler-journal"))
+	}
+	r.sched, r.schedAddr = startProcess(t, "scheduler", schedReady, append(r.schedArgs, "--listen", "127.0.0.1:0")...)
 	r.runner, _ = startProcess(t, "runner", regexp.MustCompile(`^paddock runner listening on (\S+)`),
 		"runner", "--socket", r.sock, "--state", filepath.Join(dir, "runner"), "--hide", workDir, "--config", hostNetworkConfig(t))
 	r.admin = workerpb.NewAdminServiceClient(dial(t, r.schedAddr))

@@ -23,9 +23,12 @@ import (
 
 const benchActions = 100_000
 
-func benchScheduler(b *testing.B) *Scheduler {
+func benchScheduler(b *testing.B, mods ...func(*Config)) *Scheduler {
 	cfg := DefaultConfig()
 	cfg.TickInterval = time.Hour
+	for _, mod := range mods {
+		mod(&cfg)
+	}
 	s, err := New(Options{Config: cfg, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache(),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -73,17 +76,33 @@ func benchEnqueue(b *testing.B, s *Scheduler, subs []submission) {
 // workers (4 × concurrency 16) speak the worker protocol's session API
 // (assignment out, serialized ExecuteResponse back) until all are done.
 // It reports dispatched actions per second (assign + result + completion).
-func BenchmarkDispatch(b *testing.B) {
+func BenchmarkDispatch(b *testing.B) { benchDispatch(b) }
+
+// BenchmarkDispatchJournal is BenchmarkDispatch with the journal on, in a
+// temporary directory, under each sync policy: every assignment and result
+// is written (and under fsync, flushed) before it takes effect.
+func BenchmarkDispatchJournal(b *testing.B) {
+	for _, policy := range []string{"fsync", "write"} {
+		b.Run(policy, func(b *testing.B) {
+			benchDispatch(b, func(c *Config) { c.JournalDir, c.JournalSync = b.TempDir(), policy })
+		})
+	}
+}
+
+func benchDispatch(b *testing.B, mods ...func(*Config)) {
 	result, _ := proto.Marshal(&repb.ExecuteResponse{Result: &repb.ActionResult{ExitCode: 0}})
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		s := benchScheduler(b)
+		s := benchScheduler(b, mods...)
 		subs := make([]submission, benchActions)
 		for j := range subs {
 			subs[j] = benchSubmission(j)
 		}
 		benchEnqueue(b, s, subs)
+		if s.dur != nil {
+			s.dur.j.WaitDurable(s.dur.j.LastSeq())
+		}
 		b.StartTimer()
 		start := time.Now()
 		var done atomic.Int64
@@ -127,6 +146,7 @@ func BenchmarkDispatch(b *testing.B) {
 			b.Fatalf("%d executions left", n)
 		}
 		s.mu.Unlock()
+		s.Close()
 	}
 	b.ReportMetric(float64(benchActions*b.N)/total.Seconds(), "actions/s")
 }

@@ -69,6 +69,16 @@ type Config struct {
 	// accepted and passed to the worker without splitting queues. Default
 	// none.
 	ExecutionProperties []string `yaml:"execution_properties"`
+	// JournalDir, when set, keeps the scheduler's state in a journal in
+	// this directory, so a restart keeps queued, running and recently
+	// completed operations (see docs/scheduler.md). Empty: state lives in
+	// memory only and a restart forgets it. Default empty.
+	JournalDir string `yaml:"journal_dir"`
+	// JournalSync is when a journal record counts as written, before the
+	// scheduler acts on it: "fsync" (flushed to disk; survives a crash of
+	// the machine) or "write" (handed to the kernel; survives a crash of
+	// the scheduler, not of the machine, for less I/O). Default fsync.
+	JournalSync string `yaml:"journal_sync"`
 }
 
 // DefaultConfig returns the defaults documented on Config.
@@ -86,6 +96,7 @@ func DefaultConfig() Config {
 		ExecuteUpdateInterval: time.Minute,
 		TickInterval:          time.Second,
 		AbandonedGrace:        2 * time.Minute,
+		JournalSync:           "fsync",
 	}
 }
 

@@ -1,7 +1,10 @@
 package scheduler
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -30,6 +33,9 @@ type core struct {
 	queuedPerInstance map[string]int
 	completed         []*operation // completion order, for retention
 	fx                effects
+	// replaying is set while a journal is replayed: limits that were
+	// checked when a record was written are not checked again.
+	replaying bool
 }
 
 // effects are the decisions of the core that its caller carries out.
@@ -47,11 +53,16 @@ type effects struct {
 	notes []string
 	// retries counts executions requeued after a lost worker, for metrics.
 	retries int
+	// records are the durable state changes behind these effects, in
+	// order; with a journal they are written before the effects are
+	// carried out.
+	records []record
 }
 
 // workerMessage is a message for a worker's current session.
 type workerMessage struct {
 	worker string
+	gen    uint64 // the session it is for
 	msg    *workerpb.SchedulerMessage
 }
 
@@ -109,6 +120,7 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 			op.queuedAt = e.queuedAt
 			e.waiters = append(e.waiters, op)
 			c.ops[op.name] = op
+			c.record(record{kind: recExecute, at: now, sub: &s})
 			if e.stage == repb.ExecutionStage_QUEUED && s.priority < e.priority {
 				// The most urgent waiter decides the priority.
 				e.queue.remove(e)
@@ -120,7 +132,7 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 			return op, nil
 		}
 	}
-	if max := c.cfg.MaxQueuedPerInstance; max > 0 && c.queuedPerInstance[s.instance] >= max {
+	if max := c.cfg.MaxQueuedPerInstance; max > 0 && !c.replaying && c.queuedPerInstance[s.instance] >= max {
 		return nil, status.Errorf(codes.ResourceExhausted, "instance %q already has %d queued actions, the configured maximum (max_queued_per_instance)", s.instance, max)
 	}
 	e := &execution{
@@ -141,6 +153,7 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 	}
 	e.queue = c.queue(s.queueKey, s.instance, s.routing)
 	c.enqueue(e, false)
+	c.record(record{kind: recExecute, at: now, sub: &s})
 	c.pumpQueue(now, e.queue)
 	return op, nil
 }
@@ -151,6 +164,7 @@ func (c *core) AddCompleted(now time.Time, name, instance, owner string, action 
 	op := &operation{name: name, instance: instance, owner: owner, action: action, queuedAt: now}
 	c.ops[name] = op
 	c.completeOp(now, op, resp)
+	c.record(record{kind: recCached, at: now, name: name, instance: instance, owner: owner, action: action, resp: resp})
 	return op
 }
 
@@ -186,6 +200,7 @@ func (c *core) CancelFor(now time.Time, name, why string) error {
 	if len(e.waiters) == 0 {
 		c.abandon(e, why)
 	}
+	c.record(record{kind: recCancel, at: now, name: name, reason: why})
 	return nil
 }
 
@@ -201,6 +216,7 @@ func (c *core) Delete(now time.Time, name string) error {
 	}
 	delete(c.ops, name)
 	c.fx.published = append(c.fx.published, name)
+	c.record(record{kind: recDelete, at: now, name: name})
 	return nil
 }
 
@@ -223,54 +239,12 @@ func (c *core) abandon(e *execution, why string) {
 	}
 }
 
-// Tick expires worker leases, overdue executions and completed operations.
-func (c *core) Tick(now time.Time) {
-	for _, w := range c.workers {
-		switch {
-		case now.Sub(w.lastSeen) >= c.cfg.LeaseDuration:
-			c.lose(now, w, fmt.Sprintf("worker %q sent nothing for %s", w.id, now.Sub(w.lastSeen)))
-		case !w.connected && now.Sub(w.lostConn) >= c.cfg.ReconnectGrace:
-			c.lose(now, w, fmt.Sprintf("worker %q lost its connection and did not reconnect within %s", w.id, c.cfg.ReconnectGrace))
-		}
-	}
-	var overdue []*execution
-	for _, w := range c.workers {
-		for _, e := range w.running {
-			if !e.cancelled && e.spec.timeout > 0 && now.Sub(e.startedAt) >= e.spec.timeout+c.cfg.TimeoutGrace {
-				overdue = append(overdue, e)
-			}
-		}
-	}
-	for _, e := range overdue {
-		why := fmt.Sprintf("worker %q did not report the action within its timeout %s plus timeout_grace %s", e.worker.id, e.spec.timeout, c.cfg.TimeoutGrace)
-		c.note("action %s (%s): %s; completed with DEADLINE_EXCEEDED", e.key.action, e.id, why)
-		c.finish(now, e, &repb.ExecuteResponse{Status: &rpcstatus.Status{Code: int32(code.Code_DEADLINE_EXCEEDED), Message: why}})
-		// It keeps its worker's slot until the worker reports it.
-		e.cancelled = true
-		c.send(e.worker.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{
-			Cancel: &workerpb.Cancel{OperationName: e.id, Reason: why}}})
-	}
-	i := 0
-	for ; i < len(c.completed); i++ {
-		op := c.completed[i]
-		if now.Sub(op.completedAt) < c.cfg.CompletedRetention {
-			break
-		}
-		if c.ops[op.name] == op {
-			delete(c.ops, op.name)
-			c.fx.published = append(c.fx.published, op.name)
-		}
-		c.completed[i] = nil
-	}
-	c.completed = c.completed[i:]
-}
-
 func (c *core) queue(key, instance string, routing []*workerpb.Property) *queue {
 	q := c.queues[key]
 	if q == nil {
 		q = &queue{key: key, instance: instance, routing: routing}
 		c.queues[key] = q
-		for _, w := range c.workers {
+		for _, w := range sortedValues(c.workers) {
 			if w.serves(q) {
 				q.workers = append(q.workers, w)
 				w.queues = append(w.queues, q)
@@ -312,16 +286,23 @@ func (c *core) pumpWorker(now time.Time, w *worker) {
 			return
 		}
 		c.queuedPerInstance[q.instance]--
-		c.assign(now, w, e)
+		c.record(record{kind: recDispatch, at: now, name: e.id, worker: w.id})
+		c.start(now, w, e)
+		c.sendAssignment(w, e)
 	}
 }
 
-func (c *core) assign(now time.Time, w *worker, e *execution) {
+// start makes e, just taken from its queue, the next attempt on w.
+func (c *core) start(now time.Time, w *worker, e *execution) {
 	e.stage = repb.ExecutionStage_EXECUTING
 	e.worker = w
 	e.attempt++
 	e.startedAt = now
 	w.running[e.id] = e
+	c.publish(e)
+}
+
+func (c *core) sendAssignment(w *worker, e *execution) {
 	a := &workerpb.Assignment{
 		OperationName:   e.id,
 		Attempt:         e.attempt,
@@ -337,11 +318,14 @@ func (c *core) assign(now time.Time, w *worker, e *execution) {
 		RequestMetadata: e.spec.requestMetadata,
 	}
 	c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: a}})
-	c.publish(e)
 }
 
 func (c *core) send(worker string, m *workerpb.SchedulerMessage) {
-	c.fx.dispatch = append(c.fx.dispatch, workerMessage{worker: worker, msg: m})
+	var gen uint64
+	if w := c.workers[worker]; w != nil {
+		gen = w.gen
+	}
+	c.fx.dispatch = append(c.fx.dispatch, workerMessage{worker: worker, gen: gen, msg: m})
 }
 
 func (c *core) publish(e *execution) {
@@ -352,6 +336,11 @@ func (c *core) publish(e *execution) {
 
 // finish completes an execution and every operation waiting for it.
 func (c *core) finish(now time.Time, e *execution, resp *repb.ExecuteResponse) {
+	r := record{kind: recFinish, at: now, name: e.id, resp: resp}
+	if e.worker != nil {
+		r.worker = e.worker.id
+	}
+	c.record(r)
 	delete(c.execs, e.id)
 	if c.inflight[e.key] == e {
 		delete(c.inflight, e.key)
@@ -396,6 +385,7 @@ func (c *core) requeueLost(now time.Time, e *execution, why string) {
 
 // requeue puts e back at the front of its queue and dispatches what can be.
 func (c *core) requeue(now time.Time, e *execution) {
+	c.record(record{kind: recRequeue, at: now, name: e.id, retries: e.retries})
 	c.enqueue(e, true)
 	c.publish(e)
 	c.pumpQueue(now, e.queue)
@@ -403,6 +393,17 @@ func (c *core) requeue(now time.Time, e *execution) {
 
 func (c *core) note(format string, args ...any) {
 	c.fx.notes = append(c.fx.notes, fmt.Sprintf(format, args...))
+}
+
+// sortedValues returns m's values in key order. The core never depends on
+// map order, so a replayed journal, or a test, always sees one sequence of
+// decisions.
+func sortedValues[K cmp.Ordered, V any](m map[K]V) []V {
+	out := make([]V, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, m[k])
+	}
+	return out
 }
 
 // durationOrNil is a helper for Registered.

@@ -38,7 +38,7 @@ func (c *core) Connect(now time.Time, r registration) uint64 {
 		w.props[propKey(p.Name, p.Value)] = true
 	}
 	c.unlinkQueues(w)
-	for _, q := range c.queues {
+	for _, q := range sortedValues(c.queues) {
 		if w.serves(q) {
 			q.workers = append(q.workers, w)
 			w.queues = append(w.queues, q)
@@ -49,28 +49,58 @@ func (c *core) Connect(now time.Time, r registration) uint64 {
 	for _, h := range r.running {
 		inHand[h.OperationName] = true
 		e := w.running[h.OperationName]
+		if e == nil && c.adopt(now, w, h) {
+			continue
+		}
 		if e == nil || e.attempt != h.Attempt || e.cancelled {
 			c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{Cancel: &workerpb.Cancel{
 				OperationName: h.OperationName, Reason: "the scheduler no longer wants this action from this worker"}}})
 		}
 	}
 	var lost []*execution
-	for id, e := range w.running {
-		if !inHand[id] {
-			delete(w.running, id)
+	for _, e := range sortedValues(w.running) {
+		if !inHand[e.id] {
+			delete(w.running, e.id)
 			if !e.cancelled {
 				lost = append(lost, e)
 			}
 		}
 	}
 	for _, e := range lost {
+		if w.restored {
+			// Dispatched just before the scheduler restarted: the
+			// assignment most likely died with the old process, through
+			// no fault of the action. Not a retry.
+			c.note("action %s (%s): worker %q came back after the scheduler restarted without it; requeued", e.key.action, e.id, w.id)
+			c.requeue(now, e)
+			continue
+		}
 		c.requeueLost(now, e, fmt.Sprintf("worker %q reconnected without it", w.id))
 	}
+	w.restored = false
 	if w.draining {
 		c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Drain{Drain: &workerpb.Drain{}}})
 	}
 	c.pumpWorker(now, w)
 	return w.gen
+}
+
+// adopt takes back a queued execution that a registering worker holds as
+// the attempt after the last one the core knows of: the scheduler sent it
+// just before a restart that lost the dispatch's record (assignments go
+// out while their record is being written). The worker keeps running it,
+// as if the record had been written.
+func (c *core) adopt(now time.Time, w *worker, h *workerpb.InHand) bool {
+	e := c.execs[h.OperationName]
+	if e == nil || e.stage != repb.ExecutionStage_QUEUED || h.Attempt != e.attempt+1 {
+		return false
+	}
+	e.queue.remove(e)
+	c.queuedPerInstance[e.queue.instance]--
+	c.record(record{kind: recAdopt, at: now, name: e.id, worker: w.id})
+	c.start(now, w, e)
+	c.note("action %s (%s): worker %q holds attempt %d, whose dispatch a restart forgot; adopted", e.key.action, e.id, w.id, h.Attempt)
+	return true
 }
 
 func (c *core) unlinkQueues(w *worker) {
@@ -209,7 +239,7 @@ func (c *core) lose(now time.Time, w *worker, why string) {
 	if w.draining {
 		c.fx.idle = append(c.fx.idle, w.id)
 	}
-	for _, e := range w.running {
+	for _, e := range sortedValues(w.running) {
 		if !e.cancelled {
 			c.requeueLost(now, e, why)
 		}
@@ -220,7 +250,7 @@ func (c *core) lose(now time.Time, w *worker, why string) {
 // Workers describes the known workers.
 func (c *core) Workers() []*workerpb.WorkerInfo {
 	out := make([]*workerpb.WorkerInfo, 0, len(c.workers))
-	for _, w := range c.workers {
+	for _, w := range sortedValues(c.workers) {
 		out = append(out, workerInfo(w))
 	}
 	return out

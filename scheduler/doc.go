@@ -23,4 +23,14 @@
 // (worker outboxes, operation watchers) and holds the storage handles; the
 // gRPC services (Execution, Operations, WorkerService, AdminService) are thin
 // edges over Scheduler.
+//
+// Durability. With Config.JournalDir, each change of the core's durable
+// state is also a record (record.go), appended to a journal
+// (scheduler/journal) before its effects are carried out; what clients see
+// waits until the record is durable (durability.go). At start-up the
+// Scheduler loads the newest snapshot (core_state.go), replays the records
+// after it through the core (core.replay) and gives the workers that held
+// actions reconnect_grace to come back. The core iterates maps in key
+// order, so a replay reaches exactly the state that wrote the records.
+// docs/scheduler.md says what survives a restart.
 package scheduler

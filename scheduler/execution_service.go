@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"strings"
+	"time"
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -65,12 +66,10 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 
 	if !req.SkipCacheLookup {
 		if res, err := s.ac.Get(ctx, instance, ad); err == nil && storage.CheckComplete(ctx, s.cas, fn, res) == nil {
-			s.mu.Lock()
-			s.core.AddCompleted(s.clock.Now(), name, instance, owner, ad, &repb.ExecuteResponse{
-				Result: res, CachedResult: true, Status: nil})
-			s.apply()
-			s.mu.Unlock()
-			return name, nil
+			return name, s.accept(ctx, func(now time.Time) error {
+				s.core.AddCompleted(now, name, instance, owner, ad, &repb.ExecuteResponse{Result: res, CachedResult: true})
+				return nil
+			})
 		}
 	}
 
@@ -122,13 +121,27 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 			requestMetadata: rawMeta,
 		},
 	}
+	return name, s.accept(ctx, func(now time.Time) error {
+		_, err := s.core.Execute(now, sub)
+		return err
+	})
+}
+
+// accept hands an Execute to the core and returns once a restart would
+// keep it: only then may the client learn the operation's name.
+func (s *Scheduler) accept(ctx context.Context, change func(now time.Time) error) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, err := s.core.Execute(s.clock.Now(), sub); err != nil {
-		return "", err
+	if err := s.checkJournal(); err != nil {
+		s.mu.Unlock()
+		return err
 	}
-	s.apply()
-	return name, nil
+	if err := change(s.clock.Now()); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	seq := s.apply()
+	s.mu.Unlock()
+	return s.waitDurable(ctx, seq)
 }
 
 // requirePresent fails with FAILED_PRECONDITION and a PreconditionFailure

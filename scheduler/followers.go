@@ -45,6 +45,15 @@ func (f *followers) touch(name string, now time.Time) {
 	}
 }
 
+// idleFrom marks name, which no client follows yet, idle from now: the
+// operations a restarted scheduler recovered, whose clients have
+// abandoned_grace to come back.
+func (f *followers) idleFrom(name string, now time.Time) {
+	if f.n[name] == 0 {
+		f.idle[name] = now
+	}
+}
+
 // forget drops name (done, or deleted).
 func (f *followers) forget(name string) {
 	delete(f.n, name)

@@ -72,28 +72,38 @@ func (o *operationsService) ListOperations(ctx context.Context, req *longrunning
 
 func (o *operationsService) DeleteOperation(ctx context.Context, req *longrunningpb.DeleteOperationRequest) (*emptypb.Empty, error) {
 	o.s.mu.Lock()
-	defer o.s.mu.Unlock()
 	if err := o.s.checkOwner(ctx, req.Name); err != nil {
+		o.s.mu.Unlock()
 		return nil, err
 	}
 	if err := o.s.core.Delete(o.s.clock.Now(), req.Name); err != nil {
+		o.s.mu.Unlock()
 		return nil, err
 	}
 	o.s.followers.forget(req.Name)
-	o.s.apply()
+	seq := o.s.apply()
+	o.s.mu.Unlock()
+	if err := o.s.waitDurable(ctx, seq); err != nil {
+		return nil, err
+	}
 	return &emptypb.Empty{}, nil
 }
 
 func (o *operationsService) CancelOperation(ctx context.Context, req *longrunningpb.CancelOperationRequest) (*emptypb.Empty, error) {
 	o.s.mu.Lock()
-	defer o.s.mu.Unlock()
 	if err := o.s.checkOwner(ctx, req.Name); err != nil {
+		o.s.mu.Unlock()
 		return nil, err
 	}
 	if err := o.s.core.Cancel(o.s.clock.Now(), req.Name); err != nil {
+		o.s.mu.Unlock()
 		return nil, err
 	}
-	o.s.apply()
+	seq := o.s.apply()
+	o.s.mu.Unlock()
+	if err := o.s.waitDurable(ctx, seq); err != nil {
+		return nil, err
+	}
 	return &emptypb.Empty{}, nil
 }
 

@@ -24,13 +24,18 @@ import (
 
 // The test binary doubles as a worker process: with these variables set,
 // TestMain runs a worker that announces each action on stdout and never
-// finishes it, so a test can SIGKILL it mid-action.
+// finishes it, so a test can SIGKILL it mid-action. (It can also be a
+// scheduler process: see crash_test.go.)
 const (
 	envWorkerAddr = "PADDOCK_SCHEDULER_TEST_WORKER_ADDR"
 	envWorkerID   = "PADDOCK_SCHEDULER_TEST_WORKER_ID"
 )
 
 func TestMain(m *testing.M) {
+	if dir := os.Getenv(envSchedulerDir); dir != "" {
+		fmt.Fprintln(os.Stderr, runSchedulerProcess(dir, os.Getenv(envSchedulerAddr)))
+		os.Exit(1)
+	}
 	if addr := os.Getenv(envWorkerAddr); addr != "" {
 		runTestWorker(addr, os.Getenv(envWorkerID), 1, func(ctx context.Context, a *workerpb.Assignment) *repb.ExecuteResponse {
 			fmt.Printf("RUNNING %s %d\n", a.OperationName, a.Attempt)

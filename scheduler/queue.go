@@ -19,7 +19,7 @@ type queue struct {
 	key      string
 	instance string
 	routing  []*workerpb.Property
-	buckets  []*bucket // ascending priority; emptied buckets are dropped lazily
+	buckets  []*bucket // ascending priority; never empty
 	size     int
 	workers  []*worker // workers whose platform serves this queue
 	rr       int       // where the next pump starts in workers
@@ -84,10 +84,26 @@ func (q *queue) bucketFor(p int32) *bucket {
 
 // remove takes a queued execution out (it was cancelled).
 func (q *queue) remove(e *execution) {
+	b := e.bucket
 	e.qgen++
-	e.bucket.size--
+	b.size--
 	e.bucket = nil
 	q.size--
+	if b.size == 0 {
+		q.dropBucket(b)
+	}
+}
+
+// dropBucket removes an emptied priority level at once. Levels are never
+// left empty, whoever looks at the queue, so the queue's shape (and a
+// replay of it) depends only on what was pushed, popped and removed.
+func (q *queue) dropBucket(b *bucket) {
+	for i, qb := range q.buckets {
+		if qb == b {
+			q.buckets = append(q.buckets[:i], q.buckets[i+1:]...)
+			return
+		}
+	}
 }
 
 // best returns the priority of the execution pop would return.
@@ -112,11 +128,15 @@ func (q *queue) pop() *execution {
 	if len(q.buckets) == 0 {
 		return nil
 	}
-	e := q.buckets[0].pop()
+	b := q.buckets[0]
+	e := b.pop()
 	if e != nil {
 		q.size--
 		e.qgen++
 		e.bucket = nil
+	}
+	if b.size == 0 {
+		q.dropBucket(b)
 	}
 	return e
 }

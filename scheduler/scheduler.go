@@ -66,6 +66,7 @@ type Scheduler struct {
 	followers    *followers               // clients following each operation
 	sessions     map[string]*session      // current session of each worker
 	drainWaiters map[string][]chan struct{}
+	dur          *durability // nil without a journal
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -114,6 +115,11 @@ func New(opts Options) (*Scheduler, error) {
 	for _, n := range append(rev2.ExecutionProperties(), cfg.ExecutionProperties...) {
 		s.known[n] = true
 	}
+	if cfg.JournalDir != "" {
+		if err := s.openJournal(); err != nil {
+			return nil, err
+		}
+	}
 	s.ticker.Add(1)
 	go s.tickLoop()
 	return s, nil
@@ -140,15 +146,22 @@ func (s *Scheduler) RegisterInternal(srv *grpc.Server) {
 	workerpb.RegisterAdminServiceServer(srv, &adminService{s: s})
 }
 
-// Close stops the clock ticks and ends every worker session.
+// Close stops the clock ticks, ends every worker session and closes the
+// journal (what was accepted is then on disk).
 func (s *Scheduler) Close() {
-	s.stopOnce.Do(func() { close(s.stop) })
+	first := false
+	s.stopOnce.Do(func() { close(s.stop); first = true })
 	s.ticker.Wait()
 	s.mu.Lock()
 	for _, sess := range s.sessions {
 		sess.end()
 	}
 	s.mu.Unlock()
+	if first && s.dur != nil {
+		if err := s.dur.close(); err != nil {
+			s.log.Error("scheduler: closing the journal", "error", err)
+		}
+	}
 }
 
 func (s *Scheduler) tickLoop() {
@@ -180,16 +193,29 @@ func (s *Scheduler) Tick() {
 	s.apply()
 }
 
-// apply carries out the core's effects. Called with s.mu held; nothing in
-// it blocks.
-func (s *Scheduler) apply() {
+// apply takes the core's effects and carries them out: at once without a
+// journal, otherwise once their records are durable. It returns the seq of
+// the journal record to wait for before answering a client (0 without a
+// journal). Called with s.mu held; nothing in it blocks.
+func (s *Scheduler) apply() uint64 {
 	fx := s.core.takeEffects()
 	s.metrics.observe(s.clock.Now(), fx)
 	for _, n := range fx.notes {
 		s.log.Info("scheduler: " + n)
 	}
+	if s.dur != nil {
+		return s.hold(fx)
+	}
+	s.carryOut(fx)
+	return 0
+}
+
+// carryOut performs effects. Called with s.mu held; nothing in it blocks.
+func (s *Scheduler) carryOut(fx effects) {
 	for _, d := range fx.dispatch {
-		if sess := s.sessions[d.worker]; sess != nil {
+		// A message for an older session of the worker is dropped: the
+		// core reconciled the newer one without it.
+		if sess := s.sessions[d.worker]; sess != nil && sess.gen == d.gen {
 			sess.push(d.msg)
 		}
 	}

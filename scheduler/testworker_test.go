@@ -8,6 +8,7 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/paddock-build/paddock/api/workerpb"
@@ -35,9 +36,16 @@ func startTestWorker(t *testing.T, addr, id string, concurrency int, run workerc
 	return w
 }
 
+// fastReconnect makes a test client reconnect within tens of milliseconds
+// of its server coming back, instead of gRPC's default backoff of seconds.
+var fastReconnect = grpc.WithConnectParams(grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1.5, MaxDelay: 100 * time.Millisecond},
+	MinConnectTimeout: time.Second,
+})
+
 // runTestWorker starts a worker; stop ends it.
 func runTestWorker(addr, id string, concurrency int, run workerclient.Handler, platform ...*workerpb.Property) (w *testWorker, stop func()) {
-	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()), fastReconnect)
 	if err != nil {
 		panic(err)
 	}

@@ -20,6 +20,7 @@ type worker struct {
 	connected bool
 	draining  bool // an operator drained it: no new work, across reconnects
 	leaving   bool // this session said Leaving: no new work until it registers again
+	restored  bool // recovered from the journal; not registered since the restart
 	lastSeen  time.Time
 	lostConn  time.Time // when its stream ended, while !connected
 	queues    []*queue  // queues this worker serves

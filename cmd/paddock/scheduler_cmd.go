@@ -18,7 +18,7 @@ import (
 )
 
 const schedulerUsage = `usage:
-  paddock scheduler --listen ADDR --storage ADDR [--config FILE]
+  paddock scheduler --listen ADDR --storage ADDR [--config FILE] [--journal-dir DIR]
   paddock scheduler drain --scheduler ADDR --worker ID [--wait]
 `
 
@@ -40,6 +40,8 @@ func runScheduler(ctx context.Context, args []string) error {
 	sec.register(fs)
 	var dial dialSecurity // to storage
 	dial.register(fs)
+	journalDir := fs.String("journal-dir", "", "keep the scheduler's state in a journal in this directory, so a restart keeps its operations (overrides journal_dir)")
+	journalSync := fs.String("journal-sync", "", "when a journal record counts as written: fsync (default) or write (overrides journal_sync)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,6 +54,12 @@ func runScheduler(ctx context.Context, args []string) error {
 		if err := configs.Load(*configPath, &cfg); err != nil {
 			return err
 		}
+	}
+	if *journalDir != "" {
+		cfg.JournalDir = *journalDir
+	}
+	if *journalSync != "" {
+		cfg.JournalSync = *journalSync
 	}
 	logger, err := newLogger(os.Stderr, *logFormat)
 	if err != nil {

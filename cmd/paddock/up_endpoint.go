@@ -54,7 +54,11 @@ func startUpEndpoint(data, listen string, casBytes int64, sec serverSecurity, lo
 	if ep.ac, err = storage.NewDiskActionCache(storeDir, logger); err != nil {
 		return nil, err
 	}
-	if ep.sched, err = scheduler.New(scheduler.Options{Config: scheduler.DefaultConfig(), BlobStore: ep.cas, ActionCache: ep.ac, Logger: logger}); err != nil {
+	// The scheduler's journal keeps queued and running work across a
+	// restart of paddock up.
+	schedCfg := scheduler.DefaultConfig()
+	schedCfg.JournalDir = filepath.Join(data, "scheduler")
+	if ep.sched, err = scheduler.New(scheduler.Options{Config: schedCfg, BlobStore: ep.cas, ActionCache: ep.ac, Logger: logger}); err != nil {
 		return nil, err
 	}
 	ep.metered = storage.NewMeteredBlobStore(ep.cas)

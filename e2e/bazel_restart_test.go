@@ -1,0 +1,101 @@
+package e2e
+
+import (
+	"net"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/longrunning/autogen/longrunningpb"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/internal/bazeltest"
+)
+
+// TestBazelBuildAcrossSchedulerRestart: while Bazel's one action runs on a
+// worker, the scheduler (`paddock scheduler --journal-dir`) is killed with
+// SIGKILL and started again on its journal. The worker reconnects holding
+// the action and finishes it; Bazel follows its operation through
+// WaitExecution and the build succeeds, without Bazel executing the action
+// again (the restarted scheduler knows one operation, the original) and
+// without the action running twice.
+func TestBazelBuildAcrossSchedulerRestart(t *testing.T) {
+	needPaddock(t)
+	b := newBazel(t)
+	dir := searchableTempDir(t)
+	rs := startRolesJournaled(t, dir, filepath.Join(dir, "worker"))
+	rs.startWorker("w1")
+	g := newGate(t)
+	flags := append(b.remoteFlags(rs.schedAddr), "--action_env=GATE_PORT="+strconv.Itoa(g.lis.Addr().(*net.TCPAddr).Port), "//:gated")
+
+	type bazelResult struct {
+		out  string
+		code int
+		err  error
+	}
+	done := make(chan bazelResult, 1)
+	go func() {
+		out, code, err := b.Exec("build", flags...)
+		done <- bazelResult{out, code, err}
+	}()
+	var running net.Conn
+	select {
+	case c := <-g.conns:
+		running = c
+		g.started(running, faultLimit)
+	case r := <-done:
+		t.Fatalf("bazel build ended before the action ran: exit %d, %v\n%s", r.code, r.err, r.out)
+	case <-time.After(bazeltest.CommandTimeout):
+		t.Fatal("the gated action did not start")
+	}
+	before := operationNames(t, rs)
+	if len(before) != 1 {
+		t.Fatalf("operations before the restart: %v, want Bazel's one", before)
+	}
+
+	rs.restartScheduler()
+	// The worker comes back holding the action and keeps it.
+	waitFor(t, "worker w1 reconnected to the restarted scheduler", faultLimit, func() bool {
+		resp, err := rs.admin.ListWorkers(t.Context(), &workerpb.ListWorkersRequest{})
+		return err == nil && len(resp.Workers) == 1 && resp.Workers[0].Connected && resp.Workers[0].Running == 1
+	})
+	running.Write([]byte("go\n"))
+	running.Close()
+
+	r := <-done
+	if r.err != nil || r.code != 0 {
+		t.Fatalf("bazel build across a scheduler restart: exit code %d, %v\n%s", r.code, r.err, r.out)
+	}
+	summary := bazeltest.ProcessSummary(t, r.out)
+	t.Logf("build across a scheduler restart: %v", summary)
+	if summary["remote"] != 1 || !onlyKinds(summary, "remote", "internal") {
+		t.Errorf("process summary %v, want the one action executed remotely\n%s", summary, r.out)
+	}
+	b.checkOutputs(map[string]string{"bazel-bin/gated.txt": "go\n"})
+	if after := operationNames(t, rs); len(after) != 1 || after[0] != before[0] {
+		t.Errorf("operations after the build: %v, want only %v: Bazel executed the action again", after, before)
+	}
+	select {
+	case c := <-g.conns:
+		c.Close()
+		t.Error("the action ran a second time")
+	default:
+	}
+	b.Shutdown()
+	rs.stop()
+}
+
+// operationNames lists the scheduler's operations.
+func operationNames(t *testing.T, rs *roles) []string {
+	t.Helper()
+	resp, err := longrunningpb.NewOperationsClient(dial(t, rs.schedAddr)).ListOperations(t.Context(), &longrunningpb.ListOperationsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, op := range resp.Operations {
+		names = append(names, op.Name)
+	}
+	return names
+}

@@ -1,0 +1,253 @@
+package scheduler
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+)
+
+// scenario drives a core with random events (executes with deduplication,
+// priorities, invocations and two queues, cache hits, cancels, deletes,
+// workers connecting with some of their actions, results, retryable
+// failures, give-backs, disconnects, drains, time passing) and keeps every
+// record it wrote, encoded and decoded as the journal would.
+type scenario struct {
+	t       *testing.T
+	rng     *rand.Rand
+	c       *core
+	now     time.Time
+	gens    map[string]uint64
+	records []record
+	n       int
+}
+
+func (sc *scenario) take() {
+	for _, r := range sc.c.takeEffects().records {
+		b, err := encodeRecord(r)
+		if err != nil {
+			sc.t.Fatal(err)
+		}
+		back, err := decodeRecord(b)
+		if err != nil {
+			sc.t.Fatalf("decode record %+v: %v", r, err)
+		}
+		sc.records = append(sc.records, back)
+	}
+}
+
+var pool = &workerpb.Property{Name: "Pool", Value: "big"}
+
+func (sc *scenario) step() {
+	rng, c := sc.rng, sc.c
+	workers := []string{"w1", "w2", "w3"}
+	w := workers[rng.IntN(len(workers))]
+	opName := func() string { return fmt.Sprintf("operations/%d", rng.IntN(sc.n+1)) }
+	switch k := rng.IntN(100); {
+	case k < 35:
+		sc.n++
+		sub := benchSubmission(rng.IntN(40)) // equal actions deduplicate
+		sub.name = fmt.Sprintf("operations/%d", sc.n)
+		sub.priority = int32(rng.IntN(3))
+		sub.invocation = fmt.Sprint("inv", rng.IntN(4))
+		sub.cacheable = rng.IntN(10) > 0
+		sub.owner = fmt.Sprint("tenant-", rng.IntN(2))
+		if rng.IntN(4) == 0 {
+			sub.spec.timeout = 3 * time.Second // overdue soon
+		}
+		if rng.IntN(3) == 0 {
+			sub.queueKey, sub.routing = "\x00Pool=big", []*workerpb.Property{pool}
+		}
+		c.Execute(sc.now, sub)
+	case k < 38:
+		sc.n++
+		c.AddCompleted(sc.now, fmt.Sprintf("operations/%d", sc.n), "", "tenant-b", actionDigest("hit"), &repb.ExecuteResponse{CachedResult: true})
+	case k < 42:
+		if rng.IntN(2) == 0 {
+			c.Cancel(sc.now, opName())
+		} else {
+			c.CancelFor(sc.now, opName(), "abandoned: no client followed it")
+		}
+	case k < 44:
+		c.Delete(sc.now, opName())
+	case k < 52:
+		var inHand []*workerpb.InHand
+		if cw := c.workers[w]; cw != nil {
+			for _, e := range sortedValues(cw.running) {
+				if rng.IntN(5) > 0 {
+					inHand = append(inHand, &workerpb.InHand{OperationName: e.id, Attempt: e.attempt})
+				}
+			}
+		}
+		if rng.IntN(3) == 0 {
+			// A queued action this worker received before a restart
+			// that lost its dispatch: adopted.
+			for _, e := range sortedValues(c.execs) {
+				if e.stage == repb.ExecutionStage_QUEUED && rng.IntN(4) == 0 {
+					inHand = append(inHand, &workerpb.InHand{OperationName: e.id, Attempt: e.attempt + 1})
+					break
+				}
+			}
+		}
+		platform := []*workerpb.Property{linux}
+		if w != "w1" {
+			platform = append(platform, pool)
+		}
+		sc.gens[w] = c.Connect(sc.now, registration{id: w, capacity: 1 + rng.IntN(3), running: inHand, platform: platform})
+	case k < 80:
+		cw := c.workers[w]
+		if cw == nil || len(cw.running) == 0 {
+			return
+		}
+		running := sortedValues(cw.running)
+		e := running[rng.IntN(len(running))]
+		switch rng.IntN(6) {
+		case 0:
+			c.GiveBack(sc.now, w, sc.gens[w], e.id, e.attempt)
+		case 1:
+			c.Result(sc.now, w, sc.gens[w], e.id, e.attempt, &repb.ExecuteResponse{Status: &rpcstatus.Status{Code: 14, Message: "runner died"}})
+		default:
+			c.Result(sc.now, w, sc.gens[w], e.id, e.attempt, &repb.ExecuteResponse{Result: &repb.ActionResult{ExitCode: int32(rng.IntN(2))}})
+		}
+	case k < 84:
+		c.Disconnect(sc.now, w, sc.gens[w])
+	case k < 85:
+		c.Drain(sc.now, w)
+	case k < 87:
+		c.Leave(sc.now, w, sc.gens[w])
+	default:
+		for _, id := range workers {
+			if rng.IntN(3) > 0 {
+				c.Heartbeat(sc.now, id, sc.gens[id])
+			}
+		}
+		sc.now = sc.now.Add(time.Duration(rng.IntN(8000)) * time.Millisecond)
+		c.Tick(sc.now)
+	}
+	sc.take()
+}
+
+func replayed(t *testing.T, cfg Config, snap *coreState, records []record) *core {
+	t.Helper()
+	c := newCore(cfg)
+	if snap != nil {
+		if err := c.restore(snap); err != nil {
+			t.Fatalf("restore: %v", err)
+		}
+	}
+	c.replaying = true
+	for i, r := range records {
+		if err := c.replay(r); err != nil {
+			t.Fatalf("replay record %d (kind %d, %s): %v", i, r.kind, r.name, err)
+		}
+		c.takeEffects()
+	}
+	c.replaying = false
+	return c
+}
+
+func mustState(t *testing.T, c *core) *coreState {
+	t.Helper()
+	st, err := c.state()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// Replaying the journal gives the core's state exactly, queue order and
+// round-robin positions included; so does a snapshot (through its encoding)
+// followed by the records after it.
+func TestReplayRebuildsTheSameState(t *testing.T) {
+	for seed := uint64(1); seed <= 30; seed++ {
+		cfg := DefaultConfig()
+		cfg.LeaseDuration, cfg.ReconnectGrace, cfg.MaxRetries = 20*time.Second, 5*time.Second, 2
+		cfg.CompletedRetention = 30 * time.Second
+		cfg.TimeoutGrace = time.Second
+		sc := &scenario{t: t, rng: rand.New(rand.NewPCG(seed, 7)), c: newCore(cfg),
+			now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), gens: map[string]uint64{}}
+		var snap *coreState
+		snapAt := 0
+		for i := 0; i < 600; i++ {
+			sc.step()
+			if i == 300 {
+				st := mustState(t, sc.c)
+				b, err := encodeState(st)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if snap, err = decodeState(b); err != nil {
+					t.Fatal(err)
+				}
+				snapAt = len(sc.records)
+			}
+		}
+		want := mustState(t, sc.c)
+		if len(want.Execs) == 0 && len(want.Ops) == 0 {
+			t.Fatalf("seed %d: the scenario ended empty; it tests nothing", seed)
+		}
+		if got := mustState(t, replayed(t, cfg, nil, sc.records)); !equalStates(got, want) {
+			t.Fatalf("seed %d: replaying %d records gave another state:\n got %+v\nwant %+v", seed, len(sc.records), got, want)
+		}
+		if got := mustState(t, replayed(t, cfg, snap, sc.records[snapAt:])); !equalStates(got, want) {
+			t.Fatalf("seed %d: snapshot + %d records gave another state:\n got %+v\nwant %+v", seed, len(sc.records)-snapAt, got, want)
+		}
+	}
+}
+
+// After recovery, queued executions dispatch in the order the live core
+// would have used.
+func TestRecoveredQueueDispatchesInTheSameOrder(t *testing.T) {
+	cfg := DefaultConfig()
+	live := &scenario{t: t, rng: rand.New(rand.NewPCG(9, 9)), c: newCore(cfg), now: time.Unix(1e9, 0), gens: map[string]uint64{}}
+	for i := 0; i < 200; i++ {
+		sub := benchSubmission(i)
+		sub.priority = int32(i % 3)
+		sub.invocation = fmt.Sprint("inv", i%5)
+		live.c.Execute(live.now, sub)
+		live.take()
+	}
+	order := func(c *core) []string {
+		c.Connect(live.now, registration{id: "drain", capacity: 1000, platform: []*workerpb.Property{linux}})
+		var names []string
+		for _, m := range c.takeEffects().dispatch {
+			if a := m.msg.GetAssignment(); a != nil {
+				names = append(names, a.OperationName)
+			}
+		}
+		return names
+	}
+	back := replayed(t, cfg, nil, live.records)
+	back.recovered(live.now)
+	want, got := order(live.c), order(back)
+	if len(want) != 200 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("after recovery the queue dispatches\n%v\nwant\n%v", got, want)
+	}
+}
+
+// A worker that registers holding the attempt after the last one the core
+// knows of, for a queued action, received it from a scheduler that crashed
+// before its dispatch record was written: it keeps running it.
+func TestWorkerHoldingALostDispatchAdoptsIt(t *testing.T) {
+	h := newHarness(t, nil)
+	op := h.execute("op", "a", "", 0)
+	h.connect("w", 1, []*workerpb.InHand{{OperationName: "op", Attempt: 1}})
+	if op.exec.stage != repb.ExecutionStage_EXECUTING || op.exec.worker.id != "w" || op.exec.attempt != 1 {
+		t.Fatalf("execution %+v, want attempt 1 executing on w", op.exec)
+	}
+	if a := h.assignments(); len(a) != 0 {
+		t.Fatalf("sent %v; the worker already holds it", a)
+	}
+	if c := h.cancels("w"); len(c) != 0 {
+		t.Fatalf("cancelled %v", c)
+	}
+	h.result("w", "op", 1, 0)
+	if !op.done {
+		t.Fatal("the adopted action's result did not complete the operation")
+	}
+}

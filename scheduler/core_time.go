@@ -1,0 +1,65 @@
+package scheduler
+
+import (
+	"fmt"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/genproto/googleapis/rpc/code"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+)
+
+// This file holds the core's reactions to the passage of time: worker
+// leases, overdue executions, retention of completed operations.
+
+// Tick expires worker leases, overdue executions and completed operations.
+func (c *core) Tick(now time.Time) {
+	for _, w := range sortedValues(c.workers) {
+		switch {
+		case now.Sub(w.lastSeen) >= c.cfg.LeaseDuration:
+			c.lose(now, w, fmt.Sprintf("worker %q sent nothing for %s", w.id, now.Sub(w.lastSeen)))
+		case !w.connected && now.Sub(w.lostConn) >= c.cfg.ReconnectGrace:
+			c.lose(now, w, fmt.Sprintf("worker %q lost its connection and did not reconnect within %s", w.id, c.cfg.ReconnectGrace))
+		}
+	}
+	var overdue []*execution
+	for _, w := range sortedValues(c.workers) {
+		for _, e := range sortedValues(w.running) {
+			if !e.cancelled && e.spec.timeout > 0 && now.Sub(e.startedAt) >= e.spec.timeout+c.cfg.TimeoutGrace {
+				overdue = append(overdue, e)
+			}
+		}
+	}
+	for _, e := range overdue {
+		why := fmt.Sprintf("worker %q did not report the action within its timeout %s plus timeout_grace %s", e.worker.id, e.spec.timeout, c.cfg.TimeoutGrace)
+		c.note("action %s (%s): %s; completed with DEADLINE_EXCEEDED", e.key.action, e.id, why)
+		c.finish(now, e, &repb.ExecuteResponse{Status: &rpcstatus.Status{Code: int32(code.Code_DEADLINE_EXCEEDED), Message: why}})
+		// It keeps its worker's slot until the worker reports it.
+		e.cancelled = true
+		c.send(e.worker.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{
+			Cancel: &workerpb.Cancel{OperationName: e.id, Reason: why}}})
+	}
+	c.expire(now)
+}
+
+// expire forgets the completed operations older than CompletedRetention.
+func (c *core) expire(now time.Time) {
+	i := 0
+	for ; i < len(c.completed); i++ {
+		op := c.completed[i]
+		if now.Sub(op.completedAt) < c.cfg.CompletedRetention {
+			break
+		}
+		if c.ops[op.name] == op {
+			delete(c.ops, op.name)
+			c.fx.published = append(c.fx.published, op.name)
+		}
+		c.completed[i] = nil
+	}
+	c.completed = c.completed[i:]
+	if i > 0 {
+		c.record(record{kind: recExpire, at: now})
+	}
+}

@@ -1,0 +1,304 @@
+package journal
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// logBuffer collects what the journal logs.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func open(t *testing.T, dir string, logs *logBuffer) (*Journal, *Recovered) {
+	t.Helper()
+	if logs == nil {
+		logs = &logBuffer{}
+	}
+	j, rec, err := Open(Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j, rec
+}
+
+func record(i int) []byte {
+	return []byte(fmt.Sprintf("record %d %s", i, strings.Repeat("x", i%37)))
+}
+
+// write appends n records starting at from, waits until they are durable
+// and closes the journal.
+func write(t *testing.T, dir string, from, n int) {
+	t.Helper()
+	j, _ := open(t, dir, nil)
+	var last uint64
+	for i := from; i < from+n; i++ {
+		last = j.Append(record(i))
+	}
+	if err := j.WaitDurable(last); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func checkRecords(t *testing.T, rec *Recovered, from, n int) {
+	t.Helper()
+	if len(rec.Records) != n {
+		t.Fatalf("recovered %d records, want %d", len(rec.Records), n)
+	}
+	for i, r := range rec.Records {
+		if want := record(from + i); !bytes.Equal(r, want) {
+			t.Fatalf("record %d = %q, want %q", i, r, want)
+		}
+	}
+}
+
+func TestAppendAndRecoverAcrossReopens(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, 0, 100)
+	write(t, dir, 100, 50)
+	j, rec := open(t, dir, nil)
+	defer j.Close()
+	checkRecords(t, rec, 0, 150)
+	if rec.Dropped != "" || rec.Snapshot != nil {
+		t.Fatalf("dropped %q, snapshot %q; want neither", rec.Dropped, rec.Snapshot)
+	}
+	if got := j.Append([]byte("next")); got != 151 {
+		t.Fatalf("next seq %d, want 151", got)
+	}
+}
+
+// Concurrent appenders share fsyncs: the writer takes everything buffered
+// at once, so there are far fewer commits than records.
+func TestGroupCommit(t *testing.T) {
+	dir := t.TempDir()
+	var commits, last uint64
+	var mu sync.Mutex
+	j, _, err := Open(Options{Dir: dir, OnDurable: func(seq uint64, err error) {
+		mu.Lock()
+		commits++
+		last = seq
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				if err := j.WaitDurable(j.Append(record(i))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if last != 3200 || commits >= 3200 {
+		t.Fatalf("%d commits for 3200 records (last durable %d): want group commits", commits, last)
+	}
+	t.Logf("%d commits for 3200 records", commits)
+}
+
+// recordEnds returns the offsets where each record of a clean segment
+// ends.
+func recordEnds(t *testing.T, path string) []int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ends []int
+	valid, _, bad := scanSegment(b, func([]byte, uint64) {}, 1)
+	if bad != nil || valid != len(b) {
+		t.Fatalf("segment not clean before the test damages it: %v", bad)
+	}
+	off := len(segmentMagic)
+	for off < len(b) {
+		_, n, _ := readFrame(b[off:])
+		off += n
+		ends = append(ends, off)
+	}
+	return ends
+}
+
+// completeBefore is how many records end at or before byte off.
+func completeBefore(ends []int, off int) int {
+	n := 0
+	for _, e := range ends {
+		if e <= off {
+			n++
+		}
+	}
+	return n
+}
+
+func TestTornTailIsDroppedAndSaid(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, uint64(os.Getpid())))
+	for round := 0; round < 20; round++ {
+		dir := t.TempDir()
+		write(t, dir, 0, 40)
+		path := filepath.Join(dir, segmentName(1))
+		ends := recordEnds(t, path)
+		cut := len(segmentMagic) + rng.IntN(ends[len(ends)-1]-len(segmentMagic))
+		if err := os.Truncate(path, int64(cut)); err != nil {
+			t.Fatal(err)
+		}
+		logs := &logBuffer{}
+		j, rec := open(t, dir, logs)
+		keep := completeBefore(ends, cut)
+		checkRecords(t, rec, 0, keep)
+		boundary := len(segmentMagic)
+		if keep > 0 {
+			boundary = ends[keep-1]
+		}
+		torn := cut != boundary
+		if torn && (!strings.Contains(logs.String(), "torn or corrupt tail dropped") || rec.Dropped == "") {
+			t.Fatalf("cut at %d: nothing said about the dropped bytes; log %q", cut, logs.String())
+		}
+		// Appending continues after the last complete record.
+		seq := j.Append([]byte("after"))
+		if err := j.WaitDurable(seq); err != nil {
+			t.Fatal(err)
+		}
+		j.Close()
+		j, rec = open(t, dir, nil)
+		j.Close()
+		if len(rec.Records) != keep+1 || string(rec.Records[keep]) != "after" || rec.Dropped != "" {
+			t.Fatalf("cut at %d: after appending, recovered %d records (dropped %q), want %d then \"after\"", cut, len(rec.Records), rec.Dropped, keep)
+		}
+	}
+}
+
+func TestFlippedBitIsDetected(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, uint64(os.Getpid())))
+	for round := 0; round < 20; round++ {
+		dir := t.TempDir()
+		write(t, dir, 0, 40)
+		path := filepath.Join(dir, segmentName(1))
+		ends := recordEnds(t, path)
+		b, _ := os.ReadFile(path)
+		pos := len(segmentMagic) + rng.IntN(len(b)-len(segmentMagic))
+		b[pos] ^= 1 << rng.IntN(8)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		logs := &logBuffer{}
+		j, rec := open(t, dir, logs)
+		j.Close()
+		// Every record that ends before the damaged byte is kept; the
+		// damaged one and everything after it is dropped.
+		keep := completeBefore(ends, pos)
+		checkRecords(t, rec, 0, keep)
+		if !strings.Contains(logs.String(), "torn or corrupt tail dropped") || !strings.Contains(rec.Dropped, fmt.Sprintf("after record %d", keep)) {
+			t.Fatalf("bit flipped at %d: dropped %q, log %q", pos, rec.Dropped, logs.String())
+		}
+	}
+}
+
+func TestSnapshotCompactsAndRecovers(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := open(t, dir, nil)
+	for i := 0; i < 10; i++ {
+		j.Append(record(i))
+	}
+	seq := j.Rotate()
+	for i := 10; i < 15; i++ {
+		j.Append(record(i))
+	}
+	if err := j.WriteSnapshot(seq, []byte("state after 10")); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.WaitDurable(15); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	names, _ := filepath.Glob(filepath.Join(dir, "*"))
+	if len(names) != 2 || filepath.Base(names[0]) != segmentName(11) || filepath.Base(names[1]) != snapshotName(10) {
+		t.Fatalf("files %v, want the segment from 11 and the snapshot at 10", names)
+	}
+	j, rec := open(t, dir, nil)
+	defer j.Close()
+	if string(rec.Snapshot) != "state after 10" || rec.SnapshotSeq != 10 {
+		t.Fatalf("snapshot %q at %d", rec.Snapshot, rec.SnapshotSeq)
+	}
+	checkRecords(t, rec, 10, 5)
+}
+
+func TestCorruptSnapshotRefusesToStart(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := open(t, dir, nil)
+	j.Append(record(0))
+	seq := j.Rotate()
+	if err := j.WriteSnapshot(seq, []byte("the state")); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	path := filepath.Join(dir, snapshotName(seq))
+	b, _ := os.ReadFile(path)
+	b[len(b)-2] ^= 4
+	os.WriteFile(path, b, 0o600)
+	_, _, err := Open(Options{Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "refusing to start") || !strings.Contains(err.Error(), "checksum") {
+		t.Fatalf("Open with a corrupt snapshot: %v, want a refusal naming the checksum", err)
+	}
+}
+
+func TestDamageBeforeTheTailRefusesToStart(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := open(t, dir, nil)
+	for i := 0; i < 5; i++ {
+		j.Append(record(i))
+	}
+	j.Rotate()
+	j.WaitDurable(j.Append(record(5)))
+	j.Close()
+	path := filepath.Join(dir, segmentName(1))
+	b, _ := os.ReadFile(path)
+	b[len(segmentMagic)+frameHeader] ^= 1
+	os.WriteFile(path, b, 0o600)
+	_, _, err := Open(Options{Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "later segments exist") {
+		t.Fatalf("Open with a damaged older segment: %v, want a refusal", err)
+	}
+}
+
+func TestParseSyncPolicy(t *testing.T) {
+	for in, want := range map[string]SyncPolicy{"": SyncFsync, "fsync": SyncFsync, "write": SyncWrite} {
+		if got, err := ParseSyncPolicy(in); err != nil || got != want {
+			t.Errorf("ParseSyncPolicy(%q) = %v, %v", in, got, err)
+		}
+	}
+	if _, err := ParseSyncPolicy("sometimes"); err == nil || !strings.Contains(err.Error(), "fsync or write") {
+		t.Errorf("ParseSyncPolicy(sometimes): %v", err)
+	}
+}

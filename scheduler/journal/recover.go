@@ -1,0 +1,167 @@
+package journal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// tailInfo is the last segment, to append to after recovery: its path and
+// the size of its valid prefix. path is empty when a new segment is needed.
+type tailInfo struct {
+	path string
+	size int64
+}
+
+// recoverDir reads a journal directory: the newest snapshot and the records
+// after it. It removes leftovers (temporary snapshots, segments and
+// snapshots older than the newest snapshot).
+func recoverDir(dir string, log *slog.Logger) (*Recovered, tailInfo, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, tailInfo{}, fmt.Errorf("journal: %w", err)
+	}
+	var segs, snaps []uint64
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			os.Remove(filepath.Join(dir, e.Name()))
+			continue
+		}
+		switch kind, n, ok := parseName(e.Name()); {
+		case ok && kind == "log":
+			segs = append(segs, n)
+		case ok && kind == "snap":
+			snaps = append(snaps, n)
+		}
+	}
+	slices.Sort(segs)
+	slices.Sort(snaps)
+	rec := &Recovered{}
+	if len(snaps) > 0 {
+		rec.SnapshotSeq = snaps[len(snaps)-1]
+		path := filepath.Join(dir, snapshotName(rec.SnapshotSeq))
+		if rec.Snapshot, err = readSnapshot(path, rec.SnapshotSeq); err != nil {
+			return nil, tailInfo{}, fmt.Errorf("journal: snapshot %s: %w; refusing to start from a wrong state (move the journal directory away to start empty)", filepath.Base(path), err)
+		}
+		for _, n := range snaps[:len(snaps)-1] {
+			os.Remove(filepath.Join(dir, snapshotName(n)))
+		}
+	}
+	// Segments whose records the snapshot covers entirely: the next
+	// segment starts at or before the record after the snapshot.
+	for len(segs) > 1 && segs[1] <= rec.SnapshotSeq+1 {
+		os.Remove(filepath.Join(dir, segmentName(segs[0])))
+		segs = segs[1:]
+	}
+	if len(segs) > 0 && segs[0] > rec.SnapshotSeq+1 {
+		return nil, tailInfo{}, fmt.Errorf("journal: records %d to %d are missing (the snapshot covers up to %d, the first segment starts at %d); refusing to start from a wrong state",
+			rec.SnapshotSeq+1, segs[0]-1, rec.SnapshotSeq, segs[0])
+	}
+	tail, err := readSegments(dir, segs, rec, log)
+	return rec, tail, err
+}
+
+// readSegments appends the records after the snapshot to rec. A torn or
+// corrupt tail of the last segment is dropped (and said so); damage in an
+// earlier segment, or a gap, is an error.
+func readSegments(dir string, segs []uint64, rec *Recovered, log *slog.Logger) (tailInfo, error) {
+	next := segs0(segs, rec.SnapshotSeq+1) // seq of the next record to read
+	var tail tailInfo
+	for i, first := range segs {
+		last := i == len(segs)-1
+		if first != next {
+			return tailInfo{}, fmt.Errorf("journal: segment %s starts at record %d, expected %d; refusing to start from a wrong state", segmentName(first), first, next)
+		}
+		path := filepath.Join(dir, segmentName(first))
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return tailInfo{}, fmt.Errorf("journal: %w", err)
+		}
+		valid, n, bad := scanSegment(b, func(rec0 []byte, seq uint64) {
+			if seq > rec.SnapshotSeq {
+				rec.Records = append(rec.Records, rec0)
+			}
+		}, first)
+		next = first + n
+		if bad != nil {
+			if !last {
+				return tailInfo{}, fmt.Errorf("journal: segment %s is damaged at byte %d (%v) and later segments exist; refusing to start from a wrong state", segmentName(first), valid, bad)
+			}
+			rec.Dropped = fmt.Sprintf("segment %s: dropped %d byte(s) from byte %d, after record %d: %v", segmentName(first), len(b)-valid, valid, next-1, bad)
+			log.Warn("journal: torn or corrupt tail dropped; every complete record before it is kept",
+				"segment", segmentName(first), "offset", valid, "dropped_bytes", len(b)-valid, "last_record", next-1, "reason", bad.Error())
+		}
+		if last {
+			tail = tailInfo{path: path, size: int64(valid)}
+			if valid < len(segmentMagic) {
+				tail = tailInfo{} // not even a header: start the segment again
+				os.Remove(path)
+			}
+		}
+	}
+	if next <= rec.SnapshotSeq {
+		// Records the snapshot covers are all there is; new records go in
+		// a new segment after the snapshot.
+		tail = tailInfo{}
+	}
+	return tail, nil
+}
+
+func segs0(segs []uint64, def uint64) uint64 {
+	if len(segs) == 0 {
+		return def
+	}
+	return segs[0]
+}
+
+// scanSegment calls fn for each record of a segment whose first record is
+// first. It returns the size of the valid prefix, the number of records in
+// it, and what stopped it early (nil at a clean end).
+func scanSegment(b []byte, fn func(rec []byte, seq uint64), first uint64) (valid int, n uint64, bad error) {
+	if len(b) < len(segmentMagic) {
+		return 0, 0, errTorn
+	}
+	if string(b[:len(segmentMagic)]) != segmentMagic {
+		return 0, 0, errors.New("not a journal segment (bad header)")
+	}
+	off := len(segmentMagic)
+	for off < len(b) {
+		rec, size, err := readFrame(b[off:])
+		if err != nil {
+			return off, n, err
+		}
+		fn(rec, first+n)
+		n++
+		off += size
+	}
+	return off, n, nil
+}
+
+// readSnapshot reads and verifies a snapshot file that should cover seq.
+func readSnapshot(path string, seq uint64) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < snapHeader || string(b[:len(snapMagic)]) != snapMagic {
+		return nil, errors.New("bad header")
+	}
+	h := b[len(snapMagic):]
+	gotSeq := binary.LittleEndian.Uint64(h[0:8])
+	size := binary.LittleEndian.Uint64(h[8:16])
+	want := binary.LittleEndian.Uint32(h[16:20])
+	payload := b[snapHeader:]
+	if gotSeq != seq || size != uint64(len(payload)) {
+		return nil, fmt.Errorf("header says record %d and %d bytes, file name says %d and %d bytes follow", gotSeq, size, seq, len(payload))
+	}
+	if got := crc32.Update(crc32.Checksum(h[0:16], castagnoli), castagnoli, payload); got != want {
+		return nil, fmt.Errorf("checksum mismatch (stored %08x, computed %08x)", want, got)
+	}
+	return payload, nil
+}

@@ -1,0 +1,171 @@
+package scheduler
+
+import (
+	"fmt"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+
+	"github.com/paddock-build/paddock/digest"
+)
+
+// recordKind names a change of the core's durable state.
+type recordKind uint8
+
+const (
+	// recExecute: an Execute was accepted (queued, or joined an identical
+	// execution in flight). sub and at.
+	recExecute recordKind = iota + 1
+	// recCached: an Execute was answered from the action cache. name,
+	// instance, action, resp, at.
+	recCached
+	// recCancel: name was cancelled at at, for reason (CancelOperation,
+	// or abandoned by its clients).
+	recCancel
+	// recDelete: DeleteOperation of name.
+	recDelete
+	// recDispatch: execution name went to worker, at.
+	recDispatch
+	// recRequeue: execution name went back to the front of its queue,
+	// having been retried retries times.
+	recRequeue
+	// recFinish: execution name completed with resp, at; worker is the
+	// one it ran on, or empty if that worker had been lost.
+	recFinish
+	// recExpire: completed operations older than the retention at time at
+	// were forgotten.
+	recExpire
+	// recAdopt: queued execution name was found running on worker, which
+	// had received it before a restart that lost its dispatch record.
+	recAdopt
+)
+
+// record is one entry of the scheduler's journal: a change of the core's
+// durable state (operations, executions, queues), written before its
+// effects are carried out. Replaying the records in order through
+// core.replay rebuilds the state; how the core decided (which worker was
+// free, whose lease ran out) is in the records, so replay needs no workers.
+// Worker liveness (sessions, heartbeats) is not recorded: after a restart
+// every worker must reconnect.
+type record struct {
+	kind     recordKind
+	at       time.Time
+	name     string      // operation name, or execution id for dispatch/requeue/finish
+	sub      *submission // recExecute only
+	instance string
+	owner    string // recCached: the tenant that created it
+	action   digest.Digest
+	worker   string
+	reason   string // recCancel
+	retries  int
+	resp     *repb.ExecuteResponse
+}
+
+// record notes a durable change for the journal. The caller writes the
+// records before carrying out the effects that come with them.
+func (c *core) record(r record) {
+	if !c.replaying { // a replayed change is in the journal already
+		c.fx.records = append(c.fx.records, r)
+	}
+}
+
+// replay applies one journal record, as the live core did when it wrote it.
+// Effects are discarded by the caller. An inconsistent record (naming an
+// execution that does not exist, or one that is not at the head of its
+// queue) is an error: the journal does not belong to this state.
+func (c *core) replay(r record) error {
+	switch r.kind {
+	case recExecute:
+		_, err := c.Execute(r.at, *r.sub)
+		return err
+	case recCached:
+		c.AddCompleted(r.at, r.name, r.instance, r.owner, r.action, r.resp)
+		return nil
+	case recCancel:
+		return c.CancelFor(r.at, r.name, r.reason)
+	case recDelete:
+		return c.Delete(r.at, r.name)
+	case recExpire:
+		c.expire(r.at)
+		return nil
+	}
+	e := c.execs[r.name]
+	if e == nil {
+		return fmt.Errorf("record %d names execution %q, which is not live", r.kind, r.name)
+	}
+	switch r.kind {
+	case recDispatch:
+		if e.stage != repb.ExecutionStage_QUEUED {
+			return fmt.Errorf("dispatch of %q, which is not queued", r.name)
+		}
+		if got := e.queue.pop(); got != e {
+			return fmt.Errorf("dispatch of %q, which is not at the head of its queue", r.name)
+		}
+		c.queuedPerInstance[e.queue.instance]--
+		c.start(r.at, c.placeholder(r.worker), e)
+	case recAdopt:
+		if e.stage != repb.ExecutionStage_QUEUED {
+			return fmt.Errorf("adoption of %q, which is not queued", r.name)
+		}
+		e.queue.remove(e)
+		c.queuedPerInstance[e.queue.instance]--
+		c.start(r.at, c.placeholder(r.worker), e)
+	case recRequeue:
+		if e.stage != repb.ExecutionStage_EXECUTING {
+			return fmt.Errorf("requeue of %q, which is not executing", r.name)
+		}
+		delete(e.worker.running, e.id)
+		e.retries = r.retries
+		c.requeue(r.at, e)
+	case recFinish:
+		if e.stage != repb.ExecutionStage_EXECUTING {
+			return fmt.Errorf("finish of %q, which is not executing", r.name)
+		}
+		w := e.worker
+		if r.worker == "" {
+			// Its worker was lost before it gave up on the action.
+			e.worker = nil
+		}
+		c.finish(r.at, e, r.resp)
+		delete(w.running, e.id)
+	default:
+		return fmt.Errorf("unknown record kind %d", r.kind)
+	}
+	return nil
+}
+
+// placeholder returns the worker a replayed dispatch went to, creating it
+// disconnected: it gets no work until it registers again.
+func (c *core) placeholder(id string) *worker {
+	w := c.workers[id]
+	if w == nil {
+		w = &worker{id: id, running: map[string]*execution{}}
+		c.workers[id] = w
+	}
+	return w
+}
+
+// recovered finishes a replay at time now: each worker that held actions
+// gets ReconnectGrace from now to register again and re-report them (or
+// they are requeued as lost, under MaxRetries; the ones it does not hold
+// when it registers are requeued without counting a retry, since their
+// assignment most likely died with the old process); executions already
+// cancelled or completed are forgotten on it (the worker is told to cancel
+// them when it reconnects); workers holding nothing are dropped.
+func (c *core) recovered(now time.Time) {
+	for _, w := range sortedValues(c.workers) {
+		for _, e := range sortedValues(w.running) {
+			if e.cancelled || e.stage != repb.ExecutionStage_EXECUTING {
+				delete(w.running, e.id)
+			}
+		}
+		if len(w.running) == 0 {
+			c.unlinkQueues(w)
+			delete(c.workers, w.id)
+			continue
+		}
+		w.connected, w.restored = false, true
+		w.lastSeen, w.lostConn = now, now
+	}
+	c.fx = effects{}
+}

@@ -1,0 +1,278 @@
+package scheduler
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+
+	"github.com/paddock-build/paddock/storage"
+)
+
+// With a journal, a restart keeps the running action (its worker
+// reconnects and finishes it, without running it again), the queued ones
+// (dispatched afterwards in their order) and the completed one, and every
+// operation name from before answers WaitExecution.
+func TestSchedulerRestartWithJournalKeepsOperations(t *testing.T) {
+	cfg := testConfig()
+	cfg.JournalDir = t.TempDir()
+	first := startFarm(t, cfg, "", nil, nil)
+	ctx := ctxTimeout(t)
+	g := newGate()
+	w := startTestWorker(t, first.addr, "w", 1, g.run("w"))
+
+	start := func(f *farm, salt string) string {
+		t.Helper()
+		sctx, cancel := context.WithCancel(ctx)
+		t.Cleanup(cancel)
+		op, err := must(f.exec.Execute(sctx, executeRequest(f.action(t, salt, nil)))).Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return op.Name
+	}
+	running := start(first, "running")
+	w.waitFor(t, "the action", func() bool { return w.c.Holding(running) })
+	queued := []string{start(first, "queued-1"), start(first, "queued-2"), start(first, "queued-3")}
+	hit := first.action(t, "cached", nil)
+	first.ac.Put(ctx, "", hit, &repb.ActionResult{ExitCode: 7})
+	cached, err := must(first.exec.Execute(ctx, executeRequest(hit))).Recv()
+	if err != nil || !cached.Done {
+		t.Fatalf("cache hit: %v, %v", cached, err)
+	}
+
+	first.stop()
+	second := startFarm(t, cfg, first.addr, first.cas, first.ac)
+	w.waitFor(t, "the reconnect", func() bool { return w.connects >= 2 })
+	// The cache hit is still answerable.
+	ops, err := collect(must(second.exec.WaitExecution(ctx, &repb.WaitExecutionRequest{Name: cached.Name})))
+	if err != nil || responseOf(t, ops[len(ops)-1]).Result.GetExitCode() != 7 {
+		t.Fatalf("WaitExecution of the cache hit after restart: %v, %v", ops, err)
+	}
+	// Every other operation finishes, seen through its original name.
+	close(g.release)
+	for _, name := range append([]string{running}, queued...) {
+		ops, err := collect(must(second.exec.WaitExecution(ctx, &repb.WaitExecutionRequest{Name: name})))
+		if err != nil {
+			t.Fatalf("WaitExecution(%s) after restart: %v", name, err)
+		}
+		if resp := responseOf(t, ops[len(ops)-1]); resp.Result.GetExitCode() != 3 {
+			t.Fatalf("%s: response %v, want the worker's result", name, resp)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.cancelled) != 0 {
+		t.Fatalf("the worker was told to cancel %v; the restarted scheduler should have kept its action", w.cancelled)
+	}
+	var order []string
+	for _, a := range w.assigned {
+		order = append(order, a.OperationName)
+		if a.Attempt != 1 {
+			t.Fatalf("%s ran as attempt %d: nothing should have run twice", a.OperationName, a.Attempt)
+		}
+	}
+	want := append([]string{running}, queued...)
+	if len(order) != len(want) {
+		t.Fatalf("assigned %v, want %v", order, want)
+	}
+	for i := range want {
+		if order[i] != want[i] {
+			t.Fatalf("assigned %v, want %v (queue order kept)", order, want)
+		}
+	}
+}
+
+// A worker that does not come back within reconnect_grace after a restart
+// has its action requeued (counting a retry) to another worker.
+func TestRestartRequeuesActionsOfWorkersThatDoNotReturn(t *testing.T) {
+	cfg := testConfig()
+	cfg.JournalDir = t.TempDir()
+	first := startFarm(t, cfg, "", nil, nil)
+	ctx := ctxTimeout(t)
+	gone, stopGone := runTestWorker(first.addr, "gone", 1, blockRun)
+	d := first.action(t, "orphan", nil)
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	op, err := must(first.exec.Execute(sctx, executeRequest(d))).Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone.waitFor(t, "the action", func() bool { return len(gone.assigned) == 1 })
+	first.stop()
+	// Stopping the worker now cannot give the action back: its scheduler
+	// is gone.
+	stopGone()
+	second := startFarm(t, cfg, first.addr, first.cas, first.ac)
+	other := startTestWorker(t, second.addr, "other", 1, okRun("other"))
+	ops, err := collect(must(second.exec.WaitExecution(ctx, &repb.WaitExecutionRequest{Name: op.Name})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := responseOf(t, ops[len(ops)-1]); resp.Result.GetExecutionMetadata().GetWorker() != "other" {
+		t.Fatalf("response %v, want the result from the other worker", resp)
+	}
+	other.mu.Lock()
+	defer other.mu.Unlock()
+	if a := other.assigned[0]; a.OperationName != op.Name || a.Attempt != 2 {
+		t.Fatalf("other got %s attempt %d, want %s attempt 2", a.OperationName, a.Attempt, op.Name)
+	}
+}
+
+// A journal whose tail was torn (cut at a random byte) or damaged (one bit
+// flipped) recovers every operation whose record is complete, in order,
+// and says in the log what it dropped.
+func TestDamagedJournalTailKeepsCompleteRecords(t *testing.T) {
+	for _, damage := range []string{"truncate", "flip"} {
+		t.Run(damage, func(t *testing.T) {
+			dir := t.TempDir()
+			cfg := DefaultConfig()
+			cfg.JournalDir = dir
+			s := newTestScheduler(t, cfg, nil)
+			const n = 50
+			for i := 0; i < n; i++ {
+				s.mu.Lock()
+				if _, err := s.core.Execute(s.clock.Now(), benchSubmission(i)); err != nil {
+					t.Fatal(err)
+				}
+				s.apply()
+				s.mu.Unlock()
+			}
+			s.Close()
+			seg := filepath.Join(dir, fmt.Sprintf("log-%020d", 1))
+			b, err := os.ReadFile(seg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
+			pos := 8 + rng.IntN(len(b)-8) // past the segment header
+			if damage == "truncate" {
+				b = b[:pos]
+			} else {
+				b[pos] ^= 1 << rng.IntN(8)
+			}
+			if err := os.WriteFile(seg, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			logs := &bytes.Buffer{}
+			r := newTestScheduler(t, cfg, logs)
+			defer r.Close()
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			kept := len(r.core.ops)
+			for i := 0; i < n; i++ {
+				_, ok := r.core.ops[benchSubmission(i).name]
+				if ok != (i < kept) {
+					t.Fatalf("damage at byte %d: operation %d recovered %v, but %d were kept: not a prefix", pos, i, ok, kept)
+				}
+			}
+			if kept == n && damage == "flip" || !strings.Contains(logs.String(), "dropped") && kept < n {
+				t.Fatalf("damage at byte %d: kept %d of %d, log:\n%s", pos, kept, n, logs)
+			}
+			t.Logf("damage at byte %d of %d: kept %d of %d operations", pos, len(b), kept, n)
+		})
+	}
+}
+
+// A journal that cannot be trusted beyond its tail (here: a snapshot whose
+// checksum fails) stops the scheduler from starting, with the reason.
+func TestCorruptJournalRefusesToStart(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.JournalDir = dir
+	s := newTestScheduler(t, cfg, nil)
+	s.mu.Lock()
+	s.core.Execute(s.clock.Now(), benchSubmission(1))
+	s.apply()
+	s.startSnapshot()
+	s.mu.Unlock()
+	s.Close()
+	snaps, _ := filepath.Glob(filepath.Join(dir, "snap-*"))
+	if len(snaps) != 1 {
+		t.Fatalf("snapshots %v", snaps)
+	}
+	b, _ := os.ReadFile(snaps[0])
+	b[len(b)-1] ^= 0x10
+	os.WriteFile(snaps[0], b, 0o600)
+	_, err := New(Options{Config: cfg, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache()})
+	if err == nil || !strings.Contains(err.Error(), "refusing to start") {
+		t.Fatalf("New on a corrupt snapshot: %v, want a refusal", err)
+	}
+}
+
+func TestBadJournalConfigIsRefused(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.JournalDir, cfg.JournalSync = t.TempDir(), "sometimes"
+	_, err := New(Options{Config: cfg, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache()})
+	if err == nil || !strings.Contains(err.Error(), "journal_sync") {
+		t.Fatalf("journal_sync: sometimes: %v, want an error naming it", err)
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o600)
+	cfg.JournalDir, cfg.JournalSync = file, "fsync"
+	if _, err := New(Options{Config: cfg, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache()}); err == nil {
+		t.Fatal("a journal_dir that is a file was accepted")
+	}
+}
+
+func newTestScheduler(t *testing.T, cfg Config, logs io.Writer) *Scheduler {
+	t.Helper()
+	if logs == nil {
+		logs = io.Discard
+	}
+	cfg.TickInterval = time.Hour
+	s, err := New(Options{Config: cfg, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache(),
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// An operation recovered from the journal whose client never comes back
+// (no WaitExecution) is abandoned after abandoned_grace from the restart,
+// as one whose stream broke.
+func TestRecoveredOperationWithoutClientIsAbandoned(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.JournalDir = t.TempDir()
+	cfg.TickInterval = time.Hour
+	first := newTestScheduler(t, cfg, nil)
+	first.mu.Lock()
+	first.core.Execute(first.clock.Now(), benchSubmission(1))
+	first.apply()
+	first.mu.Unlock()
+	first.Close()
+
+	clock := newFakeClock()
+	s, err := New(Options{Config: cfg, Clock: clock, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	name := benchSubmission(1).name
+	op := func() (opView, bool) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.core.Operation(name)
+	}
+	clock.Advance(cfg.AbandonedGrace - time.Second)
+	s.Tick()
+	if v, ok := op(); !ok || v.done {
+		t.Fatalf("operation %+v (found %v) before abandoned_grace, want it queued", v, ok)
+	}
+	clock.Advance(2 * time.Second)
+	s.Tick()
+	v, ok := op()
+	if !ok || !v.done || !strings.Contains(v.response.GetStatus().GetMessage(), "abandoned") {
+		t.Fatalf("operation %+v after abandoned_grace, want it cancelled as abandoned", v)
+	}
+}
