@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/paddock-build/paddock/internal/clock"
 )
 
 // TLSFiles names PEM files of one end of a TLS connection. For a server:
@@ -38,14 +40,14 @@ type tlsReloader struct {
 	stamp   string
 	cert    *tls.Certificate
 	pool    *x509.CertPool
-	now     func() time.Time
+	clock   clock.Clock
 }
 
 func newTLSReloader(files TLSFiles, log *slog.Logger) (*tlsReloader, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &tlsReloader{files: files, log: log, now: time.Now}
+	r := &tlsReloader{files: files, log: log, clock: clock.Real{}}
 	stamp, err := r.fileStamp()
 	if err == nil {
 		err = r.load(stamp)
@@ -53,7 +55,7 @@ func newTLSReloader(files TLSFiles, log *slog.Logger) (*tlsReloader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.checked = r.now()
+	r.checked = r.clock.Now()
 	return r, nil
 }
 
@@ -105,7 +107,7 @@ func (r *tlsReloader) load(stamp string) error {
 func (r *tlsReloader) current() (*tls.Certificate, *x509.CertPool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if now := r.now(); now.Sub(r.checked) >= reloadCheckInterval {
+	if now := r.clock.Now(); now.Sub(r.checked) >= reloadCheckInterval {
 		r.checked = now
 		stamp, err := r.fileStamp()
 		if err == nil && stamp != r.stamp {

@@ -5,10 +5,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/internal/testpki"
 )
 
@@ -23,9 +23,8 @@ func TestServerTLSReloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	now := time.Now()
-	r.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	fake := clock.NewFake(time.Now())
+	r.clock = fake
 	lis, err := tls.Listen("tcp", "127.0.0.1:0", r.serverConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -76,9 +75,7 @@ func TestServerTLSReloads(t *testing.T) {
 	if got, _ := issuerOf(nil); got != "ca1" {
 		t.Fatalf("reloaded before the check interval: served %q", got)
 	}
-	mu.Lock()
-	now = now.Add(reloadCheckInterval)
-	mu.Unlock()
+	fake.Advance(reloadCheckInterval)
 	if got, _ := issuerOf(nil); got != "ca2" {
 		t.Fatalf("after renewal served a certificate of %q, want ca2", got)
 	}
@@ -86,9 +83,7 @@ func TestServerTLSReloads(t *testing.T) {
 	if err := os.WriteFile(files.Cert, []byte("-----BEGIN CERT"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	now = now.Add(reloadCheckInterval)
-	mu.Unlock()
+	fake.Advance(reloadCheckInterval)
 	if got, _ := issuerOf(nil); got != "ca2" {
 		t.Fatalf("after a broken write served %q, want the previous ca2 certificate", got)
 	}

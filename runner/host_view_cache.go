@@ -8,6 +8,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/internal/clock"
 )
 
 // hostViews keeps the host-view plans made so far, by input root path
@@ -40,7 +42,7 @@ type hostViews struct {
 	lister      hostLister
 	hidden      []string
 	roots       *skeletons
-	now         func() time.Time
+	clock       clock.Clock
 	mountPoints func(irp string) []string
 
 	mu      sync.Mutex
@@ -52,7 +54,7 @@ type hostViews struct {
 // input root's.
 func newHostViews(l hostLister, hidden []string, roots *skeletons, fixedMounts []string) *hostViews {
 	return &hostViews{
-		lister: l, hidden: hidden, roots: roots, now: time.Now,
+		lister: l, hidden: hidden, roots: roots, clock: clock.Real{},
 		mountPoints: func(irp string) []string { return append(slices.Clip(fixedMounts), irp) },
 		entries:     map[string]*hostViewEntry{},
 	}
@@ -110,7 +112,7 @@ func (c *hostViews) get(irp string) (*hostView, string, error) {
 		return nil, "", status.Errorf(codes.Internal, "host rootfs: %v", err)
 	}
 	e = &hostViewEntry{view: view, rootfs: rootfs, deps: rec.deps}
-	settled := c.now().Add(-racyWindow)
+	settled := c.clock.Now().Add(-racyWindow)
 	for _, st := range e.deps {
 		if st.changed().After(settled) {
 			return view, rootfs, nil // too fresh to rely on: not kept

@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/paddock-build/paddock/internal/clock"
 )
 
 // countingLister counts the directory listings, i.e. the plans made.
@@ -132,7 +134,7 @@ func TestHostViewsRealDirectories(t *testing.T) {
 
 	// Later (the clock moved on), the plan is kept and reused.
 	waitTimestampTick(t, top) // so that a change from now on shows in ctime and mtime
-	c.now = func() time.Time { return time.Now().Add(time.Minute) }
+	c.clock = clock.NewFake(time.Now().Add(time.Minute))
 	first, _ := mustGet(t, c, l, irp)
 	if !strings.Contains(first, "bind "+filepath.Join(top, "a")) {
 		t.Fatalf("plan:\n%s", first)

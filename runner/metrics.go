@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/internal/clock"
 )
 
 // Metrics are the runner's Prometheus metrics about the sandboxes it runs:
@@ -20,7 +21,7 @@ type Metrics struct {
 	ends         *prometheus.CounterVec
 	cpuSeconds   *prometheus.CounterVec
 	peakMemory   prometheus.Histogram
-	now          func() time.Time
+	clock        clock.Clock
 }
 
 // NewMetrics returns the runner's metrics; register Collectors and install
@@ -45,7 +46,7 @@ func NewMetrics() *Metrics {
 			Help:    "Peak memory of each action's sandbox (its cgroup's, or the command's max RSS where the cgroup does not say).",
 			Buckets: prometheus.ExponentialBuckets(1<<20, 4, 9),
 		}),
-		now: time.Now,
+		clock: clock.Real{},
 	}
 }
 
@@ -57,7 +58,7 @@ func (m *Metrics) Collectors() []prometheus.Collector {
 // UnaryServerInterceptor observes every Run call's response.
 func (m *Metrics) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		start := m.now()
+		start := m.clock.Now()
 		resp, err := handler(ctx, req)
 		if r, ok := resp.(*runnerpb.RunResponse); ok && err == nil {
 			m.observe(start, r)

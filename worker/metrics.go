@@ -2,11 +2,12 @@ package worker
 
 import (
 	"context"
-	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/paddock-build/paddock/internal/clock"
 )
 
 // Metrics are the worker's Prometheus metrics: how long each stage of an
@@ -18,15 +19,10 @@ import (
 type Metrics struct {
 	stageSeconds *prometheus.HistogramVec // stage
 	files        *FileCache
-	now          func() time.Time
+	clock        clock.Clock
 
 	links, fetched, ratio, bytes *prometheus.Desc
 }
-
-// workerStages are the stages of paddock_worker_stage_seconds: fetch (the
-// Action, Command and a build directory), input_root (materialising the
-// inputs), run (in the sandbox), upload (outputs), and total.
-var workerStages = []string{"fetch", "input_root", "run", "upload", "total"}
 
 // NewMetrics returns the worker's metrics over its file cache.
 func NewMetrics(files *FileCache) *Metrics {
@@ -37,7 +33,7 @@ func NewMetrics(files *FileCache) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 11),
 		}, []string{"stage"}),
 		files: files,
-		now:   time.Now,
+		clock: clock.Real{},
 		links: prometheus.NewDesc("paddock_worker_input_files_linked_total",
 			"Input files linked into input roots.", nil, nil),
 		fetched: prometheus.NewDesc("paddock_worker_file_cache_fetches_total",
@@ -54,7 +50,7 @@ func (m *Metrics) Step(next Executor) Executor {
 	return ExecutorFunc(func(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
 		resp, err := next.Execute(ctx, j)
 		md := j.Metadata
-		end := timestamppb.New(m.now())
+		end := timestamppb.New(m.clock.Now())
 		m.observe("fetch", md.WorkerStartTimestamp, md.InputFetchStartTimestamp)
 		m.observe("input_root", md.InputFetchStartTimestamp, md.InputFetchCompletedTimestamp)
 		m.observe("run", md.ExecutionStartTimestamp, md.ExecutionCompletedTimestamp)

@@ -8,6 +8,8 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/paddock-build/paddock/internal/clock"
 )
 
 // TestMetricsStep: the step times each stage from the timestamps the
@@ -22,7 +24,7 @@ func TestMetricsStep(t *testing.T) {
 	at := func(ms int) *timestamppb.Timestamp {
 		return timestamppb.New(t0.Add(time.Duration(ms) * time.Millisecond))
 	}
-	m.now = func() time.Time { return t0.Add(100 * time.Millisecond) }
+	m.clock = clock.NewFake(t0.Add(100 * time.Millisecond))
 	inner := ExecutorFunc(func(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
 		md := j.Metadata
 		md.InputFetchStartTimestamp, md.InputFetchCompletedTimestamp = at(10), at(30)
