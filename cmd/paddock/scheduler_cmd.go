@@ -49,17 +49,9 @@ func runScheduler(ctx context.Context, args []string) error {
 		fs.Usage()
 		return errors.New("--storage is required")
 	}
-	cfg := scheduler.DefaultConfig()
-	if *configPath != "" {
-		if err := configs.Load(*configPath, &cfg); err != nil {
-			return err
-		}
-	}
-	if *journalDir != "" {
-		cfg.JournalDir = *journalDir
-	}
-	if *journalSync != "" {
-		cfg.JournalSync = *journalSync
+	cfg, err := loadSchedulerConfig(*configPath, *journalDir, *journalSync)
+	if err != nil {
+		return err
 	}
 	logger, err := newLogger(os.Stderr, *logFormat)
 	if err != nil {
@@ -79,17 +71,9 @@ func runScheduler(ctx context.Context, args []string) error {
 		return err
 	}
 	defer s.Close()
-	// Clients point --remote_executor here, and Bazel then uses this one
-	// endpoint for the cache too: serve Capabilities and the storage
-	// services as well, in front of the storage endpoint.
-	front := storage.NewServer(storage.ServerOptions{CAS: cas, AC: ac, Logger: logger, Execution: executionCapabilities()})
-	defer front.Close()
 	obs := newObservability(logger)
-	obs.reg.MustRegister(s.Collector())
-	g := obs.newGRPCServer(append(front.GRPCServerOptions(), serveOpts...)...)
-	front.Register(g)
-	s.RegisterClient(g)
-	obs.finish(g)
+	g, closeFront := schedulerFront(s, cas, ac, serveOpts, obs, logger)
+	defer closeFront()
 	if *workerListen == "" {
 		s.RegisterInternal(g)
 	} else if err := serveInternal(ctx, s, *workerListen, sec, logger); err != nil {
@@ -112,6 +96,38 @@ func runScheduler(ctx context.Context, args []string) error {
 	// Worker streams and Execute streams never end by themselves: end the
 	// worker sessions first.
 	return serveUntilDone(ctx, g, lis, func() { obs.health.Shutdown(); s.Close() })
+}
+
+// loadSchedulerConfig is the defaults, then the config file if any, then
+// the journal flags.
+func loadSchedulerConfig(path, journalDir, journalSync string) (scheduler.Config, error) {
+	cfg := scheduler.DefaultConfig()
+	if path != "" {
+		if err := configs.Load(path, &cfg); err != nil {
+			return cfg, err
+		}
+	}
+	if journalDir != "" {
+		cfg.JournalDir = journalDir
+	}
+	if journalSync != "" {
+		cfg.JournalSync = journalSync
+	}
+	return cfg, nil
+}
+
+// schedulerFront is the scheduler's client-facing gRPC server. Clients
+// point --remote_executor here, and Bazel then uses this one endpoint for
+// the cache too: it serves Capabilities and the storage services as well,
+// in front of the storage endpoint.
+func schedulerFront(s *scheduler.Scheduler, cas storage.BlobStore, ac storage.ActionCache, serveOpts []grpc.ServerOption, obs *observability, logger *slog.Logger) (*grpc.Server, func()) {
+	front := storage.NewServer(storage.ServerOptions{CAS: cas, AC: ac, Logger: logger, Execution: executionCapabilities()})
+	obs.reg.MustRegister(s.Collector())
+	g := obs.newGRPCServer(append(front.GRPCServerOptions(), serveOpts...)...)
+	front.Register(g)
+	s.RegisterClient(g)
+	obs.finish(g)
+	return g, front.Close
 }
 
 // runSchedulerDrain asks a scheduler to stop giving work to a worker, and
