@@ -69,9 +69,9 @@ func TestPaddockRun(t *testing.T) {
 	t.Run("gcc compile with headers, then a cache hit", func(t *testing.T) {
 		dir := t.TempDir()
 		writeFiles(t, dir, map[string]string{
-			"include/greet.h": "#define GREETING \"hello\"\n#include \"detail.h\"\n",
+			"include/greet.h":  "#define GREETING \"hello\"\n#include \"detail.h\"\n",
 			"include/detail.h": "static inline int answer(void) { return 42; }\n",
-			"src/main.c": "#include <stdio.h>\n#include \"greet.h\"\nint main(void) { printf(\"%s %d\\n\", GREETING, answer()); return 0; }\n",
+			"src/main.c":       "#include <stdio.h>\n#include \"greet.h\"\nint main(void) { printf(\"%s %d\\n\", GREETING, answer()); return 0; }\n",
 		})
 		src := filepath.Join(dir, "src")
 		compile := []string{"gcc", "-c", "-O2", "-I../include", "main.c", "-o", "main.o"}

@@ -8,12 +8,12 @@ import (
 
 func TestIsCompile(t *testing.T) {
 	for args, want := range map[string]bool{
-		"gcc -c a.c":                    true,
+		"gcc -c a.c": true,
 		"/usr/bin/x86_64-linux-gnu-gcc-12 -c a.c": true,
-		"clang++ -O2 -c a.cc -o a.o":    true,
-		"cc a.c -o a":                   false, // a link: no -c
-		"gcc-ar rcs lib.a a.o":          false,
-		"sh -c gcc":                     false,
+		"clang++ -O2 -c a.cc -o a.o":              true,
+		"cc a.c -o a":                             false, // a link: no -c
+		"gcc-ar rcs lib.a a.o":                    false,
+		"sh -c gcc":                               false,
 	} {
 		if got := IsCompile(splitArgs(args)); got != want {
 			t.Errorf("IsCompile(%q) = %v, want %v", args, got, want)

@@ -20,10 +20,10 @@ func project(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	files := map[string]string{
-		"include/greet.h": "#define GREETING \"hello\"\n#include \"detail.h\"\n",
-		"include/detail.h": "static inline int answer(void) { return 42; }\n",
-		"src/local.h":      "#define LOCAL 7\n",
-		"src/main.c":       "#include <stdio.h>\n#include \"greet.h\"\n#include \"local.h\"\nint main(void) { printf(\"%s %d %d\\n\", GREETING, answer(), LOCAL); return 0; }\n",
+		"include/greet.h":   "#define GREETING \"hello\"\n#include \"detail.h\"\n",
+		"include/detail.h":  "static inline int answer(void) { return 42; }\n",
+		"src/local.h":       "#define LOCAL 7\n",
+		"src/main.c":        "#include <stdio.h>\n#include \"greet.h\"\n#include \"local.h\"\nint main(void) { printf(\"%s %d %d\\n\", GREETING, answer(), LOCAL); return 0; }\n",
 		"src/unrelated.txt": "not an input\n",
 	}
 	for p, body := range files {
