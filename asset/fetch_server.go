@@ -203,4 +203,3 @@ func (s *fetchServer) FetchDirectory(ctx context.Context, req *rapb.FetchDirecto
 	return &rapb.FetchDirectoryResponse{Status: status.New(codes.OK, "").Proto(), Uri: f.uri, Qualifiers: req.Qualifiers,
 		ExpiresAt: expiresAt(f.rec), RootDirectoryDigest: f.digest.Proto(), DigestFunction: f.digest.Function()}, nil
 }
-

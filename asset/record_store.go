@@ -19,7 +19,7 @@ type record struct {
 	Function  int32     `json:"digest_function"`
 	Created   time.Time `json:"created"`
 	ExpireAt  time.Time `json:"expire_at,omitzero"`
-	RefBlobs  []string  `json:"references_blobs,omitempty"`  // "hash/size"
+	RefBlobs  []string  `json:"references_blobs,omitempty"` // "hash/size"
 	RefTrees  []string  `json:"references_directories,omitempty"`
 	Qualifier []string  `json:"qualifiers,omitempty"` // name=value, for operators reading the files
 }
