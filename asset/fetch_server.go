@@ -62,6 +62,14 @@ func expiresAt(r record) *timestamppb.Timestamp {
 }
 
 func (s *fetchServer) FetchBlob(ctx context.Context, req *rapb.FetchBlobRequest) (*rapb.FetchBlobResponse, error) {
+	resp, err := s.fetchBlob(ctx, req)
+	if err == nil && resp.Status.GetCode() != 0 && !readsFetchStatus(ctx) {
+		return nil, status.FromProto(resp.Status).Err()
+	}
+	return resp, err
+}
+
+func (s *fetchServer) fetchBlob(ctx context.Context, req *rapb.FetchBlobRequest) (*rapb.FetchBlobResponse, error) {
 	if err := checkRequest(req.Uris, req.Qualifiers); err != nil {
 		return nil, err
 	}

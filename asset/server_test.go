@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -308,6 +309,24 @@ func TestFetchBlobFromOrigin(t *testing.T) {
 	}
 	if br == nil || br.FieldViolations[0].Field != "qualifiers.name" {
 		t.Errorf("unsupported qualifier without a BadRequest detail: %v", status.Convert(err).Details())
+	}
+}
+
+// Bazel before 8.1 ignores FetchBlobResponse.status: it gets a failed
+// fetch as the call's error, with the same code and message.
+func TestOldBazelGetsFailuresAsErrors(t *testing.T) {
+	o := startOrigin(t, []byte("content"))
+	h := start(t, func(opts *asset.Options) { opts.AllowedHosts = []string{strings.TrimPrefix(o.URL, "http://")} })
+	req := &rapb.FetchBlobRequest{Uris: []string{o.URL + "/file"}, Qualifiers: q("checksum.sri", sri([]byte("other")))}
+	for version, wantErr := range map[string]bool{"4.2.3": true, "8.1.0": false} {
+		rm, _ := proto.Marshal(&repb.RequestMetadata{ToolDetails: &repb.ToolDetails{ToolName: "bazel", ToolVersion: version}})
+		ctx := metadata.AppendToOutgoingContext(t.Context(), "build.bazel.remote.execution.v2.requestmetadata-bin", string(rm))
+		resp, err := h.fetch.FetchBlob(ctx, req)
+		if wantErr {
+			wantCode(t, err, codes.Aborted, "checksum mismatch")
+		} else if err != nil || codes.Code(resp.Status.GetCode()) != codes.Aborted {
+			t.Errorf("bazel %s: %v, %v; want the failure in the response's status", version, resp, err)
+		}
 	}
 }
 
