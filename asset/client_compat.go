@@ -14,31 +14,32 @@ import (
 // names the client tool and its version.
 const requestMetadataHeader = "build.bazel.remote.execution.v2.requestmetadata-bin"
 
-// readsFetchStatus reports whether the client looks at
-// FetchBlobResponse.status. Bazel before 8.1 does not (bazelbuild/bazel
-// #25244): it downloads the response's blob_digest whatever the status,
-// so a failed fetch reached the user as a checksum error about an empty
-// file. Such clients get a failed fetch as the call's error instead,
-// which every client reports; all others get it in the response, as the
-// API specifies.
+// readsFetchStatus reports whether the client is known to look at the
+// status inside a Fetch response, where the API puts failures outside the
+// server's control (not found, checksum mismatch, origin refused …).
+// Widely used clients do not: Bazel before 8.1 (bazelbuild/bazel#25244)
+// downloads the response's empty digest and reports a checksum error
+// about an empty file, and BuildStream 1.6 takes an empty root directory
+// for the artifact instead of a cache miss. Every client handles a
+// failed call, so the others get the same status as the call's error;
+// only Bazel 8.1 and later, which reads it, gets it in the response.
 func readsFetchStatus(ctx context.Context) bool {
 	md, _ := metadata.FromIncomingContext(ctx)
 	vals := md.Get(requestMetadataHeader)
 	if len(vals) == 0 {
-		return true
+		return false
 	}
 	rm := &repb.RequestMetadata{}
 	if proto.Unmarshal([]byte(vals[0]), rm) != nil {
-		return true
+		return false
 	}
-	return !bazelBefore81(rm.GetToolDetails().GetToolName(), rm.GetToolDetails().GetToolVersion())
+	return bazelAtLeast81(rm.GetToolDetails().GetToolName(), rm.GetToolDetails().GetToolVersion())
 }
 
-// bazelBefore81 is true for tool "bazel" unless its version is a release
-// of 8.1 or later. A Bazel without a version ("no_version": development
-// builds, and Debian's bazel-bootstrap 4.2.3) counts as old: a call error
-// is reported by every Bazel, an ignored status by none.
-func bazelBefore81(tool, version string) bool {
+// bazelAtLeast81 is true for tool "bazel" with a release version of 8.1 or
+// later ("8.1.0", "9.0.0rc2"). A Bazel without a version ("no_version":
+// development builds, and Debian's bazel-bootstrap 4.2.3) does not count.
+func bazelAtLeast81(tool, version string) bool {
 	if tool != "bazel" {
 		return false
 	}
@@ -48,7 +49,7 @@ func bazelBefore81(tool, version string) bool {
 	ma, err1 := strconv.Atoi(major)
 	mi, err2 := strconv.Atoi(minor)
 	if err1 != nil || err2 != nil {
-		return true
+		return false
 	}
-	return ma < 8 || ma == 8 && mi < 1
+	return ma > 8 || ma == 8 && mi >= 1
 }

@@ -192,6 +192,14 @@ func (s *fetchServer) download(ctx context.Context, uri string, sum *checksum, f
 // FetchDirectory serves pushed directories only: this server does not
 // unpack archives from origin.
 func (s *fetchServer) FetchDirectory(ctx context.Context, req *rapb.FetchDirectoryRequest) (*rapb.FetchDirectoryResponse, error) {
+	resp, err := s.fetchDirectory(ctx, req)
+	if err == nil && resp.Status.GetCode() != 0 && !readsFetchStatus(ctx) {
+		return nil, status.FromProto(resp.Status).Err()
+	}
+	return resp, err
+}
+
+func (s *fetchServer) fetchDirectory(ctx context.Context, req *rapb.FetchDirectoryRequest) (*rapb.FetchDirectoryResponse, error) {
 	if err := checkRequest(req.Uris, req.Qualifiers); err != nil {
 		return nil, err
 	}

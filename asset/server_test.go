@@ -131,7 +131,7 @@ func TestEmptyRequestsAreInvalidArgument(t *testing.T) {
 // qualifiers (in any order), from any instance only its own.
 func TestPushThenFetch(t *testing.T) {
 	h := start(t, nil)
-	ctx := t.Context()
+	ctx := readsStatus(t)
 	blob := h.put(t, []byte("artifact"))
 	if _, err := h.push.PushBlob(ctx, &rapb.PushBlobRequest{InstanceName: "i", Uris: []string{"urn:a", "urn:b"},
 		Qualifiers: q("x", "1", "y", "2"), BlobDigest: blob.Proto()}); err != nil {
@@ -183,7 +183,7 @@ func TestPushThenFetch(t *testing.T) {
 // records stop being served when they expire.
 func TestPushValidationAndExpiry(t *testing.T) {
 	h := start(t, nil)
-	ctx := t.Context()
+	ctx := readsStatus(t)
 	absent := digest.FromBytes(repb.DigestFunction_SHA256, []byte("never uploaded"))
 	_, err := h.push.PushBlob(ctx, &rapb.PushBlobRequest{Uris: []string{"urn:a"}, BlobDigest: absent.Proto()})
 	wantCode(t, err, codes.FailedPrecondition, "blob_digest")
@@ -254,7 +254,7 @@ func TestFetchBlobFromOrigin(t *testing.T) {
 		opts.MaxFetchBytes = 1024
 		opts.FetchTimeout = 300 * time.Millisecond
 	})
-	ctx := t.Context()
+	ctx := readsStatus(t)
 	req := &rapb.FetchBlobRequest{Uris: []string{o.URL + "/file"}, Qualifiers: q("checksum.sri", sri(content))}
 	resp, err := h.fetch.FetchBlob(ctx, req)
 	want := digest.FromBytes(repb.DigestFunction_SHA256, content)
@@ -312,21 +312,41 @@ func TestFetchBlobFromOrigin(t *testing.T) {
 	}
 }
 
-// Bazel before 8.1 ignores FetchBlobResponse.status: it gets a failed
-// fetch as the call's error, with the same code and message.
-func TestOldBazelGetsFailuresAsErrors(t *testing.T) {
+// withTool returns a context whose calls carry RequestMetadata naming
+// the client tool, as Bazel sends it.
+func withTool(ctx context.Context, tool, version string) context.Context {
+	rm, _ := proto.Marshal(&repb.RequestMetadata{ToolDetails: &repb.ToolDetails{ToolName: tool, ToolVersion: version}})
+	return metadata.AppendToOutgoingContext(ctx, "build.bazel.remote.execution.v2.requestmetadata-bin", string(rm))
+}
+
+// readsStatus is the context of a client known to read the status inside
+// Fetch responses (Bazel 8.1 and later).
+func readsStatus(t *testing.T) context.Context { return withTool(t.Context(), "bazel", "9.0.0") }
+
+// Clients that ignore the status inside Fetch responses (Bazel before 8.1,
+// BuildStream 1.6, anything unknown) get a failed fetch as the call's
+// error, with the same code and message.
+func TestClientsThatIgnoreStatusGetErrors(t *testing.T) {
 	o := startOrigin(t, []byte("content"))
 	h := start(t, func(opts *asset.Options) { opts.AllowedHosts = []string{strings.TrimPrefix(o.URL, "http://")} })
 	req := &rapb.FetchBlobRequest{Uris: []string{o.URL + "/file"}, Qualifiers: q("checksum.sri", sri([]byte("other")))}
-	for version, wantErr := range map[string]bool{"4.2.3": true, "8.1.0": false} {
-		rm, _ := proto.Marshal(&repb.RequestMetadata{ToolDetails: &repb.ToolDetails{ToolName: "bazel", ToolVersion: version}})
-		ctx := metadata.AppendToOutgoingContext(t.Context(), "build.bazel.remote.execution.v2.requestmetadata-bin", string(rm))
-		resp, err := h.fetch.FetchBlob(ctx, req)
-		if wantErr {
-			wantCode(t, err, codes.Aborted, "checksum mismatch")
-		} else if err != nil || codes.Code(resp.Status.GetCode()) != codes.Aborted {
-			t.Errorf("bazel %s: %v, %v; want the failure in the response's status", version, resp, err)
+	for name, ctx := range map[string]context.Context{
+		"bazel 4.2.3":       withTool(t.Context(), "bazel", "4.2.3"),
+		"debian bazel":      withTool(t.Context(), "bazel", "no_version"),
+		"no request header": t.Context(), // BuildStream 1.6
+	} {
+		_, err := h.fetch.FetchBlob(ctx, req)
+		if st := status.Convert(err); st.Code() != codes.Aborted || !strings.Contains(st.Message(), "checksum mismatch") {
+			t.Errorf("%s: FetchBlob error %v; want ABORTED, checksum mismatch", name, err)
 		}
+		_, err = h.fetch.FetchDirectory(ctx, &rapb.FetchDirectoryRequest{Uris: []string{"urn:fdc:buildstream.build:2020:v1:absent"}})
+		if status.Code(err) != codes.NotFound {
+			t.Errorf("%s: FetchDirectory of nothing: %v; want NOT_FOUND as the call's error", name, err)
+		}
+	}
+	resp, err := h.fetch.FetchBlob(withTool(t.Context(), "bazel", "8.1.0"), req)
+	if err != nil || codes.Code(resp.Status.GetCode()) != codes.Aborted {
+		t.Errorf("bazel 8.1.0: %v, %v; want the failure in the response's status", resp, err)
 	}
 }
 
@@ -338,7 +358,7 @@ func TestFetchWithoutChecksumWhenAllowed(t *testing.T) {
 		opts.AllowedHosts = []string{"127.0.0.1"} // without the port: any port
 		opts.AllowWithoutChecksum = true
 	})
-	resp, err := h.fetch.FetchBlob(t.Context(), &rapb.FetchBlobRequest{Uris: []string{o.URL + "/file"}})
+	resp, err := h.fetch.FetchBlob(readsStatus(t), &rapb.FetchBlobRequest{Uris: []string{o.URL + "/file"}})
 	if err != nil || resp.Status.GetCode() != 0 || resp.BlobDigest.GetSizeBytes() != int64(len(content)) {
 		t.Fatalf("%v, %v", resp, err)
 	}
