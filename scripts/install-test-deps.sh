@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond Go, when it is missing: Bazel
 # (Debian's bazel-bootstrap), bubblewrap, runc, iproute2, a static busybox (it runs
-# inside test images), netty's tcnative (Bazel's TLS) and Chromium (the status page's browser test). Only
+# inside test images), netty's tcnative (Bazel's TLS), Chromium (the status
+# page's browser test), gcc and BuildStream 1.6 (Debian's buildstream). Only
 # as root on a machine with apt-get; otherwise it says what is missing and
 # the tests that need it skip themselves with a message. `make test` runs
 # it first, so the README's test command works on a fresh machine, as CI
@@ -15,6 +16,8 @@ dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
 command -v chromium >/dev/null || need+=(chromium)
 command -v ip       >/dev/null || need+=(iproute2)  # the multi-host test's network namespaces
 dpkg -s libnetty-tcnative-jni >/dev/null 2>&1 || need+=(libnetty-tcnative-jni)  # Bazel 4.2.3's TLS (internal/bazeltest/tls.go)
+command -v gcc      >/dev/null || need+=(gcc)          # paddock run's compile tests
+command -v bst      >/dev/null || need+=(buildstream)  # BuildStream 1.6 against the Remote Asset API
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
