@@ -27,7 +27,34 @@ import (
 // executed again (not served from the cache) the next time.
 func TestBazelRemoteExecution(t *testing.T) {
 	needPaddock(t)
-	b := newBazel(t)
+	remoteExecutionSuite(t, newBazel(t))
+}
+
+// bazel210 is where .ci/run installs Bazel 2.1.0 (npm's
+// @bazel/bazel-linux_x64@2.1.0); PADDOCK_BAZEL_2_1_0 overrides it.
+func bazel210() string {
+	if p := os.Getenv("PADDOCK_BAZEL_2_1_0"); p != "" {
+		return p
+	}
+	return "/opt/paddock-test/bazel-2.1.0/node_modules/@bazel/bazel-linux_x64/bazel-2.1.0-linux-x86_64"
+}
+
+// TestBazel210RemoteExecution runs TestBazelRemoteExecution's suite with
+// Bazel 2.1.0, the oldest Bazel Paddock accepts (REv2 2.0 only, as 4.2.3),
+// with the same offline stubs.
+func TestBazel210RemoteExecution(t *testing.T) {
+	needPaddock(t)
+	b := bazeltest.NewRelease(t, "testdata/ws", bazel210())
+	stubs, err := filepath.Abs("testdata/stubs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	remoteExecutionSuite(t, &bazel{Bazel: b, t: t, stubs: stubs})
+}
+
+// remoteExecutionSuite is the body of TestBazelRemoteExecution, run by
+// each Bazel version.
+func remoteExecutionSuite(t *testing.T, b *bazel) {
 	f := startUp(t, "")
 	flags := b.remoteFlags(f.addr)
 
