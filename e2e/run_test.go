@@ -6,12 +6,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/images/imagetest"
 )
@@ -122,10 +126,29 @@ func TestPaddockRun(t *testing.T) {
 
 	t.Run("REv2 2.2: output_paths, the platform in the Action only", func(t *testing.T) {
 		dir := t.TempDir()
-		stdout, stderr, code := paddockRun(t, dir, f.addr, "--api-version", "2.2", "--platform", "OSFamily=Linux",
+		stdout, stderr, code := paddockRun(t, dir, f.addr, "-v", "--api-version", "2.2", "--platform", "OSFamily=Linux",
 			"--output", "out/result.txt", "--", "/bin/sh", "-c", "mkdir -p out && echo 2.2 > out/result.txt && echo done")
 		if code != 0 || stdout != "done\n" {
 			t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+		// What reached the farm: the platform in the Action only, the
+		// output in output_paths.
+		m := regexp.MustCompile(`action ([0-9a-f]{64})/(\d+):`).FindStringSubmatch(stderr)
+		if m == nil {
+			t.Fatalf("no action digest in %q", stderr)
+		}
+		size, _ := strconv.ParseInt(m[2], 10, 64)
+		c := newClient(t, f.addr)
+		act, cmd := &repb.Action{}, &repb.Command{}
+		if err := proto.Unmarshal(c.read(t.Context(), &repb.Digest{Hash: m[1], SizeBytes: size}), act); err != nil {
+			t.Fatal(err)
+		}
+		if err := proto.Unmarshal(c.read(t.Context(), act.CommandDigest), cmd); err != nil {
+			t.Fatal(err)
+		}
+		if len(act.Platform.GetProperties()) != 1 || cmd.Platform != nil || len(cmd.OutputPaths) != 1 || len(cmd.OutputFiles) != 0 {
+			t.Fatalf("REv2 2.2 action: platform %v in the Action, %v in the Command, output_paths %q, output_files %q",
+				act.Platform, cmd.Platform, cmd.OutputPaths, cmd.OutputFiles)
 		}
 		if got, _ := os.ReadFile(filepath.Join(dir, "out", "result.txt")); string(got) != "2.2\n" {
 			t.Fatalf("out/result.txt = %q", got)

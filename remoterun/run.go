@@ -135,8 +135,8 @@ func Run(ctx context.Context, c *client.Client, opts Options) (*Result, error) {
 		if res.Cached {
 			how = "cache hit"
 		}
-		fmt.Fprintf(opts.Log, "paddock run: action %s: %s, exit code %d; uploaded %d of %d blobs (%d of %d bytes)\n",
-			action.Digest, how, res.ExitCode, res.Uploaded.MissingBlobs, res.Uploaded.Blobs, res.Uploaded.MissingBytes, res.Uploaded.Bytes)
+		fmt.Fprintf(opts.Log, "paddock run: action %s: %s, exit code %d; uploaded %d of %d blobs (%d of %d bytes); %d compiler-reported files outside the root left to the remote side\n",
+			action.Digest, how, res.ExitCode, res.Uploaded.MissingBlobs, res.Uploaded.Blobs, res.Uploaded.MissingBytes, res.Uploaded.Bytes, len(in.Outside))
 	}
 	return res, nil
 }
