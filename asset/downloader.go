@@ -96,7 +96,7 @@ func (d *downloader) download(ctx context.Context, uri string, sum *checksum, fn
 	}
 	f, err := os.CreateTemp(d.tmpDir, "fetch-*")
 	if err != nil {
-		return nil, digest.Digest{}, status.Errorf(codes.Internal, "temporary file: %v", err)
+		return nil, digest.Digest{}, status.Errorf(codes.Internal, "no room for a temporary file on the server: %v", errors.Unwrap(err))
 	}
 	dg, err := d.copy(ctx, f, resp.Body, sum, fn, timeout)
 	if err == nil {

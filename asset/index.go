@@ -3,6 +3,7 @@ package asset
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -29,6 +30,14 @@ type index struct {
 	records *recordStore
 	cas     storage.BlobStore
 	now     func() time.Time
+	log     *slog.Logger
+}
+
+// internal logs err (which may name host paths) and returns an INTERNAL
+// status that does not.
+func (x *index) internal(what string, err error) error {
+	x.log.Error("asset records", "op", what, "error", err)
+	return status.Errorf(codes.Internal, "%s failed on the server; its log has the details", what)
 }
 
 // found is a usable record and the URI it was found under.
@@ -45,7 +54,7 @@ func (x *index) lookup(ctx context.Context, instance string, k kind, uris []stri
 		key := recordKey(instance, k, uri, qs)
 		rec, ok, err := x.records.get(key)
 		if err != nil {
-			return nil, err
+			return nil, x.internal("reading an asset record", err)
 		}
 		if !ok {
 			continue
@@ -80,7 +89,7 @@ func (x *index) store(instance string, k kind, uris []string, qs []*rapb.Qualifi
 	}
 	for _, uri := range uris {
 		if err := x.records.put(recordKey(instance, k, uri, qs), rec); err != nil {
-			return status.Errorf(codes.Internal, "%v", err)
+			return x.internal("writing an asset record", err)
 		}
 	}
 	return nil

@@ -58,6 +58,14 @@ func start(t *testing.T, adjust func(*asset.Options)) *harness {
 	if adjust != nil {
 		adjust(&opts)
 	}
+	h.fetch, h.push = serve(t, opts)
+	return h
+}
+
+// serve serves the asset services with opts on loopback until the test
+// ends.
+func serve(t *testing.T, opts asset.Options) (rapb.FetchClient, rapb.PushClient) {
+	t.Helper()
 	srv, err := asset.New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -75,8 +83,7 @@ func start(t *testing.T, adjust func(*asset.Options)) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	h.fetch, h.push = rapb.NewFetchClient(conn), rapb.NewPushClient(conn)
-	return h
+	return rapb.NewFetchClient(conn), rapb.NewPushClient(conn)
 }
 
 func (h *harness) put(t *testing.T, data []byte) digest.Digest {
@@ -309,6 +316,23 @@ func TestFetchBlobFromOrigin(t *testing.T) {
 	}
 	if br == nil || br.FieldViolations[0].Field != "qualifiers.name" {
 		t.Errorf("unsupported qualifier without a BadRequest detail: %v", status.Convert(err).Details())
+	}
+}
+
+// Records live on disk: a restarted server serves what was pushed before.
+func TestRecordsSurviveRestart(t *testing.T) {
+	h := start(t, nil)
+	dir := t.TempDir()
+	opts := asset.Options{CAS: h.cas, Dir: dir, Now: h.clock.Now}
+	_, push := serve(t, opts)
+	blob := h.put(t, []byte("kept"))
+	if _, err := push.PushBlob(t.Context(), &rapb.PushBlobRequest{Uris: []string{"urn:kept"}, BlobDigest: blob.Proto()}); err != nil {
+		t.Fatal(err)
+	}
+	fetch, _ := serve(t, opts)
+	resp, err := fetch.FetchBlob(t.Context(), &rapb.FetchBlobRequest{Uris: []string{"urn:kept"}})
+	if err != nil || resp.BlobDigest.GetHash() != blob.Hash() {
+		t.Fatalf("after a restart: %v, %v", resp, err)
 	}
 }
 
