@@ -62,6 +62,62 @@ type Result struct {
 // happen or its outputs could not be written; a command that ran and
 // failed is a Result with its exit code.
 func Run(ctx context.Context, c *client.Client, opts Options) (*Result, error) {
+	p, err := prepare(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Action: p.action.Digest}
+	if res.Uploaded, err = c.Upload(ctx, p.blobs); err != nil {
+		return nil, fmt.Errorf("upload: %w", err)
+	}
+	resp, err := c.Execute(ctx, &repb.ExecuteRequest{ActionDigest: p.action.Digest.Proto(), SkipCacheLookup: opts.SkipCache})
+	if err != nil {
+		return nil, err
+	}
+	r := resp.Result
+	failed := status.FromProto(resp.Status).Err()
+	if r == nil {
+		if failed != nil {
+			return nil, fmt.Errorf("execute %s: %w %s", p.action.Digest, failed, resp.Message)
+		}
+		return nil, fmt.Errorf("execute %s: the response has no result", p.action.Digest)
+	}
+	res.ExitCode, res.Cached = int(r.ExitCode), resp.CachedResult
+	// What the command printed comes first, also when the execution
+	// failed (a timeout keeps what was written before it).
+	if err := writeStream(ctx, c, opts.Stdout, r.StdoutRaw, r.StdoutDigest); err != nil {
+		return nil, fmt.Errorf("stdout: %w", err)
+	}
+	if err := writeStream(ctx, c, opts.Stderr, r.StderrRaw, r.StderrDigest); err != nil {
+		return nil, fmt.Errorf("stderr: %w", err)
+	}
+	if failed != nil {
+		return nil, fmt.Errorf("execute %s: %w %s", p.action.Digest, failed, resp.Message)
+	}
+	if err := c.WriteOutputs(ctx, opts.Dir, r); err != nil {
+		return nil, err
+	}
+	if opts.Log != nil {
+		how := "executed"
+		if res.Cached {
+			how = "cache hit"
+		}
+		fmt.Fprintf(opts.Log, "paddock run: action %s: %s, exit code %d; uploaded %d of %d blobs (%d of %d bytes); %d compiler-reported files outside the root left to the remote side\n",
+			p.action.Digest, how, res.ExitCode, res.Uploaded.MissingBlobs, res.Uploaded.Blobs, res.Uploaded.MissingBytes, res.Uploaded.Bytes, p.outside)
+	}
+	return res, nil
+}
+
+// prepared is an action ready to upload.
+type prepared struct {
+	action  client.Blob
+	blobs   []client.Blob // the input tree's, the Command and the Action
+	outside int           // compiler-reported files left to the remote side
+}
+
+// prepare checks every path given, builds the input root (asking a
+// compiler for its dependencies) and the Action. It uploads nothing.
+func prepare(ctx context.Context, opts Options) (*prepared, error) {
 	if len(opts.Args) == 0 {
 		return nil, fmt.Errorf("no command to run")
 	}
@@ -75,6 +131,16 @@ func Run(ctx context.Context, c *client.Client, opts Options) (*Result, error) {
 		}
 	}
 	outputs := append([]string(nil), opts.Outputs...)
+	if IsCompile(opts.Args) && !opts.NoCompilerDeps && len(outputs) == 0 {
+		if o := CompileOutput(opts.Args); o != "" {
+			outputs = append(outputs, o)
+		}
+	}
+	for _, p := range append(append([]string(nil), outputs...), opts.OutputDirs...) {
+		if _, err := client.CleanPath(filepath.ToSlash(p)); err != nil {
+			return nil, fmt.Errorf("output %w; outputs are relative to the working directory", err)
+		}
+	}
 	if IsCompile(opts.Args) && !opts.NoCompilerDeps {
 		deps, err := CompilerDeps(ctx, opts.Dir, opts.Args)
 		if err != nil {
@@ -85,18 +151,10 @@ func Run(ctx context.Context, c *client.Client, opts Options) (*Result, error) {
 				return nil, err
 			}
 		}
-		if o := CompileOutput(opts.Args); o != "" && len(outputs) == 0 {
-			outputs = append(outputs, o)
-		}
 	}
 	for _, p := range opts.Inputs {
 		if err := in.Add(p); err != nil {
 			return nil, err
-		}
-	}
-	for _, p := range append(append([]string(nil), outputs...), opts.OutputDirs...) {
-		if _, err := client.CleanPath(filepath.ToSlash(p)); err != nil {
-			return nil, fmt.Errorf("output %w; outputs are relative to the working directory", err)
 		}
 	}
 	rootDigest, blobs := in.Tree().Build()
@@ -105,40 +163,7 @@ func Run(ctx context.Context, c *client.Client, opts Options) (*Result, error) {
 		OutputFiles: outputs, OutputDirectories: opts.OutputDirs, OutputNodeProperties: opts.OutputNodeProperties,
 		Platform: opts.Platform, InputRoot: rootDigest, DoNotCache: opts.DoNotCache, Timeout: opts.Timeout,
 	}.Build(opts.API)
-	res := &Result{Action: action.Digest}
-	if res.Uploaded, err = c.Upload(ctx, append(blobs, command, action)); err != nil {
-		return nil, fmt.Errorf("upload: %w", err)
-	}
-	resp, err := c.Execute(ctx, &repb.ExecuteRequest{ActionDigest: action.Digest.Proto(), SkipCacheLookup: opts.SkipCache})
-	if err != nil {
-		return nil, err
-	}
-	if err := status.FromProto(resp.Status).Err(); err != nil {
-		return nil, fmt.Errorf("execute %s: %w %s", action.Digest, err, resp.Message)
-	}
-	r := resp.Result
-	if r == nil {
-		return nil, fmt.Errorf("execute %s: the response has no result", action.Digest)
-	}
-	res.ExitCode, res.Cached = int(r.ExitCode), resp.CachedResult
-	if err := writeStream(ctx, c, opts.Stdout, r.StdoutRaw, r.StdoutDigest); err != nil {
-		return nil, fmt.Errorf("stdout: %w", err)
-	}
-	if err := writeStream(ctx, c, opts.Stderr, r.StderrRaw, r.StderrDigest); err != nil {
-		return nil, fmt.Errorf("stderr: %w", err)
-	}
-	if err := c.WriteOutputs(ctx, opts.Dir, r); err != nil {
-		return nil, err
-	}
-	if opts.Log != nil {
-		how := "executed"
-		if res.Cached {
-			how = "cache hit"
-		}
-		fmt.Fprintf(opts.Log, "paddock run: action %s: %s, exit code %d; uploaded %d of %d blobs (%d of %d bytes); %d compiler-reported files outside the root left to the remote side\n",
-			action.Digest, how, res.ExitCode, res.Uploaded.MissingBlobs, res.Uploaded.Blobs, res.Uploaded.MissingBytes, res.Uploaded.Bytes, len(in.Outside))
-	}
-	return res, nil
+	return &prepared{action: action, blobs: append(blobs, command, action), outside: len(in.Outside)}, nil
 }
 
 // writeStream copies stdout or stderr, inline or from the CAS, to w.

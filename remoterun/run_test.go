@@ -177,3 +177,4 @@ func TestDirectoryInputsAndOutputs(t *testing.T) {
 		t.Errorf("list.txt = %q", got)
 	}
 }
+
