@@ -177,4 +177,3 @@ func TestDirectoryInputsAndOutputs(t *testing.T) {
 		t.Errorf("list.txt = %q", got)
 	}
 }
-
