@@ -61,9 +61,6 @@ func New(conn grpc.ClientConnInterface, opts Options) *Client {
 	}
 }
 
-// Instance is the instance name the client uses.
-func (c *Client) Instance() string { return c.opts.Instance }
-
 // CAS is the raw CAS client (for callers that measure single RPCs).
 func (c *Client) CAS() repb.ContentAddressableStorageClient { return c.cas }
 
