@@ -4,6 +4,8 @@ import (
 	"flag"
 	"log/slog"
 
+	"google.golang.org/grpc"
+
 	"github.com/paddock-build/paddock/asset"
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/storage"
@@ -17,6 +19,18 @@ func newAssetServer(cas storage.BlobStore, dir string, cfg configs.Assets, logge
 		CAS: cas, Dir: dir, AllowedHosts: cfg.AllowedHosts, AllowWithoutChecksum: cfg.AllowWithoutChecksum,
 		FetchTimeout: cfg.FetchTimeout, MaxFetchBytes: int64(cfg.MaxFetchBytes), Logger: logger,
 	})
+}
+
+// registerAssetProxy serves the Remote Asset API on g by forwarding it to
+// the storage at addr (`paddock scheduler` fronts storage); the returned
+// function closes the connection.
+func registerAssetProxy(g *grpc.Server, addr string, dial []grpc.DialOption) (func(), error) {
+	conn, err := dialStorage(addr, dial)
+	if err != nil {
+		return nil, err
+	}
+	asset.NewProxy(conn).Register(g)
+	return func() { conn.Close() }, nil
 }
 
 // assetFlags adds `paddock up`'s flags for the Remote Asset API to fs

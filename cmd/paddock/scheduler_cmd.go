@@ -80,6 +80,11 @@ func runScheduler(ctx context.Context, args []string) error {
 	obs.reg.MustRegister(s.Collector())
 	g := obs.newGRPCServer(append(front.GRPCServerOptions(), serveOpts...)...)
 	front.Register(g)
+	closeAssets, err := registerAssetProxy(g, *storageAddr, dialOpts)
+	if err != nil {
+		return err
+	}
+	defer closeAssets()
 	s.RegisterClient(g)
 	obs.finish(g)
 	if *workerListen == "" {
