@@ -37,7 +37,17 @@ var fanoutSources = []string{"alpha.txt", "bravo.txt", "charlie.txt", "delta.txt
 // summarized it correctly (and, run here, prints the same summary).
 func TestBazelFanout(t *testing.T) {
 	needPaddock(t)
-	b := newFanoutBazel(t)
+	fanoutSuite(t, newFanoutBazel(t, bazeltest.New(t, "testdata/fanout")))
+}
+
+// TestBazel210Fanout is TestBazelFanout with Bazel 2.1.0.
+func TestBazel210Fanout(t *testing.T) {
+	needPaddock(t)
+	fanoutSuite(t, newFanoutBazel(t, bazeltest.NewRelease(t, "testdata/fanout", bazel210())))
+}
+
+// fanoutSuite is the body of TestBazelFanout, run by each Bazel version.
+func fanoutSuite(t *testing.T, b *bazel) {
 	f := startUp(t, "")
 	wantAll := fanoutAggregate(t, filepath.Join(b.WS, "src"))
 	wantSummary := summarizeText(wantAll)
@@ -70,9 +80,9 @@ func TestBazelFanout(t *testing.T) {
 	f.shutdown()
 }
 
-// newFanoutBazel is a Bazel client in a copy of testdata/fanout.
-func newFanoutBazel(t *testing.T) *bazel {
-	b := bazeltest.New(t, "testdata/fanout")
+// newFanoutBazel wraps b, a Bazel in a copy of testdata/fanout, with the
+// offline stubs.
+func newFanoutBazel(t *testing.T, b *bazeltest.Bazel) *bazel {
 	stubs, err := filepath.Abs("testdata/stubs")
 	if err != nil {
 		t.Fatal(err)

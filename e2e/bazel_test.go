@@ -44,12 +44,17 @@ func bazel210() string {
 // with the same offline stubs.
 func TestBazel210RemoteExecution(t *testing.T) {
 	needPaddock(t)
+	remoteExecutionSuite(t, newBazel210(t))
+}
+
+// newBazel210 is newBazel with Bazel 2.1.0.
+func newBazel210(t *testing.T) *bazel {
 	b := bazeltest.NewRelease(t, "testdata/ws", bazel210())
 	stubs, err := filepath.Abs("testdata/stubs")
 	if err != nil {
 		t.Fatal(err)
 	}
-	remoteExecutionSuite(t, &bazel{Bazel: b, t: t, stubs: stubs})
+	return &bazel{Bazel: b, t: t, stubs: stubs}
 }
 
 // remoteExecutionSuite is the body of TestBazelRemoteExecution, run by
@@ -146,7 +151,18 @@ func remoteExecutionSuite(t *testing.T, b *bazel) {
 // scheduler, runner, workers), and Bazel talks to the scheduler alone.
 func TestBazelWorkerKilled(t *testing.T) {
 	needPaddock(t)
-	b := newBazel(t)
+	workerKilledSuite(t, newBazel(t))
+}
+
+// TestBazel210WorkerKilled is TestBazelWorkerKilled with Bazel 2.1.0.
+func TestBazel210WorkerKilled(t *testing.T) {
+	needPaddock(t)
+	workerKilledSuite(t, newBazel210(t))
+}
+
+// workerKilledSuite is the body of TestBazelWorkerKilled, run by each
+// Bazel version.
+func workerKilledSuite(t *testing.T, b *bazel) {
 	dir := searchableTempDir(t)
 	rs := startRoles(t, dir, filepath.Join(dir, "worker"))
 	rs.startWorker("w1")
