@@ -43,7 +43,7 @@ func TestBazelFanout(t *testing.T) {
 // TestBazel210Fanout is TestBazelFanout with Bazel 2.1.0.
 func TestBazel210Fanout(t *testing.T) {
 	needPaddock(t)
-	fanoutSuite(t, newFanoutBazel(t, bazeltest.NewRelease(t, "testdata/fanout", bazel210())))
+	fanoutSuite(t, newFanoutBazel(t, bazeltest.NewRelease(t, "testdata/fanout", bazeltest.Bazel210())))
 }
 
 // fanoutSuite is the body of TestBazelFanout, run by each Bazel version.

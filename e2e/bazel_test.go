@@ -30,15 +30,6 @@ func TestBazelRemoteExecution(t *testing.T) {
 	remoteExecutionSuite(t, newBazel(t))
 }
 
-// bazel210 is where .ci/run installs Bazel 2.1.0 (npm's
-// @bazel/bazel-linux_x64@2.1.0); PADDOCK_BAZEL_2_1_0 overrides it.
-func bazel210() string {
-	if p := os.Getenv("PADDOCK_BAZEL_2_1_0"); p != "" {
-		return p
-	}
-	return "/opt/paddock-test/bazel-2.1.0/node_modules/@bazel/bazel-linux_x64/bazel-2.1.0-linux-x86_64"
-}
-
 // TestBazel210RemoteExecution runs TestBazelRemoteExecution's suite with
 // Bazel 2.1.0, the oldest Bazel Paddock accepts (REv2 2.0 only, as 4.2.3),
 // with the same offline stubs.
@@ -49,7 +40,7 @@ func TestBazel210RemoteExecution(t *testing.T) {
 
 // newBazel210 is newBazel with Bazel 2.1.0.
 func newBazel210(t *testing.T) *bazel {
-	b := bazeltest.NewRelease(t, "testdata/ws", bazel210())
+	b := bazeltest.NewRelease(t, "testdata/ws", bazeltest.Bazel210())
 	stubs, err := filepath.Abs("testdata/stubs")
 	if err != nil {
 		t.Fatal(err)

@@ -64,6 +64,16 @@ func NewRelease(t *testing.T, workspace, bin string) *Bazel {
 	return newBazel(t, workspace, bin, true)
 }
 
+// Bazel210 is where .ci/run installs Bazel 2.1.0 (npm's
+// @bazel/bazel-linux_x64@2.1.0), the oldest Bazel the end-to-end tests
+// run; PADDOCK_BAZEL_2_1_0 overrides it.
+func Bazel210() string {
+	if p := os.Getenv("PADDOCK_BAZEL_2_1_0"); p != "" {
+		return p
+	}
+	return "/opt/paddock-test/bazel-2.1.0/node_modules/@bazel/bazel-linux_x64/bazel-2.1.0-linux-x86_64"
+}
+
 func newBazel(t *testing.T, workspace, bin string, noSysRC bool) *Bazel {
 	t.Helper()
 	if testing.Short() {
