@@ -1,6 +1,7 @@
 // Package bazeltest runs a real Bazel client (Debian's bazel-bootstrap,
-// Bazel 4.2.3) in a copy of a test workspace, for the end-to-end tests of
-// storage and of the whole farm. Each Bazel gets a private output user root,
+// Bazel 4.2.3, or a release binary such as Bazel 2.1.0 from npm) in a copy
+// of a test workspace, for the end-to-end tests of storage and of the
+// whole farm. Each Bazel gets a private output user root,
 // so nothing depends on, or lands in, ~/.cache/bazel, and its server is shut
 // down when the test ends.
 package bazeltest
