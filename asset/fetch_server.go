@@ -61,6 +61,8 @@ func expiresAt(r record) *timestamppb.Timestamp {
 	return timestamppb.New(r.ExpireAt)
 }
 
+// FetchBlob answers from a live, complete record, else downloads the first
+// http(s) URI that works; a failure is reported as readsFetchStatus says.
 func (s *fetchServer) FetchBlob(ctx context.Context, req *rapb.FetchBlobRequest) (*rapb.FetchBlobResponse, error) {
 	resp, err := s.fetchBlob(ctx, req)
 	if err == nil && resp.Status.GetCode() != 0 && !readsFetchStatus(ctx) {
