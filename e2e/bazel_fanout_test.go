@@ -37,13 +37,13 @@ var fanoutSources = []string{"alpha.txt", "bravo.txt", "charlie.txt", "delta.txt
 // summarized it correctly (and, run here, prints the same summary).
 func TestBazelFanout(t *testing.T) {
 	needPaddock(t)
-	fanoutSuite(t, newFanoutBazel(t, bazeltest.New(t, "testdata/fanout")))
+	fanoutSuite(t, newFanoutBazel(t))
 }
 
 // TestBazel210Fanout is TestBazelFanout with Bazel 2.1.0.
 func TestBazel210Fanout(t *testing.T) {
 	needPaddock(t)
-	fanoutSuite(t, newFanoutBazel(t, bazeltest.NewRelease(t, "testdata/fanout", bazeltest.Bazel210())))
+	fanoutSuite(t, withStubs(t, bazeltest.NewRelease(t, "testdata/fanout", bazeltest.Bazel210())))
 }
 
 // fanoutSuite is the body of TestBazelFanout, run by each Bazel version.
@@ -80,9 +80,13 @@ func fanoutSuite(t *testing.T, b *bazel) {
 	f.shutdown()
 }
 
-// newFanoutBazel wraps b, a Bazel in a copy of testdata/fanout, with the
-// offline stubs.
-func newFanoutBazel(t *testing.T, b *bazeltest.Bazel) *bazel {
+// newFanoutBazel is a Bazel client in a copy of testdata/fanout.
+func newFanoutBazel(t *testing.T) *bazel {
+	return withStubs(t, bazeltest.New(t, "testdata/fanout"))
+}
+
+// withStubs wraps b with the offline stubs of testdata/stubs.
+func withStubs(t *testing.T, b *bazeltest.Bazel) *bazel {
 	stubs, err := filepath.Abs("testdata/stubs")
 	if err != nil {
 		t.Fatal(err)

@@ -40,12 +40,7 @@ func TestBazel210RemoteExecution(t *testing.T) {
 
 // newBazel210 is newBazel with Bazel 2.1.0.
 func newBazel210(t *testing.T) *bazel {
-	b := bazeltest.NewRelease(t, "testdata/ws", bazeltest.Bazel210())
-	stubs, err := filepath.Abs("testdata/stubs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &bazel{Bazel: b, t: t, stubs: stubs}
+	return withStubs(t, bazeltest.NewRelease(t, "testdata/ws", bazeltest.Bazel210()))
 }
 
 // remoteExecutionSuite is the body of TestBazelRemoteExecution, run by
