@@ -60,12 +60,12 @@ func New(t *testing.T, workspace string) *Bazel {
 func NewRelease(t *testing.T, workspace, bin string) *Bazel {
 	t.Helper()
 	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("%v; .ci/run installs it", err)
+		t.Skipf("%v; scripts/install-test-deps.sh (run by make test as root) installs it", err)
 	}
 	return newBazel(t, workspace, bin, true)
 }
 
-// Bazel210 is where .ci/run installs Bazel 2.1.0 (npm's
+// Bazel210 is where scripts/install-test-deps.sh installs Bazel 2.1.0 (npm's
 // @bazel/bazel-linux_x64@2.1.0), the oldest Bazel the end-to-end tests
 // run; PADDOCK_BAZEL_2_1_0 overrides it.
 func Bazel210() string {
