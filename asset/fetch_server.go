@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
 )
 
 // Qualifiers FetchBlob understands when it downloads from origin.
@@ -64,7 +65,7 @@ func expiresAt(r record) *timestamppb.Timestamp {
 // FetchBlob answers from a live, complete record, else downloads the first
 // http(s) URI that works; a failure is reported as readsFetchStatus says.
 func (s *fetchServer) FetchBlob(ctx context.Context, req *rapb.FetchBlobRequest) (*rapb.FetchBlobResponse, error) {
-	resp, err := s.fetchBlob(ctx, req)
+	resp, err := s.fetchBlob(storage.WithInstance(ctx, req.InstanceName), req)
 	if err == nil && resp.Status.GetCode() != 0 && !readsFetchStatus(ctx) {
 		return nil, status.FromProto(resp.Status).Err()
 	}
@@ -194,7 +195,7 @@ func (s *fetchServer) download(ctx context.Context, uri string, sum *checksum, f
 // FetchDirectory serves pushed directories only: this server does not
 // unpack archives from origin.
 func (s *fetchServer) FetchDirectory(ctx context.Context, req *rapb.FetchDirectoryRequest) (*rapb.FetchDirectoryResponse, error) {
-	resp, err := s.fetchDirectory(ctx, req)
+	resp, err := s.fetchDirectory(storage.WithInstance(ctx, req.InstanceName), req)
 	if err == nil && resp.Status.GetCode() != 0 && !readsFetchStatus(ctx) {
 		return nil, status.FromProto(resp.Status).Err()
 	}

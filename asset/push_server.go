@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
 )
 
 // pushServer records URIs and qualifiers against content already in the
@@ -25,6 +26,7 @@ type pushServer struct {
 }
 
 func (s *pushServer) PushBlob(ctx context.Context, req *rapb.PushBlobRequest) (*rapb.PushBlobResponse, error) {
+	ctx = storage.WithInstance(ctx, req.InstanceName) // the CAS partition
 	rec, err := s.prepare(ctx, pushRequest{kindBlob, req.Uris, req.Qualifiers, req.ExpireAt, req.DigestFunction,
 		req.BlobDigest, "blob_digest", req.ReferencesBlobs, req.ReferencesDirectories})
 	if err != nil {
@@ -37,6 +39,7 @@ func (s *pushServer) PushBlob(ctx context.Context, req *rapb.PushBlobRequest) (*
 }
 
 func (s *pushServer) PushDirectory(ctx context.Context, req *rapb.PushDirectoryRequest) (*rapb.PushDirectoryResponse, error) {
+	ctx = storage.WithInstance(ctx, req.InstanceName) // the CAS partition
 	rec, err := s.prepare(ctx, pushRequest{kindDirectory, req.Uris, req.Qualifiers, req.ExpireAt, req.DigestFunction,
 		req.RootDirectoryDigest, "root_directory_digest", req.ReferencesBlobs, req.ReferencesDirectories})
 	if err != nil {
