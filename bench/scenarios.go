@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/paddock-build/paddock/client"
 	"github.com/paddock-build/paddock/digest"
 )
 
@@ -31,9 +32,9 @@ func (c *Client) Actions(ctx context.Context, n int) (*Report, error) {
 // subdirectories of at most 1,000 files. With fresh, the contents are
 // random (so nothing is cached anywhere); otherwise they are the same for
 // every call with the same shape.
-func inputTree(files, size int, fresh bool) (*repb.Directory, []blob) {
+func inputTree(files, size int, fresh bool) (*repb.Directory, []client.Blob) {
 	root := &repb.Directory{}
-	var blobs []blob
+	var blobs []client.Blob
 	for start, d := 0, 0; start < files; start, d = start+1000, d+1 {
 		dir := &repb.Directory{}
 		for i := start; i < min(files, start+1000); i++ {
@@ -43,13 +44,13 @@ func inputTree(files, size int, fresh bool) (*repb.Directory, []blob) {
 			} else {
 				copy(data, fmt.Sprintf("paddock bench input file %d of %d bytes\n", i, size))
 			}
-			b := newBlob(data)
+			b := client.NewBlob(data)
 			blobs = append(blobs, b)
-			dir.Files = append(dir.Files, &repb.FileNode{Name: fmt.Sprintf("f%06d", i), Digest: b.d.Proto()})
+			dir.Files = append(dir.Files, &repb.FileNode{Name: fmt.Sprintf("f%06d", i), Digest: b.Digest.Proto()})
 		}
-		db := protoBlob(dir)
+		db := client.ProtoBlob(dir)
 		blobs = append(blobs, db)
-		root.Directories = append(root.Directories, &repb.DirectoryNode{Name: fmt.Sprintf("d%03d", d), Digest: db.d.Proto()})
+		root.Directories = append(root.Directories, &repb.DirectoryNode{Name: fmt.Sprintf("d%03d", d), Digest: db.Digest.Proto()})
 	}
 	return root, blobs
 }
@@ -63,7 +64,7 @@ func (c *Client) Inputs(ctx context.Context, n, files, size int, cold bool) (*Re
 	if cold {
 		name = "inputs-cold"
 	}
-	var shared []blob
+	var shared []client.Blob
 	var sharedRoot *repb.Directory
 	if !cold {
 		sharedRoot, shared = inputTree(files, size, false)
@@ -107,7 +108,7 @@ func (c *Client) Outputs(ctx context.Context, n, files int, bytes int64) (*Repor
 			if err != nil {
 				return err
 			}
-			b, err := c.read(ctx, td)
+			b, err := c.rc.Read(ctx, td)
 			if err != nil {
 				return err
 			}
@@ -133,11 +134,11 @@ func (c *Client) Outputs(ctx context.Context, n, files int, bytes int64) (*Repor
 // verifies each, and then calls FindMissingBlobs with 10,000 digests
 // (half present) findCalls times. It returns one report per phase.
 func (c *Client) CAS(ctx context.Context, n int, size int, findCalls int) ([]*Report, error) {
-	blobs := make([]blob, n)
+	blobs := make([]client.Blob, n)
 	for i := range blobs {
 		data := make([]byte, size)
 		rand.Read(data)
-		blobs[i] = newBlob(data)
+		blobs[i] = client.NewBlob(data)
 	}
 	// A fresh group per phase: a group's context ends with its Wait.
 	group := func() (*errgroup.Group, context.Context) {
@@ -150,11 +151,11 @@ func (c *Client) CAS(ctx context.Context, n int, size int, findCalls int) ([]*Re
 	for _, b := range blobs {
 		g.Go(func() error {
 			start := time.Now()
-			if err := c.write(c.ctx(gctx), b.d, b.data); err != nil {
+			if err := c.rc.Write(gctx, b); err != nil {
 				up.fail(err)
 				return nil
 			}
-			up.okBytes(time.Since(start), int64(len(b.data)))
+			up.okBytes(time.Since(start), b.Digest.SizeBytes())
 			return nil
 		})
 	}
@@ -165,11 +166,11 @@ func (c *Client) CAS(ctx context.Context, n int, size int, findCalls int) ([]*Re
 	for _, b := range blobs {
 		g.Go(func() error {
 			start := time.Now()
-			if _, err := c.read(gctx, b.d); err != nil {
+			if _, err := c.rc.Read(gctx, b.Digest); err != nil {
 				down.fail(err)
 				return nil
 			}
-			down.okBytes(time.Since(start), int64(len(b.data)))
+			down.okBytes(time.Since(start), b.Digest.SizeBytes())
 			return nil
 		})
 	}
@@ -178,9 +179,9 @@ func (c *Client) CAS(ctx context.Context, n int, size int, findCalls int) ([]*Re
 	req := &repb.FindMissingBlobsRequest{InstanceName: c.opts.Instance}
 	for i := range 10000 {
 		if i%2 == 0 && i/2 < len(blobs) {
-			req.BlobDigests = append(req.BlobDigests, blobs[i/2].d.Proto())
+			req.BlobDigests = append(req.BlobDigests, blobs[i/2].Digest.Proto())
 		} else {
-			req.BlobDigests = append(req.BlobDigests, newBlob([]byte(fmt.Sprintf("absent %s %d", c.run, i))).d.Proto())
+			req.BlobDigests = append(req.BlobDigests, client.NewBlob([]byte(fmt.Sprintf("absent %s %d", c.run, i))).Digest.Proto())
 		}
 	}
 	g, gctx = group()
@@ -188,7 +189,7 @@ func (c *Client) CAS(ctx context.Context, n int, size int, findCalls int) ([]*Re
 	for range findCalls {
 		g.Go(func() error {
 			start := time.Now()
-			resp, err := c.cas.FindMissingBlobs(c.ctx(gctx), req)
+			resp, err := c.rc.CAS().FindMissingBlobs(c.rc.Context(gctx), req)
 			if err != nil {
 				find.fail(err)
 				return nil

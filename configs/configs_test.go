@@ -16,6 +16,10 @@ func TestExampleStorageConfigLoads(t *testing.T) {
 	if cfg.MaxBytes != 10<<30 || cfg.MaxBatchTotalSizeBytes != 4<<20 || cfg.UploadIdleTimeout != time.Minute || cfg.Listen != "127.0.0.1:8980" {
 		t.Fatalf("example config parsed as %+v", cfg)
 	}
+	if def := DefaultStorage().Assets; cfg.Assets.FetchTimeout != def.FetchTimeout || cfg.Assets.MaxFetchBytes != def.MaxFetchBytes ||
+		len(cfg.Assets.AllowedHosts) != 0 || cfg.Assets.AllowWithoutChecksum {
+		t.Fatalf("example assets config %+v differs from the defaults %+v", cfg.Assets, def)
+	}
 }
 
 func TestUnknownKeysAreErrors(t *testing.T) {

@@ -27,6 +27,25 @@ type Storage struct {
 	// Remote, when its endpoint is set, replaces the disk backend: this
 	// server then fronts another REv2 storage endpoint.
 	Remote RemoteStorage `yaml:"remote"`
+	// Assets configures the Remote Asset API (Fetch and Push) served next
+	// to the CAS; its records live under Dir/assets.
+	Assets Assets `yaml:"assets"`
+}
+
+// Assets configures the Remote Asset API.
+type Assets struct {
+	// AllowedHosts are the hosts ("host" or "host:port") FetchBlob may
+	// download http(s) URLs from, redirects included. Empty: nothing is
+	// downloaded; only pushed content is served.
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// AllowWithoutChecksum lets FetchBlob download when the client sends
+	// no checksum.sri qualifier. Off: unverified content would be served
+	// to every client.
+	AllowWithoutChecksum bool `yaml:"allow_without_checksum"`
+	// FetchTimeout bounds one download.
+	FetchTimeout time.Duration `yaml:"fetch_timeout"`
+	// MaxFetchBytes bounds one download.
+	MaxFetchBytes ByteSize `yaml:"max_fetch_bytes"`
 }
 
 // RemoteStorage names another REv2 endpoint to use as the backend.
@@ -47,5 +66,6 @@ func DefaultStorage() Storage {
 		MaxBatchTotalSizeBytes: 4 << 20,
 		MaxInlineBytes:         1 << 20,
 		UploadIdleTimeout:      time.Minute,
+		Assets:                 Assets{FetchTimeout: 5 * time.Minute, MaxFetchBytes: 1 << 30},
 	}
 }

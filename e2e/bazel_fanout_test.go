@@ -37,7 +37,17 @@ var fanoutSources = []string{"alpha.txt", "bravo.txt", "charlie.txt", "delta.txt
 // summarized it correctly (and, run here, prints the same summary).
 func TestBazelFanout(t *testing.T) {
 	needPaddock(t)
-	b := newFanoutBazel(t)
+	fanoutSuite(t, newFanoutBazel(t))
+}
+
+// TestBazel210Fanout is TestBazelFanout with Bazel 2.1.0.
+func TestBazel210Fanout(t *testing.T) {
+	needPaddock(t)
+	fanoutSuite(t, withStubs(t, bazeltest.NewRelease(t, "testdata/fanout", bazeltest.Bazel210())))
+}
+
+// fanoutSuite is the body of TestBazelFanout, run by each Bazel version.
+func fanoutSuite(t *testing.T, b *bazel) {
 	f := startUp(t, "")
 	wantAll := fanoutAggregate(t, filepath.Join(b.WS, "src"))
 	wantSummary := summarizeText(wantAll)
@@ -72,7 +82,11 @@ func TestBazelFanout(t *testing.T) {
 
 // newFanoutBazel is a Bazel client in a copy of testdata/fanout.
 func newFanoutBazel(t *testing.T) *bazel {
-	b := bazeltest.New(t, "testdata/fanout")
+	return withStubs(t, bazeltest.New(t, "testdata/fanout"))
+}
+
+// withStubs wraps b with the offline stubs of testdata/stubs.
+func withStubs(t *testing.T, b *bazeltest.Bazel) *bazel {
 	stubs, err := filepath.Abs("testdata/stubs")
 	if err != nil {
 		t.Fatal(err)

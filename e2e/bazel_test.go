@@ -27,7 +27,25 @@ import (
 // executed again (not served from the cache) the next time.
 func TestBazelRemoteExecution(t *testing.T) {
 	needPaddock(t)
-	b := newBazel(t)
+	remoteExecutionSuite(t, newBazel(t))
+}
+
+// TestBazel210RemoteExecution runs TestBazelRemoteExecution's suite with
+// Bazel 2.1.0, the oldest Bazel Paddock accepts (REv2 2.0 only, as 4.2.3),
+// with the same offline stubs.
+func TestBazel210RemoteExecution(t *testing.T) {
+	needPaddock(t)
+	remoteExecutionSuite(t, newBazel210(t))
+}
+
+// newBazel210 is newBazel with Bazel 2.1.0.
+func newBazel210(t *testing.T) *bazel {
+	return withStubs(t, bazeltest.NewRelease(t, "testdata/ws", bazeltest.Bazel210()))
+}
+
+// remoteExecutionSuite is the body of TestBazelRemoteExecution, run by
+// each Bazel version.
+func remoteExecutionSuite(t *testing.T, b *bazel) {
 	f := startUp(t, "")
 	flags := b.remoteFlags(f.addr)
 
@@ -119,7 +137,18 @@ func TestBazelRemoteExecution(t *testing.T) {
 // scheduler, runner, workers), and Bazel talks to the scheduler alone.
 func TestBazelWorkerKilled(t *testing.T) {
 	needPaddock(t)
-	b := newBazel(t)
+	workerKilledSuite(t, newBazel(t))
+}
+
+// TestBazel210WorkerKilled is TestBazelWorkerKilled with Bazel 2.1.0.
+func TestBazel210WorkerKilled(t *testing.T) {
+	needPaddock(t)
+	workerKilledSuite(t, newBazel210(t))
+}
+
+// workerKilledSuite is the body of TestBazelWorkerKilled, run by each
+// Bazel version.
+func workerKilledSuite(t *testing.T, b *bazel) {
 	dir := searchableTempDir(t)
 	rs := startRoles(t, dir, filepath.Join(dir, "worker"))
 	rs.startWorker("w1")

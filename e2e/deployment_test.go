@@ -7,7 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	rapb "github.com/bazelbuild/remote-apis/build/bazel/remote/asset/v1"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // TestUpDataUnderPrivateDirectory: `paddock up --data` inside a directory
@@ -54,6 +57,14 @@ func TestSchedulerServesCapabilities(t *testing.T) {
 	}
 	if !caps.GetExecutionCapabilities().GetExecEnabled() || caps.GetLowApiVersion().GetMajor() != 2 {
 		t.Errorf("paddock scheduler's capabilities %v: want execution enabled and REv2 2.x", caps)
+	}
+	// The Remote Asset API, served by storage and forwarded by the
+	// scheduler: an empty request is INVALID_ARGUMENT (BuildStream's probe).
+	for name, addr := range map[string]string{"storage": storageAddr, "scheduler": schedAddr} {
+		_, err := rapb.NewFetchClient(dial(t, addr)).FetchDirectory(t.Context(), &rapb.FetchDirectoryRequest{})
+		if status.Code(err) != codes.InvalidArgument {
+			t.Errorf("empty FetchDirectory to paddock %s: %v; want INVALID_ARGUMENT", name, err)
+		}
 	}
 	sched.stop(os.Interrupt)
 	storage.stop(os.Interrupt)

@@ -29,6 +29,12 @@ func CheckCommand(c *repb.Command) error {
 	if err := checkArgv(c); err != nil {
 		return err
 	}
+	// Paddock reports no node properties on outputs (its Capabilities
+	// list none), and REv2 says a property the server does not recognize
+	// is INVALID_ARGUMENT.
+	if len(c.OutputNodeProperties) > 0 {
+		return Invalid("command.output_node_properties[0]", "node property %q is not supported: this server reports none", c.OutputNodeProperties[0])
+	}
 	wd := c.WorkingDirectory
 	if wd != "" {
 		if err := CheckRelativePath("command.working_directory", wd, ""); err != nil {

@@ -33,6 +33,7 @@ func TestCheckCommand(t *testing.T) {
 		{"outputs 2.1", &repb.Command{Arguments: []string{"true"}, OutputPaths: []string{"a", "a/b", "c"}}, ""},
 		{"2.1 ignores 2.0 fields", &repb.Command{Arguments: []string{"true"}, OutputPaths: []string{"a"}, OutputFiles: []string{"/abs"}}, ""},
 		{"no arguments", &repb.Command{}, "command.arguments"},
+		{"unknown output node property", &repb.Command{Arguments: []string{"true"}, OutputPaths: []string{"a"}, OutputNodeProperties: []string{"mtime"}}, "command.output_node_properties[0]"},
 		{"empty program", &repb.Command{Arguments: []string{""}}, "command.arguments[0]"},
 		{"NUL in argument", &repb.Command{Arguments: []string{"echo", "a\x00b"}}, "command.arguments[1]"},
 		{"argument over MAX_ARG_STRLEN", &repb.Command{Arguments: []string{"echo", strings.Repeat("x", 200<<10)}}, "command.arguments[1]"},

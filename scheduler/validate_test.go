@@ -72,6 +72,9 @@ func TestExecuteValidation(t *testing.T) {
 		{"empty output path", func() *repb.ExecuteRequest {
 			return executeRequest(f.action(t, "o0", func(a *repb.Action, c *repb.Command) { c.OutputPaths = []string{""} }))
 		}, codes.InvalidArgument, "command.output_paths[0]", nil},
+		{"unknown output node property (REv2 2.1+)", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "n0", func(a *repb.Action, c *repb.Command) { c.OutputNodeProperties = []string{"mtime"} }))
+		}, codes.InvalidArgument, "command.output_node_properties[0]", nil},
 		{"environment variable without a name", func() *repb.ExecuteRequest {
 			return executeRequest(f.action(t, "e0", func(a *repb.Action, c *repb.Command) {
 				c.EnvironmentVariables = []*repb.Command_EnvironmentVariable{{Name: "", Value: "x"}}

@@ -298,3 +298,27 @@ func TestByteStreamAbandonedUploadStoresNothing(t *testing.T) {
 		t.Fatal("abandoned upload stored a blob")
 	}
 }
+
+// The edges of a valid read: an offset at the very end reads nothing (it
+// is not past the end), a limit past the end reads the rest, and offset
+// and limit together select a window.
+func TestByteStreamReadOffsetAndLimitEdges(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{})
+	d := putString(t, ts.disk, "readable")
+	for name, tc := range map[string]struct {
+		offset, limit int64
+		want          string
+	}{
+		"offset at the end":    {8, 0, ""},
+		"limit past the end":   {5, 100, "ble"},
+		"offset and limit":     {2, 3, "ada"},
+		"limit zero means all": {0, 0, "readable"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			got, err := read(ts, &bytestream.ReadRequest{ResourceName: readName(d), ReadOffset: tc.offset, ReadLimit: tc.limit})
+			if err != nil || string(got) != tc.want {
+				t.Fatalf("read at %d limit %d = %q, %v; want %q", tc.offset, tc.limit, got, err, tc.want)
+			}
+		})
+	}
+}

@@ -59,6 +59,11 @@ func TestCapabilities(t *testing.T) {
 	if cc.DigestFunctions[0] != repb.DigestFunction_SHA256 {
 		t.Errorf("digest_functions %v", cc.DigestFunctions)
 	}
+	// Blob splitting and splicing are not served: REv2 says a server that
+	// serves them MUST declare it, and clients check before using them.
+	if cc.GetSplitBlobSupport() || cc.GetSpliceBlobSupport() {
+		t.Errorf("split %v / splice %v advertised, but not served", cc.GetSplitBlobSupport(), cc.GetSpliceBlobSupport())
+	}
 }
 
 func TestMalformedDigestsAreInvalidArgument(t *testing.T) {

@@ -21,6 +21,7 @@ commands:
   images     manage the container image cache (load, pull), build the role images (build)
   install    copy this binary into a directory (the runner installer image)
   bench      load-generate against any REv2 endpoint
+  run        run one command on any REv2 farm, as recc does
   version    print the version
 
 Run 'paddock <command> -h' for the flags of a command.
@@ -60,6 +61,10 @@ func main() {
 		err = runBench(ctx, args)
 	case "install":
 		err = runInstall(args)
+	case "run":
+		code := runRun(ctx, args)
+		stop()
+		os.Exit(code)
 	case "version":
 		fmt.Println("paddock", version)
 	case "-h", "--help", "help":

@@ -72,7 +72,10 @@ func runScheduler(ctx context.Context, args []string) error {
 	}
 	defer s.Close()
 	obs := newObservability(logger)
-	g, closeFront := schedulerFront(s, cas, ac, serveOpts, obs, logger)
+	g, closeFront, err := schedulerFront(s, cas, ac, serveOpts, obs, *storageAddr, dialOpts, logger)
+	if err != nil {
+		return err
+	}
 	defer closeFront()
 	if *workerListen == "" {
 		s.RegisterInternal(g)
@@ -118,16 +121,23 @@ func loadSchedulerConfig(path, journalDir, journalSync string) (scheduler.Config
 
 // schedulerFront is the scheduler's client-facing gRPC server. Clients
 // point --remote_executor here, and Bazel then uses this one endpoint for
-// the cache too: it serves Capabilities and the storage services as well,
-// in front of the storage endpoint.
-func schedulerFront(s *scheduler.Scheduler, cas storage.BlobStore, ac storage.ActionCache, serveOpts []grpc.ServerOption, obs *observability, logger *slog.Logger) (*grpc.Server, func()) {
+// the cache too: it serves Capabilities, the storage services and the
+// Remote Asset API as well, in front of the storage endpoint.
+func schedulerFront(s *scheduler.Scheduler, cas storage.BlobStore, ac storage.ActionCache, serveOpts []grpc.ServerOption, obs *observability,
+	storageAddr string, dialOpts []grpc.DialOption, logger *slog.Logger) (*grpc.Server, func(), error) {
 	front := storage.NewServer(storage.ServerOptions{CAS: cas, AC: ac, Logger: logger, Execution: executionCapabilities()})
 	obs.reg.MustRegister(s.Collector())
 	g := obs.newGRPCServer(append(front.GRPCServerOptions(), serveOpts...)...)
 	front.Register(g)
+	// The Remote Asset API is storage's: forwarded there.
+	closeAssets, err := registerAssetProxy(g, storageAddr, dialOpts)
+	if err != nil {
+		front.Close()
+		return nil, nil, err
+	}
 	s.RegisterClient(g)
 	obs.finish(g)
-	return g, front.Close
+	return g, func() { closeAssets(); front.Close() }, nil
 }
 
 // runSchedulerDrain asks a scheduler to stop giving work to a worker, and

@@ -72,8 +72,13 @@ func runStorage(ctx context.Context, args []string) error {
 		Logger:                 logger,
 	})
 	defer srv.Close()
+	assets, err := newAssetServer(metered, filepath.Join(cfg.Dir, "assets"), cfg.Assets, logger)
+	if err != nil {
+		return err
+	}
 	g := obs.newGRPCServer(append(srv.GRPCServerOptions(), serveOpts...)...)
 	srv.Register(g)
+	assets.Register(g)
 	obs.finish(g)
 	if *httpAddr != "" {
 		got, err := obs.startHTTP(ctx, *httpAddr, nil)

@@ -36,6 +36,7 @@ func runUp(ctx context.Context, args []string) error {
 	casSize := fs.String("cas-size", "10GiB", "size bound of the CAS")
 	cacheSize := fs.String("file-cache-size", "2GiB", "size bound of the worker's copies of executable inputs")
 	runnerConfig := fs.String("runner-config", "", "runner config file (see configs/runner.yaml)")
+	assetCfg := assetFlags(fs)
 	pprofAddr := fs.String("pprof-listen", "", pprofFlagUsage+"; the runner child then serves its own on the same host, port 0 (both addresses are logged)")
 	var lims limitFlags
 	lims.register(fs)
@@ -70,7 +71,7 @@ func runUp(ctx context.Context, args []string) error {
 		}
 	}
 
-	ep, err := startUpEndpoint(*data, *listen, int64(casBytes), *sec, logger)
+	ep, err := startUpEndpoint(*data, *listen, int64(casBytes), *sec, *assetCfg, logger)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/paddock-build/paddock/auth"
+	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/scheduler"
 	"github.com/paddock-build/paddock/storage"
 	"github.com/paddock-build/paddock/worker"
@@ -36,11 +37,11 @@ type upEndpoint struct {
 	policy *auth.Policy // nil: every call allowed
 }
 
-// startUpEndpoint opens the stores under data and serves them and a
-// scheduler on listen.
+// startUpEndpoint opens the stores under data and serves them, the Remote
+// Asset API and a scheduler on listen.
 // sec gives the TLS and auth of the client listener; with a policy the
 // CAS is partitioned by tenant.
-func startUpEndpoint(data, listen string, casBytes int64, sec serverSecurity, logger *slog.Logger) (*upEndpoint, error) {
+func startUpEndpoint(data, listen string, casBytes int64, sec serverSecurity, assetCfg configs.Assets, logger *slog.Logger) (*upEndpoint, error) {
 	ep := &upEndpoint{obs: newObservability(logger), logger: logger}
 	serveOpts, policy, err := sec.serverOptions(listen, logger)
 	if err != nil {
@@ -67,8 +68,14 @@ func startUpEndpoint(data, listen string, casBytes int64, sec serverSecurity, lo
 		ep.obs.reg.MustRegister(disk.Collector())
 	}
 	ep.srv = storage.NewServer(storage.ServerOptions{CAS: ep.metered, AC: ep.ac, Logger: logger, Execution: executionCapabilities()})
+	assets, err := newAssetServer(ep.metered, filepath.Join(data, "assets"), assetCfg, logger)
+	if err != nil {
+		ep.sched.Close()
+		return nil, err
+	}
 	ep.g = ep.obs.newGRPCServer(append(ep.srv.GRPCServerOptions(), serveOpts...)...)
 	ep.srv.Register(ep.g)
+	assets.Register(ep.g)
 	ep.sched.RegisterClient(ep.g)
 	ep.obs.finish(ep.g)
 	if ep.gi, err = serveLocalInternal(ep.sched, filepath.Join(data, "scheduler.sock")); err != nil {

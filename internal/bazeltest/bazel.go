@@ -1,6 +1,7 @@
 // Package bazeltest runs a real Bazel client (Debian's bazel-bootstrap,
-// Bazel 4.2.3) in a copy of a test workspace, for the end-to-end tests of
-// storage and of the whole farm. Each Bazel gets a private output user root,
+// Bazel 4.2.3, or a release binary such as Bazel 2.1.0 from npm) in a copy
+// of a test workspace, for the end-to-end tests of storage and of the
+// whole farm. Each Bazel gets a private output user root,
 // so nothing depends on, or lands in, ~/.cache/bazel, and its server is shut
 // down when the test ends.
 package bazeltest
@@ -28,6 +29,7 @@ type Bazel struct {
 	t        *testing.T
 	bin      string
 	userRoot string
+	noSysRC  bool
 	// WS is the workspace directory (a copy of the one given to New).
 	WS string
 	// Prefix, if set, runs every Bazel command through it: a command and
@@ -48,6 +50,33 @@ func New(t *testing.T, workspace string) *Bazel {
 	if err != nil {
 		t.Skip("bazel is not on PATH; install Debian's bazel-bootstrap (Bazel 4.2.3) to run this end-to-end test")
 	}
+	return newBazel(t, workspace, bin, false)
+}
+
+// NewRelease is New for a Bazel release binary at bin (such as Bazel 2.1.0
+// from npm's @bazel/bazel-linux_x64), which skips the system bazelrc: that
+// file belongs to the system's Bazel, and may hold flags an older release
+// does not know. It skips the test when bin does not exist.
+func NewRelease(t *testing.T, workspace, bin string) *Bazel {
+	t.Helper()
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("%v; scripts/install-test-deps.sh (run by make test as root) installs it", err)
+	}
+	return newBazel(t, workspace, bin, true)
+}
+
+// Bazel210 is where scripts/install-test-deps.sh installs Bazel 2.1.0 (npm's
+// @bazel/bazel-linux_x64@2.1.0), the oldest Bazel the end-to-end tests
+// run; PADDOCK_BAZEL_2_1_0 overrides it.
+func Bazel210() string {
+	if p := os.Getenv("PADDOCK_BAZEL_2_1_0"); p != "" {
+		return p
+	}
+	return "/opt/paddock-test/bazel-2.1.0/node_modules/@bazel/bazel-linux_x64/bazel-2.1.0-linux-x86_64"
+}
+
+func newBazel(t *testing.T, workspace, bin string, noSysRC bool) *Bazel {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starting Bazel takes tens of seconds; skipped in -short mode")
 	}
@@ -55,7 +84,7 @@ func New(t *testing.T, workspace string) *Bazel {
 	if err := os.CopyFS(ws, os.DirFS(workspace)); err != nil {
 		t.Fatal(err)
 	}
-	b := &Bazel{t: t, bin: bin, WS: ws, userRoot: filepath.Join(t.TempDir(), "bazel-root")}
+	b := &Bazel{t: t, bin: bin, WS: ws, userRoot: filepath.Join(t.TempDir(), "bazel-root"), noSysRC: noSysRC}
 	t.Cleanup(b.Shutdown)
 	return b
 }
@@ -71,6 +100,9 @@ func (b *Bazel) Command(ctx context.Context, args ...string) *exec.Cmd {
 		"--max_idle_secs=300",
 	}
 	startup = append(startup, b.startup...)
+	if b.noSysRC {
+		startup = append(startup, "--nosystem_rc")
+	}
 	argv := append(append(append([]string(nil), b.Prefix...), b.bin), append(startup, args...)...)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = b.WS

@@ -1,0 +1,224 @@
+package asset
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	rapb "github.com/bazelbuild/remote-apis/build/bazel/remote/asset/v1"
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// Qualifiers FetchBlob understands when it downloads from origin.
+const (
+	// qualifierChecksum is an SRI checksum the content must match.
+	qualifierChecksum = "checksum.sri"
+	// qualifierCanonicalID is Bazel's canonical_id: it only tells records
+	// apart, which it does as part of the record key.
+	qualifierCanonicalID = "bazel.canonical_id"
+)
+
+// fetchServer answers Fetch from records, and FetchBlob of http(s) URLs by
+// downloading.
+type fetchServer struct {
+	rapb.UnimplementedFetchServer
+	opts Options
+	idx  *index
+	dl   *downloader
+}
+
+// requestFunction is the digest function of a fetch: SHA-256 when unset,
+// as the API says.
+func requestFunction(fn digest.Function) (digest.Function, error) {
+	if fn == repb.DigestFunction_UNKNOWN {
+		return repb.DigestFunction_SHA256, nil
+	}
+	if _, err := digest.CheckFunction(fn); err != nil {
+		return 0, err
+	}
+	return fn, nil
+}
+
+func oldestAccepted(ts *timestamppb.Timestamp) time.Time {
+	if ts == nil {
+		return time.Time{}
+	}
+	return ts.AsTime()
+}
+
+func expiresAt(r record) *timestamppb.Timestamp {
+	if r.ExpireAt.IsZero() {
+		return nil
+	}
+	return timestamppb.New(r.ExpireAt)
+}
+
+// FetchBlob answers from a live, complete record, else downloads the first
+// http(s) URI that works; a failure is reported as readsFetchStatus says.
+func (s *fetchServer) FetchBlob(ctx context.Context, req *rapb.FetchBlobRequest) (*rapb.FetchBlobResponse, error) {
+	resp, err := s.fetchBlob(storage.WithInstance(ctx, req.InstanceName), req)
+	if err == nil && resp.Status.GetCode() != 0 && !readsFetchStatus(ctx) {
+		return nil, status.FromProto(resp.Status).Err()
+	}
+	return resp, err
+}
+
+func (s *fetchServer) fetchBlob(ctx context.Context, req *rapb.FetchBlobRequest) (*rapb.FetchBlobResponse, error) {
+	if err := checkRequest(req.Uris, req.Qualifiers); err != nil {
+		return nil, err
+	}
+	fn, err := requestFunction(req.DigestFunction)
+	if err != nil {
+		return nil, err
+	}
+	f, err := s.idx.lookup(ctx, req.InstanceName, kindBlob, req.Uris, req.Qualifiers, oldestAccepted(req.OldestContentAccepted))
+	if err != nil {
+		return nil, err
+	}
+	if f != nil {
+		return &rapb.FetchBlobResponse{Status: status.New(codes.OK, "").Proto(), Uri: f.uri, Qualifiers: req.Qualifiers,
+			ExpiresAt: expiresAt(f.rec), BlobDigest: f.digest.Proto(), DigestFunction: f.digest.Function()}, nil
+	}
+	var origin []string
+	for _, uri := range req.Uris {
+		if isHTTP(uri) {
+			origin = append(origin, uri)
+		}
+	}
+	if len(origin) == 0 {
+		return &rapb.FetchBlobResponse{
+			Status: status.New(codes.NotFound, "no record for these URIs and qualifiers, and none is an http(s) URL to download").Proto(),
+			Uri:    req.Uris[0],
+		}, nil
+	}
+	sum, err := s.originQualifiers(req.Qualifiers)
+	if err != nil {
+		return nil, err
+	}
+	var timeout time.Duration
+	if req.Timeout != nil {
+		timeout = req.Timeout.AsDuration()
+	}
+	var failed *rapb.FetchBlobResponse
+	for _, uri := range origin {
+		d, err := s.download(ctx, uri, sum, fn, timeout)
+		if err != nil {
+			if st, ok := status.FromError(err); ok && isOriginFailure(st.Code()) {
+				s.opts.Logger.Info("asset fetch failed", "uri", uri, "code", st.Code(), "error", st.Message())
+				failed = &rapb.FetchBlobResponse{Status: st.Proto(), Uri: uri}
+				continue
+			}
+			return nil, err
+		}
+		rec := record{Hash: d.Hash(), Size: d.SizeBytes(), Function: int32(fn), Created: s.opts.Now()}
+		if err := s.idx.store(req.InstanceName, kindBlob, []string{uri}, req.Qualifiers, rec); err != nil {
+			return nil, err
+		}
+		s.opts.Logger.Info("asset fetched", "uri", uri, "digest", d.String())
+		return &rapb.FetchBlobResponse{Status: status.New(codes.OK, "").Proto(), Uri: uri, Qualifiers: req.Qualifiers,
+			BlobDigest: d.Proto(), DigestFunction: fn}, nil
+	}
+	return failed, nil
+}
+
+func isHTTP(uri string) bool {
+	return strings.HasPrefix(uri, "http://") || strings.HasPrefix(uri, "https://")
+}
+
+// isOriginFailure tells the downloader's codes for failures outside the
+// server's control (reported in the response's status) from the server's
+// own errors (returned as the call's error).
+func isOriginFailure(c codes.Code) bool {
+	switch c {
+	case codes.DeadlineExceeded, codes.NotFound, codes.PermissionDenied, codes.Aborted,
+		codes.ResourceExhausted, codes.Unavailable, codes.InvalidArgument:
+		return true
+	}
+	return false
+}
+
+// originQualifiers checks the qualifiers of a download: each must be one
+// the server honours (REv2: unsupported ones are INVALID_ARGUMENT, with a
+// BadRequest detail), and a checksum is required unless the operator
+// allows fetching without one.
+func (s *fetchServer) originQualifiers(qs []*rapb.Qualifier) (*checksum, error) {
+	var bad []*errdetails.BadRequest_FieldViolation
+	for _, q := range qs {
+		if q.Name != qualifierChecksum && q.Name != qualifierCanonicalID {
+			bad = append(bad, &errdetails.BadRequest_FieldViolation{Field: "qualifiers.name", Description: fmt.Sprintf("%q not supported", q.Name)})
+		}
+	}
+	if len(bad) > 0 {
+		st := status.Newf(codes.InvalidArgument, "qualifiers: %s", bad[0].Description)
+		if withDetail, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: bad}); err == nil {
+			st = withDetail
+		}
+		return nil, st.Err()
+	}
+	v, ok := qualifier(qs, qualifierChecksum)
+	if !ok {
+		if s.opts.AllowWithoutChecksum {
+			return nil, nil
+		}
+		return nil, status.Errorf(codes.InvalidArgument, "qualifiers: %s is required: this server does not fetch content it cannot verify", qualifierChecksum)
+	}
+	sum, err := parseSRI(v)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "qualifiers: %v", err)
+	}
+	return &sum, nil
+}
+
+// download fetches uri and stores it in the CAS.
+func (s *fetchServer) download(ctx context.Context, uri string, sum *checksum, fn digest.Function, timeout time.Duration) (digest.Digest, error) {
+	f, d, err := s.dl.download(ctx, uri, sum, fn, timeout)
+	if err != nil {
+		return digest.Digest{}, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if err := s.opts.CAS.Put(ctx, d, f); err != nil {
+		return digest.Digest{}, status.Errorf(status.Code(err), "store %s: %v", d, err)
+	}
+	return d, nil
+}
+
+// FetchDirectory serves pushed directories only: this server does not
+// unpack archives from origin.
+func (s *fetchServer) FetchDirectory(ctx context.Context, req *rapb.FetchDirectoryRequest) (*rapb.FetchDirectoryResponse, error) {
+	resp, err := s.fetchDirectory(storage.WithInstance(ctx, req.InstanceName), req)
+	if err == nil && resp.Status.GetCode() != 0 && !readsFetchStatus(ctx) {
+		return nil, status.FromProto(resp.Status).Err()
+	}
+	return resp, err
+}
+
+func (s *fetchServer) fetchDirectory(ctx context.Context, req *rapb.FetchDirectoryRequest) (*rapb.FetchDirectoryResponse, error) {
+	if err := checkRequest(req.Uris, req.Qualifiers); err != nil {
+		return nil, err
+	}
+	if _, err := requestFunction(req.DigestFunction); err != nil {
+		return nil, err
+	}
+	f, err := s.idx.lookup(ctx, req.InstanceName, kindDirectory, req.Uris, req.Qualifiers, oldestAccepted(req.OldestContentAccepted))
+	if err != nil {
+		return nil, err
+	}
+	if f == nil {
+		return &rapb.FetchDirectoryResponse{
+			Status: status.New(codes.NotFound, "no pushed directory for these URIs and qualifiers (directories are served from Push only)").Proto(),
+			Uri:    req.Uris[0],
+		}, nil
+	}
+	return &rapb.FetchDirectoryResponse{Status: status.New(codes.OK, "").Proto(), Uri: f.uri, Qualifiers: req.Qualifiers,
+		ExpiresAt: expiresAt(f.rec), RootDirectoryDigest: f.digest.Proto(), DigestFunction: f.digest.Function()}, nil
+}

@@ -1,0 +1,197 @@
+package asset
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	rapb "github.com/bazelbuild/remote-apis/build/bazel/remote/asset/v1"
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// Bounds on the trees a directory record may name, so that checking one
+// costs bounded memory and time.
+const (
+	maxTreeDirectories = 100000
+	maxDirectoryBytes  = 16 << 20
+)
+
+// index is the records over the CAS: it stores them and hands out only
+// those that are live and complete.
+type index struct {
+	records *recordStore
+	cas     storage.BlobStore
+	now     func() time.Time
+	log     *slog.Logger
+}
+
+// internal logs err (which may name host paths) and returns an INTERNAL
+// status that does not.
+func (x *index) internal(what string, err error) error {
+	x.log.Error("asset records", "op", what, "error", err)
+	return status.Errorf(codes.Internal, "%s failed on the server; its log has the details", what)
+}
+
+// found is a usable record and the URI it was found under.
+type found struct {
+	uri    string
+	rec    record
+	digest digest.Digest
+}
+
+// lookup returns the first usable record for any of uris, or nil. A record
+// that expired, or whose content is gone from the CAS, is removed.
+func (x *index) lookup(ctx context.Context, instance string, k kind, uris []string, qs []*rapb.Qualifier, oldest time.Time) (*found, error) {
+	for _, uri := range uris {
+		key := recordKey(instance, k, uri, qs)
+		rec, ok, err := x.records.get(key)
+		if err != nil {
+			return nil, x.internal("reading an asset record", err)
+		}
+		if !ok {
+			continue
+		}
+		if !rec.ExpireAt.IsZero() && !x.now().Before(rec.ExpireAt) {
+			x.records.remove(key)
+			continue
+		}
+		if !oldest.IsZero() && rec.Created.Before(oldest) {
+			continue
+		}
+		d, err := digest.New(digest.Function(rec.Function), rec.Hash, rec.Size)
+		if err != nil {
+			x.records.remove(key)
+			continue
+		}
+		if err := x.complete(ctx, k, d, rec.RefBlobs, rec.RefTrees); status.Code(err) == codes.NotFound {
+			x.records.remove(key)
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		return &found{uri: uri, rec: rec, digest: d}, nil
+	}
+	return nil, nil
+}
+
+// store records rec under every URI.
+func (x *index) store(instance string, k kind, uris []string, qs []*rapb.Qualifier, rec record) error {
+	for _, q := range qs {
+		rec.Qualifier = append(rec.Qualifier, q.Name+"="+q.Value)
+	}
+	for _, uri := range uris {
+		if err := x.records.put(recordKey(instance, k, uri, qs), rec); err != nil {
+			return x.internal("writing an asset record", err)
+		}
+	}
+	return nil
+}
+
+// complete returns NOT_FOUND unless d (a blob, or the root of a tree) and
+// every referenced blob and tree, each tree with all its directories and
+// files, are in the CAS.
+func (x *index) complete(ctx context.Context, k kind, d digest.Digest, refBlobs, refTrees []string) error {
+	blobs := []digest.Digest{}
+	trees := []digest.Digest{}
+	if k == kindDirectory {
+		trees = append(trees, d)
+	} else {
+		blobs = append(blobs, d)
+	}
+	for _, list := range []struct {
+		refs []string
+		into *[]digest.Digest
+	}{{refBlobs, &blobs}, {refTrees, &trees}} {
+		for _, r := range list.refs {
+			rd, err := parseRef(d.Function(), r)
+			if err != nil {
+				return status.Errorf(codes.NotFound, "record references a malformed digest %q", r)
+			}
+			*list.into = append(*list.into, rd)
+		}
+	}
+	files, err := x.treeBlobs(ctx, trees)
+	if err != nil {
+		return err
+	}
+	missing, err := x.cas.FindMissing(ctx, append(blobs, files...))
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return status.Errorf(codes.NotFound, "%d blob(s) the record names are gone from the CAS, e.g. %s", len(missing), missing[0])
+	}
+	return nil
+}
+
+// treeBlobs reads the trees rooted at roots and returns the digests of
+// their files; a missing directory is NOT_FOUND.
+func (x *index) treeBlobs(ctx context.Context, roots []digest.Digest) ([]digest.Digest, error) {
+	var files []digest.Digest
+	seen := map[digest.Digest]bool{}
+	queue := append([]digest.Digest(nil), roots...)
+	for len(queue) > 0 {
+		d := queue[0]
+		queue = queue[1:]
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
+		if len(seen) > maxTreeDirectories {
+			return nil, status.Errorf(codes.ResourceExhausted, "tree has more than %d directories", maxTreeDirectories)
+		}
+		dir := &repb.Directory{}
+		if err := storage.GetProto(ctx, x.cas, d, dir, maxDirectoryBytes); err != nil {
+			switch status.Code(err) {
+			case codes.NotFound:
+				return nil, status.Errorf(codes.NotFound, "directory %s is gone from the CAS", d)
+			case codes.InvalidArgument:
+				return nil, status.Errorf(codes.NotFound, "blob %s is not a Directory", d)
+			}
+			return nil, err
+		}
+		if len(dir.ProtoReflect().GetUnknown()) > 0 {
+			// Not a Directory REv2 clients would write: a wrong digest.
+			return nil, status.Errorf(codes.NotFound, "blob %s is not a Directory", d)
+		}
+		for _, f := range dir.Files {
+			fd, err := digest.FromProto(d.Function(), f.Digest, "file "+f.Name)
+			if err != nil {
+				return nil, status.Errorf(codes.NotFound, "directory %s: %s", d, status.Convert(err).Message())
+			}
+			files = append(files, fd)
+		}
+		for _, sub := range dir.Directories {
+			sd, err := digest.FromProto(d.Function(), sub.Digest, "directory "+sub.Name)
+			if err != nil {
+				return nil, status.Errorf(codes.NotFound, "directory %s: %s", d, status.Convert(err).Message())
+			}
+			queue = append(queue, sd)
+		}
+	}
+	return files, nil
+}
+
+// ref and parseRef write and read "hash/size", the form references are
+// recorded in.
+func ref(d digest.Digest) string { return d.String() }
+
+func parseRef(fn digest.Function, s string) (digest.Digest, error) {
+	i := strings.LastIndexByte(s, '/')
+	if i < 0 {
+		return digest.Digest{}, fmt.Errorf("no size in %q", s)
+	}
+	size, err := strconv.ParseInt(s[i+1:], 10, 64)
+	if err != nil {
+		return digest.Digest{}, err
+	}
+	return digest.New(fn, s[:i], size)
+}

@@ -1,0 +1,109 @@
+package asset
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	rapb "github.com/bazelbuild/remote-apis/build/bazel/remote/asset/v1"
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// pushServer records URIs and qualifiers against content already in the
+// CAS. Content must be complete when pushed (REv2 puts that on the client;
+// checking it turns a client bug into a clear FAILED_PRECONDITION instead
+// of a record that is never served).
+type pushServer struct {
+	rapb.UnimplementedPushServer
+	idx *index
+	now func() time.Time
+}
+
+func (s *pushServer) PushBlob(ctx context.Context, req *rapb.PushBlobRequest) (*rapb.PushBlobResponse, error) {
+	ctx = storage.WithInstance(ctx, req.InstanceName) // the CAS partition
+	rec, err := s.prepare(ctx, pushRequest{kindBlob, req.Uris, req.Qualifiers, req.ExpireAt, req.DigestFunction,
+		req.BlobDigest, "blob_digest", req.ReferencesBlobs, req.ReferencesDirectories})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.idx.store(req.InstanceName, kindBlob, req.Uris, req.Qualifiers, rec); err != nil {
+		return nil, err
+	}
+	return &rapb.PushBlobResponse{}, nil
+}
+
+func (s *pushServer) PushDirectory(ctx context.Context, req *rapb.PushDirectoryRequest) (*rapb.PushDirectoryResponse, error) {
+	ctx = storage.WithInstance(ctx, req.InstanceName) // the CAS partition
+	rec, err := s.prepare(ctx, pushRequest{kindDirectory, req.Uris, req.Qualifiers, req.ExpireAt, req.DigestFunction,
+		req.RootDirectoryDigest, "root_directory_digest", req.ReferencesBlobs, req.ReferencesDirectories})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.idx.store(req.InstanceName, kindDirectory, req.Uris, req.Qualifiers, rec); err != nil {
+		return nil, err
+	}
+	return &rapb.PushDirectoryResponse{}, nil
+}
+
+// pushRequest is what PushBlob and PushDirectory have in common.
+type pushRequest struct {
+	kind               kind
+	uris               []string
+	qualifiers         []*rapb.Qualifier
+	expireAt           *timestamppb.Timestamp
+	fn                 digest.Function
+	digest             *repb.Digest
+	field              string // the digest's field, for messages
+	refBlobs, refTrees []*repb.Digest
+}
+
+// prepare validates a push and returns the record to store.
+func (s *pushServer) prepare(ctx context.Context, p pushRequest) (record, error) {
+	if err := checkRequest(p.uris, p.qualifiers); err != nil {
+		return record{}, err
+	}
+	fn, err := digest.CheckFunction(p.fn)
+	if err != nil {
+		return record{}, err
+	}
+	dg, err := digest.FromProto(fn, p.digest, p.field)
+	if err != nil {
+		return record{}, err
+	}
+	now := s.now()
+	rec := record{Hash: dg.Hash(), Size: dg.SizeBytes(), Function: int32(dg.Function()), Created: now}
+	if p.expireAt != nil {
+		if err := p.expireAt.CheckValid(); err != nil {
+			return record{}, status.Errorf(codes.InvalidArgument, "expire_at: %v", err)
+		}
+		if rec.ExpireAt = p.expireAt.AsTime(); !rec.ExpireAt.After(now) {
+			return record{}, status.Errorf(codes.InvalidArgument, "expire_at: %s is not in the future", rec.ExpireAt.Format(time.RFC3339))
+		}
+	}
+	for i, r := range p.refBlobs {
+		rd, err := digest.FromProto(dg.Function(), r, fmt.Sprintf("references_blobs[%d]", i))
+		if err != nil {
+			return record{}, err
+		}
+		rec.RefBlobs = append(rec.RefBlobs, ref(rd))
+	}
+	for i, r := range p.refTrees {
+		rd, err := digest.FromProto(dg.Function(), r, fmt.Sprintf("references_directories[%d]", i))
+		if err != nil {
+			return record{}, err
+		}
+		rec.RefTrees = append(rec.RefTrees, ref(rd))
+	}
+	if err := s.idx.complete(ctx, p.kind, dg, rec.RefBlobs, rec.RefTrees); status.Code(err) == codes.NotFound {
+		return record{}, status.Errorf(codes.FailedPrecondition, "%s %s: upload the content to the CAS before pushing: %s", p.field, dg, status.Convert(err).Message())
+	} else if err != nil {
+		return record{}, err
+	}
+	return rec, nil
+}

@@ -1,0 +1,389 @@
+package asset_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	rapb "github.com/bazelbuild/remote-apis/build/bazel/remote/asset/v1"
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/paddock-build/paddock/asset"
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// clock is a settable clock for expiry.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+type harness struct {
+	cas   *storage.MemoryBlobStore
+	fetch rapb.FetchClient
+	push  rapb.PushClient
+	clock *clock
+}
+
+// start serves the asset services on loopback over a memory CAS.
+func start(t *testing.T, adjust func(*asset.Options)) *harness {
+	t.Helper()
+	h := &harness{cas: storage.NewMemoryBlobStore(), clock: &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
+	opts := asset.Options{CAS: h.cas, Dir: t.TempDir(), Now: h.clock.Now}
+	if adjust != nil {
+		adjust(&opts)
+	}
+	h.fetch, h.push = serve(t, opts)
+	return h
+}
+
+// serve serves the asset services with opts on loopback until the test
+// ends.
+func serve(t *testing.T, opts asset.Options) (rapb.FetchClient, rapb.PushClient) {
+	t.Helper()
+	srv, err := asset.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	srv.Register(g)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go g.Serve(lis)
+	t.Cleanup(g.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return rapb.NewFetchClient(conn), rapb.NewPushClient(conn)
+}
+
+func (h *harness) put(t *testing.T, data []byte) digest.Digest {
+	t.Helper()
+	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
+	if err := h.cas.Put(context.Background(), d, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func (h *harness) putProto(t *testing.T, m proto.Message) digest.Digest {
+	t.Helper()
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	return h.put(t, b)
+}
+
+func wantCode(t *testing.T, err error, code codes.Code, fragment string) {
+	t.Helper()
+	st := status.Convert(err)
+	if st.Code() != code || !strings.Contains(st.Message(), fragment) {
+		t.Fatalf("got %v, want %s mentioning %q", err, code, fragment)
+	}
+}
+
+func q(kv ...string) []*rapb.Qualifier {
+	var out []*rapb.Qualifier
+	for i := 0; i < len(kv); i += 2 {
+		out = append(out, &rapb.Qualifier{Name: kv[i], Value: kv[i+1]})
+	}
+	return out
+}
+
+// BuildStream probes for the service with empty requests and expects
+// INVALID_ARGUMENT (UNIMPLEMENTED would mean no support).
+func TestEmptyRequestsAreInvalidArgument(t *testing.T) {
+	h := start(t, nil)
+	ctx := t.Context()
+	_, err := h.fetch.FetchBlob(ctx, &rapb.FetchBlobRequest{})
+	wantCode(t, err, codes.InvalidArgument, "uris")
+	_, err = h.fetch.FetchDirectory(ctx, &rapb.FetchDirectoryRequest{})
+	wantCode(t, err, codes.InvalidArgument, "uris")
+	_, err = h.push.PushBlob(ctx, &rapb.PushBlobRequest{})
+	wantCode(t, err, codes.InvalidArgument, "uris")
+	_, err = h.push.PushDirectory(ctx, &rapb.PushDirectoryRequest{})
+	wantCode(t, err, codes.InvalidArgument, "uris")
+	_, err = h.fetch.FetchBlob(ctx, &rapb.FetchBlobRequest{Uris: []string{"urn:x"}, Qualifiers: q("a", "1", "a", "2")})
+	wantCode(t, err, codes.InvalidArgument, "appears twice")
+}
+
+// A pushed blob or directory is served for its URIs and exactly its
+// qualifiers (in any order), from any instance only its own.
+func TestPushThenFetch(t *testing.T) {
+	h := start(t, nil)
+	ctx := readsStatus(t)
+	blob := h.put(t, []byte("artifact"))
+	if _, err := h.push.PushBlob(ctx, &rapb.PushBlobRequest{InstanceName: "i", Uris: []string{"urn:a", "urn:b"},
+		Qualifiers: q("x", "1", "y", "2"), BlobDigest: blob.Proto()}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := h.fetch.FetchBlob(ctx, &rapb.FetchBlobRequest{InstanceName: "i", Uris: []string{"urn:b"}, Qualifiers: q("y", "2", "x", "1")})
+	if err != nil || resp.Status.GetCode() != 0 || resp.BlobDigest.GetHash() != blob.Hash() || resp.Uri != "urn:b" {
+		t.Fatalf("fetch of the pushed blob: %v, %v", resp, err)
+	}
+	for name, req := range map[string]*rapb.FetchBlobRequest{
+		"other qualifiers": {InstanceName: "i", Uris: []string{"urn:a"}, Qualifiers: q("x", "1")},
+		"other instance":   {InstanceName: "j", Uris: []string{"urn:a"}, Qualifiers: q("x", "1", "y", "2")},
+		"other uri":        {InstanceName: "i", Uris: []string{"urn:c"}, Qualifiers: q("x", "1", "y", "2")},
+	} {
+		resp, err := h.fetch.FetchBlob(ctx, req)
+		if err != nil || codes.Code(resp.Status.GetCode()) != codes.NotFound {
+			t.Errorf("%s: %v, %v; want a NOT_FOUND status", name, resp, err)
+		}
+	}
+
+	file := h.put(t, []byte("file in the tree"))
+	sub := h.putProto(t, &repb.Directory{Files: []*repb.FileNode{{Name: "f", Digest: file.Proto()}}})
+	root := h.putProto(t, &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "sub", Digest: sub.Proto()}}})
+	if _, err := h.push.PushDirectory(ctx, &rapb.PushDirectoryRequest{Uris: []string{"urn:tree"}, RootDirectoryDigest: root.Proto()}); err != nil {
+		t.Fatal(err)
+	}
+	dresp, err := h.fetch.FetchDirectory(ctx, &rapb.FetchDirectoryRequest{Uris: []string{"urn:tree"}})
+	if err != nil || dresp.Status.GetCode() != 0 || dresp.RootDirectoryDigest.GetHash() != root.Hash() {
+		t.Fatalf("fetch of the pushed directory: %v, %v", dresp, err)
+	}
+	// A blob record is not a directory record.
+	if dresp, _ := h.fetch.FetchDirectory(ctx, &rapb.FetchDirectoryRequest{Uris: []string{"urn:a"}, Qualifiers: q("x", "1", "y", "2")}); codes.Code(dresp.GetStatus().GetCode()) != codes.NotFound {
+		t.Errorf("a blob record served as a directory: %v", dresp)
+	}
+
+	// Content gone from the CAS: the record is never served again.
+	h.cas.Delete(file)
+	dresp, err = h.fetch.FetchDirectory(ctx, &rapb.FetchDirectoryRequest{Uris: []string{"urn:tree"}})
+	if err != nil || codes.Code(dresp.Status.GetCode()) != codes.NotFound {
+		t.Fatalf("a directory whose file was evicted: %v, %v; want NOT_FOUND", dresp, err)
+	}
+	h.put(t, []byte("file in the tree"))
+	if dresp, _ := h.fetch.FetchDirectory(ctx, &rapb.FetchDirectoryRequest{Uris: []string{"urn:tree"}}); codes.Code(dresp.GetStatus().GetCode()) != codes.NotFound {
+		t.Errorf("a record found incomplete came back: %v", dresp)
+	}
+}
+
+// Pushes of content not in the CAS, or already expired, are refused;
+// records stop being served when they expire.
+func TestPushValidationAndExpiry(t *testing.T) {
+	h := start(t, nil)
+	ctx := readsStatus(t)
+	absent := digest.FromBytes(repb.DigestFunction_SHA256, []byte("never uploaded"))
+	_, err := h.push.PushBlob(ctx, &rapb.PushBlobRequest{Uris: []string{"urn:a"}, BlobDigest: absent.Proto()})
+	wantCode(t, err, codes.FailedPrecondition, "blob_digest")
+	present := h.put(t, []byte("present"))
+	_, err = h.push.PushBlob(ctx, &rapb.PushBlobRequest{Uris: []string{"urn:a"}, BlobDigest: present.Proto(), ReferencesBlobs: []*repb.Digest{absent.Proto()}})
+	wantCode(t, err, codes.FailedPrecondition, "blob_digest")
+	_, err = h.push.PushDirectory(ctx, &rapb.PushDirectoryRequest{Uris: []string{"urn:d"}, RootDirectoryDigest: present.Proto()})
+	wantCode(t, err, codes.FailedPrecondition, "root_directory_digest") // not a Directory
+	_, err = h.push.PushBlob(ctx, &rapb.PushBlobRequest{Uris: []string{"urn:a"}, BlobDigest: &repb.Digest{Hash: "xyz", SizeBytes: 1}})
+	wantCode(t, err, codes.InvalidArgument, "blob_digest")
+	_, err = h.push.PushBlob(ctx, &rapb.PushBlobRequest{Uris: []string{"urn:a"}, BlobDigest: present.Proto(), ExpireAt: timestamppb.New(h.clock.Now().Add(-time.Second))})
+	wantCode(t, err, codes.InvalidArgument, "expire_at")
+
+	expire := h.clock.Now().Add(time.Hour)
+	if _, err := h.push.PushBlob(ctx, &rapb.PushBlobRequest{Uris: []string{"urn:a"}, BlobDigest: present.Proto(), ExpireAt: timestamppb.New(expire)}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := h.fetch.FetchBlob(ctx, &rapb.FetchBlobRequest{Uris: []string{"urn:a"}})
+	if err != nil || resp.Status.GetCode() != 0 || !resp.ExpiresAt.AsTime().Equal(expire) {
+		t.Fatalf("before expiry: %v, %v", resp, err)
+	}
+	// oldest_content_accepted after the push: not served.
+	resp, _ = h.fetch.FetchBlob(ctx, &rapb.FetchBlobRequest{Uris: []string{"urn:a"}, OldestContentAccepted: timestamppb.New(h.clock.Now().Add(time.Minute))})
+	if codes.Code(resp.GetStatus().GetCode()) != codes.NotFound {
+		t.Errorf("content older than oldest_content_accepted served: %v", resp)
+	}
+	h.clock.add(time.Hour)
+	resp, err = h.fetch.FetchBlob(ctx, &rapb.FetchBlobRequest{Uris: []string{"urn:a"}})
+	if err != nil || codes.Code(resp.Status.GetCode()) != codes.NotFound {
+		t.Fatalf("after expiry: %v, %v; want NOT_FOUND", resp, err)
+	}
+}
+
+func sri(data []byte) string {
+	sum := sha256.Sum256(data)
+	return "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// origin is a loopback HTTP server with a few paths.
+type origin struct {
+	*httptest.Server
+	hits atomic.Int64
+}
+
+func startOrigin(t *testing.T, content []byte) *origin {
+	o := &origin{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { o.hits.Add(1); w.Write(content) })
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) { w.Write(make([]byte, 4096)) })
+	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	mux.HandleFunc("/away", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://localhost.invalid/file", http.StatusFound)
+	})
+	o.Server = httptest.NewServer(mux)
+	t.Cleanup(o.Close)
+	return o
+}
+
+// FetchBlob of an http URL with a checksum: downloaded from an allowed
+// host, checked, stored and recorded; a second fetch is served from the
+// record. Every way it can go wrong is a status of its own.
+func TestFetchBlobFromOrigin(t *testing.T) {
+	content := []byte("downloaded content\n")
+	o := startOrigin(t, content)
+	host := strings.TrimPrefix(o.URL, "http://")
+	h := start(t, func(opts *asset.Options) {
+		opts.AllowedHosts = []string{host}
+		opts.MaxFetchBytes = 1024
+		opts.FetchTimeout = 300 * time.Millisecond
+	})
+	ctx := readsStatus(t)
+	req := &rapb.FetchBlobRequest{Uris: []string{o.URL + "/file"}, Qualifiers: q("checksum.sri", sri(content))}
+	resp, err := h.fetch.FetchBlob(ctx, req)
+	want := digest.FromBytes(repb.DigestFunction_SHA256, content)
+	if err != nil || resp.Status.GetCode() != 0 || resp.BlobDigest.GetHash() != want.Hash() || resp.DigestFunction != repb.DigestFunction_SHA256 {
+		t.Fatalf("fetch: %v, %v", resp, err)
+	}
+	if missing, _ := h.cas.FindMissing(ctx, []digest.Digest{want}); len(missing) != 0 {
+		t.Fatal("the fetched content is not in the CAS")
+	}
+	if resp, err = h.fetch.FetchBlob(ctx, req); err != nil || resp.Status.GetCode() != 0 || o.hits.Load() != 1 {
+		t.Fatalf("second fetch: %v, %v, %d downloads; want the record, one download", resp, err, o.hits.Load())
+	}
+
+	for name, tc := range map[string]struct {
+		req  *rapb.FetchBlobRequest
+		code codes.Code
+		want string
+	}{
+		"wrong checksum":   {&rapb.FetchBlobRequest{Uris: []string{o.URL + "/file"}, Qualifiers: q("checksum.sri", sri([]byte("other")))}, codes.Aborted, "checksum mismatch"},
+		"host not allowed": {&rapb.FetchBlobRequest{Uris: []string{"http://localhost.invalid/file"}, Qualifiers: q("checksum.sri", sri(content))}, codes.PermissionDenied, "allow-list"},
+		"redirect away":    {&rapb.FetchBlobRequest{Uris: []string{o.URL + "/away"}, Qualifiers: q("checksum.sri", sri(content))}, codes.PermissionDenied, "allow-list"},
+		"too large":        {&rapb.FetchBlobRequest{Uris: []string{o.URL + "/big"}, Qualifiers: q("checksum.sri", sri(content))}, codes.ResourceExhausted, "limit"},
+		"timeout":          {&rapb.FetchBlobRequest{Uris: []string{o.URL + "/hang"}, Qualifiers: q("checksum.sri", sri(content))}, codes.DeadlineExceeded, "within"},
+		"not found":        {&rapb.FetchBlobRequest{Uris: []string{o.URL + "/nothing"}, Qualifiers: q("checksum.sri", sri(content))}, codes.NotFound, "404"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp, err := h.fetch.FetchBlob(ctx, tc.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := status.FromProto(resp.Status); st.Code() != tc.code || !strings.Contains(st.Message(), tc.want) || resp.Uri != tc.req.Uris[0] {
+				t.Fatalf("status %v (uri %q); want %s mentioning %q", st, resp.Uri, tc.code, tc.want)
+			}
+		})
+	}
+	if got := o.hits.Load(); got != 2 {
+		t.Errorf("%d downloads of /file; want 2 (the wrong checksum is not recorded)", got)
+	}
+
+	// Requests the server refuses outright.
+	_, err = h.fetch.FetchBlob(ctx, &rapb.FetchBlobRequest{Uris: []string{o.URL + "/file"}})
+	wantCode(t, err, codes.InvalidArgument, "checksum.sri is required")
+	_, err = h.fetch.FetchBlob(ctx, &rapb.FetchBlobRequest{Uris: []string{o.URL + "/file"}, Qualifiers: q("checksum.sri", "md5-abc")})
+	wantCode(t, err, codes.InvalidArgument, "checksum.sri")
+	_, err = h.fetch.FetchBlob(ctx, &rapb.FetchBlobRequest{Uris: []string{o.URL + "/file"}, Qualifiers: q("checksum.sri", sri(content), "vcs.commit", "abc")})
+	wantCode(t, err, codes.InvalidArgument, `"vcs.commit" not supported`)
+	var br *errdetails.BadRequest
+	for _, d := range status.Convert(err).Details() {
+		if b, ok := d.(*errdetails.BadRequest); ok {
+			br = b
+		}
+	}
+	if br == nil || br.FieldViolations[0].Field != "qualifiers.name" {
+		t.Errorf("unsupported qualifier without a BadRequest detail: %v", status.Convert(err).Details())
+	}
+}
+
+// Records live on disk: a restarted server serves what was pushed before.
+func TestRecordsSurviveRestart(t *testing.T) {
+	h := start(t, nil)
+	dir := t.TempDir()
+	opts := asset.Options{CAS: h.cas, Dir: dir, Now: h.clock.Now}
+	_, push := serve(t, opts)
+	blob := h.put(t, []byte("kept"))
+	if _, err := push.PushBlob(t.Context(), &rapb.PushBlobRequest{Uris: []string{"urn:kept"}, BlobDigest: blob.Proto()}); err != nil {
+		t.Fatal(err)
+	}
+	fetch, _ := serve(t, opts)
+	resp, err := fetch.FetchBlob(t.Context(), &rapb.FetchBlobRequest{Uris: []string{"urn:kept"}})
+	if err != nil || resp.BlobDigest.GetHash() != blob.Hash() {
+		t.Fatalf("after a restart: %v, %v", resp, err)
+	}
+}
+
+// withTool returns a context whose calls carry RequestMetadata naming
+// the client tool, as Bazel sends it.
+func withTool(ctx context.Context, tool, version string) context.Context {
+	rm, _ := proto.Marshal(&repb.RequestMetadata{ToolDetails: &repb.ToolDetails{ToolName: tool, ToolVersion: version}})
+	return metadata.AppendToOutgoingContext(ctx, "build.bazel.remote.execution.v2.requestmetadata-bin", string(rm))
+}
+
+// readsStatus is the context of a client known to read the status inside
+// Fetch responses (Bazel 8.1 and later).
+func readsStatus(t *testing.T) context.Context { return withTool(t.Context(), "bazel", "9.0.0") }
+
+// Clients that ignore the status inside Fetch responses (Bazel before 8.1,
+// BuildStream 1.6, anything unknown) get a failed fetch as the call's
+// error, with the same code and message.
+func TestClientsThatIgnoreStatusGetErrors(t *testing.T) {
+	o := startOrigin(t, []byte("content"))
+	h := start(t, func(opts *asset.Options) { opts.AllowedHosts = []string{strings.TrimPrefix(o.URL, "http://")} })
+	req := &rapb.FetchBlobRequest{Uris: []string{o.URL + "/file"}, Qualifiers: q("checksum.sri", sri([]byte("other")))}
+	for name, ctx := range map[string]context.Context{
+		"bazel 4.2.3":       withTool(t.Context(), "bazel", "4.2.3"),
+		"debian bazel":      withTool(t.Context(), "bazel", "no_version"),
+		"no request header": t.Context(), // BuildStream 1.6
+	} {
+		_, err := h.fetch.FetchBlob(ctx, req)
+		if st := status.Convert(err); st.Code() != codes.Aborted || !strings.Contains(st.Message(), "checksum mismatch") {
+			t.Errorf("%s: FetchBlob error %v; want ABORTED, checksum mismatch", name, err)
+		}
+		_, err = h.fetch.FetchDirectory(ctx, &rapb.FetchDirectoryRequest{Uris: []string{"urn:fdc:buildstream.build:2020:v1:absent"}})
+		if status.Code(err) != codes.NotFound {
+			t.Errorf("%s: FetchDirectory of nothing: %v; want NOT_FOUND as the call's error", name, err)
+		}
+	}
+	resp, err := h.fetch.FetchBlob(withTool(t.Context(), "bazel", "8.1.0"), req)
+	if err != nil || codes.Code(resp.Status.GetCode()) != codes.Aborted {
+		t.Errorf("bazel 8.1.0: %v, %v; want the failure in the response's status", resp, err)
+	}
+}
+
+// Without a checksum, a download happens only when the operator allows it.
+func TestFetchWithoutChecksumWhenAllowed(t *testing.T) {
+	content := []byte("unchecked\n")
+	o := startOrigin(t, content)
+	h := start(t, func(opts *asset.Options) {
+		opts.AllowedHosts = []string{"127.0.0.1"} // without the port: any port
+		opts.AllowWithoutChecksum = true
+	})
+	resp, err := h.fetch.FetchBlob(readsStatus(t), &rapb.FetchBlobRequest{Uris: []string{o.URL + "/file"}})
+	if err != nil || resp.Status.GetCode() != 0 || resp.BlobDigest.GetSizeBytes() != int64(len(content)) {
+		t.Fatalf("%v, %v", resp, err)
+	}
+}

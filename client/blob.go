@@ -1,0 +1,82 @@
+package client
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/paddock-build/paddock/digest"
+)
+
+// Blob is content to upload: bytes held in memory, or a local file read
+// only if the server turns out to be missing it (so a rerun reads nothing
+// but the files' hashes).
+type Blob struct {
+	Digest digest.Digest
+	// Data is the content, when it is held in memory.
+	Data []byte
+	// Path is the local file holding the content, when Data is nil.
+	Path string
+}
+
+// NewBlob returns an in-memory blob (SHA-256).
+func NewBlob(data []byte) Blob {
+	return Blob{Digest: digest.FromBytes(repb.DigestFunction_SHA256, data), Data: data}
+}
+
+// ProtoBlob returns m serialized deterministically, as REv2 requires for
+// messages whose digest names them (Action, Command, Directory).
+func ProtoBlob(m proto.Message) Blob {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		// Only an invalid message (bad UTF-8 in a string field) fails; the
+		// messages built here come from validated input.
+		panic("client: marshal " + string(proto.MessageName(m)) + ": " + err.Error())
+	}
+	return NewBlob(b)
+}
+
+// FileBlob hashes the file at path and returns a blob that reads it again
+// on upload.
+func FileBlob(path string) (Blob, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Blob{}, err
+	}
+	defer f.Close()
+	d, err := digest.FromReader(repb.DigestFunction_SHA256, f)
+	if err != nil {
+		return Blob{}, err
+	}
+	return Blob{Digest: d, Path: path}, nil
+}
+
+// open returns the blob's content.
+func (b Blob) open() (io.ReadCloser, error) {
+	if b.Data != nil || b.Path == "" {
+		return io.NopCloser(bytes.NewReader(b.Data)), nil
+	}
+	return os.Open(b.Path)
+}
+
+// bytes returns the blob's content in memory (small blobs, for batches).
+func (b Blob) bytes() ([]byte, error) {
+	if b.Data != nil || b.Path == "" {
+		return b.Data, nil
+	}
+	data, err := os.ReadFile(b.Path)
+	if err == nil && int64(len(data)) != b.Digest.SizeBytes() {
+		err = errChanged(b.Path)
+	}
+	return data, err
+}
+
+// errChanged reports a local file whose size differs from when it was
+// hashed: uploading it would store bytes under the wrong digest.
+func errChanged(path string) error {
+	return fmt.Errorf("%s changed while it was being uploaded", path)
+}

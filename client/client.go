@@ -1,0 +1,236 @@
+// Package client is a reusable REv2 client: it uploads what the server is
+// missing (small blobs in batches, large ones through ByteStream), builds
+// input trees and Actions for the protocol version the caller speaks,
+// executes them (following the operation, and WaitExecution when the
+// stream breaks), reads blobs back and writes an ActionResult's outputs
+// into a local directory. It speaks plain REv2, so it works against any
+// farm. `paddock bench` and `paddock run` are built on it.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// Options configure a Client.
+type Options struct {
+	// Instance is the REv2 instance name of every call.
+	Instance string
+	// Headers are added to every call as gRPC metadata.
+	Headers map[string]string
+	// MaxBatchBytes bounds BatchUpdateBlobs and BatchReadBlobs requests;
+	// blobs above half of it go through ByteStream. Default 2 MiB, under
+	// gRPC's default 4 MiB message limit.
+	MaxBatchBytes int64
+}
+
+// Client is an REv2 client over one connection. It is safe for
+// concurrent use.
+type Client struct {
+	opts  Options
+	cas   repb.ContentAddressableStorageClient
+	ac    repb.ActionCacheClient
+	exec  repb.ExecutionClient
+	store *storage.RemoteBlobStore // blob moves: batches for small, ByteStream for large
+}
+
+// New returns a client over conn, which must serve the CAS, ByteStream
+// and Execution services (as one REv2 endpoint does).
+func New(conn grpc.ClientConnInterface, opts Options) *Client {
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = 2 << 20
+	}
+	return &Client{
+		opts:  opts,
+		cas:   repb.NewContentAddressableStorageClient(conn),
+		ac:    repb.NewActionCacheClient(conn),
+		exec:  repb.NewExecutionClient(conn),
+		store: storage.NewRemoteBlobStore(conn, storage.RemoteOptions{InstanceName: opts.Instance, MaxBatchBytes: opts.MaxBatchBytes}),
+	}
+}
+
+// CAS is the raw CAS client (for callers that measure single RPCs).
+func (c *Client) CAS() repb.ContentAddressableStorageClient { return c.cas }
+
+// Context returns ctx with the client's headers added.
+func (c *Client) Context(ctx context.Context) context.Context {
+	if len(c.opts.Headers) == 0 {
+		return ctx
+	}
+	kv := make([]string, 0, 2*len(c.opts.Headers))
+	for k, v := range c.opts.Headers {
+		kv = append(kv, k, v)
+	}
+	return metadata.AppendToOutgoingContext(ctx, kv...)
+}
+
+// UploadStats says what an Upload moved.
+type UploadStats struct {
+	// Blobs and Bytes are the distinct blobs asked for.
+	Blobs int
+	Bytes int64
+	// MissingBlobs and MissingBytes are those the server lacked, and
+	// uploaded.
+	MissingBlobs int
+	MissingBytes int64
+}
+
+// Upload stores the blobs the server is missing (FindMissingBlobs first):
+// small ones in batches, large ones through ByteStream.
+func (c *Client) Upload(ctx context.Context, blobs []Blob) (UploadStats, error) {
+	ctx = c.Context(ctx)
+	var st UploadStats
+	byDigest := map[digest.Digest]Blob{}
+	var ds []digest.Digest
+	for _, b := range blobs {
+		if _, dup := byDigest[b.Digest]; !dup {
+			byDigest[b.Digest] = b
+			ds = append(ds, b.Digest)
+			st.Blobs++
+			st.Bytes += b.Digest.SizeBytes()
+		}
+	}
+	missing, err := c.store.FindMissing(ctx, ds)
+	if err != nil {
+		return st, fmt.Errorf("FindMissingBlobs: %w", err)
+	}
+	batch := map[digest.Digest][]byte{}
+	var size int64
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := c.store.PutMany(ctx, batch)
+		batch, size = map[digest.Digest][]byte{}, 0
+		return err
+	}
+	limit := c.opts.MaxBatchBytes
+	for _, d := range missing {
+		st.MissingBlobs++
+		st.MissingBytes += d.SizeBytes()
+		b := byDigest[d]
+		if d.SizeBytes() > limit/2 {
+			if err := c.put(ctx, b); err != nil {
+				return st, err
+			}
+			continue
+		}
+		if size+d.SizeBytes() > limit {
+			if err := flush(); err != nil {
+				return st, err
+			}
+		}
+		data, err := b.bytes()
+		if err != nil {
+			return st, fmt.Errorf("upload %s: %w", d, err)
+		}
+		batch[d] = data
+		size += d.SizeBytes()
+	}
+	return st, flush()
+}
+
+// Write uploads one blob whether or not the server has it (ByteStream for
+// large ones).
+func (c *Client) Write(ctx context.Context, b Blob) error {
+	return c.put(c.Context(ctx), b)
+}
+
+func (c *Client) put(ctx context.Context, b Blob) error {
+	r, err := b.open()
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", b.Digest, err)
+	}
+	defer r.Close()
+	if err := c.store.Put(ctx, b.Digest, r); err != nil {
+		return fmt.Errorf("upload %s: %w", b.Digest, err)
+	}
+	return nil
+}
+
+// Read downloads one blob; the bytes are checked against the digest.
+func (c *Client) Read(ctx context.Context, d digest.Digest) ([]byte, error) {
+	if d.IsEmpty() {
+		return []byte{}, nil
+	}
+	r, err := c.store.Get(c.Context(ctx), d, 0)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", d, err)
+	}
+	defer r.Close()
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", d, err)
+	}
+	return data, nil
+}
+
+// ReadProto downloads a blob and parses it into m.
+func (c *Client) ReadProto(ctx context.Context, d digest.Digest, m proto.Message) error {
+	data, err := c.Read(ctx, d)
+	if err != nil {
+		return err
+	}
+	if err := proto.Unmarshal(data, m); err != nil {
+		return fmt.Errorf("read %s: %s: %w", d, proto.MessageName(m), err)
+	}
+	return nil
+}
+
+// Execute runs a stored action and returns the final ExecuteResponse,
+// following the operation stream to the end and, if the stream breaks
+// (UNAVAILABLE or an early end), resuming it with WaitExecution a few
+// times. The response's own status is left for the caller to read.
+func (c *Client) Execute(ctx context.Context, req *repb.ExecuteRequest) (*repb.ExecuteResponse, error) {
+	ctx = c.Context(ctx)
+	if req.InstanceName == "" {
+		req.InstanceName = c.opts.Instance
+	}
+	if req.DigestFunction == repb.DigestFunction_UNKNOWN {
+		req.DigestFunction = repb.DigestFunction_SHA256
+	}
+	d := req.ActionDigest.GetHash()
+	stream, err := c.exec.Execute(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("execute %s: %w", d, err)
+	}
+	name := ""
+	for attempt := 0; ; attempt++ {
+		for {
+			op, err := stream.Recv()
+			if err != nil {
+				if name == "" || attempt >= 3 || status.Code(err) != codes.Unavailable && !errors.Is(err, io.EOF) {
+					return nil, fmt.Errorf("execute %s: %w", d, err)
+				}
+				break
+			}
+			name = op.Name
+			if !op.Done {
+				continue
+			}
+			if e := op.GetError(); e != nil {
+				return nil, fmt.Errorf("execute %s: %w", d, status.FromProto(e).Err())
+			}
+			resp := &repb.ExecuteResponse{}
+			if err := op.GetResponse().UnmarshalTo(resp); err != nil {
+				return nil, fmt.Errorf("execute %s: operation response: %w", d, err)
+			}
+			return resp, nil
+		}
+		if stream, err = c.exec.WaitExecution(ctx, &repb.WaitExecutionRequest{Name: name}); err != nil {
+			return nil, fmt.Errorf("execute %s: WaitExecution %s: %w", d, name, err)
+		}
+	}
+}

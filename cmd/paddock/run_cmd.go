@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/paddock-build/paddock/client"
+	"github.com/paddock-build/paddock/remoterun"
+)
+
+const runUsage = `usage: paddock run [--endpoint HOST:PORT] [--instance NAME] [--platform K=V]...
+                   [--container-image REF] [--input PATH]... [--output PATH]... -- CMD ARGS...
+
+Runs one command on an REv2 farm, as recc does. The input root is --root
+(default: the current directory) holding the --input paths; for a C or C++
+compile (gcc, g++, cc, c++, clang, clang++ with -c) the files the compiler
+reports with -M are added too, and its -o file is the output. What the
+server lacks is uploaded, the command runs (or the action cache answers),
+its stdout and stderr are printed, its outputs are written into place, and
+paddock run exits with the command's exit code.
+
+`
+
+// listFlag collects a repeated flag's values, in order.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+// runRun runs `paddock run` and returns the process's exit code: the
+// command's own, or 1 with a message when the run could not happen, or 2
+// for bad flags.
+func runRun(ctx context.Context, args []string) int {
+	opts, conn, err := parseRunFlags(args)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "paddock run: %v\n", err)
+		return 2
+	}
+	defer conn.close()
+	c := client.New(conn.cc, client.Options{Instance: conn.instance, Headers: conn.headers})
+	res, err := remoterun.Run(ctx, c, opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "paddock run: %v\n", err)
+		return 1
+	}
+	return res.ExitCode
+}
+
+// runConn is the connection parseRunFlags opens.
+type runConn struct {
+	cc       *grpc.ClientConn
+	instance string
+	headers  map[string]string
+}
+
+func (c runConn) close() { c.cc.Close() }
+
+func parseRunFlags(args []string) (remoterun.Options, runConn, error) {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(os.Stderr, runUsage); fs.PrintDefaults() }
+	endpoint := fs.String("endpoint", "127.0.0.1:8980", "REv2 endpoint (host:port)")
+	instance := fs.String("instance", "", "REv2 instance name")
+	image := fs.String("container-image", "", "container image to run in (docker://REGISTRY/REPO[:TAG][@sha256:…]; docker:// may be left out)")
+	root := fs.String("root", ".", "local directory that becomes the input root; the current directory must be inside it")
+	apiVersion := fs.String("api-version", "2.1", "REv2 fields to send: 2.0 (output_files/output_directories, Command.platform), 2.1 (output_paths, platform in Command and Action), 2.2 (platform in the Action only)")
+	skipCache := fs.Bool("skip-cache", false, "run even if the action cache has a result")
+	noDeps := fs.Bool("no-compiler-deps", false, "do not ask a C/C++ compiler for its dependencies")
+	timeout := fs.Duration("timeout", 0, "execution timeout (0: the server's default)")
+	verbose := fs.Bool("v", false, "print a summary line: the action's digest, cache hit or not, what was uploaded")
+	var platform, env, headers pairFlags
+	var inputs, outputs, outputDirs, nodeProps listFlag
+	fs.Var(&platform, "platform", "platform property K=V (repeatable)")
+	fs.Var(&env, "env", "environment variable NAME=VALUE for the command (repeatable; default PATH=/usr/local/bin:/usr/bin:/bin)")
+	fs.Var(&headers, "header", "gRPC header NAME=VALUE on every call (repeatable)")
+	fs.Var(&inputs, "input", "file or directory to put in the input root (repeatable)")
+	fs.Var(&outputs, "output", "output file, relative to the current directory (repeatable)")
+	fs.Var(&outputDirs, "output-dir", "output directory, relative to the current directory (repeatable)")
+	fs.Var(&nodeProps, "output-node-property", "node property to ask of the server for outputs (REv2 2.1+, repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return remoterun.Options{}, runConn{}, err
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return remoterun.Options{}, runConn{}, fmt.Errorf("no command: paddock run [flags] -- CMD ARGS...")
+	}
+	api, err := client.ParseAPIVersion(*apiVersion)
+	if err != nil {
+		return remoterun.Options{}, runConn{}, fmt.Errorf("--api-version: %w", err)
+	}
+	if api == client.V2_0 && len(nodeProps) > 0 {
+		return remoterun.Options{}, runConn{}, fmt.Errorf("--output-node-property needs --api-version 2.1 or later")
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return remoterun.Options{}, runConn{}, err
+	}
+	props := platform.toMap()
+	if *image != "" {
+		ref := *image
+		if !strings.HasPrefix(ref, "docker://") {
+			ref = "docker://" + ref
+		}
+		props["container-image"] = ref
+	}
+	environment := env.toMap()
+	if len(environment) == 0 {
+		environment = map[string]string{"PATH": "/usr/local/bin:/usr/bin:/bin"}
+	}
+	opts := remoterun.Options{
+		Args: fs.Args(), Root: *root, Dir: cwd,
+		Inputs: inputs, Outputs: outputs, OutputDirs: outputDirs, OutputNodeProperties: nodeProps,
+		NoCompilerDeps: *noDeps, Environment: environment, Platform: props, API: api,
+		SkipCache: *skipCache, Timeout: *timeout, Stdout: os.Stdout, Stderr: os.Stderr,
+	}
+	if *verbose {
+		opts.Log = os.Stderr
+	}
+	cc, err := grpc.NewClient(*endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	if err != nil {
+		return remoterun.Options{}, runConn{}, fmt.Errorf("--endpoint: %w", err)
+	}
+	return opts, runConn{cc: cc, instance: *instance, headers: headers.toMap()}, nil
+}

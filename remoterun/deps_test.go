@@ -1,0 +1,46 @@
+package remoterun
+
+import (
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestIsCompile(t *testing.T) {
+	for args, want := range map[string]bool{
+		"gcc -c a.c": true,
+		"/usr/bin/x86_64-linux-gnu-gcc-12 -c a.c": true,
+		"clang++ -O2 -c a.cc -o a.o":              true,
+		"cc a.c -o a":                             false, // a link: no -c
+		"gcc-ar rcs lib.a a.o":                    false,
+		"sh -c gcc":                               false,
+	} {
+		if got := IsCompile(splitArgs(args)); got != want {
+			t.Errorf("IsCompile(%q) = %v, want %v", args, got, want)
+		}
+	}
+}
+
+func TestDepsCommand(t *testing.T) {
+	got := DepsCommand(splitArgs("g++ -c -Iinc -MD -MF a.d -MTa.o -o a.o -O2 a.cc"))
+	want := splitArgs("g++ -c -Iinc -O2 a.cc -M")
+	if !slices.Equal(got, want) {
+		t.Errorf("DepsCommand = %q, want %q", got, want)
+	}
+	if o := CompileOutput(splitArgs("gcc -c a.c -o out/a.o")); o != "out/a.o" {
+		t.Errorf("CompileOutput = %q", o)
+	}
+	if o := CompileOutput(splitArgs("gcc -c a.c -oout/a.o")); o != "out/a.o" {
+		t.Errorf("CompileOutput (joined) = %q", o)
+	}
+}
+
+func TestParseMakeRule(t *testing.T) {
+	out := "main.o: main.c /usr/include/stdio.h \\\n ../include/greet.h \\\n  dir\\ with\\ space/x.h\nother.o: main.c z.h\n"
+	want := []string{"main.c", "/usr/include/stdio.h", "../include/greet.h", "dir with space/x.h", "z.h"}
+	if got := ParseMakeRule(out); !slices.Equal(got, want) {
+		t.Errorf("ParseMakeRule = %q, want %q", got, want)
+	}
+}
+
+func splitArgs(s string) []string { return strings.Fields(s) }

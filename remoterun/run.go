@@ -1,0 +1,186 @@
+// Package remoterun runs one local command on an REv2 farm, as recc does:
+// it builds the input root from the paths the user lists (and, for a C or
+// C++ compile, from the files the compiler reports with -M), uploads what
+// the server lacks, executes the action (a cache hit when nothing
+// changed), writes the command's stdout and stderr and its outputs into
+// place, and hands back the command's exit code. Every listed path is
+// checked before anything is uploaded.
+package remoterun
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/client"
+	"github.com/paddock-build/paddock/digest"
+)
+
+// Options describe one remote run.
+type Options struct {
+	// Args is the command; Args[0] is looked up in the remote PATH.
+	Args []string
+	// Root is the local directory that becomes the input root; Dir, the
+	// command's local working directory, is inside it.
+	Root, Dir string
+	// Inputs and Outputs are local paths relative to Dir (or absolute,
+	// for inputs); OutputDirs are output directories.
+	Inputs, Outputs, OutputDirs []string
+	// OutputNodeProperties are asked of the server for every output.
+	OutputNodeProperties []string
+	// NoCompilerDeps turns off asking a compiler for its dependencies.
+	NoCompilerDeps bool
+	Environment    map[string]string
+	Platform       map[string]string
+	API            client.APIVersion
+	// SkipCache runs the action even if the cache has a result.
+	SkipCache bool
+	// DoNotCache asks the server not to cache the result.
+	DoNotCache bool
+	Timeout    time.Duration
+	// Stdout and Stderr receive the command's.
+	Stdout, Stderr io.Writer
+	// Log, if set, receives one summary line: the action's digest,
+	// whether the cache answered, and what was uploaded.
+	Log io.Writer
+}
+
+// Result is what a finished run reports.
+type Result struct {
+	ExitCode int
+	Cached   bool
+	Action   digest.Digest
+	Uploaded client.UploadStats
+}
+
+// Run runs the command remotely with c. An error means the run did not
+// happen or its outputs could not be written; a command that ran and
+// failed is a Result with its exit code.
+func Run(ctx context.Context, c *client.Client, opts Options) (*Result, error) {
+	p, err := prepare(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Action: p.action.Digest}
+	if res.Uploaded, err = c.Upload(ctx, p.blobs); err != nil {
+		return nil, fmt.Errorf("upload: %w", err)
+	}
+	resp, err := c.Execute(ctx, &repb.ExecuteRequest{ActionDigest: p.action.Digest.Proto(), SkipCacheLookup: opts.SkipCache})
+	if err != nil {
+		return nil, err
+	}
+	r := resp.Result
+	failed := status.FromProto(resp.Status).Err()
+	if r == nil {
+		if failed != nil {
+			return nil, fmt.Errorf("execute %s: %w %s", p.action.Digest, failed, resp.Message)
+		}
+		return nil, fmt.Errorf("execute %s: the response has no result", p.action.Digest)
+	}
+	res.ExitCode, res.Cached = int(r.ExitCode), resp.CachedResult
+	// What the command printed comes first, also when the execution
+	// failed (a timeout keeps what was written before it).
+	if err := writeStream(ctx, c, opts.Stdout, r.StdoutRaw, r.StdoutDigest); err != nil {
+		return nil, fmt.Errorf("stdout: %w", err)
+	}
+	if err := writeStream(ctx, c, opts.Stderr, r.StderrRaw, r.StderrDigest); err != nil {
+		return nil, fmt.Errorf("stderr: %w", err)
+	}
+	if failed != nil {
+		return nil, fmt.Errorf("execute %s: %w %s", p.action.Digest, failed, resp.Message)
+	}
+	if err := c.WriteOutputs(ctx, opts.Dir, r); err != nil {
+		return nil, err
+	}
+	if opts.Log != nil {
+		how := "executed"
+		if res.Cached {
+			how = "cache hit"
+		}
+		fmt.Fprintf(opts.Log, "paddock run: action %s: %s, exit code %d; uploaded %d of %d blobs (%d of %d bytes); %d compiler-reported files outside the root left to the remote side\n",
+			p.action.Digest, how, res.ExitCode, res.Uploaded.MissingBlobs, res.Uploaded.Blobs, res.Uploaded.MissingBytes, res.Uploaded.Bytes, p.outside)
+	}
+	return res, nil
+}
+
+// prepared is an action ready to upload.
+type prepared struct {
+	action  client.Blob
+	blobs   []client.Blob // the input tree's, the Command and the Action
+	outside int           // compiler-reported files left to the remote side
+}
+
+// prepare checks every path given, builds the input root (asking a
+// compiler for its dependencies) and the Action. It uploads nothing.
+func prepare(ctx context.Context, opts Options) (*prepared, error) {
+	if len(opts.Args) == 0 {
+		return nil, fmt.Errorf("no command to run")
+	}
+	in, err := NewInputs(opts.Root, opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range opts.Inputs {
+		if err := in.Check(p); err != nil {
+			return nil, err
+		}
+	}
+	outputs := append([]string(nil), opts.Outputs...)
+	if IsCompile(opts.Args) && !opts.NoCompilerDeps && len(outputs) == 0 {
+		if o := CompileOutput(opts.Args); o != "" {
+			outputs = append(outputs, o)
+		}
+	}
+	for _, p := range append(append([]string(nil), outputs...), opts.OutputDirs...) {
+		if _, err := client.CleanPath(filepath.ToSlash(p)); err != nil {
+			return nil, fmt.Errorf("output %w; outputs are relative to the working directory", err)
+		}
+	}
+	if IsCompile(opts.Args) && !opts.NoCompilerDeps {
+		deps, err := CompilerDeps(ctx, opts.Dir, opts.Args)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range deps {
+			if err := in.AddDependency(d); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, p := range opts.Inputs {
+		if err := in.Add(p); err != nil {
+			return nil, err
+		}
+	}
+	rootDigest, blobs := in.Tree().Build()
+	action, command := client.ActionSpec{
+		Arguments: opts.Args, Environment: opts.Environment, WorkingDirectory: in.WorkingDirectory(),
+		OutputFiles: outputs, OutputDirectories: opts.OutputDirs, OutputNodeProperties: opts.OutputNodeProperties,
+		Platform: opts.Platform, InputRoot: rootDigest, DoNotCache: opts.DoNotCache, Timeout: opts.Timeout,
+	}.Build(opts.API)
+	return &prepared{action: action, blobs: append(blobs, command, action), outside: len(in.Outside)}, nil
+}
+
+// writeStream copies stdout or stderr, inline or from the CAS, to w.
+func writeStream(ctx context.Context, c *client.Client, w io.Writer, raw []byte, d *repb.Digest) error {
+	if w == nil {
+		return nil
+	}
+	data := raw
+	if len(data) == 0 && d.GetSizeBytes() > 0 {
+		dg, err := digest.FromProto(repb.DigestFunction_SHA256, d, "digest")
+		if err != nil {
+			return err
+		}
+		if data, err = c.Read(ctx, dg); err != nil {
+			return err
+		}
+	}
+	_, err := w.Write(data)
+	return err
+}
