@@ -89,39 +89,7 @@ func runBench(ctx context.Context, args []string) error {
 		opts.Progress = os.Stderr
 	}
 	c := bench.NewClient(conn, opts)
-	var reports []*bench.Report
-	add := func(rs ...*bench.Report) {
-		for _, r := range rs {
-			if r != nil {
-				reports = append(reports, r)
-			}
-		}
-	}
-	run := func(r *bench.Report, err error) error {
-		if r != nil {
-			add(r)
-		}
-		return err
-	}
-	switch scenario {
-	case "actions":
-		err = run(c.Actions(ctx, *n))
-	case "inputs":
-		if err = run(c.Inputs(ctx, *n, *files, int(sizeB), true)); err == nil {
-			err = run(c.Inputs(ctx, *n, *files, int(sizeB), false))
-		}
-	case "outputs":
-		err = run(c.Outputs(ctx, *n, *files, int64(totalB)))
-	case "cas":
-		var rs []*bench.Report
-		rs, err = c.CAS(ctx, *n, int(sizeB), 20)
-		add(rs...)
-	case "standard":
-		err = standardSet(ctx, c, add)
-	default:
-		fmt.Fprint(os.Stderr, benchUsage)
-		return fmt.Errorf("unknown scenario %q", scenario)
-	}
+	reports, err := runScenario(ctx, c, scenario, scenarioSizes{n: *n, files: *files, size: int(sizeB), total: int64(totalB)})
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
@@ -138,6 +106,52 @@ func runBench(ctx context.Context, args []string) error {
 		}
 	}
 	return nil
+}
+
+// scenarioSizes are a bench run's -n, -files, -size and -bytes.
+type scenarioSizes struct {
+	n, files, size int
+	total          int64
+}
+
+// runScenario runs one scenario (or the standard set) and returns its
+// reports, as far as they got.
+func runScenario(ctx context.Context, c *bench.Client, scenario string, z scenarioSizes) ([]*bench.Report, error) {
+	var reports []*bench.Report
+	add := func(rs ...*bench.Report) {
+		for _, r := range rs {
+			if r != nil {
+				reports = append(reports, r)
+			}
+		}
+	}
+	run := func(r *bench.Report, err error) error {
+		if r != nil {
+			add(r)
+		}
+		return err
+	}
+	var err error
+	switch scenario {
+	case "actions":
+		err = run(c.Actions(ctx, z.n))
+	case "inputs":
+		if err = run(c.Inputs(ctx, z.n, z.files, z.size, true)); err == nil {
+			err = run(c.Inputs(ctx, z.n, z.files, z.size, false))
+		}
+	case "outputs":
+		err = run(c.Outputs(ctx, z.n, z.files, z.total))
+	case "cas":
+		var rs []*bench.Report
+		rs, err = c.CAS(ctx, z.n, z.size, 20)
+		add(rs...)
+	case "standard":
+		err = standardSet(ctx, c, add)
+	default:
+		fmt.Fprint(os.Stderr, benchUsage)
+		return nil, fmt.Errorf("unknown scenario %q", scenario)
+	}
+	return reports, err
 }
 
 // standardSet is what `make bench` runs: every scenario, sized so that

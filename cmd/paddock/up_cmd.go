@@ -50,13 +50,9 @@ func runUp(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	casBytes, err := configs.ParseByteSize(*casSize)
+	casBytes, fileBytes, err := upSizes(*casSize, *cacheSize)
 	if err != nil {
-		return fmt.Errorf("--cas-size: %w", err)
-	}
-	fileBytes, err := configs.ParseByteSize(*cacheSize)
-	if err != nil {
-		return fmt.Errorf("--file-cache-size: %w", err)
+		return err
 	}
 	if *data, err = prepareDataDir(*data); err != nil {
 		return err
@@ -239,4 +235,15 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
+}
+
+// upSizes parses up's --cas-size and --file-cache-size.
+func upSizes(cas, files string) (casBytes, fileBytes configs.ByteSize, err error) {
+	if casBytes, err = configs.ParseByteSize(cas); err != nil {
+		return 0, 0, fmt.Errorf("--cas-size: %w", err)
+	}
+	if fileBytes, err = configs.ParseByteSize(files); err != nil {
+		return 0, 0, fmt.Errorf("--file-cache-size: %w", err)
+	}
+	return casBytes, fileBytes, nil
 }
