@@ -177,6 +177,42 @@ func (c *Client) Draining() bool {
 	return c.draining
 }
 
+// receive handles the scheduler's messages on stream until it ends:
+// assignments start handlers, cancellations cancel them, a drain stops new
+// work (or, while leaving, gives everything back).
+func (c *Client) receive(stream workerpb.WorkerService_ConnectClient) {
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		switch k := m.Kind.(type) {
+		case *workerpb.SchedulerMessage_Assignment:
+			a := k.Assignment
+			actx, acancel := context.WithCancel(c.hctx)
+			c.held[a.OperationName] = &heldAction{attempt: a.Attempt, cancel: acancel}
+			c.handlers.Add(1)
+			go c.execute(actx, acancel, a)
+		case *workerpb.SchedulerMessage_Cancel:
+			if h := c.held[k.Cancel.OperationName]; h != nil && h.cancel != nil {
+				h.cancel()
+			}
+		case *workerpb.SchedulerMessage_Drain:
+			if c.leaving {
+				c.giveBackLocked("worker shutting down")
+				c.stream.CloseSend()
+			} else {
+				c.draining = true
+			}
+		}
+		c.mu.Unlock()
+		if c.opts.OnMessage != nil {
+			c.opts.OnMessage(m)
+		}
+	}
+}
+
 // session runs one stream until it breaks, or until ctx ends and the
 // held actions have been given back.
 func (c *Client) session(ctx context.Context) {
@@ -248,36 +284,7 @@ func (c *Client) session(ctx context.Context) {
 		interval = time.Second
 	}
 	go c.heartbeat(sctx, interval)
-	for {
-		m, err := stream.Recv()
-		if err != nil {
-			return
-		}
-		c.mu.Lock()
-		switch k := m.Kind.(type) {
-		case *workerpb.SchedulerMessage_Assignment:
-			a := k.Assignment
-			actx, acancel := context.WithCancel(c.hctx)
-			c.held[a.OperationName] = &heldAction{attempt: a.Attempt, cancel: acancel}
-			c.handlers.Add(1)
-			go c.execute(actx, acancel, a)
-		case *workerpb.SchedulerMessage_Cancel:
-			if h := c.held[k.Cancel.OperationName]; h != nil && h.cancel != nil {
-				h.cancel()
-			}
-		case *workerpb.SchedulerMessage_Drain:
-			if c.leaving {
-				c.giveBackLocked("worker shutting down")
-				c.stream.CloseSend()
-			} else {
-				c.draining = true
-			}
-		}
-		c.mu.Unlock()
-		if c.opts.OnMessage != nil {
-			c.opts.OnMessage(m)
-		}
-	}
+	c.receive(stream)
 }
 
 func (c *Client) heartbeat(ctx context.Context, interval time.Duration) {
