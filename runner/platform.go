@@ -76,68 +76,7 @@ func parsePlatform(cfg *Config, props []*runnerpb.Property) (platform, error) {
 			return p, invalid(name, "given more than once")
 		}
 		seen[name] = true
-		var err error
-		switch name {
-		case propImage:
-			p.Image = value
-			ref, none, perr := images.ParseReference(value)
-			if perr != nil {
-				err = invalid(name, "%v", perr)
-			} else if !none {
-				p.ImageRef = &ref
-			}
-		case propNetwork:
-			switch value {
-			case "off":
-			case "standard":
-				p.HostNetwork = true
-				if !cfg.AllowHostNetwork {
-					err = invalid(name, "the host's network (standard) is not allowed on this runner (allow_host_network is off)")
-				}
-			default:
-				err = invalid(name, "%q: want off or standard", value)
-			}
-		case propRunAsRoot:
-			p.RunAsRoot, err = parseBool(name, value)
-		case propUser:
-			if _, _, perr := parseUserSpec(value); perr != nil {
-				err = invalid(name, "%v", perr)
-			}
-			p.User = value
-		case propPrivileged:
-			p.Privileged, err = parseBool(name, value)
-			if err == nil && p.Privileged && !cfg.AllowPrivileged {
-				err = invalid(name, "privileged sandboxes are not allowed on this runner (allow_privileged is off)")
-			}
-		case propShmSize:
-			p.ShmSize, err = parseSize(name, value)
-			if err == nil && p.ShmSize < minShmSize {
-				err = invalid(name, "%q: want at least %d bytes", value, minShmSize)
-			}
-		case propAddCaps:
-			p.AddCaps, err = parseCapabilities(name, value)
-		case propDropCaps:
-			p.DropCaps, err = parseCapabilities(name, value)
-		case propCPU:
-			c, perr := strconv.ParseFloat(value, 64)
-			if perr != nil || math.IsNaN(c) || c <= 0 || c > maxCPUCores {
-				err = invalid(name, "%q: want a number of cores in (0, %d]", value, maxCPUCores)
-			}
-			p.CPU = c
-		case propMemory:
-			p.Memory, err = parseSize(name, value)
-			if err == nil && p.Memory < minMemoryLimit {
-				err = invalid(name, "%q: want at least 1MiB", value)
-			}
-		case propInputRootPath:
-			if perr := checkInputRootPath(value); perr != nil {
-				err = invalid(name, "%v", perr)
-			}
-			p.InputRootPath = value
-		default:
-			err = status.Errorf(codes.InvalidArgument, "platform property %s is not supported by this runner", name)
-		}
-		if err != nil {
+		if err := p.set(cfg, name, value); err != nil {
 			return platform{}, err
 		}
 	}
@@ -145,6 +84,72 @@ func parsePlatform(cfg *Config, props []*runnerpb.Property) (platform, error) {
 		return platform{}, err
 	}
 	return p, nil
+}
+
+// set records one execution property of a platform, checked against cfg.
+func (p *platform) set(cfg *Config, name, value string) error {
+	var err error
+	switch name {
+	case propImage:
+		p.Image = value
+		ref, none, perr := images.ParseReference(value)
+		if perr != nil {
+			err = invalid(name, "%v", perr)
+		} else if !none {
+			p.ImageRef = &ref
+		}
+	case propNetwork:
+		switch value {
+		case "off":
+		case "standard":
+			p.HostNetwork = true
+			if !cfg.AllowHostNetwork {
+				err = invalid(name, "the host's network (standard) is not allowed on this runner (allow_host_network is off)")
+			}
+		default:
+			err = invalid(name, "%q: want off or standard", value)
+		}
+	case propRunAsRoot:
+		p.RunAsRoot, err = parseBool(name, value)
+	case propUser:
+		if _, _, perr := parseUserSpec(value); perr != nil {
+			err = invalid(name, "%v", perr)
+		}
+		p.User = value
+	case propPrivileged:
+		p.Privileged, err = parseBool(name, value)
+		if err == nil && p.Privileged && !cfg.AllowPrivileged {
+			err = invalid(name, "privileged sandboxes are not allowed on this runner (allow_privileged is off)")
+		}
+	case propShmSize:
+		p.ShmSize, err = parseSize(name, value)
+		if err == nil && p.ShmSize < minShmSize {
+			err = invalid(name, "%q: want at least %d bytes", value, minShmSize)
+		}
+	case propAddCaps:
+		p.AddCaps, err = parseCapabilities(name, value)
+	case propDropCaps:
+		p.DropCaps, err = parseCapabilities(name, value)
+	case propCPU:
+		c, perr := strconv.ParseFloat(value, 64)
+		if perr != nil || math.IsNaN(c) || c <= 0 || c > maxCPUCores {
+			err = invalid(name, "%q: want a number of cores in (0, %d]", value, maxCPUCores)
+		}
+		p.CPU = c
+	case propMemory:
+		p.Memory, err = parseSize(name, value)
+		if err == nil && p.Memory < minMemoryLimit {
+			err = invalid(name, "%q: want at least 1MiB", value)
+		}
+	case propInputRootPath:
+		if perr := checkInputRootPath(value); perr != nil {
+			err = invalid(name, "%v", perr)
+		}
+		p.InputRootPath = value
+	default:
+		err = status.Errorf(codes.InvalidArgument, "platform property %s is not supported by this runner", name)
+	}
+	return err
 }
 
 // checkCombination refuses properties valid alone but not together, or
