@@ -127,6 +127,13 @@ func TestBlobStore(t *testing.T, newStore func(t *testing.T) storage.BlobStore) 
 			t.Fatal("digest with the right hash and a wrong size reported present")
 		}
 	})
+	testBlobStoreReadsAndWrites(t, newStore)
+}
+
+// testBlobStoreReadsAndWrites is the rest of TestBlobStore: offsets, bad
+// uploads, concurrency.
+func testBlobStoreReadsAndWrites(t *testing.T, newStore func(t *testing.T) storage.BlobStore) {
+	ctx := context.Background()
 	t.Run("GetOffset", func(t *testing.T) {
 		s := newStore(t)
 		data := randBytes(t, 10000)
