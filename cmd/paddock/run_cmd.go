@@ -91,7 +91,7 @@ func parseRunFlags(args []string) (remoterun.Options, runConn, error) {
 	}
 	if fs.NArg() == 0 {
 		fs.Usage()
-		return remoterun.Options{}, runConn{}, fmt.Errorf("no command: paddock run [flags] -- CMD ARGS...")
+		return remoterun.Options{}, runConn{}, errors.New("no command: usage is paddock run [flags] -- CMD ARGS")
 	}
 	api, err := client.ParseAPIVersion(*apiVersion)
 	if err != nil {
