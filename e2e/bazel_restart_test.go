@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"net"
 	"path/filepath"
-	"strconv"
 	"testing"
-	"time"
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 
@@ -27,28 +24,7 @@ func TestBazelBuildAcrossSchedulerRestart(t *testing.T) {
 	rs := startRolesJournaled(t, dir, filepath.Join(dir, "worker"))
 	rs.startWorker("w1")
 	g := newGate(t)
-	flags := append(b.remoteFlags(rs.schedAddr), "--action_env=GATE_PORT="+strconv.Itoa(g.lis.Addr().(*net.TCPAddr).Port), "//:gated")
-
-	type bazelResult struct {
-		out  string
-		code int
-		err  error
-	}
-	done := make(chan bazelResult, 1)
-	go func() {
-		out, code, err := b.Exec("build", flags...)
-		done <- bazelResult{out, code, err}
-	}()
-	var running net.Conn
-	select {
-	case c := <-g.conns:
-		running = c
-		g.started(running, faultLimit)
-	case r := <-done:
-		t.Fatalf("bazel build ended before the action ran: exit %d, %v\n%s", r.code, r.err, r.out)
-	case <-time.After(bazeltest.CommandTimeout):
-		t.Fatal("the gated action did not start")
-	}
+	running, done := startGatedBuild(t, b, rs.schedAddr, g)
 	before := operationNames(t, rs)
 	if len(before) != 1 {
 		t.Fatalf("operations before the restart: %v, want Bazel's one", before)

@@ -153,28 +153,7 @@ func workerKilledSuite(t *testing.T, b *bazel) {
 	rs := startRoles(t, dir, filepath.Join(dir, "worker"))
 	rs.startWorker("w1")
 	g := newGate(t)
-	flags := append(b.remoteFlags(rs.schedAddr), "--action_env=GATE_PORT="+strconv.Itoa(g.lis.Addr().(*net.TCPAddr).Port), "//:gated")
-
-	type bazelResult struct {
-		out  string
-		code int
-		err  error
-	}
-	done := make(chan bazelResult, 1)
-	go func() {
-		out, code, err := b.Exec("build", flags...)
-		done <- bazelResult{out, code, err}
-	}()
-	var first net.Conn
-	select {
-	case c := <-g.conns:
-		first = c
-		g.started(first, faultLimit)
-	case r := <-done:
-		t.Fatalf("bazel build ended before the action ran: exit %d, %v\n%s", r.code, r.err, r.out)
-	case <-time.After(bazeltest.CommandTimeout):
-		t.Fatal("the gated action did not start")
-	}
+	first, done := startGatedBuild(t, b, rs.schedAddr, g)
 	rs.worker.kill()
 	checkKilled(t, first, faultLimit)
 	rs.startWorker("w2")
@@ -266,4 +245,34 @@ func (b *bazel) checkOutputs(want map[string]string) map[string]string {
 		}
 	}
 	return got
+}
+
+// bazelResult is how a `bazel build` run in the background ended.
+type bazelResult struct {
+	out  string
+	code int
+	err  error
+}
+
+// startGatedBuild starts `bazel build //:gated` against the scheduler at
+// addr in the background and returns once the gated action runs, with its
+// connection to g, and the channel the build's end comes on.
+func startGatedBuild(t *testing.T, b *bazel, addr string, g *gate) (net.Conn, <-chan bazelResult) {
+	t.Helper()
+	flags := append(b.remoteFlags(addr), "--action_env=GATE_PORT="+strconv.Itoa(g.lis.Addr().(*net.TCPAddr).Port), "//:gated")
+	done := make(chan bazelResult, 1)
+	go func() {
+		out, code, err := b.Exec("build", flags...)
+		done <- bazelResult{out, code, err}
+	}()
+	select {
+	case c := <-g.conns:
+		g.started(c, faultLimit)
+		return c, done
+	case r := <-done:
+		t.Fatalf("bazel build ended before the action ran: exit %d, %v\n%s", r.code, r.err, r.out)
+	case <-time.After(bazeltest.CommandTimeout):
+		t.Fatal("the gated action did not start")
+	}
+	return nil, nil
 }
