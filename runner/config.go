@@ -241,8 +241,9 @@ func (c Config) withHostLimits(hostMemory int64, cpus int) Config {
 	return c
 }
 
-// imagesDir is where the image cache lives.
-func (c *Config) imagesDir() string {
+// ImagesDir is where the image cache lives: images.dir, or "images" under
+// the state directory. The one place that default is written.
+func (c *Config) ImagesDir() string {
 	if c.Images.Dir != "" {
 		return c.Images.Dir
 	}

@@ -109,7 +109,7 @@ func New(opts Options) (*Service, error) {
 	opts.Clock = clock.OrReal(opts.Clock)
 	// Besides the configured paths, host-root sandboxes never see the
 	// runner's state (bundles, skeletons) or its image cache.
-	hidden := resolvedHiddenPaths(append(append([]string(nil), cfg.HostHiddenPaths...), filepath.Clean(cfg.StateDir), filepath.Clean(cfg.imagesDir())))
+	hidden := resolvedHiddenPaths(append(append([]string(nil), cfg.HostHiddenPaths...), filepath.Clean(cfg.StateDir), filepath.Clean(cfg.ImagesDir())))
 	roots := &skeletons{dir: rootfs, paths: map[string]string{}}
 	return &Service{
 		cfg: cfg, launcher: opts.Launcher, images: opts.Images, logger: opts.Logger,

@@ -57,17 +57,13 @@ func runRunner(ctx context.Context, args []string) error {
 		return fmt.Errorf("start sandbox launcher: %w", err)
 	}
 	defer launcher.Close()
-	imagesDir := cfg.Images.Dir
-	if imagesDir == "" {
-		imagesDir = cfg.StateDir + "/images"
-	}
 	// The cache lives under the state directory, which New makes 0711;
 	// create it first so the images cache finds a searchable parent.
 	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
 		return err
 	}
 	cache, err := images.New(images.Options{
-		Dir: imagesDir, Platform: cfg.Images.Platform, Insecure: cfg.Images.Insecure,
+		Dir: cfg.ImagesDir(), Platform: cfg.Images.Platform, Insecure: cfg.Images.Insecure,
 		DockerConfig: cfg.Images.DockerConfig, RefreshTags: cfg.Images.RefreshTags,
 		MaxBytes: int64(cfg.Images.MaxBytes), Logger: logger, Metrics: obs.reg,
 	})
