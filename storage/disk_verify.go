@@ -23,6 +23,15 @@ import (
 // filesystem's verity feature (ext4 -O verity, off by default, and off on
 // the machines we test on), so it is not used; see docs/runner.md.
 
+// Has reports whether d is stored, from the index alone: no file is
+// touched (Path verifies).
+func (s *DiskBlobStore) Has(d digest.Digest) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.lookupLocked(d)
+	return ok
+}
+
 // Path returns the file holding d, for callers on the same machine that
 // hard-link blobs (the worker's input roots), once its bytes are known to
 // match d (see above); a corrupt file is removed and d reported absent. The

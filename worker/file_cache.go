@@ -29,7 +29,10 @@ import (
 // LocalBlobs is implemented by a CAS on this machine's disk
 // (storage.DiskBlobStore): its files can be hard-linked directly.
 type LocalBlobs interface {
+	// Path returns d's file, verified to hold d's bytes.
 	Path(d digest.Digest) (string, bool)
+	// Has reports whether the store holds d, without touching its file.
+	Has(d digest.Digest) bool
 }
 
 // FileCacheOptions configures a FileCache.
@@ -285,7 +288,7 @@ func (c *FileCache) Prefetch(ctx context.Context, want []FileRef) error {
 			continue
 		}
 		if c.opts.Local != nil {
-			if _, local := c.opts.Local.Path(f.Digest); local {
+			if c.opts.Local.Has(f.Digest) { // Link verifies it, once
 				continue
 			}
 		}

@@ -120,6 +120,10 @@ func (t *trash) empty() error {
 // removed from there later.
 const maxRemoveDepth = 32
 
+// deepSeq names the subtrees removeTree moves up: unique in this process,
+// where a clock reading could repeat (with the pid, across processes).
+var deepSeq atomic.Int64
+
 // removeTree removes p and everything below it, without recursion on the
 // stack and with at most maxRemoveDepth+1 descriptors open, however deep
 // or wide the tree (os.RemoveAll holds a descriptor per level: a
@@ -192,7 +196,7 @@ func removeBelow(topFd int, name string) error {
 			return nil
 		}
 		if len(stack) >= maxRemoveDepth {
-			return unix.Renameat(dirFd, n, topFd, fmt.Sprintf(".deep-%d", time.Now().UnixNano()))
+			return unix.Renameat(dirFd, n, topFd, fmt.Sprintf(".deep-%d-%d", os.Getpid(), deepSeq.Add(1)))
 		}
 		fd, err := unix.Openat(dirFd, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 		if err != nil {
