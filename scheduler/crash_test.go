@@ -14,7 +14,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -60,7 +62,7 @@ func runSchedulerProcess(dir, addr string) error {
 	if err != nil {
 		return err
 	}
-	ac, err := storage.NewDiskActionCache(filepath.Join(dir, "storage"), nil)
+	ac, err := storage.NewDiskActionCache(crashActionCacheDir(dir), nil)
 	if err != nil {
 		return err
 	}
@@ -77,6 +79,12 @@ func runSchedulerProcess(dir, addr string) error {
 	fmt.Printf("LISTENING %s\n", lis.Addr())
 	return srv.Serve(lis)
 }
+
+// crashActionCacheDir is the action cache the workers (in the test
+// process) write and the scheduler processes read. It is apart from the
+// CAS directory, whose temporary files each scheduler process clears at
+// start: one process's start must not race another's writes.
+func crashActionCacheDir(dir string) string { return filepath.Join(dir, "action-cache") }
 
 // schedulerProcess is one run of the scheduler process.
 type schedulerProcess struct {
@@ -101,8 +109,8 @@ func startSchedulerProcess(t *testing.T, dir, addr string) *schedulerProcess {
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "LISTENING ") {
 		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("scheduler process said %q, %v; stderr:\n%s", line, err, p.stderr)
+		werr := cmd.Wait()
+		t.Fatalf("scheduler process said %q, %v (exit: %v); stderr:\n%s", line, err, werr, p.stderr)
 	}
 	p.addr = strings.TrimSpace(strings.TrimPrefix(line, "LISTENING "))
 	return p
@@ -215,7 +223,7 @@ func TestSchedulerKilledRepeatedlyLosesNoOperation(t *testing.T) {
 	// The workers write the action cache as real ones do, so a client
 	// that Executes again (it never learned the name of its first
 	// operation) gets the result without a second run.
-	ac, err := storage.NewDiskActionCache(filepath.Join(dir, "storage"), nil)
+	ac, err := storage.NewDiskActionCache(crashActionCacheDir(dir), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,6 +248,7 @@ func TestSchedulerKilledRepeatedlyLosesNoOperation(t *testing.T) {
 	clientsDone := make(chan struct{})
 	var lost []string
 	var lostMu sync.Mutex
+	var finished atomic.Int64 // operations the clients saw done
 	go func() {
 		defer close(clientsDone)
 		var wg sync.WaitGroup
@@ -248,7 +257,7 @@ func TestSchedulerKilledRepeatedlyLosesNoOperation(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for _, l := range runCrashClient(ctx, t, addr, actions[c*len(actions)/clients:(c+1)*len(actions)/clients]) {
+				for _, l := range runCrashClient(ctx, t, addr, actions[c*len(actions)/clients:(c+1)*len(actions)/clients], &finished) {
 					lostMu.Lock()
 					lost = append(lost, l)
 					lostMu.Unlock()
@@ -258,11 +267,26 @@ func TestSchedulerKilledRepeatedlyLosesNoOperation(t *testing.T) {
 		wg.Wait()
 	}()
 
+	// The kills are placed by progress, not by the clock, so that they
+	// land while the clients run however fast the machine is: at six
+	// random counts of finished operations, each after a random delay of
+	// up to 30ms once that count is reached.
+	var at []int64
+	for range 6 {
+		at = append(at, int64(len(actions)/20+rand.IntN(len(actions)*17/20)))
+	}
+	slices.Sort(at)
 	kills := 0
-	for kills < 6 {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for kills < len(at) {
 		select {
 		case <-clientsDone:
-		case <-time.After(time.Duration(100+rand.IntN(300)) * time.Millisecond):
+		case <-tick.C:
+			if finished.Load() < at[kills] {
+				continue
+			}
+			time.Sleep(time.Duration(rand.IntN(30)) * time.Millisecond) // a random moment after the mark
 			p.kill()
 			kills++
 			logs = append(logs, p.stderr)
@@ -289,8 +313,8 @@ func TestSchedulerKilledRepeatedlyLosesNoOperation(t *testing.T) {
 	all := logText(logs, true)
 	t.Logf("%d Executes, %d kills, %d actions ran more than once (each sent again only by a later scheduler process); after restarts the scheduler adopted %d action(s) whose dispatch it had lost, and requeued %d that came back without their worker (results sent but not yet written)",
 		len(actions), kills, countReruns(rl), strings.Count(all, "adopted"), strings.Count(all, "came back after the scheduler restarted without it"))
-	if kills < 3 {
-		t.Fatalf("only %d kills happened while the clients ran: the test needs more actions to mean anything", kills)
+	if kills < 6 {
+		t.Fatalf("only %d of 6 kills happened while the clients ran", kills)
 	}
 }
 
@@ -335,7 +359,7 @@ func storeCrashActions(t *testing.T, dir string, n int) []digest.Digest {
 // survives scheduler restarts: it follows each operation through
 // WaitExecution on the name it was given. It returns the operations that
 // were lost or did not succeed.
-func runCrashClient(ctx context.Context, t *testing.T, addr string, actions []digest.Digest) []string {
+func runCrashClient(ctx context.Context, t *testing.T, addr string, actions []digest.Digest, finished *atomic.Int64) []string {
 	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()), fastReconnect)
 	if err != nil {
 		t.Error(err)
@@ -352,7 +376,9 @@ func runCrashClient(ctx context.Context, t *testing.T, addr string, actions []di
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if err := executeAcrossRestarts(ctx, ec, d); err != nil {
+			err := executeAcrossRestarts(ctx, ec, d)
+			finished.Add(1)
+			if err != nil {
 				mu.Lock()
 				bad = append(bad, err.Error())
 				mu.Unlock()
