@@ -25,8 +25,12 @@ type Storage struct {
 	// for the client to resume.
 	UploadIdleTimeout time.Duration `yaml:"upload_idle_timeout"`
 	// Remote, when its endpoint is set, replaces the disk backend: this
-	// server then fronts another REv2 storage endpoint.
+	// server then fronts another REv2 storage endpoint. (The older form of
+	// Backend.Remote; a config may not set both.)
 	Remote RemoteStorage `yaml:"remote"`
+	// Backend, when set, replaces Dir's disk and Remote: one backend or a
+	// tree of them. Dir still holds the Remote Asset API's records.
+	Backend *Backend `yaml:"backend"`
 	// Assets configures the Remote Asset API (Fetch and Push) served next
 	// to the CAS; its records live under Dir/assets.
 	Assets Assets `yaml:"assets"`

@@ -91,32 +91,23 @@ func runStorage(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	logger.Info("storage serving", "address", lis.Addr().String(), "dir", cfg.Dir, "remote", cfg.Remote.Endpoint)
+	logger.Info("storage serving", "address", lis.Addr().String(), "dir", cfg.Dir)
 	// Tests and scripts read the address from this line on stdout.
 	fmt.Printf("paddock storage listening on %s\n", lis.Addr())
 	return serveUntilDone(ctx, g, lis, obs.health.Shutdown)
 }
 
-// openStorage builds the configured backend: the local disk, or a remote
-// REv2 endpoint when cfg.Remote.Endpoint is set.
+// openStorage opens the backend cfg names (see storageBackend).
 func openStorage(ctx context.Context, cfg configs.Storage, dial []grpc.DialOption, policy *auth.Policy, logger *slog.Logger) (storage.BlobStore, storage.ActionCache, func(), error) {
-	if cfg.Remote.Endpoint != "" {
-		conn, err := dialStorage(cfg.Remote.Endpoint, dial)
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		return storage.NewRemoteBlobStore(conn, storage.RemoteOptions{InstanceName: cfg.Remote.InstanceName}),
-			storage.NewRemoteActionCache(conn), func() { conn.Close() }, nil
-	}
-	cas, _, err := openDiskCAS(cfg.Dir, int64(cfg.MaxBytes), policy, logger)
+	b, err := storageBackend(cfg)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ac, err := storage.NewDiskActionCacheBounded(cfg.Dir, int64(cfg.ActionCacheMaxBytes), logger)
+	o, err := openBackend(ctx, b, "backend", backendDeps{dial: dial, policy: policy, logger: logger})
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return cas, ac, func() {}, nil
+	return o.cas, o.ac, o.close, nil
 }
 
 // openRemoteStorage connects to the REv2 storage endpoint addr and returns

@@ -36,6 +36,7 @@ func runUp(ctx context.Context, args []string) error {
 	casSize := fs.String("cas-size", "10GiB", "size bound of the CAS")
 	cacheSize := fs.String("file-cache-size", "2GiB", "size bound of the worker's copies of executable inputs")
 	runnerConfig := fs.String("runner-config", "", "runner config file (see configs/runner.yaml)")
+	storageConfig := fs.String("storage-config", "", "storage config file (see configs/storage.yaml); its backend replaces the disk under --data")
 	assetCfg := assetFlags(fs)
 	pprofAddr := fs.String("pprof-listen", "", pprofFlagUsage+"; the runner child then serves its own on the same host, port 0 (both addresses are logged)")
 	var lims limitFlags
@@ -67,7 +68,11 @@ func runUp(ctx context.Context, args []string) error {
 		}
 	}
 
-	ep, err := startUpEndpoint(*data, *listen, int64(casBytes), *sec, *assetCfg, logger)
+	backend, err := upBackend(*storageConfig)
+	if err != nil {
+		return err
+	}
+	ep, err := startUpEndpoint(*data, *listen, int64(casBytes), backend, *sec, *assetCfg, logger)
 	if err != nil {
 		return err
 	}
@@ -246,4 +251,21 @@ func upSizes(cas, files string) (casBytes, fileBytes configs.ByteSize, err error
 		return 0, 0, fmt.Errorf("--file-cache-size: %w", err)
 	}
 	return casBytes, fileBytes, nil
+}
+
+// upBackend reads the backend of up's --storage-config; nil without one,
+// or when the file names no backend.
+func upBackend(path string) (*configs.Backend, error) {
+	if path == "" {
+		return nil, nil
+	}
+	cfg := configs.DefaultStorage()
+	if err := configs.Load(path, &cfg); err != nil {
+		return nil, err
+	}
+	if cfg.Backend == nil && cfg.Remote.Endpoint == "" {
+		return nil, nil
+	}
+	b, err := storageBackend(cfg)
+	return &b, err
 }

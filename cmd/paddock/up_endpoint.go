@@ -24,7 +24,9 @@ import (
 type upEndpoint struct {
 	cas     storage.BlobStore // the disk CAS, or its tenant partitions
 	local   worker.LocalBlobs // the disk CAS whose files the worker links; nil when partitioned
-	ac      *storage.DiskActionCache
+	ac      storage.ActionCache
+	// closeStores releases the backend's connections.
+	closeStores func()
 	metered *storage.MeteredBlobStore // cas, as clients reach it
 	sched   *scheduler.Scheduler
 	srv     *storage.Server
@@ -40,21 +42,27 @@ type upEndpoint struct {
 // startUpEndpoint opens the stores under data and serves them, the Remote
 // Asset API and a scheduler on listen.
 // sec gives the TLS and auth of the client listener; with a policy the
-// CAS is partitioned by tenant.
-func startUpEndpoint(data, listen string, casBytes int64, sec serverSecurity, assetCfg configs.Assets, logger *slog.Logger) (*upEndpoint, error) {
+// CAS is partitioned by tenant. backend, when not nil, replaces the disk
+// under data (from --storage-config).
+func startUpEndpoint(data, listen string, casBytes int64, backend *configs.Backend, sec serverSecurity, assetCfg configs.Assets, logger *slog.Logger) (*upEndpoint, error) {
 	ep := &upEndpoint{obs: newObservability(logger), logger: logger}
 	serveOpts, policy, err := sec.serverOptions(listen, logger)
 	if err != nil {
 		return nil, err
 	}
 	ep.policy = policy
-	storeDir := filepath.Join(data, "storage")
-	if ep.cas, ep.local, err = openDiskCAS(storeDir, casBytes, policy, logger); err != nil {
+	b := configs.Backend{Disk: &configs.DiskBackend{Dir: filepath.Join(data, "storage"), MaxBytes: configs.ByteSize(casBytes),
+		ActionCacheMaxBytes: configs.DefaultStorage().ActionCacheMaxBytes}}
+	if backend != nil {
+		b = *backend
+	}
+	// Remote backends are dialled as the storage role does; up has no
+	// client TLS flags of its own, so they are plaintext.
+	o, err := openBackend(context.Background(), b, "backend", backendDeps{policy: policy, logger: logger})
+	if err != nil {
 		return nil, err
 	}
-	if ep.ac, err = storage.NewDiskActionCache(storeDir, logger); err != nil {
-		return nil, err
-	}
+	ep.cas, ep.local, ep.ac, ep.closeStores = o.cas, o.local, o.ac, o.close
 	// The scheduler's journal keeps queued and running work across a
 	// restart of paddock up.
 	schedCfg := scheduler.DefaultConfig()
@@ -134,6 +142,7 @@ func (ep *upEndpoint) close() {
 	ep.gi.Stop()
 	ep.sched.Close()
 	ep.srv.Close()
+	ep.closeStores()
 }
 
 // scrubRate is how fast the embedded CAS re-hashes its blobs in the

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"google.golang.org/grpc"
+
+	"github.com/paddock-build/paddock/auth"
+	"github.com/paddock-build/paddock/configs"
+	"github.com/paddock-build/paddock/storage"
+	"github.com/paddock-build/paddock/worker"
+)
+
+// backendDeps is what opening a storage backend may need besides its
+// config: credentials for dialling remote endpoints, the auth policy
+// (a disk CAS is partitioned by tenant under one), and the logger.
+type backendDeps struct {
+	dial   []grpc.DialOption
+	policy *auth.Policy
+	logger *slog.Logger
+}
+
+// openedBackend is an opened storage backend.
+type openedBackend struct {
+	cas storage.BlobStore
+	ac  storage.ActionCache
+	// local is the disk CAS whose files a worker in this process may hard
+	// link; nil when the blobs are not on a local disk (or partitioned).
+	local worker.LocalBlobs
+	// close releases connections; it is never nil.
+	close func()
+}
+
+// openBackend opens the backend tree b; path names it in errors.
+func openBackend(ctx context.Context, b configs.Backend, path string, deps backendDeps) (openedBackend, error) {
+	if err := b.Validate(path); err != nil {
+		return openedBackend{}, err
+	}
+	switch {
+	case b.Disk != nil:
+		cas, local, err := openDiskCAS(b.Disk.Dir, int64(b.Disk.MaxBytes), deps.policy, deps.logger)
+		if err != nil {
+			return openedBackend{}, fmt.Errorf("%s.disk: %w", path, err)
+		}
+		ac, err := storage.NewDiskActionCacheBounded(b.Disk.Dir, int64(b.Disk.ActionCacheMaxBytes), deps.logger)
+		if err != nil {
+			return openedBackend{}, fmt.Errorf("%s.disk: %w", path, err)
+		}
+		return openedBackend{cas: cas, ac: ac, local: local, close: func() {}}, nil
+	default: // b.Remote, as Validate guarantees
+		conn, err := dialStorage(b.Remote.Endpoint, deps.dial)
+		if err != nil {
+			return openedBackend{}, fmt.Errorf("%s.remote: %w", path, err)
+		}
+		return openedBackend{cas: storage.NewRemoteBlobStore(conn, storage.RemoteOptions{InstanceName: b.Remote.InstanceName}),
+			ac: storage.NewRemoteActionCache(conn), close: func() { conn.Close() }}, nil
+	}
+}
+
+// storageBackend is the backend a storage config names: its backend tree,
+// or else the older remote endpoint, or else the disk under its dir.
+func storageBackend(cfg configs.Storage) (configs.Backend, error) {
+	switch {
+	case cfg.Backend != nil && cfg.Remote.Endpoint != "":
+		return configs.Backend{}, fmt.Errorf("config: remote and backend are both set; keep only backend")
+	case cfg.Backend != nil:
+		return *cfg.Backend, nil
+	case cfg.Remote.Endpoint != "":
+		r := cfg.Remote
+		return configs.Backend{Remote: &r}, nil
+	}
+	return configs.Backend{Disk: &configs.DiskBackend{Dir: cfg.Dir, MaxBytes: cfg.MaxBytes, ActionCacheMaxBytes: cfg.ActionCacheMaxBytes}}, nil
+}
