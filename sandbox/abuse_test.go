@@ -72,9 +72,16 @@ func TestMemoryHogOOMKilled(t *testing.T) {
 // TestCPUSpinTimedOut: a command spinning past its timeout is terminated
 // with SIGTERM and reported as timed out; one that ignores SIGTERM is
 // SIGKILLed after the grace period and reported as killed.
+//
+// The SIGTERM cases get a grace period far longer than they need: the
+// command dies at once of SIGTERM, but the init still has to reap it and
+// report, and on a loaded machine that took longer than a short grace,
+// whose SIGKILL then decided the result (a verdict that hung on the
+// machine's speed).
 func TestCPUSpinTimedOut(t *testing.T) {
 	l := newTestLauncher(t, Options{KillGrace: 300 * time.Millisecond})
 	t.Run("SIGTERM", func(t *testing.T) {
+		l := newTestLauncher(t, Options{KillGrace: 20 * time.Second})
 		out := runSpec(t, l, testSpec("/bin/probe", "spin"), Request{Timeout: 300 * time.Millisecond})
 		if !out.TimedOut || out.Killed || out.Signal != syscall.SIGTERM {
 			t.Errorf("timed out %v killed %v signal %v, want true false SIGTERM", out.TimedOut, out.Killed, out.Signal)
@@ -96,8 +103,10 @@ func TestCPUSpinTimedOut(t *testing.T) {
 
 // TestCancel: cancelling the context terminates the sandbox; Run still
 // returns its result, marked canceled.
+// The grace period is long (see TestCPUSpinTimedOut): with 300ms, a
+// loaded machine once reported SIGKILL.
 func TestCancel(t *testing.T) {
-	l := newTestLauncher(t, Options{KillGrace: 300 * time.Millisecond})
+	l := newTestLauncher(t, Options{KillGrace: 20 * time.Second})
 	bundle := writeBundle(t, testSpec("/bin/sleep", "1000"))
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
