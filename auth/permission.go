@@ -24,8 +24,9 @@ const (
 	// Execute: Execute, WaitExecution and the Operations API (on the
 	// caller's own operations only).
 	Execute Permission = "execute"
-	// Admin: the scheduler's AdminService (DrainWorker, ListWorkers). It
-	// is farm-wide: instance names do not limit it.
+	// Admin: the scheduler's AdminService (DrainWorker, UndrainWorker,
+	// ListWorkers) and, with a policy, its status page, which shows every
+	// tenant's operations. It is farm-wide: instance names do not limit it.
 	Admin Permission = "admin"
 )
 

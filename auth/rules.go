@@ -52,21 +52,22 @@ var rules = map[string]rule{
 	// Fetch reads records (and may download checksum-verified content
 	// from hosts the operator allowed); Push writes records other clients
 	// trust as they trust action results, so it needs ac-write.
-	asset + "Fetch/FetchBlob":                {perm: CASRead, instance: instanceField},
-	asset + "Fetch/FetchDirectory":           {perm: CASRead, instance: instanceField},
-	asset + "Push/PushBlob":                  {perm: ACWrite, instance: instanceField},
-	asset + "Push/PushDirectory":             {perm: ACWrite, instance: instanceField},
-	operations + "GetOperation":              {perm: Execute},
-	operations + "ListOperations":            {perm: Execute},
-	operations + "DeleteOperation":           {perm: Execute},
-	operations + "CancelOperation":           {perm: Execute},
-	operations + "WaitOperation":             {perm: Execute},
-	workerProto + "WorkerService/Connect":    {worker: true},
-	workerProto + "AdminService/DrainWorker": {perm: Admin},
-	workerProto + "AdminService/ListWorkers": {perm: Admin},
-	"/grpc.health.v1.Health/Check":           {public: true},
-	"/grpc.health.v1.Health/Watch":           {public: true},
-	"/grpc.health.v1.Health/List":            {public: true},
+	asset + "Fetch/FetchBlob":                  {perm: CASRead, instance: instanceField},
+	asset + "Fetch/FetchDirectory":             {perm: CASRead, instance: instanceField},
+	asset + "Push/PushBlob":                    {perm: ACWrite, instance: instanceField},
+	asset + "Push/PushDirectory":               {perm: ACWrite, instance: instanceField},
+	operations + "GetOperation":                {perm: Execute},
+	operations + "ListOperations":              {perm: Execute},
+	operations + "DeleteOperation":             {perm: Execute},
+	operations + "CancelOperation":             {perm: Execute},
+	operations + "WaitOperation":               {perm: Execute},
+	workerProto + "WorkerService/Connect":      {worker: true},
+	workerProto + "AdminService/DrainWorker":   {perm: Admin},
+	workerProto + "AdminService/UndrainWorker": {perm: Admin},
+	workerProto + "AdminService/ListWorkers":   {perm: Admin},
+	"/grpc.health.v1.Health/Check":             {public: true},
+	"/grpc.health.v1.Health/Watch":             {public: true},
+	"/grpc.health.v1.Health/List":              {public: true},
 }
 
 // ruleFor returns the rule of a method; reflection needs only a caller.

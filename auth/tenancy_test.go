@@ -177,6 +177,8 @@ func TestOnlyWorkersRegister(t *testing.T) {
 	wantCode(t, err, codes.PermissionDenied, "client token draining", "admin")
 	_, err = workerpb.NewAdminServiceClient(sf.dial(t, tokenWorker, nil)).DrainWorker(t.Context(), &workerpb.DrainWorkerRequest{WorkerId: "farmtest"})
 	wantCode(t, err, codes.PermissionDenied, "worker token draining", "admin")
+	_, err = workerpb.NewAdminServiceClient(sf.dial(t, tokenA, nil)).UndrainWorker(t.Context(), &workerpb.UndrainWorkerRequest{WorkerId: "farmtest"})
+	wantCode(t, err, codes.PermissionDenied, "client token undraining", "admin")
 	admin := workerpb.NewAdminServiceClient(sf.dial(t, tokenAdmin, nil))
 	// The farm's worker is connected with its certificate.
 	waitFor(t, "the worker to connect with its certificate", func() bool {
@@ -185,6 +187,9 @@ func TestOnlyWorkersRegister(t *testing.T) {
 	})
 	if _, err := admin.DrainWorker(t.Context(), &workerpb.DrainWorkerRequest{WorkerId: "farmtest"}); err != nil {
 		t.Fatalf("admin draining: %v", err)
+	}
+	if _, err := admin.UndrainWorker(t.Context(), &workerpb.UndrainWorkerRequest{WorkerId: "farmtest"}); err != nil {
+		t.Fatalf("admin undraining: %v", err)
 	}
 }
 

@@ -46,6 +46,9 @@ type effects struct {
 	published []string
 	// idle names draining workers that became idle (or were lost).
 	idle []string
+	// undrained names workers an operator undrained: whoever waits for
+	// them to become idle stops waiting.
+	undrained []string
 	// hangUp names workers whose session must end: they were declared lost
 	// while their stream was still open, and must register again.
 	hangUp []string

@@ -15,7 +15,7 @@ import (
 // scenario drives a core with random events (executes with deduplication,
 // priorities, invocations and two queues, cache hits, cancels, deletes,
 // workers connecting with some of their actions, results, retryable
-// failures, give-backs, disconnects, drains, time passing) and keeps every
+// failures, give-backs, disconnects, drains and undrains, time passing) and keeps every
 // record it wrote, encoded and decoded as the journal would.
 type scenario struct {
 	t       *testing.T
@@ -118,6 +118,8 @@ func (sc *scenario) step() {
 		c.Disconnect(sc.now, w, sc.gens[w])
 	case k < 85:
 		c.Drain(sc.now, w)
+	case k < 86:
+		c.Undrain(sc.now, w)
 	case k < 87:
 		c.Leave(sc.now, w, sc.gens[w])
 	default:

@@ -7,6 +7,8 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/genproto/googleapis/rpc/code"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 
 	"github.com/paddock-build/paddock/api/workerpb"
@@ -27,8 +29,9 @@ type harness struct {
 	now    time.Time
 	gens   map[string]uint64
 	sent   []workerMessage // every message sent to a worker, in order
-	idle   []string
-	hungUp []string
+	idle      []string
+	undrained []string
+	hungUp    []string
 	taken  int // sent[:taken] were returned by assignments()
 }
 
@@ -47,6 +50,7 @@ func (h *harness) collect() {
 	fx := h.c.takeEffects()
 	h.sent = append(h.sent, fx.dispatch...)
 	h.idle = append(h.idle, fx.idle...)
+	h.undrained = append(h.undrained, fx.undrained...)
 	h.hungUp = append(h.hungUp, fx.hangUp...)
 }
 
@@ -383,6 +387,113 @@ func TestDrainStopsWorkAndReportsIdle(t *testing.T) {
 	}
 	if _, err := h.c.Drain(h.now, "nobody"); err == nil {
 		t.Fatal("draining an unknown worker succeeded")
+	}
+}
+
+// kinds lists the kinds of the messages sent to worker since message from.
+func (h *harness) kinds(worker string, from int) []string {
+	var out []string
+	for _, m := range h.sent[from:] {
+		if m.worker != worker {
+			continue
+		}
+		switch m.msg.Kind.(type) {
+		case *workerpb.SchedulerMessage_Assignment:
+			out = append(out, "assignment")
+		case *workerpb.SchedulerMessage_Drain:
+			out = append(out, "drain")
+		case *workerpb.SchedulerMessage_Undrain:
+			out = append(out, "undrain")
+		case *workerpb.SchedulerMessage_Cancel:
+			out = append(out, "cancel")
+		}
+	}
+	return out
+}
+
+func TestUndrainResumesWork(t *testing.T) {
+	h := newHarness(t, nil)
+	h.connect("w", 1, nil)
+	for i := 0; i < 3; i++ {
+		h.execute(fmt.Sprintf("op%d", i), fmt.Sprint(i), "", 0)
+	}
+	h.assignments()
+	if _, err := h.c.Drain(h.now, "w"); err != nil {
+		t.Fatal(err)
+	}
+	h.collect()
+	h.result("w", "op0", 1, 0)
+	if got := h.assignments(); len(got) != 0 {
+		t.Fatalf("draining worker got %v", got)
+	}
+	h.advance(10 * time.Second) // drained for a while; still known
+	h.heartbeat("w")
+
+	from := len(h.sent)
+	n, err := h.c.Undrain(h.now, "w")
+	h.collect()
+	if err != nil || n != 1 {
+		t.Fatalf("Undrain = %d, %v; want 1 running (the next action went out at once)", n, err)
+	}
+	// The worker hears Undrain before its next assignment.
+	if got := fmt.Sprint(h.kinds("w", from)); got != "[undrain assignment]" {
+		t.Fatalf("messages after undrain = %s, want [undrain assignment]", got)
+	}
+	if fmt.Sprint(h.undrained) != "[w]" {
+		t.Fatalf("undrained = %v, want [w] (drain waiters must stop waiting)", h.undrained)
+	}
+	if ws := h.c.Workers(); ws[0].Draining {
+		t.Fatal("ListWorkers still says draining")
+	}
+	if got := h.assignments(); len(got) != 1 || got[0].name != "op1" {
+		t.Fatalf("after undrain: %v, want op1", got)
+	}
+	// Undraining a worker that is not drained changes nothing.
+	from = len(h.sent)
+	if n, err := h.c.Undrain(h.now, "w"); err != nil || n != 1 {
+		t.Fatalf("second Undrain = %d, %v; want 1 running", n, err)
+	}
+	h.collect()
+	if got := h.kinds("w", from); len(got) != 0 || len(h.undrained) != 1 {
+		t.Fatalf("undraining an undrained worker sent %v, undrained %v", got, h.undrained)
+	}
+	if _, err := h.c.Undrain(h.now, "nobody"); status.Code(err) != codes.NotFound {
+		t.Fatalf("undraining an unknown worker: %v, want NOT_FOUND", err)
+	}
+}
+
+// A drain undone while the worker is away is not replayed to it when it
+// comes back; a leaving worker stays out of work whatever an operator
+// undoes.
+func TestUndrainWhileDisconnectedOrLeaving(t *testing.T) {
+	h := newHarness(t, nil)
+	h.connect("w", 1, nil)
+	h.c.Drain(h.now, "w")
+	h.c.Disconnect(h.now, "w", h.gens["w"])
+	h.collect()
+	from := len(h.sent)
+	h.c.Undrain(h.now, "w")
+	h.collect()
+	if got := h.kinds("w", from); len(got) != 0 {
+		t.Fatalf("sent %v to a disconnected worker", got)
+	}
+	h.advance(5 * time.Second)
+	h.connect("w", 1, nil)
+	h.execute("op", "x", "", 0)
+	if got := fmt.Sprint(h.kinds("w", from)); got != "[assignment]" {
+		t.Fatalf("after reconnecting undrained: %s, want [assignment] and no drain", got)
+	}
+
+	h.connect("v", 1, nil)
+	h.c.Drain(h.now, "v")
+	h.c.Leave(h.now, "v", h.gens["v"])
+	h.collect()
+	from = len(h.sent)
+	h.c.Undrain(h.now, "v")
+	h.collect()
+	h.execute("op2", "y", "", 0)
+	if got := h.kinds("v", from); len(got) != 0 {
+		t.Fatalf("leaving worker got %v after an undrain", got)
 	}
 }
 

@@ -12,7 +12,7 @@ import (
 )
 
 // This file holds the core's worker events: connect, heartbeat, result,
-// give back, disconnect, drain, lease loss.
+// give back, disconnect, drain, undrain, lease loss.
 
 // Connect (re)registers a worker and returns its session generation, which
 // later events of that session carry so a stale session cannot act for a
@@ -224,6 +224,26 @@ func (c *core) Drain(now time.Time, id string) (int, error) {
 	if !w.draining {
 		w.draining = true
 		c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Drain{Drain: &workerpb.Drain{}}})
+	}
+	return len(w.running), nil
+}
+
+// Undrain lets a drained worker take work again and returns how many
+// actions it runs. A connected worker is told (Undrain) unless its session
+// is leaving, which no undrain reverses. Undraining a worker that is not
+// drained changes nothing.
+func (c *core) Undrain(now time.Time, id string) (int, error) {
+	w := c.workers[id]
+	if w == nil {
+		return 0, status.Errorf(codes.NotFound, "worker %q is not known to this scheduler", id)
+	}
+	if w.draining {
+		w.draining = false
+		c.fx.undrained = append(c.fx.undrained, w.id)
+		if w.connected && !w.leaving {
+			c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Undrain{Undrain: &workerpb.Undrain{}}})
+		}
+		c.pumpWorker(now, w)
 	}
 	return len(w.running), nil
 }

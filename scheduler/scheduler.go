@@ -65,7 +65,7 @@ type Scheduler struct {
 	watchers     map[string]chan struct{} // closed when the operation changes
 	followers    *followers               // clients following each operation
 	sessions     map[string]*session      // current session of each worker
-	drainWaiters map[string][]chan struct{}
+	drainWaiters map[string][]chan error // closed when idle; ABORTED first if undrained
 	dur          *durability // nil without a journal
 
 	stop     chan struct{}
@@ -95,7 +95,7 @@ func New(opts Options) (*Scheduler, error) {
 		watchers:     map[string]chan struct{}{},
 		followers:    newFollowers(),
 		sessions:     map[string]*session{},
-		drainWaiters: map[string][]chan struct{}{},
+		drainWaiters: map[string][]chan error{},
 		stop:         make(chan struct{}),
 		metrics:      newMetrics(),
 	}
@@ -237,6 +237,13 @@ func (s *Scheduler) carryOut(fx effects) {
 		}
 		delete(s.drainWaiters, id)
 	}
+	for _, id := range fx.undrained {
+		for _, ch := range s.drainWaiters[id] {
+			ch <- status.Errorf(codes.Aborted, "worker %q was undrained before it became idle", id)
+			close(ch)
+		}
+		delete(s.drainWaiters, id)
+	}
 }
 
 // follower counts a client following the operation name until the
@@ -322,6 +329,17 @@ func (s *Scheduler) wait(ctx context.Context, name, owner string) (opView, error
 	}
 }
 
+// Undrain lets a drained worker take work again, and returns the number of
+// actions it runs. Drain calls waiting for it to become idle end with
+// ABORTED.
+func (s *Scheduler) Undrain(workerID string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, err := s.core.Undrain(s.clock.Now(), workerID)
+	s.apply()
+	return n, err
+}
+
 // Drain stops giving work to a worker. With wait, it returns once the
 // worker runs nothing (or ctx ends). It returns the number of actions the
 // worker still runs.
@@ -333,11 +351,19 @@ func (s *Scheduler) Drain(ctx context.Context, workerID string, wait bool) (int,
 		s.mu.Unlock()
 		return n, err
 	}
-	ch := make(chan struct{})
+	ch := make(chan error, 1)
 	s.drainWaiters[workerID] = append(s.drainWaiters[workerID], ch)
 	s.mu.Unlock()
 	select {
-	case <-ch:
+	case err := <-ch:
+		if err != nil {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if w := s.core.workers[workerID]; w != nil {
+				return len(w.running), err
+			}
+			return 0, err
+		}
 		return 0, nil
 	case <-ctx.Done():
 		s.mu.Lock()

@@ -490,6 +490,52 @@ func TestDrainWorkerOverGRPC(t *testing.T) {
 	}
 }
 
+func TestUndrainWorkerOverGRPC(t *testing.T) {
+	f := startFarm(t, testConfig(), "", nil, nil)
+	ctx := ctxTimeout(t)
+	g := newGate()
+	w := startTestWorker(t, f.addr, "w", 1, g.run("w"))
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	must(f.exec.Execute(sctx, executeRequest(f.action(t, "1", nil))))
+	must(f.exec.Execute(sctx, executeRequest(f.action(t, "2", nil))))
+	w.waitFor(t, "an action", func() bool { return len(w.c.Held()) == 1 })
+	if _, err := f.admin.DrainWorker(ctx, &workerpb.DrainWorkerRequest{WorkerId: "w"}); err != nil {
+		t.Fatal(err)
+	}
+	w.waitFor(t, "the drain notice", func() bool { return w.c.Draining() })
+	waitErr := make(chan error, 1)
+	go func() {
+		_, err := f.admin.DrainWorker(ctx, &workerpb.DrainWorkerRequest{WorkerId: "w", Wait: true})
+		waitErr <- err
+	}()
+	w.waitFor(t, "the drain call to wait", func() bool {
+		f.s.mu.Lock()
+		defer f.s.mu.Unlock()
+		return len(f.s.drainWaiters["w"]) == 1
+	})
+	resp, err := f.admin.UndrainWorker(ctx, &workerpb.UndrainWorkerRequest{WorkerId: "w"})
+	if err != nil || resp.Running != 1 {
+		t.Fatalf("UndrainWorker = %v, %v; want 1 running", resp, err)
+	}
+	if err := <-waitErr; status.Code(err) != codes.Aborted {
+		t.Fatalf("DrainWorker(wait) across an undrain: %v, want ABORTED", err)
+	}
+	w.waitFor(t, "the undrain notice", func() bool { return !w.c.Draining() })
+	close(g.release)
+	w.waitFor(t, "the second action on the undrained worker", func() bool { return len(w.assigned) == 2 })
+	r, err := f.admin.ListWorkers(ctx, &workerpb.ListWorkersRequest{})
+	if err != nil || len(r.Workers) != 1 || r.Workers[0].Draining {
+		t.Fatalf("ListWorkers = %v, %v; want one worker, not draining", r, err)
+	}
+	if _, err := f.admin.UndrainWorker(ctx, &workerpb.UndrainWorkerRequest{WorkerId: "ghost"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("undraining an unknown worker: %v, want NOT_FOUND", err)
+	}
+	if _, err := f.admin.UndrainWorker(ctx, &workerpb.UndrainWorkerRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("undraining worker \"\": %v, want INVALID_ARGUMENT", err)
+	}
+}
+
 func TestExecuteStreamRepeatsStateWhileIdle(t *testing.T) {
 	cfg := testConfig()
 	cfg.ExecuteUpdateInterval = 10 * time.Millisecond

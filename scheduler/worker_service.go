@@ -88,6 +88,17 @@ func (a *adminService) DrainWorker(ctx context.Context, req *workerpb.DrainWorke
 	return &workerpb.DrainWorkerResponse{WorkerId: req.WorkerId, Idle: n == 0, Running: int32(n)}, nil
 }
 
+func (a *adminService) UndrainWorker(ctx context.Context, req *workerpb.UndrainWorkerRequest) (*workerpb.UndrainWorkerResponse, error) {
+	if req.WorkerId == "" {
+		return nil, status.Error(codes.InvalidArgument, "worker_id: must not be empty")
+	}
+	n, err := a.s.Undrain(req.WorkerId)
+	if err != nil {
+		return nil, err
+	}
+	return &workerpb.UndrainWorkerResponse{WorkerId: req.WorkerId, Running: int32(n)}, nil
+}
+
 func (a *adminService) ListWorkers(ctx context.Context, req *workerpb.ListWorkersRequest) (*workerpb.ListWorkersResponse, error) {
 	a.s.mu.Lock()
 	defer a.s.mu.Unlock()

@@ -301,6 +301,7 @@ type SchedulerMessage struct {
 	//	*SchedulerMessage_Assignment
 	//	*SchedulerMessage_Cancel
 	//	*SchedulerMessage_Drain
+	//	*SchedulerMessage_Undrain
 	Kind          isSchedulerMessage_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -379,6 +380,15 @@ func (x *SchedulerMessage) GetDrain() *Drain {
 	return nil
 }
 
+func (x *SchedulerMessage) GetUndrain() *Undrain {
+	if x != nil {
+		if x, ok := x.Kind.(*SchedulerMessage_Undrain); ok {
+			return x.Undrain
+		}
+	}
+	return nil
+}
+
 type isSchedulerMessage_Kind interface {
 	isSchedulerMessage_Kind()
 }
@@ -399,6 +409,10 @@ type SchedulerMessage_Drain struct {
 	Drain *Drain `protobuf:"bytes,4,opt,name=drain,proto3,oneof"`
 }
 
+type SchedulerMessage_Undrain struct {
+	Undrain *Undrain `protobuf:"bytes,5,opt,name=undrain,proto3,oneof"`
+}
+
 func (*SchedulerMessage_Registered) isSchedulerMessage_Kind() {}
 
 func (*SchedulerMessage_Assignment) isSchedulerMessage_Kind() {}
@@ -406,6 +420,8 @@ func (*SchedulerMessage_Assignment) isSchedulerMessage_Kind() {}
 func (*SchedulerMessage_Cancel) isSchedulerMessage_Kind() {}
 
 func (*SchedulerMessage_Drain) isSchedulerMessage_Kind() {}
+
+func (*SchedulerMessage_Undrain) isSchedulerMessage_Kind() {}
 
 // Register opens (or reopens) a worker session. Sending it again on a new
 // stream with the same worker_id replaces the old stream.
@@ -1069,6 +1085,44 @@ func (*Drain) Descriptor() ([]byte, []int) {
 	return file_workerpb_worker_proto_rawDescGZIP(), []int{13}
 }
 
+// Undrain tells the worker that an operator undid a drain: new actions may
+// come on this stream again. Never sent to a worker that said Leaving.
+type Undrain struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Undrain) Reset() {
+	*x = Undrain{}
+	mi := &file_workerpb_worker_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Undrain) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Undrain) ProtoMessage() {}
+
+func (x *Undrain) ProtoReflect() protoreflect.Message {
+	mi := &file_workerpb_worker_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Undrain.ProtoReflect.Descriptor instead.
+func (*Undrain) Descriptor() ([]byte, []int) {
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{14}
+}
+
 type DrainWorkerRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	WorkerId string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
@@ -1080,7 +1134,7 @@ type DrainWorkerRequest struct {
 
 func (x *DrainWorkerRequest) Reset() {
 	*x = DrainWorkerRequest{}
-	mi := &file_workerpb_worker_proto_msgTypes[14]
+	mi := &file_workerpb_worker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1092,7 +1146,7 @@ func (x *DrainWorkerRequest) String() string {
 func (*DrainWorkerRequest) ProtoMessage() {}
 
 func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_workerpb_worker_proto_msgTypes[14]
+	mi := &file_workerpb_worker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1105,7 +1159,7 @@ func (x *DrainWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerRequest.ProtoReflect.Descriptor instead.
 func (*DrainWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_workerpb_worker_proto_rawDescGZIP(), []int{14}
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DrainWorkerRequest) GetWorkerId() string {
@@ -1135,7 +1189,7 @@ type DrainWorkerResponse struct {
 
 func (x *DrainWorkerResponse) Reset() {
 	*x = DrainWorkerResponse{}
-	mi := &file_workerpb_worker_proto_msgTypes[15]
+	mi := &file_workerpb_worker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1147,7 +1201,7 @@ func (x *DrainWorkerResponse) String() string {
 func (*DrainWorkerResponse) ProtoMessage() {}
 
 func (x *DrainWorkerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_workerpb_worker_proto_msgTypes[15]
+	mi := &file_workerpb_worker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1160,7 +1214,7 @@ func (x *DrainWorkerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainWorkerResponse.ProtoReflect.Descriptor instead.
 func (*DrainWorkerResponse) Descriptor() ([]byte, []int) {
-	return file_workerpb_worker_proto_rawDescGZIP(), []int{15}
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DrainWorkerResponse) GetWorkerId() string {
@@ -1184,6 +1238,103 @@ func (x *DrainWorkerResponse) GetRunning() int32 {
 	return 0
 }
 
+type UndrainWorkerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UndrainWorkerRequest) Reset() {
+	*x = UndrainWorkerRequest{}
+	mi := &file_workerpb_worker_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UndrainWorkerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UndrainWorkerRequest) ProtoMessage() {}
+
+func (x *UndrainWorkerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_workerpb_worker_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UndrainWorkerRequest.ProtoReflect.Descriptor instead.
+func (*UndrainWorkerRequest) Descriptor() ([]byte, []int) {
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *UndrainWorkerRequest) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+type UndrainWorkerResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// Actions it runs (it may now get more).
+	Running       int32 `protobuf:"varint,2,opt,name=running,proto3" json:"running,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UndrainWorkerResponse) Reset() {
+	*x = UndrainWorkerResponse{}
+	mi := &file_workerpb_worker_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UndrainWorkerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UndrainWorkerResponse) ProtoMessage() {}
+
+func (x *UndrainWorkerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_workerpb_worker_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UndrainWorkerResponse.ProtoReflect.Descriptor instead.
+func (*UndrainWorkerResponse) Descriptor() ([]byte, []int) {
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *UndrainWorkerResponse) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *UndrainWorkerResponse) GetRunning() int32 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
 type ListWorkersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1192,7 +1343,7 @@ type ListWorkersRequest struct {
 
 func (x *ListWorkersRequest) Reset() {
 	*x = ListWorkersRequest{}
-	mi := &file_workerpb_worker_proto_msgTypes[16]
+	mi := &file_workerpb_worker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1355,7 @@ func (x *ListWorkersRequest) String() string {
 func (*ListWorkersRequest) ProtoMessage() {}
 
 func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_workerpb_worker_proto_msgTypes[16]
+	mi := &file_workerpb_worker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1368,7 @@ func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
-	return file_workerpb_worker_proto_rawDescGZIP(), []int{16}
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{19}
 }
 
 type ListWorkersResponse struct {
@@ -1229,7 +1380,7 @@ type ListWorkersResponse struct {
 
 func (x *ListWorkersResponse) Reset() {
 	*x = ListWorkersResponse{}
-	mi := &file_workerpb_worker_proto_msgTypes[17]
+	mi := &file_workerpb_worker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1241,7 +1392,7 @@ func (x *ListWorkersResponse) String() string {
 func (*ListWorkersResponse) ProtoMessage() {}
 
 func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_workerpb_worker_proto_msgTypes[17]
+	mi := &file_workerpb_worker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1254,7 +1405,7 @@ func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
-	return file_workerpb_worker_proto_rawDescGZIP(), []int{17}
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListWorkersResponse) GetWorkers() []*WorkerInfo {
@@ -1280,7 +1431,7 @@ type WorkerInfo struct {
 
 func (x *WorkerInfo) Reset() {
 	*x = WorkerInfo{}
-	mi := &file_workerpb_worker_proto_msgTypes[18]
+	mi := &file_workerpb_worker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1443,7 @@ func (x *WorkerInfo) String() string {
 func (*WorkerInfo) ProtoMessage() {}
 
 func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_workerpb_worker_proto_msgTypes[18]
+	mi := &file_workerpb_worker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1456,7 @@ func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerInfo.ProtoReflect.Descriptor instead.
 func (*WorkerInfo) Descriptor() ([]byte, []int) {
-	return file_workerpb_worker_proto_rawDescGZIP(), []int{18}
+	return file_workerpb_worker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WorkerInfo) GetWorkerId() string {
@@ -1382,7 +1533,7 @@ const file_workerpb_worker_proto_rawDesc = "" +
 	"\x06result\x18\x03 \x01(\v2\x19.paddock.worker.v1.ResultH\x00R\x06result\x12:\n" +
 	"\tgive_back\x18\x04 \x01(\v2\x1b.paddock.worker.v1.GiveBackH\x00R\bgiveBack\x126\n" +
 	"\aleaving\x18\x05 \x01(\v2\x1a.paddock.worker.v1.LeavingH\x00R\aleavingB\x06\n" +
-	"\x04kind\"\x83\x02\n" +
+	"\x04kind\"\xbb\x02\n" +
 	"\x10SchedulerMessage\x12?\n" +
 	"\n" +
 	"registered\x18\x01 \x01(\v2\x1d.paddock.worker.v1.RegisteredH\x00R\n" +
@@ -1391,7 +1542,8 @@ const file_workerpb_worker_proto_rawDesc = "" +
 	"assignment\x18\x02 \x01(\v2\x1d.paddock.worker.v1.AssignmentH\x00R\n" +
 	"assignment\x123\n" +
 	"\x06cancel\x18\x03 \x01(\v2\x19.paddock.worker.v1.CancelH\x00R\x06cancel\x120\n" +
-	"\x05drain\x18\x04 \x01(\v2\x18.paddock.worker.v1.DrainH\x00R\x05drainB\x06\n" +
+	"\x05drain\x18\x04 \x01(\v2\x18.paddock.worker.v1.DrainH\x00R\x05drain\x126\n" +
+	"\aundrain\x18\x05 \x01(\v2\x1a.paddock.worker.v1.UndrainH\x00R\aundrainB\x06\n" +
 	"\x04kind\"\xda\x02\n" +
 	"\bRegister\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x127\n" +
@@ -1439,14 +1591,20 @@ const file_workerpb_worker_proto_rawDesc = "" +
 	"\x06Cancel\x12%\n" +
 	"\x0eoperation_name\x18\x01 \x01(\tR\roperationName\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\a\n" +
-	"\x05Drain\"E\n" +
+	"\x05Drain\"\t\n" +
+	"\aUndrain\"E\n" +
 	"\x12DrainWorkerRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x12\n" +
 	"\x04wait\x18\x02 \x01(\bR\x04wait\"`\n" +
 	"\x13DrainWorkerResponse\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x12\n" +
 	"\x04idle\x18\x02 \x01(\bR\x04idle\x12\x18\n" +
-	"\arunning\x18\x03 \x01(\x05R\arunning\"\x14\n" +
+	"\arunning\x18\x03 \x01(\x05R\arunning\"3\n" +
+	"\x14UndrainWorkerRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\"N\n" +
+	"\x15UndrainWorkerResponse\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x18\n" +
+	"\arunning\x18\x02 \x01(\x05R\arunning\"\x14\n" +
 	"\x12ListWorkersRequest\"N\n" +
 	"\x13ListWorkersResponse\x127\n" +
 	"\aworkers\x18\x01 \x03(\v2\x1d.paddock.worker.v1.WorkerInfoR\aworkers\"\x8f\x03\n" +
@@ -1464,9 +1622,10 @@ const file_workerpb_worker_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012e\n" +
 	"\rWorkerService\x12T\n" +
-	"\aConnect\x12 .paddock.worker.v1.WorkerMessage\x1a#.paddock.worker.v1.SchedulerMessage(\x010\x012\xca\x01\n" +
+	"\aConnect\x12 .paddock.worker.v1.WorkerMessage\x1a#.paddock.worker.v1.SchedulerMessage(\x010\x012\xae\x02\n" +
 	"\fAdminService\x12\\\n" +
-	"\vDrainWorker\x12%.paddock.worker.v1.DrainWorkerRequest\x1a&.paddock.worker.v1.DrainWorkerResponse\x12\\\n" +
+	"\vDrainWorker\x12%.paddock.worker.v1.DrainWorkerRequest\x1a&.paddock.worker.v1.DrainWorkerResponse\x12b\n" +
+	"\rUndrainWorker\x12'.paddock.worker.v1.UndrainWorkerRequest\x1a(.paddock.worker.v1.UndrainWorkerResponse\x12\\\n" +
 	"\vListWorkers\x12%.paddock.worker.v1.ListWorkersRequest\x1a&.paddock.worker.v1.ListWorkersResponseB/Z-github.com/paddock-build/paddock/api/workerpbb\x06proto3"
 
 var (
@@ -1481,7 +1640,7 @@ func file_workerpb_worker_proto_rawDescGZIP() []byte {
 	return file_workerpb_worker_proto_rawDescData
 }
 
-var file_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_workerpb_worker_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_workerpb_worker_proto_goTypes = []any{
 	(*Digest)(nil),                // 0: paddock.worker.v1.Digest
 	(*Property)(nil),              // 1: paddock.worker.v1.Property
@@ -1497,15 +1656,18 @@ var file_workerpb_worker_proto_goTypes = []any{
 	(*Assignment)(nil),            // 11: paddock.worker.v1.Assignment
 	(*Cancel)(nil),                // 12: paddock.worker.v1.Cancel
 	(*Drain)(nil),                 // 13: paddock.worker.v1.Drain
-	(*DrainWorkerRequest)(nil),    // 14: paddock.worker.v1.DrainWorkerRequest
-	(*DrainWorkerResponse)(nil),   // 15: paddock.worker.v1.DrainWorkerResponse
-	(*ListWorkersRequest)(nil),    // 16: paddock.worker.v1.ListWorkersRequest
-	(*ListWorkersResponse)(nil),   // 17: paddock.worker.v1.ListWorkersResponse
-	(*WorkerInfo)(nil),            // 18: paddock.worker.v1.WorkerInfo
-	nil,                           // 19: paddock.worker.v1.Register.LabelsEntry
-	nil,                           // 20: paddock.worker.v1.WorkerInfo.LabelsEntry
-	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*Undrain)(nil),               // 14: paddock.worker.v1.Undrain
+	(*DrainWorkerRequest)(nil),    // 15: paddock.worker.v1.DrainWorkerRequest
+	(*DrainWorkerResponse)(nil),   // 16: paddock.worker.v1.DrainWorkerResponse
+	(*UndrainWorkerRequest)(nil),  // 17: paddock.worker.v1.UndrainWorkerRequest
+	(*UndrainWorkerResponse)(nil), // 18: paddock.worker.v1.UndrainWorkerResponse
+	(*ListWorkersRequest)(nil),    // 19: paddock.worker.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),   // 20: paddock.worker.v1.ListWorkersResponse
+	(*WorkerInfo)(nil),            // 21: paddock.worker.v1.WorkerInfo
+	nil,                           // 22: paddock.worker.v1.Register.LabelsEntry
+	nil,                           // 23: paddock.worker.v1.WorkerInfo.LabelsEntry
+	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_workerpb_worker_proto_depIdxs = []int32{
 	4,  // 0: paddock.worker.v1.WorkerMessage.register:type_name -> paddock.worker.v1.Register
@@ -1517,32 +1679,35 @@ var file_workerpb_worker_proto_depIdxs = []int32{
 	11, // 6: paddock.worker.v1.SchedulerMessage.assignment:type_name -> paddock.worker.v1.Assignment
 	12, // 7: paddock.worker.v1.SchedulerMessage.cancel:type_name -> paddock.worker.v1.Cancel
 	13, // 8: paddock.worker.v1.SchedulerMessage.drain:type_name -> paddock.worker.v1.Drain
-	1,  // 9: paddock.worker.v1.Register.platform:type_name -> paddock.worker.v1.Property
-	19, // 10: paddock.worker.v1.Register.labels:type_name -> paddock.worker.v1.Register.LabelsEntry
-	5,  // 11: paddock.worker.v1.Register.running:type_name -> paddock.worker.v1.InHand
-	21, // 12: paddock.worker.v1.Registered.lease_duration:type_name -> google.protobuf.Duration
-	21, // 13: paddock.worker.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	0,  // 14: paddock.worker.v1.Assignment.action_digest:type_name -> paddock.worker.v1.Digest
-	0,  // 15: paddock.worker.v1.Assignment.command_digest:type_name -> paddock.worker.v1.Digest
-	0,  // 16: paddock.worker.v1.Assignment.input_root_digest:type_name -> paddock.worker.v1.Digest
-	1,  // 17: paddock.worker.v1.Assignment.platform:type_name -> paddock.worker.v1.Property
-	21, // 18: paddock.worker.v1.Assignment.timeout:type_name -> google.protobuf.Duration
-	22, // 19: paddock.worker.v1.Assignment.queued_timestamp:type_name -> google.protobuf.Timestamp
-	18, // 20: paddock.worker.v1.ListWorkersResponse.workers:type_name -> paddock.worker.v1.WorkerInfo
-	1,  // 21: paddock.worker.v1.WorkerInfo.platform:type_name -> paddock.worker.v1.Property
-	20, // 22: paddock.worker.v1.WorkerInfo.labels:type_name -> paddock.worker.v1.WorkerInfo.LabelsEntry
-	22, // 23: paddock.worker.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
-	2,  // 24: paddock.worker.v1.WorkerService.Connect:input_type -> paddock.worker.v1.WorkerMessage
-	14, // 25: paddock.worker.v1.AdminService.DrainWorker:input_type -> paddock.worker.v1.DrainWorkerRequest
-	16, // 26: paddock.worker.v1.AdminService.ListWorkers:input_type -> paddock.worker.v1.ListWorkersRequest
-	3,  // 27: paddock.worker.v1.WorkerService.Connect:output_type -> paddock.worker.v1.SchedulerMessage
-	15, // 28: paddock.worker.v1.AdminService.DrainWorker:output_type -> paddock.worker.v1.DrainWorkerResponse
-	17, // 29: paddock.worker.v1.AdminService.ListWorkers:output_type -> paddock.worker.v1.ListWorkersResponse
-	27, // [27:30] is the sub-list for method output_type
-	24, // [24:27] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	14, // 9: paddock.worker.v1.SchedulerMessage.undrain:type_name -> paddock.worker.v1.Undrain
+	1,  // 10: paddock.worker.v1.Register.platform:type_name -> paddock.worker.v1.Property
+	22, // 11: paddock.worker.v1.Register.labels:type_name -> paddock.worker.v1.Register.LabelsEntry
+	5,  // 12: paddock.worker.v1.Register.running:type_name -> paddock.worker.v1.InHand
+	24, // 13: paddock.worker.v1.Registered.lease_duration:type_name -> google.protobuf.Duration
+	24, // 14: paddock.worker.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
+	0,  // 15: paddock.worker.v1.Assignment.action_digest:type_name -> paddock.worker.v1.Digest
+	0,  // 16: paddock.worker.v1.Assignment.command_digest:type_name -> paddock.worker.v1.Digest
+	0,  // 17: paddock.worker.v1.Assignment.input_root_digest:type_name -> paddock.worker.v1.Digest
+	1,  // 18: paddock.worker.v1.Assignment.platform:type_name -> paddock.worker.v1.Property
+	24, // 19: paddock.worker.v1.Assignment.timeout:type_name -> google.protobuf.Duration
+	25, // 20: paddock.worker.v1.Assignment.queued_timestamp:type_name -> google.protobuf.Timestamp
+	21, // 21: paddock.worker.v1.ListWorkersResponse.workers:type_name -> paddock.worker.v1.WorkerInfo
+	1,  // 22: paddock.worker.v1.WorkerInfo.platform:type_name -> paddock.worker.v1.Property
+	23, // 23: paddock.worker.v1.WorkerInfo.labels:type_name -> paddock.worker.v1.WorkerInfo.LabelsEntry
+	25, // 24: paddock.worker.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
+	2,  // 25: paddock.worker.v1.WorkerService.Connect:input_type -> paddock.worker.v1.WorkerMessage
+	15, // 26: paddock.worker.v1.AdminService.DrainWorker:input_type -> paddock.worker.v1.DrainWorkerRequest
+	17, // 27: paddock.worker.v1.AdminService.UndrainWorker:input_type -> paddock.worker.v1.UndrainWorkerRequest
+	19, // 28: paddock.worker.v1.AdminService.ListWorkers:input_type -> paddock.worker.v1.ListWorkersRequest
+	3,  // 29: paddock.worker.v1.WorkerService.Connect:output_type -> paddock.worker.v1.SchedulerMessage
+	16, // 30: paddock.worker.v1.AdminService.DrainWorker:output_type -> paddock.worker.v1.DrainWorkerResponse
+	18, // 31: paddock.worker.v1.AdminService.UndrainWorker:output_type -> paddock.worker.v1.UndrainWorkerResponse
+	20, // 32: paddock.worker.v1.AdminService.ListWorkers:output_type -> paddock.worker.v1.ListWorkersResponse
+	29, // [29:33] is the sub-list for method output_type
+	25, // [25:29] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_workerpb_worker_proto_init() }
@@ -1562,6 +1727,7 @@ func file_workerpb_worker_proto_init() {
 		(*SchedulerMessage_Assignment)(nil),
 		(*SchedulerMessage_Cancel)(nil),
 		(*SchedulerMessage_Drain)(nil),
+		(*SchedulerMessage_Undrain)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1569,7 +1735,7 @@ func file_workerpb_worker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_workerpb_worker_proto_rawDesc), len(file_workerpb_worker_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

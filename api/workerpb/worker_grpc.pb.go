@@ -154,8 +154,9 @@ var WorkerService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	AdminService_DrainWorker_FullMethodName = "/paddock.worker.v1.AdminService/DrainWorker"
-	AdminService_ListWorkers_FullMethodName = "/paddock.worker.v1.AdminService/ListWorkers"
+	AdminService_DrainWorker_FullMethodName   = "/paddock.worker.v1.AdminService/DrainWorker"
+	AdminService_UndrainWorker_FullMethodName = "/paddock.worker.v1.AdminService/UndrainWorker"
+	AdminService_ListWorkers_FullMethodName   = "/paddock.worker.v1.AdminService/ListWorkers"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -163,12 +164,17 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // AdminService is served by the scheduler for operators (`paddock scheduler
-// drain`).
+// drain`, `paddock scheduler undrain`, the status page's buttons).
 type AdminServiceClient interface {
 	// DrainWorker stops giving new actions to a worker; actions it is running
 	// finish normally. With wait, the call returns when the worker is idle
 	// (or the call's deadline passes). NOT_FOUND for an unknown worker.
 	DrainWorker(ctx context.Context, in *DrainWorkerRequest, opts ...grpc.CallOption) (*DrainWorkerResponse, error)
+	// UndrainWorker lets a drained worker take new actions again (it also
+	// receives Undrain). A DrainWorker waiting for that worker to become idle
+	// ends with ABORTED. Undraining a worker that is not drained does nothing.
+	// NOT_FOUND for an unknown worker.
+	UndrainWorker(ctx context.Context, in *UndrainWorkerRequest, opts ...grpc.CallOption) (*UndrainWorkerResponse, error)
 	// ListWorkers describes the connected (and recently lost) workers.
 	ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error)
 }
@@ -191,6 +197,16 @@ func (c *adminServiceClient) DrainWorker(ctx context.Context, in *DrainWorkerReq
 	return out, nil
 }
 
+func (c *adminServiceClient) UndrainWorker(ctx context.Context, in *UndrainWorkerRequest, opts ...grpc.CallOption) (*UndrainWorkerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UndrainWorkerResponse)
+	err := c.cc.Invoke(ctx, AdminService_UndrainWorker_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminServiceClient) ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListWorkersResponse)
@@ -206,12 +222,17 @@ func (c *adminServiceClient) ListWorkers(ctx context.Context, in *ListWorkersReq
 // for forward compatibility.
 //
 // AdminService is served by the scheduler for operators (`paddock scheduler
-// drain`).
+// drain`, `paddock scheduler undrain`, the status page's buttons).
 type AdminServiceServer interface {
 	// DrainWorker stops giving new actions to a worker; actions it is running
 	// finish normally. With wait, the call returns when the worker is idle
 	// (or the call's deadline passes). NOT_FOUND for an unknown worker.
 	DrainWorker(context.Context, *DrainWorkerRequest) (*DrainWorkerResponse, error)
+	// UndrainWorker lets a drained worker take new actions again (it also
+	// receives Undrain). A DrainWorker waiting for that worker to become idle
+	// ends with ABORTED. Undraining a worker that is not drained does nothing.
+	// NOT_FOUND for an unknown worker.
+	UndrainWorker(context.Context, *UndrainWorkerRequest) (*UndrainWorkerResponse, error)
 	// ListWorkers describes the connected (and recently lost) workers.
 	ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
@@ -226,6 +247,9 @@ type UnimplementedAdminServiceServer struct{}
 
 func (UnimplementedAdminServiceServer) DrainWorker(context.Context, *DrainWorkerRequest) (*DrainWorkerResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DrainWorker not implemented")
+}
+func (UnimplementedAdminServiceServer) UndrainWorker(context.Context, *UndrainWorkerRequest) (*UndrainWorkerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UndrainWorker not implemented")
 }
 func (UnimplementedAdminServiceServer) ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListWorkers not implemented")
@@ -269,6 +293,24 @@ func _AdminService_DrainWorker_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_UndrainWorker_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UndrainWorkerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).UndrainWorker(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_UndrainWorker_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).UndrainWorker(ctx, req.(*UndrainWorkerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AdminService_ListWorkers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListWorkersRequest)
 	if err := dec(in); err != nil {
@@ -297,6 +339,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DrainWorker",
 			Handler:    _AdminService_DrainWorker_Handler,
+		},
+		{
+			MethodName: "UndrainWorker",
+			Handler:    _AdminService_UndrainWorker_Handler,
 		},
 		{
 			MethodName: "ListWorkers",

@@ -20,13 +20,14 @@ import (
 const schedulerUsage = `usage:
   paddock scheduler --listen ADDR --storage ADDR [--config FILE] [--journal-dir DIR]
   paddock scheduler drain --scheduler ADDR --worker ID [--wait]
+  paddock scheduler undrain --scheduler ADDR --worker ID
 `
 
 // runScheduler serves the Execution and Operations APIs and the worker
-// protocol, or runs the drain admin command.
+// protocol, or runs the drain and undrain admin commands.
 func runScheduler(ctx context.Context, args []string) error {
-	if len(args) > 0 && args[0] == "drain" {
-		return runSchedulerDrain(ctx, args[1:])
+	if len(args) > 0 && (args[0] == "drain" || args[0] == "undrain") {
+		return runSchedulerDrain(ctx, args[0], args[1:])
 	}
 	fs := flag.NewFlagSet("scheduler", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, schedulerUsage); fs.PrintDefaults() }
@@ -140,14 +141,18 @@ func schedulerFront(s *scheduler.Scheduler, cas storage.BlobStore, ac storage.Ac
 	return g, func() { closeAssets(); front.Close() }, nil
 }
 
-// runSchedulerDrain asks a scheduler to stop giving work to a worker, and
-// with --wait waits until the worker is idle.
-func runSchedulerDrain(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("scheduler drain", flag.ContinueOnError)
+// runSchedulerDrain asks a scheduler to stop giving work to a worker
+// (drain; with --wait it waits until the worker is idle), or to give it
+// work again (undrain).
+func runSchedulerDrain(ctx context.Context, verb string, args []string) error {
+	fs := flag.NewFlagSet("scheduler "+verb, flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, schedulerUsage); fs.PrintDefaults() }
 	addr := fs.String("scheduler", "localhost:8981", "scheduler address")
-	id := fs.String("worker", "", "id of the worker to drain; required")
-	wait := fs.Bool("wait", false, "return only when the worker runs nothing")
+	id := fs.String("worker", "", "id of the worker to "+verb+"; required")
+	var wait *bool
+	if verb == "drain" {
+		wait = fs.Bool("wait", false, "return only when the worker runs nothing")
+	}
 	var dial dialSecurity
 	dial.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -166,7 +171,16 @@ func runSchedulerDrain(ctx context.Context, args []string) error {
 		return fmt.Errorf("dial scheduler %s: %w", *addr, err)
 	}
 	defer conn.Close()
-	resp, err := workerpb.NewAdminServiceClient(conn).DrainWorker(ctx, &workerpb.DrainWorkerRequest{WorkerId: *id, Wait: *wait})
+	admin := workerpb.NewAdminServiceClient(conn)
+	if verb == "undrain" {
+		resp, err := admin.UndrainWorker(ctx, &workerpb.UndrainWorkerRequest{WorkerId: *id})
+		if err != nil {
+			return fmt.Errorf("undrain worker %q: %w", *id, err)
+		}
+		fmt.Printf("worker %s undrained, %d action(s) running\n", resp.WorkerId, resp.Running)
+		return nil
+	}
+	resp, err := admin.DrainWorker(ctx, &workerpb.DrainWorkerRequest{WorkerId: *id, Wait: *wait})
 	if err != nil {
 		return fmt.Errorf("drain worker %q: %w", *id, err)
 	}

@@ -170,7 +170,8 @@ func (c *Client) Connected() bool {
 	return c.stream != nil
 }
 
-// Draining reports whether the scheduler said it will send no more work.
+// Draining reports whether the scheduler said it will send no more work
+// (Drain), and has not taken it back (Undrain).
 func (c *Client) Draining() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -179,7 +180,7 @@ func (c *Client) Draining() bool {
 
 // receive handles the scheduler's messages on stream until it ends:
 // assignments start handlers, cancellations cancel them, a drain stops new
-// work (or, while leaving, gives everything back).
+// work (or, while leaving, gives everything back), an undrain resumes it.
 func (c *Client) receive(stream workerpb.WorkerService_ConnectClient) {
 	for {
 		m, err := stream.Recv()
@@ -205,6 +206,8 @@ func (c *Client) receive(stream workerpb.WorkerService_ConnectClient) {
 			} else {
 				c.draining = true
 			}
+		case *workerpb.SchedulerMessage_Undrain:
+			c.draining = false
 		}
 		c.mu.Unlock()
 		if c.opts.OnMessage != nil {
@@ -262,6 +265,9 @@ func (c *Client) session(ctx context.Context) {
 	}
 	c.mu.Lock()
 	c.stream = stream
+	// The drain state is the scheduler's, per session: a drained worker
+	// hears Drain again right after Registered.
+	c.draining = false
 	// Results finished while disconnected go out now.
 	for _, h := range c.held {
 		if h.result != nil {
