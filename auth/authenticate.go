@@ -33,14 +33,28 @@ func (p *Policy) Authenticate(ctx context.Context) (*Principal, error) {
 		}
 	}
 	if cert := peerCertificate(ctx); cert != nil {
-		for _, id := range CertificateIdentities(cert) {
-			if pr := p.certs[id]; pr != nil {
-				return pr, nil
-			}
-		}
-		return nil, status.Error(codes.Unauthenticated, "the client certificate is valid but names no identity of the policy")
+		return p.AuthenticateCertificate(cert)
 	}
 	return nil, status.Error(codes.Unauthenticated, "no credentials: send a bearer token (authorization: Bearer TOKEN) or a client certificate")
+}
+
+// AuthenticateBearer finds the caller of an HTTP request by its
+// Authorization header value ("Bearer TOKEN"), as Authenticate does for a
+// gRPC call: the status page's login and its API clients use the same
+// tokens as gRPC. UNAUTHENTICATED (a gRPC status) if it names no one.
+func (p *Policy) AuthenticateBearer(header string) (*Principal, error) {
+	return p.authenticateToken(header)
+}
+
+// AuthenticateCertificate finds the holder of a client certificate that
+// the TLS handshake verified (an HTTP request's TLS.VerifiedChains[0][0]).
+func (p *Policy) AuthenticateCertificate(cert *x509.Certificate) (*Principal, error) {
+	for _, id := range CertificateIdentities(cert) {
+		if pr := p.certs[id]; pr != nil {
+			return pr, nil
+		}
+	}
+	return nil, status.Error(codes.Unauthenticated, "the client certificate is valid but names no identity of the policy")
 }
 
 func (p *Policy) authenticateToken(header string) (*Principal, error) {

@@ -7,9 +7,9 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/genproto/googleapis/rpc/code"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/digest"
@@ -24,15 +24,15 @@ func newFakeClock() *fakeClock { return clock.NewFake(time.Date(2026, 1, 1, 0, 0
 
 // harness drives a core with a fake time and collects its effects.
 type harness struct {
-	t      *testing.T
-	c      *core
-	now    time.Time
-	gens   map[string]uint64
-	sent   []workerMessage // every message sent to a worker, in order
+	t         *testing.T
+	c         *core
+	now       time.Time
+	gens      map[string]uint64
+	sent      []workerMessage // every message sent to a worker, in order
 	idle      []string
 	undrained []string
 	hungUp    []string
-	taken  int // sent[:taken] were returned by assignments()
+	taken     int // sent[:taken] were returned by assignments()
 }
 
 func newHarness(t *testing.T, mod func(*Config)) *harness {

@@ -65,8 +65,8 @@ type Scheduler struct {
 	watchers     map[string]chan struct{} // closed when the operation changes
 	followers    *followers               // clients following each operation
 	sessions     map[string]*session      // current session of each worker
-	drainWaiters map[string][]chan error // closed when idle; ABORTED first if undrained
-	dur          *durability // nil without a journal
+	drainWaiters map[string][]chan error  // closed when idle; ABORTED first if undrained
+	dur          *durability              // nil without a journal
 
 	stop     chan struct{}
 	stopOnce sync.Once

@@ -34,7 +34,10 @@ type WorkerStatus struct {
 	Platform []*workerpb.Property // read-only
 	Slots    int
 	// State is idle, busy, draining, leaving or disconnected.
-	State    string
+	State string
+	// Draining: an operator drained it (whatever State shows first, such
+	// as disconnected); Undrain takes it back.
+	Draining bool
 	Running  []string // operation names of its executions, sorted
 	LastSeen time.Time
 }
@@ -104,7 +107,7 @@ func (s *Scheduler) Workers() []WorkerStatus {
 	defer s.mu.Unlock()
 	out := make([]WorkerStatus, 0, len(s.core.workers))
 	for _, w := range s.core.workers {
-		ws := WorkerStatus{ID: w.id, Platform: w.platform, Slots: w.capacity, State: workerState(w), LastSeen: w.lastSeen}
+		ws := WorkerStatus{ID: w.id, Platform: w.platform, Slots: w.capacity, State: workerState(w), Draining: w.draining, LastSeen: w.lastSeen}
 		for id := range w.running {
 			ws.Running = append(ws.Running, id)
 		}

@@ -79,14 +79,14 @@ func parseDigest(r *http.Request) (digest.Digest, error) {
 func (h *Handler) action(w http.ResponseWriter, r *http.Request) {
 	d, err := parseDigest(r)
 	if err != nil {
-		h.fail(w, http.StatusBadRequest, err.Error())
+		h.fail(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
 	ctx := r.Context()
 	instance := r.URL.Query().Get("instance")
 	action := &repb.Action{}
 	if err := storage.GetProto(ctx, h.opts.CAS, d, action, maxMessageBytes); err != nil {
-		h.failBlob(w, "action", d, err)
+		h.failBlob(w, r, "action", d, err)
 		return
 	}
 	body := actionBody{Instance: instance, Digest: d.String(), Action: prototext.Format(action)}
@@ -116,7 +116,7 @@ func (h *Handler) action(w http.ResponseWriter, r *http.Request) {
 	case latest != nil:
 		body.Result, body.ResultSource = h.resultView(r, instance, d.Function(), latest), "the latest operation"
 	}
-	h.render(w, http.StatusOK, "action.html", page{Title: "Action " + d.String(), Body: body})
+	h.render(w, r, http.StatusOK, "action.html", page{Title: "Action " + d.String(), Body: body})
 }
 
 func (h *Handler) resultView(r *http.Request, instance string, fn digest.Function, resp *repb.ExecuteResponse) *resultView {
@@ -176,15 +176,15 @@ func (h *Handler) output(r *http.Request, instance string, fn digest.Function, p
 
 // failBlob answers a CAS error for the blob the page is about: 404 when it
 // is missing, 400 when it is not what the URL said it is, 500 otherwise.
-func (h *Handler) failBlob(w http.ResponseWriter, what string, d digest.Digest, err error) {
+func (h *Handler) failBlob(w http.ResponseWriter, r *http.Request, what string, d digest.Digest, err error) {
 	switch status.Code(err) {
 	case codes.NotFound:
-		h.fail(w, http.StatusNotFound, fmt.Sprintf("%s %s is not in the CAS", what, d))
+		h.fail(w, r, http.StatusNotFound, fmt.Sprintf("%s %s is not in the CAS", what, d))
 	case codes.InvalidArgument, codes.ResourceExhausted:
-		h.fail(w, http.StatusBadRequest, fmt.Sprintf("%s %s: %s", what, d, status.Convert(err).Message()))
+		h.fail(w, r, http.StatusBadRequest, fmt.Sprintf("%s %s: %s", what, d, status.Convert(err).Message()))
 	default:
 		h.opts.Logger.Warn("status page: read blob", "digest", d.String(), "error", err)
-		h.fail(w, http.StatusInternalServerError, fmt.Sprintf("%s %s could not be read", what, d))
+		h.fail(w, r, http.StatusInternalServerError, fmt.Sprintf("%s %s could not be read", what, d))
 	}
 }
 

@@ -46,6 +46,9 @@ type workerRow struct {
 	Slots               int
 	Running             []string
 	LastSeen            string
+	// Draining picks the button: Undrain for a drained worker, else Drain.
+	Draining              bool
+	DrainURL, UndrainURL string
 }
 
 type operationRow struct {
@@ -64,14 +67,14 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 	stageName := q.Get("stage")
 	stage, ok := stages[stageName]
 	if !ok {
-		h.fail(w, http.StatusBadRequest, fmt.Sprintf("stage %q: want queued, executing or completed", stageName))
+		h.fail(w, r, http.StatusBadRequest, fmt.Sprintf("stage %q: want queued, executing or completed", stageName))
 		return
 	}
 	pageNo := 1
 	if p := q.Get("page"); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 1 {
-			h.fail(w, http.StatusBadRequest, fmt.Sprintf("page %q: want a number from 1", p))
+			h.fail(w, r, http.StatusBadRequest, fmt.Sprintf("page %q: want a number from 1", p))
 			return
 		}
 		pageNo = n
@@ -91,6 +94,7 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 		body.Workers = append(body.Workers, workerRow{
 			ID: ws.ID, Platform: properties(ws.Platform), State: ws.State, Slots: ws.Slots,
 			Running: ws.Running, LastSeen: age(now, ws.LastSeen) + " ago",
+			Draining: ws.Draining, DrainURL: workerURL(ws.ID, "drain"), UndrainURL: workerURL(ws.ID, "undrain"),
 		})
 	}
 	ds := make([]digest.Digest, len(ops))
@@ -107,7 +111,7 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 	if pageNo < body.Last {
 		body.NextURL = pageURL(stageName, pageNo+1)
 	}
-	h.render(w, http.StatusOK, "overview.html", page{Title: "Paddock", Refresh: int(h.opts.Refresh / time.Second), Body: body})
+	h.render(w, r, http.StatusOK, "overview.html", page{Title: "Paddock", Refresh: int(h.opts.Refresh / time.Second), Body: body})
 }
 
 func (h *Handler) operationRow(r *http.Request, now time.Time, op scheduler.OperationStatus) operationRow {

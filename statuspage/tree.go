@@ -31,14 +31,14 @@ type treeEntry struct {
 func (h *Handler) tree(w http.ResponseWriter, r *http.Request) {
 	d, err := parseDigest(r)
 	if err != nil {
-		h.fail(w, http.StatusBadRequest, err.Error())
+		h.fail(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
 	q := r.URL.Query()
 	instance, at := q.Get("instance"), q.Get("path")
 	dir := &repb.Directory{}
 	if err := storage.GetProto(r.Context(), h.opts.CAS, d, dir, maxMessageBytes); err != nil {
-		h.failBlob(w, "directory", d, err)
+		h.failBlob(w, r, "directory", d, err)
 		return
 	}
 	body := treeBody{Instance: instance, Digest: d.String(), Path: "/" + at}
@@ -58,7 +58,7 @@ func (h *Handler) tree(w http.ResponseWriter, r *http.Request) {
 	for _, l := range dir.Symlinks {
 		body.Entries = append(body.Entries, treeEntry{Name: l.Name, Kind: "symlink", Target: l.Target})
 	}
-	h.render(w, http.StatusOK, "tree.html", page{Title: "Directory " + d.String(), Body: body})
+	h.render(w, r, http.StatusOK, "tree.html", page{Title: "Directory " + d.String(), Body: body})
 }
 
 // blob downloads a blob: /blob/HASH-SIZE?name=FILE. It is always an
@@ -67,12 +67,12 @@ func (h *Handler) tree(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) blob(w http.ResponseWriter, r *http.Request) {
 	d, err := parseDigest(r)
 	if err != nil {
-		h.fail(w, http.StatusBadRequest, err.Error())
+		h.fail(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
 	rc, err := h.opts.CAS.Get(r.Context(), d, 0)
 	if err != nil {
-		h.failBlob(w, "blob", d, err)
+		h.failBlob(w, r, "blob", d, err)
 		return
 	}
 	defer rc.Close()
