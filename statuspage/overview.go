@@ -47,7 +47,7 @@ type workerRow struct {
 	Running             []string
 	LastSeen            string
 	// Draining picks the button: Undrain for a drained worker, else Drain.
-	Draining              bool
+	Draining             bool
 	DrainURL, UndrainURL string
 }
 
