@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,8 +84,10 @@ func (o *observability) setServing(service string, ok bool) {
 // without TLS, for clients such as grpc_health_probe) on addr, plus
 // whatever routes adds, until ctx ends. addr is host:port or, when it
 // starts with "/" or "unix:", a UNIX socket path (`paddock up` reaches its
-// runner child's metrics that way). It returns the address it listens on.
-func (o *observability) startHTTP(ctx context.Context, addr string, routes func(*http.ServeMux)) (string, error) {
+// runner child's metrics that way). With tlsCfg it serves HTTPS instead
+// (HTTP/1.1 and HTTP/2): the scheduler's status page takes credentials.
+// It returns the address it listens on.
+func (o *observability) startHTTP(ctx context.Context, addr string, tlsCfg *tls.Config, routes func(*http.ServeMux)) (string, error) {
 	lis, err := listenHTTP(addr)
 	if err != nil {
 		return "", fmt.Errorf("--http-listen: %w", err)
@@ -102,7 +105,11 @@ func (o *observability) startHTTP(ctx context.Context, addr string, routes func(
 	reflection.Register(hg)
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
+	if tlsCfg != nil {
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
@@ -112,11 +119,16 @@ func (o *observability) startHTTP(ctx context.Context, addr string, routes func(
 			mux.ServeHTTP(w, r)
 		}),
 		Protocols:         &protocols,
+		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(o.logger.Handler(), slog.LevelWarn),
 	}
 	go func() {
-		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := srv.Serve
+		if tlsCfg != nil {
+			serve = func(l net.Listener) error { return srv.ServeTLS(l, "", "") }
+		}
+		if err := serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			o.logger.Warn("http listener stopped", "error", err)
 		}
 	}()

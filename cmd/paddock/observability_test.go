@@ -25,12 +25,12 @@ func TestHTTPListener(t *testing.T) {
 	defer cancel()
 	child := newObservability(slog.New(slog.DiscardHandler))
 	sock := filepath.Join(t.TempDir(), "child.sock")
-	if _, err := child.startHTTP(ctx, "unix:"+sock, nil); err != nil {
+	if _, err := child.startHTTP(ctx, "unix:"+sock, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	o := newObservability(slog.New(slog.DiscardHandler))
 	o.gather = mergeGatherers{own: o.gather, child: newChildMetrics(sock)}
-	addr, err := o.startHTTP(ctx, "127.0.0.1:0", func(mux *http.ServeMux) {
+	addr, err := o.startHTTP(ctx, "127.0.0.1:0", nil, func(mux *http.ServeMux) {
 		mux.HandleFunc("GET /extra", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "extra route") })
 	})
 	if err != nil {

@@ -83,7 +83,7 @@ func runRunner(ctx context.Context, args []string) error {
 	svc.Register(g)
 	obs.finish(g)
 	if *httpAddr != "" {
-		if _, err := obs.startHTTP(ctx, *httpAddr, nil); err != nil {
+		if _, err := obs.startHTTP(ctx, *httpAddr, nil, nil); err != nil {
 			return err
 		}
 	}

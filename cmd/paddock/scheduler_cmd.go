@@ -58,7 +58,7 @@ func runScheduler(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	serveOpts, _, dialOpts, err := roleSecurity(sec, dial, *listen, logger)
+	serveOpts, policy, dialOpts, err := roleSecurity(sec, dial, *listen, logger)
 	if err != nil {
 		return err
 	}
@@ -84,7 +84,11 @@ func runScheduler(ctx context.Context, args []string) error {
 		return err
 	}
 	if *httpAddr != "" {
-		got, err := obs.startHTTP(ctx, *httpAddr, statusRoutes(s, cas, ac, logger))
+		tlsCfg, err := sec.statusPageTLS(*httpAddr, policy != nil, logger)
+		if err != nil {
+			return err
+		}
+		got, err := obs.startHTTP(ctx, *httpAddr, tlsCfg, statusRoutes(s, cas, ac, policy, logger))
 		if err != nil {
 			return err
 		}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -63,6 +65,30 @@ func (s *serverSecurity) serverOptions(addr string, logger *slog.Logger) ([]grpc
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg)))
 	}
 	return opts, policy, nil
+}
+
+// statusPageTLS applies serverOptions' rule to the HTTP listener that
+// serves the status page (addr), which shows every tenant's work and
+// drains workers: a non-loopback address needs TLS and a policy, or
+// --insecure. It returns the TLS config to serve HTTPS with when the role
+// has a certificate (the gRPC listener's, reloaded the same way; its
+// client CA admits certificate identities), nil for plain HTTP. A UNIX
+// socket (mode 0600) is local by nature.
+func (s *serverSecurity) statusPageTLS(addr string, hasPolicy bool, logger *slog.Logger) (*tls.Config, error) {
+	var cfg *tls.Config
+	if s.tls.Cert != "" || s.tls.Key != "" {
+		var err error
+		if cfg, err = auth.ServerTLS(s.tls, logger); err != nil {
+			return nil, fmt.Errorf("--http-listen: %w", err)
+		}
+	}
+	if strings.HasPrefix(addr, "unix:") || strings.HasPrefix(addr, "/") {
+		return cfg, nil
+	}
+	if err := auth.CheckExposure(addr, cfg != nil, hasPolicy, s.insecure, logger); err != nil {
+		return nil, fmt.Errorf("--http-listen (the status page): %w", err)
+	}
+	return cfg, nil
 }
 
 // dialSecurity is how a role dials another one (worker to scheduler and

@@ -81,7 +81,7 @@ func runStorage(ctx context.Context, args []string) error {
 	assets.Register(g)
 	obs.finish(g)
 	if *httpAddr != "" {
-		got, err := obs.startHTTP(ctx, *httpAddr, nil)
+		got, err := obs.startHTTP(ctx, *httpAddr, nil, nil)
 		if err != nil {
 			return err
 		}

@@ -37,6 +37,7 @@ type upEndpoint struct {
 	// gi serves the worker protocol and admin API on a local socket only.
 	gi     *grpc.Server
 	policy *auth.Policy // nil: every call allowed
+	sec    serverSecurity
 }
 
 // startUpEndpoint opens the stores under data and serves them, the Remote
@@ -45,7 +46,7 @@ type upEndpoint struct {
 // CAS is partitioned by tenant. backend, when not nil, replaces the disk
 // under data (from --storage-config).
 func startUpEndpoint(data, listen string, casBytes int64, backend *configs.Backend, sec serverSecurity, assetCfg configs.Assets, logger *slog.Logger) (*upEndpoint, error) {
-	ep := &upEndpoint{obs: newObservability(logger), logger: logger}
+	ep := &upEndpoint{obs: newObservability(logger), logger: logger, sec: sec}
 	serveOpts, policy, err := sec.serverOptions(listen, logger)
 	if err != nil {
 		return nil, err
@@ -123,10 +124,18 @@ func (ep *upEndpoint) startHTTP(ctx context.Context, addr string, explicit bool)
 	if addr == "" {
 		return "", nil
 	}
-	got, err := ep.obs.startHTTP(ctx, addr, statusRoutes(ep.sched, ep.metered, ep.ac, ep.logger))
+	tlsCfg, err := ep.sec.statusPageTLS(addr, ep.policy != nil, ep.logger)
+	if err != nil {
+		return "", err
+	}
+	got, err := ep.obs.startHTTP(ctx, addr, tlsCfg, statusRoutes(ep.sched, ep.metered, ep.ac, ep.policy, ep.logger))
+	scheme := "http://"
+	if tlsCfg != nil {
+		scheme = "https://"
+	}
 	switch {
 	case err == nil:
-		return ", status page and metrics on http://" + got + "/", nil
+		return ", status page and metrics on " + scheme + got + "/", nil
 	case explicit:
 		return "", err
 	}

@@ -80,7 +80,7 @@ func runWorker(ctx context.Context, args []string) error {
 	defer closeStorage()
 	obs := newObservability(logger)
 	if *httpAddr != "" {
-		got, err := obs.startHTTP(ctx, *httpAddr, nil)
+		got, err := obs.startHTTP(ctx, *httpAddr, nil, nil)
 		if err != nil {
 			return err
 		}
