@@ -22,18 +22,18 @@ import (
 // CAS and action cache, the scheduler, and the one gRPC endpoint serving
 // them all, with its metrics, health and reflection.
 type upEndpoint struct {
-	cas     storage.BlobStore // the disk CAS, or its tenant partitions
-	local   worker.LocalBlobs // the disk CAS whose files the worker links; nil when partitioned
-	ac      storage.ActionCache
+	cas   storage.BlobStore // the disk CAS, or its tenant partitions
+	local worker.LocalBlobs // the disk CAS whose files the worker links; nil when partitioned
+	ac    storage.ActionCache
 	// closeStores releases the backend's connections.
 	closeStores func()
-	metered *storage.MeteredBlobStore // cas, as clients reach it
-	sched   *scheduler.Scheduler
-	srv     *storage.Server
-	obs     *observability
-	g       *grpc.Server
-	lis     net.Listener
-	logger  *slog.Logger
+	metered     *storage.MeteredBlobStore // cas, as clients reach it
+	sched       *scheduler.Scheduler
+	srv         *storage.Server
+	obs         *observability
+	g           *grpc.Server
+	lis         net.Listener
+	logger      *slog.Logger
 	// gi serves the worker protocol and admin API on a local socket only.
 	gi     *grpc.Server
 	policy *auth.Policy // nil: every call allowed
