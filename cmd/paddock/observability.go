@@ -23,7 +23,7 @@ import (
 )
 
 // httpListenUsage is the help of --http-listen, shared by the roles.
-const httpListenUsage = "serve Prometheus metrics (/metrics), health (/healthz, and gRPC health over h2c) and, for the scheduler, the status page on this address (host:port, or a UNIX socket path); off when empty"
+const httpListenUsage = "serve Prometheus metrics (/metrics), health (/healthz, and gRPC health over h2c) and, for the scheduler, the status page (with --auth only for admin identities; HTTPS with --tls-cert) on this address (host:port, or a UNIX socket path); off when empty"
 
 // observability is what every role serves for its operators: one
 // Prometheus registry (Go runtime, process, per-RPC gRPC metrics and the
