@@ -1,0 +1,79 @@
+package statuspage
+
+import (
+	"testing"
+	"time"
+
+	"github.com/paddock-build/paddock/auth"
+)
+
+func TestSafeNextStaysOnThisSite(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                      "/",
+		"/":                     "/",
+		"/?stage=queued":        "/?stage=queued",
+		"/action/abc-1":         "/action/abc-1",
+		"//evil.example/":       "/",
+		"/\\evil.example":       "/",
+		"https://evil.example/": "/",
+		"evil":                  "/",
+		"/\r\nSet-Cookie: x=1":  "/",
+	} {
+		if got := safeNext(in); got != want {
+			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestLocalHost(t *testing.T) {
+	for host, want := range map[string]bool{
+		"127.0.0.1:8990":       true,
+		"localhost:8990":       true,
+		"LOCALHOST":            true,
+		"[::1]:8990":           true,
+		"::1":                  true,
+		"10.1.2.3":             true, // an IP literal: no DNS to rebind
+		"rebound.example:8990": false,
+		"localhost.evil.com":   false,
+		"":                     false,
+	} {
+		if got := localHost(host); got != want {
+			t.Errorf("localHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+// TestSessionsExpireAndStayBounded: a session lives its ttl from the
+// login, not a moment more; past max sessions the expired ones go, then
+// the one closest to expiry; a signed-out id is dead.
+func TestSessionsExpireAndStayBounded(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := newSessions(time.Hour, 3, func() time.Time { return now })
+	pr := &auth.Principal{Name: "ops/on-call"}
+	a := s.create(pr)
+	now = now.Add(10 * time.Minute)
+	b := s.create(pr)
+	c := s.create(pr)
+	if s.get(a) != pr || s.get("") != nil || s.get("forged") != nil {
+		t.Fatal("a live session is not found, or a made-up one is")
+	}
+	d := s.create(pr) // full: a, the oldest, goes
+	if s.get(a) != nil || s.get(b) == nil || s.get(d) == nil {
+		t.Fatal("the session closest to expiry was not the one evicted")
+	}
+	s.end(b)
+	if s.get(b) != nil {
+		t.Fatal("a signed-out session still works")
+	}
+	now = now.Add(time.Hour - time.Nanosecond) // c and d were created at 0:10
+	if s.get(c) == nil {
+		t.Fatal("a session ended before its hour")
+	}
+	now = now.Add(time.Nanosecond)
+	if s.get(c) != nil || s.get(d) != nil {
+		t.Fatal("a session outlived its hour")
+	}
+	if len(s.byID) != 0 {
+		t.Fatalf("%d expired sessions kept after being looked up", len(s.byID))
+	}
+}
