@@ -30,6 +30,7 @@ type Cache struct {
 	metrics  *metrics
 	store    *store
 	puller   *puller
+	access   *accessGuard
 	unpacker *unpacker
 	flights  singleflight.Group
 
@@ -63,7 +64,8 @@ func New(o Options) (*Cache, error) {
 		return nil, err
 	}
 	m := newMetrics()
-	p, err := newPuller(o, platform)
+	p := newPuller(o, platform)
+	access, err := newAccessGuard(o, p.head)
 	if err != nil {
 		return nil, fmt.Errorf("images: %w", err)
 	}
@@ -82,6 +84,7 @@ func New(o Options) (*Cache, error) {
 		metrics:  m,
 		store:    s,
 		puller:   p,
+		access:   access,
 		unpacker: &unpacker{keepSetuid: o.KeepSetuid, limit: o.MaxBytes, logger: o.Logger},
 		images:   lru.New[string, *imageEntry](),
 		layers:   map[string]*layerEntry{},
@@ -145,29 +148,48 @@ func (c *Cache) Close() error {
 	return c.store.close()
 }
 
-// Rootfs returns a hold on the image ref names, pulling it if needed. A
-// cached digest reference, or a tag resolved less than RefreshTags ago,
-// costs no I/O. The caller must Release the result.
+// Rootfs is RootfsFor with no tenant: the farm-wide credentials.
 func (c *Cache) Rootfs(ctx context.Context, ref Reference) (*Rootfs, error) {
+	return c.RootfsFor(ctx, ref, "")
+}
+
+// RootfsFor returns a hold on the image ref names for an action of
+// tenant, pulling it with the tenant's credentials if needed. A cached
+// digest reference, or a tag resolved less than RefreshTags ago, costs no
+// I/O, unless tenants are configured (Options.Tenants): then the tenant's
+// access to the image is checked at the registry, at most once per
+// AccessTTL, and a refusal wraps ErrAccessDenied. The caller must Release
+// the result.
+func (c *Cache) RootfsFor(ctx context.Context, ref Reference, tenant string) (*Rootfs, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return nil, errors.New("images: cache is closed")
 	}
-	if d, ok := c.resolvedLocked(ref); ok {
-		if r := c.holdLocked(d); r != nil {
-			c.mu.Unlock()
+	d, cached := c.resolvedLocked(ref)
+	cached = cached && c.hasImageLocked(d)
+	c.mu.Unlock()
+	if cached {
+		if err := c.authorize(ctx, tenant, ref, d); err != nil {
+			return nil, err
+		}
+		c.mu.Lock()
+		r := c.holdLocked(d)
+		c.mu.Unlock()
+		if r != nil {
 			c.metrics.lookups.WithLabelValues("hit").Inc()
 			return r, nil
 		}
 	}
-	c.mu.Unlock()
 	c.metrics.lookups.WithLabelValues("miss").Inc()
 	// An image can be evicted between its pull and the hold only if the
 	// cache is over its bound with nothing else to evict; try again once.
 	for range 2 {
-		d, err := c.fetch(ctx, ref)
+		d, err := c.fetch(ctx, ref, tenant)
 		if err != nil {
+			return nil, err
+		}
+		if err := c.authorize(ctx, tenant, ref, d); err != nil {
 			return nil, err
 		}
 		c.mu.Lock()
@@ -183,6 +205,29 @@ func (c *Cache) Rootfs(ctx context.Context, ref Reference) (*Rootfs, error) {
 		}
 	}
 	return nil, fmt.Errorf("%s: evicted while being acquired; the cache bound is too small", ref)
+}
+
+// authorize returns nil if tenant may use the cached image digest that
+// ref resolved to: checks are off, or the registry let the tenant (or
+// anyone) read it within AccessTTL, or does so now. Concurrent checks of
+// one tenant's access to one image share one request.
+func (c *Cache) authorize(ctx context.Context, tenant string, ref Reference, digest string) error {
+	if !c.access.enabled() || c.access.allowed(tenant, ref, digest) {
+		return nil
+	}
+	ch := c.flights.DoChan("access "+tenant+" "+repoKey(ref)+"@"+digest, func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.PullTimeout)
+		defer cancel()
+		err := c.access.check(ctx, tenant, ref, digest)
+		logDecision(c.log, tenant, ref, digest, err)
+		return nil, err
+	})
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case r := <-ch:
+		return r.Err
+	}
 }
 
 // resolvedLocked returns the manifest digest ref currently stands for, if

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
 )
@@ -18,11 +19,20 @@ import (
 // fetch resolves ref at the registry and makes sure its image is cached,
 // returning the manifest digest. Concurrent calls for one reference share
 // one fetch, which is not cancelled when one of its callers gives up.
-func (c *Cache) fetch(ctx context.Context, ref Reference) (string, error) {
-	ch := c.flights.DoChan("ref "+ref.String(), func() (any, error) {
+//
+// The pull uses tenant's credentials, so concurrent calls of different
+// tenants do not share it (they share the unpacking of the image). Each
+// success is an access check passed: it is remembered for the tenant, or
+// for everyone if the image turns out to be public.
+func (c *Cache) fetch(ctx context.Context, ref Reference, tenant string) (string, error) {
+	key := "ref " + ref.String()
+	if c.access.enabled() {
+		key = "ref " + tenant + " " + ref.String()
+	}
+	ch := c.flights.DoChan(key, func() (any, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.PullTimeout)
 		defer cancel()
-		return c.pull(ctx, ref)
+		return c.pull(ctx, ref, tenant)
 	})
 	select {
 	case <-ctx.Done():
@@ -35,8 +45,9 @@ func (c *Cache) fetch(ctx context.Context, ref Reference) (string, error) {
 	}
 }
 
-func (c *Cache) pull(ctx context.Context, ref Reference) (string, error) {
+func (c *Cache) pull(ctx context.Context, ref Reference, tenant string) (string, error) {
 	start := time.Now()
+	kc := c.access.keychain(tenant)
 	c.mu.Lock()
 	if ref.Pinned() {
 		if d, ok := c.resolvedLocked(ref); ok && c.hasImageLocked(d) {
@@ -50,14 +61,15 @@ func (c *Cache) pull(ctx context.Context, ref Reference) (string, error) {
 	if !ref.Pinned() && hadStale {
 		// A tag due for a refresh usually still names what it named: ask
 		// with a HEAD request before fetching anything.
-		if d, err := c.puller.head(ctx, ref); err == nil {
+		if d, err := c.puller.head(ctx, ref, kc); err == nil {
 			if m, ok := c.cachedManifest(d); ok {
+				c.pulledBy(ctx, tenant, kc, ref, m)
 				c.metrics.pulls.WithLabelValues("ok").Inc()
 				return m, c.recordRef(refRecord{Key: tagKey(ref), Digest: m, ResolvedAt: c.opts.Clock.Now()})
 			}
 		}
 	}
-	f, err := c.puller.fetch(ctx, ref)
+	f, err := c.puller.fetch(ctx, ref, kc)
 	if err != nil {
 		c.metrics.pulls.WithLabelValues("error").Inc()
 		if !ref.Pinned() && hadStale && c.hasImage(stale.Digest) {
@@ -83,6 +95,7 @@ func (c *Cache) pull(ctx context.Context, ref Reference) (string, error) {
 		c.metrics.pullSeconds.Observe(time.Since(start).Seconds())
 	}
 	c.metrics.pulls.WithLabelValues("ok").Inc()
+	c.pulledBy(ctx, tenant, kc, ref, f.digest)
 	if f.index != "" {
 		// What an index digest picks for this platform never changes.
 		if err := c.recordRef(refRecord{Key: f.index, Digest: f.digest, ResolvedAt: c.opts.Clock.Now()}); err != nil {
@@ -95,6 +108,23 @@ func (c *Cache) pull(ctx context.Context, ref Reference) (string, error) {
 		}
 	}
 	return f.digest, nil
+}
+
+// pulledBy remembers that the registry just let tenant (with kc) read
+// the image digest under ref's repository. A pull with credentials does
+// not show whether the image is public: one anonymous request tells, so
+// that tenants without credentials for it need no check of their own.
+func (c *Cache) pulledBy(ctx context.Context, tenant string, kc authn.Keychain, ref Reference, digest string) {
+	if !c.access.enabled() {
+		return
+	}
+	c.access.grant(tenant, kc, ref, digest)
+	if !c.access.anonymous(kc, ref) {
+		at := Reference{Registry: ref.Registry, Repository: ref.Repository, Digest: digest}
+		if _, err := c.puller.head(ctx, at, anonymousKeychain); err == nil {
+			c.access.grant("", anonymousKeychain, ref, digest)
+		}
+	}
 }
 
 // cachedManifest maps a digest a registry reported — an image manifest, or

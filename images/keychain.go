@@ -14,6 +14,8 @@ import (
 // entries first, then the "auths" of a Docker config.json read once at
 // start. It deliberately does not run credential helpers or read
 // $HOME/.docker implicitly: what a worker can pull is decided by its config.
+// These are the farm-wide credentials; a tenant's own (tenantKeychain) are
+// asked first for that tenant's actions.
 type keychain struct {
 	byHost map[string]authn.AuthConfig
 }
@@ -25,37 +27,47 @@ func newKeychain(registries map[string]Credentials, dockerConfig string) (*keych
 		if err != nil {
 			return nil, fmt.Errorf("docker config: %w", err)
 		}
-		var f struct {
-			Auths map[string]struct {
-				Auth          string `json:"auth"`
-				Username      string `json:"username"`
-				Password      string `json:"password"`
-				IdentityToken string `json:"identitytoken"`
-			} `json:"auths"`
-		}
-		if err := json.Unmarshal(b, &f); err != nil {
+		if k.byHost, err = parseDockerConfig(b); err != nil {
 			return nil, fmt.Errorf("docker config %s: %w", dockerConfig, err)
-		}
-		for host, a := range f.Auths {
-			c := authn.AuthConfig{Username: a.Username, Password: a.Password, IdentityToken: a.IdentityToken}
-			if a.Auth != "" {
-				raw, err := base64.StdEncoding.DecodeString(a.Auth)
-				if err != nil {
-					return nil, fmt.Errorf("docker config %s: auth for %s is not base64", dockerConfig, host)
-				}
-				user, pass, ok := strings.Cut(string(raw), ":")
-				if !ok {
-					return nil, fmt.Errorf("docker config %s: auth for %s is not user:password", dockerConfig, host)
-				}
-				c.Username, c.Password = user, pass
-			}
-			k.byHost[configHost(host)] = c
 		}
 	}
 	for host, c := range registries {
 		k.byHost[host] = authn.AuthConfig{Username: c.Username, Password: c.Password, IdentityToken: c.IdentityToken}
 	}
 	return k, nil
+}
+
+// parseDockerConfig reads the "auths" of a Docker config.json, by registry
+// host. Errors name the host, never a secret.
+func parseDockerConfig(b []byte) (map[string]authn.AuthConfig, error) {
+	var f struct {
+		Auths map[string]struct {
+			Auth          string `json:"auth"`
+			Username      string `json:"username"`
+			Password      string `json:"password"`
+			IdentityToken string `json:"identitytoken"`
+		} `json:"auths"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("not a Docker config.json: %w", err)
+	}
+	byHost := map[string]authn.AuthConfig{}
+	for host, a := range f.Auths {
+		c := authn.AuthConfig{Username: a.Username, Password: a.Password, IdentityToken: a.IdentityToken}
+		if a.Auth != "" {
+			raw, err := base64.StdEncoding.DecodeString(a.Auth)
+			if err != nil {
+				return nil, fmt.Errorf("auth for %s is not base64", host)
+			}
+			user, pass, ok := strings.Cut(string(raw), ":")
+			if !ok {
+				return nil, fmt.Errorf("auth for %s is not user:password", host)
+			}
+			c.Username, c.Password = user, pass
+		}
+		byHost[configHost(host)] = c
+	}
+	return byHost, nil
 }
 
 // configHost turns a config.json key ("https://index.docker.io/v1/",

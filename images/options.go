@@ -36,6 +36,21 @@ type Options struct {
 	// entries supply credentials. Empty means none; credential helpers
 	// are not run.
 	DockerConfig string
+	// Tenants holds each tenant's own registry credentials, by tenant name
+	// (the name RootfsFor is given; the auth policy's tenant names). A
+	// tenant's credentials are used for its pulls first, then the
+	// farm-wide Registries and DockerConfig, which every tenant shares.
+	// With any tenant listed, the cache checks access: an image already
+	// cached is served to a tenant only once the registry has let that
+	// tenant's credentials (or anyone, for a public image) read its
+	// manifest, within AccessTTL. Without tenants, as without a policy,
+	// every caller uses the farm-wide credentials and nothing is checked.
+	Tenants map[string]TenantCredentials
+	// AccessTTL is how long a successful access check is trusted: a
+	// tenant's, or the anonymous one that shows an image is public. Zero
+	// means 5 minutes. A refusal is never remembered: the next request
+	// asks the registry again.
+	AccessTTL time.Duration
 	// Insecure lists registry hosts that may be reached over plain HTTP.
 	// Every other registry is HTTPS only, loopback included.
 	Insecure []string
@@ -78,6 +93,14 @@ type Credentials struct {
 	IdentityToken string
 }
 
+// TenantCredentials are one tenant's registry credentials.
+type TenantCredentials struct {
+	// DockerConfig is the path of a Docker config.json whose "auths" hold
+	// the tenant's credentials. It is read again whenever it changes; a
+	// file that cannot be read fails the tenant's image requests.
+	DockerConfig string
+}
+
 // withDefaults validates o and fills in its defaults.
 func (o Options) withDefaults() (Options, v1.Platform, error) {
 	if o.Dir == "" {
@@ -97,6 +120,14 @@ func (o Options) withDefaults() (Options, v1.Platform, error) {
 	}
 	if o.RefreshTags == 0 {
 		o.RefreshTags = 5 * time.Minute
+	}
+	if o.AccessTTL == 0 {
+		o.AccessTTL = 5 * time.Minute
+	}
+	for t, c := range o.Tenants {
+		if t == "" || c.DockerConfig == "" {
+			return o, v1.Platform{}, fmt.Errorf("images: tenant %q: want a tenant name and a docker config path", t)
+		}
 	}
 	if o.PullTimeout == 0 {
 		o.PullTimeout = 30 * time.Minute

@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -18,17 +20,16 @@ import (
 // manifest digest; the layers are fetched lazily when the cache reads them.
 // go-containerregistry verifies the manifest against a digest reference and
 // every blob against its digest; the cache checks each layer's diffID.
+//
+// A puller holds no credentials: each call brings the keychain of the
+// tenant it is made for.
 type puller struct {
 	insecure map[string]bool
 	platform v1.Platform
 	remote   []remote.Option
 }
 
-func newPuller(o Options, platform v1.Platform) (*puller, error) {
-	keys, err := newKeychain(o.Registries, o.DockerConfig)
-	if err != nil {
-		return nil, err
-	}
+func newPuller(o Options, platform v1.Platform) *puller {
 	insecure := map[string]bool{}
 	for _, h := range o.Insecure {
 		insecure[h] = true
@@ -38,14 +39,18 @@ func newPuller(o Options, platform v1.Platform) (*puller, error) {
 		platform: platform,
 		remote: []remote.Option{
 			remote.WithTransport(&httpGuard{next: o.Transport, insecure: insecure}),
-			remote.WithAuthFromKeychain(keys),
 			remote.WithPlatform(platform),
 			remote.WithUserAgent("paddock"),
 			remote.WithRetryBackoff(remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 4}),
 			remote.WithRetryStatusCodes(http.StatusRequestTimeout, http.StatusTooManyRequests,
 				http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout),
 		},
-	}, nil
+	}
+}
+
+// options are the remote options of one call, with kc's credentials.
+func (p *puller) options(ctx context.Context, kc authn.Keychain) []remote.Option {
+	return append(slices.Clip(p.remote), remote.WithAuthFromKeychain(kc), remote.WithContext(ctx))
 }
 
 // nameRef converts to go-containerregistry's reference. A digest wins over
@@ -70,12 +75,12 @@ type fetched struct {
 }
 
 // fetch resolves ref to an image for the cache's platform.
-func (p *puller) fetch(ctx context.Context, ref Reference) (fetched, error) {
+func (p *puller) fetch(ctx context.Context, ref Reference, kc authn.Keychain) (fetched, error) {
 	nr, err := p.nameRef(ref)
 	if err != nil {
 		return fetched{}, fmt.Errorf("%s: %w", ref, err)
 	}
-	desc, err := remote.Get(nr, append(p.remote, remote.WithContext(ctx))...)
+	desc, err := remote.Get(nr, p.options(ctx, kc)...)
 	if err != nil {
 		return fetched{}, fmt.Errorf("%s: %w", ref, err)
 	}
@@ -100,12 +105,12 @@ func (p *puller) fetch(ctx context.Context, ref Reference) (fetched, error) {
 // head asks only for the digest a tag names now: a HEAD request, cheaper
 // than fetching the manifest and not counted by registries that rate-limit
 // manifest downloads.
-func (p *puller) head(ctx context.Context, ref Reference) (string, error) {
+func (p *puller) head(ctx context.Context, ref Reference, kc authn.Keychain) (string, error) {
 	nr, err := p.nameRef(ref)
 	if err != nil {
 		return "", err
 	}
-	d, err := remote.Head(nr, append(p.remote, remote.WithContext(ctx))...)
+	d, err := remote.Head(nr, p.options(ctx, kc)...)
 	if err != nil {
 		return "", err
 	}
