@@ -24,7 +24,7 @@ type Policy struct {
 
 // owner is one tenant's instance prefix and the CAS partition it maps to.
 type owner struct {
-	prefix, partition string
+	prefix, partition, tenant string
 }
 
 // UnownedPartition is the partition of instance names no tenant owns:
@@ -44,6 +44,24 @@ func (p *Policy) PartitionOf(instance string) string {
 		}
 	}
 	return UnownedPartition
+}
+
+// TenantOf returns the tenant owning an instance name (by the longest
+// matching prefix), for what is done on the tenant's behalf away from its
+// call: the runner pulls an action's image with this tenant's registry
+// credentials. "" for a nil policy and for names no tenant owns. Tenants
+// that list the same prefix (they must share a partition) share that
+// instance's results too; the first one in the file is named.
+func (p *Policy) TenantOf(instance string) string {
+	if p == nil {
+		return ""
+	}
+	for _, o := range p.owners {
+		if coversInstance(o.prefix, instance) {
+			return o.tenant
+		}
+	}
+	return ""
 }
 
 // Principal is an authenticated caller as the policy sees it.
@@ -256,7 +274,7 @@ func (p *Policy) addOwners(pf PolicyFile, root *yaml.Node) error {
 						line, t.Name, pre, o.prefix, pf.Tenants[w.tenant].Name, w.line)
 				}
 			}
-			p.owners = append(p.owners, owner{prefix: pre, partition: part})
+			p.owners = append(p.owners, owner{prefix: pre, partition: part, tenant: t.Name})
 			where[pre] = at{i, line}
 		}
 	}

@@ -187,6 +187,18 @@ func TestPartitionOf(t *testing.T) {
 	if got := (*Policy)(nil).PartitionOf("anything"); got != "" {
 		t.Errorf("no policy: PartitionOf = %q, want the one partition \"\"", got)
 	}
+	// The tenant owning an instance (whose registry credentials its
+	// actions' images are pulled with), by the same longest prefix.
+	for instance, want := range map[string]string{
+		"a/x": "a", "shared/a/y": "a", "b": "b", "b/c/d": "c", "c": "c", "ab": "", "shared": "",
+	} {
+		if got := p.TenantOf(instance); got != want {
+			t.Errorf("TenantOf(%q) = %q, want %q", instance, got, want)
+		}
+	}
+	if got := (*Policy)(nil).TenantOf("a"); got != "" {
+		t.Errorf("no policy: TenantOf = %q, want \"\"", got)
+	}
 	_, err = compilePolicy([]byte(`tenants:
   - {name: a, instance_prefixes: [a]}
   - {name: b, instance_prefixes: [b, a/b]}

@@ -62,7 +62,12 @@ func newAccessGuard(o Options, head func(context.Context, Reference, authn.Keych
 	g := &accessGuard{farm: farm, tenants: map[string]*tenantKeychain{}, ttl: o.AccessTTL, clock: o.Clock, head: head,
 		granted: map[accessKey]time.Time{}}
 	for t, c := range o.Tenants {
-		g.tenants[t] = newTenantKeychain(t, c.DockerConfig, farm, o.Logger)
+		k := newTenantKeychain(t, c.DockerConfig, farm, o.Logger)
+		// A file that is wrong at start is a configuration error: stop.
+		if _, err := k.current(); err != nil {
+			return nil, fmt.Errorf("tenant %q: docker config %s: %w", t, c.DockerConfig, k.err)
+		}
+		g.tenants[t] = k
 	}
 	return g, nil
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/paddock-build/paddock/configs"
+	"github.com/paddock-build/paddock/images"
 	"github.com/paddock-build/paddock/sandbox"
 )
 
@@ -141,6 +142,37 @@ type ImagesConfig struct {
 	// MaxBytes bounds the unpacked cache; unused images are evicted past
 	// it. 0 means unbounded.
 	MaxBytes configs.ByteSize `yaml:"max_bytes"`
+	// Tenants holds registry credentials per tenant, by the tenant names
+	// of the farm's auth policy (the worker names each action's tenant).
+	// A tenant's pulls use its own credentials, then DockerConfig's, which
+	// every tenant shares. With any tenant listed, a cached image is served
+	// to a tenant only after the registry let that tenant's credentials,
+	// or anyone's for a public image, read it within AccessTTL; otherwise
+	// the action fails with PERMISSION_DENIED naming the image.
+	Tenants map[string]TenantImagesConfig `yaml:"tenants"`
+	// AccessTTL is how long a successful access check is trusted. 0 means
+	// 5m. Refusals are never remembered.
+	AccessTTL time.Duration `yaml:"access_ttl"`
+}
+
+// TenantImagesConfig is one tenant's entry in images.tenants.
+type TenantImagesConfig struct {
+	// DockerConfig is a Docker config.json holding the tenant's registry
+	// credentials ("auths"). Only the runner reads it, again whenever it
+	// changes; keep it readable by the runner's user alone (mode 0600).
+	DockerConfig string `yaml:"docker_config"`
+}
+
+// TenantCredentials is Tenants in the image cache's terms.
+func (c ImagesConfig) TenantCredentials() map[string]images.TenantCredentials {
+	if len(c.Tenants) == 0 {
+		return nil
+	}
+	m := make(map[string]images.TenantCredentials, len(c.Tenants))
+	for t, tc := range c.Tenants {
+		m[t] = images.TenantCredentials{DockerConfig: tc.DockerConfig}
+	}
+	return m
 }
 
 // defaultHostHiddenPaths are never shown from the host's root: kernel and
@@ -215,6 +247,14 @@ func (c *Config) Validate() error {
 		if !path.IsAbs(p) || path.Clean(p) != p || p == "/" {
 			return fmt.Errorf("host_hidden_paths: %q: want a clean absolute path other than /", p)
 		}
+	}
+	for t, tc := range c.Images.Tenants {
+		if t == "" || !path.IsAbs(tc.DockerConfig) {
+			return fmt.Errorf("images.tenants.%s.docker_config: %q: want an absolute path", t, tc.DockerConfig)
+		}
+	}
+	if c.Images.AccessTTL < 0 {
+		return errors.New("images.access_ttl: negative")
 	}
 	for _, n := range c.AcceptedProperties {
 		if n == "" || strings.TrimSpace(n) != n {

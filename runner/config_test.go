@@ -25,6 +25,8 @@ func TestExampleConfigLoads(t *testing.T) {
 	want.AcceptedProperties = []string{}
 	want.Images.Insecure = []string{}
 	want.Images.RefreshTags = 5 * time.Minute
+	want.Images.Tenants = map[string]TenantImagesConfig{}
+	want.Images.AccessTTL = 5 * time.Minute
 	want.Sandbox.CgroupParent = "paddock-sandbox"
 	want.Sandbox.KillGrace = 2 * time.Second
 	want.Sandbox.RuntimeArgs = []string{}
@@ -49,6 +51,10 @@ func TestConfigRefusals(t *testing.T) {
 		{"max_shm_size: 100\n", "max_shm_size"},
 		{"concurrency: -1\n", "concurrency"},
 		{"default_memory_limit: 2GiB\nmax_memory_limit: 1GiB\n", "max_memory_limit"},
+		{"images: {tenants: {team-a: {docker_config: team-a.json}}}\n", "images.tenants.team-a.docker_config"},
+		{"images: {tenants: {team-a: {}}}\n", "images.tenants.team-a.docker_config"},
+		{"images: {tenants: {team-a: {password: x}}}\n", "password"},
+		{"images: {access_ttl: -1s}\n", "images.access_ttl"},
 	} {
 		cfg := DefaultConfig()
 		err := configs.Parse([]byte(tc.yaml), &cfg)

@@ -186,10 +186,13 @@ func (s *Service) resolveRootfs(ctx context.Context, req *runnerpb.RunRequest, p
 	if s.images == nil {
 		return "", nil, release, status.Errorf(codes.FailedPrecondition, "platform property %s: this runner has no image cache", propImage)
 	}
-	rf, err := s.images.Rootfs(ctx, *plat.ImageRef)
+	rf, err := s.images.RootfsFor(ctx, *plat.ImageRef, req.GetTenant())
 	if err != nil {
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			return "", nil, release, status.Errorf(codes.Canceled, "pull %s: %v", plat.Image, err)
+		case errors.Is(err, images.ErrAccessDenied):
+			return "", nil, release, status.Errorf(codes.PermissionDenied, "image %s: %v", plat.Image, err)
 		}
 		return "", nil, release, status.Errorf(codes.FailedPrecondition, "image %s: %v", plat.Image, err)
 	}

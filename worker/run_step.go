@@ -20,12 +20,16 @@ import (
 // scheduler retries elsewhere; an action the runner refused (a bad
 // platform property, say) keeps the runner's status.
 type runStep struct {
-	runner Runner
-	clock  clock.Clock
+	runner   Runner
+	clock    clock.Clock
+	tenantOf func(instance string) string // nil: no tenants
 }
 
 func (s *runStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
 	req := runRequest(j)
+	if s.tenantOf != nil {
+		req.Tenant = s.tenantOf(j.Assignment.InstanceName)
+	}
 	j.Request = req
 	md := j.Metadata
 	md.ExecutionStartTimestamp = stamp(s.clock)

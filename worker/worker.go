@@ -75,6 +75,12 @@ type Options struct {
 	// wrapping the chain inside it: the first is outermost, just inside
 	// the step that turns errors into the response's status.
 	Steps []func(next Executor) Executor
+	// TenantOf, if set, names the tenant that owns an action's instance
+	// name (the auth policy's PartitionOf's sibling, auth.Policy.TenantOf).
+	// The runner is told it, to pull images with that tenant's registry
+	// credentials and to check its access to a cached private image. Nil:
+	// no tenant ("", the farm-wide credentials).
+	TenantOf func(instance string) string
 	// FetchParallelism bounds concurrent input file fetches per action.
 	// Default 16.
 	FetchParallelism int
@@ -181,7 +187,7 @@ func (w *Worker) Execute(ctx context.Context, a *workerpb.Assignment) *repb.Exec
 // newChain assembles the worker's steps (see Executor), outermost first.
 func (w *Worker) newChain() Executor {
 	o := w.opts
-	var e Executor = &runStep{runner: o.Runner, clock: o.Clock}
+	var e Executor = &runStep{runner: o.Runner, clock: o.Clock, tenantOf: o.TenantOf}
 	e = &uploadStep{next: e, cas: o.CAS, limits: o.OutputLimits.withDefaults(), clock: o.Clock}
 	e = &cacheStep{next: e, ac: o.AC, logger: o.Logger}
 	e = &inputRootStep{next: e, roots: w.roots, clock: o.Clock}

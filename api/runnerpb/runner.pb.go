@@ -162,8 +162,15 @@ type RunRequest struct {
 	// Action.timeout; zero means the runner's default.
 	Timeout *durationpb.Duration `protobuf:"bytes,7,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// Host paths where the runner writes the command's stdout and stderr.
-	StdoutPath    string `protobuf:"bytes,8,opt,name=stdout_path,json=stdoutPath,proto3" json:"stdout_path,omitempty"`
-	StderrPath    string `protobuf:"bytes,9,opt,name=stderr_path,json=stderrPath,proto3" json:"stderr_path,omitempty"`
+	StdoutPath string `protobuf:"bytes,8,opt,name=stdout_path,json=stdoutPath,proto3" json:"stdout_path,omitempty"`
+	StderrPath string `protobuf:"bytes,9,opt,name=stderr_path,json=stderrPath,proto3" json:"stderr_path,omitempty"`
+	// The tenant the action runs for: the auth policy's owner of its
+	// instance name, as the worker's copy of the policy says; "" without a
+	// policy. The runner pulls container-image with this tenant's registry
+	// credentials and serves a cached image only once the registry has let
+	// them (or anyone, for a public image) read it (images.tenants in the
+	// runner's config). A refusal answers PERMISSION_DENIED.
+	Tenant        string `protobuf:"bytes,10,opt,name=tenant,proto3" json:"tenant,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -257,6 +264,13 @@ func (x *RunRequest) GetStdoutPath() string {
 func (x *RunRequest) GetStderrPath() string {
 	if x != nil {
 		return x.StderrPath
+	}
+	return ""
+}
+
+func (x *RunRequest) GetTenant() string {
+	if x != nil {
+		return x.Tenant
 	}
 	return ""
 }
@@ -645,7 +659,7 @@ const file_runnerpb_runner_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"4\n" +
 	"\bProperty\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xa0\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xb8\x03\n" +
 	"\n" +
 	"RunRequest\x12\x1b\n" +
 	"\taction_id\x18\x01 \x01(\tR\bactionId\x12\x1d\n" +
@@ -659,7 +673,9 @@ const file_runnerpb_runner_proto_rawDesc = "" +
 	"\vstdout_path\x18\b \x01(\tR\n" +
 	"stdoutPath\x12\x1f\n" +
 	"\vstderr_path\x18\t \x01(\tR\n" +
-	"stderrPath\"\xaa\x04\n" +
+	"stderrPath\x12\x16\n" +
+	"\x06tenant\x18\n" +
+	" \x01(\tR\x06tenant\"\xaa\x04\n" +
 	"\vRunResponse\x12\x1f\n" +
 	"\vstatus_code\x18\x01 \x01(\x05R\n" +
 	"statusCode\x12%\n" +

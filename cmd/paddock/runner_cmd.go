@@ -66,6 +66,7 @@ func runRunner(ctx context.Context, args []string) error {
 		Dir: cfg.ImagesDir(), Platform: cfg.Images.Platform, Insecure: cfg.Images.Insecure,
 		DockerConfig: cfg.Images.DockerConfig, RefreshTags: cfg.Images.RefreshTags,
 		MaxBytes: int64(cfg.Images.MaxBytes), Logger: logger, Metrics: obs.reg,
+		Tenants: cfg.Images.TenantCredentials(), AccessTTL: cfg.Images.AccessTTL,
 	})
 	if err != nil {
 		return fmt.Errorf("image cache: %w", err)

@@ -95,7 +95,7 @@ func runUp(ctx context.Context, args []string) error {
 	err = serveWorker(farm, workerSetup{
 		id: "local", dir: filepath.Join(*data, "worker"), concurrency: *concurrency, cacheBytes: int64(fileBytes),
 		schedulerAddr: "unix://" + filepath.Join(*data, "scheduler.sock"), runnerSocket: sock, cas: ep.cas, ac: ep.ac, local: ep.local, logger: logger,
-		inputLimits: inLimits, outputLimits: outLimits, partitionOf: partitionOf(ep.policy),
+		inputLimits: inLimits, outputLimits: outLimits, partitionOf: partitionOf(ep.policy), tenantOf: tenantOf(ep.policy),
 		obs: ep.obs, healthService: workerHealthService,
 	})
 	stopFarm()

@@ -192,6 +192,16 @@ func listenUnix(path string) (net.Listener, error) {
 	return lis, nil
 }
 
+// tenantOf names the tenant owning an action's instance name for the
+// runner, which pulls images with that tenant's registry credentials; nil
+// (no tenant) without a policy.
+func tenantOf(policy *auth.Policy) func(string) string {
+	if policy == nil {
+		return nil
+	}
+	return policy.TenantOf
+}
+
 // partitionOf is how the worker of `paddock up` keeps its file cache apart
 // per CAS partition; nil (one partition) without a policy.
 func partitionOf(policy *auth.Policy) func(string) string {

@@ -14,6 +14,7 @@ import (
 	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/api/workerpb/workerclient"
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/runner"
 	"github.com/paddock-build/paddock/storage"
@@ -46,6 +47,7 @@ func runWorker(ctx context.Context, args []string) error {
 	var dial dialSecurity // to the scheduler and storage
 	dial.register(fs)
 	apart := fs.Bool("file-cache-per-instance", false, "keep cached input files apart per instance name, so no hard link crosses tenants' CAS partitions (for farms with an auth policy)")
+	policyFile := fs.String("auth", "", "the farm's auth policy file: tells the runner each action's tenant (for per-tenant registry credentials) and keeps cached input files apart per CAS partition")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -69,6 +71,16 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var policy *auth.Policy
+	if *policyFile != "" {
+		if policy, err = auth.LoadPolicy(*policyFile); err != nil {
+			return err
+		}
+	}
+	files := partitionOf(policy)
+	if *apart {
+		files = perInstance(true) // finer than the partitions
+	}
 	dialOpts, err := dial.dialOptions(logger)
 	if err != nil {
 		return err
@@ -90,7 +102,7 @@ func runWorker(ctx context.Context, args []string) error {
 	return serveWorker(ctx, workerSetup{
 		id: *id, dir: *dir, concurrency: *concurrency, cacheBytes: int64(maxBytes),
 		platform: platform.toProperties(), schedulerAddr: *schedAddr, schedulerDial: dialOpts, runnerSocket: *runnerSock,
-		cas: cas, ac: ac, logger: logger, inputLimits: inLimits, outputLimits: outLimits, partitionOf: perInstance(*apart),
+		cas: cas, ac: ac, logger: logger, inputLimits: inLimits, outputLimits: outLimits, partitionOf: files, tenantOf: tenantOf(policy),
 		obs: obs, healthService: "",
 	})
 }
@@ -107,6 +119,7 @@ type workerSetup struct {
 	ac            storage.ActionCache
 	local         worker.LocalBlobs            // the CAS on this disk, in `paddock up`
 	partitionOf   func(instance string) string // file cache apart per CAS partition; nil: shared
+	tenantOf      func(instance string) string // the tenant the runner is told; nil: none
 	schedulerDial []grpc.DialOption            // credentials to the scheduler; plaintext when empty
 	logger        *slog.Logger
 	inputLimits   worker.InputLimits
@@ -138,7 +151,7 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	w, err := worker.New(worker.Options{
 		ID: ws.id, Concurrency: ws.concurrency, Platform: ws.platform,
 		BuildDir: filepath.Join(ws.dir, "builds"), SpareDir: filepath.Join(ws.dir, "spare"), CAS: ws.cas, AC: ws.ac, Files: files,
-		Runner: worker.RunnerClient(runnerConn, 0), Logger: ws.logger, Steps: []func(worker.Executor) worker.Executor{metrics.Step},
+		Runner: worker.RunnerClient(runnerConn, 0), TenantOf: ws.tenantOf, Logger: ws.logger, Steps: []func(worker.Executor) worker.Executor{metrics.Step},
 		InputLimits: ws.inputLimits, OutputLimits: ws.outputLimits,
 	})
 	if err != nil {
