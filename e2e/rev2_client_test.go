@@ -28,6 +28,8 @@ type client struct {
 	cas  repb.ContentAddressableStorageClient
 	bs   bytestream.ByteStreamClient
 	exec repb.ExecutionClient
+	// instance is the REv2 instance name of every call ("" by default).
+	instance string
 }
 
 // newClient connects to a farm serving every REv2 service at addr.
@@ -100,7 +102,7 @@ func (c *client) upload(ctx context.Context, blobs ...[]byte) []*repb.Digest {
 	}
 	blobs = small
 	for len(blobs) > 0 {
-		req := &repb.BatchUpdateBlobsRequest{}
+		req := &repb.BatchUpdateBlobsRequest{InstanceName: c.instance}
 		size := 0
 		for len(blobs) > 0 && (len(req.Requests) == 0 || size+len(blobs[0]) <= maxBatch) {
 			d := digestOf(blobs[0])
@@ -131,6 +133,9 @@ func (c *client) write(ctx context.Context, b []byte) *repb.Digest {
 		c.t.Fatalf("ByteStream.Write: %v", err)
 	}
 	name := fmt.Sprintf("uploads/%d/blobs/%s/%d", time.Now().UnixNano(), d.Hash, d.SizeBytes)
+	if c.instance != "" {
+		name = c.instance + "/" + name
+	}
 	for off := 0; ; off += 1 << 20 {
 		end := min(off+1<<20, len(b))
 		req := &bytestream.WriteRequest{WriteOffset: int64(off), Data: b[off:end], FinishWrite: end == len(b)}
@@ -156,7 +161,7 @@ func (c *client) read(ctx context.Context, d *repb.Digest) []byte {
 	if d.GetSizeBytes() == 0 {
 		return nil
 	}
-	resp, err := c.cas.BatchReadBlobs(ctx, &repb.BatchReadBlobsRequest{Digests: []*repb.Digest{d}})
+	resp, err := c.cas.BatchReadBlobs(ctx, &repb.BatchReadBlobsRequest{InstanceName: c.instance, Digests: []*repb.Digest{d}})
 	if err != nil {
 		c.t.Fatalf("BatchReadBlobs %s: %v", d.Hash, err)
 	}
@@ -287,7 +292,7 @@ func (c *client) prepare(ctx context.Context, a action) *repb.Digest {
 // execute runs the action with Execution.Execute and returns the final
 // ExecuteResponse. An error of the call itself is returned as is.
 func (c *client) execute(ctx context.Context, d *repb.Digest, skipCache bool) (*repb.ExecuteResponse, error) {
-	stream, err := c.exec.Execute(ctx, &repb.ExecuteRequest{ActionDigest: d, SkipCacheLookup: skipCache})
+	stream, err := c.exec.Execute(ctx, &repb.ExecuteRequest{InstanceName: c.instance, ActionDigest: d, SkipCacheLookup: skipCache})
 	if err != nil {
 		return nil, err
 	}
