@@ -19,7 +19,11 @@
 //     the layers are flattened (flatten) into one tree of hard links keyed
 //     by manifest digest. Everything is built under tmp/ and renamed into
 //     place. Concurrent requests for one reference, image or layer share
-//     one piece of work.
+//     one piece of work. RootfsFor does the same for a tenant: pulls use
+//     its credentials (Options.Tenants), and with tenants configured a
+//     cached image is handed out only after the registry let the tenant,
+//     or anyone (a public image), read its manifest within AccessTTL
+//     (accessGuard); a refusal wraps ErrAccessDenied.
 //  4. The returned Rootfs holds the image: its Path is bind-mounted
 //     read-only by the sandbox, and its Config (Env, WorkingDir, User) is
 //     merged by the runner. Release drops the hold.
