@@ -151,23 +151,36 @@ func (g *accessGuard) check(ctx context.Context, tenant string, ref Reference, d
 	return nil
 }
 
+// refusedStatus returns the HTTP status of a registry's refusal to let the
+// caller read something (401, 403, or 404, which registries answer for
+// private repositories to hide them), or 0 for any other error.
+func refusedStatus(err error) int {
+	var te *transport.Error
+	if errors.As(err, &te) {
+		switch te.StatusCode {
+		case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+			return te.StatusCode
+		}
+	}
+	return 0
+}
+
 // refusal explains a failed check without naming a secret or a host path.
 func (g *accessGuard) refusal(tenant string, kc authn.Keychain, ref Reference, err error) error {
-	var te *transport.Error
-	if !errors.As(err, &te) {
+	code := refusedStatus(err)
+	if code == 0 {
+		var te *transport.Error
+		if errors.As(err, &te) {
+			return fmt.Errorf("cannot check tenant %q's access to the image at the registry: HTTP %d", tenant, te.StatusCode)
+		}
 		return fmt.Errorf("cannot check tenant %q's access to the image at the registry: %w", tenant, err)
-	}
-	switch te.StatusCode {
-	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
-	default:
-		return fmt.Errorf("cannot check tenant %q's access to the image at the registry: HTTP %d", tenant, te.StatusCode)
 	}
 	if g.anonymous(kc, ref) {
 		return fmt.Errorf("the image is not public and tenant %q has no credentials for registry %s (HTTP %d): %w",
-			tenant, ref.Registry, te.StatusCode, ErrAccessDenied)
+			tenant, ref.Registry, code, ErrAccessDenied)
 	}
 	return fmt.Errorf("registry %s refused tenant %q's credentials for the image (HTTP %d): %w",
-		ref.Registry, tenant, te.StatusCode, ErrAccessDenied)
+		ref.Registry, tenant, code, ErrAccessDenied)
 }
 
 // logDecision records a check at debug level.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paddock-build/paddock/images/imagetest"
 	"github.com/paddock-build/paddock/internal/clock"
@@ -197,5 +198,91 @@ func TestWithoutTenantsNothingIsChecked(t *testing.T) {
 	}
 	if m, _ := reg.Reads(); m-before != 1 {
 		t.Errorf("without tenants, want the one manifest request of the pull, got %d", m-before)
+	}
+}
+
+// TestRefusedPullIsAccessDenied: a tenant whose pull the registry refuses
+// gets the same answer as for a cached image, and its refusal neither
+// uses nor refreshes what a tag meant for another tenant.
+func TestRefusedPullIsAccessDenied(t *testing.T) {
+	s := newPrivateSetup(t)
+	reg := prometheus.NewRegistry()
+	s.cache = newTestCache(t, t.TempDir(), nil, func(o *Options) {
+		o.Insecure = []string{s.reg.Host}
+		o.Clock = s.clock
+		o.AccessTTL = time.Minute
+		o.RefreshTags = time.Minute
+		o.Metrics = reg
+		o.Tenants = map[string]TenantCredentials{"a": {DockerConfig: writeTemp(t, s.reg.DockerConfig("alice", "a-secret"))},
+			"b": {DockerConfig: s.bFile}}
+	})
+	if err := s.use(s.private, "b"); !errors.Is(err, ErrAccessDenied) {
+		t.Fatalf("tenant b pulling the private image: want ErrAccessDenied, got %v", err)
+	}
+	byTag := mustRef(t, "docker://"+s.reg.Host+"/private/app:1")
+	if err := s.use(byTag, "a"); err != nil {
+		t.Fatal(err)
+	}
+	s.clock.Advance(time.Minute) // the tag is due for a refresh
+	if err := s.use(byTag, "b"); !errors.Is(err, ErrAccessDenied) {
+		t.Fatalf("tenant b, stale tag: want ErrAccessDenied, got %v", err)
+	}
+	if got := metricValue(t, reg, "paddock_images_access_checks_total", "result", "denied"); got != 0 {
+		t.Errorf("refused pulls counted as %v access checks", got)
+	}
+	s.clock.Advance(30 * time.Second)
+	if err := s.use(s.private, "b"); !errors.Is(err, ErrAccessDenied) {
+		t.Fatalf("tenant b, cached image: want ErrAccessDenied, got %v", err)
+	}
+	if got := metricValue(t, reg, "paddock_images_access_checks_total", "result", "denied"); got != 1 {
+		t.Errorf("denied access checks = %v, want 1", got)
+	}
+}
+
+func writeTemp(t testing.TB, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.json")
+	writeFile(t, p, body)
+	return p
+}
+
+// BenchmarkRootfsForTenant measures RootfsFor+Release of a cached private
+// image by digest: without tenants, and with tenants configured and the
+// tenant's access check remembered (the per-action cost of the check
+// between registry requests, one per tenant and image per AccessTTL).
+func BenchmarkRootfsForTenant(b *testing.B) {
+	reg := imagetest.ServePrivate(b)
+	reg.Allow("alice", "a-secret")
+	ref := mustRef(b, reg.Push(b, "private/app:1", imageOf(b, "linux/amd64", v1.Config{},
+		layerOf(b, compression.GZip, file("marker", "x", 0o644)))))
+	creds := writeTemp(b, reg.DockerConfig("alice", "a-secret"))
+	for name, tenants := range map[string]map[string]TenantCredentials{
+		"no tenants":        nil,
+		"tenant remembered": {"a": {DockerConfig: creds}},
+	} {
+		b.Run(name, func(b *testing.B) {
+			c, err := New(Options{Dir: b.TempDir(), Insecure: []string{reg.Host}, Registries: map[string]Credentials{reg.Host: {Username: "alice", Password: "a-secret"}},
+				Tenants: tenants, AccessTTL: time.Hour})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			rf, err := c.RootfsFor(context.Background(), ref, "a")
+			if err != nil {
+				b.Fatal(err)
+			}
+			rf.Release()
+			before, _ := reg.Reads()
+			for b.Loop() {
+				rf, err := c.RootfsFor(context.Background(), ref, "a")
+				if err != nil {
+					b.Fatal(err)
+				}
+				rf.Release()
+			}
+			if m, _ := reg.Reads(); m != before {
+				b.Fatalf("a remembered check asked the registry %d times", m-before)
+			}
+		})
 	}
 }

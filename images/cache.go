@@ -220,6 +220,14 @@ func (c *Cache) authorize(ctx context.Context, tenant string, ref Reference, dig
 		defer cancel()
 		err := c.access.check(ctx, tenant, ref, digest)
 		logDecision(c.log, tenant, ref, digest, err)
+		switch {
+		case err == nil:
+			c.metrics.accessChecks.WithLabelValues("allowed").Inc()
+		case errors.Is(err, ErrAccessDenied):
+			c.metrics.accessChecks.WithLabelValues("denied").Inc()
+		default:
+			c.metrics.accessChecks.WithLabelValues("error").Inc()
+		}
 		return nil, err
 	})
 	select {

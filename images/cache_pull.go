@@ -72,6 +72,12 @@ func (c *Cache) pull(ctx context.Context, ref Reference, tenant string) (string,
 	f, err := c.puller.fetch(ctx, ref, kc)
 	if err != nil {
 		c.metrics.pulls.WithLabelValues("error").Inc()
+		if c.access.enabled() && refusedStatus(err) != 0 {
+			// This tenant's credentials were refused: the same answer as
+			// for a cached image, and no fallback to what the tag meant
+			// for another tenant.
+			return "", c.access.refusal(tenant, kc, ref, err)
+		}
 		if !ref.Pinned() && hadStale && c.hasImage(stale.Digest) {
 			// The registry is unreachable (or refuses): keep using what the
 			// tag last meant, and try the registry again after another

@@ -14,6 +14,9 @@ type metrics struct {
 	evictions   prometheus.Counter
 	cachedBytes prometheus.Gauge
 	imagesInUse prometheus.Gauge
+	// accessChecks counts registry requests that checked a tenant's access
+	// to a cached image (not the remembered successes).
+	accessChecks *prometheus.CounterVec // result: allowed, denied, error
 }
 
 func newMetrics() *metrics {
@@ -51,12 +54,16 @@ func newMetrics() *metrics {
 			Name: "paddock_images_in_use",
 			Help: "Images held by at least one Rootfs.",
 		}),
+		accessChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paddock_images_access_checks_total",
+			Help: "Registry requests checking a tenant's access to a cached image, by result (allowed, denied, error).",
+		}, []string{"result"}),
 	}
 	return m
 }
 
 func (m *metrics) register(reg *prometheus.Registry) error {
-	for _, c := range []prometheus.Collector{m.lookups, m.pulls, m.pullSeconds, m.pulledBytes, m.layers, m.evictions, m.cachedBytes, m.imagesInUse} {
+	for _, c := range []prometheus.Collector{m.lookups, m.pulls, m.pullSeconds, m.pulledBytes, m.layers, m.evictions, m.cachedBytes, m.imagesInUse, m.accessChecks} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
