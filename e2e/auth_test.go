@@ -9,10 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/google/go-containerregistry/pkg/compression"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -20,6 +23,7 @@ import (
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/auth"
+	"github.com/paddock-build/paddock/images/imagetest"
 	"github.com/paddock-build/paddock/internal/bazeltest"
 	"github.com/paddock-build/paddock/internal/testpki"
 )
@@ -162,7 +166,9 @@ func TestBazelThroughTLS(t *testing.T) {
 // TestRolesOverMTLS: storage, scheduler and worker as separate processes,
 // every connection between them TLS with client certificates: the worker
 // to the scheduler's worker listener and to storage, the scheduler to
-// storage. A client with a token runs an action through them.
+// storage. A client with a token runs an action through them, and one on
+// a private image: the worker, given the policy (--auth), tells the runner
+// the action's tenant, whose registry credentials only the runner holds.
 func TestRolesOverMTLS(t *testing.T) {
 	needPaddock(t)
 	p := newSecurePKI(t)
@@ -202,10 +208,20 @@ workers:
 	} else {
 		t.Fatal("the scheduler did not print its client address")
 	}
+	// The worker reads the policy to tell the runner each action's tenant;
+	// the runner has registry credentials for tenant "everyone" only.
+	reg := imagetest.ServePrivate(t)
+	reg.Allow("everyone-robot", "pass")
+	private := reg.Push(t, "private/busybox:1", imagetest.Image(t, "linux/"+runtime.GOARCH, v1.Config{},
+		imagetest.Layer(t, compression.GZip, imagetest.Dir("bin"), imagetest.File("bin/busybox", string(imagetest.Busybox(t)), 0o755))))
+	creds := filepath.Join(t.TempDir(), "everyone.json")
+	writeFile(t, creds, reg.DockerConfig("everyone-robot", "pass"), 0o600)
+	runnerCfg := filepath.Join(dir, "runner.yaml")
+	writeFile(t, runnerCfg, fmt.Sprintf("images:\n  insecure: [%q]\n  tenants:\n    everyone: {docker_config: %s}\n", reg.Host, creds), 0o644)
 	runnerProc, _ := startProcess(t, "runner", regexp.MustCompile(`^paddock runner listening on (\S+)`),
-		"runner", "--socket", filepath.Join(dir, "runner.sock"), "--state", filepath.Join(dir, "runner"), "--hide", workDir)
+		"runner", "--config", runnerCfg, "--socket", filepath.Join(dir, "runner.sock"), "--state", filepath.Join(dir, "runner"), "--hide", workDir)
 	workerProc, _ := startProcess(t, "worker", nil, append([]string{"worker", "--id", "w1", "--scheduler", workerAddr, "--storage", storageAddr,
-		"--runner", filepath.Join(dir, "runner.sock"), "--dir", workDir}, dialAs(p.worker)...)...)
+		"--runner", filepath.Join(dir, "runner.sock"), "--dir", workDir, "--auth", policy}, dialAs(p.worker)...)...)
 
 	tlsConn := func(addr, token string) *grpc.ClientConn {
 		cfg, err := auth.ClientTLS(auth.TLSFiles{CA: p.ca.Cert}, "", nil)
@@ -246,6 +262,11 @@ workers:
 	_, stdout, _ := c.run(t.Context(), action{cmd: shell("echo through mTLS")})
 	if stdout != "through mTLS\n" {
 		t.Errorf("stdout %q, want \"through mTLS\\n\"", stdout)
+	}
+	_, stdout, _ = c.run(t.Context(), action{cmd: &repb.Command{Arguments: []string{"/bin/busybox", "echo", "in the private image"}},
+		platform: []*repb.Platform_Property{{Name: "container-image", Value: private}}, doNotCache: true})
+	if stdout != "in the private image\n" {
+		t.Errorf("tenant everyone on its private image: stdout %q", stdout)
 	}
 	workerProc.stop(os.Interrupt)
 	runnerProc.stop(os.Interrupt)
