@@ -33,6 +33,8 @@ type Cache struct {
 	access   *accessGuard
 	unpacker *unpacker
 	flights  singleflight.Group
+	// metaMu serializes rewrites of image.json and layer.json (origins).
+	metaMu sync.Mutex
 
 	mu     sync.Mutex
 	images *lru.Set[string, *imageEntry] // by digest, in order of use
@@ -167,7 +169,7 @@ func (c *Cache) RootfsFor(ctx context.Context, ref Reference, tenant string) (*R
 		return nil, errors.New("images: cache is closed")
 	}
 	d, cached := c.resolvedLocked(ref)
-	cached = cached && c.hasImageLocked(d)
+	cached = cached && c.hasImageLocked(d) && c.servesLocked(d, ref)
 	c.mu.Unlock()
 	if cached {
 		if err := c.authorize(ctx, tenant, ref, d); err != nil {

@@ -50,7 +50,7 @@ func (c *Cache) pull(ctx context.Context, ref Reference, tenant string) (string,
 	kc := c.access.keychain(tenant)
 	c.mu.Lock()
 	if ref.Pinned() {
-		if d, ok := c.resolvedLocked(ref); ok && c.hasImageLocked(d) {
+		if d, ok := c.resolvedLocked(ref); ok && c.hasImageLocked(d) && c.servesLocked(d, ref) {
 			c.mu.Unlock()
 			return d, nil
 		}
@@ -62,7 +62,7 @@ func (c *Cache) pull(ctx context.Context, ref Reference, tenant string) (string,
 		// A tag due for a refresh usually still names what it named: ask
 		// with a HEAD request before fetching anything.
 		if d, err := c.puller.head(ctx, ref, kc); err == nil {
-			if m, ok := c.cachedManifest(d); ok {
+			if m, ok := c.cachedManifest(d); ok && c.serves(m, ref) {
 				c.pulledBy(ctx, tenant, kc, ref, m)
 				c.metrics.pulls.WithLabelValues("ok").Inc()
 				return m, c.recordRef(refRecord{Key: tagKey(ref), Digest: m, ResolvedAt: c.opts.Clock.Now()})
@@ -93,12 +93,18 @@ func (c *Cache) pull(ctx context.Context, ref Reference, tenant string) (string,
 	}
 	if !c.hasImage(f.digest) {
 		c.log.Info("pulling image", "ref", ref.String(), "digest", f.digest)
-		if err := c.ensureImage(ctx, f.img, f.digest, true); err != nil {
+		if err := c.ensureImage(ctx, f.img, f.digest, repoKey(ref)); err != nil {
 			c.metrics.pulls.WithLabelValues("error").Inc()
 			return "", fmt.Errorf("%s: %w", ref, err)
 		}
 		c.log.Info("image pulled", "ref", ref.String(), "digest", f.digest, "seconds", time.Since(start).Seconds())
 		c.metrics.pullSeconds.Observe(time.Since(start).Seconds())
+	}
+	if !c.serves(f.digest, ref) {
+		if err := c.adoptImage(ctx, f.img, f.digest, ref, tenant, kc); err != nil {
+			c.metrics.pulls.WithLabelValues("error").Inc()
+			return "", fmt.Errorf("%s: %w", ref, err)
+		}
 	}
 	c.metrics.pulls.WithLabelValues("ok").Inc()
 	c.pulledBy(ctx, tenant, kc, ref, f.digest)
@@ -161,9 +167,9 @@ func (c *Cache) recordRef(r refRecord) error {
 }
 
 // ensureImage unpacks img's layers (those not yet cached) and flattens them
-// into the image's rootfs. remote says whether layers come from a registry,
-// for the byte counts.
-func (c *Cache) ensureImage(ctx context.Context, img v1.Image, digest string, remote bool) error {
+// into the image's rootfs. origin is the repository (repoKey) that serves
+// img, or "" for an image loaded from a file.
+func (c *Cache) ensureImage(ctx context.Context, img v1.Image, digest string, origin string) error {
 	if !digestPattern.MatchString(digest) {
 		return fmt.Errorf("unsupported manifest digest %q", digest)
 	}
@@ -171,12 +177,12 @@ func (c *Cache) ensureImage(ctx context.Context, img v1.Image, digest string, re
 		if c.hasImage(digest) {
 			return nil, nil
 		}
-		return nil, c.buildImage(ctx, img, digest, remote)
+		return nil, c.buildImage(ctx, img, digest, origin)
 	})
 	return err
 }
 
-func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, remote bool) error {
+func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, origin string) error {
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -194,13 +200,16 @@ func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, rem
 	}
 	c.pin(diffIDs, 1)
 	defer c.pin(diffIDs, -1)
-	metas, err := c.ensureLayers(ctx, layers, diffIDs, digest, remote)
+	metas, err := c.ensureLayers(ctx, layers, diffIDs, digest, origin)
 	if err != nil {
 		return err
 	}
 	rec := imageRecord{Digest: digest, Layers: diffIDs, Config: ImageConfig{
 		Env: cfg.Config.Env, WorkingDir: cfg.Config.WorkingDir, User: cfg.Config.User,
 	}}
+	if origin != "" {
+		rec.Origins = []string{origin}
+	}
 	if err := c.publishImage(rec, metas); err != nil {
 		return err
 	}
@@ -233,7 +242,8 @@ func layerDiffIDs(layers []v1.Layer) ([]string, error) {
 }
 
 // ensureLayers fetches and unpacks the image's layers, three at a time.
-func (c *Cache) ensureLayers(ctx context.Context, layers []v1.Layer, diffIDs []string, digest string, remote bool) ([]*layerMeta, error) {
+// A layer already cached must have been served by origin too (proveLayer).
+func (c *Cache) ensureLayers(ctx context.Context, layers []v1.Layer, diffIDs []string, digest string, origin string) ([]*layerMeta, error) {
 	var total int64
 	for _, l := range layers {
 		if n, err := l.Size(); err == nil {
@@ -246,7 +256,10 @@ func (c *Cache) ensureLayers(ctx context.Context, layers []v1.Layer, diffIDs []s
 	metas := make([]*layerMeta, len(layers))
 	for i, l := range layers {
 		g.Go(func() error {
-			m, err := c.ensureLayer(gctx, l, diffIDs[i], remote)
+			m, err := c.ensureLayer(gctx, l, diffIDs[i], origin)
+			if err == nil {
+				err = c.proveLayer(gctx, l, diffIDs[i], origin)
+			}
 			if err != nil {
 				return fmt.Errorf("layer %d/%d %s: %w", i+1, len(layers), diffIDs[i], err)
 			}
@@ -303,7 +316,7 @@ func (c *Cache) pin(diffIDs []string, delta int) {
 }
 
 // ensureLayer unpacks one layer into the cache unless it is there already.
-func (c *Cache) ensureLayer(ctx context.Context, l v1.Layer, diffID string, remote bool) (*layerMeta, error) {
+func (c *Cache) ensureLayer(ctx context.Context, l v1.Layer, diffID string, origin string) (*layerMeta, error) {
 	v, err, _ := c.flights.Do("layer "+diffID, func() (any, error) {
 		c.mu.Lock()
 		e := c.layers[diffID]
@@ -311,7 +324,7 @@ func (c *Cache) ensureLayer(ctx context.Context, l v1.Layer, diffID string, remo
 		if e != nil && e.meta != nil {
 			return e.meta, nil
 		}
-		return c.unpackLayer(ctx, l, diffID, remote)
+		return c.unpackLayer(ctx, l, diffID, origin)
 	})
 	if err != nil {
 		return nil, err
@@ -319,7 +332,7 @@ func (c *Cache) ensureLayer(ctx context.Context, l v1.Layer, diffID string, remo
 	return v.(*layerMeta), nil
 }
 
-func (c *Cache) unpackLayer(ctx context.Context, l v1.Layer, diffID string, remote bool) (*layerMeta, error) {
+func (c *Cache) unpackLayer(ctx context.Context, l v1.Layer, diffID string, origin string) (*layerMeta, error) {
 	tmp, err := c.store.newTemp()
 	if err != nil {
 		return nil, err
@@ -349,13 +362,16 @@ func (c *Cache) unpackLayer(ctx context.Context, l v1.Layer, diffID string, remo
 		return nil, fmt.Errorf("content has diffID %s, the image config says %s", got, diffID)
 	}
 	meta.DiffID = diffID
+	if origin != "" {
+		meta.Origins = []string{origin}
+	}
 	if err := writeJSONAtomic(c.store, filepath.Join(tmp, "layer.json"), meta); err != nil {
 		return nil, err
 	}
 	if err := c.store.publish(tmp, c.store.layerDir(diffID)); err != nil {
 		return nil, err
 	}
-	if remote {
+	if origin != "" {
 		if n, err := l.Size(); err == nil {
 			c.metrics.pulledBytes.Add(float64(n))
 		}

@@ -141,7 +141,7 @@ func (c *Cache) loadTarball(ctx context.Context, path string) ([]LoadedImage, er
 // loadImage caches img and records the names it was given that parse as
 // full tag references; other names are ignored.
 func (c *Cache) loadImage(ctx context.Context, img v1.Image, digest string, names []string) (LoadedImage, error) {
-	if err := c.ensureImage(ctx, img, digest, false); err != nil {
+	if err := c.ensureImage(ctx, img, digest, ""); err != nil {
 		return LoadedImage{}, fmt.Errorf("image %s: %w", digest, err)
 	}
 	li := LoadedImage{Digest: digest}

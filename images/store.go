@@ -37,6 +37,9 @@ type imageRecord struct {
 	Digest string      `json:"digest"` // manifest digest
 	Layers []string    `json:"layers"` // diffIDs, lowest first
 	Config ImageConfig `json:"config"`
+	// Origins are the repositories (registry/repository) that served the
+	// image's manifest and every layer (see origins.go).
+	Origins []string `json:"origins,omitempty"`
 }
 
 // refRecord remembers what a reference resolved to. Key is the tag

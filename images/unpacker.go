@@ -37,6 +37,9 @@ type layerMeta struct {
 	// namespace cannot be honoured for a shared read-only tree, so it is
 	// kept for reference only.
 	Owners map[string]string `json:"owners,omitempty"`
+	// Origins are the repositories (registry/repository) that served the
+	// layer's content, verified against DiffID (see origins.go).
+	Origins []string `json:"origins,omitempty"`
 	// Skipped names device nodes and FIFOs, which are never created.
 	Skipped []string `json:"skipped,omitempty"`
 }

@@ -224,7 +224,7 @@ func TestLayerWithWrongDiffIDRefused(t *testing.T) {
 	cf.RootFS.DiffIDs[0] = v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("1", 64)}
 	bad := &diffIDOverride{Image: img, cfg: cf}
 	d, _ := img.Digest()
-	err := c.ensureImage(context.Background(), bad, d.String(), false)
+	err := c.ensureImage(context.Background(), bad, d.String(), "")
 	if err == nil || !strings.Contains(err.Error(), "diffID") {
 		t.Fatalf("want a diffID mismatch, got %v", err)
 	}
