@@ -23,7 +23,9 @@
 //     its credentials (Options.Tenants), and with tenants configured a
 //     cached image is handed out only after the registry let the tenant,
 //     or anyone (a public image), read its manifest within AccessTTL
-//     (accessGuard); a refusal wraps ErrAccessDenied.
+//     (accessGuard); a refusal wraps ErrAccessDenied. Cached content is
+//     shared across repositories only once the repository named has served
+//     it (origins.go).
 //  4. The returned Rootfs holds the image: its Path is bind-mounted
 //     read-only by the sandbox, and its Config (Env, WorkingDir, User) is
 //     merged by the runner. Release drops the hold.
