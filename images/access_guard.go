@@ -176,10 +176,10 @@ func (g *accessGuard) refusal(tenant string, kc authn.Keychain, ref Reference, e
 		return fmt.Errorf("cannot check tenant %q's access to the image at the registry: %w", tenant, err)
 	}
 	if g.anonymous(kc, ref) {
-		return fmt.Errorf("the image is not public and tenant %q has no credentials for registry %s (HTTP %d): %w",
-			tenant, ref.Registry, code, ErrAccessDenied)
+		return fmt.Errorf("registry %s does not serve the image to tenant %q, which has no credentials for it (HTTP %d): %w",
+			ref.Registry, tenant, code, ErrAccessDenied)
 	}
-	return fmt.Errorf("registry %s refused tenant %q's credentials for the image (HTTP %d): %w",
+	return fmt.Errorf("registry %s does not serve the image to tenant %q with its credentials (HTTP %d): %w",
 		ref.Registry, tenant, code, ErrAccessDenied)
 }
 
