@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,8 +19,10 @@ import (
 // testIDBase is the host uid/gid container root maps to in tests.
 const testIDBase = 300000
 
-// testCgroupParent keeps the tests' cgroups apart from a real runner's.
-const testCgroupParent = "paddock-sandbox-test"
+// testCgroupParent keeps the tests' cgroups apart from a real runner's,
+// and from those of another run of these tests on the same machine (the
+// tests count the cgroups under it).
+var testCgroupParent = "paddock-sandbox-test-" + strconv.Itoa(os.Getpid())
 
 // testRootfs is a minimal rootfs built once by TestMain: a static probe and
 // a static busybox in /bin, and empty mount points. Its parents are
