@@ -49,6 +49,12 @@ func openBackend(ctx context.Context, b configs.Backend, path string, deps backe
 			return openedBackend{}, fmt.Errorf("%s.disk: %w", path, err)
 		}
 		return openedBackend{cas: cas, ac: ac, local: local, close: func() {}}, nil
+	case b.Cached != nil:
+		return openCached(ctx, b.Cached, path+".cached", deps)
+	case b.Sharded != nil:
+		return openSharded(ctx, b.Sharded, path+".sharded", deps)
+	case b.Mirrored != nil:
+		return openMirrored(ctx, b.Mirrored, path+".mirrored", deps)
 	default: // b.Remote, as Validate guarantees
 		conn, err := dialStorage(b.Remote.Endpoint, deps.dial)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/paddock-build/paddock/auth"
@@ -70,6 +71,7 @@ func runStorage(ctx context.Context, args []string) error {
 		MaxInlineBytes:         int64(cfg.MaxInlineBytes),
 		UploadIdleTimeout:      cfg.UploadIdleTimeout,
 		Logger:                 logger,
+		SkipCompletenessChecks: !cfg.CheckCompleteness,
 	})
 	defer srv.Close()
 	assets, err := newAssetServer(metered, filepath.Join(cfg.Dir, "assets"), cfg.Assets, logger)
@@ -127,7 +129,13 @@ func dialStorage(addr string, dial []grpc.DialOption) (*grpc.ClientConn, error) 
 	if len(dial) == 0 {
 		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
+	// A storage (or shard) back from a restart is reached again within
+	// seconds, not after gRPC's default backoff of up to two minutes, in
+	// which every call would fail UNAVAILABLE.
+	reconnect := backoff.DefaultConfig
+	reconnect.MaxDelay = 3 * time.Second
 	conn, err := grpc.NewClient(addr, append(dial,
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnect, MinConnectTimeout: 10 * time.Second}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))...)
 	if err != nil {
 		return nil, fmt.Errorf("dial storage %s: %w", addr, err)
