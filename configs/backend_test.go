@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -77,5 +78,34 @@ backend:
 	if cfg.Backend.Cached.MaxBytes != 2<<30 || shards[0].WeightOrDefault() != 1 || shards[1].WeightOrDefault() != 2.5 ||
 		shards[1].Backend.Mirrored.Backends[1].Remote.Endpoint != "s1b:8980" {
 		t.Fatalf("parsed tree: %+v", cfg.Backend)
+	}
+}
+
+// The commented backend examples in storage.yaml parse and validate.
+func TestExampleBackendsLoad(t *testing.T) {
+	b, err := os.ReadFile("storage.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var examples []string
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case line == "# backend:":
+			examples = append(examples, "backend:\n")
+		case strings.HasPrefix(line, "#   ") && len(examples) > 0:
+			examples[len(examples)-1] += strings.TrimPrefix(line, "# ") + "\n"
+		}
+	}
+	if len(examples) != 5 {
+		t.Fatalf("found %d backend examples in storage.yaml, want 5", len(examples))
+	}
+	for _, ex := range examples {
+		cfg := DefaultStorage()
+		if err := Parse([]byte(ex), &cfg); err != nil {
+			t.Fatalf("%s: %v", ex, err)
+		}
+		if err := cfg.Backend.Validate("backend"); err != nil {
+			t.Fatalf("%s: %v", ex, err)
+		}
 	}
 }
