@@ -3,7 +3,6 @@ package compose
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math"
 )
 
@@ -48,9 +47,7 @@ func NewPlacement(shards []ShardWeight) (*Placement, error) {
 			return nil, fmt.Errorf("shards[%d].name: %q is also the name of shards[%d]", i, s.Name, j)
 		}
 		seen[s.Name] = i
-		h := fnv.New64a()
-		h.Write([]byte(s.Name))
-		p.seeds = append(p.seeds, h.Sum64())
+		p.seeds = append(p.seeds, fnv64a(s.Name))
 	}
 	return p, nil
 }
@@ -60,9 +57,7 @@ func (p *Placement) Shards() []ShardWeight { return append([]ShardWeight(nil), p
 
 // Pick returns the index of the shard that owns key.
 func (p *Placement) Pick(key string) int {
-	kh := fnv.New64a()
-	kh.Write([]byte(key))
-	k := kh.Sum64()
+	k := fnv64a(key)
 	best, bestScore := 0, math.Inf(-1)
 	for i, s := range p.shards {
 		// mix64 of (seed, key) is uniform; its top 53 bits give u in (0,1).
@@ -73,6 +68,16 @@ func (p *Placement) Pick(key string) int {
 		}
 	}
 	return best
+}
+
+// fnv64a is FNV-1a (hash/fnv's New64a) of s, without allocating.
+func fnv64a(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // mix64 is splitmix64's finalizer: every input bit affects every output
