@@ -62,9 +62,11 @@ func (c *CachedBlobStore) Get(ctx context.Context, d digest.Digest, offset int64
 	if r, err := c.cache.Get(ctx, d, offset); status.Code(err) != codes.NotFound {
 		return r, err
 	}
-	// The fill outlives a reader that gives up: others may be waiting on it.
+	// The fill outlives a reader that gives up (others may be waiting on
+	// it), within the bound of a repair.
 	_, err, _ := c.fills.Do(d.String(), func() (any, error) {
-		fctx := context.WithoutCancel(ctx)
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), repairTimeout)
+		defer cancel()
 		r, err := c.backend.Get(fctx, d, 0)
 		if err != nil {
 			return nil, backendError(c.name, err)

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -230,4 +232,28 @@ func TestMirroredBothDown(t *testing.T) {
 	if err := cas.Put(context.Background(), d, bytes.NewReader([]byte("x"))); status.Code(err) != codes.Unavailable {
 		t.Fatalf("Put with both down: %v", err)
 	}
+}
+
+// A copy found corrupt on the first side (and removed by its disk) is
+// served from the second and written back to the first.
+func TestMirroredCorruptCopyIsServedFromTheOtherAndRepaired(t *testing.T) {
+	cas, _, nodes := mirroredPair(t)
+	data := []byte("a blob whose first copy rots")
+	d := putBytes(t, cas, data)
+	path := filepath.Join(nodes[0].dir, "cas", "sha256", d.Hash()[:2], d.Hash())
+	if err := os.WriteFile(path, []byte("a blob whose first copy ROTS"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	got, err := storagetest.ReadAll(t, cas, d, 0)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read of a blob corrupt on the first side: %q, %v", got, err)
+	}
+	left := nodes[0].cas()
+	eventually(t, "the first side's copy rewritten", func() error {
+		b, err := storagetest.ReadAll(t, left, d, 0)
+		if err == nil && !bytes.Equal(b, data) {
+			return fmt.Errorf("first side still serves %q", b)
+		}
+		return err
+	})
 }

@@ -108,7 +108,11 @@ func (m *MirroredBlobStore) Get(ctx context.Context, d digest.Digest, offset int
 	if errA == nil {
 		return &failoverReader{m: m, ctx: ctx, d: d, off: offset, side: 0, r: r}, nil
 	}
-	if !isUnavailable(errA) && status.Code(errA) != codes.NotFound {
+	// NOT_FOUND, down, or a copy found corrupt (and removed) before any
+	// byte was served: the other side may have it.
+	switch status.Code(errA) {
+	case codes.NotFound, codes.Unavailable, codes.DataLoss:
+	default:
 		return nil, backendError(m.sides[0].Name, errA)
 	}
 	r, errB := m.sides[1].Store.Get(ctx, d, offset)
@@ -118,7 +122,7 @@ func (m *MirroredBlobStore) Get(ctx context.Context, d digest.Digest, offset int
 		}
 		return nil, m.bothFailed([2]error{errA, errB})
 	}
-	if status.Code(errA) == codes.NotFound {
+	if !isUnavailable(errA) {
 		m.startRepair(d, 1, 0)
 	} else {
 		m.logDown(0, "read", errA)
