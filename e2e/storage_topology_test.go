@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -158,39 +157,11 @@ func TestBazelShardedStorageShardKilled(t *testing.T) {
 	out := b.Run(0, "build", append(flags, "//:report")...)
 	remote := bazeltest.ProcessSummary(t, out)["remote"]
 
-	// Blobs of every shard, uploaded through the front.
 	cas := repb.NewContentAddressableStorageClient(dial(t, frontAddr))
-	ctx := t.Context()
-	var blobs []*repb.Digest
-	req := &repb.BatchUpdateBlobsRequest{}
-	for i := range 30 {
-		data := []byte(fmt.Sprintf("shard test blob %d", i))
-		blobs = append(blobs, digestOf(data))
-		req.Requests = append(req.Requests, &repb.BatchUpdateBlobsRequest_Request{Digest: blobs[i], Data: data})
-	}
-	if _, err := cas.BatchUpdateBlobs(ctx, req); err != nil {
-		t.Fatal(err)
-	}
-
+	blobs := uploadBlobs(t, cas, 30)
 	nodes[1].p.kill()
 	place, _ := compose.NewPlacement(ws)
-	onKilled := 0
-	for _, d := range blobs {
-		_, err := cas.FindMissingBlobs(ctx, &repb.FindMissingBlobsRequest{BlobDigests: []*repb.Digest{d}})
-		if names[place.Pick("SHA256/"+d.Hash)] != "s1" {
-			if err != nil {
-				t.Fatalf("blob on a live shard: %v", err)
-			}
-			continue
-		}
-		onKilled++
-		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), `"s1"`) || strings.Contains(err.Error(), "127.0.0.1") {
-			t.Fatalf("blob on the killed shard: %v, want UNAVAILABLE naming \"s1\" and no address", err)
-		}
-	}
-	if onKilled == 0 || onKilled == len(blobs) {
-		t.Fatalf("%d of %d blobs on the killed shard: the test needs both kinds", onKilled, len(blobs))
-	}
+	checkShardDown(t, cas, blobs, func(d *repb.Digest) string { return names[place.Pick("SHA256/"+d.Hash)] }, "s1")
 
 	// Bazel, with the shard down: once it has met UNAVAILABLE (the front
 	// answered some call so), the shard comes back and its retries succeed.
@@ -223,9 +194,48 @@ func TestBazelShardedStorageShardKilled(t *testing.T) {
 	if summary["remote cache hit"] != remote || !onlyKinds(summary, "remote cache hit", "internal") {
 		t.Errorf("build across the shard's restart: %v, want %d remote cache hits", summary, remote)
 	}
-	if _, err := cas.FindMissingBlobs(context.Background(), &repb.FindMissingBlobsRequest{BlobDigests: blobs}); err != nil {
+	if _, err := cas.FindMissingBlobs(t.Context(), &repb.FindMissingBlobsRequest{BlobDigests: blobs}); err != nil {
 		t.Fatalf("FindMissingBlobs after the shard is back: %v", err)
 	}
 	b.Shutdown()
 	stopAll(rs, nodes...)
+}
+
+// uploadBlobs stores n small blobs through cas and returns their digests.
+func uploadBlobs(t *testing.T, cas repb.ContentAddressableStorageClient, n int) []*repb.Digest {
+	t.Helper()
+	var blobs []*repb.Digest
+	req := &repb.BatchUpdateBlobsRequest{}
+	for i := range n {
+		data := []byte(fmt.Sprintf("shard test blob %d", i))
+		blobs = append(blobs, digestOf(data))
+		req.Requests = append(req.Requests, &repb.BatchUpdateBlobsRequest_Request{Digest: blobs[i], Data: data})
+	}
+	if _, err := cas.BatchUpdateBlobs(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	return blobs
+}
+
+// checkShardDown looks each blob up alone: those on the killed shard are
+// UNAVAILABLE naming it (and no address), the others are found.
+func checkShardDown(t *testing.T, cas repb.ContentAddressableStorageClient, blobs []*repb.Digest, shardOf func(*repb.Digest) string, killed string) {
+	t.Helper()
+	onKilled := 0
+	for _, d := range blobs {
+		_, err := cas.FindMissingBlobs(t.Context(), &repb.FindMissingBlobsRequest{BlobDigests: []*repb.Digest{d}})
+		if shardOf(d) != killed {
+			if err != nil {
+				t.Fatalf("blob on a live shard: %v", err)
+			}
+			continue
+		}
+		onKilled++
+		if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), `"`+killed+`"`) || strings.Contains(err.Error(), "127.0.0.1") {
+			t.Fatalf("blob on the killed shard: %v, want UNAVAILABLE naming %q and no address", err, killed)
+		}
+	}
+	if onKilled == 0 || onKilled == len(blobs) {
+		t.Fatalf("%d of %d blobs on the killed shard: the test needs both kinds", onKilled, len(blobs))
+	}
 }
