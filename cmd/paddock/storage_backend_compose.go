@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/storage"
@@ -33,22 +34,35 @@ func openChildren(ctx context.Context, bs []configs.Backend, paths []string, dep
 }
 
 // openCached opens a disk cache in front of c.Backend. Its files are the
-// worker's local blobs unless the CAS is partitioned by tenant (one cache
-// directory would then be linked across partitions).
+// worker's local blobs. Under a policy the CAS is partitioned by tenant, so
+// each partition gets a cache of its own (c.Dir/partitions/NAME, each
+// bounded by c.MaxBytes) and there are no local blobs: one cache would
+// serve a tenant blobs another read, and links would cross partitions.
 func openCached(ctx context.Context, c *configs.CachedBackend, path string, deps backendDeps) (openedBackend, error) {
 	inner, err := openBackend(ctx, *c.Backend, path+".backend", deps)
 	if err != nil {
 		return openedBackend{}, err
 	}
-	disk, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: c.Dir, MaxBytes: int64(c.MaxBytes), Logger: deps.logger, ScrubBytesPerSecond: scrubRate})
+	open := func(dir string) (*compose.CachedBlobStore, error) {
+		disk, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: dir, MaxBytes: int64(c.MaxBytes), Logger: deps.logger, ScrubBytesPerSecond: scrubRate})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return compose.NewCachedBlobStore(disk, inner.cas, path+".backend", deps.logger), nil
+	}
+	o := openedBackend{ac: inner.ac, close: inner.close}
+	if deps.policy != nil {
+		o.cas = storage.NewPartitionedBlobStore(deps.policy.PartitionOf, func(partition string) (storage.BlobStore, error) {
+			return open(filepath.Join(c.Dir, "partitions", partition))
+		})
+		return o, nil
+	}
+	cached, err := open(c.Dir)
 	if err != nil {
 		inner.close()
-		return openedBackend{}, fmt.Errorf("%s: %w", path, err)
+		return openedBackend{}, err
 	}
-	o := openedBackend{cas: compose.NewCachedBlobStore(disk, inner.cas, path+".backend", deps.logger), ac: inner.ac, close: inner.close}
-	if deps.policy == nil {
-		o.local = disk
-	}
+	o.cas, o.local = cached, cached.Cache()
 	return o, nil
 }
 

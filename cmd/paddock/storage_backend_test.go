@@ -7,9 +7,13 @@ import (
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
 	"github.com/paddock-build/paddock/storage/storagetest"
 )
 
@@ -66,3 +70,37 @@ func TestOpenBackendTree(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Under a policy, a cache in front of a shared backend is partitioned by
+// tenant: a blob one tenant read into its cache is not served to another
+// from there, and no cache is linked by the worker.
+func TestOpenCachedUnderPolicyIsPartitioned(t *testing.T) {
+	policy, err := auth.LoadPolicy("../../configs/auth.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	tree := configs.Backend{Cached: &configs.CachedBackend{Dir: filepath.Join(dir, "cache"), MaxBytes: 1 << 20,
+		Backend: &configs.Backend{Disk: &configs.DiskBackend{Dir: filepath.Join(dir, "disk")}}}}
+	o, err := openBackend(context.Background(), tree, "backend", backendDeps{policy: policy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.close()
+	if o.local != nil {
+		t.Fatal("a partitioned cache is offered to the worker for hard links")
+	}
+	a := storage.WithInstance(context.Background(), "team-a")
+	b := storage.WithInstance(context.Background(), "team-b")
+	data := []byte("team-a's secret")
+	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
+	if err := o.cas.Put(a, d, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if missing, err := o.cas.FindMissing(b, []digest.Digest{d}); err != nil || len(missing) != 1 {
+		t.Fatalf("team-b looking up team-a's blob: missing %v, %v; want it missing", missing, err)
+	}
+	if _, err := o.cas.Get(b, d, 0); status.Code(err) != codes.NotFound {
+		t.Fatalf("team-b reading team-a's blob: %v, want NOT_FOUND", err)
+	}
+}
