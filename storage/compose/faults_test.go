@@ -257,3 +257,20 @@ func TestMirroredCorruptCopyIsServedFromTheOtherAndRepaired(t *testing.T) {
 		return err
 	})
 }
+
+// A side that answers with an error of its own (not UNAVAILABLE) fails
+// the write: the blob would be on one side only while both are up.
+func TestMirroredWriteFailsIfASideRefuses(t *testing.T) {
+	roomy, tiny := newDisk(t, 0), newDisk(t, 1000)
+	cas := compose.NewMirroredBlobStore(compose.Mirror{Name: "roomy", Store: roomy}, compose.Mirror{Name: "tiny", Store: tiny}, newRepairer(t), nil)
+	data := bytes.Repeat([]byte("x"), 5000)
+	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
+	err := cas.Put(context.Background(), d, bytes.NewReader(data))
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), `"tiny"`) {
+		t.Fatalf("Put refused by one side: %v, want RESOURCE_EXHAUSTED naming \"tiny\"", err)
+	}
+	small := putBytes(t, cas, []byte("fits on both"))
+	if !roomy.Has(small) || !tiny.Has(small) {
+		t.Fatal("a blob written while both sides are up is not on both")
+	}
+}

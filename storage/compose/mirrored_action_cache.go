@@ -27,15 +27,12 @@ type ACMirror struct {
 type MirroredActionCache struct {
 	sides  [2]ACMirror
 	repair *Repairer
-	log    *slog.Logger
+	down   *downLog
 }
 
 // NewMirroredActionCache returns the pair a, b; repairs run on rep.
 func NewMirroredActionCache(a, b ACMirror, rep *Repairer, logger *slog.Logger) *MirroredActionCache {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return &MirroredActionCache{sides: [2]ACMirror{a, b}, repair: rep, log: logger}
+	return &MirroredActionCache{sides: [2]ACMirror{a, b}, repair: rep, down: newDownLog(logger, a.Name, b.Name)}
 }
 
 func (c *MirroredActionCache) names() [2]string { return [2]string{c.sides[0].Name, c.sides[1].Name} }
@@ -76,7 +73,7 @@ func (c *MirroredActionCache) Put(ctx context.Context, instance string, action d
 	}()
 	errs[0] = c.sides[0].Cache.Put(ctx, instance, action, result)
 	<-done
-	return mirrorWriteResult(c.sides[0].Name, c.sides[1].Name, "action result "+action.String(), errs, c.log)
+	return mirrorWriteResult("action result "+action.String(), errs, c.down)
 }
 
 var _ storage.ActionCache = (*MirroredActionCache)(nil)

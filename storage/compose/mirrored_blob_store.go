@@ -36,15 +36,12 @@ type Mirror struct {
 type MirroredBlobStore struct {
 	sides  [2]Mirror
 	repair *Repairer
-	log    *slog.Logger
+	down   *downLog
 }
 
 // NewMirroredBlobStore returns the pair a, b; repairs run on rep.
 func NewMirroredBlobStore(a, b Mirror, rep *Repairer, logger *slog.Logger) *MirroredBlobStore {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
-	}
-	return &MirroredBlobStore{sides: [2]Mirror{a, b}, repair: rep, log: logger}
+	return &MirroredBlobStore{sides: [2]Mirror{a, b}, repair: rep, down: newDownLog(logger, a.Name, b.Name)}
 }
 
 // FindMissing implements storage.BlobStore.
@@ -172,11 +169,11 @@ func (m *MirroredBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reade
 // writeResult is the result of a write to both sides: success if both
 // succeeded or one did and the other is unavailable.
 func (m *MirroredBlobStore) writeResult(what string, errs [2]error) error {
-	return mirrorWriteResult(m.sides[0].Name, m.sides[1].Name, what, errs, m.log)
+	return mirrorWriteResult(what, errs, m.down)
 }
 
-func mirrorWriteResult(nameA, nameB, what string, errs [2]error, log *slog.Logger) error {
-	names := [2]string{nameA, nameB}
+func mirrorWriteResult(what string, errs [2]error, down *downLog) error {
+	names := down.names
 	switch {
 	case errs[0] == nil && errs[1] == nil:
 		return nil
@@ -188,14 +185,14 @@ func mirrorWriteResult(nameA, nameB, what string, errs [2]error, log *slog.Logge
 		failed = 1
 	}
 	if isUnavailable(errs[failed]) {
-		log.Warn("mirror side down; written to the other only, to be repaired", "what", what, "backend", names[failed], "error", errs[failed])
+		down.warn(failed, "mirror side down; written to the other only, to be repaired", what, errs[failed])
 		return nil
 	}
 	return backendError(names[failed], errs[failed])
 }
 
 func (m *MirroredBlobStore) logDown(side int, what string, err error) {
-	m.log.Warn("mirror side failed; using the other", "what", what, "backend", m.sides[side].Name, "error", err)
+	m.down.warn(side, "mirror side failed; using the other", what, err)
 }
 
 func (m *MirroredBlobStore) bothFailed(errs [2]error) error {
