@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/paddock-build/paddock/auth"
@@ -31,6 +32,8 @@ type openedBackend struct {
 	local worker.LocalBlobs
 	// close releases connections; it is never nil.
 	close func()
+	// collectors are the Prometheus metrics of the tree's composites.
+	collectors []prometheus.Collector
 }
 
 // openBackend opens the backend tree b; path names it in errors.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/storage"
 	"github.com/paddock-build/paddock/storage/compose"
@@ -33,6 +35,15 @@ func openChildren(ctx context.Context, bs []configs.Backend, paths []string, dep
 	return opened, closeAll, nil
 }
 
+// childCollectors gathers the metrics of a composite's children.
+func childCollectors(children []openedBackend) []prometheus.Collector {
+	var out []prometheus.Collector
+	for _, c := range children {
+		out = append(out, c.collectors...)
+	}
+	return out
+}
+
 // openCached opens a disk cache in front of c.Backend. Its files are the
 // worker's local blobs. Under a policy the CAS is partitioned by tenant, so
 // each partition gets a cache of its own (c.Dir/partitions/NAME, each
@@ -50,7 +61,7 @@ func openCached(ctx context.Context, c *configs.CachedBackend, path string, deps
 		}
 		return compose.NewCachedBlobStore(disk, inner.cas, path+".backend", deps.logger), nil
 	}
-	o := openedBackend{ac: inner.ac, close: inner.close}
+	o := openedBackend{ac: inner.ac, close: inner.close, collectors: inner.collectors}
 	if deps.policy != nil {
 		o.cas = storage.NewPartitionedBlobStore(deps.policy.PartitionOf, func(partition string) (storage.BlobStore, error) {
 			return open(filepath.Join(c.Dir, "partitions", partition))
@@ -95,7 +106,7 @@ func openSharded(ctx context.Context, s *configs.ShardedBackend, path string, de
 		closeAll()
 		return openedBackend{}, fmt.Errorf("%s: %w", path, err)
 	}
-	return openedBackend{cas: cas, ac: ac, close: closeAll}, nil
+	return openedBackend{cas: cas, ac: ac, close: closeAll, collectors: childCollectors(opened)}, nil
 }
 
 // openMirrored opens both sides; they are named by their paths in errors
@@ -109,5 +120,6 @@ func openMirrored(ctx context.Context, m *configs.MirroredBackend, path string, 
 	rep := compose.NewRepairer(mirrorRepairs, deps.logger)
 	cas := compose.NewMirroredBlobStore(compose.Mirror{Name: paths[0], Store: opened[0].cas}, compose.Mirror{Name: paths[1], Store: opened[1].cas}, rep, deps.logger)
 	ac := compose.NewMirroredActionCache(compose.ACMirror{Name: paths[0], Cache: opened[0].ac}, compose.ACMirror{Name: paths[1], Cache: opened[1].ac}, rep, deps.logger)
-	return openedBackend{cas: cas, ac: ac, close: func() { rep.Close(); closeAll() }}, nil
+	return openedBackend{cas: cas, ac: ac, close: func() { rep.Close(); closeAll() },
+		collectors: append(childCollectors(opened), rep.Collector(path))}, nil
 }

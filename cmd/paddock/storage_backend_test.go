@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -102,5 +103,40 @@ func TestOpenCachedUnderPolicyIsPartitioned(t *testing.T) {
 	}
 	if _, err := o.cas.Get(b, d, 0); status.Code(err) != codes.NotFound {
 		t.Fatalf("team-b reading team-a's blob: %v, want NOT_FOUND", err)
+	}
+}
+
+// Every mirror in a tree reports its repairs, labelled by its path, and
+// the metrics of several register together.
+func TestBackendTreeMetrics(t *testing.T) {
+	dir := t.TempDir()
+	mirror := func(name string) *configs.Backend {
+		return &configs.Backend{Mirrored: &configs.MirroredBackend{Backends: []configs.Backend{
+			{Disk: &configs.DiskBackend{Dir: filepath.Join(dir, name, "a")}}, {Disk: &configs.DiskBackend{Dir: filepath.Join(dir, name, "b")}}}}}
+	}
+	tree := configs.Backend{Sharded: &configs.ShardedBackend{Shards: []configs.Shard{{Name: "s0", Backend: mirror("s0")}, {Name: "s1", Backend: mirror("s1")}}}}
+	o, err := openBackend(context.Background(), tree, "backend", backendDeps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(o.collectors...)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mirrors := map[string]bool{}
+	for _, f := range fams {
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				if f.GetName() == "paddock_storage_mirror_repairs_total" && l.GetName() == "mirror" {
+					mirrors[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	if !mirrors["backend.sharded.shards[0].backend.mirrored"] || !mirrors["backend.sharded.shards[1].backend.mirrored"] {
+		t.Fatalf("repair metrics for mirrors %v, want both shards' mirrors", mirrors)
 	}
 }

@@ -54,14 +54,15 @@ func runStorage(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cas, ac, closeStores, err := openStorage(ctx, cfg, dialOpts, policy, logger)
+	opened, err := openStorage(ctx, cfg, dialOpts, policy, logger)
 	if err != nil {
 		return err
 	}
-	defer closeStores()
+	defer opened.close()
+	cas, ac := opened.cas, opened.ac
 	obs := newObservability(logger)
 	metered := storage.NewMeteredBlobStore(cas)
-	obs.reg.MustRegister(metered.Collectors()...)
+	obs.reg.MustRegister(append(metered.Collectors(), opened.collectors...)...)
 	if disk, ok := cas.(*storage.DiskBlobStore); ok {
 		obs.reg.MustRegister(disk.Collector())
 	}
@@ -100,16 +101,12 @@ func runStorage(ctx context.Context, args []string) error {
 }
 
 // openStorage opens the backend cfg names (see storageBackend).
-func openStorage(ctx context.Context, cfg configs.Storage, dial []grpc.DialOption, policy *auth.Policy, logger *slog.Logger) (storage.BlobStore, storage.ActionCache, func(), error) {
+func openStorage(ctx context.Context, cfg configs.Storage, dial []grpc.DialOption, policy *auth.Policy, logger *slog.Logger) (openedBackend, error) {
 	b, err := storageBackend(cfg)
 	if err != nil {
-		return nil, nil, nil, err
+		return openedBackend{}, err
 	}
-	o, err := openBackend(ctx, b, "backend", backendDeps{dial: dial, policy: policy, logger: logger})
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return o.cas, o.ac, o.close, nil
+	return openBackend(ctx, b, "backend", backendDeps{dial: dial, policy: policy, logger: logger})
 }
 
 // openRemoteStorage connects to the REv2 storage endpoint addr and returns
