@@ -239,3 +239,53 @@ func checkShardDown(t *testing.T, cas repb.ContentAddressableStorageClient, blob
 		t.Fatalf("%d of %d blobs on the killed shard: the test needs both kinds", onKilled, len(blobs))
 	}
 }
+
+// TestBazelUpCachedRemoteStorage: `paddock up --storage-config` with a
+// bounded local disk cache in front of a `paddock storage` process. Bazel
+// 4.2.3 executes remotely and then hits the cache; every blob the cache
+// holds is in the remote too (writes go through, reads fill).
+func TestBazelUpCachedRemoteStorage(t *testing.T) {
+	needPaddock(t)
+	b := newBazel(t)
+	dir := searchableTempDir(t)
+	remote, remoteAddr := startProcess(t, "storage-remote", storageReady, "storage", "--listen", "127.0.0.1:0", "--dir", filepath.Join(dir, "remote"))
+	data := filepath.Join(dir, "data")
+	cacheDir := filepath.Join(data, "cache")
+	cfg := filepath.Join(dir, "up-storage.yaml")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("backend:\n  cached:\n    dir: %s\n    max_bytes: 1GiB\n    backend: {remote: {endpoint: %q}}\n", cacheDir, remoteAddr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := startUp(t, data, "--storage-config", cfg)
+	flags := b.remoteFlags(f.addr)
+	out := b.Run(0, "build", append(flags, "//:report")...)
+	remoteRuns := bazeltest.ProcessSummary(t, out)["remote"]
+	if remoteRuns == 0 {
+		t.Fatalf("nothing ran remotely\n%s", out)
+	}
+	b.checkOutputs(map[string]string{"bazel-bin/report.txt": "HELLO FROM PADDOCK\nhello, paddock\n"})
+	cachedRebuild(t, b, flags, "//:report", remoteRuns, "through the disk cache")
+
+	var cached []*repb.Digest
+	err := filepath.WalkDir(filepath.Join(cacheDir, "cas", "sha256"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		cached = append(cached, &repb.Digest{Hash: d.Name(), SizeBytes: info.Size()})
+		return nil
+	})
+	if err != nil || len(cached) == 0 {
+		t.Fatalf("the disk cache holds %d blobs (%v), want the build's", len(cached), err)
+	}
+	resp, err := repb.NewContentAddressableStorageClient(dial(t, remoteAddr)).FindMissingBlobs(t.Context(), &repb.FindMissingBlobsRequest{BlobDigests: cached})
+	if err != nil || len(resp.MissingBlobDigests) != 0 {
+		t.Fatalf("blobs of the cache missing from the remote: %v, %v", resp.GetMissingBlobDigests(), err)
+	}
+	t.Logf("%d blobs in the disk cache, all in the remote", len(cached))
+	b.Shutdown()
+	remote.stop(os.Interrupt)
+	f.shutdown() // checks that nothing is left running
+}
