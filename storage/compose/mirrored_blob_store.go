@@ -29,8 +29,9 @@ type Mirror struct {
 // once the side is back and the blob is read or looked up). Any other
 // failure of either side fails the Put, so a blob acknowledged while both
 // sides were up is on both. Reads go to the first side and fall back to
-// the second when the first lacks the blob or is down, also in the middle
-// of a stream; FindMissing reports a blob missing only if both lack it.
+// the second when the first lacks the blob, is down (also in the middle
+// of a stream) or finds its copy corrupt before serving a byte;
+// FindMissing reports a blob missing only if both lack it.
 // A blob found on one side only is copied to the other in the background
 // (at most a few copies at once, each streamed), see Repairer.
 type MirroredBlobStore struct {
