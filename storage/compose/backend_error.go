@@ -1,7 +1,6 @@
 package compose
 
 import (
-	"errors"
 	"fmt"
 	"io"
 
@@ -40,6 +39,3 @@ func (r namedReader) Read(p []byte) (int, error) {
 	n, err := r.ReadCloser.Read(p)
 	return n, backendError(r.name, err)
 }
-
-// errNoBackends is returned when a composite has nothing to ask.
-var errNoBackends = errors.New("no backends")

@@ -18,7 +18,6 @@ type node struct {
 	t    testing.TB
 	dir  string
 	addr string
-	opts storage.ServerOptions
 	g    *grpc.Server
 	srv  *storage.Server
 	conn *grpc.ClientConn
