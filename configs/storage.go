@@ -31,6 +31,11 @@ type Storage struct {
 	// Backend, when set, replaces Dir's disk and Remote: one backend or a
 	// tree of them. Dir still holds the Remote Asset API's records.
 	Backend *Backend `yaml:"backend"`
+	// CheckCompleteness has the action cache serve and accept only results
+	// whose Action and outputs are in this server's CAS. Turn it off only
+	// on a storage node behind a sharded front: its CAS holds just its
+	// share of the blobs, and the front checks against all of them.
+	CheckCompleteness bool `yaml:"check_completeness"`
 	// Assets configures the Remote Asset API (Fetch and Push) served next
 	// to the CAS; its records live under Dir/assets.
 	Assets Assets `yaml:"assets"`
@@ -70,6 +75,7 @@ func DefaultStorage() Storage {
 		MaxBatchTotalSizeBytes: 4 << 20,
 		MaxInlineBytes:         1 << 20,
 		UploadIdleTimeout:      time.Minute,
+		CheckCompleteness:      true,
 		Assets:                 Assets{FetchTimeout: 5 * time.Minute, MaxFetchBytes: 1 << 30},
 	}
 }

@@ -49,9 +49,15 @@ func startRolesJournaled(t testing.TB, dir, workDir string) *roles {
 
 func startRolesWith(t testing.TB, dir, workDir, schedConfig string, journal bool) *roles {
 	t.Helper()
-	r := &roles{t: t, sock: filepath.Join(dir, "runner.sock"), workDir: workDir}
-	r.storage, r.storageAddr = startProcess(t, "storage", regexp.MustCompile(`^paddock storage listening on (\S+)`),
+	storage, addr := startProcess(t, "storage", regexp.MustCompile(`^paddock storage listening on (\S+)`),
 		"storage", "--listen", "127.0.0.1:0", "--dir", filepath.Join(dir, "storage"))
+	return startRolesOn(t, dir, workDir, schedConfig, journal, storage, addr)
+}
+
+// startRolesOn is startRolesWith around a storage process already started.
+func startRolesOn(t testing.TB, dir, workDir, schedConfig string, journal bool, storage *process, storageAddr string) *roles {
+	t.Helper()
+	r := &roles{t: t, sock: filepath.Join(dir, "runner.sock"), workDir: workDir, storage: storage, storageAddr: storageAddr}
 	cfg := filepath.Join(dir, "scheduler.yaml")
 	if err := os.WriteFile(cfg, []byte(schedConfig+"lease_duration: 10s\nheartbeat_interval: 1s\ntick_interval: 100ms\n"), 0o644); err != nil {
 		t.Fatal(err)

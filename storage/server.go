@@ -28,6 +28,12 @@ type ServerOptions struct {
 	// shares this endpoint in `paddock up`).
 	Execution *repb.ExecutionCapabilities
 	Logger    *slog.Logger
+	// SkipCompletenessChecks serves and accepts action results without
+	// checking that the Action and the blobs they name are in this CAS.
+	// For a storage node behind a sharded front only: its CAS holds only
+	// its share of the blobs, and the front checks results against the
+	// whole sharded CAS. Results are still validated.
+	SkipCompletenessChecks bool
 }
 
 const (

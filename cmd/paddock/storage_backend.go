@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/paddock-build/paddock/auth"
@@ -31,6 +32,8 @@ type openedBackend struct {
 	local worker.LocalBlobs
 	// close releases connections; it is never nil.
 	close func()
+	// collectors are the Prometheus metrics of the tree's composites.
+	collectors []prometheus.Collector
 }
 
 // openBackend opens the backend tree b; path names it in errors.
@@ -49,6 +52,12 @@ func openBackend(ctx context.Context, b configs.Backend, path string, deps backe
 			return openedBackend{}, fmt.Errorf("%s.disk: %w", path, err)
 		}
 		return openedBackend{cas: cas, ac: ac, local: local, close: func() {}}, nil
+	case b.Cached != nil:
+		return openCached(ctx, b.Cached, path+".cached", deps)
+	case b.Sharded != nil:
+		return openSharded(ctx, b.Sharded, path+".sharded", deps)
+	case b.Mirrored != nil:
+		return openMirrored(ctx, b.Mirrored, path+".mirrored", deps)
 	default: // b.Remote, as Validate guarantees
 		conn, err := dialStorage(b.Remote.Endpoint, deps.dial)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/paddock-build/paddock/auth"
@@ -53,14 +54,15 @@ func runStorage(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cas, ac, closeStores, err := openStorage(ctx, cfg, dialOpts, policy, logger)
+	opened, err := openStorage(ctx, cfg, dialOpts, policy, logger)
 	if err != nil {
 		return err
 	}
-	defer closeStores()
+	defer opened.close()
+	cas, ac := opened.cas, opened.ac
 	obs := newObservability(logger)
 	metered := storage.NewMeteredBlobStore(cas)
-	obs.reg.MustRegister(metered.Collectors()...)
+	obs.reg.MustRegister(append(metered.Collectors(), opened.collectors...)...)
 	if disk, ok := cas.(*storage.DiskBlobStore); ok {
 		obs.reg.MustRegister(disk.Collector())
 	}
@@ -70,6 +72,7 @@ func runStorage(ctx context.Context, args []string) error {
 		MaxInlineBytes:         int64(cfg.MaxInlineBytes),
 		UploadIdleTimeout:      cfg.UploadIdleTimeout,
 		Logger:                 logger,
+		SkipCompletenessChecks: !cfg.CheckCompleteness,
 	})
 	defer srv.Close()
 	assets, err := newAssetServer(metered, filepath.Join(cfg.Dir, "assets"), cfg.Assets, logger)
@@ -98,16 +101,12 @@ func runStorage(ctx context.Context, args []string) error {
 }
 
 // openStorage opens the backend cfg names (see storageBackend).
-func openStorage(ctx context.Context, cfg configs.Storage, dial []grpc.DialOption, policy *auth.Policy, logger *slog.Logger) (storage.BlobStore, storage.ActionCache, func(), error) {
+func openStorage(ctx context.Context, cfg configs.Storage, dial []grpc.DialOption, policy *auth.Policy, logger *slog.Logger) (openedBackend, error) {
 	b, err := storageBackend(cfg)
 	if err != nil {
-		return nil, nil, nil, err
+		return openedBackend{}, err
 	}
-	o, err := openBackend(ctx, b, "backend", backendDeps{dial: dial, policy: policy, logger: logger})
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return o.cas, o.ac, o.close, nil
+	return openBackend(ctx, b, "backend", backendDeps{dial: dial, policy: policy, logger: logger})
 }
 
 // openRemoteStorage connects to the REv2 storage endpoint addr and returns
@@ -127,7 +126,13 @@ func dialStorage(addr string, dial []grpc.DialOption) (*grpc.ClientConn, error) 
 	if len(dial) == 0 {
 		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
+	// A storage (or shard) back from a restart is reached again within
+	// seconds, not after gRPC's default backoff of up to two minutes, in
+	// which every call would fail UNAVAILABLE.
+	reconnect := backoff.DefaultConfig
+	reconnect.MaxDelay = 3 * time.Second
 	conn, err := grpc.NewClient(addr, append(dial,
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnect, MinConnectTimeout: 10 * time.Second}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))...)
 	if err != nil {
 		return nil, fmt.Errorf("dial storage %s: %w", addr, err)

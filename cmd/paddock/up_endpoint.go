@@ -72,7 +72,7 @@ func startUpEndpoint(data, listen string, casBytes int64, backend *configs.Backe
 		return nil, err
 	}
 	ep.metered = storage.NewMeteredBlobStore(ep.cas)
-	ep.obs.reg.MustRegister(append(ep.metered.Collectors(), ep.sched.Collector())...)
+	ep.obs.reg.MustRegister(append(append(ep.metered.Collectors(), ep.sched.Collector()), o.collectors...)...)
 	if disk, ok := ep.cas.(*storage.DiskBlobStore); ok {
 		ep.obs.reg.MustRegister(disk.Collector())
 	}

@@ -1,0 +1,115 @@
+package compose
+
+import (
+	"context"
+	"io"
+	"log/slog"
+
+	"golang.org/x/sync/singleflight"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// CachedBlobStore keeps a bounded local disk cache in front of a remote
+// backend, so that hot blobs (a worker's inputs, next to it) are read
+// from local disk. Reads fill the cache; writes go through to the backend
+// and succeed only once the backend has the blob (the cache keeps a copy
+// only then). The cache evicts least recently used blobs past its bound.
+//
+// FindMissing answers from the cache first and asks the backend only
+// about the rest. The cache's blobs were in the backend when they were
+// written or read, but a backend that evicts may have dropped one since:
+// its action cache then refuses a result naming it (FAILED_PRECONDITION),
+// and the client uploads it again. Size the backend to keep what caches
+// in front of it hold.
+type CachedBlobStore struct {
+	cache   *storage.DiskBlobStore
+	backend storage.BlobStore
+	name    string
+	fills   singleflight.Group
+	log     *slog.Logger
+}
+
+// NewCachedBlobStore returns backend (called name in errors) behind cache.
+func NewCachedBlobStore(cache *storage.DiskBlobStore, backend storage.BlobStore, name string, logger *slog.Logger) *CachedBlobStore {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &CachedBlobStore{cache: cache, backend: backend, name: name, log: logger}
+}
+
+// Cache returns the local disk cache, whose files a worker on this
+// machine may hard-link (worker.LocalBlobs).
+func (c *CachedBlobStore) Cache() *storage.DiskBlobStore { return c.cache }
+
+// FindMissing implements storage.BlobStore.
+func (c *CachedBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]digest.Digest, error) {
+	notCached, err := c.cache.FindMissing(ctx, ds)
+	if err != nil || len(notCached) == 0 {
+		return notCached, err
+	}
+	missing, err := c.backend.FindMissing(ctx, notCached)
+	return missing, backendError(c.name, err)
+}
+
+// Get implements storage.BlobStore. A blob not cached is copied into the
+// cache whole (once, however many read it at the same time), then served
+// from there; one the cache cannot hold is served from the backend.
+func (c *CachedBlobStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
+	if r, err := c.cache.Get(ctx, d, offset); status.Code(err) != codes.NotFound {
+		return r, err
+	}
+	// The fill outlives a reader that gives up (others may be waiting on
+	// it), within the bound of a repair.
+	_, err, _ := c.fills.Do(d.String(), func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), repairTimeout)
+		defer cancel()
+		r, err := c.backend.Get(fctx, d, 0)
+		if err != nil {
+			return nil, backendError(c.name, err)
+		}
+		defer r.Close()
+		return nil, c.cache.Put(fctx, d, namedReader{r, c.name})
+	})
+	switch {
+	case status.Code(err) == codes.ResourceExhausted:
+		// Larger than the cache, or its disk is full: read past it.
+	case err != nil:
+		return nil, err
+	default:
+		if r, err := c.cache.Get(ctx, d, offset); status.Code(err) != codes.NotFound {
+			return r, err
+		}
+		// Evicted already by other fills: read past the cache.
+	}
+	r, err := c.backend.Get(ctx, d, offset)
+	if err != nil {
+		return nil, backendError(c.name, err)
+	}
+	return namedReader{r, c.name}, nil
+}
+
+// Put implements storage.BlobStore: the blob streams to the backend and
+// the cache at once; the cache commits its copy only if the backend
+// stored the blob.
+func (c *CachedBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) error {
+	backendOK := func(errs []error) error {
+		if errs[0] != nil {
+			return status.Error(codes.Aborted, "backend refused the blob")
+		}
+		return nil
+	}
+	errs := putAll(ctx, d, r, []storage.BlobStore{c.backend, c.cache}, []func([]error) error{nil, backendOK})
+	if errs[0] != nil {
+		return backendError(c.name, errs[0])
+	}
+	if errs[1] != nil && status.Code(errs[1]) != codes.ResourceExhausted {
+		c.log.Warn("blob stored in the backend but not in the local cache", "digest", d.String(), "error", errs[1])
+	}
+	return nil
+}
+
+var _ storage.BlobStore = (*CachedBlobStore)(nil)

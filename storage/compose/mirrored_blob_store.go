@@ -1,0 +1,215 @@
+package compose
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// Mirror is one side of a mirrored pair.
+type Mirror struct {
+	// Name identifies the side in errors and logs.
+	Name  string
+	Store storage.BlobStore
+}
+
+// MirroredBlobStore keeps every blob on two backends, so that either can
+// be stopped (a restart, a lost machine) with no error reaching clients.
+//
+// Durability: a Put succeeds when both sides stored the blob, or when one
+// did and the other is UNAVAILABLE (logged; the missing copy is repaired
+// once the side is back and the blob is read or looked up). Any other
+// failure of either side fails the Put, so a blob acknowledged while both
+// sides were up is on both. Reads go to the first side and fall back to
+// the second when the first lacks the blob, is down (also in the middle
+// of a stream) or finds its copy corrupt before serving a byte;
+// FindMissing reports a blob missing only if both lack it.
+// A blob found on one side only is copied to the other in the background
+// (at most a few copies at once, each streamed), see Repairer.
+type MirroredBlobStore struct {
+	sides  [2]Mirror
+	repair *Repairer
+	down   *downLog
+}
+
+// NewMirroredBlobStore returns the pair a, b; repairs run on rep.
+func NewMirroredBlobStore(a, b Mirror, rep *Repairer, logger *slog.Logger) *MirroredBlobStore {
+	return &MirroredBlobStore{sides: [2]Mirror{a, b}, repair: rep, down: newDownLog(logger, a.Name, b.Name)}
+}
+
+// FindMissing implements storage.BlobStore.
+func (m *MirroredBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]digest.Digest, error) {
+	var missing [2][]digest.Digest
+	var errs [2]error
+	var g errgroup.Group
+	for i, side := range m.sides {
+		g.Go(func() error {
+			missing[i], errs[i] = side.Store.FindMissing(ctx, ds)
+			return nil
+		})
+	}
+	g.Wait()
+	switch {
+	case errs[0] != nil && errs[1] != nil:
+		return nil, m.bothFailed(errs)
+	case errs[0] != nil:
+		m.logDown(0, "find missing", errs[0])
+		return missing[1], nil
+	case errs[1] != nil:
+		m.logDown(1, "find missing", errs[1])
+		return missing[0], nil
+	}
+	in := [2]map[digest.Digest]bool{{}, {}}
+	for i := range missing {
+		for _, d := range missing[i] {
+			in[i][d] = true
+		}
+	}
+	var out []digest.Digest
+	for _, d := range ds {
+		switch a, b := in[0][d], in[1][d]; {
+		case a && b:
+			out = append(out, d)
+		case a:
+			m.startRepair(d, 1, 0)
+		case b:
+			m.startRepair(d, 0, 1)
+		}
+	}
+	return out, nil
+}
+
+// startRepair copies d from side from to side to in the background.
+func (m *MirroredBlobStore) startRepair(d digest.Digest, from, to int) {
+	src, dst := m.sides[from], m.sides[to]
+	m.repair.Start(fmt.Sprintf("cas %s %s>%s", d, src.Name, dst.Name), func(ctx context.Context) error {
+		r, err := src.Store.Get(ctx, d, 0)
+		if err != nil {
+			return backendError(src.Name, err)
+		}
+		defer r.Close()
+		return backendError(dst.Name, dst.Store.Put(ctx, d, namedReader{r, src.Name}))
+	})
+}
+
+// Get implements storage.BlobStore.
+func (m *MirroredBlobStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
+	r, errA := m.sides[0].Store.Get(ctx, d, offset)
+	if errA == nil {
+		return &failoverReader{m: m, ctx: ctx, d: d, off: offset, side: 0, r: r}, nil
+	}
+	// NOT_FOUND, down, or a copy found corrupt (and removed) before any
+	// byte was served: the other side may have it.
+	switch status.Code(errA) {
+	case codes.NotFound, codes.Unavailable, codes.DataLoss:
+	default:
+		return nil, backendError(m.sides[0].Name, errA)
+	}
+	r, errB := m.sides[1].Store.Get(ctx, d, offset)
+	if errB != nil {
+		if status.Code(errA) == codes.NotFound && status.Code(errB) == codes.NotFound {
+			return nil, status.Errorf(codes.NotFound, "blob %s not found", d)
+		}
+		return nil, m.bothFailed([2]error{errA, errB})
+	}
+	if !isUnavailable(errA) {
+		m.startRepair(d, 1, 0)
+	} else {
+		m.logDown(0, "read", errA)
+	}
+	return namedReader{r, m.sides[1].Name}, nil
+}
+
+// failoverReader reads from the first side and, if it fails in the middle
+// (stopped, not corrupt), goes on from the same offset on the second.
+type failoverReader struct {
+	m    *MirroredBlobStore
+	ctx  context.Context
+	d    digest.Digest
+	off  int64
+	side int
+	r    io.ReadCloser
+}
+
+func (f *failoverReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	f.off += int64(n)
+	if err == nil || err == io.EOF || f.side == 1 || status.Code(err) == codes.DataLoss || f.ctx.Err() != nil {
+		return n, backendError(f.m.sides[f.side].Name, err)
+	}
+	next, nerr := f.m.sides[1].Store.Get(f.ctx, f.d, f.off)
+	if nerr != nil {
+		return n, f.m.bothFailed([2]error{err, nerr})
+	}
+	f.m.logDown(0, "read", err)
+	f.r.Close()
+	f.r, f.side = next, 1
+	if n > 0 {
+		return n, nil
+	}
+	return f.Read(p)
+}
+
+func (f *failoverReader) Close() error { return f.r.Close() }
+
+// Put implements storage.BlobStore; see the type's comment for when it
+// succeeds.
+func (m *MirroredBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) error {
+	errs := putAll(ctx, d, r, []storage.BlobStore{m.sides[0].Store, m.sides[1].Store}, nil)
+	return m.writeResult("write "+d.String(), [2]error{errs[0], errs[1]})
+}
+
+// writeResult is the result of a write to both sides: success if both
+// succeeded or one did and the other is unavailable.
+func (m *MirroredBlobStore) writeResult(what string, errs [2]error) error {
+	return mirrorWriteResult(what, errs, m.down)
+}
+
+func mirrorWriteResult(what string, errs [2]error, down *downLog) error {
+	names := down.names
+	switch {
+	case errs[0] == nil && errs[1] == nil:
+		return nil
+	case errs[0] != nil && errs[1] != nil:
+		return bothFailed(names, errs)
+	}
+	failed := 0
+	if errs[0] == nil {
+		failed = 1
+	}
+	if isUnavailable(errs[failed]) {
+		down.warn(failed, "mirror side down; written to the other only, to be repaired", what, errs[failed])
+		return nil
+	}
+	return backendError(names[failed], errs[failed])
+}
+
+func (m *MirroredBlobStore) logDown(side int, what string, err error) {
+	m.down.warn(side, "mirror side failed; using the other", what, err)
+}
+
+func (m *MirroredBlobStore) bothFailed(errs [2]error) error {
+	return bothFailed([2]string{m.sides[0].Name, m.sides[1].Name}, errs)
+}
+
+// bothFailed is the error when neither side could serve a call: a side's
+// own answer (NOT_FOUND, INVALID_ARGUMENT ...) wins over unavailability,
+// and both unavailable is UNAVAILABLE naming both.
+func bothFailed(names [2]string, errs [2]error) error {
+	for i, err := range errs {
+		if !isUnavailable(err) {
+			return backendError(names[i], err)
+		}
+	}
+	return status.Errorf(codes.Unavailable, "storage backends %q and %q are both unavailable; retry later", names[0], names[1])
+}
+
+var _ storage.BlobStore = (*MirroredBlobStore)(nil)
