@@ -19,7 +19,8 @@ type Policy struct {
 	tokens      map[[32]byte]*Principal
 	certs       map[string]*Principal
 	jwtSubjects map[string]*Principal
-	jwt         *jwtVerifier // nil without a jwt section
+	jwt         *jwtVerifier      // nil without a jwt section
+	limits      map[string]Limits // by tenant; only tenants with a limit
 }
 
 // owner is one tenant's instance prefix and the CAS partition it maps to.
@@ -149,7 +150,8 @@ func compilePolicy(b []byte, dir string) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Policy{tokens: map[[32]byte]*Principal{}, certs: map[string]*Principal{}, jwtSubjects: map[string]*Principal{}}
+	p := &Policy{tokens: map[[32]byte]*Principal{}, certs: map[string]*Principal{}, jwtSubjects: map[string]*Principal{},
+		limits: map[string]Limits{}}
 	if pf.JWT.JWKS != "" || len(pf.JWT.Keys) > 0 {
 		if p.jwt, err = newJWTVerifier(pf.JWT, dir, root); err != nil {
 			return nil, err
@@ -173,6 +175,9 @@ func compilePolicy(b []byte, dir string) (*Policy, error) {
 		seen[t.Name] = true
 		if len(t.InstancePrefixes) == 0 {
 			return nil, fmt.Errorf("line %d: tenant %q has no instance_prefixes", at(), t.Name)
+		}
+		if err := p.addLimits(t, i, root); err != nil {
+			return nil, err
 		}
 		for j, id := range t.Identities {
 			pr := &Principal{Tenant: t.Name, prefixes: t.InstancePrefixes, Name: t.Name + "/" + id.Name}

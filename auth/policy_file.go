@@ -49,6 +49,13 @@ type TenantConfig struct {
 	// name, a partition of its own.
 	Partition  string           `yaml:"partition"`
 	Identities []IdentityConfig `yaml:"identities"`
+	// MaxQueued bounds the tenant's queued (not yet running) actions:
+	// Execute beyond it answers RESOURCE_EXHAUSTED. 0: no bound but the
+	// scheduler's max_queued_per_instance.
+	MaxQueued int `yaml:"max_queued"`
+	// MaxRunning bounds the tenant's actions on workers at once; the
+	// rest wait queued while other tenants' actions go ahead. 0: no bound.
+	MaxRunning int `yaml:"max_running"`
 }
 
 // IdentityConfig is one credential. Exactly one of TokenSHA256,

@@ -87,6 +87,21 @@ workers:
   - {name: a, instance_prefixes: [a]}
   - {name: a, instance_prefixes: [b]}
 `, []string{"line 3", "twice"}},
+		{"negative max_queued", `tenants:
+  - name: a
+    instance_prefixes: [a]
+    max_queued: -1
+`, []string{"line 4", `tenant "a"`, "max_queued", "0 for no limit"}},
+		{"negative max_running", `tenants:
+  - name: a
+    instance_prefixes: [a]
+    max_running: -5
+`, []string{"line 4", "max_running"}},
+		{"max_running not a number", `tenants:
+  - name: a
+    instance_prefixes: [a]
+    max_running: lots
+`, []string{"line 4", "lots"}},
 		{"empty", "", []string{"line", "tenants or workers"}},
 	}
 	for _, c := range cases {
@@ -157,6 +172,9 @@ func TestExamplePolicyLoads(t *testing.T) {
 	w := p.certs["spiffe://example.com/paddock/worker"]
 	if w == nil || !w.Worker || w.Holds(Execute) {
 		t.Errorf("the worker identity: %+v", w)
+	}
+	if got := p.TenantLimits(); got["team-a"] != (Limits{MaxQueued: 10000, MaxRunning: 64}) || got["team-b"] != (Limits{MaxRunning: 16}) || len(got) != 2 {
+		t.Errorf("example policy limits: %+v", got)
 	}
 	rel := p.certs["spiffe://example.com/team-a/release"]
 	if rel == nil || !rel.Allowed(Execute, "team-a/x") || rel.Allowed(Execute, "team-b") || rel.Allowed(ACWrite, "team-a") {
