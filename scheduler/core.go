@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
 )
 
@@ -31,7 +32,11 @@ type core struct {
 	queues            map[string]*queue
 	workers           map[string]*worker
 	queuedPerInstance map[string]int
-	completed         []*operation // completion order, for retention
+	tenants           map[string]*tenant
+	limits            map[string]auth.Limits // by tenant, from the auth policy
+	lastTenant        string                 // whose execution was dispatched last: tenants take turns after it
+	unblocked         []*tenant              // came back under max_running; see pumpUnblocked
+	completed         []*operation           // completion order, for retention
 	fx                effects
 	// replaying is set while a journal is replayed: limits that were
 	// checked when a record was written are not checked again.
@@ -93,8 +98,12 @@ type registration struct {
 	running   []*workerpb.InHand
 }
 
-func newCore(cfg Config) *core {
+func newCore(cfg Config) *core { return newCoreWithLimits(cfg, nil) }
+
+// newCoreWithLimits is newCore with tenants' limits (read-only).
+func newCoreWithLimits(cfg Config, limits map[string]auth.Limits) *core {
 	return &core{
+		limits:            limits,
 		cfg:               cfg,
 		ops:               map[string]*operation{},
 		execs:             map[string]*execution{},
@@ -102,6 +111,7 @@ func newCore(cfg Config) *core {
 		queues:            map[string]*queue{},
 		workers:           map[string]*worker{},
 		queuedPerInstance: map[string]int{},
+		tenants:           map[string]*tenant{},
 	}
 }
 
@@ -113,7 +123,10 @@ func (c *core) takeEffects() effects {
 
 // Execute starts an operation: joins an identical cacheable execution in
 // flight, or queues a new one. Fails with RESOURCE_EXHAUSTED when the
-// instance has too many queued executions.
+// instance, or the submitting tenant, has too many queued executions.
+// Joining an execution in flight queues nothing, so it is never refused
+// and counts nowhere: the execution counts against the tenant that
+// queued it.
 func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 	op := &operation{name: s.name, instance: s.instance, owner: s.owner, action: s.action, queuedAt: now}
 	key := dedupKey{s.instance, s.action}
@@ -127,7 +140,7 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 			if e.stage == repb.ExecutionStage_QUEUED && s.priority < e.priority {
 				// The most urgent waiter decides the priority.
 				e.queue.remove(e)
-				c.queuedPerInstance[e.queue.instance]--
+				c.countQueued(e.queue, -1)
 				e.priority = s.priority
 				c.enqueue(e, false)
 				c.pumpQueue(now, e.queue)
@@ -137,6 +150,10 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 	}
 	if max := c.cfg.MaxQueuedPerInstance; max > 0 && !c.replaying && c.queuedPerInstance[s.instance] >= max {
 		return nil, status.Errorf(codes.ResourceExhausted, "instance %q already has %d queued actions, the configured maximum (max_queued_per_instance)", s.instance, max)
+	}
+	t := c.tenantOf(s.owner)
+	if max := t.limits.MaxQueued; max > 0 && !c.replaying && t.queued >= max {
+		return nil, status.Errorf(codes.ResourceExhausted, "tenant %q already has %d queued actions, its max_queued in the auth policy; retry when some have started", s.owner, max)
 	}
 	e := &execution{
 		id:         s.name,
@@ -154,7 +171,7 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 	if s.cacheable {
 		c.inflight[key] = e
 	}
-	e.queue = c.queue(s.queueKey, s.instance, s.routing)
+	e.queue = c.queue(t, s.queueKey, s.instance, s.routing)
 	c.enqueue(e, false)
 	c.record(record{kind: recExecute, at: now, sub: &s})
 	c.pumpQueue(now, e.queue)
@@ -232,7 +249,7 @@ func (c *core) abandon(e *execution, why string) {
 	switch e.stage {
 	case repb.ExecutionStage_QUEUED:
 		e.queue.remove(e)
-		c.queuedPerInstance[e.queue.instance]--
+		c.countQueued(e.queue, -1)
 		e.stage = repb.ExecutionStage_COMPLETED
 	case repb.ExecutionStage_EXECUTING:
 		// It keeps its worker's slot until the worker reports it.
@@ -242,11 +259,15 @@ func (c *core) abandon(e *execution, why string) {
 	}
 }
 
-func (c *core) queue(key, instance string, routing []*workerpb.Property) *queue {
-	q := c.queues[key]
+// queue returns t's queue for a submission's queue key, creating it.
+func (c *core) queue(t *tenant, key, instance string, routing []*workerpb.Property) *queue {
+	id := queueID(t.name, key)
+	q := c.queues[id]
 	if q == nil {
-		q = &queue{key: key, instance: instance, routing: routing}
-		c.queues[key] = q
+		q = &queue{key: id, instance: instance, routing: routing, tenant: t}
+		c.queues[id] = q
+		i, _ := slices.BinarySearchFunc(t.queues, id, func(q *queue, id string) int { return cmp.Compare(q.key, id) })
+		t.queues = slices.Insert(t.queues, i, q) // in key order, as a restore builds it
 		for _, w := range sortedValues(c.workers) {
 			if w.serves(q) {
 				q.workers = append(q.workers, w)
@@ -261,7 +282,7 @@ func (c *core) enqueue(e *execution, front bool) {
 	e.stage = repb.ExecutionStage_QUEUED
 	e.worker = nil
 	e.queue.push(e, front)
-	c.queuedPerInstance[e.queue.instance]++
+	c.countQueued(e.queue, 1)
 }
 
 // pumpQueue gives q's executions to the workers serving it while they have
@@ -280,7 +301,7 @@ func (c *core) pumpQueue(now time.Time, q *queue) {
 // pumpWorker fills a worker's free slots from the queues it serves.
 func (c *core) pumpWorker(now time.Time, w *worker) {
 	for w.canTake() {
-		q := w.bestQueue()
+		q := c.nextQueue(w)
 		if q == nil {
 			return
 		}
@@ -288,7 +309,7 @@ func (c *core) pumpWorker(now time.Time, w *worker) {
 		if e == nil {
 			return
 		}
-		c.queuedPerInstance[q.instance]--
+		c.countQueued(q, -1)
 		c.record(record{kind: recDispatch, at: now, name: e.id, worker: w.id})
 		c.start(now, w, e)
 		c.sendAssignment(w, e)
@@ -301,7 +322,8 @@ func (c *core) start(now time.Time, w *worker, e *execution) {
 	e.worker = w
 	e.attempt++
 	e.startedAt = now
-	w.running[e.id] = e
+	c.occupy(w, e)
+	c.lastTenant = e.queue.tenant.name
 	c.publish(e)
 }
 

@@ -11,8 +11,12 @@ import (
 // on a worker go back to that worker as a placeholder (see recovered).
 func (c *core) restore(st *coreState) error {
 	for _, qs := range st.Queues {
-		c.queues[qs.Key] = &queue{key: qs.Key, instance: qs.Instance, routing: fromPropStates(qs.Routing)}
+		t := c.tenantOf(qs.Tenant)
+		q := &queue{key: qs.Key, instance: qs.Instance, routing: fromPropStates(qs.Routing), tenant: t}
+		c.queues[qs.Key] = q
+		t.queues = append(t.queues, q) // st.Queues is in key order
 	}
+	c.lastTenant = st.LastTenant
 	for _, es := range st.Execs {
 		e, err := c.restoreExec(es)
 		if err != nil {
@@ -87,7 +91,7 @@ func (c *core) restoreExec(es execState) (*execution, error) {
 	if es.Executing {
 		e.stage = repb.ExecutionStage_EXECUTING
 		e.worker = c.placeholder(es.Worker)
-		e.worker.running[e.id] = e
+		c.occupy(e.worker, e)
 	}
 	return e, nil
 }
@@ -124,7 +128,7 @@ func (c *core) restoreQueue(q *queue, qs queueState) error {
 				e.bucket = b
 				b.size++
 				q.size++
-				c.queuedPerInstance[q.instance]++
+				c.countQueued(q, 1)
 			}
 			b.byInv[f.id] = f
 			b.ring = append(b.ring, f)

@@ -14,17 +14,20 @@ import (
 )
 
 // coreState is the core's durable state as plain values, for the journal's
-// snapshots: operations, live executions, queues (down to the round-robin
-// position of each priority level, so the order of dispatch is the same
-// after a restore) and which worker runs what. Worker sessions, leases and
-// rotation counters are not in it: after a restore every worker must
-// reconnect. Lists are in a defined order, so two equal cores give equal
-// states.
+// snapshots: operations, live executions, queues (with their tenant, down
+// to the round-robin position of each priority level, and the tenant
+// whose turn it was last, so the order of dispatch is the same after a
+// restore) and which worker runs what. Worker sessions, leases and the
+// workers' rotation counters are not in it: after a restore every worker
+// must reconnect. Tenants' limits are not either: they come from the auth
+// policy the scheduler starts with. Lists are in a defined order, so two
+// equal cores give equal states.
 type coreState struct {
-	Ops       []opState   // by name
-	Execs     []execState // by id
-	Queues    []queueState
-	Completed []string // names of retained completed operations, completion order
+	Ops        []opState   // by name
+	Execs      []execState // by id
+	Queues     []queueState
+	Completed  []string // names of retained completed operations, completion order
+	LastTenant string   // the tenant dispatched last (version 2)
 }
 
 type opState struct {
@@ -62,6 +65,7 @@ type execState struct {
 
 type queueState struct {
 	Key, Instance string
+	Tenant        string // version 2; a version 1 queue is the tenant ""'s
 	Routing       []propState
 	Buckets       []bucketState
 }
@@ -143,7 +147,7 @@ func (c *core) state() (*coreState, error) {
 // lock; it neither sorts nor serialises, which seal does without the lock
 // (responses are read-only once set).
 func (c *core) capture() *coreState {
-	st := &coreState{Ops: make([]opState, 0, len(c.ops)), Execs: make([]execState, 0, len(c.execs))}
+	st := &coreState{Ops: make([]opState, 0, len(c.ops)), Execs: make([]execState, 0, len(c.execs)), LastTenant: c.lastTenant}
 	for _, op := range c.ops {
 		os := opState{Name: op.name, Instance: op.instance, Owner: op.owner, Action: toDigestState(op.action), QueuedAt: nanos(op.queuedAt),
 			Done: op.done, CompletedAt: nanos(op.completedAt), Worker: op.worker, StartedAt: nanos(op.startedAt), resp: op.response}
@@ -198,7 +202,7 @@ func (st *coreState) seal() error {
 }
 
 func (q *queue) state() queueState {
-	qs := queueState{Key: q.key, Instance: q.instance, Routing: toPropStates(q.routing)}
+	qs := queueState{Key: q.key, Instance: q.instance, Tenant: q.tenant.name, Routing: toPropStates(q.routing)}
 	for _, b := range q.buckets {
 		bs := bucketState{Priority: b.priority, Next: b.next}
 		for _, f := range b.ring {

@@ -9,7 +9,11 @@ import (
 // count and its elements' fields in a fixed order, written with the
 // record codec's primitives. Hand-written for the same reason as records:
 // a snapshot of 100,000 operations is read at start-up.
-const stateVersion = 1
+//
+// Version 2 added each queue's tenant (after its instance) and the
+// tenant dispatched last (at the end). Version 1 snapshots are still read:
+// their queues become the tenant ""'s, keyed as such (see queueID).
+const stateVersion = 2
 
 func encodeState(st *coreState) ([]byte, error) {
 	w := &recWriter{b: make([]byte, 0, 64+300*len(st.Ops))}
@@ -55,6 +59,7 @@ func encodeState(st *coreState) ([]byte, error) {
 	for _, q := range st.Queues {
 		w.str(q.Key)
 		w.str(q.Instance)
+		w.str(q.Tenant)
 		w.propStates(q.Routing)
 		w.uvarint(uint64(len(q.Buckets)))
 		for _, b := range q.Buckets {
@@ -68,13 +73,15 @@ func encodeState(st *coreState) ([]byte, error) {
 		}
 	}
 	w.strs(st.Completed)
+	w.str(st.LastTenant)
 	return w.b, nil
 }
 
 func decodeState(b []byte) (*coreState, error) {
 	r := &recReader{b: b}
-	if v := r.uvarint(); v != stateVersion && r.err == nil {
-		return nil, fmt.Errorf("scheduler state version %d, this scheduler reads %d", v, stateVersion)
+	v := r.uvarint()
+	if v != 1 && v != stateVersion && r.err == nil {
+		return nil, fmt.Errorf("scheduler state version %d, this scheduler reads 1 to %d", v, stateVersion)
 	}
 	st := &coreState{}
 	st.Ops = make([]opState, r.count())
@@ -97,7 +104,11 @@ func decodeState(b []byte) (*coreState, error) {
 	st.Queues = make([]queueState, r.count())
 	for i := range st.Queues {
 		q := &st.Queues[i]
-		q.Key, q.Instance, q.Routing = r.str(), r.str(), r.propStates()
+		q.Key, q.Instance = r.str(), r.str()
+		if v >= 2 {
+			q.Tenant = r.str()
+		}
+		q.Routing = r.propStates()
 		q.Buckets = make([]bucketState, r.count())
 		for j := range q.Buckets {
 			bk := &q.Buckets[j]
@@ -109,6 +120,11 @@ func decodeState(b []byte) (*coreState, error) {
 		}
 	}
 	st.Completed = r.strs()
+	if v >= 2 {
+		st.LastTenant = r.str()
+	} else {
+		upgradeV1(st)
+	}
 	if r.err == nil && len(r.b) != 0 {
 		r.err = fmt.Errorf("%d unexpected byte(s) at the end", len(r.b))
 	}
@@ -116,6 +132,17 @@ func decodeState(b []byte) (*coreState, error) {
 		return nil, fmt.Errorf("decode scheduler state: %w", r.err)
 	}
 	return st, nil
+}
+
+// upgradeV1 keys a version 1 snapshot's queues as the tenant ""'s:
+// version 1 had no tenants in its queues.
+func upgradeV1(st *coreState) {
+	for i := range st.Queues {
+		st.Queues[i].Key = queueID("", st.Queues[i].Key)
+	}
+	for i := range st.Execs {
+		st.Execs[i].QueueKey = queueID("", st.Execs[i].QueueKey)
+	}
 }
 
 func (w *recWriter) digestState(d digestState) {

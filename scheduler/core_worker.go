@@ -60,7 +60,7 @@ func (c *core) Connect(now time.Time, r registration) uint64 {
 	var lost []*execution
 	for _, e := range sortedValues(w.running) {
 		if !inHand[e.id] {
-			delete(w.running, e.id)
+			c.release(w, e)
 			if !e.cancelled {
 				lost = append(lost, e)
 			}
@@ -82,6 +82,7 @@ func (c *core) Connect(now time.Time, r registration) uint64 {
 		c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Drain{Drain: &workerpb.Drain{}}})
 	}
 	c.pumpWorker(now, w)
+	c.pumpUnblocked(now)
 	return w.gen
 }
 
@@ -96,7 +97,7 @@ func (c *core) adopt(now time.Time, w *worker, h *workerpb.InHand) bool {
 		return false
 	}
 	e.queue.remove(e)
-	c.queuedPerInstance[e.queue.instance]--
+	c.countQueued(e.queue, -1)
 	c.record(record{kind: recAdopt, at: now, name: e.id, worker: w.id})
 	c.start(now, w, e)
 	c.note("action %s (%s): worker %q holds attempt %d, whose dispatch a restart forgot; adopted", e.key.action, e.id, w.id, h.Attempt)
@@ -203,7 +204,7 @@ func (c *core) takeRunning(now time.Time, id string, gen uint64, name string, at
 	if e == nil || e.attempt != attempt {
 		return w, nil
 	}
-	delete(w.running, name)
+	c.release(w, e)
 	return w, e
 }
 
@@ -212,6 +213,7 @@ func (c *core) freed(now time.Time, w *worker) {
 		c.fx.idle = append(c.fx.idle, w.id)
 	}
 	c.pumpWorker(now, w)
+	c.pumpUnblocked(now)
 }
 
 // Drain stops giving work to a worker and returns how many actions it still
@@ -259,12 +261,17 @@ func (c *core) lose(now time.Time, w *worker, why string) {
 	if w.draining {
 		c.fx.idle = append(c.fx.idle, w.id)
 	}
-	for _, e := range sortedValues(w.running) {
+	held := sortedValues(w.running)
+	for _, e := range held {
+		c.release(w, e)
+	}
+	w.running = nil
+	for _, e := range held {
 		if !e.cancelled {
 			c.requeueLost(now, e, why)
 		}
 	}
-	w.running = nil
+	c.pumpUnblocked(now)
 }
 
 // Workers describes the known workers.

@@ -6,8 +6,9 @@ import (
 	"github.com/paddock-build/paddock/api/workerpb"
 )
 
-// queue holds the queued executions of one (instance name, routing
-// properties) pair. Lower priority numbers go first (REv2: lower number,
+// queue holds the queued executions of one tenant for one (instance
+// name, routing properties) pair; which tenant's queue goes next is
+// decided above it (tenant.go). Lower priority numbers go first (REv2: lower number,
 // higher priority); within one priority, invocations (tool_invocation_id)
 // take turns, so one large build cannot starve a small one; within one
 // invocation, first in first out.
@@ -16,7 +17,8 @@ import (
 // reaches the head, where pop recognises it by a stale generation. The
 // counters (size) are exact at all times.
 type queue struct {
-	key      string
+	key      string // queueID: tenant, then instance name and routing
+	tenant   *tenant
 	instance string
 	routing  []*workerpb.Property
 	buckets  []*bucket // ascending priority; never empty

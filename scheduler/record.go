@@ -101,20 +101,20 @@ func (c *core) replay(r record) error {
 		if got := e.queue.pop(); got != e {
 			return fmt.Errorf("dispatch of %q, which is not at the head of its queue", r.name)
 		}
-		c.queuedPerInstance[e.queue.instance]--
+		c.countQueued(e.queue, -1)
 		c.start(r.at, c.placeholder(r.worker), e)
 	case recAdopt:
 		if e.stage != repb.ExecutionStage_QUEUED {
 			return fmt.Errorf("adoption of %q, which is not queued", r.name)
 		}
 		e.queue.remove(e)
-		c.queuedPerInstance[e.queue.instance]--
+		c.countQueued(e.queue, -1)
 		c.start(r.at, c.placeholder(r.worker), e)
 	case recRequeue:
 		if e.stage != repb.ExecutionStage_EXECUTING {
 			return fmt.Errorf("requeue of %q, which is not executing", r.name)
 		}
-		delete(e.worker.running, e.id)
+		c.release(e.worker, e)
 		e.retries = r.retries
 		c.requeue(r.at, e)
 	case recFinish:
@@ -127,7 +127,7 @@ func (c *core) replay(r record) error {
 			e.worker = nil
 		}
 		c.finish(r.at, e, r.resp)
-		delete(w.running, e.id)
+		c.release(w, e)
 	default:
 		return fmt.Errorf("unknown record kind %d", r.kind)
 	}
@@ -156,7 +156,7 @@ func (c *core) recovered(now time.Time) {
 	for _, w := range sortedValues(c.workers) {
 		for _, e := range sortedValues(w.running) {
 			if e.cancelled || e.stage != repb.ExecutionStage_EXECUTING {
-				delete(w.running, e.id)
+				c.release(w, e)
 			}
 		}
 		if len(w.running) == 0 {
@@ -167,5 +167,6 @@ func (c *core) recovered(now time.Time) {
 		w.connected, w.restored = false, true
 		w.lastSeen, w.lostConn = now, now
 	}
+	c.unblocked = nil
 	c.fx = effects{}
 }

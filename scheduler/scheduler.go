@@ -17,6 +17,7 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 
 	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
@@ -41,6 +42,10 @@ type Options struct {
 	// NewID returns a unique id for an operation name; defaults to a random
 	// UUID.
 	NewID func() string
+	// TenantLimits bound each tenant's queued and running actions (from
+	// the auth policy: auth.Policy.TenantLimits). Nil: no bounds beyond
+	// Config's; tenants still take turns (docs/scheduler.md).
+	TenantLimits map[string]auth.Limits
 }
 
 // Scheduler is the scheduler: the core under a mutex, plus the side effects
@@ -91,7 +96,7 @@ func New(opts Options) (*Scheduler, error) {
 		newID:        opts.NewID,
 		known:        map[string]bool{},
 		route:        map[string]bool{},
-		core:         newCore(cfg),
+		core:         newCoreWithLimits(cfg, opts.TenantLimits),
 		watchers:     map[string]chan struct{}{},
 		followers:    newFollowers(),
 		sessions:     map[string]*session{},

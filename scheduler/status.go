@@ -67,15 +67,25 @@ type OperationFilter struct {
 	Offset, Limit int
 }
 
-// Queues lists the queues, by instance name then platform.
+// Queues lists the queues, by instance name then platform. Tenants
+// sharing an instance name have a queue each in the core; here they are
+// one, as clients and metrics know queues.
 func (s *Scheduler) Queues() []QueueStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	index := make(map[*queue]int, len(s.core.queues))
+	byName := make(map[string]int, len(s.core.queues))
 	out := make([]QueueStatus, 0, len(s.core.queues))
 	for _, q := range s.core.queues {
-		index[q] = len(out)
-		out = append(out, QueueStatus{Instance: q.instance, Platform: q.routing, Queued: q.size})
+		name := q.instance + "\x00" + platformString(q.routing)
+		i, ok := byName[name]
+		if !ok {
+			i = len(out)
+			byName[name] = i
+			out = append(out, QueueStatus{Instance: q.instance, Platform: q.routing})
+		}
+		index[q] = i
+		out[i].Queued += q.size
 	}
 	for _, e := range s.core.execs {
 		i, ok := index[e.queue]

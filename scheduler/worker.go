@@ -55,25 +55,3 @@ func (w *worker) serves(q *queue) bool {
 func (w *worker) canTake() bool {
 	return w.connected && !w.draining && !w.leaving && len(w.running) < w.capacity
 }
-
-// bestQueue is the queue whose next execution has the best priority; ties
-// rotate so equal queues share the worker.
-func (w *worker) bestQueue() *queue {
-	var best *queue
-	var bestP int32
-	n := len(w.queues)
-	for i := 0; i < n; i++ {
-		q := w.queues[(w.rr+i)%n]
-		if q.size == 0 {
-			continue
-		}
-		p, ok := q.best()
-		if ok && (best == nil || p < bestP) {
-			best, bestP = q, p
-		}
-	}
-	if n > 1 {
-		w.rr = (w.rr + 1) % n
-	}
-	return best
-}

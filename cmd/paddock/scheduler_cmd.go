@@ -67,7 +67,7 @@ func runScheduler(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeStorage()
-	s, err := scheduler.New(scheduler.Options{Config: cfg, BlobStore: cas, ActionCache: ac, Logger: logger})
+	s, err := scheduler.New(scheduler.Options{Config: cfg, BlobStore: cas, ActionCache: ac, Logger: logger, TenantLimits: policy.TenantLimits()})
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,8 @@ func startUpEndpoint(data, listen string, casBytes int64, backend *configs.Backe
 	// restart of paddock up.
 	schedCfg := scheduler.DefaultConfig()
 	schedCfg.JournalDir = filepath.Join(data, "scheduler")
-	if ep.sched, err = scheduler.New(scheduler.Options{Config: schedCfg, BlobStore: ep.cas, ActionCache: ep.ac, Logger: logger}); err != nil {
+	if ep.sched, err = scheduler.New(scheduler.Options{Config: schedCfg, BlobStore: ep.cas, ActionCache: ep.ac, Logger: logger,
+		TenantLimits: policy.TenantLimits()}); err != nil {
 		return nil, err
 	}
 	ep.metered = storage.NewMeteredBlobStore(ep.cas)

@@ -1,0 +1,140 @@
+package scheduler
+
+import (
+	"time"
+
+	"github.com/paddock-build/paddock/auth"
+)
+
+// tenant is the scheduler's account of one tenant's work: how many of its
+// executions are queued and how many hold a worker slot, against its
+// limits, and the queues its executions wait in. Owned by core. Without an
+// auth policy every execution belongs to the tenant "".
+//
+// Fairness. Each queue belongs to one tenant (its key starts with the
+// tenant's name), so a worker with a free slot chooses a tenant first:
+// the first one after the tenant served last (core.lastTenant), in name
+// order and wrapping around, that has a queued execution this worker can
+// run and is under its max_running. Among that tenant's queues it takes
+// the best priority, as it always did; inside a queue, priorities, then
+// invocations taking turns, then first in first out (queue.go). So one
+// tenant's thousand actions cannot hold back another's ten, and priority
+// orders a tenant's own actions but does not let one tenant overtake
+// another.
+type tenant struct {
+	name    string
+	limits  auth.Limits
+	queued  int      // queued executions, in any of its queues
+	running int      // executions holding a worker slot (cancelled ones too, until their worker reports)
+	queues  []*queue // its queues, in key order
+}
+
+// tenantOf returns the account of the named tenant, creating it.
+func (c *core) tenantOf(name string) *tenant {
+	t := c.tenants[name]
+	if t == nil {
+		t = &tenant{name: name, limits: c.limits[name]}
+		c.tenants[name] = t
+	}
+	return t
+}
+
+// mayRun reports whether the tenant is under its max_running.
+func (t *tenant) mayRun() bool {
+	return t.limits.MaxRunning <= 0 || t.running < t.limits.MaxRunning
+}
+
+// queueID is a queue's key in core.queues: the tenant, then the queue key
+// of the submission (instance name and routing properties). Tenant names
+// hold no NUL, so tenants' keys never collide.
+func queueID(tenant, key string) string { return tenant + "\x00" + key }
+
+// countQueued adds n to the queued counts of q's instance and tenant.
+func (c *core) countQueued(q *queue, n int) {
+	c.queuedPerInstance[q.instance] += n
+	q.tenant.queued += n
+}
+
+// occupy puts e on w: it holds one of w's slots and counts against its
+// tenant's max_running.
+func (c *core) occupy(w *worker, e *execution) {
+	w.running[e.id] = e
+	e.queue.tenant.running++
+}
+
+// release frees e's slot on w. A tenant that drops below its max_running
+// with executions queued is noted, so pumpUnblocked gives them a worker.
+func (c *core) release(w *worker, e *execution) {
+	if w.running[e.id] != e {
+		return
+	}
+	delete(w.running, e.id)
+	t := e.queue.tenant
+	t.running--
+	if t.limits.MaxRunning > 0 && t.running == t.limits.MaxRunning-1 && t.queued > 0 {
+		c.unblocked = append(c.unblocked, t)
+	}
+}
+
+// pumpUnblocked dispatches the queued executions of tenants that came
+// back under their max_running: the slot freed may be on a worker that
+// cannot run them, while another that can had skipped them.
+func (c *core) pumpUnblocked(now time.Time) {
+	for len(c.unblocked) > 0 {
+		t := c.unblocked[0]
+		c.unblocked = c.unblocked[1:]
+		for _, q := range t.queues {
+			if q.size > 0 && t.mayRun() {
+				c.pumpQueue(now, q)
+			}
+		}
+	}
+	c.unblocked = nil
+}
+
+// nextQueue is the queue w takes its next execution from, or nil: the
+// first tenant in turn with work for w (see tenant), then that tenant's
+// queue whose next execution has the best priority; ties between queues
+// rotate, so equal queues share the worker. With one tenant this is the
+// best priority over all of w's queues, as before tenants took turns.
+// It looks at each of w's queues once: the cost of a dispatch grows with
+// the number of queues (tenants × platforms), not with queued executions.
+func (c *core) nextQueue(w *worker) *queue {
+	var best *queue
+	var bestP int32
+	n := len(w.queues)
+	for i := 0; i < n; i++ {
+		q := w.queues[(w.rr+i)%n]
+		if q.size == 0 || !q.tenant.mayRun() {
+			continue
+		}
+		p, ok := q.best()
+		if !ok {
+			continue
+		}
+		switch {
+		case best == nil, c.turnBefore(q.tenant.name, best.tenant.name):
+			best, bestP = q, p
+		case q.tenant == best.tenant && p < bestP:
+			best, bestP = q, p
+		}
+	}
+	if n > 1 {
+		w.rr = (w.rr + 1) % n
+	}
+	return best
+}
+
+// turnBefore reports whether tenant a's turn comes before b's: tenants
+// after the one served last come first, in name order, then the others
+// from the start.
+func (c *core) turnBefore(a, b string) bool {
+	if a == b {
+		return false
+	}
+	wrapA, wrapB := a <= c.lastTenant, b <= c.lastTenant
+	if wrapA != wrapB {
+		return wrapB
+	}
+	return a < b
+}
