@@ -78,6 +78,13 @@ type secureFarm struct {
 
 func startSecureFarm(t *testing.T) *secureFarm {
 	t.Helper()
+	return startSecureFarmWith(t, testPolicy())
+}
+
+// startSecureFarmWith is startSecureFarm under another policy text, with
+// the scheduler given that policy's tenant limits.
+func startSecureFarmWith(t *testing.T, policyText string) *secureFarm {
+	t.Helper()
 	ca := testpki.NewCA(t, "farm-ca")
 	server := ca.Server("server")
 	sf := &secureFarm{ca: ca,
@@ -85,7 +92,7 @@ func startSecureFarm(t *testing.T) *secureFarm {
 		wcert: ca.Client("worker", pkix.Name{CommonName: "worker"}, "spiffe://farm.test/worker"),
 	}
 	policyFile := filepath.Join(t.TempDir(), "auth.yaml")
-	if err := os.WriteFile(policyFile, []byte(testPolicy()), 0o600); err != nil {
+	if err := os.WriteFile(policyFile, []byte(policyText), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	policy, err := auth.LoadPolicy(policyFile)
@@ -97,7 +104,8 @@ func startSecureFarm(t *testing.T) *secureFarm {
 		t.Fatal(err)
 	}
 	opts := append(auth.NewInterceptors(policy, nil).ServerOptions(), grpc.Creds(credentials.NewTLS(stls)))
-	sf.Farm = farmtest.Start(t, farmtest.Options{ServerOptions: opts, Dial: sf.dialOpts(t, "", &sf.wcert), PartitionOf: policy.PartitionOf})
+	sf.Farm = farmtest.Start(t, farmtest.Options{ServerOptions: opts, Dial: sf.dialOpts(t, "", &sf.wcert), PartitionOf: policy.PartitionOf,
+		TenantLimits: policy.TenantLimits()})
 	return sf
 }
 

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/scheduler"
 	"github.com/paddock-build/paddock/storage"
@@ -45,6 +46,9 @@ type Options struct {
 	// `paddock up --auth` does: one disk store per partition, and a worker
 	// file cache kept apart per partition.
 	PartitionOf func(instance string) string
+	// TenantLimits are the scheduler's per-tenant limits (an auth
+	// policy's TenantLimits).
+	TenantLimits map[string]auth.Limits
 }
 
 // Start starts a farm whose data lives in t.TempDir(); t.Cleanup stops it.
@@ -71,7 +75,8 @@ func Start(t testing.TB, opts Options) *Farm {
 	if f.AC, err = storage.NewDiskActionCache(filepath.Join(dir, "storage"), nil); err != nil {
 		t.Fatal(err)
 	}
-	sched, err := scheduler.New(scheduler.Options{Config: scheduler.DefaultConfig(), BlobStore: cas, ActionCache: f.AC, Logger: slog.New(slog.DiscardHandler)})
+	sched, err := scheduler.New(scheduler.Options{Config: scheduler.DefaultConfig(), BlobStore: cas, ActionCache: f.AC, Logger: slog.New(slog.DiscardHandler),
+		TenantLimits: opts.TenantLimits})
 	if err != nil {
 		t.Fatal(err)
 	}
