@@ -10,10 +10,12 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 
 	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/auth"
 )
 
-// scenario drives a core with random events (executes with deduplication,
-// priorities, invocations and two queues, cache hits, cancels, deletes,
+// scenario drives a core with random events (executes of two tenants with
+// limits, with deduplication, priorities, invocations and two queues,
+// cache hits, cancels, deletes,
 // workers connecting with some of their actions, results, retryable
 // failures, give-backs, disconnects, drains and undrains, time passing) and keeps every
 // record it wrote, encoded and decoded as the journal would.
@@ -25,6 +27,9 @@ type scenario struct {
 	gens    map[string]uint64
 	records []record
 	n       int
+	// refused counts Executes over tenant-1's max_queued; held counts
+	// steps after which tenant-0 had actions queued at its max_running.
+	refused, held int
 }
 
 func (sc *scenario) take() {
@@ -38,6 +43,38 @@ func (sc *scenario) take() {
 			sc.t.Fatalf("decode record %+v: %v", r, err)
 		}
 		sc.records = append(sc.records, back)
+	}
+	checkTenantCounts(sc.t, sc.c)
+	if t0 := sc.c.tenants["tenant-0"]; t0 != nil && t0.queued > 0 && t0.running >= 2 {
+		sc.held++
+	}
+}
+
+// scenarioLimits hold tenant-0 to 2 running actions and tenant-1 to 12
+// queued, so the scenario meets both limits.
+var scenarioLimits = map[string]auth.Limits{"tenant-0": {MaxRunning: 2}, "tenant-1": {MaxQueued: 12}}
+
+// checkTenantCounts fails unless every tenant's queued and running counts
+// are what its queues and the workers hold.
+func checkTenantCounts(t *testing.T, c *core) {
+	t.Helper()
+	queued, running := map[string]int{}, map[string]int{}
+	for _, q := range c.queues {
+		queued[q.tenant.name] += q.size
+		if c.tenants[q.tenant.name] != q.tenant {
+			t.Fatalf("queue %q: its tenant %q is not the core's", q.key, q.tenant.name)
+		}
+	}
+	for _, w := range c.workers {
+		for _, e := range w.running {
+			running[e.queue.tenant.name]++
+		}
+	}
+	for name, tn := range c.tenants {
+		if tn.queued != queued[name] || tn.running != running[name] {
+			t.Fatalf("tenant %q counts %d queued, %d running; its queues and workers hold %d and %d",
+				name, tn.queued, tn.running, queued[name], running[name])
+		}
 	}
 }
 
@@ -63,7 +100,9 @@ func (sc *scenario) step() {
 		if rng.IntN(3) == 0 {
 			sub.queueKey, sub.routing = "\x00Pool=big", []*workerpb.Property{pool}
 		}
-		c.Execute(sc.now, sub)
+		if _, err := c.Execute(sc.now, sub); err != nil {
+			sc.refused++
+		}
 	case k < 38:
 		sc.n++
 		c.AddCompleted(sc.now, fmt.Sprintf("operations/%d", sc.n), "", "tenant-b", actionDigest("hit"), &repb.ExecuteResponse{CachedResult: true})
@@ -134,9 +173,9 @@ func (sc *scenario) step() {
 	sc.take()
 }
 
-func replayed(t *testing.T, cfg Config, snap *coreState, records []record) *core {
+func replayed(t *testing.T, cfg Config, limits map[string]auth.Limits, snap *coreState, records []record) *core {
 	t.Helper()
-	c := newCore(cfg)
+	c := newCoreWithLimits(cfg, limits)
 	if snap != nil {
 		if err := c.restore(snap); err != nil {
 			t.Fatalf("restore: %v", err)
@@ -150,6 +189,7 @@ func replayed(t *testing.T, cfg Config, snap *coreState, records []record) *core
 		c.takeEffects()
 	}
 	c.replaying = false
+	checkTenantCounts(t, c)
 	return c
 }
 
@@ -162,16 +202,19 @@ func mustState(t *testing.T, c *core) *coreState {
 	return st
 }
 
-// Replaying the journal gives the core's state exactly, queue order and
-// round-robin positions included; so does a snapshot (through its encoding)
-// followed by the records after it.
+// Replaying the journal gives the core's state exactly, queue order,
+// round-robin positions and tenants' turn included; so does a snapshot
+// (through its encoding) followed by the records after it. The tenants'
+// limits do not change what a replay gives: a restart under a policy with
+// other limits replays the same journal.
 func TestReplayRebuildsTheSameState(t *testing.T) {
+	var refused, held int
 	for seed := uint64(1); seed <= 30; seed++ {
 		cfg := DefaultConfig()
 		cfg.LeaseDuration, cfg.ReconnectGrace, cfg.MaxRetries = 20*time.Second, 5*time.Second, 2
 		cfg.CompletedRetention = 30 * time.Second
 		cfg.TimeoutGrace = time.Second
-		sc := &scenario{t: t, rng: rand.New(rand.NewPCG(seed, 7)), c: newCore(cfg),
+		sc := &scenario{t: t, rng: rand.New(rand.NewPCG(seed, 7)), c: newCoreWithLimits(cfg, scenarioLimits),
 			now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), gens: map[string]uint64{}}
 		var snap *coreState
 		snapAt := 0
@@ -193,13 +236,23 @@ func TestReplayRebuildsTheSameState(t *testing.T) {
 		if len(want.Execs) == 0 && len(want.Ops) == 0 {
 			t.Fatalf("seed %d: the scenario ended empty; it tests nothing", seed)
 		}
-		if got := mustState(t, replayed(t, cfg, nil, sc.records)); !equalStates(got, want) {
-			t.Fatalf("seed %d: replaying %d records gave another state:\n got %+v\nwant %+v", seed, len(sc.records), got, want)
+		if len(want.Queues) < 2 || want.LastTenant == "" {
+			t.Fatalf("seed %d: the scenario ended with %d queues and no tenant's turn; it tests no tenants", seed, len(want.Queues))
 		}
-		if got := mustState(t, replayed(t, cfg, snap, sc.records[snapAt:])); !equalStates(got, want) {
-			t.Fatalf("seed %d: snapshot + %d records gave another state:\n got %+v\nwant %+v", seed, len(sc.records)-snapAt, got, want)
+		refused, held = refused+sc.refused, held+sc.held
+		for _, limits := range []map[string]auth.Limits{scenarioLimits, nil} {
+			if got := mustState(t, replayed(t, cfg, limits, nil, sc.records)); !equalStates(got, want) {
+				t.Fatalf("seed %d: replaying %d records gave another state:\n got %+v\nwant %+v", seed, len(sc.records), got, want)
+			}
+			if got := mustState(t, replayed(t, cfg, limits, snap, sc.records[snapAt:])); !equalStates(got, want) {
+				t.Fatalf("seed %d: snapshot + %d records gave another state:\n got %+v\nwant %+v", seed, len(sc.records)-snapAt, got, want)
+			}
 		}
 	}
+	if refused == 0 || held == 0 {
+		t.Fatalf("the scenarios refused %d Executes over max_queued and held tenant-0 at max_running after %d steps; they should meet both limits", refused, held)
+	}
+	t.Logf("%d Executes refused over max_queued; %d steps with tenant-0 held at max_running", refused, held)
 }
 
 // After recovery, queued executions dispatch in the order the live core
@@ -224,7 +277,7 @@ func TestRecoveredQueueDispatchesInTheSameOrder(t *testing.T) {
 		}
 		return names
 	}
-	back := replayed(t, cfg, nil, live.records)
+	back := replayed(t, cfg, nil, nil, live.records)
 	back.recovered(live.now)
 	want, got := order(live.c), order(back)
 	if len(want) != 200 || fmt.Sprint(got) != fmt.Sprint(want) {
