@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/storage"
 )
@@ -78,6 +80,26 @@ func benchEnqueue(b *testing.B, s *Scheduler, subs []submission) {
 // It reports dispatched actions per second (assign + result + completion).
 func BenchmarkDispatch(b *testing.B) { benchDispatch(b) }
 
+// BenchmarkDispatchTenants is BenchmarkDispatch with the 100,000 actions
+// spread over 100 tenants × 1,000 (10 invocations each), queued tenant
+// after tenant, so every dispatch chooses between 100 tenants' queues.
+// With /max_running, each tenant may run 8 at once (the workers have 64
+// slots), so dispatches also skip tenants at their limit.
+func BenchmarkDispatchTenants(b *testing.B) {
+	tenantSub := func(i int) submission {
+		s := benchSubmission(i)
+		s.owner = fmt.Sprintf("tenant-%03d", i/1000)
+		s.instance = s.owner
+		return s
+	}
+	b.Run("unlimited", func(b *testing.B) { benchDispatchOf(b, tenantSub, nil) })
+	limits := map[string]auth.Limits{}
+	for t := 0; t < 100; t++ {
+		limits[fmt.Sprintf("tenant-%03d", t)] = auth.Limits{MaxRunning: 8}
+	}
+	b.Run("max_running", func(b *testing.B) { benchDispatchOf(b, tenantSub, limits) })
+}
+
 // BenchmarkDispatchJournal is BenchmarkDispatch with the journal on, in a
 // temporary directory, under each sync policy: every assignment and result
 // is written (and under fsync, flushed) before it takes effect.
@@ -90,14 +112,21 @@ func BenchmarkDispatchJournal(b *testing.B) {
 }
 
 func benchDispatch(b *testing.B, mods ...func(*Config)) {
+	benchDispatchOf(b, benchSubmission, nil, mods...)
+}
+
+// benchDispatchOf runs BenchmarkDispatch's load made of sub(0 … 99,999),
+// under tenant limits.
+func benchDispatchOf(b *testing.B, sub func(int) submission, limits map[string]auth.Limits, mods ...func(*Config)) {
 	result, _ := proto.Marshal(&repb.ExecuteResponse{Result: &repb.ActionResult{ExitCode: 0}})
 	var total time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		s := benchScheduler(b, mods...)
+		s.core.limits = limits
 		subs := make([]submission, benchActions)
 		for j := range subs {
-			subs[j] = benchSubmission(j)
+			subs[j] = sub(j)
 		}
 		benchEnqueue(b, s, subs)
 		if s.dur != nil {
@@ -231,4 +260,55 @@ func BenchmarkDispatchGRPC(b *testing.B) {
 		srv.Stop()
 	}
 	b.ReportMetric(float64(benchActions*b.N)/total.Seconds(), "actions/s")
+}
+
+// processCPU is the user and system CPU time of the process so far.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkCoreDispatchTenants measures the core alone (no goroutines,
+// no sessions) dispatching to one worker with 64 slots, one completed
+// action and one dispatch per op, with b.N actions queued over 1 to 1,000
+// tenants, so the cost of choosing a tenant shows apart from the rest.
+func BenchmarkCoreDispatchTenants(b *testing.B) {
+	for _, tenants := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprint("tenants=", tenants), func(b *testing.B) {
+			c := newCore(DefaultConfig())
+			now := time.Unix(1e9, 0)
+			for i := 0; i < b.N+64; i++ {
+				s := benchSubmission(i)
+				s.owner = fmt.Sprint("tenant-", i%tenants)
+				if _, err := c.Execute(now, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+			c.takeEffects()
+			gen := c.Connect(now, registration{id: "w", capacity: 64, platform: []*workerpb.Property{linux}})
+			var running []*workerpb.Assignment
+			take := func() {
+				for _, m := range c.takeEffects().dispatch {
+					if a := m.msg.GetAssignment(); a != nil {
+						running = append(running, a)
+					}
+				}
+			}
+			take()
+			resp := &repb.ExecuteResponse{Result: &repb.ActionResult{}}
+			cpu := processCPU()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				a := running[0]
+				running = running[1:]
+				c.Result(now, "w", gen, a.OperationName, a.Attempt, resp)
+				take()
+			}
+			b.StopTimer()
+			// CPU time, unlike ns/op, does not count waiting for a core
+			// on a loaded machine.
+			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+		})
+	}
 }

@@ -271,7 +271,8 @@ func (c *core) queue(t *tenant, key, instance string, routing []*workerpb.Proper
 		for _, w := range sortedValues(c.workers) {
 			if w.serves(q) {
 				q.workers = append(q.workers, w)
-				w.queues = append(w.queues, q)
+				j, _ := slices.BinarySearchFunc(w.queues, id, func(q *queue, id string) int { return cmp.Compare(q.key, id) })
+				w.queues = slices.Insert(w.queues, j, q) // key order: see nextQueue
 			}
 		}
 	}

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"sort"
 	"time"
 
 	"github.com/paddock-build/paddock/auth"
@@ -97,26 +98,28 @@ func (c *core) pumpUnblocked(now time.Time) {
 // queue whose next execution has the best priority; ties between queues
 // rotate, so equal queues share the worker. With one tenant this is the
 // best priority over all of w's queues, as before tenants took turns.
-// It looks at each of w's queues once: the cost of a dispatch grows with
-// the number of queues (tenants × platforms), not with queued executions.
+//
+// w.queues is in key order, so each tenant's queues are together and in
+// name order: a binary search finds where the next turn starts, and the
+// scan from there passes only queues with nothing to give (empty, or
+// their tenant at max_running). The cost of a dispatch does not grow
+// with the queued executions, nor with the busy tenants.
 func (c *core) nextQueue(w *worker) *queue {
-	var best *queue
-	var bestP int32
 	n := len(w.queues)
+	if n == 0 {
+		return nil
+	}
+	// Queues of lastTenant have keys lastTenant+"\x00"+…; those of the
+	// tenants after it in name order sort after lastTenant+"\x01" (tenant
+	// names hold no byte below '-').
+	after := c.lastTenant + "\x01"
+	start := sort.Search(n, func(i int) bool { return w.queues[i].key >= after })
+	var best *queue
 	for i := 0; i < n; i++ {
-		q := w.queues[(w.rr+i)%n]
-		if q.size == 0 || !q.tenant.mayRun() {
-			continue
-		}
-		p, ok := q.best()
-		if !ok {
-			continue
-		}
-		switch {
-		case best == nil, c.turnBefore(q.tenant.name, best.tenant.name):
-			best, bestP = q, p
-		case q.tenant == best.tenant && p < bestP:
-			best, bestP = q, p
+		q := w.queues[(start+i)%n]
+		if q.size > 0 && q.tenant.mayRun() {
+			best = c.bestOfTenant(w, (start+i)%n)
+			break
 		}
 	}
 	if n > 1 {
@@ -125,16 +128,29 @@ func (c *core) nextQueue(w *worker) *queue {
 	return best
 }
 
-// turnBefore reports whether tenant a's turn comes before b's: tenants
-// after the one served last come first, in name order, then the others
-// from the start.
-func (c *core) turnBefore(a, b string) bool {
-	if a == b {
-		return false
+// bestOfTenant returns, among the queues of w.queues[at]'s tenant, the
+// one whose next execution has the best priority, the scan starting at
+// the worker's rotation.
+func (c *core) bestOfTenant(w *worker, at int) *queue {
+	t := w.queues[at].tenant
+	lo, hi := at, at+1
+	for lo > 0 && w.queues[lo-1].tenant == t {
+		lo--
 	}
-	wrapA, wrapB := a <= c.lastTenant, b <= c.lastTenant
-	if wrapA != wrapB {
-		return wrapB
+	for hi < len(w.queues) && w.queues[hi].tenant == t {
+		hi++
 	}
-	return a < b
+	group := w.queues[lo:hi]
+	var best *queue
+	var bestP int32
+	for j := range group {
+		q := group[(w.rr+j)%len(group)]
+		if q.size == 0 {
+			continue
+		}
+		if p, ok := q.best(); ok && (best == nil || p < bestP) {
+			best, bestP = q, p
+		}
+	}
+	return best
 }
