@@ -8,7 +8,11 @@
 // properties, which pick a queue, and execution properties, which travel with
 // the action. The request then enters the core: an identical cacheable
 // action already in flight is joined (deduplication); otherwise a new
-// execution is queued under its priority and its client's invocation id.
+// execution is queued under its tenant (auth.TenantOf; "" without a
+// policy), its priority and its client's invocation id, unless the tenant
+// is at its max_queued. A worker with a free slot takes from the tenants
+// in turn, skipping those at their max_running, then by priority, then
+// invocations in turn, then first in first out (tenant.go, queue.go).
 // Workers connect over the worker protocol (api/workerpb), get executions
 // as their slots free up, heartbeat, and report an ExecuteResponse; every
 // operation waiting for the execution completes with it. A worker that stops
