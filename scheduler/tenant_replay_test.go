@@ -9,6 +9,7 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/api/workerpb"
@@ -179,5 +180,28 @@ func TestVersion1SnapshotIsRestored(t *testing.T) {
 	c.Connect(time.Unix(1_800_000_000, 0), registration{id: "w2", capacity: 10, platform: []*workerpb.Property{linux}})
 	if n := len(c.takeEffects().dispatch); n != 5 {
 		t.Fatalf("dispatched %d of the 5 restored queued actions", n)
+	}
+}
+
+// Two tenants queueing on one instance name have a queue each in the
+// core; the status page and metrics see one queue, counting both.
+func TestQueuesOfTenantsSharingAnInstanceAreListedAsOne(t *testing.T) {
+	s := newTestScheduler(t, DefaultConfig(), nil)
+	defer s.Close()
+	for i, tenant := range []string{"team-a", "team-b", "team-b"} {
+		sub := benchSubmission(i)
+		sub.owner = tenant
+		if err := s.accept(t.Context(), func(now time.Time) error { _, err := s.core.Execute(now, sub); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	qs := s.Queues()
+	if len(qs) != 1 || qs[0].Queued != 3 || len(s.core.queues) != 2 {
+		t.Fatalf("Queues() = %+v over %d core queues; want one queue with 3 queued over 2", qs, len(s.core.queues))
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s.Collector())
+	if _, err := reg.Gather(); err != nil {
+		t.Fatalf("metrics: %v", err)
 	}
 }
