@@ -1,0 +1,114 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/paddock-build/paddock/digest"
+)
+
+// `paddock scheduler --auth` holds each tenant to the max_queued of its
+// policy entry: with no worker, team-a's third Execute answers
+// RESOURCE_EXHAUSTED naming the tenant and the limit, while team-b, with
+// no limit, queues on.
+func TestSchedulerCommandAppliesTenantLimits(t *testing.T) {
+	dir := t.TempDir()
+	hash := func(token string) string { s := sha256.Sum256([]byte(token)); return hex.EncodeToString(s[:]) }
+	policy := filepath.Join(dir, "auth.yaml")
+	os.WriteFile(policy, []byte(fmt.Sprintf(`tenants:
+  - name: team-a
+    instance_prefixes: [team-a]
+    max_queued: 2
+    identities:
+      - {token_sha256: %s, permissions: [execute]}
+  - name: team-b
+    instance_prefixes: [team-b]
+    identities:
+      - {token_sha256: %s, permissions: [execute]}
+`, hash("token-a"), hash("token-b"))), 0o600)
+	storageAddr, _ := start(t, "storage", "--listen", "127.0.0.1:0", "--dir", filepath.Join(dir, "storage"))
+	schedAddr, _ := start(t, "scheduler", "--listen", "127.0.0.1:0", "--storage", storageAddr, "--auth", policy)
+	storage := dialPlain(t, storageAddr)
+	sched := repb.NewExecutionClient(dialPlain(t, schedAddr))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	execute := func(token, instance string, i int) error {
+		ad := uploadTrivialAction(t, storage, instance, i)
+		s, err := sched.Execute(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token),
+			&repb.ExecuteRequest{InstanceName: instance, ActionDigest: ad.Proto()})
+		if err == nil {
+			_, err = s.Recv()
+		}
+		return err
+	}
+	for i := 0; i < 2; i++ {
+		if err := execute("token-a", "team-a", i); err != nil {
+			t.Fatalf("team-a's Execute %d: %v", i, err)
+		}
+	}
+	err := execute("token-a", "team-a", 2)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), `tenant "team-a"`) || !strings.Contains(err.Error(), "max_queued") {
+		t.Fatalf("team-a's third queued Execute: %v; want RESOURCE_EXHAUSTED naming the tenant and max_queued", err)
+	}
+	for i := 0; i < 3; i++ {
+		if err := execute("token-b", "team-b", i); err != nil {
+			t.Fatalf("team-b's Execute %d: %v", i, err)
+		}
+	}
+}
+
+func dialPlain(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// uploadTrivialAction stores an Action (echo i) and its Command and empty
+// input root under instance, and returns the Action's digest.
+func uploadTrivialAction(t *testing.T, conn *grpc.ClientConn, instance string, i int) digest.Digest {
+	t.Helper()
+	blob := func(m proto.Message) []byte {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	cmd := blob(&repb.Command{Arguments: []string{"/bin/echo", fmt.Sprint(i)}})
+	root := blob(&repb.Directory{})
+	d := func(b []byte) digest.Digest { return digest.FromBytes(repb.DigestFunction_SHA256, b) }
+	action := blob(&repb.Action{CommandDigest: d(cmd).Proto(), InputRootDigest: d(root).Proto()})
+	var reqs []*repb.BatchUpdateBlobsRequest_Request
+	for _, b := range [][]byte{cmd, root, action} {
+		reqs = append(reqs, &repb.BatchUpdateBlobsRequest_Request{Digest: d(b).Proto(), Data: b})
+	}
+	resp, err := repb.NewContentAddressableStorageClient(conn).BatchUpdateBlobs(context.Background(),
+		&repb.BatchUpdateBlobsRequest{InstanceName: instance, Requests: reqs})
+	if err != nil {
+		t.Fatalf("upload action: %v", err)
+	}
+	for _, r := range resp.Responses {
+		if r.Status.GetCode() != 0 {
+			t.Fatalf("upload action: %v", r.Status)
+		}
+	}
+	return d(action)
+}
