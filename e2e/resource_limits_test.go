@@ -71,7 +71,12 @@ func TestResourceLimitsReported(t *testing.T) {
 	}
 	t.Run("fork bomb with a short timeout", func(t *testing.T) {
 		c := c.withT(t)
-		d := c.prepare(ctx, action{cmd: shell("b() { b | b & }; b; exec /bin/sleep 600"), timeout: 2 * time.Second})
+		// Its own memory limit, well above what 64 shells take: under the
+		// farm's 64 MiB a loaded machine's bomb was once OOM-killed before
+		// its deadline (that case is "whole-sandbox OOM"'s); this one is
+		// about the pids limit and the timeout.
+		mem := []*repb.Platform_Property{{Name: "EstimatedMemory", Value: "512MiB"}}
+		d := c.prepare(ctx, action{cmd: shell("b() { b | b & }; b; exec /bin/sleep 600"), timeout: 2 * time.Second, platform: mem})
 		resp, err := c.execute(ctx, d, true)
 		if err != nil {
 			t.Fatal(err)
