@@ -1,0 +1,149 @@
+package s3store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/minio/minio-go/v7"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// BlobStore is a storage.BlobStore in an S3 bucket: one object per blob
+// (keys.go). See the package comment for what it guarantees.
+type BlobStore struct {
+	c *Client
+}
+
+// NewBlobStore returns the CAS kept by c.
+func NewBlobStore(c *Client) *BlobStore { return &BlobStore{c: c} }
+
+// FindMissing implements storage.BlobStore with one HEAD per distinct
+// digest, at most MaxConcurrentRequests in flight (shared with other
+// callers). An object of the wrong size counts as missing, so that the
+// client uploads the blob again and replaces it.
+func (s *BlobStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]digest.Digest, error) {
+	present := make(map[digest.Digest]bool, len(ds))
+	for _, d := range ds {
+		present[d] = d.IsEmpty()
+	}
+	found := make(chan digest.Digest, len(present))
+	g, gctx := errgroup.WithContext(ctx)
+	for d, empty := range present {
+		if empty {
+			continue
+		}
+		if err := s.c.acquire(gctx); err != nil {
+			break // the error that ended gctx is g.Wait's
+		}
+		g.Go(func() error {
+			defer s.c.release()
+			info, err := s.c.stat(gctx, blobKey(s.c.prefix, d))
+			switch {
+			case isNotFound(err):
+				return nil
+			case err != nil:
+				return statusError(fmt.Sprintf("find blob %s", d), err)
+			case info.Size == d.SizeBytes():
+				found <- d
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
+	close(found)
+	for d := range found {
+		present[d] = true
+	}
+	var missing []digest.Digest
+	for _, d := range ds {
+		if !present[d] {
+			missing = append(missing, d)
+		}
+	}
+	return missing, nil
+}
+
+// Get implements storage.BlobStore. A read from offset 0 is verified
+// against d as it streams. A read from a later offset is a ranged GET of
+// the rest, checked for length only: its bytes cannot be hashed without
+// fetching the ones before it, which the client (resuming an earlier
+// read) already has and verifies itself.
+func (s *BlobStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
+	if offset < 0 || offset > d.SizeBytes() {
+		return nil, status.Errorf(codes.OutOfRange, "offset %d is outside blob %s", offset, d)
+	}
+	if d.IsEmpty() {
+		return io.NopCloser(bytes.NewReader(nil)), nil
+	}
+	key := blobKey(s.c.prefix, d)
+	what := fmt.Sprintf("get blob %s", d)
+	if offset == d.SizeBytes() { // S3 refuses a range that starts at the end
+		info, err := s.c.stat(ctx, key)
+		if err != nil {
+			return nil, statusError(what, err)
+		}
+		if info.Size != d.SizeBytes() {
+			return nil, s.corrupt(d, key, info.ETag, fmt.Sprintf("is %d bytes", info.Size))
+		}
+		return io.NopCloser(bytes.NewReader(nil)), nil
+	}
+	var opts minio.GetObjectOptions
+	if offset > 0 {
+		if err := opts.SetRange(offset, 0); err != nil {
+			return nil, status.Errorf(codes.Internal, "%s: %v", what, err)
+		}
+	}
+	body, info, header, err := s.c.core.GetObject(ctx, s.c.bucket, key, opts)
+	if err != nil {
+		return nil, statusError(what, err)
+	}
+	size := info.Size
+	if offset > 0 {
+		size = totalFromContentRange(header.Get("Content-Range"))
+	}
+	if size != d.SizeBytes() {
+		body.Close()
+		return nil, s.corrupt(d, key, info.ETag, fmt.Sprintf("is %d bytes", size))
+	}
+	return newVerifyingReader(body, d, offset, func() error {
+		return s.corrupt(d, key, info.ETag, "does not match its digest")
+	}), nil
+}
+
+// corrupt removes the object of d found bad (unless it has been replaced
+// since it was read) and returns the DATA_LOSS error for the reader.
+func (s *BlobStore) corrupt(d digest.Digest, key, etag, why string) error {
+	s.c.log.Error("s3: corrupt blob removed", "digest", d.String(), "key", key, "why", why)
+	s.c.removeIfUnchanged(key, etag)
+	return status.Errorf(codes.DataLoss, "blob %s %s in S3 and has been removed; upload it again", d, why)
+}
+
+// totalFromContentRange is the object size of a "bytes a-b/total" header,
+// or -1.
+func totalFromContentRange(h string) int64 {
+	i := strings.LastIndexByte(h, '/')
+	if i < 0 {
+		return -1
+	}
+	n, err := strconv.ParseInt(h[i+1:], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+var _ storage.BlobStore = (*BlobStore)(nil)
