@@ -22,6 +22,8 @@ type Backend struct {
 	Sharded *ShardedBackend `yaml:"sharded"`
 	// Mirrored keeps everything on two backends.
 	Mirrored *MirroredBackend `yaml:"mirrored"`
+	// S3 keeps blobs and results in an S3-compatible bucket.
+	S3 *S3Backend `yaml:"s3"`
 }
 
 // DiskBackend is a CAS and action cache on local disk.
@@ -89,8 +91,9 @@ func (b *Backend) Validate(path string) error {
 	check(b.Cached != nil, "cached", func(p string) error { return b.Cached.validate(p) })
 	check(b.Sharded != nil, "sharded", func(p string) error { return b.Sharded.validate(p) })
 	check(b.Mirrored != nil, "mirrored", func(p string) error { return b.Mirrored.validate(p) })
+	check(b.S3 != nil, "s3", func(p string) error { return b.S3.Validate(p) })
 	if len(kinds) != 1 {
-		return fmt.Errorf("%s: exactly one of disk, remote, cached, sharded or mirrored must be set, found %d (%s)", path, len(kinds), strings.Join(kinds, ", "))
+		return fmt.Errorf("%s: exactly one of disk, remote, s3, cached, sharded or mirrored must be set, found %d (%s)", path, len(kinds), strings.Join(kinds, ", "))
 	}
 	return err
 }

@@ -9,9 +9,14 @@ import (
 func TestBackendNamesTheBadKey(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"backend: {}", "backend: exactly one of"},
-		{"backend: {disk: {dir: /d}, remote: {endpoint: x:1}}", "backend: exactly one of disk, remote, cached, sharded or mirrored must be set, found 2 (disk, remote)"},
+		{"backend: {disk: {dir: /d}, remote: {endpoint: x:1}}", "backend: exactly one of disk, remote, s3, cached, sharded or mirrored must be set, found 2 (disk, remote)"},
 		{"backend: {disk: {max_bytes: 1GiB}}", "backend.disk.dir: must be set"},
 		{"backend: {remote: {instance_name: a}}", "backend.remote.endpoint: must be set"},
+		{"backend: {s3: {bucket: b}}", "backend.s3.endpoint: must be set"},
+		{"backend: {s3: {endpoint: 'https://s3:9000', bucket: b}}", "backend.s3.endpoint: give host:port only"},
+		{"backend: {s3: {endpoint: 's3:9000'}}", "backend.s3.bucket: must be set"},
+		{"backend: {s3: {endpoint: 's3:9000', bucket: b, access_key_id: k}}", "backend.s3: access_key_id and secret_access_key_file"},
+		{"backend: {s3: {endpoint: 's3:9000', bucket: b}, disk: {dir: /d}}", "backend: exactly one of disk, remote, s3, cached, sharded or mirrored must be set, found 2 (disk, s3)"},
 		{"backend: {cached: {max_bytes: 1GiB, backend: {remote: {endpoint: x:1}}}}", "backend.cached.dir: must be set"},
 		{"backend: {cached: {dir: /c, backend: {remote: {endpoint: x:1}}}}", "backend.cached.max_bytes: must be set"},
 		{"backend: {cached: {dir: /c, max_bytes: 1GiB}}", "backend.cached.backend: must be set"},
@@ -107,5 +112,25 @@ func TestExampleBackendsLoad(t *testing.T) {
 		if err := cfg.Backend.Validate("backend"); err != nil {
 			t.Fatalf("%s: %v", ex, err)
 		}
+	}
+}
+
+func TestS3BackendParses(t *testing.T) {
+	cfg := DefaultStorage()
+	y := `backend: {s3: {endpoint: "s3:9000", bucket: cas, prefix: farm, access_key_id: AK,
+  secret_access_key_file: /etc/paddock/s3-secret, tls: true, max_concurrent_requests: 64, part_size: 32MiB}}`
+	if err := Parse([]byte(y), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Backend.Validate("backend"); err != nil {
+		t.Fatal(err)
+	}
+	want := S3Backend{Endpoint: "s3:9000", Bucket: "cas", Prefix: "farm", AccessKeyID: "AK",
+		SecretAccessKeyFile: "/etc/paddock/s3-secret", TLS: true, MaxConcurrentRequests: 64, PartSize: 32 << 20}
+	if *cfg.Backend.S3 != want {
+		t.Fatalf("parsed %+v, want %+v", *cfg.Backend.S3, want)
+	}
+	if err := Parse([]byte("backend: {s3: {endpoint: x, bucket: b, secret_access_key: inline}}"), &cfg); err == nil {
+		t.Fatal("an inline secret was accepted")
 	}
 }

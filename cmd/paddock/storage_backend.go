@@ -58,6 +58,8 @@ func openBackend(ctx context.Context, b configs.Backend, path string, deps backe
 		return openSharded(ctx, b.Sharded, path+".sharded", deps)
 	case b.Mirrored != nil:
 		return openMirrored(ctx, b.Mirrored, path+".mirrored", deps)
+	case b.S3 != nil:
+		return openS3Backend(ctx, b.S3, path+".s3", deps)
 	default: // b.Remote, as Validate guarantees
 		conn, err := dialStorage(b.Remote.Endpoint, deps.dial)
 		if err != nil {

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/paddock-build/paddock/configs"
+	"github.com/paddock-build/paddock/storage/s3store"
+)
+
+// openS3Backend opens an S3 backend: it reads the secret key from its
+// file and checks at start that the bucket is there and readable, so a
+// wrong config stops the role with a message naming the key instead of
+// failing the first build. path names the backend in errors.
+func openS3Backend(ctx context.Context, b *configs.S3Backend, path string, deps backendDeps) (openedBackend, error) {
+	opts := s3store.Options{
+		Endpoint: b.Endpoint, TLS: b.TLS, Region: b.Region, Bucket: b.Bucket, Prefix: b.Prefix,
+		AccessKeyID: b.AccessKeyID, MaxConcurrentRequests: b.MaxConcurrentRequests,
+		PartSize: int64(b.PartSize), Logger: deps.logger,
+	}
+	if b.SecretAccessKeyFile != "" {
+		secret, err := os.ReadFile(b.SecretAccessKeyFile)
+		if err != nil {
+			return openedBackend{}, fmt.Errorf("%s.secret_access_key_file: %w", path, err)
+		}
+		opts.SecretAccessKey = strings.TrimRight(string(secret), "\r\n")
+		if opts.SecretAccessKey == "" {
+			return openedBackend{}, fmt.Errorf("%s.secret_access_key_file: %s is empty", path, b.SecretAccessKeyFile)
+		}
+	}
+	c, err := s3store.New(opts)
+	if err != nil {
+		return openedBackend{}, fmt.Errorf("%s: %w", path, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.CheckBucket(ctx); err != nil {
+		return openedBackend{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return openedBackend{cas: s3store.NewBlobStore(c), ac: s3store.NewActionCache(c), close: func() {}}, nil
+}
