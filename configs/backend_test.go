@@ -101,8 +101,8 @@ func TestExampleBackendsLoad(t *testing.T) {
 			examples[len(examples)-1] += strings.TrimPrefix(line, "# ") + "\n"
 		}
 	}
-	if len(examples) != 5 {
-		t.Fatalf("found %d backend examples in storage.yaml, want 5", len(examples))
+	if len(examples) != 6 {
+		t.Fatalf("found %d backend examples in storage.yaml, want 6", len(examples))
 	}
 	for _, ex := range examples {
 		cfg := DefaultStorage()
