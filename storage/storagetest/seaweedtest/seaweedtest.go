@@ -99,7 +99,7 @@ func Start(t testing.TB) *Server {
 		"-s3", "-s3.port=" + strconv.Itoa(ports[6]), "-s3.port.grpc=" + strconv.Itoa(ports[7]),
 		"-s3.localSocket=" + filepath.Join(dir, "s3.sock"), "-s3.config=" + config,
 		"-s3.port.iceberg=0", "-s3.port.lance=0",
-		"-master.telemetry=false", "-master.volumeSizeLimitMB=1024", "-volume.max=0",
+		"-master.telemetry=false", "-master.resumeState=false", "-master.volumeSizeLimitMB=1024", "-volume.max=0",
 	}
 	t.Cleanup(s.Stop)
 	s.StartAgain(t)
@@ -111,7 +111,10 @@ var identities = fmt.Sprintf(`{"identities": [{"name": "paddock", "credentials":
   "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}`, AccessKey, SecretKey)
 
 // StartAgain starts the server after Stop, on the same ports and data,
-// and waits until S3 answers.
+// and waits until S3 answers. The master does not resume its raft state
+// (-master.resumeState=false): alone, it would otherwise wait out an
+// election timeout first; what it needs it learns again from the volume
+// server.
 func (s *Server) StartAgain(t testing.TB) {
 	t.Helper()
 	s.mu.Lock()
@@ -152,9 +155,12 @@ func (s *Server) waitReady(exited chan struct{}) error {
 			return fmt.Errorf("weed exited")
 		default:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// A short deadline: until the volume server has registered with
+		// the master, a PUT hangs rather than fails.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		lastErr = probe(ctx, c)
 		cancel()
+
 		if lastErr == nil {
 			return nil
 		}
