@@ -49,6 +49,7 @@ func TestBazelS3Backend(t *testing.T) {
 	out := b.Run(0, "build", flags...)
 	summary := bazeltest.ProcessSummary(t, out)
 	remote := summary["remote"]
+	t.Logf("first build: %v", summary)
 	if remote < 5 || !onlyKinds(summary, "remote", "internal") {
 		t.Fatalf("first build: process summary %v, want at least 5 remote actions and nothing else\n%s", summary, out)
 	}
@@ -56,6 +57,7 @@ func TestBazelS3Backend(t *testing.T) {
 
 	// Blobs and results are in the bucket, under the prefix; none on disk.
 	cas, ac := countObjects(t, srv.Client(), bucket, "farm/cas/"), countObjects(t, srv.Client(), bucket, "farm/ac/")
+	t.Logf("bucket: %d blobs, %d action results", cas, ac)
 	if cas == 0 || ac < remote {
 		t.Errorf("bucket holds %d blobs and %d action results, want some blobs and at least %d results", cas, ac, remote)
 	}
@@ -66,6 +68,7 @@ func TestBazelS3Backend(t *testing.T) {
 	b.Run(0, "clean")
 	out = b.Run(0, "build", flags...)
 	summary = bazeltest.ProcessSummary(t, out)
+	t.Logf("rebuild after clean: %v", summary)
 	if summary["remote cache hit"] != remote || !onlyKinds(summary, "remote cache hit", "internal") {
 		t.Errorf("rebuild after clean: process summary %v, want %d remote cache hits\n%s", summary, remote, out)
 	}
