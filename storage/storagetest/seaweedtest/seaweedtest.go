@@ -59,6 +59,7 @@ type Server struct {
 
 	bin, dir, log string
 	args          []string
+	grpcPorts     map[string]int // service name → gRPC port
 	mu            sync.Mutex
 	cmd           *exec.Cmd
 	exited        chan struct{}
@@ -83,6 +84,7 @@ func Start(t testing.TB) *Server {
 	s := &Server{bin: bin, dir: dir, log: filepath.Join(dir, "weed.log")}
 	ports := freePorts(t, 8)
 	s.Endpoint = "127.0.0.1:" + strconv.Itoa(ports[6])
+	s.grpcPorts = map[string]int{"master": ports[1], "volume": ports[3], "filer": ports[5], "s3": ports[7]}
 	config := filepath.Join(dir, "s3.json")
 	if err := os.WriteFile(config, []byte(identities), 0o600); err != nil {
 		t.Fatal(err)
@@ -185,7 +187,10 @@ func probe(ctx context.Context, c *minio.Client) error {
 	return nil
 }
 
-// Stop kills the server (its whole process group) and waits for it.
+// Stop kills the server (its whole process group), as a crash would, and
+// waits for it. weed puts a UNIX socket per service in /tmp whatever its
+// flags say (/tmp/seaweedfs-<service>-grpc-<port>.sock); they are removed
+// here, since a killed server cannot.
 func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -195,6 +200,9 @@ func (s *Server) Stop() {
 	syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 	<-s.exited
 	s.cmd, s.exited = nil, nil
+	for name, port := range s.grpcPorts {
+		os.Remove(fmt.Sprintf("/tmp/seaweedfs-%s-grpc-%d.sock", name, port))
+	}
 }
 
 func (s *Server) newClient() *minio.Client {
