@@ -124,6 +124,26 @@ func (s *Server) StartAgain(t testing.TB) {
 	if s.cmd != nil {
 		t.Fatal("seaweedtest: server already running")
 	}
+	// On a busy machine weed now and then stalls at start (its master
+	// waits on a volume growth that never comes); a new process does not.
+	const attempts = 3
+	for i := 1; ; i++ {
+		exited := s.launchLocked(t)
+		err := s.waitReady(exited)
+		if err == nil {
+			return
+		}
+		if i == attempts {
+			t.Fatalf("SeaweedFS did not come up in %d attempts: %v\n%s", attempts, err, s.logTail())
+		}
+		t.Logf("SeaweedFS did not come up (%v); starting it again", err)
+		s.stopLocked()
+	}
+}
+
+// launchLocked starts weed; its channel is closed when the process exits.
+func (s *Server) launchLocked(t testing.TB) chan struct{} {
+	t.Helper()
 	logFile, err := os.OpenFile(s.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)
@@ -139,9 +159,7 @@ func (s *Server) StartAgain(t testing.TB) {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	s.cmd, s.exited = cmd, exited
-	if err := s.waitReady(exited); err != nil {
-		t.Fatalf("SeaweedFS did not come up: %v\n%s", err, s.logTail())
-	}
+	return exited
 }
 
 // waitReady polls the S3 API with a signed ListBuckets until it answers.
@@ -149,7 +167,7 @@ func (s *Server) StartAgain(t testing.TB) {
 // creates and removes a probe bucket: only then can objects be written.
 func (s *Server) waitReady(exited chan struct{}) error {
 	c := s.newClient()
-	deadline := time.Now().Add(2 * time.Minute) // the machine may be very busy
+	deadline := time.Now().Add(90 * time.Second) // the machine may be very busy
 	var lastErr error
 	for time.Now().Before(deadline) {
 		select {
@@ -168,7 +186,7 @@ func (s *Server) waitReady(exited chan struct{}) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("no answer within 2 minutes: %v", lastErr)
+	return fmt.Errorf("no answer within 90 s: %v", lastErr)
 }
 
 func probe(ctx context.Context, c *minio.Client) error {
@@ -194,6 +212,10 @@ func probe(ctx context.Context, c *minio.Client) error {
 func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stopLocked()
+}
+
+func (s *Server) stopLocked() {
 	if s.cmd == nil {
 		return
 	}
