@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Runs `paddock bench cas` against `paddock storage` with its blobs on local
-# disk and in S3 (a SeaweedFS server started here on loopback, built by
-# scripts/build-seaweedfs.sh), for each SIZE:N pair: N blobs of SIZE bytes
+# disk, in S3 (a SeaweedFS server started here on loopback, built by
+# scripts/build-seaweedfs.sh), and in S3 behind a local disk cache
+# (BACKENDS: disk, s3, cached), for each SIZE:N pair: N blobs of SIZE bytes
 # up and down with ByteStream, then FindMissingBlobs of 10,000 digests (20
 # calls). Prints each table with the storage process's CPU per operation.
 # Figures go in docs/benchmarks.md.
 #
 #   scripts/bench-storage.sh [BIN]
-#   SIZES="1MiB:200 64MiB:4" CONC=8 BACKENDS="disk s3" scripts/bench-storage.sh bin/paddock
+#   SIZES="1MiB:200 64MiB:4" CONC=8 BACKENDS="disk s3 cached" scripts/bench-storage.sh bin/paddock
 set -euo pipefail
 bin=${1:-bin/paddock}
 sizes=${SIZES:-1MiB:200 64MiB:4}
 conc=${CONC:-8}
-backends=${BACKENDS:-disk s3}
+backends=${BACKENDS:-disk s3 cached}
 weed=$("$(dirname "$0")/build-seaweedfs.sh")
 tmp=$(mktemp -d)
 pids=()
@@ -22,10 +23,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Ten consecutive free loopback ports from a random base.
+# Eleven consecutive free loopback ports from a random base.
 while :; do
   base=$((20000 + RANDOM % 30000))
-  busy=$(ss -Htln "sport >= :$base and sport <= :$((base + 9))" | wc -l)
+  busy=$(ss -Htln "sport >= :$base and sport <= :$((base + 10))" | wc -l)
   [ "$busy" = 0 ] && break
 done
 s3=127.0.0.1:$((base + 6))
@@ -72,6 +73,8 @@ for backend in $backends; do
   disk) start_storage disk $((base + 8)) "max_bytes: 50GiB" ;;
   s3) start_storage s3 $((base + 9)) "backend: {s3: {endpoint: \"$s3\", bucket: bench, prefix: cas,
   access_key_id: $ak, secret_access_key_file: $tmp/secret}}" ;;
+  cached) start_storage cached $((base + 10)) "backend: {cached: {dir: $tmp/cache, max_bytes: 20GiB, backend: {s3: {
+  endpoint: \"$s3\", bucket: bench, prefix: cached, access_key_id: $ak, secret_access_key_file: $tmp/secret}}}}" ;;
   esac
   addr=$(sed -n 's/^paddock storage listening on //p' "$tmp/$backend.log")
   for pair in $sizes; do
