@@ -76,7 +76,11 @@ func TestResourceLimitsReported(t *testing.T) {
 		// its deadline (that case is "whole-sandbox OOM"'s); this one is
 		// about the pids limit and the timeout.
 		mem := []*repb.Platform_Property{{Name: "EstimatedMemory", Value: "512MiB"}}
-		d := c.prepare(ctx, action{cmd: shell("b() { b | b & }; b; exec /bin/sleep 600"), timeout: 2 * time.Second, platform: mem})
+		// The command's own shell forks once, before the bomb exists, and
+		// then execs sleep: had it forked again (it did, for each side of
+		// the bomb's first pipe), a loaded machine's bomb could fill the
+		// pids limit first, and the refused fork ended the command early.
+		d := c.prepare(ctx, action{cmd: shell("(b() { b | b & }; b) & exec /bin/sleep 600"), timeout: 2 * time.Second, platform: mem})
 		resp, err := c.execute(ctx, d, true)
 		if err != nil {
 			t.Fatal(err)
