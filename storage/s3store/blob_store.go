@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
-	"strings"
 
 	"github.com/minio/minio-go/v7"
 	"golang.org/x/sync/errgroup"
@@ -101,25 +99,18 @@ func (s *BlobStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.
 		}
 		return io.NopCloser(bytes.NewReader(nil)), nil
 	}
-	var opts minio.GetObjectOptions
-	if offset > 0 {
-		if err := opts.SetRange(offset, 0); err != nil {
-			return nil, status.Errorf(codes.Internal, "%s: %v", what, err)
-		}
-	}
-	body, info, header, err := s.c.core.GetObject(ctx, s.c.bucket, key, opts)
+	// The whole object, even for a resumed read: the bytes before offset
+	// are hashed too (verifyingReader), so that no part of a corrupt
+	// object is served.
+	body, info, _, err := s.c.core.GetObject(ctx, s.c.bucket, key, minio.GetObjectOptions{})
 	if err != nil {
 		return nil, statusError(what, err)
 	}
-	size := info.Size
-	if offset > 0 {
-		size = totalFromContentRange(header.Get("Content-Range"))
-	}
 	// A size the response does not state (-1) is left to the reader,
 	// which finds a body too short or too long as it streams.
-	if size >= 0 && size != d.SizeBytes() {
+	if info.Size >= 0 && info.Size != d.SizeBytes() {
 		body.Close()
-		return nil, s.corrupt(d, key, info.ETag, fmt.Sprintf("is %d bytes", size))
+		return nil, s.corrupt(d, key, info.ETag, fmt.Sprintf("is %d bytes", info.Size))
 	}
 	return newVerifyingReader(body, d, offset, func() error {
 		return s.corrupt(d, key, info.ETag, "does not match its digest")
@@ -132,20 +123,6 @@ func (s *BlobStore) corrupt(d digest.Digest, key, etag, why string) error {
 	s.c.log.Error("s3: corrupt blob removed", "digest", d.String(), "key", key, "why", why)
 	s.c.removeIfUnchanged(key, etag)
 	return status.Errorf(codes.DataLoss, "blob %s %s in S3 and has been removed; upload it again", d, why)
-}
-
-// totalFromContentRange is the object size of a "bytes a-b/total" header,
-// or -1.
-func totalFromContentRange(h string) int64 {
-	i := strings.LastIndexByte(h, '/')
-	if i < 0 {
-		return -1
-	}
-	n, err := strconv.ParseInt(h[i+1:], 10, 64)
-	if err != nil {
-		return -1
-	}
-	return n
 }
 
 var _ storage.BlobStore = (*BlobStore)(nil)
