@@ -1,7 +1,14 @@
-// Package configs holds Paddock's configuration structs, their defaults and
-// a strict loader: unknown keys are errors, so a typo never silently falls
-// back to a default. Example files live beside this file and are loaded by a
-// test, so they cannot drift from the structs.
+// Package configs is the one home of Paddock's configuration files: a type
+// per role (Storage, Scheduler, Worker, Runner, and Up, which holds the
+// four as sections), each with one Default… function, read by one strict
+// loader (Load) and written back by Marshal (`paddock ROLE
+// --print-config`). Every file starts with `version: 1`; unknown keys are
+// errors, so a typo never silently falls back to a default. The packages
+// that do the work (scheduler, runner, worker, sandbox, images) take plain
+// Go options without file tags: the types here convert to them, and take
+// their defaults from them, so each default is written once. Example files
+// live beside this file and are loaded by a test, so they cannot drift from
+// the types.
 package configs
 
 import (
@@ -14,22 +21,62 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// Load reads the YAML file at path into out, which should already hold the
-// defaults; keys present in the file override them. Unknown keys, a second
-// document and type mismatches are errors naming the file and line.
-func Load(path string, out any) error {
+// Version is the config file format this binary reads and writes. A file
+// states its version (`version: 1`), so a later format can change keys
+// without an old file being misread.
+const Version = 1
+
+// Load reads the config file at path into out, which should already hold
+// the defaults; keys present in the file override them. A missing or
+// unknown version, unknown keys, a second document and type mismatches are
+// errors naming the file and the line. T is one of this package's file
+// types (Storage, Scheduler, Worker, Runner, Up).
+func Load[T any](path string, out *T) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
-	if err := Parse(b, out); err != nil {
+	if err := ParseFile(b, out); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
 	return nil
 }
 
-// Parse is Load for bytes already in memory.
+// ParseFile is Load for a whole file already in memory (a ConfigMap's
+// data, say): the version key is required.
+func ParseFile[T any](b []byte, out *T) error {
+	// Read the version first, leniently (the other keys are out's), so a
+	// file of another version is refused for its version, not its keys.
+	var head struct {
+		Version *fileVersion `yaml:"version"`
+	}
+	if err := yaml.Unmarshal(b, &head); err != nil {
+		return err
+	}
+	if head.Version == nil {
+		return fmt.Errorf("line 1: no version key; start the file with `version: %d`", Version)
+	}
+	file := versioned[T]{Body: *out}
+	if err := decodeStrict(b, &file); err != nil {
+		return err
+	}
+	*out = file.Body
+	return nil
+}
+
+// Parse decodes a fragment without a version key (a section, as tests
+// write them) strictly into out. Files go through Load.
 func Parse(b []byte, out any) error {
+	return decodeStrict(b, out)
+}
+
+// Marshal writes cfg as a config file, `version: 1` first, that Load
+// reads back to the same value.
+func Marshal[T any](cfg T) ([]byte, error) {
+	return yaml.Marshal(versioned[T]{Version: Version, Body: cfg})
+}
+
+func decodeStrict(b []byte, out any) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(out); err != nil && !errors.Is(err, io.EOF) {
@@ -39,5 +86,23 @@ func Parse(b []byte, out any) error {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("more than one YAML document")
 	}
+	return nil
+}
+
+// versioned is a file: its version key, then the role's keys.
+type versioned[T any] struct {
+	Version fileVersion `yaml:"version"`
+	Body    T           `yaml:",inline"`
+}
+
+// fileVersion is the version key: 1 is the only one there is.
+type fileVersion int
+
+func (f *fileVersion) UnmarshalYAML(n *yaml.Node) error {
+	var v int
+	if err := n.Decode(&v); err != nil || v != Version {
+		return fmt.Errorf("line %d: version %q is not one this paddock reads (want %d)", n.Line, n.Value, Version)
+	}
+	*f = fileVersion(v)
 	return nil
 }

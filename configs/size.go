@@ -43,3 +43,27 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 	*b = v
 	return nil
 }
+
+// String writes b with the largest binary unit that divides it ("10GiB",
+// "4097"), as ParseByteSize reads it back.
+func (b ByteSize) String() string {
+	for _, u := range units[:len(units)-1] {
+		if b != 0 && int64(b)%u.mult == 0 {
+			return strconv.FormatInt(int64(b)/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(b), 10)
+}
+
+// MarshalYAML implements yaml.Marshaler: sizes print as they are written.
+func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
+
+// Set implements flag.Value, so a flag can set a size in a config.
+func (b *ByteSize) Set(s string) error {
+	v, err := ParseByteSize(s)
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
+}

@@ -1,6 +1,10 @@
 package configs
 
-import "time"
+import (
+	"time"
+
+	"github.com/paddock-build/paddock/storage"
+)
 
 // Storage configures `paddock storage`, and the storage part of `paddock up`.
 type Storage struct {
@@ -65,16 +69,17 @@ type RemoteStorage struct {
 	InstanceName string `yaml:"instance_name"`
 }
 
-// DefaultStorage returns the defaults that a config file overrides.
+// DefaultStorage returns the defaults that a config file overrides; the
+// server's limits are the storage package's own.
 func DefaultStorage() Storage {
 	return Storage{
 		Listen:                 "127.0.0.1:8980",
 		Dir:                    "/var/lib/paddock/storage",
 		MaxBytes:               10 << 30,
 		ActionCacheMaxBytes:    1 << 30,
-		MaxBatchTotalSizeBytes: 4 << 20,
-		MaxInlineBytes:         1 << 20,
-		UploadIdleTimeout:      time.Minute,
+		MaxBatchTotalSizeBytes: storage.DefaultMaxBatchTotalSizeBytes,
+		MaxInlineBytes:         storage.DefaultMaxInlineBytes,
+		UploadIdleTimeout:      storage.DefaultUploadIdleTimeout,
 		CheckCompleteness:      true,
 		Assets:                 Assets{FetchTimeout: 5 * time.Minute, MaxFetchBytes: 1 << 30},
 	}

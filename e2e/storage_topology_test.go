@@ -32,7 +32,7 @@ type storageNode struct {
 func startStorageNode(t testing.TB, dir, name string) *storageNode {
 	t.Helper()
 	n := &storageNode{t: t, name: name, dir: filepath.Join(dir, name), cfg: filepath.Join(dir, name+".yaml")}
-	if err := os.WriteFile(n.cfg, []byte("check_completeness: false\n"), 0o644); err != nil {
+	if err := os.WriteFile(n.cfg, []byte("version: 1\ncheck_completeness: false\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	n.p, n.addr = startProcess(t, "storage-"+name, storageReady, "storage", "--config", n.cfg, "--listen", "127.0.0.1:0", "--dir", n.dir)
@@ -51,7 +51,7 @@ func (n *storageNode) restart() {
 func startFront(t testing.TB, dir, backendYAML string) (*process, string, string) {
 	t.Helper()
 	cfg := filepath.Join(dir, "front.yaml")
-	if err := os.WriteFile(cfg, []byte("backend:\n"+backendYAML), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte("version: 1\nbackend:\n"+backendYAML), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	p, httpAddr := startProcess(t, "storage-front", regexp.MustCompile(`^paddock storage http listening on (\S+)`),
@@ -252,7 +252,7 @@ func TestBazelUpCachedRemoteStorage(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	cacheDir := filepath.Join(data, "cache")
 	cfg := filepath.Join(dir, "up-storage.yaml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("backend:\n  cached:\n    dir: %s\n    max_bytes: 1GiB\n    backend: {remote: {endpoint: %q}}\n", cacheDir, remoteAddr)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf("version: 1\nbackend:\n  cached:\n    dir: %s\n    max_bytes: 1GiB\n    backend: {remote: {endpoint: %q}}\n", cacheDir, remoteAddr)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	f := startUp(t, data, "--storage-config", cfg)

@@ -7,82 +7,82 @@ import (
 	"strings"
 	"time"
 
-	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/images"
 	"github.com/paddock-build/paddock/sandbox"
 )
 
-// Config configures `paddock runner`. Load it with configs.Load over
-// DefaultConfig(); configs/runner.yaml is the documented example.
+// Config configures the runner. Its file form is configs.Runner
+// (`paddock runner --config`, configs/runner.yaml), which converts to it
+// and takes its defaults from DefaultConfig.
 type Config struct {
 	// Socket is the UNIX socket the runner serves on. It is created with
 	// mode 0600: only the worker's user (the runner's) may connect.
-	Socket string `yaml:"socket"`
+	Socket string
 	// StateDir holds the runner's bundles (one directory per running
 	// action, removed when it ends and at start-up) and, by default, the
 	// image cache. It is made mode 0711: sandboxes run as unprivileged
 	// host uids that must search through it to reach their rootfs, but
 	// may not list it. It is never visible inside a sandbox.
-	StateDir string `yaml:"state_dir"`
+	StateDir string
 	// InputRootPath is where the input root is bind-mounted (read-write)
 	// inside the sandbox, and so the command's working directory is below
 	// it. The platform property InputRootAbsolutePath overrides it per
 	// action. Absolute and clean; not "/" and not under /proc, /dev or /sys.
-	InputRootPath string `yaml:"input_root_path"`
+	InputRootPath string
 	// DefaultTimeout applies to actions that set no timeout. 0 means none.
-	DefaultTimeout time.Duration `yaml:"default_timeout"`
+	DefaultTimeout time.Duration
 	// DefaultUser is the uid[:gid] (or user[:group], looked up in the
 	// rootfs's /etc/passwd and /etc/group) commands run as inside the
 	// sandbox when the action sets neither dockerUser nor dockerRunAsRoot
 	// and its image names no user. Ids are inside the sandbox's user
 	// namespace (0..65535); container root is an unprivileged host uid.
-	DefaultUser string `yaml:"default_user"`
+	DefaultUser string
 	// DefaultEnvironment holds variables added to an action's environment
 	// only when its Command does not set them. Empty by default: the
 	// environment is exactly the Command's.
-	DefaultEnvironment map[string]string `yaml:"default_environment"`
+	DefaultEnvironment map[string]string
 	// MergeImageEnvironment adds an image's Env variables that the Command
 	// does not set (docker's behaviour). Off by default: the environment is
 	// exactly the Command's whatever the image.
-	MergeImageEnvironment bool `yaml:"merge_image_environment"`
+	MergeImageEnvironment bool
 	// AllowPrivileged accepts dockerPrivileged=true: every capability (in
 	// the sandbox's user namespace, never host root) and no masked or
 	// read-only /proc paths. Off: such actions get INVALID_ARGUMENT.
-	AllowPrivileged bool `yaml:"allow_privileged"`
+	AllowPrivileged bool
 	// AllowHostNetwork accepts dockerNetwork=standard: the sandbox shares
 	// the host's network, so it reaches the farm's own ports and anything
 	// the host can. Off: such actions get INVALID_ARGUMENT.
-	AllowHostNetwork bool `yaml:"allow_host_network"`
+	AllowHostNetwork bool
 	// AcceptedProperties are extra platform property names this runner
 	// accepts and ignores (routing keys of the operator's own). Any other
 	// name that is not a known routing or execution key is refused.
-	AcceptedProperties []string `yaml:"accepted_properties"`
+	AcceptedProperties []string
 	// PidsLimit caps the processes and threads of one sandbox (its pids
 	// cgroup); a fork past it fails with EAGAIN and is reported as
 	// pids_limit_hit. 0 means no limit.
-	PidsLimit int64 `yaml:"pids_limit"`
+	PidsLimit int64
 	// DefaultMemoryLimit is the memory cgroup limit of actions without
 	// EstimatedMemory. It covers everything the action's processes use,
 	// including the pages of its /tmp, /run and /dev/shm (tmpfs pages are
 	// charged to the cgroup that writes them); nothing swaps. 0 means the
 	// host's memory divided by Concurrency, so that the actions the
 	// worker runs at once cannot together exhaust the host.
-	DefaultMemoryLimit configs.ByteSize `yaml:"default_memory_limit"`
+	DefaultMemoryLimit int64
 	// MaxMemoryLimit is the largest EstimatedMemory an action may ask
 	// for; beyond it the action is refused with INVALID_ARGUMENT. 0 means
 	// the host's memory.
-	MaxMemoryLimit configs.ByteSize `yaml:"max_memory_limit"`
+	MaxMemoryLimit int64
 	// Concurrency is how many actions the worker runs at once (its
 	// concurrency; `paddock up` passes its own). It only sizes the default
 	// of DefaultMemoryLimit. 0 means the number of CPUs, the worker's
 	// default.
-	Concurrency int `yaml:"concurrency"`
+	Concurrency int
 	// TmpSize bounds the tmpfs at /tmp. Its pages count against the
 	// action's memory limit too. 0 means half the action's memory limit
 	// (as the kernel's default for a tmpfs is half the RAM), so that a
 	// full /tmp fails writes with ENOSPC rather than ending the action
 	// by the OOM killer.
-	TmpSize configs.ByteSize `yaml:"tmp_size"`
+	TmpSize int64
 	// DiskQuota bounds the bytes of disk an action's files may take in its
 	// input root (the only place on disk it can write): any single file
 	// is stopped there by RLIMIT_FSIZE (the write fails with EFBIG, the
@@ -90,23 +90,23 @@ type Config struct {
 	// is killed at once, found by the runner's disk guard (within about
 	// 100ms of a fast fill, a second otherwise; see diskGuard), and
 	// answered RESOURCE_EXHAUSTED. 0 means no quota.
-	DiskQuota configs.ByteSize `yaml:"disk_quota"`
+	DiskQuota int64
 	// MaxShmSize is the largest dockerShmSize (size of /dev/shm, 64 MiB by
 	// default) an action may ask for; beyond it the action is refused
 	// with INVALID_ARGUMENT. 0 means the action's memory limit.
-	MaxShmSize configs.ByteSize `yaml:"max_shm_size"`
+	MaxShmSize int64
 	// DefaultCPULimit is the CPU limit (in cores, e.g. 1.5) of actions
 	// without EstimatedCPU. 0 means none.
-	DefaultCPULimit float64 `yaml:"default_cpu_limit"`
+	DefaultCPULimit float64
 	// MaxSandboxes is how many sandboxes may run at once. Each running
 	// sandbox gets its own host id range of 65536 uids and gids, starting
 	// at IDBase + slot*65536, so concurrent tenants cannot touch each
 	// other's files. A Run beyond it gets UNAVAILABLE.
-	MaxSandboxes int `yaml:"max_sandboxes"`
+	MaxSandboxes int
 	// IDBase is the first host uid/gid of slot 0. The ranges up to
 	// IDBase + MaxSandboxes*65536 must belong to no real user or other
 	// container engine.
-	IDBase uint32 `yaml:"id_base"`
+	IDBase uint32
 	// HostHiddenPaths are host paths not shown in sandboxes that use the
 	// host's root (actions without container-image): they see the host's
 	// root read-only except these, the runner's state directory and its
@@ -116,32 +116,34 @@ type Config struct {
 	// refused with FAILED_PRECONDITION, as it would see the other actions'
 	// input roots — and so should the worker's file cache and the CAS.
 	// The defaults cover /tmp, /home, /root and /var/lib/paddock.
-	HostHiddenPaths []string `yaml:"host_hidden_paths"`
+	HostHiddenPaths []string
 	// Images configures the image cache for actions with container-image.
-	Images ImagesConfig `yaml:"images"`
-	// Sandbox configures the launcher.
-	Sandbox SandboxConfig `yaml:"sandbox"`
+	Images ImagesConfig
+	// Sandbox configures the launcher; zero fields take the launcher's
+	// defaults.
+	Sandbox sandbox.Options
 }
 
-// ImagesConfig configures the runner's image cache (package images).
+// ImagesConfig configures the runner's image cache (package images);
+// sizes are in bytes.
 type ImagesConfig struct {
 	// Dir holds the cache. Empty means <state_dir>/images. Every ancestor
 	// must be searchable by unprivileged uids.
-	Dir string `yaml:"dir"`
+	Dir string
 	// Platform picked from multi-platform images, "os/arch[/variant]";
 	// empty means linux and this machine's architecture.
-	Platform string `yaml:"platform"`
+	Platform string
 	// Insecure lists registry hosts that may be reached over plain HTTP.
-	Insecure []string `yaml:"insecure"`
+	Insecure []string
 	// DockerConfig is a Docker config.json whose "auths" supply
 	// registry credentials. Empty means none.
-	DockerConfig string `yaml:"docker_config"`
+	DockerConfig string
 	// RefreshTags is how long a tag's digest is trusted before the
 	// registry is asked again. 0 means 5m.
-	RefreshTags time.Duration `yaml:"refresh_tags"`
+	RefreshTags time.Duration
 	// MaxBytes bounds the unpacked cache; unused images are evicted past
 	// it. 0 means unbounded.
-	MaxBytes configs.ByteSize `yaml:"max_bytes"`
+	MaxBytes int64
 	// Tenants holds registry credentials per tenant, by the tenant names
 	// of the farm's auth policy (the worker names each action's tenant).
 	// A tenant's pulls use its own credentials, then DockerConfig's, which
@@ -149,10 +151,10 @@ type ImagesConfig struct {
 	// to a tenant only after the registry let that tenant's credentials,
 	// or anyone's for a public image, read it within AccessTTL; otherwise
 	// the action fails with PERMISSION_DENIED naming the image.
-	Tenants map[string]TenantImagesConfig `yaml:"tenants"`
+	Tenants map[string]TenantImagesConfig
 	// AccessTTL is how long a successful access check is trusted. 0 means
 	// 5m. Refusals are never remembered.
-	AccessTTL time.Duration `yaml:"access_ttl"`
+	AccessTTL time.Duration
 }
 
 // TenantImagesConfig is one tenant's entry in images.tenants.
@@ -160,7 +162,7 @@ type TenantImagesConfig struct {
 	// DockerConfig is a Docker config.json holding the tenant's registry
 	// credentials ("auths"). Only the runner reads it, again whenever it
 	// changes; keep it readable by the runner's user alone (mode 0600).
-	DockerConfig string `yaml:"docker_config"`
+	DockerConfig string
 }
 
 // TenantCredentials is Tenants in the image cache's terms.
@@ -224,7 +226,7 @@ func (c *Config) Validate() error {
 	}
 	for _, l := range []struct {
 		name string
-		v    configs.ByteSize
+		v    int64
 	}{{"default_memory_limit", c.DefaultMemoryLimit}, {"max_memory_limit", c.MaxMemoryLimit}, {"tmp_size", c.TmpSize},
 		{"max_shm_size", c.MaxShmSize}, {"disk_quota", c.DiskQuota}} {
 		if l.v != 0 && l.v < minMemoryLimit {
@@ -272,10 +274,10 @@ func (c Config) withHostLimits(hostMemory int64, cpus int) Config {
 		c.Concurrency = max(cpus, 1)
 	}
 	if c.MaxMemoryLimit == 0 {
-		c.MaxMemoryLimit = configs.ByteSize(hostMemory)
+		c.MaxMemoryLimit = int64(hostMemory)
 	}
 	if c.DefaultMemoryLimit == 0 {
-		c.DefaultMemoryLimit = configs.ByteSize(max(hostMemory/int64(c.Concurrency), minMemoryLimit))
+		c.DefaultMemoryLimit = int64(max(hostMemory/int64(c.Concurrency), minMemoryLimit))
 	}
 	c.DefaultMemoryLimit = min(c.DefaultMemoryLimit, c.MaxMemoryLimit)
 	return c
@@ -288,26 +290,4 @@ func (c *Config) ImagesDir() string {
 		return c.Images.Dir
 	}
 	return path.Join(c.StateDir, "images")
-}
-
-// SandboxConfig is the sandbox section of the runner's config file: the
-// file form of sandbox.Options (see there for each field's meaning and
-// default).
-type SandboxConfig struct {
-	Runtime      string        `yaml:"runtime"`
-	RuntimeArgs  []string      `yaml:"runtime_args"`
-	RuntimeRoot  string        `yaml:"runtime_root"`
-	CgroupParent string        `yaml:"cgroup_parent"`
-	KillGrace    time.Duration `yaml:"kill_grace"`
-	OutputLimit  int64         `yaml:"output_limit"`
-	WarmInits    int           `yaml:"warm_inits"`
-	Executable   string        `yaml:"executable"`
-}
-
-// Options returns the launcher options the section configures.
-func (c SandboxConfig) Options() sandbox.Options {
-	return sandbox.Options{
-		Runtime: c.Runtime, RuntimeArgs: c.RuntimeArgs, RuntimeRoot: c.RuntimeRoot, CgroupParent: c.CgroupParent,
-		KillGrace: c.KillGrace, OutputLimit: c.OutputLimit, WarmInits: c.WarmInits, Executable: c.Executable,
-	}
 }

@@ -83,7 +83,7 @@ func newTestEnvIn(t testing.TB, base string, mod func(*Config)) *testEnv {
 	if mod != nil {
 		mod(&cfg)
 	}
-	l, err := sandbox.New(cfg.Sandbox.Options())
+	l, err := sandbox.New(cfg.Sandbox)
 	if err != nil {
 		t.Fatalf("sandbox.New: %v", err)
 	}

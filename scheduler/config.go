@@ -6,79 +6,81 @@ import (
 	"time"
 )
 
-// Config is the scheduler's configuration file section. Every field has a
-// default (DefaultConfig); a zero value in code means "use the default" only
-// where a field says so.
+// Config is how the scheduler behaves. Every field has a default
+// (DefaultConfig, the one place they are written); a zero value in code
+// means "use the default" only where a field says so. Its file form, with
+// the same fields, is configs.Scheduling (`paddock scheduler --config`),
+// which converts to it.
 type Config struct {
 	// MaxActionTimeout is the longest Action.timeout a client may ask for;
 	// a longer one is refused with INVALID_ARGUMENT. Default 1h.
-	MaxActionTimeout time.Duration `yaml:"max_action_timeout"`
+	MaxActionTimeout time.Duration
 	// DefaultActionTimeout is given to the worker for actions without a
 	// timeout. Default 15m.
-	DefaultActionTimeout time.Duration `yaml:"default_action_timeout"`
+	DefaultActionTimeout time.Duration
 	// LeaseDuration is how long a worker may stay silent (no heartbeat, no
 	// message) before it is considered lost and its actions are requeued.
 	// Default 30s.
-	LeaseDuration time.Duration `yaml:"lease_duration"`
+	LeaseDuration time.Duration
 	// ReconnectGrace is how long a worker whose stream broke (connection
 	// lost, process killed) may take to reconnect before its actions are
 	// requeued; at most LeaseDuration. Default 10s.
-	ReconnectGrace time.Duration `yaml:"reconnect_grace"`
+	ReconnectGrace time.Duration
 	// HeartbeatInterval is how often workers are told to send a heartbeat;
 	// keep it well below LeaseDuration. Default 10s.
-	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	HeartbeatInterval time.Duration
 	// TimeoutGrace is how long past an action's timeout the scheduler waits
 	// for its worker's result (input fetch and output upload take time too)
 	// before it completes the operation with DEADLINE_EXCEEDED and cancels
 	// the action on the worker, so a stuck worker that still heartbeats
 	// cannot hold a client forever. Default 5m.
-	TimeoutGrace time.Duration `yaml:"timeout_grace"`
+	TimeoutGrace time.Duration
 	// MaxRetries is how many times an action whose worker was lost is
 	// queued again; after that it completes with UNAVAILABLE, so an action
 	// that kills its workers is not retried forever. Default 3.
-	MaxRetries int `yaml:"max_retries"`
+	MaxRetries int
 	// MaxQueuedPerInstance bounds the queued (not yet running) executions
 	// of one instance name; Execute beyond it fails with RESOURCE_EXHAUSTED.
 	// Default 1,000,000.
-	MaxQueuedPerInstance int `yaml:"max_queued_per_instance"`
+	MaxQueuedPerInstance int
 	// CompletedRetention is how long a completed operation stays known for
 	// WaitExecution, GetOperation and ListOperations (cache hits included).
 	// Clients call WaitExecution soon after a broken stream, and every
 	// retained operation holds its ExecuteResponse in memory, so keep it
 	// short. Default 1m.
-	CompletedRetention time.Duration `yaml:"completed_retention"`
+	CompletedRetention time.Duration
 	// ExecuteUpdateInterval is how often an Execute or WaitExecution stream
 	// repeats the operation's state while nothing changes, so proxies and
 	// load balancers do not cut a stream idle for a long action. Default 1m.
-	ExecuteUpdateInterval time.Duration `yaml:"execute_update_interval"`
+	ExecuteUpdateInterval time.Duration
 	// AbandonedGrace is how long an operation may go without any client
 	// following it (an Execute or WaitExecution stream, WaitOperation, or
 	// GetOperation polls) before it is cancelled as abandoned, freeing its
 	// worker slot unless another Execute was merged onto its execution.
 	// A client whose stream broke has this long to come back with
 	// WaitExecution. Default 2m.
-	AbandonedGrace time.Duration `yaml:"abandoned_grace"`
+	AbandonedGrace time.Duration
 	// TickInterval is how often leases and retention are checked. Default 1s.
-	TickInterval time.Duration `yaml:"tick_interval"`
+	TickInterval time.Duration
 	// RoutingProperties are platform property names, beyond OSFamily, ISA,
 	// Arch and Pool, that select a queue (workers must offer them). Default
 	// none.
-	RoutingProperties []string `yaml:"routing_properties"`
+	RoutingProperties []string
 	// ExecutionProperties are platform property names, beyond the RBE ones
 	// (container-image, docker*, Estimated*, InputRootAbsolutePath), that are
 	// accepted and passed to the worker without splitting queues. Default
 	// none.
-	ExecutionProperties []string `yaml:"execution_properties"`
+	ExecutionProperties []string
 	// JournalDir, when set, keeps the scheduler's state in a journal in
 	// this directory, so a restart keeps queued, running and recently
 	// completed operations (see docs/scheduler.md). Empty: state lives in
 	// memory only and a restart forgets it. Default empty.
-	JournalDir string `yaml:"journal_dir"`
+	JournalDir string
 	// JournalSync is when a journal record counts as written, before the
 	// scheduler acts on it: "fsync" (flushed to disk; survives a crash of
 	// the machine) or "write" (handed to the kernel; survives a crash of
 	// the scheduler, not of the machine, for less I/O). Default fsync.
-	JournalSync string `yaml:"journal_sync"`
+	JournalSync string
 }
 
 // DefaultConfig returns the defaults documented on Config.

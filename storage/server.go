@@ -36,9 +36,16 @@ type ServerOptions struct {
 	SkipCompletenessChecks bool
 }
 
+// The defaults of ServerOptions, written once: NewServer fills zero fields
+// with them, and the storage role's config (configs.DefaultStorage) starts
+// from them.
 const (
-	defaultMaxBatchBytes  = 4 << 20
-	defaultMaxInlineBytes = 1 << 20
+	DefaultMaxBatchTotalSizeBytes = 4 << 20
+	DefaultMaxInlineBytes         = 1 << 20
+	DefaultUploadIdleTimeout      = time.Minute
+)
+
+const (
 	// grpcOverheadBytes is what a batch request may carry beyond its blob
 	// bytes: digests, framing and field tags.
 	grpcOverheadBytes = 1 << 20
@@ -59,13 +66,13 @@ type Server struct {
 // NewServer validates opts and builds the services.
 func NewServer(opts ServerOptions) *Server {
 	if opts.MaxBatchTotalSizeBytes <= 0 {
-		opts.MaxBatchTotalSizeBytes = defaultMaxBatchBytes
+		opts.MaxBatchTotalSizeBytes = DefaultMaxBatchTotalSizeBytes
 	}
 	if opts.MaxInlineBytes <= 0 {
-		opts.MaxInlineBytes = defaultMaxInlineBytes
+		opts.MaxInlineBytes = DefaultMaxInlineBytes
 	}
 	if opts.UploadIdleTimeout <= 0 {
-		opts.UploadIdleTimeout = time.Minute
+		opts.UploadIdleTimeout = DefaultUploadIdleTimeout
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

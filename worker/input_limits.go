@@ -26,15 +26,23 @@ type InputLimits struct {
 	MaxBytes int64
 }
 
+// DefaultInputLimits is the one place the defaults above are written:
+// withDefaults fills zero fields from it, and the worker's config file
+// (configs.Worker) starts from it.
+func DefaultInputLimits() InputLimits {
+	return InputLimits{MaxDepth: 256, MaxFiles: 2_000_000, MaxBytes: 64 << 30}
+}
+
 func (l InputLimits) withDefaults() InputLimits {
+	def := DefaultInputLimits()
 	if l.MaxDepth <= 0 {
-		l.MaxDepth = 256
+		l.MaxDepth = def.MaxDepth
 	}
 	if l.MaxFiles <= 0 {
-		l.MaxFiles = 2_000_000
+		l.MaxFiles = def.MaxFiles
 	}
 	if l.MaxBytes <= 0 {
-		l.MaxBytes = 64 << 30
+		l.MaxBytes = def.MaxBytes
 	}
 	return l
 }

@@ -262,15 +262,23 @@ type OutputLimits struct {
 	MaxBytes int64
 }
 
+// DefaultOutputLimits is the one place the defaults above are written:
+// withDefaults fills zero fields from it, and the worker's config file
+// (configs.Worker) starts from it.
+func DefaultOutputLimits() OutputLimits {
+	return OutputLimits{MaxDepth: 256, MaxFiles: 1_000_000, MaxBytes: 4 << 30}
+}
+
 func (l OutputLimits) withDefaults() OutputLimits {
+	def := DefaultOutputLimits()
 	if l.MaxDepth <= 0 {
-		l.MaxDepth = 256
+		l.MaxDepth = def.MaxDepth
 	}
 	if l.MaxFiles <= 0 {
-		l.MaxFiles = 1_000_000
+		l.MaxFiles = def.MaxFiles
 	}
 	if l.MaxBytes <= 0 {
-		l.MaxBytes = 4 << 30
+		l.MaxBytes = def.MaxBytes
 	}
 	return l
 }

@@ -34,14 +34,12 @@ func registerAssetProxy(g *grpc.Server, addr string, dial []grpc.DialOption) (fu
 }
 
 // assetFlags adds `paddock up`'s flags for the Remote Asset API to fs
-// (`paddock storage` takes them from its config file) and returns the
-// config they fill, the defaults otherwise.
-func assetFlags(fs *flag.FlagSet) *configs.Assets {
-	cfg := configs.DefaultStorage().Assets
-	fs.Func("asset-allow-host", "host (or host:port) the Remote Asset API may download from (repeatable; see configs/storage.yaml's assets)", func(h string) error {
+// (`paddock storage` takes them from its config file), writing into cfg
+// (up's storage section's assets).
+func assetFlags(fs *flag.FlagSet, cfg *configs.Assets) {
+	fs.Func("asset-allow-host", "host (or host:port) the Remote Asset API may download from (repeatable, added to storage.assets.allowed_hosts)", func(h string) error {
 		cfg.AllowedHosts = append(cfg.AllowedHosts, h)
 		return nil
 	})
-	fs.BoolVar(&cfg.AllowWithoutChecksum, "asset-allow-no-checksum", false, "let the Remote Asset API download content the client gave no checksum for")
-	return &cfg
+	fs.BoolVar(&cfg.AllowWithoutChecksum, "asset-allow-no-checksum", cfg.AllowWithoutChecksum, "let the Remote Asset API download content the client gave no checksum for (storage.assets.allow_without_checksum)")
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"strings"
-
-	"github.com/paddock-build/paddock/api/workerpb"
 )
 
 // pairFlags collects repeated NAME=VALUE flags, in order.
@@ -19,16 +17,6 @@ func (p *pairFlags) Set(s string) error {
 	}
 	p.names, p.values = append(p.names, name), append(p.values, value)
 	return nil
-}
-
-// toProperties keeps every pair (a worker may offer several values of one
-// property); nil when there are none.
-func (p *pairFlags) toProperties() []*workerpb.Property {
-	var out []*workerpb.Property
-	for i := range p.names {
-		out = append(out, &workerpb.Property{Name: p.names[i], Value: p.values[i]})
-	}
-	return out
 }
 
 // toMap keeps the last value of each name.

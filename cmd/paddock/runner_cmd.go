@@ -17,27 +17,31 @@ import (
 
 // runRunner serves the Runner protocol on a UNIX socket: `paddock runner
 // [--config FILE] [--socket PATH] [--state DIR] [--concurrency N]
-// [--hide PATH]...`. It needs
+// [--hide PATH]... [--print-config]`. It needs
 // root (user namespaces with id ranges, cgroups, chown of input roots).
 // `paddock up` starts it as a child with the same command line, hiding its
 // data directory (worker build directories, CAS) from host-root sandboxes.
 func runRunner(ctx context.Context, args []string) error {
+	file, err := loadRoleConfig(args, configs.DefaultRunner)
+	if err != nil {
+		return err
+	}
 	fs := flag.NewFlagSet("runner", flag.ContinueOnError)
-	configPath := fs.String("config", "", "YAML config file (see configs/runner.yaml)")
-	socket := fs.String("socket", "", "override the config's socket path")
-	state := fs.String("state", "", "override the config's state directory")
+	var cf configFlags
+	cf.register(fs, "configs/runner.yaml")
+	registerRunnerFlags(fs, &file)
 	pprofAddr := fs.String("pprof-listen", "", pprofFlagUsage)
 	httpAddr := fs.String("http-listen", "", httpListenUsage)
 	logFormat := fs.String("log-format", "text", logFormatUsage)
-	concurrency := fs.Int("concurrency", 0, "override the config's concurrency: the actions the worker runs at once, which sizes the default memory limit (host memory / concurrency)")
-	var hide stringsFlag
-	fs.Var(&hide, "hide", "a host path to hide from actions on the host's root, in addition to the config's host_hidden_paths (repeatable; e.g. the worker's data directory)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg, err := loadRunnerConfig(*configPath, *socket, *state, *concurrency, hide)
-	if err != nil {
-		return err
+	cfg := file.Config()
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if cf.print {
+		return printConfig(os.Stdout, file)
 	}
 	logger, err := newLogger(os.Stderr, *logFormat)
 	if err != nil {
@@ -52,7 +56,7 @@ func runRunner(ctx context.Context, args []string) error {
 		}
 	}
 
-	launcher, err := sandbox.New(cfg.Sandbox.Options())
+	launcher, err := sandbox.New(cfg.Sandbox)
 	if err != nil {
 		return fmt.Errorf("start sandbox launcher: %w", err)
 	}
@@ -94,37 +98,22 @@ func runRunner(ctx context.Context, args []string) error {
 	return serveUntilDone(ctx, g, lis, obs.health.Shutdown)
 }
 
-// loadRunnerConfig reads the config file (defaults without one), applies
-// the flags that override it, and validates the result.
-func loadRunnerConfig(path, socket, state string, concurrency int, hide []string) (runner.Config, error) {
-	cfg := runner.DefaultConfig()
-	if path != "" {
-		if err := configs.Load(path, &cfg); err != nil {
-			return cfg, err
-		}
-	}
-	if socket != "" {
-		cfg.Socket = socket
-	}
-	if state != "" {
-		cfg.StateDir = state
-	}
-	if concurrency > 0 {
-		cfg.Concurrency = concurrency
-	}
-	cfg.HostHiddenPaths = append(cfg.HostHiddenPaths, hide...)
-	if err := cfg.Validate(); err != nil {
-		return cfg, fmt.Errorf("config: %w", err)
-	}
-	return cfg, nil
+// registerRunnerFlags adds the runner's flags to fs, each writing into
+// cfg. `paddock up` passes its runner child a config file, not these.
+func registerRunnerFlags(fs *flag.FlagSet, cfg *configs.Runner) {
+	fs.StringVar(&cfg.Socket, "socket", cfg.Socket, "UNIX socket to serve on (socket)")
+	fs.StringVar(&cfg.StateDir, "state", cfg.StateDir, "state directory: bundles and, by default, the image cache (state_dir)")
+	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "the actions the worker runs at once, which sizes the default memory limit (host memory / concurrency); 0: the number of CPUs (concurrency)")
+	fs.Var((*hiddenPaths)(&cfg.HostHiddenPaths), "hide", "a host path to hide from actions on the host's root, in addition to the config's host_hidden_paths (repeatable; e.g. the worker's data directory)")
 }
 
-// stringsFlag collects a repeated flag's values, in order.
-type stringsFlag []string
+// hiddenPaths is the repeatable --hide: each one is made absolute and
+// added to the config's list.
+type hiddenPaths []string
 
-func (s *stringsFlag) String() string { return fmt.Sprint([]string(*s)) }
+func (s *hiddenPaths) String() string { return "" }
 
-func (s *stringsFlag) Set(v string) error {
+func (s *hiddenPaths) Set(v string) error {
 	abs, err := filepath.Abs(v)
 	if err != nil {
 		return err

@@ -18,7 +18,7 @@ import (
 )
 
 const schedulerUsage = `usage:
-  paddock scheduler --listen ADDR --storage ADDR [--config FILE] [--journal-dir DIR]
+  paddock scheduler --listen ADDR --storage ADDR [--config FILE] [--journal-dir DIR] [--print-config]
   paddock scheduler drain --scheduler ADDR --worker ID [--wait]
   paddock scheduler undrain --scheduler ADDR --worker ID
 `
@@ -29,58 +29,65 @@ func runScheduler(ctx context.Context, args []string) error {
 	if len(args) > 0 && (args[0] == "drain" || args[0] == "undrain") {
 		return runSchedulerDrain(ctx, args[0], args[1:])
 	}
+	cfg, err := loadSchedulerConfig(args)
+	if err != nil {
+		return err
+	}
 	fs := flag.NewFlagSet("scheduler", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, schedulerUsage); fs.PrintDefaults() }
-	listen := fs.String("listen", "localhost:8981", "address to serve Execution, Operations and the worker protocol on")
-	storageAddr := fs.String("storage", "", "address of the REv2 storage (CAS and action cache); required")
-	configPath := fs.String("config", "", "YAML scheduler config file; defaults apply without it")
+	var cf configFlags
+	cf.register(fs, "configs/scheduler.yaml")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to serve Execution, Operations and the worker protocol on (listen)")
+	fs.StringVar(&cfg.Storage, "storage", cfg.Storage, "address of the REv2 storage (CAS and action cache); required (storage)")
 	httpAddr := fs.String("http-listen", "", httpListenUsage)
 	logFormat := fs.String("log-format", "text", logFormatUsage)
-	workerListen := fs.String("worker-listen", "", "serve the worker protocol and the admin API on this address instead of --listen, apart from clients")
+	fs.StringVar(&cfg.WorkerListen, "worker-listen", cfg.WorkerListen, "serve the worker protocol and the admin API on this address instead of --listen, apart from clients (worker_listen)")
 	var sec serverSecurity
 	sec.register(fs)
 	var dial dialSecurity // to storage
 	dial.register(fs)
-	journalDir := fs.String("journal-dir", "", "keep the scheduler's state in a journal in this directory, so a restart keeps its operations (overrides journal_dir)")
-	journalSync := fs.String("journal-sync", "", "when a journal record counts as written: fsync (default) or write (overrides journal_sync)")
+	fs.StringVar(&cfg.JournalDir, "journal-dir", cfg.JournalDir, "keep the scheduler's state in a journal in this directory, so a restart keeps its operations (journal_dir)")
+	fs.StringVar(&cfg.JournalSync, "journal-sync", cfg.JournalSync, "when a journal record counts as written: fsync or write (journal_sync)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *storageAddr == "" {
+	if err := cfg.Config().Validate(); err != nil {
+		return err
+	}
+	if cf.print {
+		return printConfig(os.Stdout, cfg)
+	}
+	if cfg.Storage == "" {
 		fs.Usage()
 		return errors.New("--storage is required")
-	}
-	cfg, err := loadSchedulerConfig(*configPath, *journalDir, *journalSync)
-	if err != nil {
-		return err
 	}
 	logger, err := newLogger(os.Stderr, *logFormat)
 	if err != nil {
 		return err
 	}
-	serveOpts, policy, dialOpts, err := roleSecurity(sec, dial, *listen, logger)
+	serveOpts, policy, dialOpts, err := roleSecurity(sec, dial, cfg.Listen, logger)
 	if err != nil {
 		return err
 	}
-	cas, ac, closeStorage, err := openRemoteStorage(ctx, *storageAddr, dialOpts)
+	cas, ac, closeStorage, err := openRemoteStorage(ctx, cfg.Storage, dialOpts)
 	if err != nil {
 		return err
 	}
 	defer closeStorage()
-	s, err := scheduler.New(scheduler.Options{Config: cfg, BlobStore: cas, ActionCache: ac, Logger: logger, TenantLimits: policy.TenantLimits()})
+	s, err := scheduler.New(scheduler.Options{Config: cfg.Config(), BlobStore: cas, ActionCache: ac, Logger: logger, TenantLimits: policy.TenantLimits()})
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	obs := newObservability(logger)
-	g, closeFront, err := schedulerFront(s, cas, ac, serveOpts, obs, *storageAddr, dialOpts, logger)
+	g, closeFront, err := schedulerFront(s, cas, ac, serveOpts, obs, cfg.Storage, dialOpts, logger)
 	if err != nil {
 		return err
 	}
 	defer closeFront()
-	if *workerListen == "" {
+	if cfg.WorkerListen == "" {
 		s.RegisterInternal(g)
-	} else if err := serveInternal(ctx, s, *workerListen, sec, logger); err != nil {
+	} else if err := serveInternal(ctx, s, cfg.WorkerListen, sec, logger); err != nil {
 		return err
 	}
 	if *httpAddr != "" {
@@ -94,11 +101,11 @@ func runScheduler(ctx context.Context, args []string) error {
 		}
 		fmt.Printf("paddock scheduler http listening on %s\n", got)
 	}
-	lis, err := net.Listen("tcp", *listen)
+	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
-	logger.Info("scheduler serving", "address", lis.Addr().String(), "storage", *storageAddr)
+	logger.Info("scheduler serving", "address", lis.Addr().String(), "storage", cfg.Storage)
 	// Tests and scripts read the address from this line on stdout.
 	fmt.Printf("paddock scheduler listening on %s\n", lis.Addr())
 	// Worker streams and Execute streams never end by themselves: end the
@@ -106,22 +113,9 @@ func runScheduler(ctx context.Context, args []string) error {
 	return serveUntilDone(ctx, g, lis, func() { obs.health.Shutdown(); s.Close() })
 }
 
-// loadSchedulerConfig is the defaults, then the config file if any, then
-// the journal flags.
-func loadSchedulerConfig(path, journalDir, journalSync string) (scheduler.Config, error) {
-	cfg := scheduler.DefaultConfig()
-	if path != "" {
-		if err := configs.Load(path, &cfg); err != nil {
-			return cfg, err
-		}
-	}
-	if journalDir != "" {
-		cfg.JournalDir = journalDir
-	}
-	if journalSync != "" {
-		cfg.JournalSync = journalSync
-	}
-	return cfg, nil
+// loadSchedulerConfig is the defaults, then the --config file if any.
+func loadSchedulerConfig(args []string) (configs.Scheduler, error) {
+	return loadRoleConfig(args, configs.DefaultScheduler)
 }
 
 // schedulerFront is the scheduler's client-facing gRPC server. Clients

@@ -21,10 +21,15 @@ import (
 )
 
 func runStorage(ctx context.Context, args []string) error {
+	cfg, err := loadRoleConfig(args, configs.DefaultStorage)
+	if err != nil {
+		return err
+	}
 	fs := flag.NewFlagSet("storage", flag.ContinueOnError)
-	configPath := fs.String("config", "", "YAML config file (see configs/storage.yaml)")
-	listen := fs.String("listen", "", "override the config's listen address")
-	dir := fs.String("dir", "", "override the config's data directory")
+	var cf configFlags
+	cf.register(fs, "configs/storage.yaml")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "gRPC address for CAS, Action Cache, ByteStream, Capabilities and the Remote Asset API (listen)")
+	fs.StringVar(&cfg.Dir, "dir", cfg.Dir, "data directory: the disk backend's blobs and the asset records (dir)")
 	httpAddr := fs.String("http-listen", "", httpListenUsage)
 	logFormat := fs.String("log-format", "text", logFormatUsage)
 	var sec serverSecurity
@@ -34,17 +39,8 @@ func runStorage(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cfg := configs.DefaultStorage()
-	if *configPath != "" {
-		if err := configs.Load(*configPath, &cfg); err != nil {
-			return err
-		}
-	}
-	if *listen != "" {
-		cfg.Listen = *listen
-	}
-	if *dir != "" {
-		cfg.Dir = *dir
+	if cf.print {
+		return printConfig(os.Stdout, cfg)
 	}
 	logger, err := newLogger(os.Stderr, *logFormat)
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"syscall"
 	"time"
 
@@ -19,43 +18,56 @@ import (
 	"github.com/paddock-build/paddock/runner"
 )
 
-const upUsage = `usage: paddock up [--data DIR] [--listen ADDR] [flags]
+const upUsage = `usage: paddock up [--config FILE] [--data DIR] [--listen ADDR] [flags]
 
 Runs the whole farm on this machine: storage, scheduler and a worker in this
 process, and the runner (which starts the sandboxes; it needs root) as a child
 process. Everything lives under DIR; a restart keeps the cache. Ctrl-C stops
-it all.
+it all. --config takes a file with storage, scheduler, worker and runner
+sections (see configs/up.yaml); flags override it.
 `
 
 func runUp(ctx context.Context, args []string) error {
+	cfg, err := loadUpConfig(args)
+	if err != nil {
+		return err
+	}
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, upUsage); fs.PrintDefaults() }
-	data := fs.String("data", defaultDataDir(), "directory for all of the farm's data")
-	listen := fs.String("listen", "127.0.0.1:8980", "gRPC address for clients (REv2) and the worker protocol")
-	concurrency := fs.Int("concurrency", runtime.NumCPU(), "actions run at once")
-	casSize := fs.String("cas-size", "10GiB", "size bound of the CAS")
-	cacheSize := fs.String("file-cache-size", "2GiB", "size bound of the worker's copies of executable inputs")
-	runnerConfig := fs.String("runner-config", "", "runner config file (see configs/runner.yaml)")
-	storageConfig := fs.String("storage-config", "", "storage config file (see configs/storage.yaml); its backend replaces the disk under --data")
-	assetCfg := assetFlags(fs)
+	var cf configFlags
+	cf.register(fs, "configs/up.yaml")
+	fs.StringVar(&cfg.Data, "data", cfg.Data, "directory for all of the farm's data (data)")
+	fs.StringVar(&cfg.Storage.Listen, "listen", cfg.Storage.Listen, "gRPC address for clients (REv2) and the worker protocol (storage.listen)")
+	byteSizeFlag(fs, &cfg.Storage.MaxBytes, "cas-size", "size bound of the CAS (storage.max_bytes)")
+	byteSizeFlag(fs, &cfg.Worker.CacheSize, "file-cache-size", "size bound of the worker's copies of executable inputs (worker.cache_size)")
+	fs.String("runner-config", "", "a runner config file (see configs/runner.yaml), loaded over the runner section of --config")
+	fs.String("storage-config", "", "a storage config file (see configs/storage.yaml): its backend (or remote) replaces the storage section's")
+	assetFlags(fs, &cfg.Storage.Assets)
 	pprofAddr := fs.String("pprof-listen", "", pprofFlagUsage+"; the runner child then serves its own on the same host, port 0 (both addresses are logged)")
-	var lims limitFlags
-	lims.register(fs)
+	registerWorkerFlags(fs, &cfg.Worker)
 	httpAddr := fs.String("http-listen", "127.0.0.1:8990", httpListenUsage+"; the runner child's metrics are served here too")
 	logFormat := fs.String("log-format", "text", logFormatUsage)
 	sec := newServerSecurity(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	inLimits, outLimits, err := lims.limits()
-	if err != nil {
+	if cfg.Data, err = filepath.Abs(cfg.Data); err != nil {
 		return err
 	}
-	casBytes, fileBytes, err := upSizes(*casSize, *cacheSize)
-	if err != nil {
-		return err
+	if err := cfg.Resolve(); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
-	if *data, err = prepareDataDir(*data); err != nil {
+	if err := cfg.Scheduler.Config().Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	rc := cfg.Runner.Config()
+	if err := rc.Validate(); err != nil {
+		return fmt.Errorf("config: runner: %w", err)
+	}
+	if cf.print {
+		return printConfig(os.Stdout, cfg)
+	}
+	if cfg.Data, err = prepareDataDir(cfg.Data); err != nil {
 		return err
 	}
 	logger, err := newLogger(os.Stderr, *logFormat)
@@ -68,11 +80,7 @@ func runUp(ctx context.Context, args []string) error {
 		}
 	}
 
-	backend, err := upBackend(*storageConfig)
-	if err != nil {
-		return err
-	}
-	ep, err := startUpEndpoint(*data, *listen, int64(casBytes), backend, *sec, *assetCfg, logger)
+	ep, err := startUpEndpoint(cfg, *sec, logger)
 	if err != nil {
 		return err
 	}
@@ -80,7 +88,7 @@ func runUp(ctx context.Context, args []string) error {
 	farm, stopFarm := context.WithCancel(ctx) // ep.serve stops the farm if it fails
 	defer stopFarm()
 	served := ep.serve(farm, stopFarm)
-	sock, runnerDone, err := startRunnerChild(farm, *data, *runnerConfig, *pprofAddr, *logFormat, *concurrency, ep.obs, logger)
+	sock, runnerDone, err := startRunnerChild(farm, cfg, *pprofAddr, *logFormat, ep.obs, logger)
 	if err != nil {
 		return err
 	}
@@ -90,13 +98,12 @@ func runUp(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	printUpBanner(addr, *data, statusURL)
+	printUpBanner(addr, cfg.Data, statusURL)
 
 	err = serveWorker(farm, workerSetup{
-		id: "local", dir: filepath.Join(*data, "worker"), concurrency: *concurrency, cacheBytes: int64(fileBytes),
-		schedulerAddr: "unix://" + filepath.Join(*data, "scheduler.sock"), runnerSocket: sock, cas: ep.cas, ac: ep.ac, local: ep.local, logger: logger,
-		inputLimits: inLimits, outputLimits: outLimits, partitionOf: partitionOf(ep.policy), tenantOf: tenantOf(ep.policy),
-		obs: ep.obs, healthService: workerHealthService,
+		cfg: cfg.Worker, platform: properties(cfg.Worker.Platform),
+		schedulerAddr: "unix://" + filepath.Join(cfg.Data, "scheduler.sock"), runnerSocket: sock, cas: ep.cas, ac: ep.ac, local: ep.local, logger: logger,
+		partitionOf: partitionOf(ep.policy), tenantOf: tenantOf(ep.policy), obs: ep.obs, healthService: workerHealthService,
 	})
 	stopFarm()
 	<-runnerDone
@@ -108,6 +115,36 @@ func runUp(ctx context.Context, args []string) error {
 	}
 	logger.Info("paddock stopped")
 	return nil
+}
+
+// loadUpConfig is up's defaults (data under defaultDataDir, or under the
+// command line's --data), then the --config file, then the files of
+// --runner-config (over the runner section) and --storage-config (its
+// backend only, as before the sections existed).
+func loadUpConfig(args []string) (configs.Up, error) {
+	cfg, err := loadRoleConfig(args, func() configs.Up { return configs.DefaultUp(defaultDataDir()) })
+	if err != nil {
+		return cfg, err
+	}
+	if path := flagArg(args, "runner-config"); path != "" {
+		if err := configs.Load(path, &cfg.Runner); err != nil {
+			return cfg, err
+		}
+	}
+	if path := flagArg(args, "storage-config"); path != "" {
+		st := configs.DefaultStorage()
+		if err := configs.Load(path, &st); err != nil {
+			return cfg, err
+		}
+		if st.Backend != nil || st.Remote.Endpoint != "" {
+			b, err := storageBackend(st)
+			if err != nil {
+				return cfg, err
+			}
+			cfg.Storage.Backend, cfg.Storage.Remote = &b, configs.RemoteStorage{}
+		}
+	}
+	return cfg, nil
 }
 
 // printUpBanner tells the user the farm is up and how to use it. Its first
@@ -240,32 +277,4 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
-}
-
-// upSizes parses up's --cas-size and --file-cache-size.
-func upSizes(cas, files string) (casBytes, fileBytes configs.ByteSize, err error) {
-	if casBytes, err = configs.ParseByteSize(cas); err != nil {
-		return 0, 0, fmt.Errorf("--cas-size: %w", err)
-	}
-	if fileBytes, err = configs.ParseByteSize(files); err != nil {
-		return 0, 0, fmt.Errorf("--file-cache-size: %w", err)
-	}
-	return casBytes, fileBytes, nil
-}
-
-// upBackend reads the backend of up's --storage-config; nil without one,
-// or when the file names no backend.
-func upBackend(path string) (*configs.Backend, error) {
-	if path == "" {
-		return nil, nil
-	}
-	cfg := configs.DefaultStorage()
-	if err := configs.Load(path, &cfg); err != nil {
-		return nil, err
-	}
-	if cfg.Backend == nil && cfg.Remote.Endpoint == "" {
-		return nil, nil
-	}
-	b, err := storageBackend(cfg)
-	return &b, err
 }

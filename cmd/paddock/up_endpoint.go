@@ -40,22 +40,21 @@ type upEndpoint struct {
 	sec    serverSecurity
 }
 
-// startUpEndpoint opens the stores under data and serves them, the Remote
-// Asset API and a scheduler on listen.
-// sec gives the TLS and auth of the client listener; with a policy the
-// CAS is partitioned by tenant. backend, when not nil, replaces the disk
-// under data (from --storage-config).
-func startUpEndpoint(data, listen string, casBytes int64, backend *configs.Backend, sec serverSecurity, assetCfg configs.Assets, logger *slog.Logger) (*upEndpoint, error) {
+// startUpEndpoint opens the stores cfg.Storage names (by default the disk
+// under DATA/storage) and serves them, the Remote Asset API and a
+// scheduler on cfg.Storage.Listen. sec gives the TLS and auth of the
+// client listener; with a policy the CAS is partitioned by tenant.
+func startUpEndpoint(cfg configs.Up, sec serverSecurity, logger *slog.Logger) (*upEndpoint, error) {
 	ep := &upEndpoint{obs: newObservability(logger), logger: logger, sec: sec}
+	listen := cfg.Storage.Listen
 	serveOpts, policy, err := sec.serverOptions(listen, logger)
 	if err != nil {
 		return nil, err
 	}
 	ep.policy = policy
-	b := configs.Backend{Disk: &configs.DiskBackend{Dir: filepath.Join(data, "storage"), MaxBytes: configs.ByteSize(casBytes),
-		ActionCacheMaxBytes: configs.DefaultStorage().ActionCacheMaxBytes}}
-	if backend != nil {
-		b = *backend
+	b, err := storageBackend(cfg.Storage)
+	if err != nil {
+		return nil, err
 	}
 	// Remote backends are dialled as the storage role does; up has no
 	// client TLS flags of its own, so they are plaintext.
@@ -64,11 +63,9 @@ func startUpEndpoint(data, listen string, casBytes int64, backend *configs.Backe
 		return nil, err
 	}
 	ep.cas, ep.local, ep.ac, ep.closeStores = o.cas, o.local, o.ac, o.close
-	// The scheduler's journal keeps queued and running work across a
-	// restart of paddock up.
-	schedCfg := scheduler.DefaultConfig()
-	schedCfg.JournalDir = filepath.Join(data, "scheduler")
-	if ep.sched, err = scheduler.New(scheduler.Options{Config: schedCfg, BlobStore: ep.cas, ActionCache: ep.ac, Logger: logger,
+	// The scheduler's journal (scheduler.journal_dir, DATA/scheduler by
+	// default) keeps queued and running work across a restart of up.
+	if ep.sched, err = scheduler.New(scheduler.Options{Config: cfg.Scheduler.Config(), BlobStore: ep.cas, ActionCache: ep.ac, Logger: logger,
 		TenantLimits: policy.TenantLimits()}); err != nil {
 		return nil, err
 	}
@@ -77,8 +74,15 @@ func startUpEndpoint(data, listen string, casBytes int64, backend *configs.Backe
 	if disk, ok := ep.cas.(*storage.DiskBlobStore); ok {
 		ep.obs.reg.MustRegister(disk.Collector())
 	}
-	ep.srv = storage.NewServer(storage.ServerOptions{CAS: ep.metered, AC: ep.ac, Logger: logger, Execution: executionCapabilities()})
-	assets, err := newAssetServer(ep.metered, filepath.Join(data, "assets"), assetCfg, logger)
+	ep.srv = storage.NewServer(storage.ServerOptions{
+		CAS: ep.metered, AC: ep.ac, Logger: logger, Execution: executionCapabilities(),
+		MaxBatchTotalSizeBytes: int64(cfg.Storage.MaxBatchTotalSizeBytes),
+		MaxInlineBytes:         int64(cfg.Storage.MaxInlineBytes),
+		UploadIdleTimeout:      cfg.Storage.UploadIdleTimeout,
+	})
+	// DATA/assets, not storage.dir/assets as in the storage role: where
+	// up has always kept them.
+	assets, err := newAssetServer(ep.metered, filepath.Join(cfg.Data, "assets"), cfg.Storage.Assets, logger)
 	if err != nil {
 		ep.sched.Close()
 		return nil, err
@@ -88,7 +92,7 @@ func startUpEndpoint(data, listen string, casBytes int64, backend *configs.Backe
 	assets.Register(ep.g)
 	ep.sched.RegisterClient(ep.g)
 	ep.obs.finish(ep.g)
-	if ep.gi, err = serveLocalInternal(ep.sched, filepath.Join(data, "scheduler.sock")); err != nil {
+	if ep.gi, err = serveLocalInternal(ep.sched, filepath.Join(cfg.Data, "scheduler.sock")); err != nil {
 		ep.sched.Close()
 		ep.srv.Close()
 		return nil, err

@@ -22,6 +22,7 @@ import (
 )
 
 const workerUsage = `usage: paddock worker --scheduler ADDR --storage ADDR --runner SOCKET --dir DIR [flags]
+       paddock worker --config FILE [flags]
 
 Pulls actions from the scheduler, builds their input roots under DIR (from a
 file cache on the same filesystem), runs them through the runner listening on
@@ -29,43 +30,40 @@ SOCKET (start it with 'paddock runner'), and uploads their outputs.
 `
 
 func runWorker(ctx context.Context, args []string) error {
+	cfg, err := loadRoleConfig(args, configs.DefaultWorker)
+	if err != nil {
+		return err
+	}
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, workerUsage); fs.PrintDefaults() }
-	schedAddr := fs.String("scheduler", "", "scheduler address (host:port); required")
-	storageAddr := fs.String("storage", "", "REv2 storage address (host:port); required")
-	runnerSock := fs.String("runner", "", "UNIX socket of the runner; required")
-	dir := fs.String("dir", "", "worker directory (file cache and build directories); required")
-	id := fs.String("id", "", "worker id (default: the host name)")
-	concurrency := fs.Int("concurrency", 2, "actions run at once")
-	cacheSize := fs.String("cache-size", "10GiB", "size bound of the file cache")
-	var lims limitFlags
-	lims.register(fs)
+	var cf configFlags
+	cf.register(fs, "configs/worker.yaml")
+	registerWorkerFlags(fs, &cfg)
+	fs.StringVar(&cfg.Scheduler, "scheduler", cfg.Scheduler, "scheduler address (host:port); required (scheduler)")
+	fs.StringVar(&cfg.Storage, "storage", cfg.Storage, "REv2 storage address (host:port); required (storage)")
+	fs.StringVar(&cfg.Runner, "runner", cfg.Runner, "UNIX socket of the runner; required (runner)")
+	fs.StringVar(&cfg.Dir, "dir", cfg.Dir, "worker directory (file cache and build directories); required (dir)")
+	fs.StringVar(&cfg.ID, "id", cfg.ID, "worker id (default: the host name) (id)")
+	byteSizeFlag(fs, &cfg.CacheSize, "cache-size", "size bound of the file cache (cache_size)")
 	httpAddr := fs.String("http-listen", "", httpListenUsage)
 	logFormat := fs.String("log-format", "text", logFormatUsage)
-	var platform pairFlags
-	fs.Var(&platform, "platform", "routing property NAME=VALUE this worker offers (repeatable; default: OSFamily and ISA of this machine)")
+	fs.Var(&platformFlag{dst: &cfg.Platform}, "platform", "routing property NAME=VALUE this worker offers (repeatable, replaces the config's list; default: OSFamily and ISA of this machine) (platform)")
 	var dial dialSecurity // to the scheduler and storage
 	dial.register(fs)
-	apart := fs.Bool("file-cache-per-instance", false, "keep cached input files apart per instance name, so no hard link crosses tenants' CAS partitions (for farms with an auth policy)")
+	fs.BoolVar(&cfg.FileCachePerInstance, "file-cache-per-instance", cfg.FileCachePerInstance, "keep cached input files apart per instance name, so no hard link crosses tenants' CAS partitions (for farms with an auth policy) (file_cache_per_instance)")
 	policyFile := fs.String("auth", "", "the farm's auth policy file: tells the runner each action's tenant (for per-tenant registry credentials) and keeps cached input files apart per CAS partition")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *schedAddr == "" || *storageAddr == "" || *runnerSock == "" || *dir == "" {
+	if cf.print {
+		return printConfig(os.Stdout, cfg)
+	}
+	if err := cfg.Validate(); err != nil {
 		fs.Usage()
-		return fmt.Errorf("--scheduler, --storage, --runner and --dir are required")
-	}
-	if *id == "" {
-		h, _ := os.Hostname()
-		*id = h
-	}
-	maxBytes, err := configs.ParseByteSize(*cacheSize)
-	if err != nil {
-		return fmt.Errorf("--cache-size: %w", err)
-	}
-	inLimits, outLimits, err := lims.limits()
-	if err != nil {
 		return err
+	}
+	if cfg.ID == "" {
+		cfg.ID, _ = os.Hostname()
 	}
 	logger, err := newLogger(os.Stderr, *logFormat)
 	if err != nil {
@@ -78,14 +76,14 @@ func runWorker(ctx context.Context, args []string) error {
 		}
 	}
 	files := partitionOf(policy)
-	if *apart {
+	if cfg.FileCachePerInstance {
 		files = perInstance(true) // finer than the partitions
 	}
 	dialOpts, err := dial.dialOptions(logger)
 	if err != nil {
 		return err
 	}
-	cas, ac, closeStorage, err := openRemoteStorage(ctx, *storageAddr, dialOpts)
+	cas, ac, closeStorage, err := openRemoteStorage(ctx, cfg.Storage, dialOpts)
 	if err != nil {
 		return err
 	}
@@ -100,18 +98,17 @@ func runWorker(ctx context.Context, args []string) error {
 		fmt.Printf("paddock worker http listening on %s\n", got)
 	}
 	return serveWorker(ctx, workerSetup{
-		id: *id, dir: *dir, concurrency: *concurrency, cacheBytes: int64(maxBytes),
-		platform: platform.toProperties(), schedulerAddr: *schedAddr, schedulerDial: dialOpts, runnerSocket: *runnerSock,
-		cas: cas, ac: ac, logger: logger, inputLimits: inLimits, outputLimits: outLimits, partitionOf: files, tenantOf: tenantOf(policy),
+		cfg: cfg, platform: properties(cfg.Platform), schedulerAddr: cfg.Scheduler, schedulerDial: dialOpts, runnerSocket: cfg.Runner,
+		cas: cas, ac: ac, logger: logger, partitionOf: files, tenantOf: tenantOf(policy),
 		obs: obs, healthService: "",
 	})
 }
 
 // workerSetup is what `paddock worker` and `paddock up` share.
 type workerSetup struct {
-	id, dir       string
-	concurrency   int
-	cacheBytes    int64
+	// cfg gives the id, directory, concurrency, file cache size and
+	// limits; the addresses are the fields below.
+	cfg           configs.Worker
 	platform      []*workerpb.Property
 	schedulerAddr string
 	runnerSocket  string
@@ -122,8 +119,6 @@ type workerSetup struct {
 	tenantOf      func(instance string) string // the tenant the runner is told; nil: none
 	schedulerDial []grpc.DialOption            // credentials to the scheduler; plaintext when empty
 	logger        *slog.Logger
-	inputLimits   worker.InputLimits
-	outputLimits  worker.OutputLimits
 	obs           *observability
 	// healthService is the health service name that follows the worker's
 	// readiness ("" for the worker role, workerHealthService in `up`).
@@ -136,7 +131,7 @@ const workerHealthService = "paddock.worker"
 
 func serveWorker(ctx context.Context, ws workerSetup) error {
 	files, err := worker.NewFileCache(worker.FileCacheOptions{
-		Dir: filepath.Join(ws.dir, "files"), MaxBytes: ws.cacheBytes, CAS: ws.cas, Local: ws.local, PartitionOf: ws.partitionOf,
+		Dir: filepath.Join(ws.cfg.Dir, "files"), MaxBytes: int64(ws.cfg.CacheSize), CAS: ws.cas, Local: ws.local, PartitionOf: ws.partitionOf,
 	})
 	if err != nil {
 		return err
@@ -149,10 +144,10 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	}
 	defer runnerConn.Close()
 	w, err := worker.New(worker.Options{
-		ID: ws.id, Concurrency: ws.concurrency, Platform: ws.platform,
-		BuildDir: filepath.Join(ws.dir, "builds"), SpareDir: filepath.Join(ws.dir, "spare"), CAS: ws.cas, AC: ws.ac, Files: files,
+		ID: ws.cfg.ID, Concurrency: ws.cfg.Concurrency, Platform: ws.platform,
+		BuildDir: filepath.Join(ws.cfg.Dir, "builds"), SpareDir: filepath.Join(ws.cfg.Dir, "spare"), CAS: ws.cas, AC: ws.ac, Files: files,
 		Runner: worker.RunnerClient(runnerConn, 0), TenantOf: ws.tenantOf, Logger: ws.logger, Steps: []func(worker.Executor) worker.Executor{metrics.Step},
-		InputLimits: ws.inputLimits, OutputLimits: ws.outputLimits,
+		InputLimits: ws.cfg.InputLimits(), OutputLimits: ws.cfg.OutputLimits(),
 	})
 	if err != nil {
 		return err
@@ -166,7 +161,7 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 		return fmt.Errorf("scheduler %s: %w", ws.schedulerAddr, err)
 	}
 	defer schedConn.Close()
-	ws.logger.Info("worker running", "id", ws.id, "scheduler", ws.schedulerAddr, "runner", ws.runnerSocket, "concurrency", ws.concurrency)
+	ws.logger.Info("worker running", "id", ws.cfg.ID, "scheduler", ws.schedulerAddr, "runner", ws.runnerSocket, "concurrency", ws.cfg.Concurrency)
 	defer w.Close()
 	ws.obs.setServing(ws.healthService, false)
 	probe := worker.Readiness{Runner: runnerpb.NewRunnerClient(runnerConn), RunnerConn: runnerConn, Scheduler: schedConn}
@@ -192,4 +187,14 @@ func perInstance(on bool) func(string) string {
 		return nil
 	}
 	return func(instance string) string { return "instance:" + instance }
+}
+
+// properties is the platform in the worker package's form; nil (the
+// machine's default) when empty.
+func properties(ps []configs.Property) []*workerpb.Property {
+	var out []*workerpb.Property
+	for _, p := range ps {
+		out = append(out, &workerpb.Property{Name: p.Name, Value: p.Value})
+	}
+	return out
 }

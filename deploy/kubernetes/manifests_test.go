@@ -19,8 +19,6 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/paddock-build/paddock/configs"
-	"github.com/paddock-build/paddock/runner"
-	"github.com/paddock-build/paddock/scheduler"
 )
 
 // manifestFiles are the YAML files that hold Kubernetes objects: all but
@@ -166,22 +164,21 @@ func renderedConfigsLoad(objs []object) []error {
 			continue
 		}
 		for key, data := range cm.Data {
-			var cfg any
+			var err error
 			switch key {
 			case "storage.yaml":
 				c := configs.DefaultStorage()
-				cfg = &c
+				err = configs.ParseFile([]byte(data), &c)
 			case "scheduler.yaml":
-				c := scheduler.DefaultConfig()
-				cfg = &c
+				c := configs.DefaultScheduler()
+				err = configs.ParseFile([]byte(data), &c)
 			case "runner.yaml":
-				c := runner.DefaultConfig()
-				cfg = &c
+				c := configs.DefaultRunner()
+				err = configs.ParseFile([]byte(data), &c)
 			default:
-				errs = append(errs, fmt.Errorf("%s: key %s is no role's config", o, key))
-				continue
+				err = fmt.Errorf("key %s is no role's config", key)
 			}
-			if err := configs.Parse([]byte(data), cfg); err != nil {
+			if err != nil {
 				errs = append(errs, fmt.Errorf("%s: %s: %w", o, key, err))
 			}
 		}
@@ -198,16 +195,17 @@ func TestRoleConfigsLoad(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	sched := scheduler.DefaultConfig()
+	sched := configs.DefaultScheduler()
 	if err := configs.Load("base/config/scheduler.yaml", &sched); err != nil {
 		t.Error(err)
-	} else if err := sched.Validate(); err != nil {
+	} else if err := sched.Config().Validate(); err != nil {
 		t.Errorf("base/config/scheduler.yaml: %v", err)
 	}
-	run := runner.DefaultConfig()
-	if err := configs.Load("base/config/runner.yaml", &run); err != nil {
+	file := configs.DefaultRunner()
+	if err := configs.Load("base/config/runner.yaml", &file); err != nil {
 		t.Fatal(err)
 	}
+	run := file.Config()
 	if err := run.Validate(); err != nil {
 		t.Errorf("base/config/runner.yaml: %v", err)
 	}

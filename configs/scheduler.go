@@ -1,0 +1,56 @@
+package configs
+
+import (
+	"time"
+
+	"github.com/paddock-build/paddock/scheduler"
+)
+
+// Scheduler configures `paddock scheduler`, and the scheduler section of
+// `paddock up` (where up sets the addresses itself: they must be empty).
+type Scheduler struct {
+	// Listen is the address clients (Execution, Operations, and storage
+	// forwarded) and, without WorkerListen, workers connect to.
+	Listen string `yaml:"listen"`
+	// WorkerListen, when set, serves the worker protocol and the admin API
+	// on this address instead of Listen, apart from clients.
+	WorkerListen string `yaml:"worker_listen"`
+	// Storage is the REv2 storage endpoint (host:port) holding the CAS and
+	// the action cache; required.
+	Storage string `yaml:"storage"`
+	// Scheduling is how the scheduler behaves; its keys sit at the top
+	// level of the file, beside the addresses.
+	Scheduling `yaml:",inline"`
+}
+
+// Scheduling is the file form of scheduler.Config: the same fields, in the
+// same order, with their keys (the compiler checks it in Config). See
+// scheduler.Config for what each one means.
+type Scheduling struct {
+	MaxActionTimeout      time.Duration `yaml:"max_action_timeout"`
+	DefaultActionTimeout  time.Duration `yaml:"default_action_timeout"`
+	LeaseDuration         time.Duration `yaml:"lease_duration"`
+	ReconnectGrace        time.Duration `yaml:"reconnect_grace"`
+	HeartbeatInterval     time.Duration `yaml:"heartbeat_interval"`
+	TimeoutGrace          time.Duration `yaml:"timeout_grace"`
+	MaxRetries            int           `yaml:"max_retries"`
+	MaxQueuedPerInstance  int           `yaml:"max_queued_per_instance"`
+	CompletedRetention    time.Duration `yaml:"completed_retention"`
+	ExecuteUpdateInterval time.Duration `yaml:"execute_update_interval"`
+	AbandonedGrace        time.Duration `yaml:"abandoned_grace"`
+	TickInterval          time.Duration `yaml:"tick_interval"`
+	RoutingProperties     []string      `yaml:"routing_properties"`
+	ExecutionProperties   []string      `yaml:"execution_properties"`
+	JournalDir            string        `yaml:"journal_dir"`
+	JournalSync           string        `yaml:"journal_sync"`
+}
+
+// DefaultScheduler is the scheduler role's defaults: the scheduler
+// package's own (scheduler.DefaultConfig) and its listen address.
+func DefaultScheduler() Scheduler {
+	return Scheduler{Listen: "localhost:8981", Scheduling: Scheduling(scheduler.DefaultConfig())}
+}
+
+// Config is the scheduler package's form of s. (A conversion, not a copy
+// field by field: it stops compiling when the two types differ.)
+func (s Scheduling) Config() scheduler.Config { return scheduler.Config(s) }

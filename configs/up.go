@@ -1,0 +1,82 @@
+package configs
+
+import (
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"slices"
+)
+
+// Up configures `paddock up`: the farm on one machine. Its sections are
+// the roles' own types, so a section reads as the role's file does. Up
+// lays the farm out under Data and wires the roles together itself, so
+// some keys have up's own defaults or are set by it (see Resolve).
+type Up struct {
+	// Data holds all of the farm's data: DATA/storage (the CAS and action
+	// cache), DATA/assets, DATA/scheduler (the journal), DATA/worker and
+	// DATA/runner. Every directory above it must be searchable by other
+	// users (the sandboxes run as unprivileged uids).
+	Data      string    `yaml:"data"`
+	Storage   Storage   `yaml:"storage"`
+	Scheduler Scheduler `yaml:"scheduler"`
+	Worker    Worker    `yaml:"worker"`
+	Runner    Runner    `yaml:"runner"`
+}
+
+// DefaultUp is up's defaults with its data under data: the roles'
+// defaults, except that the worker runs one action per CPU with a 2GiB
+// file cache (its inputs are linked from the CAS on the same disk), and
+// the directories and addresses that Resolve derives from Data are empty.
+func DefaultUp(data string) Up {
+	u := Up{Data: data, Storage: DefaultStorage(), Scheduler: DefaultScheduler(), Worker: DefaultWorker(), Runner: DefaultRunner()}
+	u.Storage.Dir = ""
+	u.Scheduler.Listen = ""
+	u.Worker.Concurrency = runtime.NumCPU()
+	u.Worker.CacheSize = 2 << 30
+	return u
+}
+
+// Resolve fills what up derives from Data and refuses what up wires
+// itself. It may be called again on its own result (a printed config
+// loads back to the same value):
+//   - storage.dir defaults to DATA/storage, scheduler.journal_dir to
+//     DATA/scheduler, worker.dir to DATA/worker, worker.id to "local";
+//   - runner.socket and runner.state_dir are DATA/runner.sock and
+//     DATA/runner, runner.concurrency is worker.concurrency, and Data is
+//     hidden from actions on the host's root;
+//   - scheduler.listen, scheduler.worker_listen, scheduler.storage,
+//     worker.scheduler, worker.storage and worker.runner must be empty:
+//     clients use storage.listen, and the roles reach each other inside
+//     the process or on sockets under Data.
+func (u *Up) Resolve() error {
+	if !filepath.IsAbs(u.Data) {
+		return fmt.Errorf("data: %q: want an absolute path", u.Data)
+	}
+	for _, w := range []struct{ key, v string }{
+		{"scheduler.listen", u.Scheduler.Listen}, {"scheduler.worker_listen", u.Scheduler.WorkerListen},
+		{"scheduler.storage", u.Scheduler.Storage}, {"worker.scheduler", u.Worker.Scheduler},
+		{"worker.storage", u.Worker.Storage}, {"worker.runner", u.Worker.Runner},
+	} {
+		if w.v != "" {
+			return fmt.Errorf("%s: paddock up wires its roles itself; remove the key (clients use storage.listen)", w.key)
+		}
+	}
+	under := func(p *string, name string) {
+		if *p == "" {
+			*p = filepath.Join(u.Data, name)
+		}
+	}
+	under(&u.Storage.Dir, "storage")
+	under(&u.Scheduler.JournalDir, "scheduler")
+	under(&u.Worker.Dir, "worker")
+	if u.Worker.ID == "" {
+		u.Worker.ID = "local"
+	}
+	u.Runner.Socket = filepath.Join(u.Data, "runner.sock")
+	u.Runner.StateDir = filepath.Join(u.Data, "runner")
+	u.Runner.Concurrency = u.Worker.Concurrency
+	if !slices.Contains(u.Runner.HostHiddenPaths, u.Data) {
+		u.Runner.HostHiddenPaths = append(slices.Clip(u.Runner.HostHiddenPaths), u.Data)
+	}
+	return nil
+}
