@@ -277,7 +277,7 @@ func (f *farm) waitRunnerReady(old int) {
 func hostNetworkConfig(t testing.TB) string {
 	t.Helper()
 	path := filepath.Join(searchableTempDir(t), "runner-host-network.yaml")
-	if err := os.WriteFile(path, []byte("allow_host_network: true\n"), 0o644); err != nil {
+	if err := os.WriteFile(path, []byte("version: 1\nallow_host_network: true\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return path

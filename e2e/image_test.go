@@ -33,7 +33,7 @@ func TestContainerImage(t *testing.T) {
 
 	// The runner may pull from this registry over plain HTTP.
 	cfgPath := filepath.Join(searchableTempDir(t), "runner.yaml")
-	if err := os.WriteFile(cfgPath, []byte("images:\n  insecure: [\""+host+"\"]\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte("version: 1\nimages:\n  insecure: [\""+host+"\"]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	f := startUp(t, "", "--runner-config", cfgPath)

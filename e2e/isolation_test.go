@@ -249,7 +249,7 @@ cat in/data.txt
 func TestEnvironmentDefaults(t *testing.T) {
 	needPaddock(t)
 	cfg := filepath.Join(searchableTempDir(t), "runner.yaml")
-	if err := os.WriteFile(cfg, []byte("default_environment:\n  TZ: UTC\n  LANG: C.UTF-8\n  PATH: /not/this\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte("version: 1\ndefault_environment:\n  TZ: UTC\n  LANG: C.UTF-8\n  PATH: /not/this\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	f := startUp(t, "", "--runner-config", cfg)

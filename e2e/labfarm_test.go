@@ -35,14 +35,14 @@ func startLabFarm(t *testing.T, lab *netlab) *labFarm {
 	f.storage = f.start("storage", "storage", regexp.MustCompile(`^paddock storage listening on (\S+)`),
 		"storage", "--listen", f.storageAddr, "--dir", filepath.Join(f.dir, "storage"), "--insecure")
 	schedCfg := filepath.Join(f.dir, "scheduler.yaml")
-	writeFile(t, schedCfg, "reconnect_grace: 2s\nlease_duration: 10s\nheartbeat_interval: 1s\ntick_interval: 100ms\n", 0o644)
+	writeFile(t, schedCfg, "version: 1\nreconnect_grace: 2s\nlease_duration: 10s\nheartbeat_interval: 1s\ntick_interval: 100ms\n", 0o644)
 	f.sched = f.start("scheduler", "scheduler", regexp.MustCompile(`^paddock scheduler listening on (\S+)`),
 		"scheduler", "--listen", f.schedAddr, "--storage", f.storageAddr, "--config", schedCfg, "--insecure")
 	for i, w := range f.workerNames {
 		home := filepath.Join(f.dir, w)
 		cfg := filepath.Join(home, "runner.yaml")
 		// Runners of their own id ranges and cgroups, as on two machines.
-		writeFile(t, cfg, "socket: "+filepath.Join(home, "runner.sock")+"\nstate_dir: "+filepath.Join(home, "runner")+
+		writeFile(t, cfg, "version: 1\nsocket: "+filepath.Join(home, "runner.sock")+"\nstate_dir: "+filepath.Join(home, "runner")+
 			"\nmax_sandboxes: 8\nid_base: "+[]string{"1000000", "2000000"}[i]+
 			"\nsandbox:\n  cgroup_parent: paddock-e2e-"+w+"\n", 0o644)
 		f.runners = append(f.runners, f.start("runner-"+w, w, runnerReady, "runner", "--config", cfg, "--hide", home))

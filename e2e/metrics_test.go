@@ -38,7 +38,7 @@ func TestMetrics(t *testing.T) {
 		imagetest.Dir("bin"), imagetest.File("bin/busybox", string(bb), 0o755), imagetest.Symlink("bin/sh", "busybox"))
 	imageRef := imagetest.Push(t, host, "e2e/metrics:1", imagetest.Image(t, "linux/"+runtime.GOARCH, v1.Config{Env: []string{"PATH=/bin"}}, layer))
 	cfgPath := filepath.Join(searchableTempDir(t), "runner.yaml")
-	if err := os.WriteFile(cfgPath, []byte("allow_host_network: true # the gate is on the host's loopback\npids_limit: 32\nimages:\n  insecure: [\""+host+"\"]\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte("version: 1\nallow_host_network: true # the gate is on the host's loopback\npids_limit: 32\nimages:\n  insecure: [\""+host+"\"]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	f, httpAddr := startUpHTTP(t, "--runner-config", cfgPath, "--concurrency", "1", "--cas-size", "4MiB", "--log-format", "json")

@@ -21,7 +21,7 @@ func TestResourceLimitsReported(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "runner.yaml")
 	// /tmp larger than the memory limit, so that filling it ends the
 	// whole sandbox by the OOM killer.
-	yaml := "default_memory_limit: 64MiB\ntmp_size: 1GiB\npids_limit: 64\ndisk_quota: 64MiB\n"
+	yaml := "version: 1\ndefault_memory_limit: 64MiB\ntmp_size: 1GiB\npids_limit: 64\ndisk_quota: 64MiB\n"
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -34,7 +34,7 @@ func TestStorageRunsFromItsImage(t *testing.T) {
 		t.Fatalf("paddock images build: %v\n%s", err, out)
 	}
 	cfgPath := filepath.Join(dir, "runner.yaml")
-	if err := os.WriteFile(cfgPath, []byte("allow_host_network: true # the storage role in the sandbox listens on the host's loopback\nimages:\n  insecure: [\""+host+"\"]\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, []byte("version: 1\nallow_host_network: true # the storage role in the sandbox listens on the host's loopback\nimages:\n  insecure: [\""+host+"\"]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	f := startUp(t, "", "--runner-config", cfgPath)

@@ -59,7 +59,7 @@ func startRolesOn(t testing.TB, dir, workDir, schedConfig string, journal bool, 
 	t.Helper()
 	r := &roles{t: t, sock: filepath.Join(dir, "runner.sock"), workDir: workDir, storage: storage, storageAddr: storageAddr}
 	cfg := filepath.Join(dir, "scheduler.yaml")
-	if err := os.WriteFile(cfg, []byte(schedConfig+"lease_duration: 10s\nheartbeat_interval: 1s\ntick_interval: 100ms\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte("version: 1\n"+schedConfig+"lease_duration: 10s\nheartbeat_interval: 1s\ntick_interval: 100ms\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r.schedArgs = []string{"scheduler", "--storage", r.storageAddr, "--config", cfg}

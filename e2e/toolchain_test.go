@@ -129,7 +129,7 @@ var runnerReady = regexp.MustCompile(`^paddock runner listening on (\S+)`)
 func writeRunnerConfig(t *testing.T, shared, extra string) string {
 	t.Helper()
 	cfg := filepath.Join(shared, "runner.yaml")
-	writeFile(t, cfg, "socket: "+filepath.Join(shared, "run/runner.sock")+"\nstate_dir: "+filepath.Join(shared, "runner")+
+	writeFile(t, cfg, "version: 1\nsocket: "+filepath.Join(shared, "run/runner.sock")+"\nstate_dir: "+filepath.Join(shared, "runner")+
 		"\nsandbox:\n  cgroup_parent: paddock-e2e-capabilities\n"+extra, 0o644)
 	return cfg
 }

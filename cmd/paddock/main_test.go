@@ -75,7 +75,7 @@ func start(t *testing.T, args ...string) (string, *exec.Cmd) {
 func TestStorageCommandServesFromConfig(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "storage.yaml")
-	os.WriteFile(cfg, []byte("listen: 127.0.0.1:0\ndir: "+filepath.Join(dir, "data")+"\nmax_batch_total_size_bytes: 2MiB\n"), 0o644)
+	os.WriteFile(cfg, []byte("version: 1\nlisten: 127.0.0.1:0\ndir: "+filepath.Join(dir, "data")+"\nmax_batch_total_size_bytes: 2MiB\n"), 0o644)
 	addr, cmd := start(t, "storage", "--config", cfg)
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -100,7 +100,7 @@ func TestStorageCommandServesFromConfig(t *testing.T) {
 
 func TestStorageCommandRefusesUnknownConfigKeys(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "storage.yaml")
-	os.WriteFile(cfg, []byte("listen: 127.0.0.1:0\nmax_bytse: 1GiB\n"), 0o644)
+	os.WriteFile(cfg, []byte("version: 1\nlisten: 127.0.0.1:0\nmax_bytse: 1GiB\n"), 0o644)
 	out, err := exec.Command(binary, "storage", "--config", cfg).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "max_bytse") {
 		t.Fatalf("unknown key accepted or not named: %v\n%s", err, out)

@@ -16,10 +16,11 @@ import (
 // help shows it as the default).
 
 // loadRoleConfig returns def() with the file named by the command line's
-// --config (if any) loaded over it.
+// --config (if any) loaded over it. With -h it reads no file: the flag set
+// then prints the help.
 func loadRoleConfig[T any](args []string, def func() T) (T, error) {
 	cfg := def()
-	if path := flagArg(args, "config"); path != "" {
+	if path := flagArg(args, "config"); path != "" && !helpAsked(args) {
 		if err := configs.Load(path, &cfg); err != nil {
 			return cfg, err
 		}
@@ -47,6 +48,19 @@ func flagArg(args []string, name string) string {
 		}
 	}
 	return v
+}
+
+// helpAsked reports whether args ask for the help, before any "--".
+func helpAsked(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help", "--h":
+			return true
+		}
+	}
+	return false
 }
 
 // configFlags are the flags every role with a config file takes: --config

@@ -126,12 +126,12 @@ func loadUpConfig(args []string) (configs.Up, error) {
 	if err != nil {
 		return cfg, err
 	}
-	if path := flagArg(args, "runner-config"); path != "" {
+	if path := flagArg(args, "runner-config"); path != "" && !helpAsked(args) {
 		if err := configs.Load(path, &cfg.Runner); err != nil {
 			return cfg, err
 		}
 	}
-	if path := flagArg(args, "storage-config"); path != "" {
+	if path := flagArg(args, "storage-config"); path != "" && !helpAsked(args) {
 		st := configs.DefaultStorage()
 		if err := configs.Load(path, &st); err != nil {
 			return cfg, err
