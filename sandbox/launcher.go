@@ -10,8 +10,9 @@ import (
 )
 
 // Options configure a Launcher. The zero value is the native launcher with
-// defaults. They are plain Go options: the file form is the runner's
-// config (runner.SandboxConfig).
+// defaults. They are plain Go options: the file form is the sandbox
+// section of the runner's config (configs.RunnerSandbox, converted to this
+// type).
 type Options struct {
 	// Runtime is the path of an external OCI runtime (runc, crun, runsc)
 	// to run bundles with. Empty selects the native launcher.

@@ -37,17 +37,13 @@ func runScheduler(ctx context.Context, args []string) error {
 	fs.Usage = func() { fmt.Fprint(os.Stderr, schedulerUsage); fs.PrintDefaults() }
 	var cf configFlags
 	cf.register(fs, "configs/scheduler.yaml")
-	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to serve Execution, Operations and the worker protocol on (listen)")
-	fs.StringVar(&cfg.Storage, "storage", cfg.Storage, "address of the REv2 storage (CAS and action cache); required (storage)")
+	registerSchedulerFlags(fs, &cfg)
 	httpAddr := fs.String("http-listen", "", httpListenUsage)
 	logFormat := fs.String("log-format", "text", logFormatUsage)
-	fs.StringVar(&cfg.WorkerListen, "worker-listen", cfg.WorkerListen, "serve the worker protocol and the admin API on this address instead of --listen, apart from clients (worker_listen)")
 	var sec serverSecurity
 	sec.register(fs)
 	var dial dialSecurity // to storage
 	dial.register(fs)
-	fs.StringVar(&cfg.JournalDir, "journal-dir", cfg.JournalDir, "keep the scheduler's state in a journal in this directory, so a restart keeps its operations (journal_dir)")
-	fs.StringVar(&cfg.JournalSync, "journal-sync", cfg.JournalSync, "when a journal record counts as written: fsync or write (journal_sync)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -111,6 +107,16 @@ func runScheduler(ctx context.Context, args []string) error {
 	// Worker streams and Execute streams never end by themselves: end the
 	// worker sessions first.
 	return serveUntilDone(ctx, g, lis, func() { obs.health.Shutdown(); s.Close() })
+}
+
+// registerSchedulerFlags adds the scheduler's flags that set its config
+// to fs, each writing into cfg.
+func registerSchedulerFlags(fs *flag.FlagSet, cfg *configs.Scheduler) {
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "address to serve Execution, Operations and the worker protocol on (listen)")
+	fs.StringVar(&cfg.Storage, "storage", cfg.Storage, "address of the REv2 storage (CAS and action cache); required (storage)")
+	fs.StringVar(&cfg.WorkerListen, "worker-listen", cfg.WorkerListen, "serve the worker protocol and the admin API on this address instead of --listen, apart from clients (worker_listen)")
+	fs.StringVar(&cfg.JournalDir, "journal-dir", cfg.JournalDir, "keep the scheduler's state in a journal in this directory, so a restart keeps its operations (journal_dir)")
+	fs.StringVar(&cfg.JournalSync, "journal-sync", cfg.JournalSync, "when a journal record counts as written: fsync or write (journal_sync)")
 }
 
 // loadSchedulerConfig is the defaults, then the --config file if any.

@@ -36,33 +36,16 @@ func runUp(ctx context.Context, args []string) error {
 	fs.Usage = func() { fmt.Fprint(os.Stderr, upUsage); fs.PrintDefaults() }
 	var cf configFlags
 	cf.register(fs, "configs/up.yaml")
-	fs.StringVar(&cfg.Data, "data", cfg.Data, "directory for all of the farm's data (data)")
-	fs.StringVar(&cfg.Storage.Listen, "listen", cfg.Storage.Listen, "gRPC address for clients (REv2) and the worker protocol (storage.listen)")
-	byteSizeFlag(fs, &cfg.Storage.MaxBytes, "cas-size", "size bound of the CAS (storage.max_bytes)")
-	byteSizeFlag(fs, &cfg.Worker.CacheSize, "file-cache-size", "size bound of the worker's copies of executable inputs (worker.cache_size)")
-	fs.String("runner-config", "", "a runner config file (see configs/runner.yaml), loaded over the runner section of --config")
-	fs.String("storage-config", "", "a storage config file (see configs/storage.yaml): its backend (or remote) replaces the storage section's")
-	assetFlags(fs, &cfg.Storage.Assets)
+	registerUpFlags(fs, &cfg)
 	pprofAddr := fs.String("pprof-listen", "", pprofFlagUsage+"; the runner child then serves its own on the same host, port 0 (both addresses are logged)")
-	registerWorkerFlags(fs, &cfg.Worker)
 	httpAddr := fs.String("http-listen", "127.0.0.1:8990", httpListenUsage+"; the runner child's metrics are served here too")
 	logFormat := fs.String("log-format", "text", logFormatUsage)
 	sec := newServerSecurity(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if cfg.Data, err = filepath.Abs(cfg.Data); err != nil {
+	if err := resolveUpConfig(&cfg); err != nil {
 		return err
-	}
-	if err := cfg.Resolve(); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	if err := cfg.Scheduler.Config().Validate(); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	rc := cfg.Runner.Config()
-	if err := rc.Validate(); err != nil {
-		return fmt.Errorf("config: runner: %w", err)
 	}
 	if cf.print {
 		return printConfig(os.Stdout, cfg)
@@ -114,6 +97,40 @@ func runUp(ctx context.Context, args []string) error {
 		return fmt.Errorf("worker: %w", err)
 	}
 	logger.Info("paddock stopped")
+	return nil
+}
+
+// registerUpFlags adds up's flags that set its config to fs, each
+// writing into cfg.
+func registerUpFlags(fs *flag.FlagSet, cfg *configs.Up) {
+	fs.StringVar(&cfg.Data, "data", cfg.Data, "directory for all of the farm's data (data)")
+	fs.StringVar(&cfg.Storage.Listen, "listen", cfg.Storage.Listen, "gRPC address for clients (REv2) and the worker protocol (storage.listen)")
+	byteSizeFlag(fs, &cfg.Storage.MaxBytes, "cas-size", "size bound of the CAS (storage.max_bytes)")
+	byteSizeFlag(fs, &cfg.Worker.CacheSize, "file-cache-size", "size bound of the worker's copies of executable inputs (worker.cache_size)")
+	fs.String("runner-config", "", "a runner config file (see configs/runner.yaml), loaded over the runner section of --config")
+	fs.String("storage-config", "", "a storage config file (see configs/storage.yaml): its backend (or remote) replaces the storage section's")
+	assetFlags(fs, &cfg.Storage.Assets)
+	registerWorkerFlags(fs, &cfg.Worker)
+}
+
+// resolveUpConfig makes the data directory absolute, derives up's layout
+// from it (configs.Up.Resolve) and validates the sections the packages
+// check.
+func resolveUpConfig(cfg *configs.Up) error {
+	var err error
+	if cfg.Data, err = filepath.Abs(cfg.Data); err != nil {
+		return err
+	}
+	if err := cfg.Resolve(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if err := cfg.Scheduler.Config().Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	rc := cfg.Runner.Config()
+	if err := rc.Validate(); err != nil {
+		return fmt.Errorf("config: runner: %w", err)
+	}
 	return nil
 }
 
