@@ -67,9 +67,6 @@ func TestExampleFilesLoad(t *testing.T) {
 	wantRun.DefaultEnvironment = map[string]string{}
 	wantRun.AcceptedProperties = []string{}
 	wantRun.Images.Insecure = []string{}
-	wantRun.Images.RefreshTags = 5 * time.Minute
-	wantRun.Sandbox.CgroupParent = "paddock-sandbox"
-	wantRun.Sandbox.KillGrace = 2 * time.Second
 	wantRun.Sandbox.RuntimeArgs = []string{}
 	if !reflect.DeepEqual(run, wantRun) {
 		t.Errorf("runner.yaml:\n%+v\nwant the defaults:\n%+v", run, wantRun)
@@ -156,9 +153,14 @@ func fillNonZero(t *testing.T, v reflect.Value, path string) {
 	case reflect.Float64:
 		v.SetFloat(1.5)
 	case reflect.Slice:
-		v.Set(reflect.ValueOf([]string{"x" + path}))
+		v.Set(reflect.MakeSlice(v.Type(), 1, 1))
+		fillNonZero(t, v.Index(0), path+"[0]")
 	case reflect.Map:
-		v.Set(reflect.ValueOf(map[string]string{"K": "v" + path}))
+		k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
+		fillNonZero(t, k, path+".key")
+		fillNonZero(t, e, path+".value")
+		v.Set(reflect.MakeMap(v.Type()))
+		v.SetMapIndex(k, e)
 	default:
 		t.Fatalf("%s: fill a %s", path, v.Kind())
 	}

@@ -85,6 +85,10 @@ type Options struct {
 	Clock clock.Clock
 }
 
+// DefaultRefreshTags is RefreshTags when zero, written once: the runner's
+// config starts from it too.
+const DefaultRefreshTags = 5 * time.Minute
+
 // Credentials authenticate to one registry: a username and password, or
 // an identity (refresh) token.
 type Credentials struct {
@@ -119,7 +123,7 @@ func (o Options) withDefaults() (Options, v1.Platform, error) {
 		return o, v1.Platform{}, fmt.Errorf("images: platform %q: want os/arch[/variant]", o.Platform)
 	}
 	if o.RefreshTags == 0 {
-		o.RefreshTags = 5 * time.Minute
+		o.RefreshTags = DefaultRefreshTags
 	}
 	if o.AccessTTL == 0 {
 		o.AccessTTL = 5 * time.Minute

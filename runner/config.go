@@ -199,6 +199,8 @@ func DefaultConfig() Config {
 		MaxSandboxes:    64,
 		IDBase:          1_000_000,
 		HostHiddenPaths: append([]string(nil), defaultHostHiddenPaths...),
+		Images:          ImagesConfig{RefreshTags: images.DefaultRefreshTags},
+		Sandbox:         sandbox.DefaultOptions(),
 	}
 }
 

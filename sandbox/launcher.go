@@ -43,26 +43,33 @@ type Options struct {
 	Executable string
 }
 
-const (
-	defaultCgroupParent = "paddock-sandbox"
-	defaultKillGrace    = 2 * time.Second
-	defaultOutputLimit  = 64 << 20
-	defaultWarmInits    = 2
-)
+// DefaultOptions is the one place the launcher's defaults are written:
+// withDefaults fills zero fields from it, and the runner's config starts
+// from it, so `paddock runner --print-config` shows them. (RuntimeRoot's
+// default depends on the runtime, Executable's on the process: left
+// empty.)
+func DefaultOptions() Options {
+	return Options{CgroupParent: "paddock-sandbox", KillGrace: 2 * time.Second, OutputLimit: 64 << 20, WarmInits: defaultWarmInits}
+}
+
+// defaultWarmInits is DefaultOptions' WarmInits (the stress tests count
+// warm inits against it).
+const defaultWarmInits = 2
 
 func (o Options) withDefaults() Options {
+	def := DefaultOptions()
 	if o.CgroupParent == "" {
-		o.CgroupParent = defaultCgroupParent
+		o.CgroupParent = def.CgroupParent
 	}
 	if o.KillGrace <= 0 {
-		o.KillGrace = defaultKillGrace
+		o.KillGrace = def.KillGrace
 	}
 	if o.OutputLimit <= 0 {
-		o.OutputLimit = defaultOutputLimit
+		o.OutputLimit = def.OutputLimit
 	}
 	switch {
 	case o.WarmInits == 0:
-		o.WarmInits = defaultWarmInits
+		o.WarmInits = def.WarmInits
 	case o.WarmInits < 0:
 		o.WarmInits = 0
 	}
