@@ -126,3 +126,41 @@ func systemdInvocations(t *testing.T) []invocation {
 	}
 	return out
 }
+
+// TestDeployConfigFilesLoad: every deployment command line that names a
+// config file under /etc/paddock runs with that file as the deployment
+// ships it (the Kubernetes ConfigMaps' sources in base/config, the
+// examples in configs/ for the systemd units, whose docs say to copy
+// them) and --print-config: the real flag parsing, loading and
+// validation accept the pair.
+func TestDeployConfigFilesLoad(t *testing.T) {
+	checked := 0
+	for _, inv := range append(kubernetesInvocations(t), systemdInvocations(t)...) {
+		dir := "../../configs/"
+		if strings.Contains(inv.source, "kubernetes") {
+			dir = "../../deploy/kubernetes/base/config/"
+		}
+		var args []string
+		named := false
+		for _, a := range inv.args {
+			flag, value, eq := strings.Cut(a, "=")
+			if rest, ok := strings.CutPrefix(value, "/etc/paddock/"); eq && ok {
+				a, named = flag+"="+dir+rest, true
+			} else if rest, ok := strings.CutPrefix(a, "/etc/paddock/"); ok {
+				a, named = dir+rest, true
+			}
+			args = append(args, a)
+		}
+		if !named {
+			continue
+		}
+		checked++
+		out, err := exec.Command(binary, append(args, "--print-config")...).CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "version: 1\n") {
+			t.Errorf("%s: paddock %s --print-config: %v\n%s", inv.source, strings.Join(args, " "), err, out)
+		}
+	}
+	if checked < 6 {
+		t.Fatalf("only %d deployment command lines name a config file", checked)
+	}
+}

@@ -129,6 +129,7 @@ func TestConfigRefusedByTheRoles(t *testing.T) {
 		role, file, want string
 	}{
 		{"storage", "listen: a:1\n", "line 1: no version key"},
+		{"storage", "version: 1\nbackend: {disk: {max_bytes: 1GiB}}\n", "backend.disk.dir: must be set"},
 		{"worker", "version: 2\n", `line 1: version "2"`},
 		{"scheduler", "version: 1\nlease_duration: 0s\n", "lease_duration must be positive"},
 		{"runner", "version: 1\nstate_dir: rel\n", "state_dir"},

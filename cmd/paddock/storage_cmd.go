@@ -39,6 +39,11 @@ func runStorage(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if b, err := storageBackend(cfg); err != nil {
+		return err
+	} else if err := b.Validate("backend"); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
 	if cf.print {
 		return printConfig(os.Stdout, cfg)
 	}
