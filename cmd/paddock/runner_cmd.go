@@ -19,8 +19,9 @@ import (
 // [--config FILE] [--socket PATH] [--state DIR] [--concurrency N]
 // [--hide PATH]... [--print-config]`. It needs
 // root (user namespaces with id ranges, cgroups, chown of input roots).
-// `paddock up` starts it as a child with the same command line, hiding its
-// data directory (worker build directories, CAS) from host-root sandboxes.
+// `paddock up` starts it as a child with its runner section written to a
+// file, which hides up's data directory (worker build directories, CAS)
+// from host-root sandboxes.
 func runRunner(ctx context.Context, args []string) error {
 	file, err := loadRoleConfig(args, configs.DefaultRunner)
 	if err != nil {

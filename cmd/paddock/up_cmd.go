@@ -86,7 +86,7 @@ func runUp(ctx context.Context, args []string) error {
 	err = serveWorker(farm, workerSetup{
 		cfg: cfg.Worker, platform: properties(cfg.Worker.Platform),
 		schedulerAddr: "unix://" + filepath.Join(cfg.Data, "scheduler.sock"), runnerSocket: sock, cas: ep.cas, ac: ep.ac, local: ep.local, logger: logger,
-		partitionOf: partitionOf(ep.policy), tenantOf: tenantOf(ep.policy), obs: ep.obs, healthService: workerHealthService,
+		partitionOf: filePartitions(ep.policy, cfg.Worker.FileCachePerInstance), tenantOf: tenantOf(ep.policy), obs: ep.obs, healthService: workerHealthService,
 	})
 	stopFarm()
 	<-runnerDone
@@ -134,8 +134,8 @@ func resolveUpConfig(cfg *configs.Up) error {
 	return nil
 }
 
-// loadUpConfig is up's defaults (data under defaultDataDir, or under the
-// command line's --data), then the --config file, then the files of
+// loadUpConfig is up's defaults (data under defaultDataDir), then the
+// --config file, then the files of
 // --runner-config (over the runner section) and --storage-config (its
 // backend only, as before the sections existed).
 func loadUpConfig(args []string) (configs.Up, error) {

@@ -75,10 +75,7 @@ func runWorker(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	files := partitionOf(policy)
-	if cfg.FileCachePerInstance {
-		files = perInstance(true) // finer than the partitions
-	}
+	files := filePartitions(policy, cfg.FileCachePerInstance)
 	dialOpts, err := dial.dialOptions(logger)
 	if err != nil {
 		return err
@@ -178,6 +175,16 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 		return nil // stopped (Ctrl-C): the client gave back what it held
 	}
 	return err
+}
+
+// filePartitions is how a worker (of the worker role or of up) keeps its
+// file cache apart: per instance name when its config asks (finer than
+// the partitions), else per CAS partition of the policy (nil: shared).
+func filePartitions(policy *auth.Policy, perInstanceName bool) func(string) string {
+	if perInstanceName {
+		return perInstance(true)
+	}
+	return partitionOf(policy)
 }
 
 // perInstance keys the file cache by instance name when on: finer than the
