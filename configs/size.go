@@ -55,8 +55,14 @@ func (b ByteSize) String() string {
 	return strconv.FormatInt(int64(b), 10)
 }
 
-// MarshalYAML implements yaml.Marshaler: sizes print as they are written.
-func (b ByteSize) MarshalYAML() (any, error) { return b.String(), nil }
+// MarshalYAML implements yaml.Marshaler: sizes print as they are written
+// (10GiB), a plain number of bytes as a number.
+func (b ByteSize) MarshalYAML() (any, error) {
+	if s := b.String(); strings.HasSuffix(s, "B") {
+		return s, nil
+	}
+	return int64(b), nil
+}
 
 // Set implements flag.Value, so a flag can set a size in a config.
 func (b *ByteSize) Set(s string) error {
