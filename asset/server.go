@@ -54,16 +54,24 @@ type Server struct {
 	push  *pushServer
 }
 
+// The defaults of FetchTimeout and MaxFetchBytes, written once: New fills
+// zero fields with them, and the storage config (configs.DefaultStorage)
+// starts from them.
+const (
+	DefaultFetchTimeout  = 5 * time.Minute
+	DefaultMaxFetchBytes = 1 << 30
+)
+
 // New builds the services; the record directory is created if needed.
 func New(opts Options) (*Server, error) {
 	if opts.CAS == nil || opts.Dir == "" {
 		return nil, fmt.Errorf("asset: a CAS and a directory are required")
 	}
 	if opts.FetchTimeout <= 0 {
-		opts.FetchTimeout = 5 * time.Minute
+		opts.FetchTimeout = DefaultFetchTimeout
 	}
 	if opts.MaxFetchBytes <= 0 {
-		opts.MaxFetchBytes = 1 << 30
+		opts.MaxFetchBytes = DefaultMaxFetchBytes
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paddock-build/paddock/asset"
 	"github.com/paddock-build/paddock/runner"
 	"github.com/paddock-build/paddock/sandbox"
 	"github.com/paddock-build/paddock/scheduler"
@@ -111,6 +112,9 @@ func TestDefaultsAreThePackages(t *testing.T) {
 	if s.MaxBatchTotalSizeBytes != storage.DefaultMaxBatchTotalSizeBytes || s.MaxInlineBytes != storage.DefaultMaxInlineBytes ||
 		s.UploadIdleTimeout != storage.DefaultUploadIdleTimeout {
 		t.Errorf("storage server limits %+v differ from the storage package's", s)
+	}
+	if s.Assets.FetchTimeout != asset.DefaultFetchTimeout || s.Assets.MaxFetchBytes != asset.DefaultMaxFetchBytes {
+		t.Errorf("assets %+v differ from the asset package's defaults", s.Assets)
 	}
 }
 

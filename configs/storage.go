@@ -3,6 +3,7 @@ package configs
 import (
 	"time"
 
+	"github.com/paddock-build/paddock/asset"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -81,6 +82,6 @@ func DefaultStorage() Storage {
 		MaxInlineBytes:         storage.DefaultMaxInlineBytes,
 		UploadIdleTimeout:      storage.DefaultUploadIdleTimeout,
 		CheckCompleteness:      true,
-		Assets:                 Assets{FetchTimeout: 5 * time.Minute, MaxFetchBytes: 1 << 30},
+		Assets:                 Assets{FetchTimeout: asset.DefaultFetchTimeout, MaxFetchBytes: asset.DefaultMaxFetchBytes},
 	}
 }
