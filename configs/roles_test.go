@@ -68,6 +68,7 @@ func TestExampleFilesLoad(t *testing.T) {
 	wantRun.DefaultEnvironment = map[string]string{}
 	wantRun.AcceptedProperties = []string{}
 	wantRun.Images.Insecure = []string{}
+	wantRun.Images.Tenants = map[string]RunnerTenantImages{}
 	wantRun.Sandbox.RuntimeArgs = []string{}
 	if !reflect.DeepEqual(run, wantRun) {
 		t.Errorf("runner.yaml:\n%+v\nwant the defaults:\n%+v", run, wantRun)

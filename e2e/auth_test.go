@@ -217,7 +217,7 @@ workers:
 	creds := filepath.Join(t.TempDir(), "everyone.json")
 	writeFile(t, creds, reg.DockerConfig("everyone-robot", "pass"), 0o600)
 	runnerCfg := filepath.Join(dir, "runner.yaml")
-	writeFile(t, runnerCfg, fmt.Sprintf("images:\n  insecure: [%q]\n  tenants:\n    everyone: {docker_config: %s}\n", reg.Host, creds), 0o644)
+	writeFile(t, runnerCfg, fmt.Sprintf("version: 1\nimages:\n  insecure: [%q]\n  tenants:\n    everyone: {docker_config: %s}\n", reg.Host, creds), 0o644)
 	runnerProc, _ := startProcess(t, "runner", regexp.MustCompile(`^paddock runner listening on (\S+)`),
 		"runner", "--config", runnerCfg, "--socket", filepath.Join(dir, "runner.sock"), "--state", filepath.Join(dir, "runner"), "--hide", workDir)
 	workerProc, _ := startProcess(t, "worker", nil, append([]string{"worker", "--id", "w1", "--scheduler", workerAddr, "--storage", storageAddr,

@@ -62,7 +62,7 @@ func TestPrivateImagesPerTenant(t *testing.T) {
 	writeFile(t, alphaCreds, reg.DockerConfig("alpha-robot", "alpha-pass"), 0o600)
 	writeFile(t, betaCreds, `{"auths":{}}`, 0o600)
 	runnerCfg := filepath.Join(searchableTempDir(t), "runner.yaml")
-	writeFile(t, runnerCfg, fmt.Sprintf("images:\n  insecure: [%q]\n  tenants:\n    alpha: {docker_config: %s}\n    beta: {docker_config: %s}\n",
+	writeFile(t, runnerCfg, fmt.Sprintf("version: 1\nimages:\n  insecure: [%q]\n  tenants:\n    alpha: {docker_config: %s}\n    beta: {docker_config: %s}\n",
 		reg.Host, alphaCreds, betaCreds), 0o644)
 	f := startUp(t, "", "--tls-cert", p.server.Cert, "--tls-key", p.server.Key, "--auth", policy, "--runner-config", runnerCfg)
 

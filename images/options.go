@@ -85,9 +85,12 @@ type Options struct {
 	Clock clock.Clock
 }
 
-// DefaultRefreshTags is RefreshTags when zero, written once: the runner's
-// config starts from it too.
-const DefaultRefreshTags = 5 * time.Minute
+// DefaultRefreshTags and DefaultAccessTTL are RefreshTags and AccessTTL
+// when zero, written once: the runner's config starts from them too.
+const (
+	DefaultRefreshTags = 5 * time.Minute
+	DefaultAccessTTL   = 5 * time.Minute
+)
 
 // Credentials authenticate to one registry: a username and password, or
 // an identity (refresh) token.
@@ -126,7 +129,7 @@ func (o Options) withDefaults() (Options, v1.Platform, error) {
 		o.RefreshTags = DefaultRefreshTags
 	}
 	if o.AccessTTL == 0 {
-		o.AccessTTL = 5 * time.Minute
+		o.AccessTTL = DefaultAccessTTL
 	}
 	for t, c := range o.Tenants {
 		if t == "" || c.DockerConfig == "" {

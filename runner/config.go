@@ -199,7 +199,7 @@ func DefaultConfig() Config {
 		MaxSandboxes:    64,
 		IDBase:          1_000_000,
 		HostHiddenPaths: append([]string(nil), defaultHostHiddenPaths...),
-		Images:          ImagesConfig{RefreshTags: images.DefaultRefreshTags},
+		Images:          ImagesConfig{RefreshTags: images.DefaultRefreshTags, AccessTTL: images.DefaultAccessTTL},
 		Sandbox:         sandbox.DefaultOptions(),
 	}
 }
