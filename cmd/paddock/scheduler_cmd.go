@@ -47,15 +47,8 @@ func runScheduler(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if err := cfg.Config().Validate(); err != nil {
+	if done, err := finishSchedulerConfig(cfg, cf, fs); done {
 		return err
-	}
-	if cf.print {
-		return printConfig(os.Stdout, cfg)
-	}
-	if cfg.Storage == "" {
-		fs.Usage()
-		return errors.New("--storage is required")
 	}
 	logger, err := newLogger(os.Stderr, *logFormat)
 	if err != nil {
@@ -107,6 +100,22 @@ func runScheduler(ctx context.Context, args []string) error {
 	// Worker streams and Execute streams never end by themselves: end the
 	// worker sessions first.
 	return serveUntilDone(ctx, g, lis, func() { obs.health.Shutdown(); s.Close() })
+}
+
+// finishSchedulerConfig validates the effective config and, with
+// --print-config, prints it; done reports that the command ends here.
+func finishSchedulerConfig(cfg configs.Scheduler, cf configFlags, fs *flag.FlagSet) (done bool, err error) {
+	if err := cfg.Config().Validate(); err != nil {
+		return true, err
+	}
+	if cf.print {
+		return true, printConfig(os.Stdout, cfg)
+	}
+	if cfg.Storage == "" {
+		fs.Usage()
+		return true, errors.New("--storage is required")
+	}
+	return false, nil
 }
 
 // registerSchedulerFlags adds the scheduler's flags that set its config
