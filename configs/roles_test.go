@@ -366,14 +366,16 @@ func TestRunnerRefusals(t *testing.T) {
 // secret is a file path (…_file, docker_config) or a hash (…_sha256), so
 // --print-config never prints one.
 func TestNoInlineSecrets(t *testing.T) {
+	seen := map[reflect.Type]bool{} // the backend tree is recursive
 	var walk func(reflect.Type, string)
 	walk = func(ty reflect.Type, path string) {
-		for ty.Kind() == reflect.Pointer || ty.Kind() == reflect.Slice {
+		for ty.Kind() == reflect.Pointer || ty.Kind() == reflect.Slice || ty.Kind() == reflect.Map {
 			ty = ty.Elem()
 		}
-		if ty.Kind() != reflect.Struct {
+		if ty.Kind() != reflect.Struct || seen[ty] {
 			return
 		}
+		seen[ty] = true
 		for i := range ty.NumField() {
 			f := ty.Field(i)
 			key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
