@@ -79,6 +79,7 @@ func startUpEndpoint(cfg configs.Up, sec serverSecurity, logger *slog.Logger) (*
 		MaxBatchTotalSizeBytes: int64(cfg.Storage.MaxBatchTotalSizeBytes),
 		MaxInlineBytes:         int64(cfg.Storage.MaxInlineBytes),
 		UploadIdleTimeout:      cfg.Storage.UploadIdleTimeout,
+		SkipCompletenessChecks: !cfg.Storage.CheckCompleteness,
 	})
 	// DATA/assets, not storage.dir/assets as in the storage role: where
 	// up has always kept them.
