@@ -31,7 +31,8 @@ func TestBazelS3Backend(t *testing.T) {
 		t.Fatal(err)
 	}
 	config := filepath.Join(dir, "storage.yaml")
-	if err := os.WriteFile(config, []byte(`backend:
+	if err := os.WriteFile(config, []byte(`version: 1
+backend:
   s3:
     endpoint: "`+srv.Endpoint+`"
     bucket: `+bucket+`
