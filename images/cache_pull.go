@@ -190,11 +190,7 @@ func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, ori
 	if cfg.OS != "" && cfg.OS != "linux" {
 		return fmt.Errorf("image is for %s, not linux", cfg.OS)
 	}
-	layers, err := img.Layers()
-	if err != nil {
-		return fmt.Errorf("layers: %w", err)
-	}
-	diffIDs, err := layerDiffIDs(layers)
+	layers, diffIDs, err := imageLayers(img)
 	if err != nil {
 		return err
 	}
@@ -222,6 +218,19 @@ func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, ori
 	}
 	c.mu.Unlock()
 	return nil
+}
+
+// imageLayers returns img's layers and their diffIDs (layerDiffIDs).
+func imageLayers(img v1.Image) ([]v1.Layer, []string, error) {
+	layers, err := img.Layers()
+	if err != nil {
+		return nil, nil, fmt.Errorf("layers: %w", err)
+	}
+	diffIDs, err := layerDiffIDs(layers)
+	if err != nil {
+		return nil, nil, err
+	}
+	return layers, diffIDs, nil
 }
 
 // layerDiffIDs returns the layers' diffIDs, each checked to be a digest we

@@ -46,11 +46,7 @@ func (c *Cache) serves(digest string, ref Reference) bool {
 // which img (fetched from that repository) describes: every layer it
 // names must come from there too.
 func (c *Cache) adoptImage(ctx context.Context, img v1.Image, digest string, ref Reference, tenant string, kc authn.Keychain) error {
-	layers, err := img.Layers()
-	if err != nil {
-		return fmt.Errorf("layers: %w", err)
-	}
-	diffIDs, err := layerDiffIDs(layers)
+	layers, diffIDs, err := imageLayers(img)
 	if err != nil {
 		return err
 	}

@@ -455,16 +455,24 @@ func TestDedupOf50ConcurrentExecutes(t *testing.T) {
 	}
 }
 
-func TestDrainWorkerOverGRPC(t *testing.T) {
+// startOneSlotWorkerWithTwoActions starts a farm whose one worker, of one
+// slot, holds the first of two actions (gated by g) while the second is
+// queued.
+func startOneSlotWorkerWithTwoActions(t *testing.T) (*farm, context.Context, *gate, *testWorker) {
 	f := startFarm(t, testConfig(), "", nil, nil)
 	ctx := ctxTimeout(t)
 	g := newGate()
 	w := startTestWorker(t, f.addr, "w", 1, g.run("w"))
 	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	t.Cleanup(cancel)
 	must(f.exec.Execute(sctx, executeRequest(f.action(t, "1", nil))))
 	must(f.exec.Execute(sctx, executeRequest(f.action(t, "2", nil))))
 	w.waitFor(t, "an action", func() bool { return len(w.c.Held()) == 1 })
+	return f, ctx, g, w
+}
+
+func TestDrainWorkerOverGRPC(t *testing.T) {
+	f, ctx, g, w := startOneSlotWorkerWithTwoActions(t)
 	resp, err := f.admin.DrainWorker(ctx, &workerpb.DrainWorkerRequest{WorkerId: "w"})
 	if err != nil || resp.Idle || resp.Running != 1 {
 		t.Fatalf("DrainWorker = %v, %v; want 1 running", resp, err)
@@ -491,15 +499,7 @@ func TestDrainWorkerOverGRPC(t *testing.T) {
 }
 
 func TestUndrainWorkerOverGRPC(t *testing.T) {
-	f := startFarm(t, testConfig(), "", nil, nil)
-	ctx := ctxTimeout(t)
-	g := newGate()
-	w := startTestWorker(t, f.addr, "w", 1, g.run("w"))
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	must(f.exec.Execute(sctx, executeRequest(f.action(t, "1", nil))))
-	must(f.exec.Execute(sctx, executeRequest(f.action(t, "2", nil))))
-	w.waitFor(t, "an action", func() bool { return len(w.c.Held()) == 1 })
+	f, ctx, g, w := startOneSlotWorkerWithTwoActions(t)
 	if _, err := f.admin.DrainWorker(ctx, &workerpb.DrainWorkerRequest{WorkerId: "w"}); err != nil {
 		t.Fatal(err)
 	}
