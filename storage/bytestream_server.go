@@ -150,7 +150,12 @@ func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.B
 		return err
 	}
 	defer r.Close()
-	send := &chunkSender{send: func(b []byte) error { return stream.Send(&bytestream.ReadResponse{Data: b}) }}
+	remaining := d.SizeBytes() - req.ReadOffset
+	if req.ReadLimit > 0 {
+		remaining = min(remaining, req.ReadLimit)
+	}
+	send := newChunkSender(remaining, func(b []byte) error { return stream.Send(&bytestream.ReadResponse{Data: b}) })
+	defer send.release()
 	if rn.Compressor == repb.Compressor_ZSTD {
 		enc, err := zstd.NewWriter(send, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 		if err != nil {
@@ -175,39 +180,6 @@ func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.B
 		return err
 	}
 	return send.flush()
-}
-
-// chunkSender batches writes into messages of streamChunkBytes.
-type chunkSender struct {
-	send func([]byte) error
-	buf  []byte
-}
-
-func (c *chunkSender) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		if c.buf == nil {
-			c.buf = make([]byte, 0, streamChunkBytes)
-		}
-		m := min(len(p), streamChunkBytes-len(c.buf))
-		c.buf = append(c.buf, p[:m]...)
-		p = p[m:]
-		if len(c.buf) == streamChunkBytes {
-			if err := c.flush(); err != nil {
-				return 0, err
-			}
-		}
-	}
-	return n, nil
-}
-
-func (c *chunkSender) flush() error {
-	if len(c.buf) == 0 {
-		return nil
-	}
-	err := c.send(c.buf)
-	c.buf = c.buf[:0]
-	return err
 }
 
 func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error {
