@@ -6,11 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-
-	"google.golang.org/grpc"
 )
 
 // roleFlags are the flags every serving role (storage, scheduler, worker,
@@ -55,18 +52,4 @@ func (rf *roleFlags) startHTTP(ctx context.Context, role string, obs *observabil
 	// Tests and scripts read the address from this line on stdout.
 	fmt.Printf("paddock %s http listening on %s\n", role, got)
 	return nil
-}
-
-// listenAndServe serves g on the TCP address addr until ctx ends (see
-// serveUntilDone), after logging the address it listens on with attrs
-// and printing it.
-func listenAndServe(ctx context.Context, role string, g *grpc.Server, addr string, logger *slog.Logger, attrs []any, beforeStop func()) error {
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	logger.Info(role+" serving", append([]any{"address", lis.Addr().String()}, attrs...)...)
-	// Tests and scripts read the address from this line on stdout.
-	fmt.Printf("paddock %s listening on %s\n", role, lis.Addr())
-	return serveUntilDone(ctx, g, lis, beforeStop)
 }

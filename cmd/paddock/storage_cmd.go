@@ -125,6 +125,20 @@ func dialStorage(addr string, dial []grpc.DialOption) (*grpc.ClientConn, error) 
 	return conn, nil
 }
 
+// listenAndServe serves g on the TCP address addr until ctx ends (see
+// serveUntilDone), after logging the address it listens on with attrs
+// and printing it.
+func listenAndServe(ctx context.Context, role string, g *grpc.Server, addr string, logger *slog.Logger, attrs []any, beforeStop func()) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	logger.Info(role+" serving", append([]any{"address", lis.Addr().String()}, attrs...)...)
+	// Tests and scripts read the address from this line on stdout.
+	fmt.Printf("paddock %s listening on %s\n", role, lis.Addr())
+	return serveUntilDone(ctx, g, lis, beforeStop)
+}
+
 // serveUntilDone serves g on lis until ctx is cancelled, then runs
 // beforeStop (if any: it sets the health service NOT_SERVING, so probes
 // and balancers stop sending work, and ends streams that never end by
