@@ -6,7 +6,9 @@ import (
 	"strings"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -34,6 +36,17 @@ func readsFetchStatus(ctx context.Context) bool {
 		return false
 	}
 	return bazelAtLeast81(rm.GetToolDetails().GetToolName(), rm.GetToolDetails().GetToolVersion())
+}
+
+// fetchReply applies readsFetchStatus to a Fetch call's answer, for both
+// methods in one place: a response carrying a failure becomes the call's
+// error unless the client reads it.
+func fetchReply[R interface{ GetStatus() *rpcstatus.Status }](ctx context.Context, resp R, err error) (R, error) {
+	if err == nil && resp.GetStatus().GetCode() != 0 && !readsFetchStatus(ctx) {
+		var none R
+		return none, status.FromProto(resp.GetStatus()).Err()
+	}
+	return resp, err
 }
 
 // bazelAtLeast81 is true for tool "bazel" with a release version of 8.1 or

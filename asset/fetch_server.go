@@ -66,10 +66,7 @@ func expiresAt(r record) *timestamppb.Timestamp {
 // http(s) URI that works; a failure is reported as readsFetchStatus says.
 func (s *fetchServer) FetchBlob(ctx context.Context, req *rapb.FetchBlobRequest) (*rapb.FetchBlobResponse, error) {
 	resp, err := s.fetchBlob(storage.WithInstance(ctx, req.InstanceName), req)
-	if err == nil && resp.Status.GetCode() != 0 && !readsFetchStatus(ctx) {
-		return nil, status.FromProto(resp.Status).Err()
-	}
-	return resp, err
+	return fetchReply(ctx, resp, err)
 }
 
 func (s *fetchServer) fetchBlob(ctx context.Context, req *rapb.FetchBlobRequest) (*rapb.FetchBlobResponse, error) {
@@ -196,10 +193,7 @@ func (s *fetchServer) download(ctx context.Context, uri string, sum *checksum, f
 // unpack archives from origin.
 func (s *fetchServer) FetchDirectory(ctx context.Context, req *rapb.FetchDirectoryRequest) (*rapb.FetchDirectoryResponse, error) {
 	resp, err := s.fetchDirectory(storage.WithInstance(ctx, req.InstanceName), req)
-	if err == nil && resp.Status.GetCode() != 0 && !readsFetchStatus(ctx) {
-		return nil, status.FromProto(resp.Status).Err()
-	}
-	return resp, err
+	return fetchReply(ctx, resp, err)
 }
 
 func (s *fetchServer) fetchDirectory(ctx context.Context, req *rapb.FetchDirectoryRequest) (*rapb.FetchDirectoryResponse, error) {

@@ -26,26 +26,16 @@ type pushServer struct {
 }
 
 func (s *pushServer) PushBlob(ctx context.Context, req *rapb.PushBlobRequest) (*rapb.PushBlobResponse, error) {
-	ctx = storage.WithInstance(ctx, req.InstanceName) // the CAS partition
-	rec, err := s.prepare(ctx, pushRequest{kindBlob, req.Uris, req.Qualifiers, req.ExpireAt, req.DigestFunction,
-		req.BlobDigest, "blob_digest", req.ReferencesBlobs, req.ReferencesDirectories})
-	if err != nil {
-		return nil, err
-	}
-	if err := s.idx.store(req.InstanceName, kindBlob, req.Uris, req.Qualifiers, rec); err != nil {
+	if err := s.push(ctx, req.InstanceName, pushRequest{kindBlob, req.Uris, req.Qualifiers, req.ExpireAt, req.DigestFunction,
+		req.BlobDigest, "blob_digest", req.ReferencesBlobs, req.ReferencesDirectories}); err != nil {
 		return nil, err
 	}
 	return &rapb.PushBlobResponse{}, nil
 }
 
 func (s *pushServer) PushDirectory(ctx context.Context, req *rapb.PushDirectoryRequest) (*rapb.PushDirectoryResponse, error) {
-	ctx = storage.WithInstance(ctx, req.InstanceName) // the CAS partition
-	rec, err := s.prepare(ctx, pushRequest{kindDirectory, req.Uris, req.Qualifiers, req.ExpireAt, req.DigestFunction,
-		req.RootDirectoryDigest, "root_directory_digest", req.ReferencesBlobs, req.ReferencesDirectories})
-	if err != nil {
-		return nil, err
-	}
-	if err := s.idx.store(req.InstanceName, kindDirectory, req.Uris, req.Qualifiers, rec); err != nil {
+	if err := s.push(ctx, req.InstanceName, pushRequest{kindDirectory, req.Uris, req.Qualifiers, req.ExpireAt, req.DigestFunction,
+		req.RootDirectoryDigest, "root_directory_digest", req.ReferencesBlobs, req.ReferencesDirectories}); err != nil {
 		return nil, err
 	}
 	return &rapb.PushDirectoryResponse{}, nil
@@ -61,6 +51,18 @@ type pushRequest struct {
 	digest             *repb.Digest
 	field              string // the digest's field, for messages
 	refBlobs, refTrees []*repb.Digest
+}
+
+// push validates p and stores its record for instance, whose CAS
+// partition its content must be in: PushBlob and PushDirectory differ only
+// in the fields p is made of.
+func (s *pushServer) push(ctx context.Context, instance string, p pushRequest) error {
+	ctx = storage.WithInstance(ctx, instance) // the CAS partition
+	rec, err := s.prepare(ctx, p)
+	if err != nil {
+		return err
+	}
+	return s.idx.store(instance, p.kind, p.uris, p.qualifiers, rec)
 }
 
 // prepare validates a push and returns the record to store.

@@ -39,10 +39,8 @@ func (p *Policy) PartitionOf(instance string) string {
 	if p == nil {
 		return ""
 	}
-	for _, o := range p.owners {
-		if coversInstance(o.prefix, instance) {
-			return o.partition
-		}
+	if o, ok := p.ownerOf(instance); ok {
+		return o.partition
 	}
 	return UnownedPartition
 }
@@ -57,12 +55,21 @@ func (p *Policy) TenantOf(instance string) string {
 	if p == nil {
 		return ""
 	}
+	o, _ := p.ownerOf(instance)
+	return o.tenant
+}
+
+// ownerOf is the owner of an instance name: the first of p.owners (kept
+// longest prefix first) whose prefix covers it; ok is false when no
+// tenant owns it. PartitionOf and TenantOf both ask it, so they never
+// disagree about whose a name is.
+func (p *Policy) ownerOf(instance string) (o owner, ok bool) {
 	for _, o := range p.owners {
 		if coversInstance(o.prefix, instance) {
-			return o.tenant
+			return o, true
 		}
 	}
-	return ""
+	return owner{}, false
 }
 
 // Principal is an authenticated caller as the policy sees it.

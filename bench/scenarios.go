@@ -141,41 +141,35 @@ func (c *Client) CAS(ctx context.Context, n int, size int, findCalls int) ([]*Re
 		blobs[i] = client.NewBlob(data)
 	}
 	// A fresh group per phase: a group's context ends with its Wait.
+	// The upload and download phases are one loop (perBlob): each blob
+	// is a sample of the phase's bytes, timed around op.
 	group := func() (*errgroup.Group, context.Context) {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(c.opts.Concurrency)
 		return g, gctx
 	}
-	g, gctx := group()
-	up := c.newRecorder("cas-upload", n)
-	for _, b := range blobs {
-		g.Go(func() error {
-			start := time.Now()
-			if err := c.rc.Write(gctx, b); err != nil {
-				up.fail(err)
+	perBlob := func(scenario string, op func(ctx context.Context, b client.Blob) error) *Report {
+		g, gctx := group()
+		rec := c.newRecorder(scenario, n)
+		for _, b := range blobs {
+			g.Go(func() error {
+				start := time.Now()
+				if err := op(gctx, b); err != nil {
+					rec.fail(err)
+					return nil
+				}
+				rec.okBytes(time.Since(start), b.Digest.SizeBytes())
 				return nil
-			}
-			up.okBytes(time.Since(start), b.Digest.SizeBytes())
-			return nil
-		})
+			})
+		}
+		g.Wait()
+		return rec.report()
 	}
-	g.Wait()
-	upRep := up.report()
-	g, gctx = group()
-	down := c.newRecorder("cas-download", n)
-	for _, b := range blobs {
-		g.Go(func() error {
-			start := time.Now()
-			if _, err := c.rc.Read(gctx, b.Digest); err != nil {
-				down.fail(err)
-				return nil
-			}
-			down.okBytes(time.Since(start), b.Digest.SizeBytes())
-			return nil
-		})
-	}
-	g.Wait()
-	downRep := down.report()
+	upRep := perBlob("cas-upload", c.rc.Write)
+	downRep := perBlob("cas-download", func(ctx context.Context, b client.Blob) error {
+		_, err := c.rc.Read(ctx, b.Digest)
+		return err
+	})
 	req := &repb.FindMissingBlobsRequest{InstanceName: c.opts.Instance}
 	for i := range 10000 {
 		if i%2 == 0 && i/2 < len(blobs) {
@@ -184,7 +178,7 @@ func (c *Client) CAS(ctx context.Context, n int, size int, findCalls int) ([]*Re
 			req.BlobDigests = append(req.BlobDigests, client.NewBlob([]byte(fmt.Sprintf("absent %s %d", c.run, i))).Digest.Proto())
 		}
 	}
-	g, gctx = group()
+	g, gctx := group()
 	find := c.newRecorder("cas-findmissing", findCalls)
 	for range findCalls {
 		g.Go(func() error {

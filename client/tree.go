@@ -73,17 +73,26 @@ func (t *Tree) dir(parts []string, full string) (*treeDir, error) {
 	return d, nil
 }
 
-// AddFile adds a file at p. Adding the same content again is a no-op.
-func (t *Tree) AddFile(p string, b Blob, executable bool) error {
+// parent is the directory that holds p's last element, made as needed,
+// and that element's name: where AddFile and AddSymlink put their node.
+func (t *Tree) parent(p string) (*treeDir, string, error) {
 	parts, err := CleanPath(p)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	d, err := t.dir(parts[:len(parts)-1], p)
 	if err != nil {
+		return nil, "", err
+	}
+	return d, parts[len(parts)-1], nil
+}
+
+// AddFile adds a file at p. Adding the same content again is a no-op.
+func (t *Tree) AddFile(p string, b Blob, executable bool) error {
+	d, name, err := t.parent(p)
+	if err != nil {
 		return err
 	}
-	name := parts[len(parts)-1]
 	if old := d.files[name]; old != nil {
 		if old.Digest.GetHash() != b.Digest.Hash() || old.IsExecutable != executable {
 			return fmt.Errorf("%s added twice with different content", p)
@@ -100,15 +109,10 @@ func (t *Tree) AddFile(p string, b Blob, executable bool) error {
 
 // AddSymlink adds a symlink at p pointing at target.
 func (t *Tree) AddSymlink(p, target string) error {
-	parts, err := CleanPath(p)
+	d, name, err := t.parent(p)
 	if err != nil {
 		return err
 	}
-	d, err := t.dir(parts[:len(parts)-1], p)
-	if err != nil {
-		return err
-	}
-	name := parts[len(parts)-1]
 	if d.files[name] != nil || d.dirs[name] != nil {
 		return fmt.Errorf("%s added twice, as a symlink and as something else", p)
 	}

@@ -73,15 +73,11 @@ func flattenLayer(t *tree, l flatLayer) error {
 }
 
 func mergeEntry(t *tree, src, rel string, d fs.DirEntry) error {
-	pfd, base, err := t.parent(rel, false)
-	if err != nil {
-		return parentError(err)
-	}
-	defer unix.Close(pfd)
-	st, ok, err := lstatAt(pfd, base)
+	pfd, base, st, ok, err := t.lstatEntry(rel, false)
 	if err != nil {
 		return err
 	}
+	defer unix.Close(pfd)
 	if d.IsDir() {
 		info, err := d.Info()
 		if err != nil {

@@ -1,6 +1,10 @@
 package images
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paddock-build/paddock/internal/prom"
+)
 
 // metrics are the cache's Prometheus collectors. They always exist, so the
 // code never checks for nil; they are registered (once New has succeeded)
@@ -21,43 +25,25 @@ type metrics struct {
 
 func newMetrics() *metrics {
 	m := &metrics{
-		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paddock_images_lookups_total",
-			Help: "Rootfs requests, by whether the image was already cached and resolved.",
-		}, []string{"result"}),
-		pulls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paddock_images_pulls_total",
-			Help: "Image resolutions and pulls from a registry, by result.",
-		}, []string{"result"}),
-		pullSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "paddock_images_pull_seconds",
-			Help:    "Time to resolve, download and unpack an image.",
-			Buckets: prometheus.ExponentialBuckets(0.01, 4, 9),
-		}),
-		pulledBytes: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "paddock_images_pulled_bytes_total",
-			Help: "Compressed layer bytes downloaded from registries.",
-		}),
-		layers: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "paddock_images_layers_unpacked_total",
-			Help: "Layers unpacked into the cache (pulled or loaded).",
-		}),
-		evictions: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "paddock_images_evictions_total",
-			Help: "Images evicted from the cache to respect its size bound.",
-		}),
-		cachedBytes: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "paddock_images_cached_bytes",
-			Help: "Unpacked size of the cached layers.",
-		}),
-		imagesInUse: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "paddock_images_in_use",
-			Help: "Images held by at least one Rootfs.",
-		}),
-		accessChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paddock_images_access_checks_total",
-			Help: "Registry requests checking a tenant's access to a cached image, by result (allowed, denied, error).",
-		}, []string{"result"}),
+		lookups: prom.CounterVec("paddock_images_lookups_total",
+			"Rootfs requests, by whether the image was already cached and resolved.", "result"),
+		pulls: prom.CounterVec("paddock_images_pulls_total",
+			"Image resolutions and pulls from a registry, by result.", "result"),
+		pullSeconds: prom.Histogram("paddock_images_pull_seconds",
+			"Time to resolve, download and unpack an image.",
+			prometheus.ExponentialBuckets(0.01, 4, 9)),
+		pulledBytes: prom.Counter("paddock_images_pulled_bytes_total",
+			"Compressed layer bytes downloaded from registries."),
+		layers: prom.Counter("paddock_images_layers_unpacked_total",
+			"Layers unpacked into the cache (pulled or loaded)."),
+		evictions: prom.Counter("paddock_images_evictions_total",
+			"Images evicted from the cache to respect its size bound."),
+		cachedBytes: prom.Gauge("paddock_images_cached_bytes",
+			"Unpacked size of the cached layers."),
+		imagesInUse: prom.Gauge("paddock_images_in_use",
+			"Images held by at least one Rootfs."),
+		accessChecks: prom.CounterVec("paddock_images_access_checks_total",
+			"Registry requests checking a tenant's access to a cached image, by result (allowed, denied, error).", "result"),
 	}
 	return m
 }

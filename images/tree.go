@@ -127,6 +127,23 @@ func (t *tree) mkdirAll(rel string) error {
 	return unix.Close(fd)
 }
 
+// lstatEntry opens the directory that holds rel (made, with its parents,
+// when create is set) and lstats rel's last component in it: how both the
+// unpacker and the flattener start to replace one entry with another, so
+// both reach it the same way, without symlinks. A parent that cannot be
+// reached is explained by parentError. The caller closes pfd (-1 on error).
+func (t *tree) lstatEntry(rel string, create bool) (pfd int, base string, st unix.Stat_t, ok bool, err error) {
+	pfd, base, err = t.parent(rel, create)
+	if err != nil {
+		return -1, "", st, false, parentError(err)
+	}
+	if st, ok, err = lstatAt(pfd, base); err != nil {
+		unix.Close(pfd)
+		return -1, "", st, false, err
+	}
+	return pfd, base, st, ok, nil
+}
+
 // lstat reports what is at base inside the directory dirfd, or ok=false.
 func lstatAt(dirfd int, base string) (st unix.Stat_t, ok bool, err error) {
 	err = unix.Fstatat(dirfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)

@@ -231,15 +231,11 @@ func (u *unpacker) entry(t *tree, tr *tar.Reader, hdr *tar.Header, meta *layerMe
 // mkdir makes the directory name, replacing a non-directory of the same
 // name written earlier in the layer.
 func (u *unpacker) mkdir(t *tree, name string) error {
-	pfd, base, err := t.parent(name, true)
-	if err != nil {
-		return parentError(err)
-	}
-	defer unix.Close(pfd)
-	st, ok, err := lstatAt(pfd, base)
+	pfd, base, st, ok, err := t.lstatEntry(name, true)
 	if err != nil {
 		return err
 	}
+	defer unix.Close(pfd)
 	if ok && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/internal/clock"
+	"github.com/paddock-build/paddock/internal/prom"
 )
 
 // Metrics are the runner's Prometheus metrics about the sandboxes it runs:
@@ -28,24 +29,16 @@ type Metrics struct {
 // UnaryServerInterceptor on the runner's gRPC server.
 func NewMetrics() *Metrics {
 	return &Metrics{
-		startSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "paddock_runner_sandbox_start_seconds",
-			Help:    "Time from a Run request to the action's command starting in its sandbox (rootfs, id slot, spec, namespaces, cgroup).",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
-		}),
-		ends: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paddock_runner_actions_total",
-			Help: "Actions run, by how they ended: exited, timeout, oom_killed, pids_limit, cancelled, error (the runner could not run it).",
-		}, []string{"end"}),
-		cpuSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paddock_runner_action_cpu_seconds_total",
-			Help: "CPU time used by actions in their sandboxes, by mode (user, system).",
-		}, []string{"mode"}),
-		peakMemory: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "paddock_runner_action_peak_memory_bytes",
-			Help:    "Peak memory of each action's sandbox (its cgroup's, or the command's max RSS where the cgroup does not say).",
-			Buckets: prometheus.ExponentialBuckets(1<<20, 4, 9),
-		}),
+		startSeconds: prom.Histogram("paddock_runner_sandbox_start_seconds",
+			"Time from a Run request to the action's command starting in its sandbox (rootfs, id slot, spec, namespaces, cgroup).",
+			prometheus.ExponentialBuckets(0.001, 2, 14)),
+		ends: prom.CounterVec("paddock_runner_actions_total",
+			"Actions run, by how they ended: exited, timeout, oom_killed, pids_limit, cancelled, error (the runner could not run it).", "end"),
+		cpuSeconds: prom.CounterVec("paddock_runner_action_cpu_seconds_total",
+			"CPU time used by actions in their sandboxes, by mode (user, system).", "mode"),
+		peakMemory: prom.Histogram("paddock_runner_action_peak_memory_bytes",
+			"Peak memory of each action's sandbox (its cgroup's, or the command's max RSS where the cgroup does not say).",
+			prometheus.ExponentialBuckets(1<<20, 4, 9)),
 		clock: clock.Real{},
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/internal/prom"
 )
 
 // metrics are the scheduler's Prometheus collectors. The counters and the
@@ -30,19 +31,13 @@ var workerStates = []string{"idle", "busy", "draining", "leaving", "disconnected
 
 func newMetrics() *metrics {
 	return &metrics{
-		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "paddock_scheduler_queue_wait_seconds",
-			Help:    "Time from an execution's queueing to its dispatch to a worker, by instance name.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
-		}, []string{"instance"}),
-		dispatches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paddock_scheduler_dispatches_total",
-			Help: "Executions handed to a worker (retries included), by instance name.",
-		}, []string{"instance"}),
-		retries: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "paddock_scheduler_retries_total",
-			Help: "Executions requeued because their worker was lost or could not run them.",
-		}),
+		queueWait: prom.HistogramVec("paddock_scheduler_queue_wait_seconds",
+			"Time from an execution's queueing to its dispatch to a worker, by instance name.",
+			prometheus.ExponentialBuckets(0.001, 4, 10), "instance"),
+		dispatches: prom.CounterVec("paddock_scheduler_dispatches_total",
+			"Executions handed to a worker (retries included), by instance name.", "instance"),
+		retries: prom.Counter("paddock_scheduler_retries_total",
+			"Executions requeued because their worker was lost or could not run them."),
 		queued: prometheus.NewDesc("paddock_scheduler_queued_actions",
 			"Executions waiting for a worker, by queue (instance name and routing platform).", []string{"instance", "platform"}, nil),
 		running: prometheus.NewDesc("paddock_scheduler_running_actions",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"strings"
+	"time"
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -71,40 +72,44 @@ func (o *operationsService) ListOperations(ctx context.Context, req *longrunning
 }
 
 func (o *operationsService) DeleteOperation(ctx context.Context, req *longrunningpb.DeleteOperationRequest) (*emptypb.Empty, error) {
-	o.s.mu.Lock()
-	if err := o.s.checkOwner(ctx, req.Name); err != nil {
-		o.s.mu.Unlock()
-		return nil, err
-	}
-	if err := o.s.core.Delete(o.s.clock.Now(), req.Name); err != nil {
-		o.s.mu.Unlock()
-		return nil, err
-	}
-	o.s.followers.forget(req.Name)
-	seq := o.s.apply()
-	o.s.mu.Unlock()
-	if err := o.s.waitDurable(ctx, seq); err != nil {
+	err := o.change(ctx, req.Name, func(now time.Time) error {
+		if err := o.s.core.Delete(now, req.Name); err != nil {
+			return err
+		}
+		o.s.followers.forget(req.Name)
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil
 }
 
 func (o *operationsService) CancelOperation(ctx context.Context, req *longrunningpb.CancelOperationRequest) (*emptypb.Empty, error) {
-	o.s.mu.Lock()
-	if err := o.s.checkOwner(ctx, req.Name); err != nil {
-		o.s.mu.Unlock()
-		return nil, err
-	}
-	if err := o.s.core.Cancel(o.s.clock.Now(), req.Name); err != nil {
-		o.s.mu.Unlock()
-		return nil, err
-	}
-	seq := o.s.apply()
-	o.s.mu.Unlock()
-	if err := o.s.waitDurable(ctx, seq); err != nil {
+	if err := o.change(ctx, req.Name, func(now time.Time) error { return o.s.core.Cancel(now, req.Name) }); err != nil {
 		return nil, err
 	}
 	return &emptypb.Empty{}, nil
+}
+
+// change makes a change to the operation name for its owner only: under
+// the scheduler's lock it checks the caller owns name, runs do at the
+// clock's time and applies the core's effects; then it waits until they
+// are durable. DeleteOperation and CancelOperation are both this, so they
+// check ownership and persist the same way.
+func (o *operationsService) change(ctx context.Context, name string, do func(now time.Time) error) error {
+	o.s.mu.Lock()
+	if err := o.s.checkOwner(ctx, name); err != nil {
+		o.s.mu.Unlock()
+		return err
+	}
+	if err := do(o.s.clock.Now()); err != nil {
+		o.s.mu.Unlock()
+		return err
+	}
+	seq := o.s.apply()
+	o.s.mu.Unlock()
+	return o.s.waitDurable(ctx, seq)
 }
 
 // WaitOperation waits until the operation is done, the request's timeout

@@ -22,11 +22,7 @@ type actionCacheServer struct {
 
 func (s *actionCacheServer) GetActionResult(ctx context.Context, req *repb.GetActionResultRequest) (*repb.ActionResult, error) {
 	ctx = WithInstance(ctx, req.InstanceName)
-	fn, err := digest.CheckFunction(req.DigestFunction)
-	if err != nil {
-		return nil, err
-	}
-	d, err := digest.FromProto(fn, req.ActionDigest, "action_digest")
+	fn, d, err := actionKey(req.DigestFunction, req.ActionDigest)
 	if err != nil {
 		return nil, err
 	}
@@ -44,6 +40,18 @@ func (s *actionCacheServer) GetActionResult(ctx context.Context, req *repb.GetAc
 		return nil, err
 	}
 	return result, nil
+}
+
+// actionKey is a request's digest function and action digest, checked:
+// GetActionResult and UpdateActionResult name the entry the same way, and
+// refuse a bad one with the same INVALID_ARGUMENT.
+func actionKey(df repb.DigestFunction_Value, pd *repb.Digest) (digest.Function, digest.Digest, error) {
+	fn, err := digest.CheckFunction(df)
+	if err != nil {
+		return fn, digest.Digest{}, err
+	}
+	d, err := digest.FromProto(fn, pd, "action_digest")
+	return fn, d, err
 }
 
 // checkComplete is CheckComplete, unless the front checks (a shard node).
@@ -107,11 +115,7 @@ func (s *actionCacheServer) inline(ctx context.Context, fn digest.Function, req 
 
 func (s *actionCacheServer) UpdateActionResult(ctx context.Context, req *repb.UpdateActionResultRequest) (*repb.ActionResult, error) {
 	ctx = WithInstance(ctx, req.InstanceName)
-	fn, err := digest.CheckFunction(req.DigestFunction)
-	if err != nil {
-		return nil, err
-	}
-	d, err := digest.FromProto(fn, req.ActionDigest, "action_digest")
+	fn, d, err := actionKey(req.DigestFunction, req.ActionDigest)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/prom"
 )
 
 // MeteredBlobStore counts what passes through a BlobStore for Prometheus:
@@ -27,14 +28,10 @@ type MeteredBlobStore struct {
 
 // NewMeteredBlobStore wraps inner. Register the result's Collectors.
 func NewMeteredBlobStore(inner BlobStore) *MeteredBlobStore {
-	bytes := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "paddock_storage_cas_bytes_total",
-		Help: "Blob bytes read from and written to the CAS by its clients, by direction (read, write).",
-	}, []string{"direction"})
-	bad := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "paddock_storage_verification_failures_total",
-		Help: "Blobs whose bytes did not match their digest: stored ones found corrupt on read (read), uploads refused (write).",
-	}, []string{"direction"})
+	bytes := prom.CounterVec("paddock_storage_cas_bytes_total",
+		"Blob bytes read from and written to the CAS by its clients, by direction (read, write).", "direction")
+	bad := prom.CounterVec("paddock_storage_verification_failures_total",
+		"Blobs whose bytes did not match their digest: stored ones found corrupt on read (read), uploads refused (write).", "direction")
 	return &MeteredBlobStore{
 		inner: inner,
 		read:  bytes.WithLabelValues("read"), written: bytes.WithLabelValues("write"),

@@ -34,17 +34,7 @@ func DefaultInputLimits() InputLimits {
 }
 
 func (l InputLimits) withDefaults() InputLimits {
-	def := DefaultInputLimits()
-	if l.MaxDepth <= 0 {
-		l.MaxDepth = def.MaxDepth
-	}
-	if l.MaxFiles <= 0 {
-		l.MaxFiles = def.MaxFiles
-	}
-	if l.MaxBytes <= 0 {
-		l.MaxBytes = def.MaxBytes
-	}
-	return l
+	return InputLimits(treeLimits(l).withDefaults(treeLimits(DefaultInputLimits())))
 }
 
 // treeSize is a subtree's expanded size: its entries, the bytes of its

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/paddock-build/paddock/internal/clock"
+	"github.com/paddock-build/paddock/internal/prom"
 )
 
 // Metrics are the worker's Prometheus metrics: how long each stage of an
@@ -27,11 +28,9 @@ type Metrics struct {
 // NewMetrics returns the worker's metrics over its file cache.
 func NewMetrics(files *FileCache) *Metrics {
 	return &Metrics{
-		stageSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "paddock_worker_stage_seconds",
-			Help:    "Time each action spends in a stage on the worker: fetch, input_root, run, upload, and total.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 11),
-		}, []string{"stage"}),
+		stageSeconds: prom.HistogramVec("paddock_worker_stage_seconds",
+			"Time each action spends in a stage on the worker: fetch, input_root, run, upload, and total.",
+			prometheus.ExponentialBuckets(0.0005, 4, 11), "stage"),
 		files: files,
 		clock: clock.Real{},
 		links: prometheus.NewDesc("paddock_worker_input_files_linked_total",

@@ -270,17 +270,7 @@ func DefaultOutputLimits() OutputLimits {
 }
 
 func (l OutputLimits) withDefaults() OutputLimits {
-	def := DefaultOutputLimits()
-	if l.MaxDepth <= 0 {
-		l.MaxDepth = def.MaxDepth
-	}
-	if l.MaxFiles <= 0 {
-		l.MaxFiles = def.MaxFiles
-	}
-	if l.MaxBytes <= 0 {
-		l.MaxBytes = def.MaxBytes
-	}
-	return l
+	return OutputLimits(treeLimits(l).withDefaults(treeLimits(DefaultOutputLimits())))
 }
 
 // count counts one output entry of size bytes (0 for directories and

@@ -43,22 +43,11 @@ func runImages(ctx context.Context, args []string) error {
 }
 
 func runImagesLoad(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("images load", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), imagesUsage); fs.PrintDefaults() }
-	cacheDir := fs.String("cache", "", "the runner's image cache directory (required)")
-	platform := fs.String("platform", "", "platform picked from multi-platform images (default linux/<this machine>)")
-	if err := fs.Parse(args); err != nil {
+	fs, c := newImageCacheFlagSet("images load")
+	if err := c.parse(fs, args, "FILE"); err != nil {
 		return err
 	}
-	if *cacheDir == "" || fs.NArg() == 0 {
-		fs.Usage()
-		return errors.New("--cache and at least one FILE are required")
-	}
-	cache, err := images.New(images.Options{
-		Dir:      *cacheDir,
-		Platform: *platform,
-		Logger:   slog.New(slog.NewTextHandler(os.Stderr, nil)),
-	})
+	cache, err := c.open(nil)
 	if err != nil {
 		return err
 	}
@@ -82,23 +71,13 @@ func runImagesLoad(ctx context.Context, args []string) error {
 // (images.Cache.Rootfs): the check that an image an action or a deployment
 // names can be pulled, verified and unpacked here.
 func runImagesPull(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("images pull", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), imagesUsage); fs.PrintDefaults() }
-	cacheDir := fs.String("cache", "", "the runner's image cache directory (required)")
-	platform := fs.String("platform", "", "platform picked from multi-platform images (default linux/<this machine>)")
+	fs, c := newImageCacheFlagSet("images pull")
 	var insecure stringsList
 	fs.Var(&insecure, "insecure", "registry HOST[:PORT] reachable over plain HTTP (repeatable)")
-	if err := fs.Parse(args); err != nil {
+	if err := c.parse(fs, args, "IMAGE"); err != nil {
 		return err
 	}
-	if *cacheDir == "" || fs.NArg() == 0 {
-		fs.Usage()
-		return errors.New("--cache and at least one IMAGE are required")
-	}
-	cache, err := images.New(images.Options{
-		Dir: *cacheDir, Platform: *platform, Insecure: insecure,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
-	})
+	cache, err := c.open(insecure)
 	if err != nil {
 		return err
 	}
@@ -119,4 +98,44 @@ func runImagesPull(ctx context.Context, args []string) error {
 		rootfs.Release()
 	}
 	return nil
+}
+
+// imageCacheFlags are the flags `images load` and `images pull` share:
+// the cache they unpack into and the platform they pick, read and checked
+// the same way for both.
+type imageCacheFlags struct {
+	dir, platform string
+}
+
+// newImageCacheFlagSet is the subcommand name's flag set with
+// imageCacheFlags registered.
+func newImageCacheFlagSet(name string) (*flag.FlagSet, *imageCacheFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), imagesUsage); fs.PrintDefaults() }
+	c := &imageCacheFlags{}
+	fs.StringVar(&c.dir, "cache", "", "the runner's image cache directory (required)")
+	fs.StringVar(&c.platform, "platform", "", "platform picked from multi-platform images (default linux/<this machine>)")
+	return fs, c
+}
+
+// parse parses args and requires --cache and at least one argument (an
+// operand, named in the error).
+func (c *imageCacheFlags) parse(fs *flag.FlagSet, args []string, operand string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if c.dir == "" || fs.NArg() == 0 {
+		fs.Usage()
+		return fmt.Errorf("--cache and at least one %s are required", operand)
+	}
+	return nil
+}
+
+// open opens the cache, which may reach the insecure registries over
+// plain HTTP.
+func (c *imageCacheFlags) open(insecure []string) (*images.Cache, error) {
+	return images.New(images.Options{
+		Dir: c.dir, Platform: c.platform, Insecure: insecure,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+	})
 }

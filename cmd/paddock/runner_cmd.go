@@ -27,13 +27,9 @@ func runRunner(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fs := flag.NewFlagSet("runner", flag.ContinueOnError)
-	var cf configFlags
-	cf.register(fs, "configs/runner.yaml")
+	fs, rf := newRoleFlagSet("runner", "", "configs/runner.yaml")
 	registerRunnerFlags(fs, &file)
 	pprofAddr := fs.String("pprof-listen", "", pprofFlagUsage)
-	httpAddr := fs.String("http-listen", "", httpListenUsage)
-	logFormat := fs.String("log-format", "text", logFormatUsage)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -41,10 +37,10 @@ func runRunner(ctx context.Context, args []string) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	if cf.print {
+	if rf.print {
 		return printConfig(os.Stdout, file)
 	}
-	logger, err := newLogger(os.Stderr, *logFormat)
+	logger, err := rf.logger()
 	if err != nil {
 		return err
 	}
@@ -88,8 +84,8 @@ func runRunner(ctx context.Context, args []string) error {
 	g := obs.newGRPCServer(append(runner.ServerOptions(), grpc.ChainUnaryInterceptor(runMetrics.UnaryServerInterceptor()))...)
 	svc.Register(g)
 	obs.finish(g)
-	if *httpAddr != "" {
-		if _, err := obs.startHTTP(ctx, *httpAddr, nil, nil); err != nil {
+	if rf.httpAddr != "" {
+		if _, err := obs.startHTTP(ctx, rf.httpAddr, nil, nil); err != nil {
 			return err
 		}
 	}

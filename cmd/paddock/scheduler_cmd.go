@@ -33,13 +33,8 @@ func runScheduler(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fs := flag.NewFlagSet("scheduler", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, schedulerUsage); fs.PrintDefaults() }
-	var cf configFlags
-	cf.register(fs, "configs/scheduler.yaml")
+	fs, rf := newRoleFlagSet("scheduler", schedulerUsage, "configs/scheduler.yaml")
 	registerSchedulerFlags(fs, &cfg)
-	httpAddr := fs.String("http-listen", "", httpListenUsage)
-	logFormat := fs.String("log-format", "text", logFormatUsage)
 	var sec serverSecurity
 	sec.register(fs)
 	var dial dialSecurity // to storage
@@ -47,10 +42,10 @@ func runScheduler(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if done, err := finishSchedulerConfig(cfg, cf, fs); done {
+	if done, err := finishSchedulerConfig(cfg, rf.configFlags, fs); done {
 		return err
 	}
-	logger, err := newLogger(os.Stderr, *logFormat)
+	logger, err := rf.logger()
 	if err != nil {
 		return err
 	}
@@ -79,27 +74,18 @@ func runScheduler(ctx context.Context, args []string) error {
 	} else if err := serveInternal(ctx, s, cfg.WorkerListen, sec, logger); err != nil {
 		return err
 	}
-	if *httpAddr != "" {
-		tlsCfg, err := sec.statusPageTLS(*httpAddr, policy != nil, logger)
+	if rf.httpAddr != "" {
+		tlsCfg, err := sec.statusPageTLS(rf.httpAddr, policy != nil, logger)
 		if err != nil {
 			return err
 		}
-		got, err := obs.startHTTP(ctx, *httpAddr, tlsCfg, statusRoutes(s, cas, ac, policy, logger))
-		if err != nil {
+		if err := rf.startHTTP(ctx, "scheduler", obs, tlsCfg, statusRoutes(s, cas, ac, policy, logger)); err != nil {
 			return err
 		}
-		fmt.Printf("paddock scheduler http listening on %s\n", got)
 	}
-	lis, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return err
-	}
-	logger.Info("scheduler serving", "address", lis.Addr().String(), "storage", cfg.Storage)
-	// Tests and scripts read the address from this line on stdout.
-	fmt.Printf("paddock scheduler listening on %s\n", lis.Addr())
 	// Worker streams and Execute streams never end by themselves: end the
 	// worker sessions first.
-	return serveUntilDone(ctx, g, lis, func() { obs.health.Shutdown(); s.Close() })
+	return listenAndServe(ctx, "scheduler", g, cfg.Listen, logger, []any{"storage", cfg.Storage}, func() { obs.health.Shutdown(); s.Close() })
 }
 
 // finishSchedulerConfig validates the effective config and, with

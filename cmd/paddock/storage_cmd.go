@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -25,13 +24,9 @@ func runStorage(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fs := flag.NewFlagSet("storage", flag.ContinueOnError)
-	var cf configFlags
-	cf.register(fs, "configs/storage.yaml")
+	fs, rf := newRoleFlagSet("storage", "", "configs/storage.yaml")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "gRPC address for CAS, Action Cache, ByteStream, Capabilities and the Remote Asset API (listen)")
 	fs.StringVar(&cfg.Dir, "dir", cfg.Dir, "data directory: the disk backend's blobs and the asset records (dir)")
-	httpAddr := fs.String("http-listen", "", httpListenUsage)
-	logFormat := fs.String("log-format", "text", logFormatUsage)
 	var sec serverSecurity
 	sec.register(fs)
 	var dial dialSecurity // to a remote CAS
@@ -44,10 +39,10 @@ func runStorage(ctx context.Context, args []string) error {
 	} else if err := b.Validate("backend"); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	if cf.print {
+	if rf.print {
 		return printConfig(os.Stdout, cfg)
 	}
-	logger, err := newLogger(os.Stderr, *logFormat)
+	logger, err := rf.logger()
 	if err != nil {
 		return err
 	}
@@ -84,21 +79,10 @@ func runStorage(ctx context.Context, args []string) error {
 	srv.Register(g)
 	assets.Register(g)
 	obs.finish(g)
-	if *httpAddr != "" {
-		got, err := obs.startHTTP(ctx, *httpAddr, nil, nil)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("paddock storage http listening on %s\n", got)
-	}
-	lis, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
+	if err := rf.startHTTP(ctx, "storage", obs, nil, nil); err != nil {
 		return err
 	}
-	logger.Info("storage serving", "address", lis.Addr().String(), "dir", cfg.Dir)
-	// Tests and scripts read the address from this line on stdout.
-	fmt.Printf("paddock storage listening on %s\n", lis.Addr())
-	return serveUntilDone(ctx, g, lis, obs.health.Shutdown)
+	return listenAndServe(ctx, "storage", g, cfg.Listen, logger, []any{"dir", cfg.Dir}, obs.health.Shutdown)
 }
 
 // openStorage opens the backend cfg names (see storageBackend).
@@ -139,6 +123,20 @@ func dialStorage(addr string, dial []grpc.DialOption) (*grpc.ClientConn, error) 
 		return nil, fmt.Errorf("dial storage %s: %w", addr, err)
 	}
 	return conn, nil
+}
+
+// listenAndServe serves g on the TCP address addr until ctx ends (see
+// serveUntilDone), after logging the address it listens on with attrs
+// and printing it.
+func listenAndServe(ctx context.Context, role string, g *grpc.Server, addr string, logger *slog.Logger, attrs []any, beforeStop func()) error {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	logger.Info(role+" serving", append([]any{"address", lis.Addr().String()}, attrs...)...)
+	// Tests and scripts read the address from this line on stdout.
+	fmt.Printf("paddock %s listening on %s\n", role, lis.Addr())
+	return serveUntilDone(ctx, g, lis, beforeStop)
 }
 
 // serveUntilDone serves g on lis until ctx is cancelled, then runs

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -34,10 +33,7 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, workerUsage); fs.PrintDefaults() }
-	var cf configFlags
-	cf.register(fs, "configs/worker.yaml")
+	fs, rf := newRoleFlagSet("worker", workerUsage, "configs/worker.yaml")
 	registerWorkerFlags(fs, &cfg)
 	fs.StringVar(&cfg.Scheduler, "scheduler", cfg.Scheduler, "scheduler address (host:port); required (scheduler)")
 	fs.StringVar(&cfg.Storage, "storage", cfg.Storage, "REv2 storage address (host:port); required (storage)")
@@ -45,8 +41,6 @@ func runWorker(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Dir, "dir", cfg.Dir, "worker directory (file cache and build directories); required (dir)")
 	fs.StringVar(&cfg.ID, "id", cfg.ID, "worker id (default: the host name) (id)")
 	byteSizeFlag(fs, &cfg.CacheSize, "cache-size", "size bound of the file cache (cache_size)")
-	httpAddr := fs.String("http-listen", "", httpListenUsage)
-	logFormat := fs.String("log-format", "text", logFormatUsage)
 	fs.Var(&platformFlag{dst: &cfg.Platform}, "platform", "routing property NAME=VALUE this worker offers (repeatable, replaces the config's list; default: OSFamily and ISA of this machine) (platform)")
 	var dial dialSecurity // to the scheduler and storage
 	dial.register(fs)
@@ -55,7 +49,7 @@ func runWorker(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if cf.print {
+	if rf.print {
 		return printConfig(os.Stdout, cfg)
 	}
 	if err := cfg.Validate(); err != nil {
@@ -65,7 +59,7 @@ func runWorker(ctx context.Context, args []string) error {
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
 	}
-	logger, err := newLogger(os.Stderr, *logFormat)
+	logger, err := rf.logger()
 	if err != nil {
 		return err
 	}
@@ -86,13 +80,8 @@ func runWorker(ctx context.Context, args []string) error {
 	}
 	defer closeStorage()
 	obs := newObservability(logger)
-	if *httpAddr != "" {
-		got, err := obs.startHTTP(ctx, *httpAddr, nil, nil)
-		if err != nil {
-			return err
-		}
-		// Tests and scripts read the address from this line on stdout.
-		fmt.Printf("paddock worker http listening on %s\n", got)
+	if err := rf.startHTTP(ctx, "worker", obs, nil, nil); err != nil {
+		return err
 	}
 	return serveWorker(ctx, workerSetup{
 		cfg: cfg, platform: properties(cfg.Platform), schedulerAddr: cfg.Scheduler, schedulerDial: dialOpts, runnerSocket: cfg.Runner,

@@ -2,7 +2,6 @@ package compose
 
 import (
 	"context"
-	"fmt"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 
@@ -22,25 +21,16 @@ type ACShard struct {
 // same shards, an entry lives on the shard that holds its Action blob.
 // Instance names are passed through; each shard partitions by them.
 type ShardedActionCache struct {
-	place  *Placement
-	shards []ACShard
+	shardSet[ACShard]
 }
 
 // NewShardedActionCache checks the shards and returns the cache.
 func NewShardedActionCache(shards []ACShard) (*ShardedActionCache, error) {
-	var ws []ShardWeight
-	for _, s := range shards {
-		ws = append(ws, ShardWeight{s.Name, s.Weight})
-	}
-	p, err := NewPlacement(ws)
+	set, err := newShardSet("sharded action cache", shards, func(s ACShard) ShardWeight { return ShardWeight{s.Name, s.Weight} })
 	if err != nil {
-		return nil, fmt.Errorf("sharded action cache: %w", err)
+		return nil, err
 	}
-	return &ShardedActionCache{place: p, shards: shards}, nil
-}
-
-func (c *ShardedActionCache) shardOf(action digest.Digest) ACShard {
-	return c.shards[c.place.Pick(blobKey(action))]
+	return &ShardedActionCache{set}, nil
 }
 
 // Get implements storage.ActionCache.

@@ -2,7 +2,6 @@ package compose
 
 import (
 	"context"
-	"fmt"
 	"io"
 
 	"golang.org/x/sync/errgroup"
@@ -27,22 +26,17 @@ type BlobShard struct {
 // calls succeed again once it is back. Put the shards behind mirrors if
 // their blobs must outlive a machine.
 type ShardedBlobStore struct {
-	place  *Placement
-	shards []BlobShard
+	shardSet[BlobShard]
 }
 
 // NewShardedBlobStore checks the shards' names and weights and returns
 // the store.
 func NewShardedBlobStore(shards []BlobShard) (*ShardedBlobStore, error) {
-	var ws []ShardWeight
-	for _, s := range shards {
-		ws = append(ws, ShardWeight{s.Name, s.Weight})
-	}
-	p, err := NewPlacement(ws)
+	set, err := newShardSet("sharded CAS", shards, func(s BlobShard) ShardWeight { return ShardWeight{s.Name, s.Weight} })
 	if err != nil {
-		return nil, fmt.Errorf("sharded CAS: %w", err)
+		return nil, err
 	}
-	return &ShardedBlobStore{place: p, shards: shards}, nil
+	return &ShardedBlobStore{set}, nil
 }
 
 // blobKey is the placement key of a blob. The size is left out so that
@@ -51,17 +45,13 @@ func NewShardedBlobStore(shards []BlobShard) (*ShardedBlobStore, error) {
 // different functions spread independently.
 func blobKey(d digest.Digest) string { return d.Function().String() + "/" + d.Hash() }
 
-func (s *ShardedBlobStore) shardOf(d digest.Digest) BlobShard {
-	return s.shards[s.place.Pick(blobKey(d))]
-}
-
 // FindMissing implements storage.BlobStore: the digests are split by
 // shard and the shards asked concurrently. One shard's failure fails the
 // call, naming it: its blobs cannot be said to be present or missing.
 func (s *ShardedBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]digest.Digest, error) {
 	groups := make([][]digest.Digest, len(s.shards))
 	for _, d := range ds {
-		i := s.place.Pick(blobKey(d))
+		i := s.indexOf(d)
 		groups[i] = append(groups[i], d)
 	}
 	missing := make([][]digest.Digest, len(s.shards))
