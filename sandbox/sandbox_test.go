@@ -221,12 +221,14 @@ func sandboxProcessesNow(t testing.TB) []string {
 	return out
 }
 
-// warmInits counts the idle inits kept by spawners.
+// warmInits counts the idle inits kept by this test process's spawners.
 func warmInits(t testing.TB) int {
 	t.Helper()
 	n := 0
 	for _, p := range mappedProcesses(t) {
-		if isWarmInit(p.pid) {
+		// Only this test process's spawners' inits: another sandbox test
+		// binary running on the machine keeps warm inits of its own.
+		if isWarmInit(p.pid) && parentOf(parentOf(p.pid)) == os.Getpid() {
 			n++
 		}
 	}
