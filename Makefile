@@ -54,7 +54,8 @@ proto:
 	    --go-grpc_out=. --go-grpc_opt=paths=source_relative $$p || exit 1; done
 
 # Recompile the sandbox init embedded in the binary (sandbox/internal/initbin),
-# after changing sandbox/internal/initprog or initplan; committed like proto code.
+# after changing sandbox/internal/initprog, initplan or internal/wirecodec (the
+# packages of initsrc.SourceDirs); committed like proto code.
 init:
 	$(GO) run ./sandbox/internal/initbin/gen
 

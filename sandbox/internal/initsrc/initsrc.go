@@ -15,8 +15,9 @@ import (
 )
 
 // SourceDirs are the packages (relative to the module root) compiled into
-// the init.
-var SourceDirs = []string{"sandbox/internal/initprog", "sandbox/internal/initplan"}
+// the init: every package of this module it imports, directly or not
+// (initbin's tests check that against the go tool).
+var SourceDirs = []string{"internal/wirecodec", "sandbox/internal/initplan", "sandbox/internal/initprog"}
 
 // SourcesDigest hashes the init's sources under moduleRoot: every non-test
 // Go file of SourceDirs, and the go.mod requirement of golang.org/x/sys.
