@@ -13,19 +13,20 @@
 // in the caller's process, into the init's plan (planFor, a pure function:
 // every mount step, the process, its credentials, capabilities as masks,
 // rlimits, the seccomp program), which it sends to the spawner with the
-// clone parameters and cgroup limits.
+// clone parameters and cgroup limits, in binary frames (spawn_protocol.go).
 //
 // The init is a program of its own (internal/initprog), compiled and
 // embedded (internal/initbin), that links only the Go runtime, x/sys/unix
-// and the plan codec (internal/initplan): starting it costs a fraction of
-// re-executing this binary. The spawner copies it once into a memfd sealed
-// against any write (CVE-2019-5736: nothing in a sandbox can reach a
-// writable copy of any host binary) and executes it from there. It clones
-// inits into new user, mount, pid, ipc, uts and (unless the spec keeps the
-// host's) network namespaces, with the spec's uid/gid mappings (host id 0
-// is refused), each born inside a cgroup of its own (v1 or v2). It keeps
-// one init started ahead per kind of clone parameters ("warm"), so that
-// fork, exec and the Go runtime's start-up are off the critical path.
+// and the plan codec (internal/initplan, on the module's internal/wirecodec):
+// starting it costs a fraction of re-executing this binary. The spawner
+// copies it once into a memfd sealed against any write (CVE-2019-5736:
+// nothing in a sandbox can reach a writable copy of any host binary) and
+// executes it from there. It clones inits into new user, mount, pid, ipc,
+// uts and (unless the spec keeps the host's) network namespaces, with the
+// spec's uid/gid mappings (host id 0 is refused), each born inside a
+// cgroup of its own (v1 or v2). It keeps one init started ahead per kind
+// of clone parameters ("warm"), so that fork, exec and the Go runtime's
+// start-up are off the critical path.
 //
 // A Run takes a warm init, applies the limits to its cgroup and writes the
 // plan on the init's control pipe. The init builds the mount tree

@@ -28,15 +28,16 @@ var (
 	ErrKillNow = errors.New("sandbox killed at once")
 )
 
-// errorKind names, on the spawner's wire, the sentinels an error wraps.
-type errorKind string
+// errorKind names, on the spawner's wire (one byte), the sentinels an
+// error wraps.
+type errorKind uint8
 
 const (
-	kindNone        errorKind = ""
-	kindSetup       errorKind = "setup"
-	kindMountSource errorKind = "mount-source"
-	kindNotStarted  errorKind = "not-started"
-	kindSpawnerGone errorKind = "spawner"
+	kindNone errorKind = iota
+	kindSetup
+	kindMountSource
+	kindNotStarted
+	kindSpawnerGone
 )
 
 // kinds lists each kind with the sentinels it stands for, the most

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,8 +14,8 @@ import (
 	"github.com/paddock-build/paddock/sandbox/internal/initplan"
 )
 
-// nativeBackend talks to the spawner: requests as JSON lines on its stdin,
-// results on its stdout, matched by id. If the spawner dies (a crash, an
+// nativeBackend talks to the spawner: requests on its stdin, results on
+// its stdout (binary frames, spawn_protocol.go), matched by id. If the spawner dies (a crash, an
 // OOM kill), Runs in flight fail and the next Run starts a new one.
 type nativeBackend struct {
 	opts Options
@@ -33,8 +32,7 @@ type spawnerConn struct {
 	cmd *exec.Cmd
 	in  io.WriteCloser
 
-	mu      sync.Mutex // guards enc, pending, err
-	enc     *json.Encoder
+	mu      sync.Mutex // guards in's writes, pending, err
 	pending map[uint64]chan spawnResponse
 	err     error         // set once the spawner is gone
 	done    chan struct{} // closed then
@@ -66,6 +64,11 @@ func startSpawner(opts Options) (*spawnerConn, error) {
 		// it, or the cgroups it holds would be left behind.
 		SysProcAttr: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true},
 	}
+	return connectSpawner(cmd)
+}
+
+// connectSpawner starts cmd, a spawner, and reads its answers.
+func connectSpawner(cmd *exec.Cmd) (*spawnerConn, error) {
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
@@ -78,18 +81,32 @@ func startSpawner(opts Options) (*spawnerConn, error) {
 		return nil, fmt.Errorf("start sandbox spawner: %w", err)
 	}
 	c := &spawnerConn{
-		cmd: cmd, in: in, enc: json.NewEncoder(in),
+		cmd: cmd, in: in,
 		pending: map[uint64]chan spawnResponse{}, done: make(chan struct{}),
 	}
 	go c.readLoop(out)
 	return c, nil
 }
 
+// readLoop delivers the spawner's answers until its stdout ends. A reply
+// that cannot be read means the two ends disagree: the spawner is killed
+// (its sandboxes die with it) rather than left running unheard, and every
+// Run in flight fails with ErrSpawnerGone.
 func (c *spawnerConn) readLoop(out io.Reader) {
-	dec := json.NewDecoder(bufio.NewReader(out))
+	in := bufio.NewReader(out)
+	var frame []byte
+	var bad error
 	for {
-		var resp spawnResponse
-		if err := dec.Decode(&resp); err != nil {
+		var err error
+		if frame, err = readSpawnFrame(in, frame, "spawn response"); err != nil {
+			if !errors.Is(err, io.EOF) {
+				bad = err
+			}
+			break
+		}
+		resp, err := decodeSpawnResponse(frame)
+		if err != nil {
+			bad = err
 			break
 		}
 		c.mu.Lock()
@@ -100,15 +117,24 @@ func (c *spawnerConn) readLoop(out io.Reader) {
 			ch <- resp
 		}
 	}
+	if bad != nil {
+		_ = c.cmd.Process.Kill()
+	}
 	werr := c.cmd.Wait()
 	c.mu.Lock()
-	c.err = fmt.Errorf("%w: %v", ErrSpawnerGone, werr)
+	if bad != nil {
+		c.err = fmt.Errorf("%w: %v (after an unreadable reply: %v)", ErrSpawnerGone, werr, bad)
+	} else {
+		c.err = fmt.Errorf("%w: %v", ErrSpawnerGone, werr)
+	}
+	// Dead before any Run in flight hears of it: a Run that follows
+	// one that failed here starts a new spawner.
+	close(c.done)
 	for id, ch := range c.pending {
 		ch <- spawnResponse{ID: id, Error: c.err.Error(), Kind: kindSpawnerGone}
 		delete(c.pending, id)
 	}
 	c.mu.Unlock()
-	close(c.done)
 }
 
 // send registers ch (if not nil) for req's answer and sends req.
@@ -121,7 +147,7 @@ func (c *spawnerConn) send(req spawnRequest, ch chan spawnResponse) error {
 	if ch != nil {
 		c.pending[req.ID] = ch
 	}
-	if err := c.enc.Encode(req); err != nil {
+	if _, err := c.in.Write(encodeSpawnRequest(&req)); err != nil {
 		delete(c.pending, req.ID)
 		return fmt.Errorf("send to sandbox spawner: %w", err)
 	}

@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,16 +12,14 @@ import (
 	"syscall"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-
 	"github.com/paddock-build/paddock/sandbox/internal/initplan"
 )
 
 // The spawner is this binary re-executed by a Launcher. It is small and
 // long-lived, so cloning a sandbox (a full fork, because of CLONE_NEWUSER)
 // copies its few megabytes rather than the caller's heap. It reads
-// spawnRequests as JSON lines on stdin and answers spawnResponses on
-// stdout; requests run concurrently. When stdin closes (the launcher exited
+// spawnRequests on stdin and answers spawnResponses on stdout, in binary
+// frames (spawn_protocol.go); requests run concurrently. When stdin closes (the launcher exited
 // or closed it), it kills every sandbox, cleans up and exits.
 //
 // Each sandbox's first process is the init (sandbox/internal/initprog), a
@@ -40,41 +37,8 @@ import (
 // it, applies the spec's limits to its cgroup and hands it the plan; a new
 // one is started in the background.
 
-// spawnOp is the operation of a spawnRequest.
-type spawnOp string
-
-const (
-	opRun    spawnOp = "run"    // run Bundle; answered when it has ended
-	opCancel spawnOp = "cancel" // terminate the run with the same ID; no answer
-	opKill   spawnOp = "kill"   // kill the run with the same ID at once; no answer
-)
-
-type spawnRequest struct {
-	Op spawnOp
-	ID uint64
-	// Plan is the init's plan, framed (initplan.EncodePlan); the launcher
-	// made it from the bundle.
-	Plan         []byte                `json:",omitempty"`
-	Clone        cloneParams           `json:",omitempty"`
-	Resources    *specs.LinuxResources `json:",omitempty"`
-	Stdout       string                `json:",omitempty"`
-	Stderr       string                `json:",omitempty"`
-	OutputLimit  int64                 `json:",omitempty"`
-	Timeout      time.Duration         `json:",omitempty"`
-	KillGrace    time.Duration         `json:",omitempty"`
-	CgroupParent string                `json:",omitempty"`
-}
-
-type spawnResponse struct {
-	ID     uint64
-	Result *Result `json:",omitempty"`
-	Error  string  `json:",omitempty"`
-	// Kind names the sentinel Error wraps.
-	Kind errorKind `json:",omitempty"`
-}
-
 type spawner struct {
-	out   *json.Encoder
+	out   io.Writer // the launcher's pipe; whole frames under outMu
 	outMu sync.Mutex
 	seq   atomic.Uint64
 	wg    sync.WaitGroup
@@ -109,7 +73,7 @@ func (s *spawnedSandbox) kill() { s.killOnce.Do(func() { close(s.killNow) }) }
 func runSpawner(warmDepth int) int {
 	s := &spawner{
 		warmDepth: warmDepth,
-		out:       json.NewEncoder(os.Stdout),
+		out:       os.Stdout,
 		running:   map[uint64]*spawnedSandbox{},
 		warm:      map[string][]*warmSlot{},
 		lastUse:   map[string]uint64{},
@@ -121,39 +85,30 @@ func runSpawner(warmDepth int) int {
 		s.initPath = fmt.Sprintf("/proc/self/fd/%d", fd)
 	}
 
-	in := json.NewDecoder(bufio.NewReader(os.Stdin))
+	in := bufio.NewReader(os.Stdin)
+	var frame []byte
 	for {
-		var req spawnRequest
-		if err := in.Decode(&req); err != nil {
+		var err error
+		if frame, err = readSpawnFrame(in, frame, "spawn request"); err != nil {
 			if !errors.Is(err, io.EOF) {
 				fmt.Fprintf(os.Stderr, "sandbox spawner: %v\n", err)
 			}
 			break
 		}
+		req, err := decodeSpawnRequest(frame)
+		if err != nil {
+			// The frame was whole: the next one can still be read.
+			// A run that cannot be decoded is answered, or its
+			// caller would wait for ever.
+			fmt.Fprintf(os.Stderr, "sandbox spawner: %v\n", err)
+			if req.Op == opRun {
+				s.reply(spawnResponse{ID: req.ID, Error: fmt.Errorf("%w: %w", ErrSetup, err).Error(), Kind: kindSetup})
+			}
+			continue
+		}
 		switch req.Op {
 		case opRun:
-			sb := newSpawnedSandbox()
-			s.mu.Lock()
-			s.running[req.ID] = sb
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				res, refill, err := s.run(req, sb)
-				s.mu.Lock()
-				delete(s.running, req.ID)
-				s.mu.Unlock()
-				resp := spawnResponse{ID: req.ID, Result: res}
-				if err != nil {
-					resp.Error, resp.Kind = err.Error(), kindOf(err)
-				}
-				s.outMu.Lock()
-				_ = s.out.Encode(resp)
-				s.outMu.Unlock()
-				// Starting the next warm init is not the caller's
-				// business.
-				refill()
-			}()
+			s.start(req)
 		case opCancel, opKill:
 			s.mu.Lock()
 			if sb := s.running[req.ID]; sb != nil && req.Op == opKill {
@@ -162,8 +117,6 @@ func runSpawner(warmDepth int) int {
 				sb.stop()
 			}
 			s.mu.Unlock()
-		default:
-			fmt.Fprintf(os.Stderr, "sandbox spawner: unknown operation %q\n", req.Op)
 		}
 	}
 	// The launcher is gone: nothing may outlive it.
@@ -183,6 +136,38 @@ func runSpawner(warmDepth int) int {
 	s.wg.Wait()
 	s.cgroups.close()
 	return 0
+}
+
+// start runs req in a goroutine of its own and answers it when it ends.
+func (s *spawner) start(req spawnRequest) {
+	sb := newSpawnedSandbox()
+	s.mu.Lock()
+	s.running[req.ID] = sb
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		res, refill, err := s.run(req, sb)
+		s.mu.Lock()
+		delete(s.running, req.ID)
+		s.mu.Unlock()
+		resp := spawnResponse{ID: req.ID, Result: res}
+		if err != nil {
+			resp.Error, resp.Kind = err.Error(), kindOf(err)
+		}
+		s.reply(resp)
+		// Starting the next warm init is not the caller's business.
+		refill()
+	}()
+}
+
+// reply sends resp to the launcher. An error means the launcher is gone,
+// and stdin closes too: the main loop then ends every sandbox.
+func (s *spawner) reply(resp spawnResponse) {
+	frame := encodeSpawnResponse(&resp)
+	s.outMu.Lock()
+	_, _ = s.out.Write(frame)
+	s.outMu.Unlock()
 }
 
 // startedInit is an init process waiting for its plan, in its own cgroup.
