@@ -26,7 +26,8 @@ import (
 // allocate, offline and free).
 type cgroupV1 struct {
 	group string
-	home  *cgroupHomeV1 // where the spawner's threads live
+	dirs  map[string]string // per subsystem, the cgroup's directory
+	home  *cgroupHomeV1     // where the spawner's threads live
 	files cgroupFiles
 	// applied is what update last wrote to each file (relative to the
 	// hierarchies' root), so that it writes only what changes.
@@ -42,27 +43,38 @@ type cgroupV1 struct {
 // returns to after forking an init into a sandbox cgroup. Its files are
 // shared by every cgroupV1 of a spawner.
 type cgroupHomeV1 struct {
-	once   sync.Once
-	groups map[string]string // per subsystem
-	err    error
-	files  cgroupFiles
+	once  sync.Once
+	paths map[string]string // per subsystem, the home "tasks" file
+	err   error
+	files cgroupFiles
 }
 
 // tasks returns the path of the home "tasks" file of sub.
 func (h *cgroupHomeV1) tasks(sub string) (string, error) {
-	h.once.Do(func() { h.groups, h.err = threadCgroupsV1() })
+	h.once.Do(func() {
+		var groups map[string]string
+		if groups, h.err = threadCgroupsV1(); h.err == nil {
+			h.paths = map[string]string{}
+			for sub, g := range groups {
+				h.paths[sub] = filepath.Join(cgroupRoot, sub, g, "tasks")
+			}
+		}
+	})
 	if h.err != nil {
 		return "", h.err
 	}
-	return filepath.Join(cgroupRoot, sub, h.groups[sub], "tasks"), nil
+	return h.paths[sub], nil
 }
 
 // newCgroupV1 creates group in every hierarchy, with the limits of res.
 func newCgroupV1(group string, res *specs.LinuxResources, home *cgroupHomeV1) (*cgroupV1, error) {
-	c := &cgroupV1{group: group, home: home, applied: map[string]string{}}
+	c := &cgroupV1{group: group, dirs: map[string]string{}, home: home, applied: map[string]string{}}
+	for _, sub := range v1Subsystems {
+		c.dirs[sub] = filepath.Join(cgroupRoot, sub, group)
+	}
 	for _, sub := range v1Subsystems {
 		// cpu and cpuacct may be one hierarchy under two names.
-		if err := os.MkdirAll(filepath.Join(cgroupRoot, sub, group), 0o755); err != nil {
+		if err := os.MkdirAll(c.dirs[sub], 0o755); err != nil {
 			_ = c.remove()
 			return nil, fmt.Errorf("create cgroup %s: %w", group, err)
 		}
@@ -74,7 +86,12 @@ func newCgroupV1(group string, res *specs.LinuxResources, home *cgroupHomeV1) (*
 	return c, nil
 }
 
+// path is a control file's path (built once per directory: it is taken
+// a dozen times per sandbox).
 func (c *cgroupV1) path(sub, file string) string {
+	if dir, ok := c.dirs[sub]; ok {
+		return dir + "/" + file
+	}
 	return filepath.Join(cgroupRoot, sub, c.group, file)
 }
 
