@@ -15,8 +15,9 @@ import (
 )
 
 // nativeBackend talks to the spawner: requests on its stdin, results on
-// its stdout (binary frames, spawn_protocol.go), matched by id. If the spawner dies (a crash, an
-// OOM kill), Runs in flight fail and the next Run starts a new one.
+// its stdout (binary frames, spawn_protocol.go), matched by id. If the
+// spawner dies (a crash, an OOM kill), Runs in flight fail and the next
+// Run starts a new one.
 type nativeBackend struct {
 	opts Options
 	host hostFacts // for planFor

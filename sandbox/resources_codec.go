@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"maps"
 	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -9,12 +10,13 @@ import (
 )
 
 // The cgroup limits of a spawnRequest cross the spawner's boundary as
-// every field of specs.LinuxResources, in declaration order: the spawner
-// applies them as the caller gave them, whichever fields its cgroup code
-// reads. An optional (pointer) field is a presence byte and the value; a
-// list or a map is a count and its items, map entries sorted by key; nil
-// and empty lists and maps are alike (as they were in JSON, which omitted
-// both).
+// every field of specs.LinuxResources: the spawner applies them as the
+// caller gave them, whichever fields its cgroup code reads (a test fills
+// every field, so a field a newer runtime-spec adds cannot be dropped
+// unnoticed). A pointer is a presence byte and the value
+// (optional_fields.go); a list or a map is a count and its items, map
+// entries sorted by key; nil and empty lists and maps are alike (as they
+// were in JSON, which omitted both).
 
 func writeResources(w *wirecodec.Writer, r *specs.LinuxResources) {
 	w.Bool(r != nil)
@@ -24,64 +26,48 @@ func writeResources(w *wirecodec.Writer, r *specs.LinuxResources) {
 	w.Uvarint(uint64(len(r.Devices)))
 	for _, d := range r.Devices {
 		w.Bool(d.Allow)
-		w.String(d.Type)
-		writeOptInt(w, d.Major)
-		writeOptInt(w, d.Minor)
-		w.String(d.Access)
+		w.Str(d.Type, d.Access)
+		writeOpts(w, w.Varint, d.Major, d.Minor)
 	}
 	w.Bool(r.Memory != nil)
 	if m := r.Memory; m != nil {
-		writeOptInt(w, m.Limit)
-		writeOptInt(w, m.Reservation)
-		writeOptInt(w, m.Swap)
-		writeOptInt(w, m.Kernel)
-		writeOptInt(w, m.KernelTCP)
-		writeOptUint(w, m.Swappiness)
-		writeOptBool(w, m.DisableOOMKiller)
-		writeOptBool(w, m.UseHierarchy)
-		writeOptBool(w, m.CheckBeforeUpdate)
+		writeOpts(w, w.Varint, m.Limit, m.Reservation, m.Swap, m.Kernel, m.KernelTCP)
+		writeOpts(w, w.Uvarint, m.Swappiness)
+		writeOpts(w, w.Bool, m.DisableOOMKiller, m.UseHierarchy, m.CheckBeforeUpdate)
 	}
 	w.Bool(r.CPU != nil)
 	if c := r.CPU; c != nil {
-		writeOptUint(w, c.Shares)
-		writeOptInt(w, c.Quota)
-		writeOptUint(w, c.Burst)
-		writeOptUint(w, c.Period)
-		writeOptInt(w, c.RealtimeRuntime)
-		writeOptUint(w, c.RealtimePeriod)
-		w.String(c.Cpus)
-		w.String(c.Mems)
-		writeOptInt(w, c.Idle)
+		writeOpts(w, w.Uvarint, c.Shares, c.Burst, c.Period, c.RealtimePeriod)
+		writeOpts(w, w.Varint, c.Quota, c.RealtimeRuntime, c.Idle)
+		w.Str(c.Cpus, c.Mems)
 	}
 	w.Bool(r.Pids != nil)
 	if r.Pids != nil {
-		writeOptInt(w, r.Pids.Limit)
+		writeOpts(w, w.Varint, r.Pids.Limit)
 	}
 	writeBlockIO(w, r.BlockIO)
 	w.Uvarint(uint64(len(r.HugepageLimits)))
 	for _, h := range r.HugepageLimits {
-		w.String(h.Pagesize)
+		w.Str(h.Pagesize)
 		w.Uvarint(h.Limit)
 	}
 	w.Bool(r.Network != nil)
 	if n := r.Network; n != nil {
-		writeOptUint32(w, n.ClassID)
+		writeOpts(w, writeUint32(w), n.ClassID)
 		w.Uvarint(uint64(len(n.Priorities)))
 		for _, p := range n.Priorities {
-			w.String(p.Name)
+			w.Str(p.Name)
 			w.Uvarint(uint64(p.Priority))
 		}
 	}
 	w.Uvarint(uint64(len(r.Rdma)))
-	for _, k := range sortedKeys(r.Rdma) {
-		w.String(k)
-		writeOptUint32(w, r.Rdma[k].HcaHandles)
-		writeOptUint32(w, r.Rdma[k].HcaObjects)
+	for _, k := range slices.Sorted(maps.Keys(r.Rdma)) {
+		w.Str(k)
+		writeOpts(w, writeUint32(w), r.Rdma[k].HcaHandles, r.Rdma[k].HcaObjects)
 	}
 	w.Uvarint(uint64(len(r.Unified)))
-	for _, k := range sortedKeys(r.Unified) {
-		w.String(k)
-		w.String(r.Unified[k])
+	for _, k := range slices.Sorted(maps.Keys(r.Unified)) {
+		w.Str(k, r.Unified[k])
 	}
 }
 
@@ -90,21 +76,17 @@ func writeBlockIO(w *wirecodec.Writer, b *specs.LinuxBlockIO) {
 	if b == nil {
 		return
 	}
-	writeOptUint16(w, b.Weight)
-	writeOptUint16(w, b.LeafWeight)
+	writeOpts(w, writeUint16(w), b.Weight, b.LeafWeight)
 	w.Uvarint(uint64(len(b.WeightDevice)))
 	for _, d := range b.WeightDevice {
-		w.Varint(d.Major)
-		w.Varint(d.Minor)
-		writeOptUint16(w, d.Weight)
-		writeOptUint16(w, d.LeafWeight)
+		w.Varint(d.Major, d.Minor)
+		writeOpts(w, writeUint16(w), d.Weight, d.LeafWeight)
 	}
 	for _, list := range [][]specs.LinuxThrottleDevice{b.ThrottleReadBpsDevice, b.ThrottleWriteBpsDevice,
 		b.ThrottleReadIOPSDevice, b.ThrottleWriteIOPSDevice} {
 		w.Uvarint(uint64(len(list)))
 		for _, d := range list {
-			w.Varint(d.Major)
-			w.Varint(d.Minor)
+			w.Varint(d.Major, d.Minor)
 			w.Uvarint(d.Rate)
 		}
 	}
@@ -116,90 +98,81 @@ func readResources(r *wirecodec.Reader) *specs.LinuxResources {
 		return nil
 	}
 	res := &specs.LinuxResources{}
-	if n := r.Count(5); n > 0 {
-		res.Devices = make([]specs.LinuxDeviceCgroup, n)
-		for i := range res.Devices {
-			res.Devices[i] = specs.LinuxDeviceCgroup{Allow: r.Bool(), Type: r.String(), Major: readOptInt(r),
-				Minor: readOptInt(r), Access: r.String()}
-		}
+	res.Devices = wirecodec.ReadList(r, 5, func() (d specs.LinuxDeviceCgroup) {
+		d.Allow, d.Type, d.Access = r.Bool(), r.Str(), r.Str()
+		readOpts(r, r.Varint, &d.Major, &d.Minor)
+		return d
+	})
+	if r.Bool() {
+		m := &specs.LinuxMemory{}
+		res.Memory = m
+		readOpts(r, r.Varint, &m.Limit, &m.Reservation, &m.Swap, &m.Kernel, &m.KernelTCP)
+		readOpts(r, r.Uvarint, &m.Swappiness)
+		readOpts(r, r.Bool, &m.DisableOOMKiller, &m.UseHierarchy, &m.CheckBeforeUpdate)
 	}
 	if r.Bool() {
-		res.Memory = &specs.LinuxMemory{Limit: readOptInt(r), Reservation: readOptInt(r), Swap: readOptInt(r),
-			Kernel: readOptInt(r), KernelTCP: readOptInt(r), Swappiness: readOptUint(r),
-			DisableOOMKiller: readOptBool(r), UseHierarchy: readOptBool(r), CheckBeforeUpdate: readOptBool(r)}
+		c := &specs.LinuxCPU{}
+		res.CPU = c
+		readOpts(r, r.Uvarint, &c.Shares, &c.Burst, &c.Period, &c.RealtimePeriod)
+		readOpts(r, r.Varint, &c.Quota, &c.RealtimeRuntime, &c.Idle)
+		c.Cpus, c.Mems = r.Str(), r.Str()
 	}
 	if r.Bool() {
-		res.CPU = &specs.LinuxCPU{Shares: readOptUint(r), Quota: readOptInt(r), Burst: readOptUint(r),
-			Period: readOptUint(r), RealtimeRuntime: readOptInt(r), RealtimePeriod: readOptUint(r),
-			Cpus: r.String(), Mems: r.String(), Idle: readOptInt(r)}
-	}
-	if r.Bool() {
-		res.Pids = &specs.LinuxPids{Limit: readOptInt(r)}
+		res.Pids = &specs.LinuxPids{}
+		readOpts(r, r.Varint, &res.Pids.Limit)
 	}
 	res.BlockIO = readBlockIO(r)
-	if n := r.Count(2); n > 0 {
-		res.HugepageLimits = make([]specs.LinuxHugepageLimit, n)
-		for i := range res.HugepageLimits {
-			res.HugepageLimits[i] = specs.LinuxHugepageLimit{Pagesize: r.String(), Limit: r.Uvarint()}
-		}
-	}
-	if r.Bool() {
-		res.Network = &specs.LinuxNetwork{ClassID: readOptUint32(r)}
-		if n := r.Count(2); n > 0 {
-			res.Network.Priorities = make([]specs.LinuxInterfacePriority, n)
-			for i := range res.Network.Priorities {
-				res.Network.Priorities[i] = specs.LinuxInterfacePriority{Name: r.String(), Priority: r.Uint32()}
-			}
-		}
-	}
+	res.HugepageLimits = wirecodec.ReadList(r, 2, func() specs.LinuxHugepageLimit {
+		return specs.LinuxHugepageLimit{Pagesize: r.Str(), Limit: r.Uvarint()}
+	})
+	res.Network = readNetwork(r)
 	if n := r.Count(3); n > 0 {
 		res.Rdma = make(map[string]specs.LinuxRdma, n)
 		for range n {
-			k := r.String()
-			res.Rdma[k] = specs.LinuxRdma{HcaHandles: readOptUint32(r), HcaObjects: readOptUint32(r)}
+			k, v := r.Str(), specs.LinuxRdma{}
+			readOpts(r, r.Uint32, &v.HcaHandles, &v.HcaObjects)
+			res.Rdma[k] = v
 		}
 	}
 	if n := r.Count(2); n > 0 {
 		res.Unified = make(map[string]string, n)
 		for range n {
-			k := r.String()
-			res.Unified[k] = r.String()
+			k := r.Str()
+			res.Unified[k] = r.Str()
 		}
 	}
 	return res
+}
+
+func readNetwork(r *wirecodec.Reader) *specs.LinuxNetwork {
+	if !r.Bool() {
+		return nil
+	}
+	n := &specs.LinuxNetwork{}
+	readOpts(r, r.Uint32, &n.ClassID)
+	n.Priorities = wirecodec.ReadList(r, 2, func() specs.LinuxInterfacePriority {
+		return specs.LinuxInterfacePriority{Name: r.Str(), Priority: r.Uint32()}
+	})
+	return n
 }
 
 func readBlockIO(r *wirecodec.Reader) *specs.LinuxBlockIO {
 	if !r.Bool() {
 		return nil
 	}
-	b := &specs.LinuxBlockIO{Weight: readOptUint16(r), LeafWeight: readOptUint16(r)}
-	if n := r.Count(4); n > 0 {
-		b.WeightDevice = make([]specs.LinuxWeightDevice, n)
-		for i := range b.WeightDevice {
-			d := &b.WeightDevice[i]
-			d.Major, d.Minor = r.Varint(), r.Varint()
-			d.Weight, d.LeafWeight = readOptUint16(r), readOptUint16(r)
-		}
-	}
+	b := &specs.LinuxBlockIO{}
+	readOpts(r, readUint16(r), &b.Weight, &b.LeafWeight)
+	b.WeightDevice = wirecodec.ReadList(r, 4, func() (d specs.LinuxWeightDevice) {
+		d.Major, d.Minor = r.Varint(), r.Varint()
+		readOpts(r, readUint16(r), &d.Weight, &d.LeafWeight)
+		return d
+	})
 	for _, list := range []*[]specs.LinuxThrottleDevice{&b.ThrottleReadBpsDevice, &b.ThrottleWriteBpsDevice,
 		&b.ThrottleReadIOPSDevice, &b.ThrottleWriteIOPSDevice} {
-		if n := r.Count(3); n > 0 {
-			*list = make([]specs.LinuxThrottleDevice, n)
-			for i := range *list {
-				d := &(*list)[i]
-				d.Major, d.Minor, d.Rate = r.Varint(), r.Varint(), r.Uvarint()
-			}
-		}
+		*list = wirecodec.ReadList(r, 3, func() (d specs.LinuxThrottleDevice) {
+			d.Major, d.Minor, d.Rate = r.Varint(), r.Varint(), r.Uvarint()
+			return d
+		})
 	}
 	return b
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -84,12 +84,9 @@ func encodeSpawnRequest(req *spawnRequest) []byte {
 		writeIDMappings(w, req.Clone.UIDs)
 		writeIDMappings(w, req.Clone.GIDs)
 		writeResources(w, req.Resources)
-		w.String(req.Stdout)
-		w.String(req.Stderr)
-		w.Varint(req.OutputLimit)
-		w.Varint(int64(req.Timeout))
-		w.Varint(int64(req.KillGrace))
-		w.String(req.CgroupParent)
+		w.Str(req.Stdout, req.Stderr)
+		w.Varint(req.OutputLimit, int64(req.Timeout), int64(req.KillGrace))
+		w.Str(req.CgroupParent)
 	}
 	return w.EndFrame()
 }
@@ -113,12 +110,12 @@ func decodeSpawnRequest(b []byte) (spawnRequest, error) {
 		req.Clone.UIDs = readIDMappings(r)
 		req.Clone.GIDs = readIDMappings(r)
 		req.Resources = readResources(r)
-		req.Stdout = r.String()
-		req.Stderr = r.String()
+		req.Stdout = r.Str()
+		req.Stderr = r.Str()
 		req.OutputLimit = r.Varint()
 		req.Timeout = time.Duration(r.Varint())
 		req.KillGrace = time.Duration(r.Varint())
-		req.CgroupParent = r.String()
+		req.CgroupParent = r.Str()
 	default:
 		r.Fail(errors.New("unknown " + req.Op.String()))
 	}
@@ -128,22 +125,14 @@ func decodeSpawnRequest(b []byte) (spawnRequest, error) {
 func writeIDMappings(w *wirecodec.Writer, ms []specs.LinuxIDMapping) {
 	w.Uvarint(uint64(len(ms)))
 	for _, m := range ms {
-		w.Uvarint(uint64(m.ContainerID))
-		w.Uvarint(uint64(m.HostID))
-		w.Uvarint(uint64(m.Size))
+		w.Uvarint(uint64(m.ContainerID), uint64(m.HostID), uint64(m.Size))
 	}
 }
 
 func readIDMappings(r *wirecodec.Reader) []specs.LinuxIDMapping {
-	n := r.Count(3)
-	if n == 0 {
-		return nil
-	}
-	ms := make([]specs.LinuxIDMapping, n)
-	for i := range ms {
-		ms[i] = specs.LinuxIDMapping{ContainerID: r.Uint32(), HostID: r.Uint32(), Size: r.Uint32()}
-	}
-	return ms
+	return wirecodec.ReadList(r, 3, func() specs.LinuxIDMapping {
+		return specs.LinuxIDMapping{ContainerID: r.Uint32(), HostID: r.Uint32(), Size: r.Uint32()}
+	})
 }
 
 // encodeSpawnResponse returns resp as a frame.
@@ -152,25 +141,17 @@ func encodeSpawnResponse(resp *spawnResponse) []byte {
 	w.BeginFrame()
 	w.Uvarint(resp.ID)
 	w.Byte(byte(resp.Kind))
-	w.String(resp.Error)
+	w.Str(resp.Error)
 	w.Bool(resp.Result != nil)
 	if res := resp.Result; res != nil {
-		w.Varint(int64(res.ExitCode))
-		w.Varint(int64(res.Signal))
-		for _, b := range []bool{res.OOMKilled, res.TimedOut, res.Canceled, res.Killed, res.InitDied} {
-			w.Bool(b)
-		}
-		u := &res.Usage
-		for _, v := range []int64{int64(u.UserTime), int64(u.SystemTime), u.MaxRSSBytes, u.MinorFaults,
-			u.MajorFaults, u.VoluntaryCtxSwitches, u.InvoluntaryCtxSwitch} {
-			w.Varint(v)
-		}
-		c := &res.Cgroup
+		u, c := &res.Usage, &res.Cgroup
+		w.Varint(int64(res.ExitCode), int64(res.Signal))
+		w.Bool(res.OOMKilled, res.TimedOut, res.Canceled, res.Killed, res.InitDied)
+		w.Varint(int64(u.UserTime), int64(u.SystemTime), u.MaxRSSBytes, u.MinorFaults,
+			u.MajorFaults, u.VoluntaryCtxSwitches, u.InvoluntaryCtxSwitch)
 		w.Uvarint(c.MemoryPeakBytes)
 		w.Varint(int64(c.CPUTime))
-		w.Uvarint(c.PidsPeak)
-		w.Uvarint(c.PidsLimitHits)
-		w.Uvarint(c.OOMKills)
+		w.Uvarint(c.PidsPeak, c.PidsLimitHits, c.OOMKills)
 		for _, o := range []*OutputStats{&res.Stdout, &res.Stderr} {
 			w.Varint(o.Bytes)
 			w.Bool(o.Truncated)
@@ -187,7 +168,7 @@ func decodeSpawnResponse(b []byte) (spawnResponse, error) {
 	var resp spawnResponse
 	resp.ID = r.Uvarint()
 	resp.Kind = errorKind(r.Byte())
-	resp.Error = r.String()
+	resp.Error = r.Str()
 	if r.Bool() {
 		res := &Result{}
 		resp.Result = res

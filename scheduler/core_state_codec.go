@@ -19,25 +19,21 @@ const stateVersion = 2
 
 func encodeState(st *coreState) ([]byte, error) {
 	w := wirecodec.NewWriter(make([]byte, 0, 64+300*len(st.Ops)))
-	w.Uvarint(stateVersion)
-	w.Uvarint(uint64(len(st.Ops)))
+	w.Uvarint(stateVersion, uint64(len(st.Ops)))
 	for _, o := range st.Ops {
-		w.String(o.Name)
-		w.String(o.Instance)
-		w.String(o.Owner)
+		w.Str(o.Name, o.Instance, o.Owner)
 		writeDigestState(w, o.Action)
-		w.String(o.Exec)
+		w.Str(o.Exec)
 		w.Varint(o.QueuedAt)
 		w.Bool(o.Done)
 		w.Blob(o.Response)
 		w.Varint(o.CompletedAt)
-		w.String(o.Worker)
+		w.Str(o.Worker)
 		w.Varint(o.StartedAt)
 	}
 	w.Uvarint(uint64(len(st.Execs)))
 	for _, e := range st.Execs {
-		w.String(e.ID)
-		w.String(e.Instance)
+		w.Str(e.ID, e.Instance)
 		writeDigestState(w, e.Action)
 		w.Bool(e.Cacheable)
 		writeDigestState(w, e.Command)
@@ -46,36 +42,31 @@ func encodeState(st *coreState) ([]byte, error) {
 		w.Varint(int64(e.Timeout))
 		w.Bool(e.DoNotCache)
 		w.Blob(e.RequestMetadata)
-		w.String(e.Invocation)
-		w.String(e.QueueKey)
+		w.Str(e.Invocation, e.QueueKey)
 		w.Varint(int64(e.Priority))
 		w.Bool(e.Executing)
-		w.String(e.Worker)
+		w.Str(e.Worker)
 		w.Varint(int64(e.Attempt))
 		w.Uvarint(uint64(e.Retries))
-		w.Varint(e.QueuedAt)
-		w.Varint(e.StartedAt)
-		w.Strings(e.Waiters)
+		w.Varint(e.QueuedAt, e.StartedAt)
+		w.StringList(e.Waiters)
 	}
 	w.Uvarint(uint64(len(st.Queues)))
 	for _, q := range st.Queues {
-		w.String(q.Key)
-		w.String(q.Instance)
-		w.String(q.Tenant)
+		w.Str(q.Key, q.Instance, q.Tenant)
 		writePropStates(w, q.Routing)
 		w.Uvarint(uint64(len(q.Buckets)))
 		for _, b := range q.Buckets {
 			w.Varint(int64(b.Priority))
-			w.Uvarint(uint64(b.Next))
-			w.Uvarint(uint64(len(b.Ring)))
+			w.Uvarint(uint64(b.Next), uint64(len(b.Ring)))
 			for _, f := range b.Ring {
-				w.String(f.ID)
-				w.Strings(f.Execs)
+				w.Str(f.ID)
+				w.StringList(f.Execs)
 			}
 		}
 	}
-	w.Strings(st.Completed)
-	w.String(st.LastTenant)
+	w.StringList(st.Completed)
+	w.Str(st.LastTenant)
 	return w.Bytes(), nil
 }
 
@@ -89,26 +80,26 @@ func decodeState(b []byte) (*coreState, error) {
 	st.Ops = make([]opState, r.Count(1))
 	for i := range st.Ops {
 		o := &st.Ops[i]
-		o.Name, o.Instance, o.Owner, o.Action, o.Exec = r.String(), r.String(), r.String(), readDigestState(r), r.String()
+		o.Name, o.Instance, o.Owner, o.Action, o.Exec = r.Str(), r.Str(), r.Str(), readDigestState(r), r.Str()
 		o.QueuedAt, o.Done, o.Response, o.CompletedAt = r.Varint(), r.Bool(), r.Blob(), r.Varint()
-		o.Worker, o.StartedAt = r.String(), r.Varint()
+		o.Worker, o.StartedAt = r.Str(), r.Varint()
 	}
 	st.Execs = make([]execState, r.Count(1))
 	for i := range st.Execs {
 		e := &st.Execs[i]
-		e.ID, e.Instance, e.Action, e.Cacheable = r.String(), r.String(), readDigestState(r), r.Bool()
+		e.ID, e.Instance, e.Action, e.Cacheable = r.Str(), r.Str(), readDigestState(r), r.Bool()
 		e.Command, e.InputRoot, e.Platform = readDigestState(r), readDigestState(r), readPropStates(r)
 		e.Timeout, e.DoNotCache, e.RequestMetadata = time.Duration(r.Varint()), r.Bool(), r.Blob()
-		e.Invocation, e.QueueKey, e.Priority, e.Executing = r.String(), r.String(), int32(r.Varint()), r.Bool()
-		e.Worker, e.Attempt, e.Retries = r.String(), int32(r.Varint()), int(r.Uvarint())
-		e.QueuedAt, e.StartedAt, e.Waiters = r.Varint(), r.Varint(), r.Strings()
+		e.Invocation, e.QueueKey, e.Priority, e.Executing = r.Str(), r.Str(), int32(r.Varint()), r.Bool()
+		e.Worker, e.Attempt, e.Retries = r.Str(), int32(r.Varint()), int(r.Uvarint())
+		e.QueuedAt, e.StartedAt, e.Waiters = r.Varint(), r.Varint(), r.StringList()
 	}
 	st.Queues = make([]queueState, r.Count(1))
 	for i := range st.Queues {
 		q := &st.Queues[i]
-		q.Key, q.Instance = r.String(), r.String()
+		q.Key, q.Instance = r.Str(), r.Str()
 		if v >= 2 {
-			q.Tenant = r.String()
+			q.Tenant = r.Str()
 		}
 		q.Routing = readPropStates(r)
 		q.Buckets = make([]bucketState, r.Count(1))
@@ -117,13 +108,13 @@ func decodeState(b []byte) (*coreState, error) {
 			bk.Priority, bk.Next = int32(r.Varint()), int(r.Uvarint())
 			bk.Ring = make([]fifoState, r.Count(1))
 			for k := range bk.Ring {
-				bk.Ring[k] = fifoState{ID: r.String(), Execs: r.Strings()}
+				bk.Ring[k] = fifoState{ID: r.Str(), Execs: r.StringList()}
 			}
 		}
 	}
-	st.Completed = r.Strings()
+	st.Completed = r.StringList()
 	if v >= 2 {
-		st.LastTenant = r.String()
+		st.LastTenant = r.Str()
 	} else {
 		upgradeV1(st)
 	}
@@ -146,32 +137,23 @@ func upgradeV1(st *coreState) {
 
 func writeDigestState(w *wirecodec.Writer, d digestState) {
 	w.Varint(int64(d.Fn))
-	w.String(d.Hash)
+	w.Str(d.Hash)
 	w.Varint(d.Size)
 }
 
 func writePropStates(w *wirecodec.Writer, ps []propState) {
 	w.Uvarint(uint64(len(ps)))
 	for _, p := range ps {
-		w.String(p.Name)
-		w.String(p.Value)
+		w.Str(p.Name, p.Value)
 	}
 }
 
 func readDigestState(r *wirecodec.Reader) digestState {
-	return digestState{Fn: int32(r.Varint()), Hash: r.String(), Size: r.Varint()}
+	return digestState{Fn: int32(r.Varint()), Hash: r.Str(), Size: r.Varint()}
 }
 
 // readPropStates reads what writePropStates wrote; nil for none. A
 // property takes two bytes at least.
 func readPropStates(r *wirecodec.Reader) []propState {
-	n := r.Count(2)
-	if n == 0 {
-		return nil
-	}
-	ps := make([]propState, n)
-	for i := range ps {
-		ps[i] = propState{Name: r.String(), Value: r.String()}
-	}
-	return ps
+	return wirecodec.ReadList(r, 2, func() propState { return propState{Name: r.Str(), Value: r.Str()} })
 }

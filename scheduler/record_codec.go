@@ -25,15 +25,11 @@ func encodeRecord(r record) ([]byte, error) { return appendRecord(nil, r) }
 // appendRecord appends r, serialised, to buf.
 func appendRecord(buf []byte, r record) ([]byte, error) {
 	w := wirecodec.NewWriter(buf)
-	w.Uvarint(recordVersion)
-	w.Uvarint(uint64(r.kind))
+	w.Uvarint(recordVersion, uint64(r.kind))
 	w.Varint(r.at.UnixNano())
-	w.String(r.name)
-	w.String(r.instance)
-	w.String(r.owner)
+	w.Str(r.name, r.instance, r.owner)
 	writeDigest(w, r.action)
-	w.String(r.worker)
-	w.String(r.reason)
+	w.Str(r.worker, r.reason)
 	w.Uvarint(uint64(r.retries))
 	var resp []byte
 	if r.resp != nil {
@@ -48,14 +44,11 @@ func appendRecord(buf []byte, r record) ([]byte, error) {
 		if s == nil {
 			return nil, fmt.Errorf("execute record of %s without its submission", r.name)
 		}
-		w.String(s.name)
-		w.String(s.instance)
-		w.String(s.owner)
+		w.Str(s.name, s.instance, s.owner)
 		writeDigest(w, s.action)
 		w.Bool(s.cacheable)
 		w.Varint(int64(s.priority))
-		w.String(s.invocation)
-		w.String(s.queueKey)
+		w.Str(s.invocation, s.queueKey)
 		writeProps(w, s.routing)
 		writeDigest(w, s.spec.command)
 		writeDigest(w, s.spec.inputRoot)
@@ -76,12 +69,12 @@ func decodeRecord(b []byte) (record, error) {
 	}
 	r.kind = recordKind(rd.Uvarint())
 	r.at = time.Unix(0, rd.Varint())
-	r.name = rd.String()
-	r.instance = rd.String()
-	r.owner = rd.String()
+	r.name = rd.Str()
+	r.instance = rd.Str()
+	r.owner = rd.Str()
 	r.action = readDigest(rd)
-	r.worker = rd.String()
-	r.reason = rd.String()
+	r.worker = rd.Str()
+	r.reason = rd.Str()
 	r.retries = int(rd.Uvarint())
 	if resp := rd.Blob(); resp != nil {
 		r.resp = &repb.ExecuteResponse{}
@@ -92,14 +85,14 @@ func decodeRecord(b []byte) (record, error) {
 	if r.kind == recExecute {
 		s := &submission{}
 		r.sub = s
-		s.name = rd.String()
-		s.instance = rd.String()
-		s.owner = rd.String()
+		s.name = rd.Str()
+		s.instance = rd.Str()
+		s.owner = rd.Str()
 		s.action = readDigest(rd)
 		s.cacheable = rd.Bool()
 		s.priority = int32(rd.Varint())
-		s.invocation = rd.String()
-		s.queueKey = rd.String()
+		s.invocation = rd.Str()
+		s.queueKey = rd.Str()
 		s.routing = readProps(rd)
 		s.spec.command = readDigest(rd)
 		s.spec.inputRoot = readDigest(rd)
@@ -121,7 +114,7 @@ func writeDigest(w *wirecodec.Writer, d digest.Digest) {
 		return
 	}
 	w.Uvarint(uint64(d.Function()))
-	w.String(d.Hash())
+	w.Str(d.Hash())
 	w.Varint(d.SizeBytes())
 }
 
@@ -130,7 +123,7 @@ func readDigest(r *wirecodec.Reader) digest.Digest {
 	if fn == 0 || r.Err() != nil {
 		return digest.Digest{}
 	}
-	hash, size := r.String(), r.Varint()
+	hash, size := r.Str(), r.Varint()
 	if r.Err() != nil {
 		return digest.Digest{}
 	}
@@ -144,21 +137,12 @@ func readDigest(r *wirecodec.Reader) digest.Digest {
 func writeProps(w *wirecodec.Writer, ps []*workerpb.Property) {
 	w.Uvarint(uint64(len(ps)))
 	for _, p := range ps {
-		w.String(p.Name)
-		w.String(p.Value)
+		w.Str(p.Name, p.Value)
 	}
 }
 
 // readProps reads what writeProps wrote; nil for none. A property takes
 // two bytes at least.
 func readProps(r *wirecodec.Reader) []*workerpb.Property {
-	n := r.Count(2)
-	if n == 0 {
-		return nil
-	}
-	ps := make([]*workerpb.Property, n)
-	for i := range ps {
-		ps[i] = &workerpb.Property{Name: r.String(), Value: r.String()}
-	}
-	return ps
+	return wirecodec.ReadList(r, 2, func() *workerpb.Property { return &workerpb.Property{Name: r.Str(), Value: r.Str()} })
 }

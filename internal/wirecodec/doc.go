@@ -5,7 +5,9 @@
 // A message is its fields in a fixed order, with nothing between them:
 // integers as varints (signed ones zig-zagged), booleans as one byte 0 or
 // 1, strings and byte slices as a uvarint length and the bytes, string
-// lists as a uvarint count and the strings. What a field means, and any
+// lists as a uvarint count and the strings. A Writer's scalar methods take
+// several values, written one after the other, so that an encoder lists a
+// message's fields in a few lines. What a field means, and any
 // version byte, is the caller's. A Writer appends fields to a byte slice; a
 // Reader reads them back in the same order.
 //

@@ -3,6 +3,7 @@ package wirecodec
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 	"strconv"
 )
 
@@ -27,7 +28,7 @@ func (e *DecodeError) Unwrap() []error { return []error{ErrMalformed, e.Err} }
 // Reader reads fields in the order a Writer wrote them. After the first
 // error every read returns a zero value and Err keeps that error (see the
 // package comment). It does not retain b beyond its reads: Blob copies,
-// String allocates.
+// Str allocates.
 type Reader struct {
 	b    []byte
 	pos  int
@@ -77,63 +78,47 @@ func (r *Reader) Byte() byte {
 }
 
 // Uvarint reads an unsigned varint.
-func (r *Reader) Uvarint() uint64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Uvarint(r.b[r.pos:])
-	if n <= 0 {
-		r.varintError(n)
-		return 0
-	}
-	r.pos += n
-	return v
-}
+func (r *Reader) Uvarint() uint64 { return readVarint(r, binary.Uvarint) }
 
 // Varint reads a zig-zagged signed varint.
-func (r *Reader) Varint() int64 {
+func (r *Reader) Varint() int64 { return readVarint(r, binary.Varint) }
+
+func readVarint[T uint64 | int64](r *Reader, decode func([]byte) (T, int)) T {
 	if r.err != nil {
 		return 0
 	}
-	v, n := binary.Varint(r.b[r.pos:])
-	if n <= 0 {
-		r.varintError(n)
-		return 0
-	}
-	r.pos += n
-	return v
-}
-
-func (r *Reader) varintError(n int) {
-	if n == 0 {
+	v, n := decode(r.b[r.pos:])
+	switch {
+	case n == 0:
 		r.fail("message ends inside an integer")
-	} else {
+	case n < 0:
 		r.fail("integer overflows 64 bits")
+	default:
+		r.pos += n
 	}
+	return v
 }
 
 // Uint32 reads an unsigned varint that must fit in 32 bits.
-func (r *Reader) Uint32() uint32 {
-	at := r.pos
-	v := r.Uvarint()
-	if v > 1<<32-1 {
-		r.pos = at
-		r.fail("integer " + strconv.FormatUint(v, 10) + " overflows 32 bits")
-		return 0
-	}
-	return uint32(v)
-}
+func (r *Reader) Uint32() uint32 { return uint32(read32(r, r.Uvarint, 0, math.MaxUint32)) }
 
 // Int32 reads a signed varint that must fit in 32 bits.
-func (r *Reader) Int32() int32 {
+func (r *Reader) Int32() int32 { return int32(read32(r, r.Varint, math.MinInt32, math.MaxInt32)) }
+
+// read32 reads a varint with read and checks it is within [min, max].
+func read32[T uint64 | int64](r *Reader, read func() T, min, max T) T {
 	at := r.pos
-	v := r.Varint()
-	if v < -1<<31 || v > 1<<31-1 {
+	v := read()
+	if v < min || v > max {
 		r.pos = at
-		r.fail("integer " + strconv.FormatInt(v, 10) + " overflows 32 bits")
+		digits := strconv.FormatUint(uint64(v), 10)
+		if v < 0 {
+			digits = strconv.FormatInt(int64(v), 10)
+		}
+		r.fail("integer " + digits + " overflows 32 bits")
 		return 0
 	}
-	return int32(v)
+	return v
 }
 
 // Bool reads a byte that must be 0 or 1.
@@ -172,8 +157,8 @@ func (r *Reader) Count(min int) int {
 	return int(n)
 }
 
-// String reads a uvarint length and that many bytes.
-func (r *Reader) String() string {
+// Str reads a uvarint length and that many bytes.
+func (r *Reader) Str() string {
 	n := r.Count(1)
 	if n == 0 {
 		return ""
@@ -195,16 +180,20 @@ func (r *Reader) Blob() []byte {
 	return p
 }
 
-// Strings reads a uvarint count and that many strings; nil when the count
-// is 0.
-func (r *Reader) Strings() []string {
-	n := r.Count(1)
+// StringList reads a list StringList wrote; nil when its count is 0.
+func (r *Reader) StringList() []string { return ReadList(r, 1, r.Str) }
+
+// ReadList reads a list: a count of items that take at least min bytes
+// each (refused if the bytes left cannot hold it, see Count), then each
+// item with read. It returns nil when the count is 0.
+func ReadList[T any](r *Reader, min int, read func() T) []T {
+	n := r.Count(min)
 	if n == 0 {
 		return nil
 	}
-	ss := make([]string, n)
-	for i := range ss {
-		ss[i] = r.String()
+	items := make([]T, n)
+	for i := range items {
+		items[i] = read()
 	}
-	return ss
+	return items
 }

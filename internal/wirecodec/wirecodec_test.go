@@ -20,12 +20,12 @@ func message() []byte {
 	w.Varint(math.MinInt32)
 	w.Bool(true)
 	w.Bool(false)
-	w.String("ünï\x00code")
-	w.String("")
+	w.Str("ünï\x00code")
+	w.Str("")
 	w.Blob([]byte{0, 1, 2})
 	w.Blob(nil)
-	w.Strings([]string{"a", "", "bc"})
-	w.Strings(nil)
+	w.StringList([]string{"a", "", "bc"})
+	w.StringList(nil)
 	return w.Bytes()
 }
 
@@ -44,7 +44,7 @@ type decoded struct {
 func decode(b []byte) (decoded, error) {
 	r := NewReader(b, "test message")
 	d := decoded{B: r.Byte(), U: r.Uvarint(), I: r.Varint(), U32: r.Uint32(), I32: r.Int32(), T: r.Bool(), F: r.Bool(),
-		S: r.String(), Empty: r.String(), Blob: r.Blob(), None: r.Blob(), SS: r.Strings(), NoSS: r.Strings()}
+		S: r.Str(), Empty: r.Str(), Blob: r.Blob(), None: r.Blob(), SS: r.StringList(), NoSS: r.StringList()}
 	return d, r.End()
 }
 
@@ -67,9 +67,9 @@ func TestFormat(t *testing.T) {
 	w.Uvarint(300)
 	w.Varint(-2)
 	w.Bool(true)
-	w.String("hi")
+	w.Str("hi")
 	w.Blob([]byte{9})
-	w.Strings([]string{"x"})
+	w.StringList([]string{"x"})
 	want := []byte{0xaa, 0xac, 0x02, 0x03, 1, 2, 'h', 'i', 1, 9, 1, 1, 'x'}
 	if !bytes.Equal(w.Bytes(), want) {
 		t.Fatalf("wrote % x, want % x", w.Bytes(), want)
@@ -102,8 +102,8 @@ func TestBadValues(t *testing.T) {
 		{"varint past 64 bits", bytes.Repeat([]byte{0xff}, 11), func(r *Reader) { r.Uvarint() }, "overflows 64 bits"},
 		{"uint32 overflow", []byte{0x80, 0x80, 0x80, 0x80, 0x10}, func(r *Reader) { r.Uint32() }, "integer 4294967296 overflows 32 bits"},
 		{"int32 overflow", []byte{0x80, 0x80, 0x80, 0x80, 0x10}, func(r *Reader) { r.Int32() }, "overflows 32 bits"},
-		{"string longer than the message", []byte{5, 'a'}, func(r *Reader) { r.String() }, "at byte 0: length 5 is beyond the 1 byte(s) left"},
-		{"huge count", []byte{0xff, 0xff, 0xff, 0xff, 0x0f}, func(r *Reader) { r.Strings() }, "length 4294967295 is beyond"},
+		{"string longer than the message", []byte{5, 'a'}, func(r *Reader) { r.Str() }, "at byte 0: length 5 is beyond the 1 byte(s) left"},
+		{"huge count", []byte{0xff, 0xff, 0xff, 0xff, 0x0f}, func(r *Reader) { r.StringList() }, "length 4294967295 is beyond"},
 		{"count of wide items", []byte{0, 3, 1, 2, 3, 4, 5}, func(r *Reader) { r.Byte(); r.Count(2) }, "at byte 1: length 3 is beyond the 5 byte(s) left"},
 	} {
 		r := NewReader(c.in, "test message")
@@ -118,7 +118,7 @@ func TestBadValues(t *testing.T) {
 // stays the first one.
 func TestErrorIsSticky(t *testing.T) {
 	r := NewReader([]byte{2, 1, 'x', 1}, "test message")
-	if r.Bool() || r.String() != "" || r.Uvarint() != 0 || r.Blob() != nil || r.Strings() != nil || r.Byte() != 0 {
+	if r.Bool() || r.Str() != "" || r.Uvarint() != 0 || r.Blob() != nil || r.StringList() != nil || r.Byte() != 0 {
 		t.Fatal("a read after an error returned a value")
 	}
 	cause := errors.New("other")
@@ -149,7 +149,7 @@ func TestFrames(t *testing.T) {
 	w := NewWriter(nil)
 	for _, s := range []string{"first", "second"} {
 		w.BeginFrame()
-		w.String(s)
+		w.Str(s)
 		w.EndFrame()
 	}
 	stream := bytes.NewReader(w.Bytes())
@@ -159,7 +159,7 @@ func TestFrames(t *testing.T) {
 		if buf, err = ReadFrame(stream, buf, 64, "test frame"); err != nil {
 			t.Fatal(err)
 		}
-		if r := NewReader(buf, "test frame"); r.String() != want || r.End() != nil {
+		if r := NewReader(buf, "test frame"); r.Str() != want || r.End() != nil {
 			t.Fatalf("frame % x, want %q", buf, want)
 		}
 	}
@@ -190,7 +190,7 @@ func TestEndFrameWithoutBeginFramePanics(t *testing.T) {
 		}
 	}()
 	var w Writer
-	w.String("abcd")
+	w.Str("abcd")
 	w.EndFrame()
 }
 

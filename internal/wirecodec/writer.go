@@ -21,33 +21,50 @@ func (w *Writer) Len() int { return len(w.b) }
 // Byte writes one raw byte (a version or a tag).
 func (w *Writer) Byte(v byte) { w.b = append(w.b, v) }
 
-// Uvarint writes an unsigned varint.
-func (w *Writer) Uvarint(v uint64) { w.b = binary.AppendUvarint(w.b, v) }
-
-// Varint writes a zig-zagged signed varint.
-func (w *Writer) Varint(v int64) { w.b = binary.AppendVarint(w.b, v) }
-
-// Bool writes one byte, 1 or 0.
-func (w *Writer) Bool(v bool) {
-	if v {
-		w.b = append(w.b, 1)
-	} else {
-		w.b = append(w.b, 0)
+// Uvarint writes each of vs as an unsigned varint.
+func (w *Writer) Uvarint(vs ...uint64) {
+	for _, v := range vs {
+		w.b = binary.AppendUvarint(w.b, v)
 	}
 }
 
-// String writes a uvarint length and s.
-func (w *Writer) String(s string) { w.Uvarint(uint64(len(s))); w.b = append(w.b, s...) }
+// Varint writes each of vs as a zig-zagged signed varint.
+func (w *Writer) Varint(vs ...int64) {
+	for _, v := range vs {
+		w.b = binary.AppendVarint(w.b, v)
+	}
+}
+
+// Bool writes each of vs as one byte, 1 or 0.
+func (w *Writer) Bool(vs ...bool) {
+	for _, v := range vs {
+		if v {
+			w.b = append(w.b, 1)
+		} else {
+			w.b = append(w.b, 0)
+		}
+	}
+}
+
+// Str writes each of ss as a uvarint length and the bytes: fields one
+// after the other, with no count before them (a list is StringList).
+func (w *Writer) Str(ss ...string) {
+	for _, s := range ss {
+		w.b = binary.AppendUvarint(w.b, uint64(len(s)))
+		w.b = append(w.b, s...)
+	}
+}
 
 // Blob writes a uvarint length and p.
-func (w *Writer) Blob(p []byte) { w.Uvarint(uint64(len(p))); w.b = append(w.b, p...) }
+func (w *Writer) Blob(p []byte) {
+	w.b = binary.AppendUvarint(w.b, uint64(len(p)))
+	w.b = append(w.b, p...)
+}
 
-// Strings writes a uvarint count and each string.
-func (w *Writer) Strings(ss []string) {
+// StringList writes a list: a uvarint count, then each string.
+func (w *Writer) StringList(ss []string) {
 	w.Uvarint(uint64(len(ss)))
-	for _, s := range ss {
-		w.String(s)
-	}
+	w.Str(ss...)
 }
 
 // BeginFrame starts a frame: it writes room for the header, which EndFrame

@@ -29,41 +29,30 @@ func EncodePlan(p *Plan) []byte {
 	w := wirecodec.NewWriter(make([]byte, 0, 512))
 	w.BeginFrame()
 	w.Byte(planVersion)
-	w.String(p.Rootfs)
+	w.Str(p.Rootfs)
 	w.Bool(p.ReadonlyRoot)
 	w.Uvarint(uint64(len(p.Mounts)))
 	for _, m := range p.Mounts {
 		w.Uvarint(uint64(m.Kind))
-		w.String(m.Source)
-		w.String(m.Dest)
-		w.String(m.FSType)
-		w.Uvarint(m.Flags)
-		w.Uvarint(m.Attrs)
-		w.String(m.Data)
+		w.Str(m.Source, m.Dest, m.FSType)
+		w.Uvarint(m.Flags, m.Attrs)
+		w.Str(m.Data)
 	}
-	w.String(p.Hostname)
-	w.Bool(p.LoopbackUp)
-	w.Bool(p.CgroupNS)
+	w.Str(p.Hostname)
+	w.Bool(p.LoopbackUp, p.CgroupNS)
 	w.Uvarint(uint64(len(p.Rlimits)))
 	for _, r := range p.Rlimits {
-		w.Uvarint(uint64(r.Resource))
-		w.Uvarint(r.Cur)
-		w.Uvarint(r.Max)
+		w.Uvarint(uint64(r.Resource), r.Cur, r.Max)
 	}
 	w.Uvarint(uint64(p.Umask))
-	w.Strings(p.Args)
-	w.Strings(p.Env)
-	w.String(p.Cwd)
-	w.Uvarint(uint64(p.UID))
-	w.Uvarint(uint64(p.GID))
-	w.Uvarint(uint64(len(p.Groups)))
+	w.StringList(p.Args)
+	w.StringList(p.Env)
+	w.Str(p.Cwd)
+	w.Uvarint(uint64(p.UID), uint64(p.GID), uint64(len(p.Groups)))
 	for _, g := range p.Groups {
 		w.Uvarint(uint64(g))
 	}
-	w.Uvarint(p.Bounding)
-	w.Uvarint(p.Inheritable)
-	w.Uvarint(p.Ambient)
-	w.Uvarint(uint64(p.LastCap))
+	w.Uvarint(p.Bounding, p.Inheritable, p.Ambient, uint64(p.LastCap))
 	w.Blob(p.Seccomp)
 	return w.EndFrame()
 }
@@ -92,39 +81,15 @@ func DecodePlan(b []byte) (*Plan, error) {
 	r := wirecodec.NewReader(b, "init plan")
 	version(r, planVersion)
 	p := &Plan{}
-	p.Rootfs = r.String()
-	p.ReadonlyRoot = r.Bool()
-	if n := r.Count(7); n > 0 {
-		p.Mounts = make([]Mount, n)
-		for i := range p.Mounts {
-			decodeMount(r, &p.Mounts[i])
-		}
-	}
-	p.Hostname = r.String()
-	p.LoopbackUp = r.Bool()
-	p.CgroupNS = r.Bool()
-	if n := r.Count(3); n > 0 {
-		p.Rlimits = make([]Rlimit, n)
-		for i := range p.Rlimits {
-			p.Rlimits[i] = Rlimit{Resource: r.Uint32(), Cur: r.Uvarint(), Max: r.Uvarint()}
-		}
-	}
-	p.Umask = r.Uint32()
-	p.Args = r.Strings()
-	p.Env = r.Strings()
-	p.Cwd = r.String()
-	p.UID = r.Uint32()
-	p.GID = r.Uint32()
-	if n := r.Count(1); n > 0 {
-		p.Groups = make([]uint32, n)
-		for i := range p.Groups {
-			p.Groups[i] = r.Uint32()
-		}
-	}
-	p.Bounding = r.Uvarint()
-	p.Inheritable = r.Uvarint()
-	p.Ambient = r.Uvarint()
-	p.LastCap = r.Uint32()
+	p.Rootfs, p.ReadonlyRoot = r.Str(), r.Bool()
+	p.Mounts = wirecodec.ReadList(r, 7, func() Mount { return decodeMount(r) })
+	p.Hostname, p.LoopbackUp, p.CgroupNS = r.Str(), r.Bool(), r.Bool()
+	p.Rlimits = wirecodec.ReadList(r, 3, func() Rlimit {
+		return Rlimit{Resource: r.Uint32(), Cur: r.Uvarint(), Max: r.Uvarint()}
+	})
+	p.Umask, p.Args, p.Env, p.Cwd = r.Uint32(), r.StringList(), r.StringList(), r.Str()
+	p.UID, p.GID, p.Groups = r.Uint32(), r.Uint32(), wirecodec.ReadList(r, 1, r.Uint32)
+	p.Bounding, p.Inheritable, p.Ambient, p.LastCap = r.Uvarint(), r.Uvarint(), r.Uvarint(), r.Uint32()
 	p.Seccomp = r.Blob()
 	if err := r.End(); err != nil {
 		return nil, err
@@ -132,18 +97,13 @@ func DecodePlan(b []byte) (*Plan, error) {
 	return p, nil
 }
 
-func decodeMount(r *wirecodec.Reader, m *Mount) {
+func decodeMount(r *wirecodec.Reader) Mount {
 	kind := r.Uvarint()
 	if r.Err() == nil && (kind < uint64(MountBind) || kind > uint64(MountSymlink)) {
 		r.Fail(unknownMountKind(kind))
 	}
-	m.Kind = MountKind(kind)
-	m.Source = r.String()
-	m.Dest = r.String()
-	m.FSType = r.String()
-	m.Flags = r.Uvarint()
-	m.Attrs = r.Uvarint()
-	m.Data = r.String()
+	return Mount{Kind: MountKind(kind), Source: r.Str(), Dest: r.Str(), FSType: r.Str(), Flags: r.Uvarint(),
+		Attrs: r.Uvarint(), Data: r.Str()}
 }
 
 type unknownMountKind uint64
@@ -157,15 +117,10 @@ func (k unknownMountKind) Error() string {
 func EncodeStatus(s *Status) []byte {
 	w := wirecodec.NewWriter(make([]byte, 0, 64+len(s.Error)))
 	w.Byte(statusVersion)
-	w.String(s.Error)
-	w.Bool(s.NotStarted)
-	w.Bool(s.MissingSource)
-	w.Varint(int64(s.ExitCode))
-	w.Varint(int64(s.Signal))
-	for _, v := range []int64{s.UserNanos, s.SystemNanos, s.MaxRSSKiB, s.MinorFaults,
-		s.MajorFaults, s.VoluntarySwitches, s.InvoluntarySwitches} {
-		w.Varint(v)
-	}
+	w.Str(s.Error)
+	w.Bool(s.NotStarted, s.MissingSource)
+	w.Varint(int64(s.ExitCode), int64(s.Signal), s.UserNanos, s.SystemNanos, s.MaxRSSKiB, s.MinorFaults,
+		s.MajorFaults, s.VoluntarySwitches, s.InvoluntarySwitches)
 	return w.Bytes()
 }
 
@@ -173,12 +128,7 @@ func EncodeStatus(s *Status) []byte {
 func DecodeStatus(b []byte) (*Status, error) {
 	r := wirecodec.NewReader(b, "init status")
 	version(r, statusVersion)
-	s := &Status{}
-	s.Error = r.String()
-	s.NotStarted = r.Bool()
-	s.MissingSource = r.Bool()
-	s.ExitCode = r.Int32()
-	s.Signal = r.Int32()
+	s := &Status{Error: r.Str(), NotStarted: r.Bool(), MissingSource: r.Bool(), ExitCode: r.Int32(), Signal: r.Int32()}
 	for _, v := range []*int64{&s.UserNanos, &s.SystemNanos, &s.MaxRSSKiB, &s.MinorFaults,
 		&s.MajorFaults, &s.VoluntarySwitches, &s.InvoluntarySwitches} {
 		*v = r.Varint()
