@@ -70,7 +70,9 @@ func TestFormat(t *testing.T) {
 	w.Str("hi")
 	w.Blob([]byte{9})
 	w.StringList([]string{"x"})
-	want := []byte{0xaa, 0xac, 0x02, 0x03, 1, 2, 'h', 'i', 1, 9, 1, 1, 'x'}
+	w.Uvarint(1, 2)
+	w.Str("a", "")
+	want := []byte{0xaa, 0xac, 0x02, 0x03, 1, 2, 'h', 'i', 1, 9, 1, 1, 'x', 1, 2, 1, 'a', 0}
 	if !bytes.Equal(w.Bytes(), want) {
 		t.Fatalf("wrote % x, want % x", w.Bytes(), want)
 	}
@@ -180,6 +182,25 @@ func TestBadFrames(t *testing.T) {
 		if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "malformed test frame") {
 			t.Errorf("%s: %v, want ErrMalformed", name, err)
 		}
+	}
+}
+
+// ReadList reads each item with the function given, and refuses a count
+// the bytes left cannot hold at the given size per item.
+func TestReadList(t *testing.T) {
+	w := NewWriter(nil)
+	w.Uvarint(2, 300, 5)
+	r := NewReader(w.Bytes(), "test message")
+	if got := ReadList(r, 1, r.Uvarint); !reflect.DeepEqual(got, []uint64{300, 5}) || r.End() != nil {
+		t.Fatalf("ReadList: %v, %v", got, r.Err())
+	}
+	r = NewReader(w.Bytes(), "test message")
+	if got := ReadList(r, 2, r.Uvarint); got != nil || !errors.Is(r.Err(), ErrMalformed) {
+		t.Fatalf("2 items of 2 bytes in 3: %v, %v", got, r.Err())
+	}
+	r = NewReader([]byte{0}, "test message")
+	if got := ReadList(r, 1, r.Str); got != nil || r.End() != nil {
+		t.Fatalf("empty list: %#v, %v", got, r.Err())
 	}
 }
 
