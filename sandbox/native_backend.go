@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/paddock-build/paddock/internal/wirecodec"
 	"github.com/paddock-build/paddock/sandbox/internal/initplan"
 )
 
@@ -138,8 +139,14 @@ func (c *spawnerConn) readLoop(out io.Reader) {
 	c.mu.Unlock()
 }
 
-// send registers ch (if not nil) for req's answer and sends req.
+// send registers ch (if not nil) for req's answer and sends req. A
+// request over maxSpawnFrame (a huge plan) is refused here, as a setup
+// error of its Run: the spawner would take it for a broken stream.
 func (c *spawnerConn) send(req spawnRequest, ch chan spawnResponse) error {
+	frame := encodeSpawnRequest(&req)
+	if n := len(frame) - wirecodec.FrameHeader; n > maxSpawnFrame {
+		return fmt.Errorf("%w: the sandbox's plan takes %d bytes, over the limit of %d", ErrSetup, n, maxSpawnFrame)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
@@ -148,7 +155,7 @@ func (c *spawnerConn) send(req spawnRequest, ch chan spawnResponse) error {
 	if ch != nil {
 		c.pending[req.ID] = ch
 	}
-	if _, err := c.in.Write(encodeSpawnRequest(&req)); err != nil {
+	if _, err := c.in.Write(frame); err != nil {
 		delete(c.pending, req.ID)
 		return fmt.Errorf("send to sandbox spawner: %w", err)
 	}

@@ -17,9 +17,11 @@ import (
 // spawner's stdin, the spawner answers spawnResponses on its stdout, each
 // message in a wirecodec frame (a 4-byte length, then the fields in a
 // fixed order). Both ends are the same binary, so the format needs no
-// version. A frame that is cut short or announces more than maxSpawnFrame
-// ends the stream, as a closed pipe would; a frame that does not decode is
-// that message's error (see runSpawner and spawnerConn.readLoop).
+// version. A frame cut short or announcing more than maxSpawnFrame is a
+// broken stream. The spawner then stops, as when its stdin closes; it
+// answers a whole request that does not decode with a setup error and
+// reads on (runSpawner). The launcher kills a spawner whose reply it
+// cannot read, and its Runs in flight fail (spawnerConn.readLoop).
 
 // maxSpawnFrame bounds a message on the spawner's pipes: the init's plan
 // (at most initplan.MaxPlanSize) and what goes with it.

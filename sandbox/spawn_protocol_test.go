@@ -205,3 +205,20 @@ func TestSpawnerSurvivesAnUndecodableRun(t *testing.T) {
 		t.Fatalf("spawner exit code %d, want 0 (a clean end)", code)
 	}
 }
+
+// A request too large for the spawner's pipe is the Run's setup error,
+// and the connection stays usable.
+func TestOversizedRequestIsASetupError(t *testing.T) {
+	c, err := connectSpawner(exec.Command("/bin/sh", "-c", "exec cat >/dev/null"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.in.Close(); <-c.done }()
+	err = c.send(spawnRequest{Op: opRun, ID: 1, Plan: make([]byte, maxSpawnFrame)}, make(chan spawnResponse, 1))
+	if !errors.Is(err, ErrSetup) || !strings.Contains(err.Error(), "over the limit") {
+		t.Fatalf("oversized request: %v, want a setup error", err)
+	}
+	if err := c.send(spawnRequest{Op: opCancel, ID: 1}, nil); err != nil || c.dead() {
+		t.Fatalf("after an oversized request: %v, dead %v", err, c.dead())
+	}
+}

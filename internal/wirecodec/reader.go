@@ -42,8 +42,8 @@ func NewReader(b []byte, what string) *Reader { return &Reader{b: b, what: what}
 // Err is the first error, or nil.
 func (r *Reader) Err() error { return r.err }
 
-// Remaining is the number of bytes not read yet.
-func (r *Reader) Remaining() int { return len(r.b) - r.pos }
+// remaining is the number of bytes not read yet.
+func (r *Reader) remaining() int { return len(r.b) - r.pos }
 
 // Fail records err (with the current offset) unless an error is already
 // recorded: for a field that decodes but whose value is wrong.
@@ -57,7 +57,7 @@ func (r *Reader) fail(problem string) { r.Fail(errors.New(problem)) }
 
 // End returns the first error, or an error if bytes are left unread.
 func (r *Reader) End() error {
-	if n := r.Remaining(); r.err == nil && n != 0 {
+	if n := r.remaining(); r.err == nil && n != 0 {
 		r.fail(strconv.Itoa(n) + " unexpected byte(s) at the end")
 	}
 	return r.err
@@ -149,7 +149,7 @@ func (r *Reader) Count(min int) int {
 	if r.err != nil {
 		return 0
 	}
-	if left := r.Remaining(); n > uint64(left/min) {
+	if left := r.remaining(); n > uint64(left/min) {
 		r.pos = at
 		r.fail("length " + strconv.FormatUint(n, 10) + " is beyond the " + strconv.Itoa(left) + " byte(s) left")
 		return 0

@@ -15,9 +15,6 @@ func NewWriter(buf []byte) *Writer { return &Writer{b: buf} }
 // Bytes returns what has been written (aliasing the Writer's buffer).
 func (w *Writer) Bytes() []byte { return w.b }
 
-// Len is the number of bytes written.
-func (w *Writer) Len() int { return len(w.b) }
-
 // Byte writes one raw byte (a version or a tag).
 func (w *Writer) Byte(v byte) { w.b = append(w.b, v) }
 
