@@ -3,7 +3,6 @@ package storage_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"io"
 	"testing"
@@ -17,12 +16,12 @@ import (
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/storage"
+	"github.com/paddock-build/paddock/storage/storagetest"
 )
 
 func randData(t *testing.T, n int) ([]byte, digest.Digest) {
 	t.Helper()
-	b := make([]byte, n)
-	rand.Read(b)
+	b := storagetest.RandBytes(t, n)
 	return b, digest.FromBytes(repb.DigestFunction_SHA256, b)
 }
 

@@ -3,7 +3,6 @@ package s3store_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"io"
 	"strconv"
 	"testing"
@@ -18,15 +17,6 @@ import (
 	"github.com/paddock-build/paddock/storage/storagetest"
 	"github.com/paddock-build/paddock/storage/storagetest/seaweedtest"
 )
-
-func randBytes(t *testing.T, n int) []byte {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func wantCode(t *testing.T, err error, code codes.Code, what string) {
 	t.Helper()
@@ -44,7 +34,7 @@ func TestBlobStore(t *testing.T) {
 	t.Run("MultipartRoundTripAndRanges", func(t *testing.T) {
 		c, prefix := b.client(t)
 		s := s3store.NewBlobStore(c)
-		data := randBytes(t, 12<<20)
+		data := storagetest.RandBytes(t, 12<<20)
 		d := digest.FromBytes(repb.DigestFunction_SHA256, data)
 		if err := s.Put(ctx, d, bytes.NewReader(data)); err != nil {
 			t.Fatal(err)
@@ -66,7 +56,7 @@ func TestBlobStore(t *testing.T) {
 	t.Run("MismatchedPutLeavesNothing", func(t *testing.T) {
 		c, prefix := b.client(t)
 		s := s3store.NewBlobStore(c)
-		big := randBytes(t, 11<<20)
+		big := storagetest.RandBytes(t, 11<<20)
 		bigDigest := digest.FromBytes(repb.DigestFunction_SHA256, big)
 		flipped := bytes.Clone(big)
 		flipped[len(flipped)-1] ^= 1 // wrong only in the last byte of the last part
@@ -101,7 +91,7 @@ func TestBlobStore(t *testing.T) {
 			name, size := tc.name, tc.size
 			c, prefix := b.client(t)
 			s := s3store.NewBlobStore(c)
-			data := randBytes(t, size)
+			data := storagetest.RandBytes(t, size)
 			d := digest.FromBytes(repb.DigestFunction_SHA256, data)
 			if err := s.Put(ctx, d, bytes.NewReader(data)); err != nil {
 				t.Fatal(err)
@@ -184,7 +174,7 @@ func TestServerDownIsUnavailable(t *testing.T) {
 	ctx := context.Background()
 	c, _ := b.client(t)
 	s, ac := s3store.NewBlobStore(c), s3store.NewActionCache(c)
-	data := randBytes(t, 6<<20)
+	data := storagetest.RandBytes(t, 6<<20)
 	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
 	if err := s.Put(ctx, d, bytes.NewReader(data)); err != nil {
 		t.Fatal(err)

@@ -20,7 +20,9 @@ import (
 	"github.com/paddock-build/paddock/storage"
 )
 
-func randBytes(t *testing.T, n int) []byte {
+// RandBytes is n random bytes: blob contents no two tests share, for this
+// suite and for backends' own tests.
+func RandBytes(t testing.TB, n int) []byte {
 	t.Helper()
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
@@ -85,7 +87,7 @@ func TestBlobStore(t *testing.T, newStore func(t *testing.T) storage.BlobStore) 
 	t.Run("PutGetRoundTrip", func(t *testing.T) {
 		s := newStore(t)
 		for _, size := range []int{1, 1000, 3 << 20} { // 3 MiB: remote stores stream it
-			data := randBytes(t, size)
+			data := RandBytes(t, size)
 			d := put(t, s, data)
 			got, err := ReadAll(t, s, d, 0)
 			if err != nil || !bytes.Equal(got, data) {
@@ -95,7 +97,7 @@ func TestBlobStore(t *testing.T, newStore func(t *testing.T) storage.BlobStore) 
 	})
 	t.Run("OtherDigestFunctions", func(t *testing.T) {
 		s := newStore(t)
-		data := randBytes(t, 4096)
+		data := RandBytes(t, 4096)
 		for _, fn := range digest.Supported {
 			d := digest.FromBytes(fn, data)
 			if err := s.Put(ctx, d, bytes.NewReader(data)); err != nil {
@@ -136,7 +138,7 @@ func testBlobStoreReadsAndWrites(t *testing.T, newStore func(t *testing.T) stora
 	ctx := context.Background()
 	t.Run("GetOffset", func(t *testing.T) {
 		s := newStore(t)
-		data := randBytes(t, 10000)
+		data := RandBytes(t, 10000)
 		d := put(t, s, data)
 		for _, off := range []int64{0, 1, 9999, 10000} {
 			got, err := ReadAll(t, s, d, off)
@@ -161,7 +163,7 @@ func testBlobStoreReadsAndWrites(t *testing.T, newStore func(t *testing.T) stora
 			"wrong bytes": {digest.FromBytes(repb.DigestFunction_SHA256, []byte("right")), []byte("wrong")},
 			"too short":   {digest.FromBytes(repb.DigestFunction_SHA256, []byte("right!")), []byte("right")},
 			"too long":    {digest.FromBytes(repb.DigestFunction_SHA256, []byte("right")), []byte("right!")},
-			"large wrong": {digest.FromBytes(repb.DigestFunction_SHA256, make([]byte, 3<<20)), randBytes(t, 3<<20)},
+			"large wrong": {digest.FromBytes(repb.DigestFunction_SHA256, make([]byte, 3<<20)), RandBytes(t, 3<<20)},
 		} {
 			err := s.Put(ctx, tc.d, bytes.NewReader(tc.data))
 			wantCode(t, err, codes.InvalidArgument, name)
@@ -172,7 +174,7 @@ func testBlobStoreReadsAndWrites(t *testing.T, newStore func(t *testing.T) stora
 	})
 	t.Run("PutReaderErrorStoresNothing", func(t *testing.T) {
 		s := newStore(t)
-		data := randBytes(t, 2<<20)
+		data := RandBytes(t, 2<<20)
 		d := digest.FromBytes(repb.DigestFunction_SHA256, data)
 		r := io.MultiReader(bytes.NewReader(data[:1<<20]), errReader{})
 		if err := s.Put(ctx, d, r); err == nil {
@@ -184,7 +186,7 @@ func testBlobStoreReadsAndWrites(t *testing.T, newStore func(t *testing.T) stora
 	})
 	t.Run("ConcurrentPutsOfOneBlob", func(t *testing.T) {
 		s := newStore(t)
-		data := randBytes(t, 1<<20)
+		data := RandBytes(t, 1<<20)
 		d := digest.FromBytes(repb.DigestFunction_SHA256, data)
 		var wg sync.WaitGroup
 		errs := make([]error, 16)
