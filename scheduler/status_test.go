@@ -32,6 +32,23 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, label, value stri
 	return sum
 }
 
+// wantMetric is one series' expected value: name{label=value}, or the sum
+// of every series of name where label is "".
+type wantMetric struct {
+	name, label, value string
+	want               float64
+}
+
+// wantMetrics checks each expected value against what reg gathers now.
+func wantMetrics(t *testing.T, reg *prometheus.Registry, want []wantMetric) {
+	t.Helper()
+	for _, c := range want {
+		if got := metricValue(t, reg, c.name, c.label, c.value); got != c.want {
+			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
+		}
+	}
+}
+
 func hasLabel(m *dto.Metric, name, value string) bool {
 	for _, l := range m.Label {
 		if l.GetName() == name && l.GetValue() == value {
@@ -92,20 +109,13 @@ func TestStatusAndMetrics(t *testing.T) {
 			t.Errorf("operations not newest first: %v after %v", all[i].QueuedAt, all[i-1].QueuedAt)
 		}
 	}
-	for _, c := range []struct {
-		name, label, value string
-		want               float64
-	}{
+	wantMetrics(t, reg, []wantMetric{
 		{"paddock_scheduler_queued_actions", "platform", "OSFamily=linux", 2},
 		{"paddock_scheduler_running_actions", "", "", 1},
 		{"paddock_scheduler_workers", "state", "busy", 1},
 		{"paddock_scheduler_workers", "state", "idle", 0},
 		{"paddock_scheduler_dispatches_total", "", "", 1},
-	} {
-		if got := metricValue(t, reg, c.name, c.label, c.value); got != c.want {
-			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
-		}
-	}
+	})
 
 	close(g.release)
 	for range 3 {
@@ -113,20 +123,13 @@ func TestStatusAndMetrics(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, c := range []struct {
-		name, label, value string
-		want               float64
-	}{
+	wantMetrics(t, reg, []wantMetric{
 		{"paddock_scheduler_queued_actions", "", "", 0},
 		{"paddock_scheduler_dispatches_total", "", "", 3},
 		{"paddock_scheduler_queue_wait_seconds", "", "", 3},
 		{"paddock_scheduler_workers", "state", "idle", 1},
 		{"paddock_scheduler_retries_total", "", "", 0},
-	} {
-		if got := metricValue(t, reg, c.name, c.label, c.value); got != c.want {
-			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
-		}
-	}
+	})
 	if ops, _ := f.s.Operations(OperationFilter{Stage: repb.ExecutionStage_COMPLETED}); len(ops) != 3 || ops[0].Response.GetResult().GetExitCode() != 3 || ops[0].Worker != "w1" {
 		t.Errorf("completed operations %+v, want 3 with w1's result", ops)
 	}
