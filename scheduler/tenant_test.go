@@ -34,6 +34,15 @@ func (h *harness) mustExecuteAs(tenant, name, key, invocation string, priority i
 	}
 }
 
+// queueAs queues n actions of tenant's invocation at priority 0, the i-th
+// named fmt.Sprintf(nameFormat, i) and keyed keyPrefix and i.
+func (h *harness) queueAs(tenant, invocation, nameFormat, keyPrefix string, n int) {
+	h.t.Helper()
+	for i := 0; i < n; i++ {
+		h.mustExecuteAs(tenant, fmt.Sprintf(nameFormat, i), fmt.Sprint(keyPrefix, i), invocation, 0)
+	}
+}
+
 // dispatchOrder runs everything queued on worker w, one slot, completing
 // each action as it arrives, and returns the dispatch order.
 func (h *harness) dispatchOrder(w string, n int) []string {
@@ -65,12 +74,8 @@ func lastIndex(order []string, prefix string) int {
 // dispatched in turn with A's, not after them.
 func TestTenantsTakeTurns(t *testing.T) {
 	h := newHarness(t, nil)
-	for i := 0; i < 1000; i++ {
-		h.mustExecuteAs("team-a", fmt.Sprintf("a%04d", i), fmt.Sprint("a", i), "inv-a", 0)
-	}
-	for i := 0; i < 10; i++ {
-		h.mustExecuteAs("team-b", fmt.Sprintf("b%04d", i), fmt.Sprint("b", i), "inv-b", 0)
-	}
+	h.queueAs("team-a", "inv-a", "a%04d", "a", 1000)
+	h.queueAs("team-b", "inv-b", "b%04d", "b", 10)
 	h.connect("w", 1, nil)
 	order := h.dispatchOrder("w", 1010)
 	if last := lastIndex(order, "b"); last >= 20 {
@@ -109,15 +114,9 @@ func TestPriorityDoesNotCrossTenants(t *testing.T) {
 // turns: the small one's 10 actions go within its tenant's first 20 turns.
 func TestInvocationsTakeTurnsWithinATenant(t *testing.T) {
 	h := newHarness(t, nil)
-	for i := 0; i < 1000; i++ {
-		h.mustExecuteAs("team-a", fmt.Sprintf("a-big%04d", i), fmt.Sprint("ab", i), "big", 0)
-	}
-	for i := 0; i < 10; i++ {
-		h.mustExecuteAs("team-a", fmt.Sprintf("a-small%04d", i), fmt.Sprint("as", i), "small", 0)
-	}
-	for i := 0; i < 1000; i++ {
-		h.mustExecuteAs("team-b", fmt.Sprintf("b%04d", i), fmt.Sprint("b", i), "b", 0)
-	}
+	h.queueAs("team-a", "big", "a-big%04d", "ab", 1000)
+	h.queueAs("team-a", "small", "a-small%04d", "as", 10)
+	h.queueAs("team-b", "b", "b%04d", "b", 1000)
 	h.connect("w", 1, nil)
 	order := h.dispatchOrder("w", 2010)
 	if last := lastIndex(order, "a-small"); last >= 40 {
@@ -131,12 +130,8 @@ func TestInvocationsTakeTurnsWithinATenant(t *testing.T) {
 func TestMaxRunningIsRespectedWithFreeSlots(t *testing.T) {
 	h := newHarness(t, nil)
 	h.c.limits = map[string]auth.Limits{"team-a": {MaxRunning: 3}}
-	for i := 0; i < 50; i++ {
-		h.mustExecuteAs("team-a", fmt.Sprintf("a%02d", i), fmt.Sprint("a", i), "", 0)
-	}
-	for i := 0; i < 20; i++ {
-		h.mustExecuteAs("team-b", fmt.Sprintf("b%02d", i), fmt.Sprint("b", i), "", 0)
-	}
+	h.queueAs("team-a", "", "a%02d", "a", 50)
+	h.queueAs("team-b", "", "b%02d", "b", 20)
 	h.connect("w1", 50, nil)
 	h.connect("w2", 50, nil)
 	count := func(got []sentAssignment) (a, b int) {
