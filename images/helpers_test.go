@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paddock-build/paddock/images/imagetest"
+	"github.com/paddock-build/paddock/internal/testlog"
 )
 
 // testRegistry is go-containerregistry's in-process registry on loopback,
@@ -226,14 +227,7 @@ func busyboxImage(t testing.TB, marker string) v1.Image {
 }
 
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
+	return testlog.Logger(t, &slog.HandlerOptions{Level: slog.LevelDebug})
 }
 
 // newTestCache opens a cache in dir that may use r over plain HTTP.

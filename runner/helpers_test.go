@@ -3,7 +3,6 @@ package runner
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/images"
+	"github.com/paddock-build/paddock/internal/testlog"
 	"github.com/paddock-build/paddock/sandbox"
 )
 
@@ -98,7 +98,7 @@ func newTestEnvIn(t testing.TB, base string, mod func(*Config)) *testEnv {
 		t.Cleanup(func() { cache.Close() })
 	}
 	svc, err := New(Options{Config: cfg, Launcher: l, Images: cache, Version: "test",
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil))})
+		Logger: testlog.Logger(t, nil)})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -243,11 +243,4 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond) // poll
 	}
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
 }

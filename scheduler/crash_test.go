@@ -32,6 +32,7 @@ import (
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/api/workerpb/workerclient"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/testlog"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -90,15 +91,15 @@ func crashActionCacheDir(dir string) string { return filepath.Join(dir, "action-
 type schedulerProcess struct {
 	cmd    *exec.Cmd
 	addr   string
-	stderr *bytes.Buffer
+	stderr *testlog.Buffer
 }
 
 func startSchedulerProcess(t *testing.T, dir, addr string) *schedulerProcess {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envSchedulerDir+"="+dir, envSchedulerAddr+"="+addr)
-	p := &schedulerProcess{cmd: cmd, stderr: &bytes.Buffer{}}
-	cmd.Stderr = &lockedWriter{w: p.stderr}
+	p := &schedulerProcess{cmd: cmd, stderr: &testlog.Buffer{}}
+	cmd.Stderr = p.stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -119,17 +120,6 @@ func startSchedulerProcess(t *testing.T, dir, addr string) *schedulerProcess {
 func (p *schedulerProcess) kill() {
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	p.cmd.Wait()
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
 }
 
 // runLog records which scheduler process (its incarnation: 0 for the
@@ -217,7 +207,7 @@ func TestSchedulerKilledRepeatedlyLosesNoOperation(t *testing.T) {
 	p := startSchedulerProcess(t, dir, "127.0.0.1:0")
 	addr := p.addr
 	defer func() { p.kill() }()
-	var logs []*bytes.Buffer
+	var logs []*testlog.Buffer
 
 	rl := &runLog{assigned: map[string][]int{}}
 	// The workers write the action cache as real ones do, so a client
@@ -318,9 +308,9 @@ func TestSchedulerKilledRepeatedlyLosesNoOperation(t *testing.T) {
 	}
 }
 
-func tail(logs []*bytes.Buffer) string { return logText(logs, false) }
+func tail(logs []*testlog.Buffer) string { return logText(logs, false) }
 
-func logText(logs []*bytes.Buffer, full bool) string {
+func logText(logs []*testlog.Buffer, full bool) string {
 	var b strings.Builder
 	for i, l := range logs {
 		s := l.String()
