@@ -10,30 +10,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/paddock-build/paddock/internal/testlog"
 )
 
-// logBuffer collects what the journal logs.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func open(t *testing.T, dir string, logs *logBuffer) (*Journal, *Recovered) {
+func open(t *testing.T, dir string, logs *testlog.Buffer) (*Journal, *Recovered) {
 	t.Helper()
 	if logs == nil {
-		logs = &logBuffer{}
+		logs = &testlog.Buffer{}
 	}
 	j, rec, err := Open(Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
@@ -162,18 +146,26 @@ func completeBefore(ends []int, off int) int {
 	return n
 }
 
-func TestTornTailIsDroppedAndSaid(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, uint64(os.Getpid())))
+// damageRounds runs damage 20 times, each on a fresh journal of 40
+// records in one segment (at path, its records ending at ends), with a
+// random source seeded with seed and this process's id.
+func damageRounds(t *testing.T, seed uint64, damage func(rng *rand.Rand, dir, path string, ends []int)) {
+	rng := rand.New(rand.NewPCG(seed, uint64(os.Getpid())))
 	for round := 0; round < 20; round++ {
 		dir := t.TempDir()
 		write(t, dir, 0, 40)
 		path := filepath.Join(dir, segmentName(1))
-		ends := recordEnds(t, path)
+		damage(rng, dir, path, recordEnds(t, path))
+	}
+}
+
+func TestTornTailIsDroppedAndSaid(t *testing.T) {
+	damageRounds(t, 1, func(rng *rand.Rand, dir, path string, ends []int) {
 		cut := len(segmentMagic) + rng.IntN(ends[len(ends)-1]-len(segmentMagic))
 		if err := os.Truncate(path, int64(cut)); err != nil {
 			t.Fatal(err)
 		}
-		logs := &logBuffer{}
+		logs := &testlog.Buffer{}
 		j, rec := open(t, dir, logs)
 		keep := completeBefore(ends, cut)
 		checkRecords(t, rec, 0, keep)
@@ -196,23 +188,18 @@ func TestTornTailIsDroppedAndSaid(t *testing.T) {
 		if len(rec.Records) != keep+1 || string(rec.Records[keep]) != "after" || rec.Dropped != "" {
 			t.Fatalf("cut at %d: after appending, recovered %d records (dropped %q), want %d then \"after\"", cut, len(rec.Records), rec.Dropped, keep)
 		}
-	}
+	})
 }
 
 func TestFlippedBitIsDetected(t *testing.T) {
-	rng := rand.New(rand.NewPCG(2, uint64(os.Getpid())))
-	for round := 0; round < 20; round++ {
-		dir := t.TempDir()
-		write(t, dir, 0, 40)
-		path := filepath.Join(dir, segmentName(1))
-		ends := recordEnds(t, path)
+	damageRounds(t, 2, func(rng *rand.Rand, dir, path string, ends []int) {
 		b, _ := os.ReadFile(path)
 		pos := len(segmentMagic) + rng.IntN(len(b)-len(segmentMagic))
 		b[pos] ^= 1 << rng.IntN(8)
 		if err := os.WriteFile(path, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		logs := &logBuffer{}
+		logs := &testlog.Buffer{}
 		j, rec := open(t, dir, logs)
 		j.Close()
 		// Every record that ends before the damaged byte is kept; the
@@ -222,7 +209,7 @@ func TestFlippedBitIsDetected(t *testing.T) {
 		if !strings.Contains(logs.String(), "torn or corrupt tail dropped") || !strings.Contains(rec.Dropped, fmt.Sprintf("after record %d", keep)) {
 			t.Fatalf("bit flipped at %d: dropped %q, log %q", pos, rec.Dropped, logs.String())
 		}
-	}
+	})
 }
 
 func TestSnapshotCompactsAndRecovers(t *testing.T) {
