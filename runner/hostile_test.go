@@ -64,19 +64,30 @@ func fillScript(path string, count int) string {
 	return fmt.Sprintf("n=0; while [ $n -lt %d ] && /bin/dd if=/dev/zero of=%s bs=1M count=1 seek=$n conv=notrunc status=none; do n=$((n+1)); done; echo $n", count, path)
 }
 
+// fillTmpfs writes up to 1 GiB into a file in dir (a tmpfs of the
+// sandbox) in an action of a runner whose default memory limit is
+// memLimit, and checks that the action succeeded having written 64 MiB
+// before the write failed with ENOSPC.
+func fillTmpfs(t *testing.T, dir string, memLimit int64) (*testEnv, *runnerpb.RunResponse) {
+	t.Helper()
+	e := newTestEnv(t, func(c *Config) { c.DefaultMemoryLimit = memLimit })
+	a := e.newAction(t)
+	resp := e.run(t, a.request("/bin/sh", "-c", fillScript(dir+"/fill", 1024)))
+	mustSucceed(t, a, resp)
+	out, stderr := a.output(t)
+	if strings.TrimSpace(out) != "64" || !strings.Contains(stderr, "No space left") {
+		t.Errorf("wrote %q MiB to %s (stderr %q), want 64 and ENOSPC", out, dir, stderr)
+	}
+	return e, resp
+}
+
 // TestTmpFill: /tmp is a tmpfs bounded by tmp_size (half the memory limit
 // by default): filling it fails with ENOSPC there, its pages are charged
 // to the sandbox's memory cgroup (not to the host), and the action is
 // reported as it ended, without an OOM kill.
 func TestTmpFill(t *testing.T) {
-	e := newTestEnv(t, func(c *Config) { c.DefaultMemoryLimit = 128 * mib })
-	a := e.newAction(t)
-	resp := e.run(t, a.request("/bin/sh", "-c", fillScript("/tmp/fill", 1024)))
-	mustSucceed(t, a, resp)
-	out, stderr := a.output(t)
-	if strings.TrimSpace(out) != "64" || !strings.Contains(stderr, "No space left") {
-		t.Errorf("wrote %q MiB to /tmp (stderr %q), want 64 (half the 128 MiB limit) and ENOSPC", out, stderr)
-	}
+	// 64 MiB: half the 128 MiB limit.
+	e, resp := fillTmpfs(t, "/tmp", 128*mib)
 	// The tmpfs pages were charged to the sandbox: its peak covers them.
 	if peak := resp.Usage.GetPeakMemoryBytes(); peak < 64*mib || peak > 128*mib+mib {
 		t.Errorf("peak memory %d, want the 64 MiB of /tmp charged to the sandbox, within its 128 MiB", peak)
@@ -91,14 +102,7 @@ func TestTmpFill(t *testing.T) {
 // its pages count against the memory limit, and a dockerShmSize above the
 // action's memory limit is refused.
 func TestShmFill(t *testing.T) {
-	e := newTestEnv(t, func(c *Config) { c.DefaultMemoryLimit = 256 * mib })
-	a := e.newAction(t)
-	resp := e.run(t, a.request("/bin/sh", "-c", fillScript("/dev/shm/fill", 1024)))
-	mustSucceed(t, a, resp)
-	out, stderr := a.output(t)
-	if strings.TrimSpace(out) != "64" || !strings.Contains(stderr, "No space left") {
-		t.Errorf("wrote %q MiB to /dev/shm (stderr %q), want 64 and ENOSPC", out, stderr)
-	}
+	e, resp := fillTmpfs(t, "/dev/shm", 256*mib)
 	if peak := resp.Usage.GetPeakMemoryBytes(); peak < 64*mib {
 		t.Errorf("peak memory %d, want the 64 MiB of /dev/shm charged to the sandbox", peak)
 	}

@@ -21,14 +21,7 @@ import (
 // default, so this test lives there).
 func TestHostRootView(t *testing.T) {
 	requireRoot(t)
-	base, err := os.MkdirTemp("/var/tmp", "paddock-runner-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	base := varTmpDir(t)
 	cas := filepath.Join(base, "cas")
 	build := filepath.Join(base, "build")
 	e := newTestEnvIn(t, base, func(c *Config) { c.HostHiddenPaths = append(c.HostHiddenPaths, cas, build) })
@@ -142,14 +135,7 @@ func TestConcurrentSandboxesGetDistinctIDs(t *testing.T) {
 // actions' input roots.
 func TestInputRootMustBeHidden(t *testing.T) {
 	requireRoot(t)
-	base, err := os.MkdirTemp("/var/tmp", "paddock-runner-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(base) })
-	if err := os.Chmod(base, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	base := varTmpDir(t)
 	e := newTestEnvIn(t, base, nil)
 	a := e.newAction(t)
 	resp := e.run(t, a.request("/bin/true"))
