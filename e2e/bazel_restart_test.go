@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"path/filepath"
 	"testing"
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 
 	"github.com/paddock-build/paddock/api/workerpb"
-	"github.com/paddock-build/paddock/internal/bazeltest"
 )
 
 // TestBazelBuildAcrossSchedulerRestart: while Bazel's one action runs on a
@@ -20,8 +18,7 @@ import (
 func TestBazelBuildAcrossSchedulerRestart(t *testing.T) {
 	needPaddock(t)
 	b := newBazel(t)
-	dir := searchableTempDir(t)
-	rs := startRolesJournaled(t, dir, filepath.Join(dir, "worker"))
+	rs := newJournaledRoles(t)
 	rs.startWorker("w1")
 	g := newGate(t)
 	running, done := startGatedBuild(t, b, rs.schedAddr, g)
@@ -39,16 +36,7 @@ func TestBazelBuildAcrossSchedulerRestart(t *testing.T) {
 	running.Write([]byte("go\n"))
 	running.Close()
 
-	r := <-done
-	if r.err != nil || r.code != 0 {
-		t.Fatalf("bazel build across a scheduler restart: exit code %d, %v\n%s", r.code, r.err, r.out)
-	}
-	summary := bazeltest.ProcessSummary(t, r.out)
-	t.Logf("build across a scheduler restart: %v", summary)
-	if summary["remote"] != 1 || !onlyKinds(summary, "remote", "internal") {
-		t.Errorf("process summary %v, want the one action executed remotely\n%s", summary, r.out)
-	}
-	b.checkOutputs(map[string]string{"bazel-bin/gated.txt": "go\n"})
+	checkGatedBuild(t, b, done, "across a scheduler restart")
 	if after := operationNames(t, rs); len(after) != 1 || after[0] != before[0] {
 		t.Errorf("operations after the build: %v, want only %v: Bazel executed the action again", after, before)
 	}

@@ -149,8 +149,7 @@ func TestBazel210WorkerKilled(t *testing.T) {
 // workerKilledSuite is the body of TestBazelWorkerKilled, run by each
 // Bazel version.
 func workerKilledSuite(t *testing.T, b *bazel) {
-	dir := searchableTempDir(t)
-	rs := startRoles(t, dir, filepath.Join(dir, "worker"))
+	rs := newRoles(t)
 	rs.startWorker("w1")
 	g := newGate(t)
 	first, done := startGatedBuild(t, b, rs.schedAddr, g)
@@ -160,17 +159,7 @@ func workerKilledSuite(t *testing.T, b *bazel) {
 	second := g.attempt(faultLimit)
 	second.Write([]byte("go\n"))
 	second.Close()
-
-	r := <-done
-	if r.err != nil || r.code != 0 {
-		t.Fatalf("bazel build with its worker killed: exit code %d, %v\n%s", r.code, r.err, r.out)
-	}
-	summary := bazeltest.ProcessSummary(t, r.out)
-	t.Logf("build with its worker killed: %v", summary)
-	if summary["remote"] != 1 || !onlyKinds(summary, "remote", "internal") {
-		t.Errorf("process summary %v, want the one action executed remotely\n%s", summary, r.out)
-	}
-	b.checkOutputs(map[string]string{"bazel-bin/gated.txt": "go\n"})
+	checkGatedBuild(t, b, done, "with its worker killed")
 	b.Shutdown()
 	rs.stop()
 }
@@ -252,6 +241,23 @@ type bazelResult struct {
 	out  string
 	code int
 	err  error
+}
+
+// checkGatedBuild waits for the end of a build from startGatedBuild and
+// checks that it succeeded, with its one action executed remotely and its
+// output right; what is what the build went through, for the messages.
+func checkGatedBuild(t *testing.T, b *bazel, done <-chan bazelResult, what string) {
+	t.Helper()
+	r := <-done
+	if r.err != nil || r.code != 0 {
+		t.Fatalf("bazel build %s: exit code %d, %v\n%s", what, r.code, r.err, r.out)
+	}
+	summary := bazeltest.ProcessSummary(t, r.out)
+	t.Logf("build %s: %v", what, summary)
+	if summary["remote"] != 1 || !onlyKinds(summary, "remote", "internal") {
+		t.Errorf("process summary %v, want the one action executed remotely\n%s", summary, r.out)
+	}
+	b.checkOutputs(map[string]string{"bazel-bin/gated.txt": "go\n"})
 }
 
 // startGatedBuild starts `bazel build //:gated` against the scheduler at

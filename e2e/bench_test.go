@@ -20,8 +20,7 @@ import (
 //
 //	go test ./e2e/ -run '^$' -bench TrivialActionOverhead -benchtime 200x
 func BenchmarkTrivialActionOverhead(b *testing.B) {
-	f := startUp(b, "")
-	c := newClient(b, f.addr)
+	f, c := startUpClient(b)
 	ctx := b.Context()
 	d := c.prepare(ctx, action{
 		cmd: &repb.Command{

@@ -75,8 +75,7 @@ func TestSchedulerServesCapabilities(t *testing.T) {
 // an action run before the restart is a cache hit after it, with its
 // output readable.
 func TestUpRestartKeepsCache(t *testing.T) {
-	f := startUp(t, "")
-	c := newClient(t, f.addr)
+	f, c := startUpClient(t)
 	a := action{cmd: shell("echo kept > out.txt", "out.txt")}
 	d := c.prepare(t.Context(), a)
 	resp, err := c.execute(t.Context(), d, false)

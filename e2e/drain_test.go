@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,8 +13,7 @@ import (
 // undrain` takes that back; an unknown worker is an error naming it.
 func TestDrainCommand(t *testing.T) {
 	needPaddock(t)
-	dir := searchableTempDir(t)
-	rs := startRoles(t, dir, filepath.Join(dir, "worker"))
+	rs := newRoles(t)
 	rs.startWorker("w1")
 
 	out, err := exec.CommandContext(t.Context(), paddockBin, "scheduler", "drain", "--scheduler", rs.schedAddr, "--worker", "w1", "--wait").CombinedOutput()

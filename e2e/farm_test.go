@@ -222,6 +222,14 @@ type farm struct {
 
 var upReady = regexp.MustCompile(`^paddock is up: storage, scheduler and worker on (\S+), data in `)
 
+// startUpClient is startUp with its data in a fresh temporary directory,
+// and a client of it.
+func startUpClient(t testing.TB, extra ...string) (*farm, *client) {
+	t.Helper()
+	f := startUp(t, "", extra...)
+	return f, newClient(t, f.addr)
+}
+
 // startUp starts `paddock up` with its data in a fresh temporary directory
 // (or in data, if not empty: a restart) and returns once it serves.
 func startUp(t testing.TB, data string, extra ...string) *farm {

@@ -102,6 +102,22 @@ type execResult struct {
 	err  error
 }
 
+// awaitRetried waits up to faultLimit for the result of an action that
+// was retried, and checks it succeeded.
+func awaitRetried(t *testing.T, done <-chan execResult, what string) execResult {
+	t.Helper()
+	var r execResult
+	select {
+	case r = <-done:
+	case <-time.After(faultLimit):
+		t.Fatalf("Execute did not complete within %s of the retry", faultLimit)
+	}
+	if r.err != nil || status.FromProto(r.resp.Status).Code() != codes.OK || r.resp.Result.GetExitCode() != 0 {
+		t.Fatalf("Execute %s: %v, %v; want the retried attempt's success", what, r.resp.GetStatus(), r.err)
+	}
+	return r
+}
+
 // faultLimit bounds every wait of TestFaults; a bound against hangs, not
 // an assertion on speed.
 const faultLimit = time.Minute
@@ -115,8 +131,7 @@ func TestFaults(t *testing.T) {
 
 	t.Run("WorkerKilled", func(t *testing.T) {
 		// Separate processes, so the worker can die alone.
-		dir := searchableTempDir(t)
-		rs := startRoles(t, dir, filepath.Join(dir, "worker"))
+		rs := newRoles(t)
 		rs.startWorker("w1")
 		c := newSplitClient(t, rs.storageAddr, rs.schedAddr)
 		g := newGate(t)
@@ -128,12 +143,7 @@ func TestFaults(t *testing.T) {
 		for i, next := range []string{"w1", "w2"} {
 			a := g.action()
 			a.cmd.Arguments[2] += " # case " + strconv.Itoa(i) // a new action each time
-			d := c.prepare(t.Context(), a)
-			done := make(chan execResult, 1)
-			go func() {
-				resp, err := c.execute(t.Context(), d, true)
-				done <- execResult{resp, err}
-			}()
+			done := c.executeAsync(t.Context(), c.prepare(t.Context(), a))
 
 			// Attempt 1 runs; the worker dies under it, and so does the
 			// attempt's sandbox.
@@ -151,15 +161,7 @@ func TestFaults(t *testing.T) {
 			second := g.attempt(faultLimit)
 			second.Write([]byte("go\n"))
 			second.Close()
-			var r execResult
-			select {
-			case r = <-done:
-			case <-time.After(faultLimit):
-				t.Fatalf("Execute did not complete within %s of the retry", faultLimit)
-			}
-			if r.err != nil || status.FromProto(r.resp.Status).Code() != codes.OK || r.resp.Result.GetExitCode() != 0 {
-				t.Fatalf("Execute after the worker was killed (replaced by %s): %v, %v; want the retried attempt's success", next, r.resp, r.err)
-			}
+			r := awaitRetried(t, done, "after the worker was killed (replaced by "+next+")")
 			if got := string(c.read(t.Context(), r.resp.Result.StdoutDigest)); got != "answer: go\n" {
 				t.Errorf("stdout of the retried action %q, want %q", got, "answer: go\n")
 			}
@@ -183,16 +185,10 @@ func TestFaults(t *testing.T) {
 	})
 
 	t.Run("RunnerKilled", func(t *testing.T) {
-		f := startUp(t, "", "--runner-config", hostNetworkConfig(t))
-		c := newClient(t, f.addr)
+		f, c := startUpClient(t, "--runner-config", hostNetworkConfig(t))
 		g := newGate(t)
 		before := f.runnerPID()
-		d := c.prepare(t.Context(), g.action())
-		done := make(chan execResult, 1)
-		go func() {
-			resp, err := c.execute(t.Context(), d, true)
-			done <- execResult{resp, err}
-		}()
+		done := c.executeAsync(t.Context(), c.prepare(t.Context(), g.action()))
 		first := g.attempt(faultLimit)
 		if err := syscall.Kill(before, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -211,15 +207,7 @@ func TestFaults(t *testing.T) {
 		case <-time.After(faultLimit):
 			t.Fatalf("no retry within %s of the runner's death", faultLimit)
 		}
-		var r execResult
-		select {
-		case r = <-done:
-		case <-time.After(faultLimit):
-			t.Fatalf("Execute did not complete within %s of the retry", faultLimit)
-		}
-		if r.err != nil || status.FromProto(r.resp.Status).Code() != codes.OK || r.resp.Result.GetExitCode() != 0 {
-			t.Fatalf("Execute retried on the restarted runner: %v, %v; want success", r.resp.GetStatus(), r.err)
-		}
+		awaitRetried(t, done, "retried on the restarted runner")
 		if !strings.Contains(f.log(), "may be retried") {
 			t.Errorf("the worker did not report the interrupted attempt as retryable (no \"may be retried\" in its log)")
 		}
@@ -240,18 +228,10 @@ func TestFaults(t *testing.T) {
 // returns the action's status and the error of an action cache lookup for
 // it.
 func inputsLargerThanDisk(t *testing.T) (*status.Status, error) {
-	dir := searchableTempDir(t)
-	workDir := smallTmpfs(t, filepath.Join(dir, "worker"), "4m")
-	rs := startRoles(t, dir, workDir)
-	rs.startWorker("w1")
-	c := newSplitClient(t, rs.storageAddr, rs.schedAddr)
+	rs, c := startOnSmallDisk(t)
 	big := tree{files: map[string]inputFile{}}
 	for i := range 3 {
-		data := make([]byte, 2<<20)
-		for j := range data {
-			data[j] = byte(i + j*7)
-		}
-		big.files["in/part"+strconv.Itoa(i)] = inputFile{data: data}
+		big.files["in/part"+strconv.Itoa(i)] = inputFile{data: patterned(i, 2<<20)}
 	}
 	d := c.prepare(t.Context(), action{cmd: shell("cat in/* | wc -c > out.txt", "out.txt"), root: big})
 	resp, err := c.execute(t.Context(), d, true)
@@ -272,6 +252,26 @@ func TestFullDiskInputsAreResourceExhausted(t *testing.T) {
 	if st, _ := inputsLargerThanDisk(t); st.Code() != codes.ResourceExhausted {
 		t.Errorf("status %v, want RESOURCE_EXHAUSTED", st)
 	}
+}
+
+// startOnSmallDisk starts the roles and worker w1, the worker's directory
+// (file cache and build directories) a 4 MiB tmpfs, and a client of them.
+func startOnSmallDisk(t *testing.T) (*roles, *client) {
+	t.Helper()
+	dir := searchableTempDir(t)
+	rs := startRoles(t, dir, smallTmpfs(t, filepath.Join(dir, "worker"), "4m"))
+	rs.startWorker("w1")
+	return rs, newSplitClient(t, rs.storageAddr, rs.schedAddr)
+}
+
+// patterned is n bytes of input file number i: files of different i
+// differ, and none compresses to nothing.
+func patterned(i, n int) []byte {
+	data := make([]byte, n)
+	for j := range data {
+		data[j] = byte(i + j*7)
+	}
+	return data
 }
 
 // smallTmpfs mounts a tmpfs of the given size (mount's size= syntax) at
@@ -300,12 +300,9 @@ func smallTmpfs(t testing.TB, dir, size string) string {
 // lost.
 func TestFullDiskNeverLosesOutput(t *testing.T) {
 	needPaddock(t)
-	dir := searchableTempDir(t)
-	workDir := smallTmpfs(t, filepath.Join(dir, "worker"), "4m")
-	rs := startRoles(t, dir, workDir)
-	rs.startWorker("w1")
+	rs, c := startOnSmallDisk(t)
 	// Fill the disk.
-	filler, err := os.Create(filepath.Join(workDir, "filler"))
+	filler, err := os.Create(filepath.Join(rs.workDir, "filler"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +310,6 @@ func TestFullDiskNeverLosesOutput(t *testing.T) {
 	}
 	filler.Close()
 
-	c := newSplitClient(t, rs.storageAddr, rs.schedAddr)
 	d := c.prepare(t.Context(), action{cmd: shell("echo hello from a full disk")})
 	resp, err := c.execute(t.Context(), d, true)
 	if err != nil {
@@ -340,17 +336,9 @@ func TestFullDiskNeverLosesOutput(t *testing.T) {
 // unused cached inputs give way.
 func TestFileCacheMakesRoomOnFullDisk(t *testing.T) {
 	needPaddock(t)
-	dir := searchableTempDir(t)
-	workDir := smallTmpfs(t, filepath.Join(dir, "worker"), "4m")
-	rs := startRoles(t, dir, workDir)
-	rs.startWorker("w1")
-	c := newSplitClient(t, rs.storageAddr, rs.schedAddr)
+	rs, c := startOnSmallDisk(t)
 	for i := range 4 {
-		data := make([]byte, 1500<<10)
-		for j := range data {
-			data[j] = byte(i + j*7)
-		}
-		a := action{cmd: shell("wc -c < in"), root: tree{files: map[string]inputFile{"in": {data: data}}}, doNotCache: true}
+		a := action{cmd: shell("wc -c < in"), root: tree{files: map[string]inputFile{"in": {data: patterned(i, 1500<<10)}}}, doNotCache: true}
 		resp, err := c.execute(t.Context(), c.prepare(t.Context(), a), true)
 		if err != nil || status.FromProto(resp.Status).Code() != codes.OK {
 			t.Fatalf("action %d with a 1.5 MiB input on a 4 MiB disk: %v, %v", i+1, resp.GetStatus(), err)

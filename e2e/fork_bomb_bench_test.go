@@ -23,8 +23,7 @@ import (
 //
 //	go test ./e2e/ -run '^$' -bench ForkBombResponsiveness -benchtime 2x
 func BenchmarkForkBombResponsiveness(b *testing.B) {
-	f := startUp(b, "")
-	c := newClient(b, f.addr)
+	f, c := startUpClient(b)
 	caps := repb.NewCapabilitiesClient(dial(b, f.addr))
 	ctx := b.Context()
 	const timeout = 3 * time.Second

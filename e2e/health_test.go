@@ -17,8 +17,7 @@ import (
 // health and reflection too.
 func TestWorkerHealthFollowsRunner(t *testing.T) {
 	needPaddock(t)
-	dir := searchableTempDir(t)
-	rs := startRoles(t, dir, filepath.Join(dir, "worker"))
+	rs := newRoles(t)
 	var httpAddr string
 	rs.worker, httpAddr = startProcess(t, "worker-h1", regexp.MustCompile(`^paddock worker http listening on (\S+)`),
 		"worker", "--id", "h1", "--scheduler", rs.schedAddr, "--storage", rs.storageAddr, "--runner", rs.sock,
@@ -46,7 +45,7 @@ func TestWorkerHealthFollowsRunner(t *testing.T) {
 	rs.runner.kill()
 	waitStatus(grpc_health_v1.HealthCheckResponse_NOT_SERVING)
 	rs.runner, _ = startProcess(t, "runner", regexp.MustCompile(`^paddock runner listening on (\S+)`),
-		"runner", "--socket", rs.sock, "--state", filepath.Join(dir, "runner"), "--hide", rs.workDir)
+		"runner", "--socket", rs.sock, "--state", filepath.Join(rs.dir, "runner"), "--hide", rs.workDir)
 	waitStatus(grpc_health_v1.HealthCheckResponse_SERVING)
 
 	// The scheduler's listener: health, and reflection naming its services.

@@ -58,8 +58,7 @@ func checkFarmWorks(t *testing.T, c *client, salt string) {
 // violation for the blob (Bazel then uploads it again), nothing is cached,
 // and after the upload the action sees the right bytes.
 func TestCorruptInputIsCaughtBeforeUse(t *testing.T) {
-	f := startUp(t, "")
-	c := newClient(t, f.addr)
+	f, c := startUpClient(t)
 	ctx := t.Context()
 	for i, tc := range []struct {
 		name string
@@ -123,8 +122,7 @@ func TestCorruptInputIsCaughtBeforeUse(t *testing.T) {
 // still in its build directories), the farm restarts on the same data,
 // comes up and runs actions, and removes the tree in the background.
 func TestDeepOutputThenRestart(t *testing.T) {
-	f := startUp(t, "")
-	c := newClient(t, f.addr)
+	f, c := startUpClient(t)
 	ctx := t.Context()
 	cmd := &repb.Command{
 		Arguments:   []string{"/usr/bin/perl", "-e", `mkdir "out" or die; chdir "out" or die; for (1..100000) { mkdir "d" or die "$_: $!"; chdir "d" or die "$_: $!" }`},
@@ -154,8 +152,7 @@ func TestDeepOutputThenRestart(t *testing.T) {
 // never send are refused with INVALID_ARGUMENT naming what is wrong, and
 // nothing is cached; the farm goes on.
 func TestHostileTreesAndCommands(t *testing.T) {
-	f := startUp(t, "", "--max-output-bytes", "1GiB")
-	c := newClient(t, f.addr)
+	f, c := startUpClient(t, "--max-output-bytes", "1GiB")
 	ctx := t.Context()
 	file := []byte("x")
 	c.upload(ctx, file)

@@ -36,8 +36,7 @@ func TestContainerImage(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte("version: 1\nimages:\n  insecure: [\""+host+"\"]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f := startUp(t, "", "--runner-config", cfgPath)
-	c := newClient(t, f.addr)
+	f, c := startUpClient(t, "--runner-config", cfgPath)
 	cmd := &repb.Command{
 		Arguments:            []string{"/bin/sh", "-c", "cat /etc/marker; ls /; test -e /usr/bin/gcc && echo host gcc visible; true"},
 		EnvironmentVariables: []*repb.Command_EnvironmentVariable{{Name: "PATH", Value: "/bin"}},

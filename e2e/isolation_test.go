@@ -24,8 +24,7 @@ import (
 func TestIsolationThroughTheStack(t *testing.T) {
 	// The host's network is allowed here to prove that the check of the
 	// default (a private network) can tell the difference.
-	f := startUp(t, "", "--runner-config", hostNetworkConfig(t))
-	c := newClient(t, f.addr)
+	f, c := startUpClient(t, "--runner-config", hostNetworkConfig(t))
 	ctx := t.Context()
 
 	t.Run("NoHostLoopbackByDefault", func(t *testing.T) {
@@ -252,8 +251,7 @@ func TestEnvironmentDefaults(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("version: 1\ndefault_environment:\n  TZ: UTC\n  LANG: C.UTF-8\n  PATH: /not/this\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f := startUp(t, "", "--runner-config", cfg)
-	c := newClient(t, f.addr)
+	f, c := startUpClient(t, "--runner-config", cfg)
 	cmd := &repb.Command{
 		Arguments: []string{"/usr/bin/env", "-0"},
 		EnvironmentVariables: []*repb.Command_EnvironmentVariable{

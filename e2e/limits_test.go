@@ -14,8 +14,7 @@ import (
 // client cancels it, are killed in their sandbox through the whole stack;
 // the timed-out one keeps the output it wrote, and neither is cached.
 func TestTimeoutAndCancel(t *testing.T) {
-	f := startUp(t, "", "--runner-config", hostNetworkConfig(t)) // the gate is on the host's loopback
-	c := newClient(t, f.addr)
+	f, c := startUpClient(t, "--runner-config", hostNetworkConfig(t)) // the gate is on the host's loopback
 	ac := repb.NewActionCacheClient(dial(t, f.addr))
 	ctx := t.Context()
 

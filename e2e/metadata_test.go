@@ -13,8 +13,7 @@ import (
 // ExecutedActionMetadata in the order the phases happen, and the sandbox's
 // resource usage as auxiliary metadata.
 func TestExecutedActionMetadata(t *testing.T) {
-	f := startUp(t, "")
-	c := newClient(t, f.addr)
+	f, c := startUpClient(t)
 	r, _, _ := c.run(t.Context(), action{
 		cmd:        shell("echo hi > out.txt", "out.txt"),
 		root:       tree{files: map[string]inputFile{"in.txt": {data: []byte("in\n")}}},

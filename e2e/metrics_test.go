@@ -48,17 +48,9 @@ func TestMetrics(t *testing.T) {
 	// One action holds the only slot while a second waits: the queue and
 	// worker gauges are non-zero now.
 	g := newGate(t)
-	gated := make(chan execResult, 1)
-	go func() {
-		resp, err := c.execute(ctx, c.prepare(ctx, g.action()), true)
-		gated <- execResult{resp, err}
-	}()
+	gated := c.executeAsync(ctx, c.prepare(ctx, g.action()))
 	first := g.attempt(faultLimit)
-	queued := make(chan execResult, 1)
-	go func() {
-		resp, err := c.execute(ctx, c.prepare(ctx, action{cmd: shell("echo queued behind the gate"), doNotCache: true}), true)
-		queued <- execResult{resp, err}
-	}()
+	queued := c.executeAsync(ctx, c.prepare(ctx, action{cmd: shell("echo queued behind the gate"), doNotCache: true}))
 	waitFor(t, "an action queued behind the gated one", faultLimit, func() bool {
 		v, _ := familyValue(scrape(t, httpAddr), "paddock_scheduler_queued_actions")
 		return v >= 1
@@ -75,7 +67,7 @@ func TestMetrics(t *testing.T) {
 	second := g.attempt(faultLimit)
 	second.Write([]byte("go\n"))
 	second.Close()
-	for _, ch := range []chan execResult{gated, queued} {
+	for _, ch := range []<-chan execResult{gated, queued} {
 		r := <-ch
 		if r.err != nil || status.FromProto(r.resp.Status).Code() != codes.OK {
 			t.Fatalf("Execute: %v, %v", r.resp.GetStatus(), r.err)

@@ -25,8 +25,7 @@ func TestResourceLimitsReported(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f := startUp(t, "", "--runner-config", cfg)
-	c := newClient(t, f.addr)
+	f, c := startUpClient(t, "--runner-config", cfg)
 	ac := repb.NewActionCacheClient(dial(t, f.addr))
 	ctx := t.Context()
 	for _, tc := range []struct {

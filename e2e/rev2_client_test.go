@@ -289,6 +289,17 @@ func (c *client) prepare(ctx context.Context, a action) *repb.Digest {
 	return digestOf(actBytes)
 }
 
+// executeAsync runs execute (skipping the cache) in the background; its
+// result arrives on the returned channel.
+func (c *client) executeAsync(ctx context.Context, d *repb.Digest) <-chan execResult {
+	done := make(chan execResult, 1)
+	go func() {
+		resp, err := c.execute(ctx, d, true)
+		done <- execResult{resp, err}
+	}()
+	return done
+}
+
 // execute runs the action with Execution.Execute and returns the final
 // ExecuteResponse. An error of the call itself is returned as is.
 func (c *client) execute(ctx context.Context, d *repb.Digest, skipCache bool) (*repb.ExecuteResponse, error) {

@@ -37,8 +37,7 @@ func TestStorageRunsFromItsImage(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte("version: 1\nallow_host_network: true # the storage role in the sandbox listens on the host's loopback\nimages:\n  insecure: [\""+host+"\"]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f := startUp(t, "", "--runner-config", cfgPath)
-	c := newClient(t, f.addr)
+	f, c := startUpClient(t, "--runner-config", cfgPath)
 
 	addr := freeLoopbackAddr(t)
 	cmd := &repb.Command{Arguments: []string{"/usr/local/bin/paddock", "storage", "--listen", addr, "--dir", "/tmp/storage"}}

@@ -15,7 +15,7 @@ import (
 type roles struct {
 	t                      testing.TB
 	storageAddr, schedAddr string
-	sock, workDir          string
+	dir, sock, workDir     string // dir holds every role's state
 	storage, sched, runner *process
 	worker                 *process // the latest started
 	admin                  workerpb.AdminServiceClient
@@ -40,6 +40,19 @@ func startRoles(t testing.TB, dir, workDir string) *roles {
 	return startRolesWith(t, dir, workDir, "reconnect_grace: 2s\n", false)
 }
 
+// newRoles is startRoles in a fresh searchable temporary directory, with
+// the workers' directories in its "worker".
+func newRoles(t testing.TB) *roles {
+	dir := searchableTempDir(t)
+	return startRoles(t, dir, filepath.Join(dir, "worker"))
+}
+
+// newJournaledRoles is newRoles with startRolesJournaled.
+func newJournaledRoles(t testing.TB) *roles {
+	dir := searchableTempDir(t)
+	return startRolesJournaled(t, dir, filepath.Join(dir, "worker"))
+}
+
 // startRolesJournaled is startRoles with the scheduler keeping a journal
 // (so restartScheduler keeps its operations) and the default
 // reconnect_grace, which workers need to come back after its restart.
@@ -57,7 +70,7 @@ func startRolesWith(t testing.TB, dir, workDir, schedConfig string, journal bool
 // startRolesOn is startRolesWith around a storage process already started.
 func startRolesOn(t testing.TB, dir, workDir, schedConfig string, journal bool, storage *process, storageAddr string) *roles {
 	t.Helper()
-	r := &roles{t: t, sock: filepath.Join(dir, "runner.sock"), workDir: workDir, storage: storage, storageAddr: storageAddr}
+	r := &roles{t: t, dir: dir, sock: filepath.Join(dir, "runner.sock"), workDir: workDir, storage: storage, storageAddr: storageAddr}
 	cfg := filepath.Join(dir, "scheduler.yaml")
 	if err := os.WriteFile(cfg, []byte("version: 1\n"+schedConfig+"lease_duration: 10s\nheartbeat_interval: 1s\ntick_interval: 100ms\n"), 0o644); err != nil {
 		t.Fatal(err)

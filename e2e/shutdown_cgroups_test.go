@@ -18,8 +18,7 @@ import (
 // sandbox spawner, which died of it and left its cgroups behind) stops the
 // farm with every sandbox cgroup it created removed.
 func TestCtrlCLeavesNoCgroup(t *testing.T) {
-	f := startUp(t, "")
-	c := newClient(t, f.addr)
+	f, c := startUpClient(t)
 	ctx := t.Context()
 	d := c.prepare(ctx, action{cmd: shell("echo ran")})
 	resp, err := c.execute(ctx, d, true)

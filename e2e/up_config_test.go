@@ -26,8 +26,7 @@ func TestUpConfigSections(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f := startUp(t, "", "--config", cfg, "--concurrency", "2")
-	c := newClient(t, f.addr)
+	f, c := startUpClient(t, "--config", cfg, "--concurrency", "2")
 	cmd := &repb.Command{Arguments: []string{"/usr/bin/env", "-0"}, EnvironmentVariables: []*repb.Command_EnvironmentVariable{{Name: "FOO", Value: "bar"}}}
 	_, stdout, _ := c.run(t.Context(), action{cmd: cmd, doNotCache: true})
 	if got := strings.Split(strings.TrimSuffix(stdout, "\x00"), "\x00"); strings.Join(got, " ") != "FOO=bar TZ=UTC" {
