@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,33 +26,21 @@ import (
 
 	"github.com/paddock-build/paddock/asset"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/storage"
 )
-
-// clock is a settable clock for expiry.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 type harness struct {
 	cas   *storage.MemoryBlobStore
 	fetch rapb.FetchClient
 	push  rapb.PushClient
-	clock *clock
+	clock *clock.Fake // for expiry
 }
 
 // start serves the asset services on loopback over a memory CAS.
 func start(t *testing.T, adjust func(*asset.Options)) *harness {
 	t.Helper()
-	h := &harness{cas: storage.NewMemoryBlobStore(), clock: &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
+	h := &harness{cas: storage.NewMemoryBlobStore(), clock: clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))}
 	opts := asset.Options{CAS: h.cas, Dir: t.TempDir(), Now: h.clock.Now}
 	if adjust != nil {
 		adjust(&opts)
@@ -217,7 +204,7 @@ func TestPushValidationAndExpiry(t *testing.T) {
 	if codes.Code(resp.GetStatus().GetCode()) != codes.NotFound {
 		t.Errorf("content older than oldest_content_accepted served: %v", resp)
 	}
-	h.clock.add(time.Hour)
+	h.clock.Advance(time.Hour)
 	resp, err = h.fetch.FetchBlob(ctx, &rapb.FetchBlobRequest{Uris: []string{"urn:a"}})
 	if err != nil || codes.Code(resp.Status.GetCode()) != codes.NotFound {
 		t.Fatalf("after expiry: %v, %v; want NOT_FOUND", resp, err)

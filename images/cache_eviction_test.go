@@ -4,33 +4,21 @@ import (
 	"context"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paddock-build/paddock/internal/clock"
 )
-
-// fakeClock is a settable clock for tag refresh.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (f *fakeClock) Now() time.Time { f.mu.Lock(); defer f.mu.Unlock(); return f.now }
-func (f *fakeClock) Add(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.now = f.now.Add(d)
-}
 
 func TestTagsRefreshAfterInterval(t *testing.T) {
 	r := newTestRegistry(t)
 	d1 := r.push(t, "bb:stable", busyboxImage(t, "v1"))
-	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
-	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.Clock = clock; o.RefreshTags = time.Minute })
+	clk := clock.NewFake(time.Unix(1_800_000_000, 0))
+	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.Clock = clk; o.RefreshTags = time.Minute })
 	get := func() *Rootfs {
 		t.Helper()
 		rf, err := c.Rootfs(context.Background(), r.ref(t, "bb:stable"))
@@ -44,7 +32,7 @@ func TestTagsRefreshAfterInterval(t *testing.T) {
 		t.Fatalf("first pull %s, want %s", rf.Digest, d1)
 	}
 	d2 := r.push(t, "bb:stable", busyboxImage(t, "v2"))
-	clock.Add(59 * time.Second)
+	clk.Advance(59 * time.Second)
 	_, m := r.counts()
 	if rf := get(); rf.Digest != d1 {
 		t.Errorf("tag re-resolved before the interval: %s", rf.Digest)
@@ -52,14 +40,14 @@ func TestTagsRefreshAfterInterval(t *testing.T) {
 	if _, m2 := r.counts(); m2 != m {
 		t.Errorf("fresh tag asked the registry")
 	}
-	clock.Add(2 * time.Second)
+	clk.Advance(2 * time.Second)
 	rf := get()
 	if rf.Digest != d2 {
 		t.Errorf("tag not re-resolved after the interval: %s, want %s", rf.Digest, d2)
 	}
 	checkBusyboxRootfs(t, rf, "v2")
 	// Due again, unchanged: one HEAD request, no manifest download.
-	clock.Add(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	r.mu.Lock()
 	gets, all := r.manifestGets, r.manifests
 	r.mu.Unlock()
@@ -82,7 +70,7 @@ func TestTagsRefreshAfterInterval(t *testing.T) {
 
 	// Registry gone: a stale tag keeps its last resolution.
 	r.srv.Close()
-	clock.Add(time.Hour)
+	clk.Advance(time.Hour)
 	if rf := get(); rf.Digest != d2 {
 		t.Errorf("stale tag with registry down: %s, want %s", rf.Digest, d2)
 	}
@@ -96,12 +84,12 @@ func TestEvictionOfUnusedImages(t *testing.T) {
 			layerOf(t, compression.GZip, file("data", strings.Repeat(tag, 1<<20/len(tag)), 0o644))))
 	}
 	a, b, cc := mk("aaaa"), mk("bbbb"), mk("cccc")
-	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	clk := clock.NewFake(time.Unix(1_800_000_000, 0))
 	reg := prometheus.NewRegistry()
-	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.MaxBytes = 2<<20 + 1000; o.Clock = clock; o.Metrics = reg })
+	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.MaxBytes = 2<<20 + 1000; o.Clock = clk; o.Metrics = reg })
 	get := func(tag string) *Rootfs {
 		t.Helper()
-		clock.Add(time.Second)
+		clk.Advance(time.Second)
 		rf, err := c.Rootfs(context.Background(), r.ref(t, "e:"+tag))
 		if err != nil {
 			t.Fatal(err)

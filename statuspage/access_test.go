@@ -11,11 +11,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/paddock-build/paddock/auth"
+	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/internal/farmtest"
 	"github.com/paddock-build/paddock/statuspage"
 )
@@ -53,19 +53,6 @@ func testPolicy(t *testing.T) *auth.Policy {
 		t.Fatal(err)
 	}
 	return p
-}
-
-// fakeNow is a clock the test moves.
-type fakeNow struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeNow) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeNow) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 func serve(t *testing.T, opts statuspage.Options) *httptest.Server {
@@ -209,8 +196,8 @@ func TestWorkerButtonsWithoutPolicy(t *testing.T) {
 func TestPageNeedsAdminWithPolicy(t *testing.T) {
 	f := farmtest.Start(t, farmtest.Options{})
 	waitWorker(t, f)
-	clock := &fakeNow{t: time.Now()}
-	srv := serve(t, statuspage.Options{Scheduler: f.Scheduler, CAS: f.CAS, AC: f.AC, Policy: testPolicy(t), Now: clock.now, SessionTTL: time.Hour})
+	clk := clock.NewFake(time.Now())
+	srv := serve(t, statuspage.Options{Scheduler: f.Scheduler, CAS: f.CAS, AC: f.AC, Policy: testPolicy(t), Now: clk.Now, SessionTTL: time.Hour})
 	drainURL, undrainURL := srv.URL+"/workers/farmtest/drain", srv.URL+"/workers/farmtest/undrain"
 
 	resp, _ := call(t, "GET", srv.URL+"/?stage=queued", nil, "Accept", "text/html")
@@ -286,11 +273,11 @@ func TestPageNeedsAdminWithPolicy(t *testing.T) {
 	// A session expires SessionTTL after its login.
 	resp, _ = call(t, "POST", srv.URL+"/login", url.Values{"token": {adminToken}})
 	session = "paddock_session=" + resp.Cookies()[0].Value
-	clock.add(59 * time.Minute)
+	clk.Advance(59 * time.Minute)
 	if resp, _ = call(t, "GET", srv.URL+"/", nil, "Cookie", session); resp.StatusCode != 200 {
 		t.Fatalf("the session ended before its time: %d", resp.StatusCode)
 	}
-	clock.add(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	if resp, _ = call(t, "GET", srv.URL+"/", nil, "Cookie", session); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("the session outlived its expiry: %d", resp.StatusCode)
 	}
