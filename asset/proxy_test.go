@@ -1,16 +1,14 @@
 package asset_test
 
 import (
-	"net"
 	"testing"
 
 	rapb "github.com/bazelbuild/remote-apis/build/bazel/remote/asset/v1"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/asset"
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // Through the proxy (as `paddock scheduler` serves it), pushes land in
@@ -19,36 +17,12 @@ import (
 func TestProxyForwardsCallsAndMetadata(t *testing.T) {
 	h := start(t, nil)
 	// The storage's asset service, reached by the proxy over loopback.
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	upstream := grpc.NewServer()
 	srv, err := asset.New(asset.Options{CAS: h.cas, Dir: t.TempDir(), Now: h.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Register(upstream)
-	go upstream.Serve(lis)
-	t.Cleanup(upstream.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	plis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	front := grpc.NewServer()
-	asset.NewProxy(conn).Register(front)
-	go front.Serve(plis)
-	t.Cleanup(front.Stop)
-	pconn, err := grpc.NewClient(plis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pconn.Close() })
+	conn := grpctest.Serve(t, srv.Register)
+	pconn := grpctest.Serve(t, asset.NewProxy(conn).Register)
 	fetch, push := rapb.NewFetchClient(pconn), rapb.NewPushClient(pconn)
 
 	blob := h.put(t, []byte("through the proxy"))

@@ -3,15 +3,13 @@ package statuspage_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/paddock-build/paddock/internal/grpctest"
 	"github.com/paddock-build/paddock/scheduler"
 	"github.com/paddock-build/paddock/statuspage"
 	"github.com/paddock-build/paddock/storage"
@@ -27,20 +25,8 @@ func BenchmarkOverview10kQueued(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer sched.Close()
-	g := grpc.NewServer()
-	sched.Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go g.Serve(lis)
-	defer g.Stop()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
+	b.Cleanup(sched.Close) // after the server has stopped
+	conn := grpctest.Serve(b, sched.Register)
 	exec := repb.NewExecutionClient(conn)
 	root := put(b, cas, &repb.Directory{})
 	for i := range n {

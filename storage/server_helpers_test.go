@@ -1,7 +1,6 @@
 package storage_test
 
 import (
-	"net"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -9,6 +8,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/paddock-build/paddock/internal/grpctest"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -71,16 +71,6 @@ func startServer(t testing.TB, opts storage.ServerOptions) *testServer {
 func serveLoopback(t testing.TB, opts storage.ServerOptions) string {
 	t.Helper()
 	srv := storage.NewServer(opts)
-	g := grpc.NewServer(srv.GRPCServerOptions()...)
-	srv.Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(lis)
-	t.Cleanup(func() {
-		g.Stop()
-		srv.Close()
-	})
-	return lis.Addr().String()
+	t.Cleanup(srv.Close) // registered first, so it runs once the gRPC server has stopped
+	return grpctest.Listen(t, srv.Register, srv.GRPCServerOptions()...)
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -16,12 +15,12 @@ import (
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpctest"
 	"github.com/paddock-build/paddock/scheduler"
 	"github.com/paddock-build/paddock/storage"
 	"github.com/paddock-build/paddock/worker"
@@ -77,35 +76,16 @@ func BenchmarkActionPath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer sched.Close()
+	b.Cleanup(sched.Close) // this and srv.Close after the gRPC servers have stopped
 	srv := storage.NewServer(storage.ServerOptions{CAS: cas, AC: ac, Execution: &repb.ExecutionCapabilities{
 		DigestFunction: repb.DigestFunction_SHA256, DigestFunctions: digest.Supported, ExecEnabled: true,
 	}})
-	defer srv.Close()
-	g := grpc.NewServer(srv.GRPCServerOptions()...)
-	srv.Register(g)
-	sched.Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go g.Serve(lis)
-	defer g.Stop()
+	b.Cleanup(srv.Close)
+	addr := grpctest.Listen(b, func(g *grpc.Server) { srv.Register(g); sched.Register(g) }, srv.GRPCServerOptions()...)
 
 	sock := filepath.Join(dir, "runner.sock")
-	rlis, err := net.Listen("unix", sock)
-	if err != nil {
-		b.Fatal(err)
-	}
-	rg := grpc.NewServer()
-	runnerpb.RegisterRunnerServer(rg, echoRunner{})
-	go rg.Serve(rlis)
-	defer rg.Stop()
-	runnerConn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer runnerConn.Close()
+	grpctest.ListenUnix(b, sock, func(g *grpc.Server) { runnerpb.RegisterRunnerServer(g, echoRunner{}) })
+	runnerConn := grpctest.Dial(b, "unix://"+sock)
 
 	files, err := worker.NewFileCache(worker.FileCacheOptions{Dir: filepath.Join(dir, "worker", "files"), CAS: cas, Local: cas})
 	if err != nil {
@@ -118,22 +98,13 @@ func BenchmarkActionPath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	workerConn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer workerConn.Close()
+	workerConn := grpctest.Dial(b, addr)
 	ctx, cancel := context.WithCancel(context.Background())
 	workerDone := make(chan struct{})
 	go func() { defer close(workerDone); w.Run(ctx, workerConn) }()
 	defer func() { cancel(); <-workerDone }()
 
-	clientConn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer clientConn.Close()
-	exec := repb.NewExecutionClient(clientConn)
+	exec := repb.NewExecutionClient(grpctest.Dial(b, addr))
 
 	// The actions and their blobs, stored before the clock starts.
 	put := func(m proto.Message) digest.Digest {

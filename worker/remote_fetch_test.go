@@ -3,17 +3,16 @@ package worker_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"sync"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/internal/farmtest"
+	"github.com/paddock-build/paddock/internal/grpctest"
 	"github.com/paddock-build/paddock/storage"
 	"github.com/paddock-build/paddock/worker"
 )
@@ -48,7 +47,7 @@ func remoteHarness(t *testing.T) (*harness, *countCalls) {
 	}
 	calls := &countCalls{n: map[string]int{}}
 	srv := storage.NewServer(storage.ServerOptions{CAS: backing, AC: storage.NewMemoryActionCache()})
-	g := grpc.NewServer(
+	conn := grpctest.Serve(t, srv.Register,
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			calls.add(info.FullMethod)
 			return h(ctx, req)
@@ -57,18 +56,6 @@ func remoteHarness(t *testing.T) (*harness, *countCalls) {
 			calls.add(info.FullMethod)
 			return h(s, ss)
 		}))
-	srv.Register(g)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go g.Serve(lis)
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
 	cas := storage.NewRemoteBlobStore(conn, storage.RemoteOptions{})
 	// Blobs the test stores go straight to the server's disk (h.cas).
 	h := &harness{t: t, dir: dir, cas: backing, ac: storage.NewMemoryActionCache(), runner: &farmtest.ExecRunner{}}

@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"net"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -13,10 +12,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/internal/grpctest"
 	"github.com/paddock-build/paddock/worker"
 )
 
@@ -43,20 +42,9 @@ func (c *countingRunner) Run(ctx context.Context, req *runnerpb.RunRequest) (*ru
 func TestRunnerConnReadySkipsReadinessCheck(t *testing.T) {
 	h := newHarness(t)
 	sock := filepath.Join(t.TempDir(), "runner.sock")
-	lis, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
 	r := &countingRunner{}
-	g := grpc.NewServer()
-	runnerpb.RegisterRunnerServer(g, r)
-	go g.Serve(lis)
-	defer g.Stop()
-	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	g := grpctest.ListenUnix(t, sock, func(g *grpc.Server) { runnerpb.RegisterRunnerServer(g, r) })
+	conn := grpctest.Dial(t, "unix://"+sock)
 	w, err := worker.New(worker.Options{
 		ID: "w1", CAS: h.cas, AC: h.ac, Files: h.files, BuildDir: filepath.Join(h.dir, "builds2"),
 		Runner: worker.RunnerClient(conn, 300*time.Millisecond),

@@ -2,16 +2,15 @@ package workerclient
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // scriptedScheduler hands each Connect stream to the test.
@@ -36,20 +35,9 @@ type endingStream struct {
 func (e *endingStream) end() { close(e.done) }
 
 func TestResultFinishedWhileDisconnectedIsSentAfterReRegister(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	sched := &scriptedScheduler{streams: make(chan workerpb.WorkerService_ConnectServer)}
-	srv := grpc.NewServer()
-	workerpb.RegisterWorkerServiceServer(srv, sched)
-	go srv.Serve(lis)
-	defer srv.Stop()
-	conn, err := grpc.NewClient("passthrough:///"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	addr := grpctest.Listen(t, func(g *grpc.Server) { workerpb.RegisterWorkerServiceServer(g, sched) })
+	conn := grpctest.Dial(t, "passthrough:///"+addr)
 
 	release := make(chan struct{})
 	finished := make(chan struct{})
