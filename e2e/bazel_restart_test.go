@@ -6,6 +6,7 @@ import (
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 
 	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // TestBazelBuildAcrossSchedulerRestart: while Bazel's one action runs on a
@@ -53,7 +54,7 @@ func TestBazelBuildAcrossSchedulerRestart(t *testing.T) {
 // operationNames lists the scheduler's operations.
 func operationNames(t *testing.T, rs *roles) []string {
 	t.Helper()
-	resp, err := longrunningpb.NewOperationsClient(dial(t, rs.schedAddr)).ListOperations(t.Context(), &longrunningpb.ListOperationsRequest{})
+	resp, err := longrunningpb.NewOperationsClient(grpctest.Dial(t, rs.schedAddr)).ListOperations(t.Context(), &longrunningpb.ListOperationsRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // TestUpDataUnderPrivateDirectory: `paddock up --data` inside a directory
@@ -51,7 +53,7 @@ func TestSchedulerServesCapabilities(t *testing.T) {
 		"storage", "--listen", "127.0.0.1:0", "--dir", filepath.Join(dir, "storage"))
 	sched, schedAddr := startProcess(t, "scheduler", regexp.MustCompile(`^paddock scheduler listening on (\S+)`),
 		"scheduler", "--listen", "127.0.0.1:0", "--storage", storageAddr)
-	caps, err := repb.NewCapabilitiesClient(dial(t, schedAddr)).GetCapabilities(t.Context(), &repb.GetCapabilitiesRequest{})
+	caps, err := repb.NewCapabilitiesClient(grpctest.Dial(t, schedAddr)).GetCapabilities(t.Context(), &repb.GetCapabilitiesRequest{})
 	if err != nil {
 		t.Fatalf("GetCapabilities from paddock scheduler: %v", err)
 	}
@@ -61,7 +63,7 @@ func TestSchedulerServesCapabilities(t *testing.T) {
 	// The Remote Asset API, served by storage and forwarded by the
 	// scheduler: an empty request is INVALID_ARGUMENT (BuildStream's probe).
 	for name, addr := range map[string]string{"storage": storageAddr, "scheduler": schedAddr} {
-		_, err := rapb.NewFetchClient(dial(t, addr)).FetchDirectory(t.Context(), &rapb.FetchDirectoryRequest{})
+		_, err := rapb.NewFetchClient(grpctest.Dial(t, addr)).FetchDirectory(t.Context(), &rapb.FetchDirectoryRequest{})
 		if status.Code(err) != codes.InvalidArgument {
 			t.Errorf("empty FetchDirectory to paddock %s: %v; want INVALID_ARGUMENT", name, err)
 		}

@@ -21,10 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // paddockBin is the binary built by TestMain, "" when the tests cannot run
@@ -257,12 +255,7 @@ func (f *farm) runnerPID() int {
 // runs and answers CheckReadiness on the farm's runner socket.
 func (f *farm) waitRunnerReady(old int) {
 	f.t.Helper()
-	conn, err := grpc.NewClient("unix://"+filepath.Join(f.data, "runner.sock"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	defer conn.Close()
-	rc := runnerpb.NewRunnerClient(conn)
+	rc := runnerpb.NewRunnerClient(grpctest.Dial(f.t, "unix://"+filepath.Join(f.data, "runner.sock")))
 	waitFor(f.t, "runner restarted and ready", time.Minute, func() bool {
 		pids := childPIDs(f.cmd.Process.Pid, " runner ")
 		if len(pids) != 1 || pids[0] == old {

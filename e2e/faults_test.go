@@ -16,6 +16,8 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // gate is a TCP server on the host's loopback that actions (with
@@ -238,7 +240,7 @@ func inputsLargerThanDisk(t *testing.T) (*status.Status, error) {
 	if err != nil {
 		t.Fatalf("Execute with inputs larger than the build directory's disk: %v", err)
 	}
-	ac := repb.NewActionCacheClient(dial(t, rs.storageAddr))
+	ac := repb.NewActionCacheClient(grpctest.Dial(t, rs.storageAddr))
 	_, cached := ac.GetActionResult(t.Context(), &repb.GetActionResultRequest{ActionDigest: d})
 	rs.stop()
 	return status.FromProto(resp.Status), cached
@@ -321,7 +323,7 @@ func TestFullDiskNeverLosesOutput(t *testing.T) {
 	if st.Code() == codes.OK && resp.Result.ExitCode == 0 && stdout != "hello from a full disk\n" {
 		t.Errorf("on a full disk the action succeeded with stdout %q, want its whole output or an error", stdout)
 	}
-	ac := repb.NewActionCacheClient(dial(t, rs.storageAddr))
+	ac := repb.NewActionCacheClient(grpctest.Dial(t, rs.storageAddr))
 	if r, err := ac.GetActionResult(t.Context(), &repb.GetActionResultRequest{ActionDigest: d}); err == nil {
 		if got := string(c.read(t.Context(), r.StdoutDigest)); got != "hello from a full disk\n" {
 			t.Errorf("the action cache holds a result with stdout %q for it", got)

@@ -10,6 +10,8 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // BenchmarkForkBombResponsiveness measures how the farm and its host fare
@@ -24,7 +26,7 @@ import (
 //	go test ./e2e/ -run '^$' -bench ForkBombResponsiveness -benchtime 2x
 func BenchmarkForkBombResponsiveness(b *testing.B) {
 	f, c := startUpClient(b)
-	caps := repb.NewCapabilitiesClient(dial(b, f.addr))
+	caps := repb.NewCapabilitiesClient(grpctest.Dial(b, f.addr))
 	ctx := b.Context()
 	const timeout = 3 * time.Second
 	d := c.prepare(ctx, action{cmd: &repb.Command{

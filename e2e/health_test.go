@@ -8,6 +8,8 @@ import (
 
 	"google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection/grpc_reflection_v1"
+
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // TestWorkerHealthFollowsRunner: a worker's gRPC health (served on its
@@ -25,7 +27,7 @@ func TestWorkerHealthFollowsRunner(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), faultLimit)
 	defer cancel()
-	watch, err := grpc_health_v1.NewHealthClient(dial(t, httpAddr)).Watch(ctx, &grpc_health_v1.HealthCheckRequest{})
+	watch, err := grpc_health_v1.NewHealthClient(grpctest.Dial(t, httpAddr)).Watch(ctx, &grpc_health_v1.HealthCheckRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +51,7 @@ func TestWorkerHealthFollowsRunner(t *testing.T) {
 	waitStatus(grpc_health_v1.HealthCheckResponse_SERVING)
 
 	// The scheduler's listener: health, and reflection naming its services.
-	sconn := dial(t, rs.schedAddr)
+	sconn := grpctest.Dial(t, rs.schedAddr)
 	if resp, err := grpc_health_v1.NewHealthClient(sconn).Check(ctx, &grpc_health_v1.HealthCheckRequest{}); err != nil || resp.Status != grpc_health_v1.HealthCheckResponse_SERVING {
 		t.Errorf("scheduler health: %v %v, want SERVING", resp, err)
 	}

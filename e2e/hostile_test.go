@@ -13,6 +13,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // Hostile input through a real `paddock up`: each case asserts the status,
@@ -38,7 +40,7 @@ func checkRefused(t *testing.T, f *farm, err error, code codes.Code, want string
 
 func checkNotCached(t *testing.T, f *farm, d *repb.Digest) {
 	t.Helper()
-	ac := repb.NewActionCacheClient(dial(t, f.addr))
+	ac := repb.NewActionCacheClient(grpctest.Dial(t, f.addr))
 	if r, err := ac.GetActionResult(t.Context(), &repb.GetActionResultRequest{ActionDigest: d}); status.Code(err) != codes.NotFound {
 		t.Errorf("the action cache has %v (%v), want NOT_FOUND", r, err)
 	}

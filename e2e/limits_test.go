@@ -8,6 +8,8 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // TestTimeoutAndCancel: an action past its timeout, and an action whose
@@ -15,7 +17,7 @@ import (
 // the timed-out one keeps the output it wrote, and neither is cached.
 func TestTimeoutAndCancel(t *testing.T) {
 	f, c := startUpClient(t, "--runner-config", hostNetworkConfig(t)) // the gate is on the host's loopback
-	ac := repb.NewActionCacheClient(dial(t, f.addr))
+	ac := repb.NewActionCacheClient(grpctest.Dial(t, f.addr))
 	ctx := t.Context()
 
 	t.Run("Timeout", func(t *testing.T) {
@@ -50,7 +52,7 @@ func TestTimeoutAndCancel(t *testing.T) {
 			t.Fatal(err)
 		}
 		conn := g.attempt(faultLimit)
-		ops := longrunningpb.NewOperationsClient(dial(t, f.addr))
+		ops := longrunningpb.NewOperationsClient(grpctest.Dial(t, f.addr))
 		if _, err := ops.CancelOperation(ctx, &longrunningpb.CancelOperationRequest{Name: op.Name}); err != nil {
 			t.Fatalf("CancelOperation %s: %v", op.Name, err)
 		}

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/images/imagetest"
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // TestMetrics runs actions that end every way the farm counts (success, a
@@ -96,7 +97,7 @@ func TestMetrics(t *testing.T) {
 	}
 
 	// An upload whose bytes do not match its digest.
-	bs := bytestream.NewByteStreamClient(dial(t, f.addr))
+	bs := bytestream.NewByteStreamClient(grpctest.Dial(t, f.addr))
 	w, err := bs.Write(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +154,7 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	// up's endpoint: the farm and its worker are healthy.
-	health := grpc_health_v1.NewHealthClient(dial(t, f.addr))
+	health := grpc_health_v1.NewHealthClient(grpctest.Dial(t, f.addr))
 	for _, svc := range []string{"", "paddock.worker"} {
 		if resp, err := health.Check(ctx, &grpc_health_v1.HealthCheckRequest{Service: svc}); err != nil || resp.Status != grpc_health_v1.HealthCheckResponse_SERVING {
 			t.Errorf("health of %q on up's endpoint: %v %v, want SERVING", svc, resp, err)

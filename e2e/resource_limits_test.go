@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // TestResourceLimitsReported: through `paddock up`, an action past one of
@@ -26,7 +28,7 @@ func TestResourceLimitsReported(t *testing.T) {
 		t.Fatal(err)
 	}
 	f, c := startUpClient(t, "--runner-config", cfg)
-	ac := repb.NewActionCacheClient(dial(t, f.addr))
+	ac := repb.NewActionCacheClient(grpctest.Dial(t, f.addr))
 	ctx := t.Context()
 	for _, tc := range []struct {
 		name, script string

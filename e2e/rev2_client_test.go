@@ -12,12 +12,12 @@ import (
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/genproto/googleapis/bytestream"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // client is the smallest REv2 client the tests need: it uploads blobs and
@@ -41,10 +41,10 @@ func newClient(t testing.TB, addr string) *client {
 // addresses.
 func newSplitClient(t testing.TB, storageAddr, schedulerAddr string) *client {
 	t.Helper()
-	storage := dial(t, storageAddr)
+	storage := grpctest.Dial(t, storageAddr)
 	sched := storage
 	if schedulerAddr != storageAddr {
-		sched = dial(t, schedulerAddr)
+		sched = grpctest.Dial(t, schedulerAddr)
 	}
 	return &client{
 		t:    t,
@@ -59,17 +59,6 @@ func (c *client) withT(t testing.TB) *client {
 	cc := *c
 	cc.t = t
 	return &cc
-}
-
-// dial connects to addr until the test ends.
-func dial(t testing.TB, addr string) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
 }
 
 func digestOf(data []byte) *repb.Digest {

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/images/imagetest"
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // TestStorageRunsFromItsImage: `paddock images build` makes the role
@@ -56,7 +57,7 @@ func TestStorageRunsFromItsImage(t *testing.T) {
 
 	// The storage role in the sandbox answers, and stores and returns a blob.
 	inner := newClient(t, addr)
-	caps := repb.NewCapabilitiesClient(dial(t, addr))
+	caps := repb.NewCapabilitiesClient(grpctest.Dial(t, addr))
 	waitFor(t, "storage from its image serving on "+addr, faultLimit, func() bool {
 		_, err := caps.GetCapabilities(t.Context(), &repb.GetCapabilitiesRequest{})
 		return err == nil
@@ -67,7 +68,7 @@ func TestStorageRunsFromItsImage(t *testing.T) {
 		t.Errorf("read back %q, want %q", got, blob)
 	}
 
-	ops := longrunningpb.NewOperationsClient(dial(t, f.addr))
+	ops := longrunningpb.NewOperationsClient(grpctest.Dial(t, f.addr))
 	if _, err := ops.CancelOperation(t.Context(), &longrunningpb.CancelOperationRequest{Name: op.Name}); err != nil {
 		t.Fatalf("CancelOperation: %v", err)
 	}

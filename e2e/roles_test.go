@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // roles is a farm run as separate processes, as on several machines:
@@ -82,7 +83,7 @@ func startRolesOn(t testing.TB, dir, workDir, schedConfig string, journal bool, 
 	r.sched, r.schedAddr = startProcess(t, "scheduler", schedReady, append(r.schedArgs, "--listen", "127.0.0.1:0")...)
 	r.runner, _ = startProcess(t, "runner", regexp.MustCompile(`^paddock runner listening on (\S+)`),
 		"runner", "--socket", r.sock, "--state", filepath.Join(dir, "runner"), "--hide", workDir, "--config", hostNetworkConfig(t))
-	r.admin = workerpb.NewAdminServiceClient(dial(t, r.schedAddr))
+	r.admin = workerpb.NewAdminServiceClient(grpctest.Dial(t, r.schedAddr))
 	return r
 }
 

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/internal/bazeltest"
+	"github.com/paddock-build/paddock/internal/grpctest"
 	"github.com/paddock-build/paddock/storage/compose"
 )
 
@@ -157,7 +158,7 @@ func TestBazelShardedStorageShardKilled(t *testing.T) {
 	out := b.Run(0, "build", append(flags, "//:report")...)
 	remote := bazeltest.ProcessSummary(t, out)["remote"]
 
-	cas := repb.NewContentAddressableStorageClient(dial(t, frontAddr))
+	cas := repb.NewContentAddressableStorageClient(grpctest.Dial(t, frontAddr))
 	blobs := uploadBlobs(t, cas, 30)
 	nodes[1].p.kill()
 	place, _ := compose.NewPlacement(ws)
@@ -280,7 +281,7 @@ func TestBazelUpCachedRemoteStorage(t *testing.T) {
 	if err != nil || len(cached) == 0 {
 		t.Fatalf("the disk cache holds %d blobs (%v), want the build's", len(cached), err)
 	}
-	resp, err := repb.NewContentAddressableStorageClient(dial(t, remoteAddr)).FindMissingBlobs(t.Context(), &repb.FindMissingBlobsRequest{BlobDigests: cached})
+	resp, err := repb.NewContentAddressableStorageClient(grpctest.Dial(t, remoteAddr)).FindMissingBlobs(t.Context(), &repb.FindMissingBlobsRequest{BlobDigests: cached})
 	if err != nil || len(resp.MissingBlobDigests) != 0 {
 		t.Fatalf("blobs of the cache missing from the remote: %v, %v", resp.GetMissingBlobDigests(), err)
 	}

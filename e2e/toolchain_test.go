@@ -15,6 +15,7 @@ import (
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/images/imagetest"
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // containerScript starts the runner as the worker pod's runner container
@@ -154,7 +155,7 @@ func startAroundRunner(t *testing.T, shared string) *pod {
 	p.worker, _ = tryStartOrFail(t, "worker", nil, "setpriv", "--bounding-set=-all,"+workerCapabilities, "--inh-caps=-all",
 		paddockBin, "worker", "--id", "w", "--concurrency", "1", "--scheduler", schedAddr, "--storage", storageAddr,
 		"--runner", filepath.Join(shared, "run/runner.sock"), "--dir", p.work)
-	admin := workerpb.NewAdminServiceClient(dial(t, schedAddr))
+	admin := workerpb.NewAdminServiceClient(grpctest.Dial(t, schedAddr))
 	waitFor(t, "worker connected", faultLimit, func() bool {
 		resp, err := admin.ListWorkers(t.Context(), &workerpb.ListWorkersRequest{})
 		return err == nil && len(resp.GetWorkers()) == 1 && resp.GetWorkers()[0].Connected

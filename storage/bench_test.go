@@ -15,11 +15,10 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/genproto/googleapis/bytestream"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpctest"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -43,11 +42,7 @@ func benchClients(b *testing.B) (repb.ContentAddressableStorageClient, bytestrea
 		b.Fatal(err)
 	}
 	addr := serveLoopback(b, storage.ServerOptions{CAS: cas, AC: ac})
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close() })
+	conn := grpctest.Dial(b, addr)
 	return repb.NewContentAddressableStorageClient(conn), bytestream.NewByteStreamClient(conn)
 }
 

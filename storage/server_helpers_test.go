@@ -6,7 +6,6 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/paddock-build/paddock/internal/grpctest"
 	"github.com/paddock-build/paddock/storage"
@@ -51,13 +50,8 @@ func startServer(t testing.TB, opts storage.ServerOptions) *testServer {
 		opts.AC = ac
 	}
 	ts.ac = opts.AC
-	conn, err := grpc.NewClient(serveLoopback(t, opts),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	conn := grpctest.Dial(t, serveLoopback(t, opts),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
 	ts.conn = conn
 	ts.cas = repb.NewContentAddressableStorageClient(conn)
 	ts.bs = bytestream.NewByteStreamClient(conn)

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // binary is the paddock command built once for these tests.
@@ -77,11 +77,7 @@ func TestStorageCommandServesFromConfig(t *testing.T) {
 	cfg := filepath.Join(dir, "storage.yaml")
 	os.WriteFile(cfg, []byte("version: 1\nlisten: 127.0.0.1:0\ndir: "+filepath.Join(dir, "data")+"\nmax_batch_total_size_bytes: 2MiB\n"), 0o644)
 	addr, cmd := start(t, "storage", "--config", cfg)
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpctest.Dial(t, addr)
 	caps, err := repb.NewCapabilitiesClient(conn).GetCapabilities(context.Background(), &repb.GetCapabilitiesRequest{})
 	if err != nil {
 		t.Fatal(err)

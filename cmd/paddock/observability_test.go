@@ -11,9 +11,9 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // TestHTTPListener: /metrics and /healthz over HTTP/1.1, the gRPC health
@@ -82,11 +82,7 @@ func TestHTTPListener(t *testing.T) {
 	if code, _ := get("/healthz"); code != 503 {
 		t.Errorf("/healthz while NOT_SERVING: %d, want 503", code)
 	}
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpctest.Dial(t, addr)
 	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 	if err != nil || resp.Status != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("gRPC health on the HTTP port: %v %v, want NOT_SERVING", resp, err)

@@ -13,12 +13,12 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // `paddock scheduler --auth` holds each tenant to the max_queued of its
@@ -42,8 +42,8 @@ func TestSchedulerCommandAppliesTenantLimits(t *testing.T) {
 `, hash("token-a"), hash("token-b"))), 0o600)
 	storageAddr, _ := start(t, "storage", "--listen", "127.0.0.1:0", "--dir", filepath.Join(dir, "storage"))
 	schedAddr, _ := start(t, "scheduler", "--listen", "127.0.0.1:0", "--storage", storageAddr, "--auth", policy)
-	storage := dialPlain(t, storageAddr)
-	sched := repb.NewExecutionClient(dialPlain(t, schedAddr))
+	storage := grpctest.Dial(t, storageAddr)
+	sched := repb.NewExecutionClient(grpctest.Dial(t, schedAddr))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	execute := func(token, instance string, i int) error {
@@ -69,16 +69,6 @@ func TestSchedulerCommandAppliesTenantLimits(t *testing.T) {
 			t.Fatalf("team-b's Execute %d: %v", i, err)
 		}
 	}
-}
-
-func dialPlain(t *testing.T, addr string) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
 }
 
 // uploadTrivialAction stores an Action (echo i) and its Command and empty

@@ -46,11 +46,11 @@ func ListenUnix(t testing.TB, sock string, register func(*grpc.Server), opts ...
 }
 
 // Dial is a client connection without transport security to target (an
-// address, or a "unix://" or "passthrough:///" one), closed when the test
-// ends.
-func Dial(t testing.TB, target string) *grpc.ClientConn {
+// address, or a "unix://" or "passthrough:///" one), with opts besides,
+// closed when the test ends.
+func Dial(t testing.TB, target string, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(target, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/paddock-build/paddock/internal/grpctest"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -27,16 +27,9 @@ func startNode(t testing.TB) *node {
 	t.Helper()
 	n := &node{t: t, dir: t.TempDir(), addr: "127.0.0.1:0"}
 	n.start()
-	conn, err := grpc.NewClient(n.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+	t.Cleanup(n.stop) // registered first, so it runs once the connection is closed
+	n.conn = grpctest.Dial(t, n.addr,
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.conn = conn
-	t.Cleanup(func() {
-		conn.Close()
-		n.stop()
-	})
 	return n
 }
 
