@@ -72,18 +72,8 @@ func TestCgroupReuse(t *testing.T) {
 // never handed out again; it is removed instead.
 func TestCgroupPoolRefusesBusyCgroup(t *testing.T) {
 	requireRoot(t)
-	parent := testCgroupParent + "-pool"
-	defer removeCgroupParent(parent)
-	pool := newCgroupPool(new(atomic.Uint64))
-	defer pool.close()
-	cg, err := pool.get(parent)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd, err := cg.start(func() *exec.Cmd { return exec.Command("sleep", "1000") })
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, parent, cg := pooledCgroup(t, "-pool")
+	cmd := startSleep(t, cg)
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	if cg.reset() {
 		t.Fatal("reset accepted a cgroup with a process in it")
@@ -103,6 +93,31 @@ func TestCgroupPoolRefusesBusyCgroup(t *testing.T) {
 	if p := cg.(*cgroupV1).path("pids", ""); exists(p) {
 		t.Errorf("busy cgroup %s not removed", p)
 	}
+}
+
+// pooledCgroup is a cgroup from a fresh pool under testCgroupParent and
+// suffix; when the test ends the pool is closed and the parent removed.
+func pooledCgroup(t *testing.T, suffix string) (pool *cgroupPool, parent string, cg sandboxCgroup) {
+	t.Helper()
+	parent = testCgroupParent + suffix
+	t.Cleanup(func() { removeCgroupParent(parent) })
+	pool = newCgroupPool(new(atomic.Uint64))
+	t.Cleanup(pool.close)
+	cg, err := pool.get(parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pool, parent, cg
+}
+
+// startSleep starts a long sleep in cg.
+func startSleep(t *testing.T, cg sandboxCgroup) *exec.Cmd {
+	t.Helper()
+	cmd, err := cg.start(func() *exec.Cmd { return exec.Command("sleep", "1000") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd
 }
 
 func exists(p string) bool {

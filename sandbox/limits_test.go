@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -169,22 +167,12 @@ func TestProcsListFresh(t *testing.T) {
 	if cgroups.Mode() == cgroups.Unified {
 		t.Skip("v1 only; this host is unified")
 	}
-	parent := testCgroupParent + "-procs"
-	defer removeCgroupParent(parent)
-	pool := newCgroupPool(new(atomic.Uint64))
-	defer pool.close()
-	cg, err := pool.get(parent)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pool, parent, cg := pooledCgroup(t, "-procs")
 	defer pool.put(parent, cg, false) // kills what is left, removes it if busy
 	if !cg.reset() {
 		t.Fatal("an empty cgroup could not be reset")
 	}
-	cmd, err := cg.start(func() *exec.Cmd { return exec.Command("sleep", "1000") })
-	if err != nil {
-		t.Fatal(err)
-	}
+	cmd := startSleep(t, cg)
 	waited := make(chan error, 1)
 	go func() { waited <- cmd.Wait() }()
 	procs, _ := cg.(*cgroupV1).procs()
