@@ -152,30 +152,27 @@ func (r *testRegistry) remoteOpts() []remote.Option {
 // push writes img to repo:tag and returns its manifest digest.
 func (r *testRegistry) push(t testing.TB, repoTag string, img v1.Image) string {
 	t.Helper()
-	ref, err := name.ParseReference(r.Host + "/" + repoTag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img, r.remoteOpts()...); err != nil {
-		t.Fatalf("push %s: %v", ref, err)
-	}
-	d, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d.String()
+	return r.write(t, repoTag, img.Digest, func(ref name.Reference) error { return remote.Write(ref, img, r.remoteOpts()...) })
 }
 
+// pushIndex is push for an image index.
 func (r *testRegistry) pushIndex(t testing.TB, repoTag string, idx v1.ImageIndex) string {
+	t.Helper()
+	return r.write(t, repoTag, idx.Digest, func(ref name.Reference) error { return remote.WriteIndex(ref, idx, r.remoteOpts()...) })
+}
+
+// write pushes with write to repo:tag in this registry and returns the
+// digest of what it pushed.
+func (r *testRegistry) write(t testing.TB, repoTag string, digest func() (v1.Hash, error), write func(name.Reference) error) string {
 	t.Helper()
 	ref, err := name.ParseReference(r.Host + "/" + repoTag)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.WriteIndex(ref, idx, r.remoteOpts()...); err != nil {
+	if err := write(ref); err != nil {
 		t.Fatalf("push %s: %v", ref, err)
 	}
-	d, err := idx.Digest()
+	d, err := digest()
 	if err != nil {
 		t.Fatal(err)
 	}
