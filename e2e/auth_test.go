@@ -14,7 +14,6 @@ import (
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -213,7 +212,7 @@ workers:
 	reg := imagetest.ServePrivate(t)
 	reg.Allow("everyone-robot", "pass")
 	private := reg.Push(t, "private/busybox:1", imagetest.Image(t, "linux/"+runtime.GOARCH, v1.Config{},
-		imagetest.Layer(t, compression.GZip, imagetest.Dir("bin"), imagetest.File("bin/busybox", string(imagetest.Busybox(t)), 0o755))))
+		imagetest.BusyboxLayer(t, nil)))
 	creds := filepath.Join(t.TempDir(), "everyone.json")
 	writeFile(t, creds, reg.DockerConfig("everyone-robot", "pass"), 0o600)
 	runnerCfg := filepath.Join(dir, "runner.yaml")

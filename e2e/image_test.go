@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/paddock-build/paddock/images/imagetest"
@@ -19,15 +18,11 @@ import (
 // the host's: it sees the image's files and none of the host's.
 func TestContainerImage(t *testing.T) {
 	needPaddock(t)
-	bb := imagetest.Busybox(t)
 	host := imagetest.Serve(t)
 	// A one-layer image: busybox, the shell, cat and ls as its applets, and
 	// a marker file.
-	layer := imagetest.Layer(t, compression.GZip,
-		imagetest.Dir("bin"), imagetest.File("bin/busybox", string(bb), 0o755),
-		imagetest.Symlink("bin/sh", "busybox"), imagetest.Symlink("bin/cat", "busybox"), imagetest.Symlink("bin/ls", "busybox"),
-		imagetest.Dir("etc"), imagetest.File("etc/marker", "from the image\n", 0o644),
-	)
+	layer := imagetest.BusyboxLayer(t, []string{"sh", "cat", "ls"},
+		imagetest.Dir("etc"), imagetest.File("etc/marker", "from the image\n", 0o644))
 	imageRef := imagetest.Push(t, host, "e2e/busybox:1",
 		imagetest.Image(t, "linux/"+runtime.GOARCH, v1.Config{Env: []string{"PATH=/bin"}}, layer))
 

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc/codes"
@@ -33,10 +32,8 @@ import (
 // runtime and process.
 func TestMetrics(t *testing.T) {
 	needPaddock(t)
-	bb := imagetest.Busybox(t)
 	host := imagetest.Serve(t)
-	layer := imagetest.Layer(t, compression.GZip,
-		imagetest.Dir("bin"), imagetest.File("bin/busybox", string(bb), 0o755), imagetest.Symlink("bin/sh", "busybox"))
+	layer := imagetest.BusyboxLayer(t, []string{"sh"})
 	imageRef := imagetest.Push(t, host, "e2e/metrics:1", imagetest.Image(t, "linux/"+runtime.GOARCH, v1.Config{Env: []string{"PATH=/bin"}}, layer))
 	cfgPath := filepath.Join(searchableTempDir(t), "runner.yaml")
 	if err := os.WriteFile(cfgPath, []byte("version: 1\nallow_host_network: true # the gate is on the host's loopback\npids_limit: 32\nimages:\n  insecure: [\""+host+"\"]\n"), 0o644); err != nil {

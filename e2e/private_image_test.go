@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -32,12 +31,10 @@ import (
 // its file, beta runs on the private image from the cache.
 func TestPrivateImagesPerTenant(t *testing.T) {
 	needPaddock(t)
-	bb := imagetest.Busybox(t)
 	reg := imagetest.ServePrivate(t)
 	reg.Allow("alpha-robot", "alpha-pass")
 	image := func(marker string) v1.Image {
-		return imagetest.Image(t, "linux/"+runtime.GOARCH, v1.Config{}, imagetest.Layer(t, compression.GZip,
-			imagetest.Dir("bin"), imagetest.File("bin/busybox", string(bb), 0o755),
+		return imagetest.Image(t, "linux/"+runtime.GOARCH, v1.Config{}, imagetest.BusyboxLayer(t, nil,
 			imagetest.Dir("etc"), imagetest.File("etc/marker", marker, 0o644)))
 	}
 	private := reg.Push(t, "private/toolchain:1", image("private toolchain\n"))

@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"google.golang.org/protobuf/proto"
 
@@ -181,11 +180,8 @@ func TestPaddockRun(t *testing.T) {
 	})
 
 	t.Run("container image from a loopback registry", func(t *testing.T) {
-		layer := imagetest.Layer(t, compression.GZip,
-			imagetest.Dir("bin"), imagetest.File("bin/busybox", string(imagetest.Busybox(t)), 0o755),
-			imagetest.Symlink("bin/sh", "busybox"), imagetest.Symlink("bin/cat", "busybox"),
-			imagetest.Dir("etc"), imagetest.File("etc/marker", "from the image\n", 0o644),
-		)
+		layer := imagetest.BusyboxLayer(t, []string{"sh", "cat"},
+			imagetest.Dir("etc"), imagetest.File("etc/marker", "from the image\n", 0o644))
 		ref := imagetest.Push(t, host, "e2e/run:1", imagetest.Image(t, "linux/"+runtime.GOARCH, v1.Config{Env: []string{"PATH=/bin"}}, layer))
 		dir := t.TempDir()
 		_, stderr, code := paddockRun(t, dir, f.addr, "--container-image", strings.TrimPrefix(ref, "docker://"),

@@ -6,7 +6,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
@@ -18,12 +17,8 @@ import (
 // registry on loopback, and returns its container-image value.
 func pushBusyboxImage(t testing.TB) (ref, host string) {
 	t.Helper()
-	bb := imagetest.Busybox(t)
 	host = imagetest.Serve(t)
-	layer := imagetest.Layer(t, compression.GZip,
-		imagetest.Dir("bin"),
-		imagetest.File("bin/busybox", string(bb), 0o755),
-		imagetest.Symlink("bin/sh", "busybox"),
+	layer := imagetest.BusyboxLayer(t, []string{"sh"},
 		imagetest.Dir("etc"),
 		imagetest.File("etc/passwd", "root:x:0:0::/root:/bin/sh\nbuilder:x:1500:1600::/home/builder:/bin/sh\n", 0o644),
 		imagetest.File("etc/image-marker", "from the image\n", 0o644),

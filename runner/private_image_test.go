@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/compression"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"google.golang.org/grpc/codes"
 
@@ -22,12 +21,10 @@ import (
 // credentials runs on it; a public image pulled by a serves everyone.
 func TestPrivateImagePerTenant(t *testing.T) {
 	requireRoot(t)
-	bb := imagetest.Busybox(t)
 	reg := imagetest.ServePrivate(t)
 	reg.Allow("alice", "a-secret")
 	image := func(marker string) v1.Image {
-		return imagetest.Image(t, "linux/amd64", v1.Config{}, imagetest.Layer(t, compression.GZip,
-			imagetest.Dir("bin"), imagetest.File("bin/busybox", string(bb), 0o755),
+		return imagetest.Image(t, "linux/amd64", v1.Config{}, imagetest.BusyboxLayer(t, nil,
 			imagetest.Dir("etc"), imagetest.File("etc/marker", marker, 0o644)))
 	}
 	private := reg.Push(t, "private/toolchain:1", image("private toolchain\n"))

@@ -126,6 +126,19 @@ func Busybox(t testing.TB) []byte {
 	return b
 }
 
+// BusyboxLayer is a gzip layer of Debian's static busybox at bin/busybox,
+// a link bin/<applet> to it for each of applets, and extra entries after
+// them: the smallest rootfs that runs a shell. It skips the test where
+// there is no static busybox.
+func BusyboxLayer(t testing.TB, applets []string, extra ...Entry) v1.Layer {
+	t.Helper()
+	entries := []Entry{Dir("bin"), File("bin/busybox", string(Busybox(t)), 0o755)}
+	for _, a := range applets {
+		entries = append(entries, Symlink("bin/"+a, "busybox"))
+	}
+	return Layer(t, compression.GZip, append(entries, extra...)...)
+}
+
 // Serve starts an in-process registry on loopback for the rest of the test
 // and returns its host:port.
 func Serve(t testing.TB) string {
