@@ -35,18 +35,7 @@ func TestParseProcStat(t *testing.T) {
 	}, {
 		name: "not a number", text: "cpu  1 2 x 4 5 6 7\n", wantErr: true,
 	}} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseProcStat([]byte(tc.text))
-			if tc.wantErr {
-				if err == nil {
-					t.Fatalf("parsed %q as %+v, want an error", tc.text, got)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Fatalf("parseProcStat = %+v, %v; want %+v", got, err, tc.want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkParse(t, "parseProcStat", parseProcStat, tc.text, tc.want, tc.wantErr) })
 	}
 }
 
@@ -73,18 +62,7 @@ func TestParsePIDStat(t *testing.T) {
 	}, {
 		name: "bad tick count", text: "42 (sh) S 41 42 42 0 -1 4194560 900 0 0 0 7 x 0 0 20", wantErr: true,
 	}} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parsePIDStat([]byte(tc.text))
-			if tc.wantErr {
-				if err == nil {
-					t.Fatalf("parsed %q as %+v, want an error", tc.text, got)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Fatalf("parsePIDStat = %+v, %v; want %+v", got, err, tc.want)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkParse(t, "parsePIDStat", parsePIDStat, tc.text, tc.want, tc.wantErr) })
 	}
 }
 
@@ -249,5 +227,21 @@ func TestProcessTreeCPU(t *testing.T) {
 	}
 	if _, err := ProcessTreeCPU(1 << 30); err == nil {
 		t.Error("ProcessTreeCPU of a pid that does not exist: no error")
+	}
+}
+
+// checkParse checks that parse, named name, parses text as want, or, where
+// wantErr, refuses it.
+func checkParse[T comparable](t *testing.T, name string, parse func([]byte) (T, error), text string, want T, wantErr bool) {
+	t.Helper()
+	got, err := parse([]byte(text))
+	if wantErr {
+		if err == nil {
+			t.Fatalf("parsed %q as %+v, want an error", text, got)
+		}
+		return
+	}
+	if err != nil || got != want {
+		t.Fatalf("%s = %+v, %v; want %+v", name, got, err, want)
 	}
 }
