@@ -1,7 +1,6 @@
 package images
 
 import (
-	"context"
 	"os"
 	"strings"
 	"testing"
@@ -21,10 +20,7 @@ func TestTagsRefreshAfterInterval(t *testing.T) {
 	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.Clock = clk; o.RefreshTags = time.Minute })
 	get := func() *Rootfs {
 		t.Helper()
-		rf, err := c.Rootfs(context.Background(), r.ref(t, "bb:stable"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		rf := r.rootfs(t, c, "bb:stable")
 		rf.Release()
 		return rf
 	}
@@ -90,10 +86,7 @@ func TestEvictionOfUnusedImages(t *testing.T) {
 	get := func(tag string) *Rootfs {
 		t.Helper()
 		clk.Advance(time.Second)
-		rf, err := c.Rootfs(context.Background(), r.ref(t, "e:"+tag))
-		if err != nil {
-			t.Fatal(err)
-		}
+		rf := r.rootfs(t, c, "e:"+tag)
 		return rf
 	}
 	exists := func(d string) bool {

@@ -171,10 +171,7 @@ func TestMultiPlatformIndex(t *testing.T) {
 		}
 		// The index digest is now pinned to the platform's manifest: no I/O.
 		before := r.totalRequests()
-		rf, err := c.Rootfs(context.Background(), r.ref(t, "multi@"+idxDigest))
-		if err != nil {
-			t.Fatal(err)
-		}
+		rf := r.rootfs(t, c, "multi@"+idxDigest)
 		rf.Release()
 		if n := r.totalRequests() - before; n != 0 {
 			t.Errorf("%s: cached index digest made %d requests", p, n)
@@ -315,10 +312,7 @@ func TestWarmRestartDownloadsNothing(t *testing.T) {
 	digest := r.push(t, "bb:1", busyboxImage(t, "warm"))
 	dir := t.TempDir()
 	c := newTestCache(t, dir, r, nil)
-	rf, err := c.Rootfs(context.Background(), r.ref(t, "bb:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rf := r.rootfs(t, c, "bb:1")
 	rf.Release()
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
@@ -395,10 +389,7 @@ func TestCancelledCallerDoesNotCancelSharedPull(t *testing.T) {
 		t.Fatalf("cancelled caller: %v", err)
 	}
 	release()
-	rf, err := c.Rootfs(context.Background(), r.ref(t, "bb:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rf := r.rootfs(t, c, "bb:1")
 	defer rf.Release()
 	checkBusyboxRootfs(t, rf, "cancel")
 	blobs, _ := r.counts()
@@ -415,10 +406,7 @@ func TestMountPoints(t *testing.T) {
 	r.push(t, "mp:1", imageOf(t, "linux/amd64", v1.Config{}, layerOf(t, compression.GZip,
 		dir("proc"), symlink("tmp", filepath.Join(parent, "outside")), file("sys", "not a dir", 0o644))))
 	c := newTestCache(t, cacheDir, r, nil)
-	rf, err := c.Rootfs(context.Background(), r.ref(t, "mp:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rf := r.rootfs(t, c, "mp:1")
 	defer rf.Release()
 	if st, err := os.Lstat(filepath.Join(rf.Path, "dev")); err != nil || !st.IsDir() {
 		t.Errorf("missing mount point /dev not made: %v", err)

@@ -2,6 +2,7 @@ package images
 
 import (
 	"archive/tar"
+	"context"
 	"encoding/base64"
 	"io"
 	"log"
@@ -177,6 +178,17 @@ func (r *testRegistry) write(t testing.TB, repoTag string, digest func() (v1.Has
 		t.Fatal(err)
 	}
 	return d.String()
+}
+
+// rootfs is the rootfs of repo (a repo:tag or repo@digest of this
+// registry) from c; the test fails where c cannot give it.
+func (r *testRegistry) rootfs(t testing.TB, c *Cache, repo string) *Rootfs {
+	t.Helper()
+	rf, err := c.Rootfs(context.Background(), r.ref(t, repo))
+	if err != nil {
+		t.Fatalf("rootfs of %s: %v", repo, err)
+	}
+	return rf
 }
 
 // ref parses a docker:// reference into this registry.

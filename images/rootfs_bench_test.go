@@ -88,10 +88,7 @@ func warmCache(b *testing.B) (*Cache, *testRegistry, string) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { c.Close() })
-	rf, err := c.Rootfs(context.Background(), r.ref(b, "bench:warm"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	rf := r.rootfs(b, c, "bench:warm")
 	rf.Release()
 	return c, r, digest
 }

@@ -179,10 +179,7 @@ func TestFlattenDoesNotFollowSymlinksFromLowerLayers(t *testing.T) {
 	)
 	r.push(t, "evil:1", imageOf(t, "linux/amd64", v1.Config{}, lower, upper))
 	c := newTestCache(t, cacheDir, r, nil)
-	rf, err := c.Rootfs(context.Background(), r.ref(t, "evil:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rf := r.rootfs(t, c, "evil:1")
 	defer rf.Release()
 	// Overlay semantics: the upper layer's directory replaces the symlink.
 	if st, err := os.Lstat(filepath.Join(rf.Path, "out")); err != nil || !st.IsDir() {
