@@ -65,7 +65,7 @@ func BenchmarkExecuteCached(b *testing.B) {
 	for _, withPolicy := range []bool{false, true} {
 		b.Run(map[bool]string{false: "open", true: "token+policy"}[withPolicy], func(b *testing.B) {
 			conn := benchFarm(b, withPolicy)
-			ad := uploadAction(b, conn, "team-a", "/bin/true")
+			ad := farmtest.UploadAction(b, conn, "team-a", nil, "/bin/true")
 			exec := repb.NewExecutionClient(conn)
 			run := func() {
 				s, err := exec.Execute(b.Context(), &repb.ExecuteRequest{InstanceName: "team-a", ActionDigest: ad.Proto()})

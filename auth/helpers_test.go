@@ -19,7 +19,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
@@ -152,53 +151,6 @@ func wantCode(t *testing.T, err error, code codes.Code, what string, fragments .
 			t.Fatalf("%s: message %q does not name %q", what, st.Message(), f)
 		}
 	}
-}
-
-// uploadAction stores, on instance, an Action running argv, and returns
-// its digest.
-func uploadAction(t testing.TB, conn *grpc.ClientConn, instance string, argv ...string) digest.Digest {
-	t.Helper()
-	return uploadActionWithInput(t, conn, instance, nil, argv...)
-}
-
-// uploadActionWithInput is uploadAction with an input root holding the
-// file in.txt with input as its contents, unless input is nil.
-func uploadActionWithInput(t testing.TB, conn *grpc.ClientConn, instance string, input []byte, argv ...string) digest.Digest {
-	t.Helper()
-	cmd := marshal(t, &repb.Command{Arguments: argv})
-	dir := &repb.Directory{}
-	blobs := [][]byte{cmd}
-	if input != nil {
-		dir.Files = []*repb.FileNode{{Name: "in.txt", Digest: digest.FromBytes(repb.DigestFunction_SHA256, input).Proto()}}
-		blobs = append(blobs, input)
-	}
-	root := marshal(t, dir)
-	cmdD, rootD := digest.FromBytes(repb.DigestFunction_SHA256, cmd), digest.FromBytes(repb.DigestFunction_SHA256, root)
-	action := marshal(t, &repb.Action{CommandDigest: cmdD.Proto(), InputRootDigest: rootD.Proto()})
-	ad := digest.FromBytes(repb.DigestFunction_SHA256, action)
-	var reqs []*repb.BatchUpdateBlobsRequest_Request
-	for _, b := range append(blobs, root, action) {
-		reqs = append(reqs, &repb.BatchUpdateBlobsRequest_Request{Digest: digest.FromBytes(repb.DigestFunction_SHA256, b).Proto(), Data: b})
-	}
-	resp, err := repb.NewContentAddressableStorageClient(conn).BatchUpdateBlobs(t.Context(),
-		&repb.BatchUpdateBlobsRequest{InstanceName: instance, Requests: reqs})
-	if err != nil {
-		t.Fatalf("upload action: %v", err)
-	}
-	for _, r := range resp.Responses {
-		if r.Status.GetCode() != 0 {
-			t.Fatalf("upload action: %v", r.Status)
-		}
-	}
-	return ad
-}
-
-func marshal(t testing.TB, m proto.Message) []byte {
-	b, err := proto.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // waitFor polls cond until it holds, for at most 30 s.

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/farmtest"
 )
 
 // limitsPolicy gives team-a at most 2 queued actions and 1 running; team-b
@@ -59,7 +60,7 @@ func TestTenantLimitsOverTLS(t *testing.T) {
 	var streams []repb.Execution_ExecuteClient
 	var actions []digest.Digest
 	for i := 0; i < 4; i++ {
-		actions = append(actions, uploadAction(t, a, "team-a", "/bin/echo", fmt.Sprint(i)))
+		actions = append(actions, farmtest.UploadAction(t, a, "team-a", nil, "/bin/echo", fmt.Sprint(i)))
 	}
 	// The first runs; the next two wait although the worker has room.
 	for i := 0; i < 3; i++ {
@@ -73,7 +74,7 @@ func TestTenantLimitsOverTLS(t *testing.T) {
 		}
 	}
 	// team-b's action runs beside team-a's.
-	sb, _, err := execute(b, "team-b", uploadAction(t, b, "team-b", "/bin/echo", "b"))
+	sb, _, err := execute(b, "team-b", farmtest.UploadAction(t, b, "team-b", nil, "/bin/echo", "b"))
 	if err != nil {
 		t.Fatalf("team-b's Execute: %v", err)
 	}

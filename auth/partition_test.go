@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/farmtest"
 )
 
 // TestTenantPartitions: a blob team-a stored is missing for team-b, for
@@ -67,7 +68,7 @@ func TestTenantPartitions(t *testing.T) {
 		conn     grpcConn
 		instance string
 	}{{a, "team-a"}, {a, "team-a"}, {b, "team-b"}} {
-		ad := uploadActionWithInput(t, run.conn.(*grpcClientConn), run.instance, input, "/bin/true", "run", string(rune('0'+i)))
+		ad := farmtest.UploadAction(t, run.conn.(*grpcClientConn), run.instance, input, "/bin/true", "run", string(rune('0'+i)))
 		if _, err := execOnce(t, run.conn, run.instance, ad); err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/farmtest"
 )
 
 // TestCredentialsOverTLS: over real TLS on loopback, no token or a wrong
@@ -75,7 +76,7 @@ func TestTenantsAreIsolated(t *testing.T) {
 		<-release
 	}
 	defer once.Do(func() { close(release) })
-	ad := uploadAction(t, a, "team-a", "/bin/true")
+	ad := farmtest.UploadAction(t, a, "team-a", nil, "/bin/true")
 	stream, err := repb.NewExecutionClient(a).Execute(t.Context(), &repb.ExecuteRequest{InstanceName: "team-a", ActionDigest: ad.Proto()})
 	if err != nil {
 		t.Fatal(err)

@@ -11,13 +11,11 @@ import (
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/farmtest"
 	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
@@ -47,7 +45,7 @@ func TestSchedulerCommandAppliesTenantLimits(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	execute := func(token, instance string, i int) error {
-		ad := uploadTrivialAction(t, storage, instance, i)
+		ad := farmtest.UploadAction(t, storage, instance, nil, "/bin/echo", fmt.Sprint(i))
 		s, err := sched.Execute(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token),
 			&repb.ExecuteRequest{InstanceName: instance, ActionDigest: ad.Proto()})
 		if err == nil {
@@ -69,36 +67,4 @@ func TestSchedulerCommandAppliesTenantLimits(t *testing.T) {
 			t.Fatalf("team-b's Execute %d: %v", i, err)
 		}
 	}
-}
-
-// uploadTrivialAction stores an Action (echo i) and its Command and empty
-// input root under instance, and returns the Action's digest.
-func uploadTrivialAction(t *testing.T, conn *grpc.ClientConn, instance string, i int) digest.Digest {
-	t.Helper()
-	blob := func(m proto.Message) []byte {
-		b, err := proto.Marshal(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	cmd := blob(&repb.Command{Arguments: []string{"/bin/echo", fmt.Sprint(i)}})
-	root := blob(&repb.Directory{})
-	d := func(b []byte) digest.Digest { return digest.FromBytes(repb.DigestFunction_SHA256, b) }
-	action := blob(&repb.Action{CommandDigest: d(cmd).Proto(), InputRootDigest: d(root).Proto()})
-	var reqs []*repb.BatchUpdateBlobsRequest_Request
-	for _, b := range [][]byte{cmd, root, action} {
-		reqs = append(reqs, &repb.BatchUpdateBlobsRequest_Request{Digest: d(b).Proto(), Data: b})
-	}
-	resp, err := repb.NewContentAddressableStorageClient(conn).BatchUpdateBlobs(context.Background(),
-		&repb.BatchUpdateBlobsRequest{InstanceName: instance, Requests: reqs})
-	if err != nil {
-		t.Fatalf("upload action: %v", err)
-	}
-	for _, r := range resp.Responses {
-		if r.Status.GetCode() != 0 {
-			t.Fatalf("upload action: %v", r.Status)
-		}
-	}
-	return d(action)
 }
