@@ -33,14 +33,7 @@ import (
 func benchClients(b *testing.B) (repb.ContentAddressableStorageClient, bytestream.ByteStreamClient) {
 	b.Helper()
 	dir := b.TempDir()
-	cas, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: dir})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ac, err := storage.NewDiskActionCache(dir, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	cas, ac := diskStores(b, dir)
 	addr := serveLoopback(b, storage.ServerOptions{CAS: cas, AC: ac})
 	conn := grpctest.Dial(b, addr)
 	return repb.NewContentAddressableStorageClient(conn), bytestream.NewByteStreamClient(conn)

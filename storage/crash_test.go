@@ -154,14 +154,7 @@ func TestCrashHelperProcess(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper: runs only as the storage process that TestCrashDuringLargeWrites and the benchmarks start")
 	}
-	cas, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ac, err := storage.NewDiskActionCache(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cas, ac := diskStores(t, dir)
 	srv := storage.NewServer(storage.ServerOptions{CAS: cas, AC: ac})
 	g := grpc.NewServer(srv.GRPCServerOptions()...)
 	srv.Register(g)

@@ -44,14 +44,7 @@ func TestBazel210RemoteCache(t *testing.T) {
 // version.
 func remoteCacheSuite(t *testing.T, b *bazeltest.Bazel) {
 	dir := t.TempDir()
-	cas, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	diskAC, err := storage.NewDiskActionCache(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cas, diskAC := diskStores(t, dir)
 	ac := &countingActionCache{ActionCache: diskAC}
 	addr := serveLoopback(t, storage.ServerOptions{CAS: cas, AC: ac})
 

@@ -60,6 +60,20 @@ func startServer(t testing.TB, opts storage.ServerOptions) *testServer {
 	return ts
 }
 
+// diskStores are a disk CAS and a disk action cache, unbounded, in dir.
+func diskStores(t testing.TB, dir string) (*storage.DiskBlobStore, *storage.DiskActionCache) {
+	t.Helper()
+	cas, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ac, err := storage.NewDiskActionCache(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cas, ac
+}
+
 // serveLoopback serves opts on a loopback port until the test ends and
 // returns its address.
 func serveLoopback(t testing.TB, opts storage.ServerOptions) string {
