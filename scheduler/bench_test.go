@@ -42,6 +42,18 @@ func benchScheduler(b *testing.B, mods ...func(*Config)) *Scheduler {
 
 // benchSubmission is what submit hands the core for a trivial action after
 // validation: fresh digests, a platform and a timeout.
+// submitBench queues benchSubmission(i) on s's core, under s.mu as
+// Execute does, and applies what it did (journal, dispatch).
+func submitBench(tb testing.TB, s *Scheduler, i int) {
+	tb.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.core.Execute(s.clock.Now(), benchSubmission(i)); err != nil {
+		tb.Fatal(err)
+	}
+	s.apply()
+}
+
 func benchSubmission(i int) submission {
 	ad := digest.FromBytes(repb.DigestFunction_SHA256, []byte(fmt.Sprintf("action %d", i)))
 	cd := digest.FromBytes(repb.DigestFunction_SHA256, []byte(fmt.Sprintf("command %d", i)))
@@ -193,12 +205,7 @@ func BenchmarkQueuedOperationMemory(b *testing.B) {
 		runtime.GC()
 		runtime.ReadMemStats(&before)
 		for j := 0; j < benchActions; j++ {
-			s.mu.Lock()
-			if _, err := s.core.Execute(s.clock.Now(), benchSubmission(j)); err != nil {
-				b.Fatal(err)
-			}
-			s.apply()
-			s.mu.Unlock()
+			submitBench(b, s, j)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&after)

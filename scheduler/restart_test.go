@@ -140,12 +140,7 @@ func TestDamagedJournalTailKeepsCompleteRecords(t *testing.T) {
 			s := newTestScheduler(t, cfg, nil)
 			const n = 50
 			for i := 0; i < n; i++ {
-				s.mu.Lock()
-				if _, err := s.core.Execute(s.clock.Now(), benchSubmission(i)); err != nil {
-					t.Fatal(err)
-				}
-				s.apply()
-				s.mu.Unlock()
+				submitBench(t, s, i)
 			}
 			s.Close()
 			seg := filepath.Join(dir, fmt.Sprintf("log-%020d", 1))
