@@ -102,22 +102,17 @@ func TestSchedulerRestart(t *testing.T) {
 	g := newGate()
 	w := startTestWorker(t, first.addr, "w", 1, g.run("w"))
 	d := first.action(t, "restart", nil)
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	op, err := must(first.exec.Execute(sctx, executeRequest(d))).Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.waitFor(t, "the action", func() bool { return w.c.Holding(op.Name) })
+	name := first.startExecute(ctx, t, d)
+	w.waitFor(t, "the action", func() bool { return w.c.Holding(name) })
 
 	first.stop()
 	second := startFarm(t, cfg, first.addr, first.cas, first.ac)
 	// The worker reconnects by itself, holding the action the new
 	// scheduler never heard of; it is told to drop it.
 	w.waitFor(t, "reconnect and cancel", func() bool {
-		return w.connects >= 2 && len(w.cancelled) == 1 && w.cancelled[0] == op.Name && !w.c.Holding(op.Name)
+		return w.connects >= 2 && len(w.cancelled) == 1 && w.cancelled[0] == name && !w.c.Holding(name)
 	})
-	_, err = collect(must(second.exec.WaitExecution(ctx, &repb.WaitExecutionRequest{Name: op.Name})))
+	_, err := collect(must(second.exec.WaitExecution(ctx, &repb.WaitExecutionRequest{Name: name})))
 	if status.Code(err) != codes.NotFound {
 		t.Fatalf("WaitExecution after restart: %v, want NOT_FOUND", err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 
+	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -32,13 +33,7 @@ func TestSchedulerRestartWithJournalKeepsOperations(t *testing.T) {
 
 	start := func(f *farm, salt string) string {
 		t.Helper()
-		sctx, cancel := context.WithCancel(ctx)
-		t.Cleanup(cancel)
-		op, err := must(f.exec.Execute(sctx, executeRequest(f.action(t, salt, nil)))).Recv()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return op.Name
+		return f.startExecute(ctx, t, f.action(t, salt, nil))
 	}
 	running := start(first, "running")
 	w.waitFor(t, "the action", func() bool { return w.c.Holding(running) })
@@ -92,6 +87,20 @@ func TestSchedulerRestartWithJournalKeepsOperations(t *testing.T) {
 	}
 }
 
+// startExecute calls Execute for d, takes its first operation and leaves
+// the call open until the test ends (or ctx is done); it returns the
+// operation's name.
+func (f *farm) startExecute(ctx context.Context, t *testing.T, d digest.Digest) string {
+	t.Helper()
+	sctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	op, err := must(f.exec.Execute(sctx, executeRequest(d))).Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return op.Name
+}
+
 // A worker that does not come back within reconnect_grace after a restart
 // has its action requeued (counting a retry) to another worker.
 func TestRestartRequeuesActionsOfWorkersThatDoNotReturn(t *testing.T) {
@@ -101,12 +110,7 @@ func TestRestartRequeuesActionsOfWorkersThatDoNotReturn(t *testing.T) {
 	ctx := ctxTimeout(t)
 	gone, stopGone := runTestWorker(first.addr, "gone", 1, blockRun)
 	d := first.action(t, "orphan", nil)
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	op, err := must(first.exec.Execute(sctx, executeRequest(d))).Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
+	name := first.startExecute(ctx, t, d)
 	gone.waitFor(t, "the action", func() bool { return len(gone.assigned) == 1 })
 	first.stop()
 	// Stopping the worker now cannot give the action back: its scheduler
@@ -114,7 +118,7 @@ func TestRestartRequeuesActionsOfWorkersThatDoNotReturn(t *testing.T) {
 	stopGone()
 	second := startFarm(t, cfg, first.addr, first.cas, first.ac)
 	other := startTestWorker(t, second.addr, "other", 1, okRun("other"))
-	ops, err := collect(must(second.exec.WaitExecution(ctx, &repb.WaitExecutionRequest{Name: op.Name})))
+	ops, err := collect(must(second.exec.WaitExecution(ctx, &repb.WaitExecutionRequest{Name: name})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,8 +127,8 @@ func TestRestartRequeuesActionsOfWorkersThatDoNotReturn(t *testing.T) {
 	}
 	other.mu.Lock()
 	defer other.mu.Unlock()
-	if a := other.assigned[0]; a.OperationName != op.Name || a.Attempt != 2 {
-		t.Fatalf("other got %s attempt %d, want %s attempt 2", a.OperationName, a.Attempt, op.Name)
+	if a := other.assigned[0]; a.OperationName != name || a.Attempt != 2 {
+		t.Fatalf("other got %s attempt %d, want %s attempt 2", a.OperationName, a.Attempt, name)
 	}
 }
 
