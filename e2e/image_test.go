@@ -21,10 +21,8 @@ func TestContainerImage(t *testing.T) {
 	host := imagetest.Serve(t)
 	// A one-layer image: busybox, the shell, cat and ls as its applets, and
 	// a marker file.
-	layer := imagetest.BusyboxLayer(t, []string{"sh", "cat", "ls"},
-		imagetest.Dir("etc"), imagetest.File("etc/marker", "from the image\n", 0o644))
-	imageRef := imagetest.Push(t, host, "e2e/busybox:1",
-		imagetest.Image(t, "linux/"+runtime.GOARCH, v1.Config{Env: []string{"PATH=/bin"}}, layer))
+	imageRef := imagetest.Push(t, host, "e2e/busybox:1", imagetest.MarkerImage(t, "linux/"+runtime.GOARCH,
+		v1.Config{Env: []string{"PATH=/bin"}}, "from the image\n", "sh", "cat", "ls"))
 
 	// The runner may pull from this registry over plain HTTP.
 	cfgPath := filepath.Join(searchableTempDir(t), "runner.yaml")

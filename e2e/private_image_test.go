@@ -33,12 +33,9 @@ func TestPrivateImagesPerTenant(t *testing.T) {
 	needPaddock(t)
 	reg := imagetest.ServePrivate(t)
 	reg.Allow("alpha-robot", "alpha-pass")
-	image := func(marker string) v1.Image {
-		return imagetest.Image(t, "linux/"+runtime.GOARCH, v1.Config{}, imagetest.BusyboxLayer(t, nil,
-			imagetest.Dir("etc"), imagetest.File("etc/marker", marker, 0o644)))
-	}
-	private := reg.Push(t, "private/toolchain:1", image("private toolchain\n"))
-	public := reg.Push(t, "public/base:1", image("public base\n"))
+	platform := "linux/" + runtime.GOARCH
+	private := reg.Push(t, "private/toolchain:1", imagetest.MarkerImage(t, platform, v1.Config{}, "private toolchain\n"))
+	public := reg.Push(t, "public/base:1", imagetest.MarkerImage(t, platform, v1.Config{}, "public base\n"))
 
 	p := newSecurePKI(t)
 	alphaToken, betaToken := rand.Text(), rand.Text()

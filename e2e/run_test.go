@@ -180,9 +180,8 @@ func TestPaddockRun(t *testing.T) {
 	})
 
 	t.Run("container image from a loopback registry", func(t *testing.T) {
-		layer := imagetest.BusyboxLayer(t, []string{"sh", "cat"},
-			imagetest.Dir("etc"), imagetest.File("etc/marker", "from the image\n", 0o644))
-		ref := imagetest.Push(t, host, "e2e/run:1", imagetest.Image(t, "linux/"+runtime.GOARCH, v1.Config{Env: []string{"PATH=/bin"}}, layer))
+		ref := imagetest.Push(t, host, "e2e/run:1", imagetest.MarkerImage(t, "linux/"+runtime.GOARCH,
+			v1.Config{Env: []string{"PATH=/bin"}}, "from the image\n", "sh", "cat"))
 		dir := t.TempDir()
 		_, stderr, code := paddockRun(t, dir, f.addr, "--container-image", strings.TrimPrefix(ref, "docker://"),
 			"--env", "PATH=/bin", "--output", "marker.txt", "--", "/bin/sh", "-c", "cat /etc/marker > marker.txt; test ! -e /usr/bin/gcc")

@@ -23,12 +23,8 @@ func TestPrivateImagePerTenant(t *testing.T) {
 	requireRoot(t)
 	reg := imagetest.ServePrivate(t)
 	reg.Allow("alice", "a-secret")
-	image := func(marker string) v1.Image {
-		return imagetest.Image(t, "linux/amd64", v1.Config{}, imagetest.BusyboxLayer(t, nil,
-			imagetest.Dir("etc"), imagetest.File("etc/marker", marker, 0o644)))
-	}
-	private := reg.Push(t, "private/toolchain:1", image("private toolchain\n"))
-	public := reg.Push(t, "public/base:1", image("public base\n"))
+	private := reg.Push(t, "private/toolchain:1", imagetest.MarkerImage(t, "linux/amd64", v1.Config{}, "private toolchain\n"))
+	public := reg.Push(t, "public/base:1", imagetest.MarkerImage(t, "linux/amd64", v1.Config{}, "public base\n"))
 
 	base := searchableTempDir(t)
 	creds := t.TempDir()

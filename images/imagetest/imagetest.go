@@ -139,6 +139,15 @@ func BusyboxLayer(t testing.TB, applets []string, extra ...Entry) v1.Layer {
 	return Layer(t, compression.GZip, append(entries, extra...)...)
 }
 
+// MarkerImage is an image for platform, with config cfg, of one
+// BusyboxLayer with applets and the file /etc/marker holding marker: a
+// test tells the image's rootfs from the host's, and one image from
+// another, by that file.
+func MarkerImage(t testing.TB, platform string, cfg v1.Config, marker string, applets ...string) v1.Image {
+	t.Helper()
+	return Image(t, platform, cfg, BusyboxLayer(t, applets, Dir("etc"), File("etc/marker", marker, 0o644)))
+}
+
 // Serve starts an in-process registry on loopback for the rest of the test
 // and returns its host:port.
 func Serve(t testing.TB) string {
