@@ -6,8 +6,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -90,14 +88,7 @@ func startSecureFarmWith(t *testing.T, policyText string) *secureFarm {
 		alice: ca.Client("alice", pkix.Name{CommonName: "alice", Organization: []string{"team-a"}}, ""),
 		wcert: ca.Client("worker", pkix.Name{CommonName: "worker"}, "spiffe://farm.test/worker"),
 	}
-	policyFile := filepath.Join(t.TempDir(), "auth.yaml")
-	if err := os.WriteFile(policyFile, []byte(policyText), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	policy, err := auth.LoadPolicy(policyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	policy := farmtest.Policy(t, policyText)
 	stls, err := auth.ServerTLS(auth.TLSFiles{Cert: server.Cert, Key: server.Key, CA: ca.Cert}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -180,15 +171,7 @@ func bsRead(instance string) *bytestream.ReadRequest {
 // loadTestPolicy compiles testPolicy.
 func loadTestPolicy(t testing.TB) *auth.Policy {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "auth.yaml")
-	if err := os.WriteFile(path, []byte(testPolicy()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p, err := auth.LoadPolicy(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return farmtest.Policy(t, testPolicy())
 }
 
 // insecureToken sends a bearer token without TLS: for benchmarks that

@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -44,15 +42,7 @@ func testPolicy(t *testing.T) *auth.Policy {
         token_sha256: ` + sum(adminToken) + `
         permissions: [admin]
 `
-	path := filepath.Join(t.TempDir(), "auth.yaml")
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p, err := auth.LoadPolicy(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return farmtest.Policy(t, yaml)
 }
 
 func serve(t *testing.T, opts statuspage.Options) *httptest.Server {

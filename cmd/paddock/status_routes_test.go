@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -60,19 +59,14 @@ func TestStatusPageOverMTLS(t *testing.T) {
 	ca := testpki.NewCA(t, "ca")
 	server := ca.Server("server")
 	admin := ca.Client("admin", pkix.Name{CommonName: "admin"}, "spiffe://test/admin")
-	policyFile := filepath.Join(t.TempDir(), "auth.yaml")
-	os.WriteFile(policyFile, []byte(`tenants:
+	policy := farmtest.Policy(t, `tenants:
   - name: operators
     instance_prefixes: [ops]
     identities:
       - name: on-call
         certificate: spiffe://test/admin
         permissions: [admin]
-`), 0o600)
-	policy, err := auth.LoadPolicy(policyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	log := slog.New(slog.DiscardHandler)
 	sec := serverSecurity{tls: auth.TLSFiles{Cert: server.Cert, Key: server.Key, CA: ca.Cert}}
 	cfg, err := sec.statusPageTLS("127.0.0.1:0", true, log)

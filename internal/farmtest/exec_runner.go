@@ -3,7 +3,9 @@
 // scheduler and worker on a loopback gRPC endpoint, with ExecRunner in place
 // of the sandboxing runner so that the tests need neither root nor a kernel
 // with user namespaces. The real runner is tested in package runner and end
-// to end in package e2e.
+// to end in package e2e. It also holds what such tests share around a farm:
+// an auth policy from its text (Policy) and an action stored through a
+// farm's CAS (UploadAction).
 package farmtest
 
 import (
