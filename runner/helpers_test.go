@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/images"
+	"github.com/paddock-build/paddock/internal/proctest"
 	"github.com/paddock-build/paddock/internal/testlog"
 	"github.com/paddock-build/paddock/sandbox"
 )
@@ -210,43 +210,14 @@ func mustSucceed(t testing.TB, a *action, resp *runnerpb.RunResponse) {
 // range, except the idle inits the sandbox spawner keeps started ahead.
 func slotProcesses(t testing.TB) []string {
 	t.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
-		if err != nil {
-			continue
-		}
-		var uid int
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
-				fmt.Sscan(f[1], &uid)
-			}
-		}
-		if uid < testIDBase || uid >= testIDBase+4*sandbox.DefaultIDRange {
-			continue
-		}
-		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if string(cmd) == "paddock-sandbox-init\x00" && !hasChildren(e.Name()) {
+	for _, p := range proctest.WithUIDIn(t, testIDBase, testIDBase+4*sandbox.DefaultIDRange) {
+		if p.Cmdline == "paddock-sandbox-init\x00" && !proctest.HasChildren(p.PID) {
 			continue // a pre-started init waiting for work
 		}
-		out = append(out, fmt.Sprintf("pid %s uid %d %q", e.Name(), uid, cmd))
+		out = append(out, fmt.Sprintf("pid %d uid %d %q", p.PID, p.UID, p.Cmdline))
 	}
 	return out
-}
-
-func hasChildren(pid string) bool {
-	tasks, _ := os.ReadDir(filepath.Join("/proc", pid, "task"))
-	for _, task := range tasks {
-		b, _ := os.ReadFile(filepath.Join("/proc", pid, "task", task.Name(), "children"))
-		if strings.TrimSpace(string(b)) != "" {
-			return true
-		}
-	}
-	return false
 }
 
 // waitFor polls cond until it holds or the deadline passes.

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/paddock-build/paddock/internal/proctest"
 )
 
 // testIDBase is the host uid/gid container root maps to in tests.
@@ -245,14 +247,7 @@ func isWarmInit(pid int) bool {
 	if !isSpawner(parentOf(pid)) {
 		return false
 	}
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	for _, task := range tasks {
-		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
-		if strings.TrimSpace(string(b)) != "" {
-			return false
-		}
-	}
-	return true
+	return !proctest.HasChildren(pid)
 }
 
 type mappedProcess struct {
@@ -262,28 +257,9 @@ type mappedProcess struct {
 
 func mappedProcesses(t testing.TB) []mappedProcess {
 	t.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []mappedProcess
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n") {
-			if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
-				var uid int
-				fmt.Sscan(f[1], &uid)
-				if uid >= testIDBase && uid < testIDBase+DefaultIDRange {
-					cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-					var pid int
-					fmt.Sscan(e.Name(), &pid)
-					out = append(out, mappedProcess{pid, e.Name() + " " + strings.ReplaceAll(string(cmd), "\x00", " ")})
-				}
-			}
-		}
+	for _, p := range proctest.WithUIDIn(t, testIDBase, testIDBase+DefaultIDRange) {
+		out = append(out, mappedProcess{p.PID, strconv.Itoa(p.PID) + " " + strings.ReplaceAll(p.Cmdline, "\x00", " ")})
 	}
 	return out
 }
