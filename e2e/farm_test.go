@@ -23,6 +23,7 @@ import (
 
 	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/internal/grpctest"
+	"github.com/paddock-build/paddock/internal/proctest"
 )
 
 // paddockBin is the binary built by TestMain, "" when the tests cannot run
@@ -349,25 +350,22 @@ func checkNoProcessesLeft(t testing.TB) {
 // paddockProcesses lists "pid cmdline" of live processes whose executable
 // is the paddock binary this test run built.
 func paddockProcesses() []string {
-	entries, _ := os.ReadDir("/proc")
 	var out []string
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
+	for _, pid := range proctest.PIDs() {
+		if pid == os.Getpid() {
 			continue
 		}
-		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 		if err != nil {
 			continue
 		}
 		if strings.TrimSuffix(exe, " (deleted)") != paddockBin {
 			continue
 		}
-		stat, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+		if state, _, _ := proctest.Stat(pid); state == "Z" {
 			continue // a zombie holds nothing; its parent reaps it
 		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		out = append(out, fmt.Sprintf("%d %s", pid, strings.ReplaceAll(strings.TrimRight(string(cmdline), "\x00"), "\x00", " ")))
 	}
 	return out
@@ -376,26 +374,12 @@ func paddockProcesses() []string {
 // childPIDs returns the pids of processes whose parent is ppid and whose
 // command line contains want.
 func childPIDs(ppid int, want string) []int {
-	entries, _ := os.ReadDir("/proc")
 	var out []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
+	for _, pid := range proctest.PIDs() {
+		if state, parent, ok := proctest.Stat(pid); !ok || parent != ppid || state == "Z" {
 			continue
 		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		i := strings.LastIndexByte(string(stat), ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(string(stat[i+1:]))
-		if len(fields) < 2 || fields[1] != strconv.Itoa(ppid) || fields[0] == "Z" {
-			continue
-		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		if strings.Contains(strings.ReplaceAll(string(cmdline), "\x00", " "), want) {
 			out = append(out, pid)
 		}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/paddock-build/paddock/internal/proctest"
 )
 
 // TestInitRunsFromSealedMemfd: every init runs from a memfd that no
@@ -73,10 +75,6 @@ func TestInitRunsFromSealedMemfd(t *testing.T) {
 
 // parentOf returns pid's parent pid, or 0.
 func parentOf(pid int) int {
-	stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	var ppid int
-	if i := strings.LastIndexByte(string(stat), ')'); i > 0 {
-		fmt.Sscan(string(stat[i+2:]), new(string), &ppid)
-	}
+	_, ppid, _ := proctest.Stat(pid)
 	return ppid
 }

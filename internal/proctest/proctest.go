@@ -1,13 +1,13 @@
 // Package proctest reads the host's processes from /proc for tests that
-// check what a sandbox leaves behind: the processes running as the uids a
-// test gave its sandboxes, and whether a process has children. Processes
-// that end while they are read are passed over.
+// check what a sandbox or a role leaves behind: the live processes, their
+// state and parent, the ones running as the uids a test gave its
+// sandboxes, and whether a process has children. Processes that end while
+// they are read are passed over.
 package proctest
 
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,21 +21,55 @@ type Process struct {
 	Cmdline string
 }
 
+// PIDs lists the live processes' ids (none where /proc cannot be read).
+func PIDs() []int {
+	pids, _ := readPIDs()
+	return pids
+}
+
+func readPIDs() ([]int, error) {
+	ents, err := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, pid)
+		}
+	}
+	return out, err
+}
+
+// Stat is the state ("R", "S", "Z" ...) and parent of process pid, from
+// /proc/PID/stat; ok is false where the process is gone.
+func Stat(pid int) (state string, ppid int, ok bool) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return "", 0, false
+	}
+	// The command name, in parentheses, may hold spaces and parentheses:
+	// the fields that follow start after the last ')'.
+	i := strings.LastIndexByte(string(stat), ')')
+	if i < 0 {
+		return "", 0, false
+	}
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 2 {
+		return "", 0, false
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return f[0], ppid, err == nil
+}
+
 // WithUIDIn lists the processes whose real uid is at least lo and below
 // hi.
 func WithUIDIn(t testing.TB, lo, hi int) []Process {
 	t.Helper()
-	ents, err := os.ReadDir("/proc")
+	pids, err := readPIDs()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []Process
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "status"))
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 		if err != nil {
 			continue
 		}
@@ -48,7 +82,7 @@ func WithUIDIn(t testing.TB, lo, hi int) []Process {
 		if uid < lo || uid >= hi {
 			continue
 		}
-		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		out = append(out, Process{PID: pid, UID: uid, Cmdline: string(cmd)})
 	}
 	return out
