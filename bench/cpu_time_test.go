@@ -191,14 +191,7 @@ func TestProcessTreeCPU(t *testing.T) {
 	defer cmd.Wait()
 	defer stdin.Close() // the shells' last read ends: they exit
 
-	before, err := ProcessTreeCPU(cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	machineBefore, err := MachineCPU()
-	if err != nil {
-		t.Fatal(err)
-	}
+	before, machineBefore := cpuReadings(t, cmd.Process.Pid)
 	stdin.Write([]byte("go\n"))
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil || strings.TrimSpace(line) != "done" {
@@ -206,14 +199,7 @@ func TestProcessTreeCPU(t *testing.T) {
 	}
 	// The burner has exited and the inner shell has reaped it (it printed
 	// "done" after waiting); both shells are alive, blocked in read.
-	after, err := ProcessTreeCPU(cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	machineAfter, err := MachineCPU()
-	if err != nil {
-		t.Fatal(err)
-	}
+	after, machineAfter := cpuReadings(t, cmd.Process.Pid)
 	used := after.Sub(before)
 	t.Logf("tree: %v user, %v system; machine: %v", used.User, used.System, machineAfter.Sub(machineBefore).Total())
 	// At least the burn, less the rounding of each reading to 10 ms ticks;
@@ -228,6 +214,21 @@ func TestProcessTreeCPU(t *testing.T) {
 	if _, err := ProcessTreeCPU(1 << 30); err == nil {
 		t.Error("ProcessTreeCPU of a pid that does not exist: no error")
 	}
+}
+
+// cpuReadings are the CPU time of the process tree of pid, and of the
+// machine, now.
+func cpuReadings(t *testing.T, pid int) (tree, machine CPUTime) {
+	t.Helper()
+	tree, err := ProcessTreeCPU(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	machine, err = MachineCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree, machine
 }
 
 // checkParse checks that parse, named name, parses text as want, or, where
