@@ -101,19 +101,30 @@ func TestCPUSpinTimedOut(t *testing.T) {
 	})
 }
 
-// TestCancel: cancelling the context terminates the sandbox; Run still
-// returns its result, marked canceled.
-// The grace period is long (see TestCPUSpinTimedOut): with 300ms, a
-// loaded machine once reported SIGKILL.
-func TestCancel(t *testing.T) {
-	l := newTestLauncher(t, Options{KillGrace: 20 * time.Second})
+// runSleep runs a long sleep on a new launcher with kill grace period
+// grace, under the context newCtx makes once the launcher is ready (a
+// context that ends the sleep); it returns the launcher and the result.
+func runSleep(t *testing.T, grace time.Duration, newCtx func() (context.Context, context.CancelFunc)) (*Launcher, *Result) {
+	t.Helper()
+	l := newTestLauncher(t, Options{KillGrace: grace})
 	bundle := writeBundle(t, testSpec("/bin/sleep", "1000"))
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	ctx, cancel := newCtx()
 	defer cancel()
 	res, err := l.Run(ctx, Request{Bundle: bundle})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return l, res
+}
+
+// TestCancel: cancelling the context terminates the sandbox; Run still
+// returns its result, marked canceled.
+// The grace period is long (see TestCPUSpinTimedOut): with 300ms, a
+// loaded machine once reported SIGKILL.
+func TestCancel(t *testing.T) {
+	l, res := runSleep(t, 20*time.Second, func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 200*time.Millisecond)
+	})
 	if !res.Canceled || res.TimedOut || res.Signal != syscall.SIGTERM {
 		t.Errorf("canceled %v timed out %v signal %v", res.Canceled, res.TimedOut, res.Signal)
 	}
@@ -124,14 +135,11 @@ func TestCancel(t *testing.T) {
 // exists (here: the context is done before Run) still ends it with SIGTERM
 // at once, rather than letting it run until the grace period's SIGKILL.
 func TestCancelBeforeStart(t *testing.T) {
-	l := newTestLauncher(t, Options{KillGrace: 30 * time.Second})
-	bundle := writeBundle(t, testSpec("/bin/sleep", "1000"))
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	res, err := l.Run(ctx, Request{Bundle: bundle})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, res := runSleep(t, 30*time.Second, func() (context.Context, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		return ctx, cancel
+	})
 	if !res.Canceled || res.Killed || res.Signal != syscall.SIGTERM {
 		t.Errorf("canceled %v killed %v signal %v, want true false SIGTERM", res.Canceled, res.Killed, res.Signal)
 	}
