@@ -26,10 +26,7 @@ func TestBazelS3Backend(t *testing.T) {
 	srv := seaweedtest.Start(t)
 	bucket := srv.CreateBucket(t, "paddock-e2e")
 	dir := t.TempDir()
-	secret := filepath.Join(dir, "s3-secret")
-	if err := os.WriteFile(secret, []byte(seaweedtest.SecretKey+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	secret := seaweedtest.SecretKeyFile(t, filepath.Join(dir, "s3-secret"))
 	config := filepath.Join(dir, "storage.yaml")
 	if err := os.WriteFile(config, []byte(`version: 1
 backend:

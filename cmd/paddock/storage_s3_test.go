@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,10 +20,7 @@ func TestOpenS3Backend(t *testing.T) {
 	srv := seaweedtest.Start(t)
 	bucket := srv.CreateBucket(t, "cmd-test")
 	dir := t.TempDir()
-	secret := filepath.Join(dir, "secret")
-	if err := os.WriteFile(secret, []byte(seaweedtest.SecretKey+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	secret := seaweedtest.SecretKeyFile(t, filepath.Join(dir, "secret"))
 	ctx := context.Background()
 	good := configs.S3Backend{Endpoint: srv.Endpoint, Bucket: bucket, Prefix: "p",
 		AccessKeyID: seaweedtest.AccessKey, SecretAccessKeyFile: secret}

@@ -37,6 +37,16 @@ const (
 	SecretKey = "paddock-test-secret-key"
 )
 
+// SecretKeyFile writes SecretKey, as a role's secret_access_key_file holds
+// it, to a file (mode 0600) at path, and returns path.
+func SecretKeyFile(t testing.TB, path string) string {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(SecretKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 // Binary is the path of the weed binary: $PADDOCK_SEAWEEDFS_BIN if set,
 // else weed under $PADDOCK_TEST_CACHE (default /opt/paddock-test).
 func Binary() string {
