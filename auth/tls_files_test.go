@@ -45,15 +45,7 @@ func TestServerTLSReloads(t *testing.T) {
 	}()
 	issuerOf := func(client *testpki.Pair) (string, []*x509.Certificate) {
 		t.Helper()
-		cfg := &tls.Config{InsecureSkipVerify: true}
-		if client != nil {
-			c, err := tls.LoadX509KeyPair(client.Cert, client.Key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.Certificates = []tls.Certificate{c}
-		}
-		c, err := tls.Dial("tcp", lis.Addr().String(), cfg)
+		c, err := tls.Dial("tcp", lis.Addr().String(), client.ClientConfig(t, &tls.Config{InsecureSkipVerify: true}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -85,14 +85,7 @@ func TestStatusPageOverMTLS(t *testing.T) {
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(pem)
 	client := func(pair *testpki.Pair) *http.Client {
-		c := &tls.Config{RootCAs: roots}
-		if pair != nil {
-			cert, err := tls.LoadX509KeyPair(pair.Cert, pair.Key)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.Certificates = []tls.Certificate{cert}
-		}
+		c := pair.ClientConfig(t, &tls.Config{RootCAs: roots})
 		return &http.Client{Transport: &http.Transport{TLSClientConfig: c, ForceAttemptHTTP2: true},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -30,6 +31,22 @@ type CA struct {
 
 // Pair names a certificate's and its key's PEM files.
 type Pair struct{ Cert, Key string }
+
+// ClientConfig is base (a TLS client configuration: its roots, say) set to
+// present p's certificate; base as is where p is nil, for a client without
+// one.
+func (p *Pair) ClientConfig(t testing.TB, base *tls.Config) *tls.Config {
+	t.Helper()
+	if p == nil {
+		return base
+	}
+	c, err := tls.LoadX509KeyPair(p.Cert, p.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base.Certificates = []tls.Certificate{c}
+	return base
+}
 
 // NewCA makes a CA named name, with its files in a new directory under
 // t.TempDir().
