@@ -203,37 +203,49 @@ func TestByteStreamBadReads(t *testing.T) {
 	}
 }
 
-func TestByteStreamResumableWrite(t *testing.T) {
-	ts := startServer(t, storage.ServerOptions{UploadIdleTimeout: time.Minute})
-	data, d := randData(t, 2<<20)
-	name := writeName(d)
+// writePart sends part, the start of the upload name, on a new Write
+// stream and waits (10 s at most) until the server has committed it, and
+// not as a complete upload; it returns the cancel that breaks the stream.
+func writePart(t *testing.T, ts *testServer, name string, part []byte) context.CancelFunc {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	stream, err := ts.bs.Write(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&bytestream.WriteRequest{ResourceName: name, Data: data[:1<<20]}); err != nil {
+	if err := stream.Send(&bytestream.WriteRequest{ResourceName: name, Data: part}); err != nil {
 		t.Fatal(err)
 	}
-	// Wait until the server has committed the first half, then drop the stream.
 	deadline := time.Now().Add(10 * time.Second)
 	var committed int64
-	for committed != 1<<20 {
+	for committed != int64(len(part)) {
 		if time.Now().After(deadline) {
-			t.Fatalf("QueryWriteStatus never reported the first MiB (last %d)", committed)
+			t.Fatalf("QueryWriteStatus never reported the %d bytes sent (last %d)", len(part), committed)
 		}
 		st, err := ts.bs.QueryWriteStatus(context.Background(), &bytestream.QueryWriteStatusRequest{ResourceName: name})
 		if err == nil {
 			committed = st.CommittedSize
 			if st.Complete {
-				t.Fatal("upload reported complete half-way")
+				t.Fatal("upload reported complete part-way")
 			}
 		}
 	}
+	return cancel
+}
+
+func TestByteStreamResumableWrite(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{UploadIdleTimeout: time.Minute})
+	data, d := randData(t, 2<<20)
+	name := writeName(d)
+	// Once the server has committed the first half, drop the stream.
+	cancel := writePart(t, ts, name, data[:1<<20])
 	cancel()
+	deadline := time.Now().Add(10 * time.Second)
 	// Once the server has seen the stream end the upload is parked with
 	// its committed size; resume from there on a new stream.
 	var st *bytestream.QueryWriteStatusResponse
+	var err error
 	for {
 		if time.Now().After(deadline) {
 			t.Fatal("upload not parked after the stream broke")
@@ -270,20 +282,9 @@ func TestByteStreamAbandonedUploadStoresNothing(t *testing.T) {
 	ts := startServer(t, storage.ServerOptions{UploadIdleTimeout: time.Millisecond})
 	data, d := randData(t, 1<<20)
 	name := writeName(d)
-	ctx, cancel := context.WithCancel(context.Background())
-	stream, _ := ts.bs.Write(ctx)
-	stream.Send(&bytestream.WriteRequest{ResourceName: name, Data: data[:1000]})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		st, err := ts.bs.QueryWriteStatus(context.Background(), &bytestream.QueryWriteStatusRequest{ResourceName: name})
-		if err == nil && st.CommittedSize == 1000 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("upload never reached the server: %v", err)
-		}
-	}
+	cancel := writePart(t, ts, name, data[:1000])
 	cancel()
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		_, err := ts.bs.QueryWriteStatus(context.Background(), &bytestream.QueryWriteStatusRequest{ResourceName: name})
 		if status.Code(err) == codes.NotFound {
