@@ -73,7 +73,7 @@ func (s *spawnedSandbox) kill() { s.killOnce.Do(func() { close(s.killNow) }) }
 func runSpawner(warmDepth int) int {
 	s := &spawner{
 		warmDepth: warmDepth,
-		out:       os.Stdout,
+		out:       polledPipe(1, "stdout"),
 		running:   map[uint64]*spawnedSandbox{},
 		warm:      map[string][]*warmSlot{},
 		lastUse:   map[string]uint64{},
@@ -85,7 +85,7 @@ func runSpawner(warmDepth int) int {
 		s.initPath = fmt.Sprintf("/proc/self/fd/%d", fd)
 	}
 
-	in := bufio.NewReader(os.Stdin)
+	in := bufio.NewReader(polledPipe(0, "stdin"))
 	var frame []byte
 	for {
 		var err error
@@ -138,6 +138,18 @@ func runSpawner(warmDepth int) int {
 	return 0
 }
 
+// polledPipe returns the launcher's pipe at fd as a file the runtime's
+// poller waits on. As inherited, the pipe is blocking: each wait for the
+// next request would then hold a thread in read(2), and while one does,
+// the runtime's sysmon keeps waking (every 20 us after any activity) to
+// hand its processor to another thread, a cost paid on every sandbox.
+func polledPipe(fd int, name string) *os.File {
+	// Without O_NONBLOCK (it could not be set), os.NewFile makes a
+	// blocking file: slower, still correct.
+	_ = syscall.SetNonblock(fd, true)
+	return os.NewFile(uintptr(fd), name)
+}
+
 // start runs req in a goroutine of its own and answers it when it ends.
 func (s *spawner) start(req spawnRequest) {
 	sb := newSpawnedSandbox()
@@ -174,12 +186,10 @@ func (s *spawner) reply(resp spawnResponse) {
 type startedInit struct {
 	cg             sandboxCgroup
 	cgParent       string
+	proc           *initProcess
 	pid            int
-	proc           *os.Process
 	ctlW, statR    *os.File
 	stdout, stderr *outputCapture
-	exited         chan struct{} // closed when the init has been reaped
-	state          *os.ProcessState
 }
 
 // initCmd is the command that starts an init with p: its standard
@@ -266,14 +276,11 @@ func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
 	stdout.handedOver()
 	stderr.handedOver()
 	w := &startedInit{
-		cg: cg, cgParent: p.cgroupParent, pid: cmd.Process.Pid, proc: cmd.Process, ctlW: ctlW, statR: statR,
-		stdout: stdout, stderr: stderr, exited: make(chan struct{}),
+		cg: cg, cgParent: p.cgroupParent, proc: watchInit(cmd.Process.Pid), pid: cmd.Process.Pid, ctlW: ctlW, statR: statR,
+		stdout: stdout, stderr: stderr,
 	}
-	go func() {
-		_ = cmd.Wait()
-		w.state = cmd.ProcessState
-		close(w.exited)
-	}()
+	// Reaped by initProcess, not by cmd.Wait.
+	_ = cmd.Process.Release()
 	return w, nil
 }
 
@@ -373,7 +380,7 @@ func awaitSandbox(w *startedInit, req spawnRequest, sb *spawnedSandbox, statusDo
 		// may take a while to exit. (The init's own SIGKILL would end
 		// them all too, through its pid namespace, but only once it got
 		// the CPU to exit.)
-		func() { w.cg.killAll(); _ = syscall.Kill(w.pid, syscall.SIGKILL); end() }, res)
+		func() { w.cg.killAll(); w.proc.signal(syscall.SIGKILL); end() }, res)
 }
 
 // settle completes res from the init's report and returns what refills
@@ -384,8 +391,8 @@ func awaitSandbox(w *startedInit, req spawnRequest, sb *spawnedSandbox, statusDo
 // exit, before the next warm init is started.
 func (s *spawner) settle(w *startedInit, p initParams, res *Result, reported bool, statusDone <-chan struct{}, status func() []byte) (*Result, func(), error) {
 	finish := func(expected bool) {
-		_ = syscall.Kill(w.pid, syscall.SIGKILL)
-		<-w.exited
+		w.proc.signal(syscall.SIGKILL)
+		<-w.proc.exited
 		w.ctlW.Close()
 		s.cgroups.put(w.cgParent, w.cg, expected)
 	}
@@ -398,7 +405,7 @@ func (s *spawner) settle(w *startedInit, p initParams, res *Result, reported boo
 		return res, func() { finish(true); <-statusDone; s.refill(p) }, nil
 	case !reported:
 		finish(false)
-		initDied(w.state, res)
+		initDied(w.proc, res)
 		return res, func() { s.refill(p) }, nil
 	}
 	s.cgroups.expect(w.cgParent)
@@ -412,13 +419,11 @@ func (s *spawner) settle(w *startedInit, p initParams, res *Result, reported boo
 // initDied fills res for an init that died before reporting (SIGKILLed
 // after the grace period, or OOM-killed itself): the command counts as
 // killed by the init's signal.
-func initDied(state *os.ProcessState, res *Result) {
+func initDied(p *initProcess, res *Result) {
 	res.InitDied = true
 	res.ExitCode, res.Signal = -1, syscall.SIGKILL
-	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		res.Signal = ws.Signal()
+	if p.status.Signaled() {
+		res.Signal = p.status.Signal()
 	}
-	if ru, ok := state.SysUsage().(*syscall.Rusage); ok {
-		res.Usage = usageFromRusage(ru)
-	}
+	res.Usage = usageFromRusage(&p.usage)
 }

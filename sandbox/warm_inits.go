@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"fmt"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -89,8 +90,8 @@ func (s *spawner) refill(p initParams) {
 // discard kills an init that never ran a command and releases what it
 // holds.
 func (s *spawner) discard(w *startedInit) {
-	_ = w.proc.Kill()
-	<-w.exited
+	w.proc.signal(syscall.SIGKILL)
+	<-w.proc.exited
 	w.ctlW.Close()
 	w.statR.Close()
 	w.stdout.abort()
