@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,10 +27,13 @@ type CgroupStats struct {
 // sandboxCgroup is one sandbox's cgroup. There are two implementations, for
 // the v1 (legacy and hybrid hosts) and v2 (unified) hierarchies.
 type sandboxCgroup interface {
-	// start starts cmd so that it is born inside the cgroup: nothing it
-	// does runs outside, and no process has to be migrated (on v1 that
-	// costs an RCU grace period, several milliseconds).
-	start(newCmd func() *exec.Cmd) (*exec.Cmd, error)
+	// start has launch start a process, from the calling OS thread, so
+	// that it is born inside the cgroup: nothing it does runs outside,
+	// and no process has to be migrated (on v1 that costs an RCU grace
+	// period, several milliseconds). launch gets a descriptor of the
+	// cgroup to clone into (clone3's CLONE_INTO_CGROUP), or -1 when the
+	// calling thread's own cgroup is the one; it returns the pid.
+	start(launch func(cgroupFD int) (int, error)) (int, error)
 	// update applies the limits of res, and clears those res does not
 	// set (a cgroup waits without limits for its sandbox, and may have
 	// held another before).

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -113,7 +114,24 @@ func pooledCgroup(t *testing.T, suffix string) (pool *cgroupPool, parent string,
 // startSleep starts a long sleep in cg.
 func startSleep(t *testing.T, cg sandboxCgroup) *exec.Cmd {
 	t.Helper()
-	cmd, err := cg.start(func() *exec.Cmd { return exec.Command("sleep", "1000") })
+	return startIn(t, cg, func() *exec.Cmd { return exec.Command("sleep", "1000") })
+}
+
+// startIn starts the command newCmd makes so that it is born in cg, as
+// the spawner starts an init (a second one if the first start fails).
+func startIn(t *testing.T, cg sandboxCgroup, newCmd func() *exec.Cmd) *exec.Cmd {
+	t.Helper()
+	var cmd *exec.Cmd
+	_, err := cg.start(func(cgroupFD int) (int, error) {
+		cmd = newCmd()
+		if cgroupFD >= 0 {
+			cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cgroupFD}
+		}
+		if err := cmd.Start(); err != nil {
+			return 0, err
+		}
+		return cmd.Process.Pid, nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

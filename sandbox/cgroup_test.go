@@ -31,13 +31,10 @@ func TestCgroupV2Mechanics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd, err := cg.start(func() *exec.Cmd {
+	t.Cleanup(func() { cg.remove() })
+	cmd := startIn(t, cg, func() *exec.Cmd {
 		return exec.Command(filepath.Join(testRootfs, "bin", "busybox"), "sleep", "1000")
 	})
-	if err != nil {
-		cg.remove()
-		t.Fatal(err)
-	}
 	b, _ := os.ReadFile("/proc/" + itoa(cmd.Process.Pid) + "/cgroup")
 	if !strings.Contains(string(b), "0::/paddock-sandbox-v2test/1-1\n") {
 		t.Errorf("process not born in the cgroup: %q", b)

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -97,8 +96,9 @@ func (c *cgroupV1) path(sub, file string) string {
 
 // start moves the calling OS thread (only it: migrating oneself through the
 // "tasks" file skips the global lock that migrating a process needs) into
-// the cgroup, forks cmd from it, and moves the thread back.
-func (c *cgroupV1) start(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
+// the cgroup, has launch start the process from it, and moves the thread
+// back.
+func (c *cgroupV1) start(launch func(cgroupFD int) (int, error)) (int, error) {
 	runtime.LockOSThread()
 	toSandbox := func() error {
 		for _, sub := range v1Subsystems {
@@ -122,31 +122,39 @@ func (c *cgroupV1) start(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
 	}
 	if _, err := c.home.tasks(v1Subsystems[0]); err != nil {
 		runtime.UnlockOSThread()
-		return nil, err
+		return 0, err
 	}
 	if err := toSandbox(); err != nil {
 		if back() == nil {
 			runtime.UnlockOSThread()
 		}
-		return nil, err
+		return 0, err
 	}
-	cmd := newCmd()
-	startErr := cmd.Start()
+	pid, startErr := launch(-1)
 	if err := back(); err != nil {
 		// The thread stays locked and dies with this goroutine. A child's
 		// parent-death signal fires when that thread exits, so the child
 		// cannot be kept either.
 		if startErr == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
+			killAndReap(pid)
 		}
-		return nil, err
+		return 0, err
 	}
 	runtime.UnlockOSThread()
 	if startErr != nil {
-		return nil, startErr
+		return 0, startErr
 	}
-	return cmd, nil
+	return pid, nil
+}
+
+// killAndReap kills child pid, which nothing else waits for, and reaps it.
+func killAndReap(pid int) {
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for {
+		if _, err := syscall.Wait4(pid, nil, 0, nil); !errors.Is(err, syscall.EINTR) {
+			return
+		}
+	}
 }
 
 // threadCgroupsV1 returns the calling thread's v1 cgroup per controller.

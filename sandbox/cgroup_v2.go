@@ -3,7 +3,6 @@ package sandbox
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
@@ -30,34 +29,29 @@ type cgroupV2 struct {
 	path string
 }
 
-// start forks cmd straight into the cgroup with clone3(CLONE_INTO_CGROUP),
-// or, on kernels without it, starts it and migrates it; the init runs no
-// command before the spawner has sent its config, which comes later.
-// (Not exercised by the tests: their host keeps its controllers in v1.)
-func (c *cgroupV2) start(newCmd func() *exec.Cmd) (*exec.Cmd, error) {
+// start has launch clone the process straight into the cgroup
+// (clone3's CLONE_INTO_CGROUP), or, on kernels without it, start it and
+// migrate it; the init runs no command before the spawner has sent its
+// config, which comes later. (Not exercised by the tests: their host
+// keeps its controllers in v1.)
+func (c *cgroupV2) start(launch func(cgroupFD int) (int, error)) (int, error) {
 	fd, err := unix.Open(c.path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open cgroup: %w", err)
+		return 0, fmt.Errorf("open cgroup: %w", err)
 	}
 	defer unix.Close(fd)
-	cmd := newCmd()
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	if pid, err := launch(fd); err == nil {
+		return pid, nil
 	}
-	cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
-	if err := cmd.Start(); err == nil {
-		return cmd, nil
+	pid, err := launch(-1)
+	if err != nil {
+		return 0, err
 	}
-	cmd = newCmd()
-	if err := cmd.Start(); err != nil {
-		return nil, err
+	if err := c.m.AddProc(uint64(pid)); err != nil {
+		killAndReap(pid)
+		return 0, fmt.Errorf("add init to cgroup: %w", err)
 	}
-	if err := c.m.AddProc(uint64(cmd.Process.Pid)); err != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return nil, fmt.Errorf("add init to cgroup: %w", err)
-	}
-	return cmd, nil
+	return pid, nil
 }
 
 func (c *cgroupV2) update(res *specs.LinuxResources) error {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -192,33 +191,6 @@ type startedInit struct {
 	stdout, stderr *outputCapture
 }
 
-// initCmd is the command that starts an init with p: its standard
-// streams, its control and status pipes, its namespaces and id mappings.
-func (s *spawner) initCmd(p initParams, devNull, stdout, stderr, ctlR, statW *os.File) *exec.Cmd {
-	return &exec.Cmd{
-		Path: s.initPath,
-		Args: []string{initArg0},
-		// One P: the init does little at a time, and its threads count
-		// against the sandbox's pids limit.
-		Env:        []string{"GOMAXPROCS=1"},
-		Stdin:      devNull,
-		Stdout:     stdout,
-		Stderr:     stderr,
-		ExtraFiles: []*os.File{ctlR, statW},
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags:                 p.Flags,
-			UidMappings:                idMaps(p.UIDs),
-			GidMappings:                idMaps(p.GIDs),
-			GidMappingsEnableSetgroups: true,
-			// The child still has host uid 0, which is unmapped: become
-			// container root (a mapped host uid) before exec, or the exec
-			// would drop every capability.
-			Credential: &syscall.Credential{Uid: 0, Gid: 0},
-			Pdeathsig:  syscall.SIGKILL,
-		},
-	}
-}
-
 // startInit clones a new init with p, born inside a cgroup of its own
 // (from the pool: without limits and without processes).
 func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
@@ -268,19 +240,25 @@ func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
 		return nil, err
 	}
 	defer devNull.Close()
-	newCmd := func() *exec.Cmd { return s.initCmd(p, devNull, stdout.w, stderr.w, ctlR, statW) }
-	cmd, err := cg.start(newCmd)
+	st := &initStart{
+		path: s.initPath,
+		argv: []string{initArg0},
+		// One P: the init does little at a time, and its threads count
+		// against the sandbox's pids limit.
+		env:   []string{"GOMAXPROCS=1"},
+		files: [5]*os.File{devNull, stdout.w, stderr.w, ctlR, statW},
+		clone: p.cloneParams,
+	}
+	pid, err := cg.start(st.start)
 	if err != nil {
 		return nil, fmt.Errorf("start sandbox init: %w", err)
 	}
 	stdout.handedOver()
 	stderr.handedOver()
 	w := &startedInit{
-		cg: cg, cgParent: p.cgroupParent, proc: watchInit(cmd.Process.Pid), pid: cmd.Process.Pid, ctlW: ctlW, statR: statR,
+		cg: cg, cgParent: p.cgroupParent, proc: watchInit(pid), pid: pid, ctlW: ctlW, statR: statR,
 		stdout: stdout, stderr: stderr,
 	}
-	// Reaped by initProcess, not by cmd.Wait.
-	_ = cmd.Process.Release()
 	return w, nil
 }
 

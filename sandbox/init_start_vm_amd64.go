@@ -1,0 +1,183 @@
+//go:build linux && amd64
+
+package sandbox
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// cloneArgs is the kernel's struct clone_args (clone3(2)), 88 bytes.
+type cloneArgs struct {
+	flags      uint64
+	pidfd      uint64
+	childTID   uint64
+	parentTID  uint64
+	exitSignal uint64
+	stack      uint64
+	stackSize  uint64
+	tls        uint64
+	setTID     uint64
+	setTIDSize uint64
+	cgroup     uint64
+}
+
+// vmChild is what the child of clone3VM reads (the assembly uses these
+// offsets; TestVMChildLayout keeps them in step). It stays alive until
+// the child has exec'd or exited. The child writes nothing but its own
+// stack; the parent thread saves its signal mask in oldMask.
+type vmChild struct {
+	syncFd  uintptr    // 0: the child reads one byte here (id maps written) before going on
+	syncW   uintptr    // 8: the write end of that pipe, which the child closes first
+	errFd   uintptr    // 16: it writes its errno (8 bytes) here if it fails
+	path    uintptr    // 24: *byte, NUL-terminated
+	argv    uintptr    // 32: **byte, nil-terminated
+	envv    uintptr    // 40: **byte, nil-terminated
+	fds     [5]uintptr // 48: dup3(fds[i], i) for i in 0..4; each above 4
+	oldMask uint64     // 88
+}
+
+// clone3VM blocks every signal on the calling thread, calls clone3(args)
+// and restores the thread's mask. Its child, on the stack args names, runs
+// vmChildMain in assembly (see init_start_vm_amd64.s) and never returns.
+//
+//go:noescape
+func clone3VM(args *cloneArgs, child *vmChild) (pid uintptr, errno uintptr)
+
+// cloneVMMissing is set once clone3 is found missing (Linux < 5.3, or a
+// seccomp profile that refuses it with ENOSYS).
+var cloneVMMissing atomic.Bool
+
+// vmStackSize is the child's stack: it needs a few bytes; a page would
+// do.
+const vmStackSize = 8 << 10
+
+// startVM starts the init with clone3(CLONE_VM) (see initStart).
+func (st *initStart) startVM(cgroupFD int) (int, error) {
+	if cloneVMMissing.Load() {
+		return 0, errNoCloneVM
+	}
+	path, err := syscall.BytePtrFromString(st.path)
+	if err != nil {
+		return 0, err
+	}
+	argv, err := syscall.SlicePtrFromStrings(st.argv)
+	if err != nil {
+		return 0, err
+	}
+	env, err := syscall.SlicePtrFromStrings(st.env)
+	if err != nil {
+		return 0, err
+	}
+	c := &vmChild{
+		path: uintptr(unsafe.Pointer(path)),
+		argv: uintptr(unsafe.Pointer(&argv[0])),
+		envv: uintptr(unsafe.Pointer(&env[0])),
+	}
+	// Every source above 4, so that no dup3 in the child overwrites
+	// another's source. Fd puts a file in blocking mode, as os/exec's
+	// does: these are the child's ends.
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	for i, f := range st.files {
+		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, len(c.fds))
+		if err != nil {
+			return 0, os.NewSyscallError("fcntl", err)
+		}
+		fds = append(fds, fd)
+		c.fds[i] = uintptr(fd)
+	}
+	var syncP, errP [2]int
+	if err := unix.Pipe2(syncP[:], unix.O_CLOEXEC); err != nil {
+		return 0, os.NewSyscallError("pipe2", err)
+	}
+	fds = append(fds, syncP[0], syncP[1])
+	if err := unix.Pipe2(errP[:], unix.O_CLOEXEC); err != nil {
+		return 0, os.NewSyscallError("pipe2", err)
+	}
+	fds = append(fds, errP[1])
+	// Our end of the error pipe, read through the poller.
+	if err := unix.SetNonblock(errP[0], true); err != nil {
+		unix.Close(errP[0])
+		return 0, os.NewSyscallError("fcntl", err)
+	}
+	errR := os.NewFile(uintptr(errP[0]), "init exec status")
+	defer errR.Close()
+	c.syncFd, c.syncW, c.errFd = uintptr(syncP[0]), uintptr(syncP[1]), uintptr(errP[1])
+
+	stack := make([]byte, vmStackSize+16)
+	lo := (uintptr(unsafe.Pointer(&stack[0])) + 15) &^ 15
+	args := &cloneArgs{
+		flags:      uint64(st.clone.Flags) | unix.CLONE_VM,
+		exitSignal: uint64(unix.SIGCHLD),
+		stack:      uint64(lo),
+		stackSize:  vmStackSize,
+	}
+	if cgroupFD >= 0 {
+		args.flags |= unix.CLONE_INTO_CGROUP
+		args.cgroup = uint64(cgroupFD)
+	}
+	syscall.ForkLock.Lock()
+	r, errno := clone3VM(args, c)
+	syscall.ForkLock.Unlock()
+	if errno != 0 {
+		if syscall.Errno(errno) == syscall.ENOSYS {
+			cloneVMMissing.Store(true)
+			return 0, errNoCloneVM
+		}
+		return 0, os.NewSyscallError("clone3", syscall.Errno(errno))
+	}
+	pid := int(r)
+	// The child waits on the sync pipe for its id maps. Without them (an
+	// error) it reads EOF and exits.
+	mapErr := writeIDMaps(pid, st.clone.UIDs, st.clone.GIDs)
+	if mapErr == nil {
+		if _, err := unix.Write(syncP[1], []byte{1}); err != nil {
+			mapErr = os.NewSyscallError("write", err)
+		}
+	}
+	// Drop our copies of the child's ends: EOF on errR then means the
+	// child's went away, at its exec (close-on-exec, after the kernel
+	// switched it to its own memory) or its exit.
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+	fds = nil
+	var status [8]byte
+	n, _ := io.ReadFull(errR, status[:])
+	runtime.KeepAlive(stack)
+	runtime.KeepAlive(c)
+	runtime.KeepAlive(args)
+	runtime.KeepAlive(path)
+	runtime.KeepAlive(argv)
+	runtime.KeepAlive(env)
+	if mapErr == nil && n == 0 {
+		return pid, nil
+	}
+	// The child is exiting: reap it.
+	var ws unix.WaitStatus
+	for {
+		if _, err := unix.Wait4(pid, &ws, 0, nil); err != unix.EINTR {
+			break
+		}
+	}
+	switch {
+	case mapErr != nil:
+		return 0, fmt.Errorf("id mappings of the init: %w", mapErr)
+	case n == len(status):
+		return 0, &os.PathError{Op: "exec", Path: st.path, Err: syscall.Errno(binary.NativeEndian.Uint64(status[:]))}
+	}
+	return 0, fmt.Errorf("start init: child ended before its exec (%v)", ws)
+}
