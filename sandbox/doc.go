@@ -64,7 +64,9 @@
 //
 // Cloning from the spawner rather than the caller matters: with
 // CLONE_NEWUSER Go forks rather than vforks, which costs tens of
-// milliseconds from a process with a large heap (the runner's).
+// milliseconds from a process with a large heap (the runner's). On amd64
+// the spawner does not use Go's fork for the init at all (initStart: a
+// clone3 with CLONE_VM, whose child runs in assembly up to its exec).
 //
 // The init's compiled form is committed like generated code: `make init`
 // rebuilds it after a change to internal/initprog or internal/initplan,

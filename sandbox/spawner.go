@@ -15,8 +15,8 @@ import (
 )
 
 // The spawner is this binary re-executed by a Launcher. It is small and
-// long-lived, so cloning a sandbox (a full fork, because of CLONE_NEWUSER)
-// copies its few megabytes rather than the caller's heap. It reads
+// long-lived, so cloning a sandbox never involves the caller's heap (and,
+// where initStart can clone with CLONE_VM, copies nothing at all). It reads
 // spawnRequests on stdin and answers spawnResponses on stdout, in binary
 // frames (spawn_protocol.go); requests run concurrently. When stdin closes (the launcher exited
 // or closed it), it kills every sandbox, cleans up and exits.
