@@ -132,11 +132,17 @@ func (st *initStart) startVM(cgroupFD int) (int, error) {
 	syscall.ForkLock.Lock()
 	r, errno := clone3VM(args, c)
 	syscall.ForkLock.Unlock()
-	if errno != 0 {
-		if syscall.Errno(errno) == syscall.ENOSYS {
-			cloneVMMissing.Store(true)
-			return 0, errNoCloneVM
-		}
+	switch syscall.Errno(errno) {
+	case 0:
+	case syscall.ENOSYS:
+		cloneVMMissing.Store(true)
+		return 0, errNoCloneVM
+	case syscall.EPERM:
+		// A seccomp profile may refuse clone3 alone (so that libcs fall
+		// back to clone): let the fork try. If the namespaces themselves
+		// are refused, it fails the same way.
+		return 0, errNoCloneVM
+	default:
 		return 0, os.NewSyscallError("clone3", syscall.Errno(errno))
 	}
 	pid := int(r)
