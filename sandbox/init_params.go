@@ -44,16 +44,20 @@ func (p initParams) key() string {
 	for _, ms := range [][]specs.LinuxIDMapping{p.UIDs, p.GIDs} {
 		b = append(b, ' ')
 		for _, m := range ms {
-			b = strconv.AppendUint(b, uint64(m.ContainerID), 10)
-			b = append(b, ':')
-			b = strconv.AppendUint(b, uint64(m.HostID), 10)
-			b = append(b, ':')
-			b = strconv.AppendUint(b, uint64(m.Size), 10)
-			b = append(b, ',')
+			b = append(appendIDMapping(b, m, ':'), ',')
 		}
 	}
 	b = append(b, ' ')
 	return string(append(b, p.cgroupParent...))
+}
+
+// appendIDMapping appends m to b as "container<sep>host<sep>size".
+func appendIDMapping(b []byte, m specs.LinuxIDMapping, sep byte) []byte {
+	b = strconv.AppendUint(b, uint64(m.ContainerID), 10)
+	b = append(b, sep)
+	b = strconv.AppendUint(b, uint64(m.HostID), 10)
+	b = append(b, sep)
+	return strconv.AppendUint(b, uint64(m.Size), 10)
 }
 
 func idMaps(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {

@@ -103,12 +103,7 @@ func writeIDMap(file string, ms []specs.LinuxIDMapping) error {
 	}
 	var b []byte
 	for _, m := range ms {
-		b = strconv.AppendUint(b, uint64(m.ContainerID), 10)
-		b = append(b, ' ')
-		b = strconv.AppendUint(b, uint64(m.HostID), 10)
-		b = append(b, ' ')
-		b = strconv.AppendUint(b, uint64(m.Size), 10)
-		b = append(b, '\n')
+		b = append(appendIDMapping(b, m, ' '), '\n')
 	}
 	fd, err := unix.Open(file, unix.O_WRONLY|unix.O_CLOEXEC, 0)
 	if err != nil {

@@ -18,15 +18,11 @@ import (
 // cloneArgs is the kernel's struct clone_args (clone3(2)), 88 bytes.
 type cloneArgs struct {
 	flags      uint64
-	pidfd      uint64
-	childTID   uint64
-	parentTID  uint64
+	_          [3]uint64 // pidfd, child_tid, parent_tid: not used
 	exitSignal uint64
 	stack      uint64
 	stackSize  uint64
-	tls        uint64
-	setTID     uint64
-	setTIDSize uint64
+	_          [3]uint64 // tls, set_tid, set_tid_size: not used
 	cgroup     uint64
 }
 
@@ -35,14 +31,15 @@ type cloneArgs struct {
 // the child has exec'd or exited. The child writes nothing but its own
 // stack; the parent thread saves its signal mask in oldMask.
 type vmChild struct {
-	syncFd  uintptr    // 0: the child reads one byte here (id maps written) before going on
-	syncW   uintptr    // 8: the write end of that pipe, which the child closes first
-	errFd   uintptr    // 16: it writes its errno (8 bytes) here if it fails
-	path    uintptr    // 24: *byte, NUL-terminated
-	argv    uintptr    // 32: **byte, nil-terminated
-	envv    uintptr    // 40: **byte, nil-terminated
-	fds     [5]uintptr // 48: dup3(fds[i], i) for i in 0..4; each above 4
-	oldMask uint64     // 88
+	syncFd uintptr    // 0: the child reads one byte here (id maps written) before going on
+	syncW  uintptr    // 8: the write end of that pipe, which the child closes first
+	errFd  uintptr    // 16: it writes its errno (8 bytes) here if it fails
+	path   uintptr    // 24: *byte, NUL-terminated
+	argv   uintptr    // 32: **byte, nil-terminated
+	envv   uintptr    // 40: **byte, nil-terminated
+	fds    [5]uintptr // 48: dup3(fds[i], i) for i in 0..4; each above 4
+	//lint:ignore U1000 written by the assembly (the thread's signal mask, restored after the clone)
+	oldMask uint64 // 88
 }
 
 // clone3VM blocks every signal on the calling thread, calls clone3(args)
