@@ -186,7 +186,6 @@ type startedInit struct {
 	cg             sandboxCgroup
 	cgParent       string
 	proc           *initProcess
-	pid            int
 	ctlW, statR    *os.File
 	stdout, stderr *outputCapture
 }
@@ -256,7 +255,7 @@ func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
 	stdout.handedOver()
 	stderr.handedOver()
 	w := &startedInit{
-		cg: cg, cgParent: p.cgroupParent, proc: watchInit(pid), pid: pid, ctlW: ctlW, statR: statR,
+		cg: cg, cgParent: p.cgroupParent, proc: watchInit(pid), ctlW: ctlW, statR: statR,
 		stdout: stdout, stderr: stderr,
 	}
 	return w, nil
@@ -349,7 +348,7 @@ func awaitSandbox(w *startedInit, req spawnRequest, sb *spawnedSandbox, statusDo
 	awaitEnd(ended, req.Timeout, req.KillGrace, sb.cancel, sb.killNow,
 		func() {
 			_, _ = w.ctlW.Write([]byte{initplan.Terminate})
-			w.cg.signalAll(syscall.SIGTERM, w.pid)
+			w.cg.signalAll(syscall.SIGTERM, w.proc.pid)
 		},
 		// Past the grace period: freeze the whole sandbox and kill every
 		// process in it, so that a fork bomb ends as promptly as a
