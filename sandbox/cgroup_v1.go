@@ -147,16 +147,6 @@ func (c *cgroupV1) start(launch func(cgroupFD int) (int, error)) (int, error) {
 	return pid, nil
 }
 
-// killAndReap kills child pid, which nothing else waits for, and reaps it.
-func killAndReap(pid int) {
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	for {
-		if _, err := syscall.Wait4(pid, nil, 0, nil); !errors.Is(err, syscall.EINTR) {
-			return
-		}
-	}
-}
-
 // threadCgroupsV1 returns the calling thread's v1 cgroup per controller.
 func threadCgroupsV1() (map[string]string, error) {
 	b, err := os.ReadFile("/proc/thread-self/cgroup")

@@ -85,3 +85,20 @@ func (p *initProcess) signal(sig syscall.Signal) {
 	// Control holds the descriptor open against the reaper's Close.
 	_ = rc.Control(func(fd uintptr) { _ = unix.PidfdSendSignal(int(fd), sig, nil, 0) })
 }
+
+// reapChild waits for child pid, which nothing else waits for, to exit,
+// and reaps it.
+func reapChild(pid int) syscall.WaitStatus {
+	var ws syscall.WaitStatus
+	for {
+		if _, err := syscall.Wait4(pid, &ws, 0, nil); !errors.Is(err, syscall.EINTR) {
+			return ws
+		}
+	}
+}
+
+// killAndReap kills child pid, which nothing else waits for, and reaps it.
+func killAndReap(pid int) {
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	reapChild(pid)
+}

@@ -170,12 +170,7 @@ func (st *initStart) startVM(cgroupFD int) (int, error) {
 		return pid, nil
 	}
 	// The child is exiting: reap it.
-	var ws unix.WaitStatus
-	for {
-		if _, err := unix.Wait4(pid, &ws, 0, nil); err != unix.EINTR {
-			break
-		}
-	}
+	ws := reapChild(pid)
 	switch {
 	case mapErr != nil:
 		return 0, fmt.Errorf("id mappings of the init: %w", mapErr)
