@@ -49,8 +49,11 @@ func startShell(t *testing.T, vm bool) (answer string, exit syscall.WaitStatus) 
 	}
 	p := watchInit(pid)
 	outW.Close()
+	// The shell waits on fd 3 until it gets its word: still there.
 	status, err := os.ReadFile("/proc/" + itoa(pid) + "/status")
-	if err == nil && !strings.Contains(string(status), "\nUid:\t4242\t4242\t4242\t4242\n") {
+	if err != nil {
+		t.Errorf("status of the shell: %v", err)
+	} else if !strings.Contains(string(status), "\nUid:\t4242\t4242\t4242\t4242\n") {
 		t.Errorf("the shell's host ids are not the mapped ones:\n%s", status)
 	}
 	inW.WriteString("hello\n")
