@@ -83,6 +83,11 @@ func (s *byteStreamServer) finishWrite(stream bytestream.ByteStream_WriteServer,
 // decompressInto makes u's pipe take zstd-compressed bytes: a decoder
 // turns them into the bytes Put verifies and stores. Call the returned
 // func when the stream ends.
+//
+// The decoder is not safe for concurrent use, and Put can finish (refuse
+// the blob, or find it stored) while the decoder's goroutine is still
+// inside WriteTo, so the returned func ends that goroutine and waits for
+// it before closing the decoder.
 func (s *byteStreamServer) decompressInto(u *upload) (func(), error) {
 	toPut := u.pw
 	pr, pw := io.Pipe()
@@ -91,14 +96,21 @@ func (s *byteStreamServer) decompressInto(u *upload) (func(), error) {
 		s.abort(u, err)
 		return nil, fmt.Errorf("zstd decoder: %w", err)
 	}
+	copied := make(chan struct{})
 	go func() {
+		defer close(copied)
 		_, err := io.Copy(toPut, dec)
 		toPut.CloseWithError(err)
 		// If Put stopped early, unblock the stream's writes too.
 		pr.CloseWithError(errors.Join(err, errUploadAborted))
 	}()
 	u.pw = pw
-	return dec.Close, nil
+	return func() {
+		pw.CloseWithError(errUploadAborted) // keeps an earlier Close's EOF
+		toPut.CloseWithError(errUploadAborted)
+		<-copied
+		dec.Close()
+	}, nil
 }
 
 // nextWrite receives the next request of a Write stream after the first.

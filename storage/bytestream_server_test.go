@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -320,5 +322,44 @@ func TestByteStreamReadOffsetAndLimitEdges(t *testing.T) {
 				t.Fatalf("read at %d limit %d = %q, %v; want %q", tc.offset, tc.limit, got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestByteStreamCompressedRefusedRepeatedly ends many compressed uploads
+// while their decoder is still producing bytes: each decodes to far more
+// than its size_bytes, so Put refuses it early. The stream's end must
+// wait for the decoder's goroutine before closing the decoder; closing it
+// under a running WriteTo panicked the whole server (send on closed
+// channel inside zstd).
+func TestByteStreamCompressedRefusedRepeatedly(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{})
+	enc, _ := zstd.NewWriter(nil)
+	claimed := sha("ten bytes.")
+	// Decoded, these are a little and far past the claimed 10 bytes.
+	payloads := [][]byte{enc.EncodeAll([]byte("eleven byte"), nil), enc.EncodeAll(make([]byte, 8<<20), nil)}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				name := fmt.Sprintf("uploads/u%d-%d/compressed-blobs/zstd/%s", w, i, claimed)
+				stream, err := ts.bs.Write(context.Background())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				stream.Send(&bytestream.WriteRequest{ResourceName: name, Data: payloads[i%2], FinishWrite: true})
+				_, err = stream.CloseAndRecv()
+				if status.Code(err) != codes.InvalidArgument {
+					t.Errorf("upload decoding past size_bytes: %v, want InvalidArgument", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if m := missing(t, ts.disk, claimed); !m[claimed] {
+		t.Fatal("an upload that decodes to other bytes was stored")
 	}
 }
