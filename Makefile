@@ -85,6 +85,12 @@ bench: build
 bench-bazel: build
 	scripts/bench-bazel.sh $(BIN)
 
+# One genrule's command bare, in bubblewrap and through the runner, CPU per
+# run by perf stat (needs root, perf and bwrap); see docs/benchmarks.md.
+.PHONY: bench-genrule
+bench-genrule:
+	scripts/bench-genrule.sh
+
 # Go benchmarks of every package (figures go in docs/benchmarks.md).
 gobench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -201,3 +201,27 @@ func BenchmarkHostView(b *testing.B) {
 		}
 	})
 }
+
+// genruleScript is the shape of a leaf of the Bazel fan-out benchmark
+// (e2e/testdata/fanout): bash with two command substitutions and a
+// pipeline, six programs of coreutils.
+const genruleScript = `echo "leaf 7 $({ cat in.txt; echo 7; } | tr a-z A-Z | sha256sum | cut -c1-16) $(wc -w < in.txt)" > out.txt`
+
+// BenchmarkRunGenrule is BenchmarkRunTrivial with the command of a genrule
+// instead of /bin/true, one action at a time, in the same input root. Its
+// whole cost (runner, spawner, init and the command's processes) is what
+// `perf stat` counts over the test binary; compare it with the same
+// script run bare and in bubblewrap (docs/benchmarks.md):
+//
+//	go test -c -o /tmp/runner.test ./runner
+//	perf stat -e task-clock /tmp/runner.test -test.run '^$' -test.bench RunGenrule -test.benchtime 300x
+func BenchmarkRunGenrule(b *testing.B) {
+	e := newTestEnv(b, nil)
+	a := e.newAction(b)
+	if err := os.WriteFile(filepath.Join(a.root, "in.txt"), []byte("alpha bravo charlie delta echo foxtrot\n"), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	req := a.request("/bin/bash", "-c", genruleScript)
+	req.EnvironmentVariables = []*runnerpb.EnvironmentVariable{{Name: "PATH", Value: "/bin:/usr/bin:/usr/local/bin"}}
+	benchRuns(b, e, a, req)
+}
