@@ -53,6 +53,12 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		paddockBin = bin
+		// Another binary under test: one built with -race, say
+		// (go build -race -o /tmp/paddock-race ./cmd/paddock), whose
+		// reports go where GORACE=log_path=... says.
+		if v := os.Getenv("PADDOCK_E2E_BINARY"); v != "" {
+			paddockBin = v
+		}
 		return m.Run()
 	}()
 	os.Exit(code)
