@@ -19,7 +19,10 @@
 #
 # CLIENT_BIN (default bin/paddock) runs `paddock bench cpu`; FARM_BIN
 # (default: CLIENT_BIN) is the binary run as `paddock up`, so an older farm
-# can be measured with this client.
+# can be measured with this client. BAZEL_ROOT (default: beside the farm's
+# data, in the same temporary directory) is Bazel's --output_user_root:
+# on a tmpfs, say, Bazel's own file churn (its outputs, `bazel clean`)
+# stays off the farm's filesystem, as when Bazel runs on another machine.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(realpath "${1:-bin/paddock}")
@@ -40,7 +43,8 @@ trap cleanup EXIT
 start_farm "$farm_bin"
 ws="$farm_tmp/ws"
 cp -r "$repo/e2e/testdata/fanout" "$ws"
-startup=(--output_user_root="$farm_tmp/bazel-root" --nohome_rc --noworkspace_rc --max_idle_secs=600)
+bazel_root=${BAZEL_ROOT:-$farm_tmp/bazel-root}
+startup=(--output_user_root="$bazel_root" --nohome_rc --noworkspace_rc --max_idle_secs=600)
 stubs="$repo/e2e/testdata/stubs"
 flags=(
   --color=no --curses=no --noshow_progress

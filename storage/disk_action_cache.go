@@ -162,7 +162,12 @@ func (c *DiskActionCache) Put(ctx context.Context, instance string, action diges
 	if err != nil {
 		return fmt.Errorf("write action result %s: %w", action, err)
 	}
-	defer os.Remove(tmp.Name())
+	renamed := false
+	defer func() {
+		if !renamed {
+			os.Remove(tmp.Name())
+		}
+	}()
 	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write action result %s: %w", action, err)
@@ -176,6 +181,7 @@ func (c *DiskActionCache) Put(ctx context.Context, instance string, action diges
 	if err := os.Rename(tmp.Name(), p); err != nil {
 		return fmt.Errorf("write action result %s: %w", action, err)
 	}
+	renamed = true
 	c.set.Put(key, struct{}{}, int64(len(b)))
 	c.evict()
 	return nil
