@@ -42,22 +42,53 @@ import (
 // while its decoder still ran).
 func TestRandomRequestsDoNotCrash(t *testing.T) {
 	f, c := startUpClient(t)
-	conn := grpctest.Dial(t, f.addr)
-	// A fixed seed, so that a failure repeats; PADDOCK_PROBE_SEED tries
-	// others.
+	g := newRequestGen(t)
+	actions := g.storeRandomActions(t, c)
+	g.executeAll(t, c, actions)
+	g.probe(t, grpctest.Dial(t, f.addr), []*process{f.process})
+	checkFarmWorks(t, c, "after the probe")
+}
+
+// TestRandomRequestsToSplitRoles is TestRandomRequestsDoNotCrash against
+// the roles run apart, as on several machines: storage on its own port,
+// and the scheduler's, which also serves the worker protocol (Connect)
+// and its admin service, so that anything that can reach it can speak as
+// a worker. The probe's "workers" come and go with random messages while
+// a real worker is connected; afterwards that worker still runs actions.
+func TestRandomRequestsToSplitRoles(t *testing.T) {
+	needPaddock(t)
+	r := newRoles(t)
+	r.startWorker("probe-worker")
+	c := newSplitClient(t, r.storageAddr, r.schedAddr)
+	g := newRequestGen(t)
+	actions := g.storeRandomActions(t, c)
+	g.executeAll(t, c, actions)
+	roles := []*process{r.storage, r.sched, r.runner, r.worker}
+	g.probe(t, grpctest.Dial(t, r.storageAddr), roles)
+	g.probe(t, grpctest.Dial(t, r.schedAddr), roles)
+	checkFarmWorks(t, c, "after the probe")
+}
+
+// newRequestGen seeds a generator with a fixed seed, so that a failure
+// repeats; PADDOCK_PROBE_SEED tries others.
+func newRequestGen(t *testing.T) *requestGen {
 	seed := uint64(20261130)
 	if v, err := strconv.ParseUint(os.Getenv("PADDOCK_PROBE_SEED"), 10, 64); err == nil {
 		seed = v
 	}
-	g := &requestGen{r: rand.New(rand.NewPCG(seed, 1))}
-	// Real digests of small blobs, so that some requests name blobs the
-	// farm has.
+	t.Logf("seed %d", seed)
+	return &requestGen{r: rand.New(rand.NewPCG(seed, 1))}
+}
+
+// storeRandomActions stores a few small blobs (so that requests can name
+// blobs the farm has) and Actions, Commands and Directories filled at
+// random, each pointing at earlier ones: Execute and GetTree then reach
+// their parsing and validation, and the worker its input roots. It
+// returns the Actions' digests.
+func (g *requestGen) storeRandomActions(t *testing.T, c *client) []*repb.Digest {
 	for i := range 4 {
 		g.known = append(g.known, c.upload(t.Context(), []byte(fmt.Sprintf("probe blob %d", i)))...)
 	}
-	// Actions, Commands and Directories filled at random, each pointing at
-	// earlier ones, stored in the CAS: Execute and GetTree then reach
-	// their parsing and validation, and the worker its input roots.
 	g.known = append(g.known, c.prepare(t.Context(), action{cmd: shell("true")}))
 	var commands, dirs, actions []*repb.Digest
 	pick := func(ds []*repb.Digest) *repb.Digest {
@@ -109,14 +140,12 @@ func TestRandomRequestsDoNotCrash(t *testing.T) {
 		kind := []*[]*repb.Digest{&commands, &dirs, &actions}[i%3]
 		*kind = append(*kind, d)
 	}
-	files := []protoreflect.FileDescriptor{
-		repb.File_build_bazel_remote_execution_v2_remote_execution_proto,
-		bytestream.File_google_bytestream_bytestream_proto,
-		longrunningpb.File_google_longrunning_operations_proto,
-		rapb.File_build_bazel_remote_asset_v1_remote_asset_proto,
-		workerpb.File_workerpb_worker_proto,
-	}
-	// Each stored Action, executed.
+	return actions
+}
+
+// executeAll executes each of actions; each must end with a status that
+// is neither UNKNOWN nor INTERNAL, in time.
+func (g *requestGen) executeAll(t *testing.T, c *client, actions []*repb.Digest) {
 	for _, d := range actions {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 		resp, err := c.execute(ctx, d, g.r.IntN(2) == 0)
@@ -127,6 +156,19 @@ func TestRandomRequestsDoNotCrash(t *testing.T) {
 		if code := status.Code(err); code == codes.Unknown || code == codes.Internal || code == codes.DeadlineExceeded {
 			t.Errorf("Execute of a random action: %v", err)
 		}
+	}
+}
+
+// probe calls every method of every service Paddock serves on conn, 60
+// times with random requests, and fails the test on an UNKNOWN or
+// INTERNAL status, or if one of procs exits or logs a panic.
+func (g *requestGen) probe(t *testing.T, conn *grpc.ClientConn, procs []*process) {
+	files := []protoreflect.FileDescriptor{
+		repb.File_build_bazel_remote_execution_v2_remote_execution_proto,
+		bytestream.File_google_bytestream_bytestream_proto,
+		longrunningpb.File_google_longrunning_operations_proto,
+		rapb.File_build_bazel_remote_asset_v1_remote_asset_proto,
+		workerpb.File_workerpb_worker_proto,
 	}
 	// A drain would legitimately stop the farm's only worker.
 	skip := map[string]bool{"DrainWorker": true}
@@ -149,19 +191,22 @@ func TestRandomRequestsDoNotCrash(t *testing.T) {
 					if code := status.Code(err); code == codes.Unknown || code == codes.Internal {
 						t.Errorf("%s: %v", path, err)
 					}
-					if f.exitedEarly() {
-						t.Fatalf("paddock up exited after %d calls, the last to %s:\n%s", calls, path, f.log())
+					for _, p := range procs {
+						if p.exitedEarly() {
+							t.Fatalf("%s exited after %d calls, the last to %s:\n%s", p.name, calls, path, p.log())
+						}
 					}
 				}
 				t.Logf("%s: %v", path, codeCount)
 			}
 		}
 	}
-	if strings.Contains(f.log(), "panic") {
-		t.Fatalf("paddock up logged a panic:\n%s", f.log())
+	for _, p := range procs {
+		if strings.Contains(p.log(), "panic") {
+			t.Fatalf("%s logged a panic:\n%s", p.name, p.log())
+		}
 	}
-	checkFarmWorks(t, c, "after the probe")
-	t.Logf("%d calls, seed %d", calls, seed)
+	t.Logf("%d calls", calls)
 }
 
 // exitedEarly reports whether the process has exited.
@@ -206,6 +251,15 @@ func (g *requestGen) call(ctx context.Context, conn *grpc.ClientConn, path strin
 	if md.IsStreamingClient() {
 		sends += g.r.IntN(3)
 	}
+	if md.Input().FullName() == "paddock.worker.v1.WorkerMessage" && !empty && g.r.IntN(2) == 0 {
+		// Half the sessions register first, as a worker must, so that
+		// the random messages after it reach a live session.
+		reg := &workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Register{Register: &workerpb.Register{
+			WorkerId: fmt.Sprintf("probe-%d", g.r.IntN(3)), Concurrency: 1}}}
+		if err := s.SendMsg(reg); err != nil {
+			sends = 0 // the server ended the stream; RecvMsg says why
+		}
+	}
 	for range sends {
 		if err := s.SendMsg(msg()); err != nil {
 			break // the server ended the stream; RecvMsg says why
@@ -229,10 +283,20 @@ func (g *requestGen) call(ctx context.Context, conn *grpc.ClientConn, path strin
 }
 
 func (g *requestGen) fill(m protoreflect.Message, depth int) {
+	// One member of each oneof, chosen at random.
+	chosen := map[protoreflect.FullName]protoreflect.Name{}
+	oneofs := m.Descriptor().Oneofs()
+	for i := 0; i < oneofs.Len(); i++ {
+		od := oneofs.Get(i)
+		chosen[od.FullName()] = od.Fields().Get(g.r.IntN(od.Fields().Len())).Name()
+	}
 	fields := m.Descriptor().Fields()
 	for i := 0; i < fields.Len(); i++ {
 		fd := fields.Get(i)
-		if g.r.IntN(3) == 0 || (fd.ContainingOneof() != nil && m.WhichOneof(fd.ContainingOneof()) != nil) {
+		if od := fd.ContainingOneof(); od != nil && chosen[od.FullName()] != fd.Name() {
+			continue
+		}
+		if g.r.IntN(3) == 0 {
 			continue
 		}
 		switch {
