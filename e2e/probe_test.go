@@ -109,6 +109,7 @@ func (g *requestGen) storeRandomActions(t *testing.T, c *client) []*repb.Digest 
 				cmd.Arguments = []string{"/bin/sh", "-c", "echo probe; mkdir -p out; echo x > out/f"}
 				cmd.EnvironmentVariables, cmd.OutputNodeProperties = nil, nil
 			}
+			cmd.Platform = withoutImage(cmd.Platform)
 			m = cmd
 		case 1:
 			dir := &repb.Directory{}
@@ -133,6 +134,7 @@ func (g *requestGen) storeRandomActions(t *testing.T, c *client) []*repb.Digest 
 			if g.r.IntN(5) != 0 {
 				a.Timeout = nil
 			}
+			a.Platform = withoutImage(a.Platform)
 			m = a
 		}
 		d := c.upload(t.Context(), marshal(t, m))[0]
@@ -141,6 +143,23 @@ func (g *requestGen) storeRandomActions(t *testing.T, c *client) []*repb.Digest 
 		*kind = append(*kind, d)
 	}
 	return actions
+}
+
+// withoutImage drops container-image from p: a random image name would
+// make the runner pull it from a registry off this machine, and the tests
+// stay on loopback.
+func withoutImage(p *repb.Platform) *repb.Platform {
+	if p == nil {
+		return nil
+	}
+	var keep []*repb.Platform_Property
+	for _, prop := range p.Properties {
+		if prop.Name != "container-image" {
+			keep = append(keep, prop)
+		}
+	}
+	p.Properties = keep
+	return p
 }
 
 // executeAll executes each of actions; each must end with a status that
