@@ -177,6 +177,16 @@ func tryStartExecutable(t testing.TB, name string, ready *regexp.Regexp, exe str
 	}
 }
 
+// hasExited reports whether the process has exited, without waiting.
+func (p *process) hasExited() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
 // dumpLog logs the tail of the process's stderr.
 func (p *process) dumpLog() {
 	data, _ := os.ReadFile(p.logPath)

@@ -211,7 +211,7 @@ func (g *requestGen) probe(t *testing.T, conn *grpc.ClientConn, procs []*process
 						t.Errorf("%s: %v", path, err)
 					}
 					for _, p := range procs {
-						if p.exitedEarly() {
+						if p.hasExited() {
 							t.Fatalf("%s exited after %d calls, the last to %s:\n%s", p.name, calls, path, p.log())
 						}
 					}
@@ -226,16 +226,6 @@ func (g *requestGen) probe(t *testing.T, conn *grpc.ClientConn, procs []*process
 		}
 	}
 	t.Logf("%d calls", calls)
-}
-
-// exitedEarly reports whether the process has exited.
-func (p *process) exitedEarly() bool {
-	select {
-	case <-p.exited:
-		return true
-	default:
-		return false
-	}
 }
 
 // requestGen fills messages at random, biased towards the values that
