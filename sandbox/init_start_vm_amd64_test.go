@@ -12,10 +12,7 @@ import (
 // there too.
 func TestVMChildLayout(t *testing.T) {
 	var c vmChild
-	for _, f := range []struct {
-		name      string
-		got, want uintptr
-	}{
+	checkOffsets(t, "vmChild", "the assembly reads it", []fieldOffset{
 		{"syncFd", unsafe.Offsetof(c.syncFd), 0},
 		{"syncW", unsafe.Offsetof(c.syncW), 8},
 		{"errFd", unsafe.Offsetof(c.errFd), 16},
@@ -24,27 +21,32 @@ func TestVMChildLayout(t *testing.T) {
 		{"envv", unsafe.Offsetof(c.envv), 40},
 		{"fds", unsafe.Offsetof(c.fds), 48},
 		{"oldMask", unsafe.Offsetof(c.oldMask), 88},
-	} {
-		if f.got != f.want {
-			t.Errorf("vmChild.%s at offset %d, the assembly reads it at %d", f.name, f.got, f.want)
-		}
-	}
+	})
 	var a cloneArgs
 	if unsafe.Sizeof(a) != 88 {
 		t.Errorf("cloneArgs is %d bytes, the kernel's struct clone_args (as passed) 88", unsafe.Sizeof(a))
 	}
-	for _, f := range []struct {
-		name      string
-		got, want uintptr
-	}{
+	checkOffsets(t, "cloneArgs", "struct clone_args has it", []fieldOffset{
 		{"flags", unsafe.Offsetof(a.flags), 0},
 		{"exitSignal", unsafe.Offsetof(a.exitSignal), 32},
 		{"stack", unsafe.Offsetof(a.stack), 40},
 		{"stackSize", unsafe.Offsetof(a.stackSize), 48},
 		{"cgroup", unsafe.Offsetof(a.cgroup), 80},
-	} {
+	})
+}
+
+type fieldOffset struct {
+	name      string
+	got, want uintptr
+}
+
+// checkOffsets reports each field of typ not at the offset where reader
+// expects it.
+func checkOffsets(t *testing.T, typ, reader string, fields []fieldOffset) {
+	t.Helper()
+	for _, f := range fields {
 		if f.got != f.want {
-			t.Errorf("cloneArgs.%s at offset %d, struct clone_args has it at %d", f.name, f.got, f.want)
+			t.Errorf("%s.%s at offset %d, %s at %d", typ, f.name, f.got, reader, f.want)
 		}
 	}
 }
