@@ -289,7 +289,16 @@ func TestSchedulerKilledRepeatedlyLosesNoOperation(t *testing.T) {
 	<-clientsDone
 	logs = append(logs, p.stderr)
 	if ctx.Err() != nil {
-		t.Fatalf("clients did not finish in time; scheduler logs:\n%s", tail(logs))
+		// Which operations hung, and what the last scheduler was doing:
+		// SIGQUIT makes it print every goroutine's stack and exit.
+		p.cmd.Process.Signal(syscall.SIGQUIT)
+		p.cmd.Wait()
+		stacks := p.stderr.String()
+		if len(stacks) > 60000 {
+			stacks = "…" + stacks[len(stacks)-60000:]
+		}
+		t.Fatalf("clients did not finish in time; %d unfinished, e.g. %v; scheduler logs:\n%s\n--- the last scheduler's goroutines ---\n%s",
+			len(lost), lost[:min(5, len(lost))], tail(logs), stacks)
 	}
 	if len(lost) > 0 {
 		t.Fatalf("%d operation(s) lost or failed, e.g. %v; scheduler logs:\n%s", len(lost), lost[:min(5, len(lost))], tail(logs))
