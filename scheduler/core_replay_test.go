@@ -118,7 +118,17 @@ func (sc *scenario) step() {
 		var inHand []*workerpb.InHand
 		if cw := c.workers[w]; cw != nil {
 			for _, e := range sortedValues(cw.running) {
-				if rng.IntN(5) > 0 {
+				switch rng.IntN(10) {
+				case 0, 1:
+				case 2:
+					// Sent again before a restart that lost the
+					// records: adopted in place.
+					inHand = append(inHand, &workerpb.InHand{OperationName: e.id, Attempt: e.attempt + 1})
+				case 3:
+					// An attempt the core is past: cancelled, and
+					// the core's attempt is requeued.
+					inHand = append(inHand, &workerpb.InHand{OperationName: e.id, Attempt: e.attempt - 1})
+				default:
 					inHand = append(inHand, &workerpb.InHand{OperationName: e.id, Attempt: e.attempt})
 				}
 			}
@@ -304,5 +314,84 @@ func TestWorkerHoldingALostDispatchAdoptsIt(t *testing.T) {
 	h.result("w", "op", 1, 0)
 	if !op.done {
 		t.Fatal("the adopted action's result did not complete the operation")
+	}
+}
+
+// A scheduler requeued an action its worker came back without and sent it
+// to that same worker again, then died before either record was durable:
+// the next scheduler finds the action running on that worker in the
+// attempt before the one the worker holds. It adopts the worker's
+// attempt; it neither keeps waiting for an attempt no one runs nor
+// cancels the one that runs. The journal replays to the same state.
+func TestRestoredWorkerHoldingTheNextAttemptKeepsIt(t *testing.T) {
+	h := newHarness(t, nil)
+	h.execute("op", "a", "", 0)
+	h.connect("w", 1, nil)
+	if a := h.assignments(); len(a) != 1 || a[0].attempt != 1 {
+		t.Fatalf("assignments %v, want op attempt 1", a)
+	}
+	h.restart()
+	h.connect("w", 1, []*workerpb.InHand{{OperationName: "op", Attempt: 2}})
+	e := h.c.execs["op"]
+	if e == nil || e.stage != repb.ExecutionStage_EXECUTING || e.worker.id != "w" || e.attempt != 2 {
+		t.Fatalf("execution %+v, want attempt 2 executing on w", e)
+	}
+	if a, c := h.assignments(), h.cancels("w"); len(a) != 0 || len(c) != 0 {
+		t.Fatalf("sent %v and cancelled %v; the worker holds attempt 2 and should keep it", a, c)
+	}
+	if !equalStates(mustState(t, replayed(t, h.cfg, nil, nil, h.records)), mustState(t, h.c)) {
+		t.Fatal("the adoption does not replay to the same state")
+	}
+	h.result("w", "op", 2, 0)
+	if op := h.c.ops["op"]; op == nil || !op.done {
+		t.Fatal("the adopted attempt's result did not complete the operation")
+	}
+}
+
+// A restored worker that holds an attempt other than the core's is told
+// to cancel it, and the core's attempt, which no one runs, is requeued
+// and sent again: the operation completes, and no slot stays taken.
+func TestRestoredWorkerHoldingAnotherAttemptIsCancelledAndTheActionRunsAgain(t *testing.T) {
+	for _, held := range []int32{0, 3} {
+		h := newHarness(t, nil)
+		h.execute("op", "a", "", 0)
+		h.connect("w", 1, nil)
+		h.assignments()
+		h.restart()
+		h.connect("w", 1, []*workerpb.InHand{{OperationName: "op", Attempt: held}})
+		a, c := h.assignments(), h.cancels("w")
+		if fmt.Sprint(c) != "[op]" || len(a) != 1 || a[0] != (sentAssignment{"w", "op", 2}) {
+			t.Fatalf("holding attempt %d: cancelled %v and sent %v; want op cancelled and sent again as attempt 2", held, c, a)
+		}
+		h.result("w", "op", 2, 0)
+		if op := h.c.ops["op"]; op == nil || !op.done {
+			t.Fatalf("holding attempt %d: the action sent again did not complete the operation", held)
+		}
+		if n := len(h.c.workers["w"].running); n != 0 {
+			t.Fatalf("holding attempt %d: the worker still runs %d action(s)", held, n)
+		}
+	}
+}
+
+// A worker that comes back holding, in another attempt, an action the
+// core cancelled on it frees that slot: the core does not wait for a
+// give-back of an attempt the worker does not run.
+func TestReconnectWithACancelledActionInAnotherAttemptFreesTheSlot(t *testing.T) {
+	h := newHarness(t, nil)
+	op := h.execute("op", "a", "", 0)
+	h.connect("w", 1, nil)
+	h.assignments()
+	if err := h.c.Cancel(h.now, op.name); err != nil {
+		t.Fatal(err)
+	}
+	h.collect()
+	h.c.Disconnect(h.now, "w", h.gens["w"])
+	h.connect("w", 1, []*workerpb.InHand{{OperationName: "op", Attempt: 2}})
+	if n := len(h.c.workers["w"].running); n != 0 {
+		t.Fatalf("the worker still has %d slot(s) taken by a cancelled action it does not run", n)
+	}
+	h.execute("next", "b", "", 0)
+	if a := h.assignments(); len(a) != 1 || a[0].name != "next" {
+		t.Fatalf("sent %v, want the next action on the freed slot", a)
 	}
 }

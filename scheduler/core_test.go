@@ -33,6 +33,8 @@ type harness struct {
 	undrained []string
 	hungUp    []string
 	taken     int // sent[:taken] were returned by assignments()
+	cfg       Config
+	records   []record // every record the core wrote, in order
 }
 
 func newHarness(t *testing.T, mod func(*Config)) *harness {
@@ -43,11 +45,22 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 	if mod != nil {
 		mod(&cfg)
 	}
-	return &harness{t: t, c: newCore(cfg), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), gens: map[string]uint64{}}
+	return &harness{t: t, c: newCore(cfg), cfg: cfg, now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), gens: map[string]uint64{}}
+}
+
+// restart replaces the core by one replayed from its records, as a
+// scheduler restarted on its journal, and forgets the messages sent.
+func (h *harness) restart() {
+	h.t.Helper()
+	h.collect()
+	h.c = replayed(h.t, h.cfg, nil, nil, h.records)
+	h.c.recovered(h.now)
+	h.sent, h.taken = nil, 0
 }
 
 func (h *harness) collect() {
 	fx := h.c.takeEffects()
+	h.records = append(h.records, fx.records...)
 	h.sent = append(h.sent, fx.dispatch...)
 	h.idle = append(h.idle, fx.idle...)
 	h.undrained = append(h.undrained, fx.undrained...)

@@ -45,17 +45,32 @@ func (c *core) Connect(now time.Time, r registration) uint64 {
 		}
 	}
 
+	// inHand holds the executions the worker holds in the attempt the
+	// core knows of: only those stay on it. One it holds in another
+	// attempt is not the core's attempt, which the worker lost.
 	inHand := map[string]bool{}
 	for _, h := range r.running {
-		inHand[h.OperationName] = true
 		e := w.running[h.OperationName]
-		if e == nil && c.adopt(now, w, h) {
+		switch {
+		case e == nil && c.adopt(now, w, h), e != nil && !e.cancelled && e.attempt == h.Attempt:
+			inHand[h.OperationName] = true
 			continue
+		case e != nil && !e.cancelled && h.Attempt == e.attempt+1:
+			// A restart lost the records that requeued e and sent it
+			// here again: adopt the attempt the worker holds.
+			c.release(w, e)
+			c.record(record{kind: recRequeue, at: now, name: e.id, retries: e.retries})
+			c.enqueue(e, true)
+			c.adopt(now, w, h)
+			inHand[e.id] = true
+			continue
+		case e != nil && e.cancelled && e.attempt == h.Attempt:
+			// Cancelled: it stays on the worker, which is told (below)
+			// and frees the slot when it gives the action up.
+			inHand[e.id] = true
 		}
-		if e == nil || e.attempt != h.Attempt || e.cancelled {
-			c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{Cancel: &workerpb.Cancel{
-				OperationName: h.OperationName, Reason: "the scheduler no longer wants this action from this worker"}}})
-		}
+		c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{Cancel: &workerpb.Cancel{
+			OperationName: h.OperationName, Reason: "the scheduler no longer wants this action from this worker"}}})
 	}
 	var lost []*execution
 	for _, e := range sortedValues(w.running) {
