@@ -19,7 +19,9 @@
 #
 # CLIENT_BIN (default bin/paddock) runs `paddock bench cpu`; FARM_BIN
 # (default: CLIENT_BIN) is the binary run as `paddock up`, so an older farm
-# can be measured with this client. BAZEL_ROOT (default: beside the farm's
+# can be measured with this client. TARGETS (default //...) are the
+# targets built: TARGETS=//:all_0 builds the 221 genrules alone (no C
+# compile or link), for the farm's CPU per genrule action. BAZEL_ROOT (default: beside the farm's
 # data, in the same temporary directory) is Bazel's --output_user_root:
 # on a tmpfs, say, Bazel's own file churn (its outputs, `bazel clean`)
 # stays off the farm's filesystem, as when Bazel runs on another machine.
@@ -44,6 +46,7 @@ start_farm "$farm_bin"
 ws="$farm_tmp/ws"
 cp -r "$repo/e2e/testdata/fanout" "$ws"
 bazel_root=${BAZEL_ROOT:-$farm_tmp/bazel-root}
+read -r -a targets <<<"${TARGETS:-//...}"
 startup=(--output_user_root="$bazel_root" --nohome_rc --noworkspace_rc --max_idle_secs=600)
 stubs="$repo/e2e/testdata/stubs"
 flags=(
@@ -54,7 +57,7 @@ flags=(
   --override_repository=rules_java="$stubs/rules_java"
   --override_repository=remote_coverage_tools="$stubs/remote_coverage_tools"
 )
-echo "farm $farm_bin on $farm_addr, pid $farm_pid; $(nproc) cores; workspace $ws"
+echo "farm $farm_bin on $farm_addr, pid $farm_pid; $(nproc) cores; workspace $ws; targets ${targets[*]}"
 
 # Start the Bazel server and configure the host toolchain outside the
 # measurement.
@@ -70,7 +73,7 @@ for i in $(seq 0 "$runs"); do
   salt=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
   log="$farm_tmp/run$i.log"
   (cd "$ws" && "$bin" bench cpu --farm-pid "$farm_pid" -- \
-    bazel "${startup[@]}" build "${flags[@]}" --action_env=PADDOCK_SALT="$salt" //...) >"$log" 2>&1 ||
+    bazel "${startup[@]}" build "${flags[@]}" --action_env=PADDOCK_SALT="$salt" "${targets[@]}") >"$log" 2>&1 ||
     { cat "$log"; echo "run $i: the build failed" >&2; exit 1; }
   # "INFO: 234 processes: 5 internal, 229 remote."
   procs=$(grep -E '^INFO: [0-9]+ process(es)?: ' "$log" || true)
