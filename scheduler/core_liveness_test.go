@@ -1,0 +1,198 @@
+package scheduler
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+)
+
+// crashModel runs a core with workers that behave as workerclient does,
+// and crashes it at random: the records written since the last commit are
+// lost, the core is replayed from the rest, and every worker registers
+// again with what it holds, which may come from assignments whose records
+// were lost. It is TestSchedulerKilledRepeatedlyLosesNoOperation without
+// processes, so that it can try thousands of crash points quickly.
+type crashModel struct {
+	t       *testing.T
+	rng     *rand.Rand
+	cfg     Config
+	c       *core
+	now     time.Time
+	records []record
+	durable int // records[:durable] survive a crash
+	workers map[string]*modelWorker
+	n       int
+}
+
+// modelWorker is what a worker holds: operation name → attempt.
+type modelWorker struct {
+	id   string
+	gen  uint64
+	held map[string]int32
+}
+
+// take collects the core's effects: records are appended (not yet
+// durable) and messages reach the workers' current sessions.
+func (m *crashModel) take() {
+	fx := m.c.takeEffects()
+	m.records = append(m.records, fx.records...)
+	for _, msg := range fx.dispatch {
+		w := m.workers[msg.worker]
+		if w == nil || msg.gen != w.gen {
+			continue
+		}
+		switch k := msg.msg.Kind.(type) {
+		case *workerpb.SchedulerMessage_Assignment:
+			w.held[k.Assignment.OperationName] = k.Assignment.Attempt
+		case *workerpb.SchedulerMessage_Cancel:
+			// The worker stops the action and reports it cancelled.
+			if a, ok := w.held[k.Cancel.OperationName]; ok {
+				delete(w.held, k.Cancel.OperationName)
+				defer m.report(w, k.Cancel.OperationName, a, &repb.ExecuteResponse{Status: &rpcstatus.Status{Code: 1}})
+			}
+		}
+	}
+}
+
+func (m *crashModel) report(w *modelWorker, name string, attempt int32, resp *repb.ExecuteResponse) {
+	m.c.Result(m.now, w.id, w.gen, name, attempt, resp)
+	m.take()
+}
+
+// finishOne has w finish one of the actions it holds, if any.
+func (m *crashModel) finishOne(w *modelWorker) {
+	if len(w.held) == 0 {
+		return
+	}
+	names := slices.Sorted(maps.Keys(w.held))
+	name := names[m.rng.IntN(len(names))]
+	attempt := w.held[name]
+	delete(w.held, name)
+	m.report(w, name, attempt, &repb.ExecuteResponse{Result: &repb.ActionResult{}})
+}
+
+func (m *crashModel) connect(w *modelWorker) {
+	var inHand []*workerpb.InHand
+	for _, name := range slices.Sorted(maps.Keys(w.held)) {
+		inHand = append(inHand, &workerpb.InHand{OperationName: name, Attempt: w.held[name]})
+	}
+	w.gen = m.c.Connect(m.now, registration{id: w.id, capacity: 3, running: inHand, platform: []*workerpb.Property{linux}})
+	m.take()
+}
+
+// crash loses the records after the last commit and replays the rest.
+func (m *crashModel) crash() {
+	m.records = m.records[:m.durable]
+	m.c = replayed(m.t, m.cfg, nil, nil, m.records)
+	m.c.recovered(m.now)
+	for _, id := range []string{"w0", "w1", "w2"} {
+		m.connect(m.workers[id])
+	}
+}
+
+func (m *crashModel) step() {
+	m.now = m.now.Add(time.Duration(m.rng.IntN(50)) * time.Millisecond)
+	switch k := m.rng.IntN(100); {
+	case k < 30:
+		m.n++
+		sub := benchSubmission(m.n)
+		if m.rng.IntN(4) == 0 {
+			// The same action as an earlier one: deduplicated onto
+			// its execution while that one is in flight.
+			sub = benchSubmission(m.rng.IntN(m.n))
+			sub.name = fmt.Sprintf("operations/again-%d", m.n)
+		}
+		m.c.Execute(m.now, sub)
+		m.take()
+	case k < 32:
+		m.c.Cancel(m.now, benchSubmission(m.rng.IntN(m.n+1)).name)
+		m.take()
+	case k < 75:
+		m.finishOne(m.workers[fmt.Sprint("w", m.rng.IntN(3))])
+	case k < 93:
+		m.durable = len(m.records) // a group commit
+	case k < 96:
+		m.crash()
+	case k < 98:
+		// A worker's stream breaks and it registers again.
+		w := m.workers[fmt.Sprint("w", m.rng.IntN(3))]
+		m.c.Disconnect(m.now, w.id, w.gen)
+		m.connect(w)
+	default:
+		m.c.Tick(m.now)
+		m.take()
+	}
+	for _, w := range m.workers {
+		m.c.Heartbeat(m.now, w.id, w.gen)
+	}
+}
+
+// A scheduler that crashes anywhere, losing what it had not yet committed,
+// and workers whose streams break, never strand an operation: once the crashes stop and the workers finish
+// what they hold, every operation the journal kept completes, and no
+// worker slot stays taken.
+func TestCrashesAnywhereStrandNoOperation(t *testing.T) {
+	for seed := uint64(1); seed <= 200; seed++ {
+		cfg := DefaultConfig()
+		cfg.LeaseDuration, cfg.ReconnectGrace, cfg.MaxRetries = 10*time.Second, 5*time.Second, 1000
+		m := &crashModel{t: t, rng: rand.New(rand.NewPCG(seed, 11)), cfg: cfg, c: newCore(cfg),
+			now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), workers: map[string]*modelWorker{}}
+		for _, id := range []string{"w0", "w1", "w2"} {
+			m.workers[id] = &modelWorker{id: id, held: map[string]int32{}}
+			m.connect(m.workers[id])
+		}
+		for i := 0; i < 400; i++ {
+			m.step()
+		}
+		// No more crashes: the workers finish everything, time passes.
+		for round := 0; round < 100 && m.pending() > 0; round++ {
+			for _, id := range []string{"w0", "w1", "w2"} {
+				for len(m.workers[id].held) > 0 {
+					m.finishOne(m.workers[id])
+				}
+			}
+			m.now = m.now.Add(time.Second)
+			m.c.Tick(m.now)
+			m.take()
+			for _, w := range m.workers {
+				m.c.Heartbeat(m.now, w.id, w.gen)
+			}
+		}
+		if n := m.pending(); n > 0 {
+			var stuck []string
+			for _, op := range sortedValues(m.c.ops) {
+				if !op.done && op.exec != nil {
+					w := "-"
+					if op.exec.worker != nil {
+						w = op.exec.worker.id
+					}
+					stuck = append(stuck, fmt.Sprintf("%s (stage %v, attempt %d, worker %s)", op.name, op.exec.stage, op.exec.attempt, w))
+				}
+			}
+			t.Fatalf("seed %d: %d operation(s) never complete after the crashes stop: %v", seed, n, stuck[:min(3, len(stuck))])
+		}
+		for _, w := range m.c.workers {
+			if len(w.running) > 0 {
+				t.Fatalf("seed %d: worker %s keeps %d slot(s) taken with nothing left to run", seed, w.id, len(w.running))
+			}
+		}
+	}
+}
+
+func (m *crashModel) pending() int {
+	n := 0
+	for _, op := range m.c.ops {
+		if !op.done {
+			n++
+		}
+	}
+	return n
+}
