@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ type crashModel struct {
 	durable int // records[:durable] survive a crash
 	workers map[string]*modelWorker
 	n       int
+	seen    map[string]int // notes of the kinds the model means to meet, counted
 }
 
 // modelWorker is what a worker holds: operation name → attempt.
@@ -37,12 +39,22 @@ type modelWorker struct {
 	id   string
 	gen  uint64
 	held map[string]int32
+	// silent: the worker's stream and heartbeats stopped (a partition,
+	// a pause); it keeps what it holds and registers again later.
+	silent bool
 }
 
 // take collects the core's effects: records are appended (not yet
 // durable) and messages reach the workers' current sessions.
 func (m *crashModel) take() {
 	fx := m.c.takeEffects()
+	for _, n := range fx.notes {
+		for _, w := range []string{"worker lost", "adopted", "came back", "reconnected without"} {
+			if strings.Contains(n, w) {
+				m.seen[w]++
+			}
+		}
+	}
 	m.records = append(m.records, fx.records...)
 	for _, msg := range fx.dispatch {
 		w := m.workers[msg.worker]
@@ -94,7 +106,9 @@ func (m *crashModel) crash() {
 	m.c = replayed(m.t, m.cfg, nil, nil, m.records)
 	m.c.recovered(m.now)
 	for _, id := range []string{"w0", "w1", "w2"} {
-		m.connect(m.workers[id])
+		if !m.workers[id].silent {
+			m.connect(m.workers[id])
+		}
 	}
 }
 
@@ -116,22 +130,46 @@ func (m *crashModel) step() {
 		m.c.Cancel(m.now, benchSubmission(m.rng.IntN(m.n+1)).name)
 		m.take()
 	case k < 75:
-		m.finishOne(m.workers[fmt.Sprint("w", m.rng.IntN(3))])
+		if w := m.workers[fmt.Sprint("w", m.rng.IntN(3))]; !w.silent {
+			m.finishOne(w)
+		}
 	case k < 93:
 		m.durable = len(m.records) // a group commit
 	case k < 96:
 		m.crash()
 	case k < 98:
-		// A worker's stream breaks and it registers again.
+		// A worker's stream breaks and it registers again, at once or
+		// after a silence long enough to lose its lease.
 		w := m.workers[fmt.Sprint("w", m.rng.IntN(3))]
+		if w.silent {
+			w.silent = false
+			m.connect(w)
+			break
+		}
 		m.c.Disconnect(m.now, w.id, w.gen)
-		m.connect(w)
+		switch m.rng.IntN(4) {
+		case 0, 1:
+			w.silent = true
+		case 2:
+			// The worker process restarted: it holds nothing.
+			w.held = map[string]int32{}
+		}
+		if !w.silent {
+			m.connect(w)
+		}
 	default:
+		m.now = m.now.Add(time.Duration(m.rng.IntN(4000)) * time.Millisecond)
 		m.c.Tick(m.now)
 		m.take()
 	}
+	m.heartbeats()
+}
+
+func (m *crashModel) heartbeats() {
 	for _, w := range m.workers {
-		m.c.Heartbeat(m.now, w.id, w.gen)
+		if !w.silent {
+			m.c.Heartbeat(m.now, w.id, w.gen)
+		}
 	}
 }
 
@@ -140,11 +178,12 @@ func (m *crashModel) step() {
 // what they hold, every operation the journal kept completes, and no
 // worker slot stays taken.
 func TestCrashesAnywhereStrandNoOperation(t *testing.T) {
+	seen := map[string]int{}
 	for seed := uint64(1); seed <= 200; seed++ {
 		cfg := DefaultConfig()
 		cfg.LeaseDuration, cfg.ReconnectGrace, cfg.MaxRetries = 10*time.Second, 5*time.Second, 1000
 		m := &crashModel{t: t, rng: rand.New(rand.NewPCG(seed, 11)), cfg: cfg, c: newCore(cfg),
-			now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), workers: map[string]*modelWorker{}}
+			now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), workers: map[string]*modelWorker{}, seen: seen}
 		for _, id := range []string{"w0", "w1", "w2"} {
 			m.workers[id] = &modelWorker{id: id, held: map[string]int32{}}
 			m.connect(m.workers[id])
@@ -152,7 +191,14 @@ func TestCrashesAnywhereStrandNoOperation(t *testing.T) {
 		for i := 0; i < 400; i++ {
 			m.step()
 		}
-		// No more crashes: the workers finish everything, time passes.
+		// No more crashes: every worker is back and finishes what it
+		// holds, time passes.
+		for _, w := range m.workers {
+			if w.silent {
+				w.silent = false
+				m.connect(w)
+			}
+		}
 		for round := 0; round < 100 && m.pending() > 0; round++ {
 			for _, id := range []string{"w0", "w1", "w2"} {
 				for len(m.workers[id].held) > 0 {
@@ -162,9 +208,7 @@ func TestCrashesAnywhereStrandNoOperation(t *testing.T) {
 			m.now = m.now.Add(time.Second)
 			m.c.Tick(m.now)
 			m.take()
-			for _, w := range m.workers {
-				m.c.Heartbeat(m.now, w.id, w.gen)
-			}
+			m.heartbeats()
 		}
 		if n := m.pending(); n > 0 {
 			var stuck []string
@@ -185,6 +229,13 @@ func TestCrashesAnywhereStrandNoOperation(t *testing.T) {
 			}
 		}
 	}
+	// The model must reach the cases it is for.
+	for _, kind := range []string{"worker lost", "adopted", "came back", "reconnected without"} {
+		if seen[kind] == 0 {
+			t.Errorf("no seed met a %q decision; the model tests less than it should (%v)", kind, seen)
+		}
+	}
+	t.Logf("decisions met: %v", seen)
 }
 
 func (m *crashModel) pending() int {
