@@ -49,6 +49,10 @@ type vmChild struct {
 //go:noescape
 func clone3VM(args *cloneArgs, child *vmChild) (pid uintptr, errno uintptr)
 
+// afterCloneVM, if set (by tests), runs in the parent right after the
+// clone, while the child waits for its id maps.
+var afterCloneVM func()
+
 // cloneVMMissing is set once clone3 is found missing (Linux < 5.3, or a
 // seccomp profile that refuses it with ENOSYS).
 var cloneVMMissing atomic.Bool
@@ -56,6 +60,43 @@ var cloneVMMissing atomic.Bool
 // vmStackSize is the child's stack: it needs a few bytes; a page would
 // do.
 const vmStackSize = 8 << 10
+
+// vmMemory is the memory the child uses after clone3 returns in the
+// parent: its vmChild (at the start) and its stack (the rest), in an
+// anonymous mapping of their own, unmapped once the child has exec'd or
+// exited. Not Go memory: the compiler may put a local that does not
+// escape on the goroutine's stack, and the runtime moves a goroutine's
+// stack when it grows or when the GC shrinks it, which can happen while
+// the child still runs (the parent writes the id maps, then waits in the
+// poller); the child, still at the old address, would then read and write
+// memory the runtime has freed and may have given to another goroutine.
+type vmMemory struct {
+	mem   []byte
+	child *vmChild
+	stack uintptr // the top of the child's stack (it grows down), 16-byte aligned
+}
+
+func mapVMMemory() (*vmMemory, error) {
+	size := os.Getpagesize() + vmStackSize
+	mem, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, os.NewSyscallError("mmap", err)
+	}
+	base := uintptr(unsafe.Pointer(&mem[0]))
+	return &vmMemory{mem: mem, child: (*vmChild)(unsafe.Pointer(&mem[0])), stack: (base + uintptr(size)) &^ 15}, nil
+}
+
+func (m *vmMemory) unmap() { unix.Munmap(m.mem) }
+
+// vmPipes are the descriptors startVM makes for the child: copies of its
+// files (fds) and the sync and error pipes' ends it uses, which the
+// parent closes once the child has them; and the parent's end of the
+// error pipe (errR).
+type vmPipes struct {
+	fds   []int
+	syncW int
+	errR  *os.File
+}
 
 // startVM starts the init with clone3(CLONE_VM) (see initStart).
 func (st *initStart) startVM(cgroupFD int) (int, error) {
@@ -74,95 +115,45 @@ func (st *initStart) startVM(cgroupFD int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	c := &vmChild{
-		path: uintptr(unsafe.Pointer(path)),
-		argv: uintptr(unsafe.Pointer(&argv[0])),
-		envv: uintptr(unsafe.Pointer(&env[0])),
+	m, err := mapVMMemory()
+	if err != nil {
+		return 0, err
 	}
-	// Every source above 4, so that no dup3 in the child overwrites
-	// another's source. Fd puts a file in blocking mode, as os/exec's
-	// does: these are the child's ends.
-	var fds []int
-	defer func() {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-	}()
-	for i, f := range st.files {
-		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, len(c.fds))
-		if err != nil {
-			return 0, os.NewSyscallError("fcntl", err)
-		}
-		fds = append(fds, fd)
-		c.fds[i] = uintptr(fd)
+	// Unmapped only after the child's exec or exit (the error pipe's EOF
+	// below, or its reaping), when it no longer uses the mapping.
+	defer m.unmap()
+	c := m.child
+	c.path = uintptr(unsafe.Pointer(path))
+	c.argv = uintptr(unsafe.Pointer(&argv[0]))
+	c.envv = uintptr(unsafe.Pointer(&env[0]))
+	p, err := st.vmPipes(c)
+	if err != nil {
+		return 0, err
 	}
-	var syncP, errP [2]int
-	if err := unix.Pipe2(syncP[:], unix.O_CLOEXEC); err != nil {
-		return 0, os.NewSyscallError("pipe2", err)
+	defer p.close()
+	defer p.errR.Close()
+	pid, err := st.cloneVM(m, cgroupFD)
+	if err != nil {
+		return 0, err
 	}
-	fds = append(fds, syncP[0], syncP[1])
-	if err := unix.Pipe2(errP[:], unix.O_CLOEXEC); err != nil {
-		return 0, os.NewSyscallError("pipe2", err)
+	if afterCloneVM != nil {
+		afterCloneVM()
 	}
-	fds = append(fds, errP[1])
-	// Our end of the error pipe, read through the poller.
-	if err := unix.SetNonblock(errP[0], true); err != nil {
-		unix.Close(errP[0])
-		return 0, os.NewSyscallError("fcntl", err)
-	}
-	errR := os.NewFile(uintptr(errP[0]), "init exec status")
-	defer errR.Close()
-	c.syncFd, c.syncW, c.errFd = uintptr(syncP[0]), uintptr(syncP[1]), uintptr(errP[1])
-
-	stack := make([]byte, vmStackSize+16)
-	lo := (uintptr(unsafe.Pointer(&stack[0])) + 15) &^ 15
-	args := &cloneArgs{
-		flags:      uint64(st.clone.Flags) | unix.CLONE_VM,
-		exitSignal: uint64(unix.SIGCHLD),
-		stack:      uint64(lo),
-		stackSize:  vmStackSize,
-	}
-	if cgroupFD >= 0 {
-		args.flags |= unix.CLONE_INTO_CGROUP
-		args.cgroup = uint64(cgroupFD)
-	}
-	syscall.ForkLock.Lock()
-	r, errno := clone3VM(args, c)
-	syscall.ForkLock.Unlock()
-	switch syscall.Errno(errno) {
-	case 0:
-	case syscall.ENOSYS:
-		cloneVMMissing.Store(true)
-		return 0, errNoCloneVM
-	case syscall.EPERM:
-		// A seccomp profile may refuse clone3 alone (so that libcs fall
-		// back to clone): let the fork try. If the namespaces themselves
-		// are refused, it fails the same way.
-		return 0, errNoCloneVM
-	default:
-		return 0, os.NewSyscallError("clone3", syscall.Errno(errno))
-	}
-	pid := int(r)
 	// The child waits on the sync pipe for its id maps. Without them (an
 	// error) it reads EOF and exits.
 	mapErr := writeIDMaps(pid, st.clone.UIDs, st.clone.GIDs)
 	if mapErr == nil {
-		if _, err := unix.Write(syncP[1], []byte{1}); err != nil {
+		if _, err := unix.Write(p.syncW, []byte{1}); err != nil {
 			mapErr = os.NewSyscallError("write", err)
 		}
 	}
 	// Drop our copies of the child's ends: EOF on errR then means the
 	// child's went away, at its exec (close-on-exec, after the kernel
 	// switched it to its own memory) or its exit.
-	for _, fd := range fds {
-		unix.Close(fd)
-	}
-	fds = nil
+	p.close()
 	var status [8]byte
-	n, _ := io.ReadFull(errR, status[:])
-	runtime.KeepAlive(stack)
-	runtime.KeepAlive(c)
-	runtime.KeepAlive(args)
+	n, _ := io.ReadFull(p.errR, status[:])
+	// The strings the child's execve reads are Go memory (never moved).
 	runtime.KeepAlive(path)
 	runtime.KeepAlive(argv)
 	runtime.KeepAlive(env)
@@ -178,4 +169,86 @@ func (st *initStart) startVM(cgroupFD int) (int, error) {
 		return 0, &os.PathError{Op: "exec", Path: st.path, Err: syscall.Errno(binary.NativeEndian.Uint64(status[:]))}
 	}
 	return 0, fmt.Errorf("start init: child ended before its exec (%v)", ws)
+}
+
+// vmPipes copies st's files above 4 (so that no dup3 in the child
+// overwrites another's source) and makes the sync and error pipes, and
+// writes the child's descriptors into c.
+func (st *initStart) vmPipes(c *vmChild) (p *vmPipes, err error) {
+	p = &vmPipes{}
+	defer func() {
+		if err != nil {
+			p.close()
+			if p.errR != nil {
+				p.errR.Close()
+			}
+		}
+	}()
+	for i, f := range st.files {
+		// Fd puts a file in blocking mode, as os/exec's does: these are
+		// the child's ends.
+		fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, len(c.fds))
+		if err != nil {
+			return p, os.NewSyscallError("fcntl", err)
+		}
+		p.fds = append(p.fds, fd)
+		c.fds[i] = uintptr(fd)
+	}
+	var syncP, errP [2]int
+	if err := unix.Pipe2(syncP[:], unix.O_CLOEXEC); err != nil {
+		return p, os.NewSyscallError("pipe2", err)
+	}
+	p.fds = append(p.fds, syncP[0], syncP[1])
+	p.syncW = syncP[1]
+	if err := unix.Pipe2(errP[:], unix.O_CLOEXEC); err != nil {
+		return p, os.NewSyscallError("pipe2", err)
+	}
+	p.fds = append(p.fds, errP[1])
+	// Our end of the error pipe, read through the poller.
+	if err := unix.SetNonblock(errP[0], true); err != nil {
+		unix.Close(errP[0])
+		return p, os.NewSyscallError("fcntl", err)
+	}
+	p.errR = os.NewFile(uintptr(errP[0]), "init exec status")
+	c.syncFd, c.syncW, c.errFd = uintptr(syncP[0]), uintptr(syncP[1]), uintptr(errP[1])
+	return p, nil
+}
+
+// close closes the child's descriptors (once).
+func (p *vmPipes) close() {
+	for _, fd := range p.fds {
+		unix.Close(fd)
+	}
+	p.fds = nil
+}
+
+// cloneVM clones the child on m's stack, in st's namespaces (and in the
+// cgroup cgroupFD, if >= 0), and returns its pid.
+func (st *initStart) cloneVM(m *vmMemory, cgroupFD int) (int, error) {
+	args := &cloneArgs{
+		flags:      uint64(st.clone.Flags) | unix.CLONE_VM,
+		exitSignal: uint64(unix.SIGCHLD),
+		stack:      uint64(m.stack - vmStackSize),
+		stackSize:  vmStackSize,
+	}
+	if cgroupFD >= 0 {
+		args.flags |= unix.CLONE_INTO_CGROUP
+		args.cgroup = uint64(cgroupFD)
+	}
+	syscall.ForkLock.Lock()
+	r, errno := clone3VM(args, m.child)
+	syscall.ForkLock.Unlock()
+	switch syscall.Errno(errno) {
+	case 0:
+		return int(r), nil
+	case syscall.ENOSYS:
+		cloneVMMissing.Store(true)
+		return 0, errNoCloneVM
+	case syscall.EPERM:
+		// A seccomp profile may refuse clone3 alone (so that libcs fall
+		// back to clone): let the fork try. If the namespaces themselves
+		// are refused, it fails the same way.
+		return 0, errNoCloneVM
+	}
+	return 0, os.NewSyscallError("clone3", syscall.Errno(errno))
 }
