@@ -45,33 +45,7 @@ func (c *core) Connect(now time.Time, r registration) uint64 {
 		}
 	}
 
-	// inHand holds the executions the worker holds in the attempt the
-	// core knows of: only those stay on it. One it holds in another
-	// attempt is not the core's attempt, which the worker lost.
-	inHand := map[string]bool{}
-	for _, h := range r.running {
-		e := w.running[h.OperationName]
-		switch {
-		case e == nil && c.adopt(now, w, h), e != nil && !e.cancelled && e.attempt == h.Attempt:
-			inHand[h.OperationName] = true
-			continue
-		case e != nil && !e.cancelled && h.Attempt == e.attempt+1:
-			// A restart lost the records that requeued e and sent it
-			// here again: adopt the attempt the worker holds.
-			c.release(w, e)
-			c.record(record{kind: recRequeue, at: now, name: e.id, retries: e.retries})
-			c.enqueue(e, true)
-			c.adopt(now, w, h)
-			inHand[e.id] = true
-			continue
-		case e != nil && e.cancelled && e.attempt == h.Attempt:
-			// Cancelled: it stays on the worker, which is told (below)
-			// and frees the slot when it gives the action up.
-			inHand[e.id] = true
-		}
-		c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{Cancel: &workerpb.Cancel{
-			OperationName: h.OperationName, Reason: "the scheduler no longer wants this action from this worker"}}})
-	}
+	inHand := c.reconcile(now, w, r.running)
 	var lost []*execution
 	for _, e := range sortedValues(w.running) {
 		if !inHand[e.id] {
@@ -99,6 +73,40 @@ func (c *core) Connect(now time.Time, r registration) uint64 {
 	c.pumpWorker(now, w)
 	c.pumpUnblocked(now)
 	return w.gen
+}
+
+// reconcile compares what a registering worker holds with what the core
+// has on it, and returns the operations it keeps: those it holds in the
+// attempt the core knows of, and those it adopts (a lost dispatch). The
+// worker is told to cancel every other one. An execution it holds in
+// another attempt than the core's is not kept: the core's attempt is
+// lost (Connect requeues it).
+func (c *core) reconcile(now time.Time, w *worker, held []*workerpb.InHand) map[string]bool {
+	inHand := map[string]bool{}
+	for _, h := range held {
+		e := w.running[h.OperationName]
+		switch {
+		case e == nil && c.adopt(now, w, h), e != nil && !e.cancelled && e.attempt == h.Attempt:
+			inHand[h.OperationName] = true
+			continue
+		case e != nil && !e.cancelled && h.Attempt == e.attempt+1:
+			// A restart lost the records that requeued e and sent it
+			// here again: adopt the attempt the worker holds.
+			c.release(w, e)
+			c.record(record{kind: recRequeue, at: now, name: e.id, retries: e.retries})
+			c.enqueue(e, true)
+			c.adopt(now, w, h)
+			inHand[e.id] = true
+			continue
+		case e != nil && e.cancelled && e.attempt == h.Attempt:
+			// Cancelled: it stays on the worker, which is told (below)
+			// and frees the slot when it gives the action up.
+			inHand[e.id] = true
+		}
+		c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{Cancel: &workerpb.Cancel{
+			OperationName: h.OperationName, Reason: "the scheduler no longer wants this action from this worker"}}})
+	}
+	return inHand
 }
 
 // adopt takes back a queued execution that a registering worker holds as
