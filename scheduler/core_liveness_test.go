@@ -79,13 +79,21 @@ func (m *crashModel) report(w *modelWorker, name string, attempt int32, resp *re
 	m.take()
 }
 
-// finishOne has w finish one of the actions it holds, if any.
-func (m *crashModel) finishOne(w *modelWorker) {
+// anyHeld returns one of the actions w holds, or "".
+func (m *crashModel) anyHeld(w *modelWorker) string {
 	if len(w.held) == 0 {
-		return
+		return ""
 	}
 	names := slices.Sorted(maps.Keys(w.held))
-	name := names[m.rng.IntN(len(names))]
+	return names[m.rng.IntN(len(names))]
+}
+
+// finishOne has w finish one of the actions it holds, if any.
+func (m *crashModel) finishOne(w *modelWorker) {
+	name := m.anyHeld(w)
+	if name == "" {
+		return
+	}
 	attempt := w.held[name]
 	delete(w.held, name)
 	m.report(w, name, attempt, &repb.ExecuteResponse{Result: &repb.ActionResult{}})
@@ -103,7 +111,7 @@ func (m *crashModel) connect(w *modelWorker) {
 // crash loses the records after the last commit and replays the rest.
 func (m *crashModel) crash() {
 	m.records = m.records[:m.durable]
-	m.c = replayed(m.t, m.cfg, nil, nil, m.records)
+	m.c = replayed(m.t, m.cfg, scenarioLimits, nil, m.records)
 	m.c.recovered(m.now)
 	for _, id := range []string{"w0", "w1", "w2"} {
 		if !m.workers[id].silent {
@@ -124,8 +132,18 @@ func (m *crashModel) step() {
 			sub = benchSubmission(m.rng.IntN(m.n))
 			sub.name = fmt.Sprintf("operations/again-%d", m.n)
 		}
+		sub.owner = fmt.Sprint("tenant-", m.rng.IntN(2)) // limited: scenarioLimits
 		m.c.Execute(m.now, sub)
 		m.take()
+	case k < 31:
+		// The worker gives an action back (it is shutting down).
+		w := m.workers[fmt.Sprint("w", m.rng.IntN(3))]
+		if name := m.anyHeld(w); name != "" && !w.silent {
+			attempt := w.held[name]
+			delete(w.held, name)
+			m.c.GiveBack(m.now, w.id, w.gen, name, attempt)
+			m.take()
+		}
 	case k < 32:
 		m.c.Cancel(m.now, benchSubmission(m.rng.IntN(m.n+1)).name)
 		m.take()
@@ -133,8 +151,17 @@ func (m *crashModel) step() {
 		if w := m.workers[fmt.Sprint("w", m.rng.IntN(3))]; !w.silent {
 			m.finishOne(w)
 		}
-	case k < 93:
+	case k < 91:
 		m.durable = len(m.records) // a group commit
+	case k < 93:
+		// An operator drains a worker, or undrains it.
+		id := fmt.Sprint("w", m.rng.IntN(3))
+		if m.rng.IntN(2) == 0 {
+			m.c.Drain(m.now, id)
+		} else {
+			m.c.Undrain(m.now, id)
+		}
+		m.take()
 	case k < 96:
 		m.crash()
 	case k < 98:
@@ -163,6 +190,9 @@ func (m *crashModel) step() {
 		m.take()
 	}
 	m.heartbeats()
+	if t0 := m.c.tenants["tenant-0"]; t0 != nil && t0.queued > 0 && t0.running >= 2 {
+		m.seen["tenant-0 held at max_running"]++
+	}
 }
 
 func (m *crashModel) heartbeats() {
@@ -174,7 +204,8 @@ func (m *crashModel) heartbeats() {
 }
 
 // A scheduler that crashes anywhere, losing what it had not yet committed,
-// and workers whose streams break, never strand an operation: once the crashes stop and the workers finish
+// and workers whose streams break, never strand an operation (with
+// deduplication, cancels, give-backs, drains and tenants' limits): once the crashes stop and the workers finish
 // what they hold, every operation the journal kept completes, and no
 // worker slot stays taken.
 func TestCrashesAnywhereStrandNoOperation(t *testing.T) {
@@ -182,7 +213,7 @@ func TestCrashesAnywhereStrandNoOperation(t *testing.T) {
 	for seed := uint64(1); seed <= 200; seed++ {
 		cfg := DefaultConfig()
 		cfg.LeaseDuration, cfg.ReconnectGrace, cfg.MaxRetries = 10*time.Second, 5*time.Second, 1000
-		m := &crashModel{t: t, rng: rand.New(rand.NewPCG(seed, 11)), cfg: cfg, c: newCore(cfg),
+		m := &crashModel{t: t, rng: rand.New(rand.NewPCG(seed, 11)), cfg: cfg, c: newCoreWithLimits(cfg, scenarioLimits),
 			now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), workers: map[string]*modelWorker{}, seen: seen}
 		for _, id := range []string{"w0", "w1", "w2"} {
 			m.workers[id] = &modelWorker{id: id, held: map[string]int32{}}
@@ -191,13 +222,15 @@ func TestCrashesAnywhereStrandNoOperation(t *testing.T) {
 		for i := 0; i < 400; i++ {
 			m.step()
 		}
-		// No more crashes: every worker is back and finishes what it
-		// holds, time passes.
-		for _, w := range m.workers {
-			if w.silent {
+		// No more crashes: every worker is back, undrained, and
+		// finishes what it holds; time passes.
+		for _, id := range []string{"w0", "w1", "w2"} {
+			if w := m.workers[id]; w.silent {
 				w.silent = false
 				m.connect(w)
 			}
+			m.c.Undrain(m.now, id)
+			m.take()
 		}
 		for round := 0; round < 100 && m.pending() > 0; round++ {
 			for _, id := range []string{"w0", "w1", "w2"} {
@@ -223,6 +256,7 @@ func TestCrashesAnywhereStrandNoOperation(t *testing.T) {
 			}
 			t.Fatalf("seed %d: %d operation(s) never complete after the crashes stop: %v", seed, n, stuck[:min(3, len(stuck))])
 		}
+		checkTenantCounts(t, m.c)
 		for _, w := range m.c.workers {
 			if len(w.running) > 0 {
 				t.Fatalf("seed %d: worker %s keeps %d slot(s) taken with nothing left to run", seed, w.id, len(w.running))
@@ -230,7 +264,7 @@ func TestCrashesAnywhereStrandNoOperation(t *testing.T) {
 		}
 	}
 	// The model must reach the cases it is for.
-	for _, kind := range []string{"worker lost", "adopted", "came back", "reconnected without"} {
+	for _, kind := range []string{"worker lost", "adopted", "came back", "reconnected without", "tenant-0 held at max_running"} {
 		if seen[kind] == 0 {
 			t.Errorf("no seed met a %q decision; the model tests less than it should (%v)", kind, seen)
 		}
