@@ -50,8 +50,9 @@ type vmChild struct {
 func clone3VM(args *cloneArgs, child *vmChild) (pid uintptr, errno uintptr)
 
 // afterCloneVM, if set (by tests), runs in the parent right after the
-// clone, while the child waits for its id maps.
-var afterCloneVM func()
+// clone, while the child waits for its id maps; it is given the child's
+// memory.
+var afterCloneVM func(child []byte)
 
 // cloneVMMissing is set once clone3 is found missing (Linux < 5.3, or a
 // seccomp profile that refuses it with ENOSYS).
@@ -137,7 +138,7 @@ func (st *initStart) startVM(cgroupFD int) (int, error) {
 		return 0, err
 	}
 	if afterCloneVM != nil {
-		afterCloneVM()
+		afterCloneVM(m.mem)
 	}
 	// The child waits on the sync pipe for its id maps. Without them (an
 	// error) it reads EOF and exits.

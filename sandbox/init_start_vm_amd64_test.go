@@ -12,6 +12,7 @@ import (
 	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // The assembly (init_start_vm_amd64.s) reads vmChild at fixed offsets and
@@ -100,7 +101,7 @@ func TestInitStartVMSurvivesTheStackMoving(t *testing.T) {
 	requireRoot(t)
 	defer func() { afterCloneVM, scribbled = nil, nil }()
 	var release chan struct{}
-	afterCloneVM = func() {
+	afterCloneVM = func([]byte) {
 		growStack(256)
 		// The stack left behind went back to the runtime: to the heap
 		// (a large one) or to its pool of small stacks. Fill fresh
@@ -151,5 +152,38 @@ func TestInitStartVMSurvivesTheStackMoving(t *testing.T) {
 			t.Fatalf("start %d: sh -c 'exit 7' ended with %v", i, p.status)
 		}
 		scribbled = nil
+	}
+}
+
+// Each CLONE_VM start unmaps the memory it mapped for its child once the
+// child has exec'd: mincore(2) on it then fails with ENOMEM.
+func TestInitStartVMUnmapsItsMemory(t *testing.T) {
+	requireRoot(t)
+	defer func() { afterCloneVM = nil }()
+	var addr, size uintptr
+	afterCloneVM = func(child []byte) {
+		addr, size = uintptr(unsafe.Pointer(&child[0])), uintptr(len(child))
+	}
+	st := &initStart{path: "/bin/true", argv: []string{"true"}, clone: cloneParams{Flags: syscall.CLONE_NEWUSER,
+		UIDs: []specs.LinuxIDMapping{{HostID: 4242, Size: 1}}, GIDs: []specs.LinuxIDMapping{{HostID: 4242, Size: 1}}}}
+	for i := range st.files {
+		st.files[i] = os.Stderr
+	}
+	pid, err := st.startVM(-1)
+	if errors.Is(err, errNoCloneVM) {
+		t.Skip("no clone3 with CLONE_VM here")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	// At once, before anything else could map memory there.
+	vec := make([]byte, 64)
+	_, _, errno := unix.Syscall(unix.SYS_MINCORE, addr, size, uintptr(unsafe.Pointer(&vec[0])))
+	<-watchInit(pid).exited
+	if size == 0 || size > 64*uintptr(os.Getpagesize()) {
+		t.Fatalf("the hook saw %d bytes of child memory", size)
+	}
+	if errno != unix.ENOMEM {
+		t.Fatalf("mincore on the child's memory after the start: %v, want ENOMEM (unmapped)", errno)
 	}
 }
