@@ -87,11 +87,7 @@ func TestInitStart(t *testing.T) {
 // cannot run, and the fork is used).
 func TestInitStartUsesCloneVM(t *testing.T) {
 	requireRoot(t)
-	st := &initStart{path: "/bin/true", argv: []string{"true"}, clone: cloneParams{Flags: syscall.CLONE_NEWUSER,
-		UIDs: []specs.LinuxIDMapping{{HostID: 4242, Size: 1}}, GIDs: []specs.LinuxIDMapping{{HostID: 4242, Size: 1}}}}
-	for i := range st.files {
-		st.files[i] = os.Stderr
-	}
+	st := userNSStart("/bin/true", "true")
 	pid, err := st.startVM(-1)
 	if errors.Is(err, errNoCloneVM) {
 		t.Skip("no clone3 with CLONE_VM here")
@@ -113,15 +109,22 @@ func TestInitStartExecError(t *testing.T) {
 		func() {
 			defer func(v bool) { useCloneVM = v }(useCloneVM)
 			useCloneVM = vm
-			st := &initStart{path: "/nonexistent/init", argv: []string{"init"}, clone: cloneParams{Flags: syscall.CLONE_NEWUSER,
-				UIDs: []specs.LinuxIDMapping{{HostID: 4242, Size: 1}}, GIDs: []specs.LinuxIDMapping{{HostID: 4242, Size: 1}}}}
-			for i := range st.files {
-				st.files[i] = os.Stderr
-			}
+			st := userNSStart("/nonexistent/init", "init")
 			_, err := st.start(-1)
 			if !errors.Is(err, syscall.ENOENT) {
 				t.Errorf("vm=%v: start of a missing program: %v, want ENOENT", vm, err)
 			}
 		}()
 	}
+}
+
+// userNSStart is an initStart of path with argv in a new user namespace
+// (host uid and gid 4242 as root), its descriptors 0–4 on stderr.
+func userNSStart(path string, argv ...string) *initStart {
+	st := &initStart{path: path, argv: argv, clone: cloneParams{Flags: syscall.CLONE_NEWUSER,
+		UIDs: []specs.LinuxIDMapping{{HostID: 4242, Size: 1}}, GIDs: []specs.LinuxIDMapping{{HostID: 4242, Size: 1}}}}
+	for i := range st.files {
+		st.files[i] = os.Stderr
+	}
+	return st
 }

@@ -7,11 +7,9 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"unsafe"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -120,11 +118,7 @@ func TestInitStartVMSurvivesTheStackMoving(t *testing.T) {
 		}
 		filled.Wait()
 	}
-	st := &initStart{path: "/bin/sh", argv: []string{"sh", "-c", "exit 7"}, clone: cloneParams{Flags: syscall.CLONE_NEWUSER,
-		UIDs: []specs.LinuxIDMapping{{HostID: 4242, Size: 1}}, GIDs: []specs.LinuxIDMapping{{HostID: 4242, Size: 1}}}}
-	for i := range st.files {
-		st.files[i] = os.Stderr
-	}
+	st := userNSStart("/bin/sh", "sh", "-c", "exit 7")
 	for i := range 20 {
 		// A fresh goroutine each time: its stack is small, and the
 		// hook's growth moves it.
@@ -164,11 +158,7 @@ func TestInitStartVMUnmapsItsMemory(t *testing.T) {
 	afterCloneVM = func(child []byte) {
 		addr, size = uintptr(unsafe.Pointer(&child[0])), uintptr(len(child))
 	}
-	st := &initStart{path: "/bin/true", argv: []string{"true"}, clone: cloneParams{Flags: syscall.CLONE_NEWUSER,
-		UIDs: []specs.LinuxIDMapping{{HostID: 4242, Size: 1}}, GIDs: []specs.LinuxIDMapping{{HostID: 4242, Size: 1}}}}
-	for i := range st.files {
-		st.files[i] = os.Stderr
-	}
+	st := userNSStart("/bin/true", "true")
 	pid, err := st.startVM(-1)
 	if errors.Is(err, errNoCloneVM) {
 		t.Skip("no clone3 with CLONE_VM here")
