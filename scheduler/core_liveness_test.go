@@ -34,6 +34,13 @@ type crashModel struct {
 	seen    map[string]int // notes of the kinds the model means to meet, counted
 }
 
+// modelWorkers are the model's workers, in a fixed order.
+var modelWorkers = []string{"w0", "w1", "w2"}
+
+func (m *crashModel) anyWorker() *modelWorker {
+	return m.workers[modelWorkers[m.rng.IntN(len(modelWorkers))]]
+}
+
 // modelWorker is what a worker holds: operation name → attempt.
 type modelWorker struct {
 	id   string
@@ -113,7 +120,7 @@ func (m *crashModel) crash() {
 	m.records = m.records[:m.durable]
 	m.c = replayed(m.t, m.cfg, scenarioLimits, nil, m.records)
 	m.c.recovered(m.now)
-	for _, id := range []string{"w0", "w1", "w2"} {
+	for _, id := range modelWorkers {
 		if !m.workers[id].silent {
 			m.connect(m.workers[id])
 		}
@@ -137,7 +144,7 @@ func (m *crashModel) step() {
 		m.take()
 	case k < 31:
 		// The worker gives an action back (it is shutting down).
-		w := m.workers[fmt.Sprint("w", m.rng.IntN(3))]
+		w := m.anyWorker()
 		if name := m.anyHeld(w); name != "" && !w.silent {
 			attempt := w.held[name]
 			delete(w.held, name)
@@ -148,14 +155,14 @@ func (m *crashModel) step() {
 		m.c.Cancel(m.now, benchSubmission(m.rng.IntN(m.n+1)).name)
 		m.take()
 	case k < 75:
-		if w := m.workers[fmt.Sprint("w", m.rng.IntN(3))]; !w.silent {
+		if w := m.anyWorker(); !w.silent {
 			m.finishOne(w)
 		}
 	case k < 91:
 		m.durable = len(m.records) // a group commit
 	case k < 93:
 		// An operator drains a worker, or undrains it.
-		id := fmt.Sprint("w", m.rng.IntN(3))
+		id := m.anyWorker().id
 		if m.rng.IntN(2) == 0 {
 			m.c.Drain(m.now, id)
 		} else {
@@ -167,7 +174,7 @@ func (m *crashModel) step() {
 	case k < 98:
 		// A worker's stream breaks and it registers again, at once or
 		// after a silence long enough to lose its lease.
-		w := m.workers[fmt.Sprint("w", m.rng.IntN(3))]
+		w := m.anyWorker()
 		if w.silent {
 			w.silent = false
 			m.connect(w)
@@ -215,7 +222,7 @@ func TestCrashesAnywhereStrandNoOperation(t *testing.T) {
 		cfg.LeaseDuration, cfg.ReconnectGrace, cfg.MaxRetries = 10*time.Second, 5*time.Second, 1000
 		m := &crashModel{t: t, rng: rand.New(rand.NewPCG(seed, 11)), cfg: cfg, c: newCoreWithLimits(cfg, scenarioLimits),
 			now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), workers: map[string]*modelWorker{}, seen: seen}
-		for _, id := range []string{"w0", "w1", "w2"} {
+		for _, id := range modelWorkers {
 			m.workers[id] = &modelWorker{id: id, held: map[string]int32{}}
 			m.connect(m.workers[id])
 		}
@@ -224,7 +231,7 @@ func TestCrashesAnywhereStrandNoOperation(t *testing.T) {
 		}
 		// No more crashes: every worker is back, undrained, and
 		// finishes what it holds; time passes.
-		for _, id := range []string{"w0", "w1", "w2"} {
+		for _, id := range modelWorkers {
 			if w := m.workers[id]; w.silent {
 				w.silent = false
 				m.connect(w)
@@ -233,7 +240,7 @@ func TestCrashesAnywhereStrandNoOperation(t *testing.T) {
 			m.take()
 		}
 		for round := 0; round < 100 && m.pending() > 0; round++ {
-			for _, id := range []string{"w0", "w1", "w2"} {
+			for _, id := range modelWorkers {
 				for len(m.workers[id].held) > 0 {
 					m.finishOne(m.workers[id])
 				}
