@@ -88,13 +88,7 @@ func TestInitStart(t *testing.T) {
 func TestInitStartUsesCloneVM(t *testing.T) {
 	requireRoot(t)
 	st := userNSStart("/bin/true", "true")
-	pid, err := st.startVM(-1)
-	if errors.Is(err, errNoCloneVM) {
-		t.Skip("no clone3 with CLONE_VM here")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid := startVMOrSkip(t, st)
 	p := watchInit(pid)
 	<-p.exited
 	if !p.status.Exited() || p.status.ExitStatus() != 0 {
@@ -127,4 +121,18 @@ func userNSStart(path string, argv ...string) *initStart {
 		st.files[i] = os.Stderr
 	}
 	return st
+}
+
+// startVMOrSkip starts st with CLONE_VM, skipping the test where that
+// cannot be done.
+func startVMOrSkip(t *testing.T, st *initStart) int {
+	t.Helper()
+	pid, err := st.startVM(-1)
+	if errors.Is(err, errNoCloneVM) {
+		t.Skip("no clone3 with CLONE_VM here")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
 }

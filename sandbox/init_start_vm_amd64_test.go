@@ -159,13 +159,7 @@ func TestInitStartVMUnmapsItsMemory(t *testing.T) {
 		addr, size = uintptr(unsafe.Pointer(&child[0])), uintptr(len(child))
 	}
 	st := userNSStart("/bin/true", "true")
-	pid, err := st.startVM(-1)
-	if errors.Is(err, errNoCloneVM) {
-		t.Skip("no clone3 with CLONE_VM here")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid := startVMOrSkip(t, st)
 	// At once, before anything else could map memory there.
 	vec := make([]byte, 64)
 	_, _, errno := unix.Syscall(unix.SYS_MINCORE, addr, size, uintptr(unsafe.Pointer(&vec[0])))
