@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -30,7 +31,8 @@ type casServer struct {
 
 func newCASServer(opts *ServerOptions) *casServer {
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(1<<30))
+	// No entry of a batch may be larger than the batch: decoding stops there.
+	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(uint64(opts.MaxBatchTotalSizeBytes)))
 	return &casServer{opts: opts, zenc: enc, zdec: dec}
 }
 
@@ -93,11 +95,25 @@ func (s *casServer) updateOne(ctx context.Context, fn digest.Function, i int, r 
 	if err != nil {
 		return err
 	}
+	// The size is the client's word, and a compressed entry's buffer is
+	// sized by it: bounded here, a digest saying a terabyte is refused
+	// instead of allocated.
+	if d.SizeBytes() > s.opts.MaxBatchTotalSizeBytes {
+		return status.Errorf(codes.InvalidArgument, "%s: size_bytes %d is more than max_batch_total_size_bytes %d; use ByteStream for large blobs", field, d.SizeBytes(), s.opts.MaxBatchTotalSizeBytes)
+	}
 	data := r.Data
 	switch r.Compressor {
 	case repb.Compressor_IDENTITY:
 	case repb.Compressor_ZSTD:
-		if data, err = s.zdec.DecodeAll(r.Data, make([]byte, 0, d.SizeBytes())); err != nil {
+		// The decoder stops at max_batch_total_size_bytes (newCASServer),
+		// so a small bomb costs that much memory at most.
+		data, err = s.zdec.DecodeAll(r.Data, make([]byte, 0, d.SizeBytes()))
+		switch {
+		case errors.Is(err, zstd.ErrDecoderSizeExceeded):
+			return status.Errorf(codes.InvalidArgument, "requests[%d].data: decompresses to more than %s says (%d bytes)", i, field, d.SizeBytes())
+		case errors.Is(err, zstd.ErrWindowSizeExceeded):
+			return status.Errorf(codes.InvalidArgument, "requests[%d].data: the zstd frame's window is larger than max_batch_total_size_bytes %d; use ByteStream", i, s.opts.MaxBatchTotalSizeBytes)
+		case err != nil:
 			return status.Errorf(codes.InvalidArgument, "requests[%d].data: not valid zstd: %v", i, err)
 		}
 	default:

@@ -3,6 +3,7 @@ package storage_test
 import (
 	"bytes"
 	"context"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -155,6 +156,57 @@ func TestBatchesOverTheLimit(t *testing.T) {
 	wantStatus(t, err, codes.ResourceExhausted)
 	if _, err := ts.caps.GetCapabilities(ctx, &repb.GetCapabilitiesRequest{}); err != nil {
 		t.Fatalf("server unusable after an oversized message: %v", err)
+	}
+}
+
+// A compressed entry's digest and data are the client's word: neither a
+// size of a terabyte nor a few kilobytes that inflate to hundreds of
+// megabytes may make the server allocate them (a digest of 1 TiB once
+// crashed it with "out of memory"). Both are refused, naming the entry,
+// and the good entry beside them is stored.
+func TestBatchUpdateBlobsCompressedBombs(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{})
+	ctx := context.Background()
+	good := bytes.Repeat([]byte("good "), 100)
+	gd := digest.FromBytes(repb.DigestFunction_SHA256, good)
+	small, _ := zstd.NewWriter(nil)
+	// A stream of 256 MiB of zeros, with no content size in its header.
+	var bomb bytes.Buffer
+	zw, _ := zstd.NewWriter(&bomb, zstd.WithWindowSize(1<<20))
+	zeros := make([]byte, 1<<20)
+	for range 256 {
+		zw.Write(zeros)
+	}
+	zw.Close()
+	tiny := sha("tiny")
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	resp, err := ts.cas.BatchUpdateBlobs(ctx, &repb.BatchUpdateBlobsRequest{Requests: []*repb.BatchUpdateBlobsRequest_Request{
+		{Digest: &repb.Digest{Hash: tiny.Hash(), SizeBytes: 1 << 40}, Data: small.EncodeAll([]byte("tiny"), nil), Compressor: repb.Compressor_ZSTD},
+		{Digest: tiny.Proto(), Data: bomb.Bytes(), Compressor: repb.Compressor_ZSTD},
+		{Digest: gd.Proto(), Data: small.EncodeAll(good, nil), Compressor: repb.Compressor_ZSTD},
+	}})
+	runtime.ReadMemStats(&after)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []struct {
+		code      codes.Code
+		fragments []string
+	}{
+		{codes.InvalidArgument, []string{"requests[0].digest", "max_batch_total_size_bytes"}},
+		{codes.InvalidArgument, []string{"requests[1].data", "decompresses to more"}},
+		{codes.OK, nil},
+	} {
+		wantStatus(t, status.ErrorProto(resp.Responses[i].Status), want.code, want.fragments...)
+	}
+	if m := missing(t, ts.disk, tiny, gd); !m[tiny] || m[gd] {
+		t.Fatalf("missing after the batch = %v; want the good blob stored and nothing under the bombs' digest", m)
+	}
+	// Decoding stops at max_batch_total_size_bytes (4 MiB by default).
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 48<<20 {
+		t.Fatalf("the batch allocated %d MiB for %d KiB of request", grew>>20, bomb.Len()>>10)
 	}
 }
 
