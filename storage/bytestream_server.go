@@ -33,6 +33,7 @@ type byteStreamServer struct {
 
 	mu      sync.Mutex
 	uploads map[string]*upload
+	open    int // reads and uploads holding a slot (stream_slots.go)
 }
 
 // upload is one blob being written through Put. Only the stream holding
@@ -46,6 +47,9 @@ type upload struct {
 	done   chan struct{} // closed when Put has returned
 	err    error         // Put's result, valid after done
 	idle   *time.Timer   // aborts the upload if nobody resumes it
+	// parkedAt is when the upload was last parked, zero while a stream
+	// holds it; guarded by the server's mu.
+	parkedAt time.Time
 
 	// committed counts bytes accepted from the client (compressed bytes for
 	// compressed uploads), i.e. handed to Put; QueryWriteStatus reads it
@@ -157,6 +161,10 @@ func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.B
 	case rn.Compressor != repb.Compressor_IDENTITY && req.ReadLimit != 0:
 		return status.Errorf(codes.InvalidArgument, "read_limit must be 0 when reading compressed-blobs/, got %d", req.ReadLimit)
 	}
+	if err := s.takeSlot(); err != nil {
+		return err
+	}
+	defer s.releaseSlot()
 	r, err := s.opts.CAS.Get(WithInstance(stream.Context(), rn.InstanceName), d, req.ReadOffset)
 	if err != nil {
 		return err
@@ -282,6 +290,7 @@ func (s *byteStreamServer) acquire(name string, rn digest.ResourceName, offset i
 		if u.idle != nil {
 			u.idle.Stop()
 		}
+		u.parkedAt = time.Time{}
 		if offset != 0 || u.committed.Load() == 0 {
 			s.mu.Unlock()
 			return u, nil
@@ -289,9 +298,12 @@ func (s *byteStreamServer) acquire(name string, rn digest.ResourceName, offset i
 		s.mu.Unlock()
 		s.abort(u, errUploadAborted)
 		u.busy.Unlock()
-		s.mu.Lock()
+	} else {
+		s.mu.Unlock()
 	}
-	defer s.mu.Unlock()
+	if err := s.takeSlot(); err != nil {
+		return nil, err
+	}
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(WithInstance(context.Background(), rn.InstanceName))
 	u = &upload{name: name, d: rn.Digest, pw: pw, cancel: cancel, done: make(chan struct{})}
@@ -299,11 +311,14 @@ func (s *byteStreamServer) acquire(name string, rn digest.ResourceName, offset i
 	go func() {
 		u.err = s.opts.CAS.Put(ctx, rn.Digest, pr)
 		pr.CloseWithError(errUploadAborted)
+		s.releaseSlot() // before done: an abort that returns has freed it
 		close(u.done)
 	}()
 	// Compressed uploads are never parked, so they need no entry.
 	if rn.Compressor == repb.Compressor_IDENTITY {
+		s.mu.Lock()
 		s.uploads[name] = u
+		s.mu.Unlock()
 	}
 	return u, nil
 }
@@ -312,6 +327,7 @@ func (s *byteStreamServer) acquire(name string, rn digest.ResourceName, offset i
 func (s *byteStreamServer) park(u *upload) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	u.parkedAt = time.Now()
 	u.idle = time.AfterFunc(s.opts.UploadIdleTimeout, func() {
 		// A stream that resumed the upload meanwhile holds busy.
 		if u.busy.TryLock() {

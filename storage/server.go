@@ -24,6 +24,11 @@ type ServerOptions struct {
 	// UploadIdleTimeout is how long an interrupted ByteStream upload is kept
 	// for the client to resume it. Default 1 minute.
 	UploadIdleTimeout time.Duration
+	// MaxOpenStreams bounds the ByteStream reads and uploads (parked ones
+	// included) in progress at once; past it the oldest parked upload is
+	// dropped, or the new stream refused with RESOURCE_EXHAUSTED. Default
+	// a quarter of the process's open-file limit (stream_slots.go).
+	MaxOpenStreams int
 	// Execution, when set, is advertised in Capabilities (the scheduler
 	// shares this endpoint in `paddock up`).
 	Execution *repb.ExecutionCapabilities
@@ -73,6 +78,9 @@ func NewServer(opts ServerOptions) *Server {
 	}
 	if opts.UploadIdleTimeout <= 0 {
 		opts.UploadIdleTimeout = DefaultUploadIdleTimeout
+	}
+	if opts.MaxOpenStreams <= 0 {
+		opts.MaxOpenStreams = defaultMaxOpenStreams()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

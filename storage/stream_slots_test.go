@@ -1,0 +1,90 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/bytestream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+func uploadName(i int, d digest.Digest) string {
+	return fmt.Sprintf("inst/uploads/slots-%d/blobs/%s", i, d)
+}
+
+// ByteStream reads and uploads hold a slot each, out of MaxOpenStreams.
+// Live streams holding every slot turn new ones away with
+// RESOURCE_EXHAUSTED (a client with thousands of them once used up the
+// process's open files); an upload parked by a broken stream gives its
+// slot to a new stream rather than holding it for UploadIdleTimeout; and
+// every way a stream ends frees its slot.
+func TestByteStreamOpenStreamsAreBounded(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{MaxOpenStreams: 3, UploadIdleTimeout: time.Hour})
+	stored := "a blob stored before the streams open"
+	sd := putString(t, ts.disk, stored)
+	var names [3]string
+	var cancels [3]context.CancelFunc
+	for i := range names {
+		data, d := randData(t, 1000)
+		names[i] = uploadName(i, d)
+		cancels[i] = writePart(t, ts, names[i], data[:100])
+	}
+
+	data, d := randData(t, 1000)
+	_, err := write(t, ts, &bytestream.WriteRequest{ResourceName: writeName(d), Data: data, FinishWrite: true})
+	wantStatus(t, err, codes.ResourceExhausted, "3 ByteStream reads and uploads")
+	_, err = read(ts, &bytestream.ReadRequest{ResourceName: readName(sd)})
+	wantStatus(t, err, codes.ResourceExhausted, "retry later")
+	// A blob already stored takes no slot: its Write completes at once.
+	if _, err := write(t, ts, &bytestream.WriteRequest{ResourceName: writeName(sd), Data: []byte(stored), FinishWrite: true}); err != nil {
+		t.Fatalf("write of a stored blob at the bound: %v", err)
+	}
+
+	// Once the server sees upload 0's stream break, it is parked, and the
+	// next new stream takes its slot.
+	cancels[0]()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err = write(t, ts, &bytestream.WriteRequest{ResourceName: writeName(d), Data: data, FinishWrite: true})
+		if status.Code(err) != codes.ResourceExhausted || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("a new upload beside a parked one: %v", err)
+	}
+	_, err = ts.bs.QueryWriteStatus(context.Background(), &bytestream.QueryWriteStatusRequest{ResourceName: names[0]})
+	wantStatus(t, err, codes.NotFound)
+	for _, n := range names[1:] {
+		if st, err := ts.bs.QueryWriteStatus(context.Background(), &bytestream.QueryWriteStatusRequest{ResourceName: n}); err != nil || st.CommittedSize != 100 {
+			t.Fatalf("live upload %s after the parked one was dropped: %v, %v", n, st, err)
+		}
+	}
+	if m := missing(t, ts.disk, d); m[d] {
+		t.Fatal("the upload that took the parked one's slot was not stored")
+	}
+
+	// Reads, refused writes and failed reads each free their slot.
+	for range 5 {
+		if got, err := read(ts, &bytestream.ReadRequest{ResourceName: readName(sd)}); err != nil || string(got) != stored {
+			t.Fatalf("read beside two live uploads: %v", err)
+		}
+		_, err := write(t, ts, &bytestream.WriteRequest{ResourceName: writeName(sha("expected")), Data: []byte("tampered"), FinishWrite: true})
+		wantStatus(t, err, codes.InvalidArgument)
+		_, err = read(ts, &bytestream.ReadRequest{ResourceName: readName(sha("never stored"))})
+		wantStatus(t, err, codes.NotFound)
+	}
+	cancels[1]()
+	cancels[2]()
+	// With the two parked, three live uploads fit again: nothing leaked.
+	for i := range 3 {
+		data, d := randData(t, 1000)
+		writePart(t, ts, uploadName(10+i, d), data[:100])
+	}
+}
