@@ -3,9 +3,10 @@ package storage
 import (
 	"time"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/internal/fdlimit"
 )
 
 // A ByteStream read or upload holds its blob open for as long as it
@@ -19,20 +20,10 @@ import (
 // files for a minute more. So these streams take a slot each, out of
 // ServerOptions.MaxOpenStreams.
 
-// minOpenStreams is the least default bound, however low the open-file
-// limit.
-const minOpenStreams = 64
-
-// defaultMaxOpenStreams is a quarter of the process's open-file limit:
-// the other three quarters stay for connections, batch requests, the
+// defaultMaxOpenStreams is a quarter of the process's open-file limit
+// (at least 64): the rest stays for connections, batch requests, the
 // worker's input roots and the scheduler's journal.
-func defaultMaxOpenStreams() int {
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
-		return 4096
-	}
-	return max(minOpenStreams, int(min(lim.Cur/4, 1<<20)))
-}
+func defaultMaxOpenStreams() int { return fdlimit.Share(4, 64) }
 
 // takeSlot reserves a slot for a new read or upload. At the bound it
 // aborts the upload parked longest to make room (its client has gone, and

@@ -164,7 +164,7 @@ func (o *observability) healthz(w http.ResponseWriter, r *http.Request) {
 func listenHTTP(addr string) (net.Listener, error) {
 	path, isUnix := strings.CutPrefix(addr, "unix:")
 	if !isUnix && !strings.HasPrefix(addr, "/") {
-		return net.Listen("tcp", addr)
+		return listenTCP(addr)
 	}
 	if !isUnix {
 		path = addr

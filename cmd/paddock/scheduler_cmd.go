@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 
 	"google.golang.org/grpc"
@@ -200,7 +199,7 @@ func serveInternal(ctx context.Context, s *scheduler.Scheduler, addr string, sec
 	}
 	g := grpc.NewServer(opts...)
 	s.RegisterInternal(g)
-	lis, err := net.Listen("tcp", addr)
+	lis, err := listenTCP(addr)
 	if err != nil {
 		return err
 	}

@@ -129,7 +129,7 @@ func dialStorage(addr string, dial []grpc.DialOption) (*grpc.ClientConn, error) 
 // serveUntilDone), after logging the address it listens on with attrs
 // and printing it.
 func listenAndServe(ctx context.Context, role string, g *grpc.Server, addr string, logger *slog.Logger, attrs []any, beforeStop func()) error {
-	lis, err := net.Listen("tcp", addr)
+	lis, err := listenTCP(addr)
 	if err != nil {
 		return err
 	}

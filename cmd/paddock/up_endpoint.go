@@ -98,7 +98,7 @@ func startUpEndpoint(cfg configs.Up, sec serverSecurity, logger *slog.Logger) (*
 		ep.srv.Close()
 		return nil, err
 	}
-	if ep.lis, err = net.Listen("tcp", listen); err != nil {
+	if ep.lis, err = listenTCP(listen); err != nil {
 		ep.sched.Close()
 		ep.srv.Close()
 		return nil, err
