@@ -1,8 +1,11 @@
 package asset
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
+	"io"
 	"time"
 
 	rapb "github.com/bazelbuild/remote-apis/build/bazel/remote/asset/v1"
@@ -107,5 +110,40 @@ func (s *pushServer) prepare(ctx context.Context, p pushRequest) (record, error)
 	} else if err != nil {
 		return record{}, err
 	}
+	if p.kind == kindBlob {
+		if err := s.checkPushedChecksum(ctx, p.qualifiers, dg); err != nil {
+			return record{}, err
+		}
+	}
 	return rec, nil
+}
+
+// checkPushedChecksum refuses a blob pushed with a checksum.sri qualifier
+// its content does not match. FetchBlob answers a request carrying that
+// qualifier from the record alone, so a record trusted as pushed would
+// hand every later client whatever the pusher chose, under the checksum
+// of something else.
+func (s *pushServer) checkPushedChecksum(ctx context.Context, qs []*rapb.Qualifier, dg digest.Digest) error {
+	v, ok := qualifier(qs, qualifierChecksum)
+	if !ok {
+		return nil
+	}
+	sum, err := parseSRI(v)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "qualifiers: %v", err)
+	}
+	r, err := s.idx.cas.Get(ctx, dg, 0)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	h := sum.newHash()
+	if _, err := io.Copy(h, r); err != nil {
+		return fmt.Errorf("read blob_digest %s: %w", dg, err)
+	}
+	if got := h.Sum(nil); !bytes.Equal(got, sum.sum) {
+		return status.Errorf(codes.InvalidArgument, "qualifiers: %s %s does not match blob_digest %s, whose content is %s-%s",
+			qualifierChecksum, sum, dg, sum.algorithm, base64.StdEncoding.EncodeToString(got))
+	}
+	return nil
 }

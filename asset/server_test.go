@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
@@ -156,6 +157,38 @@ func TestPushThenFetch(t *testing.T) {
 	h.put(t, []byte("file in the tree"))
 	if dresp, _ := h.fetch.FetchDirectory(ctx, &rapb.FetchDirectoryRequest{Uris: []string{"urn:tree"}}); codes.Code(dresp.GetStatus().GetCode()) != codes.NotFound {
 		t.Errorf("a record found incomplete came back: %v", dresp)
+	}
+}
+
+// A blob pushed under a checksum.sri qualifier must match it: FetchBlob
+// serves a record found under that qualifier without reading the content,
+// so a wrong push would hand every later client other bytes under the
+// checksum it asked for. A matching push (sha256 or sha384) is served.
+func TestPushedChecksumMustMatch(t *testing.T) {
+	h := start(t, nil)
+	ctx := readsStatus(t)
+	good, evil := []byte("the real archive"), []byte("something else")
+	goodDigest, evilDigest := h.put(t, good), h.put(t, evil)
+	_, err := h.push.PushBlob(ctx, &rapb.PushBlobRequest{Uris: []string{"https://example.com/a.tgz"},
+		Qualifiers: q("checksum.sri", sri(good)), BlobDigest: evilDigest.Proto()})
+	wantCode(t, err, codes.InvalidArgument, "does not match blob_digest")
+	resp, err := h.fetch.FetchBlob(ctx, &rapb.FetchBlobRequest{Uris: []string{"https://example.com/a.tgz"},
+		Qualifiers: q("checksum.sri", sri(good))})
+	if err == nil && resp.GetBlobDigest().GetHash() == evilDigest.Hash() {
+		t.Fatal("the refused push is served")
+	}
+	_, err = h.push.PushBlob(ctx, &rapb.PushBlobRequest{Uris: []string{"urn:a"}, Qualifiers: q("checksum.sri", "sha256-notbase64!"), BlobDigest: goodDigest.Proto()})
+	wantCode(t, err, codes.InvalidArgument, "checksum.sri")
+
+	sum384 := sha512.Sum384(good)
+	for _, v := range []string{sri(good), "sha384-" + base64.StdEncoding.EncodeToString(sum384[:])} {
+		if _, err := h.push.PushBlob(ctx, &rapb.PushBlobRequest{Uris: []string{"urn:good"}, Qualifiers: q("checksum.sri", v), BlobDigest: goodDigest.Proto()}); err != nil {
+			t.Fatalf("push with %s: %v", v, err)
+		}
+		resp, err := h.fetch.FetchBlob(ctx, &rapb.FetchBlobRequest{Uris: []string{"urn:good"}, Qualifiers: q("checksum.sri", v)})
+		if err != nil || resp.Status.GetCode() != 0 || resp.BlobDigest.GetHash() != goodDigest.Hash() {
+			t.Fatalf("fetch with %s: %v, %v", v, resp, err)
+		}
 	}
 }
 
