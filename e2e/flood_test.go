@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"testing"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -28,6 +29,15 @@ func TestFloodsLeaveTheFarmItsOpenFiles(t *testing.T) {
 	prlimit, err := exec.LookPath("prlimit")
 	if err != nil {
 		t.Skip("prlimit (util-linux) is not installed")
+	}
+	// The test's own end of the connections needs files too.
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < 4096 {
+		had := lim.Cur
+		lim.Cur, lim.Max = 4096, max(lim.Max, 4096)
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			t.Skipf("this test opens 1,200 connections, and its open-file limit is %d: %v", had, err)
+		}
 	}
 	data := searchableTempDir(t) + "/data"
 	p, addr, err := tryStartExecutable(t, "up", upReady, prlimit, "--nofile=1024:1024", "--", paddockBin,
