@@ -94,7 +94,7 @@ func New(o Options) (*Cache, error) {
 	}
 	for d, meta := range layers {
 		c.layers[d] = &layerEntry{meta: meta}
-		c.bytes += meta.Size
+		c.bytes += meta.cost()
 	}
 	// Least recently used first, so that each Put leaves the newest in
 	// front.

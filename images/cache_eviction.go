@@ -27,7 +27,7 @@ func (c *Cache) evictLocked() []string {
 		for d, e := range c.layers {
 			if e.users == 0 && e.pins == 0 && e.meta != nil {
 				delete(c.layers, d)
-				c.bytes -= e.meta.Size
+				c.bytes -= e.meta.cost()
 				discard(c.store.layerDir(d))
 			}
 		}

@@ -75,14 +75,14 @@ func TestTagsRefreshAfterInterval(t *testing.T) {
 func TestEvictionOfUnusedImages(t *testing.T) {
 	r := newTestRegistry(t)
 	mk := func(tag string) string {
-		// ~1 MB of distinct content per image.
+		// ~1 MB of distinct content per image, in one entry.
 		return r.push(t, "e:"+tag, imageOf(t, "linux/amd64", v1.Config{},
 			layerOf(t, compression.GZip, file("data", strings.Repeat(tag, 1<<20/len(tag)), 0o644))))
 	}
 	a, b, cc := mk("aaaa"), mk("bbbb"), mk("cccc")
 	clk := clock.NewFake(time.Unix(1_800_000_000, 0))
 	reg := prometheus.NewRegistry()
-	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.MaxBytes = 2<<20 + 1000; o.Clock = clk; o.Metrics = reg })
+	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.MaxBytes = 2*(1<<20+entryCost) + 1000; o.Clock = clk; o.Metrics = reg })
 	get := func(tag string) *Rootfs {
 		t.Helper()
 		clk.Advance(time.Second)

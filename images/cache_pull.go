@@ -394,7 +394,7 @@ func (c *Cache) unpackLayer(ctx context.Context, l v1.Layer, diffID string, orig
 	}
 	if e.meta == nil {
 		e.meta = meta
-		c.bytes += meta.Size
+		c.bytes += meta.cost()
 		c.metrics.cachedBytes.Set(float64(c.bytes))
 	}
 	c.mu.Unlock()

@@ -92,6 +92,12 @@ const (
 	DefaultAccessTTL   = 5 * time.Minute
 )
 
+// DefaultMaxBytes is the runner's bound on its image cache unless its
+// config says otherwise: an action names any image, so without a bound
+// one whose layers inflate to terabytes (a few megabytes of compressed
+// zeros) would fill the worker's disk.
+const DefaultMaxBytes = 20 << 30
+
 // Credentials authenticate to one registry: a username and password, or
 // an identity (refresh) token.
 type Credentials struct {

@@ -25,9 +25,10 @@ const (
 // applied when the layers are flattened into an image's rootfs.
 type layerMeta struct {
 	DiffID string `json:"diffID"`
-	// Size is the total size of the layer's regular files, the unit of the
-	// cache's size budget.
+	// Size is the total size of the layer's regular files.
 	Size int64 `json:"size"`
+	// Entries counts the layer's tar entries, whatever their kind.
+	Entries int64 `json:"entries,omitempty"`
 	// Whiteouts are paths removed from the layers below.
 	Whiteouts []string `json:"whiteouts,omitempty"`
 	// Opaque are directories whose contents in the layers below are hidden.
@@ -43,6 +44,16 @@ type layerMeta struct {
 	// Skipped names device nodes and FIFOs, which are never created.
 	Skipped []string `json:"skipped,omitempty"`
 }
+
+// entryCost is what each tar entry counts toward the cache's size budget
+// beside its file's bytes: about a block, what an empty file or directory
+// takes on disk. Without it a layer of millions of empty files (a few
+// dozen compressed bytes each) counted as nothing, and could use up the
+// worker's inodes, and the runner's memory for its metadata.
+const entryCost = 4096
+
+// cost is what the layer counts toward the cache's size budget.
+func (m *layerMeta) cost() int64 { return m.Size + m.Entries*entryCost }
 
 // unpacker extracts one layer tarball into an empty directory, treating
 // every entry name and link target as hostile. It refuses, with an error
@@ -88,6 +99,9 @@ func (u *unpacker) unpack(r io.Reader, dst string) (*layerMeta, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read layer: %w", err)
 		}
+		if meta.Entries++; u.limit > 0 && meta.cost() > u.limit {
+			return nil, fmt.Errorf("entry %q: layer unpacks to more than the cache bound of %d bytes (%d entries count %d bytes each)", hdr.Name, u.limit, meta.Entries, entryCost)
+		}
 		if err := u.entry(t, tr, hdr, meta, &dirs); err != nil {
 			return nil, fmt.Errorf("entry %q: %w", hdr.Name, err)
 		}
@@ -124,7 +138,7 @@ func (u *unpacker) writeFile(pfd int, base, name string, tr io.Reader, hdr *tar.
 	}
 	f := os.NewFile(uintptr(fd), name)
 	var n int64
-	if u.limit > 0 && meta.Size+hdr.Size > u.limit {
+	if u.limit > 0 && meta.cost()+hdr.Size > u.limit {
 		err = fmt.Errorf("layer unpacks to more than the cache bound of %d bytes", u.limit)
 	} else {
 		n, err = io.Copy(f, tr)

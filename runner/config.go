@@ -142,7 +142,8 @@ type ImagesConfig struct {
 	// registry is asked again. 0 means 5m.
 	RefreshTags time.Duration
 	// MaxBytes bounds the unpacked cache; unused images are evicted past
-	// it. 0 means unbounded.
+	// it, and a layer larger than it is refused. 0 means unbounded;
+	// DefaultConfig sets images.DefaultMaxBytes.
 	MaxBytes int64
 	// Tenants holds registry credentials per tenant, by the tenant names
 	// of the farm's auth policy (the worker names each action's tenant).
@@ -199,7 +200,7 @@ func DefaultConfig() Config {
 		MaxSandboxes:    64,
 		IDBase:          1_000_000,
 		HostHiddenPaths: append([]string(nil), defaultHostHiddenPaths...),
-		Images:          ImagesConfig{RefreshTags: images.DefaultRefreshTags, AccessTTL: images.DefaultAccessTTL},
+		Images:          ImagesConfig{RefreshTags: images.DefaultRefreshTags, AccessTTL: images.DefaultAccessTTL, MaxBytes: images.DefaultMaxBytes},
 		Sandbox:         sandbox.DefaultOptions(),
 	}
 }
