@@ -1,9 +1,14 @@
 package images
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 )
+
+// ErrPlainHTTPRefused is the error of a plain-HTTP request to a registry
+// not configured as insecure.
+var ErrPlainHTTPRefused = errors.New("not a configured insecure registry")
 
 // httpGuard refuses plain-HTTP requests to registries not configured as
 // insecure. go-containerregistry itself falls back to HTTP for loopback and
@@ -19,7 +24,7 @@ func (g *httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 		if req.Body != nil {
 			req.Body.Close()
 		}
-		return nil, fmt.Errorf("plain HTTP to %s refused: not a configured insecure registry", req.URL.Host)
+		return nil, fmt.Errorf("plain HTTP to %s refused: %w", req.URL.Host, ErrPlainHTTPRefused)
 	}
 	return g.next.RoundTrip(req)
 }

@@ -188,13 +188,11 @@ func (s *Service) resolveRootfs(ctx context.Context, req *runnerpb.RunRequest, p
 	}
 	rf, err := s.images.RootfsFor(ctx, *plat.ImageRef, req.GetTenant())
 	if err != nil {
-		switch {
-		case ctx.Err() != nil:
-			return "", nil, release, status.Errorf(codes.Canceled, "pull %s: %v", plat.Image, err)
-		case errors.Is(err, images.ErrAccessDenied):
-			return "", nil, release, status.Errorf(codes.PermissionDenied, "image %s: %v", plat.Image, err)
+		if ctx.Err() != nil {
+			return "", nil, release, status.Errorf(codes.Canceled, "pull %s: %v", plat.Image, ctx.Err())
 		}
-		return "", nil, release, status.Errorf(codes.FailedPrecondition, "image %s: %v", plat.Image, err)
+		s.logger.Warn("image pull failed", "action", req.GetActionId(), "image", plat.Image, "error", err)
+		return "", nil, release, pullFailure(plat.Image, err)
 	}
 	if err := rf.MkdirMountPoint(irp); err != nil {
 		rf.Release()

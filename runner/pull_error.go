@@ -1,0 +1,61 @@
+package runner
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/images"
+)
+
+// pullFailure is the status an action's client gets for a failed pull of
+// image: what went wrong, in words of our own, while the full error goes
+// to the runner's log. The registry is whatever host the action named,
+// perhaps one inside the farm's network that only the worker can reach,
+// and a registry's token realm may be any URL it likes. Passed on as it
+// was, the error carried the body of whatever answered there ("unexpected
+// status code 418: ...") and the network's detail (refused, timed out),
+// which made the runner a probe into that network for any client.
+func pullFailure(image string, err error) error {
+	code := codes.FailedPrecondition
+	if errors.Is(err, images.ErrAccessDenied) {
+		code = codes.PermissionDenied
+	}
+	return status.Errorf(code, "image %s: %s", image, pullErrorMessage(err))
+}
+
+func pullErrorMessage(err error) string {
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		msg := fmt.Sprintf("the registry answered %d %s", terr.StatusCode, http.StatusText(terr.StatusCode))
+		var codes []string
+		for _, d := range terr.Errors {
+			codes = append(codes, string(d.Code))
+		}
+		if len(codes) > 0 {
+			msg += " (" + strings.Join(codes, ", ") + ")"
+		}
+		return msg
+	}
+	if errors.Is(err, images.ErrPlainHTTPRefused) {
+		return "the registry could not be reached over HTTPS, and is not one of images.insecure (plain HTTP)"
+	}
+	var uerr *url.Error
+	var oerr *net.OpError
+	if errors.As(err, &uerr) || errors.As(err, &oerr) {
+		return "the registry could not be reached"
+	}
+	if errors.Is(err, images.ErrAccessDenied) {
+		return "the registry did not let this tenant read it"
+	}
+	// The images package's own errors: a platform the image lacks, a layer
+	// over the cache's bound, content that does not match its digest.
+	return err.Error()
+}

@@ -1,0 +1,73 @@
+package runner
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/paddock-build/paddock/api/runnerpb"
+)
+
+// An action names the registry its image comes from, and a registry names
+// the URL its tokens come from: either may be a service inside the farm's
+// network that only the worker reaches. What answered there, its body and
+// whether the port was open, stays in the runner's log; the client hears
+// the status code and the registry's error codes at most.
+func TestPullFailuresDoNotReflectWhatAnswered(t *testing.T) {
+	requireRoot(t)
+	const secret = "SECRET-INTERNAL-DATA"
+	internal := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusTeapot)
+		fmt.Fprintf(w, "%s at %s", secret, r.URL.Path)
+	}))
+	defer internal.Close()
+	// A registry whose token realm is the internal service.
+	realm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/admin/keys",service="registry"`, internal.URL))
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer realm.Close()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := lis.Addr().String()
+	lis.Close()
+	hostOf := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+	base := searchableTempDir(t)
+	e := newTestEnvIn(t, base, func(c *Config) {
+		c.Images.Dir = filepath.Join(base, "images")
+		c.Images.Insecure = []string{hostOf(internal), hostOf(realm), closed}
+	})
+	for name, tc := range map[string]struct{ host, want string }{
+		"an internal service": {hostOf(internal), "the registry answered 418"},
+		// go-containerregistry refuses a realm at a private address itself.
+		"a token realm inside":       {hostOf(realm), "www-authenticate"},
+		"a closed port":              {closed, "the registry could not be reached"},
+		"plain HTTP, not configured": {"127.0.0.1:9", "not one of images.insecure"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ref := "docker://" + tc.host + "/x:1"
+			a := e.newAction(t)
+			req := a.request("/bin/true")
+			req.Platform = []*runnerpb.Property{{Name: "container-image", Value: ref}}
+			resp := e.run(t, req)
+			msg := resp.StatusMessage
+			if codes.Code(resp.StatusCode) != codes.FailedPrecondition || !strings.Contains(msg, ref) || !strings.Contains(msg, tc.want) {
+				t.Fatalf("got %v %q; want FAILED_PRECONDITION naming %s and saying %q", codes.Code(resp.StatusCode), msg, ref, tc.want)
+			}
+			for _, leak := range []string{secret, "/admin/keys", "refused", "dial", "timeout"} {
+				if strings.Contains(msg, leak) {
+					t.Errorf("the message %q tells of %q", msg, leak)
+				}
+			}
+		})
+	}
+}
