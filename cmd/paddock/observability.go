@@ -20,6 +20,8 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+
+	"github.com/paddock-build/paddock/internal/grpclimit"
 )
 
 // httpListenUsage is the help of --http-listen, shared by the roles.
@@ -54,12 +56,14 @@ func newObservability(logger *slog.Logger) *observability {
 	return o
 }
 
-// newGRPCServer returns a gRPC server with opts and the per-RPC metrics
-// interceptors. Call finish once its services are registered.
+// newGRPCServer returns a gRPC server with opts, the per-RPC metrics
+// interceptors and a bound on the calls it runs at once (grpclimit). Call
+// finish once its services are registered.
 func (o *observability) newGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 	opts = append(opts,
 		grpc.ChainUnaryInterceptor(o.rpc.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(o.rpc.StreamServerInterceptor()))
+	opts = append(opts, grpclimit.New(0).ServerOptions()...)
 	return grpc.NewServer(opts...)
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/configs"
+	"github.com/paddock-build/paddock/internal/grpclimit"
 	"github.com/paddock-build/paddock/scheduler"
 	"github.com/paddock-build/paddock/storage"
 )
@@ -197,7 +198,7 @@ func serveInternal(ctx context.Context, s *scheduler.Scheduler, addr string, sec
 	if err != nil {
 		return err
 	}
-	g := grpc.NewServer(opts...)
+	g := grpc.NewServer(append(opts, grpclimit.New(0).ServerOptions()...)...)
 	s.RegisterInternal(g)
 	lis, err := listenTCP(addr)
 	if err != nil {

@@ -1,0 +1,78 @@
+package grpclimit
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/internal/grpctest"
+)
+
+// watch opens a Health Watch stream, which stays open, and returns the
+// code of its first answer.
+func watch(ctx context.Context, c healthpb.HealthClient) codes.Code {
+	s, err := c.Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err == nil {
+		_, err = s.Recv()
+	}
+	return status.Code(err)
+}
+
+// Calls past the bound are refused with RESOURCE_EXHAUSTED, on any
+// connection, and a call that ends gives its place to the next; unary
+// calls count while they run and not after.
+func TestCallsPastTheBoundAreRefused(t *testing.T) {
+	l := New(3)
+	addr := grpctest.Listen(t, func(g *grpc.Server) { healthpb.RegisterHealthServer(g, health.NewServer()) }, l.ServerOptions()...)
+	c1 := healthpb.NewHealthClient(grpctest.Dial(t, addr))
+	c2 := healthpb.NewHealthClient(grpctest.Dial(t, addr))
+	if _, err := c1.Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	var cancels []context.CancelFunc
+	for i := range 3 {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		cancels = append(cancels, cancel)
+		if code := watch(ctx, []healthpb.HealthClient{c1, c2}[i%2]); code != codes.OK {
+			t.Fatalf("watch %d: %v", i, code)
+		}
+	}
+	if code := watch(t.Context(), c2); code != codes.ResourceExhausted {
+		t.Fatalf("a fourth call: %v, want RESOURCE_EXHAUSTED", code)
+	}
+	if _, err := c1.Check(t.Context(), &healthpb.HealthCheckRequest{}); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a unary call at the bound: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	cancels[0]()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := c2.Check(t.Context(), &healthpb.HealthCheckRequest{})
+		if err == nil {
+			break
+		}
+		if status.Code(err) != codes.ResourceExhausted || time.Now().After(deadline) {
+			t.Fatalf("after a call ended: %v", err)
+		}
+	}
+	cancels[1]()
+	cancels[2]()
+	for l.Active() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls still counted after all ended", l.Active())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestDefaultMaxFollowsMemory(t *testing.T) {
+	if got := New(0).max; got < 4096 || got != int64(DefaultMax()) {
+		t.Fatalf("New(0) bound %d, DefaultMax %d", got, DefaultMax())
+	}
+}
