@@ -52,9 +52,16 @@ func DefaultMax() int {
 	return int(max(4096, min(total/8/bytesPerCall, 1<<24)))
 }
 
-// ServerOptions returns the options that make a server keep the bound.
+// maxHeaderBytes bounds a call's headers (grpc-go's default is 16 MiB). A
+// connection decodes one header block at a time, so this times the
+// connections bounds what headers can hold; Bazel sends a few KiB (its
+// RequestMetadata and a credential).
+const maxHeaderBytes = 1 << 20
+
+// ServerOptions returns the options that make a server keep the bound,
+// and bound each call's headers.
 func (l *Limiter) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.InTapHandle(l.tap), grpc.StatsHandler(l)}
+	return []grpc.ServerOption{grpc.InTapHandle(l.tap), grpc.StatsHandler(l), grpc.MaxHeaderListSize(maxHeaderBytes)}
 }
 
 // Active reports the calls in progress.

@@ -2,6 +2,7 @@ package grpclimit
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/internal/grpctest"
@@ -68,6 +70,20 @@ func TestCallsPastTheBoundAreRefused(t *testing.T) {
 			t.Fatalf("%d calls still counted after all ended", l.Active())
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// Headers past maxHeaderBytes are refused, and the server goes on.
+func TestLargeHeadersAreRefused(t *testing.T) {
+	addr := grpctest.Listen(t, func(g *grpc.Server) { healthpb.RegisterHealthServer(g, health.NewServer()) }, New(10).ServerOptions()...)
+	c := healthpb.NewHealthClient(grpctest.Dial(t, addr))
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "padding", strings.Repeat("x", 2<<20))
+	if _, err := c.Check(ctx, &healthpb.HealthCheckRequest{}); err == nil {
+		t.Fatal("a call with 2 MiB of headers was served")
+	}
+	ctx = metadata.AppendToOutgoingContext(t.Context(), "padding", strings.Repeat("x", 64<<10))
+	if _, err := c.Check(ctx, &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("a call with 64 KiB of headers: %v", err)
 	}
 }
 
