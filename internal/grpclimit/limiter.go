@@ -10,6 +10,9 @@ package grpclimit
 
 import (
 	"context"
+	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
 
 	"golang.org/x/sys/unix"
@@ -39,17 +42,36 @@ func New(max int) *Limiter {
 // above the 12 KiB measured for an idle stream.
 const bytesPerCall = 16 << 10
 
-// DefaultMax lets calls take an eighth of the machine's memory, and is at
-// least 4,096. Open Execute streams are calls too: a farm with 100,000
-// actions in flight needs that many, and has the memory for them (about
-// 1.2 GB).
+// DefaultMax lets calls take an eighth of the memory, and is at least
+// 4,096. Open Execute streams are calls too: a farm with 100,000 actions
+// in flight needs that many, and has the memory for them (about 1.2 GB).
 func DefaultMax() int {
-	var si unix.Sysinfo_t
-	if err := unix.Sysinfo(&si); err != nil {
+	total := memoryBytes()
+	if total == 0 {
 		return 65536
 	}
-	total := uint64(si.Totalram) * uint64(si.Unit)
 	return int(max(4096, min(total/8/bytesPerCall, 1<<24)))
+}
+
+// memoryBytes is the machine's memory, or the limit of the cgroup the
+// process sees as its root if lower: a container's, in Kubernetes. 0 when
+// neither can be read.
+func memoryBytes() uint64 {
+	var total uint64
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) == nil {
+		total = uint64(si.Totalram) * uint64(si.Unit)
+	}
+	for _, p := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && v > 0 && (total == 0 || v < total) {
+			total = v
+		}
+	}
+	return total
 }
 
 // maxHeaderBytes bounds a call's headers (grpc-go's default is 16 MiB). A
@@ -67,11 +89,15 @@ func (l *Limiter) ServerOptions() []grpc.ServerOption {
 // Active reports the calls in progress.
 func (l *Limiter) Active() int64 { return l.active.Load() }
 
+// healthCheck is never refused: it is quick, and orchestrators that probe
+// it would otherwise restart a server that is only busy.
+const healthCheck = "/grpc.health.v1.Health/Check"
+
 // tap runs for each new stream, before the server starts a goroutine or
 // reads a message for it. The count may overshoot by the streams tapped
 // at the same moment, which is no matter for a bound of thousands.
-func (l *Limiter) tap(ctx context.Context, _ *tap.Info) (context.Context, error) {
-	if l.active.Load() >= l.max {
+func (l *Limiter) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if l.active.Load() >= l.max && info.FullMethodName != healthCheck {
 		return nil, status.Errorf(codes.ResourceExhausted, "this server is running %d calls, as many as it runs at once; retry later", l.max)
 	}
 	return ctx, nil

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
@@ -27,15 +28,20 @@ func watch(ctx context.Context, c healthpb.HealthClient) codes.Code {
 }
 
 // Calls past the bound are refused with RESOURCE_EXHAUSTED, on any
-// connection, and a call that ends gives its place to the next; unary
-// calls count while they run and not after.
+// connection, before the server looks for their method; a call that ends
+// gives its place to the next; unary calls count while they run and not
+// after; and a health check is always answered.
 func TestCallsPastTheBoundAreRefused(t *testing.T) {
 	l := New(3)
 	addr := grpctest.Listen(t, func(g *grpc.Server) { healthpb.RegisterHealthServer(g, health.NewServer()) }, l.ServerOptions()...)
-	c1 := healthpb.NewHealthClient(grpctest.Dial(t, addr))
+	conn := grpctest.Dial(t, addr)
+	c1 := healthpb.NewHealthClient(conn)
 	c2 := healthpb.NewHealthClient(grpctest.Dial(t, addr))
-	if _, err := c1.Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
-		t.Fatal(err)
+	unknown := func() codes.Code {
+		return status.Code(conn.Invoke(t.Context(), "/paddock.test.Nothing/Call", &healthpb.HealthCheckRequest{}, &healthpb.HealthCheckResponse{}))
+	}
+	if code := unknown(); code != codes.Unimplemented {
+		t.Fatalf("an unknown method below the bound: %v", code)
 	}
 	var cancels []context.CancelFunc
 	for i := range 3 {
@@ -49,18 +55,21 @@ func TestCallsPastTheBoundAreRefused(t *testing.T) {
 	if code := watch(t.Context(), c2); code != codes.ResourceExhausted {
 		t.Fatalf("a fourth call: %v, want RESOURCE_EXHAUSTED", code)
 	}
-	if _, err := c1.Check(t.Context(), &healthpb.HealthCheckRequest{}); status.Code(err) != codes.ResourceExhausted {
-		t.Fatalf("a unary call at the bound: %v, want RESOURCE_EXHAUSTED", err)
+	if code := unknown(); code != codes.ResourceExhausted {
+		t.Fatalf("a unary call at the bound: %v, want RESOURCE_EXHAUSTED", code)
+	}
+	if _, err := c1.Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("a health check at the bound: %v", err)
 	}
 	cancels[0]()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		_, err := c2.Check(t.Context(), &healthpb.HealthCheckRequest{})
-		if err == nil {
+		code := unknown()
+		if code == codes.Unimplemented {
 			break
 		}
-		if status.Code(err) != codes.ResourceExhausted || time.Now().After(deadline) {
-			t.Fatalf("after a call ended: %v", err)
+		if code != codes.ResourceExhausted || time.Now().After(deadline) {
+			t.Fatalf("after a call ended: %v", code)
 		}
 	}
 	cancels[1]()
@@ -90,5 +99,12 @@ func TestLargeHeadersAreRefused(t *testing.T) {
 func TestDefaultMaxFollowsMemory(t *testing.T) {
 	if got := New(0).max; got < 4096 || got != int64(DefaultMax()) {
 		t.Fatalf("New(0) bound %d, DefaultMax %d", got, DefaultMax())
+	}
+	var si unix.Sysinfo_t
+	if err := unix.Sysinfo(&si); err != nil {
+		t.Fatal(err)
+	}
+	if m := memoryBytes(); m == 0 || m > uint64(si.Totalram)*uint64(si.Unit) {
+		t.Fatalf("memoryBytes %d, the machine has %d", m, uint64(si.Totalram)*uint64(si.Unit))
 	}
 }
