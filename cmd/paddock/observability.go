@@ -125,7 +125,10 @@ func (o *observability) startHTTP(ctx context.Context, addr string, tlsCfg *tls.
 		Protocols:         &protocols,
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(o.logger.Handler(), slog.LevelWarn),
+		// Idle keep-alive connections are closed: the listener accepts a
+		// bounded number (listenTCP), which idle ones would otherwise keep.
+		IdleTimeout: 2 * time.Minute,
+		ErrorLog:    slog.NewLogLogger(o.logger.Handler(), slog.LevelWarn),
 	}
 	go func() {
 		serve := srv.Serve
