@@ -166,7 +166,9 @@ func breakThenResume(ts *testServer, name string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	for range 100 {
+	// Poll with a deadline, not a count: on a loaded machine the server
+	// may take a while to see the broken stream and let go of the upload.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		var offset int64
 		if st, err := ts.bs.QueryWriteStatus(context.Background(), &bytestream.QueryWriteStatusRequest{ResourceName: name}); err == nil {
 			offset = st.CommittedSize
