@@ -3,7 +3,6 @@ package runner
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -47,9 +46,9 @@ func pullErrorMessage(err error) string {
 	if errors.Is(err, images.ErrPlainHTTPRefused) {
 		return "the registry could not be reached over HTTPS, and is not one of images.insecure (plain HTTP)"
 	}
+	// An HTTP client wraps every error of the connection in a url.Error.
 	var uerr *url.Error
-	var oerr *net.OpError
-	if errors.As(err, &uerr) || errors.As(err, &oerr) {
+	if errors.As(err, &uerr) {
 		return "the registry could not be reached"
 	}
 	if errors.Is(err, images.ErrAccessDenied) {
