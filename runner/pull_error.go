@@ -34,12 +34,12 @@ func pullErrorMessage(err error) string {
 	var terr *transport.Error
 	if errors.As(err, &terr) {
 		msg := fmt.Sprintf("the registry answered %d %s", terr.StatusCode, http.StatusText(terr.StatusCode))
-		var codes []string
+		var errCodes []string
 		for _, d := range terr.Errors {
-			codes = append(codes, string(d.Code))
+			errCodes = append(errCodes, string(d.Code))
 		}
-		if len(codes) > 0 {
-			msg += " (" + strings.Join(codes, ", ") + ")"
+		if len(errCodes) > 0 {
+			msg += " (" + strings.Join(errCodes, ", ") + ")"
 		}
 		return msg
 	}
