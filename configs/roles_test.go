@@ -68,6 +68,7 @@ func TestExampleFilesLoad(t *testing.T) {
 	wantRun.DefaultEnvironment = map[string]string{}
 	wantRun.AcceptedProperties = []string{}
 	wantRun.Images.Insecure = []string{}
+	wantRun.Images.AllowedRegistries = []string{}
 	wantRun.Images.Tenants = map[string]RunnerTenantImages{}
 	wantRun.Sandbox.RuntimeArgs = []string{}
 	if !reflect.DeepEqual(run, wantRun) {

@@ -40,12 +40,14 @@ type Runner struct {
 
 // RunnerImages is the file form of runner.ImagesConfig.
 type RunnerImages struct {
-	Dir          string        `yaml:"dir"`
-	Platform     string        `yaml:"platform"`
-	Insecure     []string      `yaml:"insecure"`
-	DockerConfig string        `yaml:"docker_config"`
-	RefreshTags  time.Duration `yaml:"refresh_tags"`
-	MaxBytes     ByteSize      `yaml:"max_bytes"`
+	Dir      string   `yaml:"dir"`
+	Platform string   `yaml:"platform"`
+	Insecure []string `yaml:"insecure"`
+	// AllowedRegistries is runner.ImagesConfig.AllowedRegistries.
+	AllowedRegistries []string      `yaml:"allowed_registries"`
+	DockerConfig      string        `yaml:"docker_config"`
+	RefreshTags       time.Duration `yaml:"refresh_tags"`
+	MaxBytes          ByteSize      `yaml:"max_bytes"`
 	// Tenants holds each tenant's registry credentials (a file path,
 	// never the secret itself).
 	Tenants   map[string]RunnerTenantImages `yaml:"tenants"`
@@ -86,7 +88,8 @@ func (r Runner) Config() runner.Config {
 		DefaultCPULimit: r.DefaultCPULimit, MaxSandboxes: r.MaxSandboxes, IDBase: r.IDBase, HostHiddenPaths: r.HostHiddenPaths,
 		Images: runner.ImagesConfig{
 			Dir: r.Images.Dir, Platform: r.Images.Platform, Insecure: r.Images.Insecure, DockerConfig: r.Images.DockerConfig,
-			RefreshTags: r.Images.RefreshTags, MaxBytes: int64(r.Images.MaxBytes),
+			AllowedRegistries: r.Images.AllowedRegistries,
+			RefreshTags:       r.Images.RefreshTags, MaxBytes: int64(r.Images.MaxBytes),
 			Tenants:   convertMap(r.Images.Tenants, func(t RunnerTenantImages) runner.TenantImagesConfig { return runner.TenantImagesConfig(t) }),
 			AccessTTL: r.Images.AccessTTL,
 		},
@@ -106,7 +109,8 @@ func runnerFile(c runner.Config) Runner {
 		DefaultCPULimit: c.DefaultCPULimit, MaxSandboxes: c.MaxSandboxes, IDBase: c.IDBase, HostHiddenPaths: c.HostHiddenPaths,
 		Images: RunnerImages{
 			Dir: c.Images.Dir, Platform: c.Images.Platform, Insecure: c.Images.Insecure, DockerConfig: c.Images.DockerConfig,
-			RefreshTags: c.Images.RefreshTags, MaxBytes: ByteSize(c.Images.MaxBytes),
+			AllowedRegistries: c.Images.AllowedRegistries,
+			RefreshTags:       c.Images.RefreshTags, MaxBytes: ByteSize(c.Images.MaxBytes),
 			Tenants:   convertMap(c.Images.Tenants, func(t runner.TenantImagesConfig) RunnerTenantImages { return RunnerTenantImages(t) }),
 			AccessTTL: c.Images.AccessTTL,
 		},

@@ -31,6 +31,7 @@ type Cache struct {
 	store    *store
 	puller   *puller
 	access   *accessGuard
+	allowed  registryList
 	unpacker *unpacker
 	flights  singleflight.Group
 	// metaMu serializes rewrites of image.json and layer.json (origins).
@@ -71,6 +72,10 @@ func New(o Options) (*Cache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("images: %w", err)
 	}
+	allowed, err := newRegistryList(o.AllowedRegistries)
+	if err != nil {
+		return nil, err
+	}
 	s, err := openStore(o.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("images: %w", err)
@@ -87,6 +92,7 @@ func New(o Options) (*Cache, error) {
 		store:    s,
 		puller:   p,
 		access:   access,
+		allowed:  allowed,
 		unpacker: &unpacker{keepSetuid: o.KeepSetuid, limit: o.MaxBytes, logger: o.Logger},
 		images:   lru.New[string, *imageEntry](),
 		layers:   map[string]*layerEntry{},
@@ -160,9 +166,13 @@ func (c *Cache) Rootfs(ctx context.Context, ref Reference) (*Rootfs, error) {
 // digest reference, or a tag resolved less than RefreshTags ago, costs no
 // I/O, unless tenants are configured (Options.Tenants): then the tenant's
 // access to the image is checked at the registry, at most once per
-// AccessTTL, and a refusal wraps ErrAccessDenied. The caller must Release
-// the result.
+// AccessTTL, and a refusal wraps ErrAccessDenied. A registry that
+// Options.AllowedRegistries leaves out is refused first, cached or not,
+// with ErrRegistryNotAllowed. The caller must Release the result.
 func (c *Cache) RootfsFor(ctx context.Context, ref Reference, tenant string) (*Rootfs, error) {
+	if !c.allowed.allows(ref.Registry) {
+		return nil, fmt.Errorf("%s: registry %s: %w", ref, ref.Registry, ErrRegistryNotAllowed)
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()

@@ -54,6 +54,13 @@ type Options struct {
 	// Insecure lists registry hosts that may be reached over plain HTTP.
 	// Every other registry is HTTPS only, loopback included.
 	Insecure []string
+	// AllowedRegistries, if not empty, are the only registries images are
+	// pulled from: "host" (any port), "host:port", or "*.domain" (every
+	// host below domain, not domain itself). A reference to another
+	// registry fails with ErrRegistryNotAllowed before anything is sent,
+	// even for an image already cached. Empty means any registry an
+	// action names.
+	AllowedRegistries []string
 	// RefreshTags is how long a tag's resolution to a digest is trusted
 	// before the registry is asked again. Zero means 5 minutes. Digest
 	// references are never re-resolved.
@@ -74,8 +81,10 @@ type Options struct {
 	// PullTimeout bounds one pull (all layers). Zero means 30 minutes.
 	PullTimeout time.Duration
 	// Transport is the base HTTP transport; nil means one with dial,
-	// TLS and response-header timeouts. Plain-HTTP requests to hosts not
-	// in Insecure are refused whatever the transport.
+	// TLS and response-header timeouts that never connects to a
+	// link-local, multicast, unspecified or cloud metadata address
+	// (ErrAddressRefused). Plain-HTTP requests to hosts not in Insecure
+	// are refused whatever the transport.
 	Transport http.RoundTripper
 	// Logger receives pull progress; nil discards it.
 	Logger *slog.Logger
@@ -148,7 +157,7 @@ func (o Options) withDefaults() (Options, v1.Platform, error) {
 	if o.Transport == nil {
 		o.Transport = &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: guardDial}).DialContext,
 			ForceAttemptHTTP2:     true,
 			MaxIdleConnsPerHost:   16,
 			IdleConnTimeout:       90 * time.Second,

@@ -135,6 +135,11 @@ type ImagesConfig struct {
 	Platform string
 	// Insecure lists registry hosts that may be reached over plain HTTP.
 	Insecure []string
+	// AllowedRegistries, if not empty, are the only registries actions'
+	// images come from ("host", "host:port", "*.domain"); an action naming
+	// another fails with PERMISSION_DENIED before the runner sends
+	// anything. Empty means any registry. See images.Options.
+	AllowedRegistries []string
 	// DockerConfig is a Docker config.json whose "auths" supply
 	// registry credentials. Empty means none.
 	DockerConfig string
@@ -164,6 +169,17 @@ type TenantImagesConfig struct {
 	// credentials ("auths"). Only the runner reads it, again whenever it
 	// changes; keep it readable by the runner's user alone (mode 0600).
 	DockerConfig string
+}
+
+// CacheOptions are the image cache's options from c: everything but the
+// logger and the metrics registry, which the caller adds.
+func (c Config) CacheOptions() images.Options {
+	i := c.Images
+	return images.Options{
+		Dir: c.ImagesDir(), Platform: i.Platform, Insecure: i.Insecure, AllowedRegistries: i.AllowedRegistries,
+		DockerConfig: i.DockerConfig, RefreshTags: i.RefreshTags, MaxBytes: i.MaxBytes,
+		Tenants: i.TenantCredentials(), AccessTTL: i.AccessTTL,
+	}
 }
 
 // TenantCredentials is Tenants in the image cache's terms.

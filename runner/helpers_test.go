@@ -106,8 +106,7 @@ func newTestEnvIn(t testing.TB, base string, mod func(*Config)) *testEnv {
 	t.Cleanup(func() { l.Close() })
 	var cache *images.Cache
 	if cfg.Images.Dir != "" {
-		cache, err = images.New(images.Options{Dir: cfg.Images.Dir, Insecure: cfg.Images.Insecure,
-			Tenants: cfg.Images.TenantCredentials(), AccessTTL: cfg.Images.AccessTTL})
+		cache, err = images.New(cfg.CacheOptions())
 		if err != nil {
 			t.Fatal(err)
 		}

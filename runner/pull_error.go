@@ -24,7 +24,7 @@ import (
 // which made the runner a probe into that network for any client.
 func pullFailure(image string, err error) error {
 	code := codes.FailedPrecondition
-	if errors.Is(err, images.ErrAccessDenied) {
+	if errors.Is(err, images.ErrAccessDenied) || errors.Is(err, images.ErrRegistryNotAllowed) {
 		code = codes.PermissionDenied
 	}
 	return status.Errorf(code, "image %s: %s", image, pullErrorMessage(err))
@@ -42,6 +42,12 @@ func pullErrorMessage(err error) string {
 			msg += " (" + strings.Join(errCodes, ", ") + ")"
 		}
 		return msg
+	}
+	if errors.Is(err, images.ErrRegistryNotAllowed) {
+		return "the registry is " + images.ErrRegistryNotAllowed.Error()
+	}
+	if errors.Is(err, images.ErrAddressRefused) {
+		return "the registry, or where it redirected, is at " + images.ErrAddressRefused.Error()
 	}
 	if errors.Is(err, images.ErrPlainHTTPRefused) {
 		return "the registry could not be reached over HTTPS, and is not one of images.insecure (plain HTTP)"

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -40,11 +41,14 @@ func TestPullFailuresDoNotReflectWhatAnswered(t *testing.T) {
 	closed := lis.Addr().String()
 	lis.Close()
 	hostOf := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+	// 0.0.0.0 is refused as link-local and metadata addresses are; Linux
+	// would connect it to this machine, here to the internal service.
+	refused := "0.0.0.0:" + internal.URL[strings.LastIndexByte(internal.URL, ':')+1:]
 
 	base := searchableTempDir(t)
 	e := newTestEnvIn(t, base, func(c *Config) {
 		c.Images.Dir = filepath.Join(base, "images")
-		c.Images.Insecure = []string{hostOf(internal), hostOf(realm), closed}
+		c.Images.Insecure = []string{hostOf(internal), hostOf(realm), closed, refused}
 	})
 	for name, tc := range map[string]struct{ host, want string }{
 		"an internal service": {hostOf(internal), "the registry answered 418"},
@@ -52,6 +56,7 @@ func TestPullFailuresDoNotReflectWhatAnswered(t *testing.T) {
 		"a token realm inside":       {hostOf(realm), "www-authenticate"},
 		"a closed port":              {closed, "the registry could not be reached"},
 		"plain HTTP, not configured": {"127.0.0.1:9", "not one of images.insecure"},
+		"a refused address":          {refused, "an address the runner never connects to"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			ref := "docker://" + tc.host + "/x:1"
@@ -69,5 +74,36 @@ func TestPullFailuresDoNotReflectWhatAnswered(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// With images.allowed_registries set, an action naming another registry
+// fails with PERMISSION_DENIED, and the runner sends that registry nothing.
+func TestPullsOnlyFromAllowedRegistries(t *testing.T) {
+	requireRoot(t)
+	var requests atomic.Int32
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.WriteHeader(http.StatusNotFound)
+	}))
+	defer other.Close()
+	host := strings.TrimPrefix(other.URL, "http://")
+	base := searchableTempDir(t)
+	e := newTestEnvIn(t, base, func(c *Config) {
+		c.Images.Dir = filepath.Join(base, "images")
+		c.Images.Insecure = []string{host}
+		c.Images.AllowedRegistries = []string{"registry.example", "*.registry.example"}
+	})
+	ref := "docker://" + host + "/x:1"
+	a := e.newAction(t)
+	req := a.request("/bin/true")
+	req.Platform = []*runnerpb.Property{{Name: "container-image", Value: ref}}
+	resp := e.run(t, req)
+	if codes.Code(resp.StatusCode) != codes.PermissionDenied || !strings.Contains(resp.StatusMessage, ref) ||
+		!strings.Contains(resp.StatusMessage, "images.allowed_registries") {
+		t.Fatalf("got %v %q; want PERMISSION_DENIED naming %s and images.allowed_registries", codes.Code(resp.StatusCode), resp.StatusMessage, ref)
+	}
+	if n := requests.Load(); n != 0 {
+		t.Fatalf("the registry not on the list got %d requests", n)
 	}
 }

@@ -63,12 +63,9 @@ func runRunner(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
 		return err
 	}
-	cache, err := images.New(images.Options{
-		Dir: cfg.ImagesDir(), Platform: cfg.Images.Platform, Insecure: cfg.Images.Insecure,
-		DockerConfig: cfg.Images.DockerConfig, RefreshTags: cfg.Images.RefreshTags,
-		MaxBytes: int64(cfg.Images.MaxBytes), Logger: logger, Metrics: obs.reg,
-		Tenants: cfg.Images.TenantCredentials(), AccessTTL: cfg.Images.AccessTTL,
-	})
+	imageOpts := cfg.CacheOptions()
+	imageOpts.Logger, imageOpts.Metrics = logger, obs.reg
+	cache, err := images.New(imageOpts)
 	if err != nil {
 		return fmt.Errorf("image cache: %w", err)
 	}
