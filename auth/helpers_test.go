@@ -82,6 +82,13 @@ func startSecureFarm(t *testing.T) *secureFarm {
 // the scheduler given that policy's tenant limits.
 func startSecureFarmWith(t *testing.T, policyText string) *secureFarm {
 	t.Helper()
+	return startSecureFarmOpts(t, policyText, farmtest.Options{})
+}
+
+// startSecureFarmOpts is startSecureFarmWith with farm options of the
+// test's own; the policy's parts and the TLS ones are added to them.
+func startSecureFarmOpts(t *testing.T, policyText string, fo farmtest.Options) *secureFarm {
+	t.Helper()
 	ca := testpki.NewCA(t, "farm-ca")
 	server := ca.Server("server")
 	sf := &secureFarm{ca: ca,
@@ -94,8 +101,8 @@ func startSecureFarmWith(t *testing.T, policyText string) *secureFarm {
 		t.Fatal(err)
 	}
 	opts := append(auth.NewInterceptors(policy, nil).ServerOptions(), grpc.Creds(credentials.NewTLS(stls)))
-	sf.Farm = farmtest.Start(t, farmtest.Options{ServerOptions: opts, Dial: sf.dialOpts(t, "", &sf.wcert), PartitionOf: policy.PartitionOf,
-		TenantLimits: policy.TenantLimits()})
+	fo.ServerOptions, fo.Dial, fo.PartitionOf, fo.TenantLimits = opts, sf.dialOpts(t, "", &sf.wcert), policy.PartitionOf, policy.TenantLimits()
+	sf.Farm = farmtest.Start(t, fo)
 	return sf
 }
 

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
 )
 
@@ -33,13 +34,15 @@ type byteStreamServer struct {
 
 	mu      sync.Mutex
 	uploads map[string]*upload
-	open    int // reads and uploads holding a slot (stream_slots.go)
+	open    int            // reads and uploads holding a slot (stream_slots.go)
+	openBy  map[string]int // the same, by tenant; only named tenants
 }
 
 // upload is one blob being written through Put. Only the stream holding
 // busy may write to it.
 type upload struct {
 	name   string
+	tenant string // whose slot it holds
 	d      digest.Digest
 	busy   sync.Mutex
 	pw     *io.PipeWriter
@@ -58,7 +61,7 @@ type upload struct {
 }
 
 func newByteStreamServer(opts *ServerOptions) *byteStreamServer {
-	return &byteStreamServer{opts: opts, uploads: map[string]*upload{}}
+	return &byteStreamServer{opts: opts, uploads: map[string]*upload{}, openBy: map[string]int{}}
 }
 
 var errUploadAborted = errors.New("upload aborted")
@@ -161,10 +164,11 @@ func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.B
 	case rn.Compressor != repb.Compressor_IDENTITY && req.ReadLimit != 0:
 		return status.Errorf(codes.InvalidArgument, "read_limit must be 0 when reading compressed-blobs/, got %d", req.ReadLimit)
 	}
-	if err := s.takeSlot(); err != nil {
+	tenant := auth.TenantOf(stream.Context())
+	if err := s.takeSlot(tenant); err != nil {
 		return err
 	}
-	defer s.releaseSlot()
+	defer s.releaseSlot(tenant)
 	r, err := s.opts.CAS.Get(WithInstance(stream.Context(), rn.InstanceName), d, req.ReadOffset)
 	if err != nil {
 		return err
@@ -229,7 +233,7 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 	if compressed && req.WriteOffset != 0 {
 		return status.Errorf(codes.InvalidArgument, "write_offset %d: compressed uploads cannot be resumed; start at 0", req.WriteOffset)
 	}
-	u, err := s.acquire(req.ResourceName, rn, req.WriteOffset)
+	u, err := s.acquire(auth.TenantOf(stream.Context()), req.ResourceName, rn, req.WriteOffset)
 	if err != nil {
 		return err
 	}
@@ -279,7 +283,7 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 // acquire returns the upload for name, starting one if none is parked, and
 // holds its busy lock. A parked upload is resumed unless the client starts
 // again from offset 0, which restarts it.
-func (s *byteStreamServer) acquire(name string, rn digest.ResourceName, offset int64) (*upload, error) {
+func (s *byteStreamServer) acquire(tenant, name string, rn digest.ResourceName, offset int64) (*upload, error) {
 	s.mu.Lock()
 	u, ok := s.uploads[name]
 	if ok {
@@ -301,17 +305,17 @@ func (s *byteStreamServer) acquire(name string, rn digest.ResourceName, offset i
 	} else {
 		s.mu.Unlock()
 	}
-	if err := s.takeSlot(); err != nil {
+	if err := s.takeSlot(tenant); err != nil {
 		return nil, err
 	}
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(WithInstance(context.Background(), rn.InstanceName))
-	u = &upload{name: name, d: rn.Digest, pw: pw, cancel: cancel, done: make(chan struct{})}
+	u = &upload{name: name, tenant: tenant, d: rn.Digest, pw: pw, cancel: cancel, done: make(chan struct{})}
 	u.busy.Lock()
 	go func() {
 		u.err = s.opts.CAS.Put(ctx, rn.Digest, pr)
 		pr.CloseWithError(errUploadAborted)
-		s.releaseSlot() // before done: an abort that returns has freed it
+		s.releaseSlot(tenant) // before done: an abort that returns has freed it
 		close(u.done)
 	}()
 	// Compressed uploads are never parked, so they need no entry.

@@ -29,6 +29,12 @@ type ServerOptions struct {
 	// dropped, or the new stream refused with RESOURCE_EXHAUSTED. Default
 	// a quarter of the process's open-file limit (stream_slots.go).
 	MaxOpenStreams int
+	// MaxOpenStreamsPerTenant bounds the slots of MaxOpenStreams that one
+	// tenant of the auth policy may hold; past it, its own oldest parked
+	// upload is dropped, or its new stream refused. Default half of
+	// MaxOpenStreams (at least 1). Callers without a tenant count only
+	// against MaxOpenStreams.
+	MaxOpenStreamsPerTenant int
 	// Execution, when set, is advertised in Capabilities (the scheduler
 	// shares this endpoint in `paddock up`).
 	Execution *repb.ExecutionCapabilities
@@ -81,6 +87,9 @@ func NewServer(opts ServerOptions) *Server {
 	}
 	if opts.MaxOpenStreams <= 0 {
 		opts.MaxOpenStreams = defaultMaxOpenStreams()
+	}
+	if opts.MaxOpenStreamsPerTenant <= 0 {
+		opts.MaxOpenStreamsPerTenant = max(opts.MaxOpenStreams/2, 1)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -25,20 +25,40 @@ import (
 // worker's input roots and the scheduler's journal.
 func defaultMaxOpenStreams() int { return fdlimit.Share(4, 64) }
 
-// takeSlot reserves a slot for a new read or upload. At the bound it
-// aborts the upload parked longest to make room (its client has gone, and
-// can start again from offset 0), and fails with RESOURCE_EXHAUSTED,
-// which clients retry, when live streams hold every slot.
-func (s *byteStreamServer) takeSlot() error {
+// A tenant (a caller the auth policy names) holds at most
+// MaxOpenStreamsPerTenant slots, half of them by default, so that one
+// tenant's thousands of idle streams leave the others room: whatever it
+// does, they share the rest. Callers with no tenant (no policy, or the
+// farm's own workers) count only against the whole.
+
+// takeSlot reserves a slot for a new read or upload of tenant. At a bound
+// it aborts the upload parked longest to make room (its client has gone,
+// and can start again from offset 0): any tenant's at the server's bound,
+// the tenant's own at its share. It fails with RESOURCE_EXHAUSTED, which
+// clients retry, when live streams hold every slot it may take.
+func (s *byteStreamServer) takeSlot(tenant string) error {
 	for {
 		s.mu.Lock()
-		if s.open < s.opts.MaxOpenStreams {
+		full := s.open >= s.opts.MaxOpenStreams
+		atShare := tenant != "" && s.openBy[tenant] >= s.opts.MaxOpenStreamsPerTenant
+		if !full && !atShare {
 			s.open++
+			if tenant != "" {
+				s.openBy[tenant]++
+			}
 			s.mu.Unlock()
 			return nil
 		}
-		victim := s.oldestParkedLocked()
+		var victim *upload
+		if atShare {
+			victim = s.oldestParkedLocked(func(u *upload) bool { return u.tenant == tenant })
+		} else {
+			victim = s.oldestParkedLocked(func(*upload) bool { return true })
+		}
 		s.mu.Unlock()
+		if victim == nil && atShare {
+			return status.Errorf(codes.ResourceExhausted, "tenant %q has %d ByteStream reads and uploads in progress, as many as one tenant may have at once; retry later", tenant, s.opts.MaxOpenStreamsPerTenant)
+		}
 		if victim == nil {
 			return status.Errorf(codes.ResourceExhausted, "%d ByteStream reads and uploads are in progress, as many as this server allows at once; retry later", s.opts.MaxOpenStreams)
 		}
@@ -47,19 +67,25 @@ func (s *byteStreamServer) takeSlot() error {
 	}
 }
 
-// releaseSlot frees a slot taken by takeSlot.
-func (s *byteStreamServer) releaseSlot() {
+// releaseSlot frees a slot that takeSlot(tenant) took.
+func (s *byteStreamServer) releaseSlot(tenant string) {
 	s.mu.Lock()
 	s.open--
+	if tenant != "" {
+		if s.openBy[tenant]--; s.openBy[tenant] == 0 {
+			delete(s.openBy, tenant)
+		}
+	}
 	s.mu.Unlock()
 }
 
-// oldestParkedLocked returns the upload parked longest, holding its busy
-// lock and with its idle timer stopped, or nil when none is parked.
-func (s *byteStreamServer) oldestParkedLocked() *upload {
+// oldestParkedLocked returns the upload parked longest of those which
+// match, holding its busy lock and with its idle timer stopped, or nil
+// when none is parked.
+func (s *byteStreamServer) oldestParkedLocked(match func(*upload) bool) *upload {
 	var oldest *upload
 	for _, u := range s.uploads {
-		if !u.parkedAt.IsZero() && (oldest == nil || u.parkedAt.Before(oldest.parkedAt)) {
+		if !u.parkedAt.IsZero() && match(u) && (oldest == nil || u.parkedAt.Before(oldest.parkedAt)) {
 			oldest = u
 		}
 	}

@@ -49,6 +49,9 @@ type Options struct {
 	// TenantLimits are the scheduler's per-tenant limits (an auth
 	// policy's TenantLimits).
 	TenantLimits map[string]auth.Limits
+	// MaxOpenStreams is storage's bound on ByteStream reads and uploads
+	// (storage.ServerOptions); 0 means its default.
+	MaxOpenStreams int
 }
 
 // Start starts a farm whose data lives in t.TempDir(); t.Cleanup stops it.
@@ -81,7 +84,7 @@ func Start(t testing.TB, opts Options) *Farm {
 		t.Fatal(err)
 	}
 	f.Scheduler = sched
-	srv := storage.NewServer(storage.ServerOptions{CAS: cas, AC: f.AC, Execution: &repb.ExecutionCapabilities{
+	srv := storage.NewServer(storage.ServerOptions{CAS: cas, AC: f.AC, MaxOpenStreams: opts.MaxOpenStreams, Execution: &repb.ExecutionCapabilities{
 		DigestFunction: repb.DigestFunction_SHA256, DigestFunctions: digest.Supported, ExecEnabled: true,
 	}})
 	g := grpc.NewServer(append(srv.GRPCServerOptions(), opts.ServerOptions...)...)
