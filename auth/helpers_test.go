@@ -82,12 +82,21 @@ func startSecureFarm(t *testing.T) *secureFarm {
 // the scheduler given that policy's tenant limits.
 func startSecureFarmWith(t *testing.T, policyText string) *secureFarm {
 	t.Helper()
-	return startSecureFarmOpts(t, policyText, farmtest.Options{})
+	return startSecureFarmOpts(t, policyText, secureOptions{})
 }
 
-// startSecureFarmOpts is startSecureFarmWith with farm options of the
-// test's own; the policy's parts and the TLS ones are added to them.
-func startSecureFarmOpts(t *testing.T, policyText string, fo farmtest.Options) *secureFarm {
+// secureOptions are a test's own options of a secure farm.
+type secureOptions struct {
+	// farm's policy and TLS parts are set by startSecureFarmOpts.
+	farm farmtest.Options
+	// tenantCalls, if not 0, is each tenant's bound on calls in progress
+	// (Interceptors.LimitTenantCalls).
+	tenantCalls int
+}
+
+// startSecureFarmOpts is startSecureFarmWith with options of the test's
+// own.
+func startSecureFarmOpts(t *testing.T, policyText string, so secureOptions) *secureFarm {
 	t.Helper()
 	ca := testpki.NewCA(t, "farm-ca")
 	server := ca.Server("server")
@@ -100,7 +109,8 @@ func startSecureFarmOpts(t *testing.T, policyText string, fo farmtest.Options) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := append(auth.NewInterceptors(policy, nil).ServerOptions(), grpc.Creds(credentials.NewTLS(stls)))
+	opts := append(auth.NewInterceptors(policy, nil).LimitTenantCalls(so.tenantCalls).ServerOptions(), grpc.Creds(credentials.NewTLS(stls)))
+	fo := so.farm
 	fo.ServerOptions, fo.Dial, fo.PartitionOf, fo.TenantLimits = opts, sf.dialOpts(t, "", &sf.wcert), policy.PartitionOf, policy.TenantLimits()
 	sf.Farm = farmtest.Start(t, fo)
 	return sf

@@ -17,6 +17,7 @@ import (
 type Interceptors struct {
 	policy *Policy
 	log    *slog.Logger
+	calls  *tenantCalls // nil: no share (LimitTenantCalls)
 }
 
 // NewInterceptors returns the interceptors of policy; with a nil policy
@@ -44,10 +45,15 @@ func (a *Interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServe
 	if err != nil {
 		return nil, err
 	}
-	if pr != nil {
-		ctx = NewContext(ctx, pr)
+	if pr == nil {
+		return handler(ctx, req)
 	}
-	return handler(ctx, req)
+	done, err := a.calls.take(pr.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	return handler(NewContext(ctx, pr), req)
 }
 
 func (a *Interceptors) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
@@ -58,6 +64,11 @@ func (a *Interceptors) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSe
 	if r.public {
 		return handler(srv, ss)
 	}
+	done, err := a.calls.take(pr.Tenant)
+	if err != nil {
+		return err
+	}
+	defer done()
 	ws := &authorizedStream{ServerStream: ss, ctx: NewContext(ss.Context(), pr)}
 	if r.instance == nil {
 		if err := a.authorize(ss.Context(), info.FullMethod, r, pr, nil); err != nil {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/paddock-build/paddock/auth"
+	"github.com/paddock-build/paddock/internal/grpclimit"
 )
 
 // serverSecurity is what a role that serves gRPC needs to serve it safely:
@@ -56,7 +57,8 @@ func (s *serverSecurity) serverOptions(addr string, logger *slog.Logger) ([]grpc
 	if err := auth.CheckExposure(addr, useTLS, policy != nil, s.insecure, logger); err != nil {
 		return nil, nil, err
 	}
-	opts := auth.NewInterceptors(policy, logger).ServerOptions()
+	// A tenant may hold half of a server's bound on calls (grpclimit).
+	opts := auth.NewInterceptors(policy, logger).LimitTenantCalls(grpclimit.DefaultMax() / 2).ServerOptions()
 	if useTLS {
 		cfg, err := auth.ServerTLS(s.tls, logger)
 		if err != nil {

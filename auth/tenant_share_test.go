@@ -3,8 +3,8 @@ package auth_test
 import (
 	"context"
 	"errors"
-	"io"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +26,7 @@ import (
 // team-a lets one stream go, its own parked upload makes room for its
 // next one, not team-b's.
 func TestOneTenantCannotHoldEveryStream(t *testing.T) {
-	sf := startSecureFarmOpts(t, limitsPolicy(), farmtest.Options{MaxOpenStreams: 4})
+	sf := startSecureFarmOpts(t, limitsPolicy(), secureOptions{farm: farmtest.Options{MaxOpenStreams: 4}})
 	a, b := sf.dialByteStream(t, tokenA), sf.dialByteStream(t, tokenB)
 
 	upload := func(bs bytestream.ByteStreamClient, instance string, i int, finish bool) (context.CancelFunc, error) {
@@ -122,4 +122,57 @@ func TestOneTenantCannotHoldEveryStream(t *testing.T) {
 		t.Fatalf("team-a's upload after it let one go: %v", err)
 	}
 	held[1]()
+}
+
+// One tenant's calls in progress, idle streams included, are bounded
+// (Interceptors.LimitTenantCalls), so that they cannot take the whole of
+// a server's bound on calls: team-a's third call is refused, naming the
+// tenant, while team-b's go on; and when team-a ends a call, it may make
+// another.
+func TestOneTenantCannotHoldEveryCall(t *testing.T) {
+	sf := startSecureFarmOpts(t, limitsPolicy(), secureOptions{tenantCalls: 2})
+	a, b := sf.dial(t, tokenA, nil), sf.dial(t, tokenB, nil)
+	cas := func(conn grpcConn, instance string) error {
+		_, err := repb.NewContentAddressableStorageClient(conn).FindMissingBlobs(t.Context(),
+			&repb.FindMissingBlobsRequest{InstanceName: instance, BlobDigests: []*repb.Digest{digestProtoOf("x")}})
+		return err
+	}
+	// Two idle streams: opened, and not a message sent.
+	var cancels []context.CancelFunc
+	for range 2 {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		if _, err := bytestream.NewByteStreamClient(a).Write(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancels = append(cancels, cancel)
+	}
+	// The streams start on the server in their own time: wait until
+	// team-a is refused.
+	deadline := time.Now().Add(10 * time.Second)
+	err := cas(a, "team-a")
+	for err == nil && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		err = cas(a, "team-a")
+	}
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), `tenant "team-a"`) {
+		t.Fatalf("team-a's call beside two open streams: %v; want RESOURCE_EXHAUSTED naming the tenant", err)
+	}
+	for range 3 {
+		if err := cas(b, "team-b"); err != nil {
+			t.Fatalf("team-b's call while team-a holds its share: %v", err)
+		}
+	}
+	cancels[0]()
+	deadline = time.Now().Add(10 * time.Second)
+	for err = cas(a, "team-a"); err != nil && time.Now().Before(deadline); err = cas(a, "team-a") {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("team-a's call after it ended a stream: %v", err)
+	}
+}
+
+func digestProtoOf(s string) *repb.Digest {
+	return digest.FromBytes(repb.DigestFunction_SHA256, []byte(s)).Proto()
 }

@@ -1,0 +1,52 @@
+package auth
+
+import (
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// tenantCalls bounds each tenant's calls in progress. A server's bound on
+// calls (internal/grpclimit) is counted before anyone is authenticated,
+// for the process's memory; without a share, one tenant's idle streams
+// could hold all of it, and every other tenant's calls were refused.
+// Callers without a tenant (workers, the farm's own clients) are not
+// counted here.
+type tenantCalls struct {
+	max  int
+	mu   sync.Mutex
+	open map[string]int
+}
+
+// take counts a call of tenant, or refuses it with RESOURCE_EXHAUSTED
+// when the tenant has max in progress. The returned func ends the call.
+func (c *tenantCalls) take(tenant string) (func(), error) {
+	if c == nil || tenant == "" {
+		return func() {}, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open[tenant] >= c.max {
+		return nil, status.Errorf(codes.ResourceExhausted, "tenant %q has %d calls in progress, as many as one tenant may have at once; retry later", tenant, c.max)
+	}
+	c.open[tenant]++
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.open[tenant]--; c.open[tenant] == 0 {
+			delete(c.open, tenant)
+		}
+	}, nil
+}
+
+// LimitTenantCalls makes the interceptors refuse a tenant's call with
+// RESOURCE_EXHAUSTED while the tenant has max calls in progress (streams
+// included, from their start). Give it a share of the server's own bound
+// on calls, so that the other tenants keep the rest. It returns a.
+func (a *Interceptors) LimitTenantCalls(max int) *Interceptors {
+	if a != nil && max > 0 {
+		a.calls = &tenantCalls{max: max, open: map[string]int{}}
+	}
+	return a
+}
