@@ -29,6 +29,7 @@ type Runner struct {
 	Concurrency           int               `yaml:"concurrency"`
 	TmpSize               ByteSize          `yaml:"tmp_size"`
 	DiskQuota             ByteSize          `yaml:"disk_quota"`
+	DiskQuotaFiles        int64             `yaml:"disk_quota_files"`
 	MaxShmSize            ByteSize          `yaml:"max_shm_size"`
 	DefaultCPULimit       float64           `yaml:"default_cpu_limit"`
 	MaxSandboxes          int               `yaml:"max_sandboxes"`
@@ -84,7 +85,7 @@ func (r Runner) Config() runner.Config {
 		MergeImageEnvironment: r.MergeImageEnvironment, AllowPrivileged: r.AllowPrivileged, AllowHostNetwork: r.AllowHostNetwork,
 		AcceptedProperties: r.AcceptedProperties, PidsLimit: r.PidsLimit,
 		DefaultMemoryLimit: int64(r.DefaultMemoryLimit), MaxMemoryLimit: int64(r.MaxMemoryLimit), Concurrency: r.Concurrency,
-		TmpSize: int64(r.TmpSize), DiskQuota: int64(r.DiskQuota), MaxShmSize: int64(r.MaxShmSize),
+		TmpSize: int64(r.TmpSize), DiskQuota: int64(r.DiskQuota), DiskQuotaFiles: r.DiskQuotaFiles, MaxShmSize: int64(r.MaxShmSize),
 		DefaultCPULimit: r.DefaultCPULimit, MaxSandboxes: r.MaxSandboxes, IDBase: r.IDBase, HostHiddenPaths: r.HostHiddenPaths,
 		Images: runner.ImagesConfig{
 			Dir: r.Images.Dir, Platform: r.Images.Platform, Insecure: r.Images.Insecure, DockerConfig: r.Images.DockerConfig,
@@ -105,7 +106,7 @@ func runnerFile(c runner.Config) Runner {
 		MergeImageEnvironment: c.MergeImageEnvironment, AllowPrivileged: c.AllowPrivileged, AllowHostNetwork: c.AllowHostNetwork,
 		AcceptedProperties: c.AcceptedProperties, PidsLimit: c.PidsLimit,
 		DefaultMemoryLimit: ByteSize(c.DefaultMemoryLimit), MaxMemoryLimit: ByteSize(c.MaxMemoryLimit), Concurrency: c.Concurrency,
-		TmpSize: ByteSize(c.TmpSize), DiskQuota: ByteSize(c.DiskQuota), MaxShmSize: ByteSize(c.MaxShmSize),
+		TmpSize: ByteSize(c.TmpSize), DiskQuota: ByteSize(c.DiskQuota), DiskQuotaFiles: c.DiskQuotaFiles, MaxShmSize: ByteSize(c.MaxShmSize),
 		DefaultCPULimit: c.DefaultCPULimit, MaxSandboxes: c.MaxSandboxes, IDBase: c.IDBase, HostHiddenPaths: c.HostHiddenPaths,
 		Images: RunnerImages{
 			Dir: c.Images.Dir, Platform: c.Images.Platform, Insecure: c.Images.Insecure, DockerConfig: c.Images.DockerConfig,

@@ -91,6 +91,13 @@ type Config struct {
 	// 100ms of a fast fill, a second otherwise; see diskGuard), and
 	// answered RESOURCE_EXHAUSTED. 0 means no quota.
 	DiskQuota int64
+	// DiskQuotaFiles bounds how many files, directories and links an
+	// action's input root may hold that the action made (with the input
+	// root's own directories; the inputs themselves do not count): past
+	// it the disk guard kills the sandbox, answered RESOURCE_EXHAUSTED.
+	// Without it, millions of empty files, which take no bytes, would use
+	// up the inodes of the worker's filesystem. 0 means no bound.
+	DiskQuotaFiles int64
 	// MaxShmSize is the largest dockerShmSize (size of /dev/shm, 64 MiB by
 	// default) an action may ask for; beyond it the action is refused
 	// with INVALID_ARGUMENT. 0 means the action's memory limit.
@@ -213,6 +220,7 @@ func DefaultConfig() Config {
 		DefaultUser:     "0:0",
 		PidsLimit:       4096,
 		DiskQuota:       10 << 30,
+		DiskQuotaFiles:  1_000_000,
 		MaxSandboxes:    64,
 		IDBase:          1_000_000,
 		HostHiddenPaths: append([]string(nil), defaultHostHiddenPaths...),
@@ -240,8 +248,8 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("default_environment: %w", err)
 		}
 	}
-	if c.PidsLimit < 0 || c.DefaultCPULimit < 0 || c.Concurrency < 0 {
-		return errors.New("pids_limit, default_cpu_limit and concurrency must not be negative")
+	if c.PidsLimit < 0 || c.DefaultCPULimit < 0 || c.Concurrency < 0 || c.DiskQuotaFiles < 0 {
+		return errors.New("pids_limit, default_cpu_limit, concurrency and disk_quota_files must not be negative")
 	}
 	for _, l := range []struct {
 		name string

@@ -20,36 +20,70 @@ const (
 	walkCostFactor  = 20
 )
 
-// diskGuard enforces an action's disk quota on its input root, the only
+// diskGuard enforces an action's disk quotas on its input root, the only
 // place on disk a sandbox can write (/tmp and /dev/shm are tmpfs bounded
 // by size and by the memory limit; stdout and stderr are capped by the
-// launcher). It does not rely on filesystem quotas, which the kernels and
-// filesystems we run on often lack (project quotas need ext4's quota
-// feature or XFS's prjquota): RLIMIT_FSIZE, set to the quota in the spec,
-// stops any single file at the quota exactly, and the guard kills the
-// sandbox once the files it created together take more.
+// launcher): the bytes its files and directories take, and how many of
+// them there are. It does not rely on filesystem quotas, which the kernels
+// and filesystems we run on often lack (project quotas need ext4's quota
+// feature or XFS's prjquota): RLIMIT_FSIZE, set to the byte quota in the
+// spec, stops any single file at the quota exactly, and the guard kills
+// the sandbox once what it created together takes more. Without the count,
+// millions of empty files or directories (no bytes counted, or none but
+// the directories' blocks) used up the filesystem's inodes, and with them
+// the CAS's and every other action's room on the worker's disk.
 //
-// It walks the input root, counting the blocks of the files the sandbox
-// owns (its slot's host ids; inputs are hard links owned by the worker and
-// do not count): at once when the whole filesystem has grown by the quota
-// since the start (less what the guard has already attributed to others;
-// one statfs per 100ms, so a fast fill is caught within about that), and
-// otherwise every second or so, since space others free on the same
-// filesystem meanwhile hides the sandbox's growth from statfs. The
-// overshoot past the quota is what the action writes before the next walk.
+// It walks the input root, counting the entries the sandbox owns (its
+// slot's host ids; inputs are hard links owned by the worker and do not
+// count; the input root's own directories belong to the sandbox and do):
+// at once when the whole filesystem has grown by a quota since the start
+// (less what the guard has already attributed to others; one statfs per
+// 100ms, so a fast fill is caught within about that), and otherwise every
+// second or so, since space others free on the same filesystem meanwhile
+// hides the sandbox's growth from statfs. The overshoot past a quota is
+// what the action creates before the next walk.
 type diskGuard struct {
-	root  string
-	quota int64
+	root string
+	// bytes and files are the quotas; 0 means none.
+	bytes, files int64
 	// owns reports whether a host uid is one of the sandbox's.
 	owns func(uid uint32) bool
 }
 
-// watch checks until ctx is done, and calls over (once) and returns true
-// if the sandbox's files take more than the quota.
-func (g diskGuard) watch(ctx context.Context, over func()) bool {
-	base, err := fsUsedBytes(g.root)
+// quotaHit says which quota, if any, a sandbox went past.
+type quotaHit int
+
+const (
+	quotaNone quotaHit = iota
+	quotaBytes
+	quotaFiles
+)
+
+// diskUse is what the sandbox's entries take, or the filesystem's in use.
+type diskUse struct{ bytes, files int64 }
+
+// over returns the quota u is past.
+func (g diskGuard) over(u diskUse) quotaHit {
+	switch {
+	case g.bytes > 0 && u.bytes > g.bytes:
+		return quotaBytes
+	case g.files > 0 && u.files > g.files:
+		return quotaFiles
+	}
+	return quotaNone
+}
+
+// grown reports whether the filesystem grew by a quota over base.
+func (g diskGuard) grown(used, base diskUse) bool {
+	return g.bytes > 0 && used.bytes-base.bytes >= g.bytes || g.files > 0 && used.files-base.files >= g.files
+}
+
+// watch checks until ctx is done, and calls kill (once) and returns the
+// quota if the sandbox's entries go past one.
+func (g diskGuard) watch(ctx context.Context, kill func()) quotaHit {
+	base, err := fsUsed(g.root)
 	if err != nil {
-		return false
+		return quotaNone
 	}
 	t := time.NewTicker(diskGuardInterval)
 	defer t.Stop()
@@ -57,67 +91,63 @@ func (g diskGuard) watch(ctx context.Context, over func()) bool {
 	for {
 		select {
 		case <-ctx.Done():
-			return false
+			return quotaNone
 		case <-t.C:
 		}
-		used, err := fsUsedBytes(g.root)
-		grown := err == nil && used-base >= g.quota
-		if !grown && time.Now().Before(nextWalk) {
+		used, err := fsUsed(g.root)
+		if !(err == nil && g.grown(used, base)) && time.Now().Before(nextWalk) {
 			continue
 		}
 		start := time.Now()
 		mine := g.usage()
 		nextWalk = time.Now().Add(max(minWalkInterval, walkCostFactor*time.Since(start)))
-		if mine > g.quota {
-			over()
-			return true
+		if hit := g.over(mine); hit != quotaNone {
+			kill()
+			return hit
 		}
 		if err == nil {
 			// Whatever else the filesystem grew by is someone else's:
-			// walk again once it has grown by the rest of the quota.
-			base = used - mine
+			// walk again once it has grown by the rest of a quota.
+			base = diskUse{bytes: used.bytes - mine.bytes, files: used.files - mine.files}
 		}
 	}
 }
 
-// usage returns the bytes of disk taken by the files (not directories) in
-// the input root that the sandbox owns, counting a file with several links
-// once. Entries that vanish meanwhile are skipped.
-func (g diskGuard) usage() int64 {
-	var total int64
+// usage returns the disk blocks taken by the entries (files, directories,
+// links) in the input root that the sandbox owns, and how many there are,
+// counting a file with several links once. Entries that vanish meanwhile
+// are skipped.
+func (g diskGuard) usage() diskUse {
+	var u diskUse
 	seen := map[uint64]bool{} // inodes with more than one link
 	_ = filepath.WalkDir(g.root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return nil // gone, or unreadable: skip it
 		}
-		if d.IsDir() {
-			// Not counted: the input root's own directories belong to
-			// the sandbox too (so that it can create its outputs).
-			return nil
-		}
 		var st unix.Stat_t
 		if unix.Lstat(p, &st) != nil || !g.owns(st.Uid) {
 			return nil
 		}
-		if st.Nlink > 1 {
+		if !d.IsDir() && st.Nlink > 1 {
 			if seen[st.Ino] {
 				return nil
 			}
 			seen[st.Ino] = true
 		}
-		total += st.Blocks * 512
+		u.bytes += st.Blocks * 512
+		u.files++
 		return nil
 	})
-	return total
+	return u
 }
 
-// fsUsedBytes returns the bytes in use on the filesystem holding p.
-func fsUsedBytes(p string) (int64, error) {
+// fsUsed returns the bytes and inodes in use on the filesystem holding p.
+func fsUsed(p string) (diskUse, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(p, &st); err != nil {
-		return 0, err
+		return diskUse{}, err
 	}
-	return int64(st.Blocks-st.Bfree) * st.Bsize, nil
+	return diskUse{bytes: int64(st.Blocks-st.Bfree) * st.Bsize, files: int64(st.Files - st.Ffree)}, nil
 }
 
 // isFileSizeSignal reports whether sig is the one the kernel sends a

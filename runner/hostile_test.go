@@ -207,6 +207,42 @@ func TestWorkDiskFill(t *testing.T) {
 	})
 }
 
+// TestWorkInodeFill: files that take no bytes, and directories, count too.
+// Millions of empty files would use up the inodes of the worker's
+// filesystem and directories take a block each; past disk_quota_files, or
+// the byte quota, the disk guard kills the sandbox, answered
+// RESOURCE_EXHAUSTED naming the quota, long before the action has made
+// what it set out to.
+func TestWorkInodeFill(t *testing.T) {
+	for _, tc := range []struct {
+		name, script, want string
+		files              int64
+	}{
+		{"empty files", "seq 1 300000 | xargs touch", "more than 10000 files, directories and links", 10_000},
+		// No bound on the count: the directories' blocks go past the
+		// byte quota (4 KiB each, 16 MiB in about 4,000).
+		{"directories", "seq 1 300000 | xargs mkdir", "disk quota of 16 MiB", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t, func(c *Config) { c.DiskQuota, c.DiskQuotaFiles = 16*mib, tc.files })
+			a := e.newAction(t)
+			resp := e.run(t, a.request("/bin/sh", "-c", tc.script))
+			if codes.Code(resp.StatusCode) != codes.ResourceExhausted || !strings.Contains(resp.StatusMessage, tc.want) {
+				t.Errorf("%s; want RESOURCE_EXHAUSTED saying %q", describe(resp), tc.want)
+			}
+			entries, err := os.ReadDir(a.root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("the action had made %d entries when it was killed", len(entries))
+			if len(entries) >= 300000 {
+				t.Errorf("the action made all of its %d entries", len(entries))
+			}
+			checkNextActionRuns(t, e)
+		})
+	}
+}
+
 // TestWorkDiskFillWhileSpaceIsFreed: the disk guard's statfs shortcut
 // cannot be fooled by others freeing space on the same filesystem while
 // the action writes (here a 4 GiB file deleted as the action starts, which

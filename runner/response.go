@@ -16,18 +16,19 @@ import (
 // runFacts are what the report of a run needs besides its result: the
 // limits it ran under.
 type runFacts struct {
-	timeout   time.Duration
-	limits    sandboxLimits
-	pids      int64 // pids_limit; 0 = none
-	diskQuota int64 // disk_quota; 0 = none
-	overQuota bool  // the diskGuard killed the sandbox
+	timeout        time.Duration
+	limits         sandboxLimits
+	pids           int64    // pids_limit; 0 = none
+	diskQuota      int64    // disk_quota; 0 = none
+	diskQuotaFiles int64    // disk_quota_files; 0 = none
+	overQuota      quotaHit // the diskGuard killed the sandbox, past this quota
 }
 
 // response translates a sandbox result. It is pure. The status says
 // whether the command's outcome is known:
 //
 //   - RESOURCE_EXHAUSTED: the sandbox's files took more than the disk
-//     quota, and it was killed;
+//     quota, or were more than its count, and it was killed;
 //   - CANCELLED, DEADLINE_EXCEEDED: the sandbox was terminated;
 //   - INTERNAL: the sandbox's init died before it reported, not by the
 //     OOM killer;
@@ -56,9 +57,12 @@ func response(res *sandbox.Result, f runFacts, start, end time.Time) *runnerpb.R
 	}
 	var notes []string
 	switch {
-	case f.overQuota:
+	case f.overQuota == quotaBytes:
 		resp.StatusCode = int32(codes.ResourceExhausted)
 		notes = append(notes, fmt.Sprintf("the action's files in its input root took more than its disk quota of %s (the runner's disk_quota) and the sandbox was killed", formatBytes(f.diskQuota)))
+	case f.overQuota == quotaFiles:
+		resp.StatusCode = int32(codes.ResourceExhausted)
+		notes = append(notes, fmt.Sprintf("the action made more than %d files, directories and links in its input root (the runner's disk_quota_files) and the sandbox was killed", f.diskQuotaFiles))
 	case res.Canceled:
 		resp.StatusCode = int32(codes.Canceled)
 		notes = append(notes, "cancelled: the sandbox was terminated")

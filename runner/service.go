@@ -259,25 +259,24 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 		return nil, sandboxError(err)
 	}
 	return response(res, runFacts{timeout: timeout, limits: limitsOf(&s.cfg, plat), pids: s.cfg.PidsLimit,
-		diskQuota: int64(s.cfg.DiskQuota), overQuota: overQuota}, start, end), nil
+		diskQuota: s.cfg.DiskQuota, diskQuotaFiles: s.cfg.DiskQuotaFiles, overQuota: overQuota}, start, end), nil
 }
 
 // runGuarded runs sreq with a diskGuard on its input root (unless there
-// is no disk quota), which kills the sandbox at once past the quota;
-// overQuota says it did.
-func (s *Service) runGuarded(ctx context.Context, sreq sandbox.Request, inputRoot string, idBase uint32) (_ *sandbox.Result, overQuota bool, _ error) {
-	q := int64(s.cfg.DiskQuota)
-	if q <= 0 {
+// is no disk quota), which kills the sandbox at once past a quota; hit
+// says which.
+func (s *Service) runGuarded(ctx context.Context, sreq sandbox.Request, inputRoot string, idBase uint32) (_ *sandbox.Result, hit quotaHit, _ error) {
+	g := diskGuard{root: inputRoot, bytes: s.cfg.DiskQuota, files: s.cfg.DiskQuotaFiles, owns: func(uid uint32) bool {
+		return uid >= idBase && uint64(uid) < uint64(idBase)+sandbox.DefaultIDRange
+	}}
+	if g.bytes <= 0 && g.files <= 0 {
 		res, err := s.launcher.Run(ctx, sreq)
-		return res, false, err
+		return res, quotaNone, err
 	}
 	runCtx, kill := context.WithCancelCause(ctx)
 	defer kill(nil)
-	g := diskGuard{root: inputRoot, quota: q, owns: func(uid uint32) bool {
-		return uid >= idBase && uint64(uid) < uint64(idBase)+sandbox.DefaultIDRange
-	}}
 	guardCtx, stopGuard := context.WithCancel(runCtx)
-	over := make(chan bool, 1)
+	over := make(chan quotaHit, 1)
 	go func() { over <- g.watch(guardCtx, func() { kill(sandbox.ErrKillNow) }) }()
 	res, err := s.launcher.Run(runCtx, sreq)
 	stopGuard()
