@@ -155,6 +155,13 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 	if max := t.limits.MaxQueued; max > 0 && !c.replaying && t.queued >= max {
 		return nil, status.Errorf(codes.ResourceExhausted, "tenant %q already has %d queued actions, its max_queued in the auth policy; retry when some have started", s.owner, max)
 	}
+	// Without a max_queued of its own, a tenant (every client, without a
+	// policy) has max_queued_per_instance in all its instance names
+	// together: a client may name any number of instances, and each
+	// queued action holds a few KiB of the scheduler's memory.
+	if max := c.cfg.MaxQueuedPerInstance; max > 0 && t.limits.MaxQueued <= 0 && !c.replaying && t.queued >= max {
+		return nil, status.Errorf(codes.ResourceExhausted, "%s already has %d queued actions in all its instance names, the configured maximum (max_queued_per_instance, which bounds a tenant without max_queued too); retry when some have started", tenantText(s.owner), max)
+	}
 	e := &execution{
 		id:         s.name,
 		key:        key,

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -315,6 +316,29 @@ func TestCancelQueuedActionLeavesQueue(t *testing.T) {
 	h.connect("a", 2, nil)
 	if got := h.assignments(); len(got) != 1 || got[0].name != "op3" {
 		t.Fatalf("dispatches = %v, want only op3", got)
+	}
+}
+
+// A tenant may name any number of instances: without a max_queued of its
+// own, max_queued_per_instance bounds its queued actions in all of them
+// together, and a merged Execute is never refused.
+func TestQueuedActionsAreBoundedAcrossInstances(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxQueuedPerInstance = 2 })
+	for i, inst := range []string{"a", "b"} {
+		if _, err := h.c.Execute(h.now, submission{name: fmt.Sprint("op", i), instance: inst, action: actionDigest(inst), cacheable: true}); err != nil {
+			t.Fatalf("queued action %d: %v", i, err)
+		}
+	}
+	_, err := h.c.Execute(h.now, submission{name: "op2", instance: "c", action: actionDigest("c"), cacheable: true})
+	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "in all its instance names") {
+		t.Fatalf("a third queued action in a third instance: %v; want RESOURCE_EXHAUSTED", err)
+	}
+	if _, err := h.c.Execute(h.now, submission{name: "op3", instance: "a", action: actionDigest("a"), cacheable: true}); err != nil {
+		t.Fatalf("an Execute merged into a queued action: %v", err)
+	}
+	// Another tenant has a bound of its own.
+	if _, err := h.c.Execute(h.now, submission{name: "op4", instance: "c", owner: "team-b", action: actionDigest("c"), cacheable: true}); err != nil {
+		t.Fatalf("another tenant's action: %v", err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"fmt"
 	"sort"
 	"time"
 
@@ -153,4 +154,13 @@ func (c *core) bestOfTenant(w *worker, at int) *queue {
 		}
 	}
 	return best
+}
+
+// tenantText names a tenant in a message: "" is every client of a farm
+// without an auth policy.
+func tenantText(name string) string {
+	if name == "" {
+		return "this farm's clients"
+	}
+	return fmt.Sprintf("tenant %q", name)
 }
