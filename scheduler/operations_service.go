@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"sort"
 	"strings"
 	"time"
 
@@ -47,24 +46,19 @@ func (o *operationsService) ListOperations(ctx context.Context, req *longrunning
 		size = 1000
 	}
 	owner := auth.TenantOf(ctx)
+	page := newOpPage(size)
 	o.s.mu.Lock()
-	var views []opView
 	for _, op := range o.s.core.ops {
-		if op.name <= req.PageToken || op.owner != owner {
+		if op.name <= req.PageToken || op.owner != owner || !page.wants(op.name) {
 			continue
 		}
-		v := op.view()
-		if f.match(v) {
-			views = append(views, v)
+		if v := op.view(); f.match(v) {
+			page.add(v)
 		}
 	}
 	o.s.mu.Unlock()
-	sort.Slice(views, func(i, j int) bool { return views[i].name < views[j].name })
-	resp := &longrunningpb.ListOperationsResponse{}
-	if len(views) > size {
-		views = views[:size]
-		resp.NextPageToken = views[size-1].name
-	}
+	views, next := page.result()
+	resp := &longrunningpb.ListOperationsResponse{NextPageToken: next}
 	for _, v := range views {
 		resp.Operations = append(resp.Operations, toOperation(v))
 	}

@@ -1,0 +1,71 @@
+package scheduler
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// Paging through every operation with opPage, page by page with the
+// token, gives each name once and in order, for any page size, whatever
+// order the operations come in; and a page holds at most its size.
+func TestOpPagesCoverEveryOperationOnce(t *testing.T) {
+	var names []string
+	for i := range 1000 {
+		names = append(names, fmt.Sprintf("operations/%08x", rand.Uint32()^uint32(i)))
+	}
+	want := slices.Sorted(slices.Values(names))
+	want = slices.Compact(want)
+	for _, size := range []int{1, 7, 100, 999, 1000, 1001, 5000} {
+		var got []string
+		token := ""
+		for pages := 0; ; pages++ {
+			if pages > len(want)+1 {
+				t.Fatalf("size %d: paging does not end", size)
+			}
+			p := newOpPage(size)
+			for _, i := range rand.Perm(len(want)) {
+				if n := want[i]; n > token && p.wants(n) {
+					p.add(opView{name: n})
+				}
+			}
+			views, next := p.result()
+			if len(views) > size {
+				t.Fatalf("size %d: a page of %d", size, len(views))
+			}
+			for _, v := range views {
+				got = append(got, v.name)
+			}
+			if next == "" {
+				break
+			}
+			if next != views[len(views)-1].name {
+				t.Fatalf("size %d: next token %q, want the page's last name %q", size, next, views[len(views)-1].name)
+			}
+			token = next
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("size %d: pages give %d names, want all %d in order", size, len(got), len(want))
+		}
+	}
+}
+
+// BenchmarkListOperations: one page of 10 out of 100,000 operations; its
+// memory is the page's, whatever the number of operations.
+func BenchmarkListOperations(b *testing.B) {
+	names := make([]string, 100_000)
+	for i := range names {
+		names[i] = fmt.Sprintf("operations/%08x", rand.Uint32())
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		p := newOpPage(10)
+		for _, n := range names {
+			if p.wants(n) {
+				p.add(opView{name: n})
+			}
+		}
+		p.result()
+	}
+}
