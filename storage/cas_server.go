@@ -140,10 +140,13 @@ func (s *casServer) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobs
 		if ds[i], err = digest.FromProto(fn, pd, fmt.Sprintf("digests[%d]", i)); err != nil {
 			return nil, err
 		}
+		// Compared before it is added: sizes near the largest int64 would
+		// wrap the sum around, and the blobs before them, however many,
+		// would all be read into memory.
+		if ds[i].SizeBytes() > s.opts.MaxBatchTotalSizeBytes-total {
+			return nil, status.Errorf(codes.InvalidArgument, "digests: more than max_batch_total_size_bytes %d in total (at digests[%d]); use ByteStream for large blobs", s.opts.MaxBatchTotalSizeBytes, i)
+		}
 		total += ds[i].SizeBytes()
-	}
-	if total > s.opts.MaxBatchTotalSizeBytes {
-		return nil, status.Errorf(codes.InvalidArgument, "digests: %d bytes in total, more than max_batch_total_size_bytes %d; use ByteStream for large blobs", total, s.opts.MaxBatchTotalSizeBytes)
 	}
 	zstdOK := false
 	for _, c := range req.AcceptableCompressors {

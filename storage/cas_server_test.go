@@ -3,6 +3,7 @@ package storage_test
 import (
 	"bytes"
 	"context"
+	"math"
 	"runtime"
 	"strings"
 	"testing"
@@ -146,6 +147,14 @@ func TestBatchesOverTheLimit(t *testing.T) {
 		t.Fatal("an over-limit batch stored a blob")
 	}
 	_, err = ts.cas.BatchReadBlobs(ctx, &repb.BatchReadBlobsRequest{Digests: []*repb.Digest{d.Proto(), d.Proto()}})
+	wantStatus(t, err, codes.InvalidArgument, "max_batch_total_size_bytes")
+	// Two sizes that wrap the sum around to the blob's own size: the
+	// stored blob, named again and again, must not all be read.
+	putString(t, ts.disk, string(data))
+	wrapped := []*repb.Digest{d.Proto(), d.Proto(), d.Proto(),
+		{Hash: strings.Repeat("0", 64), SizeBytes: math.MaxInt64},
+		{Hash: strings.Repeat("1", 64), SizeBytes: math.MaxInt64 - 2*600 + 2}}
+	_, err = ts.cas.BatchReadBlobs(ctx, &repb.BatchReadBlobsRequest{Digests: wrapped})
 	wantStatus(t, err, codes.InvalidArgument, "max_batch_total_size_bytes")
 
 	// A message beyond the gRPC receive limit is refused by the transport,

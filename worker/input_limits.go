@@ -81,9 +81,12 @@ func (s *sizer) size(ctx context.Context, d digest.Digest, where string, depth i
 	}
 	ts := treeSize{files: int64(len(dir.Files) + len(dir.Symlinks) + len(dir.Directories))}
 	for _, f := range dir.Files {
-		ts.bytes += max(0, f.GetDigest().GetSizeBytes())
-		if ts.bytes > s.limits.MaxBytes {
+		// Compared before it is added: a size near the largest int64
+		// would wrap the sum around and hide what came before.
+		if size := max(0, f.GetDigest().GetSizeBytes()); size > s.limits.MaxBytes-ts.bytes {
 			return ts, s.refuse(where, fmt.Sprintf("more than %d bytes of files (max_input_bytes)", s.limits.MaxBytes))
+		} else {
+			ts.bytes += size
 		}
 	}
 	for _, sub := range dir.Directories {
@@ -96,7 +99,7 @@ func (s *sizer) size(ctx context.Context, d digest.Digest, where string, depth i
 			return ts, err
 		}
 		ts.files += child.files
-		ts.bytes += child.bytes
+		ts.bytes = min(ts.bytes+child.bytes, s.limits.MaxBytes+1) // each is at most MaxBytes: no wrap
 		ts.height = max(ts.height, child.height+1)
 		if err := s.check(ts, where, depth); err != nil {
 			return ts, err

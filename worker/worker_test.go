@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -470,6 +471,9 @@ func TestInputTreeLimits(t *testing.T) {
 		d := h.putProto(chain)
 		chain = &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "d", Digest: d.Proto()}}}
 	}
+	// A size that wraps the sum around past the largest int64.
+	wrap := &repb.Directory{Files: []*repb.FileNode{{Name: "a", Digest: file.Proto()},
+		{Name: "b", Digest: &repb.Digest{Hash: strings.Repeat("0", 64), SizeBytes: math.MaxInt64}}}}
 	for _, tc := range []struct {
 		name string
 		root *repb.Directory
@@ -477,6 +481,7 @@ func TestInputTreeLimits(t *testing.T) {
 	}{
 		{"Merkle bomb", bomb, "max_input_files"},
 		{"5,000-deep chain", chain, "max_input_depth"},
+		{"sizes that wrap around", wrap, "max_input_bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			calls := h.runner.Calls()
