@@ -137,21 +137,41 @@ func TestOneTenantCannotHoldEveryCall(t *testing.T) {
 			&repb.FindMissingBlobsRequest{InstanceName: instance, BlobDigests: []*repb.Digest{digestProtoOf("x")}})
 		return err
 	}
-	// Two idle streams: opened, and not a message sent.
-	var cancels []context.CancelFunc
-	for range 2 {
+	// Two idle streams: opened, and not a message sent. The server starts
+	// calls in its own order: a call of the loop below may overtake a
+	// stream, which is then refused (it ends, and is opened again) while
+	// the loop's call is counted.
+	type idle struct {
+		cancel context.CancelFunc
+		ended  chan error
+	}
+	open := func() idle {
 		ctx, cancel := context.WithCancel(t.Context())
-		defer cancel()
-		if _, err := bytestream.NewByteStreamClient(a).Write(ctx); err != nil {
+		ws, err := bytestream.NewByteStreamClient(a).Write(ctx)
+		if err != nil {
 			t.Fatal(err)
 		}
-		cancels = append(cancels, cancel)
+		s := idle{cancel, make(chan error, 1)}
+		go func() { s.ended <- ws.RecvMsg(&bytestream.WriteResponse{}) }()
+		return s
 	}
-	// The streams start on the server in their own time: wait until
-	// team-a is refused.
+	streams := []idle{open(), open()}
+	defer func() {
+		for _, s := range streams {
+			s.cancel()
+		}
+	}()
 	deadline := time.Now().Add(10 * time.Second)
 	err := cas(a, "team-a")
 	for err == nil && time.Now().Before(deadline) {
+		for i, s := range streams {
+			select {
+			case <-s.ended:
+				s.cancel()
+				streams[i] = open()
+			default:
+			}
+		}
 		time.Sleep(5 * time.Millisecond)
 		err = cas(a, "team-a")
 	}
@@ -163,7 +183,7 @@ func TestOneTenantCannotHoldEveryCall(t *testing.T) {
 			t.Fatalf("team-b's call while team-a holds its share: %v", err)
 		}
 	}
-	cancels[0]()
+	streams[0].cancel()
 	deadline = time.Now().Add(10 * time.Second)
 	for err = cas(a, "team-a"); err != nil && time.Now().Before(deadline); err = cas(a, "team-a") {
 		time.Sleep(5 * time.Millisecond)
