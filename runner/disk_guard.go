@@ -23,15 +23,15 @@ const (
 // diskGuard enforces an action's disk quotas on its input root, the only
 // place on disk a sandbox can write (/tmp and /dev/shm are tmpfs bounded
 // by size and by the memory limit; stdout and stderr are capped by the
-// launcher): the bytes its files and directories take, and how many of
-// them there are. It does not rely on filesystem quotas, which the kernels
+// launcher): the bytes its files take, and how many files, directories
+// and links it has there. It does not rely on filesystem quotas, which the kernels
 // and filesystems we run on often lack (project quotas need ext4's quota
 // feature or XFS's prjquota): RLIMIT_FSIZE, set to the byte quota in the
 // spec, stops any single file at the quota exactly, and the guard kills
-// the sandbox once what it created together takes more. Without the count,
-// millions of empty files or directories (no bytes counted, or none but
-// the directories' blocks) used up the filesystem's inodes, and with them
-// the CAS's and every other action's room on the worker's disk.
+// the sandbox once its files together take more. Without the count,
+// millions of empty files or directories (no bytes counted) used up the
+// filesystem's inodes, and with them the CAS's and every other action's
+// room on the worker's disk.
 //
 // It walks the input root, counting the entries the sandbox owns (its
 // slot's host ids; inputs are hard links owned by the worker and do not
@@ -113,10 +113,9 @@ func (g diskGuard) watch(ctx context.Context, kill func()) quotaHit {
 	}
 }
 
-// usage returns the disk blocks taken by the entries (files, directories,
-// links) in the input root that the sandbox owns, and how many there are,
-// counting a file with several links once. Entries that vanish meanwhile
-// are skipped.
+// usage returns how many entries (files, directories, links) of the input
+// root the sandbox owns, and the disk blocks its files take, counting a
+// file with several links once. Entries that vanish meanwhile are skipped.
 func (g diskGuard) usage() diskUse {
 	var u diskUse
 	seen := map[uint64]bool{} // inodes with more than one link
@@ -128,14 +127,20 @@ func (g diskGuard) usage() diskUse {
 		if unix.Lstat(p, &st) != nil || !g.owns(st.Uid) {
 			return nil
 		}
-		if !d.IsDir() && st.Nlink > 1 {
+		u.files++
+		if d.IsDir() {
+			// Counted, not their blocks: the input root's own
+			// directories belong to the sandbox too, and a file that
+			// RLIMIT_FSIZE stopped at the byte quota must stay within it.
+			return nil
+		}
+		if st.Nlink > 1 {
 			if seen[st.Ino] {
 				return nil
 			}
 			seen[st.Ino] = true
 		}
 		u.bytes += st.Blocks * 512
-		u.files++
 		return nil
 	})
 	return u
