@@ -36,6 +36,7 @@ type Scheduling struct {
 	MaxRetries            int           `yaml:"max_retries"`
 	MaxQueuedPerInstance  int           `yaml:"max_queued_per_instance"`
 	CompletedRetention    time.Duration `yaml:"completed_retention"`
+	MaxCompletedBytes     int64         `yaml:"max_completed_bytes"`
 	ExecuteUpdateInterval time.Duration `yaml:"execute_update_interval"`
 	AbandonedGrace        time.Duration `yaml:"abandoned_grace"`
 	TickInterval          time.Duration `yaml:"tick_interval"`

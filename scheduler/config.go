@@ -49,6 +49,15 @@ type Config struct {
 	// retained operation holds its ExecuteResponse in memory, so keep it
 	// short. Default 1m.
 	CompletedRetention time.Duration
+	// MaxCompletedBytes bounds the ExecuteResponses that completed
+	// operations hold in memory together (their encoded size). Past it the
+	// oldest completed operations are forgotten before their
+	// CompletedRetention is up (a WaitExecution for one answers NOT_FOUND,
+	// and the client executes again, a cache hit). Without it, a client
+	// repeating Execute on a cached action with a large result made the
+	// scheduler hold a copy of that result per call for a minute. Default
+	// 1 GiB.
+	MaxCompletedBytes int64
 	// ExecuteUpdateInterval is how often an Execute or WaitExecution stream
 	// repeats the operation's state while nothing changes, so proxies and
 	// load balancers do not cut a stream idle for a long action. Default 1m.
@@ -95,6 +104,7 @@ func DefaultConfig() Config {
 		MaxRetries:            3,
 		MaxQueuedPerInstance:  1_000_000,
 		CompletedRetention:    time.Minute,
+		MaxCompletedBytes:     1 << 30,
 		ExecuteUpdateInterval: time.Minute,
 		TickInterval:          time.Second,
 		AbandonedGrace:        2 * time.Minute,
@@ -132,6 +142,8 @@ func (c Config) Validate() error {
 		return errors.New("scheduler: max_retries must not be negative")
 	case c.MaxQueuedPerInstance <= 0:
 		return errors.New("scheduler: max_queued_per_instance must be positive")
+	case c.MaxCompletedBytes <= 0:
+		return errors.New("scheduler: max_completed_bytes must be positive")
 	}
 	return nil
 }

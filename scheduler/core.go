@@ -37,6 +37,7 @@ type core struct {
 	lastTenant        string                 // whose execution was dispatched last: tenants take turns after it
 	unblocked         []*tenant              // came back under max_running; see pumpUnblocked
 	completed         []*operation           // completion order, for retention
+	completedBytes    int64                  // their responses' encoded sizes (core_time.go)
 	fx                effects
 	// replaying is set while a journal is replayed: limits that were
 	// checked when a record was written are not checked again.
@@ -116,6 +117,7 @@ func newCoreWithLimits(cfg Config, limits map[string]auth.Limits) *core {
 }
 
 func (c *core) takeEffects() effects {
+	c.boundCompleted()
 	fx := c.fx
 	c.fx = effects{}
 	return fx
@@ -394,7 +396,7 @@ func (c *core) completeOp(now time.Time, op *operation, resp *repb.ExecuteRespon
 	op.exec = nil
 	op.response = resp
 	op.completedAt = now
-	c.completed = append(c.completed, op)
+	c.retain(op)
 	c.fx.published = append(c.fx.published, op.name)
 }
 

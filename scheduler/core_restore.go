@@ -64,7 +64,7 @@ func (c *core) restore(st *coreState) error {
 		if op == nil || !op.done {
 			return fmt.Errorf("completed operation %s is not a done operation of the state", name)
 		}
-		c.completed = append(c.completed, op)
+		c.retain(op)
 	}
 	return nil
 }

@@ -707,3 +707,42 @@ func TestOverdueExecutionCompletesWithDeadlineExceeded(t *testing.T) {
 		t.Fatalf("after the kill: %v, want next", got)
 	}
 }
+
+// Completed operations' responses are bounded together: past
+// max_completed_bytes the oldest are forgotten before their retention is
+// up, the newest is always kept, and each goes with a delete record, so a
+// replay under another bound gives the same state.
+func TestCompletedResponsesAreBounded(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.MaxCompletedBytes = 2500 })
+	big := func(i int) *repb.ExecuteResponse {
+		return &repb.ExecuteResponse{CachedResult: true, Message: strings.Repeat(fmt.Sprint(i), 1000)}
+	}
+	for i := range 5 {
+		h.c.AddCompleted(h.now, fmt.Sprint("op", i), "", "", actionDigest("x"), big(i))
+		h.collect()
+		h.now = h.now.Add(time.Second)
+	}
+	for i := range 5 {
+		_, ok := h.c.Operation(fmt.Sprint("op", i))
+		if want := i >= 3; ok != want {
+			t.Errorf("op%d known: %v, want %v (two responses of about 1 KB fit in 2,500 bytes)", i, ok, want)
+		}
+	}
+	// One response larger than the bound is kept, alone.
+	h.c.AddCompleted(h.now, "huge", "", "", actionDigest("x"), &repb.ExecuteResponse{Message: strings.Repeat("h", 5000)})
+	h.collect()
+	if _, ok := h.c.Operation("huge"); !ok {
+		t.Error("the newest completed operation was forgotten")
+	}
+	if _, ok := h.c.Operation("op4"); ok {
+		t.Error("op4 is still known beside a response over the bound")
+	}
+	want := mustState(t, h.c)
+	for _, bound := range []int64{2500, DefaultConfig().MaxCompletedBytes, 1} {
+		cfg := h.cfg
+		cfg.MaxCompletedBytes = bound
+		if got := mustState(t, replayed(t, cfg, nil, nil, h.records)); !equalStates(got, want) {
+			t.Fatalf("replay under max_completed_bytes %d gave another state:\n got %+v\nwant %+v", bound, got, want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/api/workerpb"
 )
@@ -56,10 +57,40 @@ func (c *core) expire(now time.Time) {
 			delete(c.ops, op.name)
 			c.fx.published = append(c.fx.published, op.name)
 		}
+		c.completedBytes -= op.respBytes
 		c.completed[i] = nil
 	}
 	c.completed = c.completed[i:]
 	if i > 0 {
 		c.record(record{kind: recExpire, at: now})
+	}
+}
+
+// retain keeps the completed op for CompletedRetention, its response
+// counted against MaxCompletedBytes.
+func (c *core) retain(op *operation) {
+	op.respBytes = int64(proto.Size(op.response))
+	c.completedBytes += op.respBytes
+	c.completed = append(c.completed, op)
+}
+
+// boundCompleted forgets the oldest completed operations, before their
+// retention is up, while the responses retained take more than
+// MaxCompletedBytes; the newest is always kept. Each is deleted with a
+// recDelete record, so that a replay does the same whatever the config
+// then says (a replay itself forgets nothing here). It runs as a
+// transaction's effects are taken, after the transaction's own records.
+func (c *core) boundCompleted() {
+	if c.replaying {
+		return
+	}
+	for c.completedBytes > c.cfg.MaxCompletedBytes && len(c.completed) > 1 {
+		op := c.completed[0]
+		c.completed[0] = nil
+		c.completed = c.completed[1:]
+		c.completedBytes -= op.respBytes
+		if c.ops[op.name] == op {
+			_ = c.Delete(c.completed[len(c.completed)-1].completedAt, op.name) // it exists
+		}
 	}
 }

@@ -20,6 +20,7 @@ type operation struct {
 	done        bool
 	response    *repb.ExecuteResponse // set when done; shared, read-only
 	completedAt time.Time
+	respBytes   int64     // response's encoded size, counted in core.completedBytes
 	worker      string    // last worker, for metadata
 	startedAt   time.Time // when that worker got it
 }
