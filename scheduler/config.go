@@ -50,13 +50,14 @@ type Config struct {
 	// short. Default 1m.
 	CompletedRetention time.Duration
 	// MaxCompletedBytes bounds the ExecuteResponses that completed
-	// operations hold in memory together (their encoded size). Past it the
+	// operations hold in memory together, by their encoded size (in memory
+	// a response takes two to three times that). Past it the
 	// oldest completed operations are forgotten before their
 	// CompletedRetention is up (a WaitExecution for one answers NOT_FOUND,
 	// and the client executes again, a cache hit). Without it, a client
 	// repeating Execute on a cached action with a large result made the
 	// scheduler hold a copy of that result per call for a minute. Default
-	// 1 GiB.
+	// 256 MiB: at 2 KB a response, 100,000 operations a minute.
 	MaxCompletedBytes int64
 	// ExecuteUpdateInterval is how often an Execute or WaitExecution stream
 	// repeats the operation's state while nothing changes, so proxies and
@@ -104,7 +105,7 @@ func DefaultConfig() Config {
 		MaxRetries:            3,
 		MaxQueuedPerInstance:  1_000_000,
 		CompletedRetention:    time.Minute,
-		MaxCompletedBytes:     1 << 30,
+		MaxCompletedBytes:     256 << 20,
 		ExecuteUpdateInterval: time.Minute,
 		TickInterval:          time.Second,
 		AbandonedGrace:        2 * time.Minute,
