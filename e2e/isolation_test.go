@@ -4,18 +4,18 @@ import (
 	"bytes"
 	"errors"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/paddock-build/paddock/internal/nettest"
 )
 
 // TestIsolationThroughTheStack sends actions through `paddock up` (the
@@ -30,24 +30,8 @@ func TestIsolationThroughTheStack(t *testing.T) {
 	t.Run("NoHostLoopbackByDefault", func(t *testing.T) {
 		c := c.withT(t)
 		// A server on the host's loopback that counts who reaches it.
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer lis.Close()
-		var accepted atomic.Int64
-		go func() {
-			for {
-				conn, err := lis.Accept()
-				if err != nil {
-					return
-				}
-				accepted.Add(1)
-				conn.Write([]byte("host loopback\n"))
-				conn.Close()
-			}
-		}()
-		port := strconv.Itoa(lis.Addr().(*net.TCPAddr).Port)
+		witness := nettest.NewWitness(t, "host loopback\n")
+		port := strconv.Itoa(witness.Port)
 		// bash's /dev/tcp connects; the exit code says whether it could.
 		connect := func(platform ...*repb.Platform_Property) *repb.ActionResult {
 			cmd := &repb.Command{
@@ -58,14 +42,14 @@ func TestIsolationThroughTheStack(t *testing.T) {
 			return r
 		}
 		r := connect()
-		if r.ExitCode == 0 || accepted.Load() != 0 {
-			t.Errorf("an action without dockerNetwork reached the host's 127.0.0.1:%s (exit code %d, %d connections accepted)", port, r.ExitCode, accepted.Load())
+		if r.ExitCode == 0 || witness.Accepted() != 0 {
+			t.Errorf("an action without dockerNetwork reached the host's 127.0.0.1:%s (exit code %d, %d connections accepted)", port, r.ExitCode, witness.Accepted())
 		}
 		// The control: with the host's network asked for, the same command
 		// gets through, so the check above can see a connection.
 		r = connect(&repb.Platform_Property{Name: "dockerNetwork", Value: "standard"})
-		if r.ExitCode != 0 || accepted.Load() != 1 {
-			t.Errorf("with dockerNetwork=standard the action did not reach the host's 127.0.0.1:%s (exit code %d, %d connections accepted); the check above proves nothing", port, r.ExitCode, accepted.Load())
+		if r.ExitCode != 0 || witness.Accepted() != 1 {
+			t.Errorf("with dockerNetwork=standard the action did not reach the host's 127.0.0.1:%s (exit code %d, %d connections accepted); the check above proves nothing", port, r.ExitCode, witness.Accepted())
 		}
 	})
 

@@ -6,15 +6,15 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/registry"
+
+	"github.com/paddock-build/paddock/internal/nettest"
 )
 
 func TestRegistryListMatching(t *testing.T) {
@@ -129,24 +129,8 @@ func TestAllowedRegistriesAreCheckedFirst(t *testing.T) {
 // cannot make) only by the dial guard, the same one the direct
 // reference meets.
 func TestRefusedAddressesAreNeverDialled(t *testing.T) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	var accepted atomic.Int32
-	go func() {
-		for {
-			conn, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			conn.Close()
-		}
-	}()
-	port := lis.Addr().(*net.TCPAddr).Port
-	refused := fmt.Sprintf("0.0.0.0:%d", port)
+	witness := nettest.NewWitness(t, "")
+	refused := fmt.Sprintf("0.0.0.0:%d", witness.Port)
 
 	// A registry that redirects every blob download to the refused address.
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
@@ -169,7 +153,7 @@ func TestRefusedAddressesAreNeverDialled(t *testing.T) {
 	if _, err := c.Rootfs(context.Background(), r.ref(t, "app:1")); err == nil {
 		t.Errorf("Rootfs(%s) through a redirect to %s succeeded", r.ref(t, "app:1"), refused)
 	}
-	if n := accepted.Load(); n != 0 {
+	if n := witness.Accepted(); n != 0 {
 		t.Fatalf("%d connections reached the refused address", n)
 	}
 }
