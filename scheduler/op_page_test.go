@@ -11,12 +11,11 @@ import (
 // token, gives each name once and in order, for any page size, whatever
 // order the operations come in; and a page holds at most its size.
 func TestOpPagesCoverEveryOperationOnce(t *testing.T) {
-	var names []string
-	for i := range 1000 {
-		names = append(names, fmt.Sprintf("operations/%08x", rand.Uint32()^uint32(i)))
+	names := make([]string, 1000)
+	for i := range names {
+		names[i] = fmt.Sprintf("operations/%08x", rand.Uint32()^uint32(i))
 	}
-	want := slices.Sorted(slices.Values(names))
-	want = slices.Compact(want)
+	want := slices.Compact(slices.Sorted(slices.Values(names)))
 	for _, size := range []int{1, 7, 100, 999, 1000, 1001, 5000} {
 		var got []string
 		token := ""
