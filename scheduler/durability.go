@@ -17,6 +17,14 @@ import (
 // are rare, few enough that replay at start-up stays short.
 const snapshotEvery = 200_000
 
+// snapshotBytes is how many bytes of records are written between snapshots
+// at least (and at least twice the last snapshot's size), whatever their
+// number: a record carries a whole ExecuteResponse, and a client repeating
+// Execute on a cached action with a 1 MB result wrote a megabyte a call,
+// which 200,000 records would have let fill the journal's disk (new work
+// is then refused for everyone). A variable for tests.
+var snapshotBytes int64 = 256 << 20
+
 // durability is the Scheduler's journal and the effects waiting for it.
 // Every record is appended before the effects that come with it are
 // carried out, in order. What clients see (an operation's name, a change of
@@ -33,12 +41,15 @@ type durability struct {
 	durable  uint64        // seq of the last record known durable
 	advanced chan struct{} // closed (and replaced) when durable advances or failed is set
 	failed   error
-	// since counts records since the last snapshot; snapping is set while
-	// one is being written.
-	since    int
-	snapping bool
-	snaps    sync.WaitGroup // snapshot writers, waited for by close
-	scratch  []byte         // encoding buffer, reused
+	// since and sinceBytes count records since the last snapshot, and
+	// their bytes; lastSnapBytes is that snapshot's size; snapping is set
+	// while one is being written.
+	since         int
+	sinceBytes    int64
+	lastSnapBytes int64
+	snapping      bool
+	snaps         sync.WaitGroup // snapshot writers, waited for by close
+	scratch       []byte         // encoding buffer, reused
 }
 
 // close waits for a snapshot being written and closes the journal, which
@@ -152,6 +163,7 @@ func (s *Scheduler) hold(fx effects) uint64 {
 		d.scratch = b
 		d.last = d.j.Append(b)
 		d.since++
+		d.sinceBytes += int64(len(b))
 		fx.records[i] = record{}
 	}
 	// The records are written (Append copies them): their slice serves the
@@ -171,7 +183,9 @@ func (s *Scheduler) hold(fx effects) uint64 {
 	}
 	// Snapshots cost a pause proportional to the state: with many live
 	// operations, wait for proportionally more records.
-	if d.since >= snapshotEvery && d.since >= 2*len(s.core.ops) && !d.snapping {
+	byCount := d.since >= snapshotEvery && d.since >= 2*len(s.core.ops)
+	byBytes := d.sinceBytes >= snapshotBytes && d.sinceBytes >= 2*d.lastSnapBytes
+	if (byCount || byBytes) && !d.snapping {
 		s.startSnapshot()
 	}
 	return d.last
@@ -255,7 +269,7 @@ func (s *Scheduler) startSnapshot() {
 	d := s.dur
 	st := s.core.capture()
 	seq := d.j.Rotate()
-	d.since, d.snapping = 0, true
+	d.since, d.sinceBytes, d.snapping = 0, 0, true
 	d.snaps.Add(1)
 	go func() {
 		defer d.snaps.Done()
@@ -275,6 +289,9 @@ func (s *Scheduler) startSnapshot() {
 		}
 		s.mu.Lock()
 		d.snapping = false
+		if err == nil {
+			d.lastSnapBytes = int64(len(b))
+		}
 		s.mu.Unlock()
 	}()
 }

@@ -275,3 +275,57 @@ func TestRecoveredOperationWithoutClientIsAbandoned(t *testing.T) {
 		t.Fatalf("operation %+v after abandoned_grace, want it cancelled as abandoned", v)
 	}
 }
+
+// Records carry whole responses, so snapshots come by bytes as well as by
+// count: repeated cache hits of a large result cannot grow the journal
+// without bound (it would fill its disk, and new work would be refused for
+// everyone). A snapshot holds the retained responses, which
+// max_completed_bytes bounds. Here 300 records of about 10 KB, against
+// 256 KB between snapshots and 100 KB of retained responses, leave the
+// journal well under a megabyte, and a restart recovers the state.
+func TestLargeRecordsBringSnapshotsSooner(t *testing.T) {
+	defer func(b int64) { snapshotBytes = b }(snapshotBytes)
+	snapshotBytes = 256 << 10
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.JournalDir, cfg.MaxCompletedBytes = dir, 100<<10
+	s := newTestScheduler(t, cfg, nil)
+	resp := &repb.ExecuteResponse{CachedResult: true, Message: strings.Repeat("r", 10_000)}
+	// A snapshot started is written in the background; records written
+	// meanwhile wait for the next. Waiting for each keeps the count exact.
+	snapped := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return !s.dur.snapping
+	}
+	for i := range 300 {
+		s.mu.Lock()
+		s.core.AddCompleted(s.clock.Now(), fmt.Sprint("operations/hit-", i), "", "", actionDigest("x"), resp)
+		s.apply()
+		s.mu.Unlock()
+		for deadline := time.Now().Add(10 * time.Second); !snapped(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("a snapshot took more than 10 s")
+			}
+		}
+	}
+	s.Close()
+	var total int64
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil {
+			total += info.Size()
+		}
+	}
+	if total > 512<<10 {
+		t.Fatalf("the journal takes %d bytes after 3 MB of records; want a snapshot (about 100 KB) and at most 256 KB of records after it", total)
+	}
+	r := newTestScheduler(t, cfg, nil)
+	defer r.Close()
+	if _, ok := r.core.ops["operations/hit-299"]; !ok {
+		t.Fatal("the last operation was not recovered")
+	}
+}
