@@ -7,6 +7,7 @@ import (
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -21,6 +22,12 @@ import (
 
 // requestMetadataHeader carries a serialized RequestMetadata (REv2).
 const requestMetadataHeader = "build.bazel.remote.execution.v2.requestmetadata-bin"
+
+// maxRequestMetadata bounds that header. Bazel's is a few hundred bytes;
+// every queued action keeps it (and its invocation id) until it runs, so
+// a client sending the 1 MiB that gRPC's headers allow would make each of
+// its queued actions cost the scheduler a megabyte instead of 3 KiB.
+const maxRequestMetadata = 16 << 10
 
 // maxMessageBytes bounds the Action and Command read from the CAS.
 const maxMessageBytes = 16 << 20
@@ -100,7 +107,10 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 		return "", err
 	}
 	queueKey, routing := routingOf(instance, platform, s.route)
-	rawMeta, invocation := requestMetadata(ctx)
+	rawMeta, invocation, err := requestMetadata(ctx)
+	if err != nil {
+		return "", err
+	}
 
 	sub := submission{
 		name:       name,
@@ -172,22 +182,26 @@ func prefix(err error, what string) error {
 }
 
 // requestMetadata returns the raw RequestMetadata header and its
-// tool_invocation_id ("" when absent or unreadable).
-func requestMetadata(ctx context.Context) ([]byte, string) {
+// tool_invocation_id ("" when absent or unreadable); a header over
+// maxRequestMetadata is INVALID_ARGUMENT.
+func requestMetadata(ctx context.Context) ([]byte, string, error) {
 	md, ok := metadata.FromIncomingContext(ctx)
 	if !ok {
-		return nil, ""
+		return nil, "", nil
 	}
 	vals := md.Get(requestMetadataHeader)
 	if len(vals) == 0 {
-		return nil, ""
+		return nil, "", nil
+	}
+	if len(vals[0]) > maxRequestMetadata {
+		return nil, "", status.Errorf(codes.InvalidArgument, "header %s is %d bytes; this scheduler accepts at most %d", requestMetadataHeader, len(vals[0]), maxRequestMetadata)
 	}
 	raw := []byte(vals[0])
 	rm := &repb.RequestMetadata{}
 	if proto.Unmarshal(raw, rm) != nil {
-		return nil, ""
+		return nil, "", nil
 	}
-	return raw, rm.ToolInvocationId
+	return raw, rm.ToolInvocationId, nil
 }
 
 // toOperation renders an operation for clients.

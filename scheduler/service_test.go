@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -549,5 +550,36 @@ func TestExecuteStreamRepeatsStateWhileIdle(t *testing.T) {
 		if op.Done || metadataOf(t, op).Stage != repb.ExecutionStage_QUEUED {
 			t.Fatalf("update %d: %v, want the unchanged QUEUED state", i, op)
 		}
+	}
+}
+
+// Every queued action keeps its RequestMetadata until it runs: a header
+// larger than a client needs (gRPC allows a megabyte) is refused at
+// Execute, naming it, and nothing is queued.
+func TestOversizedRequestMetadataIsRefused(t *testing.T) {
+	f := startFarm(t, testConfig(), "", nil, nil)
+	ctx := ctxTimeout(t)
+	d := f.action(t, "big-metadata", nil)
+	rm := &repb.RequestMetadata{ToolInvocationId: "inv", ActionMnemonic: strings.Repeat("m", 32<<10)}
+	md := metadata.Pairs(requestMetadataHeader, string(mustMarshal(t, rm)))
+	stream, err := f.exec.Execute(metadata.NewOutgoingContext(ctx, md), executeRequest(d))
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), requestMetadataHeader) {
+		t.Fatalf("Execute with %d bytes of request metadata: %v; want INVALID_ARGUMENT naming the header", proto.Size(rm), err)
+	}
+	if ops, _ := f.s.Operations(OperationFilter{}); len(ops) != 0 {
+		t.Fatalf("%d operations after a refused Execute", len(ops))
+	}
+	// A usual one is accepted.
+	rm.ActionMnemonic = "CppCompile"
+	md = metadata.Pairs(requestMetadataHeader, string(mustMarshal(t, rm)))
+	stream, err = f.exec.Execute(metadata.NewOutgoingContext(ctx, md), executeRequest(d))
+	if err == nil {
+		_, err = stream.Recv()
+	}
+	if err != nil {
+		t.Fatalf("Execute with usual request metadata: %v", err)
 	}
 }
