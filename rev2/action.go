@@ -54,11 +54,24 @@ func EffectivePlatform(a *repb.Action, c *repb.Command) (*repb.Platform, string)
 	return c.GetPlatform(), "command.platform"
 }
 
+// MaxPlatformBytes bounds a platform's property names and values together.
+// RBE platforms take a few hundred bytes; every queued action keeps its
+// platform, so one of megabytes (a Command may be 16 MiB) would make each
+// queued action cost the scheduler that much.
+const MaxPlatformBytes = 64 << 10
+
 // CheckPlatform checks that properties are sorted by name then value (as
 // REv2 requires, so that equal platforms have equal digests) and that every
 // name is one the server knows.
 func CheckPlatform(p *repb.Platform, field string, known func(name string) bool) error {
 	props := p.GetProperties()
+	size := 0
+	for _, pr := range props {
+		size += len(pr.Name) + len(pr.Value)
+	}
+	if size > MaxPlatformBytes {
+		return Invalid(field, "properties take %d bytes; at most %d are accepted", size, MaxPlatformBytes)
+	}
 	for i, pr := range props {
 		f := fmt.Sprintf("%s.properties[%d]", field, i)
 		if pr.Name == "" {

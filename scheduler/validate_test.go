@@ -119,6 +119,17 @@ func TestExecuteValidation(t *testing.T) {
 		{"unknown property in command platform (REv2 2.0)", func() *repb.ExecuteRequest {
 			return executeRequest(f.action(t, "p2", func(a *repb.Action, c *repb.Command) { c.Platform = props("OSFamily", "linux", "gpu", "yes") }))
 		}, codes.InvalidArgument, "command.platform.properties[1]", nil},
+		// Every queued action keeps its platform and instance name.
+		{"a platform of 70 KB", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "p3", func(a *repb.Action, c *repb.Command) {
+				c.Platform = props("OSFamily", "linux", "container-image", "docker://r.example/"+strings.Repeat("x", 70<<10))
+			}))
+		}, codes.InvalidArgument, "command.platform", nil},
+		{"an instance name of 2 KB", func() *repb.ExecuteRequest {
+			req := executeRequest(missingCmd)
+			req.InstanceName = strings.Repeat("i", 2048)
+			return req
+		}, codes.InvalidArgument, "instance_name", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
