@@ -19,6 +19,7 @@ type metrics struct {
 	queueWait  *prometheus.HistogramVec // instance
 	dispatches *prometheus.CounterVec   // instance
 	retries    prometheus.Counter
+	instances  instanceLabels // their instance labels (metric_labels.go)
 
 	queued  *prometheus.Desc
 	running *prometheus.Desc
@@ -44,6 +45,7 @@ func newMetrics() *metrics {
 			"Executions on a worker, by queue (instance name and routing platform).", []string{"instance", "platform"}, nil),
 		workers: prometheus.NewDesc("paddock_scheduler_workers",
 			"Known workers, by state (idle, busy, draining, leaving, disconnected).", []string{"state"}, nil),
+		instances: instanceLabels{},
 	}
 }
 
@@ -55,8 +57,9 @@ func (m *metrics) observe(now time.Time, fx effects) {
 		if a == nil {
 			continue
 		}
-		m.dispatches.WithLabelValues(a.InstanceName).Inc()
-		m.queueWait.WithLabelValues(a.InstanceName).Observe(now.Sub(a.QueuedTimestamp.AsTime()).Seconds())
+		inst := m.instances.label(a.InstanceName)
+		m.dispatches.WithLabelValues(inst).Inc()
+		m.queueWait.WithLabelValues(inst).Observe(now.Sub(a.QueuedTimestamp.AsTime()).Seconds())
 	}
 	m.retries.Add(float64(fx.retries))
 }
@@ -83,10 +86,9 @@ func (c *schedulerCollector) Collect(ch chan<- prometheus.Metric) {
 	m.queueWait.Collect(ch)
 	m.dispatches.Collect(ch)
 	m.retries.Collect(ch)
-	for _, q := range s.Queues() {
-		platform := platformString(q.Platform)
-		ch <- prometheus.MustNewConstMetric(m.queued, prometheus.GaugeValue, float64(q.Queued), q.Instance, platform)
-		ch <- prometheus.MustNewConstMetric(m.running, prometheus.GaugeValue, float64(q.Running), q.Instance, platform)
+	for _, q := range gaugeSeries(s.Queues()) {
+		ch <- prometheus.MustNewConstMetric(m.queued, prometheus.GaugeValue, float64(q.queued), q.instance, q.platform)
+		ch <- prometheus.MustNewConstMetric(m.running, prometheus.GaugeValue, float64(q.running), q.instance, q.platform)
 	}
 	byState := map[string]int{}
 	for _, w := range s.Workers() {

@@ -1,0 +1,73 @@
+package scheduler
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+)
+
+// A client names any instance it likes: past maxInstanceLabels names the
+// counters and the histogram share one series, "(other)", and a name that
+// has its own keeps it.
+func TestInstanceLabelsAreBounded(t *testing.T) {
+	m := newMetrics()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var fx effects
+	for i := range maxInstanceLabels + 100 {
+		fx.dispatch = append(fx.dispatch, workerMessage{msg: &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{
+			Assignment: &workerpb.Assignment{InstanceName: fmt.Sprint("inst-", i), QueuedTimestamp: timestamppb.New(now)}}}})
+	}
+	// inst-0 again, after the bound is reached: still its own.
+	fx.dispatch = append(fx.dispatch, fx.dispatch[0])
+	m.observe(now, fx)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m.dispatches)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]float64{}
+	for _, mf := range mfs {
+		for _, s := range mf.GetMetric() {
+			counts[s.GetLabel()[0].GetValue()] = s.GetCounter().GetValue()
+		}
+	}
+	if len(counts) != maxInstanceLabels+1 || counts[otherInstances] != 100 || counts["inst-0"] != 2 {
+		t.Fatalf("%d series, %v for %s and %v for inst-0; want %d, 100 and 2", len(counts), counts[otherInstances], otherInstances, counts["inst-0"], maxInstanceLabels+1)
+	}
+}
+
+// The gauges sum queues by instance label and platform: past the bound
+// into "(other)", and two tenants' queues of one instance and platform into
+// one series, which would otherwise be collected twice (an error that
+// fails the whole scrape).
+func TestGaugeSeriesSumQueues(t *testing.T) {
+	pool := []*workerpb.Property{{Name: "Pool", Value: "big"}}
+	var qs []QueueStatus
+	for i := range maxInstanceLabels + 5 {
+		qs = append(qs, QueueStatus{Instance: fmt.Sprintf("i%05d", i), Queued: 1, Running: 2})
+	}
+	qs = append(qs, QueueStatus{Instance: "i00000", Queued: 10}, QueueStatus{Instance: "i00000", Platform: pool, Queued: 7})
+	series := gaugeSeries(qs)
+	if len(series) != maxInstanceLabels+2 {
+		t.Fatalf("%d series, want %d", len(series), maxInstanceLabels+2)
+	}
+	byKey := map[[2]string]queueSeries{}
+	for _, s := range series {
+		byKey[[2]string{s.instance, s.platform}] = s
+	}
+	if s := byKey[[2]string{"i00000", ""}]; s.queued != 11 || s.running != 2 {
+		t.Errorf("i00000: %+v; want the two tenants' queues summed", s)
+	}
+	if s := byKey[[2]string{"i00000", "Pool=big"}]; s.queued != 7 {
+		t.Errorf("i00000 Pool=big: %+v", s)
+	}
+	if s := byKey[[2]string{otherInstances, ""}]; s.queued != 5 || s.running != 10 {
+		t.Errorf("%s: %+v; want the 5 queues past the bound", otherInstances, s)
+	}
+}
