@@ -87,33 +87,11 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 		}
 	}
 
-	if err := s.requirePresent(ctx, []digest.Digest{ad}, []string{"action_digest"}); err != nil {
-		return "", err
-	}
-	action := &repb.Action{}
-	if err := storage.GetProto(ctx, s.cas, ad, action, maxMessageBytes); err != nil {
-		return "", prefix(err, "action_digest")
-	}
-	ds, timeout, err := rev2.CheckAction(fn, action, s.cfg.MaxActionTimeout, s.cfg.DefaultActionTimeout)
+	a, err := s.loadAction(ctx, fn, ad)
 	if err != nil {
 		return "", err
 	}
-	cd, rd := ds.Command, ds.InputRoot
-	if err := s.requirePresent(ctx, []digest.Digest{cd, rd}, []string{"action.command_digest", "action.input_root_digest"}); err != nil {
-		return "", err
-	}
-	command := &repb.Command{}
-	if err := storage.GetProto(ctx, s.cas, cd, command, maxMessageBytes); err != nil {
-		return "", prefix(err, "action.command_digest")
-	}
-	if err := rev2.CheckCommand(command); err != nil {
-		return "", err
-	}
-	platform, field := rev2.EffectivePlatform(action, command)
-	if err := rev2.CheckPlatform(platform, field, func(n string) bool { return s.known[n] }); err != nil {
-		return "", err
-	}
-	queueKey, routing := routingOf(instance, platform, s.route)
+	queueKey, routing := routingOf(instance, a.platform, s.route)
 	rawMeta, invocation, err := requestMetadata(ctx)
 	if err != nil {
 		return "", err
@@ -124,17 +102,17 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 		instance:   instance,
 		owner:      owner,
 		action:     ad,
-		cacheable:  !action.DoNotCache,
+		cacheable:  !a.action.DoNotCache,
 		priority:   req.GetExecutionPolicy().GetPriority(),
 		invocation: invocation,
 		queueKey:   queueKey,
 		routing:    routing,
 		spec: actionSpec{
-			command:         cd,
-			inputRoot:       rd,
-			platform:        workerProperties(platform),
-			timeout:         timeout,
-			doNotCache:      action.DoNotCache,
+			command:         a.command,
+			inputRoot:       a.inputRoot,
+			platform:        workerProperties(a.platform),
+			timeout:         a.timeout,
+			doNotCache:      a.action.DoNotCache,
 			requestMetadata: rawMeta,
 		},
 	}
@@ -142,6 +120,47 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 		_, err := s.core.Execute(now, sub)
 		return err
 	})
+}
+
+// loadedAction is an Execute's Action and what the scheduler keeps of its
+// Command, read from the CAS and validated.
+type loadedAction struct {
+	action             *repb.Action
+	command, inputRoot digest.Digest
+	timeout            time.Duration
+	platform           *repb.Platform // the effective one: the Action's, or the Command's (REv2 2.0)
+}
+
+// loadAction reads the Action ad and its Command from the CAS and checks
+// them as a worker would: a missing blob is FAILED_PRECONDITION naming it,
+// anything a worker would refuse is INVALID_ARGUMENT naming the field.
+func (s *Scheduler) loadAction(ctx context.Context, fn digest.Function, ad digest.Digest) (loadedAction, error) {
+	if err := s.requirePresent(ctx, []digest.Digest{ad}, []string{"action_digest"}); err != nil {
+		return loadedAction{}, err
+	}
+	action := &repb.Action{}
+	if err := storage.GetProto(ctx, s.cas, ad, action, maxMessageBytes); err != nil {
+		return loadedAction{}, prefix(err, "action_digest")
+	}
+	ds, timeout, err := rev2.CheckAction(fn, action, s.cfg.MaxActionTimeout, s.cfg.DefaultActionTimeout)
+	if err != nil {
+		return loadedAction{}, err
+	}
+	if err := s.requirePresent(ctx, []digest.Digest{ds.Command, ds.InputRoot}, []string{"action.command_digest", "action.input_root_digest"}); err != nil {
+		return loadedAction{}, err
+	}
+	command := &repb.Command{}
+	if err := storage.GetProto(ctx, s.cas, ds.Command, command, maxMessageBytes); err != nil {
+		return loadedAction{}, prefix(err, "action.command_digest")
+	}
+	if err := rev2.CheckCommand(command); err != nil {
+		return loadedAction{}, err
+	}
+	platform, field := rev2.EffectivePlatform(action, command)
+	if err := rev2.CheckPlatform(platform, field, func(n string) bool { return s.known[n] }); err != nil {
+		return loadedAction{}, err
+	}
+	return loadedAction{action: action, command: ds.Command, inputRoot: ds.InputRoot, timeout: timeout, platform: platform}, nil
 }
 
 // accept hands an Execute to the core and returns once a restart would
