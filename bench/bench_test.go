@@ -100,3 +100,24 @@ func TestServerErrorsAreReported(t *testing.T) {
 		t.Fatalf("report %+v: want the refusal naming the property", r)
 	}
 }
+
+// The cached scenario's Executes are all answered from the action cache:
+// the farm runs nothing, each result is the stored one, and with a farm
+// pid the report has its peak resident memory.
+func TestCachedHitsRunNothing(t *testing.T) {
+	f := farmtest.Start(t, farmtest.Options{})
+	c := bench.NewClient(f.Conn, bench.Options{Concurrency: 4, FarmPID: os.Getpid()})
+	r, err := c.Cached(context.Background(), 20, 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Completed != 20 || r.Errors != 0 {
+		t.Fatalf("report %+v", r)
+	}
+	if got := f.Runner.Calls(); got != 0 {
+		t.Fatalf("the farm ran %d actions; every Execute should have been a cache hit", got)
+	}
+	if r.FarmPeakRSSBytes <= 0 || !strings.Contains(bench.Table([]*bench.Report{r}), "farm peak resident memory") {
+		t.Errorf("peak resident memory %d; want it reported", r.FarmPeakRSSBytes)
+	}
+}

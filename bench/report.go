@@ -63,6 +63,11 @@ type Report struct {
 	// up`, the farm itself, the runner, the sandbox spawner, and the
 	// sandboxes (the spawner's reaped children).
 	FarmCPUByProcess map[string]*CPUPerOp `json:"farm_cpu_by_process,omitempty"`
+	// FarmPeakRSSBytes is the farm process's peak resident memory
+	// (VmHWM of Options.FarmPID, not its children's) when the run ended:
+	// the peak since the farm started, so measure a fresh farm. 0 without
+	// a FarmPID.
+	FarmPeakRSSBytes int64 `json:"farm_peak_rss_bytes,omitempty"`
 }
 
 // Table renders reports as an aligned text table.
@@ -93,6 +98,9 @@ func Table(reports []*Report) string {
 		}
 		if r.FirstError != "" {
 			fmt.Fprintf(&b, "  first error: %s\n", r.FirstError)
+		}
+		if r.FarmPeakRSSBytes > 0 {
+			fmt.Fprintf(&b, "  farm peak resident memory: %.0f MB\n", float64(r.FarmPeakRSSBytes)/1e6)
 		}
 	}
 	b.WriteString(cpuTable(reports))
@@ -139,6 +147,7 @@ type recorder struct {
 	progress io.Writer
 	start    time.Time
 	cpu      *cpuMeter
+	farmPID  int
 
 	mu       sync.Mutex
 	phases   map[string][]time.Duration
@@ -151,7 +160,7 @@ type recorder struct {
 
 // newRecorder starts the clock and the CPU meter of one scenario's run.
 func (c *Client) newRecorder(scenario string, want int) *recorder {
-	r := &recorder{scenario: scenario, want: want, progress: c.opts.Progress, start: time.Now(), cpu: startCPUMeter(c.opts.FarmPID),
+	r := &recorder{scenario: scenario, want: want, progress: c.opts.Progress, start: time.Now(), cpu: startCPUMeter(c.opts.FarmPID), farmPID: c.opts.FarmPID,
 		phases: map[string][]time.Duration{}, stop: make(chan struct{}), stopped: make(chan struct{})}
 	go r.showProgress()
 	return r
@@ -251,6 +260,9 @@ func (r *recorder) report() *Report {
 	}
 	rep.PerSecond = float64(rep.Completed) / secs
 	rep.MachineCPU, rep.FarmCPU, rep.FarmCPUByProcess = r.cpu.perOp(rep.Completed)
+	if r.farmPID > 0 {
+		rep.FarmPeakRSSBytes = peakRSS(r.farmPID)
+	}
 	if r.bytes > 0 {
 		rep.BytesPerSecond = float64(r.bytes) / secs
 	}

@@ -199,3 +199,38 @@ func (c *Client) CAS(ctx context.Context, n int, size int, findCalls int) ([]*Re
 	g.Wait()
 	return []*Report{upRep, downRep, find.report()}, ctx.Err()
 }
+
+// Cached stores a result naming files output files for one action in the
+// action cache (UpdateActionResult: the farm must let this client write
+// it) and executes that action n times, each answered from the cache. A
+// completed operation keeps its response for a while (the scheduler's
+// completed_retention, bounded together by max_completed_bytes), so with
+// a FarmPID the report's FarmPeakRSSBytes shows what large cached results
+// cost the farm's memory.
+func (c *Client) Cached(ctx context.Context, n, files int) (*Report, error) {
+	a := c.newAction([]string{"/bin/echo", "paddock-bench-cached-" + c.run}, &repb.Directory{}, nil, nil)
+	one := client.NewBlob([]byte("paddock-bench output"))
+	a.blobs = append(a.blobs, one)
+	if err := c.upload(ctx, a.blobs); err != nil {
+		return nil, fmt.Errorf("cached: upload: %w", err)
+	}
+	res := &repb.ActionResult{}
+	for i := range files {
+		res.OutputFiles = append(res.OutputFiles, &repb.OutputFile{Path: fmt.Sprintf("out/cached/file-%06d.o", i), Digest: one.Digest.Proto()})
+	}
+	_, err := c.rc.ActionCache().UpdateActionResult(c.rc.Context(ctx), &repb.UpdateActionResultRequest{
+		InstanceName: c.opts.Instance, ActionDigest: a.digest.Proto(), ActionResult: res})
+	if err != nil {
+		return nil, fmt.Errorf("cached: store the result: %w", err)
+	}
+	hits := make([]action, n)
+	for i := range hits {
+		hits[i] = action{digest: a.digest, check: func(_ context.Context, r *repb.ActionResult) error {
+			if len(r.OutputFiles) != files {
+				return fmt.Errorf("%d output files, want the cached result's %d", len(r.OutputFiles), files)
+			}
+			return nil
+		}}
+	}
+	return c.runActions(ctx, "cached", hits)
+}

@@ -64,6 +64,9 @@ func New(conn grpc.ClientConnInterface, opts Options) *Client {
 // CAS is the raw CAS client (for callers that measure single RPCs).
 func (c *Client) CAS() repb.ContentAddressableStorageClient { return c.cas }
 
+// ActionCache is the raw action cache client.
+func (c *Client) ActionCache() repb.ActionCacheClient { return c.ac }
+
 // Context returns ctx with the client's headers added.
 func (c *Client) Context(ctx context.Context) context.Context {
 	if len(c.opts.Headers) == 0 {

@@ -26,13 +26,16 @@ Scenarios (each speaks plain REv2, so any farm can be measured):
   inputs     actions whose input root holds FILES files of SIZE bytes, cold and warm
   outputs    actions writing FILES files of BYTES bytes in all
   cas        ByteStream upload/download of N blobs of SIZE bytes, and FindMissingBlobs
+  cached     N Executes of one action whose cached result names FILES output files
+             (written with UpdateActionResult), each answered from the action cache
   standard   the standard set, each bounded to well under a minute on 2 cores
 
 Every scenario also reports CPU time per operation over its run: the whole
 machine's (from /proc/stat: user+nice as user, system+irq+softirq as system;
 every process counts, this load generator included) and, with --farm-pid,
 the farm's: the process tree rooted at PID with the children it reaped (for
-paddock up: storage, scheduler, worker, runner and every sandbox).
+paddock up: storage, scheduler, worker, runner and every sandbox), and the
+farm process's peak resident memory since it started.
 
 bench cpu runs COMMAND (a Bazel build, say) and then prints on stderr its
 wall time and the machine's (and the farm's) CPU time over its run, as:
@@ -51,11 +54,11 @@ func runBench(ctx context.Context, args []string) error {
 	instance := fs.String("instance", "", "REv2 instance name")
 	n := fs.Int("n", 200, "operations (actions or blobs)")
 	conc := fs.Int("c", 8, "concurrency")
-	files := fs.Int("files", 10000, "inputs/outputs: files per action")
+	files := fs.Int("files", 10000, "inputs/outputs: files per action; cached: output files in the cached result")
 	size := fs.String("size", "1KiB", "inputs: bytes per file; cas: bytes per blob")
 	total := fs.String("bytes", "10MiB", "outputs: bytes per action in all")
 	asJSON := fs.Bool("json", false, "print the reports as JSON")
-	farmPID := fs.Int("farm-pid", 0, "pid of the farm under test, when it runs on this machine (paddock up): report its process tree's CPU per operation")
+	farmPID := fs.Int("farm-pid", 0, "pid of the farm under test, when it runs on this machine (paddock up): report its process tree's CPU per operation and its peak resident memory")
 	var platform, headers pairFlags
 	fs.Var(&platform, "platform", "platform property NAME=VALUE for every action (repeatable)")
 	fs.Var(&headers, "header", "gRPC header NAME=VALUE on every call (repeatable)")
@@ -141,6 +144,8 @@ func runScenario(ctx context.Context, c *bench.Client, scenario string, z scenar
 		}
 	case "outputs":
 		err = run(c.Outputs(ctx, z.n, z.files, z.total))
+	case "cached":
+		err = run(c.Cached(ctx, z.n, z.files))
 	case "cas":
 		var rs []*bench.Report
 		rs, err = c.CAS(ctx, z.n, z.size, 20)
