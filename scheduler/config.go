@@ -57,7 +57,8 @@ type Config struct {
 	// and the client executes again, a cache hit). Without it, a client
 	// repeating Execute on a cached action with a large result made the
 	// scheduler hold a copy of that result per call for a minute. Default
-	// 256 MiB: at 2 KB a response, 100,000 operations a minute.
+	// 64 MiB: at 2 KB a response, 30,000 operations; each snapshot of the
+	// journal encodes them all, so a larger bound costs memory twice.
 	MaxCompletedBytes int64
 	// ExecuteUpdateInterval is how often an Execute or WaitExecution stream
 	// repeats the operation's state while nothing changes, so proxies and
@@ -105,7 +106,7 @@ func DefaultConfig() Config {
 		MaxRetries:            3,
 		MaxQueuedPerInstance:  1_000_000,
 		CompletedRetention:    time.Minute,
-		MaxCompletedBytes:     256 << 20,
+		MaxCompletedBytes:     64 << 20,
 		ExecuteUpdateInterval: time.Minute,
 		TickInterval:          time.Second,
 		AbandonedGrace:        2 * time.Minute,
