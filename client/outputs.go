@@ -135,13 +135,9 @@ func (w outputWriter) directory(ctx context.Context, d *repb.OutputDirectory) er
 	if err != nil {
 		return err
 	}
-	td, err := digest.FromProto(repb.DigestFunction_SHA256, d.TreeDigest, "output directory "+p+" tree_digest")
+	tree, err := w.treeOf(ctx, p, d)
 	if err != nil {
 		return err
-	}
-	tree := &repb.Tree{}
-	if err := w.c.ReadProto(ctx, td, tree); err != nil {
-		return fmt.Errorf("output directory %s: %w", p, err)
 	}
 	children := map[digest.Digest]*repb.Directory{}
 	for _, ch := range tree.Children {
@@ -152,6 +148,59 @@ func (w outputWriter) directory(ctx context.Context, d *repb.OutputDirectory) er
 	}
 	return w.tree(ctx, p, tree.Root, children, 0)
 }
+
+// treeOf reads output directory d as a Tree: its tree_digest, or, for a
+// result stored as Directory blobs only (output_directory_format
+// DIRECTORY_ONLY), each Directory from root_directory_digest down, at most
+// maxTreeDirectories of them.
+func (w outputWriter) treeOf(ctx context.Context, p string, d *repb.OutputDirectory) (*repb.Tree, error) {
+	tree := &repb.Tree{}
+	if d.TreeDigest != nil || d.RootDirectoryDigest == nil {
+		td, err := digest.FromProto(repb.DigestFunction_SHA256, d.TreeDigest, "output directory "+p+" tree_digest")
+		if err != nil {
+			return nil, err
+		}
+		if err := w.c.ReadProto(ctx, td, tree); err != nil {
+			return nil, fmt.Errorf("output directory %s: %w", p, err)
+		}
+		return tree, nil
+	}
+	root, err := digest.FromProto(repb.DigestFunction_SHA256, d.RootDirectoryDigest, "output directory "+p+" root_directory_digest")
+	if err != nil {
+		return nil, err
+	}
+	seen := map[digest.Digest]bool{root: true}
+	queue := []digest.Digest{root}
+	for len(queue) > 0 {
+		if len(seen) > maxTreeDirectories {
+			return nil, fmt.Errorf("output directory %s: more than %d directories", p, maxTreeDirectories)
+		}
+		dir := &repb.Directory{}
+		if err := w.c.ReadProto(ctx, queue[0], dir); err != nil {
+			return nil, fmt.Errorf("output directory %s: %w", p, err)
+		}
+		if tree.Root == nil {
+			tree.Root = dir
+		} else {
+			tree.Children = append(tree.Children, dir)
+		}
+		queue = queue[1:]
+		for _, sub := range dir.Directories {
+			sd, err := digest.FromProto(repb.DigestFunction_SHA256, sub.Digest, "output directory "+p+" "+sub.Name)
+			if err != nil {
+				return nil, err
+			}
+			if !seen[sd] {
+				seen[sd] = true
+				queue = append(queue, sd)
+			}
+		}
+	}
+	return tree, nil
+}
+
+// maxTreeDirectories bounds the Directory blobs treeOf reads.
+const maxTreeDirectories = 1 << 20
 
 // maxTreeDepth bounds the recursion over a server's Tree.
 const maxTreeDepth = 256

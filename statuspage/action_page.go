@@ -131,7 +131,13 @@ func (h *Handler) resultView(r *http.Request, instance string, fn digest.Functio
 		v.Files = append(v.Files, fileLink{Path: f.Path, URL: blobURL(instance, f.Digest, fn, path.Base(f.Path)), Size: f.Digest.GetSizeBytes()})
 	}
 	for _, d := range res.OutputDirectories {
-		v.Directories = append(v.Directories, fileLink{Path: d.Path, URL: blobURL(instance, d.TreeDigest, fn, path.Base(d.Path)+".tree"), Size: d.TreeDigest.GetSizeBytes()})
+		// The Tree, or for a result stored as Directory blobs only
+		// (output_directory_format DIRECTORY_ONLY), the root Directory.
+		blob, suffix := d.TreeDigest, ".tree"
+		if blob == nil {
+			blob, suffix = d.RootDirectoryDigest, ".directory"
+		}
+		v.Directories = append(v.Directories, fileLink{Path: d.Path, URL: blobURL(instance, blob, fn, path.Base(d.Path)+suffix), Size: blob.GetSizeBytes()})
 	}
 	if md := res.ExecutionMetadata; md != nil {
 		v.Metadata = prototext.Format(md)

@@ -182,7 +182,13 @@ func ValidateActionResult(fn digest.Function, r *repb.ActionResult) error {
 		}
 	}
 	for i, dir := range r.OutputDirectories {
-		if err := check(dir.TreeDigest, fmt.Sprintf("output_directories[%d].tree_digest", i), true); err != nil {
+		// Either form will do (Command.output_directory_format); a
+		// directory with neither has no contents to serve.
+		field := fmt.Sprintf("output_directories[%d]", i)
+		if err := check(dir.TreeDigest, field+".tree_digest", dir.RootDirectoryDigest == nil); err != nil {
+			return err
+		}
+		if err := check(dir.RootDirectoryDigest, field+".root_directory_digest", false); err != nil {
 			return err
 		}
 	}

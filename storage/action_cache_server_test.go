@@ -83,6 +83,8 @@ func TestUpdateActionResultValidates(t *testing.T) {
 			OutputFiles: []*repb.OutputFile{{Digest: sha("a").Proto()}}}}, "output_files[0].path"},
 		"bad tree digest": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
 			OutputDirectories: []*repb.OutputDirectory{{Path: "d"}}}}, "output_directories[0].tree_digest"},
+		"bad root directory digest": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
+			OutputDirectories: []*repb.OutputDirectory{{Path: "d", RootDirectoryDigest: &repb.Digest{Hash: "short"}}}}}, "output_directories[0].root_directory_digest"},
 		"bad stderr digest": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
 			StderrDigest: &repb.Digest{Hash: sha("a").Hash(), SizeBytes: -4}}}, "stderr_digest"},
 	} {

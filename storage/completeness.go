@@ -13,7 +13,8 @@ import (
 	"github.com/paddock-build/paddock/digest"
 )
 
-// maxTreeBytes bounds the Tree protos CheckComplete will read into memory.
+// maxTreeBytes bounds what CheckComplete reads into memory for one output
+// directory: its Tree proto, or all its Directory blobs together.
 const maxTreeBytes = 64 << 20
 
 // CheckComplete returns NOT_FOUND unless every blob result references is in
@@ -24,6 +25,7 @@ const maxTreeBytes = 64 << 20
 // function of the request (UNKNOWN: inferred from each hash).
 func CheckComplete(ctx context.Context, cas BlobStore, fn digest.Function, result *repb.ActionResult) error {
 	var want []digest.Digest
+	wanted := map[digest.Digest]bool{}
 	add := func(d *repb.Digest, what string) error {
 		if d == nil {
 			return nil
@@ -32,7 +34,10 @@ func CheckComplete(ctx context.Context, cas BlobStore, fn digest.Function, resul
 		if err != nil {
 			return status.Errorf(codes.NotFound, "action result is unusable: %s", status.Convert(err).Message())
 		}
-		want = append(want, dd)
+		if !wanted[dd] {
+			wanted[dd] = true
+			want = append(want, dd)
+		}
 		return nil
 	}
 	for i, f := range result.OutputFiles {
@@ -48,17 +53,28 @@ func CheckComplete(ctx context.Context, cas BlobStore, fn digest.Function, resul
 	}
 	for i, dir := range result.OutputDirectories {
 		what := fmt.Sprintf("output_directories[%d] %q", i, dir.Path)
-		td, err := digest.FromProto(fn, dir.TreeDigest, what)
+		dirs, err := outputDirectories(ctx, cas, fn, dir, what)
 		if err != nil {
-			return status.Errorf(codes.NotFound, "action result is unusable: %s", status.Convert(err).Message())
+			return err
 		}
-		tree := &repb.Tree{}
-		if err := GetProto(ctx, cas, td, tree, maxTreeBytes); err != nil {
-			return status.Errorf(codes.NotFound, "%s: tree %s: %s", what, td, status.Convert(err).Message())
+		if dir.RootDirectoryDigest != nil {
+			// A client may read either form: the Directory blobs must be
+			// there too, even where the Tree already lists their contents.
+			if err := add(dir.RootDirectoryDigest, what+" root_directory_digest"); err != nil {
+				return err
+			}
 		}
-		for _, d := range append([]*repb.Directory{tree.Root}, tree.Children...) {
+		for _, d := range dirs {
 			for _, f := range d.GetFiles() {
 				if err := add(f.Digest, what); err != nil {
+					return err
+				}
+			}
+			if dir.RootDirectoryDigest == nil || dir.TreeDigest == nil {
+				continue // no Directory blobs, or every one was read above
+			}
+			for _, sub := range d.GetDirectories() {
+				if err := add(sub.Digest, what); err != nil {
 					return err
 				}
 			}
@@ -72,6 +88,56 @@ func CheckComplete(ctx context.Context, cas BlobStore, fn digest.Function, resul
 		return status.Errorf(codes.NotFound, "action result references %d missing blob(s), e.g. %s", len(missing), missing[0])
 	}
 	return nil
+}
+
+// outputDirectories returns every Directory of an output directory: from
+// its Tree when it has one, otherwise by reading its Directory blobs from
+// root_directory_digest down, each distinct one once. A result with
+// neither form, or one whose blobs are missing, is NOT_FOUND (unusable).
+func outputDirectories(ctx context.Context, cas BlobStore, fn digest.Function, dir *repb.OutputDirectory, what string) ([]*repb.Directory, error) {
+	unusable := func(err error) error {
+		return status.Errorf(codes.NotFound, "action result is unusable: %s", status.Convert(err).Message())
+	}
+	if dir.TreeDigest != nil || dir.RootDirectoryDigest == nil {
+		td, err := digest.FromProto(fn, dir.TreeDigest, what+" tree_digest")
+		if err != nil {
+			return nil, unusable(err)
+		}
+		tree := &repb.Tree{}
+		if err := GetProto(ctx, cas, td, tree, maxTreeBytes); err != nil {
+			return nil, status.Errorf(codes.NotFound, "%s: tree %s: %s", what, td, status.Convert(err).Message())
+		}
+		return append([]*repb.Directory{tree.Root}, tree.Children...), nil
+	}
+	root, err := digest.FromProto(fn, dir.RootDirectoryDigest, what+" root_directory_digest")
+	if err != nil {
+		return nil, unusable(err)
+	}
+	var dirs []*repb.Directory
+	seen := map[digest.Digest]bool{root: true}
+	queue := []digest.Digest{root}
+	budget := int64(maxTreeBytes)
+	for len(queue) > 0 {
+		d := queue[0]
+		queue = queue[1:]
+		m := &repb.Directory{}
+		if err := GetProto(ctx, cas, d, m, budget); err != nil {
+			return nil, status.Errorf(codes.NotFound, "%s: directory %s: %s", what, d, status.Convert(err).Message())
+		}
+		budget -= d.SizeBytes()
+		dirs = append(dirs, m)
+		for _, sub := range m.Directories {
+			sd, err := digest.FromProto(fn, sub.Digest, what)
+			if err != nil {
+				return nil, unusable(err)
+			}
+			if !seen[sd] {
+				seen[sd] = true
+				queue = append(queue, sd)
+			}
+		}
+	}
+	return dirs, nil
 }
 
 // GetProto reads blob d from cas and unmarshals it into m. Blobs larger than

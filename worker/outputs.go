@@ -39,6 +39,7 @@ type outputCollector struct {
 	fn     digest.Function
 	rootFd int
 	limits OutputLimits
+	format repb.Command_OutputDirectoryFormat // of the command being collected
 
 	files, bytes int64 // counted against limits so far
 
@@ -53,6 +54,7 @@ const maxStagedBytes = 16 << 20
 // working directory. Outputs that do not exist are left out.
 func (c *outputCollector) collect(ctx context.Context, cmd *repb.Command, result *repb.ActionResult) error {
 	rel := func(p string) string { return path.Join(cmd.WorkingDirectory, p) }
+	c.format = cmd.OutputDirectoryFormat
 	if len(cmd.OutputPaths) > 0 { // REv2 2.1+
 		for _, p := range cmd.OutputPaths {
 			if err := c.collectPath(ctx, p, rel(p), kindAny, result, false); err != nil {
@@ -150,18 +152,11 @@ func (c *outputCollector) collectPath(ctx context.Context, declared, rel string,
 		if err != nil {
 			return fmt.Errorf("output %q: %w", declared, err)
 		}
-		tree := &repb.Tree{}
-		seen := map[digest.Digest]bool{}
-		root, err := c.directory(ctx, fd, declared, 1, tree, seen)
+		dir, err := c.outputDirectory(ctx, fd, declared)
 		if err != nil {
 			return err
 		}
-		tree.Root = root
-		td, err := c.uploadProto(ctx, tree)
-		if err != nil {
-			return fmt.Errorf("output %q: %w", declared, err)
-		}
-		result.OutputDirectories = append(result.OutputDirectories, &repb.OutputDirectory{Path: declared, TreeDigest: td.Proto()})
+		result.OutputDirectories = append(result.OutputDirectories, dir)
 	default:
 		return status.Errorf(codes.FailedPrecondition, "output %q is neither a file, a directory nor a symlink", declared)
 	}
@@ -179,9 +174,8 @@ func checkSymlinkTarget(p, target string) error {
 }
 
 // directory builds the Directory proto of the open directory fd (and
-// closes it), appending new descendants to tree.Children and uploading
-// their files.
-func (c *outputCollector) directory(ctx context.Context, fd int, where string, depth int, tree *repb.Tree, seen map[digest.Digest]bool) (*repb.Directory, error) {
+// closes it), adding its new descendants to t and uploading their files.
+func (c *outputCollector) directory(ctx context.Context, fd int, where string, depth int, t *outputTree) (*repb.Directory, error) {
 	f := os.NewFile(uintptr(fd), where)
 	defer f.Close()
 	if depth > c.limits.MaxDepth {
@@ -228,15 +222,13 @@ func (c *outputCollector) directory(ctx context.Context, fd int, where string, d
 			if err != nil {
 				return nil, fmt.Errorf("output %q: %w", p, err)
 			}
-			child, err := c.directory(ctx, sub, p, depth+1, tree, seen)
+			child, err := c.directory(ctx, sub, p, depth+1, t)
 			if err != nil {
 				return nil, err
 			}
-			b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(child)
-			d := digest.FromBytes(c.fn, b)
-			if !seen[d] {
-				seen[d] = true
-				tree.Children = append(tree.Children, child)
+			d, err := c.addChild(ctx, t, child)
+			if err != nil {
+				return nil, fmt.Errorf("output %q: %w", p, err)
 			}
 			dir.Directories = append(dir.Directories, &repb.DirectoryNode{Name: name, Digest: d.Proto()})
 		default:

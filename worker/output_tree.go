@@ -1,0 +1,86 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/paddock-build/paddock/digest"
+)
+
+// outputTree gathers the descendants of one output directory as the
+// collector walks it: each distinct Directory once, in the order their
+// walks end, so that every directory comes after all of its own
+// descendants. Reversed, that order is topological (parents first), which
+// is what OutputDirectory.is_topologically_sorted promises a client that
+// instantiates the Tree in one pass.
+type outputTree struct {
+	children []*repb.Directory
+	seen     map[digest.Digest]bool
+}
+
+// wantsTree and wantsDirectories say which forms of an output directory
+// the command asked for (Command.output_directory_format). A value this
+// worker does not know is read as TREE_ONLY, as the specification says.
+func wantsTree(f repb.Command_OutputDirectoryFormat) bool {
+	return f != repb.Command_DIRECTORY_ONLY
+}
+
+func wantsDirectories(f repb.Command_OutputDirectoryFormat) bool {
+	return f == repb.Command_DIRECTORY_ONLY || f == repb.Command_TREE_AND_DIRECTORY
+}
+
+// addChild records child in t unless an identical Directory is there
+// already, stages its blob when the command wants output directories as
+// Directory blobs, and returns its digest.
+func (c *outputCollector) addChild(ctx context.Context, t *outputTree, child *repb.Directory) (digest.Digest, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(child)
+	if err != nil {
+		return digest.Digest{}, err
+	}
+	d := digest.FromBytes(c.fn, b)
+	if t.seen[d] {
+		return d, nil
+	}
+	t.seen[d] = true
+	t.children = append(t.children, child)
+	if wantsDirectories(c.format) {
+		if _, err := c.uploadBytes(ctx, b); err != nil {
+			return digest.Digest{}, err
+		}
+	}
+	return d, nil
+}
+
+// outputDirectory walks the open directory fd (and closes it) and stores
+// it in the forms the command asked for: a Tree whose children are
+// deduplicated and topologically sorted (encoded in field order, so the
+// record format is_topologically_sorted describes holds), its Directory
+// blobs with the root's digest, or both.
+func (c *outputCollector) outputDirectory(ctx context.Context, fd int, declared string) (*repb.OutputDirectory, error) {
+	t := &outputTree{seen: map[digest.Digest]bool{}}
+	root, err := c.directory(ctx, fd, declared, 1, t)
+	if err != nil {
+		return nil, err
+	}
+	out := &repb.OutputDirectory{Path: declared}
+	if wantsTree(c.format) {
+		slices.Reverse(t.children)
+		td, err := c.uploadProto(ctx, &repb.Tree{Root: root, Children: t.children})
+		if err != nil {
+			return nil, fmt.Errorf("output %q: %w", declared, err)
+		}
+		out.TreeDigest, out.IsTopologicallySorted = td.Proto(), true
+	}
+	if wantsDirectories(c.format) {
+		rd, err := c.uploadProto(ctx, root)
+		if err != nil {
+			return nil, fmt.Errorf("output %q: %w", declared, err)
+		}
+		out.RootDirectoryDigest = rd.Proto()
+	}
+	return out, nil
+}
