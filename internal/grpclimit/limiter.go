@@ -5,7 +5,8 @@
 // under a minute, and `paddock up` grew to 2.4 GB; a few times more and
 // the kernel would have killed the farm for memory. Past the bound a new
 // stream is refused with RESOURCE_EXHAUSTED (which clients retry) before
-// the server starts anything for it.
+// the server starts anything for it. The same options set how often a
+// client may ping the server (MinPingInterval).
 package grpclimit
 
 import (
@@ -81,9 +82,10 @@ func memoryBytes() uint64 {
 const maxHeaderBytes = 1 << 20
 
 // ServerOptions returns the options that make a server keep the bound,
-// and bound each call's headers.
+// bound each call's headers, and take clients' keepalive pings at up to
+// one per MinPingInterval.
 func (l *Limiter) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.InTapHandle(l.tap), grpc.StatsHandler(l), grpc.MaxHeaderListSize(maxHeaderBytes)}
+	return append(keepaliveOptions(), grpc.InTapHandle(l.tap), grpc.StatsHandler(l), grpc.MaxHeaderListSize(maxHeaderBytes))
 }
 
 // Active reports the calls in progress.
