@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -85,4 +86,35 @@ func TestOutputDirectoriesAsDirectoryBlobs(t *testing.T) {
 		_, err := ts.acc.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: b.action.Proto()})
 		wantStatus(t, err, codes.NotFound, "tree_digest")
 	})
+}
+
+// TestDirectoryBlobWalkIsBounded: a result whose output directory has
+// only Directory blobs is checked by reading each of them, at every
+// lookup, so past 10,000 of them it is refused and not stored; with a
+// Tree as well, the same directory is checked from the Tree alone.
+func TestDirectoryBlobWalkIsBounded(t *testing.T) {
+	ctx := context.Background()
+	ts := startServer(t, storage.ServerOptions{})
+	file := putString(t, ts.disk, "x")
+	tree := &repb.Tree{Root: &repb.Directory{}}
+	for i := range 10_001 {
+		sub := &repb.Directory{Files: []*repb.FileNode{{Name: fmt.Sprintf("f%05d", i), Digest: file.Proto()}}}
+		d := putProto(t, ts.disk, sub)
+		tree.Root.Directories = append(tree.Root.Directories, &repb.DirectoryNode{Name: fmt.Sprintf("d%05d", i), Digest: d.Proto()})
+		tree.Children = append(tree.Children, sub)
+	}
+	root := putProto(t, ts.disk, tree.Root)
+	action := putString(t, ts.disk, "an action with a wide output directory")
+	update := func(dir *repb.OutputDirectory) error {
+		_, err := ts.acc.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{ActionDigest: action.Proto(),
+			ActionResult: &repb.ActionResult{OutputDirectories: []*repb.OutputDirectory{dir}}})
+		return err
+	}
+	wantStatus(t, update(&repb.OutputDirectory{Path: "d", RootDirectoryDigest: root.Proto()}), codes.FailedPrecondition, "more than 10000 Directory blobs", "tree_digest")
+	_, err := ts.acc.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: action.Proto()})
+	wantStatus(t, err, codes.NotFound)
+	td := putProto(t, ts.disk, tree)
+	if err := update(&repb.OutputDirectory{Path: "d", TreeDigest: td.Proto(), RootDirectoryDigest: root.Proto()}); err != nil {
+		t.Fatalf("the same directory with a Tree: %v", err)
+	}
 }

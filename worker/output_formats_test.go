@@ -15,12 +15,13 @@ import (
 )
 
 // TestOutputDirectoryFormats: an output directory is stored in the forms
-// Command.output_directory_format asks for. Its Tree (TREE_ONLY, the
-// default, and TREE_AND_DIRECTORY) lists each distinct directory once,
-// parents first, in the record encoding is_topologically_sorted promises;
-// its Directory blobs (DIRECTORY_ONLY and TREE_AND_DIRECTORY) rebuild the
-// same files from root_directory_digest; and the cached result is
-// complete in either form.
+// Command.output_directory_format asks for, and always as a Tree (for
+// DIRECTORY_ONLY too, a superset the specification allows). The Tree
+// lists each distinct directory once, parents first, in the record
+// encoding is_topologically_sorted promises; the Directory blobs
+// (DIRECTORY_ONLY and TREE_AND_DIRECTORY) rebuild the same files from
+// root_directory_digest, the Tree's root; and the cached result is
+// complete.
 func TestOutputDirectoryFormats(t *testing.T) {
 	script := `mkdir -p out/d/x/t out/d/y/t out/d/z && echo s > out/d/x/t/s && echo s > out/d/y/t/s &&
 echo a > out/d/a && echo z > out/d/z/z`
@@ -36,16 +37,13 @@ echo a > out/d/a && echo z > out/d/z/z`
 				t.Fatalf("output directories %v", res.OutputDirectories)
 			}
 			od := res.OutputDirectories[0]
-			tree := format != repb.Command_DIRECTORY_ONLY // 42 is unknown: TREE_ONLY
-			dirs := format == repb.Command_DIRECTORY_ONLY || format == repb.Command_TREE_AND_DIRECTORY
-			if (od.TreeDigest != nil) != tree || od.IsTopologicallySorted != tree || (od.RootDirectoryDigest != nil) != dirs {
-				t.Fatalf("output directory %v: want a tree %v (sorted), directory blobs %v", od, tree, dirs)
+			dirs := format == repb.Command_DIRECTORY_ONLY || format == repb.Command_TREE_AND_DIRECTORY // 42 is unknown: TREE_ONLY
+			if od.TreeDigest == nil || !od.IsTopologicallySorted || (od.RootDirectoryDigest != nil) != dirs {
+				t.Fatalf("output directory %v: want a sorted tree, and directory blobs %v", od, dirs)
 			}
-			if tree {
-				root := checkSortedTree(t, h.read(od.TreeDigest), 3)
-				if dirs && digest.FromBytes(sha256, root).Hash() != od.RootDirectoryDigest.Hash {
-					t.Errorf("root_directory_digest %v is not the Tree's root", od.RootDirectoryDigest)
-				}
+			root := checkSortedTree(t, h.read(od.TreeDigest), 3)
+			if dirs && digest.FromBytes(sha256, root).Hash() != od.RootDirectoryDigest.Hash {
+				t.Errorf("root_directory_digest %v is not the Tree's root", od.RootDirectoryDigest)
 			}
 			if dirs {
 				got := map[string]string{}

@@ -22,13 +22,13 @@ type outputTree struct {
 	seen     map[digest.Digest]bool
 }
 
-// wantsTree and wantsDirectories say which forms of an output directory
-// the command asked for (Command.output_directory_format). A value this
-// worker does not know is read as TREE_ONLY, as the specification says.
-func wantsTree(f repb.Command_OutputDirectoryFormat) bool {
-	return f != repb.Command_DIRECTORY_ONLY
-}
-
+// wantsDirectories says whether the command asked for its output
+// directories as Directory blobs (Command.output_directory_format); a
+// value this worker does not know is read as TREE_ONLY, as the
+// specification says. Every output directory gets a Tree, DIRECTORY_ONLY
+// included (the specification allows the superset): with it, checking
+// that a cached result is complete reads one blob, where walking Directory
+// blobs would read one per directory at every cache hit.
 func wantsDirectories(f repb.Command_OutputDirectoryFormat) bool {
 	return f == repb.Command_DIRECTORY_ONLY || f == repb.Command_TREE_AND_DIRECTORY
 }
@@ -56,25 +56,22 @@ func (c *outputCollector) addChild(ctx context.Context, t *outputTree, child *re
 }
 
 // outputDirectory walks the open directory fd (and closes it) and stores
-// it in the forms the command asked for: a Tree whose children are
-// deduplicated and topologically sorted (encoded in field order, so the
-// record format is_topologically_sorted describes holds), its Directory
-// blobs with the root's digest, or both.
+// it as a Tree whose children are deduplicated and topologically sorted
+// (encoded in field order, so the record format is_topologically_sorted
+// describes holds), and, if the command asked, as Directory blobs with the
+// root's digest too.
 func (c *outputCollector) outputDirectory(ctx context.Context, fd int, declared string) (*repb.OutputDirectory, error) {
 	t := &outputTree{seen: map[digest.Digest]bool{}}
 	root, err := c.directory(ctx, fd, declared, 1, t)
 	if err != nil {
 		return nil, err
 	}
-	out := &repb.OutputDirectory{Path: declared}
-	if wantsTree(c.format) {
-		slices.Reverse(t.children)
-		td, err := c.uploadProto(ctx, &repb.Tree{Root: root, Children: t.children})
-		if err != nil {
-			return nil, fmt.Errorf("output %q: %w", declared, err)
-		}
-		out.TreeDigest, out.IsTopologicallySorted = td.Proto(), true
+	slices.Reverse(t.children)
+	td, err := c.uploadProto(ctx, &repb.Tree{Root: root, Children: t.children})
+	if err != nil {
+		return nil, fmt.Errorf("output %q: %w", declared, err)
 	}
+	out := &repb.OutputDirectory{Path: declared, TreeDigest: td.Proto(), IsTopologicallySorted: true}
 	if wantsDirectories(c.format) {
 		rd, err := c.uploadProto(ctx, root)
 		if err != nil {
