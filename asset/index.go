@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -18,11 +19,22 @@ import (
 )
 
 // Bounds on the trees a directory record may name, so that checking one
-// costs bounded memory and time.
+// costs bounded memory and time: its directories, any one directory's
+// size, and all of them together (the file digests a check holds grow
+// with those bytes: a few wide directories of 16 MiB could otherwise have
+// a single Fetch hold a gigabyte).
 const (
 	maxTreeDirectories = 100000
 	maxDirectoryBytes  = 16 << 20
+	maxTreeBytes       = 64 << 20
 )
+
+// treeWalkSlots is how many tree checks run at once; more wait for a
+// slot. Each holds up to what maxTreeBytes allows, so without this bound
+// concurrent Fetches of a large tree multiplied it. Half the cores.
+func treeWalkSlots() int {
+	return max(1, runtime.GOMAXPROCS(0)/2)
+}
 
 // index is the records over the CAS: it stores them and hands out only
 // those that are live and complete.
@@ -31,6 +43,7 @@ type index struct {
 	cas     storage.BlobStore
 	now     func() time.Time
 	log     *slog.Logger
+	walks   chan struct{} // a token per tree check in progress (treeWalkSlots)
 }
 
 // internal logs err (which may name host paths) and returns an INTERNAL
@@ -118,9 +131,19 @@ func (x *index) complete(ctx context.Context, k kind, d digest.Digest, refBlobs,
 			*list.into = append(*list.into, rd)
 		}
 	}
-	files, err := x.treeBlobs(ctx, trees)
-	if err != nil {
-		return err
+	var files []digest.Digest
+	if len(trees) > 0 {
+		select {
+		case x.walks <- struct{}{}:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		var err error
+		files, err = x.treeBlobs(ctx, trees)
+		<-x.walks
+		if err != nil {
+			return err
+		}
 	}
 	missing, err := x.cas.FindMissing(ctx, append(blobs, files...))
 	if err != nil {
@@ -138,6 +161,7 @@ func (x *index) treeBlobs(ctx context.Context, roots []digest.Digest) ([]digest.
 	var files []digest.Digest
 	seen := map[digest.Digest]bool{}
 	queue := append([]digest.Digest(nil), roots...)
+	budget := int64(maxTreeBytes)
 	for len(queue) > 0 {
 		d := queue[0]
 		queue = queue[1:]
@@ -147,6 +171,9 @@ func (x *index) treeBlobs(ctx context.Context, roots []digest.Digest) ([]digest.
 		seen[d] = true
 		if len(seen) > maxTreeDirectories {
 			return nil, status.Errorf(codes.ResourceExhausted, "tree has more than %d directories", maxTreeDirectories)
+		}
+		if budget -= d.SizeBytes(); budget < 0 {
+			return nil, status.Errorf(codes.ResourceExhausted, "tree's directories are more than %d bytes in all", maxTreeBytes)
 		}
 		dir := &repb.Directory{}
 		if err := storage.GetProto(ctx, x.cas, d, dir, maxDirectoryBytes); err != nil {

@@ -3,10 +3,8 @@ package storage
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"strconv"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/klauspost/compress/zstd"
@@ -14,7 +12,6 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
 )
@@ -27,13 +24,15 @@ type casServer struct {
 	// calls (EncodeAll/DecodeAll); ByteStream builds its own per stream.
 	zenc *zstd.Encoder
 	zdec *zstd.Decoder
+	// treeWalks holds a token per GetTree walk in progress (treeWalkSlots).
+	treeWalks chan struct{}
 }
 
 func newCASServer(opts *ServerOptions) *casServer {
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	// No entry of a batch may be larger than the batch: decoding stops there.
 	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(uint64(opts.MaxBatchTotalSizeBytes)))
-	return &casServer{opts: opts, zenc: enc, zdec: dec}
+	return &casServer{opts: opts, zenc: enc, zdec: dec, treeWalks: make(chan struct{}, treeWalkSlots())}
 }
 
 // batchParallelism is how many blobs of one batch are stored or read at once.
@@ -178,120 +177,6 @@ func (s *casServer) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobs
 	}
 	g.Wait()
 	return resp, nil
-}
-
-// defaultTreePageSize is how many directories one GetTree response carries
-// when the client sets no page_size; responses also stop short of
-// streamChunkBytes.
-const defaultTreePageSize = 10000
-
-// GetTree walks the tree breadth first, skipping directories already seen
-// and ones missing from the CAS (as the spec asks). A page token is the
-// position in that walk, which is deterministic for a given root, so a
-// client can resume from any response's next_page_token.
-func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddressableStorage_GetTreeServer) error {
-	ctx := WithInstance(stream.Context(), req.InstanceName)
-	fn, err := digest.CheckFunction(req.DigestFunction)
-	if err != nil {
-		return err
-	}
-	root, err := digest.FromProto(fn, req.RootDigest, "root_digest")
-	if err != nil {
-		return err
-	}
-	pageSize, skip, err := treePaging(req)
-	if err != nil {
-		return err
-	}
-	rootDir := &repb.Directory{}
-	if err := GetProto(ctx, s.opts.CAS, root, rootDir, maxTreeBytes); err != nil {
-		if status.Code(err) == codes.NotFound {
-			return status.Errorf(codes.NotFound, "root_digest %s: directory not found", root)
-		}
-		return err
-	}
-	seen := map[digest.Digest]bool{root: true}
-	queue := []*repb.Directory{rootDir}
-	pos := 0 // index in the walk of queue[0]
-	var page []*repb.Directory
-	pageBytes := 0
-	flush := func(next int, last bool) error {
-		r := &repb.GetTreeResponse{Directories: page}
-		if !last {
-			r.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(next)))
-		}
-		page, pageBytes = nil, 0
-		return stream.Send(r)
-	}
-	for len(queue) > 0 {
-		dir := queue[0]
-		queue = queue[1:]
-		children, err := s.newChildren(ctx, fn, root, dir, seen)
-		if err != nil {
-			return err
-		}
-		queue = append(queue, children...)
-		if pos >= skip {
-			size := proto.Size(dir)
-			if len(page) > 0 && (len(page) >= pageSize || pageBytes+size > streamChunkBytes) {
-				if err := flush(pos, false); err != nil {
-					return err
-				}
-			}
-			page = append(page, dir)
-			pageBytes += size
-		}
-		pos++
-	}
-	// The last response ends the stream without a token; it is empty only
-	// when the token pointed past the end of the walk.
-	return flush(pos, true)
-}
-
-// treePaging reads a GetTree request's page size (0: the default) and
-// the position its page token resumes at.
-func treePaging(req *repb.GetTreeRequest) (pageSize, skip int, err error) {
-	if req.PageSize < 0 {
-		return 0, 0, status.Errorf(codes.InvalidArgument, "page_size %d is negative", req.PageSize)
-	}
-	pageSize = int(req.PageSize)
-	if pageSize == 0 {
-		pageSize = defaultTreePageSize
-	}
-	if req.PageToken != "" {
-		b, err := base64.RawURLEncoding.DecodeString(req.PageToken)
-		n, err2 := strconv.Atoi(string(b))
-		if err != nil || err2 != nil || n < 0 {
-			return 0, 0, status.Errorf(codes.InvalidArgument, "page_token %q was not issued by this server", req.PageToken)
-		}
-		skip = n
-	}
-	return pageSize, skip, nil
-}
-
-// newChildren returns dir's subdirectories not seen before in the walk of
-// root (marking them seen); missing ones are left out, as the spec allows.
-func (s *casServer) newChildren(ctx context.Context, fn digest.Function, root digest.Digest, dir *repb.Directory, seen map[digest.Digest]bool) ([]*repb.Directory, error) {
-	var out []*repb.Directory
-	for i, sub := range dir.Directories {
-		d, err := digest.FromProto(fn, sub.Digest, fmt.Sprintf("directory %q subdirectory[%d]", sub.Name, i))
-		if err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "tree %s: %s", root, status.Convert(err).Message())
-		}
-		if seen[d] {
-			continue
-		}
-		seen[d] = true
-		child := &repb.Directory{}
-		if err := GetProto(ctx, s.opts.CAS, d, child, maxTreeBytes); err != nil {
-			if status.Code(err) == codes.NotFound {
-				continue
-			}
-			return nil, err
-		}
-		out = append(out, child)
-	}
-	return out, nil
 }
 
 // statusProto turns an error into a google.rpc.Status for per-entry results.

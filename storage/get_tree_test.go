@@ -1,0 +1,106 @@
+package storage_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// wideTree stores, in cas, a root with mids subdirectories of leaves
+// distinct leaves each, and returns the root's digest.
+func wideTree(t *testing.T, cas storage.BlobStore, tag string, mids, leaves int) digest.Digest {
+	t.Helper()
+	root := &repb.Directory{}
+	for i := range mids {
+		mid := &repb.Directory{}
+		for j := range leaves {
+			leaf := putProto(t, cas, &repb.Directory{Files: []*repb.FileNode{{Name: fmt.Sprintf("%s-%d-%d", tag, i, j), Digest: sha("f").Proto()}}})
+			mid.Directories = append(mid.Directories, &repb.DirectoryNode{Name: fmt.Sprintf("l%05d", j), Digest: leaf.Proto()})
+		}
+		root.Directories = append(root.Directories, &repb.DirectoryNode{Name: fmt.Sprintf("m%05d", i), Digest: putProto(t, cas, mid).Proto()})
+	}
+	return putProto(t, cas, root)
+}
+
+// TestGetTreeWalkIsBounded: a page of GetTree is found by walking the tree
+// again from its root, remembering every directory, so one call walks at
+// most 200,000 directories: a larger tree is RESOURCE_EXHAUSTED, even for
+// its last page.
+func TestGetTreeWalkIsBounded(t *testing.T) {
+	cas := storage.NewMemoryBlobStore()
+	root := wideTree(t, cas, "wide", 500, 400) // 200,501 directories
+	ts := startServer(t, storage.ServerOptions{CAS: cas})
+	_, err := recvTree(context.Background(), ts, &repb.GetTreeRequest{RootDigest: root.Proto(), PageSize: 10})
+	wantStatus(t, err, codes.ResourceExhausted, "more than 200000 directories")
+}
+
+// gatedStore holds every Get of a directory of gated until release is
+// closed, and counts the Gets of each digest.
+type gatedStore struct {
+	storage.BlobStore
+	gated   map[digest.Digest]bool
+	entered chan digest.Digest
+	release chan struct{}
+	mu      sync.Mutex
+	gets    map[digest.Digest]int
+}
+
+func (s *gatedStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
+	s.mu.Lock()
+	s.gets[d]++
+	s.mu.Unlock()
+	if s.gated[d] {
+		s.entered <- d
+		<-s.release
+	}
+	return s.BlobStore.Get(ctx, d, offset)
+}
+
+// TestGetTreeWalksWaitForASlot: at most half the cores' worth of GetTree
+// walks run at once; another call waits for one to end, reading nothing
+// meanwhile (here until its deadline).
+func TestGetTreeWalksWaitForASlot(t *testing.T) {
+	slots := max(1, runtime.GOMAXPROCS(0)/2)
+	mem := storage.NewMemoryBlobStore()
+	cas := &gatedStore{BlobStore: mem, gated: map[digest.Digest]bool{}, entered: make(chan digest.Digest), release: make(chan struct{}), gets: map[digest.Digest]int{}}
+	ts := startServer(t, storage.ServerOptions{CAS: cas})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for i := range slots {
+		root := wideTree(t, mem, fmt.Sprint("held", i), 1, 1)
+		cas.gated[root] = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := recvTree(ctx, ts, &repb.GetTreeRequest{RootDigest: root.Proto()}); err != nil {
+				t.Errorf("walk %d: %v", i, err)
+			}
+		}()
+		<-cas.entered
+	}
+	waiting := wideTree(t, mem, "waiting", 1, 1)
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	_, err := recvTree(short, ts, &repb.GetTreeRequest{RootDigest: waiting.Proto()})
+	wantStatus(t, err, codes.DeadlineExceeded)
+	cas.mu.Lock()
+	if n := cas.gets[waiting]; n != 0 {
+		t.Errorf("a call waiting for a slot read its root %d times", n)
+	}
+	cas.mu.Unlock()
+	close(cas.release)
+	wg.Wait()
+	if all, err := recvTree(ctx, ts, &repb.GetTreeRequest{RootDigest: waiting.Proto()}); err != nil || len(all) != 1 || len(all[0].Directories) != 3 {
+		t.Fatalf("after the walks ended: %v, %v", all, err)
+	}
+}
