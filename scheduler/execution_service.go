@@ -102,7 +102,7 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 		instance:   instance,
 		owner:      owner,
 		action:     ad,
-		cacheable:  !a.action.DoNotCache,
+		cacheable:  !a.doNotCache,
 		priority:   req.GetExecutionPolicy().GetPriority(),
 		invocation: invocation,
 		queueKey:   queueKey,
@@ -112,7 +112,7 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 			inputRoot:       a.inputRoot,
 			platform:        workerProperties(a.platform),
 			timeout:         a.timeout,
-			doNotCache:      a.action.DoNotCache,
+			doNotCache:      a.doNotCache,
 			requestMetadata: rawMeta,
 		},
 	}
@@ -122,46 +122,86 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 	})
 }
 
-// loadedAction is an Execute's Action and what the scheduler keeps of its
+// loadedAction is what the scheduler keeps of an Execute's Action and
 // Command, read from the CAS and validated.
 type loadedAction struct {
-	action             *repb.Action
 	command, inputRoot digest.Digest
 	timeout            time.Duration
+	doNotCache         bool
 	platform           *repb.Platform // the effective one: the Action's, or the Command's (REv2 2.0)
 }
 
 // loadAction reads the Action ad and its Command from the CAS and checks
 // them as a worker would: a missing blob is FAILED_PRECONDITION naming it,
 // anything a worker would refuse is INVALID_ARGUMENT naming the field.
+// Each message is read and checked within the process's memory budget for
+// such reads (storage.HoldMemory), one after the other, and only what is
+// kept outlives its turn: a client repeating Execute of an action whose
+// Command is 16 MiB no longer has every concurrent call hold a copy.
 func (s *Scheduler) loadAction(ctx context.Context, fn digest.Function, ad digest.Digest) (loadedAction, error) {
 	if err := s.requirePresent(ctx, []digest.Digest{ad}, []string{"action_digest"}); err != nil {
 		return loadedAction{}, err
 	}
-	action := &repb.Action{}
-	if err := storage.GetProto(ctx, s.cas, ad, action, maxMessageBytes); err != nil {
-		return loadedAction{}, prefix(err, "action_digest")
-	}
-	ds, timeout, err := rev2.CheckAction(fn, action, s.cfg.MaxActionTimeout, s.cfg.DefaultActionTimeout)
+	release, err := storage.HoldMemory(ctx, ad.SizeBytes())
 	if err != nil {
 		return loadedAction{}, err
 	}
-	if err := s.requirePresent(ctx, []digest.Digest{ds.Command, ds.InputRoot}, []string{"action.command_digest", "action.input_root_digest"}); err != nil {
+	a, actionPlatform, err := s.readAction(ctx, fn, ad)
+	release()
+	if err != nil {
 		return loadedAction{}, err
 	}
+	if err := s.requirePresent(ctx, []digest.Digest{a.command, a.inputRoot}, []string{"action.command_digest", "action.input_root_digest"}); err != nil {
+		return loadedAction{}, err
+	}
+	if release, err = storage.HoldMemory(ctx, a.command.SizeBytes()); err != nil {
+		return loadedAction{}, err
+	}
+	a.platform, err = s.readCommand(ctx, a.command, actionPlatform)
+	release()
+	return a, err
+}
+
+// readAction reads and checks the Action ad. It returns the Action's
+// platform too, checked when it is the effective one (not empty).
+func (s *Scheduler) readAction(ctx context.Context, fn digest.Function, ad digest.Digest) (loadedAction, *repb.Platform, error) {
+	action := &repb.Action{}
+	if err := storage.GetProto(ctx, s.cas, ad, action, maxMessageBytes); err != nil {
+		return loadedAction{}, nil, prefix(err, "action_digest")
+	}
+	ds, timeout, err := rev2.CheckAction(fn, action, s.cfg.MaxActionTimeout, s.cfg.DefaultActionTimeout)
+	if err != nil {
+		return loadedAction{}, nil, err
+	}
+	if len(action.GetPlatform().GetProperties()) > 0 {
+		if err := rev2.CheckPlatform(action.Platform, "action.platform", s.isKnown); err != nil {
+			return loadedAction{}, nil, err
+		}
+	}
+	return loadedAction{command: ds.Command, inputRoot: ds.InputRoot, timeout: timeout, doNotCache: action.DoNotCache}, action.Platform, nil
+}
+
+// readCommand reads and checks the Command d and returns the effective
+// platform: actionPlatform, or the Command's when that is empty.
+func (s *Scheduler) readCommand(ctx context.Context, d digest.Digest, actionPlatform *repb.Platform) (*repb.Platform, error) {
 	command := &repb.Command{}
-	if err := storage.GetProto(ctx, s.cas, ds.Command, command, maxMessageBytes); err != nil {
-		return loadedAction{}, prefix(err, "action.command_digest")
+	if err := storage.GetProto(ctx, s.cas, d, command, maxMessageBytes); err != nil {
+		return nil, prefix(err, "action.command_digest")
 	}
 	if err := rev2.CheckCommand(command); err != nil {
-		return loadedAction{}, err
+		return nil, err
 	}
-	platform, field := rev2.EffectivePlatform(action, command)
-	if err := rev2.CheckPlatform(platform, field, func(n string) bool { return s.known[n] }); err != nil {
-		return loadedAction{}, err
+	if len(actionPlatform.GetProperties()) > 0 {
+		return actionPlatform, nil // checked by readAction
 	}
-	return loadedAction{action: action, command: ds.Command, inputRoot: ds.InputRoot, timeout: timeout, platform: platform}, nil
+	platform, field := rev2.EffectivePlatform(&repb.Action{Platform: actionPlatform}, command)
+	if err := rev2.CheckPlatform(platform, field, s.isKnown); err != nil {
+		return nil, err
+	}
+	return platform, nil
 }
+
+func (s *Scheduler) isKnown(name string) bool { return s.known[name] }
 
 // accept hands an Execute to the core and returns once a restart would
 // keep it: only then may the client learn the operation's name.

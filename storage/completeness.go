@@ -32,6 +32,11 @@ const maxWalkedDirectories = 10_000
 // (it would fail the build instead of re-executing). fn is the digest
 // function of the request (UNKNOWN: inferred from each hash).
 func CheckComplete(ctx context.Context, cas BlobStore, fn digest.Function, result *repb.ActionResult) error {
+	release, err := HoldMemory(ctx, treeBytes(result))
+	if err != nil {
+		return err
+	}
+	defer release()
 	var want []digest.Digest
 	wanted := map[digest.Digest]bool{}
 	add := func(d *repb.Digest, what string) error {
@@ -96,6 +101,22 @@ func CheckComplete(ctx context.Context, cas BlobStore, fn digest.Function, resul
 		return status.Errorf(codes.NotFound, "action result references %d missing blob(s), e.g. %s", len(missing), missing[0])
 	}
 	return nil
+}
+
+// treeBytes is what CheckComplete reads into memory for result's output
+// directories, as far as their digests tell before reading: each Tree's
+// size, or for a directory without one, the most its walk may read.
+func treeBytes(result *repb.ActionResult) int64 {
+	var n int64
+	for _, dir := range result.OutputDirectories {
+		switch {
+		case dir.TreeDigest != nil:
+			n += min(max(dir.TreeDigest.SizeBytes, 0), maxTreeBytes)
+		case dir.RootDirectoryDigest != nil:
+			n += maxTreeBytes
+		}
+	}
+	return n
 }
 
 // outputDirectories returns every Directory of an output directory: from
