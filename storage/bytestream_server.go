@@ -17,6 +17,7 @@ import (
 
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpclimit"
 )
 
 // byteStreamServer implements google.bytestream.ByteStream for CAS blobs.
@@ -178,7 +179,23 @@ func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.B
 	if req.ReadLimit > 0 {
 		remaining = min(remaining, req.ReadLimit)
 	}
-	send := newChunkSender(remaining, func(b []byte) error { return stream.Send(&bytestream.ReadResponse{Data: b}) })
+	// Each chunk waits for room in the connection's send backlog before it
+	// is handed to gRPC, the first one before its buffer is taken: a
+	// client that does not read holds few of them (grpclimit.WaitToSend).
+	ctx := stream.Context()
+	if err := grpclimit.WaitToSend(ctx, min(remaining, streamChunkBytes)); err != nil {
+		return err
+	}
+	first := true
+	send := newChunkSender(remaining, func(b []byte) error {
+		if !first {
+			if err := grpclimit.WaitToSend(ctx, int64(len(b))); err != nil {
+				return err
+			}
+		}
+		first = false
+		return stream.Send(&bytestream.ReadResponse{Data: b})
+	})
 	defer send.release()
 	if rn.Compressor == repb.Compressor_ZSTD {
 		enc, err := zstd.NewWriter(send, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))

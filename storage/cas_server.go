@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpclimit"
 )
 
 // casServer implements ContentAddressableStorage over a BlobStore.
@@ -146,6 +147,11 @@ func (s *casServer) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobs
 			return nil, status.Errorf(codes.InvalidArgument, "digests: more than max_batch_total_size_bytes %d in total (at digests[%d]); use ByteStream for large blobs", s.opts.MaxBatchTotalSizeBytes, i)
 		}
 		total += ds[i].SizeBytes()
+	}
+	// The response keeps its blobs in memory until the client has read
+	// it: it waits for room in the connection's send backlog first.
+	if err := grpclimit.WaitToSend(ctx, total); err != nil {
+		return nil, err
 	}
 	zstdOK := false
 	for _, c := range req.AcceptableCompressors {

@@ -51,7 +51,11 @@ func newObservability(logger *slog.Logger) *observability {
 		health: health.NewServer(),
 		logger: logger,
 	}
-	o.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), o.rpc)
+	sendBacklog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "paddock_grpc_send_backlog_bytes",
+		Help: "Bytes of gRPC responses queued for clients and not yet written to their connections (see grpclimit.SendLimits).",
+	}, func() float64 { return float64(grpclimit.SendBacklog()) })
+	o.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), o.rpc, sendBacklog)
 	o.gather = o.reg
 	return o
 }

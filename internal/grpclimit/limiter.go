@@ -106,20 +106,26 @@ func (l *Limiter) tap(ctx context.Context, info *tap.Info) (context.Context, err
 }
 
 // TagRPC implements stats.Handler.
-func (l *Limiter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (l *Limiter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+	return tagSendRPC(ctx)
+}
 
-// HandleRPC counts calls: every Begin is followed by one End.
-func (l *Limiter) HandleRPC(_ context.Context, s stats.RPCStats) {
+// HandleRPC counts calls (every Begin is followed by one End) and the
+// bytes of their responses in the send backlog.
+func (l *Limiter) HandleRPC(ctx context.Context, s stats.RPCStats) {
 	switch s.(type) {
 	case *stats.Begin:
 		l.active.Add(1)
 	case *stats.End:
 		l.active.Add(-1)
 	}
+	handleSend(ctx, s)
 }
 
-// TagConn implements stats.Handler.
-func (l *Limiter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+// TagConn finds the connection's send backlog (TrackSends).
+func (l *Limiter) TagConn(ctx context.Context, info *stats.ConnTagInfo) context.Context {
+	return tagSendConn(ctx, info)
+}
 
 // HandleConn implements stats.Handler.
 func (l *Limiter) HandleConn(context.Context, stats.ConnStats) {}

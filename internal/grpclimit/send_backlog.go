@@ -1,0 +1,252 @@
+package grpclimit
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+)
+
+// Responses a client does not read stay in the server's memory: gRPC
+// queues a response whole and writes it as the client's HTTP/2 window
+// allows, so a client that announces a window of 0 and never reads keeps
+// every response it asked for. 500 BatchReadBlobs calls for a 3 MiB blob,
+// on one connection and a few kilobytes sent, took `paddock up` to 2.3 GB;
+// nothing in grpc-go bounds it. The send backlog bounds it: a handler
+// about to produce a large response (WaitToSend) first waits until its
+// connection has fewer than MaxConnBacklog bytes of responses queued and
+// not yet written to the socket, and the whole process fewer than
+// MaxBacklog; and a connection with bytes queued that writes none for
+// StallTimeout is closed, which frees what it held (SendLimits).
+//
+// The bytes queued are counted from WaitToSend's reservation, corrected to
+// the payload's size once gRPC takes it; the bytes written, from the
+// socket (TrackSends wraps the listener). Headers and framing are written
+// but not queued, so a connection's count never goes below zero.
+
+// SendLimits bound the send backlog.
+type SendLimits struct {
+	// MaxConnBacklog bounds one connection's backlog. Default 16 MiB.
+	MaxConnBacklog int64
+	// MaxBacklog bounds the process's. Default 256 MiB.
+	MaxBacklog int64
+	// StallTimeout is how long a connection with a backlog may write
+	// nothing before it is closed. Default 30 s.
+	StallTimeout time.Duration
+}
+
+// DefaultSendLimits are the limits unless SetSendLimits changes them.
+func DefaultSendLimits() SendLimits {
+	return SendLimits{MaxConnBacklog: 16 << 20, MaxBacklog: 256 << 20, StallTimeout: 30 * time.Second}
+}
+
+var sendLimits atomic.Pointer[SendLimits]
+
+func init() {
+	l := DefaultSendLimits()
+	sendLimits.Store(&l)
+}
+
+// SetSendLimits replaces the limits (for tests, which need them small)
+// and returns the function that puts the previous ones back.
+func SetSendLimits(l SendLimits) (restore func()) {
+	old := sendLimits.Swap(&l)
+	return func() { sendLimits.Store(old) }
+}
+
+// backlogPoll is how often a waiting handler looks again.
+const backlogPoll = 10 * time.Millisecond
+
+// sendConn is a tracked connection.
+type sendConn struct {
+	net.Conn
+	mu           sync.Mutex
+	queued       int64 // bytes handed to gRPC (or reserved), never below written
+	written      int64
+	lastProgress time.Time // the last write, or when the backlog last rose from zero
+	closed       bool
+}
+
+var backlog struct {
+	total atomic.Int64 // the sum of the connections' backlogs
+	mu    sync.Mutex
+	conns map[string]*sendConn // by local and remote address
+	once  sync.Once
+}
+
+func connKeyOf(local, remote net.Addr) string { return local.String() + "|" + remote.String() }
+
+// SendBacklog is the process's send backlog: bytes of responses queued on
+// tracked connections and not yet written.
+func SendBacklog() int64 { return backlog.total.Load() }
+
+// TrackSends wraps lis so that its connections' writes count against the
+// send backlog of the gRPC servers built with ServerOptions.
+func TrackSends(lis net.Listener) net.Listener {
+	backlog.once.Do(func() {
+		backlog.conns = map[string]*sendConn{}
+		go reapStalled()
+	})
+	return trackingListener{lis}
+}
+
+type trackingListener struct{ net.Listener }
+
+func (l trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	sc := &sendConn{Conn: c, lastProgress: time.Now()}
+	backlog.mu.Lock()
+	backlog.conns[connKeyOf(c.LocalAddr(), c.RemoteAddr())] = sc
+	backlog.mu.Unlock()
+	return sc, nil
+}
+
+func (c *sendConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.mu.Lock()
+	before := c.queued - c.written
+	c.written += int64(n)
+	c.queued = max(c.queued, c.written)
+	c.lastProgress = time.Now()
+	backlog.total.Add(c.queued - c.written - before)
+	c.mu.Unlock()
+	return n, err
+}
+
+func (c *sendConn) Close() error {
+	c.mu.Lock()
+	if !c.closed {
+		c.closed = true
+		backlog.total.Add(-(c.queued - c.written))
+		c.queued = c.written
+		backlog.mu.Lock()
+		delete(backlog.conns, connKeyOf(c.LocalAddr(), c.RemoteAddr()))
+		backlog.mu.Unlock()
+	}
+	c.mu.Unlock()
+	return c.Conn.Close()
+}
+
+// add changes the bytes queued on c by n (a reservation, its correction
+// or its cancellation).
+func (c *sendConn) add(n int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	before := c.queued - c.written
+	c.queued = max(c.queued+n, c.written)
+	if before == 0 && c.queued > c.written {
+		c.lastProgress = time.Now()
+	}
+	backlog.total.Add(c.queued - c.written - before)
+}
+
+func (c *sendConn) backlog() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queued - c.written
+}
+
+// reapStalled closes, every second or so, the connections that have bytes
+// queued and have written none for StallTimeout.
+func reapStalled() {
+	for {
+		stall := sendLimits.Load().StallTimeout
+		time.Sleep(min(stall/4, time.Second))
+		backlog.mu.Lock()
+		var stalled []*sendConn
+		for _, c := range backlog.conns {
+			c.mu.Lock()
+			if c.queued > c.written && time.Since(c.lastProgress) > stall {
+				stalled = append(stalled, c)
+			}
+			c.mu.Unlock()
+		}
+		backlog.mu.Unlock()
+		for _, c := range stalled {
+			c.Close()
+		}
+	}
+}
+
+type sendConnKey struct{}
+type sendRPCKey struct{}
+
+// sendRPC is one call's reservation on its connection.
+type sendRPC struct {
+	conn     *sendConn
+	reserved atomic.Int64
+}
+
+// WaitToSend waits until the caller's connection, and the process, have
+// room in their send backlogs for a response of n bytes (a connection
+// with nothing queued always has room, as has a process), and reserves
+// it; or returns ctx's error. Outside a server with ServerOptions and a
+// TrackSends listener it returns at once.
+func WaitToSend(ctx context.Context, n int64) error {
+	rpc, _ := ctx.Value(sendRPCKey{}).(*sendRPC)
+	if rpc == nil || rpc.conn == nil {
+		return nil
+	}
+	for {
+		l := sendLimits.Load()
+		own := rpc.conn.backlog()
+		total := backlog.total.Load()
+		if (own == 0 || own+n <= l.MaxConnBacklog) && (total == 0 || total+n <= l.MaxBacklog) {
+			rpc.reserved.Add(n)
+			rpc.conn.add(n)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-time.After(backlogPoll):
+		}
+	}
+}
+
+// tagSendConn and handleSend are the stats.Handler side: the connection
+// of each call, and the reservations corrected to what gRPC took (an
+// OutPayload) or dropped (the call's end).
+func tagSendConn(ctx context.Context, info *stats.ConnTagInfo) context.Context {
+	if info.LocalAddr == nil || info.RemoteAddr == nil {
+		return ctx
+	}
+	backlog.mu.Lock()
+	c := backlog.conns[connKeyOf(info.LocalAddr, info.RemoteAddr)]
+	backlog.mu.Unlock()
+	if c == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, sendConnKey{}, c)
+}
+
+func tagSendRPC(ctx context.Context) context.Context {
+	c, _ := ctx.Value(sendConnKey{}).(*sendConn)
+	if c == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, sendRPCKey{}, &sendRPC{conn: c})
+}
+
+func handleSend(ctx context.Context, s stats.RPCStats) {
+	rpc, _ := ctx.Value(sendRPCKey{}).(*sendRPC)
+	if rpc == nil {
+		return
+	}
+	switch s := s.(type) {
+	case *stats.OutPayload:
+		rpc.conn.add(int64(s.WireLength) - rpc.reserved.Swap(0))
+	case *stats.End:
+		rpc.conn.add(-rpc.reserved.Swap(0))
+	}
+}

@@ -1,0 +1,177 @@
+package storage_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"net"
+	"testing"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+	"google.golang.org/genproto/googleapis/bytestream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpclimit"
+	"github.com/paddock-build/paddock/internal/grpctest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// stalledCalls makes n calls of method with request req on one raw HTTP/2
+// connection to addr whose receive window is 0: the server can send none
+// of the responses. done is closed once the server closes the connection.
+func stalledCalls(t *testing.T, addr, method string, req proto.Message, n int) (c net.Conn, done chan struct{}) {
+	t.Helper()
+	b, _ := proto.Marshal(req)
+	msg := make([]byte, 5+len(b)) // gRPC framing: not compressed, length
+	binary.BigEndian.PutUint32(msg[1:5], uint32(len(b)))
+	copy(msg[5:], b)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.Write([]byte(http2.ClientPreface))
+	fr := http2.NewFramer(c, c)
+	fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for i := range n {
+		hb.Reset()
+		for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", addr}, {":path", method},
+			{"content-type", "application/grpc"}, {"te", "trailers"}} {
+			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		id := uint32(2*i + 1)
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+		if err := fr.WriteData(id, true, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done = make(chan struct{})
+	go func() { // answer SETTINGS and PINGs; read nothing else
+		defer close(done)
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				return
+			}
+			switch f := f.(type) {
+			case *http2.SettingsFrame:
+				if !f.IsAck() {
+					fr.WriteSettingsAck()
+				}
+			case *http2.PingFrame:
+				if !f.IsAck() {
+					fr.WritePing(true, f.Data)
+				}
+			}
+		}
+	}()
+	return c, done
+}
+
+// framing is room for what a response's gRPC and protobuf framing add to
+// the blob bytes a call reserves.
+const framing = 4 << 10
+
+const batchReadBlobs = "/build.bazel.remote.execution.v2.ContentAddressableStorage/BatchReadBlobs"
+
+// backlogServer serves storage over a listener that counts what its
+// connections write (grpclimit.TrackSends), as the roles do, with limits
+// for the test.
+func backlogServer(t *testing.T, limits grpclimit.SendLimits) (addr string, cas *gatedStore, mem *storage.MemoryBlobStore, client *grpc.ClientConn) {
+	t.Helper()
+	t.Cleanup(grpclimit.SetSendLimits(limits))
+	mem = storage.NewMemoryBlobStore()
+	cas = &gatedStore{BlobStore: mem, gated: map[digest.Digest]bool{}, entered: make(chan digest.Digest), release: make(chan struct{}), gets: map[digest.Digest]int{}}
+	srv := storage.NewServer(storage.ServerOptions{CAS: cas, AC: storage.NewMemoryActionCache()})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpctest.Start(t, grpclimit.TrackSends(lis), srv.Register, append(srv.GRPCServerOptions(), grpclimit.New(0).ServerOptions()...)...)
+	addr = lis.Addr().String()
+	return addr, cas, mem, grpctest.Dial(t, addr, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+}
+
+func (s *gatedStore) count(d digest.Digest) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gets[d]
+}
+
+// waitFor polls cond until it holds, failing the test after 15 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestStalledReaderHoldsOnlyItsConnectionsBacklog: gRPC keeps a response
+// in memory until the client reads it, and a client that announces a
+// receive window of 0 never does. On such a connection, BatchReadBlobs
+// calls for a 3 MiB blob read it only while the connection's backlog of
+// unsent responses stays within 16 MiB: 5 of 40 (before, all 40, and 500
+// took paddock up to 2.3 GB). Other connections are served meanwhile, and
+// once the stalled connection has written nothing for StallTimeout the
+// server closes it and its backlog is gone.
+func TestStalledReaderHoldsOnlyItsConnectionsBacklog(t *testing.T) {
+	limits := grpclimit.DefaultSendLimits()
+	limits.StallTimeout = time.Hour
+	addr, cas, mem, conn := backlogServer(t, limits)
+	big := putString(t, mem, string(bytes.Repeat([]byte{'b'}, 3<<20)))
+	stalledCalls(t, addr, batchReadBlobs, &repb.BatchReadBlobsRequest{Digests: []*repb.Digest{big.Proto()}}, 40)
+	waitFor(t, "5 stalled calls to read the blob", func() bool { return cas.count(big) >= 5 })
+	// Another connection reads the same blob at once; the stalled calls
+	// that wait have still not read it.
+	resp, err := repb.NewContentAddressableStorageClient(conn).BatchReadBlobs(context.Background(), &repb.BatchReadBlobsRequest{Digests: []*repb.Digest{big.Proto()}})
+	if err != nil || len(resp.Responses[0].Data) != 3<<20 {
+		t.Fatalf("a reader on another connection: %v", err)
+	}
+	if n := cas.count(big) - 1; n != 5 {
+		t.Errorf("%d stalled calls read the blob, want 5", n)
+	}
+	if b := grpclimit.SendBacklog(); b > 16<<20+framing {
+		t.Errorf("send backlog %d bytes, more than one connection's 16 MiB", b)
+	}
+	limits.StallTimeout = 200 * time.Millisecond
+	grpclimit.SetSendLimits(limits)
+	waitFor(t, "the stalled connection's backlog to be dropped", func() bool { return grpclimit.SendBacklog() == 0 })
+}
+
+// TestSendBacklogIsBoundedAcrossConnections: stalled connections together
+// hold at most the process's backlog (8 MiB here): past it every call
+// that would add to it waits, on any connection, until they are gone.
+// ByteStream reads wait the same way as BatchReadBlobs.
+func TestSendBacklogIsBoundedAcrossConnections(t *testing.T) {
+	limits := grpclimit.DefaultSendLimits()
+	limits.MaxBacklog, limits.StallTimeout = 8<<20, time.Hour
+	addr, cas, mem, conn := backlogServer(t, limits)
+	big := putString(t, mem, string(bytes.Repeat([]byte{'c'}, 3<<20)))
+	c1, _ := stalledCalls(t, addr, batchReadBlobs, &repb.BatchReadBlobsRequest{Digests: []*repb.Digest{big.Proto()}}, 5)
+	c2, _ := stalledCalls(t, addr, "/google.bytestream.ByteStream/Read", &bytestream.ReadRequest{ResourceName: "blobs/" + big.String()}, 5)
+	waitFor(t, "two stalled calls to read the blob", func() bool { return cas.count(big) >= 2 })
+	short, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := repb.NewContentAddressableStorageClient(conn).BatchReadBlobs(short, &repb.BatchReadBlobsRequest{Digests: []*repb.Digest{big.Proto()}})
+	wantStatus(t, err, codes.DeadlineExceeded)
+	if b := grpclimit.SendBacklog(); b > 8<<20+framing {
+		t.Errorf("send backlog %d bytes, above the process's 8 MiB", b)
+	}
+	c1.Close()
+	c2.Close()
+	if _, err := repb.NewContentAddressableStorageClient(conn).BatchReadBlobs(context.Background(), &repb.BatchReadBlobsRequest{Digests: []*repb.Digest{big.Proto()}}); err != nil {
+		t.Fatalf("once the stalled connections closed: %v", err)
+	}
+}
