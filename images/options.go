@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path"
 	"path/filepath"
 	"runtime"
@@ -83,9 +84,14 @@ type Options struct {
 	// Transport is the base HTTP transport; nil means one with dial,
 	// TLS and response-header timeouts that never connects to a
 	// link-local, multicast, unspecified or cloud metadata address
-	// (ErrAddressRefused). Plain-HTTP requests to hosts not in Insecure
-	// are refused whatever the transport.
+	// (ErrAddressRefused), through Proxy. Plain-HTTP requests to hosts
+	// not in Insecure are refused whatever the transport.
 	Transport http.RoundTripper
+	// Proxy chooses the proxy of the default Transport's requests; nil
+	// means the environment's (HTTPS_PROXY, HTTP_PROXY, NO_PROXY). A
+	// request through a proxy is refused if its host resolves to an
+	// address the runner never connects to (guardProxy).
+	Proxy func(*http.Request) (*url.URL, error)
 	// Logger receives pull progress; nil discards it.
 	Logger *slog.Logger
 	// Metrics, if set, receives the cache's collectors.
@@ -155,8 +161,12 @@ func (o Options) withDefaults() (Options, v1.Platform, error) {
 		o.PullTimeout = 30 * time.Minute
 	}
 	if o.Transport == nil {
+		proxy := o.Proxy
+		if proxy == nil {
+			proxy = http.ProxyFromEnvironment
+		}
 		o.Transport = &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
+			Proxy:                 guardProxy(proxy),
 			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: guardDial}).DialContext,
 			ForceAttemptHTTP2:     true,
 			MaxIdleConnsPerHost:   16,

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"syscall"
 )
@@ -64,6 +66,34 @@ func guardDial(network, address string, _ syscall.RawConn) error {
 		return fmt.Errorf("dial %s: %w", address, ErrAddressRefused)
 	}
 	return nil
+}
+
+// guardProxy wraps the Proxy function of the runner's transport. A request
+// through a proxy is one whose target the dial guard never sees (the
+// runner connects to the proxy, the proxy to the registry), so the
+// request's host is resolved here first and refused if any of its
+// addresses is refused: an IP literal, or a name the runner resolves to
+// such an address. A name the runner cannot resolve goes to the proxy, as
+// in networks where only the proxy resolves names; there, and for a proxy
+// whose DNS answers differ from the runner's, the proxy is trusted.
+func guardProxy(proxy func(*http.Request) (*url.URL, error)) func(*http.Request) (*url.URL, error) {
+	return func(req *http.Request) (*url.URL, error) {
+		u, err := proxy(req)
+		if err != nil || u == nil {
+			return u, err
+		}
+		host := req.URL.Hostname()
+		addrs, err := net.DefaultResolver.LookupNetIP(req.Context(), "ip", host)
+		if err != nil {
+			return u, nil
+		}
+		for _, a := range addrs {
+			if refusedAddr(a) {
+				return nil, fmt.Errorf("proxied request to %s (%s): %w", host, a, ErrAddressRefused)
+			}
+		}
+		return u, nil
+	}
 }
 
 // registryList is Options.AllowedRegistries parsed: entries "host",

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"net/url"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -155,5 +156,36 @@ func TestRefusedAddressesAreNeverDialled(t *testing.T) {
 	}
 	if n := witness.Accepted(); n != 0 {
 		t.Fatalf("%d connections reached the refused address", n)
+	}
+}
+
+// TestProxyDoesNotCarryRequestsToRefusedAddresses: through a proxy the
+// dial guard sees only the proxy's address, so a request whose registry is
+// a refused address is refused before it is handed to the proxy, while a
+// request for any other registry still goes through the proxy (here a
+// witness that answers nothing).
+func TestProxyDoesNotCarryRequestsToRefusedAddresses(t *testing.T) {
+	proxy := nettest.NewWitness(t, "")
+	c := newTestCache(t, t.TempDir(), nil, func(o *Options) {
+		o.Proxy = func(*http.Request) (*url.URL, error) {
+			return &url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", proxy.Port)}, nil
+		}
+	})
+	ctx := context.Background()
+	for _, registry := range []string{"169.254.169.254", "[fd00:ec2::254]", "100.100.100.200:5000", "[ff02::1]:443"} {
+		ref := Reference{Registry: registry, Repository: "app", Tag: "1"}
+		if _, err := c.Rootfs(ctx, ref); !errors.Is(err, ErrAddressRefused) {
+			t.Errorf("Rootfs(%s) through a proxy: %v; want ErrAddressRefused", ref, err)
+		}
+	}
+	if n := proxy.Accepted(); n != 0 {
+		t.Fatalf("%d requests for refused addresses reached the proxy", n)
+	}
+	other := Reference{Registry: "registry.example", Repository: "app", Tag: "1"}
+	if _, err := c.Rootfs(ctx, other); err == nil || errors.Is(err, ErrAddressRefused) {
+		t.Errorf("Rootfs(%s) through a proxy that answers nothing: %v", other, err)
+	}
+	if proxy.Accepted() == 0 {
+		t.Fatal("a request for another registry did not go through the proxy")
 	}
 }
