@@ -7,9 +7,9 @@ import (
 	"io"
 	"log"
 	"net/http"
-	"net/url"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 
