@@ -72,6 +72,9 @@ func TestHTTPListener(t *testing.T) {
 	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") || strings.Count(body, "# TYPE go_goroutines ") != 1 {
 		t.Errorf("/metrics: %d, want this process's Go metrics once:\n%.400s", code, body)
 	}
+	if _, body := get("/metrics"); !strings.Contains(body, "\npaddock_grpc_send_backlog_bytes ") {
+		t.Errorf("/metrics has no paddock_grpc_send_backlog_bytes:\n%.400s", body)
+	}
 	if code, body := get("/extra"); code != 200 || body != "extra route" {
 		t.Errorf("/extra: %d %q", code, body)
 	}
