@@ -87,9 +87,9 @@ const batchReadBlobs = "/build.bazel.remote.execution.v2.ContentAddressableStora
 // backlogServer serves storage over a listener that counts what its
 // connections write (grpclimit.TrackSends), as the roles do, with limits
 // for the test.
-func backlogServer(t *testing.T, limits grpclimit.SendLimits) (addr string, cas *gatedStore, mem *storage.MemoryBlobStore, client *grpc.ClientConn) {
+func backlogServer(t *testing.T, limits grpclimit.ConnLimits) (addr string, cas *gatedStore, mem *storage.MemoryBlobStore, client *grpc.ClientConn) {
 	t.Helper()
-	t.Cleanup(grpclimit.SetSendLimits(limits))
+	t.Cleanup(grpclimit.SetConnLimits(limits))
 	mem = storage.NewMemoryBlobStore()
 	cas = &gatedStore{BlobStore: mem, gated: map[digest.Digest]bool{}, entered: make(chan digest.Digest), release: make(chan struct{}), gets: map[digest.Digest]int{}}
 	srv := storage.NewServer(storage.ServerOptions{CAS: cas, AC: storage.NewMemoryActionCache()})
@@ -127,7 +127,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // once the stalled connection has written nothing for StallTimeout the
 // server closes it and its backlog is gone.
 func TestStalledReaderHoldsOnlyItsConnectionsBacklog(t *testing.T) {
-	limits := grpclimit.DefaultSendLimits()
+	limits := grpclimit.DefaultConnLimits()
 	limits.StallTimeout = time.Hour
 	addr, cas, mem, conn := backlogServer(t, limits)
 	big := putString(t, mem, string(bytes.Repeat([]byte{'b'}, 3<<20)))
@@ -146,7 +146,7 @@ func TestStalledReaderHoldsOnlyItsConnectionsBacklog(t *testing.T) {
 		t.Errorf("send backlog %d bytes, more than one connection's 16 MiB", b)
 	}
 	limits.StallTimeout = 200 * time.Millisecond
-	grpclimit.SetSendLimits(limits)
+	grpclimit.SetConnLimits(limits)
 	waitFor(t, "the stalled connection's backlog to be dropped", func() bool { return grpclimit.SendBacklog() == 0 })
 }
 
@@ -155,7 +155,7 @@ func TestStalledReaderHoldsOnlyItsConnectionsBacklog(t *testing.T) {
 // that would add to it waits, on any connection, until they are gone.
 // ByteStream reads wait the same way as BatchReadBlobs.
 func TestSendBacklogIsBoundedAcrossConnections(t *testing.T) {
-	limits := grpclimit.DefaultSendLimits()
+	limits := grpclimit.DefaultConnLimits()
 	limits.MaxBacklog, limits.StallTimeout = 8<<20, time.Hour
 	addr, cas, mem, conn := backlogServer(t, limits)
 	big := putString(t, mem, string(bytes.Repeat([]byte{'c'}, 3<<20)))

@@ -53,7 +53,7 @@ func newObservability(logger *slog.Logger) *observability {
 	}
 	sendBacklog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "paddock_grpc_send_backlog_bytes",
-		Help: "Bytes of gRPC responses queued for clients and not yet written to their connections (see grpclimit.SendLimits).",
+		Help: "Bytes of gRPC responses queued for clients and not yet written to their connections (see grpclimit.ConnLimits).",
 	}, func() float64 { return float64(grpclimit.SendBacklog()) })
 	o.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), o.rpc, sendBacklog)
 	o.gather = o.reg

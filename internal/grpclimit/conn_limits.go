@@ -21,15 +21,22 @@ import (
 // connection has fewer than MaxConnBacklog bytes of responses queued and
 // not yet written to the socket, and the whole process fewer than
 // MaxBacklog; and a connection with bytes queued that writes none for
-// StallTimeout is closed, which frees what it held (SendLimits).
+// StallTimeout is closed, which frees what it held (ConnLimits).
 //
 // The bytes queued are counted from WaitToSend's reservation, corrected to
 // the payload's size once gRPC takes it; the bytes written, from the
 // socket (TrackSends wraps the listener). Headers and framing are written
 // but not queued, so a connection's count never goes below zero.
 
-// SendLimits bound the send backlog.
-type SendLimits struct {
+// A client can also hold the server's memory the other way: gRPC reads a
+// request message as it arrives, so a client that sends all of a 4 MiB
+// BatchUpdateBlobs but its last byte keeps 4 MiB in the server for as
+// long as it keeps the connection (200 such calls held 870 MB of `paddock
+// up`). A connection with a unary call whose request has not arrived in
+// full within RequestTimeout is closed.
+
+// ConnLimits bound what a connection may keep in the server's memory.
+type ConnLimits struct {
 	// MaxConnBacklog bounds one connection's backlog. Default 16 MiB.
 	MaxConnBacklog int64
 	// MaxBacklog bounds the process's. Default 256 MiB.
@@ -37,25 +44,29 @@ type SendLimits struct {
 	// StallTimeout is how long a connection with a backlog may write
 	// nothing before it is closed. Default 30 s.
 	StallTimeout time.Duration
+	// RequestTimeout is how long a unary call's request may take to
+	// arrive in full (a 4 MiB batch takes 32 s at 1 Mbit/s) before its
+	// connection is closed. Default 2 minutes.
+	RequestTimeout time.Duration
 }
 
-// DefaultSendLimits are the limits unless SetSendLimits changes them.
-func DefaultSendLimits() SendLimits {
-	return SendLimits{MaxConnBacklog: 16 << 20, MaxBacklog: 256 << 20, StallTimeout: 30 * time.Second}
+// DefaultConnLimits are the limits unless SetConnLimits changes them.
+func DefaultConnLimits() ConnLimits {
+	return ConnLimits{MaxConnBacklog: 16 << 20, MaxBacklog: 256 << 20, StallTimeout: 30 * time.Second, RequestTimeout: 2 * time.Minute}
 }
 
-var sendLimits atomic.Pointer[SendLimits]
+var connLimits atomic.Pointer[ConnLimits]
 
 func init() {
-	l := DefaultSendLimits()
-	sendLimits.Store(&l)
+	l := DefaultConnLimits()
+	connLimits.Store(&l)
 }
 
-// SetSendLimits replaces the limits (for tests, which need them small)
+// SetConnLimits replaces the limits (for tests, which need them small)
 // and returns the function that puts the previous ones back.
-func SetSendLimits(l SendLimits) (restore func()) {
-	old := sendLimits.Swap(&l)
-	return func() { sendLimits.Store(old) }
+func SetConnLimits(l ConnLimits) (restore func()) {
+	old := connLimits.Swap(&l)
+	return func() { connLimits.Store(old) }
 }
 
 // backlogPoll is how often a waiting handler looks again.
@@ -69,6 +80,9 @@ type sendConn struct {
 	written      int64
 	lastProgress time.Time // the last write, or when the backlog last rose from zero
 	closed       bool
+	// receiving holds the unary calls whose request has not arrived in
+	// full, with when they began.
+	receiving map[*sendRPC]time.Time
 }
 
 var backlog struct {
@@ -101,7 +115,7 @@ func (l trackingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	sc := &sendConn{Conn: c, lastProgress: time.Now()}
+	sc := &sendConn{Conn: c, lastProgress: time.Now(), receiving: map[*sendRPC]time.Time{}}
 	backlog.mu.Lock()
 	backlog.conns[connKeyOf(c.LocalAddr(), c.RemoteAddr())] = sc
 	backlog.mu.Unlock()
@@ -150,6 +164,34 @@ func (c *sendConn) add(n int64) {
 	backlog.total.Add(c.queued - c.written - before)
 }
 
+// stalled reports whether c breaks l: a backlog with no write for
+// StallTimeout, or a request arriving for longer than RequestTimeout.
+func (c *sendConn) stalled(l *ConnLimits) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.queued > c.written && time.Since(c.lastProgress) > l.StallTimeout {
+		return true
+	}
+	for _, begun := range c.receiving {
+		if time.Since(begun) > l.RequestTimeout {
+			return true
+		}
+	}
+	return false
+}
+
+// receive records that rpc's request is arriving (begun) or has arrived
+// (the zero time).
+func (c *sendConn) receive(rpc *sendRPC, begun time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if begun.IsZero() {
+		delete(c.receiving, rpc)
+	} else if !c.closed {
+		c.receiving[rpc] = begun
+	}
+}
+
 func (c *sendConn) backlog() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -157,19 +199,18 @@ func (c *sendConn) backlog() int64 {
 }
 
 // reapStalled closes, every second or so, the connections that have bytes
-// queued and have written none for StallTimeout.
+// queued and have written none for StallTimeout, and those with a unary
+// request that has not arrived within RequestTimeout.
 func reapStalled() {
 	for {
-		stall := sendLimits.Load().StallTimeout
-		time.Sleep(min(stall/4, time.Second))
+		l := connLimits.Load()
+		time.Sleep(min(l.StallTimeout/4, l.RequestTimeout/4, time.Second))
 		backlog.mu.Lock()
 		var stalled []*sendConn
 		for _, c := range backlog.conns {
-			c.mu.Lock()
-			if c.queued > c.written && time.Since(c.lastProgress) > stall {
+			if c.stalled(l) {
 				stalled = append(stalled, c)
 			}
-			c.mu.Unlock()
 		}
 		backlog.mu.Unlock()
 		for _, c := range stalled {
@@ -198,7 +239,7 @@ func WaitToSend(ctx context.Context, n int64) error {
 		return nil
 	}
 	for {
-		l := sendLimits.Load()
+		l := connLimits.Load()
 		own := rpc.conn.backlog()
 		total := backlog.total.Load()
 		if (own == 0 || own+n <= l.MaxConnBacklog) && (total == 0 || total+n <= l.MaxBacklog) {
@@ -244,9 +285,16 @@ func handleSend(ctx context.Context, s stats.RPCStats) {
 		return
 	}
 	switch s := s.(type) {
+	case *stats.Begin:
+		if !s.IsClientStream {
+			rpc.conn.receive(rpc, s.BeginTime)
+		}
+	case *stats.InPayload:
+		rpc.conn.receive(rpc, time.Time{})
 	case *stats.OutPayload:
 		rpc.conn.add(int64(s.WireLength) - rpc.reserved.Swap(0))
 	case *stats.End:
+		rpc.conn.receive(rpc, time.Time{})
 		rpc.conn.add(-rpc.reserved.Swap(0))
 	}
 }
