@@ -3,14 +3,12 @@ package storage_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"net"
 	"testing"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 	"google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -19,63 +17,22 @@ import (
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/grpclimit"
 	"github.com/paddock-build/paddock/internal/grpctest"
+	"github.com/paddock-build/paddock/internal/h2test"
 	"github.com/paddock-build/paddock/storage"
 )
 
-// stalledCalls makes n calls of method with request req on one raw HTTP/2
-// connection to addr whose receive window is 0: the server can send none
-// of the responses. done is closed once the server closes the connection.
-func stalledCalls(t *testing.T, addr, method string, req proto.Message, n int) (c net.Conn, done chan struct{}) {
+// stalledCalls makes n calls of method with request req on one bare
+// HTTP/2 connection to addr whose receive window is 0: the server can send
+// none of the responses. done is closed once the server closes the
+// connection.
+func stalledCalls(t *testing.T, addr, method string, req proto.Message, n int) (c *h2test.Conn, done <-chan struct{}) {
 	t.Helper()
-	b, _ := proto.Marshal(req)
-	msg := make([]byte, 5+len(b)) // gRPC framing: not compressed, length
-	binary.BigEndian.PutUint32(msg[1:5], uint32(len(b)))
-	copy(msg[5:], b)
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
+	c = h2test.Dial(t, addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	msg := h2test.Message(req, 0)
+	for range n {
+		c.Call(t, method, msg, true)
 	}
-	t.Cleanup(func() { c.Close() })
-	c.Write([]byte(http2.ClientPreface))
-	fr := http2.NewFramer(c, c)
-	fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for i := range n {
-		hb.Reset()
-		for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", addr}, {":path", method},
-			{"content-type", "application/grpc"}, {"te", "trailers"}} {
-			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-		}
-		id := uint32(2*i + 1)
-		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true}); err != nil {
-			t.Fatal(err)
-		}
-		if err := fr.WriteData(id, true, msg); err != nil {
-			t.Fatal(err)
-		}
-	}
-	done = make(chan struct{})
-	go func() { // answer SETTINGS and PINGs; read nothing else
-		defer close(done)
-		for {
-			f, err := fr.ReadFrame()
-			if err != nil {
-				return
-			}
-			switch f := f.(type) {
-			case *http2.SettingsFrame:
-				if !f.IsAck() {
-					fr.WriteSettingsAck()
-				}
-			case *http2.PingFrame:
-				if !f.IsAck() {
-					fr.WritePing(true, f.Data)
-				}
-			}
-		}
-	}()
-	return c, done
+	return c, c.Serve()
 }
 
 // framing is room for what a response's gRPC and protobuf framing add to
@@ -157,11 +114,13 @@ func TestStalledReaderHoldsOnlyItsConnectionsBacklog(t *testing.T) {
 func TestSendBacklogIsBoundedAcrossConnections(t *testing.T) {
 	limits := grpclimit.DefaultConnLimits()
 	limits.MaxBacklog, limits.StallTimeout = 8<<20, time.Hour
-	addr, cas, mem, conn := backlogServer(t, limits)
+	addr, _, mem, conn := backlogServer(t, limits)
 	big := putString(t, mem, string(bytes.Repeat([]byte{'c'}, 3<<20)))
 	c1, _ := stalledCalls(t, addr, batchReadBlobs, &repb.BatchReadBlobsRequest{Digests: []*repb.Digest{big.Proto()}}, 5)
 	c2, _ := stalledCalls(t, addr, "/google.bytestream.ByteStream/Read", &bytestream.ReadRequest{ResourceName: "blobs/" + big.String()}, 5)
-	waitFor(t, "two stalled calls to read the blob", func() bool { return cas.count(big) >= 2 })
+	// Two BatchReadBlobs responses (6 MiB) and a ByteStream chunk or two:
+	// no further 3 MiB fits in the 8 MiB.
+	waitFor(t, "the stalled calls to fill the backlog", func() bool { return grpclimit.SendBacklog() > 5<<20 })
 	short, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	_, err := repb.NewContentAddressableStorageClient(conn).BatchReadBlobs(short, &repb.BatchReadBlobsRequest{Digests: []*repb.Digest{big.Proto()}})

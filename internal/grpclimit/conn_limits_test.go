@@ -1,32 +1,29 @@
 package grpclimit
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/paddock-build/paddock/internal/grpctest"
+	"github.com/paddock-build/paddock/internal/h2test"
 )
 
 // TestUnfinishedRequestsCloseTheirConnection: gRPC keeps what has arrived
 // of a request message until the rest comes, so a client that sends all
 // of a large request but its last bytes holds it in the server's memory.
 // A connection with a unary request that has not arrived within
-// RequestTimeout is closed; another connection, whose calls complete,
-// stays up.
+// RequestTimeout (1 s here) is closed; another connection, whose calls
+// complete, stays up.
 func TestUnfinishedRequestsCloseTheirConnection(t *testing.T) {
 	limits := DefaultConnLimits()
-	limits.RequestTimeout = 300 * time.Millisecond
+	limits.RequestTimeout = time.Second
 	t.Cleanup(SetConnLimits(limits))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -44,37 +41,9 @@ func TestUnfinishedRequestsCloseTheirConnection(t *testing.T) {
 	}
 
 	// A Check whose message announces 100 bytes and sends 10.
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.Write([]byte(http2.ClientPreface))
-	fr := http2.NewFramer(c, c)
-	fr.WriteSettings()
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":authority", addr},
-		{":path", "/grpc.health.v1.Health/Check"}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
-		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
-	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true})
-	msg := make([]byte, 5+10)
-	binary.BigEndian.PutUint32(msg[1:5], 100)
-	fr.WriteData(1, false, msg)
-	closed := make(chan struct{})
-	go func() {
-		defer close(closed)
-		for {
-			f, err := fr.ReadFrame()
-			if err != nil {
-				return
-			}
-			if s, ok := f.(*http2.SettingsFrame); ok && !s.IsAck() {
-				fr.WriteSettingsAck()
-			}
-		}
-	}()
+	stalled := h2test.Dial(t, addr)
+	stalled.Call(t, "/grpc.health.v1.Health/Check", h2test.Message(&healthpb.HealthCheckRequest{Service: "0123456789"}, 100)[:15], false)
+	closed := stalled.Serve()
 	select {
 	case <-closed:
 	case <-time.After(10 * time.Second):
