@@ -44,9 +44,10 @@ type ConnLimits struct {
 	// StallTimeout is how long a connection with a backlog may write
 	// nothing before it is closed. Default 30 s.
 	StallTimeout time.Duration
-	// RequestTimeout is how long a unary call's request may take to
-	// arrive in full (a 4 MiB batch takes 32 s at 1 Mbit/s) before its
-	// connection is closed. Default 2 minutes.
+	// RequestTimeout is how long a unary call's request, or the next
+	// message of a ByteStream upload, may take to arrive in full (a 4 MiB
+	// batch takes 32 s at 1 Mbit/s) before its connection is closed.
+	// Default 2 minutes.
 	RequestTimeout time.Duration
 }
 
@@ -224,8 +225,9 @@ type sendRPCKey struct{}
 
 // sendRPC is one call's reservation on its connection.
 type sendRPC struct {
-	conn     *sendConn
-	reserved atomic.Int64
+	conn        *sendConn
+	reserved    atomic.Int64
+	timedStream bool // one of timedStreams
 }
 
 // WaitToSend waits until the caller's connection, and the process, have
@@ -271,13 +273,20 @@ func tagSendConn(ctx context.Context, info *stats.ConnTagInfo) context.Context {
 	return context.WithValue(ctx, sendConnKey{}, c)
 }
 
-func tagSendRPC(ctx context.Context) context.Context {
+func tagSendRPC(ctx context.Context, method string) context.Context {
 	c, _ := ctx.Value(sendConnKey{}).(*sendConn)
 	if c == nil {
 		return ctx
 	}
-	return context.WithValue(ctx, sendRPCKey{}, &sendRPC{conn: c})
+	return context.WithValue(ctx, sendRPCKey{}, &sendRPC{conn: c, timedStream: timedStreams[method]})
 }
+
+// timedStreams are the client-streaming methods whose messages should
+// follow one another without pause, so that each is timed like a unary
+// request: from the call's start, then from each message, to the next.
+// A ByteStream upload that stops in the middle of a chunk holds that
+// chunk, up to 4 MiB, as a stopped unary request would.
+var timedStreams = map[string]bool{"/google.bytestream.ByteStream/Write": true}
 
 func handleSend(ctx context.Context, s stats.RPCStats) {
 	rpc, _ := ctx.Value(sendRPCKey{}).(*sendRPC)
@@ -286,11 +295,15 @@ func handleSend(ctx context.Context, s stats.RPCStats) {
 	}
 	switch s := s.(type) {
 	case *stats.Begin:
-		if !s.IsClientStream {
+		if !s.IsClientStream || rpc.timedStream {
 			rpc.conn.receive(rpc, s.BeginTime)
 		}
 	case *stats.InPayload:
-		rpc.conn.receive(rpc, time.Time{})
+		next := time.Time{}
+		if rpc.timedStream {
+			next = s.RecvTime
+		}
+		rpc.conn.receive(rpc, next)
 	case *stats.OutPayload:
 		rpc.conn.add(int64(s.WireLength) - rpc.reserved.Swap(0))
 	case *stats.End:

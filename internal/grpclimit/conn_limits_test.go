@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -15,13 +16,10 @@ import (
 	"github.com/paddock-build/paddock/internal/h2test"
 )
 
-// TestUnfinishedRequestsCloseTheirConnection: gRPC keeps what has arrived
-// of a request message until the rest comes, so a client that sends all
-// of a large request but its last bytes holds it in the server's memory.
-// A connection with a unary request that has not arrived within
-// RequestTimeout (1 s here) is closed; another connection, whose calls
-// complete, stays up.
-func TestUnfinishedRequestsCloseTheirConnection(t *testing.T) {
+// watchedServer serves register's services over a TrackSends listener
+// with a RequestTimeout of 1 s, and returns its address.
+func watchedServer(t *testing.T, register func(*grpc.Server)) string {
+	t.Helper()
 	limits := DefaultConnLimits()
 	limits.RequestTimeout = time.Second
 	t.Cleanup(SetConnLimits(limits))
@@ -29,8 +27,18 @@ func TestUnfinishedRequestsCloseTheirConnection(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	grpctest.Start(t, TrackSends(lis), func(g *grpc.Server) { healthpb.RegisterHealthServer(g, health.NewServer()) }, New(0).ServerOptions()...)
-	addr := lis.Addr().String()
+	grpctest.Start(t, TrackSends(lis), register, New(0).ServerOptions()...)
+	return lis.Addr().String()
+}
+
+// TestUnfinishedRequestsCloseTheirConnection: gRPC keeps what has arrived
+// of a request message until the rest comes, so a client that sends all
+// of a large request but its last bytes holds it in the server's memory.
+// A connection with a unary request that has not arrived within
+// RequestTimeout (1 s here) is closed; another connection, whose calls
+// complete, stays up.
+func TestUnfinishedRequestsCloseTheirConnection(t *testing.T) {
+	addr := watchedServer(t, func(g *grpc.Server) { healthpb.RegisterHealthServer(g, health.NewServer()) })
 	var dials atomic.Int32
 	good := healthpb.NewHealthClient(grpctest.Dial(t, addr, grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
 		dials.Add(1)
@@ -96,4 +104,57 @@ func TestPingFloodIsRefused(t *testing.T) {
 		}
 	}
 	t.Fatal("10 pings in a row were all answered")
+}
+
+// uploads is a ByteStream server whose Write reads every message.
+type uploads struct {
+	*bytestream.UnimplementedByteStreamServer
+}
+
+func (uploads) Write(s bytestream.ByteStream_WriteServer) error {
+	for {
+		if _, err := s.Recv(); err != nil {
+			return err
+		}
+	}
+}
+
+// quietService has one bidirectional stream that waits for its end, as a
+// worker's session with the scheduler does while it has no work.
+var quietService = grpc.ServiceDesc{
+	ServiceName: "paddock.test.Quiet",
+	HandlerType: (*any)(nil),
+	Streams: []grpc.StreamDesc{{StreamName: "Session", ServerStreams: true, ClientStreams: true,
+		Handler: func(_ any, s grpc.ServerStream) error { <-s.Context().Done(); return nil }}},
+}
+
+// TestStoppedUploadsCloseTheirConnection: a ByteStream upload that stops
+// in the middle of a message holds what has arrived of it, as a stopped
+// unary request does, so the wait for its next message is timed the same
+// way (1 s here) and its connection closed. A stream of another method
+// that sends nothing for longer is not timed.
+func TestStoppedUploadsCloseTheirConnection(t *testing.T) {
+	addr := watchedServer(t, func(g *grpc.Server) {
+		bytestream.RegisterByteStreamServer(g, uploads{&bytestream.UnimplementedByteStreamServer{}})
+		g.RegisterService(&quietService, struct{}{})
+	})
+	quiet := h2test.Dial(t, addr)
+	quietDone := quiet.Serve()
+	quiet.Call(t, "/paddock.test.Quiet/Session", nil, false)
+	// A first chunk that arrives whole, then a second that stops short.
+	stopped := h2test.Dial(t, addr)
+	chunk := &bytestream.WriteRequest{ResourceName: "uploads/x/blobs/y/1", Data: []byte("0123456789")}
+	id := stopped.Call(t, "/google.bytestream.ByteStream/Write", h2test.Message(chunk, 0), false)
+	stopped.Data(t, id, h2test.Message(chunk, 100)[:20], false)
+	closed := stopped.Serve()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection with a stopped upload is still open after 10 s")
+	}
+	select {
+	case <-quietDone:
+		t.Fatal("the connection with a quiet stream of another method was closed")
+	default:
+	}
 }

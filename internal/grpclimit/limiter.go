@@ -106,8 +106,8 @@ func (l *Limiter) tap(ctx context.Context, info *tap.Info) (context.Context, err
 }
 
 // TagRPC implements stats.Handler.
-func (l *Limiter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
-	return tagSendRPC(ctx)
+func (l *Limiter) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	return tagSendRPC(ctx, info.FullMethodName)
 }
 
 // HandleRPC counts calls (every Begin is followed by one End) and the

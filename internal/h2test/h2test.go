@@ -87,6 +87,17 @@ func (c *Conn) Call(t testing.TB, method string, data []byte, end bool) uint32 {
 	return id
 }
 
+// Data sends data on the stream id, ending the client's side when end is
+// set.
+func (c *Conn) Data(t testing.TB, id uint32, data []byte, end bool) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.fr.WriteData(id, end, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Ping sends a PING carrying n and reads frames until its ack (true) or a
 // GOAWAY (false, with the GOAWAY's debug data); for a test that reads
 // nothing else meanwhile (not with Serve).
