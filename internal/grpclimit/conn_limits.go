@@ -33,7 +33,8 @@ import (
 // BatchUpdateBlobs but its last byte keeps 4 MiB in the server for as
 // long as it keeps the connection (200 such calls held 870 MB of `paddock
 // up`). A connection with a unary call whose request has not arrived in
-// full within RequestTimeout is closed.
+// full within RequestTimeout is closed, as is one with a ByteStream upload
+// whose next message has not (timedStreams).
 
 // ConnLimits bound what a connection may keep in the server's memory.
 type ConnLimits struct {
