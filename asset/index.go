@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -29,13 +28,6 @@ const (
 	maxTreeBytes       = 64 << 20
 )
 
-// treeWalkSlots is how many tree checks run at once; more wait for a
-// slot. Each holds up to what maxTreeBytes allows, so without this bound
-// concurrent Fetches of a large tree multiplied it. Half the cores.
-func treeWalkSlots() int {
-	return max(1, runtime.GOMAXPROCS(0)/2)
-}
-
 // index is the records over the CAS: it stores them and hands out only
 // those that are live and complete.
 type index struct {
@@ -43,7 +35,7 @@ type index struct {
 	cas     storage.BlobStore
 	now     func() time.Time
 	log     *slog.Logger
-	walks   chan struct{} // a token per tree check in progress (treeWalkSlots)
+	walks   chan struct{} // a token per tree check in progress (storage.TreeWalkSlots)
 }
 
 // internal logs err (which may name host paths) and returns an INTERNAL

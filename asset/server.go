@@ -87,7 +87,7 @@ func New(opts Options) (*Server, error) {
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("asset: %w", err)
 	}
-	idx := &index{records: records, cas: opts.CAS, now: opts.Now, log: opts.Logger, walks: make(chan struct{}, treeWalkSlots())}
+	idx := &index{records: records, cas: opts.CAS, now: opts.Now, log: opts.Logger, walks: make(chan struct{}, storage.TreeWalkSlots())}
 	return &Server{
 		fetch: &fetchServer{opts: opts, idx: idx, dl: newDownloader(opts.AllowedHosts, opts.MaxFetchBytes, opts.FetchTimeout, tmp)},
 		push:  &pushServer{idx: idx, now: opts.Now},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -88,7 +87,7 @@ func TestTreeChecksWaitForASlot(t *testing.T) {
 		return d
 	}
 	// Every record is pushed first: a push checks its tree in a slot too.
-	slots := max(1, runtime.GOMAXPROCS(0)/2)
+	slots := storage.TreeWalkSlots()
 	held := make([]digest.Digest, slots)
 	for i := range slots {
 		held[i] = push(fmt.Sprint("urn:held", i), fmt.Sprint("held", i))

@@ -25,7 +25,7 @@ type casServer struct {
 	// calls (EncodeAll/DecodeAll); ByteStream builds its own per stream.
 	zenc *zstd.Encoder
 	zdec *zstd.Decoder
-	// treeWalks holds a token per GetTree walk in progress (treeWalkSlots).
+	// treeWalks holds a token per GetTree walk in progress (TreeWalkSlots).
 	treeWalks chan struct{}
 }
 
@@ -33,7 +33,7 @@ func newCASServer(opts *ServerOptions) *casServer {
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	// No entry of a batch may be larger than the batch: decoding stops there.
 	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(uint64(opts.MaxBatchTotalSizeBytes)))
-	return &casServer{opts: opts, zenc: enc, zdec: dec, treeWalks: make(chan struct{}, treeWalkSlots())}
+	return &casServer{opts: opts, zenc: enc, zdec: dec, treeWalks: make(chan struct{}, TreeWalkSlots())}
 }
 
 // batchParallelism is how many blobs of one batch are stored or read at once.

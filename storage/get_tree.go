@@ -29,9 +29,10 @@ const defaultTreePageSize = 10000
 // takes a few seconds of one core; a larger tree is RESOURCE_EXHAUSTED.
 const maxTreeWalk = 200_000
 
-// treeWalkSlots is how many GetTree walks run at once; more wait for a
-// slot. Half the cores, so that walks never take the whole machine.
-func treeWalkSlots() int {
+// TreeWalkSlots is how many walks of a whole tree run at once (GetTree
+// here, the asset API's tree checks); more wait for a slot. Half the
+// cores, so that walks never take the whole machine.
+func TreeWalkSlots() int {
 	return max(1, runtime.GOMAXPROCS(0)/2)
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -70,7 +69,7 @@ func (s *gatedStore) Get(ctx context.Context, d digest.Digest, offset int64) (io
 // walks run at once; another call waits for one to end, reading nothing
 // meanwhile (here until its deadline).
 func TestGetTreeWalksWaitForASlot(t *testing.T) {
-	slots := max(1, runtime.GOMAXPROCS(0)/2)
+	slots := storage.TreeWalkSlots()
 	mem := storage.NewMemoryBlobStore()
 	cas := &gatedStore{BlobStore: mem, gated: map[digest.Digest]bool{}, entered: make(chan digest.Digest), release: make(chan struct{}), gets: map[digest.Digest]int{}}
 	ts := startServer(t, storage.ServerOptions{CAS: cas})
