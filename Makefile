@@ -61,8 +61,9 @@ proto:
 	    --go-grpc_out=. --go-grpc_opt=paths=source_relative $$p || exit 1; done
 
 # Recompile the sandbox init embedded in the binary (sandbox/internal/initbin),
-# after changing sandbox/internal/initprog, initplan or internal/wirecodec (the
-# packages of initsrc.SourceDirs); committed like proto code.
+# after changing sandbox/internal/initprog (freestanding C: needs cc and the
+# kernel's UAPI headers, Debian's gcc and linux-libc-dev; CC picks another
+# compiler); committed like proto code.
 init:
 	$(GO) run ./sandbox/internal/initbin/gen
 

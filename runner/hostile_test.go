@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/sandbox"
 )
 
 // Hostile actions against the runner's limits (issue 13): each must be
@@ -130,20 +131,42 @@ func TestPartialOOM(t *testing.T) {
 	checkNextActionRuns(t, e)
 }
 
-// TestWholeSandboxOOM: when the OOM killer ends the whole sandbox (here
-// memory held by a tmpfs larger than the limit, which no kill frees, so
-// that the sandbox's init goes too), the response is never OK with exit
-// code -1 and nothing more: it is the kill by SIGKILL, oom_killed, and a
-// message naming the limit and saying the command's own status is unknown.
+// TestWholeSandboxOOM: memory held by a tmpfs larger than the limit, which
+// no kill frees, ends in OOM kills of the command (and of the sandbox's
+// init too if it then needs a page); either way the response is never OK
+// with exit code -1 and nothing more: it is the kill by SIGKILL,
+// oom_killed, and a message naming the OOM killer and the limit. (The
+// message when the init went too is pinned by TestResponseOOMEndedTheSandbox.)
 func TestWholeSandboxOOM(t *testing.T) {
 	e := newTestEnv(t, func(c *Config) { c.DefaultMemoryLimit = 32 * mib; c.TmpSize = 1 << 30 })
 	a := e.newAction(t)
 	resp := e.run(t, a.request("/bin/sh", "-c", "/bin/cat /dev/zero > /tmp/fill; /bin/cat /dev/zero > /tmp/fill2; exit 0"))
 	if codes.Code(resp.StatusCode) != codes.OK || resp.Signal != int32(syscall.SIGKILL) || !resp.OomKilled ||
-		!strings.Contains(resp.StatusMessage, "ended the whole sandbox") || !strings.Contains(resp.StatusMessage, "32 MiB") {
-		t.Errorf("%s, oom_killed %v; want SIGKILL, oom_killed, a message naming the whole sandbox and the 32 MiB limit", describe(resp), resp.OomKilled)
+		!strings.Contains(resp.StatusMessage, "OOM killer") || !strings.Contains(resp.StatusMessage, "32 MiB") {
+		t.Errorf("%s, oom_killed %v; want SIGKILL, oom_killed, a message naming the OOM killer and the 32 MiB limit", describe(resp), resp.OomKilled)
 	}
 	checkNextActionRuns(t, e)
+}
+
+// TestResponseOOMEndedTheSandbox: an init that died with the OOM killer at
+// work (every process of the sandbox killed) is reported as the command's
+// kill by SIGKILL, oom_killed, with a message naming the limit and saying
+// the command's own status is unknown; an init that died otherwise is
+// INTERNAL.
+func TestResponseOOMEndedTheSandbox(t *testing.T) {
+	facts := runFacts{limits: sandboxLimits{Memory: 32 * mib}}
+	res := &sandbox.Result{InitDied: true, OOMKilled: true, ExitCode: -1, Signal: syscall.SIGKILL}
+	res.Cgroup.OOMKills = 2
+	resp := response(res, facts, time.Now(), time.Now())
+	if codes.Code(resp.StatusCode) != codes.OK || resp.Signal != int32(syscall.SIGKILL) || !resp.OomKilled ||
+		!strings.Contains(resp.StatusMessage, "ended the whole sandbox") || !strings.Contains(resp.StatusMessage, "32 MiB") ||
+		!strings.Contains(resp.StatusMessage, "exit status is unknown") {
+		t.Errorf("%s, oom_killed %v; want OK, SIGKILL, oom_killed, a message naming the whole sandbox and the 32 MiB limit", describe(resp), resp.OomKilled)
+	}
+	res.OOMKilled = false
+	if resp := response(res, facts, time.Now(), time.Now()); codes.Code(resp.StatusCode) != codes.Internal {
+		t.Errorf("init killed without an OOM kill: %s, want INTERNAL", describe(resp))
+	}
 }
 
 // TestForkBombKillPath: a fork bomb whose processes ignore SIGTERM, with a

@@ -16,17 +16,19 @@
 // clone parameters and cgroup limits, in binary frames (spawn_protocol.go).
 //
 // The init is a program of its own (internal/initprog), compiled and
-// embedded (internal/initbin), that links only the Go runtime, x/sys/unix
-// and the plan codec (internal/initplan, on the module's internal/wirecodec):
-// starting it costs a fraction of re-executing this binary. The spawner
+// embedded (internal/initbin): freestanding C on raw system calls, with no
+// C library and no language runtime to start, one thread, and a decoder of
+// the plan's wire format (internal/initplan encodes it). Starting it costs
+// a few hundred microseconds of CPU, against several milliseconds for an
+// empty Go program on a VM where CPUID and page faults trap. The spawner
 // copies it once into a memfd sealed against any write (CVE-2019-5736:
 // nothing in a sandbox can reach a writable copy of any host binary) and
 // executes it from there. It clones inits into new user, mount, pid, ipc,
 // uts and (unless the spec keeps the host's) network namespaces, with the
 // spec's uid/gid mappings (host id 0 is refused), each born inside a
 // cgroup of its own (v1 or v2). It keeps one init started ahead per kind
-// of clone parameters ("warm"), so that fork, exec and the Go runtime's
-// start-up are off the critical path.
+// of clone parameters ("warm"), so that the clone and the exec are off the
+// critical path.
 //
 // A Run takes a warm init, applies the limits to its cgroup and writes the
 // plan on the init's control pipe. The init builds the mount tree
@@ -69,8 +71,9 @@
 // clone3 with CLONE_VM, whose child runs in assembly up to its exec).
 //
 // The init's compiled form is committed like generated code: `make init`
-// rebuilds it after a change to internal/initprog or internal/initplan,
-// and a test fails while it is stale. Only linux/amd64 has one (the
+// rebuilds it (with a C compiler) after a change to internal/initprog, and
+// a test fails while it is stale; a change to the plan's format in
+// internal/initplan must be made in initprog's plan.c too. Only linux/amd64 has one (the
 // seccomp filter is x86-64's); elsewhere the native launcher cannot start
 // and an external runtime must be configured.
 //

@@ -22,8 +22,8 @@ import (
 // or closed it), it kills every sandbox, cleans up and exits.
 //
 // Each sandbox's first process is the init (sandbox/internal/initprog), a
-// small program of its own that the spawner executes from a sealed memfd
-// (sealedInit): its start-up costs a fraction of re-executing this binary,
+// small freestanding C program that the spawner executes from a sealed
+// memfd (sealedInit): it starts with no runtime to set up,
 // and nothing inside a sandbox can reach a writable copy of any host
 // binary. The launcher has turned the bundle into the init's plan
 // (initplan.Plan, a pure function: planFor); the spawner sends it on the
@@ -240,11 +240,8 @@ func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
 	}
 	defer devNull.Close()
 	st := &initStart{
-		path: s.initPath,
-		argv: []string{initArg0},
-		// One P: the init does little at a time, and its threads count
-		// against the sandbox's pids limit.
-		env:   []string{"GOMAXPROCS=1"},
+		path:  s.initPath,
+		argv:  []string{initArg0},
 		files: [5]*os.File{devNull, stdout.w, stderr.w, ctlR, statW},
 		clone: p.cloneParams,
 	}

@@ -2,14 +2,19 @@ package initbin
 
 import (
 	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"errors"
+	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
-	"slices"
-	"sort"
 	"strings"
+	"syscall"
 	"testing"
 
+	"github.com/paddock-build/paddock/sandbox/internal/initplan"
 	"github.com/paddock-build/paddock/sandbox/internal/initsrc"
 )
 
@@ -26,40 +31,151 @@ func TestBinaryFresh(t *testing.T) {
 	if got := strings.TrimSpace(BuiltFrom); got != want {
 		t.Fatalf("the compiled init is stale (built from %s, sources are %s): run `make init`", got, want)
 	}
-	if !bytes.HasPrefix(Binary, []byte("\x7fELF")) || len(Binary) > 4<<20 {
-		t.Fatalf("Binary is not a small ELF file (%d bytes)", len(Binary))
+}
+
+// TestBinaryIsFreestanding: the init is a small static x86_64 executable
+// with no interpreter and no dynamic section, so starting it loads no
+// shared library and runs no C library or language runtime start-up.
+func TestBinaryIsFreestanding(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("no compiled init for " + runtime.GOARCH)
+	}
+	if len(Binary) > 64<<10 {
+		t.Errorf("the init is %d bytes; it is meant to be a few tens of KiB", len(Binary))
+	}
+	f, err := elf.NewFile(bytes.NewReader(Binary))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Machine != elf.EM_X86_64 || f.Type != elf.ET_EXEC {
+		t.Errorf("machine %v, type %v: want a position-dependent x86_64 executable", f.Machine, f.Type)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP || p.Type == elf.PT_DYNAMIC {
+			t.Errorf("the init has a %v program header", p.Type)
+		}
+		if p.Type == elf.PT_GNU_STACK && p.Flags&elf.PF_X != 0 {
+			t.Error("the init asks for an executable stack")
+		}
 	}
 }
 
-// TestSourceDirsAreTheInitsPackages: the freshness digest covers every
-// package of this module the init is built from, and the init links no
-// RPC or protobuf code (it starts once per sandbox and must stay small).
-func TestSourceDirsAreTheInitsPackages(t *testing.T) {
-	goTool, err := exec.LookPath("go")
+// startInit runs the compiled init as pid 1 of new user, mount and pid
+// namespaces (so that a plan it wrongly accepted could touch nothing of
+// the host) with frame on its control pipe, and returns its exit status
+// and what it wrote on the status pipe.
+func startInit(t *testing.T, frame []byte) (int, []byte) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "init")
+	if err := os.WriteFile(bin, Binary, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctlR, ctlW, err := os.Pipe()
 	if err != nil {
-		t.Skip("no go tool")
+		t.Fatal(err)
 	}
-	cmd := exec.Command(goTool, "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "./sandbox/internal/initprog")
-	cmd.Dir = "../../.."
-	cmd.Env = append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED=0")
-	out, err := cmd.Output()
+	stR, stW, err := os.Pipe()
 	if err != nil {
-		t.Fatalf("go list: %v", err)
+		t.Fatal(err)
 	}
-	const module = "github.com/paddock-build/paddock/"
-	var own []string
-	for _, pkg := range strings.Fields(string(out)) {
-		if strings.Contains(pkg, "grpc") || strings.Contains(pkg, "protobuf") {
-			t.Errorf("the init links %s", pkg)
+	cmd := exec.Command(bin)
+	cmd.ExtraFiles = []*os.File{ctlR, stW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+		// As the spawner does: the init sets the command's groups.
+		GidMappingsEnableSetgroups: true,
+	}
+	if err := cmd.Start(); err != nil {
+		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.ENOSPC) {
+			t.Skipf("no user namespaces here: %v", err)
 		}
-		if dir, ok := strings.CutPrefix(pkg, module); ok {
-			own = append(own, dir)
+		t.Fatal(err)
+	}
+	ctlR.Close()
+	stW.Close()
+	_, _ = ctlW.Write(frame)
+	ctlW.Close()
+	status, err := io.ReadAll(stR)
+	stR.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), status
+}
+
+func framed(payload []byte) []byte {
+	return append(binary.LittleEndian.AppendUint32(nil, uint32(len(payload))), payload...)
+}
+
+// TestInitRunsAPlan: the init decodes what initplan.EncodePlan writes,
+// runs the command and reports its exit status.
+func TestInitRunsAPlan(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("no compiled init for " + runtime.GOARCH)
+	}
+	plan := &initplan.Plan{Rootfs: "/", Args: []string{"sh", "-c", "exit 7"}, Env: []string{"PATH=/usr/bin:/bin"},
+		Cwd: "/", Bounding: 1<<41 - 1, LastCap: 40}
+	code, status := startInit(t, initplan.EncodePlan(plan))
+	st, err := initplan.DecodeStatus(status)
+	if err != nil {
+		t.Fatalf("status %q: %v", status, err)
+	}
+	if code != 0 || st.Error != "" || st.ExitCode != 7 {
+		t.Fatalf("init exit %d, status %+v; want 0 and the command's exit 7", code, st)
+	}
+}
+
+// TestMalformedPlansAreRefused: every cut of a plan, a byte too many, and
+// hand-broken fields are refused with a "malformed init plan" status
+// before the init does anything else; a control pipe closed before any
+// plan (an unused warm init) is a quiet exit.
+func TestMalformedPlansAreRefused(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("no compiled init for " + runtime.GOARCH)
+	}
+	plan := &initplan.Plan{
+		Rootfs: "/", Mounts: []initplan.Mount{{Kind: initplan.MountFS, Source: "tmpfs", Dest: "/tmp", FSType: "tmpfs"}},
+		Args: []string{"/bin/true"}, Env: []string{"PATH=/bin"}, Cwd: "/", Groups: []uint32{5},
+		Rlimits: []initplan.Rlimit{{Resource: 7, Cur: 64, Max: 64}}, Seccomp: make([]byte, 8),
+	}
+	payload := initplan.EncodePlan(plan)[initplan.FrameHeader:]
+	cases := map[string][]byte{
+		"a byte too many": framed(append(append([]byte(nil), payload...), 0)),
+		"version 9":       framed(append([]byte{9}, payload[1:]...)),
+		// The rootfs "/" is payload[1:3]; ReadonlyRoot is payload[3].
+		"a boolean of 2":    framed(append(append(append([]byte(nil), payload[:3]...), 2), payload[4:]...)),
+		"a NUL in a string": framed(append(append(append([]byte(nil), payload[:2]...), 0), payload[3:]...)),
+		"a mount kind of 9": framed(append(append(append([]byte(nil), payload[:5]...), 9), payload[6:]...)),
+		"a count past the end": framed(append(append(append([]byte(nil), payload[:4]...), 0xff, 0xff, 0x03),
+			payload[5:]...)),
+		"an empty frame":                        {0, 0, 0, 0},
+		"a frame too large":                     binary.LittleEndian.AppendUint32(nil, initplan.MaxPlanSize+1),
+		"a pipe closed in the middle of a plan": framed(payload)[:initplan.FrameHeader+len(payload)/2],
+	}
+	for cut := 1; cut < len(payload); cut++ {
+		cases["cut at "+string(rune('0'+cut/100))+string(rune('0'+cut/10%10))+string(rune('0'+cut%10))] =
+			framed(payload[:cut])
+	}
+	for name, frame := range cases {
+		code, status := startInit(t, frame)
+		st, err := initplan.DecodeStatus(status)
+		if err != nil {
+			t.Errorf("%s: status %q: %v", name, status, err)
+			continue
+		}
+		if code != 1 || st.NotStarted || st.MissingSource ||
+			!(strings.HasPrefix(st.Error, "malformed init plan") || strings.HasPrefix(st.Error, "read plan: control pipe closed")) {
+			t.Errorf("%s: init exit %d, status %+v; want exit 1 and a malformed plan", name, code, st)
 		}
 	}
-	sort.Strings(own)
-	want := append([]string(nil), initsrc.SourceDirs...)
-	sort.Strings(want)
-	if !slices.Equal(own, want) {
-		t.Fatalf("the init is built from %v; initsrc.SourceDirs lists %v", own, want)
+	if code, status := startInit(t, nil); code != 0 || len(status) != 0 {
+		t.Errorf("no plan: init exit %d, status %q; want a quiet exit", code, status)
 	}
 }

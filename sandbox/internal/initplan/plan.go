@@ -3,12 +3,15 @@
 // credentials and limits, the seccomp program) and the Status the init
 // answers, with a small binary codec for both.
 //
-// The init is a program of its own (sandbox/internal/initprog) that starts
-// once per sandbox, so it must start fast: it links no JSON, no runtime-spec
-// types and no fmt, and it resolves nothing on the host by name except the
-// bind sources it opens. Everything that can be decided before the clone is
-// decided by the spawner, in a pure function, and arrives here as plain
-// values.
+// The init is a program of its own (sandbox/internal/initprog, freestanding
+// C) that starts once per sandbox, so it must start fast: it parses no JSON
+// and no runtime-spec types, and it resolves nothing on the host by name
+// except the bind sources it opens. Everything that can be decided before
+// the clone is decided by the spawner, in a pure function, and arrives here
+// as plain values. DecodePlan is the Go reference of the format; the init's
+// plan.c decodes the same fields in the same order, and a change to one
+// must be made in the other (initbin's tests run the compiled init on
+// EncodePlan's output and on broken plans).
 package initplan
 
 // MountKind says what a Mount step does.
