@@ -211,30 +211,43 @@ func TestByteStreamBadReads(t *testing.T) {
 // not as a complete upload; it returns the cancel that breaks the stream.
 func writePart(t *testing.T, ts *testServer, name string, part []byte) context.CancelFunc {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	stream, err := ts.bs.Write(ctx)
+	cancel, err := tryWritePart(ts, name, part, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := stream.Send(&bytestream.WriteRequest{ResourceName: name, Data: part}); err != nil {
-		t.Fatal(err)
+	t.Cleanup(cancel)
+	return cancel
+}
+
+// tryWritePart opens an upload of name, sends part, and waits (within)
+// until QueryWriteStatus reports it committed; the upload stays open until
+// the returned function is called.
+func tryWritePart(ts *testServer, name string, part []byte, within time.Duration) (context.CancelFunc, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := ts.bs.Write(ctx)
+	if err == nil {
+		err = stream.Send(&bytestream.WriteRequest{ResourceName: name, Data: part})
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(within)
 	var committed int64
-	for committed != int64(len(part)) {
+	for err == nil && committed != int64(len(part)) {
 		if time.Now().After(deadline) {
-			t.Fatalf("QueryWriteStatus never reported the %d bytes sent (last %d)", len(part), committed)
+			err = fmt.Errorf("QueryWriteStatus never reported the %d bytes sent (last %d)", len(part), committed)
+			break
 		}
-		st, err := ts.bs.QueryWriteStatus(context.Background(), &bytestream.QueryWriteStatusRequest{ResourceName: name})
-		if err == nil {
+		st, qerr := ts.bs.QueryWriteStatus(context.Background(), &bytestream.QueryWriteStatusRequest{ResourceName: name})
+		if qerr == nil {
 			committed = st.CommittedSize
 			if st.Complete {
-				t.Fatal("upload reported complete part-way")
+				err = errors.New("upload reported complete part-way")
 			}
 		}
 	}
-	return cancel
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return cancel, nil
 }
 
 func TestByteStreamResumableWrite(t *testing.T) {
@@ -435,9 +448,22 @@ func TestByteStreamOpenStreamsAreBounded(t *testing.T) {
 	cancels[1]()
 	cancels[2]()
 	// With the two parked, three live uploads fit again: nothing leaked.
+	// The server frees the two slots when it sees those streams break,
+	// which may come after a new upload asked for one: an upload refused
+	// meanwhile is tried again (a slot that leaked fails them for 10 s).
 	for i := range 3 {
 		data, d := randData(t, 1000)
-		writePart(t, ts, uploadName(10+i, d), data[:100])
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			cancel, err := tryWritePart(ts, uploadName(10+i, d), data[:100], time.Second)
+			if err == nil {
+				t.Cleanup(cancel)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("upload %d beside the two parked ones: %v", i, err)
+			}
+		}
 	}
 }
 
