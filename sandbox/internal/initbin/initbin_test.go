@@ -130,6 +130,27 @@ func TestInitRunsAPlan(t *testing.T) {
 	if code != 0 || st.Error != "" || st.ExitCode != 7 {
 		t.Fatalf("init exit %d, status %+v; want 0 and the command's exit 7", code, st)
 	}
+
+	// A command that cannot start is the command's error (NotStarted),
+	// with the errno its exec or its directory got.
+	for _, tc := range []struct {
+		args []string
+		cwd  string
+		want string
+	}{
+		{[]string{"/no/such/command"}, "/", "start /no/such/command: no such file or directory"},
+		{[]string{"/etc/passwd"}, "/", "start /etc/passwd: permission denied"},
+		{[]string{"sh"}, "/no/such/dir", "start sh: no such file or directory"},
+		{[]string{"no-such-command"}, "/", `executable "no-such-command" not found in PATH "/usr/bin:/bin"`},
+	} {
+		p := *plan
+		p.Args, p.Cwd = tc.args, tc.cwd
+		code, status := startInit(t, initplan.EncodePlan(&p))
+		st, err := initplan.DecodeStatus(status)
+		if err != nil || code != 1 || !st.NotStarted || st.Error != tc.want {
+			t.Errorf("%v in %s: init exit %d, status %+v (%v); want exit 1, not started, %q", tc.args, tc.cwd, code, st, err, tc.want)
+		}
+	}
 }
 
 // TestMalformedPlansAreRefused: every cut of a plan, a byte too many, and

@@ -15,9 +15,10 @@
 static const struct plan *plan;
 static int root_fd = -1;
 
-/* Every descriptor opened while building, closed at the end. */
-static int *fds;
-static size_t nfds, capfds;
+/* Every descriptor the build opens stays open until it ends, and is then
+ * closed at once (close_range from FIRST_BUILD_FD): the init holds
+ * nothing else above the control and status pipes. */
+#define FIRST_BUILD_FD (STATUS_FD + 1)
 
 /* The host sources, by path. */
 struct source {
@@ -26,31 +27,6 @@ struct source {
 };
 static struct source *sources;
 static size_t nsources;
-
-static int track(int fd)
-{
-	if (nfds == capfds) {
-		size_t cap = capfds ? 2 * capfds : 64;
-		int *n = alloc(cap * sizeof *n);
-		if (!n) {
-			SYS1(__NR_close, fd);
-			return -ENOMEM;
-		}
-		if (nfds)
-			memcpy(n, fds, nfds * sizeof *n);
-		fds = n;
-		capfds = cap;
-	}
-	fds[nfds++] = fd;
-	return fd;
-}
-
-static void close_tracked(void)
-{
-	for (size_t i = 0; i < nfds; i++)
-		SYS1(__NR_close, fds[i]);
-	nfds = 0;
-}
 
 static int source_fd(const char *path)
 {
@@ -147,7 +123,7 @@ static long resolve(const char *dest, int create, int file)
 	};
 	long fd = SYS4(__NR_openat2, root_fd, rel, &how, sizeof how);
 	if (!is_err(fd))
-		return track((int)fd);
+		return fd;
 	if (fd == -ELOOP)
 		return fail_msg(-ELOOP, dest, " is or passes through a symlink: refused", NULL);
 	if (fd != -ENOENT || !create || str_eq(rel, "."))
@@ -337,9 +313,6 @@ static long open_sources(void)
 			err_missing_source = fd == -ENOENT;
 			return fail_sys(fd, "open mount source ", src, NULL);
 		}
-		fd = track((int)fd);
-		if (is_err(fd))
-			return fail_sys(fd, "open mount source ", src, NULL);
 		sources[nsources].path = src;
 		sources[nsources++].fd = (int)fd;
 	}
@@ -381,8 +354,6 @@ static long build(void)
 	r = SYS4(__NR_openat, AT_FDCWD, rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
 	if (is_err(r))
 		return fail_sys(r, "open rootfs", NULL, NULL);
-	if (is_err(r = track((int)r)))
-		return fail_sys(r, "open rootfs", NULL, NULL);
 	root_fd = (int)r;
 	if (plan->readonly_root) {
 		struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
@@ -404,6 +375,6 @@ long build_rootfs(const struct plan *p)
 {
 	plan = p;
 	long r = build();
-	close_tracked();
+	SYS3(__NR_close_range, FIRST_BUILD_FD, ~0u, 0);
 	return r;
 }
