@@ -146,3 +146,19 @@ func countMounts(t testing.TB) int {
 	}
 	return bytes.Count(b, []byte("\n"))
 }
+
+// TestInitIgnoresSignalsFromInside: pid 1 of a sandbox has no signal
+// handler, so the kernel drops every signal its own processes send it
+// (only SIGKILL and SIGSTOP from outside reach it): a command that signals
+// it cannot end the sandbox early or lose its own status. An init with
+// handlers (a Go runtime's) exited on SIGTERM, SIGINT, SIGHUP or SIGQUIT
+// and left the command's status unknown.
+func TestInitIgnoresSignalsFromInside(t *testing.T) {
+	l := newTestLauncher(t, Options{})
+	sigs := "TERM INT HUP QUIT USR1 USR2 PIPE ALRM SEGV ABRT STOP KILL"
+	out := runSpec(t, l, testSpec("/bin/sh", "-c", "for s in "+sigs+"; do kill -s $s 1; done; exit 3"), Request{})
+	if out.ExitCode != 3 || out.InitDied || out.Signal != 0 {
+		t.Fatalf("exit %d, signal %v, init died %v; want the command's exit 3 reported by the init", out.ExitCode, out.Signal, out.InitDied)
+	}
+	runsNormally(t, l)
+}
