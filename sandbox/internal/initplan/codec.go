@@ -58,7 +58,8 @@ func EncodePlan(p *Plan) []byte {
 }
 
 // FrameSize returns the payload length announced by a frame header, or an
-// error if it is beyond MaxPlanSize.
+// error if it is beyond MaxPlanSize. Like DecodePlan, it is the Go
+// reference of what the init (initprog's read_plan) checks.
 func FrameSize(header [FrameHeader]byte) (int, error) {
 	return wirecodec.FrameSize(header, MaxPlanSize, "init plan")
 }

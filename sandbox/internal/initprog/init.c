@@ -85,7 +85,7 @@ void wrap_err(const char *a, const char *b)
 
 /* read_full reads until b is full or the pipe ends; it returns how much it
  * read, or a negative errno. */
-long read_full(int fd, unsigned char *b, size_t n)
+static long read_full(int fd, unsigned char *b, size_t n)
 {
 	size_t got = 0;
 	while (got < n) {

@@ -30,10 +30,6 @@ void wrap_err(const char *a, const char *b);
 /* is_err: a system call's result that is an error. */
 static inline int is_err(long r) { return r < 0 && r > -4096; }
 
-/* read_full reads until b is full or the pipe ends; it returns how much
- * it read, or a negative errno. */
-long read_full(int fd, unsigned char *b, size_t n);
-
 /* path helpers (rootfs.c): clean writes Go's path.Clean of in to out,
  * which must hold str_len(in) + 2 bytes. */
 void path_clean(const char *in, char *out);
