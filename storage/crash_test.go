@@ -65,7 +65,7 @@ func TestCrashDuringLargeWrites(t *testing.T) {
 	for _, h := range holds {
 		<-h.reached
 	}
-	waitForPartialWrites(t, dir, len(round1))
+	waitForPartialWrites(t, p, dir, len(round1))
 	for _, h := range holds {
 		close(h.release)
 	}
@@ -114,7 +114,7 @@ func TestCrashDuringLargeWrites(t *testing.T) {
 	for _, h := range holds {
 		<-h.reached
 	}
-	waitForPartialWrites(t, dir, len(inFlight))
+	waitForPartialWrites(t, p, dir, len(inFlight))
 	p.kill(t)
 	for i := range inFlight {
 		close(holds[i].release)
@@ -428,30 +428,44 @@ func readStreamDigest(ctx context.Context, bs bytestream.ByteStreamClient, d dig
 	return digest.New(repb.DigestFunction_SHA256, hex.EncodeToString(h.Sum(nil)), n)
 }
 
-// waitForPartialWrites polls the store's tmp directory (DiskOptions.Dir/tmp
-// holds in-flight writes) until it holds a non-empty file for each of n
-// uploads, so that the kill lands mid-write.
-func waitForPartialWrites(t testing.TB, dir string, n int) {
+// waitForPartialWrites polls storage process p until it holds a non-empty
+// file in its tmp directory (DiskOptions.Dir/tmp, where in-flight writes
+// are opened) for each of n uploads, so that the kill lands mid-write.
+func waitForPartialWrites(t testing.TB, p *storageProcess, dir string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		started := 0
-		entries, _ := os.ReadDir(filepath.Join(dir, "tmp"))
-		for _, e := range entries {
-			if info, err := e.Info(); err == nil && info.Mode().IsRegular() && info.Size() > 0 {
-				started++
-			}
-		}
+		started := partialWrites(p.cmd.Process.Pid, filepath.Join(dir, "tmp"))
 		if started >= n {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after a minute only %d of %d uploads have bytes in %s/tmp", started, n, dir)
+			t.Fatalf("after a minute only %d of %d uploads have bytes in files the server holds open in %s/tmp", started, n, dir)
 		}
 		<-tick.C
 	}
+}
+
+// partialWrites counts the non-empty files process pid holds open in tmp:
+// the uploads in flight, written unnamed (open(2)'s O_TMPFILE), so found
+// through the process's descriptors rather than the directory.
+func partialWrites(pid int, tmp string) int {
+	fds := fmt.Sprintf("/proc/%d/fd", pid)
+	entries, _ := os.ReadDir(fds)
+	started := 0
+	for _, e := range entries {
+		fd := filepath.Join(fds, e.Name())
+		target, err := os.Readlink(fd)
+		if err != nil || !strings.HasPrefix(target, tmp+"/") {
+			continue
+		}
+		if info, err := os.Stat(fd); err == nil && info.Mode().IsRegular() && info.Size() > 0 {
+			started++
+		}
+	}
+	return started
 }
 
 // checkCASFiles walks the CAS tree and fails the test for any file that is

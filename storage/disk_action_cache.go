@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/atomicfile"
 	"github.com/paddock-build/paddock/internal/lru"
 )
 
@@ -158,30 +159,17 @@ func (c *DiskActionCache) Put(ctx context.Context, instance string, action diges
 	}
 	key := c.key(instance, action)
 	p := c.keyPath(key)
-	tmp, err := os.CreateTemp(c.tmpDir, "ac-*")
+	tmp, err := atomicfile.Create(c.tmpDir, 0o600)
 	if err != nil {
 		return fmt.Errorf("write action result %s: %w", action, err)
 	}
-	renamed := false
-	defer func() {
-		if !renamed {
-			os.Remove(tmp.Name())
-		}
-	}()
+	defer tmp.Abort()
 	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
 		return fmt.Errorf("write action result %s: %w", action, err)
 	}
-	if err := tmp.Close(); err != nil {
+	if err := tmp.Commit(p); err != nil {
 		return fmt.Errorf("write action result %s: %w", action, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return fmt.Errorf("write action result %s: %w", action, err)
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return fmt.Errorf("write action result %s: %w", action, err)
-	}
-	renamed = true
 	c.set.Put(key, struct{}{}, int64(len(b)))
 	c.evict()
 	return nil

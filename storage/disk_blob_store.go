@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/atomicfile"
 	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/internal/fileid"
 	"github.com/paddock-build/paddock/internal/lru"
@@ -313,17 +314,11 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	if exists {
 		return nil
 	}
-	tmp, err := os.CreateTemp(s.tmpDir, d.Hash()[:16]+"-*")
+	tmp, err := atomicfile.Create(s.tmpDir, 0o444)
 	if err != nil {
 		return writeError(d, err)
 	}
-	committed := false
-	defer func() {
-		if !committed {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
+	defer tmp.Abort()
 	h := d.NewHasher()
 	n, err := copyContext(ctx, io.MultiWriter(tmp, h), io.LimitReader(r, d.SizeBytes()+1), d.SizeBytes()+1)
 	if err != nil {
@@ -335,12 +330,6 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	if got := hexSum(h); got != d.Hash() {
 		return status.Errorf(codes.InvalidArgument, "blob %s: data hashes to %s", d, got)
 	}
-	if err := tmp.Chmod(0o444); err != nil {
-		return writeError(d, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return writeError(d, err)
-	}
 	final := s.path(d)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -350,18 +339,9 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	// A file of this hash with the wrong size (damaged by a power loss,
 	// say) is about to be replaced: forget it.
 	s.set.Remove(keyOf(d))
-	if err := os.Rename(tmp.Name(), final); errors.Is(err, fs.ErrNotExist) {
-		if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
-			return writeError(d, err)
-		}
-		err = os.Rename(tmp.Name(), final)
-		if err != nil {
-			return writeError(d, err)
-		}
-	} else if err != nil {
+	if err := tmp.Commit(final); err != nil {
 		return writeError(d, err)
 	}
-	committed = true
 	e := &diskEntry{d: d, touched: s.clock.Now()}
 	if id, err := fileid.Stat(final); err == nil {
 		e.verified = id // hashed on the way in

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/atomicfile"
 	"github.com/paddock-build/paddock/internal/fileid"
 	"github.com/paddock-build/paddock/internal/lru"
 	"github.com/paddock-build/paddock/storage"
@@ -196,34 +197,25 @@ func (c *FileCache) fetch(ctx context.Context, k cacheKey, p string) (fileid.ID,
 // write stores src's bytes as the entry file p, checking them against k's
 // digest; the file appears whole or not at all.
 func (c *FileCache) write(k cacheKey, p string, src io.Reader) (fileid.ID, error) {
-	tmp, err := os.CreateTemp(c.tmpDir, "f-*")
+	mode := os.FileMode(0o444)
+	if k.exec {
+		mode = 0o555
+	}
+	tmp, err := atomicfile.Create(c.tmpDir, mode)
 	if err != nil {
 		return fileid.ID{}, fmt.Errorf("cache input %s: %w", k.d, err)
 	}
-	defer os.Remove(tmp.Name())
+	defer tmp.Abort()
 	h := k.d.NewHasher()
 	n, err := io.Copy(io.MultiWriter(tmp, h), src)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
 	if err != nil {
 		return fileid.ID{}, fmt.Errorf("cache input %s: %w", k.d, err)
 	}
 	if n != k.d.SizeBytes() || hex.EncodeToString(h.Sum(nil)) != k.d.Hash() {
 		return fileid.ID{}, status.Errorf(codes.DataLoss, "input %s: the bytes fetched from the CAS do not match the digest", k.d)
 	}
-	mode := os.FileMode(0o444)
-	if k.exec {
-		mode = 0o555
-	}
-	if err := os.Chmod(tmp.Name(), mode); err != nil {
-		return fileid.ID{}, err
-	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return fileid.ID{}, err
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return fileid.ID{}, err
+	if err := tmp.Commit(p); err != nil {
+		return fileid.ID{}, fmt.Errorf("cache input %s: %w", k.d, err)
 	}
 	return fileid.Stat(p)
 }
