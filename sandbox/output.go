@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 )
@@ -41,7 +42,23 @@ func openOutput(dest string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open output %s: %w", dest, err)
 	}
+	clearFlushOnClose(f)
 	return f, nil
+}
+
+// clearFlushOnClose opens f again and closes that at once. On ext4 (with
+// its default auto_da_alloc), a file truncated to zero is flushed to the
+// disk when it is next closed, to protect editors that rewrite files in
+// place; the streams' files are truncated for every action (build
+// directories are reused), read once and truncated again, so that flush was
+// all cost: about 0.3 ms of CPU per action, and a disk write, on a 2-vCPU
+// VM. ext4 clears the mark at the first close, so the second open's close
+// takes it while the file is still empty. Elsewhere it is a harmless open
+// and close; a failure changes nothing but the flush.
+func clearFlushOnClose(f *os.File) {
+	if g, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(f.Fd()))); err == nil {
+		g.Close()
+	}
 }
 
 // closeOutput closes a destination that was never handed to a capture.
