@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -89,6 +90,12 @@ func (c *DiskActionCache) rebuild() error {
 		if err != nil {
 			return err
 		}
+		if !isKey(de.Name()) || c.keyPath(de.Name()) != p {
+			// Not an entry: left by a crash in the middle of replacing one
+			// (atomicfile's link beside it), or put there by hand.
+			c.log.Warn("removing stray file from action cache", "path", p)
+			return os.Remove(p)
+		}
 		all = append(all, found{de.Name(), info.Size(), info.ModTime()})
 		return nil
 	})
@@ -121,6 +128,16 @@ func (c *DiskActionCache) key(instance string, action digest.Digest) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%d\x00%s\x00%s/%s", len(instance), instance, action.Function(), action)
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// isKey reports whether name has the form of a key: 64 lower-case hex
+// digits.
+func isKey(name string) bool {
+	if len(name) != 2*sha256.Size {
+		return false
+	}
+	_, err := hex.DecodeString(name)
+	return err == nil && strings.ToLower(name) == name
 }
 
 func (c *DiskActionCache) keyPath(key string) string { return filepath.Join(c.acDir, key[:2], key) }

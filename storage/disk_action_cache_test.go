@@ -2,7 +2,11 @@ package storage_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -57,5 +61,49 @@ func TestDiskActionCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	}
 	if _, n := c2.Stats(); n != 2 {
 		t.Fatalf("after a restart with a smaller bound, %d entries, want 2", n)
+	}
+}
+
+// TestDiskActionCacheRemovesStrayFiles: at start-up, a file in the action
+// cache's tree that is not an entry (the link a crash left beside an entry
+// being replaced) is removed, not indexed; entries stay.
+func TestDiskActionCacheRemovesStrayFiles(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	c, err := storage.NewDiskActionCache(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	result := &repb.ActionResult{ExitCode: 3}
+	if err := c.Put(ctx, "main", sha("kept"), result); err != nil {
+		t.Fatal(err)
+	}
+	var entry string
+	filepath.WalkDir(filepath.Join(dir, "ac"), func(p string, de fs.DirEntry, err error) error {
+		if err == nil && !de.IsDir() {
+			entry = p
+		}
+		return nil
+	})
+	strays := []string{entry + ".tmp-123-7", filepath.Join(filepath.Dir(entry), "notes.txt")}
+	for _, p := range strays {
+		if err := os.WriteFile(p, []byte("junk"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c2, err := storage.NewDiskActionCache(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, n := c2.Stats(); n != 1 {
+		t.Errorf("after a restart, %d entries indexed, want the 1 entry", n)
+	}
+	if got, err := c2.Get(ctx, "main", sha("kept")); err != nil || got.ExitCode != 3 {
+		t.Errorf("entry after restart: %v, %v", got, err)
+	}
+	for _, p := range strays {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("stray file %s still there (%v)", p, err)
+		}
 	}
 }

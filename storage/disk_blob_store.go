@@ -154,10 +154,11 @@ func (s *DiskBlobStore) rebuild() error {
 				return err
 			}
 			d, err := digest.New(fn, de.Name(), info.Size())
-			// Blobs are not fsynced (a killed process cannot expose a partial
-			// file, thanks to the rename), so after a power loss a file may
-			// be empty under a non-empty hash: drop it. Other damage is
-			// caught by the hash check on read.
+			// Blobs are not fsynced (a killed process cannot expose a
+			// partial file: blobs are written unnamed and linked when
+			// whole), so after a power loss a file may be empty under a
+			// non-empty hash: drop it. Other damage is caught by the hash
+			// check on read.
 			if err != nil || !info.Mode().IsRegular() || filepath.Base(filepath.Dir(path)) != de.Name()[:2] || (info.Size() == 0 && !d.IsEmpty()) {
 				s.log.Warn("removing stray file from CAS", "path", path)
 				return os.Remove(path)
