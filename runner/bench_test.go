@@ -6,11 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/internal/proctest"
 	"github.com/paddock-build/paddock/sandbox"
 )
 
@@ -58,8 +58,10 @@ func benchRuns(b *testing.B, e *testEnv, a *action, req *runnerpb.RunRequest) {
 	ctx := context.Background()
 	mustSucceed(b, a, e.run(b, req))
 	ds := make([]time.Duration, 0, b.N)
-	cpu := selfCPU(b)
-	defer func() { b.ReportMetric(float64((selfCPU(b)-cpu).Microseconds())/1000/float64(b.N), "cpu-ms/op") }()
+	cpu := proctest.SelfCPU()
+	defer func() {
+		b.ReportMetric(float64((proctest.SelfCPU()-cpu).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+	}()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
@@ -71,15 +73,6 @@ func benchRuns(b *testing.B, e *testEnv, a *action, req *runnerpb.RunRequest) {
 	}
 	b.StopTimer()
 	reportPercentiles(b, ds)
-}
-
-// selfCPU is the user and system CPU time this process used so far.
-func selfCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkRunnerOverhead alternates, on one launcher, a Run through the

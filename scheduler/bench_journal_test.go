@@ -3,10 +3,10 @@ package scheduler
 import (
 	"io"
 	"log/slog"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/paddock-build/paddock/internal/proctest"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -39,14 +39,14 @@ func BenchmarkRecovery(b *testing.B) {
 			b.ResetTimer()
 			var cpu time.Duration
 			for i := 0; i < b.N; i++ {
-				before := cpuTime()
+				before := proctest.SelfCPU()
 				r, err := New(Options{Config: cfg, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache(),
 					Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 				if err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()
-				cpu += cpuTime() - before
+				cpu += proctest.SelfCPU() - before
 				if n := r.core.queuedPerInstance[""]; n != benchActions {
 					b.Fatalf("recovered %d queued operations, want %d", n, benchActions)
 				}
@@ -58,11 +58,4 @@ func BenchmarkRecovery(b *testing.B) {
 			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 		})
 	}
-}
-
-// cpuTime is the CPU time (user + system) this process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

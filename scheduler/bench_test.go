@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/proctest"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -144,7 +144,7 @@ func benchDispatchOf(b *testing.B, sub func(int) submission, limits map[string]a
 			s.dur.j.WaitDurable(s.dur.j.LastSeq())
 		}
 		b.StartTimer()
-		start, startCPU := time.Now(), processCPU()
+		start, startCPU := time.Now(), proctest.SelfCPU()
 		var done atomic.Int64
 		allDone := make(chan struct{})
 		ctx, cancel := context.WithCancel(context.Background())
@@ -178,7 +178,7 @@ func benchDispatchOf(b *testing.B, sub func(int) submission, limits map[string]a
 		}
 		<-allDone
 		total += time.Since(start)
-		cpu += processCPU() - startCPU
+		cpu += proctest.SelfCPU() - startCPU
 		b.StopTimer()
 		cancel()
 		wg.Wait()
@@ -272,13 +272,6 @@ func BenchmarkDispatchGRPC(b *testing.B) {
 	b.ReportMetric(float64(benchActions*b.N)/total.Seconds(), "actions/s")
 }
 
-// processCPU is the user and system CPU time of the process so far.
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkCoreDispatchTenants measures the core alone (no goroutines,
 // no sessions) dispatching to one worker with 64 slots, one completed
 // action and one dispatch per op, with b.N actions queued over 1 to 1,000
@@ -307,7 +300,7 @@ func BenchmarkCoreDispatchTenants(b *testing.B) {
 			}
 			take()
 			resp := &repb.ExecuteResponse{Result: &repb.ActionResult{}}
-			cpu := processCPU()
+			cpu := proctest.SelfCPU()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				a := running[0]
@@ -318,7 +311,7 @@ func BenchmarkCoreDispatchTenants(b *testing.B) {
 			b.StopTimer()
 			// CPU time, unlike ns/op, does not count waiting for a core
 			// on a loaded machine.
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(proctest.SelfCPU()-cpu)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }

@@ -11,9 +11,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/genproto/googleapis/bytestream"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/grpctest"
+	"github.com/paddock-build/paddock/internal/proctest"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -190,22 +189,12 @@ func BenchmarkBatchUpdateBlobs(b *testing.B) {
 	}
 	b.SetBytes(count * size)
 	b.ResetTimer()
-	start := processCPU(b)
+	start := proctest.SelfCPU()
 	for i := range b.N {
 		batchUpdate(b, cas, reqs[i])
 	}
 	b.ReportMetric(float64(count)*float64(b.N)/b.Elapsed().Seconds(), "blobs/s")
-	b.ReportMetric(float64((processCPU(b)-start).Microseconds())/float64(count*b.N), "cpu-µs/blob")
-}
-
-// processCPU is this process's user and system CPU so far: client and
-// server together, as they share the process.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((proctest.SelfCPU()-start).Microseconds())/float64(count*b.N), "cpu-µs/blob")
 }
 
 func batchUpdate(b *testing.B, cas repb.ContentAddressableStorageClient, reqs []*repb.BatchUpdateBlobsRequest_Request) {

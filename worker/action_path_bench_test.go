@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/grpctest"
+	"github.com/paddock-build/paddock/internal/proctest"
 	"github.com/paddock-build/paddock/scheduler"
 	"github.com/paddock-build/paddock/storage"
 	"github.com/paddock-build/paddock/worker"
@@ -180,18 +180,9 @@ func BenchmarkActionPath(b *testing.B) {
 	runAll(newActions(20, "warm-up"))
 	as := newActions(b.N, "timed")
 
-	before := cpuTime(b)
+	before := proctest.SelfCPU()
 	b.ResetTimer()
 	runAll(as)
 	b.StopTimer()
-	b.ReportMetric(float64((cpuTime(b)-before).Microseconds())/1000/float64(b.N), "cpu-ms/op")
-}
-
-// cpuTime is the user and system CPU time this process used so far.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((proctest.SelfCPU()-before).Microseconds())/1000/float64(b.N), "cpu-ms/op")
 }
