@@ -108,7 +108,14 @@ func (f *File) commit(final string) error {
 	// Replace: link under a name of its own beside final, then rename
 	// over it, so that final is never missing.
 	side := fmt.Sprintf("%s.tmp-%d-%d", final, os.Getpid(), f.Fd())
-	if err := f.link(side); err != nil {
+	err = f.link(side)
+	if errors.Is(err, fs.ErrExist) {
+		// Left by a crash of an earlier process with the same pid (as pid
+		// 1 of a container): no live writer uses this name.
+		os.Remove(side)
+		err = f.link(side)
+	}
+	if err != nil {
 		return err
 	}
 	if err := os.Rename(side, final); err != nil {

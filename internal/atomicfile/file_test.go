@@ -101,6 +101,34 @@ func TestCommitReplaces(t *testing.T) {
 	})
 }
 
+// TestCommitReplacesPastAStaleSideName: a crash between the link beside
+// final and the rename leaves that link; a later process may get the same
+// name (same pid, same descriptor) and must still replace final.
+func TestCommitReplacesPastAStaleSideName(t *testing.T) {
+	if !unnamed() {
+		t.Skip("no /proc/self/fd here")
+	}
+	tmp, out := t.TempDir(), t.TempDir()
+	final := filepath.Join(out, "entry")
+	if err := os.WriteFile(final, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := write(t, tmp, 0o444, "new")
+	side := fmt.Sprintf("%s.tmp-%d-%d", final, os.Getpid(), f.Fd())
+	if err := os.WriteFile(side, []byte("stale"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Commit(final); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(final); string(b) != "new" {
+		t.Fatalf("final holds %q, want new", b)
+	}
+	if n := entries(t, out); len(n) != 1 {
+		t.Errorf("output directory holds %v, want only the entry", n)
+	}
+}
+
 func TestAbortLeavesNothing(t *testing.T) {
 	both(t, func(t *testing.T) {
 		tmp := t.TempDir()
