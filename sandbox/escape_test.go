@@ -11,13 +11,9 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-)
 
-type probeAttempt struct {
-	Name  string
-	Err   string
-	Errno int
-}
+	"github.com/paddock-build/paddock/sandbox/internal/probe/report"
+)
 
 func fileHash(t *testing.T, p string) [32]byte {
 	t.Helper()
@@ -61,7 +57,7 @@ func TestEscapesFail(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := DefaultSpec(tc.rootfs, testIDBase, tc.probe, "escape", fmt.Sprint(os.Getpid()), tc.bin)
 			out := runSpec(t, l, spec, Request{})
-			var attempts []probeAttempt
+			var attempts []report.Attempt
 			decodeJSON(t, out, &attempts)
 			if len(attempts) < 20 {
 				t.Fatalf("only %d attempts reported", len(attempts))

@@ -7,14 +7,9 @@ import (
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-)
 
-type probeNet struct {
-	HostConnect string
-	LoopbackOK  bool
-	LoopbackErr string
-	Interfaces  []string
-}
+	"github.com/paddock-build/paddock/sandbox/internal/probe/report"
+)
 
 // TestNetwork: by default the sandbox has its own network namespace with
 // only lo, up: a listener on the host's 127.0.0.1 is unreachable while lo
@@ -40,7 +35,7 @@ func TestNetwork(t *testing.T) {
 
 	t.Run("off", func(t *testing.T) {
 		out := runSpec(t, l, DefaultSpec(testRootfs, testIDBase, "/bin/probe", "net", port), Request{})
-		var r probeNet
+		var r report.Net
 		decodeJSON(t, out, &r)
 		if r.HostConnect == "" {
 			t.Error("host listener on 127.0.0.1 reachable from a sandbox with network off")
@@ -62,7 +57,7 @@ func TestNetwork(t *testing.T) {
 		}
 		spec.Linux.Namespaces = ns
 		out := runSpec(t, l, spec, Request{})
-		var r probeNet
+		var r report.Net
 		decodeJSON(t, out, &r)
 		if r.HostConnect != "" {
 			t.Errorf("network on, but host listener unreachable: %s", r.HostConnect)

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/paddock-build/paddock/sandbox/internal/probe/report"
 )
 
 // TestOCIRuntimeRunc runs the same bundles with the external runc backend:
@@ -29,7 +31,7 @@ func TestOCIRuntimeRunc(t *testing.T) {
 	})
 	t.Run("posture", func(t *testing.T) {
 		out := runSpec(t, l, testSpec("/bin/probe", "posture"), Request{})
-		var p probePosture
+		var p report.Posture
 		decodeJSON(t, out, &p)
 		if f := strings.Fields(p.UIDMap); len(f) != 3 || f[1] == "0" || p.Status["NoNewPrivs"] != "1" {
 			t.Errorf("uid_map %q NoNewPrivs %q", p.UIDMap, p.Status["NoNewPrivs"])

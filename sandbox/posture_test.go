@@ -6,23 +6,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-)
 
-// probePosture mirrors the probe's Posture.
-type probePosture struct {
-	Status     map[string]string
-	Namespaces map[string]string
-	UIDMap     string
-	GIDMap     string
-	UID, GID   int
-	Groups     []int
-	FDs        []int
-	Hostname   string
-	Cwd        string
-	Env        []string
-	Pid        int
-	Mounts     string
-}
+	"github.com/paddock-build/paddock/sandbox/internal/probe/report"
+)
 
 // TestPosture: inside, the effective capabilities are the spec's,
 // no_new_privs is set, seccomp is in filter mode, every namespace differs
@@ -59,7 +45,7 @@ func TestPosture(t *testing.T) {
 			spec.Process.Capabilities.Permitted = spec.Process.Capabilities.Bounding
 			spec.Process.Capabilities.Ambient = tc.ambient
 			out := runSpec(t, l, spec, Request{})
-			var p probePosture
+			var p report.Posture
 			decodeJSON(t, out, &p)
 
 			wantEff, wantAmb := "0000000000000000", "0000000000000000"

@@ -24,6 +24,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/paddock-build/paddock/sandbox/internal/probe/report"
 )
 
 func main() {
@@ -95,24 +97,8 @@ func emit(v any) {
 	}
 }
 
-// Posture is what the sandbox looks like from inside.
-type Posture struct {
-	Status     map[string]string // selected /proc/self/status lines
-	Namespaces map[string]string // name -> "type:[inode]"
-	UIDMap     string
-	GIDMap     string
-	UID, GID   int
-	Groups     []int
-	FDs        []int
-	Hostname   string
-	Cwd        string
-	Env        []string
-	Pid        int
-	Mounts     string
-}
-
-func posture() Posture {
-	var p Posture
+func posture() report.Posture {
+	var p report.Posture
 	p.Status = map[string]string{}
 	b, _ := os.ReadFile("/proc/self/status")
 	for _, line := range strings.Split(string(b), "\n") {
@@ -174,15 +160,8 @@ func openFDs() []int {
 	return fds
 }
 
-// Attempt is one escape attempt; Err is empty when it succeeded.
-type Attempt struct {
-	Name  string
-	Err   string
-	Errno int
-}
-
-func attempt(name string, err error) Attempt {
-	a := Attempt{Name: name}
+func attempt(name string, err error) report.Attempt {
+	a := report.Attempt{Name: name}
 	if err != nil {
 		a.Err = err.Error()
 		if e, ok := err.(syscall.Errno); ok {
@@ -213,8 +192,8 @@ func writeFile(p string) error {
 	return err
 }
 
-func escapes(hostPid, binary string) []Attempt {
-	var out []Attempt
+func escapes(hostPid, binary string) []report.Attempt {
+	var out []report.Attempt
 	pid, _ := strconv.Atoi(hostPid)
 	for _, p := range []string{"/proc/1/exe", "/proc/self/exe", binary} {
 		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
@@ -310,16 +289,8 @@ func tiocsti() error {
 	return errnoErr(e)
 }
 
-// NetResult is what the network probe saw.
-type NetResult struct {
-	HostConnect string // error connecting to the host's listener ("" = connected)
-	LoopbackOK  bool
-	LoopbackErr string
-	Interfaces  []string
-}
-
-func network(port string) NetResult {
-	var r NetResult
+func network(port string) report.Net {
+	var r report.Net
 	c, err := net.Dial("tcp", "127.0.0.1:"+port)
 	if err == nil {
 		c.Close()
