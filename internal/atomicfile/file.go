@@ -107,7 +107,7 @@ func (f *File) commit(final string) error {
 	}
 	// Replace: link under a name of its own beside final, then rename
 	// over it, so that final is never missing.
-	side := fmt.Sprintf("%s.tmp-%d-%d", final, os.Getpid(), f.Fd())
+	side := f.sideName(final)
 	err = f.link(side)
 	if errors.Is(err, fs.ErrExist) {
 		// Left by a crash of an earlier process with the same pid (as pid
@@ -123,6 +123,12 @@ func (f *File) commit(final string) error {
 		return err
 	}
 	return nil
+}
+
+// sideName is the name beside final that a replacement is linked under
+// before the rename: this process's and descriptor's own.
+func (f *File) sideName(final string) string {
+	return fmt.Sprintf("%s.tmp-%d-%d", final, os.Getpid(), f.Fd())
 }
 
 // link gives the unnamed file the name path.

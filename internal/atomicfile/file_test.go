@@ -82,22 +82,36 @@ func TestCommitNamesAWholeFile(t *testing.T) {
 	})
 }
 
+// replaceOld writes "old" at out/entry and returns that path.
+func replaceOld(t *testing.T, out string) string {
+	t.Helper()
+	final := filepath.Join(out, "entry")
+	if err := os.WriteFile(final, []byte("old, damaged"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return final
+}
+
+// commitOver commits f, which holds "new", over final and checks that
+// final holds it and is all there is in its directory.
+func commitOver(t *testing.T, f *File, final string) {
+	t.Helper()
+	if err := f.Commit(final); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(final); string(b) != "new" {
+		t.Fatalf("final holds %q, want new", b)
+	}
+	if n := entries(t, filepath.Dir(final)); len(n) != 1 {
+		t.Errorf("output directory holds %v, want only the entry", n)
+	}
+}
+
 func TestCommitReplaces(t *testing.T) {
 	both(t, func(t *testing.T) {
 		tmp, out := t.TempDir(), t.TempDir()
-		final := filepath.Join(out, "entry")
-		if err := os.WriteFile(final, []byte("old, damaged"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := write(t, tmp, 0o444, "new").Commit(final); err != nil {
-			t.Fatal(err)
-		}
-		if b, _ := os.ReadFile(final); string(b) != "new" {
-			t.Fatalf("final holds %q, want new", b)
-		}
-		if n := entries(t, out); len(n) != 1 {
-			t.Errorf("output directory holds %v, want only the entry", n)
-		}
+		final := replaceOld(t, out)
+		commitOver(t, write(t, tmp, 0o444, "new"), final)
 	})
 }
 
@@ -109,24 +123,12 @@ func TestCommitReplacesPastAStaleSideName(t *testing.T) {
 		t.Skip("no /proc/self/fd here")
 	}
 	tmp, out := t.TempDir(), t.TempDir()
-	final := filepath.Join(out, "entry")
-	if err := os.WriteFile(final, []byte("old"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	final := replaceOld(t, out)
 	f := write(t, tmp, 0o444, "new")
-	side := fmt.Sprintf("%s.tmp-%d-%d", final, os.Getpid(), f.Fd())
-	if err := os.WriteFile(side, []byte("stale"), 0o644); err != nil {
+	if err := os.WriteFile(f.sideName(final), []byte("stale"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Commit(final); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(final); string(b) != "new" {
-		t.Fatalf("final holds %q, want new", b)
-	}
-	if n := entries(t, out); len(n) != 1 {
-		t.Errorf("output directory holds %v, want only the entry", n)
-	}
+	commitOver(t, f, final)
 }
 
 func TestAbortLeavesNothing(t *testing.T) {
