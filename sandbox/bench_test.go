@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/paddock-build/paddock/bench"
 )
 
 // BenchmarkStartTrue measures start+exit of a static `true` (busybox) in a
@@ -74,6 +76,60 @@ func BenchmarkStartTrue(b *testing.B) {
 		l := newTestLauncher(b, Options{Runtime: runc, RuntimeRoot: b.TempDir()})
 		benchRun(b, l, Request{Bundle: writeBundle(b, spec)})
 	})
+}
+
+// BenchmarkStartTrueConcurrent is BenchmarkStartTrue's native case with
+// one sandbox at a time and with two (a farm runs as many as it has
+// cores). It reports the launcher's CPU per sandbox (cpu-ms/op) and the
+// whole machine's (machine-cpu-ms/op, from /proc/stat), which also counts
+// the kernel threads that tear the namespaces down after each sandbox.
+//
+//	go test ./sandbox -run '^$' -bench StartTrueConcurrent -benchtime 600x
+func BenchmarkStartTrueConcurrent(b *testing.B) {
+	requireRoot(b)
+	spec := testSpec("/bin/true")
+	for _, n := range []int{1, 2} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			l := newTestLauncher(b, Options{})
+			req := Request{Bundle: writeBundle(b, spec), Spec: spec}
+			if err := runRequestOK(l, req); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			cpu, machine := cpuUsed(b, l), machineCPU(b)
+			errs := make(chan error, n)
+			for g := range n {
+				runs := b.N / n
+				if g < b.N%n {
+					runs++
+				}
+				go func() {
+					var err error
+					for i := 0; i < runs && err == nil; i++ {
+						err = runRequestOK(l, req)
+					}
+					errs <- err
+				}()
+			}
+			for range n {
+				if err := <-errs; err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(cpuUsed(b, l)-cpu)/1e6/float64(b.N), "cpu-ms/op")
+			b.ReportMetric(float64(machineCPU(b)-machine)/1e6/float64(b.N), "machine-cpu-ms/op")
+		})
+	}
+}
+
+// machineCPU is the whole machine's user and system time since boot.
+func machineCPU(b *testing.B) time.Duration {
+	c, err := bench.MachineCPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c.Total()
 }
 
 // BenchmarkStartTrueInterleaved runs one start+exit of each contender per
@@ -146,7 +202,12 @@ func benchInterleaved(b *testing.B, other string) {
 }
 
 func runOK(l *Launcher, bundle string) error {
-	res, err := l.Run(context.Background(), Request{Bundle: bundle})
+	return runRequestOK(l, Request{Bundle: bundle})
+}
+
+// runRequestOK runs req and wants exit code 0.
+func runRequestOK(l *Launcher, req Request) error {
+	res, err := l.Run(context.Background(), req)
 	if err != nil {
 		return err
 	}
