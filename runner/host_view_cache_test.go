@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -118,7 +119,7 @@ func TestHostViewsRealDirectories(t *testing.T) {
 		}
 	}
 	hidden := filepath.Join(top, "a", "hidden")
-	l := &countingLister{hostLister: osLister{}}
+	l := &countingLister{hostLister: &stampsFrozenOutside{hostLister: osLister{}, dir: base}}
 	// top is made a skeleton (a mount point below it); its entries are binds.
 	c := newTestHostViews(t, l, hidden, "/proc", "/sys", "/dev")
 	irp := filepath.Join(top, "work")
@@ -162,6 +163,37 @@ func TestHostViewsRealDirectories(t *testing.T) {
 	if got, planned := mustGet(t, c, l, irp); !planned || !strings.Contains(got, "bind "+filepath.Join(top, "c")) {
 		t.Errorf("after %s/c appeared (planned %v), plan:\n%s", top, planned, got)
 	}
+}
+
+// stampsFrozenOutside is a hostLister whose stamps of directories outside
+// dir (and its subtree) are frozen at their first reading. A test on real
+// directories asserts what changes in its own tree do to the plans; the
+// ancestors of that tree (the package directory, the checkout, /tmp, /)
+// change under it while other tests run, and would make any plan look
+// stale.
+type stampsFrozenOutside struct {
+	hostLister
+	dir string
+
+	mu     sync.Mutex
+	frozen map[string]dirStamp
+}
+
+func (s *stampsFrozenOutside) stamp(d string) dirStamp {
+	if d == s.dir || strings.HasPrefix(d, s.dir+"/") {
+		return s.hostLister.stamp(d)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.frozen[d]; ok {
+		return st
+	}
+	if s.frozen == nil {
+		s.frozen = map[string]dirStamp{}
+	}
+	st := s.hostLister.stamp(d)
+	s.frozen[d] = st
+	return st
 }
 
 // waitTimestampTick polls, with a deadline, until the filesystem's clock
