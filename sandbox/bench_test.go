@@ -291,7 +291,8 @@ func childrenOfSelf(b *testing.B) []string {
 
 // cpuUsed is the CPU time this process and its descendants have used:
 // getrusage of itself and its reaped children (bwrap, runc), plus, for the
-// native launcher, the spawner (still running) with the inits it reaped.
+// native launcher, the spawner's process tree (bench.ProcessTreeCPU: the
+// spawner, the inits it reaped and the warm ones still waiting).
 // Clock-tick granularity (10 ms) for the spawner; summed over many runs.
 func cpuUsed(b *testing.B, l *Launcher) time.Duration {
 	var total time.Duration
@@ -309,16 +310,9 @@ func cpuUsed(b *testing.B, l *Launcher) time.Duration {
 	if !ok {
 		return total
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", nb.spawnerPid()))
+	spawner, err := bench.ProcessTreeCPU(nb.spawnerPid())
 	if err != nil {
 		b.Fatal(err)
 	}
-	// Fields after the command name: utime, stime, cutime, cstime are the
-	// 12th to 15th.
-	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
-	for _, f := range fields[11:15] {
-		ticks, _ := strconv.ParseInt(f, 10, 64)
-		total += time.Duration(ticks) * 10 * time.Millisecond // USER_HZ is 100 on Linux
-	}
-	return total
+	return total + spawner.Total()
 }
