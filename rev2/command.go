@@ -122,15 +122,8 @@ func checkArgString(field, s string) error {
 // relative to directory base (itself relative to the input root), stays
 // inside the input root.
 func CheckRelativePath(field, p, base string) error {
-	switch {
-	case p == "":
-		return Invalid(field, "path is empty")
-	case strings.HasPrefix(p, "/"):
-		return Invalid(field, "%s is absolute; paths are relative to the input root", Quote(p))
-	case strings.IndexByte(p, 0) >= 0:
-		return Invalid(field, "%s contains a NUL byte", Quote(p))
-	case path.Clean(p) != p || p == ".":
-		return Invalid(field, "%s is not a clean path (no trailing slash, '.', or empty components)", Quote(p))
+	if err := CheckCleanPath(field, p); err != nil {
+		return err
 	}
 	depth := 0
 	for _, part := range strings.Split(base+"/"+p, "/") {
@@ -143,6 +136,24 @@ func CheckRelativePath(field, p, base string) error {
 		default:
 			depth++
 		}
+	}
+	return nil
+}
+
+// CheckCleanPath checks that p is a clean relative path: not empty, no
+// leading or trailing slash, no NUL byte, no "." or empty components. It
+// says nothing about ".." (see CheckRelativePath), for callers that do not
+// know the directory p is relative to.
+func CheckCleanPath(field, p string) error {
+	switch {
+	case p == "":
+		return Invalid(field, "path is empty")
+	case strings.HasPrefix(p, "/"):
+		return Invalid(field, "%s is absolute; paths are relative to the input root", Quote(p))
+	case strings.IndexByte(p, 0) >= 0:
+		return Invalid(field, "%s contains a NUL byte", Quote(p))
+	case path.Clean(p) != p || p == ".":
+		return Invalid(field, "%s is not a clean path (no trailing slash, '.', or empty components)", Quote(p))
 	}
 	return nil
 }

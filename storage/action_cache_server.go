@@ -8,8 +8,10 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/rev2"
 )
 
 // actionCacheServer implements ActionCache over an ActionCache and the CAS:
@@ -36,10 +38,23 @@ func (s *actionCacheServer) GetActionResult(ctx context.Context, req *repb.GetAc
 		}
 		return nil, err
 	}
+	dropInlined(result)
 	if err := s.inline(ctx, fn, req, result); err != nil {
 		return nil, err
 	}
 	return result, nil
+}
+
+// dropInlined clears the contents inlined in r (stdout_raw, stderr_raw,
+// output files' contents). What GetActionResult inlines it reads from the
+// CAS by digest, and only on request, as the spec says a server should: a
+// result stored with bytes of its own (a client SHOULD NOT send them)
+// must not serve bytes that differ from the digests beside them.
+func dropInlined(r *repb.ActionResult) {
+	r.StdoutRaw, r.StderrRaw = nil, nil
+	for _, f := range r.OutputFiles {
+		f.Contents = nil
+	}
 }
 
 // actionKey is a request's digest function and action digest, checked:
@@ -65,10 +80,16 @@ func (s *actionCacheServer) checkComplete(ctx context.Context, fn digest.Functio
 // inline fills in the contents the client asked for, in the order stdout,
 // stderr, output files, while they fit in MaxInlineBytes together. What does
 // not fit is left for the client to fetch by digest, as the spec allows.
+//
+// The budget is also bounded by what the reply may still grow to under the
+// server's send limit: the spec says a server MUST NOT inline what would
+// make the response exceed message size limits.
 func (s *actionCacheServer) inline(ctx context.Context, fn digest.Function, req *repb.GetActionResultRequest, result *repb.ActionResult) error {
 	budget := s.opts.MaxInlineBytes
+	room := s.opts.maxSendBytes() - int64(proto.Size(result)) - inlineSlackBytes
 	fetch := func(pd *repb.Digest) ([]byte, bool, error) {
-		if pd == nil || pd.SizeBytes > budget {
+		// Each inlined field adds its tag and length to the reply too.
+		if pd == nil || pd.SizeBytes > budget || pd.SizeBytes+inlineFieldBytes > room {
 			return nil, false, nil
 		}
 		d, err := digest.FromProto(fn, pd, "result digest")
@@ -80,16 +101,17 @@ func (s *actionCacheServer) inline(ctx context.Context, fn digest.Function, req 
 			return nil, false, fmt.Errorf("inline %s: %w", d, err)
 		}
 		budget -= int64(len(b))
+		room -= int64(len(b)) + inlineFieldBytes
 		return b, true, nil
 	}
-	if req.InlineStdout && len(result.StdoutRaw) == 0 {
+	if req.InlineStdout {
 		if b, ok, err := fetch(result.StdoutDigest); err != nil {
 			return err
 		} else if ok {
 			result.StdoutRaw = b
 		}
 	}
-	if req.InlineStderr && len(result.StderrRaw) == 0 {
+	if req.InlineStderr {
 		if b, ok, err := fetch(result.StderrDigest); err != nil {
 			return err
 		} else if ok {
@@ -101,7 +123,7 @@ func (s *actionCacheServer) inline(ctx context.Context, fn digest.Function, req 
 		want[p] = true
 	}
 	for _, f := range result.OutputFiles {
-		if !want[f.Path] || len(f.Contents) > 0 {
+		if !want[f.Path] {
 			continue
 		}
 		if b, ok, err := fetch(f.Digest); err != nil {
@@ -129,11 +151,34 @@ func (s *actionCacheServer) UpdateActionResult(ctx context.Context, req *repb.Up
 		if err := requireStored(ctx, s.opts.CAS, fn, d, req.ActionResult); err != nil {
 			return nil, err
 		}
+		if err := checkOutputsInside(req.ActionResult, s.workingDirectory(ctx, fn, d)); err != nil {
+			return nil, err
+		}
 	}
+	dropInlined(req.ActionResult)
 	if err := s.opts.AC.Put(ctx, req.InstanceName, d, req.ActionResult); err != nil {
 		return nil, fmt.Errorf("update action result %s: %w", d, err)
 	}
 	return req.ActionResult, nil
+}
+
+// workingDirectory is the working directory of the Command of action, or
+// "" (the input root) when the Action or its Command cannot be read: the
+// output paths of a result are relative to it.
+func (s *actionCacheServer) workingDirectory(ctx context.Context, fn digest.Function, action digest.Digest) string {
+	a := &repb.Action{}
+	if err := GetProto(ctx, s.opts.CAS, action, a, maxCommandBytes); err != nil {
+		return ""
+	}
+	cd, err := digest.FromProto(fn, a.CommandDigest, "command_digest")
+	if err != nil {
+		return ""
+	}
+	c := &repb.Command{}
+	if err := GetProto(ctx, s.opts.CAS, cd, c, maxCommandBytes); err != nil {
+		return ""
+	}
+	return c.WorkingDirectory
 }
 
 // requireStored refuses, with FAILED_PRECONDITION as REv2 asks, a result
@@ -173,10 +218,15 @@ func ValidateActionResult(fn digest.Function, r *repb.ActionResult) error {
 		_, err := digest.FromProto(fn, pd, "action_result."+field)
 		return err
 	}
-	for i, f := range r.OutputFiles {
-		if f.Path == "" {
-			return status.Errorf(codes.InvalidArgument, "action_result.output_files[%d].path is empty", i)
+	for _, o := range outputPaths(r) {
+		if o.path == "" && o.emptyOK {
+			continue
 		}
+		if err := rev2.CheckCleanPath(o.field, o.path); err != nil {
+			return err
+		}
+	}
+	for i, f := range r.OutputFiles {
 		if err := check(f.Digest, fmt.Sprintf("output_files[%d].digest", i), true); err != nil {
 			return err
 		}
@@ -196,4 +246,50 @@ func ValidateActionResult(fn digest.Function, r *repb.ActionResult) error {
 		return err
 	}
 	return check(r.StderrDigest, "stderr_digest", false)
+}
+
+// outputPath is one output path of an ActionResult, named by its field.
+type outputPath struct {
+	field, path string
+	emptyOK     bool // an output directory may be the working directory itself
+}
+
+// outputPaths lists every output path of r: each is relative to the
+// Command's working directory, and a client writes its output there.
+func outputPaths(r *repb.ActionResult) []outputPath {
+	var out []outputPath
+	add := func(field string, i int, p string, emptyOK bool) {
+		out = append(out, outputPath{fmt.Sprintf("action_result.%s[%d].path", field, i), p, emptyOK})
+	}
+	for i, f := range r.OutputFiles {
+		add("output_files", i, f.Path, false)
+	}
+	for i, d := range r.OutputDirectories {
+		add("output_directories", i, d.Path, true)
+	}
+	for i, l := range r.OutputSymlinks {
+		add("output_symlinks", i, l.Path, false)
+	}
+	for i, l := range r.OutputFileSymlinks {
+		add("output_file_symlinks", i, l.Path, false)
+	}
+	for i, l := range r.OutputDirectorySymlinks {
+		add("output_directory_symlinks", i, l.Path, false)
+	}
+	return out
+}
+
+// checkOutputsInside refuses a result with an output path that leaves the
+// input root from working directory wd: every client of the instance would
+// write that output outside its own tree.
+func checkOutputsInside(r *repb.ActionResult, wd string) error {
+	for _, o := range outputPaths(r) {
+		if o.path == "" {
+			continue
+		}
+		if err := rev2.CheckRelativePath(o.field, o.path, wd); err != nil {
+			return err
+		}
+	}
+	return nil
 }

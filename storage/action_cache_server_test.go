@@ -2,11 +2,14 @@ package storage_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/storage"
@@ -85,6 +88,20 @@ func TestUpdateActionResultValidates(t *testing.T) {
 			OutputDirectories: []*repb.OutputDirectory{{Path: "d"}}}}, "output_directories[0].tree_digest"},
 		"bad root directory digest": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
 			OutputDirectories: []*repb.OutputDirectory{{Path: "d", RootDirectoryDigest: &repb.Digest{Hash: "short"}}}}}, "output_directories[0].root_directory_digest"},
+		"absolute output file": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
+			OutputFiles: []*repb.OutputFile{{Path: "/etc/passwd", Digest: sha("a").Proto()}}}}, "output_files[0].path"},
+		"output file with a trailing slash": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
+			OutputFiles: []*repb.OutputFile{{Path: "a/", Digest: sha("a").Proto()}}}}, "output_files[0].path"},
+		"output file with an empty component": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
+			OutputFiles: []*repb.OutputFile{{Path: "a//b", Digest: sha("a").Proto()}}}}, "output_files[0].path"},
+		"absolute output directory": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
+			OutputDirectories: []*repb.OutputDirectory{{Path: "/abs", TreeDigest: sha("a").Proto()}}}}, "output_directories[0].path"},
+		"empty output symlink path": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
+			OutputSymlinks: []*repb.OutputSymlink{{Target: "x"}}}}, "output_symlinks[0].path"},
+		"absolute output file symlink": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
+			OutputFileSymlinks: []*repb.OutputSymlink{{Path: "/l", Target: "x"}}}}, "output_file_symlinks[0].path"},
+		"output directory symlink with a NUL": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
+			OutputDirectorySymlinks: []*repb.OutputSymlink{{Path: "l\x00", Target: "x"}}}}, "output_directory_symlinks[0].path"},
 		"bad stderr digest": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
 			StderrDigest: &repb.Digest{Hash: sha("a").Hash(), SizeBytes: -4}}}, "stderr_digest"},
 	} {
@@ -121,5 +138,136 @@ func TestUpdateActionResultNeedsStoredBlobs(t *testing.T) {
 	}
 	if _, err := ts.acc.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{ActionDigest: stored.Proto(), ActionResult: good}); err != nil {
 		t.Fatalf("a complete result for a stored action: %v", err)
+	}
+}
+
+// TestGetActionResultInliningStaysUnderTheSendLimit: the spec says a
+// server MUST NOT inline what would make the response exceed message size
+// limits. A stored result just under the server's send limit (20 MiB with
+// the default options; as a worker can write one) is served with small
+// contents inlined and a 1 MiB stdout left out, instead of failing the
+// whole call with RESOURCE_EXHAUSTED.
+func TestGetActionResultInliningStaysUnderTheSendLimit(t *testing.T) {
+	// A memory action cache: the disk one bounds a result to 16 MiB.
+	ts := startServer(t, storage.ServerOptions{AC: storage.NewMemoryActionCache()})
+	ctx := context.Background()
+	const sendLimit = 4 * (storage.DefaultMaxBatchTotalSizeBytes + 1<<20)
+	stdout := putString(t, ts.disk, strings.Repeat("s", 1<<20-10)) // within MaxInlineBytes
+	stderr := putString(t, ts.disk, "a short stderr")
+	empty := sha("").Proto()
+	result := &repb.ActionResult{StdoutDigest: stdout.Proto(), StderrDigest: stderr.Proto()}
+	for i := 0; proto.Size(result) < sendLimit-512<<10; i++ {
+		result.OutputFiles = append(result.OutputFiles, &repb.OutputFile{Path: fmt.Sprintf("d/%06d-%s", i, strings.Repeat("p", 1000)), Digest: empty})
+	}
+	action := putString(t, ts.disk, "a large result's action")
+	if err := ts.ac.Put(ctx, "", action, result); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ts.acc.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: action.Proto(), InlineStdout: true, InlineStderr: true})
+	if err != nil {
+		t.Fatalf("GetActionResult with inlining asked: %v", err)
+	}
+	if len(got.StdoutRaw) != 0 || string(got.StderrRaw) != "a short stderr" || len(got.OutputFiles) != len(result.OutputFiles) {
+		t.Fatalf("stdout_raw %d bytes (want none: it does not fit), stderr_raw %q, %d output files", len(got.StdoutRaw), got.StderrRaw, len(got.OutputFiles))
+	}
+	// A smaller result gets the same stdout inlined.
+	small := putString(t, ts.disk, "a small result's action")
+	if err := ts.ac.Put(ctx, "", small, &repb.ActionResult{StdoutDigest: stdout.Proto()}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = ts.acc.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: small.Proto(), InlineStdout: true})
+	if err != nil || len(got.StdoutRaw) != 1<<20-10 {
+		t.Fatalf("small result: %d bytes of stdout inlined, %v", len(got.GetStdoutRaw()), err)
+	}
+}
+
+// TestStoredInlineBytesAreNotServed: contents a client sends inlined in
+// UpdateActionResult (the spec says it SHOULD NOT) are not kept, and a
+// stored result's own inlined bytes are never served: what comes back is
+// read from the CAS by digest, and only when asked for. Otherwise a writer
+// could serve bytes that differ from the digests beside them.
+func TestStoredInlineBytesAreNotServed(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{})
+	ctx := context.Background()
+	real := putString(t, ts.disk, "the real stdout")
+	action := putString(t, ts.disk, "an action")
+	lying := &repb.ActionResult{
+		StdoutDigest: real.Proto(), StdoutRaw: []byte("NOT THE BLOB"),
+		StderrDigest: real.Proto(), StderrRaw: []byte("NOT THE BLOB"),
+		OutputFiles: []*repb.OutputFile{{Path: "out", Digest: real.Proto(), Contents: []byte("NOT THE BLOB")}},
+	}
+	stored, err := ts.acc.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: lying})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.StdoutRaw != nil || stored.StderrRaw != nil || stored.OutputFiles[0].Contents != nil {
+		t.Errorf("UpdateActionResult answered with the inlined bytes it was sent: %v", stored)
+	}
+	// Written straight to the store too, as a worker writes.
+	direct := putString(t, ts.disk, "an action a worker ran")
+	if err := ts.ac.Put(ctx, "", direct, lying); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []digest.Digest{action, direct} {
+		got, err := ts.acc.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: a.Proto()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.StdoutRaw != nil || got.StderrRaw != nil || got.OutputFiles[0].Contents != nil {
+			t.Errorf("%s: inlined bytes served without being asked for: %v", a, got)
+		}
+		got, err = ts.acc.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: a.Proto(), InlineStdout: true, InlineStderr: true, InlineOutputFiles: []string{"out"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got.StdoutRaw) != "the real stdout" || string(got.StderrRaw) != "the real stdout" || string(got.OutputFiles[0].Contents) != "the real stdout" {
+			t.Errorf("%s: inlined %q, %q, %q; want the CAS's bytes", a, got.StdoutRaw, got.StderrRaw, got.OutputFiles[0].Contents)
+		}
+	}
+}
+
+// TestUpdateActionResultOutputPathsStayInside: an output path is relative
+// to the Command's working directory and must not leave the input root
+// from there (a client would write that output outside its own tree).
+// "../x" is fine for a Command working in "sub", not for one working at
+// the root, nor when the Command is not in the CAS (the root is assumed).
+func TestUpdateActionResultOutputPathsStayInside(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{})
+	ctx := context.Background()
+	out := putString(t, ts.disk, "an output")
+	n := 0
+	actionIn := func(wd string) digest.Digest { // a new Action at every call
+		n++
+		cmd := putProto(t, ts.disk, &repb.Command{Arguments: []string{"true", fmt.Sprint(n)}, WorkingDirectory: wd})
+		return putProto(t, ts.disk, &repb.Action{CommandDigest: cmd.Proto(), InputRootDigest: sha("").Proto()})
+	}
+	noCommand := putProto(t, ts.disk, &repb.Action{CommandDigest: sha("a Command nobody uploaded").Proto()})
+	for _, tc := range []struct {
+		name   string
+		action digest.Digest
+		result *repb.ActionResult
+		want   string // "" for accepted
+	}{
+		{"file up from sub", actionIn("sub"), &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "../x", Digest: out.Proto()}}}, ""},
+		{"file up from the root", actionIn(""), &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "../x", Digest: out.Proto()}}}, "output_files[0].path"},
+		{"file up twice from sub", actionIn("sub"), &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "../../x", Digest: out.Proto()}}}, "output_files[0].path"},
+		{"file up without the Command", noCommand, &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "../x", Digest: out.Proto()}}}, "output_files[0].path"},
+		{"directory up from the root", actionIn(""), &repb.ActionResult{OutputDirectories: []*repb.OutputDirectory{{Path: "..", TreeDigest: sha("").Proto()}}}, "output_directories[0].path"},
+		{"symlink up from the root", actionIn(""), &repb.ActionResult{OutputSymlinks: []*repb.OutputSymlink{{Path: "../../l", Target: "x"}}}, "output_symlinks[0].path"},
+		{"file symlink up from the root", actionIn(""), &repb.ActionResult{OutputFileSymlinks: []*repb.OutputSymlink{{Path: "../l", Target: "x"}}}, "output_file_symlinks[0].path"},
+		{"directory symlink up from the root", actionIn(""), &repb.ActionResult{OutputDirectorySymlinks: []*repb.OutputSymlink{{Path: "../l", Target: "x"}}}, "output_directory_symlinks[0].path"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ts.acc.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{ActionDigest: tc.action.Proto(), ActionResult: tc.result})
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			wantStatus(t, err, codes.InvalidArgument, tc.want, "escapes")
+			_, err = ts.ac.Get(ctx, "", tc.action)
+			wantStatus(t, err, codes.NotFound)
+		})
 	}
 }

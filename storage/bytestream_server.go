@@ -107,7 +107,13 @@ func (s *byteStreamServer) decompressInto(u *upload) (func(), error) {
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
-		_, err := io.Copy(toPut, dec)
+		w := &writeErrors{w: toPut}
+		_, err := io.Copy(w, dec)
+		if err != nil && w.err == nil && !errors.Is(err, errUploadAborted) {
+			// The decoder refused the bytes themselves: the spec's answer
+			// is INVALID_ARGUMENT, which clients do not retry.
+			err = status.Errorf(codes.InvalidArgument, "the uploaded data is not valid zstd: %v", err)
+		}
 		toPut.CloseWithError(err)
 		// If Put stopped early, unblock the stream's writes too.
 		pr.CloseWithError(errors.Join(err, errUploadAborted))
@@ -119,6 +125,21 @@ func (s *byteStreamServer) decompressInto(u *upload) (func(), error) {
 		<-copied
 		dec.Close()
 	}, nil
+}
+
+// writeErrors remembers the error of a failed Write, so that an io.Copy
+// error can be told apart: the writer's own, or the reader's.
+type writeErrors struct {
+	w   io.Writer
+	err error
+}
+
+func (w *writeErrors) Write(p []byte) (int, error) {
+	n, err := w.w.Write(p)
+	if err != nil {
+		w.err = err
+	}
+	return n, err
 }
 
 // nextWrite receives the next request of a Write stream after the first.

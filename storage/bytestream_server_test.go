@@ -132,6 +132,32 @@ func TestByteStreamCompressed(t *testing.T) {
 	}
 }
 
+// TestByteStreamCompressedGarbageIsInvalidArgument: bytes that are not
+// zstd at all, a frame with junk after it, and a frame cut short are each
+// INVALID_ARGUMENT (the spec's answer to a mismatch, which clients do not
+// retry), as BatchUpdateBlobs answers the same bytes, and nothing is
+// stored. They used to be UNKNOWN, a code clients retry.
+func TestByteStreamCompressedGarbageIsInvalidArgument(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{})
+	data := bytes.Repeat([]byte("not compressed "), 100)
+	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
+	enc, _ := zstd.NewWriter(nil)
+	z := enc.EncodeAll(data, nil)
+	for name, payload := range map[string][]byte{
+		"raw bytes":          data,
+		"trailing junk":      append(append([]byte{}, z...), "junk after the frame"...),
+		"a frame cut in two": z[:len(z)/2],
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := write(t, ts, &bytestream.WriteRequest{ResourceName: "uploads/u-garbage/compressed-blobs/zstd/" + d.String(), Data: payload, FinishWrite: true})
+			wantStatus(t, err, codes.InvalidArgument)
+			if m := missing(t, ts.disk, d); !m[d] {
+				t.Fatal("a garbage compressed upload was stored")
+			}
+		})
+	}
+}
+
 func TestByteStreamWriteOfExistingBlobCompletesEarly(t *testing.T) {
 	ts := startServer(t, storage.ServerOptions{})
 	data, d := randData(t, 1<<20)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/klauspost/compress/zstd"
@@ -12,6 +13,7 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/grpclimit"
@@ -135,10 +137,16 @@ func (s *casServer) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobs
 		return nil, err
 	}
 	ds := make([]digest.Digest, len(req.Digests))
-	var total int64
+	var total, reply int64
 	for i, pd := range req.Digests {
 		if ds[i], err = digest.FromProto(fn, pd, fmt.Sprintf("digests[%d]", i)); err != nil {
 			return nil, err
+		}
+		// The reply repeats each digest beside its blob and status; it
+		// must stay sendable (ServerOptions.maxSendBytes), or gRPC would
+		// refuse it after every blob was read.
+		if reply += int64(proto.Size(pd)) + ds[i].SizeBytes() + batchEntryBytes; reply > s.opts.maxSendBytes() {
+			return nil, status.Errorf(codes.InvalidArgument, "digests: the reply to %d digests would be over the server's message limit of %d bytes (at digests[%d]); ask for fewer blobs per batch", len(req.Digests), s.opts.maxSendBytes(), i)
 		}
 		// Compared before it is added: sizes near the largest int64 would
 		// wrap the sum around, and the blobs before them, however many,
@@ -185,10 +193,25 @@ func (s *casServer) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobs
 	return resp, nil
 }
 
-// statusProto turns an error into a google.rpc.Status for per-entry results.
+// batchEntryBytes bounds what one entry of a batch reply adds beside its
+// digest and blob: framing, compressor and a status of at most
+// maxEntryMessage bytes.
+const (
+	maxEntryMessage = 120
+	batchEntryBytes = maxEntryMessage + 16
+)
+
+// statusProto turns an error into a google.rpc.Status for per-entry
+// results: its code and message, cut to maxEntryMessage bytes so that a
+// batch reply's size is known from its request (batchEntryBytes).
 func statusProto(err error) *rpcstatus.Status {
 	if err == nil {
 		return &rpcstatus.Status{}
 	}
-	return status.Convert(err).Proto()
+	st := status.Convert(err)
+	msg := st.Message()
+	if len(msg) > maxEntryMessage {
+		msg = strings.ToValidUTF8(msg[:maxEntryMessage-3], "") + "..."
+	}
+	return &rpcstatus.Status{Code: int32(st.Code()), Message: msg}
 }

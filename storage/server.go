@@ -60,6 +60,14 @@ const (
 	// grpcOverheadBytes is what a batch request may carry beyond its blob
 	// bytes: digests, framing and field tags.
 	grpcOverheadBytes = 1 << 20
+	// inlineFieldBytes is what one inlined field adds to a reply beside
+	// its bytes (tag and length), and inlineSlackBytes what GetActionResult
+	// keeps free under the send limit for the gRPC framing.
+	inlineFieldBytes = 16
+	inlineSlackBytes = 4 << 10
+	// maxCommandBytes bounds the Action and Command UpdateActionResult
+	// reads to learn the working directory.
+	maxCommandBytes = 16 << 20
 	// streamChunkBytes is the size of ByteStream read responses and of the
 	// messages GetTree and remote clients send.
 	streamChunkBytes = 1 << 20
@@ -117,10 +125,22 @@ func (s *Server) Register(g *grpc.Server) {
 // are refused by gRPC with RESOURCE_EXHAUSTED before they reach a handler).
 func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.MaxRecvMsgSize(int(s.opts.MaxBatchTotalSizeBytes + grpcOverheadBytes)),
-		grpc.MaxSendMsgSize(int(s.opts.MaxBatchTotalSizeBytes + grpcOverheadBytes)),
+		grpc.MaxRecvMsgSize(int(s.opts.maxRecvBytes())),
+		grpc.MaxSendMsgSize(int(s.opts.maxSendBytes())),
 	}
 }
+
+// maxRecvBytes is the largest request the storage services take: a full
+// batch of blobs with its digests and framing.
+func (o *ServerOptions) maxRecvBytes() int64 { return o.MaxBatchTotalSizeBytes + grpcOverheadBytes }
+
+// maxSendBytes is the largest reply they send. A BatchReadBlobs reply
+// repeats the request's digests (up to a whole request) beside up to a
+// full batch of blobs and one status per digest, so a request within the
+// advertised max_batch_total_size_bytes must not be answered with a reply
+// that gRPC refuses to send: four requests' worth covers the worst case
+// (batchReadBound checks it).
+func (o *ServerOptions) maxSendBytes() int64 { return 4 * o.maxRecvBytes() }
 
 // Close aborts uploads kept for resumption.
 func (s *Server) Close() { s.bs.close() }

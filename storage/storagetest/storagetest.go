@@ -218,10 +218,12 @@ func TestActionCache(t *testing.T, newCache func(t *testing.T) storage.ActionCac
 	ctx := context.Background()
 	action := digest.FromBytes(repb.DigestFunction_SHA256, []byte("action"))
 	// The result references no blobs: a remote cache checks completeness
-	// against its CAS, which is not part of this contract.
+	// against its CAS, which is not part of this contract. Nor does it
+	// carry inlined contents, which a remote cache's server drops (it
+	// inlines from the CAS, on request only).
 	result := &repb.ActionResult{
 		ExitCode:          3,
-		StdoutRaw:         []byte("inline"),
+		OutputSymlinks:    []*repb.OutputSymlink{{Path: "out/link", Target: "../in"}},
 		ExecutionMetadata: &repb.ExecutedActionMetadata{Worker: "w1"},
 	}
 	t.Run("MissingIsNotFound", func(t *testing.T) {
