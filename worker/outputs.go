@@ -10,6 +10,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"golang.org/x/sys/unix"
@@ -84,23 +85,38 @@ const (
 	kindDir
 )
 
-// openBeneath opens dir (relative to the root; "." for the root itself)
-// without following any symlink on the way.
-func (c *outputCollector) openBeneath(dir string) (int, error) {
-	return unix.Openat2(c.rootFd, dir, &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-	})
+// openBeneath opens p (relative to the root; "." for the root itself)
+// with flags, following symlinks only while they stay inside the input
+// root: the kernel refuses (EXDEV) an absolute one or one that climbs out,
+// and any magic link (/proc/self/…).
+func (c *outputCollector) openBeneath(p string, flags int) (int, error) {
+	for {
+		fd, err := unix.Openat2(c.rootFd, p, &unix.OpenHow{
+			Flags:   uint64(flags | unix.O_CLOEXEC),
+			Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+		})
+		if err != unix.EAGAIN { // a rename raced the resolution: again
+			return fd, err
+		}
+	}
 }
 
+// collectPath collects the output declared as declared, at rel from the
+// input root. Its parent directories may be symlinks inside the input
+// root (a working directory reached through one, say); the output itself
+// is never followed: a symlink is reported as one.
 func (c *outputCollector) collectPath(ctx context.Context, declared, rel string, kind outputKind, result *repb.ActionResult, legacy bool) error {
+	if rel == "" {
+		rel = "." // output_directories [""] in the root: the root itself
+	}
 	parent, base := path.Split(rel)
 	if parent == "" {
 		parent = "."
 	}
-	pfd, err := c.openBeneath(strings.TrimSuffix(parent, "/"))
+	pfd, err := c.openBeneath(strings.TrimSuffix(parent, "/"), unix.O_RDONLY|unix.O_DIRECTORY)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EXDEV) {
-		// Absent, or reachable only through a symlink: not collected.
+		// Absent, or reachable only through a symlink that leaves the
+		// input root: not collected.
 		return nil
 	}
 	if err != nil {
@@ -121,6 +137,11 @@ func (c *outputCollector) collectPath(ctx context.Context, declared, rel string,
 		}
 		if err := checkSymlinkTarget(declared, target); err != nil {
 			return err
+		}
+		if legacy {
+			if err := c.checkLegacyTarget(declared, rel, kind); err != nil {
+				return err
+			}
 		}
 		link := &repb.OutputSymlink{Path: declared, Target: target}
 		if legacy {
@@ -166,9 +187,37 @@ func (c *outputCollector) collectPath(ctx context.Context, declared, rel string,
 // checkSymlinkTarget enforces the symlink_absolute_path_strategy DISALLOWED
 // that storage advertises. A relative target that climbs out of the input
 // root is reported as it is: it is only a string, never followed here.
+// A target that is not UTF-8 has no REv2 form (protobuf strings are UTF-8).
 func checkSymlinkTarget(p, target string) error {
+	if !utf8.ValidString(target) {
+		return status.Errorf(codes.FailedPrecondition, "output symlink %s has a target that is not valid UTF-8 (%s): REv2 cannot carry it", rev2.Quote(p), rev2.Quote(strings.ToValidUTF8(target, "\ufffd")))
+	}
 	if target == "" || strings.HasPrefix(target, "/") {
 		return status.Errorf(codes.FailedPrecondition, "output symlink %q has target %q: absolute symlink targets are not allowed (symlink_absolute_path_strategy DISALLOWED)", p, target)
+	}
+	return nil
+}
+
+// checkLegacyTarget applies REv2 2.0's rule for a declared output that is
+// a symlink: one listed in output_files whose target is not a regular
+// file, or in output_directories whose target is not a directory, is
+// FAILED_PRECONDITION. The target is resolved inside the input root only;
+// one that is missing or outside it is left to be reported as a symlink.
+func (c *outputCollector) checkLegacyTarget(declared, rel string, kind outputKind) error {
+	fd, err := c.openBeneath(rel, unix.O_PATH)
+	if err != nil {
+		return nil
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("output %q: %w", declared, err)
+	}
+	switch t := st.Mode & unix.S_IFMT; {
+	case kind == kindFile && t != unix.S_IFREG:
+		return status.Errorf(codes.FailedPrecondition, "output file %q is a symlink to something that is not a regular file", declared)
+	case kind == kindDir && t != unix.S_IFDIR:
+		return status.Errorf(codes.FailedPrecondition, "output directory %q is a symlink to something that is not a directory", declared)
 	}
 	return nil
 }
@@ -194,6 +243,9 @@ func (c *outputCollector) directory(ctx context.Context, fd int, where string, d
 	dir := &repb.Directory{}
 	for _, name := range names {
 		p := path.Join(where, name)
+		if !utf8.ValidString(name) {
+			return nil, status.Errorf(codes.FailedPrecondition, "output %s holds an entry whose name is not valid UTF-8 (%s): REv2 cannot carry it", rev2.Quote(where), rev2.Quote(strings.ToValidUTF8(name, "\ufffd")))
+		}
 		var st unix.Stat_t
 		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return nil, fmt.Errorf("output %q: %w", p, err)

@@ -32,7 +32,16 @@ func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 	j.Metadata.OutputUploadStartTimestamp = stamp(s.clock)
 	oc := &outputCollector{cas: s.cas, fn: j.Fn, rootFd: j.RootFd, limits: s.limits}
 	if err := oc.collect(ctx, j.Command, resp.Result); err != nil {
-		return nil, err
+		if !leftByTheAction(err) {
+			return nil, err
+		}
+		// The action left outputs that cannot be reported (a FIFO, an
+		// absolute symlink, a name that is not UTF-8, past a limit…):
+		// the execution fails with that status, and still reports its
+		// exit code, stdout and stderr, as the spec lets a failed
+		// execution do. A non-OK status is never cached.
+		dropOutputs(resp.Result)
+		resp.Status = status.Convert(err).Proto()
 	}
 	for _, out := range []struct {
 		file   string
@@ -53,4 +62,18 @@ func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 	}
 	j.Metadata.OutputUploadCompletedTimestamp = stamp(s.clock)
 	return resp, nil
+}
+
+// leftByTheAction tells the output errors that the action caused
+// (FAILED_PRECONDITION, INVALID_ARGUMENT from outputCollector) from the
+// worker's own (the CAS failing, a cancellation).
+func leftByTheAction(err error) bool {
+	c := status.Code(err)
+	return c == codes.FailedPrecondition || c == codes.InvalidArgument
+}
+
+// dropOutputs clears what collect had added to r before it failed.
+func dropOutputs(r *repb.ActionResult) {
+	r.OutputFiles, r.OutputDirectories = nil, nil
+	r.OutputSymlinks, r.OutputFileSymlinks, r.OutputDirectorySymlinks = nil, nil, nil
 }

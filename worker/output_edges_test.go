@@ -1,0 +1,111 @@
+package worker_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// TestWholeRootOutputDirectory: output_directories [""] captures the whole
+// working directory (the spec's special value), also when that is the
+// input root itself. It used to be dropped there, and the empty result
+// cached.
+func TestWholeRootOutputDirectory(t *testing.T) {
+	h := newHarness(t)
+	for _, wd := range []string{"", "w"} {
+		cmd := &repb.Command{Arguments: []string{"/bin/sh", "-c", "echo x > new"}, WorkingDirectory: wd, OutputDirectories: []string{""}}
+		res := ok(t, h.w.Execute(context.Background(), h.action(cmd, &repb.Directory{}, false)))
+		if len(res.OutputDirectories) != 1 || res.OutputDirectories[0].Path != "" {
+			t.Fatalf("working directory %q: output directories %v, want the one with path \"\"", wd, res.OutputDirectories)
+		}
+		tree := &repb.Tree{}
+		if err := proto.Unmarshal(h.read(res.OutputDirectories[0].TreeDigest), tree); err != nil {
+			t.Fatal(err)
+		}
+		if fs := tree.Root.GetFiles(); len(fs) != 1 || fs[0].Name != "new" {
+			t.Fatalf("working directory %q: tree root files %v, want new", wd, fs)
+		}
+	}
+}
+
+// TestLegacySymlinkOutputOfTheWrongType: REv2 2.0 says an output_files
+// entry that is a symlink to something other than a regular file, or an
+// output_directories entry that is a symlink to something other than a
+// directory, is FAILED_PRECONDITION. A symlink to the right type is
+// reported as a symlink (TestLegacyOutputsAndParents).
+func TestLegacySymlinkOutputOfTheWrongType(t *testing.T) {
+	h := newHarness(t)
+	for name, cmd := range map[string]*repb.Command{
+		"file to a directory": {Arguments: []string{"/bin/sh", "-c", "mkdir d && ln -s d a"}, OutputFiles: []string{"a"}},
+		"directory to a file": {Arguments: []string{"/bin/sh", "-c", "echo x > f && ln -s f a"}, OutputDirectories: []string{"a"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp := h.w.Execute(context.Background(), h.action(cmd, &repb.Directory{}, false))
+			if st := status.FromProto(resp.Status); st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), `"a"`) {
+				t.Fatalf("status %v, want FAILED_PRECONDITION naming \"a\"", st)
+			}
+		})
+	}
+}
+
+// TestOutputsREv2CannotCarry: a symlink target or a name that is not
+// UTF-8 (protobuf strings must be) fails the execution with
+// FAILED_PRECONDITION naming the output, not INTERNAL; the result still
+// carries the exit code and stdout, and nothing is cached.
+func TestOutputsREv2CannotCarry(t *testing.T) {
+	h := newHarness(t)
+	for name, tc := range map[string]struct{ script, output string }{
+		"symlink target":         {`ln -s "$(printf 'a\377b')" l`, "l"},
+		"name in an output tree": {`mkdir o && touch "o/$(printf 'a\377b')"`, "o"},
+		"symlink target in tree": {`mkdir o && ln -s "$(printf 'a\377b')" o/l`, "o"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := h.action(sh("echo visible; "+tc.script+"; exit 3", tc.output), &repb.Directory{}, false)
+			resp := h.w.Execute(context.Background(), a)
+			st := status.FromProto(resp.Status)
+			if st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), `"`+tc.output) || !strings.Contains(st.Message(), "UTF-8") {
+				t.Fatalf("status %v, want FAILED_PRECONDITION naming %q and UTF-8", st, tc.output)
+			}
+			r := resp.Result
+			if r.GetExitCode() != 3 || string(h.read(r.GetStdoutDigest())) != "visible\n" {
+				t.Fatalf("result %v: want exit code 3 and the stdout", r)
+			}
+			if len(r.OutputFiles)+len(r.OutputDirectories)+len(r.OutputSymlinks) != 0 {
+				t.Fatalf("outputs reported beside the failure: %v", r)
+			}
+			if _, err := h.ac.Get(context.Background(), "main", actionDigest(a)); status.Code(err) != codes.NotFound {
+				t.Fatalf("cached: %v", err)
+			}
+		})
+	}
+}
+
+// TestOutputsThroughSymlinksInsideTheRoot: a working directory, or an
+// output's parent, that is a symlink to a directory inside the input root
+// is followed, and the output collected; one leading out of the root is
+// not (TestSymlinkInInputRootCannotRedirectOutputs).
+func TestOutputsThroughSymlinksInsideTheRoot(t *testing.T) {
+	h := newHarness(t)
+	root := &repb.Directory{
+		Directories: []*repb.DirectoryNode{{Name: "d", Digest: h.putProto(&repb.Directory{}).Proto()}},
+		Symlinks:    []*repb.SymlinkNode{{Name: "l", Target: "d"}},
+	}
+	inLink := sh("echo new > out", "out")
+	inLink.WorkingDirectory = "l"
+	for name, cmd := range map[string]*repb.Command{
+		"working directory": inLink,
+		"output's parent":   sh("echo new > l/out", "l/out"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			res := ok(t, h.w.Execute(context.Background(), h.action(cmd, root, false)))
+			if len(res.OutputFiles) != 1 || string(h.read(res.OutputFiles[0].Digest)) != "new\n" {
+				t.Fatalf("output files %v, want the one written through the symlink", res.OutputFiles)
+			}
+		})
+	}
+}
