@@ -66,8 +66,9 @@ type Config struct {
 	ExecuteUpdateInterval time.Duration
 	// AbandonedGrace is how long an operation may go without any client
 	// following it (an Execute or WaitExecution stream, WaitOperation, or
-	// GetOperation polls) before it is cancelled as abandoned, freeing its
-	// worker slot unless another Execute was merged onto its execution.
+	// GetOperation polls) before it ends as abandoned (status NOT_FOUND),
+	// freeing its worker slot unless another Execute was merged onto its
+	// execution.
 	// A client whose stream broke has this long to come back with
 	// WaitExecution. Default 2m.
 	AbandonedGrace time.Duration

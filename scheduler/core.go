@@ -215,6 +215,22 @@ func (c *core) Cancel(now time.Time, name string) error {
 
 // CancelFor is Cancel with the reason given in the operation's status.
 func (c *core) CancelFor(now time.Time, name, why string) error {
+	return c.end(now, name, why, recCancel)
+}
+
+// Abandon ends an operation no client has followed for a while, for the
+// reason why. Its status is NOT_FOUND, not CANCELLED: REv2 keeps
+// CANCELLED for a CancelOperation the client called, and gives NOT_FOUND
+// for an operation that no longer exists for a transient reason, which a
+// client answers by calling Execute again.
+func (c *core) Abandon(now time.Time, name, why string) error {
+	return c.end(now, name, why, recAbandon)
+}
+
+// end completes the operation name before its execution did, cancelled
+// (recCancel) or abandoned (recAbandon), and stops the execution if no
+// other operation waits for it.
+func (c *core) end(now time.Time, name, why string, kind recordKind) error {
 	op := c.ops[name]
 	if op == nil {
 		return status.Errorf(codes.NotFound, "operation %q not found", name)
@@ -222,14 +238,18 @@ func (c *core) CancelFor(now time.Time, name, why string) error {
 	if op.done {
 		return nil
 	}
+	st := code.Code_CANCELLED
+	if kind == recAbandon {
+		st = code.Code_NOT_FOUND
+	}
 	e := op.exec
 	e.detach(op)
 	c.completeOp(now, op, &repb.ExecuteResponse{Status: &rpcstatus.Status{
-		Code: int32(code.Code_CANCELLED), Message: "operation " + why}})
+		Code: int32(st), Message: "operation " + why}})
 	if len(e.waiters) == 0 {
 		c.abandon(e, why)
 	}
-	c.record(record{kind: recCancel, at: now, name: name, reason: why})
+	c.record(record{kind: kind, at: now, name: name, reason: why})
 	return nil
 }
 

@@ -107,9 +107,12 @@ func (sc *scenario) step() {
 		sc.n++
 		c.AddCompleted(sc.now, fmt.Sprintf("operations/%d", sc.n), "", "tenant-b", actionDigest("hit"), &repb.ExecuteResponse{CachedResult: true})
 	case k < 42:
-		if rng.IntN(2) == 0 {
+		switch rng.IntN(3) {
+		case 0:
 			c.Cancel(sc.now, opName())
-		} else {
+		case 1:
+			c.Abandon(sc.now, opName(), "abandoned: no client followed it")
+		default: // as journals written before recAbandon have it
 			c.CancelFor(sc.now, opName(), "abandoned: no client followed it")
 		}
 	case k < 44:

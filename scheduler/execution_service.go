@@ -79,7 +79,7 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 	name := "operations/" + s.newID()
 
 	if !req.SkipCacheLookup {
-		if res, err := s.ac.Get(ctx, instance, ad); err == nil && storage.CheckComplete(ctx, s.cas, fn, res) == nil {
+		if res := s.cachedResult(ctx, instance, fn, ad); res != nil {
 			return name, s.accept(ctx, func(now time.Time) error {
 				s.core.AddCompleted(now, name, instance, owner, ad, &repb.ExecuteResponse{Result: res, CachedResult: true})
 				return nil
@@ -120,6 +120,22 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 		_, err := s.core.Execute(now, sub)
 		return err
 	})
+}
+
+// cachedResult is the action cache's complete result for ad, or nil. An
+// Action marked do_not_cache is never answered from the cache, whoever
+// wrote an entry for it: its result "cannot be cached" (REv2), so the
+// Action is read to check, on hits only.
+func (s *Scheduler) cachedResult(ctx context.Context, instance string, fn digest.Function, ad digest.Digest) *repb.ActionResult {
+	res, err := s.ac.Get(ctx, instance, ad)
+	if err != nil || storage.CheckComplete(ctx, s.cas, fn, res) != nil {
+		return nil
+	}
+	action := &repb.Action{}
+	if err := storage.GetProto(ctx, s.cas, ad, action, maxMessageBytes); err != nil || action.DoNotCache {
+		return nil
+	}
+	return res
 }
 
 // loadedAction is what the scheduler keeps of an Execute's Action and

@@ -20,7 +20,7 @@ const (
 	// instance, action, resp, at.
 	recCached
 	// recCancel: name was cancelled at at, for reason (CancelOperation,
-	// or abandoned by its clients).
+	// or, in journals written before recAbandon, abandoned by its clients).
 	recCancel
 	// recDelete: DeleteOperation of name.
 	recDelete
@@ -38,6 +38,8 @@ const (
 	// recAdopt: queued execution name was found running on worker, which
 	// had received it before a restart that lost its dispatch record.
 	recAdopt
+	// recAbandon: name was abandoned by its clients at at, for reason.
+	recAbandon
 )
 
 // record is one entry of the scheduler's journal: a change of the core's
@@ -56,7 +58,7 @@ type record struct {
 	owner    string // recCached: the tenant that created it
 	action   digest.Digest
 	worker   string
-	reason   string // recCancel
+	reason   string // recCancel, recAbandon
 	retries  int
 	resp     *repb.ExecuteResponse
 }
@@ -83,6 +85,8 @@ func (c *core) replay(r record) error {
 		return nil
 	case recCancel:
 		return c.CancelFor(r.at, r.name, r.reason)
+	case recAbandon:
+		return c.Abandon(r.at, r.name, r.reason)
 	case recDelete:
 		return c.Delete(r.at, r.name)
 	case recExpire:

@@ -192,7 +192,7 @@ func (s *Scheduler) Tick() {
 	s.core.Tick(now)
 	for _, name := range s.followers.abandoned(now, s.cfg.AbandonedGrace) {
 		if v, ok := s.core.Operation(name); ok && !v.done {
-			s.core.CancelFor(now, name, fmt.Sprintf("abandoned: no client followed it for %s (abandoned_grace)", s.cfg.AbandonedGrace))
+			s.core.Abandon(now, name, fmt.Sprintf("abandoned: no client followed it for %s (abandoned_grace)", s.cfg.AbandonedGrace))
 		}
 	}
 	s.apply()

@@ -281,12 +281,16 @@ func TestExecuteAnswersFromActionCache(t *testing.T) {
 		t.Fatalf("GetOperation of a cache hit: %v", err)
 	}
 
-	// skip_cache_lookup, and an incomplete cached result, both queue.
+	// skip_cache_lookup, an incomplete cached result, and an entry for an
+	// Action marked do_not_cache (its result cannot be cached, whoever
+	// wrote one) all queue.
 	req := executeRequest(d)
 	req.SkipCacheLookup = true
 	d2 := f.action(t, "incomplete", nil)
 	f.ac.Put(ctx, "", d2, &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "out/a", Digest: digest.FromBytes(repb.DigestFunction_SHA256, []byte("gone")).Proto()}}})
-	for _, r := range []*repb.ExecuteRequest{req, executeRequest(d2)} {
+	d3 := f.action(t, "do not cache", func(a *repb.Action, _ *repb.Command) { a.DoNotCache = true })
+	f.ac.Put(ctx, "", d3, &repb.ActionResult{ExitCode: 0, OutputFiles: []*repb.OutputFile{{Path: "out/a", Digest: out.Proto()}}})
+	for _, r := range []*repb.ExecuteRequest{req, executeRequest(d2), executeRequest(d3)} {
 		sctx, cancel := context.WithCancel(ctx)
 		stream := must(f.exec.Execute(sctx, r))
 		op, err := stream.Recv()
