@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -588,4 +589,48 @@ func breakThenResume(ts *testServer, name string, data []byte) error {
 		return err
 	}
 	return fmt.Errorf("%s: never resumed", name)
+}
+
+// TestUploadsInProgressCountAgainstTheCASSize: each upload's bytes sit in
+// a temporary file until it completes, so the uploads in progress (open
+// or parked for a resume) count against the CAS's size with the blobs
+// stored: stored blobs are evicted to make room for them, and an upload
+// that would take the two together past the size is RESOURCE_EXHAUSTED.
+// Before, each upload was checked alone, and a client holding many parked
+// uploads filled the disk whatever --cas-size said.
+func TestUploadsInProgressCountAgainstTheCASSize(t *testing.T) {
+	const size = 1 << 20
+	disk := newDisk(t, t.TempDir(), size)
+	ts := startServer(t, storage.ServerOptions{CAS: disk, UploadIdleTimeout: time.Minute})
+	stored := putString(t, disk, strings.Repeat("s", 500<<10)) // with the upload, over the size
+	first, d1 := randData(t, 600<<10)
+	cancel := writePart(t, ts, writeName(d1), first[:len(first)-1]) // in progress
+	if used, _, _ := disk.Stats(); used > size-int64(len(first)) {
+		t.Fatalf("%d bytes stored beside %d in progress, over the CAS's %d", used, len(first), size)
+	}
+	if m := missing(t, disk, stored); !m[stored] {
+		t.Fatal("the stored blob was not evicted to make room for the upload in progress")
+	}
+	second, d2 := randData(t, 600<<10)
+	_, err := write(t, ts, &bytestream.WriteRequest{ResourceName: writeName(d2), Data: second, FinishWrite: true})
+	wantStatus(t, err, codes.ResourceExhausted, "in progress")
+	// The first one's stream breaks (parked: still in progress), then it is
+	// resumed and finishes; then there is room for the second.
+	cancel()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		_, err := write(t, ts, &bytestream.WriteRequest{ResourceName: writeName(d1), WriteOffset: int64(len(first) - 1), Data: first[len(first)-1:], FinishWrite: true})
+		if status.Code(err) == codes.FailedPrecondition && time.Now().Before(deadline) {
+			continue // the broken stream still holds it
+		}
+		if err != nil {
+			t.Fatalf("finishing the first upload: %v", err)
+		}
+		break
+	}
+	if _, err := write(t, ts, &bytestream.WriteRequest{ResourceName: writeName(d2), Data: second, FinishWrite: true}); err != nil {
+		t.Fatalf("the second upload once the first is done: %v", err)
+	}
+	if used, _, _ := disk.Stats(); used > size {
+		t.Fatalf("%d bytes stored, over the CAS's %d", used, size)
+	}
 }

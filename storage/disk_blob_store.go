@@ -54,7 +54,7 @@ type DiskOptions struct {
 // written under tmp/, verified, then renamed into place, so a crash leaves
 // at most a stray file in tmp/, which start-up removes); the in-memory index
 // matches the files under cas/ (both change under mu); the sum of indexed
-// sizes stays within MaxBytes after every Put. Bytes are verified again on
+// sizes and of the Puts in progress (reserve) stays within MaxBytes. Bytes are verified again on
 // every read, and a file found corrupt is removed, never served whole.
 //
 // Files are 0444 so that the worker can hard-link them into input roots that
@@ -68,6 +68,9 @@ type DiskBlobStore struct {
 	mu      sync.Mutex
 	set     *lru.Set[blobKey, *diskEntry] // one entry per file, sized by the blob
 	evicted int64
+	// inflight is the bytes reserved by Puts in progress (their files in
+	// tmp/): stored and in-flight bytes together stay within maxBytes.
+	inflight int64
 
 	verifying      singleflight.Group // one hash per blob at a time (disk_verify.go)
 	verifyFailures atomic.Int64
@@ -315,6 +318,11 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	if exists {
 		return nil
 	}
+	res, err := s.reserve(d)
+	if err != nil {
+		return err
+	}
+	defer s.release(res)
 	tmp, err := atomicfile.Create(s.tmpDir, 0o444)
 	if err != nil {
 		return writeError(d, err)
@@ -347,9 +355,51 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	if id, err := fileid.Stat(final); err == nil {
 		e.verified = id // hashed on the way in
 	}
+	s.releaseLocked(res) // counted as stored from here
 	s.set.Put(keyOf(d), e, d.SizeBytes())
 	s.evictLocked()
 	return nil
+}
+
+// reservation is the room a Put in progress holds for its blob.
+type reservation struct {
+	bytes    int64
+	released bool
+}
+
+// reserve counts d's size as in flight until release, evicting stored
+// blobs to make room for it. Without it, uploads that are slow or parked
+// for a resume (each a file in tmp/ the size of its blob) were bounded
+// only one by one, and a client holding many of them filled the disk
+// whatever MaxBytes said. When the uploads already in progress leave no
+// room, the Put is RESOURCE_EXHAUSTED, which clients retry later.
+func (s *DiskBlobStore) reserve(d digest.Digest) (*reservation, error) {
+	res := &reservation{bytes: d.SizeBytes()}
+	if s.maxBytes <= 0 {
+		return res, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight+res.bytes > s.maxBytes {
+		return nil, status.Errorf(codes.ResourceExhausted, "blob %s not stored now: uploads of %d bytes are in progress, and with this one they would be more than the CAS holds (%d bytes); try again later", d, s.inflight, s.maxBytes)
+	}
+	s.inflight += res.bytes
+	s.evictLocked()
+	return res, nil
+}
+
+// release ends res, if the Put did not already.
+func (s *DiskBlobStore) release(res *reservation) {
+	s.mu.Lock()
+	s.releaseLocked(res)
+	s.mu.Unlock()
+}
+
+func (s *DiskBlobStore) releaseLocked(res *reservation) {
+	if !res.released && s.maxBytes > 0 {
+		s.inflight -= res.bytes
+	}
+	res.released = true
 }
 
 // writeError is the error for a failed write of blob d. A full disk is
@@ -367,12 +417,13 @@ func writeError(d digest.Digest, err error) error {
 	return fmt.Errorf("write blob %s: %w", d, err)
 }
 
-// evictLocked removes least recently used blobs until the store fits.
+// evictLocked removes least recently used blobs until the store fits,
+// beside the room reserved by Puts in progress.
 func (s *DiskBlobStore) evictLocked() {
 	if s.maxBytes <= 0 {
 		return
 	}
-	for _, e := range s.set.EvictOver(s.maxBytes, nil) {
+	for _, e := range s.set.EvictOver(s.maxBytes-s.inflight, nil) {
 		s.evicted++
 		d := e.Value.d
 		if err := os.Remove(s.path(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {

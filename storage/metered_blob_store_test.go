@@ -29,7 +29,7 @@ func TestMeteredBlobStoreConformance(t *testing.T) {
 // corrupt on read; the disk store reports its size and evictions.
 func TestMeteredBlobStoreCounts(t *testing.T) {
 	dir := t.TempDir()
-	disk, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: dir, MaxBytes: 1500})
+	disk, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: dir, MaxBytes: 2500})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,8 +61,10 @@ func TestMeteredBlobStoreCounts(t *testing.T) {
 			t.Fatalf("read of a corrupt blob: %v, want DATA_LOSS", err)
 		}
 	}
-	// Two more blobs of 1000 bytes: the 1500-byte store evicts.
-	for _, b := range []string{"a", "b"} {
+	// Three more blobs of 1000 bytes: the 2500-byte store evicts one.
+	// (Room for an upload in progress is made before it is verified, so
+	// the store is large enough for the refused upload not to evict.)
+	for _, b := range []string{"a", "b", "c"} {
 		data := bytes.Repeat([]byte(b), 1000)
 		m.Put(ctx, digest.FromBytes(repb.DigestFunction_SHA256, data), bytes.NewReader(data))
 	}
@@ -77,14 +79,14 @@ paddock_storage_verification_failures_total{direction="write"} 1
 paddock_storage_cas_evictions_total 1
 # HELP paddock_storage_cas_stored_bytes Bytes of the blobs in the disk CAS.
 # TYPE paddock_storage_cas_stored_bytes gauge
-paddock_storage_cas_stored_bytes 1000
+paddock_storage_cas_stored_bytes 2000
 `
 	if err := testutil.GatherAndCompare(reg, bytes.NewBufferString(want),
 		"paddock_storage_verification_failures_total", "paddock_storage_cas_evictions_total", "paddock_storage_cas_stored_bytes"); err != nil {
 		t.Error(err)
 	}
-	if w := seriesValue(t, reg, "paddock_storage_cas_bytes_total", "write"); w != 3000 {
-		t.Errorf("bytes written %v, want 3000 (the refused upload not counted)", w)
+	if w := seriesValue(t, reg, "paddock_storage_cas_bytes_total", "write"); w != 4000 {
+		t.Errorf("bytes written %v, want 4000 (the refused upload not counted)", w)
 	}
 	if r := seriesValue(t, reg, "paddock_storage_cas_bytes_total", "read"); r < 1000 {
 		t.Errorf("bytes read %v, want at least the 1000 of the whole read", r)
