@@ -210,6 +210,11 @@ func createError(err error, what, p string) error {
 		return status.Errorf(codes.InvalidArgument, "input root: %s %s: the name is used twice", what, rev2.Quote(p))
 	case isDiskFull(err):
 		return status.Errorf(codes.ResourceExhausted, "input root: %s %s: the worker's disk is full", what, rev2.Quote(p))
+	case errors.Is(err, syscall.ENAMETOOLONG):
+		// A client's tree of long names, nested deep: its paths are
+		// longer than the kernel's PATH_MAX (4096 bytes), with the
+		// build directory before them.
+		return status.Errorf(codes.InvalidArgument, "input root: %s %s: the path is too long (with the worker's build directory, past the kernel's 4096 bytes)", what, rev2.Quote(p))
 	}
 	// The error's own text would name the host path of the build
 	// directory: give only the errno.

@@ -109,3 +109,19 @@ func TestOutputsThroughSymlinksInsideTheRoot(t *testing.T) {
 		})
 	}
 }
+
+// TestInputRootPathTooLong: a tree of long names nested deep enough that
+// its paths pass the kernel's PATH_MAX is INVALID_ARGUMENT naming the
+// path, not INTERNAL: it is the client's tree that cannot be built.
+func TestInputRootPathTooLong(t *testing.T) {
+	h := newHarness(t)
+	name := strings.Repeat("n", 250)
+	dir := &repb.Directory{Files: []*repb.FileNode{{Name: "f", Digest: h.put([]byte("deep")).Proto()}}}
+	for range 20 { // 20 × 251 bytes
+		dir = &repb.Directory{Directories: []*repb.DirectoryNode{{Name: name, Digest: h.putProto(dir).Proto()}}}
+	}
+	resp := h.w.Execute(context.Background(), h.action(sh("true"), dir, false))
+	if st := status.FromProto(resp.Status); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "too long") {
+		t.Fatalf("status %v, want INVALID_ARGUMENT saying the path is too long", st)
+	}
+}
