@@ -63,14 +63,18 @@ type FileCacheOptions struct {
 // FileCache holds one read-only file per (digest, executable bit), owned by
 // the worker's user (root), which the sandboxed actions do not have: an
 // action can unlink a hard link in its input root but never change the
-// cached bytes. Files are written to Dir/tmp and renamed into place.
-// FileCache is safe for concurrent use; concurrent requests for one file
-// fetch it once.
+// cached bytes. Files are written to Dir/tmp and renamed into place. A file
+// that reaches the filesystem's link limit gets a replica beside it (see
+// file_cache_replicas.go), an entry like any other. FileCache is safe for
+// concurrent use; concurrent requests for one file fetch it once.
 type FileCache struct {
 	opts    FileCacheOptions
 	tmpDir  string
 	fetches singleflight.Group
 	set     *lru.Set[cacheKey, cacheEntry] // sized by blob size
+	// link is link(2) (os.Link): tests replace it to reach the link limit
+	// (EMLINK) in a few links instead of ext4's 65,000.
+	link func(oldname, newname string) error
 
 	// links counts Link calls and fetched the files written into the
 	// cache (from the CAS or the local CAS file): the hit ratio's terms.
@@ -81,11 +85,16 @@ type cacheKey struct {
 	d    digest.Digest
 	exec bool
 	part string // CAS partition ("" unpartitioned)
+	gen  int    // replica number: 0, then one more per link limit reached
 }
 
 type cacheEntry struct {
 	path string
 	id   fileid.ID // the file as written and hashed
+	// full is the file's link count when link(2) refused another link
+	// (EMLINK), 0 while it takes links: a pointer, so that every copy of
+	// the entry that Get and Peek return sees one value.
+	full *atomic.Uint64
 }
 
 // NewFileCache empties opts.Dir (a worker restart starts with a clean
@@ -98,7 +107,7 @@ func NewFileCache(opts FileCacheOptions) (*FileCache, error) {
 	if err := os.RemoveAll(opts.Dir); err != nil {
 		return nil, fmt.Errorf("clear file cache: %w", err)
 	}
-	c := &FileCache{opts: opts, tmpDir: filepath.Join(opts.Dir, "tmp"), set: lru.New[cacheKey, cacheEntry]()}
+	c := &FileCache{opts: opts, tmpDir: filepath.Join(opts.Dir, "tmp"), set: lru.New[cacheKey, cacheEntry](), link: os.Link}
 	if err := os.MkdirAll(c.tmpDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create file cache: %w", err)
 	}
@@ -107,30 +116,50 @@ func NewFileCache(opts FileCacheOptions) (*FileCache, error) {
 
 // Link makes dst a hard link to the cached copy of d (fetching it first
 // if needed), with mode 0555 if exec and 0444 otherwise. dst must not exist.
+//
+// A cached file at the link limit (EMLINK) is never copied into dst: that
+// copy would be counted by nothing (the cache's bound, the action's disk
+// quota), and a few kilobytes of Directory blobs naming one blob 75,000
+// times made 10,000 of them. The link is made from another replica in the
+// cache instead, so N links to a file cost about N/65,000 cached copies.
+// Only a cache on another filesystem than dst (EXDEV) copies into dst.
 func (c *FileCache) Link(ctx context.Context, d digest.Digest, exec bool, dst string) error {
 	c.links.Add(1)
-	part := c.partition(ctx)
+	base := cacheKey{d: d, exec: exec, part: c.partition(ctx)}
 	if !exec && c.opts.Local != nil {
 		if p, ok := c.opts.Local.Path(d); ok {
-			if err := os.Link(p, dst); err == nil {
+			if err := c.link(p, dst); err == nil {
 				return nil
 			}
-			// Evicted meanwhile, or another filesystem: use our own copy.
+			// Evicted meanwhile, at the link limit, or another
+			// filesystem: use our own copy.
 		}
 	}
-	for attempt := 0; ; attempt++ {
-		p, err := c.ensure(ctx, cacheKey{d, exec, part})
+	retried, refused := false, 0
+	for {
+		k, from := c.pick(base)
+		p, err := c.ensure(ctx, k, from)
 		if err != nil {
 			return err
 		}
-		err = os.Link(p, dst)
+		err = c.link(p, dst)
 		switch {
 		case err == nil:
 			return nil
-		case errors.Is(err, fs.ErrNotExist) && attempt == 0:
-			c.forget(cacheKey{d, exec, part}) // evicted between ensure and link
-			continue
-		case errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EMLINK):
+		case errors.Is(err, fs.ErrNotExist) && !retried:
+			retried = true
+			c.forget(k) // evicted between ensure and link
+		case errors.Is(err, unix.EMLINK):
+			if c.markFull(k, p) {
+				continue // the next pick is another replica
+			}
+			refused++
+			if refused > maxRefusals {
+				return diskError(fmt.Errorf("link input %s: %w", d, err))
+			}
+		case errors.Is(err, unix.EXDEV):
+			// Only copies can cross filesystems. They are bounded by
+			// the action's InputLimits alone (max_input_bytes).
 			return diskError(copyFile(p, dst))
 		default:
 			return diskError(fmt.Errorf("link input %s: %w", d, err))
@@ -138,8 +167,9 @@ func (c *FileCache) Link(ctx context.Context, d digest.Digest, exec bool, dst st
 	}
 }
 
-// ensure returns the path of the cached file for k, fetching it if needed.
-func (c *FileCache) ensure(ctx context.Context, k cacheKey) (string, error) {
+// ensure returns the path of the cached file for k, writing it if needed
+// from the file from (a replica of k's, "" for none) or else fetching it.
+func (c *FileCache) ensure(ctx context.Context, k cacheKey, from string) (string, error) {
 	if ce, ok := c.set.Get(k); ok {
 		// A file changed since it was written and hashed (a flipped byte,
 		// a truncation) is dropped and fetched again, never linked.
@@ -153,12 +183,17 @@ func (c *FileCache) ensure(ctx context.Context, k cacheKey) (string, error) {
 	}
 	name := entryName(k)
 	v, err, _ := c.fetches.Do(name, func() (any, error) {
+		if ce, ok := c.set.Peek(k); ok {
+			// Written by a fetch that ended since the Get above: writing
+			// it again would replace the file its links are made from.
+			return ce.path, nil
+		}
 		p := filepath.Join(c.opts.Dir, name[:2], name)
-		id, err := c.fetch(ctx, k, p)
+		id, err := c.fetch(ctx, k, p, from)
 		if isDiskFull(err) && c.makeRoom() {
 			// The disk is smaller than MaxBytes, or shared: give back
 			// what unused entries hold and try once more.
-			id, err = c.fetch(ctx, k, p)
+			id, err = c.fetch(ctx, k, p, from)
 		}
 		if err != nil {
 			return "", diskError(err)
@@ -172,9 +207,16 @@ func (c *FileCache) ensure(ctx context.Context, k cacheKey) (string, error) {
 	return v.(string), nil
 }
 
-// fetch writes d's bytes to p, read-only, from the local CAS file if there
-// is one, else from the CAS.
-func (c *FileCache) fetch(ctx context.Context, k cacheKey, p string) (fileid.ID, error) {
+// fetch writes d's bytes to p, read-only, from the replica from if it is
+// there and whole, else from the local CAS file if there is one, else from
+// the CAS.
+func (c *FileCache) fetch(ctx context.Context, k cacheKey, p, from string) (fileid.ID, error) {
+	if from != "" {
+		if id, err := c.copyReplica(k, p, from); err == nil || isDiskFull(err) {
+			return id, err
+		}
+		// Evicted meanwhile, or changed (write checks the digest).
+	}
 	var src io.ReadCloser
 	if c.opts.Local != nil {
 		if lp, ok := c.opts.Local.Path(k.d); ok {
@@ -231,6 +273,9 @@ func entryName(k cacheKey) string {
 		sum := sha256.Sum256([]byte(k.part))
 		name += "@" + hex.EncodeToString(sum[:8])
 	}
+	if k.gen > 0 {
+		name += ".r" + strconv.Itoa(k.gen)
+	}
 	return name
 }
 
@@ -250,7 +295,7 @@ func (c *FileCache) add(k cacheKey, p string, id fileid.ID) {
 	if _, ok := c.set.Peek(k); ok {
 		return
 	}
-	c.set.Put(k, cacheEntry{path: p, id: id}, k.d.SizeBytes())
+	c.set.Put(k, cacheEntry{path: p, id: id, full: new(atomic.Uint64)}, k.d.SizeBytes())
 	if c.opts.MaxBytes > 0 {
 		for _, e := range c.set.EvictOver(c.opts.MaxBytes, func(key cacheKey, _ cacheEntry) bool { return key == k }) {
 			os.Remove(e.Value.path)
@@ -275,7 +320,7 @@ func (c *FileCache) Prefetch(ctx context.Context, want []FileRef) error {
 	need := map[digest.Digest][]cacheKey{}
 	part := c.partition(ctx)
 	for _, f := range want {
-		k := cacheKey{f.Digest, f.Executable, part}
+		k := cacheKey{d: f.Digest, exec: f.Executable, part: part}
 		if _, cached := c.set.Peek(k); cached || f.Digest.SizeBytes() > limit/4 || f.Digest.IsEmpty() {
 			continue
 		}
@@ -346,8 +391,6 @@ func isDiskFull(err error) bool {
 	return errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)
 }
 
-// diskError gives a full disk its gRPC meaning, RESOURCE_EXHAUSTED, so the
-// client is told what happened instead of UNKNOWN.
 // diskError is the status of a failed file operation: RESOURCE_EXHAUSTED
 // for a full disk, INTERNAL with only the errno otherwise (the error's own
 // text names host paths); statuses pass through.
