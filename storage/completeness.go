@@ -13,9 +13,10 @@ import (
 	"github.com/paddock-build/paddock/digest"
 )
 
-// maxTreeBytes bounds what CheckComplete reads into memory for one output
-// directory: its Tree proto, or all its Directory blobs together.
-const maxTreeBytes = 64 << 20
+// MaxTreeBytes bounds what CheckComplete reads into memory for one output
+// directory: its Tree proto, or all its Directory blobs together. A larger
+// one could never be served from the cache, so workers refuse to build it.
+const MaxTreeBytes = 64 << 20
 
 // maxWalkedDirectories bounds the Directory blobs CheckComplete reads for
 // an output directory that has no Tree. Each is a read of its own, at
@@ -111,9 +112,9 @@ func treeBytes(result *repb.ActionResult) int64 {
 	for _, dir := range result.OutputDirectories {
 		switch {
 		case dir.TreeDigest != nil:
-			n += min(max(dir.TreeDigest.SizeBytes, 0), maxTreeBytes)
+			n += min(max(dir.TreeDigest.SizeBytes, 0), MaxTreeBytes)
 		case dir.RootDirectoryDigest != nil:
-			n += maxTreeBytes
+			n += MaxTreeBytes
 		}
 	}
 	return n
@@ -133,7 +134,7 @@ func outputDirectories(ctx context.Context, cas BlobStore, fn digest.Function, d
 			return nil, unusable(err)
 		}
 		tree := &repb.Tree{}
-		if err := GetProto(ctx, cas, td, tree, maxTreeBytes); err != nil {
+		if err := GetProto(ctx, cas, td, tree, MaxTreeBytes); err != nil {
 			return nil, status.Errorf(codes.NotFound, "%s: tree %s: %s", what, td, status.Convert(err).Message())
 		}
 		return append([]*repb.Directory{tree.Root}, tree.Children...), nil
@@ -145,7 +146,7 @@ func outputDirectories(ctx context.Context, cas BlobStore, fn digest.Function, d
 	var dirs []*repb.Directory
 	seen := map[digest.Digest]bool{root: true}
 	queue := []digest.Digest{root}
-	budget := int64(maxTreeBytes)
+	budget := int64(MaxTreeBytes)
 	for len(queue) > 0 {
 		if len(seen) > maxWalkedDirectories {
 			return nil, status.Errorf(codes.NotFound, "%s: more than %d Directory blobs below root_directory_digest, more than this server reads to check a result; store a larger output directory with a tree_digest", what, maxWalkedDirectories)

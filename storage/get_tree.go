@@ -72,7 +72,7 @@ func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddress
 		d := queue[0]
 		queue = queue[1:]
 		dir := &repb.Directory{}
-		if err := GetProto(ctx, s.opts.CAS, d, dir, maxTreeBytes); err != nil {
+		if err := GetProto(ctx, s.opts.CAS, d, dir, MaxTreeBytes); err != nil {
 			if status.Code(err) != codes.NotFound {
 				return err
 			}

@@ -125,3 +125,21 @@ func TestInputRootPathTooLong(t *testing.T) {
 		t.Fatalf("status %v, want INVALID_ARGUMENT saying the path is too long", st)
 	}
 }
+
+// TestOutputTreeOverTheCacheLimit: an output directory whose Tree would be
+// past what the action cache serves (storage.MaxTreeBytes: names, symlink
+// targets, digests) is refused before the worker holds it all in memory:
+// 17,000 symlinks with 4 KB targets, within max_output_bytes.
+func TestOutputTreeOverTheCacheLimit(t *testing.T) {
+	h := newHarness(t)
+	long := strings.Repeat(strings.Repeat("t", 250)+"/", 16) // 4016 bytes
+	script := "mkdir o && seq 17000 | sed 's|^|" + long + "|' | xargs ln -s -t o"
+	a := h.action(sh(script, "o"), &repb.Directory{}, false)
+	resp := h.w.Execute(context.Background(), a)
+	if st := status.FromProto(resp.Status); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "Tree") {
+		t.Fatalf("status %v, want INVALID_ARGUMENT about the Tree's size", st)
+	}
+	if _, err := h.ac.Get(context.Background(), "main", actionDigest(a)); status.Code(err) != codes.NotFound {
+		t.Fatalf("cached: %v", err)
+	}
+}

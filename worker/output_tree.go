@@ -6,9 +6,13 @@ import (
 	"slices"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/rev2"
+	"github.com/paddock-build/paddock/storage"
 )
 
 // outputTree gathers the descendants of one output directory as the
@@ -20,6 +24,25 @@ import (
 type outputTree struct {
 	children []*repb.Directory
 	seen     map[digest.Digest]bool
+	// bytes bounds the Directory protos built for the tree (see entry).
+	bytes int64
+}
+
+// treeEntryBytes is what an entry adds to a Directory proto beside its
+// name and symlink target: a digest, sizes, tags.
+const treeEntryBytes = 96
+
+// entry counts an entry of name (and symlink target) at p into the tree's
+// size, and refuses the output once the tree would be past
+// storage.MaxTreeBytes: the action cache could never serve a larger Tree,
+// and the worker would hold it all in memory (a million symlinks with
+// 4 KB targets were 4 GB of it, within max_output_bytes).
+func (t *outputTree) entry(p string, name, target string) error {
+	t.bytes += int64(len(name)+len(target)) + treeEntryBytes
+	if t.bytes > storage.MaxTreeBytes {
+		return status.Errorf(codes.InvalidArgument, "outputs: the Tree of the output directory holding %s is over %d bytes (names, symlink targets and digests), more than the action cache can serve; the result was not cached", rev2.Quote(p), storage.MaxTreeBytes)
+	}
+	return nil
 }
 
 // wantsDirectories says whether the command asked for its output

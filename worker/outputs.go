@@ -253,6 +253,9 @@ func (c *outputCollector) directory(ctx context.Context, fd int, where string, d
 		if err := c.count(p, st.Size); err != nil {
 			return nil, err
 		}
+		if err := t.entry(p, name, ""); err != nil {
+			return nil, err
+		}
 		switch st.Mode & unix.S_IFMT {
 		case unix.S_IFREG:
 			d, err := c.uploadFile(ctx, fd, name)
@@ -266,6 +269,9 @@ func (c *outputCollector) directory(ctx context.Context, fd int, where string, d
 				return nil, fmt.Errorf("output %q: %w", p, err)
 			}
 			if err := checkSymlinkTarget(p, target); err != nil {
+				return nil, err
+			}
+			if err := t.entry(p, "", target); err != nil {
 				return nil, err
 			}
 			dir.Symlinks = append(dir.Symlinks, &repb.SymlinkNode{Name: name, Target: target})
