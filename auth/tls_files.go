@@ -48,6 +48,7 @@ func newTLSReloader(files TLSFiles, log *slog.Logger) (*tlsReloader, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &tlsReloader{files: files, log: log, clock: clock.Real{}}
+	WarnIfReadableByAll(log, "TLS private key", files.Key)
 	stamp, err := r.fileStamp()
 	if err == nil {
 		err = r.load(stamp)

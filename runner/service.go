@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/images"
 	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/sandbox"
@@ -105,6 +106,10 @@ func New(opts Options) (*Service, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	auth.WarnIfReadableByAll(opts.Logger, "images.docker_config", cfg.Images.DockerConfig)
+	for t, tc := range cfg.Images.Tenants {
+		auth.WarnIfReadableByAll(opts.Logger, "images.tenants."+t+".docker_config", tc.DockerConfig)
 	}
 	opts.Clock = clock.OrReal(opts.Clock)
 	// Besides the configured paths, host-root sandboxes never see the

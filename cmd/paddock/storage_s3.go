@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/storage/s3store"
 )
@@ -22,6 +23,7 @@ func openS3Backend(ctx context.Context, b *configs.S3Backend, path string, deps 
 		PartSize: int64(b.PartSize), Logger: deps.logger,
 	}
 	if b.SecretAccessKeyFile != "" {
+		auth.WarnIfReadableByAll(deps.logger, path+".secret_access_key_file", b.SecretAccessKeyFile)
 		secret, err := os.ReadFile(b.SecretAccessKeyFile)
 		if err != nil {
 			return openedBackend{}, fmt.Errorf("%s.secret_access_key_file: %w", path, err)
