@@ -103,7 +103,7 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 		owner:      owner,
 		action:     ad,
 		cacheable:  !a.doNotCache,
-		priority:   req.GetExecutionPolicy().GetPriority(),
+		priority:   min(max(req.GetExecutionPolicy().GetPriority(), MinPriority), MaxPriority),
 		invocation: invocation,
 		queueKey:   queueKey,
 		routing:    routing,
@@ -121,6 +121,15 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 		return err
 	})
 }
+
+// MinPriority and MaxPriority are the range of ExecutionPolicy.priority
+// the scheduler advertises in Capabilities (a lower value runs sooner, 0
+// is the default). A priority outside it is taken as the nearest end, so
+// that the advertised range is what ordering uses.
+const (
+	MinPriority = -1000
+	MaxPriority = 1000
+)
 
 // cachedResult is the action cache's complete result for ad, or nil. An
 // Action marked do_not_cache is never answered from the cache, whoever

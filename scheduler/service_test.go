@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"strings"
 	"testing"
@@ -585,5 +587,30 @@ func TestOversizedRequestMetadataIsRefused(t *testing.T) {
 	}
 	if err != nil {
 		t.Fatalf("Execute with usual request metadata: %v", err)
+	}
+}
+
+// TestPriorityOutsideTheAdvertisedRangeIsClamped: Capabilities advertise
+// priorities MinPriority..MaxPriority; one outside is taken as the
+// nearest end, so a client cannot order its actions by a range nobody
+// advertised (MinInt32 ahead of everything the range allows).
+func TestPriorityOutsideTheAdvertisedRangeIsClamped(t *testing.T) {
+	f := startFarm(t, testConfig(), "", nil, nil)
+	ctx := ctxTimeout(t)
+	for i, tc := range []struct{ asked, want int32 }{{5000, MaxPriority}, {math.MinInt32, MinPriority}, {-7, -7}} {
+		req := executeRequest(f.action(t, fmt.Sprint("priority ", i), nil))
+		req.ExecutionPolicy = &repb.ExecutionPolicy{Priority: tc.asked}
+		sctx, cancel := context.WithCancel(ctx)
+		op, err := must(f.exec.Execute(sctx, req)).Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.s.mu.Lock()
+		got := f.s.core.ops[op.Name].exec.priority
+		f.s.mu.Unlock()
+		cancel()
+		if got != tc.want {
+			t.Errorf("priority %d queued as %d, want %d", tc.asked, got, tc.want)
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/runner"
+	"github.com/paddock-build/paddock/scheduler"
 )
 
 const upUsage = `usage: paddock up [--config FILE] [--data DIR] [--listen ADDR] [flags]
@@ -226,7 +227,7 @@ func executionCapabilities() *repb.ExecutionCapabilities {
 		DigestFunctions: append([]repb.DigestFunction_Value(nil), digest.Supported...),
 		ExecEnabled:     true,
 		ExecutionPriorityCapabilities: &repb.PriorityCapabilities{
-			Priorities: []*repb.PriorityCapabilities_PriorityRange{{MinPriority: -1000, MaxPriority: 1000}},
+			Priorities: []*repb.PriorityCapabilities_PriorityRange{{MinPriority: scheduler.MinPriority, MaxPriority: scheduler.MaxPriority}},
 		},
 	}
 }
