@@ -89,14 +89,22 @@ type Config struct {
 	// process gets SIGXFSZ), and a sandbox whose files together take more
 	// is killed at once, found by the runner's disk guard (within about
 	// 100ms of a fast fill, a second otherwise; see diskGuard), and
-	// answered RESOURCE_EXHAUSTED. 0 means no quota.
+	// answered RESOURCE_EXHAUSTED. Files the action deleted but still
+	// holds open or mapped count too, and so does whatever lies below a
+	// path longer than PATH_MAX. A tree nested more than 512 directories
+	// deep, which no build hands back (the worker takes in and collects
+	// 256 levels at most), is killed as past the quota rather than
+	// partly counted. 0 means no quota.
 	DiskQuota int64
 	// DiskQuotaFiles bounds how many files, directories and links an
 	// action's input root may hold that the action made (with the input
 	// root's own directories; the inputs themselves do not count): past
 	// it the disk guard kills the sandbox, answered RESOURCE_EXHAUSTED.
 	// Without it, millions of empty files, which take no bytes, would use
-	// up the inodes of the worker's filesystem. 0 means no bound.
+	// up the inodes of the worker's filesystem. A file the action deleted
+	// but still holds open or mapped counts as one; a tree nested more
+	// than 512 directories deep is killed as past this bound (as past
+	// DiskQuota when there is no bound). 0 means no bound.
 	DiskQuotaFiles int64
 	// MaxShmSize is the largest dockerShmSize (size of /dev/shm, 64 MiB by
 	// default) an action may ask for; beyond it the action is refused

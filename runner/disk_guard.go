@@ -2,8 +2,7 @@ package runner
 
 import (
 	"context"
-	"io/fs"
-	"path/filepath"
+	"fmt"
 	"syscall"
 	"time"
 
@@ -42,6 +41,14 @@ const (
 // second or so, since space others free on the same filesystem meanwhile
 // hides the sandbox's growth from statfs. The overshoot past a quota is
 // what the action creates before the next walk.
+//
+// A walk goes by directory descriptor, never by path name, so that no
+// depth of long names hides a subtree (walkTree), and adds the files the
+// sandbox's processes deleted but still hold open or mapped, which no walk
+// finds (heldUsage). A walk that cannot count everything (a tree deeper
+// than maxWalkDepth, an error other than an entry vanishing) kills the
+// sandbox as past the quota (uncountable): what the guard cannot see it
+// cannot bound.
 type diskGuard struct {
 	root string
 	// bytes and files are the quotas; 0 means none.
@@ -99,9 +106,16 @@ func (g diskGuard) watch(ctx context.Context, kill func()) quotaHit {
 			continue
 		}
 		start := time.Now()
-		mine := g.usage()
+		mine, walkErr := g.usage()
 		nextWalk = time.Now().Add(max(minWalkInterval, walkCostFactor*time.Since(start)))
-		if hit := g.over(mine); hit != quotaNone {
+		hit := g.over(mine)
+		if walkErr != nil {
+			// What the guard cannot see it cannot bound: an error
+			// that hid a subtree, or held files, would otherwise let
+			// the sandbox grow without limit.
+			hit = g.uncountable()
+		}
+		if hit != quotaNone {
 			kill()
 			return hit
 		}
@@ -113,37 +127,40 @@ func (g diskGuard) watch(ctx context.Context, kill func()) quotaHit {
 	}
 }
 
-// usage returns how many entries (files, directories, links) of the input
-// root the sandbox owns, and the disk blocks its files take, counting a
-// file with several links once. Entries that vanish meanwhile are skipped.
-func (g diskGuard) usage() diskUse {
-	var u diskUse
-	seen := map[uint64]bool{} // inodes with more than one link
-	_ = filepath.WalkDir(g.root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil // gone, or unreadable: skip it
-		}
-		var st unix.Stat_t
-		if unix.Lstat(p, &st) != nil || !g.owns(st.Uid) {
-			return nil
-		}
-		u.files++
-		if d.IsDir() {
-			// Counted, not their blocks: the input root's own
-			// directories belong to the sandbox too, and a file that
-			// RLIMIT_FSIZE stopped at the byte quota must stay within it.
-			return nil
-		}
-		if st.Nlink > 1 {
-			if seen[st.Ino] {
-				return nil
-			}
-			seen[st.Ino] = true
-		}
-		u.bytes += st.Blocks * 512
-		return nil
-	})
-	return u
+// usage returns what the sandbox's entries take: those of the input root
+// (walkTree) and the files it deleted but still holds open or mapped
+// (heldUsage), on the input root's filesystem. An error means the guard
+// could not count them all, and the caller must not trust u.
+func (g diskGuard) usage() (u diskUse, err error) {
+	root, err := unix.Open(g.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return diskUse{}, fmt.Errorf("open input root %s: %w", g.root, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(root, &st); err != nil {
+		unix.Close(root)
+		return diskUse{}, fmt.Errorf("stat input root %s: %w", g.root, err)
+	}
+	tree, err := walkTree(root, g.owns) // closes root
+	if err != nil {
+		return diskUse{}, fmt.Errorf("walk input root %s: %w", g.root, err)
+	}
+	held, err := heldUsage(st.Dev, g.owns)
+	if err != nil {
+		return diskUse{}, fmt.Errorf("files held by the sandbox: %w", err)
+	}
+	return diskUse{bytes: tree.bytes + held.bytes, files: tree.files + held.files}, nil
+}
+
+// uncountable is the quota reported when the guard cannot count what the
+// sandbox's entries take (a tree deeper than maxWalkDepth, or an error
+// other than an entry vanishing): the file count's, since such a tree
+// is made of many entries, or the bytes' when there is no count.
+func (g diskGuard) uncountable() quotaHit {
+	if g.files > 0 {
+		return quotaFiles
+	}
+	return quotaBytes
 }
 
 // fsUsed returns the bytes and inodes in use on the filesystem holding p.

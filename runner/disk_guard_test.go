@@ -1,0 +1,231 @@
+package runner
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+)
+
+// TestWorkDiskFillByHeldFiles: files the action deletes while it holds
+// them, open or mapped, keep their blocks, and no walk of the input root
+// finds them. They count against disk_quota all the same: three 6 MiB
+// files held past an 8 MiB quota get the sandbox killed, answered
+// RESOURCE_EXHAUSTED, long before it would exit 0 by itself.
+func TestWorkDiskFillByHeldFiles(t *testing.T) {
+	for _, tc := range []struct{ name, script string }{
+		{"open", `exec 3>f1; rm f1; head -c 6M /dev/zero >&3 || exit 1
+exec 4>f2; rm f2; head -c 6M /dev/zero >&4 || exit 1
+exec 5>f3; rm f3; head -c 6M /dev/zero >&5 || exit 1
+sleep 5`},
+		// MAP_SHARED mappings hold their files with no descriptor left.
+		{"mapped", `exec perl -e '
+for my $i (1..3) {
+	open(my $f, "+>", "m$i") or die "open: $!";
+	syswrite($f, "\0" x (6 << 20)) == 6 << 20 or die "write: $!";
+	syscall(9, 0, 6 << 20, 1, 1, fileno($f), 0) != -1 or die "mmap: $!"; # PROT_READ, MAP_SHARED
+	close($f); unlink("m$i") or die "unlink: $!";
+}
+sleep 5;'`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "mapped" && runtime.GOARCH != "amd64" {
+				t.Skip("the script calls mmap by its amd64 number")
+			}
+			e := newTestEnv(t, func(c *Config) { c.DiskQuota = 8 * mib })
+			a := e.newAction(t)
+			resp := e.run(t, a.request("/bin/sh", "-c", tc.script))
+			if codes.Code(resp.StatusCode) != codes.ResourceExhausted || !strings.Contains(resp.StatusMessage, "disk quota of 8 MiB") {
+				_, stderr := a.output(t)
+				t.Errorf("%s (stderr %q); want RESOURCE_EXHAUSTED naming the 8 MiB quota", describe(resp), stderr)
+			}
+			checkNextActionRuns(t, e)
+		})
+	}
+}
+
+// TestWorkDiskFillBelowLongPaths: below a path longer than PATH_MAX
+// (twenty nested 250-byte names) a walk by path name sees nothing; the
+// guard walks by descriptor, so bytes and entries hidden there count.
+func TestWorkDiskFillBelowLongPaths(t *testing.T) {
+	const deep = `n=$(printf '%0250d' 0); i=0
+while [ $i -lt 20 ]; do mkdir $n && cd $n || exit 1; i=$((i+1)); done
+`
+	for _, tc := range []struct {
+		name, script, want string
+		files              int64
+	}{
+		{"bytes", deep + "head -c 6M /dev/zero >a && head -c 6M /dev/zero >b && head -c 6M /dev/zero >c || exit 1; sleep 5",
+			"disk quota of 8 MiB", 0},
+		{"files", deep + "seq 1 3000 | xargs touch || exit 1; sleep 5",
+			"more than 1000 files, directories and links", 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t, func(c *Config) { c.DiskQuota, c.DiskQuotaFiles = 8*mib, tc.files })
+			a := e.newAction(t)
+			// bash, not sh: dash's cd fails past PATH_MAX.
+			resp := e.run(t, a.request("/bin/bash", "-c", tc.script))
+			if codes.Code(resp.StatusCode) != codes.ResourceExhausted || !strings.Contains(resp.StatusMessage, tc.want) {
+				_, stderr := a.output(t)
+				t.Errorf("%s (stderr %q); want RESOURCE_EXHAUSTED saying %q", describe(resp), stderr, tc.want)
+			}
+			checkNextActionRuns(t, e)
+		})
+	}
+}
+
+// walkDir runs walkTree on dir, counting every entry as the sandbox's.
+func walkDir(t *testing.T, dir string) (diskUse, error) {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return walkTree(fd, func(uint32) bool { return true })
+}
+
+// mkdirDeep makes depth nested directories named name below dir, by
+// descriptor (their paths may pass PATH_MAX), and returns the deepest,
+// open; the test closes it.
+func mkdirDeep(t *testing.T, dir, name string, depth int) int {
+	t.Helper()
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range depth {
+		err := unix.Mkdirat(fd, name, 0o755)
+		next, err2 := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err := errors.Join(err, err2); err != nil {
+			t.Fatal(err)
+		}
+		fd = next
+	}
+	t.Cleanup(func() { unix.Close(fd) })
+	return fd
+}
+
+// TestWalkTree: the walk counts entries and blocks however long their
+// paths, each inode's blocks once, never follows a symlink, and fails
+// rather than skip a tree deeper than maxWalkDepth.
+func TestWalkTree(t *testing.T) {
+	t.Run("long paths", func(t *testing.T) {
+		dir := t.TempDir()
+		fd := mkdirDeep(t, dir, strings.Repeat("n", 250), 20)
+		f, err := unix.Openat(fd, "f", unix.O_WRONLY|unix.O_CREAT|unix.O_CLOEXEC, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(f)
+		if err := unix.Fallocate(f, 0, 0, 1*mib); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Linkat(fd, "f", fd, "g", 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Symlinkat("/", fd, "up"); err != nil {
+			t.Fatal(err)
+		}
+		u, err := walkDir(t, dir)
+		// The root, 20 directories, f, g and up; f's blocks once.
+		if err != nil || u.files != 24 || u.bytes < 1*mib || u.bytes > 2*mib {
+			t.Errorf("walkTree = %+v, %v; want 24 entries and 1 MiB", u, err)
+		}
+	})
+	t.Run("too deep", func(t *testing.T) {
+		dir := t.TempDir()
+		mkdirDeep(t, dir, "d", maxWalkDepth)
+		if u, err := walkDir(t, dir); !errors.Is(err, errTooDeep) {
+			t.Errorf("walkTree = %+v, %v; want %v", u, err, errTooDeep)
+		}
+	})
+	t.Run("deepest allowed", func(t *testing.T) {
+		dir := t.TempDir()
+		mkdirDeep(t, dir, "d", maxWalkDepth-1)
+		if u, err := walkDir(t, dir); err != nil || u.files != maxWalkDepth {
+			t.Errorf("walkTree = %+v, %v; want %d entries", u, err, maxWalkDepth)
+		}
+	})
+}
+
+// TestCountHeld: only regular files with no link left, on the input
+// root's device and owned by the sandbox, count; each inode once.
+func TestCountHeld(t *testing.T) {
+	const dev, mine, theirs = 7, 2_000_001, 0
+	file := func(ino uint64, linked bool, dev uint64, uid uint32, mode uint32) unix.Stat_t {
+		st := unix.Stat_t{Ino: ino, Dev: dev, Uid: uid, Mode: mode, Blocks: 8}
+		if linked {
+			st.Nlink = 1
+		}
+		return st
+	}
+	owns := func(uid uint32) bool { return uid == mine }
+	for _, tc := range []struct {
+		name string
+		held []unix.Stat_t
+		want diskUse
+	}{
+		{"deleted", []unix.Stat_t{file(1, false, dev, mine, unix.S_IFREG)}, diskUse{bytes: 4096, files: 1}},
+		{"held twice", []unix.Stat_t{file(1, false, dev, mine, unix.S_IFREG), file(1, false, dev, mine, unix.S_IFREG)}, diskUse{bytes: 4096, files: 1}},
+		{"still linked: the walk counts it", []unix.Stat_t{file(1, true, dev, mine, unix.S_IFREG)}, diskUse{}},
+		{"another filesystem", []unix.Stat_t{file(1, false, dev+1, mine, unix.S_IFREG)}, diskUse{}},
+		{"not the sandbox's", []unix.Stat_t{file(1, false, dev, theirs, unix.S_IFREG)}, diskUse{}},
+		{"not a file", []unix.Stat_t{file(1, false, dev, mine, unix.S_IFDIR)}, diskUse{}},
+	} {
+		if got := countHeld(tc.held, dev, owns); got != tc.want {
+			t.Errorf("%s: countHeld = %+v, want %+v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestProcessHeld: processHeld finds a file this process deleted while
+// holding it open, and one it deleted while holding only a mapping.
+func TestProcessHeld(t *testing.T) {
+	requireRoot(t) // /proc/PID/map_files
+	dir := t.TempDir()
+	open := func(name string) *os.File {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDWR|os.O_CREATE, 0o644)
+		if err == nil {
+			_, err = f.Write(make([]byte, 64<<10))
+		}
+		if err == nil {
+			err = os.Remove(f.Name())
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	opened := open("opened")
+	defer opened.Close()
+	mapped := open("mapped")
+	m, err := unix.Mmap(int(mapped.Fd()), 0, 64<<10, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	var want [2]unix.Stat_t
+	unix.Fstat(int(opened.Fd()), &want[0])
+	unix.Fstat(int(mapped.Fd()), &want[1])
+	mapped.Close()
+
+	found := map[uint64]bool{}
+	for _, st := range processHeld(os.Getpid()) {
+		found[st.Ino] = true
+	}
+	for i, name := range []string{"opened", "mapped"} {
+		if !found[want[i].Ino] {
+			t.Errorf("processHeld did not find the deleted file held %s (inode %d)", name, want[i].Ino)
+		}
+	}
+	u := countHeld(processHeld(os.Getpid()), want[0].Dev, func(uid uint32) bool { return uid == want[0].Uid })
+	if u.files < 2 || u.bytes < 2*64<<10 {
+		t.Errorf("countHeld = %+v, want at least both files", u)
+	}
+}
