@@ -64,6 +64,10 @@ const (
 	quotaNone quotaHit = iota
 	quotaBytes
 	quotaFiles
+	// quotaUncountable: the guard could not count the sandbox's entries
+	// (a tree deeper than maxWalkDepth, a walk that failed), so no quota
+	// could be enforced.
+	quotaUncountable
 )
 
 // diskUse is what the sandbox's entries take, or the filesystem's in use.
@@ -154,13 +158,9 @@ func (g diskGuard) usage() (u diskUse, err error) {
 
 // uncountable is the quota reported when the guard cannot count what the
 // sandbox's entries take (a tree deeper than maxWalkDepth, or an error
-// other than an entry vanishing): the file count's, since such a tree
-// is made of many entries, or the bytes' when there is no count.
+// other than an entry vanishing).
 func (g diskGuard) uncountable() quotaHit {
-	if g.files > 0 {
-		return quotaFiles
-	}
-	return quotaBytes
+	return quotaUncountable
 }
 
 // fsUsed returns the bytes and inodes in use on the filesystem holding p.

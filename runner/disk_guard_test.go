@@ -64,6 +64,9 @@ while [ $i -lt 20 ]; do mkdir $n && cd $n || exit 1; i=$((i+1)); done
 			"disk quota of 8 MiB", 0},
 		{"files", deep + "seq 1 3000 | xargs touch || exit 1; sleep 5",
 			"more than 1000 files, directories and links", 1000},
+		// Deeper than the guard walks: killed as uncountable, saying so.
+		{"too deep to count", "i=0; while [ $i -lt 600 ]; do mkdir d && cd d || exit 1; i=$((i+1)); done; sleep 5",
+			"nested deeper than 512 directories", 1000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEnv(t, func(c *Config) { c.DiskQuota, c.DiskQuotaFiles = 8*mib, tc.files })
