@@ -45,7 +45,7 @@ func (a *Interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServe
 	if err != nil {
 		return nil, err
 	}
-	if pr == nil {
+	if pr == nil { // a public method: unary, so quick (Health/Check)
 		return handler(ctx, req)
 	}
 	done, err := a.calls.take(pr.Tenant)
@@ -62,6 +62,11 @@ func (a *Interceptors) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSe
 		return err
 	}
 	if r.public {
+		done, err := a.calls.take(publicParty)
+		if err != nil {
+			return err
+		}
+		defer done()
 		return handler(srv, ss)
 	}
 	done, err := a.calls.take(pr.Tenant)

@@ -11,13 +11,24 @@ import (
 // calls (internal/grpclimit) is counted before anyone is authenticated,
 // for the process's memory; without a share, one tenant's idle streams
 // could hold all of it, and every other tenant's calls were refused.
-// Callers without a tenant (workers, the farm's own clients) are not
-// counted here.
+// Calls of the public methods (health), which need no credentials, count
+// as one party of their own with a small bound (maxPublicCalls): before,
+// anyone reaching the port held the whole bound with idle health Watch
+// streams. Identified callers without a tenant (workers, the farm's own
+// clients) are not counted here.
 type tenantCalls struct {
 	max  int
 	mu   sync.Mutex
 	open map[string]int
 }
+
+// publicParty is the key the public methods' calls count under: no
+// tenant name can be it (tenant names are printable).
+const publicParty = "\x00public"
+
+// maxPublicCalls bounds the public methods' calls in progress: health
+// probes need a handful.
+const maxPublicCalls = 1024
 
 // take counts a call of tenant, or refuses it with RESOURCE_EXHAUSTED
 // when the tenant has max in progress. The returned func ends the call.
@@ -27,6 +38,9 @@ func (c *tenantCalls) take(tenant string) (func(), error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if tenant == publicParty && c.open[tenant] >= min(c.max, maxPublicCalls) {
+		return nil, status.Errorf(codes.ResourceExhausted, "%d calls of public methods (health) are in progress, as many as this server takes at once; retry later", c.open[tenant])
+	}
 	if c.open[tenant] >= c.max {
 		return nil, status.Errorf(codes.ResourceExhausted, "tenant %q has %d calls in progress, as many as one tenant may have at once; retry later", tenant, c.max)
 	}

@@ -12,6 +12,7 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
@@ -195,4 +196,38 @@ func TestOneTenantCannotHoldEveryCall(t *testing.T) {
 
 func digestProtoOf(s string) *repb.Digest {
 	return digest.FromBytes(repb.DigestFunction_SHA256, []byte(s)).Proto()
+}
+
+// The public methods (health), which need no credentials, have a bound of
+// their own on calls in progress, within the tenants' share: before,
+// anyone who could reach the port held the server's whole bound with idle
+// health Watch streams, and every tenant's calls were refused.
+func TestPublicCallsHaveABoundOfTheirOwn(t *testing.T) {
+	sf := startSecureFarmOpts(t, limitsPolicy(), secureOptions{tenantCalls: 2})
+	anonymous := healthpb.NewHealthClient(sf.dial(t, "", nil))
+	watch := func() error {
+		ctx, cancel := context.WithCancel(t.Context())
+		t.Cleanup(cancel)
+		w, err := anonymous.Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err == nil {
+			_, err = w.Recv() // the first status: the call is counted
+		}
+		return err
+	}
+	for i := range 2 {
+		if err := watch(); err != nil {
+			t.Fatalf("public Watch %d within the bound: %v", i, err)
+		}
+	}
+	if err := watch(); status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "public methods") {
+		t.Fatalf("a third public Watch: %v; want RESOURCE_EXHAUSTED naming the public methods", err)
+	}
+	b := sf.dial(t, tokenB, nil)
+	if _, err := repb.NewContentAddressableStorageClient(b).FindMissingBlobs(t.Context(),
+		&repb.FindMissingBlobsRequest{InstanceName: "team-b", BlobDigests: []*repb.Digest{digestProtoOf("x")}}); err != nil {
+		t.Fatalf("team-b's call while the public methods are at their bound: %v", err)
+	}
+	if _, err := anonymous.Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("a health Check (quick, never refused): %v", err)
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -59,6 +60,10 @@ func newObservability(logger *slog.Logger) *observability {
 	o.gather = o.reg
 	return o
 }
+
+// maxHTTPGRPCCalls bounds the gRPC calls in progress on the HTTP port,
+// over all its connections: health probes and reflection need a handful.
+const maxHTTPGRPCCalls = 100
 
 // newGRPCServer returns a gRPC server with opts, the per-RPC metrics
 // interceptors and a bound on the calls it runs at once (grpclimit). Call
@@ -118,14 +123,26 @@ func (o *observability) startHTTP(ctx context.Context, addr string, tlsCfg *tls.
 	} else {
 		protocols.SetUnencryptedHTTP2(true)
 	}
+	var grpcCalls atomic.Int64
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+				// This port needs no credentials: its gRPC calls (health
+				// probes, reflection) are bounded, or idle Watch streams
+				// would hold the process's memory.
+				if grpcCalls.Add(1) > maxHTTPGRPCCalls {
+					grpcCalls.Add(-1)
+					http.Error(w, "too many gRPC calls in progress on this port", http.StatusTooManyRequests)
+					return
+				}
+				defer grpcCalls.Add(-1)
 				hg.ServeHTTP(w, r)
 				return
 			}
 			mux.ServeHTTP(w, r)
 		}),
+		// A request's headers, as on the gRPC port (grpclimit).
+		MaxHeaderBytes:    grpclimit.MaxHeaderBytes,
 		Protocols:         &protocols,
 		TLSConfig:         tlsCfg,
 		ReadHeaderTimeout: 10 * time.Second,

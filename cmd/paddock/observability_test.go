@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/paddock-build/paddock/internal/grpctest"
 )
@@ -118,5 +119,42 @@ func TestListenHTTPKeepsOtherFiles(t *testing.T) {
 	}
 	if b, err := os.ReadFile(p); err != nil || string(b) != "data" {
 		t.Errorf("the file is gone or changed: %q %v", b, err)
+	}
+}
+
+// TestHTTPListenerBoundsGRPCCalls: the HTTP port needs no credentials, so
+// its gRPC calls in progress (health Watch streams, reflection) are
+// bounded, and so are a request's headers: idle Watch streams with 1 MB
+// of metadata each took a farm to gigabytes.
+func TestHTTPListenerBoundsGRPCCalls(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := newObservability(slog.New(slog.DiscardHandler))
+	addr, err := o.startHTTP(ctx, "127.0.0.1:0", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two connections: the bound is the port's, not a connection's.
+	conns := []healthpb.HealthClient{healthpb.NewHealthClient(grpctest.Dial(t, addr)), healthpb.NewHealthClient(grpctest.Dial(t, addr))}
+	c := conns[0]
+	big := metadata.AppendToOutgoingContext(ctx, "padding", strings.Repeat("x", 64<<10))
+	if _, err := c.Check(big, &healthpb.HealthCheckRequest{}); err == nil {
+		t.Error("a call with 64 KiB of headers was served")
+	}
+	for i := range maxHTTPGRPCCalls {
+		w, err := conns[i%2].Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err == nil {
+			_, err = w.Recv()
+		}
+		if err != nil {
+			t.Fatalf("Watch %d, within the bound: %v", i, err)
+		}
+	}
+	w, err := c.Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err == nil {
+		_, err = w.Recv()
+	}
+	if err == nil {
+		t.Fatalf("Watch %d, past the bound, was served", maxHTTPGRPCCalls+1)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
@@ -90,6 +92,7 @@ func Start(t testing.TB, opts Options) *Farm {
 	g := grpc.NewServer(append(srv.GRPCServerOptions(), opts.ServerOptions...)...)
 	srv.Register(g)
 	sched.Register(g)
+	healthpb.RegisterHealthServer(g, health.NewServer()) // as every role serves it
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -39,13 +39,15 @@ func New(max int) *Limiter {
 	return &Limiter{max: int64(max)}
 }
 
-// bytesPerCall is what a call is assumed to cost the server, with room
-// above the 12 KiB measured for an idle stream.
-const bytesPerCall = 16 << 10
+// bytesPerCall is what a call is assumed to cost the server: the 12 KiB
+// measured for an idle stream, with room, and its headers at their bound
+// (MaxHeaderBytes), which the server keeps for the call's whole life.
+const bytesPerCall = 16<<10 + MaxHeaderBytes
 
 // DefaultMax lets calls take an eighth of the memory, and is at least
 // 4,096. Open Execute streams are calls too: a farm with 100,000 actions
-// in flight needs that many, and has the memory for them (about 1.2 GB).
+// in flight needs that many, and has the memory for them (about 1.2 GB
+// idle, 3.2 GB with every call's headers at their bound).
 func DefaultMax() int {
 	total := memoryBytes()
 	if total == 0 {
@@ -75,17 +77,20 @@ func memoryBytes() uint64 {
 	return total
 }
 
-// maxHeaderBytes bounds a call's headers (grpc-go's default is 16 MiB). A
-// connection decodes one header block at a time, so this times the
-// connections bounds what headers can hold; Bazel sends a few KiB (its
-// RequestMetadata and a credential).
-const maxHeaderBytes = 1 << 20
+// MaxHeaderBytes bounds a call's headers (grpc-go's default is 16 MiB).
+// The server keeps a call's headers as long as the call lasts, so a
+// stream's headers cost memory for its whole life: at 1 MiB, 2,000 idle
+// streams (no credentials needed for the health service) took the farm to
+// 2.2 GB. Bazel sends a few hundred bytes (its RequestMetadata and a
+// credential; a JWT is a few KiB), and grpc-java, Bazel's gRPC, takes
+// 8 KiB of metadata by default itself.
+const MaxHeaderBytes = 16 << 10
 
 // ServerOptions returns the options that make a server keep the bound,
 // bound each call's headers, and take clients' keepalive pings at up to
 // one per MinPingInterval.
 func (l *Limiter) ServerOptions() []grpc.ServerOption {
-	return append(keepaliveOptions(), grpc.InTapHandle(l.tap), grpc.StatsHandler(l), grpc.MaxHeaderListSize(maxHeaderBytes))
+	return append(keepaliveOptions(), grpc.InTapHandle(l.tap), grpc.StatsHandler(l), grpc.MaxHeaderListSize(MaxHeaderBytes))
 }
 
 // Active reports the calls in progress.
