@@ -368,6 +368,10 @@ func TestClientsThatIgnoreStatusGetErrors(t *testing.T) {
 		_, err := h.fetch.FetchBlob(ctx, req)
 		if st := status.Convert(err); st.Code() != codes.Aborted || !strings.Contains(st.Message(), "checksum mismatch") {
 			t.Errorf("%s: FetchBlob error %v; want ABORTED, checksum mismatch", name, err)
+		} else if strings.Contains(st.Message(), sri([]byte("content"))) {
+			// The content's checksum would let a client fetch
+			// anything in two calls, as if none were required.
+			t.Errorf("%s: the mismatch names the content's checksum: %q", name, st.Message())
 		}
 		_, err = h.fetch.FetchDirectory(ctx, &rapb.FetchDirectoryRequest{Uris: []string{"urn:fdc:buildstream.build:2020:v1:absent"}})
 		if status.Code(err) != codes.NotFound {

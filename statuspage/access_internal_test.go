@@ -18,6 +18,10 @@ func TestSafeNextStaysOnThisSite(t *testing.T) {
 		"https://evil.example/": "/",
 		"evil":                  "/",
 		"/\r\nSet-Cookie: x=1":  "/",
+		"/\t/evil.example":      "/", // browsers drop the tab: //evil.example
+		"/\n/evil.example":      "/",
+		"/a/\\evil":             "/",
+		"/\x7f/evil.example":    "/",
 	} {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)

@@ -71,9 +71,13 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 }
 
 // safeNext keeps a redirect after login on this site: a path, never
-// "//host" or "/\host", which browsers read as another site.
+// "//host" or "/\host", which browsers read as another site. Browsers
+// also drop tabs and newlines anywhere in a URL ("/\t/host" is "//host")
+// and read a backslash as a slash, so a path with a control character or
+// a backslash anywhere is refused too.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+	bad := func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.IndexFunc(next, bad) >= 0 {
 		return "/"
 	}
 	return next
