@@ -27,7 +27,8 @@ import (
 type core struct {
 	cfg               Config
 	ops               map[string]*operation
-	execs             map[string]*execution // live (queued or executing, not cancelled)
+	byOwner           map[string]map[string]*operation // ops by owner: ListOperations reads one tenant's (addOp, dropOp)
+	execs             map[string]*execution            // live (queued or executing, not cancelled)
 	inflight          map[dedupKey]*execution
 	queues            map[string]*queue
 	workers           map[string]*worker
@@ -107,6 +108,7 @@ func newCoreWithLimits(cfg Config, limits map[string]auth.Limits) *core {
 		limits:            limits,
 		cfg:               cfg,
 		ops:               map[string]*operation{},
+		byOwner:           map[string]map[string]*operation{},
 		execs:             map[string]*execution{},
 		inflight:          map[dedupKey]*execution{},
 		queues:            map[string]*queue{},
@@ -137,7 +139,7 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 			op.exec = e
 			op.queuedAt = e.queuedAt
 			e.waiters = append(e.waiters, op)
-			c.ops[op.name] = op
+			c.addOp(op)
 			c.record(record{kind: recExecute, at: now, sub: &s})
 			if e.stage == repb.ExecutionStage_QUEUED && s.priority < e.priority {
 				// The most urgent waiter decides the priority.
@@ -175,7 +177,7 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 		waiters:    []*operation{op},
 	}
 	op.exec = e
-	c.ops[op.name] = op
+	c.addOp(op)
 	c.execs[e.id] = e
 	if s.cacheable {
 		c.inflight[key] = e
@@ -187,11 +189,39 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 	return op, nil
 }
 
+// addOp adds op to the operations, and to its owner's.
+func (c *core) addOp(op *operation) {
+	if old := c.ops[op.name]; old != nil {
+		c.dropOp(old)
+	}
+	c.ops[op.name] = op
+	mine := c.byOwner[op.owner]
+	if mine == nil {
+		mine = map[string]*operation{}
+		c.byOwner[op.owner] = mine
+	}
+	mine[op.name] = op
+}
+
+// dropOp forgets op.
+func (c *core) dropOp(op *operation) {
+	delete(c.ops, op.name)
+	if mine := c.byOwner[op.owner]; mine != nil {
+		if delete(mine, op.name); len(mine) == 0 {
+			delete(c.byOwner, op.owner)
+		}
+	}
+}
+
+// OwnedBy returns the operations of owner (read under the scheduler's
+// lock; not to be changed).
+func (c *core) OwnedBy(owner string) map[string]*operation { return c.byOwner[owner] }
+
 // AddCompleted records an operation that completed without running (an
 // action cache hit), so WaitExecution and GetOperation know it.
 func (c *core) AddCompleted(now time.Time, name, instance, owner string, action digest.Digest, resp *repb.ExecuteResponse) *operation {
 	op := &operation{name: name, instance: instance, owner: owner, action: action, queuedAt: now}
-	c.ops[name] = op
+	c.addOp(op)
 	c.completeOp(now, op, resp)
 	c.record(record{kind: recCached, at: now, name: name, instance: instance, owner: owner, action: action, resp: resp})
 	return op
@@ -263,7 +293,7 @@ func (c *core) Delete(now time.Time, name string) error {
 	if e := op.exec; e != nil {
 		e.detach(op)
 	}
-	delete(c.ops, name)
+	c.dropOp(op)
 	c.fx.published = append(c.fx.published, name)
 	c.record(record{kind: recDelete, at: now, name: name})
 	return nil

@@ -55,9 +55,22 @@ func (sc *scenario) take() {
 var scenarioLimits = map[string]auth.Limits{"tenant-0": {MaxRunning: 2}, "tenant-1": {MaxQueued: 12}}
 
 // checkTenantCounts fails unless every tenant's queued and running counts
-// are what its queues and the workers hold.
+// are what its queues and the workers hold, and the operations by owner
+// (ListOperations' index) are the operations.
 func checkTenantCounts(t *testing.T, c *core) {
 	t.Helper()
+	owned := 0
+	for owner, mine := range c.byOwner {
+		for name, op := range mine {
+			if c.ops[name] != op || op.owner != owner {
+				t.Fatalf("operation %q is indexed under owner %q, but the core has %+v", name, owner, c.ops[name])
+			}
+		}
+		owned += len(mine)
+	}
+	if owned != len(c.ops) {
+		t.Fatalf("%d operations indexed by owner, the core has %d", owned, len(c.ops))
+	}
 	queued, running := map[string]int{}, map[string]int{}
 	for _, q := range c.queues {
 		queued[q.tenant.name] += q.size

@@ -37,7 +37,7 @@ func (c *core) restore(st *coreState) error {
 				return fmt.Errorf("operation %s waits for execution %s, which the state lacks", os.Name, os.Exec)
 			}
 		}
-		c.ops[op.name] = op
+		c.addOp(op)
 	}
 	for _, es := range st.Execs {
 		e := c.execs[es.ID]

@@ -54,7 +54,7 @@ func (c *core) expire(now time.Time) {
 			break
 		}
 		if c.ops[op.name] == op {
-			delete(c.ops, op.name)
+			c.dropOp(op)
 			c.fx.published = append(c.fx.published, op.name)
 		}
 		c.completedBytes -= op.respBytes

@@ -112,6 +112,7 @@ func (s *Scheduler) replay(rec *journal.Recovered) error {
 		n += len(st.Ops)
 	}
 	s.core.ops = make(map[string]*operation, n)
+	s.core.byOwner = map[string]map[string]*operation{}
 	s.core.execs = make(map[string]*execution, n)
 	s.core.inflight = make(map[dedupKey]*execution, n)
 	if st != nil {

@@ -18,7 +18,8 @@ import (
 // the scheduler's operations.
 type operationsService struct {
 	longrunningpb.UnimplementedOperationsServer
-	s *Scheduler
+	s        *Scheduler
+	listings tenantGate // ListOperations: one per tenant at a time
 }
 
 func (o *operationsService) GetOperation(ctx context.Context, req *longrunningpb.GetOperationRequest) (*longrunningpb.Operation, error) {
@@ -46,10 +47,19 @@ func (o *operationsService) ListOperations(ctx context.Context, req *longrunning
 		size = 1000
 	}
 	owner := auth.TenantOf(ctx)
+	// One listing per tenant at a time: each walks the tenant's own
+	// operations under the scheduler's lock, which every call and
+	// dispatch needs, so a tenant with many listing at once would delay
+	// everyone.
+	done, err := o.listings.take(ctx, owner)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
 	page := newOpPage(size)
 	o.s.mu.Lock()
-	for _, op := range o.s.core.ops {
-		if op.name <= req.PageToken || op.owner != owner || !page.wants(op.name) {
+	for _, op := range o.s.core.OwnedBy(owner) {
+		if op.name <= req.PageToken || !page.wants(op.name) {
 			continue
 		}
 		if v := op.view(); f.match(v) {
