@@ -31,9 +31,10 @@ const (
 // downloading.
 type fetchServer struct {
 	rapb.UnimplementedFetchServer
-	opts Options
-	idx  *index
-	dl   *downloader
+	opts  Options
+	idx   *index
+	dl    *downloader
+	slots *downloadSlots // downloads in progress (download_slots.go)
 }
 
 // requestFunction is the digest function of a fetch: SHA-256 when unset,
@@ -177,6 +178,11 @@ func (s *fetchServer) originQualifiers(qs []*rapb.Qualifier) (*checksum, error) 
 
 // download fetches uri and stores it in the CAS.
 func (s *fetchServer) download(ctx context.Context, uri string, sum *checksum, fn digest.Function, timeout time.Duration) (digest.Digest, error) {
+	done, err := s.slots.take(ctx)
+	if err != nil {
+		return digest.Digest{}, err
+	}
+	defer done()
 	f, d, err := s.dl.download(ctx, uri, sum, fn, timeout)
 	if err != nil {
 		return digest.Digest{}, err

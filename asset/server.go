@@ -89,7 +89,7 @@ func New(opts Options) (*Server, error) {
 	}
 	idx := &index{records: records, cas: opts.CAS, now: opts.Now, log: opts.Logger, walks: make(chan struct{}, storage.TreeWalkSlots())}
 	return &Server{
-		fetch: &fetchServer{opts: opts, idx: idx, dl: newDownloader(opts.AllowedHosts, opts.MaxFetchBytes, opts.FetchTimeout, tmp)},
+		fetch: &fetchServer{opts: opts, idx: idx, dl: newDownloader(opts.AllowedHosts, opts.MaxFetchBytes, opts.FetchTimeout, tmp), slots: newDownloadSlots(MaxDownloads)},
 		push:  &pushServer{idx: idx, now: opts.Now},
 	}, nil
 }

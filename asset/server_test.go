@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -395,5 +396,49 @@ func TestFetchWithoutChecksumWhenAllowed(t *testing.T) {
 	resp, err := h.fetch.FetchBlob(readsStatus(t), &rapb.FetchBlobRequest{Uris: []string{o.URL + "/file"}})
 	if err != nil || resp.Status.GetCode() != 0 || resp.BlobDigest.GetSizeBytes() != int64(len(content)) {
 		t.Fatalf("%v, %v", resp, err)
+	}
+}
+
+// Downloads in progress are bounded (asset.MaxDownloads, half of them per
+// tenant): each holds a temporary file of up to max_fetch_bytes that no
+// size bound counts. Four fetches at once from one client reach the
+// origin two at a time, and all four complete.
+func TestFetchBlobDownloadsAreBounded(t *testing.T) {
+	content := []byte("slow content\n")
+	var inFlight, most atomic.Int64
+	release := make(chan struct{})
+	mux := http.NewServeMux()
+	mux.HandleFunc("/slow/", func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		<-release
+		w.Write(content)
+	})
+	o := httptest.NewServer(mux)
+	t.Cleanup(o.Close)
+	h := start(t, func(opts *asset.Options) { opts.AllowedHosts = []string{strings.TrimPrefix(o.URL, "http://")} })
+	errs := make(chan error, 4)
+	for i := range 4 {
+		go func() {
+			_, err := h.fetch.FetchBlob(t.Context(), &rapb.FetchBlobRequest{
+				Uris: []string{fmt.Sprintf("%s/slow/%d", o.URL, i)}, Qualifiers: q("checksum.sri", sri(content))})
+			errs <- err
+		}()
+	}
+	for deadline := time.Now().Add(10 * time.Second); inFlight.Load() < asset.MaxDownloads/2; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d downloads reached the origin, want %d", inFlight.Load(), asset.MaxDownloads/2)
+		}
+	}
+	close(release)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := most.Load(); m != asset.MaxDownloads/2 {
+		t.Fatalf("%d downloads reached the origin at once, want one tenant's %d", m, asset.MaxDownloads/2)
 	}
 }
