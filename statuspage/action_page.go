@@ -82,8 +82,10 @@ func (h *Handler) action(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
-	ctx := r.Context()
 	instance := r.URL.Query().Get("instance")
+	// The instance's partition of the CAS (with an auth policy, each
+	// tenant's blobs are apart).
+	ctx := storage.WithInstance(r.Context(), instance)
 	action := &repb.Action{}
 	if err := storage.GetProto(ctx, h.opts.CAS, d, action, maxMessageBytes); err != nil {
 		h.failBlob(w, r, "action", d, err)
@@ -156,7 +158,7 @@ func (h *Handler) output(r *http.Request, instance string, fn digest.Function, p
 		o.Text = "(" + status.Convert(err).Message() + ")"
 		return o
 	}
-	rc, err := h.opts.CAS.Get(r.Context(), d, 0)
+	rc, err := h.opts.CAS.Get(storage.WithInstance(r.Context(), instance), d, 0)
 	if err != nil {
 		o.Text = "(" + status.Convert(err).Message() + ")"
 		return o

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/paddock-build/paddock/api/workerpb"
-	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/scheduler"
 )
 
@@ -97,11 +96,7 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 			Draining: ws.Draining, DrainURL: workerURL(ws.ID, "drain"), UndrainURL: workerURL(ws.ID, "undrain"),
 		})
 	}
-	ds := make([]digest.Digest, len(ops))
-	for i, op := range ops {
-		ds[i] = op.Action
-	}
-	h.summaries.prefetch(r.Context(), ds)
+	h.summaries.prefetch(r.Context(), ops)
 	for _, op := range ops {
 		body.Operations = append(body.Operations, h.operationRow(r, now, op))
 	}
@@ -115,7 +110,7 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) operationRow(r *http.Request, now time.Time, op scheduler.OperationStatus) operationRow {
-	sum := h.summaries.get(r.Context(), op.Action)
+	sum := h.summaries.get(r.Context(), op.Instance, op.Action)
 	row := operationRow{
 		Name: op.Name, Instance: op.Instance, Stage: strings.ToLower(op.Stage.String()), Worker: op.Worker,
 		ActionURL: actionURL(op.Instance, op.Action), ActionDigest: op.Action.String(),

@@ -188,3 +188,52 @@ func TestPagination(t *testing.T) {
 		t.Errorf("last page of completed operations:\n%s", last)
 	}
 }
+
+// TestPagesReadTheInstancesPartition: with an auth policy each tenant's
+// blobs are in a partition of the CAS, chosen by instance name; the
+// action page, its downloads and the overview read the action's own
+// instance's partition (they read the default one, and showed every
+// tenant's action as not found).
+func TestPagesReadTheInstancesPartition(t *testing.T) {
+	f := farmtest.Start(t, farmtest.Options{PartitionOf: func(instance string) string { return "p-" + strings.SplitN(instance, "/", 2)[0] }})
+	mux := http.NewServeMux()
+	statuspage.New(statuspage.Options{Scheduler: f.Scheduler, CAS: f.Blobs, AC: f.AC}).Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	ctx := storage.WithInstance(t.Context(), "team-a/x")
+	putIn := func(m proto.Message) digest.Digest {
+		b, _ := proto.Marshal(m)
+		d := digest.FromBytes(digest.Function(repb.DigestFunction_SHA256), b)
+		if err := f.Blobs.Put(ctx, d, bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	cmd := putIn(&repb.Command{Arguments: []string{"/bin/sh", "-c", "echo in a partition"}})
+	ad := putIn(&repb.Action{CommandDigest: cmd.Proto(), InputRootDigest: putIn(&repb.Directory{}).Proto()})
+	stream, err := repb.NewExecutionClient(f.Conn).Execute(t.Context(), &repb.ExecuteRequest{InstanceName: "team-a/x", ActionDigest: ad.Proto()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for op, err := stream.Recv(); !op.GetDone(); op, err = stream.Recv() {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, body := get(t, srv.URL+"/action/"+ad.Hash()+"-"+sizeOf(ad)+"?instance=team-a%2Fx")
+	if code != 200 || !strings.Contains(body, "echo in a partition") || !strings.Contains(body, "in a partition\n</pre>") {
+		t.Fatalf("action page of an action in a partition: %d\n%s", code, body)
+	}
+	i := strings.Index(body, `href="/blob/`)
+	if i < 0 {
+		t.Fatalf("no download link on the action page:\n%s", body)
+	}
+	link := body[i+len(`href="`):]
+	link = strings.ReplaceAll(link[:strings.IndexByte(link, '"')], "&amp;", "&")
+	if code, data := get(t, srv.URL+link); code != 200 || data != "in a partition\n" {
+		t.Errorf("GET %s: %d %q, want the stdout", link, code, data)
+	}
+	if code, body := get(t, srv.URL+"/"); code != 200 || !strings.Contains(body, "echo in a partition") {
+		t.Errorf("overview: %d, want the action's arguments:\n%s", code, body)
+	}
+}

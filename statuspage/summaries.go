@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/scheduler"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -38,14 +39,16 @@ func newSummaries(cas storage.BlobStore, max int) *summaries {
 	return &summaries{cas: cas, max: max, m: map[digest.Digest]summary{}}
 }
 
-func (s *summaries) get(ctx context.Context, d digest.Digest) summary {
+// get returns the summary of action d of instance (read from the
+// instance's partition of the CAS).
+func (s *summaries) get(ctx context.Context, instance string, d digest.Digest) summary {
 	s.mu.Lock()
 	sum, ok := s.m[d]
 	s.mu.Unlock()
 	if ok {
 		return sum
 	}
-	sum, err := s.load(ctx, d)
+	sum, err := s.load(storage.WithInstance(ctx, instance), d)
 	if err != nil {
 		return summary{Args: "(action not readable: " + err.Error() + ")"}
 	}
@@ -60,11 +63,11 @@ func (s *summaries) get(ctx context.Context, d digest.Digest) summary {
 
 // prefetch loads the summaries of ds not cached yet, a few at a time, so
 // a page of rows over a remote CAS costs a few round trips, not one each.
-func (s *summaries) prefetch(ctx context.Context, ds []digest.Digest) {
+func (s *summaries) prefetch(ctx context.Context, ops []scheduler.OperationStatus) {
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
-	for _, d := range ds {
-		g.Go(func() error { s.get(ctx, d); return nil })
+	for _, op := range ops {
+		g.Go(func() error { s.get(ctx, op.Instance, op.Action); return nil })
 	}
 	g.Wait()
 }

@@ -37,7 +37,7 @@ func (h *Handler) tree(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	instance, at := q.Get("instance"), q.Get("path")
 	dir := &repb.Directory{}
-	if err := storage.GetProto(r.Context(), h.opts.CAS, d, dir, maxMessageBytes); err != nil {
+	if err := storage.GetProto(storage.WithInstance(r.Context(), instance), h.opts.CAS, d, dir, maxMessageBytes); err != nil {
 		h.failBlob(w, r, "directory", d, err)
 		return
 	}
@@ -70,7 +70,7 @@ func (h *Handler) blob(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
-	rc, err := h.opts.CAS.Get(r.Context(), d, 0)
+	rc, err := h.opts.CAS.Get(storage.WithInstance(r.Context(), r.URL.Query().Get("instance")), d, 0)
 	if err != nil {
 		h.failBlob(w, r, "blob", d, err)
 		return

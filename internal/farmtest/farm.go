@@ -27,7 +27,10 @@ type Farm struct {
 	// Conn is a client connection to Addr.
 	Conn *grpc.ClientConn
 	// CAS is the farm's disk CAS; nil when partitioned (Options.PartitionOf).
-	CAS    *storage.DiskBlobStore
+	CAS *storage.DiskBlobStore
+	// Blobs is the store the farm serves: CAS, or the partitioned one
+	// (give it a context with storage.WithInstance).
+	Blobs  storage.BlobStore
 	AC     *storage.DiskActionCache
 	Runner *ExecRunner
 	// Scheduler is the farm's scheduler, for tests of what reads its state.
@@ -85,7 +88,7 @@ func Start(t testing.TB, opts Options) *Farm {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Scheduler = sched
+	f.Scheduler, f.Blobs = sched, cas
 	srv := storage.NewServer(storage.ServerOptions{CAS: cas, AC: f.AC, MaxOpenStreams: opts.MaxOpenStreams, Execution: &repb.ExecutionCapabilities{
 		DigestFunction: repb.DigestFunction_SHA256, DigestFunctions: digest.Supported, ExecEnabled: true,
 	}})
