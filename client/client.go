@@ -163,7 +163,8 @@ func (c *Client) put(ctx context.Context, b Blob) error {
 	return nil
 }
 
-// Read downloads one blob; the bytes are checked against the digest.
+// Read downloads one blob into memory; the bytes are checked against the
+// digest. Use ReadTo for a blob whose size is not known to be small.
 func (c *Client) Read(ctx context.Context, d digest.Digest) ([]byte, error) {
 	if d.IsEmpty() {
 		return []byte{}, nil
@@ -180,8 +181,13 @@ func (c *Client) Read(ctx context.Context, d digest.Digest) ([]byte, error) {
 	return data, nil
 }
 
-// ReadProto downloads a blob and parses it into m.
+// ReadProto downloads a blob and parses it into m. The blob is held in
+// memory whole, so one over storage.MaxTreeBytes (the largest Tree a
+// server keeps) is refused before it is read.
 func (c *Client) ReadProto(ctx context.Context, d digest.Digest, m proto.Message) error {
+	if d.SizeBytes() > storage.MaxTreeBytes {
+		return status.Errorf(codes.ResourceExhausted, "read %s: %s blob is over %d bytes", d, proto.MessageName(m), storage.MaxTreeBytes)
+	}
 	data, err := c.Read(ctx, d)
 	if err != nil {
 		return err

@@ -29,7 +29,7 @@ func TestWriteOutputsFromDirectoryBlobs(t *testing.T) {
 	}
 	dir := t.TempDir()
 	r := &repb.ActionResult{OutputDirectories: []*repb.OutputDirectory{{Path: "out", RootDirectoryDigest: root.Digest.Proto()}}}
-	if err := c.WriteOutputs(t.Context(), dir, r); err != nil {
+	if err := c.WriteOutputs(t.Context(), dir, &repb.Command{OutputDirectories: []string{"out"}}, r); err != nil {
 		t.Fatal(err)
 	}
 	for p, want := range map[string]string{"out/f": "f\n", "out/a/g": "g\n", "out/b/g": "g\n"} {

@@ -8,250 +8,192 @@ import (
 	"strings"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
 )
 
+// MaxOutputEntries bounds the files, symlinks and directories one result
+// may write, counted as they would be written: a Tree whose directories
+// share subtrees by digest is counted once per place it appears, so a
+// 6 KB Tree cannot expand into 2^40 files. It is the worker's default
+// max_output_files.
+const MaxOutputEntries = 1_000_000
+
 // WriteOutputs writes an ActionResult's output files, directories and
-// symlinks under dir, the local counterpart of the action's working
-// directory. Every path comes from the server and is treated as hostile:
-// it must be relative and stay inside dir (enforced by os.Root, so a
-// symlink cannot lead a write out either). Each file is written to a
-// temporary name and renamed into place, so a reader never sees half a
-// file.
-func (c *Client) WriteOutputs(ctx context.Context, dir string, r *repb.ActionResult) error {
+// symlinks under dir, the local counterpart of the working directory of
+// cmd, the Command the result answers. The result comes from the server
+// and is treated as hostile, so it is checked whole before anything is
+// written:
+//   - only paths cmd declared are written (a server must not plant
+//     .bashrc or .git/hooks/pre-commit);
+//   - every path is relative and stays inside dir (os.Root enforces it at
+//     write time too, so a symlink cannot lead a write out either);
+//   - every output directory's Tree is fetched and every Directory in it
+//     validated (names, no name twice), and all of them together expand to
+//     at most MaxOutputEntries entries;
+//   - symlink targets are relative and, resolved from the link's
+//     directory, stay inside dir, so a later upload of a "file" there
+//     cannot read /etc/passwd;
+//   - inline contents hash to their digest.
+//
+// Then files are streamed to a temporary file beside their destination,
+// verified, and renamed into place; an output directory is built beside
+// its destination and swapped in, so a failed write leaves the old one.
+// ctx is checked between entries: cancelling stops a long write.
+func (c *Client) WriteOutputs(ctx context.Context, dir string, cmd *repb.Command, r *repb.ActionResult) error {
+	p, err := c.planOutputs(ctx, cmd, r)
+	if err != nil {
+		return err
+	}
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
-	w := outputWriter{c: c, root: root}
+	return outputWriter{c: c, root: root}.write(ctx, p)
+}
+
+// outputPlan is a result's outputs, every one checked: what write does.
+type outputPlan struct {
+	files []plannedFile
+	dirs  []plannedDir
+	links []plannedLink
+}
+
+// plannedFile is a file to write: its digest is valid, and inline, when
+// not nil, hashes to it.
+type plannedFile struct {
+	path       string
+	digest     digest.Digest
+	inline     []byte
+	executable bool
+}
+
+type plannedLink struct{ path, target string }
+
+// planOutputs checks the whole result against cmd and fetches and checks
+// every output directory's Tree; it writes nothing.
+func (c *Client) planOutputs(ctx context.Context, cmd *repb.Command, r *repb.ActionResult) (*outputPlan, error) {
+	decl := declaredOutputs(cmd)
+	p := &outputPlan{}
 	for _, f := range r.OutputFiles {
-		if err := w.file(ctx, f.Path, f.Digest, f.Contents, f.IsExecutable); err != nil {
-			return err
-		}
-	}
-	for _, d := range r.OutputDirectories {
-		if err := w.directory(ctx, d); err != nil {
-			return err
-		}
-	}
-	links := append(append(append([]*repb.OutputSymlink(nil), r.OutputSymlinks...), r.OutputFileSymlinks...), r.OutputDirectorySymlinks...)
-	for _, l := range links {
-		if err := w.symlink(l.Path, l.Target); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-type outputWriter struct {
-	c    *Client
-	root *os.Root
-}
-
-// clean checks a path from the server and returns it slash-joined.
-func clean(field, p string) (string, error) {
-	parts, err := CleanPath(p)
-	if err != nil {
-		return "", fmt.Errorf("result %s: %w", field, err)
-	}
-	return strings.Join(parts, "/"), nil
-}
-
-func (w outputWriter) file(ctx context.Context, p string, d *repb.Digest, inline []byte, executable bool) error {
-	p, err := clean("output file", p)
-	if err != nil {
-		return err
-	}
-	data := inline
-	if len(data) == 0 && d.GetSizeBytes() > 0 {
-		dg, err := digest.FromProto(repb.DigestFunction_SHA256, d, "output file "+p)
-		if err != nil {
-			return err
-		}
-		if data, err = w.c.Read(ctx, dg); err != nil {
-			return fmt.Errorf("output %s: %w", p, err)
-		}
-	}
-	mode := os.FileMode(0o644)
-	if executable {
-		mode = 0o755
-	}
-	return w.write(p, data, mode)
-}
-
-// write puts data at p atomically, creating parent directories.
-func (w outputWriter) write(p string, data []byte, mode os.FileMode) error {
-	if dir := path.Dir(p); dir != "." {
-		if err := w.root.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("output %s: %w", p, err)
-		}
-	}
-	tmp := path.Join(path.Dir(p), ".paddock-tmp-"+path.Base(p))
-	w.root.Remove(tmp)
-	f, err := w.root.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-	if err != nil {
-		return fmt.Errorf("output %s: %w", p, err)
-	}
-	_, werr := f.Write(data)
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = w.root.Chmod(tmp, mode) // the umask may have cut bits
-	}
-	if werr == nil {
-		werr = w.root.Rename(tmp, p)
-	}
-	if werr != nil {
-		w.root.Remove(tmp)
-		return fmt.Errorf("output %s: %w", p, werr)
-	}
-	return nil
-}
-
-func (w outputWriter) symlink(p, target string) error {
-	p, err := clean("output symlink", p)
-	if err != nil {
-		return err
-	}
-	if dir := path.Dir(p); dir != "." {
-		if err := w.root.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("output %s: %w", p, err)
-		}
-	}
-	w.root.Remove(p)
-	if err := w.root.Symlink(target, p); err != nil {
-		return fmt.Errorf("output %s: %w", p, err)
-	}
-	return nil
-}
-
-// directory replaces the directory at d.Path with the Tree the server
-// reports.
-func (w outputWriter) directory(ctx context.Context, d *repb.OutputDirectory) error {
-	p, err := clean("output directory", d.Path)
-	if err != nil {
-		return err
-	}
-	tree, err := w.treeOf(ctx, p, d)
-	if err != nil {
-		return err
-	}
-	children := map[digest.Digest]*repb.Directory{}
-	for _, ch := range tree.Children {
-		children[ProtoBlob(ch).Digest] = ch
-	}
-	if err := w.root.RemoveAll(p); err != nil {
-		return fmt.Errorf("output %s: %w", p, err)
-	}
-	return w.tree(ctx, p, tree.Root, children, 0)
-}
-
-// treeOf reads output directory d as a Tree: its tree_digest, or, for a
-// result stored as Directory blobs only (output_directory_format
-// DIRECTORY_ONLY), each Directory from root_directory_digest down, at most
-// maxTreeDirectories of them.
-func (w outputWriter) treeOf(ctx context.Context, p string, d *repb.OutputDirectory) (*repb.Tree, error) {
-	tree := &repb.Tree{}
-	if d.TreeDigest != nil || d.RootDirectoryDigest == nil {
-		td, err := digest.FromProto(repb.DigestFunction_SHA256, d.TreeDigest, "output directory "+p+" tree_digest")
+		pf, err := planFile(decl.files, f)
 		if err != nil {
 			return nil, err
 		}
-		if err := w.c.ReadProto(ctx, td, tree); err != nil {
-			return nil, fmt.Errorf("output directory %s: %w", p, err)
-		}
-		return tree, nil
+		p.files = append(p.files, pf)
 	}
-	root, err := digest.FromProto(repb.DigestFunction_SHA256, d.RootDirectoryDigest, "output directory "+p+" root_directory_digest")
-	if err != nil {
-		return nil, err
-	}
-	seen := map[digest.Digest]bool{root: true}
-	queue := []digest.Digest{root}
-	for len(queue) > 0 {
-		if len(seen) > maxTreeDirectories {
-			return nil, fmt.Errorf("output directory %s: more than %d directories", p, maxTreeDirectories)
-		}
-		dir := &repb.Directory{}
-		if err := w.c.ReadProto(ctx, queue[0], dir); err != nil {
-			return nil, fmt.Errorf("output directory %s: %w", p, err)
-		}
-		if tree.Root == nil {
-			tree.Root = dir
-		} else {
-			tree.Children = append(tree.Children, dir)
-		}
-		queue = queue[1:]
-		for _, sub := range dir.Directories {
-			sd, err := digest.FromProto(repb.DigestFunction_SHA256, sub.Digest, "output directory "+p+" "+sub.Name)
+	links := []struct {
+		list     []*repb.OutputSymlink
+		declared map[string]bool
+	}{{r.OutputSymlinks, decl.any}, {r.OutputFileSymlinks, decl.files}, {r.OutputDirectorySymlinks, decl.dirs}}
+	for _, l := range links {
+		for _, s := range l.list {
+			pl, err := planLink(l.declared, s)
 			if err != nil {
 				return nil, err
 			}
-			if !seen[sd] {
-				seen[sd] = true
-				queue = append(queue, sd)
-			}
+			p.links = append(p.links, pl)
 		}
 	}
-	return tree, nil
+	entries := len(p.files) + len(p.links)
+	for _, d := range r.OutputDirectories {
+		pd, err := c.planDir(ctx, decl.dirs, d, MaxOutputEntries-entries)
+		if err != nil {
+			return nil, err
+		}
+		entries += pd.entries
+		p.dirs = append(p.dirs, pd)
+	}
+	return p, nil
 }
 
-// maxTreeDirectories bounds the Directory blobs treeOf reads.
-const maxTreeDirectories = 1 << 20
+// declared is what a Command asked for, as cleaned paths relative to the
+// working directory: output_paths (2.1) may be of any kind; 2.0's
+// output_files are files or file symlinks, output_directories directories
+// or directory symlinks.
+type declared struct{ files, dirs, any map[string]bool }
 
-// maxTreeDepth bounds the recursion over a server's Tree.
-const maxTreeDepth = 256
+func declaredOutputs(cmd *repb.Command) declared {
+	set := func(lists ...[]string) map[string]bool {
+		m := map[string]bool{}
+		for _, l := range lists {
+			for _, p := range l {
+				if parts, err := CleanPath(p); err == nil {
+					m[strings.Join(parts, "/")] = true
+				}
+			}
+		}
+		return m
+	}
+	if len(cmd.GetOutputPaths()) > 0 {
+		all := set(cmd.OutputPaths)
+		return declared{files: all, dirs: all, any: all}
+	}
+	return declared{files: set(cmd.GetOutputFiles()), dirs: set(cmd.GetOutputDirectories()),
+		any: set(cmd.GetOutputFiles(), cmd.GetOutputDirectories())}
+}
 
-func (w outputWriter) tree(ctx context.Context, p string, dir *repb.Directory, children map[digest.Digest]*repb.Directory, depth int) error {
-	if depth > maxTreeDepth {
-		return fmt.Errorf("output directory %s: nested deeper than %d", p, maxTreeDepth)
+// cleanDeclared checks a path from the server and returns it slash-joined;
+// it must be one the Command declared.
+func cleanDeclared(field, p string, declared map[string]bool) (string, error) {
+	parts, err := CleanPath(p)
+	if err != nil {
+		return "", status.Errorf(codes.InvalidArgument, "result %s: %v", field, err)
 	}
-	if err := w.root.MkdirAll(p, 0o755); err != nil {
-		return fmt.Errorf("output %s: %w", p, err)
+	clean := strings.Join(parts, "/")
+	if !declared[clean] {
+		return "", status.Errorf(codes.InvalidArgument, "result %s %q: the command did not declare this output; nothing was written", field, p)
 	}
-	join := func(name string) (string, error) {
-		if name == "" || name == "." || name == ".." || strings.Contains(name, "/") {
-			return "", fmt.Errorf("output directory %s: bad entry name %q", p, name)
-		}
-		return p + "/" + name, nil
+	return clean, nil
+}
+
+func planFile(declared map[string]bool, f *repb.OutputFile) (plannedFile, error) {
+	p, err := cleanDeclared("output file", f.Path, declared)
+	if err != nil {
+		return plannedFile{}, err
 	}
-	for _, f := range dir.Files {
-		fp, err := join(f.Name)
-		if err != nil {
-			return err
-		}
-		if err := w.file(ctx, fp, f.Digest, nil, f.IsExecutable); err != nil {
-			return err
-		}
+	d, err := digest.FromProto(repb.DigestFunction_SHA256, f.Digest, fmt.Sprintf("output file %q", p))
+	if err != nil {
+		return plannedFile{}, err
 	}
-	for _, l := range dir.Symlinks {
-		lp, err := join(l.Name)
-		if err != nil {
-			return err
+	pf := plannedFile{path: p, digest: d, executable: f.IsExecutable}
+	if len(f.Contents) > 0 {
+		if err := CheckInline(fmt.Sprintf("output file %q", p), d, f.Contents); err != nil {
+			return plannedFile{}, err
 		}
-		if err := w.symlink(lp, l.Target); err != nil {
-			return err
-		}
+		pf.inline = f.Contents
 	}
-	for _, sub := range dir.Directories {
-		sp, err := join(sub.Name)
-		if err != nil {
-			return err
-		}
-		sd, err := digest.FromProto(repb.DigestFunction_SHA256, sub.Digest, "output directory "+sp)
-		if err != nil {
-			return err
-		}
-		child := children[sd]
-		if child == nil {
-			return fmt.Errorf("output directory %s: the tree lacks %s", sp, sd)
-		}
-		if err := w.tree(ctx, sp, child, children, depth+1); err != nil {
-			return err
-		}
+	return pf, nil
+}
+
+func planLink(declared map[string]bool, s *repb.OutputSymlink) (plannedLink, error) {
+	p, err := cleanDeclared("output symlink", s.Path, declared)
+	if err != nil {
+		return plannedLink{}, err
+	}
+	if err := CheckLinkTarget(p, s.Target); err != nil {
+		return plannedLink{}, err
+	}
+	return plannedLink{path: p, target: s.Target}, nil
+}
+
+// CheckLinkTarget refuses a symlink at p (relative to the working
+// directory) whose target is absolute or, resolved lexically from p's
+// directory, leaves the working directory. Such a link written by a
+// result would let a later run upload whatever it points at (`input.c ->
+// /etc/passwd`) or a later write follow it out.
+func CheckLinkTarget(p, target string) error {
+	switch {
+	case target == "" || strings.IndexByte(target, 0) >= 0:
+		return status.Errorf(codes.InvalidArgument, "symlink %q: bad target %q", p, target)
+	case path.IsAbs(target):
+		return status.Errorf(codes.InvalidArgument, "symlink %q: the target %q is absolute; only targets inside the working directory are written", p, target)
+	}
+	if resolved := path.Join(path.Dir(p), target); resolved == ".." || strings.HasPrefix(resolved, "../") {
+		return status.Errorf(codes.InvalidArgument, "symlink %q: the target %q leaves the working directory", p, target)
 	}
 	return nil
 }

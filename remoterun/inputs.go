@@ -84,30 +84,47 @@ func (in *Inputs) abs(p string) (string, error) {
 
 // Check reports whether p exists and lies inside the root, without
 // reading it: it runs for every listed path before anything is uploaded.
+// A symlink given by name is checked where it leads: its target, every
+// link resolved, must be inside the root too. Add uploads what the link
+// points at (as recc does, and as a user naming a file expects), so a
+// link to /etc/passwd, planted by anyone who can write the tree, must not
+// make a run upload /etc/passwd.
 func (in *Inputs) Check(p string) error {
+	_, err := in.target(p)
+	return err
+}
+
+// target returns p's absolute path (parent directories resolved) once
+// Check's rules hold for it.
+func (in *Inputs) target(p string) (string, error) {
 	abs, err := in.abs(p)
+	var resolved string
 	if err == nil {
-		_, err = os.Stat(abs)
+		resolved, err = filepath.EvalSymlinks(abs)
 	}
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("input %s: no such file or directory", p)
+		return "", fmt.Errorf("input %s: no such file or directory", p)
 	}
 	if err != nil {
-		return fmt.Errorf("input %s: %w", p, err)
+		return "", fmt.Errorf("input %s: %w", p, err)
 	}
 	if _, inside := in.rel(abs); !inside {
-		return fmt.Errorf("input %s is outside the input root %s (set --root)", p, in.root)
+		return "", fmt.Errorf("input %s is outside the input root %s (set --root)", p, in.root)
 	}
-	return nil
+	if _, inside := in.rel(resolved); !inside {
+		return "", fmt.Errorf("input %s is a symlink to %s, outside the input root %s; name the target itself (and set --root) to upload it", p, resolved, in.root)
+	}
+	return abs, nil
 }
 
 // Add adds the file or directory tree at p (relative to the working
-// directory, or absolute); a symlink given by name is followed.
+// directory, or absolute); a symlink given by name is followed if it
+// leads to somewhere inside the root (see Check).
 func (in *Inputs) Add(p string) error {
-	if err := in.Check(p); err != nil {
+	abs, err := in.target(p)
+	if err != nil {
 		return err
 	}
-	abs, _ := in.abs(p)
 	info, err := os.Stat(abs)
 	if err != nil {
 		return fmt.Errorf("input %s: %w", p, err)

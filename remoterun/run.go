@@ -9,13 +9,16 @@ package remoterun
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/client"
 	"github.com/paddock-build/paddock/digest"
@@ -42,7 +45,14 @@ type Options struct {
 	SkipCache bool
 	// DoNotCache asks the server not to cache the result.
 	DoNotCache bool
-	Timeout    time.Duration
+	// Timeout, if set, bounds the execution on the server; the whole run
+	// (upload, queueing, execution, download) is then bounded here too,
+	// by Timeout plus WaitGrace, so a server that never answers cannot
+	// hang the caller.
+	Timeout time.Duration
+	// WaitGrace is the time beyond Timeout a run may take; default
+	// DefaultWaitGrace.
+	WaitGrace time.Duration
 	// Stdout and Stderr receive the command's.
 	Stdout, Stderr io.Writer
 	// Log, if set, receives one summary line: the action's digest,
@@ -58,15 +68,38 @@ type Result struct {
 	Uploaded client.UploadStats
 }
 
+// DefaultWaitGrace is the default Options.WaitGrace: generous, since a
+// busy farm may queue an action for minutes and a large output takes time
+// to download.
+const DefaultWaitGrace = 15 * time.Minute
+
 // Run runs the command remotely with c. An error means the run did not
 // happen or its outputs could not be written; a command that ran and
-// failed is a Result with its exit code.
-func Run(ctx context.Context, c *client.Client, opts Options) (*Result, error) {
+// failed is a Result with its exit code. Cancelling ctx stops the run,
+// also while outputs are being written.
+func Run(ctx context.Context, c *client.Client, opts Options) (res *Result, err error) {
 	p, err := prepare(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Action: p.action.Digest}
+	if opts.Timeout > 0 {
+		grace := opts.WaitGrace
+		if grace <= 0 {
+			grace = DefaultWaitGrace
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Timeout+grace)
+		defer cancel()
+		deadline, _ := ctx.Deadline()
+		defer func() {
+			// The server may cut a stream a moment before ctx's own timer
+			// fires (grpc-timeout is rounded), hence the second test.
+			if err != nil && (errors.Is(ctx.Err(), context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded && time.Until(deadline) < time.Second) {
+				err = fmt.Errorf("gave up after the timeout %s plus %s of grace: %w", opts.Timeout, grace, err)
+			}
+		}()
+	}
+	res = &Result{Action: p.action.Digest}
 	if res.Uploaded, err = c.Upload(ctx, p.blobs); err != nil {
 		return nil, fmt.Errorf("upload: %w", err)
 	}
@@ -74,28 +107,40 @@ func Run(ctx context.Context, c *client.Client, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err = finish(ctx, c, opts, p, resp, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// finish writes what the command printed and its outputs, and fills res.
+func finish(ctx context.Context, c *client.Client, opts Options, p *prepared, resp *repb.ExecuteResponse, res *Result) error {
 	r := resp.Result
 	failed := status.FromProto(resp.Status).Err()
 	if r == nil {
 		if failed != nil {
-			return nil, fmt.Errorf("execute %s: %w %s", p.action.Digest, failed, resp.Message)
+			return fmt.Errorf("execute %s: %w %s", p.action.Digest, failed, resp.Message)
 		}
-		return nil, fmt.Errorf("execute %s: the response has no result", p.action.Digest)
+		return fmt.Errorf("execute %s: the response has no result", p.action.Digest)
 	}
 	res.ExitCode, res.Cached = int(r.ExitCode), resp.CachedResult
 	// What the command printed comes first, also when the execution
 	// failed (a timeout keeps what was written before it).
-	if err := writeStream(ctx, c, opts.Stdout, r.StdoutRaw, r.StdoutDigest); err != nil {
-		return nil, fmt.Errorf("stdout: %w", err)
+	if opts.Stdout != nil {
+		if err := c.WriteStream(ctx, opts.Stdout, "stdout", r.StdoutRaw, r.StdoutDigest); err != nil {
+			return fmt.Errorf("stdout: %w", err)
+		}
 	}
-	if err := writeStream(ctx, c, opts.Stderr, r.StderrRaw, r.StderrDigest); err != nil {
-		return nil, fmt.Errorf("stderr: %w", err)
+	if opts.Stderr != nil {
+		if err := c.WriteStream(ctx, opts.Stderr, "stderr", r.StderrRaw, r.StderrDigest); err != nil {
+			return fmt.Errorf("stderr: %w", err)
+		}
 	}
 	if failed != nil {
-		return nil, fmt.Errorf("execute %s: %w %s", p.action.Digest, failed, resp.Message)
+		return fmt.Errorf("execute %s: %w %s", p.action.Digest, failed, resp.Message)
 	}
-	if err := c.WriteOutputs(ctx, opts.Dir, r); err != nil {
-		return nil, err
+	if err := c.WriteOutputs(ctx, opts.Dir, p.command, r); err != nil {
+		return err
 	}
 	if opts.Log != nil {
 		how := "executed"
@@ -105,12 +150,13 @@ func Run(ctx context.Context, c *client.Client, opts Options) (*Result, error) {
 		fmt.Fprintf(opts.Log, "paddock run: action %s: %s, exit code %d; uploaded %d of %d blobs (%d of %d bytes); %d compiler-reported files outside the root left to the remote side\n",
 			p.action.Digest, how, res.ExitCode, res.Uploaded.MissingBlobs, res.Uploaded.Blobs, res.Uploaded.MissingBytes, res.Uploaded.Bytes, p.outside)
 	}
-	return res, nil
+	return nil
 }
 
 // prepared is an action ready to upload.
 type prepared struct {
 	action  client.Blob
+	command *repb.Command // what the outputs written back are checked against
 	blobs   []client.Blob // the input tree's, the Command and the Action
 	outside int           // compiler-reported files left to the remote side
 }
@@ -163,24 +209,9 @@ func prepare(ctx context.Context, opts Options) (*prepared, error) {
 		OutputFiles: outputs, OutputDirectories: opts.OutputDirs, OutputNodeProperties: opts.OutputNodeProperties,
 		Platform: opts.Platform, InputRoot: rootDigest, DoNotCache: opts.DoNotCache, Timeout: opts.Timeout,
 	}.Build(opts.API)
-	return &prepared{action: action, blobs: append(blobs, command, action), outside: len(in.Outside)}, nil
-}
-
-// writeStream copies stdout or stderr, inline or from the CAS, to w.
-func writeStream(ctx context.Context, c *client.Client, w io.Writer, raw []byte, d *repb.Digest) error {
-	if w == nil {
-		return nil
+	cmd := &repb.Command{}
+	if err := proto.Unmarshal(command.Data, cmd); err != nil {
+		return nil, fmt.Errorf("command: %w", err)
 	}
-	data := raw
-	if len(data) == 0 && d.GetSizeBytes() > 0 {
-		dg, err := digest.FromProto(repb.DigestFunction_SHA256, d, "digest")
-		if err != nil {
-			return err
-		}
-		if data, err = c.Read(ctx, dg); err != nil {
-			return err
-		}
-	}
-	_, err := w.Write(data)
-	return err
+	return &prepared{action: action, command: cmd, blobs: append(blobs, command, action), outside: len(in.Outside)}, nil
 }

@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -50,10 +52,42 @@ func runRun(ctx context.Context, args []string) int {
 	c := client.New(conn.cc, client.Options{Instance: conn.instance, Headers: conn.headers})
 	res, err := remoterun.Run(ctx, c, opts)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "paddock run: %v\n", err)
+		// The message may carry the server's words (a status message,
+		// a path): escaped, so that they cannot drive the terminal.
+		fmt.Fprintf(os.Stderr, "paddock run: %s\n", printable(err.Error()))
 		return 1
 	}
-	return res.ExitCode
+	code, ok := exitStatus(res.ExitCode)
+	if !ok {
+		fmt.Fprintf(os.Stderr, "paddock run: the server reported exit code %d, which no process can have; exiting with %d\n", res.ExitCode, code)
+	}
+	return code
+}
+
+// exitStatus maps the exit code a server reports to this process's: a
+// process exits with 0 to 255, and os.Exit keeps only the low 8 bits, so
+// a reported 256 would turn a failure into success. Anything outside
+// 0..255 becomes 255, and ok is false.
+func exitStatus(code int) (status int, ok bool) {
+	if code < 0 || code > 255 {
+		return 255, false
+	}
+	return code, true
+}
+
+// printable escapes control characters (and invalid UTF-8) in s as Go
+// does in quoted strings, leaving everything else as is.
+func printable(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if unicode.IsPrint(r) || r == ' ' {
+			b.WriteRune(r)
+			continue
+		}
+		q := strconv.QuoteRune(r)
+		b.WriteString(q[1 : len(q)-1])
+	}
+	return b.String()
 }
 
 // runConn is the connection parseRunFlags opens.
@@ -75,7 +109,7 @@ func parseRunFlags(args []string) (remoterun.Options, runConn, error) {
 	apiVersion := fs.String("api-version", "2.1", "REv2 fields to send: 2.0 (output_files/output_directories, Command.platform), 2.1 (output_paths, platform in Command and Action), 2.2 (platform in the Action only)")
 	skipCache := fs.Bool("skip-cache", false, "run even if the action cache has a result")
 	noDeps := fs.Bool("no-compiler-deps", false, "do not ask a C/C++ compiler for its dependencies")
-	timeout := fs.Duration("timeout", 0, "execution timeout (0: the server's default)")
+	timeout := fs.Duration("timeout", 0, "execution timeout (0: the server's default); when set, paddock run also gives up waiting "+remoterun.DefaultWaitGrace.String()+" after it")
 	verbose := fs.Bool("v", false, "print a summary line: the action's digest, cache hit or not, what was uploaded")
 	var platform, env, headers pairFlags
 	var inputs, outputs, outputDirs, nodeProps listFlag

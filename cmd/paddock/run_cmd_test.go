@@ -1,10 +1,20 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"os/exec"
 	"strings"
 	"testing"
+
+	lpb "cloud.google.com/go/longrunning/autogen/longrunningpb"
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // Bad flags are refused before any connection, with exit status 2 and a
@@ -26,5 +36,73 @@ func TestRunFlagErrors(t *testing.T) {
 				t.Fatalf("paddock %s: %v\n%s\nwant exit status 2 and a message naming %q", strings.Join(tc.args, " "), err, out, tc.want)
 			}
 		})
+	}
+}
+
+// fakeExecution is an REv2 endpoint that has every blob and answers every
+// Execute with resp: enough for `paddock run` to reach its exit.
+type fakeExecution struct {
+	repb.UnimplementedContentAddressableStorageServer
+	repb.UnimplementedExecutionServer
+	resp *repb.ExecuteResponse
+}
+
+func (f *fakeExecution) FindMissingBlobs(context.Context, *repb.FindMissingBlobsRequest) (*repb.FindMissingBlobsResponse, error) {
+	return &repb.FindMissingBlobsResponse{}, nil
+}
+
+func (f *fakeExecution) Execute(_ *repb.ExecuteRequest, s repb.Execution_ExecuteServer) error {
+	a, err := anypb.New(f.resp)
+	if err != nil {
+		return err
+	}
+	return s.Send(&lpb.Operation{Name: "op", Done: true, Result: &lpb.Operation_Response{Response: a}})
+}
+
+// runAgainst runs `paddock run -- true` against a server answering resp
+// and returns its exit status and stderr.
+func runAgainst(t *testing.T, resp *repb.ExecuteResponse) (int, string) {
+	t.Helper()
+	f := &fakeExecution{resp: resp}
+	addr := grpctest.Listen(t, func(g *grpc.Server) {
+		repb.RegisterContentAddressableStorageServer(g, f)
+		repb.RegisterExecutionServer(g, f)
+	})
+	cmd := exec.Command(binary, "run", "--endpoint", addr, "--no-compiler-deps", "--", "true")
+	cmd.Dir = t.TempDir()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	return cmd.ProcessState.ExitCode(), stderr.String()
+}
+
+// An exit code no process can have (os.Exit would keep its low 8 bits,
+// and 256 would read as success) becomes 255, with a message.
+func TestRunExitCodeOutOfRange(t *testing.T) {
+	for reported, want := range map[int32]int{0: 0, 3: 3, 255: 255, 256: 255, -1: 255, 1 << 30: 255} {
+		code, stderr := runAgainst(t, &repb.ExecuteResponse{Result: &repb.ActionResult{ExitCode: reported}})
+		if code != want {
+			t.Errorf("reported %d: paddock run exited %d, want %d (stderr %q)", reported, code, want, stderr)
+		}
+		if (want != int(reported)) != strings.Contains(stderr, "which no process can have") {
+			t.Errorf("reported %d: stderr %q", reported, stderr)
+		}
+	}
+}
+
+// The server's words in an error reach the terminal with control
+// characters escaped: a status message cannot clear the screen or fake
+// a line.
+func TestRunEscapesServerMessages(t *testing.T) {
+	code, stderr := runAgainst(t, &repb.ExecuteResponse{
+		Status:  &spb.Status{Code: int32(codes.Internal), Message: "boom\x1b[2J\rall good"},
+		Message: "\x1b]0;title\x07",
+	})
+	if code != 1 || strings.ContainsAny(stderr, "\x1b\r\x07") || !strings.Contains(stderr, `boom\x1b[2J\rall good`) {
+		t.Errorf("exit %d, stderr %q; want 1 and the message escaped", code, stderr)
 	}
 }
