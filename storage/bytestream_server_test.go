@@ -94,9 +94,8 @@ func TestByteStreamWriteAndRead(t *testing.T) {
 func TestByteStreamCompressed(t *testing.T) {
 	ts := startServer(t, storage.ServerOptions{})
 	data := bytes.Repeat([]byte("zstd round trip "), 200000)
-	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
+	d, z := zstdOf(data)
 	enc, _ := zstd.NewWriter(nil)
-	z := enc.EncodeAll(data, nil)
 	name := "uploads/6f1e1a52-9c55-4c57-8f2b-3c1b1f7a1e01/compressed-blobs/zstd/" + d.String()
 	half := len(z) / 2
 	resp, err := write(t, ts,
@@ -133,6 +132,12 @@ func TestByteStreamCompressed(t *testing.T) {
 	}
 }
 
+// zstdOf returns data's digest and data compressed with zstd.
+func zstdOf(data []byte) (digest.Digest, []byte) {
+	enc, _ := zstd.NewWriter(nil)
+	return digest.FromBytes(repb.DigestFunction_SHA256, data), enc.EncodeAll(data, nil)
+}
+
 // TestByteStreamCompressedGarbageIsInvalidArgument: bytes that are not
 // zstd at all, a frame with junk after it, and a frame cut short are each
 // INVALID_ARGUMENT (the spec's answer to a mismatch, which clients do not
@@ -141,9 +146,7 @@ func TestByteStreamCompressed(t *testing.T) {
 func TestByteStreamCompressedGarbageIsInvalidArgument(t *testing.T) {
 	ts := startServer(t, storage.ServerOptions{})
 	data := bytes.Repeat([]byte("not compressed "), 100)
-	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
-	enc, _ := zstd.NewWriter(nil)
-	z := enc.EncodeAll(data, nil)
+	d, z := zstdOf(data)
 	for name, payload := range map[string][]byte{
 		"raw bytes":          data,
 		"trailing junk":      append(append([]byte{}, z...), "junk after the frame"...),
