@@ -132,12 +132,7 @@ func TestActionPageAndDownloads(t *testing.T) {
 	if code != 200 || !strings.Contains(body, "echo hello from the action") || !strings.Contains(body, "hello from the action\n</pre>") {
 		t.Fatalf("action page: %d\n%s", code, body)
 	}
-	i := strings.Index(body, `href="/blob/`)
-	if i < 0 {
-		t.Fatalf("no download link on the action page:\n%s", body)
-	}
-	link := body[i+len(`href="`):]
-	link = strings.ReplaceAll(link[:strings.IndexByte(link, '"')], "&amp;", "&")
+	link := downloadLink(t, body)
 	resp, err := http.Get(srv.URL + link)
 	if err != nil {
 		t.Fatal(err)
@@ -150,6 +145,17 @@ func TestActionPageAndDownloads(t *testing.T) {
 	if code, body := get(t, srv.URL+"/"); code != 200 || !strings.Contains(body, `class="worker"`) || !strings.Contains(body, "farmtest") {
 		t.Errorf("overview: %d, want the worker row:\n%s", code, body)
 	}
+}
+
+// downloadLink is the first download link on a page.
+func downloadLink(t *testing.T, body string) string {
+	t.Helper()
+	i := strings.Index(body, `href="/blob/`)
+	if i < 0 {
+		t.Fatalf("no download link on the action page:\n%s", body)
+	}
+	link := body[i+len(`href="`):]
+	return strings.ReplaceAll(link[:strings.IndexByte(link, '"')], "&amp;", "&")
 }
 
 func sizeOf(d digest.Digest) string { return d.String()[len(d.Hash())+1:] }
@@ -224,12 +230,7 @@ func TestPagesReadTheInstancesPartition(t *testing.T) {
 	if code != 200 || !strings.Contains(body, "echo in a partition") || !strings.Contains(body, "in a partition\n</pre>") {
 		t.Fatalf("action page of an action in a partition: %d\n%s", code, body)
 	}
-	i := strings.Index(body, `href="/blob/`)
-	if i < 0 {
-		t.Fatalf("no download link on the action page:\n%s", body)
-	}
-	link := body[i+len(`href="`):]
-	link = strings.ReplaceAll(link[:strings.IndexByte(link, '"')], "&amp;", "&")
+	link := downloadLink(t, body)
 	if code, data := get(t, srv.URL+link); code != 200 || data != "in a partition\n" {
 		t.Errorf("GET %s: %d %q, want the stdout", link, code, data)
 	}
