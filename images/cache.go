@@ -41,7 +41,7 @@ type Cache struct {
 	images *lru.Set[string, *imageEntry] // by digest, in order of use
 	layers map[string]*layerEntry        // by diffID
 	refs   map[string]refRecord          // by refRecord.Key
-	bytes  int64                         // sum of layer sizes
+	bytes  int64                         // layers' costs plus images' own Bytes
 	closed bool
 }
 
@@ -108,6 +108,7 @@ func New(o Options) (*Cache, error) {
 	for _, d := range byUse {
 		rec := images[d]
 		c.images.Put(d, &imageEntry{rec: rec}, 0)
+		c.bytes += rec.Bytes
 		for _, l := range rec.Layers {
 			c.layers[l].users++
 		}

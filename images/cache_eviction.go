@@ -42,6 +42,7 @@ func (c *Cache) evictLocked() []string {
 		for _, l := range img.rec.Layers {
 			c.layers[l].users--
 		}
+		c.bytes -= img.rec.Bytes
 		discard(c.store.imageDir(victim))
 		c.metrics.evictions.Inc()
 		c.log.Info("image evicted", "digest", victim)

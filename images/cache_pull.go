@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -177,12 +176,24 @@ func (c *Cache) ensureImage(ctx context.Context, img v1.Image, digest string, or
 		if c.hasImage(digest) {
 			return nil, nil
 		}
-		return nil, c.buildImage(ctx, img, digest, origin)
+		err := c.buildImage(ctx, img, digest, origin)
+		if err != nil {
+			// Layers of a refused image (too big in all, say) are used by
+			// nothing now: evict them as the bound requires.
+			c.mu.Lock()
+			trash := c.evictLocked()
+			c.mu.Unlock()
+			c.removeTrash(trash)
+		}
+		return nil, err
 	})
 	return err
 }
 
 func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, origin string) error {
+	if err := checkManifest(img, c.opts.MaxBytes); err != nil {
+		return err
+	}
 	cfg, err := img.ConfigFile()
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -197,6 +208,9 @@ func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, ori
 	c.pin(diffIDs, 1)
 	defer c.pin(diffIDs, -1)
 	metas, err := c.ensureLayers(ctx, layers, diffIDs, digest, origin)
+	if err == nil {
+		err = checkUnpacked(metas, c.opts.MaxBytes)
+	}
 	if err != nil {
 		return err
 	}
@@ -206,12 +220,14 @@ func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, ori
 	if origin != "" {
 		rec.Origins = []string{origin}
 	}
-	if err := c.publishImage(rec, metas); err != nil {
+	if err := c.publishImage(ctx, &rec, metas); err != nil {
 		return err
 	}
 	c.mu.Lock()
 	if !c.hasImageLocked(digest) {
 		c.images.Put(digest, &imageEntry{rec: rec}, 0)
+		c.bytes += rec.Bytes
+		c.metrics.cachedBytes.Set(float64(c.bytes))
 		for _, l := range diffIDs {
 			c.layers[l].users++
 		}
@@ -283,8 +299,8 @@ func (c *Cache) ensureLayers(ctx context.Context, layers []v1.Layer, diffIDs []s
 }
 
 // publishImage flattens the layers into a new image directory with its
-// record, and moves it into place.
-func (c *Cache) publishImage(rec imageRecord, metas []*layerMeta) error {
+// record, and moves it into place. It sets rec.Bytes.
+func (c *Cache) publishImage(ctx context.Context, rec *imageRecord, metas []*layerMeta) error {
 	tmp, err := c.store.newTemp()
 	if err != nil {
 		return err
@@ -298,9 +314,11 @@ func (c *Cache) publishImage(rec imageRecord, metas []*layerMeta) error {
 	for i, m := range metas {
 		flat[i] = flatLayer{root: filepath.Join(c.store.layerDir(m.DiffID), "root"), meta: m}
 	}
-	if err := flatten(rootfs, flat); err != nil {
+	made, err := flatten(ctx, rootfs, flat)
+	if err != nil {
 		return err
 	}
+	rec.Bytes = made.cost()
 	if err := writeJSONAtomic(c.store, filepath.Join(tmp, "image.json"), rec); err != nil {
 		return err
 	}
@@ -399,31 +417,6 @@ func (c *Cache) unpackLayer(ctx context.Context, l v1.Layer, diffID string, orig
 	}
 	c.mu.Unlock()
 	return meta, nil
-}
-
-// progressReader stops a read loop when its context ends (a registry
-// download is bound to the context too, a loaded file is not), and logs
-// the progress of large layers.
-type progressReader struct {
-	ctx    context.Context
-	r      io.Reader
-	log    *slog.Logger
-	diffID string
-	n      int64
-}
-
-const progressEvery = 256 << 20
-
-func (r *progressReader) Read(p []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	n, err := r.r.Read(p)
-	if r.n/progressEvery != (r.n+int64(n))/progressEvery {
-		r.log.Info("image layer progress", "diffID", r.diffID, "unpackedBytes", r.n+int64(n))
-	}
-	r.n += int64(n)
-	return n, err
 }
 
 // hasImageLocked reports whether the image digest is cached.

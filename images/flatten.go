@@ -1,6 +1,7 @@
 package images
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"path/filepath"
@@ -26,21 +27,47 @@ type flatLayer struct {
 // symlinks come from the image: no path in dst is ever resolved through a
 // symlink (see tree), so a symlink from one layer cannot redirect a file of
 // a later layer outside dst.
-func flatten(dst string, layers []flatLayer) error {
+//
+// Flattening stops when ctx ends, checked at every entry: it is part of a
+// pull, bound by the pull's timeout, and an image can list one layer many
+// times (up to maxLayers), each listing merged again.
+//
+// It returns what it made: each image has its own directories, and its
+// own links to the layers' files, so a layer of many directories shared
+// by many images costs inodes and blocks for each of them.
+func flatten(ctx context.Context, dst string, layers []flatLayer) (flatMade, error) {
+	var made flatMade
 	t, err := openTree(dst)
 	if err != nil {
-		return err
+		return made, err
 	}
 	defer t.Close()
 	for _, l := range layers {
-		if err := flattenLayer(t, l); err != nil {
-			return fmt.Errorf("layer %s: %w", l.meta.DiffID, err)
+		if err := flattenLayer(ctx, t, l, &made); err != nil {
+			return made, fmt.Errorf("layer %s: %w", l.meta.DiffID, err)
 		}
 	}
-	return nil
+	return made, nil
 }
 
-func flattenLayer(t *tree, l flatLayer) error {
+// flatMade counts what flattening made in a rootfs tree (entries later
+// removed again included: the count bounds work and space conservatively).
+type flatMade struct {
+	dirs, links int64
+}
+
+// linkCost is what a hard link counts toward the cache's bound: a
+// directory entry, not an inode.
+const linkCost = 64
+
+// cost is what a rootfs tree counts toward the cache's bound beside its
+// layers: each directory as much as a layer's entry (entryCost).
+func (m flatMade) cost() int64 { return m.dirs*entryCost + m.links*linkCost }
+
+func flattenLayer(ctx context.Context, t *tree, l flatLayer, made *flatMade) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	for _, d := range l.meta.Opaque {
 		if err := clearIn(t, d); err != nil {
 			return fmt.Errorf("opaque directory %q: %w", d, err)
@@ -61,18 +88,21 @@ func flattenLayer(t *tree, l flatLayer) error {
 		if err != nil {
 			return err
 		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		rel, err := filepath.Rel(l.root, p)
 		if err != nil || rel == "." {
 			return err
 		}
-		if err := mergeEntry(t, p, rel, d); err != nil {
+		if err := mergeEntry(t, p, rel, d, made); err != nil {
 			return fmt.Errorf("entry %q: %w", rel, err)
 		}
 		return nil
 	})
 }
 
-func mergeEntry(t *tree, src, rel string, d fs.DirEntry) error {
+func mergeEntry(t *tree, src, rel string, d fs.DirEntry, made *flatMade) error {
 	pfd, base, st, ok, err := t.lstatEntry(rel, false)
 	if err != nil {
 		return err
@@ -94,6 +124,7 @@ func mergeEntry(t *tree, src, rel string, d fs.DirEntry) error {
 			if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
 				return err
 			}
+			made.dirs++
 		}
 		// The upper layer's directory attributes win, as in overlayfs.
 		return unix.Fchmodat(pfd, base, mode, 0)
@@ -104,6 +135,7 @@ func mergeEntry(t *tree, src, rel string, d fs.DirEntry) error {
 		}
 	}
 	// linkat without AT_SYMLINK_FOLLOW links a symlink itself.
+	made.links++
 	return unix.Linkat(unix.AT_FDCWD, src, pfd, base, 0)
 }
 

@@ -66,9 +66,11 @@ type Options struct {
 	// before the registry is asked again. Zero means 5 minutes. Digest
 	// references are never re-resolved.
 	RefreshTags time.Duration
-	// MaxBytes bounds the unpacked size of the cached layers. Images that
-	// no Rootfs holds are evicted, least recently used first, when the
-	// cache grows past it. Zero means unbounded.
+	// MaxBytes bounds the unpacked size of the cached layers and of the
+	// images' own trees (their directories and links). Images that no
+	// Rootfs holds are evicted, least recently used first, when the cache
+	// grows past it; an image whose layers alone add up past it is
+	// refused. Zero means unbounded.
 	MaxBytes int64
 	// KeepSetuid keeps setuid and setgid bits from layers. Off by default:
 	// cached files belong to the runner's user (often root) and sit on the
@@ -174,6 +176,8 @@ func (o Options) withDefaults() (Options, v1.Platform, error) {
 			TLSHandshakeTimeout:   10 * time.Second,
 			ResponseHeaderTimeout: 60 * time.Second,
 			ExpectContinueTimeout: time.Second,
+			// Blobs are compressed already; see httpGuard.
+			DisableCompression: true,
 		}
 	}
 	if o.MountPoints == nil {

@@ -183,7 +183,7 @@ func BenchmarkFlatten(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		if err := flatten(dst, layers); err != nil {
+		if _, err := flatten(context.Background(), dst, layers); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()

@@ -40,6 +40,10 @@ type imageRecord struct {
 	// Origins are the repositories (registry/repository) that served the
 	// image's manifest and every layer (see origins.go).
 	Origins []string `json:"origins,omitempty"`
+	// Bytes is what the rootfs tree itself counts toward the cache's
+	// bound (flatten): its own directories and links, beside the layers'
+	// files, which it shares.
+	Bytes int64 `json:"bytes,omitempty"`
 }
 
 // refRecord remembers what a reference resolved to. Key is the tag
@@ -161,6 +165,25 @@ func writeJSONAtomic(s *store, path string, v any) error {
 	return err
 }
 
+// readLayerMeta reads the layer.json of the layer directory dir. One
+// bigger than this code writes (maxLayerJSONBytes) is not read: an older
+// runner recorded hostile layers' names without bound (2 GB took a minute
+// to load, and the runner could not start in time), so it is refused, and
+// the layer fetched again if an image needs it.
+func readLayerMeta(dir string) (*layerMeta, bool) {
+	p := filepath.Join(dir, "layer.json")
+	st, err := os.Lstat(p)
+	if err != nil || !st.Mode().IsRegular() || st.Size() > maxLayerJSONBytes {
+		return nil, false
+	}
+	var m layerMeta
+	if err := readJSON(p, &m); err != nil {
+		return nil, false
+	}
+	m.recount()
+	return &m, m.recorded <= maxRecordedBytes
+}
+
 func readJSON(path string, v any) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -179,12 +202,12 @@ func (s *store) scan() (layers map[string]*layerMeta, images map[string]imageRec
 	}
 	for _, e := range ents {
 		p := filepath.Join(s.dir, "layers", e.Name())
-		var m layerMeta
-		if err := readJSON(filepath.Join(p, "layer.json"), &m); err != nil || hexOf(m.DiffID) != e.Name() {
+		m, ok := readLayerMeta(p)
+		if !ok || hexOf(m.DiffID) != e.Name() {
 			os.RemoveAll(p)
 			continue
 		}
-		layers[m.DiffID] = &m
+		layers[m.DiffID] = m
 	}
 	ents, err = os.ReadDir(filepath.Join(s.dir, "images"))
 	if err != nil {

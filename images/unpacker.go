@@ -43,6 +43,59 @@ type layerMeta struct {
 	Origins []string `json:"origins,omitempty"`
 	// Skipped names device nodes and FIFOs, which are never created.
 	Skipped []string `json:"skipped,omitempty"`
+	// recorded is the size of the names kept above (recordCost each),
+	// which the runner holds in memory and in layer.json: it counts toward
+	// the cache's bound like file bytes. It is not stored; scan recounts.
+	recorded int64
+}
+
+// recordOverhead is what each kept name counts beside its bytes: enough
+// for its JSON quoting and separators and its slice or map slot.
+const recordOverhead = 16
+
+// maxRecordedBytes bounds what one layer's metadata keeps of its entries
+// (recorded), whatever the cache's bound: it is read whole at start-up.
+// A real layer keeps a few bytes per entry owned by another uid or
+// skipped; 16 MiB is hundreds of thousands of them.
+const maxRecordedBytes = 16 << 20
+
+// maxLayerJSONBytes is the largest layer.json start-up reads: every
+// recorded byte takes at most 6 in JSON (\u00XX), plus room for the rest
+// of the record. A bigger one was not written by this code; it is dropped
+// unread (store.scan).
+const maxLayerJSONBytes = 6*maxRecordedBytes + 1<<20
+
+func recordCost(s string) int64 { return int64(len(s)) + recordOverhead }
+
+// keep appends name to one of m's lists and counts it.
+func (m *layerMeta) keep(list *[]string, name string) {
+	*list = append(*list, name)
+	m.recorded += recordCost(name)
+}
+
+// setOwner records the owner of name and counts it.
+func (m *layerMeta) setOwner(name, owner string) {
+	if m.Owners == nil {
+		m.Owners = map[string]string{}
+	}
+	if old, ok := m.Owners[name]; ok {
+		m.recorded -= recordCost(name) + int64(len(old))
+	}
+	m.Owners[name] = owner
+	m.recorded += recordCost(name) + int64(len(owner))
+}
+
+// recount sets recorded from the lists, for a layerMeta read from disk.
+func (m *layerMeta) recount() {
+	m.recorded = 0
+	for _, l := range [][]string{m.Whiteouts, m.Opaque, m.Skipped} {
+		for _, n := range l {
+			m.recorded += recordCost(n)
+		}
+	}
+	for n, o := range m.Owners {
+		m.recorded += recordCost(n) + int64(len(o))
+	}
 }
 
 // entryCost is what each tar entry counts toward the cache's size budget
@@ -53,7 +106,7 @@ type layerMeta struct {
 const entryCost = 4096
 
 // cost is what the layer counts toward the cache's size budget.
-func (m *layerMeta) cost() int64 { return m.Size + m.Entries*entryCost }
+func (m *layerMeta) cost() int64 { return m.Size + m.Entries*entryCost + m.recorded }
 
 // unpacker extracts one layer tarball into an empty directory, treating
 // every entry name and link target as hostile. It refuses, with an error
@@ -100,16 +153,19 @@ func (u *unpacker) unpack(r io.Reader, dst string) (*layerMeta, error) {
 			return nil, fmt.Errorf("read layer: %w", err)
 		}
 		if meta.Entries++; u.limit > 0 && meta.cost() > u.limit {
-			return nil, fmt.Errorf("entry %q: layer unpacks to more than the cache bound of %d bytes (%d entries count %d bytes each)", hdr.Name, u.limit, meta.Entries, entryCost)
+			return nil, fmt.Errorf("entry %s: layer unpacks to more than the cache bound of %d bytes (%d entries count %d bytes each)", shortName(hdr.Name), u.limit, meta.Entries, entryCost)
 		}
 		if err := u.entry(t, tr, hdr, meta, &dirs); err != nil {
-			return nil, fmt.Errorf("entry %q: %w", hdr.Name, err)
+			return nil, fmt.Errorf("entry %s: %w", shortName(hdr.Name), err)
+		}
+		if meta.recorded > maxRecordedBytes {
+			return nil, fmt.Errorf("entry %s: layer records more than %d bytes of names (whiteouts, skipped entries, owners)", shortName(hdr.Name), maxRecordedBytes)
 		}
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
 		d := dirs[i]
 		if err := setAttrs(t, d.name, d.mode, d.mtime); err != nil {
-			return nil, fmt.Errorf("entry %q: %w", d.name, err)
+			return nil, fmt.Errorf("entry %s: %w", shortName(d.name), err)
 		}
 	}
 	return meta, nil
@@ -118,14 +174,14 @@ func (u *unpacker) unpack(r io.Reader, dst string) (*layerMeta, error) {
 // whiteout records the whiteout entry base of directory dir in meta.
 func whiteout(meta *layerMeta, dir, base string) error {
 	if base == whiteoutOpaque {
-		meta.Opaque = append(meta.Opaque, dir)
+		meta.keep(&meta.Opaque, dir)
 		return nil
 	}
 	target := strings.TrimPrefix(base, whiteoutPrefix)
 	if target == "" || target == "." || target == ".." || strings.HasPrefix(target, whiteoutPrefix) {
 		return errors.New("whiteout names no entry")
 	}
-	meta.Whiteouts = append(meta.Whiteouts, path.Join(dir, target))
+	meta.keep(&meta.Whiteouts, path.Join(dir, target))
 	return nil
 }
 
@@ -195,15 +251,12 @@ func (u *unpacker) entry(t *tree, tr *tar.Reader, hdr *tar.Header, meta *layerMe
 		return whiteout(meta, dir, base)
 	}
 	if hdr.Uid != 0 || hdr.Gid != 0 {
-		if meta.Owners == nil {
-			meta.Owners = map[string]string{}
-		}
-		meta.Owners[name] = fmt.Sprintf("%d:%d", hdr.Uid, hdr.Gid)
+		meta.setOwner(name, fmt.Sprintf("%d:%d", hdr.Uid, hdr.Gid))
 	}
 	mtime := unix.NsecToTimespec(hdr.ModTime.UnixNano())
 	switch hdr.Typeflag {
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		meta.Skipped = append(meta.Skipped, name)
+		meta.keep(&meta.Skipped, name)
 		u.logger.Debug("layer entry skipped", "entry", hdr.Name, "type", string(hdr.Typeflag))
 		return nil
 	case tar.TypeDir:
@@ -236,7 +289,7 @@ func (u *unpacker) entry(t *tree, tr *tar.Reader, hdr *tar.Header, meta *layerMe
 		return hardLink(t, hdr.Linkname, pfd, base)
 	default:
 		u.logger.Debug("layer entry of unknown type skipped", "entry", hdr.Name, "type", string(hdr.Typeflag))
-		meta.Skipped = append(meta.Skipped, name)
+		meta.keep(&meta.Skipped, name)
 		return nil
 	}
 	return unix.UtimesNanoAt(pfd, base, []unix.Timespec{mtime, mtime}, unix.AT_SYMLINK_NOFOLLOW)

@@ -1,0 +1,73 @@
+package images
+
+import (
+	"fmt"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+)
+
+// maxConfigBytes bounds an image config blob. The config is read whole
+// into memory, and a registry may claim any size for it (a 1 GiB config,
+// gzip-encoded to 1 MB on the wire, took 5.9 GB of runner memory); real
+// configs are a few kilobytes, their history included.
+const maxConfigBytes = 8 << 20
+
+// maxLayers bounds the layers of an image: overlayfs-based runtimes stop
+// at 128 too, and flattening does work for every listing of a layer, so
+// a manifest listing one small layer thousands of times is refused rather
+// than flattened thousands of times.
+const maxLayers = 128
+
+// checkManifest refuses, before any blob is downloaded, an image whose
+// manifest cannot fit the cache: a config past maxConfigBytes, more than
+// maxLayers layers, or compressed layers adding up past maxBytes (when
+// positive). Each layer alone is bounded while it unpacks (unpacker), and
+// the unpacked total by checkUnpacked.
+func checkManifest(img v1.Image, maxBytes int64) error {
+	m, err := img.Manifest()
+	if err != nil {
+		return fmt.Errorf("manifest: %w", err)
+	}
+	if m.Config.Size > maxConfigBytes {
+		return fmt.Errorf("config of %d bytes is larger than %d bytes", m.Config.Size, maxConfigBytes)
+	}
+	if len(m.Layers) > maxLayers {
+		return fmt.Errorf("image has %d layers, more than %d", len(m.Layers), maxLayers)
+	}
+	var total int64
+	seen := map[v1.Hash]bool{}
+	for _, l := range m.Layers {
+		if l.Size < 0 {
+			return fmt.Errorf("layer %s: negative size %d", l.Digest, l.Size)
+		}
+		if !seen[l.Digest] {
+			seen[l.Digest] = true
+			total += l.Size
+		}
+	}
+	if maxBytes > 0 && total > maxBytes {
+		return fmt.Errorf("layers of %d bytes compressed are larger than the cache bound of %d bytes", total, maxBytes)
+	}
+	return nil
+}
+
+// checkUnpacked refuses an image whose unpacked layers (each counted
+// once) add up past maxBytes (when positive): it could never be held in
+// the cache, and images in use are never evicted.
+func checkUnpacked(metas []*layerMeta, maxBytes int64) error {
+	if maxBytes <= 0 {
+		return nil
+	}
+	var total int64
+	seen := map[string]bool{}
+	for _, m := range metas {
+		if !seen[m.DiffID] {
+			seen[m.DiffID] = true
+			total += m.cost()
+		}
+	}
+	if total > maxBytes {
+		return fmt.Errorf("layers unpack to %d bytes, more than the cache bound of %d bytes", total, maxBytes)
+	}
+	return nil
+}
