@@ -34,6 +34,7 @@ type Cache struct {
 	allowed  registryList
 	unpacker *unpacker
 	flights  singleflight.Group
+	trash    *remover // deletes evicted trees off the evicting call's path
 	// metaMu serializes rewrites of image.json and layer.json (origins).
 	metaMu sync.Mutex
 
@@ -97,6 +98,7 @@ func New(o Options) (*Cache, error) {
 		images:   lru.New[string, *imageEntry](),
 		layers:   map[string]*layerEntry{},
 		refs:     refs,
+		trash:    newRemover(o.Logger),
 	}
 	for d, meta := range layers {
 		c.layers[d] = &layerEntry{meta: meta}
@@ -116,6 +118,7 @@ func New(o Options) (*Cache, error) {
 	m.cachedBytes.Set(float64(c.bytes))
 	if o.Metrics != nil {
 		if err := m.register(o.Metrics); err != nil {
+			c.trash.close()
 			s.close()
 			return nil, fmt.Errorf("images: metrics: %w", err)
 		}
@@ -154,6 +157,7 @@ func (c *Cache) Close() error {
 		return nil
 	}
 	c.closed = true
+	c.trash.close()
 	return c.store.close()
 }
 

@@ -1,10 +1,5 @@
 package images
 
-import (
-	"errors"
-	"os"
-)
-
 // evictLocked removes least recently used images that nothing holds, and
 // then layers that no image uses, until the cache is within MaxBytes. The
 // directories are moved aside under mu; the caller deletes the returned
@@ -52,10 +47,6 @@ func (c *Cache) evictLocked() []string {
 	return trash
 }
 
-func (c *Cache) removeTrash(paths []string) {
-	for _, p := range paths {
-		if err := os.RemoveAll(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			c.log.Error("image cache: remove evicted files", "path", p, "err", err)
-		}
-	}
-}
+// removeTrash hands the trees evictLocked moved aside to the background
+// remover: the call that evicted does not wait for their deletion.
+func (c *Cache) removeTrash(paths []string) { c.trash.add(paths) }

@@ -3,6 +3,7 @@ package images
 import (
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -123,5 +124,47 @@ func TestEvictionOfUnusedImages(t *testing.T) {
 	c.mu.Unlock()
 	if layersLeft != 3 {
 		t.Errorf("%d layers cached, want 3", layersLeft)
+	}
+}
+
+// TestEvictedTreesAreRemovedOffThePath: the call whose image pushes the
+// cache over its bound returns without waiting for the evicted tree's
+// deletion (an unrelated action's setup waited 52 to 161 s for an
+// attacker's trees); the tree goes in the background, and Close waits for
+// what is queued.
+func TestEvictedTreesAreRemovedOffThePath(t *testing.T) {
+	r := newTestRegistry(t)
+	mk := func(tag string) string {
+		return r.push(t, "e:"+tag, imageOf(t, "linux/amd64", v1.Config{},
+			layerOf(t, compression.GZip, file("data", strings.Repeat(tag, 1<<20/len(tag)), 0o644))))
+	}
+	mk("aaaa")
+	mk("bbbb")
+	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.MaxBytes = 1<<20 + 64<<10 })
+	unblock := make(chan struct{})
+	var removed atomic.Int64
+	c.trash.remove = func(p string) error {
+		<-unblock
+		removed.Add(1)
+		return os.RemoveAll(p)
+	}
+	r.rootfs(t, c, "e:aaaa").Release()
+	got := make(chan *Rootfs, 1)
+	go func() { got <- r.rootfs(t, c, "e:bbbb") }() // evicts a
+	select {
+	case rb := <-got:
+		defer rb.Release()
+	case <-time.After(30 * time.Second):
+		t.Fatal("the evicting call waited for the deletion")
+	}
+	if removed.Load() != 0 {
+		t.Fatal("deleted before the remover was let go")
+	}
+	close(unblock)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if removed.Load() == 0 {
+		t.Fatal("Close returned before the queued trees were deleted")
 	}
 }
