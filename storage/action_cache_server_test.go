@@ -9,6 +9,7 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
@@ -156,8 +157,16 @@ func TestGetActionResultInliningStaysUnderTheSendLimit(t *testing.T) {
 	stderr := putString(t, ts.disk, "a short stderr")
 	empty := sha("").Proto()
 	result := &repb.ActionResult{StdoutDigest: stdout.Proto(), StderrDigest: stderr.Proto()}
-	for i := 0; proto.Size(result) < sendLimit-512<<10; i++ {
-		result.OutputFiles = append(result.OutputFiles, &repb.OutputFile{Path: fmt.Sprintf("d/%06d-%s", i, strings.Repeat("p", 1000)), Digest: empty})
+	// Filled to just under the limit, the size counted as it grows (one
+	// proto.Size per entry would be quadratic).
+	size := proto.Size(result)
+	for i := 0; size < sendLimit-512<<10; i++ {
+		f := &repb.OutputFile{Path: fmt.Sprintf("d/%06d-%s", i, strings.Repeat("p", 1000)), Digest: empty}
+		result.OutputFiles = append(result.OutputFiles, f)
+		size += protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(f))
+	}
+	if got := proto.Size(result); got != size {
+		t.Fatalf("result is %d bytes, counted %d", got, size)
 	}
 	action := putString(t, ts.disk, "a large result's action")
 	if err := ts.ac.Put(ctx, "", action, result); err != nil {
