@@ -77,9 +77,7 @@ func TestRecordedNamesCountTowardTheBound(t *testing.T) {
 	dir := t.TempDir()
 	c := newTestCache(t, dir, r, nil)
 	r.rootfs(t, c, "names:1").Release()
-	c.mu.Lock()
-	pulled := c.bytes
-	c.mu.Unlock()
+	pulled := countedBytes(c)
 	if min := int64(len(entries))*entryCost + names; pulled < min {
 		t.Fatalf("cache counts %d bytes for %d entries with %d bytes of recorded names, want at least %d", pulled, len(entries), names, min)
 	}

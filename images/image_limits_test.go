@@ -194,13 +194,9 @@ func TestImageRootsCountTowardTheBound(t *testing.T) {
 	dir := t.TempDir()
 	c := newTestCache(t, dir, r, nil)
 	r.rootfs(t, c, "dirs:0").Release()
-	c.mu.Lock()
-	one := c.bytes
-	c.mu.Unlock()
+	one := countedBytes(c)
 	r.rootfs(t, c, "dirs:1").Release()
-	c.mu.Lock()
-	two := c.bytes
-	c.mu.Unlock()
+	two := countedBytes(c)
 	if two-one < 50*entryCost {
 		t.Fatalf("a second image of the shared layer counts %d bytes, want at least %d for its 50 directories", two-one, 50*entryCost)
 	}
@@ -209,4 +205,11 @@ func TestImageRootsCountTowardTheBound(t *testing.T) {
 	if c.bytes != two {
 		t.Fatalf("after a restart the cache counts %d bytes, before %d", c.bytes, two)
 	}
+}
+
+// countedBytes is what the cache counts against its bound.
+func countedBytes(c *Cache) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes
 }
