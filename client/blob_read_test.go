@@ -39,7 +39,11 @@ func TestReadToStreams(t *testing.T) {
 	if err := c.ReadTo(t.Context(), b.Digest, w); err != nil {
 		t.Fatal(err)
 	}
-	if grew := int64(w.peak) - int64(before.HeapAlloc); grew > 24<<20 {
+	// Half the blob: a read that holds it whole grows the heap by all of
+	// it (166 MiB before), while a streamed one still holds what gRPC's
+	// flow-control window lets the in-process server send ahead, which is
+	// up to 16 MiB and grows when the reader is slow.
+	if grew := int64(w.peak) - int64(before.HeapAlloc); grew > 32<<20 {
 		t.Errorf("the heap grew by %d MiB while a 64 MiB blob was read; want it streamed", grew>>20)
 	}
 }
