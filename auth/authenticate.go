@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -29,7 +30,8 @@ func (p *Policy) Authenticate(ctx context.Context) (*Principal, error) {
 					return nil, status.Error(codes.Unauthenticated, "more than one authorization header")
 				}
 			}
-			return p.authenticateToken(vals[0])
+			pr, _, err := p.authenticateToken(vals[0])
+			return pr, err
 		}
 	}
 	if cert := peerCertificate(ctx); cert != nil {
@@ -43,6 +45,15 @@ func (p *Policy) Authenticate(ctx context.Context) (*Principal, error) {
 // gRPC call: the status page's login and its API clients use the same
 // tokens as gRPC. UNAUTHENTICATED (a gRPC status) if it names no one.
 func (p *Policy) AuthenticateBearer(header string) (*Principal, error) {
+	pr, _, err := p.authenticateToken(header)
+	return pr, err
+}
+
+// AuthenticateBearerUntil is AuthenticateBearer that also says until when
+// the credential is good: a JWT's expiry, or the zero time for a static
+// token (good until the policy drops it). Whatever outlives the request,
+// such as a status-page session, must end by then.
+func (p *Policy) AuthenticateBearerUntil(header string) (*Principal, time.Time, error) {
 	return p.authenticateToken(header)
 }
 
@@ -57,27 +68,29 @@ func (p *Policy) AuthenticateCertificate(cert *x509.Certificate) (*Principal, er
 	return nil, status.Error(codes.Unauthenticated, "the client certificate is valid but names no identity of the policy")
 }
 
-func (p *Policy) authenticateToken(header string) (*Principal, error) {
+// authenticateToken returns the principal of a bearer token and, for a
+// JWT, its expiry (zero for a static token).
+func (p *Policy) authenticateToken(header string) (*Principal, time.Time, error) {
 	token, err := parseBearer(header)
 	if err != nil {
-		return nil, status.Error(codes.Unauthenticated, err.Error())
+		return nil, time.Time{}, status.Error(codes.Unauthenticated, err.Error())
 	}
 	if p.jwt != nil && looksLikeJWT(token) {
-		sub, err := p.jwt.verify(token)
+		sub, exp, err := p.jwt.verify(token)
 		if err != nil {
-			return nil, status.Errorf(codes.Unauthenticated, "bearer token: %v", err)
+			return nil, time.Time{}, status.Errorf(codes.Unauthenticated, "bearer token: %v", err)
 		}
 		if pr := p.jwtSubjects[sub]; pr != nil {
-			return pr, nil
+			return pr, exp, nil
 		}
-		return nil, status.Errorf(codes.Unauthenticated, "bearer token: subject %q is not in the policy", sub)
+		return nil, time.Time{}, status.Errorf(codes.Unauthenticated, "bearer token: subject %q is not in the policy", sub)
 	}
 	// A map lookup on the hash, not the token: the timing it leaks is about
 	// a hash, which says nothing useful about any token.
 	if pr := p.tokens[sha256.Sum256([]byte(token))]; pr != nil {
-		return pr, nil
+		return pr, time.Time{}, nil
 	}
-	return nil, status.Error(codes.Unauthenticated, "bearer token is not valid")
+	return nil, time.Time{}, status.Error(codes.Unauthenticated, "bearer token is not valid")
 }
 
 // peerCertificate is the client's leaf certificate if the TLS handshake

@@ -113,6 +113,32 @@ func TestJWTs(t *testing.T) {
 	}
 }
 
+// TestBearerUntil: a JWT is good until its exp, which AuthenticateBearerUntil
+// reports so that a status-page session can end with it; a static token
+// has no expiry of its own (the zero time).
+func TestBearerUntil(t *testing.T) {
+	p, pemKey, _ := jwtPolicy(t)
+	exp := time.Now().Add(5 * time.Minute).Truncate(time.Second)
+	tok := sign(t, pemKey, "", jwt.MapClaims{"sub": "ci", "iss": "issuer", "aud": "paddock", "exp": exp.Unix()})
+	pr, until, err := p.AuthenticateBearerUntil("Bearer " + tok)
+	if err != nil || pr.Tenant != "a" || !until.Equal(exp) {
+		t.Fatalf("JWT: %+v until %v, %v; want tenant a until %v", pr, until, err, exp)
+	}
+	static, err := compilePolicy([]byte(`tenants:
+  - name: a
+    instance_prefixes: [a]
+    identities:
+      - {token_sha256: `+goodHash+`, permissions: [cas-read]}
+`), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, until, err = static.AuthenticateBearerUntil("Bearer test")
+	if err != nil || pr == nil || !until.IsZero() {
+		t.Fatalf("static token: %+v until %v, %v; want no expiry", pr, until, err)
+	}
+}
+
 func unsignedJWT(c jwt.MapClaims) string {
 	s, _ := jwt.NewWithClaims(jwt.SigningMethodNone, c).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	return s

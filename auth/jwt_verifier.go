@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"go.yaml.in/yaml/v3"
@@ -70,17 +71,21 @@ func resolve(dir, f string) string {
 }
 
 // verify checks the token's signature, expiry, issuer and audience, and
-// returns its subject.
-func (v *jwtVerifier) verify(token string) (string, error) {
+// returns its subject and when it expires.
+func (v *jwtVerifier) verify(token string) (string, time.Time, error) {
 	t, err := v.parser.Parse(token, v.keyFor)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
 	sub, err := t.Claims.GetSubject()
 	if err != nil || sub == "" {
-		return "", errors.New("token has no subject")
+		return "", time.Time{}, errors.New("token has no subject")
 	}
-	return sub, nil
+	exp, err := t.Claims.GetExpirationTime()
+	if err != nil || exp == nil { // the parser requires it; kept for safety
+		return "", time.Time{}, errors.New("token has no expiry")
+	}
+	return sub, exp.Time, nil
 }
 
 // keyFor picks the JWKS key named by the token's kid, or else tries every

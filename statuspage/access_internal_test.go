@@ -54,14 +54,21 @@ func TestSessionsExpireAndStayBounded(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	s := newSessions(time.Hour, 3, func() time.Time { return now })
 	pr := &auth.Principal{Name: "ops/on-call"}
-	a := s.create(pr)
+	create := func() string {
+		id, lasts := s.create(pr, time.Time{})
+		if lasts != time.Hour {
+			t.Fatalf("a session of a static token lasts %v, want the ttl", lasts)
+		}
+		return id
+	}
+	a := create()
 	now = now.Add(10 * time.Minute)
-	b := s.create(pr)
-	c := s.create(pr)
+	b := create()
+	c := create()
 	if s.get(a) != pr || s.get("") != nil || s.get("forged") != nil {
 		t.Fatal("a live session is not found, or a made-up one is")
 	}
-	d := s.create(pr) // full: a, the oldest, goes
+	d := create() // full: a, the oldest, goes
 	if s.get(a) != nil || s.get(b) == nil || s.get(d) == nil {
 		t.Fatal("the session closest to expiry was not the one evicted")
 	}
@@ -79,5 +86,34 @@ func TestSessionsExpireAndStayBounded(t *testing.T) {
 	}
 	if len(s.byID) != 0 {
 		t.Fatalf("%d expired sessions kept after being looked up", len(s.byID))
+	}
+}
+
+// TestSessionsEndWithTheirToken: a session signed in with a JWT ends when
+// the JWT expires, even before the ttl (a five-minute token must not give
+// eight hours); a later expiry does not extend the ttl.
+func TestSessionsEndWithTheirToken(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := newSessions(time.Hour, 10, func() time.Time { return now })
+	pr := &auth.Principal{Name: "ops/on-call"}
+	short, lasts := s.create(pr, now.Add(5*time.Minute))
+	if lasts != 5*time.Minute {
+		t.Fatalf("a session of a token expiring in 5m lasts %v", lasts)
+	}
+	long, lasts := s.create(pr, now.Add(48*time.Hour))
+	if lasts != time.Hour {
+		t.Fatalf("a session of a token expiring in 48h lasts %v, want the 1h ttl", lasts)
+	}
+	now = now.Add(5*time.Minute - time.Nanosecond)
+	if s.get(short) != pr {
+		t.Fatal("the session ended before its token")
+	}
+	now = now.Add(time.Nanosecond)
+	if s.get(short) != nil {
+		t.Fatal("the session outlived its token")
+	}
+	now = now.Add(55 * time.Minute)
+	if s.get(long) != nil {
+		t.Fatal("the session outlived the ttl because its token did")
 	}
 }

@@ -42,7 +42,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := loginBody{Next: safeNext(r.PostFormValue("next"))}
-	pr, err := h.opts.Policy.AuthenticateBearer("Bearer " + strings.TrimSpace(r.PostFormValue("token")))
+	pr, until, err := h.opts.Policy.AuthenticateBearerUntil("Bearer " + strings.TrimSpace(r.PostFormValue("token")))
 	code := http.StatusUnauthorized
 	if err == nil && !pr.Holds(auth.Admin) {
 		code, err = http.StatusForbidden, fmt.Errorf("permission %s is not granted to you (%s): the status page shows every tenant's work", auth.Admin, pr.Name)
@@ -53,9 +53,10 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, code, "login.html", page{Title: "Sign in", Body: body})
 		return
 	}
+	id, lasts := h.sessions.create(pr, until)
 	http.SetCookie(w, &http.Cookie{
-		Name: sessionCookie, Value: h.sessions.create(pr), Path: "/",
-		MaxAge: int(h.opts.SessionTTL.Seconds()), HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
+		Name: sessionCookie, Value: id, Path: "/",
+		MaxAge: max(1, int(lasts.Seconds())), HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 	})
 	h.opts.Logger.Info("status page: signed in", "principal", pr.Name, "remote", r.RemoteAddr)
 	http.Redirect(w, r, body.Next, http.StatusSeeOther)

@@ -16,7 +16,9 @@ const maxSessions = 1000
 // sessions are the status page's logins, kept on the server: the browser
 // holds only a random id (128 bits from crypto/rand) in an HttpOnly,
 // SameSite=Strict cookie, which names nothing and cannot be forged or
-// extended. Each expires ttl after its login, whatever the cookie says.
+// extended. Each expires ttl after its login, or when the credential it
+// was signed in with does (a JWT's exp), whichever is first, whatever the
+// cookie says.
 // Safe for concurrent use.
 type sessions struct {
 	ttl time.Duration
@@ -39,17 +41,23 @@ func newSessions(ttl time.Duration, max int, now func() time.Time) *sessions {
 	return &sessions{ttl: ttl, max: max, now: now, byID: map[[32]byte]*session{}}
 }
 
-// create starts a session for pr and returns its id.
-func (s *sessions) create(pr *auth.Principal) string {
+// create starts a session for pr, to end by until if that is not zero
+// (the expiry of the token it was signed in with: a session must not
+// outlive it), and returns its id and how long it lasts.
+func (s *sessions) create(pr *auth.Principal, until time.Time) (string, time.Duration) {
 	id := rand.Text()
 	now := s.now()
+	expires := now.Add(s.ttl)
+	if !until.IsZero() && until.Before(expires) {
+		expires = until
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.byID) >= s.max {
 		s.evict(now)
 	}
-	s.byID[sha256.Sum256([]byte(id))] = &session{principal: pr, expires: now.Add(s.ttl)}
-	return id
+	s.byID[sha256.Sum256([]byte(id))] = &session{principal: pr, expires: expires}
+	return id, expires.Sub(now)
 }
 
 // evict drops the expired sessions, or if none is, the one closest to
