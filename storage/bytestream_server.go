@@ -232,13 +232,11 @@ func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.B
 		}
 		return send.flush()
 	}
+	var src io.Reader = r
 	if req.ReadLimit > 0 {
-		r = struct {
-			io.Reader
-			io.Closer
-		}{io.LimitReader(r, req.ReadLimit), r}
+		src = &rangeReader{r: r, left: req.ReadLimit}
 	}
-	if _, err := io.Copy(send, r); err != nil {
+	if _, err := io.Copy(send, src); err != nil {
 		return err
 	}
 	return send.flush()

@@ -637,3 +637,38 @@ func TestUploadsInProgressCountAgainstTheCASSize(t *testing.T) {
 		t.Fatalf("%d bytes stored, over the CAS's %d", used, size)
 	}
 }
+
+// TestByteStreamRangedReadOfCorruptBlob: a read with read_limit that ends
+// before the blob does still fails on a blob corrupt on disk (DATA_LOSS,
+// the blob removed), wherever the damage is: before, inside or after the
+// range. The store verifies a blob's hash when a read reaches its end, and
+// a limited read stopped short of it, serving the flipped byte with OK.
+func TestByteStreamRangedReadOfCorruptBlob(t *testing.T) {
+	data := bytes.Repeat([]byte("0123456789"), 300_000) // 3 MB, several chunks
+	for name, at := range map[string]int{"before the range": 10, "inside it": 1_500_000, "after it": 2_900_000} {
+		t.Run(name, func(t *testing.T) {
+			ts := startServer(t, storage.ServerOptions{})
+			d := digest.FromBytes(repb.DigestFunction_SHA256, data)
+			if err := ts.disk.Put(context.Background(), d, bytes.NewReader(data)); err != nil {
+				t.Fatal(err)
+			}
+			corruptFile(t, ts.dir, d, func(b []byte) []byte { b[at] ^= 0xff; return b })
+			got, err := read(ts, &bytestream.ReadRequest{ResourceName: readName(d), ReadOffset: 1_499_500, ReadLimit: 1000})
+			if status.Code(err) != codes.DataLoss {
+				t.Fatalf("ranged read of a blob corrupt at %d: %d bytes, %v; want DATA_LOSS", at, len(got), err)
+			}
+			if m := missing(t, ts.disk, d); !m[d] {
+				t.Fatal("the corrupt blob is still reported present")
+			}
+		})
+	}
+	ts := startServer(t, storage.ServerOptions{})
+	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
+	if err := ts.disk.Put(context.Background(), d, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := read(ts, &bytestream.ReadRequest{ResourceName: readName(d), ReadOffset: 1_499_500, ReadLimit: 1000})
+	if err != nil || !bytes.Equal(got, data[1_499_500:1_500_500]) {
+		t.Fatalf("ranged read of a sound blob: %d bytes, %v", len(got), err)
+	}
+}

@@ -27,14 +27,48 @@ import (
 // maxActionResultBytes bounds an action cache entry read from disk.
 const maxActionResultBytes = 16 << 20
 
+// An entry's file is entryMagic, the SHA-256 of the ActionResult's bytes,
+// then those bytes. Entries are not synced to disk (they are a cache), so
+// after a power cut a file may be empty or cut short; and proto.Unmarshal
+// accepts both (empty bytes are an empty result, exit 0 with no outputs;
+// a cut at a field's end drops the fields after it), which would be served
+// as a successful result with outputs missing. The hash makes any such
+// file a miss instead. A file of an earlier version, without the header,
+// is a miss too: the action runs again.
+var entryMagic = [4]byte{'p', 'a', 'c', 1}
+
+// entryHeaderBytes is the length of the magic and the hash.
+const entryHeaderBytes = len(entryMagic) + sha256.Size
+
+// encodeEntry frames an ActionResult's bytes as an entry's file.
+func encodeEntry(result []byte) []byte {
+	sum := sha256.Sum256(result)
+	b := make([]byte, 0, entryHeaderBytes+len(result))
+	b = append(b, entryMagic[:]...)
+	b = append(b, sum[:]...)
+	return append(b, result...)
+}
+
+// decodeEntry returns the ActionResult's bytes of an entry's file, or
+// false if the file is not a whole entry.
+func decodeEntry(b []byte) ([]byte, bool) {
+	if len(b) < entryHeaderBytes || [4]byte(b[:len(entryMagic)]) != entryMagic {
+		return nil, false
+	}
+	result := b[entryHeaderBytes:]
+	sum := sha256.Sum256(result)
+	return result, [sha256.Size]byte(b[len(entryMagic):entryHeaderBytes]) == sum
+}
+
 // DiskActionCache stores one file per (instance name, action digest) under
 // Dir/ac/<2 hex>/<key>, where key hashes both, so instance names (which may
 // hold slashes) never become paths and instances never share entries.
 // Entries are written to Dir/tmp and renamed into place, so readers see the
 // old or the new result, never a mix. The entries' total size is bounded
 // (DefaultActionCacheBytes unless set): past it, the least recently read
-// or written are evicted. One that no longer parses is removed and
-// reported as NOT_FOUND.
+// or written are evicted. One that is not whole (its hash does not match,
+// see encodeEntry) or no longer parses is removed and reported as
+// NOT_FOUND.
 type DiskActionCache struct {
 	acDir, tmpDir string
 	maxBytes      int64
@@ -155,7 +189,7 @@ func (c *DiskActionCache) Get(ctx context.Context, instance string, action diges
 		return nil, fmt.Errorf("read action result %s: %w", action, err)
 	}
 	r := &repb.ActionResult{}
-	if len(b) > maxActionResultBytes || proto.Unmarshal(b, r) != nil {
+	if pb, whole := decodeEntry(b); !whole || len(b) > maxActionResultBytes+entryHeaderBytes || proto.Unmarshal(pb, r) != nil {
 		c.log.Error("action cache entry corrupt; removed", "instance", instance, "action", action.String())
 		_ = os.Remove(p)
 		c.set.Remove(key)
@@ -176,18 +210,20 @@ func (c *DiskActionCache) Put(ctx context.Context, instance string, action diges
 	}
 	key := c.key(instance, action)
 	p := c.keyPath(key)
+	what := "action result for " + action.String()
 	tmp, err := atomicfile.Create(c.tmpDir, 0o600)
 	if err != nil {
-		return fmt.Errorf("write action result %s: %w", action, err)
+		return diskWriteError(what, "the action cache's disk", err)
 	}
 	defer tmp.Abort()
-	if _, err := tmp.Write(b); err != nil {
-		return fmt.Errorf("write action result %s: %w", action, err)
+	entry := encodeEntry(b)
+	if _, err := tmp.Write(entry); err != nil {
+		return diskWriteError(what, "the action cache's disk", err)
 	}
 	if err := tmp.Commit(p); err != nil {
-		return fmt.Errorf("write action result %s: %w", action, err)
+		return diskWriteError(what, "the action cache's disk", err)
 	}
-	c.set.Put(key, struct{}{}, int64(len(b)))
+	c.set.Put(key, struct{}{}, int64(len(entry)))
 	c.evict()
 	return nil
 }

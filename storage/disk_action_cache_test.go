@@ -25,7 +25,7 @@ func TestDiskActionCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	result := &repb.ActionResult{StdoutRaw: make([]byte, 100)}
-	size := int64(proto.Size(result))
+	size := entrySize(t, result)
 	c, err := storage.NewDiskActionCacheBounded(dir, 3*size, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -62,6 +62,23 @@ func TestDiskActionCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	if _, n := c2.Stats(); n != 2 {
 		t.Fatalf("after a restart with a smaller bound, %d entries, want 2", n)
 	}
+}
+
+// entrySize is what one entry of result takes in a DiskActionCache: the
+// result's bytes and the entry's header.
+func entrySize(t *testing.T, result *repb.ActionResult) int64 {
+	c, err := storage.NewDiskActionCacheBounded(t.TempDir(), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Put(context.Background(), "main", sha("any"), result); err != nil {
+		t.Fatal(err)
+	}
+	size, _ := c.Stats()
+	if size <= int64(proto.Size(result)) {
+		t.Fatalf("an entry of a %d-byte result counts %d bytes", proto.Size(result), size)
+	}
+	return size
 }
 
 // TestDiskActionCacheRemovesStrayFiles: at start-up, a file in the action
@@ -105,5 +122,72 @@ func TestDiskActionCacheRemovesStrayFiles(t *testing.T) {
 		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("stray file %s still there (%v)", p, err)
 		}
+	}
+}
+
+// TestDiskActionCacheDamagedEntriesAreMisses: an entry's file cut short
+// anywhere (empty, as a power cut leaves an unsynced file; or at a field's
+// end, which still parses), with a byte flipped, or written without the
+// header by an earlier version, is NOT_FOUND and removed, never served as
+// a result (an empty file parsed as exit 0 with no outputs).
+func TestDiskActionCacheDamagedEntriesAreMisses(t *testing.T) {
+	ctx := context.Background()
+	result := &repb.ActionResult{
+		OutputFiles: []*repb.OutputFile{{Path: "out", Digest: sha("out").Proto()}},
+		ExitCode:    0,
+		StdoutRaw:   []byte("hello"),
+	}
+	raw, err := proto.Marshal(result)
+	if err != nil {
+		t.Fatal(err)
+	}
+	action := sha("action")
+	entryFile := func(dir string) string {
+		files, _ := filepath.Glob(filepath.Join(dir, "ac", "*", "*"))
+		if len(files) != 1 {
+			t.Fatalf("want one entry file, found %v", files)
+		}
+		return files[0]
+	}
+	fresh := func() (*storage.DiskActionCache, []byte, string) {
+		dir := t.TempDir()
+		c, err := storage.NewDiskActionCache(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Put(ctx, "main", action, result); err != nil {
+			t.Fatal(err)
+		}
+		p := entryFile(dir)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, b, p
+	}
+	_, whole, _ := fresh()
+	damaged := map[string]func([]byte) []byte{"written by an earlier version": func([]byte) []byte { return raw }}
+	for n := range len(whole) {
+		damaged[fmt.Sprintf("cut to %d bytes", n)] = func(b []byte) []byte { return b[:n] }
+	}
+	for _, i := range []int{0, 5, len(whole) - 1} {
+		damaged[fmt.Sprintf("byte %d flipped", i)] = func(b []byte) []byte { b[i] ^= 1; return b }
+	}
+	for name, damage := range damaged {
+		c, b, p := fresh()
+		if err := os.WriteFile(p, damage(b), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := c.Get(ctx, "main", action)
+		if status.Code(err) != codes.NotFound {
+			t.Fatalf("%s: Get = %v, %v; want NOT_FOUND", name, got, err)
+		}
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s: the damaged file was not removed", name)
+		}
+	}
+	c, _, _ := fresh()
+	if got, err := c.Get(ctx, "main", action); err != nil || !proto.Equal(got, result) {
+		t.Fatalf("a sound entry reads as %v, %v", got, err)
 	}
 }

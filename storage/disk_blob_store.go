@@ -71,6 +71,10 @@ type DiskBlobStore struct {
 	// inflight is the bytes reserved by Puts in progress (their files in
 	// tmp/): stored and in-flight bytes together stay within maxBytes.
 	inflight int64
+	// room is the filesystem's free room as last read at roomAt, counted
+	// down by the Puts since (disk_room.go).
+	room   diskRoom
+	roomAt time.Time
 
 	verifying      singleflight.Group // one hash per blob at a time (disk_verify.go)
 	verifyFailures atomic.Int64
@@ -126,6 +130,7 @@ func NewDiskBlobStore(opts DiskOptions) (*DiskBlobStore, error) {
 	s.mu.Lock()
 	s.evictLocked()
 	s.mu.Unlock()
+	s.makeRoom(0, true)
 	if opts.ScrubBytesPerSecond > 0 {
 		go s.scrubLoop(opts.ScrubBytesPerSecond, cmp.Or(opts.ScrubInterval, 24*time.Hour))
 	}
@@ -323,15 +328,16 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 		return err
 	}
 	defer s.release(res)
+	s.makeRoom(d.SizeBytes(), false)
 	tmp, err := atomicfile.Create(s.tmpDir, 0o444)
 	if err != nil {
-		return writeError(d, err)
+		return s.writeFailed(d, err)
 	}
 	defer tmp.Abort()
 	h := d.NewHasher()
 	n, err := copyContext(ctx, io.MultiWriter(tmp, h), io.LimitReader(r, d.SizeBytes()+1), d.SizeBytes()+1)
 	if err != nil {
-		return writeError(d, err)
+		return s.writeFailed(d, err)
 	}
 	if n != d.SizeBytes() {
 		return status.Errorf(codes.InvalidArgument, "blob %s: got %d bytes, digest says %d", d, n, d.SizeBytes())
@@ -339,6 +345,15 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	if got := hexSum(h); got != d.Hash() {
 		return status.Errorf(codes.InvalidArgument, "blob %s: data hashes to %s", d, got)
 	}
+	if err := s.commit(d, tmp, res); err != nil {
+		return s.writeFailed(d, err)
+	}
+	return nil
+}
+
+// commit links the written and verified tmp into place as blob d and
+// indexes it, unless a concurrent writer already did.
+func (s *DiskBlobStore) commit(d digest.Digest, tmp *atomicfile.File, res *reservation) error {
 	final := s.path(d)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -349,7 +364,7 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	// say) is about to be replaced: forget it.
 	s.set.Remove(keyOf(d))
 	if err := tmp.Commit(final); err != nil {
-		return writeError(d, err)
+		return err
 	}
 	e := &diskEntry{d: d, touched: s.clock.Now()}
 	if id, err := fileid.Stat(final); err == nil {
@@ -402,19 +417,33 @@ func (s *DiskBlobStore) releaseLocked(res *reservation) {
 	res.released = true
 }
 
-// writeError is the error for a failed write of blob d. A full disk is
-// RESOURCE_EXHAUSTED, which clients may retry later; no message names a
-// host path (an *os.PathError's would); the client's own errors (a
-// broken stream, a cancelled context) pass through.
+// writeFailed is the error for a failed write of blob d; a full disk
+// first has room made, so that the client's retry finds it.
+func (s *DiskBlobStore) writeFailed(d digest.Digest, err error) error {
+	if diskFull(err) {
+		s.makeRoom(d.SizeBytes(), true)
+	}
+	return writeError(d, err)
+}
+
+// writeError is the error for a failed write of blob d.
 func writeError(d digest.Digest, err error) error {
+	return diskWriteError("blob "+d.String(), "the CAS's disk", err)
+}
+
+// diskWriteError is the error for a failed write of what to a store on
+// disk. A full disk is RESOURCE_EXHAUSTED, which clients may retry later;
+// no message names a host path (an *os.PathError's would); the client's
+// own errors (a broken stream, a cancelled context) pass through.
+func diskWriteError(what, disk string, err error) error {
 	var errno syscall.Errno
 	switch {
 	case errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT):
-		return status.Errorf(codes.ResourceExhausted, "blob %s not stored: the CAS's disk is full", d)
+		return status.Errorf(codes.ResourceExhausted, "%s not stored: %s is full", what, disk)
 	case errors.As(err, &errno):
-		return status.Errorf(codes.Internal, "blob %s not stored: %v", d, errno)
+		return status.Errorf(codes.Internal, "%s not stored: %v", what, errno)
 	}
-	return fmt.Errorf("write blob %s: %w", d, err)
+	return fmt.Errorf("write %s: %w", what, err)
 }
 
 // evictLocked removes least recently used blobs until the store fits,

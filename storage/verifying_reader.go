@@ -108,3 +108,32 @@ func copyContext(ctx context.Context, dst io.Writer, src io.Reader, limit int64)
 func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
 
 var _ BlobStore = (*DiskBlobStore)(nil)
+
+// rangeReader serves the first left bytes of r, then reads r to its end
+// unseen before it returns its last bytes: the stores verify a blob's
+// hash on the read that reaches its end (verifyingReader), so a read_limit
+// that stopped short of it served a corrupt blob's bytes with OK. The
+// rest is read, not skipped, as a whole read would read it; if it turns
+// out corrupt, the error is returned in place of the range's last bytes.
+type rangeReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *rangeReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	if l.left > 0 || err != nil {
+		return n, err
+	}
+	if _, err := io.Copy(io.Discard, l.r); err != nil {
+		return 0, err
+	}
+	return n, nil
+}

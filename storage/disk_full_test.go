@@ -1,0 +1,144 @@
+package storage_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// smallDisk mounts a tmpfs of size bytes and inodes inodes for the test
+// and returns its directory. Root only.
+func smallDisk(t *testing.T, size int64, inodes int) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount a tmpfs")
+	}
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,nr_inodes=%d,mode=0755", size, inodes)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+func freeRoom(t *testing.T, dir string) (bytes, inodes uint64) {
+	t.Helper()
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Bavail * uint64(st.Bsize), st.Ffree
+}
+
+// blobOf is a blob of n bytes, different for each i.
+func blobOf(i, n int) ([]byte, digest.Digest) {
+	b := bytes.Repeat([]byte(fmt.Sprintf("%08d", i)), n/8)
+	return b, digest.FromBytes(repb.DigestFunction_SHA256, b)
+}
+
+// TestDiskCASKeepsItsFilesystemFree: a CAS whose bound is larger than its
+// disk evicts to keep part of the disk free, in bytes and in inodes, so
+// uploads go on succeeding and the rest of the farm (journal, action
+// cache, input roots) can still write. Before, the first upload past the
+// disk's size and every one after it were RESOURCE_EXHAUSTED, for good.
+func TestDiskCASKeepsItsFilesystemFree(t *testing.T) {
+	ctx := context.Background()
+	t.Run("bytes", func(t *testing.T) {
+		dir := smallDisk(t, 8<<20, 10000)
+		s := newDisk(t, dir, 1<<30)
+		for i := range 40 { // 20 MiB through an 8 MiB disk
+			b, d := blobOf(i, 512<<10)
+			if err := s.Put(ctx, d, bytes.NewReader(b)); err != nil {
+				t.Fatalf("upload %d: %v", i, err)
+			}
+			if free, _ := freeRoom(t, dir); free < 1<<20 {
+				t.Fatalf("after upload %d only %d bytes are free, want the 1 MiB headroom", i, free)
+			}
+		}
+		_, last := blobOf(39, 512<<10)
+		if m := missing(t, s, last); m[last] {
+			t.Fatal("the last blob uploaded is missing")
+		}
+	})
+	t.Run("inodes", func(t *testing.T) {
+		dir := smallDisk(t, 64<<20, 1000)
+		s := newDisk(t, dir, 1<<30)
+		for i := range 3000 {
+			b, d := blobOf(i, 64)
+			if err := s.Put(ctx, d, bytes.NewReader(b)); err != nil {
+				t.Fatalf("upload %d: %v", i, err)
+			}
+		}
+		if _, inodes := freeRoom(t, dir); inodes < 64 {
+			t.Fatalf("%d inodes free, want the headroom of 64", inodes)
+		}
+	})
+}
+
+// TestDiskCASRestartsOnAFullDisk: a CAS opened on a disk something else
+// filled makes room at start-up, by evicting its least recently used
+// blobs, so the farm can start (an inode-full disk kept the runner from
+// making its socket) and the action cache can write again.
+func TestDiskCASRestartsOnAFullDisk(t *testing.T) {
+	ctx := context.Background()
+	dir := smallDisk(t, 8<<20, 10000)
+	s := newDisk(t, dir, 1<<30)
+	for i := range 8 {
+		b, d := blobOf(i, 512<<10)
+		if err := s.Put(ctx, d, bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fillDisk(t, dir)
+	ac, err := storage.NewDiskActionCache(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ac.Put(ctx, "main", sha("action"), &repb.ActionResult{StdoutRaw: make([]byte, 64<<10)})
+	if status.Code(err) != codes.ResourceExhausted || strings.Contains(status.Convert(err).Message(), dir) {
+		t.Fatalf("action cache write on a full disk: %v; want RESOURCE_EXHAUSTED naming no host path", err)
+	}
+	s = newDisk(t, dir, 1<<30)
+	if free, _ := freeRoom(t, dir); free < 1<<20 {
+		t.Fatalf("after a restart on a full disk %d bytes are free, want the 1 MiB headroom", free)
+	}
+	if err := ac.Put(ctx, "main", sha("action"), &repb.ActionResult{StdoutRaw: make([]byte, 64<<10)}); err != nil {
+		t.Fatalf("action cache write after the CAS made room: %v", err)
+	}
+	if _, n, _ := s.Stats(); n == 0 || n == 8 {
+		t.Fatalf("%d blobs kept; want some evicted and the rest kept", n)
+	}
+}
+
+// fillDisk writes a file in dir until the disk is full.
+func fillDisk(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if !errors.Is(err, syscall.ENOSPC) {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+}
