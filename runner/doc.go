@@ -7,7 +7,7 @@
 //
 // `paddock runner` loads a Config, starts a sandbox.Launcher and an
 // images.Cache, calls New (which removes bundles a crashed runner left in
-// the state directory), Listen (a 0600 socket) and serves. The worker calls
+// the state directory), Listen (a 0600 socket, made in a private directory kept beside it) and serves. The worker calls
 // Dial and WaitReady, then Run per action. Each Run:
 //
 //  1. checks the request and parses the platform properties
@@ -43,7 +43,10 @@
 //     Bundles and skeletons left by a crash go at the next start.
 //
 // Errors go into the response's status_code/status_message; a non-zero
-// exit code is a result, not an error.
+// exit code is a result, not an error. A full disk (ENOSPC, EDQUOT) at
+// any step of setting up a sandbox, in the runner or across the sandbox
+// spawner's pipe (which carries the errno), is RESOURCE_EXHAUSTED naming
+// the step and no host path (diskFull); the path goes to the log.
 //
 // # Concurrency
 //

@@ -92,6 +92,7 @@ func newTestEnvIn(t testing.TB, base string, mod func(*Config)) *testEnv {
 	requireRoot(t)
 	cfg := DefaultConfig()
 	cfg.StateDir = filepath.Join(base, "state")
+	cfg.Socket = filepath.Join(base, "runner.sock")
 	cfg.IDBase = testIDBase
 	cfg.MaxSandboxes = 4
 	cfg.Sandbox.CgroupParent = testCgroupParent
@@ -117,7 +118,7 @@ func newTestEnvIn(t testing.TB, base string, mod func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	socket := filepath.Join(base, "runner.sock")
+	socket := cfg.Socket
 	lis, err := Listen(socket)
 	if err != nil {
 		t.Fatal(err)

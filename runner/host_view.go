@@ -252,10 +252,13 @@ func (s *skeletons) get(v *hostView) (string, error) {
 		return p, nil
 	}
 	p := filepath.Join(s.dir, key)
-	if err := os.RemoveAll(p); err != nil { // half-made by a failed create
+	if err := os.RemoveAll(p); err != nil { // left by a crash
 		return "", err
 	}
 	if err := v.create(p); err != nil {
+		// Give back what it took at once: on a full disk, every
+		// inode counts, and no later get may come for this plan.
+		_ = os.RemoveAll(p)
 		return "", err
 	}
 	s.paths[key] = p

@@ -108,6 +108,9 @@ func (c *hostViews) get(irp string) (*hostView, string, error) {
 		return nil, "", err
 	}
 	rootfs, err := c.roots.get(view)
+	if isDiskFull(err) {
+		return nil, "", diskFull("setting up the sandbox's host view", err)
+	}
 	if err != nil {
 		return nil, "", status.Errorf(codes.Internal, "host rootfs: %v", err)
 	}

@@ -23,6 +23,12 @@ import (
 // status code 418: ...") and the network's detail (refused, timed out),
 // which made the runner a probe into that network for any client.
 func pullFailure(image string, err error) error {
+	if isDiskFull(err) {
+		// Unpacking it filled the worker's disk: the client may retry
+		// once space is back (the message, like every image error,
+		// names no host path).
+		return status.Errorf(codes.ResourceExhausted, "image %s: %s", image, diskFullMessage("pulling the image"))
+	}
 	code := codes.FailedPrecondition
 	if errors.Is(err, images.ErrAccessDenied) || errors.Is(err, images.ErrRegistryNotAllowed) {
 		code = codes.PermissionDenied

@@ -113,8 +113,13 @@ func New(opts Options) (*Service, error) {
 	}
 	opts.Clock = clock.OrReal(opts.Clock)
 	// Besides the configured paths, host-root sandboxes never see the
-	// runner's state (bundles, skeletons) or its image cache.
-	hidden := resolvedHiddenPaths(append(append([]string(nil), cfg.HostHiddenPaths...), filepath.Clean(cfg.StateDir), filepath.Clean(cfg.ImagesDir())))
+	// runner's state (bundles, skeletons), its image cache, or the
+	// socket's private directory (Listen's).
+	hide := append(append([]string(nil), cfg.HostHiddenPaths...), filepath.Clean(cfg.StateDir), filepath.Clean(cfg.ImagesDir()))
+	if sock, err := filepath.Abs(cfg.Socket); err == nil && cfg.Socket != "" {
+		hide = append(hide, socketDir(sock))
+	}
+	hidden := resolvedHiddenPaths(hide)
 	roots := &skeletons{dir: rootfs, paths: map[string]string{}}
 	return &Service{
 		cfg: cfg, launcher: opts.Launcher, images: opts.Images, logger: opts.Logger,
@@ -147,6 +152,10 @@ func (s *Service) Run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 		// data directory, say): plan again once. Nothing ran yet.
 		s.views.forget()
 		resp, err = s.run(ctx, req)
+	}
+	if cause, ok := diskFullCause(err); ok {
+		// The client hears which step; the operator, which path.
+		s.logger.Warn("the disk is full", "action", req.GetActionId(), "error", cause)
 	}
 	if err != nil {
 		st := status.Convert(err)
@@ -201,6 +210,9 @@ func (s *Service) resolveRootfs(ctx context.Context, req *runnerpb.RunRequest, p
 	}
 	if err := rf.MkdirMountPoint(irp); err != nil {
 		rf.Release()
+		if isDiskFull(err) {
+			return "", nil, release, diskFull("setting up the image's root for the sandbox", err)
+		}
 		return "", nil, release, status.Errorf(codes.FailedPrecondition, "image %s: input root mount point %s: %v", plat.Image, irp, err)
 	}
 	in.Rootfs, in.ImageEnv = rf.Path, rf.Config.Env
@@ -311,6 +323,9 @@ func giveInputRoot(spec *specs.Spec, user sandboxUser, inputRoot string) error {
 		return status.Errorf(codes.Internal, "map user: %v", err)
 	}
 	if err := chownDirectories(inputRoot, int(hostUID), int(hostGID)); err != nil {
+		if isDiskFull(err) { // EDQUOT: the sandbox's ids are over a quota
+			return diskFull("making the input root writable", err)
+		}
 		return status.Errorf(codes.Internal, "make input root writable: %v", err)
 	}
 	return nil
@@ -393,29 +408,3 @@ func chownDirectories(root string, uid, gid int) error {
 		return nil
 	})
 }
-
-// sandboxError maps a launcher error: a command that cannot be started is
-// the action's fault (INVALID_ARGUMENT, as exec failures are for REv2
-// servers), a spawner that died is retryable, the rest internal.
-// The status keeps err as its cause (statusWithCause), so that Run can
-// still tell a vanished mount source apart.
-func sandboxError(err error) error {
-	st := status.Newf(codes.Internal, "sandbox: %v", err)
-	switch {
-	case errors.Is(err, sandbox.ErrCommandNotStarted):
-		st = status.Newf(codes.InvalidArgument, "cannot start the command: %v", err)
-	case errors.Is(err, sandbox.ErrSpawnerGone):
-		st = status.Newf(codes.Unavailable, "sandbox: %v", err)
-	}
-	return statusWithCause{st, err}
-}
-
-// statusWithCause is a gRPC status that unwraps to the error it reports.
-type statusWithCause struct {
-	st    *status.Status
-	cause error
-}
-
-func (e statusWithCause) Error() string              { return e.st.Err().Error() }
-func (e statusWithCause) GRPCStatus() *status.Status { return e.st }
-func (e statusWithCause) Unwrap() error              { return e.cause }

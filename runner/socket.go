@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -22,6 +23,11 @@ import (
 // never reachable with looser permissions. A stale socket at socketPath
 // (from a runner that crashed) is replaced; any other file is an error.
 // Closing the listener removes the socket.
+//
+// The private directory (socketDir) stays from one start to the next, so
+// that a start needs no inode but the socket's own: on a filesystem out
+// of inodes, the stale socket's is enough to start again, where a fresh
+// directory made the start fail.
 func Listen(socketPath string) (net.Listener, error) {
 	abs, err := filepath.Abs(socketPath)
 	if err != nil {
@@ -29,7 +35,7 @@ func Listen(socketPath string) (net.Listener, error) {
 	}
 	dir := filepath.Dir(abs)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("runner socket directory: %w", err)
+		return nil, socketError("runner socket directory", err)
 	}
 	if st, err := os.Lstat(abs); err == nil {
 		if st.Mode().Type() != fs.ModeSocket {
@@ -39,26 +45,86 @@ func Listen(socketPath string) (net.Listener, error) {
 			return nil, fmt.Errorf("remove stale runner socket: %w", err)
 		}
 	}
-	tmp, err := os.MkdirTemp(dir, ".runner-socket-")
+	priv, err := openSocketDir(socketDir(abs))
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(tmp)
-	tmpSock := filepath.Join(tmp, "s")
-	lis, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmpSock, Net: "unix"})
+	defer priv.Close()
+	lis, err := listenIn(priv)
 	if err != nil {
-		return nil, fmt.Errorf("listen on runner socket: %w", err)
+		return nil, socketError("listen on runner socket "+abs, err)
 	}
-	lis.SetUnlinkOnClose(false)
-	if err := os.Chmod(tmpSock, 0o600); err != nil {
+	if err := unix.Renameat(int(priv.Fd()), "s", unix.AT_FDCWD, abs); err != nil {
 		lis.Close()
-		return nil, err
-	}
-	if err := os.Rename(tmpSock, abs); err != nil {
-		lis.Close()
-		return nil, fmt.Errorf("place runner socket: %w", err)
+		return nil, socketError("place runner socket", err)
 	}
 	return &socketListener{UnixListener: lis, path: abs}, nil
+}
+
+// socketDir is the private directory where Listen makes the socket at
+// abs (an absolute path), beside it. One place names it: New hides it
+// from host-root sandboxes.
+func socketDir(abs string) string {
+	return filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+".d")
+}
+
+// openSocketDir opens the private directory p where the socket is made,
+// making it if need be. It must be a directory owned by the runner's
+// user, opened without following a symlink, and is chmodded 0700 through
+// that descriptor, before anything is made in it: whoever made or
+// loosened it cannot reach what is made there afterwards.
+func openSocketDir(p string) (*os.File, error) {
+	if err := os.Mkdir(p, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, socketError("runner socket's private directory", err)
+	}
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("runner socket's private directory %s: %w", p, err)
+	}
+	f := os.NewFile(uintptr(fd), p)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("runner socket's private directory %s: %w", p, err)
+	}
+	if int(st.Uid) != os.Geteuid() {
+		f.Close()
+		return nil, fmt.Errorf("runner socket's private directory %s: owned by uid %d, not the runner's: remove it", p, st.Uid)
+	}
+	if err := unix.Fchmod(fd, 0o700); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("runner socket's private directory %s: %w", p, err)
+	}
+	return f, nil
+}
+
+// listenIn listens on a socket "s" in the directory dir, mode 0600. It
+// goes through dir's descriptor (/proc/self/fd), never its path, so that
+// nothing swapped in at the path meanwhile receives the socket. A stale
+// "s" (a crash between bind and rename) is removed first.
+func listenIn(dir *os.File) (*net.UnixListener, error) {
+	if err := unix.Unlinkat(int(dir.Fd()), "s", 0); err != nil && !errors.Is(err, unix.ENOENT) {
+		return nil, err
+	}
+	lis, err := net.ListenUnix("unix", &net.UnixAddr{Name: fmt.Sprintf("/proc/self/fd/%d/s", dir.Fd()), Net: "unix"})
+	if err != nil {
+		return nil, err
+	}
+	lis.SetUnlinkOnClose(false)
+	if err := unix.Fchmodat(int(dir.Fd()), "s", 0o600, 0); err != nil {
+		lis.Close()
+		return nil, err
+	}
+	return lis, nil
+}
+
+// socketError wraps err with what, saying so when the disk is full (out
+// of space or inodes): the bare errno reads as a puzzle on a bind.
+func socketError(what string, err error) error {
+	if isDiskFull(err) {
+		return fmt.Errorf("%s: the disk is full (no space or no inodes left): %w", what, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // socketListener removes its socket file when closed.

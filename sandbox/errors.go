@@ -1,10 +1,13 @@
 package sandbox
 
-import "errors"
+import (
+	"errors"
+	"syscall"
+)
 
 // Errors Run wraps, so that callers can tell them apart with errors.Is
-// (they cross the spawner's process boundary as an errorKind plus a
-// message).
+// (they cross the spawner's process boundary as an errorKind, the errno
+// the error wraps, and a message).
 var (
 	// ErrSetup: the sandbox could not be set up (spec, mounts, cgroup,
 	// namespaces); its command never ran.
@@ -67,16 +70,35 @@ func kindOf(err error) errorKind {
 	return kindNone
 }
 
+// errnoOf is the errno err wraps (the first in its chain), or 0. It
+// crosses the spawner's boundary beside the kind, so that a caller can
+// still tell, say, a full disk (ENOSPC, EDQUOT) while creating the
+// output files from any other set-up failure, as it could in process.
+func errnoOf(err error) syscall.Errno {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return 0
+}
+
 // kindError rebuilds an error from the spawner's reply. The message already
-// names the sentinels (it is err.Error() of the original), so only the
-// chain is restored.
-func kindError(kind errorKind, msg string) error {
+// names the sentinels and the errno (it is err.Error() of the original),
+// so only the chain is restored: the kind's sentinels, and errno unless 0.
+func kindError(kind errorKind, errno syscall.Errno, msg string) error {
+	var errs []error
 	for _, k := range kinds {
 		if k.kind == kind {
-			return wrapped{k.sentinels, msg}
+			errs = append(errs, k.sentinels...)
 		}
 	}
-	return errors.New(msg)
+	if errno != 0 {
+		errs = append(errs, errno)
+	}
+	if len(errs) == 0 {
+		return errors.New(msg)
+	}
+	return wrapped{errs, msg}
 }
 
 // wrapped is an error with the message msg that unwraps to errs.

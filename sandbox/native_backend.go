@@ -239,7 +239,7 @@ func (b *nativeBackend) run(ctx context.Context, req Request) (*Result, error) {
 		select {
 		case resp := <-ch:
 			if resp.Error != "" {
-				return nil, kindError(resp.Kind, resp.Error)
+				return nil, kindError(resp.Kind, resp.Errno, resp.Error)
 			}
 			return resp.Result, nil
 		case <-cancel:

@@ -72,6 +72,8 @@ type spawnResponse struct {
 	Error  string
 	// Kind names the sentinel Error wraps.
 	Kind errorKind
+	// Errno is the errno Error wraps (errnoOf), or 0.
+	Errno syscall.Errno
 }
 
 // encodeSpawnRequest returns req as a frame.
@@ -143,6 +145,7 @@ func encodeSpawnResponse(resp *spawnResponse) []byte {
 	w.BeginFrame()
 	w.Uvarint(resp.ID)
 	w.Byte(byte(resp.Kind))
+	w.Uvarint(uint64(resp.Errno))
 	w.Str(resp.Error)
 	w.Bool(resp.Result != nil)
 	if res := resp.Result; res != nil {
@@ -170,6 +173,7 @@ func decodeSpawnResponse(b []byte) (spawnResponse, error) {
 	var resp spawnResponse
 	resp.ID = r.Uvarint()
 	resp.Kind = errorKind(r.Byte())
+	resp.Errno = syscall.Errno(r.Uvarint())
 	resp.Error = r.Str()
 	if r.Bool() {
 		res := &Result{}

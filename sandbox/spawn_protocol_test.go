@@ -189,7 +189,7 @@ func TestSpawnerSurvivesAnUndecodableRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp := <-ch
-	if resp.Kind != kindSetup || !errors.Is(kindError(resp.Kind, resp.Error), ErrSetup) || !strings.Contains(resp.Error, "malformed spawn request") {
+	if resp.Kind != kindSetup || !errors.Is(kindError(resp.Kind, resp.Errno, resp.Error), ErrSetup) || !strings.Contains(resp.Error, "malformed spawn request") {
 		t.Fatalf("reply %+v, want a setup error naming the malformed request", resp)
 	}
 	if _, err := c.in.Write([]byte{10, 0, 0, 0, byte(opCancel)}); err != nil {

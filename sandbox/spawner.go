@@ -164,7 +164,7 @@ func (s *spawner) start(req spawnRequest) {
 		s.mu.Unlock()
 		resp := spawnResponse{ID: req.ID, Result: res}
 		if err != nil {
-			resp.Error, resp.Kind = err.Error(), kindOf(err)
+			resp.Error, resp.Kind, resp.Errno = err.Error(), kindOf(err), errnoOf(err)
 		}
 		s.reply(resp)
 		// Starting the next warm init is not the caller's business.

@@ -3,12 +3,8 @@ package storage_test
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -17,23 +13,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/testdisk"
 	"github.com/paddock-build/paddock/storage"
 )
-
-// smallDisk mounts a tmpfs of size bytes and inodes inodes for the test
-// and returns its directory. Root only.
-func smallDisk(t *testing.T, size int64, inodes int) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to mount a tmpfs")
-	}
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,nr_inodes=%d,mode=0755", size, inodes)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
-	return dir
-}
 
 func freeRoom(t *testing.T, dir string) (bytes, inodes uint64) {
 	t.Helper()
@@ -58,7 +40,7 @@ func blobOf(i, n int) ([]byte, digest.Digest) {
 func TestDiskCASKeepsItsFilesystemFree(t *testing.T) {
 	ctx := context.Background()
 	t.Run("bytes", func(t *testing.T) {
-		dir := smallDisk(t, 8<<20, 10000)
+		dir := testdisk.Mount(t, 8<<20, 10000)
 		s := newDisk(t, dir, 1<<30)
 		for i := range 40 { // 20 MiB through an 8 MiB disk
 			b, d := blobOf(i, 512<<10)
@@ -75,7 +57,7 @@ func TestDiskCASKeepsItsFilesystemFree(t *testing.T) {
 		}
 	})
 	t.Run("inodes", func(t *testing.T) {
-		dir := smallDisk(t, 64<<20, 1000)
+		dir := testdisk.Mount(t, 64<<20, 1000)
 		s := newDisk(t, dir, 1<<30)
 		for i := range 3000 {
 			b, d := blobOf(i, 64)
@@ -95,7 +77,7 @@ func TestDiskCASKeepsItsFilesystemFree(t *testing.T) {
 // making its socket) and the action cache can write again.
 func TestDiskCASRestartsOnAFullDisk(t *testing.T) {
 	ctx := context.Background()
-	dir := smallDisk(t, 8<<20, 10000)
+	dir := testdisk.Mount(t, 8<<20, 10000)
 	s := newDisk(t, dir, 1<<30)
 	for i := range 8 {
 		b, d := blobOf(i, 512<<10)
@@ -103,7 +85,7 @@ func TestDiskCASRestartsOnAFullDisk(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fillDisk(t, dir)
+	testdisk.Fill(t, dir)
 	ac, err := storage.NewDiskActionCache(dir, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -121,24 +103,5 @@ func TestDiskCASRestartsOnAFullDisk(t *testing.T) {
 	}
 	if _, n, _ := s.Stats(); n == 0 || n == 8 {
 		t.Fatalf("%d blobs kept; want some evicted and the rest kept", n)
-	}
-}
-
-// fillDisk writes a file in dir until the disk is full.
-func fillDisk(t *testing.T, dir string) {
-	t.Helper()
-	f, err := os.Create(filepath.Join(dir, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	chunk := make([]byte, 64<<10)
-	for {
-		if _, err := f.Write(chunk); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			return
-		}
 	}
 }
