@@ -78,16 +78,21 @@ type workerMessage struct {
 
 // submission is a validated Execute request as the core needs it.
 type submission struct {
-	name       string
-	instance   string
-	owner      string // tenant that submitted it ("" without an auth policy)
-	action     digest.Digest
-	cacheable  bool
-	priority   int32
-	invocation string
-	queueKey   string
-	routing    []*workerpb.Property
-	spec       actionSpec
+	name      string
+	instance  string
+	owner     string // tenant that submitted it ("" without an auth policy)
+	action    digest.Digest
+	cacheable bool
+	// skipCacheLookup is ExecuteRequest.skip_cache_lookup: the client
+	// wants a result that was not visible before it asked, so it may
+	// join an identical execution only while that one is queued (see
+	// joins).
+	skipCacheLookup bool
+	priority        int32
+	invocation      string
+	queueKey        string
+	routing         []*workerpb.Property
+	spec            actionSpec
 }
 
 // registration is a worker's Register message, as the core needs it.
@@ -126,31 +131,18 @@ func (c *core) takeEffects() effects {
 }
 
 // Execute starts an operation: joins an identical cacheable execution in
-// flight, or queues a new one. Fails with RESOURCE_EXHAUSTED when the
-// instance, or the submitting tenant, has too many queued executions.
-// Joining an execution in flight queues nothing, so it is never refused
-// and counts nowhere: the execution counts against the tenant that
-// queued it.
+// flight (see joins), or queues a new one. Fails with RESOURCE_EXHAUSTED
+// when the instance, or the submitting tenant, has too many queued
+// executions. Joining an execution in flight queues nothing, so it is
+// never refused and counts nowhere: the execution counts against the
+// tenant that queued it.
 func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 	op := &operation{name: s.name, instance: s.instance, owner: s.owner, action: s.action, queuedAt: now}
 	key := dedupKey{s.instance, s.action}
-	if s.cacheable {
-		if e := c.inflight[key]; e != nil {
-			op.exec = e
-			op.queuedAt = e.queuedAt
-			e.waiters = append(e.waiters, op)
-			c.addOp(op)
-			c.record(record{kind: recExecute, at: now, sub: &s})
-			if e.stage == repb.ExecutionStage_QUEUED && s.priority < e.priority {
-				// The most urgent waiter decides the priority.
-				e.queue.remove(e)
-				c.countQueued(e.queue, -1)
-				e.priority = s.priority
-				c.enqueue(e, false)
-				c.pumpQueue(now, e.queue)
-			}
-			return op, nil
-		}
+	same := c.inflight[key]
+	if s.cacheable && same != nil && same.joins(s) {
+		c.join(now, op, same, s)
+		return op, nil
 	}
 	if max := c.cfg.MaxQueuedPerInstance; max > 0 && !c.replaying && c.queuedPerInstance[s.instance] >= max {
 		return nil, status.Errorf(codes.ResourceExhausted, "instance %q already has %d queued actions, the configured maximum (max_queued_per_instance)", s.instance, max)
@@ -167,9 +159,13 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 		return nil, status.Errorf(codes.ResourceExhausted, "%s already has %d queued actions in all its instance names, the configured maximum (max_queued_per_instance, which bounds a tenant without max_queued too); retry when some have started", tenantText(s.owner), max)
 	}
 	e := &execution{
-		id:         s.name,
-		key:        key,
-		cacheable:  s.cacheable,
+		id:        s.name,
+		key:       key,
+		cacheable: s.cacheable,
+		// With an identical execution in flight here, s is a
+		// skip_cache_lookup request it could not join: that one stays
+		// the one later Executes join.
+		private:    s.cacheable && same != nil,
 		spec:       s.spec,
 		invocation: s.invocation,
 		priority:   s.priority,
@@ -179,7 +175,7 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 	op.exec = e
 	c.addOp(op)
 	c.execs[e.id] = e
-	if s.cacheable {
+	if s.cacheable && !e.private {
 		c.inflight[key] = e
 	}
 	e.queue = c.queue(t, s.queueKey, s.instance, s.routing)
@@ -187,6 +183,24 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 	c.record(record{kind: recExecute, at: now, sub: &s})
 	c.pumpQueue(now, e.queue)
 	return op, nil
+}
+
+// join adds op, of submission s, to the waiters of e, an identical
+// execution in flight.
+func (c *core) join(now time.Time, op *operation, e *execution, s submission) {
+	op.exec = e
+	op.queuedAt = e.queuedAt
+	e.waiters = append(e.waiters, op)
+	c.addOp(op)
+	c.record(record{kind: recExecute, at: now, sub: &s})
+	if e.stage == repb.ExecutionStage_QUEUED && s.priority < e.priority {
+		// The most urgent waiter decides the priority.
+		e.queue.remove(e)
+		c.countQueued(e.queue, -1)
+		e.priority = s.priority
+		c.enqueue(e, false)
+		c.pumpQueue(now, e.queue)
+	}
 }
 
 // addOp adds op to the operations, and to its owner's.

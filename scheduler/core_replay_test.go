@@ -14,7 +14,8 @@ import (
 )
 
 // scenario drives a core with random events (executes of two tenants with
-// limits, with deduplication, priorities, invocations and two queues,
+// limits, with deduplication, skip_cache_lookup, priorities, invocations
+// and two queues,
 // cache hits, cancels, deletes,
 // workers connecting with some of their actions, results, retryable
 // failures, give-backs, disconnects, drains and undrains, time passing) and keeps every
@@ -28,8 +29,10 @@ type scenario struct {
 	records []record
 	n       int
 	// refused counts Executes over tenant-1's max_queued; held counts
-	// steps after which tenant-0 had actions queued at its max_running.
-	refused, held int
+	// steps after which tenant-0 had actions queued at its max_running;
+	// private counts skip_cache_lookup Executes that got an execution of
+	// their own beside a running one.
+	refused, held, private int
 }
 
 func (sc *scenario) take() {
@@ -45,6 +48,7 @@ func (sc *scenario) take() {
 		sc.records = append(sc.records, back)
 	}
 	checkTenantCounts(sc.t, sc.c)
+	checkInflight(sc.t, sc.c)
 	if t0 := sc.c.tenants["tenant-0"]; t0 != nil && t0.queued > 0 && t0.running >= 2 {
 		sc.held++
 	}
@@ -100,22 +104,7 @@ func (sc *scenario) step() {
 	opName := func() string { return fmt.Sprintf("operations/%d", rng.IntN(sc.n+1)) }
 	switch k := rng.IntN(100); {
 	case k < 35:
-		sc.n++
-		sub := benchSubmission(rng.IntN(40)) // equal actions deduplicate
-		sub.name = fmt.Sprintf("operations/%d", sc.n)
-		sub.priority = int32(rng.IntN(3))
-		sub.invocation = fmt.Sprint("inv", rng.IntN(4))
-		sub.cacheable = rng.IntN(10) > 0
-		sub.owner = fmt.Sprint("tenant-", rng.IntN(2))
-		if rng.IntN(4) == 0 {
-			sub.spec.timeout = 3 * time.Second // overdue soon
-		}
-		if rng.IntN(3) == 0 {
-			sub.queueKey, sub.routing = "\x00Pool=big", []*workerpb.Property{pool}
-		}
-		if _, err := c.Execute(sc.now, sub); err != nil {
-			sc.refused++
-		}
+		sc.execute()
 	case k < 38:
 		sc.n++
 		c.AddCompleted(sc.now, fmt.Sprintf("operations/%d", sc.n), "", "tenant-b", actionDigest("hit"), &repb.ExecuteResponse{CachedResult: true})
@@ -131,39 +120,7 @@ func (sc *scenario) step() {
 	case k < 44:
 		c.Delete(sc.now, opName())
 	case k < 52:
-		var inHand []*workerpb.InHand
-		if cw := c.workers[w]; cw != nil {
-			for _, e := range sortedValues(cw.running) {
-				switch rng.IntN(10) {
-				case 0, 1:
-				case 2:
-					// Sent again before a restart that lost the
-					// records: adopted in place.
-					inHand = append(inHand, &workerpb.InHand{OperationName: e.id, Attempt: e.attempt + 1})
-				case 3:
-					// An attempt the core is past: cancelled, and
-					// the core's attempt is requeued.
-					inHand = append(inHand, &workerpb.InHand{OperationName: e.id, Attempt: e.attempt - 1})
-				default:
-					inHand = append(inHand, &workerpb.InHand{OperationName: e.id, Attempt: e.attempt})
-				}
-			}
-		}
-		if rng.IntN(3) == 0 {
-			// A queued action this worker received before a restart
-			// that lost its dispatch: adopted.
-			for _, e := range sortedValues(c.execs) {
-				if e.stage == repb.ExecutionStage_QUEUED && rng.IntN(4) == 0 {
-					inHand = append(inHand, &workerpb.InHand{OperationName: e.id, Attempt: e.attempt + 1})
-					break
-				}
-			}
-		}
-		platform := []*workerpb.Property{linux}
-		if w != "w1" {
-			platform = append(platform, pool)
-		}
-		sc.gens[w] = c.Connect(sc.now, registration{id: w, capacity: 1 + rng.IntN(3), running: inHand, platform: platform})
+		sc.connect(w)
 	case k < 80:
 		cw := c.workers[w]
 		if cw == nil || len(cw.running) == 0 {
@@ -199,6 +156,70 @@ func (sc *scenario) step() {
 	sc.take()
 }
 
+// execute submits a random action: one of 40, so that equal ones
+// deduplicate, some with skip_cache_lookup.
+func (sc *scenario) execute() {
+	rng, c := sc.rng, sc.c
+	sc.n++
+	sub := benchSubmission(rng.IntN(40)) // equal actions deduplicate
+	sub.name = fmt.Sprintf("operations/%d", sc.n)
+	sub.priority = int32(rng.IntN(3))
+	sub.invocation = fmt.Sprint("inv", rng.IntN(4))
+	sub.cacheable = rng.IntN(10) > 0
+	sub.owner = fmt.Sprint("tenant-", rng.IntN(2))
+	sub.skipCacheLookup = rng.IntN(4) == 0
+	if rng.IntN(4) == 0 {
+		sub.spec.timeout = 3 * time.Second // overdue soon
+	}
+	if rng.IntN(3) == 0 {
+		sub.queueKey, sub.routing = "\x00Pool=big", []*workerpb.Property{pool}
+	}
+	if op, err := c.Execute(sc.now, sub); err != nil {
+		sc.refused++
+	} else if op.exec.private {
+		sc.private++
+	}
+}
+
+// connect registers worker w, holding some of what the core has on it
+// (and perhaps a queued action whose dispatch a restart lost).
+func (sc *scenario) connect(w string) {
+	rng, c := sc.rng, sc.c
+	var inHand []*workerpb.InHand
+	if cw := c.workers[w]; cw != nil {
+		for _, e := range sortedValues(cw.running) {
+			switch rng.IntN(10) {
+			case 0, 1:
+			case 2:
+				// Sent again before a restart that lost the
+				// records: adopted in place.
+				inHand = append(inHand, &workerpb.InHand{OperationName: e.id, Attempt: e.attempt + 1})
+			case 3:
+				// An attempt the core is past: cancelled, and
+				// the core's attempt is requeued.
+				inHand = append(inHand, &workerpb.InHand{OperationName: e.id, Attempt: e.attempt - 1})
+			default:
+				inHand = append(inHand, &workerpb.InHand{OperationName: e.id, Attempt: e.attempt})
+			}
+		}
+	}
+	if rng.IntN(3) == 0 {
+		// A queued action this worker received before a restart
+		// that lost its dispatch: adopted.
+		for _, e := range sortedValues(c.execs) {
+			if e.stage == repb.ExecutionStage_QUEUED && rng.IntN(4) == 0 {
+				inHand = append(inHand, &workerpb.InHand{OperationName: e.id, Attempt: e.attempt + 1})
+				break
+			}
+		}
+	}
+	platform := []*workerpb.Property{linux}
+	if w != "w1" {
+		platform = append(platform, pool)
+	}
+	sc.gens[w] = c.Connect(sc.now, registration{id: w, capacity: 1 + rng.IntN(3), running: inHand, platform: platform})
+}
+
 func replayed(t *testing.T, cfg Config, limits map[string]auth.Limits, snap *coreState, records []record) *core {
 	t.Helper()
 	c := newCoreWithLimits(cfg, limits)
@@ -216,6 +237,7 @@ func replayed(t *testing.T, cfg Config, limits map[string]auth.Limits, snap *cor
 	}
 	c.replaying = false
 	checkTenantCounts(t, c)
+	checkInflight(t, c)
 	return c
 }
 
@@ -234,7 +256,7 @@ func mustState(t *testing.T, c *core) *coreState {
 // limits do not change what a replay gives: a restart under a policy with
 // other limits replays the same journal.
 func TestReplayRebuildsTheSameState(t *testing.T) {
-	var refused, held int
+	var refused, held, private int
 	for seed := uint64(1); seed <= 30; seed++ {
 		cfg := DefaultConfig()
 		cfg.LeaseDuration, cfg.ReconnectGrace, cfg.MaxRetries = 20*time.Second, 5*time.Second, 2
@@ -265,7 +287,7 @@ func TestReplayRebuildsTheSameState(t *testing.T) {
 		if len(want.Queues) < 2 || want.LastTenant == "" {
 			t.Fatalf("seed %d: the scenario ended with %d queues and no tenant's turn; it tests no tenants", seed, len(want.Queues))
 		}
-		refused, held = refused+sc.refused, held+sc.held
+		refused, held, private = refused+sc.refused, held+sc.held, private+sc.private
 		for _, limits := range []map[string]auth.Limits{scenarioLimits, nil} {
 			if got := mustState(t, replayed(t, cfg, limits, nil, sc.records)); !equalStates(got, want) {
 				t.Fatalf("seed %d: replaying %d records gave another state:\n got %+v\nwant %+v", seed, len(sc.records), got, want)
@@ -275,10 +297,10 @@ func TestReplayRebuildsTheSameState(t *testing.T) {
 			}
 		}
 	}
-	if refused == 0 || held == 0 {
-		t.Fatalf("the scenarios refused %d Executes over max_queued and held tenant-0 at max_running after %d steps; they should meet both limits", refused, held)
+	if refused == 0 || held == 0 || private == 0 {
+		t.Fatalf("the scenarios refused %d Executes over max_queued, held tenant-0 at max_running after %d steps and ran %d skip_cache_lookup Executes apart; they should meet both limits and run some apart", refused, held, private)
 	}
-	t.Logf("%d Executes refused over max_queued; %d steps with tenant-0 held at max_running", refused, held)
+	t.Logf("%d Executes refused over max_queued; %d steps with tenant-0 held at max_running; %d skip_cache_lookup Executes run apart", refused, held, private)
 }
 
 // After recovery, queued executions dispatch in the order the live core

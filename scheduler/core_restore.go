@@ -23,7 +23,7 @@ func (c *core) restore(st *coreState) error {
 			return err
 		}
 		c.execs[e.id] = e
-		if e.cacheable {
+		if e.cacheable && !e.private {
 			c.inflight[e.key] = e
 		}
 	}
@@ -79,7 +79,7 @@ func (c *core) restoreExec(es execState) (*execution, error) {
 		}
 	}
 	e := &execution{
-		id: es.ID, key: dedupKey{es.Instance, action}, cacheable: es.Cacheable,
+		id: es.ID, key: dedupKey{es.Instance, action}, cacheable: es.Cacheable, private: es.Private,
 		spec: actionSpec{command: cmd, inputRoot: root, platform: fromPropStates(es.Platform),
 			timeout: es.Timeout, doNotCache: es.DoNotCache, requestMetadata: es.RequestMetadata},
 		invocation: es.Invocation, priority: es.Priority, stage: repb.ExecutionStage_QUEUED,

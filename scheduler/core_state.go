@@ -61,6 +61,7 @@ type execState struct {
 	Retries              int
 	QueuedAt, StartedAt  int64
 	Waiters              []string
+	Private              bool // version 3; false before (none was private)
 }
 
 type queueState struct {
@@ -157,7 +158,7 @@ func (c *core) capture() *coreState {
 		st.Ops = append(st.Ops, os)
 	}
 	for _, e := range c.execs {
-		es := execState{ID: e.id, Instance: e.key.instance, Action: toDigestState(e.key.action), Cacheable: e.cacheable,
+		es := execState{ID: e.id, Instance: e.key.instance, Action: toDigestState(e.key.action), Cacheable: e.cacheable, Private: e.private,
 			Command: toDigestState(e.spec.command), InputRoot: toDigestState(e.spec.inputRoot),
 			Platform: toPropStates(e.spec.platform), Timeout: e.spec.timeout, DoNotCache: e.spec.doNotCache,
 			RequestMetadata: e.spec.requestMetadata, Invocation: e.invocation, QueueKey: e.queue.key,

@@ -15,7 +15,9 @@ import (
 // Version 2 added each queue's tenant (after its instance) and the
 // tenant dispatched last (at the end). Version 1 snapshots are still read:
 // their queues become the tenant ""'s, keyed as such (see queueID).
-const stateVersion = 2
+// Version 3 added whether each execution is private (at the end of its
+// fields; execution.private); in older snapshots none is.
+const stateVersion = 3
 
 func encodeState(st *coreState) ([]byte, error) {
 	w := wirecodec.NewWriter(make([]byte, 0, 64+300*len(st.Ops)))
@@ -50,6 +52,7 @@ func encodeState(st *coreState) ([]byte, error) {
 		w.Uvarint(uint64(e.Retries))
 		w.Varint(e.QueuedAt, e.StartedAt)
 		w.StringList(e.Waiters)
+		w.Bool(e.Private)
 	}
 	w.Uvarint(uint64(len(st.Queues)))
 	for _, q := range st.Queues {
@@ -73,7 +76,7 @@ func encodeState(st *coreState) ([]byte, error) {
 func decodeState(b []byte) (*coreState, error) {
 	r := wirecodec.NewReader(b, "scheduler state")
 	v := r.Uvarint()
-	if v != 1 && v != stateVersion && r.Err() == nil {
+	if (v < 1 || v > stateVersion) && r.Err() == nil {
 		return nil, fmt.Errorf("scheduler state version %d, this scheduler reads 1 to %d", v, stateVersion)
 	}
 	st := &coreState{}
@@ -93,6 +96,9 @@ func decodeState(b []byte) (*coreState, error) {
 		e.Invocation, e.QueueKey, e.Priority, e.Executing = r.Str(), r.Str(), int32(r.Varint()), r.Bool()
 		e.Worker, e.Attempt, e.Retries = r.Str(), int32(r.Varint()), int(r.Uvarint())
 		e.QueuedAt, e.StartedAt, e.Waiters = r.Varint(), r.Varint(), r.StringList()
+		if v >= 3 {
+			e.Private = r.Bool()
+		}
 	}
 	st.Queues = make([]queueState, r.Count(1))
 	for i := range st.Queues {

@@ -7,7 +7,9 @@
 // or Command.platform for REv2 2.0 clients) and splits it into routing
 // properties, which pick a queue, and execution properties, which travel with
 // the action. The request then enters the core: an identical cacheable
-// action already in flight is joined (deduplication); otherwise a new
+// action already in flight is joined (deduplication; with
+// skip_cache_lookup only while it is queued, since a running one may have
+// put its result in the action cache already); otherwise a new
 // execution is queued under its tenant (auth.TenantOf; "" without a
 // policy), its priority and its client's invocation id, unless the tenant
 // is at its max_queued. A worker with a free slot takes from the tenants

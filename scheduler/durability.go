@@ -193,27 +193,20 @@ func (s *Scheduler) hold(fx effects) uint64 {
 }
 
 // onDurable is the journal's group-commit callback: it carries out the
-// effects whose records are now durable.
+// effects whose records are now durable. When the journal has failed it
+// tells the operator's side (Options.OnJournalFailed) once, after
+// releasing s.mu, so the callback may take locks of its own.
 func (s *Scheduler) onDurable(seq uint64, err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	d := s.dur
-	if d == nil { // a commit during recovery cannot happen; be safe
-		return
-	}
 	if err != nil {
-		if d.failed == nil {
-			d.failed = err
-			s.log.Error("scheduler: journal failed; new work is refused, work in flight finishes without being recorded", "error", err)
-			for _, h := range d.held {
-				s.carryOut(h.fx)
-			}
-			d.held = nil
-			close(d.advanced)
+		if s.journalFailed(err) && s.onJournalFailed != nil {
+			s.onJournalFailed(err)
 		}
 		return
 	}
-	if seq <= d.durable {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.dur
+	if d == nil || seq <= d.durable { // a commit during recovery cannot happen; be safe
 		return
 	}
 	d.durable = seq
@@ -225,6 +218,27 @@ func (s *Scheduler) onDurable(seq uint64, err error) {
 	d.held = d.held[i:]
 	close(d.advanced)
 	d.advanced = make(chan struct{})
+}
+
+// journalFailed records that the journal failed with err: new work is
+// refused from now on, and what waited for the disk is carried out
+// without it, so no client is left waiting. It reports whether this is
+// the first failure (the journal reports one, but be safe).
+func (s *Scheduler) journalFailed(err error) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.dur
+	if d == nil || d.failed != nil {
+		return false
+	}
+	d.failed = err
+	s.log.Error("scheduler: journal failed; new work is refused, work in flight finishes without being recorded; fix the disk and restart the scheduler", "error", err)
+	for _, h := range d.held {
+		s.carryOut(h.fx)
+	}
+	d.held = nil
+	close(d.advanced)
+	return true
 }
 
 // waitDurable returns once record seq is durable: then a client may be told
@@ -248,6 +262,15 @@ func (s *Scheduler) waitDurable(ctx context.Context, seq uint64) error {
 			return status.FromContextError(ctx.Err()).Err()
 		}
 	}
+}
+
+// JournalFailed reports whether the journal has failed: the scheduler
+// then refuses new work until it is restarted, and the operator's health
+// checks and metrics say so. False without a journal.
+func (s *Scheduler) JournalFailed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dur != nil && s.dur.failed != nil
 }
 
 // checkJournal fails with UNAVAILABLE once the journal has failed: the

@@ -19,9 +19,14 @@ type dedupKey struct {
 // execution is one run of an action, shared by every operation waiting for
 // it (deduplication). Owned by core; never touched outside its lock.
 type execution struct {
-	id         string // name of the first operation; the worker protocol's operation_name
-	key        dedupKey
-	cacheable  bool
+	id        string // name of the first operation; the worker protocol's operation_name
+	key       dedupKey
+	cacheable bool
+	// private marks a cacheable execution that later Executes do not
+	// join: it was queued for a skip_cache_lookup request while an
+	// identical one was already past QUEUED, which stays the one others
+	// join (core.inflight). Its result still goes to the action cache.
+	private    bool
 	spec       actionSpec
 	invocation string
 	priority   int32
@@ -56,6 +61,16 @@ type actionSpec struct {
 
 func protoDigest(d digest.Digest) *workerpb.Digest {
 	return &workerpb.Digest{Hash: d.Hash(), SizeBytes: d.SizeBytes()}
+}
+
+// joins reports whether submission s may join e, an identical cacheable
+// execution in flight. Any may while e is queued. Past that, a worker may
+// already have written e's result to the action cache (it does so before
+// reporting it), and REv2 requires that the result of an Execute with
+// skip_cache_lookup was not visible before it was sent: such a request
+// gets an execution of its own.
+func (e *execution) joins(s submission) bool {
+	return e.stage == repb.ExecutionStage_QUEUED || !s.skipCacheLookup
 }
 
 func (e *execution) detach(op *operation) {

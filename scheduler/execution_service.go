@@ -98,15 +98,16 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 	}
 
 	sub := submission{
-		name:       name,
-		instance:   instance,
-		owner:      owner,
-		action:     ad,
-		cacheable:  !a.doNotCache,
-		priority:   min(max(req.GetExecutionPolicy().GetPriority(), MinPriority), MaxPriority),
-		invocation: invocation,
-		queueKey:   queueKey,
-		routing:    routing,
+		name:            name,
+		instance:        instance,
+		owner:           owner,
+		action:          ad,
+		cacheable:       !a.doNotCache,
+		skipCacheLookup: req.SkipCacheLookup,
+		priority:        min(max(req.GetExecutionPolicy().GetPriority(), MinPriority), MaxPriority),
+		invocation:      invocation,
+		queueKey:        queueKey,
+		routing:         routing,
 		spec: actionSpec{
 			command:         a.command,
 			inputRoot:       a.inputRoot,

@@ -21,9 +21,10 @@ type metrics struct {
 	retries    prometheus.Counter
 	instances  instanceLabels // their instance labels (metric_labels.go)
 
-	queued  *prometheus.Desc
-	running *prometheus.Desc
-	workers *prometheus.Desc
+	queued        *prometheus.Desc
+	running       *prometheus.Desc
+	workers       *prometheus.Desc
+	journalFailed *prometheus.Desc
 }
 
 // workerStates are the values of paddock_scheduler_workers's state label,
@@ -45,6 +46,8 @@ func newMetrics() *metrics {
 			"Executions on a worker, by queue (instance name and routing platform).", []string{"instance", "platform"}, nil),
 		workers: prometheus.NewDesc("paddock_scheduler_workers",
 			"Known workers, by state (idle, busy, draining, leaving, disconnected).", []string{"state"}, nil),
+		journalFailed: prometheus.NewDesc("paddock_scheduler_journal_failed",
+			"1 once the scheduler's journal could not be written (a full disk, say): it refuses new work until restarted; 0 otherwise, and without a journal.", nil, nil),
 		instances: instanceLabels{},
 	}
 }
@@ -78,6 +81,7 @@ func (c *schedulerCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.queued
 	ch <- m.running
 	ch <- m.workers
+	ch <- m.journalFailed
 }
 
 func (c *schedulerCollector) Collect(ch chan<- prometheus.Metric) {
@@ -97,6 +101,11 @@ func (c *schedulerCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, st := range workerStates {
 		ch <- prometheus.MustNewConstMetric(m.workers, prometheus.GaugeValue, float64(byState[st]), st)
 	}
+	failed := 0.0
+	if s.JournalFailed() {
+		failed = 1
+	}
+	ch <- prometheus.MustNewConstMetric(m.journalFailed, prometheus.GaugeValue, failed)
 }
 
 // platformString is a platform as NAME=VALUE pairs joined by commas, in

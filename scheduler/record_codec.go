@@ -17,7 +17,12 @@ import (
 // journal frames and checksums it).
 // Hand-written rather than a generic encoding because a record is written
 // for every dispatch and result, and 100,000 are read at start-up.
-const recordVersion = 1
+//
+// Version 2 added an Execute's skip_cache_lookup (at the end of its
+// submission), which decides whether it joined an execution in flight.
+// Version 1 records are still read: their Executes had none (the
+// Execution service then joined whatever was in flight).
+const recordVersion = 2
 
 // encodeRecord serialises r.
 func encodeRecord(r record) ([]byte, error) { return appendRecord(nil, r) }
@@ -56,6 +61,7 @@ func appendRecord(buf []byte, r record) ([]byte, error) {
 		w.Varint(int64(s.spec.timeout))
 		w.Bool(s.spec.doNotCache)
 		w.Blob(s.spec.requestMetadata)
+		w.Bool(s.skipCacheLookup)
 	}
 	return w.Bytes(), nil
 }
@@ -64,8 +70,9 @@ func appendRecord(buf []byte, r record) ([]byte, error) {
 func decodeRecord(b []byte) (record, error) {
 	rd := wirecodec.NewReader(b, "journal record")
 	var r record
-	if v := rd.Uvarint(); v != recordVersion && rd.Err() == nil {
-		return r, fmt.Errorf("record version %d, this scheduler reads %d", v, recordVersion)
+	v := rd.Uvarint()
+	if (v < 1 || v > recordVersion) && rd.Err() == nil {
+		return r, fmt.Errorf("record version %d, this scheduler reads 1 to %d", v, recordVersion)
 	}
 	r.kind = recordKind(rd.Uvarint())
 	r.at = time.Unix(0, rd.Varint())
@@ -100,6 +107,9 @@ func decodeRecord(b []byte) (record, error) {
 		s.spec.timeout = time.Duration(rd.Varint())
 		s.spec.doNotCache = rd.Bool()
 		s.spec.requestMetadata = rd.Blob()
+		if v >= 2 {
+			s.skipCacheLookup = rd.Bool()
+		}
 	}
 	if err := rd.End(); err != nil {
 		return r, fmt.Errorf("decode record: %w", err)

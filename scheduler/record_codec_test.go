@@ -4,16 +4,19 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/paddock-build/paddock/internal/wirecodec"
 )
 
-// goldenRecords splits testdata/records-v1.bin, records as commit 0cc4a33
-// wrote them (each behind a two-byte length), into the records' bytes.
-func goldenRecords(t *testing.T) [][]byte {
+// goldenRecords splits a file of testdata, records each behind a
+// two-byte length, into the records' bytes: records-v1.bin as commit
+// 0cc4a33 wrote them, records-v2.bin as they are written since
+// skip_cache_lookup was recorded (the last Execute has it set).
+func goldenRecords(t *testing.T, file string) [][]byte {
 	t.Helper()
-	b, err := os.ReadFile("testdata/records-v1.bin")
+	b, err := os.ReadFile("testdata/" + file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,9 +30,10 @@ func goldenRecords(t *testing.T) [][]byte {
 }
 
 // The record format does not change under the code that writes it: each
-// golden record, decoded and encoded again, gives its bytes back.
+// golden record, decoded and encoded again, gives its bytes back, and the
+// Execute that had skip_cache_lookup still has it.
 func TestRecordsEncodeToTheirGoldenBytes(t *testing.T) {
-	for i, golden := range goldenRecords(t) {
+	for i, golden := range goldenRecords(t, "records-v2.bin") {
 		r, err := decodeRecord(golden)
 		if err != nil {
 			t.Fatalf("record %d: %v", i, err)
@@ -37,6 +41,31 @@ func TestRecordsEncodeToTheirGoldenBytes(t *testing.T) {
 		if again, err := encodeRecord(r); err != nil || !bytes.Equal(again, golden) {
 			t.Fatalf("record %d encodes to\n% x, %v\nwant\n% x", i, again, err, golden)
 		}
+		if skip, want := r.sub != nil && r.sub.skipCacheLookup, i == 5; skip != want {
+			t.Fatalf("record %d: skip_cache_lookup %v, want %v", i, skip, want)
+		}
+	}
+}
+
+// Version 1 records, written before skip_cache_lookup was recorded, are
+// still read, as Executes without it: encoded again, each is the same
+// fields as version 2, with skip_cache_lookup false after an Execute's.
+func TestVersion1RecordsReadWithoutSkipCacheLookup(t *testing.T) {
+	for i, old := range goldenRecords(t, "records-v1.bin") {
+		r, err := decodeRecord(old)
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		want := append([]byte{2}, old[1:]...)
+		if r.kind == recExecute {
+			want = append(want, 0)
+		}
+		if again, err := encodeRecord(r); err != nil || !bytes.Equal(again, want) {
+			t.Fatalf("version 1 record %d encodes to\n% x, %v\nwant\n% x", i, again, err, want)
+		}
+	}
+	if _, err := decodeRecord([]byte{3}); err == nil || !strings.Contains(err.Error(), "record version 3") {
+		t.Fatalf("a record of a later version: %v, want refused naming its version", err)
 	}
 }
 
@@ -46,7 +75,7 @@ func TestTruncatedRecordsAndSnapshotsAreRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	record := goldenRecords(t)[0]
+	record := goldenRecords(t, "records-v2.bin")[5]
 	for i := 1; i < len(record); i++ {
 		if _, err := decodeRecord(record[:i]); !errors.Is(err, wirecodec.ErrMalformed) {
 			t.Fatalf("record cut at %d/%d: %v, want a malformed journal record", i, len(record), err)

@@ -46,6 +46,13 @@ type Options struct {
 	// the auth policy: auth.Policy.TenantLimits). Nil: no bounds beyond
 	// Config's; tenants still take turns (docs/scheduler.md).
 	TenantLimits map[string]auth.Limits
+	// OnJournalFailed, if set, is called once when the journal cannot be
+	// written (a full disk, say), with the cause: the scheduler refuses
+	// new work from then on until it is restarted, and the caller turns
+	// its health checks to NOT_SERVING so an orchestrator restarts it.
+	// Called from the journal's writer goroutine without the scheduler's
+	// lock; it must not block for long.
+	OnJournalFailed func(error)
 }
 
 // Scheduler is the scheduler: the core under a mutex, plus the side effects
@@ -72,6 +79,8 @@ type Scheduler struct {
 	sessions     map[string]*session      // current session of each worker
 	drainWaiters map[string][]chan error  // closed when idle; ABORTED first if undrained
 	dur          *durability              // nil without a journal
+	// onJournalFailed is Options.OnJournalFailed (read-only).
+	onJournalFailed func(error)
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -103,6 +112,8 @@ func New(opts Options) (*Scheduler, error) {
 		drainWaiters: map[string][]chan error{},
 		stop:         make(chan struct{}),
 		metrics:      newMetrics(),
+
+		onJournalFailed: opts.OnJournalFailed,
 	}
 	if s.clock == nil {
 		s.clock = clock.Real{}

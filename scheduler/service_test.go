@@ -59,6 +59,17 @@ func startFarm(t *testing.T, cfg Config, addr string, cas *storage.MemoryBlobSto
 	if cas == nil {
 		cas, ac = storage.NewMemoryBlobStore(), storage.NewMemoryActionCache()
 	}
+	opts := Options{Config: cfg, BlobStore: cas, ActionCache: ac}
+	if len(clock) > 0 {
+		opts.Clock = clock[0]
+	}
+	return startFarmWith(t, opts, addr)
+}
+
+// startFarmWith is startFarm with every option given; opts.BlobStore and
+// opts.ActionCache must be in-memory stores.
+func startFarmWith(t *testing.T, opts Options, addr string) *farm {
+	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -66,10 +77,7 @@ func startFarm(t *testing.T, cfg Config, addr string, cas *storage.MemoryBlobSto
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{Config: cfg, BlobStore: cas, ActionCache: ac}
-	if len(clock) > 0 {
-		opts.Clock = clock[0]
-	}
+	cas, ac := opts.BlobStore.(*storage.MemoryBlobStore), opts.ActionCache.(*storage.MemoryActionCache)
 	s, err := New(opts)
 	if err != nil {
 		t.Fatal(err)

@@ -93,6 +93,25 @@ func (o *observability) setServing(service string, ok bool) {
 	o.health.SetServingStatus(service, st)
 }
 
+// schedulerHealthService is the gRPC health service name that follows
+// the scheduler's ability to take work, in its role and in `paddock up`.
+const schedulerHealthService = "paddock.scheduler"
+
+// schedulerHealth sets the scheduler's health service SERVING and returns
+// what the scheduler calls when its journal fails
+// (scheduler.Options.OnJournalFailed). From then on every Execute is
+// refused until a restart, so the scheduler's service and the whole
+// role's ("") turn NOT_SERVING: an orchestrator's probe then restarts it
+// (the scheduler logs the cause). Nothing turns them back: a journal is
+// not recovered without a restart.
+func (o *observability) schedulerHealth() func(error) {
+	o.setServing(schedulerHealthService, true)
+	return func(error) {
+		o.setServing(schedulerHealthService, false)
+		o.setServing("", false)
+	}
+}
+
 // startHTTP serves /metrics, /healthz and the gRPC health service (HTTP/2
 // without TLS, for clients such as grpc_health_probe) on addr, plus
 // whatever routes adds, until ctx ends. addr is host:port or, when it

@@ -58,12 +58,13 @@ func runScheduler(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeStorage()
-	s, err := scheduler.New(scheduler.Options{Config: cfg.Config(), BlobStore: cas, ActionCache: ac, Logger: logger, TenantLimits: policy.TenantLimits()})
+	obs := newObservability(logger)
+	s, err := scheduler.New(scheduler.Options{Config: cfg.Config(), BlobStore: cas, ActionCache: ac, Logger: logger, TenantLimits: policy.TenantLimits(),
+		OnJournalFailed: obs.schedulerHealth()})
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	obs := newObservability(logger)
 	g, closeFront, err := schedulerFront(s, cas, ac, serveOpts, obs, cfg.Storage, dialOpts, logger)
 	if err != nil {
 		return err

@@ -66,7 +66,7 @@ func startUpEndpoint(cfg configs.Up, sec serverSecurity, logger *slog.Logger) (*
 	// The scheduler's journal (scheduler.journal_dir, DATA/scheduler by
 	// default) keeps queued and running work across a restart of up.
 	if ep.sched, err = scheduler.New(scheduler.Options{Config: cfg.Scheduler.Config(), BlobStore: ep.cas, ActionCache: ep.ac, Logger: logger,
-		TenantLimits: policy.TenantLimits()}); err != nil {
+		TenantLimits: policy.TenantLimits(), OnJournalFailed: ep.obs.schedulerHealth()}); err != nil {
 		return nil, err
 	}
 	ep.metered = storage.NewMeteredBlobStore(ep.cas)

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/internal/farmtest"
+	"github.com/paddock-build/paddock/internal/grpctest"
+	"github.com/paddock-build/paddock/internal/testdisk"
+)
+
+// startServing runs the binary with args and returns the addresses it
+// prints on its "http listening on" and "listening on" lines, in that
+// order.
+func startServing(t *testing.T, args ...string) (httpAddr, grpcAddr string) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	found := make(chan [2]string, 1)
+	go func() {
+		var addrs [2]string
+		sc := bufio.NewScanner(stdout)
+		for addrs[1] == "" && sc.Scan() {
+			if _, a, ok := strings.Cut(sc.Text(), " http listening on "); ok {
+				addrs[0] = a
+			} else if _, a, ok := strings.Cut(sc.Text(), " listening on "); ok {
+				addrs[1] = a
+			}
+		}
+		found <- addrs
+		io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case addrs := <-found:
+		if addrs[0] == "" || addrs[1] == "" {
+			t.Fatalf("%v printed addresses %q", args, addrs)
+		}
+		return addrs[0], addrs[1]
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%v did not start serving within a minute", args)
+	}
+	return "", ""
+}
+
+// `paddock scheduler` whose journal's disk fills up refuses new work
+// until restarted; its health says so, for an orchestrator to restart it:
+// /healthz answers 503, gRPC health is NOT_SERVING for the role ("") and
+// for paddock.scheduler on both ports, and /metrics has
+// paddock_scheduler_journal_failed 1.
+func TestSchedulerCommandWithAFailedJournalIsNotServing(t *testing.T) {
+	dir := t.TempDir()
+	journal := testdisk.Mount(t, 64<<10, 0) // unmounted after the processes are killed
+	storageAddr, _ := start(t, "storage", "--listen", "127.0.0.1:0", "--dir", filepath.Join(dir, "storage"))
+	httpAddr, schedAddr := startServing(t, "scheduler", "--listen", "127.0.0.1:0", "--storage", storageAddr,
+		"--journal-dir", journal, "--http-listen", "127.0.0.1:0")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	checkSchedulerHealth(ctx, t, httpAddr, schedAddr, healthpb.HealthCheckResponse_SERVING, 200, "0")
+
+	storage, exec := grpctest.Dial(t, storageAddr), repb.NewExecutionClient(grpctest.Dial(t, schedAddr))
+	var err error
+	for i := 0; i < 2000 && err == nil; i++ {
+		ad := farmtest.UploadAction(t, storage, "", nil, "/bin/echo", fmt.Sprint(i))
+		var s repb.Execution_ExecuteClient
+		if s, err = exec.Execute(ctx, &repb.ExecuteRequest{ActionDigest: ad.Proto()}); err == nil {
+			_, err = s.Recv()
+		}
+	}
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("Executes until the journal's disk filled up: %v, want UNAVAILABLE", err)
+	}
+	// The health follows the refusal at once, but from another goroutine.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if code, _ := httpGet(t, "http://"+httpAddr+"/healthz"); code != 200 {
+			break
+		}
+	}
+	checkSchedulerHealth(ctx, t, httpAddr, schedAddr, healthpb.HealthCheckResponse_NOT_SERVING, 503, "1")
+}
+
+// checkSchedulerHealth checks the scheduler's health services on both its
+// ports, /healthz and the journal gauge.
+func checkSchedulerHealth(ctx context.Context, t *testing.T, httpAddr, grpcAddr string, want healthpb.HealthCheckResponse_ServingStatus, wantCode int, wantGauge string) {
+	t.Helper()
+	for _, addr := range []string{httpAddr, grpcAddr} {
+		client := healthpb.NewHealthClient(grpctest.Dial(t, addr))
+		for _, service := range []string{"", schedulerHealthService} {
+			resp, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+			if err != nil || resp.Status != want {
+				t.Errorf("health of %q on %s: %v %v, want %v", service, addr, resp, err, want)
+			}
+		}
+	}
+	if code, _ := httpGet(t, "http://"+httpAddr+"/healthz"); code != wantCode {
+		t.Errorf("/healthz: %d, want %d", code, wantCode)
+	}
+	if _, body := httpGet(t, "http://"+httpAddr+"/metrics"); !strings.Contains(body, "\npaddock_scheduler_journal_failed "+wantGauge+"\n") {
+		t.Errorf("/metrics has no paddock_scheduler_journal_failed %s:\n%s", wantGauge, grepLines(body, "journal"))
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// grepLines is the lines of text that contain word.
+func grepLines(text, word string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, word) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
