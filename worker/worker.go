@@ -12,6 +12,9 @@
 // assignments with Execute, up to Options.Concurrency at a time. Each
 // action's build directory is removed when the action ends (with
 // Options.SpareDir, emptied and kept for a later action: buildDirs).
+// A storage or runner that restarts is waited for (StorageDialOptions,
+// RunnerClient), so that its restart delays actions rather than fails
+// them.
 package worker
 
 import (

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -74,7 +75,10 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cas, ac, closeStorage, err := openRemoteStorage(ctx, cfg.Storage, dialOpts)
+	// Calls to storage wait for it through a restart, as actions wait for
+	// a restarting runner, rather than fail every action at once.
+	storageDial := append(slices.Clip(dialOpts), worker.StorageDialOptions(worker.StorageWaitOptions{Logger: logger})...)
+	cas, ac, closeStorage, err := openRemoteStorage(ctx, cfg.Storage, storageDial)
 	if err != nil {
 		return err
 	}

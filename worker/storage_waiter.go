@@ -1,0 +1,297 @@
+package worker
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/genproto/googleapis/bytestream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
+)
+
+// DefaultStorageWait is how long a worker's storage call waits for a
+// storage that answers UNAVAILABLE (restarting, or unreachable) before it
+// fails: as long as an action waits for a restarting runner
+// (RunnerClient). Without it, every action on the worker failed within
+// milliseconds of a storage restart, was requeued to the same worker and
+// failed again, until the scheduler's retry budget was spent and the
+// queue was empty.
+const DefaultStorageWait = 30 * time.Second
+
+// The pause between tries of a call while storage is unavailable starts
+// at storageRetryFirst and doubles up to storageRetryMax: soon enough
+// after storage is back, rarely enough not to spin through an outage.
+const (
+	storageRetryFirst = 100 * time.Millisecond
+	storageRetryMax   = 2 * time.Second
+)
+
+// byteStreamRead and byteStreamWrite are the ByteStream methods the
+// generated client has no constants for.
+const (
+	byteStreamRead  = "/google.bytestream.ByteStream/Read"
+	byteStreamWrite = "/google.bytestream.ByteStream/Write"
+)
+
+// idempotentStorageMethods are the storage calls that may be sent again
+// after UNAVAILABLE: in REv2 each of them reads, or writes content
+// addressed by its digest, so a second try has the effect of one. Any
+// other call on the connection fails as it did.
+var idempotentStorageMethods = map[string]bool{
+	repb.ContentAddressableStorage_FindMissingBlobs_FullMethodName: true,
+	repb.ContentAddressableStorage_BatchReadBlobs_FullMethodName:   true,
+	repb.ContentAddressableStorage_BatchUpdateBlobs_FullMethodName: true,
+	repb.ContentAddressableStorage_GetTree_FullMethodName:          true,
+	repb.ActionCache_GetActionResult_FullMethodName:                true,
+	repb.ActionCache_UpdateActionResult_FullMethodName:             true,
+	repb.Capabilities_GetCapabilities_FullMethodName:               true,
+	byteStreamRead:  true,
+	byteStreamWrite: true,
+}
+
+// StorageWaitOptions configures StorageDialOptions.
+type StorageWaitOptions struct {
+	// Wait bounds how long one call waits for storage, from its first
+	// UNAVAILABLE answer; it then fails with UNAVAILABLE as before, and
+	// its action is reported retryable. Default DefaultStorageWait.
+	Wait time.Duration
+	// Logger gets one WARN when storage becomes unavailable and one
+	// INFO when it answers again, however many calls wait meanwhile.
+	Logger *slog.Logger
+}
+
+// StorageDialOptions are the dial options of a worker's connection to
+// storage that let its calls ride out a storage restart: an idempotent
+// call (idempotentStorageMethods) answered UNAVAILABLE is tried again,
+// with backoff, until it gets another answer, its context ends, or
+// o.Wait has passed. Other codes (RESOURCE_EXHAUSTED, NOT_FOUND,
+// FAILED_PRECONDITION…) pass straight through. A ByteStream Write is
+// tried again only while it cannot start (nothing was sent); a
+// ByteStream Read that breaks part way resumes where it broke (CAS
+// bytes never change; a compressed Read does not resume), and a GetTree
+// is tried again until its first page. A call that succeeds at once
+// costs nothing more, but for a Read or GetTree the small wrapper that
+// keeps its request (BenchmarkStorageCallWhenUp).
+func StorageDialOptions(o StorageWaitOptions) []grpc.DialOption {
+	w := &storageWaiter{wait: o.Wait, logger: o.Logger}
+	if w.wait <= 0 {
+		w.wait = DefaultStorageWait
+	}
+	if w.logger == nil {
+		w.logger = slog.New(slog.DiscardHandler)
+	}
+	return []grpc.DialOption{grpc.WithChainUnaryInterceptor(w.unary), grpc.WithChainStreamInterceptor(w.stream)}
+}
+
+// storageWaiter holds the interceptors' bound and the outage they log.
+// Safe for concurrent use.
+type storageWaiter struct {
+	wait   time.Duration
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	waiting int       // calls waiting for storage now; an outage lasts while > 0
+	since   time.Time // when the outage began
+}
+
+// retryable tells whether a call of method that failed with err may be
+// tried again.
+func retryable(method string, err error) bool {
+	return status.Code(err) == codes.Unavailable && idempotentStorageMethods[method]
+}
+
+// unary is the interceptor of unary calls: the call as it was, and
+// retry only once it failed UNAVAILABLE.
+func (w *storageWaiter) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	err := invoker(ctx, method, req, reply, cc, opts...)
+	if err == nil || !retryable(method, err) {
+		return err
+	}
+	return w.retry(ctx, method, err, func() error { return invoker(ctx, method, req, reply, cc, opts...) })
+}
+
+// stream is the interceptor of streaming calls: it opens the stream,
+// waiting for storage if it cannot, and wraps a Read or GetTree in a
+// resumingStream.
+func (w *storageWaiter) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	s, err := streamer(ctx, desc, cc, method, opts...)
+	if err != nil && retryable(method, err) {
+		s, err = w.open(ctx, desc, cc, method, streamer, err, opts)
+	}
+	if err != nil || desc.ClientStreams || !idempotentStorageMethods[method] {
+		return s, err
+	}
+	return &resumingStream{ClientStream: s, w: w, ctx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts}, nil
+}
+
+// open opens a stream that could not be opened (err) again, as retry
+// does a unary call. Nothing was sent on it, so even a Write may. It is
+// apart from stream so that a stream opened at once allocates nothing for
+// the retry.
+func (w *storageWaiter) open(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, err error, opts []grpc.CallOption) (grpc.ClientStream, error) {
+	var s grpc.ClientStream
+	err = w.retry(ctx, method, err, func() error {
+		var err error
+		s, err = streamer(ctx, desc, cc, method, opts...)
+		return err
+	})
+	return s, err
+}
+
+// retry calls call, after a pause that grows between tries, until it
+// answers other than UNAVAILABLE, ctx ends, or w.wait has passed since
+// the first failure err of method.
+func (w *storageWaiter) retry(ctx context.Context, method string, err error, call func() error) error {
+	w.begin(method, err)
+	deadline := time.Now().Add(w.wait)
+	pause := storageRetryFirst
+	for {
+		if !sleep(ctx, min(pause, time.Until(deadline))) {
+			w.end(false)
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		err = call()
+		if status.Code(err) != codes.Unavailable {
+			w.end(true) // storage answered, whatever it said
+			return err
+		}
+		if !time.Now().Before(deadline) {
+			w.end(false)
+			return status.Errorf(codes.Unavailable, "storage still unavailable after waiting %s: %s", w.wait, status.Convert(err).Message())
+		}
+		pause = min(2*pause, storageRetryMax)
+	}
+}
+
+// sleep waits d, or until ctx ends (false).
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// begin counts a call that waits for storage, logging the outage if it is
+// the first.
+func (w *storageWaiter) begin(method string, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.waiting == 0 {
+		w.since = time.Now()
+		w.logger.Warn("storage unavailable, waiting for it", "wait", w.wait, "method", method, "error", err)
+	}
+	w.waiting++
+}
+
+// end counts a call that stopped waiting, answered (ok) or not (its
+// context ended, or it gave up); the last one, if answered, logs the end
+// of the outage.
+func (w *storageWaiter) end(ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.waiting--
+	if w.waiting == 0 && ok {
+		w.logger.Info("storage available again", "after", time.Since(w.since).Round(time.Millisecond))
+	}
+}
+
+// resumingStream is a server-streaming storage call (ByteStream Read,
+// GetTree) that is opened again when it fails UNAVAILABLE: a GetTree only
+// before its first page, a Read from where it broke. The one request is
+// kept to be sent again. Like any ClientStream, not for concurrent
+// RecvMsg calls.
+type resumingStream struct {
+	grpc.ClientStream
+	w        *storageWaiter
+	ctx      context.Context
+	desc     *grpc.StreamDesc
+	cc       *grpc.ClientConn
+	method   string
+	streamer grpc.Streamer
+	opts     []grpc.CallOption
+
+	req      any   // the request, as the caller sent it
+	got      bool  // a message was received
+	received int64 // bytes of a Read received so far
+}
+
+// SendMsg keeps the request. io.EOF (the stream already broke) is not
+// returned, as RecvMsg then returns the stream's status, which may be
+// UNAVAILABLE and worth another try.
+func (s *resumingStream) SendMsg(m any) error {
+	s.req = m
+	if err := s.ClientStream.SendMsg(m); err != io.EOF {
+		return err
+	}
+	return nil
+}
+
+func (s *resumingStream) RecvMsg(m any) error {
+	err := s.ClientStream.RecvMsg(m)
+	if err != nil && retryable(s.method, err) && s.resumable() {
+		err = s.w.retry(s.ctx, s.method, err, func() error { return s.reopen(m) })
+	}
+	if err == nil {
+		s.got = true
+		if r, ok := m.(*bytestream.ReadResponse); ok {
+			s.received += int64(len(r.Data))
+		}
+	}
+	return err
+}
+
+// resumable tells whether the call may be opened again: before any
+// message, or for an uncompressed Read (whose read_offset counts the
+// bytes received; a compressed one's counts uncompressed bytes).
+func (s *resumingStream) resumable() bool {
+	if s.req == nil {
+		return false
+	}
+	if !s.got {
+		return true
+	}
+	r, ok := s.req.(*bytestream.ReadRequest)
+	if !ok {
+		return false
+	}
+	rn, err := digest.ParseReadResourceName(r.ResourceName)
+	return err == nil && rn.Compressor == repb.Compressor_IDENTITY
+}
+
+// reopen opens the call again with the request, a Read's moved past
+// what was received, and receives its first message into m.
+func (s *resumingStream) reopen(m any) error {
+	req := s.req
+	if r, ok := req.(*bytestream.ReadRequest); ok && s.received > 0 {
+		resumed := &bytestream.ReadRequest{ResourceName: r.ResourceName, ReadOffset: r.ReadOffset + s.received}
+		if r.ReadLimit > 0 {
+			if resumed.ReadLimit = r.ReadLimit - s.received; resumed.ReadLimit <= 0 {
+				return io.EOF // all that was asked for has come
+			}
+		}
+		req = resumed
+	}
+	cs, err := s.streamer(s.ctx, s.desc, s.cc, s.method, s.opts...)
+	if err != nil {
+		return err
+	}
+	s.ClientStream = cs
+	if err := cs.SendMsg(req); err != nil && err != io.EOF {
+		return err
+	}
+	if err := cs.CloseSend(); err != nil {
+		return err
+	}
+	return cs.RecvMsg(m)
+}
