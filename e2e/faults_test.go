@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/internal/grpctest"
+	"github.com/paddock-build/paddock/internal/testdisk"
 )
 
 // gate is a TCP server on the host's loopback that actions (with
@@ -261,7 +262,7 @@ func TestFullDiskInputsAreResourceExhausted(t *testing.T) {
 func startOnSmallDisk(t *testing.T) (*roles, *client) {
 	t.Helper()
 	dir := searchableTempDir(t)
-	rs := startRoles(t, dir, smallTmpfs(t, filepath.Join(dir, "worker"), "4m"))
+	rs := startRoles(t, dir, testdisk.MountAt(t, filepath.Join(dir, "worker"), 4<<20, 0))
 	rs.startWorker("w1")
 	return rs, newSplitClient(t, rs.storageAddr, rs.schedAddr)
 }
@@ -274,26 +275,6 @@ func patterned(i, n int) []byte {
 		data[j] = byte(i + j*7)
 	}
 	return data
-}
-
-// smallTmpfs mounts a tmpfs of the given size (mount's size= syntax) at
-// dir until the test ends, and returns dir.
-func smallTmpfs(t testing.TB, dir, size string) string {
-	t.Helper()
-	if err := os.Mkdir(dir, 0o711); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0711"); err != nil {
-		t.Fatalf("mount a %s tmpfs: %v", size, err)
-	}
-	// Registered before the processes using it start, so it runs after
-	// they are stopped.
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
 }
 
 // TestFullDiskNeverLosesOutput: an action that runs while the worker's

@@ -9,12 +9,12 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"golang.org/x/sys/unix"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/internal/grpctest"
+	"github.com/paddock-build/paddock/internal/testdisk"
 )
 
 // Hostile input through a real `paddock up`: each case asserts the status,
@@ -208,16 +208,13 @@ func TestHostileTreesAndCommands(t *testing.T) {
 }
 
 // TestFullDiskSeenByAnotherClient: with the farm's disk full (filled from
-// outside, as another tenant of the disk would), a client's uploads are
-// refused with RESOURCE_EXHAUSTED, per blob, naming no host path; once
-// space is back, the farm runs the next action normally.
+// outside, as another tenant of the disk would), a client's upload that
+// evicting the whole CAS would not make room for is refused with
+// RESOURCE_EXHAUSTED, per blob, naming no host path; once space is back,
+// the farm runs the next action normally.
 func TestFullDiskSeenByAnotherClient(t *testing.T) {
 	needPaddock(t)
-	dir := searchableTempDir(t)
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=96m,mode=0711"); err != nil {
-		t.Fatalf("mount a small tmpfs for the farm's data: %v", err)
-	}
-	t.Cleanup(func() { unix.Unmount(dir, unix.MNT_DETACH) })
+	dir := testdisk.MountAt(t, filepath.Join(searchableTempDir(t), "disk"), 96<<20, 0)
 	f := startUp(t, filepath.Join(dir, "data"))
 	c := newClient(t, f.addr)
 	ctx := t.Context()
@@ -237,7 +234,8 @@ func TestFullDiskSeenByAnotherClient(t *testing.T) {
 	fill.Close()
 
 	other := newClient(t, f.addr)
-	blob := []byte("a blob from another client, with the disk full: " + dir)
+	// Larger than all the farm's CAS holds, which it evicts to make room.
+	blob := append([]byte("a blob from another client, with the disk full: "+dir), make([]byte, 1<<20)...)
 	resp, err := other.cas.BatchUpdateBlobs(ctx, &repb.BatchUpdateBlobsRequest{Requests: []*repb.BatchUpdateBlobsRequest_Request{{Digest: digestOf(blob), Data: blob}}})
 	if err != nil {
 		t.Fatalf("BatchUpdateBlobs with the disk full: %v, want a per-blob status", err)
