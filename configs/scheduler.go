@@ -39,6 +39,7 @@ type Scheduling struct {
 	MaxCompletedBytes     int64         `yaml:"max_completed_bytes"`
 	ExecuteUpdateInterval time.Duration `yaml:"execute_update_interval"`
 	AbandonedGrace        time.Duration `yaml:"abandoned_grace"`
+	NoWorkerTimeout       time.Duration `yaml:"no_worker_timeout"`
 	TickInterval          time.Duration `yaml:"tick_interval"`
 	RoutingProperties     []string      `yaml:"routing_properties"`
 	ExecutionProperties   []string      `yaml:"execution_properties"`

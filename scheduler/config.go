@@ -72,6 +72,14 @@ type Config struct {
 	// A client whose stream broke has this long to come back with
 	// WaitExecution. Default 2m.
 	AbandonedGrace time.Duration
+	// NoWorkerTimeout is how long actions may stay queued where no
+	// connected worker serves their instance name and routing platform
+	// (a misspelt OSFamily, a pool whose workers are all gone) before they
+	// complete with FAILED_PRECONDITION saying so, as REv2 lists for "no
+	// worker being available", instead of waiting forever. Workers that
+	// are drained or busy still serve. 0 never fails them (a farm whose
+	// workers are started on demand, from none). Default 15m.
+	NoWorkerTimeout time.Duration
 	// TickInterval is how often leases and retention are checked. Default 1s.
 	TickInterval time.Duration
 	// RoutingProperties are platform property names, beyond OSFamily, ISA,
@@ -111,6 +119,7 @@ func DefaultConfig() Config {
 		ExecuteUpdateInterval: time.Minute,
 		TickInterval:          time.Second,
 		AbandonedGrace:        2 * time.Minute,
+		NoWorkerTimeout:       15 * time.Minute,
 		JournalSync:           "fsync",
 	}
 }
@@ -147,6 +156,8 @@ func (c Config) Validate() error {
 		return errors.New("scheduler: max_queued_per_instance must be positive")
 	case c.MaxCompletedBytes <= 0:
 		return errors.New("scheduler: max_completed_bytes must be positive")
+	case c.NoWorkerTimeout < 0:
+		return errors.New("scheduler: no_worker_timeout must not be negative (0: never)")
 	}
 	return nil
 }

@@ -15,7 +15,8 @@ import (
 // This file holds the core's reactions to the passage of time: worker
 // leases, overdue executions, retention of completed operations.
 
-// Tick expires worker leases, overdue executions and completed operations.
+// Tick expires worker leases, overdue executions, executions no worker
+// serves and completed operations.
 func (c *core) Tick(now time.Time) {
 	for _, w := range sortedValues(c.workers) {
 		switch {
@@ -42,6 +43,7 @@ func (c *core) Tick(now time.Time) {
 		c.send(e.worker.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{
 			Cancel: &workerpb.Cancel{OperationName: e.id, Reason: why}}})
 	}
+	c.failUnserved(now)
 	c.expire(now)
 }
 

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"sort"
+	"time"
 
 	"github.com/paddock-build/paddock/api/workerpb"
 )
@@ -25,6 +26,10 @@ type queue struct {
 	size     int
 	workers  []*worker // workers whose platform serves this queue
 	rr       int       // where the next pump starts in workers
+	// unservedSince is when a Tick first found executions queued here and
+	// no worker serving; zero otherwise (core_unserved.go). Not kept
+	// across a restart: the wait starts again.
+	unservedSince time.Time
 }
 
 // bucket is one priority level of a queue.

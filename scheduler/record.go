@@ -122,8 +122,15 @@ func (c *core) replay(r record) error {
 		e.retries = r.retries
 		c.requeue(r.at, e)
 	case recFinish:
+		if e.stage == repb.ExecutionStage_QUEUED {
+			// No worker served its queue (failUnserved).
+			e.queue.remove(e)
+			c.countQueued(e.queue, -1)
+			c.finish(r.at, e, r.resp)
+			break
+		}
 		if e.stage != repb.ExecutionStage_EXECUTING {
-			return fmt.Errorf("finish of %q, which is not executing", r.name)
+			return fmt.Errorf("finish of %q, which is neither queued nor executing", r.name)
 		}
 		w := e.worker
 		if r.worker == "" {
