@@ -66,7 +66,13 @@ type Assets struct {
 type RemoteStorage struct {
 	// Endpoint is host:port of the remote REv2 server (plain gRPC).
 	Endpoint string `yaml:"endpoint"`
-	// InstanceName is used for CAS requests to the remote.
+	// InstanceName is the remote instance the front's calls go to, so
+	// that a remote serving only that instance serves them all. CAS calls
+	// use it as it is. Action cache calls keep each client's instance
+	// name below it (NAME for the empty name, NAME/CLIENT otherwise): the
+	// action cache is keyed by instance name, and one name for every
+	// client would merge tenants' results. Empty: clients' names as they
+	// are for the action cache, "" for the CAS.
 	InstanceName string `yaml:"instance_name"`
 }
 

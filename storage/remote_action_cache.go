@@ -10,28 +10,62 @@ import (
 )
 
 // RemoteActionCache is an ActionCache over another REv2 endpoint's
-// ActionCache service. The caller's instance name is passed through, so the
-// remote keeps the partitioning. The remote checks completeness itself.
+// ActionCache service. The remote checks completeness itself.
+//
+// Results are kept apart by instance name on the remote as here: the
+// caller's instance name is sent as it is, or, when an instance name is
+// configured (NewRemoteActionCacheUnder), below it (remoteACInstance).
+// Below, not instead: the action cache is keyed by instance name, and a
+// tenant of an auth policy reaches only its own instance names, so one
+// fixed name for every call would let a tenant read, and with ac-write
+// overwrite, the results of another tenant's actions of the same digest.
 type RemoteActionCache struct {
-	ac repb.ActionCacheClient
+	ac       repb.ActionCacheClient
+	instance string
 }
 
-// NewRemoteActionCache returns an ActionCache that talks to conn.
+// NewRemoteActionCache returns an ActionCache that talks to conn and sends
+// each call's instance name as it is.
 func NewRemoteActionCache(conn grpc.ClientConnInterface) *RemoteActionCache {
-	return &RemoteActionCache{ac: repb.NewActionCacheClient(conn)}
+	return NewRemoteActionCacheUnder(conn, "")
+}
+
+// NewRemoteActionCacheUnder returns an ActionCache that talks to conn and
+// keeps every result under the remote instance name instance: the one a
+// front's CAS calls use (RemoteOptions.InstanceName), so that a remote
+// serving only that instance serves the action cache too.
+func NewRemoteActionCacheUnder(conn grpc.ClientConnInterface, instance string) *RemoteActionCache {
+	return &RemoteActionCache{ac: repb.NewActionCacheClient(conn), instance: instance}
+}
+
+// remoteACInstance is the remote instance name under which a front
+// configured with instance keeps the results of the caller's instance
+// name caller: instance itself for the empty name (the usual client's),
+// else instance/caller. Distinct callers' names stay distinct (caller is
+// what follows "instance/"), and a name below instance stays below it, as
+// REv2 servers route and Paddock's policies grant instance names by
+// "/"-separated prefix.
+func remoteACInstance(instance, caller string) string {
+	switch {
+	case instance == "":
+		return caller
+	case caller == "":
+		return instance
+	}
+	return instance + "/" + caller
 }
 
 // Get implements ActionCache.
 func (c *RemoteActionCache) Get(ctx context.Context, instance string, action digest.Digest) (*repb.ActionResult, error) {
 	return c.ac.GetActionResult(ctx, &repb.GetActionResultRequest{
-		InstanceName: instance, ActionDigest: action.Proto(), DigestFunction: action.Function(),
+		InstanceName: remoteACInstance(c.instance, instance), ActionDigest: action.Proto(), DigestFunction: action.Function(),
 	})
 }
 
 // Put implements ActionCache.
 func (c *RemoteActionCache) Put(ctx context.Context, instance string, action digest.Digest, result *repb.ActionResult) error {
 	_, err := c.ac.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{
-		InstanceName: instance, ActionDigest: action.Proto(), ActionResult: result, DigestFunction: action.Function(),
+		InstanceName: remoteACInstance(c.instance, instance), ActionDigest: action.Proto(), ActionResult: result, DigestFunction: action.Function(),
 	})
 	return err
 }

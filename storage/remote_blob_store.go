@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"sync/atomic"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/google/uuid"
@@ -27,35 +28,49 @@ type RemoteOptions struct {
 	// partitions serves the partition of the action's instance. Workers and
 	// schedulers set it; a storage in front of another CAS does not.
 	ForwardInstance bool
-	// MaxBatchBytes is the largest blob moved with the batch RPCs rather
-	// than ByteStream, and the budget of one batch. Default 1 MiB; keep it
-	// at or below the remote's max_batch_total_size_bytes.
+	// MaxBatchBytes, when set, bounds a batch request (and the reply it
+	// asks for) below what the remote advertises, in bytes of the whole
+	// message: blobs, digests and framing. It is also the bound while the
+	// remote's limit is not known yet. Default: the remote's limit alone
+	// (batchLimit), and until it is known every blob goes by ByteStream,
+	// which has no size limit.
 	MaxBatchBytes int64
 }
 
 // RemoteBlobStore is a BlobStore over another REv2 endpoint's CAS and
 // ByteStream services, so that workers and schedulers on other machines,
 // or operators with an existing cache cluster, can use it. Small blobs move
-// with the batch RPCs, large ones with ByteStream.
+// with the batch RPCs, large ones with ByteStream; what is small depends on
+// the remote's max_batch_total_size_bytes, asked on the first call that
+// needs it (batchLimit), since a remote refuses a batch over its limit with
+// INVALID_ARGUMENT, which clients do not retry.
 type RemoteBlobStore struct {
 	cas  repb.ContentAddressableStorageClient
 	bs   bytestream.ByteStreamClient
+	caps repb.CapabilitiesClient
 	opts RemoteOptions
+	// limit is the largest batch message to send or ask for, once learned
+	// from the remote (batchLimit); limitUnknown until then. It is read
+	// and set atomically: concurrent first calls may each ask the remote,
+	// and their answers agree.
+	limit atomic.Int64
 }
 
 // findMissingChunk bounds the digests of one FindMissingBlobs request.
 const findMissingChunk = 10000
 
-// NewRemoteBlobStore returns a BlobStore that talks to conn.
+// NewRemoteBlobStore returns a BlobStore that talks to conn. It makes no
+// call: a remote that is down when its front starts is asked for its
+// limits once it answers.
 func NewRemoteBlobStore(conn grpc.ClientConnInterface, opts RemoteOptions) *RemoteBlobStore {
-	if opts.MaxBatchBytes <= 0 {
-		opts.MaxBatchBytes = 1 << 20
-	}
-	return &RemoteBlobStore{
+	s := &RemoteBlobStore{
 		cas:  repb.NewContentAddressableStorageClient(conn),
 		bs:   bytestream.NewByteStreamClient(conn),
+		caps: repb.NewCapabilitiesClient(conn),
 		opts: opts,
 	}
+	s.limit.Store(limitUnknown)
+	return s
 }
 
 // FindMissing implements BlobStore.
@@ -91,14 +106,6 @@ func (s *RemoteBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) (
 	return missing, nil
 }
 
-func groupByFunction(ds []digest.Digest) map[digest.Function][]digest.Digest {
-	out := map[digest.Function][]digest.Digest{}
-	for _, d := range ds {
-		out[d.Function()] = append(out[d.Function()], d)
-	}
-	return out
-}
-
 // Get implements BlobStore. Whole reads are verified against d.
 func (s *RemoteBlobStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
 	if offset < 0 || offset > d.SizeBytes() {
@@ -107,25 +114,34 @@ func (s *RemoteBlobStore) Get(ctx context.Context, d digest.Digest, offset int64
 	if d.IsEmpty() {
 		return io.NopCloser(bytes.NewReader(nil)), nil
 	}
-	if d.SizeBytes() <= s.opts.MaxBatchBytes {
-		resp, err := s.cas.BatchReadBlobs(ctx, &repb.BatchReadBlobsRequest{
-			InstanceName: s.instance(ctx), Digests: []*repb.Digest{d.Proto()}, DigestFunction: d.Function(),
-		})
-		if err != nil {
-			return nil, fmt.Errorf("remote BatchReadBlobs %s: %w", d, err)
-		}
-		if len(resp.Responses) != 1 {
-			return nil, status.Errorf(codes.Internal, "remote BatchReadBlobs answered %d responses for 1 digest", len(resp.Responses))
-		}
-		r := resp.Responses[0]
-		if err := status.FromProto(r.Status).Err(); err != nil {
-			return nil, err
-		}
-		if got := digest.FromBytes(d.Function(), r.Data); got != d {
-			return nil, status.Errorf(codes.DataLoss, "remote returned bytes hashing to %s for %s", got, d)
-		}
-		return io.NopCloser(bytes.NewReader(r.Data[offset:])), nil
+	limit, err := s.batchLimit(ctx)
+	if err != nil {
+		return nil, err
 	}
+	if !fitsBatch(d, s.instance(ctx), limit) {
+		return s.readStream(ctx, d, offset)
+	}
+	resp, err := s.cas.BatchReadBlobs(ctx, &repb.BatchReadBlobsRequest{
+		InstanceName: s.instance(ctx), Digests: []*repb.Digest{d.Proto()}, DigestFunction: d.Function(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("remote BatchReadBlobs %s: %w", d, err)
+	}
+	if len(resp.Responses) != 1 {
+		return nil, status.Errorf(codes.Internal, "remote BatchReadBlobs answered %d responses for 1 digest", len(resp.Responses))
+	}
+	r := resp.Responses[0]
+	if err := status.FromProto(r.Status).Err(); err != nil {
+		return nil, err
+	}
+	if got := digest.FromBytes(d.Function(), r.Data); got != d {
+		return nil, status.Errorf(codes.DataLoss, "remote returned bytes hashing to %s for %s", got, d)
+	}
+	return io.NopCloser(bytes.NewReader(r.Data[offset:])), nil
+}
+
+// readStream reads d from offset with ByteStream.
+func (s *RemoteBlobStore) readStream(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	stream, err := s.bs.Read(ctx, &bytestream.ReadRequest{
 		ResourceName: digest.ResourceName{InstanceName: s.instance(ctx), Digest: d}.String(),
@@ -208,66 +224,137 @@ func (r *remoteReader) Close() error {
 	return nil
 }
 
-// MaxBatchBytes implements Batcher.
-func (s *RemoteBlobStore) MaxBatchBytes() int64 { return s.opts.MaxBatchBytes }
+// MaxBatchBytes implements Batcher: the remote's limit once known, else
+// the configured bound (0: callers move blobs one by one). GetMany and
+// PutMany split what does not fit one batch in any case.
+func (s *RemoteBlobStore) MaxBatchBytes() int64 {
+	if l := s.limit.Load(); l != limitUnknown {
+		return l
+	}
+	return s.fallbackLimit()
+}
 
-// GetMany implements Batcher with BatchReadBlobs (one request per
-// digest function).
+// GetMany implements Batcher with BatchReadBlobs: one request per digest
+// function and per batch that fits the remote's limit, and ByteStream for
+// a blob too large for any batch.
 func (s *RemoteBlobStore) GetMany(ctx context.Context, ds []digest.Digest) (map[digest.Digest][]byte, error) {
+	limit, err := s.batchLimit(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make(map[digest.Digest][]byte, len(ds))
 	for fn, group := range groupByFunction(ds) {
-		req := &repb.BatchReadBlobsRequest{InstanceName: s.instance(ctx), DigestFunction: fn}
-		for _, d := range group {
-			req.Digests = append(req.Digests, d.Proto())
+		batches, alone := splitBatches(group, s.instance(ctx), limit)
+		for _, batch := range batches {
+			if err := s.readBatch(ctx, fn, batch, out); err != nil {
+				return nil, err
+			}
 		}
-		resp, err := s.cas.BatchReadBlobs(ctx, req)
-		if err != nil {
-			return nil, fmt.Errorf("remote BatchReadBlobs of %d blobs: %w", len(group), err)
-		}
-		for _, r := range resp.Responses {
-			if status.FromProto(r.Status).Code() == codes.NotFound {
+		for _, d := range alone {
+			data, err := s.readWhole(ctx, d)
+			if status.Code(err) == codes.NotFound {
 				continue
 			}
-			if err := status.FromProto(r.Status).Err(); err != nil {
-				return nil, fmt.Errorf("remote BatchReadBlobs %s/%d: %w", r.Digest.GetHash(), r.Digest.GetSizeBytes(), err)
-			}
-			d, err := digest.FromProto(fn, r.Digest, "remote BatchReadBlobs response")
 			if err != nil {
 				return nil, err
 			}
-			if got := digest.FromBytes(fn, r.Data); got != d {
-				return nil, status.Errorf(codes.DataLoss, "remote returned bytes hashing to %s for %s", got, d)
-			}
-			out[d] = r.Data
+			out[d] = data
 		}
 	}
 	return out, nil
 }
 
-// PutMany implements Batcher with BatchUpdateBlobs (one request per
-// digest function).
+// readWhole reads all of d with ByteStream; the reader checks its length
+// and hash before it reports the end.
+func (s *RemoteBlobStore) readWhole(ctx context.Context, d digest.Digest) ([]byte, error) {
+	if d.IsEmpty() {
+		return []byte{}, nil
+	}
+	r, err := s.readStream(ctx, d, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+// readBatch reads the blobs ds of function fn into out with one
+// BatchReadBlobs; missing ones are left out.
+func (s *RemoteBlobStore) readBatch(ctx context.Context, fn digest.Function, ds []digest.Digest, out map[digest.Digest][]byte) error {
+	req := &repb.BatchReadBlobsRequest{InstanceName: s.instance(ctx), DigestFunction: fn}
+	for _, d := range ds {
+		req.Digests = append(req.Digests, d.Proto())
+	}
+	resp, err := s.cas.BatchReadBlobs(ctx, req)
+	if err != nil {
+		return fmt.Errorf("remote BatchReadBlobs of %d blobs: %w", len(ds), err)
+	}
+	for _, r := range resp.Responses {
+		if status.FromProto(r.Status).Code() == codes.NotFound {
+			continue
+		}
+		if err := status.FromProto(r.Status).Err(); err != nil {
+			return fmt.Errorf("remote BatchReadBlobs %s/%d: %w", r.Digest.GetHash(), r.Digest.GetSizeBytes(), err)
+		}
+		d, err := digest.FromProto(fn, r.Digest, "remote BatchReadBlobs response")
+		if err != nil {
+			return err
+		}
+		if got := digest.FromBytes(fn, r.Data); got != d {
+			return status.Errorf(codes.DataLoss, "remote returned bytes hashing to %s for %s", got, d)
+		}
+		out[d] = r.Data
+	}
+	return nil
+}
+
+// PutMany implements Batcher with BatchUpdateBlobs: one request per
+// digest function and per batch that fits the remote's limit, and
+// ByteStream for a blob too large for any batch.
 func (s *RemoteBlobStore) PutMany(ctx context.Context, blobs map[digest.Digest][]byte) error {
-	groups := map[digest.Function]*repb.BatchUpdateBlobsRequest{}
 	for d, data := range blobs {
 		if got := digest.FromBytes(d.Function(), data); got != d {
 			return status.Errorf(codes.InvalidArgument, "data hash to %s, not %s", got, d)
 		}
-		req := groups[d.Function()]
-		if req == nil {
-			req = &repb.BatchUpdateBlobsRequest{InstanceName: s.instance(ctx), DigestFunction: d.Function()}
-			groups[d.Function()] = req
-		}
-		req.Requests = append(req.Requests, &repb.BatchUpdateBlobsRequest_Request{Digest: d.Proto(), Data: data})
 	}
-	for _, req := range groups {
-		resp, err := s.cas.BatchUpdateBlobs(ctx, req)
-		if err != nil {
-			return fmt.Errorf("remote BatchUpdateBlobs of %d blobs: %w", len(req.Requests), err)
-		}
-		for _, r := range resp.Responses {
-			if err := status.FromProto(r.Status).Err(); err != nil {
-				return fmt.Errorf("remote BatchUpdateBlobs %s/%d: %w", r.Digest.GetHash(), r.Digest.GetSizeBytes(), err)
+	limit, err := s.batchLimit(ctx)
+	if err != nil {
+		return err
+	}
+	ds := make([]digest.Digest, 0, len(blobs))
+	for d := range blobs {
+		ds = append(ds, d)
+	}
+	for fn, group := range groupByFunction(ds) {
+		batches, alone := splitBatches(group, s.instance(ctx), limit)
+		for _, batch := range batches {
+			if err := s.updateBatch(ctx, fn, batch, blobs); err != nil {
+				return err
 			}
+		}
+		for _, d := range alone {
+			if err := s.Put(ctx, d, bytes.NewReader(blobs[d])); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// updateBatch stores the blobs ds of function fn, their bytes in blobs,
+// with one BatchUpdateBlobs.
+func (s *RemoteBlobStore) updateBatch(ctx context.Context, fn digest.Function, ds []digest.Digest, blobs map[digest.Digest][]byte) error {
+	req := &repb.BatchUpdateBlobsRequest{InstanceName: s.instance(ctx), DigestFunction: fn}
+	for _, d := range ds {
+		req.Requests = append(req.Requests, &repb.BatchUpdateBlobsRequest_Request{Digest: d.Proto(), Data: blobs[d]})
+	}
+	resp, err := s.cas.BatchUpdateBlobs(ctx, req)
+	if err != nil {
+		return fmt.Errorf("remote BatchUpdateBlobs of %d blobs: %w", len(req.Requests), err)
+	}
+	for _, r := range resp.Responses {
+		if err := status.FromProto(r.Status).Err(); err != nil {
+			return fmt.Errorf("remote BatchUpdateBlobs %s/%d: %w", r.Digest.GetHash(), r.Digest.GetSizeBytes(), err)
 		}
 	}
 	return nil
@@ -278,13 +365,25 @@ func (s *RemoteBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader)
 	if d.IsEmpty() {
 		return nil
 	}
-	if d.SizeBytes() <= s.opts.MaxBatchBytes {
-		data, err := io.ReadAll(io.LimitReader(r, d.SizeBytes()+1))
-		if err != nil {
-			return err
-		}
-		return s.PutMany(ctx, map[digest.Digest][]byte{d: data})
+	limit, err := s.batchLimit(ctx)
+	if err != nil {
+		return err
 	}
+	if !fitsBatch(d, s.instance(ctx), limit) {
+		return s.writeStream(ctx, d, r)
+	}
+	data, err := io.ReadAll(io.LimitReader(r, d.SizeBytes()+1))
+	if err != nil {
+		return err
+	}
+	if got := digest.FromBytes(d.Function(), data); got != d {
+		return status.Errorf(codes.InvalidArgument, "data hash to %s, not %s", got, d)
+	}
+	return s.updateBatch(ctx, d.Function(), []digest.Digest{d}, map[digest.Digest][]byte{d: data})
+}
+
+// writeStream uploads d, its bytes read from r, with ByteStream.
+func (s *RemoteBlobStore) writeStream(ctx context.Context, d digest.Digest, r io.Reader) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := s.bs.Write(ctx)

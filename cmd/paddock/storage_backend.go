@@ -65,8 +65,10 @@ func openBackend(ctx context.Context, b configs.Backend, path string, deps backe
 		if err != nil {
 			return openedBackend{}, fmt.Errorf("%s.remote: %w", path, err)
 		}
+		// The action cache keeps results under the CAS's instance name,
+		// each caller's instance below it (storage.NewRemoteActionCacheUnder).
 		return openedBackend{cas: storage.NewRemoteBlobStore(conn, storage.RemoteOptions{InstanceName: b.Remote.InstanceName}),
-			ac: storage.NewRemoteActionCache(conn), close: func() { conn.Close() }}, nil
+			ac: storage.NewRemoteActionCacheUnder(conn, b.Remote.InstanceName), close: func() { conn.Close() }}, nil
 	}
 }
 

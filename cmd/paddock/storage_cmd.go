@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/configs"
@@ -106,8 +107,33 @@ func openRemoteStorage(ctx context.Context, addr string, dial []grpc.DialOption)
 }
 
 // dialStorage connects to addr with dial's credentials (plaintext when
-// empty).
+// empty), with storageKeepalive.
 func dialStorage(addr string, dial []grpc.DialOption) (*grpc.ClientConn, error) {
+	return dialStorageKeepalive(addr, dial, storageKeepalive())
+}
+
+// storageKeepalive is how the roles' connections to storage notice a
+// storage that stopped answering without closing its connections (a
+// SIGSTOPped process, a network partition): without pings, a call waited
+// for its client's deadline (one read, 2m33s), and every call sent on the
+// connection meanwhile with it. A call that has read nothing for Time
+// sends a ping, and with no answer within Timeout the connection is
+// closed and its calls fail UNAVAILABLE, which clients retry: at most 40 s.
+//
+// Time stays well above grpclimit.MinPingInterval, the farm's servers'
+// enforcement policy, or they would end the connection with GOAWAY
+// too_many_pings (TestStorageKeepaliveFitsTheFarmsPolicy). No pings
+// without calls: a `remote` backend may be any REv2 cache, and gRPC's
+// default policy, which those often keep, counts those as strikes and
+// ends the connection. A call on a connection idle for longer than Time
+// pings at once, so it still notices a dead one within Timeout.
+func storageKeepalive() keepalive.ClientParameters {
+	return keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}
+}
+
+// dialStorageKeepalive is dialStorage with keepalive parameters kp (tests
+// take gRPC's shortest).
+func dialStorageKeepalive(addr string, dial []grpc.DialOption, kp keepalive.ClientParameters) (*grpc.ClientConn, error) {
 	if len(dial) == 0 {
 		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	}
@@ -118,6 +144,7 @@ func dialStorage(addr string, dial []grpc.DialOption) (*grpc.ClientConn, error) 
 	reconnect.MaxDelay = 3 * time.Second
 	conn, err := grpc.NewClient(addr, append(dial,
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnect, MinConnectTimeout: 10 * time.Second}),
+		grpc.WithKeepaliveParams(kp),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))...)
 	if err != nil {
 		return nil, fmt.Errorf("dial storage %s: %w", addr, err)

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/configs"
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpclimit"
+	"github.com/paddock-build/paddock/internal/grpctest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// serveStorage serves opts on loopback with the farm's own server options
+// (its keepalive enforcement among them) and returns the address.
+func serveStorage(t *testing.T, opts storage.ServerOptions) string {
+	t.Helper()
+	srv := storage.NewServer(opts)
+	t.Cleanup(srv.Close)
+	return grpctest.Listen(t, srv.Register, append(srv.GRPCServerOptions(), grpclimit.New(0).ServerOptions()...)...)
+}
+
+// A front configured with remote.instance_name keeps action results on the
+// backend under that name, as its CAS blobs: a client's empty instance
+// name is the configured one, another name is below it, so two clients'
+// (two tenants') results for one action stay apart. Before, results went
+// to the client's instance while blobs went to the configured one, and a
+// backend serving only that one missed or refused every result.
+func TestRemoteBackendActionCacheUsesItsInstanceName(t *testing.T) {
+	backendAC := storage.NewMemoryActionCache()
+	addr := serveStorage(t, storage.ServerOptions{CAS: storage.NewMemoryBlobStore(), AC: backendAC, SkipCompletenessChecks: true})
+	ctx := context.Background()
+	o, err := openBackend(ctx, configs.Backend{Remote: &configs.RemoteStorage{Endpoint: addr, InstanceName: "inst-x"}}, "backend", backendDeps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.close()
+	front := storage.NewServer(storage.ServerOptions{CAS: o.cas, AC: o.ac})
+	t.Cleanup(front.Close)
+	conn := grpctest.Serve(t, front.Register, front.GRPCServerOptions()...)
+	cas, ac := repb.NewContentAddressableStorageClient(conn), repb.NewActionCacheClient(conn)
+
+	action := []byte("an action")
+	ad := digest.FromBytes(repb.DigestFunction_SHA256, action)
+	for i, instance := range []string{"", "tenant-b"} {
+		// The front checks that the Action is in its CAS first.
+		if _, err := cas.BatchUpdateBlobs(ctx, &repb.BatchUpdateBlobsRequest{InstanceName: instance,
+			Requests: []*repb.BatchUpdateBlobsRequest_Request{{Digest: ad.Proto(), Data: action}}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ac.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{InstanceName: instance,
+			ActionDigest: ad.Proto(), ActionResult: &repb.ActionResult{ExitCode: int32(10 + i)}}); err != nil {
+			t.Fatalf("UpdateActionResult for %q through the front: %v", instance, err)
+		}
+	}
+	for backend, want := range map[string]int32{"inst-x": 10, "inst-x/tenant-b": 11} {
+		if r, err := backendAC.Get(ctx, backend, ad); err != nil || r.ExitCode != want {
+			t.Errorf("backend result under %q: %v, %v; want exit code %d", backend, r, err, want)
+		}
+	}
+	for _, backend := range []string{"", "tenant-b"} {
+		if r, err := backendAC.Get(ctx, backend, ad); status.Code(err) != codes.NotFound {
+			t.Errorf("backend result under %q: %v, %v; want none outside inst-x", backend, r, err)
+		}
+	}
+	for i, instance := range []string{"", "tenant-b"} {
+		r, err := ac.GetActionResult(ctx, &repb.GetActionResultRequest{InstanceName: instance, ActionDigest: ad.Proto()})
+		if err != nil || r.ExitCode != int32(10+i) {
+			t.Errorf("GetActionResult for %q through the front: %v, %v; want exit code %d", instance, r, err, 10+i)
+		}
+	}
+}
+
+// The production keepalive fits the farm's servers' enforcement policy:
+// pings come at least a second more than grpclimit.MinPingInterval apart
+// (grpclimit's TestKeepalivePingsAreAccepted shows the farm's server
+// options accept those, and TestPingFloodIsRefused that faster ones earn
+// GOAWAY too_many_pings), never without calls, and a dead storage is
+// noticed within a minute.
+func TestStorageKeepaliveFitsTheFarmsPolicy(t *testing.T) {
+	kp := storageKeepalive()
+	if kp.Time < grpclimit.MinPingInterval+time.Second {
+		t.Errorf("keepalive time %s: want at least %s, or the farm's servers send GOAWAY too_many_pings", kp.Time, grpclimit.MinPingInterval+time.Second)
+	}
+	if kp.Timeout <= 0 || kp.Time+kp.Timeout > time.Minute {
+		t.Errorf("keepalive %s + %s: want a dead storage noticed within a minute", kp.Time, kp.Timeout)
+	}
+	if kp.PermitWithoutStream {
+		t.Error("keepalive pings without calls: servers on gRPC's default policy end such connections")
+	}
+}
+
+// A call in flight to a storage that stops answering without closing its
+// connection (SIGSTOP, a partition: here a proxy that stops forwarding)
+// fails UNAVAILABLE within the keepalive's time and timeout, instead of
+// waiting for its deadline (one read waited 2m33s). The server is the
+// farm's own, with its keepalive enforcement; the time is gRPC's shortest.
+func TestStorageCallFailsWhenStorageStalls(t *testing.T) {
+	t.Parallel()
+	cas := &gatedStore{BlobStore: storage.NewMemoryBlobStore(), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	defer close(cas.release)
+	proxy := newStallProxy(t, serveStorage(t, storage.ServerOptions{CAS: cas, AC: storage.NewMemoryActionCache()}))
+	kp := keepalive.ClientParameters{Time: 10 * time.Second, Timeout: time.Second}
+	conn, err := dialStorageKeepalive(proxy.addr, nil, kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	remote := storage.NewRemoteBlobStore(conn, storage.RemoteOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*(kp.Time+kp.Timeout))
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := remote.FindMissing(ctx, []digest.Digest{digest.FromBytes(repb.DigestFunction_SHA256, []byte("x"))})
+		done <- err
+	}()
+	<-cas.entered
+	proxy.stall()
+	stalled := time.Now()
+	err = <-done
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("the call in flight ended with %v after %s; want UNAVAILABLE", err, time.Since(stalled))
+	}
+	// Slack for a loaded machine: the ping is sent Time after the last
+	// read, which was before the stall.
+	if took := time.Since(stalled); took > kp.Time+kp.Timeout+5*time.Second {
+		t.Fatalf("the call failed %s after the stall; want within %s", took, kp.Time+kp.Timeout)
+	}
+}
+
+// gatedStore is a BlobStore whose FindMissing says it was entered and then
+// waits for release: a call that stays in flight.
+type gatedStore struct {
+	storage.BlobStore
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]digest.Digest, error) {
+	select {
+	case g.entered <- struct{}{}:
+	default:
+	}
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+	}
+	return nil, errors.New("released")
+}
+
+// stallProxy forwards TCP connections to a server until stall; then it
+// forwards nothing more either way and closes nothing, which is what a
+// client sees of a stopped process or a partition. Connections close when
+// the test ends.
+type stallProxy struct {
+	addr    string
+	stalled chan struct{}
+	once    sync.Once
+}
+
+func newStallProxy(t *testing.T, target string) *stallProxy {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &stallProxy{addr: lis.Addr().String(), stalled: make(chan struct{})}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		lis.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			client, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", target)
+			if err != nil {
+				client.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, client, server)
+			mu.Unlock()
+			go p.pipe(server, client)
+			go p.pipe(client, server)
+		}
+	}()
+	return p
+}
+
+func (p *stallProxy) stall() { p.once.Do(func() { close(p.stalled) }) }
+
+// pipe copies src to dst until the stall (dropping what it read then) or
+// an error.
+func (p *stallProxy) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		select {
+		case <-p.stalled:
+			return
+		default:
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
