@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -14,6 +16,7 @@ import (
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/testlog"
 	"github.com/paddock-build/paddock/storage"
 	"github.com/paddock-build/paddock/storage/storagetest"
 )
@@ -138,5 +141,41 @@ func TestBackendTreeMetrics(t *testing.T) {
 	}
 	if !mirrors["backend.sharded.shards[0].backend.mirrored"] || !mirrors["backend.sharded.shards[1].backend.mirrored"] {
 		t.Fatalf("repair metrics for mirrors %v, want both shards' mirrors", mirrors)
+	}
+}
+
+// TestSharedBackendUnderPolicyIsWarnedOf: only disk stores are partitioned
+// by tenant, so a remote (or S3) leaf under an auth policy logs that its
+// CAS is shared by every tenant, naming the backend; a disk tree, or no
+// policy, logs nothing of the kind.
+func TestSharedBackendUnderPolicyIsWarnedOf(t *testing.T) {
+	policy, err := auth.LoadPolicy("../../configs/auth.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	remote := configs.Backend{Cached: &configs.CachedBackend{Dir: filepath.Join(dir, "cache"), MaxBytes: 1 << 20,
+		Backend: &configs.Backend{Remote: &configs.RemoteStorage{Endpoint: "127.0.0.1:1"}}}}
+	disk := configs.Backend{Disk: &configs.DiskBackend{Dir: filepath.Join(dir, "disk")}}
+	for _, c := range []struct {
+		name   string
+		tree   configs.Backend
+		policy *auth.Policy
+		warned bool
+	}{
+		{"remote under a policy", remote, policy, true},
+		{"remote without a policy", remote, nil, false},
+		{"disk under a policy", disk, policy, false},
+	} {
+		var log testlog.Buffer
+		o, err := openBackend(context.Background(), c.tree, "backend", backendDeps{policy: c.policy, logger: slog.New(slog.NewTextHandler(&log, nil))})
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		o.close()
+		got := strings.Contains(log.String(), "shared by every tenant") && strings.Contains(log.String(), "backend.cached.backend.remote")
+		if got != c.warned {
+			t.Errorf("%s: warned %v, want %v; log:\n%s", c.name, got, c.warned, log.String())
+		}
 	}
 }
