@@ -57,14 +57,30 @@ func (c *CachedBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) (
 
 // Get implements storage.BlobStore. A blob not cached is copied into the
 // cache whole (once, however many read it at the same time), then served
-// from there; one the cache cannot hold is served from the backend.
+// from there; one the cache cannot hold is served from the backend. A
+// cached copy found corrupt before a byte of it was served is served from
+// the backend instead (see cacheReader).
 func (c *CachedBlobStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
-	if r, err := c.cache.Get(ctx, d, offset); status.Code(err) != codes.NotFound {
-		return r, err
+	r, err := c.cache.Get(ctx, d, offset)
+	if err == nil {
+		return &cacheReader{c: c, ctx: ctx, d: d, offset: offset, r: r}, nil
 	}
-	// The fill outlives a reader that gives up (others may be waiting on
-	// it), within the bound of a repair.
-	_, err, _ := c.fills.Do(d.String(), func() (any, error) {
+	if status.Code(err) != codes.NotFound {
+		return nil, err
+	}
+	return c.getFilled(ctx, d, offset)
+}
+
+// getFilled fills the cache with d from the backend and serves it from
+// there, or from the backend if the cache cannot keep it.
+//
+// The fill outlives a reader that gives up (others may be waiting on it),
+// within the bound of a repair; but a reader whose context ends returns
+// then, not when the fill does: each waiting reader holds a ByteStream
+// slot of the server, and readers abandoned while a backend was down kept
+// theirs until it came back.
+func (c *CachedBlobStore) getFilled(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
+	fill := c.fills.DoChan(d.String(), func() (any, error) {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), repairTimeout)
 		defer cancel()
 		r, err := c.backend.Get(fctx, d, 0)
@@ -74,6 +90,13 @@ func (c *CachedBlobStore) Get(ctx context.Context, d digest.Digest, offset int64
 		defer r.Close()
 		return nil, c.cache.Put(fctx, d, namedReader{r, c.name})
 	})
+	var err error
+	select {
+	case <-ctx.Done():
+		return nil, status.FromContextError(ctx.Err()).Err()
+	case res := <-fill:
+		err = res.Err
+	}
 	switch {
 	case status.Code(err) == codes.ResourceExhausted:
 		// Larger than the cache, or its disk is full: read past it.
@@ -92,6 +115,50 @@ func (c *CachedBlobStore) Get(ctx context.Context, d digest.Digest, offset int64
 	return namedReader{r, c.name}, nil
 }
 
+// cacheReader serves a blob from the cache. If the cache finds its copy
+// corrupt (DATA_LOSS) before a byte of it was served, the disk store has
+// removed it, and the blob is served from the backend instead, filling the
+// cache again: the backend's copy is the one of record, and a bit flipped
+// in the cache must not fail a read the backend can serve. A small blob is
+// read whole by its first Read (BatchReadBlobs, and ByteStream reads of
+// less than a chunk), so that is the common case. Once bytes were served,
+// a corrupt copy is DATA_LOSS, as on any store, and the next read refills.
+// Not safe for concurrent use.
+type cacheReader struct {
+	c      *CachedBlobStore
+	ctx    context.Context
+	d      digest.Digest
+	offset int64
+	r      io.ReadCloser
+	served bool // a byte was served, or the backend was asked
+}
+
+func (r *cacheReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if n > 0 || r.served || status.Code(err) != codes.DataLoss {
+		r.served = r.served || n > 0
+		return n, err
+	}
+	r.served = true
+	r.c.log.Warn("cached copy corrupt; serving the blob from the backend", "digest", r.d.String(), "error", err)
+	r.r.Close()
+	next, err := r.c.getFilled(r.ctx, r.d, r.offset)
+	if err != nil {
+		r.r = failedReader{err}
+		return 0, err
+	}
+	r.r = next
+	return r.r.Read(p)
+}
+
+func (r *cacheReader) Close() error { return r.r.Close() }
+
+// failedReader is a reader whose every Read fails with err.
+type failedReader struct{ err error }
+
+func (r failedReader) Read([]byte) (int, error) { return 0, r.err }
+func (r failedReader) Close() error             { return nil }
+
 // Put implements storage.BlobStore: the blob streams to the backend and
 // the cache at once; the cache commits its copy only if the backend
 // stored the blob.
@@ -102,7 +169,7 @@ func (c *CachedBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader)
 		}
 		return nil
 	}
-	errs := putAll(ctx, d, r, []storage.BlobStore{c.backend, c.cache}, []func([]error) error{nil, backendOK})
+	errs := putAll(ctx, d, r, []storage.BlobStore{c.backend, c.cache}, []func([]error) error{nil, backendOK}, 0)
 	if errs[0] != nil {
 		return backendError(c.name, errs[0])
 	}

@@ -3,6 +3,7 @@ package compose
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
@@ -21,18 +22,20 @@ type ACMirror struct {
 
 // MirroredActionCache keeps every entry on two action caches, with the
 // rules of MirroredBlobStore: a Put succeeds when both sides stored it or
-// one did and the other is UNAVAILABLE; a Get asks the first side, then
+// one did and the other is UNAVAILABLE or has not answered within
+// secondSideWait of it; a Get asks the first side, then
 // the second, and copies an entry found only on the second back to the
 // first in the background.
 type MirroredActionCache struct {
 	sides  [2]ACMirror
 	repair *Repairer
 	down   *downLog
+	wait   time.Duration // secondSideWait; shorter in tests
 }
 
 // NewMirroredActionCache returns the pair a, b; repairs run on rep.
 func NewMirroredActionCache(a, b ACMirror, rep *Repairer, logger *slog.Logger) *MirroredActionCache {
-	return &MirroredActionCache{sides: [2]ACMirror{a, b}, repair: rep, down: newDownLog(logger, a.Name, b.Name)}
+	return &MirroredActionCache{sides: [2]ACMirror{a, b}, repair: rep, down: newDownLog(logger, a.Name, b.Name), wait: secondSideWait}
 }
 
 func (c *MirroredActionCache) names() [2]string { return [2]string{c.sides[0].Name, c.sides[1].Name} }
@@ -65,14 +68,9 @@ func (c *MirroredActionCache) Get(ctx context.Context, instance string, action d
 
 // Put implements storage.ActionCache.
 func (c *MirroredActionCache) Put(ctx context.Context, instance string, action digest.Digest, result *repb.ActionResult) error {
-	var errs [2]error
-	done := make(chan struct{})
-	go func() {
-		errs[1] = c.sides[1].Cache.Put(ctx, instance, action, result)
-		close(done)
-	}()
-	errs[0] = c.sides[0].Cache.Put(ctx, instance, action, result)
-	<-done
+	errs := bothWithin(ctx, c.wait, func(ctx context.Context, i int) error {
+		return c.sides[i].Cache.Put(ctx, instance, action, result)
+	})
 	return mirrorWriteResult("action result "+action.String(), errs, c.down)
 }
 

@@ -1,12 +1,14 @@
 package compose
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
+	"time"
 
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -26,37 +28,37 @@ type Mirror struct {
 //
 // Durability: a Put succeeds when both sides stored the blob, or when one
 // did and the other is UNAVAILABLE (logged; the missing copy is repaired
-// once the side is back and the blob is read or looked up). Any other
-// failure of either side fails the Put, so a blob acknowledged while both
-// sides were up is on both. Reads go to the first side and fall back to
-// the second when the first lacks the blob, is down (also in the middle
-// of a stream) or finds its copy corrupt before serving a byte;
-// FindMissing reports a blob missing only if both lack it.
+// once the side is back and the blob is read or looked up). A side that
+// hangs instead of failing counts as UNAVAILABLE once it lags the other
+// by secondSideWait (side_wait.go), in Put and FindMissing alike. Any
+// other failure of either side fails the Put, so a blob acknowledged while
+// both sides were up and keeping pace is on both. Reads go to the first
+// side and fall back to the second when the first lacks the blob, is down
+// (also in the middle of a stream, see failoverReader) or finds its copy
+// corrupt before serving a byte; FindMissing reports a blob missing only
+// if both lack it.
 // A blob found on one side only is copied to the other in the background
 // (at most a few copies at once, each streamed), see Repairer.
 type MirroredBlobStore struct {
 	sides  [2]Mirror
 	repair *Repairer
 	down   *downLog
+	wait   time.Duration // secondSideWait; shorter in tests
 }
 
 // NewMirroredBlobStore returns the pair a, b; repairs run on rep.
 func NewMirroredBlobStore(a, b Mirror, rep *Repairer, logger *slog.Logger) *MirroredBlobStore {
-	return &MirroredBlobStore{sides: [2]Mirror{a, b}, repair: rep, down: newDownLog(logger, a.Name, b.Name)}
+	return &MirroredBlobStore{sides: [2]Mirror{a, b}, repair: rep, down: newDownLog(logger, a.Name, b.Name), wait: secondSideWait}
 }
 
 // FindMissing implements storage.BlobStore.
 func (m *MirroredBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]digest.Digest, error) {
 	var missing [2][]digest.Digest
-	var errs [2]error
-	var g errgroup.Group
-	for i, side := range m.sides {
-		g.Go(func() error {
-			missing[i], errs[i] = side.Store.FindMissing(ctx, ds)
-			return nil
-		})
-	}
-	g.Wait()
+	errs := bothWithin(ctx, m.wait, func(ctx context.Context, i int) error {
+		var err error
+		missing[i], err = m.sides[i].Store.FindMissing(ctx, ds)
+		return err
+	})
 	switch {
 	case errs[0] != nil && errs[1] != nil:
 		return nil, m.bothFailed(errs)
@@ -104,7 +106,7 @@ func (m *MirroredBlobStore) startRepair(d digest.Digest, from, to int) {
 func (m *MirroredBlobStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
 	r, errA := m.sides[0].Store.Get(ctx, d, offset)
 	if errA == nil {
-		return &failoverReader{m: m, ctx: ctx, d: d, off: offset, side: 0, r: r}, nil
+		return newFailoverReader(ctx, m, d, offset, r), nil
 	}
 	// NOT_FOUND, down, or a copy found corrupt (and removed) before any
 	// byte was served: the other side may have it.
@@ -130,32 +132,76 @@ func (m *MirroredBlobStore) Get(ctx context.Context, d digest.Digest, offset int
 
 // failoverReader reads from the first side and, if it fails in the middle
 // (stopped, not corrupt), goes on from the same offset on the second.
+//
+// The first side's reader checks its bytes against the digest only when it
+// reaches the blob's end, and a failover discards it: the bytes it served
+// up to then would go unchecked, and a corrupt first copy cut off mid-read
+// was served whole with OK. So the bytes served from the first side are
+// hashed as they pass (h), and on failover the second side is read from
+// the read's own offset and its bytes up to the failover point must hash
+// the same (DATA_LOSS otherwise); the second side's reader checks its own
+// copy when it reaches the end. Not safe for concurrent use.
 type failoverReader struct {
-	m    *MirroredBlobStore
-	ctx  context.Context
-	d    digest.Digest
-	off  int64
-	side int
-	r    io.ReadCloser
+	m     *MirroredBlobStore
+	ctx   context.Context
+	d     digest.Digest
+	start int64 // the read's offset
+	off   int64 // bytes served so far end here
+	h     hash.Hash
+	side  int
+	r     io.ReadCloser
+	err   error // once set, every Read returns it
+}
+
+func newFailoverReader(ctx context.Context, m *MirroredBlobStore, d digest.Digest, offset int64, r io.ReadCloser) *failoverReader {
+	return &failoverReader{m: m, ctx: ctx, d: d, start: offset, off: offset, h: d.NewHasher(), r: r}
 }
 
 func (f *failoverReader) Read(p []byte) (int, error) {
+	if f.err != nil {
+		return 0, f.err
+	}
 	n, err := f.r.Read(p)
+	if f.side == 0 {
+		f.h.Write(p[:n])
+	}
 	f.off += int64(n)
 	if err == nil || err == io.EOF || f.side == 1 || status.Code(err) == codes.DataLoss || f.ctx.Err() != nil {
 		return n, backendError(f.m.sides[f.side].Name, err)
 	}
-	next, nerr := f.m.sides[1].Store.Get(f.ctx, f.d, f.off)
-	if nerr != nil {
-		return n, f.m.bothFailed([2]error{err, nerr})
+	if f.err = f.failover(err); f.err != nil {
+		// Withheld: they may be the first side's corrupt bytes.
+		return 0, f.err
 	}
-	f.m.logDown(0, "read", err)
-	f.r.Close()
-	f.r, f.side = next, 1
 	if n > 0 {
 		return n, nil
 	}
 	return f.Read(p)
+}
+
+// failover switches to the second side after the first failed with cause,
+// once the second's bytes from the read's offset to f.off match those the
+// first served.
+func (f *failoverReader) failover(cause error) error {
+	next, err := f.m.sides[1].Store.Get(f.ctx, f.d, f.start)
+	if err != nil {
+		return f.m.bothFailed([2]error{cause, err})
+	}
+	f.m.logDown(0, "read", cause)
+	f.r.Close()
+	f.r, f.side = next, 1
+	h := f.d.NewHasher()
+	if _, err := io.CopyN(h, next, f.off-f.start); err != nil {
+		if err == io.EOF {
+			err = status.Errorf(codes.DataLoss, "blob %s ended early", f.d)
+		}
+		return backendError(f.m.sides[1].Name, err)
+	}
+	if !bytes.Equal(h.Sum(nil), f.h.Sum(nil)) {
+		return status.Errorf(codes.DataLoss, "blob %s: the bytes served from storage backend %q before it failed differ from %q's copy; read it again",
+			f.d, f.m.sides[0].Name, f.m.sides[1].Name)
+	}
+	return nil
 }
 
 func (f *failoverReader) Close() error { return f.r.Close() }
@@ -163,7 +209,7 @@ func (f *failoverReader) Close() error { return f.r.Close() }
 // Put implements storage.BlobStore; see the type's comment for when it
 // succeeds.
 func (m *MirroredBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) error {
-	errs := putAll(ctx, d, r, []storage.BlobStore{m.sides[0].Store, m.sides[1].Store}, nil)
+	errs := putAll(ctx, d, r, []storage.BlobStore{m.sides[0].Store, m.sides[1].Store}, nil, m.wait)
 	return m.writeResult("write "+d.String(), [2]error{errs[0], errs[1]})
 }
 
