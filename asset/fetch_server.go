@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -70,7 +71,13 @@ func (s *fetchServer) FetchBlob(ctx context.Context, req *rapb.FetchBlobRequest)
 	return fetchReply(ctx, resp, err)
 }
 
+// fetchBlob refuses an instance name ByteStream cannot address
+// (rev2.CheckInstanceName) before anything is downloaded: the blob would
+// be stored in a CAS partition no client could read it from.
 func (s *fetchServer) fetchBlob(ctx context.Context, req *rapb.FetchBlobRequest) (*rapb.FetchBlobResponse, error) {
+	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
+		return nil, err
+	}
 	if err := checkRequest(req.Uris, req.Qualifiers); err != nil {
 		return nil, err
 	}
@@ -203,6 +210,9 @@ func (s *fetchServer) FetchDirectory(ctx context.Context, req *rapb.FetchDirecto
 }
 
 func (s *fetchServer) fetchDirectory(ctx context.Context, req *rapb.FetchDirectoryRequest) (*rapb.FetchDirectoryResponse, error) {
+	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
+		return nil, err
+	}
 	if err := checkRequest(req.Uris, req.Qualifiers); err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -60,6 +61,11 @@ type pushRequest struct {
 // partition its content must be in: PushBlob and PushDirectory differ only
 // in the fields p is made of.
 func (s *pushServer) push(ctx context.Context, instance string, p pushRequest) error {
+	// A record under a name ByteStream cannot address would point at
+	// content no client could read.
+	if err := rev2.CheckInstanceName(instance); err != nil {
+		return err
+	}
 	ctx = storage.WithInstance(ctx, instance) // the CAS partition
 	rec, err := s.prepare(ctx, p)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/rev2/instancename"
 )
 
 // SupportedCompressors are the compressors Paddock accepts in
@@ -24,13 +26,6 @@ type ResourceName struct {
 	Compressor repb.Compressor_Value
 	// Digest is of the uncompressed blob.
 	Digest Digest
-}
-
-// reserved are the segments the spec forbids in an instance name, because
-// they start the part of a resource name that follows it.
-var reserved = map[string]bool{
-	"blobs": true, "uploads": true, "actions": true, "actionResults": true,
-	"operations": true, "capabilities": true, "compressed-blobs": true,
 }
 
 // ParseReadResourceName parses
@@ -55,28 +50,18 @@ func parseResourceName(name string, write bool) (ResourceName, error) {
 	if name == "" {
 		return ResourceName{}, badName(name, "is empty")
 	}
-	segs := strings.Split(name, "/")
-	for _, s := range segs {
-		switch s {
-		case "":
-			return ResourceName{}, badName(name, "has an empty path segment")
-		case ".", "..":
-			return ResourceName{}, badName(name, "has a '.' or '..' segment")
-		}
-	}
 	var rn ResourceName
-	i := 0
-	for i < len(segs) && !reserved[segs[i]] {
-		i++
+	var rest []string
+	var err error
+	if rn.InstanceName, rest, err = splitInstance(name); err != nil {
+		return ResourceName{}, err
 	}
-	if i == len(segs) {
+	if len(rest) == 0 {
 		if write {
 			return ResourceName{}, badName(name, "has no uploads/{uuid}/blobs/ part")
 		}
 		return ResourceName{}, badName(name, "has no blobs/ or compressed-blobs/ part")
 	}
-	rn.InstanceName = strings.Join(segs[:i], "/")
-	rest := segs[i:]
 	if write {
 		if rest[0] != "uploads" || len(rest) < 2 {
 			return ResourceName{}, badName(name, "a write needs {instance}/uploads/{uuid}/blobs/...")
@@ -128,6 +113,28 @@ func parseResourceName(name string, write bool) (ResourceName, error) {
 	}
 	rn.Digest = d
 	return rn, nil
+}
+
+// splitInstance splits name into its instance name and the segments after
+// it, which start at the first segment REv2 reserves (none if there is
+// no such segment). The instance name is checked with the very rule every
+// RPC taking an instance_name applies (rev2.CheckInstanceName), so that
+// every name those accept can be read and written here, and no other.
+func splitInstance(name string) (string, []string, error) {
+	segs := strings.Split(name, "/")
+	i := 0
+	for i < len(segs) && !instancename.IsReserved(segs[i]) {
+		i++
+	}
+	if err := instancename.CheckSegments(segs[:i]); err != nil {
+		return "", nil, badName(name, err.Error())
+	}
+	for _, s := range segs[i:] {
+		if err := instancename.CheckSegment(s); err != nil {
+			return "", nil, badName(name, err.Error())
+		}
+	}
+	return strings.Join(segs[:i], "/"), segs[i:], nil
 }
 
 // String renders the resource name for a read (UploadID empty) or a write.

@@ -1,6 +1,8 @@
 // Package rev2 holds the rules of the Remote Execution API v2 that more than
 // one role enforces: which platform properties exist and what each is for,
-// what makes a Command, an Action or a Directory valid, and the MISSING
+// what makes a Command, an Action or a Directory valid, which instance
+// names a ByteStream resource name can carry (the rule itself is in the
+// subpackage instancename, which package digest uses too), and the MISSING
 // precondition failure that tells a client to upload blobs again.
 //
 // The scheduler checks an action here at Execute, so that a client hears

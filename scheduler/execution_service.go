@@ -72,6 +72,12 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 	if len(instance) > maxInstanceName {
 		return "", status.Errorf(codes.InvalidArgument, "instance_name is %d bytes; this scheduler accepts at most %d", len(instance), maxInstanceName)
 	}
+	// Refused before anything is read or queued: an action run under a
+	// name ByteStream cannot address would fail only when the client
+	// reads its outputs.
+	if err := rev2.CheckInstanceName(instance); err != nil {
+		return "", err
+	}
 	// The Action, Command and results are read from the instance's CAS
 	// partition.
 	ctx = storage.WithInstance(ctx, instance)

@@ -38,13 +38,14 @@ func TestExecuteValidation(t *testing.T) {
 		}
 		return p
 	}
-	cases := []struct {
+	type validationCase struct {
 		name    string
 		req     func() *repb.ExecuteRequest
 		code    codes.Code
 		field   string
 		missing []string // PreconditionFailure subjects
-	}{
+	}
+	cases := []validationCase{
 		{"no action digest", func() *repb.ExecuteRequest { return &repb.ExecuteRequest{} }, codes.InvalidArgument, "action_digest", nil},
 		{"bad digest function", func() *repb.ExecuteRequest {
 			return &repb.ExecuteRequest{ActionDigest: missingCmd.Proto(), DigestFunction: 99}
@@ -131,6 +132,19 @@ func TestExecuteValidation(t *testing.T) {
 			return req
 		}, codes.InvalidArgument, "instance_name", nil},
 	}
+	// Names no ByteStream resource name can carry are refused before the
+	// Action is even looked up (it is missing here: FAILED_PRECONDITION
+	// otherwise).
+	for _, bad := range []struct{ what, name string }{
+		{"blobs", "team/blobs/x"}, {"uploads", "a/uploads/b"}, {"leading slash", "/lead"},
+		{"trailing slash", "trail/"}, {"dot", "a/./b"}, {"dot-dot", ".."},
+	} {
+		cases = append(cases, validationCase{"instance name with " + bad.what, func() *repb.ExecuteRequest {
+			req := executeRequest(missingCmd)
+			req.InstanceName = bad.name
+			return req
+		}, codes.InvalidArgument, "instance_name", nil})
+	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := collect(must(f.exec.Execute(ctx, tc.req())))
@@ -169,6 +183,42 @@ func TestExecuteValidation(t *testing.T) {
 	_, err := collect(must(f.exec.Execute(ctx, executeRequest(f.action(t, "second", nil)))))
 	if st := status.Convert(err); st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "max_queued_per_instance") {
 		t.Fatalf("over the queue limit: %v, want RESOURCE_EXHAUSTED naming max_queued_per_instance", err)
+	}
+}
+
+// A valid action under an instance name ByteStream cannot address is
+// refused with INVALID_ARGUMENT naming instance_name and the segment, and
+// no operation is created, so nothing runs whose outputs the client could
+// never read. Names Bazel was seen to use are accepted.
+func TestExecuteRefusesInstanceNamesByteStreamCannotAddress(t *testing.T) {
+	f := startFarm(t, testConfig(), "", nil, nil)
+	a := f.action(t, "instance names", nil)
+	for bad, segment := range map[string]string{
+		"team/blobs/x": `"blobs"`, "a/uploads/b": `"uploads"`, "x/compressed-blobs": `"compressed-blobs"`,
+		"/lead": "empty path segment", "trail/": "empty path segment", "a/./b": `"."`, "..": `".."`,
+	} {
+		req := executeRequest(a)
+		req.InstanceName = bad
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		_, err := must(f.exec.Execute(ctx, req)).Recv()
+		cancel()
+		st := status.Convert(err)
+		if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "instance_name") || !strings.Contains(st.Message(), segment) {
+			t.Errorf("Execute under %q: %v %q, want INVALID_ARGUMENT naming instance_name and %s", bad, st.Code(), st.Message(), segment)
+		}
+	}
+	if ops, n := f.s.Operations(OperationFilter{}); n != 0 {
+		t.Fatalf("%d operations exist after refused Executes: %v", n, ops)
+	}
+	for _, good := range []string{"has space", "ünï", "team/a/b"} {
+		req := executeRequest(a)
+		req.InstanceName = good
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		_, err := must(f.exec.Execute(ctx, req)).Recv()
+		cancel()
+		if err != nil {
+			t.Errorf("Execute under %q: %v, want it queued", good, err)
+		}
 	}
 }
 

@@ -23,6 +23,9 @@ type actionCacheServer struct {
 }
 
 func (s *actionCacheServer) GetActionResult(ctx context.Context, req *repb.GetActionResultRequest) (*repb.ActionResult, error) {
+	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
+		return nil, err
+	}
 	ctx = WithInstance(ctx, req.InstanceName)
 	fn, d, err := actionKey(req.DigestFunction, req.ActionDigest)
 	if err != nil {
@@ -135,7 +138,13 @@ func (s *actionCacheServer) inline(ctx context.Context, fn digest.Function, req 
 	return nil
 }
 
+// UpdateActionResult stores a result under the request's instance, whose
+// name must be one ByteStream can address (rev2.CheckInstanceName), as
+// the result's outputs are read back through it.
 func (s *actionCacheServer) UpdateActionResult(ctx context.Context, req *repb.UpdateActionResultRequest) (*repb.ActionResult, error) {
+	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
+		return nil, err
+	}
 	ctx = WithInstance(ctx, req.InstanceName)
 	fn, d, err := actionKey(req.DigestFunction, req.ActionDigest)
 	if err != nil {

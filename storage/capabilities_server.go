@@ -7,6 +7,7 @@ import (
 	smpb "github.com/bazelbuild/remote-apis/build/bazel/semver"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/rev2"
 )
 
 // capabilitiesServer answers GetCapabilities. low_api_version is 2.0 so that
@@ -18,7 +19,13 @@ type capabilitiesServer struct {
 	opts *ServerOptions
 }
 
+// GetCapabilities refuses an instance name ByteStream cannot address
+// (rev2.CheckInstanceName): it is a client's first call, so a build with
+// such a name fails at once instead of after running its actions.
 func (s *capabilitiesServer) GetCapabilities(ctx context.Context, req *repb.GetCapabilitiesRequest) (*repb.ServerCapabilities, error) {
+	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
+		return nil, err
+	}
 	return &repb.ServerCapabilities{
 		CacheCapabilities: &repb.CacheCapabilities{
 			DigestFunctions: append([]repb.DigestFunction_Value(nil), digest.Supported...),

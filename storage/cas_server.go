@@ -17,6 +17,7 @@ import (
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/grpclimit"
+	"github.com/paddock-build/paddock/rev2"
 )
 
 // casServer implements ContentAddressableStorage over a BlobStore.
@@ -42,6 +43,9 @@ func newCASServer(opts *ServerOptions) *casServer {
 const batchParallelism = 8
 
 func (s *casServer) FindMissingBlobs(ctx context.Context, req *repb.FindMissingBlobsRequest) (*repb.FindMissingBlobsResponse, error) {
+	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
+		return nil, err
+	}
 	ctx = WithInstance(ctx, req.InstanceName)
 	fn, err := digest.CheckFunction(req.DigestFunction)
 	if err != nil {
@@ -64,7 +68,13 @@ func (s *casServer) FindMissingBlobs(ctx context.Context, req *repb.FindMissingB
 	return resp, nil
 }
 
+// BatchUpdateBlobs stores each valid entry under the request's instance,
+// whose name must be one ByteStream can address (rev2.CheckInstanceName):
+// blobs stored under any other could never be read back.
 func (s *casServer) BatchUpdateBlobs(ctx context.Context, req *repb.BatchUpdateBlobsRequest) (*repb.BatchUpdateBlobsResponse, error) {
+	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
+		return nil, err
+	}
 	ctx = WithInstance(ctx, req.InstanceName)
 	fn, err := digest.CheckFunction(req.DigestFunction)
 	if err != nil {
@@ -131,6 +141,9 @@ func (s *casServer) updateOne(ctx context.Context, fn digest.Function, i int, r 
 }
 
 func (s *casServer) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobsRequest) (*repb.BatchReadBlobsResponse, error) {
+	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
+		return nil, err
+	}
 	ctx = WithInstance(ctx, req.InstanceName)
 	fn, err := digest.CheckFunction(req.DigestFunction)
 	if err != nil {

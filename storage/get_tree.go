@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/rev2"
 )
 
 // defaultTreePageSize is how many directories one GetTree response carries
@@ -43,6 +44,9 @@ func TreeWalkSlots() int {
 // digests, not directories: each is read when its turn comes and dropped
 // once sent.
 func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddressableStorage_GetTreeServer) error {
+	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
+		return err
+	}
 	ctx := WithInstance(stream.Context(), req.InstanceName)
 	fn, err := digest.CheckFunction(req.DigestFunction)
 	if err != nil {

@@ -1,0 +1,73 @@
+// Package instancename holds REv2's rule for instance names: which names
+// a ByteStream resource name can carry, so that every RPC taking an
+// instance_name accepts exactly the names its blobs can be read back under.
+//
+// It is a package of its own, below rev2, only because package digest
+// parses resource names and must apply the same rule, while rev2 imports
+// digest. Services call rev2.CheckInstanceName, which gives the
+// INVALID_ARGUMENT status; package digest calls Check and IsReserved here.
+// Everything in the package is pure.
+package instancename
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// IsReserved reports whether seg is one of the keywords that the REv2 spec
+// (remote_execution.proto, the ByteStream resource name section) says no
+// path segment of an instance name may equal: a resource name's instance
+// name ends at its first such segment, so a name containing one could not
+// be told apart from the resource name's own parts.
+func IsReserved(seg string) bool {
+	switch seg {
+	case "blobs", "uploads", "actions", "actionResults", "operations", "capabilities", "compressed-blobs":
+		return true
+	}
+	return false
+}
+
+// CheckSegment refuses the path segments no part of a resource name may
+// be: empty ones (a leading, trailing or doubled slash), which do not
+// survive path handling, and "." or "..", which a path resolves away, so
+// that two spellings would name one blob. The error says what the segment
+// is, phrased to follow the name it belongs to.
+func CheckSegment(seg string) error {
+	switch seg {
+	case "":
+		return errors.New("has an empty path segment (a leading, trailing or doubled '/')")
+	case ".", "..":
+		return fmt.Errorf("has the segment %q; a '.' or '..' segment is not allowed", seg)
+	}
+	return nil
+}
+
+// Check returns nil if name can be an instance name: empty (the default
+// instance), or segments separated by '/' that each pass CheckSegment and
+// none of which IsReserved. Anything else, spaces and non-ASCII letters
+// included, is left to the server's own meaning of names, as the spec
+// says. The error names the offending segment and is phrased to follow
+// the name (`"a/blobs" has the segment "blobs", …`).
+func Check(name string) error {
+	if name == "" {
+		return nil
+	}
+	return CheckSegments(strings.Split(name, "/"))
+}
+
+// CheckSegments is Check for a name already split at '/', as a resource
+// name parser has it; no segments is the empty name. Taking the segments
+// keeps "/x" apart from "x": its empty first segment is refused, where
+// joining the segments before "x" would have made it the default instance.
+func CheckSegments(segs []string) error {
+	for _, seg := range segs {
+		if err := CheckSegment(seg); err != nil {
+			return err
+		}
+		if IsReserved(seg) {
+			return fmt.Errorf("has the segment %q, which REv2 reserves: a ByteStream resource name could not tell where the instance name ends", seg)
+		}
+	}
+	return nil
+}
