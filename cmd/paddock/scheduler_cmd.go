@@ -53,6 +53,11 @@ func runScheduler(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := lockRoleDir(cfg.JournalDir, "journal directory")
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	cas, ac, closeStorage, err := openRemoteStorage(ctx, cfg.Storage, dialOpts)
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/configs"
+	"github.com/paddock-build/paddock/internal/dirlock"
 	"github.com/paddock-build/paddock/storage"
 	"github.com/paddock-build/paddock/worker"
 )
@@ -51,6 +52,11 @@ func runStorage(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := lockRoleDir(cfg.Dir, "storage directory")
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	opened, err := openStorage(ctx, cfg, dialOpts, policy, logger)
 	if err != nil {
 		return err
@@ -104,6 +110,19 @@ func openRemoteStorage(ctx context.Context, addr string, dial []grpc.DialOption)
 		return nil, nil, nil, err
 	}
 	return storage.NewRemoteBlobStore(conn, storage.RemoteOptions{ForwardInstance: true}), storage.NewRemoteActionCache(conn), func() { conn.Close() }, nil
+}
+
+// lockRoleDir makes dir and locks it for this process (internal/dirlock):
+// a second role on the same directory is refused before it opens anything
+// there. An empty dir (none configured) locks nothing.
+func lockRoleDir(dir, what string) (release func(), err error) {
+	if dir == "" {
+		return func() {}, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", what, dir, err)
+	}
+	return dirlock.Lock(dir, what)
 }
 
 // dialStorage connects to addr with dial's credentials (plaintext when

@@ -15,6 +15,7 @@ import (
 
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/dirlock"
 	"github.com/paddock-build/paddock/runner"
 	"github.com/paddock-build/paddock/scheduler"
 )
@@ -54,6 +55,11 @@ func runUp(ctx context.Context, args []string) error {
 	if cfg.Data, err = prepareDataDir(cfg.Data); err != nil {
 		return err
 	}
+	unlock, err := dirlock.Lock(cfg.Data, "data directory")
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	logger, err := newLogger(os.Stderr, *logFormat)
 	if err != nil {
 		return err

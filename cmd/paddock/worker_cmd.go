@@ -64,6 +64,11 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := lockRoleDir(cfg.Dir, "worker directory")
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	var policy *auth.Policy
 	if *policyFile != "" {
 		if policy, err = auth.LoadPolicy(*policyFile); err != nil {
