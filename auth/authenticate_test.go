@@ -124,16 +124,7 @@ func TestBearerUntil(t *testing.T) {
 	if err != nil || pr.Tenant != "a" || !until.Equal(exp) {
 		t.Fatalf("JWT: %+v until %v, %v; want tenant a until %v", pr, until, err, exp)
 	}
-	static, err := compilePolicy([]byte(`tenants:
-  - name: a
-    instance_prefixes: [a]
-    identities:
-      - {token_sha256: `+goodHash+`, permissions: [cas-read]}
-`), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pr, until, err = static.AuthenticateBearerUntil("Bearer test")
+	pr, until, err = staticTokenPolicy(t).AuthenticateBearerUntil("Bearer test")
 	if err != nil || pr == nil || !until.IsZero() {
 		t.Fatalf("static token: %+v until %v, %v; want no expiry", pr, until, err)
 	}
@@ -206,6 +197,20 @@ tenants:
 // TestRepeatedHeaders: the same token twice is one credential; two
 // different ones are refused, whichever would be valid.
 func TestRepeatedHeaders(t *testing.T) {
+	p := staticTokenPolicy(t)
+	twice := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer test", "authorization", "Bearer test"))
+	if _, err := p.Authenticate(twice); err != nil {
+		t.Errorf("the same token twice: %v", err)
+	}
+	two := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer test", "authorization", "Bearer other"))
+	if _, err := p.Authenticate(two); status.Code(err) != codes.Unauthenticated {
+		t.Errorf("two different tokens: %v, want UNAUTHENTICATED", err)
+	}
+}
+
+// staticTokenPolicy grants the static token "test" cas-read on tenant a.
+func staticTokenPolicy(t *testing.T) *Policy {
+	t.Helper()
 	p, err := compilePolicy([]byte(`tenants:
   - name: a
     instance_prefixes: [a]
@@ -215,12 +220,5 @@ func TestRepeatedHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	twice := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer test", "authorization", "Bearer test"))
-	if _, err := p.Authenticate(twice); err != nil {
-		t.Errorf("the same token twice: %v", err)
-	}
-	two := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer test", "authorization", "Bearer other"))
-	if _, err := p.Authenticate(two); status.Code(err) != codes.Unauthenticated {
-		t.Errorf("two different tokens: %v, want UNAUTHENTICATED", err)
-	}
+	return p
 }

@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"os"
 	"sync/atomic"
 	"testing"
 
@@ -111,21 +110,7 @@ func checkInflight(t *testing.T, c *core) {
 // commit 221868a) is still restored: every cacheable execution in it is
 // one that Executes join, and a new snapshot of it is version 3.
 func TestVersion2SnapshotIsRestored(t *testing.T) {
-	b, err := os.ReadFile("testdata/state-v2.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b[0] != 2 {
-		t.Fatalf("testdata/state-v2.bin is version %d", b[0])
-	}
-	st, err := decodeState(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := newCore(DefaultConfig())
-	if err := c.restore(st); err != nil {
-		t.Fatal(err)
-	}
+	c := restoreTestdata(t, "testdata/state-v2.bin", 2)
 	checkInflight(t, c)
 	if len(c.execs) != 5 || len(c.inflight) != 5 {
 		t.Fatalf("restored %d executions, %d joinable; want 5 and 5", len(c.execs), len(c.inflight))

@@ -148,21 +148,7 @@ func TestVersion1RecordsReplayByTenant(t *testing.T) {
 // restored: its queues are the tenant ""'s, dispatched as before, and a
 // new snapshot of it is version 2 and reads back equal.
 func TestVersion1SnapshotIsRestored(t *testing.T) {
-	b, err := os.ReadFile("testdata/state-v1.bin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b[0] != 1 {
-		t.Fatalf("testdata/state-v1.bin is version %d", b[0])
-	}
-	st, err := decodeState(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := newCore(DefaultConfig())
-	if err := c.restore(st); err != nil {
-		t.Fatal(err)
-	}
+	c := restoreTestdata(t, "testdata/state-v1.bin", 1)
 	checkTenantCounts(t, c)
 	c.recovered(time.Unix(1_800_000_000, 0))
 	if len(c.queues) != 1 || c.tenants[""].queued != 5 || c.tenants[""].running != 1 {
@@ -204,4 +190,26 @@ func TestQueuesOfTenantsSharingAnInstanceAreListedAsOne(t *testing.T) {
 	if _, err := reg.Gather(); err != nil {
 		t.Fatalf("metrics: %v", err)
 	}
+}
+
+// restoreTestdata restores a core from the snapshot in file, which must be
+// of version version.
+func restoreTestdata(t *testing.T, file string, version byte) *core {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != version {
+		t.Fatalf("%s is version %d, want %d", file, b[0], version)
+	}
+	st, err := decodeState(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCore(DefaultConfig())
+	if err := c.restore(st); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
