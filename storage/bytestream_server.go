@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -37,6 +38,9 @@ type byteStreamServer struct {
 	uploads map[string]*upload
 	open    int            // reads and uploads holding a slot (stream_slots.go)
 	openBy  map[string]int // the same, by tenant; only named tenants
+	waiting list.List      // *slotWaiter, streams waiting for a slot, oldest first
+	// slotWaitBound, when set (by tests), replaces maxSlotWait.
+	slotWaitBound time.Duration
 }
 
 // upload is one blob being written through Put. Only the stream holding
@@ -187,7 +191,7 @@ func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.B
 		return status.Errorf(codes.InvalidArgument, "read_limit must be 0 when reading compressed-blobs/, got %d", req.ReadLimit)
 	}
 	tenant := auth.TenantOf(stream.Context())
-	if err := s.takeSlot(tenant); err != nil {
+	if err := s.takeSlot(stream.Context(), tenant); err != nil {
 		return err
 	}
 	defer s.releaseSlot(tenant)
@@ -269,7 +273,7 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 	if compressed && req.WriteOffset != 0 {
 		return status.Errorf(codes.InvalidArgument, "write_offset %d: compressed uploads cannot be resumed; start at 0", req.WriteOffset)
 	}
-	u, err := s.acquire(auth.TenantOf(stream.Context()), req.ResourceName, rn, req.WriteOffset)
+	u, err := s.acquire(stream.Context(), auth.TenantOf(stream.Context()), req.ResourceName, rn, req.WriteOffset)
 	if err != nil {
 		return err
 	}
@@ -318,8 +322,9 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 
 // acquire returns the upload for name, starting one if none is parked, and
 // holds its busy lock. A parked upload is resumed unless the client starts
-// again from offset 0, which restarts it.
-func (s *byteStreamServer) acquire(tenant, name string, rn digest.ResourceName, offset int64) (*upload, error) {
+// again from offset 0, which restarts it. A new upload waits for a slot
+// until ctx, the stream's, ends (takeSlot).
+func (s *byteStreamServer) acquire(ctx context.Context, tenant, name string, rn digest.ResourceName, offset int64) (*upload, error) {
 	s.mu.Lock()
 	u, ok := s.uploads[name]
 	if ok {
@@ -341,7 +346,7 @@ func (s *byteStreamServer) acquire(tenant, name string, rn digest.ResourceName, 
 	} else {
 		s.mu.Unlock()
 	}
-	if err := s.takeSlot(tenant); err != nil {
+	if err := s.takeSlot(ctx, tenant); err != nil {
 		return nil, err
 	}
 	pr, pw := io.Pipe()
@@ -375,6 +380,7 @@ func (s *byteStreamServer) park(u *upload) {
 			u.busy.Unlock()
 		}
 	})
+	s.offerParkedLocked(u) // a stream waiting for a slot may take its slot
 }
 
 // abort ends u's Put with err (so nothing is stored) and forgets it.

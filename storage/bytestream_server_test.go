@@ -415,12 +415,13 @@ func uploadName(i int, d digest.Digest) string {
 
 // ByteStream reads and uploads hold a slot each, out of MaxOpenStreams.
 // Live streams holding every slot turn new ones away with
-// RESOURCE_EXHAUSTED (a client with thousands of them once used up the
-// process's open files); an upload parked by a broken stream gives its
-// slot to a new stream rather than holding it for UploadIdleTimeout; and
-// every way a stream ends frees its slot.
+// RESOURCE_EXHAUSTED once they have waited their bound for one (here
+// 100 ms; a client with thousands of them once used up the process's
+// open files); an upload parked by a broken stream gives its slot to a
+// new stream rather than holding it for UploadIdleTimeout; and every way
+// a stream ends frees its slot.
 func TestByteStreamOpenStreamsAreBounded(t *testing.T) {
-	ts := startServer(t, storage.ServerOptions{MaxOpenStreams: 3, UploadIdleTimeout: time.Hour})
+	ts := startSlotServer(t, storage.ServerOptions{MaxOpenStreams: 3, UploadIdleTimeout: time.Hour}, 100*time.Millisecond).testServer
 	stored := "a blob stored before the streams open"
 	sd := putString(t, ts.disk, stored)
 	var names [3]string

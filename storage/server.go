@@ -26,12 +26,15 @@ type ServerOptions struct {
 	UploadIdleTimeout time.Duration
 	// MaxOpenStreams bounds the ByteStream reads and uploads (parked ones
 	// included) in progress at once; past it the oldest parked upload is
-	// dropped, or the new stream refused with RESOURCE_EXHAUSTED. Default
-	// a quarter of the process's open-file limit (stream_slots.go).
+	// dropped, or the new stream waits for a slot, in arrival order, and
+	// is refused with RESOURCE_EXHAUSTED if none frees within a few
+	// seconds. Default a quarter of the process's open-file limit
+	// (stream_slots.go).
 	MaxOpenStreams int
 	// MaxOpenStreamsPerTenant bounds the slots of MaxOpenStreams that one
 	// tenant of the auth policy may hold; past it, its own oldest parked
-	// upload is dropped, or its new stream refused. Default half of
+	// upload is dropped, or its new stream waits for one of its own slots,
+	// then is refused. Default half of
 	// MaxOpenStreams (at least 1). Callers without a tenant count only
 	// against MaxOpenStreams.
 	MaxOpenStreamsPerTenant int

@@ -1,6 +1,8 @@
 package storage
 
 import (
+	"container/list"
+	"context"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -19,64 +21,240 @@ import (
 // connection until the client let go, and the parked uploads kept the
 // files for a minute more. So these streams take a slot each, out of
 // ServerOptions.MaxOpenStreams.
+//
+// A stream that finds no free slot waits for one, in a queue, for up to
+// maxSlotWait. Refusing it at once made Bazel, which opens up to 100
+// connections of 100 streams each, back off and retry thousands of
+// uploads of an action with 20,000 inputs: the build took 93 s instead
+// of 59 s, and could fail once its retries ran out. Most streams last
+// milliseconds, so a slot is usually free long before the bound. A waiter
+// holds only its goroutine (the gRPC server bounds calls: grpclimit), no
+// file and no slot.
 
 // defaultMaxOpenStreams is a quarter of the process's open-file limit
 // (at least 64): the rest stays for connections, batch requests, the
 // worker's input roots and the scheduler's journal.
 func defaultMaxOpenStreams() int { return fdlimit.Share(4, 64) }
 
+// maxSlotWait bounds how long a stream waits for a slot before it is
+// refused with RESOURCE_EXHAUSTED, which clients retry with backoff. It
+// is well under Bazel's default --remote_timeout (60 s), so the stream
+// still has time to move its bytes, and short enough that a client whose
+// streams are all held by a stalled peer hears so and backs off.
+const maxSlotWait = 5 * time.Second
+
 // A tenant (a caller the auth policy names) holds at most
 // MaxOpenStreamsPerTenant slots, half of them by default, so that one
 // tenant's thousands of idle streams leave the others room: whatever it
 // does, they share the rest. Callers with no tenant (no policy, or the
-// farm's own workers) count only against the whole.
+// farm's own workers) count only against the whole. A tenant at its
+// share waits for one of its own slots to free; a slot another tenant
+// frees goes to the first waiter that may take it, so a tenant at its
+// share never holds up the others' streams queued behind its own.
+
+// slotWaiter is a stream in byteStreamServer.waiting.
+type slotWaiter struct {
+	tenant string
+	// granted is set, under the server's mu, when a slot was taken for
+	// the waiter and it left the queue; ready is closed then.
+	granted bool
+	ready   chan struct{}
+	// parked is signalled (buffered, so never blocking) when an upload
+	// the waiter may abort for a slot has been parked.
+	parked chan struct{}
+}
 
 // takeSlot reserves a slot for a new read or upload of tenant. At a bound
-// it aborts the upload parked longest to make room (its client has gone,
-// and can start again from offset 0): any tenant's at the server's bound,
-// the tenant's own at its share. It fails with RESOURCE_EXHAUSTED, which
-// clients retry, when live streams hold every slot it may take.
-func (s *byteStreamServer) takeSlot(tenant string) error {
+// it first aborts the upload parked longest to make room (its client has
+// gone, and can start again from offset 0): any tenant's at the server's
+// bound, the tenant's own at its share. Failing that it waits, behind the
+// streams that came before it, until a slot frees, ctx ends, or
+// maxSlotWait passes; then it fails with RESOURCE_EXHAUSTED.
+func (s *byteStreamServer) takeSlot(ctx context.Context, tenant string) error {
+	var (
+		w       *slotWaiter
+		place   *list.Element
+		timeout <-chan time.Time
+	)
 	for {
 		s.mu.Lock()
-		full := s.open >= s.opts.MaxOpenStreams
-		atShare := tenant != "" && s.openBy[tenant] >= s.opts.MaxOpenStreamsPerTenant
-		if !full && !atShare {
-			s.open++
-			if tenant != "" {
-				s.openBy[tenant]++
-			}
+		if w != nil && w.granted {
+			s.passOnParkedLocked(w)
 			s.mu.Unlock()
 			return nil
 		}
-		var victim *upload
-		if atShare {
-			victim = s.oldestParkedLocked(func(u *upload) bool { return u.tenant == tenant })
-		} else {
-			victim = s.oldestParkedLocked(func(*upload) bool { return true })
+		// The queue holds no waiter that may take a free slot (each
+		// release hands it to the first that may), so a newcomer that
+		// may is not jumping ahead of anyone.
+		if w == nil && s.mayTakeLocked(tenant) {
+			s.takeLocked(tenant)
+			s.mu.Unlock()
+			return nil
+		}
+		victim := s.victimLocked(tenant)
+		if victim == nil && w == nil {
+			w = &slotWaiter{tenant: tenant, ready: make(chan struct{}), parked: make(chan struct{}, 1)}
+			place = s.waiting.PushBack(w)
+			t := time.NewTimer(s.slotWait())
+			defer t.Stop()
+			timeout = t.C
 		}
 		s.mu.Unlock()
-		if victim == nil && atShare {
-			return status.Errorf(codes.ResourceExhausted, "tenant %q has %d ByteStream reads and uploads in progress, as many as one tenant may have at once; retry later", tenant, s.opts.MaxOpenStreamsPerTenant)
+		if victim != nil {
+			// Its Put returns and frees its slot, for the first waiter
+			// that may take it: this stream, or one that came earlier.
+			s.abort(victim, errUploadAborted)
+			victim.busy.Unlock()
+			continue
 		}
-		if victim == nil {
-			return status.Errorf(codes.ResourceExhausted, "%d ByteStream reads and uploads are in progress, as many as this server allows at once; retry later", s.opts.MaxOpenStreams)
+		select {
+		case <-w.ready:
+		case <-w.parked:
+		case <-ctx.Done():
+			return s.stopWaiting(w, place, status.FromContextError(ctx.Err()).Err())
+		case <-timeout:
+			return s.stopWaiting(w, place, nil)
 		}
-		s.abort(victim, errUploadAborted) // its Put returns, and frees its slot
-		victim.busy.Unlock()
 	}
+}
+
+// stopWaiting takes w out of the queue when its stream gives up: with
+// err (its context ended), or with nil when maxSlotWait passed, which
+// refuses it with RESOURCE_EXHAUSTED. A slot granted meanwhile is kept
+// on a timeout and released for the next waiter when the context ended.
+func (s *byteStreamServer) stopWaiting(w *slotWaiter, place *list.Element, err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if w.granted {
+		s.passOnParkedLocked(w)
+		if err != nil {
+			s.releaseLocked(w.tenant)
+		}
+		return err
+	}
+	s.waiting.Remove(place)
+	s.passOnParkedLocked(w)
+	if err != nil {
+		return err
+	}
+	if w.tenant != "" && s.openBy[w.tenant] >= s.opts.MaxOpenStreamsPerTenant {
+		return status.Errorf(codes.ResourceExhausted, "tenant %q has %d ByteStream reads and uploads in progress, as many as one tenant may have at once; retry later", w.tenant, s.opts.MaxOpenStreamsPerTenant)
+	}
+	return status.Errorf(codes.ResourceExhausted, "%d ByteStream reads and uploads are in progress, as many as this server allows at once; retry later", s.opts.MaxOpenStreams)
+}
+
+// slotWait is how long a stream waits for a slot: maxSlotWait, unless a
+// test set the server's slotWaitBound.
+func (s *byteStreamServer) slotWait() time.Duration {
+	if s.slotWaitBound > 0 {
+		return s.slotWaitBound
+	}
+	return maxSlotWait
+}
+
+// mayTakeLocked tells whether a stream of tenant may take a slot now:
+// the server is under its bound, and the tenant under its share.
+func (s *byteStreamServer) mayTakeLocked(tenant string) bool {
+	return s.open < s.opts.MaxOpenStreams &&
+		(tenant == "" || s.openBy[tenant] < s.opts.MaxOpenStreamsPerTenant)
+}
+
+func (s *byteStreamServer) takeLocked(tenant string) {
+	s.open++
+	if tenant != "" {
+		s.openBy[tenant]++
+	}
+}
+
+// victimLocked returns a parked upload to abort so that a stream of
+// tenant, which may not take a slot now, gets one (see oldestParkedLocked),
+// or nil: the tenant's own at its share, else any at the server's bound.
+func (s *byteStreamServer) victimLocked(tenant string) *upload {
+	u, ok := s.mayDropLocked(tenant)
+	if !ok {
+		return nil
+	}
+	return s.oldestParkedLocked(u)
+}
+
+// mayDropLocked returns which parked uploads a stream of tenant may
+// abort for a slot, and false when it may drop none (it may take a slot).
+func (s *byteStreamServer) mayDropLocked(tenant string) (func(*upload) bool, bool) {
+	if tenant != "" && s.openBy[tenant] >= s.opts.MaxOpenStreamsPerTenant {
+		return func(u *upload) bool { return u.tenant == tenant }, true
+	}
+	if s.open >= s.opts.MaxOpenStreams {
+		return func(*upload) bool { return true }, true
+	}
+	return nil, false
 }
 
 // releaseSlot frees a slot that takeSlot(tenant) took.
 func (s *byteStreamServer) releaseSlot(tenant string) {
 	s.mu.Lock()
+	s.releaseLocked(tenant)
+	s.mu.Unlock()
+}
+
+// releaseLocked frees tenant's slot and hands free slots to the waiters
+// that may take them, oldest first. Waiters it passes over are tenants at
+// their share: they keep their place for a slot of their own.
+func (s *byteStreamServer) releaseLocked(tenant string) {
 	s.open--
 	if tenant != "" {
 		if s.openBy[tenant]--; s.openBy[tenant] == 0 {
 			delete(s.openBy, tenant)
 		}
 	}
-	s.mu.Unlock()
+	for e := s.waiting.Front(); e != nil && s.open < s.opts.MaxOpenStreams; {
+		next := e.Next()
+		if w := e.Value.(*slotWaiter); s.mayTakeLocked(w.tenant) {
+			s.takeLocked(w.tenant)
+			w.granted = true
+			s.waiting.Remove(e)
+			close(w.ready)
+		}
+		e = next
+	}
+}
+
+// offerParkedLocked wakes the oldest waiter that may abort the parked
+// upload u (any parked upload when u is nil), so that it does rather than
+// wait out its bound for a slot whose client has gone. park calls it with
+// the upload it parked; a waiter leaving with such a wake-up unused calls
+// it with nil, to pass it on.
+func (s *byteStreamServer) offerParkedLocked(u *upload) {
+	for e := s.waiting.Front(); e != nil; e = e.Next() {
+		w := e.Value.(*slotWaiter)
+		match, ok := s.mayDropLocked(w.tenant)
+		if !ok || (u != nil && !match(u)) || (u == nil && !s.anyParkedLocked(match)) {
+			continue
+		}
+		select {
+		case w.parked <- struct{}{}:
+		default: // already told
+		}
+		return
+	}
+}
+
+// passOnParkedLocked offers the parked upload w was told of, if w leaves
+// the queue without having aborted it, to the next waiter that may.
+func (s *byteStreamServer) passOnParkedLocked(w *slotWaiter) {
+	select {
+	case <-w.parked:
+		s.offerParkedLocked(nil)
+	default:
+	}
+}
+
+func (s *byteStreamServer) anyParkedLocked(match func(*upload) bool) bool {
+	for _, u := range s.uploads {
+		if !u.parkedAt.IsZero() && match(u) {
+			return true
+		}
+	}
+	return false
 }
 
 // oldestParkedLocked returns the upload parked longest of those which
