@@ -3,6 +3,7 @@ package dirlock_test
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -66,4 +67,33 @@ func TestLockOfAnotherProcess(t *testing.T) {
 		t.Fatalf("lock after the other process ended: %v", err)
 	}
 	release()
+}
+
+// TestLockFileIsNotFollowed: a symlink planted as the lock file is not
+// followed (the lock file is truncated and written as root), and the
+// file it points to is left as it was.
+func TestLockFileIsNotFollowed(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(dir, dirlock.FileName)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dirlock.Lock(dir, "data directory"); err == nil {
+		t.Fatal("a symlinked lock file was accepted")
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious" {
+		t.Fatalf("the symlink's target was written: %q", b)
+	}
+	if err := os.Remove(filepath.Join(dir, dirlock.FileName)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, dirlock.FileName), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dirlock.Lock(dir, "data directory"); err == nil {
+		t.Fatal("a directory in place of the lock file was accepted")
+	}
 }
