@@ -178,10 +178,36 @@ func (c *Client) Draining() bool {
 	return c.draining
 }
 
+// sessionKey keys, in a handler's context, the channel closed when the
+// session that assigned the action ended (SessionEnded).
+type sessionKey struct{}
+
+// SessionEnded reports whether the scheduler session that assigned the
+// action of ctx (a Handler's context) has ended: the stream broke, or the
+// scheduler ended it, as it does when the worker's lease ran out and the
+// action went to another worker. The action's result still goes to the
+// scheduler, which takes it only if the action is still this worker's;
+// what the handler does outside the protocol on the strength of holding
+// the action, writing the action cache, it should then leave undone. A
+// context from elsewhere has no session: false.
+func SessionEnded(ctx context.Context) bool {
+	ended, ok := ctx.Value(sessionKey{}).(<-chan struct{})
+	if !ok {
+		return false
+	}
+	select {
+	case <-ended:
+		return true
+	default:
+		return false
+	}
+}
+
 // receive handles the scheduler's messages on stream until it ends:
 // assignments start handlers, cancellations cancel them, a drain stops new
 // work (or, while leaving, gives everything back), an undrain resumes it.
-func (c *Client) receive(stream workerpb.WorkerService_ConnectClient) {
+// ended is closed when this session has ended.
+func (c *Client) receive(stream workerpb.WorkerService_ConnectClient, ended <-chan struct{}) {
 	for {
 		m, err := stream.Recv()
 		if err != nil {
@@ -191,7 +217,7 @@ func (c *Client) receive(stream workerpb.WorkerService_ConnectClient) {
 		switch k := m.Kind.(type) {
 		case *workerpb.SchedulerMessage_Assignment:
 			a := k.Assignment
-			actx, acancel := context.WithCancel(c.hctx)
+			actx, acancel := context.WithCancel(context.WithValue(c.hctx, sessionKey{}, ended))
 			c.held[a.OperationName] = &heldAction{attempt: a.Attempt, cancel: acancel}
 			c.handlers.Add(1)
 			go c.execute(actx, acancel, a)
@@ -290,7 +316,7 @@ func (c *Client) session(ctx context.Context) {
 		interval = time.Second
 	}
 	go c.heartbeat(sctx, interval)
-	c.receive(stream)
+	c.receive(stream, ended)
 }
 
 func (c *Client) heartbeat(ctx context.Context, interval time.Duration) {

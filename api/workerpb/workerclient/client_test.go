@@ -34,13 +34,21 @@ type endingStream struct {
 
 func (e *endingStream) end() { close(e.done) }
 
+// TestResultFinishedWhileDisconnectedIsSentAfterReRegister: an action
+// that finishes after its session broke is listed as held at the next
+// Register and its result sent once registered; its handler was told its
+// session had ended (SessionEnded), and one of a live session is not.
 func TestResultFinishedWhileDisconnectedIsSentAfterReRegister(t *testing.T) {
+	if SessionEnded(context.Background()) {
+		t.Fatal("a context without a session counts as one that ended")
+	}
 	sched := &scriptedScheduler{streams: make(chan workerpb.WorkerService_ConnectServer)}
 	addr := grpctest.Listen(t, func(g *grpc.Server) { workerpb.RegisterWorkerServiceServer(g, sched) })
 	conn := grpctest.Dial(t, "passthrough:///"+addr)
 
 	release := make(chan struct{})
 	finished := make(chan struct{})
+	var sessionEnded bool
 	c, err := New(Options{
 		Conn:           conn,
 		Register:       &workerpb.Register{WorkerId: "w", Concurrency: 1},
@@ -48,6 +56,7 @@ func TestResultFinishedWhileDisconnectedIsSentAfterReRegister(t *testing.T) {
 		Handler: func(ctx context.Context, a *workerpb.Assignment) *repb.ExecuteResponse {
 			<-release
 			defer close(finished)
+			sessionEnded = SessionEnded(ctx)
 			return &repb.ExecuteResponse{Result: &repb.ActionResult{ExitCode: 42}}
 		},
 	})
@@ -88,6 +97,9 @@ func TestResultFinishedWhileDisconnectedIsSentAfterReRegister(t *testing.T) {
 	}
 	close(release)
 	<-finished
+	if !sessionEnded {
+		t.Fatal("the handler was not told that the session which assigned its action had ended")
+	}
 	second.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
 	for {
 		m, err := second.Recv()
@@ -121,4 +133,39 @@ func TestNewRequiresWhatTheProtocolNeeds(t *testing.T) {
 			t.Errorf("New(%+v) succeeded", o)
 		}
 	}
+}
+
+// TestSessionEndedIsFalseWhileTheSessionLives: a handler whose session is
+// still up is not told it ended.
+func TestSessionEndedIsFalseWhileTheSessionLives(t *testing.T) {
+	sched := &scriptedScheduler{streams: make(chan workerpb.WorkerService_ConnectServer)}
+	addr := grpctest.Listen(t, func(g *grpc.Server) { workerpb.RegisterWorkerServiceServer(g, sched) })
+	conn := grpctest.Dial(t, "passthrough:///"+addr)
+	ended := make(chan bool, 1)
+	c, err := New(Options{
+		Conn: conn, Register: &workerpb.Register{WorkerId: "w", Concurrency: 1}, ReconnectDelay: time.Millisecond,
+		Handler: func(ctx context.Context, a *workerpb.Assignment) *repb.ExecuteResponse {
+			ended <- SessionEnded(ctx)
+			return &repb.ExecuteResponse{Result: &repb.ActionResult{}}
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	runDone := make(chan error, 1)
+	go func() { runDone <- c.Run(ctx) }()
+	s := <-sched.streams
+	if m, err := s.Recv(); err != nil || m.GetRegister() == nil {
+		t.Fatalf("first message %v, %v; want register", m, err)
+	}
+	s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
+	s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: &workerpb.Assignment{OperationName: "op", Attempt: 1}}})
+	if <-ended {
+		t.Fatal("a handler of a live session was told its session ended")
+	}
+	cancel()
+	s.(*endingStream).end()
+	<-runDone
 }

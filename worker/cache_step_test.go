@@ -1,0 +1,47 @@
+package worker
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// TestCacheStepLeavesTheCacheToALiveSession: a result is written to the
+// action cache while the session that assigned the action lives, and not
+// once it has ended (the scheduler may have given the action to another
+// worker, whose result the client has); the result is returned either way.
+func TestCacheStepLeavesTheCacheToALiveSession(t *testing.T) {
+	for _, ended := range []bool{false, true} {
+		ac := storage.NewMemoryActionCache()
+		action := digest.FromBytes(repb.DigestFunction_SHA256, []byte("action"))
+		want := &repb.ActionResult{StdoutRaw: []byte("out")}
+		step := &cacheStep{
+			next: ExecutorFunc(func(context.Context, *Job) (*repb.ExecuteResponse, error) {
+				return &repb.ExecuteResponse{Result: want}, nil
+			}),
+			ac: ac, logger: slog.New(slog.DiscardHandler),
+			sessionEnded: func(context.Context) bool { return ended },
+		}
+		j := &Job{Assignment: &workerpb.Assignment{InstanceName: "main"}, Metadata: &repb.ExecutedActionMetadata{},
+			ActionDigest: action, Action: &repb.Action{}}
+		resp, err := step.Execute(context.Background(), j)
+		if err != nil || resp.Result != want {
+			t.Fatalf("session ended %v: %v, %v; want the result", ended, resp, err)
+		}
+		_, err = ac.Get(context.Background(), "main", action)
+		if cached := err == nil; cached == ended {
+			t.Fatalf("session ended %v: cached %v (%v)", ended, cached, err)
+		}
+		if ended && status.Code(err) != codes.NotFound {
+			t.Fatalf("lookup: %v", err)
+		}
+	}
+}
