@@ -59,7 +59,6 @@ func openBackend(ctx context.Context, b configs.Backend, path string, deps backe
 	case b.Mirrored != nil:
 		return openMirrored(ctx, b.Mirrored, path+".mirrored", deps)
 	case b.S3 != nil:
-		warnSharedByTenants(deps, path+".s3")
 		return openS3Backend(ctx, b.S3, path+".s3", deps)
 	default: // b.Remote, as Validate guarantees
 		warnSharedByTenants(deps, path+".remote")
@@ -74,15 +73,16 @@ func openBackend(ctx context.Context, b configs.Backend, path string, deps backe
 	}
 }
 
-// warnSharedByTenants says, under an auth policy, that the backend at path
-// keeps one CAS for every tenant. Only disk stores (and the disk of a
-// cached backend) are partitioned by tenant; an S3 bucket or a remote
-// endpoint answers every tenant's FindMissingBlobs and reads from the same
-// blobs, so a client can read another tenant's blob whose digest it knows,
-// through a cache in front as well (docs/security.md).
+// warnSharedByTenants says, under an auth policy, that the remote backend
+// at path keeps one CAS for every tenant. Disk stores and S3 buckets are
+// partitioned by tenant (a directory or a key prefix each); a remote
+// endpoint answers every tenant's FindMissingBlobs and reads from the
+// same blobs (this front cannot make it keep them apart), so a client
+// can read another tenant's blob whose digest it knows, through a cache
+// in front as well (docs/security.md).
 func warnSharedByTenants(deps backendDeps, path string) {
 	if deps.policy != nil {
-		deps.logger.Warn("storage: this backend's CAS is shared by every tenant of the auth policy: a client can read another tenant's blob whose digest it knows (only disk stores are partitioned by tenant)", "backend", path)
+		deps.logger.Warn("storage: this backend's CAS is shared by every tenant of the auth policy: a client can read another tenant's blob whose digest it knows (disk and S3 stores are partitioned by tenant, a remote one cannot be from here)", "backend", path)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/configs"
+	"github.com/paddock-build/paddock/storage"
 	"github.com/paddock-build/paddock/storage/s3store"
 )
 
@@ -42,5 +43,29 @@ func openS3Backend(ctx context.Context, b *configs.S3Backend, path string, deps 
 	if err := c.CheckBucket(ctx); err != nil {
 		return openedBackend{}, fmt.Errorf("%s: %w", path, err)
 	}
-	return openedBackend{cas: s3store.NewBlobStore(c), ac: s3store.NewActionCache(c), close: func() {}}, nil
+	o := openedBackend{cas: s3store.NewBlobStore(c), ac: s3store.NewActionCache(c), close: func() {}}
+	if deps.policy != nil {
+		o.cas = partitionedS3(opts, deps.policy)
+	}
+	return o, nil
+}
+
+// partitionedS3 is the CAS of an S3 backend under an auth policy: each
+// partition's blobs under a key prefix of its own (PREFIX/partitions/NAME/),
+// as a disk CAS keeps each under a directory of its own, so that a blob
+// another tenant stored is missing for FindMissingBlobs and reads alike.
+// The action cache stays keyed by instance name, under PREFIX.
+func partitionedS3(opts s3store.Options, policy *auth.Policy) storage.BlobStore {
+	return storage.NewPartitionedBlobStore(policy.PartitionOf, func(partition string) (storage.BlobStore, error) {
+		po := opts
+		po.Prefix = strings.TrimSuffix(opts.Prefix, "/") + "/partitions/" + partition
+		if opts.Prefix == "" {
+			po.Prefix = "partitions/" + partition
+		}
+		c, err := s3store.New(po)
+		if err != nil {
+			return nil, err
+		}
+		return s3store.NewBlobStore(c), nil
+	})
 }

@@ -3,14 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/testlog"
+	"github.com/paddock-build/paddock/storage"
 	"github.com/paddock-build/paddock/storage/storagetest/seaweedtest"
 )
 
@@ -56,5 +62,45 @@ func TestOpenS3Backend(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error containing %q", name, err, tc.want)
 		}
+	}
+}
+
+// TestS3BackendUnderPolicyIsPartitioned: under an auth policy an S3
+// backend keeps each partition's blobs under a key prefix of its own, so a
+// blob team-a stored is missing for team-b, as on a disk CAS; and it logs
+// no warning of a shared CAS.
+func TestS3BackendUnderPolicyIsPartitioned(t *testing.T) {
+	policy, err := auth.LoadPolicy("../../configs/auth.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := seaweedtest.Start(t)
+	bucket := srv.CreateBucket(t, "cmd-partitions")
+	secret := seaweedtest.SecretKeyFile(t, filepath.Join(t.TempDir(), "secret"))
+	var log testlog.Buffer
+	o, err := openBackend(context.Background(), configs.Backend{S3: &configs.S3Backend{Endpoint: srv.Endpoint, Bucket: bucket, Prefix: "p",
+		AccessKeyID: seaweedtest.AccessKey, SecretAccessKeyFile: secret}}, "backend", backendDeps{policy: policy, logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.close()
+	a := storage.WithInstance(context.Background(), "team-a")
+	b := storage.WithInstance(context.Background(), "team-b")
+	data := []byte("team-a's secret, in a bucket")
+	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
+	if err := o.cas.Put(a, d, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if missing, err := o.cas.FindMissing(a, []digest.Digest{d}); err != nil || len(missing) != 0 {
+		t.Fatalf("team-a looking up its own blob: missing %v, %v", missing, err)
+	}
+	if missing, err := o.cas.FindMissing(b, []digest.Digest{d}); err != nil || len(missing) != 1 {
+		t.Fatalf("team-b looking up team-a's blob: missing %v, %v; want it missing", missing, err)
+	}
+	if _, err := o.cas.Get(b, d, 0); status.Code(err) != codes.NotFound {
+		t.Fatalf("team-b reading team-a's blob: %v, want NOT_FOUND", err)
+	}
+	if strings.Contains(log.String(), "shared by every tenant") {
+		t.Fatalf("a partitioned S3 backend was warned of as shared:\n%s", log.String())
 	}
 }

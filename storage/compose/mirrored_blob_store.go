@@ -81,18 +81,23 @@ func (m *MirroredBlobStore) FindMissing(ctx context.Context, ds []digest.Digest)
 		case a && b:
 			out = append(out, d)
 		case a:
-			m.startRepair(d, 1, 0)
+			m.startRepair(ctx, d, 1, 0)
 		case b:
-			m.startRepair(d, 0, 1)
+			m.startRepair(ctx, d, 0, 1)
 		}
 	}
 	return out, nil
 }
 
-// startRepair copies d from side from to side to in the background.
-func (m *MirroredBlobStore) startRepair(d digest.Digest, from, to int) {
+// startRepair copies d from side from to side to in the background, in
+// the instance name of ctx (the call that found it on one side only): the
+// sides may keep a CAS per tenant, chosen by it (storage.WithInstance),
+// and a copy in no instance would land in another tenant's.
+func (m *MirroredBlobStore) startRepair(ctx context.Context, d digest.Digest, from, to int) {
 	src, dst := m.sides[from], m.sides[to]
-	m.repair.Start(fmt.Sprintf("cas %s %s>%s", d, src.Name, dst.Name), func(ctx context.Context) error {
+	instance, _ := storage.InstanceFrom(ctx)
+	m.repair.Start(fmt.Sprintf("cas %q %s %s>%s", instance, d, src.Name, dst.Name), func(ctx context.Context) error {
+		ctx = storage.WithInstance(ctx, instance)
 		r, err := src.Store.Get(ctx, d, 0)
 		if err != nil {
 			return backendError(src.Name, err)
@@ -123,7 +128,7 @@ func (m *MirroredBlobStore) Get(ctx context.Context, d digest.Digest, offset int
 		return nil, m.bothFailed([2]error{errA, errB})
 	}
 	if !isUnavailable(errA) {
-		m.startRepair(d, 1, 0)
+		m.startRepair(ctx, d, 1, 0)
 	} else {
 		m.logDown(0, "read", errA)
 	}
