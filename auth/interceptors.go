@@ -135,6 +135,8 @@ func check(r rule, pr *Principal, instance string, hasInstance bool) error {
 			return status.Error(codes.PermissionDenied, "only worker identities may use the worker protocol")
 		}
 		return nil
+	case r.tenantsOnly && pr.Worker:
+		return status.Error(codes.PermissionDenied, "worker identities may not call this method: only a tenant's identity with the permission may")
 	case r.perm == "":
 		if hasInstance && !pr.Owns(instance) {
 			return status.Errorf(codes.PermissionDenied, "instance name %q is not one of yours", instance)

@@ -17,6 +17,10 @@ type rule struct {
 	worker bool
 	// public: no credentials needed (health checks).
 	public bool
+	// tenantsOnly: refused to worker identities, whatever they hold.
+	// Workers write action results for every instance, as they run the
+	// actions; nothing else they do needs a write a tenant's clients trust.
+	tenantsOnly bool
 	// instance extracts the instance name from the request; nil when the
 	// request has none (the scheduler then scopes by owner).
 	instance func(req any) (string, error)
@@ -52,10 +56,12 @@ var rules = map[string]rule{
 	// Fetch reads records (and may download checksum-verified content
 	// from hosts the operator allowed); Push writes records other clients
 	// trust as they trust action results, so it needs ac-write.
-	asset + "Fetch/FetchBlob":                  {perm: CASRead, instance: instanceField},
-	asset + "Fetch/FetchDirectory":             {perm: CASRead, instance: instanceField},
-	asset + "Push/PushBlob":                    {perm: ACWrite, instance: instanceField},
-	asset + "Push/PushDirectory":               {perm: ACWrite, instance: instanceField},
+	asset + "Fetch/FetchBlob":      {perm: CASRead, instance: instanceField},
+	asset + "Fetch/FetchDirectory": {perm: CASRead, instance: instanceField},
+	// Workers never push records: a stolen worker credential must not plant
+	// URI-to-content mappings every tenant's builds then fetch.
+	asset + "Push/PushBlob":                    {perm: ACWrite, instance: instanceField, tenantsOnly: true},
+	asset + "Push/PushDirectory":               {perm: ACWrite, instance: instanceField, tenantsOnly: true},
 	operations + "GetOperation":                {perm: Execute},
 	operations + "ListOperations":              {perm: Execute},
 	operations + "DeleteOperation":             {perm: Execute},

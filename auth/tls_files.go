@@ -1,14 +1,18 @@
 package auth
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc/credentials"
 
 	"github.com/paddock-build/paddock/internal/clock"
 )
@@ -161,13 +165,49 @@ func ClientTLS(files TLSFiles, serverName string, log *slog.Logger) (*tls.Config
 	if err != nil {
 		return nil, err
 	}
+	return r.clientConfig(serverName), nil
+}
+
+// clientConfig is the client side of r's material as last read: the CA
+// pool then, and the client certificate at each handshake.
+func (r *tlsReloader) clientConfig(serverName string) *tls.Config {
 	_, pool := r.current()
 	c := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: serverName}
-	if files.Cert != "" {
+	if r.files.Cert != "" {
 		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 			cert, _ := r.current()
 			return cert, nil
 		}
 	}
-	return c, nil
+	return c
+}
+
+// ClientCredentials is ClientTLS as gRPC transport credentials that
+// verify each new connection's server against the CA file as last read,
+// not as read at start: a farm whose CA is rotated (its files replaced)
+// otherwise had its roles trust only the old CA until each restarted, and
+// fail to connect once the servers presented certificates of the new one.
+func ClientCredentials(files TLSFiles, serverName string, log *slog.Logger) (credentials.TransportCredentials, error) {
+	r, err := newTLSReloader(files, log)
+	if err != nil {
+		return nil, err
+	}
+	return &reloadingCredentials{TransportCredentials: credentials.NewTLS(r.clientConfig(serverName)), r: r, serverName: serverName}, nil
+}
+
+// reloadingCredentials hands each client handshake to TLS credentials
+// made from r's current material; the embedded ones (a snapshot) answer
+// the rest (Info, and the server side, which a client never uses).
+type reloadingCredentials struct {
+	credentials.TransportCredentials
+	r          *tlsReloader
+	serverName string
+}
+
+func (c *reloadingCredentials) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return credentials.NewTLS(c.r.clientConfig(c.serverName)).ClientHandshake(ctx, authority, conn)
+}
+
+func (c *reloadingCredentials) Clone() credentials.TransportCredentials {
+	return &reloadingCredentials{TransportCredentials: c.TransportCredentials.Clone(), r: c.r, serverName: c.serverName}
 }

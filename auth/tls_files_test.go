@@ -1,12 +1,17 @@
 package auth
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"net"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/credentials"
 
 	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/internal/testpki"
@@ -113,5 +118,91 @@ func TestCheckExposure(t *testing.T) {
 		if (err == nil) != c.ok {
 			t.Errorf("CheckExposure(%q, tls=%v, policy=%v, insecure=%v) = %v", c.addr, c.tls, c.policy, c.insecure, err)
 		}
+	}
+}
+
+// TestClientTLSReloadsItsCA: a client dialling with a CA file
+// (ClientCredentials) verifies each new connection's server against the CA
+// as last read: after the farm's CA is rotated (the
+// server's certificate and the client's CA file replaced), it connects
+// once the check interval has passed, where it kept trusting only the old
+// CA until restarted; and the server's name is still checked.
+func TestClientTLSReloadsItsCA(t *testing.T) {
+	ca1, ca2 := testpki.NewCA(t, "ca1"), testpki.NewCA(t, "ca2")
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	copyFile(t, ca1.Cert, caFile)
+	r, err := newTLSReloader(TLSFiles{CA: caFile}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := clock.NewFake(time.Now())
+	r.clock = fake
+	serve := func(ca *testpki.CA) string {
+		t.Helper()
+		pair := ca.Server("server")
+		cert, err := tls.LoadX509KeyPair(pair.Cert, pair.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lis, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lis.Close() })
+		go func() {
+			for {
+				c, err := lis.Accept()
+				if err != nil {
+					return
+				}
+				c.(*tls.Conn).Handshake()
+				c.Close()
+			}
+		}()
+		return lis.Addr().String()
+	}
+	creds := &reloadingCredentials{TransportCredentials: credentials.NewTLS(r.clientConfig("")), r: r}
+	dial := func(addr, name string) error {
+		raw, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer raw.Close()
+		_, port, _ := net.SplitHostPort(addr)
+		c, _, err := creds.Clone().ClientHandshake(context.Background(), net.JoinHostPort(name, port), raw)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	old := serve(ca1)
+	if err := dial(old, "localhost"); err != nil {
+		t.Fatalf("a server of the CA: %v", err)
+	}
+	if err := dial(old, "other.example"); err == nil {
+		t.Fatal("a server certificate for another name was accepted")
+	}
+	rotated := serve(ca2)
+	if err := dial(rotated, "localhost"); err == nil {
+		t.Fatal("a server of another CA was accepted")
+	}
+	copyFile(t, ca2.Cert, caFile)
+	fake.Advance(reloadCheckInterval)
+	if err := dial(rotated, "localhost"); err != nil {
+		t.Fatalf("after the CA file was rotated: %v", err)
+	}
+	if err := dial(old, "localhost"); err == nil {
+		t.Fatal("after rotation a server of the old CA was still accepted")
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

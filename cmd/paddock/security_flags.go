@@ -123,11 +123,11 @@ func (d *dialSecurity) dialOptions(logger *slog.Logger) ([]grpc.DialOption, erro
 		}
 		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
 	}
-	cfg, err := auth.ClientTLS(d.tls, d.serverName, logger)
+	creds, err := auth.ClientCredentials(d.tls, d.serverName, logger)
 	if err != nil {
 		return nil, err
 	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 	if d.tokenFile != "" {
 		b, err := os.ReadFile(d.tokenFile)
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -88,7 +89,7 @@ func runUp(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	printUpBanner(addr, cfg.Data, statusURL)
+	printUpBanner(os.Stdout, addr, cfg.Data, statusURL, sec.tls.Cert != "", sec.policy != "")
 
 	err = serveWorker(farm, workerSetup{
 		cfg: cfg.Worker, platform: properties(cfg.Worker.Platform),
@@ -173,14 +174,23 @@ func loadUpConfig(args []string) (configs.Up, error) {
 
 // printUpBanner tells the user the farm is up and how to use it. Its first
 // line is also what tests and scripts wait for and read the address from.
-func printUpBanner(addr, data, statusURL string) {
-	fmt.Printf(`paddock is up: storage, scheduler and worker on %s, data in %s%s
+func printUpBanner(w io.Writer, addr, data, statusURL string, tls, policy bool) {
+	scheme, extra := "grpc", ""
+	if tls {
+		// Bazel speaks TLS only to grpcs://, verifying the farm's
+		// certificate against the CA it is given.
+		scheme, extra = "grpcs", " --tls_certificate=CA.pem"
+	}
+	if policy {
+		extra += ` --remote_header=authorization="Bearer $TOKEN"`
+	}
+	fmt.Fprintf(w, `paddock is up: storage, scheduler and worker on %s, data in %s%s
 
 Use it from Bazel with:
-  --remote_executor=grpc://%s --spawn_strategy=remote --noremote_local_fallback
+  --remote_executor=%s://%s --spawn_strategy=remote --noremote_local_fallback%s
 or as a remote cache only:
-  --remote_cache=grpc://%s
-`, addr, data, statusURL, addr, addr)
+  --remote_cache=%s://%s%s
+`, addr, data, statusURL, scheme, addr, extra, scheme, addr, extra)
 }
 
 // defaultDataDir is /var/lib/paddock for root (whose home is usually 0700,
