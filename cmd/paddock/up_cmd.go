@@ -56,7 +56,7 @@ func runUp(ctx context.Context, args []string) error {
 	if cfg.Data, err = prepareDataDir(cfg.Data); err != nil {
 		return err
 	}
-	unlock, err := dirlock.Lock(cfg.Data, "data directory")
+	unlock, err := lockUpDirs(cfg)
 	if err != nil {
 		return err
 	}
@@ -191,6 +191,36 @@ Use it from Bazel with:
 or as a remote cache only:
   --remote_cache=%s://%s%s
 `, addr, data, statusURL, scheme, addr, extra, scheme, addr, extra)
+}
+
+// lockUpDirs locks the data directory and each role's directory in it (or
+// wherever the config put them), as the separate roles lock theirs: a
+// `paddock storage` or `paddock scheduler` started on up's storage or
+// journal directory would clear the live CAS's unfinished writes or
+// replay and write the live journal.
+func lockUpDirs(cfg configs.Up) (release func(), err error) {
+	var held []func()
+	release = func() {
+		for _, r := range held {
+			r()
+		}
+	}
+	r, err := dirlock.Lock(cfg.Data, "data directory")
+	if err != nil {
+		return nil, err
+	}
+	held = append(held, r)
+	for _, d := range []struct{ dir, what string }{
+		{cfg.Storage.Dir, "storage directory"}, {cfg.Scheduler.JournalDir, "journal directory"}, {cfg.Worker.Dir, "worker directory"},
+	} {
+		r, err := lockRoleDir(d.dir, d.what)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		held = append(held, r)
+	}
+	return release, nil
 }
 
 // defaultDataDir is /var/lib/paddock for root (whose home is usually 0700,

@@ -29,16 +29,18 @@ const FileName = ".paddock.lock"
 // removal would race with another Lock).
 func Lock(dir, what string) (release func(), err error) {
 	p := filepath.Join(dir, FileName)
-	// Not through a symlink, and only a regular file: the lock file is
-	// truncated and written, as root, and a link planted in its place must
-	// not make that write land elsewhere.
+	// Not through a symlink, and only a regular file with no other name:
+	// the lock file is truncated and written, as root, and a link planted
+	// in its place (symbolic or hard) must not make that write land in
+	// another file.
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s %s: %w", what, dir, err)
 	}
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 {
 		f.Close()
-		return nil, fmt.Errorf("lock %s %s: %s is not a regular file", what, dir, p)
+		return nil, fmt.Errorf("lock %s %s: %s is not a regular file of its own (a link to another file?): remove it", what, dir, p)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		defer f.Close()

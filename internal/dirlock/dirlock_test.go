@@ -69,8 +69,8 @@ func TestLockOfAnotherProcess(t *testing.T) {
 	release()
 }
 
-// TestLockFileIsNotFollowed: a symlink planted as the lock file is not
-// followed (the lock file is truncated and written as root), and the
+// TestLockFileIsNotFollowed: a symlink or a hard link planted as the lock
+// file is not followed (the lock file is truncated and written as root), and the
 // file it points to is left as it was.
 func TestLockFileIsNotFollowed(t *testing.T) {
 	dir := t.TempDir()
@@ -86,6 +86,18 @@ func TestLockFileIsNotFollowed(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(victim); string(b) != "precious" {
 		t.Fatalf("the symlink's target was written: %q", b)
+	}
+	if err := os.Remove(filepath.Join(dir, dirlock.FileName)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(victim, filepath.Join(dir, dirlock.FileName)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dirlock.Lock(dir, "data directory"); err == nil {
+		t.Fatal("a hard link to another file as the lock file was accepted")
+	}
+	if b, _ := os.ReadFile(victim); string(b) != "precious" {
+		t.Fatalf("the hard link's file was written: %q", b)
 	}
 	if err := os.Remove(filepath.Join(dir, dirlock.FileName)); err != nil {
 		t.Fatal(err)
