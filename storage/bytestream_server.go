@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
@@ -34,13 +34,9 @@ type byteStreamServer struct {
 	bytestream.UnimplementedByteStreamServer
 	opts *ServerOptions
 
-	mu      sync.Mutex
-	uploads map[string]*upload
-	open    int            // reads and uploads holding a slot (stream_slots.go)
-	openBy  map[string]int // the same, by tenant; only named tenants
-	waiting list.List      // *slotWaiter, streams waiting for a slot, oldest first
-	// slotWaitBound, when set (by tests), replaces maxSlotWait.
-	slotWaitBound time.Duration
+	mu          sync.Mutex
+	uploads     map[string]*upload
+	streamSlots // guarded by mu (stream_slots.go)
 }
 
 // upload is one blob being written through Put. Only the stream holding
@@ -66,7 +62,7 @@ type upload struct {
 }
 
 func newByteStreamServer(opts *ServerOptions) *byteStreamServer {
-	return &byteStreamServer{opts: opts, uploads: map[string]*upload{}, openBy: map[string]int{}}
+	return &byteStreamServer{opts: opts, uploads: map[string]*upload{}, streamSlots: streamSlots{openBy: map[string]int{}}}
 }
 
 var errUploadAborted = errors.New("upload aborted")
@@ -191,7 +187,7 @@ func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.B
 		return status.Errorf(codes.InvalidArgument, "read_limit must be 0 when reading compressed-blobs/, got %d", req.ReadLimit)
 	}
 	tenant := auth.TenantOf(stream.Context())
-	if err := s.takeSlot(stream.Context(), tenant); err != nil {
+	if err := s.takeSlot(stream.Context(), tenant, 0); err != nil {
 		return err
 	}
 	defer s.releaseSlot(tenant)
@@ -273,7 +269,7 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 	if compressed && req.WriteOffset != 0 {
 		return status.Errorf(codes.InvalidArgument, "write_offset %d: compressed uploads cannot be resumed; start at 0", req.WriteOffset)
 	}
-	u, err := s.acquire(stream.Context(), auth.TenantOf(stream.Context()), req.ResourceName, rn, req.WriteOffset)
+	u, err := s.acquire(stream.Context(), auth.TenantOf(stream.Context()), rn, req)
 	if err != nil {
 		return err
 	}
@@ -320,67 +316,85 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 	}
 }
 
-// acquire returns the upload for name, starting one if none is parked, and
-// holds its busy lock. A parked upload is resumed unless the client starts
-// again from offset 0, which restarts it. A new upload waits for a slot
-// until ctx, the stream's, ends (takeSlot).
-func (s *byteStreamServer) acquire(ctx context.Context, tenant, name string, rn digest.ResourceName, offset int64) (*upload, error) {
-	s.mu.Lock()
-	u, ok := s.uploads[name]
-	if ok {
-		if !u.busy.TryLock() {
-			s.mu.Unlock()
-			return nil, status.Errorf(codes.FailedPrecondition, "resource_name %q is being written by another stream", name)
-		}
-		if u.idle != nil {
-			u.idle.Stop()
-		}
-		u.parkedAt = time.Time{}
-		if offset != 0 || u.committed.Load() == 0 {
-			s.mu.Unlock()
+// acquire returns the upload for req's resource name, busy, starting one
+// if none is parked (a parked one is resumed, or restarted if the client
+// starts again from 0). A new upload waits for a slot (takeSlot), and
+// meanwhile another stream may register the name: so it is looked up
+// again once the slot is taken. Registered blindly, the two uploads both
+// ran, and the one overwritten in s.uploads, once parked, held its slot
+// where no stream could take it back, until its idle timer fired.
+func (s *byteStreamServer) acquire(ctx context.Context, tenant string, rn digest.ResourceName, req *bytestream.WriteRequest) (*upload, error) {
+	if u, err := s.claim(req.ResourceName, req.WriteOffset); u != nil || err != nil {
+		return u, err
+	}
+	if err := s.takeSlot(ctx, tenant, int64(proto.Size(req))); err != nil {
+		return nil, err
+	}
+	for {
+		if u := s.startUpload(tenant, rn, req.ResourceName); u != nil {
 			return u, nil
 		}
-		s.mu.Unlock()
-		s.abort(u, errUploadAborted)
-		u.busy.Unlock()
-	} else {
-		s.mu.Unlock()
+		u, err := s.claim(req.ResourceName, req.WriteOffset)
+		if u != nil || err != nil {
+			s.releaseSlot(tenant) // the other upload holds a slot of its own
+			return u, err
+		}
+		// The other upload ended or was restarted: go on with the slot.
 	}
-	if err := s.takeSlot(ctx, tenant); err != nil {
-		return nil, err
+}
+
+// claim returns the upload registered as name, busy, for a stream whose
+// first write_offset is offset to resume; FAILED_PRECONDITION while
+// another stream holds it; or nil: none, or the client starts again from
+// 0 and claim aborted it.
+func (s *byteStreamServer) claim(name string, offset int64) (*upload, error) {
+	s.mu.Lock()
+	u, ok := s.uploads[name]
+	if !ok {
+		s.mu.Unlock()
+		return nil, nil
+	}
+	if !u.busy.TryLock() {
+		s.mu.Unlock()
+		return nil, status.Errorf(codes.FailedPrecondition, "resource_name %q is being written by another stream", name)
+	}
+	if u.idle != nil {
+		u.idle.Stop()
+	}
+	u.parkedAt = time.Time{}
+	s.mu.Unlock()
+	if offset != 0 || u.committed.Load() == 0 {
+		return u, nil
+	}
+	s.abort(u, errUploadAborted)
+	u.busy.Unlock()
+	return nil, nil
+}
+
+// startUpload starts an upload of name, busy, in the slot taken for
+// tenant, and registers it; nil if another upload of name is registered.
+// Compressed uploads are never parked, so they need no entry.
+func (s *byteStreamServer) startUpload(tenant string, rn digest.ResourceName, name string) *upload {
+	s.mu.Lock()
+	if _, ok := s.uploads[name]; ok {
+		s.mu.Unlock()
+		return nil
 	}
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(WithInstance(context.Background(), rn.InstanceName))
-	u = &upload{name: name, tenant: tenant, d: rn.Digest, pw: pw, cancel: cancel, done: make(chan struct{})}
+	u := &upload{name: name, tenant: tenant, d: rn.Digest, pw: pw, cancel: cancel, done: make(chan struct{})}
 	u.busy.Lock()
+	if rn.Compressor == repb.Compressor_IDENTITY {
+		s.uploads[name] = u
+	}
+	s.mu.Unlock()
 	go func() {
 		u.err = s.opts.CAS.Put(ctx, rn.Digest, pr)
 		pr.CloseWithError(errUploadAborted)
 		s.releaseSlot(tenant) // before done: an abort that returns has freed it
 		close(u.done)
 	}()
-	// Compressed uploads are never parked, so they need no entry.
-	if rn.Compressor == repb.Compressor_IDENTITY {
-		s.mu.Lock()
-		s.uploads[name] = u
-		s.mu.Unlock()
-	}
-	return u, nil
-}
-
-// park keeps u for a resuming Write, until UploadIdleTimeout passes.
-func (s *byteStreamServer) park(u *upload) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	u.parkedAt = time.Now()
-	u.idle = time.AfterFunc(s.opts.UploadIdleTimeout, func() {
-		// A stream that resumed the upload meanwhile holds busy.
-		if u.busy.TryLock() {
-			s.abort(u, errUploadAborted)
-			u.busy.Unlock()
-		}
-	})
-	s.offerParkedLocked(u) // a stream waiting for a slot may take its slot
+	return u
 }
 
 // abort ends u's Put with err (so nothing is stored) and forgets it.

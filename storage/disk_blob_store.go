@@ -69,11 +69,8 @@ type DiskBlobStore struct {
 	evicted int64
 	// inflight is the bytes reserved by Puts in progress (their files in
 	// tmp/): stored and in-flight bytes together stay within maxBytes.
-	inflight int64
-	// room is the filesystem's free room as last read at roomAt, counted
-	// down by the Puts since (disk_room.go).
-	room   diskRoom
-	roomAt time.Time
+	inflight   int64
+	fullLogged time.Time // when makeRoom last said the disk is full (disk_room.go)
 
 	verifying      singleflight.Group // one hash per blob at a time (disk_verify.go)
 	verifyFailures atomic.Int64
@@ -129,7 +126,7 @@ func NewDiskBlobStore(opts DiskOptions) (*DiskBlobStore, error) {
 	s.mu.Lock()
 	s.evictLocked()
 	s.mu.Unlock()
-	s.makeRoom(0, true)
+	_ = s.makeRoom(0) // best effort: a full disk refuses uploads, not the start
 	if opts.ScrubBytesPerSecond > 0 {
 		go s.scrubLoop(opts.ScrubBytesPerSecond, cmp.Or(opts.ScrubInterval, 24*time.Hour))
 	}
@@ -327,7 +324,9 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 		return err
 	}
 	defer s.release(res)
-	s.makeRoom(d.SizeBytes(), false)
+	if err := s.makeRoom(d.SizeBytes()); err != nil {
+		return status.Errorf(codes.ResourceExhausted, "blob %s not stored: %s", d, status.Convert(err).Message())
+	}
 	tmp, err := atomicfile.Create(s.tmpDir, 0o444)
 	if err != nil {
 		return s.writeFailed(d, err)

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -14,6 +17,7 @@ import (
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/testdisk"
+	"github.com/paddock-build/paddock/internal/testlog"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -103,5 +107,48 @@ func TestDiskCASRestartsOnAFullDisk(t *testing.T) {
 	}
 	if _, n, _ := s.Stats(); n == 0 || n == 8 {
 		t.Fatalf("%d blobs kept; want some evicted and the rest kept", n)
+	}
+}
+
+// TestDiskCASLeavesTheHeadroomToOthers: when other files fill the disk so
+// that evicting cannot keep the headroom free, an upload is refused with
+// RESOURCE_EXHAUSTED before anything is written (it wrote until ENOSPC,
+// taking the last of the disk from the journal and the actions), and the
+// warning is not repeated for every upload.
+func TestDiskCASLeavesTheHeadroomToOthers(t *testing.T) {
+	ctx := context.Background()
+	dir := testdisk.Mount(t, 8<<20, 10000)
+	var log testlog.Buffer
+	s, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: dir, MaxBytes: 1 << 30, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Others' files, nothing the CAS could evict, leave 512 KiB free: room
+	// for the blobs, not for them and the 1 MiB headroom.
+	testdisk.Fill(t, dir)
+	fillers, _ := filepath.Glob(filepath.Join(dir, "filler-*"))
+	if len(fillers) != 1 {
+		t.Fatalf("fillers %v", fillers)
+	}
+	info, err := os.Stat(fillers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(fillers[0], info.Size()-512<<10); err != nil {
+		t.Fatal(err)
+	}
+	freeBefore, _ := freeRoom(t, dir)
+	for i := range 20 {
+		b, d := blobOf(i, 8<<10)
+		err := s.Put(ctx, d, bytes.NewReader(b))
+		if status.Code(err) != codes.ResourceExhausted || !strings.Contains(status.Convert(err).Message(), "full") || strings.Contains(status.Convert(err).Message(), dir) {
+			t.Fatalf("upload %d with the disk full of other files: %v; want RESOURCE_EXHAUSTED saying the disk is full, naming no path", i, err)
+		}
+	}
+	if free, _ := freeRoom(t, dir); free < freeBefore || freeBefore < 256<<10 {
+		t.Fatalf("refused uploads still took %d bytes of the disk", freeBefore-free)
+	}
+	if n := strings.Count(log.String(), "refusing uploads"); n != 1 {
+		t.Fatalf("the full disk was logged %d times for 20 uploads, want once:\n%s", n, log.String())
 	}
 }

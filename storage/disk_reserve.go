@@ -59,7 +59,7 @@ func (s *DiskBlobStore) releaseLocked(res *reservation) {
 // first has room made, so that the client's retry finds it.
 func (s *DiskBlobStore) writeFailed(d digest.Digest, err error) error {
 	if diskFull(err) {
-		s.makeRoom(d.SizeBytes(), true)
+		_ = s.makeRoom(d.SizeBytes()) // the error says the disk is full already
 	}
 	return writeError(d, err)
 }

@@ -6,6 +6,9 @@ import (
 	"os"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -18,12 +21,9 @@ import (
 // inodes the farm could not even restart (the runner could not make its
 // socket). So the store also keeps some of its filesystem free, blocks and
 // inodes, evicting the least recently used blobs to do so: before each new
-// blob is written, at start-up, and after a write that found the disk full.
-
-// roomCheckInterval bounds how long the store trusts its estimate of the
-// filesystem's free room before it asks the kernel again (others write to
-// the disk too).
-const roomCheckInterval = time.Second
+// blob is written, at start-up, and after a write that found the disk full;
+// and when others' files leave no room, it refuses new blobs rather than
+// take the rest.
 
 // diskRoom is a filesystem's free and total room, from statfs.
 type diskRoom struct {
@@ -75,37 +75,55 @@ func diskFull(err error) bool {
 }
 
 // makeRoom evicts least recently used blobs until the filesystem has room
-// for a blob of need bytes beside its headroom (best effort: a blob the
-// worker has hard-linked frees nothing until its links go). It asks the
-// kernel at most every roomCheckInterval unless force, and otherwise
-// counts down its last answer by what it lets through.
-func (s *DiskBlobStore) makeRoom(need int64, force bool) {
-	now := s.clock.Now()
-	s.mu.Lock()
-	if !force && !s.roomAt.IsZero() && now.Sub(s.roomAt) < roomCheckInterval && s.takeRoomLocked(need) {
-		s.mu.Unlock()
-		return
-	}
-	s.mu.Unlock()
+// for a blob of need bytes beside its headroom (a blob the worker has
+// hard-linked frees nothing until its links go). It asks the kernel each
+// time (one statfs): others write to the disk too, and an estimate kept
+// for a second let a burst of uploads fill what they had just written.
+// When evicting cannot make the room (other files fill the disk), it is
+// RESOURCE_EXHAUSTED: the blob is not written, so the CAS does not take
+// the last of the disk from the journal, the action cache and the actions
+// (it wrote until ENOSPC).
+func (s *DiskBlobStore) makeRoom(need int64) error {
 	r, err := statRoom(s.dir)
 	if err != nil {
 		s.log.Warn("read the CAS filesystem's free room", "error", err)
-		return
+		return nil
 	}
+	if bytes, files := shortfall(r, need, 1); bytes == 0 && files == 0 {
+		return nil
+	}
+	now := s.clock.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.room, s.roomAt = r, now
-	if bytes, files := shortfall(r, need, 1); bytes == 0 && files == 0 {
-		return
+	if n, freed := s.evictForRoomLocked(r, need); n > 0 {
+		s.log.Warn("the CAS's filesystem is nearly full: evicted blobs to keep some of it free",
+			"blobs", n, "bytes", freed, "free_bytes", r.bytes, "free_inodes", r.files)
+		if r, err = statRoom(s.dir); err != nil {
+			return nil
+		}
 	}
-	// Down to twice the headroom, so that the next blobs need neither
-	// another eviction nor another statfs each.
+	if bytes, files := shortfall(r, need, 1); bytes > 0 || files > 0 {
+		hb, hf := headroom(r)
+		if now.Sub(s.fullLogged) >= time.Minute {
+			s.fullLogged = now
+			s.log.Warn("the CAS's filesystem is full of other files: refusing uploads until there is room",
+				"free_bytes", r.bytes, "free_inodes", r.files, "kept_free_bytes", hb, "kept_free_inodes", hf)
+		}
+		return status.Errorf(codes.ResourceExhausted, "the CAS's disk is full: %d bytes and %d inodes are free, and %d bytes and %d inodes are kept free for the rest of the farm", r.bytes, r.files, hb, hf)
+	}
+	return nil
+}
+
+// evictForRoomLocked evicts the least recently used blobs to bring the
+// room of r up to twice the headroom beside need, so that the next blobs
+// do not need another eviction each, and returns how many it evicted and
+// their bytes.
+func (s *DiskBlobStore) evictForRoomLocked(r diskRoom, need int64) (n int, freed int64) {
 	bytes, files := shortfall(r, need, 2)
 	evicted := s.set.RemoveOldest(files)
 	if bytes > 0 {
 		evicted = append(evicted, s.set.EvictOver(s.set.Size()-bytes, nil)...)
 	}
-	var freed int64
 	for _, e := range evicted {
 		s.evicted++
 		freed += e.Size
@@ -113,24 +131,5 @@ func (s *DiskBlobStore) makeRoom(need int64, force bool) {
 			s.log.Warn("evict CAS blob", "digest", e.Value.d.String(), "error", err)
 		}
 	}
-	s.roomAt = time.Time{} // ask again next time
-	s.log.Warn("the CAS's filesystem is nearly full: evicted blobs to keep some of it free",
-		"blobs", len(evicted), "bytes", freed, "free_bytes", r.bytes, "free_inodes", r.files)
-}
-
-// takeRoomLocked reports whether the last known room fits a blob of need
-// bytes beside twice the headroom, and if so counts what the blob may
-// take as used: its bytes and a directory block, its inode and one for
-// the shard directory it may create. Twice: the estimate misses what
-// others write; near the headroom every Put asks the kernel.
-func (s *DiskBlobStore) takeRoomLocked(need int64) bool {
-	const dirBlock, inodes = 4096, 2
-	hb, hf := headroom(s.room)
-	bytes := uint64(max(need, 0)) + dirBlock
-	if s.room.bytes < 2*hb+bytes || (s.room.totalFiles > 0 && s.room.files < 2*hf+inodes) {
-		return false
-	}
-	s.room.bytes -= bytes
-	s.room.files -= min(s.room.files, inodes)
-	return true
+	return len(evicted), freed
 }

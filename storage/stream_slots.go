@@ -28,8 +28,22 @@ import (
 // uploads of an action with 20,000 inputs: the build took 93 s instead
 // of 59 s, and could fail once its retries ran out. Most streams last
 // milliseconds, so a slot is usually free long before the bound. A waiter
-// holds only its goroutine (the gRPC server bounds calls: grpclimit), no
-// file and no slot.
+// holds no file and no slot, but it does hold memory: its goroutine and
+// call (the gRPC server bounds calls: grpclimit), and for a Write its
+// first message, which names the blob and so must be read before the
+// slot is asked for, and kept until its data can be written. grpclimit
+// counts 16 KiB a call, not the up to 5 MiB such a message may carry:
+// 800 Writes waiting with 4 MiB each took the server from 92 MB to
+// 3.5 GB. So the queue is bounded too (mayWaitLocked), and a stream that
+// would pass its bounds is refused at once, as every stream that found no
+// free slot was before streams waited.
+
+// maxWaitingWriteBytes bounds the first messages that Writes waiting for
+// a slot hold, together. Bazel sends its uploads in 16 KiB chunks (a
+// small blob whole in one), so 64 MiB lets thousands of its uploads wait,
+// while a client sending the largest messages gets a dozen waiting, not
+// enough memory to matter beside the server's own.
+const maxWaitingWriteBytes = 64 << 20
 
 // defaultMaxOpenStreams is a quarter of the process's open-file limit
 // (at least 64): the rest stays for connections, batch requests, the
@@ -52,9 +66,27 @@ const maxSlotWait = 5 * time.Second
 // frees goes to the first waiter that may take it, so a tenant at its
 // share never holds up the others' streams queued behind its own.
 
-// slotWaiter is a stream in byteStreamServer.waiting.
+// streamSlots counts the slots a byteStreamServer's streams hold, and
+// queues the streams that wait for one; guarded by the server's mu.
+type streamSlots struct {
+	open    int            // reads and uploads holding a slot
+	openBy  map[string]int // the same, by tenant; only named tenants
+	waiting list.List      // *slotWaiter, streams waiting for a slot, oldest first
+	// waitingBytes is what the waiting Writes hold of their first
+	// messages, at most maxWaitingWriteBytes.
+	waitingBytes int64
+	// slotWaitBound and waitBytesBound, when set (by tests), replace
+	// maxSlotWait and maxWaitingWriteBytes.
+	slotWaitBound  time.Duration
+	waitBytesBound int64
+}
+
+// slotWaiter is a stream in streamSlots.waiting.
 type slotWaiter struct {
 	tenant string
+	// held is the size of the first message a waiting Write holds (0 for
+	// a Read), counted in streamSlots.waitingBytes while it waits.
+	held int64
 	// granted is set, under the server's mu, when a slot was taken for
 	// the waiter and it left the queue; ready is closed then.
 	granted bool
@@ -64,13 +96,15 @@ type slotWaiter struct {
 	parked chan struct{}
 }
 
-// takeSlot reserves a slot for a new read or upload of tenant. At a bound
-// it first aborts the upload parked longest to make room (its client has
-// gone, and can start again from offset 0): any tenant's at the server's
-// bound, the tenant's own at its share. Failing that it waits, behind the
-// streams that came before it, until a slot frees, ctx ends, or
-// maxSlotWait passes; then it fails with RESOURCE_EXHAUSTED.
-func (s *byteStreamServer) takeSlot(ctx context.Context, tenant string) error {
+// takeSlot reserves a slot for a new read or upload of tenant, which
+// holds held bytes of its request while it waits. At a bound it first
+// aborts the upload parked longest to make room (its client has gone, and
+// can start again from offset 0): any tenant's at the server's bound, the
+// tenant's own at its share. Failing that it waits, behind the streams
+// that came before it, until a slot frees, ctx ends, or maxSlotWait
+// passes; then it fails with RESOURCE_EXHAUSTED. When the queue is at its
+// bounds it fails so at once.
+func (s *byteStreamServer) takeSlot(ctx context.Context, tenant string, held int64) error {
 	var (
 		w       *slotWaiter
 		place   *list.Element
@@ -93,8 +127,14 @@ func (s *byteStreamServer) takeSlot(ctx context.Context, tenant string) error {
 		}
 		victim := s.victimLocked(tenant)
 		if victim == nil && w == nil {
-			w = &slotWaiter{tenant: tenant, ready: make(chan struct{}), parked: make(chan struct{}, 1)}
+			if !s.mayWaitLocked(held) {
+				err := s.refusalLocked(tenant)
+				s.mu.Unlock()
+				return err
+			}
+			w = &slotWaiter{tenant: tenant, held: held, ready: make(chan struct{}), parked: make(chan struct{}, 1)}
 			place = s.waiting.PushBack(w)
+			s.waitingBytes += held
 			t := time.NewTimer(s.slotWait())
 			defer t.Stop()
 			timeout = t.C
@@ -132,15 +172,45 @@ func (s *byteStreamServer) stopWaiting(w *slotWaiter, place *list.Element, err e
 		}
 		return err
 	}
-	s.waiting.Remove(place)
+	s.leaveQueueLocked(w, place)
 	s.passOnParkedLocked(w)
 	if err != nil {
 		return err
 	}
-	if w.tenant != "" && s.openBy[w.tenant] >= s.opts.MaxOpenStreamsPerTenant {
-		return status.Errorf(codes.ResourceExhausted, "tenant %q has %d ByteStream reads and uploads in progress, as many as one tenant may have at once; retry later", w.tenant, s.opts.MaxOpenStreamsPerTenant)
+	return s.refusalLocked(w.tenant)
+}
+
+// refusalLocked is the RESOURCE_EXHAUSTED a stream of tenant gets when it
+// finds no slot it may take: naming the tenant when it is at its share.
+func (s *byteStreamServer) refusalLocked(tenant string) error {
+	if tenant != "" && s.openBy[tenant] >= s.opts.MaxOpenStreamsPerTenant {
+		return status.Errorf(codes.ResourceExhausted, "tenant %q has %d ByteStream reads and uploads in progress, as many as one tenant may have at once; retry later", tenant, s.opts.MaxOpenStreamsPerTenant)
 	}
 	return status.Errorf(codes.ResourceExhausted, "%d ByteStream reads and uploads are in progress, as many as this server allows at once; retry later", s.opts.MaxOpenStreams)
+}
+
+// waitersPerSlot bounds the queue: at most this many streams wait per
+// slot. Bazel opens up to 100 connections of 100 streams each, and a
+// build with tens of thousands of inputs has that many uploads in flight;
+// a burst of five times the slots then goes through with no refusal.
+const waitersPerSlot = 4
+
+// mayWaitLocked tells whether a stream holding held bytes may join the
+// queue: it keeps the first messages the waiting Writes hold within
+// maxWaitingWriteBytes (memory: a waiting Write keeps its first message,
+// up to 4 MiB), and the queue within waitersPerSlot × MaxOpenStreams
+// waiters, which bounds what the waiting Reads and small Writes hold (a
+// goroutine and a call each) and the scans of the queue that each freed
+// slot and each parked upload make under mu.
+func (s *byteStreamServer) mayWaitLocked(held int64) bool {
+	return s.waiting.Len() < waitersPerSlot*s.opts.MaxOpenStreams && s.waitingBytes+held <= s.waitBytes()
+}
+
+// leaveQueueLocked takes w, at place, out of the queue, and its bytes out
+// of the queue's count.
+func (s *byteStreamServer) leaveQueueLocked(w *slotWaiter, place *list.Element) {
+	s.waiting.Remove(place)
+	s.waitingBytes -= w.held
 }
 
 // slotWait is how long a stream waits for a slot: maxSlotWait, unless a
@@ -150,6 +220,15 @@ func (s *byteStreamServer) slotWait() time.Duration {
 		return s.slotWaitBound
 	}
 	return maxSlotWait
+}
+
+// waitBytes is maxWaitingWriteBytes, unless a test set the server's
+// waitBytesBound.
+func (s *byteStreamServer) waitBytes() int64 {
+	if s.waitBytesBound > 0 {
+		return s.waitBytesBound
+	}
+	return maxWaitingWriteBytes
 }
 
 // mayTakeLocked tells whether a stream of tenant may take a slot now:
@@ -211,11 +290,28 @@ func (s *byteStreamServer) releaseLocked(tenant string) {
 		if w := e.Value.(*slotWaiter); s.mayTakeLocked(w.tenant) {
 			s.takeLocked(w.tenant)
 			w.granted = true
-			s.waiting.Remove(e)
+			s.leaveQueueLocked(w, e)
 			close(w.ready)
 		}
 		e = next
 	}
+}
+
+// park keeps u for a resuming Write, until UploadIdleTimeout passes.
+// Meanwhile its slot is the first a stream that finds none takes back
+// (victimLocked), so park wakes a waiter that may.
+func (s *byteStreamServer) park(u *upload) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u.parkedAt = time.Now()
+	u.idle = time.AfterFunc(s.opts.UploadIdleTimeout, func() {
+		// A stream that resumed the upload meanwhile holds busy.
+		if u.busy.TryLock() {
+			s.abort(u, errUploadAborted)
+			u.busy.Unlock()
+		}
+	})
+	s.offerParkedLocked(u)
 }
 
 // offerParkedLocked wakes the oldest waiter that may abort the parked

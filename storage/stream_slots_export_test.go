@@ -10,10 +10,27 @@ func SetStreamSlotWait(s *Server, d time.Duration) {
 	s.bs.mu.Unlock()
 }
 
-// StreamSlots returns how many slots s's ByteStream streams hold, and how
-// many streams wait for one.
+// SetStreamSlotWaitBytes makes the first messages of s's Writes waiting
+// for a slot hold at most n bytes together instead of
+// maxWaitingWriteBytes, so that a test reaches the bound with small ones.
+func SetStreamSlotWaitBytes(s *Server, n int64) {
+	s.bs.mu.Lock()
+	s.bs.waitBytesBound = n
+	s.bs.mu.Unlock()
+}
+
+// StreamSlots returns how many slots s's ByteStream streams hold, and
+// how many streams wait for one.
 func StreamSlots(s *Server) (open, waiting int) {
 	s.bs.mu.Lock()
 	defer s.bs.mu.Unlock()
 	return s.bs.open, s.bs.waiting.Len()
+}
+
+// StreamSlotWaitingBytes returns what the first messages of s's Writes
+// waiting for a slot hold, as the server counts them.
+func StreamSlotWaitingBytes(s *Server) int64 {
+	s.bs.mu.Lock()
+	defer s.bs.mu.Unlock()
+	return s.bs.waitingBytes
 }

@@ -99,18 +99,29 @@ type streamUpload struct {
 func (s *slotServer) startUpload(t *testing.T, ctx context.Context, i int) *streamUpload {
 	t.Helper()
 	data := fmt.Appendf(nil, "%s: upload %d, sent in two halves", t.Name(), i)
-	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
+	return s.startUploadOf(t, ctx, uploadName(i, digest.FromBytes(repb.DigestFunction_SHA256, data)), data)
+}
+
+// startUploadOf opens an upload of data as name and sends its first
+// half; it does not wait for the server to take it.
+func (s *slotServer) startUploadOf(t *testing.T, ctx context.Context, name string, data []byte) *streamUpload {
+	t.Helper()
 	ctx, cancel := context.WithCancel(ctx)
 	t.Cleanup(cancel)
-	u := &streamUpload{name: uploadName(i, d), data: data, cancel: cancel}
+	u := &streamUpload{name: name, data: data, cancel: cancel}
 	var err error
 	if u.stream, err = s.bs.Write(ctx); err == nil {
-		err = u.stream.Send(&bytestream.WriteRequest{ResourceName: u.name, Data: data[:len(data)/2]})
+		err = u.stream.Send(u.firstHalf())
 	}
 	if err != nil {
-		t.Fatalf("upload %d: %v", i, err)
+		t.Fatalf("%s: %v", name, err)
 	}
 	return u
+}
+
+// firstHalf is the first message startUploadOf sends.
+func (u *streamUpload) firstHalf() *bytestream.WriteRequest {
+	return &bytestream.WriteRequest{ResourceName: u.name, Data: u.data[:len(u.data)/2]}
 }
 
 // holdUpload is startUpload, then waits until the server has the first
@@ -149,20 +160,21 @@ func (u *streamUpload) finish(t *testing.T) {
 	}
 }
 
-// A burst of more reads and uploads than there are slots all succeed,
-// with no RESOURCE_EXHAUSTED, when the streams holding the slots end
-// within the wait: the others wait for a slot. Before, every stream that
-// found the slots taken was refused at once, and Bazel, retrying with
-// backoff, took 93 s instead of 59 s to upload 20,000 inputs.
+// A burst of twice as many reads and uploads as there are slots all
+// succeed, with no RESOURCE_EXHAUSTED, when the streams holding the slots
+// end within the wait: the others wait for a slot. Before, every stream
+// that found the slots taken was refused at once, and Bazel, retrying
+// with backoff, took 93 s instead of 59 s to upload 20,000 inputs.
 func TestByteStreamStreamsWaitForASlot(t *testing.T) {
-	s := startSlotServer(t, storage.ServerOptions{MaxOpenStreams: 4}, time.Minute)
+	const slots = 8
+	s := startSlotServer(t, storage.ServerOptions{MaxOpenStreams: slots}, time.Minute)
 	stored := "read by the waiting streams"
 	sd := putString(t, s.disk, stored)
 	var holders []*streamUpload
-	for i := range 4 {
+	for i := range slots {
 		holders = append(holders, s.holdUpload(t, t.Context(), i))
 	}
-	const n = 24
+	const n = slots // as many as may wait
 	errs := make(chan error, n)
 	var uploaded []digest.Digest
 	for i := range n {
@@ -190,12 +202,12 @@ func TestByteStreamStreamsWaitForASlot(t *testing.T) {
 			t.Fatalf("a stream ended while the slots were held: %v", err)
 		default:
 		}
-		if open, waiting := storage.StreamSlots(s.srv); open == 4 && waiting == n {
+		if open, waiting := storage.StreamSlots(s.srv); open == slots && waiting == n {
 			break
 		}
 		if time.Now().After(deadline) {
 			open, waiting := storage.StreamSlots(s.srv)
-			t.Fatalf("%d slots held and %d streams waiting; want 4 and %d", open, waiting, n)
+			t.Fatalf("%d slots held and %d streams waiting; want %d and %d", open, waiting, slots, n)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -295,17 +307,22 @@ func readOf(ts *testServer, d digest.Digest) (string, error) {
 // Streams get slots in the order they came: each freed slot goes to the
 // stream that has waited longest, so none is starved by later ones.
 func TestByteStreamSlotsGoInArrivalOrder(t *testing.T) {
-	s := startSlotServer(t, storage.ServerOptions{MaxOpenStreams: 1}, time.Minute)
-	holder := s.holdUpload(t, t.Context(), 0)
-	var waiters []*streamUpload
-	for i := range 5 {
-		waiters = append(waiters, s.startUpload(t, t.Context(), 1+i))
-		s.slotsAre(t, 1, i+1) // in the queue before the next comes
+	const slots = 5
+	s := startSlotServer(t, storage.ServerOptions{MaxOpenStreams: slots}, time.Minute)
+	var holders, waiters []*streamUpload
+	for i := range slots {
+		holders = append(holders, s.holdUpload(t, t.Context(), i))
 	}
-	holder.finish(t)
+	for i := range slots {
+		waiters = append(waiters, s.startUpload(t, t.Context(), slots+i))
+		s.slotsAre(t, slots, i+1) // in the queue before the next comes
+	}
 	for i, w := range waiters {
+		holders[i].finish(t)
 		s.waitCommitted(t, w)
-		s.slotsAre(t, 1, len(waiters)-i-1)
+		s.slotsAre(t, slots, len(waiters)-i-1)
+	}
+	for _, w := range waiters {
 		w.finish(t)
 	}
 	s.slotsAre(t, 0, 0)
