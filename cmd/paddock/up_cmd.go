@@ -210,9 +210,13 @@ func lockUpDirs(cfg configs.Up) (release func(), err error) {
 		return nil, err
 	}
 	held = append(held, r)
-	for _, d := range []struct{ dir, what string }{
-		{cfg.Storage.Dir, "storage directory"}, {cfg.Scheduler.JournalDir, "journal directory"}, {cfg.Worker.Dir, "worker directory"},
-	} {
+	dirs := []struct{ dir, what string }{{cfg.Scheduler.JournalDir, "journal directory"}, {cfg.Worker.Dir, "worker directory"}}
+	// The storage directory only when the CAS is on disk there: with S3
+	// or a remote backend up makes none.
+	if b, err := storageBackend(cfg.Storage); err == nil && b.Disk != nil {
+		dirs = append(dirs, struct{ dir, what string }{b.Disk.Dir, "storage directory"})
+	}
+	for _, d := range dirs {
 		r, err := lockRoleDir(d.dir, d.what)
 		if err != nil {
 			release()
