@@ -62,7 +62,7 @@ type upload struct {
 }
 
 func newByteStreamServer(opts *ServerOptions) *byteStreamServer {
-	return &byteStreamServer{opts: opts, uploads: map[string]*upload{}, streamSlots: streamSlots{openBy: map[string]int{}}}
+	return &byteStreamServer{opts: opts, uploads: map[string]*upload{}, streamSlots: streamSlots{openBy: map[string]int{}, waitingBy: map[string]int{}}}
 }
 
 var errUploadAborted = errors.New("upload aborted")

@@ -156,3 +156,31 @@ func TestByteStreamWaitingWritesHoldBoundedBytes(t *testing.T) {
 	s.slotsAre(t, 0, 0)
 	s.waitingBytesAre(t)
 }
+
+// A tenant fills at most its share of the queue (four waiters per slot of
+// its share): past it, its next stream is refused at once naming the
+// tenant, while another tenant's stream still waits and gets a slot. Before,
+// one tenant's waiting streams could fill the whole queue, and every
+// other tenant's were refused at once while the slots were busy.
+func TestByteStreamTenantHasAShareOfTheQueue(t *testing.T) {
+	s := startSlotServer(t, storage.ServerOptions{MaxOpenStreams: 2}, time.Minute)
+	a, b := asTenant(t.Context(), "a"), asTenant(t.Context(), "b")
+	held := []*streamUpload{s.holdUpload(t, a, 0), s.holdUpload(t, b, 1)}
+	var waiting []*streamUpload
+	for i := range 4 { // a's share: 4 × 1 slot
+		waiting = append(waiting, s.startUpload(t, a, 10+i))
+		s.slotsAre(t, 2, i+1)
+	}
+	refused := s.startUpload(t, a, 20)
+	wantStatus(t, endedWithin(refused, refusalWithin), codes.ResourceExhausted, `tenant "a"`)
+	bWaiting := s.startUpload(t, b, 30)
+	s.slotsAre(t, 2, 5)
+	for _, u := range held {
+		u.finish(t)
+	}
+	for _, u := range append(waiting, bWaiting) {
+		s.waitCommitted(t, u)
+		u.finish(t)
+	}
+	s.slotsAre(t, 0, 0)
+}

@@ -72,6 +72,9 @@ type streamSlots struct {
 	open    int            // reads and uploads holding a slot
 	openBy  map[string]int // the same, by tenant; only named tenants
 	waiting list.List      // *slotWaiter, streams waiting for a slot, oldest first
+	// waitingBy counts the waiters by tenant (only named tenants): one
+	// tenant fills at most its share of the queue (mayWaitLocked).
+	waitingBy map[string]int
 	// waitingBytes is what the waiting Writes hold of their first
 	// messages, at most maxWaitingWriteBytes.
 	waitingBytes int64
@@ -127,7 +130,7 @@ func (s *byteStreamServer) takeSlot(ctx context.Context, tenant string, held int
 		}
 		victim := s.victimLocked(tenant)
 		if victim == nil && w == nil {
-			if !s.mayWaitLocked(held) {
+			if !s.mayWaitLocked(tenant, held) {
 				err := s.refusalLocked(tenant)
 				s.mu.Unlock()
 				return err
@@ -135,6 +138,9 @@ func (s *byteStreamServer) takeSlot(ctx context.Context, tenant string, held int
 			w = &slotWaiter{tenant: tenant, held: held, ready: make(chan struct{}), parked: make(chan struct{}, 1)}
 			place = s.waiting.PushBack(w)
 			s.waitingBytes += held
+			if tenant != "" {
+				s.waitingBy[tenant]++
+			}
 			t := time.NewTimer(s.slotWait())
 			defer t.Stop()
 			timeout = t.C
@@ -202,7 +208,15 @@ const waitersPerSlot = 4
 // waiters, which bounds what the waiting Reads and small Writes hold (a
 // goroutine and a call each) and the scans of the queue that each freed
 // slot and each parked upload make under mu.
-func (s *byteStreamServer) mayWaitLocked(held int64) bool {
+//
+// A tenant of the policy has a share of the queue as of the slots:
+// waitersPerSlot × MaxOpenStreamsPerTenant, half of it by default, so
+// that one tenant's streams waiting cannot leave every other tenant to be
+// refused at once when the slots are busy.
+func (s *byteStreamServer) mayWaitLocked(tenant string, held int64) bool {
+	if tenant != "" && s.waitingBy[tenant] >= waitersPerSlot*s.opts.MaxOpenStreamsPerTenant {
+		return false
+	}
 	return s.waiting.Len() < waitersPerSlot*s.opts.MaxOpenStreams && s.waitingBytes+held <= s.waitBytes()
 }
 
@@ -211,6 +225,11 @@ func (s *byteStreamServer) mayWaitLocked(held int64) bool {
 func (s *byteStreamServer) leaveQueueLocked(w *slotWaiter, place *list.Element) {
 	s.waiting.Remove(place)
 	s.waitingBytes -= w.held
+	if w.tenant != "" {
+		if s.waitingBy[w.tenant]--; s.waitingBy[w.tenant] == 0 {
+			delete(s.waitingBy, w.tenant)
+		}
+	}
 }
 
 // slotWait is how long a stream waits for a slot: maxSlotWait, unless a
