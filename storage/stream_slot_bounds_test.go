@@ -74,14 +74,7 @@ func TestByteStreamSlotWaitersAreBounded(t *testing.T) {
 		waiters = append(waiters, s.startUpload(t, t.Context(), 2+i))
 		s.slotsAre(t, 2, i+1)
 	}
-	read := make(chan error, 1)
-	go func() {
-		got, err := readOf(s.testServer, sd)
-		if err == nil && got != stored {
-			err = fmt.Errorf("read %q", got)
-		}
-		read <- err
-	}()
+	read := s.readInBackground(sd, stored)
 	s.slotsAre(t, 2, 8)
 
 	err := readWithin(s, sd, refusalWithin)

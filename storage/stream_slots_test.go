@@ -277,14 +277,7 @@ func TestByteStreamSlotWaiterThatCancelsLeaves(t *testing.T) {
 	h0, h1 := s.holdUpload(t, t.Context(), 0), s.holdUpload(t, t.Context(), 1)
 	quitter := s.startUpload(t, t.Context(), 2)
 	s.slotsAre(t, 2, 1)
-	read := make(chan error, 1)
-	go func() {
-		got, err := readOf(s.testServer, sd)
-		if err == nil && got != stored {
-			err = fmt.Errorf("read %q", got)
-		}
-		read <- err
-	}()
+	read := s.readInBackground(sd, stored)
 	s.slotsAre(t, 2, 2)
 	quitter.cancel()
 	s.slotsAre(t, 2, 1)
@@ -372,4 +365,18 @@ func (c tenantConn) Invoke(ctx context.Context, method string, args, reply any, 
 
 func (c tenantConn) NewStream(ctx context.Context, desc *grpc.StreamDesc, method string, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	return c.ClientConnInterface.NewStream(asTenant(ctx, c.tenant), desc, method, opts...)
+}
+
+// readInBackground reads blob d, which holds want, on a stream of its own
+// and sends the outcome: nil if it read want.
+func (s *slotServer) readInBackground(d digest.Digest, want string) <-chan error {
+	read := make(chan error, 1)
+	go func() {
+		got, err := readOf(s.testServer, d)
+		if err == nil && got != want {
+			err = fmt.Errorf("read %q", got)
+		}
+		read <- err
+	}()
+	return read
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,13 +43,7 @@ func TestMain(m *testing.M) {
 // its "listening on" line.
 func start(t *testing.T, args ...string) (string, *exec.Cmd) {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	cmd, stdout := launch(t, args...)
 	lines := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -70,6 +65,20 @@ func start(t *testing.T, args ...string) (string, *exec.Cmd) {
 		t.Fatalf("%v did not start serving within a minute", args)
 	}
 	return "", nil
+}
+
+// launch starts the binary with args, killed when the test ends, and
+// returns it and its stdout (its stderr is the test's).
+func launch(t *testing.T, args ...string) (*exec.Cmd, io.Reader) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, stdout
 }
 
 func TestStorageCommandServesFromConfig(t *testing.T) {

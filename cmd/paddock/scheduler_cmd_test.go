@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,13 +26,7 @@ import (
 // order.
 func startServing(t *testing.T, args ...string) (httpAddr, grpcAddr string) {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
-	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	_, stdout := launch(t, args...)
 	found := make(chan [2]string, 1)
 	go func() {
 		var addrs [2]string
