@@ -313,9 +313,16 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	if s.maxBytes > 0 && d.SizeBytes() > s.maxBytes {
 		return status.Errorf(codes.ResourceExhausted, "blob %s is larger than the whole CAS (%d bytes)", d, s.maxBytes)
 	}
+	// A blob stored already counts as used, as FindMissing's do: a client
+	// that uploads without asking first must not see it evicted next.
+	now := s.clock.Now()
 	s.mu.Lock()
-	_, exists := s.lookupLocked(d)
+	e, exists := s.lookupLocked(d)
+	touch := exists && s.useLocked(e, now)
 	s.mu.Unlock()
+	if touch {
+		s.touch([]digest.Digest{d}, now)
+	}
 	if exists {
 		return nil
 	}
@@ -324,18 +331,19 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 		return err
 	}
 	defer s.release(res)
-	if err := s.makeRoom(d.SizeBytes()); err != nil {
-		return status.Errorf(codes.ResourceExhausted, "blob %s not stored: %s", d, status.Convert(err).Message())
-	}
 	tmp, err := atomicfile.Create(s.tmpDir, 0o444)
 	if err != nil {
-		return s.writeFailed(d, err)
+		return s.writeFailed(res, err)
 	}
 	defer tmp.Abort()
 	h := d.NewHasher()
-	n, err := copyContext(ctx, io.MultiWriter(tmp, h), io.LimitReader(r, d.SizeBytes()+1), d.SizeBytes()+1)
+	w := &reservedWriter{s: s, res: res, w: tmp}
+	n, err := copyContext(ctx, io.MultiWriter(w, h), io.LimitReader(r, d.SizeBytes()+1), d.SizeBytes()+1)
+	if w.refused != nil {
+		return w.refused
+	}
 	if err != nil {
-		return s.writeFailed(d, err)
+		return s.writeFailed(res, err)
 	}
 	if n != d.SizeBytes() {
 		return status.Errorf(codes.InvalidArgument, "blob %s: got %d bytes, digest says %d", d, n, d.SizeBytes())
@@ -344,7 +352,7 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 		return status.Errorf(codes.InvalidArgument, "blob %s: data hashes to %s", d, got)
 	}
 	if err := s.commit(d, tmp, res); err != nil {
-		return s.writeFailed(d, err)
+		return s.writeFailed(res, err)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"io"
 	"syscall"
 
 	"google.golang.org/grpc/codes"
@@ -14,31 +15,90 @@ import (
 // How a DiskBlobStore's Put holds room for its blob while it writes, and
 // the errors of a write that failed.
 
-// reservation is the room a Put in progress holds for its blob.
+// maxFirstReservation bounds the room a Put reserves before its first
+// bytes arrive; it reserves more as they do (reservedWriter).
+const maxFirstReservation = 1 << 20
+
+// reservation is the room a Put in progress holds for its blob: the bytes
+// written so far, rounded up, never more than the blob's size.
 type reservation struct {
+	d        digest.Digest
 	bytes    int64
 	released bool
 }
 
-// reserve counts d's size as in flight until release, evicting stored
-// blobs to make room for it. Without it, uploads that are slow or parked
-// for a resume (each a file in tmp/ the size of its blob) were bounded
-// only one by one, and a client holding many of them filled the disk
-// whatever MaxBytes said. When the uploads already in progress leave no
-// room, the Put is RESOURCE_EXHAUSTED, which clients retry later.
+// reserve counts the first part of d's size as in flight until release,
+// evicting stored blobs to make room for it. Without it, uploads that are
+// slow or parked for a resume (each a file in tmp/ the size of its blob)
+// were bounded only one by one, and a client holding many of them filled
+// the disk whatever MaxBytes said. Only a part is reserved up front, and
+// the rest as the bytes arrive: reserving the size a client declares let
+// one byte sent for a blob declared as large as the CAS evict every blob
+// and refuse every other upload while its stream stayed open. When the
+// uploads already in progress leave no room, the Put is
+// RESOURCE_EXHAUSTED, which clients retry later.
 func (s *DiskBlobStore) reserve(d digest.Digest) (*reservation, error) {
-	res := &reservation{bytes: d.SizeBytes()}
-	if s.maxBytes <= 0 {
-		return res, nil
+	res := &reservation{d: d}
+	first := min(d.SizeBytes(), maxFirstReservation)
+	if s.maxBytes > 0 {
+		first = min(first, max(s.maxBytes/16, 1))
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.inflight+res.bytes > s.maxBytes {
-		return nil, status.Errorf(codes.ResourceExhausted, "blob %s not stored now: uploads of %d bytes are in progress, and with this one they would be more than the CAS holds (%d bytes); try again later", d, s.inflight, s.maxBytes)
+	if err := s.grow(res, first); err != nil {
+		return nil, err
 	}
-	s.inflight += res.bytes
-	s.evictLocked()
 	return res, nil
+}
+
+// grow raises res to want bytes (at most the blob's size): counted in
+// flight, with stored blobs evicted to fit beside it, and room for it made
+// on the disk.
+func (s *DiskBlobStore) grow(res *reservation, want int64) error {
+	want = min(want, res.d.SizeBytes())
+	more := want - res.bytes
+	if more <= 0 {
+		return nil
+	}
+	if s.maxBytes > 0 {
+		s.mu.Lock()
+		if s.inflight+more > s.maxBytes {
+			inflight := s.inflight
+			s.mu.Unlock()
+			return status.Errorf(codes.ResourceExhausted, "blob %s not stored now: uploads of %d bytes are in progress, and with this one they would be more than the CAS holds (%d bytes); try again later", res.d, inflight, s.maxBytes)
+		}
+		s.inflight += more
+		res.bytes = want
+		s.evictLocked()
+		s.mu.Unlock()
+	} else {
+		res.bytes = want
+	}
+	if err := s.makeRoom(more); err != nil {
+		return status.Errorf(codes.ResourceExhausted, "blob %s not stored: %s", res.d, status.Convert(err).Message())
+	}
+	return nil
+}
+
+// reservedWriter writes a Put's bytes to its file, growing its
+// reservation ahead of them: to twice what is written, so that a blob
+// takes a few reservations, not one a write.
+type reservedWriter struct {
+	s       *DiskBlobStore
+	res     *reservation
+	w       io.Writer
+	written int64
+	refused error // the reservation could not grow: the Put's error
+}
+
+func (w *reservedWriter) Write(p []byte) (int, error) {
+	if need := w.written + int64(len(p)); need > w.res.bytes {
+		if err := w.s.grow(w.res, max(need, 2*w.res.bytes)); err != nil {
+			w.refused = err
+			return 0, err
+		}
+	}
+	n, err := w.w.Write(p)
+	w.written += int64(n)
+	return n, err
 }
 
 // release ends res, if the Put did not already.
@@ -56,12 +116,13 @@ func (s *DiskBlobStore) releaseLocked(res *reservation) {
 }
 
 // writeFailed is the error for a failed write of blob d; a full disk
-// first has room made, so that the client's retry finds it.
-func (s *DiskBlobStore) writeFailed(d digest.Digest, err error) error {
+// first has room made for what the Put had reserved, so that the client's
+// retry finds it.
+func (s *DiskBlobStore) writeFailed(res *reservation, err error) error {
 	if diskFull(err) {
-		_ = s.makeRoom(d.SizeBytes()) // the error says the disk is full already
+		_ = s.makeRoom(res.bytes) // the error says the disk is full already
 	}
-	return writeError(d, err)
+	return writeError(res.d, err)
 }
 
 // writeError is the error for a failed write of blob d.

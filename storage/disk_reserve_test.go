@@ -1,0 +1,58 @@
+package storage_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/genproto/googleapis/bytestream"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
+)
+
+// TestDeclaredSizeIsNotReservedUpFront: an upload reserves room in the CAS
+// as its bytes arrive, not all the size its resource name declares. Before,
+// one byte sent for a blob declared as large as the CAS evicted every
+// stored blob and refused every other upload while its stream stayed open
+// (and for the minute it stayed parked after).
+func TestDeclaredSizeIsNotReservedUpFront(t *testing.T) {
+	const size = 4 << 20
+	disk := newDisk(t, t.TempDir(), size)
+	ts := startServer(t, storage.ServerOptions{CAS: disk, UploadIdleTimeout: time.Minute})
+	var stored []digest.Digest
+	for i := range 6 {
+		stored = append(stored, putString(t, disk, strings.Repeat(string(rune('a'+i)), 500<<10)))
+	}
+	huge := digest.MustParse(strings.Repeat("ab", 32) + "/" + "4194000") // nearly the whole CAS
+	writePart(t, ts, writeName(huge), []byte("x"))                       // and it stays open
+	if m := missing(t, disk, stored...); len(m) > 1 {
+		t.Fatalf("one byte of a declared %d-byte upload evicted %d of %d stored blobs", huge.SizeBytes(), len(m), len(stored))
+	}
+	data, d := randData(t, 300<<10)
+	if _, err := write(t, ts, &bytestream.WriteRequest{ResourceName: writeName(d), Data: data, FinishWrite: true}); err != nil {
+		t.Fatalf("an upload beside the open one: %v", err)
+	}
+	if m := missing(t, disk, d); m[d] {
+		t.Fatal("the upload beside the open one was not stored")
+	}
+}
+
+// TestStoringAStoredBlobAgainKeepsItAlive: a Put of a blob already stored
+// (BatchUpdateBlobs without FindMissingBlobs first) moves it to the front
+// of the eviction order, as FindMissing does. Before, it was answered OK
+// and evicted by the next uploads.
+func TestStoringAStoredBlobAgainKeepsItAlive(t *testing.T) {
+	disk := newDisk(t, t.TempDir(), 4<<20)
+	kept := putString(t, disk, strings.Repeat("k", 500<<10))
+	for i := range 6 {
+		putString(t, disk, strings.Repeat(string(rune('a'+i)), 500<<10))
+	}
+	putString(t, disk, strings.Repeat("k", 500<<10)) // stored again
+	for i := range 3 {
+		putString(t, disk, strings.Repeat(string(rune('p'+i)), 500<<10))
+	}
+	if m := missing(t, disk, kept); m[kept] {
+		t.Fatal("a blob stored again was evicted before blobs stored once, earlier")
+	}
+}
