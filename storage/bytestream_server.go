@@ -142,32 +142,6 @@ func (w *writeErrors) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// nextWrite receives the next request of a Write stream after the first.
-// A client that went away leaves an uncompressed upload parked for a
-// resuming Write; every other failure aborts the upload.
-func (s *byteStreamServer) nextWrite(stream bytestream.ByteStream_WriteServer, u *upload, compressed bool) (*bytestream.WriteRequest, error) {
-	req, err := stream.Recv()
-	if err == io.EOF {
-		err = status.Errorf(codes.InvalidArgument, "stream ended at %d bytes without finish_write", u.committed.Load())
-		s.abort(u, err)
-		return nil, err
-	}
-	if err != nil {
-		if compressed {
-			s.abort(u, err)
-		} else {
-			s.park(u)
-		}
-		return nil, err
-	}
-	if req.ResourceName != "" && req.ResourceName != u.name {
-		err := status.Errorf(codes.InvalidArgument, "resource_name %q differs from the stream's first %q", req.ResourceName, u.name)
-		s.abort(u, err)
-		return nil, err
-	}
-	return req, nil
-}
-
 func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.ByteStream_ReadServer) error {
 	rn, err := digest.ParseReadResourceName(req.ResourceName)
 	if err != nil {
@@ -244,6 +218,9 @@ func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.B
 
 func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error {
 	req, err := stream.Recv()
+	if err == io.EOF {
+		return status.Error(codes.InvalidArgument, "the Write stream ended before its first request")
+	}
 	if err != nil {
 		return err
 	}
@@ -281,10 +258,11 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 		}
 		defer closeDecoder()
 	}
+	recv := newWriteReceiver(stream, s.opts.UploadIdleTimeout)
 	first := true
 	for {
 		if !first {
-			if req, err = s.nextWrite(stream, u, compressed); err != nil {
+			if req, err = s.nextWrite(stream, recv, u, compressed); req == nil {
 				return err
 			}
 		}

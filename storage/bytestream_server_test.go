@@ -189,7 +189,6 @@ func TestByteStreamBadWrites(t *testing.T) {
 			{ResourceName: writeName(d), Data: data[:100]},
 			{WriteOffset: 200, Data: data[200:]},
 		}, "write_offset"},
-		"no finish_write":       {[]*bytestream.WriteRequest{{ResourceName: writeName(d), Data: data}}, "finish_write"},
 		"dot-dot":               {[]*bytestream.WriteRequest{{ResourceName: "a/../uploads/u/blobs/" + d.String(), Data: data, FinishWrite: true}}, "'..'"},
 		"double slash":          {[]*bytestream.WriteRequest{{ResourceName: "a//uploads/u/blobs/" + d.String(), Data: data, FinishWrite: true}}, "empty path segment"},
 		"unknown compressor":    {[]*bytestream.WriteRequest{{ResourceName: "uploads/u/compressed-blobs/lzma/" + d.String(), Data: data, FinishWrite: true}}, "compressor"},
