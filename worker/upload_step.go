@@ -43,6 +43,7 @@ func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 		dropOutputs(resp.Result)
 		resp.Status = status.Convert(err).Proto()
 	}
+	var streamBytes int64
 	for _, out := range []struct {
 		file   string
 		digest **repb.Digest
@@ -56,13 +57,31 @@ func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 			return nil, fmt.Errorf("upload stdout/stderr: %w", err)
 		}
 		*out.digest = d.Proto()
+		streamBytes += int64(len(b))
 	}
 	if err := oc.flush(ctx); err != nil {
 		return nil, err
 	}
+	if oc.bytes+streamBytes >= checkUploadsOver {
+		if err := storage.CheckComplete(ctx, s.cas, j.Fn, resp.Result); status.Code(err) == codes.NotFound {
+			dropOutputs(resp.Result)
+			resp.Result.StdoutDigest, resp.Result.StderrDigest = nil, nil
+			resp.Status = status.Newf(codes.ResourceExhausted, "the action's outputs (%d bytes) were evicted from the CAS while they were uploaded: it holds less than they need at once (%s)", oc.bytes+streamBytes, status.Convert(err).Message()).Proto()
+		} else if err != nil {
+			return nil, fmt.Errorf("check the uploaded outputs: %w", err)
+		}
+	}
 	j.Metadata.OutputUploadCompletedTimestamp = stamp(s.clock)
 	return resp, nil
 }
+
+// checkUploadsOver is the output bytes over which a result is checked
+// against the CAS once uploaded: a CAS smaller than an action's outputs
+// together evicts the first while it stores the last, and the client was
+// handed an OK result it could not fetch (Bazel: "Missing digest"). Below
+// it the check would cost a call per action for what a CAS of any
+// sensible size never does.
+const checkUploadsOver = 1 << 20
 
 // leftByTheAction tells the output errors that the action caused
 // (FAILED_PRECONDITION, INVALID_ARGUMENT from outputCollector) from the

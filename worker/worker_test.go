@@ -44,11 +44,14 @@ type harness struct {
 	w      *worker.Worker
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { t.Helper(); return newHarnessCAS(t, 0) }
+
+// newHarnessCAS is newHarness with a CAS of casBytes (0: unbounded).
+func newHarnessCAS(t *testing.T, casBytes int64) *harness {
 	t.Helper()
 	h := &harness{t: t, dir: t.TempDir(), ac: storage.NewMemoryActionCache(), runner: &farmtest.ExecRunner{}}
 	var err error
-	if h.cas, err = storage.NewDiskBlobStore(storage.DiskOptions{Dir: filepath.Join(h.dir, "cas")}); err != nil {
+	if h.cas, err = storage.NewDiskBlobStore(storage.DiskOptions{Dir: filepath.Join(h.dir, "cas"), MaxBytes: casBytes}); err != nil {
 		t.Fatal(err)
 	}
 	if h.files, err = worker.NewFileCache(worker.FileCacheOptions{Dir: filepath.Join(h.dir, "files"), CAS: h.cas, Local: h.cas}); err != nil {
