@@ -5,7 +5,9 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	smpb "github.com/bazelbuild/remote-apis/build/bazel/semver"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/rev2"
 )
@@ -26,18 +28,28 @@ func (s *capabilitiesServer) GetCapabilities(ctx context.Context, req *repb.GetC
 	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
 		return nil, err
 	}
+	// The spec: the values "pertain to" the instance, and so to what this
+	// caller may do there. A CI identity without ac-write was told
+	// update_enabled and then refused every UpdateActionResult.
+	pr := auth.FromContext(ctx)
+	may := func(p auth.Permission) bool { return pr == nil || pr.Allowed(p, req.InstanceName) }
+	exec := s.opts.Execution
+	if exec != nil && exec.ExecEnabled && !may(auth.Execute) {
+		exec = proto.CloneOf(exec)
+		exec.ExecEnabled = false
+	}
 	return &repb.ServerCapabilities{
 		CacheCapabilities: &repb.CacheCapabilities{
 			DigestFunctions: append([]repb.DigestFunction_Value(nil), digest.Supported...),
 			ActionCacheUpdateCapabilities: &repb.ActionCacheUpdateCapabilities{
-				UpdateEnabled: true,
+				UpdateEnabled: may(auth.ACWrite),
 			},
 			MaxBatchTotalSizeBytes:          s.opts.MaxBatchTotalSizeBytes,
 			SymlinkAbsolutePathStrategy:     repb.SymlinkAbsolutePathStrategy_DISALLOWED,
 			SupportedCompressors:            []repb.Compressor_Value{repb.Compressor_ZSTD},
 			SupportedBatchUpdateCompressors: []repb.Compressor_Value{repb.Compressor_ZSTD},
 		},
-		ExecutionCapabilities: s.opts.Execution,
+		ExecutionCapabilities: exec,
 		LowApiVersion:         &smpb.SemVer{Major: 2, Minor: 0},
 		HighApiVersion:        &smpb.SemVer{Major: 2, Minor: 13},
 	}, nil
