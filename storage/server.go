@@ -134,8 +134,16 @@ func (s *Server) GRPCServerOptions() []grpc.ServerOption {
 }
 
 // maxRecvBytes is the largest request the storage services take: a full
-// batch of blobs with its digests and framing.
-func (o *ServerOptions) maxRecvBytes() int64 { return o.MaxBatchTotalSizeBytes + grpcOverheadBytes }
+// batch of blobs with its digests and framing. A batch entry's digest and
+// framing take about 80 bytes (SHA-256), so a client that counts only
+// blob bytes against max_batch_total_size_bytes, as the spec words it,
+// sends up to twice that in a batch of 100-byte blobs: with room for just
+// 1 MiB beside it, such a batch within the advertised bound was refused
+// by gRPC (RESOURCE_EXHAUSTED, which clients retry). Twice the bound
+// admits batches of blobs of 80 bytes or more on average.
+func (o *ServerOptions) maxRecvBytes() int64 {
+	return 2*o.MaxBatchTotalSizeBytes + grpcOverheadBytes
+}
 
 // maxSendBytes is the largest reply they send. A BatchReadBlobs reply
 // repeats the request's digests (up to a whole request) beside up to a
