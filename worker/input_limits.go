@@ -72,7 +72,7 @@ func (s *sizer) size(ctx context.Context, d digest.Digest, where string, depth i
 	if err := ctx.Err(); err != nil {
 		return treeSize{}, status.FromContextError(err).Err()
 	}
-	dir, err := s.b.dirs.get(ctx, s.b.cas, d)
+	dir, err := s.b.dirs.get(ctx, s.b.cas, s.b.files.partition(ctx), d)
 	if status.Code(err) == codes.NotFound {
 		return treeSize{}, nil
 	}

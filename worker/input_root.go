@@ -26,25 +26,39 @@ const maxDirectoryBytes = 16 << 20
 
 // directoryCache keeps parsed Directory protos by digest: build after build
 // reuses most of a tree, so most directories are never fetched twice. It
-// holds at most limit of them, least recently used evicted first.
+// holds at most limit of them, least recently used evicted first. Each
+// CAS partition (FileCache.partition) has entries of its own: shared, a
+// Directory that one tenant's action had fetched was served to another
+// tenant's naming its digest, whose own partition does not hold it, and
+// its names, symlink targets and file digests were laid out in that
+// action's input root.
 type directoryCache struct {
-	set   *lru.Set[digest.Digest, *repb.Directory]
+	set   *lru.Set[dirKey, *repb.Directory]
 	limit int64
 }
 
-func newDirectoryCache(limit int) *directoryCache {
-	return &directoryCache{set: lru.New[digest.Digest, *repb.Directory](), limit: int64(limit)}
+// dirKey is a Directory's digest in a CAS partition.
+type dirKey struct {
+	part string
+	d    digest.Digest
 }
 
-func (c *directoryCache) get(ctx context.Context, cas storage.BlobStore, d digest.Digest) (*repb.Directory, error) {
-	if dir, ok := c.set.Get(d); ok {
+func newDirectoryCache(limit int) *directoryCache {
+	return &directoryCache{set: lru.New[dirKey, *repb.Directory](), limit: int64(limit)}
+}
+
+// get returns Directory d of partition part, read from cas (the
+// partition's) unless cached.
+func (c *directoryCache) get(ctx context.Context, cas storage.BlobStore, part string, d digest.Digest) (*repb.Directory, error) {
+	k := dirKey{part, d}
+	if dir, ok := c.set.Get(k); ok {
 		return dir, nil
 	}
 	dir := &repb.Directory{}
 	if err := storage.GetProto(ctx, cas, d, dir, maxDirectoryBytes); err != nil {
 		return nil, err
 	}
-	c.set.Put(d, dir, 1)
+	c.set.Put(k, dir, 1)
 	c.set.EvictOver(c.limit, nil)
 	return dir, nil
 }
@@ -110,7 +124,7 @@ func (b *inputRootBuilder) createTree(ctx context.Context, fn digest.Function, r
 		}
 		it := queue[0]
 		queue = queue[1:]
-		dir, err := b.dirs.get(ctx, b.cas, it.d)
+		dir, err := b.dirs.get(ctx, b.cas, b.files.partition(ctx), it.d)
 		if status.Code(err) == codes.NotFound {
 			missing = append(missing, it.d)
 			continue
