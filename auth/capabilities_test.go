@@ -9,18 +9,18 @@ import (
 
 // TestCapabilitiesPertainToTheCaller: GetCapabilities says what the caller
 // may do on the instance it names (the spec: the values "pertain to that
-// instance"): update_enabled only with ac-write there, exec_enabled only
-// with execute there. Before, every caller was told both, and an identity
-// without ac-write (the example policy's CI clients) was refused every
-// UpdateActionResult it was invited to make.
+// instance"): exec_enabled only with execute there. Before, every caller
+// was told it may execute. update_enabled stays true for all (see
+// storage/capabilities_server.go: Bazel refuses to build when it is false
+// unless told not to upload local results).
 func TestCapabilitiesPertainToTheCaller(t *testing.T) {
 	sf := startSecureFarm(t)
 	for _, tc := range []struct {
 		who, token, instance string
 		update, exec         bool
 	}{
-		{"ci", tokenA, "team-a", false, true},
-		{"reader", tokenAReady, "team-a", false, false},
+		{"ci", tokenA, "team-a", true, true},
+		{"reader", tokenAReady, "team-a", true, false},
 		{"writer", tokenAWrite, "team-a", true, false},
 		{"worker", tokenWorker, "team-a", true, false},
 	} {

@@ -29,8 +29,13 @@ func (s *capabilitiesServer) GetCapabilities(ctx context.Context, req *repb.GetC
 		return nil, err
 	}
 	// The spec: the values "pertain to" the instance, and so to what this
-	// caller may do there. A CI identity without ac-write was told
-	// update_enabled and then refused every UpdateActionResult.
+	// caller may do there: exec_enabled only with execute, so that a
+	// client without it fails at once, not at its first Execute.
+	// update_enabled stays true for every caller, a deliberate deviation:
+	// Bazel (4.2.3 and later) refuses to build at all when it is false and
+	// --remote_upload_local_results is on, its default, so every CI
+	// identity without ac-write would need that flag; as it is, their
+	// uploads are refused one by one, which Bazel reports as a warning.
 	pr := auth.FromContext(ctx)
 	may := func(p auth.Permission) bool { return pr == nil || pr.Allowed(p, req.InstanceName) }
 	exec := s.opts.Execution
@@ -42,7 +47,7 @@ func (s *capabilitiesServer) GetCapabilities(ctx context.Context, req *repb.GetC
 		CacheCapabilities: &repb.CacheCapabilities{
 			DigestFunctions: append([]repb.DigestFunction_Value(nil), digest.Supported...),
 			ActionCacheUpdateCapabilities: &repb.ActionCacheUpdateCapabilities{
-				UpdateEnabled: may(auth.ACWrite),
+				UpdateEnabled: true,
 			},
 			MaxBatchTotalSizeBytes:          s.opts.MaxBatchTotalSizeBytes,
 			SymlinkAbsolutePathStrategy:     repb.SymlinkAbsolutePathStrategy_DISALLOWED,
