@@ -89,12 +89,9 @@ func parseResourceName(name string, write bool) (ResourceName, error) {
 	default:
 		return ResourceName{}, badName(name, "expected blobs/ or compressed-blobs/ after the instance name")
 	}
-	fn := repb.DigestFunction_UNKNOWN
-	if len(rest) > 0 {
-		if v, ok := repb.DigestFunction_Value_value[strings.ToUpper(rest[0])]; ok && rest[0] == strings.ToLower(rest[0]) {
-			fn = repb.DigestFunction_Value(v)
-			rest = rest[1:]
-		}
+	fn, rest, err := functionSegment(name, rest)
+	if err != nil {
+		return ResourceName{}, err
 	}
 	if len(rest) < 2 {
 		return ResourceName{}, badName(name, "needs {hash}/{size}")
@@ -113,6 +110,29 @@ func parseResourceName(name string, write bool) (ResourceName, error) {
 	}
 	rn.Digest = d
 	return rn, nil
+}
+
+// functionSegment reads the optional {digest_function/} segment at the
+// start of rest and returns the function (UNKNOWN when the segment is
+// omitted, for New to infer from the hash length) and the segments after
+// it. A segment that names a DigestFunction.Value in any case is taken as
+// one (no hash is spelled like one), so that a wrong spelling is reported
+// as such rather than as a hash: REv2 spells it in lowercase, and
+// "unknown" names no function at all.
+func functionSegment(name string, rest []string) (Function, []string, error) {
+	if len(rest) == 0 {
+		return repb.DigestFunction_UNKNOWN, rest, nil
+	}
+	v, ok := repb.DigestFunction_Value_value[strings.ToUpper(rest[0])]
+	switch {
+	case !ok:
+		return repb.DigestFunction_UNKNOWN, rest, nil
+	case rest[0] != strings.ToLower(rest[0]):
+		return 0, nil, badName(name, "digest function segment "+strconv.Quote(rest[0])+" is not lowercase; REv2 names it "+strconv.Quote(strings.ToLower(rest[0])))
+	case Function(v) == repb.DigestFunction_UNKNOWN:
+		return 0, nil, badName(name, "digest function segment \"unknown\" names no digest function; omit the segment to have it inferred from the hash")
+	}
+	return Function(v), rest[1:], nil
 }
 
 // splitInstance splits name into its instance name and the segments after

@@ -3,6 +3,8 @@ package storage
 import (
 	"context"
 	"fmt"
+	"path"
+	"strings"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -35,9 +37,12 @@ func (s *actionCacheServer) GetActionResult(ctx context.Context, req *repb.GetAc
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkComplete(ctx, fn, result); err != nil {
-		if status.Code(err) == codes.NotFound {
+	if err := s.checkServable(ctx, fn, result); err != nil {
+		switch status.Code(err) {
+		case codes.NotFound:
 			return nil, status.Errorf(codes.NotFound, "action %s: cached result is incomplete, execute it again: %s", d, status.Convert(err).Message())
+		case codes.InvalidArgument:
+			return nil, status.Errorf(codes.NotFound, "action %s: cached result is one UpdateActionResult would refuse, execute it again: %s", d, status.Convert(err).Message())
 		}
 		return nil, err
 	}
@@ -62,34 +67,57 @@ func dropInlined(r *repb.ActionResult) {
 
 // actionKey is a request's digest function and action digest, checked:
 // GetActionResult and UpdateActionResult name the entry the same way, and
-// refuse a bad one with the same INVALID_ARGUMENT.
+// refuse a bad one with the same INVALID_ARGUMENT. A request that leaves
+// digest_function unset gets the function of its action digest (inferred
+// from the hash length, as REv2 says), and every digest of the result is
+// then held to it: one function per action, not one guess per digest.
 func actionKey(df repb.DigestFunction_Value, pd *repb.Digest) (digest.Function, digest.Digest, error) {
 	fn, err := digest.CheckFunction(df)
 	if err != nil {
 		return fn, digest.Digest{}, err
 	}
 	d, err := digest.FromProto(fn, pd, "action_digest")
-	return fn, d, err
+	if err != nil {
+		return fn, digest.Digest{}, err
+	}
+	return d.Function(), d, nil
 }
 
-// checkComplete is CheckComplete, unless the front checks (a shard node).
-func (s *actionCacheServer) checkComplete(ctx context.Context, fn digest.Function, result *repb.ActionResult) error {
+// checkServable is CheckComplete, or ValidateActionResult alone where the
+// front checks completeness (a shard node): an entry that UpdateActionResult
+// would now refuse (written before a rule was added, or straight to the
+// store) is not served either. Either error is the caller's to make a miss.
+func (s *actionCacheServer) checkServable(ctx context.Context, fn digest.Function, result *repb.ActionResult) error {
 	if s.opts.SkipCompletenessChecks {
-		return nil
+		return ValidateActionResult(fn, result)
 	}
 	return CheckComplete(ctx, s.opts.CAS, fn, result)
 }
+
+// clientRecvLimitBytes is gRPC's default receive limit in its Go and Java
+// clients (4 MiB): a client that asks for contents inlined cannot be
+// assumed to have raised it, so inlining never takes a reply past it.
+const clientRecvLimitBytes = 4 << 20
 
 // inline fills in the contents the client asked for, in the order stdout,
 // stderr, output files, while they fit in MaxInlineBytes together. What does
 // not fit is left for the client to fetch by digest, as the spec allows.
 //
-// The budget is also bounded by what the reply may still grow to under the
-// server's send limit: the spec says a server MUST NOT inline what would
-// make the response exceed message size limits.
+// The budget is also bounded by what the reply may still grow to: the spec
+// says a server MUST NOT inline what would make the response exceed message
+// size limits, and the limit that counts is the client's receive limit,
+// which the server cannot see. A reply that fits in the default one
+// (clientRecvLimitBytes) is kept within it; one already past it without
+// inlining reaches only clients that raised theirs, and is kept within
+// the server's send limit.
 func (s *actionCacheServer) inline(ctx context.Context, fn digest.Function, req *repb.GetActionResultRequest, result *repb.ActionResult) error {
 	budget := s.opts.MaxInlineBytes
-	room := s.opts.maxSendBytes() - int64(proto.Size(result)) - inlineSlackBytes
+	size := int64(proto.Size(result)) + inlineSlackBytes
+	limit := s.opts.maxSendBytes()
+	if size <= clientRecvLimitBytes {
+		limit = min(limit, clientRecvLimitBytes)
+	}
+	room := limit - size
 	fetch := func(pd *repb.Digest) ([]byte, bool, error) {
 		// Each inlined field adds its tag and length to the reply too.
 		if pd == nil || pd.SizeBytes > budget || pd.SizeBytes+inlineFieldBytes > room {
@@ -231,8 +259,13 @@ func ValidateActionResult(fn digest.Function, r *repb.ActionResult) error {
 		if o.path == "" && o.emptyOK {
 			continue
 		}
-		if err := rev2.CheckCleanPath(o.field, o.path); err != nil {
+		if err := rev2.CheckCleanPath(o.field+".path", o.path); err != nil {
 			return err
+		}
+		if o.symlink {
+			if err := checkSymlinkTarget(o); err != nil {
+				return err
+			}
 		}
 	}
 	for i, f := range r.OutputFiles {
@@ -257,10 +290,13 @@ func ValidateActionResult(fn digest.Function, r *repb.ActionResult) error {
 	return check(r.StderrDigest, "stderr_digest", false)
 }
 
-// outputPath is one output path of an ActionResult, named by its field.
+// outputPath is one output path of an ActionResult, named by its entry
+// (e.g. "action_result.output_symlinks[2]").
 type outputPath struct {
 	field, path string
 	emptyOK     bool // an output directory may be the working directory itself
+	symlink     bool // an output symlink, with its target
+	target      string
 }
 
 // outputPaths lists every output path of r: each is relative to the
@@ -268,7 +304,10 @@ type outputPath struct {
 func outputPaths(r *repb.ActionResult) []outputPath {
 	var out []outputPath
 	add := func(field string, i int, p string, emptyOK bool) {
-		out = append(out, outputPath{fmt.Sprintf("action_result.%s[%d].path", field, i), p, emptyOK})
+		out = append(out, outputPath{field: fmt.Sprintf("action_result.%s[%d]", field, i), path: p, emptyOK: emptyOK})
+	}
+	link := func(field string, i int, l *repb.OutputSymlink) {
+		out = append(out, outputPath{field: fmt.Sprintf("action_result.%s[%d]", field, i), path: l.Path, symlink: true, target: l.Target})
 	}
 	for i, f := range r.OutputFiles {
 		add("output_files", i, f.Path, false)
@@ -277,15 +316,30 @@ func outputPaths(r *repb.ActionResult) []outputPath {
 		add("output_directories", i, d.Path, true)
 	}
 	for i, l := range r.OutputSymlinks {
-		add("output_symlinks", i, l.Path, false)
+		link("output_symlinks", i, l)
 	}
 	for i, l := range r.OutputFileSymlinks {
-		add("output_file_symlinks", i, l.Path, false)
+		link("output_file_symlinks", i, l)
 	}
 	for i, l := range r.OutputDirectorySymlinks {
-		add("output_directory_symlinks", i, l.Path, false)
+		link("output_directory_symlinks", i, l)
 	}
 	return out
+}
+
+// checkSymlinkTarget holds an output symlink's target to the rule every
+// symlink of an input root or output Tree is held to (rev2.CheckDirectory
+// under RelativeSymlinksOnly: not empty, no NUL byte, not absolute, as
+// Capabilities advertises symlink_absolute_path_strategy DISALLOWED), by
+// checking a Directory that holds just this symlink, so that the rule
+// stays in one place. o.path is already a clean path.
+func checkSymlinkTarget(o outputPath) error {
+	dir, name := path.Split(o.path)
+	d := &repb.Directory{Symlinks: []*repb.SymlinkNode{{Name: name, Target: o.target}}}
+	if err := rev2.CheckDirectory(d, strings.TrimSuffix(dir, "/"), rev2.RelativeSymlinksOnly); err != nil {
+		return status.Errorf(codes.InvalidArgument, "%s.target: %s", o.field, status.Convert(err).Message())
+	}
+	return nil
 }
 
 // checkOutputsInside refuses a result with an output path that leaves the
@@ -296,7 +350,7 @@ func checkOutputsInside(r *repb.ActionResult, wd string) error {
 		if o.path == "" {
 			continue
 		}
-		if err := rev2.CheckRelativePath(o.field, o.path, wd); err != nil {
+		if err := rev2.CheckRelativePath(o.field+".path", o.path, wd); err != nil {
 			return err
 		}
 	}

@@ -144,7 +144,7 @@ func TestUpdateActionResultNeedsStoredBlobs(t *testing.T) {
 
 // TestGetActionResultInliningStaysUnderTheSendLimit: the spec says a
 // server MUST NOT inline what would make the response exceed message size
-// limits. A stored result just under the server's send limit (20 MiB with
+// limits. A stored result just under the server's send limit (36 MiB with
 // the default options; as a worker can write one) is served with small
 // contents inlined and a 1 MiB stdout left out, instead of failing the
 // whole call with RESOURCE_EXHAUSTED.
@@ -152,7 +152,8 @@ func TestGetActionResultInliningStaysUnderTheSendLimit(t *testing.T) {
 	// A memory action cache: the disk one bounds a result to 16 MiB.
 	ts := startServer(t, storage.ServerOptions{AC: storage.NewMemoryActionCache()})
 	ctx := context.Background()
-	const sendLimit = 4 * (storage.DefaultMaxBatchTotalSizeBytes + 1<<20)
+	// ServerOptions.maxSendBytes with the default options.
+	const sendLimit = 4 * (2*storage.DefaultMaxBatchTotalSizeBytes + 1<<20)
 	stdout := putString(t, ts.disk, strings.Repeat("s", 1<<20-10)) // within MaxInlineBytes
 	stderr := putString(t, ts.disk, "a short stderr")
 	empty := sha("").Proto()

@@ -140,6 +140,11 @@ func (s *casServer) updateOne(ctx context.Context, fn digest.Function, i int, r 
 	return s.opts.CAS.Put(ctx, d, bytes.NewReader(data))
 }
 
+// BatchReadBlobs reads each well-formed digest's blob. A malformed digest
+// is an error of its own entry only (REv2: "every error on individual read
+// will be returned in the corresponding digest status"); what concerns
+// the request as a whole (instance name, digest function, the size of the
+// reply) refuses the call.
 func (s *casServer) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobsRequest) (*repb.BatchReadBlobsResponse, error) {
 	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
 		return nil, err
@@ -149,25 +154,9 @@ func (s *casServer) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobs
 	if err != nil {
 		return nil, err
 	}
-	ds := make([]digest.Digest, len(req.Digests))
-	var total, reply int64
-	for i, pd := range req.Digests {
-		if ds[i], err = digest.FromProto(fn, pd, fmt.Sprintf("digests[%d]", i)); err != nil {
-			return nil, err
-		}
-		// The reply repeats each digest beside its blob and status; it
-		// must stay sendable (ServerOptions.maxSendBytes), or gRPC would
-		// refuse it after every blob was read.
-		if reply += int64(proto.Size(pd)) + ds[i].SizeBytes() + batchEntryBytes; reply > s.opts.maxSendBytes() {
-			return nil, status.Errorf(codes.InvalidArgument, "digests: the reply to %d digests would be over the server's message limit of %d bytes (at digests[%d]); ask for fewer blobs per batch", len(req.Digests), s.opts.maxSendBytes(), i)
-		}
-		// Compared before it is added: sizes near the largest int64 would
-		// wrap the sum around, and the blobs before them, however many,
-		// would all be read into memory.
-		if ds[i].SizeBytes() > s.opts.MaxBatchTotalSizeBytes-total {
-			return nil, status.Errorf(codes.InvalidArgument, "digests: more than max_batch_total_size_bytes %d in total (at digests[%d]); use ByteStream for large blobs", s.opts.MaxBatchTotalSizeBytes, i)
-		}
-		total += ds[i].SizeBytes()
+	ds, errs, total, err := s.checkBatchRead(fn, req.Digests)
+	if err != nil {
+		return nil, err
 	}
 	// The response keeps its blobs in memory until the client has read
 	// it: it waits for room in the connection's send backlog first.
@@ -183,7 +172,14 @@ func (s *casServer) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobs
 	g.SetLimit(batchParallelism)
 	for i, d := range ds {
 		out := &repb.BatchReadBlobsResponse_Response{Digest: req.Digests[i]}
+		if out.Digest == nil {
+			out.Digest = &repb.Digest{} // a reply entry always has one
+		}
 		resp.Responses[i] = out
+		if errs[i] != nil {
+			out.Status = statusProto(errs[i])
+			continue
+		}
 		g.Go(func() error {
 			data, err := GetBytes(gctx, s.opts.CAS, d, d.SizeBytes())
 			if err != nil {
@@ -204,6 +200,35 @@ func (s *casServer) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobs
 	}
 	g.Wait()
 	return resp, nil
+}
+
+// checkBatchRead parses the digests of a BatchReadBlobs request: errs[i]
+// is digests[i]'s own INVALID_ARGUMENT, for its entry of the reply, and
+// total the bytes of the blobs to read. The error is for the whole
+// request: blobs over max_batch_total_size_bytes, or a reply over the
+// server's message limit.
+func (s *casServer) checkBatchRead(fn digest.Function, pds []*repb.Digest) (ds []digest.Digest, errs []error, total int64, err error) {
+	ds = make([]digest.Digest, len(pds))
+	errs = make([]error, len(pds))
+	var reply int64
+	for i, pd := range pds {
+		ds[i], errs[i] = digest.FromProto(fn, pd, fmt.Sprintf("digests[%d]", i))
+		// The reply repeats each digest beside its blob and status; it
+		// must stay sendable (ServerOptions.maxSendBytes), or gRPC would
+		// refuse it after every blob was read. A malformed digest is
+		// echoed too, with no blob (its size is 0 here).
+		if reply += int64(proto.Size(pd)) + ds[i].SizeBytes() + batchEntryBytes; reply > s.opts.maxSendBytes() {
+			return nil, nil, 0, status.Errorf(codes.InvalidArgument, "digests: the reply to %d digests would be over the server's message limit of %d bytes (at digests[%d]); ask for fewer blobs per batch", len(pds), s.opts.maxSendBytes(), i)
+		}
+		// Compared before it is added: sizes near the largest int64 would
+		// wrap the sum around, and the blobs before them, however many,
+		// would all be read into memory.
+		if ds[i].SizeBytes() > s.opts.MaxBatchTotalSizeBytes-total {
+			return nil, nil, 0, status.Errorf(codes.InvalidArgument, "digests: more than max_batch_total_size_bytes %d in total (at digests[%d]); use ByteStream for large blobs", s.opts.MaxBatchTotalSizeBytes, i)
+		}
+		total += ds[i].SizeBytes()
+	}
+	return ds, errs, total, nil
 }
 
 // batchEntryBytes bounds what one entry of a batch reply adds beside its

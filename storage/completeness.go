@@ -8,9 +8,11 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/rev2"
 )
 
 // MaxTreeBytes bounds what CheckComplete reads into memory for one output
@@ -30,69 +32,24 @@ const maxWalkedDirectories = 10_000
 // cas: output files, output directory trees and every file inside them,
 // stdout and stderr. The action cache service and the scheduler's cache
 // lookup call it so that a client is never handed a result it cannot fetch
-// (it would fail the build instead of re-executing). fn is the digest
-// function of the request (UNKNOWN: inferred from each hash).
+// (it would fail the build instead of re-executing). A result that breaks
+// a rule UpdateActionResult holds results to (ValidateActionResult, and
+// the output directories' own: checkOutputDirectory) is INVALID_ARGUMENT,
+// for UpdateActionResult to refuse and for a lookup to take as a miss: an
+// entry written before a rule was added is not served. fn is the digest
+// function of the action (UNKNOWN: inferred from each hash).
 func CheckComplete(ctx context.Context, cas BlobStore, fn digest.Function, result *repb.ActionResult) error {
+	if err := ValidateActionResult(fn, result); err != nil {
+		return err
+	}
 	release, err := HoldMemory(ctx, treeBytes(result))
 	if err != nil {
 		return err
 	}
 	defer release()
-	var want []digest.Digest
-	wanted := map[digest.Digest]bool{}
-	add := func(d *repb.Digest, what string) error {
-		if d == nil {
-			return nil
-		}
-		dd, err := digest.FromProto(fn, d, what)
-		if err != nil {
-			return status.Errorf(codes.NotFound, "action result is unusable: %s", status.Convert(err).Message())
-		}
-		if !wanted[dd] {
-			wanted[dd] = true
-			want = append(want, dd)
-		}
-		return nil
-	}
-	for i, f := range result.OutputFiles {
-		if err := add(f.Digest, fmt.Sprintf("output_files[%d] %q", i, f.Path)); err != nil {
-			return err
-		}
-	}
-	if err := add(result.StdoutDigest, "stdout_digest"); err != nil {
+	want, err := referencedBlobs(ctx, cas, fn, result)
+	if err != nil {
 		return err
-	}
-	if err := add(result.StderrDigest, "stderr_digest"); err != nil {
-		return err
-	}
-	for i, dir := range result.OutputDirectories {
-		what := fmt.Sprintf("output_directories[%d] %q", i, dir.Path)
-		dirs, err := outputDirectories(ctx, cas, fn, dir, what)
-		if err != nil {
-			return err
-		}
-		if dir.RootDirectoryDigest != nil {
-			// A client may read either form: the Directory blobs must be
-			// there too, even where the Tree already lists their contents.
-			if err := add(dir.RootDirectoryDigest, what+" root_directory_digest"); err != nil {
-				return err
-			}
-		}
-		for _, d := range dirs {
-			for _, f := range d.GetFiles() {
-				if err := add(f.Digest, what); err != nil {
-					return err
-				}
-			}
-			if dir.RootDirectoryDigest == nil || dir.TreeDigest == nil {
-				continue // no Directory blobs, or every one was read above
-			}
-			for _, sub := range d.GetDirectories() {
-				if err := add(sub.Digest, what); err != nil {
-					return err
-				}
-			}
-		}
 	}
 	missing, err := cas.FindMissing(ctx, want)
 	if err != nil {
@@ -102,6 +59,66 @@ func CheckComplete(ctx context.Context, cas BlobStore, fn digest.Function, resul
 		return status.Errorf(codes.NotFound, "action result references %d missing blob(s), e.g. %s", len(missing), missing[0])
 	}
 	return nil
+}
+
+// referencedBlobs lists, each once, the blobs result references, reading
+// its output directories to list what is inside them.
+func referencedBlobs(ctx context.Context, cas BlobStore, fn digest.Function, result *repb.ActionResult) ([]digest.Digest, error) {
+	var want []digest.Digest
+	wanted := map[digest.Digest]bool{}
+	add := func(d *repb.Digest, what string) error {
+		if d == nil {
+			return nil
+		}
+		dd, err := digest.FromProto(fn, d, what)
+		if err != nil {
+			return err
+		}
+		if !wanted[dd] {
+			wanted[dd] = true
+			want = append(want, dd)
+		}
+		return nil
+	}
+	for i, f := range result.OutputFiles {
+		if err := add(f.Digest, fmt.Sprintf("action_result.output_files[%d].digest", i)); err != nil {
+			return nil, err
+		}
+	}
+	if err := add(result.StdoutDigest, "action_result.stdout_digest"); err != nil {
+		return nil, err
+	}
+	if err := add(result.StderrDigest, "action_result.stderr_digest"); err != nil {
+		return nil, err
+	}
+	for i, dir := range result.OutputDirectories {
+		field := fmt.Sprintf("action_result.output_directories[%d]", i)
+		dirs, err := outputDirectories(ctx, cas, fn, dir, field)
+		if err != nil {
+			return nil, err
+		}
+		// A client may read either form: the Directory blobs must be
+		// there too, even where the Tree already lists their contents.
+		if err := add(dir.RootDirectoryDigest, field+".root_directory_digest"); err != nil {
+			return nil, err
+		}
+		for _, d := range dirs {
+			for _, f := range d.GetFiles() {
+				if err := add(f.Digest, fmt.Sprintf("%s: file %s", field, rev2.Quote(f.Name))); err != nil {
+					return nil, err
+				}
+			}
+			if dir.RootDirectoryDigest == nil || dir.TreeDigest == nil {
+				continue // no Directory blobs, or every one was read already
+			}
+			for _, sub := range d.GetDirectories() {
+				if err := add(sub.Digest, fmt.Sprintf("%s: directory %s", field, rev2.Quote(sub.Name))); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return want, nil
 }
 
 // treeBytes is what CheckComplete reads into memory for result's output
@@ -120,57 +137,143 @@ func treeBytes(result *repb.ActionResult) int64 {
 	return n
 }
 
-// outputDirectories returns every Directory of an output directory: from
-// its Tree when it has one, otherwise by reading its Directory blobs from
-// root_directory_digest down, each distinct one once. A result with
-// neither form, or one whose blobs are missing, is NOT_FOUND (unusable).
-func outputDirectories(ctx context.Context, cas BlobStore, fn digest.Function, dir *repb.OutputDirectory, what string) ([]*repb.Directory, error) {
-	unusable := func(err error) error {
-		return status.Errorf(codes.NotFound, "action result is unusable: %s", status.Convert(err).Message())
-	}
+// outputDirectories returns every Directory of an output directory (field
+// names it in errors): from its Tree when it has one, otherwise by reading
+// its Directory blobs from root_directory_digest down, each distinct one
+// once. One whose blobs are missing is NOT_FOUND (incomplete); one with
+// neither form, a malformed digest, or directories that break a rule
+// (checkOutputDirectory) is INVALID_ARGUMENT.
+func outputDirectories(ctx context.Context, cas BlobStore, fn digest.Function, dir *repb.OutputDirectory, field string) ([]*repb.Directory, error) {
 	if dir.TreeDigest != nil || dir.RootDirectoryDigest == nil {
-		td, err := digest.FromProto(fn, dir.TreeDigest, what+" tree_digest")
-		if err != nil {
-			return nil, unusable(err)
-		}
-		tree := &repb.Tree{}
-		if err := GetProto(ctx, cas, td, tree, MaxTreeBytes); err != nil {
-			return nil, status.Errorf(codes.NotFound, "%s: tree %s: %s", what, td, status.Convert(err).Message())
-		}
-		return append([]*repb.Directory{tree.Root}, tree.Children...), nil
+		return treeDirectories(ctx, cas, fn, dir, field)
 	}
-	root, err := digest.FromProto(fn, dir.RootDirectoryDigest, what+" root_directory_digest")
+	root, err := digest.FromProto(fn, dir.RootDirectoryDigest, field+".root_directory_digest")
 	if err != nil {
-		return nil, unusable(err)
+		return nil, err
+	}
+	type queued struct {
+		d     digest.Digest
+		where string // its path in the output directory, for messages
 	}
 	var dirs []*repb.Directory
 	seen := map[digest.Digest]bool{root: true}
-	queue := []digest.Digest{root}
+	queue := []queued{{root, ""}}
 	budget := int64(MaxTreeBytes)
 	for len(queue) > 0 {
 		if len(seen) > maxWalkedDirectories {
-			return nil, status.Errorf(codes.NotFound, "%s: more than %d Directory blobs below root_directory_digest, more than this server reads to check a result; store a larger output directory with a tree_digest", what, maxWalkedDirectories)
+			return nil, status.Errorf(codes.NotFound, "%s: more than %d Directory blobs below root_directory_digest, more than this server reads to check a result; store a larger output directory with a tree_digest", field, maxWalkedDirectories)
 		}
-		d := queue[0]
+		q := queue[0]
 		queue = queue[1:]
 		m := &repb.Directory{}
-		if err := GetProto(ctx, cas, d, m, budget); err != nil {
-			return nil, status.Errorf(codes.NotFound, "%s: directory %s: %s", what, d, status.Convert(err).Message())
+		if err := GetProto(ctx, cas, q.d, m, budget); err != nil {
+			return nil, status.Errorf(codes.NotFound, "%s: directory %s: %s", field, q.d, status.Convert(err).Message())
 		}
-		budget -= d.SizeBytes()
+		if err := checkOutputDirectory(m, q.where, field+".root_directory_digest"); err != nil {
+			return nil, err
+		}
+		budget -= q.d.SizeBytes()
 		dirs = append(dirs, m)
 		for _, sub := range m.Directories {
-			sd, err := digest.FromProto(fn, sub.Digest, what)
+			where := rev2.Join(q.where, sub.Name)
+			sd, err := digest.FromProto(fn, sub.Digest, fmt.Sprintf("%s: directory %s", field, rev2.Quote(where)))
 			if err != nil {
-				return nil, unusable(err)
+				return nil, err
 			}
 			if !seen[sd] {
 				seen[sd] = true
-				queue = append(queue, sd)
+				queue = append(queue, queued{sd, where})
 			}
 		}
 	}
 	return dirs, nil
+}
+
+// treeDirectories returns the directories of an output directory's Tree,
+// each checked (checkOutputDirectory), after checking that the Tree's root
+// is the directory root_directory_digest names when both are set, as REv2
+// requires: otherwise a client reading the Tree and one reading the
+// Directory blobs would be given different outputs for the same result.
+func treeDirectories(ctx context.Context, cas BlobStore, fn digest.Function, dir *repb.OutputDirectory, field string) ([]*repb.Directory, error) {
+	td, err := digest.FromProto(fn, dir.TreeDigest, field+".tree_digest")
+	if err != nil {
+		return nil, err
+	}
+	b, err := GetBytes(ctx, cas, td, MaxTreeBytes)
+	tree := &repb.Tree{}
+	if err == nil {
+		err = unmarshalBlob(td, b, tree)
+	}
+	if err != nil {
+		return nil, status.Errorf(codes.NotFound, "%s: tree %s: %s", field, td, status.Convert(err).Message())
+	}
+	if dir.RootDirectoryDigest != nil {
+		root, err := digest.FromProto(fn, dir.RootDirectoryDigest, field+".root_directory_digest")
+		if err != nil {
+			return nil, err
+		}
+		if got := digest.FromBytes(root.Function(), treeRootBytes(b)); got != root {
+			return nil, status.Errorf(codes.InvalidArgument, "%s.root_directory_digest: %s is not the digest of the root directory in the Tree %s (%s); REv2 requires them to match", field, root, td, got)
+		}
+	}
+	if tree.Root == nil {
+		tree.Root = &repb.Directory{}
+	}
+	dirs := append([]*repb.Directory{tree.Root}, tree.Children...)
+	for i, d := range dirs {
+		where := "root"
+		if i > 0 {
+			where = fmt.Sprintf("children[%d]", i-1)
+		}
+		if err := checkOutputDirectory(d, "", fmt.Sprintf("%s.tree_digest: Tree.%s", field, where)); err != nil {
+			return nil, err
+		}
+	}
+	return dirs, nil
+}
+
+// checkOutputDirectory holds one Directory of an output directory to the
+// rule input roots are held to (rev2.CheckDirectory): names are single
+// components, sorted, used once, and symlink targets are neither empty
+// nor absolute, as Capabilities advertises symlink_absolute_path_strategy
+// DISALLOWED. Clients write these outputs into their own trees. where is
+// the directory's path in the output directory, field what names it.
+func checkOutputDirectory(d *repb.Directory, where, field string) error {
+	if err := rev2.CheckDirectory(d, where, rev2.RelativeSymlinksOnly); err != nil {
+		return status.Errorf(codes.InvalidArgument, "%s: %s", field, status.Convert(err).Message())
+	}
+	return nil
+}
+
+// treeRootBytes is the encoding of the root directory inside the Tree
+// whose bytes are b, as written: the contents of every root field (1),
+// concatenated, which protobuf parses as the one message they merge into.
+// root_directory_digest is compared with its digest, with no re-encoding
+// that could differ from the writer's. b has parsed as a Tree already.
+func treeRootBytes(b []byte) []byte {
+	var root []byte
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return root
+		}
+		b = b[n:]
+		if num == 1 && typ == protowire.BytesType {
+			v, m := protowire.ConsumeBytes(b)
+			if m < 0 {
+				return root
+			}
+			root = append(root, v...)
+			b = b[m:]
+			continue
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b)
+		if m < 0 {
+			return root
+		}
+		b = b[m:]
+	}
+	return root
 }
 
 // GetProto reads blob d from cas and unmarshals it into m. Blobs larger than
@@ -180,6 +283,12 @@ func GetProto(ctx context.Context, cas BlobStore, d digest.Digest, m proto.Messa
 	if err != nil {
 		return err
 	}
+	return unmarshalBlob(d, b, m)
+}
+
+// unmarshalBlob parses blob d's bytes b into m; INVALID_ARGUMENT if they
+// are not one.
+func unmarshalBlob(d digest.Digest, b []byte, m proto.Message) error {
 	if err := proto.Unmarshal(b, m); err != nil {
 		return status.Errorf(codes.InvalidArgument, "blob %s is not a valid %s: %v", d, m.ProtoReflect().Descriptor().Name(), err)
 	}

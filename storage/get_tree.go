@@ -56,6 +56,10 @@ func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddress
 	if err != nil {
 		return err
 	}
+	// Unset, the function is the root's (inferred from its hash length, as
+	// REv2 says), and every directory below is held to it: a tree is
+	// hashed with one function, not one guess per child.
+	fn = root.Function()
 	pageSize, skip, err := treePaging(req)
 	if err != nil {
 		return err

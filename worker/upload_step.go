@@ -63,11 +63,17 @@ func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 		return nil, err
 	}
 	if oc.bytes+streamBytes >= checkUploadsOver {
-		if err := storage.CheckComplete(ctx, s.cas, j.Fn, resp.Result); status.Code(err) == codes.NotFound {
+		err := storage.CheckComplete(ctx, s.cas, j.Fn, resp.Result)
+		switch status.Code(err) {
+		case codes.OK:
+		case codes.NotFound:
 			dropOutputs(resp.Result)
 			resp.Result.StdoutDigest, resp.Result.StderrDigest = nil, nil
 			resp.Status = status.Newf(codes.ResourceExhausted, "the action's outputs (%d bytes) were evicted from the CAS while they were uploaded: it holds less than they need at once (%s)", oc.bytes+streamBytes, status.Convert(err).Message()).Proto()
-		} else if err != nil {
+		case codes.InvalidArgument: // a result the action cache would refuse
+			dropOutputs(resp.Result)
+			resp.Status = status.Convert(err).Proto()
+		default:
 			return nil, fmt.Errorf("check the uploaded outputs: %w", err)
 		}
 	}
