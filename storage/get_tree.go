@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strconv"
+	"strings"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
@@ -38,11 +39,15 @@ func TreeWalkSlots() int {
 }
 
 // GetTree walks the tree breadth first, skipping directories already seen
-// and ones missing from the CAS (as the spec asks). A page token is the
-// position in that walk, which is deterministic for a given root, so a
-// client can resume from any response's next_page_token. The walk queues
-// digests, not directories: each is read when its turn comes and dropped
-// once sent.
+// and ones missing from the CAS (as the spec asks). A page token names the
+// directory the next page starts with, and its position in that walk,
+// which is deterministic for a given root and CAS: a client can resume
+// from any response's next_page_token. The walk resumes at that directory
+// wherever it now stands: counted by position alone, a directory evicted
+// from an earlier page moved every later one a place back, and the page
+// after the token left out one that was present. The walk queues digests,
+// not directories: each is read when its turn comes and dropped once
+// sent.
 func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddressableStorage_GetTreeServer) error {
 	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
 		return err
@@ -60,7 +65,7 @@ func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddress
 	// REv2 says), and every directory below is held to it: a tree is
 	// hashed with one function, not one guess per child.
 	fn = root.Function()
-	pageSize, skip, err := treePaging(req)
+	pageSize, tok, err := treePaging(req)
 	if err != nil {
 		return err
 	}
@@ -73,12 +78,14 @@ func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddress
 	p := treePager{stream: stream, pageSize: pageSize}
 	seen := map[digest.Digest]bool{root: true}
 	queue := []digest.Digest{root}
+	started := req.PageToken == ""
 	for pos := 0; len(queue) > 0; {
 		if err := ctx.Err(); err != nil {
 			return status.FromContextError(err).Err()
 		}
 		d := queue[0]
 		queue = queue[1:]
+		started = started || d.String() == tok.next
 		dir := &repb.Directory{}
 		if err := GetProto(ctx, s.opts.CAS, d, dir, MaxTreeBytes); err != nil {
 			if status.Code(err) != codes.NotFound {
@@ -95,8 +102,9 @@ func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddress
 		if queue, err = appendNewChildren(queue, fn, root, dir, seen); err != nil {
 			return err
 		}
-		if pos >= skip {
-			if err := p.add(dir, pos); err != nil {
+		started = started || (tok.next == "" && pos >= tok.pos)
+		if started {
+			if err := p.add(dir, d, pos); err != nil {
 				return err
 			}
 		}
@@ -113,12 +121,12 @@ type treePager struct {
 	pageBytes int
 }
 
-// add adds the directory at walk position pos, first sending the page
+// add adds directory d (dir) at walk position pos, first sending the page
 // before it if dir would make that page too long.
-func (p *treePager) add(dir *repb.Directory, pos int) error {
+func (p *treePager) add(dir *repb.Directory, d digest.Digest, pos int) error {
 	size := proto.Size(dir)
 	if len(p.page) > 0 && (len(p.page) >= p.pageSize || p.pageBytes+size > streamChunkBytes) {
-		token := base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(pos)))
+		token := base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(pos) + " " + d.String()))
 		if err := p.stream.Send(&repb.GetTreeResponse{Directories: p.page, NextPageToken: token}); err != nil {
 			return err
 		}
@@ -135,25 +143,43 @@ func (p *treePager) finish() error {
 	return p.stream.Send(&repb.GetTreeResponse{Directories: p.page})
 }
 
+// treeToken is where a GetTree page resumes: the directory it starts
+// with, and its position in the walk (alone in tokens of earlier
+// versions).
+type treeToken struct {
+	pos  int
+	next string // "hash/size"; "" in tokens of earlier versions
+}
+
 // treePaging reads a GetTree request's page size (0: the default) and
-// the position its page token resumes at.
-func treePaging(req *repb.GetTreeRequest) (pageSize, skip int, err error) {
+// where its page token resumes.
+func treePaging(req *repb.GetTreeRequest) (pageSize int, tok treeToken, err error) {
 	if req.PageSize < 0 {
-		return 0, 0, status.Errorf(codes.InvalidArgument, "page_size %d is negative", req.PageSize)
+		return 0, tok, status.Errorf(codes.InvalidArgument, "page_size %d is negative", req.PageSize)
 	}
 	pageSize = int(req.PageSize)
 	if pageSize == 0 {
 		pageSize = defaultTreePageSize
 	}
-	if req.PageToken != "" {
-		b, err := base64.RawURLEncoding.DecodeString(req.PageToken)
-		n, err2 := strconv.Atoi(string(b))
-		if err != nil || err2 != nil || n < 0 {
-			return 0, 0, status.Errorf(codes.InvalidArgument, "page_token %q was not issued by this server", req.PageToken)
-		}
-		skip = n
+	if req.PageToken == "" {
+		return pageSize, tok, nil
 	}
-	return pageSize, skip, nil
+	bad := status.Errorf(codes.InvalidArgument, "page_token %q was not issued by this server", req.PageToken)
+	b, err := base64.RawURLEncoding.DecodeString(req.PageToken)
+	if err != nil {
+		return 0, tok, bad
+	}
+	posText, next, hasNext := strings.Cut(string(b), " ")
+	if tok.pos, err = strconv.Atoi(posText); err != nil || tok.pos < 0 {
+		return 0, tok, bad
+	}
+	if hasNext {
+		if next == "" {
+			return 0, tok, bad
+		}
+		tok.next = next
+	}
+	return pageSize, tok, nil
 }
 
 // appendNewChildren appends to queue the subdirectories of dir not seen
