@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -162,5 +164,44 @@ func TestDeployConfigFilesLoad(t *testing.T) {
 	}
 	if checked < 6 {
 		t.Fatalf("only %d deployment command lines name a config file", checked)
+	}
+}
+
+// TestImageDefaultArgs: the storage and scheduler images' default
+// arguments, run as they are, print the role's usage, which names what
+// a reachable listener needs, rather than serve or exit with an error
+// (they were `--listen :8980 --dir …`, refused without TLS and a policy
+// or --insecure, and `--listen :8981`, without the required --storage);
+// and docs/deployment.md's table of images shows every image's default
+// arguments as the code has them.
+func TestImageDefaultArgs(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/deployment.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range imagebuild.Roles() {
+		want := "—"
+		if len(r.Cmd) > 0 {
+			want = "`" + strings.Join(r.Cmd, " ") + "`"
+		}
+		cell := ""
+		for _, line := range strings.Split(string(doc), "\n") {
+			if cells := strings.Split(line, "|"); len(cells) == 6 && strings.TrimSpace(cells[1]) == "`paddock-"+r.Name+"`" {
+				cell = strings.TrimSpace(cells[4])
+			}
+		}
+		if !strings.HasPrefix(cell, want) {
+			t.Errorf("docs/deployment.md: the paddock-%s image's default arguments are %q, want %s", r.Name, cell, want)
+		}
+		if r.Name != "storage" && r.Name != "scheduler" {
+			continue // none, or the installer's directory
+		}
+		// Bounded: defaults that served would run until killed.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, _ := exec.CommandContext(ctx, binary, append(append([]string(nil), r.Entrypoint...), r.Cmd...)...).CombinedOutput()
+		cancel()
+		if !strings.Contains(string(out), "flag: help requested") || !strings.Contains(string(out), "--insecure on a network you trust") {
+			t.Errorf("the paddock-%s image's default arguments %q do not print its usage:\n%s", r.Name, r.Cmd, out)
+		}
 	}
 }

@@ -13,7 +13,9 @@ import (
 
 const imagesUsage = `usage: paddock images load --cache DIR [--platform OS/ARCH] FILE...
        paddock images pull --cache DIR [--platform OS/ARCH] [--insecure HOST]... IMAGE...
-       paddock images build --binary OS/ARCH=FILE... --out DIR [--push REGISTRY]
+       paddock images build --binary OS/ARCH=FILE... --out DIR [--tag TAG] [--push REGISTRY]
+
+load and pull take their flags before or after the FILEs or IMAGEs.
 
 load: FILE is an OCI image layout directory or a 'docker save' tarball. Its
 images are unpacked into the runner's image cache, so actions can name them
@@ -44,7 +46,8 @@ func runImages(ctx context.Context, args []string) error {
 
 func runImagesLoad(ctx context.Context, args []string) error {
 	fs, c := newImageCacheFlagSet("images load")
-	if err := c.parse(fs, args, "FILE"); err != nil {
+	files, err := c.parse(fs, args, "FILE")
+	if err != nil {
 		return err
 	}
 	cache, err := c.open(nil)
@@ -52,7 +55,7 @@ func runImagesLoad(ctx context.Context, args []string) error {
 		return err
 	}
 	defer cache.Close()
-	for _, file := range fs.Args() {
+	for _, file := range files {
 		loaded, err := cache.Load(ctx, file)
 		if err != nil {
 			return err
@@ -74,7 +77,8 @@ func runImagesPull(ctx context.Context, args []string) error {
 	fs, c := newImageCacheFlagSet("images pull")
 	var insecure stringsList
 	fs.Var(&insecure, "insecure", "registry HOST[:PORT] reachable over plain HTTP (repeatable)")
-	if err := c.parse(fs, args, "IMAGE"); err != nil {
+	refs, err := c.parse(fs, args, "IMAGE")
+	if err != nil {
 		return err
 	}
 	cache, err := c.open(insecure)
@@ -82,7 +86,7 @@ func runImagesPull(ctx context.Context, args []string) error {
 		return err
 	}
 	defer cache.Close()
-	for _, value := range fs.Args() {
+	for _, value := range refs {
 		ref, none, err := images.ParseReference(value)
 		if err == nil && none {
 			err = errors.New("names no image")
@@ -118,17 +122,33 @@ func newImageCacheFlagSet(name string) (*flag.FlagSet, *imageCacheFlags) {
 	return fs, c
 }
 
-// parse parses args and requires --cache and at least one argument (an
-// operand, named in the error).
-func (c *imageCacheFlags) parse(fs *flag.FlagSet, args []string, operand string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
+// parse parses args, flags before and after the operands alike
+// (`images load FILE --cache DIR` as well as `--cache DIR FILE`; after
+// "--" everything is an operand), and returns the operands; it requires
+// --cache and at least one operand (named in the error). The flag
+// package alone stops at the first operand and left the flags after it
+// as files to load.
+func (c *imageCacheFlags) parse(fs *flag.FlagSet, args []string, operand string) ([]string, error) {
+	var operands []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			operands = append(operands, rest...)
+			break
+		}
+		operands, args = append(operands, rest[0]), rest[1:]
 	}
-	if c.dir == "" || fs.NArg() == 0 {
+	if c.dir == "" || len(operands) == 0 {
 		fs.Usage()
-		return fmt.Errorf("--cache and at least one %s are required", operand)
+		return nil, fmt.Errorf("--cache and at least one %s are required", operand)
 	}
-	return nil
+	return operands, nil
 }
 
 // open opens the cache, which may reach the insecure registries over

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"io"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -28,7 +30,8 @@ func TestImagesLoadDockerSaveTarball(t *testing.T) {
 		t.Fatal(err)
 	}
 	cache := filepath.Join(dir, "cache")
-	out, err := exec.Command(binary, "images", "load", "--cache", cache, file).CombinedOutput()
+	// The file first, as the README writes it.
+	out, err := exec.Command(binary, "images", "load", file, "--cache", cache).CombinedOutput()
 	if err != nil {
 		t.Fatalf("images load: %v\n%s", err, out)
 	}
@@ -42,5 +45,34 @@ func TestImagesLoadDockerSaveTarball(t *testing.T) {
 	out, err = exec.Command(binary, "images", "load", "--cache", filepath.Join(dir, "cache2"), bad).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "notes.txt") {
 		t.Fatalf("a text file was accepted or not named: %v\n%s", err, out)
+	}
+}
+
+// TestImageCacheFlagsAfterOperands: `images load` and `images pull` take
+// their flags after the files or images too (the README's `images load
+// image.tar --cache DIR` once loaded "--cache" and DIR as files, with no
+// cache); after "--" everything is an operand.
+func TestImageCacheFlagsAfterOperands(t *testing.T) {
+	for _, c := range []struct {
+		args     []string
+		operands []string
+		dir      string
+	}{
+		{[]string{"--cache", "/c", "a.tar"}, []string{"a.tar"}, "/c"},
+		{[]string{"a.tar", "--cache", "/c"}, []string{"a.tar"}, "/c"},
+		{[]string{"a.tar", "--cache=/c", "b.tar", "--platform", "linux/arm64", "c.tar"}, []string{"a.tar", "b.tar", "c.tar"}, "/c"},
+		{[]string{"--cache", "/c", "--", "a.tar", "--platform"}, []string{"a.tar", "--platform"}, "/c"},
+	} {
+		fs, f := newImageCacheFlagSet("images load")
+		fs.SetOutput(io.Discard)
+		got, err := f.parse(fs, c.args, "FILE")
+		if err != nil || !slices.Equal(got, c.operands) || f.dir != c.dir {
+			t.Errorf("parse %q: operands %q, --cache %q, %v; want %q and %q", c.args, got, f.dir, err, c.operands, c.dir)
+		}
+	}
+	fs, f := newImageCacheFlagSet("images load")
+	fs.SetOutput(io.Discard)
+	if _, err := f.parse(fs, []string{"a.tar"}, "FILE"); err == nil || !strings.Contains(err.Error(), "--cache") {
+		t.Errorf("parse without --cache: %v, want an error naming --cache", err)
 	}
 }

@@ -1,18 +1,26 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/internal/grpctest"
 )
@@ -95,7 +103,7 @@ func TestHTTPListener(t *testing.T) {
 
 func TestLogFormat(t *testing.T) {
 	var buf bytes.Buffer
-	l, err := newLogger(&buf, "json")
+	l, err := logFlags{format: "json"}.newLogger(&buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +111,11 @@ func TestLogFormat(t *testing.T) {
 	if !strings.HasPrefix(buf.String(), `{"time":`) || !strings.Contains(buf.String(), `"msg":"hello","k":1`) {
 		t.Errorf("json log line %q", buf.String())
 	}
-	if _, err := newLogger(&buf, "xml"); err == nil || !strings.Contains(err.Error(), "--log-format") {
+	if _, err := (logFlags{format: "xml"}).newLogger(&buf); err == nil || !strings.Contains(err.Error(), "--log-format") {
 		t.Errorf("newLogger(xml) = %v, want an error naming the flag", err)
+	}
+	if _, err := (logFlags{level: "verbose"}).newLogger(&buf); err == nil || !strings.Contains(err.Error(), "--log-level") {
+		t.Errorf("newLogger(level verbose) = %v, want an error naming the flag", err)
 	}
 }
 
@@ -156,5 +167,48 @@ func TestHTTPListenerBoundsGRPCCalls(t *testing.T) {
 	}
 	if err == nil {
 		t.Fatalf("Watch %d, past the bound, was served", maxHTTPGRPCCalls+1)
+	}
+}
+
+// TestLogLevelDebugShowsAuthDecisions: docs/security.md says every auth
+// decision is logged at debug level; --log-level debug shows them, and
+// the default (info) does not.
+func TestLogLevelDebugShowsAuthDecisions(t *testing.T) {
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "auth.yaml")
+	sum := sha256.Sum256([]byte("token-a"))
+	os.WriteFile(policy, []byte("tenants:\n  - name: team-a\n    instance_prefixes: [team-a]\n    identities:\n      - {token_sha256: "+hex.EncodeToString(sum[:])+", permissions: [cas-read]}\n"), 0o600)
+	stderrOf := func(extra ...string) string {
+		var stderr bytes.Buffer
+		cmd := exec.Command(binary, append([]string{"storage", "--listen", "127.0.0.1:0", "--dir", t.TempDir(), "--auth", policy}, extra...)...)
+		cmd.Stderr = &stderr
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Process.Kill()
+		sc := bufio.NewScanner(stdout)
+		addr := ""
+		for addr == "" && sc.Scan() {
+			_, addr, _ = strings.Cut(sc.Text(), "paddock storage listening on ")
+		}
+		if addr == "" {
+			cmd.Wait()
+			t.Fatalf("storage %v exited without serving:\n%s", extra, stderr.String())
+		}
+		// No credential: UNAUTHENTICATED, a decision logged at debug.
+		_, err := repb.NewContentAddressableStorageClient(grpctest.Dial(t, addr)).FindMissingBlobs(context.Background(), &repb.FindMissingBlobsRequest{InstanceName: "team-a"})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("FindMissingBlobs without a token: %v, want UNAUTHENTICATED", err)
+		}
+		cmd.Process.Signal(syscall.SIGINT)
+		cmd.Wait()
+		return stderr.String()
+	}
+	if out := stderrOf("--log-level", "debug"); !strings.Contains(out, "level=DEBUG") || !strings.Contains(out, "auth: unauthenticated") {
+		t.Errorf("--log-level debug: the auth decision is not logged:\n%s", out)
+	}
+	if out := stderrOf(); strings.Contains(out, "level=DEBUG") || !strings.Contains(out, "level=INFO") {
+		t.Errorf("the default level logs debug lines, or no info line:\n%s", out)
 	}
 }

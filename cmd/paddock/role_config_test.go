@@ -143,3 +143,21 @@ func TestConfigRefusedByTheRoles(t *testing.T) {
 		}
 	}
 }
+
+// TestUpEmptyDataIsTheDefault: `data: ""` and `--data ""` mean the
+// default data directory, as configs/up.yaml says, not the current
+// directory (filepath.Abs of "", which put a farm's CAS wherever it was
+// started).
+func TestUpEmptyDataIsTheDefault(t *testing.T) {
+	empty := writeConfig(t, "up.yaml", "version: 1\ndata: \"\"\n")
+	other := writeConfig(t, "up.yaml", "version: 1\ndata: /elsewhere\n")
+	for _, args := range [][]string{{"--config", empty}, {"--data", ""}, {"--config", other, "--data="}} {
+		got := configs.DefaultUp("")
+		if err := configs.ParseFile(runPrintConfig(t, "up", args...), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Data != defaultDataDir() || got.Storage.Dir != filepath.Join(defaultDataDir(), "storage") {
+			t.Errorf("up %q: data %q, storage.dir %q; want the default %q", args, got.Data, got.Storage.Dir, defaultDataDir())
+		}
+	}
+}

@@ -11,14 +11,16 @@ import (
 )
 
 // roleFlags are the flags every serving role (storage, scheduler, worker,
-// runner) takes: --config and --print-config, --http-listen and
-// --log-format. They are registered and read here once, so that they
-// mean the same in each role. (`up` registers its own --http-listen, with
-// a default.)
+// runner) takes: --config and --print-config, --http-listen,
+// --pprof-listen, --log-format and --log-level. They are registered and
+// read here once, so that they mean the same in each role. (`up`
+// registers its own --http-listen, with a default, and --pprof-listen,
+// which its runner child follows.)
 type roleFlags struct {
 	configFlags
+	logFlags
 	httpAddr  string
-	logFormat string
+	pprofAddr string
 }
 
 // newRoleFlagSet is role's flag set with roleFlags registered; example is
@@ -32,12 +34,27 @@ func newRoleFlagSet(role, usage, example string) (*flag.FlagSet, *roleFlags) {
 	rf := &roleFlags{}
 	rf.configFlags.register(fs, example)
 	fs.StringVar(&rf.httpAddr, "http-listen", "", httpListenUsage)
-	fs.StringVar(&rf.logFormat, "log-format", "text", logFormatUsage)
+	fs.StringVar(&rf.pprofAddr, "pprof-listen", "", pprofFlagUsage)
+	rf.logFlags.register(fs)
 	return fs, rf
 }
 
-// logger is the role's logger on stderr, in --log-format.
-func (rf *roleFlags) logger() (*slog.Logger, error) { return newLogger(os.Stderr, rf.logFormat) }
+// setup returns the role's logger on stderr (--log-format, --log-level)
+// and, with --pprof-listen, serves Go profiles there (startPprof). Each
+// role calls it once its flags are parsed and its config is checked,
+// before it opens anything, so a profile covers its whole start.
+func (rf *roleFlags) setup() (*slog.Logger, error) {
+	logger, err := rf.newLogger(os.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	if rf.pprofAddr != "" {
+		if _, err := startPprof(rf.pprofAddr, logger); err != nil {
+			return nil, err
+		}
+	}
+	return logger, nil
+}
 
 // startHTTP serves obs's HTTP side on --http-listen, if given (see
 // observability.startHTTP), and prints the address it listens on.

@@ -29,7 +29,6 @@ func runRunner(ctx context.Context, args []string) error {
 	}
 	fs, rf := newRoleFlagSet("runner", "", "configs/runner.yaml")
 	registerRunnerFlags(fs, &file)
-	pprofAddr := fs.String("pprof-listen", "", pprofFlagUsage)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -40,18 +39,13 @@ func runRunner(ctx context.Context, args []string) error {
 	if rf.print {
 		return printConfig(os.Stdout, file)
 	}
-	logger, err := rf.logger()
+	logger, err := rf.setup()
 	if err != nil {
 		return err
 	}
 	obs := newObservability(logger)
 	runMetrics := runner.NewMetrics()
 	obs.reg.MustRegister(runMetrics.Collectors()...)
-	if *pprofAddr != "" {
-		if _, err := startPprof(*pprofAddr, logger); err != nil {
-			return err
-		}
-	}
 
 	launcher, err := sandbox.New(cfg.Sandbox)
 	if err != nil {
@@ -97,7 +91,7 @@ func runRunner(ctx context.Context, args []string) error {
 func registerRunnerFlags(fs *flag.FlagSet, cfg *configs.Runner) {
 	fs.StringVar(&cfg.Socket, "socket", cfg.Socket, "UNIX socket to serve on (socket)")
 	fs.StringVar(&cfg.StateDir, "state", cfg.StateDir, "state directory: bundles and, by default, the image cache (state_dir)")
-	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "the actions the worker runs at once, which sizes the default memory limit (host memory / concurrency); 0: the number of CPUs (concurrency)")
+	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "the actions the worker runs at once (give the worker's --concurrency), which sizes the default memory limit (host memory / concurrency); 0: the number of CPUs (concurrency)")
 	fs.Var((*hiddenPaths)(&cfg.HostHiddenPaths), "hide", "a host path to hide from actions on the host's root, in addition to the config's host_hidden_paths (repeatable; e.g. the worker's data directory)")
 }
 

@@ -21,7 +21,10 @@ const schedulerUsage = `usage:
   paddock scheduler --listen ADDR --storage ADDR [--config FILE] [--journal-dir DIR] [--print-config]
   paddock scheduler drain --scheduler ADDR --worker ID [--wait]
   paddock scheduler undrain --scheduler ADDR --worker ID
-`
+
+Serves the Execution and Operations APIs (with Capabilities and the storage
+at --storage in front) and the worker protocol on --listen.
+` + exposureUsage
 
 // runScheduler serves the Execution and Operations APIs and the worker
 // protocol, or runs the drain and undrain admin commands.
@@ -45,7 +48,7 @@ func runScheduler(ctx context.Context, args []string) error {
 	if done, err := finishSchedulerConfig(cfg, rf.configFlags, fs); done {
 		return err
 	}
-	logger, err := rf.logger()
+	logger, err := rf.setup()
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,15 @@ import (
 	"github.com/paddock-build/paddock/internal/grpclimit"
 )
 
+// exposureUsage is what the storage and scheduler usages say of their
+// listeners: the rule of auth.CheckExposure (serverOptions), whose
+// choice the container images' default arguments (--help) leave to the
+// operator.
+const exposureUsage = `Any address but loopback (and so any a container is reached on) needs
+TLS and an auth policy (--tls-cert, --tls-key, --auth; docs/security.md),
+or --insecure on a network you trust.
+`
+
 // serverSecurity is what a role that serves gRPC needs to serve it safely:
 // TLS files, the auth policy, and the explicit --insecure for a
 // non-loopback address without them.

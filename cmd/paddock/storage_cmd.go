@@ -21,12 +21,19 @@ import (
 	"github.com/paddock-build/paddock/worker"
 )
 
+const storageUsage = `usage: paddock storage [--config FILE] [--listen ADDR] [--dir DIR] [flags]
+
+Serves the CAS, the action cache, ByteStream, Capabilities and the Remote
+Asset API on ADDR, its data under DIR (on disk, or another backend: see
+configs/storage.yaml).
+` + exposureUsage
+
 func runStorage(ctx context.Context, args []string) error {
 	cfg, err := loadRoleConfig(args, configs.DefaultStorage)
 	if err != nil {
 		return err
 	}
-	fs, rf := newRoleFlagSet("storage", "", "configs/storage.yaml")
+	fs, rf := newRoleFlagSet("storage", storageUsage, "configs/storage.yaml")
 	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "gRPC address for CAS, Action Cache, ByteStream, Capabilities and the Remote Asset API (listen)")
 	fs.StringVar(&cfg.Dir, "dir", cfg.Dir, "data directory: the disk backend's blobs and the asset records (dir)")
 	var sec serverSecurity
@@ -44,7 +51,7 @@ func runStorage(ctx context.Context, args []string) error {
 	if rf.print {
 		return printConfig(os.Stdout, cfg)
 	}
-	logger, err := rf.logger()
+	logger, err := rf.setup()
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,7 @@ func runUp(ctx context.Context, args []string) error {
 	registerUpFlags(fs, &cfg)
 	pprofAddr := fs.String("pprof-listen", "", pprofFlagUsage+"; the runner child then serves its own on the same host, port 0 (both addresses are logged)")
 	httpAddr := fs.String("http-listen", "127.0.0.1:8990", httpListenUsage+"; the runner child's metrics are served here too")
-	logFormat := fs.String("log-format", "text", logFormatUsage)
+	logs := newLogFlags(fs)
 	sec := newServerSecurity(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -61,7 +61,7 @@ func runUp(ctx context.Context, args []string) error {
 		return err
 	}
 	defer unlock()
-	logger, err := newLogger(os.Stderr, *logFormat)
+	logger, err := logs.newLogger(os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -79,7 +79,7 @@ func runUp(ctx context.Context, args []string) error {
 	farm, stopFarm := context.WithCancel(ctx) // ep.serve stops the farm if it fails
 	defer stopFarm()
 	served := ep.serve(farm, stopFarm)
-	sock, runnerDone, err := startRunnerChild(farm, cfg, *pprofAddr, *logFormat, ep.obs, logger)
+	sock, runnerDone, err := startRunnerChild(farm, cfg, *pprofAddr, *logs, ep.obs, logger)
 	if err != nil {
 		return err
 	}
@@ -123,8 +123,13 @@ func registerUpFlags(fs *flag.FlagSet, cfg *configs.Up) {
 
 // resolveUpConfig makes the data directory absolute, derives up's layout
 // from it (configs.Up.Resolve) and validates the sections the packages
-// check.
+// check. An empty data directory (`data: ""`, `--data ""`) is the default
+// one, as configs/up.yaml says, not the current directory, which
+// filepath.Abs would make of it.
 func resolveUpConfig(cfg *configs.Up) error {
+	if cfg.Data == "" {
+		cfg.Data = defaultDataDir()
+	}
 	var err error
 	if cfg.Data, err = filepath.Abs(cfg.Data); err != nil {
 		return err
@@ -295,7 +300,11 @@ func superviseChild(ctx context.Context, logger *slog.Logger, args []string) <-c
 		defer close(done)
 		for ctx.Err() == nil {
 			cmd := exec.Command(exe, args...)
-			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			// The child's stdout is not kept: it holds only the banner
+			// scripts read from a role started alone ("paddock runner
+			// listening on …"), which the child logs too; copied to
+			// stderr it was the one line there not in --log-format.
+			cmd.Stderr = os.Stderr
 			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 			if err := cmd.Start(); err != nil {
 				logger.Error("start child", "args", args, "error", err)

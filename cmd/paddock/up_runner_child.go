@@ -19,7 +19,7 @@ import (
 // and a channel closed once the last child is gone. The child serves its
 // metrics on a UNIX socket in the data directory, which obs gathers into
 // up's own /metrics.
-func startRunnerChild(ctx context.Context, cfg configs.Up, pprofAddr, logFormat string, obs *observability, logger *slog.Logger) (string, <-chan struct{}, error) {
+func startRunnerChild(ctx context.Context, cfg configs.Up, pprofAddr string, logs logFlags, obs *observability, logger *slog.Logger) (string, <-chan struct{}, error) {
 	sock := cfg.Runner.Socket
 	runnerHTTP := filepath.Join(cfg.Data, "runner-http.sock")
 	file := filepath.Join(cfg.Data, "runner.yaml")
@@ -30,7 +30,7 @@ func startRunnerChild(ctx context.Context, cfg configs.Up, pprofAddr, logFormat 
 	if err := os.WriteFile(file, b, 0o600); err != nil {
 		return "", nil, err
 	}
-	args := []string{"runner", "--config", file, "--http-listen", "unix:" + runnerHTTP, "--log-format", logFormat}
+	args := append([]string{"runner", "--config", file, "--http-listen", "unix:" + runnerHTTP}, logs.childArgs()...)
 	obs.gather = mergeGatherers{own: obs.gather, child: newChildMetrics(runnerHTTP)}
 	if pprofAddr != "" {
 		host, _, _ := net.SplitHostPort(pprofAddr)

@@ -60,7 +60,7 @@ func runWorker(ctx context.Context, args []string) error {
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
 	}
-	logger, err := rf.logger()
+	logger, err := rf.setup()
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestUpLogsInItsFormatAndLevel: with --log-format json every line `paddock
+// up` writes on stderr is a JSON object, its runner child's included (the
+// child's "paddock runner listening on" banner was copied there as plain
+// text), and --log-level reaches the child too.
+func TestUpLogsInItsFormatAndLevel(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("paddock up starts a runner, which needs root")
+	}
+	stderr := runUpBriefly(t, "--log-format", "json")
+	if !strings.Contains(stderr, `"msg":"runner serving"`) {
+		t.Errorf("the runner child's log is missing:\n%s", stderr)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(stderr), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("--log-format json: a line that is not JSON: %q", line)
+		}
+	}
+	stderr = runUpBriefly(t, "--log-format", "json", "--log-level", "warn")
+	if strings.Contains(stderr, `"level":"INFO"`) {
+		t.Errorf("--log-level warn: info lines logged (the runner child's \"runner serving\" among them?):\n%s", stderr)
+	}
+}
+
+// runUpBriefly starts `paddock up` with args on a data directory of its
+// own, stops it (SIGINT) once it prints its banner, and returns its stderr.
+func runUpBriefly(t *testing.T, args ...string) string {
+	t.Helper()
+	// The sandboxes' users must be able to search the data directory's
+	// parents: not t.TempDir's, which are 0700.
+	dir, err := os.MkdirTemp("", "paddock-up-logs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(binary, append([]string{"up", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--http-listen", ""}, args...)...)
+	cmd.Stderr = &stderr
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	sc := bufio.NewScanner(stdout)
+	up := false
+	for !up && sc.Scan() {
+		up = strings.HasPrefix(sc.Text(), "paddock is up")
+	}
+	if !up {
+		cmd.Wait()
+		t.Fatalf("paddock up %v exited before it was up:\n%s", args, stderr.String())
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("paddock up %v did not stop cleanly: %v", args, err)
+	}
+	return stderr.String()
+}
