@@ -6,6 +6,8 @@ import (
 	rapb "github.com/bazelbuild/remote-apis/build/bazel/remote/asset/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/paddock-build/paddock/auth"
 )
 
 // Proxy serves Fetch and Push by forwarding every call to the storage
@@ -30,15 +32,19 @@ func (p *Proxy) Register(g *grpc.Server) {
 }
 
 // forward returns ctx with the caller's RequestMetadata as outgoing
-// metadata, and nothing else: the proxy calls storage with its own
-// credentials, so the caller's must not travel along.
+// metadata, and the caller's tenant (auth.ForwardTenant): the proxy calls
+// storage with its own credentials, so the caller's must not travel
+// along, but storage counts the call in the tenant's shares (its
+// downloads among them) and lets it push as the tenant, when the policy
+// lists this scheduler under schedulers. Nothing else of the caller's
+// metadata is passed on: a header a client sent naming a tenant is not.
 func forward(ctx context.Context) context.Context {
 	in, _ := metadata.FromIncomingContext(ctx)
 	out := metadata.MD{}
 	if v := in.Get(requestMetadataHeader); len(v) > 0 {
 		out.Set(requestMetadataHeader, v...)
 	}
-	return metadata.NewOutgoingContext(ctx, out)
+	return auth.ForwardTenant(metadata.NewOutgoingContext(ctx, out))
 }
 
 type fetchProxy struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -19,8 +20,18 @@ const authorizationHeader = "authorization"
 
 // Authenticate finds the caller of ctx: a bearer token if one was sent
 // (a token that is sent must be good, even if a certificate would be),
-// else a verified client certificate. UNAUTHENTICATED otherwise.
+// else a verified client certificate. UNAUTHENTICATED otherwise. A
+// scheduler's call made for a tenant is that tenant's (actingFor).
 func (p *Policy) Authenticate(ctx context.Context) (*Principal, error) {
+	pr, err := p.credentialHolder(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return p.actingFor(ctx, pr)
+}
+
+// credentialHolder is the identity of the credential ctx's call carries.
+func (p *Policy) credentialHolder(ctx context.Context) (*Principal, error) {
 	if md, ok := metadata.FromIncomingContext(ctx); ok {
 		if vals := md.Get(authorizationHeader); len(vals) > 0 {
 			// The same header twice (a client that adds it at two layers)
@@ -38,6 +49,36 @@ func (p *Policy) Authenticate(ctx context.Context) (*Principal, error) {
 		return p.AuthenticateCertificate(cert)
 	}
 	return nil, status.Error(codes.Unauthenticated, "no credentials: send a bearer token (authorization: Bearer TOKEN) or a client certificate")
+}
+
+// actingFor is who pr acts as in the call of ctx. A scheduler forwards
+// the calls of the tenants' clients it authenticated to storage over its
+// own connection, naming the tenant in OnBehalfOfHeader (ForwardTenant);
+// as the scheduler itself, every tenant's call there was one caller's, so
+// no tenant's share applied to it, and a tenant's Push was refused as a
+// worker's. A scheduler's call that names a tenant is therefore made as
+// that tenant with the scheduler's storage permissions, on the tenant's
+// instance names only, Push included (the scheduler checked the client's
+// own permission before forwarding). A tenant the policy does not know is
+// PERMISSION_DENIED. From anyone else the header is ignored: it grants
+// nothing to them, and a policy that still lists the scheduler under
+// workers keeps working as before.
+func (p *Policy) actingFor(ctx context.Context, pr *Principal) (*Principal, error) {
+	if !pr.Scheduler {
+		return pr, nil
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	vals := md.Get(OnBehalfOfHeader)
+	if len(vals) == 0 {
+		return pr, nil
+	}
+	tenant := vals[0]
+	prefixes, ok := p.prefixes[tenant]
+	if !ok || slices.ContainsFunc(vals, func(v string) bool { return v != tenant }) {
+		return nil, status.Errorf(codes.PermissionDenied, "%s names %q, which is not one tenant of this server's policy", OnBehalfOfHeader, vals)
+	}
+	return &Principal{Name: pr.Name + " for " + tenant, Tenant: tenant, prefixes: prefixes,
+		perms: bit(CASRead) | bit(CASWrite) | bit(ACRead) | bit(ACWrite)}, nil
 }
 
 // AuthenticateBearer finds the caller of an HTTP request by its

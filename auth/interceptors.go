@@ -38,42 +38,29 @@ func (a *Interceptors) ServerOptions() []grpc.ServerOption {
 }
 
 func (a *Interceptors) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	r, pr, err := a.authenticate(ctx, info.FullMethod)
-	if err == nil && !r.public {
-		err = a.authorize(ctx, info.FullMethod, r, pr, req)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if pr == nil { // a public method: unary, so quick (Health/Check)
-		return handler(ctx, req)
-	}
-	done, err := a.calls.take(pr.Tenant)
+	r, pr, done, err := a.enter(ctx, info.FullMethod, true)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
+	if r.public {
+		return handler(ctx, req)
+	}
+	if err := a.authorize(ctx, info.FullMethod, r, pr, req); err != nil {
+		return nil, err
+	}
 	return handler(NewContext(ctx, pr), req)
 }
 
 func (a *Interceptors) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	r, pr, err := a.authenticate(ss.Context(), info.FullMethod)
-	if err != nil {
-		return err
-	}
-	if r.public {
-		done, err := a.calls.take(publicParty)
-		if err != nil {
-			return err
-		}
-		defer done()
-		return handler(srv, ss)
-	}
-	done, err := a.calls.take(pr.Tenant)
+	r, pr, done, err := a.enter(ss.Context(), info.FullMethod, false)
 	if err != nil {
 		return err
 	}
 	defer done()
+	if r.public {
+		return handler(srv, ss)
+	}
 	ws := &authorizedStream{ServerStream: ss, ctx: NewContext(ss.Context(), pr)}
 	if r.instance == nil {
 		if err := a.authorize(ss.Context(), info.FullMethod, r, pr, nil); err != nil {
@@ -131,7 +118,9 @@ func (a *Interceptors) authorize(ctx context.Context, method string, r rule, pr 
 func check(r rule, pr *Principal, instance string, hasInstance bool) error {
 	switch {
 	case r.worker:
-		if !pr.Worker {
+		// A scheduler never registers as a worker: its key should not
+		// be given every tenant's actions.
+		if !pr.Worker || pr.Scheduler {
 			return status.Error(codes.PermissionDenied, "only worker identities may use the worker protocol")
 		}
 		return nil

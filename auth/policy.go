@@ -19,8 +19,9 @@ type Policy struct {
 	tokens      map[[32]byte]*Principal
 	certs       map[string]*Principal
 	jwtSubjects map[string]*Principal
-	jwt         *jwtVerifier      // nil without a jwt section
-	limits      map[string]Limits // by tenant; only tenants with a limit
+	jwt         *jwtVerifier        // nil without a jwt section
+	limits      map[string]Limits   // by tenant; only tenants with a limit
+	prefixes    map[string][]string // every tenant's instance prefixes, by tenant
 }
 
 // owner is one tenant's instance prefix and the CAS partition it maps to.
@@ -80,9 +81,13 @@ type Principal struct {
 	Tenant string
 	// Worker is a farm component: the worker protocol and storage for
 	// every instance, nothing else.
-	Worker   bool
-	prefixes []string
-	perms    permSet
+	Worker bool
+	// Scheduler is a scheduler in front of a separate storage (a Worker
+	// too, without the worker protocol): at storage, its calls that name
+	// a tenant (OnBehalfOfHeader) are that tenant's (Policy.actingFor).
+	Scheduler bool
+	prefixes  []string
+	perms     permSet
 }
 
 // Allowed reports whether p holds perm on instance.
@@ -158,14 +163,14 @@ func compilePolicy(b []byte, dir string) (*Policy, error) {
 		return nil, err
 	}
 	p := &Policy{tokens: map[[32]byte]*Principal{}, certs: map[string]*Principal{}, jwtSubjects: map[string]*Principal{},
-		limits: map[string]Limits{}}
+		limits: map[string]Limits{}, prefixes: map[string][]string{}}
 	if pf.JWT.JWKS != "" || len(pf.JWT.Keys) > 0 {
 		if p.jwt, err = newJWTVerifier(pf.JWT, dir, root); err != nil {
 			return nil, err
 		}
 	}
-	if len(pf.Tenants) == 0 && len(pf.Workers) == 0 {
-		return nil, fmt.Errorf("line %d: a policy needs tenants or workers", lineOf(root))
+	if len(pf.Tenants) == 0 && len(pf.Workers) == 0 && len(pf.Schedulers) == 0 {
+		return nil, fmt.Errorf("line %d: a policy needs tenants or workers (or schedulers)", lineOf(root))
 	}
 	if err := p.addOwners(pf, root); err != nil {
 		return nil, err
@@ -183,6 +188,7 @@ func compilePolicy(b []byte, dir string) (*Policy, error) {
 		if len(t.InstancePrefixes) == 0 {
 			return nil, fmt.Errorf("line %d: tenant %q has no instance_prefixes", at(), t.Name)
 		}
+		p.prefixes[t.Name] = t.InstancePrefixes
 		if err := p.addLimits(t, i, root); err != nil {
 			return nil, err
 		}
@@ -200,15 +206,30 @@ func compilePolicy(b []byte, dir string) (*Policy, error) {
 			}
 		}
 	}
-	for j, id := range pf.Workers {
-		if len(id.Permissions) > 0 {
-			return nil, fmt.Errorf("line %d: workers take no permissions: they have exactly the worker's", lineOf(root, "workers", j, "permissions"))
-		}
-		if err := p.add(id, &Principal{Worker: true, Name: "worker/" + id.Name}); err != nil {
-			return nil, fmt.Errorf("line %d: worker: %w", lineOf(root, "workers", j), err)
-		}
+	if err := p.addComponents(pf, root); err != nil {
+		return nil, err
 	}
 	return p, nil
+}
+
+// addComponents files the policy's workers and schedulers, which take no
+// permissions: they have exactly their class's.
+func (p *Policy) addComponents(pf PolicyFile, root *yaml.Node) error {
+	for _, c := range []struct {
+		key, class string
+		ids        []IdentityConfig
+		scheduler  bool
+	}{{"workers", "worker", pf.Workers, false}, {"schedulers", "scheduler", pf.Schedulers, true}} {
+		for j, id := range c.ids {
+			if len(id.Permissions) > 0 {
+				return fmt.Errorf("line %d: %s take no permissions: they have exactly the %s's", lineOf(root, c.key, j, "permissions"), c.key, c.class)
+			}
+			if err := p.add(id, &Principal{Worker: true, Scheduler: c.scheduler, Name: c.class + "/" + id.Name}); err != nil {
+				return fmt.Errorf("line %d: %s: %w", lineOf(root, c.key, j), c.class, err)
+			}
+		}
+	}
+	return nil
 }
 
 // add files pr under the one credential id names.

@@ -19,9 +19,16 @@ type PolicyFile struct {
 	// Tenants are the clients, each with the instance names it owns.
 	Tenants []TenantConfig `yaml:"tenants"`
 	// Workers are the identities of farm components: workers (the worker
-	// protocol, and storage for any instance) and a scheduler reading a
-	// separate storage. No client identity may register a worker.
+	// protocol, and storage for any instance), and a scheduler reading a
+	// separate storage that is not listed in Schedulers. No client
+	// identity may register a worker.
 	Workers []IdentityConfig `yaml:"workers"`
+	// Schedulers are the identities of schedulers in front of a separate
+	// storage: storage for any instance, as a worker, but not the worker
+	// protocol; and the calls a scheduler forwards for a tenant's client
+	// count as that tenant's at storage (OnBehalfOfHeader), so that the
+	// tenant's shares apply there and it may push Remote Asset records.
+	Schedulers []IdentityConfig `yaml:"schedulers"`
 }
 
 // JWTConfig says which JWTs are accepted: signed by one of Keys or JWKS,
@@ -71,7 +78,8 @@ type IdentityConfig struct {
 	Certificate string `yaml:"certificate"`
 	// JWTSubject is the "sub" claim of an accepted JWT.
 	JWTSubject string `yaml:"jwt_subject"`
-	// Permissions on the tenant's instance names (not for workers).
+	// Permissions on the tenant's instance names (not for workers or
+	// schedulers).
 	Permissions []string `yaml:"permissions"`
 }
 

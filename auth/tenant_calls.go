@@ -8,23 +8,33 @@ import (
 )
 
 // tenantCalls bounds each tenant's calls in progress. A server's bound on
-// calls (internal/grpclimit) is counted before anyone is authenticated,
-// for the process's memory; without a share, one tenant's idle streams
-// could hold all of it, and every other tenant's calls were refused.
+// calls (internal/grpclimit) is for the process's memory; without a
+// share, one tenant's idle streams could hold all of it, and every other
+// tenant's calls were refused. The share is taken in the server's tap
+// (Interceptors.Admit) where there is one, so that a call counts from its
+// headers on, before its request has arrived.
 // Calls of the public methods (health), which need no credentials, count
 // as one party of their own with a small bound (maxPublicCalls): before,
 // anyone reaching the port held the whole bound with idle health Watch
-// streams. Identified callers without a tenant (workers, the farm's own
-// clients) are not counted here.
+// streams. Health Check counts as another such party (partyOf).
+// Identified callers without a tenant (workers, schedulers acting for
+// themselves, the farm's own clients) are not counted here.
 type tenantCalls struct {
 	max  int
 	mu   sync.Mutex
 	open map[string]int
 }
 
-// publicParty is the key the public methods' calls count under: no
-// tenant name can be it (tenant names are printable).
-const publicParty = "\x00public"
+// publicParty is the key the public methods' calls count under, and
+// healthCheckParty that of Health Check's (partyOf): no tenant name can
+// be either (tenant names are printable).
+const (
+	publicParty      = "\x00public"
+	healthCheckParty = "\x00health-check"
+)
+
+// healthCheck is the method partyOf counts apart.
+const healthCheck = "/grpc.health.v1.Health/Check"
 
 // maxPublicCalls bounds the public methods' calls in progress: health
 // probes need a handful.
@@ -38,7 +48,7 @@ func (c *tenantCalls) take(tenant string) (func(), error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if tenant == publicParty && c.open[tenant] >= min(c.max, maxPublicCalls) {
+	if (tenant == publicParty || tenant == healthCheckParty) && c.open[tenant] >= min(c.max, maxPublicCalls) {
 		return nil, status.Errorf(codes.ResourceExhausted, "%d calls of public methods (health) are in progress, as many as this server takes at once; retry later", c.open[tenant])
 	}
 	if c.open[tenant] >= c.max {

@@ -6,6 +6,7 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
 
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
 )
 
@@ -25,9 +26,25 @@ type RemoteActionCache struct {
 }
 
 // NewRemoteActionCache returns an ActionCache that talks to conn and sends
-// each call's instance name as it is.
+// each call's instance name as it is, and its caller's tenant
+// (forwardingConn), as a RemoteBlobStore with ForwardInstance does.
 func NewRemoteActionCache(conn grpc.ClientConnInterface) *RemoteActionCache {
-	return NewRemoteActionCacheUnder(conn, "")
+	return NewRemoteActionCacheUnder(forwardingConn(conn, true), "")
+}
+
+// forwardingConn is conn, sending with each call the tenant of the
+// caller it is made for when forward is set (auth.ForwardTenants): a
+// scheduler's front reaches storage for every tenant over one connection
+// under its own credential, and storage counts each call in its tenant's
+// shares only when told whose it is. Only where the instance name is the
+// caller's own: a front that keeps every caller under a configured name
+// (NewRemoteActionCacheUnder, RemoteOptions.InstanceName) is one client of
+// its remote, not its tenants'.
+func forwardingConn(conn grpc.ClientConnInterface, forward bool) grpc.ClientConnInterface {
+	if !forward {
+		return conn
+	}
+	return auth.ForwardTenants(conn)
 }
 
 // NewRemoteActionCacheUnder returns an ActionCache that talks to conn and

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"github.com/google/uuid"
 	"google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -23,10 +22,10 @@ type RemoteOptions struct {
 	// InstanceName is used for every CAS request to the remote endpoint,
 	// unless ForwardInstance.
 	InstanceName string
-	// ForwardInstance sends the instance name of each call's context
-	// (WithInstance) instead, so that a Paddock storage with tenant
-	// partitions serves the partition of the action's instance. Workers and
-	// schedulers set it; a storage in front of another CAS does not.
+	// ForwardInstance sends each call's instance name (WithInstance) and
+	// caller's tenant (forwardingConn) instead: a Paddock storage then
+	// serves the instance's partition and counts the tenant's shares.
+	// Workers and schedulers set it; a storage in front of another CAS does not.
 	ForwardInstance bool
 	// MaxBatchBytes, when set, bounds a batch request (and the reply it
 	// asks for) below what the remote advertises, in bytes of the whole
@@ -63,6 +62,7 @@ const findMissingChunk = 10000
 // call: a remote that is down when its front starts is asked for its
 // limits once it answers.
 func NewRemoteBlobStore(conn grpc.ClientConnInterface, opts RemoteOptions) *RemoteBlobStore {
+	conn = forwardingConn(conn, opts.ForwardInstance)
 	s := &RemoteBlobStore{
 		cas:  repb.NewContentAddressableStorageClient(conn),
 		bs:   bytestream.NewByteStreamClient(conn),
@@ -380,65 +380,6 @@ func (s *RemoteBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader)
 		return status.Errorf(codes.InvalidArgument, "data hash to %s, not %s", got, d)
 	}
 	return s.updateBatch(ctx, d.Function(), []digest.Digest{d}, map[digest.Digest][]byte{d: data})
-}
-
-// writeStream uploads d, its bytes read from r, with ByteStream. Each
-// message carries what one Read of r returns, and the stream opens with
-// the first: r may be a slow client's upload through a scheduler, and
-// the server closes a connection when an upload's next message takes
-// longer than its request timeout. That connection is shared by every
-// tenant's calls through the scheduler, so waiting to fill a whole chunk
-// let one client trickling its upload fail everyone else's calls.
-func (s *RemoteBlobStore) writeStream(ctx context.Context, d digest.Digest, r io.Reader) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	name := digest.ResourceName{InstanceName: s.instance(ctx), UploadID: uuid.NewString(), Digest: d}.String()
-	buf := make([]byte, streamChunkBytes)
-	var stream bytestream.ByteStream_WriteClient
-	var off int64
-	for {
-		n, rerr := r.Read(buf)
-		if rerr != nil && rerr != io.EOF {
-			return rerr
-		}
-		if off+int64(n) > d.SizeBytes() {
-			return status.Errorf(codes.InvalidArgument, "blob %s: more bytes than its size", d)
-		}
-		last := off+int64(n) == d.SizeBytes()
-		if rerr == io.EOF && !last {
-			return status.Errorf(codes.InvalidArgument, "blob %s: got %d bytes, digest says %d", d, off+int64(n), d.SizeBytes())
-		}
-		if n == 0 && !last {
-			continue
-		}
-		if stream == nil {
-			var err error
-			if stream, err = s.bs.Write(ctx); err != nil {
-				return fmt.Errorf("remote ByteStream.Write %s: %w", d, err)
-			}
-		}
-		req := &bytestream.WriteRequest{WriteOffset: off, Data: buf[:n], FinishWrite: last}
-		if off == 0 {
-			req.ResourceName = name
-		}
-		if err := stream.Send(req); err != nil {
-			// io.EOF: the server ended the stream (blob already present,
-			// or an error); CloseAndRecv says which.
-			break
-		}
-		off += int64(n)
-		if last {
-			break
-		}
-	}
-	resp, err := stream.CloseAndRecv()
-	if err != nil {
-		return fmt.Errorf("remote ByteStream.Write %s: %w", d, err)
-	}
-	if resp.CommittedSize != d.SizeBytes() && resp.CommittedSize != -1 {
-		return status.Errorf(codes.DataLoss, "remote committed %d bytes of %s", resp.CommittedSize, d)
-	}
-	return nil
 }
 
 var (

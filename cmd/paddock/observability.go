@@ -72,7 +72,7 @@ func (o *observability) newGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 	opts = append(opts,
 		grpc.ChainUnaryInterceptor(o.rpc.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(o.rpc.StreamServerInterceptor()))
-	opts = append(opts, grpclimit.New(0).ServerOptions()...)
+	opts = append(opts, grpclimit.New(0).ServerOptions(opts...)...)
 	return grpc.NewServer(opts...)
 }
 

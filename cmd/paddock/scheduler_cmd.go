@@ -207,7 +207,7 @@ func serveInternal(ctx context.Context, s *scheduler.Scheduler, addr string, sec
 	if err != nil {
 		return err
 	}
-	g := grpc.NewServer(append(opts, grpclimit.New(0).ServerOptions()...)...)
+	g := grpc.NewServer(append(opts, grpclimit.New(0).ServerOptions(opts...)...)...)
 	s.RegisterInternal(g)
 	lis, err := listenTCP(addr)
 	if err != nil {

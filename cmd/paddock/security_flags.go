@@ -67,7 +67,10 @@ func (s *serverSecurity) serverOptions(addr string, logger *slog.Logger) ([]grpc
 		return nil, nil, err
 	}
 	// A tenant may hold half of a server's bound on calls (grpclimit).
-	opts := auth.NewInterceptors(policy, logger).LimitTenantCalls(grpclimit.DefaultMax() / 2).ServerOptions()
+	ic := auth.NewInterceptors(policy, logger).LimitTenantCalls(grpclimit.DefaultMax() / 2)
+	// The server's one tap (grpclimit) authenticates each call from its
+	// headers, and takes its tenant's share, before its request is read.
+	opts := append(ic.ServerOptions(), grpclimit.WithAdmission(ic.Admit))
 	if useTLS {
 		cfg, err := auth.ServerTLS(s.tls, logger)
 		if err != nil {

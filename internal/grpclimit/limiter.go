@@ -88,16 +88,31 @@ const MaxHeaderBytes = 16 << 10
 
 // ServerOptions returns the options that make a server keep the bound,
 // bound each call's headers, and take clients' keepalive pings at up to
-// one per MinPingInterval.
-func (l *Limiter) ServerOptions() []grpc.ServerOption {
-	return append(keepaliveOptions(), grpc.InTapHandle(l.tap), grpc.StatsHandler(l), grpc.MaxHeaderListSize(MaxHeaderBytes))
+// one per MinPingInterval. others are the server's other options: the
+// Admissions among them (WithAdmission) run in the Limiter's tap, in
+// their order, for each stream within the bound.
+func (l *Limiter) ServerOptions(others ...grpc.ServerOption) []grpc.ServerOption {
+	admissions := admissionsIn(others)
+	chained := func(ctx context.Context, info *tap.Info) (context.Context, error) {
+		ctx, err := l.tap(ctx, info)
+		for _, admit := range admissions {
+			if err != nil {
+				break
+			}
+			ctx, err = admit(ctx, info)
+		}
+		return ctx, err
+	}
+	return append(keepaliveOptions(), grpc.InTapHandle(chained), grpc.StatsHandler(l), grpc.MaxHeaderListSize(MaxHeaderBytes))
 }
 
 // Active reports the calls in progress.
 func (l *Limiter) Active() int64 { return l.active.Load() }
 
-// healthCheck is never refused: it is quick, and orchestrators that probe
-// it would otherwise restart a server that is only busy.
+// healthCheck is never refused by the bound: it is quick, and
+// orchestrators that probe it would otherwise restart a server that is
+// only busy. It still meets the Admissions (WithAdmission): auth bounds
+// Checks whose requests never come by a share of their own.
 const healthCheck = "/grpc.health.v1.Health/Check"
 
 // tap runs for each new stream, before the server starts a goroutine or
