@@ -165,7 +165,8 @@ func TestBazelThroughTLS(t *testing.T) {
 // TestRolesOverMTLS: storage, scheduler and worker as separate processes,
 // every connection between them TLS with client certificates: the worker
 // to the scheduler's worker listener and to storage, the scheduler to
-// storage. A client with a token runs an action through them, and one on
+// storage (listed under schedulers in the policy, so that the calls it
+// forwards count as their tenant's there). A client with a token runs an action through them, and one on
 // a private image: the worker, given the policy (--auth), tells the runner
 // the action's tenant, whose registry credentials only the runner holds.
 func TestRolesOverMTLS(t *testing.T) {
@@ -187,6 +188,7 @@ func TestRolesOverMTLS(t *testing.T) {
       - {token_sha256: %s, permissions: [admin]}
 workers:
   - {name: worker, certificate: "spiffe://paddock.test/worker"}
+schedulers:
   - {name: scheduler, certificate: "spiffe://paddock.test/scheduler"}
 `, h(p.rw), h(admin))), 0o600); err != nil {
 		t.Fatal(err)
