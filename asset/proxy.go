@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/paddock-build/paddock/auth"
+	"github.com/paddock-build/paddock/internal/hops"
 )
 
 // Proxy serves Fetch and Push by forwarding every call to the storage
@@ -22,6 +23,7 @@ type Proxy struct {
 
 // NewProxy forwards to the Remote Asset API served at conn.
 func NewProxy(conn grpc.ClientConnInterface) *Proxy {
+	conn = hops.Conn(conn) // a proxy pointed back at itself is refused, not a loop
 	return &Proxy{fetch: rapb.NewFetchClient(conn), push: rapb.NewPushClient(conn)}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/hops"
 )
 
 // RemoteActionCache is an ActionCache over another REv2 endpoint's
@@ -52,7 +53,7 @@ func forwardingConn(conn grpc.ClientConnInterface, forward bool) grpc.ClientConn
 // front's CAS calls use (RemoteOptions.InstanceName), so that a remote
 // serving only that instance serves the action cache too.
 func NewRemoteActionCacheUnder(conn grpc.ClientConnInterface, instance string) *RemoteActionCache {
-	return &RemoteActionCache{ac: repb.NewActionCacheClient(conn), instance: instance}
+	return &RemoteActionCache{ac: repb.NewActionCacheClient(hops.Conn(conn)), instance: instance}
 }
 
 // remoteACInstance is the remote instance name under which a front

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/hops"
 )
 
 // RemoteOptions configures the remote backends.
@@ -62,7 +63,7 @@ const findMissingChunk = 10000
 // call: a remote that is down when its front starts is asked for its
 // limits once it answers.
 func NewRemoteBlobStore(conn grpc.ClientConnInterface, opts RemoteOptions) *RemoteBlobStore {
-	conn = forwardingConn(conn, opts.ForwardInstance)
+	conn = hops.Conn(forwardingConn(conn, opts.ForwardInstance))
 	s := &RemoteBlobStore{
 		cas:  repb.NewContentAddressableStorageClient(conn),
 		bs:   bytestream.NewByteStreamClient(conn),
