@@ -9,9 +9,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
@@ -158,11 +160,23 @@ func ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.StaticStreamWindowSize(socketWindow), grpc.StaticConnWindowSize(socketWindow)}
 }
 
+// socketMaxDelay bounds the pause between attempts to reach the runner
+// while it is away (the backoff starts at 100 ms). gRPC's default grows
+// to 120 s, meant for remote servers: a worker whose runner had restarted
+// kept failing actions ("runner not ready after 30s ... connection
+// refused") for up to two minutes after the runner was back. Trying a
+// local socket costs next to nothing.
+const socketMaxDelay = time.Second
+
 // DialOptions are the gRPC options of a connection to the runner's socket.
 func DialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithStaticStreamWindowSize(socketWindow), grpc.WithStaticConnWindowSize(socketWindow),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: socketMaxDelay},
+			MinConnectTimeout: 5 * time.Second,
+		}),
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/paddock-build/paddock/api/workerpb"
 )
 
 // logResult writes the operator's one info line per action a worker
@@ -16,15 +18,12 @@ import (
 // name is also what the worker's own log lines carry, so one action can be
 // followed from the frontend to the worker. With
 // --log-format json each is one object a log collector can index. Called
-// under s.mu, before the core takes the result; a stale report (the
-// execution is gone) is not logged.
-func (s *Scheduler) logResult(worker, name string, resp *repb.ExecuteResponse) {
-	e := s.core.execs[name]
-	if e == nil {
-		return
-	}
+// under s.mu, before the core takes the result, for a result the core
+// accepts (core.Reported): e is the execution it reports on, in the
+// attempt reported. A stale result is logged by logStaleResult instead.
+func (s *Scheduler) logResult(worker string, e *execution, resp *repb.ExecuteResponse) {
 	attrs := []slog.Attr{
-		slog.String("operation", name), slog.String("action", e.key.action.String()),
+		slog.String("operation", e.id), slog.String("action", e.key.action.String()),
 		slog.String("instance", e.key.instance), slog.String("invocation", e.invocation),
 		slog.String("worker", worker), slog.Int("attempt", int(e.attempt)),
 		slog.String("status", codes.Code(resp.GetStatus().GetCode()).String()),
@@ -49,4 +48,15 @@ func (s *Scheduler) logResult(worker, name string, resp *repb.ExecuteResponse) {
 		stage("worker_seconds", md.GetWorkerStartTimestamp(), md.GetWorkerCompletedTimestamp())
 	}
 	s.log.LogAttrs(context.Background(), slog.LevelInfo, "action completed", attrs...)
+}
+
+// logStaleResult notes a result the core ignores, with the attempt the
+// worker reported: it is not the current attempt of that worker's
+// current session (the action was requeued, perhaps to another worker,
+// or the worker's session was replaced). It once went out as "action
+// completed" with the scheduler's current attempt, which told an
+// operator an action had completed that was still queued or running.
+func (s *Scheduler) logStaleResult(worker string, r *workerpb.Result, resp *repb.ExecuteResponse) {
+	s.log.Info("scheduler: stale action result ignored", "operation", r.OperationName, "worker", worker,
+		"attempt", r.Attempt, "status", codes.Code(resp.GetStatus().GetCode()).String())
 }

@@ -150,7 +150,7 @@ func benchDispatchOf(b *testing.B, sub func(int) submission, limits map[string]a
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		for w := 0; w < 4; w++ {
-			sess, err := s.connectWorker(&workerpb.Register{WorkerId: fmt.Sprint("w", w), Concurrency: 16, Platform: []*workerpb.Property{linux}})
+			sess, err := s.connectWorker(context.Background(), &workerpb.Register{WorkerId: fmt.Sprint("w", w), Concurrency: 16, Platform: []*workerpb.Property{linux}})
 			if err != nil {
 				b.Fatal(err)
 			}

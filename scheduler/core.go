@@ -8,8 +8,6 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"google.golang.org/genproto/googleapis/rpc/code"
-	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -39,6 +37,7 @@ type core struct {
 	unblocked         []*tenant              // came back under max_running; see pumpUnblocked
 	completed         []*operation           // completion order, for retention
 	completedBytes    int64                  // their responses' encoded sizes (core_time.go)
+	avoided           map[string]*execution  // queued executions that avoid a worker, by id (core_requeue.go)
 	fx                effects
 	// replaying is set while a journal is replayed: limits that were
 	// checked when a record was written are not checked again.
@@ -103,6 +102,9 @@ type registration struct {
 	instances []string
 	labels    map[string]string
 	running   []*workerpb.InHand
+	// paused and pauseReason are Register.paused and pause_reason.
+	paused      bool
+	pauseReason string
 }
 
 func newCore(cfg Config) *core { return newCoreWithLimits(cfg, nil) }
@@ -120,6 +122,7 @@ func newCoreWithLimits(cfg Config, limits map[string]auth.Limits) *core {
 		workers:           map[string]*worker{},
 		queuedPerInstance: map[string]int{},
 		tenants:           map[string]*tenant{},
+		avoided:           map[string]*execution{},
 	}
 }
 
@@ -290,21 +293,32 @@ func (c *core) pumpQueue(now time.Time, q *queue) {
 	}
 }
 
-// pumpWorker fills a worker's free slots from the queues it serves.
+// pumpWorker fills a worker's free slots from the queues it serves. A
+// worker that left a queue alone because its next execution avoided it
+// (core_requeue.go) is pumped again once w has taken that execution.
 func (c *core) pumpWorker(now time.Time, w *worker) {
+	var passedOver []string
 	for w.canTake() {
 		q := c.nextQueue(w)
 		if q == nil {
-			return
+			break
 		}
 		e := q.pop()
 		if e == nil {
-			return
+			break
 		}
 		c.countQueued(q, -1)
 		c.record(record{kind: recDispatch, at: now, name: e.id, worker: w.id})
+		if e.avoid != "" && e.avoid != w.id {
+			passedOver = append(passedOver, e.avoid)
+		}
 		c.start(now, w, e)
 		c.sendAssignment(w, e)
+	}
+	for _, id := range passedOver {
+		if o := c.workers[id]; o != nil {
+			c.pumpWorker(now, o)
+		}
 	}
 }
 
@@ -314,6 +328,7 @@ func (c *core) start(now time.Time, w *worker, e *execution) {
 	e.worker = w
 	e.attempt++
 	e.startedAt = now
+	c.forgetAvoid(e)
 	c.occupy(w, e)
 	c.lastTenant = e.queue.tenant.name
 	c.publish(e)
@@ -380,32 +395,6 @@ func (c *core) completeOp(now time.Time, op *operation, resp *repb.ExecuteRespon
 	op.completedAt = now
 	c.retain(op)
 	c.fx.published = append(c.fx.published, op.name)
-}
-
-// requeueLost puts back an execution whose worker was lost, or completes it
-// with UNAVAILABLE once it has been retried MaxRetries times.
-func (c *core) requeueLost(now time.Time, e *execution, why string) {
-	e.worker = nil
-	e.retries++
-	if e.retries > c.cfg.MaxRetries {
-		c.note("action %s (%s): %s; retried %d times, completed with UNAVAILABLE", e.key.action, e.id, why, c.cfg.MaxRetries)
-		c.finish(now, e, &repb.ExecuteResponse{Status: &rpcstatus.Status{
-			Code: int32(code.Code_UNAVAILABLE),
-			Message: fmt.Sprintf("action %s lost its worker %d times, the last because %s; not retrying it (max_retries %d)",
-				e.key.action, e.retries, why, c.cfg.MaxRetries)}})
-		return
-	}
-	c.note("action %s (%s): %s; requeued (retry %d of %d)", e.key.action, e.id, why, e.retries, c.cfg.MaxRetries)
-	c.fx.retries++
-	c.requeue(now, e)
-}
-
-// requeue puts e back at the front of its queue and dispatches what can be.
-func (c *core) requeue(now time.Time, e *execution) {
-	c.record(record{kind: recRequeue, at: now, name: e.id, retries: e.retries})
-	c.enqueue(e, true)
-	c.publish(e)
-	c.pumpQueue(now, e.queue)
 }
 
 func (c *core) note(format string, args ...any) {

@@ -43,6 +43,7 @@ func (c *core) Tick(now time.Time) {
 		c.send(e.worker.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{
 			Cancel: &workerpb.Cancel{OperationName: e.id, Reason: why}}})
 	}
+	c.lapseAvoids(now)
 	c.failUnserved(now)
 	c.expire(now)
 }

@@ -27,7 +27,7 @@ func (c *core) failUnserved(now time.Time) {
 		return
 	}
 	for _, q := range sortedValues(c.queues) {
-		if len(q.workers) > 0 || q.size == 0 {
+		if q.size == 0 || servedByOneStaying(q) {
 			q.unservedSince = time.Time{}
 			continue
 		}
@@ -47,6 +47,21 @@ func (c *core) failUnserved(now time.Time) {
 		}
 		q.unservedSince = time.Time{}
 	}
+}
+
+// servedByOneStaying reports whether a worker that has not said it is
+// leaving serves q. A worker that sent Leaving is shutting down: during
+// its reconnect_grace it still counted, and no_worker_timeout fired that
+// much late after the last workers of a platform left cleanly. A worker
+// that lost its connection without saying so still counts: it may be
+// back within its grace.
+func servedByOneStaying(q *queue) bool {
+	for _, w := range q.workers {
+		if !w.leaving {
+			return true
+		}
+	}
+	return false
 }
 
 // routingText shows routing properties as name=value, comma-separated.

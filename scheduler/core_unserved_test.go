@@ -79,3 +79,23 @@ func TestLostWorkersLeaveTheirQueuesUnserved(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkersThatLeftDoNotServe: when the last worker of a platform says
+// it is leaving, its queued actions fail no_worker_timeout after that, not
+// reconnect_grace later, as if it might still come back.
+func TestWorkersThatLeftDoNotServe(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.NoWorkerTimeout = 5 * time.Minute })
+	gpu := &workerpb.Property{Name: "Pool", Value: "gpu"}
+	h.connect("g", 1, nil, gpu)
+	h.execute("first", "first", "", 0, gpu)
+	queued := h.execute("queued", "queued", "", 0, gpu)
+	h.c.Leave(h.now, "g", h.gens["g"])
+	h.c.GiveBack(h.now, "g", h.gens["g"], "first", 1)
+	h.c.Disconnect(h.now, "g", h.gens["g"])
+	h.collect()
+	h.advance(time.Second) // the wait starts here, within g's reconnect_grace
+	h.advance(5 * time.Minute)
+	if !queued.done || statusCode(queued) != code.Code_FAILED_PRECONDITION {
+		t.Fatalf("no_worker_timeout after the last worker left: done %v, %v; want FAILED_PRECONDITION", queued.done, queued.response.GetStatus())
+	}
+}

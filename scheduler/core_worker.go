@@ -28,6 +28,7 @@ func (c *core) Connect(now time.Time, r registration) uint64 {
 	w.gen++
 	w.connected = true
 	w.leaving = false
+	w.paused, w.pauseReason = r.paused, r.pauseReason
 	w.lastSeen = now
 	w.capacity = r.capacity
 	w.instances = r.instances
@@ -155,6 +156,36 @@ func (c *core) Heartbeat(now time.Time, id string, gen uint64) {
 	}
 }
 
+// Live reports whether gen is the worker's current session, with its
+// stream open and its lease running: a worker that is really there, not
+// one whose end the scheduler has yet to notice.
+func (c *core) Live(now time.Time, id string, gen uint64) bool {
+	w := c.session(id, gen)
+	return w != nil && w.connected && now.Sub(w.lastSeen) < c.cfg.LeaseDuration
+}
+
+// Pause records whether a worker can run actions now, as its Heartbeat
+// says: a paused worker (its runner or storage is down) gets no new work,
+// so that it does not fail every action it is given; the actions it holds
+// go on. It gets work again once it says so.
+func (c *core) Pause(now time.Time, id string, gen uint64, paused bool, why string) {
+	w := c.session(id, gen)
+	if w == nil {
+		return
+	}
+	if w.paused == paused {
+		w.pauseReason = why // still paused, perhaps for another reason
+		return
+	}
+	w.paused, w.pauseReason = paused, why
+	if paused {
+		c.note("worker %q paused: it cannot run actions now (%s); no new work until it resumes", id, why)
+		return
+	}
+	c.note("worker %q resumed: it can run actions again", id)
+	c.pumpWorker(now, w)
+}
+
 // Leave stops giving work to a worker that is shutting down, and answers
 // with Drain so it knows every earlier assignment has reached it.
 func (c *core) Leave(now time.Time, id string, gen uint64) {
@@ -223,12 +254,28 @@ func (c *core) takeRunning(now time.Time, id string, gen uint64, name string, at
 		return nil, nil
 	}
 	w.lastSeen = now
-	e := w.running[name]
-	if e == nil || e.attempt != attempt {
+	e := c.Reported(id, gen, name, attempt)
+	if e == nil {
 		return w, nil
 	}
 	c.release(w, e)
 	return w, e
+}
+
+// Reported returns the execution a session's Result or GiveBack is
+// about, or nil if the report is stale: the session is not the worker's
+// current one, or the worker does not run that attempt (it was requeued
+// and perhaps given to another worker). The core ignores a stale
+// report. A cancelled execution is returned (its report frees the slot).
+func (c *core) Reported(id string, gen uint64, name string, attempt int32) *execution {
+	w := c.session(id, gen)
+	if w == nil {
+		return nil
+	}
+	if e := w.running[name]; e != nil && e.attempt == attempt {
+		return e
+	}
+	return nil
 }
 
 func (c *core) freed(now time.Time, w *worker) {

@@ -19,7 +19,10 @@
 // as their slots free up, heartbeat, and report an ExecuteResponse; every
 // operation waiting for the execution completes with it. A worker that stops
 // heartbeating loses its lease, and its executions are requeued a bounded
-// number of times.
+// number of times; a requeued execution's next attempt goes to another
+// worker when one could take it (core_requeue.go). A worker that cannot
+// run actions for now says it is paused and is given none; a second worker
+// process with the id of a live one is refused (session.go).
 //
 // Structure. core is a pure state machine: events (execute, cancel, worker
 // connected, result, clock tick...) and the current time go in, decisions

@@ -42,9 +42,14 @@ type execution struct {
 	attempt   int32   // dispatches so far
 	retries   int     // requeues after a lost worker
 	cancelled bool    // nobody waits any more; being killed on its worker
-	waiters   []*operation
-	queuedAt  time.Time
-	startedAt time.Time
+	// avoid is the worker whose failure or loss requeued this execution:
+	// its next attempt goes elsewhere if it can, until avoidUntil
+	// (core_requeue.go). Empty otherwise; not journalled.
+	avoid      string
+	avoidUntil time.Time
+	waiters    []*operation
+	queuedAt   time.Time
+	startedAt  time.Time
 }
 
 // actionSpec is what a worker needs to run an action, beyond its digest.

@@ -215,7 +215,7 @@ func TestSchedulerUsesInjectedClockForLeases(t *testing.T) {
 	defer s.Close()
 	ctx := ctxTimeout(t)
 	reg := func(id string) *session {
-		sess, err := s.connectWorker(&workerpb.Register{WorkerId: id, Concurrency: 1, Platform: []*workerpb.Property{linux}})
+		sess, err := s.connectWorker(context.Background(), &workerpb.Register{WorkerId: id, Concurrency: 1, Platform: []*workerpb.Property{linux}})
 		if err != nil {
 			t.Fatal(err)
 		}

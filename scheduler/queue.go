@@ -148,6 +148,44 @@ func (q *queue) pop() *execution {
 	return e
 }
 
+// peek returns the execution pop would return, or nil, without taking
+// it or changing the queue: a live core looks at the next execution
+// (core.passesOver) where a replay does not, so looking must not alter
+// the queue's shape.
+func (q *queue) peek() *execution {
+	for _, b := range q.buckets {
+		if b.size > 0 {
+			return b.peek()
+		}
+	}
+	return nil
+}
+
+// peek is pop's choice without its changes: the invocations in turn from
+// next, the first one holding a live entry.
+func (b *bucket) peek() *execution {
+	n := len(b.ring)
+	start := b.next
+	if start >= n {
+		start = 0
+	}
+	for i := 0; i < n; i++ {
+		if e := b.ring[(start+i)%n].peek(); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func (f *invocationFIFO) peek() *execution {
+	for _, ent := range f.entries[f.head:] {
+		if ent.e != nil && ent.gen == ent.e.qgen && ent.e.bucket != nil {
+			return ent.e
+		}
+	}
+	return nil
+}
+
 func (b *bucket) pop() *execution {
 	for len(b.ring) > 0 {
 		if b.next >= len(b.ring) {

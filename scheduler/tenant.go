@@ -119,8 +119,11 @@ func (c *core) nextQueue(w *worker) *queue {
 	for i := 0; i < n; i++ {
 		q := w.queues[(start+i)%n]
 		if q.size > 0 && q.tenant.mayRun() {
-			best = c.bestOfTenant(w, (start+i)%n)
-			break
+			// nil only if every queue of the tenant with work passes w
+			// over (core_requeue.go): the next tenant's turn then.
+			if best = c.bestOfTenant(w, (start+i)%n); best != nil {
+				break
+			}
 		}
 	}
 	if n > 1 {
@@ -131,7 +134,8 @@ func (c *core) nextQueue(w *worker) *queue {
 
 // bestOfTenant returns, among the queues of w.queues[at]'s tenant, the
 // one whose next execution has the best priority, the scan starting at
-// the worker's rotation.
+// the worker's rotation. A queue whose next execution avoids w, for
+// another worker to take, is left alone (core.passesOver).
 func (c *core) bestOfTenant(w *worker, at int) *queue {
 	t := w.queues[at].tenant
 	lo, hi := at, at+1
@@ -146,7 +150,7 @@ func (c *core) bestOfTenant(w *worker, at int) *queue {
 	var bestP int32
 	for j := range group {
 		q := group[(w.rr+j)%len(group)]
-		if q.size == 0 {
+		if q.size == 0 || c.passesOver(w, q) {
 			continue
 		}
 		if p, ok := q.best(); ok && (best == nil || p < bestP) {

@@ -20,7 +20,7 @@ import (
 func tenantOrder(t *testing.T, s *Scheduler, n int) []string {
 	t.Helper()
 	result, _ := proto.Marshal(&repb.ExecuteResponse{Result: &repb.ActionResult{}})
-	sess, err := s.connectWorker(&workerpb.Register{WorkerId: "one-slot", Concurrency: 1, Platform: []*workerpb.Property{linux}})
+	sess, err := s.connectWorker(context.Background(), &workerpb.Register{WorkerId: "one-slot", Concurrency: 1, Platform: []*workerpb.Property{linux}})
 	if err != nil {
 		t.Fatal(err)
 	}

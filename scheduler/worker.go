@@ -20,11 +20,17 @@ type worker struct {
 	connected bool
 	draining  bool // an operator drained it: no new work, across reconnects
 	leaving   bool // this session said Leaving: no new work until it registers again
-	restored  bool // recovered from the journal; not registered since the restart
-	lastSeen  time.Time
-	lostConn  time.Time // when its stream ended, while !connected
-	queues    []*queue  // queues this worker serves
-	rr        int       // tie-break rotation between queues of equal priority
+	// paused: the worker said it cannot run actions now (its runner or
+	// storage is down; Register.paused, Heartbeat.paused), so it gets no
+	// new work until it says otherwise. Not journalled: every Register
+	// says it again.
+	paused      bool
+	pauseReason string
+	restored    bool // recovered from the journal; not registered since the restart
+	lastSeen    time.Time
+	lostConn    time.Time // when its stream ended, while !connected
+	queues      []*queue  // queues this worker serves
+	rr          int       // tie-break rotation between queues of equal priority
 }
 
 func propKey(name, value string) string { return name + "\x00" + value }
@@ -52,6 +58,12 @@ func (w *worker) serves(q *queue) bool {
 	return true
 }
 
+// eligible reports whether the worker may be given work, now or when a
+// slot frees up: connected, and neither drained, leaving nor paused.
+func (w *worker) eligible() bool {
+	return w.connected && !w.draining && !w.leaving && !w.paused
+}
+
 func (w *worker) canTake() bool {
-	return w.connected && !w.draining && !w.leaving && len(w.running) < w.capacity
+	return w.eligible() && len(w.running) < w.capacity
 }

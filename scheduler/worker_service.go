@@ -29,7 +29,7 @@ func (w *workerService) Connect(stream workerpb.WorkerService_ConnectServer) err
 	if reg == nil {
 		return status.Error(codes.InvalidArgument, "the first message of a worker stream must be register")
 	}
-	sess, err := w.s.connectWorker(reg)
+	sess, err := w.s.connectWorker(stream.Context(), reg)
 	if err != nil {
 		return err
 	}

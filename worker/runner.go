@@ -32,14 +32,23 @@ func RunnerClient(conn *grpc.ClientConn, readyTimeout time.Duration) Runner {
 
 type grpcRunner struct {
 	client       runnerpb.RunnerClient
-	conn         interface{ GetState() connectivity.State }
+	conn         runnerConn
 	readyTimeout time.Duration
+}
+
+// runnerConn is what grpcRunner uses of its connection (*grpc.ClientConn).
+type runnerConn interface {
+	GetState() connectivity.State
+	ResetConnectBackoff()
 }
 
 func (r *grpcRunner) Run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.RunResponse, error) {
 	// A runner that is restarting (it crashed, or was upgraded) gets a
 	// moment to come back before the action is given up as retryable.
 	if r.conn.GetState() != connectivity.Ready {
+		// Try the socket now rather than at the end of the connection's
+		// backoff: the runner may be back already.
+		r.conn.ResetConnectBackoff()
 		rctx, cancel := context.WithTimeout(ctx, r.readyTimeout)
 		_, err := r.client.CheckReadiness(rctx, &runnerpb.CheckReadinessRequest{}, grpc.WaitForReady(true))
 		cancel()

@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
@@ -99,6 +100,11 @@ type Worker struct {
 	dirs  *buildDirs
 	trash *trash
 	chain Executor
+
+	mu          sync.Mutex
+	client      *workerclient.Client // set by Run
+	paused      bool                 // setPaused, passed on to client
+	pauseReason string
 }
 
 // Close stops the worker's background removal of build directories
@@ -154,11 +160,38 @@ func New(opts Options) (*Worker, error) {
 // Run serves the scheduler reachable over conn until ctx ends.
 func (w *Worker) Run(ctx context.Context, conn grpc.ClientConnInterface) error {
 	reg := &workerpb.Register{WorkerId: w.opts.ID, Concurrency: int32(w.opts.Concurrency), Platform: w.opts.Platform}
-	c, err := workerclient.New(workerclient.Options{Conn: conn, Register: reg, Handler: w.Execute})
+	c, err := workerclient.New(workerclient.Options{Conn: conn, Register: reg, Handler: w.Execute, Logger: w.opts.Logger})
 	if err != nil {
 		return err
 	}
+	w.mu.Lock()
+	w.client = c
+	c.SetPaused(w.paused, w.pauseReason)
+	w.mu.Unlock()
 	return c.Run(ctx)
+}
+
+// Registered reports whether the worker is registered with the scheduler
+// (Run's session is established): not before Run, nor while the
+// connection reaches a server that is not a scheduler, or a scheduler that
+// refuses the worker.
+func (w *Worker) Registered() bool {
+	w.mu.Lock()
+	c := w.client
+	w.mu.Unlock()
+	return c != nil && c.Connected()
+}
+
+// setPaused says whether the worker can run actions now (Readiness calls
+// it as its runner comes and goes): while paused, the scheduler assigns it
+// nothing (workerclient.Client.SetPaused). It may be called before Run.
+func (w *Worker) setPaused(paused bool, reason string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.paused, w.pauseReason = paused, reason
+	if w.client != nil {
+		w.client.SetPaused(paused, reason)
+	}
 }
 
 // DefaultPlatform is what a worker offers unless configured: this machine's

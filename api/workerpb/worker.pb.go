@@ -23,7 +23,14 @@
 // finishes them and reports as usual) and sends Cancel for the others (it
 // restarted and forgot them, or gave them to another worker after the lease
 // ran out). A result for an action the scheduler no longer wants is ignored,
-// so a late Result is harmless.
+// so a late Result is harmless. Register.incarnation tells such a reconnect
+// from a second process given the same worker_id, which is refused with
+// ALREADY_EXISTS while the first one's session is alive.
+//
+// Pausing. A worker that cannot run actions for now (its runner or storage
+// is down) says so with Register.paused and Heartbeat.paused: the scheduler
+// assigns it nothing until it says otherwise, and the actions it holds go
+// on. A scheduler that predates the field ignores it.
 //
 // REv2 messages travel as serialized bytes (execute_response) or as local
 // messages that are wire-compatible with their REv2 counterparts (Digest,
@@ -424,7 +431,8 @@ func (*SchedulerMessage_Drain) isSchedulerMessage_Kind() {}
 func (*SchedulerMessage_Undrain) isSchedulerMessage_Kind() {}
 
 // Register opens (or reopens) a worker session. Sending it again on a new
-// stream with the same worker_id replaces the old stream.
+// stream with the same worker_id replaces the old stream, unless another
+// process holds that worker_id (see incarnation).
 type Register struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Unique and stable across reconnects of the same worker process (and
@@ -442,7 +450,20 @@ type Register struct {
 	// Instance names the worker serves; empty means all.
 	InstanceNames []string `protobuf:"bytes,5,rep,name=instance_names,json=instanceNames,proto3" json:"instance_names,omitempty"`
 	// Actions still running from an earlier session (reconnect).
-	Running       []*InHand `protobuf:"bytes,6,rep,name=running,proto3" json:"running,omitempty"`
+	Running []*InHand `protobuf:"bytes,6,rep,name=running,proto3" json:"running,omitempty"`
+	// A random token of this worker process: the same on every reconnect,
+	// new at every start. It tells a reconnect of the same process (its new
+	// stream replaces the old one) from a second process that was given the
+	// same worker_id by mistake, which the scheduler refuses with
+	// ALREADY_EXISTS while the first one's session is alive, instead of
+	// letting the two end each other's sessions. Empty (older workers):
+	// every Register replaces the stream.
+	Incarnation string `protobuf:"bytes,7,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	// The worker cannot run actions now (its runner or storage is down):
+	// the scheduler assigns it nothing until a Heartbeat says otherwise.
+	// Actions it holds go on. pause_reason says why, for operators.
+	Paused        bool   `protobuf:"varint,8,opt,name=paused,proto3" json:"paused,omitempty"`
+	PauseReason   string `protobuf:"bytes,9,opt,name=pause_reason,json=pauseReason,proto3" json:"pause_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -519,6 +540,27 @@ func (x *Register) GetRunning() []*InHand {
 	return nil
 }
 
+func (x *Register) GetIncarnation() string {
+	if x != nil {
+		return x.Incarnation
+	}
+	return ""
+}
+
+func (x *Register) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *Register) GetPauseReason() string {
+	if x != nil {
+		return x.PauseReason
+	}
+	return ""
+}
+
 // InHand names an action a worker holds.
 type InHand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -573,9 +615,14 @@ func (x *InHand) GetAttempt() int32 {
 }
 
 // Heartbeat keeps the worker's lease. Send one at least every
-// Registered.heartbeat_interval.
+// Registered.heartbeat_interval, and one at once when paused changes.
 type Heartbeat struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As Register.paused: whether the worker takes new work now (its runner
+	// or storage is down); every Heartbeat carries the current state. A
+	// scheduler that predates the field ignores it and keeps assigning.
+	Paused        bool   `protobuf:"varint,1,opt,name=paused,proto3" json:"paused,omitempty"`
+	PauseReason   string `protobuf:"bytes,2,opt,name=pause_reason,json=pauseReason,proto3" json:"pause_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -608,6 +655,20 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
 	return file_workerpb_worker_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Heartbeat) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *Heartbeat) GetPauseReason() string {
+	if x != nil {
+		return x.PauseReason
+	}
+	return ""
 }
 
 // Result reports a finished action (finished including failed, timed out or
@@ -1416,15 +1477,19 @@ func (x *ListWorkersResponse) GetWorkers() []*WorkerInfo {
 }
 
 type WorkerInfo struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	Platform      []*Property            `protobuf:"bytes,2,rep,name=platform,proto3" json:"platform,omitempty"`
-	Concurrency   int32                  `protobuf:"varint,3,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
-	Running       int32                  `protobuf:"varint,4,opt,name=running,proto3" json:"running,omitempty"`
-	Connected     bool                   `protobuf:"varint,5,opt,name=connected,proto3" json:"connected,omitempty"`
-	Draining      bool                   `protobuf:"varint,6,opt,name=draining,proto3" json:"draining,omitempty"`
-	Labels        map[string]string      `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	LastSeen      *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId    string                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Platform    []*Property            `protobuf:"bytes,2,rep,name=platform,proto3" json:"platform,omitempty"`
+	Concurrency int32                  `protobuf:"varint,3,opt,name=concurrency,proto3" json:"concurrency,omitempty"`
+	Running     int32                  `protobuf:"varint,4,opt,name=running,proto3" json:"running,omitempty"`
+	Connected   bool                   `protobuf:"varint,5,opt,name=connected,proto3" json:"connected,omitempty"`
+	Draining    bool                   `protobuf:"varint,6,opt,name=draining,proto3" json:"draining,omitempty"`
+	Labels      map[string]string      `protobuf:"bytes,7,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	LastSeen    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_seen,json=lastSeen,proto3" json:"last_seen,omitempty"`
+	// The worker said it cannot run actions now (Register.paused,
+	// Heartbeat.paused), and why.
+	Paused        bool   `protobuf:"varint,9,opt,name=paused,proto3" json:"paused,omitempty"`
+	PauseReason   string `protobuf:"bytes,10,opt,name=pause_reason,json=pauseReason,proto3" json:"pause_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1515,6 +1580,20 @@ func (x *WorkerInfo) GetLastSeen() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *WorkerInfo) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+func (x *WorkerInfo) GetPauseReason() string {
+	if x != nil {
+		return x.PauseReason
+	}
+	return ""
+}
+
 var File_workerpb_worker_proto protoreflect.FileDescriptor
 
 const file_workerpb_worker_proto_rawDesc = "" +
@@ -1544,21 +1623,26 @@ const file_workerpb_worker_proto_rawDesc = "" +
 	"\x06cancel\x18\x03 \x01(\v2\x19.paddock.worker.v1.CancelH\x00R\x06cancel\x120\n" +
 	"\x05drain\x18\x04 \x01(\v2\x18.paddock.worker.v1.DrainH\x00R\x05drain\x126\n" +
 	"\aundrain\x18\x05 \x01(\v2\x1a.paddock.worker.v1.UndrainH\x00R\aundrainB\x06\n" +
-	"\x04kind\"\xda\x02\n" +
+	"\x04kind\"\xb7\x03\n" +
 	"\bRegister\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x127\n" +
 	"\bplatform\x18\x02 \x03(\v2\x1b.paddock.worker.v1.PropertyR\bplatform\x12 \n" +
 	"\vconcurrency\x18\x03 \x01(\x05R\vconcurrency\x12?\n" +
 	"\x06labels\x18\x04 \x03(\v2'.paddock.worker.v1.Register.LabelsEntryR\x06labels\x12%\n" +
 	"\x0einstance_names\x18\x05 \x03(\tR\rinstanceNames\x123\n" +
-	"\arunning\x18\x06 \x03(\v2\x19.paddock.worker.v1.InHandR\arunning\x1a9\n" +
+	"\arunning\x18\x06 \x03(\v2\x19.paddock.worker.v1.InHandR\arunning\x12 \n" +
+	"\vincarnation\x18\a \x01(\tR\vincarnation\x12\x16\n" +
+	"\x06paused\x18\b \x01(\bR\x06paused\x12!\n" +
+	"\fpause_reason\x18\t \x01(\tR\vpauseReason\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"I\n" +
 	"\x06InHand\x12%\n" +
 	"\x0eoperation_name\x18\x01 \x01(\tR\roperationName\x12\x18\n" +
-	"\aattempt\x18\x02 \x01(\x05R\aattempt\"\v\n" +
-	"\tHeartbeat\"t\n" +
+	"\aattempt\x18\x02 \x01(\x05R\aattempt\"F\n" +
+	"\tHeartbeat\x12\x16\n" +
+	"\x06paused\x18\x01 \x01(\bR\x06paused\x12!\n" +
+	"\fpause_reason\x18\x02 \x01(\tR\vpauseReason\"t\n" +
 	"\x06Result\x12%\n" +
 	"\x0eoperation_name\x18\x01 \x01(\tR\roperationName\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12)\n" +
@@ -1607,7 +1691,7 @@ const file_workerpb_worker_proto_rawDesc = "" +
 	"\arunning\x18\x02 \x01(\x05R\arunning\"\x14\n" +
 	"\x12ListWorkersRequest\"N\n" +
 	"\x13ListWorkersResponse\x127\n" +
-	"\aworkers\x18\x01 \x03(\v2\x1d.paddock.worker.v1.WorkerInfoR\aworkers\"\x8f\x03\n" +
+	"\aworkers\x18\x01 \x03(\v2\x1d.paddock.worker.v1.WorkerInfoR\aworkers\"\xca\x03\n" +
 	"\n" +
 	"WorkerInfo\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x127\n" +
@@ -1617,7 +1701,10 @@ const file_workerpb_worker_proto_rawDesc = "" +
 	"\tconnected\x18\x05 \x01(\bR\tconnected\x12\x1a\n" +
 	"\bdraining\x18\x06 \x01(\bR\bdraining\x12A\n" +
 	"\x06labels\x18\a \x03(\v2).paddock.worker.v1.WorkerInfo.LabelsEntryR\x06labels\x127\n" +
-	"\tlast_seen\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x1a9\n" +
+	"\tlast_seen\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\x12\x16\n" +
+	"\x06paused\x18\t \x01(\bR\x06paused\x12!\n" +
+	"\fpause_reason\x18\n" +
+	" \x01(\tR\vpauseReason\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012e\n" +

@@ -23,7 +23,14 @@
 // finishes them and reports as usual) and sends Cancel for the others (it
 // restarted and forgot them, or gave them to another worker after the lease
 // ran out). A result for an action the scheduler no longer wants is ignored,
-// so a late Result is harmless.
+// so a late Result is harmless. Register.incarnation tells such a reconnect
+// from a second process given the same worker_id, which is refused with
+// ALREADY_EXISTS while the first one's session is alive.
+//
+// Pausing. A worker that cannot run actions for now (its runner or storage
+// is down) says so with Register.paused and Heartbeat.paused: the scheduler
+// assigns it nothing until it says otherwise, and the actions it holds go
+// on. A scheduler that predates the field ignores it.
 //
 // REv2 messages travel as serialized bytes (execute_response) or as local
 // messages that are wire-compatible with their REv2 counterparts (Digest,

@@ -61,11 +61,11 @@ func runScheduler(ctx context.Context, args []string) error {
 		return err
 	}
 	defer unlock()
-	cas, ac, closeStorage, err := openRemoteStorage(ctx, cfg.Storage, dialOpts)
+	cas, ac, storageConn, err := openRemoteStorage(ctx, cfg.Storage, dialOpts)
 	if err != nil {
 		return err
 	}
-	defer closeStorage()
+	defer storageConn.Close()
 	obs := newObservability(logger)
 	s, err := scheduler.New(scheduler.Options{Config: cfg.Config(), BlobStore: cas, ActionCache: ac, Logger: logger, TenantLimits: policy.TenantLimits(),
 		OnJournalFailed: obs.schedulerHealth()})

@@ -111,12 +111,12 @@ func openStorage(ctx context.Context, cfg configs.Storage, dial []grpc.DialOptio
 // openRemoteStorage connects to the REv2 storage endpoint addr and returns
 // the CAS and action cache over it, and a function that closes the
 // connection. The scheduler and worker roles use it.
-func openRemoteStorage(ctx context.Context, addr string, dial []grpc.DialOption) (storage.BlobStore, storage.ActionCache, func(), error) {
+func openRemoteStorage(ctx context.Context, addr string, dial []grpc.DialOption) (storage.BlobStore, storage.ActionCache, *grpc.ClientConn, error) {
 	conn, err := dialStorage(addr, dial)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return storage.NewRemoteBlobStore(conn, storage.RemoteOptions{ForwardInstance: true}), storage.NewRemoteActionCache(conn), func() { conn.Close() }, nil
+	return storage.NewRemoteBlobStore(conn, storage.RemoteOptions{ForwardInstance: true}), storage.NewRemoteActionCache(conn), conn, nil
 }
 
 // lockRoleDir makes dir and locks it for this process (internal/dirlock):

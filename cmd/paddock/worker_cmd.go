@@ -83,18 +83,18 @@ func runWorker(ctx context.Context, args []string) error {
 	// Calls to storage wait for it through a restart, as actions wait for
 	// a restarting runner, rather than fail every action at once.
 	storageDial := append(slices.Clip(dialOpts), worker.StorageDialOptions(worker.StorageWaitOptions{Logger: logger})...)
-	cas, ac, closeStorage, err := openRemoteStorage(ctx, cfg.Storage, storageDial)
+	cas, ac, storageConn, err := openRemoteStorage(ctx, cfg.Storage, storageDial)
 	if err != nil {
 		return err
 	}
-	defer closeStorage()
+	defer storageConn.Close()
 	obs := newObservability(logger)
 	if err := rf.startHTTP(ctx, "worker", obs, nil, nil); err != nil {
 		return err
 	}
 	return serveWorker(ctx, workerSetup{
 		cfg: cfg, platform: properties(cfg.Platform), schedulerAddr: cfg.Scheduler, schedulerDial: dialOpts, runnerSocket: cfg.Runner,
-		cas: cas, ac: ac, logger: logger, partitionOf: files, tenantOf: tenantOf(policy),
+		cas: cas, ac: ac, storageConn: storageConn, logger: logger, partitionOf: files, tenantOf: tenantOf(policy),
 		obs: obs, healthService: "",
 	})
 }
@@ -110,6 +110,7 @@ type workerSetup struct {
 	cas           storage.BlobStore
 	ac            storage.ActionCache
 	local         worker.LocalBlobs            // the CAS on this disk, in `paddock up`
+	storageConn   *grpc.ClientConn             // to a storage elsewhere (the worker role); nil in `paddock up`
 	partitionOf   func(instance string) string // file cache apart per CAS partition; nil: shared
 	tenantOf      func(instance string) string // the tenant the runner is told; nil: none
 	schedulerDial []grpc.DialOption            // credentials to the scheduler; plaintext when empty
@@ -159,7 +160,12 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	ws.logger.Info("worker running", "id", ws.cfg.ID, "scheduler", ws.schedulerAddr, "runner", ws.runnerSocket, "concurrency", ws.cfg.Concurrency)
 	defer w.Close()
 	ws.obs.setServing(ws.healthService, false)
-	probe := worker.Readiness{Runner: runnerpb.NewRunnerClient(runnerConn), RunnerConn: runnerConn, Scheduler: schedConn}
+	// Readiness pauses the worker (it takes no new work) while its runner
+	// or its storage is down, and is not SERVING until it has registered.
+	probe := worker.Readiness{Runner: runnerpb.NewRunnerClient(runnerConn), RunnerConn: runnerConn, Scheduler: schedConn, Worker: w}
+	if ws.storageConn != nil { // a nil *ClientConn in the interface would not be nil
+		probe.Storage = ws.storageConn
+	}
 	go probe.Run(ctx, func(ready bool, why string) {
 		ws.obs.setServing(ws.healthService, ready)
 		if ready {

@@ -4,11 +4,24 @@
 // reconnects on its own, listing the actions it still holds so the
 // scheduler can keep or cancel them. A worker supplies the Handler (fetch
 // inputs, run, upload outputs, write the action cache) and calls Run.
+//
+// Each process registers with a random incarnation token, so that the
+// scheduler tells its reconnects from another process given the same
+// worker id. Attempts that fail (no connection, a TLS handshake that
+// fails, a server that is not a scheduler, a refusal) are logged,
+// rate-limited (failureLog), and retried: at once while the scheduler is
+// away, ever more slowly while it refuses. SetPaused tells the scheduler
+// to send no work while the worker cannot run any.
 package workerclient
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -20,20 +33,6 @@ import (
 
 	"github.com/paddock-build/paddock/api/workerpb"
 )
-
-// streamWindow is the flow-control window of a connection that carries
-// only the worker protocol, per stream and per connection. Set explicitly,
-// it turns off gRPC's bandwidth-delay estimation, which pings the peer
-// whenever a message arrives and no ping is outstanding: a ping and its
-// answer for every assignment. The protocol's messages are small.
-const streamWindow = 1 << 20
-
-// DialOptions are gRPC options for a connection to the scheduler that
-// carries only the worker protocol (not storage traffic), besides the
-// caller's transport credentials.
-func DialOptions() []grpc.DialOption {
-	return []grpc.DialOption{grpc.WithStaticStreamWindowSize(streamWindow), grpc.WithStaticConnWindowSize(streamWindow)}
-}
 
 // Handler runs one assignment and returns its ExecuteResponse (errors during
 // the run go in its status). It must return promptly once ctx is cancelled
@@ -56,6 +55,9 @@ type Options struct {
 	// OnMessage, if set, sees every message from the scheduler after the
 	// client acted on it (for logs, metrics and tests). It must not block.
 	OnMessage func(*workerpb.SchedulerMessage)
+	// Logger gets each failed attempt to register with the scheduler and
+	// each end of a session, rate-limited (failureLog). Default: none.
+	Logger *slog.Logger
 }
 
 // Client runs the worker protocol. Create with New, run with Run.
@@ -63,13 +65,20 @@ type Client struct {
 	opts   Options
 	client workerpb.WorkerServiceClient
 
-	mu       sync.Mutex
-	stream   workerpb.WorkerService_ConnectClient // nil while disconnected
-	held     map[string]*heldAction
-	draining bool
-	leaving  bool // this session sent Leaving
-	handlers sync.WaitGroup
-	hctx     context.Context // parent of every handler's context; ends after Run
+	// incarnation is this client's Register.incarnation: random, so a
+	// second process with the same worker id is told from a reconnect.
+	incarnation string
+	failures    *failureLog // used by Run's goroutine only
+
+	mu          sync.Mutex
+	paused      bool // SetPaused
+	pauseReason string
+	stream      workerpb.WorkerService_ConnectClient // nil while disconnected
+	held        map[string]*heldAction
+	draining    bool
+	leaving     bool // this session sent Leaving
+	handlers    sync.WaitGroup
+	hctx        context.Context // parent of every handler's context; ends after Run
 }
 
 // heldAction is an action the worker holds: running, or finished with a
@@ -91,7 +100,15 @@ func New(opts Options) (*Client, error) {
 	if opts.ReconnectDelay <= 0 {
 		opts.ReconnectDelay = time.Second
 	}
-	return &Client{opts: opts, client: workerpb.NewWorkerServiceClient(opts.Conn), held: map[string]*heldAction{}}, nil
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	token := make([]byte, 16)
+	if _, err := rand.Read(token); err != nil {
+		return nil, fmt.Errorf("workerclient: incarnation token: %w", err)
+	}
+	return &Client{opts: opts, client: workerpb.NewWorkerServiceClient(opts.Conn), held: map[string]*heldAction{},
+		incarnation: hex.EncodeToString(token), failures: newFailureLog(opts.Logger, opts.Register.WorkerId)}, nil
 }
 
 // Run works until ctx ends, reconnecting whenever the stream breaks. On
@@ -107,11 +124,23 @@ func (c *Client) Run(ctx context.Context) error {
 	c.mu.Lock()
 	c.hctx = hctx
 	c.mu.Unlock()
+	refused := 0 // attempts refused in a row (retryDelay)
 	for ctx.Err() == nil {
-		c.session(ctx)
+		registered, err := c.session(ctx)
+		if registered {
+			refused = 0
+		}
+		if err != nil && ctx.Err() == nil {
+			c.failures.failed(err)
+			if isRefusal(err) {
+				refused++
+			} else {
+				refused = 0
+			}
+		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(c.opts.ReconnectDelay):
+		case <-time.After(retryDelay(c.opts.ReconnectDelay, refused)):
 		}
 	}
 	c.mu.Lock()
@@ -163,7 +192,33 @@ func (c *Client) Held() []*workerpb.InHand {
 	return out
 }
 
-// Connected reports whether a session is established.
+// SetPaused says whether the worker can run actions now: a paused worker
+// (its runner or storage is down) is assigned nothing new, so it does not
+// fail every action it is given while a healthy worker could run them.
+// The scheduler hears of a change at once (Heartbeat.paused), and of the
+// state at every Register. Actions already held go on.
+func (c *Client) SetPaused(paused bool, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !paused {
+		reason = ""
+	}
+	if c.paused == paused && c.pauseReason == reason {
+		return
+	}
+	c.paused, c.pauseReason = paused, reason
+	c.sendLocked(c.heartbeatLocked())
+}
+
+// heartbeatLocked is a Heartbeat with the current pause state.
+func (c *Client) heartbeatLocked() *workerpb.WorkerMessage {
+	return &workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Heartbeat{Heartbeat: &workerpb.Heartbeat{
+		Paused: c.paused, PauseReason: c.pauseReason}}}
+}
+
+// Connected reports whether a session is established: the scheduler
+// accepted the worker's Register (a connection that is up is not enough:
+// it may reach another server, or a scheduler that refuses the worker).
 func (c *Client) Connected() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -178,40 +233,19 @@ func (c *Client) Draining() bool {
 	return c.draining
 }
 
-// sessionKey keys, in a handler's context, the channel closed when the
-// session that assigned the action ended (SessionEnded).
-type sessionKey struct{}
-
-// SessionEnded reports whether the scheduler session that assigned the
-// action of ctx (a Handler's context) has ended: the stream broke, or the
-// scheduler ended it, as it does when the worker's lease ran out and the
-// action went to another worker. The action's result still goes to the
-// scheduler, which takes it only if the action is still this worker's;
-// what the handler does outside the protocol on the strength of holding
-// the action, writing the action cache, it should then leave undone. A
-// context from elsewhere has no session: false.
-func SessionEnded(ctx context.Context) bool {
-	ended, ok := ctx.Value(sessionKey{}).(<-chan struct{})
-	if !ok {
-		return false
-	}
-	select {
-	case <-ended:
-		return true
-	default:
-		return false
-	}
-}
-
 // receive handles the scheduler's messages on stream until it ends:
 // assignments start handlers, cancellations cancel them, a drain stops new
 // work (or, while leaving, gives everything back), an undrain resumes it.
-// ended is closed when this session has ended.
-func (c *Client) receive(stream workerpb.WorkerService_ConnectClient, ended <-chan struct{}) {
+// ended is closed when this session has ended. It returns the stream's
+// end: nil if the scheduler closed it without an error.
+func (c *Client) receive(stream workerpb.WorkerService_ConnectClient, ended <-chan struct{}) error {
 	for {
 		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
 		if err != nil {
-			return
+			return err
 		}
 		c.mu.Lock()
 		switch k := m.Kind.(type) {
@@ -243,51 +277,20 @@ func (c *Client) receive(stream workerpb.WorkerService_ConnectClient, ended <-ch
 }
 
 // session runs one stream until it breaks, or until ctx ends and the
-// held actions have been given back.
-func (c *Client) session(ctx context.Context) {
+// held actions have been given back. It reports whether the scheduler
+// accepted the worker's Register, and why the stream failed or ended
+// (what it returns once ctx has ended is of no interest).
+func (c *Client) session(ctx context.Context) (registered bool, err error) {
 	// The stream outlives ctx by the time it takes to give actions back.
 	sctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	established := make(chan struct{}) // closed once Registered arrived
 	ended := make(chan struct{})
 	defer close(ended)
-	go func() {
-		select {
-		case <-ended:
-			return
-		case <-ctx.Done():
-		}
-		select {
-		case <-established:
-		default:
-			cancel()
-			return
-		}
-		// Leaving; the scheduler answers Drain once no assignment can
-		// follow, and the receive loop then gives everything back.
-		c.mu.Lock()
-		c.leaving = true
-		c.sendLocked(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Leaving{Leaving: &workerpb.Leaving{}}})
-		c.mu.Unlock()
-		select { // the scheduler ends the stream once it read everything
-		case <-ended:
-		case <-time.After(5 * time.Second):
-			cancel()
-		}
-	}()
-	stream, err := c.client.Connect(sctx, grpc.WaitForReady(true))
+	go c.leaveWhenDone(ctx, cancel, established, ended)
+	stream, first, reg, err := c.register(sctx)
 	if err != nil {
-		return
-	}
-	reg := proto.Clone(c.opts.Register).(*workerpb.Register)
-	reg.Running = nil
-	reg.Running = c.Held()
-	if err := stream.Send(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Register{Register: reg}}); err != nil {
-		return
-	}
-	first, err := stream.Recv()
-	if err != nil || first.GetRegistered() == nil {
-		return
+		return false, err
 	}
 	c.mu.Lock()
 	c.stream = stream
@@ -300,8 +303,12 @@ func (c *Client) session(ctx context.Context) {
 			c.sendLocked(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Result{Result: h.result}})
 		}
 	}
+	if c.paused != reg.Paused || c.pauseReason != reg.PauseReason { // changed while registering
+		c.sendLocked(c.heartbeatLocked())
+	}
 	c.mu.Unlock()
 	close(established)
+	c.failures.registered()
 	if c.opts.OnMessage != nil {
 		c.opts.OnMessage(first)
 	}
@@ -316,7 +323,72 @@ func (c *Client) session(ctx context.Context) {
 		interval = time.Second
 	}
 	go c.heartbeat(sctx, interval)
-	c.receive(stream, ended)
+	if err := c.receive(stream, ended); err != nil {
+		return true, fmt.Errorf("scheduler session ended: %w", err)
+	}
+	return true, nil
+}
+
+// register opens a stream and registers the worker on it. Errors say
+// which step failed, with the gRPC status: a connection that cannot be
+// made (refused, a TLS handshake that fails), a server that is not a
+// scheduler (UNIMPLEMENTED), a scheduler that refuses the worker
+// (ALREADY_EXISTS for a worker id in use by another process).
+func (c *Client) register(ctx context.Context) (workerpb.WorkerService_ConnectClient, *workerpb.SchedulerMessage, *workerpb.Register, error) {
+	// Not WaitForReady: while the connection cannot be made, the call
+	// fails with the reason, which Run logs, where it used to wait in
+	// silence (a TLS mismatch showed only as CONNECTING).
+	stream, err := c.client.Connect(ctx)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("connect to the scheduler: %w", err)
+	}
+	reg := proto.Clone(c.opts.Register).(*workerpb.Register)
+	reg.Running = c.Held()
+	reg.Incarnation = c.incarnation
+	c.mu.Lock()
+	reg.Paused, reg.PauseReason = c.paused, c.pauseReason
+	c.mu.Unlock()
+	if err := stream.Send(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Register{Register: reg}}); err != nil {
+		if _, rerr := stream.Recv(); rerr != nil {
+			err = rerr // Send says io.EOF; the stream's status says why
+		}
+		return nil, nil, nil, fmt.Errorf("register with the scheduler: %w", err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("register with the scheduler: %w", err)
+	}
+	if first.GetRegistered() == nil {
+		return nil, nil, nil, fmt.Errorf("register with the scheduler: answered %T, not Registered", first.GetKind())
+	}
+	return stream, first, reg, nil
+}
+
+// leaveWhenDone, once ctx ends, says Leaving on an established session
+// (the scheduler answers Drain once no assignment can follow, and the
+// receive loop then gives everything back) and gives the scheduler 5 s to
+// end the stream; a session not yet established is cancelled at once.
+func (c *Client) leaveWhenDone(ctx context.Context, cancel context.CancelFunc, established, ended <-chan struct{}) {
+	select {
+	case <-ended:
+		return
+	case <-ctx.Done():
+	}
+	select {
+	case <-established:
+	default:
+		cancel()
+		return
+	}
+	c.mu.Lock()
+	c.leaving = true
+	c.sendLocked(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Leaving{Leaving: &workerpb.Leaving{}}})
+	c.mu.Unlock()
+	select { // the scheduler ends the stream once it read everything
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		cancel()
+	}
 }
 
 func (c *Client) heartbeat(ctx context.Context, interval time.Duration) {
@@ -328,7 +400,7 @@ func (c *Client) heartbeat(ctx context.Context, interval time.Duration) {
 			return
 		case <-t.C:
 			c.mu.Lock()
-			c.sendLocked(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Heartbeat{Heartbeat: &workerpb.Heartbeat{}}})
+			c.sendLocked(c.heartbeatLocked())
 			c.mu.Unlock()
 		}
 	}

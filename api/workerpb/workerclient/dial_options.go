@@ -1,0 +1,37 @@
+package workerclient
+
+import (
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+)
+
+// streamWindow is the flow-control window of a connection that carries
+// only the worker protocol, per stream and per connection. Set explicitly,
+// it turns off gRPC's bandwidth-delay estimation, which pings the peer
+// whenever a message arrives and no ping is outstanding: a ping and its
+// answer for every assignment. The protocol's messages are small.
+const streamWindow = 1 << 20
+
+// ReconnectMaxDelay bounds the pause between the connection's attempts to
+// reach a scheduler that is away. gRPC's default grows to 120 s: a worker
+// whose scheduler was down for half a minute came back only after the
+// scheduler's reconnect_grace (10 s by default) had run out, and the
+// actions it was running were requeued and run again. It must stay well
+// under reconnect_grace: a worker then reconnects within a few seconds of
+// the scheduler's return (docs/scheduler.md).
+const ReconnectMaxDelay = 2 * time.Second
+
+// DialOptions are gRPC options for a connection to the scheduler that
+// carries only the worker protocol (not storage traffic), besides the
+// caller's transport credentials: flow-control windows (streamWindow)
+// and a reconnect backoff capped at ReconnectMaxDelay.
+func DialOptions() []grpc.DialOption {
+	reconnect := backoff.DefaultConfig
+	reconnect.MaxDelay = ReconnectMaxDelay
+	return []grpc.DialOption{
+		grpc.WithStaticStreamWindowSize(streamWindow), grpc.WithStaticConnWindowSize(streamWindow),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnect, MinConnectTimeout: 5 * time.Second}),
+	}
+}
