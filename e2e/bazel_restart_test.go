@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"testing"
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
@@ -11,11 +12,14 @@ import (
 
 // TestBazelBuildAcrossSchedulerRestart: while Bazel's one action runs on a
 // worker, the scheduler (`paddock scheduler --journal-dir`) is killed with
-// SIGKILL and started again on its journal. The worker reconnects holding
+// SIGKILL and started again on its journal, and then stopped with SIGINT
+// (`systemctl restart`) and started again. The worker reconnects holding
 // the action and finishes it; Bazel follows its operation through
 // WaitExecution and the build succeeds, without Bazel executing the action
 // again (the restarted scheduler knows one operation, the original) and
-// without the action running twice.
+// without the action running twice. (A SIGINT used to fail the build: the
+// stopping scheduler kept Bazel's streams open while its port was closed,
+// and Bazel spent its retries.)
 func TestBazelBuildAcrossSchedulerRestart(t *testing.T) {
 	needPaddock(t)
 	b := newBazel(t)
@@ -28,12 +32,14 @@ func TestBazelBuildAcrossSchedulerRestart(t *testing.T) {
 		t.Fatalf("operations before the restart: %v, want Bazel's one", before)
 	}
 
-	rs.restartScheduler()
-	// The worker comes back holding the action and keeps it.
-	waitFor(t, "worker w1 reconnected to the restarted scheduler", faultLimit, func() bool {
-		resp, err := rs.admin.ListWorkers(t.Context(), &workerpb.ListWorkersRequest{})
-		return err == nil && len(resp.Workers) == 1 && resp.Workers[0].Connected && resp.Workers[0].Running == 1
-	})
+	for _, sig := range []os.Signal{nil, os.Interrupt} {
+		rs.restartSchedulerAfter(sig)
+		// The worker comes back holding the action and keeps it.
+		waitFor(t, "worker w1 reconnected to the restarted scheduler", faultLimit, func() bool {
+			resp, err := rs.admin.ListWorkers(t.Context(), &workerpb.ListWorkersRequest{})
+			return err == nil && len(resp.Workers) == 1 && resp.Workers[0].Connected && resp.Workers[0].Running == 1
+		})
+	}
 	running.Write([]byte("go\n"))
 	running.Close()
 

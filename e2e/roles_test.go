@@ -27,9 +27,17 @@ var schedReady = regexp.MustCompile(`^paddock scheduler listening on (\S+)`)
 
 // restartScheduler kills the scheduler with SIGKILL and starts it again on
 // the same address.
-func (r *roles) restartScheduler() {
+func (r *roles) restartScheduler() { r.t.Helper(); r.restartSchedulerAfter(nil) }
+
+// restartSchedulerAfter stops the scheduler with sig (SIGKILL when nil,
+// as a crash) and starts it again on the same address.
+func (r *roles) restartSchedulerAfter(sig os.Signal) {
 	r.t.Helper()
-	r.sched.kill()
+	if sig == nil {
+		r.sched.kill()
+	} else {
+		r.sched.stop(sig)
+	}
 	r.sched, _ = startProcess(r.t, "scheduler-restarted", schedReady, append(r.schedArgs, "--listen", r.schedAddr)...)
 }
 

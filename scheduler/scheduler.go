@@ -322,6 +322,11 @@ func (s *Scheduler) follow(ctx context.Context, name, owner string, send func(op
 			again = true
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
+		case <-s.stop:
+			// Ended at once: the server's graceful stop waited seconds for
+			// streams that would never end, its port closed meanwhile, and
+			// Bazel spent its retries on it and failed the build.
+			return status.Errorf(codes.Unavailable, "the scheduler is stopping: call WaitExecution for %s again (with a journal the operation outlives a restart)", name)
 		}
 	}
 }
@@ -341,6 +346,8 @@ func (s *Scheduler) wait(ctx context.Context, name, owner string) (opView, error
 		case <-ch:
 		case <-ctx.Done():
 			return v, nil
+		case <-s.stop:
+			return v, nil // as at the caller's deadline: it asks again
 		}
 	}
 }

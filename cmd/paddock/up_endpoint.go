@@ -113,7 +113,11 @@ func startUpEndpoint(cfg configs.Up, sec serverSecurity, logger *slog.Logger) (*
 func (ep *upEndpoint) serve(ctx context.Context, stop func()) <-chan error {
 	served := make(chan error, 1)
 	go func() {
-		err := serveUntilDone(ctx, ep.g, ep.lis, ep.obs.health.Shutdown)
+		// The scheduler stops first, as in the scheduler role: that ends
+		// its clients' Execute and WaitExecution streams (UNAVAILABLE:
+		// they wait on the restarted farm), which the graceful stop would
+		// otherwise wait out.
+		err := serveUntilDone(ctx, ep.g, ep.lis, func() { ep.obs.health.Shutdown(); ep.sched.Close() })
 		if err != nil {
 			ep.logger.Error("gRPC server failed; stopping the farm", "error", err)
 		}
