@@ -38,8 +38,14 @@ type WorkerStatus struct {
 	// Draining: an operator drained it (whatever State shows first, such
 	// as disconnected); Undrain takes it back.
 	Draining bool
-	Running  []string // operation names of its executions, sorted
-	LastSeen time.Time
+	// Paused: the worker said it cannot run actions now (its runner or
+	// storage is down) and is given no new work; PauseReason says why.
+	// State does not show it: a paused worker may be busy with what it
+	// holds.
+	Paused      bool
+	PauseReason string
+	Running     []string // operation names of its executions, sorted
+	LastSeen    time.Time
 }
 
 // OperationStatus is one operation.
@@ -117,7 +123,8 @@ func (s *Scheduler) Workers() []WorkerStatus {
 	defer s.mu.Unlock()
 	out := make([]WorkerStatus, 0, len(s.core.workers))
 	for _, w := range s.core.workers {
-		ws := WorkerStatus{ID: w.id, Platform: w.platform, Slots: w.capacity, State: workerState(w), Draining: w.draining, LastSeen: w.lastSeen}
+		ws := WorkerStatus{ID: w.id, Platform: w.platform, Slots: w.capacity, State: workerState(w), Draining: w.draining,
+			Paused: w.paused, PauseReason: w.pauseReason, LastSeen: w.lastSeen}
 		for id := range w.running {
 			ws.Running = append(ws.Running, id)
 		}

@@ -134,3 +134,39 @@ func TestStatusAndMetrics(t *testing.T) {
 		t.Errorf("completed operations %+v, want 3 with w1's result", ops)
 	}
 }
+
+// TestWorkersShowAPause: Workers, which the status page lists, shows a
+// worker's pause and its reason, as ListWorkers does, and its end.
+func TestWorkersShowAPause(t *testing.T) {
+	f := startFarm(t, testConfig(), "", nil, nil)
+	w := startTestWorker(t, f.addr, "w1", 1, okRun("w1"), linux)
+	w.waitFor(t, "registration", func() bool { return w.connects > 0 })
+	worker := func() WorkerStatus {
+		for _, ws := range f.s.Workers() {
+			if ws.ID == "w1" {
+				return ws
+			}
+		}
+		t.Fatal("w1 is not listed")
+		return WorkerStatus{}
+	}
+	waitWorker := func(what string, cond func(WorkerStatus) bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond(worker()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("Workers() shows %+v, want %s", worker(), what)
+			}
+			time.Sleep(2 * time.Millisecond) // polling, with the deadline above
+		}
+	}
+	if ws := worker(); ws.Paused || ws.PauseReason != "" {
+		t.Fatalf("Workers() shows %+v, want not paused", ws)
+	}
+	w.c.SetPaused(true, "runner not ready: connection refused")
+	waitWorker("paused with its reason", func(ws WorkerStatus) bool {
+		return ws.Paused && ws.PauseReason == "runner not ready: connection refused" && ws.State == "idle"
+	})
+	w.c.SetPaused(false, "")
+	waitWorker("not paused, without a reason", func(ws WorkerStatus) bool { return !ws.Paused && ws.PauseReason == "" })
+}

@@ -48,6 +48,11 @@ type workerRow struct {
 	// Draining picks the button: Undrain for a drained worker, else Drain.
 	Draining             bool
 	DrainURL, UndrainURL string
+	// Paused: the worker said it cannot run actions now and is given no
+	// new work; shown beside State (a paused worker may be busy), with
+	// PauseReason.
+	Paused      bool
+	PauseReason string
 }
 
 type operationRow struct {
@@ -94,6 +99,7 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 			ID: ws.ID, Platform: properties(ws.Platform), State: ws.State, Slots: ws.Slots,
 			Running: ws.Running, LastSeen: age(now, ws.LastSeen) + " ago",
 			Draining: ws.Draining, DrainURL: workerURL(ws.ID, "drain"), UndrainURL: workerURL(ws.ID, "undrain"),
+			Paused: ws.Paused, PauseReason: ws.PauseReason,
 		})
 	}
 	h.summaries.prefetch(r.Context(), ops)
