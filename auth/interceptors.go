@@ -74,8 +74,14 @@ func (a *Interceptors) stream(srv any, ss grpc.ServerStream, info *grpc.StreamSe
 }
 
 // authenticate finds the method's rule and, unless it is public, the
-// caller.
+// caller; a refusal is counted (Refusals).
 func (a *Interceptors) authenticate(ctx context.Context, method string) (rule, *Principal, error) {
+	r, pr, err := a.authenticateUncounted(ctx, method)
+	countRefusal(err)
+	return r, pr, err
+}
+
+func (a *Interceptors) authenticateUncounted(ctx context.Context, method string) (rule, *Principal, error) {
 	r, ok := ruleFor(method)
 	if !ok {
 		a.log.Debug("auth: denied", "method", method, "reason", "method not in the rules")
@@ -94,6 +100,12 @@ func (a *Interceptors) authenticate(ctx context.Context, method string) (rule, *
 
 // authorize checks r for pr, with the instance name taken from req.
 func (a *Interceptors) authorize(ctx context.Context, method string, r rule, pr *Principal, req any) error {
+	err := a.authorizeUncounted(ctx, method, r, pr, req)
+	countRefusal(err)
+	return err
+}
+
+func (a *Interceptors) authorizeUncounted(ctx context.Context, method string, r rule, pr *Principal, req any) error {
 	instance := ""
 	if r.instance != nil && req != nil {
 		var err error

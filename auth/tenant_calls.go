@@ -49,9 +49,11 @@ func (c *tenantCalls) take(tenant string) (func(), error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if (tenant == publicParty || tenant == healthCheckParty) && c.open[tenant] >= min(c.max, maxPublicCalls) {
+		refusals.share.Add(1)
 		return nil, status.Errorf(codes.ResourceExhausted, "%d calls of public methods (health) are in progress, as many as this server takes at once; retry later", c.open[tenant])
 	}
 	if c.open[tenant] >= c.max {
+		refusals.share.Add(1)
 		return nil, status.Errorf(codes.ResourceExhausted, "tenant %q has %d calls in progress, as many as one tenant may have at once; retry later", tenant, c.max)
 	}
 	c.open[tenant]++

@@ -22,6 +22,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/internal/grpclimit"
 )
 
@@ -57,6 +58,15 @@ func newObservability(logger *slog.Logger) *observability {
 		Help: "Bytes of gRPC responses queued for clients and not yet written to their connections (see grpclimit.ConnLimits).",
 	}, func() float64 { return float64(grpclimit.SendBacklog()) })
 	o.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), o.rpc, sendBacklog)
+	// Calls the auth policy refused: they never reach the per-RPC
+	// metrics (most are refused in the tap, before any interceptor).
+	for reason := range auth.Refusals() {
+		o.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "paddock_auth_refused_calls_total",
+			Help:        "Calls the auth policy refused, by reason: unauthenticated, permission_denied, invalid_argument (an instance name), tenant_share (the tenant's calls in progress at its share).",
+			ConstLabels: prometheus.Labels{"reason": reason},
+		}, func() float64 { return float64(auth.Refusals()[reason]) }))
+	}
 	o.gather = o.reg
 	return o
 }
