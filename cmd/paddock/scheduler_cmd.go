@@ -9,6 +9,8 @@ import (
 	"os"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/configs"
@@ -149,6 +151,16 @@ func schedulerFront(s *scheduler.Scheduler, cas storage.BlobStore, ac storage.Ac
 	return g, func() { closeAssets(); front.Close() }, nil
 }
 
+// adminHint says where the admin API is when the address given does not
+// serve it: a scheduler with --worker-listen serves it there, and `paddock
+// up` on DATA/scheduler.sock, not on the clients' port.
+func adminHint(err error) string {
+	if status.Code(err) != codes.Unimplemented {
+		return ""
+	}
+	return " (this address does not serve the admin API: give --scheduler the scheduler's --worker-listen address, or unix://DATA/scheduler.sock for paddock up)"
+}
+
 // runSchedulerDrain asks a scheduler to stop giving work to a worker
 // (drain; with --wait it waits until the worker is idle), or to give it
 // work again (undrain).
@@ -183,14 +195,14 @@ func runSchedulerDrain(ctx context.Context, verb string, args []string) error {
 	if verb == "undrain" {
 		resp, err := admin.UndrainWorker(ctx, &workerpb.UndrainWorkerRequest{WorkerId: *id})
 		if err != nil {
-			return fmt.Errorf("undrain worker %q: %w", *id, err)
+			return fmt.Errorf("undrain worker %q: %w%s", *id, err, adminHint(err))
 		}
 		fmt.Printf("worker %s undrained, %d action(s) running\n", resp.WorkerId, resp.Running)
 		return nil
 	}
 	resp, err := admin.DrainWorker(ctx, &workerpb.DrainWorkerRequest{WorkerId: *id, Wait: *wait})
 	if err != nil {
-		return fmt.Errorf("drain worker %q: %w", *id, err)
+		return fmt.Errorf("drain worker %q: %w%s", *id, err, adminHint(err))
 	}
 	if resp.Idle {
 		fmt.Printf("worker %s drained and idle\n", resp.WorkerId)
