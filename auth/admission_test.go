@@ -20,7 +20,10 @@ import (
 	"github.com/paddock-build/paddock/storage"
 )
 
-const findMissingMethod = "/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs"
+const (
+	findMissingMethod = "/build.bazel.remote.execution.v2.ContentAddressableStorage/FindMissingBlobs"
+	healthCheck       = "/grpc.health.v1.Health/Check"
+)
 
 // admittedServer is storage's services and health behind the test policy
 // as a role serves them: the interceptors, with a share of calls per
@@ -30,17 +33,25 @@ const findMissingMethod = "/build.bazel.remote.execution.v2.ContentAddressableSt
 type admittedServer struct {
 	addr    string
 	limiter *grpclimit.Limiter
+	ic      *auth.Interceptors
 }
 
 func startAdmittedServer(t *testing.T, bound, tenantCalls int) *admittedServer {
 	t.Helper()
-	ic := auth.NewInterceptors(loadTestPolicy(t), nil).LimitTenantCalls(tenantCalls)
-	opts := append(ic.ServerOptions(), grpclimit.WithAdmission(ic.Admit))
-	s := &admittedServer{limiter: grpclimit.New(bound)}
 	srv := storage.NewServer(storage.ServerOptions{CAS: storage.NewMemoryBlobStore(), AC: storage.NewMemoryActionCache()})
 	t.Cleanup(srv.Close)
+	return startAdmittedServerOf(t, bound, tenantCalls, srv.Register)
+}
+
+// startAdmittedServerOf is startAdmittedServer serving the services
+// register adds (and health) instead of storage's.
+func startAdmittedServerOf(t *testing.T, bound, tenantCalls int, register func(*grpc.Server)) *admittedServer {
+	t.Helper()
+	ic := auth.NewInterceptors(loadTestPolicy(t), nil).LimitTenantCalls(tenantCalls)
+	opts := append(ic.ServerOptions(), grpclimit.WithAdmission(ic.Admit))
+	s := &admittedServer{limiter: grpclimit.New(bound), ic: ic}
 	s.addr = grpctest.Listen(t, func(g *grpc.Server) {
-		srv.Register(g)
+		register(g)
 		healthpb.RegisterHealthServer(g, health.NewServer())
 	}, append(opts, s.limiter.ServerOptions(opts...)...)...)
 	return s
@@ -156,30 +167,62 @@ func TestATenantsStalledCallsStopAtItsShare(t *testing.T) {
 }
 
 // Health Checks need no credentials and are never refused by the
-// server's bound, but they are calls too: Checks a client stalls are
-// bounded by a share of their own (the public bound), and the tenants'
-// calls go on. Before, stalled Checks grew past the server's bound and
-// it refused every other call.
-func TestStalledHealthChecksAreBounded(t *testing.T) {
-	s := startAdmittedServer(t, 20, 10)
+// server's bound, but they are calls too: a client can open them and
+// never send their requests. Each connection's Checks in progress are
+// bounded (16), and no more, so that a probe on a connection of its own
+// is never refused: one anonymous connection stalls 1,100 Checks, and
+// Checks on other connections, Watch and the tenants' calls go on, while
+// that connection's Checks past 16 are refused. Before, Checks had one
+// bound for the server (1,024): the stalled Checks held it until the
+// request timeout (2 minutes), every kubelet probe was refused, and the
+// pods were restarted. When the stalled Checks end, their counts go, and
+// no connection's count stays behind.
+func TestStalledHealthChecksAreBoundedPerConnection(t *testing.T) {
+	const stalled, perConnection = 1100, 16
+	s := startAdmittedServer(t, 4000, 2000)
 	anonymous := s.dial(t, "")
-	ended := openHeaderOnly(t, t.Context(), anonymous, "/grpc.health.v1.Health/Check", 30)
-	for i := 10; i < 30; i++ {
-		select {
-		case err := <-ended[i]:
-			wantCode(t, err, codes.ResourceExhausted, "a stalled Check past the public bound", "public methods")
-		case <-time.After(10 * time.Second):
-			t.Fatalf("stalled Check %d: not refused within 10 s; %d calls counted", i, s.limiter.Active())
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	ended := openHeaderOnly(t, ctx, anonymous, healthCheck, stalled)
+	// The Checks that are held do not end: wait for the others.
+	refused := 0
+	for deadline := time.Now().Add(10 * time.Second); refused < stalled-perConnection && time.Now().Before(deadline); {
+		for i, e := range ended {
+			select {
+			case err := <-e:
+				wantCode(t, err, codes.ResourceExhausted, "a stalled Check past its connection's bound", "on this connection")
+				refused++
+				ended[i] = nil
+			default:
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i := range 3 {
+		if _, err := healthpb.NewHealthClient(s.dial(t, "")).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+			t.Fatalf("a probe's Check %d on a connection of its own, beside %d stalled Checks on another: %v", i, stalled, err)
 		}
 	}
-	if err := findMissing(t.Context(), s.dial(t, tokenB), "team-b"); err != nil {
-		t.Fatalf("team-b's call beside 30 stalled Checks: %v", err)
+	if refused != stalled-perConnection {
+		t.Fatalf("%d of %d stalled Checks on one connection were refused, want %d", refused, stalled, stalled-perConnection)
 	}
-	w, err := healthpb.NewHealthClient(anonymous).Watch(t.Context(), &healthpb.HealthCheckRequest{})
+	_, err := healthpb.NewHealthClient(anonymous).Check(t.Context(), &healthpb.HealthCheckRequest{})
+	wantCode(t, err, codes.ResourceExhausted, "a Check on the connection holding 16 stalled ones", "on this connection")
+	if err := findMissing(t.Context(), s.dial(t, tokenB), "team-b"); err != nil {
+		t.Fatalf("team-b's call beside %d stalled Checks: %v", stalled, err)
+	}
+	w, err := healthpb.NewHealthClient(s.dial(t, "")).Watch(ctx, &healthpb.HealthCheckRequest{})
 	if err == nil {
 		_, err = w.Recv()
 	}
 	if err != nil {
-		t.Fatalf("a health Watch while stalled Checks hold their own bound: %v", err)
+		t.Fatalf("a health Watch while a connection holds stalled Checks: %v", err)
+	}
+	// The stalled connection's Checks and the Watch: one count each.
+	waitFor(t, "the ended probes' counts to go", func() bool { return auth.OpenParties(s.ic) == 2 })
+	cancel()
+	waitFor(t, "the stalled Checks' counts to go", func() bool { return auth.OpenParties(s.ic) == 0 })
+	if _, err := healthpb.NewHealthClient(anonymous).Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil {
+		t.Fatalf("a Check on the connection whose stalled Checks ended: %v", err)
 	}
 }

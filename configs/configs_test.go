@@ -13,7 +13,7 @@ func TestExampleStorageConfigLoads(t *testing.T) {
 	if err := Load("storage.yaml", &cfg); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.MaxBytes != 10<<30 || cfg.MaxBatchTotalSizeBytes != 4<<20 || cfg.UploadIdleTimeout != time.Minute || cfg.Listen != "127.0.0.1:8980" {
+	if cfg.MaxBytes != 10<<30 || cfg.MaxBatchTotalSizeBytes != 2<<20 || cfg.UploadIdleTimeout != time.Minute || cfg.Listen != "127.0.0.1:8980" {
 		t.Fatalf("example config parsed as %+v", cfg)
 	}
 	if def := DefaultStorage().Assets; cfg.Assets.FetchTimeout != def.FetchTimeout || cfg.Assets.MaxFetchBytes != def.MaxFetchBytes ||

@@ -77,3 +77,33 @@ func TestByteStreamSilentWriteStreamEnds(t *testing.T) {
 		t.Fatalf("resuming the upload of the silent stream: %v, %v", resp, err)
 	}
 }
+
+// TestByteStreamEmptyWritesDoNotKeepAStreamOpen: requests with no data
+// that do not finish the write are not activity: a stream sending only
+// them ends after UploadIdleTimeout, its upload kept for a resume.
+func TestByteStreamEmptyWritesDoNotKeepAStreamOpen(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{CAS: newDisk(t, t.TempDir(), 0), UploadIdleTimeout: 300 * time.Millisecond})
+	data, d := randData(t, 20_000)
+	stream, err := ts.bs.Write(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&bytestream.WriteRequest{ResourceName: writeName(d), Data: data[:5000]}); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- stream.RecvMsg(new(bytestream.WriteResponse)) }()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for deadline := time.After(30 * time.Second); ; {
+		select {
+		case err := <-ended:
+			wantStatus(t, err, codes.DeadlineExceeded, "kept at 5000 bytes")
+			return
+		case <-tick.C:
+			stream.Send(&bytestream.WriteRequest{WriteOffset: 5000}) // nothing
+		case <-deadline:
+			t.Fatal("a stream sending only empty requests was still open after 30 s")
+		}
+	}
+}

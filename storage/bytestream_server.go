@@ -258,7 +258,7 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 		}
 		defer closeDecoder()
 	}
-	recv := newWriteReceiver(stream, s.opts.UploadIdleTimeout)
+	recv := newWriteReceiver(stream, min(s.opts.UploadIdleTimeout, maxSilentWrite))
 	first := true
 	for {
 		if !first {
@@ -309,7 +309,7 @@ func (s *byteStreamServer) acquire(ctx context.Context, tenant string, rn digest
 		return nil, err
 	}
 	for {
-		if u := s.startUpload(tenant, rn, req.ResourceName); u != nil {
+		if u := s.startUpload(ctx, tenant, rn, req.ResourceName); u != nil {
 			return u, nil
 		}
 		u, err := s.claim(req.ResourceName, req.WriteOffset)
@@ -352,14 +352,20 @@ func (s *byteStreamServer) claim(name string, offset int64) (*upload, error) {
 // startUpload starts an upload of name, busy, in the slot taken for
 // tenant, and registers it; nil if another upload of name is registered.
 // Compressed uploads are never parked, so they need no entry.
-func (s *byteStreamServer) startUpload(tenant string, rn digest.ResourceName, name string) *upload {
+func (s *byteStreamServer) startUpload(streamCtx context.Context, tenant string, rn digest.ResourceName, name string) *upload {
 	s.mu.Lock()
 	if _, ok := s.uploads[name]; ok {
 		s.mu.Unlock()
 		return nil
 	}
 	pr, pw := io.Pipe()
-	ctx, cancel := context.WithCancel(WithInstance(context.Background(), rn.InstanceName))
+	// The Put outlives the stream (a parked upload), so not its
+	// cancellation; but it keeps its values: the caller (whose tenant a
+	// remote store names to the storage behind it) and the incoming
+	// metadata (the forwarding hop count). From a bare context, an upload
+	// through a scheduler reached storage as the scheduler's, outside the
+	// tenant's shares.
+	ctx, cancel := context.WithCancel(WithInstance(context.WithoutCancel(streamCtx), rn.InstanceName))
 	u := &upload{name: name, tenant: tenant, d: rn.Digest, pw: pw, cancel: cancel, done: make(chan struct{})}
 	u.busy.Lock()
 	if rn.Compressor == repb.Compressor_IDENTITY {

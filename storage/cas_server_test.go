@@ -337,7 +337,7 @@ func TestGetTreePaging(t *testing.T) {
 // was read, with no per-blob status at all.
 func TestBatchReadBlobsRepliesWithinTheAdvertisedLimit(t *testing.T) {
 	cas := storage.NewMemoryBlobStore()
-	ts := startServer(t, storage.ServerOptions{CAS: cas})
+	ts := startServer(t, storage.ServerOptions{CAS: cas, MaxBatchTotalSizeBytes: 4 << 20})
 	ctx := context.Background()
 	present := &repb.BatchReadBlobsRequest{}
 	for i := range 31000 {

@@ -54,7 +54,12 @@ type ServerOptions struct {
 // with them, and the storage role's config (configs.DefaultStorage) starts
 // from them.
 const (
-	DefaultMaxBatchTotalSizeBytes = 4 << 20
+	// DefaultMaxBatchTotalSizeBytes is 2 MiB, not gRPC's usual 4: the
+	// receive limit is twice it plus 1 MiB (maxRecvBytes), and a request
+	// that arrives slowly holds that much until it is whole, so 2 MiB
+	// keeps a call's memory where it was (5 MiB) while a batch of small
+	// blobs within the bound still fits.
+	DefaultMaxBatchTotalSizeBytes = 2 << 20
 	DefaultMaxInlineBytes         = 1 << 20
 	DefaultUploadIdleTimeout      = time.Minute
 )

@@ -49,7 +49,7 @@ func backlogServer(t *testing.T, limits grpclimit.ConnLimits) (addr string, cas 
 	t.Cleanup(grpclimit.SetConnLimits(limits))
 	mem = storage.NewMemoryBlobStore()
 	cas = &gatedStore{BlobStore: mem, gated: map[digest.Digest]bool{}, entered: make(chan digest.Digest), release: make(chan struct{}), gets: map[digest.Digest]int{}}
-	srv := storage.NewServer(storage.ServerOptions{CAS: cas, AC: storage.NewMemoryActionCache()})
+	srv := storage.NewServer(storage.ServerOptions{CAS: cas, AC: storage.NewMemoryActionCache(), MaxBatchTotalSizeBytes: 4 << 20}) // batches of the 3 MiB blobs
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,15 @@ type receivedWrite struct {
 	err error
 }
 
+// maxSilentWrite bounds how long a Write stream may send nothing, whatever
+// UploadIdleTimeout says: under grpclimit's request timeout (2 minutes),
+// after which a server closes a connection whose upload's next message
+// has not come. A scheduler's front forwards an upload to storage over
+// the one connection every tenant's calls share, so its own stream must
+// end first: with upload_idle_timeout at 3m, one silent client had
+// storage close that connection under everyone.
+const maxSilentWrite = 90 * time.Second
+
 // errWriteIdle is next's error when no request came within idle.
 var errWriteIdle = errors.New("write stream idle")
 
@@ -48,17 +57,28 @@ func newWriteReceiver(stream bytestream.ByteStream_WriteServer, idle time.Durati
 	return r
 }
 
-// next returns the stream's next request, or errWriteIdle.
+// next returns the stream's next request, or errWriteIdle. A request
+// with no data that does not finish the write is skipped and does not
+// count as activity: a client sending only such requests kept its stream,
+// and the slot, for as long as it liked, and the remote store of a
+// scheduler in front, which forwards data, not empty messages, left
+// storage's stream silent past its request timeout, which then closed the
+// connection every tenant's calls share.
 func (r *writeReceiver) next() (*bytestream.WriteRequest, error) {
 	t := time.NewTimer(r.idle)
 	defer t.Stop()
-	select {
-	case m := <-r.reqs:
-		return m.req, m.err
-	case <-r.ctx.Done():
-		return nil, status.FromContextError(r.ctx.Err()).Err()
-	case <-t.C:
-		return nil, errWriteIdle
+	for {
+		select {
+		case m := <-r.reqs:
+			if m.err == nil && len(m.req.Data) == 0 && !m.req.FinishWrite {
+				continue
+			}
+			return m.req, m.err
+		case <-r.ctx.Done():
+			return nil, status.FromContextError(r.ctx.Err()).Err()
+		case <-t.C:
+			return nil, errWriteIdle
+		}
 	}
 }
 
