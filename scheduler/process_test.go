@@ -88,9 +88,7 @@ func TestWorkerKilledMidActionCompletesOnAnotherWorker(t *testing.T) {
 	if resp.Status.GetCode() != 0 || resp.Result.GetExecutionMetadata().GetWorker() != "survivor" {
 		t.Fatalf("response %v, want success on survivor", resp)
 	}
-	survivor.mu.Lock()
-	defer survivor.mu.Unlock()
-	if a := survivor.assigned[0]; a.Attempt != 2 || !strings.Contains(line, a.OperationName) {
+	if a := survivor.firstAssigned(t); a.Attempt != 2 || !strings.Contains(line, a.OperationName) {
 		t.Fatalf("survivor got %s attempt %d, want the killed worker's action as attempt 2", a.OperationName, a.Attempt)
 	}
 }

@@ -125,9 +125,7 @@ func TestRestartRequeuesActionsOfWorkersThatDoNotReturn(t *testing.T) {
 	if resp := responseOf(t, ops[len(ops)-1]); resp.Result.GetExecutionMetadata().GetWorker() != "other" {
 		t.Fatalf("response %v, want the result from the other worker", resp)
 	}
-	other.mu.Lock()
-	defer other.mu.Unlock()
-	if a := other.assigned[0]; a.OperationName != name || a.Attempt != 2 {
+	if a := other.firstAssigned(t); a.OperationName != name || a.Attempt != 2 {
 		t.Fatalf("other got %s attempt %d, want %s attempt 2", a.OperationName, a.Attempt, name)
 	}
 }

@@ -259,9 +259,7 @@ func TestExecuteStreamsStagesAndPassesAssignment(t *testing.T) {
 	if other.assignedCount() != 0 {
 		t.Fatal("action routed to a worker without OSFamily=linux")
 	}
-	w.mu.Lock()
-	a := w.assigned[0]
-	w.mu.Unlock()
+	a := w.firstAssigned(t)
 	rm := &repb.RequestMetadata{}
 	proto.Unmarshal(a.RequestMetadata, rm)
 	if a.OperationName != first.Name || a.Attempt != 1 || a.ActionDigest.GetHash() != d.Hash() ||

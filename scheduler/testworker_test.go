@@ -102,6 +102,22 @@ func (w *testWorker) waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// firstAssigned returns the first assignment the worker recorded,
+// waiting for it: the client records a message after acting on it
+// (OnMessage), so the action may be done, its result delivered, before
+// its assignment is recorded.
+func (w *testWorker) firstAssigned(t *testing.T) *workerpb.Assignment {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); w.assignedCount() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no assignment was recorded")
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.assigned[0]
+}
+
 func (w *testWorker) assignedCount() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
