@@ -26,7 +26,13 @@ func TestBazelBuildAcrossSchedulerRestart(t *testing.T) {
 	rs := newJournaledRoles(t)
 	rs.startWorker("w1")
 	g := newGate(t)
-	running, done := startGatedBuild(t, b, rs.schedAddr, g)
+	// Bazel's default retry budget (5 retries from 100 ms, about 3 s, cut
+	// short by gRPC-java's own reconnect backoff) is about one restart
+	// long on a loaded machine: given more, as docs/scheduler.md advises.
+	// That the stopping scheduler ends the streams at once, rather than
+	// holding them for seconds with its port closed, is
+	// scheduler/TestStoppingEndsClientStreams.
+	running, done := startGatedBuild(t, b, rs.schedAddr, g, "--remote_retries=10")
 	before := operationNames(t, rs)
 	if len(before) != 1 {
 		t.Fatalf("operations before the restart: %v, want Bazel's one", before)

@@ -263,9 +263,9 @@ func checkGatedBuild(t *testing.T, b *bazel, done <-chan bazelResult, what strin
 // startGatedBuild starts `bazel build //:gated` against the scheduler at
 // addr in the background and returns once the gated action runs, with its
 // connection to g, and the channel the build's end comes on.
-func startGatedBuild(t *testing.T, b *bazel, addr string, g *gate) (net.Conn, <-chan bazelResult) {
+func startGatedBuild(t *testing.T, b *bazel, addr string, g *gate, extra ...string) (net.Conn, <-chan bazelResult) {
 	t.Helper()
-	flags := append(b.remoteFlags(addr), "--action_env=GATE_PORT="+strconv.Itoa(g.lis.Addr().(*net.TCPAddr).Port), "//:gated")
+	flags := append(append(b.remoteFlags(addr), extra...), "--action_env=GATE_PORT="+strconv.Itoa(g.lis.Addr().(*net.TCPAddr).Port), "//:gated")
 	done := make(chan bazelResult, 1)
 	go func() {
 		out, code, err := b.Exec("build", flags...)
