@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"bytes"
 	"context"
 	"testing"
 	"time"
@@ -8,6 +9,9 @@ import (
 	"google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc/codes"
 
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+
+	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -55,17 +59,8 @@ func TestByteStreamEmptyWriteIsInvalid(t *testing.T) {
 // Before, such a stream held its ByteStream slot for as long as the client
 // liked.
 func TestByteStreamSilentWriteStreamEnds(t *testing.T) {
-	ts := startServer(t, storage.ServerOptions{CAS: newDisk(t, t.TempDir(), 0), UploadIdleTimeout: 300 * time.Millisecond})
-	data, d := randData(t, 20_000)
-	stream, err := ts.bs.Write(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&bytestream.WriteRequest{ResourceName: writeName(d), Data: data[:5000]}); err != nil {
-		t.Fatal(err)
-	}
-	ended := make(chan error, 1)
-	go func() { ended <- stream.RecvMsg(new(bytestream.WriteResponse)) }() // the stream stays open
+	ts, _, ended := startIdleUpload(t)
+	data, d := idleUploadData(t)
 	select {
 	case err := <-ended:
 		wantStatus(t, err, codes.DeadlineExceeded, "kept at 5000 bytes")
@@ -82,17 +77,7 @@ func TestByteStreamSilentWriteStreamEnds(t *testing.T) {
 // that do not finish the write are not activity: a stream sending only
 // them ends after UploadIdleTimeout, its upload kept for a resume.
 func TestByteStreamEmptyWritesDoNotKeepAStreamOpen(t *testing.T) {
-	ts := startServer(t, storage.ServerOptions{CAS: newDisk(t, t.TempDir(), 0), UploadIdleTimeout: 300 * time.Millisecond})
-	data, d := randData(t, 20_000)
-	stream, err := ts.bs.Write(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&bytestream.WriteRequest{ResourceName: writeName(d), Data: data[:5000]}); err != nil {
-		t.Fatal(err)
-	}
-	ended := make(chan error, 1)
-	go func() { ended <- stream.RecvMsg(new(bytestream.WriteResponse)) }()
+	_, stream, ended := startIdleUpload(t)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for deadline := time.After(30 * time.Second); ; {
@@ -106,4 +91,31 @@ func TestByteStreamEmptyWritesDoNotKeepAStreamOpen(t *testing.T) {
 			t.Fatal("a stream sending only empty requests was still open after 30 s")
 		}
 	}
+}
+
+// startIdleUpload starts a server whose UploadIdleTimeout is 300 ms and
+// a Write of idleUploadData's first 5,000 bytes that stays open; ended
+// delivers how the server ends it.
+func startIdleUpload(t *testing.T) (*testServer, bytestream.ByteStream_WriteClient, <-chan error) {
+	t.Helper()
+	ts := startServer(t, storage.ServerOptions{CAS: newDisk(t, t.TempDir(), 0), UploadIdleTimeout: 300 * time.Millisecond})
+	data, d := idleUploadData(t)
+	stream, err := ts.bs.Write(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&bytestream.WriteRequest{ResourceName: writeName(d), Data: data[:5000]}); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- stream.RecvMsg(new(bytestream.WriteResponse)) }() // the stream stays open
+	return ts, stream, ended
+}
+
+// idleUploadData is the blob startIdleUpload uploads: the same bytes each
+// call, so a test can finish the upload.
+func idleUploadData(t *testing.T) ([]byte, digest.Digest) {
+	t.Helper()
+	data := bytes.Repeat([]byte("idle upload "), 20_000/12)
+	return data, digest.FromBytes(repb.DigestFunction_SHA256, data)
 }
