@@ -22,9 +22,10 @@ import (
 // message: a client trickling its upload through the scheduler left the
 // storage call without a message past the server's request timeout, and
 // the server closed the connection that every tenant's calls share.
+// (Here 10 KiB every 300 ms for 3 s, against a 2 s request timeout.)
 func TestRemoteUploadOfATricklingReaderKeepsTheConnection(t *testing.T) {
 	limits := grpclimit.DefaultConnLimits()
-	limits.RequestTimeout = time.Second
+	limits.RequestTimeout = 2 * time.Second
 	t.Cleanup(grpclimit.SetConnLimits(limits))
 	mem := storage.NewMemoryBlobStore()
 	srv := storage.NewServer(storage.ServerOptions{CAS: mem, AC: storage.NewMemoryActionCache(), MaxBatchTotalSizeBytes: 64 << 10})
@@ -48,7 +49,7 @@ func TestRemoteUploadOfATricklingReaderKeepsTheConnection(t *testing.T) {
 		pw.Close()
 	}()
 	if err := remote.Put(context.Background(), d, pr); err != nil {
-		t.Fatalf("an upload trickling for 3 s past a 1 s request timeout: %v", err)
+		t.Fatalf("an upload trickling for 3 s past a 2 s request timeout: %v", err)
 	}
 	if m, err := mem.FindMissing(context.Background(), []digest.Digest{d}); err != nil || len(m) != 0 {
 		t.Fatalf("the blob is not stored: %v %v", m, err)

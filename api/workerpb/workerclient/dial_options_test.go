@@ -50,9 +50,12 @@ func TestReconnectBackoffIsCapped(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go workerpb.NewWorkerServiceClient(conn).Connect(ctx, grpc.WaitForReady(true)) // keeps the connection trying
-	limit := ReconnectMaxDelay*6/5 + 500*time.Millisecond
+	// Capped, a gap is at most 2.4 s; by default the 6th and 7th are at
+	// least 5.2 s and 8.4 s (6.6 s and 10.5 s, less 20 %). 4.5 s tells the
+	// two apart with 2 s to spare on a loaded machine.
+	limit := 4500 * time.Millisecond
 	var last time.Time
-	for i := 0; i < 6; i++ {
+	for i := 0; i < 8; i++ {
 		select {
 		case at := <-times:
 			if gap := at.Sub(last); i > 0 && gap > limit {
