@@ -25,11 +25,7 @@ type actionCacheServer struct {
 }
 
 func (s *actionCacheServer) GetActionResult(ctx context.Context, req *repb.GetActionResultRequest) (*repb.ActionResult, error) {
-	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
-		return nil, err
-	}
-	ctx = WithInstance(ctx, req.InstanceName)
-	fn, d, err := actionKey(req.DigestFunction, req.ActionDigest)
+	ctx, fn, d, err := actionScope(ctx, req.InstanceName, req.DigestFunction, req.ActionDigest)
 	if err != nil {
 		return nil, err
 	}
@@ -65,22 +61,22 @@ func dropInlined(r *repb.ActionResult) {
 	}
 }
 
-// actionKey is a request's digest function and action digest, checked:
+// actionScope is requestScope with the action digest, checked:
 // GetActionResult and UpdateActionResult name the entry the same way, and
 // refuse a bad one with the same INVALID_ARGUMENT. A request that leaves
 // digest_function unset gets the function of its action digest (inferred
 // from the hash length, as REv2 says), and every digest of the result is
 // then held to it: one function per action, not one guess per digest.
-func actionKey(df repb.DigestFunction_Value, pd *repb.Digest) (digest.Function, digest.Digest, error) {
-	fn, err := digest.CheckFunction(df)
+func actionScope(ctx context.Context, instance string, df repb.DigestFunction_Value, pd *repb.Digest) (context.Context, digest.Function, digest.Digest, error) {
+	ctx, fn, err := requestScope(ctx, instance, df)
 	if err != nil {
-		return fn, digest.Digest{}, err
+		return ctx, fn, digest.Digest{}, err
 	}
 	d, err := digest.FromProto(fn, pd, "action_digest")
 	if err != nil {
-		return fn, digest.Digest{}, err
+		return ctx, fn, digest.Digest{}, err
 	}
-	return d.Function(), d, nil
+	return ctx, d.Function(), d, nil
 }
 
 // checkServable is CheckComplete, or ValidateActionResult alone where the
@@ -170,11 +166,7 @@ func (s *actionCacheServer) inline(ctx context.Context, fn digest.Function, req 
 // name must be one ByteStream can address (rev2.CheckInstanceName), as
 // the result's outputs are read back through it.
 func (s *actionCacheServer) UpdateActionResult(ctx context.Context, req *repb.UpdateActionResultRequest) (*repb.ActionResult, error) {
-	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
-		return nil, err
-	}
-	ctx = WithInstance(ctx, req.InstanceName)
-	fn, d, err := actionKey(req.DigestFunction, req.ActionDigest)
+	ctx, fn, d, err := actionScope(ctx, req.InstanceName, req.DigestFunction, req.ActionDigest)
 	if err != nil {
 		return nil, err
 	}

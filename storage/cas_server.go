@@ -17,7 +17,6 @@ import (
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/grpclimit"
-	"github.com/paddock-build/paddock/rev2"
 )
 
 // casServer implements ContentAddressableStorage over a BlobStore.
@@ -43,11 +42,7 @@ func newCASServer(opts *ServerOptions) *casServer {
 const batchParallelism = 8
 
 func (s *casServer) FindMissingBlobs(ctx context.Context, req *repb.FindMissingBlobsRequest) (*repb.FindMissingBlobsResponse, error) {
-	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
-		return nil, err
-	}
-	ctx = WithInstance(ctx, req.InstanceName)
-	fn, err := digest.CheckFunction(req.DigestFunction)
+	ctx, fn, err := requestScope(ctx, req.InstanceName, req.DigestFunction)
 	if err != nil {
 		return nil, err
 	}
@@ -72,11 +67,7 @@ func (s *casServer) FindMissingBlobs(ctx context.Context, req *repb.FindMissingB
 // whose name must be one ByteStream can address (rev2.CheckInstanceName):
 // blobs stored under any other could never be read back.
 func (s *casServer) BatchUpdateBlobs(ctx context.Context, req *repb.BatchUpdateBlobsRequest) (*repb.BatchUpdateBlobsResponse, error) {
-	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
-		return nil, err
-	}
-	ctx = WithInstance(ctx, req.InstanceName)
-	fn, err := digest.CheckFunction(req.DigestFunction)
+	ctx, fn, err := requestScope(ctx, req.InstanceName, req.DigestFunction)
 	if err != nil {
 		return nil, err
 	}
@@ -155,11 +146,7 @@ func (s *casServer) updateOne(ctx context.Context, fn digest.Function, i int, r 
 // the request as a whole (instance name, digest function, the size of the
 // reply) refuses the call.
 func (s *casServer) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobsRequest) (*repb.BatchReadBlobsResponse, error) {
-	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
-		return nil, err
-	}
-	ctx = WithInstance(ctx, req.InstanceName)
-	fn, err := digest.CheckFunction(req.DigestFunction)
+	ctx, fn, err := requestScope(ctx, req.InstanceName, req.DigestFunction)
 	if err != nil {
 		return nil, err
 	}

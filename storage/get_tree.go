@@ -13,7 +13,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
-	"github.com/paddock-build/paddock/rev2"
 )
 
 // defaultTreePageSize is how many directories one GetTree response carries
@@ -49,11 +48,7 @@ func TreeWalkSlots() int {
 // not directories: each is read when its turn comes and dropped once
 // sent.
 func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddressableStorage_GetTreeServer) error {
-	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
-		return err
-	}
-	ctx := WithInstance(stream.Context(), req.InstanceName)
-	fn, err := digest.CheckFunction(req.DigestFunction)
+	ctx, fn, err := requestScope(stream.Context(), req.InstanceName, req.DigestFunction)
 	if err != nil {
 		return err
 	}
