@@ -62,12 +62,22 @@ func (c *core) end(now time.Time, name, why string, kind recordKind) error {
 	return nil
 }
 
-// Delete forgets an operation. It does not cancel the execution: per the
-// Operations API, the client is merely no longer interested.
+// Delete forgets an operation: per the Operations API, the client is no
+// longer interested in its result. The execution goes on while another
+// operation waits for it; when none does, it is stopped as a cancelled
+// one is (the operation ends CANCELLED, recorded as such, before it is
+// forgotten). Left running, nobody could stop it any more (its name is
+// gone, so neither CancelOperation nor abandonment reaches it), and two
+// calls would hold a worker's slot for the whole action timeout.
+// A replay does not stop it here: journals written before this rule have
+// a bare recDelete, and new ones the recCancel before it.
 func (c *core) Delete(now time.Time, name string) error {
 	op := c.ops[name]
 	if op == nil {
 		return status.Errorf(codes.NotFound, "operation %q not found", name)
+	}
+	if e := op.exec; e != nil && !op.done && !c.replaying && len(e.waiters) == 1 {
+		_ = c.end(now, name, "deleted by DeleteOperation before it completed", recCancel) // it exists
 	}
 	if e := op.exec; e != nil {
 		e.detach(op)
