@@ -87,7 +87,9 @@ func checkArgv(c *repb.Command) error {
 	}
 	// The spec asks for variables sorted by name; they are not checked for
 	// order, because clients in the wild do not all sort them and the
-	// order changes nothing but the Command's digest.
+	// order changes nothing but the Command's digest. A name given twice
+	// is refused: which value the command would see is not defined.
+	seen := make(map[string]bool, len(c.EnvironmentVariables))
 	for i, v := range c.EnvironmentVariables {
 		f := fmt.Sprintf("command.environment_variables[%d]", i)
 		switch {
@@ -95,7 +97,10 @@ func checkArgv(c *repb.Command) error {
 			return Invalid(f, "name is empty")
 		case strings.ContainsAny(v.Name, "=\x00"):
 			return Invalid(f, "name %s contains '=' or NUL", Quote(v.Name))
+		case seen[v.Name]:
+			return Invalid(f, "name %s given twice", Quote(v.Name))
 		}
+		seen[v.Name] = true
 		if err := checkArgString(f, v.Name+"="+v.Value); err != nil {
 			return err
 		}

@@ -57,6 +57,7 @@ func TestCheckCommand(t *testing.T) {
 		{"env unsorted is accepted", &repb.Command{Arguments: []string{"true"}, EnvironmentVariables: env("B", "1", "A", "2")}, ""},
 		{"env name with =", &repb.Command{Arguments: []string{"true"}, EnvironmentVariables: env("A=B", "1")}, "command.environment_variables[0]"},
 		{"env empty name", &repb.Command{Arguments: []string{"true"}, EnvironmentVariables: env("", "1")}, "command.environment_variables[0]"},
+		{"env name given twice", &repb.Command{Arguments: []string{"true"}, EnvironmentVariables: env("DUP", "first", "DUP", "second")}, "command.environment_variables[1]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := CheckCommand(tc.cmd)

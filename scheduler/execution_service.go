@@ -84,18 +84,21 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 	owner := auth.TenantOf(ctx)
 	name := "operations/" + s.newID()
 
-	if !req.SkipCacheLookup {
+	// The request is checked whole before the action cache is asked: one
+	// it would refuse is refused on a hit too (REv2: a timeout above the
+	// maximum MUST be rejected), and a hit never answers an Action whose
+	// Command or platform no worker would run.
+	a, err := s.loadAction(ctx, fn, ad)
+	if err != nil {
+		return "", err
+	}
+	if !req.SkipCacheLookup && !a.doNotCache {
 		if res := s.cachedResult(ctx, instance, fn, ad); res != nil {
 			return name, s.accept(ctx, func(now time.Time) error {
 				s.core.AddCompleted(now, name, instance, owner, ad, &repb.ExecuteResponse{Result: res, CachedResult: true})
 				return nil
 			})
 		}
-	}
-
-	a, err := s.loadAction(ctx, fn, ad)
-	if err != nil {
-		return "", err
 	}
 	queueKey, routing := routingOf(instance, a.platform, s.route)
 	rawMeta, invocation, err := requestMetadata(ctx)
@@ -138,17 +141,13 @@ const (
 	MaxPriority = 1000
 )
 
-// cachedResult is the action cache's complete result for ad, or nil. An
+// cachedResult is the action cache's complete result for ad, or nil. (An
 // Action marked do_not_cache is never answered from the cache, whoever
-// wrote an entry for it: its result "cannot be cached" (REv2), so the
-// Action is read to check, on hits only.
+// wrote an entry for it: its result "cannot be cached" (REv2); submit
+// does not ask.)
 func (s *Scheduler) cachedResult(ctx context.Context, instance string, fn digest.Function, ad digest.Digest) *repb.ActionResult {
 	res, err := s.ac.Get(ctx, instance, ad)
 	if err != nil || storage.CheckComplete(ctx, s.cas, fn, res) != nil {
-		return nil
-	}
-	action := &repb.Action{}
-	if err := storage.GetProto(ctx, s.cas, ad, action, maxMessageBytes); err != nil || action.DoNotCache {
 		return nil
 	}
 	return res

@@ -312,6 +312,29 @@ func TestExecuteAnswersFromActionCache(t *testing.T) {
 	}
 }
 
+// An Execute the scheduler would refuse is refused on a cache hit too:
+// REv2 says a timeout above the maximum MUST be rejected.
+func TestExecuteRefusesABadActionOnACacheHit(t *testing.T) {
+	f := startFarm(t, testConfig(), "", nil, nil)
+	ctx := ctxTimeout(t)
+	out := f.put(t, &repb.Command{Arguments: []string{"output bytes"}})
+	for name, edit := range map[string]func(*repb.Action, *repb.Command){
+		"action.timeout": func(a *repb.Action, _ *repb.Command) {
+			a.Timeout = durationpb.New(testConfig().MaxActionTimeout + time.Hour)
+		},
+		"command.environment_variables[1]": func(_ *repb.Action, c *repb.Command) {
+			c.EnvironmentVariables = []*repb.Command_EnvironmentVariable{{Name: "A", Value: "1"}, {Name: "A", Value: "2"}}
+		},
+	} {
+		d := f.action(t, "hit "+name, edit)
+		f.ac.Put(ctx, "", d, &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "out/a", Digest: out.Proto()}}})
+		_, err := collect(must(f.exec.Execute(ctx, executeRequest(d))))
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), name) {
+			t.Errorf("Execute of a cached action with a bad %s: %v, want INVALID_ARGUMENT naming it", name, err)
+		}
+	}
+}
+
 func must[T any](v T, err error) T {
 	if err != nil {
 		panic(err)
