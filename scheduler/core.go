@@ -177,11 +177,11 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 	}
 	op.exec = e
 	c.addOp(op)
-	c.execs[e.id] = e
+	e.queue = c.queue(t, s.queueKey, s.instance, s.routing)
+	c.addExec(e)
 	if s.cacheable && !e.private {
 		c.inflight[key] = e
 	}
-	e.queue = c.queue(t, s.queueKey, s.instance, s.routing)
 	c.enqueue(e, false)
 	c.record(record{kind: recExecute, at: now, sub: &s})
 	c.pumpQueue(now, e.queue)
@@ -373,7 +373,7 @@ func (c *core) finish(now time.Time, e *execution, resp *repb.ExecuteResponse) {
 		r.worker = e.worker.id
 	}
 	c.record(r)
-	delete(c.execs, e.id)
+	c.dropExec(e)
 	if c.inflight[e.key] == e {
 		delete(c.inflight, e.key)
 	}

@@ -90,7 +90,6 @@ func (c *core) Delete(now time.Time, name string) error {
 
 // abandon stops an execution nobody waits for any more.
 func (c *core) abandon(e *execution, why string) {
-	delete(c.execs, e.id)
 	if c.inflight[e.key] == e {
 		delete(c.inflight, e.key)
 	}
@@ -105,4 +104,5 @@ func (c *core) abandon(e *execution, why string) {
 		c.send(e.worker.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{
 			Cancel: &workerpb.Cancel{OperationName: e.id, Reason: why}}})
 	}
+	c.dropExec(e)
 }

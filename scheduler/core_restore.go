@@ -22,9 +22,15 @@ func (c *core) restore(st *coreState) error {
 		if err != nil {
 			return err
 		}
-		c.execs[e.id] = e
+		c.addExec(e)
 		if e.cacheable && !e.private {
 			c.inflight[e.key] = e
+		}
+	}
+	// Snapshots written before queues were dropped hold empty ones.
+	for _, q := range sortedValues(c.queues) {
+		if q.live == 0 {
+			c.dropQueue(q)
 		}
 	}
 	for _, os := range st.Ops {

@@ -16,6 +16,19 @@ const (
 	otherInstances    = "(other)"
 )
 
+// The platform label of the queue gauges is the clients' too: routing
+// property values are theirs to choose. A platform longer than
+// maxPlatformLabel bytes is labelled otherPlatforms, and past
+// maxQueueSeries series the rest are summed in one, labelled
+// (other, other): a scrape stays within a few megabytes whatever the
+// clients queue (2,001 series of at most 1 KiB of instance name and
+// 256 bytes of platform).
+const (
+	maxPlatformLabel = 256
+	otherPlatforms   = "(other)"
+	maxQueueSeries   = 2000
+)
+
 // instanceLabels hands out the instance label of the counters and the
 // histogram. Used under the scheduler's lock.
 type instanceLabels map[string]bool
@@ -59,7 +72,11 @@ func gaugeSeries(qs []QueueStatus) []queueSeries {
 		if !kept[inst] {
 			inst = otherInstances
 		}
-		key := [2]string{inst, platformString(q.Platform)}
+		platform := platformString(q.Platform)
+		if len(platform) > maxPlatformLabel {
+			platform = otherPlatforms
+		}
+		key := [2]string{inst, platform}
 		s := sums[key]
 		if s == nil {
 			s = &queueSeries{instance: key[0], platform: key[1]}
@@ -69,12 +86,40 @@ func gaugeSeries(qs []QueueStatus) []queueSeries {
 		s.queued += q.Queued
 		s.running += q.Running
 	}
-	slices.SortFunc(out, func(a, b *queueSeries) int {
-		return cmp.Or(cmp.Compare(a.instance, b.instance), cmp.Compare(a.platform, b.platform))
-	})
+	slices.SortFunc(out, compareSeries)
+	if len(out) > maxQueueSeries {
+		out = foldSeries(out, sums)
+	}
 	series := make([]queueSeries, len(out))
 	for i, s := range out {
 		series[i] = *s
 	}
 	return series
+}
+
+func compareSeries(a, b *queueSeries) int {
+	return cmp.Or(cmp.Compare(a.instance, b.instance), cmp.Compare(a.platform, b.platform))
+}
+
+// foldSeries keeps the first maxQueueSeries of the sorted series and sums
+// the rest into the (other, other) one, which may be among them already.
+func foldSeries(out []*queueSeries, sums map[[2]string]*queueSeries) []*queueSeries {
+	rest := sums[[2]string{otherInstances, otherPlatforms}]
+	if rest == nil {
+		rest = &queueSeries{instance: otherInstances, platform: otherPlatforms}
+	}
+	kept := make([]*queueSeries, 0, maxQueueSeries+1)
+	for i, s := range out {
+		switch {
+		case s == rest:
+		case i < maxQueueSeries:
+			kept = append(kept, s)
+		default:
+			rest.queued += s.queued
+			rest.running += s.running
+		}
+	}
+	kept = append(kept, rest)
+	slices.SortFunc(kept, compareSeries)
+	return kept
 }

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,5 +70,43 @@ func TestGaugeSeriesSumQueues(t *testing.T) {
 	}
 	if s := byKey[[2]string{otherInstances, ""}]; s.queued != 5 || s.running != 10 {
 		t.Errorf("%s: %+v; want the 5 queues past the bound", otherInstances, s)
+	}
+}
+
+// Platform values are the clients' too: a long one is "(other)", and past
+// maxQueueSeries series the rest are summed into (other, other), once,
+// whether or not that series is among the first.
+func TestGaugeSeriesAreBoundedByPlatform(t *testing.T) {
+	long := []*workerpb.Property{{Name: "Pool", Value: strings.Repeat("x", 60000)}}
+	for _, withOther := range []bool{false, true} {
+		var qs []QueueStatus
+		total := 0
+		if withOther {
+			qs = append(qs, QueueStatus{Instance: otherInstances, Platform: long, Queued: 1}) // labelled (other, other) itself
+			total++
+		}
+		for i := range maxQueueSeries + 500 {
+			qs = append(qs, QueueStatus{Instance: "a", Platform: []*workerpb.Property{{Name: "Pool", Value: fmt.Sprintf("p%05d", i)}}, Queued: 1})
+			total++
+		}
+		series := gaugeSeries(qs)
+		if len(series) > maxQueueSeries+1 {
+			t.Fatalf("%d series, want at most %d", len(series), maxQueueSeries+1)
+		}
+		seen, sum := map[[2]string]bool{}, 0
+		for _, s := range series {
+			key := [2]string{s.instance, s.platform}
+			if seen[key] {
+				t.Fatalf("series %v twice: the scrape would fail", key)
+			}
+			seen[key] = true
+			if len(s.platform) > maxPlatformLabel {
+				t.Fatalf("a platform label of %d bytes", len(s.platform))
+			}
+			sum += s.queued
+		}
+		if sum != total {
+			t.Fatalf("the series count %d queued, want %d", sum, total)
+		}
 	}
 }

@@ -26,6 +26,12 @@ type queue struct {
 	size     int
 	workers  []*worker // workers whose platform serves this queue
 	rr       int       // where the next pump starts in workers
+	// live counts the live executions (core.execs) of this queue, queued
+	// or running. At zero the queue is dropped (core.dropExec): queue keys
+	// are chosen by clients (instance names, platform values), and empty
+	// queues kept forever let one tenant grow the scheduler, its journal
+	// snapshots and every metrics scrape without bound.
+	live int
 	// unservedSince is when a Tick first found executions queued here and
 	// no worker serving; zero otherwise (core_unserved.go). Not kept
 	// across a restart: the wait starts again.

@@ -53,7 +53,9 @@ func queueID(tenant, key string) string { return tenant + "\x00" + key }
 
 // countQueued adds n to the queued counts of q's instance and tenant.
 func (c *core) countQueued(q *queue, n int) {
-	c.queuedPerInstance[q.instance] += n
+	if c.queuedPerInstance[q.instance] += n; c.queuedPerInstance[q.instance] == 0 {
+		delete(c.queuedPerInstance, q.instance) // instance names are the clients'
+	}
 	q.tenant.queued += n
 }
 
