@@ -28,8 +28,9 @@ func fileHash(t *testing.T, p string) [32]byte {
 // TestEscapesFail: from inside, none of the classic escapes work, and the
 // host is unchanged afterwards: the launcher's binary (reached through
 // /proc/1/exe or by path), inherited descriptors, /proc/sys and
-// sysrq-trigger, TIOCSTI, nested user namespaces, mount, bpf, keyctl, ptrace
-// and setns.
+// sysrq-trigger, TIOCSTI, nested user namespaces, mount, bpf, keyctl, ptrace,
+// setns, and AF_VSOCK sockets (the network namespace does not confine
+// them: on a VM they reach the hypervisor's services).
 func TestEscapesFail(t *testing.T) {
 	l := newTestLauncher(t, Options{})
 	// A stand-in for the runner's binary, reachable by path from a sandbox
@@ -49,7 +50,7 @@ func TestEscapesFail(t *testing.T) {
 	// not merely by some other layer.
 	seccompDenied := []string{"tiocsti", "unshare user", "unshare mount", "clone newuser",
 		"mount tmpfs", "umount /proc", "bpf map create", "keyctl join session",
-		"ptrace attach pid 1", "ptrace attach host pid", "setns own mnt ns"}
+		"ptrace attach pid 1", "ptrace attach host pid", "setns own mnt ns", "socket af_vsock"}
 
 	for _, tc := range []struct{ name, rootfs, probe, bin string }{
 		{"host root", "/", probeHostPath, runnerBin},

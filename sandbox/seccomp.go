@@ -14,7 +14,11 @@ import (
 // (clone/unshare with CLONE_NEW* flags; clone3 answers ENOSYS so libcs fall
 // back to clone, where the flags can be inspected). ioctl(TIOCSTI) and
 // ioctl(TIOCLINUX) are refused so a sandbox cannot push input into a
-// terminal. Other architectures and the x32 ABI are refused outright.
+// terminal. socket(AF_VSOCK) is refused because a network namespace does
+// not confine vsock: on a VM with a virtio-vsock device it would reach the
+// hypervisor host's services past the sandbox's empty network (Docker's
+// default profile refuses it for the same reason). Other architectures
+// and the x32 ABI are refused outright.
 
 // deniedSyscalls answer EPERM unconditionally. Constant table.
 var deniedSyscalls = []uint32{
@@ -120,7 +124,12 @@ func defaultSeccompFilter() ([]unix.SockFilter, error) {
 	p.jump(jeq, unix.SYS_UNSHARE, "unshare", "")
 	p.jump(jeq, unix.SYS_IOCTL, "ioctl", "")
 	p.jump(jeq, unix.SYS_CLONE3, "enosys", "")
+	p.jump(jeq, unix.SYS_SOCKET, "socket", "")
 	p.stmt(ret, unix.SECCOMP_RET_ALLOW)
+
+	p.label("socket")
+	p.stmt(ldW, seccompDataArg0)
+	p.jump(jeq, unix.AF_VSOCK, "eperm", "allow")
 
 	p.label("clone")
 	p.stmt(ldW, seccompDataArg0)

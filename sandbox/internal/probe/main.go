@@ -247,6 +247,13 @@ func escapes(hostPid, binary string) []report.Attempt {
 		_, _, e := syscall.Syscall(unix.SYS_KEYCTL, unix.KEYCTL_JOIN_SESSION_KEYRING, 0, 0)
 		return errnoErr(e)
 	}()))
+	out = append(out, attempt("socket af_vsock", func() error {
+		fd, err := unix.Socket(unix.AF_VSOCK, unix.SOCK_STREAM, 0)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	}()))
 	out = append(out, attempt("ptrace attach pid 1", unix.PtraceAttach(1)))
 	out = append(out, attempt(fmt.Sprintf("ptrace attach host pid %d", pid), unix.PtraceAttach(pid)))
 	out = append(out, attempt("setns own mnt ns", func() error {
