@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -18,88 +19,98 @@ import (
 	"github.com/paddock-build/paddock/digest"
 )
 
+// maxRedirects bounds a download's redirect chain.
+const maxRedirects = 10
+
 // downloader fetches http(s) URLs for FetchBlob: only from allowed hosts
-// (redirects included), within a timeout and a size limit, into a
-// temporary file while hashing for the CAS and for the client's checksum.
-// Its errors are statuses whose codes are those FetchBlobResponse.status
-// documents for failures outside the server's control.
+// (redirects included), within the caller's deadline and a size limit,
+// into a temporary file while hashing for the CAS and for the client's
+// checksum. Its errors are statuses whose codes are those
+// FetchBlobResponse.status documents for failures outside the server's
+// control; their messages never quote what the origin sent
+// (originError).
 type downloader struct {
-	allowed  map[string]bool // "host" or "host:port"
+	allowed  map[string]bool // "host" or "host:port", in lower case
 	client   *http.Client
 	maxBytes int64
-	timeout  time.Duration
 	tmpDir   string
 }
 
-func newDownloader(allowed []string, maxBytes int64, timeout time.Duration, tmpDir string) *downloader {
-	d := &downloader{allowed: map[string]bool{}, maxBytes: maxBytes, timeout: timeout, tmpDir: tmpDir}
+func newDownloader(allowed []string, maxBytes int64, tmpDir string) *downloader {
+	d := &downloader{allowed: map[string]bool{}, maxBytes: maxBytes, tmpDir: tmpDir}
 	for _, h := range allowed {
-		d.allowed[h] = true
+		d.allowed[strings.ToLower(h)] = true
 	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.DisableCompression = true // content_encoding.go
 	d.client = &http.Client{
+		Transport: transport,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 10 {
-				return errors.New("more than 10 redirects")
+			if len(via) >= maxRedirects {
+				return tooManyRedirects(maxRedirects)
 			}
-			return d.allowedURL(req.URL)
+			if err := d.allowedURL(req.URL); err != nil {
+				return refusedRedirect(err)
+			}
+			return nil
 		},
 	}
 	return d
 }
 
 // allowedURL refuses schemes other than http and https and hosts not on
-// the allow-list (matched with or without the port).
+// the allow-list (matched with or without the port). Schemes and host
+// names are case-insensitive (RFC 3986); url.Parse lowers the scheme.
 func (d *downloader) allowedURL(u *url.URL) error {
 	if u.Scheme != "http" && u.Scheme != "https" {
 		return status.Errorf(codes.InvalidArgument, "scheme %q: only http and https are fetched", u.Scheme)
 	}
-	if !d.allowed[u.Host] && !d.allowed[u.Hostname()] {
+	if !d.allowed[strings.ToLower(u.Host)] && !d.allowed[strings.ToLower(u.Hostname())] {
 		return status.Errorf(codes.PermissionDenied, "host %q is not on this server's allow-list for fetches", u.Host)
 	}
 	return nil
 }
 
-// download fetches uri and returns the open temporary file holding it
-// (positioned at the start; the caller closes and removes it) and its
-// digest under fn. sum, if set, must match.
+// download fetches uri within ctx (whose deadline is timeout away, for
+// messages) and returns the open temporary file holding it (positioned
+// at the start; the caller closes and removes it) and its digest under
+// fn. sum, if set, must match.
 func (d *downloader) download(ctx context.Context, uri string, sum *checksum, fn digest.Function, timeout time.Duration) (*os.File, digest.Digest, error) {
 	u, err := url.Parse(uri)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL, which may carry credentials
+		}
 		return nil, digest.Digest{}, status.Errorf(codes.InvalidArgument, "not a URL: %v", err)
 	}
 	if err := d.allowedURL(u); err != nil {
 		return nil, digest.Digest{}, err
 	}
-	if timeout <= 0 || timeout > d.timeout {
-		timeout = d.timeout
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		return nil, digest.Digest{}, status.Errorf(codes.InvalidArgument, "%v", err)
+		return nil, digest.Digest{}, status.Error(codes.InvalidArgument, "not a URL this server can request")
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {
-		return nil, digest.Digest{}, transportError(ctx, err, timeout)
+		return nil, digest.Digest{}, transportError(ctx, u.Host, err, timeout, false)
 	}
 	defer resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
-		return nil, digest.Digest{}, status.Errorf(codes.NotFound, "origin answered %s", resp.Status)
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return nil, digest.Digest{}, status.Errorf(codes.PermissionDenied, "origin answered %s", resp.Status)
-	case resp.StatusCode != http.StatusOK:
-		return nil, digest.Digest{}, status.Errorf(codes.Unavailable, "origin answered %s", resp.Status)
-	case resp.ContentLength > d.maxBytes:
-		return nil, digest.Digest{}, d.tooLarge(resp.ContentLength)
+	if err := d.checkResponse(resp); err != nil {
+		return nil, digest.Digest{}, err
+	}
+	body, err := contentReader(resp, u, d.maxBytes)
+	if err != nil {
+		return nil, digest.Digest{}, transportError(ctx, u.Host, err, timeout, true)
 	}
 	f, err := os.CreateTemp(d.tmpDir, "fetch-*")
 	if err != nil {
 		return nil, digest.Digest{}, status.Errorf(codes.Internal, "no room for a temporary file on the server: %v", errors.Unwrap(err))
 	}
-	dg, err := d.copy(ctx, f, resp.Body, sum, fn, timeout)
-	if err == nil {
+	dg, err := d.copy(f, body, sum, fn)
+	if err != nil {
+		err = d.readError(ctx, u.Host, err, timeout)
+	} else {
 		_, err = f.Seek(0, io.SeekStart)
 	}
 	if err != nil {
@@ -110,10 +121,40 @@ func (d *downloader) download(ctx context.Context, uri string, sum *checksum, fn
 	return f, dg, nil
 }
 
+// checkResponse maps the origin's answer to a status: only 200 is
+// content. Its message names the status code, not the origin's reason
+// phrase, which is the origin's text.
+func (d *downloader) checkResponse(resp *http.Response) error {
+	answered := fmt.Sprintf("origin answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+	switch {
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone:
+		return status.Error(codes.NotFound, answered)
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return status.Error(codes.PermissionDenied, answered)
+	case resp.StatusCode != http.StatusOK:
+		return status.Error(codes.Unavailable, answered)
+	case resp.ContentLength > d.maxBytes:
+		return d.tooLarge(resp.ContentLength)
+	}
+	return nil
+}
+
+// readError maps a failed copy: a status of copy's own stands, the rest
+// is a transport failure.
+func (d *downloader) readError(ctx context.Context, host string, err error, timeout time.Duration) error {
+	if errors.Is(err, errEncodedTooLarge) {
+		return d.tooLarge(d.maxBytes + 1)
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return transportError(ctx, host, err, timeout, true)
+}
+
 // copy writes body to f, hashing as it goes, and checks size and checksum.
-func (d *downloader) copy(ctx context.Context, f *os.File, body io.Reader, sum *checksum, fn digest.Function, timeout time.Duration) (digest.Digest, error) {
+func (d *downloader) copy(f *os.File, body io.Reader, sum *checksum, fn digest.Function) (digest.Digest, error) {
 	casHash := digest.NewHasher(fn)
-	w := []io.Writer{f, casHash}
+	w := []io.Writer{tempWriter{f}, casHash}
 	var sriHash hash.Hash
 	if sum != nil {
 		sriHash = sum.newHash()
@@ -121,7 +162,7 @@ func (d *downloader) copy(ctx context.Context, f *os.File, body io.Reader, sum *
 	}
 	n, err := io.Copy(io.MultiWriter(w...), io.LimitReader(body, d.maxBytes+1))
 	if err != nil {
-		return digest.Digest{}, transportError(ctx, err, timeout)
+		return digest.Digest{}, err
 	}
 	if n > d.maxBytes {
 		return digest.Digest{}, d.tooLarge(n)
@@ -139,18 +180,14 @@ func (d *downloader) tooLarge(n int64) error {
 	return status.Errorf(codes.ResourceExhausted, "the content (%d bytes or more) is larger than this server's limit of %d bytes", n, d.maxBytes)
 }
 
-// transportError maps a failed request or body read: the timeout is
-// DEADLINE_EXCEEDED, a refused redirect keeps its own code, the rest is
-// UNAVAILABLE (worth a retry).
-func transportError(ctx context.Context, err error, timeout time.Duration) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return status.Errorf(codes.DeadlineExceeded, "no complete answer within %s", timeout)
+// tempWriter writes to the temporary file, its errors (a full disk) being
+// the server's, not the origin's.
+type tempWriter struct{ f *os.File }
+
+func (w tempWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil {
+		return n, status.Errorf(codes.Internal, "writing a temporary file on the server failed: %v", errors.Unwrap(err))
 	}
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		if st, ok := status.FromError(ue.Err); ok {
-			return st.Err()
-		}
-	}
-	return status.Errorf(codes.Unavailable, "%v", err)
+	return n, nil
 }

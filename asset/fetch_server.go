@@ -3,8 +3,8 @@ package asset
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	rapb "github.com/bazelbuild/remote-apis/build/bazel/remote/asset/v1"
@@ -85,7 +85,7 @@ func (s *fetchServer) fetchBlob(ctx context.Context, req *rapb.FetchBlobRequest)
 	if err != nil {
 		return nil, err
 	}
-	f, err := s.idx.lookup(ctx, req.InstanceName, kindBlob, req.Uris, req.Qualifiers, oldestAccepted(req.OldestContentAccepted))
+	f, err := s.idx.lookup(ctx, req.InstanceName, kindBlob, fn, req.Uris, req.Qualifiers, oldestAccepted(req.OldestContentAccepted))
 	if err != nil {
 		return nil, err
 	}
@@ -118,7 +118,7 @@ func (s *fetchServer) fetchBlob(ctx context.Context, req *rapb.FetchBlobRequest)
 		d, err := s.download(ctx, uri, sum, fn, timeout)
 		if err != nil {
 			if st, ok := status.FromError(err); ok && isOriginFailure(st.Code()) {
-				s.opts.Logger.Info("asset fetch failed", "uri", uri, "code", st.Code(), "error", st.Message())
+				s.opts.Logger.Info("asset fetch failed", "uri", redactURL(uri), "code", st.Code(), "error", logDetail(err))
 				failed = &rapb.FetchBlobResponse{Status: st.Proto(), Uri: uri}
 				continue
 			}
@@ -128,15 +128,18 @@ func (s *fetchServer) fetchBlob(ctx context.Context, req *rapb.FetchBlobRequest)
 		if err := s.idx.store(req.InstanceName, kindBlob, []string{uri}, req.Qualifiers, rec); err != nil {
 			return nil, err
 		}
-		s.opts.Logger.Info("asset fetched", "uri", uri, "digest", d.String())
+		s.opts.Logger.Info("asset fetched", "uri", redactURL(uri), "digest", d.String())
 		return &rapb.FetchBlobResponse{Status: status.New(codes.OK, "").Proto(), Uri: uri, Qualifiers: req.Qualifiers,
 			BlobDigest: d.Proto(), DigestFunction: fn}, nil
 	}
 	return failed, nil
 }
 
+// isHTTP reports whether uri is an http(s) URL: schemes are
+// case-insensitive (RFC 3986), and url.Parse lowers them.
 func isHTTP(uri string) bool {
-	return strings.HasPrefix(uri, "http://") || strings.HasPrefix(uri, "https://")
+	u, err := url.Parse(uri)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https")
 }
 
 // isOriginFailure tells the downloader's codes for failures outside the
@@ -183,14 +186,25 @@ func (s *fetchServer) originQualifiers(qs []*rapb.Qualifier) (*checksum, error) 
 	return &sum, nil
 }
 
-// download fetches uri and stores it in the CAS.
+// download fetches uri and stores it in the CAS. timeout (the request's,
+// at most FetchTimeout) bounds the wait for a download slot too: a fetch
+// behind others' slow downloads ends DEADLINE_EXCEEDED when its time is
+// up, as one waiting for a slow origin does, rather than start late.
 func (s *fetchServer) download(ctx context.Context, uri string, sum *checksum, fn digest.Function, timeout time.Duration) (digest.Digest, error) {
-	done, err := s.slots.take(ctx)
+	if timeout <= 0 || timeout > s.opts.FetchTimeout {
+		timeout = s.opts.FetchTimeout
+	}
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	done, err := s.slots.take(dctx)
 	if err != nil {
+		if ctx.Err() == nil {
+			return digest.Digest{}, status.Errorf(codes.DeadlineExceeded, "no download slot came free within %s (this server runs %d downloads at once, %d per tenant)", timeout, MaxDownloads, MaxDownloads/2)
+		}
 		return digest.Digest{}, err
 	}
 	defer done()
-	f, d, err := s.dl.download(ctx, uri, sum, fn, timeout)
+	f, d, err := s.dl.download(dctx, uri, sum, fn, timeout)
 	if err != nil {
 		return digest.Digest{}, err
 	}
@@ -216,10 +230,11 @@ func (s *fetchServer) fetchDirectory(ctx context.Context, req *rapb.FetchDirecto
 	if err := checkRequest(req.Uris, req.Qualifiers); err != nil {
 		return nil, err
 	}
-	if _, err := requestFunction(req.DigestFunction); err != nil {
+	fn, err := requestFunction(req.DigestFunction)
+	if err != nil {
 		return nil, err
 	}
-	f, err := s.idx.lookup(ctx, req.InstanceName, kindDirectory, req.Uris, req.Qualifiers, oldestAccepted(req.OldestContentAccepted))
+	f, err := s.idx.lookup(ctx, req.InstanceName, kindDirectory, fn, req.Uris, req.Qualifiers, oldestAccepted(req.OldestContentAccepted))
 	if err != nil {
 		return nil, err
 	}

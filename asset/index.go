@@ -52,11 +52,12 @@ type found struct {
 	digest digest.Digest
 }
 
-// lookup returns the first usable record for any of uris, or nil. A record
-// that expired, or whose content is gone from the CAS, is removed.
-func (x *index) lookup(ctx context.Context, instance string, k kind, uris []string, qs []*rapb.Qualifier, oldest time.Time) (*found, error) {
+// lookup returns the first usable record of digest function fn for any of
+// uris, or nil. A record that expired, or whose content is gone from the
+// CAS, is removed.
+func (x *index) lookup(ctx context.Context, instance string, k kind, fn digest.Function, uris []string, qs []*rapb.Qualifier, oldest time.Time) (*found, error) {
 	for _, uri := range uris {
-		key := recordKey(instance, k, uri, qs)
+		key := recordKey(instance, k, fn, uri, qs)
 		rec, ok, err := x.records.get(key)
 		if err != nil {
 			return nil, x.internal("reading an asset record", err)
@@ -71,7 +72,7 @@ func (x *index) lookup(ctx context.Context, instance string, k kind, uris []stri
 		if !oldest.IsZero() && rec.Created.Before(oldest) {
 			continue
 		}
-		d, err := digest.New(digest.Function(rec.Function), rec.Hash, rec.Size)
+		d, err := digest.New(fn, rec.Hash, rec.Size)
 		if err != nil {
 			x.records.remove(key)
 			continue
@@ -87,13 +88,15 @@ func (x *index) lookup(ctx context.Context, instance string, k kind, uris []stri
 	return nil, nil
 }
 
-// store records rec under every URI.
+// store records rec under every URI, for fetches naming its digest
+// function.
 func (x *index) store(instance string, k kind, uris []string, qs []*rapb.Qualifier, rec record) error {
+	fn := digest.Function(rec.Function)
 	for _, q := range qs {
 		rec.Qualifier = append(rec.Qualifier, q.Name+"="+q.Value)
 	}
 	for _, uri := range uris {
-		if err := x.records.put(recordKey(instance, k, uri, qs), rec); err != nil {
+		if err := x.records.put(recordKey(instance, k, fn, uri, qs), rec); err != nil {
 			return x.internal("writing an asset record", err)
 		}
 	}

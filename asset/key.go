@@ -3,13 +3,16 @@ package asset
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
+	"io"
 	"sort"
+	"strconv"
 	"strings"
 
 	rapb "github.com/bazelbuild/remote-apis/build/bazel/remote/asset/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
 )
 
 // kind separates blob records from directory records: the same URI may
@@ -21,21 +24,40 @@ const (
 	kindDirectory kind = "directory"
 )
 
-// recordKey is the name of the record of (instance, kind, uri,
-// qualifiers): a hash, so that it is a safe file name whatever the URI,
-// and independent of the order qualifiers come in (REv2: "qualifiers may
-// be supplied in any order").
-func recordKey(instance string, k kind, uri string, qs []*rapb.Qualifier) string {
-	sorted := make([]string, len(qs))
+// recordKeyVersion is hashed into every key first. Keys of version 1
+// joined each qualifier as name+"="+value, so a qualifier named
+// "checksum.sri=sha256-…" (an SRI without its trailing "=") with an empty
+// value had the key of checksum.sri=sha256-…=, and a pusher could answer
+// other clients' checksummed fetches with content of its choice. Those
+// records are never found again (nothing tells their qualifiers apart);
+// the record bound (recordStore) removes them in time.
+const recordKeyVersion = "2"
+
+// recordKey is the name of the record of (instance, kind, digest
+// function, uri, qualifiers): a hash, so that it is a safe file name
+// whatever the URI, and independent of the order qualifiers come in
+// (REv2: "qualifiers may be supplied in any order"). Every part, each
+// qualifier's name and value too, is length-prefixed, so that no two
+// different requests share a key. The digest function is part of it
+// because a Fetch names the function the server must answer with: a
+// SHA-512 record does not answer a SHA-256 fetch.
+func recordKey(instance string, k kind, fn digest.Function, uri string, qs []*rapb.Qualifier) string {
+	quals := make([]string, len(qs))
 	for i, q := range qs {
-		sorted[i] = q.Name + "=" + q.Value
+		quals[i] = lengthPrefixed(q.Name) + lengthPrefixed(q.Value)
 	}
-	sort.Strings(sorted)
+	sort.Strings(quals)
 	h := sha256.New()
-	for _, part := range append([]string{instance, string(k), uri}, sorted...) {
-		fmt.Fprintf(h, "%d:%s\x00", len(part), part)
+	for _, part := range append([]string{recordKeyVersion, instance, string(k), fn.String(), uri}, quals...) {
+		io.WriteString(h, lengthPrefixed(part))
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// lengthPrefixed is s as "LEN:s": a sequence of them reads back one way
+// only, whatever bytes s holds.
+func lengthPrefixed(s string) string {
+	return strconv.Itoa(len(s)) + ":" + s
 }
 
 // checkRequest validates what every Fetch and Push request carries: at

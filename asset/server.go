@@ -8,7 +8,9 @@
 // A record is served only while it has not expired and everything it
 // names is still in the CAS: a record whose blob or tree was evicted is
 // treated as missing (and removed), never handed to a client that would
-// then fail to download it.
+// then fail to download it. Records are bounded on disk (MaxRecordBytes):
+// past the bound the least recently used are removed, since any client
+// that may read the CAS makes one with each allowed URL it fetches.
 package asset
 
 import (
@@ -43,6 +45,10 @@ type Options struct {
 	FetchTimeout time.Duration
 	// MaxFetchBytes bounds one download. Default 1 GiB.
 	MaxFetchBytes int64
+	// MaxRecordBytes bounds the records on disk, each counted as its
+	// length plus a 4 KiB block; past it the least recently used are
+	// removed. Default 512 MiB (about 130,000 records).
+	MaxRecordBytes int64
 	// Now is the clock for expiry; default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -56,13 +62,17 @@ type Server struct {
 
 // The defaults of FetchTimeout and MaxFetchBytes, written once: New fills
 // zero fields with them, and the storage config (configs.DefaultStorage)
-// starts from them.
+// starts from them. DefaultMaxRecordBytes is MaxRecordBytes's.
 const (
-	DefaultFetchTimeout  = 5 * time.Minute
-	DefaultMaxFetchBytes = 1 << 30
+	DefaultFetchTimeout   = 5 * time.Minute
+	DefaultMaxFetchBytes  = 1 << 30
+	DefaultMaxRecordBytes = 512 << 20
 )
 
 // New builds the services; the record directory is created if needed.
+// Temporary files a killed process left (downloads, records being
+// written) are removed: Dir is this server's alone, as the roles lock
+// the directory it is in.
 func New(opts Options) (*Server, error) {
 	if opts.CAS == nil || opts.Dir == "" {
 		return nil, fmt.Errorf("asset: a CAS and a directory are required")
@@ -73,23 +83,29 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxFetchBytes <= 0 {
 		opts.MaxFetchBytes = DefaultMaxFetchBytes
 	}
+	if opts.MaxRecordBytes <= 0 {
+		opts.MaxRecordBytes = DefaultMaxRecordBytes
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	records, err := newRecordStore(filepath.Join(opts.Dir, "records"))
+	records, err := newRecordStore(filepath.Join(opts.Dir, "records"), opts.MaxRecordBytes)
 	if err != nil {
 		return nil, err
 	}
 	tmp := filepath.Join(opts.Dir, "tmp")
+	if err := os.RemoveAll(tmp); err != nil {
+		return nil, fmt.Errorf("asset: clear interrupted downloads: %w", err)
+	}
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("asset: %w", err)
 	}
 	idx := &index{records: records, cas: opts.CAS, now: opts.Now, log: opts.Logger, walks: make(chan struct{}, storage.TreeWalkSlots())}
 	return &Server{
-		fetch: &fetchServer{opts: opts, idx: idx, dl: newDownloader(opts.AllowedHosts, opts.MaxFetchBytes, opts.FetchTimeout, tmp), slots: newDownloadSlots(MaxDownloads)},
+		fetch: &fetchServer{opts: opts, idx: idx, dl: newDownloader(opts.AllowedHosts, opts.MaxFetchBytes, tmp), slots: newDownloadSlots(MaxDownloads)},
 		push:  &pushServer{idx: idx, now: opts.Now},
 	}, nil
 }

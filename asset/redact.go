@@ -1,0 +1,33 @@
+package asset
+
+import (
+	"net/url"
+	"regexp"
+)
+
+// Fetch URLs may carry credentials (https://user:token@mirror/…), which
+// the server uses but never writes to its log: a log is read by more
+// people, and kept longer, than the client's request. Every URL and
+// every error text the fetch path logs goes through redactURL or
+// redactText.
+
+// redactURL is uri with any password replaced by "xxxxx" (url.Redacted);
+// a URI that does not parse is scrubbed as text.
+func redactURL(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return redactText(uri)
+	}
+	return u.Redacted()
+}
+
+// userinfoPassword matches the password of a URL's userinfo in free text
+// ("scheme://user:PASSWORD@"), such as an error quoting a redirect's
+// Location. The password runs to the last "@" of the authority, as a
+// parser would read it, so that one with a raw "@" is hidden whole.
+var userinfoPassword = regexp.MustCompile(`(//[^/?#@\s"':]*:)[^/?#\s"']*@`)
+
+// redactText is s with every password of a URL in it replaced by "xxxxx".
+func redactText(s string) string {
+	return userinfoPassword.ReplaceAllString(s, "${1}xxxxx@")
+}
