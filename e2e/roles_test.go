@@ -25,10 +25,6 @@ type roles struct {
 
 var schedReady = regexp.MustCompile(`^paddock scheduler listening on (\S+)`)
 
-// restartScheduler kills the scheduler with SIGKILL and starts it again on
-// the same address.
-func (r *roles) restartScheduler() { r.t.Helper(); r.restartSchedulerAfter(nil) }
-
 // restartSchedulerAfter stops the scheduler with sig (SIGKILL when nil,
 // as a crash) and starts it again on the same address.
 func (r *roles) restartSchedulerAfter(sig os.Signal) {
@@ -63,7 +59,7 @@ func newJournaledRoles(t testing.TB) *roles {
 }
 
 // startRolesJournaled is startRoles with the scheduler keeping a journal
-// (so restartScheduler keeps its operations) and the default
+// (so restartSchedulerAfter keeps its operations) and the default
 // reconnect_grace, which workers need to come back after its restart.
 func startRolesJournaled(t testing.TB, dir, workDir string) *roles {
 	return startRolesWith(t, dir, workDir, "", true)
