@@ -85,6 +85,33 @@ func TestOutputsREv2CannotCarry(t *testing.T) {
 	}
 }
 
+// TestSpecialFilesInOutputTreesAreRefused: a FIFO or a socket inside an
+// output directory fails the action naming it, as one declared as an
+// output does; it is not left out of a tree that is then cached.
+func TestSpecialFilesInOutputTreesAreRefused(t *testing.T) {
+	h := newHarness(t)
+	for name, script := range map[string]string{
+		"fifo":        `mkdir -p o/sub && mkfifo o/sub/f && echo x > o/x`,
+		"socket":      `mkdir o && python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind("o/s")'`,
+		"fifo at top": `mkdir o && mkfifo o/f`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := h.action(sh(script+"; echo visible", "o"), &repb.Directory{}, false)
+			resp := h.w.Execute(context.Background(), a)
+			st := status.FromProto(resp.Status)
+			if st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), `"o/`) {
+				t.Fatalf("status %v, want FAILED_PRECONDITION naming the entry in o", st)
+			}
+			if string(h.read(resp.Result.GetStdoutDigest())) != "visible\n" {
+				t.Fatalf("result %v: want the stdout", resp.Result)
+			}
+			if _, err := h.ac.Get(context.Background(), "main", actionDigest(a)); status.Code(err) != codes.NotFound {
+				t.Fatalf("cached: %v", err)
+			}
+		})
+	}
+}
+
 // TestOutputsThroughSymlinksInsideTheRoot: a working directory, or an
 // output's parent, that is a symlink to a directory inside the input root
 // is followed, and the output collected; one leading out of the root is

@@ -252,7 +252,10 @@ func (c *outputCollector) directory(ctx context.Context, fd int, where string, d
 			}
 			dir.Directories = append(dir.Directories, &repb.DirectoryNode{Name: name, Digest: d.Proto()})
 		default:
-			// Sockets, FIFOs and devices have no REv2 form; leave them out.
+			// Sockets, FIFOs and devices have no REv2 form. Left out, the
+			// tree would be cached as something the action did not make
+			// (a local Bazel fails on it too): refused, as at the top.
+			return nil, status.Errorf(codes.FailedPrecondition, "output %s holds %s, which is neither a file, a directory nor a symlink: REv2 cannot carry it", rev2.Quote(where), rev2.Quote(p))
 		}
 	}
 	return dir, nil
