@@ -46,15 +46,24 @@ func (s *casServer) FindMissingBlobs(ctx context.Context, req *repb.FindMissingB
 	if err != nil {
 		return nil, err
 	}
-	ds := make([]digest.Digest, len(req.BlobDigests))
+	// REv2: servers MUST behave as though empty blobs are always
+	// available. They are never asked of the store, which behind a front
+	// may be a shard that is down.
+	ds := make([]digest.Digest, 0, len(req.BlobDigests))
 	for i, pd := range req.BlobDigests {
-		if ds[i], err = digest.FromProto(fn, pd, fmt.Sprintf("blob_digests[%d]", i)); err != nil {
+		d, err := digest.FromProto(fn, pd, fmt.Sprintf("blob_digests[%d]", i))
+		if err != nil {
 			return nil, err
 		}
+		if !d.IsEmpty() {
+			ds = append(ds, d)
+		}
 	}
-	missing, err := s.opts.CAS.FindMissing(ctx, ds)
-	if err != nil {
-		return nil, fmt.Errorf("find missing blobs: %w", err)
+	var missing []digest.Digest
+	if len(ds) > 0 {
+		if missing, err = s.opts.CAS.FindMissing(ctx, ds); err != nil {
+			return nil, fmt.Errorf("find missing blobs: %w", err)
+		}
 	}
 	resp := &repb.FindMissingBlobsResponse{MissingBlobDigests: make([]*repb.Digest, len(missing))}
 	for i, d := range missing {

@@ -120,6 +120,27 @@ func TestShardedStoppedShard(t *testing.T) {
 	}
 }
 
+// REv2: servers MUST behave as though empty blobs are always available,
+// so FindMissing reports them present even when every shard is down.
+func TestShardedEmptyBlobIsAlwaysAvailable(t *testing.T) {
+	nodes := []*node{startNode(t), startNode(t)}
+	var shards []compose.BlobShard
+	for i, n := range nodes {
+		shards = append(shards, compose.BlobShard{Name: fmt.Sprint("s", i), Weight: 1, Store: n.cas()})
+	}
+	cas, err := compose.NewShardedBlobStore(shards)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		n.stop()
+	}
+	empty := []digest.Digest{digest.Empty(repb.DigestFunction_SHA256), digest.Empty(repb.DigestFunction_SHA512)}
+	if missing, err := cas.FindMissing(context.Background(), empty); err != nil || len(missing) != 0 {
+		t.Fatalf("FindMissing of the empty blobs with every shard down: %v, %v; want none missing", missing, err)
+	}
+}
+
 func mirroredPair(t *testing.T) (*compose.MirroredBlobStore, *compose.MirroredActionCache, [2]*node) {
 	nodes := [2]*node{startNode(t), startNode(t)}
 	rep := newRepairer(t)

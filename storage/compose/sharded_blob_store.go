@@ -51,6 +51,9 @@ func blobKey(d digest.Digest) string { return d.Function().String() + "/" + d.Ha
 func (s *ShardedBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]digest.Digest, error) {
 	groups := make([][]digest.Digest, len(s.shards))
 	for _, d := range ds {
+		if d.IsEmpty() {
+			continue // REv2: always available, whether its shard is up or not
+		}
 		i := s.indexOf(d)
 		groups[i] = append(groups[i], d)
 	}
