@@ -5,7 +5,8 @@
 //     (placement.go), the CAS by blob digest and the action cache by action
 //     digest, so an Action and its cache entry land on the same shard.
 //   - Mirrored writes to two backends and reads from either, repairing a
-//     blob or entry that one of them lacks.
+//     blob or entry that one of them lacks, or an entry it holds an older
+//     version of (an action result rewritten while it was down).
 //   - Cached keeps a bounded local disk cache (a storage.DiskBlobStore) in
 //     front of a remote backend, filled by reads, written through.
 //
