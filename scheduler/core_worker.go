@@ -110,6 +110,22 @@ func (c *core) reconcile(now time.Time, w *worker, held []*workerpb.InHand) map[
 	return inHand
 }
 
+// Kept returns, of the actions a worker listed in hand when it registered
+// (held), those its session gen still runs: the same attempt, not
+// cancelled, kept or adopted by Connect's reconciliation. The worker is
+// told them in Registered.kept: for those, and only those, it may write
+// the action cache, since the result it reports is the one the clients
+// get; any other one may have run elsewhere meanwhile.
+func (c *core) Kept(id string, gen uint64, held []*workerpb.InHand) []*workerpb.InHand {
+	var kept []*workerpb.InHand
+	for _, h := range held {
+		if e := c.Reported(id, gen, h.OperationName, h.Attempt); e != nil && !e.cancelled {
+			kept = append(kept, &workerpb.InHand{OperationName: h.OperationName, Attempt: h.Attempt})
+		}
+	}
+	return kept
+}
+
 // adopt takes back a queued execution that a registering worker holds as
 // the attempt after the last one the core knows of: the scheduler sent it
 // just before a restart that lost the dispatch's record (assignments go

@@ -108,10 +108,6 @@ func (s *Scheduler) connectWorker(ctx context.Context, reg *workerpb.Register) (
 		}
 	}
 	s.sessions[reg.WorkerId] = sess
-	sess.push(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{
-		LeaseDuration:     durationOrNil(s.cfg.LeaseDuration),
-		HeartbeatInterval: durationOrNil(s.cfg.HeartbeatInterval),
-	}}})
 	sess.gen = s.core.Connect(s.clock.Now(), registration{
 		id:          reg.WorkerId,
 		platform:    reg.Platform,
@@ -122,8 +118,17 @@ func (s *Scheduler) connectWorker(ctx context.Context, reg *workerpb.Register) (
 		paused:      reg.Paused,
 		pauseReason: reg.PauseReason,
 	})
+	// Registered goes first, naming what the reconciliation kept; the
+	// Cancels and assignments of Connect, still in the core's effects,
+	// follow it (apply).
+	kept := s.core.Kept(reg.WorkerId, sess.gen, reg.Running)
+	sess.push(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{
+		LeaseDuration:     durationOrNil(s.cfg.LeaseDuration),
+		HeartbeatInterval: durationOrNil(s.cfg.HeartbeatInterval),
+		Kept:              kept,
+	}}})
 	s.log.Info("scheduler: worker connected", "worker", reg.WorkerId, "generation", sess.gen,
-		"concurrency", reg.Concurrency, "in_hand", len(reg.Running), "peer", sess.peer, "paused", reg.Paused)
+		"concurrency", reg.Concurrency, "in_hand", len(reg.Running), "kept", len(kept), "peer", sess.peer, "paused", reg.Paused)
 	s.apply()
 	return sess, nil
 }

@@ -180,3 +180,54 @@ func TestStaleResultIsNotLoggedAsACompletion(t *testing.T) {
 		t.Fatalf("stale results logged: %q, want the duplicate of attempt 1", stale)
 	}
 }
+
+// TestRegisteredNamesTheActionsKept: the Registered that answers a
+// reconnecting worker names, of the actions it lists in hand, those the
+// scheduler still assigns to it (the same attempt, not cancelled), before
+// the Cancels for the others: the worker writes the action cache for the
+// kept ones only (workerclient.StillAssigned), so that an action that
+// crossed a reconnect is cached, and a stale attempt is not.
+func TestRegisteredNamesTheActionsKept(t *testing.T) {
+	s := newTestScheduler(t, testConfig(), nil)
+	defer s.Close()
+	for i := 1; i <= 3; i++ {
+		submitBench(t, s, i)
+	}
+	reg := &workerpb.Register{WorkerId: "w", Concurrency: 3, Platform: []*workerpb.Property{linux}}
+	first, err := s.connectWorker(context.Background(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, cancelled, otherAttempt := benchSubmission(1).name, benchSubmission(2).name, benchSubmission(3).name
+	s.mu.Lock()
+	if err := s.core.Cancel(s.clock.Now(), cancelled); err != nil {
+		t.Fatal(err)
+	}
+	s.apply()
+	s.mu.Unlock()
+	first.close()
+
+	reg.Running = []*workerpb.InHand{{OperationName: kept, Attempt: 1}, {OperationName: cancelled, Attempt: 1},
+		{OperationName: otherAttempt, Attempt: 3}, {OperationName: "operations/never-assigned", Attempt: 1}}
+	second, err := s.connectWorker(context.Background(), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.close()
+	second.mu.Lock()
+	msgs := second.pending
+	second.mu.Unlock()
+	r := msgs[0].GetRegistered()
+	if r == nil || len(r.Kept) != 1 || r.Kept[0].OperationName != kept || r.Kept[0].Attempt != 1 {
+		t.Fatalf("first answer %v; want Registered keeping %s attempt 1 only", msgs[0], kept)
+	}
+	cancels := map[string]bool{}
+	for _, m := range msgs[1:] {
+		if c := m.GetCancel(); c != nil {
+			cancels[c.OperationName] = true
+		}
+	}
+	if len(cancels) != 3 || cancels[kept] {
+		t.Fatalf("cancels after Registered: %v; want every action in hand but %s", cancels, kept)
+	}
+}

@@ -17,19 +17,24 @@ import (
 // step marked it uncacheable (truncated output, a timeout, an OOM kill or
 // a pids-limit hit). A failure to write is logged; the result stands.
 //
-// Nor is it written when the scheduler session that assigned the action
-// has ended meanwhile (sessionEnded, workerclient.SessionEnded): the
-// scheduler may have given the action to another worker (this one was
-// stopped past its lease, say), whose result the client already has; a
-// late write here replaced that entry with another run's, and for an
-// action whose outputs differ from run to run the client and later cache
-// hits disagreed. The result still goes to the scheduler, which takes it
-// if the action is still this worker's.
+// Nor is it written unless the scheduler still assigns the action to this
+// worker (stillAssigned, workerclient.StillAssigned): after a reconnect
+// that did not keep it, the scheduler may have given the action to
+// another worker (this one was stopped past its lease, say), whose result
+// the client already has; a late write here replaced that entry with
+// another run's, and for an action whose outputs differ from run to run
+// the client and later cache hits disagreed. An action the reconnect kept
+// (a network blip, a scheduler restarted from its journal) is cached as
+// usual: skipping those left every action that crossed a reconnect out
+// of the cache, to run again on every clean build. Between sessions the
+// check waits for the next one's answer; the result could not be
+// delivered before it anyway. The result goes to the scheduler either
+// way, which takes it if the action is still this worker's.
 type cacheStep struct {
-	next         Executor
-	ac           storage.ActionCache
-	logger       *slog.Logger
-	sessionEnded func(context.Context) bool
+	next          Executor
+	ac            storage.ActionCache
+	logger        *slog.Logger
+	stillAssigned func(context.Context) bool
 }
 
 func (s *cacheStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
@@ -37,8 +42,8 @@ func (s *cacheStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse,
 	if err != nil || !cacheable(j, resp) {
 		return resp, err
 	}
-	if s.sessionEnded(ctx) {
-		s.logger.Info("not writing the action cache: the scheduler session that assigned the action ended; the scheduler decides whether to take the result",
+	if !s.stillAssigned(ctx) {
+		s.logger.Info("not writing the action cache: the scheduler no longer assigns the action to this worker; it decides whether to take the result",
 			"action", j.ActionDigest.String())
 		return resp, nil
 	}

@@ -14,12 +14,12 @@ import (
 	"github.com/paddock-build/paddock/storage"
 )
 
-// TestCacheStepLeavesTheCacheToALiveSession: a result is written to the
-// action cache while the session that assigned the action lives, and not
-// once it has ended (the scheduler may have given the action to another
+// TestCacheStepWritesOnlyWhatIsStillAssigned: a result is written to the
+// action cache while the scheduler assigns the action to this worker, and
+// not once it no longer does (it may have given the action to another
 // worker, whose result the client has); the result is returned either way.
-func TestCacheStepLeavesTheCacheToALiveSession(t *testing.T) {
-	for _, ended := range []bool{false, true} {
+func TestCacheStepWritesOnlyWhatIsStillAssigned(t *testing.T) {
+	for _, assigned := range []bool{true, false} {
 		ac := storage.NewMemoryActionCache()
 		action := digest.FromBytes(repb.DigestFunction_SHA256, []byte("action"))
 		want := &repb.ActionResult{StdoutRaw: []byte("out")}
@@ -28,19 +28,19 @@ func TestCacheStepLeavesTheCacheToALiveSession(t *testing.T) {
 				return &repb.ExecuteResponse{Result: want}, nil
 			}),
 			ac: ac, logger: slog.New(slog.DiscardHandler),
-			sessionEnded: func(context.Context) bool { return ended },
+			stillAssigned: func(context.Context) bool { return assigned },
 		}
 		j := &Job{Assignment: &workerpb.Assignment{InstanceName: "main"}, Metadata: &repb.ExecutedActionMetadata{},
 			ActionDigest: action, Action: &repb.Action{}}
 		resp, err := step.Execute(context.Background(), j)
 		if err != nil || resp.Result != want {
-			t.Fatalf("session ended %v: %v, %v; want the result", ended, resp, err)
+			t.Fatalf("still assigned %v: %v, %v; want the result", assigned, resp, err)
 		}
 		_, err = ac.Get(context.Background(), "main", action)
-		if cached := err == nil; cached == ended {
-			t.Fatalf("session ended %v: cached %v (%v)", ended, cached, err)
+		if cached := err == nil; cached != assigned {
+			t.Fatalf("still assigned %v: cached %v (%v)", assigned, cached, err)
 		}
-		if ended && status.Code(err) != codes.NotFound {
+		if !assigned && status.Code(err) != codes.NotFound {
 			t.Fatalf("lookup: %v", err)
 		}
 	}

@@ -19,11 +19,12 @@
 //
 // Reconnects. Every message is safe to repeat. A worker whose stream breaks
 // reconnects with the same worker_id and lists what it is still running in
-// Register.running; the scheduler keeps those it still wants (the worker
-// finishes them and reports as usual) and sends Cancel for the others (it
-// restarted and forgot them, or gave them to another worker after the lease
-// ran out). A result for an action the scheduler no longer wants is ignored,
-// so a late Result is harmless. Register.incarnation tells such a reconnect
+// Register.running; the scheduler keeps those it still wants, naming them in
+// Registered.kept (the worker finishes them, writes the action cache and
+// reports as usual), and sends Cancel for the others (it restarted and
+// forgot them, or gave them to another worker after the lease ran out). A
+// result for an action the scheduler no longer wants is ignored, so a late
+// Result is harmless. Register.incarnation tells such a reconnect
 // from a second process given the same worker_id, which is refused with
 // ALREADY_EXISTS while the first one's session is alive.
 //
@@ -673,8 +674,9 @@ func (x *Heartbeat) GetPauseReason() string {
 
 // Result reports a finished action (finished including failed, timed out or
 // killed by Cancel). The worker has already uploaded the outputs and, unless
-// the assignment says do_not_cache or the action failed, written the action
-// cache.
+// the assignment says do_not_cache, the action failed, or the scheduler no
+// longer assigns it to this worker (Cancel, Registered.kept), written the
+// action cache.
 type Result struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// From the Assignment.
@@ -854,8 +856,21 @@ type Registered struct {
 	LeaseDuration *durationpb.Duration `protobuf:"bytes,1,opt,name=lease_duration,json=leaseDuration,proto3" json:"lease_duration,omitempty"`
 	// Send a Heartbeat at least this often.
 	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,2,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Of Register.running, the actions the scheduler still assigns to this
+	// worker (same operation_name and attempt): the worker finishes them and
+	// treats them as assigned by this session, writing the action cache for
+	// them as usual. Every other action listed in running is no longer this
+	// worker's (the scheduler sends Cancel for it and ignores its result),
+	// and the worker must not write the action cache for it: another worker
+	// may have run it, and the client has that run's result. Sent here, in
+	// the first answer, because a worker whose action finished while it was
+	// disconnected must learn at once whether it still holds it; the Cancels
+	// that follow could not tell it when the last of them had arrived. A
+	// scheduler that predates the field sends none, and the worker then
+	// writes no action cache entry for an action of an earlier session.
+	Kept          []*InHand `protobuf:"bytes,3,rep,name=kept,proto3" json:"kept,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Registered) Reset() {
@@ -898,6 +913,13 @@ func (x *Registered) GetLeaseDuration() *durationpb.Duration {
 func (x *Registered) GetHeartbeatInterval() *durationpb.Duration {
 	if x != nil {
 		return x.HeartbeatInterval
+	}
+	return nil
+}
+
+func (x *Registered) GetKept() []*InHand {
+	if x != nil {
+		return x.Kept
 	}
 	return nil
 }
@@ -1651,11 +1673,12 @@ const file_workerpb_worker_proto_rawDesc = "" +
 	"\x0eoperation_name\x18\x01 \x01(\tR\roperationName\x12\x18\n" +
 	"\aattempt\x18\x02 \x01(\x05R\aattempt\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"\t\n" +
-	"\aLeaving\"\x98\x01\n" +
+	"\aLeaving\"\xc7\x01\n" +
 	"\n" +
 	"Registered\x12@\n" +
 	"\x0elease_duration\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\x12H\n" +
-	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"\xe6\x04\n" +
+	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12-\n" +
+	"\x04kept\x18\x03 \x03(\v2\x19.paddock.worker.v1.InHandR\x04kept\"\xe6\x04\n" +
 	"\n" +
 	"Assignment\x12%\n" +
 	"\x0eoperation_name\x18\x01 \x01(\tR\roperationName\x12\x18\n" +
@@ -1772,29 +1795,30 @@ var file_workerpb_worker_proto_depIdxs = []int32{
 	5,  // 12: paddock.worker.v1.Register.running:type_name -> paddock.worker.v1.InHand
 	24, // 13: paddock.worker.v1.Registered.lease_duration:type_name -> google.protobuf.Duration
 	24, // 14: paddock.worker.v1.Registered.heartbeat_interval:type_name -> google.protobuf.Duration
-	0,  // 15: paddock.worker.v1.Assignment.action_digest:type_name -> paddock.worker.v1.Digest
-	0,  // 16: paddock.worker.v1.Assignment.command_digest:type_name -> paddock.worker.v1.Digest
-	0,  // 17: paddock.worker.v1.Assignment.input_root_digest:type_name -> paddock.worker.v1.Digest
-	1,  // 18: paddock.worker.v1.Assignment.platform:type_name -> paddock.worker.v1.Property
-	24, // 19: paddock.worker.v1.Assignment.timeout:type_name -> google.protobuf.Duration
-	25, // 20: paddock.worker.v1.Assignment.queued_timestamp:type_name -> google.protobuf.Timestamp
-	21, // 21: paddock.worker.v1.ListWorkersResponse.workers:type_name -> paddock.worker.v1.WorkerInfo
-	1,  // 22: paddock.worker.v1.WorkerInfo.platform:type_name -> paddock.worker.v1.Property
-	23, // 23: paddock.worker.v1.WorkerInfo.labels:type_name -> paddock.worker.v1.WorkerInfo.LabelsEntry
-	25, // 24: paddock.worker.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
-	2,  // 25: paddock.worker.v1.WorkerService.Connect:input_type -> paddock.worker.v1.WorkerMessage
-	15, // 26: paddock.worker.v1.AdminService.DrainWorker:input_type -> paddock.worker.v1.DrainWorkerRequest
-	17, // 27: paddock.worker.v1.AdminService.UndrainWorker:input_type -> paddock.worker.v1.UndrainWorkerRequest
-	19, // 28: paddock.worker.v1.AdminService.ListWorkers:input_type -> paddock.worker.v1.ListWorkersRequest
-	3,  // 29: paddock.worker.v1.WorkerService.Connect:output_type -> paddock.worker.v1.SchedulerMessage
-	16, // 30: paddock.worker.v1.AdminService.DrainWorker:output_type -> paddock.worker.v1.DrainWorkerResponse
-	18, // 31: paddock.worker.v1.AdminService.UndrainWorker:output_type -> paddock.worker.v1.UndrainWorkerResponse
-	20, // 32: paddock.worker.v1.AdminService.ListWorkers:output_type -> paddock.worker.v1.ListWorkersResponse
-	29, // [29:33] is the sub-list for method output_type
-	25, // [25:29] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	5,  // 15: paddock.worker.v1.Registered.kept:type_name -> paddock.worker.v1.InHand
+	0,  // 16: paddock.worker.v1.Assignment.action_digest:type_name -> paddock.worker.v1.Digest
+	0,  // 17: paddock.worker.v1.Assignment.command_digest:type_name -> paddock.worker.v1.Digest
+	0,  // 18: paddock.worker.v1.Assignment.input_root_digest:type_name -> paddock.worker.v1.Digest
+	1,  // 19: paddock.worker.v1.Assignment.platform:type_name -> paddock.worker.v1.Property
+	24, // 20: paddock.worker.v1.Assignment.timeout:type_name -> google.protobuf.Duration
+	25, // 21: paddock.worker.v1.Assignment.queued_timestamp:type_name -> google.protobuf.Timestamp
+	21, // 22: paddock.worker.v1.ListWorkersResponse.workers:type_name -> paddock.worker.v1.WorkerInfo
+	1,  // 23: paddock.worker.v1.WorkerInfo.platform:type_name -> paddock.worker.v1.Property
+	23, // 24: paddock.worker.v1.WorkerInfo.labels:type_name -> paddock.worker.v1.WorkerInfo.LabelsEntry
+	25, // 25: paddock.worker.v1.WorkerInfo.last_seen:type_name -> google.protobuf.Timestamp
+	2,  // 26: paddock.worker.v1.WorkerService.Connect:input_type -> paddock.worker.v1.WorkerMessage
+	15, // 27: paddock.worker.v1.AdminService.DrainWorker:input_type -> paddock.worker.v1.DrainWorkerRequest
+	17, // 28: paddock.worker.v1.AdminService.UndrainWorker:input_type -> paddock.worker.v1.UndrainWorkerRequest
+	19, // 29: paddock.worker.v1.AdminService.ListWorkers:input_type -> paddock.worker.v1.ListWorkersRequest
+	3,  // 30: paddock.worker.v1.WorkerService.Connect:output_type -> paddock.worker.v1.SchedulerMessage
+	16, // 31: paddock.worker.v1.AdminService.DrainWorker:output_type -> paddock.worker.v1.DrainWorkerResponse
+	18, // 32: paddock.worker.v1.AdminService.UndrainWorker:output_type -> paddock.worker.v1.UndrainWorkerResponse
+	20, // 33: paddock.worker.v1.AdminService.ListWorkers:output_type -> paddock.worker.v1.ListWorkersResponse
+	30, // [30:34] is the sub-list for method output_type
+	26, // [26:30] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_workerpb_worker_proto_init() }

@@ -19,11 +19,12 @@
 //
 // Reconnects. Every message is safe to repeat. A worker whose stream breaks
 // reconnects with the same worker_id and lists what it is still running in
-// Register.running; the scheduler keeps those it still wants (the worker
-// finishes them and reports as usual) and sends Cancel for the others (it
-// restarted and forgot them, or gave them to another worker after the lease
-// ran out). A result for an action the scheduler no longer wants is ignored,
-// so a late Result is harmless. Register.incarnation tells such a reconnect
+// Register.running; the scheduler keeps those it still wants, naming them in
+// Registered.kept (the worker finishes them, writes the action cache and
+// reports as usual), and sends Cancel for the others (it restarted and
+// forgot them, or gave them to another worker after the lease ran out). A
+// result for an action the scheduler no longer wants is ignored, so a late
+// Result is harmless. Register.incarnation tells such a reconnect
 // from a second process given the same worker_id, which is refused with
 // ALREADY_EXISTS while the first one's session is alive.
 //

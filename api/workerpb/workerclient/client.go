@@ -2,8 +2,10 @@
 // (api/workerpb, docs/worker-protocol.md): it registers, heartbeats, runs
 // each assignment through a Handler, reports results, obeys Cancel, and
 // reconnects on its own, listing the actions it still holds so the
-// scheduler can keep or cancel them. A worker supplies the Handler (fetch
-// inputs, run, upload outputs, write the action cache) and calls Run.
+// scheduler can keep or cancel them; a handler asks StillAssigned whether
+// its action is still this worker's before it writes the action cache. A
+// worker supplies the Handler (fetch inputs, run, upload outputs, write
+// the action cache) and calls Run.
 //
 // Each process registers with a random incarnation token, so that the
 // scheduler tells its reconnects from another process given the same
@@ -77,16 +79,12 @@ type Client struct {
 	held        map[string]*heldAction
 	draining    bool
 	leaving     bool // this session sent Leaving
-	handlers    sync.WaitGroup
-	hctx        context.Context // parent of every handler's context; ends after Run
-}
-
-// heldAction is an action the worker holds: running, or finished with a
-// result not yet delivered.
-type heldAction struct {
-	attempt int32
-	cancel  context.CancelFunc
-	result  *workerpb.Result
+	// reconciled is closed, and replaced, each time a session has
+	// registered and said which held actions it keeps (keepLocked), for
+	// StillAssigned calls waiting between sessions.
+	reconciled chan struct{}
+	handlers   sync.WaitGroup
+	hctx       context.Context // parent of every handler's context; ends after Run
 }
 
 // New returns a client; it does nothing until Run.
@@ -108,6 +106,7 @@ func New(opts Options) (*Client, error) {
 		return nil, fmt.Errorf("workerclient: incarnation token: %w", err)
 	}
 	return &Client{opts: opts, client: workerpb.NewWorkerServiceClient(opts.Conn), held: map[string]*heldAction{},
+		reconciled:  make(chan struct{}),
 		incarnation: hex.EncodeToString(token), failures: newFailureLog(opts.Logger, opts.Register.WorkerId)}, nil
 }
 
@@ -156,42 +155,6 @@ func (c *Client) Run(ctx context.Context) error {
 	return ctx.Err()
 }
 
-// giveBackLocked returns every held action to the scheduler and forgets it;
-// the handlers' eventual results are then dropped.
-func (c *Client) giveBackLocked(reason string) {
-	for name, h := range c.held {
-		if h.result != nil {
-			c.sendLocked(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Result{Result: h.result}})
-		} else {
-			c.sendLocked(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_GiveBack{GiveBack: &workerpb.GiveBack{
-				OperationName: name, Attempt: h.attempt, Reason: reason}}})
-		}
-		if h.cancel != nil {
-			h.cancel()
-		}
-		delete(c.held, name)
-	}
-}
-
-// Holding reports whether the worker holds the named action.
-func (c *Client) Holding(operationName string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.held[operationName] != nil
-}
-
-// Held lists the actions the worker holds (running, or finished with the
-// result not yet delivered).
-func (c *Client) Held() []*workerpb.InHand {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make([]*workerpb.InHand, 0, len(c.held))
-	for name, h := range c.held {
-		out = append(out, &workerpb.InHand{OperationName: name, Attempt: h.attempt})
-	}
-	return out
-}
-
 // SetPaused says whether the worker can run actions now: a paused worker
 // (its runner or storage is down) is assigned nothing new, so it does not
 // fail every action it is given while a healthy worker could run them.
@@ -234,9 +197,10 @@ func (c *Client) Draining() bool {
 }
 
 // receive handles the scheduler's messages on stream until it ends:
-// assignments start handlers, cancellations cancel them, a drain stops new
-// work (or, while leaving, gives everything back), an undrain resumes it.
-// ended is closed when this session has ended. It returns the stream's
+// assignments start handlers, cancellations cancel them (and make them
+// stale: StillAssigned), a drain stops new work (or, while leaving, gives
+// everything back), an undrain resumes it. ended is closed when this
+// session has ended. It returns the stream's
 // end: nil if the scheduler closed it without an error.
 func (c *Client) receive(stream workerpb.WorkerService_ConnectClient, ended <-chan struct{}) error {
 	for {
@@ -251,13 +215,17 @@ func (c *Client) receive(stream workerpb.WorkerService_ConnectClient, ended <-ch
 		switch k := m.Kind.(type) {
 		case *workerpb.SchedulerMessage_Assignment:
 			a := k.Assignment
-			actx, acancel := context.WithCancel(context.WithValue(c.hctx, sessionKey{}, ended))
-			c.held[a.OperationName] = &heldAction{attempt: a.Attempt, cancel: acancel}
+			ref := assignmentRef{c: c, name: a.OperationName, attempt: a.Attempt}
+			actx, acancel := context.WithCancel(context.WithValue(c.hctx, assignmentKey{}, ref))
+			c.held[a.OperationName] = &heldAction{attempt: a.Attempt, cancel: acancel, session: ended}
 			c.handlers.Add(1)
 			go c.execute(actx, acancel, a)
 		case *workerpb.SchedulerMessage_Cancel:
-			if h := c.held[k.Cancel.OperationName]; h != nil && h.cancel != nil {
-				h.cancel()
+			if h := c.held[k.Cancel.OperationName]; h != nil {
+				h.stale = true // the scheduler no longer wants its result
+				if h.cancel != nil {
+					h.cancel()
+				}
 			}
 		case *workerpb.SchedulerMessage_Drain:
 			if c.leaving {
@@ -294,6 +262,7 @@ func (c *Client) session(ctx context.Context) (registered bool, err error) {
 	}
 	c.mu.Lock()
 	c.stream = stream
+	c.keepLocked(first.GetRegistered().GetKept(), ended)
 	// The drain state is the scheduler's, per session: a drained worker
 	// hears Drain again right after Registered.
 	c.draining = false

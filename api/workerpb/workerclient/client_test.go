@@ -2,6 +2,7 @@ package workerclient
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -36,27 +37,34 @@ func (e *endingStream) end() { close(e.done) }
 
 // TestResultFinishedWhileDisconnectedIsSentAfterReRegister: an action
 // that finishes after its session broke is listed as held at the next
-// Register and its result sent once registered; its handler was told its
-// session had ended (SessionEnded), and one of a live session is not.
+// Register and its result sent once registered. Its handler, asking
+// between sessions whether the action is still this worker's
+// (StillAssigned), gets the next session's answer: yes if Registered
+// names it as kept, no if not (as from a scheduler that gave it to
+// another worker, or one that predates Registered.kept).
 func TestResultFinishedWhileDisconnectedIsSentAfterReRegister(t *testing.T) {
-	if SessionEnded(context.Background()) {
-		t.Fatal("a context without a session counts as one that ended")
+	if !StillAssigned(context.Background()) {
+		t.Fatal("a context without an assignment counts as one no longer assigned")
 	}
+	for _, kept := range []bool{true, false} {
+		t.Run(fmt.Sprintf("kept=%v", kept), func(t *testing.T) { testResultAfterReRegister(t, kept) })
+	}
+}
+
+func testResultAfterReRegister(t *testing.T, kept bool) {
 	sched := &scriptedScheduler{streams: make(chan workerpb.WorkerService_ConnectServer)}
 	addr := grpctest.Listen(t, func(g *grpc.Server) { workerpb.RegisterWorkerServiceServer(g, sched) })
 	conn := grpctest.Dial(t, "passthrough:///"+addr)
 
 	release := make(chan struct{})
-	finished := make(chan struct{})
-	var sessionEnded bool
+	assigned := make(chan bool, 1)
 	c, err := New(Options{
 		Conn:           conn,
 		Register:       &workerpb.Register{WorkerId: "w", Concurrency: 1},
 		ReconnectDelay: time.Millisecond,
 		Handler: func(ctx context.Context, a *workerpb.Assignment) *repb.ExecuteResponse {
 			<-release
-			defer close(finished)
-			sessionEnded = SessionEnded(ctx)
+			assigned <- StillAssigned(ctx)
 			return &repb.ExecuteResponse{Result: &repb.ActionResult{ExitCode: 42}}
 		},
 	})
@@ -96,11 +104,14 @@ func TestResultFinishedWhileDisconnectedIsSentAfterReRegister(t *testing.T) {
 		t.Fatalf("re-register lists %v, want op attempt 3 in hand", reg.Running)
 	}
 	close(release)
-	<-finished
-	if !sessionEnded {
-		t.Fatal("the handler was not told that the session which assigned its action had ended")
+	registered := &workerpb.Registered{}
+	if kept {
+		registered.Kept = reg.Running
 	}
-	second.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
+	second.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: registered}})
+	if got := <-assigned; got != kept {
+		t.Fatalf("the handler was told its action is still assigned: %v; Registered kept it: %v", got, kept)
+	}
 	for {
 		m, err := second.Recv()
 		if err != nil {
@@ -135,18 +146,21 @@ func TestNewRequiresWhatTheProtocolNeeds(t *testing.T) {
 	}
 }
 
-// TestSessionEndedIsFalseWhileTheSessionLives: a handler whose session is
-// still up is not told it ended.
-func TestSessionEndedIsFalseWhileTheSessionLives(t *testing.T) {
+// TestStillAssignedUntilCancelled: a handler whose session is up is told
+// its action is still assigned, and not once the scheduler has sent
+// Cancel for it.
+func TestStillAssignedUntilCancelled(t *testing.T) {
 	sched := &scriptedScheduler{streams: make(chan workerpb.WorkerService_ConnectServer)}
 	addr := grpctest.Listen(t, func(g *grpc.Server) { workerpb.RegisterWorkerServiceServer(g, sched) })
 	conn := grpctest.Dial(t, "passthrough:///"+addr)
-	ended := make(chan bool, 1)
+	assigned := make(chan bool, 1)
 	c, err := New(Options{
 		Conn: conn, Register: &workerpb.Register{WorkerId: "w", Concurrency: 1}, ReconnectDelay: time.Millisecond,
 		Handler: func(ctx context.Context, a *workerpb.Assignment) *repb.ExecuteResponse {
-			ended <- SessionEnded(ctx)
-			return &repb.ExecuteResponse{Result: &repb.ActionResult{}}
+			assigned <- StillAssigned(ctx)
+			<-ctx.Done() // the Cancel
+			assigned <- StillAssigned(ctx)
+			return nil
 		},
 	})
 	if err != nil {
@@ -162,8 +176,12 @@ func TestSessionEndedIsFalseWhileTheSessionLives(t *testing.T) {
 	}
 	s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
 	s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: &workerpb.Assignment{OperationName: "op", Attempt: 1}}})
-	if <-ended {
-		t.Fatal("a handler of a live session was told its session ended")
+	if !<-assigned {
+		t.Fatal("a handler of a live session was told its action is no longer assigned")
+	}
+	s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{Cancel: &workerpb.Cancel{OperationName: "op"}}})
+	if <-assigned {
+		t.Fatal("a cancelled action is still assigned")
 	}
 	cancel()
 	s.(*endingStream).end()
