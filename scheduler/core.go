@@ -327,6 +327,7 @@ func (c *core) start(now time.Time, w *worker, e *execution) {
 	e.stage = repb.ExecutionStage_EXECUTING
 	e.worker = w
 	e.attempt++
+	e.adoptable = false
 	e.startedAt = now
 	c.forgetAvoid(e)
 	c.occupy(w, e)

@@ -338,7 +338,9 @@ func TestRecoveredQueueDispatchesInTheSameOrder(t *testing.T) {
 // before its dispatch record was written: it keeps running it.
 func TestWorkerHoldingALostDispatchAdoptsIt(t *testing.T) {
 	h := newHarness(t, nil)
-	op := h.execute("op", "a", "", 0)
+	h.execute("op", "a", "", 0)
+	h.restart()
+	op := h.c.ops["op"]
 	h.connect("w", 1, []*workerpb.InHand{{OperationName: "op", Attempt: 1}})
 	if op.exec.stage != repb.ExecutionStage_EXECUTING || op.exec.worker.id != "w" || op.exec.attempt != 1 {
 		t.Fatalf("execution %+v, want attempt 1 executing on w", op.exec)

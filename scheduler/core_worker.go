@@ -87,7 +87,7 @@ func (c *core) reconcile(now time.Time, w *worker, held []*workerpb.InHand) map[
 	for _, h := range held {
 		e := w.running[h.OperationName]
 		switch {
-		case e == nil && c.adopt(now, w, h), e != nil && !e.cancelled && e.attempt == h.Attempt:
+		case e == nil && len(inHand) < w.capacity && c.adopt(now, w, h), e != nil && !e.cancelled && e.attempt == h.Attempt:
 			inHand[h.OperationName] = true
 			continue
 		case e != nil && !e.cancelled && h.Attempt == e.attempt+1:
@@ -96,6 +96,7 @@ func (c *core) reconcile(now time.Time, w *worker, held []*workerpb.InHand) map[
 			c.release(w, e)
 			c.record(record{kind: recRequeue, at: now, name: e.id, retries: e.retries})
 			c.enqueue(e, true)
+			e.adoptable = true // it ran here: this worker's to take back
 			c.adopt(now, w, h)
 			inHand[e.id] = true
 			continue
@@ -130,10 +131,15 @@ func (c *core) Kept(id string, gen uint64, held []*workerpb.InHand) []*workerpb.
 // the attempt after the last one the core knows of: the scheduler sent it
 // just before a restart that lost the dispatch's record (assignments go
 // out while their record is being written). The worker keeps running it,
-// as if the record had been written.
+// as if the record had been written. Only an execution queued since the
+// recovery is adopted (adoptable), by a worker that serves its queue, is
+// not paused, and has a slot for it: otherwise a worker that named any
+// queued operation in Register.running would take it, past its routing,
+// its instance names, its pause and its capacity.
 func (c *core) adopt(now time.Time, w *worker, h *workerpb.InHand) bool {
 	e := c.execs[h.OperationName]
-	if e == nil || e.stage != repb.ExecutionStage_QUEUED || h.Attempt != e.attempt+1 {
+	if e == nil || e.stage != repb.ExecutionStage_QUEUED || h.Attempt != e.attempt+1 ||
+		!e.adoptable || w.paused || !w.serves(e.queue) {
 		return false
 	}
 	e.queue.remove(e)

@@ -42,6 +42,11 @@ type execution struct {
 	attempt   int32   // dispatches so far
 	retries   int     // requeues after a lost worker
 	cancelled bool    // nobody waits any more; being killed on its worker
+	// adoptable: queued when the scheduler recovered from its journal, and
+	// not dispatched since. Only such an execution may be adopted (adopt):
+	// its dispatch record may have died with the old process. Not
+	// journalled; set again at each recovery.
+	adoptable bool
 	// avoid is the worker whose failure or loss requeued this execution:
 	// its next attempt goes elsewhere if it can, until avoidUntil
 	// (core_requeue.go). Empty otherwise; not journalled.

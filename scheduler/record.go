@@ -178,6 +178,9 @@ func (c *core) recovered(now time.Time) {
 		w.connected, w.restored = false, true
 		w.lastSeen, w.lostConn = now, now
 	}
+	for _, e := range c.execs {
+		e.adoptable = e.stage == repb.ExecutionStage_QUEUED
+	}
 	c.unblocked = nil
 	c.fx = effects{}
 }
