@@ -67,6 +67,12 @@ type actionSpec struct {
 	timeout         time.Duration
 	doNotCache      bool
 	requestMetadata []byte
+	// workingDir is the Command's working directory, which a worker's
+	// result is checked against (checkWorkerResult). Not journalled:
+	// after a restart it is not known (workingDirKnown false), and
+	// results are checked without it.
+	workingDir      string
+	workingDirKnown bool
 }
 
 func protoDigest(d digest.Digest) *workerpb.Digest {

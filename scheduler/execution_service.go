@@ -124,6 +124,8 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 			timeout:         a.timeout,
 			doNotCache:      a.doNotCache,
 			requestMetadata: rawMeta,
+			workingDir:      a.workingDirectory,
+			workingDirKnown: true,
 		},
 	}
 	return name, s.accept(ctx, func(now time.Time) error {
@@ -160,6 +162,7 @@ type loadedAction struct {
 	timeout            time.Duration
 	doNotCache         bool
 	platform           *repb.Platform // the effective one: the Action's, or the Command's (REv2 2.0)
+	workingDirectory   string         // the Command's, to check a worker's result against (checkWorkerResult)
 }
 
 // loadAction reads the Action ad and its Command from the CAS and checks
@@ -188,7 +191,7 @@ func (s *Scheduler) loadAction(ctx context.Context, fn digest.Function, ad diges
 	if release, err = storage.HoldMemory(ctx, a.command.SizeBytes()); err != nil {
 		return loadedAction{}, err
 	}
-	a.platform, err = s.readCommand(ctx, a.command, actionPlatform)
+	a.platform, a.workingDirectory, err = s.readCommand(ctx, a.command, actionPlatform)
 	release()
 	return a, err
 }
@@ -213,23 +216,24 @@ func (s *Scheduler) readAction(ctx context.Context, fn digest.Function, ad diges
 }
 
 // readCommand reads and checks the Command d and returns the effective
-// platform: actionPlatform, or the Command's when that is empty.
-func (s *Scheduler) readCommand(ctx context.Context, d digest.Digest, actionPlatform *repb.Platform) (*repb.Platform, error) {
+// platform (actionPlatform, or the Command's when that is empty) and the
+// Command's working directory.
+func (s *Scheduler) readCommand(ctx context.Context, d digest.Digest, actionPlatform *repb.Platform) (*repb.Platform, string, error) {
 	command := &repb.Command{}
 	if err := storage.GetProto(ctx, s.cas, d, command, maxMessageBytes); err != nil {
-		return nil, prefix(err, "action.command_digest")
+		return nil, "", prefix(err, "action.command_digest")
 	}
 	if err := rev2.CheckCommand(command); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if len(actionPlatform.GetProperties()) > 0 {
-		return actionPlatform, nil // checked by readAction
+		return actionPlatform, command.WorkingDirectory, nil // checked by readAction
 	}
 	platform, field := rev2.EffectivePlatform(&repb.Action{Platform: actionPlatform}, command)
 	if err := rev2.CheckPlatform(platform, field, s.isKnown); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return platform, nil
+	return platform, command.WorkingDirectory, nil
 }
 
 func (s *Scheduler) isKnown(name string) bool { return s.known[name] }

@@ -197,6 +197,9 @@ func (sess *session) handle(m *workerpb.WorkerMessage) error {
 		if e := s.core.Reported(sess.workerID, sess.gen, k.Result.OperationName, k.Result.Attempt); e == nil {
 			s.logStaleResult(sess.workerID, k.Result, resp)
 		} else if !e.cancelled {
+			if bad := checkWorkerResult(sess.workerID, e, resp); bad != nil {
+				resp = bad
+			}
 			s.logResult(sess.workerID, e, resp)
 		}
 		s.core.Result(now, sess.workerID, sess.gen, k.Result.OperationName, k.Result.Attempt, resp)

@@ -180,7 +180,7 @@ func (s *actionCacheServer) UpdateActionResult(ctx context.Context, req *repb.Up
 		if err := requireStored(ctx, s.opts.CAS, fn, d, req.ActionResult); err != nil {
 			return nil, err
 		}
-		if err := checkOutputsInside(req.ActionResult, s.workingDirectory(ctx, fn, d)); err != nil {
+		if err := CheckOutputsInside(req.ActionResult, s.workingDirectory(ctx, fn, d)); err != nil {
 			return nil, err
 		}
 	}
@@ -334,10 +334,10 @@ func checkSymlinkTarget(o outputPath) error {
 	return nil
 }
 
-// checkOutputsInside refuses a result with an output path that leaves the
+// CheckOutputsInside refuses a result with an output path that leaves the
 // input root from working directory wd: every client of the instance would
 // write that output outside its own tree.
-func checkOutputsInside(r *repb.ActionResult, wd string) error {
+func CheckOutputsInside(r *repb.ActionResult, wd string) error {
 	for _, o := range outputPaths(r) {
 		if o.path == "" {
 			continue

@@ -1,0 +1,69 @@
+package scheduler
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/digest"
+)
+
+// A worker's result reaches clients as it is, so the scheduler holds it
+// to the action cache's rules first: one with an output outside the
+// working directory, an absolute symlink or a malformed digest is not
+// delivered; the action runs again (here, its retry is queued), and a
+// good result from the next attempt completes it.
+func TestAWorkersBadResultIsNotDelivered(t *testing.T) {
+	good := digest.FromBytes(repb.DigestFunction_SHA256, []byte("out")).Proto()
+	for name, bad := range map[string]*repb.ActionResult{
+		"path escapes":     {OutputFiles: []*repb.OutputFile{{Path: "../../../../tmp/PWNED", Digest: good}}},
+		"absolute path":    {OutputFiles: []*repb.OutputFile{{Path: "/etc/passwd", Digest: good}}},
+		"absolute symlink": {OutputSymlinks: []*repb.OutputSymlink{{Path: "link", Target: "/etc/shadow"}}},
+		"malformed digest": {OutputFiles: []*repb.OutputFile{{Path: "out", Digest: &repb.Digest{Hash: "not-hex", SizeBytes: -5}}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := newTestScheduler(t, testConfig(), nil)
+			defer s.Close()
+			sub := benchSubmission(1)
+			sub.spec.workingDirKnown = true // as Execute has it
+			s.mu.Lock()
+			if _, err := s.core.Execute(s.clock.Now(), sub); err != nil {
+				t.Fatal(err)
+			}
+			s.apply()
+			s.mu.Unlock()
+			op := sub.name
+			sess, err := s.connectWorker(context.Background(), &workerpb.Register{WorkerId: "w", Concurrency: 1, Platform: []*workerpb.Property{linux}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sess.close()
+			report := func(attempt int32, r *repb.ActionResult) {
+				t.Helper()
+				b, _ := proto.Marshal(&repb.ExecuteResponse{Result: r})
+				if err := sess.handle(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Result{Result: &workerpb.Result{
+					OperationName: op, Attempt: attempt, ExecuteResponse: b}}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			report(1, bad)
+			s.mu.Lock()
+			v, _ := s.core.Operation(op)
+			s.mu.Unlock()
+			if v.done {
+				t.Fatalf("the bad result completed the operation: %v", v.response)
+			}
+			report(2, &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "out", Digest: good}}})
+			s.mu.Lock()
+			v, _ = s.core.Operation(op)
+			s.mu.Unlock()
+			if !v.done || len(v.response.GetResult().GetOutputFiles()) != 1 || strings.Contains(v.response.String(), "PWNED") {
+				t.Fatalf("after a good second attempt: done %v, response %v", v.done, v.response)
+			}
+		})
+	}
+}
