@@ -200,12 +200,34 @@ func (c *core) Pause(now time.Time, id string, gen uint64, paused bool, why stri
 		return
 	}
 	w.paused, w.pauseReason = paused, why
-	if paused {
-		c.note("worker %q paused: it cannot run actions now (%s); no new work until it resumes", id, why)
+	c.notePause(now, w)
+	if !paused {
+		c.pumpWorker(now, w)
+	}
+}
+
+// pauseNoteInterval is how often at most a worker's pauses and resumes
+// reach the log: a worker flipping at every heartbeat wrote 1.3 million
+// lines a minute.
+const pauseNoteInterval = time.Minute
+
+// notePause notes w's pause or resume, unless one was noted less than
+// pauseNoteInterval ago; the next note counts those passed over.
+func (c *core) notePause(now time.Time, w *worker) {
+	if !w.pauseNoted.IsZero() && now.Sub(w.pauseNoted) < pauseNoteInterval {
+		w.pauseFlipsUnnoted++
 		return
 	}
-	c.note("worker %q resumed: it can run actions again", id)
-	c.pumpWorker(now, w)
+	more := ""
+	if w.pauseFlipsUnnoted > 0 {
+		more = fmt.Sprintf(" (after %d pauses and resumes not logged since %s)", w.pauseFlipsUnnoted, w.pauseNoted.Format(time.RFC3339))
+	}
+	w.pauseNoted, w.pauseFlipsUnnoted = now, 0
+	if w.paused {
+		c.note("worker %q paused: it cannot run actions now (%s); no new work until it resumes%s", w.id, w.pauseReason, more)
+		return
+	}
+	c.note("worker %q resumed: it can run actions again%s", w.id, more)
 }
 
 // Leave stops giving work to a worker that is shutting down, and answers

@@ -87,16 +87,8 @@ func (sess *session) next(ctx context.Context) ([]*workerpb.SchedulerMessage, er
 // stream whose context is ctx. The Registered answer and any
 // reconciliation are already in the session's outbox.
 func (s *Scheduler) connectWorker(ctx context.Context, reg *workerpb.Register) (*session, error) {
-	if reg.GetWorkerId() == "" {
-		return nil, status.Error(codes.InvalidArgument, "register.worker_id: must not be empty")
-	}
-	if reg.Concurrency < 1 {
-		return nil, status.Errorf(codes.InvalidArgument, "register.concurrency: %d, must be at least 1", reg.Concurrency)
-	}
-	for i, p := range reg.Platform {
-		if p.GetName() == "" {
-			return nil, status.Errorf(codes.InvalidArgument, "register.platform[%d]: name is empty", i)
-		}
+	if err := checkRegister(reg); err != nil {
+		return nil, err
 	}
 	sess := &session{s: s, workerID: reg.WorkerId, incarnation: reg.Incarnation, peer: peerAddr(ctx), stream: ctx,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
@@ -116,7 +108,7 @@ func (s *Scheduler) connectWorker(ctx context.Context, reg *workerpb.Register) (
 		labels:      reg.Labels,
 		running:     reg.Running,
 		paused:      reg.Paused,
-		pauseReason: reg.PauseReason,
+		pauseReason: pauseReason(reg.PauseReason),
 	})
 	// Registered goes first, naming what the reconciliation kept; the
 	// Cancels and assignments of Connect, still in the core's effects,
@@ -190,7 +182,7 @@ func (sess *session) handle(m *workerpb.WorkerMessage) error {
 	switch k := m.Kind.(type) {
 	case *workerpb.WorkerMessage_Heartbeat:
 		s.core.Heartbeat(now, sess.workerID, sess.gen)
-		s.core.Pause(now, sess.workerID, sess.gen, k.Heartbeat.Paused, k.Heartbeat.PauseReason)
+		s.core.Pause(now, sess.workerID, sess.gen, k.Heartbeat.Paused, pauseReason(k.Heartbeat.PauseReason))
 	case *workerpb.WorkerMessage_Result:
 		// Logged before the core takes it, which may requeue the
 		// execution and dispatch its next attempt.

@@ -27,10 +27,14 @@ type worker struct {
 	paused      bool
 	pauseReason string
 	restored    bool // recovered from the journal; not registered since the restart
-	lastSeen    time.Time
-	lostConn    time.Time // when its stream ended, while !connected
-	queues      []*queue  // queues this worker serves
-	rr          int       // tie-break rotation between queues of equal priority
+	// pauseNoted is when a pause or resume of this worker was last
+	// logged; pauseFlipsUnnoted counts those since, not logged (notePause).
+	pauseNoted        time.Time
+	pauseFlipsUnnoted int
+	lastSeen          time.Time
+	lostConn          time.Time // when its stream ended, while !connected
+	queues            []*queue  // queues this worker serves
+	rr                int       // tie-break rotation between queues of equal priority
 }
 
 func propKey(name, value string) string { return name + "\x00" + value }
