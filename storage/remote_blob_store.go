@@ -371,7 +371,7 @@ func (s *RemoteBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader)
 		return err
 	}
 	if !fitsBatch(d, s.instance(ctx), limit) {
-		return s.writeStream(ctx, d, r)
+		return s.writeStream(withWriteSource(ctx, d, r), d, r)
 	}
 	data, err := io.ReadAll(io.LimitReader(r, d.SizeBytes()+1))
 	if err != nil {
@@ -381,6 +381,41 @@ func (s *RemoteBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader)
 		return status.Errorf(codes.InvalidArgument, "data hash to %s, not %s", got, d)
 	}
 	return s.updateBatch(ctx, d.Function(), []digest.Digest{d}, map[digest.Digest][]byte{d: data})
+}
+
+// writeSourceKey is the context key of WriteSource.
+type writeSourceKey struct{}
+
+// withWriteSource is ctx, carrying the bytes of d for WriteSource when r
+// can give them again from where it stands: it reads at an offset
+// (io.ReaderAt, so a second read moves nothing under writeStream) and
+// tells its position (io.Seeker), as a file, a section of one and a
+// bytes.Reader do. writeStream itself reads r once and keeps nothing.
+func withWriteSource(ctx context.Context, d digest.Digest, r io.Reader) context.Context {
+	ra, ok := r.(interface {
+		io.ReaderAt
+		io.Seeker
+	})
+	if !ok {
+		return ctx
+	}
+	pos, err := ra.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return ctx
+	}
+	return context.WithValue(ctx, writeSourceKey{}, io.NewSectionReader(ra, pos, d.SizeBytes()))
+}
+
+// WriteSource returns the bytes of the blob that the ByteStream Write
+// made with ctx uploads, when the reader given to Put can give them
+// again (withWriteSource), read with ReadAt only. It is the seam of a
+// client interceptor that writes a Write broken part way again from its
+// first byte (a worker's, through a storage outage): only Put sees the
+// reader, and the messages the interceptor sees are built in a buffer
+// that writeStream reuses.
+func WriteSource(ctx context.Context) (*io.SectionReader, bool) {
+	src, ok := ctx.Value(writeSourceKey{}).(*io.SectionReader)
+	return src, ok
 }
 
 var (

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/storage"
 )
 
 // DefaultStorageWait is how long a worker's storage call waits for a
@@ -59,8 +60,10 @@ var idempotentStorageMethods = map[string]bool{
 // StorageWaitOptions configures StorageDialOptions.
 type StorageWaitOptions struct {
 	// Wait bounds how long one call waits for storage, from its first
-	// UNAVAILABLE answer; it then fails with UNAVAILABLE as before, and
-	// its action is reported retryable. Default DefaultStorageWait.
+	// UNAVAILABLE answer (of the call, or of an entry of its batch
+	// reply); it then fails with UNAVAILABLE as before (a batch's
+	// entries still waiting do), and its action is reported retryable.
+	// Default DefaultStorageWait.
 	Wait time.Duration
 	// Logger gets one WARN when storage becomes unavailable and one
 	// INFO when it answers again, however many calls wait meanwhile.
@@ -68,17 +71,25 @@ type StorageWaitOptions struct {
 }
 
 // StorageDialOptions are the dial options of a worker's connection to
-// storage that let its calls ride out a storage restart: an idempotent
-// call (idempotentStorageMethods) answered UNAVAILABLE is tried again,
-// with backoff, until it gets another answer, its context ends, or
-// o.Wait has passed. Other codes (RESOURCE_EXHAUSTED, NOT_FOUND,
-// FAILED_PRECONDITION…) pass straight through. A ByteStream Write is
-// tried again only while it cannot start (nothing was sent); a
-// ByteStream Read that breaks part way resumes where it broke (CAS
-// bytes never change; a compressed Read does not resume), and a GetTree
-// is tried again until its first page. A call that succeeds at once
-// costs nothing more, but for a Read or GetTree the small wrapper that
-// keeps its request (BenchmarkStorageCallWhenUp).
+// storage that let its calls ride out a storage restart, or an outage of
+// one shard behind a storage front: an idempotent call
+// (idempotentStorageMethods) answered UNAVAILABLE is tried again, with
+// backoff, until it gets another answer, its context ends, or o.Wait has
+// passed. Other codes (RESOURCE_EXHAUSTED, NOT_FOUND,
+// FAILED_PRECONDITION…) pass straight through. Beside an answer of the
+// whole call, the wait covers what a front answers for one shard: the
+// entries of a BatchReadBlobs or BatchUpdateBlobs reply answered
+// UNAVAILABLE are sent again, alone (unaryWait); a ByteStream Write
+// answered UNAVAILABLE after it started is written again from its first
+// byte when the caller can give the bytes again (storage.WriteSource:
+// RemoteBlobStore.Put of a file or of bytes in memory; rewritingStream),
+// and otherwise only while it cannot start; a ByteStream Read that
+// breaks part way resumes where it broke (CAS bytes never change; a
+// compressed Read does not resume), and a GetTree is tried again until
+// its first page. A call that succeeds at once costs nothing more, but
+// for a Read or GetTree the small wrapper that keeps its request
+// (BenchmarkStorageCallWhenUp), and for a Write that can be written
+// again the wrapper and the context carrying its source.
 func StorageDialOptions(o StorageWaitOptions) []grpc.DialOption {
 	w := &storageWaiter{wait: o.Wait, logger: o.Logger}
 	if w.wait <= 0 {
@@ -107,26 +118,41 @@ func retryable(method string, err error) bool {
 	return status.Code(err) == codes.Unavailable && idempotentStorageMethods[method]
 }
 
-// unary is the interceptor of unary calls: the call as it was, and
-// retry only once it failed UNAVAILABLE.
+// unary is the interceptor of unary calls: the call as it was, and a
+// wait only once it failed UNAVAILABLE, or some entries of its batch
+// reply did.
 func (w *storageWaiter) unary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	err := invoker(ctx, method, req, reply, cc, opts...)
-	if err == nil || !retryable(method, err) {
+	answered := err == nil
+	if answered {
+		if err = unavailableEntry(reply); err == nil {
+			return nil
+		}
+	} else if !retryable(method, err) {
 		return err
 	}
-	return w.retry(ctx, method, err, func() error { return invoker(ctx, method, req, reply, cc, opts...) })
+	c := &unaryWait{ctx: ctx, method: method, req: req, reply: reply, cc: cc, invoker: invoker, opts: opts, answered: answered}
+	return c.finish(w.retry(ctx, method, err, c.try))
 }
 
 // stream is the interceptor of streaming calls: it opens the stream,
 // waiting for storage if it cannot, and wraps a Read or GetTree in a
-// resumingStream.
+// resumingStream and a Write whose bytes can be read again in a
+// rewritingStream.
 func (w *storageWaiter) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	s, err := streamer(ctx, desc, cc, method, opts...)
 	if err != nil && retryable(method, err) {
 		s, err = w.open(ctx, desc, cc, method, streamer, err, opts)
 	}
-	if err != nil || desc.ClientStreams || !idempotentStorageMethods[method] {
+	if err != nil || !idempotentStorageMethods[method] {
 		return s, err
+	}
+	if desc.ClientStreams {
+		src, ok := storage.WriteSource(ctx)
+		if !ok || method != byteStreamWrite {
+			return s, nil
+		}
+		return &rewritingStream{ClientStream: s, w: w, ctx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts, src: src}, nil
 	}
 	return &resumingStream{ClientStream: s, w: w, ctx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts}, nil
 }
