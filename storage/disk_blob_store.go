@@ -51,10 +51,12 @@ type DiskOptions struct {
 //
 // Invariants: a file under cas/ always has the bytes its name says (it is
 // written under tmp/, verified, then renamed into place, so a crash leaves
-// at most a stray file in tmp/, which start-up removes); the in-memory index
-// matches the files under cas/ (both change under mu); the sum of indexed
-// sizes and of the Puts in progress (reserve) stays within MaxBytes. Bytes are verified again on
-// every read, and a file found corrupt is removed, never served whole.
+// at most a stray file in tmp/, which start-up removes); every indexed blob
+// has its file, and every file under cas/ is indexed or doomed (evicted,
+// its removal pending, disk_unlink.go), never both (all three change under
+// mu); the sum of indexed sizes and of the Puts in progress (reserve)
+// stays within MaxBytes. Bytes are verified again on every read, and a
+// file found corrupt is removed, never served whole.
 //
 // Files are 0444 so that the worker can hard-link them into input roots that
 // sandboxed actions cannot modify.
@@ -71,6 +73,12 @@ type DiskBlobStore struct {
 	// tmp/): stored and in-flight bytes together stay within maxBytes.
 	inflight   int64
 	fullLogged time.Time // when makeRoom last said the disk is full (disk_room.go)
+	// doomed holds the evicted blobs whose files are not removed yet:
+	// false while queued, true while being removed (disk_unlink.go).
+	doomed      map[blobKey]bool
+	unlinkDone  sync.Cond               // on mu: a doomed file is gone
+	unlinkWaits int                     // how many wait on unlinkDone
+	remove      func(path string) error // os.Remove; tests block it
 
 	verifying      singleflight.Group // one hash per blob at a time (disk_verify.go)
 	verifyFailures atomic.Int64
@@ -98,8 +106,17 @@ const touchInterval = 10 * time.Minute
 
 // NewDiskBlobStore opens (or creates) the store under opts.Dir, removes
 // leftovers of interrupted writes and rebuilds the index from the files,
-// least recently modified first in eviction order.
+// least recently modified first in eviction order. It makes room on a
+// full disk before it returns (the rest of the farm needs it to start),
+// but removes the files of blobs past a lowered MaxBytes in the
+// background (evictAtStart).
 func NewDiskBlobStore(opts DiskOptions) (*DiskBlobStore, error) {
+	return newDiskBlobStore(opts, os.Remove)
+}
+
+// newDiskBlobStore is NewDiskBlobStore removing evicted blobs' files with
+// remove: tests block it to hold evictions half-done.
+func newDiskBlobStore(opts DiskOptions, remove func(string) error) (*DiskBlobStore, error) {
 	s := &DiskBlobStore{
 		dir:      opts.Dir,
 		casDir:   filepath.Join(opts.Dir, "cas"),
@@ -108,7 +125,10 @@ func NewDiskBlobStore(opts DiskOptions) (*DiskBlobStore, error) {
 		log:      opts.Logger,
 		clock:    clock.Real{},
 		set:      lru.New[blobKey, *diskEntry](),
+		doomed:   map[blobKey]bool{},
+		remove:   remove,
 	}
+	s.unlinkDone.L = &s.mu
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -123,10 +143,10 @@ func NewDiskBlobStore(opts DiskOptions) (*DiskBlobStore, error) {
 	if err := s.rebuild(); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	s.evictLocked()
-	s.mu.Unlock()
+	// Room on the disk first: both evict the least recently used, so
+	// whichever needs more decides, and the statfs sees no doomed files.
 	_ = s.makeRoom(0) // best effort: a full disk refuses uploads, not the start
+	s.evictAtStart()
 	if opts.ScrubBytesPerSecond > 0 {
 		go s.scrubLoop(opts.ScrubBytesPerSecond, cmp.Or(opts.ScrubInterval, 24*time.Hour))
 	}
@@ -192,9 +212,11 @@ func (s *DiskBlobStore) lookupLocked(d digest.Digest) (*diskEntry, bool) {
 	return e, true
 }
 
-func (s *DiskBlobStore) path(d digest.Digest) string {
-	h := d.Hash()
-	return filepath.Join(s.casDir, strings.ToLower(d.Function().String()), h[:2], h)
+func (s *DiskBlobStore) path(d digest.Digest) string { return s.pathOf(keyOf(d)) }
+
+// pathOf is the file of the blob named k.
+func (s *DiskBlobStore) pathOf(k blobKey) string {
+	return filepath.Join(s.casDir, strings.ToLower(k.fn.String()), k.hash[:2], k.hash)
 }
 
 // FindMissing implements BlobStore. Blobs found count as used, so that a
@@ -358,19 +380,31 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 }
 
 // commit links the written and verified tmp into place as blob d and
-// indexes it, unless a concurrent writer already did.
+// indexes it, unless a concurrent writer already did, then removes the
+// files of the blobs that evicts (after mu is released).
 func (s *DiskBlobStore) commit(d digest.Digest, tmp *atomicfile.File, res *reservation) error {
-	final := s.path(d)
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	doomed, err := s.commitLocked(d, tmp, res)
+	s.mu.Unlock()
+	s.unlink(doomed)
+	return err
+}
+
+// commitLocked is commit's part under mu; it returns the keys of the
+// blobs it evicted, whose files are left to remove.
+func (s *DiskBlobStore) commitLocked(d digest.Digest, tmp *atomicfile.File, res *reservation) ([]blobKey, error) {
+	final := s.path(d)
+	// An old file of d's still to be removed must not take the new one
+	// (disk_unlink.go). This may release mu: the index is checked after.
+	s.reclaimLocked(keyOf(d))
 	if _, ok := s.lookupLocked(d); ok { // a concurrent writer won
-		return nil
+		return nil, nil
 	}
 	// A file of this hash with the wrong size (damaged by a power loss,
 	// say) is about to be replaced: forget it.
 	s.set.Remove(keyOf(d))
 	if err := tmp.Commit(final); err != nil {
-		return err
+		return nil, err // Put's writeFailed gives it its context
 	}
 	e := &diskEntry{d: d, touched: s.clock.Now()}
 	if id, err := fileid.Stat(final); err == nil {
@@ -378,23 +412,19 @@ func (s *DiskBlobStore) commit(d digest.Digest, tmp *atomicfile.File, res *reser
 	}
 	s.releaseLocked(res) // counted as stored from here
 	s.set.Put(keyOf(d), e, d.SizeBytes())
-	s.evictLocked()
-	return nil
+	doomed, _ := s.evictLocked()
+	return doomed, nil
 }
 
-// evictLocked removes least recently used blobs until the store fits,
-// beside the room reserved by Puts in progress.
-func (s *DiskBlobStore) evictLocked() {
+// evictLocked takes least recently used blobs out of the index until the
+// store fits beside the room reserved by Puts in progress, and returns
+// their keys and bytes: the caller removes their files with unlink once
+// mu is released (disk_unlink.go).
+func (s *DiskBlobStore) evictLocked() (doomed []blobKey, bytes int64) {
 	if s.maxBytes <= 0 {
-		return
+		return nil, 0
 	}
-	for _, e := range s.set.EvictOver(s.maxBytes-s.inflight, nil) {
-		s.evicted++
-		d := e.Value.d
-		if err := os.Remove(s.path(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			s.log.Warn("evict CAS blob", "digest", d.String(), "error", err)
-		}
-	}
+	return s.doomLocked(s.set.EvictOver(s.maxBytes-s.inflight, nil))
 }
 
 // Stats reports the bytes stored, the number of blobs and how many were

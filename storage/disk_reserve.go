@@ -51,7 +51,9 @@ func (s *DiskBlobStore) reserve(d digest.Digest) (*reservation, error) {
 
 // grow raises res to want bytes (at most the blob's size): counted in
 // flight, with stored blobs evicted to fit beside it, and room for it made
-// on the disk.
+// on the disk. The evicted blobs' files are removed before it returns,
+// with mu released: this Put waits for the room it asked for, no other
+// call does (disk_unlink.go).
 func (s *DiskBlobStore) grow(res *reservation, want int64) error {
 	want = min(want, res.d.SizeBytes())
 	more := want - res.bytes
@@ -67,8 +69,9 @@ func (s *DiskBlobStore) grow(res *reservation, want int64) error {
 		}
 		s.inflight += more
 		res.bytes = want
-		s.evictLocked()
+		doomed, _ := s.evictLocked()
 		s.mu.Unlock()
+		s.unlink(doomed)
 	} else {
 		res.bytes = want
 	}

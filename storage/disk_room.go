@@ -2,8 +2,6 @@ package storage
 
 import (
 	"errors"
-	"io/fs"
-	"os"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -82,7 +80,9 @@ func diskFull(err error) bool {
 // When evicting cannot make the room (other files fill the disk), it is
 // RESOURCE_EXHAUSTED: the blob is not written, so the CAS does not take
 // the last of the disk from the journal, the action cache and the actions
-// (it wrote until ENOSPC).
+// (it wrote until ENOSPC). The evicted blobs' files are removed with mu
+// released, before the second statfs, which must see them gone
+// (disk_unlink.go).
 func (s *DiskBlobStore) makeRoom(need int64) error {
 	r, err := statRoom(s.dir)
 	if err != nil {
@@ -92,44 +92,50 @@ func (s *DiskBlobStore) makeRoom(need int64) error {
 	if bytes, files := shortfall(r, need, 1); bytes == 0 && files == 0 {
 		return nil
 	}
-	now := s.clock.Now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if n, freed := s.evictForRoomLocked(r, need); n > 0 {
+	doomed, freed := s.evictForRoomLocked(r, need)
+	s.mu.Unlock()
+	if len(doomed) > 0 {
+		s.unlink(doomed)
 		s.log.Warn("the CAS's filesystem is nearly full: evicted blobs to keep some of it free",
-			"blobs", n, "bytes", freed, "free_bytes", r.bytes, "free_inodes", r.files)
+			"blobs", len(doomed), "bytes", freed, "free_bytes", r.bytes, "free_inodes", r.files)
 		if r, err = statRoom(s.dir); err != nil {
 			return nil
 		}
 	}
 	if bytes, files := shortfall(r, need, 1); bytes > 0 || files > 0 {
-		hb, hf := headroom(r)
-		if now.Sub(s.fullLogged) >= time.Minute {
-			s.fullLogged = now
-			s.log.Warn("the CAS's filesystem is full of other files: refusing uploads until there is room",
-				"free_bytes", r.bytes, "free_inodes", r.files, "kept_free_bytes", hb, "kept_free_inodes", hf)
-		}
-		return status.Errorf(codes.ResourceExhausted, "the CAS's disk is full: %d bytes and %d inodes are free, and %d bytes and %d inodes are kept free for the rest of the farm", r.bytes, r.files, hb, hf)
+		return s.refuseFull(r)
 	}
 	return nil
 }
 
-// evictForRoomLocked evicts the least recently used blobs to bring the
-// room of r up to twice the headroom beside need, so that the next blobs
-// do not need another eviction each, and returns how many it evicted and
-// their bytes.
-func (s *DiskBlobStore) evictForRoomLocked(r diskRoom, need int64) (n int, freed int64) {
+// refuseFull is makeRoom's refusal when others' files leave no room, said
+// in the log at most once a minute.
+func (s *DiskBlobStore) refuseFull(r diskRoom) error {
+	hb, hf := headroom(r)
+	now := s.clock.Now()
+	s.mu.Lock()
+	say := now.Sub(s.fullLogged) >= time.Minute
+	if say {
+		s.fullLogged = now
+	}
+	s.mu.Unlock()
+	if say {
+		s.log.Warn("the CAS's filesystem is full of other files: refusing uploads until there is room",
+			"free_bytes", r.bytes, "free_inodes", r.files, "kept_free_bytes", hb, "kept_free_inodes", hf)
+	}
+	return status.Errorf(codes.ResourceExhausted, "the CAS's disk is full: %d bytes and %d inodes are free, and %d bytes and %d inodes are kept free for the rest of the farm", r.bytes, r.files, hb, hf)
+}
+
+// evictForRoomLocked takes the least recently used blobs out of the index
+// to bring the room of r up to twice the headroom beside need, so that
+// the next blobs do not need another eviction each, and returns their
+// keys, whose files the caller removes once mu is released, and bytes.
+func (s *DiskBlobStore) evictForRoomLocked(r diskRoom, need int64) (doomed []blobKey, freed int64) {
 	bytes, files := shortfall(r, need, 2)
 	evicted := s.set.RemoveOldest(files)
 	if bytes > 0 {
 		evicted = append(evicted, s.set.EvictOver(s.set.Size()-bytes, nil)...)
 	}
-	for _, e := range evicted {
-		s.evicted++
-		freed += e.Size
-		if err := os.Remove(s.path(e.Value.d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			s.log.Warn("evict CAS blob", "digest", e.Value.d.String(), "error", err)
-		}
-	}
-	return len(evicted), freed
+	return s.doomLocked(evicted)
 }
