@@ -2,7 +2,6 @@ package worker
 
 import (
 	"cmp"
-	"context"
 	"fmt"
 	"io"
 
@@ -32,13 +31,7 @@ const writeAgainChunk = 1 << 20
 // concurrent SendMsg or RecvMsg calls.
 type rewritingStream struct {
 	grpc.ClientStream
-	w        *storageWaiter
-	ctx      context.Context
-	desc     *grpc.StreamDesc
-	cc       *grpc.ClientConn
-	method   string
-	streamer grpc.Streamer
-	opts     []grpc.CallOption
+	streamCall
 
 	src  *io.SectionReader // the blob's bytes, read with ReadAt only
 	name string            // the resource name of the caller's first request
@@ -72,7 +65,7 @@ func (s *rewritingStream) RecvMsg(m any) error {
 // id (storage may keep the broken upload under the old one), and
 // receives its answer into m.
 func (s *rewritingStream) writeAgain(rn digest.ResourceName, m any) error {
-	cs, err := s.streamer(s.ctx, s.desc, s.cc, s.method, s.opts...)
+	cs, err := s.open()
 	if err != nil {
 		return err
 	}

@@ -147,14 +147,32 @@ func (w *storageWaiter) stream(ctx context.Context, desc *grpc.StreamDesc, cc *g
 	if err != nil || !idempotentStorageMethods[method] {
 		return s, err
 	}
+	call := streamCall{w: w, ctx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts}
 	if desc.ClientStreams {
 		src, ok := storage.WriteSource(ctx)
 		if !ok || method != byteStreamWrite {
 			return s, nil
 		}
-		return &rewritingStream{ClientStream: s, w: w, ctx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts, src: src}, nil
+		return &rewritingStream{ClientStream: s, streamCall: call, src: src}, nil
 	}
-	return &resumingStream{ClientStream: s, w: w, ctx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts}, nil
+	return &resumingStream{ClientStream: s, streamCall: call}, nil
+}
+
+// streamCall is what a stream that is opened again needs of the call
+// that first opened it.
+type streamCall struct {
+	w        *storageWaiter
+	ctx      context.Context
+	desc     *grpc.StreamDesc
+	cc       *grpc.ClientConn
+	method   string
+	streamer grpc.Streamer
+	opts     []grpc.CallOption
+}
+
+// open opens the call's stream once more.
+func (c streamCall) open() (grpc.ClientStream, error) {
+	return c.streamer(c.ctx, c.desc, c.cc, c.method, c.opts...)
 }
 
 // open opens a stream that could not be opened (err) again, as retry
@@ -239,13 +257,7 @@ func (w *storageWaiter) end(ok bool) {
 // RecvMsg calls.
 type resumingStream struct {
 	grpc.ClientStream
-	w        *storageWaiter
-	ctx      context.Context
-	desc     *grpc.StreamDesc
-	cc       *grpc.ClientConn
-	method   string
-	streamer grpc.Streamer
-	opts     []grpc.CallOption
+	streamCall
 
 	req      any   // the request, as the caller sent it
 	got      bool  // a message was received
@@ -308,7 +320,7 @@ func (s *resumingStream) reopen(m any) error {
 		}
 		req = resumed
 	}
-	cs, err := s.streamer(s.ctx, s.desc, s.cc, s.method, s.opts...)
+	cs, err := s.open()
 	if err != nil {
 		return err
 	}
