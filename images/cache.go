@@ -11,8 +11,6 @@ import (
 	"slices"
 	"sync"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/paddock-build/paddock/internal/lru"
 )
 
@@ -23,7 +21,8 @@ import (
 // Concurrency: mu guards the in-memory index (images, layers, refs,
 // bytes). Slow work — registry round trips, unpacking, flattening — runs
 // outside mu, collapsed by flights so that concurrent requests for one
-// reference, one image or one layer do the work once.
+// reference, or for one image or one layer from one repository, do the
+// work once, for as long as any of them waits (flightGroup).
 type Cache struct {
 	opts     Options
 	log      *slog.Logger
@@ -33,7 +32,7 @@ type Cache struct {
 	access   *accessGuard
 	allowed  registryList
 	unpacker *unpacker
-	flights  singleflight.Group
+	flights  *flightGroup
 	trash    *remover // deletes evicted trees off the evicting call's path
 	// metaMu serializes rewrites of image.json and layer.json (origins).
 	metaMu sync.Mutex
@@ -94,7 +93,8 @@ func New(o Options) (*Cache, error) {
 		puller:   p,
 		access:   access,
 		allowed:  allowed,
-		unpacker: &unpacker{keepSetuid: o.KeepSetuid, limit: o.MaxBytes, logger: o.Logger},
+		unpacker: &unpacker{keepSetuid: o.KeepSetuid, logger: o.Logger},
+		flights:  newFlightGroup(o.PullTimeout),
 		images:   lru.New[string, *imageEntry](),
 		layers:   map[string]*layerEntry{},
 		refs:     refs,
@@ -232,9 +232,7 @@ func (c *Cache) authorize(ctx context.Context, tenant string, ref Reference, dig
 	if !c.access.enabled() || c.access.allowed(tenant, ref, digest) {
 		return nil
 	}
-	ch := c.flights.DoChan("access "+tenant+" "+repoKey(ref)+"@"+digest, func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.PullTimeout)
-		defer cancel()
+	_, err := c.flights.do(ctx, "access "+tenant+" "+repoKey(ref)+"@"+digest, nil, func(ctx context.Context) (any, error) {
 		err := c.access.check(ctx, tenant, ref, digest)
 		logDecision(c.log, tenant, ref, digest, err)
 		switch {
@@ -247,12 +245,7 @@ func (c *Cache) authorize(ctx context.Context, tenant string, ref Reference, dig
 		}
 		return nil, err
 	})
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case r := <-ch:
-		return r.Err
-	}
+	return err
 }
 
 // resolvedLocked returns the manifest digest ref currently stands for, if

@@ -2,46 +2,37 @@ package images
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"golang.org/x/sync/errgroup"
 )
 
 // fetch resolves ref at the registry and makes sure its image is cached,
 // returning the manifest digest. Concurrent calls for one reference share
-// one fetch, which is not cancelled when one of its callers gives up.
+// one fetch, which goes on while any of them waits for it and is
+// cancelled once none does (flightGroup).
 //
 // The pull uses tenant's credentials, so concurrent calls of different
-// tenants do not share it (they share the unpacking of the image). Each
-// success is an access check passed: it is remembered for the tenant, or
-// for everyone if the image turns out to be public.
+// tenants do not share it (they share the download and unpacking of the
+// image, which come from one repository). Each success is an access check
+// passed: it is remembered for the tenant, or for everyone if the image
+// turns out to be public.
 func (c *Cache) fetch(ctx context.Context, ref Reference, tenant string) (string, error) {
 	key := "ref " + ref.String()
 	if c.access.enabled() {
 		key = "ref " + tenant + " " + ref.String()
 	}
-	ch := c.flights.DoChan(key, func() (any, error) {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.PullTimeout)
-		defer cancel()
+	v, err := c.flights.do(ctx, key, nil, func(ctx context.Context) (any, error) {
 		return c.pull(ctx, ref, tenant)
 	})
-	select {
-	case <-ctx.Done():
-		return "", ctx.Err()
-	case r := <-ch:
-		if r.Err != nil {
-			return "", r.Err
-		}
-		return r.Val.(string), nil
+	if err != nil {
+		return "", err
 	}
+	return v.(string), nil
 }
 
 func (c *Cache) pull(ctx context.Context, ref Reference, tenant string) (string, error) {
@@ -68,7 +59,12 @@ func (c *Cache) pull(ctx context.Context, ref Reference, tenant string) (string,
 			}
 		}
 	}
-	f, err := c.puller.fetch(ctx, ref, kc)
+	// The image's requests are bound to a lifetime of their own, held by
+	// this pull and by the downloads that read from the image, which
+	// other pulls may be waiting for (imageSource).
+	life := newLifetime(ctx, 0)
+	life.holdWhile(ctx)
+	f, err := c.puller.fetch(life, ref, kc)
 	if err != nil {
 		c.metrics.pulls.WithLabelValues("error").Inc()
 		if c.access.enabled() && refusedStatus(err) != 0 {
@@ -90,20 +86,9 @@ func (c *Cache) pull(ctx context.Context, ref Reference, tenant string) (string,
 		}
 		return "", err
 	}
-	if !c.hasImage(f.digest) {
-		c.log.Info("pulling image", "ref", ref.String(), "digest", f.digest)
-		if err := c.ensureImage(ctx, f.img, f.digest, repoKey(ref)); err != nil {
-			c.metrics.pulls.WithLabelValues("error").Inc()
-			return "", fmt.Errorf("%s: %w", ref, err)
-		}
-		c.log.Info("image pulled", "ref", ref.String(), "digest", f.digest, "seconds", time.Since(start).Seconds())
-		c.metrics.pullSeconds.Observe(time.Since(start).Seconds())
-	}
-	if !c.serves(f.digest, ref) {
-		if err := c.adoptImage(ctx, f.img, f.digest, ref, tenant, kc); err != nil {
-			c.metrics.pulls.WithLabelValues("error").Inc()
-			return "", fmt.Errorf("%s: %w", ref, err)
-		}
+	if err := c.cacheFetched(ctx, ref, tenant, kc, imageSource{img: f.img, life: life, platform: f.platform}, f.digest, start); err != nil {
+		c.metrics.pulls.WithLabelValues("error").Inc()
+		return "", fmt.Errorf("%s: %w", ref, err)
 	}
 	c.metrics.pulls.WithLabelValues("ok").Inc()
 	c.pulledBy(ctx, tenant, kc, ref, f.digest)
@@ -119,6 +104,23 @@ func (c *Cache) pull(ctx context.Context, ref Reference, tenant string) (string,
 		}
 	}
 	return f.digest, nil
+}
+
+// cacheFetched makes sure the image digest that a pull of ref fetched
+// (src) is cached, and may be served for ref's repository (origins.go).
+func (c *Cache) cacheFetched(ctx context.Context, ref Reference, tenant string, kc authn.Keychain, src imageSource, digest string, start time.Time) error {
+	if !c.hasImage(digest) {
+		c.log.Info("pulling image", "ref", ref.String(), "digest", digest)
+		if err := c.ensureImage(ctx, src, digest, repoKey(ref)); err != nil {
+			return err
+		}
+		c.log.Info("image pulled", "ref", ref.String(), "digest", digest, "seconds", time.Since(start).Seconds())
+		c.metrics.pullSeconds.Observe(time.Since(start).Seconds())
+	}
+	if !c.serves(digest, ref) {
+		return c.adoptImage(ctx, src.img, digest, ref, tenant, kc)
+	}
+	return nil
 }
 
 // pulledBy remembers that the registry just let tenant (with kc) read
@@ -165,18 +167,39 @@ func (c *Cache) recordRef(r refRecord) error {
 	return nil
 }
 
-// ensureImage unpacks img's layers (those not yet cached) and flattens them
-// into the image's rootfs. origin is the repository (repoKey) that serves
-// img, or "" for an image loaded from a file.
-func (c *Cache) ensureImage(ctx context.Context, img v1.Image, digest string, origin string) error {
+// imageSource is an image to cache and what its registry requests are
+// bound to. go-containerregistry binds an image's requests to the context
+// it was fetched with, so a download that other pulls join reads through
+// the first pull's image: life keeps those requests going while any
+// download reading from the image lives (each holds it, flightGroup.do),
+// and ends them once none does.
+type imageSource struct {
+	img  v1.Image
+	life *lifetime // nil for an image loaded from a file
+	// platform is what the index img was picked from says it is for, or
+	// nil (checkConfigPlatform).
+	platform *v1.Platform
+}
+
+// ensureImage unpacks src's layers (those not yet cached) and flattens
+// them into the image's rootfs. origin is the repository (repoKey) that
+// serves the image, or "" for an image loaded from a file.
+//
+// Concurrent calls for one image from one origin share the work; a call
+// naming another origin does its own. Otherwise a tenant serving another
+// tenant's manifest or layers (public data: digests) from its own
+// registry, and stalling them or sending the wrong bytes, decided what
+// the other tenant's pulls waited for and got. Verified content in the
+// cache is shared whatever its origin.
+func (c *Cache) ensureImage(ctx context.Context, src imageSource, digest string, origin string) error {
 	if !digestPattern.MatchString(digest) {
 		return fmt.Errorf("unsupported manifest digest %q", digest)
 	}
-	_, err, _ := c.flights.Do("image "+digest, func() (any, error) {
+	_, err := c.flights.do(ctx, "image "+origin+" "+digest, src.life, func(ctx context.Context) (any, error) {
 		if c.hasImage(digest) {
 			return nil, nil
 		}
-		err := c.buildImage(ctx, img, digest, origin)
+		err := c.buildImage(ctx, src, digest, origin)
 		if err != nil {
 			// Layers of a refused image (too big in all, say) are used by
 			// nothing now: evict them as the bound requires.
@@ -190,24 +213,24 @@ func (c *Cache) ensureImage(ctx context.Context, img v1.Image, digest string, or
 	return err
 }
 
-func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, origin string) error {
-	if err := checkManifest(img, c.opts.MaxBytes); err != nil {
+func (c *Cache) buildImage(ctx context.Context, src imageSource, digest string, origin string) error {
+	if err := checkManifest(src.img, c.opts.MaxBytes); err != nil {
 		return err
 	}
-	cfg, err := img.ConfigFile()
+	cfg, err := src.img.ConfigFile()
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	if cfg.OS != "" && cfg.OS != "linux" {
-		return fmt.Errorf("image is for %s, not linux", cfg.OS)
+	if err := checkConfigPlatform(cfg, src.platform); err != nil {
+		return err
 	}
-	layers, diffIDs, err := imageLayers(img)
+	layers, diffIDs, err := imageLayers(src.img)
 	if err != nil {
 		return err
 	}
 	c.pin(diffIDs, 1)
 	defer c.pin(diffIDs, -1)
-	metas, err := c.ensureLayers(ctx, layers, diffIDs, digest, origin)
+	metas, err := c.ensureLayers(ctx, src, layers, diffIDs, digest, origin)
 	if err == nil {
 		err = checkUnpacked(metas, c.opts.MaxBytes)
 	}
@@ -236,68 +259,6 @@ func (c *Cache) buildImage(ctx context.Context, img v1.Image, digest string, ori
 	return nil
 }
 
-// imageLayers returns img's layers and their diffIDs (layerDiffIDs).
-func imageLayers(img v1.Image) ([]v1.Layer, []string, error) {
-	layers, err := img.Layers()
-	if err != nil {
-		return nil, nil, fmt.Errorf("layers: %w", err)
-	}
-	diffIDs, err := layerDiffIDs(layers)
-	if err != nil {
-		return nil, nil, err
-	}
-	return layers, diffIDs, nil
-}
-
-// layerDiffIDs returns the layers' diffIDs, each checked to be a digest we
-// can name a directory after.
-func layerDiffIDs(layers []v1.Layer) ([]string, error) {
-	diffIDs := make([]string, len(layers))
-	for i, l := range layers {
-		h, err := l.DiffID()
-		if err != nil {
-			return nil, fmt.Errorf("layer %d: %w", i, err)
-		}
-		diffIDs[i] = h.String()
-		if !digestPattern.MatchString(diffIDs[i]) {
-			return nil, fmt.Errorf("layer %d: unsupported diffID %q", i, diffIDs[i])
-		}
-	}
-	return diffIDs, nil
-}
-
-// ensureLayers fetches and unpacks the image's layers, three at a time.
-// A layer already cached must have been served by origin too (proveLayer).
-func (c *Cache) ensureLayers(ctx context.Context, layers []v1.Layer, diffIDs []string, digest string, origin string) ([]*layerMeta, error) {
-	var total int64
-	for _, l := range layers {
-		if n, err := l.Size(); err == nil {
-			total += n
-		}
-	}
-	c.log.Info("unpacking image", "image", digest, "layers", len(layers), "compressedBytes", total)
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(3)
-	metas := make([]*layerMeta, len(layers))
-	for i, l := range layers {
-		g.Go(func() error {
-			m, err := c.ensureLayer(gctx, l, diffIDs[i], origin)
-			if err == nil {
-				err = c.proveLayer(gctx, l, diffIDs[i], origin)
-			}
-			if err != nil {
-				return fmt.Errorf("layer %d/%d %s: %w", i+1, len(layers), diffIDs[i], err)
-			}
-			n, _ := l.Size()
-			c.log.Info("image layer ready", "image", digest, "layer", i+1, "layers", len(layers),
-				"diffID", diffIDs[i], "compressedBytes", n, "unpackedBytes", m.Size)
-			metas[i] = m
-			return nil
-		})
-	}
-	return metas, g.Wait()
-}
-
 // publishImage flattens the layers into a new image directory with its
 // record, and moves it into place. It sets rec.Bytes.
 func (c *Cache) publishImage(ctx context.Context, rec *imageRecord, metas []*layerMeta) error {
@@ -323,100 +284,6 @@ func (c *Cache) publishImage(ctx context.Context, rec *imageRecord, metas []*lay
 		return err
 	}
 	return c.store.publish(tmp, c.store.imageDir(rec.Digest))
-}
-
-// pin protects layers from eviction while an image is assembled from them.
-func (c *Cache) pin(diffIDs []string, delta int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, d := range diffIDs {
-		e := c.layers[d]
-		if e == nil {
-			e = &layerEntry{}
-			c.layers[d] = e
-		}
-		e.pins += delta
-		if e.pins == 0 && e.meta == nil {
-			delete(c.layers, d) // never unpacked (the pull failed)
-		}
-	}
-}
-
-// ensureLayer unpacks one layer into the cache unless it is there already.
-func (c *Cache) ensureLayer(ctx context.Context, l v1.Layer, diffID string, origin string) (*layerMeta, error) {
-	v, err, _ := c.flights.Do("layer "+diffID, func() (any, error) {
-		c.mu.Lock()
-		e := c.layers[diffID]
-		c.mu.Unlock()
-		if e != nil && e.meta != nil {
-			return e.meta, nil
-		}
-		return c.unpackLayer(ctx, l, diffID, origin)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*layerMeta), nil
-}
-
-func (c *Cache) unpackLayer(ctx context.Context, l v1.Layer, diffID string, origin string) (*layerMeta, error) {
-	tmp, err := c.store.newTemp()
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-	root := filepath.Join(tmp, "root")
-	if err := os.Mkdir(root, 0o755); err != nil {
-		return nil, err
-	}
-	rc, err := l.Uncompressed()
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	h := sha256.New()
-	r := io.TeeReader(&progressReader{ctx: ctx, r: rc, log: c.log, diffID: diffID}, h)
-	meta, err := c.unpacker.unpack(r, root)
-	if err != nil {
-		return nil, err
-	}
-	// Read to the end: the tar's trailing padding belongs to the diffID,
-	// and the compressed stream's digest is checked at EOF.
-	if _, err := io.Copy(io.Discard, r); err != nil {
-		return nil, err
-	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffID {
-		return nil, fmt.Errorf("content has diffID %s, the image config says %s", got, diffID)
-	}
-	meta.DiffID = diffID
-	if origin != "" {
-		meta.Origins = []string{origin}
-	}
-	if err := writeJSONAtomic(c.store, filepath.Join(tmp, "layer.json"), meta); err != nil {
-		return nil, err
-	}
-	if err := c.store.publish(tmp, c.store.layerDir(diffID)); err != nil {
-		return nil, err
-	}
-	if origin != "" {
-		if n, err := l.Size(); err == nil {
-			c.metrics.pulledBytes.Add(float64(n))
-		}
-	}
-	c.metrics.layers.Inc()
-	c.mu.Lock()
-	e := c.layers[diffID]
-	if e == nil {
-		e = &layerEntry{}
-		c.layers[diffID] = e
-	}
-	if e.meta == nil {
-		e.meta = meta
-		c.bytes += meta.cost()
-		c.metrics.cachedBytes.Set(float64(c.bytes))
-	}
-	c.mu.Unlock()
-	return meta, nil
 }
 
 // hasImageLocked reports whether the image digest is cached.

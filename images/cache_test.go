@@ -368,38 +368,6 @@ func TestPullTimeout(t *testing.T) {
 	}
 }
 
-// A caller that gives up does not cancel the pull others are waiting for
-// (or will wait for): the next caller gets the image without downloading
-// anything twice.
-func TestCancelledCallerDoesNotCancelSharedPull(t *testing.T) {
-	r := newTestRegistry(t)
-	r.push(t, "bb:1", busyboxImage(t, "cancel"))
-	base, _ := r.counts()
-	stalled, release := r.stallBlobs()
-	c := newTestCache(t, t.TempDir(), r, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	errc := make(chan error, 1)
-	go func() {
-		_, err := c.Rootfs(ctx, r.ref(t, "bb:1"))
-		errc <- err
-	}()
-	<-stalled
-	cancel()
-	if err := <-errc; !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled caller: %v", err)
-	}
-	release()
-	rf := r.rootfs(t, c, "bb:1")
-	defer rf.Release()
-	checkBusyboxRootfs(t, rf, "cancel")
-	blobs, _ := r.counts()
-	for p, n := range blobs {
-		if n-base[p] > 1 {
-			t.Errorf("blob %s downloaded %d times", p, n-base[p])
-		}
-	}
-}
-
 func TestMountPoints(t *testing.T) {
 	r := newTestRegistry(t)
 	parent, cacheDir := hostileSetup(t)

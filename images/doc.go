@@ -17,10 +17,15 @@
 //     streamed, verified against its diffID and unpacked safely (unpacker)
 //     into its own directory keyed by diffID, shared between images, and
 //     the layers are flattened (flatten) into one tree of hard links keyed
-//     by manifest digest. Everything is built under tmp/ and renamed into
-//     place. Concurrent requests for one reference, image or layer share
-//     one piece of work. RootfsFor does the same for a tenant: pulls use
-//     its credentials (Options.Tenants), and with tenants configured a
+//     by manifest digest. The layers unpack against one budget, the
+//     cache's bound (imageBudget). Everything is built under tmp/ and
+//     renamed into place. Concurrent requests for one reference, or for
+//     one image or layer from one repository, share one piece of work,
+//     which ends when none of them waits for it any more (flightGroup);
+//     requests naming different repositories never wait on each other's
+//     downloads. Every registry request ends if nothing arrives for
+//     Options.ReadIdleTimeout. RootfsFor does the same for a tenant: pulls
+//     use its credentials (Options.Tenants), and with tenants configured a
 //     cached image is handed out only after the registry let the tenant,
 //     or anyone (a public image), read its manifest within AccessTTL
 //     (accessGuard); a refusal wraps ErrAccessDenied. Cached content is

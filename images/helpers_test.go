@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"encoding/base64"
+	"errors"
 	"io"
 	"log"
 	"log/slog"
@@ -39,10 +40,15 @@ type testRegistry struct {
 	user         string
 	pass         string
 	fail503      int // fail this many blob GETs with 503 first
-	// While stall is non-nil, blob GETs signal stalled and then wait for
-	// stall to close or the request to end.
-	stall   chan struct{}
-	stalled chan struct{}
+	// While stall is non-nil, blob GETs (those stallOnly matches, if set)
+	// signal stalled and then wait for stall to close or the request to
+	// end, which abandoned counts. With stallBody they send their
+	// headers and the start of the body first.
+	stall     chan struct{}
+	stalled   chan struct{}
+	stallOnly func(path string) bool
+	stallBody bool
+	abandoned int
 }
 
 func newTestRegistry(t testing.TB) *testRegistry {
@@ -66,16 +72,15 @@ func newTestRegistry(t testing.TB) *testRegistry {
 			http.Error(w, "try again", http.StatusServiceUnavailable)
 			return
 		}
-		if isBlobGet && r.stall != nil {
-			stall, stalled := r.stall, r.stalled
+		if isBlobGet && r.stall != nil && (r.stallOnly == nil || r.stallOnly(req.URL.Path)) {
+			stall, stalled, inBody := r.stall, r.stalled, r.stallBody
 			r.mu.Unlock()
-			select {
-			case stalled <- struct{}{}:
-			default:
+			wait := func() bool { return r.waitStall(req, stall, stalled) }
+			if inBody {
+				reg.ServeHTTP(&stallingWriter{ResponseWriter: w, wait: wait}, req)
+				return
 			}
-			select {
-			case <-stall:
-			case <-req.Context().Done():
+			if !wait() {
 				return
 			}
 			r.mu.Lock()
@@ -97,11 +102,69 @@ func newTestRegistry(t testing.TB) *testRegistry {
 	return r
 }
 
+// waitStall signals stalled and waits for stall to close (true) or the
+// request to end (false, counted in abandoned).
+func (r *testRegistry) waitStall(req *http.Request, stall <-chan struct{}, stalled chan<- struct{}) bool {
+	select {
+	case stalled <- struct{}{}:
+	default:
+	}
+	select {
+	case <-stall:
+		return true
+	case <-req.Context().Done():
+		r.mu.Lock()
+		r.abandoned++
+		r.mu.Unlock()
+		return false
+	}
+}
+
+// abandonedRequests is how many stalled requests their client gave up.
+func (r *testRegistry) abandonedRequests() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.abandoned
+}
+
+// stallingWriter sends the response's headers and the first bytes of its
+// body, then waits (wait) before sending the rest, or fails if wait
+// reports the request ended.
+type stallingWriter struct {
+	http.ResponseWriter
+	wait   func() bool
+	waited bool
+}
+
+func (w *stallingWriter) Write(p []byte) (int, error) {
+	if w.waited || len(p) < 2 {
+		return w.ResponseWriter.Write(p)
+	}
+	n, err := w.ResponseWriter.Write(p[:len(p)/2])
+	if err != nil {
+		return n, err
+	}
+	w.ResponseWriter.(http.Flusher).Flush()
+	w.waited = true
+	if !w.wait() {
+		return n, errors.New("request ended while stalled")
+	}
+	m, err := w.ResponseWriter.Write(p[n:])
+	return n + m, err
+}
+
 // stallBlobs makes blob downloads hang until the returned function is
 // called; the channel receives when a download is hanging.
 func (r *testRegistry) stallBlobs() (<-chan struct{}, func()) {
+	return r.stallBlobsWhere(nil, false)
+}
+
+// stallBlobsWhere is stallBlobs for the blobs only matches (nil: all),
+// stalled in the body if inBody.
+func (r *testRegistry) stallBlobsWhere(only func(path string) bool, inBody bool) (<-chan struct{}, func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.stallOnly, r.stallBody = only, inBody
 	r.stall, r.stalled = make(chan struct{}), make(chan struct{}, 1)
 	stall := r.stall
 	return r.stalled, func() {

@@ -1,9 +1,12 @@
 package images
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"time"
 )
 
 // ErrPlainHTTPRefused is the error of a plain-HTTP request to a registry
@@ -15,10 +18,12 @@ var ErrPlainHTTPRefused = errors.New("not a configured insecure registry")
 // RFC 1918 addresses; on a build farm that would let anyone on the network
 // path substitute image content, so the decision is the operator's.
 // It also asks for every response unencoded (see RoundTrip), whatever the
-// transport.
+// transport, ends a request that receives nothing for idle (idleTimer),
+// and bounds what a manifest's body may be (maxManifestBytes).
 type httpGuard struct {
 	next     http.RoundTripper
 	insecure map[string]bool
+	idle     time.Duration // Options.ReadIdleTimeout
 }
 
 func (g *httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -28,6 +33,8 @@ func (g *httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, fmt.Errorf("plain HTTP to %s refused: %w", req.URL.Host, ErrPlainHTTPRefused)
 	}
+	ctx, cancel := context.WithCancel(req.Context())
+	req = req.Clone(ctx)
 	if req.Header.Get("Accept-Encoding") == "" {
 		// Asking for the identity encoding stops net/http from asking for
 		// gzip and decompressing transparently: blobs are already
@@ -35,8 +42,47 @@ func (g *httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 		// Content-Length (a 1 MB gzip-encoded config grew to gigabytes).
 		// A gzip-encoded answer anyway stays compressed, and fails its
 		// digest.
-		req = req.Clone(req.Context())
 		req.Header.Set("Accept-Encoding", "identity")
 	}
-	return g.next.RoundTrip(req)
+	idle := startIdleTimer(g.idle, cancel)
+	resp, err := g.next.RoundTrip(req)
+	if err != nil {
+		idle.stop()
+		cancel()
+		return nil, idle.explain(err)
+	}
+	body := resp.Body
+	if isManifestRequest(req) {
+		body = &manifestBody{ReadCloser: body, declared: resp.ContentLength}
+	}
+	resp.Body = &idleBody{ReadCloser: body, idle: idle, cancel: cancel}
+	return resp, nil
+}
+
+// isManifestRequest reports whether req asks for a manifest or an index:
+// go-containerregistry sends an Accept header with those requests only
+// (blob and token requests have none), and a redirect keeps it.
+func isManifestRequest(req *http.Request) bool {
+	return req.Method == http.MethodGet && req.Header.Get("Accept") != ""
+}
+
+// manifestBody refuses a manifest's body past maxManifestBytes, before
+// go-containerregistry reads (up to 100 MiB) and parses it: a 90 MB
+// manifest of 550,000 layers took the runner to 770 MB before the image
+// was refused for its layer count.
+type manifestBody struct {
+	io.ReadCloser
+	declared int64 // Content-Length, or -1
+	n        int64
+}
+
+func (b *manifestBody) Read(p []byte) (int, error) {
+	if b.declared > maxManifestBytes {
+		return 0, fmt.Errorf("manifest of %d bytes refused: %w", b.declared, errManifestTooLarge)
+	}
+	n, err := b.ReadCloser.Read(p)
+	if b.n += int64(n); b.n > maxManifestBytes {
+		return 0, fmt.Errorf("manifest refused: %w", errManifestTooLarge)
+	}
+	return n, err
 }

@@ -12,6 +12,14 @@ import (
 // configs are a few kilobytes, their history included.
 const maxConfigBytes = 8 << 20
 
+// maxManifestBytes bounds a manifest or an index, read whole into memory
+// and parsed (go-containerregistry's own limit is 100 MiB): registries
+// refuse to store larger ones (distribution's limit is 4 MiB too), and
+// real ones are a few kilobytes.
+const maxManifestBytes = 4 << 20
+
+var errManifestTooLarge = fmt.Errorf("larger than %d bytes", maxManifestBytes)
+
 // maxLayers bounds the layers of an image: overlayfs-based runtimes stop
 // at 128 too, and flattening does work for every listing of a layer, so
 // a manifest listing one small layer thousands of times is refused rather

@@ -20,6 +20,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // blobGetsOf counts r's GETs of the blob digest.
@@ -212,4 +213,33 @@ func countedBytes(c *Cache) int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.bytes
+}
+
+// An image's layers share one bound while they unpack, three at a time,
+// each published as it finishes: bounded each alone, eight layers of a
+// 900 MiB file of zeros (under 1 MB compressed each) put 7.35 GB on the
+// disk under a bound of 1 GiB before the image was refused.
+func TestLayersShareTheBoundWhileUnpacking(t *testing.T) {
+	r := newTestRegistry(t)
+	const bound = 1 << 20
+	var layers []v1.Layer
+	for i := range 6 {
+		layers = append(layers, layerOf(t, compression.GZip, file(fmt.Sprint("zeros-", i), strings.Repeat("\x00", bound*9/10), 0o644)))
+	}
+	r.push(t, "zeros:1", imageOf(t, "linux/amd64", v1.Config{}, layers...))
+	reg := prometheus.NewRegistry()
+	c := newTestCache(t, t.TempDir(), r, func(o *Options) {
+		o.MaxBytes = bound
+		o.Metrics = reg
+	})
+	_, err := c.Rootfs(context.Background(), r.ref(t, "zeros:1"))
+	if n := metricValue(t, reg, "paddock_images_layers_unpacked_total"); n > 1 {
+		t.Fatalf("%v layers of %d bytes each were unpacked under a bound of %d bytes", n, bound*9/10, bound)
+	}
+	if err == nil || !strings.Contains(err.Error(), "unpack to more than the cache bound") {
+		t.Fatalf("got %v, want the image refused while its layers unpack", err)
+	}
+	if b := countedBytes(c); b > bound {
+		t.Fatalf("the cache counts %d bytes, over its bound of %d", b, bound)
+	}
 }

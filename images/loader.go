@@ -60,7 +60,7 @@ func (c *Cache) loadLayout(ctx context.Context, dir string) ([]LoadedImage, erro
 	}
 	var out []LoadedImage
 	for _, d := range m.Manifests {
-		var img v1.Image
+		src := imageSource{}
 		digest := d.Digest.String()
 		switch {
 		case d.MediaType.IsIndex():
@@ -68,12 +68,14 @@ func (c *Cache) loadLayout(ctx context.Context, dir string) ([]LoadedImage, erro
 			if err != nil {
 				return nil, err
 			}
-			img, digest, err = selectPlatform(child, c.puller.platform)
+			var picked v1.Descriptor
+			src.img, picked, err = selectPlatform(child, c.puller.platform)
 			if err != nil {
 				return nil, fmt.Errorf("index %s: %w", d.Digest, err)
 			}
+			digest, src.platform = picked.Digest.String(), picked.Platform
 		case d.MediaType.IsImage():
-			img, err = idx.Image(d.Digest)
+			src.img, err = idx.Image(d.Digest)
 			if err != nil {
 				return nil, err
 			}
@@ -86,7 +88,7 @@ func (c *Cache) loadLayout(ctx context.Context, dir string) ([]LoadedImage, erro
 				names = append(names, v)
 			}
 		}
-		li, err := c.loadImage(ctx, img, digest, names)
+		li, err := c.loadImage(ctx, src, digest, names)
 		if err != nil {
 			return nil, err
 		}
@@ -129,7 +131,7 @@ func (c *Cache) loadTarball(ctx context.Context, path string) ([]LoadedImage, er
 		if err != nil {
 			return nil, err
 		}
-		li, err := c.loadImage(ctx, img, h.String(), d.RepoTags)
+		li, err := c.loadImage(ctx, imageSource{img: img}, h.String(), d.RepoTags)
 		if err != nil {
 			return nil, err
 		}
@@ -138,10 +140,10 @@ func (c *Cache) loadTarball(ctx context.Context, path string) ([]LoadedImage, er
 	return out, nil
 }
 
-// loadImage caches img and records the names it was given that parse as
+// loadImage caches src's image and records the names it was given that parse as
 // full tag references; other names are ignored.
-func (c *Cache) loadImage(ctx context.Context, img v1.Image, digest string, names []string) (LoadedImage, error) {
-	if err := c.ensureImage(ctx, img, digest, ""); err != nil {
+func (c *Cache) loadImage(ctx context.Context, src imageSource, digest string, names []string) (LoadedImage, error) {
+	if err := c.ensureImage(ctx, src, digest, ""); err != nil {
 		return LoadedImage{}, fmt.Errorf("image %s: %w", digest, err)
 	}
 	li := LoadedImage{Digest: digest}

@@ -81,8 +81,17 @@ type Options struct {
 	// rootfs that lacks it; nil means /proc, /dev, /sys and /tmp. An
 	// action-specific one can be added with Rootfs.MkdirMountPoint.
 	MountPoints []string
-	// PullTimeout bounds one pull (all layers). Zero means 30 minutes.
+	// PullTimeout bounds any one piece of work that callers share: a
+	// reference's pull, an image's or a layer's download. It matters for
+	// callers without a deadline of their own (the runner gives each
+	// pull what is left of its action's timeout): the work otherwise
+	// ends once no caller waits for it. Zero means 30 minutes.
 	PullTimeout time.Duration
+	// ReadIdleTimeout ends a registry request that receives nothing for
+	// this long: no response headers, or no more of its body, which the
+	// transport's own timeouts do not cover. Zero means
+	// DefaultReadIdleTimeout.
+	ReadIdleTimeout time.Duration
 	// Transport is the base HTTP transport; nil means one with dial,
 	// TLS and response-header timeouts that never connects to a
 	// link-local, multicast, unspecified or cloud metadata address
@@ -108,6 +117,10 @@ const (
 	DefaultRefreshTags = 5 * time.Minute
 	DefaultAccessTTL   = 5 * time.Minute
 )
+
+// DefaultReadIdleTimeout is ReadIdleTimeout when zero: as long as the
+// default transport waits for response headers.
+const DefaultReadIdleTimeout = 60 * time.Second
 
 // DefaultMaxBytes is the runner's bound on its image cache unless its
 // config says otherwise: an action names any image, so without a bound
@@ -161,6 +174,12 @@ func (o Options) withDefaults() (Options, v1.Platform, error) {
 	}
 	if o.PullTimeout == 0 {
 		o.PullTimeout = 30 * time.Minute
+	}
+	if o.ReadIdleTimeout < 0 {
+		return o, v1.Platform{}, fmt.Errorf("images: read idle timeout %s: want a positive duration, or zero for the default", o.ReadIdleTimeout)
+	}
+	if o.ReadIdleTimeout == 0 {
+		o.ReadIdleTimeout = DefaultReadIdleTimeout
 	}
 	if o.Transport == nil {
 		proxy := o.Proxy

@@ -100,6 +100,13 @@ func (c *Cache) proveLayer(ctx context.Context, l v1.Layer, diffID, origin strin
 	if n, err := l.Size(); err == nil {
 		c.metrics.pulledBytes.Add(float64(n))
 	}
+	c.addLayerOrigin(diffID, origin)
+	return nil
+}
+
+// addLayerOrigin makes origin an origin of the cached layer diffID: it
+// has just served content that hashed to diffID.
+func (c *Cache) addLayerOrigin(diffID, origin string) {
 	c.addOrigin(func() (string, any, bool) {
 		e := c.layers[diffID]
 		if e == nil || e.meta == nil || slices.Contains(e.meta.Origins, origin) {
@@ -110,7 +117,6 @@ func (c *Cache) proveLayer(ctx context.Context, l v1.Layer, diffID, origin strin
 		e.meta = &m
 		return filepath.Join(c.store.layerDir(diffID), "layer.json"), m, true
 	})
-	return nil
 }
 
 // addOrigin applies update under mu and writes the record it returns to

@@ -38,7 +38,7 @@ func newPuller(o Options, platform v1.Platform) *puller {
 		insecure: insecure,
 		platform: platform,
 		remote: []remote.Option{
-			remote.WithTransport(&httpGuard{next: o.Transport, insecure: insecure}),
+			remote.WithTransport(&httpGuard{next: o.Transport, insecure: insecure, idle: o.ReadIdleTimeout}),
 			remote.WithPlatform(platform),
 			remote.WithUserAgent("paddock"),
 			remote.WithRetryBackoff(remote.Backoff{Duration: 250 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 4}),
@@ -72,9 +72,12 @@ type fetched struct {
 	img    v1.Image
 	digest string // the image manifest's digest
 	index  string // the digest of the index it was picked from, or ""
+	// platform is what that index said the image is for, or nil.
+	platform *v1.Platform
 }
 
-// fetch resolves ref to an image for the cache's platform.
+// fetch resolves ref to an image for the cache's platform. The image's
+// requests, now and when its blobs are read, are bound to ctx.
 func (p *puller) fetch(ctx context.Context, ref Reference, kc authn.Keychain) (fetched, error) {
 	nr, err := p.nameRef(ref)
 	if err != nil {
@@ -93,7 +96,7 @@ func (p *puller) fetch(ctx context.Context, ref Reference, kc authn.Keychain) (f
 		if err != nil {
 			return fetched{}, fmt.Errorf("%s: %w", ref, err)
 		}
-		return fetched{img: img, digest: d, index: desc.Digest.String()}, nil
+		return fetched{img: img, digest: d.Digest.String(), index: desc.Digest.String(), platform: d.Platform}, nil
 	}
 	img, err := desc.Image()
 	if err != nil {
@@ -117,27 +120,80 @@ func (p *puller) head(ctx context.Context, ref Reference, kc authn.Keychain) (st
 	return d.Digest.String(), nil
 }
 
-// selectPlatform picks the image for want from an index.
-func selectPlatform(idx v1.ImageIndex, want v1.Platform) (v1.Image, string, error) {
+// selectPlatform picks the image for want from an index, and returns it
+// with its entry in the index.
+func selectPlatform(idx v1.ImageIndex, want v1.Platform) (v1.Image, v1.Descriptor, error) {
 	m, err := idx.IndexManifest()
 	if err != nil {
-		return nil, "", err
+		return nil, v1.Descriptor{}, err
 	}
-	var have []string
 	for _, d := range m.Manifests {
-		if !d.MediaType.IsImage() || d.Platform == nil {
-			continue
-		}
-		if d.Platform.Satisfies(want) {
+		if d.MediaType.IsImage() && d.Platform != nil && d.Platform.Satisfies(want) {
 			img, err := idx.Image(d.Digest)
 			if err != nil {
-				return nil, "", err
+				return nil, v1.Descriptor{}, err
 			}
-			return img, d.Digest.String(), nil
+			return img, d, nil
 		}
-		have = append(have, d.Platform.String())
 	}
-	return nil, "", fmt.Errorf("no image for platform %s in index (has: %s)", want.String(), strings.Join(have, ", "))
+	return nil, v1.Descriptor{}, fmt.Errorf("no image for platform %s in index (%s)", want.String(), describeIndex(m.Manifests))
+}
+
+// maxListedPlatforms is how many of an index's platforms an error lists:
+// an index of 60,000 entries made an error of 18.8 MB.
+const maxListedPlatforms = 5
+
+// describeIndex says what an index without the wanted platform has: a
+// few of its platforms, how many more, and the entries that are not
+// images for a platform (nested indexes are not followed).
+func describeIndex(entries []v1.Descriptor) string {
+	var listed []string
+	var images, nested, other int
+	for _, d := range entries {
+		switch {
+		case d.MediaType.IsImage() && d.Platform != nil:
+			if images++; images <= maxListedPlatforms {
+				listed = append(listed, QuoteShort(d.Platform.String()))
+			}
+		case d.MediaType.IsIndex():
+			nested++
+		default:
+			other++
+		}
+	}
+	var parts []string
+	if images > 0 {
+		has := "has " + strings.Join(listed, ", ")
+		if images > len(listed) {
+			has += fmt.Sprintf(" and %d more", images-len(listed))
+		}
+		parts = append(parts, has)
+	}
+	if nested > 0 {
+		parts = append(parts, fmt.Sprintf("%d nested index(es), which are not followed", nested))
+	}
+	if other > 0 {
+		parts = append(parts, fmt.Sprintf("%d entry(ies) not an image for a platform", other))
+	}
+	if len(parts) == 0 {
+		return "it is empty"
+	}
+	return strings.Join(parts, "; ")
+}
+
+// checkConfigPlatform refuses an image whose config is not for Linux, or
+// not for the platform the index it was picked from says (claimed, nil
+// for an image named directly): an index entry for linux/amd64 pointing
+// at an arm64 image was run, and failed as the command could not start.
+func checkConfigPlatform(cfg *v1.ConfigFile, claimed *v1.Platform) error {
+	if cfg.OS != "" && cfg.OS != "linux" {
+		return fmt.Errorf("image is for %s, not linux", QuoteShort(cfg.OS))
+	}
+	if claimed != nil && cfg.Architecture != "" && cfg.Architecture != claimed.Architecture {
+		return fmt.Errorf("the index lists the image for %s, but its config says it is for architecture %s",
+			QuoteShort(claimed.String()), QuoteShort(cfg.Architecture))
+	}
+	return nil
 }
 
 func sha256Hex(s string) string {

@@ -166,7 +166,7 @@ func BenchmarkFlatten(b *testing.B) {
 	l := manyFilesLayer(b, 2000, 0)
 	diffID, _ := l.DiffID()
 	c.pin([]string{diffID.String()}, 1)
-	meta, err := c.ensureLayer(context.Background(), l, diffID.String(), "")
+	meta, err := c.ensureLayer(context.Background(), nil, l, diffID.String(), "", nil)
 	if err != nil {
 		b.Fatal(err)
 	}

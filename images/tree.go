@@ -50,19 +50,19 @@ func cleanName(name string) (string, error) {
 		return ".", nil
 	}
 	if len(n) > pathMax {
-		return "", fmt.Errorf("%s: name of %d bytes is longer than PATH_MAX (%d)", shortName(name), len(n), pathMax)
+		return "", fmt.Errorf("%s: name of %d bytes is longer than PATH_MAX (%d)", QuoteShort(name), len(n), pathMax)
 	}
 	for _, c := range strings.Split(n, "/") {
 		if c == ".." {
-			return "", fmt.Errorf("%s climbs out of the layer root with \"..\"", shortName(name))
+			return "", fmt.Errorf("%s climbs out of the layer root with \"..\"", QuoteShort(name))
 		}
 		if len(c) > nameMax {
-			return "", fmt.Errorf("%s: a component of %d bytes is longer than NAME_MAX (%d)", shortName(name), len(c), nameMax)
+			return "", fmt.Errorf("%s: a component of %d bytes is longer than NAME_MAX (%d)", QuoteShort(name), len(c), nameMax)
 		}
 	}
 	n = path.Clean(n)
 	if strings.ContainsRune(n, 0) {
-		return "", fmt.Errorf("%s: NUL in name", shortName(name))
+		return "", fmt.Errorf("%s: NUL in name", QuoteShort(name))
 	}
 	return n, nil
 }
@@ -72,17 +72,6 @@ const (
 	pathMax = 4096
 	nameMax = 255
 )
-
-// shortName quotes an entry name for an error message, cut short: a
-// hostile name can be megabytes long, and errors travel to logs and to
-// the client.
-func shortName(name string) string {
-	const keep = 120
-	if len(name) <= keep {
-		return fmt.Sprintf("%q", name)
-	}
-	return fmt.Sprintf("%q... (%d bytes)", name[:keep], len(name))
-}
 
 // openDir returns an O_PATH descriptor of the directory rel (already cleaned)
 // inside the tree. It fails if any component is a symlink or not a directory.

@@ -118,12 +118,13 @@ func (m *layerMeta) cost() int64 { return m.Size + m.Entries*entryCost + m.recor
 // channel in a shared tree). Setuid and setgid bits are stripped unless
 // keepSetuid is set, and group/other write bits always are: the tree is
 // shared read-only between sandboxes.
+//
+// Each unpack charges what it writes to its image's budget (imageBudget)
+// before writing it, so a hostile image cannot fill the disk beyond the
+// cache's own bound.
 type unpacker struct {
 	keepSetuid bool
-	// limit, if positive, bounds a layer's unpacked size, so a hostile
-	// layer cannot fill the disk beyond the cache's own bound.
-	limit  int64
-	logger *slog.Logger
+	logger     *slog.Logger
 }
 
 // dirAttr is applied to a directory after its contents are written, so a
@@ -135,13 +136,27 @@ type dirAttr struct {
 	mtime unix.Timespec
 }
 
-func (u *unpacker) unpack(r io.Reader, dst string) (*layerMeta, error) {
+// unpack extracts the layer r into dst, charging budget for it.
+func (u *unpacker) unpack(r io.Reader, dst string, budget *imageBudget) (*layerMeta, error) {
 	t, err := openTree(dst)
 	if err != nil {
 		return nil, err
 	}
 	defer t.Close()
 	meta := &layerMeta{}
+	var charged int64                  // what budget holds for this layer so far
+	charge := func(extra int64) bool { // meta's cost and extra bytes
+		need := meta.cost() + extra
+		if need > charged && !budget.take(need-charged) {
+			return false
+		}
+		charged = max(charged, need)
+		return true
+	}
+	overBound := func(what string) error {
+		return fmt.Errorf("%s: the image's layers unpack to more than the cache bound of %d bytes (files count their size, and this layer's %d entries count %d bytes each beside)",
+			what, budget.limit, meta.Entries, entryCost)
+	}
 	var dirs []dirAttr
 	tr := tar.NewReader(r)
 	for {
@@ -152,23 +167,37 @@ func (u *unpacker) unpack(r io.Reader, dst string) (*layerMeta, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read layer: %w", err)
 		}
-		if meta.Entries++; u.limit > 0 && meta.cost() > u.limit {
-			return nil, fmt.Errorf("entry %s: layer unpacks to more than the cache bound of %d bytes (%d entries count %d bytes each)", shortName(hdr.Name), u.limit, meta.Entries, entryCost)
+		if meta.Entries++; !charge(fileBytes(hdr)) {
+			return nil, overBound("entry " + QuoteShort(hdr.Name))
 		}
 		if err := u.entry(t, tr, hdr, meta, &dirs); err != nil {
-			return nil, fmt.Errorf("entry %s: %w", shortName(hdr.Name), err)
+			return nil, fmt.Errorf("entry %s: %w", QuoteShort(hdr.Name), err)
 		}
 		if meta.recorded > maxRecordedBytes {
-			return nil, fmt.Errorf("entry %s: layer records more than %d bytes of names (whiteouts, skipped entries, owners)", shortName(hdr.Name), maxRecordedBytes)
+			return nil, fmt.Errorf("entry %s: layer records more than %d bytes of names (whiteouts, skipped entries, owners)", QuoteShort(hdr.Name), maxRecordedBytes)
 		}
+	}
+	if !charge(0) { // the names the last entry recorded
+		return nil, overBound("end of layer")
 	}
 	for i := len(dirs) - 1; i >= 0; i-- {
 		d := dirs[i]
 		if err := setAttrs(t, d.name, d.mode, d.mtime); err != nil {
-			return nil, fmt.Errorf("entry %s: %w", shortName(d.name), err)
+			return nil, fmt.Errorf("entry %s: %w", QuoteShort(d.name), err)
 		}
 	}
 	return meta, nil
+}
+
+// fileBytes is what the entry hdr writes to disk beside its inode: a
+// regular file's size (a sparse file's logical size, as it is written
+// out in full).
+func fileBytes(hdr *tar.Header) int64 {
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
+		return hdr.Size
+	}
+	return 0
 }
 
 // whiteout records the whiteout entry base of directory dir in meta.
@@ -185,20 +214,15 @@ func whiteout(meta *layerMeta, dir, base string) error {
 	return nil
 }
 
-// writeFile writes the regular file entry base of directory pfd from tr,
-// within the cache's bound, and counts it in meta.
+// writeFile writes the regular file entry base of directory pfd from tr
+// (already charged, fileBytes), and counts it in meta.
 func (u *unpacker) writeFile(pfd int, base, name string, tr io.Reader, hdr *tar.Header, meta *layerMeta) error {
 	fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return err
 	}
 	f := os.NewFile(uintptr(fd), name)
-	var n int64
-	if u.limit > 0 && meta.cost()+hdr.Size > u.limit {
-		err = fmt.Errorf("layer unpacks to more than the cache bound of %d bytes", u.limit)
-	} else {
-		n, err = io.Copy(f, tr)
-	}
+	n, err := io.Copy(f, tr)
 	if err == nil {
 		err = f.Chmod(os.FileMode(u.mode(hdr.Mode)) | modeExtra(u.mode(hdr.Mode)))
 	}
@@ -221,7 +245,7 @@ func hardLink(t *tree, linkname string, pfd int, base string) error {
 	}
 	tfd, tbase, err := t.parent(target, false)
 	if err != nil {
-		return fmt.Errorf("hard link target %q: %w", linkname, parentError(err))
+		return fmt.Errorf("hard link target %s: %w", QuoteShort(linkname), parentError(err))
 	}
 	defer unix.Close(tfd)
 	st, ok, err := lstatAt(tfd, tbase)
@@ -229,7 +253,7 @@ func hardLink(t *tree, linkname string, pfd int, base string) error {
 		return err
 	}
 	if !ok || st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		return fmt.Errorf("hard link target %q is not an earlier file of this layer", linkname)
+		return fmt.Errorf("hard link target %s is not an earlier file of this layer", QuoteShort(linkname))
 	}
 	return unix.Linkat(tfd, tbase, pfd, base, 0)
 }

@@ -24,8 +24,8 @@ func TestUnpackCountsEveryEntryTowardTheBound(t *testing.T) {
 		if err := os.MkdirAll(root, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		u := &unpacker{limit: limit, logger: testLogger(t)}
-		meta, err := u.unpack(bytes.NewReader(tarBytes(t, entries...)), root)
+		u := &unpacker{logger: testLogger(t)}
+		meta, err := u.unpack(bytes.NewReader(tarBytes(t, entries...)), root, budgetOf(limit))
 		created, _ := os.ReadDir(root)
 		if limit == 0 {
 			if err != nil || meta.Entries != 200 || meta.cost() != 200*entryCost {

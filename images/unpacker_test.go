@@ -65,7 +65,7 @@ func unpackInto(t *testing.T, cacheDir string, keepSetuid bool, b []byte) (strin
 		t.Fatal(err)
 	}
 	u := &unpacker{keepSetuid: keepSetuid, logger: testLogger(t)}
-	m, err := u.unpack(bytes.NewReader(b), root)
+	m, err := u.unpack(bytes.NewReader(b), root, nil)
 	return root, m, err
 }
 
@@ -221,7 +221,7 @@ func TestLayerWithWrongDiffIDRefused(t *testing.T) {
 	cf.RootFS.DiffIDs[0] = v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("1", 64)}
 	bad := &diffIDOverride{Image: img, cfg: cf}
 	d, _ := img.Digest()
-	err := c.ensureImage(context.Background(), bad, d.String(), "")
+	err := c.ensureImage(context.Background(), imageSource{img: bad}, d.String(), "")
 	if err == nil || !strings.Contains(err.Error(), "diffID") {
 		t.Fatalf("want a diffID mismatch, got %v", err)
 	}
@@ -260,10 +260,18 @@ func TestUnpackRefusesLayerLargerThanTheBound(t *testing.T) {
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	u := &unpacker{limit: 2*entryCost + 500, logger: testLogger(t)}
-	_, err := u.unpack(bytes.NewReader(tarBytes(t, file("small", "x", 0o644), file("big", strings.Repeat("x", 1000), 0o644))), root)
+	u := &unpacker{logger: testLogger(t)}
+	_, err := u.unpack(bytes.NewReader(tarBytes(t, file("small", "x", 0o644), file("big", strings.Repeat("x", 1000), 0o644))), root, budgetOf(2*entryCost+500))
 	if err == nil || !strings.Contains(err.Error(), `"big"`) {
 		t.Fatalf("want the oversized entry refused, got %v", err)
 	}
 	assertOutsideUntouched(t, parent)
+}
+
+// budgetOf is an image budget of limit bytes, none for 0.
+func budgetOf(limit int64) *imageBudget {
+	if limit == 0 {
+		return nil
+	}
+	return &imageBudget{limit: limit}
 }

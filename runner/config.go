@@ -162,7 +162,8 @@ type ImagesConfig struct {
 	// registry is asked again. 0 means 5m.
 	RefreshTags time.Duration
 	// MaxBytes bounds the unpacked cache; unused images are evicted past
-	// it, and a layer larger than it is refused. 0 means unbounded;
+	// it, and an image whose layers unpack to more than it is refused
+	// while it unpacks (its layers share the bound). 0 means unbounded;
 	// DefaultConfig sets images.DefaultMaxBytes.
 	MaxBytes int64
 	// Tenants holds registry credentials per tenant, by the tenant names

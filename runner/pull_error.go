@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"google.golang.org/grpc/codes"
@@ -33,7 +34,43 @@ func pullFailure(image string, err error) error {
 	if errors.Is(err, images.ErrAccessDenied) || errors.Is(err, images.ErrRegistryNotAllowed) {
 		code = codes.PermissionDenied
 	}
-	return status.Errorf(code, "image %s: %s", image, pullErrorMessage(err))
+	return status.Errorf(code, "image %s: %s", image, cutMessage(pullErrorMessage(err), maxPullErrorMessage))
+}
+
+// maxPullErrorMessage bounds what a client hears of a failed pull, and
+// maxLoggedPullError what the runner's log keeps of its error. The
+// images package cuts what it quotes of an image or a registry, but an
+// error can still quote several such strings, or come from
+// go-containerregistry, which quotes error bodies of up to 64 KiB: a 7 MB
+// config "os" once made a reply larger than gRPC's 4 MiB, which the
+// worker took for a runner failure, retrying the action four times.
+const (
+	maxPullErrorMessage = 4 << 10
+	maxLoggedPullError  = 64 << 10
+)
+
+// maxRegistryCodes is how many of a registry's error codes a message
+// lists.
+const maxRegistryCodes = 4
+
+// cutMessage cuts msg to at most limit bytes (at a character boundary),
+// saying how much was left out.
+func cutMessage(msg string, limit int) string {
+	if len(msg) <= limit {
+		return msg
+	}
+	keep := max(limit-40, 0) // room for the note
+	for keep > 0 && !utf8.RuneStart(msg[keep]) {
+		keep--
+	}
+	return fmt.Sprintf("%s... (%d more bytes)", msg[:keep], len(msg)-keep)
+}
+
+// pullTimedOut is the status of an action whose timeout ran out while
+// its image was being pulled: a timeout, as when the command runs too
+// long (Run sets timed_out), naming the image.
+func pullTimedOut(image string) error {
+	return status.Errorf(codes.DeadlineExceeded, "image %s: the action's timeout ran out while the image was being pulled", image)
 }
 
 func pullErrorMessage(err error) string {
@@ -41,13 +78,19 @@ func pullErrorMessage(err error) string {
 	if errors.As(err, &terr) {
 		msg := fmt.Sprintf("the registry answered %d %s", terr.StatusCode, http.StatusText(terr.StatusCode))
 		var errCodes []string
-		for _, d := range terr.Errors {
-			errCodes = append(errCodes, string(d.Code))
+		for _, d := range terr.Errors[:min(len(terr.Errors), maxRegistryCodes)] {
+			errCodes = append(errCodes, images.QuoteShort(string(d.Code)))
+		}
+		if more := len(terr.Errors) - len(errCodes); more > 0 {
+			errCodes = append(errCodes, fmt.Sprintf("and %d more", more))
 		}
 		if len(errCodes) > 0 {
 			msg += " (" + strings.Join(errCodes, ", ") + ")"
 		}
 		return msg
+	}
+	if errors.Is(err, images.ErrRegistryStalled) {
+		return images.ErrRegistryStalled.Error() + ": nothing arrived for longer than the runner waits"
 	}
 	if errors.Is(err, images.ErrRegistryNotAllowed) {
 		return "the registry is " + images.ErrRegistryNotAllowed.Error()

@@ -164,7 +164,7 @@ func (s *Service) Run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 		}
 		resp = &runnerpb.RunResponse{
 			StatusCode: int32(st.Code()), StatusMessage: st.Message(),
-			Cancelled: st.Code() == codes.Canceled,
+			Cancelled: st.Code() == codes.Canceled, TimedOut: st.Code() == codes.DeadlineExceeded,
 		}
 	}
 	s.logger.Info("action", "id", req.GetActionId(), "status", codes.Code(resp.StatusCode).String(),
@@ -182,8 +182,9 @@ func vanishedMountSource(err error) bool {
 // resolveRootfs sets in's root filesystem: the image's (pulled if need
 // be, held until release is called) or the host view for the input root
 // path irp. It returns the image's user and the id database that user
-// names are resolved in.
-func (s *Service) resolveRootfs(ctx context.Context, req *runnerpb.RunRequest, plat platform, irp string, in *specInput) (imageUser string, db idDB, release func(), err error) {
+// names are resolved in. An image is pulled by deadline (the action's
+// timeout, from when the runner got it; zero: none).
+func (s *Service) resolveRootfs(ctx context.Context, req *runnerpb.RunRequest, plat platform, irp string, deadline time.Time, in *specInput) (imageUser string, db idDB, release func(), err error) {
 	release = func() {}
 	if plat.ImageRef == nil {
 		if !s.underHidden(req.GetInputRoot()) {
@@ -197,23 +198,13 @@ func (s *Service) resolveRootfs(ctx context.Context, req *runnerpb.RunRequest, p
 		in.Rootfs, in.HostBinds = rootfs, view.Binds
 		return "", fileIDDB{rootfs: "/"}, release, nil
 	}
-	if s.images == nil {
-		return "", nil, release, status.Errorf(codes.FailedPrecondition, "platform property %s: this runner has no image cache", propImage)
-	}
-	rf, err := s.images.RootfsFor(ctx, *plat.ImageRef, req.GetTenant())
+	rf, err := s.pullImage(ctx, req, plat, deadline)
 	if err != nil {
-		if ctx.Err() != nil {
-			return "", nil, release, status.Errorf(codes.Canceled, "pull %s: %v", plat.Image, ctx.Err())
-		}
-		s.logger.Warn("image pull failed", "action", req.GetActionId(), "image", plat.Image, "error", err)
-		return "", nil, release, pullFailure(plat.Image, err)
+		return "", nil, release, err
 	}
-	if err := rf.MkdirMountPoint(irp); err != nil {
+	if err := checkImageMountPoints(rf, plat.Image, irp); err != nil {
 		rf.Release()
-		if isDiskFull(err) {
-			return "", nil, release, diskFull("setting up the image's root for the sandbox", err)
-		}
-		return "", nil, release, status.Errorf(codes.FailedPrecondition, "image %s: input root mount point %s: %v", plat.Image, irp, err)
+		return "", nil, release, err
 	}
 	in.Rootfs, in.ImageEnv = rf.Path, rf.Config.Env
 	return rf.Config.User, fileIDDB{rootfs: rf.Path}, rf.Release, nil
@@ -232,17 +223,27 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	if err != nil {
 		return nil, err
 	}
+	var deadline time.Time // for the image's pull, which the timeout covers
+	if timeout > 0 && plat.ImageRef != nil {
+		deadline = time.Now().Add(timeout)
+	}
 	irp := inputRootPath(&s.cfg, plat)
 	if err := checkWorkingDirectory(req.GetInputRoot(), req.GetWorkingDirectory()); err != nil {
 		return nil, err
 	}
 
 	in := specInput{Config: &s.cfg, Request: req, Platform: plat}
-	imageUser, db, release, err := s.resolveRootfs(ctx, req, plat, irp, &in)
+	imageUser, db, release, err := s.resolveRootfs(ctx, req, plat, irp, deadline, &in)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
+	runTimeout := timeout // what the image's pull left of it
+	if !deadline.IsZero() {
+		if runTimeout = time.Until(deadline); runTimeout <= 0 {
+			return nil, pullTimedOut(plat.Image)
+		}
+	}
 	if in.User, err = chooseUser(&s.cfg, plat, imageUser, db); err != nil {
 		return nil, err
 	}
@@ -266,7 +267,7 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	// all, an external runtime gets it written there for this run only.
 	sreq := sandbox.Request{
 		Bundle: filepath.Join(s.bundles, strconv.Itoa(slot)), Spec: spec,
-		Stdout: req.GetStdoutPath(), Stderr: req.GetStderrPath(), Timeout: timeout,
+		Stdout: req.GetStdoutPath(), Stderr: req.GetStderrPath(), Timeout: runTimeout,
 	}
 
 	start := s.clock.Now()
