@@ -54,3 +54,24 @@ func TestAWorkerCannotAdoptWhatItWasNotSent(t *testing.T) {
 		t.Fatalf("a worker of one slot runs %d actions after claiming two", n)
 	}
 }
+
+// A worker's slots count what it already runs (restored from the journal)
+// before anything is adopted, whatever the order it lists them in.
+func TestAdoptionCountsWhatTheWorkerAlreadyRuns(t *testing.T) {
+	h := newHarness(t, nil)
+	h.connect("w", 1, nil)
+	h.execute("a", "a", "", 0)
+	h.execute("b", "b", "", 0)
+	h.execute("c", "c", "", 0)
+	if got := h.assignments(); len(got) != 1 || got[0].name != "a" {
+		t.Fatalf("dispatched %v, want a", got)
+	}
+	h.restart()
+	h.connect("w", 1, []*workerpb.InHand{{OperationName: "b", Attempt: 1}, {OperationName: "c", Attempt: 1}, {OperationName: "a", Attempt: 1}})
+	if n := len(h.c.workers["w"].running); n != 1 || h.c.workers["w"].running["a"] == nil {
+		t.Fatalf("w runs %d actions (%v), want a alone in its one slot", n, h.c.workers["w"].running)
+	}
+	if c := h.cancels("w"); len(c) != 2 {
+		t.Fatalf("cancels %v, want b and c", c)
+	}
+}

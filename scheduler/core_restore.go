@@ -87,7 +87,8 @@ func (c *core) restoreExec(es execState) (*execution, error) {
 	e := &execution{
 		id: es.ID, key: dedupKey{es.Instance, action}, cacheable: es.Cacheable, private: es.Private,
 		spec: actionSpec{command: cmd, inputRoot: root, platform: fromPropStates(es.Platform),
-			timeout: es.Timeout, doNotCache: es.DoNotCache, requestMetadata: es.RequestMetadata},
+			timeout: es.Timeout, doNotCache: es.DoNotCache, requestMetadata: es.RequestMetadata,
+			workingDir: es.WorkingDir, workingDirKnown: es.WorkingDirKnown},
 		invocation: es.Invocation, priority: es.Priority, stage: repb.ExecutionStage_QUEUED,
 		attempt: es.Attempt, retries: es.Retries, queuedAt: fromNanos(es.QueuedAt), startedAt: fromNanos(es.StartedAt),
 	}

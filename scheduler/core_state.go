@@ -62,6 +62,8 @@ type execState struct {
 	QueuedAt, StartedAt  int64
 	Waiters              []string
 	Private              bool // version 3; false before (none was private)
+	WorkingDirKnown      bool // version 4, with WorkingDir; false before
+	WorkingDir           string
 }
 
 type queueState struct {
@@ -161,7 +163,8 @@ func (c *core) capture() *coreState {
 		es := execState{ID: e.id, Instance: e.key.instance, Action: toDigestState(e.key.action), Cacheable: e.cacheable, Private: e.private,
 			Command: toDigestState(e.spec.command), InputRoot: toDigestState(e.spec.inputRoot),
 			Platform: toPropStates(e.spec.platform), Timeout: e.spec.timeout, DoNotCache: e.spec.doNotCache,
-			RequestMetadata: e.spec.requestMetadata, Invocation: e.invocation, QueueKey: e.queue.key,
+			RequestMetadata: e.spec.requestMetadata, WorkingDirKnown: e.spec.workingDirKnown, WorkingDir: e.spec.workingDir,
+			Invocation: e.invocation, QueueKey: e.queue.key,
 			Priority: e.priority, Executing: e.stage == repb.ExecutionStage_EXECUTING,
 			Attempt: e.attempt, Retries: e.retries, QueuedAt: nanos(e.queuedAt), StartedAt: nanos(e.startedAt)}
 		if e.worker != nil {

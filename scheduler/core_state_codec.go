@@ -17,7 +17,9 @@ import (
 // their queues become the tenant ""'s, keyed as such (see queueID).
 // Version 3 added whether each execution is private (at the end of its
 // fields; execution.private); in older snapshots none is.
-const stateVersion = 3
+// Version 4 added each execution's working directory (after that), and
+// whether it is known; in older snapshots it is not.
+const stateVersion = 4
 
 func encodeState(st *coreState) ([]byte, error) {
 	w := wirecodec.NewWriter(make([]byte, 0, 64+300*len(st.Ops)))
@@ -53,6 +55,8 @@ func encodeState(st *coreState) ([]byte, error) {
 		w.Varint(e.QueuedAt, e.StartedAt)
 		w.StringList(e.Waiters)
 		w.Bool(e.Private)
+		w.Bool(e.WorkingDirKnown)
+		w.Str(e.WorkingDir)
 	}
 	w.Uvarint(uint64(len(st.Queues)))
 	for _, q := range st.Queues {
@@ -98,6 +102,9 @@ func decodeState(b []byte) (*coreState, error) {
 		e.QueuedAt, e.StartedAt, e.Waiters = r.Varint(), r.Varint(), r.StringList()
 		if v >= 3 {
 			e.Private = r.Bool()
+		}
+		if v >= 4 {
+			e.WorkingDirKnown, e.WorkingDir = r.Bool(), r.Str()
 		}
 	}
 	st.Queues = make([]queueState, r.Count(1))

@@ -43,6 +43,11 @@ func (c *core) Tick(now time.Time) {
 		c.send(e.worker.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{
 			Cancel: &workerpb.Cancel{OperationName: e.id, Reason: why}}})
 	}
+	for _, w := range sortedValues(c.workers) {
+		if w.pauseFlipsUnnoted > 0 && now.Sub(w.pauseNoted) >= pauseNoteInterval {
+			c.notePause(now, w) // the state the last flips passed over left
+		}
+	}
 	c.lapseAvoids(now)
 	c.failUnserved(now)
 	c.expire(now)

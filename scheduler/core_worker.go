@@ -84,31 +84,49 @@ func (c *core) Connect(now time.Time, r registration) uint64 {
 // lost (Connect requeues it).
 func (c *core) reconcile(now time.Time, w *worker, held []*workerpb.InHand) map[string]bool {
 	inHand := map[string]bool{}
+	var claims []*workerpb.InHand // of executions not on w: adopted, room allowing, after the rest
 	for _, h := range held {
 		e := w.running[h.OperationName]
 		switch {
-		case e == nil && len(inHand) < w.capacity && c.adopt(now, w, h), e != nil && !e.cancelled && e.attempt == h.Attempt:
+		case e == nil:
+			claims = append(claims, h)
+			continue
+		case !e.cancelled && e.attempt == h.Attempt:
 			inHand[h.OperationName] = true
 			continue
-		case e != nil && !e.cancelled && h.Attempt == e.attempt+1:
+		case !e.cancelled && h.Attempt == e.attempt+1:
 			// A restart lost the records that requeued e and sent it
 			// here again: adopt the attempt the worker holds.
 			c.release(w, e)
 			c.record(record{kind: recRequeue, at: now, name: e.id, retries: e.retries})
 			c.enqueue(e, true)
 			e.adoptable = true // it ran here: this worker's to take back
-			c.adopt(now, w, h)
-			inHand[e.id] = true
-			continue
-		case e != nil && e.cancelled && e.attempt == h.Attempt:
+			if c.adopt(now, w, h) {
+				inHand[e.id] = true
+				continue
+			}
+		case e.cancelled && e.attempt == h.Attempt:
 			// Cancelled: it stays on the worker, which is told (below)
 			// and frees the slot when it gives the action up.
 			inHand[e.id] = true
 		}
-		c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{Cancel: &workerpb.Cancel{
-			OperationName: h.OperationName, Reason: "the scheduler no longer wants this action from this worker"}}})
+		c.cancelOn(w, h.OperationName)
+	}
+	for _, h := range claims {
+		if len(inHand) < w.capacity && c.adopt(now, w, h) {
+			inHand[h.OperationName] = true
+			continue
+		}
+		c.cancelOn(w, h.OperationName)
 	}
 	return inHand
+}
+
+// cancelOn tells w to stop an action it holds that the core does not want
+// from it.
+func (c *core) cancelOn(w *worker, name string) {
+	c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{Cancel: &workerpb.Cancel{
+		OperationName: name, Reason: "the scheduler no longer wants this action from this worker"}}})
 }
 
 // Kept returns, of the actions a worker listed in hand when it registered
@@ -212,7 +230,9 @@ func (c *core) Pause(now time.Time, id string, gen uint64, paused bool, why stri
 const pauseNoteInterval = time.Minute
 
 // notePause notes w's pause or resume, unless one was noted less than
-// pauseNoteInterval ago; the next note counts those passed over.
+// pauseNoteInterval ago; the next note counts those passed over, and
+// Tick notes the state they left once the interval is up, so that the
+// log's last word on a worker is true.
 func (c *core) notePause(now time.Time, w *worker) {
 	if !w.pauseNoted.IsZero() && now.Sub(w.pauseNoted) < pauseNoteInterval {
 		w.pauseFlipsUnnoted++

@@ -68,9 +68,9 @@ type actionSpec struct {
 	doNotCache      bool
 	requestMetadata []byte
 	// workingDir is the Command's working directory, which a worker's
-	// result is checked against (checkWorkerResult). Not journalled:
-	// after a restart it is not known (workingDirKnown false), and
-	// results are checked without it.
+	// result is checked against (checkWorkerResult); journalled since
+	// record version 3 and snapshot version 4. Of an execution from an
+	// older journal it is not known (workingDirKnown false).
 	workingDir      string
 	workingDirKnown bool
 }

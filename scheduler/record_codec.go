@@ -22,7 +22,10 @@ import (
 // submission), which decides whether it joined an execution in flight.
 // Version 1 records are still read: their Executes had none (the
 // Execution service then joined whatever was in flight).
-const recordVersion = 2
+// Version 3 added the Command's working directory (after it), which a
+// worker's result is checked against (checkWorkerResult); an Execute of
+// an older record has it unknown.
+const recordVersion = 3
 
 // encodeRecord serialises r.
 func encodeRecord(r record) ([]byte, error) { return appendRecord(nil, r) }
@@ -62,6 +65,8 @@ func appendRecord(buf []byte, r record) ([]byte, error) {
 		w.Bool(s.spec.doNotCache)
 		w.Blob(s.spec.requestMetadata)
 		w.Bool(s.skipCacheLookup)
+		w.Bool(s.spec.workingDirKnown)
+		w.Str(s.spec.workingDir)
 	}
 	return w.Bytes(), nil
 }
@@ -109,6 +114,10 @@ func decodeRecord(b []byte) (record, error) {
 		s.spec.requestMetadata = rd.Blob()
 		if v >= 2 {
 			s.skipCacheLookup = rd.Bool()
+		}
+		if v >= 3 {
+			s.spec.workingDirKnown = rd.Bool()
+			s.spec.workingDir = rd.Str()
 		}
 	}
 	if err := rd.End(); err != nil {

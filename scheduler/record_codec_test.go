@@ -12,8 +12,10 @@ import (
 
 // goldenRecords splits a file of testdata, records each behind a
 // two-byte length, into the records' bytes: records-v1.bin as commit
-// 0cc4a33 wrote them, records-v2.bin as they are written since
-// skip_cache_lookup was recorded (the last Execute has it set).
+// 0cc4a33 wrote them, records-v2.bin as they were written once
+// skip_cache_lookup was recorded (the last Execute has it set), and
+// records-v3.bin as they are written since the working directory is
+// (the same records, each Execute's known, the last one's "sub/dir").
 func goldenRecords(t *testing.T, file string) [][]byte {
 	t.Helper()
 	b, err := os.ReadFile("testdata/" + file)
@@ -30,10 +32,11 @@ func goldenRecords(t *testing.T, file string) [][]byte {
 }
 
 // The record format does not change under the code that writes it: each
-// golden record, decoded and encoded again, gives its bytes back, and the
-// Execute that had skip_cache_lookup still has it.
+// golden record, decoded and encoded again, gives its bytes back, the
+// Execute that had skip_cache_lookup still has it, and the last one its
+// working directory.
 func TestRecordsEncodeToTheirGoldenBytes(t *testing.T) {
-	for i, golden := range goldenRecords(t, "records-v2.bin") {
+	for i, golden := range goldenRecords(t, "records-v3.bin") {
 		r, err := decodeRecord(golden)
 		if err != nil {
 			t.Fatalf("record %d: %v", i, err)
@@ -44,27 +47,54 @@ func TestRecordsEncodeToTheirGoldenBytes(t *testing.T) {
 		if skip, want := r.sub != nil && r.sub.skipCacheLookup, i == 5; skip != want {
 			t.Fatalf("record %d: skip_cache_lookup %v, want %v", i, skip, want)
 		}
+		if i == 5 && (!r.sub.spec.workingDirKnown || r.sub.spec.workingDir != "sub/dir") {
+			t.Fatalf("record 5: working directory %q (known %v), want sub/dir", r.sub.spec.workingDir, r.sub.spec.workingDirKnown)
+		}
+	}
+}
+
+// Version 2 records, written before the working directory was recorded,
+// are still read, as Executes whose working directory is not known:
+// encoded again, each is the same fields as version 3, with "unknown"
+// and an empty directory after an Execute's.
+func TestVersion2RecordsReadWithoutTheWorkingDirectory(t *testing.T) {
+	for i, old := range goldenRecords(t, "records-v2.bin") {
+		r, err := decodeRecord(old)
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		want := append([]byte{3}, old[1:]...)
+		if r.kind == recExecute {
+			if r.sub.spec.workingDirKnown {
+				t.Fatalf("record %d: a version 2 Execute's working directory is known", i)
+			}
+			want = append(want, 0, 0)
+		}
+		if again, err := encodeRecord(r); err != nil || !bytes.Equal(again, want) {
+			t.Fatalf("version 2 record %d encodes to\n% x, %v\nwant\n% x", i, again, err, want)
+		}
 	}
 }
 
 // Version 1 records, written before skip_cache_lookup was recorded, are
 // still read, as Executes without it: encoded again, each is the same
-// fields as version 2, with skip_cache_lookup false after an Execute's.
+// fields as version 3, with skip_cache_lookup false and the working
+// directory unknown after an Execute's.
 func TestVersion1RecordsReadWithoutSkipCacheLookup(t *testing.T) {
 	for i, old := range goldenRecords(t, "records-v1.bin") {
 		r, err := decodeRecord(old)
 		if err != nil {
 			t.Fatalf("record %d: %v", i, err)
 		}
-		want := append([]byte{2}, old[1:]...)
+		want := append([]byte{3}, old[1:]...)
 		if r.kind == recExecute {
-			want = append(want, 0)
+			want = append(want, 0, 0, 0)
 		}
 		if again, err := encodeRecord(r); err != nil || !bytes.Equal(again, want) {
 			t.Fatalf("version 1 record %d encodes to\n% x, %v\nwant\n% x", i, again, err, want)
 		}
 	}
-	if _, err := decodeRecord([]byte{3}); err == nil || !strings.Contains(err.Error(), "record version 3") {
+	if _, err := decodeRecord([]byte{4}); err == nil || !strings.Contains(err.Error(), "record version 4") {
 		t.Fatalf("a record of a later version: %v, want refused naming its version", err)
 	}
 }
@@ -75,7 +105,7 @@ func TestTruncatedRecordsAndSnapshotsAreRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	record := goldenRecords(t, "records-v2.bin")[5]
+	record := goldenRecords(t, "records-v3.bin")[5]
 	for i := 1; i < len(record); i++ {
 		if _, err := decodeRecord(record[:i]); !errors.Is(err, wirecodec.ErrMalformed) {
 			t.Fatalf("record cut at %d/%d: %v, want a malformed journal record", i, len(record), err)

@@ -6,6 +6,7 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/storage"
@@ -23,6 +24,13 @@ import (
 // this worker, as it does when a worker loses its runner. Whether the
 // blobs named are stored is not checked here (it would cost a storage
 // call per result); the worker uploads them before it reports.
+// maxDeliveredResponseBytes bounds a worker's ExecuteResponse: the
+// Operation that carries it to clients adds its name and metadata, and
+// gRPC clients receive at most 4 MiB by default (Bazel's included). A
+// real worker's response is far smaller: it sends stdout and stderr by
+// digest.
+const maxDeliveredResponseBytes = 4<<20 - 64<<10
+
 func checkWorkerResult(worker string, e *execution, resp *repb.ExecuteResponse) *repb.ExecuteResponse {
 	fn := e.key.action.Function()
 	var err error
@@ -31,6 +39,9 @@ func checkWorkerResult(worker string, e *execution, resp *repb.ExecuteResponse) 
 		if err == nil && e.spec.workingDirKnown {
 			err = storage.CheckOutputsInside(r, e.spec.workingDir)
 		}
+	}
+	if size := proto.Size(resp); err == nil && size > maxDeliveredResponseBytes {
+		err = fmt.Errorf("the response takes %d bytes; with its operation it would pass the 4 MiB clients receive by default", size)
 	}
 	if err == nil {
 		for name, l := range resp.GetServerLogs() {

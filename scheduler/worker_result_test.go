@@ -24,6 +24,7 @@ func TestAWorkersBadResultIsNotDelivered(t *testing.T) {
 		"absolute path":    {OutputFiles: []*repb.OutputFile{{Path: "/etc/passwd", Digest: good}}},
 		"absolute symlink": {OutputSymlinks: []*repb.OutputSymlink{{Path: "link", Target: "/etc/shadow"}}},
 		"malformed digest": {OutputFiles: []*repb.OutputFile{{Path: "out", Digest: &repb.Digest{Hash: "not-hex", SizeBytes: -5}}}},
+		"too large":        {StdoutRaw: make([]byte, 4<<20-1000)}, // fits a worker message, not an Operation a client can receive
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := newTestScheduler(t, testConfig(), nil)
@@ -55,15 +56,62 @@ func TestAWorkersBadResultIsNotDelivered(t *testing.T) {
 			v, _ := s.core.Operation(op)
 			s.mu.Unlock()
 			if v.done {
-				t.Fatalf("the bad result completed the operation: %v", v.response)
+				t.Fatalf("the bad result completed the operation (a response of %d bytes)", proto.Size(v.response))
 			}
 			report(2, &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "out", Digest: good}}})
 			s.mu.Lock()
 			v, _ = s.core.Operation(op)
 			s.mu.Unlock()
 			if !v.done || len(v.response.GetResult().GetOutputFiles()) != 1 || strings.Contains(v.response.String(), "PWNED") {
-				t.Fatalf("after a good second attempt: done %v, response %v", v.done, v.response)
+				t.Fatalf("after a good second attempt: done %v, %d output files", v.done, len(v.response.GetResult().GetOutputFiles()))
 			}
 		})
 	}
+}
+
+// The working directory a worker's result is checked against survives a
+// restart, through the journal's records and through a snapshot: after
+// one, a result whose output leaves the input root from it is refused
+// as before.
+func TestTheWorkingDirectorySurvivesARestart(t *testing.T) {
+	h := newHarness(t, nil)
+	sub := submission{name: "op", action: actionDigest("deep"), cacheable: true,
+		spec: actionSpec{workingDir: "a/b/c", workingDirKnown: true}}
+	if _, err := h.c.Execute(h.now, sub); err != nil {
+		t.Fatal(err)
+	}
+	h.collect()
+	check := func(how string, c *core) {
+		t.Helper()
+		e := c.execs["op"]
+		if e == nil || !e.spec.workingDirKnown || e.spec.workingDir != "a/b/c" {
+			t.Fatalf("after %s: %+v, want the working directory a/b/c known", how, e)
+		}
+		bad := &repb.ExecuteResponse{Result: &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "../../../../x",
+			Digest: digest.FromBytes(repb.DigestFunction_SHA256, []byte("x")).Proto()}}}}
+		if checkWorkerResult("w", e, bad) == nil {
+			t.Fatalf("after %s: an output leaving the input root from a/b/c passed", how)
+		}
+	}
+	var records []record // through their encoding, as the journal has them
+	for _, r := range h.records {
+		b, err := encodeRecord(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r, err = decodeRecord(b); err != nil {
+			t.Fatal(err)
+		}
+		records = append(records, r)
+	}
+	check("a replay of the records", replayed(t, h.cfg, nil, nil, records))
+	enc, err := encodeState(mustState(t, h.c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := decodeState(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	check("a snapshot", replayed(t, h.cfg, nil, st, nil))
 }
