@@ -3,11 +3,11 @@ package auth
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
-	"os"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/paddock-build/paddock/internal/smallfile"
 )
 
 // PolicyFile is the auth policy as written in YAML (`paddock up --auth
@@ -137,9 +137,5 @@ func lineOf(root *yaml.Node, path ...any) int {
 
 // readPolicyFile reads path; LoadPolicy compiles what it returns.
 func readPolicyFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read auth policy: %w", err)
-	}
-	return b, nil
+	return smallfile.Read(path, "auth policy")
 }

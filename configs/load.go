@@ -16,9 +16,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/paddock-build/paddock/internal/smallfile"
 )
 
 // Version is the config file format this binary reads and writes. A file
@@ -32,9 +33,9 @@ const Version = 1
 // errors naming the file and the line. T is one of this package's file
 // types (Storage, Scheduler, Worker, Runner, Up).
 func Load[T any](path string, out *T) error {
-	b, err := os.ReadFile(path)
+	b, err := smallfile.Read(path, "config")
 	if err != nil {
-		return fmt.Errorf("read config: %w", err)
+		return err
 	}
 	if err := ParseFile(b, out); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)

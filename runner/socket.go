@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/internal/unixsock"
 )
 
 // Listen creates the runner's UNIX socket at socketPath with mode 0600, so
@@ -39,13 +40,8 @@ func Listen(socketPath string) (net.Listener, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, socketError("runner socket directory", err)
 	}
-	if st, err := os.Lstat(abs); err == nil {
-		if st.Mode().Type() != fs.ModeSocket {
-			return nil, fmt.Errorf("runner socket %s: exists and is not a socket", abs)
-		}
-		if err := os.Remove(abs); err != nil {
-			return nil, fmt.Errorf("remove stale runner socket: %w", err)
-		}
+	if err := unixsock.RemoveStale(abs); err != nil {
+		return nil, fmt.Errorf("runner socket: %w", err)
 	}
 	priv, err := openSocketDir(socketDir(abs))
 	if err != nil {

@@ -40,7 +40,10 @@ func main() {
 		fmt.Fprint(os.Stderr, usage)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP (the terminal of `make run` closed) stops as cleanly as
+	// SIGTERM: it killed the process, leaving its sockets and giving
+	// nothing back to the scheduler.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	cmd, args := os.Args[1], os.Args[2:]
 	var err error

@@ -24,6 +24,7 @@ import (
 
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/internal/grpclimit"
+	"github.com/paddock-build/paddock/internal/unixsock"
 )
 
 // httpListenUsage is the help of --http-listen, shared by the roles.
@@ -226,13 +227,8 @@ func listenHTTP(addr string) (net.Listener, error) {
 	if !isUnix {
 		path = addr
 	}
-	if st, err := os.Lstat(path); err == nil {
-		if st.Mode().Type() != os.ModeSocket {
-			return nil, fmt.Errorf("%s exists and is not a socket", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, err
-		}
+	if err := unixsock.RemoveStale(path); err != nil {
+		return nil, err
 	}
 	lis, err := net.Listen("unix", path)
 	if err != nil {

@@ -29,7 +29,7 @@ func runRunner(ctx context.Context, args []string) error {
 	}
 	fs, rf := newRoleFlagSet("runner", "", "configs/runner.yaml")
 	registerRunnerFlags(fs, &file)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	cfg := file.Config()

@@ -44,7 +44,7 @@ func runScheduler(ctx context.Context, args []string) error {
 	sec.register(fs)
 	var dial dialSecurity // to storage
 	dial.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if done, err := finishSchedulerConfig(cfg, rf.configFlags, fs); done {
@@ -175,7 +175,7 @@ func runSchedulerDrain(ctx context.Context, verb string, args []string) error {
 	}
 	var dial dialSecurity
 	dial.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *id == "" {

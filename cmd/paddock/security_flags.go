@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/internal/grpclimit"
+	"github.com/paddock-build/paddock/internal/smallfile"
 )
 
 // exposureUsage is what the storage and scheduler usages say of their
@@ -141,9 +141,9 @@ func (d *dialSecurity) dialOptions(logger *slog.Logger) ([]grpc.DialOption, erro
 	}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 	if d.tokenFile != "" {
-		b, err := os.ReadFile(d.tokenFile)
+		b, err := smallfile.Read(d.tokenFile, "--dial-token-file")
 		if err != nil {
-			return nil, fmt.Errorf("--dial-token-file: %w", err)
+			return nil, err
 		}
 		opts = append(opts, grpc.WithPerRPCCredentials(auth.NewTokenCredentials(string(b))))
 	}

@@ -40,7 +40,7 @@ func runStorage(ctx context.Context, args []string) error {
 	sec.register(fs)
 	var dial dialSecurity // to a remote CAS
 	dial.register(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if b, err := storageBackend(cfg); err != nil {

@@ -44,7 +44,7 @@ func runUp(ctx context.Context, args []string) error {
 	httpAddr := fs.String("http-listen", "127.0.0.1:8990", httpListenUsage+"; the runner child's metrics are served here too")
 	logs := newLogFlags(fs)
 	sec := newServerSecurity(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := resolveUpConfig(&cfg); err != nil {
