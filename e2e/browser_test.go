@@ -152,8 +152,13 @@ func statusPageInBrowser(t *testing.T, browser string, policy *browserPolicy) {
 			t.Errorf("signed in as %q, want everyone/on-call", u)
 		}
 	}
-	for _, sel := range []string{`#queues tr.queue`, `#workers tr.worker`, `#operations tr.operation`} {
+	for _, sel := range []string{`#queues`, `#workers tr.worker`, `#operations tr.operation`} {
 		run("wait for "+sel, chromedp.WaitVisible(sel))
+	}
+	// The one action has completed, and a queue lives only while it holds
+	// live actions: the table says so.
+	if q := text(`#queues`); !strings.Contains(q, "no actions queued or running") {
+		t.Errorf("the queues table, with nothing queued or running:\n%s", q)
 	}
 	rows := text(`#operations`)
 	if !strings.Contains(rows, "hello from the browser test") || !strings.Contains(rows, "local") {
