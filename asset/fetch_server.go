@@ -50,6 +50,35 @@ func requestFunction(fn digest.Function) (digest.Function, error) {
 	return fn, nil
 }
 
+// fetchRequest is what FetchBlob and FetchDirectory requests share.
+type fetchRequest struct {
+	instance   string
+	uris       []string
+	qualifiers []*rapb.Qualifier
+	function   digest.Function
+	oldest     *timestamppb.Timestamp
+}
+
+// lookup checks a fetch request and finds its live record (nil when there
+// is none), refusing an instance name ByteStream cannot address
+// (rev2.CheckInstanceName) before anything is downloaded: the blob would
+// be stored in a CAS partition no client could read it from. It returns
+// the request's digest function too.
+func (s *fetchServer) lookup(ctx context.Context, k kind, req fetchRequest) (digest.Function, *found, error) {
+	if err := rev2.CheckInstanceName(req.instance); err != nil {
+		return 0, nil, err
+	}
+	if err := checkRequest(req.uris, req.qualifiers); err != nil {
+		return 0, nil, err
+	}
+	fn, err := requestFunction(req.function)
+	if err != nil {
+		return 0, nil, err
+	}
+	f, err := s.idx.lookup(ctx, req.instance, k, fn, req.uris, req.qualifiers, oldestAccepted(req.oldest))
+	return fn, f, err
+}
+
 func oldestAccepted(ts *timestamppb.Timestamp) time.Time {
 	if ts == nil {
 		return time.Time{}
@@ -71,21 +100,9 @@ func (s *fetchServer) FetchBlob(ctx context.Context, req *rapb.FetchBlobRequest)
 	return fetchReply(ctx, resp, err)
 }
 
-// fetchBlob refuses an instance name ByteStream cannot address
-// (rev2.CheckInstanceName) before anything is downloaded: the blob would
-// be stored in a CAS partition no client could read it from.
+// fetchBlob answers from a record (see lookup) or downloads.
 func (s *fetchServer) fetchBlob(ctx context.Context, req *rapb.FetchBlobRequest) (*rapb.FetchBlobResponse, error) {
-	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
-		return nil, err
-	}
-	if err := checkRequest(req.Uris, req.Qualifiers); err != nil {
-		return nil, err
-	}
-	fn, err := requestFunction(req.DigestFunction)
-	if err != nil {
-		return nil, err
-	}
-	f, err := s.idx.lookup(ctx, req.InstanceName, kindBlob, fn, req.Uris, req.Qualifiers, oldestAccepted(req.OldestContentAccepted))
+	fn, f, err := s.lookup(ctx, kindBlob, fetchRequest{req.InstanceName, req.Uris, req.Qualifiers, req.DigestFunction, req.OldestContentAccepted})
 	if err != nil {
 		return nil, err
 	}
@@ -224,17 +241,7 @@ func (s *fetchServer) FetchDirectory(ctx context.Context, req *rapb.FetchDirecto
 }
 
 func (s *fetchServer) fetchDirectory(ctx context.Context, req *rapb.FetchDirectoryRequest) (*rapb.FetchDirectoryResponse, error) {
-	if err := rev2.CheckInstanceName(req.InstanceName); err != nil {
-		return nil, err
-	}
-	if err := checkRequest(req.Uris, req.Qualifiers); err != nil {
-		return nil, err
-	}
-	fn, err := requestFunction(req.DigestFunction)
-	if err != nil {
-		return nil, err
-	}
-	f, err := s.idx.lookup(ctx, req.InstanceName, kindDirectory, fn, req.Uris, req.Qualifiers, oldestAccepted(req.OldestContentAccepted))
+	_, f, err := s.lookup(ctx, kindDirectory, fetchRequest{req.InstanceName, req.Uris, req.Qualifiers, req.DigestFunction, req.OldestContentAccepted})
 	if err != nil {
 		return nil, err
 	}
