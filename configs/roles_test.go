@@ -350,6 +350,12 @@ func TestRunnerRefusals(t *testing.T) {
 		{"images: {tenants: {team-a: {}}}\n", "images.tenants.team-a.docker_config"},
 		{"images: {tenants: {team-a: {password: x}}}\n", "password"},
 		{"images: {access_ttl: -1s}\n", "images.access_ttl"},
+		{"sandbox: {kill_grace: -1s}\n", "sandbox.kill_grace"},
+		{"sandbox: {output_limit: -9}\n", "sandbox.output_limit"},
+		{"sandbox: {cgroup_parent: /}\n", "sandbox.cgroup_parent"},
+		{"sandbox: {cgroup_parent: ../../x}\n", "sandbox.cgroup_parent"},
+		{"sandbox: {cgroup_parent: a/../../x}\n", "sandbox.cgroup_parent"},
+		{"sandbox: {cgroup_parent: a//b}\n", "sandbox.cgroup_parent"},
 	} {
 		cfg := DefaultRunner()
 		err := Parse([]byte(tc.yaml), &cfg)
@@ -359,6 +365,26 @@ func TestRunnerRefusals(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want an error naming %s", tc.yaml, err, tc.want)
+		}
+	}
+}
+
+// TestWorkerRefusesNegativeCounts: zero means the default, a negative
+// count is refused naming its key (the worker took it as the default).
+func TestWorkerRefusesNegativeCounts(t *testing.T) {
+	for _, key := range []string{"concurrency", "max_input_files", "max_input_depth", "max_output_files", "max_output_depth"} {
+		cfg := DefaultWorker()
+		if err := Parse([]byte(key+": -1\n"), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.CheckCounts(); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s: -1: %v, want an error naming it", key, err)
+		}
+		if err := Parse([]byte(key+": 0\n"), &cfg); err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.CheckCounts(); err != nil {
+			t.Errorf("%s: 0: %v, want the default", key, err)
 		}
 	}
 }

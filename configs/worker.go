@@ -2,6 +2,7 @@ package configs
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/paddock-build/paddock/worker"
 )
@@ -82,6 +83,27 @@ func (w Worker) Validate() error {
 	for _, p := range w.Platform {
 		if p.Name == "" {
 			return errors.New("platform: a property without a name")
+		}
+	}
+	return w.CheckCounts()
+}
+
+// CheckCounts refuses a negative concurrency or count bound (the sizes are
+// ByteSize, never negative): zero means the default; a negative value is
+// a mistake, which the worker would otherwise take silently as the
+// default too. Validate calls it; up, whose worker section has no
+// addresses, calls it alone.
+func (w Worker) CheckCounts() error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{
+		{"concurrency", int64(w.Concurrency)},
+		{"max_input_files", w.MaxInputFiles}, {"max_input_depth", int64(w.MaxInputDepth)},
+		{"max_output_files", w.MaxOutputFiles}, {"max_output_depth", int64(w.MaxOutputDepth)},
+	} {
+		if f.v < 0 {
+			return fmt.Errorf("%s: %d is negative (0 means the default)", f.name, f.v)
 		}
 	}
 	return nil

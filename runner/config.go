@@ -294,6 +294,9 @@ func (c *Config) Validate() error {
 	if c.Images.AccessTTL < 0 {
 		return errors.New("images.access_ttl: negative")
 	}
+	if err := c.Sandbox.Check(); err != nil {
+		return fmt.Errorf("sandbox.%w", err)
+	}
 	for _, n := range c.AcceptedProperties {
 		if n == "" || strings.TrimSpace(n) != n {
 			return fmt.Errorf("accepted_properties: %q is not a property name", n)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
+	"strings"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -55,6 +57,27 @@ func DefaultOptions() Options {
 // defaultWarmInits is DefaultOptions' WarmInits (the stress tests count
 // warm inits against it).
 const defaultWarmInits = 2
+
+// Check refuses options a config file can get wrong: a negative
+// KillGrace or OutputLimit (zero is the default; a negative value is a
+// mistake withDefaults would take silently as the default too), and a
+// CgroupParent that is not a clean relative path: New removes the stale
+// sandbox cgroups under it, so "/" or ".." must not reach the host's
+// other cgroups or leave the cgroup file systems.
+func (o Options) Check() error {
+	if o.KillGrace < 0 {
+		return fmt.Errorf("kill_grace: %v is negative (0 means the default)", o.KillGrace)
+	}
+	if o.OutputLimit < 0 {
+		return fmt.Errorf("output_limit: %d is negative (0 means the default)", o.OutputLimit)
+	}
+	if p := o.CgroupParent; p != "" {
+		if path.IsAbs(p) || path.Clean(p) != p || p == "." || p == ".." || strings.HasPrefix(p, "../") {
+			return fmt.Errorf("cgroup_parent %q: want a clean relative path under each hierarchy's root, such as paddock-sandbox", p)
+		}
+	}
+	return nil
+}
 
 func (o Options) withDefaults() Options {
 	def := DefaultOptions()

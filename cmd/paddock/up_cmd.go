@@ -144,6 +144,9 @@ func resolveUpConfig(cfg *configs.Up) error {
 	if err := rc.Validate(); err != nil {
 		return fmt.Errorf("config: runner: %w", err)
 	}
+	if err := cfg.Worker.CheckCounts(); err != nil {
+		return fmt.Errorf("config: worker: %w", err)
+	}
 	return nil
 }
 
