@@ -26,12 +26,12 @@ func TestRegisterIsBounded(t *testing.T) {
 		return ps
 	}
 	for field, reg := range map[string]*workerpb.Register{
-		"register.worker_id":                   {WorkerId: strings.Repeat("w", maxWorkerIDBytes+1), Concurrency: 1},
+		"register.worker_id":                   {WorkerId: strings.Repeat("w", workerpb.MaxWorkerIDBytes+1), Concurrency: 1},
 		"register.worker_id: \"..\"":           {WorkerId: "..", Concurrency: 1},
 		"register.worker_id: contains control": {WorkerId: "w\n1", Concurrency: 1},
-		"register.platform":                    {WorkerId: "w", Concurrency: 1, Platform: many(maxWorkerProperties + 1)},
-		"register.platform[0]":                 {WorkerId: "w", Concurrency: 1, Platform: []*workerpb.Property{{Name: "Pool", Value: strings.Repeat("x", maxWorkerStringBytes)}}},
-		"register.instance_names[0]":           {WorkerId: "w", Concurrency: 1, InstanceNames: []string{strings.Repeat("i", maxWorkerStringBytes+1)}},
+		"register.platform":                    {WorkerId: "w", Concurrency: 1, Platform: many(workerpb.MaxRegisterProperties + 1)},
+		"register.platform[0]":                 {WorkerId: "w", Concurrency: 1, Platform: []*workerpb.Property{{Name: "Pool", Value: strings.Repeat("x", workerpb.MaxRegisterStringBytes)}}},
+		"register.instance_names[0]":           {WorkerId: "w", Concurrency: 1, InstanceNames: []string{strings.Repeat("i", workerpb.MaxRegisterStringBytes+1)}},
 	} {
 		_, err := s.connectWorker(context.Background(), reg)
 		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), field) {

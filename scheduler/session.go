@@ -87,7 +87,7 @@ func (sess *session) next(ctx context.Context) ([]*workerpb.SchedulerMessage, er
 // stream whose context is ctx. The Registered answer and any
 // reconciliation are already in the session's outbox.
 func (s *Scheduler) connectWorker(ctx context.Context, reg *workerpb.Register) (*session, error) {
-	if err := checkRegister(reg); err != nil {
+	if err := workerpb.CheckRegister(reg); err != nil {
 		return nil, err
 	}
 	sess := &session{s: s, workerID: reg.WorkerId, incarnation: reg.Incarnation, peer: peerAddr(ctx), stream: ctx,

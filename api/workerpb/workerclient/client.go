@@ -31,6 +31,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/code"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/api/workerpb"
@@ -92,8 +93,8 @@ func New(opts Options) (*Client, error) {
 	if opts.Conn == nil || opts.Register == nil || opts.Handler == nil {
 		return nil, errors.New("workerclient: Conn, Register and Handler are required")
 	}
-	if opts.Register.WorkerId == "" || opts.Register.Concurrency < 1 {
-		return nil, errors.New("workerclient: Register needs a worker_id and a concurrency of at least 1")
+	if err := workerpb.CheckRegister(opts.Register); err != nil {
+		return nil, fmt.Errorf("workerclient: %s", status.Convert(err).Message())
 	}
 	if opts.ReconnectDelay <= 0 {
 		opts.ReconnectDelay = time.Second

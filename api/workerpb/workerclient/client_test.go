@@ -3,6 +3,7 @@ package workerclient
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,6 +140,11 @@ func TestNewRequiresWhatTheProtocolNeeds(t *testing.T) {
 		{Register: &workerpb.Register{WorkerId: "w", Concurrency: 1}, Handler: h},
 		{Conn: &grpc.ClientConn{}, Register: &workerpb.Register{Concurrency: 1}, Handler: h},
 		{Conn: &grpc.ClientConn{}, Register: &workerpb.Register{WorkerId: "w"}, Handler: h},
+		// What the scheduler would refuse at every reconnect is refused
+		// here, once, where the worker can stop with the reason.
+		{Conn: &grpc.ClientConn{}, Register: &workerpb.Register{WorkerId: "..", Concurrency: 1}, Handler: h},
+		{Conn: &grpc.ClientConn{}, Register: &workerpb.Register{WorkerId: strings.Repeat("w", 257), Concurrency: 1}, Handler: h},
+		{Conn: &grpc.ClientConn{}, Register: &workerpb.Register{WorkerId: "w", Concurrency: 1, InstanceNames: []string{strings.Repeat("i", 1025)}}, Handler: h},
 	} {
 		if _, err := New(o); err == nil {
 			t.Errorf("New(%+v) succeeded", o)
