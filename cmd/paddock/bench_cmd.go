@@ -43,6 +43,10 @@ wall time and the machine's (and the farm's) CPU time over its run, as:
 `
 
 func runBench(ctx context.Context, args []string) error {
+	if len(args) > 0 && helpAsked(args[:1]) {
+		fmt.Print(benchUsage)
+		return nil
+	}
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		fmt.Fprint(os.Stderr, benchUsage)
 		return fmt.Errorf("a scenario is required")

@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -76,7 +78,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "paddock: unknown command %q\n\n%s", cmd, usage)
 		os.Exit(2)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		// -h asked for the help the flag set has printed: not a failure.
+	case err != nil:
 		fmt.Fprintf(os.Stderr, "paddock %s: %v\n", cmd, err)
 		os.Exit(1)
 	}
