@@ -186,6 +186,14 @@ func TestRefusals(t *testing.T) {
 		{"missing executable", nil, func(r *runnerpb.RunRequest) { r.Arguments = []string{"/no/such/tool"} }, codes.InvalidArgument, "/no/such/tool"},
 		{"relative input root", nil, func(r *runnerpb.RunRequest) { r.InputRoot = "build/1" }, codes.InvalidArgument, "input_root"},
 		{"escaping working directory", nil, func(r *runnerpb.RunRequest) { r.WorkingDirectory = "../x" }, codes.InvalidArgument, "working directory"},
+		// Inside the root a tmp exists, but the sandbox's chdir would not
+		// be clamped at the root: it would land in the sandbox's /tmp.
+		{"working directory through a symlink leaving the root", nil, func(r *runnerpb.RunRequest) {
+			if err := errors.Join(os.Mkdir(filepath.Join(r.InputRoot, "tmp"), 0o755), os.Symlink("../tmp", filepath.Join(r.InputRoot, "t"))); err != nil {
+				t.Fatal(err)
+			}
+			r.WorkingDirectory = "t"
+		}, codes.InvalidArgument, "working directory"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := e.newAction(t)

@@ -369,7 +369,10 @@ func checkRequest(req *runnerpb.RunRequest) error {
 }
 
 // checkWorkingDirectory checks that wd is a directory inside the input
-// root (resolving symlinks as the sandbox would, without leaving it).
+// root, following its symlinks only while they stay beneath it. The
+// sandbox's chdir follows them without the root's clamp, so a symlink
+// t -> ../tmp, which RESOLVE_IN_ROOT took as the root's own tmp, ran the
+// command in the sandbox's /tmp with its outputs silently lost.
 func checkWorkingDirectory(inputRoot, wd string) error {
 	if err := checkRelativePath(wd); err != nil {
 		return status.Errorf(codes.InvalidArgument, "working directory %q: %v", wd, err)
@@ -384,7 +387,7 @@ func checkWorkingDirectory(inputRoot, wd string) error {
 	defer unix.Close(root)
 	fd, err := unix.Openat2(root, wd, &unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
 	})
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "working directory %q is not a directory in the input root: %v", wd, err)

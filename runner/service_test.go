@@ -50,6 +50,15 @@ func TestWorkingDirectoryAndExitCode(t *testing.T) {
 		t.Errorf("usage/timestamps not filled: %v", resp)
 	}
 
+	// A symlink that stays inside the root is followed.
+	if err := os.Symlink("sub/dir", filepath.Join(a.root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	req.WorkingDirectory = "link"
+	if resp := e.run(t, req); resp.StatusCode != 0 || resp.ExitCode != 7 {
+		t.Errorf("working directory through a symlink inside the root: %s %q exit %d", codes.Code(resp.StatusCode), resp.StatusMessage, resp.ExitCode)
+	}
+
 	// A working directory missing from the input root is the request's fault.
 	req.WorkingDirectory = "missing"
 	if resp := e.run(t, req); codes.Code(resp.StatusCode) != codes.InvalidArgument || !strings.Contains(resp.StatusMessage, "missing") {
