@@ -152,6 +152,20 @@ func TestInitRunsAPlan(t *testing.T) {
 			t.Errorf("%v in %s: init exit %d, status %+v (%v); want exit 1, not started, %q", tc.args, tc.cwd, code, st, err, tc.want)
 		}
 	}
+
+	// Without PATH an unqualified name is a file of the working directory
+	// (docs/runner.md), and nowhere else.
+	p := *plan
+	p.Args, p.Env, p.Cwd = []string{"false"}, nil, "/usr/bin"
+	code, status = startInit(t, initplan.EncodePlan(&p))
+	if st, err := initplan.DecodeStatus(status); err != nil || code != 0 || st.NotStarted || st.ExitCode != 1 {
+		t.Errorf("false in /usr/bin without PATH: init exit %d, status %+v (%v); want /usr/bin/false run, exit 1", code, st, err)
+	}
+	p.Cwd = "/"
+	code, status = startInit(t, initplan.EncodePlan(&p))
+	if st, err := initplan.DecodeStatus(status); err != nil || code != 1 || !st.NotStarted {
+		t.Errorf("false in / without PATH: init exit %d, status %+v (%v); want not started", code, st, err)
+	}
 }
 
 // TestMalformedPlansAreRefused: every cut of a plan, a byte too many, and

@@ -56,7 +56,11 @@ long setup_process(const struct plan *p)
 }
 
 /* look_path finds name in the PATH of env, inside the sandbox's root, as
- * Go's exec.LookPath would there: into out (PATH_MAX bytes). */
+ * Go's exec.LookPath would there, into out (PATH_MAX bytes); except that
+ * an empty element means the working directory, as POSIX says, and so
+ * does an absent or empty PATH: REv2 leaves lookup without PATH to the
+ * server, and v2.2 and older resolved an unqualified argv[0] as a file
+ * of the action's own (there, relative to the input root). */
 long look_path(const struct plan *p, char *out, size_t cap)
 {
 	const char *name = p->args[0];
