@@ -42,7 +42,10 @@ func CheckCommand(c *repb.Command) error {
 		}
 	}
 	if len(c.OutputPaths) > 0 {
-		return checkSorted("command.output_paths", c.OutputPaths, wd, false)
+		// "" is the working directory itself, as output_directories
+		// allows: output_paths supersedes that field, and a client moving
+		// to it keeps its outputs.
+		return checkSorted("command.output_paths", c.OutputPaths, wd, true)
 	}
 	if err := checkSorted("command.output_files", c.OutputFiles, wd, false); err != nil {
 		return err

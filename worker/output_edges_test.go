@@ -14,11 +14,19 @@ import (
 // TestWholeRootOutputDirectory: output_directories [""] captures the whole
 // working directory (the spec's special value), also when that is the
 // input root itself. It used to be dropped there, and the empty result
-// cached.
+// cached. output_paths [""], which supersedes it, does the same (it was
+// refused).
 func TestWholeRootOutputDirectory(t *testing.T) {
 	h := newHarness(t)
-	for _, wd := range []string{"", "w"} {
+	for _, tc := range []struct {
+		wd  string
+		v21 bool
+	}{{"", false}, {"w", false}, {"", true}, {"w", true}} {
+		wd := tc.wd
 		cmd := &repb.Command{Arguments: []string{"/bin/sh", "-c", "echo x > new"}, WorkingDirectory: wd, OutputDirectories: []string{""}}
+		if tc.v21 {
+			cmd.OutputDirectories, cmd.OutputPaths = nil, []string{""}
+		}
 		res := ok(t, h.w.Execute(context.Background(), h.action(cmd, &repb.Directory{}, false)))
 		if len(res.OutputDirectories) != 1 || res.OutputDirectories[0].Path != "" {
 			t.Fatalf("working directory %q: output directories %v, want the one with path \"\"", wd, res.OutputDirectories)
