@@ -2,6 +2,7 @@ package runner
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -139,6 +140,37 @@ func TestWalkTree(t *testing.T) {
 		// The root, 20 directories, f, g and up; f's blocks once.
 		if err != nil || u.files != 24 || u.bytes < 1*mib || u.bytes > 2*mib {
 			t.Errorf("walkTree = %+v, %v; want 24 entries and 1 MiB", u, err)
+		}
+	})
+	// A directory never shrinks: one emptied of many long names keeps
+	// its blocks, and they count past the first 4 KiB.
+	t.Run("emptied directory", func(t *testing.T) {
+		dir := t.TempDir()
+		big := filepath.Join(dir, "big")
+		if err := os.Mkdir(big, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		name := func(i int) string { return filepath.Join(big, fmt.Sprintf("%0200d", i)) }
+		for i := range 10000 {
+			if err := os.WriteFile(name(i), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range 10000 {
+			if err := os.Remove(name(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(big, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Blocks*512 < 1*mib {
+			t.Skipf("this file system's directories do not grow (%d bytes)", st.Blocks*512)
+		}
+		u, err := walkDir(t, dir)
+		if err != nil || u.bytes < st.Blocks*512-dirAllowance {
+			t.Errorf("walkTree = %+v, %v; want the emptied directory's %d bytes counted", u, err, st.Blocks*512)
 		}
 	})
 	t.Run("too deep", func(t *testing.T) {
