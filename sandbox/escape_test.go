@@ -51,6 +51,10 @@ func TestEscapesFail(t *testing.T) {
 	seccompDenied := []string{"tiocsti", "unshare user", "unshare mount", "clone newuser",
 		"mount tmpfs", "umount /proc", "bpf map create", "keyctl join session",
 		"ptrace attach pid 1", "ptrace attach host pid", "setns own mnt ns", "socket af_vsock"}
+	// Machine-wide budgets: ENOSYS from seccomp, or ENOSPC past the
+	// sandbox's own devpts bound.
+	wantErrno := map[string]syscall.Errno{"io_setup 65536": syscall.ENOSYS, "memfd_secret": syscall.ENOSYS,
+		"open 1000 ptys": syscall.ENOSPC}
 
 	for _, tc := range []struct{ name, rootfs, probe, bin string }{
 		{"host root", "/", probeHostPath, runnerBin},
@@ -68,6 +72,12 @@ func TestEscapesFail(t *testing.T) {
 				if a.Err == "" {
 					t.Errorf("escape %q succeeded", a.Name)
 					continue
+				}
+				if want, ok := wantErrno[a.Name]; ok && syscall.Errno(a.Errno) != want {
+					t.Errorf("%s: %s (errno %d), want %v", a.Name, a.Err, a.Errno, want)
+				}
+				if a.Name == "open 1000 ptys" && !strings.HasPrefix(a.Err, fmt.Sprintf("after %d ptys", MaxPtys)) {
+					t.Errorf("%s: %s, want %d ptys and no more", a.Name, a.Err, MaxPtys)
 				}
 				for _, d := range seccompDenied {
 					if strings.HasPrefix(a.Name, d) && syscall.Errno(a.Errno) != syscall.EPERM {

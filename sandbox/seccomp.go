@@ -17,8 +17,14 @@ import (
 // terminal. socket(AF_VSOCK) is refused because a network namespace does
 // not confine vsock: on a VM with a virtio-vsock device it would reach the
 // hypervisor host's services past the sandbox's empty network (Docker's
-// default profile refuses it for the same reason). Other architectures
-// and the x32 ABI are refused outright.
+// default profile refuses it for the same reason). io_setup answers
+// ENOSYS, as on a kernel without native AIO (libaio's users fall back,
+// glibc's POSIX AIO uses threads): its contexts come from one
+// machine-wide budget, fs.aio-max-nr, that binds root too, and one action
+// took it all, so that no other action, nor the host, could set one up.
+// memfd_secret answers ENOSYS too (as where secretmem is off): it takes
+// pages out of the kernel's direct map, which Docker's profile does not
+// allow either. Other architectures and the x32 ABI are refused outright.
 
 // deniedSyscalls answer EPERM unconditionally. Constant table.
 var deniedSyscalls = []uint32{
@@ -124,6 +130,8 @@ func defaultSeccompFilter() ([]unix.SockFilter, error) {
 	p.jump(jeq, unix.SYS_UNSHARE, "unshare", "")
 	p.jump(jeq, unix.SYS_IOCTL, "ioctl", "")
 	p.jump(jeq, unix.SYS_CLONE3, "enosys", "")
+	p.jump(jeq, unix.SYS_IO_SETUP, "enosys", "")
+	p.jump(jeq, unix.SYS_MEMFD_SECRET, "enosys", "")
 	p.jump(jeq, unix.SYS_SOCKET, "socket", "")
 	p.stmt(ret, unix.SECCOMP_RET_ALLOW)
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -14,6 +15,14 @@ import (
 
 // DefaultIDRange is the number of container uids and gids DefaultSpec maps.
 const DefaultIDRange = 65536
+
+// MaxPtys bounds the pseudo-terminals one sandbox can hold (its devpts
+// instance's max=). The ptys of every devpts instance but the host's come
+// out of one machine-wide budget (kernel.pty.max less kernel.pty.reserve,
+// 3,072 by default): unbounded, one action opened them all and every
+// other sandbox's open of /dev/ptmx failed with ENOSPC for as long as it
+// ran. Builds and tests use a handful.
+const MaxPtys = 64
 
 // DefaultSpec returns a runtime-spec for running args in a sandbox whose
 // rootfs is the host directory rootfs (absolute; "/" for the host's own
@@ -51,7 +60,7 @@ func DefaultSpec(rootfs string, hostIDBase uint32, args ...string) *specs.Spec {
 		Mounts: []specs.Mount{
 			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
-			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "max=" + strconv.Itoa(MaxPtys)}},
 			{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 			{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
 		},

@@ -14,6 +14,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -254,6 +255,7 @@ func escapes(hostPid, binary string) []report.Attempt {
 		}
 		return err
 	}()))
+	out = append(out, machineBudgets()...)
 	out = append(out, attempt("ptrace attach pid 1", unix.PtraceAttach(1)))
 	out = append(out, attempt(fmt.Sprintf("ptrace attach host pid %d", pid), unix.PtraceAttach(pid)))
 	out = append(out, attempt("setns own mnt ns", func() error {
@@ -330,4 +332,45 @@ func network(port string) report.Net {
 		r.Interfaces = append(r.Interfaces, i.Name+" "+i.Flags.String())
 	}
 	return r
+}
+
+// machineBudgets tries to take what the kernel counts for the whole
+// machine, not per namespace: async I/O contexts (fs.aio-max-nr, which
+// binds root too), ptys past the sandbox's own devpts bound (every
+// non-host devpts instance shares kernel.pty.max), and secret memory. Each
+// must fail.
+func machineBudgets() []report.Attempt {
+	var ctx uint64
+	aio := func() error {
+		_, _, e := syscall.Syscall(unix.SYS_IO_SETUP, 65536, uintptr(unsafe.Pointer(&ctx)), 0)
+		return errnoErr(e)
+	}()
+	secret := func() error {
+		r, _, e := syscall.Syscall(unix.SYS_MEMFD_SECRET, 0, 0, 0)
+		if e == 0 {
+			unix.Close(int(r))
+		}
+		return errnoErr(e)
+	}()
+	ptys := func() error {
+		var fds []int
+		defer func() {
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+		}()
+		for range 1000 {
+			fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return fmt.Errorf("after %d ptys: %w", len(fds), err)
+			}
+			fds = append(fds, fd)
+		}
+		return nil
+	}()
+	a := attempt("open 1000 ptys", ptys)
+	if errors.Is(ptys, unix.ENOSPC) {
+		a.Errno = int(unix.ENOSPC)
+	}
+	return []report.Attempt{attempt("io_setup 65536", aio), attempt("memfd_secret", secret), a}
 }
