@@ -6,8 +6,6 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/api/workerpb"
 )
@@ -42,7 +40,7 @@ func (c *core) Abandon(now time.Time, name, why string) error {
 func (c *core) end(now time.Time, name, why string, kind recordKind) error {
 	op := c.ops[name]
 	if op == nil {
-		return status.Errorf(codes.NotFound, "operation %q not found", name)
+		return errOperationNotFound(name, "")
 	}
 	if op.done {
 		return nil
@@ -74,7 +72,7 @@ func (c *core) end(now time.Time, name, why string, kind recordKind) error {
 func (c *core) Delete(now time.Time, name string) error {
 	op := c.ops[name]
 	if op == nil {
-		return status.Errorf(codes.NotFound, "operation %q not found", name)
+		return errOperationNotFound(name, "")
 	}
 	if e := op.exec; e != nil && !op.done && !c.replaying && len(e.waiters) == 1 {
 		_ = c.end(now, name, "deleted by DeleteOperation before it completed", recCancel) // it exists

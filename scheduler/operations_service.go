@@ -25,10 +25,13 @@ type operationsService struct {
 func (o *operationsService) GetOperation(ctx context.Context, req *longrunningpb.GetOperationRequest) (*longrunningpb.Operation, error) {
 	o.s.mu.Lock()
 	v, ok := o.s.core.Operation(req.Name)
-	o.s.followers.touch(req.Name, o.s.clock.Now()) // a poll counts as following
+	ok = ok && v.owner == auth.TenantOf(ctx)
+	if ok {
+		o.s.followers.touch(req.Name, o.s.clock.Now()) // the owner's poll counts as following
+	}
 	o.s.mu.Unlock()
-	if !ok || v.owner != auth.TenantOf(ctx) {
-		return nil, status.Errorf(codes.NotFound, "operation %q not found", req.Name)
+	if !ok {
+		return nil, errOperationNotFound(req.Name, "")
 	}
 	return toOperation(v), nil
 }
@@ -139,7 +142,7 @@ func (o *operationsService) WaitOperation(ctx context.Context, req *longrunningp
 // tenant learns nothing of others' operations. Called with s.mu held.
 func (s *Scheduler) checkOwner(ctx context.Context, name string) error {
 	if v, ok := s.core.Operation(name); !ok || v.owner != auth.TenantOf(ctx) {
-		return status.Errorf(codes.NotFound, "operation %q not found", name)
+		return errOperationNotFound(name, "")
 	}
 	return nil
 }
