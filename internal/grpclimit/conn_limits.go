@@ -136,17 +136,26 @@ func (c *sendConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Close takes c.mu and backlog.mu one after the other, never one inside
+// the other: the reaper holds backlog.mu while it takes each c.mu, and a
+// Close that held c.mu while it waited for backlog.mu deadlocked with it,
+// after which every Accept and Close of every listener waited forever
+// (an unauthenticated client resetting 2,000 connections at a time froze
+// the whole farm, health checks and metrics included).
 func (c *sendConn) Close() error {
 	c.mu.Lock()
-	if !c.closed {
+	first := !c.closed
+	if first {
 		c.closed = true
 		backlog.total.Add(-(c.queued - c.written))
 		c.queued = c.written
+	}
+	c.mu.Unlock()
+	if first {
 		backlog.mu.Lock()
 		delete(backlog.conns, connKeyOf(c.LocalAddr(), c.RemoteAddr()))
 		backlog.mu.Unlock()
 	}
-	c.mu.Unlock()
 	return c.Conn.Close()
 }
 
@@ -207,15 +216,21 @@ func reapStalled() {
 	for {
 		l := connLimits.Load()
 		time.Sleep(min(l.StallTimeout/4, l.RequestTimeout/4, time.Second))
-		backlog.mu.Lock()
-		var stalled []*sendConn
-		for _, c := range backlog.conns {
-			if c.stalled(l) {
-				stalled = append(stalled, c)
-			}
-		}
-		backlog.mu.Unlock()
-		for _, c := range stalled {
+		reapOnce(l)
+	}
+}
+
+// reapOnce closes the connections stalled now. It holds backlog.mu only to
+// copy the list, so Accept and Close wait for no connection's lock.
+func reapOnce(l *ConnLimits) {
+	backlog.mu.Lock()
+	conns := make([]*sendConn, 0, len(backlog.conns))
+	for _, c := range backlog.conns {
+		conns = append(conns, c)
+	}
+	backlog.mu.Unlock()
+	for _, c := range conns {
+		if c.stalled(l) {
 			c.Close()
 		}
 	}
