@@ -13,6 +13,7 @@ import (
 
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/configs"
+	"github.com/paddock-build/paddock/internal/grpclimit"
 	"github.com/paddock-build/paddock/scheduler"
 	"github.com/paddock-build/paddock/storage"
 	"github.com/paddock-build/paddock/worker"
@@ -176,7 +177,7 @@ func serveLocalInternal(sched *scheduler.Scheduler, path string) (*grpc.Server, 
 	if err != nil {
 		return nil, err
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(grpclimit.KeepaliveOptions()...) // the worker's pings
 	sched.RegisterInternal(g)
 	go g.Serve(lis)
 	return g, nil

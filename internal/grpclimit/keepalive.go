@@ -20,6 +20,12 @@ import (
 // flood after three pings.
 const MinPingInterval = 5 * time.Second
 
+// KeepaliveOptions are the farm's keepalive enforcement, for servers that
+// take no other grpclimit option (paddock up's local worker socket): its
+// workers ping every workerclient.Keepalive.Time, which gRPC's default
+// policy answers with GOAWAY too_many_pings after three.
+func KeepaliveOptions() []grpc.ServerOption { return keepaliveOptions() }
+
 func keepaliveOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 		MinTime:             MinPingInterval,

@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/keepalive"
 )
 
 // streamWindow is the flow-control window of a connection that carries
@@ -23,15 +24,28 @@ const streamWindow = 1 << 20
 // the scheduler's return (docs/scheduler.md).
 const ReconnectMaxDelay = 2 * time.Second
 
+// Keepalive has the worker ping a scheduler it has heard nothing from for
+// Time, and drop the connection when the ping is not answered within
+// Timeout. Without it a partition went unnoticed (the session's stream
+// only waits), and after it healed the worker's Register crept through
+// TCP's retransmission backoff on the old connection, up to two minutes
+// (10-53 s measured) in which a healthy worker sat idle. The scheduler's
+// policy allows a ping every 5 s (grpclimit.MinPingInterval); the
+// session's stream is always open, so no ping goes without a call.
+var Keepalive = keepalive.ClientParameters{Time: 15 * time.Second, Timeout: 10 * time.Second}
+
 // DialOptions are gRPC options for a connection to the scheduler that
 // carries only the worker protocol (not storage traffic), besides the
-// caller's transport credentials: flow-control windows (streamWindow)
-// and a reconnect backoff capped at ReconnectMaxDelay.
-func DialOptions() []grpc.DialOption {
+// caller's transport credentials: flow-control windows (streamWindow),
+// a reconnect backoff capped at ReconnectMaxDelay, and Keepalive.
+func DialOptions() []grpc.DialOption { return dialOptions(Keepalive) }
+
+func dialOptions(kp keepalive.ClientParameters) []grpc.DialOption {
 	reconnect := backoff.DefaultConfig
 	reconnect.MaxDelay = ReconnectMaxDelay
 	return []grpc.DialOption{
 		grpc.WithStaticStreamWindowSize(streamWindow), grpc.WithStaticConnWindowSize(streamWindow),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnect, MinConnectTimeout: 5 * time.Second}),
+		grpc.WithKeepaliveParams(kp),
 	}
 }

@@ -3,13 +3,19 @@ package workerclient
 import (
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 
 	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/internal/grpclimit"
+	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // acceptTimes listens on loopback, closes every connection at once (as a
@@ -64,6 +70,117 @@ func TestReconnectBackoffIsCapped(t *testing.T) {
 			last = at
 		case <-time.After(limit + time.Second):
 			t.Fatalf("attempt %d did not come within %s of the one before", i+1, limit+time.Second)
+		}
+	}
+}
+
+// TestKeepaliveFitsTheSchedulersPolicy: Keepalive pings no more often
+// than the farm's servers allow (or they would send GOAWAY too_many_pings)
+// and notices a dead scheduler within a minute.
+func TestKeepaliveFitsTheSchedulersPolicy(t *testing.T) {
+	if Keepalive.Time < grpclimit.MinPingInterval+time.Second || Keepalive.Timeout <= 0 || Keepalive.Time+Keepalive.Timeout > time.Minute {
+		t.Errorf("keepalive %+v: want pings at least %s apart, a dead scheduler noticed within a minute", Keepalive, grpclimit.MinPingInterval+time.Second)
+	}
+}
+
+// silentProxy forwards connections to target until silence, after which
+// it forwards nothing either way and closes nothing: a partition, as the
+// worker sees it.
+func silentProxy(t *testing.T, target string) (string, func()) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	silent := make(chan struct{})
+	var conns []net.Conn
+	var mu sync.Mutex
+	t.Cleanup(func() {
+		lis.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	pipe := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if err != nil {
+				return
+			}
+			select {
+			case <-silent:
+				continue // dropped
+			default:
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			go pipe(c, s)
+			go pipe(s, c)
+		}
+	}()
+	var once sync.Once
+	return lis.Addr().String(), func() { once.Do(func() { close(silent) }) }
+}
+
+// TestPartitionedSchedulerIsNoticed: a scheduler that stops answering
+// without closing the connection (a partition) ends the session within
+// the keepalive's time and timeout, so the worker reconnects; without a
+// keepalive it waited on the dead stream, and after the partition healed
+// its Register crept through TCP's backoff, up to two minutes.
+func TestPartitionedSchedulerIsNoticed(t *testing.T) {
+	sched := &scriptedScheduler{streams: make(chan workerpb.WorkerService_ConnectServer, 4)}
+	addr, partition := silentProxy(t, grpctest.Listen(t, func(g *grpc.Server) { workerpb.RegisterWorkerServiceServer(g, sched) }))
+	kp := keepalive.ClientParameters{Time: 10 * time.Second, Timeout: time.Second} // gRPC's shortest time
+	conn, err := grpc.NewClient("passthrough:///"+addr, append(dialOptions(kp), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c, err := New(Options{Conn: conn, Register: &workerpb.Register{WorkerId: "w", Concurrency: 1}, ReconnectDelay: time.Millisecond,
+		Handler: func(context.Context, *workerpb.Assignment) *repb.ExecuteResponse { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go c.Run(ctx)
+	first := <-sched.streams
+	defer first.(*endingStream).end()
+	if m, err := first.Recv(); err != nil || m.GetRegister() == nil {
+		t.Fatalf("first message %v, %v; want register", m, err)
+	}
+	first.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
+	waitUntil(t, 10*time.Second, "registered", c.Connected)
+	partition()
+	waitUntil(t, 3*(kp.Time+kp.Timeout), "the dead session noticed", func() bool { return !c.Connected() })
+}
+
+// waitUntil polls cond until it holds, failing the test after d.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, d)
 		}
 	}
 }
