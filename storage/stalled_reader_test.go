@@ -134,3 +134,29 @@ func TestSendBacklogIsBoundedAcrossConnections(t *testing.T) {
 		t.Fatalf("once the stalled connections closed: %v", err)
 	}
 }
+
+// TestCancelledReadLeavesNoBacklog: gRPC drops what a reset stream had
+// queued, which is then never written. A ByteStream read of an 8 MiB blob
+// cancelled after its first message left about 300 KB counted as queued
+// on its connection for good, and the connection, writing nothing more,
+// was closed as stalled 30 s later with the client's other calls (its
+// Execute streams). Once the reads end, the count is back to zero.
+func TestCancelledReadLeavesNoBacklog(t *testing.T) {
+	limits := grpclimit.DefaultConnLimits()
+	limits.StallTimeout = time.Hour // the count must fall by itself, not by the connection's close
+	_, _, mem, conn := backlogServer(t, limits)
+	big := putString(t, mem, string(bytes.Repeat([]byte{'d'}, 8<<20)))
+	bs := bytestream.NewByteStreamClient(conn)
+	for range 5 {
+		ctx, cancel := context.WithCancel(context.Background())
+		stream, err := bs.Read(ctx, &bytestream.ReadRequest{ResourceName: "blobs/" + big.String()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+	}
+	waitFor(t, "the cancelled reads' backlog to be dropped", func() bool { return grpclimit.SendBacklog() == 0 })
+}

@@ -2,11 +2,13 @@ package grpclimit
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 )
@@ -26,7 +28,9 @@ import (
 // The bytes queued are counted from WaitToSend's reservation, corrected to
 // the payload's size once gRPC takes it; the bytes written, from the
 // socket (TrackSends wraps the listener). Headers and framing are written
-// but not queued, so a connection's count never goes below zero.
+// but not queued, so a connection's count never goes below zero. What a
+// reset stream had queued, gRPC drops unwritten: at the call's end its
+// most (handleSend) leaves the count.
 
 // A client can also hold the server's memory the other way: gRPC reads a
 // request message as it arrives, so a client that sends all of a 4 MiB
@@ -239,11 +243,26 @@ func reapOnce(l *ConnLimits) {
 type sendConnKey struct{}
 type sendRPCKey struct{}
 
-// sendRPC is one call's reservation on its connection.
+// sendRPC is one call's reservation on its connection, and what it has
+// handed gRPC.
 type sendRPC struct {
 	conn        *sendConn
 	reserved    atomic.Int64
-	timedStream bool // one of timedStreams
+	handed      atomic.Int64 // wire bytes of the responses gRPC took
+	lastWire    atomic.Int64 // those of the last one
+	timedStream bool         // one of timedStreams
+}
+
+// streamWriteQuota is grpc-go's per-stream write quota (its
+// defaultWriteQuota): a stream's Send waits while more than this is
+// queued and unwritten, so a stream has at most this plus its last
+// message unwritten at any time.
+const streamWriteQuota = 64 << 10
+
+// unsentBound is the most rpc can have queued and unwritten: what a
+// stream reset drops.
+func (rpc *sendRPC) unsentBound() int64 {
+	return min(rpc.handed.Load(), streamWriteQuota+rpc.lastWire.Load())
 }
 
 // WaitToSend waits until the caller's connection, and the process, have
@@ -321,9 +340,32 @@ func handleSend(ctx context.Context, s stats.RPCStats) {
 		}
 		rpc.conn.receive(rpc, next)
 	case *stats.OutPayload:
+		rpc.handed.Add(int64(s.WireLength))
+		rpc.lastWire.Store(int64(s.WireLength))
 		rpc.conn.add(int64(s.WireLength) - rpc.reserved.Swap(0))
 	case *stats.End:
 		rpc.conn.receive(rpc, time.Time{})
-		rpc.conn.add(-rpc.reserved.Swap(0))
+		n := rpc.reserved.Swap(0)
+		if cancelled(s.Error) {
+			// gRPC drops what a reset stream had queued, which is then
+			// never written: counted on, a cancelled download held its
+			// connection's backlog above zero for good, and the
+			// connection was closed as stalled 30 s later, the client's
+			// other calls with it. Which part was written is not known:
+			// the bound is taken (add keeps the count at or above what
+			// was written).
+			n += rpc.unsentBound()
+		}
+		rpc.conn.add(-n)
 	}
+}
+
+// cancelled reports whether a call ended by its stream's reset: the
+// client cancelled it, its deadline passed, or its connection went.
+func cancelled(err error) bool {
+	switch status.Code(err) {
+	case codes.Canceled, codes.DeadlineExceeded, codes.Unavailable:
+		return true
+	}
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
