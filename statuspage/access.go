@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/auth"
+	"github.com/paddock-build/paddock/internal/hostguard"
 )
 
 // This file decides who may use the page, and checks every POST.
@@ -89,7 +89,7 @@ func (h *Handler) guard(next http.HandlerFunc) http.HandlerFunc {
 func (h *Handler) identify(r *http.Request) (*viewer, int, string) {
 	p := h.opts.Policy
 	if p == nil {
-		if !localHost(r.Host) {
+		if !hostguard.Local(r.Host) {
 			return nil, http.StatusForbidden, fmt.Sprintf("host %q: without an auth policy this page answers only to localhost and IP addresses", r.Host)
 		}
 		return &viewer{binding: "open"}, 0, ""
@@ -159,15 +159,4 @@ func (h *Handler) csrfToken(binding string) string {
 	m := hmac.New(sha256.New, h.csrfKey)
 	m.Write([]byte(binding))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
-// localHost reports whether a Host header names this machine the way no
-// other site can: localhost or an IP address (a site's own name, rebound
-// to 127.0.0.1, is neither).
-func localHost(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	return strings.EqualFold(host, "localhost") || net.ParseIP(host) != nil
 }

@@ -5,11 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +26,7 @@ import (
 
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/internal/grpclimit"
+	"github.com/paddock-build/paddock/internal/hostguard"
 	"github.com/paddock-build/paddock/internal/unixsock"
 )
 
@@ -70,6 +73,44 @@ func newObservability(logger *slog.Logger) *observability {
 	}
 	o.gather = o.reg
 	return o
+}
+
+// httpBodyTimeout bounds the time an HTTP request's body may take to
+// arrive (the status page's forms hold 64 KiB at most). A variable for
+// the tests.
+var httpBodyTimeout = 30 * time.Second
+
+// timedBody bounds the time r's body may take to arrive (not gRPC's,
+// whose health Watch streams last): a POST /login sending a byte every
+// 20 s held its connection for good, and 2,600 of them held every
+// connection the listener admits, /healthz's included. The deadline is
+// lifted once the body has been read: on HTTP/1 it is the connection's,
+// and one that passed later, in a long handler, would cancel the request.
+func timedBody(w http.ResponseWriter, r *http.Request) *http.Request {
+	if r.ContentLength == 0 {
+		return r // no body (a GET)
+	}
+	rc := http.NewResponseController(w)
+	if rc.SetReadDeadline(time.Now().Add(httpBodyTimeout)) != nil {
+		return r
+	}
+	r.Body = &deadlineBody{ReadCloser: r.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+	return r
+}
+
+// deadlineBody lifts its read deadline at its end.
+type deadlineBody struct {
+	io.ReadCloser
+	lift func()
+	once sync.Once
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) {
+		b.once.Do(b.lift)
+	}
+	return n, err
 }
 
 // maxHTTPGRPCCalls bounds the gRPC calls in progress on the HTTP port,
@@ -136,8 +177,15 @@ func (o *observability) startHTTP(ctx context.Context, addr string, tlsCfg *tls.
 		return "", fmt.Errorf("--http-listen: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(o.gather, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}))
-	mux.HandleFunc("GET /healthz", o.healthz)
+	// On loopback, what needs no credentials answers only to localhost
+	// and IP addresses (hostguard): a web page rebinding its name to
+	// 127.0.0.1 read every tenant's instance names from /metrics.
+	open := func(h http.Handler) http.Handler { return h }
+	if hostguard.Loopback(addr) {
+		open = hostguard.Handler
+	}
+	mux.Handle("GET /metrics", open(promhttp.HandlerFor(o.gather, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})))
+	mux.Handle("GET /healthz", open(http.HandlerFunc(o.healthz)))
 	if routes != nil {
 		routes(mux)
 	}
@@ -169,7 +217,7 @@ func (o *observability) startHTTP(ctx context.Context, addr string, tlsCfg *tls.
 				hg.ServeHTTP(w, r)
 				return
 			}
-			mux.ServeHTTP(w, r)
+			mux.ServeHTTP(w, timedBody(w, r))
 		}),
 		// A request's headers, as on the gRPC port (grpclimit).
 		MaxHeaderBytes:    grpclimit.MaxHeaderBytes,

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
@@ -210,5 +212,75 @@ func TestLogLevelDebugShowsAuthDecisions(t *testing.T) {
 	}
 	if out := stderrOf(); strings.Contains(out, "level=DEBUG") || !strings.Contains(out, "level=INFO") {
 		t.Errorf("the default level logs debug lines, or no info line:\n%s", out)
+	}
+}
+
+// TestLoopbackListenersRefuseOtherNames: on loopback, /metrics and
+// /healthz, and the pprof listener, answer only requests addressed to
+// localhost or an IP address: a web page that rebinds its own name to
+// 127.0.0.1 read every tenant's instance names (metrics) and goroutine
+// stacks (pprof) through the operator's browser.
+func TestLoopbackListenersRefuseOtherNames(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := newObservability(slog.New(slog.DiscardHandler))
+	addr, err := o.startHTTP(ctx, "127.0.0.1:0", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pprofAddr, err := startPprof("127.0.0.1:0", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"http://" + addr + "/metrics", "http://" + addr + "/healthz", "http://" + pprofAddr + "/debug/pprof/goroutine"} {
+		for host, want := range map[string]int{"": http.StatusOK, "rebound.example": http.StatusMisdirectedRequest} {
+			req, _ := http.NewRequest("GET", u, nil)
+			req.Host = host
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != want {
+				t.Errorf("%s with Host %q: %d, want %d", u, host, resp.StatusCode, want)
+			}
+		}
+	}
+}
+
+// TestSlowRequestBodiesAreCut: a request whose body does not arrive
+// within httpBodyTimeout has its connection closed (a POST /login sending
+// a byte every 20 s was held for good); a GET is not timed, so a long
+// download is not cut.
+func TestSlowRequestBodiesAreCut(t *testing.T) {
+	old := httpBodyTimeout
+	httpBodyTimeout = 300 * time.Millisecond
+	defer func() { httpBodyTimeout = old }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := newObservability(slog.New(slog.DiscardHandler))
+	addr, err := o.startHTTP(ctx, "127.0.0.1:0", nil, func(mux *http.ServeMux) {
+		mux.HandleFunc("POST /form", func(w http.ResponseWriter, r *http.Request) {
+			if err := r.ParseForm(); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+			}
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "POST /form HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 60000\r\n\r\na"); err != nil {
+		t.Fatal(err)
+	}
+	// Read until the server closes the connection; the test's own
+	// deadline only stops a server that never would.
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if _, err := io.ReadAll(c); err != nil {
+		t.Fatalf("the connection with a slow body was not closed: %v", err)
 	}
 }
