@@ -64,6 +64,7 @@ type Handler struct {
 	sessions  *sessions
 	csrfKey   []byte // HMAC key of the CSRF tokens, random per process
 	origins   *http.CrossOriginProtection
+	refusals  refusalLog // sign-ins refused
 }
 
 // New parses the templates and returns the handler.

@@ -49,7 +49,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		body.Error = status.Convert(err).Message()
-		h.opts.Logger.Info("status page: sign-in refused", "remote", r.RemoteAddr, "reason", body.Error)
+		h.refusals.refused(h.opts.Logger, h.opts.Now(), r.RemoteAddr, body.Error)
 		h.render(w, r, code, "login.html", page{Title: "Sign in", Body: body})
 		return
 	}
