@@ -54,5 +54,5 @@ func checkWorkerResult(worker string, e *execution, resp *repb.ExecuteResponse) 
 		return nil
 	}
 	return &repb.ExecuteResponse{Status: &rpcstatus.Status{Code: int32(code.Code_UNAVAILABLE),
-		Message: fmt.Sprintf("worker %q returned a result REv2 does not allow (%v); the action runs again on another worker", worker, err)}}
+		Message: fmt.Sprintf("worker %q returned a result REv2 does not allow (%v); it is not delivered, and the action is retried on another worker while retries remain", worker, err)}}
 }
