@@ -69,6 +69,32 @@ func v1SubsystemsOf(root string) []string {
 	return subs
 }
 
+// checkCgroups makes sure the sandboxes' cgroups can be made under parent
+// in every hierarchy they use, creating parent there. Without it a runner
+// with no cgroup file system (started under `ip netns exec`, which mounts
+// a /sys of its own) served as ready and failed every action INTERNAL.
+func checkCgroups(parent string) error {
+	if cgroups.Mode() == cgroups.Unified {
+		return checkCgroupsAt(cgroupRoot, parent, []string{""})
+	}
+	return checkCgroupsAt(cgroupRoot, parent, v1Subsystems)
+}
+
+// checkCgroupsAt is checkCgroups for the hierarchies subs ("" for v2's
+// one) under root.
+func checkCgroupsAt(root, parent string, subs []string) error {
+	for _, sub := range subs {
+		top := filepath.Join(root, sub)
+		if _, err := os.Stat(filepath.Join(top, "cgroup.procs")); err != nil {
+			return fmt.Errorf("no cgroup hierarchy at %s (%v): the runner needs the host's cgroup file system mounted at %s (under `ip netns exec`, which mounts a /sys of its own, start it with `nsenter --net=/run/netns/NAME` instead)", top, err, root)
+		}
+		if err := os.MkdirAll(filepath.Join(top, parent), 0o755); err != nil {
+			return fmt.Errorf("create the sandboxes' cgroup parent: %w", err)
+		}
+	}
+	return nil
+}
+
 // freezeWait bounds how long killAll waits for a sandbox to freeze (a
 // process in uninterruptible sleep delays it); past it, the kill goes
 // ahead unfrozen.

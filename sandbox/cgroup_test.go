@@ -53,3 +53,30 @@ func TestCgroupV2Mechanics(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestCheckCgroupsRefusesAMissingHierarchy: a launcher whose hierarchies
+// are not mounted (a runner under `ip netns exec`) is refused at start,
+// naming the hierarchy, instead of failing every action; with them, the
+// sandboxes' parent is made in each.
+func TestCheckCgroupsRefusesAMissingHierarchy(t *testing.T) {
+	root := t.TempDir()
+	for _, sub := range []string{"memory", "pids"} {
+		if err := os.MkdirAll(filepath.Join(root, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, sub, "cgroup.procs"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := checkCgroupsAt(root, "paddock-sandbox", []string{"memory", "pids", "cpu"}); err == nil || !strings.Contains(err.Error(), filepath.Join(root, "cpu")) {
+		t.Fatalf("checkCgroupsAt without cpu: %v, want an error naming %s", err, filepath.Join(root, "cpu"))
+	}
+	if err := checkCgroupsAt(root, "paddock-sandbox", []string{"memory", "pids"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"memory", "pids"} {
+		if st, err := os.Stat(filepath.Join(root, sub, "paddock-sandbox")); err != nil || !st.IsDir() {
+			t.Errorf("%s: the sandboxes' parent was not made: %v", sub, err)
+		}
+	}
+}

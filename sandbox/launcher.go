@@ -151,6 +151,9 @@ func New(opts Options) (*Launcher, error) {
 		l.b = b
 		return l, nil
 	}
+	if err := checkCgroups(opts.CgroupParent); err != nil {
+		return nil, err
+	}
 	if err := cleanStaleCgroups(opts.CgroupParent); err != nil {
 		return nil, fmt.Errorf("clean stale sandbox cgroups: %w", err)
 	}
