@@ -191,6 +191,14 @@ func TestTornTailIsDroppedAndSaid(t *testing.T) {
 	})
 }
 
+// TestFlippedBitIsDetected: a bit flipped in the last record drops it as
+// a torn tail would, every record before it kept. One flipped in an
+// earlier record, with intact records after it, cannot be a torn write
+// (a crash keeps a prefix of the appends): the journal refuses to open,
+// naming the segment, the offset and the command that drops the rest,
+// and leaves the file as it is; dropping it as a tail silently lost every
+// later, acknowledged operation. A flip in a record's length loses the
+// framing: either outcome is then allowed.
 func TestFlippedBitIsDetected(t *testing.T) {
 	damageRounds(t, 2, func(rng *rand.Rand, dir, path string, ends []int) {
 		b, _ := os.ReadFile(path)
@@ -199,14 +207,32 @@ func TestFlippedBitIsDetected(t *testing.T) {
 		if err := os.WriteFile(path, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
+		damaged := completeBefore(ends, pos) // the damaged record's index
+		start := len(segmentMagic)
+		if damaged > 0 {
+			start = ends[damaged-1]
+		}
+		inLength := pos < start+4
 		logs := &testlog.Buffer{}
-		j, rec := open(t, dir, logs)
+		j, rec, err := Open(Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+		if err != nil {
+			if damaged == len(ends)-1 && !inLength {
+				t.Fatalf("bit flipped at %d in the last record: %v, want it dropped as a tail", pos, err)
+			}
+			if !strings.Contains(err.Error(), "not a torn write") || !strings.Contains(err.Error(), fmt.Sprintf("truncate -s %d %s", start, path)) {
+				t.Fatalf("bit flipped at %d: %v, want a refusal naming the offset %d and the truncate", pos, err, start)
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(after, b) {
+				t.Fatalf("bit flipped at %d: the refused segment was changed", pos)
+			}
+			return
+		}
 		j.Close()
-		// Every record that ends before the damaged byte is kept; the
-		// damaged one and everything after it is dropped.
-		keep := completeBefore(ends, pos)
-		checkRecords(t, rec, 0, keep)
-		if !strings.Contains(logs.String(), "torn or corrupt tail dropped") || !strings.Contains(rec.Dropped, fmt.Sprintf("after record %d", keep)) {
+		if damaged < len(ends)-1 && !inLength {
+			t.Fatalf("bit flipped at %d in record %d of %d: opened, dropping %q; want a refusal", pos, damaged+1, len(ends), rec.Dropped)
+		}
+		checkRecords(t, rec, 0, damaged)
+		if !strings.Contains(logs.String(), "torn or corrupt tail dropped") || !strings.Contains(rec.Dropped, fmt.Sprintf("after record %d", damaged)) {
 			t.Fatalf("bit flipped at %d: dropped %q, log %q", pos, rec.Dropped, logs.String())
 		}
 	})

@@ -93,6 +93,10 @@ func readSegments(dir string, segs []uint64, rec *Recovered, log *slog.Logger) (
 			if !last {
 				return tailInfo{}, fmt.Errorf("journal: segment %s is damaged at byte %d (%v) and later segments exist; refusing to start from a wrong state", segmentName(first), valid, bad)
 			}
+			if k := framesAfter(b, valid); k > 0 {
+				return tailInfo{}, fmt.Errorf("journal: segment %s is damaged at byte %d, record %d (%v), and %d complete record(s) follow it: not a torn write, and acknowledged operations would be lost; refusing to start from a wrong state (to drop record %d and everything after it, truncate -s %d %s; or move the journal directory away to start empty)",
+					segmentName(first), valid, next, bad, k, next, valid, path)
+			}
 			rec.Dropped = fmt.Sprintf("segment %s: dropped %d byte(s) from byte %d, after record %d: %v", segmentName(first), len(b)-valid, valid, next-1, bad)
 			log.Warn("journal: torn or corrupt tail dropped; every complete record before it is kept",
 				"segment", segmentName(first), "offset", valid, "dropped_bytes", len(b)-valid, "last_record", next-1, "reason", bad.Error())
@@ -111,6 +115,33 @@ func readSegments(dir string, segs []uint64, rec *Recovered, log *slog.Logger) (
 		tail = tailInfo{}
 	}
 	return tail, nil
+}
+
+// framesAfter counts the complete, checksummed frames that follow the
+// frame at off of segment b, which failed its checksum but whose length
+// fits the segment: none after a torn write, which leaves the segment's
+// last frame, or its last few, cut short (a crash keeps a prefix of the
+// file's appends). Frames after it mean a record damaged in place, a bit
+// flipped on disk say, with later records, whose operations clients may
+// have been told of, intact: dropping them as a torn tail lost them. A
+// corrupt length leaves nothing to find the next frame by (zero).
+func framesAfter(b []byte, off int) int {
+	if len(b)-off < frameHeader {
+		return 0
+	}
+	size := int(binary.LittleEndian.Uint32(b[off : off+4]))
+	if size > MaxRecord || off+frameHeader+size > len(b) {
+		return 0
+	}
+	k := 0
+	for next := off + frameHeader + size; next < len(b); k++ {
+		_, n, err := readFrame(b[next:])
+		if err != nil {
+			break
+		}
+		next += n
+	}
+	return k
 }
 
 func segs0(segs []uint64, def uint64) uint64 {
