@@ -330,3 +330,43 @@ func TestLargeRecordsBringSnapshotsSooner(t *testing.T) {
 		t.Fatal("the last operation was not recovered")
 	}
 }
+
+// TestSnapshotBytesCountAcrossRestarts: the records a start replays count
+// toward the next snapshot. Counted from zero at each start, a scheduler
+// restarted before each 256 MiB of new records (a crash loop, routine
+// deploys) never wrote one, and its journal and start-up grew without
+// bound. Here 200 KB before a restart and 100 KB after pass the 256 KB.
+func TestSnapshotBytesCountAcrossRestarts(t *testing.T) {
+	defer func(b int64) { snapshotBytes = b }(snapshotBytes)
+	snapshotBytes = 256 << 10
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.JournalDir = dir
+	resp := &repb.ExecuteResponse{CachedResult: true, Message: strings.Repeat("r", 10_000)}
+	add := func(s *Scheduler, from, to int) {
+		for i := from; i < to; i++ {
+			s.mu.Lock()
+			s.core.AddCompleted(s.clock.Now(), fmt.Sprint("operations/hit-", i), "", "", actionDigest("x"), resp)
+			s.apply()
+			s.mu.Unlock()
+		}
+	}
+	snapshots := func() []string {
+		names, _ := filepath.Glob(filepath.Join(dir, "snap-*"))
+		return names
+	}
+	s := newTestScheduler(t, cfg, nil)
+	add(s, 0, 20)
+	s.Close()
+	if n := snapshots(); len(n) != 0 {
+		t.Fatalf("snapshots %v after 200 KB of records, want none yet", n)
+	}
+	r := newTestScheduler(t, cfg, nil)
+	add(r, 20, 30)
+	for deadline := time.Now().Add(10 * time.Second); len(snapshots()) == 0; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no snapshot after 300 KB of records since the last, 100 KB of them in this run")
+		}
+	}
+	r.Close()
+}

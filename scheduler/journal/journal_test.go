@@ -315,3 +315,29 @@ func TestParseSyncPolicy(t *testing.T) {
 		t.Errorf("ParseSyncPolicy(sometimes): %v", err)
 	}
 }
+
+// TestMissingSegmentAfterTheSnapshotRefusesToStart: the segment after a
+// snapshot exists whenever the snapshot does (Rotate makes it first);
+// without it the records after the snapshot are gone, and the journal
+// refuses to open instead of silently forgetting them.
+func TestMissingSegmentAfterTheSnapshotRefusesToStart(t *testing.T) {
+	dir := t.TempDir()
+	j, _ := open(t, dir, nil)
+	j.Append(record(0))
+	seq := j.Rotate()
+	if err := j.WriteSnapshot(seq, []byte("the state")); err != nil {
+		t.Fatal(err)
+	}
+	last := j.Append(record(1))
+	if err := j.WaitDurable(last); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	if err := os.Remove(filepath.Join(dir, segmentName(seq+1))); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := Open(Options{Dir: dir})
+	if err == nil || !strings.Contains(err.Error(), "refusing to start") || !strings.Contains(err.Error(), segmentName(seq+1)) {
+		t.Fatalf("Open without the segment after the snapshot: %v, want a refusal naming it", err)
+	}
+}

@@ -59,6 +59,14 @@ func recoverDir(dir string, log *slog.Logger) (*Recovered, tailInfo, error) {
 		os.Remove(filepath.Join(dir, segmentName(segs[0])))
 		segs = segs[1:]
 	}
+	if len(snaps) > 0 && len(segs) == 0 {
+		// Rotate makes the segment after a snapshot, and syncs the
+		// directory, before the snapshot is written: without it, the
+		// records after the snapshot are gone (deleted by hand, or by the
+		// file system), and starting would silently forget them.
+		return nil, tailInfo{}, fmt.Errorf("journal: the records after snapshot %d are missing (no segment %s); refusing to start from a wrong state (move the journal directory away to start empty)",
+			rec.SnapshotSeq, segmentName(rec.SnapshotSeq+1))
+	}
 	if len(segs) > 0 && segs[0] > rec.SnapshotSeq+1 {
 		return nil, tailInfo{}, fmt.Errorf("journal: records %d to %d are missing (the snapshot covers up to %d, the first segment starts at %d); refusing to start from a wrong state",
 			rec.SnapshotSeq+1, segs[0]-1, rec.SnapshotSeq, segs[0])
