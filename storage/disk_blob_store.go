@@ -73,6 +73,7 @@ type DiskBlobStore struct {
 	// tmp/): stored and in-flight bytes together stay within maxBytes.
 	inflight   int64
 	fullLogged time.Time // when makeRoom last said the disk is full (disk_room.go)
+	roomLog    roomLog   // what makeRoom evicted since it last said so
 	// doomed holds the evicted blobs whose files are not removed yet:
 	// false while queued, true while being removed (disk_unlink.go).
 	doomed      map[blobKey]bool

@@ -45,7 +45,11 @@ func TestDiskCASKeepsItsFilesystemFree(t *testing.T) {
 	ctx := context.Background()
 	t.Run("bytes", func(t *testing.T) {
 		dir := testdisk.Mount(t, 8<<20, 10000)
-		s := newDisk(t, dir, 1<<30)
+		var log testlog.Buffer
+		s, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: dir, MaxBytes: 1 << 30, Logger: slog.New(slog.NewTextHandler(&log, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
 		for i := range 40 { // 20 MiB through an 8 MiB disk
 			b, d := blobOf(i, 512<<10)
 			if err := s.Put(ctx, d, bytes.NewReader(b)); err != nil {
@@ -58,6 +62,11 @@ func TestDiskCASKeepsItsFilesystemFree(t *testing.T) {
 		_, last := blobOf(39, 512<<10)
 		if m := missing(t, s, last); m[last] {
 			t.Fatal("the last blob uploaded is missing")
+		}
+		// Every upload past the disk evicts; that is said once a minute
+		// (each wrote a line).
+		if n := strings.Count(log.String(), "nearly full"); n != 1 {
+			t.Fatalf("evictions to keep the disk free logged %d times in 40 uploads, want once:\n%s", n, log.String())
 		}
 	})
 	t.Run("inodes", func(t *testing.T) {
