@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -108,9 +106,9 @@ func TestStorageCallFailsWhenStorageStalls(t *testing.T) {
 	t.Parallel()
 	cas := &gatedStore{BlobStore: storage.NewMemoryBlobStore(), entered: make(chan struct{}, 1), release: make(chan struct{})}
 	defer close(cas.release)
-	proxy := newStallProxy(t, serveStorage(t, storage.ServerOptions{CAS: cas, AC: storage.NewMemoryActionCache()}))
+	proxy := grpctest.NewStallProxy(t, serveStorage(t, storage.ServerOptions{CAS: cas, AC: storage.NewMemoryActionCache()}))
 	kp := keepalive.ClientParameters{Time: 10 * time.Second, Timeout: time.Second}
-	conn, err := dialStorageKeepalive(proxy.addr, nil, kp)
+	conn, err := dialStorageKeepalive(proxy.Addr, nil, kp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +122,7 @@ func TestStorageCallFailsWhenStorageStalls(t *testing.T) {
 		done <- err
 	}()
 	<-cas.entered
-	proxy.stall()
+	proxy.Stall()
 	stalled := time.Now()
 	err = <-done
 	if status.Code(err) != codes.Unavailable {
@@ -155,76 +153,4 @@ func (g *gatedStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]dig
 	case <-ctx.Done():
 	}
 	return nil, errors.New("released")
-}
-
-// stallProxy forwards TCP connections to a server until stall; then it
-// forwards nothing more either way and closes nothing, which is what a
-// client sees of a stopped process or a partition. Connections close when
-// the test ends.
-type stallProxy struct {
-	addr    string
-	stalled chan struct{}
-	once    sync.Once
-}
-
-func newStallProxy(t *testing.T, target string) *stallProxy {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &stallProxy{addr: lis.Addr().String(), stalled: make(chan struct{})}
-	var mu sync.Mutex
-	var conns []net.Conn
-	t.Cleanup(func() {
-		lis.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	go func() {
-		for {
-			client, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			server, err := net.Dial("tcp", target)
-			if err != nil {
-				client.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, client, server)
-			mu.Unlock()
-			go p.pipe(server, client)
-			go p.pipe(client, server)
-		}
-	}()
-	return p
-}
-
-func (p *stallProxy) stall() { p.once.Do(func() { close(p.stalled) }) }
-
-// pipe copies src to dst until the stall (dropping what it read then) or
-// an error.
-func (p *stallProxy) pipe(dst, src net.Conn) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		select {
-		case <-p.stalled:
-			return
-		default:
-		}
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
 }

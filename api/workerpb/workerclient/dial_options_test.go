@@ -3,7 +3,6 @@ package workerclient
 import (
 	"context"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -83,65 +82,6 @@ func TestKeepaliveFitsTheSchedulersPolicy(t *testing.T) {
 	}
 }
 
-// silentProxy forwards connections to target until silence, after which
-// it forwards nothing either way and closes nothing: a partition, as the
-// worker sees it.
-func silentProxy(t *testing.T, target string) (string, func()) {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	silent := make(chan struct{})
-	var conns []net.Conn
-	var mu sync.Mutex
-	t.Cleanup(func() {
-		lis.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	pipe := func(dst, src net.Conn) {
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := src.Read(buf)
-			if err != nil {
-				return
-			}
-			select {
-			case <-silent:
-				continue // dropped
-			default:
-			}
-			if _, err := dst.Write(buf[:n]); err != nil {
-				return
-			}
-		}
-	}
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, c, s)
-			mu.Unlock()
-			go pipe(c, s)
-			go pipe(s, c)
-		}
-	}()
-	var once sync.Once
-	return lis.Addr().String(), func() { once.Do(func() { close(silent) }) }
-}
-
 // TestPartitionedSchedulerIsNoticed: a scheduler that stops answering
 // without closing the connection (a partition) ends the session within
 // the keepalive's time and timeout, so the worker reconnects; without a
@@ -149,9 +89,9 @@ func silentProxy(t *testing.T, target string) (string, func()) {
 // its Register crept through TCP's backoff, up to two minutes.
 func TestPartitionedSchedulerIsNoticed(t *testing.T) {
 	sched := &scriptedScheduler{streams: make(chan workerpb.WorkerService_ConnectServer, 4)}
-	addr, partition := silentProxy(t, grpctest.Listen(t, func(g *grpc.Server) { workerpb.RegisterWorkerServiceServer(g, sched) }))
+	proxy := grpctest.NewStallProxy(t, grpctest.Listen(t, func(g *grpc.Server) { workerpb.RegisterWorkerServiceServer(g, sched) }))
 	kp := keepalive.ClientParameters{Time: 10 * time.Second, Timeout: time.Second} // gRPC's shortest time
-	conn, err := grpc.NewClient("passthrough:///"+addr, append(dialOptions(kp), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	conn, err := grpc.NewClient("passthrough:///"+proxy.Addr, append(dialOptions(kp), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +111,7 @@ func TestPartitionedSchedulerIsNoticed(t *testing.T) {
 	}
 	first.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
 	waitUntil(t, 10*time.Second, "registered", c.Connected)
-	partition()
+	proxy.Stall() // a partition
 	waitUntil(t, 3*(kp.Time+kp.Timeout), "the dead session noticed", func() bool { return !c.Connected() })
 }
 
