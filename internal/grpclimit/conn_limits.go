@@ -29,8 +29,8 @@ import (
 // the payload's size once gRPC takes it; the bytes written, from the
 // socket (TrackSends wraps the listener). Headers and framing are written
 // but not queued, so a connection's count never goes below zero. What a
-// reset stream had queued, gRPC drops unwritten: at the call's end its
-// most (handleSend) leaves the count.
+// reset stream had queued, gRPC drops unwritten: at the call's end it
+// leaves the count (streamUnsent).
 
 // A client can also hold the server's memory the other way: gRPC reads a
 // request message as it arrives, so a client that sends all of a 4 MiB
@@ -249,21 +249,12 @@ type sendRPC struct {
 	conn        *sendConn
 	reserved    atomic.Int64
 	handed      atomic.Int64 // wire bytes of the responses gRPC took
-	lastWire    atomic.Int64 // those of the last one
 	timedStream bool         // one of timedStreams
 }
 
 // streamWriteQuota is grpc-go's per-stream write quota (its
-// defaultWriteQuota): a stream's Send waits while more than this is
-// queued and unwritten, so a stream has at most this plus its last
-// message unwritten at any time.
+// defaultWriteQuota), which each stream starts with (streamUnsent).
 const streamWriteQuota = 64 << 10
-
-// unsentBound is the most rpc can have queued and unwritten: what a
-// stream reset drops.
-func (rpc *sendRPC) unsentBound() int64 {
-	return min(rpc.handed.Load(), streamWriteQuota+rpc.lastWire.Load())
-}
 
 // WaitToSend waits until the caller's connection, and the process, have
 // room in their send backlogs for a response of n bytes (a connection
@@ -341,7 +332,6 @@ func handleSend(ctx context.Context, s stats.RPCStats) {
 		rpc.conn.receive(rpc, next)
 	case *stats.OutPayload:
 		rpc.handed.Add(int64(s.WireLength))
-		rpc.lastWire.Store(int64(s.WireLength))
 		rpc.conn.add(int64(s.WireLength) - rpc.reserved.Swap(0))
 	case *stats.End:
 		rpc.conn.receive(rpc, time.Time{})
@@ -351,10 +341,10 @@ func handleSend(ctx context.Context, s stats.RPCStats) {
 			// never written: counted on, a cancelled download held its
 			// connection's backlog above zero for good, and the
 			// connection was closed as stalled 30 s later, the client's
-			// other calls with it. Which part was written is not known:
-			// the bound is taken (add keeps the count at or above what
-			// was written).
-			n += rpc.unsentBound()
+			// other calls with it.
+			if unsent, ok := streamUnsent(ctx); ok {
+				n += min(unsent, rpc.handed.Load())
+			}
 		}
 		rpc.conn.add(-n)
 	}

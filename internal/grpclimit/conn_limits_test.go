@@ -18,7 +18,7 @@ import (
 
 // watchedServer serves register's services over a TrackSends listener
 // with a RequestTimeout of 1 s, and returns its address.
-func watchedServer(t *testing.T, register func(*grpc.Server)) string {
+func watchedServer(t *testing.T, register func(*grpc.Server), opts ...grpc.ServerOption) string {
 	t.Helper()
 	limits := DefaultConnLimits()
 	limits.RequestTimeout = time.Second
@@ -27,7 +27,7 @@ func watchedServer(t *testing.T, register func(*grpc.Server)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	grpctest.Start(t, TrackSends(lis), register, New(0).ServerOptions()...)
+	grpctest.Start(t, TrackSends(lis), register, append(New(0).ServerOptions(), opts...)...)
 	return lis.Addr().String()
 }
 
