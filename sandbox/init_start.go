@@ -44,11 +44,6 @@ var useCloneVM = true
 // instead (clone3's CLONE_INTO_CGROUP, v2). It returns the init's pid;
 // nothing waits for it (see initProcess).
 func (st *initStart) start(cgroupFD int) (int, error) {
-	restore, err := actAsOwner(namespaceOwner(st.clone))
-	if err != nil {
-		return 0, err
-	}
-	defer restore()
 	if useCloneVM {
 		pid, err := st.startVM(cgroupFD)
 		if !errors.Is(err, errNoCloneVM) {

@@ -123,7 +123,6 @@ func posture() report.Posture {
 	u, _ := os.ReadFile("/proc/self/uid_map")
 	g, _ := os.ReadFile("/proc/self/gid_map")
 	p.UIDMap, p.GIDMap = strings.TrimSpace(string(u)), strings.TrimSpace(string(g))
-	p.UserNSOwner = userNSOwner()
 	p.UID, p.GID = os.Getuid(), os.Getgid()
 	p.Groups, _ = os.Getgroups()
 	p.Hostname, _ = os.Hostname()
@@ -374,19 +373,4 @@ func machineBudgets() []report.Attempt {
 		a.Errno = int(unix.ENOSPC)
 	}
 	return []report.Attempt{attempt("io_setup 65536", aio), attempt("memfd_secret", secret), a}
-}
-
-// userNSOwner asks the kernel who owns this process's user namespace
-// (ioctl NS_GET_OWNER_UID, _IO(0xb7, 0x4)), in this namespace's ids.
-func userNSOwner() int {
-	fd, err := unix.Open("/proc/self/ns/user", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return -1
-	}
-	defer unix.Close(fd)
-	var uid uint32
-	if _, _, e := syscall.Syscall(unix.SYS_IOCTL, uintptr(fd), 0xb704, uintptr(unsafe.Pointer(&uid))); e != 0 {
-		return -1
-	}
-	return int(uid)
 }

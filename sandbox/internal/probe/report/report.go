@@ -17,10 +17,6 @@ type Posture struct {
 	Env        []string
 	Pid        int
 	Mounts     string
-	// UserNSOwner is the owner of the sandbox's user namespace as seen
-	// inside it (NS_GET_OWNER_UID); 65534 (the overflow uid) when the
-	// owner is not mapped, as host root is not; -1 on error.
-	UserNSOwner int
 }
 
 // Attempt is one escape attempt; Err is empty when it succeeded.
