@@ -116,6 +116,11 @@ func (a *Interceptors) authorizeUncounted(ctx context.Context, method string, r 
 	}
 	err := check(r, pr, instance, r.instance != nil)
 	if a.log.Enabled(ctx, slog.LevelDebug) {
+		// The instance name is checked for its length later, by the
+		// service: a 3 MiB name made a 3 MB line a call.
+		if len(instance) > maxLoggedInstance {
+			instance = instance[:maxLoggedInstance] + "…"
+		}
 		if err != nil {
 			a.log.Debug("auth: denied", "method", method, "principal", pr.Name, "instance", instance, "reason", status.Convert(err).Message())
 		} else {
@@ -124,6 +129,9 @@ func (a *Interceptors) authorizeUncounted(ctx context.Context, method string, r 
 	}
 	return err
 }
+
+// maxLoggedInstance bounds the instance name a debug line shows.
+const maxLoggedInstance = 256
 
 // check is the decision itself, pure: PERMISSION_DENIED naming what is
 // missing, or nil.

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	"github.com/paddock-build/paddock/auth"
+	"github.com/paddock-build/paddock/rev2"
 )
 
 // operationsService is the gRPC edge of google.longrunning.Operations over
@@ -160,20 +161,20 @@ func parseFilter(s string) (opFilter, error) {
 	for _, term := range strings.Split(s, " AND ") {
 		k, v, ok := strings.Cut(strings.TrimSpace(term), "=")
 		if !ok {
-			return f, status.Errorf(codes.InvalidArgument, "filter: term %q is not key=value", term)
+			return f, status.Errorf(codes.InvalidArgument, "filter: term %s is not key=value", rev2.Quote(term))
 		}
 		v = strings.Trim(strings.TrimSpace(v), `"`)
 		switch strings.TrimSpace(k) {
 		case "stage":
 			st, ok := repb.ExecutionStage_Value_value[strings.ToUpper(v)]
 			if !ok || st == 0 {
-				return f, status.Errorf(codes.InvalidArgument, "filter: stage %q is not QUEUED, EXECUTING or COMPLETED", v)
+				return f, status.Errorf(codes.InvalidArgument, "filter: stage %s is not QUEUED, EXECUTING or COMPLETED", rev2.Quote(v))
 			}
 			f.stage = repb.ExecutionStage_Value(st)
 		case "instance":
 			f.instance = &v
 		default:
-			return f, status.Errorf(codes.InvalidArgument, "filter: unknown key %q (stage, instance)", k)
+			return f, status.Errorf(codes.InvalidArgument, "filter: unknown key %s (stage, instance)", rev2.Quote(k))
 		}
 	}
 	return f, nil

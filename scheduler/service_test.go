@@ -407,6 +407,13 @@ func TestOperationsService(t *testing.T) {
 	if _, err := f.ops.ListOperations(ctx, &longrunningpb.ListOperationsRequest{Filter: "colour=red"}); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("bad filter: %v, want INVALID_ARGUMENT", err)
 	}
+	// A bad term is quoted short: a 3 MiB filter was echoed whole.
+	for _, bad := range []string{strings.Repeat("a", 1<<20), "stage=" + strings.Repeat("a", 1<<20), strings.Repeat("k", 1<<20) + "=v"} {
+		_, err := f.ops.ListOperations(ctx, &longrunningpb.ListOperationsRequest{Filter: bad})
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || len(st.Message()) > 1024 {
+			t.Fatalf("a 1 MiB bad filter: %v, %d bytes; want a short INVALID_ARGUMENT", st.Code(), len(st.Message()))
+		}
+	}
 
 	// WaitOperation with a timeout returns the operation, still running.
 	op, err := f.ops.WaitOperation(ctx, &longrunningpb.WaitOperationRequest{Name: running, Timeout: durationpb.New(10 * time.Millisecond)})

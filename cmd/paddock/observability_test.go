@@ -203,12 +203,22 @@ func TestLogLevelDebugShowsAuthDecisions(t *testing.T) {
 		if status.Code(err) != codes.Unauthenticated {
 			t.Fatalf("FindMissingBlobs without a token: %v, want UNAUTHENTICATED", err)
 		}
+		// An instance name far past its bound is cut in the decision's
+		// line (a 3 MiB name made a 3 MB line a call).
+		tctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer token-a")
+		repb.NewContentAddressableStorageClient(grpctest.Dial(t, addr)).FindMissingBlobs(tctx, &repb.FindMissingBlobsRequest{InstanceName: "team-a/" + strings.Repeat("i", 1<<20)})
 		cmd.Process.Signal(syscall.SIGINT)
 		cmd.Wait()
 		return stderr.String()
 	}
-	if out := stderrOf("--log-level", "debug"); !strings.Contains(out, "level=DEBUG") || !strings.Contains(out, "auth: unauthenticated") {
-		t.Errorf("--log-level debug: the auth decision is not logged:\n%s", out)
+	out := stderrOf("--log-level", "debug")
+	if !strings.Contains(out, "level=DEBUG") || !strings.Contains(out, "auth: unauthenticated") || !strings.Contains(out, "auth: allowed") {
+		t.Errorf("--log-level debug: the auth decisions are not logged:\n%.2000s", out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if len(line) > 4096 {
+			t.Errorf("a log line of %d bytes: %.200s…", len(line), line)
+		}
 	}
 	if out := stderrOf(); strings.Contains(out, "level=DEBUG") || !strings.Contains(out, "level=INFO") {
 		t.Errorf("the default level logs debug lines, or no info line:\n%s", out)
