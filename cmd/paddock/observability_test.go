@@ -294,3 +294,32 @@ func TestSlowRequestBodiesAreCut(t *testing.T) {
 		t.Fatalf("the connection with a slow body was not closed: %v", err)
 	}
 }
+
+// TestIdleHTTPConnectionsAreClosed: a keep-alive connection idle for
+// httpIdleTimeout is closed: 2,600 idle ones, kept two minutes each, held
+// every connection the listener admits, and /healthz timed out.
+func TestIdleHTTPConnectionsAreClosed(t *testing.T) {
+	old := httpIdleTimeout
+	httpIdleTimeout = 300 * time.Millisecond
+	defer func() { httpIdleTimeout = old }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	o := newObservability(slog.New(slog.DiscardHandler))
+	addr, err := o.startHTTP(ctx, "127.0.0.1:0", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(20 * time.Second)) // stops only a server that never closes
+	b, err := io.ReadAll(c)
+	if err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 200") {
+		t.Fatalf("after one request the idle connection was not closed: %v, read %q", err, b)
+	}
+}
