@@ -41,6 +41,36 @@ func TestWholeRootOutputDirectory(t *testing.T) {
 	}
 }
 
+// TestWholeWorkingDirectoryThroughASymlink: output "" with a working
+// directory that is a symlink inside the input root is the directory the
+// command ran in, collected as a directory with path "" (it was reported
+// as a symlink with an empty path, refused, and retried four times).
+func TestWholeWorkingDirectoryThroughASymlink(t *testing.T) {
+	h := newHarness(t)
+	sub := h.putProto(&repb.Directory{})
+	root := &repb.Directory{
+		Directories: []*repb.DirectoryNode{{Name: "sub", Digest: sub.Proto()}},
+		Symlinks:    []*repb.SymlinkNode{{Name: "link", Target: "sub"}},
+	}
+	for _, v21 := range []bool{false, true} {
+		cmd := &repb.Command{Arguments: []string{"/bin/sh", "-c", "echo x > new"}, WorkingDirectory: "link", OutputDirectories: []string{""}}
+		if v21 {
+			cmd.OutputDirectories, cmd.OutputPaths = nil, []string{""}
+		}
+		res := ok(t, h.w.Execute(context.Background(), h.action(cmd, root, false)))
+		if len(res.OutputDirectories) != 1 || res.OutputDirectories[0].Path != "" || len(res.OutputSymlinks)+len(res.OutputDirectorySymlinks) != 0 {
+			t.Fatalf("v2.1 %v: output directories %v, symlinks %v %v; want the one directory with path \"\"", v21, res.OutputDirectories, res.OutputSymlinks, res.OutputDirectorySymlinks)
+		}
+		tree := &repb.Tree{}
+		if err := proto.Unmarshal(h.read(res.OutputDirectories[0].TreeDigest), tree); err != nil {
+			t.Fatal(err)
+		}
+		if fs := tree.Root.GetFiles(); len(fs) != 1 || fs[0].Name != "new" {
+			t.Fatalf("v2.1 %v: tree root files %v, want new", v21, fs)
+		}
+	}
+}
+
 // TestLegacySymlinkOutputOfTheWrongType: REv2 2.0 says an output_files
 // entry that is a symlink to something other than a regular file, or an
 // output_directories entry that is a symlink to something other than a

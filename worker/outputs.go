@@ -113,6 +113,13 @@ func (c *outputCollector) collectPath(ctx context.Context, declared, rel string,
 	if parent == "" {
 		parent = "."
 	}
+	if declared == "" && rel != "." {
+		// The working directory itself, reached as the command was:
+		// through its symlinks, beneath the root. Split, a symlinked
+		// working directory was reported as a symlink with an empty path,
+		// which the result's check refuses, on every retry.
+		parent, base = rel, "."
+	}
 	pfd, err := c.openBeneath(strings.TrimSuffix(parent, "/"), unix.O_RDONLY|unix.O_DIRECTORY)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EXDEV) {
 		// Absent, or reachable only through a symlink that leaves the
