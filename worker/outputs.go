@@ -101,26 +101,34 @@ func (c *outputCollector) openBeneath(p string, flags int) (int, error) {
 	}
 }
 
+// splitOutput is the directory collectPath opens (beneath the root,
+// following symlinks) and the name it looks at in it, never followed, for
+// the output declared as declared at rel.
+func splitOutput(declared, rel string) (parent, base string) {
+	if rel == "" {
+		return ".", "." // output_directories [""] in the root: the root itself
+	}
+	if declared == "" {
+		// The working directory itself, reached as the command was:
+		// through its symlinks, beneath the root. Split, a symlinked
+		// working directory was reported as a symlink with an empty path,
+		// which the result's check refuses, on every retry.
+		return rel, "."
+	}
+	parent, base = path.Split(rel)
+	if parent == "" {
+		return ".", base
+	}
+	return strings.TrimSuffix(parent, "/"), base
+}
+
 // collectPath collects the output declared as declared, at rel from the
 // input root. Its parent directories may be symlinks inside the input
 // root (a working directory reached through one, say); the output itself
 // is never followed: a symlink is reported as one.
 func (c *outputCollector) collectPath(ctx context.Context, declared, rel string, kind outputKind, result *repb.ActionResult, legacy bool) error {
-	if rel == "" {
-		rel = "." // output_directories [""] in the root: the root itself
-	}
-	parent, base := path.Split(rel)
-	if parent == "" {
-		parent = "."
-	}
-	if declared == "" && rel != "." {
-		// The working directory itself, reached as the command was:
-		// through its symlinks, beneath the root. Split, a symlinked
-		// working directory was reported as a symlink with an empty path,
-		// which the result's check refuses, on every retry.
-		parent, base = rel, "."
-	}
-	pfd, err := c.openBeneath(strings.TrimSuffix(parent, "/"), unix.O_RDONLY|unix.O_DIRECTORY)
+	parent, base := splitOutput(declared, rel)
+	pfd, err := c.openBeneath(parent, unix.O_RDONLY|unix.O_DIRECTORY)
 	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) || errors.Is(err, unix.EXDEV) {
 		// Absent, or reachable only through a symlink that leaves the
 		// input root: not collected.
