@@ -279,20 +279,26 @@ func TestSlowRequestBodiesAreCut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := untilClosed(t, addr, "POST /form HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 60000\r\n\r\na"); err != nil {
+		t.Fatalf("the connection with a slow body was not closed: %v", err)
+	}
+}
+
+// untilClosed sends request on a new connection to addr and reads until
+// the server closes it; its 20 s deadline only stops a server that never
+// would.
+func untilClosed(t *testing.T, addr, request string) ([]byte, error) {
+	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := io.WriteString(c, "POST /form HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 60000\r\n\r\na"); err != nil {
+	if _, err := io.WriteString(c, request); err != nil {
 		t.Fatal(err)
 	}
-	// Read until the server closes the connection; the test's own
-	// deadline only stops a server that never would.
 	c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	if _, err := io.ReadAll(c); err != nil {
-		t.Fatalf("the connection with a slow body was not closed: %v", err)
-	}
+	return io.ReadAll(c)
 }
 
 // TestIdleHTTPConnectionsAreClosed: a keep-alive connection idle for
@@ -309,16 +315,7 @@ func TestIdleHTTPConnectionsAreClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	c.SetReadDeadline(time.Now().Add(20 * time.Second)) // stops only a server that never closes
-	b, err := io.ReadAll(c)
+	b, err := untilClosed(t, addr, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	if err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 200") {
 		t.Fatalf("after one request the idle connection was not closed: %v, read %q", err, b)
 	}
