@@ -351,10 +351,11 @@ func handleSend(ctx context.Context, s stats.RPCStats) {
 }
 
 // cancelled reports whether a call ended by its stream's reset: the
-// client cancelled it, its deadline passed, or its connection went.
+// client cancelled it or its deadline passed. (A connection that went is
+// closed, which clears its count.)
 func cancelled(err error) bool {
 	switch status.Code(err) {
-	case codes.Canceled, codes.DeadlineExceeded, codes.Unavailable:
+	case codes.Canceled, codes.DeadlineExceeded:
 		return true
 	}
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
