@@ -140,13 +140,8 @@ func TestListenHTTPKeepsOtherFiles(t *testing.T) {
 // bounded, and so are a request's headers: idle Watch streams with 1 MB
 // of metadata each took a farm to gigabytes.
 func TestHTTPListenerBoundsGRPCCalls(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	o := newObservability(slog.New(slog.DiscardHandler))
-	addr, err := o.startHTTP(ctx, "127.0.0.1:0", nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx := t.Context()
+	addr := startLoopbackHTTP(t, nil)
 	// Two connections: the bound is the port's, not a connection's.
 	conns := []healthpb.HealthClient{healthpb.NewHealthClient(grpctest.Dial(t, addr)), healthpb.NewHealthClient(grpctest.Dial(t, addr))}
 	c := conns[0]
@@ -231,13 +226,7 @@ func TestLogLevelDebugShowsAuthDecisions(t *testing.T) {
 // 127.0.0.1 read every tenant's instance names (metrics) and goroutine
 // stacks (pprof) through the operator's browser.
 func TestLoopbackListenersRefuseOtherNames(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	o := newObservability(slog.New(slog.DiscardHandler))
-	addr, err := o.startHTTP(ctx, "127.0.0.1:0", nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr := startLoopbackHTTP(t, nil)
 	pprofAddr, err := startPprof("127.0.0.1:0", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
@@ -266,19 +255,13 @@ func TestSlowRequestBodiesAreCut(t *testing.T) {
 	old := httpBodyTimeout
 	httpBodyTimeout = 300 * time.Millisecond
 	defer func() { httpBodyTimeout = old }()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	o := newObservability(slog.New(slog.DiscardHandler))
-	addr, err := o.startHTTP(ctx, "127.0.0.1:0", nil, func(mux *http.ServeMux) {
+	addr := startLoopbackHTTP(t, func(mux *http.ServeMux) {
 		mux.HandleFunc("POST /form", func(w http.ResponseWriter, r *http.Request) {
 			if err := r.ParseForm(); err != nil {
 				http.Error(w, err.Error(), http.StatusBadRequest)
 			}
 		})
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := untilClosed(t, addr, "POST /form HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 60000\r\n\r\na"); err != nil {
 		t.Fatalf("the connection with a slow body was not closed: %v", err)
 	}
@@ -308,15 +291,20 @@ func TestIdleHTTPConnectionsAreClosed(t *testing.T) {
 	old := httpIdleTimeout
 	httpIdleTimeout = 300 * time.Millisecond
 	defer func() { httpIdleTimeout = old }()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	o := newObservability(slog.New(slog.DiscardHandler))
-	addr, err := o.startHTTP(ctx, "127.0.0.1:0", nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr := startLoopbackHTTP(t, nil)
 	b, err := untilClosed(t, addr, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	if err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 200") {
 		t.Fatalf("after one request the idle connection was not closed: %v, read %q", err, b)
 	}
+}
+
+// startLoopbackHTTP serves a fresh observability's HTTP side, with
+// routes, on a loopback port until the test ends, and returns its address.
+func startLoopbackHTTP(t *testing.T, routes func(*http.ServeMux)) string {
+	t.Helper()
+	addr, err := newObservability(slog.New(slog.DiscardHandler)).startHTTP(t.Context(), "127.0.0.1:0", nil, routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }

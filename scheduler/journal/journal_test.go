@@ -269,12 +269,7 @@ func TestSnapshotCompactsAndRecovers(t *testing.T) {
 
 func TestCorruptSnapshotRefusesToStart(t *testing.T) {
 	dir := t.TempDir()
-	j, _ := open(t, dir, nil)
-	j.Append(record(0))
-	seq := j.Rotate()
-	if err := j.WriteSnapshot(seq, []byte("the state")); err != nil {
-		t.Fatal(err)
-	}
+	j, seq := snapshotted(t, dir)
 	j.Close()
 	path := filepath.Join(dir, snapshotName(seq))
 	b, _ := os.ReadFile(path)
@@ -322,12 +317,7 @@ func TestParseSyncPolicy(t *testing.T) {
 // refuses to open instead of silently forgetting them.
 func TestMissingSegmentAfterTheSnapshotRefusesToStart(t *testing.T) {
 	dir := t.TempDir()
-	j, _ := open(t, dir, nil)
-	j.Append(record(0))
-	seq := j.Rotate()
-	if err := j.WriteSnapshot(seq, []byte("the state")); err != nil {
-		t.Fatal(err)
-	}
+	j, seq := snapshotted(t, dir)
 	last := j.Append(record(1))
 	if err := j.WaitDurable(last); err != nil {
 		t.Fatal(err)
@@ -340,4 +330,17 @@ func TestMissingSegmentAfterTheSnapshotRefusesToStart(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "refusing to start") || !strings.Contains(err.Error(), segmentName(seq+1)) {
 		t.Fatalf("Open without the segment after the snapshot: %v, want a refusal naming it", err)
 	}
+}
+
+// snapshotted opens a journal in dir with one record and a snapshot after
+// it, and returns it with the snapshot's record.
+func snapshotted(t *testing.T, dir string) (*Journal, uint64) {
+	t.Helper()
+	j, _ := open(t, dir, nil)
+	j.Append(record(0))
+	seq := j.Rotate()
+	if err := j.WriteSnapshot(seq, []byte("the state")); err != nil {
+		t.Fatal(err)
+	}
+	return j, seq
 }
