@@ -24,9 +24,10 @@
 //  4. takes a free id slot: a host uid/gid range of 65536 of its own while
 //     it runs (idSlots);
 //  5. builds the runtime-spec (buildSpec, a pure function, golden-tested in
-//     testdata/spec) and chowns the input root's directories to the
-//     sandbox user's host ids, leaving files read-only and owned by the
-//     worker's uid, which the sandbox does not map;
+//     testdata/spec) and chowns the action's directory (mode 0700, the
+//     worker's) and the input root's directories to the sandbox user's
+//     host ids, leaving files read-only and owned by the worker's uid,
+//     which the sandbox does not map;
 //  6. runs it with the launcher, handing the native launcher the spec in
 //     memory (an external runtime gets config.json in the slot's bundle
 //     directory, removed afterwards), while a diskGuard watches the input

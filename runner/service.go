@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"path"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -259,7 +258,7 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	if err != nil {
 		return nil, err
 	}
-	if err := giveInputRoot(spec, in.User, req.GetInputRoot()); err != nil {
+	if err := giveInputRoot(spec, in.User, req.GetActionDir(), req.GetInputRoot()); err != nil {
 		return nil, err
 	}
 	// The slot's bundle directory is ours until release. The launcher
@@ -315,15 +314,19 @@ func actionTimeout(cfg *Config, req *runnerpb.RunRequest) (time.Duration, error)
 	return timeout, nil
 }
 
-// giveInputRoot chowns the input root's directories to the host ids that
-// the sandbox user maps to under spec.
-func giveInputRoot(spec *specs.Spec, user sandboxUser, inputRoot string) error {
+// giveInputRoot chowns the action directory (if any) and the input root's
+// directories to the host ids that the sandbox user maps to under spec.
+func giveInputRoot(spec *specs.Spec, user sandboxUser, actionDir, inputRoot string) error {
 	hostUID, err1 := sandbox.HostID(spec.Linux.UIDMappings, user.UID)
 	hostGID, err2 := sandbox.HostID(spec.Linux.GIDMappings, user.GID)
 	if err := errors.Join(err1, err2); err != nil {
 		return status.Errorf(codes.Internal, "map user: %v", err)
 	}
-	if err := chownDirectories(inputRoot, int(hostUID), int(hostGID)); err != nil {
+	err := giveActionDir(actionDir, int(hostUID), int(hostGID))
+	if err == nil {
+		err = chownDirectories(inputRoot, int(hostUID), int(hostGID))
+	}
+	if err != nil {
 		if isDiskFull(err) { // EDQUOT: the sandbox's ids are over a quota
 			return diskFull("making the input root writable", err)
 		}
@@ -347,52 +350,26 @@ func (s *Service) underHidden(p string) bool {
 	return err == nil && below(real)
 }
 
-// checkRequest validates what the worker sends besides the platform.
-func checkRequest(req *runnerpb.RunRequest) error {
-	if req.GetActionId() == "" {
-		return status.Error(codes.InvalidArgument, "action_id is empty")
-	}
-	ir := req.GetInputRoot()
-	if !path.IsAbs(ir) || path.Clean(ir) != ir {
-		return status.Errorf(codes.InvalidArgument, "input_root %q: want a clean absolute path", ir)
-	}
-	st, err := os.Lstat(ir)
-	if err != nil || !st.IsDir() {
-		return status.Errorf(codes.InvalidArgument, "input_root %q is not a directory", ir)
-	}
-	for _, p := range []string{req.GetStdoutPath(), req.GetStderrPath()} {
-		if p != "" && (!path.IsAbs(p) || path.Clean(p) != p) {
-			return status.Errorf(codes.InvalidArgument, "output path %q: want a clean absolute path", p)
-		}
-	}
-	return nil
-}
-
-// checkWorkingDirectory checks that wd is a directory inside the input
-// root, following its symlinks only while they stay beneath it. The
-// sandbox's chdir follows them without the root's clamp, so a symlink
-// t -> ../tmp, which RESOLVE_IN_ROOT took as the root's own tmp, ran the
-// command in the sandbox's /tmp with its outputs silently lost.
-func checkWorkingDirectory(inputRoot, wd string) error {
-	if err := checkRelativePath(wd); err != nil {
-		return status.Errorf(codes.InvalidArgument, "working directory %q: %v", wd, err)
-	}
-	if wd == "" {
+// giveActionDir chowns the action directory dir ("" = none) to the
+// sandbox user's host ids, without following a symlink at dir. The worker
+// made it mode 0700, so only those ids (and root) may then search it: the
+// sandbox, whose init opens the input root by its host path, and not the
+// host's other users, who could otherwise run what the action left there
+// (a setuid file, say) as the sandbox's uid. Its mode is the worker's to
+// set: changing the mode of a directory the runner does not own would need
+// CAP_FOWNER, which the runner's unit does not grant.
+func giveActionDir(dir string, uid, gid int) error {
+	if dir == "" {
 		return nil
 	}
-	root, err := unix.Open(inputRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return status.Errorf(codes.InvalidArgument, "input root: %v", err)
+		return fmt.Errorf("open action directory: %w", err)
 	}
-	defer unix.Close(root)
-	fd, err := unix.Openat2(root, wd, &unix.OpenHow{
-		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
-	})
-	if err != nil {
-		return status.Errorf(codes.InvalidArgument, "working directory %q is not a directory in the input root: %v", wd, err)
+	defer unix.Close(fd)
+	if err := unix.Fchownat(fd, "", uid, gid, unix.AT_EMPTY_PATH); err != nil {
+		return fmt.Errorf("chown action directory: %w", err)
 	}
-	unix.Close(fd)
 	return nil
 }
 

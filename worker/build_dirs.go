@@ -9,6 +9,10 @@ import (
 	"sync"
 )
 
+// buildDirMode is the build directory's mode: the sandboxes' uids search
+// through it to their own action directory, and none may list it.
+const buildDirMode = 0o711
+
 // buildDirs makes and disposes of the actions' build directories,
 // BuildDir/<action>: each holds the input root ("root") and the files the
 // action's stdout and stderr are captured in ("stdout", "stderr", created
@@ -57,7 +61,10 @@ func newBuildDirs(spare string, maxSpare int, trash *trash) (*buildDirs, error) 
 }
 
 // make creates dir, which must not exist, with an empty directory "root"
-// in it, and returns root's path.
+// in it, and returns root's path. dir is mode 0700 (a spare one kept its
+// mode), and the runner gives it to the sandbox's ids (RunRequest's
+// action_dir): the host's other users cannot reach what an action leaves
+// in its input root.
 func (b *buildDirs) make(dir string) (string, error) {
 	root := filepath.Join(dir, "root")
 	if name, ok := b.take(); ok {
@@ -66,7 +73,16 @@ func (b *buildDirs) make(dir string) (string, error) {
 		}
 		// Gone (removed by hand?): forget it, make a new one.
 	}
-	return root, os.MkdirAll(root, 0o755)
+	err := os.Mkdir(dir, 0o700)
+	if errors.Is(err, fs.ErrNotExist) { // the build directory itself, removed by hand
+		if err = os.MkdirAll(filepath.Dir(dir), buildDirMode); err == nil {
+			err = os.Mkdir(dir, 0o700)
+		}
+	}
+	if err != nil {
+		return root, err
+	}
+	return root, os.Mkdir(root, 0o755)
 }
 
 // done disposes of dir once its action ended. ran says the action's Run

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/worker"
 )
 
@@ -79,6 +80,7 @@ func TestSpareBuildDirectories(t *testing.T) {
 		if ents, _ := os.ReadDir(root); len(ents) != 0 {
 			t.Errorf("input root holds %v before the action", ents)
 		}
+		checkPrivateActionDir(t, root)
 	}
 	var first map[string][2]int64
 	for i := range 3 {
@@ -110,6 +112,36 @@ func TestSpareBuildDirectories(t *testing.T) {
 	}
 	if runs != 3 {
 		t.Fatalf("%d runs", runs)
+	}
+}
+
+// checkPrivateActionDir checks that the input root's directory, which
+// the runner gives to the sandbox's ids, is closed to the host's other
+// users (mode 0700) and that the build directory above it stays
+// searchable (0711): the sandbox opens its input root by its host path.
+func checkPrivateActionDir(t *testing.T, root string) {
+	t.Helper()
+	for p, want := range map[string]os.FileMode{filepath.Dir(root): 0o700, filepath.Dir(filepath.Dir(root)): 0o711} {
+		if st, err := os.Lstat(p); err != nil || st.Mode().Perm() != want {
+			t.Errorf("%s: %v, %v; want mode %v", p, st, err, want)
+		}
+	}
+}
+
+// TestActionDirectoryIsPrivate: without spare directories too, each
+// action's directory is made mode 0700, and the runner is told it is the
+// action's own.
+func TestActionDirectoryIsPrivate(t *testing.T) {
+	h := newHarness(t)
+	h.runner.Before = func(root string) { checkPrivateActionDir(t, root) }
+	h.runner.After = func(*runnerpb.RunResponse) {
+		if req := h.runner.LastRequest(); req.ActionDir != filepath.Dir(req.InputRoot) {
+			t.Errorf("action_dir %q, input root %q; want its parent", req.ActionDir, req.InputRoot)
+		}
+	}
+	ok(t, h.w.Execute(context.Background(), h.action(sh("true"), &repb.Directory{}, true)))
+	if h.runner.Calls() != 1 {
+		t.Fatalf("%d runs", h.runner.Calls())
 	}
 }
 

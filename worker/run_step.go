@@ -78,6 +78,7 @@ func runRequest(j *Job) *runnerpb.RunRequest {
 	req := &runnerpb.RunRequest{
 		ActionId:         filepath.Base(j.Dir),
 		InputRoot:        j.Root,
+		ActionDir:        j.Dir,
 		Arguments:        cmd.Arguments,
 		WorkingDirectory: cmd.WorkingDirectory,
 		StdoutPath:       filepath.Join(j.Dir, "stdout"),

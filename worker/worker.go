@@ -140,7 +140,7 @@ func New(opts Options) (*Worker, error) {
 	// to the trash, whatever they hold (a tree too deep for os.RemoveAll,
 	// say), and start-up does not wait for their removal.
 	trash.discard(opts.BuildDir)
-	if err := os.MkdirAll(opts.BuildDir, 0o711); err != nil {
+	if err := os.MkdirAll(opts.BuildDir, buildDirMode); err != nil {
 		return nil, fmt.Errorf("create build directory: %w", err)
 	}
 	dirs, err := newBuildDirs(opts.SpareDir, opts.Concurrency, trash)

@@ -170,7 +170,16 @@ type RunRequest struct {
 	// credentials and serves a cached image only once the registry has let
 	// them (or anyone, for a public image) read it (images.tenants in the
 	// runner's config). A refusal answers PERMISSION_DENIED.
-	Tenant        string `protobuf:"bytes,10,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	Tenant string `protobuf:"bytes,10,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	// The host directory that holds input_root and the stdout and stderr
+	// paths, made by the worker for this action alone with mode 0700. The
+	// runner gives it to the sandbox user's host ids, so that the sandbox
+	// can reach its input root and no other user of the host can: what the
+	// action writes there (a setuid copy of a shell, say) is out of their
+	// reach. "" = none: the input root's parents must then be searchable by
+	// the sandbox's ids. INVALID_ARGUMENT when it is not input_root's
+	// parent (and the stdout and stderr paths' too) or not a directory.
+	ActionDir     string `protobuf:"bytes,11,opt,name=action_dir,json=actionDir,proto3" json:"action_dir,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -271,6 +280,13 @@ func (x *RunRequest) GetStderrPath() string {
 func (x *RunRequest) GetTenant() string {
 	if x != nil {
 		return x.Tenant
+	}
+	return ""
+}
+
+func (x *RunRequest) GetActionDir() string {
+	if x != nil {
+		return x.ActionDir
 	}
 	return ""
 }
@@ -659,7 +675,7 @@ const file_runnerpb_runner_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"4\n" +
 	"\bProperty\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xb8\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\xd7\x03\n" +
 	"\n" +
 	"RunRequest\x12\x1b\n" +
 	"\taction_id\x18\x01 \x01(\tR\bactionId\x12\x1d\n" +
@@ -675,7 +691,9 @@ const file_runnerpb_runner_proto_rawDesc = "" +
 	"\vstderr_path\x18\t \x01(\tR\n" +
 	"stderrPath\x12\x16\n" +
 	"\x06tenant\x18\n" +
-	" \x01(\tR\x06tenant\"\xaa\x04\n" +
+	" \x01(\tR\x06tenant\x12\x1d\n" +
+	"\n" +
+	"action_dir\x18\v \x01(\tR\tactionDir\"\xaa\x04\n" +
 	"\vRunResponse\x12\x1f\n" +
 	"\vstatus_code\x18\x01 \x01(\x05R\n" +
 	"statusCode\x12%\n" +

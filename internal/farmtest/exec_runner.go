@@ -37,14 +37,19 @@ type ExecRunner struct {
 	// way the sandbox does.
 	After func(*runnerpb.RunResponse)
 	calls atomic.Int64
+	last  atomic.Pointer[runnerpb.RunRequest]
 }
 
 // Calls is how many times Run was called.
 func (r *ExecRunner) Calls() int { return int(r.calls.Load()) }
 
+// LastRequest is the request Run was last called with (nil before any).
+func (r *ExecRunner) LastRequest() *runnerpb.RunRequest { return r.last.Load() }
+
 // Run implements worker.Runner.
 func (r *ExecRunner) Run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.RunResponse, error) {
 	r.calls.Add(1)
+	r.last.Store(req)
 	if r.Err != nil {
 		return nil, r.Err
 	}
