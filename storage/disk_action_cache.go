@@ -96,10 +96,8 @@ func NewDiskActionCacheBounded(dir string, maxBytes int64, logger *slog.Logger) 
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	for _, d := range []string{c.acDir, c.tmpDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("create action cache directory: %w", err)
-		}
+	if err := makePrivateDirs(c.acDir, c.tmpDir); err != nil {
+		return nil, fmt.Errorf("create action cache directory: %w", err)
 	}
 	if err := c.rebuild(); err != nil {
 		return nil, err

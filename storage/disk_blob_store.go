@@ -136,10 +136,8 @@ func newDiskBlobStore(opts DiskOptions, remove func(string) error) (*DiskBlobSto
 	if err := os.RemoveAll(s.tmpDir); err != nil {
 		return nil, fmt.Errorf("clear interrupted writes: %w", err)
 	}
-	for _, d := range []string{s.casDir, s.tmpDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("create storage directory: %w", err)
-		}
+	if err := makePrivateDirs(s.casDir, s.tmpDir); err != nil {
+		return nil, fmt.Errorf("create storage directory: %w", err)
 	}
 	if err := s.rebuild(); err != nil {
 		return nil, err

@@ -108,7 +108,15 @@ func NewFileCache(opts FileCacheOptions) (*FileCache, error) {
 		return nil, fmt.Errorf("clear file cache: %w", err)
 	}
 	c := &FileCache{opts: opts, tmpDir: filepath.Join(opts.Dir, "tmp"), set: lru.New[cacheKey, cacheEntry](), link: os.Link}
-	if err := os.MkdirAll(c.tmpDir, 0o755); err != nil {
+	// Private (0700): the cached files are tenants' inputs. Input roots
+	// are hard links to them, so no sandbox searches this directory.
+	err := os.MkdirAll(filepath.Dir(opts.Dir), 0o755)
+	for _, d := range []string{opts.Dir, c.tmpDir} {
+		if err == nil {
+			err = os.Mkdir(d, 0o700)
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("create file cache: %w", err)
 	}
 	return c, nil
