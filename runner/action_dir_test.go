@@ -30,8 +30,28 @@ func (e *testEnv) privateAction(t *testing.T) (*action, string) {
 // sandbox's ids (mode 0700), the sandbox still reaches its input root, and
 // another user of the host can no longer reach the copy, so cannot run it
 // as the sandbox's uid (and from there reach the slot's later sandboxes).
+// With runc (if installed) as the runtime too: it opens the input root
+// from inside the sandbox's user namespace as well.
 func TestActionDirKeepsHostUsersOut(t *testing.T) {
-	e := newTestEnv(t, nil)
+	runc, _ := exec.LookPath("runc")
+	for _, tc := range []struct{ name, runtime string }{{"native", ""}, {"runc", runc}} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "runc" && runc == "" {
+				t.Skip("runc not installed")
+			}
+			e := newTestEnv(t, func(c *Config) {
+				c.Sandbox.Runtime = tc.runtime
+				if tc.runtime != "" {
+					c.Sandbox.RuntimeRoot = t.TempDir()
+				}
+			})
+			checkActionDirKeepsHostUsersOut(t, e)
+		})
+	}
+}
+
+func checkActionDirKeepsHostUsersOut(t *testing.T, e *testEnv) {
+	t.Helper()
 	a, dir := e.privateAction(t)
 	req := a.request("/bin/sh", "-c", "cp /bin/sh plant && chmod 4755 plant && echo planted")
 	req.ActionDir = dir
