@@ -11,6 +11,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/paddock-build/paddock/rev2/imageref"
 )
 
 // imageLayers returns img's layers and their diffIDs (layerDiffIDs).
@@ -36,7 +38,7 @@ func layerDiffIDs(layers []v1.Layer) ([]string, error) {
 			return nil, fmt.Errorf("layer %d: %w", i, err)
 		}
 		diffIDs[i] = h.String()
-		if !digestPattern.MatchString(diffIDs[i]) {
+		if !imageref.IsDigest(diffIDs[i]) {
 			return nil, fmt.Errorf("layer %d: unsupported diffID %q", i, diffIDs[i])
 		}
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/paddock-build/paddock/rev2/imageref"
 )
 
 // fetch resolves ref at the registry and makes sure its image is cached,
@@ -192,7 +194,7 @@ type imageSource struct {
 // the other tenant's pulls waited for and got. Verified content in the
 // cache is shared whatever its origin.
 func (c *Cache) ensureImage(ctx context.Context, src imageSource, digest string, origin string) error {
-	if !digestPattern.MatchString(digest) {
+	if !imageref.IsDigest(digest) {
 		return fmt.Errorf("unsupported manifest digest %q", digest)
 	}
 	_, err := c.flights.do(ctx, "image "+origin+" "+digest, src.life, func(ctx context.Context) (any, error) {

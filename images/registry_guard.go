@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"syscall"
+
+	"github.com/paddock-build/paddock/rev2/imageref"
 )
 
 // An action names its image, and with it the host the runner connects
@@ -108,13 +110,13 @@ func newRegistryList(entries []string) (registryList, error) {
 	for _, e := range entries {
 		e = strings.ToLower(e)
 		if domain, ok := strings.CutPrefix(e, "*."); ok {
-			if !hostPattern.MatchString(domain) || strings.ContainsAny(domain, ":[") {
+			if !imageref.IsHost(domain) || strings.ContainsAny(domain, ":[") {
 				return l, fmt.Errorf("images: allowed registry %q: want host, host:port or *.domain", e)
 			}
 			l.suffixes = append(l.suffixes, "."+domain)
 			continue
 		}
-		if !hostPattern.MatchString(e) {
+		if !imageref.IsHost(e) {
 			return l, fmt.Errorf("images: allowed registry %q: want host, host:port or *.domain", e)
 		}
 		l.hosts[e] = true

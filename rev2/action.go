@@ -61,8 +61,9 @@ func EffectivePlatform(a *repb.Action, c *repb.Command) (*repb.Platform, string)
 const MaxPlatformBytes = 64 << 10
 
 // CheckPlatform checks that properties are sorted by name then value (as
-// REv2 requires, so that equal platforms have equal digests) and that every
-// name is one the server knows.
+// REv2 requires, so that equal platforms have equal digests), that every
+// name is one the server knows, and that the built-in execution
+// properties are ones every runner takes (CheckExecution).
 func CheckPlatform(p *repb.Platform, field string, known func(name string) bool) error {
 	props := p.GetProperties()
 	size := 0
@@ -88,5 +89,5 @@ func CheckPlatform(p *repb.Platform, field string, known func(name string) bool)
 			}
 		}
 	}
-	return nil
+	return CheckExecution(p, field)
 }

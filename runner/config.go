@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/paddock-build/paddock/images"
+	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/sandbox"
 )
 
@@ -243,13 +244,13 @@ func (c *Config) Validate() error {
 	if !path.IsAbs(c.StateDir) {
 		return fmt.Errorf("state_dir %q: want an absolute path", c.StateDir)
 	}
-	if err := checkInputRootPath(c.InputRootPath); err != nil {
+	if err := rev2.CheckInputRootPath(c.InputRootPath); err != nil {
 		return fmt.Errorf("input_root_path: %w", err)
 	}
 	if c.DefaultTimeout < 0 {
 		return errors.New("default_timeout: negative")
 	}
-	if _, _, err := parseUserSpec(c.DefaultUser); err != nil {
+	if _, _, err := rev2.ParseUserSpec(c.DefaultUser); err != nil {
 		return fmt.Errorf("default_user: %w", err)
 	}
 	for k := range c.DefaultEnvironment {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/sandbox"
 )
 
@@ -223,7 +224,7 @@ func capabilities(defaults []string, p platform) []string {
 		set[c] = true
 	}
 	addAll := func() {
-		for _, c := range allCapabilities {
+		for _, c := range rev2.AllCapabilities() {
 			set[c] = true
 		}
 	}

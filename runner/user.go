@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -14,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/sandbox"
 )
 
@@ -21,36 +21,6 @@ import (
 // namespace.
 type sandboxUser struct {
 	UID, GID uint32
-}
-
-// userNamePattern is what a user or group name may look like.
-var userNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,31}$`)
-
-// parseUserSpec checks the syntax of "uid[:gid]" or "user[:group]" (ids
-// and names may be mixed) and returns the two parts.
-func parseUserSpec(s string) (user, group string, err error) {
-	user, group, hasGroup := strings.Cut(s, ":")
-	if hasGroup && group == "" {
-		return "", "", fmt.Errorf("%q: empty group", s)
-	}
-	for _, part := range []string{user, group} {
-		if part == "" {
-			continue
-		}
-		if n, err := strconv.ParseUint(part, 10, 32); err == nil {
-			if n >= sandbox.DefaultIDRange {
-				return "", "", fmt.Errorf("%q: id %d is outside the sandbox's 0..%d", s, n, sandbox.DefaultIDRange-1)
-			}
-			continue
-		}
-		if !userNamePattern.MatchString(part) {
-			return "", "", fmt.Errorf("%q: want uid[:gid] or user[:group]", s)
-		}
-	}
-	if user == "" {
-		return "", "", fmt.Errorf("%q: want uid[:gid] or user[:group]", s)
-	}
-	return user, group, nil
 }
 
 // idDB answers user and group lookups for one rootfs. Implementations:
@@ -90,7 +60,7 @@ func chooseUser(cfg *Config, p platform, imageUser string, db idDB) (sandboxUser
 // without a group gets its primary group from /etc/passwd, or gid 0 if
 // passwd does not know it.
 func resolveUser(spec string, db idDB) (sandboxUser, error) {
-	user, group, err := parseUserSpec(spec)
+	user, group, err := rev2.ParseUserSpec(spec)
 	if err != nil {
 		return sandboxUser{}, err
 	}

@@ -1,6 +1,11 @@
 package runner
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/paddock-build/paddock/rev2"
+	"github.com/paddock-build/paddock/sandbox"
+)
 
 // countingIDDB counts the lookups, each of which reads a file of the
 // rootfs in the real idDB.
@@ -42,5 +47,13 @@ func TestResolveUser(t *testing.T) {
 		if err != nil || got != tc.want || c.lookups != tc.lookups {
 			t.Errorf("resolveUser(%q) = %v, %v after %d lookups; want %v after %d", tc.spec, got, err, c.lookups, tc.want, tc.lookups)
 		}
+	}
+}
+
+// TestSandboxIDsAgree: dockerUser ids are checked at Execute against
+// rev2.SandboxIDs; the sandbox must map exactly that many.
+func TestSandboxIDsAgree(t *testing.T) {
+	if rev2.SandboxIDs != sandbox.DefaultIDRange {
+		t.Fatalf("rev2.SandboxIDs %d, sandbox.DefaultIDRange %d", rev2.SandboxIDs, sandbox.DefaultIDRange)
 	}
 }

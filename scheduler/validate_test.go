@@ -283,7 +283,8 @@ func TestExecutionPropertiesDoNotSplitQueues(t *testing.T) {
 
 // TestBadCommandsNeverReachAWorker: everything a worker would refuse is
 // refused at Execute, with INVALID_ARGUMENT naming the field, and nothing of
-// it is queued. A good action afterwards proves the worker was there all
+// it is queued; so is every execution property value that no runner takes
+// (rev2.Execution's rules). A good action afterwards proves the worker was there all
 // along, and it is the only assignment the worker ever saw.
 func TestBadCommandsNeverReachAWorker(t *testing.T) {
 	f := startFarm(t, testConfig(), "", nil, nil)
@@ -291,6 +292,15 @@ func TestBadCommandsNeverReachAWorker(t *testing.T) {
 	ctx := ctxTimeout(t)
 	cmd := func(mod func(c *repb.Command)) func(*repb.Action, *repb.Command) {
 		return func(a *repb.Action, c *repb.Command) { mod(c) }
+	}
+	// plat gives the Action a platform of name, value pairs, as given.
+	plat := func(kv ...string) func(*repb.Action, *repb.Command) {
+		return func(a *repb.Action, c *repb.Command) {
+			a.Platform = &repb.Platform{}
+			for i := 0; i < len(kv); i += 2 {
+				a.Platform.Properties = append(a.Platform.Properties, &repb.Platform_Property{Name: kv[i], Value: kv[i+1]})
+			}
+		}
 	}
 	cases := []struct {
 		name  string
@@ -310,6 +320,20 @@ func TestBadCommandsNeverReachAWorker(t *testing.T) {
 		{"unknown platform property", func(a *repb.Action, c *repb.Command) {
 			a.Platform = &repb.Platform{Properties: []*repb.Platform_Property{{Name: "gpu", Value: "yes"}}}
 		}, "action.platform.properties[0]"},
+		{"execution property twice", plat("dockerNetwork", "off", "dockerNetwork", "standard"), "action.platform.properties[1]"},
+		{"dockerNetwork bridge", plat("dockerNetwork", "bridge"), "action.platform.properties[0]"},
+		{"dockerRunAsRoot yes", plat("dockerRunAsRoot", "yes"), "action.platform.properties[0]"},
+		{"dockerUser outside the sandbox's ids", plat("dockerUser", "70000"), "action.platform.properties[0]"},
+		{"dockerRunAsRoot with dockerUser", plat("dockerRunAsRoot", "true", "dockerUser", "1000"), "action.platform"},
+		{"container-image not docker://", plat("container-image", "ubuntu:22.04"), "action.platform.properties[0]"},
+		{"unknown capability", plat("dockerAddCapabilities", "CAP_FLY"), "action.platform.properties[0]"},
+		{"EstimatedCPU zero", plat("EstimatedCPU", "0"), "action.platform.properties[0]"},
+		{"EstimatedMemory below 1MiB", plat("EstimatedMemory", "1k"), "action.platform.properties[0]"},
+		{"dockerShmSize not a size", plat("dockerShmSize", "lots"), "action.platform.properties[0]"},
+		{"InputRootAbsolutePath under /proc", plat("InputRootAbsolutePath", "/proc/x"), "action.platform.properties[0]"},
+		{"Command's platform (2.0)", func(a *repb.Action, c *repb.Command) {
+			c.Platform = &repb.Platform{Properties: []*repb.Platform_Property{{Name: "dockerNetwork", Value: "bridge"}}}
+		}, "command.platform.properties[0]"},
 		{"arguments over ARG_MAX", cmd(func(c *repb.Command) {
 			c.Arguments = []string{"echo", strings.Repeat("x", 100<<10), strings.Repeat("y", 8<<20)}
 		}), "command.arguments"},

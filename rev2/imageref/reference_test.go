@@ -1,11 +1,11 @@
-package images
+package imageref
 
 import (
 	"strings"
 	"testing"
 )
 
-func TestParseReference(t *testing.T) {
+func TestParse(t *testing.T) {
 	const d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 	ok := []struct {
 		in   string
@@ -20,14 +20,14 @@ func TestParseReference(t *testing.T) {
 		{"docker://Registry.Example.com/x:T", Reference{"registry.example.com", "x", "T", ""}},
 	}
 	for _, c := range ok {
-		got, none, err := ParseReference(c.in)
+		got, none, err := Parse(c.in)
 		if err != nil || none || got != c.want {
-			t.Errorf("ParseReference(%q) = %+v, %v, %v; want %+v", c.in, got, none, err, c.want)
+			t.Errorf("Parse(%q) = %+v, %v, %v; want %+v", c.in, got, none, err, c.want)
 		}
 	}
 	for _, in := range []string{"", "none"} {
-		if _, none, err := ParseReference(in); !none || err != nil {
-			t.Errorf("ParseReference(%q): none=%v err=%v; want none", in, none, err)
+		if _, none, err := Parse(in); !none || err != nil {
+			t.Errorf("Parse(%q): none=%v err=%v; want none", in, none, err)
 		}
 	}
 	bad := []string{
@@ -37,20 +37,20 @@ func TestParseReference(t *testing.T) {
 		"docker://gcr.io/foo:bad/tag", "docker://gc r.io/foo", "docker:///foo",
 	}
 	for _, in := range bad {
-		_, none, err := ParseReference(in)
+		_, none, err := Parse(in)
 		if err == nil || none {
-			t.Errorf("ParseReference(%q) accepted", in)
+			t.Errorf("Parse(%q) accepted", in)
 			continue
 		}
 		if !strings.Contains(err.Error(), in) {
-			t.Errorf("ParseReference(%q) error %q does not name the value", in, err)
+			t.Errorf("Parse(%q) error %q does not name the value", in, err)
 		}
 	}
 }
 
 func TestReferenceStringRoundTrip(t *testing.T) {
 	for _, in := range []string{"docker://gcr.io/a/b:1", "docker://h:1/x@sha256:" + strings.Repeat("a", 64)} {
-		r, _, err := ParseReference(in)
+		r, _, err := Parse(in)
 		if err != nil || r.String() != in {
 			t.Errorf("round trip %q -> %q, %v", in, r.String(), err)
 		}
