@@ -227,7 +227,11 @@ func (c *outputCollector) directory(ctx context.Context, fd int, where string, d
 		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return nil, fmt.Errorf("output %q: %w", p, err)
 		}
-		if err := c.count(p, st.Size); err != nil {
+		size := int64(0) // a directory's or a symlink's st_size is not output bytes
+		if st.Mode&unix.S_IFMT == unix.S_IFREG {
+			size = st.Size
+		}
+		if err := c.count(p, size); err != nil {
 			return nil, err
 		}
 		if err := t.entry(p, name, ""); err != nil {

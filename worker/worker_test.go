@@ -505,7 +505,8 @@ func TestInputTreeLimits(t *testing.T) {
 
 // TestOutputLimits: outputs past a limit (too deep, too many bytes, a
 // sparse file counting by its apparent size) fail the action with
-// INVALID_ARGUMENT naming the limit, and nothing is cached.
+// INVALID_ARGUMENT naming the limit, and nothing is cached; directories
+// and symlinks count as files, not as bytes.
 func TestOutputLimits(t *testing.T) {
 	h := newHarness(t)
 	w, err := worker.New(worker.Options{
@@ -534,6 +535,12 @@ func TestOutputLimits(t *testing.T) {
 				t.Fatalf("the result was cached: %v", err)
 			}
 		})
+	}
+	// Directories and symlinks are not output bytes, whatever their
+	// st_size: 300 directories of 4 KiB each and a symlink pass the 1 MiB.
+	a := h.action(sh(`mkdir out && cd out && seq 300 | xargs mkdir && ln -s 1 link`, "out"), &repb.Directory{}, false)
+	if st := status.FromProto(w.Execute(context.Background(), a).Status); st.Code() != codes.OK {
+		t.Fatalf("empty directories counted as bytes: %v", st)
 	}
 }
 
