@@ -86,6 +86,13 @@ func gaugeSeries(qs []QueueStatus) []queueSeries {
 		s.queued += q.Queued
 		s.running += q.Running
 	}
+	if len(out) == 0 {
+		// No queue at all: the default queue's series, at zero, so that the
+		// family never goes empty. An autoscaler summing it (the workers'
+		// HPA) then reads 0 and scales down, where no series at all reads
+		// as no metric and holds the replicas where they are.
+		out = append(out, &queueSeries{})
+	}
 	slices.SortFunc(out, compareSeries)
 	if len(out) > maxQueueSeries {
 		out = foldSeries(out, sums)

@@ -110,3 +110,16 @@ func TestGaugeSeriesAreBoundedByPlatform(t *testing.T) {
 		}
 	}
 }
+
+// TestGaugeSeriesNeverEmpty: with no queue at all (an idle scheduler) the
+// gauges still have a series, the default queue's at zero, so that an
+// autoscaler summing them reads 0, not "no metric".
+func TestGaugeSeriesNeverEmpty(t *testing.T) {
+	if s := gaugeSeries(nil); len(s) != 1 || s[0] != (queueSeries{}) {
+		t.Errorf("no queues: %+v; want one zero series for instance \"\", platform \"\"", s)
+	}
+	pool := []*workerpb.Property{{Name: "Pool", Value: "big"}}
+	if s := gaugeSeries([]QueueStatus{{Platform: pool, Queued: 1}}); len(s) != 1 || s[0].platform != "Pool=big" {
+		t.Errorf("one Pool=big queue: %+v; want its series alone", s)
+	}
+}
