@@ -3,6 +3,7 @@ package configs
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -39,8 +40,8 @@ func TestByteSizes(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"-1", "10GB", "lots", "1.5GiB"} {
-		if _, err := ParseByteSize(bad); err == nil {
-			t.Errorf("ParseByteSize(%q) accepted", bad)
+		if _, err := ParseByteSize(bad); err == nil || !strings.Contains(err.Error(), strconv.Quote(bad)) {
+			t.Errorf("ParseByteSize(%q): %v; want an error quoting the value as given", bad, err)
 		}
 	}
 	cfg := DefaultStorage()

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 
 	"go.yaml.in/yaml/v3"
 
@@ -96,7 +97,12 @@ func decodeStrict(b []byte, out any) error {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("more than one YAML document")
 	}
-	return nil
+	// Read again as a tree, for what Decode lets through.
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return err
+	}
+	return checkWholeNumbers(&doc, reflect.TypeOf(out))
 }
 
 // versioned is a file: its version key, then the role's keys.

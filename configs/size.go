@@ -19,6 +19,7 @@ var units = []struct {
 
 // ParseByteSize parses "10GiB", "4194304" or "0".
 func ParseByteSize(s string) (ByteSize, error) {
+	given := s
 	s = strings.TrimSpace(s)
 	mult := int64(1)
 	for _, u := range units {
@@ -29,7 +30,7 @@ func ParseByteSize(s string) (ByteSize, error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n < 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("%q is not a size (an integer, optionally followed by KiB, MiB, GiB or TiB)", s)
+		return 0, fmt.Errorf("%q is not a size (an integer, optionally followed by KiB, MiB, GiB or TiB)", given)
 	}
 	return ByteSize(n * mult), nil
 }
