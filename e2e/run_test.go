@@ -111,8 +111,9 @@ func TestPaddockRun(t *testing.T) {
 
 	t.Run("a timeout: the output so far, then the failure", func(t *testing.T) {
 		stdout, stderr, code := paddockRun(t, t.TempDir(), f.addr, "--timeout", "1s", "--", "/bin/sh", "-c", "echo partial; exec sleep 60")
-		if code != 1 || stdout != "partial\n" || !strings.Contains(stderr, "DeadlineExceeded") {
-			t.Fatalf("exit %d, stdout %q, stderr %q; want 1, what was printed before the timeout, DEADLINE_EXCEEDED", code, stdout, stderr)
+		if code != 1 || stdout != "partial\n" || !strings.Contains(stderr, "DeadlineExceeded") ||
+			strings.Count(stderr, "timed out") != 1 || !strings.Contains(stderr, "(the result was not cached)") {
+			t.Fatalf("exit %d, stdout %q, stderr %q; want 1, what was printed before the timeout, DEADLINE_EXCEEDED saying the timeout once", code, stdout, stderr)
 		}
 	})
 

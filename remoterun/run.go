@@ -113,13 +113,22 @@ func Run(ctx context.Context, c *client.Client, opts Options) (res *Result, err 
 	return res, nil
 }
 
+// executeFailed is the error of an execution whose status failed, with
+// the response's message after it, if any.
+func executeFailed(p *prepared, failed error, message string) error {
+	if message == "" {
+		return fmt.Errorf("execute %s: %w", p.action.Digest, failed)
+	}
+	return fmt.Errorf("execute %s: %w (%s)", p.action.Digest, failed, message)
+}
+
 // finish writes what the command printed and its outputs, and fills res.
 func finish(ctx context.Context, c *client.Client, opts Options, p *prepared, resp *repb.ExecuteResponse, res *Result) error {
 	r := resp.Result
 	failed := status.FromProto(resp.Status).Err()
 	if r == nil {
 		if failed != nil {
-			return fmt.Errorf("execute %s: %w %s", p.action.Digest, failed, resp.Message)
+			return executeFailed(p, failed, resp.Message)
 		}
 		return fmt.Errorf("execute %s: the response has no result", p.action.Digest)
 	}
@@ -137,7 +146,7 @@ func finish(ctx context.Context, c *client.Client, opts Options, p *prepared, re
 		}
 	}
 	if failed != nil {
-		return fmt.Errorf("execute %s: %w %s", p.action.Digest, failed, resp.Message)
+		return executeFailed(p, failed, resp.Message)
 	}
 	if err := c.WriteOutputs(ctx, opts.Dir, p.command, r); err != nil {
 		return err

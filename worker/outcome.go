@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"fmt"
 	"strings"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -21,9 +20,11 @@ import (
 // memory or load, not only on the action's inputs.
 func reportOutcome(j *Job, run *runnerpb.RunResponse, resp *repb.ExecuteResponse) {
 	var notes []string
+	timedOut := codes.Code(run.StatusCode) == codes.DeadlineExceeded
 	switch {
-	case codes.Code(run.StatusCode) == codes.DeadlineExceeded:
-		notes = append(notes, fmt.Sprintf("action timed out after %s", j.Request.Timeout.AsDuration()))
+	case timedOut:
+		// The status says so, with the timeout: the message does not
+		// repeat it, and says only that nothing was cached.
 		j.Uncacheable = "timed out"
 	case run.Cancelled:
 		j.Uncacheable = "cancelled"
@@ -44,7 +45,7 @@ func reportOutcome(j *Job, run *runnerpb.RunResponse, resp *repb.ExecuteResponse
 		notes = append(notes, "stdout or stderr exceeded the worker's output cap and was truncated")
 		j.Uncacheable = "truncated output"
 	}
-	if j.Uncacheable != "" && len(notes) > 0 {
+	if j.Uncacheable != "" && (len(notes) > 0 || timedOut) {
 		notes = append(notes, "the result was not cached")
 	}
 	resp.Message = strings.Join(notes, "; ")

@@ -423,6 +423,21 @@ func TestSandboxOutcomesAreReportedAndNotCached(t *testing.T) {
 	}
 }
 
+// TestTimeoutSaidOnce: a timed-out action's status says so with the
+// runner's words; the response's message, which clients print after it,
+// only adds that the result was not cached.
+func TestTimeoutSaidOnce(t *testing.T) {
+	h := newHarness(t)
+	h.runner.After = func(r *runnerpb.RunResponse) {
+		r.StatusCode, r.StatusMessage, r.TimedOut = int32(codes.DeadlineExceeded), "the action timed out after 2s and was terminated", true
+	}
+	resp := h.w.Execute(context.Background(), h.action(sh("true"), &repb.Directory{}, false))
+	st := status.FromProto(resp.Status)
+	if st.Code() != codes.DeadlineExceeded || strings.Count(st.Message()+" "+resp.Message, "timed out") != 1 || resp.Message != "the result was not cached" {
+		t.Errorf("status %v, message %q; want the timeout said once, and that nothing was cached", st, resp.Message)
+	}
+}
+
 // countingStep is an extra step: it sees every action and its outcome.
 type countingStep struct {
 	next  worker.Executor
