@@ -39,6 +39,9 @@ func runImages(ctx context.Context, args []string) error {
 		return runImagesPull(ctx, args[1:])
 	case "build":
 		return runImagesBuild(ctx, args[1:])
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(os.Stdout, imagesUsage)
+		return nil
 	}
 	fmt.Fprint(os.Stderr, imagesUsage)
 	return fmt.Errorf("unknown subcommand %q: want load, pull or build", args[0])

@@ -71,7 +71,7 @@ type configFlags struct {
 }
 
 func (c *configFlags) register(fs *flag.FlagSet, example string) {
-	fs.StringVar(&c.path, "config", "", "YAML config file, `version: 1` (see "+example+"); flags override it")
+	fs.StringVar(&c.path, "config", "", "YAML `FILE` of config, starting with version: 1 (see "+example+"); flags override it")
 	fs.BoolVar(&c.print, "print-config", false, "print the effective config (defaults, then --config, then flags) as YAML and exit")
 }
 

@@ -22,12 +22,21 @@ import (
 // `paddock up` starts it as a child with its runner section written to a
 // file, which hides up's data directory (worker build directories, CAS)
 // from host-root sandboxes.
+const runnerUsage = `usage: paddock runner [--socket PATH] [flags]
+       paddock runner --config FILE [flags]
+
+Runs actions for the worker on this machine, each in a fresh sandbox (user,
+mount, pid, ipc, uts and network namespaces, a cgroup of its own), over the
+gRPC UNIX socket PATH ('paddock worker --runner PATH'). Root, with a
+delegated cgroup subtree (deploy/systemd/paddock-runner.service).
+`
+
 func runRunner(ctx context.Context, args []string) error {
 	file, err := loadRoleConfig(args, configs.DefaultRunner)
 	if err != nil {
 		return err
 	}
-	fs, rf := newRoleFlagSet("runner", "", "configs/runner.yaml")
+	fs, rf := newRoleFlagSet("runner", runnerUsage, "configs/runner.yaml")
 	registerRunnerFlags(fs, &file)
 	if err := parseFlags(fs, args); err != nil {
 		return err
