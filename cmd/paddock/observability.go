@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/paddock-build/paddock/auth"
+	"github.com/paddock-build/paddock/internal/grpcerr"
 	"github.com/paddock-build/paddock/internal/grpclimit"
 	"github.com/paddock-build/paddock/internal/hostguard"
 	"github.com/paddock-build/paddock/internal/unixsock"
@@ -122,12 +123,13 @@ var httpIdleTimeout = 10 * time.Second
 const maxHTTPGRPCCalls = 100
 
 // newGRPCServer returns a gRPC server with opts, the per-RPC metrics
-// interceptors and a bound on the calls it runs at once (grpclimit). Call
-// finish once its services are registered.
+// interceptors, clean error messages (grpcerr) and a bound on the calls it
+// runs at once (grpclimit). Call finish once its services are registered.
 func (o *observability) newGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 	opts = append(opts,
 		grpc.ChainUnaryInterceptor(o.rpc.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(o.rpc.StreamServerInterceptor()))
+	opts = append(opts, grpcerr.ServerOptions()...)
 	opts = append(opts, grpclimit.New(0).ServerOptions(opts...)...)
 	return grpc.NewServer(opts...)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/configs"
+	"github.com/paddock-build/paddock/internal/grpcerr"
 	"github.com/paddock-build/paddock/internal/grpclimit"
 	"github.com/paddock-build/paddock/scheduler"
 	"github.com/paddock-build/paddock/storage"
@@ -219,6 +220,7 @@ func serveInternal(ctx context.Context, s *scheduler.Scheduler, addr string, sec
 	if err != nil {
 		return err
 	}
+	opts = append(opts, grpcerr.ServerOptions()...)
 	g := grpc.NewServer(append(opts, grpclimit.New(0).ServerOptions(opts...)...)...)
 	s.RegisterInternal(g)
 	lis, err := listenTCP(addr)
