@@ -17,6 +17,11 @@ import (
 type LoadedImage struct {
 	Digest string      // manifest digest: docker://REGISTRY/REPO@Digest finds it
 	Names  []Reference // tags the archive gave it, now resolved to Digest
+	// Ignored are the names the archive gave it that are not full tag
+	// references (REGISTRY/REPO:TAG), such as an OCI layout's bare
+	// "v1.2" or "paddock-storage:dev": no action's container-image can
+	// name them, so they are not recorded.
+	Ignored []string
 }
 
 // Load imports images from an OCI image layout directory or a `docker save`
@@ -150,6 +155,7 @@ func (c *Cache) loadImage(ctx context.Context, src imageSource, digest string, n
 	for _, n := range names {
 		t, err := name.NewTag(n, name.StrictValidation)
 		if err != nil {
+			li.Ignored = append(li.Ignored, n)
 			continue
 		}
 		ref := Reference{Registry: t.RegistryStr(), Repository: t.RepositoryStr(), Tag: t.TagStr()}
@@ -158,6 +164,6 @@ func (c *Cache) loadImage(ctx context.Context, src imageSource, digest string, n
 		}
 		li.Names = append(li.Names, ref)
 	}
-	c.log.Info("image loaded", "digest", digest, "names", len(li.Names))
+	c.log.Info("image loaded", "digest", digest, "names", len(li.Names), "ignored", li.Ignored)
 	return li, nil
 }

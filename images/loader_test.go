@@ -61,6 +61,11 @@ func TestLoadOCILayout(t *testing.T) {
 	if len(loaded) != 2 || loaded[0].Digest != want.String() || loaded[1].Digest != want.String() {
 		t.Fatalf("loaded %+v, want the amd64 image twice (%s)", loaded, want)
 	}
+	// The index's bare "2" (an OCI layout's tag alone) names nothing an
+	// action can ask for: it is said to be ignored, not dropped silently.
+	if len(loaded[0].Ignored) != 0 || len(loaded[1].Ignored) != 1 || loaded[1].Ignored[0] != "2" {
+		t.Errorf("ignored names %q and %q; want none and the index's \"2\"", loaded[0].Ignored, loaded[1].Ignored)
+	}
 	for _, v := range []string{
 		"docker://" + airGappedHost + "/tools/bb:1",
 		"docker://" + airGappedHost + "/tools/multi:2",

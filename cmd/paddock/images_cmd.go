@@ -19,7 +19,9 @@ load and pull take their flags before or after the FILEs or IMAGEs.
 
 load: FILE is an OCI image layout directory or a 'docker save' tarball. Its
 images are unpacked into the runner's image cache, so actions can name them
-by tag or digest without registry access.
+by digest, or by tag where the archive names them REGISTRY/REPO:TAG, without
+registry access (other names, such as a layout's bare tag, are listed as
+ignored).
 pull: IMAGE is docker://REGISTRY/REPO[:TAG][@sha256:DIGEST], as an action's
 container-image names it; it is pulled and unpacked into the cache as the
 runner does, and its digest and unpacked root printed.
@@ -67,6 +69,11 @@ func runImagesLoad(ctx context.Context, args []string) error {
 			fmt.Println(li.Digest)
 			for _, n := range li.Names {
 				fmt.Printf("  %s\n", n)
+			}
+			if len(li.Names) == 0 {
+				for _, n := range li.Ignored {
+					fmt.Printf("  (named %q in the archive, which is not REGISTRY/REPO:TAG: known by its digest only)\n", n)
+				}
 			}
 		}
 	}
