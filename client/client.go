@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
+	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -199,9 +201,13 @@ func (c *Client) ReadProto(ctx context.Context, d digest.Digest, m proto.Message
 }
 
 // Execute runs a stored action and returns the final ExecuteResponse,
-// following the operation stream to the end and, if the stream breaks
-// (UNAVAILABLE or an early end), resuming it with WaitExecution a few
-// times. The response's own status is left for the caller to read.
+// following the operation stream to the end. If the stream breaks
+// (UNAVAILABLE or an early end: the scheduler restarting, a connection
+// lost), it resumes with WaitExecution after a growing pause, for up to
+// resumeAttempts breaks in a row (about a minute and a half), and if the
+// scheduler no longer knows the operation (NOT_FOUND: restarted without a
+// journal), it calls Execute again, as the REv2 spec lets a client. The
+// response's own status is left for the caller to read.
 func (c *Client) Execute(ctx context.Context, req *repb.ExecuteRequest) (*repb.ExecuteResponse, error) {
 	ctx = c.Context(ctx)
 	if req.InstanceName == "" {
@@ -215,31 +221,79 @@ func (c *Client) Execute(ctx context.Context, req *repb.ExecuteRequest) (*repb.E
 	if err != nil {
 		return nil, fmt.Errorf("execute %s: %w", d, err)
 	}
-	name := ""
-	for attempt := 0; ; attempt++ {
-		for {
-			op, err := stream.Recv()
-			if err != nil {
-				if name == "" || attempt >= 3 || status.Code(err) != codes.Unavailable && !errors.Is(err, io.EOF) {
-					return nil, fmt.Errorf("execute %s: %w", d, err)
-				}
-				break
-			}
-			name = op.Name
-			if !op.Done {
-				continue
-			}
-			if e := op.GetError(); e != nil {
-				return nil, fmt.Errorf("execute %s: %w", d, status.FromProto(e).Err())
-			}
-			resp := &repb.ExecuteResponse{}
-			if err := op.GetResponse().UnmarshalTo(resp); err != nil {
-				return nil, fmt.Errorf("execute %s: operation response: %w", d, err)
-			}
+	name, breaks := "", 0
+	for {
+		resp, got, err := followOperation(stream, &name)
+		if err == nil {
 			return resp, nil
 		}
-		if stream, err = c.exec.WaitExecution(ctx, &repb.WaitExecutionRequest{Name: name}); err != nil {
-			return nil, fmt.Errorf("execute %s: WaitExecution %s: %w", d, name, err)
+		var final finalError
+		if errors.As(err, &final) {
+			return nil, fmt.Errorf("execute %s: %w", d, final.error)
 		}
+		if got {
+			breaks = 0 // the stream worked before it broke
+		}
+		resumable := status.Code(err) == codes.Unavailable || errors.Is(err, io.EOF) || status.Code(err) == codes.NotFound
+		if name == "" || breaks >= resumeAttempts || !resumable {
+			return nil, fmt.Errorf("execute %s: %w", d, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("execute %s: %w (resuming operation %s)", d, context.Cause(ctx), name)
+		case <-time.After(resumePause(breaks)):
+		}
+		breaks++
+		if status.Code(err) == codes.NotFound {
+			stream, err = c.exec.Execute(ctx, req) // the operation is gone: run it again
+		} else {
+			stream, err = c.exec.WaitExecution(ctx, &repb.WaitExecutionRequest{Name: name})
+		}
+		if err != nil {
+			return nil, fmt.Errorf("execute %s: resume %s: %w", d, name, err)
+		}
+	}
+}
+
+// finalError is how an operation ended (its own error), as opposed to its
+// stream breaking: Execute does not resume from it.
+type finalError struct{ error }
+
+// resumeAttempts is how many breaks in a row Execute resumes from.
+const resumeAttempts = 12
+
+// resumePause is the pause before resuming after the n-th break in a row
+// (from 0): firstResumePause, doubling, at most 10 s.
+func resumePause(n int) time.Duration {
+	return min(firstResumePause<<min(n, 6), 10*time.Second)
+}
+
+// firstResumePause is the first pause before resuming (a variable for the
+// tests).
+var firstResumePause = 250 * time.Millisecond
+
+// followOperation reads an operation stream to its end. It sets *name
+// from the first message and reports whether any message came; err is the
+// stream's error (the operation's own error is a result: err nil, resp
+// nil is never returned together).
+func followOperation(stream grpc.ServerStreamingClient[longrunningpb.Operation], name *string) (resp *repb.ExecuteResponse, got bool, err error) {
+	for {
+		op, err := stream.Recv()
+		if err != nil {
+			return nil, got, err
+		}
+		got = true
+		*name = op.Name
+		if !op.Done {
+			continue
+		}
+		if e := op.GetError(); e != nil {
+			return nil, got, finalError{status.FromProto(e).Err()}
+		}
+		resp := &repb.ExecuteResponse{}
+		if err := op.GetResponse().UnmarshalTo(resp); err != nil {
+			return nil, got, finalError{fmt.Errorf("operation response: %w", err)}
+		}
+		return resp, got, nil
 	}
 }

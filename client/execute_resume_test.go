@@ -1,0 +1,99 @@
+package client
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"cloud.google.com/go/longrunning/autogen/longrunningpb"
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/paddock-build/paddock/internal/grpctest"
+)
+
+// restartingScheduler is an Execution service whose first Execute stream
+// breaks after naming its operation, as a scheduler that restarts does.
+type restartingScheduler struct {
+	repb.UnimplementedExecutionServer
+	down   int  // WaitExecution calls answered UNAVAILABLE first (still down)
+	forgot bool // then NOT_FOUND: restarted without its journal
+	failed bool // the operation itself ends with an UNAVAILABLE error
+
+	mu              sync.Mutex
+	executes, waits int
+}
+
+func done(exit int32) *longrunningpb.Operation {
+	resp, _ := anypb.New(&repb.ExecuteResponse{Result: &repb.ActionResult{ExitCode: exit}})
+	return &longrunningpb.Operation{Name: "operations/x", Done: true, Result: &longrunningpb.Operation_Response{Response: resp}}
+}
+
+func (s *restartingScheduler) Execute(_ *repb.ExecuteRequest, stream grpc.ServerStreamingServer[longrunningpb.Operation]) error {
+	s.mu.Lock()
+	s.executes++
+	n := s.executes
+	s.mu.Unlock()
+	if n > 1 {
+		return stream.Send(done(3))
+	}
+	if s.failed {
+		return stream.Send(&longrunningpb.Operation{Name: "operations/x", Done: true,
+			Result: &longrunningpb.Operation_Error{Error: status.New(codes.Unavailable, "the worker went away").Proto()}})
+	}
+	stream.Send(&longrunningpb.Operation{Name: "operations/x"})
+	return status.Error(codes.Unavailable, "the scheduler is stopping")
+}
+
+func (s *restartingScheduler) WaitExecution(req *repb.WaitExecutionRequest, stream grpc.ServerStreamingServer[longrunningpb.Operation]) error {
+	s.mu.Lock()
+	s.waits++
+	n := s.waits
+	s.mu.Unlock()
+	switch {
+	case req.Name != "operations/x":
+		return status.Error(codes.InvalidArgument, "wrong name")
+	case n <= s.down:
+		return status.Error(codes.Unavailable, "connection refused")
+	case s.forgot:
+		return status.Error(codes.NotFound, "operations/x is not known")
+	}
+	return stream.Send(done(7))
+}
+
+// TestExecuteResumesAcrossARestart: a broken Execute stream is resumed
+// with WaitExecution after pauses, past more than a few refusals (a
+// restart takes seconds); an operation the scheduler forgot is executed
+// again; an operation that itself failed is not resumed.
+func TestExecuteResumesAcrossARestart(t *testing.T) {
+	firstResumePause = time.Millisecond
+	t.Cleanup(func() { firstResumePause = 250 * time.Millisecond })
+	for _, tc := range []struct {
+		name            string
+		s               *restartingScheduler
+		exit            int32
+		code            codes.Code
+		executes, waits int
+	}{
+		{"down for 6 tries", &restartingScheduler{down: 6}, 7, codes.OK, 1, 7},
+		{"restarted without its journal", &restartingScheduler{forgot: true}, 3, codes.OK, 2, 1},
+		{"the operation failed", &restartingScheduler{failed: true}, 0, codes.Unavailable, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := grpctest.Serve(t, func(g *grpc.Server) { repb.RegisterExecutionServer(g, tc.s) })
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			resp, err := New(conn, Options{}).Execute(ctx, &repb.ExecuteRequest{ActionDigest: &repb.Digest{Hash: "a", SizeBytes: 1}})
+			if status.Code(err) != tc.code || tc.code == codes.OK && resp.GetResult().GetExitCode() != tc.exit {
+				t.Errorf("Execute: %v, %v; want %v with exit code %d", resp, err, tc.code, tc.exit)
+			}
+			if tc.s.executes != tc.executes || tc.s.waits != tc.waits {
+				t.Errorf("%d Executes and %d WaitExecutions, want %d and %d", tc.s.executes, tc.s.waits, tc.executes, tc.waits)
+			}
+		})
+	}
+}
