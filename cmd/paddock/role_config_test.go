@@ -122,7 +122,8 @@ func TestPrintConfigFlagsOverrideFile(t *testing.T) {
 	})
 }
 
-// A file without its version, or with a key up wires itself, is refused
+// A file without its version, with a key up wires itself, or with a value
+// the role would refuse at start, is refused by --print-config too,
 // naming it.
 func TestConfigRefusedByTheRoles(t *testing.T) {
 	for _, tc := range []struct {
@@ -131,6 +132,7 @@ func TestConfigRefusedByTheRoles(t *testing.T) {
 		{"storage", "listen: a:1\n", "line 1: no version key"},
 		{"storage", "version: 1\nbackend: {disk: {max_bytes: 1GiB}}\n", "backend.disk.dir: must be set"},
 		{"worker", "version: 2\n", `line 1: version "2"`},
+		{"worker", "version: 1\nconcurrency: -1\n", "concurrency: -1 is negative"},
 		{"scheduler", "version: 1\nlease_duration: 0s\n", "lease_duration must be positive"},
 		{"runner", "version: 1\nstate_dir: rel\n", "state_dir"},
 		{"up", "version: 1\nworker: {scheduler: a:1}\n", "worker.scheduler"},

@@ -50,6 +50,9 @@ func runWorker(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if err := cfg.CheckCounts(); err != nil { // printed configs too: required keys may wait
+		return fmt.Errorf("config: %w", err)
+	}
 	if rf.print {
 		return printConfig(os.Stdout, cfg)
 	}
