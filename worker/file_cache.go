@@ -108,8 +108,7 @@ func NewFileCache(opts FileCacheOptions) (*FileCache, error) {
 		return nil, fmt.Errorf("clear file cache: %w", err)
 	}
 	c := &FileCache{opts: opts, tmpDir: filepath.Join(opts.Dir, "tmp"), set: lru.New[cacheKey, cacheEntry](), link: os.Link}
-	// Private (0700): the cached files are tenants' inputs. Input roots
-	// are hard links to them, so no sandbox searches this directory.
+	// 0700: tenants' inputs; sandboxes reach them by hard links only.
 	err := os.MkdirAll(filepath.Dir(opts.Dir), 0o755)
 	for _, d := range []string{opts.Dir, c.tmpDir} {
 		if err == nil {
