@@ -137,7 +137,7 @@ func (s *Service) Register(g *grpc.Server) { runnerpb.RegisterRunnerServer(g, s)
 // CheckReadiness answers as soon as the service exists: New has prepared
 // the state directory and the caller has started the launcher.
 func (s *Service) CheckReadiness(context.Context, *runnerpb.CheckReadinessRequest) (*runnerpb.CheckReadinessResponse, error) {
-	return &runnerpb.CheckReadinessResponse{Version: s.version}, nil
+	return &runnerpb.CheckReadinessResponse{Version: s.version, TakesActionDir: true}, nil
 }
 
 // Run runs one action. Every outcome is in the response (status_code and

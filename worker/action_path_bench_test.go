@@ -34,7 +34,7 @@ type echoRunner struct {
 }
 
 func (echoRunner) CheckReadiness(context.Context, *runnerpb.CheckReadinessRequest) (*runnerpb.CheckReadinessResponse, error) {
-	return &runnerpb.CheckReadinessResponse{Version: "echo"}, nil
+	return &runnerpb.CheckReadinessResponse{Version: "echo", TakesActionDir: true}, nil
 }
 
 func (echoRunner) Run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.RunResponse, error) {

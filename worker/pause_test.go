@@ -36,7 +36,7 @@ func (p probeRunner) CheckReadiness(context.Context, *runnerpb.CheckReadinessReq
 	if !p.up.Load() {
 		return nil, status.Error(codes.Unavailable, "connection refused")
 	}
-	return &runnerpb.CheckReadinessResponse{}, nil
+	return &runnerpb.CheckReadinessResponse{TakesActionDir: true}, nil
 }
 
 // deadRunner runs commands while up is set, and otherwise fails as a

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"google.golang.org/grpc/connectivity"
@@ -103,8 +104,12 @@ func (r Readiness) probe(ctx context.Context, storageDown *bool) (bool, string) 
 func (r Readiness) canRun(ctx context.Context, storageDown *bool) (bool, string) {
 	pctx, cancel := context.WithTimeout(ctx, r.Interval)
 	defer cancel()
-	if _, err := r.Runner.CheckReadiness(pctx, &runnerpb.CheckReadinessRequest{}); err != nil {
+	resp, err := r.Runner.CheckReadiness(pctx, &runnerpb.CheckReadinessRequest{})
+	if err != nil {
 		return false, "runner not ready: " + err.Error()
+	}
+	if !resp.TakesActionDir {
+		return false, fmt.Sprintf("the runner (version %q) is older than this worker: it does not give action directories to the sandboxes, which could not reach their input roots; restart it from this worker's paddock binary", resp.Version)
 	}
 	if r.Storage != nil && storageFailing(r.Storage, storageDown) {
 		return false, "storage unreachable: its connection is failing"

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,17 +14,18 @@ import (
 	"github.com/paddock-build/paddock/api/runnerpb"
 )
 
-// switchRunner answers CheckReadiness while up is set.
+// switchRunner answers CheckReadiness while up is set, as a runner older
+// than the worker while old is set.
 type switchRunner struct {
 	runnerpb.RunnerClient
-	up atomic.Bool
+	up, old atomic.Bool
 }
 
 func (r *switchRunner) CheckReadiness(ctx context.Context, in *runnerpb.CheckReadinessRequest, _ ...grpc.CallOption) (*runnerpb.CheckReadinessResponse, error) {
 	if !r.up.Load() {
 		return nil, errors.New("connection refused")
 	}
-	return &runnerpb.CheckReadinessResponse{}, nil
+	return &runnerpb.CheckReadinessResponse{Version: "v", TakesActionDir: !r.old.Load()}, nil
 }
 
 // stateConn is a connection whose state the test sets.
@@ -48,8 +50,9 @@ func (c *stateConn) set(s connectivity.State) {
 	c.changed <- struct{}{}
 }
 
-// TestReadiness: ready only while the runner answers and the scheduler
-// connection is READY; every change is reported once.
+// TestReadiness: ready only while the runner answers (and is not older
+// than the worker) and the scheduler connection is READY; every change is
+// reported once.
 func TestReadiness(t *testing.T) {
 	r := &switchRunner{}
 	r.up.Store(true)
@@ -58,7 +61,9 @@ func TestReadiness(t *testing.T) {
 	changes := make(chan bool, 10)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	var lastWhy atomic.Value
 	go Readiness{Runner: r, Scheduler: sched, Interval: 10 * time.Millisecond}.Run(ctx, func(ready bool, why string) {
+		lastWhy.Store(why)
 		changes <- ready
 	})
 	next := func(want bool) {
@@ -80,6 +85,15 @@ func TestReadiness(t *testing.T) {
 	sched.set(connectivity.TransientFailure)
 	next(false)
 	sched.set(connectivity.Ready)
+	next(true)
+	// A runner older than the worker (restarted from an old binary) would
+	// fail every action: not ready, saying why.
+	r.old.Store(true)
+	next(false)
+	if why, _ := lastWhy.Load().(string); !strings.Contains(why, "older than this worker") {
+		t.Errorf("not ready because %q; want the runner named older than the worker", why)
+	}
+	r.old.Store(false)
 	next(true)
 	select {
 	case got := <-changes:

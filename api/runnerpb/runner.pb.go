@@ -623,9 +623,14 @@ func (*CheckReadinessRequest) Descriptor() ([]byte, []int) {
 type CheckReadinessResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The runner's version string, for logs.
-	Version       string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// The runner gives RunRequest.action_dir to the sandbox's ids. A worker
+	// makes its action directories mode 0700 and needs this: with a runner
+	// that leaves it unset (one older than the worker), no sandbox could
+	// reach its input root, and the worker reports itself not ready.
+	TakesActionDir bool `protobuf:"varint,2,opt,name=takes_action_dir,json=takesActionDir,proto3" json:"takes_action_dir,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *CheckReadinessResponse) Reset() {
@@ -663,6 +668,13 @@ func (x *CheckReadinessResponse) GetVersion() string {
 		return x.Version
 	}
 	return ""
+}
+
+func (x *CheckReadinessResponse) GetTakesActionDir() bool {
+	if x != nil {
+		return x.TakesActionDir
+	}
+	return false
 }
 
 var File_runnerpb_runner_proto protoreflect.FileDescriptor
@@ -725,9 +737,10 @@ const file_runnerpb_runner_proto_rawDesc = "" +
 	"\tpeak_pids\x18\n" +
 	" \x01(\x03R\bpeakPids\x126\n" +
 	"\twall_time\x18\v \x01(\v2\x19.google.protobuf.DurationR\bwallTime\"\x17\n" +
-	"\x15CheckReadinessRequest\"2\n" +
+	"\x15CheckReadinessRequest\"\\\n" +
 	"\x16CheckReadinessResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\tR\aversion2\xb5\x01\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12(\n" +
+	"\x10takes_action_dir\x18\x02 \x01(\bR\x0etakesActionDir2\xb5\x01\n" +
 	"\x06Runner\x12D\n" +
 	"\x03Run\x12\x1d.paddock.runner.v1.RunRequest\x1a\x1e.paddock.runner.v1.RunResponse\x12e\n" +
 	"\x0eCheckReadiness\x12(.paddock.runner.v1.CheckReadinessRequest\x1a).paddock.runner.v1.CheckReadinessResponseB/Z-github.com/paddock-build/paddock/api/runnerpbb\x06proto3"
