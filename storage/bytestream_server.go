@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -238,15 +239,30 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 		return stream.SendAndClose(&bytestream.WriteResponse{CommittedSize: size})
 	}
 	// A blob that is already stored completes at once, as the spec allows.
-	if missing, err := s.opts.CAS.FindMissing(WithInstance(stream.Context(), rn.InstanceName), []digest.Digest{d}); err != nil {
-		return err
-	} else if len(missing) == 0 {
-		return complete()
+	if done, err := s.stored(stream.Context(), rn); err != nil || done {
+		return cmp.Or(err, complete())
 	}
 	if compressed && req.WriteOffset != 0 {
 		return status.Errorf(codes.InvalidArgument, "write_offset %d: compressed uploads cannot be resumed; start at 0", req.WriteOffset)
 	}
 	u, err := s.acquire(stream.Context(), auth.TenantOf(stream.Context()), rn, req)
+	for errors.Is(err, errUploadBusy) && req.WriteOffset == 0 {
+		// Another stream writes this upload name from the start too: a
+		// client that gives concurrent uploads of one blob the same uuid
+		// (BuildStream 1.6's push jobs do). Wait for it; then this one
+		// ends at once if it stored the blob (the spec's answer for a blob
+		// another upload completed), or takes its place.
+		if err := s.waitUntilFree(stream.Context(), req.ResourceName); err != nil {
+			return err
+		}
+		if done, err := s.stored(stream.Context(), rn); err != nil || done {
+			return cmp.Or(err, complete())
+		}
+		u, err = s.acquire(stream.Context(), auth.TenantOf(stream.Context()), rn, req)
+	}
+	if errors.Is(err, errUploadBusy) {
+		return status.Errorf(codes.FailedPrecondition, "resource_name %q is being written by another stream; resume once it has stopped (QueryWriteStatus)", req.ResourceName)
+	}
 	if err != nil {
 		return err
 	}
@@ -322,8 +338,8 @@ func (s *byteStreamServer) acquire(ctx context.Context, tenant string, rn digest
 }
 
 // claim returns the upload registered as name, busy, for a stream whose
-// first write_offset is offset to resume; FAILED_PRECONDITION while
-// another stream holds it; or nil: none, or the client starts again from
+// first write_offset is offset to resume; errUploadBusy while another
+// stream holds it; or nil: none, or the client starts again from
 // 0 and claim aborted it.
 func (s *byteStreamServer) claim(name string, offset int64) (*upload, error) {
 	s.mu.Lock()
@@ -334,7 +350,7 @@ func (s *byteStreamServer) claim(name string, offset int64) (*upload, error) {
 	}
 	if !u.busy.TryLock() {
 		s.mu.Unlock()
-		return nil, status.Errorf(codes.FailedPrecondition, "resource_name %q is being written by another stream", name)
+		return nil, errUploadBusy
 	}
 	if u.idle != nil {
 		u.idle.Stop()

@@ -1,7 +1,8 @@
 package storage_test
 
 import (
-	"context"
+	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -11,14 +12,16 @@ import (
 	"github.com/paddock-build/paddock/storage"
 )
 
-// Two streams that wait for slots to upload the same resource name do
-// not both upload it: whichever starts its upload second is told
-// FAILED_PRECONDITION and gives its slot back. Once the client of the
-// other leaves, its parked upload is the one a new stream takes back, so
-// every slot is reachable. Before, the name was looked up only before the
-// wait: both uploaded, the second overwrote the first in the server's
-// register, and once both clients left the first held its slot where no
-// new stream could take it back, until UploadIdleTimeout (here an hour).
+// Two streams that wait for slots to upload the same resource name from
+// its start do not both upload it: whichever starts second gives its slot
+// back and waits for the other, and once that one has stored the blob it
+// ends at once with the blob's full size, as the spec answers a write of
+// a blob another upload completed. BuildStream 1.6's push jobs give
+// concurrent uploads of one blob the same uuid; the second used to be
+// told FAILED_PRECONDITION, and bst failed the push. Before that, both
+// uploaded, the second overwrote the first in the server's register, and
+// once both clients left the first held its slot where no new stream
+// could take it back, until UploadIdleTimeout (here an hour).
 func TestByteStreamSameNameWaitersUploadOnce(t *testing.T) {
 	s := startSlotServer(t, storage.ServerOptions{MaxOpenStreams: 2, UploadIdleTimeout: time.Hour}, time.Minute)
 	h0, h1 := s.holdUpload(t, t.Context(), 0), s.holdUpload(t, t.Context(), 1)
@@ -30,27 +33,49 @@ func TestByteStreamSameNameWaitersUploadOnce(t *testing.T) {
 	s.slotsAre(t, 2, 2)
 	h0.finish(t)
 	h1.finish(t)
+	s.slotsAre(t, 1, 0)   // one uploads; the other waits for it, without a slot
+	s.waitCommitted(t, a) // the uploading one's first MiB, under the name
 
 	ended := make(chan error, 2)
 	for _, u := range []*streamUpload{a, b} {
-		go func() { ended <- u.stream.RecvMsg(&bytestream.WriteResponse{}) }()
+		go func() {
+			half := len(u.data) / 2
+			err := u.stream.Send(&bytestream.WriteRequest{WriteOffset: int64(half), Data: u.data[half:], FinishWrite: true})
+			if err != nil && err != io.EOF { // EOF: the server answered already
+				ended <- err
+				return
+			}
+			resp, err := u.stream.CloseAndRecv()
+			if err == nil && resp.CommittedSize != d.SizeBytes() {
+				err = fmt.Errorf("committed_size %d, want %d", resp.CommittedSize, d.SizeBytes())
+			}
+			ended <- err
+		}()
 	}
-	select {
-	case err := <-ended:
-		wantStatus(t, err, codes.FailedPrecondition, "is being written by another stream")
-	case <-time.After(10 * time.Second):
-		t.Fatal("both streams of one resource_name are still open: both upload it")
+	for range 2 {
+		select {
+		case err := <-ended:
+			if err != nil {
+				t.Fatalf("a stream of the shared name: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("a stream of the shared name never ended")
+		}
 	}
-	s.waitCommitted(t, a) // the other's first MiB, under the same name
-	s.slotsAre(t, 1, 0)
-
-	a.cancel()
-	b.cancel()
-	// The free slot, and the one the parked upload gives back.
-	n0, n1 := s.holdUpload(t, t.Context(), 3), s.holdUpload(t, t.Context(), 4)
-	_, err := s.bs.QueryWriteStatus(context.Background(), &bytestream.QueryWriteStatusRequest{ResourceName: name})
-	wantStatus(t, err, codes.NotFound)
-	n0.finish(t)
-	n1.finish(t)
+	if m := missing(t, s.disk, d); m[d] {
+		t.Fatal("the blob is not stored")
+	}
 	s.slotsAre(t, 0, 0)
+}
+
+// A stream that would resume an upload that another stream is writing is
+// told FAILED_PRECONDITION at once: the bytes it would write after are
+// not yet there.
+func TestByteStreamResumeOfABusyUploadIsRefused(t *testing.T) {
+	s := startSlotServer(t, storage.ServerOptions{MaxOpenStreams: 2, UploadIdleTimeout: time.Hour}, time.Minute)
+	a := s.holdUpload(t, t.Context(), 0)
+	half := len(a.data) / 2
+	_, err := write(t, s.testServer, &bytestream.WriteRequest{ResourceName: a.name, WriteOffset: int64(half), Data: a.data[half:], FinishWrite: true})
+	wantStatus(t, err, codes.FailedPrecondition, "is being written by another stream")
+	a.finish(t)
 }
