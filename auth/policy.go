@@ -15,18 +15,20 @@ import (
 // *Policy means no policy: every call is allowed, as in a plain `paddock
 // up` on loopback.
 type Policy struct {
-	owners      []owner // instance prefix → partition, longest prefix first
+	owners      []owner // instance scope → partition, longest name first
 	tokens      map[[32]byte]*Principal
 	certs       map[string]*Principal
 	jwtSubjects map[string]*Principal
 	jwt         *jwtVerifier        // nil without a jwt section
 	limits      map[string]Limits   // by tenant; only tenants with a limit
-	prefixes    map[string][]string // every tenant's instance prefixes, by tenant
+	prefixes    map[string][]instanceScope // every tenant's instance scopes, by tenant
 }
 
-// owner is one tenant's instance prefix and the CAS partition it maps to.
+// owner is one of a tenant's instance scopes and the CAS partition it
+// maps to.
 type owner struct {
-	prefix, partition, tenant string
+	scope             instanceScope
+	partition, tenant string
 }
 
 // UnownedPartition is the partition of instance names no tenant owns:
@@ -66,7 +68,7 @@ func (p *Policy) TenantOf(instance string) string {
 // disagree about whose a name is.
 func (p *Policy) ownerOf(instance string) (o owner, ok bool) {
 	for _, o := range p.owners {
-		if coversInstance(o.prefix, instance) {
+		if o.scope.covers(instance) {
 			return o, true
 		}
 	}
@@ -86,7 +88,7 @@ type Principal struct {
 	// too, without the worker protocol): at storage, its calls that name
 	// a tenant (OnBehalfOfHeader) are that tenant's (Policy.actingFor).
 	Scheduler bool
-	prefixes  []string
+	prefixes  []instanceScope
 	perms     permSet
 }
 
@@ -118,26 +120,17 @@ func (p *Principal) Holds(perm Permission) bool {
 	return p.perms.has(perm)
 }
 
-// Owns reports whether instance is under one of p's prefixes.
+// Owns reports whether instance is in one of p's scopes.
 func (p *Principal) Owns(instance string) bool {
 	if p.Worker {
 		return true
 	}
-	for _, pre := range p.prefixes {
-		if coversInstance(pre, instance) {
+	for _, sc := range p.prefixes {
+		if sc.covers(instance) {
 			return true
 		}
 	}
 	return false
-}
-
-// coversInstance: a prefix covers itself and the names below it, by whole
-// path segments ("team-a" does not cover "team-ab"); "" covers everything.
-func coversInstance(prefix, instance string) bool {
-	if prefix == "" || instance == prefix {
-		return true
-	}
-	return strings.HasPrefix(instance, prefix) && instance[len(prefix)] == '/'
 }
 
 // LoadPolicy reads and compiles the policy file at path. Every error names
@@ -163,7 +156,7 @@ func compilePolicy(b []byte, dir string) (*Policy, error) {
 		return nil, err
 	}
 	p := &Policy{tokens: map[[32]byte]*Principal{}, certs: map[string]*Principal{}, jwtSubjects: map[string]*Principal{},
-		limits: map[string]Limits{}, prefixes: map[string][]string{}}
+		limits: map[string]Limits{}, prefixes: map[string][]instanceScope{}}
 	if pf.JWT.JWKS != "" || len(pf.JWT.Keys) > 0 {
 		if p.jwt, err = newJWTVerifier(pf.JWT, dir, root); err != nil {
 			return nil, err
@@ -185,15 +178,15 @@ func compilePolicy(b []byte, dir string) (*Policy, error) {
 			return nil, fmt.Errorf("line %d: tenant %q is defined twice", at("name"), t.Name)
 		}
 		seen[t.Name] = true
-		if len(t.InstancePrefixes) == 0 {
-			return nil, fmt.Errorf("line %d: tenant %q has no instance_prefixes", at(), t.Name)
+		if len(t.InstancePrefixes)+len(t.InstanceNames) == 0 {
+			return nil, fmt.Errorf("line %d: tenant %q has no instance_prefixes or instance_names", at(), t.Name)
 		}
-		p.prefixes[t.Name] = t.InstancePrefixes
+		p.prefixes[t.Name] = scopesOf(t)
 		if err := p.addLimits(t, i, root); err != nil {
 			return nil, err
 		}
 		for j, id := range t.Identities {
-			pr := &Principal{Tenant: t.Name, prefixes: t.InstancePrefixes, Name: t.Name + "/" + id.Name}
+			pr := &Principal{Tenant: t.Name, prefixes: p.prefixes[t.Name], Name: t.Name + "/" + id.Name}
 			for k, s := range id.Permissions {
 				perm, err := ParsePermission(s)
 				if err != nil {
@@ -284,12 +277,12 @@ func validName(s string) bool {
 	return true
 }
 
-// addOwners records every tenant's prefixes with its partition, and
-// refuses prefixes of different partitions that overlap: a tenant could
-// otherwise name an instance inside another's and land in its partition.
+// addOwners records every tenant's scopes with its partition, and refuses
+// scopes of different partitions that overlap: a tenant could otherwise
+// name an instance inside another's and land in its partition.
 func (p *Policy) addOwners(pf PolicyFile, root *yaml.Node) error {
 	type at struct{ tenant, line int }
-	where := map[string]at{}
+	where := map[instanceScope]at{}
 	for i, t := range pf.Tenants {
 		part := t.Partition
 		if part == "" {
@@ -298,19 +291,36 @@ func (p *Policy) addOwners(pf PolicyFile, root *yaml.Node) error {
 		if !validName(part) {
 			return fmt.Errorf("line %d: tenant %q: partition %q must be letters, digits, '.', '_' or '-', not starting with '_'", lineOf(root, "tenants", i, "partition"), t.Name, part)
 		}
-		for j, pre := range t.InstancePrefixes {
+		for j, sc := range scopesOf(t) {
 			line := lineOf(root, "tenants", i, "instance_prefixes", j)
+			if sc.exact {
+				line = lineOf(root, "tenants", i, "instance_names", j-len(t.InstancePrefixes))
+			}
 			for _, o := range p.owners {
-				if o.partition != part && (coversInstance(o.prefix, pre) || coversInstance(pre, o.prefix)) {
-					w := where[o.prefix]
-					return fmt.Errorf("line %d: tenant %q: instance prefix %q overlaps %q of tenant %q (line %d), which is in another CAS partition; give them the same partition or disjoint prefixes",
-						line, t.Name, pre, o.prefix, pf.Tenants[w.tenant].Name, w.line)
+				if o.partition != part && sc.overlaps(o.scope) {
+					w := where[o.scope]
+					return fmt.Errorf("line %d: tenant %q: %s overlaps %s of tenant %q (line %d), which is in another CAS partition; give them the same partition or disjoint scopes",
+						line, t.Name, sc, o.scope, pf.Tenants[w.tenant].Name, w.line)
 				}
 			}
-			p.owners = append(p.owners, owner{prefix: pre, partition: part, tenant: t.Name})
-			where[pre] = at{i, line}
+			p.owners = append(p.owners, owner{scope: sc, partition: part, tenant: t.Name})
+			where[sc] = at{i, line}
 		}
 	}
-	slices.SortStableFunc(p.owners, func(a, b owner) int { return len(b.prefix) - len(a.prefix) })
+	// Longest first, an exact name before a prefix of the same length:
+	// the first that covers a name is its owner.
+	slices.SortStableFunc(p.owners, func(a, b owner) int {
+		if d := len(b.scope.name) - len(a.scope.name); d != 0 {
+			return d
+		}
+		return exactFirst(a) - exactFirst(b)
+	})
 	return nil
+}
+
+func exactFirst(o owner) int {
+	if o.scope.exact {
+		return 0
+	}
+	return 1
 }

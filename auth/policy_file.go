@@ -51,6 +51,11 @@ type TenantConfig struct {
 	// covers p itself and every name under "p/". The empty prefix covers
 	// every instance name (a farm with one tenant).
 	InstancePrefixes []string `yaml:"instance_prefixes"`
+	// InstanceNames are instance names the tenant owns alone, not the
+	// names below them: [""] is the empty instance name, the default of
+	// Bazel, BuildStream 1.x and recc, without every other name as the
+	// empty prefix would give. A tenant needs prefixes or names.
+	InstanceNames []string `yaml:"instance_names"`
 	// Partition names the tenant's CAS partition; tenants that name the
 	// same one share blobs (and hard-linked inputs). Default: the tenant's
 	// name, a partition of its own.

@@ -3,7 +3,9 @@ package auth
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"log/slog"
 	"os"
@@ -139,6 +141,47 @@ func TestInstancePrefixes(t *testing.T) {
 	}
 }
 
+// TestInstanceNames: a tenant may own the empty instance name alone (the
+// default of Bazel, BuildStream 1.x and recc) beside tenants with
+// prefixes, in a partition of its own; an exact name overlaps a prefix of
+// another partition that covers it, and the same name of another.
+func TestInstanceNames(t *testing.T) {
+	bstSum := sha256.Sum256([]byte("bst"))
+	p, err := compilePolicy([]byte(`tenants:
+  - name: bst
+    instance_names: [""]
+    identities: [{name: ci, token_sha256: `+hex.EncodeToString(bstSum[:])+`, permissions: [execute, cas-read, cas-write, ac-read]}]
+  - {name: a, instance_prefixes: [team-a], instance_names: [team-b/only]}
+`), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for instance, want := range map[string]string{
+		"": "bst", "team-a": "a", "team-a/x": "a", "team-b/only": "a", "team-b/only/x": UnownedPartition, "x": UnownedPartition,
+	} {
+		if got := p.PartitionOf(instance); got != want {
+			t.Errorf("PartitionOf(%q) = %q, want %q", instance, got, want)
+		}
+	}
+	bst := p.tokens[bstSum]
+	if bst == nil || !bst.Allowed(Execute, "") || bst.Allowed(Execute, "team-a") || bst.Allowed(CASRead, "x") {
+		t.Errorf("the empty name's tenant: %+v; want it allowed on \"\" alone", bst)
+	}
+	for _, c := range []struct{ file, want string }{
+		{"tenants:\n  - {name: a, instance_prefixes: [team]}\n  - {name: b, instance_names: [team/x]}\n",
+			`instance name "team/x" overlaps instance prefix "team"`},
+		{"tenants:\n  - {name: a, instance_names: [\"\"]}\n  - {name: b, instance_names: [\"\"]}\n",
+			`instance name "" overlaps instance name ""`},
+		{"tenants:\n  - {name: a, instance_names: [x]}\n  - {name: b, instance_prefixes: [\"\"]}\n",
+			`instance prefix "" overlaps instance name "x"`},
+		{"tenants:\n  - {name: a}\n", "no instance_prefixes or instance_names"},
+	} {
+		if _, err := compilePolicy([]byte(c.file), t.TempDir()); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want an error saying %s", c.file, err, c.want)
+		}
+	}
+}
+
 // writeEd25519Key writes a fresh public key as PEM and returns the private
 // key.
 func writeEd25519Key(t testing.TB, path string) ed25519.PrivateKey {
@@ -221,7 +264,7 @@ func TestPartitionOf(t *testing.T) {
   - {name: a, instance_prefixes: [a]}
   - {name: b, instance_prefixes: [b, a/b]}
 `), t.TempDir())
-	if err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), `"a/b" overlaps "a"`) {
+	if err == nil || !strings.Contains(err.Error(), "line 3") || !strings.Contains(err.Error(), `instance prefix "a/b" overlaps instance prefix "a"`) {
 		t.Errorf("overlapping prefixes of two partitions: %v, want an error naming line 3 and both prefixes", err)
 	}
 	_, err = compilePolicy([]byte(`tenants:
