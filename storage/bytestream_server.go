@@ -245,23 +245,9 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 	if compressed && req.WriteOffset != 0 {
 		return status.Errorf(codes.InvalidArgument, "write_offset %d: compressed uploads cannot be resumed; start at 0", req.WriteOffset)
 	}
-	u, err := s.acquire(stream.Context(), auth.TenantOf(stream.Context()), rn, req)
-	for errors.Is(err, errUploadBusy) && req.WriteOffset == 0 {
-		// Another stream writes this upload name from the start too: a
-		// client that gives concurrent uploads of one blob the same uuid
-		// (BuildStream 1.6's push jobs do). Wait for it; then this one
-		// ends at once if it stored the blob (the spec's answer for a blob
-		// another upload completed), or takes its place.
-		if err := s.waitUntilFree(stream.Context(), req.ResourceName); err != nil {
-			return err
-		}
-		if done, err := s.stored(stream.Context(), rn); err != nil || done {
-			return cmp.Or(err, complete())
-		}
-		u, err = s.acquire(stream.Context(), auth.TenantOf(stream.Context()), rn, req)
-	}
-	if errors.Is(err, errUploadBusy) {
-		return status.Errorf(codes.FailedPrecondition, "resource_name %q is being written by another stream; resume once it has stopped (QueryWriteStatus)", req.ResourceName)
+	u, err := s.acquireOrWait(stream.Context(), rn, req)
+	if errors.Is(err, errStoredMeanwhile) {
+		return complete()
 	}
 	if err != nil {
 		return err

@@ -1,12 +1,16 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"time"
 
+	"google.golang.org/genproto/googleapis/bytestream"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
 )
 
@@ -14,6 +18,34 @@ import (
 // of a name. Write waits for it when its stream starts from 0, and
 // answers FAILED_PRECONDITION when it would resume.
 var errUploadBusy = errors.New("the upload is being written by another stream")
+
+// errStoredMeanwhile is acquireOrWait's answer when the upload it waited
+// for stored the blob: the stream completes at once.
+var errStoredMeanwhile = errors.New("stored by another stream meanwhile")
+
+// acquireOrWait is acquire for a Write stream. While another stream
+// writes the same upload name, one that starts from 0 waits for it: a
+// client that gives concurrent uploads of one blob the same uuid
+// (BuildStream 1.6's push jobs do). Then it completes at once if the
+// other stored the blob (errStoredMeanwhile: the spec's answer for a blob
+// another upload completed), or takes its place. One that would resume is
+// told FAILED_PRECONDITION: the bytes before its offset are not there yet.
+func (s *byteStreamServer) acquireOrWait(ctx context.Context, rn digest.ResourceName, req *bytestream.WriteRequest) (*upload, error) {
+	u, err := s.acquire(ctx, auth.TenantOf(ctx), rn, req)
+	for errors.Is(err, errUploadBusy) && req.WriteOffset == 0 {
+		if err := s.waitUntilFree(ctx, req.ResourceName); err != nil {
+			return nil, err
+		}
+		if done, err := s.stored(ctx, rn); err != nil || done {
+			return nil, cmp.Or(err, errStoredMeanwhile)
+		}
+		u, err = s.acquire(ctx, auth.TenantOf(ctx), rn, req)
+	}
+	if errors.Is(err, errUploadBusy) {
+		return nil, status.Errorf(codes.FailedPrecondition, "resource_name %q is being written by another stream; resume once it has stopped (QueryWriteStatus)", req.ResourceName)
+	}
+	return u, err
+}
 
 // stored reports whether rn's blob is in the CAS.
 func (s *byteStreamServer) stored(ctx context.Context, rn digest.ResourceName) (bool, error) {

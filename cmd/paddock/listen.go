@@ -24,3 +24,23 @@ func listenTCP(addr string) (net.Listener, error) {
 	}
 	return grpclimit.TrackSends(netutil.LimitListener(lis, fdlimit.Share(8, 64))), nil
 }
+
+// checkPortsFree binds each TCP address of addrs and lets it go again (an
+// address with port 0 needs no check): `paddock up` checks its ports
+// before it makes anything in its data directory or replays its journal,
+// so that a port in use (another farm's, usually) leaves nothing behind.
+// Another process may still take a port in between; the listen that
+// follows then fails as it would have.
+func checkPortsFree(addrs ...string) error {
+	for _, a := range addrs {
+		if _, port, err := net.SplitHostPort(a); err == nil && port == "0" {
+			continue
+		}
+		lis, err := net.Listen("tcp", a)
+		if err != nil {
+			return err
+		}
+		lis.Close()
+	}
+	return nil
+}

@@ -53,6 +53,9 @@ func runUp(ctx context.Context, args []string) error {
 	if cf.print {
 		return printConfig(os.Stdout, cfg)
 	}
+	if err := checkPortsFree(upPorts(cfg, fs, *httpAddr)...); err != nil {
+		return err
+	}
 	if cfg.Data, err = prepareDataDir(cfg.Data); err != nil {
 		return err
 	}
@@ -106,6 +109,15 @@ func runUp(ctx context.Context, args []string) error {
 	}
 	logger.Info("paddock stopped")
 	return nil
+}
+
+// upPorts are the addresses up must be able to listen on: its gRPC one,
+// and the HTTP one when given (the default one only warns when taken).
+func upPorts(cfg configs.Up, fs *flag.FlagSet, httpAddr string) []string {
+	if flagSet(fs, "http-listen") && httpAddr != "" {
+		return []string{cfg.Storage.Listen, httpAddr}
+	}
+	return []string{cfg.Storage.Listen}
 }
 
 // registerUpFlags adds up's flags that set its config to fs, each
