@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -258,17 +260,21 @@ func defaultDataDir() string {
 	return filepath.Join(home, ".cache", "paddock")
 }
 
-// prepareDataDir creates the data directory, makes its path absolute and
-// checks that the sandboxes' users can reach it.
+// prepareDataDir makes the data directory's path absolute, checks that
+// the sandboxes' users can reach it, and creates it: checked first, a
+// data directory that could never work is not left behind.
 func prepareDataDir(dir string) (string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
-	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return "", err
 	}
-	return abs, checkSearchable(abs)
+	if err := checkSearchable(abs); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return "", err
+	}
+	return abs, checkSearchable(abs) // the umask may have taken o+x
 }
 
 // checkSearchable refuses a data directory that some ancestor hides from
@@ -277,6 +283,9 @@ func prepareDataDir(dir string) (string, error) {
 func checkSearchable(dir string) error {
 	for d := dir; ; d = filepath.Dir(d) {
 		info, err := os.Stat(d)
+		if errors.Is(err, fs.ErrNotExist) && d != filepath.Dir(d) {
+			continue // made later, mode 0755
+		}
 		if err != nil {
 			return err
 		}

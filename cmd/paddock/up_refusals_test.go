@@ -34,3 +34,21 @@ func TestUpOnAPortInUseLeavesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestUpInAnUnsearchableDirectoryLeavesNothing: a data directory inside
+// one that others cannot search (the sandboxes' uids could never mount
+// their input roots) is refused naming that directory, before it is made.
+func TestUpInAnUnsearchableDirectoryLeavesNothing(t *testing.T) {
+	parent := t.TempDir()
+	if err := os.Chmod(parent, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(parent, "farm", "data")
+	out, err := exec.Command(binary, "up", "--data", data, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "inside "+parent+" (mode 0700)") {
+		t.Errorf("up in %s: %v\n%s\nwant a refusal naming it", parent, err, out)
+	}
+	if _, err := os.Stat(filepath.Join(parent, "farm")); !os.IsNotExist(err) {
+		t.Errorf("up left directories in %s: %v", parent, err)
+	}
+}
