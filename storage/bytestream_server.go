@@ -38,6 +38,10 @@ type byteStreamServer struct {
 	mu          sync.Mutex
 	uploads     map[string]*upload
 	streamSlots // guarded by mu (stream_slots.go)
+	// freed is closed, and replaced, whenever an upload is parked or
+	// forgotten: what Writes waiting for a busy name wait for
+	// (waitUntilFree). Guarded by mu.
+	freed chan struct{}
 }
 
 // upload is one blob being written through Put. Only the stream holding
@@ -63,7 +67,8 @@ type upload struct {
 }
 
 func newByteStreamServer(opts *ServerOptions) *byteStreamServer {
-	return &byteStreamServer{opts: opts, uploads: map[string]*upload{}, streamSlots: streamSlots{openBy: map[string]int{}, waitingBy: map[string]int{}}}
+	return &byteStreamServer{opts: opts, uploads: map[string]*upload{}, streamSlots: streamSlots{openBy: map[string]int{}, waitingBy: map[string]int{}},
+		freed: make(chan struct{})}
 }
 
 var errUploadAborted = errors.New("upload aborted")
@@ -395,6 +400,7 @@ func (s *byteStreamServer) remove(u *upload) {
 	s.mu.Lock()
 	if s.uploads[u.name] == u {
 		delete(s.uploads, u.name)
+		s.freedLocked()
 	}
 	s.mu.Unlock()
 }

@@ -323,6 +323,7 @@ func (s *byteStreamServer) park(u *upload) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u.parkedAt = time.Now()
+	s.freedLocked()
 	u.idle = time.AfterFunc(s.opts.UploadIdleTimeout, func() {
 		// A stream that resumed the upload meanwhile holds busy.
 		if u.busy.TryLock() {

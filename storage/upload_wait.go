@@ -9,6 +9,7 @@ import (
 	"google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
@@ -33,7 +34,7 @@ var errStoredMeanwhile = errors.New("stored by another stream meanwhile")
 func (s *byteStreamServer) acquireOrWait(ctx context.Context, rn digest.ResourceName, req *bytestream.WriteRequest) (*upload, error) {
 	u, err := s.acquire(ctx, auth.TenantOf(ctx), rn, req)
 	for errors.Is(err, errUploadBusy) && req.WriteOffset == 0 {
-		if err := s.waitUntilFree(ctx, req.ResourceName); err != nil {
+		if err := s.waitUntilFree(ctx, req.ResourceName, int64(proto.Size(req))); err != nil {
 			return nil, err
 		}
 		if done, err := s.stored(ctx, rn); err != nil || done {
@@ -53,23 +54,37 @@ func (s *byteStreamServer) stored(ctx context.Context, rn digest.ResourceName) (
 	return err == nil && len(missing) == 0, err
 }
 
-// uploadFreePoll is how often waitUntilFree looks again.
-const uploadFreePoll = 10 * time.Millisecond
+// maxSameNameWait bounds how long a Write waits for another stream's
+// upload of the same name: past it, UNAVAILABLE, which clients retry.
+// Long enough for a large blob's upload, short enough that a first upload
+// trickling a byte at a time does not hold its waiters for good.
+const maxSameNameWait = time.Minute
 
 // waitUntilFree waits until no stream holds the upload of name: it ended
-// (stored, or aborted) or was parked. It polls, a map lookup each time:
-// nothing signals an upload's end or parking, and trying its busy lock
-// here could make a parked upload's idle timer, which tries it too, take
-// it for resumed and never drop it.
-// Waiting holds no stream slot; the caller's stream is counted by the
-// connection's bound on calls like any other.
-func (s *byteStreamServer) waitUntilFree(ctx context.Context, name string) error {
-	t := time.NewTicker(uploadFreePoll)
-	defer t.Stop()
+// (stored, or aborted) or was parked. The waiting stream holds held bytes
+// of its first message, which count against the same bound as those of
+// Writes waiting for a slot (maxWaitingWriteBytes): past it, or past
+// maxSameNameWait, the stream is refused. It holds no slot.
+func (s *byteStreamServer) waitUntilFree(ctx context.Context, name string, held int64) error {
+	s.mu.Lock()
+	if s.waitingBytes+held > s.waitBytes() {
+		s.mu.Unlock()
+		return status.Errorf(codes.ResourceExhausted, "resource_name %q is being written by another stream, and the Writes waiting already hold what the server keeps of waiting requests; retry later", name)
+	}
+	s.waitingBytes += held
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.waitingBytes -= held
+		s.mu.Unlock()
+	}()
+	timeout := time.NewTimer(maxSameNameWait)
+	defer timeout.Stop()
 	for {
 		s.mu.Lock()
 		u, ok := s.uploads[name]
 		free := !ok || !u.parkedAt.IsZero() // a registered upload is a stream's until parked
+		freed := s.freed
 		s.mu.Unlock()
 		if free {
 			return nil
@@ -77,7 +92,16 @@ func (s *byteStreamServer) waitUntilFree(ctx context.Context, name string) error
 		select {
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
-		case <-t.C:
+		case <-timeout.C:
+			return status.Errorf(codes.Unavailable, "resource_name %q has been written by another stream for %v; retry", name, maxSameNameWait)
+		case <-freed:
 		}
 	}
+}
+
+// freedLocked tells the Writes waiting in waitUntilFree that an upload
+// was parked or forgotten.
+func (s *byteStreamServer) freedLocked() {
+	close(s.freed)
+	s.freed = make(chan struct{})
 }

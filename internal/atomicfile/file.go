@@ -77,15 +77,17 @@ func create(dir string, mode os.FileMode) (*File, error) {
 }
 
 // Commit closes the file and names it final, replacing a file already
-// there; it creates final's parent directories when missing. After an
-// error the file is gone.
+// there; it creates final's parent directories when missing, mode 0700:
+// the stores written this way (the disk CAS and action cache, the
+// worker's file cache) are this process's alone. After an error the file
+// is gone.
 func (f *File) Commit(final string) error {
 	if f.done {
 		return errors.New("atomicfile: commit of a file already committed or aborted")
 	}
 	err := f.commit(final)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err = os.MkdirAll(filepath.Dir(final), 0o755); err == nil {
+		if err = os.MkdirAll(filepath.Dir(final), 0o700); err == nil {
 			err = f.commit(final)
 		}
 	}
