@@ -204,7 +204,9 @@ func (c *Client) ReadProto(ctx context.Context, d digest.Digest, m proto.Message
 // following the operation stream to the end. If the stream breaks
 // (UNAVAILABLE or an early end: the scheduler restarting, a connection
 // lost), it resumes with WaitExecution after a growing pause, for up to
-// resumeAttempts breaks in a row (about a minute and a half), and if the
+// resumeAttempts breaks in a row (about a minute and a half; a resumed
+// stream that cannot even be opened, the scheduler still down, is one
+// more break), and if the
 // scheduler no longer knows the operation (NOT_FOUND: restarted without a
 // journal), it calls Execute again, as the REv2 spec lets a client. The
 // response's own status is left for the caller to read.
@@ -223,9 +225,12 @@ func (c *Client) Execute(ctx context.Context, req *repb.ExecuteRequest) (*repb.E
 	}
 	name, breaks := "", 0
 	for {
-		resp, got, err := followOperation(stream, &name)
-		if err == nil {
-			return resp, nil
+		got := false
+		if stream != nil { // nil: opening the resumed stream failed, with err
+			var resp *repb.ExecuteResponse
+			if resp, got, err = followOperation(stream, &name); err == nil {
+				return resp, nil
+			}
 		}
 		var final finalError
 		if errors.As(err, &final) {
@@ -249,8 +254,8 @@ func (c *Client) Execute(ctx context.Context, req *repb.ExecuteRequest) (*repb.E
 		} else {
 			stream, err = c.exec.WaitExecution(ctx, &repb.WaitExecutionRequest{Name: name})
 		}
-		if err != nil {
-			return nil, fmt.Errorf("execute %s: resume %s: %w", d, name, err)
+		if err != nil { // the scheduler is not back yet: one more break
+			stream = nil
 		}
 	}
 }

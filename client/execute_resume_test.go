@@ -2,14 +2,19 @@ package client
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -95,5 +100,92 @@ func TestExecuteResumesAcrossARestart(t *testing.T) {
 				t.Errorf("%d Executes and %d WaitExecutions, want %d and %d", tc.s.executes, tc.s.waits, tc.executes, tc.waits)
 			}
 		})
+	}
+}
+
+// blockingScheduler names its operation on Execute and then holds the
+// stream open until the server stops; WaitExecution ends it with exit 7.
+type blockingScheduler struct {
+	repb.UnimplementedExecutionServer
+}
+
+func (blockingScheduler) Execute(_ *repb.ExecuteRequest, stream grpc.ServerStreamingServer[longrunningpb.Operation]) error {
+	stream.Send(&longrunningpb.Operation{Name: "operations/x"})
+	<-stream.Context().Done()
+	return stream.Context().Err()
+}
+
+func (blockingScheduler) WaitExecution(_ *repb.WaitExecutionRequest, stream grpc.ServerStreamingServer[longrunningpb.Operation]) error {
+	return stream.Send(done(7))
+}
+
+// TestExecuteResumesAcrossARealRestart: the scheduler's server stops
+// under a following client and starts again on its address only after the
+// client has failed to connect a few times. Each failed attempt to open
+// the resumed stream is one more break, not the end: the client gets its
+// result from the restarted server.
+func TestExecuteResumesAcrossARealRestart(t *testing.T) {
+	firstResumePause = 5 * time.Millisecond
+	t.Cleanup(func() { firstResumePause = 250 * time.Millisecond })
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	first := grpc.NewServer()
+	repb.RegisterExecutionServer(first, blockingScheduler{})
+	go first.Serve(lis)
+	var dials atomic.Int64
+	refused := make(chan struct{}, 100)
+	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1.5, MaxDelay: 100 * time.Millisecond}}),
+		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+			dials.Add(1)
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", a)
+			if err != nil {
+				refused <- struct{}{}
+			}
+			return c, err
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	result := make(chan error, 1)
+	go func() {
+		resp, err := New(conn, Options{}).Execute(t.Context(), &repb.ExecuteRequest{ActionDigest: &repb.Digest{Hash: "a", SizeBytes: 1}})
+		if err == nil && resp.GetResult().GetExitCode() != 7 {
+			err = fmt.Errorf("exit code %d, want 7", resp.GetResult().GetExitCode())
+		}
+		result <- err
+	}()
+	for dials.Load() == 0 { // the client's first connection
+		time.Sleep(time.Millisecond) // polling, bounded by the test's timeout
+	}
+	first.Stop() // the restart: the stream breaks, the port refuses
+	for range 3 {
+		select {
+		case <-refused:
+		case err := <-result:
+			t.Fatalf("Execute ended while the scheduler was down: %v", err)
+		case <-time.After(30 * time.Second):
+			t.Fatal("the client did not try to reconnect")
+		}
+	}
+	lis2, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := grpc.NewServer()
+	repb.RegisterExecutionServer(second, blockingScheduler{})
+	go second.Serve(lis2)
+	defer second.Stop()
+	select {
+	case err := <-result:
+		if err != nil {
+			t.Fatalf("Execute across the restart: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Execute did not end after the scheduler came back")
 	}
 }
