@@ -7,7 +7,9 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -39,8 +41,16 @@ type cacheStep struct {
 
 func (s *cacheStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
 	resp, err := s.next.Execute(ctx, j)
-	if err != nil || !cacheable(j, resp) {
+	if err != nil {
 		return resp, err
+	}
+	if n := proto.Size(resp); n > workerpb.MaxResultBytes {
+		return &repb.ExecuteResponse{Status: status.Newf(codes.ResourceExhausted,
+			"the action's result takes %d bytes (its list of outputs), past the %d a result may take (workerpb.MaxResultBytes: what gRPC clients receive by default); the result was not cached",
+			n, workerpb.MaxResultBytes).Proto()}, nil
+	}
+	if !cacheable(j, resp) {
+		return resp, nil
 	}
 	if !s.stillAssigned(ctx) {
 		s.logger.Info("not writing the action cache: the scheduler no longer assigns the action to this worker; it decides whether to take the result",
