@@ -2,7 +2,9 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -40,9 +42,46 @@ const treeEntryBytes = 96
 func (t *outputTree) entry(p string, name, target string) error {
 	t.bytes += int64(len(name)+len(target)) + treeEntryBytes
 	if t.bytes > storage.MaxTreeBytes {
-		return status.Errorf(codes.InvalidArgument, "outputs: the Tree of the output directory holding %s is over %d bytes (names, symlink targets and digests), more than the action cache can serve; the result was not cached", rev2.Quote(p), storage.MaxTreeBytes)
+		return t.tooLarge(p)
 	}
 	return nil
+}
+
+// tooLarge is the refusal of a Tree past storage.MaxTreeBytes, at p.
+func (t *outputTree) tooLarge(p string) error {
+	return status.Errorf(codes.InvalidArgument, "outputs: the Tree of the output directory holding %s is over %d bytes (names, symlink targets and digests), more than the action cache can serve; the result was not cached", rev2.Quote(p), storage.MaxTreeBytes)
+}
+
+// nameReader reads a directory's names in batches (*os.File).
+type nameReader interface {
+	Readdirnames(n int) ([]string, error)
+}
+
+// readNames reads the names in the open directory f (at where), in
+// batches, counting them against the tree's bound as they come, so that a
+// directory of a million long names is refused once the names read would
+// take the Tree past storage.MaxTreeBytes, not after all of them are in
+// memory (950,000 names of 255 bytes grew the worker by 450 MB). Each is
+// counted again by entry, when its Directory entry is made.
+func (t *outputTree) readNames(f nameReader, where string) ([]string, error) {
+	var names []string
+	pending := t.bytes
+	for {
+		batch, err := f.Readdirnames(4096)
+		for _, n := range batch {
+			pending += int64(len(n)) + treeEntryBytes
+		}
+		names = append(names, batch...)
+		if pending > storage.MaxTreeBytes {
+			return nil, t.tooLarge(where)
+		}
+		if errors.Is(err, io.EOF) || err == nil && len(batch) == 0 {
+			return names, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("output %q: %w", where, err)
+		}
+	}
 }
 
 // wantsDirectories says whether the command asked for its output

@@ -212,9 +212,9 @@ func (c *outputCollector) directory(ctx context.Context, fd int, where string, d
 	if err := ctx.Err(); err != nil {
 		return nil, status.FromContextError(err).Err()
 	}
-	names, err := f.Readdirnames(-1)
+	names, err := t.readNames(f, where)
 	if err != nil {
-		return nil, fmt.Errorf("output %q: %w", where, err)
+		return nil, err
 	}
 	slices.Sort(names)
 	dir := &repb.Directory{}
