@@ -344,6 +344,9 @@ func TestRunnerRefusals(t *testing.T) {
 		{"tmp_size: 1KiB\n", "tmp_size"},
 		{"max_shm_size: 100\n", "max_shm_size"},
 		{"concurrency: -1\n", "concurrency"},
+		{"default_cpu_limit: 0.001\n", "default_cpu_limit"}, // below the kernel's least quota
+		{"default_cpu_limit: .nan\n", "default_cpu_limit"},
+		{"default_cpu_limit: .inf\n", "default_cpu_limit"},
 		{"default_memory_limit: 2GiB\nmax_memory_limit: 1GiB\n", "max_memory_limit"},
 		{"sandbox: {kill_grac: 1s}\n", "kill_grac"},
 		{"images: {tenants: {team-a: {docker_config: team-a.json}}}\n", "images.tenants.team-a.docker_config"},

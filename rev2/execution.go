@@ -17,7 +17,10 @@ import (
 
 // Bounds of the execution properties' values that hold on every runner.
 const (
-	MaxCPUCores     = 4096
+	MaxCPUCores = 4096
+	// MinCPUCores is the smallest CPU limit a cgroup takes: a quota of
+	// 1 ms per 100 ms period (the kernel refuses less).
+	MinCPUCores     = 0.01
 	MinMemoryLimit  = 1 << 20
 	MinShmSize      = 4096
 	CapabilitiesAll = "ALL" // dockerAddCapabilities / dockerDropCapabilities: every capability
@@ -98,8 +101,8 @@ func (e *Execution) Set(name, value string) error {
 		e.DropCaps, err = parseCapabilities(value)
 	case PropEstimatedCPU:
 		c, perr := strconv.ParseFloat(value, 64)
-		if perr != nil || math.IsNaN(c) || c <= 0 || c > MaxCPUCores {
-			return fmt.Errorf("%s: want a number of cores in (0, %d]", Quote(value), MaxCPUCores)
+		if perr != nil || math.IsNaN(c) || c < MinCPUCores || c > MaxCPUCores {
+			return fmt.Errorf("%s: want a number of cores from %g to %d", Quote(value), MinCPUCores, MaxCPUCores)
 		}
 		e.CPU = c
 	case PropEstimatedMemory:

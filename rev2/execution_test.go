@@ -50,6 +50,7 @@ func TestCheckExecution(t *testing.T) {
 		{plat("dockerPrivileged", "1"), []string{"dockerPrivileged", `"1"`, "true or false"}},
 		{plat("dockerShmSize", "1k"), []string{"dockerShmSize", "at least 4096"}},
 		{plat("EstimatedCPU", "NaN"), []string{"EstimatedCPU", `"NaN"`}},
+		{plat("EstimatedCPU", "0.000001"), []string{"EstimatedCPU", "from 0.01"}}, // the kernel's least CPU quota
 		{plat("EstimatedMemory", "-5"), []string{"EstimatedMemory", "positive size"}},
 		{plat("dockerDropCapabilities", "sys_fly"), []string{"dockerDropCapabilities", "CAP_SYS_FLY"}},
 		{plat("dockerUser", "a:"), []string{"dockerUser", "empty group"}},

@@ -261,6 +261,9 @@ func (c *Config) Validate() error {
 	if c.PidsLimit < 0 || c.DefaultCPULimit < 0 || c.Concurrency < 0 || c.DiskQuotaFiles < 0 {
 		return errors.New("pids_limit, default_cpu_limit, concurrency and disk_quota_files must not be negative")
 	}
+	if cpu := c.DefaultCPULimit; cpu != 0 && !(cpu >= rev2.MinCPUCores && cpu <= rev2.MaxCPUCores) { // NaN too
+		return fmt.Errorf("default_cpu_limit: %v; want 0 (none) or %g to %d cores", cpu, rev2.MinCPUCores, rev2.MaxCPUCores)
+	}
 	for _, l := range []struct {
 		name string
 		v    int64
