@@ -116,7 +116,7 @@ type fileVersion int
 
 func (f *fileVersion) UnmarshalYAML(n *yaml.Node) error {
 	var v int
-	if err := n.Decode(&v); err != nil || v != Version {
+	if err := n.Decode(&v); err != nil || v != Version || n.Tag != "!!int" {
 		return fmt.Errorf("line %d: version %q is not one this paddock reads (want %d)", n.Line, n.Value, Version)
 	}
 	*f = fileVersion(v)

@@ -19,13 +19,19 @@ func checkWholeNumbers(n *yaml.Node, t reflect.Type) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	if n.Kind == yaml.DocumentNode || n.Kind == yaml.AliasNode {
+	switch n.Kind {
+	case yaml.DocumentNode:
 		for _, c := range n.Content {
 			if err := checkWholeNumbers(c, t); err != nil {
 				return err
 			}
 		}
 		return nil
+	case yaml.AliasNode: // *name: what the anchor names
+		if n.Alias == nil {
+			return nil
+		}
+		return checkWholeNumbers(n.Alias, t)
 	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
 		return nil
@@ -61,8 +67,28 @@ func checkWholeNumbers(n *yaml.Node, t reflect.Type) error {
 }
 
 // checkStructWholeNumbers is checkWholeNumbers for a mapping that decodes
-// into the struct type t, inline fields included.
+// into the struct type t, inline fields included, and the mappings a
+// merge key (<<) brings in.
 func checkStructWholeNumbers(n *yaml.Node, t reflect.Type) error {
+	for j := 0; j+1 < len(n.Content); j += 2 {
+		if n.Content[j].Value != "<<" {
+			continue
+		}
+		merged := []*yaml.Node{n.Content[j+1]}
+		if v := n.Content[j+1]; v.Kind == yaml.SequenceNode {
+			merged = v.Content
+		}
+		for _, m := range merged {
+			if m.Kind == yaml.AliasNode && m.Alias != nil {
+				m = m.Alias
+			}
+			if m.Kind == yaml.MappingNode {
+				if err := checkStructWholeNumbers(m, t); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")

@@ -9,13 +9,17 @@ import (
 
 // TestWholeNumbers: a float where a key wants an integer is refused with
 // the key and the line, at any depth (an up section, an inline group of
-// keys), not truncated; float keys and sizes still take theirs.
+// keys), through an alias or a merge key too, not truncated; float keys
+// and sizes still take theirs.
 func TestWholeNumbers(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct{ yaml, want string }{
 		{"version: 1\ndata: /d\nworker:\n  concurrency: 4.5\n", "concurrency: line 4: 4.5 is not a whole number"},
 		{"version: 1\ndata: /d\nscheduler:\n  max_retries: 2.7\n", "max_retries: line 4: 2.7 is not a whole number"},
 		{"version: 1\ndata: /d\nscheduler:\n  max_queued_per_instance: 1e3\n", "1e3 is not a whole number"},
+		{"version: 1\ndata: /d\nrunner: {default_cpu_limit: &c 1.5}\nworker: {concurrency: *c}\n", "concurrency: line 3: 1.5 is not a whole number"},
+		{"version: 1\ndata: /d\nworker: {<<: {concurrency: 4.5}}\n", "concurrency: line 3: 4.5 is not a whole number"},
+		{"version: 1.0\ndata: /d\n", `version "1.0" is not one`},
 	} {
 		p := filepath.Join(dir, "up.yaml")
 		if err := os.WriteFile(p, []byte(tc.yaml), 0o644); err != nil {

@@ -106,5 +106,12 @@ func (w Worker) CheckCounts() error {
 			return fmt.Errorf("%s: %d is negative (0 means the default)", f.name, f.v)
 		}
 	}
+	if w.Concurrency > MaxConcurrency {
+		return fmt.Errorf("concurrency: %d is more than %d actions at once", w.Concurrency, MaxConcurrency)
+	}
 	return nil
 }
+
+// MaxConcurrency bounds a worker's concurrency: far past any machine's
+// cores, and within the worker protocol's 32-bit slot count.
+const MaxConcurrency = 4096

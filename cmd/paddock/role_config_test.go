@@ -137,6 +137,8 @@ func TestConfigRefusedByTheRoles(t *testing.T) {
 		{"runner", "version: 1\nstate_dir: rel\n", "state_dir"},
 		{"up", "version: 1\nworker: {scheduler: a:1}\n", "worker.scheduler"},
 		{"up", "version: 1\nrunner: {id_base: 0}\n", "id_base"},
+		{"up", "version: 1\nworker: {concurrency: -1}\n", "worker: concurrency: -1 is negative"},
+		{"worker", "version: 1\nconcurrency: 2147483648\n", "more than 4096"},
 	} {
 		f := writeConfig(t, tc.role+".yaml", tc.file)
 		out, err := exec.Command(binary, tc.role, "--config", f, "--print-config").CombinedOutput()

@@ -154,12 +154,13 @@ func resolveUpConfig(cfg *configs.Up) error {
 	if err := cfg.Scheduler.Config().Validate(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
+	// The worker's first: up gives its concurrency to the runner too.
+	if err := cfg.Worker.CheckCounts(); err != nil {
+		return fmt.Errorf("config: worker: %w", err)
+	}
 	rc := cfg.Runner.Config()
 	if err := rc.Validate(); err != nil {
 		return fmt.Errorf("config: runner: %w", err)
-	}
-	if err := cfg.Worker.CheckCounts(); err != nil {
-		return fmt.Errorf("config: worker: %w", err)
 	}
 	return nil
 }
