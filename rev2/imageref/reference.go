@@ -6,7 +6,9 @@ package imageref
 
 import (
 	"fmt"
+	"net"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -57,7 +59,7 @@ func Parse(value string) (ref Reference, none bool, err error) {
 	if !ok || host == "" {
 		return bad("no registry host")
 	}
-	if !hostPattern.MatchString(host) || !(strings.ContainsAny(host, ".:[") || host == "localhost") {
+	if !IsHost(host) || !(strings.ContainsAny(host, ".:[") || host == "localhost") {
 		return bad(fmt.Sprintf("%q is not a registry host", host))
 	}
 	if i := strings.LastIndexByte(repo, ':'); i >= 0 {
@@ -113,5 +115,24 @@ func (r Reference) Pinned() bool { return r.Digest != "" }
 func IsDigest(s string) bool { return digestPattern.MatchString(s) }
 
 // IsHost reports whether s is a registry host as references name them:
-// a DNS name or a bracketed IP address, with an optional port.
-func IsHost(s string) bool { return hostPattern.MatchString(s) }
+// a DNS name or a bracketed IPv6 address, with an optional port up to
+// 65535.
+func IsHost(s string) bool {
+	if !hostPattern.MatchString(s) {
+		return false
+	}
+	name, port := s, ""
+	if i := strings.LastIndexByte(s, ':'); i >= 0 && !strings.HasSuffix(s, "]") {
+		name, port = s[:i], s[i+1:]
+	}
+	if port != "" {
+		if n, err := strconv.Atoi(port); err != nil || n > 65535 {
+			return false
+		}
+	}
+	if inner, ok := strings.CutPrefix(name, "["); ok {
+		ip := net.ParseIP(strings.TrimSuffix(inner, "]"))
+		return ip != nil && ip.To4() == nil
+	}
+	return true
+}

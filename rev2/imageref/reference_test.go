@@ -17,6 +17,7 @@ func TestParse(t *testing.T) {
 		{"docker://gcr.io/foo:1.2@" + d, Reference{"gcr.io", "foo", "1.2", d}},
 		{"docker://127.0.0.1:5000/a/b-c_d.e:v1", Reference{"127.0.0.1:5000", "a/b-c_d.e", "v1", ""}},
 		{"docker://localhost/x", Reference{"localhost", "x", "latest", ""}},
+		{"docker://[::1]:5000/x", Reference{"[::1]:5000", "x", "latest", ""}},
 		{"docker://Registry.Example.com/x:T", Reference{"registry.example.com", "x", "T", ""}},
 	}
 	for _, c := range ok {
@@ -35,6 +36,7 @@ func TestParse(t *testing.T) {
 		"oci://gcr.io/foo", "docker://gcr.io/", "docker://gcr.io/Foo", "docker://gcr.io/foo:",
 		"docker://gcr.io/foo@sha256:abc", "docker://gcr.io/foo@md5:" + d[7:], "docker://gcr.io/../etc",
 		"docker://gcr.io/foo:bad/tag", "docker://gc r.io/foo", "docker:///foo",
+		"docker://[:::]/x", "docker://127.0.0.1:99999/x", "docker://[1.2.3.4]/x", // no registry a runner could reach
 	}
 	for _, in := range bad {
 		_, none, err := Parse(in)
