@@ -266,11 +266,22 @@ func ParseUserSpec(s string) (user, group string, err error) {
 	return user, group, nil
 }
 
+// Bounds of InputRootAbsolutePath: the runner builds a directory for each
+// of its levels, in a skeleton kept per distinct path.
+const (
+	MaxInputRootPathBytes  = 1024
+	MaxInputRootPathLevels = 64
+)
+
 // CheckInputRootPath accepts a clean absolute path that is not "/" and not
-// under the kernel filesystems the sandbox mounts itself.
+// under the kernel filesystems the sandbox mounts itself, within
+// MaxInputRootPathBytes and MaxInputRootPathLevels.
 func CheckInputRootPath(p string) error {
 	if !path.IsAbs(p) || path.Clean(p) != p {
 		return fmt.Errorf("%s: want a clean absolute path", Quote(p))
+	}
+	if len(p) > MaxInputRootPathBytes || strings.Count(p, "/") > MaxInputRootPathLevels {
+		return fmt.Errorf("%s: want at most %d bytes and %d levels", Quote(p), MaxInputRootPathBytes, MaxInputRootPathLevels)
 	}
 	if p == "/" {
 		return errors.New(`"/": the input root cannot replace the root`)

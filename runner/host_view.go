@@ -235,8 +235,11 @@ func (v *hostView) key() string {
 // skeletons holds the skeleton directories made so far, one per plan, in
 // dir (the state directory's rootfs/, emptied at start-up). A skeleton is
 // never removed while the runner runs: a sandbox may be using it, and there
-// is one per distinct plan (input root path and host top level), so few.
-// Safe for concurrent use.
+// is one per distinct plan (input root path and host top level), so few;
+// but InputRootAbsolutePath is the client's, so past maxSkeletons a new
+// plan is refused (RESOURCE_EXHAUSTED) rather than the runner's disk
+// filled with skeletons, one per value a client makes up. Safe for
+// concurrent use.
 type skeletons struct {
 	dir   string
 	mu    sync.Mutex
@@ -251,6 +254,9 @@ func (s *skeletons) get(v *hostView) (string, error) {
 	if p, ok := s.paths[key]; ok {
 		return p, nil
 	}
+	if len(s.paths) >= maxSkeletons {
+		return "", status.Errorf(codes.ResourceExhausted, "this runner has made the host's root for %d input root paths (InputRootAbsolutePath values) since it started, its most; restart it, or use fewer distinct paths", maxSkeletons)
+	}
 	p := filepath.Join(s.dir, key)
 	if err := os.RemoveAll(p); err != nil { // left by a crash
 		return "", err
@@ -264,6 +270,11 @@ func (s *skeletons) get(v *hostView) (string, error) {
 	s.paths[key] = p
 	return p, nil
 }
+
+// maxSkeletons bounds the skeletons a runner makes: each takes a
+// directory per level of its input root path (64 at most) beside the
+// host's top level.
+const maxSkeletons = 1024
 
 // create makes the skeleton under dir, which must not exist. Nothing is
 // followed: dir is the runner's own, fresh directory.

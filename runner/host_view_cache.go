@@ -111,6 +111,9 @@ func (c *hostViews) get(irp string) (*hostView, string, error) {
 	if isDiskFull(err) {
 		return nil, "", diskFull("setting up the sandbox's host view", err)
 	}
+	if status.Code(err) == codes.ResourceExhausted {
+		return nil, "", err
+	}
 	if err != nil {
 		return nil, "", status.Errorf(codes.Internal, "host rootfs: %v", err)
 	}

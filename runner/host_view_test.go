@@ -230,3 +230,29 @@ func TestHostViewCreate(t *testing.T) {
 		t.Errorf("create over an existing directory succeeded")
 	}
 }
+
+// TestSkeletonsAreBounded: past maxSkeletons distinct plans (one per
+// InputRootAbsolutePath value a client makes up), a new one is refused
+// with RESOURCE_EXHAUSTED and nothing is made on disk; a known plan is
+// still served.
+func TestSkeletonsAreBounded(t *testing.T) {
+	s := &skeletons{dir: t.TempDir(), paths: map[string]string{}}
+	known := &hostView{Skeleton: []skeletonEntry{{Path: "/etc", Kind: kindDir}}}
+	p, err := s.get(known)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := len(s.paths); i < maxSkeletons; i++ {
+		s.paths[fmt.Sprint("made-up-", i)] = "elsewhere"
+	}
+	fresh := &hostView{Skeleton: []skeletonEntry{{Path: "/q1", Kind: kindDir}}}
+	if _, err := s.get(fresh); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a plan past the bound: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if ents, _ := os.ReadDir(s.dir); len(ents) != 1 {
+		t.Errorf("skeleton directories %v, want only the known plan's", ents)
+	}
+	if again, err := s.get(known); err != nil || again != p {
+		t.Errorf("the known plan: %q, %v; want %q", again, err, p)
+	}
+}
