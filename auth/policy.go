@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/paddock-build/paddock/rev2/instancename"
 )
 
 // Policy is a compiled auth policy: which credential is which principal.
@@ -19,8 +21,8 @@ type Policy struct {
 	tokens      map[[32]byte]*Principal
 	certs       map[string]*Principal
 	jwtSubjects map[string]*Principal
-	jwt         *jwtVerifier        // nil without a jwt section
-	limits      map[string]Limits   // by tenant; only tenants with a limit
+	jwt         *jwtVerifier               // nil without a jwt section
+	limits      map[string]Limits          // by tenant; only tenants with a limit
 	prefixes    map[string][]instanceScope // every tenant's instance scopes, by tenant
 }
 
@@ -295,6 +297,9 @@ func (p *Policy) addOwners(pf PolicyFile, root *yaml.Node) error {
 			line := lineOf(root, "tenants", i, "instance_prefixes", j)
 			if sc.exact {
 				line = lineOf(root, "tenants", i, "instance_names", j-len(t.InstancePrefixes))
+			}
+			if err := instancename.Check(sc.name); err != nil {
+				return fmt.Errorf("line %d: tenant %q: %s %w, so no request could name it", line, t.Name, sc, err)
 			}
 			for _, o := range p.owners {
 				if o.partition != part && sc.overlaps(o.scope) {

@@ -175,6 +175,8 @@ func TestInstanceNames(t *testing.T) {
 		{"tenants:\n  - {name: a, instance_names: [x]}\n  - {name: b, instance_prefixes: [\"\"]}\n",
 			`instance prefix "" overlaps instance name "x"`},
 		{"tenants:\n  - {name: a}\n", "no instance_prefixes or instance_names"},
+		{"tenants:\n  - {name: a, instance_names: [a//b]}\n", `instance name "a//b" has an empty path segment`},
+		{"tenants:\n  - {name: a, instance_prefixes: [team/blobs]}\n", `instance prefix "team/blobs" has the segment "blobs"`},
 	} {
 		if _, err := compilePolicy([]byte(c.file), t.TempDir()); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%q: %v, want an error saying %s", c.file, err, c.want)
