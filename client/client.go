@@ -204,12 +204,11 @@ func (c *Client) ReadProto(ctx context.Context, d digest.Digest, m proto.Message
 // following the operation stream to the end. If the stream breaks
 // (UNAVAILABLE or an early end: the scheduler restarting, a connection
 // lost), it resumes with WaitExecution after a growing pause, for up to
-// resumeAttempts breaks in a row (about a minute and a half; a resumed
+// resumeAttempts breaks in a row, about a minute and a half (a resumed
 // stream that cannot even be opened, the scheduler still down, is one
-// more break), and if the
-// scheduler no longer knows the operation (NOT_FOUND: restarted without a
-// journal), it calls Execute again, as the REv2 spec lets a client. The
-// response's own status is left for the caller to read.
+// more break). If the scheduler no longer knows the operation (NOT_FOUND:
+// restarted without a journal), it calls Execute again, as the REv2 spec
+// lets a client. The response's own status is left for the caller.
 func (c *Client) Execute(ctx context.Context, req *repb.ExecuteRequest) (*repb.ExecuteResponse, error) {
 	ctx = c.Context(ctx)
 	if req.InstanceName == "" {
@@ -278,9 +277,9 @@ func resumePause(n int) time.Duration {
 var firstResumePause = 250 * time.Millisecond
 
 // followOperation reads an operation stream to its end. It sets *name
-// from the first message and reports whether any message came; err is the
-// stream's error (the operation's own error is a result: err nil, resp
-// nil is never returned together).
+// from the messages and reports whether any came. err is the stream's
+// error, or a finalError: how the operation itself ended, which is not
+// resumed.
 func followOperation(stream grpc.ServerStreamingClient[longrunningpb.Operation], name *string) (resp *repb.ExecuteResponse, got bool, err error) {
 	for {
 		op, err := stream.Recv()
