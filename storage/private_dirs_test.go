@@ -6,8 +6,6 @@ import (
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-
-	"github.com/paddock-build/paddock/storage"
 )
 
 // TestDiskStoresArePrivate: the disk CAS's and action cache's directories
@@ -21,14 +19,7 @@ func TestDiskStoresArePrivate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cas, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ac, err := storage.NewDiskActionCache(dir, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cas, ac := diskStores(t, dir)
 	d := putString(t, cas, "a tenant's source")
 	if err := ac.Put(t.Context(), "", d, &repb.ActionResult{ExitCode: 1}); err != nil {
 		t.Fatal(err)
