@@ -206,9 +206,9 @@ func (c *Client) ReadProto(ctx context.Context, d digest.Digest, m proto.Message
 // lost), it resumes with WaitExecution after a growing pause, for up to
 // resumeAttempts breaks in a row, about a minute and a half (a resumed
 // stream that cannot even be opened, the scheduler still down, is one
-// more break). If the scheduler no longer knows the operation (NOT_FOUND:
-// restarted without a journal), it calls Execute again, as the REv2 spec
-// lets a client. The response's own status is left for the caller.
+// more break). If the stream broke before naming its operation, or the
+// scheduler no longer knows the operation (NOT_FOUND: restarted without a
+// journal), it calls Execute again, as the REv2 spec lets a client. The response's own status is left for the caller.
 func (c *Client) Execute(ctx context.Context, req *repb.ExecuteRequest) (*repb.ExecuteResponse, error) {
 	ctx = c.Context(ctx)
 	if req.InstanceName == "" {
@@ -239,7 +239,7 @@ func (c *Client) Execute(ctx context.Context, req *repb.ExecuteRequest) (*repb.E
 			breaks = 0 // the stream worked before it broke
 		}
 		resumable := status.Code(err) == codes.Unavailable || errors.Is(err, io.EOF) || status.Code(err) == codes.NotFound
-		if name == "" || breaks >= resumeAttempts || !resumable {
+		if breaks >= resumeAttempts || !resumable {
 			return nil, fmt.Errorf("execute %s: %w", d, err)
 		}
 		select {
@@ -248,8 +248,11 @@ func (c *Client) Execute(ctx context.Context, req *repb.ExecuteRequest) (*repb.E
 		case <-time.After(resumePause(breaks)):
 		}
 		breaks++
-		if status.Code(err) == codes.NotFound {
-			stream, err = c.exec.Execute(ctx, req) // the operation is gone: run it again
+		if name == "" || status.Code(err) == codes.NotFound {
+			// No operation named yet (the Execute may or may not have
+			// been taken: the scheduler deduplicates a second one), or
+			// the operation is gone: execute again.
+			stream, err = c.exec.Execute(ctx, req)
 		} else {
 			stream, err = c.exec.WaitExecution(ctx, &repb.WaitExecutionRequest{Name: name})
 		}
