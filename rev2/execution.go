@@ -271,6 +271,7 @@ func ParseUserSpec(s string) (user, group string, err error) {
 const (
 	MaxInputRootPathBytes  = 1024
 	MaxInputRootPathLevels = 64
+	maxNameBytes           = 255 // NAME_MAX
 )
 
 // CheckInputRootPath accepts a clean absolute path that is not "/" and not
@@ -282,6 +283,11 @@ func CheckInputRootPath(p string) error {
 	}
 	if len(p) > MaxInputRootPathBytes || strings.Count(p, "/") > MaxInputRootPathLevels {
 		return fmt.Errorf("%s: want at most %d bytes and %d levels", Quote(p), MaxInputRootPathBytes, MaxInputRootPathLevels)
+	}
+	for _, name := range strings.Split(p[1:], "/") {
+		if len(name) > maxNameBytes {
+			return fmt.Errorf("%s: a name in it is %d bytes; Linux takes at most %d", Quote(p), len(name), maxNameBytes)
+		}
 	}
 	if p == "/" {
 		return errors.New(`"/": the input root cannot replace the root`)

@@ -58,6 +58,7 @@ func TestCheckExecution(t *testing.T) {
 		{plat("InputRootAbsolutePath", "/"), []string{"InputRootAbsolutePath", "cannot replace the root"}},
 		{plat("InputRootAbsolutePath", strings.Repeat("/x", 65)), []string{"InputRootAbsolutePath", "64 levels"}},
 		{plat("InputRootAbsolutePath", "/"+strings.Repeat("x", 1024)), []string{"InputRootAbsolutePath", "1024 bytes"}},
+		{plat("InputRootAbsolutePath", "/re3/"+strings.Repeat("a", 300)), []string{"InputRootAbsolutePath", "300 bytes"}},
 		{plat("EstimatedCPU", "1", "EstimatedCPU", "2"), []string{"f.properties[1]", "EstimatedCPU", "more than once"}},
 		{plat("dockerRunAsRoot", "true", "dockerUser", "nobody"), []string{"f: platform property dockerUser", "dockerRunAsRoot=true"}},
 	} {
