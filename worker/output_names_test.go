@@ -41,3 +41,35 @@ func TestOutputNamesAreReadAgainstTheTreeBound(t *testing.T) {
 		t.Errorf("%d names read, want at most %d", d.given, most)
 	}
 }
+
+// nestedDir hands out n names, and then no more.
+type nestedDir struct{ left int }
+
+func (d *nestedDir) Readdirnames(n int) ([]string, error) {
+	k := min(n, d.left)
+	d.left -= k
+	out := make([]string, k)
+	for i := range out {
+		out[i] = strings.Repeat("q", 255)
+	}
+	return out, nil
+}
+
+// TestNestedOutputNamesShareTheBound: names read at one level count while
+// the levels below are read, so three directories each of 45% of the
+// bound's names are refused at the third, not held all at once. Before,
+// each level counted only its own names until they were walked (510,000
+// names over three levels were in memory at once).
+func TestNestedOutputNamesShareTheBound(t *testing.T) {
+	tree := &outputTree{}
+	per := int(storage.MaxTreeBytes * 45 / 100 / (255 + treeEntryBytes))
+	for level := range 3 {
+		_, err := tree.readNames(&nestedDir{left: per}, "out")
+		if level < 2 && err != nil {
+			t.Fatalf("level %d: %v", level, err)
+		}
+		if level == 2 && status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("the third level: %v, want INVALID_ARGUMENT about the Tree's size", err)
+		}
+	}
+}

@@ -35,7 +35,8 @@ type outputTree struct {
 const treeEntryBytes = 96
 
 // entry counts an entry of name (and symlink target) at p into the tree's
-// size, and refuses the output once the tree would be past
+// size (the collector counts names as it reads them, with readNames, and
+// symlink targets here), and refuses the output once the tree would be past
 // storage.MaxTreeBytes: the action cache could never serve a larger Tree,
 // and the worker would hold it all in memory (a million symlinks with
 // 4 KB targets were 4 GB of it, within max_output_bytes).
@@ -58,21 +59,22 @@ type nameReader interface {
 }
 
 // readNames reads the names in the open directory f (at where), in
-// batches, counting them against the tree's bound as they come, so that a
-// directory of a million long names is refused once the names read would
-// take the Tree past storage.MaxTreeBytes, not after all of them are in
-// memory (950,000 names of 255 bytes grew the worker by 450 MB). Each is
-// counted again by entry, when its Directory entry is made.
+// batches, and counts each into the tree's size as it comes (entry counts
+// a symlink's target later), so that the output is refused once the names
+// read would take the Tree past storage.MaxTreeBytes, not after they are
+// all in memory: 950,000 names of 255 bytes grew the worker by 450 MB.
+// Counted into the tree at once, an ancestor's names still to be walked
+// count while its subdirectories are read: counted only when walked, each
+// level of a nested tree could hold nearly the whole bound of names.
 func (t *outputTree) readNames(f nameReader, where string) ([]string, error) {
 	var names []string
-	pending := t.bytes
 	for {
 		batch, err := f.Readdirnames(4096)
 		for _, n := range batch {
-			pending += int64(len(n)) + treeEntryBytes
+			t.bytes += int64(len(n)) + treeEntryBytes
 		}
 		names = append(names, batch...)
-		if pending > storage.MaxTreeBytes {
+		if t.bytes > storage.MaxTreeBytes {
 			return nil, t.tooLarge(where)
 		}
 		if errors.Is(err, io.EOF) || err == nil && len(batch) == 0 {

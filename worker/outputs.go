@@ -234,10 +234,7 @@ func (c *outputCollector) directory(ctx context.Context, fd int, where string, d
 		if err := c.count(p, size); err != nil {
 			return nil, err
 		}
-		if err := t.entry(p, name, ""); err != nil {
-			return nil, err
-		}
-		switch st.Mode & unix.S_IFMT {
+		switch st.Mode & unix.S_IFMT { // the name is counted into t already (readNames)
 		case unix.S_IFREG:
 			d, err := c.uploadFile(ctx, fd, name)
 			if err != nil {
