@@ -38,10 +38,6 @@ type byteStreamServer struct {
 	mu          sync.Mutex
 	uploads     map[string]*upload
 	streamSlots // guarded by mu (stream_slots.go)
-	// freed is closed, and replaced, whenever an upload is parked or
-	// forgotten: what Writes waiting for a busy name wait for
-	// (waitUntilFree). Guarded by mu.
-	freed chan struct{}
 }
 
 // upload is one blob being written through Put. Only the stream holding
@@ -59,6 +55,11 @@ type upload struct {
 	// parkedAt is when the upload was last parked, zero while a stream
 	// holds it; guarded by the server's mu.
 	parkedAt time.Time
+	// released is closed when a stream lets the upload go (it is parked,
+	// or forgotten): the Writes of its name waiting for it (waitUntilFree)
+	// wait on it. Non-nil while a stream holds it; guarded by the
+	// server's mu.
+	released chan struct{}
 
 	// committed counts bytes accepted from the client (compressed bytes for
 	// compressed uploads), i.e. handed to Put; QueryWriteStatus reads it
@@ -67,8 +68,7 @@ type upload struct {
 }
 
 func newByteStreamServer(opts *ServerOptions) *byteStreamServer {
-	return &byteStreamServer{opts: opts, uploads: map[string]*upload{}, streamSlots: streamSlots{openBy: map[string]int{}, waitingBy: map[string]int{}},
-		freed: make(chan struct{})}
+	return &byteStreamServer{opts: opts, uploads: map[string]*upload{}, streamSlots: streamSlots{openBy: map[string]int{}, waitingBy: map[string]int{}}}
 }
 
 var errUploadAborted = errors.New("upload aborted")
@@ -347,6 +347,7 @@ func (s *byteStreamServer) claim(name string, offset int64) (*upload, error) {
 		u.idle.Stop()
 	}
 	u.parkedAt = time.Time{}
+	u.released = make(chan struct{})
 	s.mu.Unlock()
 	if offset != 0 || u.committed.Load() == 0 {
 		return u, nil
@@ -373,7 +374,7 @@ func (s *byteStreamServer) startUpload(streamCtx context.Context, tenant string,
 	// through a scheduler reached storage as the scheduler's, outside the
 	// tenant's shares.
 	ctx, cancel := context.WithCancel(WithInstance(context.WithoutCancel(streamCtx), rn.InstanceName))
-	u := &upload{name: name, tenant: tenant, d: rn.Digest, pw: pw, cancel: cancel, done: make(chan struct{})}
+	u := &upload{name: name, tenant: tenant, d: rn.Digest, pw: pw, cancel: cancel, done: make(chan struct{}), released: make(chan struct{})}
 	u.busy.Lock()
 	if rn.Compressor == repb.Compressor_IDENTITY {
 		s.uploads[name] = u
@@ -400,7 +401,7 @@ func (s *byteStreamServer) remove(u *upload) {
 	s.mu.Lock()
 	if s.uploads[u.name] == u {
 		delete(s.uploads, u.name)
-		s.freedLocked()
+		releaseLocked(u)
 	}
 	s.mu.Unlock()
 }

@@ -105,3 +105,23 @@ func TestByteStreamSameNameWaitersAreBounded(t *testing.T) {
 	waitFor(t, "the cancelled waiters' bytes counted back", func() bool { return storage.StreamSlotWaitingBytes(s.srv) == 0 })
 	first.finish(t)
 }
+
+// Writes waiting for another stream's upload of their name count as
+// waiters of the queue too: past its bound (4 per slot), one more is
+// refused at once, however little it holds. Before, thousands of them,
+// each with a 1-byte first message, waited, and every upload's end woke
+// them all.
+func TestByteStreamSameNameWaitersCountInTheQueue(t *testing.T) {
+	s := startSlotServer(t, storage.ServerOptions{MaxOpenStreams: 1, UploadIdleTimeout: time.Hour}, time.Minute)
+	data, d := randData(t, 1<<10)
+	name := uploadName(1, d)
+	first := s.startUploadOf(t, t.Context(), name, data)
+	s.waitCommitted(t, first)
+	for range 4 { // the queue's bound: 4 per slot
+		s.startUploadOf(t, t.Context(), name, data)
+	}
+	waitFor(t, "four waiters counted", func() bool { return storage.StreamSlotWaitingBytes(s.srv) > 0 && storage.SameNameWaiters(s.srv) == 4 })
+	fifth := s.startUploadOf(t, t.Context(), name, data)
+	wantStatus(t, fifth.stream.RecvMsg(&bytestream.WriteResponse{}), codes.ResourceExhausted, "as many Writes wait")
+	first.finish(t)
+}

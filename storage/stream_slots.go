@@ -76,8 +76,12 @@ type streamSlots struct {
 	// tenant fills at most its share of the queue (mayWaitLocked).
 	waitingBy map[string]int
 	// waitingBytes is what the waiting Writes hold of their first
-	// messages, at most maxWaitingWriteBytes.
+	// messages, at most maxWaitingWriteBytes; the Writes waiting for
+	// another stream's upload of their name (waitUntilFree) included.
 	waitingBytes int64
+	// sameNameWaiting counts those Writes, which are not in the queue:
+	// they wait for an upload, not a slot. waitingBy counts them too.
+	sameNameWaiting int
 	// slotWaitBound and waitBytesBound, when set (by tests), replace
 	// maxSlotWait and maxWaitingWriteBytes.
 	slotWaitBound  time.Duration
@@ -217,7 +221,7 @@ func (s *byteStreamServer) mayWaitLocked(tenant string, held int64) bool {
 	if tenant != "" && s.waitingBy[tenant] >= waitersPerSlot*s.opts.MaxOpenStreamsPerTenant {
 		return false
 	}
-	return s.waiting.Len() < waitersPerSlot*s.opts.MaxOpenStreams && s.waitingBytes+held <= s.waitBytes()
+	return s.waiting.Len()+s.sameNameWaiting < waitersPerSlot*s.opts.MaxOpenStreams && s.waitingBytes+held <= s.waitBytes()
 }
 
 // leaveQueueLocked takes w, at place, out of the queue, and its bytes out
@@ -323,7 +327,7 @@ func (s *byteStreamServer) park(u *upload) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u.parkedAt = time.Now()
-	s.freedLocked()
+	releaseLocked(u)
 	u.idle = time.AfterFunc(s.opts.UploadIdleTimeout, func() {
 		// A stream that resumed the upload meanwhile holds busy.
 		if u.busy.TryLock() {
@@ -390,5 +394,6 @@ func (s *byteStreamServer) oldestParkedLocked(match func(*upload) bool) *upload 
 	}
 	oldest.idle.Stop()
 	oldest.parkedAt = time.Time{}
+	oldest.released = make(chan struct{}) // closed when it is forgotten
 	return oldest
 }

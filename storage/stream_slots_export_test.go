@@ -34,3 +34,11 @@ func StreamSlotWaitingBytes(s *Server) int64 {
 	defer s.bs.mu.Unlock()
 	return s.bs.waitingBytes
 }
+
+// SameNameWaiters returns how many Writes of s wait for another stream's
+// upload of their name.
+func SameNameWaiters(s *Server) int {
+	s.bs.mu.Lock()
+	defer s.bs.mu.Unlock()
+	return s.bs.sameNameWaiting
+}

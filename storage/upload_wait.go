@@ -34,7 +34,7 @@ var errStoredMeanwhile = errors.New("stored by another stream meanwhile")
 func (s *byteStreamServer) acquireOrWait(ctx context.Context, rn digest.ResourceName, req *bytestream.WriteRequest) (*upload, error) {
 	u, err := s.acquire(ctx, auth.TenantOf(ctx), rn, req)
 	for errors.Is(err, errUploadBusy) && req.WriteOffset == 0 {
-		if err := s.waitUntilFree(ctx, req.ResourceName, int64(proto.Size(req))); err != nil {
+		if err := s.waitUntilFree(ctx, auth.TenantOf(ctx), req.ResourceName, int64(proto.Size(req))); err != nil {
 			return nil, err
 		}
 		if done, err := s.stored(ctx, rn); err != nil || done {
@@ -62,20 +62,22 @@ const maxSameNameWait = time.Minute
 
 // waitUntilFree waits until no stream holds the upload of name: it ended
 // (stored, or aborted) or was parked. The waiting stream holds held bytes
-// of its first message, which count against the same bound as those of
-// Writes waiting for a slot (maxWaitingWriteBytes): past it, or past
-// maxSameNameWait, the stream is refused. It holds no slot.
-func (s *byteStreamServer) waitUntilFree(ctx context.Context, name string, held int64) error {
+// of its first message and is a waiter of tenant: it counts against the
+// bounds of Writes waiting for a slot (mayWaitLocked: the whole queue's,
+// the tenant's share of it, and maxWaitingWriteBytes), and past them, or
+// past maxSameNameWait, it is refused. It holds no slot, and wakes only
+// when the upload of its name is let go (upload.released).
+func (s *byteStreamServer) waitUntilFree(ctx context.Context, tenant, name string, held int64) error {
 	s.mu.Lock()
-	if s.waitingBytes+held > s.waitBytes() {
+	if !s.mayWaitLocked(tenant, held) {
 		s.mu.Unlock()
-		return status.Errorf(codes.ResourceExhausted, "resource_name %q is being written by another stream, and the Writes waiting already hold what the server keeps of waiting requests; retry later", name)
+		return status.Errorf(codes.ResourceExhausted, "resource_name %q is being written by another stream, and as many Writes wait as the server lets wait; retry later", name)
 	}
-	s.waitingBytes += held
+	s.joinWaitersLocked(tenant, held, 1)
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		s.waitingBytes -= held
+		s.joinWaitersLocked(tenant, -held, -1)
 		s.mu.Unlock()
 	}()
 	timeout := time.NewTimer(maxSameNameWait)
@@ -83,10 +85,12 @@ func (s *byteStreamServer) waitUntilFree(ctx context.Context, name string, held 
 	for {
 		s.mu.Lock()
 		u, ok := s.uploads[name]
-		free := !ok || !u.parkedAt.IsZero() // a registered upload is a stream's until parked
-		freed := s.freed
+		var released chan struct{}
+		if ok && u.parkedAt.IsZero() { // a registered upload is a stream's until parked
+			released = u.released
+		}
 		s.mu.Unlock()
-		if free {
+		if released == nil {
 			return nil
 		}
 		select {
@@ -94,14 +98,28 @@ func (s *byteStreamServer) waitUntilFree(ctx context.Context, name string, held 
 			return status.FromContextError(ctx.Err()).Err()
 		case <-timeout.C:
 			return status.Errorf(codes.Unavailable, "resource_name %q has been written by another stream for %v; retry", name, maxSameNameWait)
-		case <-freed:
+		case <-released:
 		}
 	}
 }
 
-// freedLocked tells the Writes waiting in waitUntilFree that an upload
-// was parked or forgotten.
-func (s *byteStreamServer) freedLocked() {
-	close(s.freed)
-	s.freed = make(chan struct{})
+// joinWaitersLocked adds (n 1) or takes away (n -1) a same-name waiter
+// of tenant holding held bytes, in the counts the slot waiters' bounds
+// read.
+func (s *byteStreamServer) joinWaitersLocked(tenant string, held int64, n int) {
+	s.waitingBytes += held
+	s.sameNameWaiting += n
+	if tenant != "" {
+		if s.waitingBy[tenant] += n; s.waitingBy[tenant] == 0 {
+			delete(s.waitingBy, tenant)
+		}
+	}
+}
+
+// releaseLocked closes u.released, once: the stream holding u let it go.
+func releaseLocked(u *upload) {
+	if u.released != nil {
+		close(u.released)
+		u.released = nil
+	}
 }
