@@ -34,14 +34,14 @@ type outputTree struct {
 // name and symlink target: a digest, sizes, tags.
 const treeEntryBytes = 96
 
-// entry counts an entry of name (and symlink target) at p into the tree's
-// size (the collector counts names as it reads them, with readNames, and
-// symlink targets here), and refuses the output once the tree would be past
-// storage.MaxTreeBytes: the action cache could never serve a larger Tree,
-// and the worker would hold it all in memory (a million symlinks with
-// 4 KB targets were 4 GB of it, within max_output_bytes).
-func (t *outputTree) entry(p string, name, target string) error {
-	t.bytes += int64(len(name)+len(target)) + treeEntryBytes
+// symlinkTarget counts the target of the symlink at p into the tree's
+// size (its name was counted when read, by readNames), and refuses the
+// output once the tree would be past storage.MaxTreeBytes: the action
+// cache could never serve a larger Tree, and the worker would hold it all
+// in memory (a million symlinks with 4 KB targets were 4 GB of it, within
+// max_output_bytes).
+func (t *outputTree) symlinkTarget(p, target string) error {
+	t.bytes += int64(len(target)) + treeEntryBytes
 	if t.bytes > storage.MaxTreeBytes {
 		return t.tooLarge(p)
 	}
@@ -59,8 +59,8 @@ type nameReader interface {
 }
 
 // readNames reads the names in the open directory f (at where), in
-// batches, and counts each into the tree's size as it comes (entry counts
-// a symlink's target later), so that the output is refused once the names
+// batches, and counts each into the tree's size as it comes (a symlink's
+// target is counted when it is read, by symlinkTarget), so that the output is refused once the names
 // read would take the Tree past storage.MaxTreeBytes, not after they are
 // all in memory: 950,000 names of 255 bytes grew the worker by 450 MB.
 // Counted into the tree at once, an ancestor's names still to be walked

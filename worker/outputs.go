@@ -249,7 +249,7 @@ func (c *outputCollector) directory(ctx context.Context, fd int, where string, d
 			if err := checkSymlinkTarget(p, target); err != nil {
 				return nil, err
 			}
-			if err := t.entry(p, "", target); err != nil {
+			if err := t.symlinkTarget(p, target); err != nil {
 				return nil, err
 			}
 			dir.Symlinks = append(dir.Symlinks, &repb.SymlinkNode{Name: name, Target: target})
