@@ -73,11 +73,11 @@ func (p *Policy) actingFor(ctx context.Context, pr *Principal) (*Principal, erro
 		return pr, nil
 	}
 	tenant := vals[0]
-	prefixes, ok := p.prefixes[tenant]
+	scopes, ok := p.scopes[tenant]
 	if !ok || slices.ContainsFunc(vals, func(v string) bool { return v != tenant }) {
 		return nil, status.Errorf(codes.PermissionDenied, "%s names %q, which is not one tenant of this server's policy", OnBehalfOfHeader, vals)
 	}
-	return &Principal{Name: pr.Name + " for " + tenant, Tenant: tenant, prefixes: prefixes,
+	return &Principal{Name: pr.Name + " for " + tenant, Tenant: tenant, scopes: scopes,
 		perms: bit(CASRead) | bit(CASWrite) | bit(ACRead) | bit(ACWrite)}, nil
 }
 

@@ -23,7 +23,7 @@ type Policy struct {
 	jwtSubjects map[string]*Principal
 	jwt         *jwtVerifier               // nil without a jwt section
 	limits      map[string]Limits          // by tenant; only tenants with a limit
-	prefixes    map[string][]instanceScope // every tenant's instance scopes, by tenant
+	scopes      map[string][]instanceScope // every tenant's instance scopes, by tenant
 }
 
 // owner is one of a tenant's instance scopes and the CAS partition it
@@ -90,7 +90,7 @@ type Principal struct {
 	// too, without the worker protocol): at storage, its calls that name
 	// a tenant (OnBehalfOfHeader) are that tenant's (Policy.actingFor).
 	Scheduler bool
-	prefixes  []instanceScope
+	scopes    []instanceScope
 	perms     permSet
 }
 
@@ -127,7 +127,7 @@ func (p *Principal) Owns(instance string) bool {
 	if p.Worker {
 		return true
 	}
-	for _, sc := range p.prefixes {
+	for _, sc := range p.scopes {
 		if sc.covers(instance) {
 			return true
 		}
@@ -158,7 +158,7 @@ func compilePolicy(b []byte, dir string) (*Policy, error) {
 		return nil, err
 	}
 	p := &Policy{tokens: map[[32]byte]*Principal{}, certs: map[string]*Principal{}, jwtSubjects: map[string]*Principal{},
-		limits: map[string]Limits{}, prefixes: map[string][]instanceScope{}}
+		limits: map[string]Limits{}, scopes: map[string][]instanceScope{}}
 	if pf.JWT.JWKS != "" || len(pf.JWT.Keys) > 0 {
 		if p.jwt, err = newJWTVerifier(pf.JWT, dir, root); err != nil {
 			return nil, err
@@ -183,12 +183,12 @@ func compilePolicy(b []byte, dir string) (*Policy, error) {
 		if len(t.InstancePrefixes)+len(t.InstanceNames) == 0 {
 			return nil, fmt.Errorf("line %d: tenant %q has no instance_prefixes or instance_names", at(), t.Name)
 		}
-		p.prefixes[t.Name] = scopesOf(t)
+		p.scopes[t.Name] = scopesOf(t)
 		if err := p.addLimits(t, i, root); err != nil {
 			return nil, err
 		}
 		for j, id := range t.Identities {
-			pr := &Principal{Tenant: t.Name, prefixes: p.prefixes[t.Name], Name: t.Name + "/" + id.Name}
+			pr := &Principal{Tenant: t.Name, scopes: p.scopes[t.Name], Name: t.Name + "/" + id.Name}
 			for k, s := range id.Permissions {
 				perm, err := ParsePermission(s)
 				if err != nil {

@@ -14,7 +14,7 @@ import (
 // ac-write on its instance may, and the worker may still write results.
 func TestWorkersCannotPushAssetRecords(t *testing.T) {
 	worker := &Principal{Name: "worker/w", Worker: true}
-	tenant := &Principal{Name: "a/ci", Tenant: "a", prefixes: []instanceScope{{name: "a"}}, perms: bit(ACWrite) | bit(CASRead)}
+	tenant := &Principal{Name: "a/ci", Tenant: "a", scopes: []instanceScope{{name: "a"}}, perms: bit(ACWrite) | bit(CASRead)}
 	for _, m := range []string{asset + "Push/PushBlob", asset + "Push/PushDirectory"} {
 		if err := check(rules[m], worker, "a", true); status.Code(err) != codes.PermissionDenied {
 			t.Errorf("%s by a worker: %v, want PERMISSION_DENIED", m, err)
