@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -284,7 +283,7 @@ func prepareDataDir(dir string) (string, error) {
 func checkSearchable(dir string) error {
 	for d := dir; ; d = filepath.Dir(d) {
 		info, err := os.Stat(d)
-		if errors.Is(err, fs.ErrNotExist) && d != filepath.Dir(d) {
+		if errors.Is(err, os.ErrNotExist) && d != filepath.Dir(d) {
 			continue // made later, mode 0755
 		}
 		if err != nil {
