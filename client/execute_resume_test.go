@@ -122,7 +122,9 @@ func (s blockingScheduler) Execute(_ *repb.ExecuteRequest, stream grpc.ServerStr
 // the resumed stream is one more break, not the end: the client gets its
 // result from the restarted server.
 func TestExecuteResumesAcrossARealRestart(t *testing.T) {
-	firstResumePause = 5 * time.Millisecond
+	// 12 breaks from 20 ms last about 9 s: room on a loaded machine for
+	// the three refused dials the test waits for, and the reconnect after.
+	firstResumePause = 20 * time.Millisecond
 	t.Cleanup(func() { firstResumePause = 250 * time.Millisecond })
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
