@@ -51,19 +51,12 @@ func runScheduler(ctx context.Context, args []string) error {
 	if done, err := finishSchedulerConfig(cfg, rf.configFlags, fs); done {
 		return err
 	}
-	logger, err := rf.setup()
+	role, err := startServingRole(rf, sec, dial, cfg.Listen, cfg.JournalDir, "journal directory")
 	if err != nil {
 		return err
 	}
-	serveOpts, policy, dialOpts, err := roleSecurity(sec, dial, cfg.Listen, logger)
-	if err != nil {
-		return err
-	}
-	unlock, err := lockRoleDir(cfg.JournalDir, "journal directory")
-	if err != nil {
-		return err
-	}
-	defer unlock()
+	defer role.unlock()
+	logger, serveOpts, policy, dialOpts := role.logger, role.serveOpts, role.policy, role.dialOpts
 	cas, ac, storageConn, err := openRemoteStorage(ctx, cfg.Storage, dialOpts)
 	if err != nil {
 		return err

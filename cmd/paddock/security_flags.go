@@ -150,16 +150,33 @@ func (d *dialSecurity) dialOptions(logger *slog.Logger) ([]grpc.DialOption, erro
 	return opts, nil
 }
 
-// roleSecurity is what a role that both serves and dials needs: its
-// server options and policy for listening on addr, and its dial options.
-func roleSecurity(sec serverSecurity, dial dialSecurity, addr string, logger *slog.Logger) ([]grpc.ServerOption, *auth.Policy, []grpc.DialOption, error) {
-	dialOpts, err := dial.dialOptions(logger)
-	if err != nil {
-		return nil, nil, nil, err
+// servingRole is what a role that both serves and dials (storage, the
+// scheduler) holds once its flags are parsed: its logger, its server
+// options and policy, its dial options, and the lock on its directory.
+type servingRole struct {
+	logger    *slog.Logger
+	serveOpts []grpc.ServerOption
+	policy    *auth.Policy
+	dialOpts  []grpc.DialOption
+	unlock    func()
+}
+
+// startServingRole sets up rf's logging, the security for serving listen
+// and for dialing, and locks dir (see lockRoleDir; what names it in
+// errors), in that order, so that a bad flag is said before any directory
+// is made or locked. The caller defers unlock.
+func startServingRole(rf *roleFlags, sec serverSecurity, dial dialSecurity, listen, dir, what string) (servingRole, error) {
+	var r servingRole
+	var err error
+	if r.logger, err = rf.setup(); err != nil {
+		return r, err
 	}
-	serveOpts, policy, err := sec.serverOptions(addr, logger)
-	if err != nil {
-		return nil, nil, nil, err
+	if r.dialOpts, err = dial.dialOptions(r.logger); err != nil {
+		return r, err
 	}
-	return serveOpts, policy, dialOpts, nil
+	if r.serveOpts, r.policy, err = sec.serverOptions(listen, r.logger); err != nil {
+		return r, err
+	}
+	r.unlock, err = lockRoleDir(dir, what)
+	return r, err
 }

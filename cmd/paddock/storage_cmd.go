@@ -51,19 +51,12 @@ func runStorage(ctx context.Context, args []string) error {
 	if rf.print {
 		return printConfig(os.Stdout, cfg)
 	}
-	logger, err := rf.setup()
+	role, err := startServingRole(rf, sec, dial, cfg.Listen, cfg.Dir, "storage directory")
 	if err != nil {
 		return err
 	}
-	serveOpts, policy, dialOpts, err := roleSecurity(sec, dial, cfg.Listen, logger)
-	if err != nil {
-		return err
-	}
-	unlock, err := lockRoleDir(cfg.Dir, "storage directory")
-	if err != nil {
-		return err
-	}
-	defer unlock()
+	defer role.unlock()
+	logger, serveOpts, policy, dialOpts := role.logger, role.serveOpts, role.policy, role.dialOpts
 	opened, err := openStorage(ctx, cfg, dialOpts, policy, logger)
 	if err != nil {
 		return err
