@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"math"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
@@ -128,8 +129,19 @@ func batchHeaderCost(instance string) int64 {
 // to one: a length-delimited entry holding its digest, its bytes and
 // remoteEntrySlack.
 func batchEntryCost(d digest.Digest) int64 {
+	if d.SizeBytes() > maxEntryCost {
+		// No batch holds it; and the sums below must not wrap, which
+		// made a declared size near 2^63 look small enough to batch
+		// (and so be read whole into memory by Put).
+		return maxEntryCost
+	}
 	return fieldBytes(fieldBytes(int64(proto.Size(d.Proto()))) + fieldBytes(d.SizeBytes()) + remoteEntrySlack)
 }
+
+// maxEntryCost is what batchEntryCost says of a blob no batch can hold:
+// far above any limit, and small enough that adding a header or a batch
+// of other entries to it cannot overflow an int64.
+const maxEntryCost = math.MaxInt64 / 4
 
 // fieldBytes is the size of a length-delimited protobuf field of n bytes
 // with a one-byte tag (field numbers up to 15).

@@ -3,7 +3,10 @@ package storage_test
 import (
 	"bytes"
 	"context"
+	"io"
+	"math"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -177,5 +180,33 @@ func TestRemoteWithoutCapabilitiesGetsEveryBlobByByteStream(t *testing.T) {
 	}
 	if m := remote.MaxBatchBytes(); m != 0 {
 		t.Errorf("MaxBatchBytes = %d, want 0: no batches", m)
+	}
+}
+
+// zeros reads as endless zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// A blob declared near 2^63 bytes goes by ByteStream, which the remote
+// refuses (short of its size), not as a batch: the batch's size sum wrapped
+// negative, so Put read whatever a client streamed into memory (a front or
+// scheduler grew by the bytes sent) and hashed it, or, at exactly 2^63-1,
+// read nothing and said the data hashed to the empty blob.
+func TestRemoteBlobStoreNeverBatchesHugeDeclaredSizes(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{})
+	remote := storage.NewRemoteBlobStore(ts.conn, storage.RemoteOptions{})
+	for _, size := range []int64{math.MaxInt64, math.MaxInt64 - 11, math.MaxInt64 - 200} {
+		d, err := digest.New(repb.DigestFunction_SHA256, strings.Repeat("ab", 32), size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = remote.Put(t.Context(), d, io.LimitReader(zeros{}, 8<<20))
+		if code := status.Code(err); code != codes.ResourceExhausted && code != codes.InvalidArgument {
+			t.Errorf("size %d: Put = %v, want the remote's refusal", size, err)
+		}
+		if strings.Contains(status.Convert(err).Message(), "data hash") {
+			t.Errorf("size %d: Put = %v; the data was hashed as a batch", size, err)
+		}
 	}
 }
