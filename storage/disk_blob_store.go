@@ -347,10 +347,7 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	if exists {
 		return nil
 	}
-	res, err := s.reserve(d)
-	if err != nil {
-		return err
-	}
+	res := &reservation{d: d}
 	defer s.release(res)
 	tmp, err := atomicfile.Create(s.tmpDir, 0o444)
 	if err != nil {

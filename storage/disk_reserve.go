@@ -15,38 +15,24 @@ import (
 // How a DiskBlobStore's Put holds room for its blob while it writes, and
 // the errors of a write that failed.
 
-// maxFirstReservation bounds the room a Put reserves before its first
-// bytes arrive; it reserves more as they do (reservedWriter).
-const maxFirstReservation = 1 << 20
-
-// reservation is the room a Put in progress holds for its blob: the bytes
-// written so far, rounded up, never more than the blob's size.
+// reservation is the room a Put in progress holds for its blob until
+// release: the bytes written so far, rounded up (reservedWriter grows it as
+// they arrive, evicting stored blobs to make room), never more than the
+// blob's size. Without reservations, uploads that are slow or parked for a
+// resume (each a file in tmp/ the size of its blob) were bounded only one
+// by one, and a client holding many of them filled the disk whatever
+// MaxBytes said. Nothing is reserved that no byte has yet backed:
+// reserving the size a resource name declares let one byte sent for a
+// blob declared as large as the CAS evict every blob, and reserving a
+// first MiB up front still let a few hundred one-byte uploads, parked,
+// evict every blob and refuse every other upload for the minute they
+// stayed parked. What the uploads in progress hold is at most twice what
+// they have sent, as costly to hold as storing it. When they leave no
+// room, the Put is RESOURCE_EXHAUSTED, which clients retry later.
 type reservation struct {
 	d        digest.Digest
 	bytes    int64
 	released bool
-}
-
-// reserve counts the first part of d's size as in flight until release,
-// evicting stored blobs to make room for it. Without it, uploads that are
-// slow or parked for a resume (each a file in tmp/ the size of its blob)
-// were bounded only one by one, and a client holding many of them filled
-// the disk whatever MaxBytes said. Only a part is reserved up front, and
-// the rest as the bytes arrive: reserving the size a client declares let
-// one byte sent for a blob declared as large as the CAS evict every blob
-// and refuse every other upload while its stream stayed open. When the
-// uploads already in progress leave no room, the Put is
-// RESOURCE_EXHAUSTED, which clients retry later.
-func (s *DiskBlobStore) reserve(d digest.Digest) (*reservation, error) {
-	res := &reservation{d: d}
-	first := min(d.SizeBytes(), maxFirstReservation)
-	if s.maxBytes > 0 {
-		first = min(first, max(s.maxBytes/16, 1))
-	}
-	if err := s.grow(res, first); err != nil {
-		return nil, err
-	}
-	return res, nil
 }
 
 // grow raises res to want bytes (at most the blob's size): counted in

@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,31 @@ func TestDeclaredSizeIsNotReservedUpFront(t *testing.T) {
 	}
 	if m := missing(t, disk, d); m[d] {
 		t.Fatal("the upload beside the open one was not stored")
+	}
+}
+
+// TestManyParkedOneByteUploadsEvictNothing: an upload reserves nothing
+// before its bytes arrive. Reserving a first MiB (a sixteenth of the CAS
+// here) up front let a few parked uploads of one byte each, a few hundred
+// against a real CAS, evict every stored blob and refuse every upload for
+// the minute they stayed parked.
+func TestManyParkedOneByteUploadsEvictNothing(t *testing.T) {
+	disk := newDisk(t, t.TempDir(), 4<<20)
+	ts := startServer(t, storage.ServerOptions{CAS: disk, UploadIdleTimeout: time.Minute})
+	var stored []digest.Digest
+	for i := range 6 {
+		stored = append(stored, putString(t, disk, strings.Repeat(string(rune('a'+i)), 500<<10)))
+	}
+	for i := range 40 {
+		d := digest.MustParse(fmt.Sprintf("%064x/%d", i+1, 1<<20))
+		writePart(t, ts, writeName(d), []byte("x"))
+	}
+	if m := missing(t, disk, stored...); len(m) > 0 {
+		t.Fatalf("40 open uploads of one byte each evicted %d of %d stored blobs", len(m), len(stored))
+	}
+	data, d := randData(t, 300<<10)
+	if _, err := write(t, ts, &bytestream.WriteRequest{ResourceName: writeName(d), Data: data, FinishWrite: true}); err != nil {
+		t.Fatalf("an upload beside the open ones: %v", err)
 	}
 }
 
