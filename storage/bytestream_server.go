@@ -68,7 +68,7 @@ type upload struct {
 }
 
 func newByteStreamServer(opts *ServerOptions) *byteStreamServer {
-	return &byteStreamServer{opts: opts, uploads: map[string]*upload{}, streamSlots: streamSlots{openBy: map[string]int{}, waitingBy: map[string]int{}}}
+	return &byteStreamServer{opts: opts, uploads: map[string]*upload{}, streamSlots: streamSlots{openBy: map[string]int{}, waitingBy: map[string]int{}, waitingBytesBy: map[string]int64{}}}
 }
 
 var errUploadAborted = errors.New("upload aborted")

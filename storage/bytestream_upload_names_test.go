@@ -106,6 +106,38 @@ func TestByteStreamSameNameWaitersAreBounded(t *testing.T) {
 	first.finish(t)
 }
 
+// A tenant's Writes waiting for uploads of their names hold at most its
+// share of the waiting bytes (half, as of its share of the slots): past it
+// they are refused at once naming the tenant, while another tenant's
+// waiter still waits and ends with the blob stored. Before, the share
+// counted only streams, and one tenant's 16 waiters of 4 MiB each took the
+// whole bound, so every other tenant's same-name waits were refused.
+func TestByteStreamTenantHasAShareOfTheWaitingBytes(t *testing.T) {
+	s := startSlotServer(t, storage.ServerOptions{MaxOpenStreams: 4, UploadIdleTimeout: time.Hour}, time.Minute)
+	a, b := asTenant(t.Context(), "a"), asTenant(t.Context(), "b")
+	aData, aD := randData(t, 1<<20)
+	bData, bD := randData(t, 1<<20)
+	aName, bName := uploadName(1, aD), uploadName(2, bD)
+	aFirst, bFirst := s.startUploadOf(t, a, aName, aData), s.startUploadOf(t, b, bName, bData)
+	s.waitCommitted(t, aFirst)
+	s.waitCommitted(t, bFirst)
+	// Three first halves in all; a tenant's share, half, holds one.
+	storage.SetStreamSlotWaitBytes(s.srv, 3<<20/2)
+	aWaiter := s.startUploadOf(t, a, aName, aData)
+	waitFor(t, "a's waiter counted", func() bool { return storage.SameNameWaiters(s.srv) == 1 })
+	aRefused := s.startUploadOf(t, a, aName, aData)
+	wantStatus(t, aRefused.stream.RecvMsg(&bytestream.WriteResponse{}), codes.ResourceExhausted, `tenant "a" has as many Writes waiting`)
+	bWaiter := s.startUploadOf(t, b, bName, bData)
+	waitFor(t, "b's waiter counted", func() bool { return storage.SameNameWaiters(s.srv) == 2 })
+	bFirst.finish(t)
+	resp := &bytestream.WriteResponse{}
+	if err := bWaiter.stream.RecvMsg(resp); err != nil || resp.CommittedSize != int64(len(bData)) {
+		t.Fatalf("b's waiter ended with %v, committed_size %d; want %d", err, resp.CommittedSize, len(bData))
+	}
+	aWaiter.cancel()
+	aFirst.finish(t)
+}
+
 // Writes waiting for another stream's upload of their name count as
 // waiters of the queue too: past its bound (4 per slot), one more is
 // refused at once, however little it holds. Before, thousands of them,

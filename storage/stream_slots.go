@@ -79,6 +79,9 @@ type streamSlots struct {
 	// messages, at most maxWaitingWriteBytes; the Writes waiting for
 	// another stream's upload of their name (waitUntilFree) included.
 	waitingBytes int64
+	// waitingBytesBy is waitingBytes by tenant (only named tenants): one
+	// tenant holds at most its share of the bound (mayWaitLocked).
+	waitingBytesBy map[string]int64
 	// sameNameWaiting counts those Writes, which are not in the queue:
 	// they wait for an upload, not a slot. waitingBy counts them too.
 	sameNameWaiting int
@@ -141,10 +144,7 @@ func (s *byteStreamServer) takeSlot(ctx context.Context, tenant string, held int
 			}
 			w = &slotWaiter{tenant: tenant, held: held, ready: make(chan struct{}), parked: make(chan struct{}, 1)}
 			place = s.waiting.PushBack(w)
-			s.waitingBytes += held
-			if tenant != "" {
-				s.waitingBy[tenant]++
-			}
+			s.countWaiterLocked(tenant, held, 1)
 			t := time.NewTimer(s.slotWait())
 			defer t.Stop()
 			timeout = t.C
@@ -213,26 +213,61 @@ const waitersPerSlot = 4
 // goroutine and a call each) and the scans of the queue that each freed
 // slot and each parked upload make under mu.
 //
-// A tenant of the policy has a share of the queue as of the slots:
-// waitersPerSlot × MaxOpenStreamsPerTenant, half of it by default, so
-// that one tenant's streams waiting cannot leave every other tenant to be
-// refused at once when the slots are busy.
+// A tenant of the policy has a share of the queue as of the slots, in
+// waiters and in bytes: waitersPerSlot × MaxOpenStreamsPerTenant waiters
+// and the same fraction of maxWaitingWriteBytes, half of each by default,
+// so that one tenant's streams waiting cannot leave every other tenant to
+// be refused at once when the slots are busy. Before the share counted
+// bytes, 16 waiting Writes of one tenant, each holding a 4 MiB first
+// message, took the whole bound.
 func (s *byteStreamServer) mayWaitLocked(tenant string, held int64) bool {
-	if tenant != "" && s.waitingBy[tenant] >= waitersPerSlot*s.opts.MaxOpenStreamsPerTenant {
+	if tenant != "" && !s.tenantMayWaitLocked(tenant, held) {
 		return false
 	}
 	return s.waiting.Len()+s.sameNameWaiting < waitersPerSlot*s.opts.MaxOpenStreams && s.waitingBytes+held <= s.waitBytes()
+}
+
+// tenantMayWaitLocked tells whether tenant's share of the queue has room
+// for a waiter holding held bytes.
+func (s *byteStreamServer) tenantMayWaitLocked(tenant string, held int64) bool {
+	share := s.waitBytes() * int64(s.opts.MaxOpenStreamsPerTenant) / int64(max(s.opts.MaxOpenStreams, 1))
+	return s.waitingBy[tenant] < waitersPerSlot*s.opts.MaxOpenStreamsPerTenant && s.waitingBytesBy[tenant]+held <= share
+}
+
+// waitRefusalLocked is the RESOURCE_EXHAUSTED of a stream of tenant that
+// may not wait (mayWaitLocked): for a slot when name is empty, else for
+// the upload of name another stream holds. It names the tenant when its
+// share is what is full.
+func (s *byteStreamServer) waitRefusalLocked(tenant, name string, held int64) error {
+	if name == "" {
+		return s.refusalLocked(tenant)
+	}
+	if tenant != "" && !s.tenantMayWaitLocked(tenant, held) {
+		return status.Errorf(codes.ResourceExhausted, "resource_name %q is being written by another stream, and tenant %q has as many Writes waiting as one tenant may; retry later", name, tenant)
+	}
+	return status.Errorf(codes.ResourceExhausted, "resource_name %q is being written by another stream, and as many Writes wait as the server lets wait; retry later", name)
 }
 
 // leaveQueueLocked takes w, at place, out of the queue, and its bytes out
 // of the queue's count.
 func (s *byteStreamServer) leaveQueueLocked(w *slotWaiter, place *list.Element) {
 	s.waiting.Remove(place)
-	s.waitingBytes -= w.held
-	if w.tenant != "" {
-		if s.waitingBy[w.tenant]--; s.waitingBy[w.tenant] == 0 {
-			delete(s.waitingBy, w.tenant)
-		}
+	s.countWaiterLocked(w.tenant, -w.held, -1)
+}
+
+// countWaiterLocked adds (n 1) or takes away (n -1, held negative) a
+// waiter of tenant holding held bytes, in the counts the bounds of
+// mayWaitLocked read.
+func (s *byteStreamServer) countWaiterLocked(tenant string, held int64, n int) {
+	s.waitingBytes += held
+	if tenant == "" {
+		return
+	}
+	s.waitingBy[tenant] += n
+	s.waitingBytesBy[tenant] += held
+	if s.waitingBy[tenant] == 0 {
+		delete(s.waitingBy, tenant)
+		delete(s.waitingBytesBy, tenant)
 	}
 }
 

@@ -70,8 +70,9 @@ const maxSameNameWait = time.Minute
 func (s *byteStreamServer) waitUntilFree(ctx context.Context, tenant, name string, held int64) error {
 	s.mu.Lock()
 	if !s.mayWaitLocked(tenant, held) {
+		err := s.waitRefusalLocked(tenant, name, held)
 		s.mu.Unlock()
-		return status.Errorf(codes.ResourceExhausted, "resource_name %q is being written by another stream, and as many Writes wait as the server lets wait; retry later", name)
+		return err
 	}
 	s.joinWaitersLocked(tenant, held, 1)
 	s.mu.Unlock()
@@ -107,13 +108,8 @@ func (s *byteStreamServer) waitUntilFree(ctx context.Context, tenant, name strin
 // of tenant holding held bytes, in the counts the slot waiters' bounds
 // read.
 func (s *byteStreamServer) joinWaitersLocked(tenant string, held int64, n int) {
-	s.waitingBytes += held
+	s.countWaiterLocked(tenant, held, n)
 	s.sameNameWaiting += n
-	if tenant != "" {
-		if s.waitingBy[tenant] += n; s.waitingBy[tenant] == 0 {
-			delete(s.waitingBy, tenant)
-		}
-	}
 }
 
 // releaseLocked closes u.released, once: the stream holding u let it go.
