@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpcerr"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -187,14 +188,14 @@ func (x *index) treeBlobs(ctx context.Context, roots []digest.Digest) ([]digest.
 		for _, f := range dir.Files {
 			fd, err := digest.FromProto(d.Function(), f.Digest, "file "+f.Name)
 			if err != nil {
-				return nil, status.Errorf(codes.NotFound, "directory %s: %s", d, status.Convert(err).Message())
+				return nil, status.Errorf(codes.NotFound, "directory %s: %s", d, grpcerr.Convert(err).Message())
 			}
 			files = append(files, fd)
 		}
 		for _, sub := range dir.Directories {
 			sd, err := digest.FromProto(d.Function(), sub.Digest, "directory "+sub.Name)
 			if err != nil {
-				return nil, status.Errorf(codes.NotFound, "directory %s: %s", d, status.Convert(err).Message())
+				return nil, status.Errorf(codes.NotFound, "directory %s: %s", d, grpcerr.Convert(err).Message())
 			}
 			queue = append(queue, sd)
 		}

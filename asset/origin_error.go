@@ -12,6 +12,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/internal/grpcerr"
 )
 
 // originError is a download that failed outside the server's control:
@@ -48,7 +50,7 @@ func logDetail(err error) string {
 	if errors.As(err, &oe) {
 		return redactText(oe.Error())
 	}
-	return redactText(status.Convert(err).Message())
+	return redactText(grpcerr.Convert(err).Message())
 }
 
 // transportError maps a failed request or body read from host (the host

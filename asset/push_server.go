@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpcerr"
 	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
 )
@@ -112,7 +113,7 @@ func (s *pushServer) prepare(ctx context.Context, p pushRequest) (record, error)
 		rec.RefTrees = append(rec.RefTrees, ref(rd))
 	}
 	if err := s.idx.complete(ctx, p.kind, dg, rec.RefBlobs, rec.RefTrees); status.Code(err) == codes.NotFound {
-		return record{}, status.Errorf(codes.FailedPrecondition, "%s %s: upload the content to the CAS before pushing: %s", p.field, dg, status.Convert(err).Message())
+		return record{}, status.Errorf(codes.FailedPrecondition, "%s %s: upload the content to the CAS before pushing: %s", p.field, dg, grpcerr.Convert(err).Message())
 	} else if err != nil {
 		return record{}, err
 	}

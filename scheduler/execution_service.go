@@ -16,6 +16,7 @@ import (
 
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpcerr"
 	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
 )
@@ -278,7 +279,7 @@ func (s *Scheduler) requirePresent(ctx context.Context, ds []digest.Digest, fiel
 }
 
 func prefix(err error, what string) error {
-	st := status.Convert(err)
+	st := grpcerr.Convert(err)
 	return status.Errorf(st.Code(), "%s: %s", what, st.Message())
 }
 

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpcerr"
 	"github.com/paddock-build/paddock/rev2"
 )
 
@@ -36,9 +37,9 @@ func (s *actionCacheServer) GetActionResult(ctx context.Context, req *repb.GetAc
 	if err := s.checkServable(ctx, fn, result); err != nil {
 		switch status.Code(err) {
 		case codes.NotFound:
-			return nil, status.Errorf(codes.NotFound, "action %s: cached result is incomplete, execute it again: %s", d, status.Convert(err).Message())
+			return nil, status.Errorf(codes.NotFound, "action %s: cached result is incomplete, execute it again: %s", d, grpcerr.Convert(err).Message())
 		case codes.InvalidArgument:
-			return nil, status.Errorf(codes.NotFound, "action %s: cached result is one UpdateActionResult would refuse, execute it again: %s", d, status.Convert(err).Message())
+			return nil, status.Errorf(codes.NotFound, "action %s: cached result is one UpdateActionResult would refuse, execute it again: %s", d, grpcerr.Convert(err).Message())
 		}
 		return nil, err
 	}
@@ -229,7 +230,7 @@ func requireStored(ctx context.Context, cas BlobStore, fn digest.Function, actio
 	}
 	if err := CheckComplete(ctx, cas, fn, r); err != nil {
 		if status.Code(err) == codes.NotFound {
-			return status.Errorf(codes.FailedPrecondition, "action_result: %s; upload the outputs before the result", status.Convert(err).Message())
+			return status.Errorf(codes.FailedPrecondition, "action_result: %s; upload the outputs before the result", grpcerr.Convert(err).Message())
 		}
 		return err
 	}
@@ -329,7 +330,7 @@ func checkSymlinkTarget(o outputPath) error {
 	dir, name := path.Split(o.path)
 	d := &repb.Directory{Symlinks: []*repb.SymlinkNode{{Name: name, Target: o.target}}}
 	if err := rev2.CheckDirectory(d, strings.TrimSuffix(dir, "/"), rev2.RelativeSymlinksOnly); err != nil {
-		return status.Errorf(codes.InvalidArgument, "%s.target: %s", o.field, status.Convert(err).Message())
+		return status.Errorf(codes.InvalidArgument, "%s.target: %s", o.field, grpcerr.Convert(err).Message())
 	}
 	return nil
 }

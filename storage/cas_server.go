@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpcerr"
 	"github.com/paddock-build/paddock/internal/grpclimit"
 )
 
@@ -251,7 +252,7 @@ func statusProto(err error) *rpcstatus.Status {
 	if err == nil {
 		return &rpcstatus.Status{}
 	}
-	st := status.Convert(err)
+	st := grpcerr.Convert(err)
 	msg := st.Message()
 	if len(msg) > maxEntryMessage {
 		msg = strings.ToValidUTF8(msg[:maxEntryMessage-3], "") + "..."

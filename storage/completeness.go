@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpcerr"
 	"github.com/paddock-build/paddock/rev2"
 )
 
@@ -167,7 +168,7 @@ func outputDirectories(ctx context.Context, cas BlobStore, fn digest.Function, d
 		queue = queue[1:]
 		m := &repb.Directory{}
 		if err := GetProto(ctx, cas, q.d, m, budget); err != nil {
-			return nil, status.Errorf(codes.NotFound, "%s: directory %s: %s", field, q.d, status.Convert(err).Message())
+			return nil, status.Errorf(codes.NotFound, "%s: directory %s: %s", field, q.d, grpcerr.Convert(err).Message())
 		}
 		if err := checkOutputDirectory(m, q.where, field+".root_directory_digest"); err != nil {
 			return nil, err
@@ -205,7 +206,7 @@ func treeDirectories(ctx context.Context, cas BlobStore, fn digest.Function, dir
 		err = unmarshalBlob(td, b, tree)
 	}
 	if err != nil {
-		return nil, status.Errorf(codes.NotFound, "%s: tree %s: %s", field, td, status.Convert(err).Message())
+		return nil, status.Errorf(codes.NotFound, "%s: tree %s: %s", field, td, grpcerr.Convert(err).Message())
 	}
 	if dir.RootDirectoryDigest != nil {
 		root, err := digest.FromProto(fn, dir.RootDirectoryDigest, field+".root_directory_digest")
@@ -240,7 +241,7 @@ func treeDirectories(ctx context.Context, cas BlobStore, fn digest.Function, dir
 // the directory's path in the output directory, field what names it.
 func checkOutputDirectory(d *repb.Directory, where, field string) error {
 	if err := rev2.CheckDirectory(d, where, rev2.RelativeSymlinksOnly); err != nil {
-		return status.Errorf(codes.InvalidArgument, "%s: %s", field, status.Convert(err).Message())
+		return status.Errorf(codes.InvalidArgument, "%s: %s", field, grpcerr.Convert(err).Message())
 	}
 	return nil
 }

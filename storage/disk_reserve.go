@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpcerr"
 )
 
 // How a DiskBlobStore's Put holds room for its blob while it writes, and
@@ -62,7 +63,7 @@ func (s *DiskBlobStore) grow(res *reservation, want int64) error {
 		res.bytes = want
 	}
 	if err := s.makeRoom(more); err != nil {
-		return status.Errorf(codes.ResourceExhausted, "blob %s not stored: %s", res.d, status.Convert(err).Message())
+		return status.Errorf(codes.ResourceExhausted, "blob %s not stored: %s", res.d, grpcerr.Convert(err).Message())
 	}
 	return nil
 }

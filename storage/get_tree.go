@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpcerr"
 )
 
 // defaultTreePageSize is how many directories one GetTree response carries
@@ -183,7 +184,7 @@ func appendNewChildren(queue []digest.Digest, fn digest.Function, root digest.Di
 	for i, sub := range dir.Directories {
 		d, err := digest.FromProto(fn, sub.Digest, fmt.Sprintf("directory %q subdirectory[%d]", sub.Name, i))
 		if err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "tree %s: %s", root, status.Convert(err).Message())
+			return nil, status.Errorf(codes.InvalidArgument, "tree %s: %s", root, grpcerr.Convert(err).Message())
 		}
 		if !seen[d] {
 			seen[d] = true

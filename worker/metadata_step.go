@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/paddock-build/paddock/internal/clock"
+	"github.com/paddock-build/paddock/internal/grpcerr"
 )
 
 // metadataStep is the outermost step: it stamps the worker's start and
@@ -27,7 +28,7 @@ func (s *metadataStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteRespon
 	resp, err := s.next.Execute(ctx, j)
 	j.Metadata.WorkerCompletedTimestamp = timestamppb.New(s.clock.Now())
 	if err != nil {
-		st := status.Convert(err)
+		st := grpcerr.Convert(err)
 		if ctx.Err() != nil {
 			st = status.New(codes.Canceled, "action cancelled: "+st.Message())
 		}

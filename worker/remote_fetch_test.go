@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/internal/farmtest"
@@ -111,5 +114,20 @@ func TestRemoteOutputsAreUploadedInBatches(t *testing.T) {
 	updates := calls.get("/build.bazel.remote.execution.v2.ContentAddressableStorage/BatchUpdateBlobs")
 	if finds > 1 || updates > 2 {
 		t.Fatalf("%d FindMissingBlobs and %d BatchUpdateBlobs for 200 small outputs: not batched", finds, updates)
+	}
+}
+
+// A failure the remote storage reports reaches the ExecuteResponse's
+// status with its code and words, without Go's "rpc error: code = ...
+// desc =" text of the inner status (internal/grpcerr): the server's
+// interceptors clean returned errors, not statuses in response bodies.
+func TestRemoteFailureStatusReadsClean(t *testing.T) {
+	h, _ := remoteHarness(t)
+	garbage := h.put([]byte("\xff\xff\xff not a Directory"))
+	root := &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "sub", Digest: garbage.Proto()}}}
+	resp := h.w.Execute(t.Context(), h.action(sh("true"), root, false))
+	st := status.FromProto(resp.Status)
+	if st.Code() != codes.InvalidArgument || strings.Contains(st.Message(), "rpc error") || !strings.Contains(st.Message(), garbage.Hash()) {
+		t.Fatalf("status %v %q; want INVALID_ARGUMENT naming the blob, without Go's error text", st.Code(), st.Message())
 	}
 }

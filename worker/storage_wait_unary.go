@@ -8,6 +8,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/internal/grpcerr"
 )
 
 // unaryWait is a unary storage call waiting for storage
@@ -95,7 +97,7 @@ func (c *unaryWait) finish(err error) error {
 	if err == nil || !c.answered || c.ctx.Err() != nil {
 		return err
 	}
-	st := status.Convert(err).Proto()
+	st := grpcerr.Convert(err).Proto()
 	switch r := c.reply.(type) {
 	case *repb.BatchReadBlobsResponse:
 		for _, e := range r.Responses {

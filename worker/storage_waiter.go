@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpcerr"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -208,7 +209,7 @@ func (w *storageWaiter) retry(ctx context.Context, method string, err error, cal
 		}
 		if !time.Now().Before(deadline) {
 			w.end(false)
-			return status.Errorf(codes.Unavailable, "storage still unavailable after waiting %s: %s", w.wait, status.Convert(err).Message())
+			return status.Errorf(codes.Unavailable, "storage still unavailable after waiting %s: %s", w.wait, grpcerr.Convert(err).Message())
 		}
 		pause = min(2*pause, storageRetryMax)
 	}

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/internal/clock"
+	"github.com/paddock-build/paddock/internal/grpcerr"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -41,7 +42,7 @@ func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 		// exit code, stdout and stderr, as the spec lets a failed
 		// execution do. A non-OK status is never cached.
 		dropOutputs(resp.Result)
-		resp.Status = status.Convert(err).Proto()
+		resp.Status = grpcerr.Convert(err).Proto()
 	}
 	var streamBytes int64
 	for _, out := range []struct {
@@ -69,10 +70,10 @@ func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 		case codes.NotFound:
 			dropOutputs(resp.Result)
 			resp.Result.StdoutDigest, resp.Result.StderrDigest = nil, nil
-			resp.Status = status.Newf(codes.ResourceExhausted, "the action's outputs (%d bytes) were evicted from the CAS while they were uploaded: it holds less than they need at once (%s)", oc.bytes+streamBytes, status.Convert(err).Message()).Proto()
+			resp.Status = status.Newf(codes.ResourceExhausted, "the action's outputs (%d bytes) were evicted from the CAS while they were uploaded: it holds less than they need at once (%s)", oc.bytes+streamBytes, grpcerr.Convert(err).Message()).Proto()
 		case codes.InvalidArgument: // a result the action cache would refuse
 			dropOutputs(resp.Result)
-			resp.Status = status.Convert(err).Proto()
+			resp.Status = grpcerr.Convert(err).Proto()
 		default:
 			return nil, fmt.Errorf("check the uploaded outputs: %w", err)
 		}

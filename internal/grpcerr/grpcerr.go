@@ -34,6 +34,14 @@ func Clean(err error) error {
 	return status.ErrorProto(p)
 }
 
+// Convert is status.Convert of Clean(err): the status a server puts in a
+// response body rather than returns (an ExecuteResponse's status, a batch
+// entry's), where the interceptors do not reach, or whose message it
+// quotes in another error.
+func Convert(err error) *status.Status {
+	return status.Convert(Clean(err))
+}
+
 // ServerOptions are the unary and stream interceptors that Clean every
 // handler's error.
 func ServerOptions() []grpc.ServerOption {
