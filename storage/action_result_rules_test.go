@@ -66,6 +66,50 @@ func TestTreeRootMustMatchRootDirectoryDigest(t *testing.T) {
 	}
 }
 
+// TestTreeHoldsEveryDirectoryItNames: REv2's Tree.children holds every
+// directory below the root, and clients (Bazel) look each DirectoryNode
+// up among them. A Tree naming a directory it lacks (even one in the CAS),
+// or naming one by a malformed digest, is refused, and not served if
+// stored. Before, such results were accepted and served as hits no client
+// could materialise.
+func TestTreeHoldsEveryDirectoryItNames(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{AC: storage.NewMemoryActionCache()})
+	ctx := context.Background()
+	a := putString(t, ts.disk, "content of a")
+	child := &repb.Directory{Files: []*repb.FileNode{{Name: "x", Digest: a.Proto()}}}
+	childD := putProto(t, ts.disk, child) // in the CAS, not always in the Tree
+	grandchild := &repb.Directory{Files: []*repb.FileNode{{Name: "y", Digest: a.Proto()}}}
+	withGrandchild := &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "g", Digest: digestOf(grandchild).Proto()}}}
+	naming := func(d *repb.Digest) *repb.Directory {
+		return &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "sub", Digest: d}}}
+	}
+	for name, tree := range map[string]*repb.Tree{
+		"child in the CAS only":     {Root: naming(childD.Proto())},
+		"child nowhere":             {Root: naming(digestOf(&repb.Directory{Files: []*repb.FileNode{{Name: "z", Digest: a.Proto()}}}).Proto())},
+		"malformed child digest":    {Root: naming(&repb.Digest{Hash: "zz", SizeBytes: -1}), Children: []*repb.Directory{child}},
+		"grandchild missing":        {Root: naming(digestOf(withGrandchild).Proto()), Children: []*repb.Directory{withGrandchild}},
+		"other child than it names": {Root: naming(childD.Proto()), Children: []*repb.Directory{grandchild}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			td := putProto(t, ts.disk, tree)
+			action := putString(t, ts.disk, "an action whose tree lacks a directory: "+name)
+			result := &repb.ActionResult{OutputDirectories: []*repb.OutputDirectory{{Path: "out", TreeDigest: td.Proto()}}}
+			refusedAndNotServed(t, ts, repb.DigestFunction_UNKNOWN, action, result, `action_result.output_directories[0].tree_digest: Tree.`)
+		})
+	}
+
+	// A complete Tree is accepted and served.
+	td := putProto(t, ts.disk, &repb.Tree{Root: naming(digestOf(withGrandchild).Proto()), Children: []*repb.Directory{withGrandchild, grandchild}})
+	action := putString(t, ts.disk, "an action whose tree is complete")
+	result := &repb.ActionResult{OutputDirectories: []*repb.OutputDirectory{{Path: "out", TreeDigest: td.Proto()}}}
+	if _, err := ts.acc.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: result}); err != nil {
+		t.Fatalf("a complete tree: %v", err)
+	}
+	if _, err := ts.acc.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: action.Proto()}); err != nil {
+		t.Fatalf("a complete tree: %v", err)
+	}
+}
+
 // TestOutputSymlinkTargetsAreRelative: Capabilities advertises
 // symlink_absolute_path_strategy DISALLOWED, so a result with an absolute
 // or empty symlink target, as an output symlink or inside an output

@@ -8,7 +8,6 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
@@ -208,12 +207,13 @@ func treeDirectories(ctx context.Context, cas BlobStore, fn digest.Function, dir
 	if err != nil {
 		return nil, status.Errorf(codes.NotFound, "%s: tree %s: %s", field, td, grpcerr.Convert(err).Message())
 	}
+	rootBytes, children := treeFieldBytes(b)
 	if dir.RootDirectoryDigest != nil {
 		root, err := digest.FromProto(fn, dir.RootDirectoryDigest, field+".root_directory_digest")
 		if err != nil {
 			return nil, err
 		}
-		if got := digest.FromBytes(root.Function(), treeRootBytes(b)); got != root {
+		if got := digest.FromBytes(root.Function(), rootBytes); got != root {
 			return nil, status.Errorf(codes.InvalidArgument, "%s.root_directory_digest: %s is not the digest of the root directory in the Tree %s (%s); REv2 requires them to match", field, root, td, got)
 		}
 	}
@@ -230,6 +230,9 @@ func treeDirectories(ctx context.Context, cas BlobStore, fn digest.Function, dir
 			return nil, err
 		}
 	}
+	if err := checkTreeLinks(fn, dirs, children, field+".tree_digest"); err != nil {
+		return nil, err
+	}
 	return dirs, nil
 }
 
@@ -244,37 +247,6 @@ func checkOutputDirectory(d *repb.Directory, where, field string) error {
 		return status.Errorf(codes.InvalidArgument, "%s: %s", field, grpcerr.Convert(err).Message())
 	}
 	return nil
-}
-
-// treeRootBytes is the encoding of the root directory inside the Tree
-// whose bytes are b, as written: the contents of every root field (1),
-// concatenated, which protobuf parses as the one message they merge into.
-// root_directory_digest is compared with its digest, with no re-encoding
-// that could differ from the writer's. b has parsed as a Tree already.
-func treeRootBytes(b []byte) []byte {
-	var root []byte
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return root
-		}
-		b = b[n:]
-		if num == 1 && typ == protowire.BytesType {
-			v, m := protowire.ConsumeBytes(b)
-			if m < 0 {
-				return root
-			}
-			root = append(root, v...)
-			b = b[m:]
-			continue
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b)
-		if m < 0 {
-			return root
-		}
-		b = b[m:]
-	}
-	return root
 }
 
 // GetProto reads blob d from cas and unmarshals it into m. Blobs larger than
