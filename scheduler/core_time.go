@@ -18,14 +18,16 @@ import (
 // Tick expires worker leases, overdue executions, executions no worker
 // serves and completed operations.
 func (c *core) Tick(now time.Time) {
+	var lost []lostWorker
 	for _, w := range sortedValues(c.workers) {
 		switch {
 		case now.Sub(w.lastSeen) >= c.cfg.LeaseDuration:
-			c.lose(now, w, fmt.Sprintf("worker %q sent nothing for %s", w.id, now.Sub(w.lastSeen)))
+			lost = append(lost, lostWorker{w, fmt.Sprintf("worker %q sent nothing for %s", w.id, now.Sub(w.lastSeen))})
 		case !w.connected && now.Sub(w.lostConn) >= c.cfg.ReconnectGrace:
-			c.lose(now, w, fmt.Sprintf("worker %q lost its connection and did not reconnect within %s", w.id, c.cfg.ReconnectGrace))
+			lost = append(lost, lostWorker{w, fmt.Sprintf("worker %q lost its connection and did not reconnect within %s", w.id, c.cfg.ReconnectGrace)})
 		}
 	}
+	c.lose(now, lost...)
 	var overdue []*execution
 	for _, w := range sortedValues(c.workers) {
 		for _, e := range sortedValues(w.running) {
@@ -51,6 +53,29 @@ func (c *core) Tick(now time.Time) {
 	c.lapseAvoids(now)
 	c.failUnserved(now)
 	c.expire(now)
+}
+
+// ForgiveStall moves every worker's lease, and the reconnect grace of
+// those disconnected, on by gap, never past now: the scheduler itself did
+// not run for gap (a frozen VM, a stopped process, the machine swapping),
+// so its workers' silence over that time says nothing of them, and what
+// they sent meanwhile is still to be read. Before, the first tick after a
+// stall longer than LeaseDuration lost every worker, and their actions,
+// requeued, were thrown away when the workers reconnected a moment later.
+func (c *core) ForgiveStall(now time.Time, gap time.Duration) {
+	for _, w := range c.workers {
+		w.lastSeen = earliest(w.lastSeen.Add(gap), now)
+		if !w.connected {
+			w.lostConn = earliest(w.lostConn.Add(gap), now)
+		}
+	}
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // expire forgets the completed operations older than CompletedRetention.

@@ -384,26 +384,43 @@ func (c *core) Undrain(now time.Time, id string) (int, error) {
 	return len(w.running), nil
 }
 
-// lose forgets a worker whose lease expired and requeues its executions.
-func (c *core) lose(now time.Time, w *worker, why string) {
-	c.note("%s: worker lost with %d action(s)", why, len(w.running))
-	delete(c.workers, w.id)
-	c.unlinkQueues(w)
-	if w.connected {
-		c.fx.hangUp = append(c.fx.hangUp, w.id)
+// lostWorker is a worker to lose, and why.
+type lostWorker struct {
+	w   *worker
+	why string
+}
+
+// lose forgets the workers ws and requeues the actions they held (a retry
+// each), once every one of them is gone: an action requeued by the loss
+// of one is never dispatched to another being lost in the same tick, which
+// cost it a retry per worker lost at once (every worker, after a stall).
+func (c *core) lose(now time.Time, ws ...lostWorker) {
+	type held struct {
+		e   *execution
+		why string
 	}
-	if w.draining {
-		c.fx.idle = append(c.fx.idle, w.id)
-	}
-	held := sortedValues(w.running)
-	for _, e := range held {
-		c.release(w, e)
-	}
-	w.running = nil
-	for _, e := range held {
-		if !e.cancelled {
-			c.requeueLost(now, e, why)
+	var requeue []held
+	for _, l := range ws {
+		w := l.w
+		c.note("%s: worker lost with %d action(s)", l.why, len(w.running))
+		delete(c.workers, w.id)
+		c.unlinkQueues(w)
+		if w.connected {
+			c.fx.hangUp = append(c.fx.hangUp, w.id)
 		}
+		if w.draining {
+			c.fx.idle = append(c.fx.idle, w.id)
+		}
+		for _, e := range sortedValues(w.running) {
+			c.release(w, e)
+			if !e.cancelled {
+				requeue = append(requeue, held{e, l.why})
+			}
+		}
+		w.running = nil
+	}
+	for _, h := range requeue {
+		c.requeueLost(now, h.e, h.why)
 	}
 	c.pumpUnblocked(now)
 }
