@@ -161,7 +161,9 @@ func (s *DiskBlobStore) evictForRoomLocked(r diskRoom, need int64) (doomed []blo
 	bytes, files := shortfall(r, need, 2)
 	evicted := s.set.RemoveOldest(files)
 	if bytes > 0 {
-		evicted = append(evicted, s.set.EvictOver(s.set.Size()-bytes, nil)...)
+		// All of them when they hold less than is wanted: what they free
+		// may still be enough for need alone (makeRoom checks).
+		evicted = append(evicted, s.set.EvictOver(max(s.set.Size()-bytes, 0), nil)...)
 	}
 	return s.doomLocked(evicted)
 }

@@ -32,3 +32,24 @@ func TestShortfall(t *testing.T) {
 		}
 	}
 }
+
+// TestEvictForRoomEvictsAllWhenTheyHoldLessThanWanted: when the blobs
+// stored hold less than twice the headroom beside the blob, every one is
+// evicted, which may still make room for the blob alone. Before, the
+// target went negative and nothing was evicted: a small CAS on a full
+// filesystem refused every upload while holding blobs it could drop.
+func TestEvictForRoomEvictsAllWhenTheyHoldLessThanWanted(t *testing.T) {
+	s := openGated(t, t.TempDir(), 0, newUnlinkGate(t))
+	data, ds := fill(t, s, 5, 64<<10)
+	var stored int64
+	for _, b := range data {
+		stored += int64(len(b))
+	}
+	full := diskRoom{bytes: 0, totalBytes: 64 << 20, files: 15000, totalFiles: 16000} // inodes to spare
+	s.mu.Lock()
+	doomed, freed := s.evictForRoomLocked(full, 1000)
+	s.mu.Unlock()
+	if len(doomed) != len(ds) || freed != stored {
+		t.Fatalf("evicted %d blobs (%d bytes), want all %d", len(doomed), freed, len(ds))
+	}
+}
