@@ -50,9 +50,17 @@ func appendFrame(buf, rec []byte) []byte {
 // errTorn is a frame cut short: the bytes end inside it.
 var errTorn = errors.New("record cut short")
 
+// errPastEnd is a frame whose length runs past the end of the bytes. A
+// crash in the middle of its append leaves that at the end of the last
+// segment, and so does a length damaged in place in the middle of it: the
+// frame alone cannot tell the two apart, only whether complete frames
+// follow it can (framesAfter), so readFrame does not call it torn.
+var errPastEnd = errors.New("length runs past the end of the segment")
+
 // readFrame reads the frame at the start of b and returns its payload and
-// its total size. It fails with errTorn when b ends inside the frame, and
-// with another error when the frame is corrupt.
+// its total size. It fails with errTorn when b ends inside the frame's
+// header, with errPastEnd (wrapped) when the frame's length runs past the
+// end of b, and with another error when the frame is corrupt.
 func readFrame(b []byte) (rec []byte, n int, err error) {
 	if len(b) < frameHeader {
 		return nil, 0, errTorn
@@ -64,9 +72,7 @@ func readFrame(b []byte) (rec []byte, n int, err error) {
 	}
 	end := frameHeader + int(size)
 	if len(b) < end {
-		// A corrupt length can also point past the end; the checksum of
-		// what is there cannot tell the two apart, and both are dropped.
-		return nil, 0, errTorn
+		return nil, 0, fmt.Errorf("%w: %d byte(s), with %d left", errPastEnd, size, len(b)-frameHeader)
 	}
 	got := crc32.Update(crc32.Checksum(b[0:4], castagnoli), castagnoli, b[frameHeader:end])
 	if got != want {

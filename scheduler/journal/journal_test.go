@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -197,8 +198,9 @@ func TestTornTailIsDroppedAndSaid(t *testing.T) {
 // (a crash keeps a prefix of the appends): the journal refuses to open,
 // naming the segment, the offset and the command that drops the rest,
 // and leaves the file as it is; dropping it as a tail silently lost every
-// later, acknowledged operation. A flip in a record's length loses the
-// framing: either outcome is then allowed.
+// later, acknowledged operation. That holds for a flip in a record's
+// length too, though it loses the framing: recovery finds the records
+// after it without trusting the length.
 func TestFlippedBitIsDetected(t *testing.T) {
 	damageRounds(t, 2, func(rng *rand.Rand, dir, path string, ends []int) {
 		b, _ := os.ReadFile(path)
@@ -212,11 +214,10 @@ func TestFlippedBitIsDetected(t *testing.T) {
 		if damaged > 0 {
 			start = ends[damaged-1]
 		}
-		inLength := pos < start+4
 		logs := &testlog.Buffer{}
 		j, rec, err := Open(Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 		if err != nil {
-			if damaged == len(ends)-1 && !inLength {
+			if damaged == len(ends)-1 {
 				t.Fatalf("bit flipped at %d in the last record: %v, want it dropped as a tail", pos, err)
 			}
 			if !strings.Contains(err.Error(), "not a torn write") || !strings.Contains(err.Error(), fmt.Sprintf("truncate -s %d %s", start, path)) {
@@ -228,7 +229,7 @@ func TestFlippedBitIsDetected(t *testing.T) {
 			return
 		}
 		j.Close()
-		if damaged < len(ends)-1 && !inLength {
+		if damaged < len(ends)-1 {
 			t.Fatalf("bit flipped at %d in record %d of %d: opened, dropping %q; want a refusal", pos, damaged+1, len(ends), rec.Dropped)
 		}
 		checkRecords(t, rec, 0, damaged)
@@ -236,6 +237,99 @@ func TestFlippedBitIsDetected(t *testing.T) {
 			t.Fatalf("bit flipped at %d: dropped %q, log %q", pos, rec.Dropped, logs.String())
 		}
 	})
+}
+
+// TestCorruptLengthBeforeCompleteRecordsRefusesToStart: a length damaged
+// in the middle of the last segment so that it runs past its end, or
+// above MaxRecord, reads like a torn tail; but complete records follow
+// it, which a crash cannot leave (it keeps a prefix of the appends).
+// Dropping it as a tail silently lost them all: the journal refuses to
+// open, as for a checksum mismatch, and leaves the segment as it is.
+func TestCorruptLengthBeforeCompleteRecordsRefusesToStart(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(b []byte, start int) // the length field at b[start:]
+		reason string
+	}{
+		// The tester's repro: 0xff over a length byte.
+		{"byte overwritten", func(b []byte, start int) { b[start+1] = 0xff }, "length runs past the end of the segment"},
+		{"just past the end", func(b []byte, start int) {
+			binary.LittleEndian.PutUint32(b[start:], uint32(len(b)-start-frameHeader+1))
+		}, "length runs past the end of the segment"},
+		{"above the maximum", func(b []byte, start int) {
+			binary.LittleEndian.PutUint32(b[start:], MaxRecord+1)
+		}, fmt.Sprintf("record length %d is above the maximum", MaxRecord+1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			write(t, dir, 0, 200)
+			path := filepath.Join(dir, segmentName(1))
+			ends := recordEnds(t, path)
+			start := ends[49] // record 51 starts where record 50 ends
+			b, _ := os.ReadFile(path)
+			tc.damage(b, start)
+			if err := os.WriteFile(path, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			logs := &testlog.Buffer{}
+			j, rec, err := Open(Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+			if err == nil {
+				j.Close()
+				t.Fatalf("opened, dropping %q; want a refusal", rec.Dropped)
+			}
+			for _, want := range []string{
+				fmt.Sprintf("damaged at byte %d, record 51 (", start),
+				tc.reason,
+				"and 149 complete record(s) follow it: not a torn write",
+				"refusing to start",
+				fmt.Sprintf("truncate -s %d %s", start, path),
+			} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			if after, _ := os.ReadFile(path); !bytes.Equal(after, b) {
+				t.Errorf("the refused segment was changed (%d bytes, was %d)", len(after), len(b))
+			}
+			if logs.String() != "" {
+				t.Errorf("logged %q; want nothing dropped", logs.String())
+			}
+		})
+	}
+}
+
+// TestTornLastRecordIsDropped: a segment that ends inside its last frame,
+// its header or its payload, with nothing after it, is what a crash in
+// the middle of an append leaves; the frame is dropped as a torn tail and
+// every record before it kept, though its length runs past the end as a
+// corrupt one would.
+func TestTornLastRecordIsDropped(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cut  int // bytes into the last frame
+	}{
+		{"in the header", frameHeader / 2},
+		{"in the payload", frameHeader + 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			write(t, dir, 0, 200)
+			path := filepath.Join(dir, segmentName(1))
+			ends := recordEnds(t, path)
+			cut := ends[len(ends)-2] + tc.cut
+			if err := os.Truncate(path, int64(cut)); err != nil {
+				t.Fatal(err)
+			}
+			logs := &testlog.Buffer{}
+			j, rec := open(t, dir, logs)
+			defer j.Close()
+			checkRecords(t, rec, 0, 199)
+			want := fmt.Sprintf("dropped %d byte(s) from byte %d, after record 199: record cut short", tc.cut, ends[len(ends)-2])
+			if !strings.Contains(rec.Dropped, want) || !strings.Contains(logs.String(), "torn or corrupt tail dropped") {
+				t.Fatalf("dropped %q, log %q; want %q", rec.Dropped, logs.String(), want)
+			}
+		})
+	}
 }
 
 func TestSnapshotCompactsAndRecovers(t *testing.T) {
@@ -343,4 +437,23 @@ func snapshotted(t *testing.T, dir string) (*Journal, uint64) {
 		t.Fatal(err)
 	}
 	return j, seq
+}
+
+// TestResyncSearchIsBounded: the search for complete frames after damage
+// checksums a bounded number of bytes. A stretch of garbage whose every
+// offset reads as a length that fits (here 64 KiB, in a 1 MiB stretch)
+// would otherwise cost a checksum over that length per byte; past the
+// budget the answer is unknown (-1), which recovery refuses like frames
+// found, rather than drop what may be records.
+func TestResyncSearchIsBounded(t *testing.T) {
+	garbage := bytes.Repeat([]byte{0x00, 0x00, 0x01, 0x00}, 1<<18) // every length 64 KiB
+	old := resyncBudget
+	resyncBudget = 4 << 20
+	defer func() { resyncBudget = old }()
+	if k := framesAfter(garbage, 0); k != -1 {
+		t.Fatalf("framesAfter over garbage = %d, want -1 once the budget is spent", k)
+	}
+	if msg := followingFrames(-1); !strings.Contains(msg, "may follow") {
+		t.Fatalf("message for an unknown count: %q", msg)
+	}
 }

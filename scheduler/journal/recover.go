@@ -77,7 +77,8 @@ func recoverDir(dir string, log *slog.Logger) (*Recovered, tailInfo, error) {
 
 // readSegments appends the records after the snapshot to rec. A torn or
 // corrupt tail of the last segment is dropped (and said so); damage in an
-// earlier segment, or a gap, is an error.
+// earlier segment, damage in the last one with complete records after it,
+// or a gap, is an error.
 func readSegments(dir string, segs []uint64, rec *Recovered, log *slog.Logger) (tailInfo, error) {
 	next := segs0(segs, rec.SnapshotSeq+1) // seq of the next record to read
 	var tail tailInfo
@@ -101,9 +102,13 @@ func readSegments(dir string, segs []uint64, rec *Recovered, log *slog.Logger) (
 			if !last {
 				return tailInfo{}, fmt.Errorf("journal: segment %s is damaged at byte %d (%v) and later segments exist; refusing to start from a wrong state", segmentName(first), valid, bad)
 			}
-			if k := framesAfter(b, valid); k > 0 {
-				return tailInfo{}, fmt.Errorf("journal: segment %s is damaged at byte %d, record %d (%v), and %d complete record(s) follow it: not a torn write, and acknowledged operations would be lost; refusing to start from a wrong state (to drop record %d and everything after it, truncate -s %d %s; or move the journal directory away to start empty)",
-					segmentName(first), valid, next, bad, k, next, valid, path)
+			if k := framesAfter(b, valid); k != 0 {
+				return tailInfo{}, fmt.Errorf("journal: segment %s is damaged at byte %d, record %d (%v), and %s: not a torn write, and acknowledged operations would be lost; refusing to start from a wrong state (to drop record %d and everything after it, truncate -s %d %s; or move the journal directory away to start empty)",
+					segmentName(first), valid, next, bad, followingFrames(k), next, valid, path)
+			}
+			if errors.Is(bad, errPastEnd) {
+				// Nothing complete follows: the append was cut short.
+				bad = errTorn
 			}
 			rec.Dropped = fmt.Sprintf("segment %s: dropped %d byte(s) from byte %d, after record %d: %v", segmentName(first), len(b)-valid, valid, next-1, bad)
 			log.Warn("journal: torn or corrupt tail dropped; every complete record before it is kept",
@@ -126,30 +131,57 @@ func readSegments(dir string, segs []uint64, rec *Recovered, log *slog.Logger) (
 }
 
 // framesAfter counts the complete, checksummed frames that follow the
-// frame at off of segment b, which failed its checksum but whose length
-// fits the segment: none after a torn write, which leaves the segment's
-// last frame, or its last few, cut short (a crash keeps a prefix of the
-// file's appends). Frames after it mean a record damaged in place, a bit
-// flipped on disk say, with later records, whose operations clients may
-// have been told of, intact: dropping them as a torn tail lost them. A
-// corrupt length leaves nothing to find the next frame by (zero).
+// damaged frame at off of segment b. A torn write leaves none: a crash
+// keeps a prefix of the file's appends, so only the segment's last frame,
+// or its last few, are cut short. Frames after it mean a record damaged in
+// place, a bit flipped on disk say, with later records, whose operations
+// clients may have been told of, intact: dropping them as a torn tail
+// lost them.
+//
+// The damaged frame's length is not trusted to find the next frame: the
+// checksum covers it, so a mismatch may be the length's own, and a length
+// that runs past the end of the segment or above MaxRecord reads just like
+// a torn tail. So the search tries every offset after the frame's header
+// (the next frame cannot start sooner) until a frame reads whole, follows
+// the frames from there, and after any further damage resumes one byte
+// on. A false match needs a checksum to come out right by chance (one in
+// 2^32 per offset); it would refuse a torn tail, never drop a record.
+//
+// The search checksums at most resyncBudget bytes, so that a long stretch of
+// garbage (random lengths that fit the segment, each a checksum over up to
+// MaxRecord bytes) cannot hold a start-up for hours; past that it returns
+// -1, unknown, which the caller refuses like frames found.
 func framesAfter(b []byte, off int) int {
-	if len(b)-off < frameHeader {
-		return 0
-	}
-	size := int(binary.LittleEndian.Uint32(b[off : off+4]))
-	if size > MaxRecord || off+frameHeader+size > len(b) {
-		return 0
-	}
-	k := 0
-	for next := off + frameHeader + size; next < len(b); k++ {
-		_, n, err := readFrame(b[next:])
-		if err != nil {
-			break
+	k, work := 0, 0
+	for p := off + frameHeader; p+frameHeader <= len(b); {
+		size := int(binary.LittleEndian.Uint32(b[p : p+4]))
+		if size > MaxRecord || p+frameHeader+size > len(b) {
+			p++ // not a frame that reads whole; no checksum needed
+			continue
 		}
-		next += n
+		if work += size; work > resyncBudget {
+			return -1
+		}
+		if _, n, err := readFrame(b[p:]); err == nil {
+			k++
+			p += n
+		} else {
+			p++
+		}
 	}
 	return k
+}
+
+// resyncBudget bounds the bytes framesAfter checksums; a variable for
+// tests.
+var resyncBudget = 256 << 20
+
+// followingFrames says what framesAfter found, k, in a message.
+func followingFrames(k int) string {
+	if k < 0 {
+		return fmt.Sprintf("complete record(s) may follow it (the search for them stopped after checksumming %d MiB)", resyncBudget>>20)
+	}
+	return fmt.Sprintf("%d complete record(s) follow it", k)
 }
 
 func segs0(segs []uint64, def uint64) uint64 {
