@@ -45,8 +45,14 @@ func (p *Policy) credentialHolder(ctx context.Context) (*Principal, error) {
 			return pr, err
 		}
 	}
-	if cert := peerCertificate(ctx); cert != nil {
-		return p.AuthenticateCertificate(cert)
+	if chains := peerVerifiedChains(ctx); chains != nil {
+		// The handshake verified the chain when the connection opened,
+		// and a connection may stay open for days: each call checks
+		// that it has not expired since.
+		if err := unexpiredChain(chains, p.clock.Now()); err != nil {
+			return nil, err
+		}
+		return p.certificateHolder(chains[0][0])
 	}
 	return nil, status.Error(codes.Unauthenticated, "no credentials: send a bearer token (authorization: Bearer TOKEN) or a client certificate")
 }
@@ -100,7 +106,19 @@ func (p *Policy) AuthenticateBearerUntil(header string) (*Principal, time.Time, 
 
 // AuthenticateCertificate finds the holder of a client certificate that
 // the TLS handshake verified (an HTTP request's TLS.VerifiedChains[0][0]).
+// A certificate that has expired since (the handshake of a keep-alive
+// connection may be long past) is UNAUTHENTICATED; only the certificate
+// itself is checked, not the chain it was verified with.
 func (p *Policy) AuthenticateCertificate(cert *x509.Certificate) (*Principal, error) {
+	if err := unexpiredChain([][]*x509.Certificate{{cert}}, p.clock.Now()); err != nil {
+		return nil, err
+	}
+	return p.certificateHolder(cert)
+}
+
+// certificateHolder is the principal a verified, unexpired client
+// certificate names.
+func (p *Policy) certificateHolder(cert *x509.Certificate) (*Principal, error) {
 	for _, id := range CertificateIdentities(cert) {
 		if pr := p.certs[id]; pr != nil {
 			return pr, nil
@@ -134,9 +152,10 @@ func (p *Policy) authenticateToken(header string) (*Principal, time.Time, error)
 	return nil, time.Time{}, status.Error(codes.Unauthenticated, "bearer token is not valid")
 }
 
-// peerCertificate is the client's leaf certificate if the TLS handshake
-// verified it against the client CA; nil otherwise.
-func peerCertificate(ctx context.Context) *x509.Certificate {
+// peerVerifiedChains are the chains the TLS handshake of ctx's
+// connection verified the client's certificate with (each starts with
+// that certificate); nil without a verified client certificate.
+func peerVerifiedChains(ctx context.Context) [][]*x509.Certificate {
 	pe, ok := peer.FromContext(ctx)
 	if !ok {
 		return nil
@@ -145,7 +164,41 @@ func peerCertificate(ctx context.Context) *x509.Certificate {
 	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
 		return nil
 	}
-	return ti.State.VerifiedChains[0][0]
+	return ti.State.VerifiedChains
+}
+
+// unexpiredChain is nil if at least one of chains (verified chains, each
+// starting with the client's certificate) has no certificate past its
+// NotAfter at now, as the handshake required when it verified them; else
+// UNAUTHENTICATED, naming the first certificate of chains[0] to expire.
+// TLS verifies a client certificate only at the handshake, so without
+// this a connection opened before its certificate expired stayed
+// authenticated as long as the client kept it open. It only compares
+// times and allocates nothing unless it refuses: it runs on every call.
+// It does not re-verify against the client CA file as last read (a CA
+// removed by a rotation): the TLS configuration that holds that pool
+// (ServerTLS) is not linked to the policy.
+func unexpiredChain(chains [][]*x509.Certificate, now time.Time) error {
+	var first *x509.Certificate
+	for _, chain := range chains {
+		var expired *x509.Certificate
+		for _, c := range chain {
+			if now.After(c.NotAfter) && (expired == nil || c.NotAfter.Before(expired.NotAfter)) {
+				expired = c
+			}
+		}
+		if expired == nil {
+			return nil
+		}
+		if first == nil {
+			first = expired
+		}
+	}
+	at := first.NotAfter.UTC().Format(time.RFC3339)
+	if first == chains[0][0] {
+		return status.Errorf(codes.Unauthenticated, "the client certificate expired at %s: reconnect with a renewed certificate", at)
+	}
+	return status.Errorf(codes.Unauthenticated, "the client certificate's issuer %q expired at %s: reconnect with a renewed certificate from a current CA", first.Subject.String(), at)
 }
 
 // CertificateIdentities are the names a client certificate may be known

@@ -1,6 +1,10 @@
 package auth
 
-import "google.golang.org/grpc"
+import (
+	"google.golang.org/grpc"
+
+	"github.com/paddock-build/paddock/internal/clock"
+)
 
 // OpenParties is how many parties have calls in progress in a's shares
 // (the entries of tenantCalls.open), for tests that check that ended
@@ -17,3 +21,7 @@ func OpenParties(a *Interceptors) int {
 // UnaryInterceptor is a's unary interceptor, for tests that hand it a
 // context Admit returned.
 func UnaryInterceptor(a *Interceptors) grpc.UnaryServerInterceptor { return a.unary }
+
+// SetPolicyClock makes p tell the time by c, for tests that move a fake
+// clock past a client certificate's expiry; call it before serving.
+func SetPolicyClock(p *Policy, c clock.Clock) { p.clock = c }

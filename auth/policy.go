@@ -9,6 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/rev2/instancename"
 )
 
@@ -24,6 +25,9 @@ type Policy struct {
 	jwt         *jwtVerifier               // nil without a jwt section
 	limits      map[string]Limits          // by tenant; only tenants with a limit
 	scopes      map[string][]instanceScope // every tenant's instance scopes, by tenant
+	// clock tells when a client certificate has expired (unexpiredChain);
+	// the real one except in tests.
+	clock clock.Clock
 }
 
 // owner is one of a tenant's instance scopes and the CAS partition it
@@ -158,7 +162,7 @@ func compilePolicy(b []byte, dir string) (*Policy, error) {
 		return nil, err
 	}
 	p := &Policy{tokens: map[[32]byte]*Principal{}, certs: map[string]*Principal{}, jwtSubjects: map[string]*Principal{},
-		limits: map[string]Limits{}, scopes: map[string][]instanceScope{}}
+		limits: map[string]Limits{}, scopes: map[string][]instanceScope{}, clock: clock.Real{}}
 	if pf.JWT.JWKS != "" || len(pf.JWT.Keys) > 0 {
 		if p.jwt, err = newJWTVerifier(pf.JWT, dir, root); err != nil {
 			return nil, err
