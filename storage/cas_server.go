@@ -28,15 +28,19 @@ type casServer struct {
 	// calls (EncodeAll/DecodeAll); ByteStream builds its own per stream.
 	zenc *zstd.Encoder
 	zdec *zstd.Decoder
-	// treeWalks holds a token per GetTree walk in progress (TreeWalkSlots).
+	// treeWalks holds a token per GetTree walk walking (TreeWalkSlots),
+	// treeCalls one per GetTree call in progress (treeCallSlots), walking
+	// or sending.
 	treeWalks chan struct{}
+	treeCalls chan struct{}
 }
 
 func newCASServer(opts *ServerOptions) *casServer {
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	// No entry of a batch may be larger than the batch: decoding stops there.
 	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(uint64(opts.MaxBatchTotalSizeBytes)))
-	return &casServer{opts: opts, zenc: enc, zdec: dec, treeWalks: make(chan struct{}, TreeWalkSlots())}
+	return &casServer{opts: opts, zenc: enc, zdec: dec, treeWalks: make(chan struct{}, TreeWalkSlots()),
+		treeCalls: make(chan struct{}, treeCallSlots())}
 }
 
 // batchParallelism is how many blobs of one batch are stored or read at once.

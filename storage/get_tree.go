@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"runtime"
@@ -38,6 +39,26 @@ func TreeWalkSlots() int {
 	return max(1, runtime.GOMAXPROCS(0)/2)
 }
 
+// treeCallSlots is how many GetTree calls are in progress at once, each
+// walking (holding one of TreeWalkSlots) or sending a page to its client
+// (holding none: a client that reads its pages slowly, or not at all, held
+// the walk slot while its Send waited, and every other GetTree waited
+// behind it). It bounds the memory of the walks (their seen sets, up to
+// about 30 MB each at maxTreeWalk); more calls wait.
+func treeCallSlots() int {
+	return 4 * max(TreeWalkSlots(), 2)
+}
+
+// take takes a token of slots, waiting for one as long as ctx lasts.
+func take(ctx context.Context, slots chan struct{}) error {
+	select {
+	case slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	}
+}
+
 // GetTree walks the tree breadth first, skipping directories already seen
 // and ones missing from the CAS (as the spec asks). A page token names the
 // directory the next page starts with, and its position in that walk,
@@ -65,13 +86,15 @@ func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddress
 	if err != nil {
 		return err
 	}
-	select {
-	case s.treeWalks <- struct{}{}:
-		defer func() { <-s.treeWalks }()
-	case <-ctx.Done():
-		return status.FromContextError(ctx.Err()).Err()
+	if err := take(ctx, s.treeCalls); err != nil {
+		return err
 	}
-	p := treePager{stream: stream, pageSize: pageSize}
+	defer func() { <-s.treeCalls }()
+	if err := take(ctx, s.treeWalks); err != nil {
+		return err
+	}
+	p := treePager{stream: stream, pageSize: pageSize, ctx: ctx, walks: s.treeWalks, holding: true}
+	defer p.letGo()
 	seen := map[digest.Digest]bool{root: true}
 	queue := []digest.Digest{root}
 	started := req.PageToken == ""
@@ -115,6 +138,33 @@ type treePager struct {
 	pageSize  int
 	page      []*repb.Directory
 	pageBytes int
+	// ctx is the call's; walks the walk slots, one of which the pager
+	// holds (walking) unless it is sending.
+	ctx     context.Context
+	walks   chan struct{}
+	holding bool
+}
+
+// send sends resp with the walk slot let go, so that another walk runs
+// while the client takes its time, and takes the slot again to go on.
+func (p *treePager) send(resp *repb.GetTreeResponse) error {
+	p.letGo()
+	if err := p.stream.Send(resp); err != nil {
+		return err
+	}
+	if err := take(p.ctx, p.walks); err != nil {
+		return err
+	}
+	p.holding = true
+	return nil
+}
+
+// letGo gives back the walk slot, if the pager holds it.
+func (p *treePager) letGo() {
+	if p.holding {
+		<-p.walks
+		p.holding = false
+	}
 }
 
 // add adds directory d (dir) at walk position pos, first sending the page
@@ -123,7 +173,7 @@ func (p *treePager) add(dir *repb.Directory, d digest.Digest, pos int) error {
 	size := proto.Size(dir)
 	if len(p.page) > 0 && (len(p.page) >= p.pageSize || p.pageBytes+size > streamChunkBytes) {
 		token := base64.RawURLEncoding.EncodeToString([]byte(strconv.Itoa(pos) + " " + d.String()))
-		if err := p.stream.Send(&repb.GetTreeResponse{Directories: p.page, NextPageToken: token}); err != nil {
+		if err := p.send(&repb.GetTreeResponse{Directories: p.page, NextPageToken: token}); err != nil {
 			return err
 		}
 		p.page, p.pageBytes = nil, 0
@@ -136,6 +186,7 @@ func (p *treePager) add(dir *repb.Directory, d digest.Digest, pos int) error {
 // finish sends the last response, without a token; it is empty only when
 // the page token pointed past the end of the walk.
 func (p *treePager) finish() error {
+	p.letGo()
 	return p.stream.Send(&repb.GetTreeResponse{Directories: p.page})
 }
 

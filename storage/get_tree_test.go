@@ -65,6 +65,40 @@ func (s *gatedStore) Get(ctx context.Context, d digest.Digest, offset int64) (io
 	return s.BlobStore.Get(ctx, d, offset)
 }
 
+// TestSlowGetTreeReadersHoldNoWalkSlot: a client that reads its GetTree
+// pages slowly, or stops reading, holds no walk slot while its page waits
+// to be sent, so other clients' GetTree calls go on. Before, the slot was
+// held through the blocked Send: on a 2-core machine (one slot) one such
+// reader made every other GetTree wait until it read on or went away.
+func TestSlowGetTreeReadersHoldNoWalkSlot(t *testing.T) {
+	cas := storage.NewMemoryBlobStore()
+	root := &repb.Directory{}
+	for i := range 400 { // ~10 MB of pages, past any flow-control window
+		dir := &repb.Directory{}
+		for j := range 300 {
+			dir.Files = append(dir.Files, &repb.FileNode{Name: fmt.Sprintf("%060d-%03d-%03d", 0, i, j), Digest: sha("f").Proto()})
+		}
+		root.Directories = append(root.Directories, &repb.DirectoryNode{Name: fmt.Sprintf("d%03d", i), Digest: putProto(t, cas, dir).Proto()})
+	}
+	big := putProto(t, cas, root)
+	small := wideTree(t, cas, "small", 1, 1)
+	ts := startServer(t, storage.ServerOptions{CAS: cas})
+	for range storage.TreeWalkSlots() {
+		stream, err := ts.cas.GetTree(t.Context(), &repb.GetTreeRequest{RootDigest: big.Proto(), PageSize: 1})
+		if err == nil {
+			_, err = stream.Recv() // and no more
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if all, err := recvTree(ctx, ts, &repb.GetTreeRequest{RootDigest: small.Proto()}); err != nil || len(all) != 1 || len(all[0].Directories) != 3 {
+		t.Fatalf("a GetTree beside readers that stopped reading: %v, %v", all, err)
+	}
+}
+
 // TestGetTreeWalksWaitForASlot: at most half the cores' worth of GetTree
 // walks run at once; another call waits for one to end, reading nothing
 // meanwhile (here until its deadline).
