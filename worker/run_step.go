@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"path/filepath"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -62,6 +64,9 @@ func (s *runStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, e
 		// would be silently wrong. Fail it, and cache nothing.
 		return nil, status.Error(codes.ResourceExhausted, "the worker's disk is full: the action's output was lost")
 	}
+	if err := markTruncated(j.Dir, run); err != nil {
+		return nil, err
+	}
 	if run.Usage != nil {
 		if u, err := anypb.New(run.Usage); err == nil {
 			md.AuxiliaryMetadata = append(md.AuxiliaryMetadata, u)
@@ -112,4 +117,33 @@ func exitCode(run *runnerpb.RunResponse) int32 {
 func diskFull(dir string) bool {
 	var st unix.Statfs_t
 	return unix.Statfs(dir, &st) == nil && st.Bavail*uint64(st.Bsize) < 64<<10
+}
+
+// truncatedNote ends a stdout or stderr the runner cut at its output cap.
+const truncatedNote = "\n[paddock: %s truncated here: the command wrote more than the worker's output cap (the runner's sandbox.output_limit)]\n"
+
+// markTruncated appends truncatedNote to the stdout and stderr files in
+// dir that the runner cut. The response's message says so too, but
+// clients show a message only when an action fails: a test log or a
+// compiler's output cut short read as complete.
+func markTruncated(dir string, run *runnerpb.RunResponse) error {
+	for _, out := range []struct {
+		name string
+		cut  bool
+	}{{"stdout", run.StdoutTruncated}, {"stderr", run.StderrTruncated}} {
+		if !out.cut {
+			continue
+		}
+		f, err := os.OpenFile(filepath.Join(dir, out.name), os.O_WRONLY|os.O_APPEND|unix.O_NOFOLLOW, 0)
+		if err == nil {
+			_, err = fmt.Fprintf(f, truncatedNote, out.name)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			return status.Errorf(codes.Internal, "mark the action's %s as truncated: %v", out.name, err)
+		}
+	}
+	return nil
 }

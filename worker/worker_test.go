@@ -345,6 +345,10 @@ func TestTruncatedOutputIsNotCached(t *testing.T) {
 	if !strings.Contains(resp.Message, "truncated") {
 		t.Errorf("message %q does not say the output was truncated", resp.Message)
 	}
+	// Clients show the message only for failures: the output says it too.
+	if out := string(h.read(resp.Result.StdoutDigest)); !strings.HasPrefix(out, "lots\n") || !strings.HasSuffix(out, "[paddock: stdout truncated here: the command wrote more than the worker's output cap (the runner's sandbox.output_limit)]\n") {
+		t.Errorf("stdout %q does not end by saying it was truncated", out)
+	}
 	if _, err := h.ac.Get(context.Background(), "main", actionDigest(a)); status.Code(err) != codes.NotFound {
 		t.Fatalf("a result with truncated output was cached: %v", err)
 	}
