@@ -90,7 +90,7 @@ func (s *casServer) BatchUpdateBlobs(ctx context.Context, req *repb.BatchUpdateB
 	// its bytes alone, 141 bytes of zstd each decoding to 4 MiB of zeros
 	// made one small request cost minutes of CPU and gigabytes. A size
 	// past the bound on its own is that entry's error (updateOne).
-	var total int64
+	var total, reply int64
 	for i, r := range req.Requests {
 		size := r.GetDigest().GetSizeBytes()
 		if size < 0 || size > s.opts.MaxBatchTotalSizeBytes {
@@ -99,6 +99,9 @@ func (s *casServer) BatchUpdateBlobs(ctx context.Context, req *repb.BatchUpdateB
 		total += max(int64(len(r.Data)), size)
 		if total > s.opts.MaxBatchTotalSizeBytes {
 			return nil, status.Errorf(codes.InvalidArgument, "requests: more than max_batch_total_size_bytes %d in total (at requests[%d]; a blob counts at its digest's size); use ByteStream for large blobs", s.opts.MaxBatchTotalSizeBytes, i)
+		}
+		if reply += int64(proto.Size(r.Digest)) + okEntryBytes; reply > clientRecvBytes {
+			return nil, status.Errorf(codes.InvalidArgument, "requests: the reply to %d blobs would be over %d bytes, the most gRPC clients receive by default (at requests[%d]); send fewer blobs per batch", len(req.Requests), clientRecvBytes, i)
 		}
 	}
 	resp := &repb.BatchUpdateBlobsResponse{Responses: make([]*repb.BatchUpdateBlobsResponse_Response, len(req.Requests))}
@@ -112,8 +115,27 @@ func (s *casServer) BatchUpdateBlobs(ctx context.Context, req *repb.BatchUpdateB
 		})
 	}
 	g.Wait()
+	if proto.Size(resp) > clientRecvBytes {
+		// Many entries failed, each with its message: the codes alone fit.
+		for _, r := range resp.Responses {
+			if r.Status.GetCode() != 0 {
+				r.Status.Message = ""
+			}
+		}
+	}
 	return resp, nil
 }
+
+// clientRecvBytes is the largest message gRPC clients receive unless told
+// otherwise (grpc-go's and grpc-java's default). A BatchUpdateBlobs of
+// tens of thousands of tiny blobs fits the server's receive limit, and its
+// reply, a digest and a status for each, did not fit the client's: every
+// blob was stored, and the client saw RESOURCE_EXHAUSTED.
+const clientRecvBytes = 4 << 20
+
+// okEntryBytes is what a BatchUpdateBlobs reply entry adds beside its
+// digest when its status is OK: framing and an empty status.
+const okEntryBytes = 8
 
 func (s *casServer) updateOne(ctx context.Context, fn digest.Function, i int, r *repb.BatchUpdateBlobsRequest_Request) error {
 	field := fmt.Sprintf("requests[%d].digest", i)
