@@ -42,6 +42,14 @@ type core struct {
 	// replaying is set while a journal is replayed: limits that were
 	// checked when a record was written are not checked again.
 	replaying bool
+	// drained holds the ids of the workers an operator drained, until
+	// undrained. A drain is the operator's word about a worker id, not
+	// about one registration of it: a worker lost past reconnect_grace
+	// or its lease is forgotten (lose), and must not come back undrained
+	// when it registers again (Connect applies the set). Drain refuses
+	// an id not registered, so the set holds only ids that were. Not
+	// journalled: a restart undrains every worker (docs/scheduler.md).
+	drained map[string]bool
 }
 
 // effects are the decisions of the core that its caller carries out.
@@ -50,8 +58,12 @@ type effects struct {
 	dispatch []workerMessage
 	// published names operations whose state changed (watchers wake up).
 	published []string
-	// idle names draining workers that became idle (or were lost).
+	// idle names draining workers that became idle.
 	idle []string
+	// lost names the workers declared lost, with the actions they held:
+	// whoever waits for one to become idle stops waiting, told it was
+	// lost rather than drained, its actions requeued.
+	lost []workerLoss
 	// undrained names workers an operator undrained: whoever waits for
 	// them to become idle stops waiting.
 	undrained []string
@@ -123,6 +135,7 @@ func newCoreWithLimits(cfg Config, limits map[string]auth.Limits) *core {
 		queuedPerInstance: map[string]int{},
 		tenants:           map[string]*tenant{},
 		avoided:           map[string]*execution{},
+		drained:           map[string]bool{},
 	}
 }
 

@@ -31,6 +31,7 @@ type harness struct {
 	gens      map[string]uint64
 	sent      []workerMessage // every message sent to a worker, in order
 	idle      []string
+	lost      []workerLoss
 	undrained []string
 	hungUp    []string
 	taken     int // sent[:taken] were returned by assignments()
@@ -64,6 +65,7 @@ func (h *harness) collect() {
 	h.records = append(h.records, fx.records...)
 	h.sent = append(h.sent, fx.dispatch...)
 	h.idle = append(h.idle, fx.idle...)
+	h.lost = append(h.lost, fx.lost...)
 	h.undrained = append(h.undrained, fx.undrained...)
 	h.hungUp = append(h.hungUp, fx.hangUp...)
 }

@@ -28,6 +28,7 @@ func (c *core) Connect(now time.Time, r registration) uint64 {
 	w.gen++
 	w.connected = true
 	w.leaving = false
+	w.draining = c.drained[r.id] // a worker lost while drained comes back drained
 	w.paused, w.pauseReason = r.paused, r.pauseReason
 	w.lastSeen = now
 	w.capacity = r.capacity
@@ -351,12 +352,19 @@ func (c *core) freed(now time.Time, w *worker) {
 }
 
 // Drain stops giving work to a worker and returns how many actions it still
-// runs.
+// runs. The drain holds for the worker's id until Undrain, also if the
+// worker is lost and registers again. A worker not registered is
+// NOT_FOUND, also one drained before it was lost: there is no worker to
+// report on, and its drain already holds.
 func (c *core) Drain(now time.Time, id string) (int, error) {
 	w := c.workers[id]
 	if w == nil {
+		if c.drained[id] {
+			return 0, status.Errorf(codes.NotFound, "worker %q is not registered with this scheduler: it was lost after it was drained, and stays drained if it registers again, until undrained", id)
+		}
 		return 0, status.Errorf(codes.NotFound, "worker %q is not known to this scheduler", id)
 	}
+	c.drained[id] = true
 	if !w.draining {
 		w.draining = true
 		c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Drain{Drain: &workerpb.Drain{}}})
@@ -367,12 +375,20 @@ func (c *core) Drain(now time.Time, id string) (int, error) {
 // Undrain lets a drained worker take work again and returns how many
 // actions it runs. A connected worker is told (Undrain) unless its session
 // is leaving, which no undrain reverses. Undraining a worker that is not
-// drained changes nothing.
+// drained changes nothing. A drained worker that was lost is undrained
+// too (it registers again undrained); any other id not registered is
+// NOT_FOUND.
 func (c *core) Undrain(now time.Time, id string) (int, error) {
 	w := c.workers[id]
 	if w == nil {
+		if c.drained[id] {
+			delete(c.drained, id)
+			c.fx.undrained = append(c.fx.undrained, id)
+			return 0, nil
+		}
 		return 0, status.Errorf(codes.NotFound, "worker %q is not known to this scheduler", id)
 	}
+	delete(c.drained, id)
 	if w.draining {
 		w.draining = false
 		c.fx.undrained = append(c.fx.undrained, w.id)
@@ -390,10 +406,18 @@ type lostWorker struct {
 	why string
 }
 
+// workerLoss is a worker lost, for whoever waited for it to become idle:
+// the number of its actions requeued, a retry each.
+type workerLoss struct {
+	id       string
+	requeued int
+}
+
 // lose forgets the workers ws and requeues the actions they held (a retry
 // each), once every one of them is gone: an action requeued by the loss
 // of one is never dispatched to another being lost in the same tick, which
 // cost it a retry per worker lost at once (every worker, after a stall).
+// An operator's drain of a lost worker stays in c.drained.
 func (c *core) lose(now time.Time, ws ...lostWorker) {
 	type held struct {
 		e   *execution
@@ -408,9 +432,7 @@ func (c *core) lose(now time.Time, ws ...lostWorker) {
 		if w.connected {
 			c.fx.hangUp = append(c.fx.hangUp, w.id)
 		}
-		if w.draining {
-			c.fx.idle = append(c.fx.idle, w.id)
-		}
+		n := len(requeue)
 		for _, e := range sortedValues(w.running) {
 			c.release(w, e)
 			if !e.cancelled {
@@ -418,6 +440,7 @@ func (c *core) lose(now time.Time, ws ...lostWorker) {
 			}
 		}
 		w.running = nil
+		c.fx.lost = append(c.fx.lost, workerLoss{id: w.id, requeued: len(requeue) - n})
 	}
 	for _, h := range requeue {
 		c.requeueLost(now, h.e, h.why)

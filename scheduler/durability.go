@@ -186,7 +186,7 @@ func (s *Scheduler) hold(fx effects) uint64 {
 	// (core.adopt). Waiting for the disk here would cap each worker slot at
 	// one action per commit. What clients and operators see waits.
 	s.carryOut(effects{dispatch: fx.dispatch, hangUp: fx.hangUp})
-	seen := effects{published: fx.published, idle: fx.idle, undrained: fx.undrained}
+	seen := effects{published: fx.published, idle: fx.idle, undrained: fx.undrained, lost: fx.lost}
 	if len(d.held) == 0 && d.durable >= d.last {
 		s.carryOut(seen)
 	} else {

@@ -42,6 +42,9 @@ func (o *operationsService) GetOperation(ctx context.Context, req *longrunningpb
 // instance=NAME (instance="" for the default instance). Only the caller's
 // own operations are listed.
 func (o *operationsService) ListOperations(ctx context.Context, req *longrunningpb.ListOperationsRequest) (*longrunningpb.ListOperationsResponse, error) {
+	if err := checkListRequest(req); err != nil {
+		return nil, err
+	}
 	f, err := parseFilter(req.Filter)
 	if err != nil {
 		return nil, err
@@ -144,6 +147,32 @@ func (o *operationsService) WaitOperation(ctx context.Context, req *longrunningp
 func (s *Scheduler) checkOwner(ctx context.Context, name string) error {
 	if v, ok := s.core.Operation(name); !ok || v.owner != auth.TenantOf(ctx) {
 		return errOperationNotFound(name, "")
+	}
+	return nil
+}
+
+// operationsParent is the collection every operation name is in
+// ("operations/" + id), the one parent ListOperations lists.
+const operationsParent = "operations"
+
+// checkListRequest refuses, naming the field, a listing the scheduler
+// would otherwise answer as if it were another: before, a garbage page
+// token or another parent got OK and a list (perhaps empty) that was not
+// the one asked for, and return_partial_success, which
+// google.longrunning says is UNIMPLEMENTED unless a service documents it,
+// was ignored.
+func checkListRequest(req *longrunningpb.ListOperationsRequest) error {
+	if req.ReturnPartialSuccess {
+		return status.Error(codes.Unimplemented, "return_partial_success: not supported (every operation is in one collection, none is ever unreachable)")
+	}
+	if req.Name != "" && req.Name != operationsParent {
+		return status.Errorf(codes.InvalidArgument, "name: %s is not a parent of this scheduler's operations: give %q or leave it empty", rev2.Quote(req.Name), operationsParent)
+	}
+	// A page token is the name of the last operation of the page before
+	// (opPage.result); that operation may be gone since, so only its form
+	// is checked.
+	if id, ok := strings.CutPrefix(req.PageToken, operationsParent+"/"); req.PageToken != "" && (!ok || id == "") {
+		return status.Errorf(codes.InvalidArgument, "page_token: %s is not a token this scheduler returned (next_page_token)", rev2.Quote(req.PageToken))
 	}
 	return nil
 }

@@ -77,7 +77,7 @@ type Scheduler struct {
 	watchers     map[string]chan struct{} // closed when the operation changes
 	followers    *followers               // clients following each operation
 	sessions     map[string]*session      // current session of each worker
-	drainWaiters map[string][]chan error  // closed when idle; ABORTED first if undrained
+	drainWaiters map[string][]chan error  // closed when idle; ABORTED first if undrained or lost
 	dur          *durability              // nil without a journal
 	// onJournalFailed is Options.OnJournalFailed (read-only).
 	onJournalFailed func(error)
@@ -283,6 +283,16 @@ func (s *Scheduler) carryOut(fx effects) {
 		}
 		delete(s.drainWaiters, id)
 	}
+	// A lost worker did not finish its actions: a drain waiting for it
+	// must not report it idle, as if it could be stopped with nothing
+	// lost.
+	for _, l := range fx.lost {
+		for _, ch := range s.drainWaiters[l.id] {
+			ch <- status.Errorf(codes.Aborted, "worker %q was lost before it became idle: %d of its actions were requeued, a retry each; it stays drained if it registers again, until undrained", l.id, l.requeued)
+			close(ch)
+		}
+		delete(s.drainWaiters, l.id)
+	}
 }
 
 // follower counts a client following the operation name until the
@@ -409,8 +419,9 @@ func (s *Scheduler) Undrain(workerID string) (int, error) {
 }
 
 // Drain stops giving work to a worker. With wait, it returns once the
-// worker runs nothing (or ctx ends). It returns the number of actions the
-// worker still runs.
+// worker runs nothing (or ctx ends), or fails with ABORTED when the worker
+// is undrained or lost first. It returns the number of actions the worker
+// still runs.
 func (s *Scheduler) Drain(ctx context.Context, workerID string, wait bool) (int, error) {
 	s.mu.Lock()
 	n, err := s.core.Drain(s.clock.Now(), workerID)

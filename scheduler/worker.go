@@ -18,7 +18,7 @@ type worker struct {
 	running   map[string]*execution // by execution id
 	gen       uint64                // session generation; bumps on every Register
 	connected bool
-	draining  bool // an operator drained it: no new work, across reconnects
+	draining  bool // an operator drained it: no new work; core.drained[id], while the worker is known
 	leaving   bool // this session said Leaving: no new work until it registers again
 	// paused: the worker said it cannot run actions now (its runner or
 	// storage is down; Register.paused, Heartbeat.paused), so it gets no

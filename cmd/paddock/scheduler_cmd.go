@@ -156,8 +156,8 @@ func adminHint(err error) string {
 }
 
 // runSchedulerDrain asks a scheduler to stop giving work to a worker
-// (drain; with --wait it waits until the worker is idle), or to give it
-// work again (undrain).
+// (drain; with --wait it waits until the worker is idle, and fails if the
+// worker is lost or undrained first), or to give it work again (undrain).
 func runSchedulerDrain(ctx context.Context, verb string, args []string) error {
 	fs := flag.NewFlagSet("scheduler "+verb, flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(os.Stderr, schedulerUsage); fs.PrintDefaults() }
