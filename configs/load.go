@@ -59,7 +59,7 @@ func ParseFile[T any](b []byte, out *T) error {
 		return fmt.Errorf("line 1: no version key; start the file with `version: %d`", Version)
 	}
 	file := versioned[T]{Body: *out}
-	if err := decodeStrict(b, &file); err != nil {
+	if err := decodeStrict(b, &file, roleName(reflect.TypeFor[T]())); err != nil {
 		return err
 	}
 	*out = file.Body
@@ -69,7 +69,7 @@ func ParseFile[T any](b []byte, out *T) error {
 // Parse decodes a fragment without a version key (a section, as tests
 // write them) strictly into out. Files go through Load.
 func Parse(b []byte, out any) error {
-	return decodeStrict(b, out)
+	return decodeStrict(b, out, roleName(reflect.TypeOf(out)))
 }
 
 // Marshal writes cfg as a config file, `version: 1` first, that Load
@@ -87,7 +87,18 @@ func Marshal[T any](cfg T) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-func decodeStrict(b []byte, out any) error {
+// decodeStrict decodes b into out, whose keys are role's (see roleName),
+// refusing unknown keys and values of the wrong type. fileCheck reads the
+// tree first, so that its errors, which name keys as the file writes them,
+// come before Decode's, which name Go types.
+func decodeStrict(b []byte, out any, role string) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return err
+	}
+	if err := (fileCheck{role: role}).node(&doc, reflect.TypeOf(out), ""); err != nil {
+		return err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(out); err != nil && !errors.Is(err, io.EOF) {
@@ -97,12 +108,29 @@ func decodeStrict(b []byte, out any) error {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return fmt.Errorf("more than one YAML document")
 	}
-	// Read again as a tree, for what Decode lets through.
-	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
-		return err
+	return nil
+}
+
+// roleName names the file a type (or a pointer to one) is read from, in
+// messages: the role whose file it is ("worker"); for a part of one
+// parsed alone, its type's name.
+func roleName(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
 	}
-	return checkWholeNumbers(&doc, reflect.TypeOf(out))
+	switch t {
+	case reflect.TypeFor[Storage]():
+		return "storage"
+	case reflect.TypeFor[Scheduler]():
+		return "scheduler"
+	case reflect.TypeFor[Worker]():
+		return "worker"
+	case reflect.TypeFor[Runner]():
+		return "runner"
+	case reflect.TypeFor[Up]():
+		return "up"
+	}
+	return t.Name()
 }
 
 // versioned is a file: its version key, then the role's keys.

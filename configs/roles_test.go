@@ -137,7 +137,25 @@ func TestRunnerConversion(t *testing.T) {
 	if n, m := reflect.TypeOf(RunnerImages{}).NumField(), reflect.TypeOf(runner.ImagesConfig{}).NumField(); n != m {
 		t.Errorf("configs.RunnerImages has %d fields, runner.ImagesConfig %d", n, m)
 	}
-	_ = sandbox.Options(RunnerSandbox{}) // a conversion: the compiler checks the fields
+	if n, m := reflect.TypeOf(RunnerSandbox{}).NumField(), reflect.TypeOf(sandbox.Options{}).NumField(); n != m {
+		t.Errorf("configs.RunnerSandbox has %d fields, sandbox.Options %d", n, m)
+	}
+}
+
+// TestSchedulingConversion: every field of the scheduler's file form
+// reaches scheduler.Config and comes back (a field added to one and not
+// the other, or dropped by the conversion, fails here).
+func TestSchedulingConversion(t *testing.T) {
+	var s Scheduling
+	fillNonZero(t, reflect.ValueOf(&s).Elem(), "")
+	c := s.Config()
+	checkNonZero(t, reflect.ValueOf(c), "scheduler.Config")
+	if back := schedulingFile(c); !reflect.DeepEqual(back, s) {
+		t.Errorf("round trip:\n%+v\nwant\n%+v", back, s)
+	}
+	if n, m := reflect.TypeOf(Scheduling{}).NumField(), reflect.TypeOf(scheduler.Config{}).NumField(); n != m {
+		t.Errorf("configs.Scheduling has %d fields, scheduler.Config %d", n, m)
+	}
 }
 
 // fillNonZero sets every leaf of v to a value other than its zero.

@@ -61,16 +61,33 @@ type RunnerTenantImages struct {
 }
 
 // RunnerSandbox is the file form of sandbox.Options (the launcher): the
-// same fields, in the same order (the compiler checks it in Options).
+// same fields, in the same order, the output limit a size written with
+// units. TestRunnerConversion checks that every field goes both ways.
 type RunnerSandbox struct {
 	Runtime      string        `yaml:"runtime"`
 	RuntimeArgs  []string      `yaml:"runtime_args"`
 	RuntimeRoot  string        `yaml:"runtime_root"`
 	CgroupParent string        `yaml:"cgroup_parent"`
 	KillGrace    time.Duration `yaml:"kill_grace"`
-	OutputLimit  int64         `yaml:"output_limit"`
+	OutputLimit  ByteSize      `yaml:"output_limit"`
 	WarmInits    int           `yaml:"warm_inits"`
 	Executable   string        `yaml:"executable"`
+}
+
+// Options is the sandbox package's form of s.
+func (s RunnerSandbox) Options() sandbox.Options {
+	return sandbox.Options{
+		Runtime: s.Runtime, RuntimeArgs: s.RuntimeArgs, RuntimeRoot: s.RuntimeRoot, CgroupParent: s.CgroupParent,
+		KillGrace: s.KillGrace, OutputLimit: int64(s.OutputLimit), WarmInits: s.WarmInits, Executable: s.Executable,
+	}
+}
+
+// runnerSandboxFile is o in its file form: Options' inverse.
+func runnerSandboxFile(o sandbox.Options) RunnerSandbox {
+	return RunnerSandbox{
+		Runtime: o.Runtime, RuntimeArgs: o.RuntimeArgs, RuntimeRoot: o.RuntimeRoot, CgroupParent: o.CgroupParent,
+		KillGrace: o.KillGrace, OutputLimit: ByteSize(o.OutputLimit), WarmInits: o.WarmInits, Executable: o.Executable,
+	}
 }
 
 // DefaultRunner is runner.DefaultConfig in its file form.
@@ -94,7 +111,7 @@ func (r Runner) Config() runner.Config {
 			Tenants:   convertMap(r.Images.Tenants, func(t RunnerTenantImages) runner.TenantImagesConfig { return runner.TenantImagesConfig(t) }),
 			AccessTTL: r.Images.AccessTTL,
 		},
-		Sandbox: sandbox.Options(r.Sandbox),
+		Sandbox: r.Sandbox.Options(),
 	}
 }
 
@@ -115,7 +132,7 @@ func runnerFile(c runner.Config) Runner {
 			Tenants:   convertMap(c.Images.Tenants, func(t runner.TenantImagesConfig) RunnerTenantImages { return RunnerTenantImages(t) }),
 			AccessTTL: c.Images.AccessTTL,
 		},
-		Sandbox: RunnerSandbox(c.Sandbox),
+		Sandbox: runnerSandboxFile(c.Sandbox),
 	}
 }
 

@@ -17,6 +17,9 @@ var units = []struct {
 	mult   int64
 }{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
 
+// maxByteSize is the largest size a config takes (4 EiB), in every form.
+const maxByteSize = 1 << 62
+
 // ParseByteSize parses "10GiB", "4194304" or "0".
 func ParseByteSize(s string) (ByteSize, error) {
 	given := s
@@ -29,14 +32,24 @@ func ParseByteSize(s string) (ByteSize, error) {
 		}
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > (1<<62)/mult {
+	if err != nil || n < 0 || n > maxByteSize/mult {
 		return 0, fmt.Errorf("%q is not a size (an integer, optionally followed by KiB, MiB, GiB or TiB)", given)
 	}
 	return ByteSize(n * mult), nil
 }
 
-// UnmarshalYAML implements yaml.Unmarshaler.
+// UnmarshalYAML implements yaml.Unmarshaler. A YAML integer is taken in
+// every form YAML writes one (0x4000000, 67_108_864), as it was when some
+// size keys were plain integers; anything else is read by ParseByteSize,
+// which refuses floats (1.5GiB, 1e9) rather than round them.
 func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!int" {
+		var v int64
+		if err := n.Decode(&v); err == nil && v >= 0 && v <= maxByteSize {
+			*b = ByteSize(v)
+			return nil
+		}
+	}
 	v, err := ParseByteSize(n.Value)
 	if err != nil {
 		return fmt.Errorf("line %d: %w", n.Line, err)

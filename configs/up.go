@@ -47,7 +47,11 @@ func DefaultUp(data string) Up {
 //   - scheduler.listen, scheduler.worker_listen, scheduler.storage,
 //     worker.scheduler, worker.storage and worker.runner must be empty:
 //     clients use storage.listen, and the roles reach each other inside
-//     the process or on sockets under Data.
+//     the process or on sockets under Data;
+//   - storage.backend, when set, must be a tree up can open
+//     (Backend.Validate), as `paddock storage` checks before it prints
+//     its config: up opened it only at start, so --print-config printed
+//     a backend that up then refused.
 func (u *Up) Resolve() error {
 	if !filepath.IsAbs(u.Data) {
 		return fmt.Errorf("data: %q: want an absolute path", u.Data)
@@ -59,6 +63,11 @@ func (u *Up) Resolve() error {
 	} {
 		if w.v != "" {
 			return fmt.Errorf("%s: paddock up wires its roles itself; remove the key (clients use storage.listen)", w.key)
+		}
+	}
+	if b := u.Storage.Backend; b != nil {
+		if err := b.Validate("storage.backend"); err != nil {
+			return err
 		}
 	}
 	under := func(p *string, name string) {

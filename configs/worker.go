@@ -27,7 +27,8 @@ type Worker struct {
 	ID string `yaml:"id"`
 	// Concurrency is how many actions run at once.
 	Concurrency int `yaml:"concurrency"`
-	// CacheSize bounds the file cache.
+	// CacheSize bounds the file cache. 0 means unbounded (the file cache's
+	// reading of 0), not the default as for the bounds below.
 	CacheSize ByteSize `yaml:"cache_size"`
 	// FileCachePerInstance keeps cached input files apart per instance
 	// name, so no hard link crosses tenants' CAS partitions (farms with an
