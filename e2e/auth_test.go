@@ -274,3 +274,37 @@ schedulers:
 	schedProc.stop(os.Interrupt)
 	storage.stop(os.Interrupt)
 }
+
+// TestPaddockRunOverTLS: paddock run reaches a farm behind TLS and the
+// auth policy, as docs/security.md recommends setting one up: with
+// --tls-ca and a token file, or with a client certificate (mTLS); without
+// credentials it is refused, and a token file without TLS is refused
+// before anything is sent. Before, it could only dial plaintext.
+func TestPaddockRunOverTLS(t *testing.T) {
+	needPaddock(t)
+	p := newSecurePKI(t)
+	f := startUp(t, "", p.serveFlags()...)
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte(p.rw), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	salt := rand.Text()
+	for name, creds := range map[string][]string{
+		"token": {"--tls-ca", p.ca.Cert, "--token-file", token},
+		"mTLS":  {"--tls-ca", p.ca.Cert, "--tls-cert", p.bazel.Cert, "--tls-key", p.bazel.Key},
+	} {
+		args := append([]string{"--instance", "e2e", "--skip-cache"}, creds...)
+		stdout, stderr, code := paddockRun(t, dir, f.addr, append(args, "--", "/bin/echo", name, salt)...)
+		if code != 0 || stdout != name+" "+salt+"\n" {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", name, code, stdout, stderr)
+		}
+	}
+	if _, stderr, code := paddockRun(t, dir, f.addr, "--instance", "e2e", "--tls-ca", p.ca.Cert, "--", "/bin/true"); code != 1 || !strings.Contains(stderr, "Unauthenticated") {
+		t.Errorf("without credentials: exit %d, stderr %q; want 1 and UNAUTHENTICATED", code, stderr)
+	}
+	if _, stderr, code := paddockRun(t, dir, f.addr, "--instance", "e2e", "--token-file", token, "--", "/bin/true"); code != 2 || !strings.Contains(stderr, "--token-file needs TLS") {
+		t.Errorf("a token file without TLS: exit %d, stderr %q; want 2 and a refusal", code, stderr)
+	}
+	f.shutdown()
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"sort"
@@ -12,7 +13,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/paddock-build/paddock/bench"
 	"github.com/paddock-build/paddock/configs"
@@ -66,6 +66,8 @@ func runBench(ctx context.Context, args []string) error {
 	var platform, headers pairFlags
 	fs.Var(&platform, "platform", "platform property NAME=VALUE for every action (repeatable)")
 	fs.Var(&headers, "header", "gRPC header NAME=VALUE on every call (repeatable)")
+	var dial dialSecurity
+	dial.registerAs(fs, "", "the farm")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -85,8 +87,12 @@ func runBench(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("--bytes: %w", err)
 	}
-	conn, err := grpc.NewClient(*endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+	dialOpts, err := dial.dialOptions(slog.Default())
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(*endpoint, append(dialOpts,
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))...)
 	if err != nil {
 		return err
 	}

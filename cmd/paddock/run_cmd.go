@@ -5,13 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"strings"
 	"unicode"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/paddock-build/paddock/client"
 	"github.com/paddock-build/paddock/remoterun"
@@ -120,6 +120,8 @@ func parseRunFlags(args []string) (remoterun.Options, runConn, error) {
 	fs.Var(&outputs, "output", "output file, relative to the current directory (repeatable)")
 	fs.Var(&outputDirs, "output-dir", "output directory, relative to the current directory (repeatable)")
 	fs.Var(&nodeProps, "output-node-property", "node property to ask of the server for outputs (REv2 2.1+, repeatable)")
+	var dial dialSecurity
+	dial.registerAs(fs, "", "the farm")
 	if err := fs.Parse(args); err != nil {
 		return remoterun.Options{}, runConn{}, err
 	}
@@ -159,8 +161,11 @@ func parseRunFlags(args []string) (remoterun.Options, runConn, error) {
 	if *verbose {
 		opts.Log = os.Stderr
 	}
-	cc, err := grpc.NewClient(*endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	dialOpts, err := dial.dialOptions(slog.Default())
+	if err != nil {
+		return remoterun.Options{}, runConn{}, err
+	}
+	cc, err := grpc.NewClient(*endpoint, append(dialOpts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))...)
 	if err != nil {
 		return remoterun.Options{}, runConn{}, fmt.Errorf("--endpoint: %w", err)
 	}

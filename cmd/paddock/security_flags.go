@@ -114,15 +114,25 @@ type dialSecurity struct {
 	useTLS     bool
 	tokenFile  string
 	serverName string
+	prefix     string // the flags' prefix: "dial-" for the roles, "" for the clients
 }
 
 func (d *dialSecurity) register(fs *flag.FlagSet) {
-	fs.BoolVar(&d.useTLS, "dial-tls", false, "dial the other roles over TLS, verified against the system's roots (implied by --dial-tls-ca and --dial-tls-cert)")
-	fs.StringVar(&d.tls.CA, "dial-tls-ca", "", "PEM CA the other roles' server certificates must chain to")
-	fs.StringVar(&d.tls.Cert, "dial-tls-cert", "", "PEM client certificate presented to the other roles (mTLS)")
-	fs.StringVar(&d.tls.Key, "dial-tls-key", "", "PEM private key of --dial-tls-cert")
-	fs.StringVar(&d.tokenFile, "dial-token-file", "", "file holding a bearer token sent to the other roles (needs TLS)")
-	fs.StringVar(&d.serverName, "dial-tls-server-name", "", "name expected in the servers' certificates (default: the dialed host)")
+	d.registerAs(fs, "dial-", "the other roles")
+}
+
+// registerAs adds the flags with prefix (--PREFIXtls, --PREFIXtls-ca, ...)
+// for dialing peer: the roles dial each other with --dial-*, and the
+// clients (paddock run, paddock bench) dial the farm with --tls-* and
+// --token-file.
+func (d *dialSecurity) registerAs(fs *flag.FlagSet, prefix, peer string) {
+	d.prefix = prefix
+	fs.BoolVar(&d.useTLS, prefix+"tls", false, "dial "+peer+" over TLS, verified against the system's roots (implied by --"+prefix+"tls-ca and --"+prefix+"tls-cert)")
+	fs.StringVar(&d.tls.CA, prefix+"tls-ca", "", "PEM CA the server certificates of "+peer+" must chain to")
+	fs.StringVar(&d.tls.Cert, prefix+"tls-cert", "", "PEM client certificate presented to "+peer+" (mTLS)")
+	fs.StringVar(&d.tls.Key, prefix+"tls-key", "", "PEM private key of --"+prefix+"tls-cert")
+	fs.StringVar(&d.tokenFile, prefix+"token-file", "", "file holding a bearer token sent to "+peer+" (needs TLS)")
+	fs.StringVar(&d.serverName, prefix+"tls-server-name", "", "name expected in the servers' certificates (default: the dialed host)")
 }
 
 // dialOptions returns the transport and per-call credentials; plaintext
@@ -131,7 +141,7 @@ func (d *dialSecurity) dialOptions(logger *slog.Logger) ([]grpc.DialOption, erro
 	useTLS := d.useTLS || d.tls.CA != "" || d.tls.Cert != "" || d.tls.Key != ""
 	if !useTLS {
 		if d.tokenFile != "" {
-			return nil, fmt.Errorf("--dial-token-file needs TLS (--dial-tls or --dial-tls-ca): a token is never sent in the clear")
+			return nil, fmt.Errorf("--%stoken-file needs TLS (--%stls or --%stls-ca): a token is never sent in the clear", d.prefix, d.prefix, d.prefix)
 		}
 		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
 	}
@@ -141,7 +151,7 @@ func (d *dialSecurity) dialOptions(logger *slog.Logger) ([]grpc.DialOption, erro
 	}
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 	if d.tokenFile != "" {
-		b, err := smallfile.Read(d.tokenFile, "--dial-token-file")
+		b, err := smallfile.Read(d.tokenFile, "--"+d.prefix+"token-file")
 		if err != nil {
 			return nil, err
 		}
