@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/paddock-build/paddock/scheduler/journal"
 )
 
 // Config is how the scheduler behaves. Every field has a default
@@ -158,6 +160,11 @@ func (c Config) Validate() error {
 		return errors.New("scheduler: max_completed_bytes must be positive")
 	case c.NoWorkerTimeout < 0:
 		return errors.New("scheduler: no_worker_timeout must not be negative (0: never)")
+	}
+	// Checked here, not only when the journal opens, so that --print-config
+	// and a --journal-sync flag are held to it as a config file is.
+	if _, err := journal.ParseSyncPolicy(c.JournalSync); err != nil {
+		return fmt.Errorf("scheduler: journal_sync: %w", err)
 	}
 	return nil
 }

@@ -148,6 +148,17 @@ func TestConfigRefusedByTheRoles(t *testing.T) {
 	}
 }
 
+// TestJournalSyncFlagChecked: --journal-sync is held to the values the
+// journal takes when the config is printed, as journal_sync in a file is.
+// Before, `--journal-sync sometimes --print-config` printed it, and only
+// the start refused it.
+func TestJournalSyncFlagChecked(t *testing.T) {
+	out, err := exec.Command(binary, "scheduler", "--storage", "127.0.0.1:1", "--journal-sync", "sometimes", "--print-config").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `journal_sync: journal sync policy "sometimes": want fsync or write`) {
+		t.Fatalf("--journal-sync sometimes --print-config: %v\n%s", err, out)
+	}
+}
+
 // TestUpEmptyDataIsTheDefault: `data: ""` and `--data ""` mean the
 // default data directory, as configs/up.yaml says, not the current
 // directory (filepath.Abs of "", which put a farm's CAS wherever it was
