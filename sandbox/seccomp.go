@@ -24,7 +24,12 @@ import (
 // took it all, so that no other action, nor the host, could set one up.
 // memfd_secret answers ENOSYS too (as where secretmem is off): it takes
 // pages out of the kernel's direct map, which Docker's profile does not
-// allow either. Other architectures and the x32 ABI are refused outright.
+// allow either. fallocate with FALLOC_FL_KEEP_SIZE (and not punching a
+// hole, which frees blocks) answers EOPNOTSUPP, as on a filesystem without
+// it (callers fall back to writing): it reserves blocks past the file's
+// size, which RLIMIT_FSIZE does not count, so one call took a whole
+// disk, past the action's quota, before the disk guard's next look.
+// Other architectures and the x32 ABI are refused outright.
 
 // deniedSyscalls answer EPERM unconditionally. Constant table.
 var deniedSyscalls = []uint32{
@@ -133,7 +138,13 @@ func defaultSeccompFilter() ([]unix.SockFilter, error) {
 	p.jump(jeq, unix.SYS_IO_SETUP, "enosys", "")
 	p.jump(jeq, unix.SYS_MEMFD_SECRET, "enosys", "")
 	p.jump(jeq, unix.SYS_SOCKET, "socket", "")
+	p.jump(jeq, unix.SYS_FALLOCATE, "fallocate", "")
 	p.stmt(ret, unix.SECCOMP_RET_ALLOW)
+
+	p.label("fallocate")
+	p.stmt(ldW, seccompDataArg1) // mode
+	p.jump(jset, unix.FALLOC_FL_KEEP_SIZE, "", "allow")
+	p.jump(jset, unix.FALLOC_FL_PUNCH_HOLE, "allow", "eopnotsupp")
 
 	p.label("socket")
 	p.stmt(ldW, seccompDataArg0)
@@ -156,6 +167,8 @@ func defaultSeccompFilter() ([]unix.SockFilter, error) {
 	p.stmt(ret, unix.SECCOMP_RET_ERRNO|uint32(unix.EPERM))
 	p.label("enosys")
 	p.stmt(ret, unix.SECCOMP_RET_ERRNO|uint32(unix.ENOSYS))
+	p.label("eopnotsupp")
+	p.stmt(ret, unix.SECCOMP_RET_ERRNO|uint32(unix.EOPNOTSUPP))
 	p.label("kill")
 	p.stmt(ret, unix.SECCOMP_RET_KILL_PROCESS)
 	return p.assemble()

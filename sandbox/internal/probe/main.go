@@ -372,5 +372,17 @@ func machineBudgets() []report.Attempt {
 	if errors.Is(ptys, unix.ENOSPC) {
 		a.Errno = int(unix.ENOSPC)
 	}
-	return []report.Attempt{attempt("io_setup 65536", aio), attempt("memfd_secret", secret), a}
+	return []report.Attempt{attempt("io_setup 65536", aio), attempt("memfd_secret", secret), a, fallocateKeepSize()}
+}
+
+// fallocateKeepSize reserves 64 MiB past the end of an empty file in
+// /tmp, which RLIMIT_FSIZE does not count.
+func fallocateKeepSize() report.Attempt {
+	f, err := os.CreateTemp("/tmp", "fallocate")
+	if err != nil {
+		return attempt("fallocate keep_size 64MiB", fmt.Errorf("create: %w", err))
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	return attempt("fallocate keep_size 64MiB", unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, 64<<20))
 }
