@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -110,6 +111,9 @@ func planHostView(l hostLister, hidden, mountPoints []string) (*hostView, error)
 	shown, err := vp.shown(split)
 	if err != nil {
 		return nil, err
+	}
+	if len(shown) > maxViewEntries {
+		return nil, status.Errorf(codes.InvalidArgument, "the host's root around this input root would bind %d host entries (those of the host directories above its mount points %s and the hidden paths), more than the %d a sandbox mounts: use an InputRootAbsolutePath below a smaller host directory", len(shown), strings.Join(mountPoints, ", "), maxViewEntries)
 	}
 	v := &hostView{}
 	dirs := map[string]bool{}
@@ -241,9 +245,10 @@ func (v *hostView) key() string {
 // filled with skeletons, one per value a client makes up. Safe for
 // concurrent use.
 type skeletons struct {
-	dir   string
-	mu    sync.Mutex
-	paths map[string]string // key -> directory
+	dir     string
+	mu      sync.Mutex
+	paths   map[string]string // key -> directory
+	entries int               // in all the skeletons
 }
 
 // get returns the skeleton directory for v, creating it if needed.
@@ -254,8 +259,8 @@ func (s *skeletons) get(v *hostView) (string, error) {
 	if p, ok := s.paths[key]; ok {
 		return p, nil
 	}
-	if len(s.paths) >= maxSkeletons {
-		return "", status.Errorf(codes.ResourceExhausted, "this runner has made the host's root for %d input root paths (InputRootAbsolutePath values) since it started, its most; restart it, or use fewer distinct paths", maxSkeletons)
+	if len(s.paths) >= maxSkeletons || s.entries+len(v.Skeleton) > maxSkeletonEntries {
+		return "", status.Errorf(codes.ResourceExhausted, "this runner has made the host's root for %d input root paths (InputRootAbsolutePath values, %d entries) since it started, its most; restart it, or use fewer distinct paths", len(s.paths), s.entries)
 	}
 	p := filepath.Join(s.dir, key)
 	if err := os.RemoveAll(p); err != nil { // left by a crash
@@ -268,13 +273,22 @@ func (s *skeletons) get(v *hostView) (string, error) {
 		return "", err
 	}
 	s.paths[key] = p
+	s.entries += len(v.Skeleton)
 	return p, nil
 }
 
-// maxSkeletons bounds the skeletons a runner makes: each takes a
-// directory per level of its input root path (64 at most) beside the
-// host's top level.
-const maxSkeletons = 1024
+// maxSkeletons bounds the skeletons a runner makes: each takes an entry
+// per entry of the host directories above its input root path (at most
+// maxViewEntries), and maxSkeletonEntries bounds them all together.
+// InputRootAbsolutePath below a large host directory (/usr/share/man/man1,
+// 18,000 entries) made a skeleton of 18,000 inodes, and mounted one bind
+// per entry (the sandbox failed with EMFILE): ten such values took a
+// 200,000-inode filesystem to 95%.
+const (
+	maxSkeletons       = 1024
+	maxViewEntries     = 4096
+	maxSkeletonEntries = 100_000
+)
 
 // create makes the skeleton under dir, which must not exist. Nothing is
 // followed: dir is the runner's own, fresh directory.

@@ -256,3 +256,41 @@ func TestSkeletonsAreBounded(t *testing.T) {
 		t.Errorf("the known plan: %q, %v; want %q", again, err, p)
 	}
 }
+
+// TestHostViewOfALargeDirectoryIsRefused: an input root path below a
+// host directory of more than maxViewEntries entries is INVALID_ARGUMENT
+// naming InputRootAbsolutePath, not a skeleton of an inode and a bind per
+// entry (18,000 for /usr/share/man/man1: the sandbox failed with EMFILE,
+// and ten such values filled the runner's filesystem's inodes).
+func TestHostViewOfALargeDirectoryIsRefused(t *testing.T) {
+	host := newFakeHost("/usr", "/usr/share", "/usr/share/man")
+	for i := range maxViewEntries + 1 {
+		host.add(fmt.Sprintf("/usr/share/man/p%05d!", i))
+	}
+	_, err := planHostView(host, nil, []string{"/usr/share/man/zz"})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "InputRootAbsolutePath") {
+		t.Fatalf("a view below %d entries: %v, want INVALID_ARGUMENT naming InputRootAbsolutePath", maxViewEntries+1, err)
+	}
+	if _, err := planHostView(host, nil, []string{"/usr/zz"}); err != nil {
+		t.Fatalf("a view beside the large directory: %v", err)
+	}
+}
+
+// TestSkeletonEntriesAreBounded: the skeletons' entries together are
+// bounded (maxSkeletonEntries), as their number is: a plan past it is
+// RESOURCE_EXHAUSTED and makes nothing.
+func TestSkeletonEntriesAreBounded(t *testing.T) {
+	s := &skeletons{dir: t.TempDir(), paths: map[string]string{}}
+	s.entries = maxSkeletonEntries - 1
+	big := &hostView{Skeleton: []skeletonEntry{{Path: "/a", Kind: kindDir}, {Path: "/b", Kind: kindDir}}}
+	if _, err := s.get(big); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a plan past the entries' bound: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if ents, _ := os.ReadDir(s.dir); len(ents) != 0 {
+		t.Errorf("skeleton directories %v made past the bound", ents)
+	}
+	small := &hostView{Skeleton: []skeletonEntry{{Path: "/a", Kind: kindDir}}}
+	if _, err := s.get(small); err != nil || s.entries != maxSkeletonEntries {
+		t.Fatalf("a plan within the bound: %v (entries %d)", err, s.entries)
+	}
+}
