@@ -42,7 +42,7 @@ func reportOutcome(j *Job, run *runnerpb.RunResponse, resp *repb.ExecuteResponse
 		notes = append(notes, "runner: "+run.StatusMessage)
 	}
 	if run.StdoutTruncated || run.StderrTruncated {
-		notes = append(notes, "stdout or stderr exceeded the worker's output cap and was truncated")
+		notes = append(notes, "stdout or stderr was cut short: the command wrote more than the worker's output cap, or the worker's disk was full")
 		j.Uncacheable = "truncated output"
 	}
 	if j.Uncacheable != "" && (len(notes) > 0 || timedOut) {

@@ -119,8 +119,9 @@ func diskFull(dir string) bool {
 	return unix.Statfs(dir, &st) == nil && st.Bavail*uint64(st.Bsize) < 64<<10
 }
 
-// truncatedNote ends a stdout or stderr the runner cut at its output cap.
-const truncatedNote = "\n[paddock: %s truncated here: the command wrote more than the worker's output cap (the runner's sandbox.output_limit)]\n"
+// truncatedNote ends a stdout or stderr the runner cut short: at its
+// output cap, or where a write failed (the runner counts both alike).
+const truncatedNote = "\n[paddock: %s cut short here: the command wrote more than the worker's output cap (the runner's sandbox.output_limit), or the worker's disk was full]\n"
 
 // markTruncated appends truncatedNote to the stdout and stderr files in
 // dir that the runner cut. The response's message says so too, but

@@ -342,11 +342,11 @@ func TestTruncatedOutputIsNotCached(t *testing.T) {
 	a := h.action(sh("echo lots"), &repb.Directory{}, false)
 	resp := h.w.Execute(context.Background(), a)
 	ok(t, resp)
-	if !strings.Contains(resp.Message, "truncated") {
+	if !strings.Contains(resp.Message, "cut short") {
 		t.Errorf("message %q does not say the output was truncated", resp.Message)
 	}
 	// Clients show the message only for failures: the output says it too.
-	if out := string(h.read(resp.Result.StdoutDigest)); !strings.HasPrefix(out, "lots\n") || !strings.HasSuffix(out, "[paddock: stdout truncated here: the command wrote more than the worker's output cap (the runner's sandbox.output_limit)]\n") {
+	if out := string(h.read(resp.Result.StdoutDigest)); !strings.HasPrefix(out, "lots\n") || !strings.HasSuffix(out, "[paddock: stdout cut short here: the command wrote more than the worker's output cap (the runner's sandbox.output_limit), or the worker's disk was full]\n") {
 		t.Errorf("stdout %q does not end by saying it was truncated", out)
 	}
 	if _, err := h.ac.Get(context.Background(), "main", actionDigest(a)); status.Code(err) != codes.NotFound {
