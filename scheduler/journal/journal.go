@@ -14,8 +14,10 @@
 // write and (under SyncFsync) one fdatasync, and calls OnDurable with the
 // last sequence number written: this is the group commit, and the caller
 // releases the effects of the records up to that number only then (raft's
-// Ready pattern). From time to time the caller serialises its state,
-// calls Rotate (under its lock, so the state matches the records so far)
+// Ready pattern). The writer keeps disk blocks reserved ahead of what it
+// writes (prealloc.go), so that a file system that fills up for a while
+// does not fail the journal. From time to time the caller serialises its
+// state, calls Rotate (under its lock, so the state matches the records so far)
 // and then WriteSnapshot; older segments and snapshots are then removed.
 package journal
 
@@ -107,6 +109,13 @@ type Journal struct {
 	f       *os.File // current segment, owned by the writer goroutine
 	done    chan struct{}
 	written uint64 // last seq written by the writer (writer goroutine only)
+
+	// The current segment's size and reserve (prealloc.go); writer
+	// goroutine only, like f.
+	size          int64 // bytes written to f
+	reserved      int64 // f's blocks are reserved up to this offset; 0: none
+	reserveFailed bool  // the last reservation failed, and the log said so
+	noReserve     bool  // the file system has no fallocate: not tried again
 }
 
 // rotation is a segment switch after record seq, which ends at byte off
@@ -144,10 +153,17 @@ func Open(opts Options) (*Journal, *Recovered, error) {
 		if err == nil {
 			_, err = j.f.Seek(tail.size, 0)
 		}
+		if err == nil {
+			j.size = tail.size
+			j.reserve(0)
+		}
 	} else {
-		j.f, err = j.createSegment(j.seq + 1)
+		err = j.createSegment(j.seq + 1)
 	}
 	if err != nil {
+		if j.f != nil {
+			j.f.Close()
+		}
 		return nil, nil, fmt.Errorf("journal: open segment: %w", err)
 	}
 	go j.writer()
@@ -209,6 +225,7 @@ func (j *Journal) Close() error {
 	j.mu.Unlock()
 	<-j.done
 	err := j.f.Sync()
+	j.release()
 	if cerr := j.f.Close(); err == nil {
 		err = cerr
 	}
@@ -271,14 +288,13 @@ func (j *Journal) writeBatch(buf []byte, seq uint64, rots []rotation) error {
 		if err := j.f.Sync(); err != nil {
 			return err
 		}
+		j.release()
 		if err := j.f.Close(); err != nil {
 			return err
 		}
-		f, err := j.createSegment(r.seq + 1)
-		if err != nil {
+		if err := j.createSegment(r.seq + 1); err != nil {
 			return err
 		}
-		j.f = f
 	}
 	if err := j.write(buf[off:]); err != nil {
 		return err
@@ -292,37 +308,35 @@ func (j *Journal) writeBatch(buf []byte, seq uint64, rots []rotation) error {
 	return nil
 }
 
+// write appends b to the current segment, into reserved blocks if it can.
 func (j *Journal) write(b []byte) error {
 	if len(b) == 0 {
 		return nil
 	}
-	if _, err := j.f.Write(b); err != nil {
-		return err // a *PathError: it names the segment
-	}
-	return nil
+	j.reserve(int64(len(b)))
+	n, err := j.f.Write(b)
+	j.size += int64(n)
+	return err // a *PathError: it names the segment
 }
 
 // createSegment creates the segment whose first record is first, with its
-// header, and makes its name durable.
-func (j *Journal) createSegment(first uint64) (*os.File, error) {
+// header, makes its name durable, and makes it the current segment, with
+// its reserve. On an error the segment is current still, for Close to
+// close.
+func (j *Journal) createSegment(first uint64) error {
 	path := filepath.Join(j.dir, segmentName(first))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if _, err := f.WriteString(segmentMagic); err != nil {
-		f.Close()
-		return nil, err
+	j.f, j.size, j.reserved = f, 0, 0
+	if err := j.write([]byte(segmentMagic)); err != nil {
+		return err
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return nil, err
+		return err
 	}
-	if err := syncDir(j.dir); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return f, nil
+	return syncDir(j.dir)
 }
 
 func syncDir(dir string) error {
