@@ -187,8 +187,13 @@ func (s *Service) resolveRootfs(ctx context.Context, req *runnerpb.RunRequest, p
 	release = func() {}
 	if plat.ImageRef == nil {
 		if !s.underHidden(req.GetInputRoot()) {
-			return "", nil, release, status.Errorf(codes.FailedPrecondition,
-				"input root %s is not below any of host_hidden_paths, so a sandbox on the host's root would see the other actions' input roots: add the worker's build directory", req.GetInputRoot())
+			// The worker's setup, not the action, is at fault: UNAVAILABLE,
+			// which the scheduler retries on another worker (avoiding this
+			// one) and clients retry. FAILED_PRECONDITION, which Bazel does
+			// not retry, failed whatever action one misconfigured worker
+			// of a pool was given.
+			return "", nil, release, status.Errorf(codes.Unavailable,
+				"this worker is misconfigured: its input root %s is not below any of its runner's host_hidden_paths, so a sandbox on the host's root would see the other actions' input roots (add the worker's build directory to host_hidden_paths); the action may run on another worker", req.GetInputRoot())
 		}
 		view, rootfs, err := s.views.get(irp)
 		if err != nil {
