@@ -55,7 +55,12 @@ func TestOCIRuntimeRunc(t *testing.T) {
 		}
 	})
 	t.Run("timeout", func(t *testing.T) {
-		out := runSpec(t, l, testSpec("/bin/probe", "spin"), Request{Timeout: 300 * time.Millisecond})
+		// The timeout runs from the hand-over to runc, not from the
+		// command's start: under load runc took more than 300 ms to exec
+		// it, and its init, pid 1 with no handler, ignored the SIGTERM, so
+		// the run ended by SIGKILL after the grace. Two seconds leave the
+		// command started before the timeout.
+		out := runSpec(t, l, testSpec("/bin/probe", "spin"), Request{Timeout: 2 * time.Second})
 		// Under runc the command is pid 1: a Go program dies of SIGTERM
 		// by exiting 2 there, since pid 1 cannot be killed by its own
 		// re-raised signal.
