@@ -60,17 +60,33 @@ func lengthPrefixed(s string) string {
 	return strconv.Itoa(len(s)) + ":" + s
 }
 
+// maxURIs and maxURIBytes bound a request's URIs: clients name an
+// artifact's mirrors, a handful. A Push stores a record per URI, so one
+// PushBlob naming 50,000 wrote 50,000 records (200 MB on disk, counted at
+// 4 KiB each against the records' bound), and three such requests evicted
+// every tenant's records; a 3 MB URI was taken as a key.
+const (
+	maxURIs     = 100
+	maxURIBytes = 8 << 10
+)
+
 // checkRequest validates what every Fetch and Push request carries: at
-// least one URI, none empty, and qualifier names that are unique and not
-// empty. An empty request is INVALID_ARGUMENT, which is also how clients
+// least one URI and at most maxURIs, none empty or over maxURIBytes, and
+// qualifier names that are unique and not empty. An empty request is INVALID_ARGUMENT, which is also how clients
 // such as BuildStream probe for the service.
 func checkRequest(uris []string, qs []*rapb.Qualifier) error {
 	if len(uris) == 0 {
 		return status.Error(codes.InvalidArgument, "uris: at least one URI is required")
 	}
+	if len(uris) > maxURIs {
+		return status.Errorf(codes.InvalidArgument, "uris: %d URIs, more than the %d a request may name", len(uris), maxURIs)
+	}
 	for i, u := range uris {
 		if strings.TrimSpace(u) == "" {
 			return status.Errorf(codes.InvalidArgument, "uris[%d]: empty", i)
+		}
+		if len(u) > maxURIBytes {
+			return status.Errorf(codes.InvalidArgument, "uris[%d]: %d bytes, more than the %d a URI may take", i, len(u), maxURIBytes)
 		}
 	}
 	seen := map[string]bool{}

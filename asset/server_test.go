@@ -109,6 +109,29 @@ func TestEmptyRequestsAreInvalidArgument(t *testing.T) {
 	wantCode(t, err, codes.InvalidArgument, "appears twice")
 }
 
+// A request names at most 100 URIs of at most 8 KiB each: a PushBlob
+// stores a record per URI, and one naming 50,000 wrote 50,000 records,
+// evicting other tenants'; a 3 MB URI was taken as a key.
+func TestRequestURIsAreBounded(t *testing.T) {
+	h := start(t, nil)
+	ctx := t.Context()
+	d := h.put(t, []byte("bounded"))
+	many := make([]string, 101)
+	for i := range many {
+		many[i] = fmt.Sprintf("https://mirror%d.example/a.tar.gz", i)
+	}
+	_, err := h.push.PushBlob(ctx, &rapb.PushBlobRequest{Uris: many, BlobDigest: d.Proto()})
+	wantCode(t, err, codes.InvalidArgument, "uris: 101 URIs")
+	_, err = h.fetch.FetchBlob(ctx, &rapb.FetchBlobRequest{Uris: many})
+	wantCode(t, err, codes.InvalidArgument, "uris: 101 URIs")
+	long := "https://example/" + strings.Repeat("a", 8<<10)
+	_, err = h.push.PushBlob(ctx, &rapb.PushBlobRequest{Uris: []string{long}, BlobDigest: d.Proto()})
+	wantCode(t, err, codes.InvalidArgument, "uris[0]")
+	if _, err := h.push.PushBlob(ctx, &rapb.PushBlobRequest{Uris: many[:100], BlobDigest: d.Proto()}); err != nil {
+		t.Fatalf("a push naming 100 URIs: %v", err)
+	}
+}
+
 // A pushed blob or directory is served for its URIs and exactly its
 // qualifiers (in any order), from any instance only its own.
 func TestPushThenFetch(t *testing.T) {
