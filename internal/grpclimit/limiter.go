@@ -6,7 +6,8 @@
 // the kernel would have killed the farm for memory. Past the bound a new
 // stream is refused with RESOURCE_EXHAUSTED (which clients retry) before
 // the server starts anything for it. The same options set how often a
-// client may ping the server (MinPingInterval).
+// client may ping the server (MinPingInterval), and refuse requests whose
+// decoding would take memory out of proportion to their size.
 package grpclimit
 
 import (
@@ -87,7 +88,8 @@ func memoryBytes() uint64 {
 const MaxHeaderBytes = 16 << 10
 
 // ServerOptions returns the options that make a server keep the bound,
-// bound each call's headers, and take clients' keepalive pings at up to
+// bound each call's headers, refuse requests too costly to decode
+// (costCheckingCodec), and take clients' keepalive pings at up to
 // one per MinPingInterval. others are the server's other options: the
 // Admissions among them (WithAdmission) run in the Limiter's tap, in
 // their order, for each stream within the bound.
@@ -103,7 +105,7 @@ func (l *Limiter) ServerOptions(others ...grpc.ServerOption) []grpc.ServerOption
 		}
 		return ctx, err
 	}
-	return append(keepaliveOptions(), grpc.InTapHandle(chained), grpc.StatsHandler(l), grpc.MaxHeaderListSize(MaxHeaderBytes))
+	return append(keepaliveOptions(), grpc.InTapHandle(chained), grpc.StatsHandler(l), grpc.MaxHeaderListSize(MaxHeaderBytes), codecOption())
 }
 
 // Active reports the calls in progress.

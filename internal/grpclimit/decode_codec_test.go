@@ -1,0 +1,152 @@
+package grpclimit
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/paddock-build/paddock/internal/grpctest"
+)
+
+// countingCAS counts the FindMissingBlobs requests that reach it.
+type countingCAS struct {
+	repb.UnimplementedContentAddressableStorageServer
+	calls, digests atomic.Int64
+}
+
+func (c *countingCAS) FindMissingBlobs(_ context.Context, req *repb.FindMissingBlobsRequest) (*repb.FindMissingBlobsResponse, error) {
+	c.calls.Add(1)
+	c.digests.Add(int64(len(req.GetBlobDigests())))
+	return &repb.FindMissingBlobsResponse{}, nil
+}
+
+// rawRequest is a request sent as the bytes given, through rawCodec.
+type rawRequest []byte
+
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return v.(rawRequest), nil }
+func (rawCodec) Unmarshal([]byte, any) error   { return nil }
+func (rawCodec) Name() string                  { return "proto" }
+
+// emptyDigests is a FindMissingBlobsRequest of size bytes, every entry of
+// blob_digests an empty Digest (two bytes each).
+func emptyDigests(size int) rawRequest {
+	b := make([]byte, 0, size)
+	for len(b)+2 <= size {
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = append(b, 0)
+	}
+	return b
+}
+
+// A request of millions of empty messages, a few MiB on the wire, is
+// refused before it is decoded: the handler never sees it, and the server
+// allocates a few times its size rather than the 260 MB its decoding took.
+// An honest request of the same size still reaches the handler.
+func TestRequestTooCostlyToDecodeIsRefusedUnread(t *testing.T) {
+	cas := &countingCAS{}
+	addr := grpctest.Listen(t, func(g *grpc.Server) { repb.RegisterContentAddressableStorageServer(g, cas) },
+		append(New(0).ServerOptions(), grpc.MaxRecvMsgSize(8<<20))...)
+	conn := grpctest.Dial(t, addr, grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(8<<20)))
+	method := "/" + repb.ContentAddressableStorage_ServiceDesc.ServiceName + "/FindMissingBlobs"
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	err := conn.Invoke(t.Context(), method, emptyDigests(5<<20), new(repb.FindMissingBlobsResponse), grpc.ForceCodec(rawCodec{}))
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "refused unread") || !strings.Contains(err.Error(), "2621440 messages") {
+		t.Fatalf("5 MiB of empty digests: %v, want refused unread, naming the 2621440 messages", err)
+	}
+	if n := cas.calls.Load(); n != 0 {
+		t.Fatalf("the handler was called %d times", n)
+	}
+	// Client and server together: the request's bytes a few times over.
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20 {
+		t.Errorf("the refused call allocated %d MB", alloc>>20)
+	}
+
+	honest := &repb.FindMissingBlobsRequest{}
+	for i := 0; i < 5<<20/72; i++ { // 72 bytes each: tag, length, hash, size
+		honest.BlobDigests = append(honest.BlobDigests, &repb.Digest{Hash: strings.Repeat("ab", 32), SizeBytes: 1 << 20})
+	}
+	if _, err := repb.NewContentAddressableStorageClient(conn).FindMissingBlobs(t.Context(), honest); err != nil {
+		t.Fatalf("an honest request of 5 MiB: %v", err)
+	}
+	if got, want := cas.digests.Load(), int64(len(honest.BlobDigests)); got != want {
+		t.Fatalf("the handler saw %d digests, want %d", got, want)
+	}
+}
+
+// The densest honest requests REv2 clients send stay within the bound:
+// digests of every function, empty blobs in a batch, files with mtimes.
+func TestHonestRequestsAreWithinTheDecodeBound(t *testing.T) {
+	md5 := &repb.Digest{Hash: strings.Repeat("0", 32)}
+	batch := &repb.BatchUpdateBlobsRequest{}
+	read := &repb.BatchReadBlobsRequest{AcceptableCompressors: []repb.Compressor_Value{repb.Compressor_ZSTD, repb.Compressor_DEFLATE}}
+	result := &repb.UpdateActionResultRequest{ActionDigest: md5, ActionResult: &repb.ActionResult{}}
+	for range 50000 {
+		batch.Requests = append(batch.Requests, &repb.BatchUpdateBlobsRequest_Request{Digest: md5})
+		read.Digests = append(read.Digests, md5)
+		result.ActionResult.OutputFiles = append(result.ActionResult.OutputFiles, &repb.OutputFile{
+			Path: "a", Digest: md5, NodeProperties: &repb.NodeProperties{Mtime: timestamppb.Now()},
+		})
+	}
+	for _, m := range []proto.Message{batch, read, result, &repb.FindMissingBlobsRequest{}} {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkDecodeCost(b, m); err != nil {
+			t.Errorf("%T: %v", m, err)
+		}
+	}
+}
+
+// The walk counts what proto.Unmarshal builds: each message at any depth,
+// and each element of a repeated number field, packed or not; it skips
+// unknown fields, and refuses malformed bytes and nesting past
+// maxDecodeDepth.
+func TestDecodeCostCounts(t *testing.T) {
+	req := &repb.BatchReadBlobsRequest{
+		Digests:               []*repb.Digest{{Hash: "a"}, {Hash: "b"}, {}},
+		AcceptableCompressors: []repb.Compressor_Value{1, 2, 300},
+	}
+	b, _ := proto.Marshal(req)
+	b = protowire.AppendTag(b, 99, protowire.BytesType) // unknown
+	b = protowire.AppendBytes(b, emptyDigests(100))
+	var c decodeCost
+	if err := c.add(b, req.ProtoReflect().Descriptor(), 0); err != nil {
+		t.Fatal(err)
+	}
+	if c != (decodeCost{messages: 3, scalars: 3}) {
+		t.Fatalf("cost %+v, want 3 messages and 3 numbers", c)
+	}
+	unpacked := protowire.AppendVarint(protowire.AppendTag(nil, 3, protowire.VarintType), 1)
+	if c = (decodeCost{}); c.add(append(unpacked, unpacked...), req.ProtoReflect().Descriptor(), 0) != nil || c.scalars != 2 {
+		t.Fatalf("two unpacked numbers: %+v", c)
+	}
+	if err := c.add(b[:len(b)-1], req.ProtoReflect().Descriptor(), 0); err == nil {
+		t.Fatal("a cut message was walked")
+	}
+
+	v := structpb.NewNullValue()
+	for range maxDecodeDepth + 1 {
+		v = structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{v}})
+	}
+	deep, _ := proto.Marshal(v)
+	if err := checkDecodeCost(deep, v); !errors.Is(err, errDecodeTooDeep) {
+		t.Fatalf("nested %d deep: %v", maxDecodeDepth+1, err)
+	}
+}
