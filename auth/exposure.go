@@ -23,9 +23,12 @@ func CheckExposure(addr string, tls, policy, insecure bool, log *slog.Logger) er
 
 func isLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
+	return err == nil && isLoopbackHost(host)
+}
+
+// isLoopbackHost reports whether host, a name or an address without a
+// port, is "localhost" or a loopback address.
+func isLoopbackHost(host string) bool {
 	if host == "localhost" {
 		return true
 	}

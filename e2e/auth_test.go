@@ -278,8 +278,7 @@ schedulers:
 // TestPaddockRunOverTLS: paddock run reaches a farm behind TLS and the
 // auth policy, as docs/security.md recommends setting one up: with
 // --tls-ca and a token file, or with a client certificate (mTLS); without
-// credentials it is refused, and a token file without TLS is refused
-// before anything is sent. Before, it could only dial plaintext.
+// credentials it is refused. Before, it could only dial plaintext.
 func TestPaddockRunOverTLS(t *testing.T) {
 	needPaddock(t)
 	p := newSecurePKI(t)
@@ -303,8 +302,29 @@ func TestPaddockRunOverTLS(t *testing.T) {
 	if _, stderr, code := paddockRun(t, dir, f.addr, "--instance", "e2e", "--tls-ca", p.ca.Cert, "--", "/bin/true"); code != 1 || !strings.Contains(stderr, "Unauthenticated") {
 		t.Errorf("without credentials: exit %d, stderr %q; want 1 and UNAUTHENTICATED", code, stderr)
 	}
-	if _, stderr, code := paddockRun(t, dir, f.addr, "--instance", "e2e", "--token-file", token, "--", "/bin/true"); code != 2 || !strings.Contains(stderr, "--token-file needs TLS") {
-		t.Errorf("a token file without TLS: exit %d, stderr %q; want 2 and a refusal", code, stderr)
+	f.shutdown()
+}
+
+// A farm of one machine, `paddock up --auth` on loopback, takes tokens
+// without TLS, so `paddock run --token-file` sends its token there without
+// TLS too (before, it refused to, and the farm's operator could not use
+// the CLI with a token at all); without the token the call is refused.
+// To any other address the token is not sent (auth/TestLoopbackTokenCredentials).
+func TestPaddockRunTokenWithoutTLSOnLoopback(t *testing.T) {
+	needPaddock(t)
+	p := newSecurePKI(t)
+	f := startUp(t, "", "--auth", p.policy)
+	dir := t.TempDir()
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte(p.rw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	salt := rand.Text()
+	if stdout, stderr, code := paddockRun(t, dir, f.addr, "--instance", "e2e", "--skip-cache", "--token-file", token, "--", "/bin/echo", salt); code != 0 || stdout != salt+"\n" {
+		t.Errorf("a token file on loopback: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if _, stderr, code := paddockRun(t, dir, f.addr, "--instance", "e2e", "--", "/bin/true"); code != 1 || !strings.Contains(stderr, "Unauthenticated") {
+		t.Errorf("without a token: exit %d, stderr %q; want 1 and UNAUTHENTICATED", code, stderr)
 	}
 	f.shutdown()
 }

@@ -127,37 +127,39 @@ func (d *dialSecurity) register(fs *flag.FlagSet) {
 // --token-file.
 func (d *dialSecurity) registerAs(fs *flag.FlagSet, prefix, peer string) {
 	d.prefix = prefix
-	fs.BoolVar(&d.useTLS, prefix+"tls", false, "dial "+peer+" over TLS, verified against the system's roots (implied by --"+prefix+"tls-ca and --"+prefix+"tls-cert)")
+	fs.BoolVar(&d.useTLS, prefix+"tls", false, "dial "+peer+" over TLS, verified against the system's roots (implied by --"+prefix+"tls-ca, --"+prefix+"tls-cert and --"+prefix+"tls-server-name)")
 	fs.StringVar(&d.tls.CA, prefix+"tls-ca", "", "PEM CA the server certificates of "+peer+" must chain to")
 	fs.StringVar(&d.tls.Cert, prefix+"tls-cert", "", "PEM client certificate presented to "+peer+" (mTLS)")
 	fs.StringVar(&d.tls.Key, prefix+"tls-key", "", "PEM private key of --"+prefix+"tls-cert")
-	fs.StringVar(&d.tokenFile, prefix+"token-file", "", "file holding a bearer token sent to "+peer+" (needs TLS)")
+	fs.StringVar(&d.tokenFile, prefix+"token-file", "", "file holding a bearer token sent to "+peer+" (without TLS, only to a loopback address)")
 	fs.StringVar(&d.serverName, prefix+"tls-server-name", "", "name expected in the servers' certificates (default: the dialed host)")
 }
 
 // dialOptions returns the transport and per-call credentials; plaintext
 // without any of the flags.
 func (d *dialSecurity) dialOptions(logger *slog.Logger) ([]grpc.DialOption, error) {
-	useTLS := d.useTLS || d.tls.CA != "" || d.tls.Cert != "" || d.tls.Key != ""
-	if !useTLS {
-		if d.tokenFile != "" {
-			return nil, fmt.Errorf("--%stoken-file needs TLS (--%stls or --%stls-ca): a token is never sent in the clear", d.prefix, d.prefix, d.prefix)
-		}
-		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
-	}
-	creds, err := auth.ClientCredentials(d.tls, d.serverName, logger)
-	if err != nil {
-		return nil, err
-	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
-	if d.tokenFile != "" {
-		b, err := smallfile.Read(d.tokenFile, "--"+d.prefix+"token-file")
+	useTLS := d.useTLS || d.tls.CA != "" || d.tls.Cert != "" || d.tls.Key != "" || d.serverName != ""
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if useTLS {
+		creds, err := auth.ClientCredentials(d.tls, d.serverName, logger)
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, grpc.WithPerRPCCredentials(auth.NewTokenCredentials(string(b))))
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 	}
-	return opts, nil
+	if d.tokenFile == "" {
+		return opts, nil
+	}
+	flag := "--" + d.prefix + "token-file"
+	b, err := smallfile.Read(d.tokenFile, flag)
+	if err != nil {
+		return nil, err
+	}
+	if !useTLS {
+		// As `paddock up --auth` takes tokens without TLS on loopback.
+		return append(opts, grpc.WithPerRPCCredentials(auth.NewLoopbackTokenCredentials(string(b), flag))), nil
+	}
+	return append(opts, grpc.WithPerRPCCredentials(auth.NewTokenCredentials(string(b)))), nil
 }
 
 // servingRole is what a role that both serves and dials (storage, the
