@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -22,6 +23,7 @@ import (
 //     truncates without a word (concurrency: 4.5 became 4);
 //   - a value whose type reads itself (a size): its error, with the key;
 //   - a value where a section of keys is wanted (worker: 4);
+//   - a negative duration, which the roles took as their default;
 //   - a value its struct refuses in checkValue (journal_sync), which the
 //     package using it would otherwise refuse only at start, after a
 //     file had loaded and --print-config had printed it.
@@ -43,6 +45,7 @@ type valueChecker interface {
 var (
 	unmarshalerType  = reflect.TypeFor[yaml.Unmarshaler]()
 	valueCheckerType = reflect.TypeFor[valueChecker]()
+	durationType     = reflect.TypeFor[time.Duration]()
 )
 
 // node checks n, which decodes into a t at path ("" for the file).
@@ -72,6 +75,11 @@ func (c fileCheck) node(n *yaml.Node, t reflect.Type, path string) error {
 			return atKey(path, err)
 		}
 		return nil
+	}
+	if t == durationType && n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
+		if d, err := time.ParseDuration(n.Value); err == nil && d < 0 {
+			return atKey(path, fmt.Errorf("line %d: %s is negative; a duration is 0 or more", n.Line, n.Value))
+		}
 	}
 	switch t.Kind() {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestUnknownKeyNamesTheFile: an unknown key is refused naming its line,
@@ -143,5 +144,31 @@ func TestSectionWantsKeys(t *testing.T) {
 		if err := Parse([]byte(empty), &cfg); err != nil {
 			t.Errorf("an empty fragment %q: %v", empty, err)
 		}
+	}
+}
+
+// TestBadSizesAndDurationsSayWhy: a size past the largest, a negative size
+// and a list are refused each with its own reason, and a negative
+// duration is refused naming its key (the roles took it as their default,
+// while --print-config printed it).
+func TestBadSizesAndDurationsSayWhy(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"version: 1\ndata: /d\nstorage: {max_bytes: 9223372036854775807}\n", "is more than 4 EiB"},
+		{"version: 1\ndata: /d\nstorage: {max_bytes: 8388608TiB}\n", `"8388608TiB" is more than 4 EiB`},
+		{"version: 1\ndata: /d\nstorage: {max_bytes: -1MiB}\n", `"-1MiB" is negative`},
+		{"version: 1\ndata: /d\nstorage: {max_bytes: [1]}\n", "storage.max_bytes: line 3: a size is one value"},
+		{"version: 1\ndata: /d\nstorage: {upload_idle_timeout: -1s}\n", "storage.upload_idle_timeout: line 3: -1s is negative"},
+	} {
+		cfg := DefaultUp("/d")
+		if err := ParseFile([]byte(tc.yaml), &cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want an error saying %q", tc.yaml, err, tc.want)
+		}
+	}
+	cfg := DefaultUp("/d")
+	if err := ParseFile([]byte("version: 1\ndata: /d\nstorage: {upload_idle_timeout: 0s, max_bytes: 4EiB}\n"), &cfg); err == nil {
+		t.Error("4EiB: no unit EiB, want an error")
+	}
+	if err := ParseFile([]byte("version: 1\ndata: /d\nstorage: {upload_idle_timeout: 90s, max_bytes: 4194304TiB}\n"), &cfg); err != nil || cfg.Storage.UploadIdleTimeout != 90*time.Second {
+		t.Errorf("the largest size and a positive duration: %v, %v", err, cfg.Storage.UploadIdleTimeout)
 	}
 }

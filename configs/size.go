@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -32,8 +33,13 @@ func ParseByteSize(s string) (ByteSize, error) {
 		}
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n < 0 || n > maxByteSize/mult {
+	switch {
+	case errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(s, "-") || err == nil && n > maxByteSize/mult:
+		return 0, fmt.Errorf("%q is more than 4 EiB, the largest size a config takes", given)
+	case err != nil:
 		return 0, fmt.Errorf("%q is not a size (an integer, optionally followed by KiB, MiB, GiB or TiB)", given)
+	case n < 0:
+		return 0, fmt.Errorf("%q is negative; a size is 0 or more", given)
 	}
 	return ByteSize(n * mult), nil
 }
@@ -49,6 +55,9 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 			*b = ByteSize(v)
 			return nil
 		}
+	}
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: a size is one value, not a list or keys", n.Line)
 	}
 	v, err := ParseByteSize(n.Value)
 	if err != nil {

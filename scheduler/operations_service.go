@@ -170,8 +170,11 @@ func checkListRequest(req *longrunningpb.ListOperationsRequest) error {
 	}
 	// A page token is the name of the last operation of the page before
 	// (opPage.result); that operation may be gone since, so only its form
-	// is checked.
-	if id, ok := strings.CutPrefix(req.PageToken, operationsParent+"/"); req.PageToken != "" && (!ok || id == "") {
+	// (operations/ID, ID one path segment) is checked.
+	if req.PageSize < 0 {
+		return status.Errorf(codes.InvalidArgument, "page_size: %d is negative; give 0 for the default (1,000) or up to 1,000", req.PageSize)
+	}
+	if id, ok := strings.CutPrefix(req.PageToken, operationsParent+"/"); req.PageToken != "" && (!ok || id == "" || strings.Contains(id, "/")) {
 		return status.Errorf(codes.InvalidArgument, "page_token: %s is not a token this scheduler returned (next_page_token)", rev2.Quote(req.PageToken))
 	}
 	return nil

@@ -40,6 +40,8 @@ func TestListOperationsRefusesWhatItDoesNotServe(t *testing.T) {
 		{&longrunningpb.ListOperationsRequest{Name: "operations/"}, codes.InvalidArgument, "name"},
 		{&longrunningpb.ListOperationsRequest{PageToken: "zzzz-garbage"}, codes.InvalidArgument, "page_token"},
 		{&longrunningpb.ListOperationsRequest{PageToken: "operations/"}, codes.InvalidArgument, "page_token"},
+		{&longrunningpb.ListOperationsRequest{PageToken: "operations/../x"}, codes.InvalidArgument, "page_token"},
+		{&longrunningpb.ListOperationsRequest{PageSize: -1}, codes.InvalidArgument, "page_size"},
 	} {
 		resp, err := f.ops.ListOperations(ctx, tc.req)
 		if st := status.Convert(err); st.Code() != tc.code || !strings.HasPrefix(st.Message(), tc.field+":") {
