@@ -2,6 +2,7 @@ package asset
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -89,12 +90,53 @@ func (x *index) lookup(ctx context.Context, instance string, k kind, fn digest.F
 	return nil, nil
 }
 
-// store records rec under every URI, for fetches naming its digest
-// function.
-func (x *index) store(instance string, k kind, uris []string, qs []*rapb.Qualifier, rec record) error {
-	fn := digest.Function(rec.Function)
+// maxRequestRecordBytes bounds the records one request writes, each
+// counted as the record store counts it (its JSON and recordOverhead).
+// Records share one bound (MaxRecordBytes) across tenants, and a Push
+// writes one per URI, each holding the request's qualifiers and
+// references in full: bounding URIs and qualifiers alone still let a
+// PushBlob of 100 URIs write 100 copies of what it carried. 1 MiB leaves
+// a push of 100 URIs about 6 KiB per record besides the 4 KiB of its file,
+// and a push of a few URIs (as BuildStream's, with two URIs and a dozen
+// references) far more than it uses. A Fetch writes one record, the URL it
+// downloaded: within maxQualifierBytes, even qualifiers that JSON escapes
+// to six times their length stay well under this.
+const maxRequestRecordBytes = 1 << 20
+
+// withQualifiers is rec as store writes it: naming the qualifiers it
+// answers, for operators reading the files.
+func withQualifiers(rec record, qs []*rapb.Qualifier) record {
+	rec.Qualifier = nil
 	for _, q := range qs {
 		rec.Qualifier = append(rec.Qualifier, q.Name+"="+q.Value)
+	}
+	return rec
+}
+
+// checkRecordBytes refuses to write rec (as withQualifiers makes it) under
+// every one of uris when that would take more than maxRequestRecordBytes.
+func checkRecordBytes(uris []string, rec record) error {
+	data, err := json.Marshal(rec)
+	if err != nil {
+		return status.Errorf(codes.Internal, "encode an asset record: %v", err)
+	}
+	each := int64(len(data)) + recordOverhead
+	if total := int64(len(uris)) * each; total > maxRequestRecordBytes {
+		return status.Errorf(codes.InvalidArgument,
+			"uris: %d URIs make %d records of %d bytes each (the qualifiers and references, and %d for the file), %d bytes, more than the %d one request may write",
+			len(uris), len(uris), each, recordOverhead, total, maxRequestRecordBytes)
+	}
+	return nil
+}
+
+// store records rec under every URI, for fetches naming its digest
+// function; it writes nothing when the records would take more than
+// maxRequestRecordBytes.
+func (x *index) store(instance string, k kind, uris []string, qs []*rapb.Qualifier, rec record) error {
+	fn := digest.Function(rec.Function)
+	rec = withQualifiers(rec, qs)
+	if err := checkRecordBytes(uris, rec); err != nil {
+		return err
 	}
 	for _, uri := range uris {
 		if err := x.records.put(recordKey(instance, k, fn, uri, qs), rec); err != nil {

@@ -65,15 +65,34 @@ func lengthPrefixed(s string) string {
 // PushBlob naming 50,000 wrote 50,000 records (200 MB on disk, counted at
 // 4 KiB each against the records' bound), and three such requests evicted
 // every tenant's records; a 3 MB URI was taken as a key.
+//
+// maxQualifiers and maxQualifierBytes bound a request's qualifiers. Every
+// record a request makes holds them in full and every key hashes them
+// again, once per URI, so one PushBlob of 100 URIs and a 1 MiB qualifier
+// wrote 101 MB of records (and a Fetch like it hashed 100 MiB to look
+// itself up). What clients send is small: Bazel's downloader sends
+// checksum.sri (under 100 bytes), bazel.canonical_id (http_archive's
+// default is its URLs joined), an http_header:NAME per header and, when
+// it propagates credentials, an http_header_url:I:NAME per URL and header
+// (older Bazels sent headers as one bazel.auth_headers JSON value); a
+// few mirrors and tokens of a few KiB each come to tens of KiB at most.
+// BuildStream sends none. The count leaves room for a credential header
+// per URI and more; the bytes count names and values together, for the
+// whole request. A push's records are bounded besides, whatever their
+// qualifiers (maxRequestRecordBytes).
 const (
-	maxURIs     = 100
-	maxURIBytes = 8 << 10
+	maxURIs           = 100
+	maxURIBytes       = 8 << 10
+	maxQualifiers     = 256
+	maxQualifierBytes = 64 << 10
 )
 
 // checkRequest validates what every Fetch and Push request carries: at
 // least one URI and at most maxURIs, none empty or over maxURIBytes, and
-// qualifier names that are unique and not empty. An empty request is INVALID_ARGUMENT, which is also how clients
-// such as BuildStream probe for the service.
+// at most maxQualifiers qualifiers, with names that are unique and not
+// empty, whose names and values come to at most maxQualifierBytes. An
+// empty request is INVALID_ARGUMENT, which is also how clients such as
+// BuildStream probe for the service.
 func checkRequest(uris []string, qs []*rapb.Qualifier) error {
 	if len(uris) == 0 {
 		return status.Error(codes.InvalidArgument, "uris: at least one URI is required")
@@ -89,7 +108,11 @@ func checkRequest(uris []string, qs []*rapb.Qualifier) error {
 			return status.Errorf(codes.InvalidArgument, "uris[%d]: %d bytes, more than the %d a URI may take", i, len(u), maxURIBytes)
 		}
 	}
+	if len(qs) > maxQualifiers {
+		return status.Errorf(codes.InvalidArgument, "qualifiers: %d qualifiers, more than the %d a request may carry", len(qs), maxQualifiers)
+	}
 	seen := map[string]bool{}
+	total := 0
 	for i, q := range qs {
 		if q.Name == "" {
 			return status.Errorf(codes.InvalidArgument, "qualifiers[%d].name: empty", i)
@@ -98,6 +121,12 @@ func checkRequest(uris []string, qs []*rapb.Qualifier) error {
 			return status.Errorf(codes.InvalidArgument, "qualifiers[%d].name: %q appears twice; names must be unique", i, q.Name)
 		}
 		seen[q.Name] = true
+		for _, f := range []struct{ field, s string }{{"name", q.Name}, {"value", q.Value}} {
+			if total += len(f.s); total > maxQualifierBytes {
+				return status.Errorf(codes.InvalidArgument, "qualifiers[%d].%s: %d bytes, which bring the qualifiers' names and values to %d, more than the %d a request's may take",
+					i, f.field, len(f.s), total, maxQualifierBytes)
+			}
+		}
 	}
 	return nil
 }

@@ -46,6 +46,15 @@ func (s *pushServer) PushDirectory(ctx context.Context, req *rapb.PushDirectoryR
 	return &rapb.PushDirectoryResponse{}, nil
 }
 
+// maxReferences bounds each of a push's references_blobs and
+// references_directories. Every record of the push holds them (as
+// maxRequestRecordBytes counts), and every Fetch that finds it checks
+// each is still in the CAS, walking each referenced tree. BuildStream, the
+// client known to send them, references an artifact's metadata, logs and
+// public data, and its files, build tree, sources and sandboxes: about a
+// dozen.
+const maxReferences = 1000
+
 // pushRequest is what PushBlob and PushDirectory have in common.
 type pushRequest struct {
 	kind               kind
@@ -98,6 +107,14 @@ func (s *pushServer) prepare(ctx context.Context, p pushRequest) (record, error)
 			return record{}, status.Errorf(codes.InvalidArgument, "expire_at: %s is not in the future", rec.ExpireAt.Format(time.RFC3339))
 		}
 	}
+	for _, refs := range []struct {
+		field string
+		list  []*repb.Digest
+	}{{"references_blobs", p.refBlobs}, {"references_directories", p.refTrees}} {
+		if len(refs.list) > maxReferences {
+			return record{}, status.Errorf(codes.InvalidArgument, "%s: %d digests, more than the %d a push may reference", refs.field, len(refs.list), maxReferences)
+		}
+	}
 	for i, r := range p.refBlobs {
 		rd, err := digest.FromProto(dg.Function(), r, fmt.Sprintf("references_blobs[%d]", i))
 		if err != nil {
@@ -111,6 +128,12 @@ func (s *pushServer) prepare(ctx context.Context, p pushRequest) (record, error)
 			return record{}, err
 		}
 		rec.RefTrees = append(rec.RefTrees, ref(rd))
+	}
+	// Before the content is checked: a push too large to record is
+	// refused on its own terms, without reading the CAS. store checks
+	// again, for every writer.
+	if err := checkRecordBytes(p.uris, withQualifiers(rec, p.qualifiers)); err != nil {
+		return record{}, err
 	}
 	if err := s.idx.complete(ctx, p.kind, dg, rec.RefBlobs, rec.RefTrees); status.Code(err) == codes.NotFound {
 		return record{}, status.Errorf(codes.FailedPrecondition, "%s %s: upload the content to the CAS before pushing: %s", p.field, dg, grpcerr.Convert(err).Message())

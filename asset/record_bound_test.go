@@ -14,7 +14,13 @@ import (
 // countRecords is the number of record files under an asset directory.
 func countRecords(t *testing.T, dir string) int {
 	t.Helper()
-	n := 0
+	return len(recordSizes(t, dir))
+}
+
+// recordSizes are the sizes of the record files under an asset directory.
+func recordSizes(t *testing.T, dir string) []int64 {
+	t.Helper()
+	var sizes []int64
 	err := filepath.WalkDir(filepath.Join(dir, "records"), func(path string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -23,14 +29,18 @@ func countRecords(t *testing.T, dir string) int {
 			return filepath.SkipDir
 		}
 		if de.Type().IsRegular() {
-			n++
+			info, err := de.Info()
+			if err != nil {
+				return err
+			}
+			sizes = append(sizes, info.Size())
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return n
+	return sizes
 }
 
 // TestRecordsAreBounded: any client that may read the CAS makes a record
