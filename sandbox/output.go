@@ -29,6 +29,17 @@ func newOutputCapture() (*outputCapture, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The pipe is the launcher's, mode 0600, so the sandbox's users could
+	// write to the descriptor they were given but not open it again by
+	// name: `echo x > /dev/stderr` (/proc/self/fd/2) failed with
+	// EACCES, and genrules and test scripts that write there failed. Open
+	// for writing by anyone: only the sandbox holds the descriptor, and a
+	// sandbox cannot name another's processes' descriptors.
+	if err := w.Chmod(0o622); err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("let the sandbox reopen its output pipe: %w", err)
+	}
 	return &outputCapture{r: r, w: w, done: make(chan OutputStats, 1)}, nil
 }
 

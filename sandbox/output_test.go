@@ -78,3 +78,16 @@ func TestOutputIsNotFlushedAtClose(t *testing.T) {
 		t.Errorf("the file holds %d bytes (%v), want the 256 KiB written", len(b), err)
 	}
 }
+
+// A command can write to /dev/stdout and /dev/stderr by name, as genrules
+// and test scripts do (`echo x >> /dev/stderr`), and through
+// /proc/self/fd: the streams are reopened by the sandbox's own user.
+// Before, the launcher's pipes were mode 0600 and every such open failed
+// with EACCES.
+func TestCommandReopensItsOutputStreams(t *testing.T) {
+	l := newTestLauncher(t, Options{})
+	out := runSpec(t, l, testSpec("/bin/sh", "-c", "echo a > /dev/stdout && echo b >> /dev/stderr && echo c > /proc/self/fd/1 && echo d | tee /dev/stderr > /dev/null"), Request{})
+	if out.ExitCode != 0 || out.stdout != "a\nc\n" || out.stderr != "b\nd\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 0, \"a\\nc\\n\", \"b\\nd\\n\"", out.ExitCode, out.stdout, out.stderr)
+	}
+}
