@@ -209,6 +209,11 @@ func TestWorkDiskFill(t *testing.T) {
 		if codes.Code(resp.StatusCode) != codes.OK || resp.Signal != int32(syscall.SIGXFSZ) || !strings.Contains(resp.StatusMessage, "disk quota of 64 MiB") {
 			t.Errorf("%s; want OK, killed by SIGXFSZ, the quota named", describe(resp))
 		}
+		// For the worker, which cannot cache an output of that size
+		// when a child of the command was the one stopped.
+		if resp.FileSizeLimitBytes != 64*mib {
+			t.Errorf("file_size_limit_bytes %d, want the 64 MiB quota", resp.FileSizeLimitBytes)
+		}
 		checkNextActionRuns(t, e)
 	})
 	t.Run("many files", func(t *testing.T) {

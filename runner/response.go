@@ -54,6 +54,7 @@ func response(res *sandbox.Result, f runFacts, start, end time.Time) *runnerpb.R
 		ExecutionStart:     timestamppb.New(start),
 		ExecutionCompleted: timestamppb.New(end),
 		Usage:              usage(res),
+		FileSizeLimitBytes: f.diskQuota,
 	}
 	var notes []string
 	switch {

@@ -63,6 +63,10 @@ type Job struct {
 	// Uncacheable, when set by any step, says why the result must not be
 	// written to the action cache (truncated output, an OOM kill, ...).
 	Uncacheable string
+	// FileSizeLimit is the largest file the command could write
+	// (RLIMIT_FSIZE, the runner's disk quota; 0: none), as the runner
+	// reports it: an output of that size may have been cut there.
+	FileSizeLimit int64
 }
 
 // ExecutorFunc adapts a function to Executor.

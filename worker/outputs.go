@@ -44,6 +44,11 @@ type outputCollector struct {
 
 	files, bytes int64 // counted against limits so far
 
+	// sizeLimit is the command's file size limit (Job.FileSizeLimit);
+	// atSizeLimit names the first output file of that size or more.
+	sizeLimit   int64
+	atSizeLimit string
+
 	staged      map[digest.Digest][]byte
 	stagedBytes int64
 }
@@ -308,6 +313,9 @@ func (l OutputLimits) withDefaults() OutputLimits {
 // symlinks) against the limits.
 func (c *outputCollector) count(p string, size int64) error {
 	c.files++
+	if c.sizeLimit > 0 && size >= c.sizeLimit && c.atSizeLimit == "" {
+		c.atSizeLimit = p
+	}
 	if c.files > c.limits.MaxFiles {
 		return status.Errorf(codes.InvalidArgument, "outputs: more than %d files and directories, the worker's limit (max_output_files), at %s; the result was not cached", c.limits.MaxFiles, rev2.Quote(p))
 	}

@@ -72,6 +72,7 @@ func (s *runStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, e
 			md.AuxiliaryMetadata = append(md.AuxiliaryMetadata, u)
 		}
 	}
+	j.FileSizeLimit = run.FileSizeLimitBytes
 	resp := &repb.ExecuteResponse{Result: &repb.ActionResult{ExitCode: exitCode(run)}, Status: runStatus.Proto()}
 	reportOutcome(j, run, resp)
 	return resp, nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/internal/grpcerr"
+	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -31,7 +32,7 @@ func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 		return resp, err
 	}
 	j.Metadata.OutputUploadStartTimestamp = stamp(s.clock)
-	oc := &outputCollector{cas: s.cas, fn: j.Fn, rootFd: j.RootFd, limits: s.limits}
+	oc := &outputCollector{cas: s.cas, fn: j.Fn, rootFd: j.RootFd, limits: s.limits, sizeLimit: j.FileSizeLimit}
 	if err := oc.collect(ctx, j.Command, resp.Result); err != nil {
 		if !leftByTheAction(err) {
 			return nil, err
@@ -43,6 +44,13 @@ func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 		// execution do. A non-OK status is never cached.
 		dropOutputs(resp.Result)
 		resp.Status = grpcerr.Convert(err).Proto()
+	}
+	if oc.atSizeLimit != "" {
+		// A child of the command killed by SIGXFSZ leaves the file cut
+		// at the limit and the command free to exit 0: the result
+		// would be cached as if the file were whole.
+		j.Uncacheable = "an output at the file size limit"
+		resp.Message = joinNotes(resp.Message, fmt.Sprintf("output %s reached the file size limit of %d bytes (the runner's disk_quota): a process writing it may have been stopped there (SIGXFSZ), so the result was not cached", rev2.Quote(oc.atSizeLimit), j.FileSizeLimit))
 	}
 	var streamBytes int64
 	for _, out := range []struct {
@@ -89,6 +97,14 @@ func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 // it the check would cost a call per action for what a CAS of any
 // sensible size never does.
 const checkUploadsOver = 1 << 20
+
+// joinNotes adds note to a response message of notes.
+func joinNotes(msg, note string) string {
+	if msg == "" {
+		return note
+	}
+	return msg + "; " + note
+}
 
 // leftByTheAction tells the output errors that the action caused
 // (FAILED_PRECONDITION, INVALID_ARGUMENT from outputCollector) from the

@@ -354,6 +354,31 @@ func TestTruncatedOutputIsNotCached(t *testing.T) {
 	}
 }
 
+// TestOutputAtTheFileSizeLimitIsNotCached: a child of the command killed
+// by SIGXFSZ leaves its file cut at the file size limit while the command
+// exits 0. An output that reached the limit the runner reports is named
+// in the message and the result is not cached; one byte below, it is.
+func TestOutputAtTheFileSizeLimitIsNotCached(t *testing.T) {
+	h := newHarness(t)
+	h.runner.After = func(r *runnerpb.RunResponse) { r.FileSizeLimitBytes = 4096 }
+	cut := h.action(sh("head -c 4096 /dev/zero > d/out; exit 0", "d/out"), &repb.Directory{}, false)
+	resp := h.w.Execute(context.Background(), cut)
+	ok(t, resp)
+	if !strings.Contains(resp.Message, `output "d/out" reached the file size limit of 4096 bytes`) || !strings.Contains(resp.Message, "not cached") {
+		t.Errorf("message %q does not name the output at the limit", resp.Message)
+	}
+	if _, err := h.ac.Get(context.Background(), "main", actionDigest(cut)); status.Code(err) != codes.NotFound {
+		t.Fatalf("a result whose output may have been cut was cached: %v", err)
+	}
+	whole := h.action(sh("head -c 4095 /dev/zero > d/out; exit 0", "d/out"), &repb.Directory{}, false)
+	if resp := h.w.Execute(context.Background(), whole); resp.Message != "" {
+		t.Errorf("below the limit: message %q", resp.Message)
+	}
+	if _, err := h.ac.Get(context.Background(), "main", actionDigest(whole)); err != nil {
+		t.Fatalf("a result below the limit was not cached: %v", err)
+	}
+}
+
 func TestRunnerFailureIsRetryable(t *testing.T) {
 	h := newHarness(t)
 	h.runner.Err = errors.New("connection refused")

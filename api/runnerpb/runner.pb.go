@@ -331,6 +331,12 @@ type RunResponse struct {
 	Usage              *ResourceUsage         `protobuf:"bytes,10,opt,name=usage,proto3" json:"usage,omitempty"`
 	ExecutionStart     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=execution_start,json=executionStart,proto3" json:"execution_start,omitempty"`
 	ExecutionCompleted *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=execution_completed,json=executionCompleted,proto3" json:"execution_completed,omitempty"`
+	// The file size limit (RLIMIT_FSIZE, the runner's disk quota) the
+	// command ran under; 0: none. A process growing a file past it is
+	// killed by SIGXFSZ, and when that process is a child of the command,
+	// the command may still exit 0: an output of this size or more may
+	// have been cut there, and must not be cached.
+	FileSizeLimitBytes int64 `protobuf:"varint,14,opt,name=file_size_limit_bytes,json=fileSizeLimitBytes,proto3" json:"file_size_limit_bytes,omitempty"`
 	unknownFields      protoimpl.UnknownFields
 	sizeCache          protoimpl.SizeCache
 }
@@ -454,6 +460,13 @@ func (x *RunResponse) GetExecutionCompleted() *timestamppb.Timestamp {
 		return x.ExecutionCompleted
 	}
 	return nil
+}
+
+func (x *RunResponse) GetFileSizeLimitBytes() int64 {
+	if x != nil {
+		return x.FileSizeLimitBytes
+	}
+	return 0
 }
 
 // ResourceUsage is what the sandbox measured. The worker also attaches it
@@ -705,7 +718,7 @@ const file_runnerpb_runner_proto_rawDesc = "" +
 	"\x06tenant\x18\n" +
 	" \x01(\tR\x06tenant\x12\x1d\n" +
 	"\n" +
-	"action_dir\x18\v \x01(\tR\tactionDir\"\xaa\x04\n" +
+	"action_dir\x18\v \x01(\tR\tactionDir\"\xdd\x04\n" +
 	"\vRunResponse\x12\x1f\n" +
 	"\vstatus_code\x18\x01 \x01(\x05R\n" +
 	"statusCode\x12%\n" +
@@ -722,7 +735,8 @@ const file_runnerpb_runner_proto_rawDesc = "" +
 	"\x05usage\x18\n" +
 	" \x01(\v2 .paddock.runner.v1.ResourceUsageR\x05usage\x12C\n" +
 	"\x0fexecution_start\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\x0eexecutionStart\x12K\n" +
-	"\x13execution_completed\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x12executionCompleted\"\xc3\x04\n" +
+	"\x13execution_completed\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\x12executionCompleted\x121\n" +
+	"\x15file_size_limit_bytes\x18\x0e \x01(\x03R\x12fileSizeLimitBytes\"\xc3\x04\n" +
 	"\rResourceUsage\x126\n" +
 	"\tuser_time\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\buserTime\x12:\n" +
 	"\vsystem_time\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
