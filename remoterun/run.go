@@ -100,6 +100,18 @@ func Run(ctx context.Context, c *client.Client, opts Options) (res *Result, err 
 		}()
 	}
 	res = &Result{Action: p.action.Digest}
+	if !opts.SkipCache {
+		// As recc does: a hit costs no upload, and an identity that may
+		// read the caches but not execute gets it too.
+		if r, err := c.CachedResult(ctx, p.action.Digest); err == nil {
+			if err := finish(ctx, c, opts, p, &repb.ExecuteResponse{Result: r, CachedResult: true}, res); err != nil {
+				return nil, err
+			}
+			return res, nil
+		} else if ctx.Err() != nil {
+			return nil, err
+		}
+	}
 	if res.Uploaded, err = c.Upload(ctx, p.blobs); err != nil {
 		return nil, fmt.Errorf("upload: %w", err)
 	}
