@@ -54,7 +54,7 @@ func (p *Policy) credentialHolder(ctx context.Context) (*Principal, error) {
 		}
 		return p.certificateHolder(chains[0][0])
 	}
-	return nil, status.Error(codes.Unauthenticated, "no credentials: send a bearer token (authorization: Bearer TOKEN) or a client certificate")
+	return nil, status.Error(codes.Unauthenticated, "no credentials: send a bearer token (authorization: Bearer TOKEN) or a client certificate issued by the farm's client CA (TLS clients send no certificate from another CA)")
 }
 
 // actingFor is who pr acts as in the call of ctx. A scheduler forwards
