@@ -22,7 +22,9 @@ const maxArgString = 32 * 4096
 // CheckCommand validates a Command: its arguments and environment (which
 // must be startable by execve), its working directory, and its output
 // paths, which must be clean relative paths that stay inside the input
-// root, sorted and without duplicates as the spec requires. With
+// root, sorted and without duplicates as the spec requires, and within
+// the bounds on what the worker creates for them (MaxOutputPathBytes,
+// MaxOutputPathLevels, MaxOutputDirs, and NAME_MAX for each name). With
 // output_paths set (REv2 2.1), output_files and output_directories are
 // ignored, as the spec says.
 func CheckCommand(c *repb.Command) error {
@@ -40,20 +42,30 @@ func CheckCommand(c *repb.Command) error {
 		if err := CheckRelativePath("command.working_directory", wd, ""); err != nil {
 			return err
 		}
+		if err := checkOutputPath("command.working_directory", wd, wd); err != nil {
+			return err
+		}
 	}
 	if len(c.OutputPaths) > 0 {
 		// "" is the working directory itself, as output_directories
 		// allows: output_paths supersedes that field, and a client moving
 		// to it keeps its outputs.
-		return checkSorted("command.output_paths", c.OutputPaths, wd, true)
+		if err := checkSorted("command.output_paths", c.OutputPaths, wd, true); err != nil {
+			return err
+		}
+	} else {
+		if err := checkSorted("command.output_files", c.OutputFiles, wd, false); err != nil {
+			return err
+		}
+		if err := checkSorted("command.output_directories", c.OutputDirectories, wd, true); err != nil {
+			return err
+		}
+		if err := checkOutputFileConflicts(c.OutputFiles, c.OutputDirectories); err != nil {
+			return err
+		}
 	}
-	if err := checkSorted("command.output_files", c.OutputFiles, wd, false); err != nil {
-		return err
-	}
-	if err := checkSorted("command.output_directories", c.OutputDirectories, wd, true); err != nil {
-		return err
-	}
-	return checkOutputFileConflicts(c.OutputFiles, c.OutputDirectories)
+	_, err := outputDirSet(c)
+	return err
 }
 
 // OutputPaths returns the command's outputs as paths relative to the input
@@ -174,6 +186,9 @@ func checkSorted(field string, list []string, wd string, emptyOK bool) error {
 		f := fmt.Sprintf("%s[%d]", field, i)
 		if !(emptyOK && p == "") {
 			if err := CheckRelativePath(f, p, wd); err != nil {
+				return err
+			}
+			if err := checkOutputPath(f, p, path.Join(wd, p)); err != nil {
 				return err
 			}
 		}

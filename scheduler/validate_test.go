@@ -19,7 +19,21 @@ import (
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/rev2"
 )
+
+// deepPath returns an output path of n names, "a/a/…/x".
+func deepPath(n int) string { return strings.Repeat("a/", n-1) + "x" }
+
+// manyDeepPaths returns count sorted output paths of the given levels,
+// each with parents of its own (levels-1 directories each).
+func manyDeepPaths(count, levels int) []string {
+	out := make([]string, count)
+	for i := range out {
+		out[i] = fmt.Sprintf("p%06d/%s", i, deepPath(levels-1))
+	}
+	return out
+}
 
 // Bad input: every check names the offending field in its message.
 
@@ -337,6 +351,28 @@ func TestBadCommandsNeverReachAWorker(t *testing.T) {
 		{"arguments over ARG_MAX", cmd(func(c *repb.Command) {
 			c.Arguments = []string{"echo", strings.Repeat("x", 100<<10), strings.Repeat("y", 8<<20)}
 		}), "command.arguments"},
+		// What the worker creates for outputs before the command runs is
+		// bounded (rev2.MaxOutputPath*, rev2.MaxOutputDirs): past a bound,
+		// not one directory is made.
+		{"output path name past NAME_MAX", cmd(func(c *repb.Command) { c.OutputPaths = []string{strings.Repeat("x", 5000)} }), "command.output_paths[0]"},
+		{"output file name past NAME_MAX (2.0)", cmd(func(c *repb.Command) {
+			c.OutputPaths, c.OutputFiles = nil, []string{"d/" + strings.Repeat("x", 256)}
+		}), "command.output_files[0]"},
+		{"output path past rev2.MaxOutputPathBytes", cmd(func(c *repb.Command) {
+			c.OutputPaths = []string{strings.Repeat(strings.Repeat("n", 99)+"/", rev2.MaxOutputPathBytes/100+1) + "x"}
+		}), "command.output_paths[0]"},
+		{"output path 600 levels deep", cmd(func(c *repb.Command) { c.OutputPaths = []string{deepPath(600)} }), "command.output_paths[0]"},
+		{"output path 3000 levels deep", cmd(func(c *repb.Command) { c.OutputPaths = []string{deepPath(3000)} }), "command.output_paths[0]"},
+		{"output path past rev2.MaxOutputPathLevels through the working directory", cmd(func(c *repb.Command) {
+			c.WorkingDirectory, c.OutputPaths = deepPath(200), []string{deepPath(rev2.MaxOutputPathLevels - 199), "ok"}
+		}), "command.output_paths[0]"},
+		{"working directory past rev2.MaxOutputPathLevels", cmd(func(c *repb.Command) { c.WorkingDirectory = deepPath(rev2.MaxOutputPathLevels + 1) }), "command.working_directory"},
+		// The attacker's Command: 50 paths of 2041 levels, 102,000
+		// directories had the worker made them.
+		{"50 output paths 2041 levels deep", cmd(func(c *repb.Command) { c.OutputPaths = manyDeepPaths(50, 2041) }), "command.output_paths[0]"},
+		{"output parents past rev2.MaxOutputDirs", cmd(func(c *repb.Command) {
+			c.OutputPaths = manyDeepPaths(rev2.MaxOutputDirs/(rev2.MaxOutputPathLevels-1)+1, rev2.MaxOutputPathLevels)
+		}), fmt.Sprintf("command.output_paths[%d]", rev2.MaxOutputDirs/(rev2.MaxOutputPathLevels-1))},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
