@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -38,33 +37,6 @@ type byteStreamServer struct {
 	mu          sync.Mutex
 	uploads     map[string]*upload
 	streamSlots // guarded by mu (stream_slots.go)
-}
-
-// upload is one blob being written through Put. Only the stream holding
-// busy may write to it.
-type upload struct {
-	name   string
-	tenant string // whose slot it holds
-	d      digest.Digest
-	busy   sync.Mutex
-	pw     *io.PipeWriter
-	cancel context.CancelFunc
-	done   chan struct{} // closed when Put has returned
-	err    error         // Put's result, valid after done
-	idle   *time.Timer   // aborts the upload if nobody resumes it
-	// parkedAt is when the upload was last parked, zero while a stream
-	// holds it; guarded by the server's mu.
-	parkedAt time.Time
-	// released is closed when a stream lets the upload go (it is parked,
-	// or forgotten): the Writes of its name waiting for it (waitUntilFree)
-	// wait on it. Non-nil while a stream holds it; guarded by the
-	// server's mu.
-	released chan struct{}
-
-	// committed counts bytes accepted from the client (compressed bytes for
-	// compressed uploads), i.e. handed to Put; QueryWriteStatus reads it
-	// while a stream may be writing.
-	committed atomic.Int64
 }
 
 func newByteStreamServer(opts *ServerOptions) *byteStreamServer {
@@ -347,6 +319,7 @@ func (s *byteStreamServer) claim(name string, offset int64) (*upload, error) {
 		u.idle.Stop()
 	}
 	u.parkedAt = time.Time{}
+	u.claimedAt = u.committed.Load()
 	u.released = make(chan struct{})
 	s.mu.Unlock()
 	if offset != 0 || u.committed.Load() == 0 {
@@ -380,6 +353,9 @@ func (s *byteStreamServer) startUpload(streamCtx context.Context, tenant string,
 		s.uploads[name] = u
 	}
 	s.mu.Unlock()
+	// Short of room in the CAS, the Put has other parked uploads give way
+	// (giveWay); not u, which its Put would then wait for.
+	ctx = withGiveWay(ctx, func(ctx context.Context) bool { return s.giveWay(ctx, u) })
 	go func() {
 		u.err = s.opts.CAS.Put(ctx, rn.Digest, pr)
 		pr.CloseWithError(errUploadAborted)

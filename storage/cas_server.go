@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/klauspost/compress/zstd"
@@ -29,10 +31,15 @@ type casServer struct {
 	zenc *zstd.Encoder
 	zdec *zstd.Decoder
 	// treeWalks holds a token per GetTree walk walking (TreeWalkSlots),
-	// treeCalls one per GetTree call in progress (treeCallSlots), walking
-	// or sending.
+	// treeCalls a slot per GetTree call in progress (treeCallSlots),
+	// walking or sending.
 	treeWalks chan struct{}
-	treeCalls chan struct{}
+	treeCalls *tenantSlots
+	// pageWaitBound, when set (by tests), replaces maxTreePageWait.
+	pageWaitBound atomic.Int64
+	// giveWay frees room for a Put that finds the CAS full
+	// (byteStreamServer.giveWay); set by NewServer.
+	giveWay func(context.Context) bool
 }
 
 func newCASServer(opts *ServerOptions) *casServer {
@@ -40,7 +47,16 @@ func newCASServer(opts *ServerOptions) *casServer {
 	// No entry of a batch may be larger than the batch: decoding stops there.
 	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(uint64(opts.MaxBatchTotalSizeBytes)))
 	return &casServer{opts: opts, zenc: enc, zdec: dec, treeWalks: make(chan struct{}, TreeWalkSlots()),
-		treeCalls: make(chan struct{}, treeCallSlots())}
+		treeCalls: newTenantSlots(treeCallSlots())}
+}
+
+// treePageWait is how long a GetTree page waits for its client:
+// maxTreePageWait, unless a test set pageWaitBound.
+func (s *casServer) treePageWait() time.Duration {
+	if d := time.Duration(s.pageWaitBound.Load()); d > 0 {
+		return d
+	}
+	return maxTreePageWait
 }
 
 // batchParallelism is how many blobs of one batch are stored or read at once.
@@ -173,7 +189,7 @@ func (s *casServer) updateOne(ctx context.Context, fn digest.Function, i int, r 
 	if got := digest.FromBytes(d.Function(), data); got != d {
 		return status.Errorf(codes.InvalidArgument, "requests[%d].data: hashes to %s, not %s", i, got.Hash(), d.Hash())
 	}
-	return s.opts.CAS.Put(ctx, d, bytes.NewReader(data))
+	return s.opts.CAS.Put(withGiveWay(ctx, s.giveWay), d, bytes.NewReader(data))
 }
 
 // BatchReadBlobs reads each well-formed digest's blob. A malformed digest

@@ -355,7 +355,7 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	}
 	defer tmp.Abort()
 	h := d.NewHasher()
-	w := &reservedWriter{s: s, res: res, w: tmp}
+	w := &reservedWriter{ctx: ctx, s: s, res: res, w: tmp}
 	n, err := copyContext(ctx, io.MultiWriter(w, h), io.LimitReader(r, d.SizeBytes()+1), d.SizeBytes()+1)
 	if w.refused != nil {
 		return w.refused

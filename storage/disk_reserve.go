@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -29,7 +30,9 @@ import (
 // evict every blob and refuse every other upload for the minute they
 // stayed parked. What the uploads in progress hold is at most twice what
 // they have sent, as costly to hold as storing it. When they leave no
-// room, the Put is RESOURCE_EXHAUSTED, which clients retry later.
+// room, uploads parked for a resume give way (withGiveWay, from the
+// Put's context); when they still leave none, the Put is
+// RESOURCE_EXHAUSTED, which clients retry later.
 type reservation struct {
 	d        digest.Digest
 	bytes    int64
@@ -38,10 +41,12 @@ type reservation struct {
 
 // grow raises res to want bytes (at most the blob's size): counted in
 // flight, with stored blobs evicted to fit beside it, and room for it made
-// on the disk. The evicted blobs' files are removed before it returns,
-// with mu released: this Put waits for the room it asked for, no other
-// call does (disk_unlink.go).
-func (s *DiskBlobStore) grow(res *reservation, want int64) error {
+// on the disk; parked uploads give way, one at a time, while the uploads
+// in progress or the disk leave no room (giveWayFrom ctx, the Put's). The
+// evicted blobs' files are removed before it returns, with mu released:
+// this Put waits for the room it asked for, no other call does
+// (disk_unlink.go).
+func (s *DiskBlobStore) grow(ctx context.Context, res *reservation, want int64) error {
 	want = min(want, res.d.SizeBytes())
 	more := want - res.bytes
 	if more <= 0 {
@@ -49,10 +54,13 @@ func (s *DiskBlobStore) grow(res *reservation, want int64) error {
 	}
 	if s.maxBytes > 0 {
 		s.mu.Lock()
-		if s.inflight+more > s.maxBytes {
+		for s.inflight+more > s.maxBytes {
 			inflight := s.inflight
 			s.mu.Unlock()
-			return status.Errorf(codes.ResourceExhausted, "blob %s not stored now: uploads of %d bytes are in progress, and with this one they would be more than the CAS holds (%d bytes); try again later", res.d, inflight, s.maxBytes)
+			if !giveWayFrom(ctx) {
+				return status.Errorf(codes.ResourceExhausted, "blob %s not stored now: uploads of %d bytes are in progress, and with this one they would be more than the CAS holds (%d bytes); try again later", res.d, inflight, s.maxBytes)
+			}
+			s.mu.Lock()
 		}
 		s.inflight += more
 		res.bytes = want
@@ -62,16 +70,22 @@ func (s *DiskBlobStore) grow(res *reservation, want int64) error {
 	} else {
 		res.bytes = want
 	}
-	if err := s.makeRoom(more); err != nil {
-		return status.Errorf(codes.ResourceExhausted, "blob %s not stored: %s", res.d, grpcerr.Convert(err).Message())
+	for {
+		err := s.makeRoom(more)
+		if err == nil {
+			return nil
+		}
+		if !giveWayFrom(ctx) {
+			return status.Errorf(codes.ResourceExhausted, "blob %s not stored: %s", res.d, grpcerr.Convert(err).Message())
+		}
 	}
-	return nil
 }
 
 // reservedWriter writes a Put's bytes to its file, growing its
 // reservation ahead of them: to twice what is written, so that a blob
 // takes a few reservations, not one a write.
 type reservedWriter struct {
+	ctx     context.Context // the Put's
 	s       *DiskBlobStore
 	res     *reservation
 	w       io.Writer
@@ -81,7 +95,7 @@ type reservedWriter struct {
 
 func (w *reservedWriter) Write(p []byte) (int, error) {
 	if need := w.written + int64(len(p)); need > w.res.bytes {
-		if err := w.s.grow(w.res, max(need, 2*w.res.bytes)); err != nil {
+		if err := w.s.grow(w.ctx, w.res, max(need, 2*w.res.bytes)); err != nil {
 			w.refused = err
 			return 0, err
 		}

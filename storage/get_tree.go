@@ -7,14 +7,17 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/grpcerr"
+	"github.com/paddock-build/paddock/internal/grpclimit"
 )
 
 // defaultTreePageSize is how many directories one GetTree response carries
@@ -44,10 +47,24 @@ func TreeWalkSlots() int {
 // (holding none: a client that reads its pages slowly, or not at all, held
 // the walk slot while its Send waited, and every other GetTree waited
 // behind it). It bounds the memory of the walks (their seen sets, up to
-// about 30 MB each at maxTreeWalk); more calls wait.
+// about 30 MB each at maxTreeWalk); more calls wait. A tenant of the
+// policy holds at most half of them (tenantSlots): a call holds its slot
+// while its page waits for the client, and one tenant's eight calls it
+// never read held every slot, and every other tenant's GetTree waited out
+// its deadline for as long as that tenant liked.
 func treeCallSlots() int {
 	return 4 * max(TreeWalkSlots(), 2)
 }
+
+// maxTreePageWait bounds how long a GetTree page waits for its client to
+// take it (gRPC takes a page once the client has read most of the one
+// before); past it the call ends with RESOURCE_EXHAUSTED and frees its
+// slot. A page is at most streamChunkBytes, so a client that reads gets
+// each well within it, even at 200 kbit/s. Unbounded, a client that
+// stopped reading held its slot as long as it kept its connection, which
+// any call on it kept alive (grpclimit's stall reaper counts every write
+// on the connection as progress).
+const maxTreePageWait = time.Minute
 
 // take takes a token of slots, waiting for one as long as ctx lasts.
 func take(ctx context.Context, slots chan struct{}) error {
@@ -86,14 +103,15 @@ func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddress
 	if err != nil {
 		return err
 	}
-	if err := take(ctx, s.treeCalls); err != nil {
+	release, err := s.treeCalls.take(ctx, auth.TenantOf(ctx))
+	if err != nil {
 		return err
 	}
-	defer func() { <-s.treeCalls }()
+	defer release()
 	if err := take(ctx, s.treeWalks); err != nil {
 		return err
 	}
-	p := treePager{stream: stream, pageSize: pageSize, ctx: ctx, walks: s.treeWalks, holding: true}
+	p := treePager{stream: stream, pageSize: pageSize, ctx: ctx, walks: s.treeWalks, holding: true, wait: s.treePageWait()}
 	defer p.letGo()
 	seen := map[digest.Digest]bool{root: true}
 	queue := []digest.Digest{root}
@@ -143,13 +161,14 @@ type treePager struct {
 	ctx     context.Context
 	walks   chan struct{}
 	holding bool
+	// wait bounds how long a page waits for the client (maxTreePageWait).
+	wait time.Duration
 }
 
 // send sends resp with the walk slot let go, so that another walk runs
 // while the client takes its time, and takes the slot again to go on.
 func (p *treePager) send(resp *repb.GetTreeResponse) error {
-	p.letGo()
-	if err := p.stream.Send(resp); err != nil {
+	if err := p.sendPage(resp); err != nil {
 		return err
 	}
 	if err := take(p.ctx, p.walks); err != nil {
@@ -157,6 +176,42 @@ func (p *treePager) send(resp *repb.GetTreeResponse) error {
 	}
 	p.holding = true
 	return nil
+}
+
+// sendPage sends resp, holding no walk slot, once the connection's send
+// backlog has room for it (grpclimit.WaitToSend), waiting at most p.wait
+// for both. gRPC's Send takes no deadline and waits for as long as the
+// client does not read, so it runs in a goroutine of its own; when the
+// wait runs out, the handler returns, and gRPC then cancels the stream's
+// context, which ends that Send.
+func (p *treePager) sendPage(resp *repb.GetTreeResponse) error {
+	p.letGo()
+	ctx, cancel := context.WithTimeout(p.ctx, p.wait)
+	defer cancel()
+	if err := grpclimit.WaitToSend(ctx, int64(proto.Size(resp))); err != nil {
+		return p.waitedOut("for room among the responses queued to its connection and to the server's")
+	}
+	sent := make(chan error, 1)
+	go func() { sent <- p.stream.Send(resp) }()
+	select {
+	case err := <-sent:
+		return err
+	case <-ctx.Done():
+		return p.waitedOut("for the client to read the pages before it")
+	}
+}
+
+// waitedOut is the error of a page that waited for what past p.wait, or
+// the call's own when it ended meanwhile. It is RESOURCE_EXHAUSTED, not
+// DEADLINE_EXCEEDED: the stream is not reset, so the pages gRPC holds
+// stay queued for the client, and grpclimit takes a call that ends
+// DEADLINE_EXCEEDED to have had its queued bytes dropped, and would stop
+// counting them in the connection's send backlog.
+func (p *treePager) waitedOut(what string) error {
+	if err := p.ctx.Err(); err != nil {
+		return status.FromContextError(err).Err()
+	}
+	return status.Errorf(codes.ResourceExhausted, "a GetTree page waited %v, the longest one may, %s; the call is ended (resume it from the last next_page_token received)", p.wait, what)
 }
 
 // letGo gives back the walk slot, if the pager holds it.
@@ -186,8 +241,7 @@ func (p *treePager) add(dir *repb.Directory, d digest.Digest, pos int) error {
 // finish sends the last response, without a token; it is empty only when
 // the page token pointed past the end of the walk.
 func (p *treePager) finish() error {
-	p.letGo()
-	return p.stream.Send(&repb.GetTreeResponse{Directories: p.page})
+	return p.sendPage(&repb.GetTreeResponse{Directories: p.page})
 }
 
 // treeToken is where a GetTree page resumes: the directory it starts

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
@@ -110,13 +111,17 @@ func NewServer(opts ServerOptions) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{
+	s := &Server{
 		opts: opts,
 		cas:  newCASServer(&opts),
 		bs:   newByteStreamServer(&opts),
 		ac:   &actionCacheServer{opts: &opts},
 		caps: &capabilitiesServer{opts: &opts},
 	}
+	// A BatchUpdateBlobs that finds the CAS full has the parked uploads
+	// give way, as an upload does (parked_uploads.go).
+	s.cas.giveWay = func(ctx context.Context) bool { return s.bs.giveWay(ctx, nil) }
+	return s
 }
 
 // Register adds Capabilities, ContentAddressableStorage, ByteStream and

@@ -355,24 +355,6 @@ func (s *byteStreamServer) releaseLocked(tenant string) {
 	}
 }
 
-// park keeps u for a resuming Write, until UploadIdleTimeout passes.
-// Meanwhile its slot is the first a stream that finds none takes back
-// (victimLocked), so park wakes a waiter that may.
-func (s *byteStreamServer) park(u *upload) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	u.parkedAt = time.Now()
-	releaseLocked(u)
-	u.idle = time.AfterFunc(s.opts.UploadIdleTimeout, func() {
-		// A stream that resumed the upload meanwhile holds busy.
-		if u.busy.TryLock() {
-			s.abort(u, errUploadAborted)
-			u.busy.Unlock()
-		}
-	})
-	s.offerParkedLocked(u)
-}
-
 // offerParkedLocked wakes the oldest waiter that may abort the parked
 // upload u (any parked upload when u is nil), so that it does rather than
 // wait out its bound for a slot whose client has gone. park calls it with
@@ -412,13 +394,16 @@ func (s *byteStreamServer) anyParkedLocked(match func(*upload) bool) bool {
 	return false
 }
 
-// oldestParkedLocked returns the upload parked longest of those which
-// match, holding its busy lock and with its idle timer stopped, or nil
-// when none is parked.
+// oldestParkedLocked returns the parked upload, of those which match,
+// whose idle time runs out first (upload.expires: the one idle longest, a
+// Write that sent nothing not counting), holding its busy lock and with
+// its idle timer stopped, or nil when none is parked. Ordered by when
+// they were parked, uploads a client kept parking again without data came
+// last, and others' went first.
 func (s *byteStreamServer) oldestParkedLocked(match func(*upload) bool) *upload {
 	var oldest *upload
 	for _, u := range s.uploads {
-		if !u.parkedAt.IsZero() && match(u) && (oldest == nil || u.parkedAt.Before(oldest.parkedAt)) {
+		if !u.parkedAt.IsZero() && match(u) && (oldest == nil || u.expires.Before(oldest.expires)) {
 			oldest = u
 		}
 	}
