@@ -34,7 +34,10 @@ const (
 //
 // It walks the input root, counting the entries the sandbox owns (its
 // slot's host ids; inputs are hard links owned by the worker and do not
-// count; the input root's own directories belong to the sandbox and do):
+// count; the input root's own directories belong to the sandbox and do,
+// by number, and by bytes only past what they took when the sandbox
+// started, while every directory the action makes counts in full: see
+// givenDirs and treeCounter.count):
 // at once when the whole filesystem has grown by a quota since the start
 // (less what the guard has already attributed to others; one statfs per
 // 100ms, so a fast fill is caught within about that), and otherwise every
@@ -55,6 +58,9 @@ type diskGuard struct {
 	bytes, files int64
 	// owns reports whether a host uid is one of the sandbox's.
 	owns func(uid uint32) bool
+	// given is what the input root's directories took when the worker
+	// handed it over (chownDirectories); nil: nothing is credited.
+	given givenDirs
 }
 
 // quotaHit says which quota, if any, a sandbox went past.
@@ -145,7 +151,7 @@ func (g diskGuard) usage() (u diskUse, err error) {
 		unix.Close(root)
 		return diskUse{}, fmt.Errorf("stat input root %s: %w", g.root, err)
 	}
-	tree, err := walkTree(root, g.owns) // closes root
+	tree, err := walkTree(root, g.owns, g.given) // closes root
 	if err != nil {
 		return diskUse{}, fmt.Errorf("walk input root %s: %w", g.root, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -83,6 +84,47 @@ while [ $i -lt 20 ]; do mkdir $n && cd $n || exit 1; i=$((i+1)); done
 	}
 }
 
+// TestWorkDirFill: directories count against disk_quota at their size on
+// disk, at least 4 KiB each: 100,000 empty directories (393 MB on ext4)
+// under a 64 MiB quota get the sandbox killed, answered
+// RESOURCE_EXHAUSTED, long before the action has made them all. When each
+// directory was allowed its first 4 KiB, the action exited 0.
+func TestWorkDirFill(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.DiskQuota, c.DiskQuotaFiles = 64*mib, 1_000_000 })
+	a := e.newAction(t)
+	resp := e.run(t, a.request("/bin/sh", "-c", "seq 1 100000 | xargs mkdir && sleep 5"))
+	if codes.Code(resp.StatusCode) != codes.ResourceExhausted || !strings.Contains(resp.StatusMessage, "disk quota of 64 MiB") {
+		t.Errorf("%s; want RESOURCE_EXHAUSTED naming the 64 MiB quota", describe(resp))
+	}
+	entries, err := os.ReadDir(a.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the action had made %d directories when it was killed", len(entries))
+	if len(entries) >= 100000 {
+		t.Errorf("the action made all of its %d directories", len(entries))
+	}
+	checkNextActionRuns(t, e)
+}
+
+// TestWorkGivenDirs: the input root's own directories, which the worker
+// made and the runner gives to the sandbox, take none of disk_quota: an
+// input root of 20,000 directories (80 MB) and a 32 MiB file the action
+// writes stay within a 64 MiB quota, through the guard's walks.
+func TestWorkGivenDirs(t *testing.T) {
+	e := newTestEnv(t, func(c *Config) { c.DiskQuota = 64 * mib })
+	a := e.newAction(t)
+	for i := range 20000 {
+		if err := os.MkdirAll(filepath.Join(a.root, strconv.Itoa(i%100), strconv.Itoa(i)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The guard walks at least once a second: three walks, at least, see
+	// the file.
+	resp := e.run(t, a.request("/bin/sh", "-c", "head -c 32M /dev/zero >f && sleep 3"))
+	mustSucceed(t, a, resp)
+}
+
 // walkDir runs walkTree on dir, counting every entry as the sandbox's.
 func walkDir(t *testing.T, dir string) (diskUse, error) {
 	t.Helper()
@@ -90,7 +132,7 @@ func walkDir(t *testing.T, dir string) (diskUse, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return walkTree(fd, func(uint32) bool { return true })
+	return walkTree(fd, func(uint32) bool { return true }, nil)
 }
 
 // mkdirDeep makes depth nested directories named name below dir, by
@@ -143,7 +185,7 @@ func TestWalkTree(t *testing.T) {
 		}
 	})
 	// A directory never shrinks: one emptied of many long names keeps
-	// its blocks, and they count past the first 4 KiB.
+	// its blocks, and they count.
 	t.Run("emptied directory", func(t *testing.T) {
 		dir := t.TempDir()
 		big := filepath.Join(dir, "big")
@@ -169,8 +211,63 @@ func TestWalkTree(t *testing.T) {
 			t.Skipf("this file system's directories do not grow (%d bytes)", st.Blocks*512)
 		}
 		u, err := walkDir(t, dir)
-		if err != nil || u.bytes < st.Blocks*512-dirAllowance {
+		if err != nil || u.bytes < st.Blocks*512 {
 			t.Errorf("walkTree = %+v, %v; want the emptied directory's %d bytes counted", u, err, st.Blocks*512)
+		}
+	})
+	// Every directory counts at least 4 KiB, whatever the filesystem
+	// says (tmpfs and btrfs say none).
+	t.Run("directories", func(t *testing.T) {
+		dir := t.TempDir()
+		for i := range 100 {
+			if err := os.Mkdir(filepath.Join(dir, strconv.Itoa(i)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if u, err := walkDir(t, dir); err != nil || u.files != 101 || u.bytes < 101*minDirBytes {
+			t.Errorf("walkTree = %+v, %v; want 101 entries of at least %d bytes each", u, err, minDirBytes)
+		}
+	})
+	// The directories the worker handed over count by number and only
+	// past what they took then; those made since count in full.
+	t.Run("given directories", func(t *testing.T) {
+		dir := t.TempDir()
+		mkdirs := func(prefix string, n int) {
+			for i := range n {
+				if err := os.MkdirAll(filepath.Join(dir, "a", prefix+strconv.Itoa(i)), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		mkdirs("given", 1000)
+		given, err := chownDirectories(dir, os.Getuid(), os.Getgid())
+		if err != nil || len(given) != 1002 {
+			t.Fatalf("chownDirectories found %d directories, %v; want 1002", len(given), err)
+		}
+		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u, err := walkTree(fd, func(uint32) bool { return true }, given); err != nil || u != (diskUse{files: 1002}) {
+			t.Errorf("walkTree of what was given = %+v, %v; want 1002 entries and no bytes", u, err)
+		}
+		// "a" grows as it takes 1,000 more names; that counts too.
+		var before unix.Stat_t
+		if err := unix.Stat(filepath.Join(dir, "a"), &before); err != nil {
+			t.Fatal(err)
+		}
+		mkdirs("new", 1000)
+		var after unix.Stat_t
+		if err := unix.Stat(filepath.Join(dir, "a"), &after); err != nil {
+			t.Fatal(err)
+		}
+		fd, err = unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := 1000*minDirBytes + (after.Blocks-before.Blocks)*512
+		if u, err := walkTree(fd, func(uint32) bool { return true }, given); err != nil || u.files != 2002 || u.bytes != want {
+			t.Errorf("walkTree = %+v, %v; want 2002 entries and %d bytes (1,000 new directories and what \"a\" grew by)", u, err, want)
 		}
 	})
 	t.Run("too deep", func(t *testing.T) {

@@ -28,15 +28,25 @@ const walkBufSize = 8 << 10
 // treeCounter sums what a walk has seen. It is used by one walk only.
 type treeCounter struct {
 	owns func(uid uint32) bool
-	u    diskUse
-	seen map[uint64]bool // inodes with more than one link
-	bufs [][]byte        // getdents buffers, one a level, reused
+	// given is what each directory the worker handed over took then.
+	given givenDirs
+	u     diskUse
+	seen  map[uint64]bool // inodes with more than one link
+	bufs  [][]byte        // getdents buffers, one a level, reused
 }
+
+// givenDirs is what each directory of an input root took on disk
+// (dirBytes), by inode, when the worker handed it over: the runner
+// records it as it makes the directories the sandbox's
+// (chownDirectories), before the sandbox starts, so everything in it the
+// worker made.
+type givenDirs map[uint64]int64
 
 // walkTree returns how many entries (files, directories, links) of the
 // tree whose root directory is open as root the owner owns, itself
-// included, and the disk blocks its files take, counting a file with
-// several links once. It closes root.
+// included, and the disk blocks its files and directories take, counting
+// a file with several links once and a directory past what it took when
+// it was given (givenDirs; nil: nothing was). It closes root.
 //
 // Why descriptors, not path names: below a path longer than PATH_MAX
 // (4096 bytes; twenty nested 250-byte names) every lstat fails with
@@ -54,37 +64,58 @@ type treeCounter struct {
 // bits, so an action's chmod 000 cannot hide a directory. What a walk
 // cannot see is what the action moves, during the walk, from a directory
 // not yet read into one already read; the next walk finds it.
-func walkTree(root int, owns func(uid uint32) bool) (diskUse, error) {
-	c := &treeCounter{owns: owns, seen: map[uint64]bool{}}
-	var st unix.Stat_t
-	if err := unix.Fstat(root, &st); err != nil {
-		unix.Close(root)
-		return diskUse{}, fmt.Errorf("stat: %w", err)
-	}
-	c.count(&st)
-	err := c.dir(root, 0)
+func walkTree(root int, owns func(uid uint32) bool, given givenDirs) (diskUse, error) {
+	c := &treeCounter{owns: owns, given: given, seen: map[uint64]bool{}}
+	err := c.walk(root)
 	return c.u, err
 }
 
-// dirAllowance is what a directory may take on disk uncounted: the one
-// block an ext4 or xfs directory starts with.
-const dirAllowance = 4096
+// walk counts root, open, and everything below it; it closes root.
+func (c *treeCounter) walk(root int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(root, &st); err != nil {
+		unix.Close(root)
+		return fmt.Errorf("stat: %w", err)
+	}
+	c.count(&st)
+	return c.dir(root, 0)
+}
+
+// minDirBytes is the least a directory counts for: the one block an ext4
+// or xfs directory starts with. A filesystem that reports fewer blocks
+// for a directory (tmpfs, btrfs: none) still spends an inode and metadata
+// on it, and an action must not get directories for free anywhere.
+const minDirBytes = 4096
+
+// dirBytes is what the directory st counts for: its blocks, at least
+// minDirBytes.
+func dirBytes(st *unix.Stat_t) int64 { return max(st.Blocks*512, minDirBytes) }
 
 // count adds one entry, if the sandbox owns it: every link by number;
-// directories by their blocks past dirAllowance, other inodes by blocks
-// once. The allowance keeps the input root's own directories, which
-// belong to the sandbox too, from using up the quota (a file that
-// RLIMIT_FSIZE stopped at the byte quota must stay within it); past it a
-// directory counts, since a directory never shrinks: one grown by 300,000
-// long names, then emptied, keeps its 111 MB with no entry left, and an
-// action made such directories, uncounted, until the disk was full.
+// other inodes by blocks once; directories by dirBytes, less what the
+// directory already took when the worker handed the input root over
+// (given). The input root's own directories belong to the sandbox too
+// (the runner chowns them so the action can write its outputs there),
+// but the worker made them: they must not use up the quota (an input
+// root of 20,000 directories would take 80 MB of it, and a file that
+// RLIMIT_FSIZE stopped at the byte quota must stay within it). Every
+// directory the action makes counts in full: when each was allowed its
+// first 4 KiB, 100,000 empty directories took 393 MB under a 64 MiB
+// quota, and the action exited 0. Growth counts for every directory,
+// given or not, since a directory never shrinks: one grown by 300,000
+// long names, then emptied, keeps its 111 MB with no entry left.
+//
+// given is keyed by inode number: a directory the action removes may
+// have its number reused by one it makes, which then counts only past
+// the removed one's bytes; that credit is bounded by what the worker
+// made.
 func (c *treeCounter) count(st *unix.Stat_t) {
 	if !c.owns(st.Uid) {
 		return
 	}
 	c.u.files++
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-		c.u.bytes += max(st.Blocks*512-dirAllowance, 0)
+		c.u.bytes += max(dirBytes(st)-c.given[st.Ino], 0)
 		return
 	}
 	if st.Nlink > 1 {

@@ -263,7 +263,8 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	if err != nil {
 		return nil, err
 	}
-	if err := giveInputRoot(spec, in.User, req.GetActionDir(), req.GetInputRoot()); err != nil {
+	given, err := giveInputRoot(spec, in.User, req.GetActionDir(), req.GetInputRoot())
+	if err != nil {
 		return nil, err
 	}
 	// The slot's bundle directory is ours until release. The launcher
@@ -275,7 +276,7 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	}
 
 	start := s.clock.Now()
-	res, overQuota, err := s.runGuarded(ctx, sreq, req.GetInputRoot(), idBase)
+	res, overQuota, err := s.runGuarded(ctx, sreq, req.GetInputRoot(), idBase, given)
 	end := s.clock.Now()
 	if err != nil {
 		return nil, sandboxError(err)
@@ -287,8 +288,8 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 // runGuarded runs sreq with a diskGuard on its input root (unless there
 // is no disk quota), which kills the sandbox at once past a quota; hit
 // says which.
-func (s *Service) runGuarded(ctx context.Context, sreq sandbox.Request, inputRoot string, idBase uint32) (_ *sandbox.Result, hit quotaHit, _ error) {
-	g := diskGuard{root: inputRoot, bytes: s.cfg.DiskQuota, files: s.cfg.DiskQuotaFiles, owns: func(uid uint32) bool {
+func (s *Service) runGuarded(ctx context.Context, sreq sandbox.Request, inputRoot string, idBase uint32, given givenDirs) (_ *sandbox.Result, hit quotaHit, _ error) {
+	g := diskGuard{root: inputRoot, bytes: s.cfg.DiskQuota, files: s.cfg.DiskQuotaFiles, given: given, owns: func(uid uint32) bool {
 		return uid >= idBase && uint64(uid) < uint64(idBase)+sandbox.DefaultIDRange
 	}}
 	if g.bytes <= 0 && g.files <= 0 {
@@ -321,23 +322,24 @@ func actionTimeout(cfg *Config, req *runnerpb.RunRequest) (time.Duration, error)
 
 // giveInputRoot chowns the action directory (if any) and the input root's
 // directories to the host ids that the sandbox user maps to under spec.
-func giveInputRoot(spec *specs.Spec, user sandboxUser, actionDir, inputRoot string) error {
+func giveInputRoot(spec *specs.Spec, user sandboxUser, actionDir, inputRoot string) (givenDirs, error) {
 	hostUID, err1 := sandbox.HostID(spec.Linux.UIDMappings, user.UID)
 	hostGID, err2 := sandbox.HostID(spec.Linux.GIDMappings, user.GID)
 	if err := errors.Join(err1, err2); err != nil {
-		return status.Errorf(codes.Internal, "map user: %v", err)
+		return nil, status.Errorf(codes.Internal, "map user: %v", err)
 	}
+	var given givenDirs
 	err := giveActionDir(actionDir, int(hostUID), int(hostGID))
 	if err == nil {
-		err = chownDirectories(inputRoot, int(hostUID), int(hostGID))
+		given, err = chownDirectories(inputRoot, int(hostUID), int(hostGID))
 	}
 	if err != nil {
 		if isDiskFull(err) { // EDQUOT: the sandbox's ids are over a quota
-			return diskFull("making the input root writable", err)
+			return nil, diskFull("making the input root writable", err)
 		}
-		return status.Errorf(codes.Internal, "make input root writable: %v", err)
+		return nil, status.Errorf(codes.Internal, "make input root writable: %v", err)
 	}
-	return nil
+	return given, nil
 }
 
 // underHidden reports whether p's real location (what host binds would
@@ -383,14 +385,27 @@ func giveActionDir(dir string, uid, gid int) error {
 // action can create its outputs. Files stay the worker's: read-only and
 // owned by a uid the sandbox does not map, so the action can neither
 // write nor chmod them.
-func chownDirectories(root string, uid, gid int) error {
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
+//
+// It returns what each directory takes (dirBytes), by inode: what the
+// worker handed over, which the disk guard does not count against the
+// action's quota (givenDirs). Taken on this walk, which stats only
+// directories, rather than on one of the guard's, which stats every file:
+// the input root of a large compile has thousands.
+func chownDirectories(root string, uid, gid int) (givenDirs, error) {
+	given := givenDirs{}
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
 			return err
 		}
-		if d.IsDir() {
-			return os.Lchown(p, uid, gid)
+		if err := os.Lchown(p, uid, gid); err != nil {
+			return err
 		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		given[st.Ino] = dirBytes(&st)
 		return nil
 	})
+	return given, err
 }

@@ -24,6 +24,11 @@ type buildDirStep struct {
 
 func (s *buildDirStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
 	name := unsafeChars.ReplaceAllString(j.Assignment.OperationName, "_")
+	// No new input root while the trash is far behind: removal is
+	// slower than making, and the disk would fill past every quota.
+	if err := s.dirs.trash.wait(ctx); err != nil {
+		return nil, status.FromContextError(err).Err()
+	}
 	j.Dir = filepath.Join(s.base, fmt.Sprintf("%s-%d", name[max(0, len(name)-64):], j.Assignment.Attempt))
 	defer func() { s.dirs.done(j.Dir, j.Ran) }()
 	root, err := s.dirs.make(j.Dir)

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -18,37 +19,87 @@ import (
 // trash removes directory trees in the background, so that no action's
 // slot, and no start-up, waits for a removal: a tree is renamed into the
 // trash directory (same filesystem, so that is one rename) and removed
-// there by one goroutine with removeTree, which works for any depth and
+// there by a few goroutines with removeTree, which works for any depth and
 // width with a bounded number of open descriptors. A tree it cannot
 // remove is logged and left in the trash, where the next start-up tries
 // again; it never blocks the farm.
+//
+// Removal is slower than making: an action made 100,000 directories in
+// 14 s that took one remover 97 s to remove, and actions making
+// directories in two slots without pause grew the disk past any
+// per-action quota (four actions of 150,000 directories left 4.1 GB and
+// 900,000 inodes, 550 s to drain). So the trash pushes back: wait, which
+// the worker calls before it makes an action's build directory, blocks
+// while more trees wait for removal than maxBacklog, and what the trash
+// holds is bounded by maxBacklog trees, each bounded by the runner's
+// per-action disk quotas.
 type trash struct {
-	dir  string
-	log  *slog.Logger
-	seq  atomic.Int64
-	wake chan struct{}
-	stop chan struct{}
-	once sync.Once
+	dir        string
+	log        *slog.Logger
+	seq        atomic.Int64
+	maxBacklog int
+	remove     func(p string) error // removeTree; a test's may block (set under mu)
+
+	mu     sync.Mutex
+	queue  []string      // names in dir not yet being removed, oldest first
+	busy   int           // names being removed
+	ready  *sync.Cond    // on mu: the queue grew, or the trash closed
+	shrunk chan struct{} // closed, and replaced, when the backlog shrinks or the trash closes
+	closed bool
 }
 
-// newTrash opens the trash directory dir (creating it) and starts its
-// remover, which first empties what a previous run left there.
-func newTrash(dir string, log *slog.Logger) (*trash, error) {
+// trashOptions size a trash's removal: for a worker of n slots, one
+// remover a slot up to maxRemovers, and a backlog of two trees a slot
+// (every slot's last two input roots) before new actions wait. Honest
+// input roots are hard links of the inputs and their directories, which
+// the removers take in well under an action's time, so only a remover
+// outpaced for many actions running, the sign of actions filling the
+// disk, makes a new action wait.
+func trashOptions(slots int) (removers, maxBacklog int) {
+	slots = max(slots, 1)
+	return min(slots, maxRemovers), 2 * slots
+}
+
+// maxRemovers bounds a trash's removers: removal is mostly the
+// filesystem's journal, which more goroutines do not speed up much, and
+// each takes a share of the disk from the running actions.
+const maxRemovers = 4
+
+// newTrash opens the trash directory dir (creating it) and starts
+// removers goroutines, which first remove what a previous run left there;
+// wait blocks past maxBacklog trees.
+func newTrash(dir string, removers, maxBacklog int, log *slog.Logger) (*trash, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create trash directory: %w", err)
 	}
-	t := &trash{dir: dir, log: log, wake: make(chan struct{}, 1), stop: make(chan struct{})}
+	left, err := readNames(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read trash directory: %w", err)
+	}
+	t := &trash{dir: dir, log: log, maxBacklog: maxBacklog, remove: removeTree, queue: left, shrunk: make(chan struct{})}
+	t.ready = sync.NewCond(&t.mu)
 	t.seq.Store(time.Now().UnixNano())
-	go t.run()
-	t.kick()
+	for range max(removers, 1) {
+		go t.run()
+	}
 	return t, nil
+}
+
+// readNames lists the names in dir.
+func readNames(dir string) ([]string, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return d.Readdirnames(-1)
 }
 
 // discard moves p (a file or directory tree) into the trash and returns at
 // once; if p cannot be moved, it is removed here.
 func (t *trash) discard(p string) {
-	dst := filepath.Join(t.dir, strconv.FormatInt(t.seq.Add(1), 36))
-	if err := os.Rename(p, dst); err != nil {
+	name := strconv.FormatInt(t.seq.Add(1), 36)
+	if err := os.Rename(p, filepath.Join(t.dir, name)); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return
 		}
@@ -57,61 +108,71 @@ func (t *trash) discard(p string) {
 		}
 		return
 	}
-	t.kick()
+	t.mu.Lock()
+	t.queue = append(t.queue, name)
+	t.mu.Unlock()
+	t.ready.Signal()
 }
 
-func (t *trash) kick() {
-	select {
-	case t.wake <- struct{}{}:
-	default:
-	}
-}
-
-// close stops the remover at its next entry; it does not wait for the
-// removal in progress (a deep tree can take a while), which is safe: what
-// is left is removed at the next start.
-func (t *trash) close() {
-	t.once.Do(func() { close(t.stop) })
-}
-
-func (t *trash) run() {
+// wait returns once the trees waiting for removal (queued or being
+// removed) are at most maxBacklog, or the trash is closed, or with
+// ctx's error when ctx ends first.
+func (t *trash) wait(ctx context.Context) error {
 	for {
-		select {
-		case <-t.stop:
-			return
-		case <-t.wake:
-		}
-		if err := t.empty(); err != nil {
-			t.log.Warn("cannot empty the trash; the next start-up tries again", "dir", t.dir, "error", err)
-		}
-	}
-}
-
-// empty removes everything in the trash directory.
-func (t *trash) empty() error {
-	d, err := os.Open(t.dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	for {
-		names, err := d.Readdirnames(256)
-		for _, n := range names {
-			select {
-			case <-t.stop:
-				return nil
-			default:
-			}
-			if err := removeTree(filepath.Join(t.dir, n)); err != nil {
-				return err
-			}
-		}
-		if err == io.EOF || len(names) == 0 {
+		t.mu.Lock()
+		if t.closed || len(t.queue)+t.busy <= t.maxBacklog {
+			t.mu.Unlock()
 			return nil
 		}
-		if err != nil {
-			return err
+		shrunk := t.shrunk
+		t.mu.Unlock()
+		select {
+		case <-shrunk:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
+	}
+}
+
+// close stops the removers at their next tree and releases the waiters;
+// it does not wait for the removals in progress (a deep tree can take a
+// while), which is safe: what is left is removed at the next start.
+func (t *trash) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	t.closed = true
+	close(t.shrunk)
+	t.ready.Broadcast()
+}
+
+// run removes the queued trees, one at a time, until the trash closes.
+func (t *trash) run() {
+	for {
+		t.mu.Lock()
+		for len(t.queue) == 0 && !t.closed {
+			t.ready.Wait()
+		}
+		if t.closed {
+			t.mu.Unlock()
+			return
+		}
+		name, remove := t.queue[0], t.remove
+		t.queue = t.queue[1:]
+		t.busy++
+		t.mu.Unlock()
+		if err := remove(filepath.Join(t.dir, name)); err != nil {
+			t.log.Warn("cannot remove a tree from the trash; the next start-up tries again", "dir", t.dir, "name", name, "error", err)
+		}
+		t.mu.Lock()
+		t.busy--
+		if !t.closed {
+			close(t.shrunk)
+			t.shrunk = make(chan struct{})
+		}
+		t.mu.Unlock()
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/internal/testlog"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -139,4 +140,72 @@ type noRunner struct{}
 
 func (noRunner) Run(context.Context, *runnerpb.RunRequest) (*runnerpb.RunResponse, error) {
 	return nil, errors.New("no runner")
+}
+
+// TestTrashBacklogWait: past maxBacklog trees waiting for removal, wait
+// blocks (a new action's input root is not made) until a removal brings
+// the backlog back to the bound, or the action's context ends; and a tree
+// that cannot be removed leaves the backlog rather than hold it forever.
+func TestTrashBacklogWait(t *testing.T) {
+	dir := t.TempDir()
+	tr, err := newTrash(filepath.Join(dir, "trash"), 1, 2, testlog.Logger(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.close()
+	// The remover takes one tree at a time, and removes it (or fails)
+	// only when the test says so.
+	release := make(chan error)
+	taken := make(chan string)
+	tr.mu.Lock()
+	tr.remove = func(p string) error {
+		taken <- filepath.Base(p)
+		if err := <-release; err != nil {
+			return err
+		}
+		return removeTree(p)
+	}
+	tr.mu.Unlock()
+	discard := func(name string) {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Join(p, "d"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		tr.discard(p)
+	}
+	waitReturns := func() <-chan error {
+		done := make(chan error, 1)
+		go func() { done <- tr.wait(context.Background()) }()
+		return done
+	}
+
+	discard("a") // being removed
+	<-taken
+	discard("b")
+	if err := tr.wait(context.Background()); err != nil {
+		t.Fatalf("wait at the bound: %v", err)
+	}
+	discard("c") // three trees: past the bound of two
+	done := waitReturns()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := tr.wait(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("wait past the bound with its context ended = %v, want %v", err, context.Canceled)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("wait returned %v with three trees in the trash, want it blocked", err)
+	default:
+	}
+	release <- errors.New("cannot") // a fails: it is left, and leaves the backlog
+	if err := <-done; err != nil {
+		t.Fatalf("wait after a removal: %v", err)
+	}
+	<-taken
+	release <- nil
+	<-taken
+	release <- nil
+	if err := tr.wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 }

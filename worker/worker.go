@@ -132,7 +132,8 @@ func New(opts Options) (*Worker, error) {
 	if opts.TrashDir == "" {
 		opts.TrashDir = filepath.Clean(opts.BuildDir) + ".trash"
 	}
-	trash, err := newTrash(opts.TrashDir, opts.Logger)
+	removers, maxBacklog := trashOptions(opts.Concurrency)
+	trash, err := newTrash(opts.TrashDir, removers, maxBacklog, opts.Logger)
 	if err != nil {
 		return nil, err
 	}
