@@ -41,7 +41,7 @@ type Cache struct {
 	images *lru.Set[string, *imageEntry] // by digest, in order of use
 	layers map[string]*layerEntry        // by diffID
 	refs   map[string]refRecord          // by refRecord.Key
-	bytes  int64                         // layers' costs plus images' own Bytes
+	bytes  int64                         // layers' costs plus images' own Bytes (trash apart: waitForTrash)
 	closed bool
 }
 
@@ -59,8 +59,9 @@ type layerEntry struct {
 	pins  int // images being assembled from the layer
 }
 
-// New opens (or creates) the cache in o.Dir, clearing any half-finished
-// work a previous process left and indexing what it completed.
+// New opens (or creates) the cache in o.Dir, queueing any half-finished
+// work a previous process left for deletion in the background, and
+// indexing what it completed.
 func New(o Options) (*Cache, error) {
 	o, platform, err := o.withDefaults()
 	if err != nil {
@@ -98,8 +99,11 @@ func New(o Options) (*Cache, error) {
 		images:   lru.New[string, *imageEntry](),
 		layers:   map[string]*layerEntry{},
 		refs:     refs,
-		trash:    newRemover(o.Logger),
+		trash:    newRemover(o.Logger, o.removeTree),
 	}
+	// What the previous run left to delete goes in the background: the
+	// cache serves at once (openStore).
+	c.trash.add(s.leftover)
 	for d, meta := range layers {
 		c.layers[d] = &layerEntry{meta: meta}
 		c.bytes += meta.cost()
@@ -211,7 +215,7 @@ func (c *Cache) RootfsFor(ctx context.Context, ref Reference, tenant string) (*R
 		}
 		c.mu.Lock()
 		r := c.holdLocked(d)
-		var trash []string
+		var trash []trashTree
 		if r != nil {
 			trash = c.evictLocked()
 		}
@@ -304,7 +308,7 @@ func (c *Cache) holdLocked(digest string) *Rootfs {
 func (c *Cache) release(img *imageEntry) {
 	c.mu.Lock()
 	img.holds--
-	var trash []string
+	var trash []trashTree
 	if img.holds == 0 {
 		c.metrics.imagesInUse.Dec()
 		trash = c.evictLocked()

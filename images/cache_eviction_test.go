@@ -3,7 +3,6 @@ package images
 import (
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,8 +129,7 @@ func TestEvictionOfUnusedImages(t *testing.T) {
 // TestEvictedTreesAreRemovedOffThePath: the call whose image pushes the
 // cache over its bound returns without waiting for the evicted tree's
 // deletion (an unrelated action's setup waited 52 to 161 s for an
-// attacker's trees); the tree goes in the background, and Close waits for
-// what is queued.
+// attacker's trees); the tree goes in the background.
 func TestEvictedTreesAreRemovedOffThePath(t *testing.T) {
 	r := newTestRegistry(t)
 	mk := func(tag string) string {
@@ -140,14 +138,8 @@ func TestEvictedTreesAreRemovedOffThePath(t *testing.T) {
 	}
 	mk("aaaa")
 	mk("bbbb")
-	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.MaxBytes = 1<<20 + 64<<10 })
-	unblock := make(chan struct{})
-	var removed atomic.Int64
-	c.trash.remove = func(p string) error {
-		<-unblock
-		removed.Add(1)
-		return os.RemoveAll(p)
-	}
+	gate := newRemoveGate()
+	c := newTestCache(t, t.TempDir(), r, func(o *Options) { o.MaxBytes = 1<<20 + 64<<10; o.removeTree = gate.remove })
 	r.rootfs(t, c, "e:aaaa").Release()
 	got := make(chan *Rootfs, 1)
 	go func() { got <- r.rootfs(t, c, "e:bbbb") }() // evicts a
@@ -157,14 +149,9 @@ func TestEvictedTreesAreRemovedOffThePath(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the evicting call waited for the deletion")
 	}
-	if removed.Load() != 0 {
+	if gate.removed.Load() != 0 {
 		t.Fatal("deleted before the remover was let go")
 	}
-	close(unblock)
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if removed.Load() == 0 {
-		t.Fatal("Close returned before the queued trees were deleted")
-	}
+	close(gate.open)
+	waitUntil(t, "the evicted tree is deleted", func() bool { return gate.removed.Load() > 0 && len(trashDirs(c)) == 0 })
 }

@@ -2,6 +2,7 @@ package images
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -230,6 +231,9 @@ func (c *Cache) buildImage(ctx context.Context, src imageSource, digest string, 
 	if err != nil {
 		return err
 	}
+	if err := c.waitForTrash(ctx); err != nil {
+		return err
+	}
 	c.pin(diffIDs, 1)
 	defer c.pin(diffIDs, -1)
 	metas, err := c.ensureLayers(ctx, src, layers, diffIDs, digest, origin)
@@ -277,7 +281,20 @@ func (c *Cache) publishImage(ctx context.Context, rec *imageRecord, metas []*lay
 	for i, m := range metas {
 		flat[i] = flatLayer{root: filepath.Join(c.store.layerDir(m.DiffID), "root"), meta: m}
 	}
-	made, err := flatten(ctx, rootfs, flat)
+	// The tree counts toward the bound beside its layers, and while the
+	// image is held neither can be evicted: an image whose layers fit but
+	// whose tree did not as well (200,000 directories: 0.82 GB each, 1.64
+	// GB against 1 GiB) was evicted after every action and pulled again
+	// for the next.
+	limit, layers := int64(-1), layersCost(metas)
+	if c.opts.MaxBytes > 0 {
+		limit = max(c.opts.MaxBytes-layers, 0)
+	}
+	made, err := flatten(ctx, rootfs, flat, limit)
+	if errors.Is(err, errTreeOverLimit) {
+		return fmt.Errorf("image %s: its layers take %d bytes and its flattened tree at least %d more (%d bytes a directory, %d a link), more than the cache bound of %d bytes",
+			rec.Digest, layers, made.cost(), entryCost, linkCost, c.opts.MaxBytes)
+	}
 	if err != nil {
 		return err
 	}

@@ -7,8 +7,8 @@
 //  1. ParseReference reads the platform value
 //     (docker://REGISTRY/REPO[:TAG][@sha256:DIGEST]); "" and "none" mean no
 //     image, and the runner uses the host's root.
-//  2. New opens the cache directory, discards half-finished work a crash
-//     left in tmp/, and indexes the layers, images and tag resolutions a
+//  2. New opens the cache directory, moves what a previous run left in
+//     tmp/ aside for deletion in the background, and indexes the layers, images and tag resolutions a
 //     previous process completed (see store for the layout).
 //  3. Cache.Rootfs resolves the reference: a digest is final, a tag is
 //     trusted for Options.RefreshTags and then asked of the registry again.
@@ -36,6 +36,8 @@
 //     merged by the runner. Release drops the hold.
 //  5. When the cache grows past Options.MaxBytes, images no Rootfs holds
 //     are evicted least recently used first, then layers no image uses.
+//     Their trees are deleted in the background (remover) and count
+//     toward the bound until they are gone: a pull waits for them.
 //
 // Cache.Load imports an OCI layout or a `docker save` tarball through the
 // same path, for farms without registry access.

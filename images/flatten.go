@@ -2,6 +2,7 @@ package images
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
@@ -34,8 +35,10 @@ type flatLayer struct {
 //
 // It returns what it made: each image has its own directories, and its
 // own links to the layers' files, so a layer of many directories shared
-// by many images costs inodes and blocks for each of them.
-func flatten(ctx context.Context, dst string, layers []flatLayer) (flatMade, error) {
+// by many images costs inodes and blocks for each of them. Once that
+// costs more than limit (when not negative) it stops with
+// errTreeOverLimit: the tree could not be held beside its layers.
+func flatten(ctx context.Context, dst string, layers []flatLayer, limit int64) (flatMade, error) {
 	var made flatMade
 	t, err := openTree(dst)
 	if err != nil {
@@ -43,7 +46,7 @@ func flatten(ctx context.Context, dst string, layers []flatLayer) (flatMade, err
 	}
 	defer t.Close()
 	for _, l := range layers {
-		if err := flattenLayer(ctx, t, l, &made); err != nil {
+		if err := flattenLayer(ctx, t, l, &made, limit); err != nil {
 			return made, fmt.Errorf("layer %s: %w", l.meta.DiffID, err)
 		}
 	}
@@ -64,13 +67,16 @@ const linkCost = 64
 // layers: each directory as much as a layer's entry (entryCost).
 func (m flatMade) cost() int64 { return m.dirs*entryCost + m.links*linkCost }
 
-func flattenLayer(ctx context.Context, t *tree, l flatLayer, made *flatMade) error {
+// errTreeOverLimit is flatten's error when the tree outgrows its limit.
+var errTreeOverLimit = errors.New("flattened tree over its limit")
+
+func flattenLayer(ctx context.Context, t *tree, l flatLayer, made *flatMade, limit int64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	for _, d := range l.meta.Opaque {
 		if err := clearIn(t, d); err != nil {
-			return fmt.Errorf("opaque directory %q: %w", d, err)
+			return fmt.Errorf("opaque directory %s: %w", QuoteShort(d), err)
 		}
 	}
 	for _, w := range l.meta.Whiteouts {
@@ -78,25 +84,31 @@ func flattenLayer(ctx context.Context, t *tree, l flatLayer, made *flatMade) err
 		if err != nil {
 			continue // the parent is absent or not a directory below: nothing to hide
 		}
-		err = removeAt(pfd, base)
+		err = removeAt(pfd, base, nil)
 		unix.Close(pfd)
 		if err != nil {
-			return fmt.Errorf("whiteout %q: %w", w, err)
+			return fmt.Errorf("whiteout %s: %w", QuoteShort(w), err)
 		}
 	}
 	return filepath.WalkDir(l.root, func(p string, d fs.DirEntry, err error) error {
+		rel, rerr := filepath.Rel(l.root, p)
+		if rerr != nil {
+			return rerr
+		}
 		if err != nil {
-			return err
+			return fmt.Errorf("entry %s: %w", QuoteShort(rel), withoutPath(err))
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(l.root, p)
-		if err != nil || rel == "." {
-			return err
+		if rel == "." {
+			return nil
 		}
 		if err := mergeEntry(t, p, rel, d, made); err != nil {
-			return fmt.Errorf("entry %q: %w", rel, err)
+			return fmt.Errorf("entry %s: %w", QuoteShort(rel), withoutPath(err))
+		}
+		if limit >= 0 && made.cost() > limit {
+			return errTreeOverLimit
 		}
 		return nil
 	})
@@ -130,7 +142,7 @@ func mergeEntry(t *tree, src, rel string, d fs.DirEntry, made *flatMade) error {
 		return unix.Fchmodat(pfd, base, mode, 0)
 	}
 	if ok {
-		if err := removeAt(pfd, base); err != nil {
+		if err := removeAt(pfd, base, nil); err != nil {
 			return err
 		}
 	}
@@ -142,7 +154,7 @@ func mergeEntry(t *tree, src, rel string, d fs.DirEntry, made *flatMade) error {
 // clearIn empties the directory rel of t, if it is one.
 func clearIn(t *tree, rel string) error {
 	if rel == "." {
-		return clearDirAt(t.fd, ".")
+		return clearDirAt(t.fd, ".", nil)
 	}
 	pfd, base, err := t.parent(rel, false)
 	if err != nil {
@@ -153,5 +165,17 @@ func clearIn(t *tree, rel string) error {
 	if err != nil || !ok || st.Mode&unix.S_IFMT != unix.S_IFDIR {
 		return err
 	}
-	return clearDirAt(pfd, base)
+	return clearDirAt(pfd, base, nil)
+}
+
+// withoutPath drops the path from a *fs.PathError, keeping its operation
+// and cause: the caller names the entry (QuoteShort), and a path of an
+// image's entry can be 4 KB long, which pushed the cause ("file name too
+// long") past where the runner cuts the message.
+func withoutPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }

@@ -13,13 +13,37 @@ import (
 // not configured as insecure.
 var ErrPlainHTTPRefused = errors.New("not a configured insecure registry")
 
+// ErrTooManyRedirects is the error of a request redirected more than
+// maxRedirects times.
+var ErrTooManyRedirects = fmt.Errorf("redirected more than %d times", maxRedirects)
+
+// maxRedirects is how many redirects one request may follow: net/http's
+// own limit, which go-containerregistry's CheckRedirect (v0.22.1,
+// checkRedirectSSRF) replaces with none, so a registry that redirected to
+// itself got 241,461 requests in 120 s from one pull.
+const maxRedirects = 10
+
+// redirectsBefore counts the redirects that led to req: net/http sets a
+// redirected request's Response to the response that redirected it.
+func redirectsBefore(req *http.Request) int {
+	n := 0
+	for r := req.Response; r != nil && n <= maxRedirects; n++ {
+		if r.Request == nil {
+			return n + 1
+		}
+		r = r.Request.Response
+	}
+	return n
+}
+
 // httpGuard refuses plain-HTTP requests to registries not configured as
 // insecure. go-containerregistry itself falls back to HTTP for loopback and
 // RFC 1918 addresses; on a build farm that would let anyone on the network
 // path substitute image content, so the decision is the operator's.
 // It also asks for every response unencoded (see RoundTrip), whatever the
 // transport, ends a request that receives nothing for idle (idleTimer),
-// and bounds what a manifest's body may be (maxManifestBytes).
+// bounds what a manifest's body may be (maxManifestBytes), and refuses a
+// request past maxRedirects redirects.
 type httpGuard struct {
 	next     http.RoundTripper
 	insecure map[string]bool
@@ -32,6 +56,12 @@ func (g *httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 			req.Body.Close()
 		}
 		return nil, fmt.Errorf("plain HTTP to %s refused: %w", req.URL.Host, ErrPlainHTTPRefused)
+	}
+	if n := redirectsBefore(req); n > maxRedirects {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, fmt.Errorf("request to %s refused: %w", req.URL.Host, ErrTooManyRedirects)
 	}
 	ctx, cancel := context.WithCancel(req.Context())
 	req = req.Clone(ctx)

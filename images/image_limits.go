@@ -61,11 +61,21 @@ func checkManifest(img v1.Image, maxBytes int64) error {
 
 // checkUnpacked refuses an image whose unpacked layers (each counted
 // once) add up past maxBytes (when positive): it could never be held in
-// the cache, and images in use are never evicted.
+// the cache, and images in use are never evicted. Its flattened tree,
+// which counts beside them, is bounded while it is made (publishImage).
 func checkUnpacked(metas []*layerMeta, maxBytes int64) error {
 	if maxBytes <= 0 {
 		return nil
 	}
+	if total := layersCost(metas); total > maxBytes {
+		return fmt.Errorf("layers unpack to %d bytes, more than the cache bound of %d bytes", total, maxBytes)
+	}
+	return nil
+}
+
+// layersCost is what the layers metas take in the cache, each counted
+// once however often the image lists it.
+func layersCost(metas []*layerMeta) int64 {
 	var total int64
 	seen := map[string]bool{}
 	for _, m := range metas {
@@ -74,8 +84,5 @@ func checkUnpacked(metas []*layerMeta, maxBytes int64) error {
 			total += m.cost()
 		}
 	}
-	if total > maxBytes {
-		return fmt.Errorf("layers unpack to %d bytes, more than the cache bound of %d bytes", total, maxBytes)
-	}
-	return nil
+	return total
 }

@@ -169,7 +169,7 @@ func TestFlattenStopsWhenCancelled(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := flatLayer{root: root, meta: &layerMeta{DiffID: "sha256:x"}}
-	_, err := flatten(ctx, dst, []flatLayer{l, l, l})
+	_, err := flatten(ctx, dst, []flatLayer{l, l, l}, -1)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}

@@ -109,6 +109,10 @@ type Options struct {
 	Metrics *prometheus.Registry
 	// Clock is used for tag refresh; nil means the real clock.
 	Clock clock.Clock
+
+	// removeTree deletes trees evicted or left by a previous run; nil
+	// means removeTree. Tests block it to see what waits for deletion.
+	removeTree func(path string, stop <-chan struct{}) error
 }
 
 // DefaultRefreshTags and DefaultAccessTTL are RefreshTags and AccessTTL

@@ -183,7 +183,7 @@ func BenchmarkFlatten(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.StartTimer()
-		if _, err := flatten(context.Background(), dst, layers); err != nil {
+		if _, err := flatten(context.Background(), dst, layers, -1); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()

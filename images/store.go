@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,10 +16,12 @@ import (
 
 // store is the cache's on-disk layout. Everything is published by renaming
 // a finished directory or file out of tmp/, so a crash leaves either the
-// old state or the new one plus debris in tmp/, which open clears:
+// old state or the new one plus debris in tmp/, which open moves aside
+// for deletion in the background:
 //
 //	DIR/lock                          flock held by the owning process
-//	DIR/tmp/                          work in progress, emptied at start
+//	DIR/tmp/                          work in progress, and trees to delete
+//	DIR/tmp/trash-<bytes>-<random>/x  a tree to delete, counting <bytes>
 //	DIR/layers/<hex diffID>/root/     a layer's own files
 //	DIR/layers/<hex diffID>/layer.json layerMeta
 //	DIR/images/<hex manifest>/rootfs/ the flattened tree, hard links into layers
@@ -30,6 +33,9 @@ import (
 type store struct {
 	dir  string
 	lock *os.File
+	// leftover is what opening found to delete: the previous run's tmp/
+	// and entries scan could not read, moved aside for the cache's remover.
+	leftover []trashTree
 }
 
 // imageRecord describes a cached image.
@@ -70,16 +76,70 @@ func openStore(dir string) (*store, error) {
 		return nil, fmt.Errorf("image cache %s is in use by another process: %w", dir, err)
 	}
 	s := &store{dir: dir, lock: lock}
-	// Half-finished unpacks and deletions from a previous run.
-	if err := os.RemoveAll(s.tmp()); err != nil {
+	if err := s.setAsideTmp(); err != nil {
 		lock.Close()
-		return nil, err
-	}
-	if err := os.Mkdir(s.tmp(), 0o755); err != nil {
-		lock.Close()
-		return nil, err
+		return nil, fmt.Errorf("set aside %s: %w", s.tmp(), err)
 	}
 	return s, nil
+}
+
+// setAsideTmp moves what a previous run left in tmp/ (half-finished work,
+// trees waiting for deletion) into a fresh tmp/ as one tree to delete,
+// recorded in leftover for the cache's remover. It only renames: deleting
+// ~175,000 entries of trash here kept a runner from serving for longer
+// than `paddock up` waits for it to be ready. A crash between the renames
+// leaves tmp-old-* beside tmp/, which the next start takes in too.
+func (s *store) setAsideTmp() error {
+	if _, err := os.Lstat(s.tmp()); err == nil {
+		aside, err := os.MkdirTemp(s.dir, "tmp-old-")
+		if err != nil {
+			return err
+		}
+		// rename(2) replaces the empty directory aside (os.Rename
+		// refuses to).
+		if err := unix.Rename(s.tmp(), aside); err != nil {
+			return &os.LinkError{Op: "rename", Old: s.tmp(), New: aside, Err: err}
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	if err := os.Mkdir(s.tmp(), 0o755); err != nil {
+		return err
+	}
+	olds, err := filepath.Glob(filepath.Join(s.dir, "tmp-old-*"))
+	if err != nil {
+		return err
+	}
+	for _, old := range olds {
+		t, err := s.discard(old, trashBytesIn(old))
+		if t.path != "" {
+			s.leftover = append(s.leftover, t)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// trashBytesIn is what the trees waiting for deletion in a previous run's
+// tmp directory counted toward the bound, read from their names (discard):
+// one directory listing, not a walk of the trees. Half-finished work there
+// is not counted; each piece was bounded by its pull.
+func trashBytesIn(dir string) int64 {
+	f, err := os.Open(dir)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	names, _ := f.Readdirnames(-1)
+	var total int64
+	for _, n := range names {
+		if n, ok := trashBytesOf(n); ok {
+			total += n
+		}
+	}
+	return total
 }
 
 func (s *store) close() error { return s.lock.Close() }
@@ -118,17 +178,35 @@ func (s *store) publish(tmp, final string) error {
 }
 
 // discard moves dir into tmp/ (instant, so it can be done under the cache's
-// lock) and returns where it went, for removal later.
-func (s *store) discard(dir string) (string, error) {
-	t, err := os.MkdirTemp(s.tmp(), "trash-")
+// lock) and returns where it went, for removal later. bytes is what the
+// tree counts toward the cache's bound until it is deleted; its name
+// records it, so that a restart counts what is still there
+// (trashBytesIn).
+func (s *store) discard(dir string, bytes int64) (trashTree, error) {
+	t, err := os.MkdirTemp(s.tmp(), fmt.Sprintf("%s%d-", trashPrefix, bytes))
 	if err != nil {
-		return "", err
+		return trashTree{}, err
 	}
-	to := filepath.Join(t, "x")
-	if err := os.Rename(dir, to); err != nil {
-		return t, err
+	if err := os.Rename(dir, filepath.Join(t, "x")); err != nil {
+		return trashTree{path: t}, err
 	}
-	return t, nil
+	return trashTree{path: t, bytes: bytes}, nil
+}
+
+const trashPrefix = "trash-"
+
+// trashBytesOf reads the bytes a discarded tree's name records.
+func trashBytesOf(name string) (int64, bool) {
+	rest, ok := strings.CutPrefix(name, trashPrefix)
+	if !ok {
+		return 0, false
+	}
+	n, _, ok := strings.Cut(rest, "-")
+	if !ok {
+		return 0, false
+	}
+	b, err := strconv.ParseInt(n, 10, 64)
+	return b, err == nil && b >= 0
 }
 
 func (s *store) refPath(key string) string {
@@ -184,6 +262,19 @@ func readLayerMeta(dir string) (*layerMeta, bool) {
 	return &m, m.recorded <= maxRecordedBytes
 }
 
+// discardLeftover moves an unreadable entry of the store aside for the
+// remover (leftover), as setAsideTmp does, rather than deleting a tree of
+// any size before the cache serves.
+func (s *store) discardLeftover(p string) {
+	t, err := s.discard(p, 0)
+	if t.path != "" {
+		s.leftover = append(s.leftover, t)
+	}
+	if err != nil {
+		os.RemoveAll(p)
+	}
+}
+
 func readJSON(path string, v any) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -204,7 +295,7 @@ func (s *store) scan() (layers map[string]*layerMeta, images map[string]imageRec
 		p := filepath.Join(s.dir, "layers", e.Name())
 		m, ok := readLayerMeta(p)
 		if !ok || hexOf(m.DiffID) != e.Name() {
-			os.RemoveAll(p)
+			s.discardLeftover(p)
 			continue
 		}
 		layers[m.DiffID] = m
@@ -222,7 +313,7 @@ func (s *store) scan() (layers map[string]*layerMeta, images map[string]imageRec
 		}
 		info, err := os.Stat(filepath.Join(p, "image.json"))
 		if !ok || err != nil {
-			os.RemoveAll(p)
+			s.discardLeftover(p)
 			continue
 		}
 		images[r.Digest] = r

@@ -172,8 +172,9 @@ func lstatAt(dirfd int, base string) (st unix.Stat_t, ok bool, err error) {
 }
 
 // removeAt removes base inside dirfd, recursively if it is a directory,
-// never following symlinks. A missing entry is not an error.
-func removeAt(dirfd int, base string) error {
+// never following symlinks. A missing entry is not an error. Once stop
+// (nil: never) is closed it gives up between two entries with errStopped.
+func removeAt(dirfd int, base string, stop <-chan struct{}) error {
 	err := unix.Unlinkat(dirfd, base, 0)
 	if err == nil || err == unix.ENOENT {
 		return nil
@@ -181,7 +182,7 @@ func removeAt(dirfd int, base string) error {
 	if err != unix.EISDIR && err != unix.EPERM {
 		return err
 	}
-	if err := clearDirAt(dirfd, base); err != nil {
+	if err := clearDirAt(dirfd, base, stop); err != nil {
 		return err
 	}
 	err = unix.Unlinkat(dirfd, base, unix.AT_REMOVEDIR)
@@ -191,8 +192,9 @@ func removeAt(dirfd int, base string) error {
 	return err
 }
 
-// clearDirAt removes everything inside the directory base of dirfd.
-func clearDirAt(dirfd int, base string) error {
+// clearDirAt removes everything inside the directory base of dirfd
+// (stop as for removeAt).
+func clearDirAt(dirfd int, base string, stop <-chan struct{}) error {
 	fd, err := unix.Openat(dirfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
@@ -206,7 +208,12 @@ func clearDirAt(dirfd int, base string) error {
 		return err
 	}
 	for _, n := range names {
-		if err := removeAt(fd, n); err != nil {
+		select {
+		case <-stop:
+			return errStopped
+		default:
+		}
+		if err := removeAt(fd, n, stop); err != nil {
 			return err
 		}
 	}

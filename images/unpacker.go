@@ -295,7 +295,7 @@ func (u *unpacker) entry(t *tree, tr *tar.Reader, hdr *tar.Header, meta *layerMe
 		return parentError(err)
 	}
 	defer unix.Close(pfd)
-	if err := removeAt(pfd, base); err != nil {
+	if err := removeAt(pfd, base, nil); err != nil {
 		return err
 	}
 	switch hdr.Typeflag {
