@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/paddock-build/paddock/internal/lru"
 )
@@ -51,6 +52,9 @@ type imageEntry struct {
 	// mountPoints is set once Options.MountPoints were made in the tree by
 	// this process (the option may have changed since the tree was built).
 	mountPoints bool
+	// mountDirs counts what actions' mount points made in the tree
+	// (Rootfs.MkdirMountPoint).
+	mountDirs atomic.Int64
 }
 
 type layerEntry struct {
@@ -287,7 +291,7 @@ func (c *Cache) holdLocked(digest string) *Rootfs {
 	if !img.mountPoints {
 		root := filepath.Join(c.store.imageDir(digest), "rootfs")
 		for _, p := range c.opts.MountPoints {
-			if err := mkdirMountPoint(root, p); err != nil {
+			if err := mkdirMountPoint(root, p, nil); err != nil {
 				c.log.Warn("image has no usable mount point", "image", digest, "path", p, "err", err)
 			}
 		}
@@ -298,10 +302,11 @@ func (c *Cache) holdLocked(digest string) *Rootfs {
 	}
 	img.holds++
 	return &Rootfs{
-		Path:    filepath.Join(c.store.imageDir(digest), "rootfs"),
-		Digest:  digest,
-		Config:  img.rec.Config,
-		release: func() { c.release(img) },
+		Path:      filepath.Join(c.store.imageDir(digest), "rootfs"),
+		Digest:    digest,
+		Config:    img.rec.Config,
+		release:   func() { c.release(img) },
+		mountDirs: &img.mountDirs,
 	}
 }
 

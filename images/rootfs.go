@@ -1,6 +1,9 @@
 package images
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // ImageConfig is the part of an image's config the runner merges into an
 // action's process: the action's own environment and working directory
@@ -27,15 +30,19 @@ type Rootfs struct {
 
 	once    sync.Once
 	release func()
+	// mountDirs counts the directories MkdirMountPoint made in the
+	// image's tree, for every hold on it (maxMountPointDirs).
+	mountDirs *atomic.Int64
 }
 
 // MkdirMountPoint makes an empty directory at p (an absolute path inside
 // the rootfs) if the image lacks it, for an action-specific mount such as
 // its input root. The directory stays in the shared tree, where an empty
-// directory is harmless to other actions. It refuses paths through
-// symlinks or non-directories. Safe for concurrent use.
+// directory is harmless to other actions, though they see its name; at
+// most maxMountPointDirs are made in one image's tree. It refuses paths
+// through symlinks or non-directories. Safe for concurrent use.
 func (r *Rootfs) MkdirMountPoint(p string) error {
-	return mkdirMountPoint(r.Path, p)
+	return mkdirMountPoint(r.Path, p, r.mountDirs)
 }
 
 // Release ends this hold on the image.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -119,18 +120,37 @@ func (t *tree) parent(rel string, create bool) (int, string, error) {
 // mkdirAll creates rel and its parents as plain directories, refusing to
 // pass through anything that is not a directory.
 func (t *tree) mkdirAll(rel string) error {
+	_, err := t.mkdirAllCounting(rel, nil)
+	return err
+}
+
+// mkdirAllCounting is mkdirAll, returning how many directories it made;
+// before it makes each it calls room, if set, which may refuse.
+func (t *tree) mkdirAllCounting(rel string, room func() error) (made int, _ error) {
 	if rel == "." || rel == "" {
-		return nil
+		return 0, nil
 	}
 	fd, err := unix.Dup(t.fd)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	for _, c := range strings.Split(rel, "/") {
+		if room != nil {
+			var st unix.Stat_t
+			if unix.Fstatat(fd, c, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+				if err := room(); err != nil {
+					unix.Close(fd)
+					return made, err
+				}
+			}
+		}
 		err := unix.Mkdirat(fd, c, 0o755)
 		if err != nil && err != unix.EEXIST {
 			unix.Close(fd)
-			return err
+			return made, err
+		}
+		if err == nil {
+			made++
 		}
 		next, err := unix.Openat2(fd, c, &unix.OpenHow{
 			Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC | unix.O_NOFOLLOW,
@@ -138,11 +158,11 @@ func (t *tree) mkdirAll(rel string) error {
 		})
 		unix.Close(fd)
 		if err != nil {
-			return err // ENOTDIR or ELOOP: c exists and is not a directory
+			return made, err // ENOTDIR or ELOOP: c exists and is not a directory
 		}
 		fd = next
 	}
-	return unix.Close(fd)
+	return made, unix.Close(fd)
 }
 
 // lstatEntry opens the directory that holds rel (made, with its parents,
@@ -223,7 +243,7 @@ func clearDirAt(dirfd int, base string, stop <-chan struct{}) error {
 // mkdirMountPoint makes the directory p (absolute, as seen in the sandbox)
 // inside the tree at root, with its parents, unless it exists. It fails
 // rather than pass through a symlink or a non-directory.
-func mkdirMountPoint(root, p string) error {
+func mkdirMountPoint(root, p string, made *atomic.Int64) error {
 	rel, err := cleanName(p)
 	if err != nil {
 		return err
@@ -233,8 +253,27 @@ func mkdirMountPoint(root, p string) error {
 		return err
 	}
 	defer t.Close()
-	if err := t.mkdirAll(rel); err != nil {
+	var room func() error
+	if made != nil {
+		room = func() error {
+			if made.Add(1) > maxMountPointDirs {
+				made.Add(-1)
+				return errTooManyMountPoints
+			}
+			return nil
+		}
+	}
+	if _, err := t.mkdirAllCounting(rel, room); err != nil {
 		return fmt.Errorf("mount point %s: %w", p, parentError(err))
 	}
 	return nil
 }
+
+// maxMountPointDirs bounds the directories actions' mount points (their
+// InputRootAbsolutePath) may add to one image's shared tree, in which
+// they stay: unbounded, twenty actions with paths of 64 levels added
+// 1,280 directories, counted by nothing, and an attacker could go on
+// until the disk's inodes ran out. A farm's actions use a few paths.
+const maxMountPointDirs = 1000
+
+var errTooManyMountPoints = fmt.Errorf("actions have made %d directories in the image's shared tree for their input roots (InputRootAbsolutePath), the most one image takes; use a path the image has, or one used before", maxMountPointDirs)
