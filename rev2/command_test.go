@@ -59,22 +59,27 @@ func TestCheckCommand(t *testing.T) {
 		{"env empty name", &repb.Command{Arguments: []string{"true"}, EnvironmentVariables: env("", "1")}, "command.environment_variables[0]"},
 		{"env name given twice", &repb.Command{Arguments: []string{"true"}, EnvironmentVariables: env("DUP", "first", "DUP", "second")}, "command.environment_variables[1]"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			err := CheckCommand(tc.cmd)
-			if tc.field == "" {
-				if err != nil {
-					t.Fatalf("CheckCommand: %v, want nil", err)
-				}
-				return
-			}
-			st := status.Convert(err)
-			if st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), tc.field+": ") {
-				t.Fatalf("CheckCommand = %v, want INVALID_ARGUMENT starting with %q", err, tc.field)
-			}
-			if len(st.Message()) > 600 {
-				t.Errorf("message is %d bytes long; messages are bounded", len(st.Message()))
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkCommandRefusal(t, tc.cmd, tc.field) })
+	}
+}
+
+// checkCommandRefusal checks that CheckCommand accepts cmd (field "") or
+// refuses it with INVALID_ARGUMENT naming field, in a bounded message.
+func checkCommandRefusal(t *testing.T, cmd *repb.Command, field string) {
+	t.Helper()
+	err := CheckCommand(cmd)
+	if field == "" {
+		if err != nil {
+			t.Fatalf("CheckCommand: %v, want nil", err)
+		}
+		return
+	}
+	st := status.Convert(err)
+	if st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), field+": ") {
+		t.Fatalf("CheckCommand = %v, want INVALID_ARGUMENT starting with %q", err, field)
+	}
+	if len(st.Message()) > 600 {
+		t.Errorf("message is %d bytes long; messages are bounded", len(st.Message()))
 	}
 }
 
