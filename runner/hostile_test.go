@@ -249,9 +249,10 @@ func TestWorkInodeFill(t *testing.T) {
 		{"directories", "seq 1 300000 | xargs mkdir", "more than 10000 files, directories and links", 10_000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			// 64 MiB: 10,000 directories take 40 MB, so the count
-			// is what stops them.
-			e := newTestEnv(t, func(c *Config) { c.DiskQuota, c.DiskQuotaFiles = 64*mib, tc.files })
+			// 2 GiB: all 300,000 directories would take 1.2 GB, so
+			// however late the guard's walk comes (under load, after
+			// 43,000 of them), the count is what stops them.
+			e := newTestEnv(t, func(c *Config) { c.DiskQuota, c.DiskQuotaFiles = 2048*mib, tc.files })
 			a := e.newAction(t)
 			resp := e.run(t, a.request("/bin/sh", "-c", tc.script))
 			if codes.Code(resp.StatusCode) != codes.ResourceExhausted || !strings.Contains(resp.StatusMessage, tc.want) {
