@@ -30,5 +30,20 @@ func keepaliveOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
 		MinTime:             MinPingInterval,
 		PermitWithoutStream: true,
-	})}
+	}), grpc.KeepaliveParams(keepalive.ServerParameters{Time: pingIdleClientAfter, Timeout: pingTimeout})}
 }
+
+// pingIdleClientAfter and pingTimeout make the server ping a connection
+// from which nothing has come for a minute, and close it (ending its
+// calls) when the ping is not answered within 20 s. A client that
+// vanished (a partition, a machine gone) sends no FIN: its Execute stream
+// stayed open, the scheduler counted it as following its operation, and
+// the execution went on holding a worker for 17 minutes, until TCP gave up
+// retransmitting the once-a-minute update, where the operation should
+// have been abandoned after abandoned_grace (2 minutes). Now the stream
+// ends within about 80 s, and abandoned_grace runs from there. A client
+// that is there answers the ping without its application knowing.
+var (
+	pingIdleClientAfter = time.Minute
+	pingTimeout         = 20 * time.Second
+)
