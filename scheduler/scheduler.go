@@ -189,6 +189,9 @@ func (s *Scheduler) Tick() {
 	s.core.Tick(now)
 	for _, name := range s.followers.abandoned(now, s.cfg.AbandonedGrace) {
 		if v, ok := s.core.Operation(name); ok && !v.done {
+			// Said here: the worker and runner only see a cancel, which
+			// an operator would take for a client's CancelOperation.
+			s.log.Info("scheduler: operation abandoned, its execution stopped: no client followed it", "operation", name, "abandoned_grace", s.cfg.AbandonedGrace)
 			s.core.Abandon(now, name, fmt.Sprintf("abandoned: no client followed it for %s (abandoned_grace)", s.cfg.AbandonedGrace))
 		}
 	}
