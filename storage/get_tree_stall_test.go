@@ -52,11 +52,11 @@ func dialUnread(t *testing.T, addr string) repb.ContentAddressableStorageClient 
 	return repb.NewContentAddressableStorageClient(grpctest.Dial(t, addr, grpc.WithStaticStreamWindowSize(64<<10)))
 }
 
-// waitTreeCalls waits (10 s at most) until srv's GetTree calls holding a
+// waitTreeCalls waits (30 s at most) until srv's GetTree calls holding a
 // slot and waiting for one are n in all.
 func waitTreeCalls(t *testing.T, srv *storage.Server, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		holding, waiting := storage.TreeCalls(srv)
 		if holding+waiting == n {
@@ -89,7 +89,7 @@ func TestATenantsUnreadGetTreeCallsLeaveOthersTheirTurn(t *testing.T) {
 		}
 	}
 	waitTreeCalls(t, srv, n) // every one holds a slot or waits for one
-	ctx, cancel := context.WithTimeout(asTenant(t.Context(), "b"), 10*time.Second)
+	ctx, cancel := context.WithTimeout(asTenant(t.Context(), "b"), 30*time.Second)
 	defer cancel()
 	ts := &testServer{cas: repb.NewContentAddressableStorageClient(grpctest.Dial(t, addr))}
 	if all, err := recvTree(ctx, ts, &repb.GetTreeRequest{RootDigest: small.Proto()}); err != nil || len(all) != 1 || len(all[0].Directories) != 3 {
