@@ -38,7 +38,8 @@ import (
 // long as it keeps the connection (200 such calls held 870 MB of `paddock
 // up`). A connection with a unary call whose request has not arrived in
 // full within RequestTimeout is closed, as is one with a ByteStream upload
-// whose next message has not (timedStreams).
+// whose next message has not, from the time the server asked for it
+// (timedStreams).
 
 // ConnLimits bound what a connection may keep in the server's memory.
 type ConnLimits struct {
@@ -50,8 +51,9 @@ type ConnLimits struct {
 	// nothing before it is closed. Default 30 s.
 	StallTimeout time.Duration
 	// RequestTimeout is how long a unary call's request, or the next
-	// message of a ByteStream upload, may take to arrive in full (a 4 MiB
-	// batch takes 32 s at 1 Mbit/s) before its connection is closed.
+	// message of a ByteStream upload once the server asks for it, may
+	// take to arrive in full (a 4 MiB batch takes 32 s at 1 Mbit/s)
+	// before its connection is closed.
 	// Default 2 minutes.
 	RequestTimeout time.Duration
 }
@@ -309,9 +311,13 @@ func tagSendRPC(ctx context.Context, method string) context.Context {
 
 // timedStreams are the client-streaming methods whose messages should
 // follow one another without pause, so that each is timed like a unary
-// request: from the call's start, then from each message, to the next.
-// A ByteStream upload that stops in the middle of a chunk holds that
-// chunk, up to 4 MiB, as a stopped unary request would.
+// request: from the call's start, then from each time the server asks
+// for the next message (timedRecv) to its arrival. A ByteStream upload
+// that stops in the middle of a chunk holds that chunk, up to 4 MiB, as
+// a stopped unary request would. The time the server spends between
+// messages is not the client's: timed from the last message, an upload
+// whose server waited minutes for room in a full CAS had its connection
+// closed, since flow control kept its next message from arriving.
 var timedStreams = map[string]bool{"/google.bytestream.ByteStream/Write": true}
 
 func handleSend(ctx context.Context, s stats.RPCStats) {
@@ -325,11 +331,7 @@ func handleSend(ctx context.Context, s stats.RPCStats) {
 			rpc.conn.receive(rpc, s.BeginTime)
 		}
 	case *stats.InPayload:
-		next := time.Time{}
-		if rpc.timedStream {
-			next = s.RecvTime
-		}
-		rpc.conn.receive(rpc, next)
+		rpc.conn.receive(rpc, time.Time{})
 	case *stats.OutPayload:
 		rpc.handed.Add(int64(s.WireLength))
 		rpc.conn.add(int64(s.WireLength) - rpc.reserved.Swap(0))

@@ -158,3 +158,66 @@ func TestStoppedUploadsCloseTheirConnection(t *testing.T) {
 	default:
 	}
 }
+
+// busyUploads is a ByteStream server whose Write, after the first
+// message, waits for release before it reads the rest: a Write waiting
+// for room in a full CAS while it evicts, or for a remote CAS it
+// forwards to.
+type busyUploads struct {
+	*bytestream.UnimplementedByteStreamServer
+	first, release chan struct{}
+}
+
+func (u busyUploads) Write(s bytestream.ByteStream_WriteServer) error {
+	var n int64
+	for i := 0; ; i++ {
+		req, err := s.Recv()
+		if err != nil {
+			return err
+		}
+		n += int64(len(req.Data))
+		if i == 0 {
+			close(u.first)
+			<-u.release
+		}
+		if req.FinishWrite {
+			return s.SendAndClose(&bytestream.WriteResponse{CommittedSize: n})
+		}
+	}
+}
+
+// TestBusyUploadsKeepTheirConnection: the wait for an upload's next
+// message is timed only while the server waits for it. A Write whose
+// server is busy between messages (evicting to make room took minutes
+// for 700,000 small blobs) did not read, so the client's next message
+// could not arrive, and the connection was closed as stopped: the upload
+// failed, with every other call of the client's connection. The reaper
+// runs here with a RequestTimeout of a nanosecond while the server is
+// busy.
+func TestBusyUploadsKeepTheirConnection(t *testing.T) {
+	u := busyUploads{&bytestream.UnimplementedByteStreamServer{}, make(chan struct{}), make(chan struct{})}
+	addr := watchedServer(t, func(g *grpc.Server) { bytestream.RegisterByteStreamServer(g, u) })
+	var dials atomic.Int32
+	client := bytestream.NewByteStreamClient(grpctest.Dial(t, addr, grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, "tcp", a)
+	})))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	w, err := client.Write(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, data := range []string{"first", "second"} {
+		if err := w.Send(&bytestream.WriteRequest{ResourceName: "uploads/x/blobs/y/11", WriteOffset: int64(5 * i), Data: []byte(data), FinishWrite: i == 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-u.first
+	reapOnce(&ConnLimits{MaxConnBacklog: 16 << 20, MaxBacklog: 256 << 20, StallTimeout: time.Hour, RequestTimeout: time.Nanosecond})
+	close(u.release)
+	resp, err := w.CloseAndRecv()
+	if err != nil || resp.CommittedSize != 11 || dials.Load() != 1 {
+		t.Fatalf("upload whose server was busy: %v, committed %d, after %d dials; want 11 bytes over the first connection", err, resp.GetCommittedSize(), dials.Load())
+	}
+}

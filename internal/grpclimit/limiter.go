@@ -105,7 +105,7 @@ func (l *Limiter) ServerOptions(others ...grpc.ServerOption) []grpc.ServerOption
 		}
 		return ctx, err
 	}
-	return append(keepaliveOptions(), grpc.InTapHandle(chained), grpc.StatsHandler(l), grpc.MaxHeaderListSize(MaxHeaderBytes), codecOption())
+	return append(keepaliveOptions(), grpc.InTapHandle(chained), grpc.StatsHandler(l), grpc.ChainStreamInterceptor(timedRecv), grpc.MaxHeaderListSize(MaxHeaderBytes), codecOption())
 }
 
 // Active reports the calls in progress.
