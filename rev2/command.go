@@ -169,7 +169,7 @@ func CheckCleanPath(field, p string) error {
 	case p == "":
 		return Invalid(field, "path is empty")
 	case strings.HasPrefix(p, "/"):
-		return Invalid(field, "%s is absolute; paths are relative to the input root", Quote(p))
+		return Invalid(field, "%s is absolute; it must be relative (working_directory to the input root, outputs to the working directory)", Quote(p))
 	case strings.IndexByte(p, 0) >= 0:
 		return Invalid(field, "%s contains a NUL byte", Quote(p))
 	case path.Clean(p) != p || p == ".":
