@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/decodecost"
 	"github.com/paddock-build/paddock/internal/grpcerr"
 	"github.com/paddock-build/paddock/rev2"
 )
@@ -259,9 +260,23 @@ func GetProto(ctx context.Context, cas BlobStore, d digest.Digest, m proto.Messa
 	return unmarshalBlob(d, b, m)
 }
 
+// blobDecodeFactor is how many times its size, beyond its size, a blob
+// read from the CAS may take once decoded (decodecost counts it). Its
+// bytes come from a client as a request's do, and it may be larger: a
+// 16 MiB Command of empty environment variables took 820 MB to decode,
+// and sixteen Executes naming it took `paddock up` to 5.7 GB, past the
+// budget (HoldMemory) that counts blobs at decodedFactor times their size.
+// Honest blobs stay below: a Directory of source files counts 2.2 times
+// its size, one whose files carry mtimes and modes 4.4 (it takes 1.9).
+const blobDecodeFactor = 5
+
 // unmarshalBlob parses blob d's bytes b into m; INVALID_ARGUMENT if they
-// are not one.
+// are not one, or if decoding them would take more than blobDecodeFactor
+// times their size.
 func unmarshalBlob(d digest.Digest, b []byte, m proto.Message) error {
+	if err := decodecost.Check(b, m, blobDecodeFactor); err != nil {
+		return status.Errorf(codes.InvalidArgument, "blob %s: %v", d, err)
+	}
 	if err := proto.Unmarshal(b, m); err != nil {
 		return status.Errorf(codes.InvalidArgument, "blob %s is not a valid %s: %v", d, m.ProtoReflect().Descriptor().Name(), err)
 	}

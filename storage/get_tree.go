@@ -124,7 +124,7 @@ func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddress
 		queue = queue[1:]
 		started = started || d.String() == tok.next
 		dir := &repb.Directory{}
-		if err := GetProto(ctx, s.opts.CAS, d, dir, MaxTreeBytes); err != nil {
+		if err := GetProto(ctx, s.opts.CAS, d, dir, s.maxTreeDirectoryBytes()); err != nil {
 			if status.Code(err) != codes.NotFound {
 				return err
 			}
@@ -242,6 +242,18 @@ func (p *treePager) add(dir *repb.Directory, d digest.Digest, pos int) error {
 // the page token pointed past the end of the walk.
 func (p *treePager) finish() error {
 	return p.sendPage(&repb.GetTreeResponse{Directories: p.page})
+}
+
+// treePageOverhead is what a page adds to its one Directory at the most:
+// the field's tag and length, and the next page's token.
+const treePageOverhead = 1 << 10
+
+// maxTreeDirectoryBytes is the largest Directory GetTree reads: one that
+// is sent, alone on its page, within the server's message limit. A larger
+// one was read and decoded (a 32 MiB one took 25 s of CPU and 1.8 GB),
+// only for gRPC to refuse to send it.
+func (s *casServer) maxTreeDirectoryBytes() int64 {
+	return min(MaxTreeBytes, s.opts.maxSendBytes()-treePageOverhead)
 }
 
 // treeToken is where a GetTree page resumes: the directory it starts

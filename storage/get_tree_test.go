@@ -137,3 +137,26 @@ func TestGetTreeWalksWaitForASlot(t *testing.T) {
 		t.Fatalf("after the walks ended: %v, %v", all, err)
 	}
 }
+
+// A Directory too large to send alone on a page is refused before it is
+// read: one of 32 MiB was read and decoded (25 s of CPU, 1.8 GB), only for
+// gRPC to refuse to send it, with a message naming no limit. The server
+// here sends at most 4.5 MiB (a 64 KiB batch bound); a Directory of
+// 5 MiB is refused, naming the limit, and one of 3 MiB is sent.
+func TestGetTreeRefusesADirectoryItCannotSend(t *testing.T) {
+	cas := storage.NewMemoryBlobStore()
+	dir := func(files int) digest.Digest {
+		d := &repb.Directory{}
+		for i := range files {
+			d.Files = append(d.Files, &repb.FileNode{Name: fmt.Sprintf("file%07d", i), Digest: sha("f").Proto()})
+		}
+		return putProto(t, cas, d)
+	}
+	big, fits := dir(5<<20/80), dir(3<<20/80)
+	ts := startServer(t, storage.ServerOptions{CAS: cas, MaxBatchTotalSizeBytes: 64 << 10})
+	_, err := recvTree(context.Background(), ts, &repb.GetTreeRequest{RootDigest: big.Proto()})
+	wantStatus(t, err, codes.ResourceExhausted, fmt.Sprintf("blob %s is larger than the 4717568 bytes allowed here", big))
+	if pages, err := recvTree(context.Background(), ts, &repb.GetTreeRequest{RootDigest: fits.Proto()}); err != nil || len(pages) != 1 {
+		t.Fatalf("a Directory of %d bytes: %v, %d pages", fits.SizeBytes(), err, len(pages))
+	}
+}

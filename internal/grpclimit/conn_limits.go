@@ -312,7 +312,7 @@ func tagSendRPC(ctx context.Context, method string) context.Context {
 // timedStreams are the client-streaming methods whose messages should
 // follow one another without pause, so that each is timed like a unary
 // request: from the call's start, then from each time the server asks
-// for the next message (timedRecv) to its arrival. A ByteStream upload
+// for the next message (receivingStreams) to its arrival. A ByteStream upload
 // that stops in the middle of a chunk holds that chunk, up to 4 MiB, as
 // a stopped unary request would. The time the server spends between
 // messages is not the client's: timed from the last message, an upload

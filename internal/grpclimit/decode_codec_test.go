@@ -2,7 +2,6 @@ package grpclimit
 
 import (
 	"context"
-	"errors"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -10,9 +9,10 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/paddock-build/paddock/internal/grpctest"
@@ -66,8 +66,8 @@ func TestRequestTooCostlyToDecodeIsRefusedUnread(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	err := conn.Invoke(t.Context(), method, emptyDigests(5<<20), new(repb.FindMissingBlobsResponse), grpc.ForceCodec(rawCodec{}))
 	runtime.ReadMemStats(&after)
-	if err == nil || !strings.Contains(err.Error(), "refused unread") || !strings.Contains(err.Error(), "2621440 messages") {
-		t.Fatalf("5 MiB of empty digests: %v, want refused unread, naming the 2621440 messages", err)
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "refused unread") || !strings.Contains(err.Error(), "2621440 messages") {
+		t.Fatalf("5 MiB of empty digests: %v, want INVALID_ARGUMENT (not INTERNAL, which clients retry), refused unread, naming the 2621440 messages", err)
 	}
 	if n := cas.calls.Load(); n != 0 {
 		t.Fatalf("the handler was called %d times", n)
@@ -114,39 +114,58 @@ func TestHonestRequestsAreWithinTheDecodeBound(t *testing.T) {
 	}
 }
 
-// The walk counts what proto.Unmarshal builds: each message at any depth,
-// and each element of a repeated number field, packed or not; it skips
-// unknown fields, and refuses malformed bytes and nesting past
-// maxDecodeDepth.
-func TestDecodeCostCounts(t *testing.T) {
-	req := &repb.BatchReadBlobsRequest{
-		Digests:               []*repb.Digest{{Hash: "a"}, {Hash: "b"}, {}},
-		AcceptableCompressors: []repb.Compressor_Value{1, 2, 300},
+// findStream is a client-streaming service whose handler counts the
+// digests of each FindMissingBlobsRequest it receives.
+func findStream(cas *countingCAS) *grpc.ServiceDesc {
+	return &grpc.ServiceDesc{
+		ServiceName: "paddock.test.Find",
+		HandlerType: (*any)(nil),
+		Streams: []grpc.StreamDesc{{StreamName: "Find", ClientStreams: true, Handler: func(_ any, s grpc.ServerStream) error {
+			for {
+				req := &repb.FindMissingBlobsRequest{}
+				if err := s.RecvMsg(req); err != nil {
+					return err
+				}
+				cas.calls.Add(1)
+				cas.digests.Add(int64(len(req.BlobDigests)))
+			}
+		}}},
 	}
-	b, _ := proto.Marshal(req)
-	b = protowire.AppendTag(b, 99, protowire.BytesType) // unknown
-	b = protowire.AppendBytes(b, emptyDigests(100))
-	var c decodeCost
-	if err := c.add(b, req.ProtoReflect().Descriptor(), 0); err != nil {
-		t.Fatal(err)
-	}
-	if c != (decodeCost{messages: 3, scalars: 3}) {
-		t.Fatalf("cost %+v, want 3 messages and 3 numbers", c)
-	}
-	unpacked := protowire.AppendVarint(protowire.AppendTag(nil, 3, protowire.VarintType), 1)
-	if c = (decodeCost{}); c.add(append(unpacked, unpacked...), req.ProtoReflect().Descriptor(), 0) != nil || c.scalars != 2 {
-		t.Fatalf("two unpacked numbers: %+v", c)
-	}
-	if err := c.add(b[:len(b)-1], req.ProtoReflect().Descriptor(), 0); err == nil {
-		t.Fatal("a cut message was walked")
-	}
+}
 
-	v := structpb.NewNullValue()
-	for range maxDecodeDepth + 1 {
-		v = structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{v}})
+// A streamed message too costly to decode ends its call with
+// INVALID_ARGUMENT, as a unary request does; the handler never sees it.
+// A message carrying the refusal mark itself only refuses its own call.
+func TestStreamedMessageTooCostlyIsRefused(t *testing.T) {
+	cas := &countingCAS{}
+	addr := grpctest.Listen(t, func(g *grpc.Server) { g.RegisterService(findStream(cas), struct{}{}) },
+		append(New(0).ServerOptions(), grpc.MaxRecvMsgSize(8<<20))...)
+	conn := grpctest.Dial(t, addr, grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(8<<20)))
+	send := func(msgs ...rawRequest) error {
+		s, err := conn.NewStream(t.Context(), &grpc.StreamDesc{ClientStreams: true}, "/paddock.test.Find/Find", grpc.ForceCodec(rawCodec{}))
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if err := s.SendMsg(m); err != nil {
+				break // the server ended the call: RecvMsg says why
+			}
+		}
+		if err := s.CloseSend(); err != nil {
+			return err
+		}
+		return s.RecvMsg(new(rawRequest))
 	}
-	deep, _ := proto.Marshal(v)
-	if err := checkDecodeCost(deep, v); !errors.Is(err, errDecodeTooDeep) {
-		t.Fatalf("nested %d deep: %v", maxDecodeDepth+1, err)
+	honest, _ := proto.Marshal(&repb.FindMissingBlobsRequest{BlobDigests: []*repb.Digest{{Hash: "ab"}}})
+	err := send(rawRequest(honest), emptyDigests(4<<20), rawRequest(honest))
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "refused unread") {
+		t.Fatalf("a stream with a costly message: %v, want INVALID_ARGUMENT, refused unread", err)
+	}
+	if cas.calls.Load() != 1 || cas.digests.Load() != 1 {
+		t.Fatalf("the handler saw %d messages, %d digests; want only the first, honest one", cas.calls.Load(), cas.digests.Load())
+	}
+	forged := protowire.AppendString(protowire.AppendTag(nil, refusedField, protowire.BytesType), "forged")
+	if err := send(rawRequest(forged)); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "forged") {
+		t.Fatalf("a forged mark: %v", err)
 	}
 }

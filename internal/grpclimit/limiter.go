@@ -92,7 +92,10 @@ const MaxHeaderBytes = 16 << 10
 // (costCheckingCodec), and take clients' keepalive pings at up to
 // one per MinPingInterval. others are the server's other options: the
 // Admissions among them (WithAdmission) run in the Limiter's tap, in
-// their order, for each stream within the bound.
+// their order, for each stream within the bound. The server's options
+// must put these after its others, so that their interceptors are the
+// innermost: the one that ends a refused request (refuseMarked) must come
+// right before the handler.
 func (l *Limiter) ServerOptions(others ...grpc.ServerOption) []grpc.ServerOption {
 	admissions := admissionsIn(others)
 	chained := func(ctx context.Context, info *tap.Info) (context.Context, error) {
@@ -105,7 +108,8 @@ func (l *Limiter) ServerOptions(others ...grpc.ServerOption) []grpc.ServerOption
 		}
 		return ctx, err
 	}
-	return append(keepaliveOptions(), grpc.InTapHandle(chained), grpc.StatsHandler(l), grpc.ChainStreamInterceptor(timedRecv), grpc.MaxHeaderListSize(MaxHeaderBytes), codecOption())
+	opts := append(keepaliveOptions(), grpc.InTapHandle(chained), grpc.StatsHandler(l), grpc.ChainStreamInterceptor(receivingStreams), grpc.MaxHeaderListSize(MaxHeaderBytes))
+	return append(opts, codecOptions()...)
 }
 
 // Active reports the calls in progress.

@@ -4,25 +4,39 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
-// timedRecv times the wait in each RecvMsg of a timedStreams call.
-func timedRecv(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+// receivingStreams wraps every stream's RecvMsg: to end the call when the
+// codec refused a message (refuseMarked's rule for streams), and, for the
+// timedStreams, to time the wait for each message from the server asking
+// for it to its arrival.
+func receivingStreams(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	rpc, _ := ss.Context().Value(sendRPCKey{}).(*sendRPC)
-	if rpc == nil || !rpc.timedStream {
-		return h(srv, ss)
+	if rpc != nil && !rpc.timedStream {
+		rpc = nil
 	}
-	return h(srv, &timedStream{ss, rpc})
+	return h(srv, &receivingStream{ss, rpc})
 }
 
-type timedStream struct {
+type receivingStream struct {
 	grpc.ServerStream
-	rpc *sendRPC
+	timed *sendRPC // nil: not one of timedStreams
 }
 
-func (s *timedStream) RecvMsg(m any) error {
-	s.rpc.conn.receive(s.rpc, time.Now())
+func (s *receivingStream) RecvMsg(m any) error {
+	if s.timed != nil {
+		s.timed.conn.receive(s.timed, time.Now())
+	}
 	err := s.ServerStream.RecvMsg(m)
-	s.rpc.conn.receive(s.rpc, time.Time{})
+	if s.timed != nil {
+		s.timed.conn.receive(s.timed, time.Time{})
+	}
+	if err == nil {
+		if why, ok := refusal(m); ok {
+			return status.Error(codes.InvalidArgument, why)
+		}
+	}
 	return err
 }
