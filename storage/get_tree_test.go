@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -159,4 +161,63 @@ func TestGetTreeRefusesADirectoryItCannotSend(t *testing.T) {
 	if pages, err := recvTree(context.Background(), ts, &repb.GetTreeRequest{RootDigest: fits.Proto()}); err != nil || len(pages) != 1 {
 		t.Fatalf("a Directory of %d bytes: %v, %d pages", fits.SizeBytes(), err, len(pages))
 	}
+}
+
+// countingStore counts the Gets that reach it.
+type countingStore struct {
+	storage.BlobStore
+	gets atomic.Int64
+}
+
+func (s *countingStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
+	s.gets.Add(1)
+	return s.BlobStore.Get(ctx, d, offset)
+}
+
+// TestLongGetTreeWalksTakeTurns: a walk gives its slot to a waiting call
+// every few hundred directories. Held for a whole walk, every slot taken
+// by one tenant's long walks (here, pages resumed near the end of a tree
+// of 40,000 directories, which read all of it and send little) made
+// another tenant's one-directory GetTree wait for them all: 32 s on two
+// cores. It now ends while the long walks are still reading.
+func TestLongGetTreeWalksTakeTurns(t *testing.T) {
+	mem := storage.NewMemoryBlobStore()
+	root := wideTree(t, mem, "long", 100, 400)
+	small := wideTree(t, mem, "small", 1, 1)
+	cas := &countingStore{BlobStore: mem}
+	ts := startServer(t, storage.ServerOptions{CAS: cas})
+	// A token near the end of the walk: the position and the directory.
+	pages, err := recvTree(t.Context(), ts, &repb.GetTreeRequest{RootDigest: root.Proto(), PageSize: 39000})
+	if err != nil || len(pages) < 2 {
+		t.Fatalf("the long tree: %v, %d pages", err, len(pages))
+	}
+	token := pages[len(pages)-2].NextPageToken
+	slots := storage.TreeWalkSlots()
+	per := cas.gets.Load() // the Gets of one whole walk
+	cas.gets.Store(0)
+	var wg sync.WaitGroup
+	for range 2 * slots {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := recvTree(t.Context(), ts, &repb.GetTreeRequest{RootDigest: root.Proto(), PageSize: 39000, PageToken: token}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	for deadline := time.Now().Add(time.Minute); cas.gets.Load() < 1000; {
+		if time.Now().After(deadline) {
+			t.Fatal("the long walks did not start")
+		}
+		runtime.Gosched()
+	}
+	all, err := recvTree(t.Context(), ts, &repb.GetTreeRequest{RootDigest: small.Proto()})
+	read := cas.gets.Load()
+	if err != nil || len(all) != 1 || len(all[0].Directories) != 3 {
+		t.Fatalf("the small GetTree: %v, %v", all, err)
+	}
+	if total := 2 * int64(slots) * per; read >= total {
+		t.Errorf("the small GetTree ended after the long walks had read all %d directories", total)
+	}
+	wg.Wait()
 }
