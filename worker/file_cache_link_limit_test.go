@@ -293,7 +293,7 @@ func TestInputRootPastExt4LinkLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &inputRootBuilder{cas: cas, files: files, dirs: newDirectoryCache(1000), parallelism: 16, limits: InputLimits{}.withDefaults()}
+	b := &inputRootBuilder{cas: cas, files: files, dirs: newDirectoryCache(defaultDirectoryCacheBytes), parallelism: 16, limits: InputLimits{}.withDefaults()}
 	dst := filepath.Join(dir, "root")
 	if err := os.Mkdir(dst, 0o755); err != nil {
 		t.Fatal(err)

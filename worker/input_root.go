@@ -16,52 +16,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
-	"github.com/paddock-build/paddock/internal/lru"
 	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
 )
-
-// maxDirectoryBytes bounds one Directory proto read from the CAS.
-const maxDirectoryBytes = 16 << 20
-
-// directoryCache keeps parsed Directory protos by digest: build after build
-// reuses most of a tree, so most directories are never fetched twice. It
-// holds at most limit of them, least recently used evicted first. Each
-// CAS partition (FileCache.partition) has entries of its own: shared, a
-// Directory that one tenant's action had fetched was served to another
-// tenant's naming its digest, whose own partition does not hold it, and
-// its names, symlink targets and file digests were laid out in that
-// action's input root.
-type directoryCache struct {
-	set   *lru.Set[dirKey, *repb.Directory]
-	limit int64
-}
-
-// dirKey is a Directory's digest in a CAS partition.
-type dirKey struct {
-	part string
-	d    digest.Digest
-}
-
-func newDirectoryCache(limit int) *directoryCache {
-	return &directoryCache{set: lru.New[dirKey, *repb.Directory](), limit: int64(limit)}
-}
-
-// get returns Directory d of partition part, read from cas (the
-// partition's) unless cached.
-func (c *directoryCache) get(ctx context.Context, cas storage.BlobStore, part string, d digest.Digest) (*repb.Directory, error) {
-	k := dirKey{part, d}
-	if dir, ok := c.set.Get(k); ok {
-		return dir, nil
-	}
-	dir := &repb.Directory{}
-	if err := storage.GetProto(ctx, cas, d, dir, maxDirectoryBytes); err != nil {
-		return nil, err
-	}
-	c.set.Put(k, dir, 1)
-	c.set.EvictOver(c.limit, nil)
-	return dir, nil
-}
 
 // inputRootBuilder materialises an input root: directories created with
 // mode 0755, files hard-linked from the FileCache, symlinks created as
@@ -85,10 +42,11 @@ type fileJob struct {
 // Blobs missing from the CAS make it fail with FAILED_PRECONDITION and a
 // PreconditionFailure listing each as MISSING, as the spec asks.
 func (b *inputRootBuilder) build(ctx context.Context, fn digest.Function, root digest.Digest, dst string) (files int, err error) {
-	if err := b.checkExpanded(ctx, fn, root); err != nil {
+	tree, err := b.checkExpanded(ctx, fn, root)
+	if err != nil {
 		return 0, err
 	}
-	jobs, missing, err := b.createTree(ctx, fn, root, dst)
+	jobs, missing, err := createTree(ctx, fn, tree, root, dst)
 	if err != nil {
 		return 0, err
 	}
@@ -111,8 +69,9 @@ type treeItem struct {
 
 // createTree creates root's directories and symlinks under dst, breadth
 // first, checking each Directory (rev2), and returns the files to link and
-// the Directory blobs missing from the CAS.
-func (b *inputRootBuilder) createTree(ctx context.Context, fn digest.Function, root digest.Digest, dst string) ([]fileJob, []digest.Digest, error) {
+// the Directory blobs missing from the CAS. tree is root's Directories, as
+// checkExpanded walked them.
+func createTree(ctx context.Context, fn digest.Function, tree map[digest.Digest]walkedDir, root digest.Digest, dst string) ([]fileJob, []digest.Digest, error) {
 	var jobs []fileJob
 	var missing []digest.Digest
 	queue := []treeItem{{root, dst}}
@@ -124,19 +83,20 @@ func (b *inputRootBuilder) createTree(ctx context.Context, fn digest.Function, r
 		}
 		it := queue[0]
 		queue = queue[1:]
-		dir, err := b.dirs.get(ctx, b.cas, b.files.partition(ctx), it.d)
-		if status.Code(err) == codes.NotFound {
+		w, ok := tree[it.d]
+		if !ok {
+			// checkExpanded walked every Directory of a tree it passed.
+			return nil, nil, status.Errorf(codes.Internal, "input directory %s was not walked", it.d)
+		}
+		if w.dir == nil {
 			missing = append(missing, it.d)
 			continue
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("fetch input directory %s: %w", it.d, err)
 		}
 		where, _ := filepath.Rel(dst, it.path)
 		if where == "." {
 			where = ""
 		}
-		files, subs, err := createEntries(fn, dir, it.path, where)
+		files, subs, err := createEntries(fn, w.dir, it.path, where)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -50,7 +50,7 @@ func BenchmarkInputRoot10000(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	builder := &inputRootBuilder{cas: cas, files: files, dirs: newDirectoryCache(1000), parallelism: 16, limits: InputLimits{}.withDefaults()}
+	builder := &inputRootBuilder{cas: cas, files: files, dirs: newDirectoryCache(defaultDirectoryCacheBytes), parallelism: 16, limits: InputLimits{}.withDefaults()}
 	build := func(dst string) {
 		if err := os.Mkdir(dst, 0o755); err != nil {
 			b.Fatal(err)

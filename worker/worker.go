@@ -150,7 +150,7 @@ func New(opts Options) (*Worker, error) {
 	}
 	w := &Worker{
 		opts:  opts,
-		roots: &inputRootBuilder{cas: opts.CAS, files: opts.Files, dirs: newDirectoryCache(100000), parallelism: opts.FetchParallelism, limits: opts.InputLimits.withDefaults()},
+		roots: &inputRootBuilder{cas: opts.CAS, files: opts.Files, dirs: newDirectoryCache(defaultDirectoryCacheBytes), parallelism: opts.FetchParallelism, limits: opts.InputLimits.withDefaults()},
 		dirs:  dirs,
 		trash: trash,
 	}
