@@ -25,7 +25,7 @@ import (
 
 const benchActions = 100_000
 
-func benchScheduler(b *testing.B, mods ...func(*Config)) *Scheduler {
+func benchScheduler(b testing.TB, mods ...func(*Config)) *Scheduler {
 	cfg := DefaultConfig()
 	cfg.TickInterval = time.Hour
 	for _, mod := range mods {

@@ -25,8 +25,8 @@ import (
 type core struct {
 	cfg               Config
 	ops               map[string]*operation
-	byOwner           map[string]map[string]*operation // ops by owner: ListOperations reads one tenant's (addOp, dropOp)
-	execs             map[string]*execution            // live (queued or executing, not cancelled)
+	byOwner           map[string]*opIndex   // ops by owner, in name order: ListOperations reads one tenant's (addOp, dropOp)
+	execs             map[string]*execution // live (queued or executing, not cancelled)
 	inflight          map[dedupKey]*execution
 	queues            map[string]*queue
 	workers           map[string]*worker
@@ -127,7 +127,7 @@ func newCoreWithLimits(cfg Config, limits map[string]auth.Limits) *core {
 		limits:            limits,
 		cfg:               cfg,
 		ops:               map[string]*operation{},
-		byOwner:           map[string]map[string]*operation{},
+		byOwner:           map[string]*opIndex{},
 		execs:             map[string]*execution{},
 		inflight:          map[dedupKey]*execution{},
 		queues:            map[string]*queue{},
@@ -219,33 +219,32 @@ func (c *core) join(now time.Time, op *operation, e *execution, s submission) {
 	}
 }
 
-// addOp adds op to the operations, and to its owner's.
+// addOp adds op to the operations, and to its owner's index. Every
+// operation comes in here (Execute, a join, a cache hit, a restore or a
+// replay of either), so the index cannot miss one.
 func (c *core) addOp(op *operation) {
 	if old := c.ops[op.name]; old != nil {
 		c.dropOp(old)
 	}
 	c.ops[op.name] = op
-	mine := c.byOwner[op.owner]
-	if mine == nil {
-		mine = map[string]*operation{}
-		c.byOwner[op.owner] = mine
+	x := c.byOwner[op.owner]
+	if x == nil {
+		x = &opIndex{}
+		c.byOwner[op.owner] = x
 	}
-	mine[op.name] = op
+	x.insert(op)
 }
 
-// dropOp forgets op.
+// dropOp forgets op. Every operation goes out here (Delete, expiry, the
+// bound on completed responses, and their replays).
 func (c *core) dropOp(op *operation) {
 	delete(c.ops, op.name)
-	if mine := c.byOwner[op.owner]; mine != nil {
-		if delete(mine, op.name); len(mine) == 0 {
+	if x := c.byOwner[op.owner]; x != nil {
+		if x.remove(op); x.len() == 0 {
 			delete(c.byOwner, op.owner)
 		}
 	}
 }
-
-// OwnedBy returns the operations of owner (read under the scheduler's
-// lock; not to be changed).
-func (c *core) OwnedBy(owner string) map[string]*operation { return c.byOwner[owner] }
 
 // AddCompleted records an operation that completed without running (an
 // action cache hit), so WaitExecution and GetOperation know it.

@@ -63,18 +63,7 @@ var scenarioLimits = map[string]auth.Limits{"tenant-0": {MaxRunning: 2}, "tenant
 // (ListOperations' index) are the operations.
 func checkTenantCounts(t *testing.T, c *core) {
 	t.Helper()
-	owned := 0
-	for owner, mine := range c.byOwner {
-		for name, op := range mine {
-			if c.ops[name] != op || op.owner != owner {
-				t.Fatalf("operation %q is indexed under owner %q, but the core has %+v", name, owner, c.ops[name])
-			}
-		}
-		owned += len(mine)
-	}
-	if owned != len(c.ops) {
-		t.Fatalf("%d operations indexed by owner, the core has %d", owned, len(c.ops))
-	}
+	checkOpIndex(t, c)
 	queued, running := map[string]int{}, map[string]int{}
 	for _, q := range c.queues {
 		queued[q.tenant.name] += q.size

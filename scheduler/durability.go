@@ -116,16 +116,17 @@ func (s *Scheduler) replay(rec *journal.Recovered) error {
 			return fmt.Errorf("snapshot %d: %w", rec.SnapshotSeq, err)
 		}
 	}
-	// Most records add an operation: size the empty maps once.
-	n := len(rec.Records)
 	if st != nil {
-		n += len(st.Ops)
-	}
-	s.core.ops = make(map[string]*operation, n)
-	s.core.byOwner = map[string]map[string]*operation{}
-	s.core.execs = make(map[string]*execution, n)
-	s.core.inflight = make(map[dedupKey]*execution, n)
-	if st != nil {
+		// s.core is new and empty: size its maps for the snapshot's
+		// state once. Not for the records after it too, as they were:
+		// most records (dispatches, results, cancels, deletes,
+		// expiries) add no operation, and a Go map never shrinks, so
+		// a long journal left maps sized for operations that never
+		// existed for as long as the scheduler ran. The records' own
+		// operations grow the maps as they come.
+		s.core.ops = make(map[string]*operation, len(st.Ops))
+		s.core.execs = make(map[string]*execution, len(st.Execs))
+		s.core.inflight = make(map[dedupKey]*execution, len(st.Execs))
 		if err := s.core.restore(st); err != nil {
 			return fmt.Errorf("snapshot %d: %w", rec.SnapshotSeq, err)
 		}

@@ -12,29 +12,39 @@ import (
 	"github.com/paddock-build/paddock/auth"
 )
 
-// Paging through every operation with opPage, page by page with the
-// token, gives each name once and in order, for any page size, whatever
-// order the operations come in; and a page holds at most its size.
+// listAll pages through owner's operations on c as ListOperations does:
+// listOwned, batch after batch, until the page is full or the operations
+// end.
+func listAll(c *core, owner, token string, size int, f opFilter) ([]opView, string) {
+	page := newOpPage(size)
+	for after, more := token, true; more; {
+		after, more = c.listOwned(owner, after, f, page)
+	}
+	return page.result()
+}
+
+// Paging through every operation, page by page with the token, gives
+// each name once and in order, for any page size, whatever order the
+// operations came in; and a page holds at most its size. There are more
+// operations than listBatch, so pages span batches.
 func TestOpPagesCoverEveryOperationOnce(t *testing.T) {
-	names := make([]string, 1000)
+	c := newCore(DefaultConfig())
+	names := make([]string, 5000)
 	for i := range names {
 		names[i] = fmt.Sprintf("operations/%08x", rand.Uint32()^uint32(i))
+		if c.ops[names[i]] == nil {
+			c.addOp(&operation{name: names[i]})
+		}
 	}
 	want := slices.Compact(slices.Sorted(slices.Values(names)))
-	for _, size := range []int{1, 7, 100, 999, 1000, 1001, 5000} {
+	for _, size := range []int{1, 7, 100, 999, 1000, 1001, 5000, 6000} {
 		var got []string
 		token := ""
 		for pages := 0; ; pages++ {
 			if pages > len(want)+1 {
 				t.Fatalf("size %d: paging does not end", size)
 			}
-			p := newOpPage(size)
-			for _, i := range rand.Perm(len(want)) {
-				if n := want[i]; n > token && p.wants(n) {
-					p.add(opView{name: n})
-				}
-			}
-			views, next := p.result()
+			views, next := listAll(c, "", token, size, opFilter{})
 			if len(views) > size {
 				t.Fatalf("size %d: a page of %d", size, len(views))
 			}
@@ -55,22 +65,19 @@ func TestOpPagesCoverEveryOperationOnce(t *testing.T) {
 	}
 }
 
-// BenchmarkListOperations: one page of 10 out of 100,000 operations; its
-// memory is the page's, whatever the number of operations.
+// BenchmarkListOperations: one page of 10 out of 100,000 operations, from
+// a token in the middle; its memory is the page's, whatever the number
+// of operations.
 func BenchmarkListOperations(b *testing.B) {
-	names := make([]string, 100_000)
-	for i := range names {
-		names[i] = fmt.Sprintf("operations/%08x", rand.Uint32())
+	c := newCore(DefaultConfig())
+	for range 100_000 {
+		c.addOp(&operation{name: fmt.Sprintf("operations/%08x", rand.Uint32())})
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		p := newOpPage(10)
-		for _, n := range names {
-			if p.wants(n) {
-				p.add(opView{name: n})
-			}
+		if views, _ := listAll(c, "", "operations/8", 10, opFilter{}); len(views) != 10 {
+			b.Fatalf("a page of %d", len(views))
 		}
-		p.result()
 	}
 }
 

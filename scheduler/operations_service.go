@@ -40,7 +40,12 @@ func (o *operationsService) GetOperation(ctx context.Context, req *longrunningpb
 // ListOperations lists operations in name order. The filter is a
 // conjunction ("AND") of terms stage=QUEUED|EXECUTING|COMPLETED and
 // instance=NAME (instance="" for the default instance). Only the caller's
-// own operations are listed.
+// own operations are listed. A page is read from the caller's index
+// (opIndex) where its token points, in batches of at most listBatch
+// operations under the scheduler's lock, which is let go between them:
+// a page with a filter that few operations match does not hold up every
+// other call, and each operation on it is as it was when its batch was
+// read.
 func (o *operationsService) ListOperations(ctx context.Context, req *longrunningpb.ListOperationsRequest) (*longrunningpb.ListOperationsResponse, error) {
 	if err := checkListRequest(req); err != nil {
 		return nil, err
@@ -54,26 +59,21 @@ func (o *operationsService) ListOperations(ctx context.Context, req *longrunning
 		size = 1000
 	}
 	owner := auth.TenantOf(ctx)
-	// One listing per tenant at a time: each walks the tenant's own
-	// operations under the scheduler's lock, which every call and
-	// dispatch needs, so a tenant with many listing at once would delay
-	// everyone.
+	// One listing per tenant at a time: a filtered page may look at all
+	// the tenant's operations, in batches under the scheduler's lock,
+	// which every call and dispatch needs, so a tenant with many listing
+	// at once would delay everyone.
 	done, err := o.listings.take(ctx, owner)
 	if err != nil {
 		return nil, err
 	}
 	defer done()
 	page := newOpPage(size)
-	o.s.mu.Lock()
-	for _, op := range o.s.core.OwnedBy(owner) {
-		if op.name <= req.PageToken || !page.wants(op.name) {
-			continue
-		}
-		if v := op.view(); f.match(v) {
-			page.add(v)
-		}
+	for after, more := req.PageToken, true; more; {
+		o.s.mu.Lock()
+		after, more = o.s.core.listOwned(owner, after, f, page)
+		o.s.mu.Unlock()
 	}
-	o.s.mu.Unlock()
 	views, next := page.result()
 	resp := &longrunningpb.ListOperationsResponse{NextPageToken: next}
 	for _, v := range views {

@@ -9,9 +9,10 @@ import (
 
 // tenantGate lets one call per tenant through at a time; the tenant's
 // others wait their turn (or their context). For work done under the
-// scheduler's lock whose length a tenant sets (ListOperations walks its
-// operations): one tenant's many calls then take turns with everyone
-// else's instead of queueing on the lock together. The zero value is
+// scheduler's lock whose length a tenant sets (a filtered ListOperations
+// may walk all its operations, batch by batch): one tenant's many calls
+// then take turns with everyone else's instead of queueing on the lock
+// together. The zero value is
 // ready; a tenant's turn is kept for the process's life (tenants are the
 // policy's, few).
 type tenantGate struct {
