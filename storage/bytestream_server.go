@@ -152,23 +152,14 @@ func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.B
 	if req.ReadLimit > 0 {
 		remaining = min(remaining, req.ReadLimit)
 	}
-	// Each chunk waits for room in the connection's send backlog before it
-	// is handed to gRPC, the first one before its buffer is taken: a
-	// client that does not read holds few of them (grpclimit.WaitToSend).
+	// Each chunk waits for room in the connection's send backlog before
+	// its buffer is taken and filled: a client that does not read holds
+	// few of them, and a reader waiting for it holds no buffer
+	// (grpclimit.WaitToSend, chunkSender).
 	ctx := stream.Context()
-	if err := grpclimit.WaitToSend(ctx, min(remaining, streamChunkBytes)); err != nil {
-		return err
-	}
-	first := true
-	send := newChunkSender(remaining, func(b []byte) error {
-		if !first {
-			if err := grpclimit.WaitToSend(ctx, int64(len(b))); err != nil {
-				return err
-			}
-		}
-		first = false
-		return stream.Send(&bytestream.ReadResponse{Data: b})
-	})
+	send := newChunkSender(remaining,
+		func(n int64) error { return grpclimit.WaitToSend(ctx, n) },
+		func(b []byte) error { return stream.Send(&bytestream.ReadResponse{Data: b}) })
 	defer send.release()
 	if rn.Compressor == repb.Compressor_ZSTD {
 		enc, err := zstd.NewWriter(send, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))

@@ -12,7 +12,7 @@ import (
 func sentChunks(t *testing.T, data []byte, expected int64) [][]byte {
 	t.Helper()
 	var msgs [][]byte
-	c := newChunkSender(expected, func(b []byte) error {
+	c := newChunkSender(expected, func(int64) error { return nil }, func(b []byte) error {
 		msgs = append(msgs, bytes.Clone(b))
 		return nil
 	})
@@ -39,7 +39,7 @@ func TestChunkSenderMessages(t *testing.T) {
 		{"small blob, one message", []byte("hello"), 5, []int{5}},
 		{"exactly one chunk", big[:streamChunkBytes], streamChunkBytes, []int{streamChunkBytes}},
 		{"two and a half chunks", big, int64(len(big)), []int{streamChunkBytes, streamChunkBytes, len(big) - 2*streamChunkBytes}},
-		{"more than expected still arrives whole", big[:3000], 100, []int{100 + chunkSlackBytes, 100 + chunkSlackBytes, 100 + chunkSlackBytes, 100 + chunkSlackBytes, 3000 - 4*(100+chunkSlackBytes)}},
+		{"more than expected still arrives whole", big[:3000], 100, []int{100 + chunkSlackBytes, chunkSlackBytes, chunkSlackBytes, chunkSlackBytes, chunkSlackBytes, 3000 - 100 - 5*chunkSlackBytes}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			msgs := sentChunks(t, tc.data, tc.expected)
@@ -72,10 +72,69 @@ func TestChunkSenderBufferSize(t *testing.T) {
 		{10 * streamChunkBytes, streamChunkBytes},
 		{-1, chunkSlackBytes}, // never expected; a bad size still gets a buffer
 	} {
-		c := newChunkSender(tc.expected, func([]byte) error { return nil })
+		c := newChunkSender(tc.expected, func(int64) error { return nil }, func([]byte) error { return nil })
+		if _, err := c.Write([]byte{1}); err != nil { // buffers are taken for bytes to send
+			t.Fatal(err)
+		}
 		if got := cap(c.buf); got != tc.want {
 			t.Errorf("a read of %d bytes has a buffer of %d bytes, want %d", tc.expected, got, tc.want)
 		}
 		c.release()
+	}
+}
+
+// TestChunkSenderWaitsBeforeItTakesABuffer: a sender waits for room in
+// the send backlog with no buffer held (but the few bytes of one past
+// what it expected), and has room reserved for each message's bytes
+// before it sends it, by the ReadFrom of an identity read and the Writes
+// of a compressed one alike. Before, it filled its next 1 MiB buffer and
+// then waited to send it: a slow client kept that buffer held, uncounted.
+func TestChunkSenderWaitsBeforeItTakesABuffer(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), (5*streamChunkBytes/2)/16)
+	for _, tc := range []struct {
+		name     string
+		data     []byte
+		expected int64
+		writes   bool // Write in pieces, as the zstd encoder does
+	}{
+		{"two and a half chunks", big, int64(len(big)), false},
+		{"two whole chunks", big[:2*streamChunkBytes], 2 * streamChunkBytes, false},
+		{"small", big[:300], 300, false},
+		{"compressed, in pieces", big, int64(len(big)), true},
+		{"more than expected, in pieces", big[:3000], 100, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var c *chunkSender
+			var reserved, sent int64
+			c = newChunkSender(tc.expected, func(n int64) error {
+				if c.buf != nil && cap(c.buf) > chunkSlackBytes {
+					t.Errorf("waited for room for %d bytes holding a buffer of %d", n, cap(c.buf))
+				}
+				reserved += n
+				return nil
+			}, func(b []byte) error {
+				if reserved < int64(len(b)) {
+					t.Errorf("sent %d bytes with room reserved for %d", len(b), reserved)
+				}
+				reserved, sent = 0, sent+int64(len(b)) // gRPC counts what it took
+				return nil
+			})
+			defer c.release()
+			if tc.writes {
+				for p := tc.data; len(p) > 0; p = p[min(len(p), 1000):] {
+					if _, err := c.Write(p[:min(len(p), 1000)]); err != nil {
+						t.Fatal(err)
+					}
+				}
+			} else if _, err := io.Copy(c, struct{ io.Reader }{bytes.NewReader(tc.data)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.flush(); err != nil {
+				t.Fatal(err)
+			}
+			if sent != int64(len(tc.data)) {
+				t.Fatalf("sent %d bytes of %d", sent, len(tc.data))
+			}
+		})
 	}
 }

@@ -3,7 +3,10 @@ package storage_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,4 +162,80 @@ func TestCancelledReadLeavesNoBacklog(t *testing.T) {
 		cancel()
 	}
 	waitFor(t, "the cancelled reads' backlog to be dropped", func() bool { return grpclimit.SendBacklog() == 0 })
+}
+
+// backlogWitness is a CAS whose readers check, at each read, that the
+// bytes the server has read from it so far are counted in the send
+// backlog: queued for a client, or in a chunk buffer whose room was
+// reserved before it was filled. excess is the most they were past it.
+type backlogWitness struct {
+	storage.BlobStore
+	mu     sync.Mutex
+	read   int64
+	excess int64
+}
+
+func (w *backlogWitness) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
+	r, err := w.BlobStore.Get(ctx, d, offset)
+	if err != nil {
+		return nil, err
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{witnessReader{w, r}, r}, nil
+}
+
+type witnessReader struct {
+	w *backlogWitness
+	r io.Reader
+}
+
+func (r witnessReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.w.mu.Lock()
+	defer r.w.mu.Unlock()
+	r.w.read += int64(n)
+	r.w.excess = max(r.w.excess, r.w.read-grpclimit.SendBacklog())
+	return n, err
+}
+
+func (w *backlogWitness) counts() (read, excess int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.read, w.excess
+}
+
+// TestStalledByteStreamReadsHoldOnlyCountedBuffers: a ByteStream read
+// whose client does not read takes no chunk of the blob into memory
+// without its room in the send backlog, which bounds what slow clients
+// keep in the server. Before, each read filled its next 1 MiB buffer and
+// then waited for room to send it, holding the buffer uncounted for as
+// long as its client kept it waiting: thousands of slow readers held
+// gigabytes. Here 4 reads of a 3 MiB blob on a connection that reads
+// nothing each read 2 MiB (a chunk queued, the next one being handed to
+// gRPC, both counted), and every byte read was counted when it was.
+func TestStalledByteStreamReadsHoldOnlyCountedBuffers(t *testing.T) {
+	limits := grpclimit.DefaultConnLimits()
+	limits.StallTimeout = time.Hour
+	t.Cleanup(grpclimit.SetConnLimits(limits))
+	waitFor(t, "earlier tests' backlog to be gone", func() bool { return grpclimit.SendBacklog() == 0 })
+	mem := storage.NewMemoryBlobStore()
+	big := putString(t, mem, strings.Repeat("r", 3<<20))
+	cas := &backlogWitness{BlobStore: mem}
+	srv := storage.NewServer(storage.ServerOptions{CAS: cas, AC: storage.NewMemoryActionCache()})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpctest.Start(t, grpclimit.TrackSends(lis), srv.Register, append(srv.GRPCServerOptions(), grpclimit.New(0).ServerOptions()...)...)
+	const reads = 4
+	stalledCalls(t, lis.Addr().String(), "/google.bytestream.ByteStream/Read", &bytestream.ReadRequest{ResourceName: "blobs/" + big.String()}, reads)
+	waitFor(t, "each stalled read to read two chunks", func() bool {
+		read, _ := cas.counts()
+		return read >= reads*2<<20
+	})
+	if read, excess := cas.counts(); excess > reads*framing {
+		t.Fatalf("the stalled reads read %d bytes of the blob, up to %d more than the send backlog counted", read, excess)
+	}
 }
