@@ -30,8 +30,9 @@ type Backend struct {
 type DiskBackend struct {
 	// Dir holds the blobs (Dir/cas) and action results (Dir/ac).
 	Dir string `yaml:"dir"`
-	// MaxBytes bounds the CAS; least recently used blobs are evicted past
-	// it. 0 means unbounded.
+	// MaxBytes bounds the disk the CAS's files take (each blob rounded up
+	// to whole blocks, plus its inode); least recently used blobs are
+	// evicted past it. 0 means unbounded.
 	MaxBytes ByteSize `yaml:"max_bytes"`
 	// ActionCacheMaxBytes bounds the action cache. 0 means unbounded.
 	ActionCacheMaxBytes ByteSize `yaml:"action_cache_max_bytes"`

@@ -14,11 +14,13 @@ type Storage struct {
 	Listen string `yaml:"listen"`
 	// Dir holds the blobs and action cache entries of the disk backend.
 	Dir string `yaml:"dir"`
-	// MaxBytes bounds the CAS on disk; least recently used blobs are evicted
-	// past it. 0 means unbounded: nothing is ever evicted. That is how the
-	// disk CAS has always read it, and a farm may rely on it, though 0 is
-	// the default in the worker's input and output bounds and the
-	// runner's memory limits (docs/configuration.md says which is which).
+	// MaxBytes bounds the disk the CAS's files take (each blob rounded up
+	// to whole blocks, plus its inode); least recently used blobs are
+	// evicted past it. 0 means unbounded: nothing is ever evicted. That
+	// is how the disk CAS has always read it, and a farm may rely on it,
+	// though 0 is the default in the worker's input and output bounds and
+	// the runner's memory limits (docs/configuration.md says which is
+	// which).
 	MaxBytes ByteSize `yaml:"max_bytes"`
 	// ActionCacheMaxBytes bounds the disk action cache; least recently used
 	// entries are evicted past it. 0 means unbounded.

@@ -32,8 +32,10 @@ type DiskOptions struct {
 	// Dir holds the blobs (Dir/cas/<function>/<2 hex>/<hash>) and in-flight
 	// writes (Dir/tmp). It is created if missing.
 	Dir string
-	// MaxBytes bounds the total size of stored blobs; the least recently used
-	// are evicted past it. Zero means no bound.
+	// MaxBytes bounds the disk that stored blobs and the uploads in
+	// progress take, each file counted in whole blocks of its filesystem
+	// plus its inode (disk_cost.go), not by its size; the least recently
+	// used blobs are evicted past it. Zero means no bound.
 	MaxBytes int64
 	// Logger receives corruption and eviction reports; nil discards them.
 	Logger *slog.Logger
@@ -54,23 +56,25 @@ type DiskOptions struct {
 // at most a stray file in tmp/, which start-up removes); every indexed blob
 // has its file, and every file under cas/ is indexed or doomed (evicted,
 // its removal pending, disk_unlink.go), never both (all three change under
-// mu); the sum of indexed sizes and of the Puts in progress (reserve)
-// stays within MaxBytes. Bytes are verified again on every read, and a
-// file found corrupt is removed, never served whole.
+// mu); the cost of the indexed blobs and of the Puts in progress
+// (reserve), each counted by diskCost, stays within MaxBytes. Bytes are
+// verified again on every read, and a file found corrupt is removed, never
+// served whole.
 //
 // Files are 0444 so that the worker can hard-link them into input roots that
 // sandboxed actions cannot modify.
 type DiskBlobStore struct {
 	dir, casDir, tmpDir string
 	maxBytes            int64
+	blockBytes          int64 // the filesystem's block, for cost (disk_cost.go)
 	log                 *slog.Logger
 	clock               clock.Clock
 
 	mu      sync.Mutex
-	set     *lru.Set[blobKey, *diskEntry] // one entry per file, sized by the blob
+	set     *lru.Set[blobKey, *diskEntry] // one entry per file, sized by its cost (index)
 	evicted int64
-	// inflight is the bytes reserved by Puts in progress (their files in
-	// tmp/): stored and in-flight bytes together stay within maxBytes.
+	// inflight is the cost reserved by Puts in progress (their files in
+	// tmp/): stored and in-flight costs together stay within maxBytes.
 	inflight   int64
 	fullLogged time.Time // when makeRoom last said the disk is full (disk_room.go)
 	roomLog    roomLog   // what makeRoom evicted since it last said so
@@ -139,6 +143,7 @@ func newDiskBlobStore(opts DiskOptions, remove func(string) error) (*DiskBlobSto
 	if err := makePrivateDirs(s.casDir, s.tmpDir); err != nil {
 		return nil, fmt.Errorf("create storage directory: %w", err)
 	}
+	s.blockBytes = fsBlockBytes(s.dir)
 	if err := s.rebuild(); err != nil {
 		return nil, err
 	}
@@ -196,9 +201,16 @@ func (s *DiskBlobStore) rebuild() error {
 	// Oldest first, each pushed to the front: the newest ends up in front.
 	slices.SortFunc(all, func(a, b found) int { return a.mtime.Compare(b.mtime) })
 	for _, f := range all {
-		s.set.Put(keyOf(f.d), &diskEntry{d: f.d, touched: f.mtime}, f.d.SizeBytes())
+		s.index(&diskEntry{d: f.d, touched: f.mtime})
 	}
 	return nil
+}
+
+// index adds e to the index as the most recently used, at its blob's
+// cost: the one way into it, from a commit and from the scan at start-up
+// alike. Callers hold mu, or own s alone.
+func (s *DiskBlobStore) index(e *diskEntry) {
+	s.set.Put(keyOf(e.d), e, s.cost(e.d.SizeBytes()))
 }
 
 // lookupLocked finds d's entry; a file of the same hash but another size
@@ -331,8 +343,8 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	if d.IsEmpty() {
 		return nil
 	}
-	if s.maxBytes > 0 && d.SizeBytes() > s.maxBytes {
-		return status.Errorf(codes.ResourceExhausted, "blob %s is larger than the whole CAS (%d bytes)", d, s.maxBytes)
+	if s.maxBytes > 0 && s.cost(d.SizeBytes()) > s.maxBytes {
+		return status.Errorf(codes.ResourceExhausted, "blob %s is larger than the whole CAS (%d bytes, counting the disk blocks and inode each file takes)", d, s.maxBytes)
 	}
 	// A blob stored already counts as used, as FindMissing's do: a client
 	// that uploads without asking first must not see it evicted next.
@@ -406,8 +418,8 @@ func (s *DiskBlobStore) commitLocked(d digest.Digest, tmp *atomicfile.File, res 
 	if id, err := fileid.Stat(final); err == nil {
 		e.verified = id // hashed on the way in
 	}
-	s.releaseLocked(res) // counted as stored from here
-	s.set.Put(keyOf(d), e, d.SizeBytes())
+	s.releaseLocked(res) // counted as stored from here, at the same cost
+	s.index(e)
 	doomed, _ := s.evictLocked()
 	return doomed, nil
 }
@@ -423,7 +435,8 @@ func (s *DiskBlobStore) evictLocked() (doomed []blobKey, bytes int64) {
 	return s.doomLocked(s.set.EvictOver(s.maxBytes-s.inflight, nil))
 }
 
-// Stats reports the bytes stored, the number of blobs and how many were
+// Stats reports the bytes stored, as counted against MaxBytes (the disk
+// the blobs' files take: diskCost), the number of blobs and how many were
 // evicted since start.
 func (s *DiskBlobStore) Stats() (usedBytes int64, blobs int, evicted int64) {
 	s.mu.Lock()

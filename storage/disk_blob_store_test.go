@@ -46,7 +46,9 @@ func missing(t *testing.T, s storage.BlobStore, ds ...digest.Digest) map[digest.
 }
 
 func TestDiskEvictsLeastRecentlyUsed(t *testing.T) {
-	s := newDisk(t, t.TempDir(), 30)
+	dir := t.TempDir()
+	cost := storage.DiskCostIn(dir, 10)
+	s := newDisk(t, dir, 3*cost)       // room for three
 	a := putString(t, s, "aaaaaaaaaa") // 10 bytes each
 	b := putString(t, s, "bbbbbbbbbb")
 	c := putString(t, s, "cccccccccc")
@@ -58,8 +60,8 @@ func TestDiskEvictsLeastRecentlyUsed(t *testing.T) {
 		t.Fatalf("after eviction missing = %v; want only b (%s)", m, b)
 	}
 	used, n, evicted := s.Stats()
-	if used != 30 || n != 3 || evicted != 1 {
-		t.Fatalf("Stats = %d bytes, %d blobs, %d evicted; want 30, 3, 1", used, n, evicted)
+	if used != 3*cost || n != 3 || evicted != 1 {
+		t.Fatalf("Stats = %d bytes, %d blobs, %d evicted; want %d, 3, 1", used, n, evicted, 3*cost)
 	}
 }
 
@@ -92,7 +94,7 @@ func TestDiskRebuildsIndexAtStartup(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "cas", "sha256", "zz-not-a-blob")); !os.IsNotExist(err) {
 		t.Fatalf("stray file kept: %v", err)
 	}
-	if used, n, _ := s2.Stats(); used != a.SizeBytes() || n != 1 {
+	if used, n, _ := s2.Stats(); used != storage.DiskCostIn(dir, a.SizeBytes()) || n != 1 {
 		t.Fatalf("rebuilt index has %d bytes in %d blobs", used, n)
 	}
 }
@@ -103,8 +105,9 @@ func TestDiskRestartEvictsToNewBound(t *testing.T) {
 	for _, x := range []string{"0123456789", "abcdefghij", "ABCDEFGHIJ"} {
 		putString(t, s, x)
 	}
-	s2 := newDisk(t, dir, 20)
-	if used, n, _ := s2.Stats(); used > 20 || n != 2 {
+	bound := 2 * storage.DiskCostIn(dir, 10)
+	s2 := newDisk(t, dir, bound)
+	if used, n, _ := s2.Stats(); used > bound || n != 2 {
 		t.Fatalf("after restart with a smaller bound: %d bytes in %d blobs", used, n)
 	}
 }
@@ -199,8 +202,8 @@ func TestDiskReplacesTruncatedFileAfterRestart(t *testing.T) {
 	}
 	putString(t, s2, data)
 	used, n, _ := s2.Stats()
-	if n != 1 || used != d.SizeBytes() {
-		t.Fatalf("after re-upload: %d blobs, %d bytes; want 1 blob of %d", n, used, d.SizeBytes())
+	if want := storage.DiskCostIn(dir, d.SizeBytes()); n != 1 || used != want {
+		t.Fatalf("after re-upload: %d blobs, %d bytes; want 1 blob of %d", n, used, want)
 	}
 	if got, err := storagetest.ReadAll(t, s2, d, 0); err != nil || string(got) != data {
 		t.Fatalf("read after re-upload: %q, %v", got, err)

@@ -9,12 +9,13 @@ type diskCollector struct {
 	bytes, blobs, evicted *prometheus.Desc
 }
 
-// Collector returns the store's Prometheus metrics: bytes and blobs
-// stored, and blobs evicted since start.
+// Collector returns the store's Prometheus metrics: bytes (as counted
+// against MaxBytes: diskCost) and blobs stored, and blobs evicted since
+// start.
 func (s *DiskBlobStore) Collector() prometheus.Collector {
 	return &diskCollector{
 		s:       s,
-		bytes:   prometheus.NewDesc("paddock_storage_cas_stored_bytes", "Bytes of the blobs in the disk CAS.", nil, nil),
+		bytes:   prometheus.NewDesc("paddock_storage_cas_stored_bytes", "Bytes of disk the blobs in the disk CAS take, as counted against its max_bytes: each file in whole filesystem blocks, plus its inode.", nil, nil),
 		blobs:   prometheus.NewDesc("paddock_storage_cas_stored_blobs", "Blobs in the disk CAS.", nil, nil),
 		evicted: prometheus.NewDesc("paddock_storage_cas_evictions_total", "Blobs evicted from the disk CAS to respect its size bound.", nil, nil),
 	}

@@ -33,23 +33,36 @@ import (
 // room, uploads parked for a resume give way (withGiveWay, from the
 // Put's context); when they still leave none, the Put is
 // RESOURCE_EXHAUSTED, which clients retry later.
+//
+// The bytes covered are counted at what a file of that many bytes costs
+// (diskCost: whole blocks and an inode, as the upload's file in tmp/
+// takes). So a Put whose bytes have all arrived holds exactly what its
+// blob costs once stored, and its commit moves that from in flight to
+// stored unchanged: the two counts cannot drift apart, nor their total
+// jump at a commit.
 type reservation struct {
 	d        digest.Digest
-	bytes    int64
+	bytes    int64 // of the blob covered
+	cost     int64 // what they cost: s.cost(bytes) once any are covered, held in inflight
 	released bool
 }
 
 // grow raises res to want bytes (at most the blob's size): counted in
-// flight, with stored blobs evicted to fit beside it, and room for it made
-// on the disk; parked uploads give way, one at a time, while the uploads
-// in progress or the disk leave no room (giveWayFrom ctx, the Put's). The
-// evicted blobs' files are removed before it returns, with mu released:
-// this Put waits for the room it asked for, no other call does
-// (disk_unlink.go).
+// flight at their cost, with stored blobs evicted to fit beside it, and
+// room for it made on the disk; parked uploads give way, one at a time,
+// while the uploads in progress or the disk leave no room (giveWayFrom
+// ctx, the Put's). The evicted blobs' files are removed before it returns,
+// with mu released: this Put waits for the room it asked for, no other
+// call does (disk_unlink.go).
 func (s *DiskBlobStore) grow(ctx context.Context, res *reservation, want int64) error {
 	want = min(want, res.d.SizeBytes())
-	more := want - res.bytes
-	if more <= 0 {
+	if want <= res.bytes {
+		return nil
+	}
+	cost := s.cost(want)
+	more := cost - res.cost
+	if more <= 0 { // within the blocks held already
+		res.bytes = want
 		return nil
 	}
 	if s.maxBytes > 0 {
@@ -58,17 +71,17 @@ func (s *DiskBlobStore) grow(ctx context.Context, res *reservation, want int64) 
 			inflight := s.inflight
 			s.mu.Unlock()
 			if !giveWayFrom(ctx) {
-				return status.Errorf(codes.ResourceExhausted, "blob %s not stored now: uploads of %d bytes are in progress, and with this one they would be more than the CAS holds (%d bytes); try again later", res.d, inflight, s.maxBytes)
+				return status.Errorf(codes.ResourceExhausted, "blob %s not stored now: uploads in progress hold %d bytes of disk, and with this one they would hold more than the CAS may (%d bytes); try again later", res.d, inflight, s.maxBytes)
 			}
 			s.mu.Lock()
 		}
 		s.inflight += more
-		res.bytes = want
+		res.bytes, res.cost = want, cost
 		doomed, _ := s.evictLocked()
 		s.mu.Unlock()
 		s.unlink(doomed)
 	} else {
-		res.bytes = want
+		res.bytes, res.cost = want, cost
 	}
 	for {
 		err := s.makeRoom(more)
@@ -114,7 +127,7 @@ func (s *DiskBlobStore) release(res *reservation) {
 
 func (s *DiskBlobStore) releaseLocked(res *reservation) {
 	if !res.released && s.maxBytes > 0 {
-		s.inflight -= res.bytes
+		s.inflight -= res.cost
 	}
 	res.released = true
 }
@@ -124,7 +137,7 @@ func (s *DiskBlobStore) releaseLocked(res *reservation) {
 // retry finds it.
 func (s *DiskBlobStore) writeFailed(res *reservation, err error) error {
 	if diskFull(err) {
-		_ = s.makeRoom(res.bytes) // the error says the disk is full already
+		_ = s.makeRoom(res.cost) // the error says the disk is full already
 	}
 	return writeError(res.d, err)
 }

@@ -43,7 +43,7 @@ func TestEvictForRoomEvictsAllWhenTheyHoldLessThanWanted(t *testing.T) {
 	data, ds := fill(t, s, 5, 64<<10)
 	var stored int64
 	for _, b := range data {
-		stored += int64(len(b))
+		stored += s.cost(int64(len(b)))
 	}
 	full := diskRoom{bytes: 0, totalBytes: 64 << 20, files: 15000, totalFiles: 16000} // inodes to spare
 	s.mu.Lock()

@@ -192,11 +192,14 @@ func openGated(t *testing.T, dir string, maxBytes int64, gate *unlinkGate) *Disk
 // was removed under the lock: a 60 MiB upload that evicted 200,000 tiny
 // blobs froze every call of the store for 1m42s.
 func TestDiskEvictionDoesNotHoldTheStore(t *testing.T) {
-	const n, size, bound = 2000, 256, 1 << 19 // 512,000 bytes stored
-	// The big Put's first write (the reservation grows as its bytes
-	// arrive) evicts the oldest blobs, fewer than all.
+	const n, size = 2000, 256
+	// The bound holds the blobs and three more: the big Put's first
+	// write (the reservation grows as its bytes arrive) evicts the oldest
+	// blobs, fewer than all.
+	dir := t.TempDir()
+	bound := (n + 3) * diskCost(size, fsBlockBytes(dir))
 	gate := newUnlinkGate(t)
-	s := openGated(t, t.TempDir(), bound, gate)
+	s := openGated(t, dir, bound, gate)
 	data, ds := fill(t, s, n, size)
 	gate.hold(s.path(ds[0]))
 	big, bigD := blobN(n, 300<<10)
@@ -254,14 +257,15 @@ func TestDiskEvictionDoesNotHoldTheStore(t *testing.T) {
 // way the new file survives the eviction, and the blob reads back whole.
 func TestDiskPutOfABlobWhoseEvictionIsPending(t *testing.T) {
 	// 32 blobs of 128 bytes fill the bound; the evicting Put's first
-	// write evicts the oldest, in that order.
-	const n, size, bound = 32, 128, 4096
+	// write (eight blocks) evicts the oldest, several, in that order.
+	const n, size = 32, 128
 	setup := func(t *testing.T) (*DiskBlobStore, *unlinkGate, [][]byte, []digest.Digest, <-chan error) {
+		dir := t.TempDir()
 		gate := newUnlinkGate(t)
-		s := openGated(t, t.TempDir(), bound, gate)
+		s := openGated(t, dir, n*diskCost(size, fsBlockBytes(dir)), gate)
 		data, ds := fill(t, s, n, size)
 		gate.hold(s.path(ds[0]))
-		big, bigD := blobN(n, 1024)
+		big, bigD := blobN(n, 8*int(s.blockBytes))
 		bigPut := goPut(s, bigD, big)
 		if p := gate.nextHeld(t); p != s.path(ds[0]) {
 			t.Fatalf("held the removal of %s, want the oldest blob's", p)
@@ -324,6 +328,7 @@ func TestDiskPutOfABlobWhoseEvictionIsPending(t *testing.T) {
 func TestDiskStartUpEvictionRemovesFilesInTheBackground(t *testing.T) {
 	const n, size, keep = 1000, 256, 500
 	dir := t.TempDir()
+	cost := diskCost(size, fsBlockBytes(dir))
 	s0 := openGated(t, dir, 0, newUnlinkGate(t))
 	data, ds := fill(t, s0, n, size)
 	// Ages in the order stored, so that the bound keeps the newest half.
@@ -341,11 +346,11 @@ func TestDiskStartUpEvictionRemovesFilesInTheBackground(t *testing.T) {
 	var logs testlog.Buffer
 	var s *DiskBlobStore
 	within(t, "opening the store with a lower bound", func() (err error) {
-		s, err = newDiskBlobStore(DiskOptions{Dir: dir, MaxBytes: keep * size, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, gate.remove)
+		s, err = newDiskBlobStore(DiskOptions{Dir: dir, MaxBytes: keep * cost, Logger: slog.New(slog.NewTextHandler(&logs, nil))}, gate.remove)
 		return err
 	})
 	gate.nextHeld(t)
-	if want := fmt.Sprintf("blobs=%d bytes=%d", n-keep, (n-keep)*size); !strings.Contains(logs.String(), want) || !strings.Contains(logs.String(), "level=INFO") {
+	if want := fmt.Sprintf("blobs=%d bytes=%d", n-keep, (n-keep)*cost); !strings.Contains(logs.String(), want) || !strings.Contains(logs.String(), "level=INFO") {
 		t.Fatalf("the log does not say (at INFO) %q:\n%s", want, logs.String())
 	}
 

@@ -3,6 +3,7 @@ package storage_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"testing"
 
@@ -29,7 +30,8 @@ func TestMeteredBlobStoreConformance(t *testing.T) {
 // corrupt on read; the disk store reports its size and evictions.
 func TestMeteredBlobStoreCounts(t *testing.T) {
 	dir := t.TempDir()
-	disk, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: dir, MaxBytes: 2500})
+	cost := storage.DiskCostIn(dir, 1000) // of each blob below, on disk
+	disk, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: dir, MaxBytes: 2*cost + cost/2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,8 @@ func TestMeteredBlobStoreCounts(t *testing.T) {
 			t.Fatalf("read of a corrupt blob: %v, want DATA_LOSS", err)
 		}
 	}
-	// Three more blobs of 1000 bytes: the 2500-byte store evicts one.
+	// Three more blobs of 1000 bytes: the store, room for two and a half,
+	// evicts one.
 	// (Room for an upload in progress is made before it is verified, so
 	// the store is large enough for the refused upload not to evict.)
 	for _, b := range []string{"a", "b", "c"} {
@@ -69,7 +72,7 @@ func TestMeteredBlobStoreCounts(t *testing.T) {
 		m.Put(ctx, digest.FromBytes(repb.DigestFunction_SHA256, data), bytes.NewReader(data))
 	}
 
-	want := `
+	want := fmt.Sprintf(`
 # HELP paddock_storage_verification_failures_total Blobs whose bytes did not match their digest: stored ones found corrupt on read (read), uploads refused (write).
 # TYPE paddock_storage_verification_failures_total counter
 paddock_storage_verification_failures_total{direction="read"} 1
@@ -77,10 +80,10 @@ paddock_storage_verification_failures_total{direction="write"} 1
 # HELP paddock_storage_cas_evictions_total Blobs evicted from the disk CAS to respect its size bound.
 # TYPE paddock_storage_cas_evictions_total counter
 paddock_storage_cas_evictions_total 1
-# HELP paddock_storage_cas_stored_bytes Bytes of the blobs in the disk CAS.
+# HELP paddock_storage_cas_stored_bytes Bytes of disk the blobs in the disk CAS take, as counted against its max_bytes: each file in whole filesystem blocks, plus its inode.
 # TYPE paddock_storage_cas_stored_bytes gauge
-paddock_storage_cas_stored_bytes 2000
-`
+paddock_storage_cas_stored_bytes %d
+`, 2*cost)
 	if err := testutil.GatherAndCompare(reg, bytes.NewBufferString(want),
 		"paddock_storage_verification_failures_total", "paddock_storage_cas_evictions_total", "paddock_storage_cas_stored_bytes"); err != nil {
 		t.Error(err)

@@ -17,8 +17,8 @@ import (
 )
 
 // parkedPart is what parkUploads writes of each upload before it parks
-// it: its reservation grows to twice that, rounded up, 512 KiB.
-const parkedPart = 300 << 10
+// it: its reservation grows to twice that, rounded up, parkedReserved.
+const parkedPart, parkedReserved = 300 << 10, 512 << 10
 
 // parkUploads parks n uploads of blobs declared 4 MiB, each with
 // parkedPart bytes written and its stream half-closed, oldest first, and
@@ -63,7 +63,8 @@ func committed(t *testing.T, ts *testServer, name string) int64 {
 // RESOURCE_EXHAUSTED "uploads of 8388608 bytes are in progress" for as
 // long as they stayed parked.
 func TestParkedUploadsGiveWayToAnUpload(t *testing.T) {
-	disk := newDisk(t, t.TempDir(), 8<<20)
+	dir := t.TempDir()
+	disk := newDisk(t, dir, 16*storage.DiskCostIn(dir, parkedReserved)) // 8 MiB and inodes
 	ts := startServer(t, storage.ServerOptions{CAS: disk, UploadIdleTimeout: time.Hour})
 	parked := parkUploads(t, ts, 16)
 	data, d := randData(t, 1<<20)
@@ -84,7 +85,8 @@ func TestParkedUploadsGiveWayToAnUpload(t *testing.T) {
 // TestParkedUploadsGiveWayToABatch: a BatchUpdateBlobs that finds the CAS
 // full has parked uploads give way too.
 func TestParkedUploadsGiveWayToABatch(t *testing.T) {
-	disk := newDisk(t, t.TempDir(), 8<<20)
+	dir := t.TempDir()
+	disk := newDisk(t, dir, 16*storage.DiskCostIn(dir, parkedReserved)) // 8 MiB and inodes
 	ts := startServer(t, storage.ServerOptions{CAS: disk, UploadIdleTimeout: time.Hour})
 	parkUploads(t, ts, 16)
 	data, d := randData(t, 512<<10)

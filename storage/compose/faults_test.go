@@ -282,9 +282,11 @@ func TestMirroredCorruptCopyIsServedFromTheOtherAndRepaired(t *testing.T) {
 // A side that answers with an error of its own (not UNAVAILABLE) fails
 // the write: the blob would be on one side only while both are up.
 func TestMirroredWriteFailsIfASideRefuses(t *testing.T) {
-	roomy, tiny := newDisk(t, 0), newDisk(t, 1000)
+	// tiny holds a few small blobs (each counted as the disk blocks its
+	// file takes, 4 KiB at least), not the large one.
+	roomy, tiny := newDisk(t, 0), newDisk(t, 64<<10)
 	cas := compose.NewMirroredBlobStore(compose.Mirror{Name: "roomy", Store: roomy}, compose.Mirror{Name: "tiny", Store: tiny}, newRepairer(t), nil)
-	data := bytes.Repeat([]byte("x"), 5000)
+	data := bytes.Repeat([]byte("x"), 128<<10)
 	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
 	err := cas.Put(context.Background(), d, bytes.NewReader(data))
 	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), `"tiny"`) {
