@@ -198,6 +198,9 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 		return err
 	}
 	d := rn.Digest
+	if limit := s.opts.MaxCASBlobBytes; limit > 0 && d.SizeBytes() > limit {
+		return status.Errorf(codes.InvalidArgument, "resource_name: blob %s is larger than max_cas_blob_size_bytes, %d: this CAS holds no larger blob", d, limit)
+	}
 	compressed := rn.Compressor != repb.Compressor_IDENTITY
 	complete := func() error {
 		size := d.SizeBytes()

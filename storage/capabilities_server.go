@@ -50,6 +50,7 @@ func (s *capabilitiesServer) GetCapabilities(ctx context.Context, req *repb.GetC
 				UpdateEnabled: true,
 			},
 			MaxBatchTotalSizeBytes:          s.opts.MaxBatchTotalSizeBytes,
+			MaxCasBlobSizeBytes:             s.opts.MaxCASBlobBytes,
 			SymlinkAbsolutePathStrategy:     repb.SymlinkAbsolutePathStrategy_DISALLOWED,
 			SupportedCompressors:            []repb.Compressor_Value{repb.Compressor_ZSTD},
 			SupportedBatchUpdateCompressors: []repb.Compressor_Value{repb.Compressor_ZSTD},

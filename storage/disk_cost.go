@@ -52,6 +52,17 @@ func diskCost(size, blockBytes int64) int64 {
 	return blocks*blockBytes + fileOverheadBytes
 }
 
+// DiskMaxBlobBytes is the largest blob a disk store bounded by maxBytes
+// holds, on a filesystem of the usual 4 KiB blocks (0: no bound), for
+// Capabilities' max_cas_blob_size_bytes. On one of smaller blocks the
+// store takes a little more; it is the bound clients are told.
+func DiskMaxBlobBytes(maxBytes int64) int64 {
+	if maxBytes <= 0 {
+		return 0
+	}
+	return max(0, (maxBytes-fileOverheadBytes)/defaultBlockBytes*defaultBlockBytes)
+}
+
 // cost is what a blob of size bytes costs against s's MaxBytes.
 func (s *DiskBlobStore) cost(size int64) int64 { return diskCost(size, s.blockBytes) }
 

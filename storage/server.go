@@ -39,6 +39,12 @@ type ServerOptions struct {
 	// MaxOpenStreams (at least 1). Callers without a tenant count only
 	// against MaxOpenStreams.
 	MaxOpenStreamsPerTenant int
+	// MaxCASBlobBytes, when set, is the largest blob the CAS holds: it is
+	// advertised in Capabilities (max_cas_blob_size_bytes), and a
+	// ByteStream upload of a larger blob is INVALID_ARGUMENT at its first
+	// message, as the spec asks, not RESOURCE_EXHAUSTED once its bytes
+	// have come (DiskMaxBlobBytes for a disk CAS; 0 when unknown).
+	MaxCASBlobBytes int64
 	// Execution, when set, is advertised in Capabilities (the scheduler
 	// shares this endpoint in `paddock up`).
 	Execution *repb.ExecutionCapabilities

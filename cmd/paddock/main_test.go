@@ -84,7 +84,7 @@ func launch(t *testing.T, args ...string) (*exec.Cmd, io.Reader) {
 func TestStorageCommandServesFromConfig(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "storage.yaml")
-	os.WriteFile(cfg, []byte("version: 1\nlisten: 127.0.0.1:0\ndir: "+filepath.Join(dir, "data")+"\nmax_batch_total_size_bytes: 2MiB\n"), 0o644)
+	os.WriteFile(cfg, []byte("version: 1\nlisten: 127.0.0.1:0\ndir: "+filepath.Join(dir, "data")+"\nmax_batch_total_size_bytes: 2MiB\nmax_bytes: 64MiB\n"), 0o644)
 	addr, cmd := start(t, "storage", "--config", cfg)
 	conn := grpctest.Dial(t, addr)
 	caps, err := repb.NewCapabilitiesClient(conn).GetCapabilities(context.Background(), &repb.GetCapabilitiesRequest{})
@@ -93,6 +93,9 @@ func TestStorageCommandServesFromConfig(t *testing.T) {
 	}
 	if caps.CacheCapabilities.MaxBatchTotalSizeBytes != 2<<20 {
 		t.Fatalf("config not applied: max batch %d", caps.CacheCapabilities.MaxBatchTotalSizeBytes)
+	}
+	if got := caps.CacheCapabilities.MaxCasBlobSizeBytes; got != 64<<20-4096 {
+		t.Fatalf("max_cas_blob_size_bytes %d, want the largest blob a 64 MiB CAS holds, %d", got, 64<<20-4096)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data", "cas")); err != nil {
 		t.Fatalf("data directory not created: %v", err)

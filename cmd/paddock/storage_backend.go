@@ -34,6 +34,9 @@ type openedBackend struct {
 	close func()
 	// collectors are the Prometheus metrics of the tree's composites.
 	collectors []prometheus.Collector
+	// maxBlobBytes is the largest blob the CAS holds, when it is known
+	// (a disk backend); 0 otherwise.
+	maxBlobBytes int64
 }
 
 // openBackend opens the backend tree b; path names it in errors.
@@ -51,7 +54,7 @@ func openBackend(ctx context.Context, b configs.Backend, path string, deps backe
 		if err != nil {
 			return openedBackend{}, fmt.Errorf("%s.disk: %w", path, err)
 		}
-		return openedBackend{cas: cas, ac: ac, local: local, close: func() {}}, nil
+		return openedBackend{cas: cas, ac: ac, local: local, close: func() {}, maxBlobBytes: storage.DiskMaxBlobBytes(int64(b.Disk.MaxBytes))}, nil
 	case b.Cached != nil:
 		return openCached(ctx, b.Cached, path+".cached", deps)
 	case b.Sharded != nil:

@@ -73,6 +73,7 @@ func runStorage(ctx context.Context, args []string) error {
 		CAS: metered, AC: ac,
 		MaxBatchTotalSizeBytes: int64(cfg.MaxBatchTotalSizeBytes),
 		MaxInlineBytes:         int64(cfg.MaxInlineBytes),
+		MaxCASBlobBytes:        opened.maxBlobBytes,
 		UploadIdleTimeout:      cfg.UploadIdleTimeout,
 		Logger:                 logger,
 		SkipCompletenessChecks: !cfg.CheckCompleteness,

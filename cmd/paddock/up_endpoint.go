@@ -79,6 +79,7 @@ func startUpEndpoint(cfg configs.Up, sec serverSecurity, logger *slog.Logger) (*
 		CAS: ep.metered, AC: ep.ac, Logger: logger, Execution: executionCapabilities(),
 		MaxBatchTotalSizeBytes: int64(cfg.Storage.MaxBatchTotalSizeBytes),
 		MaxInlineBytes:         int64(cfg.Storage.MaxInlineBytes),
+		MaxCASBlobBytes:        o.maxBlobBytes,
 		UploadIdleTimeout:      cfg.Storage.UploadIdleTimeout,
 		SkipCompletenessChecks: !cfg.Storage.CheckCompleteness,
 	})
