@@ -22,7 +22,9 @@
 //  3. resolves the user (dockerRunAsRoot, dockerUser, the image's User, or
 //     Config.DefaultUser);
 //  4. takes a free id slot: a host uid/gid range of 65536 of its own while
-//     it runs (idSlots);
+//     it runs (idSlots; a slot needed only because cancelled Runs still
+//     hold lower ones is transient, and the launcher keeps no init warm
+//     for it);
 //  5. builds the runtime-spec (buildSpec, a pure function, golden-tested in
 //     testdata/spec) and chowns the action's directory (mode 0700, the
 //     worker's) and the input root's directories to the sandbox user's
@@ -42,6 +44,10 @@
 //     that failed because a bind source vanished meanwhile
 //     (sandbox.ErrMountSourceMissing) is retried once with a fresh plan.
 //     Bundles and skeletons left by a crash go at the next start.
+//
+// A Run cancelled before its sandbox starts starts none; whatever its
+// set-up ran into meanwhile (the worker removes an abandoned action's
+// directory at once) is answered and logged as the cancellation.
 //
 // Errors go into the response's status_code/status_message; a non-zero
 // exit code is a result, not an error. A full disk (ENOSPC, EDQUOT) at

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -76,7 +77,8 @@ type testEnv struct {
 	svc    *Service
 	client runnerpb.RunnerClient
 	socket string
-	build  string // the "worker's" build directory: one input root per action
+	build  string          // the "worker's" build directory: one input root per action
+	logs   *testlog.Buffer // what the service logged (also in the test's log)
 	n      atomic.Int64
 }
 
@@ -113,8 +115,9 @@ func newTestEnvIn(t testing.TB, base string, mod func(*Config)) *testEnv {
 		}
 		t.Cleanup(func() { cache.Close() })
 	}
-	svc, err := New(Options{Config: cfg, Launcher: l, Images: cache, Version: "test",
-		Logger: testlog.Logger(t, nil)})
+	logs := &testlog.Buffer{}
+	logger := slog.New(slog.NewMultiHandler(testlog.Logger(t, nil).Handler(), slog.NewTextHandler(logs, nil)))
+	svc, err := New(Options{Config: cfg, Launcher: l, Images: cache, Version: "test", Logger: logger})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -141,7 +144,7 @@ func newTestEnvIn(t testing.TB, base string, mod func(*Config)) *testEnv {
 	if err := os.Mkdir(build, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return &testEnv{cfg: cfg, svc: svc, client: client, socket: socket, build: build}
+	return &testEnv{cfg: cfg, svc: svc, client: client, socket: socket, build: build, logs: logs}
 }
 
 // action is one prepared input root and its output paths.

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"sync"
 
 	"github.com/paddock-build/paddock/sandbox"
@@ -13,32 +14,73 @@ import (
 // is taken, so that sequential actions reuse slot 0 and the sandbox
 // spawner's pre-started init (kept per id mapping) fits them. Safe for
 // concurrent use.
+//
+// A cancelled Run holds its slot until its sandbox has ended (up to
+// kill_grace), while the worker, whose call returned at once, starts its
+// next action: that one takes a slot past those the worker's concurrency
+// needs. Such a slot is transient, and the launcher keeps no init warm for
+// it (sandbox.Request.Transient). So inits are kept warm only for slots
+// below the most live (not cancelled) Runs held at once. The spawner
+// keeps them per id mapping: without this, a storm of cancellations,
+// walking new actions up through the slots, left Options.WarmInits of
+// them for every slot it reached (up to 16 slots), for good.
 type idSlots struct {
 	base uint32
 	mu   sync.Mutex
-	used []bool
+	runs []context.Context // the context of the Run holding each slot; nil: free
+}
+
+// idSlot is a slot taken by acquire.
+type idSlot struct {
+	index    int
+	hostBase uint32
+	// transient: the index is not below the number of live Runs holding
+	// slots (this one included), so the slot is needed only because
+	// cancelled Runs still hold lower ones. A Run taking the lowest free
+	// slot while no holder is cancelled is never transient.
+	transient bool
 }
 
 func newIDSlots(base uint32, n int) *idSlots {
-	return &idSlots{base: base, used: make([]bool, n)}
+	return &idSlots{base: base, runs: make([]context.Context, n)}
 }
 
-// acquire returns a free slot and its host id base, or false if all are
-// in use.
-func (s *idSlots) acquire() (slot int, hostBase uint32, ok bool) {
+// acquire returns a free slot for the Run whose context is ctx, or false
+// if all are in use.
+func (s *idSlots) acquire(ctx context.Context) (idSlot, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, u := range s.used {
-		if !u {
-			s.used[i] = true
-			return i, s.base + uint32(i)*sandbox.DefaultIDRange, true
+	free, cancelled := -1, 0 // cancelled: Runs holding slots below free
+	for i, r := range s.runs {
+		if r == nil {
+			free = i
+			break
+		}
+		if r.Err() != nil {
+			cancelled++
 		}
 	}
-	return 0, 0, false
+	if free < 0 {
+		return idSlot{}, false
+	}
+	s.runs[free] = ctx
+	slot := idSlot{index: free, hostBase: s.base + uint32(free)*sandbox.DefaultIDRange}
+	if cancelled > 0 {
+		// Every slot below is held: the live Runs are those of them not
+		// cancelled, this one, and the live ones above.
+		live := free - cancelled + 1
+		for _, r := range s.runs[free+1:] {
+			if r != nil && r.Err() == nil {
+				live++
+			}
+		}
+		slot.transient = free >= live
+	}
+	return slot, true
 }
 
 func (s *idSlots) release(slot int) {
 	s.mu.Lock()
-	s.used[slot] = false
+	s.runs[slot] = nil
 	s.mu.Unlock()
 }

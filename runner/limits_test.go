@@ -166,6 +166,42 @@ func TestCancel(t *testing.T) {
 	}
 }
 
+// TestCancelledBeforeTheSandbox: a Run cancelled while the runner sets it
+// up starts no sandbox, and what its set-up runs into meanwhile (the
+// worker removes an abandoned action's directory at once) is logged as
+// the cancellation, not as a failed set-up.
+func TestCancelledBeforeTheSandbox(t *testing.T) {
+	e := newTestEnv(t, nil)
+	for _, removed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("removed=%v", removed), func(t *testing.T) {
+			a := e.newAction(t)
+			if removed {
+				if err := os.RemoveAll(filepath.Dir(a.root)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			resp, err := e.svc.Run(ctx, a.request("/bin/sh", "-c", "echo ran"))
+			if err != nil || codes.Code(resp.StatusCode) != codes.Canceled || !resp.Cancelled || resp.StatusMessage != "run cancelled" {
+				t.Errorf("Run = %v, %v; want CANCELLED, %q", resp, err, "run cancelled")
+			}
+			if _, err := os.Stat(a.stdout); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("stdout: %v; want none: no sandbox started", err)
+			}
+			want := fmt.Sprintf("level=INFO msg=action id=%s status=Canceled message=%q ", a.id, "run cancelled")
+			for _, line := range strings.Split(e.logs.String(), "\n") {
+				if strings.Contains(line, "id="+a.id+" ") && !strings.Contains(line, want) {
+					t.Errorf("logged %q, want only %q", line, want)
+				}
+			}
+			if !strings.Contains(e.logs.String(), want) {
+				t.Errorf("the cancelled run was not logged as %q", want)
+			}
+		})
+	}
+}
+
 // TestRefusals: refused properties and bad requests come back as statuses
 // naming what was wrong, and nothing runs.
 func TestRefusals(t *testing.T) {

@@ -159,7 +159,12 @@ func (s *Service) Run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	if err != nil {
 		st := status.Convert(err)
 		if ctx.Err() != nil {
-			st = status.New(codes.Canceled, "run cancelled: "+st.Message())
+			// Whatever failed is no failure of its own: a set-up cut
+			// short by the cancellation, or by the worker, which
+			// removes an abandoned action's directory at once (its
+			// input root, its output files).
+			s.logger.Debug("a cancelled run's set-up stopped", "action", req.GetActionId(), "error", err)
+			st = status.New(codes.Canceled, "run cancelled")
 		}
 		resp = &runnerpb.RunResponse{
 			StatusCode: int32(st.Code()), StatusMessage: st.Message(),
@@ -253,12 +258,12 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	}
 
 	// Taken only now: an image pull does not hold a slot.
-	slot, idBase, ok := s.slots.acquire()
+	slot, ok := s.slots.acquire(ctx)
 	if !ok {
 		return nil, status.Errorf(codes.Unavailable, "all %d sandbox slots are busy (max_sandboxes)", s.cfg.MaxSandboxes)
 	}
-	defer s.slots.release(slot)
-	in.IDBase = idBase
+	defer s.slots.release(slot.index)
+	in.IDBase = slot.hostBase
 	spec, err := buildSpec(in)
 	if err != nil {
 		return nil, err
@@ -271,12 +276,18 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	// takes the spec in memory: the native one needs no config.json at
 	// all, an external runtime gets it written there for this run only.
 	sreq := sandbox.Request{
-		Bundle: filepath.Join(s.bundles, strconv.Itoa(slot)), Spec: spec,
+		Bundle: filepath.Join(s.bundles, strconv.Itoa(slot.index)), Spec: spec,
 		Stdout: req.GetStdoutPath(), Stderr: req.GetStderrPath(), Timeout: runTimeout,
+		Transient: slot.transient,
+	}
+	if ctx.Err() != nil {
+		// Cancelled while being set up: a sandbox started now would
+		// only be terminated, holding the slot meanwhile.
+		return nil, status.FromContextError(ctx.Err()).Err()
 	}
 
 	start := s.clock.Now()
-	res, overQuota, err := s.runGuarded(ctx, sreq, req.GetInputRoot(), idBase, given)
+	res, overQuota, err := s.runGuarded(ctx, sreq, req.GetInputRoot(), slot.hostBase, given)
 	end := s.clock.Now()
 	if err != nil {
 		return nil, sandboxError(err)

@@ -26,9 +26,9 @@
 // executes it from there. It clones inits into new user, mount, pid, ipc,
 // uts and (unless the spec keeps the host's) network namespaces, with the
 // spec's uid/gid mappings (host id 0 is refused), each born inside a
-// cgroup of its own (v1 or v2). It keeps one init started ahead per kind
-// of clone parameters ("warm"), so that the clone and the exec are off the
-// critical path.
+// cgroup of its own (v1 or v2). It keeps Options.WarmInits inits started
+// ahead per kind of clone parameters ("warm"; none after a transient
+// Request), so that the clone and the exec are off the critical path.
 //
 // A Run takes a warm init, applies the limits to its cgroup and writes the
 // plan on the init's control pipe. The init builds the mount tree

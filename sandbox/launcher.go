@@ -36,8 +36,10 @@ type Options struct {
 	// sets none. Default 64 MiB.
 	OutputLimit int64
 	// WarmInits is how many sandbox inits the native launcher keeps
-	// started ahead (forked, exec'd, namespaces made, waiting for a spec),
-	// for the namespaces and id mappings of the latest Run. Each costs a
+	// started ahead (forked, exec'd, namespaces made, waiting for a spec)
+	// for each kind of namespaces and id mappings it ran recently (at most
+	// 16 kinds; none for a transient Request): a runner, one kind per id
+	// slot, keeps WarmInits for each action it runs at once. Each costs a
 	// few MiB. Default 2; negative disables it.
 	WarmInits int
 	// Executable is the binary re-executed as the spawner (it must call
@@ -122,6 +124,12 @@ type Request struct {
 	// Timeout, if positive, terminates the sandbox after that long
 	// (SIGTERM, then SIGKILL after Options.KillGrace); Result.TimedOut.
 	Timeout time.Duration
+	// Transient says that the Run's id mappings are not expected again
+	// soon: the native launcher starts no warm init for them after it
+	// (one it already keeps is still used). The runner sets it for an id
+	// slot taken only because cancelled Runs still hold lower ones, so
+	// that inits stay warm only for the slots its live Runs use.
+	Transient bool
 }
 
 // backend runs bundles. There are two: the native launcher (nativeBackend)

@@ -215,7 +215,7 @@ func (b *nativeBackend) spawnRequestFor(req Request) (spawnRequest, error) {
 	return spawnRequest{
 		Op: opRun, Plan: initplan.EncodePlan(plan), Clone: clone, Resources: bun.spec.Linux.Resources,
 		Stdout: req.Stdout, Stderr: req.Stderr, OutputLimit: req.OutputLimit, Timeout: req.Timeout,
-		KillGrace: b.opts.KillGrace, CgroupParent: b.opts.CgroupParent,
+		KillGrace: b.opts.KillGrace, CgroupParent: b.opts.CgroupParent, Transient: req.Transient,
 	}, nil
 }
 

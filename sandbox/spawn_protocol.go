@@ -64,6 +64,9 @@ type spawnRequest struct {
 	Timeout      time.Duration
 	KillGrace    time.Duration
 	CgroupParent string
+	// Transient: start no warm init for Clone after this run
+	// (Request.Transient).
+	Transient bool
 }
 
 type spawnResponse struct {
@@ -91,6 +94,7 @@ func encodeSpawnRequest(req *spawnRequest) []byte {
 		w.Str(req.Stdout, req.Stderr)
 		w.Varint(req.OutputLimit, int64(req.Timeout), int64(req.KillGrace))
 		w.Str(req.CgroupParent)
+		w.Bool(req.Transient)
 	}
 	return w.EndFrame()
 }
@@ -120,6 +124,7 @@ func decodeSpawnRequest(b []byte) (spawnRequest, error) {
 		req.Timeout = time.Duration(r.Varint())
 		req.KillGrace = time.Duration(r.Varint())
 		req.CgroupParent = r.Str()
+		req.Transient = r.Bool()
 	default:
 		r.Fail(errors.New("unknown " + req.Op.String()))
 	}

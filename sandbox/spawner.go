@@ -30,11 +30,13 @@ import (
 // init's control pipe.
 //
 // To take the fork, the exec and the init's start-up off each sandbox's
-// critical path, the spawner keeps one init started ahead ("warm") for each
-// of the latest clone parameters (namespaces, id mappings) it ran with: in
-// its own fresh cgroup without limits, waiting for its plan. A Run takes
-// it, applies the spec's limits to its cgroup and hands it the plan; a new
-// one is started in the background.
+// critical path, the spawner keeps inits started ahead ("warm", warmDepth
+// of them) for each of the latest clone parameters (namespaces, id
+// mappings) it ran with: each in its own fresh cgroup without limits,
+// waiting for its plan. A Run takes one, applies the spec's limits to its
+// cgroup and hands it the plan; a new one is started in the background,
+// unless the request is transient (its id mappings not expected again
+// soon).
 
 type spawner struct {
 	out   io.Writer // the launcher's pipe; whole frames under outMu
@@ -261,7 +263,8 @@ func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
 // run runs one sandbox to its end: when it returns, every process of the
 // sandbox but its exiting init is gone. refill, always non-nil, waits for
 // that init, gives its cgroup back to the pool and starts the next warm
-// init; it runs after the result has been sent.
+// init (none for a transient request); it runs after the result has been
+// sent.
 func (s *spawner) run(req spawnRequest, sb *spawnedSandbox) (_ *Result, refill func(), _ error) {
 	nop := func() {}
 	setupErr := func(err error) (*Result, func(), error) {
@@ -315,7 +318,7 @@ func (s *spawner) run(req spawnRequest, sb *spawnedSandbox) (_ *Result, refill f
 	res.Stderr = w.stderr.wait()
 	res.Cgroup = w.cg.stats()
 	res.OOMKilled = res.Cgroup.OOMKills > 0
-	return s.settle(w, p, res, reported, statusDone, func() []byte { return statusData })
+	return s.settle(w, p, req.Transient, res, reported, statusDone, func() []byte { return statusData })
 }
 
 // openOutputs opens the files a sandbox's stdout and stderr go to.
@@ -362,8 +365,8 @@ func awaitSandbox(w *startedInit, req spawnRequest, sb *spawnedSandbox, statusDo
 // then tears its namespaces down. That need not delay the result: once it
 // has reported, every other process of the sandbox is gone and its output
 // is complete. Its cgroup is announced to the pool and put back after the
-// exit, before the next warm init is started.
-func (s *spawner) settle(w *startedInit, p initParams, res *Result, reported bool, statusDone <-chan struct{}, status func() []byte) (*Result, func(), error) {
+// exit, before the next warm init for p is started (warmAfter).
+func (s *spawner) settle(w *startedInit, p initParams, transient bool, res *Result, reported bool, statusDone <-chan struct{}, status func() []byte) (*Result, func(), error) {
 	finish := func(expected bool) {
 		w.proc.signal(syscall.SIGKILL)
 		<-w.proc.exited
@@ -376,14 +379,14 @@ func (s *spawner) settle(w *startedInit, p initParams, res *Result, reported boo
 		// every process of its namespace has exited, after the result.
 		res.InitDied, res.ExitCode, res.Signal = true, -1, syscall.SIGKILL
 		s.cgroups.expect(w.cgParent)
-		return res, func() { finish(true); <-statusDone; s.refill(p) }, nil
+		return res, func() { finish(true); <-statusDone; s.warmAfter(p, transient) }, nil
 	case !reported:
 		finish(false)
 		initDied(w.proc, res)
-		return res, func() { s.refill(p) }, nil
+		return res, func() { s.warmAfter(p, transient) }, nil
 	}
 	s.cgroups.expect(w.cgParent)
-	refill := func() { finish(true); s.refill(p) }
+	refill := func() { finish(true); s.warmAfter(p, transient) }
 	if err := fromStatus(status(), res); err != nil {
 		return nil, refill, err
 	}

@@ -9,9 +9,14 @@ import (
 
 // Warm inits: the spawner keeps inits started ahead, per kind of clone
 // parameters, so that a Run finds one waiting for its plan (see spawner).
+// A run of a kind that is not expected again soon (spawnRequest.Transient)
+// starts none after it (warmAfter).
 
 // maxWarmKinds bounds how many kinds of clone parameters have a warm init
-// at once (a runner uses one per id slot, so its concurrency).
+// at once. A runner uses one kind per id slot, and marks transient the
+// slots beyond its live Runs (those cancelled Runs push new ones to), so
+// it keeps warm inits for at most as many kinds as it runs actions at
+// once.
 const maxWarmKinds = 16
 
 // warmSlot is an init being started ahead; ready is closed once w or err
@@ -45,6 +50,14 @@ func (s *spawner) takeWarm(key string) *startedInit {
 	s.mu.Unlock()
 	<-ws.ready
 	return ws.w
+}
+
+// warmAfter starts warm inits for p after a run with them, unless the run
+// was transient: its id mappings are not expected again soon.
+func (s *spawner) warmAfter(p initParams, transient bool) {
+	if !transient {
+		s.refill(p)
+	}
 }
 
 // refill starts warm inits for p until warmDepth are there or starting.
