@@ -28,8 +28,11 @@ type metrics struct {
 }
 
 // workerStates are the values of paddock_scheduler_workers's state label,
-// every one reported (zero included) at each scrape.
-var workerStates = []string{"idle", "busy", "draining", "leaving", "disconnected"}
+// every one reported (zero included) at each scrape. A connected worker
+// that said it cannot run actions (its runner or storage is down) is
+// paused, not idle or busy: counted idle, a farm whose every worker was
+// paused looked like one with idle workers and a queue that never moved.
+var workerStates = []string{"idle", "busy", "paused", "draining", "leaving", "disconnected"}
 
 func newMetrics() *metrics {
 	return &metrics{
@@ -45,7 +48,7 @@ func newMetrics() *metrics {
 		running: prometheus.NewDesc("paddock_scheduler_running_actions",
 			"Executions on a worker, by queue (instance name and routing platform).", []string{"instance", "platform"}, nil),
 		workers: prometheus.NewDesc("paddock_scheduler_workers",
-			"Known workers, by state (idle, busy, draining, leaving, disconnected).", []string{"state"}, nil),
+			"Known workers, by state (idle, busy, paused: connected but unable to run actions, draining, leaving, disconnected).", []string{"state"}, nil),
 		journalFailed: prometheus.NewDesc("paddock_scheduler_journal_failed",
 			"1 once the scheduler's journal could not be written (a full disk, say): it refuses new work until restarted; 0 otherwise, and without a journal.", nil, nil),
 		instances: instanceLabels{},
@@ -96,7 +99,11 @@ func (c *schedulerCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	byState := map[string]int{}
 	for _, w := range s.Workers() {
-		byState[w.State]++
+		st := w.State
+		if w.Paused && (st == "idle" || st == "busy") {
+			st = "paused"
+		}
+		byState[st]++
 	}
 	for _, st := range workerStates {
 		ch <- prometheus.MustNewConstMetric(m.workers, prometheus.GaugeValue, float64(byState[st]), st)

@@ -139,6 +139,8 @@ func TestStatusAndMetrics(t *testing.T) {
 // worker's pause and its reason, as ListWorkers does, and its end.
 func TestWorkersShowAPause(t *testing.T) {
 	f := startFarm(t, testConfig(), "", nil, nil)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(f.s.Collector())
 	w := startTestWorker(t, f.addr, "w1", 1, okRun("w1"), linux)
 	w.waitFor(t, "registration", func() bool { return w.connects > 0 })
 	worker := func() WorkerStatus {
@@ -166,6 +168,11 @@ func TestWorkersShowAPause(t *testing.T) {
 	w.c.SetPaused(true, "runner not ready: connection refused")
 	waitWorker("paused with its reason", func(ws WorkerStatus) bool {
 		return ws.Paused && ws.PauseReason == "runner not ready: connection refused" && ws.State == "idle"
+	})
+	// The metric counts it paused, not idle.
+	wantMetrics(t, reg, []wantMetric{
+		{"paddock_scheduler_workers", "state", "paused", 1},
+		{"paddock_scheduler_workers", "state", "idle", 0},
 	})
 	w.c.SetPaused(false, "")
 	waitWorker("not paused, without a reason", func(ws WorkerStatus) bool { return !ws.Paused && ws.PauseReason == "" })
