@@ -93,9 +93,11 @@ func BenchmarkRunnerOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	in := specInput{Config: &e.cfg, Request: req, Platform: plat, IDBase: e.cfg.IDBase, HostBinds: view.Binds}
-	if in.Rootfs, err = e.svc.roots.get(view); err != nil {
+	var done func()
+	if in.Rootfs, done, err = e.svc.roots.acquire(view); err != nil {
 		b.Fatal(err)
 	}
+	defer done()
 	spec, err := buildSpec(in)
 	if err != nil {
 		b.Fatal(err)
@@ -154,24 +156,28 @@ func BenchmarkHostView(b *testing.B) {
 	cfg := DefaultConfig()
 	mounts := ownMountPoints(cfg.InputRootPath)
 	b.Run("cached", func(b *testing.B) {
-		sk := &skeletons{dir: b.TempDir(), paths: map[string]string{}}
+		sk := newSkeletons(b.TempDir())
 		c := newHostViews(osLister{}, cfg.HostHiddenPaths, sk, defaultMountPoints())
 		for i := 0; i < b.N; i++ {
-			if _, _, err := c.get(cfg.InputRootPath); err != nil {
+			_, _, done, err := c.get(cfg.InputRootPath)
+			if err != nil {
 				b.Fatal(err)
 			}
+			done()
 		}
 	})
 	b.Run("shared", func(b *testing.B) {
-		sk := &skeletons{dir: b.TempDir(), paths: map[string]string{}}
+		sk := newSkeletons(b.TempDir())
 		for i := 0; i < b.N; i++ {
 			v, err := planHostView(osLister{}, cfg.HostHiddenPaths, mounts)
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := sk.get(v); err != nil {
+			_, done, err := sk.acquire(v)
+			if err != nil {
 				b.Fatal(err)
 			}
+			done()
 			if i == 0 {
 				b.ReportMetric(float64(len(v.Binds)), "binds")
 			}

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -236,50 +235,10 @@ func (v *hostView) key() string {
 	return hex.EncodeToString(h.Sum(nil))[:32]
 }
 
-// skeletons holds the skeleton directories made so far, one per plan, in
-// dir (the state directory's rootfs/, emptied at start-up). A skeleton is
-// never removed while the runner runs: a sandbox may be using it, and there
-// is one per distinct plan (input root path and host top level), so few;
-// but InputRootAbsolutePath is the client's, so past maxSkeletons a new
-// plan is refused (RESOURCE_EXHAUSTED) rather than the runner's disk
-// filled with skeletons, one per value a client makes up. Safe for
-// concurrent use.
-type skeletons struct {
-	dir     string
-	mu      sync.Mutex
-	paths   map[string]string // key -> directory
-	entries int               // in all the skeletons
-}
-
-// get returns the skeleton directory for v, creating it if needed.
-func (s *skeletons) get(v *hostView) (string, error) {
-	key := v.key()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p, ok := s.paths[key]; ok {
-		return p, nil
-	}
-	if len(s.paths) >= maxSkeletons || s.entries+len(v.Skeleton) > maxSkeletonEntries {
-		return "", status.Errorf(codes.ResourceExhausted, "this runner has made the host's root for %d input root paths (InputRootAbsolutePath values, %d entries) since it started, its most; restart it, or use fewer distinct paths", len(s.paths), s.entries)
-	}
-	p := filepath.Join(s.dir, key)
-	if err := os.RemoveAll(p); err != nil { // left by a crash
-		return "", err
-	}
-	if err := v.create(p); err != nil {
-		// Give back what it took at once: on a full disk, every
-		// inode counts, and no later get may come for this plan.
-		_ = os.RemoveAll(p)
-		return "", err
-	}
-	s.paths[key] = p
-	s.entries += len(v.Skeleton)
-	return p, nil
-}
-
-// maxSkeletons bounds the skeletons a runner makes: each takes an entry
-// per entry of the host directories above its input root path (at most
-// maxViewEntries), and maxSkeletonEntries bounds them all together.
+// maxSkeletons bounds the skeletons a runner keeps (skeletons): each
+// takes an entry per entry of the host directories above its input root
+// path (at most maxViewEntries), and maxSkeletonEntries bounds them all
+// together.
 // InputRootAbsolutePath below a large host directory (/usr/share/man/man1,
 // 18,000 entries) made a skeleton of 18,000 inodes, and mounted one bind
 // per entry (the sandbox failed with EMFILE): ten such values took a

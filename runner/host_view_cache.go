@@ -60,11 +60,10 @@ func newHostViews(l hostLister, hidden []string, roots *skeletons, fixedMounts [
 	}
 }
 
-// hostViewEntry is one plan, its skeleton, and what it was made from.
+// hostViewEntry is one plan and what it was made from.
 type hostViewEntry struct {
-	view   *hostView
-	rootfs string
-	deps   map[string]dirStamp // host directory -> its state when planned
+	view *hostView
+	deps map[string]dirStamp // host directory -> its state when planned
 }
 
 // dirStamp is what identifies one state of a directory (its path
@@ -94,34 +93,41 @@ const (
 )
 
 // get returns the plan for an input root at irp (a sandbox path) and its
-// skeleton directory, planning it unless a valid one is cached.
-func (c *hostViews) get(irp string) (*hostView, string, error) {
+// skeleton directory, planning it unless a valid one is cached, and the
+// function that ends the caller's use of the skeleton.
+func (c *hostViews) get(irp string) (*hostView, string, func(), error) {
 	c.mu.Lock()
 	e := c.entries[irp]
 	c.mu.Unlock()
-	if e != nil && c.unchanged(e) {
-		return e.view, e.rootfs, nil
+	if e == nil || !c.unchanged(e) {
+		rec := &recordingLister{hostLister: c.lister, deps: map[string]dirStamp{}}
+		view, err := planHostView(rec, c.hidden, c.mountPoints(irp))
+		if err != nil {
+			return nil, "", nil, err
+		}
+		e = &hostViewEntry{view: view, deps: rec.deps}
+		c.keep(irp, e)
 	}
-	rec := &recordingLister{hostLister: c.lister, deps: map[string]dirStamp{}}
-	view, err := planHostView(rec, c.hidden, c.mountPoints(irp))
-	if err != nil {
-		return nil, "", err
-	}
-	rootfs, err := c.roots.get(view)
+	rootfs, release, err := c.roots.acquire(e.view)
 	if isDiskFull(err) {
-		return nil, "", diskFull("setting up the sandbox's host view", err)
+		return nil, "", nil, diskFull("setting up the sandbox's host view", err)
 	}
 	if status.Code(err) == codes.ResourceExhausted {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	if err != nil {
-		return nil, "", status.Errorf(codes.Internal, "host rootfs: %v", err)
+		return nil, "", nil, status.Errorf(codes.Internal, "host rootfs: %v", err)
 	}
-	e = &hostViewEntry{view: view, rootfs: rootfs, deps: rec.deps}
+	return e.view, rootfs, release, nil
+}
+
+// keep caches e for irp, unless a directory it read had changed too
+// recently to rely on its timestamps.
+func (c *hostViews) keep(irp string, e *hostViewEntry) {
 	settled := c.clock.Now().Add(-racyWindow)
 	for _, st := range e.deps {
 		if st.changed().After(settled) {
-			return view, rootfs, nil // too fresh to rely on: not kept
+			return // too fresh to rely on: not kept
 		}
 	}
 	c.mu.Lock()
@@ -130,7 +136,6 @@ func (c *hostViews) get(irp string) (*hostView, string, error) {
 	}
 	c.entries[irp] = e
 	c.mu.Unlock()
-	return view, rootfs, nil
 }
 
 // unchanged reports whether every directory e depends on is as it was.

@@ -25,7 +25,7 @@ func (c *countingLister) list(dir string) ([]hostEntry, error) {
 
 func newTestHostViews(t *testing.T, l hostLister, hidden ...string) *hostViews {
 	t.Helper()
-	return newHostViews(l, hidden, &skeletons{dir: t.TempDir(), paths: map[string]string{}}, []string{"/proc"})
+	return newHostViews(l, hidden, newSkeletons(t.TempDir()), []string{"/proc"})
 }
 
 // mustGet returns the rendered plan for irp and whether it was planned
@@ -33,10 +33,11 @@ func newTestHostViews(t *testing.T, l hostLister, hidden ...string) *hostViews {
 func mustGet(t *testing.T, c *hostViews, l *countingLister, irp string) (string, bool) {
 	t.Helper()
 	before := l.lists
-	v, rootfs, err := c.get(irp)
+	v, rootfs, done, err := c.get(irp)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer done()
 	if _, err := os.Stat(rootfs); err != nil {
 		t.Fatalf("skeleton: %v", err)
 	}

@@ -232,28 +232,57 @@ func TestHostViewCreate(t *testing.T) {
 }
 
 // TestSkeletonsAreBounded: past maxSkeletons distinct plans (one per
-// InputRootAbsolutePath value a client makes up), a new one is refused
-// with RESOURCE_EXHAUSTED and nothing is made on disk; a known plan is
-// still served.
+// InputRootAbsolutePath value a client makes up, or per state of the
+// host's directories), the least recently used skeleton no sandbox uses is
+// removed to make room: kept until a restart, one tenant's made-up paths
+// took the whole bound, and every later plan, any tenant's, was refused.
+// A skeleton in use is never removed; only when all are in use is a new
+// plan refused, with RESOURCE_EXHAUSTED, and nothing made on disk.
 func TestSkeletonsAreBounded(t *testing.T) {
-	s := &skeletons{dir: t.TempDir(), paths: map[string]string{}}
-	known := &hostView{Skeleton: []skeletonEntry{{Path: "/etc", Kind: kindDir}}}
-	p, err := s.get(known)
+	s := newSkeletons(t.TempDir())
+	view := func(name string) *hostView {
+		return &hostView{Skeleton: []skeletonEntry{{Path: "/" + name, Kind: kindDir}}}
+	}
+	inUse, doneInUse, err := s.acquire(view("in-use"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := len(s.paths); i < maxSkeletons; i++ {
-		s.paths[fmt.Sprint("made-up-", i)] = "elsewhere"
+	var dones []func()
+	for i := 1; i < maxSkeletons; i++ {
+		_, done, err := s.acquire(view(fmt.Sprint("made-up-", i)))
+		if err != nil {
+			t.Fatalf("plan %d: %v", i, err)
+		}
+		dones = append(dones, done)
 	}
-	fresh := &hostView{Skeleton: []skeletonEntry{{Path: "/q1", Kind: kindDir}}}
-	if _, err := s.get(fresh); status.Code(err) != codes.ResourceExhausted {
-		t.Fatalf("a plan past the bound: %v, want RESOURCE_EXHAUSTED", err)
+	if _, _, err := s.acquire(view("fresh")); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a plan past the bound with every skeleton in use: %v, want RESOURCE_EXHAUSTED", err)
 	}
-	if ents, _ := os.ReadDir(s.dir); len(ents) != 1 {
-		t.Errorf("skeleton directories %v, want only the known plan's", ents)
+	if ents, _ := os.ReadDir(s.dir); len(ents) != maxSkeletons {
+		t.Errorf("%d skeleton directories, want %d: the refused plan made one", len(ents), maxSkeletons)
 	}
-	if again, err := s.get(known); err != nil || again != p {
-		t.Errorf("the known plan: %q, %v; want %q", again, err, p)
+	for _, done := range dones {
+		done()
+	}
+	fresh, doneFresh, err := s.acquire(view("fresh"))
+	if err != nil {
+		t.Fatalf("a plan past the bound once the others ended: %v", err)
+	}
+	defer doneFresh()
+	if _, err := os.Stat(fresh); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, view("made-up-1").key())); !os.IsNotExist(err) {
+		t.Errorf("the least recently used skeleton is still there: %v", err)
+	}
+	if _, err := os.Stat(inUse); err != nil || len(s.byKey) != maxSkeletons {
+		t.Errorf("the skeleton in use: %v; %d kept, want %d", err, len(s.byKey), maxSkeletons)
+	}
+	doneInUse()
+	if again, done, err := s.acquire(view("made-up-1")); err != nil || again != filepath.Join(s.dir, view("made-up-1").key()) {
+		t.Errorf("an evicted plan again: %q, %v", again, err)
+	} else {
+		done()
 	}
 }
 
@@ -277,20 +306,38 @@ func TestHostViewOfALargeDirectoryIsRefused(t *testing.T) {
 }
 
 // TestSkeletonEntriesAreBounded: the skeletons' entries together are
-// bounded (maxSkeletonEntries), as their number is: a plan past it is
-// RESOURCE_EXHAUSTED and makes nothing.
+// bounded (maxSkeletonEntries), as their number is: a plan past it evicts
+// skeletons not in use, and is refused, making nothing, while they all
+// are.
 func TestSkeletonEntriesAreBounded(t *testing.T) {
-	s := &skeletons{dir: t.TempDir(), paths: map[string]string{}}
-	s.entries = maxSkeletonEntries - 1
+	s := newSkeletons(t.TempDir())
+	// A skeleton of all but one of the entries, in use (made by hand:
+	// making 99,999 directories takes a minute).
+	large := &skeleton{path: filepath.Join(s.dir, "large"), entries: maxSkeletonEntries - 1, users: 1, used: 1}
+	if err := os.Mkdir(large.path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.byKey["large"], s.entries, s.clock = large, large.entries, 1
 	big := &hostView{Skeleton: []skeletonEntry{{Path: "/a", Kind: kindDir}, {Path: "/b", Kind: kindDir}}}
-	if _, err := s.get(big); status.Code(err) != codes.ResourceExhausted {
+	if _, _, err := s.acquire(big); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("a plan past the entries' bound: %v, want RESOURCE_EXHAUSTED", err)
 	}
-	if ents, _ := os.ReadDir(s.dir); len(ents) != 0 {
+	if ents, _ := os.ReadDir(s.dir); len(ents) != 1 {
 		t.Errorf("skeleton directories %v made past the bound", ents)
 	}
 	small := &hostView{Skeleton: []skeletonEntry{{Path: "/a", Kind: kindDir}}}
-	if _, err := s.get(small); err != nil || s.entries != maxSkeletonEntries {
+	if _, doneSmall, err := s.acquire(small); err != nil || s.entries != maxSkeletonEntries {
 		t.Fatalf("a plan within the bound: %v (entries %d)", err, s.entries)
+	} else {
+		doneSmall()
+	}
+	large.users = 0 // its sandbox ended
+	if _, doneBig, err := s.acquire(big); err != nil || s.entries != 3 {
+		t.Fatalf("a plan past the bound once the large one ended: %v (entries %d, want 3: the large one evicted, the small one kept)", err, s.entries)
+	} else {
+		doneBig()
+	}
+	if _, err := os.Stat(large.path); !os.IsNotExist(err) {
+		t.Errorf("the evicted skeleton's directory: %v", err)
 	}
 }

@@ -119,7 +119,7 @@ func New(opts Options) (*Service, error) {
 		hide = append(hide, socketDir(sock))
 	}
 	hidden := resolvedHiddenPaths(hide)
-	roots := &skeletons{dir: rootfs, paths: map[string]string{}}
+	roots := newSkeletons(rootfs)
 	return &Service{
 		cfg: cfg, launcher: opts.Launcher, images: opts.Images, logger: opts.Logger,
 		version: opts.Version, clock: opts.Clock,
@@ -200,12 +200,12 @@ func (s *Service) resolveRootfs(ctx context.Context, req *runnerpb.RunRequest, p
 			return "", nil, release, status.Errorf(codes.Unavailable,
 				"this worker is misconfigured: its input root %s is not below any of its runner's host_hidden_paths, so a sandbox on the host's root would see the other actions' input roots (add the worker's build directory to host_hidden_paths); the action may run on another worker", req.GetInputRoot())
 		}
-		view, rootfs, err := s.views.get(irp)
+		view, rootfs, done, err := s.views.get(irp)
 		if err != nil {
 			return "", nil, release, err
 		}
 		in.Rootfs, in.HostBinds = rootfs, view.Binds
-		return "", fileIDDB{rootfs: "/"}, release, nil
+		return "", fileIDDB{rootfs: "/"}, done, nil
 	}
 	rf, err := s.pullImage(ctx, req, plat, deadline)
 	if err != nil {
