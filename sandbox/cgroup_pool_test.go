@@ -96,6 +96,33 @@ func TestCgroupPoolRefusesBusyCgroup(t *testing.T) {
 	}
 }
 
+// TestCgroupWithChargesIsNotReused: a cgroup whose last sandbox left
+// more than maxReusedCharge of page cache charged to it is removed, not
+// reused: its next sandbox, perhaps another tenant's, reported the first
+// one's gigabytes as its own peak and paid for their reclaim under its
+// own limit.
+func TestCgroupWithChargesIsNotReused(t *testing.T) {
+	requireRoot(t)
+	pool, parent, cg := pooledCgroup(t, "-charged")
+	file := filepath.Join(t.TempDir(), "written")
+	cmd := startIn(t, cg, func() *exec.Cmd {
+		return exec.Command("dd", "if=/dev/zero", "of="+file, "bs=1M", "count=64")
+	})
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if used := parseUint(cg.(*cgroupV1).read("memory", "memory.usage_in_bytes")); used <= maxReusedCharge {
+		t.Skipf("64 MiB written left %d bytes charged (the filesystem's pages are not charged here)", used)
+	}
+	if cg.reset() {
+		t.Fatal("reset accepted a cgroup with 64 MiB still charged to it")
+	}
+	pool.put(parent, cg, false) // removes it
+	if p := cg.(*cgroupV1).path("memory", ""); exists(p) {
+		t.Errorf("charged cgroup %s not removed", p)
+	}
+}
+
 // pooledCgroup is a cgroup from a fresh pool under testCgroupParent and
 // suffix; when the test ends the pool is closed and the parent removed.
 func pooledCgroup(t *testing.T, suffix string) (pool *cgroupPool, parent string, cg sandboxCgroup) {

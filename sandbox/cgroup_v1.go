@@ -256,12 +256,27 @@ func (c *cgroupV1) read(sub, file string) []byte {
 	return b
 }
 
+// maxReusedCharge is the most memory a cgroup may still have charged to
+// it (page cache its last sandbox read or wrote) and be reused. v1 keeps
+// those charges with the cgroup: a sandbox that read 5 GB of files left
+// them charged, and the next one in the cgroup, perhaps another
+// tenant's, reported a peak of 4 GB for `echo hi`, past its own 64 MiB
+// limit, and waited 0.9 s for the kernel to reclaim the first one's pages
+// under that limit. Emptying the cgroup (memory.force_empty) would drop
+// the pages from the page cache, which the next actions' tools and
+// inputs are read from; a cgroup removed instead hands its charges to
+// its parent and keeps them cached.
+const maxReusedCharge = 16 << 20
+
 // reset readies the cgroup for another sandbox once its last one is gone:
-// no process may be left, and the figures start again from zero (the
-// memory peak from the current usage, which includes page cache the last
-// sandbox left charged here).
+// no process may be left, at most maxReusedCharge may still be charged to
+// it, and the figures start again from zero (the memory peak from the
+// current usage, which includes what is still charged).
 func (c *cgroupV1) reset() bool {
 	if procs, err := c.procs(); err != nil || len(strings.TrimSpace(string(procs))) != 0 {
+		return false
+	}
+	if parseUint(c.read("memory", "memory.usage_in_bytes")) > maxReusedCharge {
 		return false
 	}
 	if slices.Contains(v1Subsystems, "freezer") {
