@@ -3,8 +3,11 @@
 // input trees and Actions for the protocol version the caller speaks,
 // executes them (following the operation, and WaitExecution when the
 // stream breaks), reads blobs back and writes an ActionResult's outputs
-// into a local directory. It speaks plain REv2, so it works against any
-// farm. `paddock bench` and `paddock run` are built on it.
+// into a local directory. A RetryPolicy says how often Execute resumes,
+// and, on a connection dialled with its DialOptions, how often a storage
+// call that failed for a passing reason is tried again. It speaks plain
+// REv2, so it works against any farm. `paddock bench` and `paddock run`
+// are built on it.
 package client
 
 import (
@@ -12,7 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
+	"math/rand/v2"
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -36,12 +39,18 @@ type Options struct {
 	// blobs above half of it go through ByteStream. Default 2 MiB, under
 	// gRPC's default 4 MiB message limit.
 	MaxBatchBytes int64
+	// Retry is how often, and after what pauses, Execute resumes a
+	// broken stream; nil: DefaultRetryPolicy(). Storage calls are tried
+	// again only on a connection dialled with a policy's DialOptions,
+	// which should be this one.
+	Retry *RetryPolicy
 }
 
 // Client is an REv2 client over one connection. It is safe for
 // concurrent use.
 type Client struct {
 	opts  Options
+	retry RetryPolicy // opts.Retry's, with its defaults
 	cas   repb.ContentAddressableStorageClient
 	ac    repb.ActionCacheClient
 	exec  repb.ExecutionClient
@@ -54,8 +63,13 @@ func New(conn grpc.ClientConnInterface, opts Options) *Client {
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = 2 << 20
 	}
+	retry := DefaultRetryPolicy()
+	if opts.Retry != nil {
+		retry = opts.Retry.withDefaults()
+	}
 	return &Client{
 		opts:  opts,
+		retry: retry,
 		cas:   repb.NewContentAddressableStorageClient(conn),
 		ac:    repb.NewActionCacheClient(conn),
 		exec:  repb.NewExecutionClient(conn),
@@ -203,12 +217,14 @@ func (c *Client) ReadProto(ctx context.Context, d digest.Digest, m proto.Message
 // Execute runs a stored action and returns the final ExecuteResponse,
 // following the operation stream to the end. If the stream breaks
 // (UNAVAILABLE or an early end: the scheduler restarting, a connection
-// lost), it resumes with WaitExecution after a growing pause, for up to
-// resumeAttempts breaks in a row, about a minute and a half (a resumed
-// stream that cannot even be opened, the scheduler still down, is one
-// more break). If the stream broke before naming its operation, or the
-// scheduler no longer knows the operation (NOT_FOUND: restarted without a
-// journal), it calls Execute again, as the REv2 spec lets a client. The response's own status is left for the caller.
+// lost), or cannot be opened at all (the scheduler down), it resumes with
+// WaitExecution after the growing pauses of the client's RetryPolicy,
+// for up to its Retries breaks in a row (by default 12, about a minute
+// and a half; a resumed stream that cannot even be opened, the scheduler
+// still down, is one more break). If the stream broke before naming its
+// operation, or the scheduler no longer knows the operation (NOT_FOUND:
+// restarted without a journal), it calls Execute again, as the REv2 spec
+// lets a client. The response's own status is left for the caller.
 func (c *Client) Execute(ctx context.Context, req *repb.ExecuteRequest) (*repb.ExecuteResponse, error) {
 	ctx = c.Context(ctx)
 	if req.InstanceName == "" {
@@ -219,13 +235,10 @@ func (c *Client) Execute(ctx context.Context, req *repb.ExecuteRequest) (*repb.E
 	}
 	d := req.ActionDigest.GetHash()
 	stream, err := c.exec.Execute(ctx, req)
-	if err != nil {
-		return nil, fmt.Errorf("execute %s: %w", d, err)
-	}
 	name, breaks := "", 0
 	for {
 		got := false
-		if stream != nil { // nil: opening the resumed stream failed, with err
+		if err == nil { // else opening the stream failed, with err
 			var resp *repb.ExecuteResponse
 			if resp, got, err = followOperation(stream, &name); err == nil {
 				return resp, nil
@@ -239,13 +252,11 @@ func (c *Client) Execute(ctx context.Context, req *repb.ExecuteRequest) (*repb.E
 			breaks = 0 // the stream worked before it broke
 		}
 		resumable := status.Code(err) == codes.Unavailable || errors.Is(err, io.EOF) || status.Code(err) == codes.NotFound
-		if breaks >= resumeAttempts || !resumable {
+		if breaks >= c.retry.Retries || !resumable {
 			return nil, fmt.Errorf("execute %s: %w", d, err)
 		}
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, c.retry.pause(breaks, rand.Float64())) {
 			return nil, fmt.Errorf("execute %s: %w (resuming operation %s)", d, context.Cause(ctx), name)
-		case <-time.After(resumePause(breaks)):
 		}
 		breaks++
 		if name == "" || status.Code(err) == codes.NotFound {
@@ -256,28 +267,12 @@ func (c *Client) Execute(ctx context.Context, req *repb.ExecuteRequest) (*repb.E
 		} else {
 			stream, err = c.exec.WaitExecution(ctx, &repb.WaitExecutionRequest{Name: name})
 		}
-		if err != nil { // the scheduler is not back yet: one more break
-			stream = nil
-		}
 	}
 }
 
 // finalError is how an operation ended (its own error), as opposed to its
 // stream breaking: Execute does not resume from it.
 type finalError struct{ error }
-
-// resumeAttempts is how many breaks in a row Execute resumes from.
-const resumeAttempts = 12
-
-// resumePause is the pause before resuming after the n-th break in a row
-// (from 0): firstResumePause, doubling, at most 10 s.
-func resumePause(n int) time.Duration {
-	return min(firstResumePause<<min(n, 6), 10*time.Second)
-}
-
-// firstResumePause is the first pause before resuming (a variable for the
-// tests).
-var firstResumePause = 250 * time.Millisecond
 
 // followOperation reads an operation stream to its end. It sets *name
 // from the messages and reports whether any came. err is the stream's

@@ -74,8 +74,7 @@ func (s *restartingScheduler) WaitExecution(req *repb.WaitExecutionRequest, stre
 // restart takes seconds); an operation the scheduler forgot is executed
 // again; an operation that itself failed is not resumed.
 func TestExecuteResumesAcrossARestart(t *testing.T) {
-	firstResumePause = time.Millisecond
-	t.Cleanup(func() { firstResumePause = 250 * time.Millisecond })
+	fast := &RetryPolicy{Retries: DefaultRetries, FirstPause: time.Millisecond}
 	for _, tc := range []struct {
 		name            string
 		s               *restartingScheduler
@@ -91,7 +90,7 @@ func TestExecuteResumesAcrossARestart(t *testing.T) {
 			conn := grpctest.Serve(t, func(g *grpc.Server) { repb.RegisterExecutionServer(g, tc.s) })
 			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 			defer cancel()
-			resp, err := New(conn, Options{}).Execute(ctx, &repb.ExecuteRequest{ActionDigest: &repb.Digest{Hash: "a", SizeBytes: 1}})
+			resp, err := New(conn, Options{Retry: fast}).Execute(ctx, &repb.ExecuteRequest{ActionDigest: &repb.Digest{Hash: "a", SizeBytes: 1}})
 			if status.Code(err) != tc.code || tc.code == codes.OK && resp.GetResult().GetExitCode() != tc.exit {
 				t.Errorf("Execute: %v, %v; want %v with exit code %d", resp, err, tc.code, tc.exit)
 			}
@@ -124,8 +123,7 @@ func (s blockingScheduler) Execute(_ *repb.ExecuteRequest, stream grpc.ServerStr
 func TestExecuteResumesAcrossARealRestart(t *testing.T) {
 	// 12 breaks from 20 ms last about 9 s: room on a loaded machine for
 	// the three refused dials the test waits for, and the reconnect after.
-	firstResumePause = 20 * time.Millisecond
-	t.Cleanup(func() { firstResumePause = 250 * time.Millisecond })
+	retry := &RetryPolicy{Retries: 12, FirstPause: 20 * time.Millisecond, MaxPause: 1280 * time.Millisecond}
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +149,7 @@ func TestExecuteResumesAcrossARealRestart(t *testing.T) {
 	defer conn.Close()
 	result := make(chan error, 1)
 	go func() {
-		resp, err := New(conn, Options{}).Execute(t.Context(), &repb.ExecuteRequest{ActionDigest: &repb.Digest{Hash: "a", SizeBytes: 1}})
+		resp, err := New(conn, Options{Retry: retry}).Execute(t.Context(), &repb.ExecuteRequest{ActionDigest: &repb.Digest{Hash: "a", SizeBytes: 1}})
 		if code := resp.GetResult().GetExitCode(); err == nil && code != 7 && code != 3 {
 			err = fmt.Errorf("exit code %d, want 7 (resumed) or 3 (executed again)", code)
 		}

@@ -102,13 +102,16 @@ func Run(ctx context.Context, c *client.Client, opts Options) (res *Result, err 
 	res = &Result{Action: p.action.Digest}
 	if !opts.SkipCache {
 		// As recc does: a hit costs no upload, and an identity that may
-		// read the caches but not execute gets it too.
+		// read the caches but not execute gets it too. A miss, or a
+		// refusal, leaves executing it; a lookup that ran out of retries
+		// (the farm down or busy) ends the run, as the upload would only
+		// spend as long again.
 		if r, err := c.CachedResult(ctx, p.action.Digest); err == nil {
 			if err := finish(ctx, c, opts, p, &repb.ExecuteResponse{Result: r, CachedResult: true}, res); err != nil {
 				return nil, err
 			}
 			return res, nil
-		} else if ctx.Err() != nil {
+		} else if ctx.Err() != nil || client.Retryable(ctx, err) {
 			return nil, err
 		}
 	}

@@ -49,7 +49,7 @@ func runRun(ctx context.Context, args []string) int {
 		return 2
 	}
 	defer conn.close()
-	c := client.New(conn.cc, client.Options{Instance: conn.instance, Headers: conn.headers})
+	c := client.New(conn.cc, client.Options{Instance: conn.instance, Headers: conn.headers, Retry: &conn.retry})
 	res, err := remoterun.Run(ctx, c, opts)
 	if err != nil {
 		// The message may carry the server's words (a status message,
@@ -95,6 +95,7 @@ type runConn struct {
 	cc       *grpc.ClientConn
 	instance string
 	headers  map[string]string
+	retry    client.RetryPolicy // cc's, for Execute too
 }
 
 func (c runConn) close() { c.cc.Close() }
@@ -110,6 +111,7 @@ func parseRunFlags(args []string) (remoterun.Options, runConn, error) {
 	skipCache := fs.Bool("skip-cache", false, "run even if the action cache has a result")
 	noDeps := fs.Bool("no-compiler-deps", false, "do not ask a C/C++ compiler for its dependencies")
 	timeout := fs.Duration("timeout", 0, "execution timeout (0: the server's default); when set, paddock run also gives up waiting "+remoterun.DefaultWaitGrace.String()+" after it")
+	retries := fs.Int("retries", client.DefaultRetries, "how many times a call that failed for a passing reason (the farm unreachable, restarting or busy) is tried again, after pauses from 250 ms doubling to 10 s; also how many breaks in a row of the Execute stream are resumed")
 	verbose := fs.Bool("v", false, "print a summary line: the action's digest, cache hit or not, what was uploaded")
 	var platform, env, headers pairFlags
 	var inputs, outputs, outputDirs, nodeProps listFlag
@@ -128,6 +130,9 @@ func parseRunFlags(args []string) (remoterun.Options, runConn, error) {
 	if fs.NArg() == 0 {
 		fs.Usage()
 		return remoterun.Options{}, runConn{}, errors.New("no command: usage is paddock run [flags] -- CMD ARGS")
+	}
+	if *retries < 0 {
+		return remoterun.Options{}, runConn{}, fmt.Errorf("--retries must be 0 or more, not %d", *retries)
 	}
 	api, err := client.ParseAPIVersion(*apiVersion)
 	if err != nil {
@@ -165,9 +170,12 @@ func parseRunFlags(args []string) (remoterun.Options, runConn, error) {
 	if err != nil {
 		return remoterun.Options{}, runConn{}, err
 	}
+	retry := client.DefaultRetryPolicy()
+	retry.Retries = *retries
+	dialOpts = append(dialOpts, retry.DialOptions()...)
 	cc, err := grpc.NewClient(*endpoint, append(dialOpts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))...)
 	if err != nil {
 		return remoterun.Options{}, runConn{}, fmt.Errorf("--endpoint: %w", err)
 	}
-	return opts, runConn{cc: cc, instance: *instance, headers: headers.toMap()}, nil
+	return opts, runConn{cc: cc, instance: *instance, headers: headers.toMap(), retry: retry}, nil
 }

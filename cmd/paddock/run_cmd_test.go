@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"errors"
+	"net"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	lpb "cloud.google.com/go/longrunning/autogen/longrunningpb"
@@ -28,6 +30,7 @@ func TestRunFlagErrors(t *testing.T) {
 		"unknown API version":      {[]string{"run", "--api-version", "3.0", "--", "true"}, "--api-version"},
 		"node properties with 2.0": {[]string{"run", "--api-version", "2.0", "--output-node-property", "mtime", "--", "true"}, "--output-node-property"},
 		"bad platform pair":        {[]string{"run", "--platform", "nope", "--", "true"}, "NAME=VALUE"},
+		"negative retries":         {[]string{"run", "--retries", "-1", "--", "true"}, "--retries"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			out, err := exec.Command(binary, tc.args...).CombinedOutput()
@@ -63,12 +66,22 @@ func (f *fakeExecution) Execute(_ *repb.ExecuteRequest, s repb.Execution_Execute
 // and returns its exit status and stderr.
 func runAgainst(t *testing.T, resp *repb.ExecuteResponse) (int, string) {
 	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runOn(t, lis, resp)
+}
+
+// runOn is runAgainst with the server on lis.
+func runOn(t *testing.T, lis net.Listener, resp *repb.ExecuteResponse) (int, string) {
+	t.Helper()
 	f := &fakeExecution{resp: resp}
-	addr := grpctest.Listen(t, func(g *grpc.Server) {
+	grpctest.Start(t, lis, func(g *grpc.Server) {
 		repb.RegisterContentAddressableStorageServer(g, f)
 		repb.RegisterExecutionServer(g, f)
 	})
-	cmd := exec.Command(binary, "run", "--endpoint", addr, "--no-compiler-deps", "--", "true")
+	cmd := exec.Command(binary, "run", "--endpoint", lis.Addr().String(), "--no-compiler-deps", "--", "true")
 	cmd.Dir = t.TempDir()
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -104,5 +117,39 @@ func TestRunEscapesServerMessages(t *testing.T) {
 	})
 	if code != 1 || strings.ContainsAny(stderr, "\x1b\r\x07") || !strings.Contains(stderr, `boom\x1b[2J\rall good`) {
 		t.Errorf("exit %d, stderr %q; want 1 and the message escaped", code, stderr)
+	}
+}
+
+// droppingListener closes the first n connections it accepts, as a farm
+// that is restarting does, and hands on the rest.
+type droppingListener struct {
+	net.Listener
+	n       int64
+	dropped atomic.Int64
+}
+
+func (l *droppingListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil || l.dropped.Load() >= l.n {
+			return c, err
+		}
+		l.dropped.Add(1)
+		c.Close()
+	}
+}
+
+// paddock run waits for a farm that drops its first connection, as one
+// restarting does: its storage calls are tried again. Before, it exited 1
+// at once: "upload: FindMissingBlobs: ... code = Unavailable".
+func TestRunRetriesWhileTheFarmIsDown(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl := &droppingListener{Listener: lis, n: 1}
+	code, stderr := runOn(t, dl, &repb.ExecuteResponse{Result: &repb.ActionResult{ExitCode: 0}})
+	if code != 0 || dl.dropped.Load() != 1 {
+		t.Errorf("exit %d after %d dropped connections, stderr %q; want 0 after 1", code, dl.dropped.Load(), stderr)
 	}
 }
