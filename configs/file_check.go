@@ -23,16 +23,25 @@ import (
 //     truncates without a word (concurrency: 4.5 became 4);
 //   - a value whose type reads itself (a size): its error, with the key;
 //   - a value where a section of keys is wanted (worker: 4);
+//   - a value of the wrong type (routing_properties: foo, a duration
+//     written as a bare number), which Decode reports without the key
+//     ("cannot unmarshal !!int `30` into time.Duration"): value_errors.go;
+//   - a key with an empty value (max_bytes:, max_retries: ~), which
+//     Decode took as the default for a scalar and as none for a list;
 //   - a negative duration, which the roles took as their default;
 //   - a value its struct refuses in checkValue (journal_sync), which the
 //     package using it would otherwise refuse only at start, after a
 //     file had loaded and --print-config had printed it.
 //
-// Decode still runs after it, strictly, for everything else (a string
-// where a list is wanted, a second document).
+// Decode still runs after it, strictly, for everything else (a second
+// document, an anchor that contains itself).
 type fileCheck struct {
 	// role names the file in messages: "worker", "up".
 	role string
+	// expanding holds the nodes that the aliases being checked name, so
+	// an anchor that contains itself (`a: &x [*x]`, `<<: &m {<<: *m}`)
+	// is checked once, not until the stack overflows; Decode refuses it.
+	expanding map[*yaml.Node]bool
 }
 
 // valueChecker is a file type with string keys whose values are checked
@@ -50,10 +59,9 @@ var (
 
 // node checks n, which decodes into a t at path ("" for the file).
 func (c fileCheck) node(n *yaml.Node, t reflect.Type, path string) error {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
 	switch n.Kind {
+	case 0: // an empty file or fragment
+		return nil
 	case yaml.DocumentNode:
 		for _, d := range n.Content {
 			if err := c.node(d, t, path); err != nil {
@@ -62,64 +70,62 @@ func (c fileCheck) node(n *yaml.Node, t reflect.Type, path string) error {
 		}
 		return nil
 	case yaml.AliasNode: // *name: what the anchor names
-		if n.Alias == nil {
+		return c.expand(n, func(a *yaml.Node) error { return c.node(a, t, path) })
+	}
+	optional := t.Kind() == reflect.Pointer
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if isEmpty(n) {
+		// An optional key (a backend kind, a shard's weight) is not set,
+		// as --print-config writes it; an empty section has no keys. A
+		// key's empty value is refused in mapping; this is a list's
+		// element or a map's value.
+		if optional || t.Kind() == reflect.Struct {
 			return nil
 		}
-		return c.node(n.Alias, t, path)
+		return atKey(path, fmt.Errorf("line %d: the value is empty", n.Line))
 	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
-		if n.Tag == "!!null" { // Decode leaves the value as it was
-			return nil
-		}
 		if err := reflect.New(t).Interface().(yaml.Unmarshaler).UnmarshalYAML(n); err != nil {
 			return atKey(path, err)
 		}
 		return nil
 	}
-	if t == durationType && n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
-		if d, err := time.ParseDuration(n.Value); err == nil && d < 0 {
-			return atKey(path, fmt.Errorf("line %d: %s is negative; a duration is 0 or more", n.Line, n.Value))
-		}
-	}
 	switch t.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		if n.Kind == yaml.ScalarNode && n.Tag == "!!float" {
-			return atKey(path, fmt.Errorf("line %d: %s is not a whole number", n.Line, n.Value))
-		}
 	case reflect.Slice, reflect.Array:
-		if n.Kind == yaml.SequenceNode {
-			for i, e := range n.Content {
-				if err := c.node(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
-					return err
-				}
+		if n.Kind != yaml.SequenceNode {
+			return atKey(path, wrongValue(n, t))
+		}
+		for i, e := range n.Content {
+			if err := c.node(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); err != nil {
+				return err
 			}
 		}
 	case reflect.Map:
-		if n.Kind == yaml.MappingNode {
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if err := c.node(n.Content[i+1], t.Elem(), joinKey(path, n.Content[i].Value)); err != nil {
-					return err
-				}
+		if n.Kind != yaml.MappingNode {
+			return atKey(path, wrongValue(n, t))
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode {
+				return atKey(path, fmt.Errorf("line %d: a key is a name, not %s", k.Line, describe(k)))
+			}
+			if err := c.node(v, t.Elem(), joinKey(path, k.Value)); err != nil {
+				return err
 			}
 		}
 	case reflect.Struct:
-		switch {
-		case n.Kind == yaml.MappingNode:
-			return c.mapping(n, t, keysOf(t), path)
-		case n.Kind == yaml.SequenceNode || n.Kind == yaml.ScalarNode && n.Tag != "!!null": // Decode would name the Go type
+		if n.Kind != yaml.MappingNode { // Decode would name the Go type
 			return atKey(path, fmt.Errorf("line %d: want keys under it, not %s", n.Line, describe(n)))
+		}
+		return c.mapping(n, t, keysOf(t), path)
+	default:
+		if err := scalarValue(n, t); err != nil {
+			return atKey(path, err)
 		}
 	}
 	return nil
-}
-
-// describe is what a node that should be a mapping is, for an error.
-func describe(n *yaml.Node) string {
-	if n.Kind == yaml.SequenceNode {
-		return "a list"
-	}
-	return fmt.Sprintf("%q", n.Value)
 }
 
 // mapping is node for a mapping that decodes into the struct type t, whose
@@ -128,21 +134,28 @@ func (c fileCheck) mapping(n *yaml.Node, t reflect.Type, ks structKeys, path str
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind != yaml.ScalarNode {
-			continue // not a key yaml.v3 takes: Decode refuses it
+			return atKey(path, fmt.Errorf("line %d: a key is a name, not %s", k.Line, describe(k)))
 		}
 		if k.Value == "<<" {
 			merged := []*yaml.Node{v}
 			if v.Kind == yaml.SequenceNode {
 				merged = v.Content
 			}
-			for _, m := range merged {
-				if m.Kind == yaml.AliasNode && m.Alias != nil {
-					m = m.Alias
+			merge := func(m *yaml.Node) error {
+				if m.Kind != yaml.MappingNode {
+					return nil
 				}
-				if m.Kind == yaml.MappingNode {
-					if err := c.mapping(m, t, ks, path); err != nil {
-						return err
-					}
+				return c.mapping(m, t, ks, path)
+			}
+			for _, m := range merged {
+				var err error
+				if m.Kind == yaml.AliasNode {
+					err = c.expand(m, merge)
+				} else {
+					err = merge(m)
+				}
+				if err != nil {
+					return err
 				}
 			}
 			continue
@@ -155,6 +168,12 @@ func (c fileCheck) mapping(n *yaml.Node, t reflect.Type, ks structKeys, path str
 			return c.unknownKey(k, path, ks.names)
 		}
 		key := joinKey(path, k.Value)
+		if v.Kind == yaml.AliasNode && v.Alias != nil && isEmpty(v.Alias) {
+			v = v.Alias
+		}
+		if isEmpty(v) && f.typ.Kind() != reflect.Pointer && f.typ.Kind() != reflect.Struct {
+			return atKey(key, emptyKey(v, f.typ))
+		}
 		if err := c.node(v, f.typ, key); err != nil {
 			return err
 		}
@@ -169,6 +188,17 @@ func (c fileCheck) mapping(n *yaml.Node, t reflect.Type, ks structKeys, path str
 		}
 	}
 	return nil
+}
+
+// expand calls check on what the alias n names, unless that is already
+// being checked: an anchor that contains itself.
+func (c fileCheck) expand(n *yaml.Node, check func(*yaml.Node) error) error {
+	if n.Alias == nil || c.expanding[n.Alias] {
+		return nil
+	}
+	c.expanding[n.Alias] = true
+	defer delete(c.expanding, n.Alias)
+	return check(n.Alias)
 }
 
 // unknownKey is the error for the key k, which no field of the mapping at
