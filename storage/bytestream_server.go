@@ -193,14 +193,11 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 	if err != nil {
 		return err
 	}
-	rn, err := digest.ParseWriteResourceName(req.ResourceName)
+	rn, err := s.parseWriteName(req.ResourceName)
 	if err != nil {
 		return err
 	}
 	d := rn.Digest
-	if limit := s.opts.MaxCASBlobBytes; limit > 0 && d.SizeBytes() > limit {
-		return status.Errorf(codes.InvalidArgument, "resource_name: blob %s is larger than max_cas_blob_size_bytes, %d: this CAS holds no larger blob", d, limit)
-	}
 	compressed := rn.Compressor != repb.Compressor_IDENTITY
 	complete := func() error {
 		size := d.SizeBytes()
@@ -409,4 +406,14 @@ func (s *byteStreamServer) close() {
 			u.busy.Unlock()
 		}
 	}
+}
+
+// parseWriteName parses an upload's resource name, and refuses a blob
+// larger than MaxCASBlobBytes, as the spec asks, before any byte of it.
+func (s *byteStreamServer) parseWriteName(name string) (digest.ResourceName, error) {
+	rn, err := digest.ParseWriteResourceName(name)
+	if err == nil && s.opts.MaxCASBlobBytes > 0 && rn.Digest.SizeBytes() > s.opts.MaxCASBlobBytes {
+		return rn, status.Errorf(codes.InvalidArgument, "resource_name: blob %s is larger than max_cas_blob_size_bytes, %d: this CAS holds no larger blob", rn.Digest, s.opts.MaxCASBlobBytes)
+	}
+	return rn, err
 }

@@ -72,12 +72,21 @@ func decodeEntry(b []byte) ([]byte, bool) {
 type DiskActionCache struct {
 	acDir, tmpDir string
 	maxBytes      int64
+	blockBytes    int64 // of acDir's filesystem (fsBlockBytes)
 	log           *slog.Logger
-	set           *lru.Set[string, struct{}] // entry keys, sized by file
+	set           *lru.Set[string, struct{}] // entry keys, sized by cost
 }
 
+// cost is what an entry file of size bytes counts against maxBytes: the
+// disk it takes (diskCost), as a CAS blob does. Counted at their sizes,
+// 40,000 results of 38 bytes came to 1.5 MB of the bound and took 161 MiB
+// and 40,000 inodes, and the default bound of 1 GiB would have let 28
+// million of them take 113 GB.
+func (c *DiskActionCache) cost(size int64) int64 { return diskCost(size, c.blockBytes) }
+
 // DefaultActionCacheBytes bounds a DiskActionCache unless told otherwise:
-// results are small (a few hundred bytes), so this is millions of them.
+// each result counts at least a block and an inode (cost), so this is
+// about 250,000 of them.
 const DefaultActionCacheBytes = 1 << 30
 
 // NewDiskActionCache opens (or creates) the action cache under dir,
@@ -99,6 +108,7 @@ func NewDiskActionCacheBounded(dir string, maxBytes int64, logger *slog.Logger) 
 	if err := makePrivateDirs(c.acDir, c.tmpDir); err != nil {
 		return nil, fmt.Errorf("create action cache directory: %w", err)
 	}
+	c.blockBytes = fsBlockBytes(c.acDir)
 	if err := c.rebuild(); err != nil {
 		return nil, err
 	}
@@ -136,7 +146,7 @@ func (c *DiskActionCache) rebuild() error {
 	}
 	slices.SortFunc(all, func(a, b found) int { return a.mtime.Compare(b.mtime) })
 	for _, f := range all {
-		c.set.Put(f.key, struct{}{}, f.size)
+		c.set.Put(f.key, struct{}{}, c.cost(f.size))
 	}
 	return nil
 }
@@ -221,7 +231,7 @@ func (c *DiskActionCache) Put(ctx context.Context, instance string, action diges
 	if err := tmp.Commit(p); err != nil {
 		return diskWriteError(what, "the action cache's disk", err)
 	}
-	c.set.Put(key, struct{}{}, int64(len(entry)))
+	c.set.Put(key, struct{}{}, c.cost(int64(len(entry))))
 	c.evict()
 	return nil
 }
