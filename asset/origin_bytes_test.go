@@ -1,6 +1,7 @@
 package asset_test
 
 import (
+	"bufio"
 	"log/slog"
 	"net"
 	"strings"
@@ -16,9 +17,12 @@ import (
 	"github.com/paddock-build/paddock/internal/testlog"
 )
 
-// serveBytes answers every connection to a loopback port with data and
-// closes it, as a service that does not speak HTTP would; it returns the
-// address.
+// serveBytes answers every request to a loopback port with data and
+// closes the connection, as a service that does not speak HTTP would; it
+// returns the address. It reads the request's head first: bytes written
+// before the request was sent are an "unsolicited response" to Go's HTTP
+// client, which then fails without quoting them (under load, the test
+// failed that way now and then).
 func serveBytes(t *testing.T, data string) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -31,6 +35,13 @@ func serveBytes(t *testing.T, data string) string {
 			c, err := lis.Accept()
 			if err != nil {
 				return
+			}
+			head := bufio.NewReader(c)
+			for {
+				line, err := head.ReadString('\n')
+				if err != nil || line == "\r\n" {
+					break
+				}
 			}
 			c.Write([]byte(data))
 			c.Close()
