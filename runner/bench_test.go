@@ -94,7 +94,7 @@ func BenchmarkRunnerOverhead(b *testing.B) {
 	}
 	in := specInput{Config: &e.cfg, Request: req, Platform: plat, IDBase: e.cfg.IDBase, HostBinds: view.Binds}
 	var done func()
-	if in.Rootfs, done, err = e.svc.roots.acquire(view); err != nil {
+	if in.Rootfs, done, err = acquireView(e.svc.roots, view); err != nil {
 		b.Fatal(err)
 	}
 	defer done()
@@ -173,7 +173,7 @@ func BenchmarkHostView(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			_, done, err := sk.acquire(v)
+			_, done, err := acquireView(sk, v)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -63,6 +63,7 @@ func newHostViews(l hostLister, hidden []string, roots *skeletons, fixedMounts [
 // hostViewEntry is one plan and what it was made from.
 type hostViewEntry struct {
 	view *hostView
+	key  string // view.key()
 	deps map[string]dirStamp // host directory -> its state when planned
 }
 
@@ -105,10 +106,10 @@ func (c *hostViews) get(irp string) (*hostView, string, func(), error) {
 		if err != nil {
 			return nil, "", nil, err
 		}
-		e = &hostViewEntry{view: view, deps: rec.deps}
+		e = &hostViewEntry{view: view, key: view.key(), deps: rec.deps}
 		c.keep(irp, e)
 	}
-	rootfs, release, err := c.roots.acquire(e.view)
+	rootfs, release, err := c.roots.acquire(e.key, e.view)
 	if isDiskFull(err) {
 		return nil, "", nil, diskFull("setting up the sandbox's host view", err)
 	}

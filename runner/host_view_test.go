@@ -243,19 +243,19 @@ func TestSkeletonsAreBounded(t *testing.T) {
 	view := func(name string) *hostView {
 		return &hostView{Skeleton: []skeletonEntry{{Path: "/" + name, Kind: kindDir}}}
 	}
-	inUse, doneInUse, err := s.acquire(view("in-use"))
+	inUse, doneInUse, err := acquireView(s, view("in-use"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var dones []func()
 	for i := 1; i < maxSkeletons; i++ {
-		_, done, err := s.acquire(view(fmt.Sprint("made-up-", i)))
+		_, done, err := acquireView(s, view(fmt.Sprint("made-up-", i)))
 		if err != nil {
 			t.Fatalf("plan %d: %v", i, err)
 		}
 		dones = append(dones, done)
 	}
-	if _, _, err := s.acquire(view("fresh")); status.Code(err) != codes.ResourceExhausted {
+	if _, _, err := acquireView(s, view("fresh")); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("a plan past the bound with every skeleton in use: %v, want RESOURCE_EXHAUSTED", err)
 	}
 	if ents, _ := os.ReadDir(s.dir); len(ents) != maxSkeletons {
@@ -264,7 +264,7 @@ func TestSkeletonsAreBounded(t *testing.T) {
 	for _, done := range dones {
 		done()
 	}
-	fresh, doneFresh, err := s.acquire(view("fresh"))
+	fresh, doneFresh, err := acquireView(s, view("fresh"))
 	if err != nil {
 		t.Fatalf("a plan past the bound once the others ended: %v", err)
 	}
@@ -279,7 +279,7 @@ func TestSkeletonsAreBounded(t *testing.T) {
 		t.Errorf("the skeleton in use: %v; %d kept, want %d", err, len(s.byKey), maxSkeletons)
 	}
 	doneInUse()
-	if again, done, err := s.acquire(view("made-up-1")); err != nil || again != filepath.Join(s.dir, view("made-up-1").key()) {
+	if again, done, err := acquireView(s, view("made-up-1")); err != nil || again != filepath.Join(s.dir, view("made-up-1").key()) {
 		t.Errorf("an evicted plan again: %q, %v", again, err)
 	} else {
 		done()
@@ -319,20 +319,20 @@ func TestSkeletonEntriesAreBounded(t *testing.T) {
 	}
 	s.byKey["large"], s.entries, s.clock = large, large.entries, 1
 	big := &hostView{Skeleton: []skeletonEntry{{Path: "/a", Kind: kindDir}, {Path: "/b", Kind: kindDir}}}
-	if _, _, err := s.acquire(big); status.Code(err) != codes.ResourceExhausted {
+	if _, _, err := acquireView(s, big); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("a plan past the entries' bound: %v, want RESOURCE_EXHAUSTED", err)
 	}
 	if ents, _ := os.ReadDir(s.dir); len(ents) != 1 {
 		t.Errorf("skeleton directories %v made past the bound", ents)
 	}
 	small := &hostView{Skeleton: []skeletonEntry{{Path: "/a", Kind: kindDir}}}
-	if _, doneSmall, err := s.acquire(small); err != nil || s.entries != maxSkeletonEntries {
+	if _, doneSmall, err := acquireView(s, small); err != nil || s.entries != maxSkeletonEntries {
 		t.Fatalf("a plan within the bound: %v (entries %d)", err, s.entries)
 	} else {
 		doneSmall()
 	}
 	large.users = 0 // its sandbox ended
-	if _, doneBig, err := s.acquire(big); err != nil || s.entries != 3 {
+	if _, doneBig, err := acquireView(s, big); err != nil || s.entries != 3 {
 		t.Fatalf("a plan past the bound once the large one ended: %v (entries %d, want 3: the large one evicted, the small one kept)", err, s.entries)
 	} else {
 		doneBig()
@@ -340,4 +340,9 @@ func TestSkeletonEntriesAreBounded(t *testing.T) {
 	if _, err := os.Stat(large.path); !os.IsNotExist(err) {
 		t.Errorf("the evicted skeleton's directory: %v", err)
 	}
+}
+
+// acquireView acquires v's skeleton under its own key, as hostViews does.
+func acquireView(s *skeletons, v *hostView) (string, func(), error) {
+	return s.acquire(v.key(), v)
 }

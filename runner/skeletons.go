@@ -44,11 +44,11 @@ func newSkeletons(dir string) *skeletons {
 	return &skeletons{dir: dir, byKey: map[string]*skeleton{}}
 }
 
-// acquire returns the skeleton directory for v, creating it if needed,
-// and the function that ends the caller's use of it: until then it is not
-// removed.
-func (s *skeletons) acquire(v *hostView) (string, func(), error) {
-	key := v.key()
+// acquire returns the skeleton directory for v, whose key() is key,
+// creating it if needed, and the function that ends the caller's use of
+// it: until then it is not removed. The key is the caller's, computed
+// once per plan rather than hashed again on every sandbox.
+func (s *skeletons) acquire(key string, v *hostView) (string, func(), error) {
 	s.mu.Lock()
 	sk := s.byKey[key]
 	if sk == nil {
