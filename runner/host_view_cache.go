@@ -63,7 +63,7 @@ func newHostViews(l hostLister, hidden []string, roots *skeletons, fixedMounts [
 // hostViewEntry is one plan and what it was made from.
 type hostViewEntry struct {
 	view *hostView
-	key  string // view.key()
+	key  string              // view.key()
 	deps map[string]dirStamp // host directory -> its state when planned
 }
 
