@@ -12,14 +12,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/paddock-build/paddock/internal/retrystream"
 	"github.com/paddock-build/paddock/storage"
-)
-
-// byteStreamRead and byteStreamWrite are the ByteStream methods the
-// generated client has no constants for.
-const (
-	byteStreamRead  = "/google.bytestream.ByteStream/Read"
-	byteStreamWrite = "/google.bytestream.ByteStream/Write"
 )
 
 // retriedMethods are the storage calls the interceptors try again: each
@@ -33,8 +27,8 @@ var retriedMethods = map[string]bool{
 	repb.ActionCache_GetActionResult_FullMethodName:                true,
 	repb.ActionCache_UpdateActionResult_FullMethodName:             true,
 	repb.Capabilities_GetCapabilities_FullMethodName:               true,
-	byteStreamRead:  true,
-	byteStreamWrite: true,
+	retrystream.ByteStreamRead:                                     true,
+	retrystream.ByteStreamWrite:                                    true,
 }
 
 // DialOptions are the options of a connection whose storage calls
@@ -42,9 +36,9 @@ var retriedMethods = map[string]bool{
 // a unary call whole, and also when an entry of its batch reply failed
 // for a passing reason (a storage front answers a batch OK with an
 // UNAVAILABLE entry for each blob on a shard that is down); a ByteStream
-// Read that breaks part way from where it broke (resumingRead); a
+// Read that breaks part way from where it broke (retrystream.Read); a
 // ByteStream Write written again whole under a new upload id when its
-// bytes can be read again (rewritingWrite: an input file; otherwise only
+// bytes can be read again (retrystream.Write: an input file; otherwise only
 // while it cannot open). The connection also reconnects on p's schedule, not
 // gRPC's own (1 s growing to 120 s): while it waits to reconnect, every
 // call fails at once, and the retries would be spent before it tried.
@@ -109,45 +103,30 @@ func firstRetryable[E interface{ GetStatus() *rpcstatus.Status }](ctx context.Co
 }
 
 // stream is the interceptor of streaming calls: it opens the stream,
-// trying again while it cannot, and wraps a Read in a resumingRead and a
-// Write whose bytes can be read again in a rewritingWrite.
+// trying again while it cannot, and wraps a Read in a retrystream.Read
+// and a Write whose bytes can be read again in a retrystream.Write.
 func (p RetryPolicy) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	if !retriedMethods[method] {
 		return streamer(ctx, desc, cc, method, opts...)
 	}
-	call := &streamCall{r: retrier{p: p}, ctx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts}
-	var s grpc.ClientStream
-	open := func() (err error) {
-		s, err = call.open()
-		return err
-	}
-	if err := call.r.do(ctx, open(), open); err != nil {
-		return nil, err
+	// One retrier for the whole call: its budget counts every reopening.
+	call := &retrystream.Call{Ctx: ctx, Desc: desc, CC: cc, Method: method, Streamer: streamer, Opts: opts, Retrier: &retrier{p: p}}
+	s, err := call.Open()
+	if err != nil {
+		if !Retryable(ctx, err) {
+			return nil, err
+		}
+		if s, err = call.OpenRetrying(err); err != nil {
+			return nil, err
+		}
 	}
 	switch method {
-	case byteStreamRead:
-		return &resumingRead{ClientStream: s, call: call}, nil
-	case byteStreamWrite:
+	case retrystream.ByteStreamRead:
+		return retrystream.NewRead(s, call), nil
+	case retrystream.ByteStreamWrite:
 		if src, ok := storage.WriteSource(ctx); ok {
-			return &rewritingWrite{ClientStream: s, call: call, src: src}, nil
+			return retrystream.NewWrite(s, call, src), nil
 		}
 	}
 	return s, nil
-}
-
-// streamCall is what opening a stream again takes of the call that first
-// opened it, and the retries the call has made.
-type streamCall struct {
-	r        retrier
-	ctx      context.Context
-	desc     *grpc.StreamDesc
-	cc       *grpc.ClientConn
-	method   string
-	streamer grpc.Streamer
-	opts     []grpc.CallOption
-}
-
-// open opens the call's stream once more.
-func (c *streamCall) open() (grpc.ClientStream, error) {
-	return c.streamer(c.ctx, c.desc, c.cc, c.method, c.opts...)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/grpctest"
+	"github.com/paddock-build/paddock/internal/retrystream"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -98,10 +99,10 @@ var storageCalls = map[string]storageCall{
 		_, err := c.Upload(ctx, []Blob{NewBlob([]byte("small"))})
 		return err
 	}},
-	"ByteStream Write": {method: byteStreamWrite, do: func(ctx context.Context, c *Client, large Blob) error {
+	"ByteStream Write": {method: retrystream.ByteStreamWrite, do: func(ctx context.Context, c *Client, large Blob) error {
 		return c.Write(ctx, large)
 	}},
-	"ByteStream Read": {method: byteStreamRead, do: func(ctx context.Context, c *Client, large Blob) error {
+	"ByteStream Read": {method: retrystream.ByteStreamRead, do: func(ctx context.Context, c *Client, large Blob) error {
 		return c.ReadTo(ctx, large.Digest, &bytes.Buffer{})
 	}},
 }

@@ -104,6 +104,16 @@ type retrier struct {
 	n int         // retries made so far
 }
 
+// Retryable is Retryable, as a retrystream.Retrier.
+func (r *retrier) Retryable(ctx context.Context, _ string, err error) bool {
+	return Retryable(ctx, err)
+}
+
+// Retry is do, as a retrystream.Retrier.
+func (r *retrier) Retry(ctx context.Context, _ string, err error, try func() error) error {
+	return r.do(ctx, err, try)
+}
+
 // do calls try again, after a pause, while err (the last try's) is
 // Retryable and the budget lasts, and returns the last try's error; when
 // the budget is spent or ctx ends first, that error says so and keeps its

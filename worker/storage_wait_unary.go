@@ -13,7 +13,7 @@ import (
 )
 
 // unaryWait is a unary storage call waiting for storage
-// (storageWaiter.retry). Until the call has an answer it is sent again
+// (storageWaiter.Retry). Until the call has an answer it is sent again
 // whole; once it has one, only the entries of its batch reply
 // (BatchReadBlobs, BatchUpdateBlobs) answered UNAVAILABLE are sent
 // again, alone, and their new answers take their place in the reply. A

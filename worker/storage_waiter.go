@@ -2,19 +2,17 @@ package worker
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"sync"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/grpcerr"
+	"github.com/paddock-build/paddock/internal/retrystream"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -35,13 +33,6 @@ const (
 	storageRetryMax   = 2 * time.Second
 )
 
-// byteStreamRead and byteStreamWrite are the ByteStream methods the
-// generated client has no constants for.
-const (
-	byteStreamRead  = "/google.bytestream.ByteStream/Read"
-	byteStreamWrite = "/google.bytestream.ByteStream/Write"
-)
-
 // idempotentStorageMethods are the storage calls that may be sent again
 // after UNAVAILABLE: in REv2 each of them reads, or writes content
 // addressed by its digest, so a second try has the effect of one. Any
@@ -54,8 +45,8 @@ var idempotentStorageMethods = map[string]bool{
 	repb.ActionCache_GetActionResult_FullMethodName:                true,
 	repb.ActionCache_UpdateActionResult_FullMethodName:             true,
 	repb.Capabilities_GetCapabilities_FullMethodName:               true,
-	byteStreamRead:  true,
-	byteStreamWrite: true,
+	retrystream.ByteStreamRead:                                     true,
+	retrystream.ByteStreamWrite:                                    true,
 }
 
 // StorageWaitOptions configures StorageDialOptions.
@@ -83,7 +74,8 @@ type StorageWaitOptions struct {
 // UNAVAILABLE are sent again, alone (unaryWait); a ByteStream Write
 // answered UNAVAILABLE after it started is written again from its first
 // byte when the caller can give the bytes again (storage.WriteSource:
-// RemoteBlobStore.Put of a file or of bytes in memory; rewritingStream),
+// RemoteBlobStore.Put of a file or of bytes in memory;
+// retrystream.Write),
 // and otherwise only while it cannot start; a ByteStream Read that
 // breaks part way resumes where it broke (CAS bytes never change; a
 // compressed Read does not resume), and a GetTree is tried again until
@@ -133,67 +125,46 @@ func (w *storageWaiter) unary(ctx context.Context, method string, req, reply any
 		return err
 	}
 	c := &unaryWait{ctx: ctx, method: method, req: req, reply: reply, cc: cc, invoker: invoker, opts: opts, answered: answered}
-	return c.finish(w.retry(ctx, method, err, c.try))
+	return c.finish(w.Retry(ctx, method, err, c.try))
 }
 
 // stream is the interceptor of streaming calls: it opens the stream,
 // waiting for storage if it cannot, and wraps a Read or GetTree in a
-// resumingStream and a Write whose bytes can be read again in a
-// rewritingStream.
+// retrystream.Read and a Write whose bytes can be read again in a
+// retrystream.Write.
 func (w *storageWaiter) stream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 	s, err := streamer(ctx, desc, cc, method, opts...)
-	if err != nil && retryable(method, err) {
-		s, err = w.open(ctx, desc, cc, method, streamer, err, opts)
+	if err == nil && !idempotentStorageMethods[method] {
+		return s, nil
 	}
-	if err != nil || !idempotentStorageMethods[method] {
-		return s, err
+	if err != nil && !retryable(method, err) {
+		return nil, err
 	}
-	call := streamCall{w: w, ctx: ctx, desc: desc, cc: cc, method: method, streamer: streamer, opts: opts}
+	call := &retrystream.Call{Ctx: ctx, Desc: desc, CC: cc, Method: method, Streamer: streamer, Opts: opts, Retrier: w}
+	if err != nil {
+		if s, err = call.OpenRetrying(err); err != nil {
+			return nil, err
+		}
+	}
 	if desc.ClientStreams {
 		src, ok := storage.WriteSource(ctx)
-		if !ok || method != byteStreamWrite {
+		if !ok || method != retrystream.ByteStreamWrite {
 			return s, nil
 		}
-		return &rewritingStream{ClientStream: s, streamCall: call, src: src}, nil
+		return retrystream.NewWrite(s, call, src), nil
 	}
-	return &resumingStream{ClientStream: s, streamCall: call}, nil
+	return retrystream.NewRead(s, call), nil
 }
 
-// streamCall is what a stream that is opened again needs of the call
-// that first opened it.
-type streamCall struct {
-	w        *storageWaiter
-	ctx      context.Context
-	desc     *grpc.StreamDesc
-	cc       *grpc.ClientConn
-	method   string
-	streamer grpc.Streamer
-	opts     []grpc.CallOption
+// Retryable is retryable, as a retrystream.Retrier.
+func (w *storageWaiter) Retryable(_ context.Context, method string, err error) bool {
+	return retryable(method, err)
 }
 
-// open opens the call's stream once more.
-func (c streamCall) open() (grpc.ClientStream, error) {
-	return c.streamer(c.ctx, c.desc, c.cc, c.method, c.opts...)
-}
-
-// open opens a stream that could not be opened (err) again, as retry
-// does a unary call. Nothing was sent on it, so even a Write may. It is
-// apart from stream so that a stream opened at once allocates nothing for
-// the retry.
-func (w *storageWaiter) open(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, err error, opts []grpc.CallOption) (grpc.ClientStream, error) {
-	var s grpc.ClientStream
-	err = w.retry(ctx, method, err, func() error {
-		var err error
-		s, err = streamer(ctx, desc, cc, method, opts...)
-		return err
-	})
-	return s, err
-}
-
-// retry calls call, after a pause that grows between tries, until it
+// Retry calls call, after a pause that grows between tries, until it
 // answers other than UNAVAILABLE, ctx ends, or w.wait has passed since
 // the first failure err of method.
-func (w *storageWaiter) retry(ctx context.Context, method string, err error, call func() error) error {
+func (w *storageWaiter) Retry(ctx context.Context, method string, err error, call func() error) error {
 	w.begin(method, err)
 	deadline := time.Now().Add(w.wait)
 	pause := storageRetryFirst
@@ -249,88 +220,4 @@ func (w *storageWaiter) end(ok bool) {
 	if w.waiting == 0 && ok {
 		w.logger.Info("storage available again", "after", time.Since(w.since).Round(time.Millisecond))
 	}
-}
-
-// resumingStream is a server-streaming storage call (ByteStream Read,
-// GetTree) that is opened again when it fails UNAVAILABLE: a GetTree only
-// before its first page, a Read from where it broke. The one request is
-// kept to be sent again. Like any ClientStream, not for concurrent
-// RecvMsg calls.
-type resumingStream struct {
-	grpc.ClientStream
-	streamCall
-
-	req      any   // the request, as the caller sent it
-	got      bool  // a message was received
-	received int64 // bytes of a Read received so far
-}
-
-// SendMsg keeps the request. io.EOF (the stream already broke) is not
-// returned, as RecvMsg then returns the stream's status, which may be
-// UNAVAILABLE and worth another try.
-func (s *resumingStream) SendMsg(m any) error {
-	s.req = m
-	if err := s.ClientStream.SendMsg(m); err != io.EOF {
-		return err
-	}
-	return nil
-}
-
-func (s *resumingStream) RecvMsg(m any) error {
-	err := s.ClientStream.RecvMsg(m)
-	if err != nil && retryable(s.method, err) && s.resumable() {
-		err = s.w.retry(s.ctx, s.method, err, func() error { return s.reopen(m) })
-	}
-	if err == nil {
-		s.got = true
-		if r, ok := m.(*bytestream.ReadResponse); ok {
-			s.received += int64(len(r.Data))
-		}
-	}
-	return err
-}
-
-// resumable tells whether the call may be opened again: before any
-// message, or for an uncompressed Read (whose read_offset counts the
-// bytes received; a compressed one's counts uncompressed bytes).
-func (s *resumingStream) resumable() bool {
-	if s.req == nil {
-		return false
-	}
-	if !s.got {
-		return true
-	}
-	r, ok := s.req.(*bytestream.ReadRequest)
-	if !ok {
-		return false
-	}
-	rn, err := digest.ParseReadResourceName(r.ResourceName)
-	return err == nil && rn.Compressor == repb.Compressor_IDENTITY
-}
-
-// reopen opens the call again with the request, a Read's moved past
-// what was received, and receives its first message into m.
-func (s *resumingStream) reopen(m any) error {
-	req := s.req
-	if r, ok := req.(*bytestream.ReadRequest); ok && s.received > 0 {
-		resumed := &bytestream.ReadRequest{ResourceName: r.ResourceName, ReadOffset: r.ReadOffset + s.received}
-		if r.ReadLimit > 0 {
-			if resumed.ReadLimit = r.ReadLimit - s.received; resumed.ReadLimit <= 0 {
-				return io.EOF // all that was asked for has come
-			}
-		}
-		req = resumed
-	}
-	cs, err := s.open()
-	if err != nil {
-		return err
-	}
-	s.ClientStream = cs
-	if err := cs.SendMsg(req); err != nil && err != io.EOF {
-		return err
-	}
-	if err := cs.CloseSend(); err != nil {
-		return err
-	}
-	return cs.RecvMsg(m)
 }
