@@ -283,10 +283,13 @@ func unmarshalBlob(d digest.Digest, b []byte, m proto.Message) error {
 	return nil
 }
 
-// GetBytes reads a whole blob of at most limit bytes.
+// GetBytes reads a whole blob of at most limit bytes. A larger one is
+// INVALID_ARGUMENT: the limit is the server's for that kind of message,
+// so asking again can only be refused again, and clients (Bazel among
+// them) retry RESOURCE_EXHAUSTED.
 func GetBytes(ctx context.Context, cas BlobStore, d digest.Digest, limit int64) ([]byte, error) {
 	if d.SizeBytes() > limit {
-		return nil, status.Errorf(codes.ResourceExhausted, "blob %s is larger than the %d bytes allowed here", d, limit)
+		return nil, status.Errorf(codes.InvalidArgument, "blob %s is larger than the %d bytes allowed here", d, limit)
 	}
 	r, err := cas.Get(ctx, d, 0)
 	if err != nil {

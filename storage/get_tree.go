@@ -134,7 +134,7 @@ func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddress
 			continue // missing below the root: left out, as the spec allows
 		}
 		if pos == maxTreeWalk {
-			return status.Errorf(codes.ResourceExhausted, "tree %s has more than %d directories, more than this server walks for one GetTree call", root, maxTreeWalk)
+			return status.Errorf(codes.InvalidArgument, "tree %s has more than %d directories, more than this server walks for one GetTree call", root, maxTreeWalk)
 		}
 		if queue, err = appendNewChildren(queue, fn, root, dir, seen); err != nil {
 			return err

@@ -35,14 +35,14 @@ func wideTree(t *testing.T, cas storage.BlobStore, tag string, mids, leaves int)
 
 // TestGetTreeWalkIsBounded: a page of GetTree is found by walking the tree
 // again from its root, remembering every directory, so one call walks at
-// most 200,000 directories: a larger tree is RESOURCE_EXHAUSTED, even for
-// its last page.
+// most 200,000 directories: a larger tree is INVALID_ARGUMENT (permanent:
+// clients retry RESOURCE_EXHAUSTED), even for its last page.
 func TestGetTreeWalkIsBounded(t *testing.T) {
 	cas := storage.NewMemoryBlobStore()
 	root := wideTree(t, cas, "wide", 500, 400) // 200,501 directories
 	ts := startServer(t, storage.ServerOptions{CAS: cas})
 	_, err := recvTree(context.Background(), ts, &repb.GetTreeRequest{RootDigest: root.Proto(), PageSize: 10})
-	wantStatus(t, err, codes.ResourceExhausted, "more than 200000 directories")
+	wantStatus(t, err, codes.InvalidArgument, "more than 200000 directories")
 }
 
 // gatedStore holds every Get of a directory of gated until release is
@@ -157,7 +157,7 @@ func TestGetTreeRefusesADirectoryItCannotSend(t *testing.T) {
 	big, fits := dir(5<<20/80), dir(3<<20/80)
 	ts := startServer(t, storage.ServerOptions{CAS: cas, MaxBatchTotalSizeBytes: 64 << 10})
 	_, err := recvTree(context.Background(), ts, &repb.GetTreeRequest{RootDigest: big.Proto()})
-	wantStatus(t, err, codes.ResourceExhausted, fmt.Sprintf("blob %s is larger than the 4717568 bytes allowed here", big))
+	wantStatus(t, err, codes.InvalidArgument, fmt.Sprintf("blob %s is larger than the 4717568 bytes allowed here", big))
 	if pages, err := recvTree(context.Background(), ts, &repb.GetTreeRequest{RootDigest: fits.Proto()}); err != nil || len(pages) != 1 {
 		t.Fatalf("a Directory of %d bytes: %v, %d pages", fits.SizeBytes(), err, len(pages))
 	}
