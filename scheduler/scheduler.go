@@ -187,15 +187,34 @@ func (s *Scheduler) Tick() {
 	defer s.mu.Unlock()
 	now := s.clock.Now()
 	s.core.Tick(now)
+	var stopped []string
 	for _, name := range s.followers.abandoned(now, s.cfg.AbandonedGrace) {
 		if v, ok := s.core.Operation(name); ok && !v.done {
-			// Said here: the worker and runner only see a cancel, which
-			// an operator would take for a client's CancelOperation.
-			s.log.Info("scheduler: operation abandoned, its execution stopped: no client followed it", "operation", name, "abandoned_grace", s.cfg.AbandonedGrace)
+			stopped = append(stopped, name)
 			s.core.Abandon(now, name, fmt.Sprintf("abandoned: no client followed it for %s (abandoned_grace)", s.cfg.AbandonedGrace))
 		}
 	}
+	logAbandoned(s.log, stopped, s.cfg.AbandonedGrace)
 	s.apply()
+}
+
+// maxAbandonedLines is how many abandoned operations one tick names in a
+// line each; the rest are counted in one more line.
+const maxAbandonedLines = 10
+
+// logAbandoned says which operations a tick abandoned (names, sorted).
+// Said here: the worker and runner only see a cancel, which an operator
+// would take for a client's CancelOperation. A client that drops 100,000
+// operations at once (a killed build, or a restart's recovered operations
+// none came back for) had made 100,000 lines in one tick, under the
+// scheduler's lock; now it makes eleven.
+func logAbandoned(log *slog.Logger, names []string, grace time.Duration) {
+	for _, name := range names[:min(len(names), maxAbandonedLines)] {
+		log.Info("scheduler: operation abandoned, its execution stopped: no client followed it", "operation", name, "abandoned_grace", grace)
+	}
+	if more := len(names) - maxAbandonedLines; more > 0 {
+		log.Info("scheduler: more operations abandoned, their executions stopped: no client followed them", "count", more, "abandoned_grace", grace)
+	}
 }
 
 // apply takes the core's effects and carries them out: at once without a
