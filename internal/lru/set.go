@@ -27,7 +27,16 @@ type Set[K comparable, V any] struct {
 	items map[K]*list.Element // of *Entry[K, V]
 	order *list.List          // front = most recently used
 	size  int64
+	peak  int // the most entries items has held since it was made
 }
+
+// A Go map never gives back the room it grew to, so a set that once held
+// millions of entries (a burst of tiny blobs, a cache emptied by a lower
+// bound) kept the map's memory for good. When the entries fall to a
+// quarter of the peak (and the peak is past shrinkFrom), the map is made
+// again at its present size: O(n) work after at least 3n removals, so
+// constant per removal.
+const shrinkFrom = 4096
 
 // New returns an empty Set.
 func New[K comparable, V any]() *Set[K, V] {
@@ -47,6 +56,7 @@ func (s *Set[K, V]) Put(k K, v V, size int64) {
 	}
 	s.items[k] = s.order.PushFront(&Entry[K, V]{k, v, size})
 	s.size += size
+	s.peak = max(s.peak, len(s.items))
 }
 
 // PutOldest adds k as the least recently used (rebuilding a set from disk,
@@ -59,6 +69,7 @@ func (s *Set[K, V]) PutOldest(k K, v V, size int64) {
 	}
 	s.items[k] = s.order.PushBack(&Entry[K, V]{k, v, size})
 	s.size += size
+	s.peak = max(s.peak, len(s.items))
 }
 
 // Get returns k's value and marks it used.
@@ -98,6 +109,14 @@ func (s *Set[K, V]) removeLocked(e *list.Element) *Entry[K, V] {
 	s.order.Remove(e)
 	delete(s.items, en.Key)
 	s.size -= en.Size
+	if s.peak > shrinkFrom && len(s.items) < s.peak/4 {
+		// Not maps.Clone, which may keep the old map's size.
+		items := make(map[K]*list.Element, len(s.items))
+		for k, e := range s.items {
+			items[k] = e
+		}
+		s.items, s.peak = items, len(items)
+	}
 	return en
 }
 

@@ -2,6 +2,7 @@ package lru
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -111,5 +112,40 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	if len(s.Keys()) != s.Len() {
 		t.Fatal("keys and length disagree")
+	}
+}
+
+// TestSetGivesBackRoomAfterABurst: a set that held a million entries and
+// then lost all but a few holds little memory: a Go map keeps the room
+// it grew to, so the set makes its map again when it shrinks.
+func TestSetGivesBackRoomAfterABurst(t *testing.T) {
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	s := New[int, struct{}]()
+	const n = 1_000_000
+	for i := range n {
+		s.Put(i, struct{}{}, 1)
+	}
+	full := heap()
+	for i := range n - 10 {
+		s.Remove(i)
+	}
+	if got := s.EvictOver(5, nil); len(got) != 5 || s.Len() != 5 {
+		t.Fatalf("evicted %d, %d left; want 5 and 5", len(got), s.Len())
+	}
+	after := heap()
+	t.Logf("heap: %d MB before, %d MB full, %d MB after", before>>20, full>>20, after>>20)
+	if grew := int64(after) - int64(before); grew > int64(full-before)/10 {
+		t.Errorf("after removing all but 5 of %d entries the heap is %d bytes above its start, of %d when full", n, grew, full-before)
+	}
+	for i := n - 5; i < n; i++ {
+		if _, ok := s.Peek(i); !ok {
+			t.Errorf("entry %d lost when the map was made again", i)
+		}
 	}
 }
