@@ -39,6 +39,7 @@ type core struct {
 	completedBytes    int64                  // their responses' encoded sizes (core_time.go)
 	avoided           map[string]*execution  // queued executions that avoid a worker, by id (core_requeue.go)
 	fx                effects
+	peaks             peaks // of the maps that grow with the load (core_shrink.go)
 	// replaying is set while a journal is replayed: limits that were
 	// checked when a record was written are not checked again.
 	replaying bool

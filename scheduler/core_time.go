@@ -53,6 +53,7 @@ func (c *core) Tick(now time.Time) {
 	c.lapseAvoids(now)
 	c.failUnserved(now)
 	c.expire(now)
+	c.shrinkMaps()
 }
 
 // ForgiveStall moves every worker's lease, and the reconnect grace of
