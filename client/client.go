@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -255,7 +256,7 @@ func (c *Client) Execute(ctx context.Context, req *repb.ExecuteRequest) (*repb.E
 		if breaks >= c.retry.Retries || !resumable {
 			return nil, fmt.Errorf("execute %s: %w", d, err)
 		}
-		if !sleep(ctx, c.retry.pause(breaks, rand.Float64())) {
+		if !clock.Sleep(ctx, c.retry.pause(breaks, rand.Float64())) {
 			return nil, fmt.Errorf("execute %s: %w (resuming operation %s)", d, context.Cause(ctx), name)
 		}
 		breaks++

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/paddock-build/paddock/internal/clock"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -126,23 +127,11 @@ func (r *retrier) do(ctx context.Context, err error, try func() error) error {
 			}
 			return fmt.Errorf("%w (gave up after %d retries)", err, r.n)
 		}
-		if !sleep(ctx, r.p.pause(r.n, rand.Float64())) {
+		if !clock.Sleep(ctx, r.p.pause(r.n, rand.Float64())) {
 			return fmt.Errorf("%w (not retried: %w)", err, context.Cause(ctx))
 		}
 		r.n++
 		err = try()
 	}
 	return err
-}
-
-// sleep waits d, or until ctx ends (false).
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/internal/grpcerr"
 	"github.com/paddock-build/paddock/internal/retrystream"
 	"github.com/paddock-build/paddock/storage"
@@ -169,7 +170,7 @@ func (w *storageWaiter) Retry(ctx context.Context, method string, err error, cal
 	deadline := time.Now().Add(w.wait)
 	pause := storageRetryFirst
 	for {
-		if !sleep(ctx, min(pause, time.Until(deadline))) {
+		if !clock.Sleep(ctx, min(pause, time.Until(deadline))) {
 			w.end(false)
 			return status.FromContextError(ctx.Err()).Err()
 		}
@@ -183,18 +184,6 @@ func (w *storageWaiter) Retry(ctx context.Context, method string, err error, cal
 			return status.Errorf(codes.Unavailable, "storage still unavailable after waiting %s: %s", w.wait, grpcerr.Convert(err).Message())
 		}
 		pause = min(2*pause, storageRetryMax)
-	}
-}
-
-// sleep waits d, or until ctx ends (false).
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 

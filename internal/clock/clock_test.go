@@ -1,6 +1,7 @@
 package clock
 
 import (
+	"context"
 	"testing"
 	"time"
 )
@@ -20,5 +21,18 @@ func TestFakeMovesOnlyWhenAdvanced(t *testing.T) {
 	}
 	if OrReal(f) != Clock(f) {
 		t.Fatal("OrReal(f) is not f")
+	}
+}
+
+// TestSleepEndsWithItsContext: Sleep reports a pause that passed, and one
+// cut short by its context's end, at once.
+func TestSleepEndsWithItsContext(t *testing.T) {
+	if !Sleep(context.Background(), time.Millisecond) {
+		t.Error("a pause with a live context did not pass")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if Sleep(ctx, time.Hour) {
+		t.Error("a pause whose context had ended passed")
 	}
 }
