@@ -38,8 +38,14 @@ func TestCheckInstanceName(t *testing.T) {
 		{"a/./b", `"."`},
 		{"..", `".."`},
 		{"a/..", `".."`},
+		{strings.Repeat("n", 1024), ""},
+		{strings.Repeat("n/", 512) + "n", "1025 bytes"},
+		{"team-b/x\ny", "U+000A"},
+		{"team-b/\x1b[31mred", "U+001B"},
+		{"nul\x00", "U+0000"},
+		{"del\x7f", "U+007F"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run(Quote(tc.name), func(t *testing.T) {
 			err := CheckInstanceName(tc.name)
 			if tc.segment == "" {
 				if err != nil {
@@ -66,6 +72,7 @@ func TestInstanceNamesAgreeWithResourceNames(t *testing.T) {
 		"team/blobs/x", "a/uploads/b", "actions", "x/actionResults", "operations", "capabilities", "compressed-blobs",
 		"/lead", "trail/", "a//b", "/", "a/./b", "..", ".",
 		"uploads/u/blobs/" + d, // would parse, as the default instance with metadata
+		strings.Repeat("n", 1024), strings.Repeat("n", 1025), "a\x1bb",
 	} {
 		prefix := ""
 		if name != "" {

@@ -30,10 +30,6 @@ const requestMetadataHeader = "build.bazel.remote.execution.v2.requestmetadata-b
 // its queued actions cost the scheduler a megabyte instead of 3 KiB.
 const maxRequestMetadata = 16 << 10
 
-// maxInstanceName bounds an Execute's instance_name, which every queued
-// action, its queue and its metrics keep.
-const maxInstanceName = 1024
-
 // maxMessageBytes bounds the Action and Command read from the CAS.
 const maxMessageBytes = 16 << 20
 
@@ -70,12 +66,10 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 	}
 	fn = ad.Function()
 	instance := req.InstanceName
-	if len(instance) > maxInstanceName {
-		return "", status.Errorf(codes.InvalidArgument, "instance_name is %d bytes; this scheduler accepts at most %d", len(instance), maxInstanceName)
-	}
 	// Refused before anything is read or queued: an action run under a
 	// name ByteStream cannot address would fail only when the client
-	// reads its outputs.
+	// reads its outputs; and every queued action, its queue and its
+	// metrics keep the name, which the check bounds.
 	if err := rev2.CheckInstanceName(instance); err != nil {
 		return "", err
 	}

@@ -43,11 +43,21 @@ func CheckSegment(seg string) error {
 	return nil
 }
 
+// MaxBytes bounds an instance name. Clients name a few instances of a few
+// dozen bytes; a name is held by every queued operation, keyed in the
+// worker's caches and repeated in messages and metric labels. Storage took
+// a name of a million bytes, and answered NOT_FOUND with a status message
+// as long, before this bound was checked where every RPC checks the name.
+const MaxBytes = 1024
+
 // Check returns nil if name can be an instance name: empty (the default
 // instance), or segments separated by '/' that each pass CheckSegment and
-// none of which IsReserved. Anything else, spaces and non-ASCII letters
-// included, is left to the server's own meaning of names, as the spec
-// says. The error names the offending segment and is phrased to follow
+// none of which IsReserved, with at most MaxBytes in all and no control
+// characters (a name is a metric label and a log field: a NUL or an
+// escape sequence in it reached an operator's terminal through the
+// unauthenticated /metrics page). Anything else, spaces and non-ASCII
+// letters included, is left to the server's own meaning of names, as the
+// spec says. The error names the offending segment and is phrased to follow
 // the name (`"a/blobs" has the segment "blobs", …`).
 func Check(name string) error {
 	if name == "" {
@@ -61,7 +71,17 @@ func Check(name string) error {
 // keeps "/x" apart from "x": its empty first segment is refused, where
 // joining the segments before "x" would have made it the default instance.
 func CheckSegments(segs []string) error {
+	n := max(len(segs)-1, 0) // the slashes
 	for _, seg := range segs {
+		n += len(seg)
+	}
+	if n > MaxBytes {
+		return fmt.Errorf("is %d bytes; an instance name may have at most %d", n, MaxBytes)
+	}
+	for _, seg := range segs {
+		if i := strings.IndexFunc(seg, isControl); i >= 0 {
+			return fmt.Errorf("has the control character %U; an instance name may have none", rune(seg[i]))
+		}
 		if err := CheckSegment(seg); err != nil {
 			return err
 		}
@@ -71,3 +91,6 @@ func CheckSegments(segs []string) error {
 	}
 	return nil
 }
+
+// isControl reports whether r is an ASCII control character (C0 or DEL).
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
