@@ -166,7 +166,7 @@ func FuzzAuthenticate(f *testing.F) {
 	}
 	dir := f.TempDir()
 	writeEd25519Key(f, filepath.Join(dir, "key.pem"))
-	p, err := compilePolicy([]byte(`jwt: {keys: [key.pem]}
+	p, err := compilePolicy([]byte(`jwt: {keys: [key.pem], audience: paddock}
 tenants:
   - name: a
     instance_prefixes: [a]

@@ -36,13 +36,18 @@ type jwtVerifier struct {
 
 func newJWTVerifier(cfg JWTConfig, dir string, root *yaml.Node) (*jwtVerifier, error) {
 	v := &jwtVerifier{byKID: map[string]crypto.PublicKey{}}
+	// Required: a signer (a CI system's OIDC issuer, a company's identity
+	// provider) issues tokens for many services, and without an audience
+	// to match, every token it ever signed, for any of them, was accepted
+	// here; a service that leaked or logged one gave away a farm tenant.
+	if cfg.Audience == "" {
+		return nil, fmt.Errorf("line %d: jwt: audience is required: without it every token the keys sign is accepted, those issued for other services too; set the audience your issuer puts in tokens meant for Paddock", lineOf(root, "jwt"))
+	}
 	opts := []jwt.ParserOption{jwt.WithValidMethods(jwtMethods), jwt.WithExpirationRequired()}
 	if cfg.Issuer != "" {
 		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
 	}
-	if cfg.Audience != "" {
-		opts = append(opts, jwt.WithAudience(cfg.Audience))
-	}
+	opts = append(opts, jwt.WithAudience(cfg.Audience))
 	v.parser = jwt.NewParser(opts...)
 	for i, f := range cfg.Keys {
 		k, err := readPEMPublicKey(resolve(dir, f))

@@ -41,17 +41,24 @@ func TestBadPolicyNamesTheLine(t *testing.T) {
   - name: a
     identities: []
 `, []string{"line 2", "no instance_prefixes"}},
+		{"jwt without an audience", `jwt:
+  keys: [key.pem]
+tenants:
+  - {name: a, instance_prefixes: [a]}
+`, []string{"line 2", "audience is required"}},
 		{"malformed key file", `jwt:
+  audience: paddock
   keys:
     - garbage.pem
 tenants:
   - {name: a, instance_prefixes: [a]}
-`, []string{"line 3", "garbage.pem", "no PEM block"}},
+`, []string{"line 4", "garbage.pem", "no PEM block"}},
 		{"malformed jwks", `jwt:
+  audience: paddock
   jwks: bad.jwks
 tenants:
   - {name: a, instance_prefixes: [a]}
-`, []string{"line 2", "bad.jwks", "RSA"}},
+`, []string{"line 3", "bad.jwks", "RSA"}},
 		{"unknown key", `tenants:
   - name: a
     instance_prefix: [a]
