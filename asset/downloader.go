@@ -58,6 +58,24 @@ func newDownloader(allowed []string, maxBytes int64, tmpDir string) *downloader 
 	return d
 }
 
+// clientFor returns the client of a request carrying hdr: d.client, or,
+// when there are headers, a copy (sharing its transport and connections)
+// whose redirects drop them once they leave the first URL's origin.
+func (d *downloader) clientFor(hdr http.Header) *http.Client {
+	if len(hdr) == 0 {
+		return d.client
+	}
+	c := *d.client
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if err := d.client.CheckRedirect(req, via); err != nil {
+			return err
+		}
+		dropHeadersOffOrigin(hdr, req, via)
+		return nil
+	}
+	return &c
+}
+
 // allowedURL refuses schemes other than http and https and hosts not on
 // the allow-list (matched with or without the port). Schemes and host
 // names are case-insensitive (RFC 3986); url.Parse lowers the scheme.
@@ -74,8 +92,9 @@ func (d *downloader) allowedURL(u *url.URL) error {
 // download fetches uri within ctx (whose deadline is timeout away, for
 // messages) and returns the open temporary file holding it (positioned
 // at the start; the caller closes and removes it) and its digest under
-// fn. sum, if set, must match.
-func (d *downloader) download(ctx context.Context, uri string, sum *checksum, fn digest.Function, timeout time.Duration) (*os.File, digest.Digest, error) {
+// fn. hdr (the client's, http_header.go) goes with the request while it
+// stays on uri's origin; sum, if set, must match.
+func (d *downloader) download(ctx context.Context, uri string, hdr http.Header, sum *checksum, fn digest.Function, timeout time.Duration) (*os.File, digest.Digest, error) {
 	u, err := url.Parse(uri)
 	if err != nil {
 		var ue *url.Error
@@ -91,7 +110,10 @@ func (d *downloader) download(ctx context.Context, uri string, sum *checksum, fn
 	if err != nil {
 		return nil, digest.Digest{}, status.Error(codes.InvalidArgument, "not a URL this server can request")
 	}
-	resp, err := d.client.Do(req)
+	for name, v := range hdr {
+		req.Header[name] = v
+	}
+	resp, err := d.clientFor(hdr).Do(req)
 	if err != nil {
 		return nil, digest.Digest{}, transportError(ctx, u.Host, err, timeout, false)
 	}

@@ -3,8 +3,10 @@ package asset
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"time"
 
 	rapb "github.com/bazelbuild/remote-apis/build/bazel/remote/asset/v1"
@@ -19,7 +21,8 @@ import (
 	"github.com/paddock-build/paddock/storage"
 )
 
-// Qualifiers FetchBlob understands when it downloads from origin.
+// Qualifiers FetchBlob understands when it downloads from origin, besides
+// the header qualifiers (http_header.go).
 const (
 	// qualifierChecksum is an SRI checksum the content must match.
 	qualifierChecksum = "checksum.sri"
@@ -62,14 +65,21 @@ type fetchRequest struct {
 // lookup checks a fetch request and finds its live record (nil when there
 // is none), refusing an instance name ByteStream cannot address
 // (rev2.CheckInstanceName) before anything is downloaded: the blob would
-// be stored in a CAS partition no client could read it from. It returns
-// the request's digest function too.
+// be stored in a CAS partition no client could read it from. The header
+// qualifiers of a FetchBlob that may download are checked before the
+// records too, so that whether one is refused does not depend on what
+// is recorded. It returns the request's digest function too.
 func (s *fetchServer) lookup(ctx context.Context, k kind, req fetchRequest) (digest.Function, *found, error) {
 	if err := rev2.CheckInstanceName(req.instance); err != nil {
 		return 0, nil, err
 	}
 	if err := checkRequest(req.uris, req.qualifiers); err != nil {
 		return 0, nil, err
+	}
+	if k == kindBlob && slices.ContainsFunc(req.uris, isHTTP) {
+		if _, refused := parseHeaders(req.qualifiers, len(req.uris)); refused != nil {
+			return 0, nil, badQualifiers([]*errdetails.BadRequest_FieldViolation{refused})
+		}
 	}
 	fn, err := requestFunction(req.function)
 	if err != nil {
@@ -107,22 +117,16 @@ func (s *fetchServer) fetchBlob(ctx context.Context, req *rapb.FetchBlobRequest)
 		return nil, err
 	}
 	if f != nil {
-		return &rapb.FetchBlobResponse{Status: status.New(codes.OK, "").Proto(), Uri: f.uri, Qualifiers: req.Qualifiers,
+		return &rapb.FetchBlobResponse{Status: status.New(codes.OK, "").Proto(), Uri: f.uri, Qualifiers: withoutHeaders(req.Qualifiers),
 			ExpiresAt: expiresAt(f.rec), BlobDigest: f.digest.Proto(), DigestFunction: f.digest.Function()}, nil
 	}
-	var origin []string
-	for _, uri := range req.Uris {
-		if isHTTP(uri) {
-			origin = append(origin, uri)
-		}
-	}
-	if len(origin) == 0 {
+	if !slices.ContainsFunc(req.Uris, isHTTP) {
 		return &rapb.FetchBlobResponse{
 			Status: status.New(codes.NotFound, "no record for these URIs and qualifiers, and none is an http(s) URL to download").Proto(),
 			Uri:    req.Uris[0],
 		}, nil
 	}
-	sum, err := s.originQualifiers(req.Qualifiers)
+	sum, hdrs, err := s.originQualifiers(req.Qualifiers, len(req.Uris))
 	if err != nil {
 		return nil, err
 	}
@@ -131,8 +135,11 @@ func (s *fetchServer) fetchBlob(ctx context.Context, req *rapb.FetchBlobRequest)
 		timeout = req.Timeout.AsDuration()
 	}
 	var failed *rapb.FetchBlobResponse
-	for _, uri := range origin {
-		d, err := s.download(ctx, uri, sum, fn, timeout)
+	for i, uri := range req.Uris {
+		if !isHTTP(uri) {
+			continue
+		}
+		d, err := s.download(ctx, uri, hdrs.of(i), sum, fn, timeout)
 		if err != nil {
 			if st, ok := status.FromError(err); ok && isOriginFailure(st.Code()) {
 				s.opts.Logger.Info("asset fetch failed", "uri", redactURL(uri), "code", st.Code(), "error", logDetail(err))
@@ -146,7 +153,7 @@ func (s *fetchServer) fetchBlob(ctx context.Context, req *rapb.FetchBlobRequest)
 			return nil, err
 		}
 		s.opts.Logger.Info("asset fetched", "uri", redactURL(uri), "digest", d.String())
-		return &rapb.FetchBlobResponse{Status: status.New(codes.OK, "").Proto(), Uri: uri, Qualifiers: req.Qualifiers,
+		return &rapb.FetchBlobResponse{Status: status.New(codes.OK, "").Proto(), Uri: uri, Qualifiers: withoutHeaders(req.Qualifiers),
 			BlobDigest: d.Proto(), DigestFunction: fn}, nil
 	}
 	return failed, nil
@@ -171,43 +178,54 @@ func isOriginFailure(c codes.Code) bool {
 	return false
 }
 
-// originQualifiers checks the qualifiers of a download: each must be one
-// the server honours (REv2: unsupported ones are INVALID_ARGUMENT, with a
-// BadRequest detail), and a checksum is required unless the operator
-// allows fetching without one.
-func (s *fetchServer) originQualifiers(qs []*rapb.Qualifier) (*checksum, error) {
+// originQualifiers checks the qualifiers of a download from nuris URIs:
+// each must be one the server honours (REv2: unsupported ones are
+// INVALID_ARGUMENT, with a BadRequest detail), headers must be ones a
+// client may set (http_header.go), and a checksum is required unless the
+// operator allows fetching without one. It returns the checksum, if any,
+// and the headers.
+func (s *fetchServer) originQualifiers(qs []*rapb.Qualifier, nuris int) (*checksum, originHeaders, error) {
 	var bad []*errdetails.BadRequest_FieldViolation
 	for _, q := range qs {
-		if q.Name != qualifierChecksum && q.Name != qualifierCanonicalID {
+		if q.Name != qualifierChecksum && q.Name != qualifierCanonicalID && !isHeaderQualifier(q.Name) {
 			bad = append(bad, &errdetails.BadRequest_FieldViolation{Field: "qualifiers.name", Description: fmt.Sprintf("%q not supported", q.Name)})
 		}
 	}
 	if len(bad) > 0 {
-		st := status.Newf(codes.InvalidArgument, "qualifiers: %s", bad[0].Description)
-		if withDetail, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: bad}); err == nil {
-			st = withDetail
-		}
-		return nil, st.Err()
+		return nil, originHeaders{}, badQualifiers(bad)
+	}
+	hdrs, refused := parseHeaders(qs, nuris)
+	if refused != nil {
+		return nil, originHeaders{}, badQualifiers([]*errdetails.BadRequest_FieldViolation{refused})
 	}
 	v, ok := qualifier(qs, qualifierChecksum)
 	if !ok {
 		if s.opts.AllowWithoutChecksum {
-			return nil, nil
+			return nil, hdrs, nil
 		}
-		return nil, status.Errorf(codes.InvalidArgument, "qualifiers: %s is required: this server does not fetch content it cannot verify", qualifierChecksum)
+		return nil, originHeaders{}, status.Errorf(codes.InvalidArgument, "qualifiers: %s is required: this server does not fetch content it cannot verify", qualifierChecksum)
 	}
 	sum, err := parseSRI(v)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "qualifiers: %v", err)
+		return nil, originHeaders{}, status.Errorf(codes.InvalidArgument, "qualifiers: %v", err)
 	}
-	return &sum, nil
+	return &sum, hdrs, nil
+}
+
+// badQualifiers is INVALID_ARGUMENT for bad, the first one in its message.
+func badQualifiers(bad []*errdetails.BadRequest_FieldViolation) error {
+	st := status.Newf(codes.InvalidArgument, "qualifiers: %s", bad[0].Description)
+	if withDetail, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: bad}); err == nil {
+		st = withDetail
+	}
+	return st.Err()
 }
 
 // download fetches uri and stores it in the CAS. timeout (the request's,
 // at most FetchTimeout) bounds the wait for a download slot too: a fetch
 // behind others' slow downloads ends DEADLINE_EXCEEDED when its time is
 // up, as one waiting for a slow origin does, rather than start late.
-func (s *fetchServer) download(ctx context.Context, uri string, sum *checksum, fn digest.Function, timeout time.Duration) (digest.Digest, error) {
+func (s *fetchServer) download(ctx context.Context, uri string, hdr http.Header, sum *checksum, fn digest.Function, timeout time.Duration) (digest.Digest, error) {
 	if timeout <= 0 || timeout > s.opts.FetchTimeout {
 		timeout = s.opts.FetchTimeout
 	}
@@ -221,7 +239,7 @@ func (s *fetchServer) download(ctx context.Context, uri string, sum *checksum, f
 		return digest.Digest{}, err
 	}
 	defer done()
-	f, d, err := s.dl.download(dctx, uri, sum, fn, timeout)
+	f, d, err := s.dl.download(dctx, uri, hdr, sum, fn, timeout)
 	if err != nil {
 		return digest.Digest{}, err
 	}
@@ -251,6 +269,6 @@ func (s *fetchServer) fetchDirectory(ctx context.Context, req *rapb.FetchDirecto
 			Uri:    req.Uris[0],
 		}, nil
 	}
-	return &rapb.FetchDirectoryResponse{Status: status.New(codes.OK, "").Proto(), Uri: f.uri, Qualifiers: req.Qualifiers,
+	return &rapb.FetchDirectoryResponse{Status: status.New(codes.OK, "").Proto(), Uri: f.uri, Qualifiers: withoutHeaders(req.Qualifiers),
 		ExpiresAt: expiresAt(f.rec), RootDirectoryDigest: f.digest.Proto(), DigestFunction: f.digest.Function()}, nil
 }

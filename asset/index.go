@@ -103,12 +103,21 @@ func (x *index) lookup(ctx context.Context, instance string, k kind, fn digest.F
 // to six times their length stay well under this.
 const maxRequestRecordBytes = 1 << 20
 
+// hiddenValue stands for a header qualifier's value in a record file.
+const hiddenValue = "(hidden)"
+
 // withQualifiers is rec as store writes it: naming the qualifiers it
-// answers, for operators reading the files.
-func withQualifiers(rec record, qs []*rapb.Qualifier) record {
+// answers (those of its key, keyQualifiers), for operators reading the
+// files. A header qualifier's value, a credential, is not written: the
+// key, a hash, is what tells records with different ones apart.
+func withQualifiers(rec record, k kind, qs []*rapb.Qualifier) record {
 	rec.Qualifier = nil
-	for _, q := range qs {
-		rec.Qualifier = append(rec.Qualifier, q.Name+"="+q.Value)
+	for _, q := range keyQualifiers(k, qs) {
+		v := q.Value
+		if isHeaderQualifier(q.Name) {
+			v = hiddenValue
+		}
+		rec.Qualifier = append(rec.Qualifier, q.Name+"="+v)
 	}
 	return rec
 }
@@ -134,7 +143,7 @@ func checkRecordBytes(uris []string, rec record) error {
 // maxRequestRecordBytes.
 func (x *index) store(instance string, k kind, uris []string, qs []*rapb.Qualifier, rec record) error {
 	fn := digest.Function(rec.Function)
-	rec = withQualifiers(rec, qs)
+	rec = withQualifiers(rec, k, qs)
 	if err := checkRecordBytes(uris, rec); err != nil {
 		return err
 	}

@@ -40,8 +40,10 @@ const recordKeyVersion = "2"
 // qualifier's name and value too, is length-prefixed, so that no two
 // different requests share a key. The digest function is part of it
 // because a Fetch names the function the server must answer with: a
-// SHA-512 record does not answer a SHA-256 fetch.
+// SHA-512 record does not answer a SHA-256 fetch. Header qualifiers
+// (credentials) count as keyQualifiers says.
 func recordKey(instance string, k kind, fn digest.Function, uri string, qs []*rapb.Qualifier) string {
+	qs = keyQualifiers(k, qs)
 	quals := make([]string, len(qs))
 	for i, q := range qs {
 		quals[i] = lengthPrefixed(q.Name) + lengthPrefixed(q.Value)

@@ -132,7 +132,7 @@ func (s *pushServer) prepare(ctx context.Context, p pushRequest) (record, error)
 	// Before the content is checked: a push too large to record is
 	// refused on its own terms, without reading the CAS. store checks
 	// again, for every writer.
-	if err := checkRecordBytes(p.uris, withQualifiers(rec, p.qualifiers)); err != nil {
+	if err := checkRecordBytes(p.uris, withQualifiers(rec, p.kind, p.qualifiers)); err != nil {
 		return record{}, err
 	}
 	if err := s.idx.complete(ctx, p.kind, dg, rec.RefBlobs, rec.RefTrees); status.Code(err) == codes.NotFound {

@@ -4,6 +4,8 @@
 // records, and for FetchBlob of an http(s) URL with a checksum.sri
 // qualifier (Bazel's --experimental_remote_downloader) downloads the
 // content from an allowed host, verifies it, stores it and records it.
+// The headers Bazel sends as qualifiers, credentials among them, go with
+// the download to their URI's origin only (http_header.go).
 //
 // A record is served only while it has not expired and everything it
 // names is still in the CAS: a record whose blob or tree was evicted is
