@@ -66,8 +66,13 @@ type Config struct {
 	// EstimatedMemory. It covers everything the action's processes use,
 	// including the pages of its /tmp, /run and /dev/shm (tmpfs pages are
 	// charged to the cgroup that writes them); nothing swaps. 0 means the
-	// host's memory divided by Concurrency, so that the actions the
-	// worker runs at once cannot together exhaust the host.
+	// host's memory less a reserve (hostMemoryReserve: a tenth of it,
+	// between 256 MiB and 4 GiB, at most half of it), divided by
+	// Concurrency, in whole MiB, so that the actions the worker runs at
+	// once cannot together take the memory the farm's own processes and
+	// the page cache need. (Should the host run out of memory all the
+	// same, the kernel's OOM killer picks an action first: every
+	// sandbox's processes have oom_score_adj 1000.)
 	DefaultMemoryLimit int64
 	// MaxMemoryLimit is the largest EstimatedMemory an action may ask
 	// for; beyond it the action is refused with INVALID_ARGUMENT. 0 means
@@ -309,10 +314,12 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// withHostLimits returns c with the memory defaults that depend on the
+// WithHostLimits returns c with the memory defaults that depend on the
 // host resolved: hostMemory is the host's total memory in bytes, cpus its
-// number of CPUs. Pure; New calls it with the host's figures.
-func (c Config) withHostLimits(hostMemory int64, cpus int) Config {
+// number of CPUs. Pure; New calls it with the host's figures, and
+// `--print-config` may too, to say what a 0 stands for on this host
+// without a copy of the rule.
+func (c Config) WithHostLimits(hostMemory int64, cpus int) Config {
 	if c.Concurrency == 0 {
 		c.Concurrency = max(cpus, 1)
 	}
@@ -320,10 +327,29 @@ func (c Config) withHostLimits(hostMemory int64, cpus int) Config {
 		c.MaxMemoryLimit = int64(hostMemory)
 	}
 	if c.DefaultMemoryLimit == 0 {
-		c.DefaultMemoryLimit = int64(max(hostMemory/int64(c.Concurrency), minMemoryLimit))
+		// Whole MiB, as the limit reads in messages.
+		share := ((hostMemory - hostMemoryReserve(hostMemory)) / int64(c.Concurrency)) &^ (1<<20 - 1)
+		c.DefaultMemoryLimit = max(share, minMemoryLimit)
 	}
 	c.DefaultMemoryLimit = min(c.DefaultMemoryLimit, c.MaxMemoryLimit)
 	return c
+}
+
+// hostMemoryReserve is the host memory the default memory limit leaves to
+// what is not an action: the runner, the worker and the spawner (or
+// `paddock up` with them all), storage and the scheduler if they share the
+// host, the kernel, and the page cache that the input files, the image
+// cache and the disk CAS are read through. Without it, Concurrency actions
+// at their default limits could together take all of the host's memory,
+// and the farm would then thrash or lose a process of its own to the OOM
+// killer. A tenth of the host keeps a large host's page cache useful;
+// 256 MiB leaves a small host room for the farm's own Go processes and
+// some page cache; past 4 GiB the farm's own needs do not grow with the
+// host, and more would only shrink the actions' share. It is never more than half the host, so
+// that a tiny host (a CI VM of 512 MiB) still runs actions.
+func hostMemoryReserve(hostMemory int64) int64 {
+	const minReserve, maxReserve = 256 << 20, 4 << 30
+	return min(max(hostMemory/10, minReserve), maxReserve, hostMemory/2)
 }
 
 // ImagesDir is where the image cache lives: images.dir, or "images" under

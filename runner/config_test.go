@@ -6,7 +6,7 @@ import (
 
 // TestHostLimits: the memory defaults that depend on the host.
 func TestHostLimits(t *testing.T) {
-	const gib = 1 << 30
+	const mib, gib = 1 << 20, 1 << 30
 	for _, tc := range []struct {
 		name                 string
 		mod                  func(*Config)
@@ -14,8 +14,9 @@ func TestHostLimits(t *testing.T) {
 		wantDefault, wantMax int64
 		wantConcurrency      int
 	}{
-		{"host memory / CPUs", nil, 4, 4 * gib, 16 * gib, 4},
-		{"host memory / concurrency", func(c *Config) { c.Concurrency = 8 }, 4, 2 * gib, 16 * gib, 8},
+		// 16 GiB less its tenth (14,745.6 MiB), shared, in whole MiB.
+		{"host memory less reserve / CPUs", nil, 4, 3686 * mib, 16 * gib, 4},
+		{"host memory less reserve / concurrency", func(c *Config) { c.Concurrency = 8 }, 4, 1843 * mib, 16 * gib, 8},
 		{"explicit default", func(c *Config) { c.DefaultMemoryLimit = 3 * gib }, 4, 3 * gib, 16 * gib, 4},
 		{"default capped by max", func(c *Config) { c.MaxMemoryLimit = 1 * gib }, 2, 1 * gib, 1 * gib, 2},
 	} {
@@ -24,10 +25,46 @@ func TestHostLimits(t *testing.T) {
 			if tc.mod != nil {
 				tc.mod(&cfg)
 			}
-			got := cfg.withHostLimits(16*gib, tc.cpus)
+			got := cfg.WithHostLimits(16*gib, tc.cpus)
 			if got.DefaultMemoryLimit != tc.wantDefault || got.MaxMemoryLimit != tc.wantMax || got.Concurrency != tc.wantConcurrency {
 				t.Errorf("default %d max %d concurrency %d, want %d %d %d", got.DefaultMemoryLimit, got.MaxMemoryLimit, got.Concurrency,
 					tc.wantDefault, tc.wantMax, tc.wantConcurrency)
+			}
+		})
+	}
+}
+
+// TestDefaultMemoryLimitLeavesReserve: the actions a worker runs at once,
+// each at the default memory limit, leave the farm a reserve of a tenth of
+// the host's memory, at least 256 MiB and at most 4 GiB, but never more
+// than half the host; the limit is never below the floor (minMemoryLimit).
+func TestDefaultMemoryLimitLeavesReserve(t *testing.T) {
+	const mib, gib = 1 << 20, 1 << 30
+	for _, tc := range []struct {
+		name                     string
+		host                     int64
+		cpus                     int
+		wantReserve, wantDefault int64
+	}{
+		{"small host: the least reserve", 2 * gib, 2, 256 * mib, 896 * mib},
+		{"a tenth", 40 * gib, 4, 4 * gib, 9 * gib},
+		{"large host: the most reserve", 128 * gib, 8, 4 * gib, 124 * gib / 8},
+		{"one CPU", 8 * gib, 1, 8 * gib / 10, 7372 * mib}, // 7372.8 MiB, in whole MiB
+		{"tiny host: half of it", 300 * mib, 2, 150 * mib, 75 * mib},
+		{"below the floor: the floor", 2 * mib, 4, 1 * mib, minMemoryLimit},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := hostMemoryReserve(tc.host); got != tc.wantReserve {
+				t.Errorf("reserve %d MiB, want %d MiB", got/mib, tc.wantReserve/mib)
+			}
+			got := DefaultConfig().WithHostLimits(tc.host, tc.cpus)
+			if got.DefaultMemoryLimit != tc.wantDefault {
+				t.Errorf("default %d, want %d", got.DefaultMemoryLimit, tc.wantDefault)
+			}
+			// Above the floor, the actions together leave the reserve.
+			if all := got.DefaultMemoryLimit * int64(got.Concurrency); got.DefaultMemoryLimit > minMemoryLimit && tc.host-all < tc.wantReserve {
+				t.Errorf("%d actions at the default take %d MiB of %d MiB: less than the %d MiB reserve left",
+					got.Concurrency, all/mib, tc.host/mib, tc.wantReserve/mib)
 			}
 		})
 	}

@@ -40,7 +40,7 @@
 //     described in status_message, resource usage) into the RunResponse.
 //     The limits (memory, /tmp, /dev/shm, disk, pids) come from the
 //     platform and the config, whose host-dependent defaults New resolves
-//     (Config.withHostLimits). A set-up
+//     (Config.WithHostLimits). A set-up
 //     that failed because a bind source vanished meanwhile
 //     (sandbox.ErrMountSourceMissing) is retried once with a fresh plan.
 //     Bundles and skeletons left by a crash go at the next start.

@@ -76,7 +76,7 @@ func New(opts Options) (*Service, error) {
 	if err := unix.Sysinfo(&si); err != nil {
 		return nil, fmt.Errorf("runner: host memory: %w", err)
 	}
-	cfg = cfg.withHostLimits(int64(si.Totalram)*int64(si.Unit), runtime.NumCPU())
+	cfg = cfg.WithHostLimits(int64(si.Totalram)*int64(si.Unit), runtime.NumCPU())
 	if opts.Launcher == nil {
 		return nil, errors.New("runner: Options.Launcher is required")
 	}

@@ -116,7 +116,7 @@ func goldenSpec(c specCase) []byte {
 		c.cfg(&cfg)
 	}
 	// As New does, on a host with 16 GiB and 4 CPUs.
-	cfg = cfg.withHostLimits(16<<30, 4)
+	cfg = cfg.WithHostLimits(16<<30, 4)
 	req := &runnerpb.RunRequest{
 		ActionId:  "operations/1234-0",
 		InputRoot: "/var/lib/paddock/build/1234-0/root",

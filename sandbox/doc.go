@@ -30,11 +30,14 @@
 // ahead per kind of clone parameters ("warm"; none after a transient
 // Request), so that the clone and the exec are off the critical path.
 //
-// A Run takes a warm init, applies the limits to its cgroup and writes the
-// plan on the init's control pipe. The init builds the mount tree
-// (read-only rootfs, bind mounts, /proc, a minimal /dev, tmpfs, masked and
-// read-only paths; destinations resolved inside the rootfs without
-// following symlinks), pivot_roots, sets the hostname, rlimits,
+// Once an init has exec'd, the spawner gives it oom_score_adj 1000
+// (setOOMScoreAdj), which everything the action starts inherits: when the
+// host runs out of memory, the OOM killer ends an action before any
+// process of the farm. A Run takes a warm init, applies the limits to its
+// cgroup and writes the plan on the init's control pipe. The init builds
+// the mount tree (read-only rootfs, bind mounts, /proc, a minimal /dev,
+// tmpfs, masked and read-only paths; destinations resolved inside the
+// rootfs without following symlinks), pivot_roots, sets the hostname, rlimits,
 // no_new_privs, capabilities and the seccomp filter, and forks the command
 // while it stays pid 1 to reap. When the command exits, the init kills and
 // reaps everything left and reports its status, and the spawner answers.
@@ -61,7 +64,8 @@
 // required; joining existing ones by path is refused), resources (memory,
 // pids, cpu), devices (bind-mounted from the same host path), maskedPaths
 // and readonlyPaths. It always applies its own seccomp filter (linux.seccomp
-// is ignored) and refuses process.terminal and hooks. Other fields are
+// is ignored), always sets oom_score_adj 1000 (process.oomScoreAdj is
+// ignored) and refuses process.terminal and hooks. Other fields are
 // ignored.
 //
 // Cloning from the spawner rather than the caller matters: with

@@ -251,6 +251,12 @@ func (s *spawner) startInit(p initParams) (_ *startedInit, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("start sandbox init: %w", err)
 	}
+	// Before anything reaps it (its pid cannot be reused) and before it
+	// has its plan (no code of the action's has run).
+	if err := setOOMScoreAdj(pid); err != nil {
+		killAndReap(pid)
+		return nil, fmt.Errorf("sandbox init oom_score_adj: %w", err)
+	}
 	stdout.handedOver()
 	stderr.handedOver()
 	w := &startedInit{

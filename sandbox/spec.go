@@ -30,8 +30,10 @@ const MaxPtys = 64
 // hostIDBase, which must not be 0. The spec has every namespace (network off),
 // a read-only rootfs, a fresh /proc, a minimal /dev with pts and shm, a tmpfs
 // /tmp, the masked and read-only paths runc uses, a default capability set and
-// no_new_privs. Both the native launcher and runc accept it. Callers adjust
-// the result (env, cwd, bind mounts, resources) before writing the bundle.
+// no_new_privs, and oom_score_adj 1000 (sandboxOOMScoreAdj, which the
+// native launcher applies in any case). Both the native launcher and runc
+// accept it. Callers adjust the result (env, cwd, bind mounts, resources)
+// before writing the bundle.
 // With the host's root, /run is covered by an empty tmpfs too.
 func DefaultSpec(rootfs string, hostIDBase uint32, args ...string) *specs.Spec {
 	caps := []string{
@@ -39,6 +41,7 @@ func DefaultSpec(rootfs string, hostIDBase uint32, args ...string) *specs.Spec {
 		"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
 		"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 	}
+	oomScoreAdj := sandboxOOMScoreAdj
 	spec := &specs.Spec{
 		Version: specs.Version,
 		Process: &specs.Process{
@@ -54,6 +57,7 @@ func DefaultSpec(rootfs string, hostIDBase uint32, args ...string) *specs.Spec {
 				{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024},
 			},
 			NoNewPrivileges: true,
+			OOMScoreAdj:     &oomScoreAdj,
 		},
 		Root:     &specs.Root{Path: rootfs, Readonly: true},
 		Hostname: "sandbox",
