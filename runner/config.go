@@ -136,7 +136,8 @@ type Config struct {
 	// a host-root action whose input root is not below a hidden path is
 	// refused with FAILED_PRECONDITION, as it would see the other actions'
 	// input roots — and so should the worker's file cache and the CAS.
-	// The defaults cover /tmp, /home, /root and /var/lib/paddock.
+	// The defaults cover /tmp, /home, /root, /var/lib/paddock and
+	// /etc/paddock.
 	HostHiddenPaths []string
 	// Images configures the image cache for actions with container-image.
 	Images ImagesConfig
@@ -218,11 +219,14 @@ func (c ImagesConfig) TenantCredentials() map[string]images.TenantCredentials {
 
 // defaultHostHiddenPaths are never shown from the host's root: kernel and
 // runtime filesystems (the sandbox mounts its own /proc, /dev, /tmp),
-// people's homes, removable and boot media, and Paddock's default data
-// directory.
+// people's homes, removable and boot media, Paddock's default data
+// directory, and /etc/paddock, where the docs keep its configs and
+// secrets (a worker's token file left readable by all there was read by
+// a tenant's action, which then wrote another tenant's action cache as
+// the worker).
 var defaultHostHiddenPaths = []string{
 	"/proc", "/sys", "/dev", "/run", "/tmp", "/boot", "/root", "/home",
-	"/mnt", "/media", "/srv", "/lost+found", "/var/lib/paddock",
+	"/mnt", "/media", "/srv", "/lost+found", "/var/lib/paddock", "/etc/paddock",
 }
 
 // DefaultConfig returns the defaults a config file overrides.
