@@ -18,6 +18,7 @@ import (
 
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpcerr"
 	"github.com/paddock-build/paddock/internal/grpclimit"
 )
 
@@ -348,7 +349,9 @@ func (s *byteStreamServer) startUpload(streamCtx context.Context, tenant string,
 	// (giveWay); not u, which its Put would then wait for.
 	ctx = withGiveWay(ctx, func(ctx context.Context) bool { return s.giveWay(ctx, u) })
 	go func() {
-		u.err = s.opts.CAS.Put(ctx, rn.Digest, pr)
+		if err := s.opts.CAS.Put(ctx, rn.Digest, pr); err != nil {
+			u.err = grpcerr.Clean(fmt.Errorf("ByteStream Write: %w", err)) // the call named, the code kept
+		}
 		pr.CloseWithError(errUploadAborted)
 		s.releaseSlot(tenant) // before done: an abort that returns has freed it
 		close(u.done)

@@ -126,7 +126,7 @@ func (s *casServer) BatchUpdateBlobs(ctx context.Context, req *repb.BatchUpdateB
 	for i, r := range req.Requests {
 		resp.Responses[i] = &repb.BatchUpdateBlobsResponse_Response{Digest: r.Digest}
 		g.Go(func() error {
-			resp.Responses[i].Status = statusProto(s.updateOne(gctx, fn, i, r))
+			resp.Responses[i].Status = entryStatus(s.updateOne(gctx, fn, i, r), maxUpdateEntryMessage)
 			return nil
 		})
 	}
@@ -189,7 +189,10 @@ func (s *casServer) updateOne(ctx context.Context, fn digest.Function, i int, r 
 	if got := digest.FromBytes(d.Function(), data); got != d {
 		return status.Errorf(codes.InvalidArgument, "requests[%d].data: hashes to %s, not %s", i, got.Hash(), d.Hash())
 	}
-	return s.opts.CAS.Put(withGiveWay(ctx, s.giveWay), d, bytes.NewReader(data))
+	if err := s.opts.CAS.Put(withGiveWay(ctx, s.giveWay), d, bytes.NewReader(data)); err != nil {
+		return fmt.Errorf("BatchUpdateBlobs %s: %w", field, err)
+	}
+	return nil
 }
 
 // BatchReadBlobs reads each well-formed digest's blob. A malformed digest
@@ -285,19 +288,29 @@ func (s *casServer) checkBatchRead(fn digest.Function, pds []*repb.Digest) (ds [
 const (
 	maxEntryMessage = 120
 	batchEntryBytes = maxEntryMessage + 16
+	// maxUpdateEntryMessage bounds a BatchUpdateBlobs entry's message. Its
+	// reply is measured whole once built (messages are dropped when it is
+	// too large), so it need not be known ahead as a read's is: at 120
+	// bytes a refusal's message ("BatchUpdateBlobs requests[i].digest:
+	// blob HASH/SIZE not stored: the CAS's disk is full ...") lost its
+	// reason, or its blob.
+	maxUpdateEntryMessage = 1024
 )
 
 // statusProto turns an error into a google.rpc.Status for per-entry
 // results: its code and message, cut to maxEntryMessage bytes so that a
 // batch reply's size is known from its request (batchEntryBytes).
-func statusProto(err error) *rpcstatus.Status {
+func statusProto(err error) *rpcstatus.Status { return entryStatus(err, maxEntryMessage) }
+
+// entryStatus is statusProto with messages cut to limit bytes.
+func entryStatus(err error, limit int) *rpcstatus.Status {
 	if err == nil {
 		return &rpcstatus.Status{}
 	}
 	st := grpcerr.Convert(err)
 	msg := st.Message()
-	if len(msg) > maxEntryMessage {
-		msg = strings.ToValidUTF8(msg[:maxEntryMessage-3], "") + "..."
+	if len(msg) > limit {
+		msg = strings.ToValidUTF8(msg[:limit-3], "") + "..."
 	}
 	return &rpcstatus.Status{Code: int32(st.Code()), Message: msg}
 }

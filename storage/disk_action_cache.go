@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -75,6 +76,11 @@ type DiskActionCache struct {
 	blockBytes    int64 // of acDir's filesystem (fsBlockBytes)
 	log           *slog.Logger
 	set           *lru.Set[string, struct{}] // entry keys, sized by cost
+	// mu orders the changes of entry files: a commit with its indexing, a
+	// removal with its check that the entry is not indexed again, and a
+	// shard directory's compaction (disk_action_cache_evict.go).
+	mu      sync.Mutex
+	started chan struct{} // closed when start-up's background work is done
 }
 
 // cost is what an entry file of size bytes counts against maxBytes: the
@@ -98,10 +104,11 @@ func NewDiskActionCache(dir string, logger *slog.Logger) (*DiskActionCache, erro
 
 // NewDiskActionCacheBounded is NewDiskActionCache with a bound of maxBytes
 // (0: unbounded). Existing entries are indexed at start-up, least recently
-// modified first in eviction order.
+// modified first in eviction order; the files of those past the bound are
+// removed in the background (disk_action_cache_evict.go).
 func NewDiskActionCacheBounded(dir string, maxBytes int64, logger *slog.Logger) (*DiskActionCache, error) {
 	c := &DiskActionCache{acDir: filepath.Join(dir, "ac"), tmpDir: filepath.Join(dir, "tmp"), maxBytes: maxBytes, log: logger,
-		set: lru.New[string, struct{}]()}
+		set: lru.New[string, struct{}](), started: make(chan struct{})}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -112,7 +119,7 @@ func NewDiskActionCacheBounded(dir string, maxBytes int64, logger *slog.Logger) 
 	if err := c.rebuild(); err != nil {
 		return nil, err
 	}
-	c.evict()
+	c.evictAtStart()
 	return c, nil
 }
 
@@ -151,18 +158,6 @@ func (c *DiskActionCache) rebuild() error {
 	return nil
 }
 
-// evict removes the least recently used entries past the bound.
-func (c *DiskActionCache) evict() {
-	if c.maxBytes <= 0 {
-		return
-	}
-	for _, e := range c.set.EvictOver(c.maxBytes, nil) {
-		if err := os.Remove(c.keyPath(e.Key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			c.log.Warn("evict action cache entry", "error", err)
-		}
-	}
-}
-
 // Stats reports the bytes and number of entries stored.
 func (c *DiskActionCache) Stats() (bytes int64, entries int) { return c.set.Size(), c.set.Len() }
 
@@ -199,8 +194,10 @@ func (c *DiskActionCache) Get(ctx context.Context, instance string, action diges
 	r := &repb.ActionResult{}
 	if pb, whole := decodeEntry(b); !whole || len(b) > maxActionResultBytes+entryHeaderBytes || proto.Unmarshal(pb, r) != nil {
 		c.log.Error("action cache entry corrupt; removed", "instance", instance, "action", action.String())
+		c.mu.Lock()
 		_ = os.Remove(p)
 		c.set.Remove(key)
+		c.mu.Unlock()
 		return nil, status.Errorf(codes.NotFound, "no action result for %s in instance %q", action, instance)
 	}
 	c.set.Get(key) // a read counts as a use
@@ -228,10 +225,15 @@ func (c *DiskActionCache) Put(ctx context.Context, instance string, action diges
 	if _, err := tmp.Write(entry); err != nil {
 		return diskWriteError(what, "the action cache's disk", err)
 	}
-	if err := tmp.Commit(p); err != nil {
+	c.mu.Lock()
+	err = tmp.Commit(p)
+	if err == nil {
+		c.set.Put(key, struct{}{}, c.cost(int64(len(entry))))
+	}
+	c.mu.Unlock()
+	if err != nil {
 		return diskWriteError(what, "the action cache's disk", err)
 	}
-	c.set.Put(key, struct{}{}, c.cost(int64(len(entry))))
 	c.evict()
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -84,6 +85,8 @@ type DiskBlobStore struct {
 	unlinkDone  sync.Cond               // on mu: a doomed file is gone
 	unlinkWaits int                     // how many wait on unlinkDone
 	remove      func(path string) error // os.Remove; tests block it
+	started     chan struct{}           // closed when start-up's background work is done
+	refusals    *prometheus.CounterVec  // blobs refused for want of room (disk_refusals.go)
 
 	verifying      singleflight.Group // one hash per blob at a time (disk_verify.go)
 	verifyFailures atomic.Int64
@@ -113,8 +116,8 @@ const touchInterval = 10 * time.Minute
 // leftovers of interrupted writes and rebuilds the index from the files,
 // least recently modified first in eviction order. It makes room on a
 // full disk before it returns (the rest of the farm needs it to start),
-// but removes the files of blobs past a lowered MaxBytes in the
-// background (evictAtStart).
+// but removes the files of blobs past a lowered MaxBytes, and compacts the
+// shard directories that leaves large, in the background (evictAtStart).
 func NewDiskBlobStore(opts DiskOptions) (*DiskBlobStore, error) {
 	return newDiskBlobStore(opts, os.Remove)
 }
@@ -132,6 +135,8 @@ func newDiskBlobStore(opts DiskOptions, remove func(string) error) (*DiskBlobSto
 		set:      lru.New[blobKey, *diskEntry](),
 		doomed:   map[blobKey]bool{},
 		remove:   remove,
+		started:  make(chan struct{}),
+		refusals: newRefusals(),
 	}
 	s.unlinkDone.L = &s.mu
 	if s.log == nil {
@@ -150,7 +155,7 @@ func newDiskBlobStore(opts DiskOptions, remove func(string) error) (*DiskBlobSto
 	// Room on the disk first: both evict the least recently used, so
 	// whichever needs more decides, and the statfs sees no doomed files.
 	_ = s.makeRoom(0) // best effort: a full disk refuses uploads, not the start
-	s.evictAtStart()
+	s.evictAtStart(s.started)
 	if opts.ScrubBytesPerSecond > 0 {
 		go s.scrubLoop(opts.ScrubBytesPerSecond, cmp.Or(opts.ScrubInterval, 24*time.Hour))
 	}
@@ -344,7 +349,7 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 		return nil
 	}
 	if s.maxBytes > 0 && s.cost(d.SizeBytes()) > s.maxBytes {
-		return status.Errorf(codes.ResourceExhausted, "blob %s is larger than the whole CAS (%d bytes, counting the disk blocks and inode each file takes)", d, s.maxBytes)
+		return s.refuse(refusedOverBound, d, fmt.Sprintf("it is larger than the whole CAS (max_bytes %d, counting the disk blocks and inode each file takes)", s.maxBytes))
 	}
 	// A blob stored already counts as used, as FindMissing's do: a client
 	// that uploads without asking first must not see it evicted next.
@@ -435,9 +440,8 @@ func (s *DiskBlobStore) evictLocked() (doomed []blobKey, bytes int64) {
 	return s.doomLocked(s.set.EvictOver(s.maxBytes-s.inflight, nil))
 }
 
-// Stats reports the bytes stored, as counted against MaxBytes (the disk
-// the blobs' files take: diskCost), the number of blobs and how many were
-// evicted since start.
+// Stats reports the bytes stored, as counted against MaxBytes (diskCost
+// of the blobs' files), the number of blobs and how many were evicted.
 func (s *DiskBlobStore) Stats() (usedBytes int64, blobs int, evicted int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

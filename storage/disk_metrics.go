@@ -10,8 +10,8 @@ type diskCollector struct {
 }
 
 // Collector returns the store's Prometheus metrics: bytes (as counted
-// against MaxBytes: diskCost) and blobs stored, and blobs evicted since
-// start.
+// against MaxBytes: diskCost) and blobs stored, blobs evicted since
+// start, and blobs refused for want of room (disk_refusals.go).
 func (s *DiskBlobStore) Collector() prometheus.Collector {
 	return &diskCollector{
 		s:       s,
@@ -25,6 +25,7 @@ func (c *diskCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.bytes
 	ch <- c.blobs
 	ch <- c.evicted
+	c.s.refusals.Describe(ch)
 }
 
 func (c *diskCollector) Collect(ch chan<- prometheus.Metric) {
@@ -32,4 +33,5 @@ func (c *diskCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(used))
 	ch <- prometheus.MustNewConstMetric(c.blobs, prometheus.GaugeValue, float64(blobs))
 	ch <- prometheus.MustNewConstMetric(c.evicted, prometheus.CounterValue, float64(evicted))
+	c.s.refusals.Collect(ch)
 }

@@ -71,7 +71,7 @@ func (s *DiskBlobStore) grow(ctx context.Context, res *reservation, want int64) 
 			inflight := s.inflight
 			s.mu.Unlock()
 			if !giveWayFrom(ctx) {
-				return status.Errorf(codes.ResourceExhausted, "blob %s not stored now: uploads in progress hold %d bytes of disk, and with this one they would hold more than the CAS may (%d bytes); try again later", res.d, inflight, s.maxBytes)
+				return s.refuse(refusedUploadsInFlight, res.d, fmt.Sprintf("uploads in progress hold %d bytes of disk, and with this one they would hold more than the CAS may (max_bytes %d); try again later", inflight, s.maxBytes))
 			}
 			s.mu.Lock()
 		}
@@ -89,7 +89,7 @@ func (s *DiskBlobStore) grow(ctx context.Context, res *reservation, want int64) 
 			return nil
 		}
 		if !giveWayFrom(ctx) {
-			return status.Errorf(codes.ResourceExhausted, "blob %s not stored: %s", res.d, grpcerr.Convert(err).Message())
+			return s.refuse(refusedDiskKeptFree, res.d, grpcerr.Convert(err).Message())
 		}
 	}
 }
@@ -138,6 +138,7 @@ func (s *DiskBlobStore) releaseLocked(res *reservation) {
 func (s *DiskBlobStore) writeFailed(res *reservation, err error) error {
 	if diskFull(err) {
 		_ = s.makeRoom(res.cost) // the error says the disk is full already
+		return s.refuse(refusedDiskFull, res.d, fmt.Sprintf("the CAS's disk is full (%v)", errnoOf(err)))
 	}
 	return writeError(res.d, err)
 }
@@ -145,6 +146,15 @@ func (s *DiskBlobStore) writeFailed(res *reservation, err error) error {
 // writeError is the error for a failed write of blob d.
 func writeError(d digest.Digest, err error) error {
 	return diskWriteError("blob "+d.String(), "the CAS's disk", err)
+}
+
+// errnoOf is err's errno, without the path an *os.PathError names.
+func errnoOf(err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno
+	}
+	return err
 }
 
 // diskWriteError is the error for a failed write of what to a store on

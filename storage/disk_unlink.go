@@ -106,19 +106,23 @@ func (s *DiskBlobStore) reclaimLocked(k blobKey) {
 // bound may have been lowered since the files were written), says so, and
 // removes the files in the background: they may be hundreds of thousands,
 // minutes of unlinks, and the store serves meanwhile (the evicted blobs
-// are missing already).
-func (s *DiskBlobStore) evictAtStart() {
+// are missing already). Then it compacts the shard directories the
+// removals left large (disk_shard_dirs.go); done is closed after that.
+func (s *DiskBlobStore) evictAtStart(done chan<- struct{}) {
 	s.mu.Lock()
 	keys, bytes := s.evictLocked()
 	s.mu.Unlock()
-	if len(keys) == 0 {
-		return
+	if len(keys) > 0 {
+		s.log.Info("the CAS holds more than its bound: evicted its least recently used blobs, removing their files in the background",
+			"blobs", len(keys), "bytes", bytes, "max_bytes", s.maxBytes)
 	}
-	s.log.Info("the CAS holds more than its bound: evicted its least recently used blobs, removing their files in the background",
-		"blobs", len(keys), "bytes", bytes, "max_bytes", s.maxBytes)
 	go func() {
-		start := time.Now()
-		s.unlink(keys)
-		s.log.Info("removed the files of the blobs evicted at start-up", "blobs", len(keys), "took", time.Since(start).Round(time.Millisecond))
+		defer close(done)
+		if len(keys) > 0 {
+			start := time.Now()
+			s.unlink(keys)
+			s.log.Info("removed the files of the blobs evicted at start-up", "blobs", len(keys), "took", time.Since(start).Round(time.Millisecond))
+		}
+		s.compactDirs()
 	}()
 }

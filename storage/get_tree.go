@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/grpcerr"
 	"github.com/paddock-build/paddock/internal/grpclimit"
@@ -48,10 +47,11 @@ func TreeWalkSlots() int {
 // the walk slot while its Send waited, and every other GetTree waited
 // behind it). It bounds the memory of the walks (their seen sets, up to
 // about 30 MB each at maxTreeWalk); more calls wait. A tenant of the
-// policy holds at most half of them (tenantSlots): a call holds its slot
-// while its page waits for the client, and one tenant's eight calls it
-// never read held every slot, and every other tenant's GetTree waited out
-// its deadline for as long as that tenant liked.
+// policy, or without one a connection (shareOf), holds at most half of
+// them (tenantSlots): a call holds its slot while its page waits for the
+// client, and one tenant's eight calls it never read held every slot, and
+// every other tenant's GetTree waited out its deadline for as long as
+// that tenant liked.
 func treeCallSlots() int {
 	return 4 * max(TreeWalkSlots(), 2)
 }
@@ -103,7 +103,7 @@ func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddress
 	if err != nil {
 		return err
 	}
-	release, err := s.treeCalls.take(ctx, auth.TenantOf(ctx))
+	release, err := s.treeCalls.take(ctx, shareOf(ctx))
 	if err != nil {
 		return err
 	}

@@ -4,64 +4,112 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+
+	"google.golang.org/grpc/peer"
+
+	"github.com/paddock-build/paddock/auth"
 )
 
-// tenantSlots is a pool of slots of which one tenant of the auth policy
-// holds at most half, so that whatever one tenant holds (calls it never
-// reads, say) the others share the rest, as with the ByteStream slots and
-// the request memory budget. Callers without a tenant (no policy, or the
-// farm's own workers) count only against the whole. A tenant at its share
-// waits for one of its own slots to free. The tenant's share is taken
-// before the whole's, always in that order, so holders never wait on each
-// other in a circle. Safe for concurrent use.
+// tenantSlots is a pool of slots of which one sharer holds at most half,
+// so that whatever one holds (calls it never reads, say) the others share
+// the rest, as with the ByteStream slots and the request memory budget.
+// A sharer is a tenant of the auth policy, or, for a call without one,
+// its connection (shareOf). A sharer at its share waits for one of its
+// own slots to free. The share is taken before the whole's, always in
+// that order, so holders never wait on each other in a circle. A
+// sharer's entry lives while it holds or waits for a slot: connections
+// come and go, and are not few as the policy's tenants are. Safe for
+// concurrent use.
 type tenantSlots struct {
 	all   chan struct{} // a token per slot held
 	share int
 	// waiting counts the callers waiting for a slot, for tests.
 	waiting atomic.Int64
 	mu      sync.Mutex
-	// tenants holds each tenant's share, made when it first asks: the
-	// policy names the tenants, so there are few.
-	tenants map[string]chan struct{}
+	shares  map[string]*slotShare // by sharer, while in use
+}
+
+// slotShare is one sharer's slots, and how many of its calls hold or
+// wait for one (under tenantSlots.mu): at zero it is forgotten.
+type slotShare struct {
+	slots chan struct{}
+	users int
 }
 
 func newTenantSlots(n int) *tenantSlots {
-	return &tenantSlots{all: make(chan struct{}, n), share: max(n/2, 1), tenants: map[string]chan struct{}{}}
+	return &tenantSlots{all: make(chan struct{}, n), share: max(n/2, 1), shares: map[string]*slotShare{}}
 }
 
-func (p *tenantSlots) tenantShare(tenant string) chan struct{} {
+// shareOf names the sharer of ctx's call: its tenant, or without one (no
+// policy, or the farm's own workers) its connection's remote address.
+// Without it, a farm without a policy was one sharer: one client's 40
+// GetTree walks held every slot, and another's one-directory GetTree
+// waited minutes behind them. The address, not RequestMetadata's
+// tool_invocation_id, because the client chooses the id: a new one per
+// call would make every call a sharer with a share of its own (and the
+// map one entry a call), while a connection costs a handshake and is
+// what the server sees. Each connection of a client is a sharer of its
+// own; a client of many connections gets more than half only by opening
+// them.
+func shareOf(ctx context.Context) string {
+	if t := auth.TenantOf(ctx); t != "" {
+		return "tenant " + t
+	}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return "peer " + p.Addr.String()
+	}
+	return ""
+}
+
+// use returns sharer's share, counting the caller as its user until it
+// calls done.
+func (p *tenantSlots) use(sharer string) *slotShare {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := p.tenants[tenant]
+	s := p.shares[sharer]
 	if s == nil {
-		s = make(chan struct{}, p.share)
-		p.tenants[tenant] = s
+		s = &slotShare{slots: make(chan struct{}, p.share)}
+		p.shares[sharer] = s
 	}
+	s.users++
 	return s
 }
 
-// take waits as long as ctx lasts for a slot, one of tenant's share
-// first, and returns the function that frees it.
-func (p *tenantSlots) take(ctx context.Context, tenant string) (release func(), err error) {
+// done ends a use of sharer's share.
+func (p *tenantSlots) done(sharer string, s *slotShare) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if s.users--; s.users == 0 {
+		delete(p.shares, sharer)
+	}
+}
+
+// take waits as long as ctx lasts for a slot, one of sharer's share first
+// ("" has none: it counts only against the whole), and returns the
+// function that frees it.
+func (p *tenantSlots) take(ctx context.Context, sharer string) (release func(), err error) {
 	p.waiting.Add(1)
 	defer p.waiting.Add(-1)
-	var own chan struct{}
-	if tenant != "" {
-		own = p.tenantShare(tenant)
-		if err := take(ctx, own); err != nil {
+	var own *slotShare
+	if sharer != "" {
+		own = p.use(sharer)
+		if err := take(ctx, own.slots); err != nil {
+			p.done(sharer, own)
 			return nil, err
 		}
 	}
 	if err := take(ctx, p.all); err != nil {
 		if own != nil {
-			<-own
+			<-own.slots
+			p.done(sharer, own)
 		}
 		return nil, err
 	}
 	return func() {
 		<-p.all
 		if own != nil {
-			<-own
+			<-own.slots
+			p.done(sharer, own)
 		}
 	}, nil
 }

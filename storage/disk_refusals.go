@@ -1,0 +1,51 @@
+package storage
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/prom"
+)
+
+// A DiskBlobStore refuses a blob, RESOURCE_EXHAUSTED, when it cannot make
+// room for it: the filesystem said it is full, the rest of the disk is
+// kept free for the farm (disk_room.go), uploads in progress hold all of
+// MaxBytes (disk_reserve.go), or the blob alone is larger than MaxBytes.
+// Each refusal is counted by its reason (the operator's first sign of a
+// disk too small, before the clients' retries give up), and its message
+// names the blob and the reason in full: the call that carried it
+// (BatchUpdateBlobs, ByteStream Write) is named by the service.
+
+// refusalReason is why a blob was refused for want of room: the value of
+// the metric's reason label.
+type refusalReason string
+
+const (
+	refusedDiskFull        refusalReason = "disk_full"         // the filesystem said ENOSPC or EDQUOT
+	refusedDiskKeptFree    refusalReason = "disk_kept_free"    // others' files leave only the room kept free
+	refusedUploadsInFlight refusalReason = "uploads_in_flight" // uploads in progress hold all of MaxBytes
+	refusedOverBound       refusalReason = "larger_than_bound" // the blob alone costs more than MaxBytes
+)
+
+var refusalReasons = []refusalReason{refusedDiskFull, refusedDiskKeptFree, refusedUploadsInFlight, refusedOverBound}
+
+// newRefusals is the counter of refusals by reason, each reason present
+// from the start (at 0) so that a rate over it is defined.
+func newRefusals() *prometheus.CounterVec {
+	v := prom.CounterVec("paddock_storage_cas_disk_refusals_total",
+		"Blobs the disk CAS refused (RESOURCE_EXHAUSTED) for want of room, by reason: disk_full (the filesystem said ENOSPC or EDQUOT), disk_kept_free (other files leave only the room kept free for the farm), uploads_in_flight (uploads in progress hold all of max_bytes), larger_than_bound (the blob alone is larger than max_bytes).",
+		"reason")
+	for _, r := range refusalReasons {
+		v.WithLabelValues(string(r))
+	}
+	return v
+}
+
+// refuse counts a refusal of blob d and returns its error, whose message
+// is the blob, "not stored", and why.
+func (s *DiskBlobStore) refuse(reason refusalReason, d digest.Digest, why string) error {
+	s.refusals.WithLabelValues(string(reason)).Inc()
+	return status.Errorf(codes.ResourceExhausted, "blob %s not stored: %s", d, why)
+}
