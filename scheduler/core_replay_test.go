@@ -8,6 +8,7 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/auth"
@@ -422,5 +423,27 @@ func TestReconnectWithACancelledActionInAnotherAttemptFreesTheSlot(t *testing.T)
 	h.execute("next", "b", "", 0)
 	if a := h.assignments(); len(a) != 1 || a[0].name != "next" {
 		t.Fatalf("sent %v, want the next action on the freed slot", a)
+	}
+}
+
+// TestLostAtEveryRestartCountsAsRetries: an action its worker no longer
+// holds when it comes back after a restart is requeued as a retry, so an
+// action that brings the whole farm down each time it runs (paddock up,
+// its worker and scheduler in one process) ends UNAVAILABLE after
+// max_retries restarts instead of being run again after every one.
+func TestLostAtEveryRestartCountsAsRetries(t *testing.T) {
+	h := newHarness(t, nil)
+	h.connect("w", 1, nil)
+	h.execute("op", "crasher", "", 0)
+	for i := 0; i <= h.cfg.MaxRetries; i++ {
+		if got := h.assignments(); len(got) != 1 {
+			t.Fatalf("restart %d: %d assignments, want the action dispatched once", i, len(got))
+		}
+		h.restart()
+		h.connect("w", 1, nil) // the process died: the worker holds nothing
+	}
+	v, ok := h.c.Operation("op")
+	if !ok || !v.done || codes.Code(v.response.GetStatus().GetCode()) != codes.Unavailable {
+		t.Fatalf("after %d restarts that lost it: %+v, want done UNAVAILABLE", h.cfg.MaxRetries+1, v)
 	}
 }

@@ -57,15 +57,17 @@ func (c *core) Connect(now time.Time, r registration) uint64 {
 		}
 	}
 	for _, e := range lost {
+		why := fmt.Sprintf("worker %q reconnected without it", w.id)
 		if w.restored {
-			// Dispatched just before the scheduler restarted: the
-			// assignment most likely died with the old process, through
-			// no fault of the action. Not a retry.
-			c.note("action %s (%s): worker %q came back after the scheduler restarted without it; requeued", e.key.action, e.id, w.id)
-			c.requeue(now, e)
-			continue
+			// Its assignment, or its result, died with the old process.
+			// A retry all the same: the action may be what brought the
+			// process down (an action whose tmpfs pages no process
+			// mapped made the OOM killer take `paddock up`), and, not
+			// counted, it was run again after every restart, which it
+			// brought down again, for as long as the farm was restarted.
+			why = fmt.Sprintf("worker %q came back after the scheduler restarted without it", w.id)
 		}
-		c.requeueLost(now, e, fmt.Sprintf("worker %q reconnected without it", w.id))
+		c.requeueLost(now, e, why)
 	}
 	w.restored = false
 	if w.draining {
