@@ -83,18 +83,7 @@ func Parse(b []byte, out any) error {
 
 // Marshal writes cfg as a config file, `version: 1` first, that Load
 // reads back to the same value.
-func Marshal[T any](cfg T) ([]byte, error) {
-	var b bytes.Buffer
-	enc := yaml.NewEncoder(&b)
-	enc.SetIndent(2)
-	if err := enc.Encode(versioned[T]{Version: Version, Body: cfg}); err != nil {
-		return nil, err
-	}
-	if err := enc.Close(); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
+func Marshal[T any](cfg T) ([]byte, error) { return MarshalNoted(cfg, nil) }
 
 // decodeStrict decodes b into out, whose keys are role's (see roleName),
 // refusing unknown keys and values of the wrong type. fileCheck reads the

@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -32,5 +33,19 @@ func TestFrontErrorsReadClean(t *testing.T) {
 	st := status.Convert(err)
 	if st.Code() != codes.FailedPrecondition || strings.Contains(st.Message(), "rpc error") || !strings.Contains(st.Message(), "forwarding loop") {
 		t.Fatalf("FindMissingBlobs through a loop: %v %q; want FAILED_PRECONDITION naming the loop, without Go's error text", st.Code(), st.Message())
+	}
+}
+
+// TestRoleErrorSaysItsRoleOnce: a config the scheduler refuses is reported
+// as the other roles' are, "paddock scheduler: config: ...". Before, the
+// scheduler package's "scheduler:" followed main's "paddock scheduler:"
+// ("paddock scheduler: scheduler: max_retries must not be negative").
+func TestRoleErrorSaysItsRoleOnce(t *testing.T) {
+	f := writeConfig(t, "scheduler.yaml", "version: 1\nmax_retries: -1\n")
+	for _, args := range [][]string{{"--print-config"}, {"--storage", "127.0.0.1:1", "--listen", "127.0.0.1:0", "--http-listen", ""}} {
+		out, err := exec.Command(binary, append([]string{"scheduler", "--config", f}, args...)...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "paddock scheduler: config: ") || strings.Contains(string(out), "scheduler: scheduler:") {
+			t.Errorf("scheduler %v with max_retries -1: %v\n%s\nwant \"paddock scheduler: config: ...\", the role named once", args, err, out)
+		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"syscall"
 )
 
@@ -45,7 +44,7 @@ func main() {
 	// SIGHUP (the terminal of `make run` closed) stops as cleanly as
 	// SIGTERM: it killed the process, leaving its sockets and giving
 	// nothing back to the scheduler.
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, stop := notifyStop(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	cmd, args := os.Args[1], os.Args[2:]
 	var err error

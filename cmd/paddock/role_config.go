@@ -75,9 +75,10 @@ func (c *configFlags) register(fs *flag.FlagSet, example string) {
 	fs.BoolVar(&c.print, "print-config", false, "print the effective config (defaults, then --config, then flags) as YAML and exit")
 }
 
-// printConfig writes cfg as a config file that --config reads back.
-func printConfig[T any](w io.Writer, cfg T) error {
-	b, err := configs.Marshal(cfg)
+// printConfig writes cfg as a config file that --config reads back, with
+// notes as comments beside their keys (configs.MarshalNoted).
+func printConfig[T any](w io.Writer, cfg T, notes map[string]string) error {
+	b, err := configs.MarshalNoted(cfg, notes)
 	if err != nil {
 		return fmt.Errorf("print config: %w", err)
 	}

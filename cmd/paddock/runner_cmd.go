@@ -46,12 +46,13 @@ func runRunner(ctx context.Context, args []string) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	if rf.print {
-		return printConfig(os.Stdout, file)
+		return printConfig(os.Stdout, file, runnerNotes(file, thisMachine(), ""))
 	}
 	logger, err := rf.setup()
 	if err != nil {
 		return err
 	}
+	defer watchStop(ctx, logger, "runner")()
 	obs := newObservability(logger)
 	runMetrics := runner.NewMetrics()
 	obs.reg.MustRegister(runMetrics.Collectors()...)

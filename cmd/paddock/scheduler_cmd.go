@@ -56,6 +56,7 @@ func runScheduler(ctx context.Context, args []string) error {
 		return err
 	}
 	defer role.unlock()
+	defer watchStop(ctx, role.logger, "scheduler")()
 	logger, serveOpts, policy, dialOpts := role.logger, role.serveOpts, role.policy, role.dialOpts
 	cas, ac, storageConn, err := openRemoteStorage(ctx, cfg.Storage, dialOpts)
 	if err != nil {
@@ -97,10 +98,13 @@ func runScheduler(ctx context.Context, args []string) error {
 // --print-config, prints it; done reports that the command ends here.
 func finishSchedulerConfig(cfg configs.Scheduler, cf configFlags, fs *flag.FlagSet) (done bool, err error) {
 	if err := cfg.Config().Validate(); err != nil {
-		return true, err
+		// As the other roles and up say it; the scheduler's message
+		// starts with "scheduler:" itself, which main's "paddock
+		// scheduler:" repeated.
+		return true, fmt.Errorf("config: %w", err)
 	}
 	if cf.print {
-		return true, printConfig(os.Stdout, cfg)
+		return true, printConfig(os.Stdout, cfg, nil)
 	}
 	if cfg.Storage == "" {
 		fs.Usage()

@@ -155,6 +155,12 @@ func (d *dialSecurity) dialOptions(logger *slog.Logger) ([]grpc.DialOption, erro
 	if err != nil {
 		return nil, err
 	}
+	if d.prefix == "dial-" {
+		// A role's token is a worker's or a scheduler's identity, which
+		// reaches every tenant's data: one left readable by all was
+		// read by a tenant's action on the host's root.
+		auth.WarnIfReadableByAll(logger, flag, d.tokenFile)
+	}
 	if !useTLS {
 		// As `paddock up --auth` takes tokens without TLS on loopback.
 		return append(opts, grpc.WithPerRPCCredentials(auth.NewLoopbackTokenCredentials(string(b), flag))), nil

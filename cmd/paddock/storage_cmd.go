@@ -49,13 +49,14 @@ func runStorage(ctx context.Context, args []string) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	if rf.print {
-		return printConfig(os.Stdout, cfg)
+		return printConfig(os.Stdout, cfg, nil)
 	}
 	role, err := startServingRole(rf, sec, dial, cfg.Listen, cfg.Dir, "storage directory")
 	if err != nil {
 		return err
 	}
 	defer role.unlock()
+	defer watchStop(ctx, role.logger, "storage")()
 	logger, serveOpts, policy, dialOpts := role.logger, role.serveOpts, role.policy, role.dialOpts
 	opened, err := openStorage(ctx, cfg, dialOpts, policy, logger)
 	if err != nil {

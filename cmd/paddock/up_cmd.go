@@ -52,7 +52,7 @@ func runUp(ctx context.Context, args []string) error {
 		return err
 	}
 	if cf.print {
-		return printConfig(os.Stdout, cfg)
+		return printConfig(os.Stdout, cfg, upNotes(cfg, thisMachine()))
 	}
 	if err := checkPortsFree(upPorts(cfg, fs, *httpAddr)...); err != nil {
 		return err
@@ -69,6 +69,7 @@ func runUp(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer watchStop(ctx, logger, "paddock")()
 	if *pprofAddr != "" {
 		if _, err := startPprof(*pprofAddr, logger); err != nil {
 			return err
@@ -108,7 +109,6 @@ func runUp(ctx context.Context, args []string) error {
 	if err != nil && ctx.Err() == nil { // the worker failed, not a stop
 		return fmt.Errorf("worker: %w", err)
 	}
-	logger.Info("paddock stopped")
 	return nil
 }
 

@@ -72,3 +72,18 @@ func runUpBriefly(t *testing.T, args ...string) string {
 	}
 	return stderr.String()
 }
+
+// TestUpLogsItsStop: up logs when it begins stopping, naming the signal,
+// and when it has stopped, with how long that took (as the split roles
+// do: TestSplitRolesLogTheirStop).
+func TestUpLogsItsStop(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("paddock up starts a runner, which needs root")
+	}
+	stderr := runUpBriefly(t)
+	i := strings.Index(stderr, `level=INFO msg="paddock stopping" signal=SIGINT`)
+	j := strings.Index(stderr, `level=INFO msg="paddock stopped" took=`)
+	if i < 0 || j < i {
+		t.Errorf("want a paddock stopping line naming SIGINT, then a paddock stopped line with took=:\n%s", stderr)
+	}
+}

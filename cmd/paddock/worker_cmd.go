@@ -54,7 +54,7 @@ func runWorker(ctx context.Context, args []string) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	if rf.print {
-		return printConfig(os.Stdout, cfg)
+		return printConfig(os.Stdout, cfg, workerNotes(cfg, thisMachine(), ""))
 	}
 	if err := cfg.Validate(); err != nil {
 		fs.Usage()
@@ -67,6 +67,7 @@ func runWorker(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	defer watchStop(ctx, logger, "worker")()
 	unlock, err := lockRoleDir(cfg.Dir, "worker directory")
 	if err != nil {
 		return err
