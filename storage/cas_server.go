@@ -82,8 +82,12 @@ func (s *casServer) FindMissingBlobs(ctx context.Context, req *repb.FindMissingB
 	}
 	var missing []digest.Digest
 	if len(ds) > 0 {
+		// The store's error as it is: the client knows the call it made,
+		// and through a storage front each hop had added the same
+		// prefix ("find missing blobs: remote FindMissingBlobs: find
+		// missing blobs: remote FindMissingBlobs: …").
 		if missing, err = s.opts.CAS.FindMissing(ctx, ds); err != nil {
-			return nil, fmt.Errorf("find missing blobs: %w", err)
+			return nil, err
 		}
 	}
 	resp := &repb.FindMissingBlobsResponse{MissingBlobDigests: make([]*repb.Digest, len(missing))}
