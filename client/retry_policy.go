@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/paddock-build/paddock/internal/clock"
+	"github.com/paddock-build/paddock/internal/grpcerr"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -117,8 +118,9 @@ func (r *retrier) Retry(ctx context.Context, _ string, err error, try func() err
 
 // do calls try again, after a pause, while err (the last try's) is
 // Retryable and the budget lasts, and returns the last try's error; when
-// the budget is spent or ctx ends first, that error says so and keeps its
-// code.
+// the budget is spent, that error says so and keeps its code; when ctx
+// ends first, the error has ctx's code (DEADLINE_EXCEEDED or CANCELLED)
+// and the last try's message.
 func (r *retrier) do(ctx context.Context, err error, try func() error) error {
 	for Retryable(ctx, err) {
 		if r.n >= r.p.Retries {
@@ -128,7 +130,10 @@ func (r *retrier) do(ctx context.Context, err error, try func() error) error {
 			return fmt.Errorf("%w (gave up after %d retries)", err, r.n)
 		}
 		if !clock.Sleep(ctx, r.p.pause(r.n, rand.Float64())) {
-			return fmt.Errorf("%w (not retried: %w)", err, context.Cause(ctx))
+			// The caller's own deadline or cancellation, with its code:
+			// a caller that branches on the code took UNAVAILABLE, the
+			// last try's, for the server's state.
+			return status.Errorf(status.FromContextError(ctx.Err()).Code(), "%v (not retried: %v)", grpcerr.Convert(err).Message(), context.Cause(ctx))
 		}
 		r.n++
 		err = try()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,5 +79,32 @@ func TestRetryable(t *testing.T) {
 		if got := Retryable(tc.ctx, tc.err); got != tc.want {
 			t.Errorf("Retryable(%v) = %v, want %v", tc.err, got, tc.want)
 		}
+	}
+}
+
+// TestRetriesCutShortByTheCallerSayTheCallersCode: when the caller's
+// context ends during a pause between tries, the call fails with the
+// context's code (DEADLINE_EXCEEDED, CANCELLED), not the last try's
+// UNAVAILABLE, which a caller would take for the server's state; the
+// message keeps the last try's.
+func TestRetriesCutShortByTheCallerSayTheCallersCode(t *testing.T) {
+	unavailable := status.Error(codes.Unavailable, "storage is restarting")
+	tries := 0
+	try := func() error { tries++; return unavailable }
+	p := RetryPolicy{Retries: 5, FirstPause: time.Hour}.withDefaults()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	r := retrier{p: p}
+	err := r.do(ctx, unavailable, try)
+	if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(err.Error(), "storage is restarting") || tries != 0 {
+		t.Errorf("deadline during a pause: %v after %d tries; want DEADLINE_EXCEEDED with the last try's message", err, tries)
+	}
+
+	ctx, cancel = context.WithCancel(context.Background())
+	cancel()
+	r = retrier{p: p}
+	if err := r.do(ctx, unavailable, try); status.Code(err) != codes.Canceled {
+		t.Errorf("cancelled: %v; want CANCELLED", err)
 	}
 }

@@ -108,15 +108,14 @@ type diskEntry struct {
 	verified fileid.ID // the file as last hashed; zero: not since start-up
 }
 
-// touchInterval is how stale a blob's on-disk mtime may get before an access
-// refreshes it; mtimes order the LRU when the index is rebuilt at start-up.
+// touchInterval is how stale a blob's mtime may get before an access
+// refreshes it (mtimes order the LRU when the index is rebuilt).
 const touchInterval = 10 * time.Minute
 
 // NewDiskBlobStore opens (or creates) the store under opts.Dir, removes
 // leftovers of interrupted writes and rebuilds the index from the files,
-// least recently modified first in eviction order. It makes room on a
-// full disk before it returns (the rest of the farm needs it to start),
-// but removes the files of blobs past a lowered MaxBytes, and compacts the
+// least recently modified first. It makes room on a full disk before it
+// returns, but removes blobs past a lowered MaxBytes, and compacts the
 // shard directories that leaves large, in the background (evictAtStart).
 func NewDiskBlobStore(opts DiskOptions) (*DiskBlobStore, error) {
 	return newDiskBlobStore(opts, os.Remove)
@@ -363,6 +362,8 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 	}
 	if exists {
 		return nil
+	} else if err := s.checkFitsDisk(d); err != nil {
+		return err
 	}
 	res := &reservation{d: d}
 	defer s.release(res)

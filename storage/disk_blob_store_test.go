@@ -65,11 +65,14 @@ func TestDiskEvictsLeastRecentlyUsed(t *testing.T) {
 	}
 }
 
+// TestDiskRefusesBlobLargerThanStore: a blob larger than the whole store
+// is INVALID_ARGUMENT (asking again cannot help; clients retry
+// RESOURCE_EXHAUSTED).
 func TestDiskRefusesBlobLargerThanStore(t *testing.T) {
 	s := newDisk(t, t.TempDir(), 5)
 	err := s.Put(context.Background(), sha("too large"), strings.NewReader("too large"))
-	if status.Code(err) != codes.ResourceExhausted {
-		t.Fatalf("got %v, want RESOURCE_EXHAUSTED", err)
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("got %v, want INVALID_ARGUMENT", err)
 	}
 }
 

@@ -1,7 +1,9 @@
 package storage_test
 
 import (
+	"bytes"
 	"context"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -77,5 +79,38 @@ func TestDiskRefusalsAreCountedAndSaidWhole(t *testing.T) {
 
 	if got := refusals(t, disk.Collector()); got["disk_kept_free"] != 2 || got["disk_full"] != 0 {
 		t.Fatalf("refusals after two uploads on a full disk: %v; want disk_kept_free 2", got)
+	}
+}
+
+// TestBlobsLargerThanTheStoreAreRefusedForGood: a blob larger than
+// max_bytes, or than the CAS's whole filesystem less what it keeps free,
+// is INVALID_ARGUMENT, counted as larger_than_bound, before any of it is
+// written: clients retry RESOURCE_EXHAUSTED, and a 410 MB blob for a
+// 400 MiB disk was sent 13 times.
+func TestBlobsLargerThanTheStoreAreRefusedForGood(t *testing.T) {
+	dir := testdisk.Mount(t, 8<<20, 10000)
+	for _, tc := range []struct {
+		name     string
+		maxBytes int64
+		size     int
+		reason   string
+	}{
+		{"past max_bytes", 2 << 20, 3 << 20, "larger than the whole CAS"},
+		{"past the filesystem", 1 << 30, 9 << 20, "larger than the CAS's whole filesystem"},
+	} {
+		disk := newDisk(t, filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "-")), tc.maxBytes)
+		b, d := blobOf(3, tc.size)
+		err := disk.Put(context.Background(), d, bytes.NewReader(b))
+		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.reason) || !strings.Contains(err.Error(), d.String()) {
+			t.Errorf("%s: %v; want INVALID_ARGUMENT naming the blob and %q", tc.name, err, tc.reason)
+		}
+		if got := refusals(t, disk.Collector()); got["larger_than_bound"] != 1 {
+			t.Errorf("%s: refusals %v; want larger_than_bound 1", tc.name, got)
+		}
+	}
+	fits := newDisk(t, filepath.Join(dir, "fits"), 1<<30)
+	b, d := blobOf(4, 2<<20)
+	if err := fits.Put(context.Background(), d, bytes.NewReader(b)); err != nil {
+		t.Errorf("a 2 MiB blob on an 8 MiB filesystem: %v", err)
 	}
 }
