@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"slices"
@@ -326,47 +325,6 @@ func (c *outputCollector) count(p string, size int64) error {
 		}
 	}
 	return nil
-}
-
-// smallFile is the size below which an output is read once into memory
-// rather than read twice (hash, then upload).
-const smallFile = 1 << 20
-
-// uploadFile uploads the regular file name in directory dirFd.
-func (c *outputCollector) uploadFile(ctx context.Context, dirFd int, name string) (digest.Digest, error) {
-	fd, err := unix.Openat(dirFd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return digest.Digest{}, err
-	}
-	f := os.NewFile(uintptr(fd), name)
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return digest.Digest{}, err
-	}
-	if !info.Mode().IsRegular() {
-		return digest.Digest{}, fmt.Errorf("not a regular file")
-	}
-	if info.Size() <= smallFile {
-		b, err := io.ReadAll(f)
-		if err != nil {
-			return digest.Digest{}, err
-		}
-		return c.uploadBytes(ctx, b)
-	}
-	d, err := digest.FromReader(c.fn, f)
-	if err != nil {
-		return digest.Digest{}, err
-	}
-	if missing, err := c.cas.FindMissing(ctx, []digest.Digest{d}); err != nil {
-		return digest.Digest{}, err
-	} else if len(missing) == 0 {
-		return d, nil
-	}
-	if err := c.cas.Put(ctx, d, io.NewSectionReader(f, 0, d.SizeBytes())); err != nil {
-		return digest.Digest{}, err
-	}
-	return d, nil
 }
 
 // uploadBytes stages b for flush and returns its digest.

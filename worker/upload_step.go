@@ -2,9 +2,7 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
@@ -57,16 +55,12 @@ func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 		file   string
 		digest **repb.Digest
 	}{{j.Request.StdoutPath, &resp.Result.StdoutDigest}, {j.Request.StderrPath, &resp.Result.StderrDigest}} {
-		b, err := os.ReadFile(out.file)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, status.Errorf(codes.Internal, "read output stream: %v", err)
-		}
-		d, err := oc.uploadBytes(ctx, b)
+		d, err := oc.uploadStream(ctx, out.file)
 		if err != nil {
 			return nil, fmt.Errorf("upload stdout/stderr: %w", err)
 		}
 		*out.digest = d.Proto()
-		streamBytes += int64(len(b))
+		streamBytes += d.SizeBytes()
 	}
 	if err := oc.flush(ctx); err != nil {
 		return nil, err
