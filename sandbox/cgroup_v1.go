@@ -204,15 +204,16 @@ func (c *cgroupV1) update(res *specs.LinuxResources) error {
 		writes = append(writes, write{"cpu/cpu.cfs_quota_us", "-1"}, write{"cpu/cpu.cfs_period_us", period})
 	}
 	writes = append(writes, write{"cpu/cpu.cfs_quota_us", quota}, write{"cpu/cpu.shares", shares},
-		write{"memory/memory.soft_limit_in_bytes", intOr(mem.Reservation, -1)}, write{"pids/pids.max", pids})
+		write{"memory/memory.soft_limit_in_bytes", intOr(mem.Reservation, -1)}, write{"pids/pids.max", pids},
+		write{"memory/memory.kmem.tcp.limit_in_bytes", tcpLimitV1(mem.Limit)})
 	for _, w := range writes {
 		if c.applied[w.file] == w.value {
 			continue
 		}
 		sub, file, _ := strings.Cut(w.file, "/")
 		err := c.files.write(c.path(sub, file), w.value)
-		if err != nil && strings.Contains(file, "memsw") && errors.Is(err, os.ErrNotExist) {
-			err = nil // no swap accounting on this kernel
+		if err != nil && (strings.Contains(file, "memsw") || strings.Contains(file, "kmem")) && errors.Is(err, os.ErrNotExist) {
+			err = nil // no swap (or kernel memory) accounting on this kernel
 		}
 		if err != nil {
 			delete(c.applied, w.file)
@@ -221,6 +222,28 @@ func (c *cgroupV1) update(res *specs.LinuxResources) error {
 		c.applied[w.file] = w.value
 	}
 	return nil
+}
+
+// maxSandboxTCP caps a v1 sandbox's socket buffers (tcpLimitV1).
+const maxSandboxTCP = 256 << 20
+
+// tcpLimitV1 is a sandbox's memory.kmem.tcp.limit_in_bytes. v1 charges
+// socket buffers only to a cgroup whose kmem.tcp limit has been written
+// (any value, -1 included): otherwise they are charged to no cgroup at
+// all, and one action queueing unread data on loopback connections took
+// 568 MiB of the host-wide net.ipv4.tcp_mem, which the farm's own gRPC
+// connections share. Despite its name the counter takes every socket's
+// buffers once it is on, UDP's included (udp_mem is otherwise just as
+// open). The limit is the memory limit, as on v2 (where
+// socket memory counts in memory.current), but capped at maxSandboxTCP:
+// v1 counts these buffers apart from memory.limit_in_bytes, so they add
+// to it, and a sandbox with a large memory limit must still not be able
+// to take a large share of tcp_mem (2.2 GiB on an 8 GiB host).
+func tcpLimitV1(memLimit *int64) string {
+	if memLimit == nil || *memLimit <= 0 || *memLimit > maxSandboxTCP {
+		return strconv.Itoa(maxSandboxTCP)
+	}
+	return strconv.FormatInt(*memLimit, 10)
 }
 
 func intOr(v *int64, def int64) string {
@@ -276,7 +299,11 @@ func (c *cgroupV1) reset() bool {
 	if procs, err := c.procs(); err != nil || len(strings.TrimSpace(string(procs))) != 0 {
 		return false
 	}
-	if parseUint(c.read("memory", "memory.usage_in_bytes")) > maxReusedCharge {
+	// Socket buffers are charged apart (memory.kmem.tcp, see tcpLimitV1)
+	// and stay charged while a socket outlives its processes (orphaned,
+	// still sending): they would count against the next sandbox's limit.
+	if parseUint(c.read("memory", "memory.usage_in_bytes"))+
+		parseUint(c.read("memory", "memory.kmem.tcp.usage_in_bytes")) > maxReusedCharge {
 		return false
 	}
 	if slices.Contains(v1Subsystems, "freezer") {

@@ -6,6 +6,8 @@
 //	probe escape HOSTPID BINARY   escape attempts, each with its errno
 //	probe net PORT                connect to host 127.0.0.1:PORT; lo inside
 //	probe hog MIB                 allocate and touch MIB MiB
+//	probe tcpflood CONNS MIB      queue MIB MiB unread on CONNS loopback TCP connections
+//	probe udpflood SOCKS MIB      send MIB MiB of datagrams to SOCKS sockets that never read
 //	probe spin                    burn CPU forever
 //	probe forkbomb                fork forever, ignoring SIGTERM and failed forks
 //	probe write N                 write N bytes to stdout
@@ -58,6 +60,14 @@ func main() {
 			chunks = append(chunks, b)
 		}
 		fmt.Println(len(chunks))
+	case "tcpflood":
+		conns, _ := strconv.Atoi(os.Args[2])
+		mib, _ := strconv.Atoi(os.Args[3])
+		emit(tcpFlood(conns, mib))
+	case "udpflood":
+		socks, _ := strconv.Atoi(os.Args[2])
+		mib, _ := strconv.Atoi(os.Args[3])
+		emit(udpFlood(socks, mib))
 	case "spin":
 		//lint:ignore SA5002 the probe burns CPU on purpose, for the CPU-limit tests.
 		for {

@@ -33,3 +33,12 @@ type Net struct {
 	LoopbackErr string
 	Interfaces  []string
 }
+
+// Flood is what the tcpflood probe queued on loopback connections it
+// never read, and the host-wide TCP memory while they were held.
+type Flood struct {
+	Queued        int64 // bytes accepted by writes
+	SockstatMem   int64 // /proc/net/sockstat "TCP: ... mem" (pages), sockets held
+	Conns         int
+	FirstWriteErr string
+}
