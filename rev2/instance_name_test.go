@@ -44,6 +44,9 @@ func TestCheckInstanceName(t *testing.T) {
 		{"team-b/\x1b[31mred", "U+001B"},
 		{"nul\x00", "U+0000"},
 		{"del\x7f", "U+007F"},
+		{"c1\u0085next", "U+0085"},
+		{"csi\u009b31m", "U+009B"},
+		{"bidi\u202Eevil", "U+202E"},
 	} {
 		t.Run(Quote(tc.name), func(t *testing.T) {
 			err := CheckInstanceName(tc.name)

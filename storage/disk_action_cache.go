@@ -184,8 +184,17 @@ func (c *DiskActionCache) Get(ctx context.Context, instance string, action diges
 	key := c.key(instance, action)
 	p := c.keyPath(key)
 	b, err := os.ReadFile(p)
+	if _, indexed := c.set.Peek(key); indexed && errors.Is(err, fs.ErrNotExist) {
+		// Once more under mu, which no shard directory is swapped
+		// without (compactShard): the first read may have gone through
+		// one swapped out and emptied meanwhile.
+		c.mu.Lock()
+		if b, err = os.ReadFile(p); errors.Is(err, fs.ErrNotExist) {
+			c.set.Remove(key)
+		}
+		c.mu.Unlock()
+	}
 	if errors.Is(err, fs.ErrNotExist) {
-		c.set.Remove(key)
 		return nil, status.Errorf(codes.NotFound, "no action result for %s in instance %q", action, instance)
 	}
 	if err != nil {

@@ -311,7 +311,7 @@ func (s *DiskBlobStore) Get(ctx context.Context, d digest.Digest, offset int64) 
 	if needTouch {
 		s.touch([]digest.Digest{d}, now)
 	}
-	f, err := os.Open(s.path(d))
+	f, err := s.openBlob(d)
 	if errors.Is(err, fs.ErrNotExist) {
 		s.forget(d, "file vanished")
 		return nil, status.Errorf(codes.NotFound, "blob %s not found", d)

@@ -153,3 +153,19 @@ func shardNames(dir string) ([]string, error) {
 	defer f.Close()
 	return f.Readdirnames(-1)
 }
+
+// openBlob opens blob d's file. An open whose path was resolved into a
+// shard directory that compactShard then swapped out and emptied fails
+// with ENOENT though the blob is there, and Get would forget it, removing
+// the file from the new directory too. No directory is swapped while mu
+// is held, so such a failure is tried once more under it before the blob
+// is taken for gone.
+func (s *DiskBlobStore) openBlob(d digest.Digest) (*os.File, error) {
+	f, err := os.Open(s.path(d))
+	if errors.Is(err, fs.ErrNotExist) {
+		s.mu.Lock()
+		f, err = os.Open(s.path(d))
+		s.mu.Unlock()
+	}
+	return f, err
+}

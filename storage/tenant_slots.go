@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"net"
 	"sync"
 	"sync/atomic"
 
@@ -41,24 +42,30 @@ func newTenantSlots(n int) *tenantSlots {
 }
 
 // shareOf names the sharer of ctx's call: its tenant, or without one (no
-// policy, or the farm's own workers) its connection's remote address.
-// Without it, a farm without a policy was one sharer: one client's 40
-// GetTree walks held every slot, and another's one-directory GetTree
-// waited minutes behind them. The address, not RequestMetadata's
-// tool_invocation_id, because the client chooses the id: a new one per
-// call would make every call a sharer with a share of its own (and the
-// map one entry a call), while a connection costs a handshake and is
-// what the server sees. Each connection of a client is a sharer of its
-// own; a client of many connections gets more than half only by opening
-// them.
+// policy, or the farm's own workers) the client's address. Without it, a
+// farm without a policy was one sharer: one client's 40 GetTree walks
+// held every slot, and another's one-directory GetTree waited minutes
+// behind them. The address, not RequestMetadata's tool_invocation_id,
+// because the client chooses the id: a new one per call would make every
+// call a sharer with a share of its own (and the map one entry a call).
+// The IP address alone, without the port, for a remote client: per
+// connection, one client's two connections held every slot, and a second
+// client waited out its deadline. On loopback every client has the same
+// address, so there the connection (IP and port) is the sharer: a local
+// client can open connections to take the slots, as a local user can
+// take the machine in other ways.
 func shareOf(ctx context.Context) string {
 	if t := auth.TenantOf(ctx); t != "" {
 		return "tenant " + t
 	}
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		return "peer " + p.Addr.String()
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return ""
 	}
-	return ""
+	if tcp, ok := p.Addr.(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		return "peer " + tcp.IP.String()
+	}
+	return "peer " + p.Addr.String()
 }
 
 // use returns sharer's share, counting the caller as its user until it

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // IsReserved reports whether seg is one of the keywords that the REv2 spec
@@ -53,9 +55,9 @@ const MaxBytes = 1024
 // Check returns nil if name can be an instance name: empty (the default
 // instance), or segments separated by '/' that each pass CheckSegment and
 // none of which IsReserved, with at most MaxBytes in all and no control
-// characters (a name is a metric label and a log field: a NUL or an
-// escape sequence in it reached an operator's terminal through the
-// unauthenticated /metrics page). Anything else, spaces and non-ASCII
+// or bidirectional formatting characters (a name is a metric label and a
+// log field: a NUL or an escape sequence in it reached an operator's
+// terminal through the unauthenticated /metrics page). Anything else, spaces and non-ASCII
 // letters included, is left to the server's own meaning of names, as the
 // spec says. The error names the offending segment and is phrased to follow
 // the name (`"a/blobs" has the segment "blobs", …`).
@@ -80,7 +82,8 @@ func CheckSegments(segs []string) error {
 	}
 	for _, seg := range segs {
 		if i := strings.IndexFunc(seg, isControl); i >= 0 {
-			return fmt.Errorf("has the control character %U; an instance name may have none", rune(seg[i]))
+			r, _ := utf8.DecodeRuneInString(seg[i:])
+			return fmt.Errorf("has the control character %U; an instance name may have none", r)
 		}
 		if err := CheckSegment(seg); err != nil {
 			return err
@@ -92,5 +95,8 @@ func CheckSegments(segs []string) error {
 	return nil
 }
 
-// isControl reports whether r is an ASCII control character (C0 or DEL).
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+// isControl reports whether r is a control character (C0, DEL or C1: an
+// 8-bit CSI starts an escape sequence as ESC does) or a bidirectional
+// formatting character, which makes a name read in a log or a terminal
+// as another.
+func isControl(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) }
