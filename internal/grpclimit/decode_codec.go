@@ -2,6 +2,7 @@ package grpclimit
 
 import (
 	"context"
+	"fmt"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -33,7 +34,8 @@ const requestDecodeFactor = 8
 //
 // gRPC makes any error of a codec INTERNAL, which clients retry (Bazel
 // with --remote_retries), though the refusal is certain to come again. So
-// the codec leaves a refused request empty but for a mark (refusedField)
+// the codec leaves a refused request (too costly, or not a valid message)
+// empty but for a mark (refusedField)
 // carrying the reason, and refuseMarked, the innermost interceptor, ends
 // the call with INVALID_ARGUMENT and that reason before any handler sees
 // the request. A client that sends the mark itself only refuses its own
@@ -56,12 +58,23 @@ func (c costCheckingCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	defer buf.Free()
 	b := buf.ReadOnlyData()
 	if err := checkDecodeCost(b, m); err != nil {
-		proto.Reset(m)
-		mark := protowire.AppendTag(nil, refusedField, protowire.BytesType)
-		m.ProtoReflect().SetUnknown(protowire.AppendString(mark, err.Error()))
+		markRefused(m, err.Error())
 		return nil
 	}
-	return proto.Unmarshal(b, m)
+	// A request that is not a valid message (a string field that is not
+	// UTF-8, say) is the client's error too: INVALID_ARGUMENT, not the
+	// INTERNAL gRPC would make of it.
+	if err := proto.Unmarshal(b, m); err != nil {
+		markRefused(m, fmt.Sprintf("the request is not a valid %s: %v", m.ProtoReflect().Descriptor().FullName(), err))
+	}
+	return nil
+}
+
+// markRefused empties m but for the mark carrying why (refuseMarked).
+func markRefused(m proto.Message, why string) {
+	proto.Reset(m)
+	mark := protowire.AppendTag(nil, refusedField, protowire.BytesType)
+	m.ProtoReflect().SetUnknown(protowire.AppendString(mark, why))
 }
 
 func asMessage(v any) proto.Message {

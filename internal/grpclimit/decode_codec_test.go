@@ -169,3 +169,22 @@ func TestStreamedMessageTooCostlyIsRefused(t *testing.T) {
 		t.Fatalf("a forged mark: %v", err)
 	}
 }
+
+// A request that is not a valid message (its instance_name not UTF-8) is
+// the client's error: INVALID_ARGUMENT naming the message type, not the
+// INTERNAL gRPC makes of a codec's error, which clients retry; the
+// handler never sees it.
+func TestInvalidRequestIsInvalidArgument(t *testing.T) {
+	cas := &countingCAS{}
+	addr := grpctest.Listen(t, func(g *grpc.Server) { repb.RegisterContentAddressableStorageServer(g, cas) }, New(0).ServerOptions()...)
+	conn := grpctest.Dial(t, addr)
+	method := "/" + repb.ContentAddressableStorage_ServiceDesc.ServiceName + "/FindMissingBlobs"
+	bad := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "a\xffb") // instance_name
+	err := conn.Invoke(t.Context(), method, rawRequest(bad), new(repb.FindMissingBlobsResponse), grpc.ForceCodec(rawCodec{}))
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "FindMissingBlobsRequest") || !strings.Contains(err.Error(), "UTF-8") {
+		t.Fatalf("a request with a non-UTF-8 string: %v, want INVALID_ARGUMENT naming the type and the UTF-8", err)
+	}
+	if n := cas.calls.Load(); n != 0 {
+		t.Fatalf("the handler was called %d times", n)
+	}
+}
