@@ -110,6 +110,7 @@ func New(opts Options) (*Service, error) {
 	for t, tc := range cfg.Images.Tenants {
 		auth.WarnIfReadableByAll(opts.Logger, "images.tenants."+t+".docker_config", tc.DockerConfig)
 	}
+	warnWithoutOOMFloor(opts.Logger)
 	opts.Clock = clock.OrReal(opts.Clock)
 	// Besides the configured paths, host-root sandboxes never see the
 	// runner's state (bundles, skeletons), its image cache, or the
