@@ -306,6 +306,11 @@ func TestUpResolve(t *testing.T) {
 		u.Runner.HostHiddenPaths[len(u.Runner.HostHiddenPaths)-1] != "/d" {
 		t.Errorf("resolved as %+v", u)
 	}
+	one := DefaultUp("/d")
+	one.Worker.Concurrency = 0 // a worker runs one action at a time
+	if err := one.Resolve(); err != nil || one.Runner.Concurrency != 1 {
+		t.Errorf("worker.concurrency 0: runner.concurrency %d (%v), want 1, as many as the worker runs", one.Runner.Concurrency, err)
+	}
 	for _, key := range []string{"scheduler.listen", "scheduler.storage", "worker.scheduler", "worker.runner"} {
 		u := DefaultUp("/d")
 		sec, field, _ := strings.Cut(key, ".")

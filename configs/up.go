@@ -83,7 +83,10 @@ func (u *Up) Resolve() error {
 	}
 	u.Runner.Socket = filepath.Join(u.Data, "runner.sock")
 	u.Runner.StateDir = filepath.Join(u.Data, "runner")
-	u.Runner.Concurrency = u.Worker.Concurrency
+	// The worker runs one action at a time for a concurrency of 0, while
+	// the runner would read its 0 as the number of CPUs and size each
+	// sandbox's default memory for that many at once.
+	u.Runner.Concurrency = max(u.Worker.Concurrency, 1)
 	if !slices.Contains(u.Runner.HostHiddenPaths, u.Data) {
 		u.Runner.HostHiddenPaths = append(slices.Clip(u.Runner.HostHiddenPaths), u.Data)
 	}
