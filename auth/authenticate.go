@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
+	"errors"
 	"slices"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
@@ -136,6 +138,11 @@ func (p *Policy) authenticateToken(header string) (*Principal, time.Time, error)
 	}
 	if p.jwt != nil && looksLikeJWT(token) {
 		sub, exp, err := p.jwt.verify(token)
+		if errors.Is(err, jwt.ErrTokenSignatureInvalid) || errors.Is(err, jwt.ErrTokenUnverifiable) {
+			// Not the library's words, which named the key types this
+			// server holds ("ECDSA verify expects *ecdsa.PublicKey").
+			err = errors.New("its signature is not valid for any key of this server")
+		}
 		if err != nil {
 			return nil, time.Time{}, status.Errorf(codes.Unauthenticated, "bearer token: %v", err)
 		}

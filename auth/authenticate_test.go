@@ -2,7 +2,10 @@ package auth
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"os"
@@ -105,10 +108,23 @@ func TestJWTs(t *testing.T) {
 		"alg none":         unsignedJWT(claims("ci", nil)),
 		"tampered payload": tamper(sign(t, pemKey, "", claims("ci", nil))),
 	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherType, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims("ci", nil)).SignedString(ecKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad["another key type"] = otherType
 	for name, tok := range bad {
 		_, err := p.Authenticate(withHeader("Bearer " + tok))
 		if status.Code(err) != codes.Unauthenticated {
 			t.Errorf("%s: %v, want UNAUTHENTICATED", name, err)
+		}
+		// The refusal names no key type this server holds.
+		if msg := strings.ToLower(status.Convert(err).Message()); strings.Contains(msg, "ecdsa") || strings.Contains(msg, "ed25519") || strings.Contains(msg, "key is of invalid type") {
+			t.Errorf("%s: %q names the server's key types", name, msg)
 		}
 	}
 }
