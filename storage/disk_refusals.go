@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,12 +53,25 @@ func newRefusals() *prometheus.CounterVec {
 // each time (a 410 MB blob for a 400 MiB disk went 13 times).
 func (s *DiskBlobStore) refuse(reason refusalReason, d digest.Digest, why string) error {
 	s.refusals.WithLabelValues(string(reason)).Inc()
-	code := codes.ResourceExhausted
 	if reason == refusedOverBound {
-		code = codes.InvalidArgument
+		return largerThanStore{status.Newf(codes.InvalidArgument, "blob %s not stored: %s", d, why)}
 	}
-	return status.Errorf(code, "blob %s not stored: %s", d, why)
+	return status.Errorf(codes.ResourceExhausted, "blob %s not stored: %s", d, why)
 }
+
+// ErrLargerThanStore matches (errors.Is) a store's refusal of a blob
+// larger than it can ever hold: INVALID_ARGUMENT for its clients, but a
+// store in front of another (a cache) reads past it, as it does past a
+// full one, rather than fail the read.
+var ErrLargerThanStore = errors.New("blob larger than the store can hold")
+
+// largerThanStore is that refusal: its status for gRPC, and
+// ErrLargerThanStore for errors.Is.
+type largerThanStore struct{ st *status.Status }
+
+func (e largerThanStore) Error() string              { return e.st.Err().Error() }
+func (e largerThanStore) GRPCStatus() *status.Status { return e.st }
+func (e largerThanStore) Is(target error) bool       { return target == ErrLargerThanStore }
 
 // largeBlobBytes: a blob at least this large is checked against the
 // whole of the CAS's filesystem before it is written (one statfs); a

@@ -2,6 +2,7 @@ package compose
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 
@@ -98,7 +99,7 @@ func (c *CachedBlobStore) getFilled(ctx context.Context, d digest.Digest, offset
 		err = res.Err
 	}
 	switch {
-	case status.Code(err) == codes.ResourceExhausted:
+	case status.Code(err) == codes.ResourceExhausted, errors.Is(err, storage.ErrLargerThanStore):
 		// Larger than the cache, or its disk is full: read past it.
 	case err != nil:
 		return nil, err
@@ -173,7 +174,7 @@ func (c *CachedBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader)
 	if errs[0] != nil {
 		return backendError(c.name, errs[0])
 	}
-	if errs[1] != nil && status.Code(errs[1]) != codes.ResourceExhausted {
+	if errs[1] != nil && status.Code(errs[1]) != codes.ResourceExhausted && !errors.Is(errs[1], storage.ErrLargerThanStore) {
 		c.log.Warn("blob stored in the backend but not in the local cache", "digest", d.String(), "error", errs[1])
 	}
 	return nil
