@@ -27,8 +27,9 @@ const buildDirMode = 0o711
 // not also a directory and two files. On some filesystems that is most of
 // a trivial action's filesystem work (ext4 without a journal searches past
 // every recently removed inode for each new one); a rename and a truncate
-// cost little anywhere. The input root is always new: what an action did
-// to its own root (modes, extended attributes) never reaches another.
+// cost little anywhere. The input root's directories are recycled too,
+// through a dirPool in SpareDir+".dirs", which takes only those that nothing
+// an action did survives in.
 //
 // A directory whose Run call did not come back (cancelled, or the runner
 // failed: a sandbox may still be writing its stdout) is removed, not kept.
@@ -37,7 +38,8 @@ const buildDirMode = 0o711
 type buildDirs struct {
 	spare    string // "" = no recycling
 	maxSpare int
-	trash    *trash // where removed directories go
+	trash    *trash   // where removed directories go
+	pool     *dirPool // the input roots' directories, with a spare directory
 
 	mu       sync.Mutex
 	free     []string // names in spare
@@ -46,8 +48,9 @@ type buildDirs struct {
 }
 
 // newBuildDirs returns the build directories' keeper; with a spare
-// directory, it empties it (a previous worker's) and keeps at most
-// maxSpare directories there.
+// directory, it empties it (a previous worker's), keeps at most maxSpare
+// directories there and the directory pool in it, which trash recycles
+// into.
 func newBuildDirs(spare string, maxSpare int, trash *trash) (*buildDirs, error) {
 	b := &buildDirs{spare: spare, maxSpare: maxSpare, trash: trash}
 	if spare == "" {
@@ -57,6 +60,11 @@ func newBuildDirs(spare string, maxSpare int, trash *trash) (*buildDirs, error) 
 	if err := os.MkdirAll(spare, 0o700); err != nil {
 		return nil, err
 	}
+	pool, err := newDirPool(filepath.Clean(spare)+".dirs", maxPooledDirs, trash.discard)
+	if err != nil {
+		return nil, err
+	}
+	b.pool, trash.pool = pool, pool
 	return b, nil
 }
 
@@ -69,7 +77,7 @@ func (b *buildDirs) make(dir string) (string, error) {
 	root := filepath.Join(dir, "root")
 	if name, ok := b.take(); ok {
 		if err := os.Rename(filepath.Join(b.spare, name), dir); err == nil {
-			return root, os.Mkdir(root, 0o755)
+			return root, b.pool.mkdir(root)
 		}
 		// Gone (removed by hand?): forget it, make a new one.
 	}
@@ -82,7 +90,7 @@ func (b *buildDirs) make(dir string) (string, error) {
 	if err != nil {
 		return root, err
 	}
-	return root, os.Mkdir(root, 0o755)
+	return root, b.pool.mkdir(root)
 }
 
 // done disposes of dir once its action ended. ran says the action's Run
@@ -106,10 +114,11 @@ func (b *buildDirs) done(dir string, ran bool) {
 	}
 }
 
-// empty moves dir's input root to the trash and truncates its stream
-// files, and reports whether that worked.
+// empty moves dir's input root to the trash, its directories to be
+// recycled, and truncates its stream files, and reports whether that
+// worked. Only for a directory whose action's Run came back.
 func (b *buildDirs) empty(dir string) bool {
-	b.trash.discard(filepath.Join(dir, "root"))
+	b.trash.recycle(filepath.Join(dir, "root"))
 	for _, f := range []string{"stdout", "stderr"} {
 		if err := os.Truncate(filepath.Join(dir, f), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return false

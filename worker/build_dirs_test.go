@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
@@ -204,5 +205,119 @@ func TestSpareBuildDirectoryDroppedAfterRunnerFailure(t *testing.T) {
 	res := ok(t, h.w.Execute(context.Background(), h.action(sh("echo after"), &repb.Directory{}, true)))
 	if got := string(h.read(res.StdoutDigest)); got != "after\n" {
 		t.Errorf("stdout %q", got)
+	}
+}
+
+// poolSize polls until the directory pool beside spare holds want
+// directories (the trash recycles in the background) and fails if it
+// never does.
+func poolSize(t *testing.T, spare string, want int) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		ents, _ := os.ReadDir(spare + ".dirs")
+		if len(ents) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("directory pool holds %d, want %d", len(ents), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestInputRootDirectoriesAreRecycledClean: with a SpareDir, the next
+// action's input root is made of the directories the last one's ended
+// with (same inodes), each as a new one would be (mode 0755, the worker's
+// owner, no attributes, empty of what the action left), except those the
+// action put an attribute on, which are removed; and nothing is recycled
+// from an action whose Run failed.
+func TestInputRootDirectoriesAreRecycledClean(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the action gives its directories to another owner")
+	}
+	h := newHarness(t)
+	spare := withSpareDir(t, h)
+	leaf := &repb.Directory{Files: []*repb.FileNode{{Name: "in", Digest: h.put([]byte("in")).Proto()}}}
+	mid := &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "b", Digest: h.putProto(leaf).Proto()}, {Name: "c", Digest: h.putProto(&repb.Directory{}).Proto()}}}
+	root := &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "a", Digest: h.putProto(mid).Proto()}}}
+	dirs := []string{"", "a", "a/b", "a/c"}
+	inodes := func(r string) map[uint64]string {
+		got := map[uint64]string{}
+		for _, d := range dirs {
+			st, err := os.Lstat(filepath.Join(r, d))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[st.Sys().(*syscall.Stat_t).Ino] = d
+		}
+		return got
+	}
+	var first map[uint64]string
+	h.runner.Before = func(r string) {
+		first = inodes(r)
+		// What an action does to its own directories.
+		if err := syscall.Setxattr(filepath.Join(r, "a/c"), "user.mark", []byte("x"), 0); err != nil {
+			t.Skipf("no user attributes here: %v", err)
+		}
+		for _, d := range []string{"a", "a/b"} {
+			if err := os.Chmod(filepath.Join(r, d), 0o2777); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Lchown(filepath.Join(r, d), 1000000, 1000000); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ok(t, h.w.Execute(context.Background(), h.action(sh("echo x > a/b/left-behind"), root, true)))
+	poolSize(t, spare, 3) // all but a/c
+	h.runner.Before = func(r string) {
+		second := inodes(r)
+		for ino, d := range second {
+			if was, ok := first[ino]; ok && was == "a/c" {
+				t.Errorf("%s is the directory the last action put an attribute on", d)
+			}
+			p := filepath.Join(r, d)
+			st, err := os.Lstat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sys := st.Sys().(*syscall.Stat_t)
+			if st.Mode() != os.ModeDir|0o755 || sys.Uid != 0 || sys.Gid != 0 {
+				t.Errorf("%s: mode %v, owner %d:%d; want a new directory's", d, st.Mode(), sys.Uid, sys.Gid)
+			}
+			if n, _ := syscall.Listxattr(p, make([]byte, 256)); n != 0 {
+				t.Errorf("%s has extended attributes", d)
+			}
+		}
+		if _, err := os.Lstat(filepath.Join(r, "a/b/left-behind")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the last action's file: %v", err)
+		}
+		reused := 0
+		for ino := range second {
+			if _, ok := first[ino]; ok {
+				reused++
+			}
+		}
+		if reused != 3 {
+			t.Errorf("%d of the last action's directories reused, want 3", reused)
+		}
+	}
+	ok(t, h.w.Execute(context.Background(), h.action(sh("true"), root, true)))
+	poolSize(t, spare, 4)
+
+	h.runner.Before = nil
+	h.runner.Err = errors.New("connection refused")
+	h.w.Execute(context.Background(), h.action(sh("true"), root, true))
+	// The failed action took all four and gave none back.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if ents, _ := os.ReadDir(filepath.Join(h.dir, "builds.trash")); len(ents) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the trash did not drain")
+		}
+	}
+	if ents, _ := os.ReadDir(spare + ".dirs"); len(ents) != 0 {
+		t.Errorf("after a failed Run, the pool holds %d directories", len(ents))
 	}
 }

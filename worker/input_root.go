@@ -27,6 +27,7 @@ type inputRootBuilder struct {
 	cas         storage.BlobStore
 	files       *FileCache
 	dirs        *directoryCache
+	pool        *dirPool // directories to take before making any; nil: none
 	parallelism int
 	limits      InputLimits
 }
@@ -46,7 +47,7 @@ func (b *inputRootBuilder) build(ctx context.Context, fn digest.Function, root d
 	if err != nil {
 		return 0, err
 	}
-	jobs, missing, err := createTree(ctx, fn, tree, root, dst)
+	jobs, missing, err := createTree(ctx, fn, tree, root, dst, b.pool)
 	if err != nil {
 		return 0, err
 	}
@@ -70,8 +71,8 @@ type treeItem struct {
 // createTree creates root's directories and symlinks under dst, breadth
 // first, checking each Directory (rev2), and returns the files to link and
 // the Directory blobs missing from the CAS. tree is root's Directories, as
-// checkExpanded walked them.
-func createTree(ctx context.Context, fn digest.Function, tree map[digest.Digest]walkedDir, root digest.Digest, dst string) ([]fileJob, []digest.Digest, error) {
+// checkExpanded walked them. Directories come from pool first.
+func createTree(ctx context.Context, fn digest.Function, tree map[digest.Digest]walkedDir, root digest.Digest, dst string, pool *dirPool) ([]fileJob, []digest.Digest, error) {
 	var jobs []fileJob
 	var missing []digest.Digest
 	queue := []treeItem{{root, dst}}
@@ -96,7 +97,7 @@ func createTree(ctx context.Context, fn digest.Function, tree map[digest.Digest]
 		if where == "." {
 			where = ""
 		}
-		files, subs, err := createEntries(fn, w.dir, it.path, where)
+		files, subs, err := createEntries(fn, w.dir, it.path, where, pool)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -109,7 +110,7 @@ func createTree(ctx context.Context, fn digest.Function, tree map[digest.Digest]
 // createEntries creates the symlinks and subdirectories of dir (found at
 // where in the tree) in path, and returns its files to link and its
 // subdirectories to fill.
-func createEntries(fn digest.Function, dir *repb.Directory, path, where string) ([]fileJob, []treeItem, error) {
+func createEntries(fn digest.Function, dir *repb.Directory, path, where string, pool *dirPool) ([]fileJob, []treeItem, error) {
 	if err := rev2.CheckDirectory(dir, where, rev2.RelativeSymlinksOnly); err != nil {
 		return nil, nil, err
 	}
@@ -133,7 +134,7 @@ func createEntries(fn digest.Function, dir *repb.Directory, path, where string) 
 			return nil, nil, err
 		}
 		p := filepath.Join(path, sub.Name)
-		if err := os.Mkdir(p, 0o755); err != nil {
+		if err := pool.mkdir(p); err != nil {
 			return nil, nil, createError(err, "directory", rev2.Join(where, sub.Name))
 		}
 		subs = append(subs, treeItem{d, p})

@@ -35,7 +35,7 @@ func (s *inputRootStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteRespo
 	}
 	defer unix.Close(rootFd)
 	j.RootFd = rootFd
-	if err := createOutputParents(ctx, rootFd, j.Command); err != nil {
+	if err := createOutputParents(ctx, rootFd, j.Command, s.roots.pool); err != nil {
 		return nil, err
 	}
 	j.Metadata.InputFetchCompletedTimestamp = stamp(s.clock)
@@ -54,8 +54,8 @@ func (s *inputRootStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteRespo
 // most that many directories, and one descriptor a level held open. It
 // stops when ctx is cancelled. Its errors name directories relative to the
 // input root and give only the errno, never the build directory's host
-// path.
-func createOutputParents(ctx context.Context, rootFd int, cmd *repb.Command) error {
+// path. Directories come from pool first.
+func createOutputParents(ctx context.Context, rootFd int, cmd *repb.Command, pool *dirPool) error {
 	dirs, err := rev2.OutputDirs(cmd)
 	if err != nil {
 		return err
@@ -89,7 +89,7 @@ func createOutputParents(ctx context.Context, rootFd int, cmd *repb.Command) err
 			}
 			parentFd = open[len(open)-1].fd
 		}
-		fd, err := mkdirBeneath(parentFd, path.Base(d))
+		fd, err := mkdirBeneath(parentFd, path.Base(d), pool)
 		if err != nil {
 			if isDiskFull(err) {
 				return status.Errorf(codes.ResourceExhausted, "create output directory %s: the worker's disk is full", rev2.Quote(d))
@@ -106,8 +106,8 @@ func createOutputParents(ctx context.Context, rootFd int, cmd *repb.Command) err
 // mkdirBeneath makes directory name in parentFd unless it is there, and
 // opens it without following a symlink. It returns -1 and no error when a
 // symlink or a file is in the way.
-func mkdirBeneath(parentFd int, name string) (int, error) {
-	if err := unix.Mkdirat(parentFd, name, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+func mkdirBeneath(parentFd int, name string, pool *dirPool) (int, error) {
+	if err := pool.mkdirat(parentFd, name); err != nil && !errors.Is(err, unix.EEXIST) {
 		return -1, err
 	}
 	fd, err := unix.Openat(parentFd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)

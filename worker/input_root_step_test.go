@@ -79,7 +79,7 @@ func TestCreateOutputParents(t *testing.T) {
 	if err := rev2.CheckCommand(cmd); err != nil {
 		t.Fatal(err)
 	}
-	if err := createOutputParents(context.Background(), fd, cmd); err != nil {
+	if err := createOutputParents(context.Background(), fd, cmd, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := strings.Join(dirsUnder(t, root), ","), "a,a/b,a/b/c,a-b,w,w/d,w/d/e"; got != want {
@@ -100,7 +100,7 @@ func TestCreateOutputParentsStopsWhenCancelled(t *testing.T) {
 		paths = append(paths, fmt.Sprintf("p%02d/a/b/f", i))
 	}
 	cmd := &repb.Command{OutputPaths: paths} // 60 directories
-	err := createOutputParents(&errAfter{context.Background(), 7}, fd, cmd)
+	err := createOutputParents(&errAfter{context.Background(), 7}, fd, cmd, nil)
 	if status.Code(err) != codes.Canceled {
 		t.Fatalf("createOutputParents = %v, want CANCELLED", err)
 	}
@@ -118,7 +118,7 @@ func TestCreateOutputParentsRefusesPastTheBound(t *testing.T) {
 	for i := range paths {
 		paths[i] = fmt.Sprintf("p%06d/", i) + strings.Repeat("a/", perPath-1) + "x"
 	}
-	err := createOutputParents(context.Background(), fd, &repb.Command{OutputPaths: paths})
+	err := createOutputParents(context.Background(), fd, &repb.Command{OutputPaths: paths}, nil)
 	want := fmt.Sprintf("command.output_paths[%d]: ", len(paths)-1)
 	if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), want) {
 		t.Fatalf("createOutputParents = %v, want INVALID_ARGUMENT starting with %q", err, want)
@@ -141,7 +141,7 @@ func TestCreateOutputParentsErrorsNameNoHostPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(fd)
-	err = createOutputParents(context.Background(), fd, &repb.Command{OutputPaths: []string{"a/f"}})
+	err = createOutputParents(context.Background(), fd, &repb.Command{OutputPaths: []string{"a/f"}}, nil)
 	st := status.Convert(err)
 	if st.Code() != codes.Internal || !strings.Contains(st.Message(), `"a"`) || strings.Contains(st.Message(), dir) {
 		t.Fatalf("createOutputParents = %v, want INTERNAL naming \"a\" and not %s", err, dir)

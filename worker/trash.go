@@ -38,14 +38,22 @@ type trash struct {
 	log        *slog.Logger
 	seq        atomic.Int64
 	maxBacklog int
-	remove     func(p string) error // removeTree; a test's may block (set under mu)
+	remove     func(p string, keep keepFunc) error // removeTreeKeeping; a test's may block (set under mu)
+	pool       *dirPool                            // where recycled trees' directories go; nil: none
 
 	mu     sync.Mutex
-	queue  []string      // names in dir not yet being removed, oldest first
+	queue  []trashItem   // entries of dir not yet being removed, oldest first
 	busy   int           // names being removed
 	ready  *sync.Cond    // on mu: the queue grew, or the trash closed
 	shrunk chan struct{} // closed, and replaced, when the backlog shrinks or the trash closes
 	closed bool
+}
+
+// trashItem is a tree in the trash: its name there, and whether its
+// directories may go to the pool (recycle).
+type trashItem struct {
+	name    string
+	recycle bool
 }
 
 // trashOptions size a trash's removal: for a worker of n slots, one
@@ -76,7 +84,10 @@ func newTrash(dir string, removers, maxBacklog int, log *slog.Logger) (*trash, e
 	if err != nil {
 		return nil, fmt.Errorf("read trash directory: %w", err)
 	}
-	t := &trash{dir: dir, log: log, maxBacklog: maxBacklog, remove: removeTree, queue: left, shrunk: make(chan struct{})}
+	t := &trash{dir: dir, log: log, maxBacklog: maxBacklog, remove: removeTreeKeeping, shrunk: make(chan struct{})}
+	for _, name := range left {
+		t.queue = append(t.queue, trashItem{name: name}) // a previous process's: not trusted
+	}
 	t.ready = sync.NewCond(&t.mu)
 	t.seq.Store(time.Now().UnixNano())
 	for range max(removers, 1) {
@@ -97,7 +108,14 @@ func readNames(dir string) ([]string, error) {
 
 // discard moves p (a file or directory tree) into the trash and returns at
 // once; if p cannot be moved, it is removed here.
-func (t *trash) discard(p string) {
+func (t *trash) discard(p string) { t.add(p, false) }
+
+// recycle is discard for the input root of an action whose sandbox has
+// ended: its empty directories may go to the pool (dirPool's rules)
+// instead of being removed.
+func (t *trash) recycle(p string) { t.add(p, t.pool != nil) }
+
+func (t *trash) add(p string, recycle bool) {
 	name := strconv.FormatInt(t.seq.Add(1), 36)
 	if err := os.Rename(p, filepath.Join(t.dir, name)); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -109,7 +127,7 @@ func (t *trash) discard(p string) {
 		return
 	}
 	t.mu.Lock()
-	t.queue = append(t.queue, name)
+	t.queue = append(t.queue, trashItem{name, recycle})
 	t.mu.Unlock()
 	t.ready.Signal()
 }
@@ -159,12 +177,16 @@ func (t *trash) run() {
 			t.mu.Unlock()
 			return
 		}
-		name, remove := t.queue[0], t.remove
+		it, remove := t.queue[0], t.remove
 		t.queue = t.queue[1:]
 		t.busy++
 		t.mu.Unlock()
-		if err := remove(filepath.Join(t.dir, name)); err != nil {
-			t.log.Warn("cannot remove a tree from the trash; the next start-up tries again", "dir", t.dir, "name", name, "error", err)
+		var keep keepFunc
+		if it.recycle {
+			keep = t.pool.keep
+		}
+		if err := remove(filepath.Join(t.dir, it.name), keep); err != nil {
+			t.log.Warn("cannot remove a tree from the trash; the next start-up tries again", "dir", t.dir, "name", it.name, "error", err)
 		}
 		t.mu.Lock()
 		t.busy--
@@ -185,13 +207,22 @@ const maxRemoveDepth = 32
 // where a clock reading could repeat (with the pid, across processes).
 var deepSeq atomic.Int64
 
+// keepFunc takes the directory name of parentFd, open as fd, once it has
+// been emptied, and reports whether it did (dirPool.keep); a directory it
+// does not take is removed.
+type keepFunc func(parentFd int, name string, fd int) bool
+
 // removeTree removes p and everything below it, without recursion on the
 // stack and with at most maxRemoveDepth+1 descriptors open, however deep
 // or wide the tree (os.RemoveAll holds a descriptor per level: a
 // 100,000-deep tree exhausts them). Nothing is followed: entries are
 // unlinked by name relative to their directory's descriptor, and a
 // directory is opened with O_NOFOLLOW.
-func removeTree(p string) error {
+func removeTree(p string) error { return removeTreeKeeping(p, nil) }
+
+// removeTreeKeeping is removeTree, but each directory, once emptied, is
+// first offered to keep (if not nil).
+func removeTreeKeeping(p string, keep keepFunc) error {
 	err := unix.Unlinkat(unix.AT_FDCWD, p, 0)
 	if err == nil || errors.Is(err, unix.ENOENT) {
 		return nil
@@ -214,7 +245,7 @@ func removeTree(p string) error {
 		for {
 			names, err := top.Readdirnames(256)
 			for _, n := range names {
-				if err := removeBelow(int(top.Fd()), n); err != nil {
+				if err := removeBelow(int(top.Fd()), n, keep); err != nil {
 					return err
 				}
 				removed = true
@@ -224,14 +255,18 @@ func removeTree(p string) error {
 			}
 		}
 		if !removed {
+			if keep != nil && keep(unix.AT_FDCWD, p, int(top.Fd())) {
+				return nil
+			}
 			return unix.Rmdir(p)
 		}
 	}
 }
 
 // removeBelow removes entry name of the directory topFd, iteratively: a
-// stack of open directories, never deeper than maxRemoveDepth.
-func removeBelow(topFd int, name string) error {
+// stack of open directories, never deeper than maxRemoveDepth. Each
+// directory emptied is offered to keep first, if not nil.
+func removeBelow(topFd int, name string, keep keepFunc) error {
 	type frame struct {
 		dir     *os.File
 		name    string   // this directory's name in its parent
@@ -253,8 +288,8 @@ func removeBelow(topFd int, name string) error {
 		if !errors.Is(err, unix.EISDIR) {
 			return err
 		}
-		if unix.Unlinkat(dirFd, n, unix.AT_REMOVEDIR) == nil {
-			return nil
+		if keep == nil && unix.Unlinkat(dirFd, n, unix.AT_REMOVEDIR) == nil {
+			return nil // empty: nothing to open
 		}
 		if len(stack) >= maxRemoveDepth {
 			return unix.Renameat(dirFd, n, topFd, fmt.Sprintf(".deep-%d-%d", os.Getpid(), deepSeq.Add(1)))
@@ -287,6 +322,11 @@ func removeBelow(topFd int, name string) error {
 		parentFd := topFd
 		if len(stack) > 1 {
 			parentFd = int(stack[len(stack)-2].dir.Fd())
+		}
+		if keep != nil && keep(parentFd, f.name, int(f.dir.Fd())) {
+			f.dir.Close()
+			stack = stack[:len(stack)-1]
+			continue
 		}
 		err := unix.Unlinkat(parentFd, f.name, unix.AT_REMOVEDIR)
 		if errors.Is(err, unix.ENOTEMPTY) {

@@ -158,12 +158,12 @@ func TestTrashBacklogWait(t *testing.T) {
 	release := make(chan error)
 	taken := make(chan string)
 	tr.mu.Lock()
-	tr.remove = func(p string) error {
+	tr.remove = func(p string, keep keepFunc) error {
 		taken <- filepath.Base(p)
 		if err := <-release; err != nil {
 			return err
 		}
-		return removeTree(p)
+		return removeTreeKeeping(p, keep)
 	}
 	tr.mu.Unlock()
 	discard := func(name string) {

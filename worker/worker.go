@@ -54,8 +54,10 @@ type Options struct {
 	// action ends, its input root is removed and its stdout and stderr
 	// files emptied, and the directory moves here, to be moved back for a
 	// later action, instead of a directory and two files made and removed
-	// per action (see buildDirs). It must be on BuildDir's filesystem and,
-	// like it, hidden from sandboxes; the worker empties it at start.
+	// per action (see buildDirs). The input roots' emptied directories
+	// are kept for later input roots in SpareDir+".dirs" (see dirPool).
+	// Both must be on BuildDir's filesystem and, like it, hidden from
+	// sandboxes; the worker empties them at start.
 	SpareDir string
 	// OutputLimits bound each action's outputs (depth, files, bytes).
 	OutputLimits OutputLimits
@@ -150,7 +152,7 @@ func New(opts Options) (*Worker, error) {
 	}
 	w := &Worker{
 		opts:  opts,
-		roots: &inputRootBuilder{cas: opts.CAS, files: opts.Files, dirs: newDirectoryCache(defaultDirectoryCacheBytes), parallelism: opts.FetchParallelism, limits: opts.InputLimits.withDefaults()},
+		roots: &inputRootBuilder{cas: opts.CAS, files: opts.Files, dirs: newDirectoryCache(defaultDirectoryCacheBytes), pool: dirs.pool, parallelism: opts.FetchParallelism, limits: opts.InputLimits.withDefaults()},
 		dirs:  dirs,
 		trash: trash,
 	}
