@@ -344,25 +344,7 @@ func (s *DiskBlobStore) forget(d digest.Digest, why string) {
 
 // Put implements BlobStore.
 func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) error {
-	if d.IsEmpty() {
-		return nil
-	}
-	if s.maxBytes > 0 && s.cost(d.SizeBytes()) > s.maxBytes {
-		return s.refuse(refusedOverBound, d, fmt.Sprintf("it is larger than the whole CAS (max_bytes %d, counting the disk blocks and inode each file takes)", s.maxBytes))
-	}
-	// A blob stored already counts as used, as FindMissing's do: a client
-	// that uploads without asking first must not see it evicted next.
-	now := s.clock.Now()
-	s.mu.Lock()
-	e, exists := s.lookupLocked(d)
-	touch := exists && s.useLocked(e, now)
-	s.mu.Unlock()
-	if touch {
-		s.touch([]digest.Digest{d}, now)
-	}
-	if exists {
-		return nil
-	} else if err := s.checkFitsDisk(d); err != nil {
+	if stored, err := s.admit(d); stored || err != nil {
 		return err
 	}
 	res := &reservation{d: d}
@@ -391,6 +373,31 @@ func (s *DiskBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader) e
 		return s.writeFailed(res, err)
 	}
 	return nil
+}
+
+// admit reports whether d is stored already (empty, or there: it counts
+// as used, as FindMissing's do, so that a client that uploads without
+// asking first does not see it evicted next), or refuses it: larger than
+// the store, or than the disk.
+func (s *DiskBlobStore) admit(d digest.Digest) (stored bool, err error) {
+	if d.IsEmpty() {
+		return true, nil
+	}
+	if s.maxBytes > 0 && s.cost(d.SizeBytes()) > s.maxBytes {
+		return false, s.refuse(refusedOverBound, d, fmt.Sprintf("it is larger than the whole CAS (max_bytes %d, counting the disk blocks and inode each file takes)", s.maxBytes))
+	}
+	now := s.clock.Now()
+	s.mu.Lock()
+	e, exists := s.lookupLocked(d)
+	touch := exists && s.useLocked(e, now)
+	s.mu.Unlock()
+	if touch {
+		s.touch([]digest.Digest{d}, now)
+	}
+	if exists {
+		return true, nil
+	}
+	return false, s.checkFitsDisk(d)
 }
 
 // commit links the written and verified tmp into place as blob d and

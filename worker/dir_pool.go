@@ -1,11 +1,9 @@
 package worker
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"strconv"
 	"sync"
 
@@ -43,25 +41,13 @@ const maxPooledDirs = 4096
 // The pool starts empty: what a previous process left is not trusted.
 // Safe for concurrent use.
 type dirPool struct {
-	fd  int // the pool directory, mode 0700, the worker's alone
-	ref dirState
+	fd  int        // the pool directory, mode 0700, the worker's alone
+	ref inodeState // of a directory made new here
 	max int
 
 	mu   sync.Mutex
 	free []string
 	seq  int
-}
-
-// dirState is what a directory must look like to be pooled: that of a
-// directory this process just made.
-type dirState struct {
-	uid, gid uint32
-	mode     uint32 // permission bits
-	size     int64
-	flags    uint32
-	flagsErr error
-	xattrs   []byte // names, as listxattr gives them
-	values   [][]byte
 }
 
 // newDirPool makes (or empties) dir and returns a pool there of at most
@@ -95,40 +81,28 @@ func (p *dirPool) probe() error {
 		return err
 	}
 	defer unix.Close(fd)
-	ref, err := readDirState(fd)
+	if err := checkEmptyDir(fd); err != nil {
+		return err
+	}
+	ref, err := readInodeState(fd)
 	p.ref = ref
 	return err
 }
 
-// readDirState reads what dirPool compares of the directory fd.
-func readDirState(fd int) (dirState, error) {
+// checkEmptyDir fails unless fd is a directory without entries.
+func checkEmptyDir(fd int) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return dirState{}, err
+		return err
 	}
-	s := dirState{uid: st.Uid, gid: st.Gid, mode: st.Mode & 0o7777, size: st.Size}
-	s.flags, s.flagsErr = unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
 	if st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Nlink != 2 {
-		return s, errors.New("not an empty directory")
+		return errors.New("not an empty directory")
 	}
 	empty, err := isEmptyDir(fd)
 	if err != nil || !empty {
-		return s, errors.Join(errors.New("not an empty directory"), err)
+		return errors.Join(errors.New("not an empty directory"), err)
 	}
-	if s.xattrs, err = listXattrs(fd); err != nil {
-		return s, err
-	}
-	for _, name := range bytes.Split(bytes.TrimSuffix(s.xattrs, []byte{0}), []byte{0}) {
-		if len(name) == 0 {
-			continue
-		}
-		v, err := getXattr(fd, string(name))
-		if err != nil {
-			return s, err
-		}
-		s.values = append(s.values, v)
-	}
-	return s, nil
+	return nil
 }
 
 // isEmptyDir reports whether the directory fd has no entries, reading it
@@ -149,50 +123,14 @@ func isEmptyDir(fd int) (bool, error) {
 	}
 }
 
-// listXattrs returns the names of fd's extended attributes; none where
-// the filesystem has none.
-func listXattrs(fd int) ([]byte, error) {
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Flistxattr(fd, buf)
-		switch {
-		case errors.Is(err, unix.ERANGE):
-			buf = make([]byte, 2*len(buf))
-			if len(buf) > 1<<16 {
-				return nil, err
-			}
-			continue
-		case errors.Is(err, unix.ENOTSUP):
-			return nil, nil
-		case err != nil:
-			return nil, err
-		}
-		return buf[:n], nil
-	}
-}
-
-// getXattr returns the value of fd's attribute name.
-func getXattr(fd int, name string) ([]byte, error) {
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Fgetxattr(fd, name, buf)
-		if errors.Is(err, unix.ERANGE) && len(buf) < 1<<16 {
-			buf = make([]byte, 2*len(buf))
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return buf[:n], nil
-	}
-}
-
 // clean reports whether the directory fd is as new (dirPool's rules),
 // but for owner and mode, which it gives back.
 func (p *dirPool) clean(fd int) bool {
-	s, err := readDirState(fd)
-	if err != nil || s.size > p.ref.size || s.flags != p.ref.flags || (s.flagsErr == nil) != (p.ref.flagsErr == nil) ||
-		!bytes.Equal(s.xattrs, p.ref.xattrs) || !slices.EqualFunc(s.values, p.ref.values, bytes.Equal) {
+	if checkEmptyDir(fd) != nil {
+		return false
+	}
+	s, err := readInodeState(fd)
+	if err != nil || s.size > p.ref.size || !s.sameAttrs(p.ref) {
 		return false
 	}
 	return unix.Fchown(fd, int(p.ref.uid), int(p.ref.gid)) == nil && unix.Fchmod(fd, p.ref.mode) == nil

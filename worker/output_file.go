@@ -18,7 +18,8 @@ import (
 // rather than read twice (hash, then upload).
 const smallFile = 1 << 20
 
-// uploadFile uploads the regular file name in directory dirFd.
+// uploadFile uploads the regular file name in directory dirFd, or has
+// the CAS keep it as it is (outputAdoption).
 func (c *outputCollector) uploadFile(ctx context.Context, dirFd int, name string) (digest.Digest, error) {
 	fd, err := unix.Openat(dirFd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -26,6 +27,11 @@ func (c *outputCollector) uploadFile(ctx context.Context, dirFd int, name string
 	}
 	f := os.NewFile(uintptr(fd), name)
 	defer f.Close()
+	if c.adoption != nil {
+		if d, ok, err := c.adoption.adopt(ctx, c.fn, f); ok || err != nil {
+			return d, err
+		}
+	}
 	return c.uploadOpen(ctx, f)
 }
 

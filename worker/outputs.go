@@ -40,6 +40,8 @@ type outputCollector struct {
 	rootFd int
 	limits OutputLimits
 	format repb.Command_OutputDirectoryFormat // of the command being collected
+	// adoption, if set, lets the CAS keep output files as they are.
+	adoption *outputAdoption
 
 	files, bytes int64 // counted against limits so far
 

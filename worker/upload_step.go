@@ -18,10 +18,11 @@ import (
 // stdout and stderr from the build directory and uploads them into the
 // result (outputCollector).
 type uploadStep struct {
-	next   Executor
-	cas    storage.BlobStore
-	limits OutputLimits
-	clock  clock.Clock
+	next     Executor
+	cas      storage.BlobStore
+	adoption *outputAdoption // nil: every output is copied
+	limits   OutputLimits
+	clock    clock.Clock
 }
 
 func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
@@ -31,6 +32,9 @@ func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 	}
 	j.Metadata.OutputUploadStartTimestamp = stamp(s.clock)
 	oc := &outputCollector{cas: s.cas, fn: j.Fn, rootFd: j.RootFd, limits: s.limits, sizeLimit: j.FileSizeLimit}
+	if j.Ran { // the sandbox has ended: nothing of the action's is left to write an output
+		oc.adoption = s.adoption
+	}
 	if err := oc.collect(ctx, j.Command, resp.Result); err != nil {
 		if !leftByTheAction(err) {
 			return nil, err

@@ -72,6 +72,11 @@ type Options struct {
 	// outputs and results to.
 	CAS storage.BlobStore
 	AC  storage.ActionCache
+	// Adopter, if set, is the CAS on BuildDir's filesystem that keeps
+	// output files as they are, by a hard link, instead of a copy
+	// uploaded to CAS (see outputAdoption): `paddock up`'s disk CAS when
+	// it is unpartitioned. Never a cache in front of another store.
+	Adopter Adopter
 	// Files is the worker's file cache.
 	Files *FileCache
 	// Runner runs commands in sandboxes: RunnerClient for a `paddock
@@ -97,11 +102,12 @@ type Options struct {
 
 // Worker executes assignments. Safe for concurrent use.
 type Worker struct {
-	opts  Options
-	roots *inputRootBuilder
-	dirs  *buildDirs
-	trash *trash
-	chain Executor
+	opts     Options
+	roots    *inputRootBuilder
+	dirs     *buildDirs
+	adoption *outputAdoption // nil: outputs are copied
+	trash    *trash
+	chain    Executor
 
 	mu          sync.Mutex
 	client      *workerclient.Client // set by Run
@@ -150,11 +156,16 @@ func New(opts Options) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spare build directories: %w", err)
 	}
+	adoption, err := newOutputAdoption(opts.Adopter, opts.BuildDir)
+	if err != nil {
+		return nil, err
+	}
 	w := &Worker{
-		opts:  opts,
-		roots: &inputRootBuilder{cas: opts.CAS, files: opts.Files, dirs: newDirectoryCache(defaultDirectoryCacheBytes), pool: dirs.pool, parallelism: opts.FetchParallelism, limits: opts.InputLimits.withDefaults()},
-		dirs:  dirs,
-		trash: trash,
+		opts:     opts,
+		adoption: adoption,
+		roots:    &inputRootBuilder{cas: opts.CAS, files: opts.Files, dirs: newDirectoryCache(defaultDirectoryCacheBytes), pool: dirs.pool, parallelism: opts.FetchParallelism, limits: opts.InputLimits.withDefaults()},
+		dirs:     dirs,
+		trash:    trash,
 	}
 	w.chain = w.newChain()
 	return w, nil
@@ -227,7 +238,7 @@ func (w *Worker) Execute(ctx context.Context, a *workerpb.Assignment) *repb.Exec
 func (w *Worker) newChain() Executor {
 	o := w.opts
 	var e Executor = &runStep{runner: o.Runner, clock: o.Clock, tenantOf: o.TenantOf}
-	e = &uploadStep{next: e, cas: o.CAS, limits: o.OutputLimits.withDefaults(), clock: o.Clock}
+	e = &uploadStep{next: e, cas: o.CAS, adoption: w.adoption, limits: o.OutputLimits.withDefaults(), clock: o.Clock}
 	e = &cacheStep{next: e, ac: o.AC, logger: o.Logger, stillAssigned: workerclient.StillAssigned}
 	e = &inputRootStep{next: e, roots: w.roots, clock: o.Clock}
 	e = &actionStep{next: e, cas: o.CAS}

@@ -30,6 +30,10 @@ type openedBackend struct {
 	// local is the disk CAS whose files a worker in this process may hard
 	// link; nil when the blobs are not on a local disk (or partitioned).
 	local worker.LocalBlobs
+	// adopt is the disk CAS that keeps a worker's output files by a hard
+	// link: the store itself, never a cache in front of another (whose
+	// backend would not get the blob); nil otherwise.
+	adopt worker.Adopter
 	// close releases connections; it is never nil.
 	close func()
 	// collectors are the Prometheus metrics of the tree's composites.
@@ -54,7 +58,8 @@ func openBackend(ctx context.Context, b configs.Backend, path string, deps backe
 		if err != nil {
 			return openedBackend{}, fmt.Errorf("%s.disk: %w", path, err)
 		}
-		return openedBackend{cas: cas, ac: ac, local: local, close: func() {}, maxBlobBytes: storage.DiskMaxBlobBytes(int64(b.Disk.MaxBytes))}, nil
+		adopt, _ := local.(worker.Adopter) // nil when partitioned
+		return openedBackend{cas: cas, ac: ac, local: local, adopt: adopt, close: func() {}, maxBlobBytes: storage.DiskMaxBlobBytes(int64(b.Disk.MaxBytes))}, nil
 	case b.Cached != nil:
 		return openCached(ctx, b.Cached, path+".cached", deps)
 	case b.Sharded != nil:

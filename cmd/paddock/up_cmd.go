@@ -98,7 +98,7 @@ func runUp(ctx context.Context, args []string) error {
 
 	err = serveWorker(farm, workerSetup{
 		cfg: cfg.Worker, platform: properties(cfg.Worker.Platform),
-		schedulerAddr: "unix://" + filepath.Join(cfg.Data, "scheduler.sock"), runnerSocket: sock, cas: ep.cas, ac: ep.ac, local: ep.local, logger: logger,
+		schedulerAddr: "unix://" + filepath.Join(cfg.Data, "scheduler.sock"), runnerSocket: sock, cas: ep.cas, ac: ep.ac, local: ep.local, adopt: ep.adopt, logger: logger,
 		partitionOf: filePartitions(ep.policy, cfg.Worker.FileCachePerInstance), tenantOf: tenantOf(ep.policy), obs: ep.obs, healthService: workerHealthService,
 	})
 	stopFarm()

@@ -25,6 +25,7 @@ import (
 type upEndpoint struct {
 	cas   storage.BlobStore // the disk CAS, or its tenant partitions
 	local worker.LocalBlobs // the disk CAS whose files the worker links; nil when partitioned
+	adopt worker.Adopter    // the same, when it keeps the worker's outputs by a hard link
 	ac    storage.ActionCache
 	// closeStores releases the backend's connections.
 	closeStores func()
@@ -63,7 +64,7 @@ func startUpEndpoint(cfg configs.Up, sec serverSecurity, logger *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	ep.cas, ep.local, ep.ac, ep.closeStores = o.cas, o.local, o.ac, o.close
+	ep.cas, ep.local, ep.adopt, ep.ac, ep.closeStores = o.cas, o.local, o.adopt, o.ac, o.close
 	// The scheduler's journal (scheduler.journal_dir, DATA/scheduler by
 	// default) keeps queued and running work across a restart of up.
 	if ep.sched, err = scheduler.New(scheduler.Options{Config: cfg.Scheduler.Config(), BlobStore: ep.cas, ActionCache: ep.ac, Logger: logger,

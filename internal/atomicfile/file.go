@@ -76,6 +76,19 @@ func create(dir string, mode os.FileMode) (*File, error) {
 	return &File{File: f, tmpName: f.Name()}, nil
 }
 
+// Existing returns a File for the regular file f, which has a name
+// elsewhere on the same filesystem already: Commit gives it final as
+// another name (a hard link), Abort leaves it as it was. The File has a
+// descriptor of its own (f stays the caller's to close). Commit needs
+// /proc (the link goes through /proc/self/fd).
+func Existing(f *os.File) (*File, error) {
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &File{File: os.NewFile(uintptr(fd), f.Name())}, nil
+}
+
 // Commit closes the file and names it final, replacing a file already
 // there; it creates final's parent directories when missing, mode 0700:
 // the stores written this way (the disk CAS and action cache, the
