@@ -136,6 +136,13 @@ func (p *dirPool) clean(fd int) bool {
 	return unix.Fchown(fd, int(p.ref.uid), int(p.ref.gid)) == nil && unix.Fchmod(fd, p.ref.mode) == nil
 }
 
+// wants reports whether the pool has room.
+func (p *dirPool) wants() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.free) < p.max
+}
+
 // keep moves the empty directory name of parentFd, open as fd, into the
 // pool if there is room and it is clean, and reports whether it did.
 func (p *dirPool) keep(parentFd int, name string, fd int) bool {

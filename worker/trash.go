@@ -38,7 +38,7 @@ type trash struct {
 	log        *slog.Logger
 	seq        atomic.Int64
 	maxBacklog int
-	remove     func(p string, keep keepFunc) error // removeTreeKeeping; a test's may block (set under mu)
+	remove     func(p string, keep keeper) error // removeTreeKeeping; a test's may block (set under mu)
 	pool       *dirPool                            // where recycled trees' directories go; nil: none
 
 	mu     sync.Mutex
@@ -181,9 +181,9 @@ func (t *trash) run() {
 		t.queue = t.queue[1:]
 		t.busy++
 		t.mu.Unlock()
-		var keep keepFunc
+		var keep keeper
 		if it.recycle {
-			keep = t.pool.keep
+			keep = t.pool
 		}
 		if err := remove(filepath.Join(t.dir, it.name), keep); err != nil {
 			t.log.Warn("cannot remove a tree from the trash; the next start-up tries again", "dir", t.dir, "name", it.name, "error", err)
@@ -207,10 +207,15 @@ const maxRemoveDepth = 32
 // where a clock reading could repeat (with the pid, across processes).
 var deepSeq atomic.Int64
 
-// keepFunc takes the directory name of parentFd, open as fd, once it has
-// been emptied, and reports whether it did (dirPool.keep); a directory it
-// does not take is removed.
-type keepFunc func(parentFd int, name string, fd int) bool
+// keeper takes the directories a tree's removal has emptied (dirPool).
+type keeper interface {
+	// wants reports whether it would take one now: when it would not,
+	// an empty directory is removed without being opened.
+	wants() bool
+	// keep takes the empty directory name of parentFd, open as fd, and
+	// reports whether it did; a directory it does not take is removed.
+	keep(parentFd int, name string, fd int) bool
+}
 
 // removeTree removes p and everything below it, without recursion on the
 // stack and with at most maxRemoveDepth+1 descriptors open, however deep
@@ -222,7 +227,7 @@ func removeTree(p string) error { return removeTreeKeeping(p, nil) }
 
 // removeTreeKeeping is removeTree, but each directory, once emptied, is
 // first offered to keep (if not nil).
-func removeTreeKeeping(p string, keep keepFunc) error {
+func removeTreeKeeping(p string, keep keeper) error {
 	err := unix.Unlinkat(unix.AT_FDCWD, p, 0)
 	if err == nil || errors.Is(err, unix.ENOENT) {
 		return nil
@@ -255,7 +260,7 @@ func removeTreeKeeping(p string, keep keepFunc) error {
 			}
 		}
 		if !removed {
-			if keep != nil && keep(unix.AT_FDCWD, p, int(top.Fd())) {
+			if keep != nil && keep.keep(unix.AT_FDCWD, p, int(top.Fd())) {
 				return nil
 			}
 			return unix.Rmdir(p)
@@ -266,7 +271,7 @@ func removeTreeKeeping(p string, keep keepFunc) error {
 // removeBelow removes entry name of the directory topFd, iteratively: a
 // stack of open directories, never deeper than maxRemoveDepth. Each
 // directory emptied is offered to keep first, if not nil.
-func removeBelow(topFd int, name string, keep keepFunc) error {
+func removeBelow(topFd int, name string, keep keeper) error {
 	type frame struct {
 		dir     *os.File
 		name    string   // this directory's name in its parent
@@ -288,7 +293,7 @@ func removeBelow(topFd int, name string, keep keepFunc) error {
 		if !errors.Is(err, unix.EISDIR) {
 			return err
 		}
-		if keep == nil && unix.Unlinkat(dirFd, n, unix.AT_REMOVEDIR) == nil {
+		if (keep == nil || !keep.wants()) && unix.Unlinkat(dirFd, n, unix.AT_REMOVEDIR) == nil {
 			return nil // empty: nothing to open
 		}
 		if len(stack) >= maxRemoveDepth {
@@ -323,7 +328,7 @@ func removeBelow(topFd int, name string, keep keepFunc) error {
 		if len(stack) > 1 {
 			parentFd = int(stack[len(stack)-2].dir.Fd())
 		}
-		if keep != nil && keep(parentFd, f.name, int(f.dir.Fd())) {
+		if keep != nil && keep.keep(parentFd, f.name, int(f.dir.Fd())) {
 			f.dir.Close()
 			stack = stack[:len(stack)-1]
 			continue

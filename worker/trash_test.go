@@ -158,7 +158,7 @@ func TestTrashBacklogWait(t *testing.T) {
 	release := make(chan error)
 	taken := make(chan string)
 	tr.mu.Lock()
-	tr.remove = func(p string, keep keepFunc) error {
+	tr.remove = func(p string, keep keeper) error {
 		taken <- filepath.Base(p)
 		if err := <-release; err != nil {
 			return err
