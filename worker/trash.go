@@ -39,7 +39,7 @@ type trash struct {
 	seq        atomic.Int64
 	maxBacklog int
 	remove     func(p string, keep keeper) error // removeTreeKeeping; a test's may block (set under mu)
-	pool       *dirPool                            // where recycled trees' directories go; nil: none
+	pool       *dirPool                          // where recycled trees' directories go; nil: none
 
 	mu     sync.Mutex
 	queue  []trashItem   // entries of dir not yet being removed, oldest first
