@@ -188,8 +188,16 @@ func (p *dirPool) mkdirat(parentFd int, name string) error {
 		p.mu.Unlock()
 		return err
 	}
-	// The pooled one is gone (removed by hand?) or cannot move: make one.
-	return unix.Mkdirat(parentFd, name, 0o755)
+	// The pooled one is gone (removed by hand?), or it cannot move there
+	// (the parent is gone, or on another filesystem): make one, and keep
+	// the pooled one if that fails too.
+	if err := unix.Mkdirat(parentFd, name, 0o755); err != nil {
+		p.mu.Lock()
+		p.free = append(p.free, own)
+		p.mu.Unlock()
+		return err
+	}
+	return nil
 }
 
 // mkdir is mkdirat for a path.
