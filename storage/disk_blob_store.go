@@ -202,6 +202,16 @@ func (s *DiskBlobStore) rebuild() error {
 			return fmt.Errorf("scan %s: %w", root, err)
 		}
 	}
+	// A time ahead of the clock counts as never used: a file dated in the
+	// future (by hand, or by a clock that was ahead) would otherwise be
+	// the most recently used after every restart, and touches, which
+	// find it newer, would leave its time alone.
+	now := s.clock.Now()
+	for i := range all {
+		if all[i].mtime.After(now) {
+			all[i].mtime = time.Time{}
+		}
+	}
 	// Oldest first, each pushed to the front: the newest ends up in front.
 	slices.SortFunc(all, func(a, b found) int { return a.mtime.Compare(b.mtime) })
 	for _, f := range all {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
@@ -102,6 +103,37 @@ func TestDiskRebuildsIndexAtStartup(t *testing.T) {
 	}
 	if used, n, _ := s2.Stats(); used != storage.DiskCostIn(dir, a.SizeBytes()) || n != 1 {
 		t.Fatalf("rebuilt index has %d bytes in %d blobs", used, n)
+	}
+}
+
+// TestDiskRestartTakesFutureDatesAsUnused: at start-up a blob whose file
+// is dated in the future counts as the least recently used, not the most:
+// a date an action chose must not keep its blob through every restart.
+func TestDiskRestartTakesFutureDatesAsUnused(t *testing.T) {
+	dir := t.TempDir()
+	s := newDisk(t, dir, 0)
+	pinned := putString(t, s, "dated 2099")
+	p, ok := s.Path(pinned)
+	if !ok {
+		t.Fatal("blob not stored")
+	}
+	future := time.Now().Add(75 * 365 * 24 * time.Hour)
+	if err := os.Chtimes(p, future, future); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Hour)
+	var others []digest.Digest
+	for i, x := range []string{"used an hour ago", "used an hour ago too"} {
+		d := putString(t, s, x)
+		others = append(others, d)
+		q, _ := s.Path(d)
+		if err := os.Chtimes(q, past.Add(time.Duration(i)*time.Second), past.Add(time.Duration(i)*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s2 := newDisk(t, dir, 2*storage.DiskCostIn(dir, 20))
+	if m := missing(t, s2, pinned, others[0], others[1]); !m[pinned] || m[others[0]] || m[others[1]] {
+		t.Errorf("after a restart into room for two, missing %v; want only the blob dated in the future", m)
 	}
 }
 

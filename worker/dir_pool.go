@@ -31,12 +31,12 @@ const maxPooledDirs = 4096
 // given back the owner and mode a new one has. What an action can set on
 // its own directory from its user namespace (modes, owner within its
 // range, user.* attributes, ACLs, inode flags like nodump, an encryption
-// or casefold flag on an empty one) either is reset or keeps the
-// directory out. Project quota ids cannot be changed from a user
-// namespace. Timestamps are not reset: an input root's directories get
-// new ones as their entries are made. The trash recycles only the
-// directories of actions whose sandbox has ended (Run came back), so no
-// process of theirs is left to hold one.
+// or casefold flag on an empty one, access and modification times) either
+// is reset or keeps the directory out. Project quota ids cannot be
+// changed from a user namespace. The trash recycles only the directories
+// of actions whose sandbox has ended (Run came back: the command exited,
+// or was killed at its timeout or limit), so no process of theirs is left
+// to hold one.
 //
 // The pool starts empty: what a previous process left is not trusted.
 // Safe for concurrent use.
@@ -133,7 +133,16 @@ func (p *dirPool) clean(fd int) bool {
 	if err != nil || s.size > p.ref.size || !s.sameAttrs(p.ref) {
 		return false
 	}
-	return unix.Fchown(fd, int(p.ref.uid), int(p.ref.gid)) == nil && unix.Fchmod(fd, p.ref.mode) == nil
+	return unix.Fchown(fd, int(p.ref.uid), int(p.ref.gid)) == nil && unix.Fchmod(fd, p.ref.mode) == nil && touchNow(fd) == nil
+}
+
+// touchNow sets the access and modification times of the open inode fd
+// to now: an action can set them to anything on what it owns, 128 bits a
+// file to pass to whoever gets the inode next, or a date that keeps a
+// blob the most recently used.
+func touchNow(fd int) error {
+	now := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
+	return unix.UtimesNanoAt(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), now, 0)
 }
 
 // wants reports whether the pool has room.

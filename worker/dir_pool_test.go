@@ -85,6 +85,14 @@ func TestDirPoolRecyclesCleanDirectories(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Dates chosen to carry data to the next holder, or to look in use.
+	chosen := time.Date(2090, 1, 1, 0, 0, 0, 111111111, time.UTC)
+	for _, d := range []string{"a", "c"} {
+		if err := os.Chtimes(filepath.Join(root, d), chosen, chosen); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := time.Now().Add(-time.Second)
 	was := map[uint64]bool{}
 	for _, d := range []string{"", "a", "a/b", "c"} {
 		was[ino(t, filepath.Join(root, d))] = true
@@ -116,6 +124,11 @@ func TestDirPoolRecyclesCleanDirectories(t *testing.T) {
 		}
 		if st.Mode != want.Mode || st.Uid != want.Uid || st.Gid != want.Gid {
 			t.Errorf("%s: mode %o, owner %d:%d; want a new directory's %o, %d:%d", p, st.Mode, st.Uid, st.Gid, want.Mode, want.Uid, want.Gid)
+		}
+		for _, ts := range []unix.Timespec{st.Atim, st.Mtim} {
+			if at := time.Unix(ts.Unix()); at.Before(before) || at.After(time.Now()) {
+				t.Errorf("%s: time %v kept, want the time it was recycled", p, at)
+			}
 		}
 		if ents, _ := os.ReadDir(p); len(ents) != 0 {
 			t.Errorf("%s holds %v", p, ents)

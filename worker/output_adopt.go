@@ -35,9 +35,11 @@ type Adopter interface {
 // came back); then, in this order:
 //   - it has one link (no other name, such as an input's, which the CAS or
 //     the file cache hold) and no blocks reserved past its bytes;
-//   - it is given to the worker's uid and gid and made read-only (0444):
-//     no sandbox id can open it for writing from here on, nor change its
-//     mode, attributes or times;
+//   - it is given to the worker's uid and gid, made read-only (0444) and
+//     dated now (the action chose its times: a channel to whoever reads
+//     the inode next, and a date the CAS orders eviction by): no sandbox
+//     id can open it for writing from here on, nor change its mode,
+//     attributes or times;
 //   - it has the inode flags and extended attributes of a file the worker
 //     made (none an action set: ACLs, capabilities, user attributes,
 //     nodump, verity...);
@@ -85,7 +87,7 @@ func (a *outputAdoption) adopt(ctx context.Context, fn digest.Function, f *os.Fi
 	if blk := max(int64(st.Blksize), 512); st.Blocks*512 > (st.Size+blk-1)/blk*blk+st.Size/64+blk {
 		return digest.Digest{}, false, nil // blocks reserved past its size: the CAS counts bytes
 	}
-	if unix.Fchown(fd, a.uid, a.gid) != nil || unix.Fchmod(fd, 0o444) != nil {
+	if unix.Fchown(fd, a.uid, a.gid) != nil || unix.Fchmod(fd, 0o444) != nil || touchNow(fd) != nil {
 		return digest.Digest{}, false, nil
 	}
 	if s, err := readInodeState(fd); err != nil || !s.sameAttrs(a.ref) || !noWriters(fd) {

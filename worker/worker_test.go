@@ -730,13 +730,17 @@ func TestOutputFilesAreAdopted(t *testing.T) {
 	requireLeases(t, h.dir)
 	withAdopter(t, h)
 
-	kept, p := adopted(t, h, "echo plain > out; chmod 0775 out", "plain\n")
+	before := time.Now().Add(-time.Second)
+	kept, p := adopted(t, h, "echo plain > out; chmod 0775 out; touch -d 2099-01-01 out", "plain\n")
 	if !kept {
 		t.Error("a plain output was copied")
 	}
 	var st syscall.Stat_t
 	if err := syscall.Stat(p, &st); err != nil || st.Mode&0o7777 != 0o444 || st.Uid != uint32(os.Geteuid()) || st.Gid != uint32(os.Getegid()) {
 		t.Errorf("adopted blob: mode %o, owner %d:%d, %v; want 0444 and the worker's", st.Mode, st.Uid, st.Gid, err)
+	}
+	if mt := time.Unix(st.Mtim.Unix()); mt.Before(before) || mt.After(time.Now()) {
+		t.Errorf("adopted blob dated %v, the action's date; want the time it was stored", mt)
 	}
 
 	if kept, _ := adopted(t, h, "echo linked > out; ln out other", "linked\n"); kept {
