@@ -12,6 +12,34 @@ import (
 	"github.com/paddock-build/paddock/sandbox/internal/probe/report"
 )
 
+// floodLimit is the memory limit of the flooding sandboxes, and
+// floodSlack what other tests on the machine move the host's figures by.
+const floodLimit, floodSlack = 64 << 20, 32 << 20
+
+// flood runs the probe's mode (tcpflood, udpflood) on 40 sockets trying
+// to queue mib MiB, in a sandbox limited to floodLimit, and returns its
+// report and the host's buffer pages of proto before it. ok is false when
+// the sandbox was killed for its buffers: contained too, nothing to decode.
+func flood(t *testing.T, l *Launcher, mode, mib, proto string) (r report.Flood, before int64, ok bool) {
+	t.Helper()
+	spec := testSpec("/bin/probe", mode, "40", mib)
+	memLimit := int64(floodLimit)
+	spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &memLimit}
+	before = hostSockMem(t, proto)
+	out := runSpec(t, l, spec, Request{Timeout: 60 * time.Second})
+	if out.OOMKilled || out.TimedOut {
+		t.Logf("sandbox ended: OOM %v, timed out %v", out.OOMKilled, out.TimedOut)
+		return r, before, false
+	}
+	decodeJSON(t, out, &r)
+	t.Logf("%s: queued %d MiB on %d sockets (%s); host memory %d -> %d pages",
+		mode, r.Queued>>20, r.Conns, r.FirstWriteErr, before, r.SockstatMem)
+	if r.Conns != 40 {
+		t.Fatalf("probe opened %d sockets, want 40 (%s)", r.Conns, r.FirstWriteErr)
+	}
+	return r, before, true
+}
+
 // TestTCPBuffersChargedToSandbox: socket buffers an action fills inside
 // its own network namespace count against its memory limit. On cgroup v1
 // they were charged to no cgroup: 40 loopback connections written to and
@@ -19,31 +47,15 @@ import (
 // own gRPC connections share, from a sandbox limited to 64 MiB.
 func TestTCPBuffersChargedToSandbox(t *testing.T) {
 	l := newTestLauncher(t, Options{})
-	const limit, want = 64 << 20, 256 // bytes; MiB the probe tries to queue
-	// Other tests on the machine move the host's figure a little.
-	const slack = 32 << 20
-	spec := testSpec("/bin/probe", "tcpflood", "40", strconv.Itoa(want))
-	memLimit := int64(limit)
-	spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &memLimit}
-	before := hostSockMem(t, "TCP:")
-	out := runSpec(t, l, spec, Request{Timeout: 60 * time.Second})
-	if out.OOMKilled || out.TimedOut {
-		// Killed for its buffers is contained too; nothing to decode.
-		t.Logf("sandbox ended: OOM %v, timed out %v", out.OOMKilled, out.TimedOut)
+	r, before, ok := flood(t, l, "tcpflood", "256", "TCP:")
+	if !ok {
 		return
 	}
-	var r report.Flood
-	decodeJSON(t, out, &r)
-	t.Logf("queued %d MiB on %d connections (%s); host TCP mem %d -> %d pages",
-		r.Queued>>20, r.Conns, r.FirstWriteErr, before, r.SockstatMem)
-	if r.Conns != 40 {
-		t.Fatalf("probe opened %d connections, want 40 (%s)", r.Conns, r.FirstWriteErr)
+	if r.Queued > floodLimit+floodSlack {
+		t.Errorf("queued %d MiB unread in a sandbox limited to %d MiB", r.Queued>>20, floodLimit>>20)
 	}
-	if r.Queued > limit+slack {
-		t.Errorf("queued %d MiB unread in a sandbox limited to %d MiB", r.Queued>>20, limit>>20)
-	}
-	if grew := (r.SockstatMem - before) * int64(os.Getpagesize()); grew > limit+slack {
-		t.Errorf("host TCP memory grew by %d MiB from a sandbox limited to %d MiB", grew>>20, limit>>20)
+	if grew := (r.SockstatMem - before) * int64(os.Getpagesize()); grew > floodLimit+floodSlack {
+		t.Errorf("host TCP memory grew by %d MiB from a sandbox limited to %d MiB", grew>>20, floodLimit>>20)
 	}
 	runsNormally(t, l)
 }
@@ -54,25 +66,12 @@ func TestTCPBuffersChargedToSandbox(t *testing.T) {
 // unlimited, 40 sockets held 317 MiB of the host's udp_mem.)
 func TestUDPBuffersChargedToSandbox(t *testing.T) {
 	l := newTestLauncher(t, Options{})
-	const limit, slack = 64 << 20, 32 << 20
-	spec := testSpec("/bin/probe", "udpflood", "40", "512")
-	memLimit := int64(limit)
-	spec.Linux.Resources.Memory = &specs.LinuxMemory{Limit: &memLimit}
-	before := hostSockMem(t, "UDP:")
-	out := runSpec(t, l, spec, Request{Timeout: 60 * time.Second})
-	if out.OOMKilled || out.TimedOut {
-		t.Logf("sandbox ended: OOM %v, timed out %v", out.OOMKilled, out.TimedOut)
+	r, before, ok := flood(t, l, "udpflood", "512", "UDP:")
+	if !ok {
 		return
 	}
-	var r report.Flood
-	decodeJSON(t, out, &r)
-	t.Logf("sent %d MiB to %d sockets (%s); host UDP mem %d -> %d pages",
-		r.Queued>>20, r.Conns, r.FirstWriteErr, before, r.SockstatMem)
-	if r.Conns != 40 {
-		t.Fatalf("probe opened %d sockets, want 40 (%s)", r.Conns, r.FirstWriteErr)
-	}
-	if grew := (r.SockstatMem - before) * int64(os.Getpagesize()); grew > limit+slack {
-		t.Errorf("host UDP memory grew by %d MiB from a sandbox limited to %d MiB", grew>>20, limit>>20)
+	if grew := (r.SockstatMem - before) * int64(os.Getpagesize()); grew > floodLimit+floodSlack {
+		t.Errorf("host UDP memory grew by %d MiB from a sandbox limited to %d MiB", grew>>20, floodLimit>>20)
 	}
 	runsNormally(t, l)
 }
