@@ -764,11 +764,17 @@ func TestOutputFilesAreAdopted(t *testing.T) {
 	// A writer left behind: a process that outlived the command (as a
 	// descriptor in flight in a socket would) with the file open for
 	// writing. It appends after the upload; the blob must not change.
-	mark := filepath.Join(h.dir, "late-written")
-	script := "echo held > out; exec 3>>out; (sleep 0.3; echo late >&3; touch " + mark + ") >/dev/null 2>&1 & exec 3>&-"
+	// It writes only once the test says so (go), after the upload,
+	// however slow the machine: its descriptor is open until then.
+	mark, goAhead := filepath.Join(h.dir, "late-written"), filepath.Join(h.dir, "go")
+	script := "echo held > out; exec 3>>out; (i=0; while [ ! -e " + goAhead + " ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; " +
+		"echo late >&3; touch " + mark + ") >/dev/null 2>&1 & exec 3>&-"
 	kept, p = adopted(t, h, script, "held\n")
 	if kept {
 		t.Error("an output held open for writing was adopted")
+	}
+	if err := os.WriteFile(goAhead, nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if _, err := os.Stat(mark); err == nil {
