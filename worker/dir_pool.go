@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -133,16 +134,30 @@ func (p *dirPool) clean(fd int) bool {
 	if err != nil || s.size > p.ref.size || !s.sameAttrs(p.ref) {
 		return false
 	}
-	return unix.Fchown(fd, int(p.ref.uid), int(p.ref.gid)) == nil && unix.Fchmod(fd, p.ref.mode) == nil && touchNow(fd) == nil
+	if s.uid != p.ref.uid || s.gid != p.ref.gid {
+		if unix.Fchown(fd, int(p.ref.uid), int(p.ref.gid)) != nil {
+			return false
+		}
+	}
+	if s.mode != p.ref.mode && unix.Fchmod(fd, p.ref.mode) != nil {
+		return false
+	}
+	return touchNow(fd) == nil
 }
 
 // touchNow sets the access and modification times of the open inode fd
 // to now: an action can set them to anything on what it owns, 128 bits a
 // file to pass to whoever gets the inode next, or a date that keeps a
-// blob the most recently used.
+// blob the most recently used. It is futimens(3): utimensat on the
+// descriptor itself, without a path (x/sys's Futimes goes through
+// /proc/self/fd, a lookup in procfs per call).
 func touchNow(fd int) error {
-	now := []unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
-	return unix.UtimesNanoAt(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), now, 0)
+	now := [2]unix.Timespec{{Nsec: unix.UTIME_NOW}, {Nsec: unix.UTIME_NOW}}
+	_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&now[0])), 0, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
 
 // wants reports whether the pool has room.
