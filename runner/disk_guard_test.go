@@ -160,6 +160,75 @@ func mkdirDeep(t *testing.T, dir, name string, depth int) int {
 // TestWalkTree: the walk counts entries and blocks however long their
 // paths, each inode's blocks once, never follows a symlink, and fails
 // rather than skip a tree deeper than maxWalkDepth.
+// TestChownDirectoriesBelowPathMax: the input root's directories go to
+// the sandbox's ids however deep they are (here below a path longer than
+// PATH_MAX, where a walk by path name failed with ENAMETOOLONG); its
+// files, and what a symlink in it points to, stay as they were.
+func TestChownDirectoriesBelowPathMax(t *testing.T) {
+	requireRoot(t)
+	root, outside := t.TempDir(), t.TempDir()
+	name := strings.Repeat("n", 250)
+	fd, err := unix.Open(root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []int // open, root's first
+	for range 20 {
+		dirs = append(dirs, fd)
+		if err := unix.Mkdirat(fd, name, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if fd, err = unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dirs = append(dirs, fd)
+	defer func() {
+		for _, fd := range dirs {
+			unix.Close(fd)
+		}
+	}()
+	for _, fd := range dirs[len(dirs)-2:] { // a file and a symlink out in the two deepest
+		if f, err := unix.Openat(fd, "file", unix.O_CREAT|unix.O_WRONLY|unix.O_CLOEXEC, 0o444); err != nil {
+			t.Fatal(err)
+		} else {
+			unix.Close(f)
+		}
+		if err := unix.Symlinkat(outside, fd, "out"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const uid, gid = 54321, 54322
+	given, err := chownDirectories(root, uid, gid)
+	if err != nil || len(given) != len(dirs) {
+		t.Fatalf("chownDirectories: %d directories, %v; want %d", len(given), err, len(dirs))
+	}
+	owner := func(fd int, name string) (uint32, uint32) {
+		var st unix.Stat_t
+		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW|unix.AT_EMPTY_PATH); err != nil {
+			t.Fatal(err)
+		}
+		return st.Uid, st.Gid
+	}
+	for i, fd := range dirs {
+		if u, g := owner(fd, ""); u != uid || g != gid {
+			t.Errorf("directory %d deep: owned by %d:%d, want %d:%d", i, u, g, uid, gid)
+		}
+	}
+	me := uint32(os.Getuid())
+	for _, fd := range dirs[len(dirs)-2:] {
+		if u, _ := owner(fd, "file"); u != me {
+			t.Errorf("a file went to %d; files stay the worker's", u)
+		}
+		if u, _ := owner(fd, "out"); u != me {
+			t.Errorf("a symlink went to %d", u)
+		}
+	}
+	if u, _ := owner(unix.AT_FDCWD, outside); u != me {
+		t.Errorf("the directory a symlink points to went to %d: the walk followed it", u)
+	}
+}
+
 func TestWalkTree(t *testing.T) {
 	t.Run("long paths", func(t *testing.T) {
 		dir := t.TempDir()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -390,34 +389,4 @@ func giveActionDir(dir string, uid, gid int) error {
 		return fmt.Errorf("chown action directory: %w", err)
 	}
 	return nil
-}
-
-// chownDirectories gives every directory of the input root (never a file
-// or symlink, never following one) to the sandbox user's host ids, so the
-// action can create its outputs. Files stay the worker's: read-only and
-// owned by a uid the sandbox does not map, so the action can neither
-// write nor chmod them.
-//
-// It returns what each directory takes (dirBytes), by inode: what the
-// worker handed over, which the disk guard does not count against the
-// action's quota (givenDirs). Taken on this walk, which stats only
-// directories, rather than on one of the guard's, which stats every file:
-// the input root of a large compile has thousands.
-func chownDirectories(root string, uid, gid int) (givenDirs, error) {
-	given := givenDirs{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return err
-		}
-		if err := os.Lchown(p, uid, gid); err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return err
-		}
-		given[st.Ino] = dirBytes(&st)
-		return nil
-	})
-	return given, err
 }
