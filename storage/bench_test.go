@@ -16,6 +16,7 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/grpctest"
@@ -169,6 +170,63 @@ func BenchmarkFindMissingBlobs(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(total)*float64(b.N)/b.Elapsed().Seconds(), "digests/s")
+}
+
+// BenchmarkBazelActionCalls makes, per iteration, the storage calls Bazel
+// 4.2.3 makes around one remotely executed genrule: GetActionResult (a
+// miss), FindMissingBlobs for the Action and the Command, a ByteStream
+// Write of each (new blobs of about 150 and 300 bytes), and a ByteStream
+// Read of an 80-byte output. It reports the CPU time of this process
+// (client and server) per iteration, the farm's share of which is about
+// half:
+//
+//	go test ./storage/ -run '^$' -bench BazelActionCalls -benchtime 3000x -count 5
+func BenchmarkBazelActionCalls(b *testing.B) {
+	conn := grpctest.Dial(b, serveLoopback(b, func() storage.ServerOptions {
+		cas, ac := diskStores(b, b.TempDir())
+		return storage.ServerOptions{CAS: cas, AC: ac}
+	}()))
+	cas, acs, bs := repb.NewContentAddressableStorageClient(conn), repb.NewActionCacheClient(conn), bytestream.NewByteStreamClient(conn)
+	output := bytes.Repeat([]byte("o"), 80)
+	od := digest.FromBytes(repb.DigestFunction_SHA256, output)
+	if err := uploadStream(b.Context(), bs, od, bytes.NewReader(output), nil); err != nil {
+		b.Fatal(err)
+	}
+	outName := fmt.Sprintf("blobs/%s/%d", od.Hash(), od.SizeBytes())
+	action, command := randomBytes(b, 3, 150), randomBytes(b, 4, 300)
+	before := proctest.SelfCPU()
+	b.ResetTimer()
+	for i := range b.N {
+		ad := digest.FromBytes(repb.DigestFunction_SHA256, variant(action, i))
+		cd := digest.FromBytes(repb.DigestFunction_SHA256, variant(command, i))
+		_, err := acs.GetActionResult(b.Context(), &repb.GetActionResultRequest{ActionDigest: ad.Proto(), DigestFunction: repb.DigestFunction_SHA256})
+		if status.Code(err) != codes.NotFound {
+			b.Fatalf("GetActionResult of a new action: %v, want NOT_FOUND", err)
+		}
+		if _, err := cas.FindMissingBlobs(b.Context(), &repb.FindMissingBlobsRequest{BlobDigests: []*repb.Digest{ad.Proto(), cd.Proto()}, DigestFunction: repb.DigestFunction_SHA256}); err != nil {
+			b.Fatal(err)
+		}
+		for _, blob := range []struct {
+			d    digest.Digest
+			data []byte
+		}{{ad, action}, {cd, command}} {
+			stream, err := bs.Write(b.Context())
+			if err == nil {
+				err = stream.Send(&bytestream.WriteRequest{ResourceName: fmt.Sprintf("uploads/bench-%d/blobs/%s/%d", i, blob.d.Hash(), blob.d.SizeBytes()), Data: blob.data, FinishWrite: true})
+			}
+			if err == nil {
+				_, err = stream.CloseAndRecv()
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		if n, err := readStreamCount(b.Context(), bs, outName); err != nil || n != od.SizeBytes() {
+			b.Fatalf("read the output: %d bytes, %v", n, err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((proctest.SelfCPU()-before).Microseconds())/1000/float64(b.N), "cpu-ms/op")
 }
 
 // BenchmarkBatchUpdateBlobs stores 1,000 new 1 KiB blobs per call (1 MiB,
