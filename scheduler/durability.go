@@ -169,11 +169,13 @@ func (s *Scheduler) hold(fx effects) uint64 {
 		s.carryOut(fx)
 		return d.last
 	}
-	// An Execute may wait for a later commit only when it went straight
-	// to a worker, so its result is on its way: its client then gets the
-	// name with the result, at the cost of one commit instead of two. A
-	// queued Execute's client is told at once, as a client that submits
-	// its actions one after another waits for each name.
+	// An Execute may wait for a later commit only when the change that
+	// accepted it also dispatched (a slot was free: its action went
+	// straight to a worker, and its result is on its way): its client
+	// then gets the name with the result, at the cost of one commit
+	// instead of two. A queued Execute's client is told at once, as a
+	// client that submits its actions one after another waits for each
+	// name.
 	dispatching := false
 	for _, r := range fx.records {
 		dispatching = dispatching || r.kind == recDispatch

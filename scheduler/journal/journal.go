@@ -18,11 +18,12 @@
 // of its own: it waits, at most Options.LazyDelay, for a later record or a
 // rotation to take it along, so that records nobody waits for share the
 // next commit instead of costing one each (as PostgreSQL's commit_delay,
-// but only for the records that can wait). The writer keeps disk blocks reserved ahead of what it
-// writes (prealloc.go), so that a file system that fills up for a while
-// does not fail the journal. From time to time the caller serialises its
-// state, calls Rotate (under its lock, so the state matches the records so far)
-// and then WriteSnapshot; older segments and snapshots are then removed.
+// but only for the records that can wait). The writer keeps disk blocks
+// reserved ahead of what it writes (prealloc.go), so that a file system
+// that fills up for a while does not fail the journal. From time to time
+// the caller serialises its state, calls Rotate (under its lock, so the
+// state matches the records so far) and then WriteSnapshot; older
+// segments and snapshots are then removed.
 package journal
 
 import (
