@@ -25,10 +25,6 @@ const snapshotEvery = 200_000
 // is then refused for everyone). A variable for tests.
 var snapshotBytes int64 = 256 << 20
 
-// journalLazyDelay is how long a record that can wait (record.canWait)
-// waits for a later commit to take it along. A variable for tests.
-var journalLazyDelay = journal.DefaultLazyDelay
-
 // durability is the Scheduler's journal and the effects waiting for it.
 // Every record is appended before the effects that come with it are
 // carried out, in order. What clients see (an operation's name, a change of
@@ -78,7 +74,7 @@ func (s *Scheduler) openJournal() error {
 		return fmt.Errorf("scheduler: journal_sync: %w", err)
 	}
 	start := time.Now()
-	j, rec, err := journal.Open(journal.Options{Dir: s.cfg.JournalDir, Sync: policy, Logger: s.log, OnDurable: s.onDurable, LazyDelay: journalLazyDelay})
+	j, rec, err := journal.Open(journal.Options{Dir: s.cfg.JournalDir, Sync: policy, Logger: s.log, OnDurable: s.onDurable})
 	if err != nil {
 		return fmt.Errorf("scheduler: %w", err)
 	}
@@ -169,17 +165,6 @@ func (s *Scheduler) hold(fx effects) uint64 {
 		s.carryOut(fx)
 		return d.last
 	}
-	// An Execute may wait for a later commit only when the change that
-	// accepted it also dispatched (a slot was free: its action went
-	// straight to a worker, and its result is on its way): its client
-	// then gets the name with the result, at the cost of one commit
-	// instead of two. A queued Execute's client is told at once, as a
-	// client that submits its actions one after another waits for each
-	// name.
-	dispatching := false
-	for _, r := range fx.records {
-		dispatching = dispatching || r.kind == recDispatch
-	}
 	for i, r := range fx.records {
 		b, err := appendRecord(d.scratch[:0], r)
 		if err != nil {
@@ -188,11 +173,7 @@ func (s *Scheduler) hold(fx effects) uint64 {
 			continue
 		}
 		d.scratch = b
-		if r.kind.canWait() && (r.kind != recExecute || dispatching) {
-			d.last = d.j.AppendLazy(b)
-		} else {
-			d.last = d.j.Append(b)
-		}
+		d.last = d.j.Append(b)
 		d.since++
 		d.sinceBytes += int64(len(b))
 		fx.records[i] = record{}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -111,39 +110,5 @@ func TestFailedJournalShowsInMetricsAndCallsBack(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "level=ERROR msg=\"scheduler: journal failed"); n != 1 || !strings.Contains(logs.String(), "no space left on device") {
 		t.Errorf("%d ERROR lines saying the journal failed, want 1 naming the cause:\n%s", n, logs.String())
-	}
-}
-
-// A short action costs its journal one flush: the record of an Execute
-// that went straight to a worker waits for the record of its result and
-// goes out in the same commit. An Execute that has to queue is committed
-// at once, since its client waits for the operation's name. The records'
-// delay is an hour here, so either would hang if it waited for its timer.
-func TestShortActionCostsOneJournalFlush(t *testing.T) {
-	defer func(d time.Duration) { journalLazyDelay = d }(journalLazyDelay)
-	journalLazyDelay = time.Hour
-	cfg := testConfig()
-	cfg.JournalDir = t.TempDir()
-	f := startFarm(t, cfg, "", nil, nil)
-	ctx := ctxTimeout(t)
-
-	// No worker yet: the Execute queues, and its name comes at once.
-	stream := must(f.exec.Execute(ctx, executeRequest(f.action(t, "queued", nil))))
-	if op, err := stream.Recv(); err != nil || op.Done {
-		t.Fatalf("a queued Execute's first message: %v, %v; want its name", op, err)
-	}
-	startTestWorker(t, f.addr, "w", 1, okRun("w"))
-	if ops, err := collect(stream); err != nil || responseOf(t, ops[len(ops)-1]).GetStatus().GetCode() != 0 {
-		t.Fatalf("the queued action: %v", err)
-	}
-	for i := range 5 {
-		before := f.s.dur.j.Syncs()
-		ops, err := collect(must(f.exec.Execute(ctx, executeRequest(f.action(t, fmt.Sprint("short-", i), nil)))))
-		if err != nil || !ops[len(ops)-1].Done {
-			t.Fatalf("short action %d: %v", i, err)
-		}
-		if n := f.s.dur.j.Syncs() - before; n != 1 {
-			t.Fatalf("short action %d cost %d journal flushes, want 1 (Execute, dispatch and result in one commit)", i, n)
-		}
 	}
 }

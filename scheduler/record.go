@@ -42,23 +42,6 @@ const (
 	recAbandon
 )
 
-// canWait says whether a record of kind k may wait for a later commit
-// (journal.AppendLazy) rather than start one, because what it releases
-// can come a little later. A dispatch, a requeue or an adoption changes
-// only a stage, and expiries and abandons release nothing a client waits
-// for. An accepted Execute's client waits for the operation's name, which
-// it does not need to get its result: hold lets it wait when the action
-// went straight to a worker, so that a short action's Execute goes to the
-// disk in the one commit with its result. A result (recFinish, recCached),
-// a cancel and a delete answer a waiting caller, and go at once.
-func (k recordKind) canWait() bool {
-	switch k {
-	case recExecute, recDispatch, recRequeue, recAdopt, recExpire, recAbandon:
-		return true
-	}
-	return false
-}
-
 // record is one entry of the scheduler's journal: a change of the core's
 // durable state (operations, executions, queues), written before its
 // effects are carried out. Replaying the records in order through

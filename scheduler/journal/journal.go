@@ -14,16 +14,11 @@
 // write and (under SyncFsync) one fdatasync, and calls OnDurable with the
 // last sequence number written: this is the group commit, and the caller
 // releases the effects of the records up to that number only then (raft's
-// Ready pattern). A record appended with AppendLazy does not start a commit
-// of its own: it waits, at most Options.LazyDelay, for a later record or a
-// rotation to take it along, so that records nobody waits for share the
-// next commit instead of costing one each (as PostgreSQL's commit_delay,
-// but only for the records that can wait). The writer keeps disk blocks
-// reserved ahead of what it writes (prealloc.go), so that a file system
-// that fills up for a while does not fail the journal. From time to time
-// the caller serialises its state, calls Rotate (under its lock, so the
-// state matches the records so far) and then WriteSnapshot; older
-// segments and snapshots are then removed.
+// Ready pattern). The writer keeps disk blocks reserved ahead of what it
+// writes (prealloc.go), so that a file system that fills up for a while
+// does not fail the journal. From time to time the caller serialises its
+// state, calls Rotate (under its lock, so the state matches the records so far)
+// and then WriteSnapshot; older segments and snapshots are then removed.
 package journal
 
 import (
@@ -32,7 +27,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -74,18 +68,7 @@ type Options struct {
 	OnDurable func(seq uint64, err error)
 	// Logger receives what recovery dropped. Defaults to slog.Default().
 	Logger *slog.Logger
-	// LazyDelay is the longest a record appended with AppendLazy waits
-	// for another commit to take it along before it gets one of its own.
-	// Defaults to DefaultLazyDelay.
-	LazyDelay time.Duration
 }
-
-// DefaultLazyDelay is Options.LazyDelay's default: longer than most short
-// build actions take from being accepted to their result, so that the
-// scheduler's record of an Execute usually goes out in the one commit with
-// the record of its result, and short enough that nobody notices a lazy
-// record's effects coming later.
-const DefaultLazyDelay = 100 * time.Millisecond
 
 // Recovered is what Open found.
 type Recovered struct {
@@ -114,10 +97,6 @@ type Journal struct {
 	wake     *sync.Cond // signalled when buf or rotations change, or on close
 	buf      []byte     // frames not yet written
 	spare    []byte
-	urgent   bool        // buf has a record appended with Append, or a lazy one's delay ran out
-	lazy     *time.Timer // runs out LazyDelay after the first lazy record of buf; nil if none
-	delay    time.Duration
-	syncs    uint64     // commits flushed with fdatasync (Syncs)
 	seq      uint64     // last appended
 	rotateAt []rotation // pending segment switches, in order
 	closing  bool
@@ -151,10 +130,7 @@ func Open(opts Options) (*Journal, *Recovered, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("journal: %w", err)
 	}
-	j := &Journal{dir: opts.Dir, sync: opts.Sync, onDurable: opts.OnDurable, log: opts.Logger, delay: opts.LazyDelay, done: make(chan struct{})}
-	if j.delay <= 0 {
-		j.delay = DefaultLazyDelay
-	}
+	j := &Journal{dir: opts.Dir, sync: opts.Sync, onDurable: opts.OnDurable, log: opts.Logger, done: make(chan struct{})}
 	if j.log == nil {
 		j.log = slog.Default()
 	}
@@ -201,45 +177,8 @@ func (j *Journal) Append(rec []byte) uint64 {
 	defer j.mu.Unlock()
 	j.buf = appendFrame(j.buf, rec)
 	j.seq++
-	j.urgent = true
 	j.wake.Signal()
 	return j.seq
-}
-
-// AppendLazy is Append for a record that may wait, up to
-// Options.LazyDelay, for the commit of a later record (or of a rotation,
-// or Close) instead of starting one: its caller's effects come later, and
-// a commit is saved when something else is written meanwhile. It is
-// durable, as with Append, once OnDurable reports its number.
-func (j *Journal) AppendLazy(rec []byte) uint64 {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.buf = appendFrame(j.buf, rec)
-	j.seq++
-	if !j.urgent && j.lazy == nil {
-		j.lazy = time.AfterFunc(j.delay, j.lazyDue)
-	}
-	return j.seq
-}
-
-// lazyDue makes what is buffered urgent: its first lazy record waited
-// LazyDelay. A timer that was stopped too late finds its batch taken and
-// at worst sends the next lazy record out early, which is safe.
-func (j *Journal) lazyDue() {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.lazy = nil
-	if len(j.buf) > 0 {
-		j.urgent = true
-		j.wake.Signal()
-	}
-}
-
-// Syncs is the number of commits flushed with fdatasync so far.
-func (j *Journal) Syncs() uint64 {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.syncs
 }
 
 // LastSeq is the sequence number of the last record appended.
@@ -304,7 +243,7 @@ func (j *Journal) writer() {
 	defer close(j.done)
 	for {
 		j.mu.Lock()
-		for !(j.urgent && len(j.buf) > 0) && len(j.rotateAt) == 0 && !j.closing {
+		for len(j.buf) == 0 && len(j.rotateAt) == 0 && !j.closing {
 			j.wake.Wait()
 		}
 		if len(j.buf) == 0 && len(j.rotateAt) == 0 && j.closing {
@@ -312,11 +251,7 @@ func (j *Journal) writer() {
 			return
 		}
 		buf, seq, rots := j.buf, j.seq, j.rotateAt
-		j.buf, j.spare, j.rotateAt, j.urgent = j.spare[:0], nil, nil, false
-		if j.lazy != nil {
-			j.lazy.Stop()
-			j.lazy = nil
-		}
+		j.buf, j.spare, j.rotateAt = j.spare[:0], nil, nil
 		j.mu.Unlock()
 
 		err := j.writeBatch(buf, seq, rots)
@@ -368,9 +303,6 @@ func (j *Journal) writeBatch(buf []byte, seq uint64, rots []rotation) error {
 		if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
 			return fmt.Errorf("fdatasync %s: %w", j.f.Name(), err)
 		}
-		j.mu.Lock()
-		j.syncs++
-		j.mu.Unlock()
 	}
 	j.written = seq
 	return nil

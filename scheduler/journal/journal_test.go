@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/paddock-build/paddock/internal/testlog"
 )
@@ -114,82 +113,6 @@ func TestGroupCommit(t *testing.T) {
 		t.Fatalf("%d commits for 3200 records (last durable %d): want group commits", commits, last)
 	}
 	t.Logf("%d commits for 3200 records", commits)
-}
-
-// commitLog opens a journal in dir whose lazy records wait delay, and
-// returns it with a channel of the sequence numbers OnDurable reports.
-func commitLog(t *testing.T, dir string, delay time.Duration) (*Journal, chan uint64) {
-	t.Helper()
-	commits := make(chan uint64, 100)
-	j, _, err := Open(Options{Dir: dir, LazyDelay: delay, OnDurable: func(seq uint64, err error) {
-		if err == nil {
-			commits <- seq
-		}
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return j, commits
-}
-
-// nextCommit returns the next commit's last record, failing the test if
-// none comes within a minute.
-func nextCommit(t *testing.T, commits chan uint64) uint64 {
-	t.Helper()
-	select {
-	case seq := <-commits:
-		return seq
-	case <-time.After(time.Minute):
-		t.Fatal("no commit within a minute")
-		return 0
-	}
-}
-
-// A lazy record starts no commit: it goes out with the next record
-// appended with Append, in one commit and one flush.
-func TestLazyRecordsRideTheNextCommit(t *testing.T) {
-	j, commits := commitLog(t, t.TempDir(), time.Hour)
-	defer j.Close()
-	j.AppendLazy(record(1))
-	j.AppendLazy(record(2))
-	j.Append(record(3))
-	if seq := nextCommit(t, commits); seq != 3 || j.Syncs() != 1 {
-		t.Fatalf("first commit up to record %d, %d flushes; want records 1 to 3 in one commit, flushed once", seq, j.Syncs())
-	}
-}
-
-// A lazy record with nothing after it is committed once its delay runs
-// out.
-func TestLazyRecordAloneIsCommittedAfterItsDelay(t *testing.T) {
-	j, commits := commitLog(t, t.TempDir(), 10*time.Millisecond)
-	defer j.Close()
-	j.AppendLazy(record(1))
-	if seq := nextCommit(t, commits); seq != 1 || j.Syncs() != 1 {
-		t.Fatalf("commit up to record %d, %d flushes; want record 1 committed and flushed once", seq, j.Syncs())
-	}
-	// The next lazy record waits again: it gets its own timer.
-	j.AppendLazy(record(2))
-	if seq := nextCommit(t, commits); seq != 2 {
-		t.Fatalf("commit up to record %d, want record 2 committed on its own", seq)
-	}
-}
-
-// Close and a rotation take lazy records along, so nothing appended is
-// lost however long its delay.
-func TestLazyRecordsGoOutWithRotationAndClose(t *testing.T) {
-	dir := t.TempDir()
-	j, commits := commitLog(t, dir, time.Hour)
-	j.AppendLazy(record(0))
-	if seq := j.Rotate(); nextCommit(t, commits) != seq {
-		t.Fatal("a rotation did not commit the lazy record before it")
-	}
-	j.AppendLazy(record(1))
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	j, rec := open(t, dir, nil)
-	defer j.Close()
-	checkRecords(t, rec, 0, 2)
 }
 
 // recordEnds returns the offsets where each record of a clean segment
