@@ -229,6 +229,32 @@ func TestChownDirectoriesBelowPathMax(t *testing.T) {
 	}
 }
 
+// BenchmarkChownInputRoot hands a genrule-like input root (13
+// directories and a few files) below a build directory's path to the
+// sandbox's ids, as every Run does:
+//
+//	go test ./runner -run '^$' -bench ChownInputRoot -benchtime 20000x -count 3
+func BenchmarkChownInputRoot(b *testing.B) {
+	requireRoot(b)
+	root := filepath.Join(b.TempDir(), "var", "lib", "paddock", "worker", "builds", "1234-0", "root")
+	for _, d := range []string{"bazel-out/k8-fastbuild/bin/pkg/sub", "external/tool/bin", "pkg/data", "tools/genrule"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		if err := os.WriteFile(filepath.Join(root, "pkg", "data", strconv.Itoa(i)), nil, 0o444); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for range b.N {
+		if given, err := chownDirectories(root, 54321, 54321); err != nil || len(given) != 13 {
+			b.Fatalf("%d directories, %v", len(given), err)
+		}
+	}
+}
+
 func TestWalkTree(t *testing.T) {
 	t.Run("long paths", func(t *testing.T) {
 		dir := t.TempDir()
