@@ -36,6 +36,17 @@ func putString(t *testing.T, s storage.BlobStore, data string) digest.Digest {
 	return d
 }
 
+// storedPath returns the file of blob d in s, failing the test, with
+// what, if s does not have it.
+func storedPath(t *testing.T, s *storage.DiskBlobStore, d digest.Digest, what string) string {
+	t.Helper()
+	p, ok := s.Path(d)
+	if !ok {
+		t.Fatal(what)
+	}
+	return p
+}
+
 func missing(t *testing.T, s storage.BlobStore, ds ...digest.Digest) map[digest.Digest]bool {
 	t.Helper()
 	m, err := s.FindMissing(context.Background(), ds)
@@ -113,10 +124,7 @@ func TestDiskRestartTakesFutureDatesAsUnused(t *testing.T) {
 	dir := t.TempDir()
 	s := newDisk(t, dir, 0)
 	pinned := putString(t, s, "dated 2099")
-	p, ok := s.Path(pinned)
-	if !ok {
-		t.Fatal("blob not stored")
-	}
+	p := storedPath(t, s, pinned, "blob not stored")
 	future := time.Now().Add(75 * 365 * 24 * time.Hour)
 	if err := os.Chtimes(p, future, future); err != nil {
 		t.Fatal(err)
@@ -211,10 +219,7 @@ func TestDiskBlobsAreReadOnlyFiles(t *testing.T) {
 	dir := t.TempDir()
 	s := newDisk(t, dir, 0)
 	d := putString(t, s, "hard-linkable")
-	p, ok := s.Path(d)
-	if !ok {
-		t.Fatal("Path of a stored blob not found")
-	}
+	p := storedPath(t, s, d, "Path of a stored blob not found")
 	info, err := os.Stat(p)
 	if err != nil {
 		t.Fatal(err)
@@ -333,10 +338,7 @@ func TestDiskPathDoesNotRehashLinkedFiles(t *testing.T) {
 	s := newDisk(t, dir, 0)
 	d := putString(t, s, "an input used by many actions")
 	for i := range 5 {
-		p, ok := s.Path(d)
-		if !ok {
-			t.Fatal("Path: not found")
-		}
+		p := storedPath(t, s, d, "Path: not found")
 		if err := os.Link(p, filepath.Join(dir, fmt.Sprint("root", i))); err != nil {
 			t.Fatal(err)
 		}
@@ -383,10 +385,7 @@ func TestAdoptLinksTheFileItself(t *testing.T) {
 	if err := s.Adopt(context.Background(), d, f); err != nil {
 		t.Fatal(err)
 	}
-	cp, ok := s.Path(d)
-	if !ok {
-		t.Fatal("adopted blob not in the store")
-	}
+	cp := storedPath(t, s, d, "adopted blob not in the store")
 	if a, _ := inode(t, p); func() uint64 { b, _ := inode(t, cp); return b }() != a {
 		t.Error("the store holds a copy, not the file")
 	}
