@@ -127,11 +127,13 @@ func isEmptyDir(fd int) (bool, error) {
 // clean reports whether the directory fd is as new (dirPool's rules),
 // but for owner and mode, which it gives back.
 func (p *dirPool) clean(fd int) bool {
-	if checkEmptyDir(fd) != nil {
+	// One stat for both checks: a directory with no subdirectory
+	// (checkEmptyDir's, read from the state), then no entry at all.
+	s, err := readInodeState(fd)
+	if err != nil || !s.dir || s.nlink != 2 || s.size > p.ref.size || !s.sameAttrs(p.ref) {
 		return false
 	}
-	s, err := readInodeState(fd)
-	if err != nil || s.size > p.ref.size || !s.sameAttrs(p.ref) {
+	if empty, err := isEmptyDir(fd); err != nil || !empty {
 		return false
 	}
 	if s.uid != p.ref.uid || s.gid != p.ref.gid {

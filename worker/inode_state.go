@@ -14,6 +14,8 @@ import (
 type inodeState struct {
 	uid, gid uint32
 	mode     uint32 // permission bits
+	dir      bool
+	nlink    uint64
 	size     int64
 	flags    uint32 // FS_IOC_GETFLAGS: nodump, encrypted, casefold, verity...
 	flagsErr error
@@ -27,7 +29,7 @@ func readInodeState(fd int) (inodeState, error) {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return inodeState{}, err
 	}
-	s := inodeState{uid: st.Uid, gid: st.Gid, mode: st.Mode & 0o7777, size: st.Size}
+	s := inodeState{uid: st.Uid, gid: st.Gid, mode: st.Mode & 0o7777, dir: st.Mode&unix.S_IFMT == unix.S_IFDIR, nlink: uint64(st.Nlink), size: st.Size}
 	s.flags, s.flagsErr = unix.IoctlGetUint32(fd, unix.FS_IOC_GETFLAGS)
 	var err error
 	if s.xattrs, err = listXattrs(fd); err != nil {
