@@ -301,8 +301,8 @@ func (s *DiskBlobStore) touch(ds []digest.Digest, now time.Time) {
 
 // Get implements BlobStore.
 func (s *DiskBlobStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
-	if offset < 0 || offset > d.SizeBytes() {
-		return nil, status.Errorf(codes.OutOfRange, "offset %d is outside blob %s", offset, d)
+	if err := CheckOffset(d, offset); err != nil {
+		return nil, err
 	}
 	if d.IsEmpty() {
 		return io.NopCloser(strings.NewReader("")), nil

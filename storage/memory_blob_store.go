@@ -39,8 +39,8 @@ func (s *MemoryBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) (
 
 // Get implements BlobStore.
 func (s *MemoryBlobStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
-	if offset < 0 || offset > d.SizeBytes() {
-		return nil, status.Errorf(codes.OutOfRange, "offset %d is outside blob %s", offset, d)
+	if err := CheckOffset(d, offset); err != nil {
+		return nil, err
 	}
 	s.mu.RLock()
 	b, ok := s.blobs[d]

@@ -109,8 +109,8 @@ func (s *RemoteBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) (
 
 // Get implements BlobStore. Whole reads are verified against d.
 func (s *RemoteBlobStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
-	if offset < 0 || offset > d.SizeBytes() {
-		return nil, status.Errorf(codes.OutOfRange, "offset %d is outside blob %s", offset, d)
+	if err := CheckOffset(d, offset); err != nil {
+		return nil, err
 	}
 	if d.IsEmpty() {
 		return io.NopCloser(bytes.NewReader(nil)), nil

@@ -81,8 +81,8 @@ func (s *BlobStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]dige
 // fetching the ones before it, which the client (resuming an earlier
 // read) already has and verifies itself.
 func (s *BlobStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
-	if offset < 0 || offset > d.SizeBytes() {
-		return nil, status.Errorf(codes.OutOfRange, "offset %d is outside blob %s", offset, d)
+	if err := storage.CheckOffset(d, offset); err != nil {
+		return nil, err
 	}
 	if d.IsEmpty() {
 		return io.NopCloser(bytes.NewReader(nil)), nil
