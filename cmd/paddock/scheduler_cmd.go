@@ -218,7 +218,8 @@ func serveInternal(ctx context.Context, s *scheduler.Scheduler, addr string, sec
 		return err
 	}
 	opts = append(opts, grpcerr.ServerOptions()...)
-	g := grpc.NewServer(append(opts, grpclimit.New(0).ServerOptions(opts...)...)...)
+	opts = append(opts, grpclimit.New(0).ServerOptions(opts...)...)
+	g := grpc.NewServer(append(opts, streamWorkers())...)
 	s.RegisterInternal(g)
 	lis, err := listenTCP(addr)
 	if err != nil {

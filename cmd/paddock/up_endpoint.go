@@ -179,7 +179,7 @@ func serveLocalInternal(sched *scheduler.Scheduler, path string) (*grpc.Server, 
 	if err != nil {
 		return nil, err
 	}
-	g := grpc.NewServer(grpclimit.KeepaliveOptions()...) // the worker's pings
+	g := grpc.NewServer(append(grpclimit.KeepaliveOptions(), streamWorkers())...) // the worker's pings
 	sched.RegisterInternal(g)
 	go g.Serve(lis)
 	return g, nil

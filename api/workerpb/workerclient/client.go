@@ -35,6 +35,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/internal/gopool"
 )
 
 // Handler runs one assignment and returns its ExecuteResponse (errors during
@@ -86,7 +87,14 @@ type Client struct {
 	reconciled chan struct{}
 	handlers   sync.WaitGroup
 	hctx       context.Context // parent of every handler's context; ends after Run
+	// handlerPool runs the handlers on goroutines kept for the next
+	// assignment, whose stacks have already grown to the handler's depth.
+	handlerPool *gopool.Pool
 }
+
+// handlerIdle is how long a handler's goroutine waits for the next
+// assignment before it exits.
+const handlerIdle = time.Minute
 
 // New returns a client; it does nothing until Run.
 func New(opts Options) (*Client, error) {
@@ -107,7 +115,7 @@ func New(opts Options) (*Client, error) {
 		return nil, fmt.Errorf("workerclient: incarnation token: %w", err)
 	}
 	return &Client{opts: opts, client: workerpb.NewWorkerServiceClient(opts.Conn), held: map[string]*heldAction{},
-		reconciled:  make(chan struct{}),
+		reconciled: make(chan struct{}), handlerPool: gopool.New(handlerIdle),
 		incarnation: hex.EncodeToString(token), failures: newFailureLog(opts.Logger, opts.Register.WorkerId)}, nil
 }
 
@@ -220,7 +228,7 @@ func (c *Client) receive(stream workerpb.WorkerService_ConnectClient, ended <-ch
 			actx, acancel := context.WithCancel(context.WithValue(c.hctx, assignmentKey{}, ref))
 			c.held[a.OperationName] = &heldAction{attempt: a.Attempt, cancel: acancel, session: ended}
 			c.handlers.Add(1)
-			go c.execute(actx, acancel, a)
+			c.handlerPool.Go(func() { c.execute(actx, acancel, a) })
 		case *workerpb.SchedulerMessage_Cancel:
 			if h := c.held[k.Cancel.OperationName]; h != nil {
 				h.stale = true // the scheduler no longer wants its result
