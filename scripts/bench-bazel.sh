@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The Bazel fan-out benchmark. Starts `paddock up` in a temporary directory
 # and builds e2e/testdata/fanout (222 small genrules and 7 C compile,
-# archive and link actions) with Bazel 4.2.3 against it: once to warm the
-# farm up (its first sandboxes, the host toolchain's files in its CAS), then
+# archive and link actions) with Bazel 4.2.3 against it: WARMUP times
+# (default once) to warm the farm and Bazel up (the farm's first sandboxes,
+# the host toolchain's files in its CAS, Bazel's JVM), then
 # RUNS times (default 3), each after a `bazel clean` and with a fresh salt
 # (--action_env=PADDOCK_SALT), so that the farm executes every action every
 # time; a run with any cached or local action is an error. For each run it
@@ -10,7 +11,7 @@
 # time per action of the whole machine (/proc/stat: Bazel, the farm and
 # anything else running) and of the farm (the process tree of paddock up,
 # sandboxes included), measured by `paddock bench cpu`; then the min,
-# median and max of each column over the RUNS runs (the warm-up row is
+# median and max of each column over the RUNS runs (the warm-up rows are
 # printed, not counted). Needs root and bazel (Debian's
 # bazel-bootstrap). Used by `make bench-bazel`.
 #
@@ -25,11 +26,17 @@
 # data, in the same temporary directory) is Bazel's --output_user_root:
 # on a tmpfs, say, Bazel's own file churn (its outputs, `bazel clean`)
 # stays off the farm's filesystem, as when Bazel runs on another machine.
+# WARMUP (default 1) is how many warm-up builds come before the measured
+# runs: Bazel's own JVM warms up over its first few builds, and while it
+# does it takes a share of the two cores that slows the farm's processes
+# too (see docs/benchmarks.md); WARMUP=4 measures the farm beside a Bazel
+# server that has built before, as a developer's usually has.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 bin=$(realpath "${1:-bin/paddock}")
 farm_bin=$(realpath "${FARM_BIN:-$bin}")
 runs=${RUNS:-3}
+warmups=${WARMUP:-1}
 command -v bazel >/dev/null || { echo "bazel is not on PATH; install Debian's bazel-bootstrap (Bazel 4.2.3)" >&2; exit 1; }
 . "$repo/scripts/farm.sh"
 
@@ -68,7 +75,7 @@ rows="$farm_tmp/rows"
 : >"$rows"
 printf '%-7s %9s %7s %7s   %-27s   %s\n' "" "" "" "" "machine CPU ms/action" "farm CPU ms/action"
 printf '%-7s %9s %7s %7s   %8s %8s %9s   %8s %8s %9s\n' run "elapsed s" "wall s" actions user system total user system total
-for i in $(seq 0 "$runs"); do
+for i in $(seq $((1 - warmups)) "$runs"); do
   (cd "$ws" && bazel "${startup[@]}" clean) >"$farm_tmp/clean.log" 2>&1 || { cat "$farm_tmp/clean.log"; exit 1; }
   salt=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
   log="$farm_tmp/run$i.log"
@@ -88,12 +95,12 @@ for i in $(seq 0 "$runs"); do
   cpu=$(grep '^cpu: ' "$log")
   field() { local v=${cpu##* $1=}; echo "${v%% *}"; }
   label=$i
-  [ "$i" = 0 ] && label=warm-up
+  [ "$i" -le 0 ] && label=warm-up
   echo "$label $elapsed $(field wall_s) $actions $(field machine_user_ms) $(field machine_sys_ms) $(field farm_user_ms) $(field farm_sys_ms)" |
     awk '{ n = $4; printf "%-7s %9.2f %7.2f %7d   %8.1f %8.1f %9.1f   %8.1f %8.1f %9.1f\n",
       $1, $2, $3, n, $5/n, $6/n, ($5+$6)/n, $7/n, $8/n, ($7+$8)/n }' >"$farm_tmp/row"
   cat "$farm_tmp/row"
-  [ "$i" = 0 ] || cat "$farm_tmp/row" >>"$rows"
+  [ "$i" -le 0 ] || cat "$farm_tmp/row" >>"$rows"
 done
 
 # The farm's CPU per action by process in the last run (paddock bench
