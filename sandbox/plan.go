@@ -142,40 +142,42 @@ func bindSource(bundleDir string, m specs.Mount) string {
 	return filepath.Join(bundleDir, m.Source)
 }
 
+// mountOptions are the runtime-spec mount options that are not
+// filesystem data, each with its mount(2) flag and, if a bind mount takes
+// it, its mount attribute: one row an option, so that a bind and a
+// filesystem mount given the same option are restricted alike.
+var mountOptions = map[string]struct {
+	flag uintptr
+	attr uint64
+}{
+	"ro":          {unix.MS_RDONLY, unix.MOUNT_ATTR_RDONLY},
+	"nosuid":      {unix.MS_NOSUID, unix.MOUNT_ATTR_NOSUID},
+	"nodev":       {unix.MS_NODEV, unix.MOUNT_ATTR_NODEV},
+	"noexec":      {unix.MS_NOEXEC, unix.MOUNT_ATTR_NOEXEC},
+	"sync":        {flag: unix.MS_SYNCHRONOUS},
+	"dirsync":     {flag: unix.MS_DIRSYNC},
+	"noatime":     {flag: unix.MS_NOATIME},
+	"nodiratime":  {flag: unix.MS_NODIRATIME},
+	"relatime":    {flag: unix.MS_RELATIME},
+	"strictatime": {flag: unix.MS_STRICTATIME},
+	// Set neither: "rw" is the default, isBind reads "bind" and "rbind",
+	// and propagation options are not applied.
+	"rw": {}, "bind": {}, "rbind": {},
+	"private": {}, "rprivate": {}, "slave": {}, "rslave": {}, "shared": {}, "rshared": {},
+}
+
 // mountFlags splits runtime-spec mount options into mount(2) flags, mount
 // attributes (for binds) and filesystem data.
 func mountFlags(opts []string) (flags uintptr, attrs uint64, data string) {
 	var rest []string
 	for _, o := range opts {
-		switch o {
-		case "ro":
-			flags |= unix.MS_RDONLY
-			attrs |= unix.MOUNT_ATTR_RDONLY
-		case "rw", "bind", "rbind", "private", "rprivate", "slave", "rslave", "shared", "rshared":
-		case "nosuid":
-			flags |= unix.MS_NOSUID
-			attrs |= unix.MOUNT_ATTR_NOSUID
-		case "nodev":
-			flags |= unix.MS_NODEV
-			attrs |= unix.MOUNT_ATTR_NODEV
-		case "noexec":
-			flags |= unix.MS_NOEXEC
-			attrs |= unix.MOUNT_ATTR_NOEXEC
-		case "sync":
-			flags |= unix.MS_SYNCHRONOUS
-		case "dirsync":
-			flags |= unix.MS_DIRSYNC
-		case "noatime":
-			flags |= unix.MS_NOATIME
-		case "nodiratime":
-			flags |= unix.MS_NODIRATIME
-		case "relatime":
-			flags |= unix.MS_RELATIME
-		case "strictatime":
-			flags |= unix.MS_STRICTATIME
-		default:
+		m, ok := mountOptions[o]
+		if !ok {
 			rest = append(rest, o)
+			continue
 		}
+		flags |= m.flag
+		attrs |= m.attr
 	}
 	return flags, attrs, strings.Join(rest, ",")
 }

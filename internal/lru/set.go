@@ -73,27 +73,18 @@ func (s *Set[K, V]) PutOldest(k K, v V, size int64) {
 }
 
 // Get returns k's value and marks it used.
-func (s *Set[K, V]) Get(k K) (V, bool) { return s.lookup(k, true) }
+func (s *Set[K, V]) Get(k K) (V, bool) { return s.lookup(k, s.useLocked) }
 
 // Peek returns k's value without marking it used.
-func (s *Set[K, V]) Peek(k K) (V, bool) { return s.lookup(k, false) }
-
-func (s *Set[K, V]) lookup(k K, use bool) (V, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.items[k]
-	if !ok {
-		var zero V
-		return zero, false
-	}
-	if use {
-		s.order.MoveToFront(e)
-	}
-	return e.Value.(*Entry[K, V]).Value, true
-}
+func (s *Set[K, V]) Peek(k K) (V, bool) { return s.lookup(k, entryOf[K, V]) }
 
 // Remove removes k and returns its value.
-func (s *Set[K, V]) Remove(k K) (V, bool) {
+func (s *Set[K, V]) Remove(k K) (V, bool) { return s.lookup(k, s.removeLocked) }
+
+// lookup finds k and, under the same lock, applies do to its element,
+// returning the value of the entry do returns; the zero value and false
+// if k is absent.
+func (s *Set[K, V]) lookup(k K, do func(*list.Element) *Entry[K, V]) (V, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e, ok := s.items[k]
@@ -101,7 +92,15 @@ func (s *Set[K, V]) Remove(k K) (V, bool) {
 		var zero V
 		return zero, false
 	}
-	return s.removeLocked(e).Value, true
+	return do(e).Value, true
+}
+
+func entryOf[K comparable, V any](e *list.Element) *Entry[K, V] { return e.Value.(*Entry[K, V]) }
+
+// useLocked marks e's entry the most recently used.
+func (s *Set[K, V]) useLocked(e *list.Element) *Entry[K, V] {
+	s.order.MoveToFront(e)
+	return entryOf[K, V](e)
 }
 
 func (s *Set[K, V]) removeLocked(e *list.Element) *Entry[K, V] {
