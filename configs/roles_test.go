@@ -124,37 +124,42 @@ func TestDefaultsAreThePackages(t *testing.T) {
 // runner.Config and comes back (a field added to one and not the other,
 // or dropped by the conversion, fails here).
 func TestRunnerConversion(t *testing.T) {
-	var r Runner
-	fillNonZero(t, reflect.ValueOf(&r).Elem(), "")
-	c := r.Config()
-	checkNonZero(t, reflect.ValueOf(c), "runner.Config")
-	if back := runnerFile(c); !reflect.DeepEqual(back, r) {
-		t.Errorf("round trip:\n%+v\nwant\n%+v", back, r)
-	}
-	if n, m := reflect.TypeOf(Runner{}).NumField(), reflect.TypeOf(runner.Config{}).NumField(); n != m {
-		t.Errorf("configs.Runner has %d fields, runner.Config %d", n, m)
-	}
-	if n, m := reflect.TypeOf(RunnerImages{}).NumField(), reflect.TypeOf(runner.ImagesConfig{}).NumField(); n != m {
-		t.Errorf("configs.RunnerImages has %d fields, runner.ImagesConfig %d", n, m)
-	}
-	if n, m := reflect.TypeOf(RunnerSandbox{}).NumField(), reflect.TypeOf(sandbox.Options{}).NumField(); n != m {
-		t.Errorf("configs.RunnerSandbox has %d fields, sandbox.Options %d", n, m)
-	}
+	checkConversion(t, Runner.Config, runnerFile)
+	checkSameFieldCount(t, Runner{}, runner.Config{})
+	checkSameFieldCount(t, RunnerImages{}, runner.ImagesConfig{})
+	checkSameFieldCount(t, RunnerSandbox{}, sandbox.Options{})
 }
 
 // TestSchedulingConversion: every field of the scheduler's file form
 // reaches scheduler.Config and comes back (a field added to one and not
 // the other, or dropped by the conversion, fails here).
 func TestSchedulingConversion(t *testing.T) {
-	var s Scheduling
-	fillNonZero(t, reflect.ValueOf(&s).Elem(), "")
-	c := s.Config()
-	checkNonZero(t, reflect.ValueOf(c), "scheduler.Config")
-	if back := schedulingFile(c); !reflect.DeepEqual(back, s) {
-		t.Errorf("round trip:\n%+v\nwant\n%+v", back, s)
+	checkConversion(t, Scheduling.Config, schedulingFile)
+	checkSameFieldCount(t, Scheduling{}, scheduler.Config{})
+}
+
+// checkConversion fills every field of a file form F, converts it to its
+// package's config C, checks that every field of C was set, and that
+// converting back gives F again.
+func checkConversion[F, C any](t *testing.T, toConfig func(F) C, toFile func(C) F) {
+	t.Helper()
+	var f F
+	fillNonZero(t, reflect.ValueOf(&f).Elem(), "")
+	c := toConfig(f)
+	checkNonZero(t, reflect.ValueOf(c), reflect.TypeOf(c).String())
+	if back := toFile(c); !reflect.DeepEqual(back, f) {
+		t.Errorf("round trip:\n%+v\nwant\n%+v", back, f)
 	}
-	if n, m := reflect.TypeOf(Scheduling{}).NumField(), reflect.TypeOf(scheduler.Config{}).NumField(); n != m {
-		t.Errorf("configs.Scheduling has %d fields, scheduler.Config %d", n, m)
+}
+
+// checkSameFieldCount checks that a file form's struct has as many fields
+// as the config struct it converts to: a field added to one only is
+// caught even where the round trip cannot see it.
+func checkSameFieldCount(t *testing.T, file, config any) {
+	t.Helper()
+	ft, ct := reflect.TypeOf(file), reflect.TypeOf(config)
+	if n, m := ft.NumField(), ct.NumField(); n != m {
+		t.Errorf("%s has %d fields, %s %d", ft, n, ct, m)
 	}
 }
 

@@ -44,7 +44,7 @@ func TestEverySizeKeyTakesUnits(t *testing.T) {
 	}
 	for _, role := range roles {
 		var sizes [][]keyStep
-		walkIntKeys(t, reflect.TypeOf(role.def()).Elem(), nil, map[reflect.Type]bool{}, func(path []keyStep, ty reflect.Type) {
+		walkIntKeys(reflect.TypeOf(role.def()).Elem(), func(path []keyStep, ty reflect.Type) {
 			switch {
 			case ty == reflect.TypeFor[ByteSize]():
 				sizes = append(sizes, path)
@@ -93,40 +93,22 @@ func TestEverySizeKeyTakesUnits(t *testing.T) {
 }
 
 // walkIntKeys calls found for every key under ty whose value is an
-// integer (a ByteSize among them), durations aside. onPath holds the
-// struct types on the current path: the backend tree is recursive, and a
-// kind met again has the keys it had above.
-func walkIntKeys(t *testing.T, ty reflect.Type, path []keyStep, onPath map[reflect.Type]bool, found func([]keyStep, reflect.Type)) {
-	switch ty.Kind() {
-	case reflect.Pointer:
-		walkIntKeys(t, ty.Elem(), path, onPath, found)
-	case reflect.Slice:
-		if k := ty.Elem().Kind(); k == reflect.Struct || k == reflect.Pointer {
-			path[len(path)-1].list = true
-			walkIntKeys(t, ty.Elem(), path, onPath, found)
-			path[len(path)-1].list = false
+// integer (a ByteSize among them), durations aside, with that type
+// (pointers followed). It picks from walkKeys, so that both tests walk
+// the same keys.
+func walkIntKeys(ty reflect.Type, found func([]keyStep, reflect.Type)) {
+	walkKeys(ty, nil, map[reflect.Type]bool{}, func(path []keyStep, ty reflect.Type) {
+		for ty.Kind() == reflect.Pointer {
+			ty = ty.Elem()
 		}
-	case reflect.Map:
-		walkIntKeys(t, ty.Elem(), append(path, keyStep{key: "x"}), onPath, found)
-	case reflect.Struct:
-		if onPath[ty] {
-			return
-		}
-		onPath[ty] = true
-		defer delete(onPath, ty)
-		for _, f := range reflect.VisibleFields(ty) {
-			name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			if opts == "inline" || name == "" || name == "-" || len(f.Index) > 1 && !inlinePath(ty, f.Index) {
-				continue
+		switch ty.Kind() {
+		case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+			reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			if ty != reflect.TypeFor[time.Duration]() {
+				found(path, ty)
 			}
-			walkIntKeys(t, f.Type, append(append([]keyStep(nil), path...), keyStep{key: name}), onPath, found)
 		}
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		if ty != reflect.TypeFor[time.Duration]() {
-			found(append([]keyStep(nil), path...), ty)
-		}
-	}
+	})
 }
 
 // inlinePath reports whether every struct the field at index is promoted

@@ -37,6 +37,22 @@ func checkNextActionRuns(t *testing.T, e *testEnv) {
 	}
 }
 
+// checkStoppedEarly checks that a killed action had made fewer than all
+// of the entries (named what) it set out to make in its root, and that
+// the runner then runs the next action.
+func checkStoppedEarly(t *testing.T, e *testEnv, a *action, what string, all int) {
+	t.Helper()
+	entries, err := os.ReadDir(a.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the action had made %d %s when it was killed", len(entries), what)
+	if len(entries) >= all {
+		t.Errorf("the action made all of its %d %s", len(entries), what)
+	}
+	checkNextActionRuns(t, e)
+}
+
 // describe shows a response in failure messages.
 func describe(resp *runnerpb.RunResponse) string {
 	return fmt.Sprintf("%s %q exit %d signal %d", codes.Code(resp.StatusCode), resp.StatusMessage, resp.ExitCode, resp.Signal)
@@ -258,15 +274,7 @@ func TestWorkInodeFill(t *testing.T) {
 			if codes.Code(resp.StatusCode) != codes.ResourceExhausted || !strings.Contains(resp.StatusMessage, tc.want) {
 				t.Errorf("%s; want RESOURCE_EXHAUSTED saying %q", describe(resp), tc.want)
 			}
-			entries, err := os.ReadDir(a.root)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("the action had made %d entries when it was killed", len(entries))
-			if len(entries) >= 300000 {
-				t.Errorf("the action made all of its %d entries", len(entries))
-			}
-			checkNextActionRuns(t, e)
+			checkStoppedEarly(t, e, a, "entries", 300000)
 		})
 	}
 }

@@ -64,12 +64,7 @@ func TestRetryAvoidsItsWorkerOnlyWhileAnotherCouldRunIt(t *testing.T) {
 		}
 	})
 	busyOther := func(t *testing.T) *harness {
-		h := newHarness(t, nil)
-		h.connect("b", 1, nil)
-		h.execute("busy", "busy", "", 0)
-		h.connect("a", 1, nil)
-		h.execute("x", "x", "", 0)
-		h.assignments()
+		h := newXOnAWithBBusy(t)
 		h.failRetryably("a", "x", 1)
 		if got := h.assignments(); len(got) != 0 {
 			t.Fatalf("retry %v while b could take it", got)
@@ -104,16 +99,24 @@ func TestRetryAvoidsItsWorkerOnlyWhileAnotherCouldRunIt(t *testing.T) {
 	})
 }
 
-// TestLostWorkersActionGoesElsewhere: an action whose worker lost it (its
-// stream broke past reconnect_grace) is not given back to that worker
-// when it returns while another could run it.
-func TestLostWorkersActionGoesElsewhere(t *testing.T) {
+// newXOnAWithBBusy starts worker b on action "busy", then worker a on
+// action "x": when a fails or loses x, b could run it once free, so the
+// scheduler must choose between them.
+func newXOnAWithBBusy(t *testing.T) *harness {
 	h := newHarness(t, nil)
 	h.connect("b", 1, nil)
 	h.execute("busy", "busy", "", 0)
 	h.connect("a", 1, nil)
 	h.execute("x", "x", "", 0)
 	h.assignments()
+	return h
+}
+
+// TestLostWorkersActionGoesElsewhere: an action whose worker lost it (its
+// stream broke past reconnect_grace) is not given back to that worker
+// when it returns while another could run it.
+func TestLostWorkersActionGoesElsewhere(t *testing.T) {
+	h := newXOnAWithBBusy(t)
 	h.c.Disconnect(h.now, "a", h.gens["a"])
 	h.heartbeat("b")
 	h.advance(11 * time.Second) // a lost: x requeued

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -123,21 +122,9 @@ func BenchmarkByteStreamRead(b *testing.B) {
 // readStreamCount reads a blob over ByteStream and returns how many bytes
 // came, without keeping them.
 func readStreamCount(ctx context.Context, bs bytestream.ByteStreamClient, name string) (int64, error) {
-	stream, err := bs.Read(ctx, &bytestream.ReadRequest{ResourceName: name})
-	if err != nil {
-		return 0, err
-	}
 	var n int64
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-		n += int64(len(resp.Data))
-	}
+	err := readChunks(ctx, bs, &bytestream.ReadRequest{ResourceName: name}, func(data []byte) { n += int64(len(data)) })
+	return n, err
 }
 
 // BenchmarkFindMissingBlobs asks about 10,000 digests per call, half of

@@ -50,20 +50,27 @@ func write(t *testing.T, ts *testServer, reqs ...*bytestream.WriteRequest) (*byt
 }
 
 func read(ts *testServer, req *bytestream.ReadRequest) ([]byte, error) {
-	stream, err := ts.bs.Read(context.Background(), req)
-	if err != nil {
-		return nil, err
-	}
 	var out []byte
+	err := readChunks(context.Background(), ts.bs, req, func(data []byte) { out = append(out, data...) })
+	return out, err
+}
+
+// readChunks reads a ByteStream Read to its end, handing each response's
+// data to got, so that a caller can keep the bytes or only count them.
+func readChunks(ctx context.Context, bs bytestream.ByteStreamClient, req *bytestream.ReadRequest, got func([]byte)) error {
+	stream, err := bs.Read(ctx, req)
+	if err != nil {
+		return err
+	}
 	for {
 		r, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return out, nil
+			return nil
 		}
 		if err != nil {
-			return out, err
+			return err
 		}
-		out = append(out, r.Data...)
+		got(r.Data)
 	}
 }
 

@@ -217,16 +217,27 @@ func TestStorageWaitGivesUpOnAnEntryAfterTheWait(t *testing.T) {
 	storeBlobs(t, s, "a blob on a shard that stays down")
 	const wait = 300 * time.Millisecond
 	cas := storage.NewRemoteBlobStore(s.dial(worker.StorageWaitOptions{Wait: wait}), storage.RemoteOptions{MaxBatchBytes: 64 << 10})
+	checkGivesUpAfter(t, wait, "Get", func() error {
+		_, err := storagetest.ReadAll(t, cas, f.down, 0)
+		return err
+	})
+	if n := len(f.recorded()); n < 2 {
+		t.Errorf("%d BatchReadBlobs calls, want more than one", n)
+	}
+}
+
+// checkGivesUpAfter runs call (named what) against a storage that stays
+// down, through a storage wait of wait, and checks that it fails
+// UNAVAILABLE saying how long the worker waited, and not before the wait.
+func checkGivesUpAfter(t *testing.T, wait time.Duration, what string, call func() error) {
+	t.Helper()
 	start := time.Now()
-	_, err := storagetest.ReadAll(t, cas, f.down, 0)
-	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "storage still unavailable after waiting 300ms") {
-		t.Fatalf("Get with the shard gone: %v, want UNAVAILABLE after waiting", err)
+	err := call()
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "storage still unavailable after waiting "+wait.String()) {
+		t.Fatalf("%s with the shard gone: %v, want UNAVAILABLE after waiting", what, err)
 	}
 	if waited := time.Since(start); waited < wait {
 		t.Errorf("gave up after %s, before the wait of %s", waited, wait)
-	}
-	if n := len(f.recorded()); n < 2 {
-		t.Errorf("%d BatchReadBlobs calls, want more than one", n)
 	}
 }
 

@@ -36,6 +36,54 @@ type endingStream struct {
 
 func (e *endingStream) end() { close(e.done) }
 
+// scriptedRun is a client running against a scriptedScheduler on
+// loopback, registered as worker w with one slot.
+type scriptedRun struct {
+	sched  *scriptedScheduler
+	c      *Client
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// runScripted starts a client with handler h; its Run ends with stop, or
+// 30 seconds at the latest.
+func runScripted(t *testing.T, h Handler) *scriptedRun {
+	sched := &scriptedScheduler{streams: make(chan workerpb.WorkerService_ConnectServer)}
+	addr := grpctest.Listen(t, func(g *grpc.Server) { workerpb.RegisterWorkerServiceServer(g, sched) })
+	c, err := New(Options{
+		Conn:           grpctest.Dial(t, "passthrough:///"+addr),
+		Register:       &workerpb.Register{WorkerId: "w", Concurrency: 1},
+		ReconnectDelay: time.Millisecond,
+		Handler:        h,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	r := &scriptedRun{sched: sched, c: c, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- c.Run(ctx) }()
+	return r
+}
+
+// stop cancels Run, ends the stream the scheduler holds, last, and waits
+// for Run to return.
+func (r *scriptedRun) stop(last workerpb.WorkerService_ConnectServer) {
+	r.cancel()
+	last.(*endingStream).end()
+	<-r.done
+}
+
+// recvRegister reads a stream's first message, which must be a Register.
+func recvRegister(t *testing.T, s workerpb.WorkerService_ConnectServer) *workerpb.Register {
+	t.Helper()
+	m, err := s.Recv()
+	if err != nil || m.GetRegister() == nil {
+		t.Fatalf("first message %v, %v; want register", m, err)
+	}
+	return m.GetRegister()
+}
+
 // TestResultFinishedWhileDisconnectedIsSentAfterReRegister: an action
 // that finishes after its session broke is listed as held at the next
 // Register and its result sent once registered. Its handler, asking
@@ -53,43 +101,19 @@ func TestResultFinishedWhileDisconnectedIsSentAfterReRegister(t *testing.T) {
 }
 
 func testResultAfterReRegister(t *testing.T, kept bool) {
-	sched := &scriptedScheduler{streams: make(chan workerpb.WorkerService_ConnectServer)}
-	addr := grpctest.Listen(t, func(g *grpc.Server) { workerpb.RegisterWorkerServiceServer(g, sched) })
-	conn := grpctest.Dial(t, "passthrough:///"+addr)
-
 	release := make(chan struct{})
 	assigned := make(chan bool, 1)
-	c, err := New(Options{
-		Conn:           conn,
-		Register:       &workerpb.Register{WorkerId: "w", Concurrency: 1},
-		ReconnectDelay: time.Millisecond,
-		Handler: func(ctx context.Context, a *workerpb.Assignment) *repb.ExecuteResponse {
-			<-release
-			assigned <- StillAssigned(ctx)
-			return &repb.ExecuteResponse{Result: &repb.ActionResult{ExitCode: 42}}
-		},
+	run := runScripted(t, func(ctx context.Context, a *workerpb.Assignment) *repb.ExecuteResponse {
+		<-release
+		assigned <- StillAssigned(ctx)
+		return &repb.ExecuteResponse{Result: &repb.ActionResult{ExitCode: 42}}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	runDone := make(chan error, 1)
-	go func() { runDone <- c.Run(ctx) }()
-
-	recvRegister := func(s workerpb.WorkerService_ConnectServer) *workerpb.Register {
-		m, err := s.Recv()
-		if err != nil || m.GetRegister() == nil {
-			t.Fatalf("first message %v, %v; want register", m, err)
-		}
-		return m.GetRegister()
-	}
-	first := <-sched.streams
-	recvRegister(first)
+	first := <-run.sched.streams
+	recvRegister(t, first)
 	first.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
 	first.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: &workerpb.Assignment{OperationName: "op", Attempt: 3}}})
 	deadline := time.Now().Add(20 * time.Second)
-	for !c.Holding("op") {
+	for !run.c.Holding("op") {
 		if time.Now().After(deadline) {
 			t.Fatal("assignment never held")
 		}
@@ -99,8 +123,8 @@ func testResultAfterReRegister(t *testing.T, kept bool) {
 
 	// The action finishes while the worker is between streams (the
 	// scheduler has not answered its Register yet).
-	second := <-sched.streams
-	reg := recvRegister(second)
+	second := <-run.sched.streams
+	reg := recvRegister(t, second)
 	if len(reg.Running) != 1 || reg.Running[0].OperationName != "op" || reg.Running[0].Attempt != 3 {
 		t.Fatalf("re-register lists %v, want op attempt 3 in hand", reg.Running)
 	}
@@ -126,10 +150,8 @@ func testResultAfterReRegister(t *testing.T, kept bool) {
 			break
 		}
 	}
-	cancel()
-	second.(*endingStream).end()
-	<-runDone
-	if c.Holding("op") {
+	run.stop(second)
+	if run.c.Holding("op") {
 		t.Fatal("delivered result still held")
 	}
 }
@@ -156,30 +178,15 @@ func TestNewRequiresWhatTheProtocolNeeds(t *testing.T) {
 // its action is still assigned, and not once the scheduler has sent
 // Cancel for it.
 func TestStillAssignedUntilCancelled(t *testing.T) {
-	sched := &scriptedScheduler{streams: make(chan workerpb.WorkerService_ConnectServer)}
-	addr := grpctest.Listen(t, func(g *grpc.Server) { workerpb.RegisterWorkerServiceServer(g, sched) })
-	conn := grpctest.Dial(t, "passthrough:///"+addr)
 	assigned := make(chan bool, 1)
-	c, err := New(Options{
-		Conn: conn, Register: &workerpb.Register{WorkerId: "w", Concurrency: 1}, ReconnectDelay: time.Millisecond,
-		Handler: func(ctx context.Context, a *workerpb.Assignment) *repb.ExecuteResponse {
-			assigned <- StillAssigned(ctx)
-			<-ctx.Done() // the Cancel
-			assigned <- StillAssigned(ctx)
-			return nil
-		},
+	run := runScripted(t, func(ctx context.Context, a *workerpb.Assignment) *repb.ExecuteResponse {
+		assigned <- StillAssigned(ctx)
+		<-ctx.Done() // the Cancel
+		assigned <- StillAssigned(ctx)
+		return nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	runDone := make(chan error, 1)
-	go func() { runDone <- c.Run(ctx) }()
-	s := <-sched.streams
-	if m, err := s.Recv(); err != nil || m.GetRegister() == nil {
-		t.Fatalf("first message %v, %v; want register", m, err)
-	}
+	s := <-run.sched.streams
+	recvRegister(t, s)
 	s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
 	s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: &workerpb.Assignment{OperationName: "op", Attempt: 1}}})
 	if !<-assigned {
@@ -189,7 +196,5 @@ func TestStillAssignedUntilCancelled(t *testing.T) {
 	if <-assigned {
 		t.Fatal("a cancelled action is still assigned")
 	}
-	cancel()
-	s.(*endingStream).end()
-	<-runDone
+	run.stop(s)
 }
