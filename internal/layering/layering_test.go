@@ -1,7 +1,8 @@
-// Package layering holds one test: docs/architecture.md's package map,
-// whose "may import" column says which Paddock packages each package may
-// import, is checked against the imports `go list` reports, so the table
-// stays true as the code changes.
+// Package layering holds the tests of the code's shape. Its first:
+// docs/architecture.md's package map, whose "may import" column says which
+// Paddock packages each package may import, is checked against the imports
+// `go list` reports, so the table stays true as the code changes. The
+// second (size_test.go) keeps files and functions small enough to read.
 package layering
 
 import (
@@ -29,9 +30,11 @@ type packageMap struct {
 
 // goPackage is what `go list -json` says of a package.
 type goPackage struct {
-	ImportPath string
-	GoFiles    []string
-	Imports    []string
+	ImportPath     string
+	Dir            string
+	GoFiles        []string
+	IgnoredGoFiles []string // left out by build constraints (other systems)
+	Imports        []string
 }
 
 func TestArchitectureTableMatchesImports(t *testing.T) {
@@ -155,7 +158,7 @@ func readPackageMap(t *testing.T, path string) packageMap {
 // listPackages is `go list -json ./...` of the whole module.
 func listPackages(t *testing.T) []goPackage {
 	t.Helper()
-	cmd := exec.Command("go", "list", "-e", "-json=ImportPath,GoFiles,Imports", "./...")
+	cmd := exec.Command("go", "list", "-e", "-json=ImportPath,Dir,GoFiles,IgnoredGoFiles,Imports", "./...")
 	cmd.Dir = "../.."
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
