@@ -75,9 +75,13 @@ func runScheduler(ctx context.Context, args []string) error {
 		return err
 	}
 	defer closeFront()
+	// A broken worker listener stops the role, which then returns its error.
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	broken := make(chan error, 1)
 	if cfg.WorkerListen == "" {
 		s.RegisterInternal(g)
-	} else if err := serveInternal(ctx, s, cfg.WorkerListen, sec, logger); err != nil {
+	} else if err := serveInternal(ctx, s, cfg.WorkerListen, sec, logger, func(err error) { broken <- err; stop() }); err != nil {
 		return err
 	}
 	if rf.httpAddr != "" {
@@ -91,7 +95,13 @@ func runScheduler(ctx context.Context, args []string) error {
 	}
 	// Worker streams and Execute streams never end by themselves: end the
 	// worker sessions first.
-	return listenAndServe(ctx, "scheduler", g, cfg.Listen, logger, []any{"storage", cfg.Storage}, func() { obs.health.Shutdown(); s.Close() })
+	err = listenAndServe(ctx, "scheduler", g, cfg.Listen, logger, []any{"storage", cfg.Storage}, func() { obs.health.Shutdown(); s.Close() })
+	select {
+	case werr := <-broken:
+		return errors.Join(err, werr)
+	default:
+		return err
+	}
 }
 
 // finishSchedulerConfig validates the effective config and, with
@@ -211,8 +221,9 @@ func runSchedulerDrain(ctx context.Context, verb string, args []string) error {
 }
 
 // serveInternal serves the worker protocol and the admin API on addr, with
-// the same TLS and policy as the client listener, until ctx ends.
-func serveInternal(ctx context.Context, s *scheduler.Scheduler, addr string, sec serverSecurity, logger *slog.Logger) error {
+// the same TLS and policy as the client listener, until ctx ends; if the
+// listener breaks, it logs and calls fail.
+func serveInternal(ctx context.Context, s *scheduler.Scheduler, addr string, sec serverSecurity, logger *slog.Logger, fail func(error)) error {
 	opts, _, err := sec.serverOptions(addr, logger)
 	if err != nil {
 		return err
@@ -231,6 +242,9 @@ func serveInternal(ctx context.Context, s *scheduler.Scheduler, addr string, sec
 		<-ctx.Done()
 		g.Stop()
 	}()
-	go g.Serve(lis)
+	serveBackground(g, lis, "worker listener", func(err error) {
+		logger.Error("worker listener failed; stopping the scheduler", "error", err)
+		fail(err)
+	})
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -211,6 +212,24 @@ func serveUntilDone(ctx context.Context, g *grpc.Server, lis net.Listener, befor
 		g.Stop()
 	}
 	return nil
+}
+
+// serveBackground serves g on lis in the background, for a listener that
+// lives beside a role's main one (the worker protocol's). Serve returns nil
+// once g is stopped; any other return means the listener broke, and then
+// fail gets the error, so the role stops and says why instead of running
+// on, unreachable on that listener. The channel is closed once Serve has
+// returned (and fail, if called, has returned).
+func serveBackground(g *grpc.Server, lis net.Listener, what string, fail func(error)) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// ErrServerStopped: stopped before it began serving, not broken.
+		if err := g.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			fail(fmt.Errorf("%s on %s: %w", what, lis.Addr(), err))
+		}
+	}()
+	return done
 }
 
 // openDiskCAS opens the CAS on disk under dir. Without a policy it is one

@@ -104,7 +104,7 @@ func runUp(ctx context.Context, args []string) error {
 	stopFarm()
 	<-runnerDone
 	if serveErr := <-served; serveErr != nil {
-		return fmt.Errorf("serve %s: %w", addr, serveErr)
+		return fmt.Errorf("serve: %w", serveErr)
 	}
 	if err != nil && ctx.Err() == nil { // the worker failed, not a stop
 		return fmt.Errorf("worker: %w", err)

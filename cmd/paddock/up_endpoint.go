@@ -36,8 +36,10 @@ type upEndpoint struct {
 	g           *grpc.Server
 	lis         net.Listener
 	logger      *slog.Logger
-	// gi serves the worker protocol and admin API on a local socket only.
+	// gi serves the worker protocol and admin API on a local socket only:
+	// gilis.
 	gi     *grpc.Server
+	gilis  net.Listener
 	policy *auth.Policy // nil: every call allowed
 	sec    serverSecurity
 }
@@ -96,7 +98,7 @@ func startUpEndpoint(cfg configs.Up, sec serverSecurity, logger *slog.Logger) (*
 	assets.Register(ep.g)
 	ep.sched.RegisterClient(ep.g)
 	ep.obs.finish(ep.g)
-	if ep.gi, err = serveLocalInternal(ep.sched, filepath.Join(cfg.Data, "scheduler.sock")); err != nil {
+	if ep.gi, ep.gilis, err = localInternal(ep.sched, filepath.Join(cfg.Data, "scheduler.sock")); err != nil {
 		ep.sched.Close()
 		ep.srv.Close()
 		return nil, err
@@ -110,11 +112,18 @@ func startUpEndpoint(cfg configs.Up, sec serverSecurity, logger *slog.Logger) (*
 }
 
 // serve serves the endpoint until ctx ends, then stops it gracefully. If
-// the server fails (its listener broke), it logs and calls stop, so the
-// farm stops too; the returned channel delivers serve's error (nil after a
-// graceful stop) once it has stopped.
+// either server fails (its listener broke: the TCP port's, or the worker
+// socket's), it logs and calls stop, so the farm stops too; the returned
+// channel delivers that error (nil after a graceful stop) once it has
+// stopped.
 func (ep *upEndpoint) serve(ctx context.Context, stop func()) <-chan error {
 	served := make(chan error, 1)
+	internal := make(chan error, 1)
+	serveBackground(ep.gi, ep.gilis, "worker socket", func(err error) {
+		ep.logger.Error("worker socket failed; stopping the farm", "error", err)
+		internal <- err
+		stop()
+	})
 	go func() {
 		// The scheduler stops first, as in the scheduler role: that ends
 		// its clients' Execute and WaitExecution streams (UNAVAILABLE:
@@ -122,7 +131,13 @@ func (ep *upEndpoint) serve(ctx context.Context, stop func()) <-chan error {
 		// otherwise wait out.
 		err := serveUntilDone(ctx, ep.g, ep.lis, func() { ep.obs.health.Shutdown(); ep.sched.Close() })
 		if err != nil {
+			err = fmt.Errorf("%s: %w", ep.lis.Addr(), err)
 			ep.logger.Error("gRPC server failed; stopping the farm", "error", err)
+		} else {
+			select {
+			case err = <-internal: // it stopped the farm
+			default:
+			}
 		}
 		stop()
 		served <- err
@@ -171,18 +186,18 @@ func (ep *upEndpoint) close() {
 // background: slow enough to leave the disk to the actions.
 const scrubRate = 32 << 20
 
-// serveLocalInternal serves the worker protocol and the admin API on the
-// UNIX socket path only: no client of the TCP port, with or without
-// credentials, can register a worker or drain one.
-func serveLocalInternal(sched *scheduler.Scheduler, path string) (*grpc.Server, error) {
+// localInternal is the server of the worker protocol and the admin API,
+// and its listener, on the UNIX socket path only: no client of the TCP
+// port, with or without credentials, can register a worker or drain one.
+// serve serves it.
+func localInternal(sched *scheduler.Scheduler, path string) (*grpc.Server, net.Listener, error) {
 	lis, err := listenUnix(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	g := grpc.NewServer(append(grpclimit.KeepaliveOptions(), streamWorkers())...) // the worker's pings
 	sched.RegisterInternal(g)
-	go g.Serve(lis)
-	return g, nil
+	return g, lis, nil
 }
 
 // listenUnix listens on a UNIX socket at path that only this user (root)
