@@ -68,12 +68,16 @@ init:
 	$(GO) run ./sandbox/internal/initbin/gen
 
 STATICCHECK_VERSION := v0.8.2
+ERRCHECK_VERSION := v1.9.0
 
-# gofmt, go vet and staticcheck (its checks: staticcheck.conf).
+# gofmt, go vet, staticcheck (its checks: staticcheck.conf) and errcheck
+# (the calls whose errors it leaves alone, and why: errcheck.excludes;
+# a deliberate `_ =` elsewhere carries its reason beside it).
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+	$(GO) run github.com/kisielk/errcheck@$(ERRCHECK_VERSION) -exclude errcheck.excludes -ignoregenerated ./...
 
 # The standard `paddock bench` set against a fresh `paddock up` (needs root);
 # figures go in docs/benchmarks.md.

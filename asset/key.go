@@ -3,7 +3,6 @@ package asset
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -51,7 +50,7 @@ func recordKey(instance string, k kind, fn digest.Function, uri string, qs []*ra
 	sort.Strings(quals)
 	h := sha256.New()
 	for _, part := range append([]string{recordKeyVersion, instance, string(k), fn.String(), uri}, quals...) {
-		io.WriteString(h, lengthPrefixed(part))
+		h.Write([]byte(lengthPrefixed(part))) // a hash's Write never fails
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

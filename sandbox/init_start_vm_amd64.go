@@ -87,7 +87,9 @@ func mapVMMemory() (*vmMemory, error) {
 	return &vmMemory{mem: mem, child: (*vmChild)(unsafe.Pointer(&mem[0])), stack: (base + uintptr(size)) &^ 15}, nil
 }
 
-func (m *vmMemory) unmap() { unix.Munmap(m.mem) }
+// unmap releases the child's memory once it has exec'd or exited; Munmap
+// of a mapping this process made cannot fail.
+func (m *vmMemory) unmap() { _ = unix.Munmap(m.mem) }
 
 // vmPipes are the descriptors startVM makes for the child: copies of its
 // files (fds) and the sync and error pipes' ends it uses, which the

@@ -79,7 +79,7 @@ func (s *Scheduler) openJournal() error {
 		return fmt.Errorf("scheduler: %w", err)
 	}
 	if err := s.replay(rec); err != nil {
-		j.Close()
+		_ = j.Close() // the replay's error is the one to report
 		return fmt.Errorf("scheduler: journal %s: %w; refusing to start from a wrong state", s.cfg.JournalDir, err)
 	}
 	// The records since the snapshot count toward the next one, by number

@@ -190,8 +190,10 @@ func (s *Scheduler) Tick() {
 	var stopped []string
 	for _, name := range s.followers.abandoned(now, s.cfg.AbandonedGrace) {
 		if v, ok := s.core.Operation(name); ok && !v.done {
-			stopped = append(stopped, name)
-			s.core.Abandon(now, name, fmt.Sprintf("abandoned: no client followed it for %s (abandoned_grace)", s.cfg.AbandonedGrace))
+			// Found just now under the same lock: Abandon cannot miss it.
+			if err := s.core.Abandon(now, name, fmt.Sprintf("abandoned: no client followed it for %s (abandoned_grace)", s.cfg.AbandonedGrace)); err == nil {
+				stopped = append(stopped, name)
+			}
 		}
 	}
 	logAbandoned(s.log, stopped, s.cfg.AbandonedGrace)

@@ -141,7 +141,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, code int, name 
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	w.Write(buf.Bytes())
+	_, _ = w.Write(buf.Bytes()) // the browser may be gone; nothing else to tell it
 }
 
 // fail renders the error page with code and the reason.

@@ -168,7 +168,7 @@ func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.B
 			return fmt.Errorf("zstd encoder: %w", err)
 		}
 		if _, err := io.Copy(enc, r); err != nil {
-			enc.Close()
+			_ = enc.Close() // the copy's error is the one to report
 			return err
 		}
 		if err := enc.Close(); err != nil {

@@ -106,7 +106,9 @@ func runBench(ctx context.Context, args []string) error {
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		enc.Encode(reports)
+		if werr := enc.Encode(reports); werr != nil {
+			return fmt.Errorf("write the report: %w", werr)
+		}
 	} else {
 		fmt.Print(bench.Table(reports))
 	}

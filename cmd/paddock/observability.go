@@ -222,24 +222,8 @@ func (o *observability) startHTTP(ctx context.Context, addr string, tlsCfg *tls.
 	} else {
 		protocols.SetUnencryptedHTTP2(true)
 	}
-	var grpcCalls atomic.Int64
 	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
-				// This port needs no credentials: its gRPC calls (health
-				// probes, reflection) are bounded, or idle Watch streams
-				// would hold the process's memory.
-				if grpcCalls.Add(1) > maxHTTPGRPCCalls {
-					grpcCalls.Add(-1)
-					http.Error(w, "too many gRPC calls in progress on this port", http.StatusTooManyRequests)
-					return
-				}
-				defer grpcCalls.Add(-1)
-				hg.ServeHTTP(w, r)
-				return
-			}
-			mux.ServeHTTP(w, timedBody(w, r))
-		}),
+		Handler: grpcBeside(hg, mux),
 		// A request's headers, as on the gRPC port (grpclimit).
 		MaxHeaderBytes:    grpclimit.MaxHeaderBytes,
 		Protocols:         &protocols,
@@ -265,12 +249,35 @@ func (o *observability) startHTTP(ctx context.Context, addr string, tlsCfg *tls.
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		srv.Shutdown(sctx)
+		if srv.Shutdown(sctx) != nil { // requests still running after 2 s
+			_ = srv.Close() // cuts them; its error is the listener's, already closed
+		}
 		hg.Stop()
 	}()
 	got := lis.Addr().String()
 	o.logger.Info("http listening", "addr", got)
 	return got, nil
+}
+
+// grpcBeside sends HTTP/2 gRPC requests to hg and the rest to mux.
+func grpcBeside(hg *grpc.Server, mux *http.ServeMux) http.Handler {
+	var grpcCalls atomic.Int64
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			// This port needs no credentials: its gRPC calls (health
+			// probes, reflection) are bounded, or idle Watch streams
+			// would hold the process's memory.
+			if grpcCalls.Add(1) > maxHTTPGRPCCalls {
+				grpcCalls.Add(-1)
+				http.Error(w, "too many gRPC calls in progress on this port", http.StatusTooManyRequests)
+				return
+			}
+			defer grpcCalls.Add(-1)
+			hg.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, timedBody(w, r))
+	})
 }
 
 // healthz answers 200 while the role is SERVING and 503 otherwise, for

@@ -344,11 +344,11 @@ func superviseChild(ctx context.Context, logger *slog.Logger, args []string) <-c
 				case <-time.After(time.Second):
 				}
 			case <-ctx.Done():
-				cmd.Process.Signal(syscall.SIGTERM)
+				_ = cmd.Process.Signal(syscall.SIGTERM) // fails only if it has exited: exited says so
 				select {
 				case <-exited:
 				case <-time.After(10 * time.Second):
-					cmd.Process.Kill()
+					_ = cmd.Process.Kill() // as above
 					<-exited
 				}
 			}

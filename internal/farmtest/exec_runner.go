@@ -82,8 +82,8 @@ func (r *ExecRunner) Run(ctx context.Context, req *runnerpb.RunRequest) (*runner
 	case errors.As(err, &ee):
 		resp.ExitCode = int32(ee.Sys().(syscall.WaitStatus).ExitStatus())
 	case err != nil:
-		resp.ExitCode = 127 // could not start: as a shell would report it
-		stderr.WriteString(err.Error())
+		resp.ExitCode = 127                    // could not start: as a shell would report it
+		_, _ = stderr.WriteString(err.Error()) // the exit code already says it could not start
 	}
 	if r.After != nil {
 		r.After(resp)

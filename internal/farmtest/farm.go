@@ -100,7 +100,7 @@ func Start(t testing.TB, opts Options) *Farm {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go g.Serve(lis)
+	go func() { _ = g.Serve(lis) }() // returns when the test's cleanup stops g
 	f.Addr = lis.Addr().String()
 	dial := opts.Dial
 	if len(dial) == 0 {
@@ -123,7 +123,12 @@ func Start(t testing.TB, opts Options) *Farm {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); w.Run(ctx, f.Conn) }()
+	go func() {
+		defer close(done)
+		if err := w.Run(ctx, f.Conn); err != nil && ctx.Err() == nil {
+			t.Logf("worker stopped: %v", err) // tests that stop the scheduler expect it
+		}
+	}()
 	t.Cleanup(func() {
 		cancel()
 		<-done

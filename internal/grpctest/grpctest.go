@@ -19,7 +19,7 @@ func Start(t testing.TB, lis net.Listener, register func(*grpc.Server), opts ...
 	t.Helper()
 	g := grpc.NewServer(opts...)
 	register(g)
-	go g.Serve(lis)
+	go func() { _ = g.Serve(lis) }() // returns when g is stopped
 	t.Cleanup(g.Stop)
 	return g
 }

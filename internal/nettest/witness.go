@@ -34,7 +34,7 @@ func NewWitness(t testing.TB, greeting string) *Witness {
 			}
 			w.accepted.Add(1)
 			if greeting != "" {
-				conn.Write([]byte(greeting))
+				_, _ = conn.Write([]byte(greeting)) // the peer may be gone; accepted counts the connection
 			}
 			conn.Close()
 		}

@@ -78,7 +78,9 @@ func WithUIDIn(t testing.TB, lo, hi int) []Process {
 		uid := -1
 		for _, line := range strings.Split(string(b), "\n") {
 			if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
-				fmt.Sscan(f[1], &uid)
+				if _, err := fmt.Sscan(f[1], &uid); err != nil {
+					uid = -1 // unreadable: not in the range
+				}
 			}
 		}
 		if uid < lo || uid >= hi {
@@ -107,6 +109,6 @@ func HasChildren(pid int) bool {
 // the process in most of them, so both are counted).
 func SelfCPU() time.Duration {
 	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru) // cannot fail for RUSAGE_SELF
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru) // cannot fail for RUSAGE_SELF
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -239,7 +239,7 @@ func (c *Client) receive(stream workerpb.WorkerService_ConnectClient, ended <-ch
 		case *workerpb.SchedulerMessage_Drain:
 			if c.leaving {
 				c.giveBackLocked("worker shutting down")
-				c.stream.CloseSend()
+				_ = c.stream.CloseSend() // only says the worker is done sending; the session ends either way
 			} else {
 				c.draining = true
 			}
