@@ -45,7 +45,7 @@ func TestFetchBlobContentEncoding(t *testing.T) {
 	gzipAnswer := func(body []byte) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Encoding", "gzip")
-			w.Write(body)
+			_, _ = w.Write(body) // the client may be gone
 		}
 	}
 	mux := http.NewServeMux()

@@ -25,7 +25,7 @@ func TestFetchLogsHidePasswords(t *testing.T) {
 	t.Cleanup(o.Close)
 	host := strings.TrimPrefix(o.URL, "http://")
 	withPassword := "http://user:" + password + "@" + host
-	mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { w.Write(content) })
+	mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(content) }) // the client may be gone
 	mux.HandleFunc("/moved", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "http://user:"+password+"@127.0.0.1:1/gone", http.StatusFound) // nothing listens on port 1
 	})

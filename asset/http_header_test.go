@@ -75,7 +75,7 @@ func TestHeaderQualifiersReachTheirURI(t *testing.T) {
 	content := []byte("private artifact\n")
 	o := startHeaderOrigin(t)
 	o.mux.HandleFunc("/first", http.NotFound)
-	o.mux.HandleFunc("/second", func(w http.ResponseWriter, r *http.Request) { w.Write(content) })
+	o.mux.HandleFunc("/second", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(content) }) // the client may be gone
 	h := start(t, func(opts *asset.Options) { opts.AllowedHosts = []string{o.host()} })
 	resp, err := h.fetch.FetchBlob(readsStatus(t), &rapb.FetchBlobRequest{
 		Uris: []string{o.URL + "/first", o.URL + "/second"},
@@ -117,7 +117,7 @@ func TestHeaderQualifiersStayOnTheirOrigin(t *testing.T) {
 	content := []byte("redirected artifact\n")
 	home, other := startHeaderOrigin(t), startHeaderOrigin(t)
 	for _, o := range []*headerOrigin{home, other} {
-		o.mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { w.Write(content) })
+		o.mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(content) }) // the client may be gone
 	}
 	home.mux.HandleFunc("/same", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/file", http.StatusFound) })
 	home.mux.HandleFunc("/away", func(w http.ResponseWriter, r *http.Request) {
@@ -126,7 +126,7 @@ func TestHeaderQualifiersStayOnTheirOrigin(t *testing.T) {
 	home.mux.HandleFunc("/bounce", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, other.URL+"/back", http.StatusFound)
 	})
-	home.mux.HandleFunc("/returned", func(w http.ResponseWriter, r *http.Request) { w.Write(content) })
+	home.mux.HandleFunc("/returned", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(content) }) // the client may be gone
 	other.mux.HandleFunc("/back", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, home.URL+"/returned", http.StatusFound)
 	})
@@ -169,7 +169,7 @@ func TestHeaderQualifiersStayOnTheirOrigin(t *testing.T) {
 func TestHeaderQualifiersRefused(t *testing.T) {
 	content := []byte("never fetched\n")
 	o := startHeaderOrigin(t)
-	o.mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { w.Write(content) })
+	o.mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(content) }) // the client may be gone
 	h := start(t, func(opts *asset.Options) { opts.AllowedHosts = []string{o.host()} })
 	// A record the refused requests would otherwise be answered from.
 	if resp, err := h.fetch.FetchBlob(readsStatus(t), &rapb.FetchBlobRequest{
@@ -234,7 +234,7 @@ func TestHeaderValuesAreNeverShown(t *testing.T) {
 	const secret = "Bearer tok-5f3c9a"
 	content := []byte("secret artifact\n")
 	o := startHeaderOrigin(t)
-	o.mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { w.Write(content) })
+	o.mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(content) }) // the client may be gone
 	for _, code := range []int{401, 403, 500} {
 		o.mux.HandleFunc(fmt.Sprintf("/%d", code), func(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "denied: "+r.Header.Get("Authorization"), code) // an origin quoting what it got
@@ -284,7 +284,7 @@ func TestHeaderValuesAreNeverShown(t *testing.T) {
 		t.Errorf("the log shows the credential, or no failure:\n%s", got)
 	}
 	records := 0
-	filepath.WalkDir(dir, func(path string, de fs.DirEntry, err error) error {
+	if err := filepath.WalkDir(dir, func(path string, de fs.DirEntry, err error) error {
 		if err != nil || de.IsDir() {
 			return err
 		}
@@ -297,7 +297,9 @@ func TestHeaderValuesAreNeverShown(t *testing.T) {
 			t.Errorf("%s holds the credential: %s", path, data)
 		}
 		return nil
-	})
+	}); err != nil {
+		t.Fatalf("reading the server's files: %v", err)
+	}
 	if records == 0 {
 		t.Error("no record written")
 	}
@@ -316,7 +318,7 @@ func TestCredentialRecordsAreNotShared(t *testing.T) {
 			http.Error(w, "who are you", http.StatusUnauthorized)
 			return
 		}
-		w.Write(private)
+		_, _ = w.Write(private) // the client may be gone
 	})
 	h := start(t, func(opts *asset.Options) {
 		opts.AllowedHosts = []string{o.host()}

@@ -43,7 +43,7 @@ func serveBytes(t *testing.T, data string) string {
 					break
 				}
 			}
-			c.Write([]byte(data))
+			_, _ = c.Write([]byte(data)) // the client may have gone
 			c.Close()
 		}
 	}()

@@ -268,8 +268,9 @@ type origin struct {
 func startOrigin(t *testing.T, content []byte) *origin {
 	o := &origin{}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { o.hits.Add(1); w.Write(content) })
-	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) { w.Write(make([]byte, 4096)) })
+	// A Write to a client that may be gone is not checked.
+	mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { o.hits.Add(1); _, _ = w.Write(content) })
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(make([]byte, 4096)) })
 	mux.HandleFunc("/hang", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
 	mux.HandleFunc("/away", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "http://localhost.invalid/file", http.StatusFound)
@@ -437,7 +438,7 @@ func TestFetchBlobDownloadsAreBounded(t *testing.T) {
 		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
 		}
 		<-release
-		w.Write(content)
+		_, _ = w.Write(content) // the client may be gone
 	})
 	o := httptest.NewServer(mux)
 	t.Cleanup(o.Close)

@@ -29,9 +29,9 @@ func TestFetchTimeoutCountsTheWaitForASlot(t *testing.T) {
 	mux.HandleFunc("/slow/", func(w http.ResponseWriter, r *http.Request) {
 		entered <- struct{}{}
 		<-release
-		w.Write(content)
+		_, _ = w.Write(content) // the client may be gone
 	})
-	mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { w.Write(content) })
+	mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(content) }) // the client may be gone
 	o := httptest.NewServer(mux)
 	t.Cleanup(o.Close)
 	releaseOnce := func() {
@@ -47,7 +47,8 @@ func TestFetchTimeoutCountsTheWaitForASlot(t *testing.T) {
 	var held sync.WaitGroup
 	for i := range asset.MaxDownloads / 2 { // one tenant's slots
 		held.Go(func() {
-			h.fetch.FetchBlob(ctx, &rapb.FetchBlobRequest{Uris: []string{fmt.Sprintf("%s/slow/%d", o.URL, i)}, Qualifiers: q("checksum.sri", sri(content))})
+			// Held until the test ends; only the slot it takes matters.
+			_, _ = h.fetch.FetchBlob(ctx, &rapb.FetchBlobRequest{Uris: []string{fmt.Sprintf("%s/slow/%d", o.URL, i)}, Qualifiers: q("checksum.sri", sri(content))})
 		})
 		<-entered
 	}

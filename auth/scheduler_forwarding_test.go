@@ -124,7 +124,10 @@ func (sf *splitFarm) holdDownloads(t *testing.T, conn grpcConn, instance string,
 	ctx, cancel := context.WithCancel(t.Context())
 	t.Cleanup(cancel)
 	for i := range n {
-		go sf.fetch(ctx, conn, instance, fmt.Sprintf("/slow/%s-%d", instance, i), time.Minute)
+		go func() {
+			// Held until the test ends; only the slot it takes matters.
+			_, _ = sf.fetch(ctx, conn, instance, fmt.Sprintf("/slow/%s-%d", instance, i), time.Minute)
+		}()
 	}
 	for range n {
 		select {

@@ -30,7 +30,9 @@ func TestWarnIfReadableByAll(t *testing.T) {
 			if err := os.WriteFile(p, []byte("secret"), tc.mode); err != nil {
 				t.Fatal(err)
 			}
-			os.Chmod(p, tc.mode) // past the umask
+			if err := os.Chmod(p, tc.mode); err != nil { // past the umask
+				t.Fatal(err)
+			}
 			var buf bytes.Buffer
 			auth.WarnIfReadableByAll(slog.New(slog.NewTextHandler(&buf, nil)), "TLS private key", p)
 			got := buf.String()

@@ -166,7 +166,7 @@ func TestOnlyWorkersRegister(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		s.Send(&workerpb.WorkerMessage{})
+		_ = s.Send(&workerpb.WorkerMessage{}) // io.EOF if already refused; Recv has the status
 		_, err = s.Recv()
 		return err
 	}

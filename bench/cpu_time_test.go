@@ -157,7 +157,9 @@ func TestBurnHelper(t *testing.T) {
 			x = x*6364136223846793005 + 1
 		}
 		var ru syscall.Rusage
-		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			t.Fatalf("getrusage: %v", err) // or the loop would never end
+		}
 		if time.Duration(ru.Utime.Nano()+ru.Stime.Nano()) >= time.Duration(ms)*time.Millisecond {
 			fmt.Fprintln(io.Discard, x) // x is used: the loop stays
 			os.Exit(0)
@@ -188,11 +190,17 @@ func TestProcessTreeCPU(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Wait()
+	defer func() {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("shells: %v", err)
+		}
+	}()
 	defer stdin.Close() // the shells' last read ends: they exit
 
 	before, machineBefore := cpuReadings(t, cmd.Process.Pid)
-	stdin.Write([]byte("go\n"))
+	if _, err := stdin.Write([]byte("go\n")); err != nil {
+		t.Fatalf("starting the burner: %v", err)
+	}
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil || strings.TrimSpace(line) != "done" {
 		t.Fatalf("burner: %q, %v", line, err)

@@ -26,7 +26,9 @@ func TestReadToStreams(t *testing.T) {
 	f := farmtest.Start(t, farmtest.Options{})
 	c := client.New(f.Conn, client.Options{})
 	data := make([]byte, 64<<20)
-	rand.Read(data)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
 	b := client.NewBlob(data)
 	if err := c.Write(t.Context(), b); err != nil {
 		t.Fatal(err)

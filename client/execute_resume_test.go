@@ -49,7 +49,9 @@ func (s *restartingScheduler) Execute(_ *repb.ExecuteRequest, stream grpc.Server
 		return stream.Send(&longrunningpb.Operation{Name: "operations/x", Done: true,
 			Result: &longrunningpb.Operation_Error{Error: status.New(codes.Unavailable, "the worker went away").Proto()}})
 	}
-	stream.Send(&longrunningpb.Operation{Name: "operations/x"})
+	if err := stream.Send(&longrunningpb.Operation{Name: "operations/x"}); err != nil {
+		return err
+	}
 	return status.Error(codes.Unavailable, "the scheduler is stopping")
 }
 
@@ -109,7 +111,9 @@ type blockingScheduler struct {
 }
 
 func (s blockingScheduler) Execute(_ *repb.ExecuteRequest, stream grpc.ServerStreamingServer[longrunningpb.Operation]) error {
-	stream.Send(&longrunningpb.Operation{Name: "operations/x"})
+	// A name that does not reach the client is executed again, which the
+	// test allows (see the second server).
+	_ = stream.Send(&longrunningpb.Operation{Name: "operations/x"})
 	s.started <- struct{}{}
 	<-stream.Context().Done()
 	return stream.Context().Err()
@@ -132,7 +136,7 @@ func TestExecuteResumesAcrossARealRestart(t *testing.T) {
 	first := grpc.NewServer()
 	started := make(chan struct{}, 1)
 	repb.RegisterExecutionServer(first, blockingScheduler{started: started})
-	go first.Serve(lis)
+	go func() { _ = first.Serve(lis) }() // returns when the test stops the server
 	refused := make(chan struct{}, 100)
 	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1.5, MaxDelay: 100 * time.Millisecond}}),
@@ -175,7 +179,7 @@ func TestExecuteResumesAcrossARealRestart(t *testing.T) {
 	// (the first server stopped before its name reached the client) ends
 	// at once too.
 	repb.RegisterExecutionServer(second, &restartingScheduler{executes: 1})
-	go second.Serve(lis2)
+	go func() { _ = second.Serve(lis2) }() // returns when the test stops the server
 	defer second.Stop()
 	select {
 	case err := <-result:

@@ -18,8 +18,12 @@ func TestWriteOutputsRefusesEscapes(t *testing.T) {
 	c := New(nil, Options{}) // inline contents only: no RPC is made
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "work")
-	os.Mkdir(dir, 0o755)
-	os.Symlink(parent, filepath.Join(dir, "up"))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(parent, filepath.Join(dir, "up")); err != nil {
+		t.Fatal(err)
+	}
 	data := []byte("x")
 	d := NewBlob(data).Digest.Proto()
 	for _, p := range []string{"../escaped", "/abs/escaped", "up/escaped"} {
@@ -75,7 +79,9 @@ func TestWriteOutputsKeepsFilesNamedLikeTemporaries(t *testing.T) {
 	c := New(nil, Options{})
 	dir := t.TempDir()
 	mine := filepath.Join(dir, ".paddock-tmp-out")
-	os.WriteFile(mine, []byte("precious\n"), 0o644)
+	if err := os.WriteFile(mine, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	data := []byte("x")
 	r := &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "out", Digest: NewBlob(data).Digest.Proto(), Contents: data}}}
 	if err := c.WriteOutputs(t.Context(), dir, &repb.Command{OutputFiles: []string{"out"}}, r); err != nil {

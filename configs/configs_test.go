@@ -25,7 +25,9 @@ func TestExampleStorageConfigLoads(t *testing.T) {
 
 func TestUnknownKeysAreErrors(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "c.yaml")
-	os.WriteFile(p, []byte("version: 1\nlisten: 1.2.3.4:5\nmax_byte: 10GiB\n"), 0o644)
+	if err := os.WriteFile(p, []byte("version: 1\nlisten: 1.2.3.4:5\nmax_byte: 10GiB\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg := DefaultStorage()
 	err := Load(p, &cfg)
 	if err == nil || !strings.Contains(err.Error(), "max_byte") || !strings.Contains(err.Error(), "c.yaml") {

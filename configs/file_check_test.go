@@ -84,7 +84,9 @@ func TestJournalSyncCheckedWhenRead(t *testing.T) {
 		{"scheduler", "version: 1\n<<: {journal_sync: sometimes}\n", `journal_sync: line 2: journal sync policy "sometimes"`},
 	} {
 		p := filepath.Join(dir, tc.role+".yaml")
-		os.WriteFile(p, []byte(tc.yaml), 0o644)
+		if err := os.WriteFile(p, []byte(tc.yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
 		if err := loadRole(tc.role, p); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want an error saying %q", tc.yaml, err, tc.want)
 		}

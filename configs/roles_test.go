@@ -37,7 +37,9 @@ func TestVersionKey(t *testing.T) {
 		}
 	}
 	p := filepath.Join(dir, "good.yaml")
-	os.WriteFile(p, []byte("listen: a:1\nversion: 1\n"), 0o644)
+	if err := os.WriteFile(p, []byte("listen: a:1\nversion: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg := DefaultStorage()
 	if err := Load(p, &cfg); err != nil || cfg.Listen != "a:1" {
 		t.Fatalf("version last: %v, %+v", err, cfg)

@@ -31,7 +31,9 @@ func TestWholeNumbers(t *testing.T) {
 		}
 	}
 	p := filepath.Join(dir, "good.yaml")
-	os.WriteFile(p, []byte("version: 1\ndata: /d\nworker:\n  concurrency: 4\n  cache_size: 1GiB\nrunner:\n  default_cpu_limit: 1.5\n"), 0o644)
+	if err := os.WriteFile(p, []byte("version: 1\ndata: /d\nworker:\n  concurrency: 4\n  cache_size: 1GiB\nrunner:\n  default_cpu_limit: 1.5\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cfg := DefaultUp("/d")
 	if err := Load(p, &cfg); err != nil || cfg.Worker.Concurrency != 4 || cfg.Runner.DefaultCPULimit != 1.5 {
 		t.Fatalf("good file: %v, %+v", err, cfg)

@@ -38,10 +38,10 @@ func serveFile(t *testing.T, body []byte) *userAgents {
 			http.NotFound(w, r)
 			return
 		}
-		w.Write(body)
+		_, _ = w.Write(body) // the client may be gone; the test checks what it got
 	})}
-	go srv.Serve(lis)
-	t.Cleanup(func() { srv.Close() })
+	go func() { _ = srv.Serve(lis) }()    // returns when the test closes the server
+	t.Cleanup(func() { _ = srv.Close() }) // teardown: nothing left to check
 	u.addr = lis.Addr().String()
 	return u
 }

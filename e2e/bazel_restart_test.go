@@ -46,7 +46,9 @@ func TestBazelBuildAcrossSchedulerRestart(t *testing.T) {
 			return err == nil && len(resp.Workers) == 1 && resp.Workers[0].Connected && resp.Workers[0].Running == 1
 		})
 	}
-	running.Write([]byte("go\n"))
+	if _, err := running.Write([]byte("go\n")); err != nil {
+		t.Fatalf("telling the gated action to go: %v", err)
+	}
 	running.Close()
 
 	checkGatedBuild(t, b, done, "across a scheduler restart")

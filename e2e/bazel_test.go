@@ -157,7 +157,9 @@ func workerKilledSuite(t *testing.T, b *bazel) {
 	checkKilled(t, first, faultLimit)
 	rs.startWorker("w2")
 	second := g.attempt(faultLimit)
-	second.Write([]byte("go\n"))
+	if _, err := second.Write([]byte("go\n")); err != nil {
+		t.Fatalf("telling the gated action to go: %v", err)
+	}
 	second.Close()
 	checkGatedBuild(t, b, done, "with its worker killed")
 	b.Shutdown()

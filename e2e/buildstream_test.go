@@ -84,7 +84,9 @@ config:
 `,
 		"sysroot/bin/busybox": string(imagetest.Busybox(t)),
 	})
-	os.Chmod(filepath.Join(project, "sysroot/bin/busybox"), 0o755)
+	if err := os.Chmod(filepath.Join(project, "sysroot/bin/busybox"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, applet := range []string{"sh", "mkdir", "echo", "cat"} {
 		if err := os.Symlink("busybox", filepath.Join(project, "sysroot/bin", applet)); err != nil {
 			t.Fatal(err)
@@ -123,7 +125,7 @@ func compareTrees(t *testing.T, a, b string) string {
 	t.Helper()
 	list := func(root string) map[string]string {
 		m := map[string]string{}
-		filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error { // never fails: errors are recorded in m
 			if err != nil {
 				m[p] = "error: " + err.Error()
 				return nil

@@ -141,7 +141,7 @@ func tryStartExecutable(t testing.TB, name string, ready *regexp.Regexp, exe str
 			default:
 			}
 		}
-		io.Copy(io.Discard, stdout)
+		_, _ = io.Copy(io.Discard, stdout) // the rest, until the process exits
 		close(p.lines)
 		p.err = cmd.Wait()
 		close(p.exited)
@@ -150,7 +150,7 @@ func tryStartExecutable(t testing.TB, name string, ready *regexp.Regexp, exe str
 		select {
 		case <-p.exited:
 		default:
-			p.cmd.Process.Kill()
+			_ = p.cmd.Process.Kill() // may have exited since the check above
 			<-p.exited
 		}
 		if t.Failed() {
@@ -213,7 +213,7 @@ func (p *process) stop(sig os.Signal) {
 	select {
 	case <-p.exited:
 	case <-time.After(processStopTimeout):
-		p.cmd.Process.Kill()
+		_ = p.cmd.Process.Kill() // may have exited just now; the test fails either way
 		<-p.exited
 		p.t.Fatalf("paddock %s did not exit within %s of %v", p.name, processStopTimeout, sig)
 	}
@@ -224,7 +224,7 @@ func (p *process) stop(sig os.Signal) {
 
 // kill kills the process with SIGKILL and waits for it.
 func (p *process) kill() {
-	p.cmd.Process.Kill()
+	_ = p.cmd.Process.Kill() // may have exited already: gone either way
 	<-p.exited
 }
 
@@ -329,7 +329,8 @@ func (f *farm) shutdown() {
 	for _, e := range entries {
 		f.t.Errorf("after paddock up stopped, build directory worker/builds/%s is left behind", e.Name())
 	}
-	filepath.WalkDir(filepath.Join(f.data, "runner", "bundles"), func(p string, d fs.DirEntry, err error) error {
+	// Never fails: its func skips what it cannot read (bundles may not exist).
+	_ = filepath.WalkDir(filepath.Join(f.data, "runner", "bundles"), func(p string, d fs.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			f.t.Errorf("after paddock up stopped, %s is left behind", p)
 		}
@@ -354,7 +355,7 @@ func checkNoProcessesLeft(t testing.TB) {
 			t.Errorf("processes of the paddock binary still running after it stopped: %s", strings.Join(left, "; "))
 			for _, pid := range left {
 				if n, err := strconv.Atoi(strings.Fields(pid)[0]); err == nil {
-					syscall.Kill(n, syscall.SIGKILL)
+					_ = syscall.Kill(n, syscall.SIGKILL) // cleanup after the error above; it may have exited
 				}
 			}
 			return

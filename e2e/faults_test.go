@@ -81,7 +81,9 @@ func (g *gate) attempt(limit time.Duration) net.Conn {
 // started reads the "started" line of an attempt that connected.
 func (g *gate) started(c net.Conn, limit time.Duration) {
 	g.t.Helper()
-	c.SetDeadline(time.Now().Add(limit))
+	if err := c.SetDeadline(time.Now().Add(limit)); err != nil {
+		g.t.Fatal(err)
+	}
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil || line != "started\n" {
 		g.t.Fatalf("an attempt connected but said %q (%v)", line, err)
@@ -92,7 +94,9 @@ func (g *gate) started(c net.Conn, limit time.Duration) {
 // sandbox was torn down, so the connection is closed).
 func checkKilled(t testing.TB, c net.Conn, limit time.Duration) {
 	t.Helper()
-	c.SetReadDeadline(time.Now().Add(limit))
+	if err := c.SetReadDeadline(time.Now().Add(limit)); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
 		t.Errorf("the interrupted attempt is still running: its connection gave %v, want EOF", err)
 	}
@@ -162,7 +166,9 @@ func TestFaults(t *testing.T) {
 			// The replacement gets the action; attempt 2 finishes.
 			rs.startWorker(next)
 			second := g.attempt(faultLimit)
-			second.Write([]byte("go\n"))
+			if _, err := second.Write([]byte("go\n")); err != nil {
+				t.Fatalf("telling the gated action to go: %v", err)
+			}
 			second.Close()
 			r := awaitRetried(t, done, "after the worker was killed (replaced by "+next+")")
 			if got := string(c.read(t.Context(), r.resp.Result.StdoutDigest)); got != "answer: go\n" {
@@ -205,7 +211,9 @@ func TestFaults(t *testing.T) {
 		case r := <-done:
 			t.Fatalf("Execute ended without a retry on the restarted runner: %v, %v", r.resp.GetStatus(), r.err)
 		case second := <-g.conns:
-			second.Write([]byte("go\n"))
+			if _, err := second.Write([]byte("go\n")); err != nil {
+				t.Fatalf("telling the gated action to go: %v", err)
+			}
 			second.Close()
 		case <-time.After(faultLimit):
 			t.Fatalf("no retry within %s of the runner's death", faultLimit)

@@ -59,7 +59,9 @@ func TestWorkerHealthFollowsRunner(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc.Send(&grpc_reflection_v1.ServerReflectionRequest{MessageRequest: &grpc_reflection_v1.ServerReflectionRequest_ListServices{}})
+	if err := rc.Send(&grpc_reflection_v1.ServerReflectionRequest{MessageRequest: &grpc_reflection_v1.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatalf("sending the reflection request: %v", err)
+	}
 	resp, err := rc.Recv()
 	if err != nil {
 		t.Fatal(err)

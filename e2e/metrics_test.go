@@ -63,7 +63,9 @@ func TestMetrics(t *testing.T) {
 	}
 	checkKilled(t, first, faultLimit)
 	second := g.attempt(faultLimit)
-	second.Write([]byte("go\n"))
+	if _, err := second.Write([]byte("go\n")); err != nil {
+		t.Fatalf("telling the gated action to go: %v", err)
+	}
 	second.Close()
 	for _, ch := range []<-chan execResult{gated, queued} {
 		r := <-ch
@@ -100,10 +102,12 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	claimed := digestOf([]byte("what the client claims"))
-	w.Send(&bytestream.WriteRequest{
+	if err := w.Send(&bytestream.WriteRequest{
 		ResourceName: fmt.Sprintf("uploads/4a1c2f55-8c5e-4c1e-9a0e-2b9f2c1d0e01/blobs/%s/%d", claimed.Hash, claimed.SizeBytes),
 		Data:         []byte("what the client sends!"), FinishWrite: true,
-	})
+	}); err != nil {
+		t.Fatalf("ByteStream Write: sending: %v", err)
+	}
 	if _, err := w.CloseAndRecv(); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("ByteStream Write of bytes that do not match the digest: %v, want INVALID_ARGUMENT", err)
 	}

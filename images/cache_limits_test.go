@@ -81,7 +81,9 @@ func TestRecordedNamesCountTowardTheBound(t *testing.T) {
 	if min := int64(len(entries))*entryCost + names; pulled < min {
 		t.Fatalf("cache counts %d bytes for %d entries with %d bytes of recorded names, want at least %d", pulled, len(entries), names, min)
 	}
-	c.Close()
+	if err := c.Close(); err != nil {
+		t.Fatalf("closing the cache before the restart: %v", err)
+	}
 	c = newTestCache(t, dir, r, nil)
 	if c.bytes != pulled {
 		t.Fatalf("after a restart the cache counts %d bytes, after the pull %d", c.bytes, pulled)
@@ -97,7 +99,9 @@ func TestNewDropsOversizedLayerMeta(t *testing.T) {
 	dir := t.TempDir()
 	c := newTestCache(t, dir, r, nil)
 	r.rootfs(t, c, "small:1").Release()
-	c.Close()
+	if err := c.Close(); err != nil {
+		t.Fatalf("closing the cache: %v", err)
+	}
 	metas, _ := filepath.Glob(filepath.Join(dir, "layers", "*", "layer.json"))
 	if len(metas) != 1 {
 		t.Fatalf("layer.json files: %v", metas)

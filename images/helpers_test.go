@@ -316,7 +316,7 @@ func newTestCache(t testing.TB, dir string, r *testRegistry, mod func(*Options))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() }) // teardown: nothing uses the cache after it
 	return c
 }
 

@@ -95,7 +95,9 @@ func TestRefusesImageLargerThanBound(t *testing.T) {
 	var random, compressible []v1.Layer
 	for i := range 5 {
 		b := make([]byte, 20<<10)
-		rand.Read(b)
+		if _, err := rand.Read(b); err != nil {
+			t.Fatal(err)
+		}
 		random = append(random, layerOf(t, compression.GZip, file("r", string(b), 0o644)))
 		compressible = append(compressible, layerOf(t, compression.GZip,
 			file(fmt.Sprint("c", i), strings.Repeat(fmt.Sprint(i), 20<<10), 0o644)))
@@ -201,7 +203,9 @@ func TestImageRootsCountTowardTheBound(t *testing.T) {
 	if two-one < 50*entryCost {
 		t.Fatalf("a second image of the shared layer counts %d bytes, want at least %d for its 50 directories", two-one, 50*entryCost)
 	}
-	c.Close()
+	if err := c.Close(); err != nil {
+		t.Fatalf("closing the cache before the restart: %v", err)
+	}
 	c = newTestCache(t, dir, r, nil)
 	if c.bytes != two {
 		t.Fatalf("after a restart the cache counts %d bytes, before %d", c.bytes, two)

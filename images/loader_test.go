@@ -105,7 +105,9 @@ func TestLoadDockerSaveTarball(t *testing.T) {
 	rf := rootfsOf(t, c, "docker://"+airGappedHost+"/tools/bb:3")
 	checkBusyboxRootfs(t, rf, "tarball")
 	rf.Release()
-	c.Close()
+	if err := c.Close(); err != nil {
+		t.Fatalf("closing the cache before the restart: %v", err)
+	}
 
 	// Loaded images survive a restart like pulled ones.
 	c2 := newTestCache(t, dir, nil, nil)

@@ -141,12 +141,14 @@ func TestSameContentFromAnotherRepository(t *testing.T) {
 
 	dir := s.cache.opts.Dir
 	o := s.cache.opts
-	s.cache.Close()
+	if err := s.cache.Close(); err != nil {
+		t.Fatalf("closing the cache before the restart: %v", err)
+	}
 	c, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() }) // teardown: nothing uses the cache after it
 	_, blobs := s.reg.Reads()
 	for _, u := range []struct {
 		ref    Reference

@@ -104,12 +104,16 @@ func TestAllowedRegistriesAreCheckedFirst(t *testing.T) {
 	if n := r.totalRequests(); n != before {
 		t.Fatalf("the registry got %d requests; want none", n-before)
 	}
-	c.Close()
+	if err := c.Close(); err != nil {
+		t.Fatalf("closing the cache: %v", err)
+	}
 
 	// "127.0.0.1" allows the registry on any port.
 	c = newTestCache(t, dir, r, func(o *Options) { o.AllowedRegistries = []string{"127.0.0.1"} })
 	r.rootfs(t, c, "app:1").Release()
-	c.Close()
+	if err := c.Close(); err != nil {
+		t.Fatalf("closing the cache: %v", err)
+	}
 	before = r.totalRequests()
 
 	c = newTestCache(t, dir, r, func(o *Options) { o.AllowedRegistries = []string{"registry.example"} })

@@ -73,7 +73,9 @@ func BenchmarkColdPull(b *testing.B) {
 		b.StopTimer()
 		size = c.bytes
 		rf.Release()
-		c.Close()
+		if err := c.Close(); err != nil {
+			b.Fatal(err)
+		}
 		os.RemoveAll(dir)
 		b.StartTimer()
 	}
@@ -87,7 +89,7 @@ func warmCache(b *testing.B) (*Cache, *testRegistry, string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { c.Close() })
+	b.Cleanup(func() { _ = c.Close() }) // teardown: nothing uses the cache after it
 	rf := r.rootfs(b, c, "bench:warm")
 	rf.Release()
 	return c, r, digest

@@ -34,7 +34,10 @@ func hostileSetup(t *testing.T) (parent, cacheDir string) {
 func assertOutsideUntouched(t *testing.T, parent string) {
 	t.Helper()
 	var got []string
-	filepath.WalkDir(parent, func(p string, d fs.DirEntry, err error) error {
+	if err := filepath.WalkDir(parent, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
 		rel, _ := filepath.Rel(parent, p)
 		if rel == "cache" {
 			return filepath.SkipDir
@@ -43,7 +46,9 @@ func assertOutsideUntouched(t *testing.T, parent string) {
 			got = append(got, rel)
 		}
 		return nil
-	})
+	}); err != nil {
+		t.Errorf("listing %s: %v", parent, err)
+	}
 	if strings.Join(got, ",") != "outside,sentinel" {
 		t.Errorf("outside the cache: %v, want [outside sentinel]", got)
 	}

@@ -38,7 +38,9 @@ func hostileRun(t *testing.T, ctx context.Context, c *client.Client, adjust func
 	t.Helper()
 	dir := t.TempDir()
 	for p, body := range userFiles {
-		os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755)
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(filepath.Join(dir, p), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -175,11 +177,17 @@ func TestEscapingSymlinkIsRefused(t *testing.T) {
 func TestSymlinkInputLeavingRootIsRefused(t *testing.T) {
 	s, c := startHostile(t)
 	secret := filepath.Join(t.TempDir(), "secret")
-	os.WriteFile(secret, []byte("root:x:0:0\n"), 0o600)
+	if err := os.WriteFile(secret, []byte("root:x:0:0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	_, _, err := hostileRun(t, t.Context(), c, func(o *remoterun.Options) {
 		os.Remove(filepath.Join(o.Dir, "input.c"))
-		os.Symlink(secret, filepath.Join(o.Dir, "input.c"))
-		os.Symlink(".bashrc", filepath.Join(o.Dir, "inside.c"))
+		if err := os.Symlink(secret, filepath.Join(o.Dir, "input.c")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(".bashrc", filepath.Join(o.Dir, "inside.c")); err != nil {
+			t.Fatal(err)
+		}
 		o.Inputs = []string{"inside.c", "input.c"}
 	})
 	if err == nil || !strings.Contains(err.Error(), "input input.c is a symlink to") {

@@ -118,7 +118,9 @@ func (s *hostileServer) Read(r *bytestream.ReadRequest, stream bytestream.ByteSt
 	stall := s.stall[hash]
 	s.mu.Unlock()
 	if stall {
-		stream.Send(&bytestream.ReadResponse{Data: []byte("x")})
+		if err := stream.Send(&bytestream.ReadResponse{Data: []byte("x")}); err != nil {
+			return err
+		}
 		<-stream.Context().Done()
 		return stream.Context().Err()
 	}

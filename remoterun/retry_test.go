@@ -143,7 +143,9 @@ func TestRunRidesOutFailingStorageCalls(t *testing.T) {
 	c := client.New(grpctest.Dial(t, f.Addr, p.DialOptions()...), client.Options{Retry: &p})
 	dir := t.TempDir()
 	in := make([]byte, 2560<<10) // by ByteStream: over the 2 MiB batch limit
-	rand.Read(in)
+	if _, err := rand.Read(in); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "in.bin"), in, 0o644); err != nil {
 		t.Fatal(err)
 	}

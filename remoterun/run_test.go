@@ -123,7 +123,9 @@ func TestMissingInputFailsBeforeUpload(t *testing.T) {
 	c := client.New(f.Conn, client.Options{})
 	dir := t.TempDir()
 	present := []byte("present input\n")
-	os.WriteFile(filepath.Join(dir, "present.txt"), present, 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "present.txt"), present, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	_, err := remoterun.Run(t.Context(), c, remoterun.Options{
 		Args: []string{"cat", "present.txt", "absent.txt"}, Root: dir, Dir: dir,
 		Inputs: []string{"present.txt", "absent.txt"},
@@ -147,12 +149,22 @@ func TestDirectoryInputsAndOutputs(t *testing.T) {
 	f := farmtest.Start(t, farmtest.Options{})
 	c := client.New(f.Conn, client.Options{})
 	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "data", "deep"), 0o755)
-	os.WriteFile(filepath.Join(dir, "data", "a.txt"), []byte("a\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "data", "deep", "b.txt"), []byte("b\n"), 0o644)
-	os.Symlink("a.txt", filepath.Join(dir, "data", "link"))
+	if err := os.MkdirAll(filepath.Join(dir, "data", "deep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "data", "a.txt"), []byte("a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "data", "deep", "b.txt"), []byte("b\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("a.txt", filepath.Join(dir, "data", "link")); err != nil {
+		t.Fatal(err)
+	}
 	outside := filepath.Join(t.TempDir(), "outside.txt")
-	os.WriteFile(outside, nil, 0o644)
+	if err := os.WriteFile(outside, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	base := remoterun.Options{Root: dir, Dir: dir, Environment: map[string]string{"PATH": os.Getenv("PATH")}}
 
 	o := base

@@ -428,10 +428,14 @@ func TestProcessHeld(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Munmap(m)
+	defer func() { _ = unix.Munmap(m) }() // teardown: the checks are done
 	var want [2]unix.Stat_t
-	unix.Fstat(int(opened.Fd()), &want[0])
-	unix.Fstat(int(mapped.Fd()), &want[1])
+	if err := unix.Fstat(int(opened.Fd()), &want[0]); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Fstat(int(mapped.Fd()), &want[1]); err != nil {
+		t.Fatal(err)
+	}
 	mapped.Close()
 
 	found := map[uint64]bool{}

@@ -106,14 +106,14 @@ func newTestEnvIn(t testing.TB, base string, mod func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatalf("sandbox.New: %v", err)
 	}
-	t.Cleanup(func() { l.Close() })
+	t.Cleanup(func() { _ = l.Close() }) // teardown: the checks are done
 	var cache *images.Cache
 	if cfg.Images.Dir != "" {
 		cache, err = images.New(cfg.CacheOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { cache.Close() })
+		t.Cleanup(func() { _ = cache.Close() }) // teardown: the checks are done
 	}
 	logs := &testlog.Buffer{}
 	logger := slog.New(slog.NewMultiHandler(testlog.Logger(t, nil).Handler(), slog.NewTextHandler(logs, nil)))
@@ -128,7 +128,7 @@ func newTestEnvIn(t testing.TB, base string, mod func(*Config)) *testEnv {
 	}
 	g := grpc.NewServer(ServerOptions()...)
 	svc.Register(g)
-	go g.Serve(lis)
+	go func() { _ = g.Serve(lis) }() // returns when the test stops the server
 	t.Cleanup(g.Stop)
 	client, closer, err := Dial(socket)
 	if err != nil {

@@ -61,7 +61,7 @@ func TestListen(t *testing.T) {
 	}
 	g := grpc.NewServer()
 	runnerpb.RegisterRunnerServer(g, readyOnly{})
-	go g.Serve(lis)
+	go func() { _ = g.Serve(lis) }() // returns when the test stops the server
 	client, closer, err := Dial(sock)
 	if err != nil {
 		t.Fatal(err)

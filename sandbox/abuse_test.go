@@ -204,7 +204,9 @@ exit 0`)
 	if err := os.Chown(input, int(hostUID), int(hostGID)); err != nil {
 		t.Fatal(err)
 	}
-	os.Chmod(input, 0o755)
+	if err := os.Chmod(input, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/work", Type: "bind", Source: input, Options: []string{"rbind", "rw"}})
 	out := runSpec(t, l, spec, Request{})
 	if out.ExitCode != 0 {
@@ -245,7 +247,9 @@ func TestStaleCgroupsRemoved(t *testing.T) {
 			os.Remove(d)
 		}
 	}
-	l.Close()
+	if err := l.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
 	for _, sub := range v1Subsystems {
 		if _, err := os.Stat(filepath.Join(cgroupRoot, sub, parent)); err == nil {
 			t.Errorf("empty parent cgroup %s/%s left after Close", sub, parent)
@@ -272,7 +276,9 @@ func TestCloseEndsRunningSandboxes(t *testing.T) {
 	for len(sandboxProcessesNow(t)) < 2 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	l.Close()
+	if err := l.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
 	select {
 	case r := <-done:
 		if r.err == nil && !r.res.Canceled {

@@ -110,7 +110,9 @@ func TestSymlinkDestinationsRefused(t *testing.T) {
 	for _, dest := range []string{"/proc", "/dev", "/work"} {
 		t.Run(strings.TrimPrefix(dest, "/"), func(t *testing.T) {
 			base := t.TempDir()
-			os.Chmod(base, 0o755)
+			if err := os.Chmod(base, 0o755); err != nil {
+				t.Fatal(err)
+			}
 			target := filepath.Join(base, "host-target")
 			if err := os.Mkdir(target, 0o755); err != nil {
 				t.Fatal(err)
@@ -129,7 +131,9 @@ func TestSymlinkDestinationsRefused(t *testing.T) {
 			}
 			spec := DefaultSpec(rootfs, testIDBase, "/bin/true")
 			input := t.TempDir()
-			os.Chmod(input, 0o755)
+			if err := os.Chmod(input, 0o755); err != nil {
+				t.Fatal(err)
+			}
 			spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/work", Type: "bind", Source: input, Options: []string{"rbind", "rw"}})
 			mountsBefore := countMounts(t)
 			_, err := tryRunSpec(t, l, spec, Request{})

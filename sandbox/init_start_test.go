@@ -56,7 +56,9 @@ func startShell(t *testing.T, vm bool) (answer string, exit syscall.WaitStatus) 
 	} else if !strings.Contains(string(status), "\nUid:\t4242\t4242\t4242\t4242\n") {
 		t.Errorf("the shell's host ids are not the mapped ones:\n%s", status)
 	}
-	inW.WriteString("hello\n")
+	if _, err := inW.WriteString("hello\n"); err != nil {
+		t.Errorf("giving the shell its word: %v", err)
+	}
 	inW.Close()
 	b, _ := io.ReadAll(outR)
 	<-p.exited

@@ -58,7 +58,7 @@ func TestCloseRemovesEveryCgroup(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer l.Close()
+			defer func() { _ = l.Close() }() // closed again below: already closed then
 			pid := l.b.(*nativeBackend).spawnerPid()
 			if pg, _ := syscall.Getpgid(pid); pg == syscall.Getpgrp() {
 				t.Errorf("the spawner shares the caller's process group %d: a terminal's Ctrl-C would kill it", pg)
@@ -83,7 +83,9 @@ func TestCloseRemovesEveryCgroup(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			l.Close()
+			if err := l.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
 			for _, sub := range v1Subsystems {
 				p := filepath.Join(cgroupRoot, sub, parent)
 				if _, err := os.Stat(p); err == nil {

@@ -117,7 +117,7 @@ func newTestLauncher(t testing.TB, opts Options) *Launcher {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	t.Cleanup(func() { l.Close() })
+	t.Cleanup(func() { _ = l.Close() }) // the test may have closed it already
 	return l
 }
 

@@ -160,7 +160,9 @@ func TestStressNoLeaks(t *testing.T) {
 		t.Errorf("sandbox processes left: %v", after.sandboxProcs)
 	}
 	// After Close, nothing at all.
-	l.Close()
+	if err := l.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
 	if n := warmInits(t); n != 0 {
 		t.Errorf("%d warm inits left after Close", n)
 	}

@@ -141,7 +141,9 @@ func benchDispatchOf(b *testing.B, sub func(int) submission, limits map[string]a
 		}
 		benchEnqueue(b, s, subs)
 		if s.dur != nil {
-			s.dur.j.WaitDurable(s.dur.j.LastSeq())
+			if err := s.dur.j.WaitDurable(s.dur.j.LastSeq()); err != nil {
+				b.Fatal(err)
+			}
 		}
 		b.StartTimer()
 		start, startCPU := time.Now(), proctest.SelfCPU()
@@ -167,8 +169,10 @@ func benchDispatchOf(b *testing.B, sub func(int) submission, limits map[string]a
 						if a == nil {
 							continue
 						}
-						sess.handle(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Result{Result: &workerpb.Result{
-							OperationName: a.OperationName, Attempt: a.Attempt, ExecuteResponse: result}}})
+						if err := sess.handle(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Result{Result: &workerpb.Result{
+							OperationName: a.OperationName, Attempt: a.Attempt, ExecuteResponse: result}}}); err != nil {
+							b.Errorf("result of %s: %v", a.OperationName, err) // counted below all the same, so that the run ends
+						}
 						if done.Add(1) == benchActions {
 							close(allDone)
 						}
@@ -229,7 +233,7 @@ func BenchmarkDispatchGRPC(b *testing.B) {
 		s := benchScheduler(b)
 		srv := grpc.NewServer()
 		s.Register(srv)
-		go srv.Serve(lis)
+		go func() { _ = srv.Serve(lis) }() // returns when the benchmark stops the server
 		subs := make([]submission, benchActions)
 		for j := range subs {
 			subs[j] = benchSubmission(j)

@@ -11,6 +11,8 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/api/workerpb"
 )
@@ -140,7 +142,10 @@ func (m *crashModel) step() {
 			sub.name = fmt.Sprintf("operations/again-%d", m.n)
 		}
 		sub.owner = fmt.Sprint("tenant-", m.rng.IntN(2)) // limited: scenarioLimits
-		m.c.Execute(m.now, sub)
+		// Refused (RESOURCE_EXHAUSTED) only over tenant-1's max_queued.
+		if _, err := m.c.Execute(m.now, sub); err != nil && status.Code(err) != codes.ResourceExhausted {
+			m.t.Fatalf("Execute %s: %v", sub.name, err)
+		}
 		m.take()
 	case k < 31:
 		// The worker gives an action back (it is shutting down).
@@ -152,7 +157,7 @@ func (m *crashModel) step() {
 			m.take()
 		}
 	case k < 32:
-		m.c.Cancel(m.now, benchSubmission(m.rng.IntN(m.n+1)).name)
+		mayBeNotFound(m.t, "Cancel", m.c.Cancel(m.now, benchSubmission(m.rng.IntN(m.n+1)).name))
 		m.take()
 	case k < 75:
 		if w := m.anyWorker(); !w.silent {
@@ -164,9 +169,11 @@ func (m *crashModel) step() {
 		// An operator drains a worker, or undrains it.
 		id := m.anyWorker().id
 		if m.rng.IntN(2) == 0 {
-			m.c.Drain(m.now, id)
+			_, err := m.c.Drain(m.now, id)
+			mayBeNotFound(m.t, "Drain "+id, err)
 		} else {
-			m.c.Undrain(m.now, id)
+			_, err := m.c.Undrain(m.now, id)
+			mayBeNotFound(m.t, "Undrain "+id, err)
 		}
 		m.take()
 	case k < 96:
@@ -236,7 +243,9 @@ func TestCrashesAnywhereStrandNoOperation(t *testing.T) {
 				w.silent = false
 				m.connect(w)
 			}
-			m.c.Undrain(m.now, id)
+			if _, err := m.c.Undrain(m.now, id); err != nil {
+				t.Fatalf("seed %d: Undrain %s: %v", seed, id, err)
+			}
 			m.take()
 		}
 		for round := 0; round < 100 && m.pending() > 0; round++ {

@@ -9,6 +9,7 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/auth"
@@ -101,14 +102,14 @@ func (sc *scenario) step() {
 	case k < 42:
 		switch rng.IntN(3) {
 		case 0:
-			c.Cancel(sc.now, opName())
+			mayBeNotFound(sc.t, "Cancel", c.Cancel(sc.now, opName()))
 		case 1:
-			c.Abandon(sc.now, opName(), "abandoned: no client followed it")
+			mayBeNotFound(sc.t, "Abandon", c.Abandon(sc.now, opName(), "abandoned: no client followed it"))
 		default: // as journals written before recAbandon have it
-			c.CancelFor(sc.now, opName(), "abandoned: no client followed it")
+			mayBeNotFound(sc.t, "CancelFor", c.CancelFor(sc.now, opName(), "abandoned: no client followed it"))
 		}
 	case k < 44:
-		c.Delete(sc.now, opName())
+		mayBeNotFound(sc.t, "Delete", c.Delete(sc.now, opName()))
 	case k < 52:
 		sc.connect(w)
 	case k < 80:
@@ -129,9 +130,11 @@ func (sc *scenario) step() {
 	case k < 84:
 		c.Disconnect(sc.now, w, sc.gens[w])
 	case k < 85:
-		c.Drain(sc.now, w)
+		_, err := c.Drain(sc.now, w)
+		mayBeNotFound(sc.t, "Drain "+w, err)
 	case k < 86:
-		c.Undrain(sc.now, w)
+		_, err := c.Undrain(sc.now, w)
+		mayBeNotFound(sc.t, "Undrain "+w, err)
 	case k < 87:
 		c.Leave(sc.now, w, sc.gens[w])
 	default:
@@ -144,6 +147,16 @@ func (sc *scenario) step() {
 		c.Tick(sc.now)
 	}
 	sc.take()
+}
+
+// mayBeNotFound fails the test on an error other than NOT_FOUND, which
+// the random steps meet as they name operations and workers that may not
+// exist (any more).
+func mayBeNotFound(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil && status.Code(err) != codes.NotFound {
+		t.Fatalf("%s: %v", what, err)
+	}
 }
 
 // execute submits a random action: one of 40, so that equal ones
@@ -302,7 +315,9 @@ func TestRecoveredQueueDispatchesInTheSameOrder(t *testing.T) {
 		sub := benchSubmission(i)
 		sub.priority = int32(i % 3)
 		sub.invocation = fmt.Sprint("inv", i%5)
-		live.c.Execute(live.now, sub)
+		if _, err := live.c.Execute(live.now, sub); err != nil {
+			t.Fatal(err)
+		}
 		live.take()
 	}
 	order := func(c *core) []string {

@@ -24,7 +24,9 @@ func TestCoreMapsAreMadeAgainAfterABurst(t *testing.T) {
 		t.Fatalf("peaks %+v after a burst of %d", h.c.peaks, burst)
 	}
 	for i := range burst - 10 {
-		h.c.Cancel(h.now, fmt.Sprint("op", i))
+		if err := h.c.Cancel(h.now, fmt.Sprint("op", i)); err != nil {
+			t.Fatal(err)
+		}
 		h.collect()
 	}
 	h.advance(2 * time.Minute)

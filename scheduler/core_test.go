@@ -507,11 +507,15 @@ func TestUndrainResumesWork(t *testing.T) {
 func TestUndrainWhileDisconnectedOrLeaving(t *testing.T) {
 	h := newHarness(t, nil)
 	h.connect("w", 1, nil)
-	h.c.Drain(h.now, "w")
+	if _, err := h.c.Drain(h.now, "w"); err != nil {
+		t.Fatal(err)
+	}
 	h.c.Disconnect(h.now, "w", h.gens["w"])
 	h.collect()
 	from := len(h.sent)
-	h.c.Undrain(h.now, "w")
+	if _, err := h.c.Undrain(h.now, "w"); err != nil {
+		t.Fatal(err)
+	}
 	h.collect()
 	if got := h.kinds("w", from); len(got) != 0 {
 		t.Fatalf("sent %v to a disconnected worker", got)
@@ -524,11 +528,15 @@ func TestUndrainWhileDisconnectedOrLeaving(t *testing.T) {
 	}
 
 	h.connect("v", 1, nil)
-	h.c.Drain(h.now, "v")
+	if _, err := h.c.Drain(h.now, "v"); err != nil {
+		t.Fatal(err)
+	}
 	h.c.Leave(h.now, "v", h.gens["v"])
 	h.collect()
 	from = len(h.sent)
-	h.c.Undrain(h.now, "v")
+	if _, err := h.c.Undrain(h.now, "v"); err != nil {
+		t.Fatal(err)
+	}
 	h.collect()
 	h.execute("op2", "y", "", 0)
 	if got := h.kinds("v", from); len(got) != 0 {

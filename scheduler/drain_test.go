@@ -65,7 +65,9 @@ func TestDrainHoldsWhenTheWorkerIsLostAndRegistersAgain(t *testing.T) {
 func TestUndrainOfALostWorkerHoldsWhenItRegistersAgain(t *testing.T) {
 	h := newHarness(t, nil)
 	h.connect("w1", 1, nil)
-	h.c.Drain(h.now, "w1")
+	if _, err := h.c.Drain(h.now, "w1"); err != nil {
+		t.Fatal(err)
+	}
 	h.collect()
 	h.loseWorker("w1")
 
@@ -106,7 +108,9 @@ func TestLosingADrainingWorkerIsNotReportedIdle(t *testing.T) {
 	h.execute("op1", "1", "", 0)
 	h.execute("op2", "2", "", 0)
 	h.assignments()
-	h.c.Drain(h.now, "w1")
+	if _, err := h.c.Drain(h.now, "w1"); err != nil {
+		t.Fatal(err)
+	}
 	h.collect()
 	h.loseWorker("w1")
 	if len(h.idle) != 0 {

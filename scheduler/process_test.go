@@ -60,7 +60,7 @@ func TestWorkerKilledMidActionCompletesOnAnotherWorker(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) // killed and waited for below, unless the test failed first
 
 	d := f.action(t, "victim", nil)
 	done := make(chan error, 1)
@@ -79,7 +79,7 @@ func TestWorkerKilledMidActionCompletesOnAnotherWorker(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	cmd.Wait()
+	_ = cmd.Wait() // "signal: killed"
 
 	survivor := startTestWorker(t, f.addr, "survivor", 1, okRun("survivor"))
 	if err := <-done; err != nil {
@@ -234,7 +234,10 @@ func TestSchedulerUsesInjectedClockForLeases(t *testing.T) {
 	}
 	a := reg("a")
 	s.mu.Lock()
-	s.core.Execute(clock.Now(), benchSubmission(1))
+	if _, err := s.core.Execute(clock.Now(), benchSubmission(1)); err != nil {
+		s.mu.Unlock()
+		t.Fatal(err)
+	}
 	s.apply()
 	s.mu.Unlock()
 	if got := next(a); got.Attempt != 1 {
@@ -243,7 +246,9 @@ func TestSchedulerUsesInjectedClockForLeases(t *testing.T) {
 	b := reg("b")
 	clock.Advance(cfg.LeaseDuration - time.Second)
 	s.Tick()
-	b.handle(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Heartbeat{Heartbeat: &workerpb.Heartbeat{}}})
+	if err := b.handle(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Heartbeat{Heartbeat: &workerpb.Heartbeat{}}}); err != nil {
+		t.Fatal(err)
+	}
 	clock.Advance(time.Second)
 	s.Tick()
 	got := next(b)
@@ -256,7 +261,9 @@ func TestSchedulerUsesInjectedClockForLeases(t *testing.T) {
 		t.Fatal("the lost worker's session was not hung up")
 	}
 	resp, _ := proto.Marshal(&repb.ExecuteResponse{Result: &repb.ActionResult{ExitCode: 5}})
-	b.handle(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Result{Result: &workerpb.Result{OperationName: got.OperationName, Attempt: 2, ExecuteResponse: resp}}})
+	if err := b.handle(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Result{Result: &workerpb.Result{OperationName: got.OperationName, Attempt: 2, ExecuteResponse: resp}}}); err != nil {
+		t.Fatal(err)
+	}
 	s.mu.Lock()
 	v, ok := s.core.Operation(got.OperationName)
 	s.mu.Unlock()

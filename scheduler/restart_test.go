@@ -40,7 +40,9 @@ func TestSchedulerRestartWithJournalKeepsOperations(t *testing.T) {
 	w.waitFor(t, "the action", func() bool { return w.c.Holding(running) })
 	queued := []string{start(first, "queued-1"), start(first, "queued-2"), start(first, "queued-3")}
 	hit := first.action(t, "cached", nil)
-	first.ac.Put(ctx, "", hit, &repb.ActionResult{ExitCode: 7})
+	if err := first.ac.Put(ctx, "", hit, &repb.ActionResult{ExitCode: 7}); err != nil {
+		t.Fatal(err)
+	}
 	cached, err := must(first.exec.Execute(ctx, executeRequest(hit))).Recv()
 	if err != nil || !cached.Done {
 		t.Fatalf("cache hit: %v, %v", cached, err)
@@ -202,7 +204,10 @@ func TestCorruptJournalRefusesToStart(t *testing.T) {
 	cfg.JournalDir = dir
 	s := newTestScheduler(t, cfg, nil)
 	s.mu.Lock()
-	s.core.Execute(s.clock.Now(), benchSubmission(1))
+	if _, err := s.core.Execute(s.clock.Now(), benchSubmission(1)); err != nil {
+		s.mu.Unlock()
+		t.Fatal(err)
+	}
 	s.apply()
 	s.startSnapshot()
 	s.mu.Unlock()
@@ -213,7 +218,9 @@ func TestCorruptJournalRefusesToStart(t *testing.T) {
 	}
 	b, _ := os.ReadFile(snaps[0])
 	b[len(b)-1] ^= 0x10
-	os.WriteFile(snaps[0], b, 0o600)
+	if err := os.WriteFile(snaps[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	_, err := New(Options{Config: cfg, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache()})
 	if err == nil || !strings.Contains(err.Error(), "refusing to start") {
 		t.Fatalf("New on a corrupt snapshot: %v, want a refusal", err)
@@ -228,7 +235,9 @@ func TestBadJournalConfigIsRefused(t *testing.T) {
 		t.Fatalf("journal_sync: sometimes: %v, want an error naming it", err)
 	}
 	file := filepath.Join(t.TempDir(), "file")
-	os.WriteFile(file, nil, 0o600)
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg.JournalDir, cfg.JournalSync = file, "fsync"
 	if _, err := New(Options{Config: cfg, BlobStore: storage.NewMemoryBlobStore(), ActionCache: storage.NewMemoryActionCache()}); err == nil {
 		t.Fatal("a journal_dir that is a file was accepted")
@@ -258,7 +267,10 @@ func TestRecoveredOperationWithoutClientIsAbandoned(t *testing.T) {
 	cfg.TickInterval = time.Hour
 	first := newTestScheduler(t, cfg, nil)
 	first.mu.Lock()
-	first.core.Execute(first.clock.Now(), benchSubmission(1))
+	if _, err := first.core.Execute(first.clock.Now(), benchSubmission(1)); err != nil {
+		first.mu.Unlock()
+		t.Fatal(err)
+	}
 	first.apply()
 	first.mu.Unlock()
 	first.Close()

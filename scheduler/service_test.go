@@ -84,7 +84,7 @@ func startFarmWith(t *testing.T, opts Options, addr string) *farm {
 	}
 	srv := grpc.NewServer()
 	s.Register(srv)
-	go srv.Serve(lis)
+	go func() { _ = srv.Serve(lis) }() // returns when the farm stops the server
 	conn, err := grpc.NewClient("passthrough:///"+lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -261,7 +261,9 @@ func TestExecuteStreamsStagesAndPassesAssignment(t *testing.T) {
 	}
 	a := w.firstAssigned(t)
 	rm := &repb.RequestMetadata{}
-	proto.Unmarshal(a.RequestMetadata, rm)
+	if err := proto.Unmarshal(a.RequestMetadata, rm); err != nil {
+		t.Fatalf("assignment's request metadata: %v", err)
+	}
 	if a.OperationName != first.Name || a.Attempt != 1 || a.ActionDigest.GetHash() != d.Hash() ||
 		a.DigestFunction != int32(repb.DigestFunction_SHA256) || a.CommandDigest == nil || a.InputRootDigest == nil ||
 		a.Timeout.AsDuration() != time.Minute || a.QueuedTimestamp == nil || len(a.Platform) != 2 ||
@@ -275,7 +277,9 @@ func TestExecuteAnswersFromActionCache(t *testing.T) {
 	ctx := ctxTimeout(t)
 	d := f.action(t, "cached", nil)
 	out := f.put(t, &repb.Command{Arguments: []string{"output bytes"}})
-	f.ac.Put(ctx, "", d, &repb.ActionResult{ExitCode: 0, OutputFiles: []*repb.OutputFile{{Path: "out/a", Digest: out.Proto()}}})
+	if err := f.ac.Put(ctx, "", d, &repb.ActionResult{ExitCode: 0, OutputFiles: []*repb.OutputFile{{Path: "out/a", Digest: out.Proto()}}}); err != nil {
+		t.Fatal(err)
+	}
 	ops, err := collect(must(f.exec.Execute(ctx, executeRequest(d))))
 	if err != nil {
 		t.Fatal(err)
@@ -295,9 +299,13 @@ func TestExecuteAnswersFromActionCache(t *testing.T) {
 	req := executeRequest(d)
 	req.SkipCacheLookup = true
 	d2 := f.action(t, "incomplete", nil)
-	f.ac.Put(ctx, "", d2, &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "out/a", Digest: digest.FromBytes(repb.DigestFunction_SHA256, []byte("gone")).Proto()}}})
+	if err := f.ac.Put(ctx, "", d2, &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "out/a", Digest: digest.FromBytes(repb.DigestFunction_SHA256, []byte("gone")).Proto()}}}); err != nil {
+		t.Fatal(err)
+	}
 	d3 := f.action(t, "do not cache", func(a *repb.Action, _ *repb.Command) { a.DoNotCache = true })
-	f.ac.Put(ctx, "", d3, &repb.ActionResult{ExitCode: 0, OutputFiles: []*repb.OutputFile{{Path: "out/a", Digest: out.Proto()}}})
+	if err := f.ac.Put(ctx, "", d3, &repb.ActionResult{ExitCode: 0, OutputFiles: []*repb.OutputFile{{Path: "out/a", Digest: out.Proto()}}}); err != nil {
+		t.Fatal(err)
+	}
 	for _, r := range []*repb.ExecuteRequest{req, executeRequest(d2), executeRequest(d3)} {
 		sctx, cancel := context.WithCancel(ctx)
 		stream := must(f.exec.Execute(sctx, r))
@@ -327,7 +335,9 @@ func TestExecuteRefusesABadActionOnACacheHit(t *testing.T) {
 		},
 	} {
 		d := f.action(t, "hit "+name, edit)
-		f.ac.Put(ctx, "", d, &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "out/a", Digest: out.Proto()}}})
+		if err := f.ac.Put(ctx, "", d, &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "out/a", Digest: out.Proto()}}}); err != nil {
+			t.Fatal(err)
+		}
 		_, err := collect(must(f.exec.Execute(ctx, executeRequest(d))))
 		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), name) {
 			t.Errorf("Execute of a cached action with a bad %s: %v, want INVALID_ARGUMENT naming it", name, err)

@@ -83,7 +83,9 @@ func TestWorkerIncarnationTellsAReconnectFromADuplicate(t *testing.T) {
 		t.Fatalf("the warning does not name both peers:\n%s", logs.String())
 	}
 	// The process that holds the id ends: the other gets in.
-	again.CloseSend()
+	if err := again.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
 	cancelAgain()
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		_, cancel, err := register("process-2")

@@ -36,8 +36,10 @@ func tenantOrder(t *testing.T, s *Scheduler, n int) []string {
 		for _, m := range ms {
 			if a := m.GetAssignment(); a != nil {
 				order = append(order, a.OperationName)
-				sess.handle(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Result{Result: &workerpb.Result{
-					OperationName: a.OperationName, Attempt: a.Attempt, ExecuteResponse: result}}})
+				if err := sess.handle(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Result{Result: &workerpb.Result{
+					OperationName: a.OperationName, Attempt: a.Attempt, ExecuteResponse: result}}}); err != nil {
+					t.Fatalf("result of %s: %v", a.OperationName, err)
+				}
 			}
 		}
 	}

@@ -64,7 +64,7 @@ func runTestWorker(addr, id string, concurrency int, run workerclient.Handler, p
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		w.c.Run(ctx)
+		_ = w.c.Run(ctx) // returns ctx's error once stopped
 	}()
 	return w, func() { cancel(); <-done; conn.Close() }
 }

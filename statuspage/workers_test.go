@@ -49,7 +49,7 @@ func TestPausedWorkerIsShownWithItsReason(t *testing.T) {
 	c.SetPaused(true, "runner not ready: <b>gone</b>")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); c.Run(ctx) }()
+	go func() { defer close(done); _ = c.Run(ctx) }() // returns ctx's error at cleanup
 	t.Cleanup(func() { cancel(); <-done })
 
 	// waitPaused waits until the scheduler lists paused-w in that state.

@@ -63,7 +63,9 @@ func TestActionCacheCompletenessAndInlining(t *testing.T) {
 			putProto(t, cas, &repb.Tree{Root: &repb.Directory{Files: []*repb.FileNode{{Name: "f", Digest: dirFile.Proto()}}}})
 			cas.Delete(gone)
 			ac := storage.NewMemoryActionCache()
-			ac.Put(ctx, "", action, result)
+			if err := ac.Put(ctx, "", action, result); err != nil {
+				t.Fatal(err)
+			}
 			ts := startServer(t, storage.ServerOptions{CAS: cas, AC: ac})
 			_, err := ts.acc.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: action.Proto()})
 			wantStatus(t, err, codes.NotFound, "incomplete")

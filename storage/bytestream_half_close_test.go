@@ -86,7 +86,7 @@ func TestByteStreamEmptyWritesDoNotKeepAStreamOpen(t *testing.T) {
 			wantStatus(t, err, codes.DeadlineExceeded, "kept at 5000 bytes")
 			return
 		case <-tick.C:
-			stream.Send(&bytestream.WriteRequest{WriteOffset: 5000}) // nothing
+			_ = stream.Send(&bytestream.WriteRequest{WriteOffset: 5000}) // nothing; io.EOF once the server has ended the stream
 		case <-deadline:
 			t.Fatal("a stream sending only empty requests was still open after 30 s")
 		}

@@ -172,7 +172,9 @@ func TestByteStreamCompressedGarbageIsInvalidArgument(t *testing.T) {
 func TestByteStreamWriteOfExistingBlobCompletesEarly(t *testing.T) {
 	ts := startServer(t, storage.ServerOptions{})
 	data, d := randData(t, 1<<20)
-	ts.disk.Put(context.Background(), d, bytes.NewReader(data))
+	if err := ts.disk.Put(context.Background(), d, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
 	resp, err := write(t, ts, &bytestream.WriteRequest{ResourceName: writeName(d), Data: data[:100]})
 	if err != nil || resp.CommittedSize != d.SizeBytes() {
 		t.Fatalf("write of existing blob: %v, %v; want committed_size %d", resp, err, d.SizeBytes())
@@ -400,7 +402,8 @@ func TestByteStreamCompressedRefusedRepeatedly(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				stream.Send(&bytestream.WriteRequest{ResourceName: name, Data: payloads[i%2], FinishWrite: true})
+				// io.EOF if the server refused already; CloseAndRecv has the status.
+				_ = stream.Send(&bytestream.WriteRequest{ResourceName: name, Data: payloads[i%2], FinishWrite: true})
 				_, err = stream.CloseAndRecv()
 				if status.Code(err) != codes.InvalidArgument {
 					t.Errorf("upload decoding past size_bytes: %v, want InvalidArgument", err)

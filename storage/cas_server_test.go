@@ -191,9 +191,13 @@ func TestBatchUpdateBlobsCompressedBombs(t *testing.T) {
 	zw, _ := zstd.NewWriter(&bomb, zstd.WithWindowSize(1<<20))
 	zeros := make([]byte, 1<<20)
 	for range 256 {
-		zw.Write(zeros)
+		if _, err := zw.Write(zeros); err != nil {
+			t.Fatal(err)
+		}
 	}
-	zw.Close()
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
 	tiny := sha("tiny")
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -232,7 +236,9 @@ func TestBatchReadBlobs(t *testing.T) {
 	small := putString(t, ts.disk, "small")
 	bigData := bytes.Repeat([]byte("compress me "), 1000)
 	big := digest.FromBytes(repb.DigestFunction_SHA256, bigData)
-	ts.disk.Put(ctx, big, bytes.NewReader(bigData))
+	if err := ts.disk.Put(ctx, big, bytes.NewReader(bigData)); err != nil {
+		t.Fatal(err)
+	}
 	absent := sha("absent")
 	req := &repb.BatchReadBlobsRequest{Digests: []*repb.Digest{small.Proto(), big.Proto(), absent.Proto()}}
 

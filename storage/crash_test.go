@@ -162,7 +162,7 @@ func TestCrashHelperProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go g.Serve(lis)
+	go func() { _ = g.Serve(lis) }() // returns when g.Stop ends the server
 	fmt.Printf("paddock storage listening on %s\n", lis.Addr())
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	g.Stop()

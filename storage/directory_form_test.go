@@ -67,7 +67,9 @@ func TestOutputDirectoriesAsDirectoryBlobs(t *testing.T) {
 				d := map[string]digest.Digest{"file": b.file, "nested file": b.nested, "subdirectory": b.sub, "root directory": b.root}[gone]
 				cas.Delete(d)
 				ac := storage.NewMemoryActionCache()
-				ac.Put(ctx, "", b.action, &repb.ActionResult{OutputDirectories: []*repb.OutputDirectory{dir(b)}})
+				if err := ac.Put(ctx, "", b.action, &repb.ActionResult{OutputDirectories: []*repb.OutputDirectory{dir(b)}}); err != nil {
+					t.Fatal(err)
+				}
 				ts := startServer(t, storage.ServerOptions{CAS: cas, AC: ac})
 				_, err := ts.acc.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: b.action.Proto()})
 				wantStatus(t, err, codes.NotFound, d.Hash())
@@ -81,7 +83,9 @@ func TestOutputDirectoriesAsDirectoryBlobs(t *testing.T) {
 		cas := storage.NewMemoryBlobStore()
 		b := store(t, cas)
 		ac := storage.NewMemoryActionCache()
-		ac.Put(ctx, "", b.action, &repb.ActionResult{OutputDirectories: []*repb.OutputDirectory{{Path: "d"}}})
+		if err := ac.Put(ctx, "", b.action, &repb.ActionResult{OutputDirectories: []*repb.OutputDirectory{{Path: "d"}}}); err != nil {
+			t.Fatal(err)
+		}
 		ts := startServer(t, storage.ServerOptions{CAS: cas, AC: ac})
 		_, err := ts.acc.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: b.action.Proto()})
 		wantStatus(t, err, codes.NotFound, "tree_digest")

@@ -97,12 +97,14 @@ func TestDiskActionCacheRemovesStrayFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	var entry string
-	filepath.WalkDir(filepath.Join(dir, "ac"), func(p string, de fs.DirEntry, err error) error {
+	if err := filepath.WalkDir(filepath.Join(dir, "ac"), func(p string, de fs.DirEntry, err error) error {
 		if err == nil && !de.IsDir() {
 			entry = p
 		}
-		return nil
-	})
+		return err
+	}); err != nil {
+		t.Fatalf("finding the entry's file: %v", err)
+	}
 	strays := []string{entry + ".tmp-123-7", filepath.Join(filepath.Dir(entry), "notes.txt")}
 	for _, p := range strays {
 		if err := os.WriteFile(p, []byte("junk"), 0o600); err != nil {
@@ -210,7 +212,7 @@ func TestDiskActionCacheBoundCountsBlocks(t *testing.T) {
 		}
 	}
 	var files, blocks int64
-	filepath.WalkDir(filepath.Join(dir, "ac"), func(p string, de fs.DirEntry, err error) error {
+	if err := filepath.WalkDir(filepath.Join(dir, "ac"), func(p string, de fs.DirEntry, err error) error {
 		if err == nil && !de.IsDir() {
 			var st syscall.Stat_t
 			if syscall.Stat(p, &st) == nil {
@@ -218,8 +220,10 @@ func TestDiskActionCacheBoundCountsBlocks(t *testing.T) {
 				blocks += st.Blocks * 512
 			}
 		}
-		return nil
-	})
+		return err
+	}); err != nil {
+		t.Fatalf("counting the entries' files: %v", err)
+	}
 	if _, n := c.Stats(); n > 9 || files != int64(n) || blocks > 40<<10 {
 		t.Fatalf("%d entries indexed, %d files taking %d bytes of disk; want at most 9 within 40 KiB", n, files, blocks)
 	}

@@ -96,8 +96,12 @@ func TestDiskRebuildsIndexAtStartup(t *testing.T) {
 	s := newDisk(t, dir, 0)
 	a := putString(t, s, "kept across restarts")
 	// Leftovers of a write killed half-way, and a stray file in the CAS tree.
-	os.WriteFile(filepath.Join(dir, "tmp", "half-written"), []byte("partial"), 0o644)
-	os.WriteFile(filepath.Join(dir, "cas", "sha256", "zz-not-a-blob"), []byte("x"), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, "tmp", "half-written"), []byte("partial"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cas", "sha256", "zz-not-a-blob"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	s2 := newDisk(t, dir, 0)
 	if m := missing(t, s2, a); m[a] {
@@ -165,7 +169,9 @@ func corruptFile(t *testing.T, dir string, d digest.Digest, mutate func([]byte) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	os.Chmod(p, 0o644)
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(p, mutate(b), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +330,9 @@ func TestDiskPathVerifiesAfterRestart(t *testing.T) {
 	p := filepath.Join(dir, "cas", "sha256", c.Hash()[:2], c.Hash())
 	info, _ := os.Stat(p)
 	corruptFile(t, dir, c, func(x []byte) []byte { x[0] ^= 1; return x })
-	os.Chtimes(p, info.ModTime(), info.ModTime())
+	if err := os.Chtimes(p, info.ModTime(), info.ModTime()); err != nil {
+		t.Fatal(err)
+	}
 	if _, corrupt := s2.Scrub(context.Background(), 0); corrupt != 1 {
 		t.Fatalf("a second scrub found %d corrupt, want 1 (c, damaged with its mtime restored)", corrupt)
 	}

@@ -49,7 +49,9 @@ func TestMeteredBlobStoreCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.Copy(io.Discard, r)
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		t.Fatal(err)
+	}
 	r.Close()
 	claimed := digest.FromBytes(repb.DigestFunction_SHA256, bytes.Repeat([]byte("z"), 1000))
 	if err := m.Put(ctx, claimed, bytes.NewReader(bytes.Repeat([]byte("y"), 1000))); status.Code(err) != codes.InvalidArgument {
@@ -69,7 +71,9 @@ func TestMeteredBlobStoreCounts(t *testing.T) {
 	// the store is large enough for the refused upload not to evict.)
 	for _, b := range []string{"a", "b", "c"} {
 		data := bytes.Repeat([]byte(b), 1000)
-		m.Put(ctx, digest.FromBytes(repb.DigestFunction_SHA256, data), bytes.NewReader(data))
+		if err := m.Put(ctx, digest.FromBytes(repb.DigestFunction_SHA256, data), bytes.NewReader(data)); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	want := fmt.Sprintf(`

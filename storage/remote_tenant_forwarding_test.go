@@ -74,7 +74,7 @@ func TestRemoteStoresNameTheCallersTenant(t *testing.T) {
 		if _, err := cas.FindMissing(ctx, []digest.Digest{sha("absent")}); err != nil {
 			t.Fatal(err)
 		}
-		ac.Get(ctx, "team-a", sha("action")) // NOT_FOUND, but asked
+		_, _ = ac.Get(ctx, "team-a", sha("action")) // NOT_FOUND, but asked
 	}
 	for _, c := range []struct {
 		what  string

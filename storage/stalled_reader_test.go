@@ -131,8 +131,12 @@ func TestSendBacklogIsBoundedAcrossConnections(t *testing.T) {
 	if b := grpclimit.SendBacklog(); b > 8<<20+framing {
 		t.Errorf("send backlog %d bytes, above the process's 8 MiB", b)
 	}
-	c1.Close()
-	c2.Close()
+	if err := c1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := repb.NewContentAddressableStorageClient(conn).BatchReadBlobs(context.Background(), &repb.BatchReadBlobsRequest{Digests: []*repb.Digest{big.Proto()}}); err != nil {
 		t.Fatalf("once the stalled connections closed: %v", err)
 	}

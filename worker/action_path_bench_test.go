@@ -101,7 +101,12 @@ func BenchmarkActionPath(b *testing.B) {
 	workerConn := grpctest.Dial(b, addr)
 	ctx, cancel := context.WithCancel(context.Background())
 	workerDone := make(chan struct{})
-	go func() { defer close(workerDone); w.Run(ctx, workerConn) }()
+	go func() {
+		defer close(workerDone)
+		if err := w.Run(ctx, workerConn); err != nil && ctx.Err() == nil {
+			b.Errorf("worker Run: %v", err)
+		}
+	}()
 	defer func() { cancel(); <-workerDone }()
 
 	exec := repb.NewExecutionClient(grpctest.Dial(b, addr))

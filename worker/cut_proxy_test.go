@@ -60,7 +60,7 @@ func (p *cutProxy) serve(lis net.Listener) {
 
 // pipe copies src to dst, then closes both.
 func pipe(dst, src net.Conn) {
-	io.Copy(dst, src)
+	_, _ = io.Copy(dst, src) // ends with an error when cut closes the connections
 	dst.Close()
 	src.Close()
 }

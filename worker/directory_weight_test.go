@@ -122,7 +122,9 @@ func TestDirectoryWeightCoversItsHeap(t *testing.T) {
 		// goroutines' allocations are noise well below the margins.
 		heap := heapPerCopy(max(10, int((8<<20)/weight)), func(int) any {
 			d := &repb.Directory{}
-			proto.Unmarshal(wire, d)
+			if err := proto.Unmarshal(wire, d); err != nil {
+				t.Fatal(err)
+			}
 			return d
 		})
 		t.Logf("%-40s wire %4d B/entry  heap %4.0f B/entry  weight %4.0f B/entry", s.name, len(wire)/n, heap/n, weight/n)

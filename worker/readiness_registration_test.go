@@ -41,7 +41,12 @@ func TestNotReadyUntilRegistered(t *testing.T) {
 		ready <- r
 	})
 	done := make(chan struct{})
-	go func() { defer close(done); w.Run(ctx, conn) }()
+	go func() {
+		defer close(done)
+		if err := w.Run(ctx, conn); err != nil && ctx.Err() == nil {
+			t.Errorf("worker Run: %v", err)
+		}
+	}()
 	defer func() { cancel(); <-done }()
 	// Several refused attempts on a connection that is up, and readiness
 	// probed twice since.

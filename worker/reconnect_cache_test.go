@@ -94,7 +94,12 @@ func startWorker(t *testing.T, h *harness, id string, conn *grpc.ClientConn, run
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); w.Run(ctx, conn) }()
+	go func() {
+		defer close(done)
+		if err := w.Run(ctx, conn); err != nil && ctx.Err() == nil {
+			t.Errorf("worker Run: %v", err)
+		}
+	}()
 	t.Cleanup(func() { cancel(); <-done; w.Close() })
 	return w
 }

@@ -57,7 +57,11 @@ func withFDLimit(t *testing.T, n uint64, f func()) {
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Setrlimit(unix.RLIMIT_NOFILE, &old)
+	defer func() {
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+			t.Errorf("restoring the descriptor limit: %v", err)
+		}
+	}()
 	f()
 }
 
@@ -72,11 +76,17 @@ func TestRemoveTreeAnyDepthBoundedFDs(t *testing.T) {
 	}
 	makeDeepTree(t, deep, 20_000)
 	wide := filepath.Join(dir, "wide")
-	os.Mkdir(wide, 0o755)
-	for i := range 3000 {
-		os.WriteFile(filepath.Join(wide, strconv.Itoa(i)), nil, 0o000)
+	if err := os.Mkdir(wide, 0o755); err != nil {
+		t.Fatal(err)
 	}
-	os.Chmod(wide, 0o000) // unreadable to others; the worker is root
+	for i := range 3000 {
+		if err := os.WriteFile(filepath.Join(wide, strconv.Itoa(i)), nil, 0o000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(wide, 0o000); err != nil { // unreadable to others; the worker is root
+		t.Fatal(err)
+	}
 	withFDLimit(t, 256, func() {
 		for _, p := range []string{deep, wide} {
 			if err := removeTree(p); err != nil {

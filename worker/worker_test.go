@@ -286,8 +286,12 @@ func TestAbsoluteOutputSymlinkRefused(t *testing.T) {
 func TestSymlinkInInputRootCannotRedirectOutputs(t *testing.T) {
 	h := newHarness(t)
 	outside := filepath.Join(h.dir, "outside")
-	os.Mkdir(outside, 0o755)
-	os.WriteFile(filepath.Join(outside, "secret"), []byte("host file"), 0o644)
+	if err := os.Mkdir(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outside, "secret"), []byte("host file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	// The build directory is h.dir/builds/<action>/root: ../../../outside
 	// leads out of it.
 	root := &repb.Directory{Symlinks: []*repb.SymlinkNode{{Name: "link", Target: "../../../outside"}}}
@@ -682,7 +686,7 @@ func requireLeases(t *testing.T, dir string) {
 	if _, err := unix.FcntlInt(f.Fd(), unix.F_SETLEASE, unix.F_RDLCK); err != nil {
 		t.Skipf("no file leases here: %v", err)
 	}
-	unix.FcntlInt(f.Fd(), unix.F_SETLEASE, unix.F_UNLCK)
+	_, _ = unix.FcntlInt(f.Fd(), unix.F_SETLEASE, unix.F_UNLCK) // only a probe; closing f drops the lease too
 }
 
 // adopted runs script, which must print the inode of its output "out" as

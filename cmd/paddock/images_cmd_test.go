@@ -41,7 +41,9 @@ func TestImagesLoadDockerSaveTarball(t *testing.T) {
 	}
 	// Not a tarball or layout: a clear refusal naming the file.
 	bad := filepath.Join(dir, "notes.txt")
-	exec.Command("sh", "-c", "echo hello > "+bad).Run()
+	if err := exec.Command("sh", "-c", "echo hello > "+bad).Run(); err != nil {
+		t.Fatalf("writing %s: %v", bad, err)
+	}
 	out, err = exec.Command(binary, "images", "load", "--cache", filepath.Join(dir, "cache2"), bad).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "notes.txt") {
 		t.Fatalf("a text file was accepted or not named: %v\n%s", err, out)

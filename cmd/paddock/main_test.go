@@ -31,7 +31,7 @@ func TestMain(m *testing.M) {
 	binary = filepath.Join(dir, "paddock")
 	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
 	if err != nil {
-		os.Stderr.Write(out)
+		_, _ = os.Stderr.Write(out) // the build's errors; it panics next either way
 		panic(err)
 	}
 	code := m.Run()
@@ -77,14 +77,16 @@ func launch(t *testing.T, args ...string) (*exec.Cmd, io.Reader) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) // may have exited, and been waited for, already
 	return cmd, stdout
 }
 
 func TestStorageCommandServesFromConfig(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "storage.yaml")
-	os.WriteFile(cfg, []byte("version: 1\nlisten: 127.0.0.1:0\ndir: "+filepath.Join(dir, "data")+"\nmax_batch_total_size_bytes: 2MiB\nmax_bytes: 64MiB\n"), 0o644)
+	if err := os.WriteFile(cfg, []byte("version: 1\nlisten: 127.0.0.1:0\ndir: "+filepath.Join(dir, "data")+"\nmax_batch_total_size_bytes: 2MiB\nmax_bytes: 64MiB\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	addr, cmd := start(t, "storage", "--config", cfg)
 	conn := grpctest.Dial(t, addr)
 	caps, err := repb.NewCapabilitiesClient(conn).GetCapabilities(context.Background(), &repb.GetCapabilitiesRequest{})
@@ -100,7 +102,9 @@ func TestStorageCommandServesFromConfig(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "data", "cas")); err != nil {
 		t.Fatalf("data directory not created: %v", err)
 	}
-	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatalf("signalling storage: %v", err)
+	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("storage did not stop cleanly on SIGINT: %v", err)
 	}
@@ -108,7 +112,9 @@ func TestStorageCommandServesFromConfig(t *testing.T) {
 
 func TestStorageCommandRefusesUnknownConfigKeys(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "storage.yaml")
-	os.WriteFile(cfg, []byte("version: 1\nlisten: 127.0.0.1:0\nmax_bytse: 1GiB\n"), 0o644)
+	if err := os.WriteFile(cfg, []byte("version: 1\nlisten: 127.0.0.1:0\nmax_bytse: 1GiB\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	out, err := exec.Command(binary, "storage", "--config", cfg).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "max_bytse") {
 		t.Fatalf("unknown key accepted or not named: %v\n%s", err, out)
@@ -122,7 +128,9 @@ func TestExampleConfigIsValidForTheCommand(t *testing.T) {
 	if addr == "" {
 		t.Fatal("no address")
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatalf("signalling storage: %v", err)
+	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("exit: %v", err)
 	}

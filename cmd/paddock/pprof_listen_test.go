@@ -81,7 +81,7 @@ func startLogged(t *testing.T, msg string, args ...string) map[string]string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) // may have exited, and been waited for, already
 	found := make(chan map[string]string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -96,7 +96,7 @@ func startLogged(t *testing.T, msg string, args ...string) map[string]string {
 				break
 			}
 		}
-		io.Copy(io.Discard, stderr)
+		_, _ = io.Copy(io.Discard, stderr) // the rest, until the child ends (Wait may close the pipe first)
 		close(found)
 	}()
 	select {

@@ -39,7 +39,7 @@ func startServing(t *testing.T, args ...string) (httpAddr, grpcAddr string) {
 			}
 		}
 		found <- addrs
-		io.Copy(io.Discard, stdout)
+		_, _ = io.Copy(io.Discard, stdout) // the rest, until the child ends (Wait may close the pipe first)
 	}()
 	select {
 	case addrs := <-found:

@@ -31,7 +31,9 @@ func TestSplitRolesLogTheirStop(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { os.RemoveAll(rdir) })
-		os.Chmod(rdir, 0o755)
+		if err := os.Chmod(rdir, 0o755); err != nil {
+			t.Fatal(err)
+		}
 		sock := filepath.Join(rdir, "runner.sock")
 		runner := startRole(t, "runner serving", "runner", "--socket", sock, "--state", filepath.Join(rdir, "state"))
 		worker := startRole(t, "worker running", "worker", "--scheduler", scheduler.addr(t), "--storage", storage.addr(t),
@@ -74,7 +76,7 @@ func startRole(t *testing.T, ready, role string, args ...string) *loggedRole {
 	if err := r.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { r.cmd.Process.Kill(); r.cmd.Wait() })
+	t.Cleanup(func() { _ = r.cmd.Process.Kill(); _ = r.cmd.Wait() }) // may have stopped, and been waited for, already
 	seen := make(chan struct{})
 	go func() {
 		defer close(r.done)
@@ -124,7 +126,9 @@ func (r *loggedRole) log() string {
 // stopAndCheck sends sig, waits for a clean exit, and checks the two lines.
 func (r *loggedRole) stopAndCheck(t *testing.T, sig syscall.Signal) {
 	t.Helper()
-	r.cmd.Process.Signal(sig)
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("paddock %s: sending %v: %v\n%s", r.role, sig, err, r.log())
+	}
 	err := r.cmd.Wait()
 	<-r.done
 	log := r.log()

@@ -27,7 +27,7 @@ func TestSchedulerCommandAppliesTenantLimits(t *testing.T) {
 	dir := t.TempDir()
 	hash := func(token string) string { s := sha256.Sum256([]byte(token)); return hex.EncodeToString(s[:]) }
 	policy := filepath.Join(dir, "auth.yaml")
-	os.WriteFile(policy, []byte(fmt.Sprintf(`tenants:
+	if err := os.WriteFile(policy, []byte(fmt.Sprintf(`tenants:
   - name: team-a
     instance_prefixes: [team-a]
     max_queued: 2
@@ -37,7 +37,9 @@ func TestSchedulerCommandAppliesTenantLimits(t *testing.T) {
     instance_prefixes: [team-b]
     identities:
       - {token_sha256: %s, permissions: [execute]}
-`, hash("token-a"), hash("token-b"))), 0o600)
+`, hash("token-a"), hash("token-b"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	storageAddr, _ := start(t, "storage", "--listen", "127.0.0.1:0", "--dir", filepath.Join(dir, "storage"))
 	schedAddr, _ := start(t, "scheduler", "--listen", "127.0.0.1:0", "--storage", storageAddr, "--auth", policy)
 	storage := grpctest.Dial(t, storageAddr)

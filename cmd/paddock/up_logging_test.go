@@ -56,17 +56,19 @@ func runUpBriefly(t *testing.T, args ...string) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
+	defer func() { _ = cmd.Process.Kill() }() // has exited already unless the test failed
 	sc := bufio.NewScanner(stdout)
 	up := false
 	for !up && sc.Scan() {
 		up = strings.HasPrefix(sc.Text(), "paddock is up")
 	}
 	if !up {
-		cmd.Wait()
+		_ = cmd.Wait() // it failed; its stderr, next, says why
 		t.Fatalf("paddock up %v exited before it was up:\n%s", args, stderr.String())
 	}
-	cmd.Process.Signal(syscall.SIGINT)
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatalf("signalling paddock up: %v", err)
+	}
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("paddock up %v did not stop cleanly: %v", args, err)
 	}

@@ -139,7 +139,9 @@ func TestAutoscalingComponent(t *testing.T) {
 		}
 	}
 	base, _ := filepath.Abs("base")
-	os.Symlink(base, filepath.Join(dir, "base"))
+	if err := os.Symlink(base, filepath.Join(dir, "base")); err != nil {
+		t.Fatal(err)
+	}
 	k := "resources: [production]\ncomponents: [autoscaling]\n"
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
 		t.Fatal(err)

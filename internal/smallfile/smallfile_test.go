@@ -14,7 +14,9 @@ import (
 func TestRead(t *testing.T) {
 	dir := t.TempDir()
 	ok := filepath.Join(dir, "ok.yaml")
-	os.WriteFile(ok, []byte("version: 1\n"), 0o600)
+	if err := os.WriteFile(ok, []byte("version: 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if b, err := Read(ok, "config"); err != nil || string(b) != "version: 1\n" {
 		t.Fatalf("a small file: %q, %v", b, err)
 	}

@@ -40,7 +40,9 @@ func TestRemoveStale(t *testing.T) {
 	}
 
 	file := filepath.Join(dir, "file")
-	os.WriteFile(file, nil, 0o600)
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := RemoveStale(file); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Fatalf("a regular file: %v, want refused", err)
 	}

@@ -48,6 +48,15 @@ func write(t *testing.T, dir string, from, n int) {
 	}
 }
 
+// closeJournal closes j at the end of a test (deferred), failing the test
+// if Close reports an error.
+func closeJournal(t *testing.T, j *Journal) {
+	t.Helper()
+	if err := j.Close(); err != nil {
+		t.Errorf("close journal: %v", err)
+	}
+}
+
 func checkRecords(t *testing.T, rec *Recovered, from, n int) {
 	t.Helper()
 	if len(rec.Records) != n {
@@ -65,7 +74,7 @@ func TestAppendAndRecoverAcrossReopens(t *testing.T) {
 	write(t, dir, 0, 100)
 	write(t, dir, 100, 50)
 	j, rec := open(t, dir, nil)
-	defer j.Close()
+	defer closeJournal(t, j)
 	checkRecords(t, rec, 0, 150)
 	if rec.Dropped != "" || rec.Snapshot != nil {
 		t.Fatalf("dropped %q, snapshot %q; want neither", rec.Dropped, rec.Snapshot)
@@ -183,9 +192,13 @@ func TestTornTailIsDroppedAndSaid(t *testing.T) {
 		if err := j.WaitDurable(seq); err != nil {
 			t.Fatal(err)
 		}
-		j.Close()
+		if err := j.Close(); err != nil {
+			t.Fatal(err)
+		}
 		j, rec = open(t, dir, nil)
-		j.Close()
+		if err := j.Close(); err != nil {
+			t.Fatal(err)
+		}
 		if len(rec.Records) != keep+1 || string(rec.Records[keep]) != "after" || rec.Dropped != "" {
 			t.Fatalf("cut at %d: after appending, recovered %d records (dropped %q), want %d then \"after\"", cut, len(rec.Records), rec.Dropped, keep)
 		}
@@ -228,7 +241,9 @@ func TestFlippedBitIsDetected(t *testing.T) {
 			}
 			return
 		}
-		j.Close()
+		if err := j.Close(); err != nil {
+			t.Errorf("close journal: %v", err)
+		}
 		if damaged < len(ends)-1 {
 			t.Fatalf("bit flipped at %d in record %d of %d: opened, dropping %q; want a refusal", pos, damaged+1, len(ends), rec.Dropped)
 		}
@@ -274,7 +289,7 @@ func TestCorruptLengthBeforeCompleteRecordsRefusesToStart(t *testing.T) {
 			logs := &testlog.Buffer{}
 			j, rec, err := Open(Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 			if err == nil {
-				j.Close()
+				_ = j.Close() // the test fails below anyway
 				t.Fatalf("opened, dropping %q; want a refusal", rec.Dropped)
 			}
 			for _, want := range []string{
@@ -322,7 +337,7 @@ func TestTornLastRecordIsDropped(t *testing.T) {
 			}
 			logs := &testlog.Buffer{}
 			j, rec := open(t, dir, logs)
-			defer j.Close()
+			defer closeJournal(t, j)
 			checkRecords(t, rec, 0, 199)
 			want := fmt.Sprintf("dropped %d byte(s) from byte %d, after record 199: record cut short", tc.cut, ends[len(ends)-2])
 			if !strings.Contains(rec.Dropped, want) || !strings.Contains(logs.String(), "torn or corrupt tail dropped") {
@@ -348,13 +363,15 @@ func TestSnapshotCompactsAndRecovers(t *testing.T) {
 	if err := j.WaitDurable(15); err != nil {
 		t.Fatal(err)
 	}
-	j.Close()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
 	names, _ := filepath.Glob(filepath.Join(dir, "*"))
 	if len(names) != 2 || filepath.Base(names[0]) != segmentName(11) || filepath.Base(names[1]) != snapshotName(10) {
 		t.Fatalf("files %v, want the segment from 11 and the snapshot at 10", names)
 	}
 	j, rec := open(t, dir, nil)
-	defer j.Close()
+	defer closeJournal(t, j)
 	if string(rec.Snapshot) != "state after 10" || rec.SnapshotSeq != 10 {
 		t.Fatalf("snapshot %q at %d", rec.Snapshot, rec.SnapshotSeq)
 	}
@@ -364,11 +381,15 @@ func TestSnapshotCompactsAndRecovers(t *testing.T) {
 func TestCorruptSnapshotRefusesToStart(t *testing.T) {
 	dir := t.TempDir()
 	j, seq := snapshotted(t, dir)
-	j.Close()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(dir, snapshotName(seq))
 	b, _ := os.ReadFile(path)
 	b[len(b)-2] ^= 4
-	os.WriteFile(path, b, 0o600)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	_, _, err := Open(Options{Dir: dir})
 	if err == nil || !strings.Contains(err.Error(), "refusing to start") || !strings.Contains(err.Error(), "checksum") {
 		t.Fatalf("Open with a corrupt snapshot: %v, want a refusal naming the checksum", err)
@@ -382,12 +403,18 @@ func TestDamageBeforeTheTailRefusesToStart(t *testing.T) {
 		j.Append(record(i))
 	}
 	j.Rotate()
-	j.WaitDurable(j.Append(record(5)))
-	j.Close()
+	if err := j.WaitDurable(j.Append(record(5))); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(dir, segmentName(1))
 	b, _ := os.ReadFile(path)
 	b[len(segmentMagic)+frameHeader] ^= 1
-	os.WriteFile(path, b, 0o600)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	_, _, err := Open(Options{Dir: dir})
 	if err == nil || !strings.Contains(err.Error(), "later segments exist") {
 		t.Fatalf("Open with a damaged older segment: %v, want a refusal", err)
@@ -416,7 +443,9 @@ func TestMissingSegmentAfterTheSnapshotRefusesToStart(t *testing.T) {
 	if err := j.WaitDurable(last); err != nil {
 		t.Fatal(err)
 	}
-	j.Close()
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Remove(filepath.Join(dir, segmentName(seq+1))); err != nil {
 		t.Fatal(err)
 	}

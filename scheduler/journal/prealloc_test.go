@@ -106,7 +106,7 @@ func TestSegmentBlocksAreReservedAhead(t *testing.T) {
 	checkNoReserve(t, path)
 
 	j, _ = open(t, dir, nil)
-	defer j.Close()
+	defer closeJournal(t, j)
 	checkReserved(t, path, size, preallocChunk)
 }
 
@@ -118,7 +118,7 @@ func TestRecoveryIgnoresTheReserve(t *testing.T) {
 	needFallocate(t, dir)
 	path := filepath.Join(dir, segmentName(1))
 	crashed, _ := open(t, dir, nil)
-	defer crashed.Close()
+	defer func() { _ = crashed.Close() }() // stands for a crashed process: only its descriptor and writer are let go
 	size := int64(len(segmentMagic))
 	var last uint64
 	for i := 0; i < 100; i++ {
@@ -150,7 +150,7 @@ func TestRecoveryIgnoresTheReserve(t *testing.T) {
 		t.Fatal(err)
 	}
 	j, rec = open(t, dir, nil)
-	defer j.Close()
+	defer closeJournal(t, j)
 	checkRecords(t, rec, 0, 100)
 	if rec.Dropped != "" {
 		t.Fatalf("dropped %q after the torn tail was cut, want nothing", rec.Dropped)
@@ -164,7 +164,7 @@ func TestRotatedSegmentKeepsNoReserve(t *testing.T) {
 	dir := t.TempDir()
 	needFallocate(t, dir)
 	j, _ := open(t, dir, nil)
-	defer j.Close()
+	defer closeJournal(t, j)
 	j.Append(record(1))
 	seq := j.Rotate()
 	last := j.Append(record(2))
@@ -195,7 +195,7 @@ func TestAppendsGoOnWhenTheDiskFills(t *testing.T) {
 	n := int((preallocChunk - preallocMargin/2) / frameSize(rec))
 	for i := 0; i < n; i++ {
 		if err := j.WaitDurable(j.Append(rec)); err != nil {
-			j.Close()
+			_ = j.Close() // fails with the same error, reported below
 			t.Fatalf("append %d of %d on a full disk: %v", i+1, n, err)
 		}
 	}
@@ -223,7 +223,7 @@ func TestAppendsGoOnWhenTheDiskFills(t *testing.T) {
 	}
 
 	j, got := open(t, disk, nil)
-	defer j.Close()
+	defer closeJournal(t, j)
 	if len(got.Records) != n || got.Dropped != "" {
 		t.Fatalf("recovered %d records (dropped %q), want %d", len(got.Records), got.Dropped, n)
 	}

@@ -51,7 +51,10 @@ func (n *node) start() {
 		n.t.Fatal(err)
 	}
 	n.addr = lis.Addr().String()
-	go n.g.Serve(lis)
+	// Serve returns when stop ends the server; g, as stop sets n.g to nil,
+	// perhaps before this goroutine runs.
+	g := n.g
+	go func() { _ = g.Serve(lis) }()
 }
 
 // stop ends the server, cutting open streams, as a killed process would.

@@ -110,8 +110,12 @@ func testResultAfterReRegister(t *testing.T, kept bool) {
 	})
 	first := <-run.sched.streams
 	recvRegister(t, first)
-	first.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
-	first.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: &workerpb.Assignment{OperationName: "op", Attempt: 3}}})
+	if err := first.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}}); err != nil {
+		t.Fatalf("sending Registered: %v", err)
+	}
+	if err := first.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: &workerpb.Assignment{OperationName: "op", Attempt: 3}}}); err != nil {
+		t.Fatalf("sending Assignment: %v", err)
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for !run.c.Holding("op") {
 		if time.Now().After(deadline) {
@@ -133,7 +137,9 @@ func testResultAfterReRegister(t *testing.T, kept bool) {
 	if kept {
 		registered.Kept = reg.Running
 	}
-	second.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: registered}})
+	if err := second.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: registered}}); err != nil {
+		t.Fatalf("sending Registered: %v", err)
+	}
 	if got := <-assigned; got != kept {
 		t.Fatalf("the handler was told its action is still assigned: %v; Registered kept it: %v", got, kept)
 	}
@@ -187,12 +193,18 @@ func TestStillAssignedUntilCancelled(t *testing.T) {
 	})
 	s := <-run.sched.streams
 	recvRegister(t, s)
-	s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
-	s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: &workerpb.Assignment{OperationName: "op", Attempt: 1}}})
+	if err := s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}}); err != nil {
+		t.Fatalf("sending Registered: %v", err)
+	}
+	if err := s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: &workerpb.Assignment{OperationName: "op", Attempt: 1}}}); err != nil {
+		t.Fatalf("sending Assignment: %v", err)
+	}
 	if !<-assigned {
 		t.Fatal("a handler of a live session was told its action is no longer assigned")
 	}
-	s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{Cancel: &workerpb.Cancel{OperationName: "op"}}})
+	if err := s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{Cancel: &workerpb.Cancel{OperationName: "op"}}}); err != nil {
+		t.Fatalf("sending Cancel: %v", err)
+	}
 	if <-assigned {
 		t.Fatal("a cancelled action is still assigned")
 	}

@@ -54,7 +54,8 @@ func TestReconnectBackoffIsCapped(t *testing.T) {
 	defer conn.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go workerpb.NewWorkerServiceClient(conn).Connect(ctx, grpc.WaitForReady(true)) // keeps the connection trying
+	// Keeps the connection trying; it fails only once the test cancels ctx.
+	go func() { _, _ = workerpb.NewWorkerServiceClient(conn).Connect(ctx, grpc.WaitForReady(true)) }()
 	// Capped, a gap is at most 2.4 s; by default the 6th and 7th are at
 	// least 5.2 s and 8.4 s (6.6 s and 10.5 s, less 20 %). 4.5 s tells the
 	// two apart with 2 s to spare on a loaded machine.
@@ -103,13 +104,15 @@ func TestPartitionedSchedulerIsNoticed(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go c.Run(ctx)
+	go func() { _ = c.Run(ctx) }() // returns ctx's error once the test ends
 	first := <-sched.streams
 	defer first.(*endingStream).end()
 	if m, err := first.Recv(); err != nil || m.GetRegister() == nil {
 		t.Fatalf("first message %v, %v; want register", m, err)
 	}
-	first.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
+	if err := first.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}}); err != nil {
+		t.Fatalf("sending Registered: %v", err)
+	}
 	waitUntil(t, 10*time.Second, "registered", c.Connected)
 	proxy.Stall() // a partition
 	waitUntil(t, 3*(kp.Time+kp.Timeout), "the dead session noticed", func() bool { return !c.Connected() })

@@ -65,7 +65,7 @@ func runClient(t *testing.T, conn grpc.ClientConnInterface, logs *testlog.Buffer
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); c.Run(ctx) }()
+	go func() { defer close(done); _ = c.Run(ctx) }() // returns ctx's error at cleanup
 	t.Cleanup(func() { cancel(); <-done })
 	return c
 }

@@ -41,7 +41,9 @@ func TestPauseAndIncarnationReachTheScheduler(t *testing.T) {
 		if err != nil || m.GetRegister() == nil {
 			t.Fatalf("first message %v, %v; want register", m, err)
 		}
-		s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
+		if err := s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}}); err != nil {
+			t.Fatalf("sending Registered: %v", err)
+		}
 		return s, m.GetRegister()
 	}
 	heartbeat := func(s workerpb.WorkerService_ConnectServer, paused bool) *workerpb.Heartbeat {
