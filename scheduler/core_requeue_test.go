@@ -73,10 +73,7 @@ func TestRetryAvoidsItsWorkerOnlyWhileAnotherCouldRunIt(t *testing.T) {
 	}
 	t.Run("other drained", func(t *testing.T) {
 		h := busyOther(t)
-		if _, err := h.c.Drain(h.now, "b"); err != nil {
-			t.Fatal(err)
-		}
-		h.collect()
+		h.drain("b")
 		h.advance(time.Second)
 		if got := h.assignments(); len(got) != 1 || got[0] != (sentAssignment{"a", "x", 2}) {
 			t.Fatalf("with b drained: %v, want attempt 2 on a", got)

@@ -457,10 +457,7 @@ func TestUndrainResumesWork(t *testing.T) {
 		h.execute(fmt.Sprintf("op%d", i), fmt.Sprint(i), "", 0)
 	}
 	h.assignments()
-	if _, err := h.c.Drain(h.now, "w"); err != nil {
-		t.Fatal(err)
-	}
-	h.collect()
+	h.drain("w")
 	h.result("w", "op0", 1, 0)
 	if got := h.assignments(); len(got) != 0 {
 		t.Fatalf("draining worker got %v", got)
@@ -513,10 +510,7 @@ func TestUndrainWhileDisconnectedOrLeaving(t *testing.T) {
 	h.c.Disconnect(h.now, "w", h.gens["w"])
 	h.collect()
 	from := len(h.sent)
-	if _, err := h.c.Undrain(h.now, "w"); err != nil {
-		t.Fatal(err)
-	}
-	h.collect()
+	h.undrain("w")
 	if got := h.kinds("w", from); len(got) != 0 {
 		t.Fatalf("sent %v to a disconnected worker", got)
 	}
@@ -534,10 +528,7 @@ func TestUndrainWhileDisconnectedOrLeaving(t *testing.T) {
 	h.c.Leave(h.now, "v", h.gens["v"])
 	h.collect()
 	from = len(h.sent)
-	if _, err := h.c.Undrain(h.now, "v"); err != nil {
-		t.Fatal(err)
-	}
-	h.collect()
+	h.undrain("v")
 	h.execute("op2", "y", "", 0)
 	if got := h.kinds("v", from); len(got) != 0 {
 		t.Fatalf("leaving worker got %v after an undrain", got)

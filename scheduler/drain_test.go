@@ -13,6 +13,24 @@ import (
 	"github.com/paddock-build/paddock/api/workerpb"
 )
 
+// drain drains the worker id (it must exist) and collects what that sends.
+func (h *harness) drain(id string) {
+	h.t.Helper()
+	if _, err := h.c.Drain(h.now, id); err != nil {
+		h.t.Fatalf("Drain %s: %v", id, err)
+	}
+	h.collect()
+}
+
+// undrain undrains the worker id (it must exist) and collects what that sends.
+func (h *harness) undrain(id string) {
+	h.t.Helper()
+	if _, err := h.c.Undrain(h.now, id); err != nil {
+		h.t.Fatalf("Undrain %s: %v", id, err)
+	}
+	h.collect()
+}
+
 // loseWorker ends id's session as kill -9 does and lets reconnect_grace
 // pass: the core forgets the worker.
 func (h *harness) loseWorker(id string) {
@@ -31,10 +49,7 @@ func (h *harness) loseWorker(id string) {
 func TestDrainHoldsWhenTheWorkerIsLostAndRegistersAgain(t *testing.T) {
 	h := newHarness(t, nil)
 	h.connect("w1", 1, nil)
-	if _, err := h.c.Drain(h.now, "w1"); err != nil {
-		t.Fatal(err)
-	}
-	h.collect()
+	h.drain("w1")
 	h.loseWorker("w1")
 
 	from := len(h.sent)
@@ -65,10 +80,7 @@ func TestDrainHoldsWhenTheWorkerIsLostAndRegistersAgain(t *testing.T) {
 func TestUndrainOfALostWorkerHoldsWhenItRegistersAgain(t *testing.T) {
 	h := newHarness(t, nil)
 	h.connect("w1", 1, nil)
-	if _, err := h.c.Drain(h.now, "w1"); err != nil {
-		t.Fatal(err)
-	}
-	h.collect()
+	h.drain("w1")
 	h.loseWorker("w1")
 
 	if _, err := h.c.Drain(h.now, "w1"); status.Code(err) != codes.NotFound {
@@ -108,10 +120,7 @@ func TestLosingADrainingWorkerIsNotReportedIdle(t *testing.T) {
 	h.execute("op1", "1", "", 0)
 	h.execute("op2", "2", "", 0)
 	h.assignments()
-	if _, err := h.c.Drain(h.now, "w1"); err != nil {
-		t.Fatal(err)
-	}
-	h.collect()
+	h.drain("w1")
 	h.loseWorker("w1")
 	if len(h.idle) != 0 {
 		t.Fatalf("idle = %v, want none: w1 was lost with its actions", h.idle)

@@ -233,13 +233,7 @@ func TestSchedulerUsesInjectedClockForLeases(t *testing.T) {
 		}
 	}
 	a := reg("a")
-	s.mu.Lock()
-	if _, err := s.core.Execute(clock.Now(), benchSubmission(1)); err != nil {
-		s.mu.Unlock()
-		t.Fatal(err)
-	}
-	s.apply()
-	s.mu.Unlock()
+	executeDirect(t, s, benchSubmission(1))
 	if got := next(a); got.Attempt != 1 {
 		t.Fatalf("a got attempt %d", got.Attempt)
 	}

@@ -266,13 +266,7 @@ func TestRecoveredOperationWithoutClientIsAbandoned(t *testing.T) {
 	cfg.JournalDir = t.TempDir()
 	cfg.TickInterval = time.Hour
 	first := newTestScheduler(t, cfg, nil)
-	first.mu.Lock()
-	if _, err := first.core.Execute(first.clock.Now(), benchSubmission(1)); err != nil {
-		first.mu.Unlock()
-		t.Fatal(err)
-	}
-	first.apply()
-	first.mu.Unlock()
+	executeDirect(t, first, benchSubmission(1))
 	first.Close()
 
 	clock := newFakeClock()
@@ -392,4 +386,16 @@ func TestSnapshotBytesCountAcrossRestarts(t *testing.T) {
 		}
 	}
 	r.Close()
+}
+
+// executeDirect submits sub to s's core under its lock, as Execute does
+// once a request has passed its checks, and applies what that decides.
+func executeDirect(t *testing.T, s *Scheduler, sub submission) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.core.Execute(s.clock.Now(), sub); err != nil {
+		t.Fatal(err)
+	}
+	s.apply()
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/farmtest"
 	"github.com/paddock-build/paddock/internal/grpctest"
 	"github.com/paddock-build/paddock/internal/proctest"
 	"github.com/paddock-build/paddock/scheduler"
@@ -100,14 +101,8 @@ func BenchmarkActionPath(b *testing.B) {
 	}
 	workerConn := grpctest.Dial(b, addr)
 	ctx, cancel := context.WithCancel(context.Background())
-	workerDone := make(chan struct{})
-	go func() {
-		defer close(workerDone)
-		if err := w.Run(ctx, workerConn); err != nil && ctx.Err() == nil {
-			b.Errorf("worker Run: %v", err)
-		}
-	}()
-	defer func() { cancel(); <-workerDone }()
+	defer cancel()
+	defer farmtest.RunWorker(b, ctx, w, workerConn)()
 
 	exec := repb.NewExecutionClient(grpctest.Dial(b, addr))
 

@@ -97,14 +97,7 @@ func TestWorkerWithItsRunnerDownTakesNoWork(t *testing.T) {
 	defer cancel()
 	ready := make(chan bool, 10)
 	go worker.Readiness{Runner: probeRunner{up: up}, Scheduler: conn, Worker: w, Interval: 10 * time.Millisecond}.Run(ctx, func(r bool, _ string) { ready <- r })
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := w.Run(ctx, conn); err != nil && ctx.Err() == nil {
-			t.Errorf("worker Run: %v", err)
-		}
-	}()
-	defer func() { cancel(); <-done }()
+	defer farmtest.RunWorker(t, ctx, w, conn)()
 	admin := workerpb.NewAdminServiceClient(conn)
 	pollWorker(t, admin, "w1", "paused", func(i *workerpb.WorkerInfo) bool { return i.Connected && i.Paused })
 

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 
+	"github.com/paddock-build/paddock/internal/farmtest"
 	"github.com/paddock-build/paddock/internal/grpctest"
 	"github.com/paddock-build/paddock/worker"
 )
@@ -40,14 +41,7 @@ func TestNotReadyUntilRegistered(t *testing.T) {
 	go worker.Readiness{Runner: probeRunner{up: up, probes: probes}, Scheduler: conn, Worker: w, Interval: 10 * time.Millisecond}.Run(ctx, func(r bool, _ string) {
 		ready <- r
 	})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := w.Run(ctx, conn); err != nil && ctx.Err() == nil {
-			t.Errorf("worker Run: %v", err)
-		}
-	}()
-	defer func() { cancel(); <-done }()
+	defer farmtest.RunWorker(t, ctx, w, conn)()
 	// Several refused attempts on a connection that is up, and readiness
 	// probed twice since.
 	for attempts.Load() < 3 || conn.GetState() != connectivity.Ready {

@@ -92,15 +92,8 @@ func startWorker(t *testing.T, h *harness, id string, conn *grpc.ClientConn, run
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := w.Run(ctx, conn); err != nil && ctx.Err() == nil {
-			t.Errorf("worker Run: %v", err)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done; w.Close() })
+	stop := farmtest.RunWorker(t, context.Background(), w, conn)
+	t.Cleanup(func() { stop(); w.Close() })
 	return w
 }
 

@@ -102,12 +102,7 @@ func TestStorageCommandServesFromConfig(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "data", "cas")); err != nil {
 		t.Fatalf("data directory not created: %v", err)
 	}
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatalf("signalling storage: %v", err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("storage did not stop cleanly on SIGINT: %v", err)
-	}
+	stopCleanly(t, cmd, "storage", syscall.SIGINT)
 }
 
 func TestStorageCommandRefusesUnknownConfigKeys(t *testing.T) {
@@ -128,12 +123,7 @@ func TestExampleConfigIsValidForTheCommand(t *testing.T) {
 	if addr == "" {
 		t.Fatal("no address")
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("signalling storage: %v", err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("exit: %v", err)
-	}
+	stopCleanly(t, cmd, "storage", syscall.SIGTERM)
 }
 
 func TestUnknownCommand(t *testing.T) {
@@ -141,4 +131,32 @@ func TestUnknownCommand(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), `unknown command "frobnicate"`) {
 		t.Fatalf("%v\n%s", err, out)
 	}
+}
+
+// stopCleanly sends sig to what cmd runs (role, for the messages) and fails
+// the test unless it then exits with status 0.
+func stopCleanly(t *testing.T, cmd *exec.Cmd, role string, sig syscall.Signal) {
+	t.Helper()
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signalling %s: %v", role, err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%s did not stop cleanly on %v: %v", role, sig, err)
+	}
+}
+
+// searchableTempDir is a directory for the test, removed when it ends,
+// that every user may search, as the sandboxes' users must search the
+// parents of a farm's data and state: t.TempDir's parents are 0700.
+func searchableTempDir(t *testing.T, prefix string) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

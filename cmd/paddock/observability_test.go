@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -207,12 +208,7 @@ func TestLogLevelDebugShowsAuthDecisions(t *testing.T) {
 		tctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer token-a")
 		// Only the decision's log line, checked below, matters, not the answer.
 		_, _ = repb.NewContentAddressableStorageClient(grpctest.Dial(t, addr)).FindMissingBlobs(tctx, &repb.FindMissingBlobsRequest{InstanceName: "team-a/" + strings.Repeat("i", 1<<20)})
-		if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-			t.Fatalf("signalling storage: %v", err)
-		}
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("storage %v did not stop cleanly on SIGINT: %v", extra, err)
-		}
+		stopCleanly(t, cmd, fmt.Sprintf("storage %v", extra), syscall.SIGINT)
 		return stderr.String()
 	}
 	out := stderrOf("--log-level", "debug")

@@ -35,10 +35,5 @@ func TestSIGHUPStopsCleanly(t *testing.T) {
 	if addr == "" {
 		t.Fatal("no address")
 	}
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
-		t.Fatalf("signalling storage: %v", err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("storage did not stop cleanly on SIGHUP: %v", err)
-	}
+	stopCleanly(t, cmd, "storage", syscall.SIGHUP)
 }

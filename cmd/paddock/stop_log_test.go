@@ -23,17 +23,8 @@ func TestSplitRolesLogTheirStop(t *testing.T) {
 		"--journal-dir", filepath.Join(dir, "journal"))
 	roles := []*loggedRole{scheduler}
 	if os.Geteuid() == 0 {
-		// The runner needs root; the worker its socket. The sandboxes'
-		// users must search the state directory's parents: not
-		// t.TempDir's, which are 0700.
-		rdir, err := os.MkdirTemp("", "paddock-stop-log")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(rdir) })
-		if err := os.Chmod(rdir, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		// The runner needs root; the worker its socket.
+		rdir := searchableTempDir(t, "paddock-stop-log")
 		sock := filepath.Join(rdir, "runner.sock")
 		runner := startRole(t, "runner serving", "runner", "--socket", sock, "--state", filepath.Join(rdir, "state"))
 		worker := startRole(t, "worker running", "worker", "--scheduler", scheduler.addr(t), "--storage", storage.addr(t),

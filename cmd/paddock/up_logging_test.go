@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -39,16 +40,7 @@ func TestUpLogsInItsFormatAndLevel(t *testing.T) {
 // own, stops it (SIGINT) once it prints its banner, and returns its stderr.
 func runUpBriefly(t *testing.T, args ...string) string {
 	t.Helper()
-	// The sandboxes' users must be able to search the data directory's
-	// parents: not t.TempDir's, which are 0700.
-	dir, err := os.MkdirTemp("", "paddock-up-logs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := searchableTempDir(t, "paddock-up-logs")
 	var stderr bytes.Buffer
 	cmd := exec.Command(binary, append([]string{"up", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--http-listen", ""}, args...)...)
 	cmd.Stderr = &stderr
@@ -66,12 +58,7 @@ func runUpBriefly(t *testing.T, args ...string) string {
 		_ = cmd.Wait() // it failed; its stderr, next, says why
 		t.Fatalf("paddock up %v exited before it was up:\n%s", args, stderr.String())
 	}
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatalf("signalling paddock up: %v", err)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Errorf("paddock up %v did not stop cleanly: %v", args, err)
-	}
+	stopCleanly(t, cmd, fmt.Sprintf("paddock up %v", args), syscall.SIGINT)
 	return stderr.String()
 }
 

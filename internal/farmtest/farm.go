@@ -121,21 +121,28 @@ func Start(t testing.TB, opts Options) *Farm {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := w.Run(ctx, f.Conn); err != nil && ctx.Err() == nil {
-			t.Logf("worker stopped: %v", err) // tests that stop the scheduler expect it
-		}
-	}()
+	stop := RunWorker(t, context.Background(), w, f.Conn)
 	t.Cleanup(func() {
-		cancel()
-		<-done
+		stop()
 		f.Conn.Close()
 		sched.Close()
 		g.Stop()
 		srv.Close()
 	})
 	return f
+}
+
+// RunWorker runs w on conn in the background until stop is called (or ctx
+// ends): stop cancels it and waits for Run to return. Run returns before
+// that only when it cannot start (workerclient.New), which fails the test.
+func RunWorker(tb testing.TB, ctx context.Context, w *worker.Worker, conn grpc.ClientConnInterface) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := w.Run(ctx, conn); err != nil && ctx.Err() == nil {
+			tb.Errorf("worker Run: %v", err)
+		}
+	}()
+	return func() { cancel(); <-done }
 }

@@ -84,6 +84,14 @@ func recvRegister(t *testing.T, s workerpb.WorkerService_ConnectServer) *workerp
 	return m.GetRegister()
 }
 
+// send sends m to the worker on s, failing the test if it cannot.
+func send(t *testing.T, s workerpb.WorkerService_ConnectServer, m *workerpb.SchedulerMessage) {
+	t.Helper()
+	if err := s.Send(m); err != nil {
+		t.Fatalf("sending %v: %v", m, err)
+	}
+}
+
 // TestResultFinishedWhileDisconnectedIsSentAfterReRegister: an action
 // that finishes after its session broke is listed as held at the next
 // Register and its result sent once registered. Its handler, asking
@@ -110,12 +118,8 @@ func testResultAfterReRegister(t *testing.T, kept bool) {
 	})
 	first := <-run.sched.streams
 	recvRegister(t, first)
-	if err := first.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}}); err != nil {
-		t.Fatalf("sending Registered: %v", err)
-	}
-	if err := first.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: &workerpb.Assignment{OperationName: "op", Attempt: 3}}}); err != nil {
-		t.Fatalf("sending Assignment: %v", err)
-	}
+	send(t, first, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
+	send(t, first, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: &workerpb.Assignment{OperationName: "op", Attempt: 3}}})
 	deadline := time.Now().Add(20 * time.Second)
 	for !run.c.Holding("op") {
 		if time.Now().After(deadline) {
@@ -137,9 +141,7 @@ func testResultAfterReRegister(t *testing.T, kept bool) {
 	if kept {
 		registered.Kept = reg.Running
 	}
-	if err := second.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: registered}}); err != nil {
-		t.Fatalf("sending Registered: %v", err)
-	}
+	send(t, second, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: registered}})
 	if got := <-assigned; got != kept {
 		t.Fatalf("the handler was told its action is still assigned: %v; Registered kept it: %v", got, kept)
 	}
@@ -193,18 +195,12 @@ func TestStillAssignedUntilCancelled(t *testing.T) {
 	})
 	s := <-run.sched.streams
 	recvRegister(t, s)
-	if err := s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}}); err != nil {
-		t.Fatalf("sending Registered: %v", err)
-	}
-	if err := s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: &workerpb.Assignment{OperationName: "op", Attempt: 1}}}); err != nil {
-		t.Fatalf("sending Assignment: %v", err)
-	}
+	send(t, s, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
+	send(t, s, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: &workerpb.Assignment{OperationName: "op", Attempt: 1}}})
 	if !<-assigned {
 		t.Fatal("a handler of a live session was told its action is no longer assigned")
 	}
-	if err := s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{Cancel: &workerpb.Cancel{OperationName: "op"}}}); err != nil {
-		t.Fatalf("sending Cancel: %v", err)
-	}
+	send(t, s, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Cancel{Cancel: &workerpb.Cancel{OperationName: "op"}}})
 	if <-assigned {
 		t.Fatal("a cancelled action is still assigned")
 	}

@@ -110,9 +110,7 @@ func TestPartitionedSchedulerIsNoticed(t *testing.T) {
 	if m, err := first.Recv(); err != nil || m.GetRegister() == nil {
 		t.Fatalf("first message %v, %v; want register", m, err)
 	}
-	if err := first.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}}); err != nil {
-		t.Fatalf("sending Registered: %v", err)
-	}
+	send(t, first, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
 	waitUntil(t, 10*time.Second, "registered", c.Connected)
 	proxy.Stall() // a partition
 	waitUntil(t, 3*(kp.Time+kp.Timeout), "the dead session noticed", func() bool { return !c.Connected() })

@@ -41,9 +41,7 @@ func TestPauseAndIncarnationReachTheScheduler(t *testing.T) {
 		if err != nil || m.GetRegister() == nil {
 			t.Fatalf("first message %v, %v; want register", m, err)
 		}
-		if err := s.Send(&workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}}); err != nil {
-			t.Fatalf("sending Registered: %v", err)
-		}
+		send(t, s, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Registered{Registered: &workerpb.Registered{}}})
 		return s, m.GetRegister()
 	}
 	heartbeat := func(s workerpb.WorkerService_ConnectServer, paused bool) *workerpb.Heartbeat {
