@@ -27,22 +27,25 @@ type keyStep struct {
 	list bool
 }
 
+// everyRole is each role's name and a fresh pointer to its defaults, for
+// the tests that walk every key of every role's file.
+var everyRole = []struct {
+	name string
+	def  func() any
+}{
+	{"storage", func() any { c := DefaultStorage(); return &c }},
+	{"scheduler", func() any { c := DefaultScheduler(); return &c }},
+	{"worker", func() any { c := DefaultWorker(); return &c }},
+	{"runner", func() any { c := DefaultRunner(); return &c }},
+	{"up", func() any { c := DefaultUp("/d"); return &c }},
+}
+
 // TestEverySizeKeyTakesUnits walks every key of every role's file (up's
 // sections, the backend tree) and, for each that holds bytes, loads it
 // written with a unit and as a plain number of bytes: both give the same
 // value, which --print-config prints in a form that loads back to it.
 func TestEverySizeKeyTakesUnits(t *testing.T) {
-	roles := []struct {
-		name string
-		def  func() any
-	}{
-		{"storage", func() any { c := DefaultStorage(); return &c }},
-		{"scheduler", func() any { c := DefaultScheduler(); return &c }},
-		{"worker", func() any { c := DefaultWorker(); return &c }},
-		{"runner", func() any { c := DefaultRunner(); return &c }},
-		{"up", func() any { c := DefaultUp("/d"); return &c }},
-	}
-	for _, role := range roles {
+	for _, role := range everyRole {
 		var sizes [][]keyStep
 		walkIntKeys(reflect.TypeOf(role.def()).Elem(), func(path []keyStep, ty reflect.Type) {
 			switch {

@@ -145,16 +145,7 @@ func checkRefused(t *testing.T, role, yaml, want string) {
 // key's path and line, except an empty optional key or section, which
 // loads. A key added later is held to the same rule.
 func TestEveryKeyNamesItselfWhenWrong(t *testing.T) {
-	for _, role := range []struct {
-		name string
-		def  func() any
-	}{
-		{"storage", func() any { c := DefaultStorage(); return &c }},
-		{"scheduler", func() any { c := DefaultScheduler(); return &c }},
-		{"worker", func() any { c := DefaultWorker(); return &c }},
-		{"runner", func() any { c := DefaultRunner(); return &c }},
-		{"up", func() any { c := DefaultUp("/d"); return &c }},
-	} {
+	for _, role := range everyRole {
 		n := 0
 		walkKeys(reflect.TypeOf(role.def()).Elem(), nil, map[reflect.Type]bool{}, func(path []keyStep, ty reflect.Type) {
 			n++

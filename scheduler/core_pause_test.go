@@ -50,11 +50,5 @@ func TestPausedWorkerGetsNoWorkUntilItResumes(t *testing.T) {
 func TestPausedWorkerIsNoOtherWorkerToWaitFor(t *testing.T) {
 	h := newHarness(t, nil)
 	h.gens["b"] = h.c.Connect(h.now, registration{id: "b", capacity: 1, paused: true, pauseReason: "runner not ready"})
-	h.connect("a", 1, nil)
-	h.execute("x", "x", "", 0)
-	h.assignments()
-	h.failRetryably("a", "x", 1)
-	if got := h.assignments(); len(got) != 1 || got[0] != (sentAssignment{"a", "x", 2}) {
-		t.Fatalf("retry %v, want attempt 2 on a (b is paused)", got)
-	}
+	h.wantRetryBackOnA("b is paused")
 }

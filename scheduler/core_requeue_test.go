@@ -18,6 +18,20 @@ func (h *harness) failRetryably(worker, name string, attempt int32) {
 	h.collect()
 }
 
+// wantRetryBackOnA runs action x on worker a, fails it retryably and
+// wants attempt 2 on a again: what a retry does when no other worker could
+// run it (why says which case).
+func (h *harness) wantRetryBackOnA(why string) {
+	h.t.Helper()
+	h.connect("a", 1, nil)
+	h.execute("x", "x", "", 0)
+	h.assignments()
+	h.failRetryably("a", "x", 1)
+	if got := h.assignments(); len(got) != 1 || got[0] != (sentAssignment{"a", "x", 2}) {
+		h.t.Fatalf("retry %v, want attempt 2 on a (%s)", got, why)
+	}
+}
+
 // TestRetryGoesToAnotherWorker: an action that failed on a worker (its
 // runner dead) is not handed straight back to that worker, free again at
 // once, while another worker could run it: it waits for the other one,
@@ -55,13 +69,7 @@ func TestRetryGoesToAnotherWorker(t *testing.T) {
 func TestRetryAvoidsItsWorkerOnlyWhileAnotherCouldRunIt(t *testing.T) {
 	t.Run("only worker", func(t *testing.T) {
 		h := newHarness(t, nil)
-		h.connect("a", 1, nil)
-		h.execute("x", "x", "", 0)
-		h.assignments()
-		h.failRetryably("a", "x", 1)
-		if got := h.assignments(); len(got) != 1 || got[0] != (sentAssignment{"a", "x", 2}) {
-			t.Fatalf("retry %v, want attempt 2 on a, the only worker", got)
-		}
+		h.wantRetryBackOnA("a is the only worker")
 	})
 	busyOther := func(t *testing.T) *harness {
 		h := newXOnAWithBBusy(t)

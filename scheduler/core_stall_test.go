@@ -46,14 +46,7 @@ func TestWorkersLostInOneTickCostOneRetry(t *testing.T) {
 // whose heartbeat then renews its lease; a worker that stays silent for a
 // lease after the stall is lost as before.
 func TestStallOfTheSchedulerLosesNoWorker(t *testing.T) {
-	h := newHarness(t, nil)
-	h.connect("a", 1, nil)
-	h.connect("b", 1, nil)
-	h.execute("x", "x", "", 0)
-	got := h.assignments()
-	if len(got) != 1 {
-		t.Fatalf("dispatches %v", got)
-	}
+	h, first := newXOnAOrB(t)
 	stall := h.cfg.LeaseDuration + 6*time.Second
 	h.now = h.now.Add(stall)
 	h.c.ForgiveStall(h.now, stall)
@@ -61,14 +54,14 @@ func TestStallOfTheSchedulerLosesNoWorker(t *testing.T) {
 	if len(h.c.workers) != 2 {
 		t.Fatalf("%d workers left after a stall of the scheduler, want both", len(h.c.workers))
 	}
-	if e := h.c.execs["x"]; e == nil || e.retries != 0 || e.worker == nil || e.worker.id != got[0].worker {
-		t.Fatalf("x after the stall: %+v; want still on %s with no retry", e, got[0].worker)
+	if e := h.c.execs["x"]; e == nil || e.retries != 0 || e.worker == nil || e.worker.id != first.worker {
+		t.Fatalf("x after the stall: %+v; want still on %s with no retry", e, first.worker)
 	}
-	h.heartbeat(got[0].worker)
+	h.heartbeat(first.worker)
 	h.advance(h.cfg.LeaseDuration - time.Second)
-	h.heartbeat(got[0].worker)
+	h.heartbeat(first.worker)
 	h.advance(time.Second)
-	if _, ok := h.c.workers[got[0].worker]; !ok || len(h.c.workers) != 1 {
+	if _, ok := h.c.workers[first.worker]; !ok || len(h.c.workers) != 1 {
 		t.Fatalf("workers %v a lease after the stall; want only the one that sent heartbeats", h.c.workers)
 	}
 }

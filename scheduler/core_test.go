@@ -623,12 +623,23 @@ func TestDoNotCacheActionsAreNotDeduplicated(t *testing.T) {
 	}
 }
 
-func TestLostConnectionRequeuesAfterReconnectGrace(t *testing.T) {
+// newXOnAOrB connects two free workers, a and b, and executes action x,
+// which goes to one of them: the dispatch it returns; the other is free.
+func newXOnAOrB(t *testing.T) (*harness, sentAssignment) {
+	t.Helper()
 	h := newHarness(t, nil)
 	h.connect("a", 1, nil)
 	h.connect("b", 1, nil)
-	h.execute("op", "x", "", 0)
-	first := h.assignments()[0]
+	h.execute("x", "x", "", 0)
+	got := h.assignments()
+	if len(got) != 1 {
+		t.Fatalf("dispatches %v, want x on a or b", got)
+	}
+	return h, got[0]
+}
+
+func TestLostConnectionRequeuesAfterReconnectGrace(t *testing.T) {
+	h, first := newXOnAOrB(t)
 	h.c.Disconnect(h.now, first.worker, h.gens[first.worker])
 	other := "a"
 	if first.worker == "a" {
@@ -640,8 +651,8 @@ func TestLostConnectionRequeuesAfterReconnectGrace(t *testing.T) {
 	}
 	h.heartbeat(other)
 	h.advance(time.Second)
-	if got := h.assignments(); len(got) != 1 || got[0] != (sentAssignment{other, "op", 2}) {
-		t.Fatalf("after the grace: %v, want op attempt 2 on %s (well before the 30s lease)", got, other)
+	if got := h.assignments(); len(got) != 1 || got[0] != (sentAssignment{other, "x", 2}) {
+		t.Fatalf("after the grace: %v, want x attempt 2 on %s (well before the 30s lease)", got, other)
 	}
 }
 

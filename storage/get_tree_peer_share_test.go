@@ -23,14 +23,8 @@ func TestWithoutTenantsAConnectionsGetTreeCallsLeaveOthersTheirTurn(t *testing.T
 	big := unreadTree(t, cas)
 	small := wideTree(t, cas, "small", 1, 1)
 	srv, addr := startTreeServer(t, cas)
-	greedy := dialUnread(t, addr)
 	const calls = 40
-	for range calls {
-		if _, err := greedy.GetTree(t.Context(), &repb.GetTreeRequest{RootDigest: big.Proto(), PageSize: 1}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitTreeCalls(t, srv, calls) // every one holds a slot or waits for one
+	holdUnreadGetTrees(t, t.Context(), srv, addr, big, calls)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	other := &testServer{cas: repb.NewContentAddressableStorageClient(grpctest.Dial(t, addr))}

@@ -69,6 +69,20 @@ func waitTreeCalls(t *testing.T, srv *storage.Server, n int) {
 	}
 }
 
+// holdUnreadGetTrees starts n GetTree calls of big in ctx on one dialUnread
+// connection, never read, and waits until each holds a slot or waits for
+// one: calls that keep their slots, beside which others want a turn.
+func holdUnreadGetTrees(t *testing.T, ctx context.Context, srv *storage.Server, addr string, big digest.Digest, n int) {
+	t.Helper()
+	unread := dialUnread(t, addr)
+	for range n {
+		if _, err := unread.GetTree(ctx, &repb.GetTreeRequest{RootDigest: big.Proto(), PageSize: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitTreeCalls(t, srv, n)
+}
+
 // TestATenantsUnreadGetTreeCallsLeaveOthersTheirTurn: one tenant of the
 // policy holds at most half the GetTree calls in progress, so calls it
 // never reads, which hold their slots while their pages wait, leave the
@@ -81,14 +95,8 @@ func TestATenantsUnreadGetTreeCallsLeaveOthersTheirTurn(t *testing.T) {
 	big := unreadTree(t, cas)
 	small := wideTree(t, cas, "small", 1, 1)
 	srv, addr := startTreeServer(t, cas)
-	unread := dialUnread(t, addr)
 	n := storage.TreeCallSlots()
-	for range n {
-		if _, err := unread.GetTree(asTenant(t.Context(), "c"), &repb.GetTreeRequest{RootDigest: big.Proto(), PageSize: 1}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	waitTreeCalls(t, srv, n) // every one holds a slot or waits for one
+	holdUnreadGetTrees(t, asTenant(t.Context(), "c"), srv, addr, big, n)
 	ctx, cancel := context.WithTimeout(asTenant(t.Context(), "b"), 30*time.Second)
 	defer cancel()
 	ts := &testServer{cas: repb.NewContentAddressableStorageClient(grpctest.Dial(t, addr))}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"os"
@@ -65,6 +66,32 @@ func start(t *testing.T, args ...string) (string, *exec.Cmd) {
 		t.Fatalf("%v did not start serving within a minute", args)
 	}
 	return "", nil
+}
+
+// startUntilBanner starts the binary with args, its stderr kept in the
+// buffer returned for the test to read its log, and reads its stdout up
+// to the line starting with banner, whose rest it returns; if the command
+// exits first the test fails with its stderr. It is killed, unless it has
+// exited, when the test ends.
+func startUntilBanner(t *testing.T, banner string, args ...string) (*exec.Cmd, string, *bytes.Buffer) {
+	t.Helper()
+	stderr := &bytes.Buffer{}
+	cmd := exec.Command(binary, args...)
+	cmd.Stderr = stderr
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() }) // has exited already unless the test failed
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), banner); ok {
+			return cmd, rest, stderr
+		}
+	}
+	_ = cmd.Wait() // it failed; its stderr, next, says why
+	t.Fatalf("paddock %v exited before printing %q:\n%s", args, banner, stderr.String())
+	return nil, "", nil
 }
 
 // launch starts the binary with args, killed when the test ends, and

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -12,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -181,23 +179,7 @@ func TestLogLevelDebugShowsAuthDecisions(t *testing.T) {
 		t.Fatal(err)
 	}
 	stderrOf := func(extra ...string) string {
-		var stderr bytes.Buffer
-		cmd := exec.Command(binary, append([]string{"storage", "--listen", "127.0.0.1:0", "--dir", t.TempDir(), "--auth", policy}, extra...)...)
-		cmd.Stderr = &stderr
-		stdout, _ := cmd.StdoutPipe()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		defer func() { _ = cmd.Process.Kill() }() // has exited already unless the test failed
-		sc := bufio.NewScanner(stdout)
-		addr := ""
-		for addr == "" && sc.Scan() {
-			_, addr, _ = strings.Cut(sc.Text(), "paddock storage listening on ")
-		}
-		if addr == "" {
-			_ = cmd.Wait() // it failed; its stderr, next, says why
-			t.Fatalf("storage %v exited without serving:\n%s", extra, stderr.String())
-		}
+		cmd, addr, stderr := startUntilBanner(t, "paddock storage listening on ", append([]string{"storage", "--listen", "127.0.0.1:0", "--dir", t.TempDir(), "--auth", policy}, extra...)...)
 		// No credential: UNAUTHENTICATED, a decision logged at debug.
 		_, err := repb.NewContentAddressableStorageClient(grpctest.Dial(t, addr)).FindMissingBlobs(context.Background(), &repb.FindMissingBlobsRequest{InstanceName: "team-a"})
 		if status.Code(err) != codes.Unauthenticated {

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -41,23 +38,7 @@ func TestUpLogsInItsFormatAndLevel(t *testing.T) {
 func runUpBriefly(t *testing.T, args ...string) string {
 	t.Helper()
 	dir := searchableTempDir(t, "paddock-up-logs")
-	var stderr bytes.Buffer
-	cmd := exec.Command(binary, append([]string{"up", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--http-listen", ""}, args...)...)
-	cmd.Stderr = &stderr
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill() }() // has exited already unless the test failed
-	sc := bufio.NewScanner(stdout)
-	up := false
-	for !up && sc.Scan() {
-		up = strings.HasPrefix(sc.Text(), "paddock is up")
-	}
-	if !up {
-		_ = cmd.Wait() // it failed; its stderr, next, says why
-		t.Fatalf("paddock up %v exited before it was up:\n%s", args, stderr.String())
-	}
+	cmd, _, stderr := startUntilBanner(t, "paddock is up", append([]string{"up", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--http-listen", ""}, args...)...)
 	stopCleanly(t, cmd, fmt.Sprintf("paddock up %v", args), syscall.SIGINT)
 	return stderr.String()
 }
