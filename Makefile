@@ -72,7 +72,7 @@ ERRCHECK_VERSION := v1.9.0
 
 # gofmt, go vet, staticcheck (its checks: staticcheck.conf) and errcheck
 # (the calls whose errors it leaves alone, and why: errcheck.excludes;
-# a deliberate `_ =` elsewhere carries its reason beside it).
+# any other error dropped is dropped in plain sight, with `_ =`).
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
