@@ -14,10 +14,11 @@ build:
 # The whole suite, as CI runs it (.ci/run calls exactly this). As root with
 # apt-get it first installs what the tests need (scripts/install-test-deps.sh);
 # elsewhere, tests that need root, Bazel, runc, bubblewrap or Chromium skip
-# themselves where those are absent.
+# themselves where those are absent. It lints first: what the code keeps to
+# (gofmt, vet, staticcheck, errcheck) holds only if every run checks it.
 test:
 	scripts/install-test-deps.sh
-	$(GO) vet ./...
+	$(MAKE) lint
 	$(GO) test -count=1 -timeout 25m ./...
 	$(GO) test -race -count=1 -timeout 10m $(RACE_PKGS)
 
