@@ -137,16 +137,10 @@ func TestExecuteResumesAcrossARealRestart(t *testing.T) {
 	started := make(chan struct{}, 1)
 	repb.RegisterExecutionServer(first, blockingScheduler{started: started})
 	go func() { _ = first.Serve(lis) }() // returns when the test stops the server
-	refused := make(chan struct{}, 100)
+	dialer, refused := refusedDials()
 	conn, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1.5, MaxDelay: 100 * time.Millisecond}}),
-		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", a)
-			if err != nil {
-				refused <- struct{}{}
-			}
-			return c, err
-		}))
+		dialer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,15 +155,7 @@ func TestExecuteResumesAcrossARealRestart(t *testing.T) {
 	}()
 	<-started    // the client's Execute is being served
 	first.Stop() // the restart: the stream breaks, the port refuses
-	for range 3 {
-		select {
-		case <-refused:
-		case err := <-result:
-			t.Fatalf("Execute ended while the scheduler was down: %v", err)
-		case <-time.After(30 * time.Second):
-			t.Fatal("the client did not try to reconnect")
-		}
-	}
+	awaitRefusedDials(t, "Execute", refused, result, 3)
 	lis2, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -181,12 +167,5 @@ func TestExecuteResumesAcrossARealRestart(t *testing.T) {
 	repb.RegisterExecutionServer(second, &restartingScheduler{executes: 1})
 	go func() { _ = second.Serve(lis2) }() // returns when the test stops the server
 	defer second.Stop()
-	select {
-	case err := <-result:
-		if err != nil {
-			t.Fatalf("Execute across the restart: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Execute did not end after the scheduler came back")
-	}
+	awaitCallResult(t, "Execute after the scheduler came back", result)
 }

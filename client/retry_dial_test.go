@@ -160,6 +160,36 @@ func refusedDials() (grpc.DialOption, chan struct{}) {
 	}), refused
 }
 
+// awaitRefusedDials waits for n refused dials while call (its result on
+// result) is still waiting: the server being down must hold the call, not
+// end it, and the client must keep dialing.
+func awaitRefusedDials(t *testing.T, call string, refused <-chan struct{}, result <-chan error, n int) {
+	t.Helper()
+	for i := range n {
+		select {
+		case <-refused:
+		case err := <-result:
+			t.Fatalf("%s ended while the server was down (%d of %d refused dials seen): %v", call, i, n, err)
+		case <-time.After(30 * time.Second):
+			t.Fatalf("the client did not dial again for %s (%d of %d refused dials seen)", call, i, n)
+		}
+	}
+}
+
+// awaitCallResult waits for call's result once the server is back: it must
+// end, within 30 s, without an error.
+func awaitCallResult(t *testing.T, call string, result <-chan error) {
+	t.Helper()
+	select {
+	case err := <-result:
+		if err != nil {
+			t.Fatalf("%s: %v", call, err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not end", call)
+	}
+}
+
 // A farm that is down when the client starts (a port that refuses
 // connections, as after a kill -9) and comes up after a few refused
 // dials is waited for: by an upload, and by an Execute whose stream
@@ -194,15 +224,7 @@ func TestCallsWaitForAFarmThatIsDown(t *testing.T) {
 			c := New(grpctest.Dial(t, "passthrough:///"+addr, append(p.DialOptions(), dialer)...), Options{Retry: &p})
 			result := make(chan error, 1)
 			go func() { result <- call(t.Context(), c) }()
-			for range 2 {
-				select {
-				case <-refused:
-				case err := <-result:
-					t.Fatalf("ended while the farm was down: %v", err)
-				case <-time.After(30 * time.Second):
-					t.Fatal("the client did not dial")
-				}
-			}
+			awaitRefusedDials(t, name, refused, result, 2)
 			if lis, err = net.Listen("tcp", addr); err != nil {
 				t.Fatal(err)
 			}
@@ -212,14 +234,7 @@ func TestCallsWaitForAFarmThatIsDown(t *testing.T) {
 				srv.Register(g)
 				repb.RegisterExecutionServer(g, &restartingScheduler{executes: 1}) // answers exit code 3
 			}, srv.GRPCServerOptions()...)
-			select {
-			case err := <-result:
-				if err != nil {
-					t.Fatalf("once the farm was up: %v", err)
-				}
-			case <-time.After(30 * time.Second):
-				t.Fatal("the call did not end once the farm was up")
-			}
+			awaitCallResult(t, name+" once the farm was up", result)
 			if name == "Upload" {
 				if missing, err := cas.FindMissing(t.Context(), []digest.Digest{blob.Digest}); err != nil || len(missing) != 0 {
 					t.Errorf("the blob was not stored: missing %v, %v", missing, err)

@@ -49,24 +49,19 @@ func TestUnknownKeyNamesTheFile(t *testing.T) {
 	}
 }
 
-// loadRole is Load over the role's defaults.
+// loadRole is Load over the role's defaults (up's for any other role).
 func loadRole(role, path string) error {
-	switch role {
-	case "storage":
-		c := DefaultStorage()
-		return Load(path, &c)
-	case "scheduler":
-		c := DefaultScheduler()
-		return Load(path, &c)
-	case "worker":
-		c := DefaultWorker()
-		return Load(path, &c)
-	case "runner":
-		c := DefaultRunner()
-		return Load(path, &c)
+	loads := map[string]func() error{
+		"storage":   func() error { c := DefaultStorage(); return Load(path, &c) },
+		"scheduler": func() error { c := DefaultScheduler(); return Load(path, &c) },
+		"worker":    func() error { c := DefaultWorker(); return Load(path, &c) },
+		"runner":    func() error { c := DefaultRunner(); return Load(path, &c) },
+		"up":        func() error { c := DefaultUp("/d"); return Load(path, &c) },
 	}
-	c := DefaultUp("/d")
-	return Load(path, &c)
+	if load, ok := loads[role]; ok {
+		return load()
+	}
+	return loads["up"]()
 }
 
 // TestJournalSyncCheckedWhenRead: journal_sync, which scheduler.Config's

@@ -96,17 +96,9 @@ type schedulerProcess struct {
 
 func startSchedulerProcess(t *testing.T, dir, addr string) *schedulerProcess {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envSchedulerDir+"="+dir, envSchedulerAddr+"="+addr)
-	p := &schedulerProcess{cmd: cmd, stderr: &testlog.Buffer{}}
-	cmd.Stderr = p.stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stderr := &testlog.Buffer{}
+	cmd, out := startTestProcess(t, stderr, envSchedulerDir+"="+dir, envSchedulerAddr+"="+addr)
+	p := &schedulerProcess{cmd: cmd, stderr: stderr}
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "LISTENING ") {
 		_ = cmd.Process.Kill() // may have exited already

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -47,12 +48,15 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func TestWorkerKilledMidActionCompletesOnAnotherWorker(t *testing.T) {
-	f := startFarm(t, testConfig(), "", nil, nil)
-	ctx := ctxTimeout(t)
+// startTestProcess starts this test binary again, running no test, with
+// env added, so that TestMain runs the worker or scheduler process env
+// names; it writes its stderr to stderr, and returns its stdout for the
+// lines it announces. The worker and scheduler processes start alike.
+func startTestProcess(t *testing.T, stderr io.Writer, env ...string) (*exec.Cmd, io.ReadCloser) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envWorkerAddr+"="+f.addr, envWorkerID+"=victim")
-	cmd.Stderr = os.Stderr
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +64,13 @@ func TestWorkerKilledMidActionCompletesOnAnotherWorker(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	return cmd, out
+}
+
+func TestWorkerKilledMidActionCompletesOnAnotherWorker(t *testing.T) {
+	f := startFarm(t, testConfig(), "", nil, nil)
+	ctx := ctxTimeout(t)
+	cmd, out := startTestProcess(t, os.Stderr, envWorkerAddr+"="+f.addr, envWorkerID+"=victim")
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) // killed and waited for below, unless the test failed first
 
 	d := f.action(t, "victim", nil)

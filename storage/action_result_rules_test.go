@@ -37,6 +37,21 @@ func refusedAndNotServed(t *testing.T, ts *testServer, fn repb.DigestFunction_Va
 	}
 }
 
+// acceptedAndServed checks that UpdateActionResult accepts result for
+// action and GetActionResult then serves it: the passing counterpart of
+// refusedAndNotServed, so each rule test shows a lawful result still works.
+// what names the case in a failure.
+func acceptedAndServed(t *testing.T, ts *testServer, action digest.Digest, result *repb.ActionResult, what string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := ts.acc.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: result}); err != nil {
+		t.Fatalf("%s: UpdateActionResult: %v", what, err)
+	}
+	if _, err := ts.acc.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: action.Proto()}); err != nil {
+		t.Fatalf("%s: GetActionResult: %v", what, err)
+	}
+}
+
 // TestTreeRootMustMatchRootDirectoryDigest: REv2 says that when an
 // OutputDirectory has both, root_directory_digest MUST be the digest of
 // the root directory in its Tree. A result where they differ would give a
@@ -44,7 +59,6 @@ func refusedAndNotServed(t *testing.T, ts *testServer, fn repb.DigestFunction_Va
 // blobs; it is refused, and not served if stored.
 func TestTreeRootMustMatchRootDirectoryDigest(t *testing.T) {
 	ts := startServer(t, storage.ServerOptions{AC: storage.NewMemoryActionCache()})
-	ctx := context.Background()
 	a := putString(t, ts.disk, "content of a")
 	inTree := &repb.Directory{Files: []*repb.FileNode{{Name: "x", Digest: a.Proto()}}}
 	putProto(t, ts.disk, inTree)
@@ -58,12 +72,7 @@ func TestTreeRootMustMatchRootDirectoryDigest(t *testing.T) {
 	root := putProto(t, ts.disk, inTree)
 	match := putString(t, ts.disk, "an action whose tree and root agree")
 	result := &repb.ActionResult{OutputDirectories: []*repb.OutputDirectory{{Path: "out", TreeDigest: tree.Proto(), RootDirectoryDigest: root.Proto()}}}
-	if _, err := ts.acc.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{ActionDigest: match.Proto(), ActionResult: result}); err != nil {
-		t.Fatalf("a matching tree and root: %v", err)
-	}
-	if _, err := ts.acc.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: match.Proto()}); err != nil {
-		t.Fatalf("a matching tree and root: %v", err)
-	}
+	acceptedAndServed(t, ts, match, result, "a matching tree and root")
 }
 
 // TestTreeHoldsEveryDirectoryItNames: REv2's Tree.children holds every
@@ -74,7 +83,6 @@ func TestTreeRootMustMatchRootDirectoryDigest(t *testing.T) {
 // could materialise.
 func TestTreeHoldsEveryDirectoryItNames(t *testing.T) {
 	ts := startServer(t, storage.ServerOptions{AC: storage.NewMemoryActionCache()})
-	ctx := context.Background()
 	a := putString(t, ts.disk, "content of a")
 	child := &repb.Directory{Files: []*repb.FileNode{{Name: "x", Digest: a.Proto()}}}
 	childD := putProto(t, ts.disk, child) // in the CAS, not always in the Tree
@@ -102,12 +110,7 @@ func TestTreeHoldsEveryDirectoryItNames(t *testing.T) {
 	td := putProto(t, ts.disk, &repb.Tree{Root: naming(digestOf(withGrandchild).Proto()), Children: []*repb.Directory{withGrandchild, grandchild}})
 	action := putString(t, ts.disk, "an action whose tree is complete")
 	result := &repb.ActionResult{OutputDirectories: []*repb.OutputDirectory{{Path: "out", TreeDigest: td.Proto()}}}
-	if _, err := ts.acc.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: result}); err != nil {
-		t.Fatalf("a complete tree: %v", err)
-	}
-	if _, err := ts.acc.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: action.Proto()}); err != nil {
-		t.Fatalf("a complete tree: %v", err)
-	}
+	acceptedAndServed(t, ts, action, result, "a complete tree")
 }
 
 // TestOutputSymlinkTargetsAreRelative: Capabilities advertises
@@ -116,7 +119,6 @@ func TestTreeHoldsEveryDirectoryItNames(t *testing.T) {
 // directory (either form), is refused, and one stored anyway is a miss.
 func TestOutputSymlinkTargetsAreRelative(t *testing.T) {
 	ts := startServer(t, storage.ServerOptions{AC: storage.NewMemoryActionCache()})
-	ctx := context.Background()
 	link := func(target string) []*repb.OutputSymlink {
 		return []*repb.OutputSymlink{{Path: "out/l", Target: target}}
 	}
@@ -158,12 +160,7 @@ func TestOutputSymlinkTargetsAreRelative(t *testing.T) {
 	ok := treeWith("../x")
 	ok.OutputSymlinks = link("a/b")
 	ok.OutputDirectorySymlinks = []*repb.OutputSymlink{{Path: "out/d", Target: "../up"}}
-	if _, err := ts.acc.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: ok}); err != nil {
-		t.Fatalf("relative targets: %v", err)
-	}
-	if _, err := ts.acc.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: action.Proto()}); err != nil {
-		t.Fatalf("relative targets: %v", err)
-	}
+	acceptedAndServed(t, ts, action, ok, "relative targets")
 }
 
 // TestActionResultDigestFunctionIsTheActions: with digest_function unset,
@@ -173,7 +170,6 @@ func TestOutputSymlinkTargetsAreRelative(t *testing.T) {
 // SHA-1 action with SHA-1 outputs is served.
 func TestActionResultDigestFunctionIsTheActions(t *testing.T) {
 	ts := startServer(t, storage.ServerOptions{AC: storage.NewMemoryActionCache()})
-	ctx := context.Background()
 	sha1Out := putSHA1(t, ts.disk, "a SHA-1 output")
 
 	action := putString(t, ts.disk, "a SHA-256 action")
@@ -187,12 +183,7 @@ func TestActionResultDigestFunctionIsTheActions(t *testing.T) {
 
 	sha1Action := putSHA1(t, ts.disk, "a SHA-1 action")
 	same := &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "o", Digest: sha1Out.Proto()}}}
-	if _, err := ts.acc.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{ActionDigest: sha1Action.Proto(), ActionResult: same}); err != nil {
-		t.Fatalf("SHA-1 action, SHA-1 output, function unset: %v", err)
-	}
-	if _, err := ts.acc.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: sha1Action.Proto()}); err != nil {
-		t.Fatalf("SHA-1 action, SHA-1 output, function unset: %v", err)
-	}
+	acceptedAndServed(t, ts, sha1Action, same, "SHA-1 action, SHA-1 output, function unset")
 }
 
 // TestGetActionResultInliningStaysUnderTheClientLimit: gRPC's Go and Java

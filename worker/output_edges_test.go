@@ -11,6 +11,31 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+// wantWholeWorkingDirectory runs a command writing "new" in working
+// directory wd over root, asking for output "" as REv2 2.0's
+// output_directories or (v21) 2.1's output_paths, and checks that the
+// whole working directory is collected: one output directory with path "",
+// no symlinks, and a Tree whose root holds new. The whole-root tests share
+// it so that every form and place of "" is held to the same.
+func wantWholeWorkingDirectory(t *testing.T, h *harness, root *repb.Directory, wd string, v21 bool) {
+	t.Helper()
+	cmd := &repb.Command{Arguments: []string{"/bin/sh", "-c", "echo x > new"}, WorkingDirectory: wd, OutputDirectories: []string{""}}
+	if v21 {
+		cmd.OutputDirectories, cmd.OutputPaths = nil, []string{""}
+	}
+	res := ok(t, h.w.Execute(context.Background(), h.action(cmd, root, false)))
+	if len(res.OutputDirectories) != 1 || res.OutputDirectories[0].Path != "" || len(res.OutputSymlinks)+len(res.OutputDirectorySymlinks) != 0 {
+		t.Fatalf("working directory %q, v2.1 %v: output directories %v, symlinks %v %v; want the one directory with path \"\"", wd, v21, res.OutputDirectories, res.OutputSymlinks, res.OutputDirectorySymlinks)
+	}
+	tree := &repb.Tree{}
+	if err := proto.Unmarshal(h.read(res.OutputDirectories[0].TreeDigest), tree); err != nil {
+		t.Fatalf("working directory %q, v2.1 %v: output tree: %v", wd, v21, err)
+	}
+	if fs := tree.Root.GetFiles(); len(fs) != 1 || fs[0].Name != "new" {
+		t.Fatalf("working directory %q, v2.1 %v: tree root files %v, want new", wd, v21, fs)
+	}
+}
+
 // TestWholeRootOutputDirectory: output_directories [""] captures the whole
 // working directory (the spec's special value), also when that is the
 // input root itself. It used to be dropped there, and the empty result
@@ -22,22 +47,7 @@ func TestWholeRootOutputDirectory(t *testing.T) {
 		wd  string
 		v21 bool
 	}{{"", false}, {"w", false}, {"", true}, {"w", true}} {
-		wd := tc.wd
-		cmd := &repb.Command{Arguments: []string{"/bin/sh", "-c", "echo x > new"}, WorkingDirectory: wd, OutputDirectories: []string{""}}
-		if tc.v21 {
-			cmd.OutputDirectories, cmd.OutputPaths = nil, []string{""}
-		}
-		res := ok(t, h.w.Execute(context.Background(), h.action(cmd, &repb.Directory{}, false)))
-		if len(res.OutputDirectories) != 1 || res.OutputDirectories[0].Path != "" {
-			t.Fatalf("working directory %q: output directories %v, want the one with path \"\"", wd, res.OutputDirectories)
-		}
-		tree := &repb.Tree{}
-		if err := proto.Unmarshal(h.read(res.OutputDirectories[0].TreeDigest), tree); err != nil {
-			t.Fatal(err)
-		}
-		if fs := tree.Root.GetFiles(); len(fs) != 1 || fs[0].Name != "new" {
-			t.Fatalf("working directory %q: tree root files %v, want new", wd, fs)
-		}
+		wantWholeWorkingDirectory(t, h, &repb.Directory{}, tc.wd, tc.v21)
 	}
 }
 
@@ -53,21 +63,7 @@ func TestWholeWorkingDirectoryThroughASymlink(t *testing.T) {
 		Symlinks:    []*repb.SymlinkNode{{Name: "link", Target: "sub"}},
 	}
 	for _, v21 := range []bool{false, true} {
-		cmd := &repb.Command{Arguments: []string{"/bin/sh", "-c", "echo x > new"}, WorkingDirectory: "link", OutputDirectories: []string{""}}
-		if v21 {
-			cmd.OutputDirectories, cmd.OutputPaths = nil, []string{""}
-		}
-		res := ok(t, h.w.Execute(context.Background(), h.action(cmd, root, false)))
-		if len(res.OutputDirectories) != 1 || res.OutputDirectories[0].Path != "" || len(res.OutputSymlinks)+len(res.OutputDirectorySymlinks) != 0 {
-			t.Fatalf("v2.1 %v: output directories %v, symlinks %v %v; want the one directory with path \"\"", v21, res.OutputDirectories, res.OutputSymlinks, res.OutputDirectorySymlinks)
-		}
-		tree := &repb.Tree{}
-		if err := proto.Unmarshal(h.read(res.OutputDirectories[0].TreeDigest), tree); err != nil {
-			t.Fatal(err)
-		}
-		if fs := tree.Root.GetFiles(); len(fs) != 1 || fs[0].Name != "new" {
-			t.Fatalf("v2.1 %v: tree root files %v, want new", v21, fs)
-		}
+		wantWholeWorkingDirectory(t, h, root, "link", v21)
 	}
 }
 

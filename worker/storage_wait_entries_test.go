@@ -260,20 +260,9 @@ func TestStorageWaitForAnEntryEndsWithItsContext(t *testing.T) {
 		_, err := cas.Get(ctx, f.down, 0)
 		done <- err
 	}()
-	select {
-	case <-second:
-		cancel()
-	case err := <-done:
-		t.Fatalf("Get ended before its second try: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("no second try within 20 s")
-	}
-	select {
-	case err := <-done:
-		if status.Code(err) != codes.Canceled {
-			t.Fatalf("Get after its context ended: %v, want CANCELED", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Get still waiting 10 s after its context ended")
+	awaitWhileRunning(t, second, done, "Get", "its second try")
+	cancel()
+	if err := awaitEnd(t, done, 10*time.Second, "Get", "its context ending"); status.Code(err) != codes.Canceled {
+		t.Fatalf("Get after its context ended: %v, want CANCELED", err)
 	}
 }

@@ -111,20 +111,9 @@ func TestStorageWaitRidesOutAShardDownBehindAFront(t *testing.T) {
 			check, call := tc.call(t, f, cas)
 			done := make(chan error, 1)
 			go func() { done <- call() }()
-			select {
-			case <-log.warned:
-				f.shards[1].start()
-			case err := <-done:
-				t.Fatalf("the call ended while the shard was down: %v", err)
-			case <-time.After(20 * time.Second):
-				t.Fatal("no outage logged within 20 s of the shard stopping")
-			}
-			select {
-			case err := <-done:
-				check(err)
-			case <-time.After(20 * time.Second):
-				t.Fatal("the call did not end within 20 s of the shard's restart")
-			}
+			awaitWhileRunning(t, log.warned, done, "the call", "the shard's outage to be logged")
+			f.shards[1].start()
+			check(awaitEnd(t, done, 20*time.Second, "the call", "the shard's restart"))
 			if w, i := log.warns.Load(), log.infos.Load(); w != 1 || i != 1 {
 				t.Errorf("logged %d outages and %d recoveries, want 1 and 1", w, i)
 			}

@@ -92,6 +92,36 @@ type outageLog struct {
 
 func newOutageLog() *outageLog { return &outageLog{warned: make(chan struct{})} }
 
+// awaitWhileRunning waits for event while a call whose end done delivers is
+// still under way, failing the test if the call ends first (with what it
+// ended with) or if event does not come within 20 s. The storage-wait
+// tests share it to hold a call open across an outage or a retry.
+func awaitWhileRunning[T any](t *testing.T, event <-chan struct{}, done <-chan T, call, eventName string) {
+	t.Helper()
+	select {
+	case <-event:
+	case v := <-done:
+		t.Fatalf("%s ended while waiting for %s: %v", call, eventName, v)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("%s: waited 20 s for %s", call, eventName)
+	}
+}
+
+// awaitEnd returns what done delivers, failing the test if the call does
+// not end within d of what happened last (a restart, a cancel): a call
+// the storage wait still holds would otherwise hang the test.
+func awaitEnd[T any](t *testing.T, done <-chan T, d time.Duration, call, since string) T {
+	t.Helper()
+	select {
+	case v := <-done:
+		return v
+	case <-time.After(d):
+	}
+	t.Fatalf("%s did not end within %v of %s", call, d, since)
+	var zero T
+	return zero
+}
+
 func (l *outageLog) Enabled(context.Context, slog.Level) bool { return true }
 func (l *outageLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
 func (l *outageLog) WithGroup(string) slog.Handler            { return l }
@@ -150,21 +180,9 @@ func TestStorageRestartDoesNotFailAction(t *testing.T) {
 			}
 			done := make(chan *repb.ExecuteResponse, 1)
 			go func() { done <- h.w.Execute(context.Background(), a) }()
-			select {
-			case <-log.warned:
-				s.start()
-			case resp := <-done:
-				t.Fatalf("the action ended while storage was down: %v", resp.Status)
-			case <-time.After(20 * time.Second):
-				t.Fatal("no outage logged within 20 s of the storage stopping")
-			}
-			var resp *repb.ExecuteResponse
-			select {
-			case resp = <-done:
-			case <-time.After(20 * time.Second):
-				t.Fatal("the action did not end within 20 s of the storage's restart")
-			}
-			res := ok(t, resp)
+			awaitWhileRunning(t, log.warned, done, "the action", "the storage's outage to be logged")
+			s.start()
+			res := ok(t, awaitEnd(t, done, 20*time.Second, "the action", "the storage's restart"))
 			if len(res.OutputFiles) != 1 || !bytes.Equal(h.read(res.OutputFiles[0].Digest), append(big, big...)) {
 				t.Fatalf("outputs %v: not the action's", res.OutputFiles)
 			}
@@ -318,21 +336,10 @@ func TestStorageWriteWaitsToStart(t *testing.T) {
 	s.stop()
 	done := make(chan error, 1)
 	go func() { done <- cas.Put(context.Background(), d, bytes.NewReader(data)) }()
-	select {
-	case <-log.warned:
-		s.start()
-	case err := <-done:
-		t.Fatalf("Put ended while storage was down: %v", err)
-	case <-time.After(20 * time.Second):
-		t.Fatal("no outage logged within 20 s of the storage stopping")
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Put after the restart: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Put did not end within 20 s of the storage's restart")
+	awaitWhileRunning(t, log.warned, done, "Put", "the storage's outage to be logged")
+	s.start()
+	if err := awaitEnd(t, done, 20*time.Second, "Put", "the storage's restart"); err != nil {
+		t.Fatalf("Put after the restart: %v", err)
 	}
 	if got, err := storagetest.ReadAll(t, s.cas, d, 0); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("stored %d bytes of %d: %v", len(got), len(data), err)

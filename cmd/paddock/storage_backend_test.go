@@ -75,14 +75,42 @@ func TestOpenBackendTree(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// Under a policy, a cache in front of a shared backend is partitioned by
-// tenant: a blob one tenant read into its cache is not served to another
-// from there, and no cache is linked by the worker.
-func TestOpenCachedUnderPolicyIsPartitioned(t *testing.T) {
+// loadExamplePolicy loads the repository's example auth policy
+// (configs/auth.yaml), which has the tenants team-a and team-b.
+func loadExamplePolicy(t *testing.T) *auth.Policy {
+	t.Helper()
 	policy, err := auth.LoadPolicy("../../configs/auth.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return policy
+}
+
+// putIsHiddenFromOtherTenant stores data in cas as team-a and checks that
+// team-b neither finds nor reads it: the CAS is partitioned by tenant. It
+// returns the blob's digest.
+func putIsHiddenFromOtherTenant(t *testing.T, cas storage.BlobStore, data []byte) digest.Digest {
+	t.Helper()
+	a := storage.WithInstance(context.Background(), "team-a")
+	b := storage.WithInstance(context.Background(), "team-b")
+	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
+	if err := cas.Put(a, d, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if missing, err := cas.FindMissing(b, []digest.Digest{d}); err != nil || len(missing) != 1 {
+		t.Fatalf("team-b looking up team-a's blob: missing %v, %v; want it missing", missing, err)
+	}
+	if _, err := cas.Get(b, d, 0); status.Code(err) != codes.NotFound {
+		t.Fatalf("team-b reading team-a's blob: %v, want NOT_FOUND", err)
+	}
+	return d
+}
+
+// Under a policy, a cache in front of a shared backend is partitioned by
+// tenant: a blob one tenant read into its cache is not served to another
+// from there, and no cache is linked by the worker.
+func TestOpenCachedUnderPolicyIsPartitioned(t *testing.T) {
+	policy := loadExamplePolicy(t)
 	dir := t.TempDir()
 	tree := configs.Backend{Cached: &configs.CachedBackend{Dir: filepath.Join(dir, "cache"), MaxBytes: 1 << 20,
 		Backend: &configs.Backend{Disk: &configs.DiskBackend{Dir: filepath.Join(dir, "disk")}}}}
@@ -94,19 +122,7 @@ func TestOpenCachedUnderPolicyIsPartitioned(t *testing.T) {
 	if o.local != nil {
 		t.Fatal("a partitioned cache is offered to the worker for hard links")
 	}
-	a := storage.WithInstance(context.Background(), "team-a")
-	b := storage.WithInstance(context.Background(), "team-b")
-	data := []byte("team-a's secret")
-	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
-	if err := o.cas.Put(a, d, bytes.NewReader(data)); err != nil {
-		t.Fatal(err)
-	}
-	if missing, err := o.cas.FindMissing(b, []digest.Digest{d}); err != nil || len(missing) != 1 {
-		t.Fatalf("team-b looking up team-a's blob: missing %v, %v; want it missing", missing, err)
-	}
-	if _, err := o.cas.Get(b, d, 0); status.Code(err) != codes.NotFound {
-		t.Fatalf("team-b reading team-a's blob: %v, want NOT_FOUND", err)
-	}
+	putIsHiddenFromOtherTenant(t, o.cas, []byte("team-a's secret"))
 }
 
 // Every mirror in a tree reports its repairs, labelled by its path, and
@@ -149,10 +165,7 @@ func TestBackendTreeMetrics(t *testing.T) {
 // CAS is shared by every tenant, naming the backend; a disk tree, or no
 // policy, logs nothing of the kind.
 func TestSharedBackendUnderPolicyIsWarnedOf(t *testing.T) {
-	policy, err := auth.LoadPolicy("../../configs/auth.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	policy := loadExamplePolicy(t)
 	dir := t.TempDir()
 	remote := configs.Backend{Cached: &configs.CachedBackend{Dir: filepath.Join(dir, "cache"), MaxBytes: 1 << 20,
 		Backend: &configs.Backend{Remote: &configs.RemoteStorage{Endpoint: "127.0.0.1:1"}}}}

@@ -71,41 +71,31 @@ func TestLockOfAnotherProcess(t *testing.T) {
 
 // TestLockFileIsNotFollowed: a symlink or a hard link planted as the lock
 // file is not followed (the lock file is truncated and written as root), and the
-// file it points to is left as it was.
+// file it points to is left as it was; a directory in its place is refused too.
 func TestLockFileIsNotFollowed(t *testing.T) {
-	dir := t.TempDir()
-	victim := filepath.Join(t.TempDir(), "victim")
-	if err := os.WriteFile(victim, []byte("precious"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(victim, filepath.Join(dir, dirlock.FileName)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := dirlock.Lock(dir, "data directory"); err == nil {
-		t.Fatal("a symlinked lock file was accepted")
-	}
-	if b, _ := os.ReadFile(victim); string(b) != "precious" {
-		t.Fatalf("the symlink's target was written: %q", b)
-	}
-	if err := os.Remove(filepath.Join(dir, dirlock.FileName)); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Link(victim, filepath.Join(dir, dirlock.FileName)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := dirlock.Lock(dir, "data directory"); err == nil {
-		t.Fatal("a hard link to another file as the lock file was accepted")
-	}
-	if b, _ := os.ReadFile(victim); string(b) != "precious" {
-		t.Fatalf("the hard link's file was written: %q", b)
-	}
-	if err := os.Remove(filepath.Join(dir, dirlock.FileName)); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(filepath.Join(dir, dirlock.FileName), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := dirlock.Lock(dir, "data directory"); err == nil {
-		t.Fatal("a directory in place of the lock file was accepted")
+	for _, tc := range []struct {
+		what  string // what is planted as the lock file, for the failure messages
+		plant func(victim, lockFile string) error
+	}{
+		{"a symlink", os.Symlink},
+		{"a hard link to another file", os.Link},
+		{"a directory", func(_, lockFile string) error { return os.Mkdir(lockFile, 0o700) }},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			dir := t.TempDir()
+			victim := filepath.Join(t.TempDir(), "victim")
+			if err := os.WriteFile(victim, []byte("precious"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.plant(victim, filepath.Join(dir, dirlock.FileName)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := dirlock.Lock(dir, "data directory"); err == nil {
+				t.Fatalf("%s in place of the lock file was accepted", tc.what)
+			}
+			if b, _ := os.ReadFile(victim); string(b) != "precious" {
+				t.Fatalf("the file behind %s was written: %q", tc.what, b)
+			}
+		})
 	}
 }

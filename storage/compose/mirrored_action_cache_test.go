@@ -48,6 +48,18 @@ func holds(ctx context.Context, c storage.ActionCache, want *repb.ActionResult) 
 	return err
 }
 
+// mirroredACHolding is a mirrored pair of nodes (mirroredPair) whose
+// action cache holds r for dateAction, put through the mirror with both
+// sides up: where the tests that take one side out start from.
+func mirroredACHolding(t *testing.T, r *repb.ActionResult) (*compose.MirroredActionCache, [2]*node) {
+	t.Helper()
+	_, ac, nodes := mirroredPair(t)
+	if err := ac.Put(context.Background(), "", dateAction, r); err != nil {
+		t.Fatalf("Put through the mirror with both sides up: %v", err)
+	}
+	return ac, nodes
+}
+
 // The finding this guards against: a result rewritten (Execute with
 // skip_cache_lookup) while one side is down reached the other side only;
 // once the side was back, a lookup through the mirror served the first
@@ -59,10 +71,7 @@ func TestMirroredActionCacheRewriteWhileSideDown(t *testing.T) {
 	r1, r2 := outResult("R1", workerMetadata(t0)), outResult("R2", workerMetadata(t0.Add(time.Minute)))
 	for _, stopped := range []int{0, 1} {
 		t.Run(fmt.Sprintf("side%d", stopped), func(t *testing.T) {
-			_, ac, nodes := mirroredPair(t)
-			if err := ac.Put(ctx, "", dateAction, r1); err != nil {
-				t.Fatal(err)
-			}
+			ac, nodes := mirroredACHolding(t, r1)
 			nodes[stopped].stop()
 			if err := ac.Put(ctx, "", dateAction, r2); err != nil {
 				t.Fatalf("rewrite with side %d down: %v", stopped, err)
@@ -187,10 +196,7 @@ func TestMirroredActionCacheOneSideOut(t *testing.T) {
 	}
 	for _, out := range []int{0, 1} {
 		t.Run(fmt.Sprintf("side%d/down", out), func(t *testing.T) {
-			_, ac, nodes := mirroredPair(t)
-			if err := ac.Put(ctx, "", dateAction, r1); err != nil {
-				t.Fatal(err)
-			}
+			ac, nodes := mirroredACHolding(t, r1)
 			nodes[out].stop()
 			check(t, ac)
 		})
