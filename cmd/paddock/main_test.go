@@ -76,13 +76,7 @@ func start(t *testing.T, args ...string) (string, *exec.Cmd) {
 func startUntilBanner(t *testing.T, banner string, args ...string) (*exec.Cmd, string, *bytes.Buffer) {
 	t.Helper()
 	stderr := &bytes.Buffer{}
-	cmd := exec.Command(binary, args...)
-	cmd.Stderr = stderr
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() }) // has exited already unless the test failed
+	cmd, stdout := launchTo(t, stderr, args...)
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		if rest, ok := strings.CutPrefix(sc.Text(), banner); ok {
@@ -98,9 +92,15 @@ func startUntilBanner(t *testing.T, banner string, args ...string) (*exec.Cmd, s
 // returns it and its stdout (its stderr is the test's).
 func launch(t *testing.T, args ...string) (*exec.Cmd, io.Reader) {
 	t.Helper()
+	return launchTo(t, os.Stderr, args...)
+}
+
+// launchTo is launch with the command's stderr written to stderr.
+func launchTo(t *testing.T, stderr io.Writer, args ...string) (*exec.Cmd, io.Reader) {
+	t.Helper()
 	cmd := exec.Command(binary, args...)
 	stdout, _ := cmd.StdoutPipe()
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
