@@ -220,6 +220,14 @@ func runSchedulerDrain(ctx context.Context, verb string, args []string) error {
 	return nil
 }
 
+// newInternalServer is a server of the worker protocol and the admin API
+// with opts: with the protocol's flow-control windows (workerpb.Window),
+// so that it sends no ping after each message a worker sends, and with
+// kept goroutines for its calls.
+func newInternalServer(opts ...grpc.ServerOption) *grpc.Server {
+	return grpc.NewServer(append(append(opts, workerpb.ServerOptions()...), streamWorkers())...)
+}
+
 // serveInternal serves the worker protocol and the admin API on addr, with
 // the same TLS and policy as the client listener, until ctx ends; if the
 // listener breaks, it logs and calls fail.
@@ -230,7 +238,7 @@ func serveInternal(ctx context.Context, s *scheduler.Scheduler, addr string, sec
 	}
 	opts = append(opts, grpcerr.ServerOptions()...)
 	opts = append(opts, grpclimit.New(0).ServerOptions(opts...)...)
-	g := grpc.NewServer(append(opts, streamWorkers())...)
+	g := newInternalServer(opts...)
 	s.RegisterInternal(g)
 	lis, err := listenTCP(addr)
 	if err != nil {

@@ -195,7 +195,7 @@ func localInternal(sched *scheduler.Scheduler, path string) (*grpc.Server, net.L
 	if err != nil {
 		return nil, nil, err
 	}
-	g := grpc.NewServer(append(grpclimit.KeepaliveOptions(), streamWorkers())...) // the worker's pings
+	g := newInternalServer(grpclimit.KeepaliveOptions()...) // the worker's pings
 	sched.RegisterInternal(g)
 	return g, lis, nil
 }

@@ -6,14 +6,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/keepalive"
-)
 
-// streamWindow is the flow-control window of a connection that carries
-// only the worker protocol, per stream and per connection. Set explicitly,
-// it turns off gRPC's bandwidth-delay estimation, which pings the peer
-// whenever a message arrives and no ping is outstanding: a ping and its
-// answer for every assignment. The protocol's messages are small.
-const streamWindow = 1 << 20
+	"github.com/paddock-build/paddock/api/workerpb"
+)
 
 // ReconnectMaxDelay bounds the pause between the connection's attempts to
 // reach a scheduler that is away. gRPC's default grows to 120 s: a worker
@@ -36,7 +31,7 @@ var Keepalive = keepalive.ClientParameters{Time: 15 * time.Second, Timeout: 10 *
 
 // DialOptions are gRPC options for a connection to the scheduler that
 // carries only the worker protocol (not storage traffic), besides the
-// caller's transport credentials: flow-control windows (streamWindow),
+// caller's transport credentials: flow-control windows (workerpb.Window),
 // a reconnect backoff capped at ReconnectMaxDelay, and Keepalive.
 func DialOptions() []grpc.DialOption { return dialOptions(Keepalive) }
 
@@ -44,7 +39,7 @@ func dialOptions(kp keepalive.ClientParameters) []grpc.DialOption {
 	reconnect := backoff.DefaultConfig
 	reconnect.MaxDelay = ReconnectMaxDelay
 	return []grpc.DialOption{
-		grpc.WithStaticStreamWindowSize(streamWindow), grpc.WithStaticConnWindowSize(streamWindow),
+		grpc.WithStaticStreamWindowSize(workerpb.Window), grpc.WithStaticConnWindowSize(workerpb.Window),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: reconnect, MinConnectTimeout: 5 * time.Second}),
 		grpc.WithKeepaliveParams(kp),
 	}
