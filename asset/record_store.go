@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -78,14 +77,9 @@ func newRecordStore(dir string, maxBytes int64) (*recordStore, error) {
 }
 
 // rebuild adds every record file to the set, the most recently written
-// in front.
+// in front (lru.OldestFirst).
 func (s *recordStore) rebuild() error {
-	type found struct {
-		key   string
-		size  int64
-		mtime time.Time
-	}
-	var all []found
+	var all []lru.Found[string]
 	err := filepath.WalkDir(s.dir, func(path string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -104,15 +98,15 @@ func (s *recordStore) rebuild() error {
 		if err != nil {
 			return err
 		}
-		all = append(all, found{key, info.Size(), info.ModTime()})
+		all = append(all, lru.Found[string]{Key: key, Size: info.Size(), Written: info.ModTime()})
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("asset records: scan %s: %w", s.dir, err)
 	}
-	slices.SortFunc(all, func(a, b found) int { return a.mtime.Compare(b.mtime) })
+	lru.OldestFirst(all, time.Now())
 	for _, f := range all {
-		s.set.Put(f.key, struct{}{}, f.size+recordOverhead)
+		s.set.Put(f.Key, struct{}{}, f.Size+recordOverhead)
 	}
 	return nil
 }

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -123,14 +122,9 @@ func NewDiskActionCacheBounded(dir string, maxBytes int64, logger *slog.Logger) 
 	return c, nil
 }
 
-// rebuild indexes the entries on disk, oldest first.
+// rebuild indexes the entries on disk, oldest first (lru.OldestFirst).
 func (c *DiskActionCache) rebuild() error {
-	type found struct {
-		key   string
-		size  int64
-		mtime time.Time
-	}
-	var all []found
+	var all []lru.Found[string]
 	err := filepath.WalkDir(c.acDir, func(p string, de fs.DirEntry, err error) error {
 		if err != nil || de.IsDir() {
 			return err
@@ -145,15 +139,15 @@ func (c *DiskActionCache) rebuild() error {
 			c.log.Warn("removing stray file from action cache", "path", p)
 			return os.Remove(p)
 		}
-		all = append(all, found{de.Name(), info.Size(), info.ModTime()})
+		all = append(all, lru.Found[string]{Key: de.Name(), Size: info.Size(), Written: info.ModTime()})
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("scan action cache: %w", err)
 	}
-	slices.SortFunc(all, func(a, b found) int { return a.mtime.Compare(b.mtime) })
+	lru.OldestFirst(all, time.Now())
 	for _, f := range all {
-		c.set.Put(f.key, struct{}{}, c.cost(f.size))
+		c.set.Put(f.Key, struct{}{}, c.cost(f.Size))
 	}
 	return nil
 }

@@ -6,21 +6,16 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"time"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/lru"
 )
 
 // rebuild scans cas/ into the index. Files whose names are not valid hashes
 // are stray and removed; their size comes from stat.
 func (s *DiskBlobStore) rebuild() error {
-	type found struct {
-		d     digest.Digest
-		mtime time.Time
-	}
-	var all []found
+	var all []lru.Found[digest.Digest]
 	for _, fn := range digest.Supported {
 		root := filepath.Join(s.casDir, strings.ToLower(fn.String()))
 		err := filepath.WalkDir(root, func(path string, de fs.DirEntry, err error) error {
@@ -47,27 +42,18 @@ func (s *DiskBlobStore) rebuild() error {
 				s.log.Warn("removing stray file from CAS", "path", path)
 				return os.Remove(path)
 			}
-			all = append(all, found{d, info.ModTime()})
+			all = append(all, lru.Found[digest.Digest]{Key: d, Size: info.Size(), Written: info.ModTime()})
 			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("scan %s: %w", root, err)
 		}
 	}
-	// A time ahead of the clock counts as never used: a file dated in the
-	// future (by hand, or by a clock that was ahead) would otherwise be
-	// the most recently used after every restart, and touches, which
-	// find it newer, would leave its time alone.
-	now := s.clock.Now()
-	for i := range all {
-		if all[i].mtime.After(now) {
-			all[i].mtime = time.Time{}
-		}
-	}
-	// Oldest first, each pushed to the front: the newest ends up in front.
-	slices.SortFunc(all, func(a, b found) int { return a.mtime.Compare(b.mtime) })
+	// Oldest first, each pushed to the front: the newest ends up in front
+	// (a time ahead of the clock counts as never used).
+	lru.OldestFirst(all, s.clock.Now())
 	for _, f := range all {
-		s.index(&diskEntry{d: f.d, touched: f.mtime})
+		s.index(&diskEntry{d: f.Key, touched: f.Written})
 	}
 	return nil
 }
