@@ -2,7 +2,9 @@
 // the disk action cache, the worker's file cache, its input-root directory
 // cache and the image cache. Each keeps its own data (files, trees, protos)
 // and uses a Set for what they share: which entries exist, their sizes,
-// their order of use, and which to evict to get back within a bound.
+// their order of use, and which to evict to get back within a bound. The
+// stores that keep their entries as files rebuild their Set at start in
+// the order OldestFirst gives.
 package lru
 
 import (
