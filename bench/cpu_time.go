@@ -64,8 +64,39 @@ func MachineCPU() (CPUTime, error) {
 	return parseProcStat(data)
 }
 
+// MachineSteal reads the time the machine's virtual CPUs have waited
+// since boot for the hypervisor while they had work to run (the steal
+// column of /proc/stat's cpu line; 0 on bare metal, or on a kernel without
+// it). No CPU figure here counts it, the machine's or a process's: it is
+// the host's other guests, and a busy host also makes every other figure
+// larger (their caches and memory are shared with ours).
+func MachineSteal() (time.Duration, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	v, err := procStatCPU(data)
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(v[7]) * time.Second / userHZ, nil
+}
+
 // parseProcStat parses the text of /proc/stat (see MachineCPU).
 func parseProcStat(data []byte) (CPUTime, error) {
+	v, err := procStatCPU(data)
+	if err != nil {
+		return CPUTime{}, err
+	}
+	user, nice, system, irq, softirq := v[0], v[1], v[2], v[5], v[6]
+	return ticks(user+nice, system+irq+softirq), nil
+}
+
+// procStatCPU returns the numbers of /proc/stat's cpu line (the whole
+// machine's): user nice system idle iowait irq softirq steal, the steal 0
+// where an old kernel leaves it out.
+func procStatCPU(data []byte) ([8]uint64, error) {
+	var v [8]uint64
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -74,20 +105,18 @@ func parseProcStat(data []byte) (CPUTime, error) {
 		}
 		// cpu user nice system idle iowait irq softirq [steal guest guest_nice]
 		if len(f) < 8 {
-			return CPUTime{}, fmt.Errorf("/proc/stat: short cpu line %q", sc.Text())
+			return v, fmt.Errorf("/proc/stat: short cpu line %q", sc.Text())
 		}
-		var v [7]uint64
-		for i := range v {
+		for i := range min(len(v), len(f)-1) {
 			n, err := strconv.ParseUint(f[i+1], 10, 64)
 			if err != nil {
-				return CPUTime{}, fmt.Errorf("/proc/stat: cpu line %q: %w", sc.Text(), err)
+				return v, fmt.Errorf("/proc/stat: cpu line %q: %w", sc.Text(), err)
 			}
 			v[i] = n
 		}
-		user, nice, system, irq, softirq := v[0], v[1], v[2], v[5], v[6]
-		return ticks(user+nice, system+irq+softirq), nil
+		return v, nil
 	}
-	return CPUTime{}, errors.New("/proc/stat: no cpu line")
+	return v, errors.New("/proc/stat: no cpu line")
 }
 
 // procStat is what ProcessTreeCPU needs from one /proc/PID/stat.

@@ -39,6 +39,23 @@ func TestParseProcStat(t *testing.T) {
 	}
 }
 
+// TestProcStatSteal: the steal column is the eighth number of the cpu
+// line, 0 where an old kernel leaves it out.
+func TestProcStatSteal(t *testing.T) {
+	for text, want := range map[string]uint64{
+		"cpu  1000 20 300 99999 77 4 5 6 700 0\ncpu0 500 10 150 50000 40 2 3 3 350 0\n": 6,
+		"cpu  1 2 3 4 5 6 7\n": 0,
+	} {
+		v, err := procStatCPU([]byte(text))
+		if err != nil || v[7] != want {
+			t.Errorf("procStatCPU(%q): steal %d, %v; want %d", text, v[7], err, want)
+		}
+	}
+	if _, err := MachineSteal(); err != nil {
+		t.Errorf("MachineSteal on this machine: %v", err)
+	}
+}
+
 func TestParsePIDStat(t *testing.T) {
 	// Fields 14-17 are utime stime cutime cstime.
 	const tail = " S 41 42 42 0 -1 4194560 900 0 0 0 11 22 33 44 20 0 3 0 1234 5678 90 18446744073709551615\n"

@@ -10,7 +10,9 @@
 # prints Bazel's elapsed time, the number of remote actions, and the CPU
 # time per action of the whole machine (/proc/stat: Bazel, the farm and
 # anything else running) and of the farm (the process tree of paddock up,
-# sandboxes included), measured by `paddock bench cpu`; then the min,
+# sandboxes included), measured by `paddock bench cpu`, and the time the
+# machine's virtual CPUs waited for their hypervisor (steal: a busy host,
+# which also slows everything else); then the min,
 # median and max of each column over the RUNS runs (the warm-up rows are
 # printed, not counted). Needs root and bazel (Debian's
 # bazel-bootstrap). Used by `make bench-bazel`.
@@ -73,8 +75,8 @@ echo "farm $farm_bin on $farm_addr, pid $farm_pid; $(nproc) cores; workspace $ws
 
 rows="$farm_tmp/rows"
 : >"$rows"
-printf '%-7s %9s %7s %7s   %-27s   %s\n' "" "" "" "" "machine CPU ms/action" "farm CPU ms/action"
-printf '%-7s %9s %7s %7s   %8s %8s %9s   %8s %8s %9s\n' run "elapsed s" "wall s" actions user system total user system total
+printf '%-7s %9s %7s %7s   %-27s   %-27s   %s\n' "" "" "" "" "machine CPU ms/action" "farm CPU ms/action" "steal"
+printf '%-7s %9s %7s %7s   %8s %8s %9s   %8s %8s %9s   %8s\n' run "elapsed s" "wall s" actions user system total user system total ms/action
 for i in $(seq $((1 - warmups)) "$runs"); do
   (cd "$ws" && bazel "${startup[@]}" clean) >"$farm_tmp/clean.log" 2>&1 || { cat "$farm_tmp/clean.log"; exit 1; }
   salt=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
@@ -96,9 +98,9 @@ for i in $(seq $((1 - warmups)) "$runs"); do
   field() { local v=${cpu##* $1=}; echo "${v%% *}"; }
   label=$i
   [ "$i" -le 0 ] && label=warm-up
-  echo "$label $elapsed $(field wall_s) $actions $(field machine_user_ms) $(field machine_sys_ms) $(field farm_user_ms) $(field farm_sys_ms)" |
-    awk '{ n = $4; printf "%-7s %9.2f %7.2f %7d   %8.1f %8.1f %9.1f   %8.1f %8.1f %9.1f\n",
-      $1, $2, $3, n, $5/n, $6/n, ($5+$6)/n, $7/n, $8/n, ($7+$8)/n }' >"$farm_tmp/row"
+  echo "$label $elapsed $(field wall_s) $actions $(field machine_user_ms) $(field machine_sys_ms) $(field farm_user_ms) $(field farm_sys_ms) $(field machine_steal_ms)" |
+    awk '{ n = $4; printf "%-7s %9.2f %7.2f %7d   %8.1f %8.1f %9.1f   %8.1f %8.1f %9.1f   %8.1f\n",
+      $1, $2, $3, n, $5/n, $6/n, ($5+$6)/n, $7/n, $8/n, ($7+$8)/n, $9/n }' >"$farm_tmp/row"
   cat "$farm_tmp/row"
   [ "$i" -le 0 ] || cat "$farm_tmp/row" >>"$rows"
 done
@@ -114,7 +116,7 @@ echo
 # min, median (the lower one for an even count) and max of each column
 # over the runs, each column on its own.
 for stat in min median max; do
-  for col in $(seq 2 10); do
+  for col in $(seq 2 11); do
     v=$(awk -v c="$col" '{ print $c }' "$rows" | sort -g)
     n=$(echo "$v" | wc -l)
     case $stat in
@@ -122,5 +124,5 @@ for stat in min median max; do
     median) echo "$v" | sed -n "$(((n + 1) / 2))p" ;;
     max) echo "$v" | tail -1 ;;
     esac
-  done | paste -sd' ' | awk -v s="$stat" '{ printf "%-7s %9s %7s %7s   %8s %8s %9s   %8s %8s %9s\n", s, $1, $2, $3, $4, $5, $6, $7, $8, $9 }'
+  done | paste -sd' ' | awk -v s="$stat" '{ printf "%-7s %9s %7s %7s   %8s %8s %9s   %8s %8s %9s   %8s\n", s, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }'
 done

@@ -39,7 +39,10 @@ farm process's peak resident memory since it started.
 
 bench cpu runs COMMAND (a Bazel build, say) and then prints on stderr its
 wall time and the machine's (and the farm's) CPU time over its run, as:
-  cpu: wall_s=S machine_user_ms=MS machine_sys_ms=MS [farm_user_ms=MS farm_sys_ms=MS]
+  cpu: wall_s=S machine_user_ms=MS machine_sys_ms=MS machine_steal_ms=MS [farm_user_ms=MS farm_sys_ms=MS]
+machine_steal_ms is the time the machine's virtual CPUs waited for their
+hypervisor while they had work (/proc/stat's steal), counted in no other
+figure.
 `
 
 func runBench(ctx context.Context, args []string) error {
@@ -204,6 +207,10 @@ func benchCPU(ctx context.Context, farmPID int, argv []string) error {
 	if err != nil {
 		return err
 	}
+	steal0, err := bench.MachineSteal()
+	if err != nil {
+		return err
+	}
 	var farm0 map[string]bench.CPUTime
 	if farmPID != 0 {
 		if farm0, err = bench.ProcessTreeCPUByProcess(farmPID); err != nil {
@@ -217,9 +224,13 @@ func benchCPU(ctx context.Context, farmPID int, argv []string) error {
 	if err != nil {
 		return err
 	}
+	steal1, err := bench.MachineSteal()
+	if err != nil {
+		return err
+	}
 	ms := func(d time.Duration) int64 { return d.Milliseconds() }
 	m := machine1.Sub(machine0)
-	line := fmt.Sprintf("cpu: wall_s=%.3f machine_user_ms=%d machine_sys_ms=%d", wall.Seconds(), ms(m.User), ms(m.System))
+	line := fmt.Sprintf("cpu: wall_s=%.3f machine_user_ms=%d machine_sys_ms=%d machine_steal_ms=%d", wall.Seconds(), ms(m.User), ms(m.System), ms(steal1-steal0))
 	var split []string
 	if farmPID != 0 {
 		farm1, err := bench.ProcessTreeCPUByProcess(farmPID)
