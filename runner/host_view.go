@@ -166,8 +166,10 @@ func (vp *viewPlanner) covered(p string) bool {
 
 // splitDirs returns the directories the view rebuilds as a skeleton
 // rather than binds whole: "/" and every ancestor of a hidden path or a
-// mount point. A mount point below something that is not a directory on
-// the host is refused.
+// mount point. A hidden path below another one (or below a mount point)
+// splits nothing: the directories on its way would show the sandbox the
+// names of what is hidden. A mount point below something that is not a
+// directory on the host is refused.
 func (vp *viewPlanner) splitDirs(hidden, mountPoints []string) (map[string]bool, error) {
 	split := map[string]bool{"/": true}
 	addAncestors := func(p string) {
@@ -176,6 +178,13 @@ func (vp *viewPlanner) splitDirs(hidden, mountPoints []string) (map[string]bool,
 		}
 	}
 	for _, h := range hidden {
+		if h != "/" && vp.covered(path.Dir(h)) {
+			// Below a hidden path or a mount point: the view shows
+			// nothing there, so h changes nothing, and its parent is
+			// not read (a busy directory holding `paddock up`'s data,
+			// say, under /tmp, would make every action plan again).
+			continue
+		}
 		if _, ok := vp.l.kind(h); ok {
 			addAncestors(h)
 		}

@@ -107,6 +107,31 @@ func TestHostViewsReuseUntilTheHostChanges(t *testing.T) {
 	}
 }
 
+// TestHostViewsIgnoreWhatIsBelowAHiddenPath: a hidden path below another
+// hidden path (up's data directory under /home, say) changes nothing in
+// the view, so the directory holding it is no dependency of the plan:
+// files coming and going beside it, as beside a farm's data directory in a
+// busy working directory, do not make every action plan again. The plan
+// is the same as without that hidden path.
+func TestHostViewsIgnoreWhatIsBelowAHiddenPath(t *testing.T) {
+	host := newFakeHost("/usr", "/etc", "/proc", "/home", "/home/dev", "/home/dev/ws", "/home/dev/ws/farm")
+	l := &countingLister{hostLister: host}
+	c := newTestHostViews(t, l, "/proc", "/home", "/home/dev/ws/farm")
+	first, planned := mustGet(t, c, l, "/work")
+	if !planned || strings.Contains(first, "/home") {
+		t.Fatalf("first plan (planned %v):\n%s", planned, first)
+	}
+	host.add("/home/dev/ws/build.log!", "/home/dev/ws/out")
+	delete(host, "/home/dev/ws/farm")
+	if again, planned := mustGet(t, c, l, "/work"); planned || again != first {
+		t.Errorf("after files changed beside a hidden path below /home: planned again %v, plan\n%s", planned, again)
+	}
+	without := newTestHostViews(t, l, "/proc", "/home")
+	if plain, _ := mustGet(t, without, l, "/work"); plain != first {
+		t.Errorf("plan with the nested hidden path:\n%s\nwithout it:\n%s", first, plain)
+	}
+}
+
 // TestHostViewsRealDirectories: the same on the real filesystem, through
 // osLister's stamps (inode and ctime): a hidden directory created after a
 // plan is not in the next sandbox's view, and a directory read just after
