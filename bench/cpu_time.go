@@ -57,29 +57,27 @@ func ticks(user, system uint64) CPUTime {
 // (guest time is already part of user). Every process counts, whoever runs
 // it: on a shared machine the figure includes other people's work.
 func MachineCPU() (CPUTime, error) {
-	data, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return CPUTime{}, err
-	}
-	return parseProcStat(data)
+	c, _, err := MachineCPUAndSteal()
+	return c, err
 }
 
-// MachineSteal reads the time the machine's virtual CPUs have waited
-// since boot for the hypervisor while they had work to run (the steal
-// column of /proc/stat's cpu line; 0 on bare metal, or on a kernel without
-// it). No CPU figure here counts it, the machine's or a process's: it is
-// the host's other guests, and a busy host also makes every other figure
-// larger (their caches and memory are shared with ours).
-func MachineSteal() (time.Duration, error) {
+// MachineCPUAndSteal is MachineCPU, and from the same reading the time
+// the machine's virtual CPUs have waited since boot for the hypervisor
+// while they had work to run (the steal column of /proc/stat's cpu line;
+// 0 on bare metal, or on a kernel without it). No CPU figure here counts
+// steal, the machine's or a process's: it is the host's other guests, and
+// a busy host also makes every other figure larger (their caches and
+// memory are shared with ours).
+func MachineCPUAndSteal() (CPUTime, time.Duration, error) {
 	data, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, err
+		return CPUTime{}, 0, err
 	}
 	v, err := procStatCPU(data)
 	if err != nil {
-		return 0, err
+		return CPUTime{}, 0, err
 	}
-	return time.Duration(v[7]) * time.Second / userHZ, nil
+	return cpuOf(v), time.Duration(v[7]) * time.Second / userHZ, nil
 }
 
 // parseProcStat parses the text of /proc/stat (see MachineCPU).
@@ -88,8 +86,13 @@ func parseProcStat(data []byte) (CPUTime, error) {
 	if err != nil {
 		return CPUTime{}, err
 	}
+	return cpuOf(v), nil
+}
+
+// cpuOf is MachineCPU's figure from the cpu line's numbers.
+func cpuOf(v [8]uint64) CPUTime {
 	user, nice, system, irq, softirq := v[0], v[1], v[2], v[5], v[6]
-	return ticks(user+nice, system+irq+softirq), nil
+	return ticks(user+nice, system+irq+softirq)
 }
 
 // procStatCPU returns the numbers of /proc/stat's cpu line (the whole

@@ -51,8 +51,8 @@ func TestProcStatSteal(t *testing.T) {
 			t.Errorf("procStatCPU(%q): steal %d, %v; want %d", text, v[7], err, want)
 		}
 	}
-	if _, err := MachineSteal(); err != nil {
-		t.Errorf("MachineSteal on this machine: %v", err)
+	if _, _, err := MachineCPUAndSteal(); err != nil {
+		t.Errorf("MachineCPUAndSteal on this machine: %v", err)
 	}
 }
 

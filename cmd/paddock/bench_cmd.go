@@ -203,11 +203,7 @@ func benchCPU(ctx context.Context, farmPID int, argv []string) error {
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	machine0, err := bench.MachineCPU()
-	if err != nil {
-		return err
-	}
-	steal0, err := bench.MachineSteal()
+	machine0, steal0, err := bench.MachineCPUAndSteal()
 	if err != nil {
 		return err
 	}
@@ -220,11 +216,7 @@ func benchCPU(ctx context.Context, farmPID int, argv []string) error {
 	start := time.Now()
 	runErr := cmd.Run()
 	wall := time.Since(start)
-	machine1, err := bench.MachineCPU()
-	if err != nil {
-		return err
-	}
-	steal1, err := bench.MachineSteal()
+	machine1, steal1, err := bench.MachineCPUAndSteal()
 	if err != nil {
 		return err
 	}
