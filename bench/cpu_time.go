@@ -80,15 +80,6 @@ func MachineCPUAndSteal() (CPUTime, time.Duration, error) {
 	return cpuOf(v), time.Duration(v[7]) * time.Second / userHZ, nil
 }
 
-// parseProcStat parses the text of /proc/stat (see MachineCPU).
-func parseProcStat(data []byte) (CPUTime, error) {
-	v, err := procStatCPU(data)
-	if err != nil {
-		return CPUTime{}, err
-	}
-	return cpuOf(v), nil
-}
-
 // cpuOf is MachineCPU's figure from the cpu line's numbers.
 func cpuOf(v [8]uint64) CPUTime {
 	user, nice, system, irq, softirq := v[0], v[1], v[2], v[5], v[6]

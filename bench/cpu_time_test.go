@@ -35,8 +35,17 @@ func TestParseProcStat(t *testing.T) {
 	}, {
 		name: "not a number", text: "cpu  1 2 x 4 5 6 7\n", wantErr: true,
 	}} {
-		t.Run(tc.name, func(t *testing.T) { checkParse(t, "parseProcStat", parseProcStat, tc.text, tc.want, tc.wantErr) })
+		t.Run(tc.name, func(t *testing.T) { checkParse(t, "procStatCPU", machineCPUOf, tc.text, tc.want, tc.wantErr) })
 	}
+}
+
+// machineCPUOf is MachineCPU's figure from the text of /proc/stat.
+func machineCPUOf(data []byte) (CPUTime, error) {
+	v, err := procStatCPU(data)
+	if err != nil {
+		return CPUTime{}, err
+	}
+	return cpuOf(v), nil
 }
 
 // TestProcStatSteal: the steal column is the eighth number of the cpu
