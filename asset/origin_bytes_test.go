@@ -14,6 +14,7 @@ import (
 
 	"github.com/paddock-build/paddock/asset"
 	"github.com/paddock-build/paddock/internal/grpctest"
+	"github.com/paddock-build/paddock/internal/nettest"
 	"github.com/paddock-build/paddock/internal/testlog"
 )
 
@@ -29,24 +30,17 @@ func serveBytes(t *testing.T, data string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { lis.Close() })
-	go func() {
+	nettest.AcceptEach(t, lis, func(c net.Conn) {
+		head := bufio.NewReader(c)
 		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
+			line, err := head.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				break
 			}
-			head := bufio.NewReader(c)
-			for {
-				line, err := head.ReadString('\n')
-				if err != nil || line == "\r\n" {
-					break
-				}
-			}
-			_, _ = c.Write([]byte(data)) // the client may have gone
-			c.Close()
 		}
-	}()
+		_, _ = c.Write([]byte(data)) // the client may have gone
+		c.Close()
+	})
 	return lis.Addr().String()
 }
 

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	"github.com/paddock-build/paddock/internal/clock"
+	"github.com/paddock-build/paddock/internal/nettest"
 	"github.com/paddock-build/paddock/internal/testpki"
 )
 
@@ -34,20 +35,13 @@ func TestServerTLSReloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lis.Close()
 	peers := make(chan []*x509.Certificate, 4)
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			tc := c.(*tls.Conn)
-			_ = tc.Handshake() // a failure shows as no peer certificates, which the test checks
-			peers <- tc.ConnectionState().PeerCertificates
-			c.Close()
-		}
-	}()
+	nettest.AcceptEach(t, lis, func(c net.Conn) {
+		tc := c.(*tls.Conn)
+		_ = tc.Handshake() // a failure shows as no peer certificates, which the test checks
+		peers <- tc.ConnectionState().PeerCertificates
+		c.Close()
+	})
 	issuerOf := func(client *testpki.Pair) (string, []*x509.Certificate) {
 		t.Helper()
 		c, err := tls.Dial("tcp", lis.Addr().String(), client.ClientConfig(t, &tls.Config{InsecureSkipVerify: true}))
@@ -148,17 +142,10 @@ func TestClientTLSReloadsItsCA(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { lis.Close() })
-		go func() {
-			for {
-				c, err := lis.Accept()
-				if err != nil {
-					return
-				}
-				_ = c.(*tls.Conn).Handshake() // fails when the client refuses the certificate, as some dials should
-				c.Close()
-			}
-		}()
+		nettest.AcceptEach(t, lis, func(c net.Conn) {
+			_ = c.(*tls.Conn).Handshake() // fails when the client refuses the certificate, as some dials should
+			c.Close()
+		})
 		return lis.Addr().String()
 	}
 	creds := &reloadingCredentials{TransportCredentials: credentials.NewTLS(r.clientConfig("")), r: r}

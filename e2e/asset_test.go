@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/paddock-build/paddock/internal/bazeltest"
+	"github.com/paddock-build/paddock/internal/testfs"
 )
 
 // userAgents is a loopback HTTP server that serves one file and records
@@ -57,7 +58,7 @@ func (u *userAgents) list() []string {
 func assetWorkspace(t *testing.T, url, sha string) string {
 	t.Helper()
 	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{
+	testfs.WriteFiles(t, dir, map[string]string{
 		"WORKSPACE": `workspace(name = "asset_e2e")
 load("@bazel_tools//tools/build_defs/repo:http.bzl", "http_file")
 http_file(name = "payload", urls = ["` + url + `"], sha256 = "` + sha + `", downloaded_file_path = "payload.txt")

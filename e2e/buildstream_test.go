@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/paddock-build/paddock/images/imagetest"
+	"github.com/paddock-build/paddock/internal/testfs"
 )
 
 // bstTimeout bounds one BuildStream command, against hangs; not an
@@ -71,7 +72,7 @@ func TestBuildStream(t *testing.T) {
 		t.Skip("bst is not installed; install Debian's buildstream (BuildStream 1.6) to run this test")
 	}
 	project := t.TempDir()
-	writeFiles(t, project, map[string]string{
+	testfs.WriteFiles(t, project, map[string]string{
 		"project.conf":      "name: paddock-e2e\nelement-path: elements\n",
 		"elements/base.bst": "kind: import\nsources:\n- kind: local\n  path: sysroot\n",
 		"elements/hello.bst": `kind: manual

@@ -285,10 +285,6 @@ func (f *farm) waitRunnerReady(old int) {
 	})
 }
 
-// searchableTempDir returns a new temporary directory that, like its
-// parent, unprivileged uids may search (mode 0711): sandboxes run as such
-// uids and must reach their input roots below the farm's data directory.
-// t.TempDir's directories are 0700.
 // hostNetworkConfig writes a runner config that allows
 // dockerNetwork=standard (off by default), for the tests whose actions
 // reach a listener of the test on the host's loopback, and returns it.
@@ -301,6 +297,10 @@ func hostNetworkConfig(t testing.TB) string {
 	return path
 }
 
+// searchableTempDir returns a new temporary directory that, like its
+// parent, unprivileged uids may search (mode 0711): sandboxes run as such
+// uids and must reach their input roots below the farm's data directory.
+// t.TempDir's directories are 0700.
 func searchableTempDir(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()

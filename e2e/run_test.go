@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/images/imagetest"
+	"github.com/paddock-build/paddock/internal/testfs"
 )
 
 // paddockRun runs `paddock run --endpoint addr args...` in dir and returns
@@ -38,20 +39,6 @@ func paddockRun(t *testing.T, dir, addr string, args ...string) (string, string,
 	return stdout.String(), stderr.String(), 0
 }
 
-// writeFiles writes path → content under dir.
-func writeFiles(t *testing.T, dir string, files map[string]string) {
-	t.Helper()
-	for p, body := range files {
-		p = filepath.Join(dir, p)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestPaddockRun drives `paddock run` against `paddock up`, as a recc user
 // would: a gcc compile with headers (byte-identical to a local compile, a
 // cache hit the second time), a failing command's exit code, a missing
@@ -71,7 +58,7 @@ func TestPaddockRun(t *testing.T) {
 
 	t.Run("gcc compile with headers, then a cache hit", func(t *testing.T) {
 		dir := t.TempDir()
-		writeFiles(t, dir, map[string]string{
+		testfs.WriteFiles(t, dir, map[string]string{
 			"include/greet.h":  "#define GREETING \"hello\"\n#include \"detail.h\"\n",
 			"include/detail.h": "static inline int answer(void) { return 42; }\n",
 			"src/main.c":       "#include <stdio.h>\n#include \"greet.h\"\nint main(void) { printf(\"%s %d\\n\", GREETING, answer()); return 0; }\n",
@@ -119,7 +106,7 @@ func TestPaddockRun(t *testing.T) {
 
 	t.Run("a missing input", func(t *testing.T) {
 		dir := t.TempDir()
-		writeFiles(t, dir, map[string]string{"present.txt": "unique content of TestPaddockRun's missing-input case\n"})
+		testfs.WriteFiles(t, dir, map[string]string{"present.txt": "unique content of TestPaddockRun's missing-input case\n"})
 		cas := filepath.Join(f.data, "storage")
 		casBefore := countFiles(t, cas)
 		_, stderr, code := paddockRun(t, dir, f.addr, "--input", "present.txt", "--input", "absent.txt", "--", "cat", "present.txt")

@@ -11,6 +11,7 @@ import (
 	"github.com/paddock-build/paddock/client"
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/farmtest"
+	"github.com/paddock-build/paddock/internal/testfs"
 	"github.com/paddock-build/paddock/remoterun"
 )
 
@@ -26,15 +27,7 @@ func project(t *testing.T) string {
 		"src/main.c":        "#include <stdio.h>\n#include \"greet.h\"\n#include \"local.h\"\nint main(void) { printf(\"%s %d %d\\n\", GREETING, answer(), LOCAL); return 0; }\n",
 		"src/unrelated.txt": "not an input\n",
 	}
-	for p, body := range files {
-		p = filepath.Join(dir, p)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testfs.WriteFiles(t, dir, files)
 	return dir
 }
 

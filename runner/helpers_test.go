@@ -55,22 +55,6 @@ func searchableTempDir(t testing.TB) string {
 	return dir
 }
 
-// varTmpDir is a directory under /var/tmp, searchable by everyone and
-// removed at the end of the test: a place the host's temporary directory
-// view does not hide by default.
-func varTmpDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/var/tmp", "paddock-runner-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 // testEnv is a runner serving on a real UNIX socket with the real sandbox.
 type testEnv struct {
 	cfg    Config

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/internal/testfs"
 )
 
 // TestHostRootView: without an image the sandbox sees the host's root
@@ -21,7 +22,7 @@ import (
 // default, so this test lives there).
 func TestHostRootView(t *testing.T) {
 	requireRoot(t)
-	base := varTmpDir(t)
+	base := testfs.SearchableTempDir(t, "/var/tmp", "paddock-runner-test-")
 	cas := filepath.Join(base, "cas")
 	build := filepath.Join(base, "build")
 	e := newTestEnvIn(t, base, func(c *Config) { c.HostHiddenPaths = append(c.HostHiddenPaths, cas, build) })
@@ -137,7 +138,7 @@ func TestConcurrentSandboxesGetDistinctIDs(t *testing.T) {
 // failed the action, and Bazel does not retry it).
 func TestInputRootMustBeHidden(t *testing.T) {
 	requireRoot(t)
-	base := varTmpDir(t)
+	base := testfs.SearchableTempDir(t, "/var/tmp", "paddock-runner-test-") // the host view does not hide /var/tmp by default
 	e := newTestEnvIn(t, base, nil)
 	a := e.newAction(t)
 	resp := e.run(t, a.request("/bin/true"))

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/internal/nettest"
 )
 
 // TestNetwork: by default the sandbox has its own network namespace, so a
@@ -27,18 +28,11 @@ func TestNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lis.Close()
 	accepted := make(chan struct{}, 4)
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			accepted <- struct{}{}
-			c.Close()
-		}
-	}()
+	nettest.AcceptEach(t, lis, func(c net.Conn) {
+		accepted <- struct{}{}
+		c.Close()
+	})
 	port := lis.Addr().(*net.TCPAddr).Port
 	script := fmt.Sprintf("exec 3<>/dev/tcp/127.0.0.1/%d && echo connected", port)
 

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/internal/nettest"
 )
 
 // TestDialConnTriesTheSocketAgainSoon: while the runner is away (its
@@ -24,18 +25,11 @@ func TestDialConnTriesTheSocketAgainSoon(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lis.Close()
 	times := make(chan time.Time, 100)
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			times <- time.Now()
-			c.Close()
-		}
-	}()
+	nettest.AcceptEach(t, lis, func(c net.Conn) {
+		times <- time.Now()
+		c.Close()
+	})
 	conn, err := DialConn(sock)
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/paddock-build/paddock/internal/nettest"
 	"github.com/paddock-build/paddock/sandbox/internal/probe/report"
 )
 
@@ -21,16 +22,7 @@ func TestNetwork(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	nettest.AcceptEach(t, ln, func(c net.Conn) { c.Close() })
 	port := fmt.Sprint(ln.Addr().(*net.TCPAddr).Port)
 
 	t.Run("off", func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/farmtest"
+	"github.com/paddock-build/paddock/internal/nettest"
 	"github.com/paddock-build/paddock/statuspage"
 	"github.com/paddock-build/paddock/storage"
 )
@@ -53,17 +54,6 @@ func run(t testing.TB, f *farmtest.Farm, args ...string) digest.Digest {
 	}
 }
 
-func get(t testing.TB, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 func newServer(t testing.TB, f *farmtest.Farm) *httptest.Server {
 	mux := http.NewServeMux()
 	statuspage.New(statuspage.Options{Scheduler: f.Scheduler, CAS: f.CAS, AC: f.AC}).Register(mux)
@@ -79,8 +69,8 @@ func TestHTMLIsEscaped(t *testing.T) {
 	srv := newServer(t, f)
 	ad := run(t, f, "/bin/sh", "-c", "echo '<script>alert(1)</script>'", "<script>x</script>")
 
-	_, overview := get(t, srv.URL+"/")
-	_, action := get(t, srv.URL+"/action/"+ad.Hash()+"-"+sizeOf(ad))
+	_, overview := nettest.HTTPGet(t, srv.URL+"/")
+	_, action := nettest.HTTPGet(t, srv.URL+"/action/"+ad.Hash()+"-"+sizeOf(ad))
 	for name, body := range map[string]string{"overview": overview, "action page": action} {
 		if strings.Contains(body, "<script>") {
 			t.Errorf("the %s has an unescaped <script>:\n%s", name, body)
@@ -115,7 +105,7 @@ func TestBadInput(t *testing.T) {
 		{"/?page=0", 400, "page"},
 		{"/?stage=<b>", 400, "&lt;b&gt;"},
 	} {
-		code, body := get(t, srv.URL+c.path)
+		code, body := nettest.HTTPGet(t, srv.URL+c.path)
 		if code != c.code || !strings.Contains(body, c.want) {
 			t.Errorf("GET %s: %d, want %d with %q in:\n%s", c.path, code, c.code, c.want, body)
 		}
@@ -128,7 +118,7 @@ func TestActionPageAndDownloads(t *testing.T) {
 	f := farmtest.Start(t, farmtest.Options{})
 	srv := newServer(t, f)
 	ad := run(t, f, "/bin/sh", "-c", "echo hello from the action")
-	code, body := get(t, srv.URL+"/action/"+ad.Hash()+"-"+sizeOf(ad))
+	code, body := nettest.HTTPGet(t, srv.URL+"/action/"+ad.Hash()+"-"+sizeOf(ad))
 	if code != 200 || !strings.Contains(body, "echo hello from the action") || !strings.Contains(body, "hello from the action\n</pre>") {
 		t.Fatalf("action page: %d\n%s", code, body)
 	}
@@ -142,7 +132,7 @@ func TestActionPageAndDownloads(t *testing.T) {
 	if string(data) != "hello from the action\n" || resp.Header.Get("Content-Type") != "application/octet-stream" {
 		t.Errorf("GET %s: %q (%s), want the stdout as a download", link, data, resp.Header.Get("Content-Type"))
 	}
-	if code, body := get(t, srv.URL+"/"); code != 200 || !strings.Contains(body, `class="worker"`) || !strings.Contains(body, "farmtest") {
+	if code, body := nettest.HTTPGet(t, srv.URL+"/"); code != 200 || !strings.Contains(body, `class="worker"`) || !strings.Contains(body, "farmtest") {
 		t.Errorf("overview: %d, want the worker row:\n%s", code, body)
 	}
 }
@@ -165,7 +155,7 @@ func TestBinaryOutputIsNotShown(t *testing.T) {
 	f := farmtest.Start(t, farmtest.Options{})
 	srv := newServer(t, f)
 	ad := run(t, f, "/bin/sh", "-c", `printf 'ok\377\376\n'`)
-	code, body := get(t, srv.URL+"/action/"+ad.Hash()+"-"+sizeOf(ad))
+	code, body := nettest.HTTPGet(t, srv.URL+"/action/"+ad.Hash()+"-"+sizeOf(ad))
 	if code != 200 || !strings.Contains(body, "(not text: download it)") || strings.Contains(body, "ok\xff") {
 		t.Errorf("action page with binary stdout: %d\n%s", code, body)
 	}
@@ -182,14 +172,14 @@ func TestPagination(t *testing.T) {
 	for i := range 5 {
 		run(t, f, "/bin/echo", "action-"+string(rune('a'+i)))
 	}
-	_, first := get(t, srv.URL+"/")
+	_, first := nettest.HTTPGet(t, srv.URL+"/")
 	if !strings.Contains(first, "Page 1 of 3") || !strings.Contains(first, `href="/?page=2" id="next"`) || strings.Contains(first, `id="prev"`) {
 		t.Errorf("first page without the right links:\n%s", first)
 	}
 	if strings.Count(first, `class="operation"`) != 2 || !strings.Contains(first, "action-e") {
 		t.Errorf("first page does not hold the 2 newest operations:\n%s", first)
 	}
-	_, last := get(t, srv.URL+"/?stage=completed&page=3")
+	_, last := nettest.HTTPGet(t, srv.URL+"/?stage=completed&page=3")
 	if strings.Count(last, `class="operation"`) != 1 || !strings.Contains(last, "action-a") || !strings.Contains(last, `href="/?page=2&amp;stage=completed" id="prev"`) {
 		t.Errorf("last page of completed operations:\n%s", last)
 	}
@@ -226,15 +216,15 @@ func TestPagesReadTheInstancesPartition(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	code, body := get(t, srv.URL+"/action/"+ad.Hash()+"-"+sizeOf(ad)+"?instance=team-a%2Fx")
+	code, body := nettest.HTTPGet(t, srv.URL+"/action/"+ad.Hash()+"-"+sizeOf(ad)+"?instance=team-a%2Fx")
 	if code != 200 || !strings.Contains(body, "echo in a partition") || !strings.Contains(body, "in a partition\n</pre>") {
 		t.Fatalf("action page of an action in a partition: %d\n%s", code, body)
 	}
 	link := downloadLink(t, body)
-	if code, data := get(t, srv.URL+link); code != 200 || data != "in a partition\n" {
+	if code, data := nettest.HTTPGet(t, srv.URL+link); code != 200 || data != "in a partition\n" {
 		t.Errorf("GET %s: %d %q, want the stdout", link, code, data)
 	}
-	if code, body := get(t, srv.URL+"/"); code != 200 || !strings.Contains(body, "echo in a partition") {
+	if code, body := nettest.HTTPGet(t, srv.URL+"/"); code != 200 || !strings.Contains(body, "echo in a partition") {
 		t.Errorf("overview: %d, want the action's arguments:\n%s", code, body)
 	}
 }

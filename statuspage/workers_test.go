@@ -11,6 +11,7 @@ import (
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/api/workerpb/workerclient"
 	"github.com/paddock-build/paddock/internal/farmtest"
+	"github.com/paddock-build/paddock/internal/nettest"
 )
 
 // workerRowOf is the overview's row of the worker id ("" if none).
@@ -69,7 +70,7 @@ func TestPausedWorkerIsShownWithItsReason(t *testing.T) {
 		}
 	}
 	waitPaused(true)
-	code, page := get(t, srv.URL+"/")
+	code, page := nettest.HTTPGet(t, srv.URL+"/")
 	row := workerRowOf(page, "paused-w")
 	if code != 200 || !strings.Contains(row, `<td class="state">idle<br><span class="paused bad">paused: runner not ready: &lt;b&gt;gone&lt;/b&gt;</span></td>`) {
 		t.Fatalf("overview: %d, want paused-w's row to show it idle and paused, with its reason; row:\n%s\npage:\n%s", code, row, page)
@@ -80,7 +81,7 @@ func TestPausedWorkerIsShownWithItsReason(t *testing.T) {
 
 	c.SetPaused(false, "")
 	waitPaused(false)
-	_, page = get(t, srv.URL+"/")
+	_, page = nettest.HTTPGet(t, srv.URL+"/")
 	if row := workerRowOf(page, "paused-w"); row == "" || strings.Contains(row, "paused bad") || strings.Contains(row, "runner not ready") {
 		t.Errorf("after paused-w resumed, its row:\n%s", row)
 	}

@@ -171,19 +171,3 @@ func stopCleanly(t *testing.T, cmd *exec.Cmd, role string, sig syscall.Signal) {
 		t.Fatalf("%s did not stop cleanly on %v: %v", role, sig, err)
 	}
 }
-
-// searchableTempDir is a directory for the test, removed when it ends,
-// that every user may search, as the sandboxes' users must search the
-// parents of a farm's data and state: t.TempDir's parents are 0700.
-func searchableTempDir(t *testing.T, prefix string) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}

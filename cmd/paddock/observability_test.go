@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/internal/grpctest"
+	"github.com/paddock-build/paddock/internal/nettest"
 )
 
 // TestHTTPListener: /metrics and /healthz over HTTP/1.1, the gRPC health
@@ -73,13 +74,7 @@ func TestHTTPListener(t *testing.T) {
 	}
 	get := func(path string) (int, string) {
 		t.Helper()
-		resp, err := http.Get("http://" + addr + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		return nettest.HTTPGet(t, "http://"+addr+path)
 	}
 	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") || strings.Count(body, "# TYPE go_goroutines ") != 1 {
 		t.Errorf("/metrics: %d, want this process's Go metrics once:\n%.400s", code, body)

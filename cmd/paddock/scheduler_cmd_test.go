@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -24,6 +23,7 @@ import (
 	"github.com/paddock-build/paddock/api/workerpb/workerclient"
 	"github.com/paddock-build/paddock/internal/farmtest"
 	"github.com/paddock-build/paddock/internal/grpctest"
+	"github.com/paddock-build/paddock/internal/nettest"
 	"github.com/paddock-build/paddock/internal/testdisk"
 )
 
@@ -88,7 +88,7 @@ func TestSchedulerCommandWithAFailedJournalIsNotServing(t *testing.T) {
 	}
 	// The health follows the refusal at once, but from another goroutine.
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if code, _ := httpGet(t, "http://"+httpAddr+"/healthz"); code != 200 {
+		if code, _ := nettest.HTTPGet(t, "http://"+httpAddr+"/healthz"); code != 200 {
 			break
 		}
 	}
@@ -108,23 +108,12 @@ func checkSchedulerHealth(ctx context.Context, t *testing.T, httpAddr, grpcAddr 
 			}
 		}
 	}
-	if code, _ := httpGet(t, "http://"+httpAddr+"/healthz"); code != wantCode {
+	if code, _ := nettest.HTTPGet(t, "http://"+httpAddr+"/healthz"); code != wantCode {
 		t.Errorf("/healthz: %d, want %d", code, wantCode)
 	}
-	if _, body := httpGet(t, "http://"+httpAddr+"/metrics"); !strings.Contains(body, "\npaddock_scheduler_journal_failed "+wantGauge+"\n") {
+	if _, body := nettest.HTTPGet(t, "http://"+httpAddr+"/metrics"); !strings.Contains(body, "\npaddock_scheduler_journal_failed "+wantGauge+"\n") {
 		t.Errorf("/metrics has no paddock_scheduler_journal_failed %s:\n%s", wantGauge, grepLines(body, "journal"))
 	}
-}
-
-func httpGet(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // grepLines is the lines of text that contain word.

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/paddock-build/paddock/internal/testfs"
 )
 
 // TestSplitRolesLogTheirStop: each split role, stopped by a signal, logs
@@ -24,7 +26,7 @@ func TestSplitRolesLogTheirStop(t *testing.T) {
 	roles := []*loggedRole{scheduler}
 	if os.Geteuid() == 0 {
 		// The runner needs root; the worker its socket.
-		rdir := searchableTempDir(t, "paddock-stop-log")
+		rdir := testfs.SearchableTempDir(t, "", "paddock-stop-log")
 		sock := filepath.Join(rdir, "runner.sock")
 		runner := startRole(t, "runner serving", "runner", "--socket", sock, "--state", filepath.Join(rdir, "state"))
 		worker := startRole(t, "worker running", "worker", "--scheduler", scheduler.addr(t), "--storage", storage.addr(t),

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/paddock-build/paddock/internal/testfs"
 )
 
 // TestUpLogsInItsFormatAndLevel: with --log-format json every line `paddock
@@ -37,7 +39,7 @@ func TestUpLogsInItsFormatAndLevel(t *testing.T) {
 // own, stops it (SIGINT) once it prints its banner, and returns its stderr.
 func runUpBriefly(t *testing.T, args ...string) string {
 	t.Helper()
-	dir := searchableTempDir(t, "paddock-up-logs")
+	dir := testfs.SearchableTempDir(t, "", "paddock-up-logs")
 	cmd, _, stderr := startUntilBanner(t, "paddock is up", append([]string{"up", "--data", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--http-listen", ""}, args...)...)
 	stopCleanly(t, cmd, fmt.Sprintf("paddock up %v", args), syscall.SIGINT)
 	return stderr.String()

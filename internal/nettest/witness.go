@@ -24,21 +24,14 @@ func NewWitness(t testing.TB, greeting string) *Witness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { lis.Close() })
 	w := &Witness{Port: lis.Addr().(*net.TCPAddr).Port}
-	go func() {
-		for {
-			conn, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			w.accepted.Add(1)
-			if greeting != "" {
-				_, _ = conn.Write([]byte(greeting)) // the peer may be gone; accepted counts the connection
-			}
-			conn.Close()
+	AcceptEach(t, lis, func(conn net.Conn) {
+		w.accepted.Add(1)
+		if greeting != "" {
+			_, _ = conn.Write([]byte(greeting)) // the peer may be gone; accepted counts the connection
 		}
-	}()
+		conn.Close()
+	})
 	return w
 }
 

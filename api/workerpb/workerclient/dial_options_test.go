@@ -15,6 +15,7 @@ import (
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/internal/grpclimit"
 	"github.com/paddock-build/paddock/internal/grpctest"
+	"github.com/paddock-build/paddock/internal/nettest"
 )
 
 // acceptTimes listens on loopback, closes every connection at once (as a
@@ -25,18 +26,11 @@ func acceptTimes(t *testing.T) (string, <-chan time.Time) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { lis.Close() })
 	times := make(chan time.Time, 100)
-	go func() {
-		for {
-			c, err := lis.Accept()
-			if err != nil {
-				return
-			}
-			times <- time.Now()
-			c.Close()
-		}
-	}()
+	nettest.AcceptEach(t, lis, func(c net.Conn) {
+		times <- time.Now()
+		c.Close()
+	})
 	return lis.Addr().String(), times
 }
 
