@@ -9,12 +9,12 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/internal/grpctest"
 	"github.com/paddock-build/paddock/internal/testdisk"
+	"github.com/paddock-build/paddock/rev2"
 )
 
 // Hostile input through a real `paddock up`: each case asserts the status,
@@ -94,12 +94,9 @@ func TestCorruptInputIsCaughtBeforeUse(t *testing.T) {
 			}
 			st := checkRefused(t, f, err, codes.FailedPrecondition, digestOf(content).Hash)
 			found := false
-			for _, det := range st.Details() {
-				if pf, ok := det.(*errdetails.PreconditionFailure); ok {
-					for _, v := range pf.Violations {
-						found = found || v.Type == "MISSING" && strings.Contains(v.Subject, h)
-					}
-				}
+			subjects, _ := rev2.MissingSubjects(st)
+			for _, s := range subjects {
+				found = found || strings.Contains(s, h)
 			}
 			if !found {
 				t.Errorf("no MISSING violation for the damaged blob in %v", st.Details())

@@ -69,3 +69,26 @@ func MissingDigests(ds []digest.Digest) error {
 	}
 	return Missing(blobs...)
 }
+
+// MissingSubjects reads Missing's answer back, as a client does before it
+// uploads what is missing and tries again: the subjects of the MISSING
+// violations in st's PreconditionFailure details, in order. onlyMissing
+// is false when st holds a violation of another type, which re-uploading
+// cannot mend.
+func MissingSubjects(st *status.Status) (subjects []string, onlyMissing bool) {
+	onlyMissing = true
+	for _, d := range st.Details() {
+		pf, ok := d.(*errdetails.PreconditionFailure)
+		if !ok {
+			continue
+		}
+		for _, v := range pf.GetViolations() {
+			if v.GetType() != "MISSING" {
+				onlyMissing = false
+				continue
+			}
+			subjects = append(subjects, v.GetSubject())
+		}
+	}
+	return subjects, onlyMissing
+}

@@ -23,21 +23,33 @@ func TestMissing(t *testing.T) {
 	if st.Code() != codes.FailedPrecondition {
 		t.Fatalf("code = %v, want FAILED_PRECONDITION", st.Code())
 	}
-	var pf *errdetails.PreconditionFailure
-	for _, d := range st.Details() {
-		if p, ok := d.(*errdetails.PreconditionFailure); ok {
-			pf = p
-		}
+	subjects, onlyMissing := MissingSubjects(st)
+	if !onlyMissing || len(subjects) != 10 {
+		t.Fatalf("details = %v, want 10 MISSING violations", st.Details())
 	}
-	if pf == nil || len(pf.Violations) != 10 {
-		t.Fatalf("details = %v, want 10 violations", st.Details())
-	}
-	for i, v := range pf.Violations {
-		if v.Type != "MISSING" || v.Subject != "blobs/"+blobs[i].Digest.String() {
-			t.Errorf("violation %d = %v", i, v)
+	for i, s := range subjects {
+		if s != "blobs/"+blobs[i].Digest.String() {
+			t.Errorf("violation %d subject %q", i, s)
 		}
 	}
 	if !strings.Contains(st.Message(), "input file f0: blob") || !strings.Contains(st.Message(), "and 7 more") {
 		t.Errorf("message = %q, want the first blobs named and the rest counted", st.Message())
+	}
+}
+
+// MissingSubjects tells a status holding a violation of another type from
+// one holding MISSING violations alone.
+func TestMissingSubjectsSeesOtherViolations(t *testing.T) {
+	st, err := status.New(codes.FailedPrecondition, "x").WithDetails(&errdetails.PreconditionFailure{Violations: []*errdetails.PreconditionFailure_Violation{
+		{Type: "MISSING", Subject: "blobs/a/1"}, {Type: "OUT_OF_DATE", Subject: "blobs/b/2"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subjects, onlyMissing := MissingSubjects(st)
+	if onlyMissing || len(subjects) != 1 || subjects[0] != "blobs/a/1" {
+		t.Errorf("MissingSubjects = %v, %v; want [blobs/a/1], false", subjects, onlyMissing)
+	}
+	if subjects, onlyMissing := MissingSubjects(status.New(codes.NotFound, "y")); subjects != nil || !onlyMissing {
+		t.Errorf("without details: %v, %v; want none, true", subjects, onlyMissing)
 	}
 }

@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	"context"
 	"fmt"
 	"slices"
@@ -9,8 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"cloud.google.com/go/longrunning/autogen/longrunningpb"
+
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -168,16 +168,9 @@ func TestExecuteValidation(t *testing.T) {
 				t.Fatalf("got %v %q, want %v naming %s", st.Code(), st.Message(), tc.code, tc.field)
 			}
 			if tc.missing != nil {
-				var subjects []string
-				for _, d := range st.Details() {
-					if pf, ok := d.(*errdetails.PreconditionFailure); ok {
-						for _, v := range pf.Violations {
-							if v.Type != "MISSING" {
-								t.Errorf("violation type %q, want MISSING", v.Type)
-							}
-							subjects = append(subjects, v.Subject)
-						}
-					}
+				subjects, onlyMissing := rev2.MissingSubjects(st)
+				if !onlyMissing {
+					t.Errorf("violations other than MISSING in %v", st.Details())
 				}
 				if strings.Join(subjects, ",") != strings.Join(tc.missing, ",") {
 					t.Fatalf("missing subjects %v, want %v", subjects, tc.missing)

@@ -16,7 +16,6 @@ import (
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -27,6 +26,7 @@ import (
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/farmtest"
+	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
 	"github.com/paddock-build/paddock/storage/storagetest"
 	"github.com/paddock-build/paddock/worker"
@@ -186,16 +186,9 @@ func TestMissingInputsAreFailedPreconditionMissing(t *testing.T) {
 	if st.Code() != codes.FailedPrecondition {
 		t.Fatalf("status %v, want FAILED_PRECONDITION", st)
 	}
-	var subjects []string
-	for _, d := range st.Details() {
-		if pf, ok := d.(*errdetails.PreconditionFailure); ok {
-			for _, v := range pf.Violations {
-				if v.Type != "MISSING" {
-					t.Errorf("violation type %q", v.Type)
-				}
-				subjects = append(subjects, v.Subject)
-			}
-		}
+	subjects, onlyMissing := rev2.MissingSubjects(st)
+	if !onlyMissing {
+		t.Errorf("violations other than MISSING in %v", st.Details())
 	}
 	want := map[string]bool{"blobs/" + absent.String(): true, "blobs/" + absentDir.String(): true}
 	if len(subjects) != 2 || !want[subjects[0]] || !want[subjects[1]] {
