@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -21,15 +20,7 @@ import (
 // minutes after its runner was back.
 func TestDialConnTriesTheSocketAgainSoon(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "runner.sock")
-	lis, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	times := make(chan time.Time, 100)
-	nettest.AcceptEach(t, lis, func(c net.Conn) {
-		times <- time.Now()
-		c.Close()
-	})
+	_, times := nettest.Refuser(t, "unix", sock)
 	conn, err := DialConn(sock)
 	if err != nil {
 		t.Fatal(err)

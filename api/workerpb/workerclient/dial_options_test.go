@@ -2,7 +2,6 @@ package workerclient
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -18,29 +17,13 @@ import (
 	"github.com/paddock-build/paddock/internal/nettest"
 )
 
-// acceptTimes listens on loopback, closes every connection at once (as a
-// port nothing serves would refuse it) and sends the time of each.
-func acceptTimes(t *testing.T) (string, <-chan time.Time) {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	times := make(chan time.Time, 100)
-	nettest.AcceptEach(t, lis, func(c net.Conn) {
-		times <- time.Now()
-		c.Close()
-	})
-	return lis.Addr().String(), times
-}
-
 // TestReconnectBackoffIsCapped: while the scheduler cannot be reached, the
 // connection of DialOptions tries again at least every ReconnectMaxDelay
 // (plus gRPC's 20 % jitter), where gRPC's default backoff grows to 120 s
 // (1 s, 1.6 s, 2.6 s, 4.1 s, …): a worker came back after
 // reconnect_grace and its actions ran again.
 func TestReconnectBackoffIsCapped(t *testing.T) {
-	addr, times := acceptTimes(t)
+	addr, times := nettest.Refuser(t, "tcp", "127.0.0.1:0")
 	conn, err := grpc.NewClient("passthrough:///"+addr, append(DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
