@@ -118,7 +118,7 @@ func Run(ctx context.Context, c *client.Client, opts Options) (res *Result, err 
 	if res.Uploaded, err = c.Upload(ctx, p.blobs); err != nil {
 		return nil, fmt.Errorf("upload: %w", err)
 	}
-	resp, err := c.Execute(ctx, &repb.ExecuteRequest{ActionDigest: p.action.Digest.Proto(), SkipCacheLookup: opts.SkipCache})
+	resp, err := executeUploadingMissing(ctx, c, p, &repb.ExecuteRequest{ActionDigest: p.action.Digest.Proto(), SkipCacheLookup: opts.SkipCache}, res)
 	if err != nil {
 		return nil, err
 	}

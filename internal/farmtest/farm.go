@@ -24,6 +24,10 @@ import (
 type Farm struct {
 	// Addr is the loopback gRPC endpoint of storage and scheduler.
 	Addr string
+	// Dir holds the farm's data: the disk CAS under storage/cas, laid out
+	// as storage.DiskBlobStore lays it out, for tests that damage a blob
+	// at rest.
+	Dir string
 	// Conn is a client connection to Addr.
 	Conn *grpc.ClientConn
 	// CAS is the farm's disk CAS; nil when partitioned (Options.PartitionOf).
@@ -66,7 +70,7 @@ func Start(t testing.TB, opts Options) *Farm {
 		opts.Concurrency = 4
 	}
 	dir := t.TempDir()
-	f := &Farm{Runner: &ExecRunner{}}
+	f := &Farm{Runner: &ExecRunner{}, Dir: dir}
 	var err error
 	var cas storage.BlobStore
 	var local worker.LocalBlobs
