@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/client"
+	"github.com/paddock-build/paddock/internal/testfs"
 	"github.com/paddock-build/paddock/remoterun"
 	"github.com/paddock-build/paddock/storage"
 )
@@ -37,14 +38,7 @@ var userFiles = map[string]string{
 func hostileRun(t *testing.T, ctx context.Context, c *client.Client, adjust func(*remoterun.Options)) (string, string, error) {
 	t.Helper()
 	dir := t.TempDir()
-	for p, body := range userFiles {
-		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, p), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testfs.WriteFiles(t, dir, userFiles)
 	var out bytes.Buffer
 	opts := remoterun.Options{
 		Args: []string{"true"}, Root: dir, Dir: dir, NoCompilerDeps: true,
