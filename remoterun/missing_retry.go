@@ -23,7 +23,7 @@ const maxMissingRetries = 2
 // CAS evicted one between the upload and the execution, or found its
 // stored copy corrupt and dropped it), uploads what is missing again and
 // executes again, as the REv2 spec asks of a client and as Bazel does.
-// What the uploads moved is added to res.Uploaded.
+// What the uploads moved is added to res.Uploaded's Missing counts.
 func executeUploadingMissing(ctx context.Context, c *client.Client, p *prepared, req *repb.ExecuteRequest, res *Result) (*repb.ExecuteResponse, error) {
 	for retries := 0; ; retries++ {
 		resp, err := c.Execute(ctx, req)
@@ -31,8 +31,7 @@ func executeUploadingMissing(ctx context.Context, c *client.Client, p *prepared,
 			return resp, err
 		}
 		up, err := c.Upload(ctx, p.blobs)
-		res.Uploaded.Blobs += up.Blobs
-		res.Uploaded.Bytes += up.Bytes
+		// The same blobs were asked for: only what moved adds up.
 		res.Uploaded.MissingBlobs += up.MissingBlobs
 		res.Uploaded.MissingBytes += up.MissingBytes
 		if err != nil {

@@ -92,8 +92,8 @@ func TestRunUploadsAgainWhatTheFarmFoundMissing(t *testing.T) {
 			if res.ExitCode != 0 || out != string(content) {
 				t.Fatalf("exit code %d, stdout %q; want 0 and the input's true content", res.ExitCode, out)
 			}
-			if res.Uploaded.MissingBlobs != 1 {
-				t.Errorf("uploaded %d missing blobs in all, want the damaged one once: %+v", res.Uploaded.MissingBlobs, res.Uploaded)
+			if res.Uploaded.MissingBlobs != 1 || res.Uploaded.Blobs != first.Uploaded.Blobs {
+				t.Errorf("uploaded %+v, want the damaged blob once, of the %d the action has", res.Uploaded, first.Uploaded.Blobs)
 			}
 			if n := f.Runner.Calls() - executed; n != 1 {
 				t.Errorf("the command ran %d times in the second run, want once (after the upload)", n)
