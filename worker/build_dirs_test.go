@@ -255,6 +255,17 @@ func TestInputRootDirectoriesAreRecycledClean(t *testing.T) {
 	var first map[uint64]string
 	h.runner.Before = func(r string) {
 		first = inodes(r)
+		// Held open to the end of the test, so that none of these inodes
+		// is freed while the checks below compare inode numbers: a/c is
+		// removed, and a directory made new for the next action could
+		// otherwise get its number (seen once in CI).
+		for _, d := range dirs {
+			f, err := os.Open(filepath.Join(r, d))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+		}
 		// What an action does to its own directories.
 		if err := syscall.Setxattr(filepath.Join(r, "a/c"), "user.mark", []byte("x"), 0); err != nil {
 			t.Skipf("no user attributes here: %v", err)
