@@ -9,6 +9,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/paddock-build/paddock/internal/timerslack"
 )
 
 // initStart is everything an init is started with: the program, its
@@ -42,8 +44,18 @@ var useCloneVM = true
 // start starts the init from the calling OS thread, whose cgroup (on v1)
 // the init is born in; with cgroupFD >= 0 it is born in that cgroup
 // instead (clone3's CLONE_INTO_CGROUP, v2). It returns the init's pid;
-// nothing waits for it (see initProcess).
-func (st *initStart) start(cgroupFD int) (int, error) {
+// nothing waits for it (see initProcess). The init, and so the action,
+// gets the kernel's default timer slack, not the spawner's
+// (timerslack.Farm).
+func (st *initStart) start(cgroupFD int) (pid int, err error) {
+	err = timerslack.WithDefault(func() error {
+		pid, err = st.startFromThread(cgroupFD)
+		return err
+	})
+	return pid, err
+}
+
+func (st *initStart) startFromThread(cgroupFD int) (int, error) {
 	if useCloneVM {
 		pid, err := st.startVM(cgroupFD)
 		if !errors.Is(err, errNoCloneVM) {

@@ -4,18 +4,22 @@ import (
 	"errors"
 	"io"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/paddock-build/paddock/internal/timerslack"
 )
 
 // startShell starts /bin/sh as initStart starts an init (CLONE_VM where
 // it can, or forked): in a new user namespace whose root is host uid
 // 4242, with fd 3 a pipe to read a word from and fd 4 a pipe to answer
-// on. The shell reports its uid, the uid it has on the host, its blocked
-// signals, and what it read.
+// on, from a thread with the farm's timer slack. The shell reports its
+// uid, its blocked signals, its timer slack, and what it read.
 func startShell(t *testing.T, vm bool) (answer string, exit syscall.WaitStatus) {
 	t.Helper()
 	requireRoot(t)
@@ -32,7 +36,7 @@ func startShell(t *testing.T, vm bool) (answer string, exit syscall.WaitStatus) 
 	defer outR.Close()
 	st := &initStart{
 		path:  "/bin/sh",
-		argv:  []string{"sh", "-c", `read w <&3; echo "$(id -u) $(sed -n 's/^SigBlk:\t//p' /proc/self/status) $w" >&4`},
+		argv:  []string{"sh", "-c", `read w <&3; echo "$(id -u) $(sed -n 's/^SigBlk:\t//p' /proc/self/status) $(cat /proc/self/timerslack_ns) $w" >&4`},
 		env:   []string{"PATH=/usr/bin:/bin"},
 		files: [5]*os.File{devNull, os.Stderr, os.Stderr, inR, outW},
 		clone: cloneParams{
@@ -41,7 +45,7 @@ func startShell(t *testing.T, vm bool) (answer string, exit syscall.WaitStatus) 
 			GIDs:  []specs.LinuxIDMapping{{ContainerID: 0, HostID: 4242, Size: 1}},
 		},
 	}
-	pid, err := st.start(-1)
+	pid, err := startWithFarmSlack(t, st)
 	if err != nil {
 		inW.Close()
 		outW.Close()
@@ -74,8 +78,9 @@ func TestInitStart(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			answer, ws := startShell(t, vm)
 			// Container root, nothing blocked (the command forked later
-			// inherits the mask), fd 3 and 4 in place.
-			if want := "0 0000000000000000 hello"; answer != want {
+			// inherits the mask), the kernel's default timer slack and not
+			// the spawner's, fd 3 and 4 in place.
+			if want := "0 0000000000000000 50000 hello"; answer != want {
 				t.Errorf("the shell answered %q, want %q", answer, want)
 			}
 			if !ws.Exited() || ws.ExitStatus() != 0 {
@@ -83,6 +88,27 @@ func TestInitStart(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startWithFarmSlack starts st from a thread with the spawner's slack
+// (timerslack.Farm), which the init must not inherit.
+func startWithFarmSlack(t *testing.T, st *initStart) (int, error) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	prev, err := timerslack.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(timerslack.Farm.Nanoseconds()), 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(prev.Nanoseconds()), 0, 0, 0) }()
+	pid, err := st.start(-1)
+	if d, gerr := timerslack.Get(); gerr != nil || d != timerslack.Farm {
+		t.Errorf("after the start the thread has slack %v (%v), want %v back", d, gerr, timerslack.Farm)
+	}
+	return pid, err
 }
 
 // The CLONE_VM path is the one taken on amd64 (elsewhere it must say it

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/paddock-build/paddock/internal/timerslack"
 )
 
 // ociRuntime runs bundles with an external OCI runtime binary:
@@ -84,16 +86,14 @@ func (o *ociRuntime) run(ctx context.Context, req Request) (*Result, error) {
 		closeOutput(errFile)
 		return nil, err
 	}
-	cmd := o.command("run", "--bundle", bundle, id)
-	cmd.Stdout, cmd.Stderr = stdout.w, stderr.w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	cmd, err := o.start(bundle, id, stdout, stderr)
+	if err != nil {
 		stdout.abort()
 		stderr.abort()
 		closeOutput(outFile)
 		closeOutput(errFile)
-		return nil, fmt.Errorf("start %s: %w", o.opts.Runtime, err)
+		return nil, err
 	}
 	stdout.start(outFile, req.OutputLimit)
 	stderr.start(errFile, req.OutputLimit)
@@ -122,6 +122,19 @@ func (o *ociRuntime) run(ctx context.Context, req Request) (*Result, error) {
 		res.Usage = usageFromRusage(ru)
 	}
 	return res, nil
+}
+
+// start starts `runtime run` for bundle as container id, its output to
+// stdout and stderr. The runtime, and so the container, gets the kernel's
+// default timer slack, not this process's (timerslack.Farm).
+func (o *ociRuntime) start(bundle, id string, stdout, stderr *outputCapture) (*exec.Cmd, error) {
+	cmd := o.command("run", "--bundle", bundle, id)
+	cmd.Stdout, cmd.Stderr = stdout.w, stderr.w
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := timerslack.WithDefault(cmd.Start); err != nil {
+		return nil, fmt.Errorf("start %s: %w", o.opts.Runtime, err)
+	}
+	return cmd, nil
 }
 
 func (o *ociRuntime) close() error { return nil }

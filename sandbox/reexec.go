@@ -3,6 +3,8 @@ package sandbox
 import (
 	"os"
 	"strconv"
+
+	"github.com/paddock-build/paddock/internal/timerslack"
 )
 
 // The launcher re-executes its own binary as the spawner, told apart by an
@@ -27,6 +29,10 @@ func Reexec() bool {
 		return false
 	}
 	if os.Getenv(roleEnv) == roleSpawner && os.Args[0] == spawnerArg0 {
+		// Best effort, as in main: a spawner started by a farm process
+		// has the farm's slack already; one started by a test does not.
+		// Its sandboxes get the kernel's default back (initStart.start).
+		_ = timerslack.Set(timerslack.Farm)
 		depth, _ := strconv.Atoi(os.Getenv(warmEnv))
 		os.Exit(runSpawner(depth))
 	}

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+
+	"github.com/paddock-build/paddock/internal/timerslack"
 )
 
 const usage = `usage: paddock <command> [flags]
@@ -47,6 +49,14 @@ func main() {
 	ctx, stop := notifyStop(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	cmd, args := os.Args[1], os.Args[2:]
+	switch cmd {
+	case "up", "storage", "scheduler", "worker", "runner":
+		// The farm's long-lived processes run with a wider timer slack
+		// (see internal/timerslack): fewer wake-ups of Go's system
+		// monitor per action. Best effort: without CAP_SYS_NICE only
+		// this thread's is set, and the role runs as it did before.
+		_ = timerslack.Set(timerslack.Farm)
+	}
 	var err error
 	switch cmd {
 	case "up":
