@@ -84,20 +84,15 @@ func Set(d time.Duration) error {
 // WithDefault runs start, which must start a child process from the
 // calling OS thread (os/exec's Start, a clone), with that thread's slack at
 // Default, and sets it back afterwards. The child and everything it starts
-// then have Default. If the thread's slack is already Default, it only
-// runs start.
+// then have Default. If the thread's slack is already Default, or cannot
+// be read or changed (not on Linux), it only runs start: a child with the
+// wider slack is better than no child.
 func WithDefault(start func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	prev, err := Get()
-	if err != nil {
-		return err
-	}
-	if prev == Default {
+	if err != nil || prev == Default || setOwn(Default) != nil {
 		return start()
-	}
-	if err := setOwn(Default); err != nil {
-		return err
 	}
 	startErr := start()
 	// Failing leaves this thread at Default, which is only slower: not

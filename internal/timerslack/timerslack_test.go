@@ -35,14 +35,7 @@ func TestSetReachesEveryThread(t *testing.T) {
 	// Threads of their own, started before Set.
 	release := make(chan struct{})
 	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runtime.LockOSThread()
-			<-release
-		}()
-	}
+	holdThreads(4, release, &wg)
 	defer func() { close(release); wg.Wait() }()
 	waitForThreads(t, 6)
 
@@ -55,14 +48,7 @@ func TestSetReachesEveryThread(t *testing.T) {
 	}
 	// Threads started after Set: goroutines locked to threads while the
 	// others are held, so that the runtime must start new ones.
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			runtime.LockOSThread()
-			<-release
-		}()
-	}
+	holdThreads(4, release, &wg)
 	waitForThreads(t, len(before)+1)
 	tids, err := threads()
 	if err != nil {
@@ -115,6 +101,19 @@ func TestWithDefaultGivesTheChildTheKernelDefault(t *testing.T) {
 	}
 	if d, err := Get(); err != nil || d != Farm {
 		t.Errorf("after WithDefault the thread has slack %v (%v), want %v back", d, err, Farm)
+	}
+}
+
+// holdThreads starts n goroutines that each keep an OS thread of their own
+// until release is closed.
+func holdThreads(n int, release <-chan struct{}, wg *sync.WaitGroup) {
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			<-release
+		}()
 	}
 }
 
