@@ -85,8 +85,8 @@ func Set(d time.Duration) error {
 // calling OS thread (os/exec's Start, a clone), with that thread's slack at
 // Default, and sets it back afterwards. The child and everything it starts
 // then have Default. If the thread's slack is already Default, or cannot
-// be read or changed (not on Linux), it only runs start: a child with the
-// wider slack is better than no child.
+// be read or changed (a kernel without PR_SET_TIMERSLACK), it only runs
+// start: a child with the wider slack is better than no child.
 func WithDefault(start func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
