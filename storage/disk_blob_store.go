@@ -274,8 +274,23 @@ func (s *DiskBlobStore) Get(ctx context.Context, d digest.Digest, offset int64) 
 		s.corrupt(d, "file size differs from digest")
 		return nil, status.Errorf(codes.NotFound, "blob %s not found (stored copy was corrupt and has been removed)", d)
 	}
-	return newVerifyingReader(f, d, offset, func() { s.corrupt(d, "bytes do not match digest") })
+	return digest.NewVerifyingReader(f, d, offset, digest.VerifyChecks{
+		Bad: func() error {
+			s.corrupt(d, "bytes do not match digest")
+			return status.Errorf(codes.DataLoss, "blob %s is corrupt in storage and has been removed; upload it again", d)
+		},
+		Short: func(_ int64, err error) error {
+			if err != io.EOF {
+				return fmt.Errorf("read blob %s: %w", d, err)
+			}
+			// The size was checked at open: the file shrank under us.
+			s.corrupt(d, "file was truncated")
+			return status.Errorf(codes.DataLoss, "blob %s was truncated in storage and has been removed", d)
+		},
+	}), nil
 }
+
+var _ BlobStore = (*DiskBlobStore)(nil)
 
 // corrupt removes a blob found damaged on read, and says so in the log.
 func (s *DiskBlobStore) corrupt(d digest.Digest, why string) {

@@ -75,11 +75,10 @@ func (s *BlobStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]dige
 	return missing, nil
 }
 
-// Get implements storage.BlobStore. A read from offset 0 is verified
-// against d as it streams. A read from a later offset is a ranged GET of
-// the rest, checked for length only: its bytes cannot be hashed without
-// fetching the ones before it, which the client (resuming an earlier
-// read) already has and verifies itself.
+// Get implements storage.BlobStore. Every read that serves bytes is
+// verified against d as it streams, one from a later offset too: it
+// fetches the whole object and hashes the bytes before the offset without
+// serving them.
 func (s *BlobStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
 	if err := storage.CheckOffset(d, offset); err != nil {
 		return nil, err
@@ -100,8 +99,8 @@ func (s *BlobStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.
 		return io.NopCloser(bytes.NewReader(nil)), nil
 	}
 	// The whole object, even for a resumed read: the bytes before offset
-	// are hashed too (verifyingReader), so that no part of a corrupt
-	// object is served.
+	// are hashed too (digest.VerifyingReader), so that no part of a
+	// corrupt object is served.
 	body, info, _, err := s.c.core.GetObject(ctx, s.c.bucket, key, minio.GetObjectOptions{})
 	if err != nil {
 		return nil, statusError(what, err)
@@ -112,8 +111,17 @@ func (s *BlobStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.
 		body.Close()
 		return nil, s.corrupt(d, key, info.ETag, fmt.Sprintf("is %d bytes", info.Size))
 	}
-	return newVerifyingReader(body, d, offset, func() error {
-		return s.corrupt(d, key, info.ETag, "does not match its digest")
+	return digest.NewVerifyingReader(body, d, offset, digest.VerifyChecks{
+		Bad: func() error { return s.corrupt(d, key, info.ETag, "does not match its digest") },
+		// A body that ends early is a transport failure, not corruption.
+		Short: func(missing int64, err error) error {
+			if err == io.EOF {
+				return status.Errorf(codes.Unavailable, "read blob %s from S3: the object's body ended %d bytes short", d, missing)
+			}
+			return statusError("read blob "+d.String()+" from S3", err)
+		},
+		// A body that goes on past the size is corrupt.
+		Trailing: true,
 	}), nil
 }
 
