@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/paddock-build/paddock/internal/dirnames"
 )
 
 // store is the cache's on-disk layout. Everything is published by renaming
@@ -127,12 +129,7 @@ func (s *store) setAsideTmp() error {
 // one directory listing, not a walk of the trees. Half-finished work there
 // is not counted; each piece was bounded by its pull.
 func trashBytesIn(dir string) int64 {
-	f, err := os.Open(dir)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	names, _ := f.Readdirnames(-1)
+	names, _ := dirnames.Read(dir)
 	var total int64
 	for _, n := range names {
 		if n, ok := trashBytesOf(n); ok {

@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/paddock-build/paddock/internal/dirnames"
 )
 
 // A file the sandbox deletes while it holds it open, or mapped, keeps its
@@ -80,12 +82,7 @@ func countHeld(held []unix.Stat_t, dev uint64, owns func(uid uint32) bool) diskU
 // adds every process it reads to classified. Processes that end meanwhile
 // are passed over.
 func newSandboxPIDs(classified map[int]bool, owns func(uid uint32) bool) ([]int, error) {
-	f, err := os.Open("/proc")
-	if err != nil {
-		return nil, fmt.Errorf("list processes: %w", err)
-	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
+	names, err := dirnames.Read("/proc")
 	if err != nil {
 		return nil, fmt.Errorf("list processes: %w", err)
 	}
@@ -129,7 +126,7 @@ func processHeld(pid int) []unix.Stat_t {
 	dir := "/proc/" + strconv.Itoa(pid)
 	held := unlinkedTargets(dir + "/fd")
 	held = append(held, unlinkedTargets(dir+"/map_files")...)
-	tasks, _ := readNames(dir + "/task")
+	tasks, _ := dirnames.Read(dir + "/task")
 	for _, name := range tasks {
 		tid, err := strconv.Atoi(name)
 		if err != nil || tid == pid {
@@ -146,7 +143,7 @@ func processHeld(pid int) []unix.Stat_t {
 // unlinkedTargets stats what the links in dir (a /proc fd or map_files
 // directory) lead to, and returns those with no link left.
 func unlinkedTargets(dir string) []unix.Stat_t {
-	names, _ := readNames(dir)
+	names, _ := dirnames.Read(dir)
 	var out []unix.Stat_t
 	for _, name := range names {
 		var st unix.Stat_t
@@ -155,14 +152,4 @@ func unlinkedTargets(dir string) []unix.Stat_t {
 		}
 	}
 	return out
-}
-
-// readNames lists the names in dir.
-func readNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return f.Readdirnames(-1)
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/paddock-build/paddock/internal/dirnames"
 	"github.com/paddock-build/paddock/internal/lru"
 )
 
@@ -88,7 +89,7 @@ func (c *DiskActionCache) compactShard(dir string) error {
 	info, err := os.Lstat(dir)
 	var names []string
 	if err == nil {
-		names, err = shardNames(dir)
+		names, err = dirnames.Read(dir)
 	}
 	if err != nil {
 		c.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/dirnames"
 )
 
 // A DiskBlobStore's shard directories grow back to what their names
@@ -85,7 +86,7 @@ func (s *DiskBlobStore) compactDirs() {
 func (s *DiskBlobStore) compactShard(fn digest.Function, dir string) (freed int64, err error) {
 	s.mu.Lock()
 	before := s.dirCost(dir)
-	names, err := shardNames(dir)
+	names, err := dirnames.Read(dir)
 	if err != nil {
 		s.mu.Unlock()
 		return 0, err
@@ -142,16 +143,6 @@ func swapShardDir(tmpDir, dir string, names []string) (old string, err error) {
 		return fresh, fmt.Errorf("exchange %s with its compacted copy: %w", dir, err)
 	}
 	return fresh, nil
-}
-
-// shardNames lists the names in a shard directory.
-func shardNames(dir string) ([]string, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return f.Readdirnames(-1)
 }
 
 // openBlob opens blob d's file. An open whose path was resolved into a

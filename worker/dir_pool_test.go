@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/paddock-build/paddock/internal/dirnames"
 )
 
 // newTestPool returns a trash and a pool of at most max directories that
@@ -39,7 +41,7 @@ func drained(t *testing.T, tr *trash) {
 		tr.mu.Lock()
 		idle := len(tr.queue) == 0 && tr.busy == 0
 		tr.mu.Unlock()
-		if names, _ := readNames(tr.dir); idle && len(names) == 0 {
+		if names, _ := dirnames.Read(tr.dir); idle && len(names) == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -246,7 +248,7 @@ func TestDirPoolRefusesWhatAnActionLeft(t *testing.T) {
 		if got := pool.size(); got != 3 {
 			t.Errorf("pool of 3 holds %d", got)
 		}
-		if names, _ := readNames(filepath.Join(dir, "pool")); len(names) != 3 {
+		if names, _ := dirnames.Read(filepath.Join(dir, "pool")); len(names) != 3 {
 			t.Errorf("pool directory holds %v", names)
 		}
 	})

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/paddock-build/paddock/internal/dirnames"
 )
 
 // trash removes directory trees in the background, so that no action's
@@ -80,7 +82,7 @@ func newTrash(dir string, removers, maxBacklog int, log *slog.Logger) (*trash, e
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create trash directory: %w", err)
 	}
-	left, err := readNames(dir)
+	left, err := dirnames.Read(dir)
 	if err != nil {
 		return nil, fmt.Errorf("read trash directory: %w", err)
 	}
@@ -94,16 +96,6 @@ func newTrash(dir string, removers, maxBacklog int, log *slog.Logger) (*trash, e
 		go t.run()
 	}
 	return t, nil
-}
-
-// readNames lists the names in dir.
-func readNames(dir string) ([]string, error) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	return d.Readdirnames(-1)
 }
 
 // discard moves p (a file or directory tree) into the trash and returns at
