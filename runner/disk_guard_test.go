@@ -92,7 +92,7 @@ while [ $i -lt 20 ]; do mkdir $n && cd $n || exit 1; i=$((i+1)); done
 func TestWorkDirFill(t *testing.T) {
 	e := newTestEnv(t, func(c *Config) { c.DiskQuota, c.DiskQuotaFiles = 64*mib, 1_000_000 })
 	a := e.newAction(t)
-	resp := e.run(t, a.request("/bin/sh", "-c", "seq 1 100000 | xargs mkdir && sleep 5"))
+	resp := e.run(t, a.request("/bin/sh", "-c", pacedFill("mkdir", 100000)+" && sleep 5"))
 	if codes.Code(resp.StatusCode) != codes.ResourceExhausted || !strings.Contains(resp.StatusMessage, "disk quota of 64 MiB") {
 		t.Errorf("%s; want RESOURCE_EXHAUSTED naming the 64 MiB quota", describe(resp))
 	}
@@ -451,4 +451,16 @@ func TestProcessHeld(t *testing.T) {
 	if u.files < 2 || u.bytes < 2*64<<10 {
 		t.Errorf("countHeld = %+v, want at least both files", u)
 	}
+}
+
+// pacedFill is a shell command that makes total entries in the working
+// directory with cmd (mkdir, touch), in 50 batches with a tenth of a
+// second between them: at least five seconds for all of them. The guard
+// looks every 100 ms and walks at least once a second, so a test can
+// assert that it stopped the action long before the end however slowly
+// the machine runs the walk (under the race detector, on a loaded CI
+// machine); unpaced, the command made all 100,000 directories within
+// one late walk, and the verdict was the machine's speed.
+func pacedFill(cmd string, total int) string {
+	return fmt.Sprintf(`i=0; while [ $i -lt 50 ]; do seq -f "$i-%%g" 1 %d | xargs %s || exit 1; i=$((i+1)); sleep 0.1; done`, total/50, cmd)
 }

@@ -261,8 +261,8 @@ func TestWorkInodeFill(t *testing.T) {
 		name, script, want string
 		files              int64
 	}{
-		{"empty files", "seq 1 300000 | xargs touch", "more than 10000 files, directories and links", 10_000},
-		{"directories", "seq 1 300000 | xargs mkdir", "more than 10000 files, directories and links", 10_000},
+		{"empty files", pacedFill("touch", 300000), "more than 10000 files, directories and links", 10_000},
+		{"directories", pacedFill("mkdir", 300000), "more than 10000 files, directories and links", 10_000},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// 2 GiB: all 300,000 directories would take 1.2 GB, so
