@@ -32,6 +32,7 @@ type VerifyingReader struct {
 
 // VerifyChecks are what a store does when a blob's bytes disagree with
 // its digest: each returns the error its reader returns from then on.
+// Bad and Short are both required.
 type VerifyChecks struct {
 	// Bad is called once when the bytes do not hash to the digest (or go
 	// on past its size, with Trailing). It typically removes the stored

@@ -457,10 +457,11 @@ func TestProcessHeld(t *testing.T) {
 // directory with cmd (mkdir, touch), in 50 batches with a tenth of a
 // second between them: at least five seconds for all of them. The guard
 // looks every 100 ms and walks at least once a second, so a test can
-// assert that it stopped the action long before the end however slowly
-// the machine runs the walk (under the race detector, on a loaded CI
-// machine); unpaced, the command made all 100,000 directories within
-// one late walk, and the verdict was the machine's speed.
+// assert that it stopped the action long before the end unless the guard
+// falls five seconds behind (under the race detector with both cores
+// busy it stopped the fills at a fifth of their entries); unpaced, the
+// command made all 100,000 directories within one late walk, and the
+// verdict was the machine's speed.
 func pacedFill(cmd string, total int) string {
 	return fmt.Sprintf(`i=0; while [ $i -lt 50 ]; do seq -f "$i-%%g" 1 %d | xargs %s || exit 1; i=$((i+1)); sleep 0.1; done`, total/50, cmd)
 }

@@ -38,10 +38,11 @@ func hexSum(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
 
 // rangeReader serves the first left bytes of r, then reads r to its end
 // unseen before it returns its last bytes: the stores verify a blob's
-// hash on the read that reaches its end (digest.VerifyingReader), so a read_limit
-// that stopped short of it served a corrupt blob's bytes with OK. The
-// rest is read, not skipped, as a whole read would read it; if it turns
-// out corrupt, the error is returned in place of the range's last bytes.
+// hash on the read that reaches its end (digest.VerifyingReader), so a
+// read_limit that stopped short of it served a corrupt blob's bytes with
+// OK. The rest is read, not skipped, as a whole read would read it; if it
+// turns out corrupt, the error is returned in place of the range's last
+// bytes.
 type rangeReader struct {
 	r    io.Reader
 	left int64
