@@ -13,10 +13,9 @@ import (
 // notice). The Read that reaches the blob's end checks the hash before it
 // returns its bytes and, on a mismatch, returns the store's error instead,
 // so a corrupt blob is never delivered whole. The stores that keep blobs
-// at rest, on disk and in S3, serve them through it, so the rule is
-// written once. (The memory store keeps the bytes it verified at Put, and
-// the remote store's reads are checked by the remote, then by length and,
-// read whole, by hash.)
+// at rest, on disk and in S3, and the remote store, which passes on
+// another CAS's, serve them through it, so the rule is written once. (The
+// memory store keeps the bytes it verified at Put.)
 //
 // An error is sticky: once a Read has returned one, every later Read
 // returns it again.

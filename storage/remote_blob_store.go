@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"hash"
 	"io"
 	"sync/atomic"
 
@@ -141,12 +140,19 @@ func (s *RemoteBlobStore) Get(ctx context.Context, d digest.Digest, offset int64
 	return io.NopCloser(bytes.NewReader(r.Data[offset:])), nil
 }
 
-// readStream reads d from offset with ByteStream.
+// readStream reads d with ByteStream, served from offset on. The remote
+// is asked for the whole blob, even for a resumed read, and every byte is
+// hashed through digest.VerifyingReader, the rule of the disk and S3
+// stores: the Read that reaches the end checks length and hash before it
+// returns the last bytes, so a remote's corrupt blob is never passed on
+// whole (a front's ByteStream Read of a blob of whole chunks sent every
+// byte and only then DATA_LOSS), and no part of one past the offset is
+// served as if it were sound. A resumed read costs the remote the bytes
+// before its offset again.
 func (s *RemoteBlobStore) readStream(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	stream, err := s.bs.Read(ctx, &bytestream.ReadRequest{
 		ResourceName: digest.ResourceName{InstanceName: s.instance(ctx), Digest: d}.String(),
-		ReadOffset:   offset,
 	})
 	if err != nil {
 		cancel()
@@ -158,69 +164,56 @@ func (s *RemoteBlobStore) readStream(ctx context.Context, d digest.Digest, offse
 		cancel()
 		return nil, err
 	}
-	r := &remoteReader{stream: stream, cancel: cancel, d: d, left: d.SizeBytes() - offset}
-	if offset == 0 {
-		r.h = d.NewHasher()
-	}
+	src := &streamSource{stream: stream, cancel: cancel, eof: first == nil}
 	if first != nil {
-		r.buf = first.Data
-		r.hashed(first.Data)
-	} else {
-		r.eof = true
+		src.buf = first.Data
 	}
-	return r, nil
+	return digest.NewVerifyingReader(src, d, offset, digest.VerifyChecks{
+		Bad: func() error {
+			return status.Errorf(codes.DataLoss, "remote returned bytes that do not match %s", d)
+		},
+		Short: func(missing int64, err error) error {
+			if err == io.EOF {
+				return status.Errorf(codes.DataLoss, "remote stream of %s ended %d bytes short", d, missing)
+			}
+			return err
+		},
+		// A stream that goes on past the size is as bad as other bytes.
+		Trailing: true,
+	}), nil
 }
 
-// remoteReader adapts a ByteStream read to io.Reader, checking the length
-// and (for whole reads) the hash before it reports io.EOF.
-type remoteReader struct {
+// streamSource adapts a ByteStream read to io.ReadCloser, unchecked: what
+// it yields is checked by the VerifyingReader around it.
+type streamSource struct {
 	stream bytestream.ByteStream_ReadClient
 	cancel context.CancelFunc
-	d      digest.Digest
-	h      hash.Hash
 	buf    []byte
-	left   int64
 	eof    bool
 }
 
-func (r *remoteReader) hashed(b []byte) {
-	if r.h != nil {
-		r.h.Write(b)
-	}
-}
-
-func (r *remoteReader) Read(p []byte) (int, error) {
-	for len(r.buf) == 0 && !r.eof {
+func (r *streamSource) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.eof {
+			return 0, io.EOF
+		}
 		msg, err := r.stream.Recv()
 		if err == io.EOF {
 			r.eof = true
-			break
+			continue
 		}
 		if err != nil {
 			return 0, err
 		}
 		r.buf = msg.Data
-		r.hashed(msg.Data)
-	}
-	if len(r.buf) == 0 {
-		if r.left != 0 {
-			return 0, status.Errorf(codes.DataLoss, "remote stream of %s ended %d bytes short", r.d, r.left)
-		}
-		if r.h != nil && hexSum(r.h) != r.d.Hash() {
-			return 0, status.Errorf(codes.DataLoss, "remote returned bytes that do not match %s", r.d)
-		}
-		return 0, io.EOF
 	}
 	n := copy(p, r.buf)
 	r.buf = r.buf[n:]
-	r.left -= int64(n)
-	if r.left < 0 {
-		return 0, status.Errorf(codes.DataLoss, "remote stream of %s is longer than its size", r.d)
-	}
 	return n, nil
 }
 
-func (r *remoteReader) Close() error {
+// Close ends the call: a reader closed early aborts the remote read.
+func (r *streamSource) Close() error {
 	r.cancel()
 	return nil
 }
