@@ -11,6 +11,7 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/internal/grpctest"
 	"github.com/paddock-build/paddock/internal/testdisk"
@@ -58,17 +59,21 @@ func checkFarmWorks(t *testing.T, c *client, salt string) {
 // flipped, or truncated) after it was uploaded and used is caught before
 // an action reads it: Execute answers FAILED_PRECONDITION with a MISSING
 // violation for the blob (Bazel then uploads it again), nothing is cached,
-// and after the upload the action sees the right bytes.
+// and after the upload the action sees the right bytes. The same for the
+// Action and the Command, which the scheduler reads: before, their damage
+// failed Execute with DATA_LOSS, which Bazel does not retry, though the
+// store had removed the blob and an upload would have mended it.
 func TestCorruptInputIsCaughtBeforeUse(t *testing.T) {
 	f, c := startUpClient(t)
 	ctx := t.Context()
-	for i, tc := range []struct {
+	edits := []struct {
 		name string
 		edit func([]byte) []byte
 	}{
 		{"flipped byte", func(b []byte) []byte { b[3] ^= 0x01; return b }},
 		{"truncated", func(b []byte) []byte { return b[:len(b)/2] }},
-	} {
+	}
+	for i, tc := range edits {
 		t.Run(tc.name, func(t *testing.T) {
 			c := c.withT(t)
 			content := []byte(fmt.Sprintf("the true content of input %d\n", i))
@@ -76,43 +81,78 @@ func TestCorruptInputIsCaughtBeforeUse(t *testing.T) {
 			if _, out, _ := c.run(ctx, action{cmd: shell("cat in.txt; echo first"), root: root}); out != string(content)+"first\n" {
 				t.Fatalf("first run's stdout %q", out)
 			}
-			h := digestOf(content).Hash
-			p := filepath.Join(f.data, "storage", "cas", "sha256", h[:2], h)
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(p, tc.edit(b), 0o444); err != nil {
-				t.Fatal(err)
-			}
+			damageStored(t, f, digestOf(content), tc.edit)
 			d := c.prepare(ctx, action{cmd: shell("cat in.txt; echo second"), root: root})
 			// prepare uploaded the tree again, but the CAS still indexes
 			// the damaged file, so the upload was skipped as present.
-			resp, err := c.execute(ctx, d, true)
-			if err == nil {
-				err = status.ErrorProto(resp.Status)
-			}
-			st := checkRefused(t, f, err, codes.FailedPrecondition, digestOf(content).Hash)
-			found := false
-			subjects, _ := rev2.MissingSubjects(st)
-			for _, s := range subjects {
-				found = found || strings.Contains(s, h)
-			}
-			if !found {
-				t.Errorf("no MISSING violation for the damaged blob in %v", st.Details())
-			}
-			checkNotCached(t, f, d)
-			// What Bazel does next: upload the missing blob, execute again.
-			c.upload(ctx, content)
-			resp, err = c.execute(ctx, d, true)
-			if err != nil || status.FromProto(resp.Status).Code() != codes.OK {
-				t.Fatalf("after the upload: %v %v", err, resp.GetStatus())
-			}
+			resp := checkDamagedIsMissing(t, f, c, d, content)
 			if out := string(c.read(ctx, resp.Result.StdoutDigest)); out != string(content)+"second\n" {
 				t.Fatalf("after the upload the action read %q", out)
 			}
 		})
 	}
+	for i, tc := range edits {
+		for _, which := range []string{"action", "command"} {
+			t.Run(which+" "+tc.name, func(t *testing.T) {
+				c := c.withT(t)
+				d := c.prepare(ctx, action{cmd: shell(fmt.Sprintf("echo %s %d", which, i))})
+				act := &repb.Action{}
+				actBytes := c.read(ctx, d)
+				if err := proto.Unmarshal(actBytes, act); err != nil {
+					t.Fatal(err)
+				}
+				blob, data := d, actBytes
+				if which == "command" {
+					blob, data = act.CommandDigest, c.read(ctx, act.CommandDigest)
+				}
+				damageStored(t, f, blob, tc.edit)
+				checkDamagedIsMissing(t, f, c, d, data)
+			})
+		}
+	}
+}
+
+// damageStored edits the file of the stored blob d in the farm's disk CAS.
+func damageStored(t *testing.T, f *farm, d *repb.Digest, edit func([]byte) []byte) {
+	t.Helper()
+	p := filepath.Join(f.data, "storage", "cas", "sha256", d.Hash[:2], d.Hash)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, edit(b), 0o444); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkDamagedIsMissing executes the action d, one of whose blobs, data,
+// is damaged at rest: the answer is FAILED_PRECONDITION with data's blob
+// MISSING, nothing is cached, and once the client has uploaded data
+// again, as Bazel does, the action runs: its response is returned.
+func checkDamagedIsMissing(t *testing.T, f *farm, c *client, d *repb.Digest, data []byte) *repb.ExecuteResponse {
+	t.Helper()
+	ctx := t.Context()
+	resp, err := c.execute(ctx, d, true)
+	if err == nil {
+		err = status.ErrorProto(resp.Status)
+	}
+	h := digestOf(data).Hash
+	st := checkRefused(t, f, err, codes.FailedPrecondition, h)
+	found := false
+	subjects, _ := rev2.MissingSubjects(st)
+	for _, s := range subjects {
+		found = found || strings.Contains(s, h)
+	}
+	if !found {
+		t.Errorf("no MISSING violation for the damaged blob in %v", st.Details())
+	}
+	checkNotCached(t, f, d)
+	c.upload(ctx, data)
+	resp, err = c.execute(ctx, d, true)
+	if err != nil || status.FromProto(resp.Status).Code() != codes.OK {
+		t.Fatalf("after the upload: %v %v", err, resp.GetStatus())
+	}
+	return resp
 }
 
 // TestDeepOutputThenRestart: an action leaves a 100,000-deep directory as

@@ -61,6 +61,30 @@ func Missing(blobs ...MissingBlob) error {
 	return st.Err()
 }
 
+// Gone reports whether err, from reading a blob out of a CAS, means that
+// the client has to upload the blob again: NOT_FOUND (never stored, or
+// evicted since it was found), or DATA_LOSS (found corrupt at rest; a
+// Paddock store removes it then, and no store's copy is of use). Either
+// way the blob is not present in the CAS for this request, and the
+// spec's answer is MISSING in a FAILED_PRECONDITION, on which clients
+// upload it and retry; they do not retry DATA_LOSS, and a build failed
+// on one damaged file.
+func Gone(err error) bool {
+	switch status.Code(err) {
+	case codes.NotFound, codes.DataLoss:
+		return true
+	}
+	return false
+}
+
+// MissingIfGone is Missing(blob) when err is Gone, else err.
+func MissingIfGone(err error, blob MissingBlob) error {
+	if Gone(err) {
+		return Missing(blob)
+	}
+	return err
+}
+
 // MissingDigests is Missing for blobs without a description.
 func MissingDigests(ds []digest.Digest) error {
 	blobs := make([]MissingBlob, len(ds))

@@ -53,3 +53,25 @@ func TestMissingSubjectsSeesOtherViolations(t *testing.T) {
 		t.Errorf("without details: %v, %v; want none, true", subjects, onlyMissing)
 	}
 }
+
+// A read that found a blob absent or corrupt is MISSING, naming it; any
+// other failure of the read is passed on as it is.
+func TestMissingIfGone(t *testing.T) {
+	d := digest.FromBytes(repb.DigestFunction_SHA256, []byte("blob"))
+	blob := MissingBlob{Digest: d, What: "action_digest"}
+	for _, code := range []codes.Code{codes.NotFound, codes.DataLoss} {
+		st := status.Convert(MissingIfGone(status.Error(code, "read failed"), blob))
+		if subjects, _ := MissingSubjects(st); st.Code() != codes.FailedPrecondition || len(subjects) != 1 || subjects[0] != "blobs/"+d.String() {
+			t.Errorf("%v: %v %q %v; want FAILED_PRECONDITION with %s MISSING", code, st.Code(), st.Message(), subjects, d)
+		}
+	}
+	for _, code := range []codes.Code{codes.Unavailable, codes.InvalidArgument, codes.ResourceExhausted, codes.Internal} {
+		err := status.Error(code, "read failed")
+		if got := MissingIfGone(err, blob); got != err {
+			t.Errorf("%v: %v; want the error unchanged", code, got)
+		}
+	}
+	if MissingIfGone(nil, blob) != nil || Gone(nil) {
+		t.Error("no error is not gone")
+	}
+}

@@ -196,7 +196,9 @@ func (s *Scheduler) loadAction(ctx context.Context, fn digest.Function, ad diges
 func (s *Scheduler) readAction(ctx context.Context, fn digest.Function, ad digest.Digest) (loadedAction, *repb.Platform, error) {
 	action := &repb.Action{}
 	if err := storage.GetProto(ctx, s.cas, ad, action, maxMessageBytes); err != nil {
-		return loadedAction{}, nil, prefix(err, "action_digest")
+		// Gone since requirePresent found it: evicted, or found corrupt
+		// and removed.
+		return loadedAction{}, nil, rev2.MissingIfGone(prefix(err, "action_digest"), rev2.MissingBlob{Digest: ad, What: "action_digest"})
 	}
 	ds, timeout, err := rev2.CheckAction(fn, action, s.cfg.MaxActionTimeout, s.cfg.DefaultActionTimeout)
 	if err != nil {
@@ -216,7 +218,7 @@ func (s *Scheduler) readAction(ctx context.Context, fn digest.Function, ad diges
 func (s *Scheduler) readCommand(ctx context.Context, d digest.Digest, actionPlatform *repb.Platform) (*repb.Platform, string, error) {
 	command := &repb.Command{}
 	if err := storage.GetProto(ctx, s.cas, d, command, maxMessageBytes); err != nil {
-		return nil, "", prefix(err, "action.command_digest")
+		return nil, "", rev2.MissingIfGone(prefix(err, "action.command_digest"), rev2.MissingBlob{Digest: d, What: "action.command_digest"})
 	}
 	if err := rev2.CheckCommand(command); err != nil {
 		return nil, "", err

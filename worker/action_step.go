@@ -57,11 +57,9 @@ func assignedDigest(fn digest.Function, d *workerpb.Digest, field string) (diges
 	return digest.FromProto(fn, &repb.Digest{Hash: d.Hash, SizeBytes: d.SizeBytes}, field)
 }
 
-// notFoundAsMissing turns NOT_FOUND for an Action or Command into the
-// FAILED_PRECONDITION/MISSING answer clients act on.
+// notFoundAsMissing turns NOT_FOUND or DATA_LOSS (rev2.Gone) for an
+// Action or Command into the FAILED_PRECONDITION/MISSING answer clients
+// act on.
 func notFoundAsMissing(err error, d digest.Digest, what string) error {
-	if status.Code(err) == codes.NotFound {
-		return rev2.Missing(rev2.MissingBlob{Digest: d, What: what})
-	}
-	return err
+	return rev2.MissingIfGone(err, rev2.MissingBlob{Digest: d, What: what})
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/paddock-build/paddock/internal/atomicfile"
 	"github.com/paddock-build/paddock/internal/fileid"
 	"github.com/paddock-build/paddock/internal/lru"
+	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -353,6 +354,12 @@ func (c *FileCache) Prefetch(ctx context.Context, want []FileRef) error {
 	for _, batch := range batches {
 		g.Go(func() error {
 			blobs, err := bg.GetMany(gctx, batch)
+			if rev2.Gone(err) {
+				// A blob of the batch was found corrupt (missing ones
+				// are left out, not errors): Link fetches each of the
+				// batch alone and finds which one is gone.
+				return nil
+			}
 			if err != nil {
 				return err
 			}

@@ -100,7 +100,7 @@ func (s *sizer) size(ctx context.Context, d digest.Digest, where string, depth i
 	if !ok {
 		var err error
 		dir, err = fetchDirectory(ctx, s.b.cas, d)
-		if status.Code(err) == codes.NotFound {
+		if rev2.Gone(err) { // not in the CAS, or found corrupt there
 			s.memo[d] = walkedDir{}
 			return treeSize{}, nil
 		}

@@ -162,7 +162,7 @@ func (b *inputRootBuilder) linkFiles(ctx context.Context, jobs []fileJob) ([]dig
 				return status.FromContextError(err).Err() // cancelled: link no more
 			}
 			err := b.files.Link(gctx, j.d, j.exec, j.path)
-			if status.Code(err) == codes.NotFound {
+			if rev2.Gone(err) { // not in the CAS, or found corrupt there
 				mu.Lock()
 				missing = append(missing, j.d)
 				mu.Unlock()

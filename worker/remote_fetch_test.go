@@ -1,8 +1,10 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/paddock-build/paddock/internal/farmtest"
 	"github.com/paddock-build/paddock/internal/grpctest"
+	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
 	"github.com/paddock-build/paddock/worker"
 )
@@ -129,5 +132,46 @@ func TestRemoteFailureStatusReadsClean(t *testing.T) {
 	st := status.FromProto(resp.Status)
 	if st.Code() != codes.InvalidArgument || strings.Contains(st.Message(), "rpc error") || !strings.Contains(st.Message(), garbage.Hash()) {
 		t.Fatalf("status %v %q; want INVALID_ARGUMENT naming the blob, without Go's error text", st.Code(), st.Message())
+	}
+}
+
+// An input the remote storage finds corrupt at rest (and so removes) is
+// MISSING in the action's FAILED_PRECONDITION, as the spec asks for an
+// input not present in the CAS, so the client uploads it again and
+// retries; then the action reads the right bytes. Before, the storage's
+// DATA_LOSS reached the client as the action's status, which Bazel does
+// not retry: the build failed. Both ways a worker fetches: a small file
+// in a batch, a large one by ByteStream.
+func TestRemoteInputCorruptAtRestIsMissing(t *testing.T) {
+	for _, size := range []int{100, 3 << 20} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			h, _ := remoteHarness(t)
+			data := []byte(strings.Repeat("x", size-1) + "\n")
+			d := h.put(data)
+			p, stored := h.cas.Path(d)
+			if !stored {
+				t.Fatal("the input is not on the storage's disk")
+			}
+			damaged := bytes.Clone(data)
+			damaged[0] = 'y'
+			if err := os.Chmod(p, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, damaged, 0o444); err != nil {
+				t.Fatal(err)
+			}
+			root := &repb.Directory{Files: []*repb.FileNode{{Name: "in", Digest: d.Proto()}}}
+			a := h.action(sh("head -c 1 in"), root, false)
+			st := status.FromProto(h.w.Execute(t.Context(), a).Status)
+			subjects, _ := rev2.MissingSubjects(st)
+			if st.Code() != codes.FailedPrecondition || len(subjects) != 1 || !strings.Contains(subjects[0], d.Hash()) {
+				t.Fatalf("status %v %q, MISSING %v; want FAILED_PRECONDITION with the input MISSING", st.Code(), st.Message(), subjects)
+			}
+			h.put(data) // the client's upload
+			res := ok(t, h.w.Execute(t.Context(), a))
+			if got := string(h.read(res.StdoutDigest)); got != "x" {
+				t.Fatalf("after the upload the action read %q", got)
+			}
+		})
 	}
 }
