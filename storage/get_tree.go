@@ -17,6 +17,7 @@ import (
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/grpcerr"
 	"github.com/paddock-build/paddock/internal/grpclimit"
+	"github.com/paddock-build/paddock/rev2"
 )
 
 // defaultTreePageSize is how many directories one GetTree response carries
@@ -125,7 +126,8 @@ func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddress
 		started = started || d.String() == tok.next
 		dir := &repb.Directory{}
 		if err := GetProto(ctx, s.opts.CAS, d, dir, s.maxTreeDirectoryBytes()); err != nil {
-			if status.Code(err) != codes.NotFound {
+			// Found corrupt (and removed by the store) is missing too.
+			if !rev2.Gone(err) {
 				return err
 			}
 			if d == root {

@@ -221,3 +221,27 @@ func TestLongGetTreeWalksTakeTurns(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestGetTreeLeavesOutADirectoryFoundCorrupt: a Directory blob damaged at
+// rest is removed when GetTree reads it, and is then missing: left out,
+// as the spec has GetTree do for a missing part of the tree, with the
+// rest of the tree served, and NOT_FOUND when it is the root. Before, the
+// whole call failed with DATA_LOSS.
+func TestGetTreeLeavesOutADirectoryFoundCorrupt(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{})
+	ctx := context.Background()
+	sound := putProto(t, ts.disk, &repb.Directory{Files: []*repb.FileNode{{Name: "sound", Digest: sha("f").Proto()}}})
+	damaged := putProto(t, ts.disk, &repb.Directory{Files: []*repb.FileNode{{Name: "damaged", Digest: sha("g").Proto()}}})
+	root := putProto(t, ts.disk, &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "a", Digest: sound.Proto()}, {Name: "b", Digest: damaged.Proto()}}})
+	corruptFile(t, ts.dir, damaged, func(b []byte) []byte { b[len(b)-1] ^= 1; return b })
+	pages, err := recvTree(ctx, ts, &repb.GetTreeRequest{RootDigest: root.Proto()})
+	if err != nil || len(pages) != 1 || len(pages[0].Directories) != 2 {
+		t.Fatalf("GetTree with a damaged subdirectory: %v, %v; want the root and the sound one", pages, err)
+	}
+	if m := missing(t, ts.disk, damaged); !m[damaged] {
+		t.Error("the damaged directory is still stored")
+	}
+	corruptFile(t, ts.dir, root, func(b []byte) []byte { b[len(b)-1] ^= 1; return b })
+	_, err = recvTree(ctx, ts, &repb.GetTreeRequest{RootDigest: root.Proto()})
+	wantStatus(t, err, codes.NotFound, "root_digest")
+}
