@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,7 +13,6 @@ import (
 	"strconv"
 	"sync/atomic"
 
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
@@ -24,7 +22,6 @@ import (
 	"github.com/paddock-build/paddock/internal/atomicfile"
 	"github.com/paddock-build/paddock/internal/fileid"
 	"github.com/paddock-build/paddock/internal/lru"
-	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -309,80 +306,6 @@ func (c *FileCache) add(k cacheKey, p string, id fileid.ID) {
 			os.Remove(e.Value.path)
 		}
 	}
-}
-
-// Prefetch fetches, in batches, the small files among want that neither the
-// cache nor the local CAS holds, when the CAS can read many blobs in one
-// request (storage.Batcher): an input root of many small files then
-// costs a few round trips instead of one per file. Missing blobs are left
-// for Link to report. Without a Batcher it does nothing.
-func (c *FileCache) Prefetch(ctx context.Context, want []FileRef) error {
-	bg, ok := c.opts.CAS.(storage.Batcher)
-	if !ok {
-		return nil
-	}
-	limit := bg.MaxBatchBytes()
-	var batches [][]digest.Digest
-	var cur []digest.Digest
-	var size int64
-	need := map[digest.Digest][]cacheKey{}
-	part := c.partition(ctx)
-	for _, f := range want {
-		k := cacheKey{d: f.Digest, exec: f.Executable, part: part}
-		if _, cached := c.set.Peek(k); cached || f.Digest.SizeBytes() > limit/4 || f.Digest.IsEmpty() {
-			continue
-		}
-		if c.opts.Local != nil {
-			if c.opts.Local.Has(f.Digest) { // Link verifies it, once
-				continue
-			}
-		}
-		if _, dup := need[f.Digest]; !dup {
-			if size+f.Digest.SizeBytes() > limit && len(cur) > 0 {
-				batches, cur, size = append(batches, cur), nil, 0
-			}
-			cur = append(cur, f.Digest)
-			size += f.Digest.SizeBytes()
-		}
-		need[f.Digest] = append(need[f.Digest], k)
-	}
-	if len(cur) > 0 {
-		batches = append(batches, cur)
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(4)
-	for _, batch := range batches {
-		g.Go(func() error {
-			blobs, err := bg.GetMany(gctx, batch)
-			if rev2.Gone(err) {
-				// A blob of the batch was found corrupt (missing ones
-				// are left out, not errors): Link fetches each of the
-				// batch alone and finds which one is gone.
-				return nil
-			}
-			if err != nil {
-				return err
-			}
-			for d, data := range blobs {
-				for _, k := range need[d] {
-					p := filepath.Join(c.opts.Dir, entryName(k)[:2], entryName(k))
-					id, err := c.write(k, p, bytes.NewReader(data))
-					if err != nil {
-						return diskError(err)
-					}
-					c.add(k, p, id)
-				}
-			}
-			return nil
-		})
-	}
-	return g.Wait()
-}
-
-// FileRef names one input file: its digest and executable bit.
-type FileRef struct {
-	Digest     digest.Digest
-	Executable bool
 }
 
 func (c *FileCache) forget(k cacheKey) {
