@@ -103,6 +103,21 @@ func remoteExecutionSuite(t *testing.T, b *bazel) {
 		}
 	}
 
+	// An output found corrupt when Bazel downloads it (the blob damaged at
+	// rest after the cached build) is NOT_FOUND, as the store has removed
+	// it: Bazel takes it for an evicted output, runs the action again and
+	// builds on. With DATA_LOSS, the build failed.
+	b.Run(0, "clean")
+	greeting := []byte(first["bazel-bin/greeting.txt"])
+	damageStored(t, f, digestOf(greeting), func(b []byte) []byte { b[0] ^= 1; return b })
+	out = b.Run(0, "build", append(flags, "//:shout")...)
+	summary = bazeltest.ProcessSummary(t, out)
+	t.Logf("rebuild with greeting.txt damaged in the CAS: %v", summary)
+	if summary["remote"] < 1 {
+		t.Errorf("rebuild with a damaged output: process summary %v, want the genrule that wrote it executed again\n%s", summary, out)
+	}
+	b.checkOutputs(map[string]string{"bazel-bin/greeting.txt": "hello from paddock\n", "bazel-bin/shout.txt": "HELLO FROM PADDOCK\n"})
+
 	// A failing test fails, and is executed again the next time: a failed
 	// result is never cached. Its log says something new on every run.
 	var logs []string

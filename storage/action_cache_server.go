@@ -45,6 +45,9 @@ func (s *actionCacheServer) GetActionResult(ctx context.Context, req *repb.GetAc
 	}
 	dropInlined(result)
 	if err := s.inline(ctx, fn, req, result); err != nil {
+		if rev2.Gone(err) { // evicted since, or found corrupt and removed
+			return nil, status.Errorf(codes.NotFound, "action %s: cached result is incomplete, execute it again: %s", d, grpcerr.Convert(err).Message())
+		}
 		return nil, err
 	}
 	return result, nil

@@ -121,7 +121,7 @@ func (w *writeErrors) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.ByteStream_ReadServer) error {
+func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.ByteStream_ReadServer) (err error) {
 	rn, err := digest.ParseReadResourceName(req.ResourceName)
 	if err != nil {
 		return err
@@ -144,6 +144,12 @@ func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.B
 		return err
 	}
 	defer s.releaseSlot(tenant)
+	sent := false // a byte of the blob has gone out
+	defer func() {
+		if !sent {
+			err = unsentAsNotFound(err)
+		}
+	}()
 	r, err := s.opts.CAS.Get(WithInstance(stream.Context(), rn.InstanceName), d, req.ReadOffset)
 	if err != nil {
 		return err
@@ -160,7 +166,7 @@ func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.B
 	ctx := stream.Context()
 	send := newChunkSender(remaining,
 		func(n int64) error { return grpclimit.WaitToSend(ctx, n) },
-		func(b []byte) error { return stream.Send(&bytestream.ReadResponse{Data: b}) })
+		func(b []byte) error { sent = true; return stream.Send(&bytestream.ReadResponse{Data: b}) })
 	defer send.release()
 	if rn.Compressor == repb.Compressor_ZSTD {
 		enc, err := zstd.NewWriter(send, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))

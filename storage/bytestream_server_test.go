@@ -653,10 +653,12 @@ func TestUploadsInProgressCountAgainstTheCASSize(t *testing.T) {
 }
 
 // TestByteStreamRangedReadOfCorruptBlob: a read with read_limit that ends
-// before the blob does still fails on a blob corrupt on disk (DATA_LOSS,
-// the blob removed), wherever the damage is: before, inside or after the
-// range. The store verifies a blob's hash when a read reaches its end, and
-// a limited read stopped short of it, serving the flipped byte with OK.
+// before the blob does still fails on a blob corrupt on disk (the blob
+// removed), wherever the damage is: before, inside or after the range.
+// The store verifies a blob's hash when a read reaches its end, and a
+// limited read stopped short of it, serving the flipped byte with OK. No
+// byte of the range has gone out when the damage is found, so the answer
+// is NOT_FOUND naming the corruption (unsentAsNotFound).
 func TestByteStreamRangedReadOfCorruptBlob(t *testing.T) {
 	data := bytes.Repeat([]byte("0123456789"), 300_000) // 3 MB, several chunks
 	for name, at := range map[string]int{"before the range": 10, "inside it": 1_500_000, "after it": 2_900_000} {
@@ -668,8 +670,8 @@ func TestByteStreamRangedReadOfCorruptBlob(t *testing.T) {
 			}
 			corruptFile(t, ts.dir, d, func(b []byte) []byte { b[at] ^= 0xff; return b })
 			got, err := read(ts, &bytestream.ReadRequest{ResourceName: readName(d), ReadOffset: 1_499_500, ReadLimit: 1000})
-			if status.Code(err) != codes.DataLoss {
-				t.Fatalf("ranged read of a blob corrupt at %d: %d bytes, %v; want DATA_LOSS", at, len(got), err)
+			if status.Code(err) != codes.NotFound || len(got) != 0 || !strings.Contains(status.Convert(err).Message(), "corrupt") {
+				t.Fatalf("ranged read of a blob corrupt at %d: %d bytes, %v; want NOT_FOUND naming the corruption, no byte", at, len(got), err)
 			}
 			if m := missing(t, ts.disk, d); !m[d] {
 				t.Fatal("the corrupt blob is still reported present")

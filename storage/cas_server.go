@@ -238,7 +238,7 @@ func (s *casServer) BatchReadBlobs(ctx context.Context, req *repb.BatchReadBlobs
 		g.Go(func() error {
 			data, err := GetBytes(gctx, s.opts.CAS, d, d.SizeBytes())
 			if err != nil {
-				out.Status = statusProto(err)
+				out.Status = statusProto(unsentAsNotFound(err))
 				return nil
 			}
 			out.Data = data

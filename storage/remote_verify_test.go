@@ -111,9 +111,11 @@ func TestRemoteBlobStoreRefusesWhatTheRemoteGetsWrong(t *testing.T) {
 			if status.Code(err) != codes.DataLoss || len(got) >= size {
 				t.Errorf("the front's client read %d of %d bytes, then %v; want DATA_LOSS before the whole blob", len(got), size, err)
 			}
+			// The last half MiB: refused before a byte went out, so
+			// NOT_FOUND (unsentAsNotFound).
 			got, err = read(front, &bytestream.ReadRequest{ResourceName: readName(d), ReadOffset: 3 << 19})
-			if status.Code(err) != codes.DataLoss {
-				t.Errorf("the front's resumed read: %d bytes, %v; want DATA_LOSS", len(got), err)
+			if status.Code(err) != codes.NotFound || len(got) != 0 {
+				t.Errorf("the front's resumed read: %d bytes, %v; want NOT_FOUND", len(got), err)
 			}
 		})
 	}
