@@ -31,7 +31,7 @@ func (s *actionStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 	}
 	j.Action = &repb.Action{}
 	if err := storage.GetProto(ctx, s.cas, j.ActionDigest, j.Action, maxDirectoryBytes); err != nil {
-		return nil, notFoundAsMissing(err, j.ActionDigest, "action_digest")
+		return nil, rev2.MissingIfGone(err, rev2.MissingBlob{Digest: j.ActionDigest, What: "action_digest"})
 	}
 	commandDigest, err := digest.FromProto(j.Fn, j.Action.CommandDigest, "action.command_digest")
 	if err != nil {
@@ -42,7 +42,7 @@ func (s *actionStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 	}
 	j.Command = &repb.Command{}
 	if err := storage.GetProto(ctx, s.cas, commandDigest, j.Command, maxDirectoryBytes); err != nil {
-		return nil, notFoundAsMissing(err, commandDigest, "action.command_digest")
+		return nil, rev2.MissingIfGone(err, rev2.MissingBlob{Digest: commandDigest, What: "action.command_digest"})
 	}
 	if err := rev2.CheckCommand(j.Command); err != nil {
 		return nil, err
@@ -55,11 +55,4 @@ func assignedDigest(fn digest.Function, d *workerpb.Digest, field string) (diges
 		return digest.Digest{}, status.Errorf(codes.InvalidArgument, "assignment has no %s", field)
 	}
 	return digest.FromProto(fn, &repb.Digest{Hash: d.Hash, SizeBytes: d.SizeBytes}, field)
-}
-
-// notFoundAsMissing turns NOT_FOUND or DATA_LOSS (rev2.Gone) for an
-// Action or Command into the FAILED_PRECONDITION/MISSING answer clients
-// act on.
-func notFoundAsMissing(err error, d digest.Digest, what string) error {
-	return rev2.MissingIfGone(err, rev2.MissingBlob{Digest: d, What: what})
 }
