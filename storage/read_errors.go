@@ -28,9 +28,8 @@ func unsentAsNotFound(err error) error {
 	if status.Code(err) != codes.DataLoss {
 		return err
 	}
+	// The code was found in err's chain, so a status is there to take.
 	var inner interface{ GRPCStatus() *status.Status }
-	if errors.As(err, &inner) {
-		return status.Error(codes.NotFound, grpcerr.Convert(inner.GRPCStatus().Err()).Message())
-	}
-	return status.Error(codes.NotFound, grpcerr.Convert(err).Message())
+	errors.As(err, &inner)
+	return status.Error(codes.NotFound, grpcerr.Convert(inner.GRPCStatus().Err()).Message())
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/farmtest"
 	"github.com/paddock-build/paddock/internal/grpctest"
 	"github.com/paddock-build/paddock/rev2"
@@ -46,13 +48,20 @@ func (c *countCalls) get(method string) int {
 // loopback storage server (disk-backed) that counts the RPCs it serves.
 func remoteHarness(t *testing.T) (*harness, *countCalls) {
 	t.Helper()
+	return remoteHarnessServing(t, func(s storage.BlobStore) storage.BlobStore { return s })
+}
+
+// remoteHarnessServing is remoteHarness whose server serves serve(disk)
+// instead of the disk store itself.
+func remoteHarnessServing(t *testing.T, serve func(storage.BlobStore) storage.BlobStore) (*harness, *countCalls) {
+	t.Helper()
 	dir := t.TempDir()
 	backing, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: filepath.Join(dir, "server")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	calls := &countCalls{n: map[string]int{}}
-	srv := storage.NewServer(storage.ServerOptions{CAS: backing, AC: storage.NewMemoryActionCache()})
+	srv := storage.NewServer(storage.ServerOptions{CAS: serve(backing), AC: storage.NewMemoryActionCache()})
 	conn := grpctest.Serve(t, srv.Register,
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			calls.add(info.FullMethod)
@@ -173,5 +182,43 @@ func TestRemoteInputCorruptAtRestIsMissing(t *testing.T) {
 				t.Fatalf("after the upload the action read %q", got)
 			}
 		})
+	}
+}
+
+// flipOne serves the blob target with its first byte flipped and no
+// error, as a remote CAS that does not check what it serves would.
+type flipOne struct {
+	storage.BlobStore
+	target digest.Digest
+}
+
+func (s flipOne) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
+	r, err := s.BlobStore.Get(ctx, d, 0)
+	if err != nil || d != s.target {
+		return r, err
+	}
+	defer r.Close()
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, err
+	}
+	b[0] ^= 1
+	return io.NopCloser(bytes.NewReader(b[offset:])), nil
+}
+
+// A remote storage that answers a batch read with wrong bytes and OK: the
+// worker's RemoteBlobStore refuses them (DATA_LOSS), its batch prefetch
+// leaves the batch to the file-by-file fetches, and the input is MISSING,
+// not a failed action.
+func TestRemoteInputServedWrongIsMissing(t *testing.T) {
+	data := []byte("the true input\n")
+	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
+	h, _ := remoteHarnessServing(t, func(s storage.BlobStore) storage.BlobStore { return flipOne{s, d} })
+	h.put(data)
+	root := &repb.Directory{Files: []*repb.FileNode{{Name: "in", Digest: d.Proto()}}}
+	st := status.FromProto(h.w.Execute(t.Context(), h.action(sh("cat in"), root, false)).Status)
+	subjects, _ := rev2.MissingSubjects(st)
+	if st.Code() != codes.FailedPrecondition || len(subjects) != 1 || !strings.Contains(subjects[0], d.Hash()) {
+		t.Fatalf("status %v %q, MISSING %v; want FAILED_PRECONDITION with the input MISSING", st.Code(), st.Message(), subjects)
 	}
 }
