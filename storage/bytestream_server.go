@@ -71,24 +71,28 @@ func (s *byteStreamServer) finishWrite(stream bytestream.ByteStream_WriteServer,
 // turns them into the bytes Put verifies and stores. Call the returned
 // func when the stream ends.
 //
-// The decoder is not safe for concurrent use, and Put can finish (refuse
-// the blob, or find it stored) while the decoder's goroutine is still
-// inside WriteTo, so the returned func ends that goroutine and waits for
-// it before closing the decoder.
-func (s *byteStreamServer) decompressInto(u *upload) (func(), error) {
+// The decoder is made on its goroutine, once the first frame's header
+// has come and codecMemory has room for the window it declares
+// (newUploadDecoder): it is not safe for concurrent use, and Put can
+// finish (refuse the blob, or find it stored) while that goroutine is
+// still inside WriteTo, so the returned func ends the goroutine and waits
+// for it before closing the decoder and giving its memory back.
+func (s *byteStreamServer) decompressInto(ctx context.Context, u *upload, size int64) func() {
 	toPut := u.pw
 	pr, pw := io.Pipe()
-	dec, err := zstd.NewReader(pr, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(64<<20))
-	if err != nil {
-		s.abort(u, err)
-		return nil, fmt.Errorf("zstd decoder: %w", err)
-	}
+	ctx, cancel := context.WithCancel(ctx)
+	var dec *zstd.Decoder
+	release := func() {}
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
+		d, held, err := newUploadDecoder(ctx, pr, size)
 		w := &writeErrors{w: toPut}
-		_, err := io.Copy(w, dec)
-		if err != nil && w.err == nil && !errors.Is(err, errUploadAborted) {
+		if err == nil {
+			dec, release = d, held
+			_, err = io.Copy(w, dec)
+		}
+		if err != nil && w.err == nil && !errors.Is(err, errUploadAborted) && ctx.Err() == nil {
 			// The decoder refused the bytes themselves: the spec's answer
 			// is INVALID_ARGUMENT, which clients do not retry.
 			err = status.Errorf(codes.InvalidArgument, "the uploaded data is not valid zstd: %v", err)
@@ -99,11 +103,15 @@ func (s *byteStreamServer) decompressInto(u *upload) (func(), error) {
 	}()
 	u.pw = pw
 	return func() {
+		cancel()
 		pw.CloseWithError(errUploadAborted) // keeps an earlier Close's EOF
 		toPut.CloseWithError(errUploadAborted)
 		<-copied
-		dec.Close()
-	}, nil
+		if dec != nil {
+			dec.Close()
+		}
+		release()
+	}
 }
 
 // writeErrors remembers the error of a failed Write, so that an io.Copy
@@ -169,10 +177,11 @@ func (s *byteStreamServer) Read(req *bytestream.ReadRequest, stream bytestream.B
 		func(b []byte) error { sent = true; return stream.Send(&bytestream.ReadResponse{Data: b}) })
 	defer send.release()
 	if rn.Compressor == repb.Compressor_ZSTD {
-		enc, err := zstd.NewWriter(send, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+		enc, release, err := newReadEncoder(ctx, send, remaining)
 		if err != nil {
-			return fmt.Errorf("zstd encoder: %w", err)
+			return err
 		}
+		defer release()
 		if _, err := io.Copy(enc, r); err != nil {
 			_ = enc.Close() // the copy's error is the one to report
 			return err
@@ -229,11 +238,7 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 	}
 	defer u.busy.Unlock()
 	if compressed {
-		closeDecoder, err := s.decompressInto(u)
-		if err != nil {
-			return err
-		}
-		defer closeDecoder()
+		defer s.decompressInto(stream.Context(), u, d.SizeBytes())()
 	}
 	recv := newWriteReceiver(stream, min(s.opts.UploadIdleTimeout, maxSilentWrite))
 	first := true
@@ -247,9 +252,16 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 		// For compressed uploads the spec makes each offset the first one
 		// (0 here) plus the compressed bytes sent so far: committed too.
 		if req.WriteOffset != u.committed.Load() {
-			// Parked, not aborted: the committed prefix is still good.
-			s.park(u)
-			return status.Errorf(codes.InvalidArgument, "write_offset %d, but %d bytes are committed; resume from there", req.WriteOffset, u.committed.Load())
+			err := status.Errorf(codes.InvalidArgument, "write_offset %d, but %d bytes are committed; resume from there", req.WriteOffset, u.committed.Load())
+			if u.committed.Load() == 0 {
+				// Nothing to resume: an upload this refused call started
+				// must not stay behind, holding a slot and a file, for
+				// QueryWriteStatus to report as in progress.
+				s.abort(u, err)
+			} else {
+				s.park(u) // the committed prefix is still good
+			}
+			return err
 		}
 		if !compressed && u.committed.Load()+int64(len(req.Data)) > d.SizeBytes() {
 			err := status.Errorf(codes.InvalidArgument, "data goes past size_bytes %d of %s", d.SizeBytes(), d)

@@ -208,9 +208,19 @@ func TestByteStreamBadWrites(t *testing.T) {
 			wantStatus(t, err, codes.InvalidArgument, tc.want)
 		})
 	}
+	// A first write at an offset no upload has reached is refused and
+	// leaves nothing behind: before, the upload it started stayed parked,
+	// holding a stream slot and a file, and QueryWriteStatus reported it
+	// in progress.
+	fresh := "inst/uploads/never-started/blobs/" + d.String()
+	_, err := write(t, ts, &bytestream.WriteRequest{ResourceName: fresh, WriteOffset: 50, Data: data[50:]})
+	wantStatus(t, err, codes.InvalidArgument, "write_offset 50")
+	_, err = ts.bs.QueryWriteStatus(context.Background(), &bytestream.QueryWriteStatusRequest{ResourceName: fresh})
+	wantStatus(t, err, codes.NotFound)
+
 	// A blob whose bytes do not hash to its name.
 	wrong := sha("the bytes the name promises, 30")
-	_, err := write(t, ts, &bytestream.WriteRequest{ResourceName: writeName(wrong), Data: []byte("other bytes of the same len 31"), FinishWrite: true})
+	_, err = write(t, ts, &bytestream.WriteRequest{ResourceName: writeName(wrong), Data: []byte("other bytes of the same len 31"), FinishWrite: true})
 	wantStatus(t, err, codes.InvalidArgument)
 	if m := missing(t, ts.disk, d, wrong); !m[d] || !m[wrong] {
 		t.Fatalf("a failed write left a blob visible: %v", m)

@@ -69,6 +69,16 @@ func (b *memoryBudget) hold(ctx context.Context, blobBytes int64) (func(), error
 	if blobBytes < b.size/decodedFactor {
 		n = blobBytes * decodedFactor
 	}
+	return b.holdBytes(ctx, n)
+}
+
+// holdBytes is hold for n bytes of memory as they are, not blobs to be
+// decoded.
+func (b *memoryBudget) holdBytes(ctx context.Context, n int64) (func(), error) {
+	if n <= 0 {
+		return func() {}, nil
+	}
+	n = min(n, b.size)
 	var share *semaphore.Weighted
 	if tenant := auth.TenantOf(ctx); tenant != "" {
 		share = b.tenantShare(tenant)
