@@ -252,16 +252,7 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 		// For compressed uploads the spec makes each offset the first one
 		// (0 here) plus the compressed bytes sent so far: committed too.
 		if req.WriteOffset != u.committed.Load() {
-			err := status.Errorf(codes.InvalidArgument, "write_offset %d, but %d bytes are committed; resume from there", req.WriteOffset, u.committed.Load())
-			if u.committed.Load() == 0 {
-				// Nothing to resume: an upload this refused call started
-				// must not stay behind, holding a slot and a file, for
-				// QueryWriteStatus to report as in progress.
-				s.abort(u, err)
-			} else {
-				s.park(u) // the committed prefix is still good
-			}
-			return err
+			return s.refuseOffset(u, req.WriteOffset)
 		}
 		if !compressed && u.committed.Load()+int64(len(req.Data)) > d.SizeBytes() {
 			err := status.Errorf(codes.InvalidArgument, "data goes past size_bytes %d of %s", d.SizeBytes(), d)
@@ -281,6 +272,21 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 			return s.finishWrite(stream, u, d, compressed, complete)
 		}
 	}
+}
+
+// refuseOffset ends a Write whose write_offset is not u's committed
+// size: u is parked for a resume from there, or, with nothing committed
+// to resume, dropped, so that an upload a refused call started does not
+// stay behind, holding a slot and a file, for QueryWriteStatus to report
+// as in progress.
+func (s *byteStreamServer) refuseOffset(u *upload, offset int64) error {
+	err := status.Errorf(codes.InvalidArgument, "write_offset %d, but %d bytes are committed; resume from there", offset, u.committed.Load())
+	if u.committed.Load() == 0 {
+		s.abort(u, err)
+	} else {
+		s.park(u)
+	}
+	return err
 }
 
 // acquire returns the upload for req's resource name, busy, starting one
