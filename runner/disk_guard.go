@@ -74,6 +74,10 @@ const (
 	// (a tree deeper than maxWalkDepth, a walk that failed), so no quota
 	// could be enforced.
 	quotaUncountable
+	// quotaInFlight: the sandbox held descriptors in flight in UNIX
+	// sockets, which the guard cannot count, while the filesystem grew
+	// past a quota (overInFlight).
+	quotaInFlight
 )
 
 // diskUse is what the sandbox's entries take, or the filesystem's in use.
@@ -116,9 +120,12 @@ func (g diskGuard) watch(ctx context.Context, kill func()) quotaHit {
 			continue
 		}
 		start := time.Now()
-		mine, walkErr := g.usage()
+		mine, inFlight, walkErr := g.usage()
 		nextWalk = time.Now().Add(max(minWalkInterval, walkCostFactor*time.Since(start)))
 		hit := g.over(mine)
+		if hit == quotaNone && inFlight > 0 && err == nil {
+			hit = g.overInFlight(used, base)
+		}
 		if walkErr != nil {
 			// What the guard cannot see it cannot bound: an error
 			// that hid a subtree, or held files, would otherwise let
@@ -129,7 +136,7 @@ func (g diskGuard) watch(ctx context.Context, kill func()) quotaHit {
 			kill()
 			return hit
 		}
-		if err == nil {
+		if err == nil && inFlight == 0 {
 			// Whatever else the filesystem grew by is someone else's:
 			// walk again once it has grown by the rest of a quota.
 			base = diskUse{bytes: used.bytes - mine.bytes, files: used.files - mine.files}
@@ -139,27 +146,49 @@ func (g diskGuard) watch(ctx context.Context, kill func()) quotaHit {
 
 // usage returns what the sandbox's entries take: those of the input root
 // (walkTree) and the files it deleted but still holds open or mapped
-// (heldUsage), on the input root's filesystem. An error means the guard
-// could not count them all, and the caller must not trust u.
-func (g diskGuard) usage() (u diskUse, err error) {
+// (heldUsage), on the input root's filesystem; and how many descriptors
+// its processes hold in flight in UNIX sockets, whose files it cannot
+// count. An error means the guard could not count them all, and the
+// caller must not trust u.
+func (g diskGuard) usage() (u diskUse, inFlight int64, err error) {
 	root, err := unix.Open(g.root, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return diskUse{}, fmt.Errorf("open input root %s: %w", g.root, err)
+		return diskUse{}, 0, fmt.Errorf("open input root %s: %w", g.root, err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(root, &st); err != nil {
 		unix.Close(root)
-		return diskUse{}, fmt.Errorf("stat input root %s: %w", g.root, err)
+		return diskUse{}, 0, fmt.Errorf("stat input root %s: %w", g.root, err)
 	}
 	tree, err := walkTree(root, g.owns, g.given) // closes root
 	if err != nil {
-		return diskUse{}, fmt.Errorf("walk input root %s: %w", g.root, err)
+		return diskUse{}, 0, fmt.Errorf("walk input root %s: %w", g.root, err)
 	}
-	held, err := heldUsage(st.Dev, g.owns)
+	held, inFlight, err := heldUsage(st.Dev, g.owns)
 	if err != nil {
-		return diskUse{}, fmt.Errorf("files held by the sandbox: %w", err)
+		return diskUse{}, 0, fmt.Errorf("files held by the sandbox: %w", err)
 	}
-	return diskUse{bytes: tree.bytes + held.bytes, files: tree.files + held.files}, nil
+	return diskUse{bytes: tree.bytes + held.bytes, files: tree.files + held.files}, inFlight, nil
+}
+
+// overInFlight returns quotaInFlight if the filesystem has grown past a
+// quota since base, what the guard last attributed to others, and
+// quotaNone otherwise: the files behind descriptors in flight in the
+// sandbox's UNIX sockets (sent with SCM_RIGHTS to a socket nobody reads,
+// then closed and deleted) are in no process's table and under no name,
+// so while the sandbox holds any, all the filesystem's growth may be its
+// own. Before, an action held 1.9 GB so past a 256 MiB quota and exited 0,
+// cached; 1,025 descriptors in flight for each of its 65,536 uids, each
+// a file up to RLIMIT_FSIZE, could fill any disk. Others' writes
+// meanwhile count against it too: a sandbox holding descriptors in
+// flight through a walk while the worker stores a quota's worth is
+// killed, which builds, passing descriptors to a process that receives
+// them at once, do not do.
+func (g diskGuard) overInFlight(used, base diskUse) quotaHit {
+	if g.over(diskUse{bytes: used.bytes - base.bytes, files: used.files - base.files}) != quotaNone {
+		return quotaInFlight
+	}
+	return quotaNone
 }
 
 // uncountable is the quota reported when the guard cannot count what the

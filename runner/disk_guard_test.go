@@ -465,3 +465,10 @@ func TestProcessHeld(t *testing.T) {
 func pacedFill(cmd string, total int) string {
 	return fmt.Sprintf(`i=0; while [ $i -lt 50 ]; do seq -f "$i-%%g" 1 %d | xargs %s || exit 1; i=$((i+1)); sleep 0.1; done`, total/50, cmd)
 }
+
+// processHeld is what a scan of process pid alone holds.
+func processHeld(pid int) []unix.Stat_t {
+	h := heldFiles{seen: map[[2]uint64]bool{}}
+	h.process(pid)
+	return h.held
+}

@@ -35,27 +35,54 @@ import (
 // heldScanRounds bounds how many times heldUsage looks for new processes.
 const heldScanRounds = 3
 
+// maxHeldEntries bounds the descriptors and file mappings one scan looks
+// at, across the sandbox's processes. Every one is a read or a stat of
+// /proc, and an action mapping one deleted file 65,000 times in each of
+// 64 processes made a scan take seconds of the runner's CPU (so the
+// guard, which cannot act while it scans, let 2.4 GB past a 256 MiB
+// quota) and, keeping a stat of each, grew the runner by 1.2 GB that no
+// sandbox's memory limit counted. Programs hold a few thousand at most;
+// past the bound the guard cannot count the sandbox's files, and kills it.
+var maxHeldEntries = 1 << 20 // a var so that a test can lower it
+
 // kcmpFiles is KCMP_FILES of linux/kcmp.h: kcmp compares descriptor tables.
 const kcmpFiles = 2
 
+// heldFiles is what a scan of the sandbox's processes found: the files
+// with no link left that their descriptors and mappings lead to, each
+// once, and the descriptors queued in their UNIX sockets.
+type heldFiles struct {
+	held []unix.Stat_t
+	// inFlight counts the descriptors sent with SCM_RIGHTS and not yet
+	// received, which no process's table holds: the files behind them
+	// keep their blocks, and nothing in /proc says which files they are.
+	inFlight int64
+	entries  int                // descriptors and mappings looked at
+	seen     map[[2]uint64]bool // mapped files already looked at, by device and inode
+}
+
 // heldUsage returns what the files held by the sandbox's processes
-// (owns their uids) take, counted by countHeld against device dev.
-func heldUsage(dev uint64, owns func(uid uint32) bool) (diskUse, error) {
-	var held []unix.Stat_t
+// (owns their uids) take, counted by countHeld against device dev, and
+// how many descriptors they hold in flight.
+func heldUsage(dev uint64, owns func(uid uint32) bool) (diskUse, int64, error) {
+	h := heldFiles{seen: map[[2]uint64]bool{}}
 	classified := map[int]bool{} // pids already read, the sandbox's or not
 	for range heldScanRounds {
 		pids, err := newSandboxPIDs(classified, owns)
 		if err != nil {
-			return diskUse{}, err
+			return diskUse{}, 0, err
 		}
 		if len(pids) == 0 {
 			break
 		}
 		for _, pid := range pids {
-			held = append(held, processHeld(pid)...)
+			h.process(pid)
+			if h.entries > maxHeldEntries {
+				return diskUse{}, 0, fmt.Errorf("the sandbox's processes hold more than %d descriptors and file mappings", maxHeldEntries)
+			}
 		}
 	}
-	return countHeld(held, dev, owns), nil
+	return countHeld(h.held, dev, owns), h.inFlight, nil
 }
 
 // countHeld returns what the files of held take that hold space the walk
@@ -119,13 +146,13 @@ func runsAs(status []byte, owns func(uid uint32) bool) bool {
 	return false
 }
 
-// processHeld stats what the descriptors of every thread of process pid,
-// and its file mappings, lead to, keeping the files with no link left.
-// A thread sharing the process's descriptor table is not read again.
-func processHeld(pid int) []unix.Stat_t {
+// process adds what the descriptors of every thread of process pid, and
+// its file mappings, lead to. A thread sharing the process's descriptor
+// table is not read again.
+func (h *heldFiles) process(pid int) {
 	dir := "/proc/" + strconv.Itoa(pid)
-	held := unlinkedTargets(dir + "/fd")
-	held = append(held, unlinkedTargets(dir+"/map_files")...)
+	h.descriptors(dir)
+	h.mappings(dir)
 	tasks, _ := dirnames.Read(dir + "/task")
 	for _, name := range tasks {
 		tid, err := strconv.Atoi(name)
@@ -135,21 +162,90 @@ func processHeld(pid int) []unix.Stat_t {
 		if r, _, errno := unix.Syscall6(unix.SYS_KCMP, uintptr(pid), uintptr(tid), kcmpFiles, 0, 0, 0); errno == 0 && r == 0 {
 			continue // the same table as pid's
 		}
-		held = append(held, unlinkedTargets(dir+"/task/"+name+"/fd")...)
+		h.descriptors(dir + "/task/" + name)
 	}
-	return held
 }
 
-// unlinkedTargets stats what the links in dir (a /proc fd or map_files
-// directory) lead to, and returns those with no link left.
-func unlinkedTargets(dir string) []unix.Stat_t {
-	names, _ := dirnames.Read(dir)
-	var out []unix.Stat_t
+// descriptors stats what the descriptors in dir/fd (dir a process or a
+// thread of /proc) lead to, keeping the files with no link left, and
+// adds the descriptors in flight in each UNIX socket among them.
+func (h *heldFiles) descriptors(dir string) {
+	names, _ := dirnames.Read(dir + "/fd")
+	h.entries += len(names)
 	for _, name := range names {
 		var st unix.Stat_t
-		if unix.Stat(dir+"/"+name, &st) == nil && st.Nlink == 0 {
-			out = append(out, st)
+		if unix.Stat(dir+"/fd/"+name, &st) != nil {
+			continue
+		}
+		switch {
+		case st.Mode&unix.S_IFMT == unix.S_IFSOCK:
+			h.inFlight += scmFDs(dir + "/fdinfo/" + name)
+		case st.Nlink == 0:
+			h.held = append(h.held, st)
 		}
 	}
-	return out
+}
+
+// mappings stats the files mapped by process dir (in /proc) that it has
+// not seen, through map_files, keeping those with no link left. Which
+// file a mapping is comes from dir/maps (its device and inode), so a file
+// mapped many times is looked at once.
+func (h *heldFiles) mappings(dir string) {
+	f, err := os.Open(dir + "/maps")
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 0, 64<<10), 64<<10) // a path is at most PATH_MAX, escaped
+	for s.Scan() {
+		h.entries++
+		if h.entries > maxHeldEntries {
+			return
+		}
+		addr, id, ok := parseMapsLine(s.Bytes())
+		if !ok || id[1] == 0 || h.seen[id] { // inode 0: not a file
+			continue
+		}
+		h.seen[id] = true
+		var st unix.Stat_t
+		if unix.Stat(dir+"/map_files/"+addr, &st) == nil && st.Nlink == 0 {
+			h.held = append(h.held, st)
+		}
+	}
+}
+
+// parseMapsLine returns the address range of a line of /proc/PID/maps
+// ("start-end perms offset major:minor inode path") and its file's
+// device and inode.
+func parseMapsLine(line []byte) (addr string, id [2]uint64, ok bool) {
+	f := bytes.Fields(line)
+	if len(f) < 5 {
+		return "", id, false
+	}
+	major, minor, found := bytes.Cut(f[3], []byte(":"))
+	maj, err1 := strconv.ParseUint(string(major), 16, 32)
+	mnr, err2 := strconv.ParseUint(string(minor), 16, 32)
+	ino, err3 := strconv.ParseUint(string(f[4]), 10, 64)
+	if !found || err1 != nil || err2 != nil || err3 != nil {
+		return "", id, false
+	}
+	return string(f[0]), [2]uint64{unix.Mkdev(uint32(maj), uint32(mnr)), ino}, true
+}
+
+// scmFDs reads how many descriptors are in flight in a UNIX socket from
+// its /proc fdinfo file (the scm_fds line, Linux 5.3 and later); 0 for
+// any other socket.
+func scmFDs(fdinfo string) int64 {
+	b, err := os.ReadFile(fdinfo)
+	if err != nil {
+		return 0
+	}
+	for line := range bytes.Lines(b) {
+		if v, ok := bytes.CutPrefix(line, []byte("scm_fds:")); ok {
+			n, _ := strconv.ParseInt(string(bytes.TrimSpace(v)), 10, 64)
+			return n
+		}
+	}
+	return 0
 }

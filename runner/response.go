@@ -66,7 +66,10 @@ func response(res *sandbox.Result, f runFacts, start, end time.Time) *runnerpb.R
 		notes = append(notes, fmt.Sprintf("the action made more than %d files, directories and links in its input root (the runner's disk_quota_files) and the sandbox was killed", f.diskQuotaFiles))
 	case f.overQuota == quotaUncountable:
 		resp.StatusCode = int32(codes.ResourceExhausted)
-		notes = append(notes, fmt.Sprintf("the action made a tree in its input root that the runner's disk guard cannot count (nested deeper than %d directories, or changing under its walk), so its disk quota could not be enforced and the sandbox was killed", maxWalkDepth))
+		notes = append(notes, fmt.Sprintf("the action made a tree in its input root that the runner's disk guard cannot count (nested deeper than %d directories, or changing under its walk), or its processes held more than %d descriptors and file mappings, so its disk quota could not be enforced and the sandbox was killed", maxWalkDepth, maxHeldEntries))
+	case f.overQuota == quotaInFlight:
+		resp.StatusCode = int32(codes.ResourceExhausted)
+		notes = append(notes, fmt.Sprintf("the action held file descriptors in flight in UNIX sockets (sent and not received), whose files the runner's disk guard cannot count, while the worker's filesystem grew by more than its disk quota of %s, so the sandbox was killed", formatBytes(f.diskQuota)))
 	case res.Canceled:
 		resp.StatusCode = int32(codes.Canceled)
 		notes = append(notes, "cancelled: the sandbox was terminated")
