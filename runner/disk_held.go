@@ -209,7 +209,7 @@ func (h *heldFiles) mappings(dir string) {
 		}
 		h.seen[id] = true
 		var st unix.Stat_t
-		if unix.Stat(dir+"/map_files/"+addr, &st) == nil && st.Nlink == 0 {
+		if unix.Stat(dir+"/map_files/"+string(addr), &st) == nil && st.Nlink == 0 {
 			h.held = append(h.held, st)
 		}
 	}
@@ -217,20 +217,47 @@ func (h *heldFiles) mappings(dir string) {
 
 // parseMapsLine returns the address range of a line of /proc/PID/maps
 // ("start-end perms offset major:minor inode path") and its file's
-// device and inode.
-func parseMapsLine(line []byte) (addr string, id [2]uint64, ok bool) {
-	f := bytes.Fields(line)
-	if len(f) < 5 {
-		return "", id, false
+// device and inode. It allocates nothing: a scan reads every mapping.
+func parseMapsLine(line []byte) (addr []byte, id [2]uint64, ok bool) {
+	var f [5][]byte
+	for i := range f {
+		line = bytes.TrimLeft(line, " ")
+		end := bytes.IndexByte(line, ' ')
+		if end < 0 {
+			end = len(line)
+		}
+		f[i], line = line[:end], line[end:]
 	}
 	major, minor, found := bytes.Cut(f[3], []byte(":"))
-	maj, err1 := strconv.ParseUint(string(major), 16, 32)
-	mnr, err2 := strconv.ParseUint(string(minor), 16, 32)
-	ino, err3 := strconv.ParseUint(string(f[4]), 10, 64)
-	if !found || err1 != nil || err2 != nil || err3 != nil {
-		return "", id, false
+	maj, ok1 := parseUint(major, 16)
+	mnr, ok2 := parseUint(minor, 16)
+	ino, ok3 := parseUint(f[4], 10)
+	if !found || !ok1 || !ok2 || !ok3 || maj > 1<<32-1 || mnr > 1<<32-1 {
+		return nil, id, false
 	}
-	return string(f[0]), [2]uint64{unix.Mkdev(uint32(maj), uint32(mnr)), ino}, true
+	return f[0], [2]uint64{unix.Mkdev(uint32(maj), uint32(mnr)), ino}, true
+}
+
+// parseUint parses b, digits in base 10 or 16 (lower case, as /proc
+// writes them), without converting it to a string.
+func parseUint(b []byte, base uint64) (uint64, bool) {
+	var n uint64
+	for _, c := range b {
+		var d uint64
+		switch {
+		case c >= '0' && c <= '9':
+			d = uint64(c - '0')
+		case base == 16 && c >= 'a' && c <= 'f':
+			d = uint64(c-'a') + 10
+		default:
+			return 0, false
+		}
+		if n > (1<<64-1-d)/base {
+			return 0, false
+		}
+		n = n*base + d
+	}
+	return n, len(b) > 0
 }
 
 // scmFDs reads how many descriptors are in flight in a UNIX socket from

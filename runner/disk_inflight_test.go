@@ -126,3 +126,24 @@ func TestHeldScanBeyondItsBoundIsAnError(t *testing.T) {
 		t.Fatalf("heldUsage past the bound: %v, want an error naming it", err)
 	}
 }
+
+func TestParseMapsLine(t *testing.T) {
+	for _, c := range []struct {
+		line, addr string
+		id         [2]uint64
+		ok         bool
+	}{
+		{"7f00d1a2b000-7f00d1a2c000 r--s 00000000 fd:01 1234567    /work/a b (deleted)", "7f00d1a2b000-7f00d1a2c000", [2]uint64{unix.Mkdev(0xfd, 1), 1234567}, true},
+		{"55d0c0a00000-55d0c0a21000 rw-p 00000000 00:00 0                          [heap]", "55d0c0a00000-55d0c0a21000", [2]uint64{0, 0}, true},
+		{"7ffd1000-7ffd2000 r-xp 00000000 103:0a 42", "7ffd1000-7ffd2000", [2]uint64{unix.Mkdev(0x103, 0xa), 42}, true},
+		{"7ffd1000-7ffd2000 r-xp 00000000 fd01 42", "", [2]uint64{}, false},
+		{"7ffd1000-7ffd2000 r-xp 00000000 fd:01 -1", "", [2]uint64{}, false},
+		{"7ffd1000-7ffd2000 r-xp 00000000 fd:01 99999999999999999999", "", [2]uint64{}, false},
+		{"short line", "", [2]uint64{}, false},
+	} {
+		addr, id, ok := parseMapsLine([]byte(c.line))
+		if string(addr) != c.addr || id != c.id || ok != c.ok {
+			t.Errorf("parseMapsLine(%q) = %q, %v, %v; want %q, %v, %v", c.line, addr, id, ok, c.addr, c.id, c.ok)
+		}
+	}
+}
