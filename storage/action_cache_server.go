@@ -264,6 +264,9 @@ func ValidateActionResult(fn digest.Function, r *repb.ActionResult) error {
 			}
 		}
 	}
+	if err := checkOutputConflicts(r); err != nil {
+		return err
+	}
 	for i, f := range r.OutputFiles {
 		if err := check(f.Digest, fmt.Sprintf("output_files[%d].digest", i), true); err != nil {
 			return err
@@ -286,11 +289,46 @@ func ValidateActionResult(fn digest.Function, r *repb.ActionResult) error {
 	return check(r.StderrDigest, "stderr_digest", false)
 }
 
+// checkOutputConflicts refuses a result that says two things of one
+// path, or puts an output below an output file: a client materialising
+// it would write one over the other, and which wins is up to the client
+// (REv2: one entry per output). A symlink may be listed twice with the
+// same target, since servers compatible with REv2 2.0 list it both in
+// output_symlinks and in output_file_symlinks or
+// output_directory_symlinks; an output below a symlink is left alone, as
+// a command may leave one below a symlink to a directory of its input
+// root and Paddock's worker collects it there. The paths are clean.
+func checkOutputConflicts(r *repb.ActionResult) error {
+	paths := outputPaths(r)
+	byPath := make(map[string]outputPath, len(paths))
+	for _, o := range paths {
+		if o.path == "" {
+			continue
+		}
+		prev, ok := byPath[o.path]
+		switch {
+		case !ok:
+			byPath[o.path] = o
+		case !prev.symlink || !o.symlink || prev.target != o.target:
+			return rev2.Invalid(o.field+".path", "%s is also %s", rev2.Quote(o.path), prev.field)
+		}
+	}
+	for _, o := range paths {
+		for dir := path.Dir(o.path); dir != "." && dir != "/" && o.path != ""; dir = path.Dir(dir) {
+			if parent, ok := byPath[dir]; ok && parent.file {
+				return rev2.Invalid(o.field+".path", "%s is below %s, an output file", rev2.Quote(o.path), parent.field)
+			}
+		}
+	}
+	return nil
+}
+
 // outputPath is one output path of an ActionResult, named by its entry
 // (e.g. "action_result.output_symlinks[2]").
 type outputPath struct {
 	field, path string
 	emptyOK     bool // an output directory may be the working directory itself
+	file        bool // an output file
 	symlink     bool // an output symlink, with its target
 	target      string
 }
@@ -307,6 +345,7 @@ func outputPaths(r *repb.ActionResult) []outputPath {
 	}
 	for i, f := range r.OutputFiles {
 		add("output_files", i, f.Path, false)
+		out[len(out)-1].file = true
 	}
 	for i, d := range r.OutputDirectories {
 		add("output_directories", i, d.Path, true)

@@ -105,6 +105,16 @@ func TestUpdateActionResultValidates(t *testing.T) {
 			OutputFileSymlinks: []*repb.OutputSymlink{{Path: "/l", Target: "x"}}}}, "output_file_symlinks[0].path"},
 		"output directory symlink with a NUL": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
 			OutputDirectorySymlinks: []*repb.OutputSymlink{{Path: "l\x00", Target: "x"}}}}, "output_directory_symlinks[0].path"},
+		"output file listed twice": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
+			OutputFiles: []*repb.OutputFile{{Path: "a", Digest: sha("a").Proto()}, {Path: "a", Digest: sha("b").Proto()}}}}, "output_files[1].path: \"a\" is also action_result.output_files[0]"},
+		"output file that is also an output directory": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
+			OutputFiles:       []*repb.OutputFile{{Path: "a", Digest: sha("a").Proto()}},
+			OutputDirectories: []*repb.OutputDirectory{{Path: "a", TreeDigest: sha("t").Proto()}}}}, "output_directories[0].path"},
+		"output below an output file": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
+			OutputFiles: []*repb.OutputFile{{Path: "a", Digest: sha("a").Proto()}, {Path: "a/b/c", Digest: sha("b").Proto()}}}}, "output_files[1].path: \"a/b/c\" is below action_result.output_files[0]"},
+		"symlink listed twice with two targets": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
+			OutputSymlinks:     []*repb.OutputSymlink{{Path: "l", Target: "x"}},
+			OutputFileSymlinks: []*repb.OutputSymlink{{Path: "l", Target: "y"}}}}, "output_file_symlinks[0].path"},
 		"bad stderr digest": {&repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: &repb.ActionResult{
 			StderrDigest: &repb.Digest{Hash: sha("a").Hash(), SizeBytes: -4}}}, "stderr_digest"},
 	} {
@@ -114,6 +124,34 @@ func TestUpdateActionResultValidates(t *testing.T) {
 			_, err = ts.ac.Get(ctx, "", action)
 			wantStatus(t, err, codes.NotFound)
 		})
+	}
+}
+
+// TestUpdateActionResultTakesWhatServersWrite: what REv2 servers put in
+// results is not taken for a conflict: a symlink listed both in
+// output_symlinks and in the 2.0 list of its kind (with the same target),
+// an output file below an output directory, and one below an output
+// symlink (Paddock's worker collects outputs a command left below a
+// symlink to a directory of its input root).
+func TestUpdateActionResultTakesWhatServersWrite(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{})
+	ctx := context.Background()
+	out := putString(t, ts.disk, "an output")
+	action := putString(t, ts.disk, "an action with many kinds of outputs")
+	tree := putProto(t, ts.disk, &repb.Tree{Root: &repb.Directory{Files: []*repb.FileNode{{Name: "f", Digest: out.Proto()}}}})
+	link := &repb.OutputSymlink{Path: "l", Target: "d"}
+	r := &repb.ActionResult{
+		OutputFiles:        []*repb.OutputFile{{Path: "d/f", Digest: out.Proto()}, {Path: "l/x", Digest: out.Proto()}},
+		OutputDirectories:  []*repb.OutputDirectory{{Path: "d", TreeDigest: tree.Proto()}},
+		OutputSymlinks:     []*repb.OutputSymlink{link},
+		OutputFileSymlinks: []*repb.OutputSymlink{link},
+	}
+	if _, err := ts.acc.UpdateActionResult(ctx, &repb.UpdateActionResultRequest{ActionDigest: action.Proto(), ActionResult: r}); err != nil {
+		t.Fatalf("UpdateActionResult: %v", err)
+	}
+	got, err := ts.acc.GetActionResult(ctx, &repb.GetActionResultRequest{ActionDigest: action.Proto()})
+	if err != nil || len(got.OutputFiles) != 2 || len(got.OutputSymlinks) != 1 || len(got.OutputFileSymlinks) != 1 {
+		t.Fatalf("GetActionResult = %v, %v; want the result as written", got, err)
 	}
 }
 
