@@ -54,7 +54,7 @@ func TestEscapesFail(t *testing.T) {
 	// Machine-wide budgets: ENOSYS from seccomp, or ENOSPC past the
 	// sandbox's own devpts bound.
 	wantErrno := map[string]syscall.Errno{"io_setup 65536": syscall.ENOSYS, "memfd_secret": syscall.ENOSYS,
-		"open 1000 ptys": syscall.ENOSPC, "fallocate keep_size 64MiB": syscall.EOPNOTSUPP}
+		"open 1000 ptys": syscall.ENOSPC, "fallocate keep_size 64MiB": syscall.EOPNOTSUPP, "raise RLIMIT_CORE": syscall.EPERM}
 
 	for _, tc := range []struct{ name, rootfs, probe, bin string }{
 		{"host root", "/", probeHostPath, runnerBin},

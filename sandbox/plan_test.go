@@ -70,7 +70,8 @@ func TestPlanFor(t *testing.T) {
 	if p.Bounding != wantCaps.Bounding || p.Bounding&(1<<capNames["CAP_SYS_ADMIN"]) != 0 || p.LastCap != 40 {
 		t.Errorf("bounding %#x, want %#x (last cap %d)", p.Bounding, wantCaps.Bounding, p.LastCap)
 	}
-	if len(p.Rlimits) != 1 || p.Rlimits[0].Resource != unix.RLIMIT_NOFILE || p.Rlimits[0].Cur != 1024 {
+	if len(p.Rlimits) != 2 || p.Rlimits[0].Resource != unix.RLIMIT_NOFILE || p.Rlimits[0].Cur != 1024 ||
+		p.Rlimits[1].Resource != unix.RLIMIT_CORE || p.Rlimits[1].Cur != 0 || p.Rlimits[1].Max != 0 {
 		t.Errorf("rlimits %+v", p.Rlimits)
 	}
 	if string(p.Seccomp) != string(host.seccomp) {

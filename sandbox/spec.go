@@ -55,6 +55,12 @@ func DefaultSpec(rootfs string, hostIDBase uint32, args ...string) *specs.Spec {
 			},
 			Rlimits: []specs.POSIXRlimit{
 				{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024},
+				// No core dumps: one is as large as the process's memory
+				// and the kernel writes it past RLIMIT_FSIZE's reach
+				// into the working directory, or hands it to the host's
+				// core_pattern helper, which runs as root outside the
+				// sandbox. The hard limit stays 0, so no process raises it.
+				{Type: "RLIMIT_CORE", Hard: 0, Soft: 0},
 			},
 			NoNewPrivileges: true,
 			OOMScoreAdj:     &oomScoreAdj,

@@ -382,7 +382,9 @@ func machineBudgets() []report.Attempt {
 	if errors.Is(ptys, unix.ENOSPC) {
 		a.Errno = int(unix.ENOSPC)
 	}
-	return []report.Attempt{attempt("io_setup 65536", aio), attempt("memfd_secret", secret), a, fallocateKeepSize()}
+	core := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{Cur: 1 << 30, Max: 1 << 30})
+	return []report.Attempt{attempt("io_setup 65536", aio), attempt("memfd_secret", secret), a, fallocateKeepSize(),
+		attempt("raise RLIMIT_CORE", core)}
 }
 
 // fallocateKeepSize reserves 64 MiB past the end of an empty file in
