@@ -43,6 +43,10 @@ type core struct {
 	// replaying is set while a journal is replayed: limits that were
 	// checked when a record was written are not checked again.
 	replaying bool
+	// forgotByTime holds, during a replay, the operations that expiry
+	// records older than version 4 forgot by the retention in force now
+	// (replayExpire); nil otherwise.
+	forgotByTime map[string]bool
 	// drained holds the ids of the workers an operator drained, until
 	// undrained. A drain is the operator's word about a worker id, not
 	// about one registration of it: a worker lost past reconnect_grace

@@ -79,25 +79,83 @@ func earliest(a, b time.Time) time.Time {
 	return b
 }
 
+// maxExpiredPerRecord bounds the names in one recExpire: a tick after a
+// long stall, or the first after a restart with a shorter retention, may
+// expire every retained operation at once, and a record over the
+// journal's 64 MiB would be read back as a torn tail.
+const maxExpiredPerRecord = 10_000
+
 // expire forgets the completed operations older than CompletedRetention.
+// Its records name them, so that a replay forgets those and no others
+// whatever the retention is then (replayExpire).
 func (c *core) expire(now time.Time) {
+	names := c.expireOlder(now, c.cfg.CompletedRetention)
+	for len(names) > 0 {
+		n := min(len(names), maxExpiredPerRecord)
+		c.record(record{kind: recExpire, at: now, expired: names[:n:n]})
+		names = names[n:]
+	}
+}
+
+// expireOlder forgets the completed operations older than retention at
+// now, and returns their names (not those deleted already).
+func (c *core) expireOlder(now time.Time, retention time.Duration) []string {
+	var names []string
 	i := 0
 	for ; i < len(c.completed); i++ {
 		op := c.completed[i]
-		if now.Sub(op.completedAt) < c.cfg.CompletedRetention {
+		if now.Sub(op.completedAt) < retention {
 			break
 		}
 		if c.ops[op.name] == op {
 			c.dropOp(op)
 			c.fx.published = append(c.fx.published, op.name)
+			names = append(names, op.name)
 		}
 		c.completedBytes -= op.respBytes
 		c.completed[i] = nil
 	}
 	c.completed = c.completed[i:]
-	if i > 0 {
-		c.record(record{kind: recExpire, at: now})
+	return names
+}
+
+// replayExpire forgets the operations a recExpire names: the ones the
+// live core forgot, which are the oldest retained. An older record names
+// none, only its time; the retention in force now stands in for the one
+// it was written under, and when that is shorter it forgets operations
+// the live core still had, which later records may name: a delete of one
+// (or a newer expiry) is taken as done (forgotByTime), as its operation
+// is gone either way. A longer one keeps operations the live core had
+// forgotten until that retention is up.
+func (c *core) replayExpire(r record) error {
+	if r.expiredByTime {
+		if c.forgotByTime == nil {
+			c.forgotByTime = map[string]bool{}
+		}
+		for _, name := range c.expireOlder(r.at, c.cfg.CompletedRetention) {
+			c.forgotByTime[name] = true
+		}
+		return nil
 	}
+	for _, name := range r.expired {
+		op := c.ops[name]
+		if op == nil && c.forgotByTime[name] {
+			continue
+		}
+		if op == nil || !op.done {
+			return fmt.Errorf("expiry of %q, which is not a retained completed operation", name)
+		}
+		c.dropOp(op)
+	}
+	// Their entries leave the retention order from its front, with those
+	// of operations deleted before (which the live core had dropped too).
+	i := 0
+	for ; i < len(c.completed) && c.ops[c.completed[i].name] != c.completed[i]; i++ {
+		c.completedBytes -= c.completed[i].respBytes
+		c.completed[i] = nil
+	}
+	c.completed = c.completed[i:]
+	return nil
 }
 
 // retain keeps the completed op for CompletedRetention, its response

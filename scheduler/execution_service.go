@@ -89,7 +89,7 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 	}
 	if !req.SkipCacheLookup && !a.doNotCache {
 		if res := s.cachedResult(ctx, instance, fn, ad); res != nil {
-			return name, s.accept(ctx, func(now time.Time) error {
+			return name, s.accept(ctx, name, func(now time.Time) error {
 				s.core.AddCompleted(now, name, instance, owner, ad, &repb.ExecuteResponse{Result: res, CachedResult: true})
 				return nil
 			})
@@ -123,7 +123,7 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 			workingDirKnown: true,
 		},
 	}
-	return name, s.accept(ctx, func(now time.Time) error {
+	return name, s.accept(ctx, name, func(now time.Time) error {
 		_, err := s.core.Execute(now, sub)
 		return err
 	})
@@ -235,9 +235,17 @@ func (s *Scheduler) readCommand(ctx context.Context, d digest.Digest, actionPlat
 
 func (s *Scheduler) isKnown(name string) bool { return s.known[name] }
 
-// accept hands an Execute to the core and returns once a restart would
-// keep it: only then may the client learn the operation's name.
-func (s *Scheduler) accept(ctx context.Context, change func(now time.Time) error) error {
+// accept hands an Execute of the operation name to the core and returns
+// once a restart would keep it: only then may the client learn the name.
+// The call counts as following the operation from the moment the core
+// has it (under the same lock), so that however the call ends the
+// operation is under abandonment. Counted only from Execute's follow, an
+// operation whose call ended while its record was written (the client's
+// deadline, a failed journal) was followed by nobody and never abandoned:
+// it held a worker's slot for its whole timeout, and kept running when an
+// identical Execute that had joined it was cancelled. Now it is idle from
+// the call's end, as one whose client left after learning its name.
+func (s *Scheduler) accept(ctx context.Context, name string, change func(now time.Time) error) error {
 	s.mu.Lock()
 	if err := s.checkJournal(); err != nil {
 		s.mu.Unlock()
@@ -248,8 +256,13 @@ func (s *Scheduler) accept(ctx context.Context, change func(now time.Time) error
 		return err
 	}
 	seq := s.apply()
+	s.followers.attach(name)
 	s.mu.Unlock()
-	return s.waitDurable(ctx, seq)
+	err := s.waitDurable(ctx, seq)
+	s.mu.Lock()
+	s.followers.detach(name, s.clock.Now())
+	s.mu.Unlock()
+	return err
 }
 
 // requirePresent fails with FAILED_PRECONDITION and a PreconditionFailure

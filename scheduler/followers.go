@@ -6,8 +6,9 @@ import (
 )
 
 // followers counts, per operation, the clients following it (Execute and
-// WaitExecution streams, WaitOperation calls), and since when an operation
-// has had none. An operation nobody has followed for Config.AbandonedGrace
+// WaitExecution streams, WaitOperation calls; an Execute from the moment
+// the core accepts it, see accept), and since when an operation has had
+// none. An operation nobody has followed for Config.AbandonedGrace
 // is abandoned: the scheduler cancels it (Scheduler.Tick), which stops its
 // execution unless another operation was merged onto it. A client that
 // lost its stream has the grace to come back with WaitExecution; one that

@@ -32,8 +32,10 @@ const (
 	// recFinish: execution name completed with resp, at; worker is the
 	// one it ran on, or empty if that worker had been lost.
 	recFinish
-	// recExpire: completed operations older than the retention at time at
-	// were forgotten.
+	// recExpire: the retained completed operations named in expired were
+	// forgotten at at, their completed_retention being up. Records before
+	// version 4 said only when (expiredByTime), and a replay forgot what
+	// the retention in force then made old enough.
 	recExpire
 	// recAdopt: queued execution name was found running on worker, which
 	// had received it before a restart that lost its dispatch record.
@@ -61,6 +63,15 @@ type record struct {
 	reason   string // recCancel, recAbandon
 	retries  int
 	resp     *repb.ExecuteResponse
+	// expired names the operations a recExpire forgot (version 4), so
+	// that a replay forgets those whatever completed_retention says then:
+	// replayed by its time under a retention changed across a restart, an
+	// expiry forgot other operations than the live core had, and a later
+	// record naming one (a DeleteOperation, a delete for
+	// max_completed_bytes) made the scheduler refuse to start.
+	// expiredByTime marks a record of an older version, which names none.
+	expired       []string
+	expiredByTime bool
 }
 
 // record notes a durable change for the journal. The caller writes the
@@ -88,10 +99,12 @@ func (c *core) replay(r record) error {
 	case recAbandon:
 		return c.Abandon(r.at, r.name, r.reason)
 	case recDelete:
+		if c.ops[r.name] == nil && c.forgotByTime[r.name] {
+			return nil // see replayExpire
+		}
 		return c.Delete(r.at, r.name)
 	case recExpire:
-		c.expire(r.at)
-		return nil
+		return c.replayExpire(r)
 	}
 	e := c.execs[r.name]
 	if e == nil {
@@ -182,5 +195,6 @@ func (c *core) recovered(now time.Time) {
 		e.adoptable = e.stage == repb.ExecutionStage_QUEUED
 	}
 	c.unblocked = nil
+	c.forgotByTime = nil
 	c.fx = effects{}
 }

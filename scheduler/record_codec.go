@@ -25,7 +25,11 @@ import (
 // Version 3 added the Command's working directory (after it), which a
 // worker's result is checked against (checkWorkerResult); an Execute of
 // an older record has it unknown.
-const recordVersion = 3
+// Version 4 added the names of the operations an expiry forgot (after
+// the response, in a recExpire only), which its replay forgets whatever
+// completed_retention is then; an older recExpire is read as one that
+// names none (expiredByTime), replayed by the retention in force.
+const recordVersion = 4
 
 // encodeRecord serialises r.
 func encodeRecord(r record) ([]byte, error) { return appendRecord(nil, r) }
@@ -47,6 +51,12 @@ func appendRecord(buf []byte, r record) ([]byte, error) {
 		}
 	}
 	w.Blob(resp)
+	if r.kind == recExpire {
+		if r.expiredByTime {
+			return nil, fmt.Errorf("expiry record at %s: read from an older version, it names no operations and cannot be written as version %d", r.at.UTC(), recordVersion)
+		}
+		w.StringList(r.expired)
+	}
 	if r.kind == recExecute {
 		s := r.sub
 		if s == nil {
@@ -92,6 +102,13 @@ func decodeRecord(b []byte) (record, error) {
 		r.resp = &repb.ExecuteResponse{}
 		if err := proto.Unmarshal(resp, r.resp); err != nil {
 			rd.Fail(fmt.Errorf("response: %w", err))
+		}
+	}
+	if r.kind == recExpire {
+		if v >= 4 {
+			r.expired = rd.StringList()
+		} else {
+			r.expiredByTime = true
 		}
 	}
 	if r.kind == recExecute {

@@ -60,7 +60,7 @@ func TestRestartKeepsTenantsTakingTurns(t *testing.T) {
 			sub.name = fmt.Sprintf("%s-%03d", tenant, n)
 			sub.owner, sub.instance, sub.invocation = tenant, tenant, "inv-"+tenant
 			n++
-			if err := first.accept(t.Context(), func(now time.Time) error { _, err := first.core.Execute(now, sub); return err }); err != nil {
+			if err := first.accept(t.Context(), sub.name, func(now time.Time) error { _, err := first.core.Execute(now, sub); return err }); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -179,7 +179,7 @@ func TestQueuesOfTenantsSharingAnInstanceAreListedAsOne(t *testing.T) {
 	for i, tenant := range []string{"team-a", "team-b", "team-b"} {
 		sub := benchSubmission(i)
 		sub.owner = tenant
-		if err := s.accept(t.Context(), func(now time.Time) error { _, err := s.core.Execute(now, sub); return err }); err != nil {
+		if err := s.accept(t.Context(), sub.name, func(now time.Time) error { _, err := s.core.Execute(now, sub); return err }); err != nil {
 			t.Fatal(err)
 		}
 	}
