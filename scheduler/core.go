@@ -165,19 +165,25 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 		c.join(now, op, same, s)
 		return op, nil
 	}
-	if max := c.cfg.MaxQueuedPerInstance; max > 0 && !c.replaying && c.queuedPerInstance[s.instance] >= max {
-		return nil, status.Errorf(codes.ResourceExhausted, "instance %q already has %d queued actions, the configured maximum (max_queued_per_instance)", s.instance, max)
+	// Each queued action counts its weight: one, or more for a large
+	// platform and RequestMetadata (queuedUnitBytes); w counts as many.
+	w, heavy := specWeight(s.spec), ""
+	if w > 1 {
+		heavy = fmt.Sprintf(" (this one counts as %d: its platform and RequestMetadata take over %d bytes)", w, queuedFreeBytes)
+	}
+	if max := c.cfg.MaxQueuedPerInstance; !c.replaying && overQueued(c.queuedPerInstance[s.instance], w, max) {
+		return nil, status.Errorf(codes.ResourceExhausted, "instance %q already has %d queued actions, the configured maximum (max_queued_per_instance)%s", s.instance, max, heavy)
 	}
 	t := c.tenantOf(s.owner)
-	if max := t.limits.MaxQueued; max > 0 && !c.replaying && t.queued >= max {
-		return nil, status.Errorf(codes.ResourceExhausted, "tenant %q already has %d queued actions, its max_queued in the auth policy; retry when some have started", s.owner, max)
+	if max := t.limits.MaxQueued; !c.replaying && overQueued(t.queued, w, max) {
+		return nil, status.Errorf(codes.ResourceExhausted, "tenant %q already has %d queued actions, its max_queued in the auth policy%s; retry when some have started", s.owner, max, heavy)
 	}
 	// Without a max_queued of its own, a tenant (every client, without a
 	// policy) has max_queued_per_instance in all its instance names
 	// together: a client may name any number of instances, and each
 	// queued action holds a few KiB of the scheduler's memory.
-	if max := c.cfg.MaxQueuedPerInstance; max > 0 && t.limits.MaxQueued <= 0 && !c.replaying && t.queued >= max {
-		return nil, status.Errorf(codes.ResourceExhausted, "%s already has %d queued actions in all its instance names, the configured maximum (max_queued_per_instance, which bounds a tenant without max_queued too); retry when some have started", tenantText(s.owner), max)
+	if max := c.cfg.MaxQueuedPerInstance; t.limits.MaxQueued <= 0 && !c.replaying && overQueued(t.queued, w, max) {
+		return nil, status.Errorf(codes.ResourceExhausted, "%s already has %d queued actions in all its instance names, the configured maximum (max_queued_per_instance, which bounds a tenant without max_queued too)%s; retry when some have started", tenantText(s.owner), max, heavy)
 	}
 	e := &execution{
 		id:        s.name,
@@ -217,7 +223,7 @@ func (c *core) join(now time.Time, op *operation, e *execution, s submission) {
 	if e.stage == repb.ExecutionStage_QUEUED && s.priority < e.priority {
 		// The most urgent waiter decides the priority.
 		e.queue.remove(e)
-		c.countQueued(e.queue, -1)
+		c.countQueued(e.queue, -e.weight())
 		e.priority = s.priority
 		c.enqueue(e, false)
 		c.pumpQueue(now, e.queue)
@@ -294,7 +300,7 @@ func (c *core) enqueue(e *execution, front bool) {
 	e.stage = repb.ExecutionStage_QUEUED
 	e.worker = nil
 	e.queue.push(e, front)
-	c.countQueued(e.queue, 1)
+	c.countQueued(e.queue, e.weight())
 }
 
 // pumpQueue gives q's executions to the workers serving it while they have
@@ -324,7 +330,7 @@ func (c *core) pumpWorker(now time.Time, w *worker) {
 		if e == nil {
 			break
 		}
-		c.countQueued(q, -1)
+		c.countQueued(q, -e.weight())
 		c.record(record{kind: recDispatch, at: now, name: e.id, worker: w.id})
 		if e.avoid != "" && e.avoid != w.id {
 			passedOver = append(passedOver, e.avoid)

@@ -94,7 +94,7 @@ func (c *core) abandon(e *execution, why string) {
 	switch e.stage {
 	case repb.ExecutionStage_QUEUED:
 		e.queue.remove(e)
-		c.countQueued(e.queue, -1)
+		c.countQueued(e.queue, -e.weight())
 		e.stage = repb.ExecutionStage_COMPLETED
 	case repb.ExecutionStage_EXECUTING:
 		// It keeps its worker's slot until the worker reports it.

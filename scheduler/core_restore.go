@@ -135,7 +135,7 @@ func (c *core) restoreQueue(q *queue, qs queueState) error {
 				e.bucket = b
 				b.size++
 				q.size++
-				c.countQueued(q, 1)
+				c.countQueued(q, e.weight())
 			}
 			b.byInv[f.id] = f
 			b.ring = append(b.ring, f)

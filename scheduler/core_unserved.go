@@ -41,7 +41,7 @@ func (c *core) failUnserved(now time.Time) {
 		why := fmt.Sprintf("no worker serving instance %q with platform {%s} has been connected for %s (no_worker_timeout); check the Action's platform properties",
 			q.instance, routingText(q.routing), c.cfg.NoWorkerTimeout)
 		for e := q.pop(); e != nil; e = q.pop() {
-			c.countQueued(q, -1)
+			c.countQueued(q, -e.weight())
 			c.note("action %s (%s): %s; completed with FAILED_PRECONDITION", e.key.action, e.id, why)
 			c.finish(now, e, &repb.ExecuteResponse{Status: &rpcstatus.Status{Code: int32(code.Code_FAILED_PRECONDITION), Message: why}})
 		}

@@ -163,7 +163,7 @@ func (c *core) adopt(now time.Time, w *worker, h *workerpb.InHand) bool {
 		return false
 	}
 	e.queue.remove(e)
-	c.countQueued(e.queue, -1)
+	c.countQueued(e.queue, -e.weight())
 	c.record(record{kind: recAdopt, at: now, name: e.id, worker: w.id})
 	c.start(now, w, e)
 	c.note("action %s (%s): worker %q holds attempt %d, whose dispatch a restart forgot; adopted", e.key.action, e.id, w.id, h.Attempt)

@@ -94,8 +94,8 @@ func (s *Scheduler) openJournal() error {
 	s.dur = &durability{j: j, last: j.LastSeq(), durable: j.LastSeq(), advanced: make(chan struct{}),
 		since: len(rec.Records), sinceBytes: replayed, lastSnapBytes: int64(len(rec.Snapshot))}
 	queued := 0
-	for _, n := range s.core.queuedPerInstance {
-		queued += n
+	for _, q := range s.core.queues {
+		queued += q.size
 	}
 	running := len(s.core.execs) - queued
 	s.log.Info("scheduler: recovered from journal", "dir", s.cfg.JournalDir, "operations", len(s.core.ops),

@@ -118,14 +118,14 @@ func (c *core) replay(r record) error {
 		if got := e.queue.pop(); got != e {
 			return fmt.Errorf("dispatch of %q, which is not at the head of its queue", r.name)
 		}
-		c.countQueued(e.queue, -1)
+		c.countQueued(e.queue, -e.weight())
 		c.start(r.at, c.placeholder(r.worker), e)
 	case recAdopt:
 		if e.stage != repb.ExecutionStage_QUEUED {
 			return fmt.Errorf("adoption of %q, which is not queued", r.name)
 		}
 		e.queue.remove(e)
-		c.countQueued(e.queue, -1)
+		c.countQueued(e.queue, -e.weight())
 		c.start(r.at, c.placeholder(r.worker), e)
 	case recRequeue:
 		if e.stage != repb.ExecutionStage_EXECUTING {
@@ -138,7 +138,7 @@ func (c *core) replay(r record) error {
 		if e.stage == repb.ExecutionStage_QUEUED {
 			// No worker served its queue (failUnserved).
 			e.queue.remove(e)
-			c.countQueued(e.queue, -1)
+			c.countQueued(e.queue, -e.weight())
 			c.finish(r.at, e, r.resp)
 			break
 		}

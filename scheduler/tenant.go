@@ -51,7 +51,41 @@ func (t *tenant) mayRun() bool {
 // hold no NUL, so tenants' keys never collide.
 func queueID(tenant, key string) string { return tenant + "\x00" + key }
 
-// countQueued adds n to the queued counts of q's instance and tenant.
+// queuedFreeBytes and queuedUnitBytes weigh a queued action against
+// max_queued and max_queued_per_instance (weight): a queued action holds
+// about 3 KiB of the scheduler's memory, and about eight times the bytes
+// of its platform and RequestMetadata besides (its queue key, its
+// journal records and snapshots, the garbage collector's headroom).
+// Counted one each, 2,000 queued actions with 60 KB platforms and 11 KB
+// headers, within every per-action bound, took `paddock up` to 1.2 GB
+// and its journal to 327 MB. An action counts one more for each further
+// 384 bytes (3 KiB / 8) past the first KiB those take, which Bazel's
+// (a few hundred bytes) never reach.
+const (
+	queuedFreeBytes = 1 << 10
+	queuedUnitBytes = 384
+)
+
+// weight is how many queued actions e counts as (queuedUnitBytes).
+func (e *execution) weight() int { return specWeight(e.spec) }
+
+func specWeight(s actionSpec) int {
+	n := len(s.requestMetadata)
+	for _, p := range s.platform {
+		n += len(p.Name) + len(p.Value)
+	}
+	return 1 + max(0, n-queuedFreeBytes)/queuedUnitBytes
+}
+
+// overQueued reports whether w more queued actions would take queued
+// past max (0: no bound). An action heavier than the bound itself is
+// queued alone, rather than never.
+func overQueued(queued, w, max int) bool {
+	return max > 0 && queued > 0 && queued+w > max
+}
+
+// countQueued adds n to the queued counts of q's instance and tenant:
+// an execution's weight, or minus it.
 func (c *core) countQueued(q *queue, n int) {
 	if c.queuedPerInstance[q.instance] += n; c.queuedPerInstance[q.instance] == 0 {
 		delete(c.queuedPerInstance, q.instance) // instance names are the clients'
