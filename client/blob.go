@@ -21,6 +21,13 @@ type Blob struct {
 	Data []byte
 	// Path is the local file holding the content, when Data is nil.
 	Path string
+	// Root, when set, is the directory Path is relative to, and Path is
+	// opened only inside it (os.Root), at hashing and again at upload: a
+	// file swapped for a symlink meanwhile that leads out of it is
+	// refused. Opened by name, an input swapped for a link to a file
+	// outside the input root while a server stalled was uploaded with
+	// that file's contents.
+	Root *os.Root
 }
 
 // NewBlob returns an in-memory blob (SHA-256).
@@ -55,10 +62,28 @@ func FileBlob(path string) (Blob, error) {
 	return Blob{Digest: d, Path: path}, nil
 }
 
+// FileBlobIn is FileBlob for the file at rel inside root, opened there
+// only (Blob.Root).
+func FileBlobIn(root *os.Root, rel string) (Blob, error) {
+	f, err := root.Open(rel)
+	if err != nil {
+		return Blob{}, err
+	}
+	defer f.Close()
+	d, err := digest.FromReader(repb.DigestFunction_SHA256, f)
+	if err != nil {
+		return Blob{}, err
+	}
+	return Blob{Digest: d, Path: rel, Root: root}, nil
+}
+
 // open returns the blob's content.
 func (b Blob) open() (io.ReadCloser, error) {
-	if b.Data != nil || b.Path == "" {
+	switch {
+	case b.Data != nil || b.Path == "":
 		return io.NopCloser(bytes.NewReader(b.Data)), nil
+	case b.Root != nil:
+		return b.Root.Open(b.Path)
 	}
 	return os.Open(b.Path)
 }
@@ -68,7 +93,12 @@ func (b Blob) bytes() ([]byte, error) {
 	if b.Data != nil || b.Path == "" {
 		return b.Data, nil
 	}
-	data, err := os.ReadFile(b.Path)
+	r, err := b.open()
+	if err != nil {
+		return nil, err
+	}
+	data, err := io.ReadAll(io.LimitReader(r, b.Digest.SizeBytes()+1))
+	r.Close()
 	if err == nil && int64(len(data)) != b.Digest.SizeBytes() {
 		err = errChanged(b.Path)
 	}

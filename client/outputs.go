@@ -185,12 +185,32 @@ func planLink(declared map[string]bool, s *repb.OutputSymlink) (plannedLink, err
 // directory, leaves the working directory. Such a link written by a
 // result would let a later run upload whatever it points at (`input.c ->
 // /etc/passwd`) or a later write follow it out.
+//
+// A target climbs (..) before it names anything: a ".." after a name
+// climbs from wherever that name leads, which may be another link of the
+// same result rather than the directory the name suggests. With `x -> .`
+// beside it, `l -> x/x/x/../../../../etc/passwd` stays inside on paper and
+// reached /etc/passwd on disk. Climbing first, every step is where the
+// lexical check puts it: the climb from the link's own directory, then
+// names, each a directory or a link held to the same rules.
 func CheckLinkTarget(p, target string) error {
 	switch {
 	case target == "" || strings.IndexByte(target, 0) >= 0:
 		return status.Errorf(codes.InvalidArgument, "symlink %q: bad target %q", p, target)
 	case path.IsAbs(target):
 		return status.Errorf(codes.InvalidArgument, "symlink %q: the target %q is absolute; only targets inside the working directory are written", p, target)
+	}
+	named := false
+	for _, c := range strings.Split(target, "/") {
+		switch c {
+		case "", ".":
+		case "..":
+			if named {
+				return status.Errorf(codes.InvalidArgument, "symlink %q: the target %q climbs (..) after a name, which another link may redirect; only targets that climb first are written", p, target)
+			}
+		default:
+			named = true
+		}
 	}
 	if resolved := path.Join(path.Dir(p), target); resolved == ".." || strings.HasPrefix(resolved, "../") {
 		return status.Errorf(codes.InvalidArgument, "symlink %q: the target %q leaves the working directory", p, target)

@@ -141,6 +141,14 @@ func TestEscapingSymlinkIsRefused(t *testing.T) {
 		"tree absolute":   treeWith("/etc"),
 		"tree climbing":   treeWith("../../home"),
 		"tree climbing 2": treeWith("x/../../.."),
+		// With x -> . beside it, each x/ is no level on disk but one on
+		// paper: the link reached /etc/passwd.
+		"tree chain": func() *repb.ActionResult {
+			tree := &repb.Tree{Root: &repb.Directory{Symlinks: []*repb.SymlinkNode{
+				{Name: "l", Target: "x/x/x/x/x/x/x/x/x/x/x/x/../../../../../../../../../../../../../etc/passwd"}, {Name: "x", Target: "."}}}}
+			return &repb.ActionResult{OutputDirectories: []*repb.OutputDirectory{{Path: "out", TreeDigest: s.putProto(tree)}}}
+		}(),
+		"chain": {OutputSymlinks: []*repb.OutputSymlink{{Path: "out.txt", Target: "x/../input.c"}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			s.result = result(r)

@@ -17,7 +17,13 @@ import (
 // again only if the server lacks them.
 type Inputs struct {
 	root, cwd string // absolute, symlinks resolved
-	tree      *client.Tree
+	// fsys is root, opened: files are hashed and uploaded from inside it
+	// only (client.FileBlobIn), whatever a path has become since Check.
+	// The blobs hold it until their upload; it is closed when the last
+	// of them is gone (os.Root's finalizer), at the latest when the
+	// process ends.
+	fsys *os.Root
+	tree *client.Tree
 	// Outside lists the compiler-reported dependencies outside the root
 	// (system headers): they are not uploaded, the remote side (the
 	// worker's host or the container image) provides them.
@@ -37,6 +43,9 @@ func NewInputs(root, cwd string) (*Inputs, error) {
 	in := &Inputs{root: root, cwd: cwd, tree: client.NewTree()}
 	if _, inside := in.rel(cwd); !inside {
 		return nil, fmt.Errorf("the working directory %s is outside the input root %s", cwd, root)
+	}
+	if in.fsys, err = os.OpenRoot(root); err != nil {
+		return nil, fmt.Errorf("input root: %w", err)
 	}
 	return in, nil
 }
@@ -179,7 +188,7 @@ func (in *Inputs) addFile(abs, rel string, info fs.FileInfo) error {
 	if rel == "." {
 		return fmt.Errorf("input %s: the input root itself is not a file", abs)
 	}
-	b, err := client.FileBlob(abs)
+	b, err := client.FileBlobIn(in.fsys, rel)
 	if err != nil {
 		return fmt.Errorf("input %s: %w", abs, err)
 	}
