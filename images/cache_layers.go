@@ -17,6 +17,9 @@ import (
 
 // imageLayers returns img's layers and their diffIDs (layerDiffIDs).
 func imageLayers(img v1.Image) ([]v1.Layer, []string, error) {
+	if err := checkNoForeignLayers(img); err != nil {
+		return nil, nil, err
+	}
 	layers, err := img.Layers()
 	if err != nil {
 		return nil, nil, fmt.Errorf("layers: %w", err)
@@ -148,10 +151,13 @@ func (c *Cache) unpackLayer(ctx context.Context, l v1.Layer, diffID string, orig
 	if err := os.Mkdir(root, 0o755); err != nil {
 		return nil, err
 	}
-	rc, err := l.Uncompressed()
+	uncompressed, err := l.Uncompressed()
 	if err != nil {
-		return nil, err
+		// Its checks of a response's headers quote them too
+		// ("Content-Length header 31 does not match expected size").
+		return nil, &LayerReadError{Err: err}
 	}
+	rc := layerReader{uncompressed}
 	defer rc.Close()
 	h := sha256.New()
 	r := io.TeeReader(&progressReader{ctx: ctx, r: rc, log: c.log, diffID: diffID}, h)

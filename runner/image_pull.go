@@ -2,6 +2,7 @@ package runner
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/images"
+	"github.com/paddock-build/paddock/sandbox"
 )
 
 // pullImage returns a hold on the action's image, pulled by deadline
@@ -38,12 +40,20 @@ func (s *Service) pullImage(ctx context.Context, req *runnerpb.RunRequest, plat 
 }
 
 // checkImageMountPoints makes sure the sandbox can mount its filesystems
-// on the image's tree: the input root path irp, and /proc, /dev, /tmp and
-// /sys (under which paths are masked) must be directories, or absent (then
-// they are made). Otherwise it is the image's fault, FAILED_PRECONDITION
-// naming the path, rather than an INTERNAL failure to set up the sandbox.
+// on the image's tree: the input root path irp, /proc, /dev, /tmp, /sys
+// and the paths masked under /sys (sandbox.MaskedPaths) must be
+// directories, or absent (then they are made). Otherwise it is the
+// image's fault, FAILED_PRECONDITION naming the path, rather than an
+// INTERNAL failure to set up the sandbox (an image whose /sys/firmware
+// was a symlink got INTERNAL).
 func checkImageMountPoints(rf *images.Rootfs, image, irp string) error {
-	for _, p := range append(ownMountPoints(irp), "/sys") {
+	points := append(ownMountPoints(irp), "/sys")
+	for _, p := range sandbox.MaskedPaths {
+		if strings.HasPrefix(p, "/sys/") {
+			points = append(points, p)
+		}
+	}
+	for _, p := range points {
 		if err := rf.MkdirMountPoint(p); err != nil {
 			if isDiskFull(err) {
 				return diskFull("setting up the image's root for the sandbox", err)

@@ -109,6 +109,11 @@ func pullErrorMessage(err error) string {
 	if errors.Is(err, images.ErrAccessDenied) {
 		return "the registry did not let this tenant read it"
 	}
+	var lre *images.LayerReadError
+	if errors.As(err, &lre) {
+		// Never its text: it may quote what answered (LayerReadError).
+		return "a layer could not be read whole from the registry: its bytes stopped short, or do not match the size or digest its manifest gives"
+	}
 	// The images package's own errors: a platform the image lacks, a layer
 	// over the cache's bound, content that does not match its digest.
 	return err.Error()

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/images"
 )
 
 // An action names the registry its image comes from, and a registry names
@@ -105,5 +107,27 @@ func TestPullsOnlyFromAllowedRegistries(t *testing.T) {
 	}
 	if n := requests.Load(); n != 0 {
 		t.Fatalf("the registry not on the list got %d requests", n)
+	}
+}
+
+// A layer that could not be read whole is reported without the text of
+// its error, which quotes what answered: the size and digest of the body
+// of wherever the registry redirected the blob.
+func TestLayerReadErrorsAreNotQuoted(t *testing.T) {
+	for _, cause := range []string{
+		"error verifying size; got 31, want 1048576",
+		`error verifying sha256 checksum after reading 31 bytes; got "sha256:8573aa", want "sha256:0b"`,
+		"Content-Length header 31 does not match expected size 116",
+	} {
+		err := fmt.Errorf("layer 1/1 sha256:0b: read layer: %w", &images.LayerReadError{Err: errors.New(cause)})
+		msg := pullErrorMessage(err)
+		if !strings.Contains(msg, "could not be read whole") {
+			t.Errorf("%q: message %q, want it to say the layer could not be read whole", cause, msg)
+		}
+		for _, leak := range []string{"31", "8573aa", "got"} {
+			if strings.Contains(msg, leak) {
+				t.Errorf("%q: message %q tells of %q", cause, msg, leak)
+			}
+		}
 	}
 }

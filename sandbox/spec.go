@@ -24,6 +24,16 @@ const DefaultIDRange = 65536
 // ran. Builds and tests use a handful.
 const MaxPtys = 64
 
+// MaskedPaths are the paths DefaultSpec masks in every sandbox: kernel
+// interfaces that tell about the host or its hardware. Those under /sys
+// are in the rootfs's own tree (no sysfs is mounted), so an image's must
+// be directories, or absent, for the mask to go on them.
+var MaskedPaths = []string{
+	"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+	"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+	"/sys/firmware", "/sys/devices/virtual/powercap",
+}
+
 // DefaultSpec returns a runtime-spec for running args in a sandbox whose
 // rootfs is the host directory rootfs (absolute; "/" for the host's own
 // root). Container uid/gid 0..DefaultIDRange-1 map to host ids starting at
@@ -83,11 +93,7 @@ func DefaultSpec(rootfs string, hostIDBase uint32, args ...string) *specs.Spec {
 				{Type: specs.CgroupNamespace},
 			},
 			Resources: &specs.LinuxResources{},
-			MaskedPaths: []string{
-				"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-				"/sys/firmware", "/sys/devices/virtual/powercap",
-			},
+			MaskedPaths: append([]string(nil), MaskedPaths...),
 			ReadonlyPaths: []string{
 				"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 			},
