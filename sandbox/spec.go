@@ -92,7 +92,7 @@ func DefaultSpec(rootfs string, hostIDBase uint32, args ...string) *specs.Spec {
 				{Type: specs.UTSNamespace}, {Type: specs.MountNamespace}, {Type: specs.UserNamespace},
 				{Type: specs.CgroupNamespace},
 			},
-			Resources: &specs.LinuxResources{},
+			Resources:   &specs.LinuxResources{},
 			MaskedPaths: append([]string(nil), MaskedPaths...),
 			ReadonlyPaths: []string{
 				"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
