@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"time"
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -236,7 +237,7 @@ func (c *Client) Execute(ctx context.Context, req *repb.ExecuteRequest) (*repb.E
 	}
 	d := req.ActionDigest.GetHash()
 	stream, err := c.exec.Execute(ctx, req)
-	name, breaks := "", 0
+	name, breaks, opened := "", 0, time.Now()
 	for {
 		got := false
 		if err == nil { // else opening the stream failed, with err
@@ -249,8 +250,8 @@ func (c *Client) Execute(ctx context.Context, req *repb.ExecuteRequest) (*repb.E
 		if errors.As(err, &final) {
 			return nil, fmt.Errorf("execute %s: %w", d, final.error)
 		}
-		if got {
-			breaks = 0 // the stream worked before it broke
+		if got && time.Since(opened) >= healthyStream {
+			breaks = 0 // the stream worked a while before it broke
 		}
 		resumable := status.Code(err) == codes.Unavailable || errors.Is(err, io.EOF) || status.Code(err) == codes.NotFound
 		if breaks >= c.retry.Retries || !resumable {
@@ -268,8 +269,17 @@ func (c *Client) Execute(ctx context.Context, req *repb.ExecuteRequest) (*repb.E
 		} else {
 			stream, err = c.exec.WaitExecution(ctx, &repb.WaitExecutionRequest{Name: name})
 		}
+		opened = time.Now()
 	}
 }
+
+// healthyStream is how long an operation stream must have lasted, with a
+// message, for its break to start the count of breaks in a row again: a
+// scheduler restarting, or a proxy cutting idle streams, breaks one after
+// minutes. Counted as soon as one message came, a server answering each
+// stream with one unfinished operation and ending it kept a client
+// resuming for ever.
+var healthyStream = 30 * time.Second
 
 // finalError is how an operation ended (its own error), as opposed to its
 // stream breaking: Execute does not resume from it.

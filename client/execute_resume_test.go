@@ -169,3 +169,44 @@ func TestExecuteResumesAcrossARealRestart(t *testing.T) {
 	defer second.Stop()
 	awaitCallResult(t, "Execute after the scheduler came back", result)
 }
+
+// endlessScheduler answers every Execute and WaitExecution with one
+// unfinished operation and ends the stream at once.
+type endlessScheduler struct {
+	repb.UnimplementedExecutionServer
+	mu    sync.Mutex
+	calls int
+}
+
+func (s *endlessScheduler) send(stream grpc.ServerStreamingServer[longrunningpb.Operation]) error {
+	s.mu.Lock()
+	s.calls++
+	s.mu.Unlock()
+	return stream.Send(&longrunningpb.Operation{Name: "operations/x"})
+}
+
+func (s *endlessScheduler) Execute(_ *repb.ExecuteRequest, stream grpc.ServerStreamingServer[longrunningpb.Operation]) error {
+	return s.send(stream)
+}
+
+func (s *endlessScheduler) WaitExecution(_ *repb.WaitExecutionRequest, stream grpc.ServerStreamingServer[longrunningpb.Operation]) error {
+	return s.send(stream)
+}
+
+// TestExecuteGivesUpOnStreamsThatEndAtOnce: a stream that brings one
+// message and ends is a break like any other unless it lasted a while,
+// so a server doing that for ever gets Retries resumes, not endless ones.
+func TestExecuteGivesUpOnStreamsThatEndAtOnce(t *testing.T) {
+	s := &endlessScheduler{}
+	conn := grpctest.Serve(t, func(g *grpc.Server) { repb.RegisterExecutionServer(g, s) })
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	_, err := New(conn, Options{Retry: &RetryPolicy{Retries: 5, FirstPause: time.Millisecond}}).
+		Execute(ctx, &repb.ExecuteRequest{ActionDigest: &repb.Digest{Hash: "a", SizeBytes: 1}})
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("Execute: %v (context %v); want it to give up by itself", err, ctx.Err())
+	}
+	if s.calls != 6 {
+		t.Errorf("%d streams opened, want the first and 5 resumes", s.calls)
+	}
+}

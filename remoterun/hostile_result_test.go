@@ -307,3 +307,21 @@ func TestRunGivesUpOnAHangingServer(t *testing.T) {
 		})
 	}
 }
+
+// The response's message is for the user (REv2), also when the execution
+// succeeded; it is shown quoted, so that terminal escapes in it are not
+// run by the user's terminal.
+func TestSuccessfulResponseMessageIsShownQuoted(t *testing.T) {
+	s, c := startHostile(t)
+	s.result = &repb.ExecuteResponse{Result: &repb.ActionResult{}, Message: "see \x1b]0;pwned\x07 http://farm/op/1"}
+	var log bytes.Buffer
+	_, _, err := hostileRun(t, t.Context(), c, func(o *remoterun.Options) {
+		o.Outputs, o.OutputDirs, o.Log = nil, nil, &log
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), `the server says: "see \x1b]0;pwned\a http://farm/op/1"`) || strings.Contains(log.String(), "\x1b") {
+		t.Errorf("log %q; want the message, quoted", log.String())
+	}
+}

@@ -167,6 +167,11 @@ func finish(ctx context.Context, c *client.Client, opts Options, p *prepared, re
 	if err := c.WriteOutputs(ctx, opts.Dir, p.command, r); err != nil {
 		return err
 	}
+	if opts.Log != nil && resp.Message != "" {
+		// REv2: a message for the user, also on success. Quoted: it is
+		// the server's, and may hold terminal escapes.
+		fmt.Fprintf(opts.Log, "paddock run: the server says: %q\n", resp.Message)
+	}
 	if opts.Log != nil {
 		how := "executed"
 		if res.Cached {
