@@ -51,30 +51,27 @@ func ProtoBlob(m proto.Message) Blob {
 // on upload.
 func FileBlob(path string) (Blob, error) {
 	f, err := os.Open(path)
-	if err != nil {
-		return Blob{}, err
-	}
-	defer f.Close()
-	d, err := digest.FromReader(repb.DigestFunction_SHA256, f)
-	if err != nil {
-		return Blob{}, err
-	}
-	return Blob{Digest: d, Path: path}, nil
+	return hashed(f, err, Blob{Path: path})
 }
 
 // FileBlobIn is FileBlob for the file at rel inside root, opened there
 // only (Blob.Root).
 func FileBlobIn(root *os.Root, rel string) (Blob, error) {
 	f, err := root.Open(rel)
+	return hashed(f, err, Blob{Path: rel, Root: root})
+}
+
+// hashed returns b with the digest of f, the file b names as opened (or
+// the error of opening it), and closes f.
+func hashed(f *os.File, err error, b Blob) (Blob, error) {
 	if err != nil {
 		return Blob{}, err
 	}
 	defer f.Close()
-	d, err := digest.FromReader(repb.DigestFunction_SHA256, f)
-	if err != nil {
+	if b.Digest, err = digest.FromReader(repb.DigestFunction_SHA256, f); err != nil {
 		return Blob{}, err
 	}
-	return Blob{Digest: d, Path: rel, Root: root}, nil
+	return b, nil
 }
 
 // open returns the blob's content.

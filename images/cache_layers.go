@@ -157,8 +157,8 @@ func (c *Cache) unpackLayer(ctx context.Context, l v1.Layer, diffID string, orig
 		// ("Content-Length header 31 does not match expected size").
 		return nil, &LayerReadError{Err: err}
 	}
+	defer uncompressed.Close()
 	rc := layerReader{uncompressed}
-	defer rc.Close()
 	h := sha256.New()
 	r := io.TeeReader(&progressReader{ctx: ctx, r: rc, log: c.log, diffID: diffID}, h)
 	meta, err := c.unpacker.unpack(r, root, budget)

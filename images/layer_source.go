@@ -46,7 +46,7 @@ func (e *LayerReadError) Unwrap() error { return e.Err }
 
 // layerReader marks the errors of reading a layer's stream as
 // LayerReadError.
-type layerReader struct{ r io.ReadCloser }
+type layerReader struct{ r io.Reader }
 
 func (l layerReader) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
@@ -55,5 +55,3 @@ func (l layerReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-func (l layerReader) Close() error { return l.r.Close() }

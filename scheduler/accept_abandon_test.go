@@ -60,11 +60,7 @@ func (s *executeStream) Send(*longrunningpb.Operation) error { return nil }
 // execution, which nothing else waits for, is cancelled on its worker.
 func TestExecuteWhoseClientLeftBeforeItsNameIsAbandoned(t *testing.T) {
 	clock := newFakeClock()
-	cfg := testConfig()
-	cfg.AbandonedGrace = time.Minute
-	cfg.TickInterval = time.Hour         // only the test ticks
-	cfg.LeaseDuration = 1000 * time.Hour // the fake clock's jumps must not expire the worker's lease
-	cfg.HeartbeatInterval = 100 * time.Hour
+	cfg := abandonConfig()
 	f := startFarm(t, cfg, "", nil, nil, clock)
 	release := gateJournal(t, f.s)
 	w := startTestWorker(t, f.addr, "w1", 1, blockRun)

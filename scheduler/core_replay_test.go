@@ -253,6 +253,23 @@ func mustState(t *testing.T, c *core) *coreState {
 	return st
 }
 
+// scenarioConfig is the config random scenarios run under: short
+// leases, graces and retention, so that every kind of record comes up.
+func scenarioConfig() Config {
+	cfg := DefaultConfig()
+	cfg.LeaseDuration, cfg.ReconnectGrace, cfg.MaxRetries = 20*time.Second, 5*time.Second, 2
+	cfg.CompletedRetention = 30 * time.Second
+	cfg.TimeoutGrace = time.Second
+	return cfg
+}
+
+// newScenario starts a random scenario on a fresh core with cfg, its
+// steps drawn from seed and stream.
+func newScenario(t *testing.T, seed, stream uint64, cfg Config) *scenario {
+	return &scenario{t: t, rng: rand.New(rand.NewPCG(seed, stream)), c: newCoreWithLimits(cfg, scenarioLimits),
+		now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), gens: map[string]uint64{}}
+}
+
 // Replaying the journal gives the core's state exactly, queue order,
 // round-robin positions and tenants' turn included; so does a snapshot
 // (through its encoding) followed by the records after it. The tenants'
@@ -261,12 +278,8 @@ func mustState(t *testing.T, c *core) *coreState {
 func TestReplayRebuildsTheSameState(t *testing.T) {
 	var refused, held, private int
 	for seed := uint64(1); seed <= 30; seed++ {
-		cfg := DefaultConfig()
-		cfg.LeaseDuration, cfg.ReconnectGrace, cfg.MaxRetries = 20*time.Second, 5*time.Second, 2
-		cfg.CompletedRetention = 30 * time.Second
-		cfg.TimeoutGrace = time.Second
-		sc := &scenario{t: t, rng: rand.New(rand.NewPCG(seed, 7)), c: newCoreWithLimits(cfg, scenarioLimits),
-			now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), gens: map[string]uint64{}}
+		cfg := scenarioConfig()
+		sc := newScenario(t, seed, 7, cfg)
 		var snap *coreState
 		snapAt := 0
 		for i := 0; i < 600; i++ {

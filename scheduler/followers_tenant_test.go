@@ -24,11 +24,7 @@ import (
 // grew the scheduler by 800 MB for the grace.
 func TestAnotherTenantCannotKeepAnOperationAlive(t *testing.T) {
 	clock := newFakeClock()
-	cfg := testConfig()
-	cfg.AbandonedGrace = time.Minute
-	cfg.TickInterval = time.Hour
-	cfg.LeaseDuration = 1000 * time.Hour
-	cfg.HeartbeatInterval = 100 * time.Hour
+	cfg := abandonConfig()
 	f := startFarm(t, cfg, "", nil, nil, clock)
 	w := startTestWorker(t, f.addr, "w1", 1, blockRun)
 	ctx := ctxTimeout(t)

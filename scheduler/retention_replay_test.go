@@ -1,7 +1,6 @@
 package scheduler
 
 import (
-	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -103,13 +102,9 @@ func TestReplayUnderAnotherConfigGivesTheLiveState(t *testing.T) {
 	}
 	expiries, deletes := 0, 0
 	for seed := uint64(1); seed <= 10; seed++ {
-		cfg := DefaultConfig()
-		cfg.LeaseDuration, cfg.ReconnectGrace, cfg.MaxRetries = 20*time.Second, 5*time.Second, 2
-		cfg.CompletedRetention = 30 * time.Second
-		cfg.TimeoutGrace = time.Second
+		cfg := scenarioConfig()
 		cfg.MaxCompletedBytes = 40 // a few responses
-		sc := &scenario{t: t, rng: rand.New(rand.NewPCG(seed, 11)), c: newCoreWithLimits(cfg, scenarioLimits),
-			now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), gens: map[string]uint64{}}
+		sc := newScenario(t, seed, 11, cfg)
 		var snap *coreState
 		snapAt := 0
 		for i := 0; i < 600; i++ {

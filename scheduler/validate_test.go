@@ -388,17 +388,25 @@ func TestBadCommandsNeverReachAWorker(t *testing.T) {
 	}
 }
 
+// abandonConfig is testConfig for tests of abandonment on a fake clock:
+// a grace of a minute, and only the test ticks; the clock's jumps must
+// not expire the worker's lease.
+func abandonConfig() Config {
+	cfg := testConfig()
+	cfg.AbandonedGrace = time.Minute
+	cfg.TickInterval = time.Hour
+	cfg.LeaseDuration = 1000 * time.Hour
+	cfg.HeartbeatInterval = 100 * time.Hour
+	return cfg
+}
+
 // TestAbandonedOperationIsCancelled: an operation no client follows for
 // abandoned_grace is cancelled on its worker, with a status that says so;
 // one that a second client picks up with WaitExecution within the grace
 // runs on.
 func TestAbandonedOperationIsCancelled(t *testing.T) {
 	clock := newFakeClock()
-	cfg := testConfig()
-	cfg.AbandonedGrace = time.Minute
-	cfg.TickInterval = time.Hour         // only the test ticks
-	cfg.LeaseDuration = 1000 * time.Hour // the fake clock's jumps must not expire the worker's lease
-	cfg.HeartbeatInterval = 100 * time.Hour
+	cfg := abandonConfig()
 	f := startFarm(t, cfg, "", nil, nil, clock)
 	w := startTestWorker(t, f.addr, "w1", 2, blockRun)
 	ctx := ctxTimeout(t)
