@@ -50,6 +50,8 @@ tenants:
     identities:
       - {jwt_subject: ci, permissions: [cas-read]}
       - {jwt_subject: bot, permissions: [cas-read, execute]}
+      # the SHA-256 of abc.def.ghi, a static token shaped like a JWT
+      - {name: dotted, token_sha256: 6559e90b5dd57405bdf180f29b509053a3d36c4abf3de535ab249b54d4327234, permissions: [cas-read]}
 `), dir)
 	if err != nil {
 		t.Fatal(err)
@@ -143,6 +145,21 @@ func TestBearerUntil(t *testing.T) {
 	pr, until, err = staticTokenPolicy(t).AuthenticateBearerUntil("Bearer test")
 	if err != nil || pr == nil || !until.IsZero() {
 		t.Fatalf("static token: %+v until %v, %v; want no expiry", pr, until, err)
+	}
+}
+
+// TestStaticTokenShapedLikeAJWT: a static token with two dots is looked
+// up as a static token, also when the policy verifies JWTs; it used to be
+// taken for a malformed JWT and never log in. A JWT-shaped token that is
+// neither is still refused.
+func TestStaticTokenShapedLikeAJWT(t *testing.T) {
+	p, _, _ := jwtPolicy(t)
+	pr, until, err := p.AuthenticateBearerUntil("Bearer abc.def.ghi")
+	if err != nil || pr == nil || pr.Name != "a/dotted" || !until.IsZero() {
+		t.Fatalf("static token abc.def.ghi: %+v until %v, %v; want identity a/dotted", pr, until, err)
+	}
+	if _, _, err := p.AuthenticateBearerUntil("Bearer abc.def.ghj"); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("another dotted token: %v, want UNAUTHENTICATED", err)
 	}
 }
 
