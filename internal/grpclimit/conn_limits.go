@@ -83,10 +83,17 @@ const backlogPoll = 10 * time.Millisecond
 // sendConn is a tracked connection.
 type sendConn struct {
 	net.Conn
-	mu           sync.Mutex
-	queued       int64 // bytes handed to gRPC (or reserved), never below written
-	written      int64
-	lastProgress time.Time // the last write, or when the backlog last rose from zero
+	mu      sync.Mutex
+	queued  int64 // bytes handed to gRPC (or reserved), never below written
+	written int64
+	// reserving is the part of queued that handlers have reserved
+	// (WaitToSend) and not yet handed to gRPC: the reply is still being
+	// made, perhaps from a slow backend, and no client is late to read
+	// it. Counted as a backlog the client failed to read, a batch read
+	// waiting 30 s on a hung mirror side got its client's whole
+	// connection closed.
+	reserving    int64
+	lastProgress time.Time // the last write, or when the unread backlog last rose from zero
 	closed       bool
 	// receiving holds the unary calls whose request has not arrived in
 	// full, with when they began.
@@ -165,28 +172,40 @@ func (c *sendConn) Close() error {
 	return c.Conn.Close()
 }
 
-// add changes the bytes queued on c by n (a reservation, its correction
-// or its cancellation).
-func (c *sendConn) add(n int64) {
+// add changes the bytes queued on c by n (a reservation's correction, or
+// bytes gRPC dropped).
+func (c *sendConn) add(n int64) { c.change(n, 0) }
+
+// reserve adds n reserved bytes to the backlog (WaitToSend), or takes
+// away -n of them, handed or dropped.
+func (c *sendConn) reserve(n int64) { c.change(n, n) }
+
+// change adds n to the bytes queued on c, reserved of them.
+func (c *sendConn) change(n, reserved int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return
 	}
-	before := c.queued - c.written
+	before, unreadBefore := c.queued-c.written, c.unread()
 	c.queued = max(c.queued+n, c.written)
-	if before == 0 && c.queued > c.written {
+	c.reserving = max(c.reserving+reserved, 0)
+	if unreadBefore <= 0 && c.unread() > 0 {
 		c.lastProgress = time.Now()
 	}
 	backlog.total.Add(c.queued - c.written - before)
 }
+
+// unread is the backlog that is the client's to read: handed to gRPC and
+// not written. Called with c.mu held.
+func (c *sendConn) unread() int64 { return c.queued - c.reserving - c.written }
 
 // stalled reports whether c breaks l: a backlog with no write for
 // StallTimeout, or a request arriving for longer than RequestTimeout.
 func (c *sendConn) stalled(l *ConnLimits) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.queued > c.written && time.Since(c.lastProgress) > l.StallTimeout {
+	if c.unread() > 0 && time.Since(c.lastProgress) > l.StallTimeout {
 		return true
 	}
 	for _, begun := range c.receiving {
@@ -274,7 +293,7 @@ func WaitToSend(ctx context.Context, n int64) error {
 		total := backlog.total.Load()
 		if (own == 0 || own+n <= l.MaxConnBacklog) && (total == 0 || total+n <= l.MaxBacklog) {
 			rpc.reserved.Add(n)
-			rpc.conn.add(n)
+			rpc.conn.reserve(n)
 			return nil
 		}
 		select {
@@ -334,10 +353,14 @@ func handleSend(ctx context.Context, s stats.RPCStats) {
 		rpc.conn.receive(rpc, time.Time{})
 	case *stats.OutPayload:
 		rpc.handed.Add(int64(s.WireLength))
-		rpc.conn.add(int64(s.WireLength) - rpc.reserved.Swap(0))
+		r := rpc.reserved.Swap(0)
+		rpc.conn.reserve(-r)
+		rpc.conn.add(int64(s.WireLength))
 	case *stats.End:
 		rpc.conn.receive(rpc, time.Time{})
-		n := rpc.reserved.Swap(0)
+		r := rpc.reserved.Swap(0)
+		rpc.conn.reserve(-r)
+		n := int64(0)
 		if cancelled(s.Error) {
 			// gRPC drops what a reset stream had queued, which is then
 			// never written: counted on, a cancelled download held its
