@@ -186,6 +186,18 @@ func (u busyUploads) Write(s bytestream.ByteStream_WriteServer) error {
 	}
 }
 
+// dialCounting is a ByteStream client of addr, and the count of the
+// connections it has dialled: a test that the server kept a connection
+// up checks that the count is still one.
+func dialCounting(t *testing.T, addr string) (bytestream.ByteStreamClient, *atomic.Int32) {
+	dials := &atomic.Int32{}
+	conn := grpctest.Dial(t, addr, grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, "tcp", a)
+	}))
+	return bytestream.NewByteStreamClient(conn), dials
+}
+
 // TestBusyUploadsKeepTheirConnection: the wait for an upload's next
 // message is timed only while the server waits for it. A Write whose
 // server is busy between messages (evicting to make room took minutes
@@ -197,11 +209,7 @@ func (u busyUploads) Write(s bytestream.ByteStream_WriteServer) error {
 func TestBusyUploadsKeepTheirConnection(t *testing.T) {
 	u := busyUploads{&bytestream.UnimplementedByteStreamServer{}, make(chan struct{}), make(chan struct{})}
 	addr := watchedServer(t, func(g *grpc.Server) { bytestream.RegisterByteStreamServer(g, u) })
-	var dials atomic.Int32
-	client := bytestream.NewByteStreamClient(grpctest.Dial(t, addr, grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
-		dials.Add(1)
-		return (&net.Dialer{}).DialContext(ctx, "tcp", a)
-	})))
+	client, dials := dialCounting(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	w, err := client.Write(ctx)

@@ -2,15 +2,11 @@ package grpclimit
 
 import (
 	"context"
-	"net"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/genproto/googleapis/bytestream"
 	"google.golang.org/grpc"
-
-	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // slowReply reserves room for its reply (WaitToSend), says so on
@@ -38,11 +34,7 @@ func (s slowReply) QueryWriteStatus(ctx context.Context, _ *bytestream.QueryWrit
 func TestSlowRepliesKeepTheirConnection(t *testing.T) {
 	s := slowReply{&bytestream.UnimplementedByteStreamServer{}, make(chan struct{}), make(chan struct{})}
 	addr := watchedServer(t, func(g *grpc.Server) { bytestream.RegisterByteStreamServer(g, s) })
-	var dials atomic.Int32
-	client := bytestream.NewByteStreamClient(grpctest.Dial(t, addr, grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
-		dials.Add(1)
-		return (&net.Dialer{}).DialContext(ctx, "tcp", a)
-	})))
+	client, dials := dialCounting(t, addr)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	done := make(chan error, 1)
