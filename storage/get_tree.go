@@ -84,9 +84,10 @@ func take(ctx context.Context, slots chan struct{}) error {
 // from any response's next_page_token. The walk resumes at that directory
 // wherever it now stands: counted by position alone, a directory evicted
 // from an earlier page moved every later one a place back, and the page
-// after the token left out one that was present. The walk queues digests,
-// not directories: each is read when its turn comes and dropped once
-// sent.
+// after the token left out one that was present. A token whose directory
+// the walk no longer reaches resumes with the whole present tree. The walk
+// queues digests, not directories: each is read when its turn comes and
+// dropped once sent.
 func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddressableStorage_GetTreeServer) error {
 	ctx, fn, err := requestScope(stream.Context(), req.InstanceName, req.DigestFunction)
 	if err != nil {
@@ -97,9 +98,8 @@ func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddress
 		return err
 	}
 	// Unset, the function is the root's (inferred from its hash length, as
-	// REv2 says), and every directory below is held to it: a tree is
-	// hashed with one function, not one guess per child.
-	fn = root.Function()
+	// REv2 says), and every directory below is held to it (walkTree): a
+	// tree is hashed with one function, not one guess per child.
 	pageSize, tok, err := treePaging(req)
 	if err != nil {
 		return err
@@ -114,12 +114,31 @@ func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddress
 	}
 	p := treePager{stream: stream, pageSize: pageSize, ctx: ctx, walks: s.treeWalks, holding: true, wait: s.treePageWait()}
 	defer p.letGo()
+	reached, err := s.walkTree(ctx, &p, root, tok)
+	if err == nil && !reached && tok.next != "" {
+		// The token's directory is no longer in the walk: an ancestor of it
+		// was evicted (or the token is another root's). Where the client
+		// stopped cannot be told, so the rest is the whole present tree
+		// again; a directory may come twice, but none present is left out.
+		_, err = s.walkTree(ctx, &p, root, treeToken{})
+	}
+	if err != nil {
+		return err
+	}
+	return p.finish()
+}
+
+// walkTree walks root's tree breadth first and adds to p each directory
+// from where tok resumes; it reports whether that place was reached (a
+// token's directory may no longer be in the tree).
+func (s *casServer) walkTree(ctx context.Context, p *treePager, root digest.Digest, tok treeToken) (reached bool, err error) {
+	fn := root.Function()
 	seen := map[digest.Digest]bool{root: true}
 	queue := []digest.Digest{root}
-	started := req.PageToken == ""
+	started := tok == treeToken{}
 	for pos := 0; len(queue) > 0; {
 		if err := ctx.Err(); err != nil {
-			return status.FromContextError(err).Err()
+			return started, status.FromContextError(err).Err()
 		}
 		d := queue[0]
 		queue = queue[1:]
@@ -128,32 +147,32 @@ func (s *casServer) GetTree(req *repb.GetTreeRequest, stream repb.ContentAddress
 		if err := GetProto(ctx, s.opts.CAS, d, dir, s.maxTreeDirectoryBytes()); err != nil {
 			// Found corrupt (and removed by the store) is missing too.
 			if !rev2.Gone(err) {
-				return err
+				return started, err
 			}
 			if d == root {
-				return status.Errorf(codes.NotFound, "root_digest %s: directory not found", root)
+				return started, status.Errorf(codes.NotFound, "root_digest %s: directory not found", root)
 			}
 			continue // missing below the root: left out, as the spec allows
 		}
 		if pos == maxTreeWalk {
-			return status.Errorf(codes.InvalidArgument, "tree %s has more than %d directories, more than this server walks for one GetTree call", root, maxTreeWalk)
+			return started, status.Errorf(codes.InvalidArgument, "tree %s has more than %d directories, more than this server walks for one GetTree call", root, maxTreeWalk)
 		}
 		if queue, err = appendNewChildren(queue, fn, root, dir, seen); err != nil {
-			return err
+			return started, err
 		}
 		started = started || (tok.next == "" && pos >= tok.pos)
 		if started {
 			if err := p.add(dir, d, pos); err != nil {
-				return err
+				return started, err
 			}
 		}
 		if pos++; pos%treeWalkTurn == 0 {
 			if err := p.yield(); err != nil {
-				return err
+				return started, err
 			}
 		}
 	}
-	return p.finish()
+	return started, nil
 }
 
 // treePager gathers the directories of a GetTree walk into responses.

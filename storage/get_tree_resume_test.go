@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/storage"
@@ -49,6 +50,49 @@ func TestGetTreeResumesAtItsDirectoryAfterAnEviction(t *testing.T) {
 	for i := range want {
 		if got[i] != want[i] {
 			t.Fatalf("the pages after the token hold %v, want %v", got, want)
+		}
+	}
+}
+
+// TestGetTreeResumesWholeWhenItsDirectoryIsCutOff: when an ancestor of
+// the token's directory is evicted, the walk no longer reaches that
+// directory and cannot tell where the client stopped. The rest is then
+// the whole present tree again, never an empty last page: before, a
+// client resuming root→{a→c, b→e} after page [root a b] with a evicted
+// got nothing, and took the tree to be complete without e.
+func TestGetTreeResumesWholeWhenItsDirectoryIsCutOff(t *testing.T) {
+	cas := storage.NewMemoryBlobStore()
+	ts := startServer(t, storage.ServerOptions{CAS: cas})
+	ctx := context.Background()
+	leaf := func(name string) digest.Digest {
+		return putProto(t, cas, &repb.Directory{Files: []*repb.FileNode{{Name: name, Digest: sha(name).Proto()}}})
+	}
+	c, e := leaf("c"), leaf("e")
+	a := putProto(t, cas, &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "c", Digest: c.Proto()}}})
+	b := putProto(t, cas, &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "e", Digest: e.Proto()}}})
+	rd := putProto(t, cas, &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "a", Digest: a.Proto()}, {Name: "b", Digest: b.Proto()}}})
+	first, err := recvTree(ctx, ts, &repb.GetTreeRequest{RootDigest: rd.Proto(), PageSize: 3})
+	if err != nil || len(first[0].Directories) != 3 || first[0].NextPageToken == "" {
+		t.Fatalf("first page: %v, %v", first, err)
+	}
+	cas.Delete(a) // on the first page, and the only way to c
+	rest, err := recvTree(ctx, ts, &repb.GetTreeRequest{RootDigest: rd.Proto(), PageSize: 3, PageToken: first[0].NextPageToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, r := range rest {
+		for _, dir := range r.Directories {
+			b, err := proto.Marshal(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[digest.FromBytes(repb.DigestFunction_SHA256, b).String()] = true
+		}
+	}
+	for name, d := range map[string]digest.Digest{"root": rd, "b": b, "e": e} {
+		if !got[d.String()] {
+			t.Errorf("the pages after the token leave out %s, which is present: got %d directories", name, len(got))
 		}
 	}
 }
