@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/internal/clock"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -35,6 +36,7 @@ import (
 type cacheStep struct {
 	next          Executor
 	ac            storage.ActionCache
+	clock         clock.Clock
 	logger        *slog.Logger
 	stillAssigned func(context.Context) bool
 }
@@ -57,8 +59,11 @@ func (s *cacheStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse,
 			"action", j.ActionDigest.String())
 		return resp, nil
 	}
-	// The metadata's completion stamps are not set yet: the cached copy
-	// carries what is known now, as the client's copy does.
+	// Writing the cache is the worker's last stage: the completion is
+	// stamped now (metadataStep keeps it), so that cache hits carry
+	// worker_completed_timestamp, and the same metadata as the client's
+	// copy; before, the stamp came after the write, and hits had none.
+	j.Metadata.WorkerCompletedTimestamp = stamp(s.clock)
 	resp.Result.ExecutionMetadata = j.Metadata
 	if err := s.ac.Put(ctx, j.Assignment.InstanceName, j.ActionDigest, resp.Result); err != nil {
 		s.logger.Warn("write action cache", "action", j.ActionDigest.String(), "error", err)

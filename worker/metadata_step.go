@@ -14,9 +14,10 @@ import (
 )
 
 // metadataStep is the outermost step: it stamps the worker's start and
-// completion, turns an error from the steps inside into the
-// ExecuteResponse's status (CANCELLED when the action was cancelled), and
-// attaches the ExecutedActionMetadata to the result.
+// completion (unless cacheStep stamped it first), turns an error from the
+// steps inside into the ExecuteResponse's status (CANCELLED when the
+// action was cancelled), and attaches the ExecutedActionMetadata to the
+// result.
 type metadataStep struct {
 	next   Executor
 	clock  clock.Clock
@@ -26,7 +27,9 @@ type metadataStep struct {
 func (s *metadataStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
 	j.Metadata.WorkerStartTimestamp = timestamppb.New(s.clock.Now())
 	resp, err := s.next.Execute(ctx, j)
-	j.Metadata.WorkerCompletedTimestamp = timestamppb.New(s.clock.Now())
+	if j.Metadata.WorkerCompletedTimestamp == nil { // cacheStep stamps what it caches
+		j.Metadata.WorkerCompletedTimestamp = timestamppb.New(s.clock.Now())
+	}
 	if err != nil {
 		st := grpcerr.Convert(err)
 		if ctx.Err() != nil {
