@@ -77,6 +77,6 @@ func clipLogged(s string) string {
 // completed" with the scheduler's current attempt, which told an
 // operator an action had completed that was still queued or running.
 func (s *Scheduler) logStaleResult(worker string, r *workerpb.Result, resp *repb.ExecuteResponse) {
-	s.log.Info("scheduler: stale action result ignored", "operation", r.OperationName, "worker", worker,
+	s.log.Info("scheduler: stale action result ignored", "operation", clipLogged(r.OperationName), "worker", worker,
 		"attempt", r.Attempt, "status", codes.Code(resp.GetStatus().GetCode()).String())
 }

@@ -72,9 +72,10 @@ type effects struct {
 	// undrained names workers an operator undrained: whoever waits for
 	// them to become idle stops waiting.
 	undrained []string
-	// hangUp names workers whose session must end: they were declared lost
-	// while their stream was still open, and must register again.
-	hangUp []string
+	// hangUp names workers whose session must end, and why: they were
+	// declared lost while their stream was still open, and must register
+	// again.
+	hangUp []hangUp
 	// notes are notable decisions, for the operator's log.
 	notes []string
 	// retries counts executions requeued after a lost worker, for metrics.

@@ -67,7 +67,9 @@ func (h *harness) collect() {
 	h.idle = append(h.idle, fx.idle...)
 	h.lost = append(h.lost, fx.lost...)
 	h.undrained = append(h.undrained, fx.undrained...)
-	h.hungUp = append(h.hungUp, fx.hangUp...)
+	for _, hu := range fx.hangUp {
+		h.hungUp = append(h.hungUp, hu.worker)
+	}
 }
 
 func actionDigest(key string) digest.Digest {
@@ -756,5 +758,23 @@ func TestCompletedResponsesAreBounded(t *testing.T) {
 		if got := mustState(t, replayed(t, cfg, nil, nil, h.records)); !equalStates(got, want) {
 			t.Fatalf("replay under max_completed_bytes %d gave another state:\n got %+v\nwant %+v", bound, got, want)
 		}
+	}
+}
+
+// TestLeavingIsAnsweredOnce: a session's Leaving is answered with one
+// Drain, however often the worker repeats it. A worker that repeated it
+// without reading its stream had a Drain queued for each, 500 MB in its
+// outbox for 2.5 million.
+func TestLeavingIsAnsweredOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	h.connect("w", 1, nil)
+	h.collect()
+	from := len(h.sent)
+	for range 1000 {
+		h.c.Leave(h.now, "w", h.gens["w"])
+	}
+	h.collect()
+	if got := fmt.Sprint(h.kinds("w", from)); got != "[drain]" {
+		t.Fatalf("1000 Leavings were answered with %s, want one drain", got)
 	}
 }

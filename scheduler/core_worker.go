@@ -260,8 +260,13 @@ func (c *core) Leave(now time.Time, id string, gen uint64) {
 		return
 	}
 	w.lastSeen = now
-	w.leaving = true
-	c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Drain{Drain: &workerpb.Drain{}}})
+	// One Drain answers a session's Leaving: a worker repeating Leaving
+	// without reading its stream queued a Drain for each in its outbox,
+	// 500 MB for 2.5 million of them.
+	if !w.leaving {
+		w.leaving = true
+		c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Drain{Drain: &workerpb.Drain{}}})
+	}
 }
 
 // Disconnect notes that a session's stream ended. The worker may reconnect
@@ -358,6 +363,12 @@ type lostWorker struct {
 	why string
 }
 
+// hangUp is a worker whose session the scheduler ends, and the reason the
+// worker is told.
+type hangUp struct {
+	worker, why string
+}
+
 // workerLoss is a worker lost, for whoever waited for it to become idle:
 // the number of its actions requeued, a retry each.
 type workerLoss struct {
@@ -382,7 +393,7 @@ func (c *core) lose(now time.Time, ws ...lostWorker) {
 		delete(c.workers, w.id)
 		c.unlinkQueues(w)
 		if w.connected {
-			c.fx.hangUp = append(c.fx.hangUp, w.id)
+			c.fx.hangUp = append(c.fx.hangUp, hangUp{w.id, l.why + ": the scheduler declared this worker lost and requeued its actions; register again"})
 		}
 		n := len(requeue)
 		for _, e := range sortedValues(w.running) {

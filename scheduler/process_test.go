@@ -154,7 +154,7 @@ func TestWorkerReconnectKeepsActionInHand(t *testing.T) {
 	// Cut the worker's stream from the scheduler's side; it reconnects
 	// holding the action, and the scheduler lets it finish.
 	f.s.mu.Lock()
-	f.s.sessions["w"].end()
+	f.s.sessions["w"].end("the test ends it")
 	f.s.mu.Unlock()
 	w.waitFor(t, "the reconnect", func() bool { return w.connects == 2 })
 	close(g.release)
@@ -264,6 +264,16 @@ func TestSchedulerUsesInjectedClockForLeases(t *testing.T) {
 	case <-a.done:
 	default:
 		t.Fatal("the lost worker's session was not hung up")
+	}
+	// The worker is told why: it was lost, not replaced (what every ended
+	// session used to say).
+	for {
+		if _, err := a.next(ctx); err != nil {
+			if status.Code(err) != codes.Aborted || !strings.Contains(err.Error(), "declared this worker lost") {
+				t.Fatalf("the lost worker's stream ends with %v, want ABORTED saying it was lost", err)
+			}
+			break
+		}
 	}
 	resp, _ := proto.Marshal(&repb.ExecuteResponse{Result: &repb.ActionResult{ExitCode: 5}})
 	if err := b.handle(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Result{Result: &workerpb.Result{OperationName: got.OperationName, Attempt: 2, ExecuteResponse: resp}}}); err != nil {

@@ -170,7 +170,7 @@ func (s *Scheduler) Close() {
 	s.ticker.Wait()
 	s.mu.Lock()
 	for _, sess := range s.sessions {
-		sess.end()
+		sess.end("the scheduler is stopping")
 	}
 	s.mu.Unlock()
 	if first && s.dur != nil {
@@ -251,10 +251,10 @@ func (s *Scheduler) carryOut(fx effects) {
 			delete(s.watchers, name)
 		}
 	}
-	for _, id := range fx.hangUp {
-		if sess := s.sessions[id]; sess != nil {
-			sess.end()
-			delete(s.sessions, id)
+	for _, h := range fx.hangUp {
+		if sess := s.sessions[h.worker]; sess != nil {
+			sess.end(h.why)
+			delete(s.sessions, h.worker)
 		}
 	}
 	for _, id := range fx.idle {

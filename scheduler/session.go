@@ -37,6 +37,7 @@ type session struct {
 	wake    chan struct{} // capacity 1
 	done    chan struct{} // closed by end
 	endOnce sync.Once
+	why     string // why the session ended, set by end before done closes
 }
 
 func (sess *session) push(m *workerpb.SchedulerMessage) {
@@ -49,7 +50,13 @@ func (sess *session) push(m *workerpb.SchedulerMessage) {
 	}
 }
 
-func (sess *session) end() { sess.endOnce.Do(func() { close(sess.done) }) }
+// end ends the session; the worker is told why (the first reason given).
+func (sess *session) end(why string) {
+	sess.endOnce.Do(func() {
+		sess.why = why
+		close(sess.done)
+	})
+}
 
 // open reports whether neither the scheduler nor the stream has ended the
 // session.
@@ -76,7 +83,7 @@ func (sess *session) next(ctx context.Context) ([]*workerpb.SchedulerMessage, er
 		select {
 		case <-sess.wake:
 		case <-sess.done:
-			return nil, status.Error(codes.Aborted, "worker session replaced by a newer connection or scheduler stopping")
+			return nil, status.Error(codes.Aborted, "worker session ended: "+sess.why)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -153,7 +160,7 @@ func (s *Scheduler) replaceSession(now time.Time, old, sess *session) error {
 		s.log.Info("scheduler: worker reconnected before its previous stream was seen to end", "worker", sess.workerID,
 			"old_peer", old.peer, "new_peer", sess.peer)
 	}
-	old.end()
+	old.end("this worker id connected again on another stream")
 	return nil
 }
 
@@ -218,7 +225,7 @@ func (sess *session) close() {
 	if s.sessions[sess.workerID] == sess {
 		delete(s.sessions, sess.workerID)
 	}
-	sess.end()
+	sess.end("the stream ended")
 	s.apply()
 }
 

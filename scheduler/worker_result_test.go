@@ -2,11 +2,14 @@ package scheduler
 
 import (
 	"context"
+	"math"
 	"strings"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/paddock-build/paddock/api/workerpb"
 	"github.com/paddock-build/paddock/digest"
@@ -15,16 +18,24 @@ import (
 // A worker's result reaches clients as it is, so the scheduler holds it
 // to the action cache's rules first: one with an output outside the
 // working directory, an absolute symlink or a malformed digest is not
-// delivered; the action runs again (here, its retry is queued), and a
+// delivered, nor is a response no worker sends (a status code gRPC does
+// not define, OK with no result, an invalid timestamp); the action runs again (here, its retry is queued), and a
 // good result from the next attempt completes it.
 func TestAWorkersBadResultIsNotDelivered(t *testing.T) {
 	good := digest.FromBytes(repb.DigestFunction_SHA256, []byte("out")).Proto()
-	for name, bad := range map[string]*repb.ActionResult{
-		"path escapes":     {OutputFiles: []*repb.OutputFile{{Path: "../../../../tmp/PWNED", Digest: good}}},
-		"absolute path":    {OutputFiles: []*repb.OutputFile{{Path: "/etc/passwd", Digest: good}}},
-		"absolute symlink": {OutputSymlinks: []*repb.OutputSymlink{{Path: "link", Target: "/etc/shadow"}}},
-		"malformed digest": {OutputFiles: []*repb.OutputFile{{Path: "out", Digest: &repb.Digest{Hash: "not-hex", SizeBytes: -5}}}},
-		"too large":        {StdoutRaw: make([]byte, 4<<20-1000)}, // fits a worker message, not an Operation a client can receive
+	of := func(r *repb.ActionResult) *repb.ExecuteResponse { return &repb.ExecuteResponse{Result: r} }
+	ok := &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "out", Digest: good}}}
+	for name, bad := range map[string]*repb.ExecuteResponse{
+		"path escapes":     of(&repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "../../../../tmp/PWNED", Digest: good}}}),
+		"absolute path":    of(&repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "/etc/passwd", Digest: good}}}),
+		"absolute symlink": of(&repb.ActionResult{OutputSymlinks: []*repb.OutputSymlink{{Path: "link", Target: "/etc/shadow"}}}),
+		"malformed digest": of(&repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "out", Digest: &repb.Digest{Hash: "not-hex", SizeBytes: -5}}}}),
+		"too large":        of(&repb.ActionResult{StdoutRaw: make([]byte, 4<<20-1000)}), // fits a worker message, not an Operation a client can receive
+		"no gRPC code":     {Status: &rpcstatus.Status{Code: 999}, Result: ok},
+		"negative code":    {Status: &rpcstatus.Status{Code: -3}},
+		"OK and nothing":   {},
+		"bad timestamp": of(&repb.ActionResult{ExecutionMetadata: &repb.ExecutedActionMetadata{
+			WorkerStartTimestamp: &timestamppb.Timestamp{Seconds: math.MaxInt64, Nanos: 2e9}}}),
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := newTestScheduler(t, testConfig(), nil)
@@ -43,9 +54,9 @@ func TestAWorkersBadResultIsNotDelivered(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer sess.close()
-			report := func(attempt int32, r *repb.ActionResult) {
+			report := func(attempt int32, r *repb.ExecuteResponse) {
 				t.Helper()
-				b, _ := proto.Marshal(&repb.ExecuteResponse{Result: r})
+				b, _ := proto.Marshal(r)
 				if err := sess.handle(&workerpb.WorkerMessage{Kind: &workerpb.WorkerMessage_Result{Result: &workerpb.Result{
 					OperationName: op, Attempt: attempt, ExecuteResponse: b}}}); err != nil {
 					t.Fatal(err)
@@ -58,7 +69,7 @@ func TestAWorkersBadResultIsNotDelivered(t *testing.T) {
 			if v.done {
 				t.Fatalf("the bad result completed the operation (a response of %d bytes)", proto.Size(v.response))
 			}
-			report(2, &repb.ActionResult{OutputFiles: []*repb.OutputFile{{Path: "out", Digest: good}}})
+			report(2, of(ok))
 			s.mu.Lock()
 			v, _ = s.core.Operation(op)
 			s.mu.Unlock()
