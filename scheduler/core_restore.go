@@ -132,6 +132,7 @@ func (c *core) restoreQueue(q *queue, qs queueState) error {
 					return fmt.Errorf("queue %q: entry %s is not a queued execution of it", q.key, id)
 				}
 				f.entries = append(f.entries, queueEntry{e: e, gen: e.qgen})
+				f.live++
 				e.bucket = b
 				b.size++
 				q.size++
