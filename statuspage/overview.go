@@ -2,8 +2,10 @@ package statuspage
 
 import (
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +27,7 @@ var stages = map[string]repb.ExecutionStage_Value{
 
 type overviewBody struct {
 	Queues     []queueRow
+	MoreQueues moreQueues // those past maxQueueRows, summed
 	Workers    []workerRow
 	Operations []operationRow
 	Stage      string
@@ -32,6 +35,36 @@ type overviewBody struct {
 	Page, Last int
 	PrevURL    string
 	NextURL    string
+}
+
+// maxQueueRows bounds the queues the overview lists, the largest first:
+// queues are keyed by instance names and platforms that clients choose,
+// and 20,000 of them made a 22 MB page that an open tab rendered again
+// every few seconds.
+const maxQueueRows = 100
+
+// moreQueues sums the queues the overview does not list.
+type moreQueues struct {
+	Count, Queued, Running int
+}
+
+// largestQueues returns the n queues with the most actions (queued and
+// running; then by instance name and platform, as listed) and sums the
+// rest.
+func largestQueues(all []scheduler.QueueStatus, n int) ([]scheduler.QueueStatus, moreQueues) {
+	var more moreQueues
+	if len(all) <= n {
+		return all, more
+	}
+	sort.SliceStable(all, func(i, j int) bool {
+		return all[i].Queued+all[i].Running > all[j].Queued+all[j].Running
+	})
+	for _, q := range all[n:] {
+		more.Count++
+		more.Queued += q.Queued
+		more.Running += q.Running
+	}
+	return all[:n], more
 }
 
 type queueRow struct {
@@ -77,8 +110,10 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 	pageNo := 1
 	if p := q.Get("page"); p != "" {
 		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 {
-			h.fail(w, r, http.StatusBadRequest, fmt.Sprintf("page %q: want a number from 1", p))
+		// A page past any list is empty; one whose offset would overflow
+		// wrapped round to page 1.
+		if err != nil || n < 1 || n-1 > math.MaxInt32/h.opts.PageSize {
+			h.fail(w, r, http.StatusBadRequest, fmt.Sprintf("page %q: want a number from 1 to %d", p, math.MaxInt32/h.opts.PageSize+1))
 			return
 		}
 		pageNo = n
@@ -87,7 +122,9 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request) {
 	s := h.opts.Scheduler
 	ops, total := s.Operations(scheduler.OperationFilter{Stage: stage, Offset: (pageNo - 1) * h.opts.PageSize, Limit: h.opts.PageSize})
 	body := overviewBody{Stage: stageName, Total: total, Page: pageNo, Last: max(1, (total+h.opts.PageSize-1)/h.opts.PageSize)}
-	for _, qs := range s.Queues() {
+	queues, more := largestQueues(s.Queues(), maxQueueRows)
+	body.MoreQueues = more
+	for _, qs := range queues {
 		row := queueRow{Instance: qs.Instance, Platform: properties(qs.Platform), Queued: qs.Queued, Running: qs.Running}
 		if !qs.OldestQueued.IsZero() {
 			row.OldestWait = age(now, qs.OldestQueued)

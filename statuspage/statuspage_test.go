@@ -103,6 +103,7 @@ func TestBadInput(t *testing.T) {
 		{"/tree/" + missing.Hash() + "-12", 404, "not in the CAS"},
 		{"/blob/" + missing.Hash() + "-12", 404, "not in the CAS"},
 		{"/?page=0", 400, "page"},
+		{"/?page=9223372036854775807", 400, "want a number from 1 to"},
 		{"/?stage=<b>", 400, "&lt;b&gt;"},
 	} {
 		code, body := nettest.HTTPGet(t, srv.URL+c.path)
