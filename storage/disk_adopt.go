@@ -28,7 +28,10 @@ func (s *DiskBlobStore) Adopt(ctx context.Context, d digest.Digest, f *os.File) 
 	if stored, err := s.admit(d); stored || err != nil {
 		return err
 	}
-	res := &reservation{d: d}
+	// Linking takes no room on the filesystem: asking statfs for the
+	// blob's size beside the headroom evicted every blob and refused an
+	// output that, linked, left the headroom free.
+	res := &reservation{d: d, inPlace: true}
 	defer s.release(res)
 	if err := s.grow(ctx, res, d.SizeBytes()); err != nil {
 		return err

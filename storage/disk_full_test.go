@@ -161,3 +161,42 @@ func TestDiskCASLeavesTheHeadroomToOthers(t *testing.T) {
 		t.Fatalf("the full disk was logged %d times for 20 uploads, want once:\n%s", n, log.String())
 	}
 }
+
+// TestAdoptTakesNoRoomOnTheDisk: an output adopted (linked) into the CAS
+// takes no room on its filesystem, so it is stored, and nothing evicted,
+// while the disk keeps its headroom free. makeRoom asked statfs for the
+// blob's size beside the headroom, as for a new file: a 30 MB output on
+// a 64 MiB disk with 9 MB free was refused RESOURCE_EXHAUSTED after every
+// stored blob had been evicted for it.
+func TestAdoptTakesNoRoomOnTheDisk(t *testing.T) {
+	ctx := context.Background()
+	disk := testdisk.Mount(t, 16<<20, 10000)
+	s, err := storage.NewDiskBlobStore(storage.DiskOptions{Dir: filepath.Join(disk, "cas"), MaxBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored []digest.Digest
+	for i := range 4 {
+		b, d := blobOf(i, 1<<20)
+		if err := s.Put(ctx, d, bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, d)
+	}
+	out, d := blobOf(100, 9<<20) // leaves about 2 MiB free: above the 1 MiB headroom, below the output's size
+	p := filepath.Join(disk, "out")
+	if err := os.WriteFile(p, out, 0o444); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := s.Adopt(ctx, d, f); err != nil {
+		t.Fatalf("Adopt of an output that takes no more room: %v", err)
+	}
+	if m := missing(t, s, append(stored, d)...); len(m) > 0 {
+		t.Fatalf("after the Adopt, %d of the blobs are missing: %v", len(m), m)
+	}
+}

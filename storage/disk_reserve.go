@@ -45,6 +45,10 @@ type reservation struct {
 	bytes    int64 // of the blob covered
 	cost     int64 // what they cost: s.cost(bytes) once any are covered, held in inflight
 	released bool
+	// inPlace marks an Adopt's: the blob's file is on the store's
+	// filesystem already, so storing it is counted (max_bytes) but takes
+	// no room there; only the headroom is kept free.
+	inPlace bool
 }
 
 // grow raises res to want bytes (at most the blob's size): counted in
@@ -83,8 +87,12 @@ func (s *DiskBlobStore) grow(ctx context.Context, res *reservation, want int64) 
 	} else {
 		res.bytes, res.cost = want, cost
 	}
+	need := more
+	if res.inPlace {
+		need = 0
+	}
 	for {
-		err := s.makeRoom(more)
+		err := s.makeRoom(need)
 		if err == nil {
 			return nil
 		}
