@@ -191,8 +191,17 @@ func (c *DiskActionCache) Get(ctx context.Context, instance string, action diges
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, status.Errorf(codes.NotFound, "no action result for %s in instance %q", action, instance)
 	}
+	if err != nil && unreadableFile(err) {
+		c.log.Error("action cache entry unreadable; removed", "instance", instance, "action", action.String(), "error", err)
+		c.mu.Lock()
+		_ = os.Remove(p)
+		c.set.Remove(key)
+		c.mu.Unlock()
+		return nil, status.Errorf(codes.NotFound, "no action result for %s in instance %q", action, instance)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("read action result %s: %w", action, err)
+		c.log.Error("read an action cache entry", "instance", instance, "action", action.String(), "error", err)
+		return nil, diskReadError("the action result for "+action.String(), err)
 	}
 	r := &repb.ActionResult{}
 	if pb, whole := decodeEntry(b); !whole || len(b) > maxActionResultBytes+entryHeaderBytes || proto.Unmarshal(pb, r) != nil {

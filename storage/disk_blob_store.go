@@ -267,7 +267,7 @@ func (s *DiskBlobStore) Get(ctx context.Context, d digest.Digest, offset int64) 
 		return nil, status.Errorf(codes.NotFound, "blob %s not found", d)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open blob %s: %w", d, err)
+		return nil, s.unreadable(d, err)
 	}
 	if info, err := f.Stat(); err != nil || info.Size() != d.SizeBytes() {
 		f.Close()
@@ -281,7 +281,7 @@ func (s *DiskBlobStore) Get(ctx context.Context, d digest.Digest, offset int64) 
 		},
 		Short: func(_ int64, err error) error {
 			if err != io.EOF {
-				return fmt.Errorf("read blob %s: %w", d, err)
+				return s.unreadable(d, err)
 			}
 			// The size was checked at open: the file shrank under us.
 			s.corrupt(d, "file was truncated")
@@ -296,6 +296,20 @@ var _ BlobStore = (*DiskBlobStore)(nil)
 func (s *DiskBlobStore) corrupt(d digest.Digest, why string) {
 	s.log.Error("CAS blob corrupt on disk; removed", "digest", d.String(), "reason", why)
 	s.forget(d, why)
+}
+
+// unreadable is the error of a blob whose file failed to open or read
+// with err: one unreadableFile is removed like a corrupt one, and is
+// NOT_FOUND; any other error is logged, with the file's path, and
+// answered UNAVAILABLE without it.
+func (s *DiskBlobStore) unreadable(d digest.Digest, err error) error {
+	if unreadableFile(err) {
+		s.log.Error("CAS blob unreadable on disk; removed", "digest", d.String(), "error", err)
+		s.forget(d, "unreadable")
+		return status.Errorf(codes.NotFound, "blob %s not found (its stored copy could not be read and has been removed)", d)
+	}
+	s.log.Error("read a CAS blob", "digest", d.String(), "error", err)
+	return diskReadError("blob "+d.String(), err)
 }
 
 func (s *DiskBlobStore) forget(d digest.Digest, why string) {
