@@ -283,11 +283,14 @@ func prepareDataDir(dir string) (string, error) {
 func checkSearchable(dir string) error {
 	for d := dir; ; d = filepath.Dir(d) {
 		info, err := os.Stat(d)
-		if errors.Is(err, os.ErrNotExist) && d != filepath.Dir(d) {
-			continue // made later, mode 0755
+		if (errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) && d != filepath.Dir(d) {
+			continue // made later, mode 0755; or under a file, which the loop finds
 		}
 		if err != nil {
 			return err
+		}
+		if !info.IsDir() {
+			return fmt.Errorf("data directory %s: %s is not a directory; choose another --data", dir, d)
 		}
 		if info.Mode().Perm()&0o001 == 0 {
 			return fmt.Errorf("data directory %s is inside %s (mode %04o), which the sandboxes' unprivileged users cannot search; choose another --data (e.g. /var/lib/paddock) or chmod o+x %s",

@@ -52,3 +52,20 @@ func TestUpInAnUnsearchableDirectoryLeavesNothing(t *testing.T) {
 		t.Errorf("up left directories in %s: %v", parent, err)
 	}
 }
+
+// TestUpOnAFileSaysItIsNotADirectory: a --data that is a regular file (or
+// lies under one) is refused as not a directory. The file's mode was
+// checked first, and the refusal asked for a chmod o+x that could not
+// help.
+func TestUpOnAFileSaysItIsNotADirectory(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "afile")
+	if err := os.WriteFile(file, []byte("hi"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, data := range []string{file, filepath.Join(file, "data")} {
+		out, err := exec.Command(binary, "up", "--data", data, "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), file+" is not a directory") || strings.Contains(string(out), "chmod") {
+			t.Errorf("up --data %s: %v\n%s\nwant a refusal saying %s is not a directory", data, err, out, file)
+		}
+	}
+}
