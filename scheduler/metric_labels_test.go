@@ -25,7 +25,7 @@ func TestInstanceLabelsAreBounded(t *testing.T) {
 	}
 	// inst-0 again, after the bound is reached: still its own.
 	fx.dispatch = append(fx.dispatch, fx.dispatch[0])
-	m.observe(now, fx)
+	m.observe(now, fx, func(string) string { return "" })
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m.dispatches)
 	mfs, err := reg.Gather()
@@ -40,6 +40,41 @@ func TestInstanceLabelsAreBounded(t *testing.T) {
 	}
 	if len(counts) != maxInstanceLabels+1 || counts[otherInstances] != 100 || counts["inst-0"] != 2 {
 		t.Fatalf("%d series, %v for %s and %v for inst-0; want %d, 100 and 2", len(counts), counts[otherInstances], otherInstances, counts["inst-0"], maxInstanceLabels+1)
+	}
+}
+
+// One tenant of a policy takes at most half of the instance labels, so
+// that its names cannot leave every other tenant's series "(other)"; a
+// name longer than maxInstanceLabel bytes is "(other)" whoever sends it.
+func TestATenantTakesAtMostHalfTheInstanceLabels(t *testing.T) {
+	m := newMetrics()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var fx effects
+	assign := func(op, instance string) {
+		fx.dispatch = append(fx.dispatch, workerMessage{msg: &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{
+			Assignment: &workerpb.Assignment{OperationName: op, InstanceName: instance, QueuedTimestamp: timestamppb.New(now)}}}})
+	}
+	for i := range maxInstanceLabels {
+		assign("a", fmt.Sprint("team-a/", i))
+	}
+	assign("b", "team-b/main")
+	assign("b", "team-b/"+strings.Repeat("x", maxInstanceLabel))
+	m.observe(now, fx, func(op string) string { return "team-" + op })
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m.dispatches)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]float64{}
+	for _, mf := range mfs {
+		for _, s := range mf.GetMetric() {
+			counts[s.GetLabel()[0].GetValue()] = s.GetCounter().GetValue()
+		}
+	}
+	if len(counts) != maxTenantInstanceLabels+2 || counts["team-b/main"] != 1 || counts[otherInstances] != maxInstanceLabels-maxTenantInstanceLabels+1 {
+		t.Fatalf("%d series, team-b/main %v, %s %v; want %d, 1 and %d", len(counts), counts["team-b/main"], otherInstances, counts[otherInstances],
+			maxTenantInstanceLabels+2, maxInstanceLabels-maxTenantInstanceLabels+1)
 	}
 }
 

@@ -19,7 +19,7 @@ type metrics struct {
 	queueWait  *prometheus.HistogramVec // instance
 	dispatches *prometheus.CounterVec   // instance
 	retries    prometheus.Counter
-	instances  instanceLabels // their instance labels (metric_labels.go)
+	instances  *instanceLabels // their instance labels (metric_labels.go)
 
 	queued        *prometheus.Desc
 	running       *prometheus.Desc
@@ -51,19 +51,19 @@ func newMetrics() *metrics {
 			"Known workers, by state (idle, busy, paused: connected but unable to run actions, draining, leaving, disconnected).", []string{"state"}, nil),
 		journalFailed: prometheus.NewDesc("paddock_scheduler_journal_failed",
 			"1 once the scheduler's journal could not be written (a full disk, say): it refuses new work until restarted; 0 otherwise, and without a journal.", nil, nil),
-		instances: instanceLabels{},
+		instances: newInstanceLabels(),
 	}
 }
 
-// observeDispatches records the assignments among a batch of effects.
-// Called under the scheduler's lock.
-func (m *metrics) observe(now time.Time, fx effects) {
+// observe records the assignments among a batch of effects; tenantOf
+// names the tenant of an operation. Called under the scheduler's lock.
+func (m *metrics) observe(now time.Time, fx effects, tenantOf func(operation string) string) {
 	for _, d := range fx.dispatch {
 		a := d.msg.GetAssignment()
 		if a == nil {
 			continue
 		}
-		inst := m.instances.label(a.InstanceName)
+		inst := m.instances.label(tenantOf(a.OperationName), a.InstanceName)
 		m.dispatches.WithLabelValues(inst).Inc()
 		m.queueWait.WithLabelValues(inst).Observe(now.Sub(a.QueuedTimestamp.AsTime()).Seconds())
 	}

@@ -225,7 +225,7 @@ func logAbandoned(log *slog.Logger, names []string, grace time.Duration) {
 // journal). Called with s.mu held; nothing in it blocks.
 func (s *Scheduler) apply() uint64 {
 	fx := s.core.takeEffects()
-	s.metrics.observe(s.clock.Now(), fx)
+	s.metrics.observe(s.clock.Now(), fx, s.core.tenantOfExec)
 	for _, n := range fx.notes {
 		s.log.Info("scheduler: " + n)
 	}
