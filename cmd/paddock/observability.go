@@ -119,8 +119,14 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 var httpIdleTimeout = 10 * time.Second
 
 // maxHTTPGRPCCalls bounds the gRPC calls in progress on the HTTP port,
-// over all its connections: health probes and reflection need a handful.
+// over all its connections: health Watch streams and reflection need a
+// handful. A health Check is not counted: it answers at once, and a
+// probe's Check was refused while one anonymous connection held 100
+// Watch streams.
 const maxHTTPGRPCCalls = 100
+
+// healthCheckMethod is the path of the unary health Check.
+const healthCheckMethod = "/grpc.health.v1.Health/Check"
 
 // newGRPCServer returns a gRPC server with opts, the per-RPC metrics
 // interceptors, clean error messages (grpcerr) and a bound on the calls it
@@ -267,6 +273,10 @@ func grpcBeside(hg *grpc.Server, mux *http.ServeMux) http.Handler {
 			// This port needs no credentials: its gRPC calls (health
 			// probes, reflection) are bounded, or idle Watch streams
 			// would hold the process's memory.
+			if r.URL.Path == healthCheckMethod {
+				hg.ServeHTTP(w, r)
+				return
+			}
 			if grpcCalls.Add(1) > maxHTTPGRPCCalls {
 				grpcCalls.Add(-1)
 				http.Error(w, "too many gRPC calls in progress on this port", http.StatusTooManyRequests)

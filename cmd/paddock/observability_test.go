@@ -161,6 +161,10 @@ func TestHTTPListenerBoundsGRPCCalls(t *testing.T) {
 	if err == nil {
 		t.Fatalf("Watch %d, past the bound, was served", maxHTTPGRPCCalls+1)
 	}
+	// A probe's Check is still answered: it is not counted.
+	if resp, err := conns[1].Check(ctx, &healthpb.HealthCheckRequest{}); err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("a Check while Watch streams fill the bound: %v, %v; want SERVING", resp, err)
+	}
 }
 
 // TestLogLevelDebugShowsAuthDecisions: docs/security.md says every auth
