@@ -14,8 +14,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
-	"github.com/paddock-build/paddock/storage/storagetest"
 	"github.com/paddock-build/paddock/storage"
+	"github.com/paddock-build/paddock/storage/storagetest"
 )
 
 // makeUnreadable replaces the file at p by a symlink to itself, which no
