@@ -81,27 +81,27 @@ func runUp(ctx context.Context, args []string) error {
 		return err
 	}
 	defer ep.close()
-	farm, stopFarm := context.WithCancel(ctx) // ep.serve stops the farm if it fails
-	defer stopFarm()
-	served := ep.serve(farm, stopFarm)
-	sock, runnerDone, err := startRunnerChild(farm, cfg, *pprofAddr, *logs, ep.obs, logger)
+	stops := newStopOrder(ctx)
+	defer stops.close()
+	served := ep.serve(stops.farm, stops.stopFarm)
+	sock, runnerDone, err := startRunnerChild(stops.farm, cfg, *pprofAddr, *logs, ep.obs, logger)
 	if err != nil {
 		return err
 	}
-
 	addr := ep.lis.Addr().String()
-	statusURL, err := ep.startHTTP(farm, *httpAddr, flagSet(fs, "http-listen"))
+	statusURL, err := ep.startHTTP(stops.farm, *httpAddr, flagSet(fs, "http-listen"))
 	if err != nil {
 		return err
 	}
 	printUpBanner(os.Stdout, addr, cfg.Data, statusURL, sec.tls.Cert != "", sec.policy != "")
-
-	err = serveWorker(farm, workerSetup{
-		cfg: cfg.Worker, platform: properties(cfg.Worker.Platform),
-		schedulerAddr: "unix://" + filepath.Join(cfg.Data, "scheduler.sock"), runnerSocket: sock, cas: ep.cas, ac: ep.ac, local: ep.local, adopt: ep.adopt, logger: logger,
-		partitionOf: filePartitions(ep.policy, cfg.Worker.FileCachePerInstance), tenantOf: tenantOf(ep.policy), obs: ep.obs, healthService: workerHealthService,
-	})
-	stopFarm()
+	if stops.workerMayRun() {
+		err = serveWorker(stops.work, workerSetup{
+			cfg: cfg.Worker, platform: properties(cfg.Worker.Platform),
+			schedulerAddr: "unix://" + filepath.Join(cfg.Data, "scheduler.sock"), runnerSocket: sock, cas: ep.cas, ac: ep.ac, local: ep.local, adopt: ep.adopt, logger: logger,
+			partitionOf: filePartitions(ep.policy, cfg.Worker.FileCachePerInstance), tenantOf: tenantOf(ep.policy), obs: ep.obs, healthService: workerHealthService,
+		})
+	}
+	stops.stopFarm()
 	<-runnerDone
 	if serveErr := <-served; serveErr != nil {
 		return fmt.Errorf("serve: %w", serveErr)
