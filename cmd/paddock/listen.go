@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net"
 
 	"golang.org/x/net/netutil"
@@ -25,20 +26,24 @@ func listenTCP(addr string) (net.Listener, error) {
 	return grpclimit.TrackSends(netutil.LimitListener(lis, fdlimit.Share(8, 64))), nil
 }
 
+// namedAddr is an address to listen on and the setting that names it,
+// for errors.
+type namedAddr struct{ addr, setting string }
+
 // checkPortsFree binds each TCP address of addrs and lets it go again (an
 // address with port 0 needs no check): `paddock up` checks its ports
 // before it makes anything in its data directory or replays its journal,
 // so that a port in use (another farm's, usually) leaves nothing behind.
 // Another process may still take a port in between; the listen that
 // follows then fails as it would have.
-func checkPortsFree(addrs ...string) error {
+func checkPortsFree(addrs ...namedAddr) error {
 	for _, a := range addrs {
-		if _, port, err := net.SplitHostPort(a); err == nil && port == "0" {
+		if _, port, err := net.SplitHostPort(a.addr); err == nil && port == "0" {
 			continue
 		}
-		lis, err := net.Listen("tcp", a)
+		lis, err := net.Listen("tcp", a.addr)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", a.setting, err)
 		}
 		lis.Close()
 	}

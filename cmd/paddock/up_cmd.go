@@ -114,11 +114,12 @@ func runUp(ctx context.Context, args []string) error {
 
 // upPorts are the addresses up must be able to listen on: its gRPC one,
 // and the HTTP one when given (the default one only warns when taken).
-func upPorts(cfg configs.Up, fs *flag.FlagSet, httpAddr string) []string {
+func upPorts(cfg configs.Up, fs *flag.FlagSet, httpAddr string) []namedAddr {
+	grpcAddr := namedAddr{cfg.Storage.Listen, "--listen (storage.listen)"}
 	if flagSet(fs, "http-listen") && httpAddr != "" {
-		return []string{cfg.Storage.Listen, httpAddr}
+		return []namedAddr{grpcAddr, {httpAddr, "--http-listen"}}
 	}
-	return []string{cfg.Storage.Listen}
+	return []namedAddr{grpcAddr}
 }
 
 // registerUpFlags adds up's flags that set its config to fs, each

@@ -10,9 +10,9 @@ import (
 )
 
 // TestUpOnAPortInUseLeavesNothing: `paddock up` whose gRPC port, or the
-// HTTP port it was given, is taken exits naming the address before it
-// makes its data directory (it used to make its roles' directories and
-// socket and replay the journal first).
+// HTTP port it was given, is taken exits naming the address and its flag
+// before it makes its data directory (it used to make its roles'
+// directories and socket and replay the journal first).
 func TestUpOnAPortInUseLeavesNothing(t *testing.T) {
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -20,13 +20,13 @@ func TestUpOnAPortInUseLeavesNothing(t *testing.T) {
 	}
 	defer taken.Close()
 	addr := taken.Addr().String()
-	for _, args := range [][]string{
-		{"--listen", addr, "--http-listen", "127.0.0.1:0"},
-		{"--listen", "127.0.0.1:0", "--http-listen", addr},
+	for flag, args := range map[string][]string{
+		"--listen (storage.listen)": {"--listen", addr, "--http-listen", "127.0.0.1:0"},
+		"--http-listen":             {"--listen", "127.0.0.1:0", "--http-listen", addr},
 	} {
 		data := filepath.Join(t.TempDir(), "data")
 		out, err := exec.Command(binary, append([]string{"up", "--data", data}, args...)...).CombinedOutput()
-		if err == nil || !strings.Contains(string(out), addr) || !strings.Contains(string(out), "address already in use") {
+		if err == nil || !strings.Contains(string(out), addr) || !strings.Contains(string(out), "address already in use") || !strings.Contains(string(out), flag+":") {
 			t.Errorf("up %v with %s taken: %v\n%s\nwant a refusal naming it", args, addr, err, out)
 		}
 		if _, err := os.Stat(data); !os.IsNotExist(err) {
