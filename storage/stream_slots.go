@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/internal/fdlimit"
+	"github.com/paddock-build/paddock/internal/grpclimit"
 )
 
 // A ByteStream read or upload holds its blob open for as long as it
@@ -47,8 +48,29 @@ const maxWaitingWriteBytes = 64 << 20
 
 // defaultMaxOpenStreams is a quarter of the process's open-file limit
 // (at least 64): the rest stays for connections, batch requests, the
-// worker's input roots and the scheduler's journal.
-func defaultMaxOpenStreams() int { return fdlimit.Share(4, 64) }
+// worker's input roots and the scheduler's journal. It is also at most
+// what an eighth of the memory holds at streamBytes a stream: with a
+// limit of a million open files, the quarter let one tenant's half-done
+// uploads hold several gigabytes.
+func defaultMaxOpenStreams() int {
+	return maxOpenStreamsFor(fdlimit.Share(4, 64), grpclimit.MemoryBytes())
+}
+
+// maxOpenStreamsFor is defaultMaxOpenStreams for a share of the open
+// files and the memory (0: unknown). It is pure.
+func maxOpenStreamsFor(fdShare int, memory uint64) int {
+	if memory == 0 {
+		return fdShare
+	}
+	return min(fdShare, max(64, int(min(memory/8/streamBytes, 1<<30))))
+}
+
+// streamBytes is what a ByteStream stream holding a slot is assumed to
+// cost: an upload's copy buffer (copyBufferBytes), its Put's and its
+// handler's goroutines, and its pipe, with room: 2,400 half-done uploads
+// held 97 MB of live heap (71 MB of it their copy buffers), beside the
+// gRPC receive buffers they had freed.
+const streamBytes = 64 << 10
 
 // maxSlotWait bounds how long a stream waits for a slot before it is
 // refused with RESOURCE_EXHAUSTED, which clients retry with backoff. It

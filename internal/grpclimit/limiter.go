@@ -50,17 +50,17 @@ const bytesPerCall = 16<<10 + MaxHeaderBytes
 // in flight needs that many, and has the memory for them (about 1.2 GB
 // idle, 3.2 GB with every call's headers at their bound).
 func DefaultMax() int {
-	total := memoryBytes()
+	total := MemoryBytes()
 	if total == 0 {
 		return 65536
 	}
 	return int(max(4096, min(total/8/bytesPerCall, 1<<24)))
 }
 
-// memoryBytes is the machine's memory, or the limit of the cgroup the
+// MemoryBytes is the machine's memory, or the limit of the cgroup the
 // process sees as its root if lower: a container's, in Kubernetes. 0 when
 // neither can be read.
-func memoryBytes() uint64 {
+func MemoryBytes() uint64 {
 	var total uint64
 	var si unix.Sysinfo_t
 	if unix.Sysinfo(&si) == nil {

@@ -108,7 +108,7 @@ func TestDefaultMaxFollowsMemory(t *testing.T) {
 	if err := unix.Sysinfo(&si); err != nil {
 		t.Fatal(err)
 	}
-	if m := memoryBytes(); m == 0 || m > uint64(si.Totalram)*uint64(si.Unit) {
+	if m := MemoryBytes(); m == 0 || m > uint64(si.Totalram)*uint64(si.Unit) {
 		t.Fatalf("memoryBytes %d, the machine has %d", m, uint64(si.Totalram)*uint64(si.Unit))
 	}
 }
