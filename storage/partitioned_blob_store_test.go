@@ -2,8 +2,11 @@ package storage_test
 
 import (
 	"context"
+	"errors"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 
@@ -51,5 +54,76 @@ func TestPartitionsDoNotSeeEachOther(t *testing.T) {
 	}
 	if opened["p-a"] != 1 {
 		t.Errorf("partition p-a opened %d times, want once", opened["p-a"])
+	}
+}
+
+// TestAPartitionOpeningHoldsUpOnlyItsOwnCalls: while one partition is
+// being opened (a disk CAS lists its blobs, seconds for millions), calls
+// for other partitions go on, calls for it wait for that one open, and
+// an open that failed is tried again by the next call. The open ran
+// under the store's one lock, and a tenant's first call after a restart
+// froze every tenant's storage calls for 18 s.
+func TestAPartitionOpeningHoldsUpOnlyItsOwnCalls(t *testing.T) {
+	release, started := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	opened := map[string]int{}
+	s := storage.NewPartitionedBlobStore(byFirstSegment, func(p string) (storage.BlobStore, error) {
+		mu.Lock()
+		opened[p]++
+		n := opened[p]
+		mu.Unlock()
+		switch {
+		case p == "p-slow":
+			close(started)
+			<-release
+		case p == "p-flaky" && n == 1:
+			return nil, errors.New("disk not ready")
+		}
+		return storage.NewMemoryBlobStore(), nil
+	})
+	ctx := func(instance string) context.Context {
+		return storage.WithInstance(context.Background(), instance)
+	}
+	d := sha("blob")
+	slow := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := s.FindMissing(ctx("slow"), []digest.Digest{d})
+			slow <- err
+		}()
+	}
+	<-started
+	// Another partition's calls are served while p-slow is opening.
+	fast := make(chan error, 1)
+	go func() { fast <- s.Put(ctx("fast"), d, strings.NewReader("blob")) }()
+	select {
+	case err := <-fast:
+		if err != nil {
+			t.Fatalf("a call for another partition while one opens: %v", err)
+		}
+	case <-time.After(time.Minute): // a bound against a hang, not a speed
+		close(release)
+		t.Fatal("a call for another partition waited for one being opened")
+	}
+	select {
+	case err := <-slow:
+		t.Fatalf("a call for the partition being opened returned before its open did: %v", err)
+	default:
+	}
+	close(release)
+	for range 2 {
+		if err := <-slow; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if opened["p-slow"] != 1 {
+		t.Errorf("p-slow opened %d times by two calls, want once", opened["p-slow"])
+	}
+	// A failed open is not kept.
+	if _, err := s.FindMissing(ctx("flaky"), []digest.Digest{d}); err == nil || !strings.Contains(err.Error(), "disk not ready") {
+		t.Fatalf("the first call for a partition that fails to open: %v", err)
+	}
+	if _, err := s.FindMissing(ctx("flaky"), []digest.Digest{d}); err != nil {
+		t.Fatalf("the next call, which opens it again: %v", err)
 	}
 }
