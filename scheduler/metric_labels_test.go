@@ -26,18 +26,7 @@ func TestInstanceLabelsAreBounded(t *testing.T) {
 	// inst-0 again, after the bound is reached: still its own.
 	fx.dispatch = append(fx.dispatch, fx.dispatch[0])
 	m.observe(now, fx, func(string) string { return "" })
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(m.dispatches)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]float64{}
-	for _, mf := range mfs {
-		for _, s := range mf.GetMetric() {
-			counts[s.GetLabel()[0].GetValue()] = s.GetCounter().GetValue()
-		}
-	}
+	counts := dispatchCounts(t, m)
 	if len(counts) != maxInstanceLabels+1 || counts[otherInstances] != 100 || counts["inst-0"] != 2 {
 		t.Fatalf("%d series, %v for %s and %v for inst-0; want %d, 100 and 2", len(counts), counts[otherInstances], otherInstances, counts["inst-0"], maxInstanceLabels+1)
 	}
@@ -60,18 +49,7 @@ func TestATenantTakesAtMostHalfTheInstanceLabels(t *testing.T) {
 	assign("b", "team-b/main")
 	assign("b", "team-b/"+strings.Repeat("x", maxInstanceLabel))
 	m.observe(now, fx, func(op string) string { return "team-" + op })
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(m.dispatches)
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	counts := map[string]float64{}
-	for _, mf := range mfs {
-		for _, s := range mf.GetMetric() {
-			counts[s.GetLabel()[0].GetValue()] = s.GetCounter().GetValue()
-		}
-	}
+	counts := dispatchCounts(t, m)
 	if len(counts) != maxTenantInstanceLabels+2 || counts["team-b/main"] != 1 || counts[otherInstances] != maxInstanceLabels-maxTenantInstanceLabels+1 {
 		t.Fatalf("%d series, team-b/main %v, %s %v; want %d, 1 and %d", len(counts), counts["team-b/main"], otherInstances, counts[otherInstances],
 			maxTenantInstanceLabels+2, maxInstanceLabels-maxTenantInstanceLabels+1)
@@ -157,4 +135,22 @@ func TestGaugeSeriesNeverEmpty(t *testing.T) {
 	if s := gaugeSeries([]QueueStatus{{Platform: pool, Queued: 1}}); len(s) != 1 || s[0].platform != "Pool=big" {
 		t.Errorf("one Pool=big queue: %+v; want its series alone", s)
 	}
+}
+
+// dispatchCounts is m's dispatch counter by instance label.
+func dispatchCounts(t *testing.T, m *metrics) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m.dispatches)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]float64{}
+	for _, mf := range mfs {
+		for _, s := range mf.GetMetric() {
+			counts[s.GetLabel()[0].GetValue()] = s.GetCounter().GetValue()
+		}
+	}
+	return counts
 }
