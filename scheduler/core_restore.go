@@ -140,6 +140,9 @@ func (c *core) restoreQueue(q *queue, qs queueState) error {
 			}
 			b.byInv[f.id] = f
 			b.ring = append(b.ring, f)
+			if f.live == 0 {
+				b.empty++
+			}
 		}
 		q.buckets = append(q.buckets, b)
 	}

@@ -17,8 +17,11 @@ import (
 // Removal is lazy within an invocation: a removed execution's entry stays
 // in its FIFO until it reaches the head, where pop recognises it by a
 // stale generation, or until the FIFO holds more removed entries than
-// queued ones, when it is compacted. An invocation whose last queued
-// execution is removed leaves the ring at once. Fully lazy, a queue whose
+// queued ones, when it is compacted. Invocations left with nothing queued
+// stay in the ring until pop reaches them, or until they outnumber the
+// others, when the ring is compacted (in one pass: removing each at once
+// cost a scan of the ring per cancel, under the scheduler's lock). Fully
+// lazy, a queue whose
 // head was blocked (no worker for its platform, every slot busy) held
 // every execution cancelled behind it, RequestMetadata and all, outside
 // max_queued: a tenant at max_queued 20 held 200 MB with 10,000 Executes
@@ -51,6 +54,9 @@ type bucket struct {
 	byInv    map[string]*invocationFIFO
 	ring     []*invocationFIFO // round-robin order
 	next     int
+	// empty counts the invocations in ring with nothing queued: a
+	// function of the ring's contents, so a restored bucket has the same.
+	empty int
 }
 
 // invocationFIFO is the queued executions of one invocation at one priority.
@@ -77,6 +83,8 @@ func (q *queue) push(e *execution, front bool) {
 		f = &invocationFIFO{id: e.invocation}
 		b.byInv[e.invocation] = f
 		b.ring = append(b.ring, f)
+	} else if f.live == 0 {
+		b.empty--
 	}
 	ent := queueEntry{e: e, gen: e.qgen}
 	if front {
@@ -121,31 +129,49 @@ func (q *queue) remove(e *execution) {
 	b.removed(e.invocation)
 }
 
-// removed notes that an entry of invocation inv was removed: an
-// invocation left with none queued leaves the ring (pop would skip it
-// without taking a turn, so the order of the others is unchanged), and a
-// FIFO with more removed entries than queued ones is compacted.
+// removed notes that an entry of invocation inv was removed. A FIFO with
+// more removed entries than queued ones is compacted; when the
+// invocations with nothing queued outnumber the others, the ring is.
 func (b *bucket) removed(inv string) {
 	f := b.byInv[inv]
 	if f == nil {
 		return
 	}
 	if f.live--; f.live == 0 {
-		delete(b.byInv, inv)
-		for i, rf := range b.ring {
-			if rf == f {
-				b.ring = append(b.ring[:i], b.ring[i+1:]...)
-				if i < b.next {
-					b.next--
-				}
-				break
-			}
-		}
+		b.emptied()
 		return
 	}
 	if len(f.entries)-f.head-f.live > f.live+fifoSlack {
 		f.compact()
 	}
+}
+
+// emptied notes that an invocation in the ring has nothing queued any
+// more, and compacts the ring past the slack.
+func (b *bucket) emptied() {
+	if b.empty++; b.empty > len(b.ring)-b.empty+fifoSlack {
+		b.compactRing()
+	}
+}
+
+// compactRing drops the invocations with nothing queued from the ring,
+// as pop would on reaching each (it skips them without taking a turn), so
+// the order of the others is unchanged.
+func (b *bucket) compactRing() {
+	kept := b.ring[:0]
+	next := b.next
+	for i, f := range b.ring {
+		if f.live > 0 {
+			kept = append(kept, f)
+			continue
+		}
+		delete(b.byInv, f.id)
+		if i < b.next {
+			next--
+		}
+	}
+	clear(b.ring[len(kept):])
+	b.ring, b.next, b.empty = kept, next, 0
 }
 
 // compact drops the removed entries, keeping the queued ones in order.
@@ -256,8 +282,12 @@ func (b *bucket) pop() *execution {
 		if e := f.pop(); e != nil {
 			b.next++
 			b.size--
+			if f.live == 0 {
+				b.emptied()
+			}
 			return e
 		}
+		b.empty--
 		delete(b.byInv, f.id)
 		b.ring = append(b.ring[:b.next], b.ring[b.next+1:]...)
 	}
