@@ -1,18 +1,12 @@
 package statuspage_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
-	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-
-	"github.com/paddock-build/paddock/internal/grpctest"
-	"github.com/paddock-build/paddock/scheduler"
 	"github.com/paddock-build/paddock/statuspage"
-	"github.com/paddock-build/paddock/storage"
 )
 
 // BenchmarkOverview10kQueued renders the overview of a scheduler with
@@ -20,31 +14,12 @@ import (
 // the list. The page's budget is 200 ms of server time (issue 14).
 func BenchmarkOverview10kQueued(b *testing.B) {
 	const n = 10000
-	cas, ac := storage.NewMemoryBlobStore(), storage.NewMemoryActionCache()
-	sched, err := scheduler.New(scheduler.Options{Config: scheduler.DefaultConfig(), BlobStore: cas, ActionCache: ac})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(sched.Close) // after the server has stopped
-	conn := grpctest.Serve(b, sched.Register)
-	exec := repb.NewExecutionClient(conn)
-	root := put(b, cas, &repb.Directory{})
+	u := newUnserved(b)
 	for i := range n {
-		cmd := put(b, cas, &repb.Command{Arguments: []string{"/bin/echo", fmt.Sprint("action ", i)}})
-		ad := put(b, cas, &repb.Action{CommandDigest: cmd.Proto(), InputRootDigest: root.Proto()})
-		// The operation stays queued once the client stops following it.
-		ctx, cancel := context.WithCancel(context.Background())
-		stream, err := exec.Execute(ctx, &repb.ExecuteRequest{ActionDigest: ad.Proto()})
-		if err == nil {
-			_, err = stream.Recv()
-		}
-		cancel()
-		if err != nil {
-			b.Fatal(err)
-		}
+		u.queue("", "/bin/echo", fmt.Sprint("action ", i))
 	}
 	mux := http.NewServeMux()
-	statuspage.New(statuspage.Options{Scheduler: sched, CAS: cas, AC: ac}).Register(mux)
+	statuspage.New(statuspage.Options{Scheduler: u.sched, CAS: u.cas, AC: u.ac}).Register(mux)
 	for _, url := range []string{"/", "/?stage=queued&page=150"} {
 		b.Run(url, func(b *testing.B) {
 			for b.Loop() {
