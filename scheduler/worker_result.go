@@ -76,17 +76,21 @@ func checkResponseShape(resp *repb.ExecuteResponse) error {
 		return errors.New("status OK with no result")
 	}
 	m := resp.GetResult().GetExecutionMetadata()
-	for name, ts := range map[string]*timestamppb.Timestamp{
-		"queued": m.GetQueuedTimestamp(), "worker_start": m.GetWorkerStartTimestamp(), "worker_completed": m.GetWorkerCompletedTimestamp(),
-		"input_fetch_start": m.GetInputFetchStartTimestamp(), "input_fetch_completed": m.GetInputFetchCompletedTimestamp(),
-		"execution_start": m.GetExecutionStartTimestamp(), "execution_completed": m.GetExecutionCompletedTimestamp(),
-		"output_upload_start": m.GetOutputUploadStartTimestamp(), "output_upload_completed": m.GetOutputUploadCompletedTimestamp(),
+	// An array, not a map: this runs for every result.
+	for _, f := range [...]struct {
+		name string
+		ts   *timestamppb.Timestamp
+	}{
+		{"queued", m.GetQueuedTimestamp()}, {"worker_start", m.GetWorkerStartTimestamp()}, {"worker_completed", m.GetWorkerCompletedTimestamp()},
+		{"input_fetch_start", m.GetInputFetchStartTimestamp()}, {"input_fetch_completed", m.GetInputFetchCompletedTimestamp()},
+		{"execution_start", m.GetExecutionStartTimestamp()}, {"execution_completed", m.GetExecutionCompletedTimestamp()},
+		{"output_upload_start", m.GetOutputUploadStartTimestamp()}, {"output_upload_completed", m.GetOutputUploadCompletedTimestamp()},
 	} {
-		if ts == nil {
+		if f.ts == nil {
 			continue
 		}
-		if err := ts.CheckValid(); err != nil {
-			return fmt.Errorf("execution_metadata.%s_timestamp: %w", name, err)
+		if err := f.ts.CheckValid(); err != nil {
+			return fmt.Errorf("execution_metadata.%s_timestamp: %w", f.name, err)
 		}
 	}
 	return nil
