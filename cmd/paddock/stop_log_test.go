@@ -122,6 +122,13 @@ func (r *loggedRole) stopAndCheck(t *testing.T, sig syscall.Signal) {
 	if err := r.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("paddock %s: sending %v: %v\n%s", r.role, sig, err, r.log())
 	}
+	// Read stderr to its end before Wait, which closes the pipe: waited
+	// first, the role's last line ("stopped") could be cut off unread.
+	// The minute bounds a child holding stderr open, not a speed.
+	select {
+	case <-r.done:
+	case <-time.After(time.Minute):
+	}
 	err := r.cmd.Wait()
 	<-r.done
 	log := r.log()
