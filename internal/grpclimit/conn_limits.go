@@ -354,8 +354,12 @@ func handleSend(ctx context.Context, s stats.RPCStats) {
 	case *stats.OutPayload:
 		rpc.handed.Add(int64(s.WireLength))
 		r := rpc.reserved.Swap(0)
-		rpc.conn.reserve(-r)
-		rpc.conn.add(int64(s.WireLength))
+		// One change, not the reservation's release then the payload's
+		// addition: gRPC may have written the payload already, and the
+		// release alone then fell below the bytes written, was raised to
+		// them, and the addition counted the payload a second time (a
+		// backlog that stayed above zero with nothing queued).
+		rpc.conn.change(int64(s.WireLength)-r, -r)
 	case *stats.End:
 		rpc.conn.receive(rpc, time.Time{})
 		r := rpc.reserved.Swap(0)
