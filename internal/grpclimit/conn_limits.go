@@ -25,8 +25,9 @@ import (
 // MaxBacklog; and a connection with bytes queued that writes none for
 // StallTimeout is closed, which frees what it held (ConnLimits).
 //
-// The bytes queued are counted from WaitToSend's reservation, corrected to
-// the payload's size once gRPC takes it; the bytes written, from the
+// The bytes queued are counted from a reservation made before gRPC takes
+// the reply (WaitToSend, or reserveReply for the replies that do not
+// wait), corrected to the payload's size once gRPC takes it; the bytes written, from the
 // socket (TrackSends wraps the listener). Headers and framing are written
 // but not queued, so a connection's count never goes below zero. What a
 // reset stream had queued, gRPC drops unwritten: at the call's end it

@@ -11,7 +11,8 @@ import (
 // receivingStreams wraps every stream's RecvMsg: to end the call when the
 // codec refused a message (refuseMarked's rule for streams), and, for the
 // timedStreams, to time the wait for each message from the server asking
-// for it to its arrival.
+// for it to its arrival. It wraps SendMsg to reserve each reply before
+// gRPC takes it (reserveReply).
 func receivingStreams(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	rpc, _ := ss.Context().Value(sendRPCKey{}).(*sendRPC)
 	if rpc != nil && !rpc.timedStream {
@@ -23,6 +24,11 @@ func receivingStreams(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h
 type receivingStream struct {
 	grpc.ServerStream
 	timed *sendRPC // nil: not one of timedStreams
+}
+
+func (s *receivingStream) SendMsg(m any) error {
+	reserveReply(s.Context(), m)
+	return s.ServerStream.SendMsg(m)
 }
 
 func (s *receivingStream) RecvMsg(m any) error {
