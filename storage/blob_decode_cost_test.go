@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"bytes"
+	"fmt"
 	"runtime"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/storage"
@@ -66,5 +68,22 @@ func TestBlobsTooCostlyToDecodeAreRefusedUnread(t *testing.T) {
 	got := &repb.Directory{}
 	if err := storage.GetProto(t.Context(), cas, d, got, 64<<20); err != nil || len(got.Files) != len(honest.Files) {
 		t.Fatalf("an honest Directory of %d bytes: %v, %d files", d.SizeBytes(), err, len(got.Files))
+	}
+	// Honest shapes of many small entries, refused at a factor of 5: a
+	// directory of links to one tool as an input root, an action's output
+	// of such links (its Tree), a Command of short variables.
+	links := &repb.Directory{}
+	for i := range 5000 {
+		links.Symlinks = append(links.Symlinks, &repb.SymlinkNode{Name: fmt.Sprintf("%05d", i), Target: "x"})
+	}
+	env := &repb.Command{Arguments: []string{"true"}}
+	for i := range 5000 {
+		env.EnvironmentVariables = append(env.EnvironmentVariables, &repb.Command_EnvironmentVariable{Name: fmt.Sprintf("V%05d", i), Value: "1"})
+	}
+	for _, m := range []proto.Message{links, &repb.Tree{Root: links}, env} {
+		d := putProto(t, cas, m)
+		if err := storage.GetProto(t.Context(), cas, d, m.ProtoReflect().New().Interface(), 64<<20); err != nil {
+			t.Errorf("an honest %s of %d bytes: %v", m.ProtoReflect().Descriptor().Name(), d.SizeBytes(), err)
+		}
 	}
 }

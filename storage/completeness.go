@@ -267,8 +267,13 @@ func GetProto(ctx context.Context, cas BlobStore, d digest.Digest, m proto.Messa
 // and sixteen Executes naming it took `paddock up` to 5.7 GB, past the
 // budget (HoldMemory) that counts blobs at decodedFactor times their size.
 // Honest blobs stay below: a Directory of source files counts 2.2 times
-// its size, one whose files carry mtimes and modes 4.4 (it takes 1.9).
-const blobDecodeFactor = 5
+// its size, one whose files carry mtimes and modes 4.4 (it takes 1.9), one
+// of symlinks with names of a few bytes (a bin/ of links to one tool) 8,
+// a Command of short environment variables 7.4. At 5, such blobs of a
+// few thousand entries were refused: a 24 KB Directory of 2,000 symlinks
+// as an input root, and an action's own output of 3,000 symlinks was
+// never served from the cache.
+const blobDecodeFactor = 10
 
 // unmarshalBlob parses blob d's bytes b into m; INVALID_ARGUMENT if they
 // are not one, or if decoding them would take more than blobDecodeFactor

@@ -24,7 +24,8 @@ const RequestMemoryBytes = 256 << 20
 // bytes, the message decoded from them, what is kept of it): the budget
 // counts each blob at that. Honest blobs take 1.7 to 2.9 times their size
 // once decoded; no blob decodes past blobDecodeFactor, so what the budget
-// holds is at most twice what it counts.
+// holds is at most (1+blobDecodeFactor)/decodedFactor, under four times,
+// what it counts.
 const decodedFactor = 3
 
 var requestMemory = newMemoryBudget(RequestMemoryBytes)

@@ -68,10 +68,19 @@ func Check(b []byte, m proto.Message, factor int64) error {
 		return fmt.Errorf("%s: %w", name, err)
 	}
 	if over := cost.bytes(); over > factor*int64(len(b))+MinOverhead {
-		return fmt.Errorf("%s of %d bytes holds %d messages and %d repeated values, which would take about %d MB to decode, more than %d times its size: refused unread",
-			name, len(b), cost.messages, cost.scalars+cost.strings, over>>20, factor)
+		return fmt.Errorf("%s of %d bytes holds %d messages and %d repeated values, which would take about %s to decode, more than %d times its size: refused unread",
+			name, len(b), cost.messages, cost.scalars+cost.strings, roughSize(over), factor)
 	}
 	return nil
+}
+
+// roughSize is n bytes in MB, or in KB below a megabyte (a small blob's
+// cost read "about 0 MB").
+func roughSize(n int64) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%d KB", n>>10)
+	}
+	return fmt.Sprintf("%d MB", n>>20)
 }
 
 // add walks b, the wire form of a message of type md, and adds what it
