@@ -124,3 +124,33 @@ func CheckName(name string) string {
 	}
 	return ""
 }
+
+// CheckNameLengths refuses a Directory, found at where, with a name
+// longer than Linux takes (NAME_MAX): as an input root it could not be
+// laid out, and would fail the same way on every try. Kept apart from
+// CheckDirectory, which also checks trees made on other systems (results
+// a client stores), where a name may be longer.
+func CheckNameLengths(d *repb.Directory, where string) error {
+	check := func(kind, name string) error {
+		if len(name) > maxNameBytes {
+			return Invalid("input root: "+kind+" "+Quote(Join(where, name)), "the name is %d bytes; Linux takes at most %d (NAME_MAX)", len(name), maxNameBytes)
+		}
+		return nil
+	}
+	for _, f := range d.Files {
+		if err := check("file", f.Name); err != nil {
+			return err
+		}
+	}
+	for _, sub := range d.Directories {
+		if err := check("directory", sub.Name); err != nil {
+			return err
+		}
+	}
+	for _, s := range d.Symlinks {
+		if err := check("symlink", s.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -114,6 +114,9 @@ func createEntries(fn digest.Function, dir *repb.Directory, path, where string, 
 	if err := rev2.CheckDirectory(dir, where, rev2.RelativeSymlinksOnly); err != nil {
 		return nil, nil, err
 	}
+	if err := rev2.CheckNameLengths(dir, where); err != nil {
+		return nil, nil, err
+	}
 	var jobs []fileJob
 	var subs []treeItem
 	for _, f := range dir.Files {

@@ -187,6 +187,26 @@ func TestInputRootPathTooLong(t *testing.T) {
 	}
 }
 
+// TestInputNameTooLong: an input whose name is past Linux's NAME_MAX (255
+// bytes) is INVALID_ARGUMENT naming it and the limit, whatever its kind.
+// A file's was INTERNAL, which Bazel retries, from the file cache's link;
+// a directory's or symlink's blamed the whole path's length.
+func TestInputNameTooLong(t *testing.T) {
+	h := newHarness(t)
+	name := strings.Repeat("n", 256)
+	blob := h.put([]byte("x")).Proto()
+	for kind, dir := range map[string]*repb.Directory{
+		"file":      {Files: []*repb.FileNode{{Name: name, Digest: blob}}},
+		"directory": {Directories: []*repb.DirectoryNode{{Name: name, Digest: h.putProto(&repb.Directory{}).Proto()}}},
+		"symlink":   {Symlinks: []*repb.SymlinkNode{{Name: name, Target: "x"}}},
+	} {
+		resp := h.w.Execute(context.Background(), h.action(sh("true"), dir, false))
+		if st := status.FromProto(resp.Status); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), kind+" \"nnn") || !strings.Contains(st.Message(), "NAME_MAX") {
+			t.Errorf("a %s with a 256-byte name: %v, want INVALID_ARGUMENT naming it and NAME_MAX", kind, st)
+		}
+	}
+}
+
 // TestOutputTreeOverTheCacheLimit: an output directory whose Tree would be
 // past what the action cache serves (storage.MaxTreeBytes: names, symlink
 // targets, digests) is refused before the worker holds it all in memory:
