@@ -225,6 +225,12 @@ func (c *DiskActionCache) Put(ctx context.Context, instance string, action diges
 	if len(b) > maxActionResultBytes {
 		return status.Errorf(codes.InvalidArgument, "action result is %d bytes, more than the %d allowed", len(b), maxActionResultBytes)
 	}
+	if c.maxBytes > 0 && c.cost(int64(len(b)+entryHeaderBytes)) > c.maxBytes {
+		// Stored, it would be evicted at once, with every other entry
+		// (the write acknowledged, nothing kept): the spec's answer to
+		// a cache without room for the entry.
+		return status.Errorf(codes.ResourceExhausted, "action result is %d bytes, more than the whole action cache holds (action_cache_max_bytes, %d bytes)", len(b), c.maxBytes)
+	}
 	key := c.key(instance, action)
 	p := c.keyPath(key)
 	what := "action result for " + action.String()

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -226,5 +227,30 @@ func TestDiskActionCacheBoundCountsBlocks(t *testing.T) {
 	}
 	if _, n := c.Stats(); n > 9 || files != int64(n) || blocks > 40<<10 {
 		t.Fatalf("%d entries indexed, %d files taking %d bytes of disk; want at most 9 within 40 KiB", n, files, blocks)
+	}
+}
+
+// TestDiskActionCacheRefusesAnEntryPastItsBound: a result larger than the
+// whole cache's bound is RESOURCE_EXHAUSTED, as the spec says of a cache
+// without room for the entry, and the entries there stay. It was
+// acknowledged, then evicted at once with every other entry.
+func TestDiskActionCacheRefusesAnEntryPastItsBound(t *testing.T) {
+	small := &repb.ActionResult{StdoutRaw: make([]byte, 100)}
+	c, err := storage.NewDiskActionCacheBounded(t.TempDir(), 4*entrySize(t, small), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if err := c.Put(t.Context(), "main", sha(fmt.Sprint("small ", i)), small); err != nil {
+			t.Fatal(err)
+		}
+	}
+	big := &repb.ActionResult{StdoutRaw: make([]byte, 64<<10)}
+	err = c.Put(t.Context(), "main", sha("big"), big)
+	if status.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "action_cache_max_bytes") {
+		t.Fatalf("a result past the whole bound: %v, want RESOURCE_EXHAUSTED naming action_cache_max_bytes", err)
+	}
+	if _, n := c.Stats(); n != 3 {
+		t.Fatalf("%d entries after the refusal, want the 3 there before", n)
 	}
 }
