@@ -30,6 +30,7 @@ type inputRootBuilder struct {
 	pool        *dirPool // directories to take before making any; nil: none
 	parallelism int
 	limits      InputLimits
+	casBytes    int64 // Options.CASBytes
 }
 
 type fileJob struct {
@@ -56,9 +57,25 @@ func (b *inputRootBuilder) build(ctx context.Context, fn digest.Function, root d
 		return 0, err
 	}
 	if missing = append(missing, missingFiles...); len(missing) > 0 {
+		if n := distinctBytes(jobs); b.casBytes > 0 && n > b.casBytes {
+			return 0, status.Errorf(codes.ResourceExhausted, "input root: its distinct files take %d bytes, more than the CAS holds (%d bytes, storage.max_bytes): they cannot all be stored at once, and %d are missing", n, b.casBytes, len(missing))
+		}
 		return 0, rev2.MissingDigests(missing)
 	}
 	return len(jobs), nil
+}
+
+// distinctBytes is the size of jobs' files, each blob counted once.
+func distinctBytes(jobs []fileJob) int64 {
+	seen := make(map[digest.Digest]bool, len(jobs))
+	var n int64
+	for _, j := range jobs {
+		if !seen[j.d] {
+			seen[j.d] = true
+			n += j.d.SizeBytes()
+		}
+	}
+	return n
 }
 
 // treeItem is a directory of the tree still to create: its digest and the

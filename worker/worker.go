@@ -64,6 +64,12 @@ type Options struct {
 	// InputLimits bound each action's input root, as expanded from its
 	// Directory blobs (depth, files, bytes).
 	InputLimits InputLimits
+	// CASBytes is the most the CAS holds, when the worker knows it (the
+	// disk CAS of `paddock up`); 0: unknown. An input root whose distinct
+	// files are more than that, with some missing, is RESOURCE_EXHAUSTED:
+	// uploading what is missing evicts what is there, and a client that
+	// does so as the spec asks (MISSING, upload, Execute again) looped.
+	CASBytes int64
 	// TrashDir receives build directories to be removed in the
 	// background; it must be on BuildDir's filesystem. Default: BuildDir
 	// with ".trash" appended.
@@ -163,7 +169,7 @@ func New(opts Options) (*Worker, error) {
 	w := &Worker{
 		opts:     opts,
 		adoption: adoption,
-		roots:    &inputRootBuilder{cas: opts.CAS, files: opts.Files, dirs: newDirectoryCache(defaultDirectoryCacheBytes), pool: dirs.pool, parallelism: opts.FetchParallelism, limits: opts.InputLimits.withDefaults()},
+		roots:    &inputRootBuilder{cas: opts.CAS, files: opts.Files, dirs: newDirectoryCache(defaultDirectoryCacheBytes), pool: dirs.pool, parallelism: opts.FetchParallelism, limits: opts.InputLimits.withDefaults(), casBytes: opts.CASBytes},
 		dirs:     dirs,
 		trash:    trash,
 	}

@@ -64,6 +64,7 @@ func newHarnessCAS(t *testing.T, casBytes int64) *harness {
 	}
 	h.w, err = worker.New(worker.Options{
 		ID: "w1", CAS: h.cas, AC: h.ac, Files: h.files, Runner: h.runner, BuildDir: filepath.Join(h.dir, "builds"),
+		CASBytes: storage.DiskMaxBlobBytes(casBytes),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -170,6 +171,33 @@ func TestInputRootIsHardLinkedAndReadOnly(t *testing.T) {
 	}
 	if _, files := h.files.Stats(); files != 1 {
 		t.Errorf("file cache holds %d files, want 1 (the executable copy)", files)
+	}
+}
+
+// TestInputsLargerThanTheCASAreResourceExhausted: an input root whose
+// distinct files are more than the CAS holds, some missing, is
+// RESOURCE_EXHAUSTED saying so: each upload of what is missing evicted
+// what was there, and a client following the spec (upload what is
+// MISSING, Execute again) was told MISSING for good. One that fits is
+// still MISSING.
+func TestInputsLargerThanTheCASAreResourceExhausted(t *testing.T) {
+	h := newHarnessCAS(t, 64<<10)
+	present := h.put(bytes.Repeat([]byte{'p'}, 40<<10))
+	absent := digest.FromBytes(sha256, bytes.Repeat([]byte{'a'}, 40<<10))
+	small := digest.FromBytes(sha256, []byte("never uploaded"))
+	for _, c := range []struct {
+		absent digest.Digest
+		want   codes.Code
+	}{{absent, codes.ResourceExhausted}, {small, codes.FailedPrecondition}} {
+		root := &repb.Directory{Files: []*repb.FileNode{{Name: "a", Digest: c.absent.Proto()}, {Name: "p", Digest: present.Proto()}}}
+		resp := h.w.Execute(context.Background(), h.action(sh("true"), root, false))
+		st := status.FromProto(resp.Status)
+		if st.Code() != c.want || (c.want == codes.ResourceExhausted && !strings.Contains(st.Message(), "storage.max_bytes")) {
+			t.Errorf("inputs of %d bytes in a CAS of 64 KiB: %v, want %v", c.absent.SizeBytes()+present.SizeBytes(), st, c.want)
+		}
+	}
+	if h.runner.Calls() != 0 {
+		t.Fatal("the command ran without its inputs")
 	}
 }
 

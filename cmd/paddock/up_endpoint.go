@@ -27,6 +27,9 @@ type upEndpoint struct {
 	local worker.LocalBlobs // the disk CAS whose files the worker links; nil when partitioned
 	adopt worker.Adopter    // the same, when it keeps the worker's outputs by a hard link
 	ac    storage.ActionCache
+	// casBytes is the most the CAS holds when it is on this disk; 0:
+	// unknown (a remote backend).
+	casBytes int64
 	// closeStores releases the backend's connections.
 	closeStores func()
 	metered     *storage.MeteredBlobStore // cas, as clients reach it
@@ -67,6 +70,7 @@ func startUpEndpoint(cfg configs.Up, sec serverSecurity, logger *slog.Logger) (*
 		return nil, err
 	}
 	ep.cas, ep.local, ep.adopt, ep.ac, ep.closeStores = o.cas, o.local, o.adopt, o.ac, o.close
+	ep.casBytes = o.maxBlobBytes
 	// The scheduler's journal (scheduler.journal_dir, DATA/scheduler by
 	// default) keeps queued and running work across a restart of up.
 	if ep.sched, err = scheduler.New(scheduler.Options{Config: cfg.Scheduler.Config(), BlobStore: ep.cas, ActionCache: ep.ac, Logger: logger,

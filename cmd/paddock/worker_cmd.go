@@ -114,6 +114,7 @@ type workerSetup struct {
 	cas           storage.BlobStore
 	ac            storage.ActionCache
 	local         worker.LocalBlobs            // the CAS on this disk, in `paddock up`
+	casBytes      int64                        // the most that CAS holds; 0: unknown
 	adopt         worker.Adopter               // the same, when it keeps outputs by a hard link
 	storageConn   *grpc.ClientConn             // to a storage elsewhere (the worker role); nil in `paddock up`
 	partitionOf   func(instance string) string // file cache apart per CAS partition; nil: shared
@@ -148,7 +149,7 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 		ID: ws.cfg.ID, Concurrency: ws.cfg.Concurrency, Platform: ws.platform,
 		BuildDir: filepath.Join(ws.cfg.Dir, "builds"), SpareDir: filepath.Join(ws.cfg.Dir, "spare"), CAS: ws.cas, AC: ws.ac, Adopter: ws.adopt, Files: files,
 		Runner: worker.RunnerClient(runnerConn, 0), TenantOf: ws.tenantOf, Logger: ws.logger, Steps: []func(worker.Executor) worker.Executor{metrics.Step},
-		InputLimits: ws.cfg.InputLimits(), OutputLimits: ws.cfg.OutputLimits(),
+		InputLimits: ws.cfg.InputLimits(), OutputLimits: ws.cfg.OutputLimits(), CASBytes: ws.casBytes,
 	})
 	if err != nil {
 		return err
