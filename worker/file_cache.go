@@ -150,6 +150,7 @@ func (c *FileCache) Link(ctx context.Context, d digest.Digest, exec bool, dst st
 		err = c.link(p, dst)
 		switch {
 		case err == nil:
+			c.dropOversized(k, p)
 			return nil
 		case errors.Is(err, fs.ErrNotExist) && !retried:
 			retried = true
@@ -165,7 +166,9 @@ func (c *FileCache) Link(ctx context.Context, d digest.Digest, exec bool, dst st
 		case errors.Is(err, unix.EXDEV):
 			// Only copies can cross filesystems. They are bounded by
 			// the action's InputLimits alone (max_input_bytes).
-			return diskError(copyFile(p, dst))
+			err := copyFile(p, dst)
+			c.dropOversized(k, p)
+			return diskError(err)
 		default:
 			return diskError(fmt.Errorf("link input %s: %w", d, err))
 		}
@@ -305,6 +308,22 @@ func (c *FileCache) add(k cacheKey, p string, id fileid.ID) {
 		for _, e := range c.set.EvictOver(c.opts.MaxBytes, func(key cacheKey, _ cacheEntry) bool { return key == k }) {
 			os.Remove(e.Value.path)
 		}
+	}
+}
+
+// dropOversized removes entry k, at p, once it is linked, if it alone is
+// larger than MaxBytes: add never evicts the entry it adds (the caller
+// is about to link it), so one larger than the whole cache stayed,
+// past the bound, until another entry was added (a 4 GiB executable
+// input held 4 GiB beside a 2 GiB cache). The input root's link keeps
+// the file for its action.
+func (c *FileCache) dropOversized(k cacheKey, p string) {
+	if c.opts.MaxBytes <= 0 || k.d.SizeBytes() <= c.opts.MaxBytes {
+		return
+	}
+	if ce, ok := c.set.Peek(k); ok && ce.path == p {
+		c.set.Remove(k)
+		os.Remove(p)
 	}
 }
 
