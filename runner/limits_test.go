@@ -223,7 +223,7 @@ func TestRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 			r.WorkingDirectory = "t"
-		}, codes.InvalidArgument, "working directory"},
+		}, codes.InvalidArgument, "leads out of the input root"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := e.newAction(t)

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"errors"
 	"os"
 	"path"
 
@@ -75,6 +76,11 @@ func checkWorkingDirectory(inputRoot, wd string) error {
 		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
 	})
+	if errors.Is(err, unix.EXDEV) {
+		// The kernel's own text, "invalid cross-device link", says
+		// nothing of the cause.
+		return status.Errorf(codes.InvalidArgument, "working directory %q is not a directory in the input root: a symlink on its way leads out of the input root", wd)
+	}
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "working directory %q is not a directory in the input root: %v", wd, err)
 	}

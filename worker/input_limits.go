@@ -105,7 +105,7 @@ func (s *sizer) size(ctx context.Context, d digest.Digest, where string, depth i
 			return treeSize{}, nil
 		}
 		if err != nil {
-			return treeSize{}, fmt.Errorf("fetch input directory %s: %w", d, err)
+			return treeSize{}, fmt.Errorf("fetch input directory %s: %w", describeDir(where, d), err)
 		}
 		s.fetched = append(s.fetched, d)
 	}
@@ -150,6 +150,16 @@ func (s *sizer) check(ts treeSize, where string, depth int) error {
 		return s.refuse(where, fmt.Sprintf("more than %d bytes of files (max_input_bytes)", s.limits.MaxBytes))
 	}
 	return nil
+}
+
+// describeDir names the Directory d found at where in an input root for
+// a message: a name that is not UTF-8, say, fails its whole blob, and its
+// digest alone did not tell the client where it was.
+func describeDir(where string, d digest.Digest) string {
+	if where == "" {
+		return "(the root) " + d.String()
+	}
+	return rev2.Quote(where) + " " + d.String()
 }
 
 func (s *sizer) refuse(where, what string) error {

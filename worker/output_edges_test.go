@@ -8,6 +8,7 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -204,6 +205,25 @@ func TestInputNameTooLong(t *testing.T) {
 		if st := status.FromProto(resp.Status); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), kind+" \"nnn") || !strings.Contains(st.Message(), "NAME_MAX") {
 			t.Errorf("a %s with a 256-byte name: %v, want INVALID_ARGUMENT naming it and NAME_MAX", kind, st)
 		}
+	}
+}
+
+// TestInputNameNotUTF8NamesItsDirectory: a Directory with a name that is
+// not UTF-8 cannot be parsed at all; the refusal names where in the tree
+// it was, not only its digest.
+func TestInputNameNotUTF8NamesItsDirectory(t *testing.T) {
+	h := newHarness(t)
+	blob, err := proto.Marshal(h.put([]byte("x")).Proto())
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "x\xff")
+	node = protowire.AppendBytes(protowire.AppendTag(node, 2, protowire.BytesType), blob)
+	bad := h.put(protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), node))
+	root := &repb.Directory{Directories: []*repb.DirectoryNode{{Name: "sub", Digest: bad.Proto()}}}
+	resp := h.w.Execute(context.Background(), h.action(sh("true"), root, false))
+	if st := status.FromProto(resp.Status); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), `"sub"`) {
+		t.Fatalf("a name not UTF-8 in sub: %v, want INVALID_ARGUMENT naming \"sub\"", st)
 	}
 }
 
