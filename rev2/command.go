@@ -15,6 +15,12 @@ import (
 // message to its runner either, so Execute refuses it at once.
 const MaxArgBytes = 2 << 20
 
+// execReserve is what execve counts beyond the Command's own strings:
+// the program's path, copied first once resolved (up to PATH_MAX), and a
+// little of the runner's default_environment. Without it a Command just
+// under MaxArgBytes passed Execute and failed to start.
+const execReserve = 4096 + 1024
+
 // maxArgString is the kernel's MAX_ARG_STRLEN: no single argument or
 // environment string may be longer (NUL included).
 const maxArgString = 32 * 4096
@@ -93,7 +99,7 @@ func checkArgv(c *repb.Command) error {
 	if c.Arguments[0] == "" {
 		return Invalid("command.arguments[0]", "the program to run is empty")
 	}
-	total := 0
+	total := execReserve
 	for i, a := range c.Arguments {
 		if err := checkArgString(fmt.Sprintf("command.arguments[%d]", i), a); err != nil {
 			return err

@@ -15,6 +15,13 @@ func TestCheckCommand(t *testing.T) {
 	for range 30 {
 		many = append(many, long)
 	}
+	// Just under 2 MiB as the Command's strings alone count: the kernel
+	// adds the program's path (and the runner its default environment),
+	// and such a Command passed Execute, then failed to start.
+	brim := []string{"/bin/echo"}
+	for n := len(brim[0]) + 9; n < 2<<20-200; n += 100<<10 + 9 {
+		brim = append(brim, strings.Repeat("y", min(100<<10, 2<<20-200-n-9)))
+	}
 	env := func(kv ...string) []*repb.Command_EnvironmentVariable {
 		var out []*repb.Command_EnvironmentVariable
 		for i := 0; i < len(kv); i += 2 {
@@ -38,6 +45,7 @@ func TestCheckCommand(t *testing.T) {
 		{"NUL in argument", &repb.Command{Arguments: []string{"echo", "a\x00b"}}, "command.arguments[1]"},
 		{"argument over MAX_ARG_STRLEN", &repb.Command{Arguments: []string{"echo", strings.Repeat("x", 200<<10)}}, "command.arguments[1]"},
 		{"argv over ARG_MAX", &repb.Command{Arguments: append([]string{"echo"}, many...)}, "command.arguments"},
+		{"argv at ARG_MAX without the program's path", &repb.Command{Arguments: brim}, "command.arguments"},
 		{"working directory pkg/", &repb.Command{Arguments: []string{"true"}, WorkingDirectory: "pkg/"}, "command.working_directory"},
 		{"working directory /abs", &repb.Command{Arguments: []string{"true"}, WorkingDirectory: "/abs"}, "command.working_directory"},
 		{"working directory ../x", &repb.Command{Arguments: []string{"true"}, WorkingDirectory: "../x"}, "command.working_directory"},

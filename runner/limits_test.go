@@ -224,6 +224,13 @@ func TestRefusals(t *testing.T) {
 			}
 			r.WorkingDirectory = "t"
 		}, codes.InvalidArgument, "leads out of the input root"},
+		// Execute counts the Command's strings; the kernel also counts
+		// what the runner adds (here the program's path).
+		{"arguments past ARG_MAX", nil, func(r *runnerpb.RunRequest) {
+			for range 21 {
+				r.Arguments = append(r.Arguments, strings.Repeat("a", 100<<10))
+			}
+		}, codes.InvalidArgument, "command.arguments and command.environment_variables"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := e.newAction(t)

@@ -2,10 +2,12 @@ package runner
 
 import (
 	"errors"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/sandbox"
 )
 
@@ -23,6 +25,11 @@ func sandboxError(err error) error {
 	}
 	st := status.Newf(codes.Internal, "sandbox: %v", err)
 	switch {
+	case errors.Is(err, sandbox.ErrCommandNotStarted) && tooLongForExec(err):
+		// Execute counts the Command's own strings; the kernel counts the
+		// program's resolved path and the runner's default_environment
+		// too, so a Command just under the bound can still fail here.
+		st = status.Newf(codes.InvalidArgument, "cannot start the command: command.arguments and command.environment_variables, with the program's path and the runner's default_environment, are past Linux's ARG_MAX (%d bytes); pass long argument lists in a parameter file", rev2.MaxArgBytes)
 	case errors.Is(err, sandbox.ErrCommandNotStarted):
 		st = status.Newf(codes.InvalidArgument, "cannot start the command: %v", err)
 	case errors.Is(err, sandbox.ErrSpawnerGone):
@@ -40,3 +47,10 @@ type statusWithCause struct {
 func (e statusWithCause) Error() string              { return e.st.Err().Error() }
 func (e statusWithCause) GRPCStatus() *status.Status { return e.st }
 func (e statusWithCause) Unwrap() error              { return e.cause }
+
+// tooLongForExec reports an execve that failed with E2BIG. The sandbox's
+// init reports why its command did not start as text, strerror's
+// ("Argument list too long") or Go's, with no errno beside it.
+func tooLongForExec(err error) bool {
+	return strings.Contains(strings.ToLower(err.Error()), "argument list too long")
+}
