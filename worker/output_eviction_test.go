@@ -35,3 +35,16 @@ func TestOutputsEvictedWhileUploadedFailTheAction(t *testing.T) {
 		t.Fatalf("%d outputs reported, want 2", len(res.OutputFiles))
 	}
 }
+
+// TestOutputsEvictedFromASmallCASFailTheAction: outputs under the 1 MiB
+// from which results are checked, but more than a CAS of 600 KiB holds,
+// are checked too when the worker knows the CAS's size: the client was
+// handed an OK result naming an output already evicted.
+func TestOutputsEvictedFromASmallCASFailTheAction(t *testing.T) {
+	h := newHarnessCAS(t, 600<<10)
+	a := h.action(sh("for f in a b c d e; do head -c 150000 /dev/urandom > $f; done", "a", "b", "c", "d", "e"), &repb.Directory{}, false)
+	st := status.FromProto(h.w.Execute(context.Background(), a).Status)
+	if st.Code() != codes.ResourceExhausted || !strings.Contains(st.Message(), "evicted") {
+		t.Fatalf("750 KB of outputs in a CAS of 600 KiB: %v, want RESOURCE_EXHAUSTED saying they were evicted", st)
+	}
+}

@@ -44,7 +44,7 @@ func streamJob(t testing.TB, stdout, stderr []byte) (*uploadStep, *Job, storage.
 	next := ExecutorFunc(func(context.Context, *Job) (*repb.ExecuteResponse, error) {
 		return &repb.ExecuteResponse{Result: &repb.ActionResult{}}, nil
 	})
-	s := &uploadStep{next: next, cas: cas, limits: DefaultOutputLimits(), clock: clock.Real{}}
+	s := &uploadStep{next: next, cas: cas, limits: DefaultOutputLimits(), clock: clock.Real{}, checkOver: checkUploadsOver(0)}
 	j := &Job{Metadata: &repb.ExecutedActionMetadata{}, Fn: repb.DigestFunction_SHA256, Command: &repb.Command{}, Request: req}
 	return s, j, cas
 }

@@ -23,6 +23,9 @@ type uploadStep struct {
 	adoption *outputAdoption // nil: every output is copied
 	limits   OutputLimits
 	clock    clock.Clock
+	// checkOver is the output bytes from which the uploaded result is
+	// checked against the CAS (checkUploadsOver); 0: never.
+	checkOver int64
 }
 
 func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
@@ -69,7 +72,7 @@ func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 	if err := oc.flush(ctx); err != nil {
 		return nil, err
 	}
-	if oc.bytes+streamBytes >= checkUploadsOver {
+	if s.checkOver > 0 && oc.bytes+streamBytes >= s.checkOver {
 		err := storage.CheckComplete(ctx, s.cas, j.Fn, resp.Result)
 		switch status.Code(err) {
 		case codes.OK:
@@ -92,9 +95,16 @@ func (s *uploadStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse
 // against the CAS once uploaded: a CAS smaller than an action's outputs
 // together evicts the first while it stores the last, and the client was
 // handed an OK result it could not fetch (Bazel: "Missing digest"). Below
-// it the check would cost a call per action for what a CAS of any
-// sensible size never does.
-const checkUploadsOver = 1 << 20
+// 1 MiB the check would cost a call per action for what a CAS of any
+// sensible size never does; below a quarter of a CAS whose size the
+// worker knows (casBytes, 0: unknown), too, so that a CAS under a few
+// megabytes is checked as well.
+func checkUploadsOver(casBytes int64) int64 {
+	if casBytes > 0 {
+		return max(1, min(1<<20, casBytes/4))
+	}
+	return 1 << 20
+}
 
 // joinNotes adds note to a response message of notes.
 func joinNotes(msg, note string) string {

@@ -244,7 +244,7 @@ func (w *Worker) Execute(ctx context.Context, a *workerpb.Assignment) *repb.Exec
 func (w *Worker) newChain() Executor {
 	o := w.opts
 	var e Executor = &runStep{runner: o.Runner, clock: o.Clock, tenantOf: o.TenantOf}
-	e = &uploadStep{next: e, cas: o.CAS, adoption: w.adoption, limits: o.OutputLimits.withDefaults(), clock: o.Clock}
+	e = &uploadStep{next: e, cas: o.CAS, adoption: w.adoption, limits: o.OutputLimits.withDefaults(), clock: o.Clock, checkOver: checkUploadsOver(o.CASBytes)}
 	e = &cacheStep{next: e, ac: o.AC, clock: o.Clock, logger: o.Logger, stillAssigned: workerclient.StillAssigned}
 	e = &inputRootStep{next: e, roots: w.roots, clock: o.Clock}
 	e = &actionStep{next: e, cas: o.CAS}
