@@ -52,6 +52,10 @@ func newDownloader(allowed []string, maxBytes int64, tmpDir string) *downloader 
 			if err := d.allowedURL(req.URL); err != nil {
 				return refusedRedirect(err)
 			}
+			// Go's client names the URL redirected from in Referer,
+			// query string and all: a token a client put in the first
+			// URL went to the origin redirected to.
+			req.Header.Del("Referer")
 			return nil
 		},
 	}

@@ -1,6 +1,7 @@
 package asset
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -247,6 +248,19 @@ func (s *fetchServer) download(ctx context.Context, uri string, hdr http.Header,
 	defer f.Close()
 	if err := s.opts.CAS.Put(ctx, d, f); err != nil {
 		return digest.Digest{}, status.Errorf(status.Code(err), "store %s: %v", d, err)
+	}
+	if sum != nil && fn == repb.DigestFunction_SHA1 {
+		// A CAS that holds d already keeps what it holds, and SHA-1
+		// digests collide (SHAttered): the blob under d may be another
+		// than the one verified, and a record would serve it under the
+		// request's checksum.
+		got, err := storedSum(ctx, s.opts.CAS, d, *sum)
+		if err != nil {
+			return digest.Digest{}, status.Errorf(status.Code(err), "check stored %s: %v", d, err)
+		}
+		if !bytes.Equal(got, sum.sum) {
+			return digest.Digest{}, status.Errorf(codes.FailedPrecondition, "the CAS holds other content under the SHA-1 digest %s than the download that matched %s %s (a SHA-1 collision); fetch with digest_function SHA256", d, qualifierChecksum, sum)
+		}
 	}
 	return d, nil
 }

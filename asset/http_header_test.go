@@ -349,3 +349,26 @@ func TestCredentialRecordsAreNotShared(t *testing.T) {
 	wantFetch("no credentials with the checksum", codes.OK, 6, "checksum.sri", sum)
 	wantFetch("mallory with the checksum", codes.OK, 6, "checksum.sri", sum, "http_header:Authorization", "Bearer mallory")
 }
+
+// TestRedirectsSendNoReferer: a redirect followed sends no Referer. Go's
+// client names the URL redirected from there, query string and all, so a
+// token in the first URL (?access_token=…) went to the origin redirected
+// to, past the rule that keeps a client's credentials on their origin.
+func TestRedirectsSendNoReferer(t *testing.T) {
+	content := []byte("redirected artifact\n")
+	home, other := startHeaderOrigin(t), startHeaderOrigin(t)
+	other.mux.HandleFunc("/file", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(content) }) // the client may be gone
+	home.mux.HandleFunc("/away", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/file", http.StatusFound)
+	})
+	h := start(t, func(opts *asset.Options) { opts.AllowedHosts = []string{home.host(), other.host()} })
+	resp, err := h.fetch.FetchBlob(readsStatus(t), &rapb.FetchBlobRequest{
+		Uris: []string{home.URL + "/away?access_token=secret"}, Qualifiers: q("checksum.sri", sri(content)),
+	})
+	if err != nil || resp.Status.GetCode() != 0 {
+		t.Fatalf("fetch: %v, %v", resp, err)
+	}
+	if got := other.got("/file", "Referer"); len(got) != 1 || got[0] != "" {
+		t.Errorf("the origin redirected to got Referer %q, want none", got)
+	}
+}

@@ -162,18 +162,27 @@ func (s *pushServer) checkPushedChecksum(ctx context.Context, qs []*rapb.Qualifi
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "qualifiers: %v", err)
 	}
-	r, err := s.idx.cas.Get(ctx, dg, 0)
+	got, err := storedSum(ctx, s.idx.cas, dg, sum)
 	if err != nil {
 		return err
 	}
-	defer r.Close()
-	h := sum.newHash()
-	if _, err := io.Copy(h, r); err != nil {
-		return fmt.Errorf("read blob_digest %s: %w", dg, err)
-	}
-	if got := h.Sum(nil); !bytes.Equal(got, sum.sum) {
+	if !bytes.Equal(got, sum.sum) {
 		return status.Errorf(codes.InvalidArgument, "qualifiers: %s %s does not match blob_digest %s, whose content is %s-%s",
 			qualifierChecksum, sum, dg, sum.algorithm, base64.StdEncoding.EncodeToString(got))
 	}
 	return nil
+}
+
+// storedSum is the hash, of sum's algorithm, of blob dg as the CAS holds it.
+func storedSum(ctx context.Context, cas storage.BlobStore, dg digest.Digest, sum checksum) ([]byte, error) {
+	r, err := cas.Get(ctx, dg, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	h := sum.newHash()
+	if _, err := io.Copy(h, r); err != nil {
+		return nil, fmt.Errorf("read blob_digest %s: %w", dg, err)
+	}
+	return h.Sum(nil), nil
 }

@@ -11,15 +11,24 @@ import (
 // every error text the fetch path logs goes through redactURL or
 // redactText.
 
-// redactURL is uri with any password replaced by "xxxxx" (url.Redacted);
-// a URI that does not parse is scrubbed as text.
+// redactURL is uri with any password, and the value of each query
+// parameter, replaced by "xxxxx" (url.Redacted): signed and token URLs
+// carry their credentials in the query (?access_token=…,
+// X-Amz-Signature=…). A URI that does not parse is scrubbed as text.
 func redactURL(uri string) string {
 	u, err := url.Parse(uri)
 	if err != nil {
 		return redactText(uri)
 	}
+	if u.RawQuery != "" {
+		u.RawQuery = queryValue.ReplaceAllString(u.RawQuery, "${1}xxxxx")
+	}
 	return u.Redacted()
 }
+
+// queryValue matches the value of each parameter of a query string, or
+// of one quoted in free text.
+var queryValue = regexp.MustCompile(`((?:^|[?&;])[^=&;#\s"']*=)[^&;#\s"']*`)
 
 // userinfoPassword matches the password of a URL's userinfo in free text
 // ("scheme://user:PASSWORD@"), such as an error quoting a redirect's
@@ -29,5 +38,9 @@ var userinfoPassword = regexp.MustCompile(`(//[^/?#@\s"':]*:)[^/?#\s"']*@`)
 
 // redactText is s with every password of a URL in it replaced by "xxxxx".
 func redactText(s string) string {
-	return userinfoPassword.ReplaceAllString(s, "${1}xxxxx@")
+	s = userinfoPassword.ReplaceAllString(s, "${1}xxxxx@")
+	return textQuery.ReplaceAllStringFunc(s, func(q string) string { return queryValue.ReplaceAllString(q, "${1}xxxxx") })
 }
+
+// textQuery matches a URL's query string in free text.
+var textQuery = regexp.MustCompile(`\?[^#\s"']*`)
