@@ -117,6 +117,9 @@ func (s *fetchServer) fetchBlob(ctx context.Context, req *rapb.FetchBlobRequest)
 	if err != nil {
 		return nil, err
 	}
+	if f != nil && !s.stillVerified(ctx, f.digest, req.Qualifiers) {
+		f = nil // fetched again, and refused if the collision is still there
+	}
 	if f != nil {
 		return &rapb.FetchBlobResponse{Status: status.New(codes.OK, "").Proto(), Uri: f.uri, Qualifiers: withoutHeaders(req.Qualifiers),
 			ExpiresAt: expiresAt(f.rec), BlobDigest: f.digest.Proto(), DigestFunction: f.digest.Function()}, nil
@@ -220,6 +223,27 @@ func badQualifiers(bad []*errdetails.BadRequest_FieldViolation) error {
 		st = withDetail
 	}
 	return st.Err()
+}
+
+// stillVerified reports whether blob d, a record's, still matches the
+// request's checksum. Only a SHA-1 digest can name other bytes than
+// those verified when the record was made: evicted, the blob can come
+// back as another with the same SHA-1 (SHAttered), uploaded by anyone
+// who may write the CAS.
+func (s *fetchServer) stillVerified(ctx context.Context, d digest.Digest, qs []*rapb.Qualifier) bool {
+	if d.Function() != repb.DigestFunction_SHA1 {
+		return true
+	}
+	v, ok := qualifier(qs, qualifierChecksum)
+	if !ok {
+		return true
+	}
+	sum, err := parseSRI(v)
+	if err != nil {
+		return false
+	}
+	got, err := storedSum(ctx, s.opts.CAS, d, sum)
+	return err == nil && bytes.Equal(got, sum.sum)
 }
 
 // download fetches uri and stores it in the CAS. timeout (the request's,

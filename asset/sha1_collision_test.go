@@ -2,8 +2,11 @@ package asset_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/hex"
+	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	rapb "github.com/bazelbuild/remote-apis/build/bazel/remote/asset/v1"
@@ -62,5 +65,50 @@ func TestFetchUnderSHA1ServesWhatItVerified(t *testing.T) {
 	resp, err = h.fetch.FetchBlob(readsStatus(t), req)
 	if err != nil || resp.Status.GetCode() != 0 || resp.BlobDigest.GetHash() != digest.FromBytes(repb.DigestFunction_SHA256, blobs[1]).Hash() {
 		t.Fatalf("the same fetch under SHA-256: %v, %v", resp, err)
+	}
+}
+
+// swappedCAS serves other in place of blob d once swapped is set: d
+// evicted, and a colliding blob uploaded under it.
+type swappedCAS struct {
+	storage.BlobStore
+	d       digest.Digest
+	other   []byte
+	swapped atomic.Bool
+}
+
+func (c *swappedCAS) Get(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
+	if c.swapped.Load() && d == c.d {
+		return io.NopCloser(bytes.NewReader(c.other[offset:])), nil
+	}
+	return c.BlobStore.Get(ctx, d, offset)
+}
+
+// TestFetchRecordUnderSHA1IsCheckedAgain: a record made by a verified
+// fetch under SHA-1 is served only while the blob under its digest still
+// matches the checksum: evicted, the blob can come back as another with
+// the same SHA-1, which the record would have handed out.
+func TestFetchRecordUnderSHA1IsCheckedAgain(t *testing.T) {
+	var blobs [2][]byte
+	for i, s := range shattered {
+		blobs[i], _ = hex.DecodeString(s)
+	}
+	cas := &swappedCAS{BlobStore: storage.NewMemoryBlobStore(), d: digest.FromBytes(repb.DigestFunction_SHA1, blobs[1]), other: blobs[0]}
+	o := startOrigin(t, blobs[1])
+	h := start(t, func(opts *asset.Options) {
+		opts.CAS = cas
+		opts.AllowedHosts = []string{strings.TrimPrefix(o.URL, "http://")}
+	})
+	req := &rapb.FetchBlobRequest{Uris: []string{o.URL + "/file"}, Qualifiers: q("checksum.sri", sri(blobs[1])), DigestFunction: repb.DigestFunction_SHA1}
+	if resp, err := h.fetch.FetchBlob(readsStatus(t), req); err != nil || resp.Status.GetCode() != 0 {
+		t.Fatalf("first fetch: %v, %v", resp, err)
+	}
+	if resp, err := h.fetch.FetchBlob(readsStatus(t), req); err != nil || resp.Status.GetCode() != 0 || o.hits.Load() != 1 {
+		t.Fatalf("second fetch: %v, %v after %d downloads; want the record", resp, err, o.hits.Load())
+	}
+	cas.swapped.Store(true)
+	resp, err := h.fetch.FetchBlob(readsStatus(t), req)
+	if st := status.Convert(err); st.Code() != codes.FailedPrecondition || !strings.Contains(st.Message(), "SHA-1 collision") {
+		t.Fatalf("fetch once the blob was swapped: %v, %v; want FAILED_PRECONDITION naming the collision", resp, err)
 	}
 }
