@@ -37,7 +37,7 @@ type index struct {
 	cas     storage.BlobStore
 	now     func() time.Time
 	log     *slog.Logger
-	walks   chan struct{} // a token per tree check in progress (storage.TreeWalkSlots)
+	walks   *storage.TenantSlots // tree checks in progress (storage.TreeWalkSlots), at most half of them one tenant's
 }
 
 // internal logs err (which may name host paths) and returns an INTERNAL
@@ -180,14 +180,15 @@ func (x *index) complete(ctx context.Context, k kind, d digest.Digest, refBlobs,
 	}
 	var files []digest.Digest
 	if len(trees) > 0 {
-		select {
-		case x.walks <- struct{}{}:
-		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
+		// Shared by tenant: one tenant's 200 concurrent FetchDirectory
+		// calls of a large tree held every check, and another's fetch of
+		// an empty directory waited a minute behind them.
+		release, err := x.walks.Take(ctx)
+		if err != nil {
+			return err
 		}
-		var err error
 		files, err = x.treeBlobs(ctx, trees)
-		<-x.walks
+		release()
 		if err != nil {
 			return err
 		}

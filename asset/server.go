@@ -16,6 +16,7 @@
 package asset
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"os"
@@ -51,6 +52,10 @@ type Options struct {
 	// length plus a 4 KiB block; past it the least recently used are
 	// removed. Default 512 MiB (about 130,000 records).
 	MaxRecordBytes int64
+	// TreeChecks is how many directory records' trees are checked at
+	// once, one client or tenant holding at most half of them. Default
+	// storage.TreeWalkSlots().
+	TreeChecks int
 	// Now is the clock for expiry; default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -105,7 +110,7 @@ func New(opts Options) (*Server, error) {
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
 		return nil, fmt.Errorf("asset: %w", err)
 	}
-	idx := &index{records: records, cas: opts.CAS, now: opts.Now, log: opts.Logger, walks: make(chan struct{}, storage.TreeWalkSlots())}
+	idx := &index{records: records, cas: opts.CAS, now: opts.Now, log: opts.Logger, walks: storage.NewTenantSlots(cmp.Or(opts.TreeChecks, storage.TreeWalkSlots()))}
 	return &Server{
 		fetch: &fetchServer{opts: opts, idx: idx, dl: newDownloader(opts.AllowedHosts, opts.MaxFetchBytes, tmp), slots: newDownloadSlots(MaxDownloads)},
 		push:  &pushServer{idx: idx, now: opts.Now},

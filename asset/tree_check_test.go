@@ -1,6 +1,7 @@
 package asset_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,9 +14,11 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/paddock-build/paddock/asset"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/grpctest"
 	"github.com/paddock-build/paddock/storage"
 )
 
@@ -69,14 +72,15 @@ func (s *gatedStore) Get(ctx context.Context, d digest.Digest, offset int64) (io
 	return s.BlobStore.Get(ctx, d, offset)
 }
 
-// TestTreeChecksWaitForASlot: at most half the cores' worth of tree
-// checks run at once; another Fetch waits for one to end, reading nothing
+// TestTreeChecksWaitForASlot: at most TreeChecks tree checks run at once
+// (one here); another Fetch waits for one to end, reading nothing
 // meanwhile (here until its deadline).
 func TestTreeChecksWaitForASlot(t *testing.T) {
 	var cas *gatedStore
 	h := start(t, func(o *asset.Options) {
 		cas = &gatedStore{BlobStore: o.CAS, gated: map[digest.Digest]bool{}, gets: map[digest.Digest]int{}, entered: make(chan struct{}), release: make(chan struct{})}
 		o.CAS = cas
+		o.TreeChecks = 1
 	})
 	ctx := readsStatus(t)
 	push := func(uri, name string) digest.Digest {
@@ -87,7 +91,7 @@ func TestTreeChecksWaitForASlot(t *testing.T) {
 		return d
 	}
 	// Every record is pushed first: a push checks its tree in a slot too.
-	slots := storage.TreeWalkSlots()
+	const slots = 1
 	held := make([]digest.Digest, slots)
 	for i := range slots {
 		held[i] = push(fmt.Sprint("urn:held", i), fmt.Sprint("held", i))
@@ -123,5 +127,61 @@ func TestTreeChecksWaitForASlot(t *testing.T) {
 	wg.Wait()
 	if resp, err := h.fetch.FetchDirectory(ctx, &rapb.FetchDirectoryRequest{Uris: []string{"urn:waiting"}}); err != nil || resp.Status.GetCode() != 0 {
 		t.Fatalf("after the checks ended: %v, %v", resp, err)
+	}
+}
+
+// TestTreeChecksAreShared: one client holds at most half the tree
+// checks. Its many FetchDirectory calls of a tree whose check is stuck
+// (a slow CAS here) held every check, and another client's fetch of a
+// one-file directory waited behind all of them (a minute, with 200
+// calls of a large tree).
+func TestTreeChecksAreShared(t *testing.T) {
+	var cas *gatedStore
+	opts := asset.Options{Dir: t.TempDir()}
+	cas = &gatedStore{BlobStore: storage.NewMemoryBlobStore(), gated: map[digest.Digest]bool{}, gets: map[digest.Digest]int{}, entered: make(chan struct{}, 8), release: make(chan struct{})}
+	opts.CAS, opts.TreeChecks = cas, 2
+	srv, err := asset.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := grpctest.Listen(t, srv.Register)
+	greedy, other := grpctest.Dial(t, addr), grpctest.Dial(t, addr)
+	ctx := readsStatus(t)
+	push := rapb.NewPushClient(greedy)
+	for _, name := range []string{"slow", "small"} {
+		file := digest.FromBytes(repb.DigestFunction_SHA256, []byte(name))
+		if err := cas.Put(ctx, file, strings.NewReader(name)); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := proto.Marshal(&repb.Directory{Files: []*repb.FileNode{{Name: name, Digest: file.Proto()}}})
+		d := digest.FromBytes(repb.DigestFunction_SHA256, b)
+		if err := cas.Put(ctx, d, bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := push.PushDirectory(ctx, &rapb.PushDirectoryRequest{Uris: []string{"urn:" + name}, RootDirectoryDigest: d.Proto()}); err != nil {
+			t.Fatal(err)
+		}
+		if name == "slow" {
+			cas.mu.Lock()
+			cas.gated[d] = true
+			cas.mu.Unlock()
+		}
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(cas.release)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = rapb.NewFetchClient(greedy).FetchDirectory(ctx, &rapb.FetchDirectoryRequest{Uris: []string{"urn:slow"}}) // ends once released
+		}()
+	}
+	<-cas.entered // the greedy client's first check holds a slot
+	short, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := rapb.NewFetchClient(other).FetchDirectory(short, &rapb.FetchDirectoryRequest{Uris: []string{"urn:small"}})
+	if err != nil || resp.Status.GetCode() != 0 {
+		t.Fatalf("another client's fetch while one client's checks are stuck: %v, %v", resp, err)
 	}
 }

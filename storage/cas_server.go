@@ -34,7 +34,7 @@ type casServer struct {
 	// treeCalls a slot per GetTree call in progress (treeCallSlots),
 	// walking or sending.
 	treeWalks chan struct{}
-	treeCalls *tenantSlots
+	treeCalls *TenantSlots
 	// pageWaitBound, when set (by tests), replaces maxTreePageWait.
 	pageWaitBound atomic.Int64
 	// giveWay frees room for a Put that finds the CAS full
@@ -47,7 +47,7 @@ func newCASServer(opts *ServerOptions) *casServer {
 	// No entry of a batch may be larger than the batch: decoding stops there.
 	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(uint64(opts.MaxBatchTotalSizeBytes)))
 	return &casServer{opts: opts, zenc: enc, zdec: dec, treeWalks: make(chan struct{}, TreeWalkSlots()),
-		treeCalls: newTenantSlots(treeCallSlots())}
+		treeCalls: NewTenantSlots(treeCallSlots())}
 }
 
 // treePageWait is how long a GetTree page waits for its client:

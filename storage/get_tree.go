@@ -49,7 +49,7 @@ func TreeWalkSlots() int {
 // behind it). It bounds the memory of the walks (their seen sets, up to
 // about 30 MB each at maxTreeWalk); more calls wait. A tenant of the
 // policy, or without one a connection (shareOf), holds at most half of
-// them (tenantSlots): a call holds its slot while its page waits for the
+// them (TenantSlots): a call holds its slot while its page waits for the
 // client, and one tenant's eight calls it never read held every slot, and
 // every other tenant's GetTree waited out its deadline for as long as
 // that tenant liked.

@@ -11,7 +11,7 @@ import (
 	"github.com/paddock-build/paddock/auth"
 )
 
-// tenantSlots is a pool of slots of which one sharer holds at most half,
+// TenantSlots is a pool of slots of which one sharer holds at most half,
 // so that whatever one holds (calls it never reads, say) the others share
 // the rest, as with the ByteStream slots and the request memory budget.
 // A sharer is a tenant of the auth policy, or, for a call without one,
@@ -21,7 +21,7 @@ import (
 // sharer's entry lives while it holds or waits for a slot: connections
 // come and go, and are not few as the policy's tenants are. Safe for
 // concurrent use.
-type tenantSlots struct {
+type TenantSlots struct {
 	all   chan struct{} // a token per slot held
 	share int
 	// waiting counts the callers waiting for a slot, for tests.
@@ -31,14 +31,16 @@ type tenantSlots struct {
 }
 
 // slotShare is one sharer's slots, and how many of its calls hold or
-// wait for one (under tenantSlots.mu): at zero it is forgotten.
+// wait for one (under TenantSlots.mu): at zero it is forgotten.
 type slotShare struct {
 	slots chan struct{}
 	users int
 }
 
-func newTenantSlots(n int) *tenantSlots {
-	return &tenantSlots{all: make(chan struct{}, n), share: max(n/2, 1), shares: map[string]*slotShare{}}
+// NewTenantSlots returns a pool of n slots. The asset API's tree checks
+// share theirs so too.
+func NewTenantSlots(n int) *TenantSlots {
+	return &TenantSlots{all: make(chan struct{}, n), share: max(n/2, 1), shares: map[string]*slotShare{}}
 }
 
 // shareOf names the sharer of ctx's call: its tenant, or without one (no
@@ -70,7 +72,7 @@ func shareOf(ctx context.Context) string {
 
 // use returns sharer's share, counting the caller as its user until it
 // calls done.
-func (p *tenantSlots) use(sharer string) *slotShare {
+func (p *TenantSlots) use(sharer string) *slotShare {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	s := p.shares[sharer]
@@ -83,7 +85,7 @@ func (p *tenantSlots) use(sharer string) *slotShare {
 }
 
 // done ends a use of sharer's share.
-func (p *tenantSlots) done(sharer string, s *slotShare) {
+func (p *TenantSlots) done(sharer string, s *slotShare) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s.users--; s.users == 0 {
@@ -94,7 +96,7 @@ func (p *tenantSlots) done(sharer string, s *slotShare) {
 // take waits as long as ctx lasts for a slot, one of sharer's share first
 // ("" has none: it counts only against the whole), and returns the
 // function that frees it.
-func (p *tenantSlots) take(ctx context.Context, sharer string) (release func(), err error) {
+func (p *TenantSlots) take(ctx context.Context, sharer string) (release func(), err error) {
 	p.waiting.Add(1)
 	defer p.waiting.Add(-1)
 	var own *slotShare
@@ -121,8 +123,13 @@ func (p *tenantSlots) take(ctx context.Context, sharer string) (release func(), 
 	}, nil
 }
 
+// Take is take for the sharer of ctx's call (shareOf).
+func (p *TenantSlots) Take(ctx context.Context) (release func(), err error) {
+	return p.take(ctx, shareOf(ctx))
+}
+
 // held returns how many slots are held, and how many callers wait for
 // one.
-func (p *tenantSlots) held() (holding, waiting int) {
+func (p *TenantSlots) held() (holding, waiting int) {
 	return len(p.all), int(p.waiting.Load())
 }
