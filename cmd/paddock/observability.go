@@ -125,6 +125,17 @@ var httpIdleTimeout = 10 * time.Second
 // Watch streams.
 const maxHTTPGRPCCalls = 100
 
+// httpGRPCMaxRecv bounds a gRPC request message on the HTTP port.
+const httpGRPCMaxRecv = 16 << 10
+
+// maxScrapes bounds the /metrics requests in progress; past it a scrape
+// is answered 503 at once.
+const maxScrapes = 8
+
+// httpMaxStreams bounds the concurrent streams of an HTTP/2 connection on
+// the HTTP port.
+const httpMaxStreams = 64
+
 // healthCheckMethod is the path of the unary health Check.
 const healthCheckMethod = "/grpc.health.v1.Health/Check"
 
@@ -211,14 +222,22 @@ func (o *observability) startHTTP(ctx context.Context, addr string, tlsCfg *tls.
 	if hostguard.Loopback(addr) {
 		open = hostguard.Handler
 	}
-	mux.Handle("GET /metrics", open(promhttp.HandlerFor(o.gather, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})))
+	// Scrapes in progress are bounded: each holds its encoded answer
+	// (about 600 KB) until the client reads it, and 250 on a connection
+	// whose client read nothing took the process to 180 MB, for good.
+	mux.Handle("GET /metrics", open(promhttp.HandlerFor(o.gather, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: maxScrapes})))
 	mux.Handle("GET /healthz", open(http.HandlerFunc(o.healthz)))
 	if routes != nil {
 		routes(mux)
 	}
 	// The gRPC health service on the same port: the worker has no gRPC
 	// listener of its own, and probes then need one address per role.
-	hg := grpc.NewServer()
+	// Its requests are a service name or a reflection query: a request
+	// past httpGRPCMaxRecv is refused at its length prefix, never held.
+	// At gRPC's default of 4 MiB, Checks whose request never finished
+	// (a probe's Check is not counted, below) held 4 MiB each: one
+	// anonymous connection took the process to a gigabyte, for good.
+	hg := grpc.NewServer(grpc.MaxRecvMsgSize(httpGRPCMaxRecv))
 	healthpb.RegisterHealthServer(hg, o.health)
 	reflection.Register(hg)
 	var protocols http.Protocols
@@ -240,7 +259,10 @@ func (o *observability) startHTTP(ctx context.Context, addr string, tlsCfg *tls.
 		// kept two minutes each, left no room for /healthz. A scraper
 		// every 15 s or more opens a connection a scrape.
 		IdleTimeout: httpIdleTimeout,
-		ErrorLog:    slog.NewLogLogger(o.logger.Handler(), slog.LevelWarn),
+		// Streams of one HTTP/2 connection: Go's default is 250, each
+		// able to hold a request being read or an answer not yet read.
+		HTTP2:    &http.HTTP2Config{MaxConcurrentStreams: httpMaxStreams},
+		ErrorLog: slog.NewLogLogger(o.logger.Handler(), slog.LevelWarn),
 	}
 	go func() {
 		serve := srv.Serve

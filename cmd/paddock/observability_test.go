@@ -13,11 +13,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -295,4 +297,68 @@ func startLoopbackHTTP(t *testing.T, routes func(*http.ServeMux)) string {
 		t.Fatal(err)
 	}
 	return addr
+}
+
+// TestHTTPPortRefusesLargeGRPCRequests: a gRPC request on the HTTP port
+// is a service name or a reflection query; one past 16 KiB is refused at
+// its length prefix. At gRPC's default of 4 MiB, anonymous Checks whose
+// request never finished held 4 MiB each (a gigabyte on one connection).
+func TestHTTPPortRefusesLargeGRPCRequests(t *testing.T) {
+	c := healthpb.NewHealthClient(grpctest.Dial(t, startLoopbackHTTP(t, nil)))
+	_, err := c.Check(t.Context(), &healthpb.HealthCheckRequest{Service: strings.Repeat("s", 64<<10)})
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a Check of 64 KiB: %v, want RESOURCE_EXHAUSTED", err)
+	}
+	if resp, err := c.Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("a probe's Check: %v, %v; want SERVING", resp, err)
+	}
+}
+
+// blockingCollector holds every collection until release is closed,
+// saying on started when one begins.
+type blockingCollector struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (c blockingCollector) Describe(chan<- *prometheus.Desc) {}
+
+func (c blockingCollector) Collect(chan<- prometheus.Metric) {
+	c.started <- struct{}{}
+	<-c.release
+}
+
+// TestScrapesInProgressAreBounded: /metrics serves at most maxScrapes
+// requests at once and answers the next 503 at once. Each holds its
+// encoded answer until its client reads it: 250 scrapes on a connection
+// that read nothing took the process to 180 MB, for good.
+func TestScrapesInProgressAreBounded(t *testing.T) {
+	o := newObservability(slog.New(slog.DiscardHandler))
+	stuck := blockingCollector{started: make(chan struct{}, maxScrapes), release: make(chan struct{})}
+	o.reg.MustRegister(stuck)
+	addr, err := o.startHTTP(t.Context(), "127.0.0.1:0", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stuck.release)
+	for range maxScrapes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		<-stuck.started
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("a scrape past %d in progress: %v, want 503 at once", maxScrapes, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("a scrape past %d in progress: %s, want 503", maxScrapes, resp.Status)
+	}
 }
