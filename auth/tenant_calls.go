@@ -102,7 +102,10 @@ const maxPublicCalls = 1024
 // Checks; at 65,536 open files, 8,192 connections hold at most 131,072
 // Checks (3.5 GiB) until the request timeout, and tenantCalls.open at
 // most 8,192 entries of Checks (an entry is deleted with its last Check);
-// past that, maxChecksInAll.
+// past that, maxChecksInAll. A Check whose request has come in part
+// holds what came, up to the server's largest message, so its
+// connection is closed if the rest has not come within seconds
+// (grpclimit's publicRequestTimeout).
 const maxChecksPerConnection = 16
 
 // maxChecksInAll is a backstop on every connection's Checks together, for

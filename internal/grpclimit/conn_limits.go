@@ -209,8 +209,12 @@ func (c *sendConn) stalled(l *ConnLimits) bool {
 	if c.unread() > 0 && time.Since(c.lastProgress) > l.StallTimeout {
 		return true
 	}
-	for _, begun := range c.receiving {
-		if time.Since(begun) > l.RequestTimeout {
+	for rpc, begun := range c.receiving {
+		limit := l.RequestTimeout
+		if rpc.public {
+			limit = min(limit, publicRequestTimeout)
+		}
+		if time.Since(begun) > limit {
 			return true
 		}
 	}
@@ -272,6 +276,7 @@ type sendRPC struct {
 	reserved    atomic.Int64
 	handed      atomic.Int64 // wire bytes of the responses gRPC took
 	timedStream bool         // one of timedStreams
+	public      bool         // one of publicMethods
 }
 
 // streamWriteQuota is grpc-go's per-stream write quota (its
@@ -326,7 +331,7 @@ func tagSendRPC(ctx context.Context, method string) context.Context {
 	if c == nil {
 		return ctx
 	}
-	return context.WithValue(ctx, sendRPCKey{}, &sendRPC{conn: c, timedStream: timedStreams[method]})
+	return context.WithValue(ctx, sendRPCKey{}, &sendRPC{conn: c, timedStream: timedStreams[method], public: publicMethods[method]})
 }
 
 // timedStreams are the client-streaming methods whose messages should
@@ -339,6 +344,18 @@ func tagSendRPC(ctx context.Context, method string) context.Context {
 // whose server waited minutes for room in a full CAS had its connection
 // closed, since flow control kept its next message from arriving.
 var timedStreams = map[string]bool{"/google.bytestream.ByteStream/Write": true}
+
+// publicMethods are the methods anyone may call, without credentials:
+// gRPC health. Their requests are a service name, sent at once by any
+// probe, so they have publicRequestTimeout to arrive, not RequestTimeout:
+// a request is held in memory as it arrives, up to the server's largest
+// (5 MiB), and anonymous Checks whose requests never finished held 80 MiB
+// on each connection for the two minutes of RequestTimeout.
+var publicMethods = map[string]bool{"/grpc.health.v1.Health/Check": true, "/grpc.health.v1.Health/Watch": true}
+
+// publicRequestTimeout is how long a public method's request may take to
+// arrive before its connection is closed.
+const publicRequestTimeout = 5 * time.Second
 
 func handleSend(ctx context.Context, s stats.RPCStats) {
 	rpc, _ := ctx.Value(sendRPCKey{}).(*sendRPC)

@@ -62,6 +62,26 @@ func TestUnfinishedRequestsCloseTheirConnection(t *testing.T) {
 	}
 }
 
+// TestUnfinishedPublicRequestsHaveSeconds: a health Check needs no
+// credentials and its request is a service name, so an unfinished one
+// closes its connection after publicRequestTimeout, however long
+// RequestTimeout is: anonymous connections of such Checks held 80 MiB
+// each for its two minutes.
+func TestUnfinishedPublicRequestsHaveSeconds(t *testing.T) {
+	addr := watchedServer(t, func(g *grpc.Server) { healthpb.RegisterHealthServer(g, health.NewServer()) })
+	limits := DefaultConnLimits()
+	limits.RequestTimeout = time.Hour
+	t.Cleanup(SetConnLimits(limits))
+	stalled := h2test.Dial(t, addr)
+	stalled.Call(t, "/grpc.health.v1.Health/Check", h2test.Message(&healthpb.HealthCheckRequest{Service: "0123456789"}, 100)[:15], false)
+	closed := stalled.Serve()
+	select {
+	case <-closed:
+	case <-time.After(3 * publicRequestTimeout):
+		t.Fatalf("the connection with an unfinished Check is still open after %s", 3*publicRequestTimeout)
+	}
+}
+
 func pingServer(t *testing.T) string {
 	return grpctest.Listen(t, func(g *grpc.Server) { healthpb.RegisterHealthServer(g, health.NewServer()) }, New(0).ServerOptions()...)
 }
