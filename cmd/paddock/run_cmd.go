@@ -12,6 +12,7 @@ import (
 	"unicode"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/paddock-build/paddock/client"
 	"github.com/paddock-build/paddock/remoterun"
@@ -173,9 +174,20 @@ func parseRunFlags(args []string) (remoterun.Options, runConn, error) {
 	retry := client.DefaultRetryPolicy()
 	retry.Retries = *retries
 	dialOpts = append(dialOpts, retry.DialOptions()...)
-	cc, err := grpc.NewClient(*endpoint, append(dialOpts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))...)
+	cc, err := dialRunEndpoint(*endpoint, dialOpts, storageKeepalive())
 	if err != nil {
 		return remoterun.Options{}, runConn{}, fmt.Errorf("--endpoint: %w", err)
 	}
 	return opts, runConn{cc: cc, instance: *instance, headers: headers.toMap(), retry: retry}, nil
+}
+
+// dialRunEndpoint dials the farm for `paddock run`, with keepalive kp (the
+// roles' own: storageKeepalive): a connection cut without being closed (a
+// partition, a machine gone) left the Execute stream waiting for good,
+// the action finished meanwhile, and `paddock run` printed nothing for
+// minutes. A ping unanswered fails the stream UNAVAILABLE, and the run
+// resumes with WaitExecution on a new connection, as Bazel does with its
+// keepalive.
+func dialRunEndpoint(endpoint string, dialOpts []grpc.DialOption, kp keepalive.ClientParameters) (*grpc.ClientConn, error) {
+	return grpc.NewClient(endpoint, append(dialOpts, grpc.WithKeepaliveParams(kp), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))...)
 }

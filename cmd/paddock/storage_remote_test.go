@@ -7,7 +7,9 @@ import (
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
@@ -153,4 +155,35 @@ func (g *gatedStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]dig
 	case <-ctx.Done():
 	}
 	return nil, errors.New("released")
+}
+
+// TestRunConnectionNoticesAStall: `paddock run`'s connection pings while
+// a call is in flight, so a farm cut off without the connection being
+// closed (a partition) fails the call UNAVAILABLE, which the run resumes
+// from, instead of leaving it waiting for good: the action finished
+// during a partition, and `paddock run` printed nothing for twelve
+// minutes. The time is gRPC's shortest.
+func TestRunConnectionNoticesAStall(t *testing.T) {
+	t.Parallel()
+	cas := &gatedStore{BlobStore: storage.NewMemoryBlobStore(), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	defer close(cas.release)
+	proxy := grpctest.NewStallProxy(t, serveStorage(t, storage.ServerOptions{CAS: cas, AC: storage.NewMemoryActionCache()}))
+	kp := keepalive.ClientParameters{Time: 10 * time.Second, Timeout: time.Second}
+	conn, err := dialRunEndpoint(proxy.Addr, []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*(kp.Time+kp.Timeout))
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := repb.NewContentAddressableStorageClient(conn).FindMissingBlobs(ctx, &repb.FindMissingBlobsRequest{BlobDigests: []*repb.Digest{digest.FromBytes(repb.DigestFunction_SHA256, []byte("x")).Proto()}})
+		done <- err
+	}()
+	<-cas.entered
+	proxy.Stall()
+	if err := <-done; status.Code(err) != codes.Unavailable {
+		t.Fatalf("the call in flight when the farm stalled ended with %v; want UNAVAILABLE before its deadline", err)
+	}
 }
