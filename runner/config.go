@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -227,6 +228,25 @@ func (c ImagesConfig) TenantCredentials() map[string]images.TenantCredentials {
 var defaultHostHiddenPaths = []string{
 	"/proc", "/sys", "/dev", "/run", "/tmp", "/boot", "/root", "/home",
 	"/mnt", "/media", "/srv", "/lost+found", "/var/lib/paddock", "/etc/paddock",
+}
+
+// alwaysHiddenPaths are hidden whatever host_hidden_paths says: where
+// the docs keep Paddock's data and its configs and secrets. A config
+// lists host_hidden_paths in full, so one written before /etc/paddock
+// joined the defaults (the shipped example, a --print-config copy) kept
+// it shown after an upgrade, a worker token readable by all with it.
+var alwaysHiddenPaths = []string{"/var/lib/paddock", "/etc/paddock"}
+
+// hiddenPathsOf is every host path cfg's host-root sandboxes do not see:
+// the configured ones, alwaysHiddenPaths, the runner's state (bundles,
+// skeletons), its image cache, and the socket's private directory
+// (Listen's).
+func hiddenPathsOf(cfg Config) []string {
+	hide := append(append(append([]string(nil), cfg.HostHiddenPaths...), alwaysHiddenPaths...), filepath.Clean(cfg.StateDir), filepath.Clean(cfg.ImagesDir()))
+	if sock, err := filepath.Abs(cfg.Socket); err == nil && cfg.Socket != "" {
+		hide = append(hide, socketDir(sock))
+	}
+	return hide
 }
 
 // DefaultConfig returns the defaults a config file overrides.

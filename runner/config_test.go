@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"slices"
 	"testing"
 )
 
@@ -67,5 +68,21 @@ func TestDefaultMemoryLimitLeavesReserve(t *testing.T) {
 					got.Concurrency, all/mib, tc.host/mib, tc.wantReserve/mib)
 			}
 		})
+	}
+}
+
+// TestAlwaysHiddenPaths: /etc/paddock and /var/lib/paddock are hidden
+// from host-root sandboxes whatever host_hidden_paths lists. A config
+// lists the paths in full, so one written before /etc/paddock joined the
+// defaults kept it shown after an upgrade: an action read a worker token
+// left readable by all there.
+func TestAlwaysHiddenPaths(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HostHiddenPaths = []string{"/proc", "/sys", "/dev", "/home"} // an older config's own list
+	hide := hiddenPathsOf(cfg)
+	for _, want := range []string{"/etc/paddock", "/var/lib/paddock", "/home", cfg.StateDir} {
+		if !slices.Contains(hide, want) {
+			t.Errorf("hidden paths %v lack %s", hide, want)
+		}
 	}
 }

@@ -111,14 +111,7 @@ func New(opts Options) (*Service, error) {
 	}
 	warnWithoutOOMFloor(opts.Logger)
 	opts.Clock = clock.OrReal(opts.Clock)
-	// Besides the configured paths, host-root sandboxes never see the
-	// runner's state (bundles, skeletons), its image cache, or the
-	// socket's private directory (Listen's).
-	hide := append(append([]string(nil), cfg.HostHiddenPaths...), filepath.Clean(cfg.StateDir), filepath.Clean(cfg.ImagesDir()))
-	if sock, err := filepath.Abs(cfg.Socket); err == nil && cfg.Socket != "" {
-		hide = append(hide, socketDir(sock))
-	}
-	hidden := resolvedHiddenPaths(hide)
+	hidden := resolvedHiddenPaths(hiddenPathsOf(cfg))
 	roots := newSkeletons(rootfs)
 	return &Service{
 		cfg: cfg, launcher: opts.Launcher, images: opts.Images, logger: opts.Logger,
