@@ -81,7 +81,7 @@ func decodeState(b []byte) (*coreState, error) {
 	r := wirecodec.NewReader(b, "scheduler state")
 	v := r.Uvarint()
 	if (v < 1 || v > stateVersion) && r.Err() == nil {
-		return nil, fmt.Errorf("scheduler state version %d, this scheduler reads 1 to %d", v, stateVersion)
+		return nil, fmt.Errorf("scheduler state version %d, this scheduler reads 1 to %d%s", v, stateVersion, newerJournal(v > stateVersion))
 	}
 	st := &coreState{}
 	st.Ops = make([]opState, r.Count(1))

@@ -87,7 +87,7 @@ func decodeRecord(b []byte) (record, error) {
 	var r record
 	v := rd.Uvarint()
 	if (v < 1 || v > recordVersion) && rd.Err() == nil {
-		return r, fmt.Errorf("record version %d, this scheduler reads 1 to %d", v, recordVersion)
+		return r, fmt.Errorf("record version %d, this scheduler reads 1 to %d%s", v, recordVersion, newerJournal(v > recordVersion))
 	}
 	r.kind = recordKind(rd.Uvarint())
 	r.at = time.Unix(0, rd.Varint())
@@ -181,4 +181,14 @@ func writeProps(w *wirecodec.Writer, ps []*workerpb.Property) {
 // two bytes at least.
 func readProps(r *wirecodec.Reader) []*workerpb.Property {
 	return wirecodec.ReadList(r, 2, func() *workerpb.Property { return &workerpb.Property{Name: r.Str(), Value: r.Str()} })
+}
+
+// newerJournal is the advice for a journal a newer Paddock wrote (a
+// downgrade), which this one cannot read: before, the refusal said only
+// the version numbers.
+func newerJournal(newer bool) string {
+	if !newer {
+		return ""
+	}
+	return ": the journal was written by a newer Paddock; run that version again, or move the journal directory (scheduler.journal_dir) away to start without its queued and finished operations"
 }

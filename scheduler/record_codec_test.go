@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -151,5 +152,15 @@ func TestTruncatedRecordsAndSnapshotsAreRefused(t *testing.T) {
 		if _, err := decodeState(state[:i]); !errors.Is(err, wirecodec.ErrMalformed) {
 			t.Fatalf("snapshot cut at %d/%d: %v, want a malformed scheduler state", i, len(state), err)
 		}
+	}
+}
+
+// TestNewerJournalSaysWhatToDo: a record of a version this scheduler does
+// not read yet, from a newer Paddock (a downgrade), is refused saying so
+// and what to do, not only by its version numbers.
+func TestNewerJournalSaysWhatToDo(t *testing.T) {
+	_, err := decodeRecord(binary.AppendUvarint(nil, recordVersion+1))
+	if err == nil || !strings.Contains(err.Error(), "newer Paddock") || !strings.Contains(err.Error(), "journal_dir") {
+		t.Fatalf("a record of version %d: %v; want a refusal naming a newer Paddock and journal_dir", recordVersion+1, err)
 	}
 }
