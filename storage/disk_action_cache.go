@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -52,12 +53,26 @@ func encodeEntry(result []byte) []byte {
 // decodeEntry returns the ActionResult's bytes of an entry's file, or
 // false if the file is not a whole entry.
 func decodeEntry(b []byte) ([]byte, bool) {
-	if len(b) < entryHeaderBytes || [4]byte(b[:len(entryMagic)]) != entryMagic {
+	if !hasEntryHeader(b) {
 		return nil, false
 	}
 	result := b[entryHeaderBytes:]
 	sum := sha256.Sum256(result)
 	return result, [sha256.Size]byte(b[len(entryMagic):entryHeaderBytes]) == sum
+}
+
+// hasEntryHeader reports whether b starts as encodeEntry writes entries.
+func hasEntryHeader(b []byte) bool {
+	return len(b) >= entryHeaderBytes && [4]byte(b[:len(entryMagic)]) == entryMagic
+}
+
+// olderEntry reports whether b was written before entries had a header:
+// a whole ActionResult, without the magic (an empty file, or one cut
+// within the magic, is a damaged entry of this format; so is one whose
+// magic was damaged, which does not parse).
+func olderEntry(b []byte) bool {
+	n := min(len(b), len(entryMagic))
+	return n > 0 && !bytes.Equal(b[:n], entryMagic[:n]) && proto.Unmarshal(b, &repb.ActionResult{}) == nil
 }
 
 // DiskActionCache stores one file per (instance name, action digest) under
@@ -205,7 +220,14 @@ func (c *DiskActionCache) Get(ctx context.Context, instance string, action diges
 	}
 	r := &repb.ActionResult{}
 	if pb, whole := decodeEntry(b); !whole || len(b) > maxActionResultBytes+entryHeaderBytes || proto.Unmarshal(pb, r) != nil {
-		c.log.Error("action cache entry corrupt; removed", "instance", instance, "action", action.String())
+		// An entry of the format before the header (an upgrade) is
+		// a miss like a damaged one, but no error: logged as corrupt,
+		// each lookup of a farm's old entries was an ERROR line.
+		if olderEntry(b) {
+			c.log.Debug("action cache entry of an older format; removed", "instance", instance, "action", action.String())
+		} else {
+			c.log.Error("action cache entry corrupt; removed", "instance", instance, "action", action.String())
+		}
 		c.mu.Lock()
 		_ = os.Remove(p)
 		c.set.Remove(key)

@@ -1,10 +1,12 @@
 package storage_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -133,7 +135,9 @@ func TestDiskActionCacheRemovesStrayFiles(t *testing.T) {
 // anywhere (empty, as a power cut leaves an unsynced file; or at a field's
 // end, which still parses), with a byte flipped, or written without the
 // header by an earlier version, is NOT_FOUND and removed, never served as
-// a result (an empty file parsed as exit 0 with no outputs).
+// a result (an empty file parsed as exit 0 with no outputs). Damage is
+// logged as an error; an earlier version's entry is not (an upgrade made
+// an ERROR line of every old entry's lookup).
 func TestDiskActionCacheDamagedEntriesAreMisses(t *testing.T) {
 	ctx := context.Background()
 	result := &repb.ActionResult{
@@ -153,9 +157,11 @@ func TestDiskActionCacheDamagedEntriesAreMisses(t *testing.T) {
 		}
 		return files[0]
 	}
+	var logs bytes.Buffer
 	fresh := func() (*storage.DiskActionCache, []byte, string) {
 		dir := t.TempDir()
-		c, err := storage.NewDiskActionCache(dir, nil)
+		logs.Reset()
+		c, err := storage.NewDiskActionCache(dir, slog.New(slog.NewTextHandler(&logs, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,6 +194,10 @@ func TestDiskActionCacheDamagedEntriesAreMisses(t *testing.T) {
 		}
 		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
 			t.Fatalf("%s: the damaged file was not removed", name)
+		}
+		earlier := name == "written by an earlier version"
+		if logged := strings.Contains(logs.String(), "level=ERROR"); logged == earlier {
+			t.Errorf("%s: error logged %v, want %v:\n%s", name, logged, !earlier, logs.String())
 		}
 	}
 	c, _, _ := fresh()
