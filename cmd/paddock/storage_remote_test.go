@@ -106,35 +106,44 @@ func TestStorageKeepaliveFitsTheFarmsPolicy(t *testing.T) {
 // farm's own, with its keepalive enforcement; the time is gRPC's shortest.
 func TestStorageCallFailsWhenStorageStalls(t *testing.T) {
 	t.Parallel()
+	kp := keepalive.ClientParameters{Time: 10 * time.Second, Timeout: time.Second}
+	took, err := stallMidCall(t, kp, func(addr string) (*grpc.ClientConn, error) { return dialStorageKeepalive(addr, nil, kp) },
+		func(ctx context.Context, conn *grpc.ClientConn) error {
+			_, err := storage.NewRemoteBlobStore(conn, storage.RemoteOptions{}).FindMissing(ctx, []digest.Digest{digest.FromBytes(repb.DigestFunction_SHA256, []byte("x"))})
+			return err
+		})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("the call in flight ended with %v after %s; want UNAVAILABLE", err, took)
+	}
+	// Slack for a loaded machine: the ping is sent Time after the last
+	// read, which was before the stall.
+	if took > kp.Time+kp.Timeout+5*time.Second {
+		t.Fatalf("the call failed %s after the stall; want within %s", took, kp.Time+kp.Timeout)
+	}
+}
+
+// stallMidCall serves a storage behind a proxy, dials the proxy with dial,
+// and makes call; once the call is in the storage, the proxy stops
+// forwarding, without closing anything. It returns how long after the
+// stall the call ended, and its error.
+func stallMidCall(t *testing.T, kp keepalive.ClientParameters, dial func(addr string) (*grpc.ClientConn, error), call func(context.Context, *grpc.ClientConn) error) (time.Duration, error) {
 	cas := &gatedStore{BlobStore: storage.NewMemoryBlobStore(), entered: make(chan struct{}, 1), release: make(chan struct{})}
 	defer close(cas.release)
 	proxy := grpctest.NewStallProxy(t, serveStorage(t, storage.ServerOptions{CAS: cas, AC: storage.NewMemoryActionCache()}))
-	kp := keepalive.ClientParameters{Time: 10 * time.Second, Timeout: time.Second}
-	conn, err := dialStorageKeepalive(proxy.Addr, nil, kp)
+	conn, err := dial(proxy.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	remote := storage.NewRemoteBlobStore(conn, storage.RemoteOptions{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*(kp.Time+kp.Timeout))
 	defer cancel()
 	done := make(chan error, 1)
-	go func() {
-		_, err := remote.FindMissing(ctx, []digest.Digest{digest.FromBytes(repb.DigestFunction_SHA256, []byte("x"))})
-		done <- err
-	}()
+	go func() { done <- call(ctx, conn) }()
 	<-cas.entered
 	proxy.Stall()
 	stalled := time.Now()
 	err = <-done
-	if status.Code(err) != codes.Unavailable {
-		t.Fatalf("the call in flight ended with %v after %s; want UNAVAILABLE", err, time.Since(stalled))
-	}
-	// Slack for a loaded machine: the ping is sent Time after the last
-	// read, which was before the stall.
-	if took := time.Since(stalled); took > kp.Time+kp.Timeout+5*time.Second {
-		t.Fatalf("the call failed %s after the stall; want within %s", took, kp.Time+kp.Timeout)
-	}
+	return time.Since(stalled), err
 }
 
 // gatedStore is a BlobStore whose FindMissing says it was entered and then
@@ -165,25 +174,14 @@ func (g *gatedStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]dig
 // minutes. The time is gRPC's shortest.
 func TestRunConnectionNoticesAStall(t *testing.T) {
 	t.Parallel()
-	cas := &gatedStore{BlobStore: storage.NewMemoryBlobStore(), entered: make(chan struct{}, 1), release: make(chan struct{})}
-	defer close(cas.release)
-	proxy := grpctest.NewStallProxy(t, serveStorage(t, storage.ServerOptions{CAS: cas, AC: storage.NewMemoryActionCache()}))
 	kp := keepalive.ClientParameters{Time: 10 * time.Second, Timeout: time.Second}
-	conn, err := dialRunEndpoint(proxy.Addr, []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, kp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*(kp.Time+kp.Timeout))
-	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		_, err := repb.NewContentAddressableStorageClient(conn).FindMissingBlobs(ctx, &repb.FindMissingBlobsRequest{BlobDigests: []*repb.Digest{digest.FromBytes(repb.DigestFunction_SHA256, []byte("x")).Proto()}})
-		done <- err
-	}()
-	<-cas.entered
-	proxy.Stall()
-	if err := <-done; status.Code(err) != codes.Unavailable {
-		t.Fatalf("the call in flight when the farm stalled ended with %v; want UNAVAILABLE before its deadline", err)
+	plaintext := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	took, err := stallMidCall(t, kp, func(addr string) (*grpc.ClientConn, error) { return dialRunEndpoint(addr, plaintext, kp) },
+		func(ctx context.Context, conn *grpc.ClientConn) error {
+			_, err := repb.NewContentAddressableStorageClient(conn).FindMissingBlobs(ctx, &repb.FindMissingBlobsRequest{BlobDigests: []*repb.Digest{digest.FromBytes(repb.DigestFunction_SHA256, []byte("x")).Proto()}})
+			return err
+		})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("the call in flight when the farm stalled ended with %v after %s; want UNAVAILABLE before its deadline", err, took)
 	}
 }
