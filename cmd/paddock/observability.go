@@ -36,7 +36,8 @@ const httpListenUsage = "serve Prometheus metrics (/metrics), health (/healthz, 
 
 // observability is what every role serves for its operators: one
 // Prometheus registry (Go runtime, process, per-RPC gRPC metrics and the
-// role's own collectors), the gRPC health service and server reflection.
+// role's own collectors), the gRPC health service, and server reflection
+// on its gRPC listeners (not on the HTTP port).
 // A role builds one, adds its collectors to reg, builds its gRPC servers
 // with newGRPCServer, calls finish on each after registering its services,
 // and serves the HTTP side with startHTTP.
@@ -119,8 +120,7 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 var httpIdleTimeout = 10 * time.Second
 
 // maxHTTPGRPCCalls bounds the gRPC calls in progress on the HTTP port,
-// over all its connections: health Watch streams and reflection need a
-// handful. A health Check is not counted: it answers at once, and a
+// over all its connections: health Watch streams need a handful. A health Check is not counted: it answers at once, and a
 // probe's Check was refused while one anonymous connection held 100
 // Watch streams.
 const maxHTTPGRPCCalls = 100
@@ -232,14 +232,13 @@ func (o *observability) startHTTP(ctx context.Context, addr string, tlsCfg *tls.
 	}
 	// The gRPC health service on the same port: the worker has no gRPC
 	// listener of its own, and probes then need one address per role.
-	// Its requests are a service name or a reflection query: a request
+	// Its requests are a service name: a request
 	// past httpGRPCMaxRecv is refused at its length prefix, never held.
 	// At gRPC's default of 4 MiB, Checks whose request never finished
 	// (a probe's Check is not counted, below) held 4 MiB each: one
 	// anonymous connection took the process to a gigabyte, for good.
 	hg := grpc.NewServer(grpc.MaxRecvMsgSize(httpGRPCMaxRecv))
 	healthpb.RegisterHealthServer(hg, o.health)
-	reflection.Register(hg)
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	if tlsCfg != nil {
@@ -261,7 +260,9 @@ func (o *observability) startHTTP(ctx context.Context, addr string, tlsCfg *tls.
 		IdleTimeout: httpIdleTimeout,
 		// Streams of one HTTP/2 connection: Go's default is 250, each
 		// able to hold a request being read or an answer not yet read.
-		HTTP2:    &http.HTTP2Config{MaxConcurrentStreams: httpMaxStreams},
+		// and each stream's body buffered at most 64 KiB (the status
+		// page's forms), not Go's 1 MiB.
+		HTTP2:    &http.HTTP2Config{MaxConcurrentStreams: httpMaxStreams, MaxReceiveBufferPerStream: 64 << 10},
 		ErrorLog: slog.NewLogLogger(o.logger.Handler(), slog.LevelWarn),
 	}
 	go func() {
@@ -293,8 +294,9 @@ func grpcBeside(hg *grpc.Server, mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 			// This port needs no credentials: its gRPC calls (health
-			// probes, reflection) are bounded, or idle Watch streams
-			// would hold the process's memory.
+			// probes) are bounded, or idle Watch streams would hold the
+			// process's memory, and their requests are read whole.
+			r = wholeRequest(w, r)
 			if r.URL.Path == healthCheckMethod {
 				hg.ServeHTTP(w, r)
 				return

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -26,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/internal/grpctest"
+	"github.com/paddock-build/paddock/internal/h2test"
 	"github.com/paddock-build/paddock/internal/nettest"
 )
 
@@ -134,7 +136,7 @@ func TestListenHTTPKeepsOtherFiles(t *testing.T) {
 }
 
 // TestHTTPListenerBoundsGRPCCalls: the HTTP port needs no credentials, so
-// its gRPC calls in progress (health Watch streams, reflection) are
+// its gRPC calls in progress (health Watch streams) are
 // bounded, and so are a request's headers: idle Watch streams with 1 MB
 // of metadata each took a farm to gigabytes.
 func TestHTTPListenerBoundsGRPCCalls(t *testing.T) {
@@ -300,7 +302,7 @@ func startLoopbackHTTP(t *testing.T, routes func(*http.ServeMux)) string {
 }
 
 // TestHTTPPortRefusesLargeGRPCRequests: a gRPC request on the HTTP port
-// is a service name or a reflection query; one past 16 KiB is refused at
+// is a service name; one past 16 KiB is refused at
 // its length prefix. At gRPC's default of 4 MiB, anonymous Checks whose
 // request never finished held 4 MiB each (a gigabyte on one connection).
 func TestHTTPPortRefusesLargeGRPCRequests(t *testing.T) {
@@ -360,5 +362,46 @@ func TestScrapesInProgressAreBounded(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("a scrape past %d in progress: %s, want 503", maxScrapes, resp.Status)
+	}
+}
+
+// TestHTTPPortGRPCRequestsArriveWholeInTime: a gRPC request on the HTTP
+// port is read in whole buffers, and ends its call if it has not arrived
+// within httpGRPCRequestTimeout. gRPC's HTTP handler transport kept a
+// 16 KiB buffer for every read, one byte each when the client sent one
+// byte a frame: an anonymous connection of such Checks held gigabytes,
+// for as long as it stayed.
+func TestHTTPPortGRPCRequestsArriveWholeInTime(t *testing.T) {
+	old := httpGRPCRequestTimeout
+	httpGRPCRequestTimeout = 300 * time.Millisecond
+	defer func() { httpGRPCRequestTimeout = old }()
+	c := h2test.Dial(t, startLoopbackHTTP(t, nil))
+	msg := h2test.Message(&healthpb.HealthCheckRequest{Service: strings.Repeat("s", 1000)}, 1005)
+	id := c.Call(t, healthCheckMethod, msg[:5], false)
+	for _, b := range msg[5:200] { // a byte a frame, and never the rest
+		c.Data(t, id, []byte{b}, false)
+	}
+	ended := make(chan bool, 1)
+	go func() { ended <- c.Ended(id) }()
+	select {
+	case ok := <-ended:
+		if !ok {
+			t.Fatal("the connection closed instead of the call ending")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a Check whose request stopped arriving was still open after 30 s")
+	}
+}
+
+// TestFullReadsFillTheirBuffer: a body arriving a byte at a time is read
+// in whole buffers, and its last, short one ends with io.EOF.
+func TestFullReadsFillTheirBuffer(t *testing.T) {
+	body := fullReads{io.NopCloser(iotest.OneByteReader(strings.NewReader(strings.Repeat("b", 40))))}
+	p := make([]byte, 16)
+	for i, want := range []int{16, 16, 8} {
+		n, err := body.Read(p)
+		if n != want || (err != nil) != (i == 2) {
+			t.Fatalf("read %d: %d bytes, %v; want %d", i, n, err, want)
+		}
 	}
 }

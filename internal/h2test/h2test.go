@@ -161,3 +161,38 @@ func (c *Conn) write(f func() error) {
 	defer c.mu.Unlock()
 	_ = f() // a dead connection shows in what the test reads next
 }
+
+// Ended reads frames until the server ends stream id (a HEADERS or DATA
+// frame ending it, or RST_STREAM), answering SETTINGS and PINGs: true;
+// false if the connection ends first. For a test that reads nothing else
+// meanwhile (not with Serve or Ping).
+func (c *Conn) Ended(id uint32) bool {
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			return false
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				c.write(func() error { return c.fr.WriteSettingsAck() })
+			}
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				c.write(func() error { return c.fr.WritePing(true, f.Data) })
+			}
+		case *http2.HeadersFrame:
+			if f.StreamID == id && f.StreamEnded() {
+				return true
+			}
+		case *http2.DataFrame:
+			if f.StreamID == id && f.StreamEnded() {
+				return true
+			}
+		case *http2.RSTStreamFrame:
+			if f.StreamID == id {
+				return true
+			}
+		}
+	}
+}
