@@ -277,6 +277,12 @@ type sendRPC struct {
 	handed      atomic.Int64 // wire bytes of the responses gRPC took
 	timedStream bool         // one of timedStreams
 	public      bool         // one of publicMethods
+	// publicStream: a public method that streams its replies (health
+	// Watch). gRPC reads on past its one request, to check that no
+	// second one comes, and holds what does come of one (up to 5 MiB):
+	// the wait is timed until the client ends its side, not until the
+	// first request is in.
+	publicStream bool
 }
 
 // streamWriteQuota is grpc-go's per-stream write quota (its
@@ -367,8 +373,11 @@ func handleSend(ctx context.Context, s stats.RPCStats) {
 		if !s.IsClientStream || rpc.timedStream {
 			rpc.conn.receive(rpc, s.BeginTime)
 		}
+		rpc.publicStream = rpc.public && s.IsServerStream
 	case *stats.InPayload:
-		rpc.conn.receive(rpc, time.Time{})
+		if !rpc.publicStream { // receivingStream ends its wait
+			rpc.conn.receive(rpc, time.Time{})
+		}
 	case *stats.OutPayload:
 		rpc.handed.Add(int64(s.WireLength))
 		r := rpc.reserved.Swap(0)

@@ -82,6 +82,43 @@ func TestUnfinishedPublicRequestsHaveSeconds(t *testing.T) {
 	}
 }
 
+// TestPublicStreamsHaveSecondsToEndTheirSide: gRPC reads on past a health
+// Watch's one request, to check no second one comes, and holds what comes
+// of one (up to the server's 5 MiB); a Watch whose client sent its
+// request, then part of another, kept it with no time bound. Its
+// connection is closed after publicRequestTimeout too; a Watch whose
+// client ends its side is served for as long as it lasts.
+func TestPublicStreamsHaveSecondsToEndTheirSide(t *testing.T) {
+	addr := watchedServer(t, func(g *grpc.Server) { healthpb.RegisterHealthServer(g, health.NewServer()) })
+	limits := DefaultConnLimits()
+	limits.RequestTimeout = time.Hour
+	t.Cleanup(SetConnLimits(limits))
+	var dials atomic.Int32
+	good := healthpb.NewHealthClient(grpctest.Dial(t, addr, grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) {
+		dials.Add(1)
+		return (&net.Dialer{}).DialContext(ctx, "tcp", a)
+	})))
+	watch, err := good.Watch(t.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	stalled := h2test.Dial(t, addr)
+	request := h2test.Message(&healthpb.HealthCheckRequest{}, 0)
+	stalled.Call(t, "/grpc.health.v1.Health/Watch", append(request, h2test.Message(&healthpb.HealthCheckRequest{Service: "0123456789"}, 100)[:15]...), false)
+	closed := stalled.Serve()
+	select {
+	case <-closed:
+	case <-time.After(3 * publicRequestTimeout):
+		t.Fatalf("the connection with a Watch's second request unfinished is still open after %s", 3*publicRequestTimeout)
+	}
+	if _, err := good.Check(t.Context(), &healthpb.HealthCheckRequest{}); err != nil || dials.Load() != 1 {
+		t.Fatalf("the connection of a Watch whose client ended its side: %v, after %d dials; want it still up (1 dial)", err, dials.Load())
+	}
+}
+
 func pingServer(t *testing.T) string {
 	return grpctest.Listen(t, func(g *grpc.Server) { healthpb.RegisterHealthServer(g, health.NewServer()) }, New(0).ServerOptions()...)
 }

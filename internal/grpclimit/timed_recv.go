@@ -15,7 +15,7 @@ import (
 // gRPC takes it (reserveReply).
 func receivingStreams(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	rpc, _ := ss.Context().Value(sendRPCKey{}).(*sendRPC)
-	if rpc != nil && !rpc.timedStream {
+	if rpc != nil && !rpc.timedStream && !rpc.publicStream {
 		rpc = nil
 	}
 	return h(srv, &receivingStream{ss, rpc})
@@ -23,7 +23,7 @@ func receivingStreams(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h
 
 type receivingStream struct {
 	grpc.ServerStream
-	timed *sendRPC // nil: not one of timedStreams
+	timed *sendRPC // nil: not one of timedStreams, nor a publicStream
 }
 
 func (s *receivingStream) SendMsg(m any) error {
@@ -32,9 +32,11 @@ func (s *receivingStream) SendMsg(m any) error {
 }
 
 func (s *receivingStream) RecvMsg(m any) error {
-	if s.timed != nil {
+	if s.timed != nil && s.timed.timedStream {
 		s.timed.conn.receive(s.timed, time.Now())
 	}
+	// A publicStream's wait is timed from the call's start (Begin) to
+	// here, where gRPC has seen the client end its side.
 	err := s.ServerStream.RecvMsg(m)
 	if s.timed != nil {
 		s.timed.conn.receive(s.timed, time.Time{})
