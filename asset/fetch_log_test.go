@@ -44,15 +44,18 @@ func TestFetchLogsHidePasswords(t *testing.T) {
 			t.Fatalf("fetch of %s: %v, %v", path, resp, err)
 		}
 	}
-	// A token in the query string, as signed URLs carry, is hidden too.
-	if resp, err := h.fetch.FetchBlob(readsStatus(t), &rapb.FetchBlobRequest{Uris: []string{withPassword + "/file?access_token=" + password + "&v=1"}, Qualifiers: q("checksum.sri", sri(content))}); err != nil || resp.Status.GetCode() != 0 {
-		t.Fatalf("fetch with a query token: %v, %v", resp, err)
+	// A token in the query string, as signed URLs carry, is hidden too,
+	// as a value, as a parameter of its own, or in the fragment.
+	for _, path := range []string{"/file?access_token=" + password + "&v=1", "/file?" + password, "/file?v=1&" + password + "#access_token=" + password} {
+		if resp, err := h.fetch.FetchBlob(readsStatus(t), &rapb.FetchBlobRequest{Uris: []string{withPassword + path}, Qualifiers: q("checksum.sri", sri(content))}); err != nil || resp.Status.GetCode() != 0 {
+			t.Fatalf("fetch of %s: %v, %v", path, resp, err)
+		}
 	}
 	got := logs.String()
 	if strings.Contains(got, password) {
 		t.Errorf("the log shows the password:\n%s", got)
 	}
-	for _, want := range []string{"asset fetched", "asset fetch failed", "http://user:xxxxx@" + host + "/file", "http://user:xxxxx@" + host + "/moved", "/file?access_token=xxxxx&v=xxxxx"} {
+	for _, want := range []string{"asset fetched", "asset fetch failed", "http://user:xxxxx@" + host + "/file", "http://user:xxxxx@" + host + "/moved", "/file?access_token=xxxxx&v=xxxxx", "/file?xxxxx", "/file?v=xxxxx&xxxxx#xxxxx"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("the log does not show %q:\n%s", want, got)
 		}
