@@ -141,19 +141,24 @@ func (c *Conn) Serve() <-chan struct{} {
 			if err != nil {
 				return
 			}
-			switch f := f.(type) {
-			case *http2.SettingsFrame:
-				if !f.IsAck() {
-					c.write(func() error { return c.fr.WriteSettingsAck() })
-				}
-			case *http2.PingFrame:
-				if !f.IsAck() {
-					c.write(func() error { return c.fr.WritePing(true, f.Data) })
-				}
-			}
+			c.answer(f)
 		}
 	}()
 	return done
+}
+
+// answer acknowledges f if it is a SETTINGS or PING frame of the server's.
+func (c *Conn) answer(f http2.Frame) {
+	switch f := f.(type) {
+	case *http2.SettingsFrame:
+		if !f.IsAck() {
+			c.write(func() error { return c.fr.WriteSettingsAck() })
+		}
+	case *http2.PingFrame:
+		if !f.IsAck() {
+			c.write(func() error { return c.fr.WritePing(true, f.Data) })
+		}
+	}
 }
 
 func (c *Conn) write(f func() error) {
@@ -172,15 +177,8 @@ func (c *Conn) Ended(id uint32) bool {
 		if err != nil {
 			return false
 		}
+		c.answer(f)
 		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			if !f.IsAck() {
-				c.write(func() error { return c.fr.WriteSettingsAck() })
-			}
-		case *http2.PingFrame:
-			if !f.IsAck() {
-				c.write(func() error { return c.fr.WritePing(true, f.Data) })
-			}
 		case *http2.HeadersFrame:
 			if f.StreamID == id && f.StreamEnded() {
 				return true
