@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/storage"
 	"github.com/paddock-build/paddock/worker"
@@ -22,18 +20,11 @@ import (
 func TestFileLargerThanTheCacheIsNotKept(t *testing.T) {
 	dir := t.TempDir()
 	cas := storage.NewMemoryBlobStore()
-	put := func(b []byte) digest.Digest {
-		d := digest.FromBytes(repb.DigestFunction_SHA256, b)
-		if err := cas.Put(context.Background(), d, bytes.NewReader(b)); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
 	files, err := worker.NewFileCache(worker.FileCacheOptions{Dir: filepath.Join(dir, "files"), CAS: cas, MaxBytes: 64 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range []digest.Digest{put(bytes.Repeat([]byte{'b'}, 100<<10)), put([]byte("small"))} {
+	for _, d := range []digest.Digest{putBlob(t, cas, bytes.Repeat([]byte{'b'}, 100<<10)), putBlob(t, cas, []byte("small"))} {
 		dst := filepath.Join(dir, d.Hash()[:8])
 		if err := files.Link(context.Background(), d, true, dst); err != nil {
 			t.Fatal(err)

@@ -75,9 +75,15 @@ func newHarnessCAS(t *testing.T, casBytes int64) *harness {
 func (h *harness) put(data []byte) digest.Digest { return h.putTo(h.cas, data) }
 
 func (h *harness) putTo(cas storage.BlobStore, data []byte) digest.Digest {
+	return putBlob(h.t, cas, data)
+}
+
+// putBlob stores data in cas under its SHA-256 digest.
+func putBlob(t testing.TB, cas storage.BlobStore, data []byte) digest.Digest {
+	t.Helper()
 	d := digest.FromBytes(sha256, data)
 	if err := cas.Put(context.Background(), d, bytes.NewReader(data)); err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return d
 }
