@@ -33,11 +33,16 @@ func (c *core) restore(st *coreState) error {
 			c.dropQueue(q)
 		}
 	}
+	restored := make([]*operation, 0, len(st.Ops))
 	for _, os := range st.Ops {
 		op, err := restoreOp(os)
 		if err != nil {
 			return err
 		}
+		if os.SameAs > 0 {
+			op.response = restored[os.SameAs-1].response // an earlier one (readShared)
+		}
+		restored = append(restored, op)
 		if os.Exec != "" {
 			if op.exec = c.execs[os.Exec]; op.exec == nil {
 				return fmt.Errorf("operation %s waits for execution %s, which the state lacks", os.Name, os.Exec)

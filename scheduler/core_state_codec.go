@@ -19,7 +19,10 @@ import (
 // fields; execution.private); in older snapshots none is.
 // Version 4 added each execution's working directory (after that), and
 // whether it is known; in older snapshots it is not.
-const stateVersion = 4
+// Version 5 added, at the end, the operations that share an earlier
+// one's response (opState.SameAs), as pairs of indexes in Ops; in older
+// snapshots each holds its own.
+const stateVersion = 5
 
 func encodeState(st *coreState) ([]byte, error) {
 	w := wirecodec.NewWriter(make([]byte, 0, 64+300*len(st.Ops)))
@@ -74,6 +77,14 @@ func encodeState(st *coreState) ([]byte, error) {
 	}
 	w.StringList(st.Completed)
 	w.Str(st.LastTenant)
+	var shared []uint64
+	for i, o := range st.Ops {
+		if o.SameAs > 0 {
+			shared = append(shared, uint64(i), uint64(o.SameAs-1))
+		}
+	}
+	w.Uvarint(uint64(len(shared) / 2))
+	w.Uvarint(shared...)
 	return w.Bytes(), nil
 }
 
@@ -131,10 +142,26 @@ func decodeState(b []byte) (*coreState, error) {
 	} else {
 		upgradeV1(st)
 	}
+	if v >= 5 {
+		readShared(r, st)
+	}
 	if err := r.End(); err != nil {
 		return nil, fmt.Errorf("decode scheduler state: %w", err)
 	}
 	return st, nil
+}
+
+// readShared reads the pairs of operations sharing a response (version
+// 5): each names an earlier operation that holds the bytes.
+func readShared(r *wirecodec.Reader, st *coreState) {
+	for n := r.Count(2); n > 0 && r.Err() == nil; n-- {
+		i, j := r.Uvarint(), r.Uvarint()
+		if i >= uint64(len(st.Ops)) || j >= i || st.Ops[j].SameAs > 0 {
+			r.Fail(fmt.Errorf("operation %d shares the response of operation %d, which is not an earlier one holding its own", i, j))
+			return
+		}
+		st.Ops[i].SameAs, st.Ops[i].Response = int(j)+1, nil
+	}
 }
 
 // upgradeV1 keys a version 1 snapshot's queues as the tenant ""'s:

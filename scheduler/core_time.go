@@ -159,30 +159,43 @@ func (c *core) replayExpire(r record) error {
 }
 
 // retain keeps the completed op for CompletedRetention, its response
-// counted against MaxCompletedBytes.
+// counted against MaxCompletedBytes once for all the operations that
+// share it: the waiters of one execution, completed one after another,
+// hold one response. Counted once per waiter, twenty clients following an
+// action with a 4 MB result took 80 MB of the 64 MiB bound, which then
+// forgot all but one of them before they could read their result.
 func (c *core) retain(op *operation) {
-	op.respBytes = int64(proto.Size(op.response))
+	op.respBytes = 0
+	if n := len(c.completed); n == 0 || c.completed[n-1].response != op.response {
+		op.respBytes = int64(proto.Size(op.response))
+	}
 	c.completedBytes += op.respBytes
 	c.completed = append(c.completed, op)
 }
 
 // boundCompleted forgets the oldest completed operations, before their
 // retention is up, while the responses retained take more than
-// MaxCompletedBytes; the newest is always kept. Each is deleted with a
-// recDelete record, so that a replay does the same whatever the config
-// then says (a replay itself forgets nothing here). It runs as a
-// transaction's effects are taken, after the transaction's own records.
+// MaxCompletedBytes. Operations sharing a response go together (dropping
+// one frees nothing while the others hold it), and those of the newest
+// response are always kept. Each is deleted with a recDelete record, so
+// that a replay does the same whatever the config then says (a replay
+// itself forgets nothing here). It runs as a transaction's effects are
+// taken, after the transaction's own records.
 func (c *core) boundCompleted() {
-	if c.replaying {
+	if c.replaying || len(c.completed) == 0 {
 		return
 	}
-	for c.completedBytes > c.cfg.MaxCompletedBytes && len(c.completed) > 1 {
-		op := c.completed[0]
-		c.completed[0] = nil
-		c.completed = c.completed[1:]
-		c.completedBytes -= op.respBytes
-		if c.ops[op.name] == op {
-			_ = c.Delete(c.completed[len(c.completed)-1].completedAt, op.name) // it exists
+	newest := c.completed[len(c.completed)-1].response
+	for c.completedBytes > c.cfg.MaxCompletedBytes && c.completed[0].response != newest {
+		shared := c.completed[0].response
+		for c.completed[0].response == shared {
+			op := c.completed[0]
+			c.completed[0] = nil
+			c.completed = c.completed[1:]
+			c.completedBytes -= op.respBytes
+			if c.ops[op.name] == op {
+				_ = c.Delete(c.completed[len(c.completed)-1].completedAt, op.name) // it exists
+			}
 		}
 	}
 }
