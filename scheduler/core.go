@@ -163,7 +163,9 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 	key := dedupKey{s.instance, s.action}
 	same := c.inflight[key]
 	if s.cacheable && same != nil && same.joins(s) {
-		c.join(now, op, same, s)
+		if err := c.join(now, op, same, s); err != nil {
+			return nil, err
+		}
 		return op, nil
 	}
 	// Each queued action counts its weight: one, or more for a large
@@ -213,24 +215,6 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 	return op, nil
 }
 
-// join adds op, of submission s, to the waiters of e, an identical
-// execution in flight.
-func (c *core) join(now time.Time, op *operation, e *execution, s submission) {
-	op.exec = e
-	op.queuedAt = e.queuedAt
-	e.waiters = append(e.waiters, op)
-	c.addOp(op)
-	c.record(record{kind: recExecute, at: now, sub: &s})
-	if e.stage == repb.ExecutionStage_QUEUED && s.priority < e.priority {
-		// The most urgent waiter decides the priority.
-		e.queue.remove(e)
-		c.countQueued(e.queue, -e.weight())
-		e.priority = s.priority
-		c.enqueue(e, false)
-		c.pumpQueue(now, e.queue)
-	}
-}
-
 // addOp adds op to the operations, and to its owner's index. Every
 // operation comes in here (Execute, a join, a cache hit, a restore or a
 // replay of either), so the index cannot miss one.
@@ -239,6 +223,9 @@ func (c *core) addOp(op *operation) {
 		c.dropOp(old)
 	}
 	c.ops[op.name] = op
+	if !op.done {
+		c.tenantOf(op.owner).waiting++
+	}
 	x := c.byOwner[op.owner]
 	if x == nil {
 		x = &opIndex{}
@@ -251,6 +238,9 @@ func (c *core) addOp(op *operation) {
 // bound on completed responses, and their replays).
 func (c *core) dropOp(op *operation) {
 	delete(c.ops, op.name)
+	if !op.done {
+		c.tenantOf(op.owner).waiting--
+	}
 	if x := c.byOwner[op.owner]; x != nil {
 		if x.remove(op); x.len() == 0 {
 			delete(c.byOwner, op.owner)
@@ -414,6 +404,9 @@ func (c *core) finish(now time.Time, e *execution, resp *repb.ExecuteResponse) {
 }
 
 func (c *core) completeOp(now time.Time, op *operation, resp *repb.ExecuteResponse) {
+	if !op.done {
+		c.tenantOf(op.owner).waiting--
+	}
 	op.done = true
 	op.exec = nil
 	op.response = resp

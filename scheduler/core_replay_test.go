@@ -78,7 +78,16 @@ func checkTenantCounts(t *testing.T, c *core) {
 			running[e.queue.tenant.name]++
 		}
 	}
+	waiting := map[string]int{}
+	for _, op := range c.ops {
+		if !op.done {
+			waiting[op.owner]++
+		}
+	}
 	for name, tn := range c.tenants {
+		if tn.waiting != waiting[name] {
+			t.Fatalf("tenant %q counts %d operations not done; the core holds %d", name, tn.waiting, waiting[name])
+		}
 		if tn.queued != queued[name] || tn.running != running[name] {
 			t.Fatalf("tenant %q counts %d queued, %d running; its queues and workers hold %d and %d",
 				name, tn.queued, tn.running, queued[name], running[name])
