@@ -81,6 +81,12 @@ func (c *core) Delete(now time.Time, name string) error {
 		e.detach(op)
 	}
 	c.dropOp(op)
+	if op.done {
+		// Its entry stays in the completion order until its retention
+		// is up, and must not keep the response.
+		c.unretain(op)
+		op.response = nil
+	}
 	c.fx.published = append(c.fx.published, name)
 	c.record(record{kind: recDelete, at: now, name: name})
 	return nil

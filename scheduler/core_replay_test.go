@@ -84,6 +84,22 @@ func checkTenantCounts(t *testing.T, c *core) {
 			waiting[op.owner]++
 		}
 	}
+	var retainedBytes int64
+	for _, tn := range c.tenants {
+		retainedBytes += tn.retained.bytes
+		var sum int64
+		for _, op := range tn.retained.fifo {
+			if !op.released {
+				sum += op.respBytes
+			}
+		}
+		if sum != tn.retained.bytes {
+			t.Fatalf("tenant %q counts %d retained bytes; its retained operations carry %d", tn.name, tn.retained.bytes, sum)
+		}
+	}
+	if retainedBytes != c.completedBytes {
+		t.Fatalf("tenants' retained responses count %d bytes in all; the core counts %d", retainedBytes, c.completedBytes)
+	}
 	for name, tn := range c.tenants {
 		if tn.waiting != waiting[name] {
 			t.Fatalf("tenant %q counts %d operations not done; the core holds %d", name, tn.waiting, waiting[name])

@@ -20,9 +20,11 @@ type operation struct {
 	done        bool
 	response    *repb.ExecuteResponse // set when done; shared, read-only
 	completedAt time.Time
-	respBytes   int64     // response's encoded size, counted in core.completedBytes
-	worker      string    // last worker, for metadata
-	startedAt   time.Time // when that worker got it
+	respBytes   int64      // response's encoded size, counted in core.completedBytes; 0 if an earlier sharer counts it
+	released    bool       // retained, then forgotten or deleted: its bytes are no longer counted (core_retention.go)
+	nextSharer  *operation // the next retained operation of its tenant sharing its response
+	worker      string     // last worker, for metadata
+	startedAt   time.Time  // when that worker got it
 }
 
 // opView is a consistent copy of an operation's state, taken under the

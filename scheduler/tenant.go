@@ -30,6 +30,8 @@ type tenant struct {
 	running int      // executions holding a worker slot (cancelled ones too, until their worker reports)
 	waiting int      // its operations not done: of its executions, and joined to identical ones (joinBound)
 	queues  []*queue // its queues, in key order
+	// retained is its share of the completed operations retained.
+	retained retainedShare
 }
 
 // tenantOf returns the account of the named tenant, creating it.
