@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -29,13 +30,19 @@ var jwtMethods = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", 
 // jwtVerifier checks JWTs against the configured keys. Read-only after
 // newJWTVerifier.
 type jwtVerifier struct {
-	keys   []crypto.PublicKey          // from PEM files, tried in turn
-	byKID  map[string]crypto.PublicKey // from the JWKS file
+	keys   []crypto.PublicKey // from PEM files, tried in turn
+	byKID  map[string]jwkKey  // from the JWKS file
 	parser *jwt.Parser
 }
 
+// jwkKey is a JWKS key and the one algorithm it allows, if it names one.
+type jwkKey struct {
+	pub crypto.PublicKey
+	alg string
+}
+
 func newJWTVerifier(cfg JWTConfig, dir string, root *yaml.Node) (*jwtVerifier, error) {
-	v := &jwtVerifier{byKID: map[string]crypto.PublicKey{}}
+	v := &jwtVerifier{byKID: map[string]jwkKey{}}
 	// Required: a signer (a CI system's OIDC issuer, a company's identity
 	// provider) issues tokens for many services, and without an audience
 	// to match, every token it ever signed, for any of them, was accepted
@@ -94,11 +101,21 @@ func (v *jwtVerifier) verify(token string) (string, time.Time, error) {
 }
 
 // keyFor picks the JWKS key named by the token's kid, or else tries every
-// PEM key.
+// PEM key. A token with critical header extensions ("crit") is refused:
+// this server understands none, and RFC 7515 (4.1.11) says such a token
+// must be rejected, as a signer that marks one critical means the token
+// is not to be trusted by a verifier that ignores it. A JWKS key that
+// names its algorithm verifies only tokens of that algorithm.
 func (v *jwtVerifier) keyFor(t *jwt.Token) (any, error) {
+	if _, ok := t.Header["crit"]; ok {
+		return nil, errors.New("the token has critical header extensions (crit), which this server does not understand")
+	}
 	if kid, ok := t.Header["kid"].(string); ok && kid != "" {
-		if k := v.byKID[kid]; k != nil {
-			return k, nil
+		if k, ok := v.byKID[kid]; ok {
+			if k.alg != "" && k.alg != t.Method.Alg() {
+				return nil, errors.New("the token's algorithm is not the one its key (kid) names")
+			}
+			return k.pub, nil
 		}
 	}
 	if len(v.keys) == 0 {
@@ -136,11 +153,14 @@ func readPEMPublicKey(path string) (crypto.PublicKey, error) {
 
 // jwk is the part of a JSON Web Key (RFC 7517/7518/8037) we use.
 type jwk struct {
-	Kty, Kid, Crv, N, E, X, Y, Use string
+	Kty, Kid, Crv, N, E, X, Y, Use, Alg string
 }
 
-// parseJWKS reads a JSON Web Key Set; every key needs a kid.
-func parseJWKS(b []byte) (map[string]crypto.PublicKey, error) {
+// parseJWKS reads a JSON Web Key Set; every key needs a kid. Keys for
+// encryption ("use": "enc") are left out: an identity provider's set may
+// hold them beside its signing keys, and a key is meant for one use
+// (RFC 7517 4.2). A key's "alg", if given, must be one accepted here.
+func parseJWKS(b []byte) (map[string]jwkKey, error) {
 	var set struct{ Keys []jwk }
 	if err := json.Unmarshal(b, &set); err != nil {
 		return nil, err
@@ -148,16 +168,25 @@ func parseJWKS(b []byte) (map[string]crypto.PublicKey, error) {
 	if len(set.Keys) == 0 {
 		return nil, errors.New("no keys")
 	}
-	out := map[string]crypto.PublicKey{}
+	out := map[string]jwkKey{}
 	for i, k := range set.Keys {
 		if k.Kid == "" {
 			return nil, fmt.Errorf("key %d has no kid", i)
+		}
+		if k.Use != "" && k.Use != "sig" {
+			continue
+		}
+		if k.Alg != "" && !slices.Contains(jwtMethods, k.Alg) {
+			return nil, fmt.Errorf("key %q: alg %q is not one of %v", k.Kid, k.Alg, jwtMethods)
 		}
 		pub, err := k.publicKey()
 		if err != nil {
 			return nil, fmt.Errorf("key %q: %w", k.Kid, err)
 		}
-		out[k.Kid] = pub
+		out[k.Kid] = jwkKey{pub: pub, alg: k.Alg}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no signature keys (every key is for another use than \"sig\")")
 	}
 	return out, nil
 }
