@@ -92,7 +92,7 @@ func (s *RemoteBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) (
 			for _, pd := range resp.MissingBlobDigests {
 				d, err := digest.New(fn, pd.Hash, pd.SizeBytes)
 				if err != nil {
-					return nil, fmt.Errorf("remote FindMissingBlobs answered a bad digest: %w", err)
+					return nil, remoteAnsweredBadDigest("FindMissingBlobs", err)
 				}
 				byProto[d] = true
 			}
@@ -292,7 +292,7 @@ func (s *RemoteBlobStore) readBatch(ctx context.Context, fn digest.Function, ds 
 		}
 		d, err := digest.FromProto(fn, r.Digest, "remote BatchReadBlobs response")
 		if err != nil {
-			return err
+			return remoteAnsweredBadDigest("BatchReadBlobs", err)
 		}
 		if got := digest.FromBytes(fn, r.Data); got != d {
 			return status.Errorf(codes.DataLoss, "remote returned bytes hashing to %s for %s", got, d)
@@ -423,4 +423,12 @@ func (s *RemoteBlobStore) instance(ctx context.Context) string {
 		return i
 	}
 	return s.opts.InstanceName
+}
+
+// remoteAnsweredBadDigest is the error of a remote's answer naming a
+// malformed digest: INTERNAL, the remote's fault, where the digest
+// check's own INVALID_ARGUMENT told the client its valid request was bad,
+// and Bazel fails a build on that without retrying.
+func remoteAnsweredBadDigest(call string, err error) error {
+	return status.Errorf(codes.Internal, "remote %s answered a bad digest: %s", call, status.Convert(err).Message())
 }

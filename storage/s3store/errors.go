@@ -30,12 +30,27 @@ func statusError(what string, err error) error {
 	return status.Errorf(codeOf(err), "%s: %s", what, reasonOf(err))
 }
 
+// isContextDeadline reports whether err is the caller's context running
+// out: the context.DeadlineExceeded value itself in err's chain. The
+// HTTP client's own timeouts ("timeout awaiting response headers") also
+// say errors.Is(err, context.DeadlineExceeded), and were reported as
+// DEADLINE_EXCEEDED, where an endpoint that stopped answering is
+// UNAVAILABLE (docs/storage.md), which clients retry.
+func isContextDeadline(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if err == context.DeadlineExceeded { // the value itself, not an error that says it is one
+			return true
+		}
+	}
+	return false
+}
+
 // codeOf classifies an S3 client error.
 func codeOf(err error) codes.Code {
 	switch {
 	case errors.Is(err, context.Canceled):
 		return codes.Canceled
-	case errors.Is(err, context.DeadlineExceeded):
+	case isContextDeadline(err):
 		return codes.DeadlineExceeded
 	}
 	var opErr *net.OpError

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"google.golang.org/grpc/codes"
@@ -51,5 +53,42 @@ func TestStatusError(t *testing.T) {
 	}
 	if statusError("get", nil) != nil {
 		t.Error("nil error became non-nil")
+	}
+}
+
+// An endpoint that stops answering is UNAVAILABLE, which clients retry:
+// the HTTP client's own timeout says errors.Is(err,
+// context.DeadlineExceeded), and was reported as DEADLINE_EXCEEDED, the
+// caller's deadline, which it was not. The caller's deadline running out
+// stays DEADLINE_EXCEEDED.
+func TestEndpointTimeoutIsUnavailable(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	go func() { // accepts, reads nothing, answers nothing
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	client := &http.Client{Transport: &http.Transport{ResponseHeaderTimeout: 50 * time.Millisecond}}
+	_, err = client.Get("http://" + lis.Addr().String() + "/bucket/key")
+	if err == nil {
+		t.Fatal("a GET from an endpoint that never answers succeeded")
+	}
+	if got := status.Code(statusError("get blob x", err)); got != codes.Unavailable {
+		t.Errorf("%v: code %s, want UNAVAILABLE", err, got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+lis.Addr().String()+"/bucket/key", nil)
+	_, err = http.DefaultClient.Do(req)
+	if got := status.Code(statusError("get blob x", err)); got != codes.DeadlineExceeded {
+		t.Errorf("the caller's deadline: %v: code %s, want DEADLINE_EXCEEDED", err, got)
 	}
 }
