@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -28,53 +27,6 @@ import (
 // maxActionResultBytes bounds an action cache entry read from disk.
 const maxActionResultBytes = 16 << 20
 
-// An entry's file is entryMagic, the SHA-256 of the ActionResult's bytes,
-// then those bytes. Entries are not synced to disk (they are a cache), so
-// after a power cut a file may be empty or cut short; and proto.Unmarshal
-// accepts both (empty bytes are an empty result, exit 0 with no outputs;
-// a cut at a field's end drops the fields after it), which would be served
-// as a successful result with outputs missing. The hash makes any such
-// file a miss instead. A file of an earlier version, without the header,
-// is a miss too: the action runs again.
-var entryMagic = [4]byte{'p', 'a', 'c', 1}
-
-// entryHeaderBytes is the length of the magic and the hash.
-const entryHeaderBytes = len(entryMagic) + sha256.Size
-
-// encodeEntry frames an ActionResult's bytes as an entry's file.
-func encodeEntry(result []byte) []byte {
-	sum := sha256.Sum256(result)
-	b := make([]byte, 0, entryHeaderBytes+len(result))
-	b = append(b, entryMagic[:]...)
-	b = append(b, sum[:]...)
-	return append(b, result...)
-}
-
-// decodeEntry returns the ActionResult's bytes of an entry's file, or
-// false if the file is not a whole entry.
-func decodeEntry(b []byte) ([]byte, bool) {
-	if !hasEntryHeader(b) {
-		return nil, false
-	}
-	result := b[entryHeaderBytes:]
-	sum := sha256.Sum256(result)
-	return result, [sha256.Size]byte(b[len(entryMagic):entryHeaderBytes]) == sum
-}
-
-// hasEntryHeader reports whether b starts as encodeEntry writes entries.
-func hasEntryHeader(b []byte) bool {
-	return len(b) >= entryHeaderBytes && [4]byte(b[:len(entryMagic)]) == entryMagic
-}
-
-// olderEntry reports whether b was written before entries had a header:
-// a whole ActionResult, without the magic (an empty file, or one cut
-// within the magic, is a damaged entry of this format; so is one whose
-// magic was damaged, which does not parse).
-func olderEntry(b []byte) bool {
-	n := min(len(b), len(entryMagic))
-	return n > 0 && !bytes.Equal(b[:n], entryMagic[:n]) && proto.Unmarshal(b, &repb.ActionResult{}) == nil
-}
-
 // DiskActionCache stores one file per (instance name, action digest) under
 // Dir/ac/<2 hex>/<key>, where key hashes both, so instance names (which may
 // hold slashes) never become paths and instances never share entries.
@@ -82,7 +34,7 @@ func olderEntry(b []byte) bool {
 // old or the new result, never a mix. The entries' total size is bounded
 // (DefaultActionCacheBytes unless set): past it, the least recently read
 // or written are evicted. One that is not whole (its hash does not match,
-// see encodeEntry) or no longer parses is removed and reported as
+// see EncodeActionResultEntry) or no longer parses is removed and reported as
 // NOT_FOUND.
 type DiskActionCache struct {
 	acDir, tmpDir string
@@ -219,11 +171,11 @@ func (c *DiskActionCache) Get(ctx context.Context, instance string, action diges
 		return nil, diskReadError("the action result for "+action.String(), err)
 	}
 	r := &repb.ActionResult{}
-	if pb, whole := decodeEntry(b); !whole || len(b) > maxActionResultBytes+entryHeaderBytes || proto.Unmarshal(pb, r) != nil {
+	if pb, whole := DecodeActionResultEntry(b); !whole || len(b) > maxActionResultBytes+ActionResultEntryHeaderBytes || proto.Unmarshal(pb, r) != nil {
 		// An entry of the format before the header (an upgrade) is
 		// a miss like a damaged one, but no error: logged as corrupt,
 		// each lookup of a farm's old entries was an ERROR line.
-		if olderEntry(b) {
+		if OlderActionResultEntry(b) {
 			c.log.Debug("action cache entry of an older format; removed", "instance", instance, "action", action.String())
 		} else {
 			c.log.Error("action cache entry corrupt; removed", "instance", instance, "action", action.String())
@@ -247,7 +199,7 @@ func (c *DiskActionCache) Put(ctx context.Context, instance string, action diges
 	if len(b) > maxActionResultBytes {
 		return status.Errorf(codes.InvalidArgument, "action result is %d bytes, more than the %d allowed", len(b), maxActionResultBytes)
 	}
-	if c.maxBytes > 0 && c.cost(int64(len(b)+entryHeaderBytes)) > c.maxBytes {
+	if c.maxBytes > 0 && c.cost(int64(len(b)+ActionResultEntryHeaderBytes)) > c.maxBytes {
 		// Stored, it would be evicted at once, with every other entry
 		// (the write acknowledged, nothing kept): the spec's answer to
 		// a cache without room for the entry.
@@ -261,7 +213,7 @@ func (c *DiskActionCache) Put(ctx context.Context, instance string, action diges
 		return diskWriteError(what, "the action cache's disk", err)
 	}
 	defer tmp.Abort()
-	entry := encodeEntry(b)
+	entry := EncodeActionResultEntry(b)
 	if _, err := tmp.Write(entry); err != nil {
 		return diskWriteError(what, "the action cache's disk", err)
 	}
