@@ -222,7 +222,9 @@ func (c *Cache) buildImage(ctx context.Context, src imageSource, digest string, 
 	}
 	cfg, err := src.img.ConfigFile()
 	if err != nil {
-		return fmt.Errorf("config: %w", err)
+		// Its checks quote what they read (the digest of the bytes, a
+		// JSON error's first byte), of wherever the registry redirected.
+		return fmt.Errorf("config: %w", &LayerReadError{Err: err})
 	}
 	if err := checkConfigPlatform(cfg, src.platform); err != nil {
 		return err

@@ -36,8 +36,11 @@ func checkManifest(img v1.Image, maxBytes int64) error {
 	if err != nil {
 		return fmt.Errorf("manifest: %w", err)
 	}
-	if m.Config.Size > maxConfigBytes {
-		return fmt.Errorf("config of %d bytes is larger than %d bytes", m.Config.Size, maxConfigBytes)
+	// A size of -1 is go-containerregistry's "unknown": it then reads
+	// the config whole, unbounded (a probe's 1 GiB config took the
+	// runner to 2.7 GB). A config is never empty either.
+	if m.Config.Size <= 0 || m.Config.Size > maxConfigBytes {
+		return fmt.Errorf("config of %d bytes: want 1 to %d bytes", m.Config.Size, maxConfigBytes)
 	}
 	if len(m.Layers) > maxLayers {
 		return fmt.Errorf("image has %d layers, more than %d", len(m.Layers), maxLayers)

@@ -1,8 +1,10 @@
 package images
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -245,5 +247,61 @@ func TestLayersShareTheBoundWhileUnpacking(t *testing.T) {
 	}
 	if b := countedBytes(c); b > bound {
 		t.Fatalf("the cache counts %d bytes, over its bound of %d", b, bound)
+	}
+}
+
+// sizedConfigImage is an image whose manifest gives its config the size
+// configSize, whatever the config's bytes.
+type sizedConfigImage struct {
+	v1.Image
+	configSize int64
+}
+
+func (i sizedConfigImage) Manifest() (*v1.Manifest, error) {
+	m, err := i.Image.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	m = m.DeepCopy()
+	m.Config.Size = i.configSize
+	return m, nil
+}
+
+func (i sizedConfigImage) RawManifest() ([]byte, error) {
+	m, err := i.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(m)
+}
+
+func (i sizedConfigImage) Digest() (v1.Hash, error) {
+	b, err := i.RawManifest()
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	h, _, err := v1.SHA256(bytes.NewReader(b))
+	return h, err
+}
+
+// A manifest giving its config a size of -1 (go-containerregistry's
+// "unknown", which reads the config whole, unbounded: a probe's 1 GiB
+// config took the runner to 2.7 GB) or 0 is refused before the config is
+// downloaded.
+func TestRefusesConfigOfNoSize(t *testing.T) {
+	r := newTestRegistry(t)
+	base := imageOf(t, "linux/amd64", v1.Config{}, layerOf(t, compression.GZip, file("a", "a", 0o644)))
+	c := newTestCache(t, t.TempDir(), r, nil)
+	for _, size := range []int64{-1, 0} {
+		tag := fmt.Sprintf("cfg-size:%d", size+1)
+		r.push(t, tag, sizedConfigImage{Image: base, configSize: size})
+		_, err := c.Rootfs(context.Background(), r.ref(t, tag))
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("config of %d bytes", size)) {
+			t.Fatalf("config size %d: got %v, want the config refused for its size", size, err)
+		}
+		m, _ := base.Manifest()
+		if n := blobGetsOf(r, m.Config.Digest); n != 0 {
+			t.Fatalf("config size %d: config downloaded %d times", size, n)
+		}
 	}
 }

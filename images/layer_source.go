@@ -30,8 +30,9 @@ func checkNoForeignLayers(img v1.Image) error {
 	return nil
 }
 
-// LayerReadError is a failure while reading a layer's bytes: the stream
-// broke, or they did not match the size or digest the manifest gives.
+// LayerReadError is a failure while reading a layer's bytes, or the
+// image's config: the stream broke, or they did not match the size or
+// digest the manifest gives, or the config is not JSON.
 // Its text quotes the cause, for the runner's log; a client must not get
 // it. go-containerregistry's checks quote what they read ("error verifying
 // size; got 31", the digest of the bytes read), and a registry may

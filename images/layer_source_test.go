@@ -73,52 +73,61 @@ func diffIDsOf(t *testing.T, layers ...v1.Layer) []v1.Hash {
 	return out
 }
 
-// TestLayerReadFailuresAreMarked: a registry that redirects a layer to a
-// service that answers with other bytes fails the pull with a
-// LayerReadError, whose text the runner never passes to a client: the
-// checks of go-containerregistry quote the size and digest of what they
-// read, which read that service's answer out, one byte per action.
+// TestLayerReadFailuresAreMarked: a registry that redirects a layer, or
+// the image's config, to a service that answers with other bytes fails
+// the pull with a LayerReadError, whose text the runner never passes to a
+// client: the checks of go-containerregistry quote the size and digest of
+// what they read, which read that service's answer out, one byte per
+// action (a probe read a token out of the config's path, whose error was
+// not marked).
 func TestLayerReadFailuresAreMarked(t *testing.T) {
-	internal, hits := internalService(t)
-	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
-	var layerPath atomic.Value
-	layerPath.Store("")
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.Method == http.MethodGet && req.URL.Path == layerPath.Load().(string) {
-			http.Redirect(w, req, internal.URL+"/latest/secret", http.StatusTemporaryRedirect)
-			return
-		}
-		reg.ServeHTTP(w, req)
-	}))
-	t.Cleanup(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "http://")
-	layer := layerOf(t, compression.GZip, file("f", strings.Repeat("content ", 100), 0o644))
-	img := imageOf(t, "linux/amd64", v1.Config{}, layer)
-	ref, err := name.ParseReference(host + "/redirected:1")
-	if err == nil {
-		err = remote.Write(ref, img)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := layer.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	layerPath.Store("/v2/redirected/blobs/" + d.String())
-	c := newTestCache(t, t.TempDir(), nil, func(o *Options) {
-		o.Insecure = []string{host, strings.TrimPrefix(internal.URL, "http://")}
-	})
-	parsed, _, err := ParseReference("docker://" + host + "/redirected:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = c.Rootfs(context.Background(), parsed)
-	var lre *LayerReadError
-	if !errors.As(err, &lre) {
-		t.Fatalf("pull of a layer redirected to other bytes: %v, want a LayerReadError", err)
-	}
-	if hits.Load() == 0 {
-		t.Fatal("the redirect was not followed: the test shows nothing")
+	for _, blob := range []string{"layer", "config"} {
+		t.Run(blob, func(t *testing.T) {
+			internal, hits := internalService(t)
+			reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+			var redirected atomic.Value
+			redirected.Store("")
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				if req.Method == http.MethodGet && req.URL.Path == redirected.Load().(string) {
+					http.Redirect(w, req, internal.URL+"/latest/secret", http.StatusTemporaryRedirect)
+					return
+				}
+				reg.ServeHTTP(w, req)
+			}))
+			t.Cleanup(srv.Close)
+			host := strings.TrimPrefix(srv.URL, "http://")
+			layer := layerOf(t, compression.GZip, file("f", strings.Repeat("content ", 100), 0o644))
+			img := imageOf(t, "linux/amd64", v1.Config{}, layer)
+			ref, err := name.ParseReference(host + "/redirected:1")
+			if err == nil {
+				err = remote.Write(ref, img)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := layer.Digest()
+			if blob == "config" {
+				d, err = img.ConfigName()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			redirected.Store("/v2/redirected/blobs/" + d.String())
+			c := newTestCache(t, t.TempDir(), nil, func(o *Options) {
+				o.Insecure = []string{host, strings.TrimPrefix(internal.URL, "http://")}
+			})
+			parsed, _, err := ParseReference("docker://" + host + "/redirected:1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Rootfs(context.Background(), parsed)
+			var lre *LayerReadError
+			if !errors.As(err, &lre) {
+				t.Fatalf("pull of a %s redirected to other bytes: %v, want a LayerReadError", blob, err)
+			}
+			if hits.Load() == 0 {
+				t.Fatal("the redirect was not followed: the test shows nothing")
+			}
+		})
 	}
 }

@@ -87,15 +87,17 @@ func (c *Cache) proveLayer(ctx context.Context, l v1.Layer, diffID, origin strin
 	}
 	rc, err := l.Uncompressed()
 	if err != nil {
-		return err
+		return &LayerReadError{Err: err}
 	}
 	defer rc.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, &progressReader{ctx: ctx, r: rc, log: c.log, diffID: diffID}); err != nil {
+	if _, err := io.Copy(h, &progressReader{ctx: ctx, r: layerReader{rc}, log: c.log, diffID: diffID}); err != nil {
 		return err
 	}
+	// The hash of what was read is not for the client: a registry may
+	// have redirected the layer anywhere (LayerReadError).
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); got != diffID {
-		return fmt.Errorf("content has diffID %s, the image config says %s", got, diffID)
+		return &LayerReadError{Err: fmt.Errorf("content has diffID %s, the image config says %s", got, diffID)}
 	}
 	if n, err := l.Size(); err == nil {
 		c.metrics.pulledBytes.Add(float64(n))

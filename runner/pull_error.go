@@ -112,7 +112,7 @@ func pullErrorMessage(err error) string {
 	var lre *images.LayerReadError
 	if errors.As(err, &lre) {
 		// Never its text: it may quote what answered (LayerReadError).
-		return "a layer could not be read whole from the registry: its bytes stopped short, or do not match the size or digest its manifest gives"
+		return "a layer or the config of the image could not be read whole from the registry: its bytes stopped short, or are not what its manifest gives (size, digest, a config in JSON)"
 	}
 	// The images package's own errors: a platform the image lacks, a layer
 	// over the cache's bound, content that does not match its digest.
