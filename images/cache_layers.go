@@ -151,7 +151,7 @@ func (c *Cache) unpackLayer(ctx context.Context, l v1.Layer, diffID string, orig
 	if err := os.Mkdir(root, 0o755); err != nil {
 		return nil, err
 	}
-	uncompressed, err := l.Uncompressed()
+	uncompressed, err := uncompressedLayer(l, origin != "")
 	if err != nil {
 		// Its checks of a response's headers quote them too
 		// ("Content-Length header 31 does not match expected size").

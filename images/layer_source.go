@@ -51,7 +51,7 @@ type layerReader struct{ r io.Reader }
 
 func (l layerReader) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
-	if err != nil && err != io.EOF {
+	if err != nil && err != io.EOF && !errors.Is(err, ErrZstdWindow) {
 		err = &LayerReadError{Err: err}
 	}
 	return n, err

@@ -85,7 +85,7 @@ func (c *Cache) proveLayer(ctx context.Context, l v1.Layer, diffID, origin strin
 	if known {
 		return nil
 	}
-	rc, err := l.Uncompressed()
+	rc, err := uncompressedLayer(l, true)
 	if err != nil {
 		return &LayerReadError{Err: err}
 	}
