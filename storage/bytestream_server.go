@@ -259,11 +259,14 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 			s.abort(u, err)
 			return err
 		}
-		if _, err := u.pw.Write(req.Data); err != nil {
+		if err := s.handToPut(stream.Context(), u, req.Data); err != nil {
 			<-u.done
 			s.remove(u)
-			if u.err == nil { // stored meanwhile by another client
+			switch {
+			case u.err == nil: // stored meanwhile by another client
 				return complete()
+			case isPutStalled(err):
+				return err
 			}
 			return u.err
 		}
