@@ -1,6 +1,7 @@
 package storage_test
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/internal/grpctest"
 	"github.com/paddock-build/paddock/storage"
+	"github.com/paddock-build/paddock/storage/storagetest"
 )
 
 // hostileRemote serves a real storage server whose answers rewrite
@@ -54,5 +56,33 @@ func TestRemoteAnsweringABadDigestIsInternal(t *testing.T) {
 	_, err = remote.GetMany(ctx, []digest.Digest{d})
 	if status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "BatchReadBlobs answered a bad digest") {
 		t.Errorf("GetMany against a remote answering a bad digest: %v, want INTERNAL naming the call", err)
+	}
+}
+
+// A remote's reply may take no more than the blobs asked for: one
+// answering a BatchReadBlobs of a 1,000-byte blob with 2 MiB is refused
+// from the message's length, before its bytes are read (a hostile remote
+// answering every such read with 60 MiB took a front to 3 GB), as the
+// remote's fault (INTERNAL).
+func TestRemoteReplyIsBoundedByWhatWasAskedFor(t *testing.T) {
+	remote := hostileRemote(t, func(method string, resp any) {
+		if r, ok := resp.(*repb.BatchReadBlobsResponse); ok {
+			for _, e := range r.Responses {
+				e.Data = make([]byte, 2<<20)
+			}
+		}
+	})
+	ctx := context.Background()
+	d, data := sizedBlob(1000, 2)
+	if err := remote.Put(ctx, d, bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	for name, read := range map[string]func() error{
+		"Get":     func() error { _, err := storagetest.ReadAll(t, remote, d, 0); return err },
+		"GetMany": func() error { _, err := remote.GetMany(ctx, []digest.Digest{d}); return err },
+	} {
+		if err := read(); status.Code(err) != codes.Internal || !strings.Contains(err.Error(), "answered more bytes than the blobs asked for") {
+			t.Errorf("%s against a remote answering 2 MiB for 1,000 bytes: %v, want INTERNAL", name, err)
+		}
 	}
 }

@@ -123,9 +123,9 @@ func (s *RemoteBlobStore) Get(ctx context.Context, d digest.Digest, offset int64
 	}
 	resp, err := s.cas.BatchReadBlobs(ctx, &repb.BatchReadBlobsRequest{
 		InstanceName: s.instance(ctx), Digests: []*repb.Digest{d.Proto()}, DigestFunction: d.Function(),
-	})
+	}, replyCap(d.SizeBytes(), 1))
 	if err != nil {
-		return nil, fmt.Errorf("remote BatchReadBlobs %s: %w", d, err)
+		return nil, fmt.Errorf("remote BatchReadBlobs %s: %w", d, overReplyCap("BatchReadBlobs", err))
 	}
 	if len(resp.Responses) != 1 {
 		return nil, status.Errorf(codes.Internal, "remote BatchReadBlobs answered %d responses for 1 digest", len(resp.Responses))
@@ -153,7 +153,7 @@ func (s *RemoteBlobStore) readStream(ctx context.Context, d digest.Digest, offse
 	ctx, cancel := context.WithCancel(ctx)
 	stream, err := s.bs.Read(ctx, &bytestream.ReadRequest{
 		ResourceName: digest.ResourceName{InstanceName: s.instance(ctx), Digest: d}.String(),
-	})
+	}, replyCap(d.SizeBytes(), 1)) // each message at most the whole blob
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("remote ByteStream.Read %s: %w", d, err)
@@ -162,7 +162,7 @@ func (s *RemoteBlobStore) readStream(ctx context.Context, d digest.Digest, offse
 	first, err := stream.Recv()
 	if err != nil && err != io.EOF {
 		cancel()
-		return nil, err
+		return nil, overReplyCap("ByteStream.Read", err)
 	}
 	src := &streamSource{stream: stream, cancel: cancel, eof: first == nil}
 	if first != nil {
@@ -203,7 +203,7 @@ func (r *streamSource) Read(p []byte) (int, error) {
 			continue
 		}
 		if err != nil {
-			return 0, err
+			return 0, overReplyCap("ByteStream.Read", err)
 		}
 		r.buf = msg.Data
 	}
@@ -279,9 +279,9 @@ func (s *RemoteBlobStore) readBatch(ctx context.Context, fn digest.Function, ds 
 	for _, d := range ds {
 		req.Digests = append(req.Digests, d.Proto())
 	}
-	resp, err := s.cas.BatchReadBlobs(ctx, req)
+	resp, err := s.cas.BatchReadBlobs(ctx, req, batchReplyCap(ds))
 	if err != nil {
-		return fmt.Errorf("remote BatchReadBlobs of %d blobs: %w", len(ds), err)
+		return fmt.Errorf("remote BatchReadBlobs of %d blobs: %w", len(ds), overReplyCap("BatchReadBlobs", err))
 	}
 	for _, r := range resp.Responses {
 		if status.FromProto(r.Status).Code() == codes.NotFound {
