@@ -61,8 +61,15 @@ type loggedRole struct {
 // log line containing ready.
 func startRole(t *testing.T, ready, role string, args ...string) *loggedRole {
 	t.Helper()
+	return startRoleIn(t, "", ready, role, args...)
+}
+
+// startRoleIn is startRole in the working directory dir ("": the test's).
+func startRoleIn(t *testing.T, dir, ready, role string, args ...string) *loggedRole {
+	t.Helper()
 	r := &loggedRole{role: role, done: make(chan struct{})}
 	r.cmd = exec.Command(binary, append([]string{role, "--http-listen", ""}, args...)...)
+	r.cmd.Dir = dir
 	stderr, _ := r.cmd.StderrPipe()
 	stdout, _ := r.cmd.StdoutPipe()
 	r.out = bufio.NewScanner(stdout)

@@ -63,6 +63,14 @@ func runWorker(ctx context.Context, args []string) error {
 	if cfg.ID == "" {
 		cfg.ID, _ = os.Hostname()
 	}
+	// The runner takes absolute paths only (each action's input root is
+	// under it): with a relative --dir the worker started, said it was
+	// ready, and every action failed with INVALID_ARGUMENT.
+	abs, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return fmt.Errorf("--dir %s: %w", cfg.Dir, err)
+	}
+	cfg.Dir = abs
 	logger, err := rf.setup()
 	if err != nil {
 		return err
