@@ -435,23 +435,33 @@ func TestParseSyncPolicy(t *testing.T) {
 // TestMissingSegmentAfterTheSnapshotRefusesToStart: the segment after a
 // snapshot exists whenever the snapshot does (Rotate makes it first);
 // without it the records after the snapshot are gone, and the journal
-// refuses to open instead of silently forgetting them.
+// refuses to open instead of silently forgetting them. So it does with an
+// older segment the snapshot covers left beside it (a crash between
+// writing the snapshot and removing that segment): it opened, started
+// from the snapshot, and forgot every record after it.
 func TestMissingSegmentAfterTheSnapshotRefusesToStart(t *testing.T) {
-	dir := t.TempDir()
-	j, seq := snapshotted(t, dir)
-	last := j.Append(record(1))
-	if err := j.WaitDurable(last); err != nil {
-		t.Fatal(err)
-	}
-	if err := j.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(filepath.Join(dir, segmentName(seq+1))); err != nil {
-		t.Fatal(err)
-	}
-	_, _, err := Open(Options{Dir: dir})
-	if err == nil || !strings.Contains(err.Error(), "refusing to start") || !strings.Contains(err.Error(), segmentName(seq+1)) {
-		t.Fatalf("Open without the segment after the snapshot: %v, want a refusal naming it", err)
+	for _, stale := range []bool{false, true} {
+		dir := t.TempDir()
+		j, seq := snapshotted(t, dir)
+		last := j.Append(record(1))
+		if err := j.WaitDurable(last); err != nil {
+			t.Fatal(err)
+		}
+		if err := j.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(filepath.Join(dir, segmentName(seq+1))); err != nil {
+			t.Fatal(err)
+		}
+		if stale {
+			if err := os.WriteFile(filepath.Join(dir, segmentName(1)), []byte(segmentMagic), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, _, err := Open(Options{Dir: dir})
+		if err == nil || !strings.Contains(err.Error(), "refusing to start") || !strings.Contains(err.Error(), segmentName(seq+1)) {
+			t.Fatalf("Open without the segment after the snapshot (a covered segment left beside it: %v): %v, want a refusal naming it", stale, err)
+		}
 	}
 }
 

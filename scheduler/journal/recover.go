@@ -59,11 +59,15 @@ func recoverDir(dir string, log *slog.Logger) (*Recovered, tailInfo, error) {
 		os.Remove(filepath.Join(dir, segmentName(segs[0])))
 		segs = segs[1:]
 	}
-	if len(snaps) > 0 && len(segs) == 0 {
+	if len(snaps) > 0 && !slices.Contains(segs, rec.SnapshotSeq+1) {
 		// Rotate makes the segment after a snapshot, and syncs the
 		// directory, before the snapshot is written: without it, the
 		// records after the snapshot are gone (deleted by hand, or by the
-		// file system), and starting would silently forget them.
+		// file system), and starting would silently forget them. An older
+		// segment the snapshot covers, left by a crash between writing
+		// the snapshot and removing it, does not stand in for it: with
+		// one there, the scheduler started from the snapshot and forgot
+		// every operation recorded after it.
 		return nil, tailInfo{}, fmt.Errorf("journal: the records after snapshot %d are missing (no segment %s); refusing to start from a wrong state (move the journal directory away to start empty)",
 			rec.SnapshotSeq, segmentName(rec.SnapshotSeq+1))
 	}
