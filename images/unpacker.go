@@ -30,9 +30,9 @@ type layerMeta struct {
 	// Entries counts the layer's tar entries, whatever their kind.
 	Entries int64 `json:"entries,omitempty"`
 	// Whiteouts are paths removed from the layers below.
-	Whiteouts []string `json:"whiteouts,omitempty"`
+	Whiteouts pathNames `json:"whiteouts,omitempty"`
 	// Opaque are directories whose contents in the layers below are hidden.
-	Opaque []string `json:"opaque,omitempty"`
+	Opaque pathNames `json:"opaque,omitempty"`
 	// Owners records "uid:gid" for entries not owned by 0:0. Files on disk
 	// belong to the runner's user: ownership inside the sandbox's user
 	// namespace cannot be honoured for a shared read-only tree, so it is
@@ -42,7 +42,7 @@ type layerMeta struct {
 	// layer's content, verified against DiffID (see origins.go).
 	Origins []string `json:"origins,omitempty"`
 	// Skipped names device nodes and FIFOs, which are never created.
-	Skipped []string `json:"skipped,omitempty"`
+	Skipped pathNames `json:"skipped,omitempty"`
 	// recorded is the size of the names kept above (recordCost each),
 	// which the runner holds in memory and in layer.json: it counts toward
 	// the cache's bound like file bytes. It is not stored; scan recounts.
@@ -68,7 +68,7 @@ const maxLayerJSONBytes = 6*maxRecordedBytes + 1<<20
 func recordCost(s string) int64 { return int64(len(s)) + recordOverhead }
 
 // keep appends name to one of m's lists and counts it.
-func (m *layerMeta) keep(list *[]string, name string) {
+func (m *layerMeta) keep(list *pathNames, name string) {
 	*list = append(*list, name)
 	m.recorded += recordCost(name)
 }
@@ -88,7 +88,7 @@ func (m *layerMeta) setOwner(name, owner string) {
 // recount sets recorded from the lists, for a layerMeta read from disk.
 func (m *layerMeta) recount() {
 	m.recorded = 0
-	for _, l := range [][]string{m.Whiteouts, m.Opaque, m.Skipped} {
+	for _, l := range []pathNames{m.Whiteouts, m.Opaque, m.Skipped} {
 		for _, n := range l {
 			m.recorded += recordCost(n)
 		}
