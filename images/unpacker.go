@@ -200,6 +200,15 @@ func fileBytes(hdr *tar.Header) int64 {
 	return 0
 }
 
+// isAUFSMeta reports whether the layer entry name is AUFS's metadata
+// (.wh..wh.aufs, .wh..wh.orph/…, .wh..wh.plnk/… at the layer's root),
+// which images saved from an AUFS-backed Docker keep. Docker skips it,
+// and such an image was refused ("whiteout names no entry").
+func isAUFSMeta(name string) bool {
+	first, _, _ := strings.Cut(name, "/")
+	return strings.HasPrefix(first, whiteoutPrefix+whiteoutPrefix) && first != whiteoutOpaque
+}
+
 // whiteout records the whiteout entry base of directory dir in meta.
 func whiteout(meta *layerMeta, dir, base string) error {
 	if base == whiteoutOpaque {
@@ -268,6 +277,9 @@ func (u *unpacker) entry(t *tree, tr *tar.Reader, hdr *tar.Header, meta *layerMe
 	}
 	if name == "." {
 		return nil // the layer root itself: its attributes are the cache's
+	}
+	if isAUFSMeta(name) {
+		return nil
 	}
 	dir, base := path.Split(name)
 	dir = path.Clean(dir)
