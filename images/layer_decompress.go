@@ -55,7 +55,7 @@ func uncompressedLayer(l v1.Layer, remote bool) (io.ReadCloser, error) {
 			compressed.Close()
 			return nil, err
 		}
-		return decompressed{Reader: zr, close: func() { zr.Close() }, compressed: compressed}, nil
+		return decompressed{Reader: zr, close: func() { _ = zr.Close() }, compressed: compressed}, nil // a gzip reader has nothing to report on close
 	case bytes.HasPrefix(magic, zstdMagic):
 		zr, err := zstd.NewReader(br, zstd.WithDecoderMaxWindow(maxZstdWindow), zstd.WithDecoderConcurrency(1))
 		if err != nil {
