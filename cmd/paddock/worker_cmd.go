@@ -66,11 +66,9 @@ func runWorker(ctx context.Context, args []string) error {
 	// The runner takes absolute paths only (each action's input root is
 	// under it): with a relative --dir the worker started, said it was
 	// ready, and every action failed with INVALID_ARGUMENT.
-	abs, err := filepath.Abs(cfg.Dir)
-	if err != nil {
-		return fmt.Errorf("--dir %s: %w", cfg.Dir, err)
+	if abs, err := filepath.Abs(cfg.Dir); err == nil { // fails only without a working directory, as the lock would
+		cfg.Dir = abs
 	}
-	cfg.Dir = abs
 	logger, err := rf.setup()
 	if err != nil {
 		return err
