@@ -76,6 +76,8 @@ type effects struct {
 	// declared lost while their stream was still open, and must register
 	// again.
 	hangUp []hangUp
+	// forgotten are the completed operations max_completed_bytes forgot.
+	forgotten []opView
 	// notes are notable decisions, for the operator's log.
 	notes []string
 	// retries counts executions requeued after a lost worker, for metrics.

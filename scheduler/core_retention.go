@@ -91,6 +91,7 @@ func (c *core) boundCompleted() {
 			switch {
 			case op.released:
 			case c.ops[op.name] == op:
+				c.fx.forgotten = append(c.fx.forgotten, op.view())
 				_ = c.Delete(newest.completedAt, op.name) // it exists; Delete unretains it
 			default:
 				c.unretain(op)

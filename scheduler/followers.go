@@ -19,10 +19,35 @@ import (
 type followers struct {
 	n    map[string]int
 	idle map[string]time.Time // operations nobody follows, since when
+	// finals are the last states of completed operations that
+	// max_completed_bytes forgot while clients followed them (keepFinal).
+	finals map[string]opView
 }
 
 func newFollowers() *followers {
-	return &followers{n: map[string]int{}, idle: map[string]time.Time{}}
+	return &followers{n: map[string]int{}, idle: map[string]time.Time{}, finals: map[string]opView{}}
+}
+
+// keepFinal keeps v, a completed operation the core forgot for
+// max_completed_bytes, while clients follow it. A follower is woken once
+// the completion is durable, and another transaction may have forgotten
+// the operation by the time it reads it: it answered NOT_FOUND for an
+// action that had completed. Kept until the next tick finds it followed
+// by nobody (abandoned).
+func (f *followers) keepFinal(v opView) {
+	if f.n[v.name] > 0 {
+		f.finals[v.name] = v
+	}
+}
+
+// operation returns the state of the named operation: the core's, or the
+// final state kept for its followers.
+func (s *Scheduler) operation(name string) (opView, bool) {
+	if v, ok := s.core.Operation(name); ok {
+		return v, true
+	}
+	v, ok := s.followers.finals[name]
+	return v, ok
 }
 
 // attach counts one more follower of name.
@@ -62,8 +87,13 @@ func (f *followers) forget(name string) {
 }
 
 // abandoned returns, sorted, the operations idle for longer than grace,
-// and forgets them.
+// and forgets them, and the final states nobody follows any more.
 func (f *followers) abandoned(now time.Time, grace time.Duration) []string {
+	for name := range f.finals {
+		if f.n[name] == 0 {
+			delete(f.finals, name)
+		}
+	}
 	var out []string
 	for name, since := range f.idle {
 		if now.Sub(since) > grace {

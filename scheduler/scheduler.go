@@ -225,6 +225,9 @@ func logAbandoned(log *slog.Logger, names []string, grace time.Duration) {
 // journal). Called with s.mu held; nothing in it blocks.
 func (s *Scheduler) apply() uint64 {
 	fx := s.core.takeEffects()
+	for _, v := range fx.forgotten {
+		s.followers.keepFinal(v)
+	}
 	s.metrics.observe(s.clock.Now(), fx, s.core.tenantOfExec)
 	for _, n := range fx.notes {
 		s.log.Info("scheduler: " + n)
@@ -291,7 +294,7 @@ func (s *Scheduler) carryOut(fx effects) {
 func (s *Scheduler) follower(name, owner string) (func(), bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if v, ok := s.core.Operation(name); !ok || v.owner != owner {
+	if v, ok := s.operation(name); !ok || v.owner != owner {
 		return nil, false
 	}
 	s.followers.attach(name)
@@ -314,7 +317,7 @@ func errOperationNotFound(name, hint string) error {
 func (s *Scheduler) watch(name, owner string) (opView, <-chan struct{}, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	v, ok := s.core.Operation(name)
+	v, ok := s.operation(name)
 	if !ok || v.owner != owner {
 		return v, nil, false
 	}
