@@ -97,7 +97,7 @@ func (h *Handler) action(w http.ResponseWriter, r *http.Request) {
 		if err := storage.GetProto(ctx, h.opts.CAS, cd, cmd, maxMessageBytes); err != nil {
 			body.Command = "(command " + cd.String() + " not readable: " + status.Convert(err).Message() + ")"
 		} else {
-			body.Command, body.Args = prototext.Format(cmd), cmd.Arguments
+			body.Command, body.Args = prototext.Format(cmd), visibleAll(cmd.Arguments)
 		}
 	}
 	if rd, err := digest.FromProto(d.Function(), action.InputRootDigest, "input_root_digest"); err == nil {
@@ -150,7 +150,7 @@ func (h *Handler) resultView(r *http.Request, instance string, fn digest.Functio
 // output reads the start of stdout or stderr for the page.
 func (h *Handler) output(r *http.Request, instance string, fn digest.Function, pd *repb.Digest, raw []byte, name string) output {
 	if pd == nil {
-		return output{Text: string(raw)}
+		return output{Text: visible(strings.ToValidUTF8(string(raw), "\uFFFD"))}
 	}
 	o := output{URL: blobURL(instance, pd, fn, name)}
 	d, err := digest.FromProto(fn, pd, name+"_digest")
@@ -178,7 +178,7 @@ func (h *Handler) output(r *http.Request, instance string, fn digest.Function, p
 		o.Text = "(not text: download it)"
 		return o
 	}
-	o.Text = string(text)
+	o.Text = visible(string(text))
 	return o
 }
 

@@ -229,3 +229,26 @@ func TestPagesReadTheInstancesPartition(t *testing.T) {
 		t.Errorf("overview: %d, want the action's arguments:\n%s", code, body)
 	}
 }
+
+// TestControlBytesAreShownEscaped: terminal escape sequences in an
+// action's arguments and stdout are shown as \x1b and \x07, not passed to
+// whoever reads the page (curl in a terminal took a title change from
+// them); newlines and tabs stay.
+func TestControlBytesAreShownEscaped(t *testing.T) {
+	f := farmtest.Start(t, farmtest.Options{})
+	srv := newServer(t, f)
+	ad := run(t, f, "/bin/sh", "-c", `printf 'a\033]0;TITLE\007b\tc\n'`, "arg\x1b[31m")
+	_, overview := nettest.HTTPGet(t, srv.URL+"/")
+	_, action := nettest.HTTPGet(t, srv.URL+"/action/"+ad.Hash()+"-"+sizeOf(ad))
+	for name, body := range map[string]string{"overview": overview, "action page": action} {
+		if strings.ContainsAny(body, "\x1b\x07") {
+			t.Errorf("the %s holds raw control bytes:\n%q", name, body)
+		}
+		if !strings.Contains(body, `arg\x1b[31m`) {
+			t.Errorf("the %s does not show the argument's ESC as \\x1b:\n%s", name, body)
+		}
+	}
+	if !strings.Contains(action, `a\x1b]0;TITLE\x07b`+"\tc\n") {
+		t.Errorf("the action page does not show the stdout's control bytes escaped, its tab and newline kept:\n%s", action)
+	}
+}

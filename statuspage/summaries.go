@@ -91,7 +91,7 @@ func (s *summaries) load(ctx context.Context, d digest.Digest) (summary, error) 
 // shortArgs joins the first n arguments and cuts the result at max bytes.
 func shortArgs(args []string, n, max int) string {
 	more := len(args) > n
-	s := strings.Join(args[:min(n, len(args))], " ")
+	s := strings.Join(visibleAll(args[:min(n, len(args))]), " ")
 	if len(s) > max {
 		s, more = s[:max], true
 	}
