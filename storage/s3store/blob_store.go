@@ -3,8 +3,10 @@ package s3store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"golang.org/x/sync/errgroup"
@@ -125,12 +127,50 @@ func (s *BlobStore) Get(ctx context.Context, d digest.Digest, offset int64) (io.
 	}), nil
 }
 
-// corrupt removes the object of d found bad (unless it has been replaced
-// since it was read) and returns the DATA_LOSS error for the reader.
+// corrupt answers a read of d's object at key found bad (why) with
+// DATA_LOSS, and removes the object if it still is bad when read again
+// (stillBad), unless it has been replaced since. One bad read alone
+// removed it: a byte flipped in transit, or a proxy's wrong
+// Content-Length, deleted a sound 200 MB object.
 func (s *BlobStore) corrupt(d digest.Digest, key, etag, why string) error {
+	if !s.stillBad(d, key) {
+		s.c.log.Warn("s3: a read of a blob was damaged, but the object read again is sound; kept", "digest", d.String(), "key", key, "why", why)
+		return status.Errorf(codes.DataLoss, "blob %s %s as read from S3, but the object read again is sound: read it again", d, why)
+	}
 	s.c.log.Error("s3: corrupt blob removed", "digest", d.String(), "key", key, "why", why)
 	s.c.removeIfUnchanged(key, etag)
 	return status.Errorf(codes.DataLoss, "blob %s %s in S3 and has been removed; upload it again", d, why)
 }
+
+// stillBad reads d's object at key again, whole, and reports whether it
+// does not match d: a size other than d's, or bytes that do not hash to
+// it. A read that fails, or breaks off, tells nothing: not bad. It runs
+// after the caller's context may have ended, so it has its own deadline.
+func (s *BlobStore) stillBad(d digest.Digest, key string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), recheckTimeout)
+	defer cancel()
+	body, info, _, err := s.c.core.GetObject(ctx, s.c.bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return false
+	}
+	if info.Size >= 0 && info.Size != d.SizeBytes() {
+		body.Close()
+		return true
+	}
+	bad := false
+	r := digest.NewVerifyingReader(body, d, 0, digest.VerifyChecks{
+		Bad:      func() error { bad = true; return errRecheckFailed },
+		Short:    func(int64, error) error { return errRecheckFailed },
+		Trailing: true,
+	})
+	defer r.Close()
+	_, _ = io.Copy(io.Discard, r) // bad says what it found
+	return bad
+}
+
+// recheckTimeout bounds stillBad's read.
+const recheckTimeout = 2 * time.Minute
+
+var errRecheckFailed = errors.New("the object read again is not whole")
 
 var _ storage.BlobStore = (*BlobStore)(nil)
