@@ -158,7 +158,7 @@ func (s *BlobStore) stillBad(d digest.Digest, key string) bool {
 		return true
 	}
 	bad := false
-	r := digest.NewVerifyingReader(body, d, 0, digest.VerifyChecks{
+	var r io.ReadCloser = digest.NewVerifyingReader(body, d, 0, digest.VerifyChecks{
 		Bad:      func() error { bad = true; return errRecheckFailed },
 		Short:    func(int64, error) error { return errRecheckFailed },
 		Trailing: true,
