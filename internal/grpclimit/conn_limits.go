@@ -300,12 +300,7 @@ func WaitToSend(ctx context.Context, n int64) error {
 		return nil
 	}
 	for {
-		l := connLimits.Load()
-		own := rpc.conn.backlog()
-		total := backlog.total.Load()
-		if (own == 0 || own+n <= l.MaxConnBacklog) && (total == 0 || total+n <= l.MaxBacklog) {
-			rpc.reserved.Add(n)
-			rpc.conn.reserve(n)
+		if admit(rpc, n) {
 			return nil
 		}
 		select {
@@ -314,6 +309,30 @@ func WaitToSend(ctx context.Context, n int64) error {
 		case <-time.After(backlogPoll):
 		}
 	}
+}
+
+// admitMu makes WaitToSend's look at the backlogs and its reservation one
+// step: each looked and then reserved, so that handlers asking at once
+// all saw the same room and all took it (six 3 MiB replies admitted on a
+// connection whose 16 MiB hold five). Others change the backlogs
+// meanwhile only by taking from them (writes) or correcting what was
+// reserved.
+var admitMu sync.Mutex
+
+// admit reserves n for rpc if its connection, and the process, have room
+// for it (a connection with nothing queued always has, as has a process).
+func admit(rpc *sendRPC, n int64) bool {
+	admitMu.Lock()
+	defer admitMu.Unlock()
+	l := connLimits.Load()
+	own := rpc.conn.backlog()
+	total := backlog.total.Load()
+	if (own == 0 || own+n <= l.MaxConnBacklog) && (total == 0 || total+n <= l.MaxBacklog) {
+		rpc.reserved.Add(n)
+		rpc.conn.reserve(n)
+		return true
+	}
+	return false
 }
 
 // tagSendConn and handleSend are the stats.Handler side: the connection
