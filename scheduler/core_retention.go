@@ -105,15 +105,17 @@ func (c *core) boundCompleted() {
 }
 
 // heaviestRetainer returns the tenant whose retained responses take the
-// most bytes, of those whose oldest are not newest's; nil if none.
+// most bytes (of equals, the first by name, so that the choice does not
+// depend on map order), of those whose oldest are not newest's; nil if
+// none. It runs at every step of boundCompleted: no sorting of tenants.
 func (c *core) heaviestRetainer(newest *operation) *tenant {
 	var best *tenant
-	for _, t := range sortedValues(c.tenants) {
+	for _, t := range c.tenants {
 		r := &t.retained
 		if len(r.fifo) == 0 || r.fifo[0].owner == newest.owner && r.fifo[0].response == newest.response {
 			continue
 		}
-		if best == nil || r.bytes > best.retained.bytes {
+		if best == nil || r.bytes > best.retained.bytes || r.bytes == best.retained.bytes && t.name < best.name {
 			best = t
 		}
 	}

@@ -3,6 +3,7 @@ package statuspage
 import (
 	"fmt"
 	"strings"
+	"unicode"
 )
 
 // visible shows the control characters of s (C0 but newline and tab, DEL,
@@ -28,9 +29,8 @@ func visible(s string) string {
 	return b.String()
 }
 
-func isControl(r rune) bool {
-	return r < 0x20 && r != '\n' && r != '\t' || r == 0x7f || r >= 0x80 && r <= 0x9f
-}
+// isControl: C0 (but newline and tab), DEL and C1, as unicode.IsControl.
+func isControl(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }
 
 // visibleAll is visible of each of args.
 func visibleAll(args []string) []string {
