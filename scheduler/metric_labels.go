@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"cmp"
+	"maps"
 	"slices"
 )
 
@@ -34,8 +35,10 @@ const (
 	maxQueueSeries   = 2000
 )
 
-// instanceLabels hands out the instance label of the counters and the
-// histogram. Used under the scheduler's lock.
+// instanceLabels hands out the instance label of the counters, the
+// histogram and the queue gauges: a name takes its place when it is
+// first dispatched or seen queued by a scrape, and keeps it. Used under the
+// scheduler's lock.
 type instanceLabels struct {
 	names    map[string]bool
 	byTenant map[string]int // labels taken by each tenant of a policy
@@ -68,29 +71,16 @@ type queueSeries struct {
 	queued, running    int
 }
 
-// gaugeSeries sums the queues by instance label and platform: the first
-// maxInstanceLabels instance names in order keep their own, the rest share
-// otherInstances. Queues of two tenants with one instance name and
-// platform make one series, as the gauges' labels cannot tell them apart.
+// gaugeSeries sums the queues by instance label and platform: queues
+// whose names share a label (otherInstances), and two tenants' queues of
+// one instance name and platform, make one series, as the gauges' labels
+// cannot tell them apart. qs are named by their labels already
+// (Scheduler.labelledQueues).
 func gaugeSeries(qs []QueueStatus) []queueSeries {
-	var names []string
-	for _, q := range qs {
-		names = append(names, q.Instance)
-	}
-	slices.Sort(names)
-	kept := map[string]bool{}
-	for _, n := range slices.Compact(names) {
-		if len(kept) < maxInstanceLabels && len(n) <= maxInstanceLabel {
-			kept[n] = true
-		}
-	}
 	sums := map[[2]string]*queueSeries{}
 	var out []*queueSeries
 	for _, q := range qs {
 		inst := q.Instance
-		if !kept[inst] {
-			inst = otherInstances
-		}
 		platform := platformString(q.Platform)
 		if len(platform) > maxPlatformLabel {
 			platform = otherPlatforms
@@ -148,6 +138,26 @@ func foldSeries(out []*queueSeries, sums map[[2]string]*queueSeries) []*queueSer
 	kept = append(kept, rest)
 	slices.SortFunc(kept, compareSeries)
 	return kept
+}
+
+// labelledQueues lists the queues as Queues does, each named by its
+// instance label. A queue's name takes a label as a dispatch's does, under
+// the tenant's share: the gauges had kept the first 1,000 names in sorted
+// order, and one tenant's 1,000 queued names put every other tenant's
+// queues in "(other)".
+func (s *Scheduler) labelledQueues() []QueueStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// Names take their places in order, not in the map's: which of a
+	// tenant's names keep theirs does not change from scrape to scrape.
+	qs := slices.SortedFunc(maps.Values(s.core.queues), func(a, b *queue) int {
+		return cmp.Or(cmp.Compare(a.instance, b.instance), cmp.Compare(a.tenant.name, b.tenant.name))
+	})
+	labels := make(map[*queue]string, len(qs))
+	for _, q := range qs {
+		labels[q] = s.metrics.instances.label(q.tenant.name, q.instance)
+	}
+	return s.queuesLocked(func(q *queue) string { return labels[q] })
 }
 
 // tenantOfExec names the tenant of the execution first named operation

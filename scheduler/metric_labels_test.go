@@ -56,33 +56,59 @@ func TestATenantTakesAtMostHalfTheInstanceLabels(t *testing.T) {
 	}
 }
 
-// The gauges sum queues by instance label and platform: past the bound
-// into "(other)", and two tenants' queues of one instance and platform into
-// one series, which would otherwise be collected twice (an error that
-// fails the whole scrape).
+// The queue gauges label a queue's instance as the counters do: past
+// maxInstanceLabels names, or a tenant's maxTenantInstanceLabels, the
+// rest share "(other)". An outside probe queued 1,000 names of one tenant
+// and every other tenant's queue was summed into "(other)" (the gauges
+// kept the first 1,000 names in sorted order). Two tenants' queues of one
+// instance and platform make one series, which would otherwise be
+// collected twice (an error that fails the whole scrape).
 func TestGaugeSeriesSumQueues(t *testing.T) {
-	pool := []*workerpb.Property{{Name: "Pool", Value: "big"}}
-	var qs []QueueStatus
+	h := newHarness(t, nil)
+	s := &Scheduler{core: h.c, metrics: newMetrics()}
+	pool := &workerpb.Property{Name: "Pool", Value: "big"}
+	submit := func(tenant, instance, name string, routing ...*workerpb.Property) {
+		qk := tenant + "\x00" + instance
+		for _, p := range routing {
+			qk += "\x00" + p.Name + "=" + p.Value
+		}
+		if _, err := h.c.Execute(h.now, submission{name: name, instance: instance, owner: tenant, action: actionDigest(name),
+			cacheable: true, queueKey: qk, routing: routing}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	submit("team-b", "zz-b", "b-first")
 	for i := range maxInstanceLabels + 5 {
-		qs = append(qs, QueueStatus{Instance: fmt.Sprintf("i%05d", i), Queued: 1, Running: 2})
+		submit("team-a", fmt.Sprintf("i%05d", i), fmt.Sprint("a", i))
 	}
-	qs = append(qs, QueueStatus{Instance: "i00000", Queued: 10}, QueueStatus{Instance: "i00000", Platform: pool, Queued: 7})
-	series := gaugeSeries(qs)
-	if len(series) != maxInstanceLabels+2 {
-		t.Fatalf("%d series, want %d", len(series), maxInstanceLabels+2)
-	}
+	submit("team-b", "i00000", "b-shared")
+	submit("team-b", "i00000", "b-pool", pool)
+	submit("team-c", "zz-c", "c-late")
+	series := gaugeSeries(s.labelledQueues())
 	byKey := map[[2]string]queueSeries{}
-	for _, s := range series {
-		byKey[[2]string{s.instance, s.platform}] = s
+	for _, q := range series {
+		key := [2]string{q.instance, q.platform}
+		if _, dup := byKey[key]; dup {
+			t.Fatalf("series %v twice: the scrape would fail", key)
+		}
+		byKey[key] = q
 	}
-	if s := byKey[[2]string{"i00000", ""}]; s.queued != 11 || s.running != 2 {
-		t.Errorf("i00000: %+v; want the two tenants' queues summed", s)
+	if len(series) != maxTenantInstanceLabels+4 {
+		t.Errorf("%d series, want team-a's first %d names, (other), zz-b, zz-c and i00000's Pool=big", len(series), maxTenantInstanceLabels)
 	}
-	if s := byKey[[2]string{"i00000", "Pool=big"}]; s.queued != 7 {
-		t.Errorf("i00000 Pool=big: %+v", s)
+	for _, inst := range []string{"zz-b", "zz-c"} {
+		if q := byKey[[2]string{inst, ""}]; q.queued != 1 {
+			t.Errorf("%s: %+v; want its own series: one tenant's names cannot push another's into %s", inst, q, otherInstances)
+		}
 	}
-	if s := byKey[[2]string{otherInstances, ""}]; s.queued != 5 || s.running != 10 {
-		t.Errorf("%s: %+v; want the 5 queues past the bound", otherInstances, s)
+	if q := byKey[[2]string{"i00000", ""}]; q.queued != 2 {
+		t.Errorf("i00000: %+v; want the two tenants' queues summed", q)
+	}
+	if q := byKey[[2]string{"i00000", "Pool=big"}]; q.queued != 1 {
+		t.Errorf("i00000 Pool=big: %+v", q)
+	}
+	if q := byKey[[2]string{otherInstances, ""}]; q.queued != maxInstanceLabels+5-maxTenantInstanceLabels {
+		t.Errorf("%s: %+v; want team-a's %d queues past its share", otherInstances, q, maxInstanceLabels+5-maxTenantInstanceLabels)
 	}
 }
 

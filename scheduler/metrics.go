@@ -93,7 +93,7 @@ func (c *schedulerCollector) Collect(ch chan<- prometheus.Metric) {
 	m.queueWait.Collect(ch)
 	m.dispatches.Collect(ch)
 	m.retries.Collect(ch)
-	for _, q := range gaugeSeries(s.Queues()) {
+	for _, q := range gaugeSeries(s.labelledQueues()) {
 		ch <- prometheus.MustNewConstMetric(m.queued, prometheus.GaugeValue, float64(q.queued), q.instance, q.platform)
 		ch <- prometheus.MustNewConstMetric(m.running, prometheus.GaugeValue, float64(q.running), q.instance, q.platform)
 	}

@@ -79,16 +79,24 @@ type OperationFilter struct {
 func (s *Scheduler) Queues() []QueueStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.queuesLocked(func(q *queue) string { return q.instance })
+}
+
+// queuesLocked lists the queues as Queues does, each under the name
+// nameOf gives it: queues of one name and platform are one. Called under
+// the scheduler's lock.
+func (s *Scheduler) queuesLocked(nameOf func(*queue) string) []QueueStatus {
 	index := make(map[*queue]int, len(s.core.queues))
 	byName := make(map[string]int, len(s.core.queues))
 	out := make([]QueueStatus, 0, len(s.core.queues))
 	for _, q := range s.core.queues {
-		name := q.instance + "\x00" + platformString(q.routing)
+		instance := nameOf(q)
+		name := instance + "\x00" + platformString(q.routing)
 		i, ok := byName[name]
 		if !ok {
 			i = len(out)
 			byName[name] = i
-			out = append(out, QueueStatus{Instance: q.instance, Platform: q.routing})
+			out = append(out, QueueStatus{Instance: instance, Platform: q.routing})
 		}
 		index[q] = i
 		out[i].Queued += q.size
