@@ -51,7 +51,7 @@ var errUploadAborted = errors.New("upload aborted")
 // hears the committed size.
 func (s *byteStreamServer) finishWrite(stream bytestream.ByteStream_WriteServer, u *upload, d digest.Digest, compressed bool, complete func() error) error {
 	if !compressed && u.committed.Load() != d.SizeBytes() {
-		err := status.Errorf(codes.InvalidArgument, "finish_write at %d bytes, but size_bytes is %d", u.committed.Load(), d.SizeBytes())
+		err := countMismatch(s.opts.CAS, status.Errorf(codes.InvalidArgument, "finish_write at %d bytes, but size_bytes is %d", u.committed.Load(), d.SizeBytes()))
 		s.abort(u, err)
 		return err
 	}
@@ -255,7 +255,7 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 			return s.refuseOffset(u, req.WriteOffset)
 		}
 		if !compressed && u.committed.Load()+int64(len(req.Data)) > d.SizeBytes() {
-			err := status.Errorf(codes.InvalidArgument, "data goes past size_bytes %d of %s", d.SizeBytes(), d)
+			err := countMismatch(s.opts.CAS, status.Errorf(codes.InvalidArgument, "data goes past size_bytes %d of %s", d.SizeBytes(), d))
 			s.abort(u, err)
 			return err
 		}

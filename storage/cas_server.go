@@ -188,10 +188,10 @@ func (s *casServer) updateOne(ctx context.Context, fn digest.Function, i int, r 
 		return status.Errorf(codes.InvalidArgument, "requests[%d].compressor: %s is not supported", i, r.Compressor)
 	}
 	if int64(len(data)) != d.SizeBytes() {
-		return status.Errorf(codes.InvalidArgument, "requests[%d].data: %d bytes, but %s says %d", i, len(data), field, d.SizeBytes())
+		return countMismatch(s.opts.CAS, status.Errorf(codes.InvalidArgument, "requests[%d].data: %d bytes, but %s says %d", i, len(data), field, d.SizeBytes()))
 	}
 	if got := digest.FromBytes(d.Function(), data); got != d {
-		return status.Errorf(codes.InvalidArgument, "requests[%d].data: hashes to %s, not %s", i, got.Hash(), d.Hash())
+		return countMismatch(s.opts.CAS, status.Errorf(codes.InvalidArgument, "requests[%d].data: hashes to %s, not %s", i, got.Hash(), d.Hash()))
 	}
 	if err := s.opts.CAS.Put(withGiveWay(ctx, s.giveWay), d, bytes.NewReader(data)); err != nil {
 		return fmt.Errorf("BatchUpdateBlobs %s: %w", field, err)

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"io"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -63,8 +64,26 @@ func (m *MeteredBlobStore) Put(ctx context.Context, d digest.Digest, r io.Reader
 	switch {
 	case err == nil:
 		m.written.Add(float64(d.SizeBytes()))
-	case status.Code(err) == codes.InvalidArgument:
+	case status.Code(err) == codes.InvalidArgument && !errors.Is(err, ErrLargerThanStore):
 		m.badPut.Inc()
+	}
+	return err
+}
+
+// RefuseUpload counts an upload the service refused before it reached Put,
+// its bytes not matching its digest: a BatchUpdateBlobs entry, which the
+// CAS service checks itself (countMismatch).
+func (m *MeteredBlobStore) RefuseUpload() { m.badPut.Inc() }
+
+// uploadRefusals is a store that counts the uploads refused before its
+// Put (MeteredBlobStore).
+type uploadRefusals interface{ RefuseUpload() }
+
+// countMismatch counts an upload to cas refused for bytes that do not
+// match its digest, when cas counts them, and returns err.
+func countMismatch(cas BlobStore, err error) error {
+	if c, ok := cas.(uploadRefusals); ok {
+		c.RefuseUpload()
 	}
 	return err
 }
