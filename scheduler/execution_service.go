@@ -45,12 +45,12 @@ func (x *executionService) Execute(req *repb.ExecuteRequest, stream repb.Executi
 	if err != nil {
 		return err
 	}
-	return x.s.follow(ctx, name, auth.TenantOf(ctx), func(v opView) error { return stream.Send(toOperation(v)) })
+	return x.s.follow(ctx, name, auth.TenantOf(ctx), func(v opView) error { return sendOperation(ctx, stream.Send, v) })
 }
 
 func (x *executionService) WaitExecution(req *repb.WaitExecutionRequest, stream repb.Execution_WaitExecutionServer) error {
 	ctx := stream.Context()
-	return x.s.follow(ctx, req.Name, auth.TenantOf(ctx), func(v opView) error { return stream.Send(toOperation(v)) })
+	return x.s.follow(ctx, req.Name, auth.TenantOf(ctx), func(v opView) error { return sendOperation(ctx, stream.Send, v) })
 }
 
 // submit validates an ExecuteRequest, answers it from the action cache if

@@ -3,27 +3,43 @@ package scheduler
 // opPage collects one page of ListOperations from operations offered in
 // name order (opIndex): the first size, and one more, which tells that a
 // next page exists. Its memory is the page's, whatever the number of
-// operations.
+// operations. A page also ends before the operation that would take it
+// past maxPageBytes (page_size is an upper bound: google.longrunning
+// allows a shorter page with a next_page_token): two finished operations
+// of 3.7 MB results made a default page no client could receive, and
+// eight one that the server could not send.
 type opPage struct {
 	size  int
+	bytes int64    // of views but the one past the page
+	cut   bool     // the last of views is past maxPageBytes
 	views []opView // in name order; at most size+1
 }
+
+// maxPageBytes bounds a page's operations: what gRPC clients receive by
+// default (Bazel's included), less room for the response's framing. One
+// operation alone always fits (maxDeliveredResponseBytes).
+const maxPageBytes = 4<<20 - 32<<10
 
 func newOpPage(size int) *opPage { return &opPage{size: size} }
 
 // full reports whether the page needs no more operations.
-func (p *opPage) full() bool { return len(p.views) > p.size }
+func (p *opPage) full() bool { return p.cut || len(p.views) > p.size }
 
 // add appends v, named after every view added before it.
-func (p *opPage) add(v opView) { p.views = append(p.views, v) }
+func (p *opPage) add(v opView) {
+	n := opSize(v)
+	p.cut = len(p.views) > 0 && p.bytes+n > maxPageBytes
+	p.bytes += n
+	p.views = append(p.views, v)
+}
 
 // result returns the page in name order and the next page's token ("" on
 // the last page): the name of the page's last operation, after which the
 // next page starts.
 func (p *opPage) result() ([]opView, string) {
-	if len(p.views) > p.size {
-		views := p.views[:p.size]
-		return views, views[p.size-1].name
+	if p.full() {
+		views := p.views[:len(p.views)-1]
+		return views, views[len(views)-1].name
 	}
 	return p.views, ""
 }

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -8,6 +9,7 @@ import (
 	"testing"
 
 	"cloud.google.com/go/longrunning/autogen/longrunningpb"
+	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 
 	"github.com/paddock-build/paddock/auth"
 )
@@ -62,6 +64,49 @@ func TestOpPagesCoverEveryOperationOnce(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Fatalf("size %d: pages give %d names, want all %d in order", size, len(got), len(want))
 		}
+	}
+}
+
+// A page ends before the operation that would take it past what a client
+// receives by default, with a token from which the next goes on: two
+// finished operations of 3.7 MB results made a default page no client
+// could receive. One operation alone is a page, whatever its size.
+func TestOpPagesAreBoundedInBytes(t *testing.T) {
+	c := newCore(DefaultConfig())
+	big := &repb.ExecuteResponse{Result: &repb.ActionResult{StdoutRaw: bytes.Repeat([]byte("o"), 1500<<10)}}
+	huge := &repb.ExecuteResponse{Result: &repb.ActionResult{StdoutRaw: bytes.Repeat([]byte("h"), maxPageBytes)}}
+	var want []string
+	for i := range 7 {
+		op := &operation{name: fmt.Sprintf("operations/%02d", i), done: true, response: big}
+		if i == 3 {
+			op.response = huge
+		}
+		c.addOp(op)
+		want = append(want, op.name)
+	}
+	var got []int
+	var names []string
+	for token, pages := "", 0; pages == 0 || token != ""; pages++ {
+		if pages > len(want) {
+			t.Fatal("paging does not end")
+		}
+		views, next := listAll(c, "", token, 1000, opFilter{})
+		var n int64
+		for _, v := range views {
+			names = append(names, v.name)
+			n += opSize(v)
+		}
+		if len(views) > 1 && n > maxPageBytes {
+			t.Fatalf("a page of %d operations takes %d bytes, past %d", len(views), n, maxPageBytes)
+		}
+		got = append(got, len(views))
+		token = next
+	}
+	if !slices.Equal(names, want) {
+		t.Fatalf("pages give %v, want %v", names, want)
+	}
+	if !slices.Equal(got, []int{2, 1, 1, 2, 1}) {
+		t.Fatalf("pages of %v operations, want 2, 1, 1 (the huge one alone), 2, 1", got)
 	}
 }
 

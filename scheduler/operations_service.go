@@ -34,6 +34,9 @@ func (o *operationsService) GetOperation(ctx context.Context, req *longrunningpb
 	if !ok {
 		return nil, errOperationNotFound(req.Name, "")
 	}
+	if err := waitToSend(ctx, v); err != nil {
+		return nil, err
+	}
 	return toOperation(v), nil
 }
 
@@ -75,6 +78,9 @@ func (o *operationsService) ListOperations(ctx context.Context, req *longrunning
 		o.s.mu.Unlock()
 	}
 	views, next := page.result()
+	if err := waitToSend(ctx, views...); err != nil {
+		return nil, err
+	}
 	resp := &longrunningpb.ListOperationsResponse{NextPageToken: next}
 	for _, v := range views {
 		resp.Operations = append(resp.Operations, toOperation(v))
@@ -135,6 +141,9 @@ func (o *operationsService) WaitOperation(ctx context.Context, req *longrunningp
 		defer cancel()
 	}
 	v, err := o.s.wait(ctx, req.Name, auth.TenantOf(ctx))
+	if err == nil {
+		err = waitToSend(ctx, v)
+	}
 	if err != nil {
 		return nil, err
 	}
