@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -85,7 +84,7 @@ type DiskBlobStore struct {
 	unlinkWaits int                     // how many wait on unlinkDone
 	remove      func(path string) error // os.Remove; tests block it
 	started     chan struct{}           // closed when start-up's background work is done
-	refusals    *prometheus.CounterVec  // blobs refused for want of room (disk_refusals.go)
+	refusals    refusalCounts           // blobs refused for want of room (disk_refusals.go)
 
 	verifying      singleflight.Group // one hash per blob at a time (disk_verify.go)
 	verifyFailures atomic.Int64

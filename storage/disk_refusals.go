@@ -3,13 +3,12 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
-	"github.com/paddock-build/paddock/internal/prom"
 )
 
 // A DiskBlobStore refuses a blob, RESOURCE_EXHAUSTED, when it cannot make
@@ -34,16 +33,17 @@ const (
 
 var refusalReasons = []refusalReason{refusedDiskFull, refusedDiskKeptFree, refusedUploadsInFlight, refusedOverBound}
 
-// newRefusals is the counter of refusals by reason, each reason present
-// from the start (at 0) so that a rate over it is defined.
-func newRefusals() *prometheus.CounterVec {
-	v := prom.CounterVec("paddock_storage_cas_disk_refusals_total",
-		"Blobs the disk CAS refused (RESOURCE_EXHAUSTED) for want of room, by reason: disk_full (the filesystem said ENOSPC or EDQUOT), disk_kept_free (other files leave only the room kept free for the farm), uploads_in_flight (uploads in progress hold all of max_bytes), larger_than_bound (the blob alone is larger than max_bytes).",
-		"reason")
+// refusalCounts are a store's refusals by reason, each reason present from
+// the start (at 0) so that a rate over it is defined. Read at each scrape
+// (disk_metrics.go), where a store of a partition is labelled with it.
+type refusalCounts map[refusalReason]*atomic.Int64
+
+func newRefusals() refusalCounts {
+	c := refusalCounts{}
 	for _, r := range refusalReasons {
-		v.WithLabelValues(string(r))
+		c[r] = new(atomic.Int64)
 	}
-	return v
+	return c
 }
 
 // refuse counts a refusal of blob d and returns its error, whose message
@@ -52,7 +52,7 @@ func newRefusals() *prometheus.CounterVec {
 // (paddock run, Bazel) retry RESOURCE_EXHAUSTED, sending the whole blob
 // each time (a 410 MB blob for a 400 MiB disk went 13 times).
 func (s *DiskBlobStore) refuse(reason refusalReason, d digest.Digest, why string) error {
-	s.refusals.WithLabelValues(string(reason)).Inc()
+	s.refusals[reason].Add(1)
 	if reason == refusedOverBound {
 		return largerThanStore{status.Newf(codes.InvalidArgument, "blob %s not stored: %s", d, why)}
 	}

@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -44,7 +43,7 @@ func TestDiskFullWriteIsCountedAndSaidWhole(t *testing.T) {
 	if status.Code(got) != codes.ResourceExhausted || !strings.Contains(msg, "blob "+d.String()+" not stored: the CAS's disk is full (no space left on device)") || strings.Contains(msg, dir) {
 		t.Fatalf("the refusal: %v %q; want RESOURCE_EXHAUSTED naming the blob and ENOSPC, and no host path", status.Code(got), msg)
 	}
-	if n := testutil.ToFloat64(s.refusals.WithLabelValues("disk_full")); n != 1 {
+	if n := s.refusals[refusedDiskFull].Load(); n != 1 {
 		t.Fatalf("disk_full refusals: %v, want 1", n)
 	}
 }

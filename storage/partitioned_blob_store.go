@@ -114,3 +114,21 @@ func (p *PartitionedBlobStore) Put(ctx context.Context, d digest.Digest, r io.Re
 	}
 	return s.Put(ctx, d, r)
 }
+
+// opened returns the partitions opened so far, by name: those still
+// opening, or that failed to, are not among them.
+func (p *PartitionedBlobStore) opened() map[string]BlobStore {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string]BlobStore, len(p.stores))
+	for name, ps := range p.stores {
+		select {
+		case <-ps.ready:
+			if ps.err == nil {
+				out[name] = ps.s
+			}
+		default:
+		}
+	}
+	return out
+}

@@ -36,7 +36,8 @@ type openedBackend struct {
 	adopt worker.Adopter
 	// close releases connections; it is never nil.
 	close func()
-	// collectors are the Prometheus metrics of the tree's composites.
+	// collectors are the Prometheus metrics of the tree's composites and
+	// disk stores, each labelled with its path in the tree.
 	collectors []prometheus.Collector
 	// maxBlobBytes is the largest blob the CAS holds, when it is known
 	// (a disk backend); 0 otherwise.
@@ -59,7 +60,8 @@ func openBackend(ctx context.Context, b configs.Backend, path string, deps backe
 			return openedBackend{}, fmt.Errorf("%s.disk: %w", path, err)
 		}
 		adopt, _ := local.(worker.Adopter) // nil when partitioned
-		return openedBackend{cas: cas, ac: ac, local: local, adopt: adopt, close: func() {}, maxBlobBytes: storage.DiskMaxBlobBytes(int64(b.Disk.MaxBytes))}, nil
+		return openedBackend{cas: cas, ac: ac, local: local, adopt: adopt, close: func() {}, maxBlobBytes: storage.DiskMaxBlobBytes(int64(b.Disk.MaxBytes)),
+			collectors: []prometheus.Collector{storage.DiskCollector(path+".disk", cas)}}, nil
 	case b.Cached != nil:
 		return openCached(ctx, b.Cached, path+".cached", deps)
 	case b.Sharded != nil:

@@ -61,11 +61,12 @@ func openCached(ctx context.Context, c *configs.CachedBackend, path string, deps
 		}
 		return compose.NewCachedBlobStore(disk, inner.cas, path+".backend", deps.logger), nil
 	}
-	o := openedBackend{ac: inner.ac, close: inner.close, collectors: inner.collectors}
+	o := openedBackend{ac: inner.ac, close: inner.close}
 	if deps.policy != nil {
 		o.cas = storage.NewPartitionedBlobStore(deps.policy.PartitionOf, func(partition string) (storage.BlobStore, error) {
 			return open(filepath.Join(c.Dir, "partitions", partition))
 		})
+		o.collectors = append(inner.collectors, storage.DiskCollector(path, o.cas))
 		return o, nil
 	}
 	cached, err := open(c.Dir)
@@ -74,6 +75,7 @@ func openCached(ctx context.Context, c *configs.CachedBackend, path string, deps
 		return openedBackend{}, err
 	}
 	o.cas, o.local = cached, cached.Cache()
+	o.collectors = append(inner.collectors, storage.DiskCollector(path, cached))
 	return o, nil
 }
 

@@ -68,9 +68,6 @@ func runStorage(ctx context.Context, args []string) error {
 	obs := newObservability(logger)
 	metered := storage.NewMeteredBlobStore(cas)
 	obs.reg.MustRegister(append(metered.Collectors(), opened.collectors...)...)
-	if disk, ok := cas.(*storage.DiskBlobStore); ok {
-		obs.reg.MustRegister(disk.Collector())
-	}
 	srv := storage.NewServer(storage.ServerOptions{
 		CAS: metered, AC: ac,
 		MaxBatchTotalSizeBytes: int64(cfg.MaxBatchTotalSizeBytes),

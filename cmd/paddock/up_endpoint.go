@@ -79,9 +79,6 @@ func startUpEndpoint(cfg configs.Up, sec serverSecurity, logger *slog.Logger) (*
 	}
 	ep.metered = storage.NewMeteredBlobStore(ep.cas)
 	ep.obs.reg.MustRegister(append(append(ep.metered.Collectors(), ep.sched.Collector()), o.collectors...)...)
-	if disk, ok := ep.cas.(*storage.DiskBlobStore); ok {
-		ep.obs.reg.MustRegister(disk.Collector())
-	}
 	ep.srv = storage.NewServer(storage.ServerOptions{
 		CAS: ep.metered, AC: ep.ac, Logger: logger, Execution: executionCapabilities(),
 		MaxBatchTotalSizeBytes: int64(cfg.Storage.MaxBatchTotalSizeBytes),
