@@ -3,9 +3,12 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"syscall"
 	"unicode/utf8"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -31,10 +34,39 @@ func pullFailure(image string, err error) error {
 		return status.Errorf(codes.ResourceExhausted, "image %s: %s", image, diskFullMessage("pulling the image"))
 	}
 	code := codes.FailedPrecondition
-	if errors.Is(err, images.ErrAccessDenied) || errors.Is(err, images.ErrRegistryNotAllowed) {
+	switch {
+	case errors.Is(err, images.ErrAccessDenied) || errors.Is(err, images.ErrRegistryNotAllowed):
 		code = codes.PermissionDenied
+	case transientPull(err):
+		code = codes.Unavailable
 	}
 	return status.Errorf(code, "image %s: %s", image, cutMessage(pullErrorMessage(err), maxPullErrorMessage))
+}
+
+// transientPull reports whether a pull failed for what may pass: the
+// registry could not be reached, answered 5xx, 429 or 408, stalled, or
+// its connection broke while a layer was read. Such a failure is
+// UNAVAILABLE, which the scheduler retries on another worker and clients
+// retry (Bazel's --remote_retries); it had been FAILED_PRECONDITION,
+// which neither retries, and a registry restarting failed every action
+// waiting on its pull. Content that is not what the manifest gives, a
+// refusal by policy and what the registry says is missing stay as they
+// are: asking again cannot help.
+func transientPull(err error) bool {
+	var terr *transport.Error
+	if errors.As(err, &terr) {
+		c := terr.StatusCode
+		return c >= 500 || c == http.StatusTooManyRequests || c == http.StatusRequestTimeout
+	}
+	for _, permanent := range []error{images.ErrRegistryNotAllowed, images.ErrAddressRefused, images.ErrPlainHTTPRefused, images.ErrAccessDenied} {
+		if errors.Is(err, permanent) {
+			return false
+		}
+	}
+	var uerr *url.Error
+	var nerr net.Error
+	return errors.Is(err, images.ErrRegistryStalled) || errors.As(err, &uerr) || errors.As(err, &nerr) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // maxPullErrorMessage bounds what a client hears of a failed pull, and
@@ -110,7 +142,10 @@ func pullErrorMessage(err error) string {
 		return "the registry did not let this tenant read it"
 	}
 	var lre *images.LayerReadError
-	if errors.As(err, &lre) {
+	if errors.As(err, &lre) && transientPull(err) {
+		return "a layer or the config of the image could not be read whole from the registry: the connection broke before its end"
+	}
+	if lre != nil {
 		// Never its text: it may quote what answered (LayerReadError).
 		return "a layer or the config of the image could not be read whole from the registry: its bytes stopped short, or are not what its manifest gives (size, digest, a config in JSON)"
 	}

@@ -3,15 +3,20 @@ package runner
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
 	"github.com/paddock-build/paddock/images"
@@ -52,13 +57,17 @@ func TestPullFailuresDoNotReflectWhatAnswered(t *testing.T) {
 		c.Images.Dir = filepath.Join(base, "images")
 		c.Images.Insecure = []string{hostOf(internal), hostOf(realm), closed, refused}
 	})
-	for name, tc := range map[string]struct{ host, want string }{
-		"an internal service": {hostOf(internal), "the registry answered 418"},
+	for name, tc := range map[string]struct {
+		host, want string
+		code       codes.Code
+	}{
+		"an internal service": {hostOf(internal), "the registry answered 418", codes.FailedPrecondition},
 		// go-containerregistry refuses a realm at a private address itself.
-		"a token realm inside":       {hostOf(realm), "www-authenticate"},
-		"a closed port":              {closed, "the registry could not be reached"},
-		"plain HTTP, not configured": {"127.0.0.1:9", "not one of images.insecure"},
-		"a refused address":          {refused, "an address the runner never connects to"},
+		"a token realm inside": {hostOf(realm), "www-authenticate", codes.FailedPrecondition},
+		// It may be back soon: clients and the scheduler retry.
+		"a closed port":              {closed, "the registry could not be reached", codes.Unavailable},
+		"plain HTTP, not configured": {"127.0.0.1:9", "not one of images.insecure", codes.FailedPrecondition},
+		"a refused address":          {refused, "an address the runner never connects to", codes.FailedPrecondition},
 	} {
 		t.Run(name, func(t *testing.T) {
 			ref := "docker://" + tc.host + "/x:1"
@@ -67,8 +76,8 @@ func TestPullFailuresDoNotReflectWhatAnswered(t *testing.T) {
 			req.Platform = []*runnerpb.Property{{Name: "container-image", Value: ref}}
 			resp := e.run(t, req)
 			msg := resp.StatusMessage
-			if codes.Code(resp.StatusCode) != codes.FailedPrecondition || !strings.Contains(msg, ref) || !strings.Contains(msg, tc.want) {
-				t.Fatalf("got %v %q; want FAILED_PRECONDITION naming %s and saying %q", codes.Code(resp.StatusCode), msg, ref, tc.want)
+			if codes.Code(resp.StatusCode) != tc.code || !strings.Contains(msg, ref) || !strings.Contains(msg, tc.want) {
+				t.Fatalf("got %v %q; want %v naming %s and saying %q", codes.Code(resp.StatusCode), msg, tc.code, ref, tc.want)
 			}
 			for _, leak := range []string{secret, "/admin/keys", "refused", "dial", "timeout"} {
 				if strings.Contains(msg, leak) {
@@ -128,6 +137,42 @@ func TestLayerReadErrorsAreNotQuoted(t *testing.T) {
 			if strings.Contains(msg, leak) {
 				t.Errorf("%q: message %q tells of %q", cause, msg, leak)
 			}
+		}
+	}
+}
+
+// A pull that failed for what may pass is UNAVAILABLE, which the
+// scheduler retries on another worker and Bazel retries: an outside probe
+// saw a registry answering 503, and one killed in the middle of a pull,
+// fail every action waiting on the pull with FAILED_PRECONDITION, which
+// nothing retries. What asking again cannot help stays as it was.
+func TestTransientPullFailuresAreUnavailable(t *testing.T) {
+	layer := func(err error) error {
+		return fmt.Errorf("layer 1/2 sha256:0b: read layer: %w", &images.LayerReadError{Err: err})
+	}
+	refusedConn := &url.Error{Op: "Get", URL: "https://r/v2/", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want codes.Code
+	}{
+		{"503", &transport.Error{StatusCode: http.StatusServiceUnavailable}, codes.Unavailable},
+		{"429", &transport.Error{StatusCode: http.StatusTooManyRequests}, codes.Unavailable},
+		{"a connection refused", refusedConn, codes.Unavailable},
+		{"stalled", fmt.Errorf("blob: %w", images.ErrRegistryStalled), codes.Unavailable},
+		{"a layer cut short", layer(io.ErrUnexpectedEOF), codes.Unavailable},
+		{"a connection reset in a layer", layer(&net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}), codes.Unavailable},
+		{"404", &transport.Error{StatusCode: http.StatusNotFound}, codes.FailedPrecondition},
+		{"a layer not what its manifest gives", layer(errors.New(`error verifying sha256 checksum after reading 31 bytes; got "sha256:85", want "sha256:0b"`)), codes.FailedPrecondition},
+		{"a refused address", &url.Error{Op: "Get", URL: "https://r/v2/", Err: images.ErrAddressRefused}, codes.FailedPrecondition},
+		{"not allowed", images.ErrRegistryNotAllowed, codes.PermissionDenied},
+	} {
+		st := status.Convert(pullFailure("docker://r/x:1", tc.err))
+		if st.Code() != tc.want {
+			t.Errorf("%s: %v %q, want %v", tc.name, st.Code(), st.Message(), tc.want)
+		}
+		if strings.Contains(st.Message(), "reset") || strings.Contains(st.Message(), "refused") && tc.want == codes.Unavailable {
+			t.Errorf("%s: the message %q tells of the network's detail", tc.name, st.Message())
 		}
 	}
 }
