@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -35,13 +36,14 @@ type Cache struct {
 	unpacker *unpacker
 	flights  *flightGroup
 	trash    *remover // deletes evicted trees off the evicting call's path
+	platform string   // picked from indexes, as os/arch[/variant] (tagKey)
 	// metaMu serializes rewrites of image.json and layer.json (origins).
 	metaMu sync.Mutex
 
 	mu     sync.Mutex
 	images *lru.Set[string, *imageEntry] // by digest, in order of use
 	layers map[string]*layerEntry        // by diffID
-	refs   map[string]refRecord          // by refRecord.Key
+	refs   map[string]refRecord          // by refRecord.Key (tagKey, indexKey)
 	bytes  int64                         // layers' costs plus images' own Bytes (trash apart: waitForTrash)
 	closed bool
 }
@@ -102,9 +104,10 @@ func New(o Options) (*Cache, error) {
 		flights:  newFlightGroup(o.PullTimeout),
 		images:   lru.New[string, *imageEntry](),
 		layers:   map[string]*layerEntry{},
-		refs:     refs,
+		platform: platform.String(),
 		trash:    newRemover(o.Logger, o.removeTree),
 	}
+	c.refs = c.keyedByPlatform(refs)
 	// What the previous run left to delete goes in the background: the
 	// cache serves at once (openStore).
 	c.trash.add(s.leftover)
@@ -263,18 +266,57 @@ func (c *Cache) resolvedLocked(ref Reference) (string, bool) {
 		if _, ok := c.images.Peek(ref.Digest); ok {
 			return ref.Digest, true
 		}
-		r, ok := c.refs[ref.Digest] // the digest of an index
+		r, ok := c.refs[c.indexKey(ref.Digest)] // the digest of an index
 		return r.Digest, ok
 	}
-	r, ok := c.refs[tagKey(ref)]
+	r, ok := c.refs[c.tagKey(ref)]
 	if !ok || c.opts.Clock.Now().Sub(r.ResolvedAt) >= c.opts.RefreshTags {
 		return "", false
 	}
 	return r.Digest, true
 }
 
-// tagKey identifies a tag reference across spellings of the same name.
-func tagKey(ref Reference) string {
+// What a tag or an index stands for depends on the platform: an index
+// picks a manifest per platform, and a tag may name an index. A ref
+// record's key is the tag's name or the index's digest, then
+// platformSep and the cache's platform. Keys had no platform: a cache
+// seeded for another (images pull --platform linux/arm64) served its pick
+// to actions of this one, which then could not start their commands.
+const platformSep = " for "
+
+// tagKey is the key of what ref, a tag, stands for on c's platform.
+func (c *Cache) tagKey(ref Reference) string { return tagName(ref) + platformSep + c.platform }
+
+// indexKey is the key of what the index digest d picks on c's platform.
+func (c *Cache) indexKey(d string) string { return d + platformSep + c.platform }
+
+// keyedByPlatform returns refs with each key of a record written before
+// keys named a platform given c's: what it recorded was picked for the
+// platform of the cache that wrote it, which was this one's unless an
+// operator changed images.platform or seeded it for another. Each such
+// record is rewritten under its new key (the old one would otherwise
+// linger beside it).
+func (c *Cache) keyedByPlatform(refs map[string]refRecord) map[string]refRecord {
+	out := make(map[string]refRecord, len(refs))
+	for k, r := range refs {
+		if strings.Contains(k, platformSep) {
+			out[k] = r
+			continue
+		}
+		r.Key = k + platformSep + c.platform
+		if _, ok := refs[r.Key]; ok {
+			continue // recorded anew since
+		}
+		out[r.Key] = r
+		if err := c.store.rekeyRef(k, r); err != nil {
+			c.log.Warn("image cache: could not rewrite a ref record under its platform's key", "key", k, "err", err)
+		}
+	}
+	return out
+}
+
+// tagName identifies a tag reference across spellings of the same name.
+func tagName(ref Reference) string {
 	reg := ref.Registry
 	if reg == "docker.io" {
 		reg = "index.docker.io" // as go-containerregistry and `docker save` spell it

@@ -48,7 +48,7 @@ func (c *Cache) pull(ctx context.Context, ref Reference, tenant string) (string,
 			return d, nil
 		}
 	}
-	stale, hadStale := c.refs[tagKey(ref)]
+	stale, hadStale := c.refs[c.tagKey(ref)]
 	c.mu.Unlock()
 
 	if !ref.Pinned() && hadStale {
@@ -58,7 +58,7 @@ func (c *Cache) pull(ctx context.Context, ref Reference, tenant string) (string,
 			if m, ok := c.cachedManifest(d); ok && c.serves(m, ref) {
 				c.pulledBy(ctx, tenant, kc, ref, m)
 				c.metrics.pulls.WithLabelValues("ok").Inc()
-				return m, c.recordRef(refRecord{Key: tagKey(ref), Digest: m, ResolvedAt: c.opts.Clock.Now()})
+				return m, c.recordRef(refRecord{Key: c.tagKey(ref), Digest: m, ResolvedAt: c.opts.Clock.Now()})
 			}
 		}
 	}
@@ -97,12 +97,12 @@ func (c *Cache) pull(ctx context.Context, ref Reference, tenant string) (string,
 	c.pulledBy(ctx, tenant, kc, ref, f.digest)
 	if f.index != "" {
 		// What an index digest picks for this platform never changes.
-		if err := c.recordRef(refRecord{Key: f.index, Digest: f.digest, ResolvedAt: c.opts.Clock.Now()}); err != nil {
+		if err := c.recordRef(refRecord{Key: c.indexKey(f.index), Digest: f.digest, ResolvedAt: c.opts.Clock.Now()}); err != nil {
 			return "", err
 		}
 	}
 	if !ref.Pinned() {
-		if err := c.recordRef(refRecord{Key: tagKey(ref), Digest: f.digest, ResolvedAt: c.opts.Clock.Now()}); err != nil {
+		if err := c.recordRef(refRecord{Key: c.tagKey(ref), Digest: f.digest, ResolvedAt: c.opts.Clock.Now()}); err != nil {
 			return "", err
 		}
 	}
@@ -148,7 +148,7 @@ func (c *Cache) pulledBy(ctx context.Context, tenant string, kc authn.Keychain, 
 func (c *Cache) cachedManifest(d string) (string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if r, ok := c.refs[d]; ok {
+	if r, ok := c.refs[c.indexKey(d)]; ok {
 		d = r.Digest
 	}
 	return d, c.hasImageLocked(d)

@@ -185,6 +185,73 @@ func TestMultiPlatformIndex(t *testing.T) {
 	}
 }
 
+// What a tag or an index digest stands for is kept per platform: an
+// outside probe seeded a cache with images pull --platform linux/arm64,
+// and the runner, on linux/amd64, then ran actions naming the index (or
+// its tag) in the arm64 image. A record written before keys named a
+// platform is taken as the current platform's, and rewritten.
+func TestResolutionsAreKeptPerPlatform(t *testing.T) {
+	r := newTestRegistry(t)
+	mk := func(p string) v1.Image {
+		return imageOf(t, p, v1.Config{}, layerOf(t, compression.GZip, file("platform", p, 0o644)))
+	}
+	idxDigest := r.pushIndex(t, "multi:latest", mutate.AppendManifests(empty.Index,
+		mutate.IndexAddendum{Add: mk("linux/arm64"), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "arm64"}}},
+		mutate.IndexAddendum{Add: mk("linux/amd64"), Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}},
+	))
+	dir := t.TempDir()
+	platformOf := func(c *Cache, ref string) string {
+		t.Helper()
+		rf, err := c.Rootfs(context.Background(), r.ref(t, ref))
+		if err != nil {
+			t.Fatalf("%s: %v", ref, err)
+		}
+		defer rf.Release()
+		b, _ := os.ReadFile(filepath.Join(rf.Path, "platform"))
+		return string(b)
+	}
+	for _, p := range []string{"linux/arm64", "linux/amd64", "linux/arm64"} {
+		c := newTestCache(t, dir, r, func(o *Options) { o.Platform = p })
+		for _, ref := range []string{"multi@" + idxDigest, "multi:latest"} {
+			if got := platformOf(c, ref); got != p {
+				t.Errorf("a cache for %s, seeded for the others: %s is the image for %q", p, ref, got)
+			}
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A record of the index's pick without a platform in its key, as
+	// caches wrote it before: the current platform's.
+	c := newTestCache(t, dir, r, func(o *Options) { o.Platform = "linux/amd64" })
+	key := c.indexKey(idxDigest)
+	rec := c.refs[key]
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := openStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(st.refPath(key)); err != nil {
+		t.Fatal(err)
+	}
+	rec.Key = idxDigest
+	if err := st.writeRef(rec); err != nil {
+		t.Fatal(err)
+	}
+	st.close()
+	c = newTestCache(t, dir, r, func(o *Options) { o.Platform = "linux/amd64" })
+	before := r.totalRequests()
+	if got := platformOf(c, "multi@"+idxDigest); got != "linux/amd64" || r.totalRequests() != before {
+		t.Errorf("an old record: the image for %q after %d requests, want linux/amd64 from the record", got, r.totalRequests()-before)
+	}
+	if _, err := os.Stat(st.refPath(idxDigest)); !os.IsNotExist(err) {
+		t.Errorf("the old record is still there (%v)", err)
+	}
+}
+
 func TestRegistryCredentials(t *testing.T) {
 	r := newTestRegistry(t)
 	r.requireAuth("alice", "s3cret")

@@ -98,7 +98,7 @@ func (c *Cache) loadLayout(ctx context.Context, dir string) ([]LoadedImage, erro
 			return nil, err
 		}
 		if digest != d.Digest.String() {
-			if err := c.recordRef(refRecord{Key: d.Digest.String(), Digest: digest, ResolvedAt: c.opts.Clock.Now()}); err != nil {
+			if err := c.recordRef(refRecord{Key: c.indexKey(d.Digest.String()), Digest: digest, ResolvedAt: c.opts.Clock.Now()}); err != nil {
 				return nil, err
 			}
 		}
@@ -159,7 +159,7 @@ func (c *Cache) loadImage(ctx context.Context, src imageSource, digest string, n
 			continue
 		}
 		ref := Reference{Registry: t.RegistryStr(), Repository: t.RepositoryStr(), Tag: t.TagStr()}
-		if err := c.recordRef(refRecord{Key: tagKey(ref), Digest: digest, ResolvedAt: c.opts.Clock.Now()}); err != nil {
+		if err := c.recordRef(refRecord{Key: c.tagKey(ref), Digest: digest, ResolvedAt: c.opts.Clock.Now()}); err != nil {
 			return LoadedImage{}, err
 		}
 		li.Names = append(li.Names, ref)

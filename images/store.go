@@ -214,6 +214,15 @@ func (s *store) writeRef(r refRecord) error {
 	return writeJSONAtomic(s, s.refPath(r.Key), r)
 }
 
+// rekeyRef writes r, the record once kept under old, under its key, and
+// removes the old one.
+func (s *store) rekeyRef(old string, r refRecord) error {
+	if err := s.writeRef(r); err != nil {
+		return err
+	}
+	return os.Remove(s.refPath(old))
+}
+
 // writeJSONAtomic writes v to path through a temporary file and a rename.
 func writeJSONAtomic(s *store, path string, v any) error {
 	b, err := json.Marshal(v)
