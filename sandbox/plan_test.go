@@ -60,7 +60,7 @@ func TestPlanFor(t *testing.T) {
 	if tmp := p.Mounts[4]; tmp.Data != "mode=1777" || tmp.Flags != unix.MS_NOSUID|unix.MS_NODEV {
 		t.Errorf("/tmp flags %#x data %q", tmp.Flags, tmp.Data)
 	}
-	if p.Rootfs != "/rootfs" || !p.ReadonlyRoot || p.Hostname != "sandbox" || !p.LoopbackUp || !p.CgroupNS {
+	if p.Rootfs != "/rootfs" || !p.ReadonlyRoot || p.Hostname != "localhost" || !p.LoopbackUp || !p.CgroupNS {
 		t.Errorf("root/hostname/network/cgroupns: %+v", p)
 	}
 	if p.UID != 1000 || p.GID != 1001 || len(p.Groups) != 1 || p.Groups[0] != 5 || p.Umask != 0o022 {

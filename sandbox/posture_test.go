@@ -90,7 +90,7 @@ func TestPosture(t *testing.T) {
 			if !reflect.DeepEqual(p.Env, spec.Process.Env) {
 				t.Errorf("env %q, want %q", p.Env, spec.Process.Env)
 			}
-			if p.Cwd != "/tmp" || p.Hostname != "sandbox" || p.Pid <= 1 {
+			if p.Cwd != "/tmp" || p.Hostname != "localhost" || p.Pid <= 1 {
 				t.Errorf("cwd %q hostname %q pid %d", p.Cwd, p.Hostname, p.Pid)
 			}
 			if tc.rootfs == "/" {

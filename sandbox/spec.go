@@ -76,7 +76,7 @@ func DefaultSpec(rootfs string, hostIDBase uint32, args ...string) *specs.Spec {
 			OOMScoreAdj:     &oomScoreAdj,
 		},
 		Root:     &specs.Root{Path: rootfs, Readonly: true},
-		Hostname: "sandbox",
+		Hostname: "localhost",
 		Mounts: []specs.Mount{
 			{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
