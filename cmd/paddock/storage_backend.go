@@ -51,6 +51,7 @@ func openBackend(ctx context.Context, b configs.Backend, path string, deps backe
 	}
 	switch {
 	case b.Disk != nil:
+		warnUnbounded(deps, path+".disk", b.Disk)
 		cas, local, err := openDiskCAS(b.Disk.Dir, int64(b.Disk.MaxBytes), deps.policy, deps.logger)
 		if err != nil {
 			return openedBackend{}, fmt.Errorf("%s.disk: %w", path, err)
@@ -80,6 +81,17 @@ func openBackend(ctx context.Context, b configs.Backend, path string, deps backe
 		// each caller's instance below it (storage.NewRemoteActionCacheUnder).
 		return openedBackend{cas: storage.NewRemoteBlobStore(conn, storage.RemoteOptions{InstanceName: b.Remote.InstanceName}),
 			ac: storage.NewRemoteActionCacheUnder(conn, b.Remote.InstanceName), close: func() { conn.Close() }}, nil
+	}
+}
+
+// warnUnbounded says that the disk store at path has no size bound, when
+// it has none: unlike storage.max_bytes (10GiB), a backend tree's disk
+// has no default bound, and a config that moved from dir to backend.disk
+// lost its bound without a word (outside probe).
+func warnUnbounded(deps backendDeps, path string, d *configs.DiskBackend) {
+	if deps.logger != nil && (d.MaxBytes == 0 || d.ActionCacheMaxBytes == 0) {
+		deps.logger.Warn("storage: this disk store has no size bound: it grows until its disk is full (set max_bytes and action_cache_max_bytes; 0, the default in a backend tree, is no bound)",
+			"backend", path, "max_bytes", int64(d.MaxBytes), "action_cache_max_bytes", int64(d.ActionCacheMaxBytes))
 	}
 }
 

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/testlog"
 )
 
 // storedBlobs gathers reg and returns paddock_storage_cas_stored_blobs by
@@ -102,4 +105,29 @@ func retarget(b configs.Backend, dir string) configs.Backend {
 		b.Cached = &c
 	}
 	return b
+}
+
+// A disk store of a backend tree without max_bytes has no bound, unlike
+// storage.max_bytes (10GiB): opening one says so, naming it.
+func TestUnboundedDiskIsWarnedOf(t *testing.T) {
+	for _, c := range []struct {
+		disk   configs.DiskBackend
+		warned bool
+	}{
+		{configs.DiskBackend{}, true},
+		{configs.DiskBackend{MaxBytes: 1 << 30}, true},
+		{configs.DiskBackend{MaxBytes: 1 << 30, ActionCacheMaxBytes: 1 << 20}, false},
+	} {
+		var log testlog.Buffer
+		c.disk.Dir = t.TempDir()
+		o, err := openBackend(context.Background(), configs.Backend{Disk: &c.disk}, "backend", backendDeps{logger: slog.New(slog.NewTextHandler(&log, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.close()
+		got := strings.Contains(log.String(), "no size bound") && strings.Contains(log.String(), "backend.disk")
+		if got != c.warned {
+			t.Errorf("max_bytes %d, action_cache_max_bytes %d: warned %v, want %v; log:\n%s", c.disk.MaxBytes, c.disk.ActionCacheMaxBytes, got, c.warned, log.String())
+		}
+	}
 }
