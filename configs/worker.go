@@ -104,7 +104,7 @@ func (w Worker) CheckCounts() error {
 		{"max_output_files", w.MaxOutputFiles}, {"max_output_depth", int64(w.MaxOutputDepth)},
 	} {
 		if f.v < 0 {
-			return fmt.Errorf("%s: %d is negative (0 means the default)", f.name, f.v)
+			return fmt.Errorf("%s: %d is negative", f.name, f.v)
 		}
 	}
 	if w.Concurrency > MaxConcurrency {
