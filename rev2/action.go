@@ -30,15 +30,18 @@ func CheckAction(fn digest.Function, a *repb.Action, maxTimeout, defTimeout time
 	if a.Timeout == nil {
 		return ds, defTimeout, nil
 	}
+	// Said in the client's own figures: protobuf's text has a
+	// non-breaking space, and AsDuration saturates at 292 years.
+	given := fmt.Sprintf("{seconds: %d, nanos: %d}", a.Timeout.GetSeconds(), a.Timeout.GetNanos())
 	if err := a.Timeout.CheckValid(); err != nil {
-		return ds, 0, Invalid("action.timeout", "%v", err)
+		return ds, 0, Invalid("action.timeout", "%s is not a valid duration: seconds and nanos must have one sign, nanos below 1e9 and the whole within 10,000 years", given)
 	}
 	switch t := a.Timeout.AsDuration(); {
 	case t < 0:
-		return ds, 0, Invalid("action.timeout", "%s is negative", t)
+		return ds, 0, Invalid("action.timeout", "%s is negative", given)
 	case t > maxTimeout:
 		// The spec: a timeout above the server's maximum MUST be rejected.
-		return ds, 0, Invalid("action.timeout", "%s is above the maximum of %s", t, maxTimeout)
+		return ds, 0, Invalid("action.timeout", "%s is above the maximum of %s", given, maxTimeout)
 	case t > 0:
 		return ds, t, nil
 	}
