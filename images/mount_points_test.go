@@ -52,3 +52,40 @@ func TestMountPointsInTheSharedTreeAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// A file mount point is made as an empty regular file, with its parent;
+// an existing regular file is kept; a symlink or a directory there, or a
+// parent that is a symlink, is refused and nothing is made through it.
+func TestFileMountPoints(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	if err := mkfileMountPoint(root, "/etc/hosts", nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Lstat(filepath.Join(root, "etc/hosts")); err != nil || !st.Mode().IsRegular() || st.Size() != 0 || st.Mode().Perm() != 0o644 {
+		t.Fatalf("made: %v %v; want an empty 0644 regular file", st, err)
+	}
+	if err := os.WriteFile(filepath.Join(root, "etc/hosts"), []byte("kept"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := mkfileMountPoint(root, "/etc/hosts", nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/hosts")); string(b) != "kept" {
+		t.Fatalf("an existing file became %q", b)
+	}
+	if err := os.Symlink(outside, filepath.Join(root, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(root, "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/link/hosts", "/link", "/dir"} {
+		if err := mkfileMountPoint(root, p, nil); err == nil {
+			t.Errorf("%s: made, want refused", p)
+		}
+	}
+	if ents, _ := os.ReadDir(outside); len(ents) != 0 {
+		t.Fatalf("made %v outside the tree", ents)
+	}
+}

@@ -47,3 +47,13 @@ func (r *Rootfs) MkdirMountPoint(p string) error {
 
 // Release ends this hold on the image.
 func (r *Rootfs) Release() { r.once.Do(r.release) }
+
+// MkfileMountPoint makes an empty regular file at p (an absolute path
+// inside the rootfs) if the image lacks it, for a file the sandbox mounts
+// over (the runner's /etc/hosts), with its parent directories, counted as
+// MkdirMountPoint counts them. It refuses paths through symlinks or
+// non-directories, and a p that is not a regular file. Safe for
+// concurrent use.
+func (r *Rootfs) MkfileMountPoint(p string) error {
+	return mkfileMountPoint(r.Path, p, r.mountDirs)
+}

@@ -277,3 +277,46 @@ func mkdirMountPoint(root, p string, made *atomic.Int64) error {
 const maxMountPointDirs = 1000
 
 var errTooManyMountPoints = fmt.Errorf("actions have made %d directories in the image's shared tree for their input roots (InputRootAbsolutePath), the most one image takes; use a path the image has, or one used before", maxMountPointDirs)
+
+// mkfileMountPoint makes an empty regular file at p (absolute, as seen in
+// the sandbox) inside the tree at root, with its parent directories (made
+// counts them, as for mkdirMountPoint), unless it exists. It fails rather
+// than pass through a symlink or a non-directory, or when p is there but
+// not a regular file.
+func mkfileMountPoint(root, p string, made *atomic.Int64) error {
+	rel, err := cleanName(p)
+	if err != nil {
+		return err
+	}
+	if dir := path.Dir(rel); dir != "." {
+		if err := mkdirMountPoint(root, "/"+dir, made); err != nil {
+			return err
+		}
+	}
+	t, err := openTree(root)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	pfd, base, st, ok, err := t.lstatEntry(rel, false)
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", p, err)
+	}
+	defer unix.Close(pfd)
+	if !ok {
+		fd, err := unix.Openat(pfd, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		if err == nil {
+			return unix.Close(fd)
+		}
+		if err != unix.EEXIST {
+			return fmt.Errorf("mount point %s: %w", p, err)
+		}
+		if st, ok, err = lstatAt(pfd, base); err != nil || !ok {
+			return fmt.Errorf("mount point %s: made by another and gone: %v", p, err)
+		}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("mount point %s: the image has it, and not as a regular file", p)
+	}
+	return nil
+}

@@ -62,6 +62,7 @@ type Service struct {
 	hidden  []string // host paths no host-root sandbox sees
 	roots   *skeletons
 	views   *hostViews
+	hosts   string // <state>/hosts: image sandboxes' /etc/hosts (hosts_file.go)
 }
 
 // New prepares the state directory (removing the bundles and host-root
@@ -110,6 +111,10 @@ func New(opts Options) (*Service, error) {
 		auth.WarnIfReadableByAll(opts.Logger, "images.tenants."+t+".docker_config", tc.DockerConfig)
 	}
 	warnWithoutOOMFloor(opts.Logger)
+	hosts, err := writeHostsFile(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
 	opts.Clock = clock.OrReal(opts.Clock)
 	hidden := resolvedHiddenPaths(hiddenPathsOf(cfg))
 	roots := newSkeletons(rootfs)
@@ -121,6 +126,7 @@ func New(opts Options) (*Service, error) {
 		hidden:  hidden,
 		roots:   roots,
 		views:   newHostViews(osLister{}, hidden, roots, defaultMountPoints()),
+		hosts:   hosts,
 	}, nil
 }
 
@@ -208,7 +214,7 @@ func (s *Service) resolveRootfs(ctx context.Context, req *runnerpb.RunRequest, p
 		rf.Release()
 		return "", nil, release, err
 	}
-	in.Rootfs, in.ImageEnv = rf.Path, rf.Config.Env
+	in.Rootfs, in.ImageEnv, in.HostBinds = rf.Path, rf.Config.Env, imageHostsBind(rf, s.hosts)
 	return rf.Config.User, fileIDDB{rootfs: rf.Path}, rf.Release, nil
 }
 

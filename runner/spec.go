@@ -28,7 +28,8 @@ type specInput struct {
 	// Rootfs is the host directory used as the sandbox's root: an image's
 	// flattened tree, or the host view's skeleton.
 	Rootfs string
-	// HostBinds are the host view's read-only binds (none with an image).
+	// HostBinds are read-only binds of host paths: the host view's, or an
+	// image sandbox's /etc/hosts (imageHostsBind).
 	HostBinds []specs.Mount
 	// ImageEnv is the image's Env, merged only if the config says so.
 	ImageEnv []string
