@@ -329,6 +329,16 @@ func TestUpResolve(t *testing.T) {
 			t.Errorf("%s set in up: %v, want an error naming it", key, err)
 		}
 	}
+	// More actions at once than the runner has sandboxes: each one past
+	// them was refused by the runner and failed within milliseconds.
+	over := DefaultUp("/d")
+	over.Worker.Concurrency, over.Runner.MaxSandboxes = 100, 64
+	if err := over.Resolve(); err == nil || !strings.Contains(err.Error(), "worker.concurrency 100 is more than runner.max_sandboxes 64") {
+		t.Errorf("concurrency past max_sandboxes: %v, want an error naming both", err)
+	}
+	if c := DefaultUp("/d").Worker.Concurrency; c > DefaultRunner().MaxSandboxes/2 || c < 1 {
+		t.Errorf("up's default concurrency %d, want one per CPU, up to half of max_sandboxes %d", c, DefaultRunner().MaxSandboxes)
+	}
 	u = DefaultUp("rel")
 	if err := u.Resolve(); err == nil || !strings.Contains(err.Error(), "data") {
 		t.Errorf("relative data: %v", err)

@@ -31,7 +31,9 @@ func DefaultUp(data string) Up {
 	u := Up{Data: data, Storage: DefaultStorage(), Scheduler: DefaultScheduler(), Worker: DefaultWorker(), Runner: DefaultRunner()}
 	u.Storage.Dir = ""
 	u.Scheduler.Listen = ""
-	u.Worker.Concurrency = runtime.NumCPU()
+	// Half the runner's sandboxes at most, so that cancelled actions,
+	// which hold theirs until killed, leave room for the next ones.
+	u.Worker.Concurrency = min(runtime.NumCPU(), u.Runner.MaxSandboxes/2)
 	u.Worker.CacheSize = 2 << 30
 	return u
 }
@@ -87,6 +89,11 @@ func (u *Up) Resolve() error {
 	// the runner would read its 0 as the number of CPUs and size each
 	// sandbox's default memory for that many at once.
 	u.Runner.Concurrency = max(u.Worker.Concurrency, 1)
+	if u.Worker.Concurrency > u.Runner.MaxSandboxes {
+		// The runner would refuse the actions past its sandboxes, each
+		// retried and failed within milliseconds (outside probe).
+		return fmt.Errorf("worker.concurrency %d is more than runner.max_sandboxes %d: the runner could not run that many actions at once; raise max_sandboxes or lower concurrency", u.Worker.Concurrency, u.Runner.MaxSandboxes)
+	}
 	if !slices.Contains(u.Runner.HostHiddenPaths, u.Data) {
 		u.Runner.HostHiddenPaths = append(slices.Clip(u.Runner.HostHiddenPaths), u.Data)
 	}

@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/paddock-build/paddock/sandbox"
 )
@@ -25,10 +26,16 @@ import (
 // walking new actions up through the slots, left Options.WarmInits of
 // them for every slot it reached (up to 16 slots), for good.
 type idSlots struct {
-	base uint32
-	mu   sync.Mutex
-	runs []context.Context // the context of the Run holding each slot; nil: free
+	base  uint32
+	mu    sync.Mutex
+	runs  []context.Context // the context of the Run holding each slot; nil: free
+	freed chan struct{}     // closed (and replaced) at each release
 }
+
+// slotWait is how long a Run waits for a slot beyond kill_grace: a
+// cancelled Run's sandbox ends within kill_grace, and its kill takes a
+// moment more.
+const slotWait = 10 * time.Second
 
 // idSlot is a slot taken by acquire.
 type idSlot struct {
@@ -42,7 +49,33 @@ type idSlot struct {
 }
 
 func newIDSlots(base uint32, n int) *idSlots {
-	return &idSlots{base: base, runs: make([]context.Context, n)}
+	return &idSlots{base: base, runs: make([]context.Context, n), freed: make(chan struct{})}
+}
+
+// acquireWithin is acquire, waiting up to wait for a slot to be released
+// while every one is held, or until ctx ends. With every slot in use,
+// one held by a cancelled Run is freed once its sandbox has ended (up to
+// kill_grace): the worker, whose call returned at once, had already sent
+// the next action, which failed UNAVAILABLE at once, and so did each of
+// the scheduler's retries of it, all within 11 ms (outside probe).
+func (s *idSlots) acquireWithin(ctx context.Context, wait time.Duration) (idSlot, bool) {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		freed := s.freed
+		s.mu.Unlock()
+		if slot, ok := s.acquire(ctx); ok {
+			return slot, true
+		}
+		select {
+		case <-freed:
+		case <-timer.C:
+			return idSlot{}, false
+		case <-ctx.Done():
+			return idSlot{}, false
+		}
+	}
 }
 
 // acquire returns a free slot for the Run whose context is ctx, or false
@@ -82,5 +115,7 @@ func (s *idSlots) acquire(ctx context.Context) (idSlot, bool) {
 func (s *idSlots) release(slot int) {
 	s.mu.Lock()
 	s.runs[slot] = nil
+	close(s.freed)
+	s.freed = make(chan struct{})
 	s.mu.Unlock()
 }

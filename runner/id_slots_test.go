@@ -3,6 +3,7 @@ package runner
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/paddock-build/paddock/sandbox"
 )
@@ -90,5 +91,34 @@ func TestIDSlotsExhausted(t *testing.T) {
 	s.release(1)
 	if got, ok := s.acquire(ctx); !ok || got.index != 1 {
 		t.Fatalf("acquire after releasing slot 1 = %+v, %v", got, ok)
+	}
+}
+
+// With every slot held, a Run waits for one to be released (a cancelled
+// Run's sandbox ending), up to its wait or its context's end, rather than
+// failing at once.
+func TestIDSlotsWaitForARelease(t *testing.T) {
+	s := newIDSlots(0, 1)
+	ctx := context.Background()
+	held, ok := s.acquire(ctx)
+	if !ok {
+		t.Fatal("acquire failed")
+	}
+	got := make(chan bool)
+	go func() {
+		_, ok := s.acquireWithin(ctx, time.Hour)
+		got <- ok
+	}()
+	s.release(held.index)
+	if !<-got {
+		t.Fatal("a Run waiting for a slot did not get the one released")
+	}
+	if _, ok := s.acquireWithin(ctx, time.Millisecond); ok {
+		t.Fatal("acquired a slot held by another")
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, ok := s.acquireWithin(cancelled, time.Hour); ok {
+		t.Fatal("a cancelled Run got a held slot")
 	}
 }

@@ -257,7 +257,7 @@ func (s *Service) run(ctx context.Context, req *runnerpb.RunRequest) (*runnerpb.
 	}
 
 	// Taken only now: an image pull does not hold a slot.
-	slot, ok := s.slots.acquire(ctx)
+	slot, ok := s.slots.acquireWithin(ctx, s.cfg.Sandbox.KillGrace+slotWait)
 	if !ok {
 		return nil, status.Errorf(codes.Unavailable, "all %d sandbox slots are busy (max_sandboxes)", s.cfg.MaxSandboxes)
 	}
