@@ -321,6 +321,37 @@ func TestFullDiskNeverLosesOutput(t *testing.T) {
 	rs.stop()
 }
 
+// TestFullDiskNeverCachesCutOutputFiles: an action that writes its output
+// file while the worker's disk is full, and does not check its writes,
+// exits 0 with an empty file. Its result was cached as a success and
+// served after the disk had room again (outside probe); it must fail,
+// retryable, and leave nothing in the action cache.
+func TestFullDiskNeverCachesCutOutputFiles(t *testing.T) {
+	needPaddock(t)
+	rs, c := startOnSmallDisk(t)
+	filler, err := os.Create(filepath.Join(rs.workDir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := filler.Write(make([]byte, 64<<10)); err == nil; _, err = filler.Write(make([]byte, 64<<10)) {
+	}
+	filler.Close()
+
+	d := c.prepare(t.Context(), action{cmd: shell("echo hello-world > out.txt 2>/dev/null; exit 0", "out.txt")})
+	resp, err := c.execute(t.Context(), d, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := status.FromProto(resp.Status); st.Code() != codes.ResourceExhausted {
+		t.Errorf("on a full disk: status %v, exit code %d; want RESOURCE_EXHAUSTED", st, resp.GetResult().GetExitCode())
+	}
+	ac := repb.NewActionCacheClient(grpctest.Dial(t, rs.storageAddr))
+	if r, err := ac.GetActionResult(t.Context(), &repb.GetActionResultRequest{ActionDigest: d}); err == nil {
+		t.Errorf("the action cache holds a result for it: %v", r)
+	}
+	rs.stop()
+}
+
 // TestFileCacheMakesRoomOnFullDisk: actions that run one at a time, each
 // with an input that fits on the worker's disk, all run, even when the
 // file cache's size bound (10 GiB by default) is larger than the disk:

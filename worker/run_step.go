@@ -59,10 +59,15 @@ func (s *runStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, e
 	default:
 		return nil, runStatus.Err()
 	}
-	if (run.StdoutTruncated || run.StderrTruncated) && diskFull(j.Dir) {
-		// The sandbox could not write the command's output: the result
-		// would be silently wrong. Fail it, and cache nothing.
-		return nil, status.Error(codes.ResourceExhausted, "the worker's disk is full: the action's output was lost")
+	if diskFull(j.Dir) {
+		// The command may not have written all it meant to: its stdout
+		// cut short, or an output file whose writes it did not check (an
+		// outside probe got an empty out.txt cached as the result of
+		// `echo hello > out.txt 2>/dev/null; exit 0`). The result could
+		// be silently wrong: fail it, retryable, and cache nothing. A
+		// command that did check fails the same way, rather than with
+		// its own exit code, which clients take for their build's fault.
+		return nil, status.Error(codes.ResourceExhausted, "the worker's disk was full when the action ended: its output or output files may be cut short, so its result is not used (the action may be retried)")
 	}
 	if err := markTruncated(j.Dir, run); err != nil {
 		return nil, err
