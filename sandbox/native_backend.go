@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/paddock-build/paddock/internal/wirecodec"
 	"github.com/paddock-build/paddock/sandbox/internal/initplan"
@@ -27,7 +28,21 @@ type nativeBackend struct {
 	cur    *spawnerConn
 	nextID uint64
 	closed bool
+
+	// wedgedAfter is how long past a Run's timeout and kill_grace (or past
+	// its cancellation and kill_grace) the spawner may stay silent before
+	// it is taken for wedged (spawnerWedgedAfter; tests shorten it).
+	wedgedAfter time.Duration
 }
+
+// spawnerWedgedAfter: the spawner ends a sandbox at its timeout, and a
+// cancelled one within kill_grace; a spawner silent this long past either
+// is stuck (stopped, or blocked in the kernel), and is killed, which ends
+// its sandboxes (their inits have its death signal) and fails their Runs
+// with ErrSpawnerGone, retryable; the next Run starts a new one. Before,
+// an outside probe's stopped spawner held every action without end, past
+// its timeout, and its sandbox slot with it.
+const spawnerWedgedAfter = 30 * time.Second
 
 // spawnerConn is one spawner process.
 type spawnerConn struct {
@@ -45,7 +60,7 @@ func newNativeBackend(opts Options) (*nativeBackend, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &nativeBackend{opts: opts, host: hostFacts{lastCap: uint32(lastCap()), seccomp: seccompProgram(filter)}}
+	b := &nativeBackend{opts: opts, host: hostFacts{lastCap: uint32(lastCap()), seccomp: seccompProgram(filter)}, wedgedAfter: spawnerWedgedAfter}
 	c, err := startSpawner(opts)
 	if err != nil {
 		return nil, err
@@ -235,6 +250,14 @@ func (b *nativeBackend) run(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	cancel := ctx.Done()
+	var watchdog <-chan time.Time
+	arm := func(after time.Duration) {
+		t := time.NewTimer(after + b.opts.KillGrace + b.wedgedAfter)
+		watchdog = t.C
+	}
+	if sreq.Timeout > 0 {
+		arm(sreq.Timeout)
+	}
 	for {
 		select {
 		case resp := <-ch:
@@ -249,6 +272,12 @@ func (b *nativeBackend) run(ctx context.Context, req Request) (*Result, error) {
 				op = opKill
 			}
 			_ = c.send(spawnRequest{Op: op, ID: id}, nil)
+			arm(0)
+		case <-watchdog:
+			// Killed, the spawner's read loop answers every Run in
+			// flight with ErrSpawnerGone, this one too.
+			watchdog = nil
+			_ = c.cmd.Process.Kill()
 		}
 	}
 }
