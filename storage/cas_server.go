@@ -44,8 +44,15 @@ type casServer struct {
 
 func newCASServer(opts *ServerOptions) *casServer {
 	enc, _ := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	// No entry of a batch may be larger than the batch: decoding stops there.
-	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(uint64(opts.MaxBatchTotalSizeBytes)))
+	// An entry decodes into a buffer of its digest's size and stops past
+	// it (WithDecodeAllCapLimit; a bomb costs that, and a block more).
+	// DecodeAll keeps no window beside what it decodes, so a frame may
+	// declare any window an upload may (maxUploadWindow): the decoder's
+	// max memory, which is also its window bound, had been the batch's
+	// size, and a 3,000-byte blob that zstd -19 or klauspost's streaming
+	// writer compressed (an 8 MiB window) was refused (outside probe).
+	dec, _ := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecodeAllCapLimit(true),
+		zstd.WithDecoderMaxMemory(max(uint64(opts.MaxBatchTotalSizeBytes), maxUploadWindow)), zstd.WithDecoderMaxWindow(maxUploadWindow))
 	return &casServer{opts: opts, zenc: enc, zdec: dec, treeWalks: make(chan struct{}, TreeWalkSlots()),
 		treeCalls: NewTenantSlots(treeCallSlots())}
 }
@@ -173,14 +180,14 @@ func (s *casServer) updateOne(ctx context.Context, fn digest.Function, i int, r 
 	switch r.Compressor {
 	case repb.Compressor_IDENTITY:
 	case repb.Compressor_ZSTD:
-		// The decoder stops at max_batch_total_size_bytes (newCASServer),
-		// so a small bomb costs that much memory at most.
+		// The decoder stops past the digest's size (newCASServer), so a
+		// small bomb costs that much memory at most.
 		data, err = s.zdec.DecodeAll(r.Data, make([]byte, 0, d.SizeBytes()))
 		switch {
 		case errors.Is(err, zstd.ErrDecoderSizeExceeded):
 			return status.Errorf(codes.InvalidArgument, "requests[%d].data: decompresses to more than %s says (%d bytes)", i, field, d.SizeBytes())
 		case errors.Is(err, zstd.ErrWindowSizeExceeded):
-			return status.Errorf(codes.InvalidArgument, "requests[%d].data: the zstd frame's window is larger than max_batch_total_size_bytes %d; use ByteStream", i, s.opts.MaxBatchTotalSizeBytes)
+			return status.Errorf(codes.InvalidArgument, "requests[%d].data: the zstd frame's window is larger than %d MiB, the most this server decodes", i, maxUploadWindow>>20)
 		case err != nil:
 			return status.Errorf(codes.InvalidArgument, "requests[%d].data: not valid zstd: %v", i, err)
 		}

@@ -224,9 +224,40 @@ func TestBatchUpdateBlobsCompressedBombs(t *testing.T) {
 	if m := missing(t, ts.disk, tiny, gd); !m[tiny] || m[gd] {
 		t.Fatalf("missing after the batch = %v; want the good blob stored and nothing under the bombs' digest", m)
 	}
-	// Decoding stops at max_batch_total_size_bytes (4 MiB by default).
+	// Decoding stops past the digest's size.
 	if grew := after.TotalAlloc - before.TotalAlloc; grew > 48<<20 {
 		t.Fatalf("the batch allocated %d MiB for %d KiB of request", grew>>20, bomb.Len()>>10)
+	}
+}
+
+// A compressed entry may declare any window an upload may (64 MiB): zstd
+// -19 and klauspost's streaming writer declare 8 MiB, and a 3,000-byte
+// blob they compressed was refused, the window held to the batch's size
+// (outside probe). A window past 64 MiB is refused, naming the bound.
+func TestBatchUpdateBlobsCompressedWithLargeWindows(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{})
+	ctx := context.Background()
+	// A frame of one raw block whose header declares a window of 1<<log
+	// bytes and no content size, as streaming writers make them.
+	compress := func(data []byte, log int) []byte {
+		frame := []byte{0x28, 0xb5, 0x2f, 0xfd, 0x00, byte(log-10) << 3}
+		h := 1 | len(data)<<3 // the last block, raw
+		frame = append(frame, byte(h), byte(h>>8), byte(h>>16))
+		return append(frame, data...)
+	}
+	data := bytes.Repeat([]byte("a blob of 3000 bytes "), 150)[:3000]
+	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
+	resp, err := ts.cas.BatchUpdateBlobs(ctx, &repb.BatchUpdateBlobsRequest{Requests: []*repb.BatchUpdateBlobsRequest_Request{
+		{Digest: d.Proto(), Data: compress(data, 23), Compressor: repb.Compressor_ZSTD}, // 8 MiB
+		{Digest: d.Proto(), Data: compress(data, 27), Compressor: repb.Compressor_ZSTD}, // 128 MiB
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, status.ErrorProto(resp.Responses[0].Status), codes.OK)
+	wantStatus(t, status.ErrorProto(resp.Responses[1].Status), codes.InvalidArgument, "requests[1].data", "64 MiB")
+	if m := missing(t, ts.disk, d); m[d] {
+		t.Fatal("the blob of the 8 MiB window was not stored")
 	}
 }
 
