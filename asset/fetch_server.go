@@ -78,7 +78,7 @@ func (s *fetchServer) lookup(ctx context.Context, k kind, req fetchRequest) (dig
 		return 0, nil, err
 	}
 	if k == kindBlob && slices.ContainsFunc(req.uris, isHTTP) {
-		if _, refused := parseHeaders(req.qualifiers, len(req.uris)); refused != nil {
+		if _, refused := parseHeaders(req.qualifiers, req.uris); refused != nil {
 			return 0, nil, badQualifiers([]*errdetails.BadRequest_FieldViolation{refused})
 		}
 	}
@@ -130,7 +130,7 @@ func (s *fetchServer) fetchBlob(ctx context.Context, req *rapb.FetchBlobRequest)
 			Uri:    req.Uris[0],
 		}, nil
 	}
-	sum, hdrs, err := s.originQualifiers(req.Qualifiers, len(req.Uris))
+	sum, hdrs, err := s.originQualifiers(req.Qualifiers, req.Uris)
 	if err != nil {
 		return nil, err
 	}
@@ -182,13 +182,13 @@ func isOriginFailure(c codes.Code) bool {
 	return false
 }
 
-// originQualifiers checks the qualifiers of a download from nuris URIs:
+// originQualifiers checks the qualifiers of a download from uris:
 // each must be one the server honours (REv2: unsupported ones are
 // INVALID_ARGUMENT, with a BadRequest detail), headers must be ones a
 // client may set (http_header.go), and a checksum is required unless the
 // operator allows fetching without one. It returns the checksum, if any,
 // and the headers.
-func (s *fetchServer) originQualifiers(qs []*rapb.Qualifier, nuris int) (*checksum, originHeaders, error) {
+func (s *fetchServer) originQualifiers(qs []*rapb.Qualifier, uris []string) (*checksum, originHeaders, error) {
 	var bad []*errdetails.BadRequest_FieldViolation
 	for _, q := range qs {
 		if q.Name != qualifierChecksum && q.Name != qualifierCanonicalID && !isHeaderQualifier(q.Name) {
@@ -198,7 +198,7 @@ func (s *fetchServer) originQualifiers(qs []*rapb.Qualifier, nuris int) (*checks
 	if len(bad) > 0 {
 		return nil, originHeaders{}, badQualifiers(bad)
 	}
-	hdrs, refused := parseHeaders(qs, nuris)
+	hdrs, refused := parseHeaders(qs, uris)
 	if refused != nil {
 		return nil, originHeaders{}, badQualifiers([]*errdetails.BadRequest_FieldViolation{refused})
 	}

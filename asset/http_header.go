@@ -1,6 +1,7 @@
 package asset
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -25,15 +26,24 @@ import (
 // record made with them answers another request only when the same
 // headers come with it, or when checksum.sri proved the content, which
 // is then the same bytes for everyone (keyQualifiers).
+//
+// Bazel before 7 (4.2.3 among them) sent a URI's credentials, from
+// .netrc or auth_patterns, as one "bazel.auth_headers" qualifier: a JSON
+// object from each URL to its headers, each a string (a list of strings
+// in later versions). It was refused as unknown, and any Bazel 4 with a
+// .netrc entry for a mirror could not use the downloader (outside probe).
+// Its headers count as http_header_url ones for the URIs the object
+// names; URLs the request does not name are ignored.
 const (
 	qualifierHeaderPrefix    = "http_header:"
 	qualifierHeaderURLPrefix = "http_header_url:"
+	qualifierAuthHeaders     = "bazel.auth_headers"
 )
 
 // isHeaderQualifier reports whether name is one of the header qualifiers,
 // well formed or not.
 func isHeaderQualifier(name string) bool {
-	return strings.HasPrefix(name, qualifierHeaderPrefix) || strings.HasPrefix(name, qualifierHeaderURLPrefix)
+	return strings.HasPrefix(name, qualifierHeaderPrefix) || strings.HasPrefix(name, qualifierHeaderURLPrefix) || name == qualifierAuthHeaders
 }
 
 // refusedHeaders are the headers a client may not set, whatever the
@@ -88,9 +98,16 @@ func (h originHeaders) of(i int) http.Header {
 // parseHeaders reads the header qualifiers of a FetchBlob that downloads
 // from nuris URIs. A refusal is a BadRequest violation naming the
 // qualifier, never quoting its value.
-func parseHeaders(qs []*rapb.Qualifier, nuris int) (originHeaders, *errdetails.BadRequest_FieldViolation) {
+func parseHeaders(qs []*rapb.Qualifier, uris []string) (originHeaders, *errdetails.BadRequest_FieldViolation) {
+	nuris := len(uris)
 	h := originHeaders{forURI: map[int]http.Header{}}
 	for _, q := range qs {
+		if q.Name == qualifierAuthHeaders {
+			if bad := h.addAuthHeaders(q.Value, uris); bad != "" {
+				return originHeaders{}, &errdetails.BadRequest_FieldViolation{Field: "qualifiers.name", Description: fmt.Sprintf("%q: %s", q.Name, bad)}
+			}
+			continue
+		}
 		scope, name, bad := headerTarget(q.Name, nuris)
 		if bad == "" && scope == notHeader {
 			continue
@@ -245,4 +262,41 @@ func withoutHeaders(qs []*rapb.Qualifier) []*rapb.Qualifier {
 		}
 	}
 	return out
+}
+
+// addAuthHeaders adds the headers of a bazel.auth_headers value to those
+// of the URIs it names; it says what is wrong with the value, naming no
+// header's value, or "".
+func (h originHeaders) addAuthHeaders(value string, uris []string) string {
+	var byURL map[string]map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(value), &byURL); err != nil {
+		return "not a JSON object of URLs to objects of headers"
+	}
+	for i, uri := range uris {
+		for name, raw := range byURL[uri] {
+			var values []string
+			var one string
+			if json.Unmarshal(raw, &one) == nil {
+				values = []string{one}
+			} else if json.Unmarshal(raw, &values) != nil || len(values) == 0 {
+				return fmt.Sprintf("header %s of uris[%d]: want a string or a list of strings", http.CanonicalHeaderKey(name), i)
+			}
+			for _, v := range values {
+				if bad := checkHeader(name, v); bad != "" {
+					return bad
+				}
+			}
+			m := h.forURI[i]
+			if m == nil {
+				m = http.Header{}
+				h.forURI[i] = m
+			}
+			key := http.CanonicalHeaderKey(name)
+			if _, dup := m[key]; dup {
+				return fmt.Sprintf("header %s of uris[%d] is named twice", key, i)
+			}
+			m[key] = values
+		}
+	}
+	return ""
 }

@@ -372,3 +372,53 @@ func TestRedirectsSendNoReferer(t *testing.T) {
 		t.Errorf("the origin redirected to got Referer %q, want none", got)
 	}
 }
+
+// Bazel before 7 (4.2.3 among them) sends .netrc and auth_patterns
+// credentials as one bazel.auth_headers qualifier, a JSON object from URL
+// to headers (strings, or lists of strings in later versions): refused as
+// unknown, any such Bazel with a .netrc entry for its mirror could not use
+// the downloader. Each header reaches the request to its URL only; a URL
+// the request does not name is ignored; a header the client may not set,
+// or a value that is not JSON, is refused without quoting the value.
+func TestBazelAuthHeadersReachTheirURI(t *testing.T) {
+	content := []byte("private artifact\n")
+	o := startHeaderOrigin(t)
+	o.mux.HandleFunc("/first", http.NotFound)
+	o.mux.HandleFunc("/second", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(content) }) // the client may be gone
+	h := start(t, func(opts *asset.Options) { opts.AllowedHosts = []string{o.host()} })
+	auth := fmt.Sprintf(`{%q: {"Authorization": "Basic Zmlyc3Q="}, %q: {"Authorization": ["Basic c2Vjb25k"]}, "https://elsewhere.example/x": {"Authorization": "Basic b3RoZXI="}}`,
+		o.URL+"/first", o.URL+"/second")
+	resp, err := h.fetch.FetchBlob(readsStatus(t), &rapb.FetchBlobRequest{
+		Uris:       []string{o.URL + "/first", o.URL + "/second"},
+		Qualifiers: q("checksum.sri", sri(content), "bazel.auth_headers", auth),
+	})
+	if err != nil || resp.Status.GetCode() != 0 || resp.Uri != o.URL+"/second" {
+		t.Fatalf("fetch: %v, %v", resp, err)
+	}
+	for path, want := range map[string]string{"/first": "Basic Zmlyc3Q=", "/second": "Basic c2Vjb25k"} {
+		if got := o.got(path, "Authorization"); len(got) != 1 || got[0] != want {
+			t.Errorf("%s got Authorization %q, want %q", path, got, want)
+		}
+	}
+	for _, qual := range resp.Qualifiers {
+		if qual.Name == "bazel.auth_headers" {
+			t.Error("the response echoes the credential qualifier")
+		}
+	}
+	const secret = "s3cret-value"
+	for _, bad := range []string{
+		fmt.Sprintf(`{%q: {"Host": %q}}`, o.URL+"/first", secret),
+		fmt.Sprintf(`{%q: {"Authorization": "%s\r\nX-Injected: 1"}}`, o.URL+"/first", secret),
+		fmt.Sprintf(`{%q: {"Authorization": 7}}`, o.URL+"/first"),
+		secret,
+	} {
+		_, err := h.fetch.FetchBlob(readsStatus(t), &rapb.FetchBlobRequest{
+			Uris: []string{o.URL + "/first"}, Qualifiers: q("checksum.sri", sri(content), "bazel.auth_headers", bad),
+		})
+		wantCode(t, err, codes.InvalidArgument, `"bazel.auth_headers"`)
+		wantViolation(t, err, "bazel.auth_headers")
+		if err != nil && strings.Contains(err.Error(), secret) {
+			t.Errorf("the refusal quotes the value: %v", err)
+		}
+	}
+}
