@@ -39,7 +39,7 @@ type fetchServer struct {
 	opts  Options
 	idx   *index
 	dl    *downloader
-	slots *downloadSlots // downloads in progress (download_slots.go)
+	slots *storage.TenantSlots // downloads in progress (download_slots.go)
 }
 
 // requestFunction is the digest function of a fetch: SHA-256 when unset,
@@ -256,10 +256,10 @@ func (s *fetchServer) download(ctx context.Context, uri string, hdr http.Header,
 	}
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	done, err := s.slots.take(dctx)
+	done, err := s.slots.Take(dctx)
 	if err != nil {
 		if ctx.Err() == nil {
-			return digest.Digest{}, status.Errorf(codes.DeadlineExceeded, "no download slot came free within %s (this server runs %d downloads at once, %d per tenant)", timeout, MaxDownloads, MaxDownloads/2)
+			return digest.Digest{}, status.Errorf(codes.DeadlineExceeded, "no download slot came free within %s (this server runs %d downloads at once, %d per tenant, or per client without an auth policy)", timeout, MaxDownloads, MaxDownloads/2)
 		}
 		return digest.Digest{}, err
 	}

@@ -112,7 +112,7 @@ func New(opts Options) (*Server, error) {
 	}
 	idx := &index{records: records, cas: opts.CAS, now: opts.Now, log: opts.Logger, walks: storage.NewTenantSlots(cmp.Or(opts.TreeChecks, storage.TreeWalkSlots()))}
 	return &Server{
-		fetch: &fetchServer{opts: opts, idx: idx, dl: newDownloader(opts.AllowedHosts, opts.MaxFetchBytes, tmp), slots: newDownloadSlots(MaxDownloads)},
+		fetch: &fetchServer{opts: opts, idx: idx, dl: newDownloader(opts.AllowedHosts, opts.MaxFetchBytes, tmp), slots: storage.NewTenantSlots(MaxDownloads)},
 		push:  &pushServer{idx: idx, now: opts.Now},
 	}, nil
 }
