@@ -44,7 +44,7 @@ func CleanPath(p string) ([]string, error) {
 		switch part {
 		case ".":
 		case "..":
-			return nil, fmt.Errorf("%q leaves the input root", p)
+			return nil, fmt.Errorf("%q goes up with \"..\"", p)
 		default:
 			parts = append(parts, part)
 		}

@@ -62,6 +62,71 @@ func CompileOutput(args []string) string {
 	return ""
 }
 
+// CompileOutputs returns the files a compile writes, as gcc and clang
+// name them: the -o file, or without one an object file per source named
+// after it (a.c makes a.o, in the working directory); and with -MD or
+// -MMD the dependency file: -MF's, or the -o file's (or else the
+// source's base name) with its suffix made .d. Only the -o file had been
+// asked for: `gcc -c main.c` exited 0 and wrote no main.o, and Ninja and
+// CMake builds lost the .d files they read (outside probe).
+func CompileOutputs(args []string) []string {
+	obj := CompileOutput(args)
+	var sources []string
+	md, mf := false, ""
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-MD" || a == "-MMD":
+			md = true
+		case a == "-MF" && i+1 < len(args):
+			mf = args[i+1]
+			i++
+		case strings.HasPrefix(a, "-MF") && len(a) > 3:
+			mf = a[3:]
+		case takesValue[a]:
+			i++
+		case !strings.HasPrefix(a, "-") && sourceSuffix[filepath.Ext(a)]:
+			sources = append(sources, a)
+		}
+	}
+	var outs []string
+	if obj != "" {
+		outs = append(outs, obj)
+	} else {
+		for _, src := range sources {
+			outs = append(outs, withSuffix(filepath.Base(src), ".o"))
+		}
+	}
+	switch {
+	case !md:
+	case mf != "":
+		outs = append(outs, mf)
+	case obj != "":
+		outs = append(outs, withSuffix(obj, ".d"))
+	case len(sources) == 1:
+		outs = append(outs, withSuffix(filepath.Base(sources[0]), ".d"))
+	}
+	return outs
+}
+
+// withSuffix is p with its extension replaced by suffix.
+func withSuffix(p, suffix string) string { return strings.TrimSuffix(p, filepath.Ext(p)) + suffix }
+
+// sourceSuffix are the extensions gcc and clang compile to an object.
+var sourceSuffix = map[string]bool{
+	".c": true, ".cc": true, ".cp": true, ".cpp": true, ".cxx": true, ".c++": true, ".C": true, ".CPP": true,
+	".m": true, ".mm": true, ".M": true, ".s": true, ".S": true, ".sx": true, ".i": true, ".ii": true,
+}
+
+// takesValue are the driver options whose value is the next argument.
+var takesValue = map[string]bool{
+	"-o": true, "-I": true, "-D": true, "-U": true, "-include": true, "-imacros": true, "-isystem": true,
+	"-idirafter": true, "-iquote": true, "-iprefix": true, "-iwithprefix": true, "-iwithprefixbefore": true,
+	"-isysroot": true, "-x": true, "-MT": true, "-MQ": true, "-L": true, "-Xpreprocessor": true,
+	"-Xassembler": true, "-Xlinker": true, "-Xclang": true, "--param": true, "-target": true, "-arch": true,
+	"-aux-info": true, "--sysroot": true,
+}
+
 // ParseMakeRule returns the prerequisites of the make rules the compiler
 // prints with -M: the text after each "target:", with backslash-newline
 // continuations joined and "\ " as an escaped space inside a name.

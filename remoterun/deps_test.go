@@ -35,6 +35,27 @@ func TestDepsCommand(t *testing.T) {
 	}
 }
 
+// A compile's outputs are what gcc writes: without -o, an object per
+// source in the working directory; with -MD or -MMD, the dependency file
+// -MF names, or the -o file's (or the source's base name) made .d.
+func TestCompileOutputs(t *testing.T) {
+	for args, want := range map[string][]string{
+		"gcc -c main.c":                                     {"main.o"},
+		"gcc -I../include -c src/main.c":                    {"main.o"},
+		"gcc -c a.c b.cc":                                   {"a.o", "b.o"},
+		"gcc -c main.c -o obj/main.o":                       {"obj/main.o"},
+		"gcc -MD -MF main.o.d -I inc -c main.c -o main.o":   {"main.o", "main.o.d"},
+		"gcc -MMD -c main.c -o obj/main.o":                  {"obj/main.o", "obj/main.d"},
+		"gcc -MD -c src/main.c":                             {"main.o", "main.d"},
+		"clang -x c -include pre.h -MMD -MFdeps/m.d -c m.c": {"m.o", "deps/m.d"},
+		"gcc -MF ignored.d -c main.c":                       {"main.o"},
+	} {
+		if got := CompileOutputs(splitArgs(args)); !slices.Equal(got, want) {
+			t.Errorf("CompileOutputs(%q) = %q, want %q", args, got, want)
+		}
+	}
+}
+
 func TestParseMakeRule(t *testing.T) {
 	out := "main.o: main.c /usr/include/stdio.h \\\n ../include/greet.h \\\n  dir\\ with\\ space/x.h\nother.o: main.c z.h\n"
 	want := []string{"main.c", "/usr/include/stdio.h", "../include/greet.h", "dir with space/x.h", "z.h"}

@@ -140,6 +140,10 @@ func (in *Inputs) Add(p string) error {
 	}
 	rel, _ := in.rel(abs)
 	if !info.IsDir() {
+		if !info.Mode().IsRegular() {
+			// A FIFO's open blocks until a writer comes, Ctrl-C or not.
+			return fmt.Errorf("input %s is neither a file, a directory nor a symlink (%s)", p, info.Mode().Type())
+		}
 		return in.addFile(abs, rel, info)
 	}
 	return filepath.WalkDir(abs, func(walked string, d fs.DirEntry, err error) error {

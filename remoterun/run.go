@@ -208,13 +208,13 @@ func prepare(ctx context.Context, opts Options) (*prepared, error) {
 	}
 	outputs := append([]string(nil), opts.Outputs...)
 	if IsCompile(opts.Args) && !opts.NoCompilerDeps && len(outputs) == 0 {
-		if o := CompileOutput(opts.Args); o != "" {
-			outputs = append(outputs, o)
-		}
+		outputs = append(outputs, CompileOutputs(opts.Args)...)
 	}
 	for _, p := range append(append([]string(nil), outputs...), opts.OutputDirs...) {
 		if _, err := client.CleanPath(filepath.ToSlash(p)); err != nil {
-			return nil, fmt.Errorf("output %w; outputs are relative to the working directory", err)
+			// The server would take one inside the input root, but they
+			// are written back below the working directory only.
+			return nil, fmt.Errorf("output %w: paddock run writes outputs below the working directory; run it from a directory above them", err)
 		}
 	}
 	if IsCompile(opts.Args) && !opts.NoCompilerDeps {

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/paddock-build/paddock/client"
@@ -180,5 +181,45 @@ func TestDirectoryInputsAndOutputs(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(filepath.Join(dir, "list.txt")); string(got) != "a.txt\ndeep\nlink\n" {
 		t.Errorf("list.txt = %q", got)
+	}
+}
+
+// A compile without -o writes its object where gcc would (main.o), and
+// with -MD its dependency file too: both came back as nothing, the run
+// exiting 0 (outside probe).
+func TestCompileOutputsWithoutDashO(t *testing.T) {
+	needGCC(t)
+	f := farmtest.Start(t, farmtest.Options{})
+	c := client.New(f.Conn, client.Options{})
+	dir := project(t)
+	src := filepath.Join(dir, "src")
+	res, err := remoterun.Run(t.Context(), c, remoterun.Options{
+		Args: []string{"gcc", "-MD", "-c", "-I../include", "main.c"},
+		Root: dir, Dir: src, Environment: map[string]string{"PATH": os.Getenv("PATH")},
+	})
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("run: %+v, %v", res, err)
+	}
+	if st, err := os.Stat(filepath.Join(src, "main.o")); err != nil || st.Size() == 0 {
+		t.Errorf("main.o: %v", err)
+	}
+	if d, err := os.ReadFile(filepath.Join(src, "main.d")); err != nil || !strings.Contains(string(d), "greet.h") {
+		t.Errorf("main.d: %q, %v; want the dependency file naming greet.h", d, err)
+	}
+}
+
+// An input that is neither a file, a directory nor a symlink (a FIFO,
+// whose open would block until a writer came, Ctrl-C or not) is refused
+// before anything is uploaded.
+func TestFIFOInputIsRefused(t *testing.T) {
+	f := farmtest.Start(t, farmtest.Options{})
+	c := client.New(f.Conn, client.Options{})
+	dir := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(dir, "ff"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := remoterun.Run(t.Context(), c, remoterun.Options{Args: []string{"true"}, Root: dir, Dir: dir, Inputs: []string{"ff"}})
+	if err == nil || !strings.Contains(err.Error(), "input ff is neither a file, a directory nor a symlink") {
+		t.Fatalf("err = %v; want a refusal naming ff", err)
 	}
 }
