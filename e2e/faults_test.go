@@ -285,6 +285,18 @@ func patterned(i, n int) []byte {
 	return data
 }
 
+// fillDisk writes a file into dir until its filesystem is full.
+func fillDisk(t *testing.T, dir string) {
+	t.Helper()
+	filler, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := filler.Write(make([]byte, 64<<10)); err == nil; _, err = filler.Write(make([]byte, 64<<10)) {
+	}
+	_ = filler.Close() // full: what it could write is there
+}
+
 // TestFullDiskNeverLosesOutput: an action that runs while the worker's
 // disk is full either fails with an error, or succeeds with all of its
 // output; it is never reported (and cached) as a success whose stdout was
@@ -292,14 +304,7 @@ func patterned(i, n int) []byte {
 func TestFullDiskNeverLosesOutput(t *testing.T) {
 	needPaddock(t)
 	rs, c := startOnSmallDisk(t)
-	// Fill the disk.
-	filler, err := os.Create(filepath.Join(rs.workDir, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, err := filler.Write(make([]byte, 64<<10)); err == nil; _, err = filler.Write(make([]byte, 64<<10)) {
-	}
-	filler.Close()
+	fillDisk(t, rs.workDir)
 
 	d := c.prepare(t.Context(), action{cmd: shell("echo hello from a full disk")})
 	resp, err := c.execute(t.Context(), d, true)
@@ -329,13 +334,7 @@ func TestFullDiskNeverLosesOutput(t *testing.T) {
 func TestFullDiskNeverCachesCutOutputFiles(t *testing.T) {
 	needPaddock(t)
 	rs, c := startOnSmallDisk(t)
-	filler, err := os.Create(filepath.Join(rs.workDir, "filler"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, err := filler.Write(make([]byte, 64<<10)); err == nil; _, err = filler.Write(make([]byte, 64<<10)) {
-	}
-	filler.Close()
+	fillDisk(t, rs.workDir)
 
 	d := c.prepare(t.Context(), action{cmd: shell("echo hello-world > out.txt 2>/dev/null; exit 0", "out.txt")})
 	resp, err := c.execute(t.Context(), d, true)
