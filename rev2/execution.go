@@ -275,7 +275,8 @@ const (
 )
 
 // CheckInputRootPath accepts a clean absolute path that is not "/" and not
-// under the kernel filesystems the sandbox mounts itself, within
+// under the kernel filesystems the sandbox mounts itself or /etc/hosts,
+// within
 // MaxInputRootPathBytes and MaxInputRootPathLevels.
 func CheckInputRootPath(p string) error {
 	if !path.IsAbs(p) || path.Clean(p) != p {
@@ -292,7 +293,11 @@ func CheckInputRootPath(p string) error {
 	if p == "/" {
 		return errors.New(`"/": the input root cannot replace the root`)
 	}
-	for _, k := range []string{"/proc", "/dev", "/sys"} {
+	// /etc/hosts is the runner's in an image sandbox: an input root there
+	// made a directory of it in the image's shared tree, and every later
+	// action on the image, any tenant's, lost its /etc/hosts (outside
+	// probe).
+	for _, k := range []string{"/proc", "/dev", "/sys", "/etc/hosts"} {
 		if p == k || strings.HasPrefix(p, k+"/") {
 			return fmt.Errorf("%s: must not be under %s", Quote(p), k)
 		}

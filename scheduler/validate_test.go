@@ -338,6 +338,10 @@ func TestBadCommandsNeverReachAWorker(t *testing.T) {
 		{"EstimatedMemory below 1MiB", plat("EstimatedMemory", "1k"), "action.platform.properties[0]"},
 		{"dockerShmSize not a size", plat("dockerShmSize", "lots"), "action.platform.properties[0]"},
 		{"InputRootAbsolutePath under /proc", plat("InputRootAbsolutePath", "/proc/x"), "action.platform.properties[0]"},
+		// The runner's /etc/hosts in an image: a directory made there in
+		// the image's shared tree took it from every later action.
+		{"InputRootAbsolutePath /etc/hosts", plat("InputRootAbsolutePath", "/etc/hosts"), "action.platform.properties[0]"},
+		{"InputRootAbsolutePath under /etc/hosts", plat("InputRootAbsolutePath", "/etc/hosts/x"), "action.platform.properties[0]"},
 		{"Command's platform (2.0)", func(a *repb.Action, c *repb.Command) {
 			c.Platform = &repb.Platform{Properties: []*repb.Platform_Property{{Name: "dockerNetwork", Value: "bridge"}}}
 		}, "command.platform.properties[0]"},

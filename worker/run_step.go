@@ -59,7 +59,7 @@ func (s *runStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, e
 	default:
 		return nil, runStatus.Err()
 	}
-	if diskFull(j.Dir) {
+	if mayBeCutByFullDisk(j, run) && diskFull(j.Dir) {
 		// The command may not have written all it meant to: its stdout
 		// cut short, or an output file whose writes it did not check (an
 		// outside probe got an empty out.txt cached as the result of
@@ -116,6 +116,18 @@ func exitCode(run *runnerpb.RunResponse) int32 {
 		return 128 + run.Signal
 	}
 	return run.ExitCode
+}
+
+// mayBeCutByFullDisk reports whether a full disk could have made run's
+// result wrong without a word: its stdout or stderr was cut, it has
+// output files or directories (whose writes the command may not have
+// checked), or it failed (perhaps of ENOSPC). An action that succeeded
+// with nothing but its whole stdout and stderr is right whatever the disk:
+// one tenant filling the disk had failed every other's (outside probe).
+func mayBeCutByFullDisk(j *Job, run *runnerpb.RunResponse) bool {
+	c := j.Command
+	return run.StdoutTruncated || run.StderrTruncated || exitCode(run) != 0 ||
+		len(c.GetOutputPaths())+len(c.GetOutputFiles())+len(c.GetOutputDirectories()) > 0
 }
 
 // diskFull reports whether the filesystem holding dir has no space left for
