@@ -41,9 +41,16 @@ func writeHostsFile(stateDir string) (string, error) {
 // imageHostsBind is the read-only bind of the runner's hosts file over the
 // image's /etc/hosts, made in the image's tree if it lacks it; none if
 // the image has something else there (a symlink, a directory), which the
-// sandbox then sees as the image made it.
+// sandbox then sees as the image made it, or an /etc that the sandbox's
+// users cannot search: the image's files are the runner's, "other" to
+// them, and the sandbox's setup could not reach /etc/hosts through a
+// 0700 /etc, which failed every action on such an image INTERNAL
+// (outside probe).
 func imageHostsBind(rf *images.Rootfs, hostsFile string) []specs.Mount {
 	if hostsFile == "" || rf.MkfileMountPoint("/etc/hosts") != nil {
+		return nil
+	}
+	if st, err := os.Lstat(filepath.Join(rf.Path, "etc")); err != nil || !st.IsDir() || st.Mode().Perm()&0o001 == 0 {
 		return nil
 	}
 	return []specs.Mount{{Destination: "/etc/hosts", Type: "bind", Source: hostsFile,

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"archive/tar"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,6 +36,9 @@ func TestImageSandboxHasAnEtcHosts(t *testing.T) {
 		{"no /etc", nil, hostsContent},
 		{"its own /etc/hosts", []imagetest.Entry{imagetest.Dir("etc"), imagetest.File("etc/hosts", "10.0.0.1 image-own\n", 0o644)}, hostsContent},
 		{"a symlink", []imagetest.Entry{imagetest.Dir("etc"), imagetest.File("etc/hosts.real", "10.0.0.2 via-link\n", 0o644), imagetest.Symlink("etc/hosts", "hosts.real")}, "10.0.0.2 via-link\n"},
+		// The sandbox cannot search it to mount there: the action runs
+		// without (and cannot read the image's own).
+		{"an /etc only its owner searches", []imagetest.Entry{{Name: "etc", Type: tar.TypeDir, Mode: 0o700}, imagetest.File("etc/hosts", "10.0.0.3 private\n", 0o644)}, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			img := imagetest.Image(t, "linux/amd64", v1.Config{}, imagetest.BusyboxLayer(t, shell, c.extra...))
