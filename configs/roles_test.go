@@ -1,6 +1,7 @@
 package configs
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -338,6 +339,18 @@ func TestUpResolve(t *testing.T) {
 	}
 	if c := DefaultUp("/d").Worker.Concurrency; c > DefaultRunner().MaxSandboxes/2 || c < 1 {
 		t.Errorf("up's default concurrency %d, want one per CPU, up to half of max_sandboxes %d", c, DefaultRunner().MaxSandboxes)
+	}
+	// A file's max_sandboxes is read after the default was taken: the
+	// default follows it, rather than be refused for a value the file
+	// never set.
+	for _, ms := range []int{1, 2} {
+		u := DefaultUp("/d")
+		if err := Parse(fmt.Appendf(nil, "runner:\n  max_sandboxes: %d\n", ms), &u); err != nil {
+			t.Fatal(err)
+		}
+		if err := u.Resolve(); err != nil || u.Worker.Concurrency != 1 {
+			t.Errorf("max_sandboxes %d: concurrency %d (%v), want 1", ms, u.Worker.Concurrency, err)
+		}
 	}
 	u = DefaultUp("rel")
 	if err := u.Resolve(); err == nil || !strings.Contains(err.Error(), "data") {

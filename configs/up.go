@@ -31,12 +31,15 @@ func DefaultUp(data string) Up {
 	u := Up{Data: data, Storage: DefaultStorage(), Scheduler: DefaultScheduler(), Worker: DefaultWorker(), Runner: DefaultRunner()}
 	u.Storage.Dir = ""
 	u.Scheduler.Listen = ""
-	// Half the runner's sandboxes at most, so that cancelled actions,
-	// which hold theirs until killed, leave room for the next ones.
-	u.Worker.Concurrency = min(runtime.NumCPU(), u.Runner.MaxSandboxes/2)
+	u.Worker.Concurrency = upConcurrency(u.Runner.MaxSandboxes)
 	u.Worker.CacheSize = 2 << 30
 	return u
 }
+
+// upConcurrency is up's default worker concurrency: one action per CPU,
+// up to half the runner's sandboxes (at least one), so that cancelled
+// actions, which hold theirs until killed, leave room for the next ones.
+func upConcurrency(maxSandboxes int) int { return min(runtime.NumCPU(), max(1, maxSandboxes/2)) }
 
 // Resolve fills what up derives from Data and refuses what up wires
 // itself. It may be called again on its own result (a printed config
@@ -88,6 +91,10 @@ func (u *Up) Resolve() error {
 	// The worker runs one action at a time for a concurrency of 0, while
 	// the runner would read its 0 as the number of CPUs and size each
 	// sandbox's default memory for that many at once.
+	if u.Worker.Concurrency == upConcurrency(DefaultRunner().MaxSandboxes) {
+		// The default, taken before the file's max_sandboxes was read.
+		u.Worker.Concurrency = upConcurrency(u.Runner.MaxSandboxes)
+	}
 	u.Runner.Concurrency = max(u.Worker.Concurrency, 1)
 	if u.Worker.Concurrency > u.Runner.MaxSandboxes {
 		// The runner would refuse the actions past its sandboxes, each

@@ -42,6 +42,7 @@ func DepsCommand(args []string) []string {
 			i++ // and its value
 		case strings.HasPrefix(a, "-o") || strings.HasPrefix(a, "-MF") || strings.HasPrefix(a, "-MT") || strings.HasPrefix(a, "-MQ"):
 		case a == "-M" || a == "-MM" || a == "-MD" || a == "-MMD" || a == "-MP" || a == "-MG":
+		case strings.HasPrefix(a, "-Wp,") && (strings.Contains(a, ",-MD,") || strings.Contains(a, ",-MMD,")):
 		default:
 			out = append(out, a)
 		}
@@ -83,6 +84,14 @@ func CompileOutputs(args []string) []string {
 			i++
 		case strings.HasPrefix(a, "-MF") && len(a) > 3:
 			mf = a[3:]
+		case strings.HasPrefix(a, "-Wp,"):
+			// -Wp,-MD,FILE (or -MMD): the preprocessor writes FILE.
+			wp := strings.Split(a, ",")
+			for j := 1; j+1 < len(wp); j++ {
+				if wp[j] == "-MD" || wp[j] == "-MMD" {
+					md, mf = true, wp[j+1]
+				}
+			}
 		case takesValue[a]:
 			i++
 		case !strings.HasPrefix(a, "-") && sourceSuffix[filepath.Ext(a)]:
@@ -103,8 +112,10 @@ func CompileOutputs(args []string) []string {
 		outs = append(outs, mf)
 	case obj != "":
 		outs = append(outs, withSuffix(obj, ".d"))
-	case len(sources) == 1:
-		outs = append(outs, withSuffix(filepath.Base(sources[0]), ".d"))
+	default:
+		for _, src := range sources {
+			outs = append(outs, withSuffix(filepath.Base(src), ".d"))
+		}
 	}
 	return outs
 }

@@ -22,7 +22,7 @@ func TestIsCompile(t *testing.T) {
 }
 
 func TestDepsCommand(t *testing.T) {
-	got := DepsCommand(splitArgs("g++ -c -Iinc -MD -MF a.d -MTa.o -o a.o -O2 a.cc"))
+	got := DepsCommand(splitArgs("g++ -c -Iinc -MD -MF a.d -MTa.o -Wp,-MD,x.d -o a.o -O2 a.cc"))
 	want := splitArgs("g++ -c -Iinc -O2 a.cc -M")
 	if !slices.Equal(got, want) {
 		t.Errorf("DepsCommand = %q, want %q", got, want)
@@ -49,6 +49,8 @@ func TestCompileOutputs(t *testing.T) {
 		"gcc -MD -c src/main.c":                             {"main.o", "main.d"},
 		"clang -x c -include pre.h -MMD -MFdeps/m.d -c m.c": {"m.o", "deps/m.d"},
 		"gcc -MF ignored.d -c main.c":                       {"main.o"},
+		"gcc -c -MD a.c b.c":                                {"a.o", "b.o", "a.d", "b.d"},
+		"gcc -Wp,-MD,.deps/m.d -c m.c -o m.o":               {"m.o", ".deps/m.d"},
 	} {
 		if got := CompileOutputs(splitArgs(args)); !slices.Equal(got, want) {
 			t.Errorf("CompileOutputs(%q) = %q, want %q", args, got, want)
