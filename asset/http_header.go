@@ -272,14 +272,23 @@ func (h originHeaders) addAuthHeaders(value string, uris []string) string {
 	if err := json.Unmarshal([]byte(value), &byURL); err != nil {
 		return "not a JSON object of URLs to objects of headers"
 	}
+	n := 0
 	for i, uri := range uris {
 		for name, raw := range byURL[uri] {
 			var values []string
 			var one string
-			if json.Unmarshal(raw, &one) == nil {
-				values = []string{one}
-			} else if json.Unmarshal(raw, &values) != nil || len(values) == 0 {
+			switch {
+			case string(raw) == "null":
 				return fmt.Sprintf("header %s of uris[%d]: want a string or a list of strings", http.CanonicalHeaderKey(name), i)
+			case json.Unmarshal(raw, &one) == nil:
+				values = []string{one}
+			case json.Unmarshal(raw, &values) != nil || len(values) == 0:
+				return fmt.Sprintf("header %s of uris[%d]: want a string or a list of strings", http.CanonicalHeaderKey(name), i)
+			}
+			// As many as qualifiers may name: one value must not carry
+			// thousands of headers past that bound.
+			if n += len(values); n > maxQualifiers {
+				return fmt.Sprintf("more than %d headers", maxQualifiers)
 			}
 			for _, v := range values {
 				if bad := checkHeader(name, v); bad != "" {

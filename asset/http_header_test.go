@@ -410,6 +410,8 @@ func TestBazelAuthHeadersReachTheirURI(t *testing.T) {
 		fmt.Sprintf(`{%q: {"Host": %q}}`, o.URL+"/first", secret),
 		fmt.Sprintf(`{%q: {"Authorization": "%s\r\nX-Injected: 1"}}`, o.URL+"/first", secret),
 		fmt.Sprintf(`{%q: {"Authorization": 7}}`, o.URL+"/first"),
+		fmt.Sprintf(`{%q: {"Authorization": null}}`, o.URL+"/first"),
+		fmt.Sprintf(`{%q: {"X-Many": [%s"x"]}}`, o.URL+"/first", strings.Repeat(`"x", `, 300)),
 		secret,
 	} {
 		_, err := h.fetch.FetchBlob(readsStatus(t), &rapb.FetchBlobRequest{
