@@ -58,7 +58,11 @@ func checkImageMountPoints(rf *images.Rootfs, image, irp string) error {
 			if isDiskFull(err) {
 				return diskFull("setting up the image's root for the sandbox", err)
 			}
-			return status.Errorf(codes.FailedPrecondition, "image %s: mount point %s: %v", image, p, err)
+			msg := err.Error()
+			if !strings.Contains(msg, p) { // it mostly names the mount point itself
+				msg = "mount point " + p + ": " + msg
+			}
+			return status.Errorf(codes.FailedPrecondition, "image %s: %s", image, msg)
 		}
 	}
 	return nil
