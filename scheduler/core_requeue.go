@@ -40,7 +40,7 @@ func (c *core) requeueLost(now time.Time, e *execution, why string) {
 		c.note("action %s (%s): %s; retried %d times, completed with UNAVAILABLE", e.key.action, e.id, why, c.cfg.MaxRetries)
 		c.finish(now, e, &repb.ExecuteResponse{Status: &rpcstatus.Status{
 			Code: int32(code.Code_UNAVAILABLE),
-			Message: fmt.Sprintf("action %s lost its worker %d times, the last because %s; not retrying it (max_retries %d)",
+			Message: fmt.Sprintf("action %s could not be run %d times (a worker lost, or one that said it could not run it), the last because %s; not retrying it (max_retries %d)",
 				e.key.action, e.retries, why, c.cfg.MaxRetries)}})
 		return
 	}
