@@ -205,7 +205,20 @@ type reloadingCredentials struct {
 }
 
 func (c *reloadingCredentials) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	return credentials.NewTLS(c.r.clientConfig(c.serverName)).ClientHandshake(ctx, authority, conn)
+	cfg := c.r.clientConfig(c.serverName)
+	var used *tls.Certificate
+	if get := cfg.GetClientCertificate; get != nil {
+		cfg.GetClientCertificate = func(i *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			cert, err := get(i)
+			used = cert
+			return cert, err
+		}
+	}
+	out, info, err := credentials.NewTLS(cfg).ClientHandshake(ctx, authority, conn)
+	if err != nil || used == nil {
+		return out, info, err
+	}
+	return closedAtExpiry(out, used, c.r.log), info, nil
 }
 
 func (c *reloadingCredentials) Clone() credentials.TransportCredentials {

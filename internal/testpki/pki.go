@@ -96,14 +96,24 @@ func (ca *CA) Client(file string, subject pkix.Name, spiffeID string) Pair {
 	return ca.issue(file, subject, uris, false)
 }
 
+// ClientUntil issues a client certificate with the given subject that
+// expires at notAfter.
+func (ca *CA) ClientUntil(file string, subject pkix.Name, notAfter time.Time) Pair {
+	return ca.issueUntil(file, subject, nil, false, notAfter)
+}
+
 func (ca *CA) issue(file string, subject pkix.Name, uris []*url.URL, server bool) Pair {
+	return ca.issueUntil(file, subject, uris, server, time.Now().Add(24*time.Hour))
+}
+
+func (ca *CA) issueUntil(file string, subject pkix.Name, uris []*url.URL, server bool, notAfter time.Time) Pair {
 	ca.t.Helper()
 	key := newKey(ca.t)
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(ca.t),
 		Subject:      subject,
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		URIs:         uris,
 	}
