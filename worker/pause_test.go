@@ -136,3 +136,39 @@ func TestWorkerWithItsRunnerDownTakesNoWork(t *testing.T) {
 		}
 	}
 }
+
+// A worker started paused registers paused, and is given nothing until
+// resumed, even with an action queued for it already: the worker role
+// registered unpaused before its first readiness probe, and, beside a
+// runner too old for it, failed the action it was given at once INTERNAL
+// (outside probe).
+func TestWorkerStartedPausedTakesNoWork(t *testing.T) {
+	h := newHarness(t)
+	s, err := scheduler.New(scheduler.Options{Config: scheduler.DefaultConfig(), BlobStore: h.cas, ActionCache: h.ac, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	conn := grpctest.Dial(t, "passthrough:///"+grpctest.Listen(t, s.Register))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	a := h.action(&repb.Command{Arguments: []string{"/bin/echo", "ran"}}, &repb.Directory{}, true)
+	stream, err := repb.NewExecutionClient(conn).Execute(ctx, &repb.ExecuteRequest{InstanceName: a.InstanceName, ActionDigest: actionDigest(a).Proto(), DigestFunction: sha256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	runner := &deadRunner{up: &atomic.Bool{}}
+	w, err := worker.New(worker.Options{ID: "w1", CAS: h.cas, AC: h.ac, Files: h.files, Runner: runner, BuildDir: filepath.Join(h.dir, "builds2"), StartPaused: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer farmtest.RunWorker(t, ctx, w, conn)()
+	admin := workerpb.NewAdminServiceClient(conn)
+	pollWorker(t, admin, "w1", "connected and paused", func(i *workerpb.WorkerInfo) bool { return i.Connected && i.Paused })
+	if n := runner.failures.Load(); n != 0 {
+		t.Fatalf("the paused worker ran the queued action %d times", n)
+	}
+}

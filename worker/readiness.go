@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/connectivity"
@@ -48,7 +49,7 @@ type Readiness struct {
 }
 
 // Run probes until ctx ends, and calls set with each change of readiness
-// (and once at the start), with the reason when not ready.
+// or of the reason for not being ready (and once at the start).
 func (r Readiness) Run(ctx context.Context, set func(ready bool, why string)) {
 	if r.Interval <= 0 {
 		r.Interval = time.Second
@@ -61,16 +62,19 @@ func (r Readiness) Run(ctx context.Context, set func(ready bool, why string)) {
 	}
 	t := time.NewTicker(r.Interval)
 	defer t.Stop()
-	first, last := true, false
+	first, last, lastWhy := true, false, ""
 	storageDown := false
 	for {
 		ready, why := r.probe(ctx, &storageDown)
 		if ctx.Err() != nil {
 			return
 		}
-		if first || ready != last {
+		// A new reason is a change too: a worker whose runner came back
+		// too old for it said, while paused, that the runner's socket
+		// was missing (outside probe).
+		if first || ready != last || reasonKind(why) != reasonKind(lastWhy) {
 			set(ready, why)
-			first, last = false, ready
+			first, last, lastWhy = false, ready, why
 		}
 		select {
 		case <-ctx.Done():
@@ -79,6 +83,14 @@ func (r Readiness) Run(ctx context.Context, set func(ready bool, why string)) {
 		case <-changed:
 		}
 	}
+}
+
+// reasonKind is the part of a reason for not being ready that names it,
+// before any error's text, which may differ from one probe to the next
+// (a refused connection, a timeout) for the same cause.
+func reasonKind(why string) string {
+	kind, _, _ := strings.Cut(why, ":")
+	return kind
 }
 
 // probe asks the runner, checks the storage and scheduler connections'

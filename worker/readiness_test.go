@@ -95,6 +95,18 @@ func TestReadiness(t *testing.T) {
 	}
 	r.old.Store(false)
 	next(true)
+	// While not ready, a new reason is a change too: a worker whose
+	// runner came back too old went on saying its socket was missing.
+	r.up.Store(false)
+	next(false)
+	r.old.Store(true)
+	r.up.Store(true)
+	next(false)
+	if why, _ := lastWhy.Load().(string); !strings.Contains(why, "older than this worker") {
+		t.Errorf("not ready because %q after the runner came back old; want the runner named older than the worker", why)
+	}
+	r.old.Store(false)
+	next(true)
 	select {
 	case got := <-changes:
 		t.Errorf("a change to %v without a cause", got)

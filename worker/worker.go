@@ -104,6 +104,11 @@ type Options struct {
 	Logger           *slog.Logger
 	// Clock is the clock for metadata timestamps; default the real one.
 	Clock clock.Clock
+	// StartPaused registers the worker paused, taking no work until
+	// something (Readiness) resumes it: a worker started beside a runner
+	// too old for it registered unpaused before its first probe, and the
+	// action it was given at once failed INTERNAL (outside probe).
+	StartPaused bool
 }
 
 // Worker executes assignments. Safe for concurrent use.
@@ -172,6 +177,9 @@ func New(opts Options) (*Worker, error) {
 		roots:    &inputRootBuilder{cas: opts.CAS, files: opts.Files, dirs: newDirectoryCache(defaultDirectoryCacheBytes), pool: dirs.pool, parallelism: opts.FetchParallelism, limits: opts.InputLimits.withDefaults(), casBytes: opts.CASBytes},
 		dirs:     dirs,
 		trash:    trash,
+	}
+	if opts.StartPaused {
+		w.paused, w.pauseReason = true, "starting: its runner not checked yet"
 	}
 	w.chain = w.newChain()
 	return w, nil

@@ -152,7 +152,8 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	}
 	defer runnerConn.Close()
 	w, err := worker.New(worker.Options{
-		ID: ws.cfg.ID, Concurrency: ws.cfg.Concurrency, Platform: ws.platform,
+		StartPaused: true, // until the readiness probe below has seen its runner
+		ID:          ws.cfg.ID, Concurrency: ws.cfg.Concurrency, Platform: ws.platform,
 		BuildDir: filepath.Join(ws.cfg.Dir, "builds"), SpareDir: filepath.Join(ws.cfg.Dir, "spare"), CAS: ws.cas, AC: ws.ac, Adopter: ws.adopt, Files: files,
 		Runner: worker.RunnerClient(runnerConn, 0), TenantOf: ws.tenantOf, Logger: ws.logger, Steps: []func(worker.Executor) worker.Executor{metrics.Step},
 		InputLimits: ws.cfg.InputLimits(), OutputLimits: ws.cfg.OutputLimits(), CASBytes: ws.casBytes,
