@@ -85,12 +85,14 @@ func (r Readiness) Run(ctx context.Context, set func(ready bool, why string)) {
 	}
 }
 
-// reasonKind is the part of a reason for not being ready that names it,
-// before any error's text, which may differ from one probe to the next
-// (a refused connection, a timeout) for the same cause.
+// reasonKind is the part of a reason for not being ready that names its
+// cause, its first two words ("runner not", "the runner", "storage
+// unreachable", "scheduler connection", "not registered"): the rest (an
+// error's text, a connection's state) may differ from one probe to the
+// next for the same cause.
 func reasonKind(why string) string {
-	kind, _, _ := strings.Cut(why, ":")
-	return kind
+	f := strings.Fields(why)
+	return strings.Join(f[:min(len(f), 2)], " ")
 }
 
 // probe asks the runner, checks the storage and scheduler connections'
