@@ -186,11 +186,19 @@ func CheckCleanPath(field, p string) error {
 
 // checkSorted checks each path of list and that the list is sorted by
 // bytes without duplicates. emptyOK allows "" (an output directory of the
-// whole working directory, which the spec allows).
+// whole working directory, which the spec allows), and "." for it, as
+// BuildStream 2 names it (os.path.relpath of the working directory): each
+// of its builds was refused INVALID_ARGUMENT (outside probe); both
+// together name one output twice.
 func checkSorted(field string, list []string, wd string, emptyOK bool) error {
+	whole := 0
 	for i, p := range list {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		if !(emptyOK && p == "") {
+		if emptyOK && IsWholeDirectory(p) {
+			if whole++; whole > 1 {
+				return Invalid(f, "%s names the working directory, as %s does", Quote(p), Quote(list[i-1]))
+			}
+		} else {
 			if err := CheckRelativePath(f, p, wd); err != nil {
 				return err
 			}
@@ -209,6 +217,10 @@ func checkSorted(field string, list []string, wd string, emptyOK bool) error {
 	}
 	return nil
 }
+
+// IsWholeDirectory reports whether an output directory path names the
+// whole working directory: "" (the spec's) or ".".
+func IsWholeDirectory(p string) bool { return p == "" || p == "." }
 
 // checkOutputFileConflicts enforces the spec's rules for REv2 2.0 outputs:
 // an output file is neither an output directory nor the parent of another

@@ -57,7 +57,9 @@ func TestCheckCommand(t *testing.T) {
 		{"output path a/", &repb.Command{Arguments: []string{"true"}, OutputPaths: []string{"a/"}}, "command.output_paths[0]"},
 		{"output path a//b", &repb.Command{Arguments: []string{"true"}, OutputPaths: []string{"a//b"}}, "command.output_paths[0]"},
 		{"output path a/./b", &repb.Command{Arguments: []string{"true"}, OutputPaths: []string{"a/./b"}}, "command.output_paths[0]"},
-		{"output path .", &repb.Command{Arguments: []string{"true"}, OutputPaths: []string{"."}}, "command.output_paths[0]"},
+		// "." names the working directory, as "" does; both name it twice.
+		{"output paths \"\" and .", &repb.Command{Arguments: []string{"true"}, OutputPaths: []string{"", "."}}, "command.output_paths[1]"},
+		{"output file .", &repb.Command{Arguments: []string{"true"}, OutputFiles: []string{"."}}, "command.output_files[0]"},
 		{"output file unsorted", &repb.Command{Arguments: []string{"true"}, OutputFiles: []string{"b", "a"}}, "command.output_files[1]"},
 		{"output directory duplicated", &repb.Command{Arguments: []string{"true"}, OutputDirectories: []string{"d", "d"}}, "command.output_directories[1]"},
 		{"output file parent of another", &repb.Command{Arguments: []string{"true"}, OutputFiles: []string{"a", "a-b", "a/b"}}, "command.output_files[0]"},

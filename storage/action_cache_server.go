@@ -252,7 +252,7 @@ func ValidateActionResult(fn digest.Function, r *repb.ActionResult) error {
 		return err
 	}
 	for _, o := range outputPaths(r) {
-		if o.path == "" && o.emptyOK {
+		if rev2.IsWholeDirectory(o.path) && o.emptyOK {
 			continue
 		}
 		if err := rev2.CheckCleanPath(o.field+".path", o.path); err != nil {

@@ -20,13 +20,21 @@ import (
 // it so that every form and place of "" is held to the same.
 func wantWholeWorkingDirectory(t *testing.T, h *harness, root *repb.Directory, wd string, v21 bool) {
 	t.Helper()
-	cmd := &repb.Command{Arguments: []string{"/bin/sh", "-c", "echo x > new"}, WorkingDirectory: wd, OutputDirectories: []string{""}}
+	wantWholeWorkingDirectoryAs(t, h, root, wd, v21, "")
+}
+
+// wantWholeWorkingDirectoryAs is wantWholeWorkingDirectory with the
+// output named whole ("" or ".", as BuildStream 2 names it), which the
+// result's directory keeps.
+func wantWholeWorkingDirectoryAs(t *testing.T, h *harness, root *repb.Directory, wd string, v21 bool, whole string) {
+	t.Helper()
+	cmd := &repb.Command{Arguments: []string{"/bin/sh", "-c", "echo x > new"}, WorkingDirectory: wd, OutputDirectories: []string{whole}}
 	if v21 {
-		cmd.OutputDirectories, cmd.OutputPaths = nil, []string{""}
+		cmd.OutputDirectories, cmd.OutputPaths = nil, []string{whole}
 	}
 	res := ok(t, h.w.Execute(context.Background(), h.action(cmd, root, false)))
-	if len(res.OutputDirectories) != 1 || res.OutputDirectories[0].Path != "" || len(res.OutputSymlinks)+len(res.OutputDirectorySymlinks) != 0 {
-		t.Fatalf("working directory %q, v2.1 %v: output directories %v, symlinks %v %v; want the one directory with path \"\"", wd, v21, res.OutputDirectories, res.OutputSymlinks, res.OutputDirectorySymlinks)
+	if len(res.OutputDirectories) != 1 || res.OutputDirectories[0].Path != whole || len(res.OutputSymlinks)+len(res.OutputDirectorySymlinks) != 0 {
+		t.Fatalf("working directory %q, v2.1 %v: output directories %v, symlinks %v %v; want the one directory with path %q", wd, v21, res.OutputDirectories, res.OutputSymlinks, res.OutputDirectorySymlinks, whole)
 	}
 	tree := &repb.Tree{}
 	if err := proto.Unmarshal(h.read(res.OutputDirectories[0].TreeDigest), tree); err != nil {
@@ -49,6 +57,9 @@ func TestWholeRootOutputDirectory(t *testing.T) {
 		v21 bool
 	}{{"", false}, {"w", false}, {"", true}, {"w", true}} {
 		wantWholeWorkingDirectory(t, h, &repb.Directory{}, tc.wd, tc.v21)
+		// BuildStream 2 names it "." (os.path.relpath): refused, every
+		// build of it failed INVALID_ARGUMENT.
+		wantWholeWorkingDirectoryAs(t, h, &repb.Directory{}, tc.wd, tc.v21, ".")
 	}
 }
 
