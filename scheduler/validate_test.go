@@ -84,9 +84,13 @@ func TestExecuteValidation(t *testing.T) {
 		{"empty program", func() *repb.ExecuteRequest {
 			return executeRequest(f.action(t, "a0", func(a *repb.Action, c *repb.Command) { c.Arguments = []string{"", "x"} }))
 		}, codes.InvalidArgument, "command.arguments[0]", nil},
-		// "" is the working directory itself (worker/TestWholeRootOutputDirectory); "." is not clean.
-		{"output path .", func() *repb.ExecuteRequest {
-			return executeRequest(f.action(t, "o0", func(a *repb.Action, c *repb.Command) { c.OutputPaths = []string{"."} }))
+		// "" is the working directory itself (worker/TestWholeRootOutputDirectory), and
+		// so is "."; both name it twice. "./x" is not clean.
+		{"output paths \"\" and .", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "o0", func(a *repb.Action, c *repb.Command) { c.OutputPaths = []string{"", "."} }))
+		}, codes.InvalidArgument, "command.output_paths[1]", nil},
+		{"output path ./x", func() *repb.ExecuteRequest {
+			return executeRequest(f.action(t, "o1", func(a *repb.Action, c *repb.Command) { c.OutputPaths = []string{"./x"} }))
 		}, codes.InvalidArgument, "command.output_paths[0]", nil},
 		{"unknown output node property (REv2 2.1+)", func() *repb.ExecuteRequest {
 			return executeRequest(f.action(t, "n0", func(a *repb.Action, c *repb.Command) { c.OutputNodeProperties = []string{"mtime"} }))
