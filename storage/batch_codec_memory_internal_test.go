@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
-	"github.com/paddock-build/paddock/internal/grpctest"
 )
 
 // A compressed BatchUpdateBlobs entry holds codec memory for its decoding
@@ -21,17 +20,7 @@ import (
 // for one of the few decoders: 512 requests of a 339-byte bomb claiming
 // 2 MiB took the storage to 1.5 GB.
 func TestCompressedBatchEntriesWaitForCodecMemory(t *testing.T) {
-	cas, err := NewDiskBlobStore(DiskOptions{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ac, err := NewDiskActionCache(t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := NewServer(ServerOptions{CAS: cas, AC: ac})
-	t.Cleanup(srv.Close)
-	client := repb.NewContentAddressableStorageClient(grpctest.Dial(t, grpctest.Listen(t, srv.Register, srv.GRPCServerOptions()...)))
+	client := repb.NewContentAddressableStorageClient(servedOverDisk(t))
 	data := []byte("a blob sent compressed")
 	d := digest.FromBytes(repb.DigestFunction_SHA256, data)
 	enc, _ := zstd.NewWriter(nil)

@@ -14,6 +14,7 @@ import (
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"github.com/klauspost/compress/zstd"
 	"google.golang.org/genproto/googleapis/bytestream"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -77,6 +78,13 @@ func TestUploadWindowIsWhatTheFrameDeclares(t *testing.T) {
 // on loopback and returns a ByteStream client of them.
 func bytestreamOverDisk(t *testing.T) bytestream.ByteStreamClient {
 	t.Helper()
+	return bytestream.NewByteStreamClient(servedOverDisk(t))
+}
+
+// servedOverDisk serves the storage services over a fresh disk store on
+// loopback and returns a connection to them.
+func servedOverDisk(t *testing.T) *grpc.ClientConn {
+	t.Helper()
 	cas, err := NewDiskBlobStore(DiskOptions{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +95,7 @@ func bytestreamOverDisk(t *testing.T) bytestream.ByteStreamClient {
 	}
 	srv := NewServer(ServerOptions{CAS: cas, AC: ac})
 	t.Cleanup(srv.Close)
-	return bytestream.NewByteStreamClient(grpctest.Dial(t, grpctest.Listen(t, srv.Register, srv.GRPCServerOptions()...)))
+	return grpctest.Dial(t, grpctest.Listen(t, srv.Register, srv.GRPCServerOptions()...))
 }
 
 func sendBlob(ctx context.Context, bs bytestream.ByteStreamClient, name string, data []byte) error {
