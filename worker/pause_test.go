@@ -74,6 +74,18 @@ func pollWorker(t *testing.T, admin workerpb.AdminServiceClient, id, what string
 	}
 }
 
+// servedScheduler serves a scheduler over h's stores on loopback and
+// returns a connection to it.
+func servedScheduler(t *testing.T, h *harness) *grpc.ClientConn {
+	t.Helper()
+	s, err := scheduler.New(scheduler.Options{Config: scheduler.DefaultConfig(), BlobStore: h.cas, ActionCache: h.ac, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return grpctest.Dial(t, "passthrough:///"+grpctest.Listen(t, s.Register))
+}
+
 // TestWorkerWithItsRunnerDownTakesNoWork: a worker whose runner is down
 // is paused (Readiness with Worker): the scheduler gives it nothing, and
 // an action waits for it instead of failing on it max_retries+1 times.
@@ -81,12 +93,7 @@ func pollWorker(t *testing.T, admin workerpb.AdminServiceClient, id, what string
 // ready (registered, runner up).
 func TestWorkerWithItsRunnerDownTakesNoWork(t *testing.T) {
 	h := newHarness(t)
-	s, err := scheduler.New(scheduler.Options{Config: scheduler.DefaultConfig(), BlobStore: h.cas, ActionCache: h.ac, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	conn := grpctest.Dial(t, "passthrough:///"+grpctest.Listen(t, s.Register))
+	conn := servedScheduler(t, h)
 	up := &atomic.Bool{}
 	runner := &deadRunner{up: up}
 	w, err := worker.New(worker.Options{ID: "w1", CAS: h.cas, AC: h.ac, Files: h.files, Runner: runner, BuildDir: filepath.Join(h.dir, "builds2")})
@@ -144,12 +151,7 @@ func TestWorkerWithItsRunnerDownTakesNoWork(t *testing.T) {
 // (outside probe).
 func TestWorkerStartedPausedTakesNoWork(t *testing.T) {
 	h := newHarness(t)
-	s, err := scheduler.New(scheduler.Options{Config: scheduler.DefaultConfig(), BlobStore: h.cas, ActionCache: h.ac, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	conn := grpctest.Dial(t, "passthrough:///"+grpctest.Listen(t, s.Register))
+	conn := servedScheduler(t, h)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a := h.action(&repb.Command{Arguments: []string{"/bin/echo", "ran"}}, &repb.Directory{}, true)
