@@ -118,26 +118,35 @@ func parseHeaders(qs []*rapb.Qualifier, uris []string) (originHeaders, *errdetai
 		if bad != "" {
 			return originHeaders{}, &errdetails.BadRequest_FieldViolation{Field: "qualifiers.name", Description: fmt.Sprintf("%q: %s", q.Name, bad)}
 		}
-		m := h.all
-		if scope != allURIs {
-			m = h.forURI[scope]
-		}
-		if m == nil {
-			m = http.Header{}
-		}
-		key := http.CanonicalHeaderKey(name)
-		if _, dup := m[key]; dup {
+		if !h.set(scope, name, []string{q.Value}) {
 			return originHeaders{}, &errdetails.BadRequest_FieldViolation{Field: "qualifiers.name",
-				Description: fmt.Sprintf("%q: another qualifier names header %s for the same URIs", q.Name, key)}
-		}
-		m[key] = []string{q.Value}
-		if scope == allURIs {
-			h.all = m
-		} else {
-			h.forURI[scope] = m
+				Description: fmt.Sprintf("%q: another qualifier names header %s for the same URIs", q.Name, http.CanonicalHeaderKey(name))}
 		}
 	}
 	return h, nil
+}
+
+// set gives header name the values for scope (allURIs or a URI's index),
+// unless it has some already: then it reports false.
+func (h *originHeaders) set(scope int, name string, values []string) bool {
+	m := h.all
+	if scope != allURIs {
+		m = h.forURI[scope]
+	}
+	if m == nil {
+		m = http.Header{}
+	}
+	key := http.CanonicalHeaderKey(name)
+	if _, dup := m[key]; dup {
+		return false
+	}
+	m[key] = values
+	if scope == allURIs {
+		h.all = m
+	} else {
+		h.forURI[scope] = m
+	}
+	return true
 }
 
 // The scopes headerTarget returns besides a URI index.
@@ -267,7 +276,7 @@ func withoutHeaders(qs []*rapb.Qualifier) []*rapb.Qualifier {
 // addAuthHeaders adds the headers of a bazel.auth_headers value to those
 // of the URIs it names; it says what is wrong with the value, naming no
 // header's value, or "".
-func (h originHeaders) addAuthHeaders(value string, uris []string) string {
+func (h *originHeaders) addAuthHeaders(value string, uris []string) string {
 	var byURL map[string]map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(value), &byURL); err != nil {
 		return "not a JSON object of URLs to objects of headers"
@@ -295,16 +304,9 @@ func (h originHeaders) addAuthHeaders(value string, uris []string) string {
 					return bad
 				}
 			}
-			m := h.forURI[i]
-			if m == nil {
-				m = http.Header{}
-				h.forURI[i] = m
+			if !h.set(i, name, values) {
+				return fmt.Sprintf("header %s of uris[%d] is named twice", http.CanonicalHeaderKey(name), i)
 			}
-			key := http.CanonicalHeaderKey(name)
-			if _, dup := m[key]; dup {
-				return fmt.Sprintf("header %s of uris[%d] is named twice", key, i)
-			}
-			m[key] = values
 		}
 	}
 	return ""

@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 )
 
@@ -30,11 +29,10 @@ const certCloseMargin = 30 * time.Second
 type expiringConn struct {
 	net.Conn
 	timer *time.Timer
-	once  sync.Once
 }
 
 func (c *expiringConn) Close() error {
-	c.once.Do(func() { c.timer.Stop() })
+	c.timer.Stop()
 	return c.Conn.Close()
 }
 

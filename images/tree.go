@@ -253,6 +253,12 @@ func mkdirMountPoint(root, p string, made *atomic.Int64) error {
 		return err
 	}
 	defer t.Close()
+	return t.mkdirMountPoint(rel, p, made)
+}
+
+// mkdirMountPoint makes rel (p as seen in the sandbox) and its parents in
+// t, counting what it makes in made (nil: uncounted).
+func (t *tree) mkdirMountPoint(rel, p string, made *atomic.Int64) error {
 	var room func() error
 	if made != nil {
 		room = func() error {
@@ -288,16 +294,16 @@ func mkfileMountPoint(root, p string, made *atomic.Int64) error {
 	if err != nil {
 		return err
 	}
-	if dir := path.Dir(rel); dir != "." {
-		if err := mkdirMountPoint(root, "/"+dir, made); err != nil {
-			return err
-		}
-	}
 	t, err := openTree(root)
 	if err != nil {
 		return err
 	}
 	defer t.Close()
+	if dir := path.Dir(rel); dir != "." {
+		if err := t.mkdirMountPoint(dir, "/"+dir, made); err != nil {
+			return err
+		}
+	}
 	pfd, base, st, ok, err := t.lstatEntry(rel, false)
 	if err != nil {
 		return fmt.Errorf("mount point %s: %w", p, err)

@@ -47,7 +47,7 @@ func writeHostsFile(stateDir string) (string, error) {
 // 0700 /etc, which failed every action on such an image INTERNAL
 // (outside probe).
 func imageHostsBind(rf *images.Rootfs, hostsFile string) []specs.Mount {
-	if hostsFile == "" || rf.MkfileMountPoint("/etc/hosts") != nil {
+	if rf.MkfileMountPoint("/etc/hosts") != nil {
 		return nil
 	}
 	if st, err := os.Lstat(filepath.Join(rf.Path, "etc")); err != nil || !st.IsDir() || st.Mode().Perm()&0o001 == 0 {

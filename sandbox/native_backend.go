@@ -250,13 +250,13 @@ func (b *nativeBackend) run(ctx context.Context, req Request) (*Result, error) {
 		return nil, err
 	}
 	cancel := ctx.Done()
-	var watchdog <-chan time.Time
-	arm := func(after time.Duration) {
-		t := time.NewTimer(after + b.opts.KillGrace + b.wedgedAfter)
-		watchdog = t.C
-	}
-	if sreq.Timeout > 0 {
-		arm(sreq.Timeout)
+	// Armed at the timeout (if any), rearmed at the cancellation.
+	wedged := time.NewTimer(sreq.Timeout + b.opts.KillGrace + b.wedgedAfter)
+	defer wedged.Stop()
+	watchdog := wedged.C
+	if sreq.Timeout <= 0 {
+		wedged.Stop()
+		watchdog = nil
 	}
 	for {
 		select {
@@ -272,7 +272,8 @@ func (b *nativeBackend) run(ctx context.Context, req Request) (*Result, error) {
 				op = opKill
 			}
 			_ = c.send(spawnRequest{Op: op, ID: id}, nil)
-			arm(0)
+			wedged.Reset(b.opts.KillGrace + b.wedgedAfter)
+			watchdog = wedged.C
 		case <-watchdog:
 			// Killed, the spawner's read loop answers every Run in
 			// flight with ErrSpawnerGone, this one too.
