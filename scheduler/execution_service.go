@@ -91,6 +91,7 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 		if res := s.cachedResult(ctx, instance, fn, ad); res != nil {
 			return name, s.accept(ctx, name, func(now time.Time) error {
 				s.core.AddCompleted(now, name, instance, owner, ad, &repb.ExecuteResponse{Result: res, CachedResult: true})
+				s.metrics.executed(owner, instance, outcomeCacheHit)
 				return nil
 			})
 		}
@@ -124,8 +125,16 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 		},
 	}
 	return name, s.accept(ctx, name, func(now time.Time) error {
-		_, err := s.core.Execute(now, sub)
-		return err
+		op, err := s.core.Execute(now, sub)
+		if err != nil {
+			return err
+		}
+		outcome := outcomeQueued
+		if op.exec != nil && op.exec.id != name {
+			outcome = outcomeJoined
+		}
+		s.metrics.executed(owner, instance, outcome)
+		return nil
 	})
 }
 

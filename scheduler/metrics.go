@@ -19,7 +19,8 @@ type metrics struct {
 	queueWait  *prometheus.HistogramVec // instance
 	dispatches *prometheus.CounterVec   // instance
 	retries    prometheus.Counter
-	instances  *instanceLabels // their instance labels (metric_labels.go)
+	executes   *prometheus.CounterVec // instance, outcome
+	instances  *instanceLabels        // their instance labels (metric_labels.go)
 
 	queued        *prometheus.Desc
 	running       *prometheus.Desc
@@ -43,6 +44,9 @@ func newMetrics() *metrics {
 			"Executions handed to a worker (retries included), by instance name.", "instance"),
 		retries: prom.Counter("paddock_scheduler_retries_total",
 			"Executions requeued because their worker was lost or could not run them."),
+		executes: prom.CounterVec("paddock_scheduler_executes_total",
+			"Execute requests accepted, by instance name and outcome: cache_hit (answered from the action cache), joined (merged into an identical execution in flight) or queued.",
+			"instance", "outcome"),
 		queued: prometheus.NewDesc("paddock_scheduler_queued_actions",
 			"Executions waiting for a worker, by queue (instance name and routing platform).", []string{"instance", "platform"}, nil),
 		running: prometheus.NewDesc("paddock_scheduler_running_actions",
@@ -70,6 +74,23 @@ func (m *metrics) observe(now time.Time, fx effects, tenantOf func(operation str
 	m.retries.Add(float64(fx.retries))
 }
 
+// The outcomes of an accepted Execute, paddock_scheduler_executes_total's
+// outcome label. Without them the share of Executes the action cache
+// answered (what a farm's operators watch first) could not be told: a
+// hit is never dispatched, and the action cache's own GetActionResult
+// counts leave out every Execute that found its result there.
+const (
+	outcomeCacheHit = "cache_hit"
+	outcomeJoined   = "joined"
+	outcomeQueued   = "queued"
+)
+
+// executed counts an accepted Execute of tenant under instance. Called
+// under the scheduler's lock.
+func (m *metrics) executed(tenant, instance, outcome string) {
+	m.executes.WithLabelValues(m.instances.label(tenant, instance), outcome).Inc()
+}
+
 // Collector returns the scheduler's Prometheus metrics, to register on the
 // role's registry.
 func (s *Scheduler) Collector() prometheus.Collector { return (*schedulerCollector)(s) }
@@ -81,6 +102,7 @@ func (c *schedulerCollector) Describe(ch chan<- *prometheus.Desc) {
 	m.queueWait.Describe(ch)
 	m.dispatches.Describe(ch)
 	m.retries.Describe(ch)
+	m.executes.Describe(ch)
 	ch <- m.queued
 	ch <- m.running
 	ch <- m.workers
@@ -93,6 +115,7 @@ func (c *schedulerCollector) Collect(ch chan<- prometheus.Metric) {
 	m.queueWait.Collect(ch)
 	m.dispatches.Collect(ch)
 	m.retries.Collect(ch)
+	m.executes.Collect(ch)
 	for _, q := range gaugeSeries(s.labelledQueues()) {
 		ch <- prometheus.MustNewConstMetric(m.queued, prometheus.GaugeValue, float64(q.queued), q.instance, q.platform)
 		ch <- prometheus.MustNewConstMetric(m.running, prometheus.GaugeValue, float64(q.running), q.instance, q.platform)

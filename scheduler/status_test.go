@@ -177,3 +177,56 @@ func TestWorkersShowAPause(t *testing.T) {
 	w.c.SetPaused(false, "")
 	waitWorker("not paused, without a reason", func(ws WorkerStatus) bool { return !ws.Paused && ws.PauseReason == "" })
 }
+
+// TestExecutesAreCountedByOutcome: an Execute the action cache answers,
+// one queued and one merged into it are each counted under their outcome
+// and instance name: a hit is never dispatched, so without this count a
+// farm's cache hit rate could not be seen.
+func TestExecutesAreCountedByOutcome(t *testing.T) {
+	f := startFarm(t, testConfig(), "", nil, nil)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(f.s.Collector())
+	ctx := ctxTimeout(t)
+	hit := f.action(t, "hit", nil)
+	if err := f.ac.Put(ctx, "", hit, &repb.ActionResult{}); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := f.exec.Execute(ctx, executeRequest(hit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := collect(stream)
+	if err != nil || len(ops) == 0 || !responseOf(t, ops[len(ops)-1]).CachedResult {
+		t.Fatalf("Execute of a cached action: %d messages, %v; want a cached result", len(ops), err)
+	}
+	g := newGate()
+	w := startTestWorker(t, f.addr, "w1", 1, g.run("w1"))
+	d := f.action(t, "run", nil)
+	done := make(chan error, 2)
+	for range 2 {
+		stream, err := f.exec.Execute(ctx, executeRequest(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); err != nil { // accepted: its first message
+			t.Fatal(err)
+		}
+		go func() { _, err := collect(stream); done <- err }()
+	}
+	w.waitFor(t, "one assignment", func() bool { return len(w.assigned) == 1 })
+	close(g.release)
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(w.assigned); n != 1 {
+		t.Errorf("the worker ran %d executions, want 1 (the second Execute joined the first)", n)
+	}
+	wantMetrics(t, reg, []wantMetric{
+		{"paddock_scheduler_executes_total", "outcome", "cache_hit", 1},
+		{"paddock_scheduler_executes_total", "outcome", "queued", 1},
+		{"paddock_scheduler_executes_total", "outcome", "joined", 1},
+		{"paddock_scheduler_executes_total", "instance", "", 3},
+	})
+}
