@@ -77,6 +77,8 @@ type FileCache struct {
 	// links counts Link calls and fetched the files written into the
 	// cache (from the CAS or the local CAS file): the hit ratio's terms.
 	links, fetched atomic.Int64
+
+	holds holds // input roots being built (file_cache_hold.go)
 }
 
 type cacheKey struct {
@@ -189,19 +191,28 @@ func (c *FileCache) ensure(ctx context.Context, k cacheKey, from string) (string
 			os.Remove(ce.path)
 		}
 	}
+	return c.fill(k, func(p string) (fileid.ID, error) { return c.fetch(ctx, k, p, from) })
+}
+
+// fill writes entry k's file with write and records it, unless k has an
+// entry: concurrent callers for one entry share one write (and the
+// entry's file is never written again under its links), which the
+// entries Prefetch writes share with those Link fetches.
+func (c *FileCache) fill(k cacheKey, write func(p string) (fileid.ID, error)) (string, error) {
 	name := entryName(k)
 	v, err, _ := c.fetches.Do(name, func() (any, error) {
 		if ce, ok := c.set.Peek(k); ok {
-			// Written by a fetch that ended since the Get above: writing
-			// it again would replace the file its links are made from.
+			// Written by a fill that ended since the caller looked:
+			// writing it again would replace the file its links are
+			// made from.
 			return ce.path, nil
 		}
 		p := filepath.Join(c.opts.Dir, name[:2], name)
-		id, err := c.fetch(ctx, k, p, from)
+		id, err := write(p)
 		if isDiskFull(err) && c.makeRoom() {
 			// The disk is smaller than MaxBytes, or shared: give back
 			// what unused entries hold and try once more.
-			id, err = c.fetch(ctx, k, p, from)
+			id, err = write(p)
 		}
 		if err != nil {
 			return "", diskError(err)
@@ -304,10 +315,22 @@ func (c *FileCache) add(k cacheKey, p string, id fileid.ID) {
 		return
 	}
 	c.set.Put(k, cacheEntry{path: p, id: id, full: new(atomic.Uint64)}, k.d.SizeBytes())
-	if c.opts.MaxBytes > 0 {
-		for _, e := range c.set.EvictOver(c.opts.MaxBytes, func(key cacheKey, _ cacheEntry) bool { return key == k }) {
-			os.Remove(e.Value.path)
+	if c.opts.MaxBytes <= 0 {
+		return
+	}
+	// An entry larger than the cache is kept while it is linked (just
+	// added, or held for the roots being built): the others are evicted
+	// as if it were not there, not all of them to make room for it.
+	allow := c.opts.MaxBytes
+	if k.d.SizeBytes() > c.opts.MaxBytes {
+		c.holds.postpone(k, p)
+		if !c.holds.has(k) {
+			allow += k.d.SizeBytes()
 		}
+	}
+	allow += c.holds.bytes()
+	for _, e := range c.set.EvictOver(allow, func(key cacheKey, _ cacheEntry) bool { return key == k || c.holds.has(key) }) {
+		os.Remove(e.Value.path)
 	}
 }
 
@@ -316,11 +339,20 @@ func (c *FileCache) add(k cacheKey, p string, id fileid.ID) {
 // is about to link it), so one larger than the whole cache stayed,
 // past the bound, until another entry was added (a 4 GiB executable
 // input held 4 GiB beside a 2 GiB cache). The input root's link keeps
-// the file for its action.
+// the file for its action. While input roots are being built (Hold),
+// it is removed when the last is done.
 func (c *FileCache) dropOversized(k cacheKey, p string) {
 	if c.opts.MaxBytes <= 0 || k.d.SizeBytes() <= c.opts.MaxBytes {
 		return
 	}
+	if c.holds.postpone(k, p) {
+		return
+	}
+	c.drop(k, p)
+}
+
+// drop removes entry k if its file is still p.
+func (c *FileCache) drop(k cacheKey, p string) {
 	if ce, ok := c.set.Peek(k); ok && ce.path == p {
 		c.set.Remove(k)
 		os.Remove(p)

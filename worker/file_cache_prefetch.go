@@ -3,11 +3,12 @@ package worker
 import (
 	"bytes"
 	"context"
-	"path/filepath"
+	"slices"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/paddock-build/paddock/digest"
+	"github.com/paddock-build/paddock/internal/fileid"
 	"github.com/paddock-build/paddock/rev2"
 	"github.com/paddock-build/paddock/storage"
 )
@@ -45,7 +46,12 @@ func (c *FileCache) Prefetch(ctx context.Context, want []FileRef) error {
 			cur = append(cur, f.Digest)
 			size += f.Digest.SizeBytes()
 		}
-		need[f.Digest] = append(need[f.Digest], k)
+		// One write per entry, however many names the root gives it:
+		// one 25-byte blob named 75,000 times was written (and renamed
+		// over its own entry) 75,000 times.
+		if !slices.Contains(need[f.Digest], k) {
+			need[f.Digest] = append(need[f.Digest], k)
+		}
 	}
 	if len(cur) > 0 {
 		batches = append(batches, cur)
@@ -66,12 +72,9 @@ func (c *FileCache) Prefetch(ctx context.Context, want []FileRef) error {
 			}
 			for d, data := range blobs {
 				for _, k := range need[d] {
-					p := filepath.Join(c.opts.Dir, entryName(k)[:2], entryName(k))
-					id, err := c.write(k, p, bytes.NewReader(data))
-					if err != nil {
-						return diskError(err)
+					if _, err := c.fill(k, func(p string) (fileid.ID, error) { return c.write(k, p, bytes.NewReader(data)) }); err != nil {
+						return err
 					}
-					c.add(k, p, id)
 				}
 			}
 			return nil

@@ -12,6 +12,7 @@ import (
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -141,7 +142,13 @@ func createEntries(fn digest.Function, dir *repb.Directory, path, where string, 
 		if err != nil {
 			return nil, nil, err
 		}
-		jobs = append(jobs, fileJob{d, f.IsExecutable, filepath.Join(path, f.Name), rev2.Join(where, f.Name)})
+		p := filepath.Join(path, f.Name)
+		if len(p) >= unix.PathMax {
+			// link(2) would refuse it, after the file was fetched into
+			// the cache for nothing; and refused there, it was INTERNAL.
+			return nil, nil, createError(syscall.ENAMETOOLONG, "file", rev2.Join(where, f.Name))
+		}
+		jobs = append(jobs, fileJob{d, f.IsExecutable, p, rev2.Join(where, f.Name)})
 	}
 	for _, s := range dir.Symlinks {
 		if err := os.Symlink(s.Target, filepath.Join(path, s.Name)); err != nil {
@@ -169,6 +176,10 @@ func (b *inputRootBuilder) linkFiles(ctx context.Context, jobs []fileJob) ([]dig
 	for i, j := range jobs {
 		refs[i] = FileRef{j.d, j.exec}
 	}
+	// An input larger than the whole cache is kept until the root is
+	// built, not dropped after its first link: its other names in the
+	// root link the same file.
+	defer b.files.Hold()()
 	if err := b.files.Prefetch(ctx, refs); err != nil {
 		return nil, fmt.Errorf("fetch input files: %w", err)
 	}

@@ -222,3 +222,29 @@ func TestRemoteInputServedWrongIsMissing(t *testing.T) {
 		t.Fatalf("status %v %q, MISSING %v; want FAILED_PRECONDITION with the input MISSING", st.Code(), st.Message(), subjects)
 	}
 }
+
+// One small input named 3,000 times (half of them executable) is written
+// into the file cache once for each mode, not once for each name: each
+// write renamed a new file over the entry, so a few KB of Directory blobs
+// made a worker create and write up to max_input_files files, and the
+// hit ratio read 0.
+func TestRemoteInputNamedManyTimesIsFetchedOnce(t *testing.T) {
+	h, _ := remoteHarness(t)
+	d := h.put([]byte("one small input\n"))
+	sub := &repb.Directory{}
+	for i := range 300 {
+		sub.Files = append(sub.Files, &repb.FileNode{Name: fmt.Sprintf("f%03d", i), Digest: d.Proto(), IsExecutable: i%2 == 0})
+	}
+	subDigest := h.putProto(sub)
+	root := &repb.Directory{}
+	for i := range 10 {
+		root.Directories = append(root.Directories, &repb.DirectoryNode{Name: fmt.Sprintf("d%d", i), Digest: subDigest.Proto()})
+	}
+	res := ok(t, h.w.Execute(t.Context(), h.action(sh("cat d9/f299 && find . -type f | wc -l"), root, false)))
+	if got := string(h.read(res.StdoutDigest)); got != "one small input\n3000\n" {
+		t.Fatalf("stdout %q", got)
+	}
+	if links, fetched := h.files.Counts(); links != 3000 || fetched != 2 {
+		t.Errorf("%d links made from %d files written into the cache, want 3000 from 2 (one for each mode)", links, fetched)
+	}
+}
