@@ -86,7 +86,7 @@ func (p *Policy) actingFor(ctx context.Context, pr *Principal) (*Principal, erro
 		return nil, status.Errorf(codes.PermissionDenied, "%s names %q, which is not one tenant of this server's policy", OnBehalfOfHeader, vals)
 	}
 	return &Principal{Name: pr.Name + " for " + tenant, Tenant: tenant, scopes: scopes,
-		perms: bit(CASRead) | bit(CASWrite) | bit(ACRead) | bit(ACWrite)}, nil
+		perms: bit(CASRead) | bit(CASWrite) | bit(ACRead) | bit(ACWrite), policy: p}, nil
 }
 
 // AuthenticateBearer finds the caller of an HTTP request by its

@@ -96,6 +96,9 @@ type Principal struct {
 	Scheduler bool
 	scopes    []instanceScope
 	perms     permSet
+	// policy decides whose a name is (Owns); nil in tests of principals
+	// made by hand, whose scopes alone then decide.
+	policy *Policy
 }
 
 // Allowed reports whether p holds perm on instance.
@@ -126,10 +129,21 @@ func (p *Principal) Holds(perm Permission) bool {
 	return p.perms.has(perm)
 }
 
-// Owns reports whether instance is in one of p's scopes.
+// Owns reports whether instance is p's tenant's: the most specific scope
+// of the policy that covers it (its owner, as PartitionOf and TenantOf
+// decide) is one of p's. A name in one of p's scopes that another tenant
+// owns through a longer prefix is not p's: tenants of one partition with
+// the prefixes "shared" and "shared/eps" each reach their own names, where
+// the first had reached the second's action cache, joined its executions,
+// and had its actions' images pulled with the second's registry
+// credentials. Tenants that list the same scope share its names.
 func (p *Principal) Owns(instance string) bool {
 	if p.Worker {
 		return true
+	}
+	if p.policy != nil {
+		o, ok := p.policy.ownerOf(instance)
+		return ok && slices.Contains(p.scopes, o.scope)
 	}
 	for _, sc := range p.scopes {
 		if sc.covers(instance) {
@@ -192,7 +206,7 @@ func compilePolicy(b []byte, dir string) (*Policy, error) {
 			return nil, err
 		}
 		for j, id := range t.Identities {
-			pr := &Principal{Tenant: t.Name, scopes: p.scopes[t.Name], Name: t.Name + "/" + id.Name}
+			pr := &Principal{Tenant: t.Name, scopes: p.scopes[t.Name], Name: t.Name + "/" + id.Name, policy: p}
 			for k, s := range id.Permissions {
 				perm, err := ParsePermission(s)
 				if err != nil {

@@ -283,3 +283,52 @@ func TestPartitionOf(t *testing.T) {
 		t.Errorf("a partition name with a path in it: %v", err)
 	}
 }
+
+// TestNestedScopesOwnOnlyTheirOwnNames: of two tenants in one partition
+// with the prefixes "shared" and "shared/eps", each reaches the names it
+// owns (the most specific scope decides, as PartitionOf and TenantOf do),
+// not the other's: delta's scope covers "shared/eps", and it read eps's
+// action cache there, joined eps's executions and had its images pulled
+// with eps's registry credentials. Tenants that list the same prefix
+// share its names, and a tenant's own longer prefix inside another's is
+// its own.
+func TestNestedScopesOwnOnlyTheirOwnNames(t *testing.T) {
+	sum := func(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+	hexSum := func(s string) string { h := sum(s); return hex.EncodeToString(h[:]) }
+	p, err := compilePolicy([]byte(`tenants:
+  - name: delta
+    instance_prefixes: [shared, shared/eps/delta]
+    partition: sh
+    identities: [{name: ci, token_sha256: `+hexSum("delta")+`, permissions: [execute, ac-read]}]
+  - name: eps
+    instance_prefixes: [shared/eps]
+    partition: sh
+    identities: [{name: ci, token_sha256: `+hexSum("eps")+`, permissions: [execute, ac-read]}]
+  - name: twin
+    instance_prefixes: [shared/eps]
+    partition: sh
+    identities: [{name: ci, token_sha256: `+hexSum("twin")+`, permissions: [execute, ac-read]}]
+`), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		tenant, instance string
+		want             bool
+	}{
+		{"delta", "shared", true}, {"delta", "shared/x", true},
+		{"delta", "shared/eps", false}, {"delta", "shared/eps/x", false},
+		{"delta", "shared/eps/delta", true}, {"delta", "shared/eps/delta/y", true},
+		{"eps", "shared/eps", true}, {"eps", "shared/eps/x", true},
+		{"eps", "shared", false}, {"eps", "shared/eps/delta", false},
+		{"twin", "shared/eps", true}, {"twin", "shared/eps/x", true}, {"twin", "shared/x", false},
+	} {
+		pr := p.tokens[sum(c.tenant)]
+		if got := pr.Owns(c.instance); got != c.want {
+			t.Errorf("%s owns %q: %v, want %v", c.tenant, c.instance, got, c.want)
+		}
+		if got := pr.Allowed(ACRead, c.instance); got != c.want {
+			t.Errorf("%s may read the action cache of %q: %v, want %v", c.tenant, c.instance, got, c.want)
+		}
+	}
+}
