@@ -365,6 +365,7 @@ func (c *core) sendAssignment(w *worker, e *execution) {
 		QueuedTimestamp: timestamppb.New(e.queuedAt),
 		DoNotCache:      e.spec.doNotCache,
 		RequestMetadata: e.spec.requestMetadata,
+		Tenant:          e.queue.tenant.name,
 	}
 	c.send(w.id, &workerpb.SchedulerMessage{Kind: &workerpb.SchedulerMessage_Assignment{Assignment: a}})
 }

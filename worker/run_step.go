@@ -29,7 +29,11 @@ type runStep struct {
 
 func (s *runStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
 	req := runRequest(j)
-	if s.tenantOf != nil {
+	// The tenant that queued the action, so that of tenants sharing an
+	// instance name each pulls images with its own registry credentials;
+	// from a scheduler that does not say, the name's owner.
+	req.Tenant = j.Assignment.Tenant
+	if req.Tenant == "" && s.tenantOf != nil {
 		req.Tenant = s.tenantOf(j.Assignment.InstanceName)
 	}
 	j.Request = req

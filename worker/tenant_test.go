@@ -28,9 +28,10 @@ func (r *tenantRecorder) Run(ctx context.Context, req *runnerpb.RunRequest) (*ru
 	return r.next.Run(ctx, req)
 }
 
-// TestRunnerIsToldTheTenant: the runner learns which tenant owns each
-// action's instance name (it pulls images with that tenant's registry
-// credentials), and "" without TenantOf.
+// TestRunnerIsToldTheTenant: the runner learns which tenant queued each
+// action (it pulls images with that tenant's registry credentials): the
+// one the assignment names, else the owner of the action's instance name,
+// and "" without either.
 func TestRunnerIsToldTheTenant(t *testing.T) {
 	h := newHarness(t)
 	rec := &tenantRecorder{next: h.runner}
@@ -41,10 +42,11 @@ func TestRunnerIsToldTheTenant(t *testing.T) {
 		return ""
 	}
 	for i, tc := range []struct {
-		tenantOf func(string) string
-		instance string
-		want     string
-	}{{tenantOf, "team-a/ci", "a"}, {tenantOf, "other", ""}, {nil, "team-a", ""}} {
+		tenantOf         func(string) string
+		instance, queuer string
+		want             string
+	}{{tenantOf, "team-a/ci", "", "a"}, {tenantOf, "other", "", ""}, {nil, "team-a", "", ""},
+		{tenantOf, "team-a/ci", "a-twin", "a-twin"}, {nil, "team-a", "a-twin", "a-twin"}} {
 		w, err := worker.New(worker.Options{ID: "w-tenant", CAS: h.cas, AC: h.ac, Files: h.files, Runner: rec,
 			BuildDir: filepath.Join(h.dir, "builds-tenant", string(rune('0'+i))), TenantOf: tc.tenantOf})
 		if err != nil {
@@ -52,10 +54,11 @@ func TestRunnerIsToldTheTenant(t *testing.T) {
 		}
 		a := h.action(sh("exit 0"), &repb.Directory{}, true)
 		a.InstanceName = tc.instance
+		a.Tenant = tc.queuer
 		ok(t, w.Execute(context.Background(), a))
 		w.Close()
 		if got := rec.tenants[len(rec.tenants)-1]; got != tc.want {
-			t.Errorf("instance %q: runner told tenant %q, want %q", tc.instance, got, tc.want)
+			t.Errorf("instance %q queued by %q: runner told tenant %q, want %q", tc.instance, tc.queuer, got, tc.want)
 		}
 	}
 }

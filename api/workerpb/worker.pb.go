@@ -956,8 +956,14 @@ type Assignment struct {
 	// A serialized build.bazel.remote.execution.v2.RequestMetadata of the
 	// first client, for logs and tracing; may be empty.
 	RequestMetadata []byte `protobuf:"bytes,12,opt,name=request_metadata,json=requestMetadata,proto3" json:"request_metadata,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The tenant (of the scheduler's auth policy) that queued the action:
+	// the runner pulls its image with this tenant's registry credentials.
+	// Empty without a policy. A scheduler that predates the field sends
+	// none, and the worker then names the tenant owning instance_name,
+	// which for tenants listing the same scope is the first of them.
+	Tenant        string `protobuf:"bytes,13,opt,name=tenant,proto3" json:"tenant,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Assignment) Reset() {
@@ -1072,6 +1078,13 @@ func (x *Assignment) GetRequestMetadata() []byte {
 		return x.RequestMetadata
 	}
 	return nil
+}
+
+func (x *Assignment) GetTenant() string {
+	if x != nil {
+		return x.Tenant
+	}
+	return ""
 }
 
 // Cancel asks the worker to kill an action and forget it. It answers with
@@ -1678,7 +1691,7 @@ const file_workerpb_worker_proto_rawDesc = "" +
 	"Registered\x12@\n" +
 	"\x0elease_duration\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\x12H\n" +
 	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\x12-\n" +
-	"\x04kept\x18\x03 \x03(\v2\x19.paddock.worker.v1.InHandR\x04kept\"\xe6\x04\n" +
+	"\x04kept\x18\x03 \x03(\v2\x19.paddock.worker.v1.InHandR\x04kept\"\xfe\x04\n" +
 	"\n" +
 	"Assignment\x12%\n" +
 	"\x0eoperation_name\x18\x01 \x01(\tR\roperationName\x12\x18\n" +
@@ -1694,7 +1707,8 @@ const file_workerpb_worker_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\x0fqueuedTimestamp\x12 \n" +
 	"\fdo_not_cache\x18\v \x01(\bR\n" +
 	"doNotCache\x12)\n" +
-	"\x10request_metadata\x18\f \x01(\fR\x0frequestMetadata\"G\n" +
+	"\x10request_metadata\x18\f \x01(\fR\x0frequestMetadata\x12\x16\n" +
+	"\x06tenant\x18\r \x01(\tR\x06tenant\"G\n" +
 	"\x06Cancel\x12%\n" +
 	"\x0eoperation_name\x18\x01 \x01(\tR\roperationName\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\a\n" +
