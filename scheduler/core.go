@@ -177,18 +177,18 @@ func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 		heavy = fmt.Sprintf(" (this one counts as %d: its platform and RequestMetadata take over %d bytes)", w, queuedFreeBytes)
 	}
 	if max := c.cfg.MaxQueuedPerInstance; !c.replaying && overQueued(c.queuedPerInstance[s.instance], w, max) {
-		return nil, status.Errorf(codes.ResourceExhausted, "instance %q already has %d queued actions, the configured maximum (max_queued_per_instance)%s", s.instance, max, heavy)
+		return nil, status.Errorf(codes.ResourceExhausted, "instance %q has %d queued actions, and this one would pass the configured maximum of %d (max_queued_per_instance)%s", s.instance, c.queuedPerInstance[s.instance], max, heavy)
 	}
 	t := c.tenantOf(s.owner)
 	if max := t.limits.MaxQueued; !c.replaying && overQueued(t.queued, w, max) {
-		return nil, status.Errorf(codes.ResourceExhausted, "tenant %q already has %d queued actions, its max_queued in the auth policy%s; retry when some have started", s.owner, max, heavy)
+		return nil, status.Errorf(codes.ResourceExhausted, "tenant %q has %d queued actions, and this one would pass its max_queued of %d in the auth policy%s; retry when some have started", s.owner, t.queued, max, heavy)
 	}
 	// Without a max_queued of its own, a tenant (every client, without a
 	// policy) has max_queued_per_instance in all its instance names
 	// together: a client may name any number of instances, and each
 	// queued action holds a few KiB of the scheduler's memory.
 	if max := c.cfg.MaxQueuedPerInstance; t.limits.MaxQueued <= 0 && !c.replaying && overQueued(t.queued, w, max) {
-		return nil, status.Errorf(codes.ResourceExhausted, "%s already has %d queued actions in all its instance names, the configured maximum (max_queued_per_instance, which bounds a tenant without max_queued too)%s; retry when some have started", tenantText(s.owner), max, heavy)
+		return nil, status.Errorf(codes.ResourceExhausted, "%s has %d queued actions in all its instance names, and this one would pass the configured maximum of %d (max_queued_per_instance, which bounds a tenant without max_queued too)%s; retry when some have started", tenantText(s.owner), t.queued, max, heavy)
 	}
 	e := &execution{
 		id:        s.name,
