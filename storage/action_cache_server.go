@@ -382,7 +382,10 @@ func checkSymlinkTarget(o outputPath) error {
 // write that output outside its own tree.
 func CheckOutputsInside(r *repb.ActionResult, wd string) error {
 	for _, o := range outputPaths(r) {
-		if o.path == "" {
+		if o.emptyOK && rev2.IsWholeDirectory(o.path) {
+			// "." too: a worker's result for BuildStream 2's output
+			// directory "." was refused here, and the action retried
+			// until it failed UNAVAILABLE.
 			continue
 		}
 		if err := rev2.CheckRelativePath(o.field+".path", o.path, wd); err != nil {

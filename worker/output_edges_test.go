@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/paddock-build/paddock/storage"
 )
 
 // wantWholeWorkingDirectory runs a command writing "new" in working
@@ -35,6 +37,15 @@ func wantWholeWorkingDirectoryAs(t *testing.T, h *harness, root *repb.Directory,
 	res := ok(t, h.w.Execute(context.Background(), h.action(cmd, root, false)))
 	if len(res.OutputDirectories) != 1 || res.OutputDirectories[0].Path != whole || len(res.OutputSymlinks)+len(res.OutputDirectorySymlinks) != 0 {
 		t.Fatalf("working directory %q, v2.1 %v: output directories %v, symlinks %v %v; want the one directory with path %q", wd, v21, res.OutputDirectories, res.OutputSymlinks, res.OutputDirectorySymlinks, whole)
+	}
+	// The scheduler holds the result to these before it delivers it:
+	// "." passed here and was refused there, and the action was retried
+	// until it failed UNAVAILABLE.
+	if err := storage.ValidateActionResult(repb.DigestFunction_SHA256, res); err != nil {
+		t.Fatalf("working directory %q, v2.1 %v, output %q: the result is refused: %v", wd, v21, whole, err)
+	}
+	if err := storage.CheckOutputsInside(res, wd); err != nil {
+		t.Fatalf("working directory %q, v2.1 %v, output %q: the result is refused: %v", wd, v21, whole, err)
 	}
 	tree := &repb.Tree{}
 	if err := proto.Unmarshal(h.read(res.OutputDirectories[0].TreeDigest), tree); err != nil {
@@ -76,6 +87,7 @@ func TestWholeWorkingDirectoryThroughASymlink(t *testing.T) {
 	}
 	for _, v21 := range []bool{false, true} {
 		wantWholeWorkingDirectory(t, h, root, "link", v21)
+		wantWholeWorkingDirectoryAs(t, h, root, "link", v21, ".")
 	}
 }
 

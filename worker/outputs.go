@@ -111,10 +111,10 @@ func (c *outputCollector) openBeneath(p string, flags int) (int, error) {
 // following symlinks) and the name it looks at in it, never followed, for
 // the output declared as declared at rel.
 func splitOutput(declared, rel string) (parent, base string) {
-	if rel == "" {
+	if rel == "" || rel == "." {
 		return ".", "." // output_directories [""] in the root: the root itself
 	}
-	if declared == "" {
+	if rev2.IsWholeDirectory(declared) {
 		// The working directory itself, reached as the command was:
 		// through its symlinks, beneath the root. Split, a symlinked
 		// working directory was reported as a symlink with an empty path,
