@@ -37,17 +37,14 @@ func (c *expiringConn) Close() error {
 }
 
 // closedAtExpiry returns conn, made with the client certificate cert, set
-// to close when cert is about to expire; conn itself when it has expired
-// already (the server refuses it) or cannot be read.
+// to close when cert's chain is about to expire; conn itself when it has
+// expired already (the server refuses it) or cannot be read.
 func closedAtExpiry(conn net.Conn, cert *tls.Certificate, log *slog.Logger) net.Conn {
-	leaf := cert.Leaf
-	if leaf == nil && len(cert.Certificate) > 0 {
-		leaf, _ = x509.ParseCertificate(cert.Certificate[0])
-	}
-	if leaf == nil {
+	notAfter, ok := chainNotAfter(cert)
+	if !ok {
 		return conn
 	}
-	left := time.Until(leaf.NotAfter)
+	left := time.Until(notAfter)
 	if left <= 0 {
 		return conn
 	}
@@ -57,9 +54,31 @@ func closedAtExpiry(conn net.Conn, cert *tls.Certificate, log *slog.Logger) net.
 	}
 	c := &expiringConn{Conn: conn}
 	c.timer = time.AfterFunc(wait, func() {
-		log.Info("tls: closing a connection whose client certificate expires; the next one presents the certificate files as they are now",
-			"remote", conn.RemoteAddr().String(), "not_after", leaf.NotAfter)
+		log.Info("tls: closing a connection whose client certificate chain expires; the next one presents the certificate files as they are now",
+			"remote", conn.RemoteAddr().String(), "not_after", notAfter)
 		_ = conn.Close()
 	})
 	return c
+}
+
+// chainNotAfter is when the first certificate of cert's chain (the leaf
+// and the intermediates sent with it) expires: the server refuses the
+// connection's calls from then on (unexpiredChain). Timed from the leaf
+// alone, an intermediate renewed in place before its expiry was never
+// presented, and every call failed UNAUTHENTICATED until a restart. ok
+// is false when no certificate of the chain parses.
+func chainNotAfter(cert *tls.Certificate) (notAfter time.Time, ok bool) {
+	for i, der := range cert.Certificate {
+		c := cert.Leaf
+		if i > 0 || c == nil {
+			var err error
+			if c, err = x509.ParseCertificate(der); err != nil {
+				continue
+			}
+		}
+		if !ok || c.NotAfter.Before(notAfter) {
+			notAfter, ok = c.NotAfter, true
+		}
+	}
+	return notAfter, ok
 }
