@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -366,4 +367,59 @@ func TestFileCacheMakesRoomOnFullDisk(t *testing.T) {
 		}
 	}
 	rs.stop()
+}
+
+// TestDiskFullOnlyWhileTheActionRanNeverCachesCutOutputFiles: an action
+// whose output file is cut short by a full disk, which has room again
+// when the action ends (the filler was another tenant's action, removed
+// meanwhile), fails RESOURCE_EXHAUSTED and leaves nothing in the action
+// cache. The disk was looked at only at the end, and the empty out.txt
+// was cached and served (outside probe).
+func TestDiskFullOnlyWhileTheActionRanNeverCachesCutOutputFiles(t *testing.T) {
+	needPaddock(t)
+	rs, c := startOnSmallDisk(t)
+	fillDisk(t, rs.workDir)
+
+	// It writes its output on the full disk, says so, and ends once a
+	// write succeeds again.
+	script := "echo hello-world > out.txt 2>/dev/null; : > wrote; until (echo x > room) 2>/dev/null; do sleep 0.05; done; exit 0"
+	d := c.prepare(t.Context(), action{cmd: shell(script, "out.txt")})
+	done := make(chan execResult, 1)
+	go func() {
+		resp, err := c.execute(t.Context(), d, true)
+		done <- execResult{resp, err}
+	}()
+	for deadline := time.Now().Add(time.Minute); !fileBelow(rs.workDir, "wrote"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the action never wrote its output")
+		}
+	}
+	if err := os.Remove(filepath.Join(rs.workDir, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if st := status.FromProto(r.resp.Status); st.Code() != codes.ResourceExhausted {
+		t.Errorf("a disk full while the action ran: status %v, exit code %d; want RESOURCE_EXHAUSTED", st, r.resp.GetResult().GetExitCode())
+	}
+	ac := repb.NewActionCacheClient(grpctest.Dial(t, rs.storageAddr))
+	if res, err := ac.GetActionResult(t.Context(), &repb.GetActionResultRequest{ActionDigest: d}); err == nil {
+		t.Errorf("the action cache holds a result for it: %v", res)
+	}
+	rs.stop()
+}
+
+// fileBelow reports whether a file named name is somewhere below dir.
+func fileBelow(dir, name string) bool {
+	found := false
+	_ = filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err == nil && e.Name() == name && !e.IsDir() {
+			found = true
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return found
 }

@@ -25,6 +25,7 @@ type runStep struct {
 	runner   Runner
 	clock    clock.Clock
 	tenantOf func(instance string) string // nil: no tenants
+	disk     *diskWatch                   // the build directories' disk
 }
 
 func (s *runStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, error) {
@@ -39,7 +40,9 @@ func (s *runStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, e
 	j.Request = req
 	md := j.Metadata
 	md.ExecutionStartTimestamp = stamp(s.clock)
+	ended := s.disk.begin()
 	run, err := s.runner.Run(ctx, req)
+	diskWasFull := ended()
 	md.ExecutionCompletedTimestamp = stamp(s.clock)
 	j.Ran = err == nil
 	if err != nil {
@@ -63,7 +66,7 @@ func (s *runStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, e
 	default:
 		return nil, runStatus.Err()
 	}
-	if mayBeCutByFullDisk(j, run) && diskFull(j.Dir) {
+	if mayBeCutByFullDisk(j, run) && diskWasFull {
 		// The command may not have written all it meant to: its stdout
 		// cut short, or an output file whose writes it did not check (an
 		// outside probe got an empty out.txt cached as the result of
@@ -71,7 +74,7 @@ func (s *runStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, e
 		// be silently wrong: fail it, retryable, and cache nothing. A
 		// command that did check fails the same way, rather than with
 		// its own exit code, which clients take for their build's fault.
-		return nil, status.Error(codes.ResourceExhausted, "the worker's disk was full when the action ended: its output or output files may be cut short, so its result is not used (the action may be retried)")
+		return nil, status.Error(codes.ResourceExhausted, "the worker's disk was full while the action ran: its output or output files may be cut short, so its result is not used (the action may be retried)")
 	}
 	if err := markTruncated(j.Dir, run); err != nil {
 		return nil, err
@@ -132,13 +135,6 @@ func mayBeCutByFullDisk(j *Job, run *runnerpb.RunResponse) bool {
 	c := j.Command
 	return run.StdoutTruncated || run.StderrTruncated || exitCode(run) != 0 ||
 		len(c.GetOutputPaths())+len(c.GetOutputFiles())+len(c.GetOutputDirectories()) > 0
-}
-
-// diskFull reports whether the filesystem holding dir has no space left for
-// an unprivileged writer.
-func diskFull(dir string) bool {
-	var st unix.Statfs_t
-	return unix.Statfs(dir, &st) == nil && st.Bavail*uint64(st.Bsize) < 64<<10
 }
 
 // truncatedNote ends a stdout or stderr the runner cut short: at its

@@ -251,7 +251,7 @@ func (w *Worker) Execute(ctx context.Context, a *workerpb.Assignment) *repb.Exec
 // newChain assembles the worker's steps (see Executor), outermost first.
 func (w *Worker) newChain() Executor {
 	o := w.opts
-	var e Executor = &runStep{runner: o.Runner, clock: o.Clock, tenantOf: o.TenantOf}
+	var e Executor = &runStep{runner: o.Runner, clock: o.Clock, tenantOf: o.TenantOf, disk: newDiskWatch(o.BuildDir)}
 	e = &uploadStep{next: e, cas: o.CAS, adoption: w.adoption, limits: o.OutputLimits.withDefaults(), clock: o.Clock, checkOver: checkUploadsOver(o.CASBytes)}
 	e = &cacheStep{next: e, ac: o.AC, clock: o.Clock, logger: o.Logger, stillAssigned: workerclient.StillAssigned}
 	e = &inputRootStep{next: e, roots: w.roots, clock: o.Clock}
