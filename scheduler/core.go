@@ -162,7 +162,7 @@ func (c *core) takeEffects() effects {
 // tenant that queued it.
 func (c *core) Execute(now time.Time, s submission) (*operation, error) {
 	op := &operation{name: s.name, instance: s.instance, owner: s.owner, action: s.action, queuedAt: now}
-	key := dedupKey{s.instance, s.action}
+	key := dedupKey{s.instance, s.owner, s.action}
 	same := c.inflight[key]
 	if s.cacheable && same != nil && same.joins(s) {
 		if err := c.join(now, op, same, s); err != nil {

@@ -90,7 +90,7 @@ func (c *core) restoreExec(es execState) (*execution, error) {
 		}
 	}
 	e := &execution{
-		id: es.ID, key: dedupKey{es.Instance, action}, cacheable: es.Cacheable, private: es.Private,
+		id: es.ID, cacheable: es.Cacheable, private: es.Private,
 		spec: actionSpec{command: cmd, inputRoot: root, platform: fromPropStates(es.Platform),
 			timeout: es.Timeout, doNotCache: es.DoNotCache, requestMetadata: es.RequestMetadata,
 			workingDir: es.WorkingDir, workingDirKnown: es.WorkingDirKnown},
@@ -100,6 +100,7 @@ func (c *core) restoreExec(es execState) (*execution, error) {
 	if e.queue = c.queues[es.QueueKey]; e.queue == nil {
 		return nil, fmt.Errorf("execution %s: its queue is not in the state", es.ID)
 	}
+	e.key = dedupKey{es.Instance, e.queue.tenant.name, action}
 	if es.Executing {
 		e.stage = repb.ExecutionStage_EXECUTING
 		e.worker = c.placeholder(es.Worker)

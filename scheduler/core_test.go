@@ -302,7 +302,7 @@ func TestCancelRunningActionKillsItOnItsWorker(t *testing.T) {
 	}
 	// A new identical Execute starts a fresh execution.
 	h.execute("op3", "x", "", 0)
-	if _, ok := h.c.inflight[dedupKey{"", actionDigest("x")}]; !ok {
+	if _, ok := h.c.inflight[dedupKey{"", "", actionDigest("x")}]; !ok {
 		t.Fatal("new execute of the cancelled action was not queued")
 	}
 }

@@ -10,9 +10,17 @@ import (
 )
 
 // dedupKey identifies executions that may be shared: same instance, same
-// action digest (the digest covers the command, inputs, platform and salt).
+// action digest (the digest covers the command, inputs, platform and
+// salt), same tenant. Tenants that list the same scope share its names
+// and its action cache, but not executions in flight: an execution runs
+// in its image with the registry credentials of the tenant that queued
+// it, so a tenant the registry refuses made the other's identical
+// Execute fail PERMISSION_DENIED, and the other way round one got the
+// uncached result (a failed test's output) of an action in an image
+// only the other may pull (outside probe).
 type dedupKey struct {
 	instance string
+	owner    string // the tenant that queued it ("" without a policy)
 	action   digest.Digest
 }
 

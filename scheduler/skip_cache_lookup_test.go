@@ -82,7 +82,7 @@ func checkSkipRestores(t *testing.T, h *harness) {
 			t.Fatalf("%s: another state:\n got %+v\nwant %+v", what, got, want)
 		}
 		checkInflight(t, c)
-		if e := c.inflight[dedupKey{"", actionDigest("x")}]; e == nil || e.id != "op1" || !c.execs["op3"].private {
+		if e := c.inflight[dedupKey{"", "", actionDigest("x")}]; e == nil || e.id != "op1" || !c.execs["op3"].private {
 			t.Fatalf("%s: Executes of x join %v, want op1; op3 private: %v", what, e, c.execs["op3"].private)
 		}
 	}

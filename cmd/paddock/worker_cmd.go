@@ -46,7 +46,7 @@ func runWorker(ctx context.Context, args []string) error {
 	var dial dialSecurity // to the scheduler and storage
 	dial.register(fs)
 	fs.BoolVar(&cfg.FileCachePerInstance, "file-cache-per-instance", cfg.FileCachePerInstance, "keep cached input files apart per instance name, so no hard link crosses tenants' CAS partitions (for farms with an auth policy) (file_cache_per_instance)")
-	policyFile := fs.String("auth", "", "the farm's auth policy file: tells the runner each action's tenant (for per-tenant registry credentials) and keeps cached input files apart per CAS partition")
+	policyFile := fs.String("auth", "", "the farm's auth policy file: keeps cached input files apart per CAS partition, and names each action's tenant to the runner (for per-tenant registry credentials) when the scheduler is too old to say")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
