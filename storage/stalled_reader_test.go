@@ -110,6 +110,41 @@ func TestStalledReaderHoldsOnlyItsConnectionsBacklog(t *testing.T) {
 	waitFor(t, "the stalled connection's backlog to be dropped", func() bool { return grpclimit.SendBacklog() == 0 })
 }
 
+// TestATricklingReaderIsClosedAsStalled: a client that lets a few bytes
+// of its replies through now and then is as stalled as one that lets none
+// through: its connection is closed once it has read less than 64 KiB in
+// StallTimeout, and its backlog is gone. Any write had counted as
+// progress, and 17 such connections held the whole process's backlog for
+// as long as they liked while every other client's reads waited.
+func TestATricklingReaderIsClosedAsStalled(t *testing.T) {
+	limits := grpclimit.DefaultConnLimits()
+	limits.StallTimeout = 500 * time.Millisecond
+	addr, _, mem, _ := backlogServer(t, limits)
+	big := putString(t, mem, string(bytes.Repeat([]byte{'t'}, 3<<20)))
+	c, closed := stalledCalls(t, addr, batchReadBlobs, &repb.BatchReadBlobsRequest{Digests: []*repb.Digest{big.Proto()}}, 1)
+	waitFor(t, "the reply to be queued", func() bool { return grpclimit.SendBacklog() > 2<<20 })
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-closed:
+				return
+			case <-time.After(20 * time.Millisecond):
+				c.WindowUpdate(1, 16) // 16 more bytes of the reply, 800 a second
+			}
+		}
+	}()
+	select {
+	case <-closed:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("a connection reading 800 bytes a second of a 3 MiB reply is still open after 15 s (stall timeout %v)", limits.StallTimeout)
+	}
+	waitFor(t, "its backlog to be dropped", func() bool { return grpclimit.SendBacklog() == 0 })
+}
+
 // TestSendBacklogIsBoundedAcrossConnections: stalled connections together
 // hold at most the process's backlog (8 MiB here): past it every call
 // that would add to it waits, on any connection, until they are gone.

@@ -94,7 +94,8 @@ type sendConn struct {
 	// waiting 30 s on a hung mirror side got its client's whole
 	// connection closed.
 	reserving    int64
-	lastProgress time.Time // the last write, or when the unread backlog last rose from zero
+	lastProgress time.Time // see progressed
+	progressAt   int64     // written at lastProgress
 	closed       bool
 	// receiving holds the unary calls whose request has not arrived in
 	// full, with when they began.
@@ -138,16 +139,35 @@ func (l trackingListener) Accept() (net.Conn, error) {
 	return sc, nil
 }
 
+// minProgress is how many bytes a connection with a backlog must write
+// within StallTimeout, unless it empties its backlog, not to be closed as
+// stalled. Any write had counted, and a client that let a byte of its
+// window through every 10 s (or only sent PINGs, which the server
+// answers) kept 16 MiB of replies queued on each of 17 connections: the
+// whole process's backlog, for as long as it liked, while every other
+// client's reads waited (outside probe). 64 KiB in 30 s is 2 KiB/s.
+const minProgress = 64 << 10
+
 func (c *sendConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	c.mu.Lock()
 	before := c.queued - c.written
 	c.written += int64(n)
 	c.queued = max(c.queued, c.written)
-	c.lastProgress = time.Now()
+	if c.written-c.progressAt >= minProgress || c.unread() <= 0 {
+		c.progressed()
+	}
 	backlog.total.Add(c.queued - c.written - before)
 	c.mu.Unlock()
 	return n, err
+}
+
+// progressed notes that c's client has read what it must (minProgress, or
+// its whole backlog), or has a backlog again after none: the time from
+// which a stall is counted. Called with c.mu held.
+func (c *sendConn) progressed() {
+	c.lastProgress = time.Now()
+	c.progressAt = c.written
 }
 
 // Close takes c.mu and backlog.mu one after the other, never one inside
@@ -192,7 +212,7 @@ func (c *sendConn) change(n, reserved int64) {
 	c.queued = max(c.queued+n, c.written)
 	c.reserving = max(c.reserving+reserved, 0)
 	if unreadBefore <= 0 && c.unread() > 0 {
-		c.lastProgress = time.Now()
+		c.progressed()
 	}
 	backlog.total.Add(c.queued - c.written - before)
 }
@@ -200,26 +220,6 @@ func (c *sendConn) change(n, reserved int64) {
 // unread is the backlog that is the client's to read: handed to gRPC and
 // not written. Called with c.mu held.
 func (c *sendConn) unread() int64 { return c.queued - c.reserving - c.written }
-
-// stalled reports whether c breaks l: a backlog with no write for
-// StallTimeout, or a request arriving for longer than RequestTimeout.
-func (c *sendConn) stalled(l *ConnLimits) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.unread() > 0 && time.Since(c.lastProgress) > l.StallTimeout {
-		return true
-	}
-	for rpc, begun := range c.receiving {
-		limit := l.RequestTimeout
-		if rpc.public {
-			limit = min(limit, publicRequestTimeout)
-		}
-		if time.Since(begun) > limit {
-			return true
-		}
-	}
-	return false
-}
 
 // receive records that rpc's request is arriving (begun) or has arrived
 // (the zero time).
@@ -237,33 +237,6 @@ func (c *sendConn) backlog() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.queued - c.written
-}
-
-// reapStalled closes, every second or so, the connections that have bytes
-// queued and have written none for StallTimeout, and those with a unary
-// request that has not arrived within RequestTimeout.
-func reapStalled() {
-	for {
-		l := connLimits.Load()
-		time.Sleep(min(l.StallTimeout/4, l.RequestTimeout/4, time.Second))
-		reapOnce(l)
-	}
-}
-
-// reapOnce closes the connections stalled now. It holds backlog.mu only to
-// copy the list, so Accept and Close wait for no connection's lock.
-func reapOnce(l *ConnLimits) {
-	backlog.mu.Lock()
-	conns := make([]*sendConn, 0, len(backlog.conns))
-	for _, c := range backlog.conns {
-		conns = append(conns, c)
-	}
-	backlog.mu.Unlock()
-	for _, c := range conns {
-		if c.stalled(l) {
-			_ = c.Close() // dropping a stalled client: nothing to do if closing fails
-		}
-	}
 }
 
 type sendConnKey struct{}

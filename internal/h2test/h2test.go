@@ -98,6 +98,13 @@ func (c *Conn) Data(t testing.TB, id uint32, data []byte, end bool) {
 	}
 }
 
+// WindowUpdate lets n more bytes of stream id through (the connection's
+// window when id is 0), as a client reading them would; safe beside
+// Serve.
+func (c *Conn) WindowUpdate(id, n uint32) {
+	c.write(func() error { return c.fr.WriteWindowUpdate(id, n) })
+}
+
 // Ping sends a PING carrying n and reads frames until its ack (true) or a
 // GOAWAY (false, with the GOAWAY's debug data); for a test that reads
 // nothing else meanwhile (not with Serve).
