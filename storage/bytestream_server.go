@@ -46,27 +46,6 @@ func newByteStreamServer(opts *ServerOptions) *byteStreamServer {
 
 var errUploadAborted = errors.New("upload aborted")
 
-// finishWrite completes an upload at finish_write: all the bytes are
-// there (for an uncompressed one), Put has stored them, and the client
-// hears the committed size.
-func (s *byteStreamServer) finishWrite(stream bytestream.ByteStream_WriteServer, u *upload, d digest.Digest, compressed bool, complete func() error) error {
-	if !compressed && u.committed.Load() != d.SizeBytes() {
-		err := countMismatch(s.opts.CAS, status.Errorf(codes.InvalidArgument, "finish_write at %d bytes, but size_bytes is %d", u.committed.Load(), d.SizeBytes()))
-		s.abort(u, err)
-		return err
-	}
-	u.pw.Close()
-	<-u.done
-	s.remove(u)
-	if u.err != nil {
-		return u.err
-	}
-	if compressed {
-		return stream.SendAndClose(&bytestream.WriteResponse{CommittedSize: u.committed.Load()})
-	}
-	return complete()
-}
-
 // decompressInto makes u's pipe take zstd-compressed bytes: a decoder
 // turns them into the bytes Put verifies and stores. Call the returned
 // func when the stream ends.
@@ -241,25 +220,23 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 		defer s.decompressInto(stream.Context(), u, d.SizeBytes())()
 	}
 	recv := newWriteReceiver(stream, min(s.opts.UploadIdleTimeout, maxSilentWrite))
-	first := true
-	for {
+	cur := writeCursor{next: req.WriteOffset}
+	for first := true; ; first = false {
 		if !first {
 			if req, err = s.nextWrite(stream, recv, u, compressed); req == nil {
 				return err
 			}
 		}
-		first = false
-		// For compressed uploads the spec makes each offset the first one
-		// (0 here) plus the compressed bytes sent so far: committed too.
-		if req.WriteOffset != u.committed.Load() {
-			return s.refuseOffset(u, req.WriteOffset)
+		data, ok := cur.take(req, u.committed.Load())
+		if !ok {
+			return s.refuseOffset(u, req.WriteOffset, cur.next)
 		}
-		if !compressed && u.committed.Load()+int64(len(req.Data)) > d.SizeBytes() {
+		if !compressed && u.committed.Load()+int64(len(data)) > d.SizeBytes() {
 			err := countMismatch(s.opts.CAS, status.Errorf(codes.InvalidArgument, "data goes past size_bytes %d of %s", d.SizeBytes(), d))
 			s.abort(u, err)
 			return err
 		}
-		if err := s.handToPut(stream.Context(), u, req.Data); err != nil {
+		if err := s.handToPut(stream.Context(), u, data); err != nil {
 			<-u.done
 			s.remove(u)
 			switch {
@@ -270,26 +247,11 @@ func (s *byteStreamServer) Write(stream bytestream.ByteStream_WriteServer) error
 			}
 			return u.err
 		}
-		u.committed.Add(int64(len(req.Data)))
+		u.committed.Add(int64(len(data)))
 		if req.FinishWrite {
 			return s.finishWrite(stream, u, d, compressed, complete)
 		}
 	}
-}
-
-// refuseOffset ends a Write whose write_offset is not u's committed
-// size: u is parked for a resume from there, or, with nothing committed
-// to resume, dropped, so that an upload a refused call started does not
-// stay behind, holding a slot and a file, for QueryWriteStatus to report
-// as in progress.
-func (s *byteStreamServer) refuseOffset(u *upload, offset int64) error {
-	err := status.Errorf(codes.InvalidArgument, "write_offset %d, but %d bytes are committed; resume from there", offset, u.committed.Load())
-	if u.committed.Load() == 0 {
-		s.abort(u, err)
-	} else {
-		s.park(u)
-	}
-	return err
 }
 
 // acquire returns the upload for req's resource name, busy, starting one

@@ -68,16 +68,33 @@ func TestByteStreamSameNameWaitersUploadOnce(t *testing.T) {
 	s.slotsAre(t, 0, 0)
 }
 
-// A stream that would resume an upload that another stream is writing is
-// told FAILED_PRECONDITION at once: the bytes it would write after are
-// not yet there.
-func TestByteStreamResumeOfABusyUploadIsRefused(t *testing.T) {
+// A stream that would resume an upload that another stream is writing
+// waits for it, as a resume after a broken connection does while the
+// broken stream still hands its last bytes in: told FAILED_PRECONDITION,
+// Bazel gave up the build. Here the other stream stores the blob, and
+// the waiting one completes at once, as a Write of a stored blob does.
+func TestByteStreamResumeOfABusyUploadWaits(t *testing.T) {
 	s := startSlotServer(t, storage.ServerOptions{MaxOpenStreams: 2, UploadIdleTimeout: time.Hour}, time.Minute)
 	a := s.holdUpload(t, t.Context(), 0)
 	half := len(a.data) / 2
-	_, err := write(t, s.testServer, &bytestream.WriteRequest{ResourceName: a.name, WriteOffset: int64(half), Data: a.data[half:], FinishWrite: true})
-	wantStatus(t, err, codes.FailedPrecondition, "is being written by another stream")
+	resumed := make(chan error, 1)
+	go func() {
+		resp, err := write(t, s.testServer, &bytestream.WriteRequest{ResourceName: a.name, WriteOffset: int64(half), Data: a.data[half:], FinishWrite: true})
+		if err == nil && resp.CommittedSize != int64(len(a.data)) {
+			err = fmt.Errorf("committed_size %d, want %d", resp.CommittedSize, len(a.data))
+		}
+		resumed <- err
+	}()
 	a.finish(t)
+	select {
+	case err := <-resumed:
+		if err != nil {
+			t.Fatalf("a resume that waited for the other stream: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("a resume that waited for the other stream never ended")
+	}
+	s.slotsAre(t, 0, 0)
 }
 
 // Writes waiting for another stream's upload of the same name hold their

@@ -14,6 +14,15 @@ import (
 // handed (handToPut). A var for tests.
 var putStallTimeout = time.Minute
 
+// callEndGrace is how long the bytes being handed to a Put when the
+// client's call ends may still take to go in (handToPut).
+const callEndGrace = 5 * time.Second
+
+// handingCallEnded is called when a Write's call ends while it hands
+// bytes to its Put: a hook for tests, which must know the call ended
+// there.
+var handingCallEnded = func() {}
+
 // Where a Write handing bytes to its Put stands (handToPut).
 const (
 	handing int32 = iota
@@ -26,11 +35,16 @@ const (
 // taking bytes (its backend stalled: an S3 endpoint that accepts a part
 // and never reads its body) held this call, its stream slot and its
 // upload name with no end, after the client had long given up. The
-// upload is aborted when the call ends, or when the Put takes none of
-// data for putStallTimeout: then the error is a putStalledError
-// (UNAVAILABLE: the client may upload again). The Put's context is
-// cancelled either way, which ends the backend's request. Only a write
-// still blocked is aborted: one that returned goes on as before.
+// upload is aborted when the Put takes none of data for putStallTimeout:
+// then the error is a putStalledError (UNAVAILABLE: the client may upload
+// again); and when the client's call ends and the Put has not taken data
+// within callEndGrace. The Put's context is cancelled either way, which
+// ends the backend's request. Only a write still blocked is aborted: one
+// that returned goes on as before, and once the call has ended the Write
+// parks the upload for a resume (nextWrite). Aborted at once, a client
+// whose connection broke mid-write (the pipe is synchronous, so a live
+// stream is mostly here) lost its committed prefix: QueryWriteStatus
+// said NOT_FOUND, and Bazel's resume at the offset it had was refused.
 func (s *byteStreamServer) handToPut(ctx context.Context, u *upload, data []byte) error {
 	var state atomic.Int32
 	why := status.Errorf(codes.Unavailable, "ByteStream Write: the storage backend took no bytes of %s for %s; upload it again", u.d, putStallTimeout)
@@ -41,9 +55,13 @@ func (s *byteStreamServer) handToPut(ctx context.Context, u *upload, data []byte
 	})
 	defer stalled.Stop()
 	ended := context.AfterFunc(ctx, func() {
-		if state.CompareAndSwap(handing, callEnded) {
-			s.abort(u, status.FromContextError(ctx.Err()).Err())
-		}
+		handingCallEnded()
+		// Once data is handed, the timer finds nothing to do.
+		time.AfterFunc(callEndGrace, func() {
+			if state.CompareAndSwap(handing, callEnded) {
+				s.abort(u, status.FromContextError(ctx.Err()).Err())
+			}
+		})
 	})
 	defer ended()
 	_, err := u.pw.Write(data)

@@ -13,3 +13,11 @@ func SetPutStallTimeout(t *testing.T, d time.Duration) {
 	putStallTimeout = d
 	t.Cleanup(func() { putStallTimeout = old })
 }
+
+// OnHandingCallEnded calls f when a Write's call ends while it hands bytes
+// to its Put, until the test ends.
+func OnHandingCallEnded(t *testing.T, f func()) {
+	old := handingCallEnded
+	handingCallEnded = f
+	t.Cleanup(func() { handingCallEnded = old })
+}

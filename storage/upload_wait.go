@@ -16,8 +16,7 @@ import (
 )
 
 // errUploadBusy is claim's answer while another stream holds the upload
-// of a name. Write waits for it when its stream starts from 0, and
-// answers FAILED_PRECONDITION when it would resume.
+// of a name: Write waits for it (acquireOrWait).
 var errUploadBusy = errors.New("the upload is being written by another stream")
 
 // errStoredMeanwhile is acquireOrWait's answer when the upload it waited
@@ -25,15 +24,16 @@ var errUploadBusy = errors.New("the upload is being written by another stream")
 var errStoredMeanwhile = errors.New("stored by another stream meanwhile")
 
 // acquireOrWait is acquire for a Write stream. While another stream
-// writes the same upload name, one that starts from 0 waits for it: a
-// client that gives concurrent uploads of one blob the same uuid
-// (BuildStream 1.6's push jobs do). Then it completes at once if the
-// other stored the blob (errStoredMeanwhile: the spec's answer for a blob
-// another upload completed), or takes its place. One that would resume is
-// told FAILED_PRECONDITION: the bytes before its offset are not there yet.
+// writes the same upload name, it waits for it: a client that gives
+// concurrent uploads of one blob the same uuid (BuildStream 1.6's push
+// jobs do), or one resuming while the stream that broke still hands its
+// last bytes to the Put (told FAILED_PRECONDITION, Bazel gave up). Then
+// it completes at once if the other stored the blob (errStoredMeanwhile:
+// the spec's answer for a blob another upload completed), or takes its
+// place: from 0, or resuming where the other left it.
 func (s *byteStreamServer) acquireOrWait(ctx context.Context, rn digest.ResourceName, req *bytestream.WriteRequest) (*upload, error) {
 	u, err := s.acquire(ctx, auth.TenantOf(ctx), rn, req)
-	for errors.Is(err, errUploadBusy) && req.WriteOffset == 0 {
+	for errors.Is(err, errUploadBusy) {
 		if err := s.waitUntilFree(ctx, auth.TenantOf(ctx), req.ResourceName, int64(proto.Size(req))); err != nil {
 			return nil, err
 		}
@@ -41,9 +41,6 @@ func (s *byteStreamServer) acquireOrWait(ctx context.Context, rn digest.Resource
 			return nil, cmp.Or(err, errStoredMeanwhile)
 		}
 		u, err = s.acquire(ctx, auth.TenantOf(ctx), rn, req)
-	}
-	if errors.Is(err, errUploadBusy) {
-		return nil, status.Errorf(codes.FailedPrecondition, "resource_name %q is being written by another stream; resume once it has stopped (QueryWriteStatus)", req.ResourceName)
 	}
 	return u, err
 }
