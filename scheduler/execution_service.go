@@ -124,18 +124,22 @@ func (s *Scheduler) submit(ctx context.Context, req *repb.ExecuteRequest) (strin
 			workingDirKnown: true,
 		},
 	}
-	return name, s.accept(ctx, name, func(now time.Time) error {
-		op, err := s.core.Execute(now, sub)
-		if err != nil {
-			return err
-		}
-		outcome := outcomeQueued
-		if op.exec != nil && op.exec.id != name {
-			outcome = outcomeJoined
-		}
-		s.metrics.executed(owner, instance, outcome)
-		return nil
-	})
+	return name, s.accept(ctx, name, func(now time.Time) error { return s.execute(now, sub) })
+}
+
+// execute hands sub to the core, and counts it queued or joined. Called
+// under the scheduler's lock (accept).
+func (s *Scheduler) execute(now time.Time, sub submission) error {
+	op, err := s.core.Execute(now, sub)
+	if err != nil {
+		return err
+	}
+	outcome := outcomeQueued
+	if op.exec != nil && op.exec.id != sub.name {
+		outcome = outcomeJoined
+	}
+	s.metrics.executed(sub.owner, sub.instance, outcome)
+	return nil
 }
 
 // MinPriority and MaxPriority are the range of ExecutionPolicy.priority
