@@ -163,11 +163,15 @@ func unsearchableAncestor(dir string) string {
 // on disk; the Cache must not be used afterwards.
 func (c *Cache) Close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return nil
 	}
 	c.closed = true
+	c.mu.Unlock()
+	c.flights.close() // its runs take mu
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.trash.close()
 	return c.store.close()
 }

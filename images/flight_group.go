@@ -26,6 +26,7 @@ type flightGroup struct {
 
 	mu      sync.Mutex
 	flights map[string]*flight
+	running sync.WaitGroup // the runs' goroutines, for close
 }
 
 // flight is one run of the work and what it returned.
@@ -60,6 +61,7 @@ func (g *flightGroup) do(ctx context.Context, key string, src *lifetime, fn func
 			return nil, context.Canceled // every caller of the fetch that made src has gone
 		}
 		g.flights[key] = f
+		g.running.Add(1)
 		go g.run(key, f, fn)
 	}
 	// A flight in the map has a waiter (leave forgets it with its last),
@@ -77,6 +79,7 @@ func (g *flightGroup) do(ctx context.Context, key string, src *lifetime, fn func
 }
 
 func (g *flightGroup) run(key string, f *flight, fn func(ctx context.Context) (any, error)) {
+	defer g.running.Done()
 	f.val, f.err = fn(f.life)
 	g.forget(key, f)
 	close(f.done)
@@ -98,4 +101,17 @@ func (g *flightGroup) forget(key string, f *flight) {
 	if g.flights[key] == f {
 		delete(g.flights, key)
 	}
+}
+
+// close cancels every run and waits for their goroutines to end, so that
+// none writes into the cache's directory after it is closed (a layer
+// still unpacking for a pull whose callers had gone wrote on after the
+// cache was closed and its directory removed).
+func (g *flightGroup) close() {
+	g.mu.Lock()
+	for _, f := range g.flights {
+		f.life.cancel()
+	}
+	g.mu.Unlock()
+	g.running.Wait()
 }
