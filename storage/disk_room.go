@@ -167,3 +167,13 @@ func (s *DiskBlobStore) evictForRoomLocked(r diskRoom, need int64) (doomed []blo
 	}
 	return s.doomLocked(evicted)
 }
+
+// MakeRoom evicts least recently used blobs until the filesystem has need
+// bytes free beside the store's headroom, or as near as evicting gets:
+// for the worker of `paddock up`, whose actions share the disk, when an
+// action found it full. The store keeps only its headroom free for
+// others, and nothing else made it evict: an action that needed more
+// scratch room than that failed on every retry while the disk held
+// nothing but cached blobs (outside probe). RESOURCE_EXHAUSTED if the
+// room cannot be made.
+func (s *DiskBlobStore) MakeRoom(need int64) error { return s.makeRoom(need) }

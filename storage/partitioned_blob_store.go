@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
@@ -131,4 +132,19 @@ func (p *PartitionedBlobStore) opened() map[string]BlobStore {
 		}
 	}
 	return out
+}
+
+// MakeRoom asks each partition opened so far that can give room back
+// (DiskBlobStore.MakeRoom) for need bytes, until one has made it: they
+// share one disk.
+func (p *PartitionedBlobStore) MakeRoom(need int64) error {
+	err := status.Error(codes.ResourceExhausted, "no partition of the CAS can give room back")
+	for _, s := range p.opened() {
+		if r, ok := s.(interface{ MakeRoom(int64) error }); ok {
+			if err = r.MakeRoom(need); err == nil {
+				return nil
+			}
+		}
+	}
+	return err
 }

@@ -1,13 +1,22 @@
 package worker
 
 import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	repb "github.com/bazelbuild/remote-apis/build/bazel/remote/execution/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/api/runnerpb"
+	"github.com/paddock-build/paddock/api/workerpb"
+	"github.com/paddock-build/paddock/internal/clock"
 )
 
 // A full disk at the end of an action fails it only when the disk could
@@ -72,5 +81,65 @@ func TestADiskFullWhileTheActionRan(t *testing.T) {
 	full.Store(false)
 	if end := w.begin(); end() {
 		t.Error("an action after the disk was full, not during: counted full")
+	}
+}
+
+// roomRecorder is a DiskRoom that records what it is asked for.
+type roomRecorder struct{ asked []int64 }
+
+func (r *roomRecorder) MakeRoom(need int64) error {
+	r.asked = append(r.asked, need)
+	return nil
+}
+
+// exitRunner runs nothing: the command "wrote" what the test put in the
+// action's directory, and exited with code.
+type exitRunner struct{ code int32 }
+
+func (r exitRunner) Run(context.Context, *runnerpb.RunRequest) (*runnerpb.RunResponse, error) {
+	return &runnerpb.RunResponse{ExitCode: r.code}, nil
+}
+
+// TestAFullDiskAsksTheCASForRoom: an action the full disk may have cut
+// asks the store that can give room back (the disk CAS of `paddock up`)
+// for twice the room its own files took, not counting its inputs (links
+// to cached files, which the retry shares): the CAS keeps only a
+// twentieth of the disk free and evicts only as it writes, and an action
+// that needed more scratch room than that failed on every retry. An
+// action the disk did not cut asks nothing.
+func TestAFullDiskAsksTheCASForRoom(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "scratch"), make([]byte, 3<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cached := filepath.Join(t.TempDir(), "cached")
+	if err := os.WriteFile(cached, make([]byte, 5<<20), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(cached, filepath.Join(dir, "input")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name      string
+		full      bool
+		code      int32
+		exhausted bool
+		want      []int64
+	}{
+		{"failed on a full disk", true, 1, true, []int64{2 * (3 << 20)}},
+		{"failed on a disk with room", false, 1, false, nil},
+		{"succeeded with nothing the disk could cut", true, 0, false, nil},
+	} {
+		room := &roomRecorder{}
+		s := &runStep{runner: exitRunner{c.code}, clock: clock.Real{}, room: room, logger: slog.New(slog.DiscardHandler),
+			disk: &diskWatch{full: func() bool { return c.full }, interval: time.Hour}}
+		j := &Job{Dir: dir, Command: &repb.Command{}, Assignment: &workerpb.Assignment{}, Action: &repb.Action{}, Metadata: &repb.ExecutedActionMetadata{}}
+		_, err := s.Execute(t.Context(), j)
+		if (status.Code(err) == codes.ResourceExhausted) != c.exhausted {
+			t.Errorf("%s: %v, want RESOURCE_EXHAUSTED %v", c.name, err, c.exhausted)
+		}
+		if !slices.Equal(room.asked, c.want) {
+			t.Errorf("%s: the CAS was asked for %v bytes, want %v", c.name, room.asked, c.want)
+		}
 	}
 }

@@ -83,6 +83,10 @@ type Options struct {
 	// uploaded to CAS (see outputAdoption): `paddock up`'s disk CAS when
 	// it is unpartitioned. Never a cache in front of another store.
 	Adopter Adopter
+	// Room, if set, is a store on BuildDir's disk that can give room
+	// back (`paddock up`'s disk CAS): an action that found the disk full
+	// asks it for room for its retry (DiskRoom).
+	Room DiskRoom
 	// Files is the worker's file cache.
 	Files *FileCache
 	// Runner runs commands in sandboxes: RunnerClient for a `paddock
@@ -251,7 +255,7 @@ func (w *Worker) Execute(ctx context.Context, a *workerpb.Assignment) *repb.Exec
 // newChain assembles the worker's steps (see Executor), outermost first.
 func (w *Worker) newChain() Executor {
 	o := w.opts
-	var e Executor = &runStep{runner: o.Runner, clock: o.Clock, tenantOf: o.TenantOf, disk: newDiskWatch(o.BuildDir)}
+	var e Executor = &runStep{runner: o.Runner, clock: o.Clock, tenantOf: o.TenantOf, disk: newDiskWatch(o.BuildDir), room: o.Room, logger: o.Logger}
 	e = &uploadStep{next: e, cas: o.CAS, adoption: w.adoption, limits: o.OutputLimits.withDefaults(), clock: o.Clock, checkOver: checkUploadsOver(o.CASBytes)}
 	e = &cacheStep{next: e, ac: o.AC, clock: o.Clock, logger: o.Logger, stillAssigned: workerclient.StillAssigned}
 	e = &inputRootStep{next: e, roots: w.roots, clock: o.Clock}

@@ -122,6 +122,7 @@ type workerSetup struct {
 	local         worker.LocalBlobs            // the CAS on this disk, in `paddock up`
 	casBytes      int64                        // the most that CAS holds; 0: unknown
 	adopt         worker.Adopter               // the same, when it keeps outputs by a hard link
+	room          worker.DiskRoom              // the same, partitioned or not, to give room back; nil: none
 	storageConn   *grpc.ClientConn             // to a storage elsewhere (the worker role); nil in `paddock up`
 	partitionOf   func(instance string) string // file cache apart per CAS partition; nil: shared
 	tenantOf      func(instance string) string // the tenant the runner is told; nil: none
@@ -154,7 +155,7 @@ func serveWorker(ctx context.Context, ws workerSetup) error {
 	w, err := worker.New(worker.Options{
 		StartPaused: true, // until the readiness probe below has seen its runner
 		ID:          ws.cfg.ID, Concurrency: ws.cfg.Concurrency, Platform: ws.platform,
-		BuildDir: filepath.Join(ws.cfg.Dir, "builds"), SpareDir: filepath.Join(ws.cfg.Dir, "spare"), CAS: ws.cas, AC: ws.ac, Adopter: ws.adopt, Files: files,
+		BuildDir: filepath.Join(ws.cfg.Dir, "builds"), SpareDir: filepath.Join(ws.cfg.Dir, "spare"), CAS: ws.cas, AC: ws.ac, Adopter: ws.adopt, Room: ws.room, Files: files,
 		Runner: worker.RunnerClient(runnerConn, 0), TenantOf: ws.tenantOf, Logger: ws.logger, Steps: []func(worker.Executor) worker.Executor{metrics.Step},
 		InputLimits: ws.cfg.InputLimits(), OutputLimits: ws.cfg.OutputLimits(), CASBytes: ws.casBytes,
 	})
