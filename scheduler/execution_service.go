@@ -50,6 +50,9 @@ func (x *executionService) Execute(req *repb.ExecuteRequest, stream repb.Executi
 
 func (x *executionService) WaitExecution(req *repb.WaitExecutionRequest, stream repb.Execution_WaitExecutionServer) error {
 	ctx := stream.Context()
+	if x.s.outputsGone(ctx, req.Name, auth.TenantOf(ctx)) {
+		return errOperationNotFound(req.Name, ": its result's outputs have since been evicted from the CAS; Execute the action again")
+	}
 	return x.s.follow(ctx, req.Name, auth.TenantOf(ctx), func(v opView) error { return sendOperation(ctx, stream.Send, v) })
 }
 

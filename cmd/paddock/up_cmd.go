@@ -98,8 +98,7 @@ func runUp(ctx context.Context, args []string) error {
 		err = serveWorker(stops.work, workerSetup{
 			cfg: cfg.Worker, platform: properties(cfg.Worker.Platform),
 			schedulerAddr: "unix://" + filepath.Join(cfg.Data, "scheduler.sock"), runnerSocket: sock, cas: ep.cas, ac: ep.ac, local: ep.local, adopt: ep.adopt, casBytes: ep.casBytes, logger: logger,
-			room:        diskRoomFor(ep.cas, cfg.Storage.Dir, cfg.Worker.Dir),
-			partitionOf: filePartitions(ep.policy, cfg.Worker.FileCachePerInstance), tenantOf: tenantOf(ep.policy), obs: ep.obs, healthService: workerHealthService,
+			room: diskRoomFor(ep.cas, cfg.Storage.Dir, cfg.Worker.Dir), partitionOf: filePartitions(ep.policy, cfg.Worker.FileCachePerInstance), tenantOf: tenantOf(ep.policy), obs: ep.obs, healthService: workerHealthService,
 		})
 	}
 	stops.stopFarm()
