@@ -64,9 +64,28 @@ func transientPull(err error) bool {
 		}
 	}
 	var uerr *url.Error
+	if errors.Is(err, images.ErrRegistryStalled) || errors.As(err, &uerr) || isNetError(err) {
+		return true
+	}
+	// A layer's stream that ended early broke on the way; the tar inside
+	// a whole stream that ends early is the image's fault.
+	var lre *images.LayerReadError
+	return errors.As(err, &lre) && (errors.Is(lre, io.ErrUnexpectedEOF) || errors.Is(lre, syscall.ECONNRESET))
+}
+
+// isNetError reports whether err is the network's: a net.Error that is
+// not a bare errno. An errno is one too for Go (it has Timeout and
+// Temporary), and a layer's own fault met while unpacking it (ENOENT for
+// a hard link to a name it lacks, ENOTDIR, ENAMETOOLONG) was UNAVAILABLE:
+// each action pulled the image four times over, and the client retried
+// that (outside probe).
+func isNetError(err error) bool {
 	var nerr net.Error
-	return errors.Is(err, images.ErrRegistryStalled) || errors.As(err, &uerr) || errors.As(err, &nerr) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
+	if !errors.As(err, &nerr) {
+		return false
+	}
+	_, errno := nerr.(syscall.Errno)
+	return !errno
 }
 
 // maxPullErrorMessage bounds what a client hears of a failed pull, and

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -166,6 +167,13 @@ func TestTransientPullFailuresAreUnavailable(t *testing.T) {
 		{"a layer not what its manifest gives", layer(errors.New(`error verifying sha256 checksum after reading 31 bytes; got "sha256:85", want "sha256:0b"`)), codes.FailedPrecondition},
 		{"a refused address", &url.Error{Op: "Get", URL: "https://r/v2/", Err: images.ErrAddressRefused}, codes.FailedPrecondition},
 		{"not allowed", images.ErrRegistryNotAllowed, codes.PermissionDenied},
+		// The image's own faults met as it is unpacked, some as errnos,
+		// which Go takes for net.Errors too.
+		{"a hard link to a name the layer lacks", fmt.Errorf("layer 1/1: unpack: %w", &os.LinkError{Op: "link", Old: "a", New: "b", Err: syscall.ENOENT}), codes.FailedPrecondition},
+		{"a path through a file", fmt.Errorf("layer 1/1: unpack: %w", &os.PathError{Op: "mkdir", Path: "f/x", Err: syscall.ENOTDIR}), codes.FailedPrecondition},
+		{"a name too long to flatten", fmt.Errorf("flatten: %w", &os.PathError{Op: "open", Path: "x", Err: syscall.ENAMETOOLONG}), codes.FailedPrecondition},
+		{"a tar cut short in a whole stream", fmt.Errorf("layer 1/1: read layer: archive/tar: %w", io.ErrUnexpectedEOF), codes.FailedPrecondition},
+		{"a timeout reading a layer", layer(timeoutError{}), codes.Unavailable},
 	} {
 		st := status.Convert(pullFailure("docker://r/x:1", tc.err))
 		if st.Code() != tc.want {
@@ -176,3 +184,13 @@ func TestTransientPullFailuresAreUnavailable(t *testing.T) {
 		}
 	}
 }
+
+// timeoutError is a network timeout that is not an errno, as net/http's
+// body read deadline is.
+type timeoutError struct{}
+
+func (timeoutError) Error() string {
+	return "net/http: request canceled (Client.Timeout exceeded while reading body)"
+}
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
