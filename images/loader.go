@@ -1,6 +1,7 @@
 package images
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -73,6 +74,9 @@ func (c *Cache) loadLayout(ctx context.Context, dir string) ([]LoadedImage, erro
 			if err != nil {
 				return nil, err
 			}
+			if err := checkDigest("index", child.RawManifest, d.Digest); err != nil {
+				return nil, err
+			}
 			var picked v1.Descriptor
 			src.img, picked, err = selectPlatform(child, c.puller.platform)
 			if err != nil {
@@ -86,6 +90,9 @@ func (c *Cache) loadLayout(ctx context.Context, dir string) ([]LoadedImage, erro
 			}
 		default:
 			continue
+		}
+		if err := checkLayoutImage(src.img, digest); err != nil {
+			return nil, err
 		}
 		var names []string
 		for _, k := range []string{annotationContainerdName, annotationRefName} {
@@ -166,4 +173,43 @@ func (c *Cache) loadImage(ctx context.Context, src imageSource, digest string, n
 	}
 	c.log.Info("image loaded", "digest", digest, "names", len(li.Names), "ignored", li.Ignored)
 	return li, nil
+}
+
+// checkLayoutImage checks that img's manifest hashes to digest and its
+// config to what the manifest names. An OCI layout is read by file name,
+// and go-containerregistry checks nothing of what it reads there: a
+// layout naming the digest of another image, with a manifest and config
+// of its own, was cached as that image, and every action naming the
+// digest on any registry ran in the forgery (outside probe). A pull
+// checks both (the registry's bytes against their digests); the layers
+// are checked against the config's diffIDs either way.
+func checkLayoutImage(img v1.Image, digest string) error {
+	want, err := v1.NewHash(digest)
+	if err != nil {
+		return err
+	}
+	if err := checkDigest("manifest", img.RawManifest, want); err != nil {
+		return err
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return fmt.Errorf("manifest %s: %w", digest, err)
+	}
+	return checkDigest("config of "+digest, img.RawConfigFile, m.Config.Digest)
+}
+
+// checkDigest checks that the bytes raw returns hash to want.
+func checkDigest(what string, raw func() ([]byte, error), want v1.Hash) error {
+	b, err := raw()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", what, want, err)
+	}
+	got, _, err := v1.SHA256(bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	if want.Algorithm != "sha256" || got != want {
+		return fmt.Errorf("%s %s: its bytes hash to %s, not the digest the layout gives them", what, want, got)
+	}
+	return nil
 }

@@ -1,8 +1,11 @@
 package images
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/compression"
@@ -122,5 +125,68 @@ func TestLoadRejectsOtherFiles(t *testing.T) {
 		if _, err := c.Load(context.Background(), p); err == nil {
 			t.Errorf("Load(%s) succeeded", p)
 		}
+	}
+}
+
+// TestLoadRefusesALayoutThatLiesAboutDigests: an OCI layout is read by
+// file name, so a layout can claim any image's digest for a manifest of
+// its own (or keep the manifest and swap its config). Loaded, the forgery
+// was cached under the genuine image's digest, and every action naming
+// that digest, on any registry, ran in it (outside probe). Each is
+// refused, and nothing is cached under the claimed digest.
+func TestLoadRefusesALayoutThatLiesAboutDigests(t *testing.T) {
+	genuine := imageOf(t, "linux/amd64", v1.Config{}, layerOf(t, compression.GZip, file("GENUINE", "the real image", 0o644)))
+	forged := imageOf(t, "linux/amd64", v1.Config{}, layerOf(t, compression.GZip, file("FORGED", "not the real image", 0o644)))
+	victim, _ := genuine.Digest()
+	for _, lie := range []string{"manifest", "config"} {
+		t.Run(lie, func(t *testing.T) {
+			dir := t.TempDir()
+			p, err := layout.Write(dir, empty.Index)
+			if err != nil {
+				t.Fatal(err)
+			}
+			img := forged
+			if lie == "config" {
+				img = genuine // its config's file is swapped below
+			}
+			if err := p.AppendImage(img); err != nil {
+				t.Fatal(err)
+			}
+			blob := func(h v1.Hash) string { return filepath.Join(dir, "blobs", h.Algorithm, h.Hex) }
+			switch lie {
+			case "manifest":
+				// The forged manifest's file and index entry renamed to
+				// the genuine image's digest.
+				own, _ := forged.Digest()
+				if err := os.Rename(blob(own), blob(victim)); err != nil {
+					t.Fatal(err)
+				}
+				index, err := os.ReadFile(filepath.Join(dir, "index.json"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, "index.json"), bytes.ReplaceAll(index, []byte(own.Hex), []byte(victim.Hex)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			case "config":
+				cfg, _ := genuine.ConfigName()
+				raw, _ := forged.RawConfigFile()
+				if err := os.WriteFile(blob(cfg), raw, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			c := newTestCache(t, t.TempDir(), nil, nil)
+			if _, err := c.Load(context.Background(), dir); err == nil || !strings.Contains(err.Error(), "not the digest the layout gives them") {
+				t.Fatalf("a layout whose %s is not what its digest names: %v; want it refused", lie, err)
+			}
+			ref, _, err := ParseReference("docker://" + airGappedHost + "/victim@" + victim.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rf, err := c.Rootfs(context.Background(), ref); err == nil {
+				rf.Release()
+				t.Fatalf("the genuine image's digest is served from the cache after a forged load")
+			}
+		})
 	}
 }
