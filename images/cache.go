@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/paddock-build/paddock/internal/lru"
 )
@@ -43,9 +44,12 @@ type Cache struct {
 	mu     sync.Mutex
 	images *lru.Set[string, *imageEntry] // by digest, in order of use
 	layers map[string]*layerEntry        // by diffID
-	refs   map[string]refRecord          // by refRecord.Key (tagKey, indexKey)
-	bytes  int64                         // layers' costs plus images' own Bytes (trash apart: waitForTrash)
-	closed bool
+	refs   map[string]refRecord          // by refRecord.Key (tagKey, indexKey); at most maxRefs
+	// refUsed is when each ref was last looked up in this process
+	// (ref_bound.go).
+	refUsed map[string]time.Time
+	bytes   int64 // layers' costs plus images' own Bytes (trash apart: waitForTrash)
+	closed  bool
 }
 
 type imageEntry struct {
@@ -107,7 +111,8 @@ func New(o Options) (*Cache, error) {
 		platform: platform.String(),
 		trash:    newRemover(o.Logger, o.removeTree),
 	}
-	c.refs = c.keyedByPlatform(refs)
+	c.refs, c.refUsed = c.keyedByPlatform(refs), map[string]time.Time{}
+	c.dropRefFiles(c.refsOverLocked(""))
 	// What the previous run left to delete goes in the background: the
 	// cache serves at once (openStore).
 	c.trash.add(s.leftover)
@@ -271,9 +276,11 @@ func (c *Cache) resolvedLocked(ref Reference) (string, bool) {
 			return ref.Digest, true
 		}
 		r, ok := c.refs[c.indexKey(ref.Digest)] // the digest of an index
+		c.useRefLocked(c.indexKey(ref.Digest))
 		return r.Digest, ok
 	}
 	r, ok := c.refs[c.tagKey(ref)]
+	c.useRefLocked(c.tagKey(ref))
 	if !ok || c.opts.Clock.Now().Sub(r.ResolvedAt) >= c.opts.RefreshTags {
 		return "", false
 	}

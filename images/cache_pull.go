@@ -163,7 +163,9 @@ func (c *Cache) hasImage(digest string) bool {
 func (c *Cache) recordRef(r refRecord) error {
 	c.mu.Lock()
 	c.refs[r.Key] = r
+	dropped := c.refsOverLocked(r.Key)
 	c.mu.Unlock()
+	c.dropRefFiles(dropped)
 	if err := c.store.writeRef(r); err != nil {
 		return fmt.Errorf("record %s: %w", r.Key, err)
 	}
