@@ -20,7 +20,9 @@ func TestRefsAreBounded(t *testing.T) {
 	dir := t.TempDir()
 	clk := clock.NewFake(time.Unix(1_800_000_000, 0))
 	c := newTestCache(t, dir, nil, func(o *Options) { o.Clock = clk })
-	tag := func(i int) Reference { return Reference{Registry: "r.invalid", Repository: "flood", Tag: fmt.Sprint("t", i)} }
+	tag := func(i int) Reference {
+		return Reference{Registry: "r.invalid", Repository: "flood", Tag: fmt.Sprint("t", i)}
+	}
 	record := func(i int) {
 		t.Helper()
 		clk.Advance(time.Second)
