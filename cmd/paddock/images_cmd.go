@@ -8,11 +8,12 @@ import (
 	"log/slog"
 	"os"
 
+	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/images"
 )
 
-const imagesUsage = `usage: paddock images load --cache DIR [--platform OS/ARCH] FILE...
-       paddock images pull --cache DIR [--platform OS/ARCH] [--insecure HOST]... IMAGE...
+const imagesUsage = `usage: paddock images load --cache DIR [--platform OS/ARCH] [--max-bytes SIZE] FILE...
+       paddock images pull --cache DIR [--platform OS/ARCH] [--max-bytes SIZE] [--insecure HOST]... IMAGE...
        paddock images build --binary OS/ARCH=FILE... --out DIR [--tag TAG] [--push REGISTRY]
 
 load and pull take their flags before or after the FILEs or IMAGEs.
@@ -119,6 +120,7 @@ func runImagesPull(ctx context.Context, args []string) error {
 // the same way for both.
 type imageCacheFlags struct {
 	dir, platform string
+	maxBytes      configs.ByteSize
 }
 
 // newImageCacheFlagSet is the subcommand name's flag set with
@@ -126,8 +128,11 @@ type imageCacheFlags struct {
 func newImageCacheFlagSet(name string) (*flag.FlagSet, *imageCacheFlags) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), imagesUsage); fs.PrintDefaults() }
-	c := &imageCacheFlags{}
+	c := &imageCacheFlags{maxBytes: images.DefaultMaxBytes}
 	fs.StringVar(&c.dir, "cache", "", "the runner's image cache directory (required)")
+	// The runner's bound: unbounded, a 1 MB layer that unpacks to 1 GiB
+	// went into the cache, which the runner then refused to use.
+	byteSizeFlag(fs, &c.maxBytes, "max-bytes", "bound of the cache, as the runner's images.max_bytes: an image that does not fit is refused, and others evicted for it")
 	fs.StringVar(&c.platform, "platform", "", "platform picked from multi-platform images (default linux/<this machine>)")
 	return fs, c
 }
@@ -165,7 +170,7 @@ func (c *imageCacheFlags) parse(fs *flag.FlagSet, args []string, operand string)
 // plain HTTP.
 func (c *imageCacheFlags) open(insecure []string) (*images.Cache, error) {
 	return images.New(images.Options{
-		Dir: c.dir, Platform: c.platform, Insecure: insecure,
+		Dir: c.dir, Platform: c.platform, Insecure: insecure, MaxBytes: int64(c.maxBytes),
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})
 }

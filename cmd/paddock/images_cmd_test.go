@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/paddock-build/paddock/images"
 )
 
 // `paddock images load` imports a `docker save` tarball into a cache
@@ -76,5 +78,36 @@ func TestImageCacheFlagsAfterOperands(t *testing.T) {
 	fs.SetOutput(io.Discard)
 	if _, err := f.parse(fs, []string{"a.tar"}, "FILE"); err == nil || !strings.Contains(err.Error(), "--cache") {
 		t.Errorf("parse without --cache: %v, want an error naming --cache", err)
+	}
+}
+
+// TestImagesLoadIsBounded: `images load` and `pull` unpack within the
+// runner's bound (images.max_bytes, 20 GiB unless --max-bytes says
+// otherwise): an image that does not fit is refused, not unpacked. Without
+// a bound, a 1 MB layer that unpacks to 1 GiB went into the cache, which
+// the runner then refused to use (outside probe).
+func TestImagesLoadIsBounded(t *testing.T) {
+	img, err := random.Image(64<<10, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag, err := name.NewTag("registry.example/team/big:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "image.tar")
+	if err := tarball.WriteToFile(file, tag, img); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(binary, "images", "load", file, "--cache", filepath.Join(dir, "small"), "--max-bytes", "64KiB").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "cache bound") {
+		t.Fatalf("images load of 128 KiB of layers into a 64 KiB cache: %v\n%s", err, out)
+	}
+	if _, f := newImageCacheFlagSet("images pull"); f.maxBytes != images.DefaultMaxBytes {
+		t.Errorf("--max-bytes defaults to %d, want the runner's %d", f.maxBytes, images.DefaultMaxBytes)
+	}
+	if out, err := exec.Command(binary, "images", "load", file, "--cache", filepath.Join(dir, "default")).CombinedOutput(); err != nil {
+		t.Fatalf("images load within the default bound: %v\n%s", err, out)
 	}
 }
