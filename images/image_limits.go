@@ -2,6 +2,7 @@ package images
 
 import (
 	"fmt"
+	"math"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -53,7 +54,9 @@ func checkManifest(img v1.Image, maxBytes int64) error {
 		}
 		if !seen[l.Digest] {
 			seen[l.Digest] = true
-			total += l.Size
+			// Saturated, not wrapped: two layers claiming 2^62 bytes
+			// each summed to a negative total, under any bound.
+			total += min(l.Size, math.MaxInt64/2-total)
 		}
 	}
 	if maxBytes > 0 && total > maxBytes {

@@ -305,3 +305,30 @@ func TestRefusesConfigOfNoSize(t *testing.T) {
 		}
 	}
 }
+
+// lyingManifest is an image whose manifest is m.
+type lyingManifest struct {
+	v1.Image
+	m *v1.Manifest
+}
+
+func (l lyingManifest) Manifest() (*v1.Manifest, error) { return l.m, nil }
+
+// TestLayerSizesDoNotWrap: layers whose claimed sizes add up past what an
+// int64 holds are larger than any bound, as one such layer is; summed,
+// two of 2^62 bytes wrapped to a negative total and passed the check made
+// before any download.
+func TestLayerSizesDoNotWrap(t *testing.T) {
+	huge := func(i byte) v1.Descriptor {
+		return v1.Descriptor{Size: 1 << 62, Digest: v1.Hash{Algorithm: "sha256", Hex: strings.Repeat(string('a'+i), 64)}}
+	}
+	for n := 1; n <= 3; n++ {
+		m := &v1.Manifest{Config: v1.Descriptor{Size: 100}}
+		for i := range n {
+			m.Layers = append(m.Layers, huge(byte(i)))
+		}
+		if err := checkManifest(lyingManifest{m: m}, 1<<30); err == nil || !strings.Contains(err.Error(), "larger than the cache bound") {
+			t.Errorf("%d layers of 2^62 bytes: %v, want them larger than the cache bound", n, err)
+		}
+	}
+}
