@@ -1,7 +1,6 @@
 package runner
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -136,9 +135,10 @@ func (db fileIDDB) records(name string) [][]string {
 		return nil
 	}
 	var out [][]string
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		line := sc.Text()
+	// Split, not scanned: a bufio.Scanner stops at a line past 64 KiB,
+	// and every user after it was reported missing.
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimSuffix(line, "\n")
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}

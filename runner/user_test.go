@@ -1,6 +1,9 @@
 package runner
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/paddock-build/paddock/rev2"
@@ -55,5 +58,24 @@ func TestResolveUser(t *testing.T) {
 func TestSandboxIDsAgree(t *testing.T) {
 	if rev2.SandboxIDs != sandbox.DefaultIDRange {
 		t.Fatalf("rev2.SandboxIDs %d, sandbox.DefaultIDRange %d", rev2.SandboxIDs, sandbox.DefaultIDRange)
+	}
+}
+
+// TestUserAfterALongPasswdLine: users are found after a line of
+// /etc/passwd longer than 64 KiB (a GECOS field of a long comment, say);
+// read with a bufio.Scanner, the file stopped there and every user after
+// the line was reported missing.
+func TestUserAfterALongPasswdLine(t *testing.T) {
+	root := t.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	passwd := "root:x:0:0::/root:/bin/sh\nlong:x:1:1:" + strings.Repeat("g", 70<<10) + ":/:/bin/sh\nlater:x:1234:567::/home/later:/bin/sh\n"
+	if err := os.WriteFile(filepath.Join(root, "etc", "passwd"), []byte(passwd), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	uid, gid, ok := fileIDDB{rootfs: root}.lookupUser("later", false)
+	if !ok || uid != 1234 || gid != 567 {
+		t.Errorf("user later: %d:%d, %v; want 1234:567", uid, gid, ok)
 	}
 }
