@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -256,5 +257,20 @@ func TestWriteLayout(t *testing.T) {
 		if _, err := io.Copy(&buf, mutate.Extract(img)); err != nil {
 			t.Fatalf("%s: read from layout: %v", r.Name, err)
 		}
+	}
+	// A directory of other files is not replaced: a mistyped --out
+	// removed it whole.
+	other := filepath.Join(t.TempDir(), "notes")
+	if err := os.MkdirAll(filepath.Join(other, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(other, "sub", "important.txt"), []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteLayout(other, "v1.2.3", imgs); err == nil || !strings.Contains(err.Error(), "not an OCI image layout") {
+		t.Errorf("WriteLayout over a directory of other files: %v, want it refused", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(other, "sub", "important.txt")); err != nil || string(b) != "keep" {
+		t.Errorf("the directory's file after a refused WriteLayout: %q, %v", b, err)
 	}
 }

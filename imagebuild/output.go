@@ -22,6 +22,9 @@ func RefName(role, tag string) string { return "paddock-" + role + ":" + tag }
 // The layout is written beside dir and renamed over it, so a rebuild
 // replaces the old one whole and never mixes the two.
 func WriteLayout(dir, tag string, imgs []Image) error {
+	if err := replaceable(dir); err != nil {
+		return err
+	}
 	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
@@ -48,6 +51,23 @@ func WriteLayout(dir, tag string, imgs []Image) error {
 		return err
 	}
 	return os.Rename(tmp, dir)
+}
+
+// replaceable refuses a dir WriteLayout would remove that is neither
+// absent, nor empty, nor an OCI image layout: a mistyped --out named a
+// directory of other files, and it went whole (outside probe).
+func replaceable(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if os.IsNotExist(err) || err == nil && len(ents) == 0 {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "oci-layout")); err != nil {
+		return fmt.Errorf("%s holds files and is not an OCI image layout (no oci-layout file): not replacing it; name a new directory or an old layout", dir)
+	}
+	return nil
 }
 
 // Push sends every image to registry (HOST[:PORT][/PATH]) as

@@ -42,7 +42,7 @@ func runImagesBuild(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("images build", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), imagesBuildUsage); fs.PrintDefaults() }
 	fs.Var(&f.binaries, "binary", "OS/ARCH=FILE: a static paddock binary for that platform (repeatable)")
-	fs.StringVar(&f.out, "out", "", "OCI image layout directory to write (replaced whole; required)")
+	fs.StringVar(&f.out, "out", "", "OCI image layout directory to write (an old layout is replaced whole, a directory of other files refused; required)")
 	fs.StringVar(&f.tag, "tag", version, "tag of every image, and its version label")
 	fs.StringVar(&f.push, "push", "", "registry HOST[:PORT][/PATH] to push the images to")
 	fs.BoolVar(&f.insecure, "insecure", false, "push over plain HTTP (loopback and private registries always are)")
