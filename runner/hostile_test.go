@@ -148,18 +148,23 @@ func TestPartialOOM(t *testing.T) {
 }
 
 // TestWholeSandboxOOM: memory held by a tmpfs larger than the limit, which
-// no kill frees, ends in OOM kills of the command (and of the sandbox's
-// init too if it then needs a page); either way the response is never OK
-// with exit code -1 and nothing more: it is the kill by SIGKILL,
-// oom_killed, and a message naming the OOM killer and the limit. (The
-// message when the init went too is pinned by TestResponseOOMEndedTheSandbox.)
+// no kill frees, ends in OOM kills: of the cats filling it, and of the
+// shell too (and the sandbox's init) if it then needs a page, which the
+// kernel decides. Either way the response is never OK with exit code -1
+// and nothing more: it is oom_killed with a message naming the OOM killer
+// and the limit, and the shell's kill by SIGKILL or, when the OOM killer
+// spared it, its own exit 0 (as in TestPartialOOM; a run in CI saw
+// that). (The message when the init went too is pinned by
+// TestResponseOOMEndedTheSandbox.)
 func TestWholeSandboxOOM(t *testing.T) {
 	e := newTestEnv(t, func(c *Config) { c.DefaultMemoryLimit = 32 * mib; c.TmpSize = 1 << 30 })
 	a := e.newAction(t)
 	resp := e.run(t, a.request("/bin/sh", "-c", "/bin/cat /dev/zero > /tmp/fill; /bin/cat /dev/zero > /tmp/fill2; exit 0"))
-	if codes.Code(resp.StatusCode) != codes.OK || resp.Signal != int32(syscall.SIGKILL) || !resp.OomKilled ||
+	killed := resp.Signal == int32(syscall.SIGKILL)
+	spared := resp.Signal == 0 && resp.ExitCode == 0
+	if codes.Code(resp.StatusCode) != codes.OK || !killed && !spared || !resp.OomKilled ||
 		!strings.Contains(resp.StatusMessage, "OOM killer") || !strings.Contains(resp.StatusMessage, "32 MiB") {
-		t.Errorf("%s, oom_killed %v; want SIGKILL, oom_killed, a message naming the OOM killer and the 32 MiB limit", describe(resp), resp.OomKilled)
+		t.Errorf("%s, oom_killed %v; want SIGKILL or exit 0, oom_killed, a message naming the OOM killer and the 32 MiB limit", describe(resp), resp.OomKilled)
 	}
 	checkNextActionRuns(t, e)
 }
