@@ -5,9 +5,10 @@ import "sync"
 // holds counts the input roots being built, and keeps the oversized
 // entries (each larger than the whole cache) added meanwhile until the
 // last is done; they are not counted against the cache's bound, since
-// the roots' links hold their disk space anyway. Dropped at its first link, such an input named N times in
-// one root was fetched again for each name, N uncounted copies, and the
-// names linked at once found its file gone: the action failed INTERNAL.
+// the roots' links hold their disk space anyway. Dropped at its first
+// link, such an input named N times in one root was fetched again for
+// each name, N uncounted copies, and the names linked at once found its
+// file gone: the action failed INTERNAL.
 type holds struct {
 	mu      sync.Mutex
 	n       int
