@@ -20,12 +20,14 @@ import (
 // and succeed only once the backend has the blob (the cache keeps a copy
 // only then). The cache evicts least recently used blobs past its bound.
 //
-// FindMissing answers from the cache first and asks the backend only
-// about the rest. The cache's blobs were in the backend when they were
-// written or read, but a backend that evicts may have dropped one since:
-// its action cache then refuses a result naming it (FAILED_PRECONDITION),
-// and the client uploads it again. Size the backend to keep what caches
-// in front of it hold.
+// FindMissing asks the backend, which decides what is stored (the cache
+// answers for the blobs it holds only while the backend is down): the
+// cache's blobs were in the backend when they were written or read, but a
+// backend that evicts may have dropped one since. Answered from the cache
+// first, such a blob was present to the front's clients, who uploaded it
+// never again, and the backend's action cache refused every result naming
+// it (FAILED_PRECONDITION) for as long as the cache kept it (outside
+// probe). Size the backend to keep what caches in front of it hold.
 type CachedBlobStore struct {
 	cache   *storage.DiskBlobStore
 	backend storage.BlobStore
@@ -48,12 +50,16 @@ func (c *CachedBlobStore) Cache() *storage.DiskBlobStore { return c.cache }
 
 // FindMissing implements storage.BlobStore.
 func (c *CachedBlobStore) FindMissing(ctx context.Context, ds []digest.Digest) ([]digest.Digest, error) {
-	notCached, err := c.cache.FindMissing(ctx, ds)
-	if err != nil || len(notCached) == 0 {
-		return notCached, err
+	missing, err := c.backend.FindMissing(ctx, ds)
+	if err == nil || status.Code(err) != codes.Unavailable {
+		return missing, backendError(c.name, err)
 	}
-	missing, err := c.backend.FindMissing(ctx, notCached)
-	return missing, backendError(c.name, err)
+	// The backend is down: the cache serves what it holds meanwhile.
+	notCached, cerr := c.cache.FindMissing(ctx, ds)
+	if cerr != nil || len(notCached) == 0 {
+		return notCached, cerr
+	}
+	return nil, backendError(c.name, err)
 }
 
 // Get implements storage.BlobStore. A blob not cached is copied into the

@@ -216,3 +216,26 @@ func TestCachedReaderWaitingForAFillHonoursItsContext(t *testing.T) {
 		t.Fatalf("the reader that waited for the fill: %v", err)
 	}
 }
+
+// TestCachedFindMissingAsksTheBackend: a blob the backend has evicted
+// since the cache took its copy is missing to the front's clients, who
+// then upload it again. Answered from the cache, it was present, no
+// client uploaded it, and the backend's action cache refused every
+// result naming it for as long as the cache kept it (outside probe).
+func TestCachedFindMissingAsksTheBackend(t *testing.T) {
+	ctx := context.Background()
+	backend := storage.NewMemoryBlobStore()
+	c := compose.NewCachedBlobStore(newDisk(t, 64<<20), backend, "central", nil)
+	d := putBytes(t, c, blobData(3))
+	if missing, err := c.FindMissing(ctx, []digest.Digest{d}); err != nil || len(missing) != 0 {
+		t.Fatalf("FindMissing of a blob written through: %v, %v", missing, err)
+	}
+	backend.Delete(d) // evicted by the backend
+	if missing, err := c.FindMissing(ctx, []digest.Digest{d}); err != nil || len(missing) != 1 || missing[0] != d {
+		t.Fatalf("FindMissing of a blob the backend evicted: %v, %v; want it missing", missing, err)
+	}
+	putBytes(t, c, blobData(3)) // the client's upload goes through again
+	if missing, err := backend.FindMissing(ctx, []digest.Digest{d}); err != nil || len(missing) != 0 {
+		t.Fatalf("the backend after the upload again: missing %v, %v", missing, err)
+	}
+}
