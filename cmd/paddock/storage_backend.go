@@ -11,6 +11,7 @@ import (
 	"github.com/paddock-build/paddock/auth"
 	"github.com/paddock-build/paddock/configs"
 	"github.com/paddock-build/paddock/storage"
+	"github.com/paddock-build/paddock/storage/compose"
 	"github.com/paddock-build/paddock/worker"
 )
 
@@ -80,7 +81,8 @@ func openBackend(ctx context.Context, b configs.Backend, path string, deps backe
 		// The action cache keeps results under the CAS's instance name,
 		// each caller's instance below it (storage.NewRemoteActionCacheUnder).
 		return openedBackend{cas: storage.NewRemoteBlobStore(conn, storage.RemoteOptions{InstanceName: b.Remote.InstanceName}),
-			ac: storage.NewRemoteActionCacheUnder(conn, b.Remote.InstanceName), close: func() { conn.Close() }}, nil
+			ac:    compose.NamedActionCache{AC: storage.NewRemoteActionCacheUnder(conn, b.Remote.InstanceName), Name: path + ".remote"},
+			close: func() { conn.Close() }}, nil
 	}
 }
 
