@@ -27,7 +27,10 @@ type writeCursor struct {
 // take returns the part of req's data past committed, and moves the
 // cursor past req; ok is false for an offset the stream may not send.
 func (c *writeCursor) take(req *bytestream.WriteRequest, committed int64) (data []byte, ok bool) {
-	if req.WriteOffset != c.next || req.WriteOffset > committed {
+	// A negative offset is never one: math.MinInt64 made the bytes to skip
+	// overflow into a negative slice index, and the whole process died of
+	// one request (outside probe); -1 skipped a byte of the data.
+	if req.WriteOffset < 0 || req.WriteOffset != c.next || req.WriteOffset > committed {
 		return nil, false
 	}
 	c.next += int64(len(req.Data))

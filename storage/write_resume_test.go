@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"math"
 	"testing"
 	"time"
 
@@ -128,5 +129,26 @@ func TestAResumeBelowTheCommittedSizeSkipsWhatIsThere(t *testing.T) {
 	got, err := read(ts, &bytestream.ReadRequest{ResourceName: readName(d)})
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read after the resumed write: %d bytes, %v", len(got), err)
+	}
+}
+
+// TestANegativeWriteOffsetIsRefused: a Write whose write_offset is
+// negative is INVALID_ARGUMENT, on its first request or a later one, and
+// the server goes on: math.MinInt64 crashed the whole process (a slice
+// index overflowed), and -1 skipped the data's first byte.
+func TestANegativeWriteOffsetIsRefused(t *testing.T) {
+	ts := startServer(t, storage.ServerOptions{UploadIdleTimeout: time.Minute})
+	data, d := randData(t, 1000)
+	name := writeName(d)
+	for _, off := range []int64{math.MinInt64, -1, math.MinInt64 + 1000} {
+		_, err := write(t, ts, &bytestream.WriteRequest{ResourceName: name, WriteOffset: off, Data: data, FinishWrite: true})
+		wantStatus(t, err, codes.InvalidArgument)
+		_, err = write(t, ts,
+			&bytestream.WriteRequest{ResourceName: name, WriteOffset: 0, Data: data[:500]},
+			&bytestream.WriteRequest{ResourceName: name, WriteOffset: off, Data: data[500:], FinishWrite: true})
+		wantStatus(t, err, codes.InvalidArgument)
+	}
+	if resp, err := write(t, ts, &bytestream.WriteRequest{ResourceName: name, Data: data, FinishWrite: true}); err != nil || resp.CommittedSize != d.SizeBytes() {
+		t.Fatalf("a whole upload after the refusals: %v, %v", resp, err)
 	}
 }
