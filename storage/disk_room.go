@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -176,4 +177,4 @@ func (s *DiskBlobStore) evictForRoomLocked(r diskRoom, need int64) (doomed []blo
 // scratch room than that failed on every retry while the disk held
 // nothing but cached blobs (outside probe). RESOURCE_EXHAUSTED if the
 // room cannot be made.
-func (s *DiskBlobStore) MakeRoom(need int64) error { return s.makeRoom(need) }
+func (s *DiskBlobStore) MakeRoom(_ context.Context, need int64) error { return s.makeRoom(need) }

@@ -134,17 +134,21 @@ func (p *PartitionedBlobStore) opened() map[string]BlobStore {
 	return out
 }
 
-// MakeRoom asks each partition opened so far that can give room back
-// (DiskBlobStore.MakeRoom) for need bytes, until one has made it: they
-// share one disk.
-func (p *PartitionedBlobStore) MakeRoom(need int64) error {
-	err := status.Error(codes.ResourceExhausted, "no partition of the CAS can give room back")
-	for _, s := range p.opened() {
-		if r, ok := s.(interface{ MakeRoom(int64) error }); ok {
-			if err = r.MakeRoom(need); err == nil {
-				return nil
-			}
-		}
+// MakeRoom asks the partition of ctx's instance name (the action that
+// found the disk full) for need bytes, and no other: asked of every
+// partition in turn, one tenant's action that filled the disk emptied
+// another tenant's partition in one attempt (outside probe), where its
+// uploads evict only from its own.
+func (p *PartitionedBlobStore) MakeRoom(ctx context.Context, need int64) error {
+	s, err := p.For(ctx)
+	if err != nil {
+		return err
 	}
-	return err
+	r, ok := s.(interface {
+		MakeRoom(context.Context, int64) error
+	})
+	if !ok {
+		return status.Error(codes.ResourceExhausted, "the CAS partition cannot give room back")
+	}
+	return r.MakeRoom(ctx, need)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/paddock-build/paddock/digest"
 	"github.com/paddock-build/paddock/storage"
@@ -125,5 +126,39 @@ func TestAPartitionOpeningHoldsUpOnlyItsOwnCalls(t *testing.T) {
 	}
 	if _, err := s.FindMissing(ctx("flaky"), []digest.Digest{d}); err != nil {
 		t.Fatalf("the next call, which opens it again: %v", err)
+	}
+}
+
+// roomStore is a partition that records the room it is asked for.
+type roomStore struct {
+	*storage.MemoryBlobStore
+	asked *[]string
+	name  string
+}
+
+func (r roomStore) MakeRoom(_ context.Context, need int64) error {
+	*r.asked = append(*r.asked, r.name)
+	return status.Error(codes.ResourceExhausted, "no room here") // nor is another partition asked instead
+}
+
+// TestMakeRoomAsksOnlyTheActionsPartition: room for an action that found
+// the disk full is asked of its own tenant's partition alone: asked of
+// every partition in turn, one tenant's action emptied another's
+// partition in one attempt (outside probe).
+func TestMakeRoomAsksOnlyTheActionsPartition(t *testing.T) {
+	var asked []string
+	p := storage.NewPartitionedBlobStore(func(instance string) string { return "p-" + instance }, func(partition string) (storage.BlobStore, error) {
+		return roomStore{storage.NewMemoryBlobStore(), &asked, partition}, nil
+	})
+	for _, inst := range []string{"a", "b"} { // both partitions opened
+		if _, err := p.FindMissing(storage.WithInstance(context.Background(), inst), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.MakeRoom(storage.WithInstance(context.Background(), "a"), 1<<20); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("MakeRoom: %v, want its partition's RESOURCE_EXHAUSTED", err)
+	}
+	if len(asked) != 1 || asked[0] != "p-a" {
+		t.Errorf("room asked of %v, want p-a alone", asked)
 	}
 }

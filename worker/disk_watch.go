@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"io/fs"
 	"path/filepath"
 	"sync"
@@ -88,8 +89,9 @@ func diskFull(dir string) bool {
 // writes: without being asked, an action that needed more scratch room
 // than that failed on every retry, the disk full of cached blobs.
 type DiskRoom interface {
-	// MakeRoom frees what it can towards need bytes free on the disk.
-	MakeRoom(need int64) error
+	// MakeRoom frees what it can towards need bytes free on the disk,
+	// from the blobs of ctx's instance name (its tenant's partition).
+	MakeRoom(ctx context.Context, need int64) error
 }
 
 // roomForRetry is the room asked of DiskRoom for the retry of an action

@@ -87,7 +87,7 @@ func TestADiskFullWhileTheActionRan(t *testing.T) {
 // roomRecorder is a DiskRoom that records what it is asked for.
 type roomRecorder struct{ asked []int64 }
 
-func (r *roomRecorder) MakeRoom(need int64) error {
+func (r *roomRecorder) MakeRoom(_ context.Context, need int64) error {
 	r.asked = append(r.asked, need)
 	return nil
 }

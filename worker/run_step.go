@@ -77,7 +77,7 @@ func (s *runStep) Execute(ctx context.Context, j *Job) (*repb.ExecuteResponse, e
 		// be silently wrong: fail it, retryable, and cache nothing. A
 		// command that did check fails the same way, rather than with
 		// its own exit code, which clients take for their build's fault.
-		s.makeRoomForRetry(j.Dir)
+		s.makeRoomForRetry(ctx, j.Dir)
 		return nil, status.Error(codes.ResourceExhausted, "the worker's disk was full while the action ran: its output or output files may be cut short, so its result is not used (the action may be retried)")
 	}
 	if err := markTruncated(j.Dir, run); err != nil {
@@ -173,12 +173,12 @@ func markTruncated(dir string, run *runnerpb.RunResponse) error {
 
 // makeRoomForRetry asks the store that can give room back on the disk
 // for room for the retry of the action in dir, which found it full.
-func (s *runStep) makeRoomForRetry(dir string) {
+func (s *runStep) makeRoomForRetry(ctx context.Context, dir string) {
 	if s.room == nil {
 		return
 	}
 	need := roomForRetry(scratchBytes(dir))
-	if err := s.room.MakeRoom(need); err != nil {
+	if err := s.room.MakeRoom(ctx, need); err != nil {
 		s.logger.Warn("an action found the disk full, and the CAS could not give back room for its retry", "bytes", need, "error", err)
 	}
 }
