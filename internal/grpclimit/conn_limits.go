@@ -96,6 +96,7 @@ type sendConn struct {
 	reserving    int64
 	lastProgress time.Time // see progressed
 	progressAt   int64     // written at lastProgress
+	ackedAt      int64     // the peer's acknowledged bytes at the reaper's last progress (ackedProgress)
 	closed       bool
 	// receiving holds the unary calls whose request has not arrived in
 	// full, with when they began.
