@@ -108,7 +108,7 @@ func (l *Limiter) ServerOptions(others ...grpc.ServerOption) []grpc.ServerOption
 		}
 		return ctx, err
 	}
-	opts := append(keepaliveOptions(), grpc.InTapHandle(chained), grpc.StatsHandler(l), grpc.ChainStreamInterceptor(receivingStreams), grpc.ChainUnaryInterceptor(reservingReplies), grpc.MaxHeaderListSize(MaxHeaderBytes))
+	opts := append(keepaliveOptions(), grpc.InTapHandle(chained), grpc.StatsHandler(l), grpc.ChainStreamInterceptor(recoverStream, receivingStreams), grpc.ChainUnaryInterceptor(recoverUnary, reservingReplies), grpc.MaxHeaderListSize(MaxHeaderBytes))
 	return append(opts, codecOptions()...)
 }
 
