@@ -30,7 +30,7 @@ func TestASteadySlowReaderIsNotStalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &sendConn{Conn: server, lastProgress: time.Now(), receiving: map[*sendRPC]time.Time{}}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	const reply = 16 << 20
 	c.add(reply) // queued, as gRPC's reply is
 	go func() { _, _ = c.Write(make([]byte, reply)) }()
