@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
@@ -18,19 +19,8 @@ import (
 // `paddock images load` imports a `docker save` tarball into a cache
 // directory and prints the image's digest and name.
 func TestImagesLoadDockerSaveTarball(t *testing.T) {
-	img, err := random.Image(2048, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tag, err := name.NewTag("registry.example/team/tool:v1")
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	file := filepath.Join(dir, "image.tar")
-	if err := tarball.WriteToFile(file, tag, img); err != nil {
-		t.Fatal(err)
-	}
+	file, img := dockerSave(t, dir, "registry.example/team/tool:v1", 2048)
 	cache := filepath.Join(dir, "cache")
 	// The file first, as the README writes it.
 	out, err := exec.Command(binary, "images", "load", file, "--cache", cache).CombinedOutput()
@@ -87,19 +77,8 @@ func TestImageCacheFlagsAfterOperands(t *testing.T) {
 // a bound, a 1 MB layer that unpacks to 1 GiB went into the cache, which
 // the runner then refused to use (outside probe).
 func TestImagesLoadIsBounded(t *testing.T) {
-	img, err := random.Image(64<<10, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tag, err := name.NewTag("registry.example/team/big:v1")
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	file := filepath.Join(dir, "image.tar")
-	if err := tarball.WriteToFile(file, tag, img); err != nil {
-		t.Fatal(err)
-	}
+	file, _ := dockerSave(t, dir, "registry.example/team/big:v1", 64<<10)
 	out, err := exec.Command(binary, "images", "load", file, "--cache", filepath.Join(dir, "small"), "--max-bytes", "64KiB").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "cache bound") {
 		t.Fatalf("images load of 128 KiB of layers into a 64 KiB cache: %v\n%s", err, out)
@@ -110,4 +89,23 @@ func TestImagesLoadIsBounded(t *testing.T) {
 	if out, err := exec.Command(binary, "images", "load", file, "--cache", filepath.Join(dir, "default")).CombinedOutput(); err != nil {
 		t.Fatalf("images load within the default bound: %v\n%s", err, out)
 	}
+}
+
+// dockerSave writes a `docker save` tarball of a random image of two
+// layers of layerBytes each, named tag, in dir.
+func dockerSave(t *testing.T, dir, tag string, layerBytes int64) (string, v1.Image) {
+	t.Helper()
+	img, err := random.Image(layerBytes, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.NewTag(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "image.tar")
+	if err := tarball.WriteToFile(file, ref, img); err != nil {
+		t.Fatal(err)
+	}
+	return file, img
 }
