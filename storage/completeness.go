@@ -296,6 +296,27 @@ func GetBytes(ctx context.Context, cas BlobStore, d digest.Digest, limit int64) 
 	if d.SizeBytes() > limit {
 		return nil, status.Errorf(codes.InvalidArgument, "blob %s is larger than the %d bytes allowed here", d, limit)
 	}
+	b, err := getBytes(ctx, cas, d)
+	if status.Code(err) == codes.DataLoss {
+		// Found corrupt with none of it handed out (a store that checks
+		// removes its copy): read once more, so that a mirror's other
+		// side serves its sound copy. A mirror of two disks answered a
+		// batch read, a GetTree and a cached result's check as if the
+		// blob were gone while its second side held it (outside probe).
+		// Gone now, the blob keeps the error that says why.
+		again, err2 := getBytes(ctx, cas, d)
+		switch {
+		case err2 == nil:
+			return again, nil
+		case status.Code(err2) != codes.NotFound:
+			return nil, err2
+		}
+	}
+	return b, err
+}
+
+// getBytes reads d whole, to its end, which a verifying reader checks.
+func getBytes(ctx context.Context, cas BlobStore, d digest.Digest) ([]byte, error) {
 	r, err := cas.Get(ctx, d, 0)
 	if err != nil {
 		return nil, err
