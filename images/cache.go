@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/paddock-build/paddock/internal/lru"
 )
@@ -45,11 +44,8 @@ type Cache struct {
 	images *lru.Set[string, *imageEntry] // by digest, in order of use
 	layers map[string]*layerEntry        // by diffID
 	refs   map[string]refRecord          // by refRecord.Key (tagKey, indexKey); at most maxRefs
-	// refUsed is when each ref was last looked up in this process
-	// (ref_bound.go).
-	refUsed map[string]time.Time
-	bytes   int64 // layers' costs plus images' own Bytes (trash apart: waitForTrash)
-	closed  bool
+	bytes  int64                         // layers' costs plus images' own Bytes (trash apart: waitForTrash)
+	closed bool
 }
 
 type imageEntry struct {
@@ -111,7 +107,7 @@ func New(o Options) (*Cache, error) {
 		platform: platform.String(),
 		trash:    newRemover(o.Logger, o.removeTree),
 	}
-	c.refs, c.refUsed = c.keyedByPlatform(refs), map[string]time.Time{}
+	c.refs = c.keyedByPlatform(refs)
 	c.dropRefFiles(c.refsOverLocked(""))
 	// What the previous run left to delete goes in the background: the
 	// cache serves at once (openStore).

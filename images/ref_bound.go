@@ -17,8 +17,9 @@ const maxRefs = 4096
 
 // useRefLocked notes that the ref of key was looked up now.
 func (c *Cache) useRefLocked(key string) {
-	if _, ok := c.refs[key]; ok {
-		c.refUsed[key] = c.opts.Clock.Now()
+	if r, ok := c.refs[key]; ok {
+		r.usedAt = c.opts.Clock.Now()
+		c.refs[key] = r
 	}
 }
 
@@ -41,8 +42,8 @@ func (c *Cache) refsOverLocked(keep string) []string {
 			continue
 		}
 		at := r.ResolvedAt
-		if used := c.refUsed[k]; used.After(at) {
-			at = used
+		if r.usedAt.After(at) {
+			at = r.usedAt
 		}
 		uses = append(uses, use{k, at})
 	}
@@ -50,7 +51,6 @@ func (c *Cache) refsOverLocked(keep string) []string {
 	var dropped []string
 	for _, u := range uses[:min(over, len(uses))] {
 		delete(c.refs, u.key)
-		delete(c.refUsed, u.key)
 		dropped = append(dropped, u.key)
 	}
 	return dropped

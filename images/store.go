@@ -61,6 +61,9 @@ type refRecord struct {
 	Key        string    `json:"key"`
 	Digest     string    `json:"digest"`
 	ResolvedAt time.Time `json:"resolvedAt"`
+	// usedAt is when this process last looked the ref up, for the bound
+	// on refs (ref_bound.go); not kept on disk.
+	usedAt time.Time
 }
 
 func openStore(dir string) (*store, error) {
