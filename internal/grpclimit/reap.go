@@ -32,8 +32,9 @@ func (c *sendConn) stalled(l *ConnLimits) bool {
 }
 
 // reapStalled closes, every second or so, the connections that have bytes
-// queued and have written none for StallTimeout, and those with a unary
-// request that has not arrived within RequestTimeout.
+// queued and whose client took less than minProgress of them in
+// StallTimeout, and those with a unary request that has not arrived
+// within RequestTimeout.
 func reapStalled() {
 	for {
 		l := connLimits.Load()

@@ -31,13 +31,17 @@ func TestASteadySlowReaderIsNotStalled(t *testing.T) {
 	}
 	c := &sendConn{Conn: server, lastProgress: time.Now(), receiving: map[*sendRPC]time.Time{}}
 	defer func() { _ = c.Close() }()
-	const reply = 16 << 20
+	// More than the client reads below, so that the write never returns:
+	// only what the client acknowledged shows its progress.
+	const reply = 32 << 20
 	c.add(reply) // queued, as gRPC's reply is
 	go func() { _, _ = c.Write(make([]byte, reply)) }()
-	l := &ConnLimits{StallTimeout: 300 * time.Millisecond, RequestTimeout: time.Hour}
+	// A stall timeout of 2 s: the client below takes 64 KiB (two reads)
+	// in 40 ms, so only a machine stalled for seconds could miss it.
+	l := &ConnLimits{StallTimeout: 2 * time.Second, RequestTimeout: time.Hour}
 
 	buf := make([]byte, 32<<10)
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
 		if _, err := io.ReadFull(client, buf); err != nil { // about 1.5 MB/s
 			t.Fatal(err)
 		}
